@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int fv__placeholder_t;

@@ -1,0 +1,92 @@
+/* fv_mlp.h - logistic regression and multi-layer perceptrons (ReLU), float32.
+ *
+ * An architecture is dims = [n_in, hidden_1, ..., hidden_H, n_out]; logistic
+ * regression is H = 0. Binary tasks have n_out = 1 (one logit, sigmoid); multi-class
+ * tasks have n_out = K >= 2 (softmax). All parameters live in one contiguous float
+ * vector (so optimizers, secure aggregation and the model file see one array):
+ *   for layer l = 0..H:  W_l  dims[l] x dims[l+1], row-major (input-major: the forward
+ *                             pass is Z = X W_l + b_l, a plain gemm)
+ *                        b_l  dims[l+1]
+ * Losses are means over the batch (weights per row optional):
+ *   binary      -[pos_weight * y log p + (1 - y) log(1 - p)]     (from the logit, stable)
+ *   multi-class -log softmax(z)_y
+ * The regularizers (L2, proximal) live in the optimizer, not here.
+ *
+ * Thread safety: a model may be read by many threads at once, each with its own
+ * workspace; nothing here is global.
+ */
+#ifndef FV_MLP_H
+#define FV_MLP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fv_error.h"
+
+#define FV_MLP_MAX_HIDDEN 8
+#define FV_MLP_MAX_WIDTH 65536 /* per layer; checked by fv_mlp_new and the model decoder */
+
+typedef struct fv_mlp_arch {
+    size_t n_in;
+    size_t n_hidden; /* number of hidden layers, 0 = logistic regression */
+    size_t hidden[FV_MLP_MAX_HIDDEN];
+    size_t n_out; /* 1 = binary (sigmoid), >= 2 = multi-class (softmax) */
+} fv_mlp_arch_t;
+
+typedef struct fv_mlp fv_mlp_t;
+typedef struct fv_mlp_ws fv_mlp_ws_t;
+
+/* "logreg" or "mlp:H1,H2,..." (1..FV_MLP_MAX_HIDDEN widths, each 1..FV_MLP_MAX_WIDTH).
+ * n_classes is 2 for binary (-> n_out 1) or K for multi-class. */
+int fv_mlp_parse_arch(const char *spec, size_t n_in, size_t n_classes, fv_mlp_arch_t *ret,
+                      fv_diag_t *d);
+/* Writes the spec back ("logreg", "mlp:512,256") into buf. Returns buf. */
+const char *fv_mlp_arch_string(const fv_mlp_arch_t *a, char *buf, size_t len);
+
+/* Parameters zeroed. */
+int fv_mlp_new(const fv_mlp_arch_t *arch, fv_mlp_t **ret);
+void fv_mlp_free(fv_mlp_t *m);
+int fv_mlp_clone(const fv_mlp_t *m, fv_mlp_t **ret);
+/* He-normal weights for ReLU layers, Glorot-uniform for the output layer, zero biases;
+ * logistic regression starts at zero. Deterministic for a seed. */
+void fv_mlp_init(fv_mlp_t *m, uint64_t seed);
+
+const fv_mlp_arch_t *fv_mlp_arch(const fv_mlp_t *m);
+size_t fv_mlp_n_params(const fv_mlp_t *m);
+float *fv_mlp_params(fv_mlp_t *m);
+const float *fv_mlp_params_const(const fv_mlp_t *m);
+/* decay_mask[i] = 1 for weights, 0 for biases (L2 applies to weights only).
+ * Borrowed, n_params entries, lives as long as the model. */
+const uint8_t *fv_mlp_decay_mask(const fv_mlp_t *m);
+
+/* Scratch space for batches of up to max_batch rows. One per thread. */
+int fv_mlp_ws_new(const fv_mlp_t *m, size_t max_batch, fv_mlp_ws_t **ret);
+void fv_mlp_ws_free(fv_mlp_ws_t *ws);
+
+/* x: n x n_in. ret_prob: n x n_out probabilities (binary: P(positive); multi-class: row
+ * of K). n <= the workspace's max_batch, else FV_EINVAL. */
+int fv_mlp_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n,
+                   float *ret_prob);
+/* Same, returning raw logits (n x n_out) instead of probabilities. */
+int fv_mlp_logits(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n,
+                  float *ret_logits);
+
+/* Mean loss over the batch and its gradient w.r.t. all parameters (grad: n_params, fully
+ * overwritten). y: class indices (binary: 0/1). row_w: per-row weights or NULL (all 1).
+ * pos_weight: binary only, multiplies the positive term (1 = plain BCE).
+ * Returns FV_ENUMERIC if the loss is not finite. */
+int fv_mlp_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                     const float *row_w, size_t n, float pos_weight, float *grad,
+                     double *ret_loss);
+
+/* Mean loss only (no gradient), same definition. */
+int fv_mlp_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                const float *row_w, size_t n, float pos_weight, double *ret_loss);
+
+/* Floating-point operations of one forward pass over one row (2 * sum of in*out), and
+ * of one training step per row (forward + backward, about 3x forward). For benchmarks. */
+double fv_mlp_flops_forward(const fv_mlp_arch_t *a);
+double fv_mlp_flops_train(const fv_mlp_arch_t *a);
+
+#endif

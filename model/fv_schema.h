@@ -1,0 +1,106 @@
+/* fv_schema.h - the dataset schema every bank of a federation shares.
+ *
+ * A schema names the columns in order and their types, the category vocabulary of every
+ * categorical column (sorted by byte order, so it does not depend on row order), the
+ * target column, its vocabulary of class labels and, for a binary task, the positive
+ * label. Banks that hold the same schema get the same one-hot layout.
+ *
+ * JSON form (saved and loaded with jansson; unknown keys are an error):
+ *   {
+ *     "fedvault_schema": 1,
+ *     "target": "Class",
+ *     "positive": "bad",              // string: binary task; null: multi-class
+ *     "classes": ["bad", "good"],     // every target label, sorted
+ *     "unknown_category": "error",    // or "other": unseen categories go to an extra column
+ *     "columns": [
+ *       {"name": "funded_amnt", "type": "numeric"},
+ *       {"name": "term", "type": "categorical", "categories": ["term_36", "term_60"]},
+ *       {"name": "sub_grade", "type": "ignored"},
+ *       {"name": "Class", "type": "target"}
+ *     ]
+ *   }
+ * Binary: class index 1 is the positive label, 0 every other label in "classes".
+ * Multi-class: class index is the label's position in "classes".
+ *
+ * Missing values: an empty cell or "NA" (exactly) in any column is missing.
+ */
+#ifndef FV_SCHEMA_H
+#define FV_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fv_error.h"
+
+#define FV_SCHEMA_MAX_COLUMNS 4096
+#define FV_SCHEMA_MAX_CATEGORIES 65536 /* per column; more is refused at infer/load */
+
+typedef enum {
+    FV_COL_NUMERIC = 0,
+    FV_COL_CATEGORICAL = 1,
+    FV_COL_IGNORED = 2,
+    FV_COL_TARGET = 3,
+} fv_col_type_t;
+
+typedef enum {
+    FV_UNKNOWN_ERROR = 0, /* an unseen category is an error naming file:line:col */
+    FV_UNKNOWN_OTHER = 1, /* an unseen category goes to the column's "<other>" bucket */
+} fv_unknown_policy_t;
+
+typedef struct fv_schema fv_schema_t;
+
+typedef struct fv_schema_infer_opts {
+    const char *target;             /* required: target column name */
+    const char *positive;           /* positive label; NULL = multi-class */
+    const char *const *drop;        /* columns to mark ignored (borrowed), may be NULL */
+    size_t n_drop;
+    fv_unknown_policy_t unknown;    /* default FV_UNKNOWN_ERROR */
+} fv_schema_infer_opts_t;
+
+/* Reads a CSV and infers: a column is numeric if every non-missing cell parses fully as a
+ * finite number (strtod), else categorical with the sorted set of seen values. Errors:
+ * target or a --drop column not in the header, positive label never seen in the target,
+ * duplicate column names, empty file (no header, or header but no rows), ragged rows,
+ * missing target cells; each names file:line:col. */
+int fv_schema_infer(const char *csv_path, const fv_schema_infer_opts_t *opts,
+                    fv_schema_t **ret, fv_diag_t *d);
+int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
+                        const fv_schema_infer_opts_t *opts, fv_schema_t **ret, fv_diag_t *d);
+
+/* JSON round trip. to_json output is canonical (fixed key order, compact): equal schemas
+ * give equal bytes. *ret_json is malloc'd, NUL-terminated; caller frees. */
+int fv_schema_to_json(const fv_schema_t *s, char **ret_json, size_t *ret_len);
+int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schema_t **ret,
+                        fv_diag_t *d);
+int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d);
+int fv_schema_load(const char *path, fv_schema_t **ret, fv_diag_t *d);
+void fv_schema_free(fv_schema_t *s);
+/* Deep equality (same columns, types, vocabularies, target, labels, policy). */
+bool fv_schema_equal(const fv_schema_t *a, const fv_schema_t *b);
+
+size_t fv_schema_n_columns(const fv_schema_t *s);
+const char *fv_schema_column_name(const fv_schema_t *s, size_t col);
+fv_col_type_t fv_schema_column_type(const fv_schema_t *s, size_t col);
+/* Index of a column by name, or -1. */
+long fv_schema_column_index(const fv_schema_t *s, const char *name);
+size_t fv_schema_n_categories(const fv_schema_t *s, size_t col); /* 0 if not categorical */
+const char *fv_schema_category(const fv_schema_t *s, size_t col, size_t k);
+/* Index of value in the column's vocabulary, or -1 (binary search). */
+long fv_schema_category_index(const fv_schema_t *s, size_t col, const char *value);
+
+size_t fv_schema_target(const fv_schema_t *s); /* column index of the target */
+bool fv_schema_is_binary(const fv_schema_t *s);
+const char *fv_schema_positive(const fv_schema_t *s); /* NULL if multi-class */
+/* Number of classes the model predicts: 2 for binary, |classes| for multi-class. */
+size_t fv_schema_n_classes(const fv_schema_t *s);
+size_t fv_schema_n_labels(const fv_schema_t *s); /* |classes| */
+const char *fv_schema_label(const fv_schema_t *s, size_t k);
+/* Class index of a target label (binary: 1 for positive, 0 for another known label),
+ * or -1 if the label is not in "classes". */
+long fv_schema_class_of(const fv_schema_t *s, const char *label);
+fv_unknown_policy_t fv_schema_unknown_policy(const fv_schema_t *s);
+
+/* True if a cell is missing (empty or exactly "NA"). */
+bool fv_schema_is_missing(const char *cell);
+
+#endif

@@ -1,0 +1,69 @@
+/* fv_train.h - the local training loop: mini-batches, early stopping, determinism.
+ *
+ * One epoch shuffles the training rows with an fv_rng seeded from (seed, epoch), walks
+ * them in batches (the last batch may be short), and takes one optimizer step per batch.
+ * After each epoch, if a validation set is given, the model is evaluated on it; early
+ * stopping watches the chosen metric and stops after `patience` epochs without an
+ * improvement larger than min_delta, then restores the best parameters. patience == 0
+ * or no validation set disables early stopping (all epochs run, last parameters kept).
+ * Same inputs, seed and OpenBLAS thread count -> bit-identical parameters.
+ *
+ * No clocks, no printing: the caller times and reports epochs through on_epoch.
+ */
+#ifndef FV_TRAIN_H
+#define FV_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fv_error.h"
+#include "fv_mlp.h"
+#include "fv_optim.h"
+
+typedef enum {
+    FV_ES_LOSS = 0,    /* validation loss, lower is better */
+    FV_ES_ROC_AUC = 1, /* validation ROC AUC (binary only), higher is better */
+} fv_es_metric_t;
+
+typedef struct fv_epoch_report {
+    size_t epoch;      /* 1-based */
+    double train_loss; /* mean batch loss over the epoch (without regularizers) */
+    double val_loss;   /* NaN if no validation set */
+    double val_auc;    /* NaN if no validation set or multi-class */
+    int improved;      /* 1 if this epoch is the best so far */
+} fv_epoch_report_t;
+
+typedef struct fv_train_cfg {
+    size_t epochs;     /* >= 1 */
+    size_t batch_size; /* >= 1 */
+    fv_optim_cfg_t optim;
+    size_t patience; /* 0 = no early stopping */
+    double min_delta;
+    fv_es_metric_t es_metric;
+    float pos_weight; /* binary positive-class weight, 1 = none */
+    uint64_t seed;
+    /* Called after every epoch; return non-zero to stop training (fv_train then returns
+     * 0 with stopped_by_caller set). May be NULL. */
+    int (*on_epoch)(void *user, const fv_epoch_report_t *r);
+    void *user;
+} fv_train_cfg_t;
+
+/* Defaults: 50 epochs, batch 128, fv_optim_cfg_default, patience 3, min_delta 1e-4,
+ * FV_ES_LOSS, pos_weight 1, seed 0. */
+void fv_train_cfg_default(fv_train_cfg_t *cfg);
+
+typedef struct fv_train_result {
+    size_t epochs_run;
+    size_t best_epoch; /* epoch whose parameters were kept */
+    double best_val_metric;
+    int stopped_early;
+    int stopped_by_caller;
+} fv_train_result_t;
+
+/* x_train: n_train x n_in, y_train: class indices. x_val/y_val may be NULL (n_val 0).
+ * The model is trained in place. */
+int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n_train,
+             const float *x_val, const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+             fv_train_result_t *ret, fv_diag_t *d);
+
+#endif

@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    fputs("test not written yet\n", stderr);
+    return 1;
+}
