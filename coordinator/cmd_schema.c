@@ -1,0 +1,107 @@
+/* cmd_schema.c - `fedvault schema infer`: write the schema a federation will share.
+ *
+ * One bank (or the federation operator, on a sample) infers the schema once; every bank
+ * then trains and scores with the same file, so the one-hot layouts agree.
+ */
+#include "cli-int.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fv_schema.h"
+
+#define CMD "schema"
+
+static const char usage[] =
+    "Usage: fedvault schema infer --data FILE --target COLUMN [--positive LABEL]\n"
+    "                             [--drop COL,...] [--unknown error|other] --out SCHEMA\n"
+    "\n"
+    "Infer a dataset schema (column types, sorted category vocabularies, target and\n"
+    "positive label) from a CSV file and write it as JSON. A column is numeric when every\n"
+    "non-missing cell is a finite number, categorical otherwise.\n"
+    "\n"
+    "  --data FILE            CSV file (header row)\n"
+    "  --target COLUMN        target column\n"
+    "  --positive LABEL       positive label (binary); omit for multi-class\n"
+    "  --drop COL,...         columns to mark ignored\n"
+    "  --unknown error|other  policy for unseen categories (default error)\n"
+    "  --out SCHEMA           JSON file to write\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+static const struct option long_opts[] = {
+    {"data", required_argument, NULL, 'd'},
+    {"target", required_argument, NULL, 't'},
+    {"positive", required_argument, NULL, 'p'},
+    {"drop", required_argument, NULL, 'x'},
+    {"unknown", required_argument, NULL, 'u'},
+    {"out", required_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int fv_cmd_schema(int argc, char **argv)
+{
+    const char *data = NULL, *target = NULL, *positive = NULL, *drop = NULL, *out = NULL;
+    fv_unknown_policy_t unknown = FV_UNKNOWN_ERROR;
+    fv_schema_t *s = NULL;
+    fv_diag_t d = {""};
+    int c;
+
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage, stdout);
+        return FV_EXIT_OK;
+    }
+    if (argc < 2 || strcmp(argv[1], "infer") != 0)
+        return fv_cli_usage_error(CMD, "expected the subcommand 'infer'");
+    argc--, argv++;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': fputs(usage, stdout); return FV_EXIT_OK;
+        case 'd': data = optarg; break;
+        case 't': target = optarg; break;
+        case 'p': positive = optarg; break;
+        case 'x': drop = optarg; break;
+        case 'o': out = optarg; break;
+        case 'u':
+            if (strcmp(optarg, "error") == 0)
+                unknown = FV_UNKNOWN_ERROR;
+            else if (strcmp(optarg, "other") == 0)
+                unknown = FV_UNKNOWN_OTHER;
+            else
+                return fv_cli_usage_error(CMD, "--unknown: expected 'error' or 'other', got '%s'", optarg);
+            break;
+        default:
+            fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
+            return FV_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    if (data == NULL || target == NULL || out == NULL)
+        return fv_cli_usage_error(CMD, "--data, --target and --out are required");
+    if (fv_cli_infer_schema(CMD, data, target, positive, drop, unknown, &s) != 0)
+        return FV_EXIT_FAIL;
+    int r = fv_schema_save(s, out, &d);
+    if (r != 0) {
+        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        fv_schema_free(s);
+        return FV_EXIT_FAIL;
+    }
+    size_t n_num = 0, n_cat = 0, n_ign = 0;
+    for (size_t i = 0; i < fv_schema_n_columns(s); i++) {
+        fv_col_type_t t = fv_schema_column_type(s, i);
+        n_num += (t == FV_COL_NUMERIC);
+        n_cat += (t == FV_COL_CATEGORICAL);
+        n_ign += (t == FV_COL_IGNORED);
+    }
+    printf("Schema written to %s: %zu numeric, %zu categorical, %zu ignored columns; "
+           "target '%s', %s\n", out, n_num, n_cat, n_ign,
+           fv_schema_column_name(s, fv_schema_target(s)),
+           fv_schema_is_binary(s) ? "binary" : "multi-class");
+    fv_schema_free(s);
+    return FV_EXIT_OK;
+}

@@ -1,0 +1,60 @@
+/* fedvault.c - the `fedvault` command-line tool: a thin dispatcher over subcommands.
+ *
+ * Today: local training and evaluation (train, eval), schema inference and data splits.
+ * The federation's admin commands (status, job, model, audit) join here as the
+ * coordinator grows.
+ */
+#include "cli-int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "fv-config.h"
+
+static const char usage[] =
+    "Usage: fedvault COMMAND [options]\n"
+    "\n"
+    "fedvault - federated learning for banks.\n"
+    "\n"
+    "Commands:\n"
+    "  train     train a model on a local CSV file and save it\n"
+    "  eval      score a CSV file with a saved model and report metrics\n"
+    "  schema    infer the dataset schema a federation shares (schema infer ...)\n"
+    "  split     split a CSV file into stratified train and test files\n"
+    "  version   print the version\n"
+    "\n"
+    "'fedvault COMMAND --help' describes each command.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fputs("fedvault: error: libsodium failed to initialize\n", stderr);
+        return FV_EXIT_FAIL;
+    }
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return FV_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return FV_EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fedvault %s (%s)\n", FV_VERSION, FV_COMMIT);
+        return FV_EXIT_OK;
+    }
+    if (strcmp(cmd, "train") == 0)
+        return fv_cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0)
+        return fv_cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "schema") == 0)
+        return fv_cmd_schema(argc - 1, argv + 1);
+    if (strcmp(cmd, "split") == 0)
+        return fv_cmd_split(argc - 1, argv + 1);
+    fprintf(stderr, "fedvault: unknown command '%s'\n%s", cmd, usage);
+    return FV_EXIT_USAGE;
+}

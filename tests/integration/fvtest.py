@@ -1,0 +1,54 @@
+"""Shared helpers for fedvault's integration tests (stdlib only).
+
+Each test script is its own meson test and process. It receives the path of the
+`fedvault` executable as argv[1]; FV_SOURCE_ROOT points at the source tree.
+FV_TEST_WRAPPER (e.g. "valgrind --error-exitcode=1 --leak-check=full") prefixes every
+fedvault invocation when set.
+"""
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+DATA = os.path.join(SRC, "examples", "data")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def fedvault():
+    return sys.argv[1]
+
+
+def run(args, expect=None):
+    """Runs fedvault with args; returns (code, stdout, stderr)."""
+    wrapper = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+    p = subprocess.run(wrapper + [fedvault()] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=1800)
+    if expect is not None and p.returncode != expect:
+        fail(f"fedvault {' '.join(map(str, args))}: exit {p.returncode}, expected {expect}\n"
+             f"--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def run_json(args):
+    _, out, _ = run(list(args) + ["--json"], expect=0)
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError as e:
+        fail(f"not JSON ({e}): {out!r}")
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def tmpdir():
+    return tempfile.mkdtemp(prefix="fv-it-")

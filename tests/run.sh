@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The test command (README): installs what it needs, then
+#   1. builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the whole suite
+#      (unit, integration, fuzz-regress; the 'slow' suite has its own command),
+#   2. builds a release build (NDEBUG) and runs the unit suite there too, so no test leans
+#      on assert(),
+#   3. runs the unit and fuzz-regress suites under valgrind (leaks are errors),
+# and ends with one line "N passed, N failed" counted from meson's test logs.
+# Exit status is non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+if [ "$(id -u)" = 0 ]; then .ci/install-deps || exit 1; fi
+
+status=0
+logs=()
+run_suite() { # builddir, meson test args...
+  local dir=$1; shift
+  meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
+  local copy="$root/$dir/meson-logs/testlog-run$((${#logs[@]} + 1)).json"
+  cp "$root/$dir/meson-logs/testlog.json" "$copy" 2>/dev/null || { echo "no test log in $dir"; status=1; return; }
+  logs+=("$copy")
+}
+configure() { # builddir, meson options...
+  local dir=$1; shift
+  if [ -d "$dir" ]; then meson setup --reconfigure "$dir" "$@" >/dev/null
+  else meson setup "$dir" "$@" >/dev/null; fi || { echo "meson setup $dir failed"; exit 1; }
+  ninja -C "$dir" || { echo "build $dir failed"; exit 1; }
+}
+
+configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+run_suite build-asan --suite unit --suite integration --suite fuzz-regress
+
+configure build-release -Dbuildtype=release -Db_ndebug=true
+run_suite build-release --suite unit
+
+run_suite build-release --suite unit --suite fuzz-regress --setup valgrind
+
+/usr/bin/python3 - "${logs[@]}" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line).get("result")
+            if r in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+PY
+exit $status
