@@ -1,7 +1,8 @@
 /* error.c - fv_strerror/fv_err_name generated from FV_ERRNO_MAP, and fv_diag_set.
  *
- * Negative values in the libuv/errno range are handed to uv_strerror/uv_err_name so a
- * daemon can report one code space whatever layer failed.
+ * Negative values in the libuv range are named from libuv's own UV_ERRNO_MAP, so a daemon
+ * reports one code space whatever layer failed (and nothing allocates: uv_strerror would
+ * leak a fresh string for codes libuv does not know).
  */
 #include "fv_error.h"
 
@@ -22,8 +23,16 @@ const char *fv_strerror(int err)
     default:
         break;
     }
-    if (err < 0 && err > -10000)
-        return uv_strerror(err);
+    switch (err) {
+#define FV__UV_STR(name, msg)                                                                 \
+    case UV_##name:                                                                       \
+        return msg;
+        UV_ERRNO_MAP(FV__UV_STR)
+#undef FV__UV_STR
+    default:
+        break;
+    }
+    /* Not uv_strerror(): for codes libuv does not know it allocates a fresh string. */
     return "unknown error";
 }
 
@@ -40,8 +49,15 @@ const char *fv_err_name(int err)
     default:
         break;
     }
-    if (err < 0 && err > -10000)
-        return uv_err_name(err);
+    switch (err) {
+#define FV__UV_NAME(name, msg)                                                                \
+    case UV_##name:                                                                       \
+        return "UV_" #name;
+        UV_ERRNO_MAP(FV__UV_NAME)
+#undef FV__UV_NAME
+    default:
+        break;
+    }
     return "FV_EUNKNOWN";
 }
 

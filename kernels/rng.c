@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+__extension__ typedef unsigned __int128 fv__u128;
+
 static uint64_t splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
@@ -45,12 +47,12 @@ double fv_rng_uniform(fv_rng_t *r)
 uint64_t fv_rng_below(fv_rng_t *r, uint64_t n)
 {
     /* Lemire, "Fast Random Integer Generation in an Interval" (2019). */
-    unsigned __int128 m = (unsigned __int128)fv_rng_next(r) * n;
+    fv__u128 m = (fv__u128)fv_rng_next(r) * n;
     uint64_t l = (uint64_t)m;
     if (l < n) {
         uint64_t t = -n % n;
         while (l < t) {
-            m = (unsigned __int128)fv_rng_next(r) * n;
+            m = (fv__u128)fv_rng_next(r) * n;
             l = (uint64_t)m;
         }
     }
