@@ -1,2 +1,340 @@
-/* placeholder: being written */
-typedef int fv__placeholder_t;
+/* train.c - the local training loop: shuffled mini-batches, validation, early stopping.
+ *
+ * Per epoch e (1-based):
+ *   1. idx = 0..n_train-1, shuffled by an fv_rng seeded with mix(seed, e). The order of
+ *      epoch e is a function of (seed, e) alone, not of earlier epochs.
+ *   2. Batches of batch_size rows in that order (the last one may be short). Each batch
+ *      is gathered once into a contiguous buffer (rows x n_in), then one
+ *      fv_mlp_loss_grad and one fv_optim_step.
+ *   3. train_loss = sum over batches of (batch mean loss * batch rows) / n_train, i.e.
+ *      the mean per-row loss seen during the epoch (equal to the mean of the batch losses
+ *      when all batches are full), without regularizers.
+ *   4. With a validation set: val_loss = fv_mlp_loss over it (in chunks, recombined
+ *      exactly as a row mean), using the training pos_weight, because that is the
+ *      objective being minimized; val_auc = fv_metrics_roc_auc of fv_mlp_predict
+ *      (binary only; NaN if the validation labels hold one class). That is two forward
+ *      passes per validation chunk, accepted so the loss keeps its one definition in
+ *      mlp.c: a forward pass is about a third of a training step, so with a validation
+ *      set a fifth the size of the training set this costs a few percent of an epoch.
+ *   5. Bookkeeping: the epoch "improved" if its metric beats the best so far by more than
+ *      min_delta (loss: m < best - min_delta; AUC: m > best + min_delta); the first
+ *      epoch always improves. With early stopping on, an improving epoch's parameters are
+ *      copied aside.
+ *   6. on_epoch (if any) sees the report; non-zero stops the run (stopped_by_caller).
+ *   7. Early stopping: after `patience` consecutive epochs without improvement, stop.
+ * At the end, with early stopping on (patience > 0 and a validation set), the best
+ * epoch's parameters are put back, also when the caller stopped the run; best_epoch and
+ * best_val_metric describe them. With early stopping off, the last parameters are kept,
+ * best_epoch = epochs_run and best_val_metric is the last epoch's metric (NaN without a
+ * validation set).
+ *
+ * Errors: arguments are checked before any work (labels too, with the row named). A
+ * non-finite loss or parameter during training is FV_ENUMERIC; on any failure the model's
+ * parameters are restored to their values at entry, and *ret is not written.
+ *
+ * Determinism: the only randomness is the per-epoch shuffle; every reduction has a
+ * fixed order; so the same inputs, seed and OpenBLAS thread count give bit-identical
+ * parameters. No clocks, no printing (STYLE.md): the caller times epochs in on_epoch.
+ *
+ * Memory: everything is allocated once before the first epoch (workspace, batch buffer,
+ * gradient, optimizer state, index, snapshots); nothing is allocated per batch.
+ */
+#include "fv_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fv_metrics.h"
+#include "fv_rng.h"
+#include "fv_vec.h"
+
+/* Validation rows evaluated per forward pass (at least the batch size). */
+#define FV_TRAIN_VAL_CHUNK 256
+
+void fv_train_cfg_default(fv_train_cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->epochs = 50;
+    cfg->batch_size = 128;
+    fv_optim_cfg_default(&cfg->optim);
+    cfg->patience = 3;
+    cfg->min_delta = 1e-4;
+    cfg->es_metric = FV_ES_LOSS;
+    cfg->pos_weight = 1.0f;
+    cfg->seed = 0;
+    cfg->on_epoch = NULL;
+    cfg->user = NULL;
+}
+
+/* splitmix64's finalizer: a bijective 64-bit mix. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Seed of epoch e's shuffle: distinct (seed, epoch) pairs give unrelated streams. */
+static uint64_t epoch_seed(uint64_t seed, size_t epoch)
+{
+    return mix64(mix64(seed ^ 0x6a09e667f3bcc909ULL) + (uint64_t)epoch);
+}
+
+static int check_labels(const char *what, const int32_t *y, size_t n, size_t n_classes,
+                        fv_diag_t *d)
+{
+    for (size_t i = 0; i < n; i++)
+        if (y[i] < 0 || (size_t)y[i] >= n_classes)
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: %s row %zu: label %d is out of range 0..%zu", what, i,
+                               (int)y[i], n_classes - 1);
+    return 0;
+}
+
+static int check_args(const fv_mlp_t *m, const float *x_train, const int32_t *y_train,
+                      size_t n_train, const float *x_val, const int32_t *y_val, size_t n_val,
+                      const fv_train_cfg_t *cfg, const fv_train_result_t *ret, fv_diag_t *d)
+{
+    if (m == NULL || x_train == NULL || y_train == NULL || cfg == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "training: missing model, data, config or result");
+    if (n_train == 0)
+        return fv_diag_set(d, FV_EEMPTY, "training: no training rows");
+    if (n_val > 0 && (x_val == NULL || y_val == NULL))
+        return fv_diag_set(d, FV_EINVAL, "training: %zu validation rows but no data", n_val);
+    if (cfg->epochs < 1)
+        return fv_diag_set(d, FV_EINVAL, "training: epochs = %zu: must be >= 1", cfg->epochs);
+    if (cfg->batch_size < 1)
+        return fv_diag_set(d, FV_EINVAL, "training: batch_size = %zu: must be >= 1",
+                           cfg->batch_size);
+    if (!(isfinite(cfg->min_delta) && cfg->min_delta >= 0.0))
+        return fv_diag_set(d, FV_EINVAL, "training: min_delta = %g: must be finite and >= 0",
+                           cfg->min_delta);
+    if (!(isfinite(cfg->pos_weight) && cfg->pos_weight > 0.0f))
+        return fv_diag_set(d, FV_EINVAL, "training: pos_weight = %g: must be finite and > 0",
+                           (double)cfg->pos_weight);
+    if (cfg->es_metric != FV_ES_LOSS && cfg->es_metric != FV_ES_ROC_AUC)
+        return fv_diag_set(d, FV_EINVAL,
+                           "training: es_metric = %d: must be loss (0) or roc_auc (1)",
+                           (int)cfg->es_metric);
+    int r = fv_optim_cfg_check(&cfg->optim, d);
+    if (r != 0)
+        return r;
+
+    size_t n_out = fv_mlp_arch(m)->n_out;
+    size_t n_classes = n_out == 1 ? 2 : n_out;
+    if ((r = check_labels("training", y_train, n_train, n_classes, d)) != 0 ||
+        (r = check_labels("validation", y_val, n_val, n_classes, d)) != 0)
+        return r;
+
+    if (cfg->patience > 0 && n_val > 0 && cfg->es_metric == FV_ES_ROC_AUC) {
+        if (n_out != 1)
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: early stopping on ROC AUC needs a binary model "
+                               "(this one has %zu classes); use the loss metric",
+                               n_out);
+        size_t n_pos = 0;
+        for (size_t i = 0; i < n_val; i++)
+            n_pos += y_val[i] == 1;
+        if (n_pos == 0 || n_pos == n_val)
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: the validation set has only %s rows, so ROC AUC "
+                               "is undefined; use the loss metric or another split",
+                               n_pos ? "positive" : "negative");
+    }
+    return 0;
+}
+
+/* Everything one run allocates, released in one place. */
+typedef struct train_state {
+    fv_mlp_ws_t *ws;
+    fv_optim_t *opt;
+    float *xb;       /* batch rows, bs x n_in */
+    int32_t *yb;     /* batch labels */
+    float *grad;     /* n_params */
+    size_t *idx;     /* n_train */
+    float *start;    /* parameters at entry, restored on failure */
+    float *best;     /* parameters of the best epoch (early stopping only) */
+    float *val_prob; /* n_val (binary with a validation set only) */
+} train_state_t;
+
+static void state_free(train_state_t *s)
+{
+    fv_mlp_ws_free(s->ws);
+    fv_optim_free(s->opt);
+    free(s->xb);
+    free(s->yb);
+    free(s->grad);
+    free(s->idx);
+    free(s->start);
+    free(s->best);
+    free(s->val_prob);
+}
+
+/* Validation loss (row mean) and, for binary models, ROC AUC (NaN if undefined). */
+static int evaluate(const fv_mlp_t *m, train_state_t *s, const float *x, const int32_t *y, size_t n,
+                    size_t chunk, float pos_weight, double *ret_loss, double *ret_auc)
+{
+    size_t n_in = fv_mlp_arch(m)->n_in;
+    int binary = fv_mlp_arch(m)->n_out == 1;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t nc = n - i < chunk ? n - i : chunk;
+        double l;
+        int r = fv_mlp_loss(m, s->ws, x + i * n_in, y + i, NULL, nc, pos_weight, &l);
+        if (r != 0)
+            return r;
+        sum += l * (double)nc;
+        if (binary && (r = fv_mlp_predict(m, s->ws, x + i * n_in, nc, s->val_prob + i)) != 0)
+            return r;
+    }
+    *ret_loss = sum / (double)n;
+    *ret_auc = NAN;
+    if (binary && fv_metrics_roc_auc(s->val_prob, y, n, ret_auc) != 0)
+        *ret_auc = NAN;
+    return 0;
+}
+
+int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n_train,
+             const float *x_val, const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+             fv_train_result_t *ret, fv_diag_t *d)
+{
+    int r = check_args(m, x_train, y_train, n_train, x_val, y_val, n_val, cfg, ret, d);
+    if (r != 0)
+        return r;
+
+    const fv_mlp_arch_t *arch = fv_mlp_arch(m);
+    const size_t n_in = arch->n_in, n_params = fv_mlp_n_params(m);
+    const size_t bs = cfg->batch_size < n_train ? cfg->batch_size : n_train;
+    size_t val_chunk = bs > FV_TRAIN_VAL_CHUNK ? bs : FV_TRAIN_VAL_CHUNK;
+    if (val_chunk > n_val)
+        val_chunk = n_val;
+    const int es_on = cfg->patience > 0 && n_val > 0;
+    const int use_auc = cfg->es_metric == FV_ES_ROC_AUC;
+    float *params = fv_mlp_params(m);
+    const uint8_t *mask = fv_mlp_decay_mask(m);
+
+    train_state_t s;
+    memset(&s, 0, sizeof s);
+    fv_train_result_t res;
+    memset(&res, 0, sizeof res);
+    res.best_val_metric = NAN;
+    double best = use_auc ? -INFINITY : INFINITY;
+    size_t since_best = 0;
+
+    if ((r = fv_mlp_ws_new(m, bs > val_chunk ? bs : val_chunk, &s.ws)) != 0 ||
+        (r = fv_optim_new(&cfg->optim, n_params, &s.opt)) != 0) {
+        fv_diag_set(d, r,
+                    "training: cannot allocate the workspace or optimizer (%zu "
+                    "parameters, batch %zu)",
+                    n_params, bs);
+        goto out;
+    }
+    s.xb = malloc(bs * n_in * sizeof *s.xb);
+    s.yb = malloc(bs * sizeof *s.yb);
+    s.grad = malloc(n_params * sizeof *s.grad);
+    s.idx = malloc(n_train * sizeof *s.idx);
+    s.start = malloc(n_params * sizeof *s.start);
+    if (es_on)
+        s.best = malloc(n_params * sizeof *s.best);
+    if (n_val > 0 && arch->n_out == 1)
+        s.val_prob = malloc(n_val * sizeof *s.val_prob);
+    if (!s.xb || !s.yb || !s.grad || !s.idx || !s.start || (es_on && !s.best) ||
+        (n_val > 0 && arch->n_out == 1 && !s.val_prob)) {
+        r = fv_diag_set(d, FV_ENOMEM,
+                        "training: out of memory for %zu rows and %zu "
+                        "parameters",
+                        n_train, n_params);
+        goto out;
+    }
+    memcpy(s.start, params, n_params * sizeof *params);
+
+    for (size_t e = 1; e <= cfg->epochs; e++) {
+        fv_rng_t rng;
+        for (size_t i = 0; i < n_train; i++)
+            s.idx[i] = i;
+        fv_rng_seed(&rng, epoch_seed(cfg->seed, e));
+        fv_rng_shuffle(&rng, s.idx, n_train);
+
+        double loss_sum = 0.0;
+        for (size_t b0 = 0; b0 < n_train; b0 += bs) {
+            size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
+            for (size_t j = 0; j < nb; j++) {
+                size_t row = s.idx[b0 + j];
+                memcpy(s.xb + j * n_in, x_train + row * n_in, n_in * sizeof *s.xb);
+                s.yb[j] = y_train[row];
+            }
+            double bl;
+            r = fv_mlp_loss_grad(m, s.ws, s.xb, s.yb, NULL, nb, cfg->pos_weight, s.grad, &bl);
+            if (r != 0) {
+                fv_diag_set(d, r,
+                            "training: epoch %zu, batch at position %zu: %s; lower the "
+                            "learning rate or check the inputs for extreme values",
+                            e, b0, r == FV_ENUMERIC ? "the loss is not finite" : "loss failed");
+                goto out;
+            }
+            loss_sum += bl * (double)nb;
+            fv_optim_step(s.opt, params, s.grad, mask);
+        }
+        if (!fv_vec_all_finite(n_params, params)) {
+            r = fv_diag_set(d, FV_ENUMERIC,
+                            "training: epoch %zu: parameters are not finite; lower the "
+                            "learning rate",
+                            e);
+            goto out;
+        }
+
+        fv_epoch_report_t rep;
+        memset(&rep, 0, sizeof rep);
+        rep.epoch = e;
+        rep.train_loss = loss_sum / (double)n_train;
+        rep.val_loss = NAN;
+        rep.val_auc = NAN;
+        res.epochs_run = e;
+        if (n_val > 0) {
+            r = evaluate(m, &s, x_val, y_val, n_val, val_chunk, cfg->pos_weight, &rep.val_loss,
+                         &rep.val_auc);
+            if (r != 0) {
+                fv_diag_set(d, r, "training: epoch %zu: validation %s", e,
+                            r == FV_ENUMERIC ? "loss is not finite" : "failed");
+                goto out;
+            }
+            double metric = use_auc ? rep.val_auc : rep.val_loss;
+            if (use_auc ? metric > best + cfg->min_delta : metric < best - cfg->min_delta) {
+                rep.improved = 1;
+                best = metric;
+                since_best = 0;
+                res.best_epoch = e;
+                res.best_val_metric = metric;
+                if (es_on)
+                    memcpy(s.best, params, n_params * sizeof *params);
+            } else {
+                since_best++;
+            }
+            if (!es_on) /* the kept parameters are the last ones */
+                res.best_val_metric = metric;
+        }
+
+        if (cfg->on_epoch != NULL && cfg->on_epoch(cfg->user, &rep) != 0)
+            res.stopped_by_caller = 1;
+        if (es_on && since_best >= cfg->patience && e < cfg->epochs)
+            res.stopped_early = 1;
+        if (res.stopped_by_caller || res.stopped_early)
+            break;
+    }
+
+    if (es_on && res.best_epoch > 0) {
+        if (res.best_epoch != res.epochs_run)
+            memcpy(params, s.best, n_params * sizeof *params);
+    } else {
+        res.best_epoch = res.epochs_run;
+    }
+    *ret = res;
+    r = 0;
+
+out:
+    if (r != 0 && s.start != NULL)
+        memcpy(params, s.start, n_params * sizeof *params);
+    state_free(&s);
+    return r;
+}

@@ -46,9 +46,10 @@
 #define CHECK_OK(expr, diagp)                                                             \
     do {                                                                                  \
         int fv__r = (expr);                                                               \
+        const fv_diag_t *fv__d = (diagp);                                                 \
         if (fv__r != 0)                                                                   \
             FV__FAIL("%s returned %d (%s): %s", #expr, fv__r, fv_err_name(fv__r),           \
-                     (diagp) ? ((fv_diag_t *)(diagp))->msg : "");                         \
+                     fv__d ? fv__d->msg : "");                                            \
     } while (0)
 
 #define CHECK_NEAR(a, b, tol)                                                             \
