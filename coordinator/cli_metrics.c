@@ -11,9 +11,11 @@
 
 #include "fv_metrics.h"
 
-static double metric_or_nan(int r, double v)
+/* Takes v by pointer: in ok_or_nan(f(&v), v) C would leave open whether v is read before
+ * or after f writes it; the pointer is dereferenced only once the call has run. */
+static double ok_or_nan(int r, const double *v)
 {
-    return r == 0 ? v : NAN;
+    return r == 0 ? *v : NAN;
 }
 
 int fv_cli_metrics_compute(const float *prob, const int32_t *y, size_t n, size_t n_out,
@@ -30,12 +32,12 @@ int fv_cli_metrics_compute(const float *prob, const int32_t *y, size_t n, size_t
     if (m.binary) {
         for (size_t i = 0; i < n; i++)
             m.n_pos += (y[i] == 1);
-        m.roc_auc = metric_or_nan(fv_metrics_roc_auc(prob, y, n, &v), v);
-        m.pr_auc = metric_or_nan(fv_metrics_pr_auc(prob, y, n, &v), v);
-        m.log_loss = metric_or_nan(fv_metrics_log_loss(prob, y, n, &v), v);
-        m.accuracy = metric_or_nan(fv_metrics_accuracy(prob, y, n, 0.5, &v), v);
-        m.recall_at_1pct_fpr = metric_or_nan(fv_metrics_recall_at_fpr(prob, y, n, 0.01, &v), v);
-        m.recall_at_5pct_fpr = metric_or_nan(fv_metrics_recall_at_fpr(prob, y, n, 0.05, &v), v);
+        m.roc_auc = ok_or_nan(fv_metrics_roc_auc(prob, y, n, &v), &v);
+        m.pr_auc = ok_or_nan(fv_metrics_pr_auc(prob, y, n, &v), &v);
+        m.log_loss = ok_or_nan(fv_metrics_log_loss(prob, y, n, &v), &v);
+        m.accuracy = ok_or_nan(fv_metrics_accuracy(prob, y, n, 0.5, &v), &v);
+        m.recall_at_1pct_fpr = ok_or_nan(fv_metrics_recall_at_fpr(prob, y, n, 0.01, &v), &v);
+        m.recall_at_5pct_fpr = ok_or_nan(fv_metrics_recall_at_fpr(prob, y, n, 0.05, &v), &v);
         uint64_t *pos = calloc(FV_CLI_HIST_BINS, sizeof *pos);
         uint64_t *neg = calloc(FV_CLI_HIST_BINS, sizeof *neg);
         if (pos == NULL || neg == NULL) {
@@ -44,13 +46,13 @@ int fv_cli_metrics_compute(const float *prob, const int32_t *y, size_t n, size_t
             return -1;
         }
         fv_metrics_hist_add(prob, y, n, FV_CLI_HIST_BINS, pos, neg);
-        m.hist_roc_auc = metric_or_nan(fv_metrics_hist_roc_auc(pos, neg, FV_CLI_HIST_BINS, &v), v);
-        m.hist_pr_auc = metric_or_nan(fv_metrics_hist_pr_auc(pos, neg, FV_CLI_HIST_BINS, &v), v);
+        m.hist_roc_auc = ok_or_nan(fv_metrics_hist_roc_auc(pos, neg, FV_CLI_HIST_BINS, &v), &v);
+        m.hist_pr_auc = ok_or_nan(fv_metrics_hist_pr_auc(pos, neg, FV_CLI_HIST_BINS, &v), &v);
         free(pos);
         free(neg);
     } else {
-        m.accuracy = metric_or_nan(fv_metrics_mc_accuracy(prob, n, n_out, y, &v), v);
-        m.log_loss = metric_or_nan(fv_metrics_mc_log_loss(prob, n, n_out, y, &v), v);
+        m.accuracy = ok_or_nan(fv_metrics_mc_accuracy(prob, n, n_out, y, &v), &v);
+        m.log_loss = ok_or_nan(fv_metrics_mc_log_loss(prob, n, n_out, y, &v), &v);
     }
     *ret = m;
     return 0;

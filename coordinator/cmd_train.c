@@ -55,7 +55,7 @@ static const char usage[] =
     "\n"
     "Model and training:\n"
     "  --model SPEC           logreg (default) or mlp:H1,H2,... (ReLU hidden layers)\n"
-    "  --epochs N             maximum epochs (default 50)\n"
+    "  --epochs N             maximum epochs (default 200; early stopping usually ends sooner)\n"
     "  --batch-size N         mini-batch rows (default 128)\n"
     "  --optimizer adam|sgd   default adam\n"
     "  --lr X                 learning rate (default 0.001 for adam, 0.01 for sgd)\n"

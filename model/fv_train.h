@@ -48,8 +48,8 @@ typedef struct fv_train_cfg {
     void *user;
 } fv_train_cfg_t;
 
-/* Defaults: 50 epochs, batch 128, fv_optim_cfg_default, patience 3, min_delta 1e-4,
- * FV_ES_LOSS, pos_weight 1, seed 0. */
+/* Defaults: at most 200 epochs (early stopping usually ends sooner), batch 128,
+ * fv_optim_cfg_default, patience 3, min_delta 1e-4, FV_ES_LOSS, pos_weight 1, seed 0. */
 void fv_train_cfg_default(fv_train_cfg_t *cfg);
 
 typedef struct fv_train_result {

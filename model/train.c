@@ -55,7 +55,7 @@
 void fv_train_cfg_default(fv_train_cfg_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->epochs = 50;
+    cfg->epochs = 200;
     cfg->batch_size = 128;
     fv_optim_cfg_default(&cfg->optim);
     cfg->patience = 3;

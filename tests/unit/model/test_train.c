@@ -539,7 +539,7 @@ static void test_errors(void)
     /* defaults */
     fv_train_cfg_t def;
     fv_train_cfg_default(&def);
-    CHECK_UINT_EQ(def.epochs, 50);
+    CHECK_UINT_EQ(def.epochs, 200);
     CHECK_UINT_EQ(def.batch_size, 128);
     CHECK_UINT_EQ(def.patience, 3);
     CHECK_NEAR(def.min_delta, 1e-4, 0);
