@@ -1,2 +1,543 @@
-/* placeholder: being written */
-typedef int fv__placeholder_t;
+/* dataset.c - decode CSV rows against a schema; stratified train/test splits.
+ *
+ * Purpose: turn a bank's CSV into a dense row-major matrix of doubles in schema column
+ * order, decoding every cell exactly once, and say precisely where the data disagrees
+ * with the schema ("FILE:LINE:COL: column 'NAME': what; expected WHAT").
+ *
+ * Header mapping: the CSV may order its columns differently from the schema; they are
+ * matched by name. The header must be a permutation of the schema's column names: a
+ * name not in the schema, a name given twice, or a schema column absent from the header
+ * is an error (an extra column would otherwise be silently ignored, and a bank would
+ * train on less than it thinks). COL in messages is always the CSV field number.
+ *
+ * Cell decoding (see fv_dataset.h for the encoding):
+ *   - missing = "" or "NA" exactly (fv_schema_is_missing);
+ *   - numbers follow the grammar in schema.c's top note, parsed with strtod_l in the "C"
+ *     locale: [+-]? (digits ['.' digits*] | '.' digits) [[eE] [+-]? digits]. The helper
+ *     below is a copy of schema.c's (one rule, two files: inference must call a column
+ *     numeric exactly when loading accepts it; test_schema checks that they agree).
+ *     "inf", "infinity", "nan" (any case, optional sign) and numbers that overflow a
+ *     double ("1e999") are "non-finite number" errors, not missing values: a NaN
+ *     written by some tool is more likely a bug upstream than a deliberate blank, and
+ *     the error says how to write a missing value;
+ *   - the target must hold a label from the schema's classes in every row.
+ *
+ * Memory: the file is read once (fv_csv); the cell matrix grows by doubling. All sizes
+ * are bounded by the CSV byte cap and the schema caps. The dataset borrows its schema.
+ *
+ * Split: rows are bucketed by class in input order; one xoshiro stream seeded with
+ * `seed` shuffles the buckets in class order 0, 1, ...; the first round(f * n_class)
+ * rows of each shuffled bucket go to test. Both outputs are then sorted, so the result
+ * depends only on (rows, labels, f, seed).
+ */
+#define _GNU_SOURCE /* strtod_l */
+
+#include "fv_dataset.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fv_csv.h"
+#include "fv_rng.h"
+
+#define DS_ROWS_INIT 1024
+#define DS_MSG_STR 60
+#define MSG_BUF (4 * DS_MSG_STR + 16)
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if p does not start one.
+ * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xE0) == 0xC0) {
+        n = 2;
+        cp = p[0] & 0x1Fu;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        n = 3;
+        cp = p[0] & 0x0Fu;
+    } else if ((p[0] & 0xF8) == 0xF0) {
+        n = 4;
+        cp = p[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    for (size_t k = 1; k < n; k++) {
+        if ((p[k] & 0xC0) != 0x80) /* also stops at the NUL terminator */
+            return 0;
+        cp = (cp << 6) | (p[k] & 0x3Fu);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Copies s into out for a message: control bytes and bytes that are not UTF-8 as \xNN,
+ * cut after DS_MSG_STR bytes (on a character boundary) with "...". out must hold
+ * MSG_BUF bytes. Returns out. */
+static const char *msg_str(char *out, size_t len, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "(null)");
+    size_t o = 0, i = 0;
+    while (p[i] != 0) {
+        size_t k = utf8_seq(p + i);
+        if (i >= DS_MSG_STR || o + 8 > len) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (k == 0 || p[i] < 0x20 || p[i] == 0x7F) {
+            o += (size_t)snprintf(out + o, len - o, "\\x%02X", p[i]);
+            i++;
+        } else {
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+enum { NUM_OK = 0, NUM_TEXT = 1, NUM_NONFINITE = 2 };
+
+/* Copy of schema.c's parse_number; keep the two identical. */
+static int parse_number(const char *s, locale_t loc, double *ret)
+{
+    const char *p = s;
+    size_t digits = 0;
+    char *end;
+    double v;
+
+    if (*p == '+' || *p == '-')
+        p++;
+    while (*p >= '0' && *p <= '9')
+        p++, digits++;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9')
+            p++, digits++;
+    }
+    if (digits == 0) {
+        const char *w = (*s == '+' || *s == '-') ? s + 1 : s;
+        if (strcasecmp(w, "inf") == 0 || strcasecmp(w, "infinity") == 0 ||
+            strcasecmp(w, "nan") == 0)
+            return NUM_NONFINITE;
+        return NUM_TEXT;
+    }
+    if (*p == 'e' || *p == 'E') {
+        size_t ed = 0;
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        while (*p >= '0' && *p <= '9')
+            p++, ed++;
+        if (ed == 0)
+            return NUM_TEXT;
+    }
+    if (*p != '\0')
+        return NUM_TEXT;
+    v = strtod_l(s, &end, loc);
+    if (*end != '\0')
+        return NUM_TEXT;
+    if (!isfinite(v))
+        return NUM_NONFINITE;
+    *ret = v;
+    return NUM_OK;
+}
+
+/* "'a', 'b', 'c', 'd', ... (35 in all)": a column's categories, or the labels. */
+static void list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels)
+{
+    size_t n = labels ? fv_schema_n_labels(s) : fv_schema_n_categories(s, col), o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && i < 4; i++) {
+        char b[MSG_BUF];
+        const char *v = labels ? fv_schema_label(s, i) : fv_schema_category(s, col, i);
+        int k = snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", msg_str(b, sizeof b, v));
+        if (k < 0 || (size_t)k >= len - o)
+            return;
+        o += (size_t)k;
+    }
+    if (n > 4)
+        snprintf(out + o, len - o, ", ... (%zu in all)", n);
+    else if (n == 0)
+        snprintf(out, len, "(no categories)");
+}
+
+void fv_dataset_free(fv_dataset_t *ds)
+{
+    if (ds == NULL)
+        return;
+    free(ds->cells);
+    free(ds->label);
+    free(ds->line);
+    free(ds);
+}
+
+/* Grows the row arrays to hold at least one more row. */
+static int ds_grow(fv_dataset_t *ds, size_t *cap_rows)
+{
+    size_t ncap = *cap_rows ? *cap_rows * 2 : DS_ROWS_INIT;
+    double *cells;
+    int32_t *label;
+    uint32_t *line;
+    if (ncap > SIZE_MAX / sizeof(double) / (ds->n_cols ? ds->n_cols : 1))
+        return FV_ENOMEM;
+    cells = realloc(ds->cells, ncap * ds->n_cols * sizeof *cells);
+    if (cells == NULL)
+        return FV_ENOMEM;
+    ds->cells = cells;
+    label = realloc(ds->label, ncap * sizeof *label);
+    if (label == NULL)
+        return FV_ENOMEM;
+    ds->label = label;
+    line = realloc(ds->line, ncap * sizeof *line);
+    if (line == NULL)
+        return FV_ENOMEM;
+    ds->line = line;
+    *cap_rows = ncap;
+    return 0;
+}
+
+static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+{
+    const char *fn = fv_csv_name(c);
+    const size_t n = fv_schema_n_columns(s);
+    fv_csv_record_t rec;
+    fv_dataset_t *ds = NULL;
+    size_t *inv = NULL;  /* schema column -> CSV field index */
+    size_t *seen = NULL; /* schema column -> CSV field index + 1, 0 = not yet */
+    fv_col_type_t *types = NULL;
+    locale_t loc = (locale_t)0;
+    size_t cap_rows = 0, header_line;
+    char b1[MSG_BUF], b2[MSG_BUF], lst[300];
+    int r;
+
+    r = fv_csv_next(c, &rec, d);
+    if (r < 0)
+        goto out;
+    if (r == 0) {
+        r = fv_diag_set(d, FV_EEMPTY,
+                        "%s:1:1: empty file; expected a header line naming the schema's %zu "
+                        "columns, then data rows",
+                        fn, n);
+        goto out;
+    }
+    header_line = rec.line;
+    ds = calloc(1, sizeof *ds);
+    inv = calloc(n, sizeof *inv);
+    seen = calloc(n, sizeof *seen);
+    types = calloc(n, sizeof *types);
+    loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (ds == NULL || inv == NULL || seen == NULL || types == NULL || loc == (locale_t)0) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory loading the data", fn);
+        goto out;
+    }
+    ds->schema = s;
+    ds->n_cols = n;
+
+    /* Header: a permutation of the schema's column names. */
+    for (size_t k = 0; k < rec.n_fields; k++) {
+        long j = fv_schema_column_index(s, rec.fields[k]);
+        if (j < 0) {
+            r = fv_diag_set(d, FV_ESCHEMA,
+                            "%s:%zu:%zu: column '%s': not in the schema; expected only the "
+                            "schema's %zu columns (mark unwanted columns \"ignored\" in the "
+                            "schema)",
+                            fn, header_line, k + 1, msg_str(b1, sizeof b1, rec.fields[k]), n);
+            goto out;
+        }
+        if (seen[j] != 0) {
+            r = fv_diag_set(d, FV_ESCHEMA,
+                            "%s:%zu:%zu: column '%s': duplicate header name (also column "
+                            "%zu); expected each column once",
+                            fn, header_line, k + 1, msg_str(b1, sizeof b1, rec.fields[k]), seen[j]);
+            goto out;
+        }
+        seen[j] = k + 1;
+        inv[j] = k;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (seen[j] == 0) {
+            r = fv_diag_set(d, FV_ESCHEMA,
+                            "%s:%zu: column '%s': in the schema but missing from the header; "
+                            "expected all %zu schema columns",
+                            fn, header_line, msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                            n);
+            goto out;
+        }
+        types[j] = fv_schema_column_type(s, j);
+    }
+    /* Here rec.n_fields == n: every field mapped to a distinct schema column. */
+
+    while ((r = fv_csv_next(c, &rec, d)) == 1) {
+        double *row;
+        if (rec.n_fields != n) {
+            if (rec.n_fields > n) {
+                r = fv_diag_set(d, FV_EPARSE,
+                                "%s:%zu:%zu: row has %zu fields, the header has %zu; expected "
+                                "%zu fields (an unquoted comma in a value?)",
+                                fn, rec.line, n + 1, rec.n_fields, n, n);
+            } else {
+                /* name the first absent field's column: find j with inv[j] == n_fields */
+                const char *nm = "";
+                for (size_t j = 0; j < n; j++)
+                    if (inv[j] == rec.n_fields)
+                        nm = fv_schema_column_name(s, j);
+                r = fv_diag_set(d, FV_EPARSE,
+                                "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
+                                "%zu; expected %zu fields (a missing comma?)",
+                                fn, rec.line, rec.n_fields + 1, msg_str(b1, sizeof b1, nm),
+                                rec.n_fields, n, n);
+            }
+            goto out;
+        }
+        if (ds->n_rows == cap_rows && (r = ds_grow(ds, &cap_rows)) < 0) {
+            fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, rec.line, ds->n_rows);
+            goto out;
+        }
+        row = ds->cells + ds->n_rows * n;
+        for (size_t j = 0; j < n; j++) {
+            const char *cell = rec.fields[inv[j]];
+            const size_t col = inv[j] + 1;
+            switch (types[j]) {
+            case FV_COL_NUMERIC: {
+                double v = 0;
+                int k;
+                if (fv_schema_is_missing(cell)) {
+                    row[j] = NAN;
+                    break;
+                }
+                k = parse_number(cell, loc, &v);
+                if (k == NUM_TEXT) {
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "%s:%zu:%zu: column '%s': \"%s\" is not a number; expected "
+                                    "a number like 12, -3.5 or 1e-3, or an empty cell or NA "
+                                    "for a missing value",
+                                    fn, rec.line, col,
+                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    msg_str(b2, sizeof b2, cell));
+                    goto out;
+                }
+                if (k == NUM_NONFINITE) {
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "%s:%zu:%zu: column '%s': non-finite number \"%s\"; "
+                                    "expected a finite number (write a missing value as an "
+                                    "empty cell or NA)",
+                                    fn, rec.line, col,
+                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    msg_str(b2, sizeof b2, cell));
+                    goto out;
+                }
+                row[j] = v;
+                break;
+            }
+            case FV_COL_CATEGORICAL: {
+                long k;
+                if (fv_schema_is_missing(cell)) {
+                    row[j] = FV_CELL_MISSING;
+                    break;
+                }
+                k = fv_schema_category_index(s, j, cell);
+                if (k >= 0) {
+                    row[j] = (double)k;
+                } else if (fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER) {
+                    row[j] = FV_CELL_OTHER;
+                } else {
+                    list_cats(lst, sizeof lst, s, j, false);
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "%s:%zu:%zu: column '%s': unknown category \"%s\"; "
+                                    "expected one of %s (or unknown_category \"other\" in "
+                                    "the schema)",
+                                    fn, rec.line, col,
+                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    msg_str(b2, sizeof b2, cell), lst);
+                    goto out;
+                }
+                break;
+            }
+            case FV_COL_TARGET: {
+                long k;
+                row[j] = NAN;
+                if (fv_schema_is_missing(cell)) {
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "%s:%zu:%zu: column '%s': missing target label (empty or "
+                                    "NA); expected a class label in every row",
+                                    fn, rec.line, col,
+                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
+                    goto out;
+                }
+                k = fv_schema_class_of(s, cell);
+                if (k < 0) {
+                    list_cats(lst, sizeof lst, s, j, true);
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "%s:%zu:%zu: column '%s': unknown target label \"%s\"; "
+                                    "expected one of %s",
+                                    fn, rec.line, col,
+                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    msg_str(b2, sizeof b2, cell), lst);
+                    goto out;
+                }
+                ds->label[ds->n_rows] = (int32_t)k;
+                break;
+            }
+            case FV_COL_IGNORED:
+            default:
+                row[j] = NAN;
+                break;
+            }
+        }
+        ds->line[ds->n_rows] = rec.line > UINT32_MAX ? UINT32_MAX : (uint32_t)rec.line;
+        ds->n_rows++;
+    }
+    if (r < 0)
+        goto out;
+    if (ds->n_rows == 0) {
+        r = fv_diag_set(d, FV_EEMPTY,
+                        "%s:%zu: header but no data rows; expected at least one row after the "
+                        "header",
+                        fn, header_line + 1);
+        goto out;
+    }
+    *ret = ds;
+    ds = NULL;
+    r = 0;
+out:
+    if (loc != (locale_t)0)
+        freelocale(loc);
+    free(types);
+    free(seen);
+    free(inv);
+    fv_dataset_free(ds);
+    return r;
+}
+
+int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+{
+    fv_csv_t *c = NULL;
+    int r;
+    if (s == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_dataset_load: schema and ret are required");
+    r = fv_csv_open(path, 0, &c, d);
+    if (r < 0)
+        return r;
+    r = ds_load_csv(c, s, ret, d);
+    fv_csv_free(c);
+    return r;
+}
+
+int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_schema_t *s,
+                        fv_dataset_t **ret, fv_diag_t *d)
+{
+    fv_csv_t *c = NULL;
+    int r;
+    if (s == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_dataset_load_mem: schema and ret are required");
+    r = fv_csv_open_mem(name, buf, len, &c, d);
+    if (r < 0)
+        return r;
+    r = ds_load_csv(c, s, ret, d);
+    fv_csv_free(c);
+    return r;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+int fv_dataset_split(const fv_dataset_t *ds, const size_t *rows, size_t n, double test_fraction,
+                     uint64_t seed, size_t **ret_train, size_t *ret_n_train, size_t **ret_test,
+                     size_t *ret_n_test)
+{
+    size_t k_classes, *start = NULL, *fill = NULL, *order = NULL, *train = NULL, *test = NULL;
+    size_t n_train = 0, n_test = 0;
+    fv_rng_t rng;
+    int r = FV_EINVAL;
+
+    if (ds == NULL || ret_train == NULL || ret_n_train == NULL || ret_test == NULL ||
+        ret_n_test == NULL || !(test_fraction >= 0.0 && test_fraction < 1.0))
+        return FV_EINVAL;
+    if (rows == NULL)
+        n = ds->n_rows;
+    k_classes = fv_schema_n_classes(ds->schema);
+    for (size_t i = 0; i < n; i++) {
+        size_t row = rows != NULL ? rows[i] : i;
+        if (row >= ds->n_rows || ds->label[row] < 0 || (size_t)ds->label[row] >= k_classes)
+            return FV_EINVAL;
+    }
+
+    r = FV_ENOMEM;
+    start = calloc(k_classes + 1, sizeof *start);
+    fill = calloc(k_classes, sizeof *fill);
+    order = malloc((n ? n : 1) * sizeof *order);
+    train = malloc((n ? n : 1) * sizeof *train);
+    test = malloc((n ? n : 1) * sizeof *test);
+    if (start == NULL || fill == NULL || order == NULL || train == NULL || test == NULL)
+        goto out;
+
+    /* Counting sort by class, stable: order holds each class's rows in input order. */
+    for (size_t i = 0; i < n; i++)
+        start[ds->label[rows != NULL ? rows[i] : i] + 1]++;
+    for (size_t c = 0; c < k_classes; c++)
+        start[c + 1] += start[c];
+    for (size_t i = 0; i < n; i++) {
+        size_t row = rows != NULL ? rows[i] : i;
+        size_t c = (size_t)ds->label[row];
+        order[start[c] + fill[c]++] = row;
+    }
+
+    fv_rng_seed(&rng, seed);
+    for (size_t c = 0; c < k_classes; c++) {
+        size_t nc = start[c + 1] - start[c];
+        size_t nt = (size_t)floor(test_fraction * (double)nc + 0.5);
+        if (nt > nc)
+            nt = nc;
+        fv_rng_shuffle(&rng, order + start[c], nc);
+        for (size_t i = 0; i < nc; i++) {
+            if (i < nt)
+                test[n_test++] = order[start[c] + i];
+            else
+                train[n_train++] = order[start[c] + i];
+        }
+    }
+    qsort(train, n_train, sizeof *train, cmp_size);
+    qsort(test, n_test, sizeof *test, cmp_size);
+    *ret_train = train;
+    *ret_n_train = n_train;
+    *ret_test = test;
+    *ret_n_test = n_test;
+    train = test = NULL;
+    r = 0;
+out:
+    free(start);
+    free(fill);
+    free(order);
+    free(train);
+    free(test);
+    return r;
+}
+
+void fv_dataset_labels(const fv_dataset_t *ds, const size_t *rows, size_t n, int32_t *out)
+{
+    if (ds == NULL || out == NULL)
+        return;
+    /* rows == NULL: rows 0..n-1 (n == ds->n_rows gives all); never read past the end. */
+    if (rows == NULL && n > ds->n_rows)
+        n = ds->n_rows;
+    for (size_t i = 0; i < n; i++) {
+        size_t row = rows != NULL ? rows[i] : i;
+        out[i] = row < ds->n_rows ? ds->label[row] : -1;
+    }
+}
