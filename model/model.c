@@ -1,2 +1,1109 @@
-/* placeholder: being written */
-typedef int fv__placeholder_t;
+/* model.c - the fedvault model file (.fvm): encode, decode, save, load, and scoring.
+ *
+ * A model is what a bank needs to score a row: the schema (how to read the CSV), the fitted
+ * preprocessing (how to turn a row into features) and the network (how to turn features
+ * into a probability), plus an optional metadata JSON object saying where it came from.
+ * The file holds all of it, so a model never gets scored with statistics from another
+ * fit or a schema it was not trained on.
+ *
+ * FILE FORMAT, VERSION 1
+ *
+ * Every integer is unsigned, fixed width and little-endian (u32: 4 bytes, u64: 8 bytes,
+ * least significant byte first). f32 and f64 are IEEE 754 binary32 and binary64, stored as
+ * the little-endian bytes of their bit pattern. Offsets are in bytes from the start of the
+ * file. The file is a 16-byte header, five sections in a fixed order and a 32-byte
+ * checksum, and ends right after the checksum:
+ *
+ *   HEADER (16 bytes)
+ *     0   8  magic: 46 56 4d 4f 44 45 4c 00 ("FVMODEL" and a NUL byte)
+ *     8   4  u32 format version: 1 (FV_MODEL_FORMAT_VERSION)
+ *    12   4  u32 flags: 0. No flag is defined yet; a reader refuses any bit it does not
+ *            know (FV_ENOTSUP), so a flag may only mark a change old readers must not
+ *            silently misread.
+ *
+ *   SECTION (12 + L bytes), five times, starting at offset 16
+ *     0   4  u32 tag: four ASCII letters, so the file can be read in a hex dump
+ *     4   8  u64 L: length of the payload in bytes
+ *    12   L  payload
+ *
+ *   The sections come in exactly this order; a missing, repeated, reordered or unknown
+ *   section is an error:
+ *
+ *   1. tag "SCHM" (bytes 53 43 48 4d, u32 0x4d484353): schema
+ *        The schema as the canonical JSON of fv_schema_to_json (UTF-8, no NUL byte, no
+ *        terminator), read back with fv_schema_from_json. 1 <= L <= FV_MODEL_MAX_JSON_BYTES.
+ *
+ *   2. tag "META" (bytes 4d 45 54 41, u32 0x4154454d): metadata
+ *        A JSON object chosen by the producer (tool, version, training run), stored byte
+ *        for byte as given, no NUL byte. L = 0: no metadata. L <= FV_MODEL_MAX_JSON_BYTES.
+ *
+ *   3. tag "PREP" (bytes 50 52 45 50, u32 0x50455250): preprocessing statistics
+ *        0   4  u32 n_cols: the schema's number of columns
+ *        4  16  per column c = 0 .. n_cols-1, at 4 + 16c: f64 mean, then f64 std
+ *        L = 4 + 16 * n_cols. A numeric column has a finite mean and a finite std > 0;
+ *        every other column has NaN in both (written as 00 00 00 00 00 00 f8 7f).
+ *
+ *   4. tag "ARCH" (bytes 41 52 43 48, u32 0x48435241): network architecture
+ *        0       4  u32 n_in: the preprocessing's feature count, 1 .. FV_MLP_MAX_WIDTH
+ *        4       4  u32 H: number of hidden layers, 0 .. FV_MLP_MAX_HIDDEN (0: logistic
+ *                   regression)
+ *        8      4H  u32 hidden[0 .. H), each 1 .. FV_MLP_MAX_WIDTH
+ *        8 + 4H  4  u32 n_out: 1 for a binary schema, K (the number of classes) for a
+ *                   multi-class one
+ *        L = 12 + 4 * H.
+ *
+ *   5. tag "PARM" (bytes 50 41 52 4d, u32 0x4d524150): parameters
+ *        0   8  u64 n: the parameter count, which must equal what the architecture
+ *               implies: with dims = [n_in, hidden..., n_out], the sum over layers l of
+ *               dims[l] * dims[l+1] + dims[l+1]
+ *        8  4n  f32 values, in the order of fv_mlp.h (W_0 row-major, b_0, W_1, b_1, ...),
+ *               every one finite
+ *        L = 8 + 4 * n.
+ *
+ *   CHECKSUM (32 bytes)
+ *     0  32  SHA-256 (libsodium crypto_hash_sha256) of every byte before it
+ *
+ *   The whole file is at most FV_MODEL_MAX_BYTES (1 GiB).
+ *
+ * EXAMPLE: the 425-byte file of test_model.c's known-answer test (binary schema with a
+ * numeric x, a categorical c in {a, b} and the target y; logistic regression):
+ *     0  46 56 4d 4f 44 45 4c 00  01 00 00 00  00 00 00 00     magic, version 1, flags 0
+ *    16  53 43 48 4d  e5 00 00 00 00 00 00 00                  "SCHM", L = 229
+ *    28  7b 22 66 65 ...                                       {"fedvault_schema":1,...}
+ *   257  4d 45 54 41  00 00 00 00 00 00 00 00                  "META", L = 0
+ *   269  50 52 45 50  34 00 00 00 00 00 00 00                  "PREP", L = 52
+ *   281  03 00 00 00                                           3 columns
+ *   285  (1.5, 0.5) for x, then (NaN, NaN) for c and for y
+ *   333  41 52 43 48  0c 00 00 00 00 00 00 00                  "ARCH", L = 12
+ *   345  03 00 00 00  00 00 00 00  01 00 00 00                 n_in 3, H 0, n_out 1
+ *   357  50 41 52 4d  18 00 00 00 00 00 00 00                  "PARM", L = 24
+ *   369  04 00 00 00 00 00 00 00                               4 parameters
+ *   377  00 00 00 3f  00 00 80 bf  00 00 00 40  00 00 80 3e    0.5 -1 2 0.25 (W, then b)
+ *   393  4c 68 d5 6e ... 9d 07 01                              SHA-256 of bytes 0..392
+ *
+ * A change of layout bumps the format version; a reader refuses versions newer than its own
+ * with FV_EVERSION and a message naming both versions.
+ *
+ * DECODING ORDER, AND WHY
+ *   1. size cap, magic, then version: the version decides the layout of everything after
+ *      it, including where the checksum is, so nothing else can be read before it.
+ *   2. the checksum, before any section is interpreted: a flipped bit anywhere after the
+ *      version is reported as damage ("checksum mismatch"), not as whatever odd value it
+ *      produced. When it does not match, the section headers alone are walked to tell a
+ *      truncated file (named: which section needs how many bytes at which offset) and one
+ *      with bytes appended from a damaged one. A SHA-256 detects accidents, not forgery:
+ *      anyone can recompute it, so it is compared with memcmp, and every check below is
+ *      still made on a file whose checksum matches (a crafted file must fail cleanly).
+ *   3. the flags, then the five section headers: tags in order and each length against
+ *      the bytes remaining before the checksum, so the structure is known to be sound
+ *      before anything is allocated. No length from the file is ever used as an allocation
+ *      size: payloads are read in place, and what gets allocated (schema, statistics,
+ *      network) is bounded by the schema caps and by the section lengths already checked.
+ *   4. the payloads, in file order, each checked against what came before it (statistics
+ *      against the schema's columns, architecture against the feature count and the
+ *      classes, parameter count against the architecture).
+ *
+ * PORTABILITY
+ *   Integers are written and read with byte shifts, never by dumping a struct or an array,
+ *   so the host's byte order does not matter. Floats are copied (memcpy) into a uint32_t or
+ *   uint64_t and that integer is shifted out; this relies on the host storing IEEE 754
+ *   floats with the same byte order as its integers, true on every platform fedvault
+ *   builds for (x86-64, aarch64); the static assertions below pin the float formats.
+ *
+ * THREADING AND OWNERSHIP
+ *   No global state besides libsodium's, initialized by sodium_init() (idempotent and
+ *   thread-safe) before each use. A model owns its four parts; the preprocessing borrows
+ *   the schema, so the schema is freed last. fv_model_predict allocates its own scratch, so
+ *   many threads may score with one model at once. Messages use strerror(), which is
+ *   thread-safe for every errno value on glibc >= 2.32 (Debian 12 ships 2.36).
+ */
+#include "fv_model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "model-int.h"
+
+_Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
+               "f32 must be IEEE 754 binary32");
+_Static_assert(sizeof(double) == 8 && DBL_MANT_DIG == 53 && DBL_MAX_EXP == 1024,
+               "f64 must be IEEE 754 binary64");
+_Static_assert(sizeof(size_t) >= 8, "the size arithmetic below assumes a 64-bit size_t");
+
+#define MODEL_MAGIC "FVMODEL" /* plus its NUL: 8 bytes */
+#define MODEL_MAGIC_LEN 8
+#define MODEL_HEADER_LEN 16      /* magic, version, flags */
+#define MODEL_SECTION_HDR_LEN 12 /* tag, length */
+#define MODEL_CHECKSUM_LEN 32    /* crypto_hash_sha256_BYTES */
+#define MODEL_PREDICT_CHUNK 1024
+
+_Static_assert(MODEL_CHECKSUM_LEN == crypto_hash_sha256_BYTES, "SHA-256 is 32 bytes");
+
+/* Four ASCII letters as the u32 whose little-endian bytes spell them. */
+#define MODEL_TAG(a, b, c, d)                                                                      \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+enum { SEC_SCHEMA, SEC_META, SEC_PREP, SEC_ARCH, SEC_PARAMS, N_SECTIONS };
+
+static const struct {
+    uint32_t tag;
+    const char *name; /* as it appears in messages */
+} section_info[N_SECTIONS] = {
+    [SEC_SCHEMA] = {MODEL_TAG('S', 'C', 'H', 'M'), "schema"},
+    [SEC_META] = {MODEL_TAG('M', 'E', 'T', 'A'), "metadata"},
+    [SEC_PREP] = {MODEL_TAG('P', 'R', 'E', 'P'), "preprocessing"},
+    [SEC_ARCH] = {MODEL_TAG('A', 'R', 'C', 'H'), "architecture"},
+    [SEC_PARAMS] = {MODEL_TAG('P', 'A', 'R', 'M'), "parameters"},
+};
+
+/* ---- little-endian primitives ---------------------------------------------------- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    put_u32(p, bits);
+}
+
+static float get_f32(const uint8_t *p)
+{
+    uint32_t bits = get_u32(p);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void put_f64(uint8_t *p, double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    put_u64(p, bits);
+}
+
+static double get_f64(const uint8_t *p)
+{
+    uint64_t bits = get_u64(p);
+    double x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* The one NaN writers use for the statistics of a non-numeric column. */
+static const uint64_t canonical_nan_bits = UINT64_C(0x7ff8000000000000);
+
+static int sha256(uint8_t out[MODEL_CHECKSUM_LEN], const uint8_t *buf, size_t len)
+{
+    if (sodium_init() < 0)
+        return FV_EIO;
+    crypto_hash_sha256(out, buf, (unsigned long long)len);
+    return 0;
+}
+
+/* ---- consistency of the parts ----------------------------------------------------- */
+
+/* n_out a network must have for this schema, or 0 if the schema cannot be modelled. */
+static size_t expected_n_out(const fv_schema_t *s)
+{
+    if (fv_schema_is_binary(s))
+        return 1;
+    size_t k = fv_schema_n_classes(s);
+    return k >= 2 ? k : 0;
+}
+
+/* Parameter count implied by an architecture whose widths are already within the caps:
+ * at most 9 layers of 65536 x 65536 + 65536, far below 2^64. */
+static uint64_t arch_n_params(const fv_mlp_arch_t *a)
+{
+    uint64_t dims[FV_MLP_MAX_HIDDEN + 2];
+    size_t n_dims = 0;
+    dims[n_dims++] = a->n_in;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        dims[n_dims++] = a->hidden[i];
+    dims[n_dims++] = a->n_out;
+    uint64_t n = 0;
+    for (size_t l = 0; l + 1 < n_dims; l++)
+        n += dims[l] * dims[l + 1] + dims[l + 1];
+    return n;
+}
+
+/* A metadata string is a JSON object of bounded size without NUL bytes. */
+static int check_meta_json(const char *name, const char *json, size_t len, fv_diag_t *d)
+{
+    if (len > FV_MODEL_MAX_JSON_BYTES)
+        return fv_diag_set(d, FV_ETOOBIG, "%s: metadata is %zu bytes, the cap is %zu", name, len,
+                           FV_MODEL_MAX_JSON_BYTES);
+    if (memchr(json, '\0', len) != NULL)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: metadata holds a NUL byte", name);
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    if (root == NULL)
+        return fv_diag_set(d, FV_EPARSE, "%s: metadata: invalid JSON at line %d column %d: %s",
+                           name, jerr.line, jerr.column, jerr.text);
+    int is_object = json_is_object(root);
+    json_decref(root);
+    if (!is_object)
+        return fv_diag_set(d, FV_EPARSE, "%s: metadata must be a JSON object", name);
+    return 0;
+}
+
+int fv_model_new(fv_schema_t *schema, fv_preproc_t *preproc, fv_mlp_t *mlp, char *meta_json,
+                 fv_model_t **ret)
+{
+    int r = FV_EINVAL;
+    fv_model_t *m = NULL;
+
+    if (schema == NULL || preproc == NULL || mlp == NULL || ret == NULL)
+        goto out;
+    const fv_mlp_arch_t *a = fv_mlp_arch(mlp);
+    if (a->n_in != fv_preproc_n_features(preproc) || a->n_out != expected_n_out(schema))
+        goto out;
+    if (meta_json != NULL) {
+        r = check_meta_json("model", meta_json, strlen(meta_json), NULL);
+        if (r < 0) {
+            r = FV_EINVAL;
+            goto out;
+        }
+    }
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        r = FV_ENOMEM;
+        goto out;
+    }
+    m->schema = schema;
+    m->preproc = preproc;
+    m->mlp = mlp;
+    m->meta_json = meta_json;
+    *ret = m;
+    return 0;
+
+out:
+    /* Ownership was taken: the parts go, preproc before the schema it borrows. */
+    free(meta_json);
+    fv_mlp_free(mlp);
+    fv_preproc_free(preproc);
+    fv_schema_free(schema);
+    return r;
+}
+
+void fv_model_free(fv_model_t *m)
+{
+    if (m == NULL)
+        return;
+    free(m->meta_json);
+    fv_mlp_free(m->mlp);
+    fv_preproc_free(m->preproc);
+    fv_schema_free(m->schema);
+    free(m);
+}
+
+/* ---- encoding ---------------------------------------------------------------------- */
+
+static uint8_t *put_section_hdr(uint8_t *p, int sec, uint64_t len)
+{
+    put_u32(p, section_info[sec].tag);
+    put_u64(p + 4, len);
+    return p + MODEL_SECTION_HDR_LEN;
+}
+
+int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
+{
+    int r;
+    char *schema_json = NULL;
+    size_t schema_len = 0;
+    uint8_t *buf = NULL;
+
+    if (m == NULL || m->schema == NULL || m->preproc == NULL || m->mlp == NULL || ret_buf == NULL ||
+        ret_len == NULL)
+        return FV_EINVAL;
+
+    r = fv_schema_to_json(m->schema, &schema_json, &schema_len);
+    if (r < 0)
+        goto out;
+    size_t meta_len = m->meta_json != NULL ? strlen(m->meta_json) : 0;
+    if (schema_len == 0 || schema_len > FV_MODEL_MAX_JSON_BYTES ||
+        meta_len > FV_MODEL_MAX_JSON_BYTES) {
+        r = FV_ETOOBIG;
+        goto out;
+    }
+
+    const fv_mlp_arch_t *a = fv_mlp_arch(m->mlp);
+    size_t n_cols = fv_schema_n_columns(m->schema);
+    size_t n_params = fv_mlp_n_params(m->mlp);
+    const float *params = fv_mlp_params_const(m->mlp);
+    if (n_params != arch_n_params(a) || a->n_hidden > FV_MLP_MAX_HIDDEN) {
+        r = FV_EINVAL;
+        goto out;
+    }
+    /* Never write a file that decode would refuse. */
+    for (size_t i = 0; i < n_params; i++) {
+        if (!isfinite(params[i])) {
+            r = FV_ENUMERIC;
+            goto out;
+        }
+    }
+
+    /* Every term is bounded (JSON by its cap, n_cols by the schema's, n_params by the
+     * width caps), so the sum cannot overflow a 64-bit size_t. */
+    size_t prep_len = 4 + 16 * n_cols;
+    size_t arch_len = 12 + 4 * a->n_hidden;
+    size_t params_len = 8 + 4 * n_params;
+    size_t total = MODEL_HEADER_LEN + N_SECTIONS * MODEL_SECTION_HDR_LEN + schema_len + meta_len +
+                   prep_len + arch_len + params_len + MODEL_CHECKSUM_LEN;
+    if (total > FV_MODEL_MAX_BYTES) {
+        r = FV_ETOOBIG;
+        goto out;
+    }
+    buf = malloc(total);
+    if (buf == NULL) {
+        r = FV_ENOMEM;
+        goto out;
+    }
+
+    uint8_t *p = buf;
+    memcpy(p, MODEL_MAGIC, MODEL_MAGIC_LEN); /* copies the NUL too */
+    put_u32(p + 8, FV_MODEL_FORMAT_VERSION);
+    put_u32(p + 12, 0); /* flags */
+    p += MODEL_HEADER_LEN;
+
+    p = put_section_hdr(p, SEC_SCHEMA, schema_len);
+    memcpy(p, schema_json, schema_len);
+    p += schema_len;
+
+    p = put_section_hdr(p, SEC_META, meta_len);
+    if (meta_len > 0)
+        memcpy(p, m->meta_json, meta_len);
+    p += meta_len;
+
+    p = put_section_hdr(p, SEC_PREP, prep_len);
+    put_u32(p, (uint32_t)n_cols);
+    p += 4;
+    for (size_t c = 0; c < n_cols; c++) {
+        if (fv_schema_column_type(m->schema, c) == FV_COL_NUMERIC) {
+            double mean = fv_preproc_mean(m->preproc, c);
+            double sd = fv_preproc_std(m->preproc, c);
+            if (!isfinite(mean) || !isfinite(sd) || !(sd > 0)) {
+                r = FV_ENUMERIC;
+                goto out;
+            }
+            put_f64(p, mean);
+            put_f64(p + 8, sd);
+        } else {
+            put_u64(p, canonical_nan_bits);
+            put_u64(p + 8, canonical_nan_bits);
+        }
+        p += 16;
+    }
+
+    p = put_section_hdr(p, SEC_ARCH, arch_len);
+    put_u32(p, (uint32_t)a->n_in);
+    put_u32(p + 4, (uint32_t)a->n_hidden);
+    p += 8;
+    for (size_t i = 0; i < a->n_hidden; i++, p += 4)
+        put_u32(p, (uint32_t)a->hidden[i]);
+    put_u32(p, (uint32_t)a->n_out);
+    p += 4;
+
+    p = put_section_hdr(p, SEC_PARAMS, params_len);
+    put_u64(p, n_params);
+    p += 8;
+    for (size_t i = 0; i < n_params; i++, p += 4)
+        put_f32(p, params[i]);
+
+    r = sha256(p, buf, (size_t)(p - buf));
+    if (r < 0)
+        goto out;
+    p += MODEL_CHECKSUM_LEN;
+    if ((size_t)(p - buf) != total) { /* the size computation and the writer disagree */
+        r = FV_EINVAL;
+        goto out;
+    }
+
+    *ret_buf = buf;
+    *ret_len = total;
+    buf = NULL;
+    r = 0;
+out:
+    free(buf);
+    free(schema_json);
+    return r;
+}
+
+/* ---- decoding ---------------------------------------------------------------------- */
+
+typedef struct section {
+    const uint8_t *data; /* points into the caller's buffer */
+    size_t len;
+    size_t offset; /* of the payload, for messages */
+} section_t;
+
+static int truncated(fv_diag_t *d, const char *name, const char *what, uint64_t need, size_t offset,
+                     size_t len)
+{
+    return fv_diag_set(d, FV_ECORRUPT,
+                       "%s: truncated: %s needs %" PRIu64 " bytes at offset %zu, file has %zu",
+                       name, what, need, offset, len);
+}
+
+/* The checksum did not match (or the file is too short to hold one): walk the section
+ * headers, trusting nothing, to name a truncation or appended bytes. Anything else is
+ * reported as damage. Always returns FV_ECORRUPT. */
+static int diagnose_damage(const char *name, const uint8_t *buf, size_t len, fv_diag_t *d)
+{
+    char what[64];
+    size_t pos = MODEL_HEADER_LEN;
+
+    for (int i = 0; i < N_SECTIONS; i++) {
+        if (len - pos < MODEL_SECTION_HDR_LEN) {
+            snprintf(what, sizeof what, "section '%s' header", section_info[i].name);
+            return truncated(d, name, what, MODEL_SECTION_HDR_LEN, pos, len);
+        }
+        if (get_u32(buf + pos) != section_info[i].tag)
+            goto damaged; /* not where a section should start: the bytes are wrong */
+        uint64_t sec_len = get_u64(buf + pos + 4);
+        pos += MODEL_SECTION_HDR_LEN;
+        if (sec_len > len - pos) {
+            /* A length no valid file can have is a damaged length, not a short file. */
+            if (sec_len > FV_MODEL_MAX_BYTES - pos)
+                goto damaged;
+            snprintf(what, sizeof what, "section '%s'", section_info[i].name);
+            return truncated(d, name, what, sec_len, pos, len);
+        }
+        pos += (size_t)sec_len;
+    }
+    if (len - pos < MODEL_CHECKSUM_LEN)
+        return truncated(d, name, "checksum", MODEL_CHECKSUM_LEN, pos, len);
+    if (len - pos > MODEL_CHECKSUM_LEN)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: %zu unexpected bytes after the checksum at offset %zu "
+                           "(the file ends at offset %zu)",
+                           name, len - pos - MODEL_CHECKSUM_LEN, pos + MODEL_CHECKSUM_LEN,
+                           pos + MODEL_CHECKSUM_LEN);
+damaged:
+    return fv_diag_set(d, FV_ECORRUPT,
+                       "%s: checksum mismatch: the file is damaged (the SHA-256 of its first "
+                       "%zu bytes differs from the one stored after them); restore it from a "
+                       "good copy",
+                       name, len >= MODEL_CHECKSUM_LEN ? len - MODEL_CHECKSUM_LEN : 0);
+}
+
+/* Magic and version: all that can be read before the checksum. */
+static int check_header(const char *name, const uint8_t *buf, size_t len, fv_diag_t *d)
+{
+    size_t n = len < MODEL_MAGIC_LEN ? len : MODEL_MAGIC_LEN;
+    if (memcmp(buf, MODEL_MAGIC, n) != 0)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: not a fedvault model file (it does not start with "
+                           "\"FVMODEL\\0\")",
+                           name);
+    if (len < MODEL_HEADER_LEN)
+        return truncated(d, name, "header", MODEL_HEADER_LEN, 0, len);
+    uint32_t version = get_u32(buf + 8);
+    if (version > FV_MODEL_FORMAT_VERSION)
+        return fv_diag_set(d, FV_EVERSION,
+                           "%s: model format version %" PRIu32 " is newer than this build "
+                           "reads (version %d); upgrade fedvault to load it",
+                           name, version, FV_MODEL_FORMAT_VERSION);
+    if (version == 0)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: model format version 0 does not exist: the header is damaged",
+                           name);
+    return 0;
+}
+
+/* The file's checksum already matched: split it into its sections, checking tags and
+ * lengths against the bytes before the checksum (a crafted file can still lie). */
+static int split_sections(const char *name, const uint8_t *buf, size_t len,
+                          section_t sec[N_SECTIONS], fv_diag_t *d)
+{
+    size_t end = len - MODEL_CHECKSUM_LEN;
+    size_t pos = MODEL_HEADER_LEN;
+
+    for (int i = 0; i < N_SECTIONS; i++) {
+        if (end - pos < MODEL_SECTION_HDR_LEN)
+            return fv_diag_set(d, FV_ECORRUPT,
+                               "%s: section '%s' is missing: its header needs %d bytes at "
+                               "offset %zu, only %zu remain before the checksum",
+                               name, section_info[i].name, MODEL_SECTION_HDR_LEN, pos, end - pos);
+        uint32_t tag = get_u32(buf + pos);
+        if (tag != section_info[i].tag)
+            return fv_diag_set(d, FV_ECORRUPT,
+                               "%s: expected section '%s' (tag 0x%08" PRIx32 ") at offset "
+                               "%zu, found tag 0x%08" PRIx32,
+                               name, section_info[i].name, section_info[i].tag, pos, tag);
+        uint64_t sec_len = get_u64(buf + pos + 4);
+        pos += MODEL_SECTION_HDR_LEN;
+        if (sec_len > end - pos)
+            return fv_diag_set(d, FV_ECORRUPT,
+                               "%s: section '%s' at offset %zu declares %" PRIu64 " bytes, "
+                               "only %zu remain before the checksum",
+                               name, section_info[i].name, pos, sec_len, end - pos);
+        sec[i].data = buf + pos;
+        sec[i].len = (size_t)sec_len;
+        sec[i].offset = pos;
+        pos += (size_t)sec_len;
+    }
+    if (pos != end)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: %zu unexpected bytes between the last section and the "
+                           "checksum, at offset %zu",
+                           name, end - pos, pos);
+    return 0;
+}
+
+static int decode_schema(const char *name, const section_t *sec, fv_schema_t **ret, fv_diag_t *d)
+{
+    if (sec->len == 0)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: section 'schema' is empty", name);
+    if (sec->len > FV_MODEL_MAX_JSON_BYTES)
+        return fv_diag_set(d, FV_ETOOBIG, "%s: section 'schema' is %zu bytes, the cap is %zu", name,
+                           sec->len, FV_MODEL_MAX_JSON_BYTES);
+    if (memchr(sec->data, '\0', sec->len) != NULL)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: section 'schema' holds a NUL byte", name);
+    char sname[FV_DIAG_MAX / 2];
+    snprintf(sname, sizeof sname, "%s: section 'schema'", name);
+    /* The JSON is parsed in place: from_json takes a length, no terminator needed. */
+    return fv_schema_from_json(sname, (const char *)sec->data, sec->len, ret, d);
+}
+
+static int decode_meta(const char *name, const section_t *sec, char **ret, fv_diag_t *d)
+{
+    if (sec->len == 0) {
+        *ret = NULL;
+        return 0;
+    }
+    int r = check_meta_json(name, (const char *)sec->data, sec->len, d);
+    if (r < 0)
+        return r;
+    char *s = malloc(sec->len + 1); /* bounded: len <= FV_MODEL_MAX_JSON_BYTES */
+    if (s == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "%s: out of memory for the metadata", name);
+    memcpy(s, sec->data, sec->len);
+    s[sec->len] = '\0';
+    *ret = s;
+    return 0;
+}
+
+static int decode_preproc(const char *name, const section_t *sec, const fv_schema_t *s,
+                          fv_preproc_t **ret, fv_diag_t *d)
+{
+    int r;
+    double *mean = NULL, *sd = NULL;
+    size_t n_schema = fv_schema_n_columns(s);
+
+    if (sec->len < 4)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'preprocessing' is %zu bytes, too short for its column "
+                           "count",
+                           name, sec->len);
+    uint32_t n_cols = get_u32(sec->data);
+    if (n_cols != n_schema)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'preprocessing' has statistics for %" PRIu32
+                           " columns, the schema has %zu",
+                           name, n_cols, n_schema);
+    if (sec->len != 4 + 16 * (size_t)n_cols)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'preprocessing' is %zu bytes, %" PRIu32 " columns need %zu",
+                           name, sec->len, n_cols, 4 + 16 * (size_t)n_cols);
+
+    /* n_cols equals the schema's column count, which the schema caps. */
+    mean = malloc((n_cols ? n_cols : 1) * sizeof *mean);
+    sd = malloc((n_cols ? n_cols : 1) * sizeof *sd);
+    if (mean == NULL || sd == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory for the statistics", name);
+        goto out;
+    }
+    for (size_t c = 0; c < n_cols; c++) {
+        const uint8_t *p = sec->data + 4 + 16 * c;
+        mean[c] = get_f64(p);
+        sd[c] = get_f64(p + 8);
+        const char *col = fv_schema_column_name(s, c);
+        if (fv_schema_column_type(s, c) == FV_COL_NUMERIC) {
+            if (!isfinite(mean[c]) || !isfinite(sd[c]) || !(sd[c] > 0)) {
+                r = fv_diag_set(d, FV_ECORRUPT,
+                                "%s: section 'preprocessing': numeric column '%s' has mean %g "
+                                "and std %g; both must be finite and std > 0",
+                                name, col, mean[c], sd[c]);
+                goto out;
+            }
+        } else if (!isnan(mean[c]) || !isnan(sd[c])) {
+            r = fv_diag_set(d, FV_ECORRUPT,
+                            "%s: section 'preprocessing': non-numeric column '%s' has mean %g "
+                            "and std %g; both must be NaN",
+                            name, col, mean[c], sd[c]);
+            goto out;
+        }
+    }
+    r = fv__preproc_from_stats(s, mean, sd, ret);
+    if (r < 0)
+        fv_diag_set(d, r, "%s: section 'preprocessing': cannot rebuild the preprocessing: %s", name,
+                    fv_strerror(r));
+out:
+    free(mean);
+    free(sd);
+    return r;
+}
+
+static int decode_arch(const char *name, const section_t *sec, const fv_schema_t *s,
+                       const fv_preproc_t *pp, fv_mlp_arch_t *ret, fv_diag_t *d)
+{
+    fv_mlp_arch_t a;
+    memset(&a, 0, sizeof a);
+
+    if (sec->len < 8)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture' is %zu bytes, at least "
+                           "12 are needed",
+                           name, sec->len);
+    uint32_t n_in = get_u32(sec->data);
+    uint32_t n_hidden = get_u32(sec->data + 4);
+    if (n_hidden > FV_MLP_MAX_HIDDEN)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture': %" PRIu32 " hidden layers, at most %d "
+                           "are supported",
+                           name, n_hidden, FV_MLP_MAX_HIDDEN);
+    if (sec->len != 12 + 4 * (size_t)n_hidden)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture' is %zu bytes, %" PRIu32
+                           " hidden layers need %zu",
+                           name, sec->len, n_hidden, 12 + 4 * (size_t)n_hidden);
+    a.n_in = n_in;
+    a.n_hidden = n_hidden;
+    for (size_t i = 0; i < n_hidden; i++) {
+        uint32_t w = get_u32(sec->data + 8 + 4 * i);
+        if (w < 1 || w > FV_MLP_MAX_WIDTH)
+            return fv_diag_set(d, FV_ECORRUPT,
+                               "%s: section 'architecture': hidden layer %zu has width %" PRIu32
+                               ", it must be 1..%d",
+                               name, i + 1, w, FV_MLP_MAX_WIDTH);
+        a.hidden[i] = w;
+    }
+    a.n_out = get_u32(sec->data + 8 + 4 * (size_t)n_hidden);
+
+    size_t n_features = fv_preproc_n_features(pp);
+    if (a.n_in != n_features)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture': the network takes %zu inputs, the "
+                           "preprocessing makes %zu features",
+                           name, a.n_in, n_features);
+    if (a.n_in < 1 || a.n_in > FV_MLP_MAX_WIDTH)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture': %zu inputs, it must be 1..%d", name, a.n_in,
+                           FV_MLP_MAX_WIDTH);
+    size_t want_out = expected_n_out(s);
+    if (want_out == 0)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'schema': a multi-class schema needs at least 2 "
+                           "classes, it has %zu",
+                           name, fv_schema_n_classes(s));
+    if (a.n_out != want_out)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'architecture': %zu outputs, the schema's %s task "
+                           "needs %zu",
+                           name, a.n_out, fv_schema_is_binary(s) ? "binary" : "multi-class",
+                           want_out);
+    *ret = a;
+    return 0;
+}
+
+static int decode_params(const char *name, const section_t *sec, const fv_mlp_arch_t *a,
+                         fv_mlp_t **ret, fv_diag_t *d)
+{
+    int r;
+    fv_mlp_t *mlp = NULL;
+    char spec[128];
+
+    if (sec->len < 8)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'parameters' is %zu bytes, too short for its count", name,
+                           sec->len);
+    uint64_t n = get_u64(sec->data);
+    uint64_t want = arch_n_params(a);
+    if (n != want)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'parameters' holds %" PRIu64 " values, architecture "
+                           "'%s' with %zu inputs and %zu outputs needs %" PRIu64,
+                           name, n, fv_mlp_arch_string(a, spec, sizeof spec), a->n_in, a->n_out,
+                           want);
+    /* n == want < 2^36, so 8 + 4n cannot overflow. */
+    if (sec->len != 8 + 4 * n)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section 'parameters' is %zu bytes, %" PRIu64
+                           " values need %" PRIu64,
+                           name, sec->len, n, 8 + 4 * n);
+
+    /* The section holds 4 bytes per parameter and fits in the file, so the network about
+     * to be allocated is no larger than the (capped) file. */
+    r = fv_mlp_new(a, &mlp);
+    if (r < 0) {
+        fv_diag_set(d, r, "%s: cannot build the network '%s': %s", name,
+                    fv_mlp_arch_string(a, spec, sizeof spec), fv_strerror(r));
+        goto out;
+    }
+    float *params = fv_mlp_params(mlp);
+    const uint8_t *p = sec->data + 8;
+    for (size_t i = 0; i < n; i++, p += 4) {
+        params[i] = get_f32(p);
+        if (!isfinite(params[i])) {
+            r = fv_diag_set(d, FV_ENUMERIC,
+                            "%s: parameter %zu (at offset %zu) is %s; the model diverged "
+                            "before it was saved",
+                            name, i, sec->offset + 8 + 4 * i,
+                            isnan(params[i]) ? "NaN" : "infinite");
+            goto out;
+        }
+    }
+    *ret = mlp;
+    mlp = NULL;
+out:
+    fv_mlp_free(mlp);
+    return r;
+}
+
+int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t **ret,
+                    fv_diag_t *d)
+{
+    int r;
+    section_t sec[N_SECTIONS];
+    uint8_t sum[MODEL_CHECKSUM_LEN];
+    fv_schema_t *schema = NULL;
+    fv_preproc_t *pp = NULL;
+    fv_mlp_t *mlp = NULL;
+    char *meta = NULL;
+    fv_mlp_arch_t arch;
+
+    if (name == NULL)
+        name = "model";
+    if ((buf == NULL && len > 0) || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "%s: invalid arguments to fv_model_decode", name);
+    if (len > FV_MODEL_MAX_BYTES)
+        return fv_diag_set(d, FV_ETOOBIG, "%s: %zu bytes, over the model file cap of %zu", name,
+                           len, FV_MODEL_MAX_BYTES);
+    if (len == 0)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: empty file, not a fedvault model", name);
+
+    r = check_header(name, buf, len, d);
+    if (r < 0)
+        return r;
+    if (len < MODEL_HEADER_LEN + MODEL_CHECKSUM_LEN)
+        return diagnose_damage(name, buf, len, d);
+    r = sha256(sum, buf, len - MODEL_CHECKSUM_LEN);
+    if (r < 0)
+        return fv_diag_set(d, r, "%s: libsodium failed to initialize", name);
+    if (memcmp(sum, buf + len - MODEL_CHECKSUM_LEN, MODEL_CHECKSUM_LEN) != 0)
+        return diagnose_damage(name, buf, len, d);
+
+    uint32_t flags = get_u32(buf + 12);
+    if (flags != 0)
+        return fv_diag_set(d, FV_ENOTSUP,
+                           "%s: header flags 0x%08" PRIx32 " are not supported by this build "
+                           "(it knows none); upgrade fedvault to load this model",
+                           name, flags);
+
+    r = split_sections(name, buf, len, sec, d);
+    if (r < 0)
+        return r;
+
+    r = decode_schema(name, &sec[SEC_SCHEMA], &schema, d);
+    if (r < 0)
+        goto out;
+    r = decode_meta(name, &sec[SEC_META], &meta, d);
+    if (r < 0)
+        goto out;
+    r = decode_preproc(name, &sec[SEC_PREP], schema, &pp, d);
+    if (r < 0)
+        goto out;
+    r = decode_arch(name, &sec[SEC_ARCH], schema, pp, &arch, d);
+    if (r < 0)
+        goto out;
+    r = decode_params(name, &sec[SEC_PARAMS], &arch, &mlp, d);
+    if (r < 0)
+        goto out;
+
+    r = fv_model_new(schema, pp, mlp, meta, ret); /* takes the four parts, even on failure */
+    schema = NULL;
+    pp = NULL;
+    mlp = NULL;
+    meta = NULL;
+    if (r < 0)
+        fv_diag_set(d, r, "%s: the decoded parts do not form a model: %s", name, fv_strerror(r));
+out:
+    free(meta);
+    fv_mlp_free(mlp);
+    fv_preproc_free(pp);
+    fv_schema_free(schema);
+    return r;
+}
+
+/* ---- files ------------------------------------------------------------------------- */
+
+/* Writes all of buf, retrying short writes and EINTR. Returns 0 or -errno. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* fsyncs the directory holding path, so a rename into it survives a crash. */
+static int fsync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (slash == NULL)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
+    if (dir == NULL)
+        return FV_ENOMEM;
+    int r = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return r;
+}
+
+/* Errors from the system are returned as -errno, which is libuv's UV_E* code on every
+ * platform fedvault builds for, so fv_strerror and fv_err_name describe them. */
+int fv_model_save(const fv_model_t *m, const char *path, fv_diag_t *d)
+{
+    int r;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char *tmp = NULL;
+    int fd = -1;
+
+    if (m == NULL || path == NULL || path[0] == '\0')
+        return fv_diag_set(d, FV_EINVAL, "fv_model_save: no model or no path");
+    r = fv_model_encode(m, &buf, &len);
+    if (r < 0) {
+        fv_diag_set(d, r, "%s: cannot encode the model: %s", path, fv_strerror(r));
+        goto out;
+    }
+
+    /* The temporary file lives in the same directory so the rename is atomic. mkstemp
+     * creates it 0600: a model is derived from bank data and is not world-readable
+     * unless someone decides so. */
+    size_t plen = strlen(path);
+    static const char suffix[] = ".tmp.XXXXXX";
+    tmp = malloc(plen + sizeof suffix);
+    if (tmp == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, suffix, sizeof suffix);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot create a temporary file next to it: %s", path,
+                    strerror(errno));
+        free(tmp);
+        tmp = NULL; /* nothing to remove */
+        goto out;
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+    r = write_all(fd, buf, len);
+    if (r < 0) {
+        fv_diag_set(d, r, "%s: cannot write %s: %s", path, tmp, strerror(-r));
+        goto out;
+    }
+    if (fsync(fd) < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot fsync %s: %s", path, tmp, strerror(errno));
+        goto out;
+    }
+    int cr = close(fd);
+    fd = -1;
+    if (cr < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot close %s: %s", path, tmp, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path) < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL; /* renamed: nothing left to remove */
+    r = fsync_parent_dir(path);
+    if (r < 0) {
+        /* The new file is in place but the rename may not survive a crash. */
+        fv_diag_set(d, r, "%s: saved, but cannot fsync its directory: %s", path,
+                    r == FV_ENOMEM ? "out of memory" : strerror(-r));
+        goto out;
+    }
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp != NULL) {
+        unlink(tmp);
+        free(tmp);
+    }
+    free(buf);
+    return r;
+}
+
+int fv_model_load(const char *path, fv_model_t **ret, fv_diag_t *d)
+{
+    int r;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    struct stat st;
+
+    if (path == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_model_load: no path");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        return fv_diag_set(d, r, "%s: cannot open the model: %s", path, strerror(errno));
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot stat the model: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = fv_diag_set(d, FV_EIO, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > FV_MODEL_MAX_BYTES) {
+        r = fv_diag_set(d, FV_ETOOBIG, "%s: %jd bytes, over the model file cap of %zu", path,
+                        (intmax_t)st.st_size, FV_MODEL_MAX_BYTES);
+        goto out;
+    }
+    size_t cap = (size_t)st.st_size;
+    buf = malloc(cap > 0 ? cap : 1);
+    if (buf == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory for %zu bytes", path, cap);
+        goto out;
+    }
+    /* Read what fstat promised; if the file shrank meanwhile, decode names the truncation. */
+    while (len < cap) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            fv_diag_set(d, r, "%s: cannot read the model: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    r = fv_model_decode(path, buf, len, ret, d);
+out:
+    close(fd);
+    free(buf);
+    return r;
+}
+
+/* ---- scoring ----------------------------------------------------------------------- */
+
+int fv_model_predict(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows, size_t n,
+                     float *ret_prob)
+{
+    int r;
+    fv_mlp_ws_t *ws = NULL;
+    float *x = NULL;
+    size_t *idx = NULL;
+
+    if (m == NULL || ds == NULL || (ret_prob == NULL && n > 0))
+        return FV_EINVAL;
+    if (n == 0)
+        return 0;
+    if (ds->schema != m->schema && !fv_schema_equal(ds->schema, m->schema))
+        return FV_ESCHEMA;
+    if (rows == NULL && n > ds->n_rows)
+        return FV_EINVAL;
+    for (size_t i = 0; rows != NULL && i < n; i++)
+        if (rows[i] >= ds->n_rows)
+            return FV_EINVAL;
+
+    const fv_mlp_arch_t *a = fv_mlp_arch(m->mlp);
+    size_t n_features = fv_preproc_n_features(m->preproc);
+    size_t chunk = n < MODEL_PREDICT_CHUNK ? n : MODEL_PREDICT_CHUNK;
+    /* n_features <= FV_MLP_MAX_WIDTH and chunk <= 1024: no overflow. */
+    x = malloc(chunk * n_features * sizeof *x);
+    idx = malloc(chunk * sizeof *idx);
+    if (x == NULL || idx == NULL) {
+        r = FV_ENOMEM;
+        goto out;
+    }
+    r = fv_mlp_ws_new(m->mlp, chunk, &ws);
+    if (r < 0)
+        goto out;
+
+    for (size_t start = 0; start < n; start += chunk) {
+        size_t k = n - start < chunk ? n - start : chunk;
+        for (size_t i = 0; i < k; i++)
+            idx[i] = rows != NULL ? rows[start + i] : start + i;
+        r = fv_preproc_transform(m->preproc, ds, idx, k, x);
+        if (r < 0)
+            goto out;
+        r = fv_mlp_predict(m->mlp, ws, x, k, ret_prob + start * a->n_out);
+        if (r < 0)
+            goto out;
+    }
+    r = 0;
+out:
+    fv_mlp_ws_free(ws);
+    free(idx);
+    free(x);
+    return r;
+}
