@@ -44,116 +44,11 @@
 #include <strings.h>
 
 #include "fv_csv.h"
+#include "model-int.h"
 #include "fv_rng.h"
 
 #define DS_ROWS_INIT 1024
-#define DS_MSG_STR 60
-#define MSG_BUF (4 * DS_MSG_STR + 16)
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if p does not start one.
- * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    size_t n;
-    uint32_t cp;
-    if (p[0] < 0x80)
-        return 1;
-    if ((p[0] & 0xE0) == 0xC0) {
-        n = 2;
-        cp = p[0] & 0x1Fu;
-    } else if ((p[0] & 0xF0) == 0xE0) {
-        n = 3;
-        cp = p[0] & 0x0Fu;
-    } else if ((p[0] & 0xF8) == 0xF0) {
-        n = 4;
-        cp = p[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    for (size_t k = 1; k < n; k++) {
-        if ((p[k] & 0xC0) != 0x80) /* also stops at the NUL terminator */
-            return 0;
-        cp = (cp << 6) | (p[k] & 0x3Fu);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-/* Copies s into out for a message: control bytes and bytes that are not UTF-8 as \xNN,
- * cut after DS_MSG_STR bytes (on a character boundary) with "...". out must hold
- * MSG_BUF bytes. Returns out. */
-static const char *msg_str(char *out, size_t len, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "(null)");
-    size_t o = 0, i = 0;
-    while (p[i] != 0) {
-        size_t k = utf8_seq(p + i);
-        if (i >= DS_MSG_STR || o + 8 > len) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (k == 0 || p[i] < 0x20 || p[i] == 0x7F) {
-            o += (size_t)snprintf(out + o, len - o, "\\x%02X", p[i]);
-            i++;
-        } else {
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-enum { NUM_OK = 0, NUM_TEXT = 1, NUM_NONFINITE = 2 };
-
-/* Copy of schema.c's parse_number; keep the two identical. */
-static int parse_number(const char *s, locale_t loc, double *ret)
-{
-    const char *p = s;
-    size_t digits = 0;
-    char *end;
-    double v;
-
-    if (*p == '+' || *p == '-')
-        p++;
-    while (*p >= '0' && *p <= '9')
-        p++, digits++;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9')
-            p++, digits++;
-    }
-    if (digits == 0) {
-        const char *w = (*s == '+' || *s == '-') ? s + 1 : s;
-        if (strcasecmp(w, "inf") == 0 || strcasecmp(w, "infinity") == 0 ||
-            strcasecmp(w, "nan") == 0)
-            return NUM_NONFINITE;
-        return NUM_TEXT;
-    }
-    if (*p == 'e' || *p == 'E') {
-        size_t ed = 0;
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        while (*p >= '0' && *p <= '9')
-            p++, ed++;
-        if (ed == 0)
-            return NUM_TEXT;
-    }
-    if (*p != '\0')
-        return NUM_TEXT;
-    v = strtod_l(s, &end, loc);
-    if (*end != '\0')
-        return NUM_TEXT;
-    if (!isfinite(v))
-        return NUM_NONFINITE;
-    *ret = v;
-    return NUM_OK;
-}
+#define MSG_BUF FV__MSG_BUF
 
 /* "'a', 'b', 'c', 'd', ... (35 in all)": a column's categories, or the labels. */
 static void list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels)
@@ -163,7 +58,7 @@ static void list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, b
     for (size_t i = 0; i < n && i < 4; i++) {
         char b[MSG_BUF];
         const char *v = labels ? fv_schema_label(s, i) : fv_schema_category(s, col, i);
-        int k = snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", msg_str(b, sizeof b, v));
+        int k = snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", fv__msg_str(b, sizeof b, v));
         if (k < 0 || (size_t)k >= len - o)
             return;
         o += (size_t)k;
@@ -254,14 +149,14 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                             "%s:%zu:%zu: column '%s': not in the schema; expected only the "
                             "schema's %zu columns (mark unwanted columns \"ignored\" in the "
                             "schema)",
-                            fn, header_line, k + 1, msg_str(b1, sizeof b1, rec.fields[k]), n);
+                            fn, header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), n);
             goto out;
         }
         if (seen[j] != 0) {
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu:%zu: column '%s': duplicate header name (also column "
                             "%zu); expected each column once",
-                            fn, header_line, k + 1, msg_str(b1, sizeof b1, rec.fields[k]), seen[j]);
+                            fn, header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), seen[j]);
             goto out;
         }
         seen[j] = k + 1;
@@ -272,7 +167,7 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu: column '%s': in the schema but missing from the header; "
                             "expected all %zu schema columns",
-                            fn, header_line, msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                            fn, header_line, fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
                             n);
             goto out;
         }
@@ -297,7 +192,7 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                 r = fv_diag_set(d, FV_EPARSE,
                                 "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
                                 "%zu; expected %zu fields (a missing comma?)",
-                                fn, rec.line, rec.n_fields + 1, msg_str(b1, sizeof b1, nm),
+                                fn, rec.line, rec.n_fields + 1, fv__msg_str(b1, sizeof b1, nm),
                                 rec.n_fields, n, n);
             }
             goto out;
@@ -318,25 +213,25 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                     row[j] = NAN;
                     break;
                 }
-                k = parse_number(cell, loc, &v);
-                if (k == NUM_TEXT) {
+                k = fv__parse_number(cell, loc, &v);
+                if (k == FV__NUM_TEXT) {
                     r = fv_diag_set(d, FV_ESCHEMA,
                                     "%s:%zu:%zu: column '%s': \"%s\" is not a number; expected "
                                     "a number like 12, -3.5 or 1e-3, or an empty cell or NA "
                                     "for a missing value",
                                     fn, rec.line, col,
-                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    msg_str(b2, sizeof b2, cell));
+                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    fv__msg_str(b2, sizeof b2, cell));
                     goto out;
                 }
-                if (k == NUM_NONFINITE) {
+                if (k == FV__NUM_NONFINITE) {
                     r = fv_diag_set(d, FV_ESCHEMA,
                                     "%s:%zu:%zu: column '%s': non-finite number \"%s\"; "
                                     "expected a finite number (write a missing value as an "
                                     "empty cell or NA)",
                                     fn, rec.line, col,
-                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    msg_str(b2, sizeof b2, cell));
+                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    fv__msg_str(b2, sizeof b2, cell));
                     goto out;
                 }
                 row[j] = v;
@@ -360,8 +255,8 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                                     "expected one of %s (or unknown_category \"other\" in "
                                     "the schema)",
                                     fn, rec.line, col,
-                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    msg_str(b2, sizeof b2, cell), lst);
+                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    fv__msg_str(b2, sizeof b2, cell), lst);
                     goto out;
                 }
                 break;
@@ -374,7 +269,7 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                                     "%s:%zu:%zu: column '%s': missing target label (empty or "
                                     "NA); expected a class label in every row",
                                     fn, rec.line, col,
-                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
+                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
                     goto out;
                 }
                 k = fv_schema_class_of(s, cell);
@@ -384,8 +279,8 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                                     "%s:%zu:%zu: column '%s': unknown target label \"%s\"; "
                                     "expected one of %s",
                                     fn, rec.line, col,
-                                    msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    msg_str(b2, sizeof b2, cell), lst);
+                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                    fv__msg_str(b2, sizeof b2, cell), lst);
                     goto out;
                 }
                 ds->label[ds->n_rows] = (int32_t)k;

@@ -7,7 +7,9 @@
  *                       plus one "<other>" feature under the "other" policy;
  *                       missing -> all zeros
  *   ignored / target    no feature
- * std is the population standard deviation; a constant column (std == 0) gets std 1.
+ * std is the population standard deviation; a constant column gets std 1 (constant:
+ * variance <= 4 * count * DBL_EPSILON * mean^2, since summed moments of a constant are
+ * not exactly constant in floating point).
  *
  * Fitting goes through moments (count of non-missing values, sum, sum of squares per
  * numeric column), so a federation can fit the same statistics from securely summed

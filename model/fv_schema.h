@@ -5,7 +5,8 @@
  * target column, its vocabulary of class labels and, for a binary task, the positive
  * label. Banks that hold the same schema get the same one-hot layout.
  *
- * JSON form (saved and loaded with jansson; unknown keys are an error):
+ * JSON form (saved and loaded with jansson; unknown keys are an error; the // notes
+ * below are annotations, not part of the format):
  *   {
  *     "fedvault_schema": 1,
  *     "target": "Class",
@@ -57,8 +58,10 @@ typedef struct fv_schema_infer_opts {
     fv_unknown_policy_t unknown;    /* default FV_UNKNOWN_ERROR */
 } fv_schema_infer_opts_t;
 
-/* Reads a CSV and infers: a column is numeric if every non-missing cell parses fully as a
- * finite number (strtod), else categorical with the sorted set of seen values. Errors:
+/* Reads a CSV and infers: a column is numeric if every non-missing cell is a finite number
+ * in the grammar [+-]?(digits[.digits*]|.digits)([eE][+-]?digits)? (C locale; no hex,
+ * spaces, inf or nan: see model/text.c), else categorical with the sorted set of seen
+ * values. A column with no value at all is numeric. Errors:
  * target or a --drop column not in the header, positive label never seen in the target,
  * duplicate column names, empty file (no header, or header but no rows), ragged rows,
  * missing target cells; each names file:line:col. */

@@ -2,7 +2,24 @@
 #ifndef FV_MODEL_INT_H
 #define FV_MODEL_INT_H
 
+#include <locale.h>
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "fv_preproc.h"
+
+/* text.c: see its top note for the number grammar and message quoting. */
+#define FV__MSG_STR 60                       /* bytes of a quoted value in a message */
+#define FV__MSG_BUF (4 * FV__MSG_STR + 16)   /* buffer for fv__msg_str */
+enum { FV__NUM_OK = 0, FV__NUM_TEXT = 1, FV__NUM_NONFINITE = 2 };
+
+/* Length (1..4) of the valid UTF-8 sequence at p, or 0 (overlong, surrogate, > U+10FFFF). */
+size_t fv__utf8_seq(const unsigned char *p);
+bool fv__utf8_valid(const char *s);
+/* s quoted for a message into out (len >= FV__MSG_BUF). Returns out. */
+const char *fv__msg_str(char *out, size_t len, const char *s);
+/* FV__NUM_OK (and *ret set), FV__NUM_TEXT or FV__NUM_NONFINITE; loc is a C locale. */
+int fv__parse_number(const char *s, locale_t loc, double *ret);
 
 /* Rebuilds a fitted preproc from saved statistics (used by the model decoder):
  * mean[] and std[] have fv_schema_n_columns(s) entries; only numeric columns are read;

@@ -57,13 +57,13 @@
 #include <unistd.h>
 
 #include "fv_csv.h"
+#include "model-int.h"
 
 /* Same cap as a schema section of a model file (FV_MODEL_MAX_JSON_BYTES). */
 #define SCHEMA_MAX_JSON_BYTES ((size_t)16 << 20)
 #define SCHEMA_VERSION 1
 /* Longest quoted name or value in a message, in bytes. */
-#define SCHEMA_MSG_STR 60
-#define MSG_BUF (4 * SCHEMA_MSG_STR + 16)
+#define MSG_BUF FV__MSG_BUF
 
 struct schema_col {
     char *name;
@@ -82,125 +82,6 @@ struct fv_schema {
     long positive; /* index into classes, -1 = multi-class */
     fv_unknown_policy_t unknown;
 };
-
-/* ---- small helpers shared in spirit with dataset.c ------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if p does not start one.
- * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    size_t n;
-    uint32_t cp;
-    if (p[0] < 0x80)
-        return 1;
-    if ((p[0] & 0xE0) == 0xC0) {
-        n = 2;
-        cp = p[0] & 0x1Fu;
-    } else if ((p[0] & 0xF0) == 0xE0) {
-        n = 3;
-        cp = p[0] & 0x0Fu;
-    } else if ((p[0] & 0xF8) == 0xF0) {
-        n = 4;
-        cp = p[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    for (size_t k = 1; k < n; k++) {
-        if ((p[k] & 0xC0) != 0x80) /* also stops at the NUL terminator */
-            return 0;
-        cp = (cp << 6) | (p[k] & 0x3Fu);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-/* Copies s into out for a message: control bytes and bytes that are not UTF-8 as \xNN,
- * cut after SCHEMA_MSG_STR bytes (on a character boundary) with "...". out must hold
- * MSG_BUF bytes. Returns out. */
-static const char *msg_str(char *out, size_t len, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "(null)");
-    size_t o = 0, i = 0;
-    while (p[i] != 0) {
-        size_t k = utf8_seq(p + i);
-        if (i >= SCHEMA_MSG_STR || o + 8 > len) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (k == 0 || p[i] < 0x20 || p[i] == 0x7F) {
-            o += (size_t)snprintf(out + o, len - o, "\\x%02X", p[i]);
-            i++;
-        } else {
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static bool utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p != 0) {
-        size_t k = utf8_seq(p);
-        if (k == 0)
-            return false;
-        p += k;
-    }
-    return true;
-}
-
-enum { NUM_OK = 0, NUM_TEXT = 1, NUM_NONFINITE = 2 };
-
-/* Classifies a non-missing cell by the number grammar in the note at the top. */
-static int parse_number(const char *s, locale_t loc, double *ret)
-{
-    const char *p = s;
-    size_t digits = 0;
-    char *end;
-    double v;
-
-    if (*p == '+' || *p == '-')
-        p++;
-    while (*p >= '0' && *p <= '9')
-        p++, digits++;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9')
-            p++, digits++;
-    }
-    if (digits == 0) {
-        const char *w = (*s == '+' || *s == '-') ? s + 1 : s;
-        if (strcasecmp(w, "inf") == 0 || strcasecmp(w, "infinity") == 0 ||
-            strcasecmp(w, "nan") == 0)
-            return NUM_NONFINITE;
-        return NUM_TEXT;
-    }
-    if (*p == 'e' || *p == 'E') {
-        size_t ed = 0;
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        while (*p >= '0' && *p <= '9')
-            p++, ed++;
-        if (ed == 0)
-            return NUM_TEXT;
-    }
-    if (*p != '\0')
-        return NUM_TEXT;
-    v = strtod_l(s, &end, loc);
-    if (*end != '\0')
-        return NUM_TEXT;
-    if (!isfinite(v))
-        return NUM_NONFINITE;
-    *ret = v;
-    return NUM_OK;
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -240,7 +121,7 @@ static void list_vocab(char *out, size_t len, char *const *v, size_t n)
     out[0] = '\0';
     for (size_t i = 0; i < n && i < 4; i++) {
         char b[MSG_BUF];
-        int k = snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", msg_str(b, sizeof b, v[i]));
+        int k = snprintf(out + o, len - o, "%s'%s'", i ? ", " : "", fv__msg_str(b, sizeof b, v[i]));
         if (k < 0 || (size_t)k >= len - o)
             return;
         o += (size_t)k;
@@ -454,11 +335,11 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     }
     s->unknown = o->unknown == FV_UNKNOWN_OTHER ? FV_UNKNOWN_OTHER : FV_UNKNOWN_ERROR;
     for (size_t j = 0; j < n; j++) {
-        if (!utf8_valid(rec.fields[j])) {
+        if (!fv__utf8_valid(rec.fields[j])) {
             r = fv_diag_set(d, FV_EPARSE,
                             "%s:%zu:%zu: column name '%s' is not valid UTF-8; expected UTF-8 "
                             "text (convert the file, e.g. iconv -f latin1 -t utf-8)",
-                            fn, rec.line, j + 1, msg_str(b1, sizeof b1, rec.fields[j]));
+                            fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, rec.fields[j]));
             goto out;
         }
         s->cols[j].name = strdup(rec.fields[j]);
@@ -478,7 +359,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu:%zu: column '%s': duplicate header name (also column "
                             "%zu); expected unique column names",
-                            fn, rec.line, b + 1, msg_str(b1, sizeof b1, s->cols[b].name), a + 1);
+                            fn, rec.line, b + 1, fv__msg_str(b1, sizeof b1, s->cols[b].name), a + 1);
             goto out;
         }
     }
@@ -488,7 +369,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu: target column '%s' is not in the header; expected one "
                             "of the %zu header names",
-                            fn, rec.line, msg_str(b1, sizeof b1, o->target), n);
+                            fn, rec.line, fv__msg_str(b1, sizeof b1, o->target), n);
             goto out;
         }
         s->target = (size_t)t;
@@ -499,14 +380,14 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu: drop column '%s' is not in the header; expected one of "
                             "the %zu header names",
-                            fn, rec.line, msg_str(b1, sizeof b1, o->drop[k]), n);
+                            fn, rec.line, fv__msg_str(b1, sizeof b1, o->drop[k]), n);
             goto out;
         }
         if ((size_t)j == s->target) {
             r = fv_diag_set(d, FV_EINVAL,
                             "%s:%zu:%ld: column '%s': the target cannot be dropped; expected "
                             "drop columns other than the target",
-                            fn, rec.line, j + 1, msg_str(b1, sizeof b1, o->drop[k]));
+                            fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, o->drop[k]));
             goto out;
         }
     }
@@ -533,7 +414,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 r = fv_diag_set(d, FV_EPARSE,
                                 "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
                                 "%zu; expected %zu fields (a missing comma?)",
-                                fn, rec.line, col, msg_str(b1, sizeof b1, s->cols[col - 1].name),
+                                fn, rec.line, col, fv__msg_str(b1, sizeof b1, s->cols[col - 1].name),
                                 rec.n_fields, n, n);
             goto out;
         }
@@ -549,22 +430,22 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                     r = fv_diag_set(d, FV_ESCHEMA,
                                     "%s:%zu:%zu: column '%s': missing target label (empty or "
                                     "NA); expected a class label in every row",
-                                    fn, rec.line, j + 1, msg_str(b1, sizeof b1, s->cols[j].name));
+                                    fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, s->cols[j].name));
                     goto out;
                 }
                 continue;
             }
-            if (ic[j].numeric && parse_number(cell, loc, &v) != NUM_OK)
+            if (ic[j].numeric && fv__parse_number(cell, loc, &v) != FV__NUM_OK)
                 ic[j].numeric = false;
             if (ic[j].overflow && ic[j].numeric)
                 continue; /* still numeric: no vocabulary needed */
-            if (!ic[j].numeric && !utf8_valid(cell)) {
+            if (!ic[j].numeric && !fv__utf8_valid(cell)) {
                 r = fv_diag_set(d, FV_EPARSE,
                                 "%s:%zu:%zu: column '%s': value \"%s\" is not valid UTF-8; "
                                 "expected UTF-8 text (convert the file, e.g. iconv -f latin1 "
                                 "-t utf-8)",
-                                fn, rec.line, j + 1, msg_str(b1, sizeof b1, s->cols[j].name),
-                                msg_str(b2, sizeof b2, cell));
+                                fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, s->cols[j].name),
+                                fv__msg_str(b2, sizeof b2, cell));
                 goto out;
             }
             if (!ic[j].overflow) {
@@ -584,7 +465,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 r = fv_diag_set(d, FV_ETOOBIG,
                                 "%s:%zu:%zu: column '%s': more than %d distinct %s; expected "
                                 "at most %d (drop the column or clean its values)",
-                                fn, rec.line, j + 1, msg_str(b1, sizeof b1, s->cols[j].name),
+                                fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, s->cols[j].name),
                                 FV_SCHEMA_MAX_CATEGORIES,
                                 ty == FV_COL_TARGET ? "labels" : "categories",
                                 FV_SCHEMA_MAX_CATEGORIES);
@@ -624,8 +505,8 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s: column '%s': positive label '%s' never appears in the target "
                             "column; expected one of %s",
-                            fn, msg_str(b1, sizeof b1, s->cols[s->target].name),
-                            msg_str(b2, sizeof b2, o->positive), lst);
+                            fn, fv__msg_str(b1, sizeof b1, s->cols[s->target].name),
+                            fv__msg_str(b2, sizeof b2, o->positive), lst);
             goto out;
         }
     }
@@ -633,8 +514,8 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
         r = fv_diag_set(d, FV_ESCHEMA,
                         "%s: column '%s': the target has a single label '%s'; expected at "
                         "least two labels",
-                        fn, msg_str(b1, sizeof b1, s->cols[s->target].name),
-                        msg_str(b2, sizeof b2, s->classes[0]));
+                        fn, fv__msg_str(b1, sizeof b1, s->cols[s->target].name),
+                        fv__msg_str(b2, sizeof b2, s->classes[0]));
         goto out;
     }
     *ret = s;
@@ -791,7 +672,7 @@ static int check_keys(const char *fn, const char *path, json_t *obj, const char 
                 break;
         if (i == n_allowed)
             return fv_diag_set(d, FV_EPARSE, "%s: %s%sunknown key '%s'; expected only %s", fn, path,
-                               *path ? ": " : "", msg_str(b, sizeof b, key), expect);
+                               *path ? ": " : "", fv__msg_str(b, sizeof b, key), expect);
     }
     return 0;
 }
@@ -834,12 +715,12 @@ static int read_vocab(const char *fn, const char *path, json_t *a, size_t min_n,
                 JFAIL(FV_EPARSE,
                       "%s: %s[%zu]: '%s' appears twice; expected each value once, sorted by "
                       "byte order",
-                      fn, path, i, msg_str(b1, sizeof b1, sv));
+                      fn, path, i, fv__msg_str(b1, sizeof b1, sv));
             if (c > 0)
                 JFAIL(FV_EPARSE,
                       "%s: %s[%zu]: '%s' comes after '%s'; expected values sorted by byte "
                       "order",
-                      fn, path, i, msg_str(b1, sizeof b1, sv), msg_str(b2, sizeof b2, v[i - 1]));
+                      fn, path, i, fv__msg_str(b1, sizeof b1, sv), fv__msg_str(b2, sizeof b2, v[i - 1]));
         }
         v[i] = strdup(sv);
         if (v[i] == NULL)
@@ -983,8 +864,8 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
                 JFAIL(FV_EPARSE,
                       "%s: %s.type: a second target column '%s' (the first is columns[%zu] "
                       "'%s'); expected exactly one target column",
-                      fn, path, msg_str(b1, sizeof b1, c->name), first_target,
-                      msg_str(b2, sizeof b2, s->cols[first_target].name));
+                      fn, path, fv__msg_str(b1, sizeof b1, c->name), first_target,
+                      fv__msg_str(b2, sizeof b2, s->cols[first_target].name));
             n_targets++;
             first_target = j;
         }
@@ -998,24 +879,24 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
             JFAIL(FV_EPARSE,
                   "%s: columns[%zu].name: duplicate column name '%s' (also columns[%zu]); "
                   "expected unique names",
-                  fn, b, msg_str(b1, sizeof b1, s->cols[b].name), a);
+                  fn, b, fv__msg_str(b1, sizeof b1, s->cols[b].name), a);
     }
     if (n_targets == 0)
         JFAIL(FV_EPARSE,
               "%s: columns: no column has type \"target\"; expected exactly one, named '%s'", fn,
-              msg_str(b1, sizeof b1, target));
+              fv__msg_str(b1, sizeof b1, target));
     if (strcmp(s->cols[first_target].name, target) != 0)
         JFAIL(FV_EPARSE,
               "%s: target: '%s' but the target column is columns[%zu] '%s'; expected the name "
               "of the column with type \"target\"",
-              fn, msg_str(b1, sizeof b1, target), first_target,
-              msg_str(b2, sizeof b2, s->cols[first_target].name));
+              fn, fv__msg_str(b1, sizeof b1, target), first_target,
+              fv__msg_str(b2, sizeof b2, s->cols[first_target].name));
     s->target = first_target;
     if (positive != NULL) {
         s->positive = vocab_find(s->classes, s->n_classes, positive);
         if (s->positive < 0)
             JFAIL(FV_EPARSE, "%s: positive: '%s' is not in classes; expected one of the classes",
-                  fn, msg_str(b1, sizeof b1, positive));
+                  fn, fv__msg_str(b1, sizeof b1, positive));
     }
     *ret = s;
     s = NULL;
