@@ -8,6 +8,10 @@
 
 #include "fv_preproc.h"
 
+/* fileio.c: replaces path with len bytes of data, crash-safely (temp file, fsync,
+ * rename, directory fsync). 0, or -errno / FV_ENOMEM with d naming the path. */
+int fv__file_write_atomic(const char *path, const void *data, size_t len, fv_diag_t *d);
+
 /* text.c: see its top note for the number grammar and message quoting. */
 #define FV__MSG_STR 60                       /* bytes of a quoted value in a message */
 #define FV__MSG_BUF (4 * FV__MSG_STR + 16)   /* buffer for fv__msg_str */

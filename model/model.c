@@ -875,125 +875,18 @@ out:
 
 /* ---- files ------------------------------------------------------------------------- */
 
-/* Writes all of buf, retrying short writes and EINTR. Returns 0 or -errno. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* fsyncs the directory holding path, so a rename into it survives a crash. */
-static int fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (slash == NULL)
-        dir = strdup(".");
-    else if (slash == path)
-        dir = strdup("/");
-    else
-        dir = strndup(path, (size_t)(slash - path));
-    if (dir == NULL)
-        return FV_ENOMEM;
-    int r = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        r = -errno;
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return r;
-}
-
-/* Errors from the system are returned as -errno, which is libuv's UV_E* code on every
- * platform fedvault builds for, so fv_strerror and fv_err_name describe them. */
 int fv_model_save(const fv_model_t *m, const char *path, fv_diag_t *d)
 {
-    int r;
     uint8_t *buf = NULL;
     size_t len = 0;
-    char *tmp = NULL;
-    int fd = -1;
+    int r;
 
     if (m == NULL || path == NULL || path[0] == '\0')
         return fv_diag_set(d, FV_EINVAL, "fv_model_save: no model or no path");
     r = fv_model_encode(m, &buf, &len);
-    if (r < 0) {
-        fv_diag_set(d, r, "%s: cannot encode the model: %s", path, fv_strerror(r));
-        goto out;
-    }
-
-    /* The temporary file lives in the same directory so the rename is atomic. mkstemp
-     * creates it 0600: a model is derived from bank data and is not world-readable
-     * unless someone decides so. */
-    size_t plen = strlen(path);
-    static const char suffix[] = ".tmp.XXXXXX";
-    tmp = malloc(plen + sizeof suffix);
-    if (tmp == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, suffix, sizeof suffix);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot create a temporary file next to it: %s", path,
-                    strerror(errno));
-        free(tmp);
-        tmp = NULL; /* nothing to remove */
-        goto out;
-    }
-    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-
-    r = write_all(fd, buf, len);
-    if (r < 0) {
-        fv_diag_set(d, r, "%s: cannot write %s: %s", path, tmp, strerror(-r));
-        goto out;
-    }
-    if (fsync(fd) < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot fsync %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    int cr = close(fd);
-    fd = -1;
-    if (cr < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot close %s: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL; /* renamed: nothing left to remove */
-    r = fsync_parent_dir(path);
-    if (r < 0) {
-        /* The new file is in place but the rename may not survive a crash. */
-        fv_diag_set(d, r, "%s: saved, but cannot fsync its directory: %s", path,
-                    r == FV_ENOMEM ? "out of memory" : strerror(-r));
-        goto out;
-    }
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
+    if (r < 0)
+        return fv_diag_set(d, r, "%s: cannot encode the model: %s", path, fv_strerror(r));
+    r = fv__file_write_atomic(path, buf, len, d);
     free(buf);
     return r;
 }

@@ -910,9 +910,9 @@ out:
 
 int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d)
 {
-    char *json = NULL, *tmp = NULL;
-    size_t len = 0, off = 0;
-    int fd = -1, r;
+    char *json = NULL;
+    size_t len = 0;
+    int r;
 
     if (s == NULL || path == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_schema_save: schema and path are required");
@@ -920,60 +920,7 @@ int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d)
     if (r < 0)
         return fv_diag_set(d, r, "%s: cannot encode the schema: %s", path, fv_strerror(r));
     json[len] = '\n'; /* replaces the NUL: written as len + 1 bytes, never read as a string */
-    /* Write a temporary file next to the target, fsync, rename: a crash leaves the old
-     * file or the new one, never half of one. */
-    tmp = malloc(strlen(path) + 16);
-    if (tmp == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot create a temporary file: %s", tmp, strerror(-r));
-        free(tmp);
-        tmp = NULL;
-        goto out;
-    }
-    while (off < len + 1) {
-        ssize_t k = write(fd, json + off, len + 1 - off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            r = -errno;
-            fv_diag_set(d, r, "%s: cannot write: %s", tmp, strerror(-r));
-            goto out;
-        }
-        off += (size_t)k;
-    }
-    if (fsync(fd) != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot sync: %s", tmp, strerror(-r));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot close: %s", tmp, strerror(-r));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot replace with %s: %s", path, tmp, strerror(-r));
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
+    r = fv__file_write_atomic(path, json, len + 1, d);
     free(json);
     return r;
 }
