@@ -88,12 +88,14 @@
  *   1. size cap, magic, then version: the version decides the layout of everything after
  *      it, including where the checksum is, so nothing else can be read before it.
  *   2. the checksum, before any section is interpreted: a flipped bit anywhere after the
- *      version is reported as damage ("checksum mismatch"), not as whatever odd value it
- *      produced. When it does not match, the section headers alone are walked to tell a
- *      truncated file (named: which section needs how many bytes at which offset) and one
- *      with bytes appended from a damaged one. A SHA-256 detects accidents, not forgery:
- *      anyone can recompute it, so it is compared with memcmp, and every check below is
- *      still made on a file whose checksum matches (a crafted file must fail cleanly).
+ *      version is FV_ECORRUPT "checksum mismatch", not whatever odd value it produced.
+ *      When it does not match, the section headers alone are walked to tell a truncated
+ *      file (named: which section needs how many bytes at which offset) and one with bytes
+ *      appended from a damaged one. The walk trusts nothing; a flipped bit that makes a
+ *      length point past the end (but not past any possible file) reads as a truncation,
+ *      still FV_ECORRUPT. A SHA-256 detects accidents, not forgery: anyone can recompute
+ *      it, so it is compared with memcmp, and every check below is still made on a file
+ *      whose checksum matches (a crafted file must fail cleanly).
  *   3. the flags, then the five section headers: tags in order and each length against
  *      the bytes remaining before the checksum, so the structure is known to be sound
  *      before anything is allocated. No length from the file is ever used as an allocation
