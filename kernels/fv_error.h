@@ -27,7 +27,17 @@
     XX(EEMPTY, -10009, "no data")                                                         \
     XX(ENOTSUP, -10010, "not supported")                                                  \
     XX(ETOOBIG, -10011, "input exceeds a configured size cap")                            \
-    XX(ENUMERIC, -10012, "numerical failure (NaN or infinity)")
+    XX(ENUMERIC, -10012, "numerical failure (NaN or infinity)")                           \
+    XX(EAUTH, -10013, "signature or authentication tag check failed")                     \
+    XX(EPROTO, -10014, "malformed or truncated protocol message")                         \
+    XX(EPHASE, -10015, "message for the wrong protocol phase")                            \
+    XX(EROUND, -10016, "message for the wrong job or round")                              \
+    XX(EDUP, -10017, "duplicate message")                                                 \
+    XX(EPEER, -10018, "unknown peer")                                                     \
+    XX(EPOLICY, -10019, "refused by local policy")                                        \
+    XX(EBOTHSHARES, -10020, "asked to reveal both secret shares of one peer")             \
+    XX(ETHRESHOLD, -10021, "fewer participants than the threshold")                       \
+    XX(EOVERFLOW, -10022, "quantized sum could wrap the modulus")
 
 enum {
     FV_OK = 0,

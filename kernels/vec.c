@@ -37,17 +37,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__clang__)
-/* clang ignores optimize(); the references disable vectorization per loop instead. */
-#define FV_SCALAR
-#define FV_SCALAR_LOOP _Pragma("clang loop vectorize(disable) interleave(disable)")
-#elif defined(__GNUC__)
-#define FV_SCALAR __attribute__((optimize("no-tree-vectorize")))
-#define FV_SCALAR_LOOP
-#else
-#define FV_SCALAR
-#define FV_SCALAR_LOOP
-#endif
+#include "kernels-int.h"
 
 /* Main-loop granularity of the fast kernels: 16 floats is one AVX-512 vector. */
 #define FV_VEC_BLOCK ((size_t)16)

@@ -35,6 +35,16 @@ static void test_table(void)
     CHECK_INT_EQ(FV_ENOTSUP, -10010);
     CHECK_INT_EQ(FV_ETOOBIG, -10011);
     CHECK_INT_EQ(FV_ENUMERIC, -10012);
+    CHECK_INT_EQ(FV_EAUTH, -10013);
+    CHECK_INT_EQ(FV_EPROTO, -10014);
+    CHECK_INT_EQ(FV_EPHASE, -10015);
+    CHECK_INT_EQ(FV_EROUND, -10016);
+    CHECK_INT_EQ(FV_EDUP, -10017);
+    CHECK_INT_EQ(FV_EPEER, -10018);
+    CHECK_INT_EQ(FV_EPOLICY, -10019);
+    CHECK_INT_EQ(FV_EBOTHSHARES, -10020);
+    CHECK_INT_EQ(FV_ETHRESHOLD, -10021);
+    CHECK_INT_EQ(FV_EOVERFLOW, -10022);
 
     /* Values are unique. */
     static const int all[] = {
@@ -64,7 +74,7 @@ static void test_libuv_passthrough(void)
 
     /* Codes in no table still get a non-NULL, non-empty string. (Unknown codes inside the
      * libuv range are not probed: uv_strerror/uv_err_name allocate a string for them.) */
-    static const int unknown[] = { -10000, -10013, -20000, -2147483647 - 1, 1, 7 };
+    static const int unknown[] = { -10000, -10999, -20000, -2147483647 - 1, 1, 7 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *m = fv_strerror(unknown[i]), *nm = fv_err_name(unknown[i]);
         CHECK(m != NULL && m[0] != '\0');
