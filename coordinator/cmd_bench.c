@@ -1,0 +1,430 @@
+/* cmd_bench.c - `fedvault bench secagg`: one SecAgg round, all parties in this process.
+ *
+ * Runs fv_secagg_sim_run (clients and server as pure state machines, no network), checks
+ * the unmasked sum equals the plaintext sum of the survivors' inputs exactly, and reports
+ * CPU time per phase per party (CLOCK_THREAD_CPUTIME_ID around each step, through the
+ * simulator's step hook, so routing and input generation are not counted) and bytes per
+ * client.
+ *
+ * The bound printed next to it is measured in the same run on the same thread:
+ *   prg_bound_s = keystream words the round must generate x 4 bytes / raw keystream
+ *                 throughput of the chosen PRG (fv_prg_expand_u32 over 64 MiB, best of 3)
+ *   ka_bound_s  = key agreements the round must do x time of one fv_kx_agree (best of 3
+ *                 batches of 200)
+ * The counts are those the state machines performed (fv_secagg_stats_t); for classic
+ * SecAgg they are also recomputed here in closed form from |U1|..|U3| and must agree:
+ *   PRG words: clients |U3| (1 + |U2| - 1) d, server |U3| d + |U2 \ U3| |U3| d
+ *   key agreements: clients |U2| (|U1| - 1) (share encryption; the same symmetric keys
+ *                   decrypt, so decryption adds none)
+ *                   + |U3| (|U2| - 1) (masks), server |U2 \ U3| |U3|
+ * Not in the bound: signatures (Ed25519 sign/verify), Shamir, AEAD, the accumulator adds.
+ *
+ * Exit status 0 only when the sum is exact.
+ */
+#include "cli-int.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fv_crypto.h"
+#include "fv_secagg.h"
+
+#define CMD "bench"
+
+static const char usage[] =
+    "Usage: fedvault bench secagg --clients N --dim D [--neighbors K] [--threshold T]\n"
+    "                             [--dropout F] [--dropout-phase P] [--seed S]\n"
+    "                             [--prg chacha20|aes256ctr] [--json]\n"
+    "\n"
+    "Run one secure-aggregation round (SecAgg, or SecAgg+ when K < N-1) with N clients\n"
+    "and the server in this process, check the unmasked sum is exact, and report CPU\n"
+    "time and bytes per phase against the PRG and key-agreement bound of the run.\n"
+    "\n"
+    "  --clients N         cohort size (3..65535)\n"
+    "  --dim D             vector length in uint32 words\n"
+    "  --neighbors K       neighbours per client: N-1 (default, classic) or even 2..N-2\n"
+    "  --threshold T       Shamir threshold; default floor(2(K+1)/3)+1 (> (K+1)/2 as\n"
+    "                      required, 2/3 of the share holders)\n"
+    "  --dropout F         fraction of clients that drop out (default 0)\n"
+    "  --dropout-phase P   phase they stop at: 0 advertise, 1 share keys, 2 masked input\n"
+    "                      (default: right after share keys, the costliest for the\n"
+    "                      server), 3 consistency, 4 unmask\n"
+    "  --seed S            seed of keys, inputs and dropouts (default 1)\n"
+    "  --prg NAME          mask generator (default: the library's FV_PRG_DEFAULT)\n"
+    "  --json              one JSON object on stdout\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Exit status: 0 exact sum, 1 failure or inexact, 2 usage error.\n";
+
+static const struct option long_opts[] = {
+    {"clients", required_argument, NULL, 'n'},
+    {"dim", required_argument, NULL, 'd'},
+    {"neighbors", required_argument, NULL, 'k'},
+    {"threshold", required_argument, NULL, 't'},
+    {"dropout", required_argument, NULL, 'f'},
+    {"dropout-phase", required_argument, NULL, 'p'},
+    {"seed", required_argument, NULL, 's'},
+    {"prg", required_argument, NULL, 'g'},
+    {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *const phase_names[FV_SECAGG_N_PHASES] = {
+    "advertise", "share_keys", "masked_input", "consistency", "unmask"};
+
+typedef struct timing {
+    uint32_t n;
+    double t0;
+    double client_cpu[FV_SECAGG_N_PHASES];
+    double server_cpu[FV_SECAGG_N_PHASES];
+    double *client_total; /* per client, all phases */
+    double *client_phase_max;
+} timing_t;
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void step_hook(void *ud, uint32_t phase, uint32_t party, fv_secagg_hook_when_t when)
+{
+    timing_t *t = ud;
+    if (when == FV_SECAGG_HOOK_BEFORE) {
+        t->t0 = thread_cpu_s();
+        return;
+    }
+    double dt = thread_cpu_s() - t->t0;
+    if (party == FV_SECAGG_SERVER) {
+        t->server_cpu[phase] += dt;
+    } else {
+        t->client_cpu[phase] += dt;
+        t->client_total[party] += dt;
+        if (dt > t->client_phase_max[phase])
+            t->client_phase_max[phase] = dt;
+    }
+}
+
+/* Raw keystream throughput of the PRG, bytes per second (best of 3 over 64 MiB). */
+static int measure_prg(fv_prg_kind_t kind, double *ret_Bps)
+{
+    const size_t words = (size_t)16 << 20;
+    uint32_t *buf = malloc(words * sizeof(uint32_t));
+    uint8_t seed[FV_PRG_SEED_BYTES] = {1};
+    double best = 1e30;
+    if (buf == NULL)
+        return FV_ENOMEM;
+    for (int r = 0; r < 3; r++) {
+        double t0 = thread_cpu_s();
+        int rc = fv_prg_expand_u32(kind, seed, buf, words);
+        double dt = thread_cpu_s() - t0;
+        if (rc < 0) {
+            free(buf);
+            return rc;
+        }
+        if (dt < best)
+            best = dt;
+    }
+    free(buf);
+    *ret_Bps = (double)words * 4 / best;
+    return 0;
+}
+
+/* Seconds per fv_kx_agree (best of 3 batches of 200). */
+static int measure_kx(double *ret_s)
+{
+    fv_rand_t r;
+    uint8_t pk1[32], sk1[32], pk2[32], sk2[32], key[32];
+    fv_rand_seeded_u64(&r, 7);
+    int rc;
+    if ((rc = fv_kx_keypair(&r, pk1, sk1)) < 0 || (rc = fv_kx_keypair(&r, pk2, sk2)) < 0)
+        return rc;
+    double best = 1e30;
+    for (int b = 0; b < 3; b++) {
+        double t0 = thread_cpu_s();
+        for (int i = 0; i < 200; i++)
+            if ((rc = fv_kx_agree(key, sk1, pk1, pk2, "bench", 5)) < 0)
+                return rc;
+        double dt = (thread_cpu_s() - t0) / 200;
+        if (dt < best)
+            best = dt;
+    }
+    fv_crypto_wipe(sk1, sizeof(sk1));
+    fv_crypto_wipe(sk2, sizeof(sk2));
+    fv_crypto_wipe(key, sizeof(key));
+    *ret_s = best;
+    return 0;
+}
+
+static int bench_secagg(int argc, char **argv)
+{
+    size_t n = 0, dim = 0, k = 0, t = 0, phase = 2;
+    double frac = 0;
+    uint64_t seed = 1;
+    bool json = false, have_k = false, have_t = false;
+    fv_prg_kind_t prg = FV_PRG_DEFAULT;
+    int c, rc = FV_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'n':
+            if (!fv_cli_parse_size(CMD, "--clients", optarg, 3, FV_SECAGG_MAX_CLIENTS, &n))
+                return FV_EXIT_USAGE;
+            break;
+        case 'd':
+            if (!fv_cli_parse_size(CMD, "--dim", optarg, 1, FV_SECAGG_MAX_DIM, &dim))
+                return FV_EXIT_USAGE;
+            break;
+        case 'k':
+            if (!fv_cli_parse_size(CMD, "--neighbors", optarg, 2, FV_SECAGG_MAX_CLIENTS, &k))
+                return FV_EXIT_USAGE;
+            have_k = true;
+            break;
+        case 't':
+            if (!fv_cli_parse_size(CMD, "--threshold", optarg, 1, FV_SECAGG_MAX_CLIENTS, &t))
+                return FV_EXIT_USAGE;
+            have_t = true;
+            break;
+        case 'f':
+            if (!fv_cli_parse_double(CMD, "--dropout", optarg, 0, 0.99, &frac))
+                return FV_EXIT_USAGE;
+            break;
+        case 'p':
+            if (!fv_cli_parse_size(CMD, "--dropout-phase", optarg, 0, 4, &phase))
+                return FV_EXIT_USAGE;
+            break;
+        case 's':
+            if (!fv_cli_parse_u64(CMD, "--seed", optarg, &seed))
+                return FV_EXIT_USAGE;
+            break;
+        case 'g':
+            if (strcmp(optarg, "chacha20") == 0)
+                prg = FV_PRG_CHACHA20;
+            else if (strcmp(optarg, "aes256ctr") == 0 || strcmp(optarg, "aes") == 0)
+                prg = FV_PRG_AES256CTR;
+            else
+                return fv_cli_usage_error(CMD, "--prg: '%s' is not chacha20 or aes256ctr", optarg);
+            break;
+        case 'j':
+            json = true;
+            break;
+        default:
+            fprintf(stderr, "Try 'fedvault %s secagg --help'.\n", CMD);
+            return FV_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    if (n == 0 || dim == 0)
+        return fv_cli_usage_error(CMD, "--clients and --dim are required");
+    if (!have_k)
+        k = n - 1;
+    if (!have_t)
+        t = 2 * (k + 1) / 3 + 1;
+    if (t > k + 1)
+        t = k + 1;
+
+    fv_secagg_sim_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.params.job_id = 1;
+    cfg.params.round = 1;
+    cfg.params.n_clients = (uint32_t)n;
+    cfg.params.threshold = (uint32_t)t;
+    cfg.params.n_neighbors = (uint32_t)k;
+    cfg.params.dim = (uint32_t)dim;
+    cfg.params.prg = prg;
+    for (int i = 0; i < FV_SECAGG_GRAPH_SEED_BYTES; i++)
+        cfg.params.graph_seed[i] = (uint8_t)(seed >> (8 * (i % 8)));
+    cfg.seed = seed;
+    cfg.dropout_fraction = frac;
+    cfg.dropout_phase = (uint32_t)phase;
+    uint8_t dummy_pk[32] = {0};
+    cfg.params.identity_pks = dummy_pk; /* the simulator makes the real ones */
+    fv_diag_t d = {""};
+    if (fv_secagg_params_check(&cfg.params, NULL, &d) < 0)
+        return fv_cli_usage_error(CMD, "%s", d.msg);
+    if (fv_crypto_init() < 0) {
+        fv_cli_error(CMD, "crypto initialization failed");
+        return FV_EXIT_FAIL;
+    }
+
+    timing_t tm;
+    memset(&tm, 0, sizeof(tm));
+    tm.n = (uint32_t)n;
+    tm.client_total = calloc(n, sizeof(double));
+    tm.client_phase_max = calloc(FV_SECAGG_N_PHASES, sizeof(double));
+    fv_secagg_sim_result_t res;
+    memset(&res, 0, sizeof(res));
+    json_t *out = NULL;
+    if (tm.client_total == NULL || tm.client_phase_max == NULL) {
+        fv_cli_error(CMD, "out of memory");
+        goto out;
+    }
+    cfg.step_hook = step_hook;
+    cfg.hook_ud = &tm;
+
+    double prg_Bps, kx_s;
+    int r;
+    if ((r = measure_prg(prg, &prg_Bps)) < 0 || (r = measure_kx(&kx_s)) < 0) {
+        fv_cli_error(CMD, "measuring the PRG/key agreement failed: %s", fv_strerror(r));
+        goto out;
+    }
+
+    fprintf(stderr, "fedvault bench: secagg n=%zu d=%zu k=%zu t=%zu dropout %.0f%% at phase %zu\n",
+            n, dim, k, t, frac * 100, phase);
+    double wall0 = fv_cli_now_s();
+    r = fv_secagg_sim_run(&cfg, &res, &d);
+    double wall_s = fv_cli_now_s() - wall0;
+    if (r < 0) {
+        fv_cli_error(CMD, "round aborted (%s): %s%s", fv_err_name(r), d.msg,
+                     r == FV_ETHRESHOLD ? " (fewer survivors than the threshold: lower --dropout "
+                                          "or --threshold, or raise --neighbors)"
+                                        : "");
+        goto out;
+    }
+
+    double client_cpu = 0, server_cpu = 0, per_client_max = 0;
+    for (int p = 0; p < FV_SECAGG_N_PHASES; p++) {
+        client_cpu += tm.client_cpu[p];
+        server_cpu += tm.server_cpu[p];
+    }
+    for (size_t u = 0; u < n; u++)
+        if (tm.client_total[u] > per_client_max)
+            per_client_max = tm.client_total[u];
+    double total_cpu = client_cpu + server_cpu;
+    uint64_t prg_words = res.clients.prg_words + res.server.prg_words;
+    uint64_t n_kx = res.clients.n_kx + res.server.n_kx;
+    double prg_bound = (double)prg_words * 4 / prg_Bps;
+    double ka_bound = (double)n_kx * kx_s;
+    double bound = prg_bound + ka_bound;
+
+    /* closed-form counts for classic SecAgg (the sparse graph needs the sets themselves) */
+    bool counts_checked = false, counts_ok = true;
+    if (k == n - 1) {
+        uint64_t u1 = res.set_size[1], u2 = res.set_size[2], u3 = res.set_size[3];
+        uint64_t w = (uint64_t)dim;
+        counts_checked = true;
+        counts_ok = res.clients.prg_words == u3 * u2 * w &&
+                    res.server.prg_words == u3 * w + (u2 - u3) * u3 * w &&
+                    res.clients.n_kx == u2 * (u1 - 1) + u3 * (u2 - 1) &&
+                    res.server.n_kx == (u2 - u3) * u3;
+        if (!counts_ok)
+            fv_cli_error(CMD, "work counters disagree with the closed form (a bug)");
+    }
+
+    if (json) {
+        out = json_object();
+        json_object_set_new(out, "exact", json_boolean(res.exact));
+        json_object_set_new(out, "clients", json_integer((json_int_t)n));
+        json_object_set_new(out, "dim", json_integer((json_int_t)dim));
+        json_object_set_new(out, "neighbors", json_integer((json_int_t)k));
+        json_object_set_new(out, "threshold", json_integer((json_int_t)t));
+        json_object_set_new(out, "dropout", json_real(frac));
+        json_object_set_new(out, "dropout_phase", json_integer((json_int_t)phase));
+        json_object_set_new(out, "dropped", json_integer(res.n_dropped));
+        json_object_set_new(out, "seed", json_integer((json_int_t)seed));
+        json_object_set_new(out, "prg",
+                            json_string(prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr"));
+        json_t *sets = json_array();
+        for (int i = 1; i <= 5; i++)
+            json_array_append_new(sets, json_integer(res.set_size[i]));
+        json_object_set_new(out, "set_sizes_U1_U5", sets);
+        json_object_set_new(out, "total_cpu_s", json_real(total_cpu));
+        json_object_set_new(out, "client_cpu_s", json_real(client_cpu));
+        json_object_set_new(out, "server_cpu_s", json_real(server_cpu));
+        json_object_set_new(out, "per_client_cpu_mean_s", json_real(client_cpu / (double)n));
+        json_object_set_new(out, "per_client_cpu_max_s", json_real(per_client_max));
+        json_object_set_new(out, "wall_s", json_real(wall_s));
+        json_object_set_new(out, "prg_bound_s", json_real(prg_bound));
+        json_object_set_new(out, "ka_bound_s", json_real(ka_bound));
+        json_object_set_new(out, "total_over_bound", json_real(total_cpu / bound));
+        json_object_set_new(out, "prg_bytes_per_s", json_real(prg_Bps));
+        json_object_set_new(out, "kx_us", json_real(kx_s * 1e6));
+        json_object_set_new(out, "prg_words_clients",
+                            json_integer((json_int_t)res.clients.prg_words));
+        json_object_set_new(out, "prg_words_server",
+                            json_integer((json_int_t)res.server.prg_words));
+        json_object_set_new(out, "kx_clients", json_integer((json_int_t)res.clients.n_kx));
+        json_object_set_new(out, "kx_server", json_integer((json_int_t)res.server.n_kx));
+        json_object_set_new(out, "verify_clients", json_integer((json_int_t)res.clients.n_verify));
+        json_object_set_new(out, "counts_match_closed_form",
+                            counts_checked ? json_boolean(counts_ok) : json_null());
+        json_t *phases = json_array();
+        for (int p = 0; p < FV_SECAGG_N_PHASES; p++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "phase", json_integer(p));
+            json_object_set_new(o, "name", json_string(phase_names[p]));
+            json_object_set_new(o, "clients_active", json_integer(res.n_active[p]));
+            json_object_set_new(o, "client_cpu_s", json_real(tm.client_cpu[p]));
+            json_object_set_new(
+                o, "client_cpu_mean_s",
+                json_real(res.n_active[p] ? tm.client_cpu[p] / res.n_active[p] : 0));
+            json_object_set_new(o, "client_cpu_max_s", json_real(tm.client_phase_max[p]));
+            json_object_set_new(o, "server_cpu_s", json_real(tm.server_cpu[p]));
+            json_object_set_new(o, "bytes_up_max_per_client",
+                                json_integer((json_int_t)res.max_bytes_up[p]));
+            json_object_set_new(o, "bytes_down_max_per_client",
+                                json_integer((json_int_t)res.max_bytes_down[p]));
+            json_object_set_new(o, "bytes_up_total", json_integer((json_int_t)res.bytes_up[p]));
+            json_object_set_new(o, "bytes_down_total", json_integer((json_int_t)res.bytes_down[p]));
+            json_array_append_new(phases, o);
+        }
+        json_object_set_new(out, "phases", phases);
+        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        if (s) {
+            puts(s);
+            free(s);
+        }
+    } else {
+        printf("secagg: n=%zu d=%zu k=%zu t=%zu prg=%s; dropout %u clients at phase %zu\n", n, dim,
+               k, t, prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr", res.n_dropped, phase);
+        printf("sets: |U1|=%u |U2|=%u |U3|=%u |U4|=%u unmask answers=%u\n", res.set_size[1],
+               res.set_size[2], res.set_size[3], res.set_size[4], res.set_size[5]);
+        printf("%-14s %6s %12s %12s %12s %11s %11s\n", "phase", "active", "client cpu",
+               "mean/client", "server cpu", "up/client", "down/client");
+        for (int p = 0; p < FV_SECAGG_N_PHASES; p++)
+            printf("%d %-12s %6u %11.4fs %11.6fs %11.4fs %10lluB %10lluB\n", p, phase_names[p],
+                   res.n_active[p], tm.client_cpu[p],
+                   res.n_active[p] ? tm.client_cpu[p] / res.n_active[p] : 0.0, tm.server_cpu[p],
+                   (unsigned long long)res.max_bytes_up[p],
+                   (unsigned long long)res.max_bytes_down[p]);
+        printf("cpu: clients %.4f s (mean %.6f s, max %.6f s per client), server %.4f s, "
+               "total %.4f s; wall %.3f s\n",
+               client_cpu, client_cpu / (double)n, per_client_max, server_cpu, total_cpu, wall_s);
+        printf("bound: prg %.4f s (%llu words at %.2f GB/s) + ka %.4f s (%llu x %.1f us) = "
+               "%.4f s; total cpu / bound = %.2f\n",
+               prg_bound, (unsigned long long)prg_words, prg_Bps / 1e9, ka_bound,
+               (unsigned long long)n_kx, kx_s * 1e6, bound, total_cpu / bound);
+        printf("exact: %s\n", res.exact ? "yes" : "NO");
+    }
+    rc = res.exact && counts_ok ? FV_EXIT_OK : FV_EXIT_FAIL;
+    if (!res.exact)
+        fv_cli_error(CMD, "the unmasked sum differs from the plaintext sum of the survivors");
+out:
+    json_decref(out);
+    free(res.sum);
+    free(tm.client_total);
+    free(tm.client_phase_max);
+    return rc;
+}
+
+int fv_cmd_bench(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "secagg") == 0)
+        return bench_secagg(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage, stdout);
+        return FV_EXIT_OK;
+    }
+    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg");
+}
