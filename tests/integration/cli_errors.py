@@ -73,7 +73,8 @@ def main():
 
     # --help everywhere
     for cmd in (["--help"], ["train", "--help"], ["eval", "--help"], ["split", "--help"],
-                ["schema", "--help"], ["schema", "infer", "--help"]):
+                ["schema", "--help"], ["schema", "infer", "--help"], ["bench", "--help"],
+                ["bench", "secagg", "--help"]):
         rc, out, _ = run(cmd)
         check(rc == 0 and "Usage" in out, f"fedvault {' '.join(cmd)}: exit {rc}: {out}")
     print("cli_errors: OK")
