@@ -19,12 +19,23 @@
  *                   + |U3| (|U2| - 1) (masks), server |U2 \ U3| |U3|
  * Not in the bound: signatures (Ed25519 sign/verify), Shamir, AEAD, the accumulator adds.
  *
+ * Threads (--threads N): the simulator's per-client steps of each phase run on a pool of N
+ * threads (this thread plus N-1 started once per run, before the timed run starts; each
+ * parallel-for hands out client indices through an atomic counter, so uneven clients
+ * balance). The server and the routing stay on this thread, and the simulator makes the
+ * result and every counter identical to --threads 1. wall_s is what the threads shorten;
+ * the CPU figures are per-thread CPU times summed over all threads, so they do not.
+ * The step hook runs on worker threads: it keeps the start time per party and adds each
+ * step into that client's own (client, phase) slot; the totals are summed afterwards.
+ *
  * Exit status 0 only when the sum is exact.
  */
 #include "cli-int.h"
 
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +49,7 @@
 static const char usage[] =
     "Usage: fedvault bench secagg --clients N --dim D [--neighbors K] [--threshold T]\n"
     "                             [--dropout F] [--dropout-phase P] [--seed S]\n"
-    "                             [--prg chacha20|aes256ctr] [--json]\n"
+    "                             [--prg chacha20|aes256ctr] [--threads N] [--json]\n"
     "\n"
     "Run one secure-aggregation round (SecAgg, or SecAgg+ when K < N-1) with N clients\n"
     "and the server in this process, check the unmasked sum is exact, and report CPU\n"
@@ -55,6 +66,8 @@ static const char usage[] =
     "                      server), 3 consistency, 4 unmask\n"
     "  --seed S            seed of keys, inputs and dropouts (default 1)\n"
     "  --prg NAME          mask generator (default: the library's FV_PRG_DEFAULT)\n"
+    "  --threads N         threads running the clients' steps (default 1; the server\n"
+    "                      stays on one thread; CPU times are summed over threads)\n"
     "  --json              one JSON object on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -69,6 +82,7 @@ static const struct option long_opts[] = {
     {"dropout-phase", required_argument, NULL, 'p'},
     {"seed", required_argument, NULL, 's'},
     {"prg", required_argument, NULL, 'g'},
+    {"threads", required_argument, NULL, 'T'},
     {"json", no_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -77,38 +91,169 @@ static const struct option long_opts[] = {
 static const char *const phase_names[FV_SECAGG_N_PHASES] = {
     "advertise", "share_keys", "masked_input", "consistency", "unmask"};
 
+/* Written by the step hook: server_* on the caller's thread only; client_t0[u] and
+ * client_step[u * FV_SECAGG_N_PHASES + p] only by the thread running client u's step. */
 typedef struct timing {
     uint32_t n;
-    double t0;
-    double client_cpu[FV_SECAGG_N_PHASES];
+    double server_t0;
     double server_cpu[FV_SECAGG_N_PHASES];
+    double *client_t0;   /* per client */
+    double *client_step; /* n x phases: CPU of that client's step(s) in that phase */
+    /* summed after the run */
+    double client_cpu[FV_SECAGG_N_PHASES];
     double *client_total; /* per client, all phases */
     double *client_phase_max;
 } timing_t;
 
-static double thread_cpu_s(void)
+/* A fixed pool for the simulator's par_for: the caller's thread works too, so n_threads
+ * = 1 starts nothing. One job at a time (par_for is only called from the caller). */
+typedef struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, done_cv;
+    pthread_t *helpers;
+    unsigned n_helpers, n_started;
+    uint64_t gen; /* bumped per job */
+    bool stop;
+    unsigned busy; /* helpers still in the current job */
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+    size_t n;
+    atomic_size_t next;
+} pool_t;
+
+static void pool_drain(pool_t *p)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (i >= p->n)
+            return;
+        p->fn(p->arg, i);
+    }
+}
+
+static void *pool_main(void *arg)
+{
+    pool_t *p = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->gen == seen)
+            pthread_cond_wait(&p->work_cv, &p->mu);
+        if (p->stop)
+            break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        pool_drain(p);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0)
+            pthread_cond_signal(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_par_for(void *ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    pool_t *p = ctx;
+    if (p->n_started == 0 || n < 2) {
+        for (size_t i = 0; i < n; i++)
+            fn(arg, i);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    p->busy = p->n_started;
+    p->gen++;
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_mutex_unlock(&p->mu);
+    pool_drain(p);
+    pthread_mutex_lock(&p->mu); /* the helpers' writes are visible once busy is 0 */
+    while (p->busy > 0)
+        pthread_cond_wait(&p->done_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_stop(pool_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n_started; i++)
+        pthread_join(p->helpers[i], NULL);
+    free(p->helpers);
+    pthread_cond_destroy(&p->work_cv);
+    pthread_cond_destroy(&p->done_cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+/* n_threads - 1 helpers; FV_ENOMEM or the pthread_create error (already stopped then). */
+static int pool_start(pool_t *p, unsigned n_threads)
+{
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    atomic_init(&p->next, 0);
+    p->n_helpers = n_threads - 1;
+    if (p->n_helpers == 0)
+        return 0;
+    if ((p->helpers = calloc(p->n_helpers, sizeof(*p->helpers))) == NULL) {
+        pool_stop(p);
+        return FV_ENOMEM;
+    }
+    for (; p->n_started < p->n_helpers; p->n_started++) {
+        int err = pthread_create(&p->helpers[p->n_started], NULL, pool_main, p);
+        if (err != 0) {
+            pool_stop(p);
+            return -err;
+        }
+    }
+    return 0;
+}
+
+static double cpu_s(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(clk, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double thread_cpu_s(void)
+{
+    return cpu_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void step_hook(void *ud, uint32_t phase, uint32_t party, fv_secagg_hook_when_t when)
 {
     timing_t *t = ud;
-    if (when == FV_SECAGG_HOOK_BEFORE) {
-        t->t0 = thread_cpu_s();
-        return;
-    }
-    double dt = thread_cpu_s() - t->t0;
+    double now = thread_cpu_s();
     if (party == FV_SECAGG_SERVER) {
-        t->server_cpu[phase] += dt;
+        if (when == FV_SECAGG_HOOK_BEFORE)
+            t->server_t0 = now;
+        else
+            t->server_cpu[phase] += now - t->server_t0;
+    } else if (when == FV_SECAGG_HOOK_BEFORE) {
+        t->client_t0[party] = now;
     } else {
-        t->client_cpu[phase] += dt;
-        t->client_total[party] += dt;
-        if (dt > t->client_phase_max[phase])
-            t->client_phase_max[phase] = dt;
+        t->client_step[(size_t)party * FV_SECAGG_N_PHASES + phase] += now - t->client_t0[party];
     }
+}
+
+/* The per-client slots into the totals, in id order. */
+static void timing_sum(timing_t *t)
+{
+    for (uint32_t u = 0; u < t->n; u++)
+        for (int p = 0; p < FV_SECAGG_N_PHASES; p++) {
+            double dt = t->client_step[(size_t)u * FV_SECAGG_N_PHASES + p];
+            t->client_cpu[p] += dt;
+            t->client_total[u] += dt;
+            if (dt > t->client_phase_max[p])
+                t->client_phase_max[p] = dt;
+        }
 }
 
 /* Raw keystream throughput of the PRG, bytes per second (best of 3 over 64 MiB). */
@@ -164,7 +309,7 @@ static int measure_kx(double *ret_s)
 
 static int bench_secagg(int argc, char **argv)
 {
-    size_t n = 0, dim = 0, k = 0, t = 0, phase = 2;
+    size_t n = 0, dim = 0, k = 0, t = 0, phase = 2, threads = 1;
     double frac = 0;
     uint64_t seed = 1;
     bool json = false, have_k = false, have_t = false;
@@ -215,6 +360,10 @@ static int bench_secagg(int argc, char **argv)
             else
                 return fv_cli_usage_error(CMD, "--prg: '%s' is not chacha20 or aes256ctr", optarg);
             break;
+        case 'T':
+            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
+                return FV_EXIT_USAGE;
+            break;
         case 'j':
             json = true;
             break;
@@ -263,10 +412,13 @@ static int bench_secagg(int argc, char **argv)
     tm.n = (uint32_t)n;
     tm.client_total = calloc(n, sizeof(double));
     tm.client_phase_max = calloc(FV_SECAGG_N_PHASES, sizeof(double));
+    tm.client_t0 = calloc(n, sizeof(double));
+    tm.client_step = calloc(n * FV_SECAGG_N_PHASES, sizeof(double));
     fv_secagg_sim_result_t res;
     memset(&res, 0, sizeof(res));
     json_t *out = NULL;
-    if (tm.client_total == NULL || tm.client_phase_max == NULL) {
+    if (tm.client_total == NULL || tm.client_phase_max == NULL || tm.client_t0 == NULL ||
+        tm.client_step == NULL) {
         fv_cli_error(CMD, "out of memory");
         goto out;
     }
@@ -280,11 +432,28 @@ static int bench_secagg(int argc, char **argv)
         goto out;
     }
 
-    fprintf(stderr, "fedvault bench: secagg n=%zu d=%zu k=%zu t=%zu dropout %.0f%% at phase %zu\n",
-            n, dim, k, t, frac * 100, phase);
+    fprintf(stderr,
+            "fedvault bench: secagg n=%zu d=%zu k=%zu t=%zu dropout %.0f%% at phase %zu, "
+            "%zu thread%s\n",
+            n, dim, k, t, frac * 100, phase, threads, threads == 1 ? "" : "s");
+    /* The pool's start is inside the timed run (it is part of what --threads costs). */
+    pool_t pool;
+    double proc0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
     double wall0 = fv_cli_now_s();
+    if ((r = pool_start(&pool, (unsigned)threads)) < 0) {
+        fv_cli_error(CMD, "starting %zu threads failed: %s", threads, fv_strerror(r));
+        goto out;
+    }
+    double pool_start_s = fv_cli_now_s() - wall0;
+    if (threads > 1) {
+        cfg.par_for = pool_par_for;
+        cfg.par_ctx = &pool;
+    }
     r = fv_secagg_sim_run(&cfg, &res, &d);
     double wall_s = fv_cli_now_s() - wall0;
+    double process_cpu_s = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - proc0;
+    pool_stop(&pool);
+    timing_sum(&tm);
     if (r < 0) {
         fv_cli_error(CMD, "round aborted (%s): %s%s", fv_err_name(r), d.msg,
                      r == FV_ETHRESHOLD ? " (fewer survivors than the threshold: lower --dropout "
@@ -344,7 +513,11 @@ static int bench_secagg(int argc, char **argv)
         json_object_set_new(out, "server_cpu_s", json_real(server_cpu));
         json_object_set_new(out, "per_client_cpu_mean_s", json_real(client_cpu / (double)n));
         json_object_set_new(out, "per_client_cpu_max_s", json_real(per_client_max));
+        json_object_set_new(out, "threads", json_integer((json_int_t)threads));
         json_object_set_new(out, "wall_s", json_real(wall_s));
+        json_object_set_new(out, "pool_start_s", json_real(pool_start_s));
+        /* all threads, including the simulator's own work (keys, inputs, routing) */
+        json_object_set_new(out, "process_cpu_s", json_real(process_cpu_s));
         json_object_set_new(out, "prg_bound_s", json_real(prg_bound));
         json_object_set_new(out, "ka_bound_s", json_real(ka_bound));
         json_object_set_new(out, "total_over_bound", json_real(total_cpu / bound));
@@ -399,8 +572,9 @@ static int bench_secagg(int argc, char **argv)
                    (unsigned long long)res.max_bytes_up[p],
                    (unsigned long long)res.max_bytes_down[p]);
         printf("cpu: clients %.4f s (mean %.6f s, max %.6f s per client), server %.4f s, "
-               "total %.4f s; wall %.3f s\n",
-               client_cpu, client_cpu / (double)n, per_client_max, server_cpu, total_cpu, wall_s);
+               "total %.4f s; wall %.3f s on %zu thread%s\n",
+               client_cpu, client_cpu / (double)n, per_client_max, server_cpu, total_cpu, wall_s,
+               threads, threads == 1 ? "" : "s");
         printf("bound: prg %.4f s (%llu words at %.2f GB/s) + ka %.4f s (%llu x %.1f us) = "
                "%.4f s; total cpu / bound = %.2f\n",
                prg_bound, (unsigned long long)prg_words, prg_Bps / 1e9, ka_bound,
@@ -415,6 +589,8 @@ out:
     free(res.sum);
     free(tm.client_total);
     free(tm.client_phase_max);
+    free(tm.client_t0);
+    free(tm.client_step);
     return rc;
 }
 

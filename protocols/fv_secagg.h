@@ -73,7 +73,15 @@
  *                Server: for u in U3 reconstructs b_u and subtracts PRG(b_u); for each
  *                dropped v reconstructs s_sk_v (checked against s_pk_v) and removes
  *                PRG(s_vw) for each w in U3 n N(v). Fewer than t shares: FV_ETHRESHOLD,
- *                nothing is released. Result: sum_{u in U3} x_u mod 2^32.
+ *                nothing is released. Every secret is reconstructed from all the shares
+ *                received, each beyond the first t checked to lie on the polynomial of
+ *                the first t: a wrong share (a cheating or broken holder) makes
+ *                fv_secagg_server_close_phase return FV_EAUTH naming the client whose
+ *                secret it was; the server aborts (phase -1), wipes the shares, and no
+ *                sum is released (fv_secagg_server_result: FV_EPHASE). The cheater is
+ *                detected, not located (any holder of that secret may be it); with
+ *                exactly t answers there is nothing to check against. Result:
+ *                sum_{u in U3} x_u mod 2^32.
  *
  * Invariants: a client reveals, per peer v and per round, the b-share or the s-share,
  * never both (it answers one UNMASK, computed from the U3 it signed); every public key it
@@ -291,7 +299,13 @@ int fv_secagg_msg_encode(const fv_secagg_msg_t *m, uint8_t **ret_buf, size_t *re
 /* n clients and the server in one process, routed in order, from one seed: identity
  * keys, each client's fv_rand_seeded source and inputs x_u (uniform in [0, 2^16)) are
  * derived from it. Clients picked (seeded) as dropouts send nothing from dropout_phase on
- * (phase 2 = right after share keys, the costliest case for the server). */
+ * (phase 2 = right after share keys, the costliest case for the server).
+ * Parallel clients: the library starts no threads. With par_for set, the clients' steps
+ * of a phase (each handling its message and filling its own outbox) are run through it,
+ * up to 256 MiB of inputs and masked vectors at once; the server steps and all shared
+ * bookkeeping stay sequential on the caller's thread. The result, every message byte,
+ * the statistics and the msg_hook sequence are identical to a run without par_for (the
+ * tests check it). */
 typedef enum { FV_SECAGG_HOOK_BEFORE = 0, FV_SECAGG_HOOK_AFTER = 1 } fv_secagg_hook_when_t;
 typedef struct fv_secagg_sim_config {
     fv_secagg_params_t params; /* identity_pks ignored: the simulator makes the keys */
@@ -299,12 +313,21 @@ typedef struct fv_secagg_sim_config {
     uint64_t seed;
     double dropout_fraction; /* [0, 1): floor(fraction * n) clients drop */
     uint32_t dropout_phase;  /* 0..4 */
-    /* Optional: around every step of a party (client id or FV_SECAGG_SERVER). */
+    /* Optional: around every step of a party (client id or FV_SECAGG_SERVER). With
+     * par_for, a client's BEFORE and AFTER run on the thread doing its step, concurrently
+     * with other clients' steps (never two of the same client at once): the hook must be
+     * thread-safe across clients (e.g. per-client slots, CLOCK_THREAD_CPUTIME_ID). Server
+     * steps always run on the caller's thread, while no client step runs. */
     void (*step_hook)(void *ud, uint32_t phase, uint32_t party, fv_secagg_hook_when_t when);
-    /* Optional: every message routed, in order. */
+    /* Optional: every message routed, in order, on the caller's thread. */
     void (*msg_hook)(void *ud, uint32_t phase, uint32_t from, uint32_t to, const uint8_t *msg,
                      size_t len);
     void *hook_ud;
+    /* Optional parallel for: must call fn(arg, i) exactly once for each i in [0, n), on
+     * any threads, and return only when all calls have returned (their writes visible to
+     * the caller). NULL: one client at a time on the caller's thread. */
+    void (*par_for)(void *par_ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+    void *par_ctx;
 } fv_secagg_sim_config_t;
 
 typedef struct fv_secagg_sim_result {

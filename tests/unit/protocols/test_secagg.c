@@ -7,6 +7,8 @@
  * Dimensions are small (the arithmetic is the same at any size) so the suite stays fast
  * under ASan.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,138 @@ static void test_deterministic(void)
     CHECK_UINT_EQ(a.n_msgs, b.n_msgs);
     CHECK(memcmp(a.h, b.h, FV_HASH_BYTES) == 0);
     CHECK(memcmp(a.h, o.h, FV_HASH_BYTES) != 0);
+}
+
+/* ---- parallel simulator ------------------------------------------------------------------ */
+
+/* What a run leaves behind besides the result: the msg_hook transcript (caller's thread)
+ * and the step hook's counts, per client in its own row (written from worker threads). */
+typedef struct {
+    transcript_t tr;
+    uint32_t steps[60][FV_SECAGG_N_PHASES][2]; /* [client][phase][before/after] */
+    uint32_t server_steps[FV_SECAGG_N_PHASES];
+} par_trace_t;
+
+static void par_on_msg(void *ud, uint32_t phase, uint32_t from, uint32_t to, const uint8_t *m,
+                       size_t len)
+{
+    par_trace_t *t = ud;
+    on_msg(&t->tr, phase, from, to, m, len);
+}
+
+static void par_on_step(void *ud, uint32_t phase, uint32_t party, fv_secagg_hook_when_t when)
+{
+    par_trace_t *t = ud;
+    if (party == FV_SECAGG_SERVER) {
+        if (when == FV_SECAGG_HOOK_AFTER)
+            t->server_steps[phase]++;
+        return;
+    }
+    if (party >= 60 || phase >= FV_SECAGG_N_PHASES)
+        FV__FAIL("step hook: party %u phase %u", party, phase);
+    t->steps[party][phase][when]++;
+}
+
+/* The trivial par_for: in order, on this thread. */
+static void par_for_seq(void *ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        fn(arg, i);
+}
+
+/* A real one: *(unsigned *)ctx threads per call, indices from an atomic counter. */
+typedef struct {
+    atomic_size_t next;
+    size_t n;
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+} par_job_t;
+
+static void *par_worker(void *a)
+{
+    par_job_t *j = a;
+    for (size_t i; (i = atomic_fetch_add(&j->next, 1)) < j->n;)
+        j->fn(j->arg, i);
+    return NULL;
+}
+
+static void par_for_threads(void *ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    unsigned nt = *(const unsigned *)ctx;
+    pthread_t th[8];
+    par_job_t j = {.n = n, .fn = fn, .arg = arg};
+    atomic_init(&j.next, 0);
+    if (nt > 8)
+        nt = 8;
+    for (unsigned i = 0; i < nt; i++)
+        if (pthread_create(&th[i], NULL, par_worker, &j) != 0)
+            FV__FAIL("pthread_create failed");
+    for (unsigned i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+}
+
+/* Runs c three ways: no par_for, the sequential one, 4 threads. Everything must agree. */
+static void check_par_identical(fv_secagg_sim_config_t c)
+{
+    static unsigned n_threads = 4;
+    void (*const pf[3])(void *, size_t, void (*)(void *, size_t), void *) = {NULL, par_for_seq,
+                                                                             par_for_threads};
+    par_trace_t *tr = calloc(3, sizeof(*tr));
+    fv_secagg_sim_result_t r[3];
+    int rc[3];
+    CHECK(tr != NULL);
+    for (int m = 0; m < 3; m++) {
+        fv_diag_t d = {""};
+        c.par_for = pf[m];
+        c.par_ctx = &n_threads;
+        c.msg_hook = par_on_msg;
+        c.step_hook = par_on_step;
+        c.hook_ud = &tr[m];
+        rc[m] = fv_secagg_sim_run(&c, &r[m], &d);
+        if (rc[m] != 0 && rc[m] != FV_ETHRESHOLD)
+            CHECK_OK(rc[m], &d);
+    }
+    for (int m = 1; m < 3; m++) {
+        CHECK_INT_EQ(rc[m], rc[0]);
+        CHECK_UINT_EQ(tr[m].tr.n_msgs, tr[0].tr.n_msgs);
+        CHECK(memcmp(tr[m].tr.h, tr[0].tr.h, FV_HASH_BYTES) == 0); /* bytes and order */
+        CHECK(memcmp(tr[m].steps, tr[0].steps, sizeof(tr[0].steps)) == 0);
+        CHECK(memcmp(tr[m].server_steps, tr[0].server_steps, sizeof(tr[0].server_steps)) == 0);
+        CHECK((r[m].sum == NULL) == (r[0].sum == NULL));
+        if (r[0].sum)
+            CHECK(memcmp(r[m].sum, r[0].sum, sizeof(uint32_t) * c.params.dim) == 0);
+        /* every other field: sets, counts, bytes, stats (the simulator zeroes the whole
+         * struct first, so the padding compares equal too) */
+        fv_secagg_sim_result_t a = r[0], b = r[m];
+        a.sum = b.sum = NULL;
+        CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+    }
+    /* each working client: one BEFORE and one AFTER per phase it worked in */
+    for (uint32_t u = 0; u < c.params.n_clients; u++)
+        for (int p = 0; p < FV_SECAGG_N_PHASES; p++)
+            CHECK_UINT_EQ(tr[2].steps[u][p][0], tr[2].steps[u][p][1]);
+    if (rc[0] == 0)
+        CHECK(r[0].exact);
+    for (int m = 0; m < 3; m++)
+        free(r[m].sum);
+    free(tr);
+}
+
+static void test_parallel_identical(void)
+{
+    fv_secagg_sim_config_t c = sim_cfg(12, 7, 11, 11); /* classic, 3 drop after share keys */
+    c.dropout_fraction = 0.25;
+    check_par_identical(c);
+    for (uint32_t ph = 0; ph <= 4; ph++) { /* SecAgg+, dropouts at every phase */
+        c = sim_cfg(20, 5, 8, 300 + ph);
+        c.dropout_fraction = 0.2;
+        c.dropout_phase = ph;
+        check_par_identical(c);
+    }
+    c = sim_cfg(6, 5, 5, 3); /* 2 of 6 drop, t = 5: the round aborts, identically */
+    c.dropout_fraction = 0.34;
+    check_par_identical(c);
 }
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
@@ -866,6 +1000,64 @@ static void test_server_unmask_checks(void)
     }
 }
 
+/* A holder that lies about a share: client 0 shifts its b-share of client 1 so that the
+ * interpolation the server used to do (t + 1 = 5 shares, x = 1..5, Lagrange weight of
+ * x = 1 is 5) moves chunk 0 of b_1 by exactly +1. That passes the layout check, and b_1
+ * is checked against nothing, so it would silently yield a wrong sum; the checked combine
+ * catches it (the share is not on the polynomial of the others) and the round fails. */
+#define INV5_MOD_P UINT64_C(0x1999999999999999) /* 5^-1 mod 2^61 - 1 */
+static void shift_b_share(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    for (uint32_t i = 0; i < m->n_items; i++) {
+        fv_secagg_share_entry_t *e = &m->shares[i];
+        if (e->peer != 1 || e->kind != FV_SECAGG_SHARE_B)
+            continue;
+        fv_shamir_share_t sh;
+        CHECK_OK(fv_shamir_share_decode(e->share, &sh), NULL);
+        CHECK_UINT_EQ(sh.x, 1);
+        const uint64_t p = (UINT64_C(1) << 61) - 1;
+        sh.y[0] = (sh.y[0] + INV5_MOD_P) % p; /* both < p: no overflow */
+        fv_shamir_share_encode(&sh, e->share);
+        return;
+    }
+    FV__FAIL("no b-share of client 1 in the unmask answer");
+}
+
+static void test_server_detects_wrong_share(void)
+{
+    harness_t h;
+    h_to_unmask(&h);
+    fv_secagg_outbox_t o;
+    fv_secagg_outbox_init(&o);
+    const fv_secagg_outmsg_t *m = h_msg_to(&h, 0);
+    CHECK_OK(fv_secagg_client_handle(h.c[0], m->data, m->len, &o, NULL), NULL);
+    uint8_t *b;
+    size_t len;
+    h_tamper(&o.msgs[0], shift_b_share, NULL, &b, &len);
+    /* well-formed: accepted on arrival; only the combine can tell */
+    CHECK_OK(fv_secagg_server_handle(h.s, b, len, NULL), NULL);
+    fv_diag_t d = {""};
+    fv_secagg_outbox_t o2;
+    fv_secagg_outbox_init(&o2);
+    for (uint32_t u = 1; u < 5; u++) {
+        m = h_msg_to(&h, u);
+        CHECK_OK(fv_secagg_client_handle(h.c[u], m->data, m->len, &o2, &d), &d);
+    }
+    for (size_t i = 0; i < o2.n; i++)
+        CHECK_OK(fv_secagg_server_handle(h.s, o2.msgs[i].data, o2.msgs[i].len, &d), &d);
+    fv_secagg_outbox_clear(&h.sout);
+    CHECK_INT_EQ(fv_secagg_server_close_phase(h.s, &h.sout, &d), FV_EAUTH);
+    CHECK_CONTAINS(d.msg, "client 1");
+    CHECK_INT_EQ(fv_secagg_server_phase(h.s), -1);
+    const uint32_t *sum;
+    CHECK_INT_EQ(fv_secagg_server_result(h.s, &sum), FV_EPHASE); /* no sum released */
+    free(b);
+    fv_secagg_outbox_close(&o);
+    fv_secagg_outbox_close(&o2);
+    h_free(&h);
+}
+
 /* Secrets are wiped as soon as they are no longer needed, and all of them when the client
  * answers the unmask request or aborts (the buffers themselves are sodium_malloc'd). */
 static void test_wiping(void)
@@ -1018,12 +1210,14 @@ int main(void)
     test_both_shares_and_unmask();
     test_u3_checks();
     test_server_unmask_checks();
+    test_server_detects_wrong_share();
     test_every_bit_flip();
     test_wiping();
     test_quantized_round();
     test_random_mutations();
     test_counts();
     test_deterministic();
+    test_parallel_identical();
     test_dropouts_every_phase();
     test_below_threshold_aborts();
     test_secagg_plus();
