@@ -76,6 +76,17 @@
             FV__FAIL("\"%s\" contains \"%s\"", fv__h ? fv__h : "(null)", fv__n);          \
     } while (0)
 
+/* Hex string (2*len characters) to bytes; a malformed string fails the test. */
+static inline void fv_test_unhex(const char *h, unsigned char *out, size_t len)
+{
+    CHECK_UINT_EQ(strlen(h), 2 * len);
+    for (size_t i = 0; i < len; i++) {
+        unsigned v;
+        CHECK(sscanf(h + 2 * i, "%2x", &v) == 1);
+        out[i] = (unsigned char)v;
+    }
+}
+
 /* Path of a file shipped with the sources, from the FV_SOURCE_ROOT environment variable
  * that meson sets for every test. */
 static inline const char *fv_test_src(const char *rel, char *buf, size_t len)

@@ -14,16 +14,6 @@
 #include "fv_crypto.h"
 #include "fv_test.h"
 
-static void unhex(const char *h, uint8_t *out, size_t len)
-{
-    CHECK_UINT_EQ(strlen(h), 2 * len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        CHECK(sscanf(h + 2 * i, "%2x", &v) == 1);
-        out[i] = (uint8_t)v;
-    }
-}
-
 static void check_zero(const uint8_t *p, size_t len, const char *what)
 {
     for (size_t i = 0; i < len; i++)
@@ -44,10 +34,10 @@ static void test_kat(void)
     size_t len = strlen(pt_s);
 
     CHECK_UINT_EQ(len, 114);
-    unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f", key, 32);
-    unhex("404142434445464748494a4b4c4d4e4f5051525354555657", nonce, 24);
-    unhex("50515253c0c1c2c3c4c5c6c7", ad, 12);
-    unhex(ct_hex, want, sizeof want);
+    fv_test_unhex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f", key, 32);
+    fv_test_unhex("404142434445464748494a4b4c4d4e4f5051525354555657", nonce, 24);
+    fv_test_unhex("50515253c0c1c2c3c4c5c6c7", ad, 12);
+    fv_test_unhex(ct_hex, want, sizeof want);
     CHECK_INT_EQ(fv_aead_seal(ct, (const uint8_t *)pt_s, len, ad, sizeof ad, nonce, key), 0);
     if (memcmp(ct, want, sizeof want) != 0) {
         fprintf(stderr, "got  ");

@@ -13,35 +13,12 @@
 
 #include "fv_crypto.h"
 #include "fv_test.h"
-
-static void fixed_fill(fv_rand_t *r, void *buf, size_t len)
-{
-    if (len > sizeof r->key)
-        FV__FAIL("fixed source asked for %zu bytes", len);
-    memcpy(buf, r->key, len);
-}
-
-static void fixed_rand(fv_rand_t *r, const uint8_t seed[32])
-{
-    memset(r, 0, sizeof *r);
-    r->fill = fixed_fill;
-    memcpy(r->key, seed, 32);
-}
-
-static void unhex(const char *h, uint8_t *out, size_t len)
-{
-    CHECK_UINT_EQ(strlen(h), 2 * len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        CHECK(sscanf(h + 2 * i, "%2x", &v) == 1);
-        out[i] = (uint8_t)v;
-    }
-}
+#include "fixed_rand.h"
 
 static void check_hex(const uint8_t *got, const char *want_hex, const char *what)
 {
     uint8_t want[32];
-    unhex(want_hex, want, 32);
+    fv_test_unhex(want_hex, want, 32);
     if (memcmp(got, want, 32) != 0) {
         fprintf(stderr, "%s:\n  got  ", what);
         for (size_t i = 0; i < 32; i++)
@@ -65,12 +42,12 @@ static void test_kat(void)
     uint8_t s[32], apk[32], ask[32], bpk[32], bsk[32], ka[32], kb[32];
     fv_rand_t r;
 
-    unhex(ALICE_SK, s, 32);
+    fv_test_unhex(ALICE_SK, s, 32);
     fixed_rand(&r, s);
     CHECK_INT_EQ(fv_kx_keypair(&r, apk, ask), 0);
     check_hex(apk, ALICE_PK, "RFC 7748 Alice public key");
     CHECK(memcmp(ask, s, 32) == 0);
-    unhex(BOB_SK, s, 32);
+    fv_test_unhex(BOB_SK, s, 32);
     fixed_rand(&r, s);
     CHECK_INT_EQ(fv_kx_keypair(&r, bpk, bsk), 0);
     check_hex(bpk, BOB_PK, "RFC 7748 Bob public key");
@@ -126,7 +103,7 @@ static void test_low_order(void)
     fv_rand_seeded_u64(&r, 9);
     CHECK_INT_EQ(fv_kx_keypair(&r, pk, sk), 0);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        unhex(bad[i], peer, 32);
+        fv_test_unhex(bad[i], peer, 32);
         memset(key, 0xAA, sizeof key);
         int rc = fv_kx_agree(key, sk, pk, peer, "c", 1);
         if (rc != FV_EAUTH)

@@ -29,21 +29,11 @@ static const char chacha_zero_key_hex[] = /* RFC 8439 A.1 #1, first 64 bytes */
     "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
     "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586";
 
-static void unhex(const char *h, uint8_t *out, size_t len)
-{
-    CHECK_UINT_EQ(strlen(h), 2 * len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        CHECK(sscanf(h + 2 * i, "%2x", &v) == 1);
-        out[i] = (uint8_t)v;
-    }
-}
-
 /* words from pinned bytes, little-endian, independent of the host's byte order */
 static void words_le(const char *hex, uint32_t *w, size_t n)
 {
     uint8_t b[256];
-    unhex(hex, b, 4 * n);
+    fv_test_unhex(hex, b, 4 * n);
     for (size_t i = 0; i < n; i++)
         w[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
                (uint32_t)b[4 * i + 3] << 24;
@@ -94,7 +84,7 @@ static void test_rand_seeded(void)
 
     for (int i = 0; i < 32; i++)
         seed[i] = (uint8_t)i;
-    unhex(chacha_hex, want, 96);
+    fv_test_unhex(chacha_hex, want, 96);
     fv_rand_seeded(&r, seed);
     fv_rand_fill(&r, got, 96);
     CHECK(memcmp(got, want, 96) == 0);
@@ -119,7 +109,7 @@ static void test_rand_seeded(void)
     /* python3 -c "import hashlib; print(hashlib.blake2b((1).to_bytes(8, 'little'),
      *             digest_size=32).hexdigest())" */
     uint8_t k1[32];
-    unhex("1dbd7d0b561a41d23c2a469ad42fbd70d5438bae826f6fd607413190c37c363b", k1, 32);
+    fv_test_unhex("1dbd7d0b561a41d23c2a469ad42fbd70d5438bae826f6fd607413190c37c363b", k1, 32);
     CHECK(memcmp(a.key, k1, 32) == 0);
     CHECK_UINT_EQ(a.counter, 0);
 }

@@ -12,32 +12,9 @@
 
 #include "fv_crypto.h"
 #include "fv_test.h"
+#include "fixed_rand.h"
 
 /* A random source that hands out r->key: exactly what keypair functions draw (32 bytes). */
-static void fixed_fill(fv_rand_t *r, void *buf, size_t len)
-{
-    if (len > sizeof r->key)
-        FV__FAIL("fixed source asked for %zu bytes", len);
-    memcpy(buf, r->key, len);
-}
-
-static void fixed_rand(fv_rand_t *r, const uint8_t seed[32])
-{
-    memset(r, 0, sizeof *r);
-    r->fill = fixed_fill;
-    memcpy(r->key, seed, 32);
-}
-
-static void unhex(const char *h, uint8_t *out, size_t len)
-{
-    CHECK_UINT_EQ(strlen(h), 2 * len);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        CHECK(sscanf(h + 2 * i, "%2x", &v) == 1);
-        out[i] = (uint8_t)v;
-    }
-}
-
 static void check_bytes(const uint8_t *got, const uint8_t *want, size_t len, const char *what)
 {
     if (memcmp(got, want, len) != 0) {
@@ -76,10 +53,10 @@ static void test_kat(const struct kat *k)
     size_t mlen = strlen(k->msg) / 2;
     fv_rand_t r;
 
-    unhex(k->seed, seed, 32);
-    unhex(k->pk, pk_want, 32);
-    unhex(k->sig, sig_want, 64);
-    unhex(k->msg, msg, mlen);
+    fv_test_unhex(k->seed, seed, 32);
+    fv_test_unhex(k->pk, pk_want, 32);
+    fv_test_unhex(k->sig, sig_want, 64);
+    fv_test_unhex(k->msg, msg, mlen);
     fixed_rand(&r, seed);
     CHECK_INT_EQ(fv_sign_keypair(&r, pk, sk), 0);
     check_bytes(pk, pk_want, 32, "RFC 8032 public key");
