@@ -41,6 +41,9 @@ bool fv_cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t 
 bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double min,
                          double max, double *ret);
 
+/* --unknown error|other; on failure prints a usage error naming the option. */
+bool fv_cli_parse_unknown(const char *cmd, const char *s, fv_unknown_policy_t *ret);
+
 /* Splits "a,b,c" into a malloc'd array of malloc'd strings. Free with fv_cli_strv_free. */
 char **fv_cli_split_list(const char *s, size_t *ret_n);
 void fv_cli_strv_free(char **v, size_t n);

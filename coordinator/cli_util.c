@@ -90,6 +90,19 @@ bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double
     return true;
 }
 
+bool fv_cli_parse_unknown(const char *cmd, const char *s, fv_unknown_policy_t *ret)
+{
+    if (strcmp(s, "error") == 0)
+        *ret = FV_UNKNOWN_ERROR;
+    else if (strcmp(s, "other") == 0)
+        *ret = FV_UNKNOWN_OTHER;
+    else {
+        fv_cli_usage_error(cmd, "--unknown: expected 'error' or 'other', got '%s'", s);
+        return false;
+    }
+    return true;
+}
+
 char **fv_cli_split_list(const char *s, size_t *ret_n)
 {
     size_t n = 1;

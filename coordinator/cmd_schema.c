@@ -67,12 +67,8 @@ int fv_cmd_schema(int argc, char **argv)
         case 'x': drop = optarg; break;
         case 'o': out = optarg; break;
         case 'u':
-            if (strcmp(optarg, "error") == 0)
-                unknown = FV_UNKNOWN_ERROR;
-            else if (strcmp(optarg, "other") == 0)
-                unknown = FV_UNKNOWN_OTHER;
-            else
-                return fv_cli_usage_error(CMD, "--unknown: expected 'error' or 'other', got '%s'", optarg);
+            if (!fv_cli_parse_unknown(CMD, optarg, &unknown))
+                return FV_EXIT_USAGE;
             break;
         default:
             fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);

@@ -172,12 +172,8 @@ static int parse_args(int argc, char **argv, train_args_t *a)
         case OPT_JSON: a->json = true; break;
         case OPT_QUIET: a->quiet = true; break;
         case OPT_UNKNOWN:
-            if (strcmp(optarg, "error") == 0)
-                a->unknown = FV_UNKNOWN_ERROR;
-            else if (strcmp(optarg, "other") == 0)
-                a->unknown = FV_UNKNOWN_OTHER;
-            else
-                return fv_cli_usage_error(CMD, "--unknown: expected 'error' or 'other', got '%s'", optarg);
+            if (!fv_cli_parse_unknown(CMD, optarg, &a->unknown))
+                return FV_EXIT_USAGE;
             break;
         case OPT_TEST_FRACTION:
             if (!fv_cli_parse_double(CMD, "--test-fraction", optarg, 0, 0.9, &a->test_fraction))
