@@ -24,6 +24,7 @@ static const char usage[] =
     "  schema    infer the dataset schema a federation shares (schema infer ...)\n"
     "  split     split a CSV file into stratified train and test files\n"
     "  bench     run a benchmark in-process (bench secagg ...)\n"
+    "  provision create a federation's CA and startup kits (add-agent, revoke ...)\n"
     "  version   print the version\n"
     "\n"
     "'fedvault COMMAND --help' describes each command.\n"
@@ -58,6 +59,8 @@ int main(int argc, char **argv)
         return fv_cmd_split(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return fv_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "provision") == 0)
+        return fv_cmd_provision(argc - 1, argv + 1);
     fprintf(stderr, "fedvault: unknown command '%s'\n%s", cmd, usage);
     return FV_EXIT_USAGE;
 }
