@@ -1,0 +1,208 @@
+/* fv_wire.h - fedvault's wire format: frames, messages, chunked vectors. Pure: no I/O.
+ *
+ * A frame is a 4-byte big-endian body length followed by the body: exactly one msgpack
+ * map {"v": 1, "type": <uint>, ...fields}. The byte-level specification of every
+ * message is the top comment of wire.c. Decoding is strict: a frame longer than the
+ * configured cap, a body that is not exactly one map, an unknown version or type, a
+ * missing, duplicated, unknown or mistyped field, a value out of range, or a msgpack
+ * object not in its shortest encoding (what every mainstream encoder writes) is an error
+ * (FV_ETOOBIG, FV_EVERSION or FV_EPROTO) with a sentence in the fv_diag_t naming the
+ * field. Every size a peer controls is checked against fv_wire_limits_t before anything
+ * is allocated for it.
+ *
+ * Large vectors (a model, a masked update) never travel in one frame: VEC_BEGIN announces
+ * id, element type, length and chunk size; VEC_CHUNK frames carry consecutive pieces;
+ * VEC_END carries the SHA-256 of the little-endian element bytes. fv_vec_tx produces the
+ * chunk messages one at a time (so a sender queues only what its socket can take) and
+ * fv_vec_rx checks order, sizes and the digest while copying into the caller's buffer.
+ *
+ * Decoded messages borrow: string and binary fields point into the frame body passed to
+ * fv_wire_decode and stay valid only as long as it does. Strings are not NUL-terminated.
+ */
+#ifndef FV_WIRE_H
+#define FV_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fv_error.h"
+
+#define FV_WIRE_VERSION 1
+#define FV_WIRE_HEADER_BYTES 4
+/* Hard ceilings a configuration cannot exceed. */
+#define FV_WIRE_FRAME_MAX_CEILING (64u << 20)    /* 64 MiB */
+#define FV_WIRE_VEC_ELEMS_CEILING (1ull << 32)   /* 16 GiB of 4-byte elements */
+#define FV_WIRE_TEXT_MAX 256                     /* sw, reason, vector name (bytes) */
+#define FV_WIRE_ECHO_MAX 65536                   /* echo body (bytes) */
+
+typedef struct fv_wire_limits {
+    uint32_t max_frame_bytes; /* body bytes; default 4 MiB, at most the ceiling */
+    uint64_t max_vec_elems;   /* elements of one vector; default 2^28 (1 GiB of floats) */
+} fv_wire_limits_t;
+void fv_wire_limits_default(fv_wire_limits_t *lim);
+/* FV_EINVAL (with a sentence) if a limit is 0 or above its ceiling, or if
+ * max_frame_bytes < 4096 (too small for the fixed messages). */
+int fv_wire_limits_check(const fv_wire_limits_t *lim, fv_diag_t *d);
+
+typedef enum fv_msg_type {
+    FV_MSG_HELLO = 1,     /* first message each way after the TLS handshake */
+    FV_MSG_ERROR = 2,     /* the sender is about to close: why */
+    FV_MSG_PING = 3,      /* heartbeat */
+    FV_MSG_PONG = 4,      /* heartbeat answer, same seq */
+    FV_MSG_BYE = 5,       /* orderly close */
+    FV_MSG_ECHO = 6,      /* diagnostics: the receiver answers ECHO_REPLY with the body */
+    FV_MSG_ECHO_REPLY = 7,
+    FV_MSG_VEC_BEGIN = 8,
+    FV_MSG_VEC_CHUNK = 9,
+    FV_MSG_VEC_END = 10,
+    FV_MSG_VEC_ACK = 11,  /* receiver -> sender: vector id received whole, digest checked */
+} fv_msg_type_t;
+#define FV_MSG_TYPE_MAX 11
+/* "hello", "error", ...; "unknown" for anything else. Never NULL. */
+const char *fv_msg_type_name(int type);
+
+typedef enum fv_vec_dtype { FV_VEC_F32 = 1, FV_VEC_U32 = 2 } fv_vec_dtype_t;
+#define FV_VEC_ELEM_BYTES 4
+
+/* A borrowed byte string (not NUL-terminated). */
+typedef struct fv_wire_str {
+    const char *ptr;
+    size_t len;
+} fv_wire_str_t;
+
+typedef struct fv_msg {
+    fv_msg_type_t type;
+    union {
+        struct {
+            fv_wire_str_t sw;          /* "fedvault 0.4.0 (abc1234)", 1..256 bytes */
+            uint32_t max_frame_bytes;  /* the largest frame the sender accepts,
+                                          4096..FV_WIRE_FRAME_MAX_CEILING */
+        } hello;
+        struct {
+            int32_t code;              /* an FV_E* / UV_E* code, negative */
+            fv_wire_str_t reason;      /* 0..256 bytes */
+        } error;
+        struct {
+            uint64_t seq;
+        } ping; /* also PONG */
+        struct {
+            fv_wire_str_t reason;      /* 0..256 bytes */
+        } bye;
+        struct {
+            uint64_t seq;
+            const uint8_t *body;       /* 0..FV_WIRE_ECHO_MAX bytes */
+            size_t body_len;
+        } echo; /* also ECHO_REPLY */
+        struct {
+            uint32_t id;
+            fv_vec_dtype_t dtype;
+            uint64_t n_elems;          /* 1..max_vec_elems */
+            uint32_t chunk_elems;      /* 1..; chunk_elems*4 + 64 <= max_frame_bytes */
+            fv_wire_str_t name;        /* 1..256 bytes */
+        } vec_begin;
+        struct {
+            uint32_t id;
+            uint32_t seq;              /* 0, 1, 2, ... */
+            const uint8_t *data;       /* elements, little-endian; len a multiple of 4,
+                                          at least 4 */
+            size_t len;
+        } vec_chunk;
+        struct {
+            uint32_t id;
+            uint8_t sha256[32];
+        } vec_end; /* also VEC_ACK */
+    } u;
+} fv_msg_t;
+
+/* Text fields (sw, reason, name) must be printable: bytes 0x20..0x7e or >= 0x80 (UTF-8
+ * is passed through, control bytes are refused) so they are safe to log. */
+
+/* ---- growable output buffer ------------------------------------------------------- */
+typedef struct fv_buf {
+    uint8_t *data; /* caller frees with fv_buf_free */
+    size_t len;
+    size_t cap;
+} fv_buf_t;
+void fv_buf_free(fv_buf_t *b);
+
+/* Appends one whole frame (header + body) for m to out. FV_EINVAL if a field is out of
+ * range (the encoder checks what the decoder checks); FV_ETOOBIG if the body would pass
+ * lim->max_frame_bytes (nothing appended then). */
+int fv_wire_encode(const fv_msg_t *m, const fv_wire_limits_t *lim, fv_buf_t *out);
+
+/* The body length from a 4-byte header: FV_EPROTO for 0, FV_ETOOBIG above the cap. */
+int fv_wire_frame_len(const uint8_t hdr[FV_WIRE_HEADER_BYTES], const fv_wire_limits_t *lim,
+                      uint32_t *ret_len, fv_diag_t *d);
+/* Decodes one frame body (without its header). ret borrows from body. */
+int fv_wire_decode(const uint8_t *body, size_t len, const fv_wire_limits_t *lim,
+                   fv_msg_t *ret, fv_diag_t *d);
+
+/* ---- frame reassembly from a byte stream ------------------------------------------ */
+/* Feed arbitrary slices of the stream; each complete frame body comes out whole. The
+ * body buffer is allocated only after the header passed the cap, and holds one frame. */
+typedef struct fv_framer {
+    fv_wire_limits_t lim;
+    uint8_t hdr[FV_WIRE_HEADER_BYTES];
+    size_t hdr_have;
+    uint8_t *body;
+    uint32_t body_len;
+    uint32_t body_have;
+} fv_framer_t;
+void fv_framer_init(fv_framer_t *f, const fv_wire_limits_t *lim);
+void fv_framer_close(fv_framer_t *f);
+/* Consumes bytes from in[0..n). Sets *ret_used to how many were consumed; when a frame
+ * is complete returns 1 and sets *ret_body / *ret_len (valid until the next call); 0 when
+ * all of in was consumed without completing a frame; negative on a bad header (the
+ * framer is then unusable). Call again with in + *ret_used until it returns 0. */
+int fv_framer_feed(fv_framer_t *f, const uint8_t *in, size_t n, size_t *ret_used,
+                   const uint8_t **ret_body, size_t *ret_len, fv_diag_t *d);
+
+/* ---- chunked vectors -------------------------------------------------------------- */
+/* Sender: borrows vec (n_elems 4-byte elements, native floats/uint32 written
+ * little-endian on the wire) until done. */
+typedef struct fv_vec_tx {
+    uint32_t id;
+    fv_vec_dtype_t dtype;
+    const void *vec;
+    uint64_t n_elems;
+    uint32_t chunk_elems;
+    uint64_t next_elem;
+    uint32_t next_seq;
+    int stage;                 /* 0 begin, 1 chunks, 2 end, 3 done */
+    uint8_t sha_state[128];    /* OpenSSL SHA256_CTX, opaque here */
+    uint8_t *scratch;          /* little-endian copy of one chunk on big-endian hosts */
+    fv_wire_str_t name;
+} fv_vec_tx_t;
+/* name is copied by reference (must outlive the sender). FV_EINVAL for bad sizes. */
+int fv_vec_tx_init(fv_vec_tx_t *tx, uint32_t id, fv_vec_dtype_t dtype, const void *vec,
+                   uint64_t n_elems, uint32_t chunk_elems, const char *name);
+/* Next message to send (BEGIN, CHUNK..., END); returns 1 with *ret filled (borrowing
+ * from the vector), 0 when everything was produced (*ret untouched then). */
+int fv_vec_tx_next(fv_vec_tx_t *tx, fv_msg_t *ret);
+void fv_vec_tx_close(fv_vec_tx_t *tx);
+
+/* Receiver. */
+typedef struct fv_vec_rx {
+    uint32_t id;
+    fv_vec_dtype_t dtype;
+    uint64_t n_elems;
+    uint32_t chunk_elems;
+    uint64_t have_elems;
+    uint32_t next_seq;
+    bool active;
+    uint8_t sha_state[128];
+} fv_vec_rx_t;
+/* Checks a VEC_BEGIN against the limits (n_elems, chunk size) and starts. The caller
+ * then provides a destination of n_elems * 4 bytes to every _chunk call. */
+int fv_vec_rx_begin(fv_vec_rx_t *rx, const fv_msg_t *begin, const fv_wire_limits_t *lim,
+                    fv_diag_t *d);
+/* A VEC_CHUNK: right id, next seq, exactly chunk_elems elements (the last one: the
+ * remainder). Copies into dst (converted to native order). */
+int fv_vec_rx_chunk(fv_vec_rx_t *rx, const fv_msg_t *chunk, void *dst, fv_diag_t *d);
+/* A VEC_END: right id, every element received, digest equal (FV_EAUTH otherwise).
+ * Any error of _begin, _chunk or _end ends the transfer (later chunks: FV_EPHASE); the
+ * caller drops what it received. */
+int fv_vec_rx_end(fv_vec_rx_t *rx, const fv_msg_t *end, fv_diag_t *d);
+
+#endif
