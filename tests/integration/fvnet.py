@@ -1,0 +1,173 @@
+"""Helpers for the transport's integration tests (stdlib only).
+
+Starts fv-netpeer servers and clients as real processes on 127.0.0.1, provisions
+federations with the real `fedvault provision`, and speaks the wire format by hand
+(a minimal msgpack encoder written from the msgpack spec, independent of fedvault's own
+encoder) to play misbehaving peers.
+"""
+import json
+import os
+import queue
+import shlex
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+
+import fvtest
+
+WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+# Slower under valgrind: every deadline scales.
+SLOW = 20 if WRAPPER else 1
+
+
+def provision(fedvault, out, federation, agents, admins=("ops-1",), coordinator="127.0.0.1:7000"):
+    fvtest.run(["provision", "--federation", federation, "--coordinator", coordinator,
+                "--agents", ",".join(agents), "--admins", ",".join(admins), "--out", out],
+               expect=0)
+    return out
+
+
+class Server:
+    """fv-netpeer serve; events are parsed JSON lines, read by a thread."""
+
+    def __init__(self, netpeer, kit, extra=()):
+        args = WRAPPER + [netpeer, "serve", "--kit", kit, "--admin-listen", "127.0.0.1:0"]
+        args += [str(a) for a in extra]
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        self.events = queue.Queue()
+        self.log = []
+        self.err_lines = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+        ev = self.wait(lambda e: e["event"] == "listening", 30 * SLOW, "listening")
+        self.port = ev["port"]
+        self.admin_port = ev["admin_port"]
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                ev = {"event": "junk", "line": line}
+            self.log.append(ev)
+            self.events.put(ev)
+
+    def _read_err(self):
+        for line in self.p.stderr:
+            self.err_lines.append(line)
+
+    def wait(self, pred, timeout, what):
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                fvtest.fail(f"server: no '{what}' event within {timeout}s; events so far:\n"
+                            + "\n".join(json.dumps(e) for e in self.log)
+                            + "\nstderr:\n" + "".join(self.err_lines))
+            try:
+                ev = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if pred(ev):
+                return ev
+
+    def hup(self):
+        self.p.send_signal(1)
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            code = self.p.wait(timeout=60 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            fvtest.fail("server did not stop on SIGTERM within the deadline")
+        time.sleep(0.2)
+        return code
+
+
+def connect(netpeer, kit, port, *extra, expect_ok=True, timeout=120):
+    """fv-netpeer connect; returns its JSON result."""
+    args = WRAPPER + [netpeer, "connect", "--kit", kit, "--to", f"127.0.0.1:{port}"]
+    args += [str(a) for a in extra]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout * SLOW)
+    try:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        fvtest.fail(f"fv-netpeer connect printed no result (exit {p.returncode}):\n"
+                    f"{p.stdout}\n{p.stderr}")
+    if expect_ok is not None and res.get("ok") != expect_ok:
+        fvtest.fail(f"connect with {kit}: expected ok={expect_ok}, got {res}\n{p.stderr}")
+    if (p.returncode == 0) != res["ok"]:
+        fvtest.fail(f"exit code {p.returncode} disagrees with the result {res}")
+    return res
+
+
+# ---- the wire format, by hand ---------------------------------------------------------
+# Field names as specified at the top of protocols/wire.c.
+
+def mp(obj):
+    """A minimal msgpack encoder: dict (str keys), str, bytes, non-negative/negative int."""
+    if isinstance(obj, dict):
+        assert len(obj) < 16
+        out = bytes([0x80 | len(obj)])
+        for k, v in obj.items():
+            out += mp(k) + mp(v)
+        return out
+    if isinstance(obj, str):
+        b = obj.encode()
+        assert len(b) < 32
+        return bytes([0xa0 | len(b)]) + b
+    if isinstance(obj, bytes):
+        if len(obj) < 256:
+            return bytes([0xc4, len(obj)]) + obj
+        if len(obj) < 65536:
+            return b"\xc5" + struct.pack(">H", len(obj)) + obj
+        return b"\xc6" + struct.pack(">I", len(obj)) + obj
+    if isinstance(obj, int):
+        if 0 <= obj < 128:
+            return bytes([obj])
+        if 0 <= obj < 2**32:
+            return b"\xce" + struct.pack(">I", obj)
+        if -32 <= obj < 0:
+            return struct.pack("b", obj)
+        return b"\xd2" + struct.pack(">i", obj)
+    raise TypeError(obj)
+
+
+def frame(body):
+    return struct.pack(">I", len(body)) + body
+
+
+def hello():
+    return frame(mp({"v": 1, "type": 1, "sw": "python test", "maxf": 1 << 20}))
+
+
+def tls_client(kit, port, cert=True, ca=None):
+    """A Python TLS 1.3 client (optionally without a certificate); returns the socket."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca or os.path.join(kit, "ca.pem"))
+    if cert:
+        ctx.load_cert_chain(os.path.join(kit, "cert.pem"), os.path.join(kit, "key.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+    s = ctx.wrap_socket(raw)
+    return s
+
+
+def read_until_closed(s, limit=1 << 20):
+    """Reads until EOF or error; returns the bytes read (bounded)."""
+    got = b""
+    try:
+        while len(got) < limit:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    except (OSError, ssl.SSLError):
+        pass
+    return got
