@@ -18,9 +18,17 @@ status=0
 logs=()
 run_suite() { # builddir, meson test args...
   local dir=$1; shift
+  local stamp="$root/$dir/meson-logs/.run-stamp"
+  mkdir -p "$root/$dir/meson-logs" && touch "$stamp"
   meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
   local copy="$root/$dir/meson-logs/testlog-run$((${#logs[@]} + 1)).json"
-  cp "$root/$dir/meson-logs/testlog.json" "$copy" 2>/dev/null || { echo "no test log in $dir"; status=1; return; }
+  # meson writes testlog.json, or testlog-<setup>.json under --setup: take the newest.
+  local log
+  log=$(ls -t "$root/$dir"/meson-logs/testlog*.json 2>/dev/null | grep -v '/testlog-run' | head -1)
+  if [ -z "$log" ] || [ ! "$log" -nt "$stamp" ]; then
+    echo "no fresh test log in $dir for: $*"; status=1; return
+  fi
+  cp "$log" "$copy" || { status=1; return; }
   logs+=("$copy")
 }
 configure() { # builddir, meson options...
