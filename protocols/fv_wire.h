@@ -57,8 +57,44 @@ typedef enum fv_msg_type {
     FV_MSG_VEC_CHUNK = 9,
     FV_MSG_VEC_END = 10,
     FV_MSG_VEC_ACK = 11,  /* receiver -> sender: vector id received whole, digest checked */
+    /* The round protocol (see "ROUNDS" below). */
+    FV_MSG_JOB_OFFER = 12,
+    FV_MSG_JOB_ACCEPT = 13,
+    FV_MSG_JOB_REFUSE = 14,
+    FV_MSG_ROUND_START = 15,
+    FV_MSG_SECAGG = 16,
+    FV_MSG_UPLOAD_GO = 17,
+    FV_MSG_ROUND_END = 18,
+    FV_MSG_JOB_DONE = 19,
 } fv_msg_type_t;
-#define FV_MSG_TYPE_MAX 11
+#define FV_MSG_TYPE_MAX 19
+#define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
+
+/* ROUNDS. One job at a time per connection; "job" is the job's digest (fv_job_digest).
+ *   coordinator -> agent  JOB_OFFER {job, spec}: the canonical job JSON.
+ *   agent -> coordinator  JOB_ACCEPT {job, dsha (SHA-256 of its data file), rows,
+ *                         model (hash of the global model it holds, or empty)}
+ *                         or JOB_REFUSE {job, reason}.
+ *   Per round r (round 0 = the stats round, 1.. = training rounds):
+ *   coordinator -> agent  [VEC "model", id r, f32: the global parameters, only if the
+ *                         agent does not hold them: its hash is the vector's SHA-256]
+ *                         ROUND_START {job, round, kind (1 stats, 2 train), index (this
+ *                         agent's SecAgg id), n, t, k, gseed, pks (n x 32 bytes: the
+ *                         cohort's Ed25519 keys in index order), model (hash, train
+ *                         rounds), nref (total training rows, train rounds)}
+ *   With SecAgg: SECAGG {job, round, data} both ways carry the fv_secagg messages except
+ *   MASKED; an agent whose masked input is ready waits for UPLOAD_GO {job, round} and
+ *   then sends VEC "masked", id r, u32: the MASKED message's bytes as little-endian
+ *   words (its length is a multiple of 4). The coordinator grants a few uploads at a
+ *   time, so its memory does not grow with the cohort.
+ *   Without SecAgg: after UPLOAD_GO the agent sends VEC "update", id r, u32: its plain
+ *   fv_fed vector (over TLS); the coordinator adds it into one accumulator.
+ *   coordinator -> agent  ROUND_END {job, round, status (0, or the negative code that
+ *                         aborted the round), reason}; after the stats round the
+ *                         coordinator also sends VEC "stats", id 0, u32: the summed stats
+ *                         vector, from which every agent builds the global preprocessing.
+ *   coordinator -> agent  JOB_DONE {job, rounds, model (hash of the final model)}.
+ */
 /* "hello", "error", ...; "unknown" for anything else. Never NULL. */
 const char *fv_msg_type_name(int type);
 
@@ -112,6 +148,58 @@ typedef struct fv_msg {
             uint32_t id;
             uint8_t sha256[32];
         } vec_end; /* also VEC_ACK */
+        struct {
+            uint8_t job[32];
+            const uint8_t *spec;       /* 1..FV_WIRE_SPEC_MAX bytes (and the frame cap) */
+            size_t spec_len;
+        } job_offer;
+        struct {
+            uint8_t job[32];
+            uint8_t data_sha256[32];   /* key "dsha" on the wire (wire.c) */
+            uint64_t rows;
+            bool has_model;            /* "model" bin of 0 or 32 bytes */
+            uint8_t model[32];
+        } job_accept;
+        struct {
+            uint8_t job[32];
+            fv_wire_str_t reason;      /* 0..256 */
+        } job_refuse;
+        struct {
+            uint8_t job[32];
+            uint64_t round;
+            uint32_t kind;             /* 1 stats, 2 train */
+            uint32_t index;            /* < n */
+            uint32_t n;                /* 3..65535 */
+            uint32_t t;                /* 1..n */
+            uint32_t k;                /* 1..n-1 */
+            uint8_t gseed[32];
+            const uint8_t *pks;        /* exactly n * 32 bytes */
+            size_t pks_len;
+            bool has_model;            /* "model" bin of 0 or 32 bytes */
+            uint8_t model[32];
+            uint64_t n_ref;            /* "nref" */
+        } round_start;
+        struct {
+            uint8_t job[32];
+            uint64_t round;
+            const uint8_t *data;       /* 1..max_frame_bytes */
+            size_t len;
+        } secagg;
+        struct {
+            uint8_t job[32];
+            uint64_t round;
+        } upload_go;
+        struct {
+            uint8_t job[32];
+            uint64_t round;
+            int32_t status;            /* 0 or negative, INT32_MIN..0 */
+            fv_wire_str_t reason;      /* 0..256 */
+        } round_end;
+        struct {
+            uint8_t job[32];
+            uint64_t rounds;
+            uint8_t model[32];         /* always present: bin of exactly 32 bytes */
+        } job_done;
     } u;
 } fv_msg_t;
 

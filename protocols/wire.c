@@ -16,7 +16,7 @@
  * BODY
  *
  *   byte 0        0x80..0x8f: a msgpack fixmap of N <= 15 entries (our messages have
- *                 2..7). Any other first byte (map16, map32, an array, a scalar) is
+ *                 2..13). Any other first byte (map16, map32, an array, a scalar) is
  *                 refused before msgpack-c sees the body.
  *   then N pairs  key, value. Keys are msgpack str (short ASCII names, below). Every
  *                 message has "v" and "type"; the other keys depend on the type.
@@ -43,7 +43,7 @@
  * Common keys:
  *   "v"     uint, must equal FV_WIRE_VERSION (1). Checked first: another value is
  *           FV_EVERSION, whatever the rest of the body holds.
- *   "type"  uint, 1..11 (fv_msg_type_t); another value is FV_EPROTO "unknown message
+ *   "type"  uint, 1..19 (fv_msg_type_t); another value is FV_EPROTO "unknown message
  *           type N".
  *
  * Messages (type: keys in encoding order, msgpack type, range):
@@ -62,11 +62,42 @@
  *   10 vec_end     "id" uint32; "sha256" bin of exactly 32 bytes: SHA-256 of all the
  *                  elements' little-endian bytes, in order (the concatenated "data")
  *   11 vec_ack     "id" uint32; "sha256" bin of exactly 32 bytes (the digest checked)
+ *   The round protocol (fv_wire.h, "ROUNDS"). "job" is always bin of exactly 32 bytes
+ *   (the job's digest) and comes first; "round" is uint 0..2^64-1 (0 the stats round).
+ *   12 job_offer   "job"; "spec" bin 1..FV_WIRE_SPEC_MAX (2^20) bytes, the canonical job
+ *                  JSON (and the body must fit max_frame_bytes: the encoder says
+ *                  FV_ETOOBIG, the framer refuses a longer frame)
+ *   13 job_accept  "job"; "dsha" bin of exactly 32 bytes (SHA-256 of the agent's data
+ *                  file: data_sha256; not "data", which is a vector chunk's payload);
+ *                  "rows" uint 0..2^64-1; "model" bin of exactly 0 bytes (has_model
+ *                  false) or 32 (the hash of the global model the agent holds)
+ *   14 job_refuse  "job"; "reason" str 0..256 printable
+ *   15 round_start "job"; "round"; "kind" uint 1 (stats) or 2 (train); "index" uint32;
+ *                  "n" uint 3..65535; "t" uint32; "k" uint32; "gseed" bin of exactly 32
+ *                  bytes; "pks" bin of exactly n*32 bytes; "model" bin of 0 or 32 bytes
+ *                  as in job_accept; "nref" uint 0..2^64-1. Across fields: index < n,
+ *                  1 <= t <= n, 1 <= k <= n-1 (checked in that order after n's range,
+ *                  then the length of "pks")
+ *   16 secagg      "job"; "round"; "data" bin 1..max_frame_bytes: one fv_secagg message,
+ *                  any length (the multiple-of-4 rule is vec_chunk's alone: the rules
+ *                  belong to the message type, the key only names the field)
+ *   17 upload_go   "job"; "round"
+ *   18 round_end   "job"; "round"; "status" int -2^31..0: 0 is positive fixint 0x00 (the
+ *                  shortest encoding of 0), a negative code a negative int as above;
+ *                  "reason" str 0..256 printable
+ *   19 job_done    "job"; "rounds" uint 0..2^64-1; "model" bin of exactly 32 bytes (the
+ *                  final model's hash: always present here)
  * "printable": every byte 0x20..0x7e or >= 0x80 (UTF-8 passes, control bytes do not).
  *
  * Example, ping with seq 5 (19 bytes):
  *   00 00 00 0f  83  a1 76 01  a4 74 79 70 65 03  a3 73 65 71 05
  *   length 15    map "v" 1     "type" 3           "seq" 5
+ *
+ * Example, upload_go for job 00 01 .. 1f, round 300 (61 bytes):
+ *   00 00 00 39  84  a1 76 01  a4 74 79 70 65 11  a3 6a 6f 62 c4 20 00 01 .. 1f
+ *   length 57    map "v" 1     "type" 17          "job" bin8 of 32 bytes
+ *   a5 72 6f 75 6e 64 cd 01 2c
+ *   "round" uint16 300
  *
  * DECODER REFUSALS (all FV_EPROTO with a sentence naming the message and the field,
  * except where noted): body above max_frame_bytes (FV_ETOOBIG); empty body; first byte
@@ -84,11 +115,12 @@
  * (a 1 MiB array: 33 MB). So a gate walks the body first, without allocating (gate_walk): it
  * checks the first byte is a fixmap, that every object is complete and in its shortest
  * encoding, that the body is exactly one object, and counts objects, refusing the body
- * when a container header alone would pass GATE_MAX_OBJECTS (64; our largest message
- * has 15) or containers nest deeper than GATE_MAX_DEPTH (8; msgpack-c stops at 32 with
- * an "out of memory" that must not reach a peer's diagnostic). msgpack-c then allocates at most its
- * first zone chunk (8 KiB). str and bin objects point into the input buffer (msgpack_unpack_next
- * does not copy them), which is why decoded messages borrow from the body; decode checks that, too.
+ * when a container header alone would pass GATE_MAX_OBJECTS (64; our largest message,
+ * round_start, has 27: the map and 13 pairs) or containers nest deeper than GATE_MAX_DEPTH (8;
+ * msgpack-c stops at 32 with an "out of memory" that must not reach a peer's diagnostic). msgpack-c
+ * then allocates at most its first zone chunk (8 KiB). str and bin objects point into the input
+ * buffer (msgpack_unpack_next does not copy them), which is why decoded messages borrow from the
+ * body; decode checks that, too.
  *
  * VECTORS. fv_vec_tx/fv_vec_rx keep an OpenSSL SHA256_CTX inside the opaque sha_state
  * bytes, copied in and out with memcpy (no alignment or aliasing assumption; 112 bytes
@@ -117,7 +149,8 @@
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init/Update/Final: see VECTORS above */
 #include <openssl/sha.h>
 
-/* Most msgpack objects a body may hold (all levels); our largest message has 15. */
+/* Most msgpack objects a body may hold (all levels); our largest message (round_start)
+ * has 27. */
 #define GATE_MAX_OBJECTS 64
 /* Deepest nesting of containers inside a value; ours hold none. msgpack-c's own limit is
  * 32 levels, past which it reports "out of memory": the gate must refuse first. */
@@ -125,6 +158,10 @@
 /* vec_begin: a chunk frame must fit chunk_elems * 4 bytes of data plus the rest. */
 #define VEC_CHUNK_OVERHEAD 64
 #define FV_WIRE_FRAME_MIN 4096
+/* round_start: a SecAgg cohort has 3..65535 members (fv_wire.h). */
+#define ROUND_N_MIN 3
+#define ROUND_N_MAX 65535
+#define HASH_BYTES 32 /* "job", "dsha", "gseed", "model", one "pks" entry */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -146,18 +183,38 @@ enum key_id {
     K_NAME,
     K_DATA,
     K_SHA256,
+    K_JOB,
+    K_SPEC,
+    K_DSHA,
+    K_ROWS,
+    K_MODEL,
+    K_ROUND,
+    K_KIND,
+    K_INDEX,
+    K_T,
+    K_K,
+    K_GSEED,
+    K_PKS,
+    K_NREF,
+    K_STATUS,
+    K_ROUNDS,
     K__COUNT
 };
 
+/* One name per key; a key shared by several types ("n", "data", "reason", "seq", "id",
+ * "model") may have a different C field, msgpack type and range in each: pack_field,
+ * extract and check_msg decide by message type. */
 static const char *const key_names[K__COUNT] = {
-    "v",  "type",  "sw", "maxf",  "code", "reason", "seq",    "body",
-    "id", "dtype", "n",  "chunk", "name", "data",   "sha256",
+    "v",     "type",  "sw",    "maxf", "code",   "reason", "seq",  "body", "id",     "dtype",
+    "n",     "chunk", "name",  "data", "sha256", "job",    "spec", "dsha", "rows",   "model",
+    "round", "kind",  "index", "t",    "k",      "gseed",  "pks",  "nref", "status", "rounds",
 };
 
 /* The fields of each type after "v" and "type", in encoding order. */
+#define LAYOUT_MAX 11 /* round_start */
 typedef struct layout {
     uint8_t n;
-    uint8_t k[5];
+    uint8_t k[LAYOUT_MAX];
 } layout_t;
 
 static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
@@ -172,7 +229,19 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_VEC_CHUNK] = {3, {K_ID, K_SEQ, K_DATA}},
     [FV_MSG_VEC_END] = {2, {K_ID, K_SHA256}},
     [FV_MSG_VEC_ACK] = {2, {K_ID, K_SHA256}},
+    [FV_MSG_JOB_OFFER] = {2, {K_JOB, K_SPEC}},
+    [FV_MSG_JOB_ACCEPT] = {4, {K_JOB, K_DSHA, K_ROWS, K_MODEL}},
+    [FV_MSG_JOB_REFUSE] = {2, {K_JOB, K_REASON}},
+    [FV_MSG_ROUND_START] = {11,
+                            {K_JOB, K_ROUND, K_KIND, K_INDEX, K_N, K_T, K_K, K_GSEED, K_PKS,
+                             K_MODEL, K_NREF}},
+    [FV_MSG_SECAGG] = {3, {K_JOB, K_ROUND, K_DATA}},
+    [FV_MSG_UPLOAD_GO] = {2, {K_JOB, K_ROUND}},
+    [FV_MSG_ROUND_END] = {4, {K_JOB, K_ROUND, K_STATUS, K_REASON}},
+    [FV_MSG_JOB_DONE] = {3, {K_JOB, K_ROUNDS, K_MODEL}},
 };
+/* A fixmap holds 15 entries: "v", "type" and at most 13 fields. */
+_Static_assert(LAYOUT_MAX + 2 <= 15, "a message must fit a msgpack fixmap");
 
 static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_HELLO] = "hello",
@@ -186,6 +255,14 @@ static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_VEC_CHUNK] = "vec_chunk",
     [FV_MSG_VEC_END] = "vec_end",
     [FV_MSG_VEC_ACK] = "vec_ack",
+    [FV_MSG_JOB_OFFER] = "job_offer",
+    [FV_MSG_JOB_ACCEPT] = "job_accept",
+    [FV_MSG_JOB_REFUSE] = "job_refuse",
+    [FV_MSG_ROUND_START] = "round_start",
+    [FV_MSG_SECAGG] = "secagg",
+    [FV_MSG_UPLOAD_GO] = "upload_go",
+    [FV_MSG_ROUND_END] = "round_end",
+    [FV_MSG_JOB_DONE] = "job_done",
 };
 
 const char *fv_msg_type_name(int type)
@@ -221,6 +298,52 @@ int fv_wire_limits_check(const fv_wire_limits_t *lim, fv_diag_t *d)
                            "wire limits: max_vec_elems %" PRIu64 " is outside 1..%llu",
                            lim->max_vec_elems, FV_WIRE_VEC_ELEMS_CEILING);
     return 0;
+}
+
+/* ---- fields several round messages share ------------------------------------------ */
+
+/* The "job" digest of a round-protocol message (NULL for the other types). Written as a
+ * switch rather than through the union's common initial sequence, so each access names
+ * the member it means. */
+static uint8_t *msg_job(fv_msg_t *m)
+{
+    switch (m->type) {
+    case FV_MSG_JOB_OFFER:
+        return m->u.job_offer.job;
+    case FV_MSG_JOB_ACCEPT:
+        return m->u.job_accept.job;
+    case FV_MSG_JOB_REFUSE:
+        return m->u.job_refuse.job;
+    case FV_MSG_ROUND_START:
+        return m->u.round_start.job;
+    case FV_MSG_SECAGG:
+        return m->u.secagg.job;
+    case FV_MSG_UPLOAD_GO:
+        return m->u.upload_go.job;
+    case FV_MSG_ROUND_END:
+        return m->u.round_end.job;
+    case FV_MSG_JOB_DONE:
+        return m->u.job_done.job;
+    default:
+        return NULL;
+    }
+}
+
+/* The "round" number (NULL for types without one). */
+static uint64_t *msg_round(fv_msg_t *m)
+{
+    switch (m->type) {
+    case FV_MSG_ROUND_START:
+        return &m->u.round_start.round;
+    case FV_MSG_SECAGG:
+        return &m->u.secagg.round;
+    case FV_MSG_UPLOAD_GO:
+        return &m->u.upload_go.round;
+    case FV_MSG_ROUND_END:
+        return &m->u.round_end.round;
+    default:
+        return NULL;
+    }
 }
 
 /* ---- range checks shared by the encoder (FV_EINVAL) and the decoder (FV_EPROTO) ------ */
@@ -274,6 +397,51 @@ static int check_n_elems(uint64_t n, const fv_wire_limits_t *lim, const char *tn
         return fv_diag_set(
             d, err, "%s: field 'n': %" PRIu64 " elements, outside 1..%" PRIu64 " (max_vec_elems)",
             tname, n, lim->max_vec_elems);
+    return 0;
+}
+
+/* A byte field of min_len..max_len bytes (job spec, secagg data). */
+static int check_bin(const uint8_t *p, size_t len, size_t min_len, size_t max_len,
+                     const char *tname, int key, int err, fv_diag_t *d)
+{
+    if (len > 0 && p == NULL)
+        return fv_diag_set(d, err, "%s: field '%s': NULL with length %zu", tname, key_names[key],
+                           len);
+    if (len < min_len || len > max_len)
+        return fv_diag_set(d, err, "%s: field '%s': %zu bytes, outside %zu..%zu", tname,
+                           key_names[key], len, min_len, max_len);
+    return 0;
+}
+
+/* n's range first, then the fields bounded by n, then the key list's length. */
+static int check_round_start(const fv_msg_t *m, const char *tname, int err, fv_diag_t *d)
+{
+    uint32_t n = m->u.round_start.n;
+    if (m->u.round_start.kind != 1 && m->u.round_start.kind != 2)
+        return fv_diag_set(d, err,
+                           "%s: field 'kind': %" PRIu32 " is not a round kind (1 stats, "
+                           "2 train)",
+                           tname, m->u.round_start.kind);
+    if (n < ROUND_N_MIN || n > ROUND_N_MAX)
+        return fv_diag_set(d, err, "%s: field 'n': %" PRIu32 " agents, outside %d..%d", tname, n,
+                           ROUND_N_MIN, ROUND_N_MAX);
+    if (m->u.round_start.index >= n)
+        return fv_diag_set(d, err, "%s: field 'index': %" PRIu32 " is not below n %" PRIu32, tname,
+                           m->u.round_start.index, n);
+    if (m->u.round_start.t < 1 || m->u.round_start.t > n)
+        return fv_diag_set(d, err, "%s: field 't': %" PRIu32 " is outside 1..n (%" PRIu32 ")",
+                           tname, m->u.round_start.t, n);
+    if (m->u.round_start.k < 1 || m->u.round_start.k > n - 1)
+        return fv_diag_set(d, err, "%s: field 'k': %" PRIu32 " is outside 1..n-1 (%" PRIu32 ")",
+                           tname, m->u.round_start.k, n - 1);
+    if (m->u.round_start.pks_len > 0 && m->u.round_start.pks == NULL)
+        return fv_diag_set(d, err, "%s: field 'pks': NULL with length %zu", tname,
+                           m->u.round_start.pks_len);
+    if (m->u.round_start.pks_len != (size_t)n * HASH_BYTES)
+        return fv_diag_set(d, err,
+                           "%s: field 'pks': %zu bytes, expected n*32 = %zu (one Ed25519 key "
+                           "per agent)",
+                           tname, m->u.round_start.pks_len, (size_t)n * HASH_BYTES);
     return 0;
 }
 
@@ -340,6 +508,27 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
     case FV_MSG_VEC_END:
     case FV_MSG_VEC_ACK:
         return 0;
+    case FV_MSG_JOB_OFFER:
+        return check_bin(m->u.job_offer.spec, m->u.job_offer.spec_len, 1, FV_WIRE_SPEC_MAX, tn,
+                         K_SPEC, err, d);
+    case FV_MSG_JOB_ACCEPT:
+    case FV_MSG_UPLOAD_GO:
+    case FV_MSG_JOB_DONE:
+        return 0;
+    case FV_MSG_JOB_REFUSE:
+        return check_text(&m->u.job_refuse.reason, 0, tn, K_REASON, err, d);
+    case FV_MSG_ROUND_START:
+        return check_round_start(m, tn, err, d);
+    case FV_MSG_SECAGG:
+        return check_bin(m->u.secagg.data, m->u.secagg.len, 1, lim->max_frame_bytes, tn, K_DATA,
+                         err, d);
+    case FV_MSG_ROUND_END:
+        if (m->u.round_end.status > 0)
+            return fv_diag_set(d, err,
+                               "round_end: field 'status': %" PRId32
+                               " is positive (0, or the negative code that aborted the round)",
+                               m->u.round_end.status);
+        return check_text(&m->u.round_end.reason, 0, tn, K_REASON, err, d);
     }
     return fv_diag_set(d, err, "unknown message type %d", (int)m->type);
 }
@@ -416,8 +605,16 @@ static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
     return msgpack_pack_bin_body(pk, p, n);
 }
 
+/* "model" as bin of 0 bytes (none) or 32 bytes. */
+static int pack_opt_hash(msgpack_packer *pk, bool has, const uint8_t hash[HASH_BYTES])
+{
+    return pack_bin(pk, hash, has ? HASH_BYTES : 0);
+}
+
 static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
 {
+    /* the accessors do not write; they take a non-const message to serve extract too */
+    fv_msg_t *mm = (fv_msg_t *)(uintptr_t)m;
     switch (key) {
     case K_SW:
         return pack_text(pk, &m->u.hello.sw);
@@ -426,7 +623,16 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_CODE:
         return msgpack_pack_int32(pk, m->u.error.code);
     case K_REASON:
-        return pack_text(pk, m->type == FV_MSG_ERROR ? &m->u.error.reason : &m->u.bye.reason);
+        switch (m->type) {
+        case FV_MSG_ERROR:
+            return pack_text(pk, &m->u.error.reason);
+        case FV_MSG_JOB_REFUSE:
+            return pack_text(pk, &m->u.job_refuse.reason);
+        case FV_MSG_ROUND_END:
+            return pack_text(pk, &m->u.round_end.reason);
+        default:
+            return pack_text(pk, &m->u.bye.reason);
+        }
     case K_SEQ:
         if (m->type == FV_MSG_VEC_CHUNK)
             return msgpack_pack_uint32(pk, m->u.vec_chunk.seq);
@@ -444,15 +650,58 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_DTYPE:
         return msgpack_pack_uint32(pk, (uint32_t)m->u.vec_begin.dtype);
     case K_N:
+        if (m->type == FV_MSG_ROUND_START)
+            return msgpack_pack_uint32(pk, m->u.round_start.n);
         return msgpack_pack_uint64(pk, m->u.vec_begin.n_elems);
     case K_CHUNK:
         return msgpack_pack_uint32(pk, m->u.vec_begin.chunk_elems);
     case K_NAME:
         return pack_text(pk, &m->u.vec_begin.name);
     case K_DATA:
+        if (m->type == FV_MSG_SECAGG)
+            return pack_bin(pk, m->u.secagg.data, m->u.secagg.len);
         return pack_bin(pk, m->u.vec_chunk.data, m->u.vec_chunk.len);
     case K_SHA256:
         return pack_bin(pk, m->u.vec_end.sha256, sizeof(m->u.vec_end.sha256));
+    case K_JOB: {
+        const uint8_t *job = msg_job(mm);
+        return job != NULL ? pack_bin(pk, job, HASH_BYTES) : -1; /* every layout with "job"
+                                                                     has one */
+    }
+    case K_SPEC:
+        return pack_bin(pk, m->u.job_offer.spec, m->u.job_offer.spec_len);
+    case K_DSHA:
+        return pack_bin(pk, m->u.job_accept.data_sha256, HASH_BYTES);
+    case K_ROWS:
+        return msgpack_pack_uint64(pk, m->u.job_accept.rows);
+    case K_MODEL:
+        if (m->type == FV_MSG_JOB_ACCEPT)
+            return pack_opt_hash(pk, m->u.job_accept.has_model, m->u.job_accept.model);
+        if (m->type == FV_MSG_ROUND_START)
+            return pack_opt_hash(pk, m->u.round_start.has_model, m->u.round_start.model);
+        return pack_bin(pk, m->u.job_done.model, HASH_BYTES);
+    case K_ROUND: {
+        const uint64_t *round = msg_round(mm);
+        return round != NULL ? msgpack_pack_uint64(pk, *round) : -1;
+    }
+    case K_KIND:
+        return msgpack_pack_uint32(pk, m->u.round_start.kind);
+    case K_INDEX:
+        return msgpack_pack_uint32(pk, m->u.round_start.index);
+    case K_T:
+        return msgpack_pack_uint32(pk, m->u.round_start.t);
+    case K_K:
+        return msgpack_pack_uint32(pk, m->u.round_start.k);
+    case K_GSEED:
+        return pack_bin(pk, m->u.round_start.gseed, HASH_BYTES);
+    case K_PKS:
+        return pack_bin(pk, m->u.round_start.pks, m->u.round_start.pks_len);
+    case K_NREF:
+        return msgpack_pack_uint64(pk, m->u.round_start.n_ref);
+    case K_STATUS:
+        return msgpack_pack_int32(pk, m->u.round_end.status);
+    case K_ROUNDS:
+        return msgpack_pack_uint64(pk, m->u.job_done.rounds);
     }
     return -1;
 }
@@ -814,7 +1063,7 @@ static int get_uint(const dctx_t *c, const msgpack_object *o, int key, uint64_t 
 
 static int get_u32(const dctx_t *c, const msgpack_object *o, int key, uint32_t *ret)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int r = get_uint(c, o, key, UINT32_MAX, &v);
     if (r == 0)
         *ret = (uint32_t)v;
@@ -855,6 +1104,42 @@ static int get_bin(const dctx_t *c, const msgpack_object *o, int key, const uint
     int r = get_raw(c, o, key, true, &p, ret_n);
     if (r == 0)
         *ret_p = (const uint8_t *)p;
+    return r;
+}
+
+/* bin of exactly 32 bytes ("job", "dsha", "gseed", job_done's "model"), or, with
+ * ret_has != NULL, of 0 or 32 bytes (an optional "model"). */
+static int get_hash(const dctx_t *c, const msgpack_object *o, int key, bool *ret_has,
+                    uint8_t ret[HASH_BYTES])
+{
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    int r = get_bin(c, o, key, &p, &n);
+    if (r < 0)
+        return r;
+    if (ret_has != NULL && n == 0) {
+        *ret_has = false;
+        return 0;
+    }
+    if (n != HASH_BYTES)
+        return fv_diag_set(c->d, FV_EPROTO, "%s: field '%s': %zu bytes, expected %s32", c->tname,
+                           key_names[key], n, ret_has != NULL ? "0 (none) or " : "");
+    memcpy(ret, p, HASH_BYTES);
+    if (ret_has != NULL)
+        *ret_has = true;
+    return 0;
+}
+
+/* The round-protocol fields that are the same in every message that has them. */
+static int extract_job_round(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *m)
+{
+    uint8_t *job = msg_job(m);
+    uint64_t *round = msg_round(m);
+    if (job == NULL)
+        return fv_diag_set(c->d, FV_EPROTO, "%s: no job field (internal)", c->tname);
+    int r = get_hash(c, val[K_JOB], K_JOB, NULL, job);
+    if (r == 0 && round != NULL)
+        r = get_uint(c, val[K_ROUND], K_ROUND, UINT64_MAX, round);
     return r;
 }
 
@@ -931,6 +1216,74 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
         memcpy(m->u.vec_end.sha256, p, n);
         return 0;
     }
+    case FV_MSG_JOB_OFFER:
+        if ((r = extract_job_round(c, val, m)) < 0)
+            return r;
+        return get_bin(c, val[K_SPEC], K_SPEC, &m->u.job_offer.spec, &m->u.job_offer.spec_len);
+    case FV_MSG_JOB_ACCEPT:
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_hash(c, val[K_DSHA], K_DSHA, NULL, m->u.job_accept.data_sha256)) < 0 ||
+            (r = get_uint(c, val[K_ROWS], K_ROWS, UINT64_MAX, &m->u.job_accept.rows)) < 0)
+            return r;
+        return get_hash(c, val[K_MODEL], K_MODEL, &m->u.job_accept.has_model,
+                        m->u.job_accept.model);
+    case FV_MSG_JOB_REFUSE:
+        if ((r = extract_job_round(c, val, m)) < 0)
+            return r;
+        return get_text(c, val[K_REASON], K_REASON, &m->u.job_refuse.reason);
+    case FV_MSG_ROUND_START:
+        /* narrow to uint32 here; check_msg then applies the ranges and the cross-field
+         * rules with the encoder's sentences */
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_u32(c, val[K_KIND], K_KIND, &m->u.round_start.kind)) < 0 ||
+            (r = get_u32(c, val[K_INDEX], K_INDEX, &m->u.round_start.index)) < 0 ||
+            (r = get_u32(c, val[K_N], K_N, &m->u.round_start.n)) < 0 ||
+            (r = get_u32(c, val[K_T], K_T, &m->u.round_start.t)) < 0 ||
+            (r = get_u32(c, val[K_K], K_K, &m->u.round_start.k)) < 0 ||
+            (r = get_hash(c, val[K_GSEED], K_GSEED, NULL, m->u.round_start.gseed)) < 0 ||
+            (r = get_bin(c, val[K_PKS], K_PKS, &m->u.round_start.pks, &m->u.round_start.pks_len)) <
+                0 ||
+            (r = get_hash(c, val[K_MODEL], K_MODEL, &m->u.round_start.has_model,
+                          m->u.round_start.model)) < 0)
+            return r;
+        return get_uint(c, val[K_NREF], K_NREF, UINT64_MAX, &m->u.round_start.n_ref);
+    case FV_MSG_SECAGG:
+        if ((r = extract_job_round(c, val, m)) < 0)
+            return r;
+        return get_bin(c, val[K_DATA], K_DATA, &m->u.secagg.data, &m->u.secagg.len);
+    case FV_MSG_UPLOAD_GO:
+        return extract_job_round(c, val, m);
+    case FV_MSG_ROUND_END: {
+        if ((r = extract_job_round(c, val, m)) < 0)
+            return r;
+        /* 0 arrives as positive fixint 0x00 (its shortest form), a code as a negative int */
+        const msgpack_object *o = val[K_STATUS];
+        if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            if (o->via.u64 != 0)
+                return fv_diag_set(c->d, FV_EPROTO,
+                                   "round_end: field 'status': %" PRIu64
+                                   " is positive (0, or the negative code that aborted the round)",
+                                   o->via.u64);
+            m->u.round_end.status = 0;
+        } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+            if (o->via.i64 < INT32_MIN)
+                return fv_diag_set(c->d, FV_EPROTO,
+                                   "round_end: field 'status': %" PRId64 " is below %" PRId32,
+                                   o->via.i64, INT32_MIN);
+            m->u.round_end.status = (int32_t)o->via.i64;
+        } else {
+            return fv_diag_set(c->d, FV_EPROTO,
+                               "round_end: field 'status': expected 0 or a negative integer, "
+                               "got %s",
+                               obj_type_name(o));
+        }
+        return get_text(c, val[K_REASON], K_REASON, &m->u.round_end.reason);
+    }
+    case FV_MSG_JOB_DONE:
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_uint(c, val[K_ROUNDS], K_ROUNDS, UINT64_MAX, &m->u.job_done.rounds)) < 0)
+            return r;
+        return get_hash(c, val[K_MODEL], K_MODEL, NULL, m->u.job_done.model);
     }
     return fv_diag_set(c->d, FV_EPROTO, "unknown message type %d", (int)m->type);
 }

@@ -74,6 +74,17 @@ static bool str_eq(fv_wire_str_t a, fv_wire_str_t b)
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
+static bool bytes_eq(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, na) == 0);
+}
+
+/* An optional "model": equal presence, and the hash when present. */
+static bool opt_hash_eq(bool ha, const uint8_t *a, bool hb, const uint8_t *b)
+{
+    return ha == hb && (!ha || memcmp(a, b, 32) == 0);
+}
+
 static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
 {
     if (a->type != b->type)
@@ -108,6 +119,43 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
     case FV_MSG_VEC_ACK:
         return a->u.vec_end.id == b->u.vec_end.id &&
                memcmp(a->u.vec_end.sha256, b->u.vec_end.sha256, 32) == 0;
+    case FV_MSG_JOB_OFFER:
+        return memcmp(a->u.job_offer.job, b->u.job_offer.job, 32) == 0 &&
+               bytes_eq(a->u.job_offer.spec, a->u.job_offer.spec_len, b->u.job_offer.spec,
+                        b->u.job_offer.spec_len);
+    case FV_MSG_JOB_ACCEPT:
+        return memcmp(a->u.job_accept.job, b->u.job_accept.job, 32) == 0 &&
+               memcmp(a->u.job_accept.data_sha256, b->u.job_accept.data_sha256, 32) == 0 &&
+               a->u.job_accept.rows == b->u.job_accept.rows &&
+               opt_hash_eq(a->u.job_accept.has_model, a->u.job_accept.model,
+                           b->u.job_accept.has_model, b->u.job_accept.model);
+    case FV_MSG_JOB_REFUSE:
+        return memcmp(a->u.job_refuse.job, b->u.job_refuse.job, 32) == 0 &&
+               str_eq(a->u.job_refuse.reason, b->u.job_refuse.reason);
+    case FV_MSG_ROUND_START: {
+        const __typeof__(a->u.round_start) *x = &a->u.round_start, *y = &b->u.round_start;
+        return memcmp(x->job, y->job, 32) == 0 && x->round == y->round && x->kind == y->kind &&
+               x->index == y->index && x->n == y->n && x->t == y->t && x->k == y->k &&
+               memcmp(x->gseed, y->gseed, 32) == 0 &&
+               bytes_eq(x->pks, x->pks_len, y->pks, y->pks_len) &&
+               opt_hash_eq(x->has_model, x->model, y->has_model, y->model) && x->n_ref == y->n_ref;
+    }
+    case FV_MSG_SECAGG:
+        return memcmp(a->u.secagg.job, b->u.secagg.job, 32) == 0 &&
+               a->u.secagg.round == b->u.secagg.round &&
+               bytes_eq(a->u.secagg.data, a->u.secagg.len, b->u.secagg.data, b->u.secagg.len);
+    case FV_MSG_UPLOAD_GO:
+        return memcmp(a->u.upload_go.job, b->u.upload_go.job, 32) == 0 &&
+               a->u.upload_go.round == b->u.upload_go.round;
+    case FV_MSG_ROUND_END:
+        return memcmp(a->u.round_end.job, b->u.round_end.job, 32) == 0 &&
+               a->u.round_end.round == b->u.round_end.round &&
+               a->u.round_end.status == b->u.round_end.status &&
+               str_eq(a->u.round_end.reason, b->u.round_end.reason);
+    case FV_MSG_JOB_DONE:
+        return memcmp(a->u.job_done.job, b->u.job_done.job, 32) == 0 &&
+               a->u.job_done.rounds == b->u.job_done.rounds &&
+               memcmp(a->u.job_done.model, b->u.job_done.model, 32) == 0;
     }
     return false;
 }
@@ -118,7 +166,7 @@ static void kat(const fv_msg_t *m, const char *hex)
 {
     fv_wire_limits_t lim = deflim();
     lim.max_vec_elems = FV_WIRE_VEC_ELEMS_CEILING;
-    uint8_t want[256];
+    uint8_t want[512];
     size_t nw = unhex(hex, want, sizeof(want));
     fv_buf_t out = {0};
     CHECK_OK(fv_wire_encode(m, &lim, &out), NULL);
@@ -192,6 +240,89 @@ static void test_known_answers(void)
         m.u.vec_end.sha256[i] = (uint8_t)i;
     kat(&m, "00000037 84 a176 01 a474797065 0a a26964 00 a6736861323536 c420 "
             "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+
+    /* The round protocol. "job" is bin8 of 32 bytes (c4 20 + 32) in every one. */
+#define J32 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define R32(b) b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b b
+
+    /* upload_go (wire.c's example): 4 pairs; round 300 = uint16 cd 012c. Body 1 + 3 + 6 +
+     * 38 + 9 = 57 = 0x39. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_UPLOAD_GO;
+    for (int i = 0; i < 32; i++)
+        m.u.upload_go.job[i] = (uint8_t)i;
+    m.u.upload_go.round = 300;
+    kat(&m, "00000039 84 a176 01 a474797065 11 a36a6f62 c420" J32 "a5726f756e64 cd012c");
+
+    /* job_done 19 (0x13): job, "rounds" 300, "model" bin8 of 32 x ff. 5 pairs; body
+     * 1 + 3 + 6 + 38 + (7 + 3) + (6 + 2 + 32) = 98 = 0x62. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_JOB_DONE;
+    for (int i = 0; i < 32; i++)
+        m.u.job_done.job[i] = (uint8_t)i;
+    m.u.job_done.rounds = 300;
+    memset(m.u.job_done.model, 0xff, 32);
+    kat(&m, "00000062 85 a176 01 a474797065 13 a36a6f62 c420" J32 "a6726f756e6473 cd012c "
+            "a56d6f64656c c420" R32("ff"));
+
+    /* round_end 18 (0x12), status 0: positive fixint 00 (its shortest form, not a negative
+     * int format), reason "" (a0). 6 pairs; body 1+3+6+38+7+8+8 = 71 = 0x47. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ROUND_END;
+    for (int i = 0; i < 32; i++)
+        m.u.round_end.job[i] = (uint8_t)i;
+    m.u.round_end.round = 5;
+    m.u.round_end.status = 0;
+    m.u.round_end.reason = S("");
+    kat(&m, "00000047 86 a176 01 a474797065 12 a36a6f62 c420" J32 "a5726f756e64 05 "
+            "a6737461747573 00 a6726561736f6e a0");
+    /* status INT32_MIN: int32 d2 80000000; reason "bad". Body 71 + 4 + 3 = 78 = 0x4e. */
+    m.u.round_end.status = INT32_MIN;
+    m.u.round_end.reason = S("bad");
+    kat(&m, "0000004e 86 a176 01 a474797065 12 a36a6f62 c420" J32 "a5726f756e64 05 "
+            "a6737461747573 d280000000 a6726561736f6e a3626164");
+
+    /* job_accept 13 (0x0d) without a model: "model" is bin8 of 0 bytes (c4 00); "dsha"
+     * 32 x 0x5d; rows 0. 6 pairs; body 1+3+6+38+39+6+8 = 101 = 0x65. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_JOB_ACCEPT;
+    for (int i = 0; i < 32; i++)
+        m.u.job_accept.job[i] = (uint8_t)i;
+    memset(m.u.job_accept.data_sha256, 0x5d, 32);
+    m.u.job_accept.has_model = false;
+    kat(&m, "00000065 86 a176 01 a474797065 0d a36a6f62 c420" J32
+            "a464736861 c420" R32("5d") "a4726f7773 00 a56d6f64656c c400");
+
+    /* round_start 15 (0x0f): 13 pairs, fixmap 8d. job 32 x aa; round 1; kind 2; index 2;
+     * n 3; t 2; k 2 (each a positive fixint); gseed 32 x 55; pks bin8 of 96 bytes (c4 60:
+     * 32 x 01, 32 x 02, 32 x 03); model 32 x 77; nref 70000 = 0x11170: uint32 ce 00011170.
+     * Body 1 + 3 + 6 + 38 (job) + 7 (round) + 6 (kind) + 7 (index) + 3 + 3 + 3 (n, t, k)
+     * + 40 (gseed) + 102 (pks) + 40 (model) + 10 (nref) = 269 = 0x10d. */
+    static uint8_t pks[96];
+    for (int i = 0; i < 96; i++)
+        pks[i] = (uint8_t)(1 + i / 32);
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ROUND_START;
+    memset(m.u.round_start.job, 0xaa, 32);
+    m.u.round_start.round = 1;
+    m.u.round_start.kind = 2;
+    m.u.round_start.index = 2;
+    m.u.round_start.n = 3;
+    m.u.round_start.t = 2;
+    m.u.round_start.k = 2;
+    memset(m.u.round_start.gseed, 0x55, 32);
+    m.u.round_start.pks = pks;
+    m.u.round_start.pks_len = sizeof(pks);
+    m.u.round_start.has_model = true;
+    memset(m.u.round_start.model, 0x77, 32);
+    m.u.round_start.n_ref = 70000;
+    kat(&m, "0000010d 8d a176 01 a474797065 0f a36a6f62 c420" R32(
+                "aa") "a5726f756e64 01 "
+                      "a46b696e64 02 a5696e646578 02 a16e 03 a174 02 a16b 02 a56773656564 c420" R32(
+                          "55") "a3706b73 c460" R32("01") R32("02")
+                          R32("03") "a56d6f64656c c420" R32("77") "a46e726566 ce00011170");
+#undef J32
+#undef R32
 }
 
 /* ---- round trip of every type -------------------------------------------------------- */
@@ -220,6 +351,15 @@ static void test_roundtrip_all_types(void)
     char name256[FV_WIRE_TEXT_MAX + 1];
     memset(name256, 'n', FV_WIRE_TEXT_MAX);
     name256[FV_WIRE_TEXT_MAX] = '\0';
+    /* a spec of FV_WIRE_SPEC_MAX bytes and the keys of a 65535-agent cohort (2 MiB) need
+     * the 4 MiB frame; 1 MiB of spec fits */
+    enum { N_MAX = 65535 };
+    uint8_t *spec = malloc(FV_WIRE_SPEC_MAX), *pks = malloc((size_t)N_MAX * 32);
+    CHECK(spec != NULL && pks != NULL);
+    for (size_t i = 0; i < FV_WIRE_SPEC_MAX; i++)
+        spec[i] = (uint8_t)("{}\"a:1,"[i % 7]);
+    for (size_t i = 0; i < (size_t)N_MAX * 32; i++)
+        pks[i] = (uint8_t)(i * 131 + 7);
     int n_types = 0;
 
     for (int t = 1; t <= FV_MSG_TYPE_MAX; t++) {
@@ -287,14 +427,114 @@ static void test_roundtrip_all_types(void)
             m.u.vec_end.id = 99;
             memset(m.u.vec_end.sha256, 0xab, 32);
             break;
+        case FV_MSG_JOB_OFFER:
+            memset(m.u.job_offer.job, 0x01, 32);
+            m.u.job_offer.spec = spec;
+            m.u.job_offer.spec_len = 1;
+            roundtrip(&m, &lim);
+            m.u.job_offer.spec_len = 255; /* bin8 */
+            roundtrip(&m, &lim);
+            m.u.job_offer.spec_len = FV_WIRE_SPEC_MAX; /* bin32 */
+            break;
+        case FV_MSG_JOB_ACCEPT:
+            memset(m.u.job_accept.job, 0x02, 32);
+            memset(m.u.job_accept.data_sha256, 0xd5, 32);
+            m.u.job_accept.rows = 0;
+            m.u.job_accept.has_model = false;
+            roundtrip(&m, &lim);
+            m.u.job_accept.rows = UINT64_MAX;
+            m.u.job_accept.has_model = true;
+            memset(m.u.job_accept.model, 0x3c, 32);
+            break;
+        case FV_MSG_JOB_REFUSE:
+            memset(m.u.job_refuse.job, 0x03, 32);
+            m.u.job_refuse.reason = S("");
+            roundtrip(&m, &lim);
+            m.u.job_refuse.reason = S(name256);
+            break;
+        case FV_MSG_ROUND_START:
+            /* the smallest cohort: n 3, index n-1, t 1, k 1, kind 1, no model */
+            memset(m.u.round_start.job, 0x04, 32);
+            m.u.round_start.round = 0;
+            m.u.round_start.kind = 1;
+            m.u.round_start.n = 3;
+            m.u.round_start.index = 2;
+            m.u.round_start.t = 1;
+            m.u.round_start.k = 1;
+            memset(m.u.round_start.gseed, 0x9e, 32);
+            m.u.round_start.pks = pks;
+            m.u.round_start.pks_len = 3 * 32;
+            m.u.round_start.has_model = false;
+            m.u.round_start.n_ref = 0;
+            roundtrip(&m, &lim);
+            /* t = n, k = n-1 */
+            m.u.round_start.t = 3;
+            m.u.round_start.k = 2;
+            m.u.round_start.index = 0;
+            roundtrip(&m, &lim);
+            /* the largest: n 65535 (pks bin32 of 2 MiB), index n-1, t n, k n-1 */
+            m.u.round_start.round = UINT64_MAX;
+            m.u.round_start.kind = 2;
+            m.u.round_start.n = N_MAX;
+            m.u.round_start.index = N_MAX - 1;
+            m.u.round_start.t = N_MAX;
+            m.u.round_start.k = N_MAX - 1;
+            m.u.round_start.pks_len = (size_t)N_MAX * 32;
+            m.u.round_start.has_model = true;
+            memset(m.u.round_start.model, 0xee, 32);
+            m.u.round_start.n_ref = UINT64_MAX;
+            break;
+        case FV_MSG_SECAGG:
+            memset(m.u.secagg.job, 0x05, 32);
+            m.u.secagg.round = 1;
+            m.u.secagg.data = big;
+            m.u.secagg.len = 1;
+            roundtrip(&m, &lim);
+            m.u.secagg.len = 7; /* no multiple-of-4 rule here */
+            roundtrip(&m, &lim);
+            m.u.secagg.round = UINT64_MAX;
+            m.u.secagg.len = sizeof(big);
+            break;
+        case FV_MSG_UPLOAD_GO:
+            memset(m.u.upload_go.job, 0x06, 32);
+            m.u.upload_go.round = 0;
+            roundtrip(&m, &lim);
+            m.u.upload_go.round = UINT64_MAX;
+            break;
+        case FV_MSG_ROUND_END:
+            memset(m.u.round_end.job, 0x07, 32);
+            m.u.round_end.round = 0;
+            m.u.round_end.status = 0;
+            m.u.round_end.reason = S("");
+            roundtrip(&m, &lim);
+            m.u.round_end.status = -1;
+            roundtrip(&m, &lim);
+            m.u.round_end.status = -33; /* int8 */
+            roundtrip(&m, &lim);
+            m.u.round_end.round = UINT64_MAX;
+            m.u.round_end.status = INT32_MIN;
+            m.u.round_end.reason = S(name256);
+            break;
+        case FV_MSG_JOB_DONE:
+            memset(m.u.job_done.job, 0x08, 32);
+            m.u.job_done.rounds = 0;
+            roundtrip(&m, &lim);
+            m.u.job_done.rounds = UINT64_MAX;
+            memset(m.u.job_done.model, 0x42, 32);
+            break;
         }
         roundtrip(&m, &lim);
         n_types++;
     }
     CHECK_INT_EQ(n_types, FV_MSG_TYPE_MAX);
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ECHO_REPLY), "echo_reply");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_JOB_OFFER), "job_offer");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ROUND_START), "round_start");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_JOB_DONE), "job_done");
     CHECK_STR_EQ(fv_msg_type_name(0), "unknown");
-    CHECK_STR_EQ(fv_msg_type_name(12), "unknown");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_TYPE_MAX + 1), "unknown");
+    free(spec);
+    free(pks);
 }
 
 /* ---- encoder refusals ------------------------------------------------------------------ */
@@ -316,7 +556,7 @@ static void test_encode_refusals(void)
     memset(&m, 0, sizeof(m));
     m.type = (fv_msg_type_t)0;
     ENC_FAILS(FV_EINVAL);
-    m.type = (fv_msg_type_t)12;
+    m.type = (fv_msg_type_t)(FV_MSG_TYPE_MAX + 1);
     ENC_FAILS(FV_EINVAL);
 
     m.type = FV_MSG_HELLO;
@@ -369,6 +609,104 @@ static void test_encode_refusals(void)
     ENC_FAILS(FV_EINVAL);
     m.u.vec_begin.chunk_elems = 1;
     m.u.vec_begin.dtype = (fv_vec_dtype_t)3;
+    ENC_FAILS(FV_EINVAL);
+
+    /* the round protocol */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_JOB_OFFER;
+    m.u.job_offer.spec = data;
+    m.u.job_offer.spec_len = 0;
+    ENC_FAILS(FV_EINVAL);
+    m.u.job_offer.spec = NULL;
+    m.u.job_offer.spec_len = 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.job_offer.spec = data;
+    m.u.job_offer.spec_len = FV_WIRE_SPEC_MAX + 1; /* (not read: refused on its length) */
+    ENC_FAILS(FV_EINVAL);
+    m.u.job_offer.spec_len = 5000; /* valid, but not in a 4096-byte frame */
+    lim.max_frame_bytes = 4096;
+    ENC_FAILS(FV_ETOOBIG);
+    lim = deflim();
+
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_JOB_REFUSE;
+    m.u.job_refuse.reason = S("a\rb");
+    ENC_FAILS(FV_EINVAL);
+
+    static uint8_t pks[4 * 32];
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ROUND_START;
+    m.u.round_start.kind = 1;
+    m.u.round_start.n = 4;
+    m.u.round_start.index = 3;
+    m.u.round_start.t = 4;
+    m.u.round_start.k = 3;
+    m.u.round_start.pks = pks;
+    m.u.round_start.pks_len = sizeof(pks);
+    CHECK_OK(fv_wire_encode(&m, &lim, &out), NULL); /* the edges pass */
+    out.len = 0;
+    const fv_msg_t rs = m;
+    m.u.round_start.kind = 0;
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_start.kind = 3;
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.index = 4; /* index >= n */
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.t = 5; /* t > n */
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_start.t = 0;
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.k = 4; /* k >= n */
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_start.k = 0;
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.pks_len = 3 * 32; /* != n*32 */
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_start.pks_len = 4 * 32 + 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_start.pks = NULL;
+    m.u.round_start.pks_len = 4 * 32;
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.n = 2; /* below 3 (index, t, k and pks fixed to fit n 2) */
+    m.u.round_start.index = 1;
+    m.u.round_start.t = 2;
+    m.u.round_start.k = 1;
+    m.u.round_start.pks_len = 2 * 32;
+    ENC_FAILS(FV_EINVAL);
+    m = rs;
+    m.u.round_start.n = 65536;
+    ENC_FAILS(FV_EINVAL);
+
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_SECAGG;
+    m.u.secagg.data = data;
+    m.u.secagg.len = 0;
+    ENC_FAILS(FV_EINVAL);
+    m.u.secagg.data = NULL;
+    m.u.secagg.len = 3;
+    ENC_FAILS(FV_EINVAL);
+    m.u.secagg.data = data;
+    m.u.secagg.len = 4097; /* above the frame cap itself */
+    lim.max_frame_bytes = 4096;
+    ENC_FAILS(FV_EINVAL);
+    m.u.secagg.len = 4096; /* valid, but the frame needs more than the data */
+    ENC_FAILS(FV_ETOOBIG);
+    lim = deflim();
+
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ROUND_END;
+    m.u.round_end.status = 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_end.status = INT32_MAX;
+    ENC_FAILS(FV_EINVAL);
+    m.u.round_end.status = -1;
+    m.u.round_end.reason.ptr = NULL;
+    m.u.round_end.reason.len = 2;
     ENC_FAILS(FV_EINVAL);
 #undef ENC_FAILS
     CHECK_UINT_EQ(out.len, 0);
@@ -501,11 +839,18 @@ typedef struct field {
 typedef struct spec {
     const char *name;
     int n;
-    field_t f[7];
+    field_t f[13]; /* round_start: "v", "type" and 11 fields */
 } spec_t;
 
 static const char sha[32] = "0123456789abcdef0123456789abcdef";
 static const char chunk8[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+static const char pks3[96] = "pk0pk0pk0pk0pk0pk0pk0pk0pk0pk0pk"
+                             "pk1pk1pk1pk1pk1pk1pk1pk1pk1pk1pk"
+                             "pk2pk2pk2pk2pk2pk2pk2pk2pk2pk2pk";
+#define JOB                                                                                        \
+    {                                                                                              \
+        "job", F_BIN, 32, sha                                                                      \
+    }
 
 #define V_T(t)                                                                                     \
     {"v", F_UINT, 1, NULL},                                                                        \
@@ -533,8 +878,42 @@ static const spec_t specs[] = {
      {V_T(9), {"id", F_UINT, 5, NULL}, {"seq", F_UINT, 0, NULL}, {"data", F_BIN, 8, chunk8}}},
     {"vec_end", 4, {V_T(10), {"id", F_UINT, 5, NULL}, {"sha256", F_BIN, 32, sha}}},
     {"vec_ack", 4, {V_T(11), {"id", F_UINT, 5, NULL}, {"sha256", F_BIN, 32, sha}}},
+    {"job_offer", 4, {V_T(12), JOB, {"spec", F_BIN, 2, "{}"}}},
+    {"job_accept",
+     6,
+     {V_T(13),
+      JOB,
+      {"dsha", F_BIN, 32, sha},
+      {"rows", F_UINT, 1000, NULL},
+      {"model", F_BIN, 0, ""}}},
+    {"job_refuse", 4, {V_T(14), JOB, {"reason", F_STR, 4, "busy"}}},
+    {"round_start",
+     13,
+     {V_T(15),
+      JOB,
+      {"round", F_UINT, 1, NULL},
+      {"kind", F_UINT, 2, NULL},
+      {"index", F_UINT, 1, NULL},
+      {"n", F_UINT, 3, NULL},
+      {"t", F_UINT, 2, NULL},
+      {"k", F_UINT, 1, NULL},
+      {"gseed", F_BIN, 32, sha},
+      {"pks", F_BIN, 96, pks3},
+      {"model", F_BIN, 32, sha},
+      {"nref", F_UINT, 5000, NULL}}},
+    {"secagg", 5, {V_T(16), JOB, {"round", F_UINT, 2, NULL}, {"data", F_BIN, 3, "abc"}}},
+    {"upload_go", 4, {V_T(17), JOB, {"round", F_UINT, 2, NULL}}},
+    {"round_end",
+     6,
+     {V_T(18),
+      JOB,
+      {"round", F_UINT, 2, NULL},
+      {"status", F_NEG, 10014, NULL},
+      {"reason", F_STR, 7, "timeout"}}},
+    {"job_done", 5, {V_T(19), JOB, {"rounds", F_UINT, 20, NULL}, {"model", F_BIN, 32, sha}}},
 };
 #undef V_T
+#undef JOB
 
 static void put_value(mb_t *m, const field_t *f)
 {
@@ -679,7 +1058,7 @@ static void test_field_refusals(void)
             n_cases += 3;
         }
     }
-    CHECK(n_cases > 300);
+    CHECK(n_cases > 800);
     free(m);
 }
 
@@ -792,6 +1171,59 @@ static void test_range_refusals(void)
     range_case("vec_ack", "sha256", put_b, &b33, FV_EPROTO, "33 bytes");
     range_case("vec_end", "id", put_u, &u2_32, FV_EPROTO, "above");
 
+    /* the round protocol; spec table values: round_start n 3, index 1, t 2, k 1 */
+    static const uint64_t u1 = 1, u2 = 2, u4 = 4, u65536 = 65536;
+    static const int64_t i_below = (int64_t)INT32_MIN - 1;
+    static const size_t b1 = 1, b64 = 64, b95 = 95, b97 = 97, b128 = 128;
+    static const char *const with_job[] = {"job_offer", "job_accept", "job_refuse", "round_start",
+                                           "secagg",    "upload_go",  "round_end",  "job_done"};
+    for (size_t i = 0; i < sizeof(with_job) / sizeof(with_job[0]); i++) {
+        range_case(with_job[i], "job", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
+        range_case(with_job[i], "job", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
+        range_case(with_job[i], "job", put_b, &b33, FV_EPROTO, "33 bytes, expected 32");
+    }
+    range_case("job_offer", "spec", put_b, &b0, FV_EPROTO, "0 bytes, outside 1..1048576");
+    range_case("job_accept", "dsha", put_b, &b0, FV_EPROTO, "expected 32");
+    range_case("job_accept", "dsha", put_b, &b31, FV_EPROTO, "expected 32");
+    range_case("job_accept", "model", put_b, &b1, FV_EPROTO, "1 bytes, expected 0 (none) or 32");
+    range_case("job_accept", "model", put_b, &b33, FV_EPROTO, "expected 0 (none) or 32");
+    range_case("job_accept", "rows", put_i, &below, FV_EPROTO, "got a negative integer");
+    range_case("job_refuse", "reason", put_s, s257, FV_EPROTO, "257 bytes");
+    range_case("job_refuse", "reason", put_s, ctrl, FV_EPROTO, "control byte");
+    range_case("round_start", "round", put_i, &below, FV_EPROTO, "expected an unsigned");
+    range_case("round_start", "kind", put_u, &u0, FV_EPROTO, "not a round kind");
+    range_case("round_start", "kind", put_u, &u3, FV_EPROTO, "not a round kind");
+    range_case("round_start", "kind", put_u, &u2_32, FV_EPROTO, "above 4294967295");
+    range_case("round_start", "n", put_u, &u2, FV_EPROTO, "2 agents, outside 3..65535");
+    range_case("round_start", "n", put_u, &u65536, FV_EPROTO, "outside 3..65535");
+    range_case("round_start", "n", put_u, &u2_32, FV_EPROTO, "above 4294967295");
+    range_case("round_start", "index", put_u, &u3, FV_EPROTO, "3 is not below n 3");
+    range_case("round_start", "index", put_u, &u2_32, FV_EPROTO, "above");
+    range_case("round_start", "t", put_u, &u0, FV_EPROTO, "0 is outside 1..n (3)");
+    range_case("round_start", "t", put_u, &u4, FV_EPROTO, "4 is outside 1..n (3)");
+    range_case("round_start", "k", put_u, &u0, FV_EPROTO, "0 is outside 1..n-1 (2)");
+    range_case("round_start", "k", put_u, &u3, FV_EPROTO, "3 is outside 1..n-1 (2)");
+    range_case("round_start", "gseed", put_b, &b31, FV_EPROTO, "expected 32");
+    range_case("round_start", "gseed", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
+    range_case("round_start", "pks", put_b, &b95, FV_EPROTO, "95 bytes, expected n*32 = 96");
+    range_case("round_start", "pks", put_b, &b97, FV_EPROTO, "97 bytes, expected n*32 = 96");
+    range_case("round_start", "pks", put_b, &b64, FV_EPROTO, "expected n*32 = 96");
+    range_case("round_start", "pks", put_b, &b128, FV_EPROTO, "expected n*32 = 96");
+    range_case("round_start", "pks", put_b, &b0, FV_EPROTO, "0 bytes");
+    range_case("round_start", "model", put_b, &b31, FV_EPROTO, "expected 0 (none) or 32");
+    range_case("round_start", "nref", put_i, &below, FV_EPROTO, "expected an unsigned");
+    range_case("secagg", "data", put_b, &b0, FV_EPROTO, "0 bytes, outside 1..4194304");
+    range_case("secagg", "round", put_s, "1", FV_EPROTO, "expected an unsigned");
+    range_case("upload_go", "round", put_i, &below, FV_EPROTO, "got a negative integer");
+    range_case("round_end", "status", put_u, &u1, FV_EPROTO, "1 is positive");
+    range_case("round_end", "status", put_u, &u2_32, FV_EPROTO, "is positive");
+    range_case("round_end", "status", put_i, &i_below, FV_EPROTO, "-2147483649 is below");
+    range_case("round_end", "status", put_s, "0", FV_EPROTO, "expected 0 or a negative integer");
+    range_case("round_end", "reason", put_s, s257, FV_EPROTO, "257 bytes");
+    range_case("job_done", "model", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
+    range_case("job_done", "model", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
+    range_case("job_done", "rounds", put_i, &below, FV_EPROTO, "expected an unsigned");
+
     /* the edges that pass */
     fv_wire_limits_t lim = deflim();
     mb_t *v = malloc(sizeof(*v)), *m = malloc(sizeof(*m));
@@ -808,6 +1240,48 @@ static void test_range_refusals(void)
     build_with(m, spec_of("error"), "code", v->b, v->n);
     CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
     CHECK_INT_EQ(out.u.error.code, INT32_MIN);
+    v->n = 0;
+    mb_int(v, INT32_MIN);
+    build_with(m, spec_of("round_end"), "status", v->b, v->n);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK_INT_EQ(out.u.round_end.status, INT32_MIN);
+    v->n = 0;
+    mb_uint(v, 0); /* 0 as positive fixint 00 */
+    build_with(m, spec_of("round_end"), "status", v->b, v->n);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK_INT_EQ(out.u.round_end.status, 0);
+    /* 0 in a negative-int format is not its shortest encoding */
+    build_with(m, spec_of("round_end"), "status", (const uint8_t[]){0xd0, 0x00}, 2);
+    expect_refusal(m, &lim, FV_EPROTO, "round_end: field 'status': int8", "shortest");
+    /* job_accept's "model": empty means none; 32 bytes a hash */
+    build(m, spec_of("job_accept"), MUT_NONE, 0, 0);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK(!out.u.job_accept.has_model);
+    CHECK_UINT_EQ(out.u.job_accept.rows, 1000);
+    CHECK(memcmp(out.u.job_accept.data_sha256, sha, 32) == 0);
+    v->n = 0;
+    mb_bin(v, sha, 32);
+    build_with(m, spec_of("job_accept"), "model", v->b, v->n);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK(out.u.job_accept.has_model);
+    CHECK(memcmp(out.u.job_accept.model, sha, 32) == 0);
+    /* round_start: the table's values land in the right fields */
+    build(m, spec_of("round_start"), MUT_NONE, 0, 0);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK_UINT_EQ(out.u.round_start.kind, 2);
+    CHECK_UINT_EQ(out.u.round_start.index, 1);
+    CHECK_UINT_EQ(out.u.round_start.n, 3);
+    CHECK_UINT_EQ(out.u.round_start.t, 2);
+    CHECK_UINT_EQ(out.u.round_start.k, 1);
+    CHECK_UINT_EQ(out.u.round_start.n_ref, 5000);
+    CHECK_UINT_EQ(out.u.round_start.pks_len, 96);
+    /* borrowed: pks's 96 bytes end before "model" (6 + 2 + 32) and "nref" (5 + cd 1388) */
+    CHECK(out.u.round_start.pks == m->b + (m->n - (6 + 2 + 32) - (5 + 3) - 96));
+    CHECK(out.u.round_start.has_model);
+    /* secagg data: any length, no multiple-of-4 rule (that is vec_chunk's) */
+    build(m, spec_of("secagg"), MUT_NONE, 0, 0);
+    CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+    CHECK_UINT_EQ(out.u.secagg.len, 3);
     /* a smaller max_vec_elems is the decoder's cap */
     lim.max_vec_elems = 999;
     build(m, spec_of("vec_begin"), MUT_NONE, 0, 0); /* n = 1000 */
@@ -852,7 +1326,7 @@ static void test_body_refusals(void)
     /* type */
     decode_raw("81 a176 01", FV_EPROTO, "missing field 'type'");
     decode_raw("82 a176 01 a474797065 00", FV_EPROTO, "unknown message type 0");
-    decode_raw("82 a176 01 a474797065 0c", FV_EPROTO, "unknown message type 12");
+    decode_raw("82 a176 01 a474797065 14", FV_EPROTO, "unknown message type 20");
     decode_raw("82 a176 01 a474797065 ccc8", FV_EPROTO, "unknown message type 200");
     decode_raw("82 a176 01 a474797065 ff", FV_EPROTO, "field 'type'");
     /* keys must be strings */

@@ -1,0 +1,579 @@
+/* fed.c - the arithmetic of federated rounds (fv_fed.h): encodings into the secure sum,
+ * their decoders, and the server-side strategies.
+ *
+ * Pure: no I/O, no clock, no logging; every function either fills its outputs and returns
+ * 0 or returns a negative code (and a diag sentence where a person may read it).
+ *
+ * Word formats (all words uint32, summed mod 2^32 across the cohort):
+ *   raw    one word, the count itself, 0 <= count <= FV_FED_RAW_MAX = 65537. 65535
+ *          agents * 65537 = 2^32 - 1, so the cohort's sum never wraps and the decoder
+ *          reads the word as is.
+ *   exact  8 words. X = round(x * 2^32) (round(): half away from zero; x * 2^32 is exact
+ *          in double, a power-of-two scaling) as a signed 128-bit integer, |x| < 2^79 so
+ *          |X| <= 2^111. Its two's complement bits as unsigned __int128 U are cut into
+ *          limbs: word i = (U >> 16 i) & 0xffff, i = 0..7 (least significant first).
+ *          Each word of the cohort's sum is a sum of <= 65535 limbs < 2^16, hence < 2^32
+ *          (no carry lost); the decoder forms S = sum_i w_i << 16 i mod 2^128, which is
+ *          the two's complement of sum(X) because mod-2^128 addition commutes with the
+ *          limb split, and |sum(X)| < 65535 * 2^111 < 2^127 means the signed reading is
+ *          the true sum. Then (long double)S / 2^32: the division is exact (power of
+ *          two); the conversion is exact while |S| < 2^64 and rounds once otherwise.
+ *   fixed  fv_fixed_quantize of the weighted update (kernels/fixed.c), one word per
+ *          parameter. Stochastic-rounding variates are drawn exactly as
+ *          fv_secagg_quantize draws them: parameters in strips of FED_STRIP = 1024, one
+ *          fv_rand_fill of 4 m bytes per strip of m parameters, in order; parameter j of
+ *          the strip takes the little-endian uint32 at bytes 4j..4j+3, u = (w >> 8) *
+ *          2^-24, a 24-bit uniform in [0, 1). So the same rng state gives the same words
+ *          as SecAgg's quantizer would.
+ *
+ * Quantization bound (fv_fed_quant_bound). Assume every agent k's weighted update a_k =
+ * w_k delta_k (computed in double) lies in [-clip, clip] element-wise (clipping is not an
+ * error this bound covers). The decoded mean differs from the float64 weighted mean
+ * sum(a_k) / sum(w_k) by at most
+ *     n * clip * (2 / (2^bits - 1) + 2^-22) / weight_sum
+ * per element, n = n_summands: each agent's stochastic rounding is off by less than one
+ * step 2 clip / (2^bits - 1); three float32 roundings (a_k to float for the quantizer,
+ * the dequantized sum to float, the mean to float), each at most 2^-24 relative of a
+ * value of magnitude <= n clip (before dividing by weight_sum), take 3 * 2^-24; the last
+ * 2^-24 covers the double-precision arithmetic (relative ~n 2^-52 <= 2^-36 for n <=
+ * 65535) with room to spare.
+ *
+ * Server strategies keep their state (m, v) in double; the global model stays float and
+ * takes one rounding per step. An update with a non-finite element is refused before
+ * anything changes (all or nothing).
+ *
+ * Threading: no shared state; a fv_fed_server_opt_t belongs to one thread at a time.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fv_fed.h"
+#include "fv_fixed.h"
+#include "fv_metrics.h"
+#include "fv_preproc.h"
+
+__extension__ typedef unsigned __int128 fed_u128;
+__extension__ typedef __int128 fed_i128;
+
+#define FED_STRIP 1024
+
+/* ---- exact encoding ----------------------------------------------------------------- */
+
+int fv_fed_exact_encode(double x, uint32_t out[FV_FED_EXACT_WORDS])
+{
+    if (out == NULL)
+        return FV_EINVAL;
+    if (!isfinite(x) || !(fabs(x) < FV_FED_EXACT_MAX_ABS))
+        return FV_ERANGE;
+    /* |x * 2^32| < 2^111: exact, and the rounded value fits __int128 */
+    fed_i128 v = (fed_i128)round(x * 0x1p32);
+    fed_u128 u = (fed_u128)v; /* two's complement (conversion is modulo 2^128) */
+    for (int i = 0; i < FV_FED_EXACT_WORDS; i++)
+        out[i] = (uint32_t)((u >> (16 * i)) & 0xffffu);
+    return 0;
+}
+
+long double fv_fed_exact_decode(const uint32_t sum[FV_FED_EXACT_WORDS])
+{
+    fed_u128 s = 0;
+    for (int i = 0; i < FV_FED_EXACT_WORDS; i++)
+        s += (fed_u128)sum[i] << (16 * i); /* mod 2^128: unsigned wrap-around */
+    fed_i128 v;
+    /* signed reading without implementation-defined conversion */
+    if (s >> 127)
+        v = -(fed_i128)(~s) - 1;
+    else
+        v = (fed_i128)s;
+    return (long double)v * 0x1p-32L;
+}
+
+/* ---- stats vector ------------------------------------------------------------------- */
+
+/* Words per schema column in the stats vector. */
+static size_t stats_col_words(const fv_schema_t *s, size_t col)
+{
+    switch (fv_schema_column_type(s, col)) {
+    case FV_COL_NUMERIC:
+        return 1 + 2 * FV_FED_EXACT_WORDS;
+    case FV_COL_CATEGORICAL:
+        return fv_schema_n_categories(s, col) + 1;
+    default:
+        return 0;
+    }
+}
+
+int fv_fed_stats_layout_init(const fv_schema_t *s, fv_fed_stats_layout_t *ret)
+{
+    if (s == NULL || ret == NULL)
+        return FV_EINVAL;
+    size_t nc = fv_schema_n_columns(s), k = fv_schema_n_classes(s);
+    size_t dim = 1 + k;
+    for (size_t j = 0; j < nc; j++)
+        dim += stats_col_words(s, j);
+    ret->schema = s;
+    ret->n_classes = k;
+    ret->dim = dim;
+    return 0;
+}
+
+static int put_raw(uint32_t *out, uint64_t count, const char *what, fv_diag_t *d)
+{
+    if (count > FV_FED_RAW_MAX)
+        return fv_diag_set(d, FV_EOVERFLOW,
+                           "%s: count %llu exceeds %u, the most one agent may add without "
+                           "risking a wrap of the cohort's 32-bit sum; split the data or "
+                           "sample it down",
+                           what, (unsigned long long)count, FV_FED_RAW_MAX);
+    *out = (uint32_t)count;
+    return 0;
+}
+
+int fv_fed_stats_encode(const fv_fed_stats_layout_t *l, const fv_dataset_t *ds, const size_t *rows,
+                        size_t n, uint32_t *out, fv_diag_t *d)
+{
+    double *count = NULL, *sum = NULL, *sumsq = NULL;
+    uint64_t *cls = NULL;
+    int r;
+
+    if (l == NULL || l->schema == NULL || ds == NULL || ds->schema == NULL || out == NULL)
+        return fv_diag_set(d, FV_EINVAL, "stats encode: missing layout, dataset or output");
+    const fv_schema_t *s = l->schema;
+    size_t nc = fv_schema_n_columns(s);
+    if (ds->schema != s && !fv_schema_equal(ds->schema, s))
+        return fv_diag_set(d, FV_ESCHEMA, "stats encode: the dataset's schema is not the job's");
+    if (ds->n_cols != nc)
+        return fv_diag_set(d, FV_ESCHEMA, "stats encode: dataset has %zu columns, schema %zu",
+                           ds->n_cols, nc);
+    if (rows == NULL)
+        n = ds->n_rows;
+    for (size_t i = 0; rows != NULL && i < n; i++)
+        if (rows[i] >= ds->n_rows)
+            return fv_diag_set(d, FV_EINVAL, "stats encode: row index %zu out of %zu rows", rows[i],
+                               ds->n_rows);
+    if ((r = put_raw(out, n, "stats: rows", d)) < 0)
+        return r;
+    /* every other count below is at most n, so it fits too */
+
+    count = malloc((nc ? nc : 1) * sizeof(*count));
+    sum = malloc((nc ? nc : 1) * sizeof(*sum));
+    sumsq = malloc((nc ? nc : 1) * sizeof(*sumsq));
+    cls = calloc(l->n_classes ? l->n_classes : 1, sizeof(*cls));
+    if (count == NULL || sum == NULL || sumsq == NULL || cls == NULL) {
+        r = FV_ENOMEM;
+        goto out;
+    }
+
+    size_t w = 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t row = rows ? rows[i] : i;
+        int32_t y = ds->label[row];
+        if (y < 0 || (size_t)y >= l->n_classes) {
+            r = fv_diag_set(d, FV_ESCHEMA, "stats encode: line %u: class index %d out of %zu",
+                            ds->line ? ds->line[row] : 0, (int)y, l->n_classes);
+            goto out;
+        }
+        cls[y]++;
+    }
+    for (size_t k = 0; k < l->n_classes; k++)
+        out[w++] = (uint32_t)cls[k];
+
+    fv_preproc_moments(ds, rows, n, count, sum, sumsq);
+    for (size_t j = 0; j < nc; j++) {
+        fv_col_type_t t = fv_schema_column_type(s, j);
+        if (t == FV_COL_NUMERIC) {
+            out[w++] = (uint32_t)count[j];
+            if (fv_fed_exact_encode(sum[j], out + w) < 0 ||
+                fv_fed_exact_encode(sumsq[j], out + w + FV_FED_EXACT_WORDS) < 0) {
+                r = fv_diag_set(d, FV_ERANGE,
+                                "stats encode: column '%s': sum %g or sum of squares %g is "
+                                "beyond the exact encoding's 2^79; rescale the column",
+                                fv_schema_column_name(s, j), sum[j], sumsq[j]);
+                goto out;
+            }
+            w += 2 * FV_FED_EXACT_WORDS;
+        } else if (t == FV_COL_CATEGORICAL) {
+            size_t nk = fv_schema_n_categories(s, j);
+            uint32_t *cat = out + w;
+            memset(cat, 0, (nk + 1) * sizeof(*cat));
+            for (size_t i = 0; i < n; i++) {
+                size_t row = rows ? rows[i] : i;
+                double v = ds->cells[row * nc + j];
+                if (v == FV_CELL_MISSING)
+                    continue;
+                if (v == FV_CELL_OTHER) {
+                    cat[nk]++;
+                    continue;
+                }
+                if (!(v >= 0 && v < (double)nk)) {
+                    r = fv_diag_set(d, FV_ESCHEMA,
+                                    "stats encode: line %u: column '%s': category code %g "
+                                    "out of %zu",
+                                    ds->line ? ds->line[row] : 0, fv_schema_column_name(s, j), v,
+                                    nk);
+                    goto out;
+                }
+                cat[(size_t)v]++;
+            }
+            w += nk + 1;
+        }
+    }
+    r = 0;
+out:
+    free(count);
+    free(sum);
+    free(sumsq);
+    free(cls);
+    return r;
+}
+
+int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum, fv_fed_stats_t *ret,
+                        fv_diag_t *d)
+{
+    fv_fed_stats_t st;
+    int r;
+
+    if (l == NULL || l->schema == NULL || sum == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "stats decode: missing layout, sum or output");
+    memset(&st, 0, sizeof(st));
+    const fv_schema_t *s = l->schema;
+    size_t nc = fv_schema_n_columns(s), n_cat = 0;
+    for (size_t j = 0; j < nc; j++)
+        if (fv_schema_column_type(s, j) == FV_COL_CATEGORICAL)
+            n_cat += fv_schema_n_categories(s, j) + 1;
+
+    st.class_counts = calloc(l->n_classes ? l->n_classes : 1, sizeof(uint64_t));
+    st.count = calloc(nc ? nc : 1, sizeof(double));
+    st.sum = calloc(nc ? nc : 1, sizeof(double));
+    st.sumsq = calloc(nc ? nc : 1, sizeof(double));
+    st.category_counts = calloc(n_cat ? n_cat : 1, sizeof(uint64_t));
+    st.n_category_counts = n_cat;
+    if (!st.class_counts || !st.count || !st.sum || !st.sumsq || !st.category_counts) {
+        r = FV_ENOMEM;
+        goto fail;
+    }
+
+    /* The checks below hold for any sum of honest vectors; failing one means a corrupt or
+     * malicious contribution (or a wrap), and the moments must not be used. */
+    size_t w = 0;
+    st.n_rows = sum[w++];
+    uint64_t total = 0;
+    for (size_t k = 0; k < l->n_classes; k++) {
+        st.class_counts[k] = sum[w++];
+        total += st.class_counts[k];
+    }
+    if (total != st.n_rows) {
+        r = fv_diag_set(d, FV_EPROTO,
+                        "stats decode: class counts add up to %llu, not the %llu rows; a "
+                        "contribution is corrupt",
+                        (unsigned long long)total, (unsigned long long)st.n_rows);
+        goto fail;
+    }
+    size_t c = 0;
+    for (size_t j = 0; j < nc; j++) {
+        fv_col_type_t t = fv_schema_column_type(s, j);
+        if (t == FV_COL_NUMERIC) {
+            uint32_t cnt = sum[w++];
+            long double sm = fv_fed_exact_decode(sum + w);
+            long double sq = fv_fed_exact_decode(sum + w + FV_FED_EXACT_WORDS);
+            w += 2 * FV_FED_EXACT_WORDS;
+            if (cnt > st.n_rows || sq < 0) {
+                r = fv_diag_set(d, FV_EPROTO,
+                                "stats decode: column '%s': count %u of %llu rows, sum of "
+                                "squares %Lg; a contribution is corrupt",
+                                fv_schema_column_name(s, j), cnt, (unsigned long long)st.n_rows,
+                                sq);
+                goto fail;
+            }
+            st.count[j] = cnt;
+            st.sum[j] = (double)sm;
+            st.sumsq[j] = (double)sq;
+        } else if (t == FV_COL_CATEGORICAL) {
+            size_t nk = fv_schema_n_categories(s, j) + 1;
+            uint64_t tot = 0;
+            for (size_t k = 0; k < nk; k++) {
+                st.category_counts[c + k] = sum[w++];
+                tot += st.category_counts[c + k];
+            }
+            if (tot > st.n_rows) {
+                r = fv_diag_set(d, FV_EPROTO,
+                                "stats decode: column '%s': %llu category counts for %llu "
+                                "rows; a contribution is corrupt",
+                                fv_schema_column_name(s, j), (unsigned long long)tot,
+                                (unsigned long long)st.n_rows);
+                goto fail;
+            }
+            c += nk;
+        }
+    }
+    *ret = st;
+    return 0;
+fail:
+    fv_fed_stats_close(&st);
+    return r;
+}
+
+void fv_fed_stats_close(fv_fed_stats_t *st)
+{
+    if (st == NULL)
+        return;
+    free(st->class_counts);
+    free(st->count);
+    free(st->sum);
+    free(st->sumsq);
+    free(st->category_counts);
+    memset(st, 0, sizeof(*st));
+}
+
+/* ---- round vector ------------------------------------------------------------------- */
+
+void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t hist_bins)
+{
+    l->n_params = n_params;
+    l->hist_bins = hist_bins;
+    l->off_params = 0;
+    l->off_n_train = n_params;
+    l->off_hist_pos = l->off_n_train + 1;
+    l->off_hist_neg = l->off_hist_pos + hist_bins;
+    l->off_loss = l->off_hist_neg + hist_bins;
+    l->off_n_val = l->off_loss + FV_FED_EXACT_WORDS;
+    l->dim = l->off_n_val + 1;
+}
+
+static bool quant_params_ok(float clip, uint32_t bits)
+{
+    return bits >= 1 && bits <= 31 && isfinite(clip) && clip > 0;
+}
+
+int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip, uint32_t bits,
+                  fv_rand_t *rng, uint32_t *out, fv_diag_t *d)
+{
+    int r;
+
+    if (l == NULL || in == NULL || rng == NULL || out == NULL ||
+        (l->n_params > 0 && in->delta == NULL) ||
+        (l->hist_bins > 0 && (in->hist_pos == NULL || in->hist_neg == NULL)))
+        return fv_diag_set(d, FV_EINVAL, "round encode: missing layout, input, rng or output");
+    if (!quant_params_ok(clip, bits))
+        return fv_diag_set(d, FV_EINVAL,
+                           "round encode: clip %g must be finite and > 0, bits "
+                           "%u in 1..31",
+                           (double)clip, bits);
+    if (!(isfinite(in->n_ref) && in->n_ref > 0))
+        return fv_diag_set(d, FV_EINVAL, "round encode: n_ref %g must be finite and > 0",
+                           in->n_ref);
+    if (!isfinite(in->loss_sum))
+        return fv_diag_set(d, FV_ENUMERIC, "round encode: validation loss sum is %g", in->loss_sum);
+
+    /* Everything that can be refused is checked before the rng is touched. */
+    if ((r = put_raw(out + l->off_n_train, in->n_train, "round: training rows", d)) < 0 ||
+        (r = put_raw(out + l->off_n_val, in->n_val, "round: validation rows", d)) < 0)
+        return r;
+    for (size_t b = 0; b < l->hist_bins; b++)
+        if ((r = put_raw(out + l->off_hist_pos + b, in->hist_pos[b], "round: histogram bin", d)) <
+                0 ||
+            (r = put_raw(out + l->off_hist_neg + b, in->hist_neg[b], "round: histogram bin", d)) <
+                0)
+            return r;
+    if (fv_fed_exact_encode(in->loss_sum, out + l->off_loss) < 0)
+        return fv_diag_set(d, FV_ERANGE, "round encode: validation loss sum %g beyond 2^79",
+                           in->loss_sum);
+
+    double w = (double)in->n_train / in->n_ref;
+    float x[FED_STRIP], u[FED_STRIP];
+    uint8_t raw[4 * FED_STRIP];
+    for (size_t i = 0; i < l->n_params; i += FED_STRIP) {
+        size_t m = l->n_params - i < FED_STRIP ? l->n_params - i : FED_STRIP;
+        fv_rand_fill(rng, raw, 4 * m);
+        for (size_t j = 0; j < m; j++) {
+            const uint8_t *p = raw + 4 * j;
+            uint32_t v =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+            u[j] = (float)(v >> 8) * (1.0f / 16777216.0f); /* [0, 1), 24 bits */
+            x[j] = (float)(w * (double)in->delta[i + j]);  /* NaN stays NaN; inf clips */
+        }
+        r = fv_fixed_quantize(m, x, u, clip, bits, out + l->off_params + i);
+        if (r < 0)
+            return fv_diag_set(d, r,
+                               "round encode: the model update holds NaN near "
+                               "parameter %zu",
+                               i);
+    }
+    return 0;
+}
+
+int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands, float clip,
+                  uint32_t bits, double n_ref, fv_fed_result_t *ret, fv_diag_t *d)
+{
+    fv_fed_result_t res;
+    int r;
+
+    if (l == NULL || sum == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "round decode: missing layout, sum or output");
+    if (!quant_params_ok(clip, bits))
+        return fv_diag_set(d, FV_EINVAL,
+                           "round decode: clip %g must be finite and > 0, bits "
+                           "%u in 1..31",
+                           (double)clip, bits);
+    if (!(isfinite(n_ref) && n_ref > 0))
+        return fv_diag_set(d, FV_EINVAL, "round decode: n_ref %g must be finite and > 0", n_ref);
+    if (n_summands == 0)
+        return fv_diag_set(d, FV_EEMPTY, "round decode: no agent contributed");
+    if (n_summands > FV_FED_MAX_AGENTS)
+        return fv_diag_set(d, FV_EOVERFLOW,
+                           "round decode: %u agents, more than the %u "
+                           "whose counts cannot wrap",
+                           n_summands, FV_FED_MAX_AGENTS);
+    if (fv_fixed_check_range(bits, n_summands) != 0)
+        return fv_diag_set(d, FV_EOVERFLOW,
+                           "round decode: %u agents * (2^%u - 1) can wrap the 32-bit sum; "
+                           "lower secagg.bits or the cohort",
+                           n_summands, bits);
+
+    memset(&res, 0, sizeof(res));
+    res.n_train = sum[l->off_n_train];
+    if (res.n_train == 0)
+        return fv_diag_set(d, FV_EEMPTY, "round decode: the cohort reported no training rows");
+    res.weight_sum = (double)res.n_train / n_ref;
+    res.n_val = sum[l->off_n_val];
+    res.loss_sum = (double)fv_fed_exact_decode(sum + l->off_loss);
+
+    size_t B = l->hist_bins;
+    res.delta_mean = malloc((l->n_params ? l->n_params : 1) * sizeof(float));
+    res.hist_pos = malloc((B ? B : 1) * sizeof(uint64_t));
+    res.hist_neg = malloc((B ? B : 1) * sizeof(uint64_t));
+    if (!res.delta_mean || !res.hist_pos || !res.hist_neg) {
+        r = FV_ENOMEM;
+        goto fail;
+    }
+    fv_fixed_dequantize(l->n_params, sum + l->off_params, clip, bits, n_summands, res.delta_mean);
+    for (size_t i = 0; i < l->n_params; i++)
+        res.delta_mean[i] = (float)((double)res.delta_mean[i] / res.weight_sum);
+    for (size_t b = 0; b < B; b++) {
+        res.hist_pos[b] = sum[l->off_hist_pos + b];
+        res.hist_neg[b] = sum[l->off_hist_neg + b];
+    }
+
+    res.val_roc_auc = res.val_pr_auc = NAN;
+    if (B > 0) {
+        double v;
+        if (fv_metrics_hist_roc_auc(res.hist_pos, res.hist_neg, B, &v) == 0)
+            res.val_roc_auc = v;
+        if (fv_metrics_hist_pr_auc(res.hist_pos, res.hist_neg, B, &v) == 0)
+            res.val_pr_auc = v;
+    }
+    res.val_log_loss = res.n_val > 0 ? res.loss_sum / (double)res.n_val : NAN;
+    *ret = res;
+    return 0;
+fail:
+    fv_fed_result_close(&res);
+    return r;
+}
+
+void fv_fed_result_close(fv_fed_result_t *r)
+{
+    if (r == NULL)
+        return;
+    free(r->delta_mean);
+    free(r->hist_pos);
+    free(r->hist_neg);
+    memset(r, 0, sizeof(*r));
+}
+
+double fv_fed_quant_bound(uint32_t n_summands, float clip, uint32_t bits, double weight_sum)
+{
+    if (!quant_params_ok(clip, bits) || !(weight_sum > 0))
+        return NAN;
+    double m = (double)((UINT64_C(1) << bits) - 1);
+    return (double)n_summands * (double)clip * (2.0 / m + 0x1p-22) / weight_sum;
+}
+
+/* ---- server strategies -------------------------------------------------------------- */
+
+struct fv_fed_server_opt {
+    fv_strategy_kind_t kind;
+    size_t n;
+    double lr, beta1, beta2, tau;
+    double *m, *v; /* adaptive strategies only */
+};
+
+int fv_fed_server_opt_new(const fv_job_t *job, size_t n_params, fv_fed_server_opt_t **ret)
+{
+    if (job == NULL || ret == NULL)
+        return FV_EINVAL;
+    fv_strategy_kind_t k = job->strategy.kind;
+    bool adaptive = k == FV_STRATEGY_FEDADAM || k == FV_STRATEGY_FEDYOGI;
+    if (!adaptive && k != FV_STRATEGY_FEDAVG && k != FV_STRATEGY_FEDPROX)
+        return FV_EINVAL;
+    if (adaptive &&
+        !(isfinite(job->strategy.server_lr) && job->strategy.server_lr > 0 &&
+          job->strategy.beta1 >= 0 && job->strategy.beta1 < 1 && job->strategy.beta2 >= 0 &&
+          job->strategy.beta2 < 1 && isfinite(job->strategy.tau) && job->strategy.tau > 0))
+        return FV_EINVAL;
+
+    fv_fed_server_opt_t *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return FV_ENOMEM;
+    o->kind = k;
+    o->n = n_params;
+    o->lr = job->strategy.server_lr;
+    o->beta1 = job->strategy.beta1;
+    o->beta2 = job->strategy.beta2;
+    o->tau = job->strategy.tau;
+    if (adaptive) {
+        o->m = calloc(n_params ? n_params : 1, sizeof(double));
+        o->v = malloc((n_params ? n_params : 1) * sizeof(double));
+        if (o->m == NULL || o->v == NULL) {
+            fv_fed_server_opt_free(o);
+            return FV_ENOMEM;
+        }
+        for (size_t i = 0; i < n_params; i++)
+            o->v[i] = o->tau * o->tau;
+    }
+    *ret = o;
+    return 0;
+}
+
+int fv_fed_server_opt_apply(fv_fed_server_opt_t *o, float *global, const float *delta_mean)
+{
+    if (o == NULL || (o->n > 0 && (global == NULL || delta_mean == NULL)))
+        return FV_EINVAL;
+    for (size_t i = 0; i < o->n; i++)
+        if (!isfinite(delta_mean[i]))
+            return FV_ENUMERIC;
+
+    switch (o->kind) {
+    case FV_STRATEGY_FEDAVG:
+    case FV_STRATEGY_FEDPROX:
+        for (size_t i = 0; i < o->n; i++)
+            global[i] = (float)((double)global[i] + (double)delta_mean[i]);
+        return 0;
+    case FV_STRATEGY_FEDADAM:
+    case FV_STRATEGY_FEDYOGI:
+        for (size_t i = 0; i < o->n; i++) {
+            double dl = delta_mean[i], d2 = dl * dl;
+            o->m[i] = o->beta1 * o->m[i] + (1 - o->beta1) * dl;
+            if (o->kind == FV_STRATEGY_FEDADAM) {
+                o->v[i] = o->beta2 * o->v[i] + (1 - o->beta2) * d2;
+            } else {
+                double g = o->v[i] - d2;
+                double sg = (g > 0) - (g < 0);
+                o->v[i] = o->v[i] - (1 - o->beta2) * d2 * sg;
+            }
+            global[i] = (float)((double)global[i] + o->lr * o->m[i] / (sqrt(o->v[i]) + o->tau));
+        }
+        return 0;
+    }
+    return FV_EINVAL;
+}
+
+void fv_fed_server_opt_free(fv_fed_server_opt_t *o)
+{
+    if (o == NULL)
+        return;
+    free(o->m);
+    free(o->v);
+    free(o);
+}

@@ -1,0 +1,157 @@
+/* fv_fed.h - the arithmetic of federated rounds: what each agent adds to the secure sum,
+ * what the coordinator reads out of it, and the server-side strategies. Pure: no I/O.
+ *
+ * Everything an agent contributes travels as ONE vector of uint32 words summed mod 2^32
+ * (by SecAgg, or in the clear when a job turns SecAgg off), so the coordinator learns
+ * sums over the cohort and nothing per bank. Three encodings share a vector:
+ *   raw     a non-negative integer (a count) in one word; the cohort's sum must stay
+ *           below 2^32: every addend is at most FV_FED_RAW_MAX = floor((2^32 - 1) /
+ *           FV_FED_MAX_AGENTS) = 65537 (a larger count is FV_EOVERFLOW at encode time), so
+ *           FV_FED_MAX_AGENTS addends sum to at most 2^32 - 1.
+ *   exact   a real number as a signed 128-bit fixed-point integer X = round(x * 2^32)
+ *           (round half away from zero), two's complement, cut into 8 limbs of 16 bits,
+ *           least significant first, one limb per word. A word then sums at most
+ *           FV_FED_MAX_AGENTS values below 2^16, so no carry is lost; the decoder
+ *           recombines the limb sums in 128-bit arithmetic (mod 2^128). Encodable:
+ *           finite |x| < FV_FED_EXACT_MAX_ABS = 2^79, so |X| <= 2^111 and a cohort's
+ *           fixed-point sum is below 65535 * 2^111 < 2^127 (|real sum| < 2^95): it never
+ *           wraps and is exact; decoding converts it to long double once (64-bit
+ *           significand: exact while |sum| < 2^32, else one rounding, relative 2^-64).
+ *           Used for moments (feature sums and sums of squares) and loss sums.
+ *   fixed   an element of a model update, clipped to [-clip, clip] and stochastically
+ *           rounded to `bits` bits (kernels/fv_fixed.h): the cohort's sum decodes with an
+ *           error of at most n * 2clip / (2^bits - 1) per element (the documented
+ *           quantization bound), and n * (2^bits - 1) < 2^32 is required.
+ *
+ * Stats vector (once per job, before round 1), for the job's schema:
+ *   [n_rows raw] [per class: count raw] [per numeric column: count raw, sum exact,
+ *   sumsq exact] [per categorical column, per vocabulary entry + <other>: count raw]
+ * From its sum the coordinator and every agent build the same global standardization
+ * (fv_preproc_from_moments), without any bank's own moments being revealed.
+ *
+ * Round vector (every training round), for a model of P parameters and B bins:
+ *   [P fixed: w_k * delta_k] [n_train raw] [B raw: histogram of the global model's scores
+ *   on the local validation rows of the positive class] [B raw: negative class]
+ *   [loss sum exact: sum of per-row log loss of the global model on validation rows]
+ *   [n_val raw]
+ * delta_k = local model after training - global model; w_k = n_train_k / n_ref where
+ * n_ref is the job's total training rows (known to all after the stats round). The
+ * coordinator reads sum(w_k delta_k) / sum(w_k) (the FedAvg weighted mean over the
+ * agents that actually contributed) and exact global validation ROC AUC / PR AUC
+ * (from the summed histograms, fv_metrics_hist_*) and mean log loss.
+ * Histograms need a binary target (the positive class's score); multi-class jobs use
+ * B = 0 and get the loss only.
+ */
+#ifndef FV_FED_H
+#define FV_FED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fv_crypto.h"
+#include "fv_dataset.h"
+#include "fv_error.h"
+#include "fv_job.h"
+#include "fv_schema.h"
+
+#define FV_FED_MAX_AGENTS 65535u
+#define FV_FED_EXACT_WORDS 8
+#define FV_FED_EXACT_FRAC_BITS 32
+#define FV_FED_EXACT_MAX_ABS 0x1p79 /* exact encoding: |x| < 2^79 */
+#define FV_FED_RAW_MAX 65537u       /* raw encoding: a count <= (2^32 - 1) / 65535 */
+
+/* ---- exact encoding (exposed for tests) --------------------------------------------- */
+/* FV_ERANGE if x is not finite or |x| >= FV_FED_EXACT_MAX_ABS (out untouched then). */
+int fv_fed_exact_encode(double x, uint32_t out[FV_FED_EXACT_WORDS]);
+/* Sum of limbs -> the real sum (as long double; exact fixed point converted once). */
+long double fv_fed_exact_decode(const uint32_t sum[FV_FED_EXACT_WORDS]);
+
+/* ---- stats vector ------------------------------------------------------------------- */
+typedef struct fv_fed_stats_layout {
+    const fv_schema_t *schema; /* borrowed */
+    size_t n_classes;
+    size_t dim;
+} fv_fed_stats_layout_t;
+int fv_fed_stats_layout_init(const fv_schema_t *s, fv_fed_stats_layout_t *ret);
+/* This agent's words for rows[0..n) of ds (rows NULL = all). out has l->dim words. */
+int fv_fed_stats_encode(const fv_fed_stats_layout_t *l, const fv_dataset_t *ds,
+                        const size_t *rows, size_t n, uint32_t *out, fv_diag_t *d);
+typedef struct fv_fed_stats {
+    uint64_t n_rows;
+    uint64_t *class_counts; /* n_classes */
+    double *count, *sum, *sumsq; /* per schema column (0 for non-numeric): feeds
+                                    fv_preproc_from_moments */
+    uint64_t *category_counts;   /* per categorical column, vocabulary + <other>, in
+                                    schema order, concatenated */
+    size_t n_category_counts;
+} fv_fed_stats_t;
+int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum,
+                        fv_fed_stats_t *ret, fv_diag_t *d);
+void fv_fed_stats_close(fv_fed_stats_t *st);
+
+/* ---- round vector ------------------------------------------------------------------- */
+typedef struct fv_fed_layout {
+    size_t n_params, hist_bins;
+    size_t off_params, off_n_train, off_hist_pos, off_hist_neg, off_loss, off_n_val;
+    size_t dim;
+} fv_fed_layout_t;
+void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t hist_bins);
+
+typedef struct fv_fed_local {
+    const float *delta;       /* n_params: local - global */
+    uint32_t n_train;
+    double n_ref;             /* > 0: total training rows of the job */
+    const uint64_t *hist_pos; /* hist_bins each (NULL when hist_bins is 0) */
+    const uint64_t *hist_neg;
+    double loss_sum;
+    uint32_t n_val;
+} fv_fed_local_t;
+/* Writes l->dim words (undefined on error). Parameter k's word is
+ * fv_fixed_quantize((float)(n_train / n_ref * delta_k), u_k, clip, bits); the variates u_k
+ * are drawn as fv_secagg_quantize draws them: parameters in strips of 1024, one
+ * fv_rand_fill of 4m bytes per strip of m, parameter j of a strip taking the little-endian
+ * uint32 at bytes 4j..4j+3, u = (word >> 8) * 2^-24 (24-bit uniform in [0, 1)). The rng is
+ * not touched when a count, the loss or an argument is refused. The caller checks
+ * cohort * (2^bits - 1) < 2^32 (fv_fixed_check_range; decode refuses it). FV_EINVAL for
+ * bad bits/clip/n_ref, FV_EOVERFLOW when a count exceeds FV_FED_RAW_MAX, FV_ERANGE for a
+ * loss sum beyond FV_FED_EXACT_MAX_ABS, FV_ENUMERIC for NaN (delta or loss). */
+int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip,
+                  uint32_t bits, fv_rand_t *rng, uint32_t *out, fv_diag_t *d);
+
+typedef struct fv_fed_result {
+    float *delta_mean;      /* n_params: sum(w delta) / sum(w) (malloc'd) */
+    double weight_sum;      /* sum(w) = sum(n_train) / n_ref */
+    uint64_t n_train;
+    uint64_t *hist_pos, *hist_neg; /* hist_bins each (malloc'd) */
+    double loss_sum;
+    uint64_t n_val;
+    double val_roc_auc, val_pr_auc, val_log_loss; /* NaN when not computable */
+} fv_fed_result_t;
+/* sum: l->dim words, the mod-2^32 sum of n_summands agents' vectors. FV_EEMPTY if the sum
+ * holds no training rows (or n_summands is 0); FV_EOVERFLOW if n_summands >
+ * FV_FED_MAX_AGENTS or n_summands * (2^bits - 1) >= 2^32; FV_EINVAL for bad bits, clip or
+ * n_ref. *ret written only on success. */
+int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
+                  float clip, uint32_t bits, double n_ref, fv_fed_result_t *ret,
+                  fv_diag_t *d);
+void fv_fed_result_close(fv_fed_result_t *r);
+/* The bound on |decoded delta_mean - true weighted mean| per element, where the true mean
+ * is sum(w_k delta_k) / sum(w_k) in float64 and every |w_k delta_k| <= clip (clipping
+ * error is not covered):
+ *     n_summands * clip * (2 / (2^bits - 1) + 2^-22) / weight_sum
+ * (one quantization step 2 clip / (2^bits - 1) per agent, plus 4 * 2^-24 relative for the
+ * three float32 roundings and double arithmetic; see protocols/fed.c). NaN for bad
+ * arguments. */
+double fv_fed_quant_bound(uint32_t n_summands, float clip, uint32_t bits, double weight_sum);
+
+/* ---- server strategies -------------------------------------------------------------- */
+/* FedAvg and FedProx: global += delta_mean. FedAdam / FedYogi (Reddi et al., "Adaptive
+ * Federated Optimization", ICLR 2021): m = b1 m + (1-b1) d; v = b2 v + (1-b2) d^2 (Adam)
+ * or v = v - (1-b2) d^2 sign(v - d^2) (Yogi); global += server_lr * m / (sqrt(v) + tau).
+ * m starts at 0, v at tau^2 (as in the paper). */
+typedef struct fv_fed_server_opt fv_fed_server_opt_t;
+int fv_fed_server_opt_new(const fv_job_t *job, size_t n_params, fv_fed_server_opt_t **ret);
+int fv_fed_server_opt_apply(fv_fed_server_opt_t *o, float *global, const float *delta_mean);
+void fv_fed_server_opt_free(fv_fed_server_opt_t *o);
+
+#endif

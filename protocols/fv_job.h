@@ -1,0 +1,149 @@
+/* fv_job.h - the job spec: what a federation trains, how, and under which protections.
+ *
+ * A job spec is one JSON object (parsed with jansson), written by the federation
+ * operator, shipped by the coordinator to every agent (which checks it against its own
+ * data and policy before taking part). Strict: an unknown key, a missing required key, a
+ * wrong type or a value out of range is refused with a sentence naming the field by its
+ * JSON path ("job.json: secagg.threshold: 7 is more than the 5 agents of min_agents").
+ *
+ *   {
+ *     "name": "lc-risk",                     required, fv_name_valid
+ *     "schema": { ... },                     required, the fv_schema JSON (columns,
+ *                                            types, vocabularies, target, positive)
+ *     "model": "mlp:32,16",                  required, "logreg" or "mlp:H1,H2,..."
+ *     "rounds": 20,                          1..10000
+ *     "local_epochs": 1,                     1..1000
+ *     "batch_size": 128,                     1..65536
+ *     "optimizer": {"kind": "adam", "lr": 0.001, "momentum": 0.9,
+ *                   "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},   local optimizer, kind
+ *                                            "sgd" | "adam"; ranges of fv_optim_cfg_check
+ *     "l2": 0.01,                            weight decay on weights, >= 0
+ *     "strategy": {"kind": "fedavg"}         fedavg | fedprox (+ "mu" > 0, required) |
+ *                                            fedadam / fedyogi (+ "server_lr" > 0 = 0.01,
+ *                                            "beta1" = 0.9, "beta2" = 0.99 in [0,1),
+ *                                            "tau" > 0 = 1e-3); "kind" is required and
+ *                                            only its kind's keys are allowed
+ *     "secagg": {"threshold": 0, "neighbors": 0, "clip": 1.0, "bits": 16}
+ *               or "off"                     threshold 0 = floor(2(k+1)/3)+1 of the cohort;
+ *                                            neighbors 0 = classic (n-1); clip > 0 bounds
+ *                                            each agent's weighted update per element;
+ *                                            bits 1..31 with cohort * (2^bits-1) < 2^32.
+ *                                            Checked against the smallest cohort
+ *                                            (min_agents): explicit neighbors even and
+ *                                            <= min_agents - 2; explicit threshold
+ *                                            <= min_agents, a majority of min_agents
+ *                                            (classic) or 2t > k+1, t <= k+1 (neighbors);
+ *                                            min_agents * (2^bits-1) < 2^32.
+ *                                            "off": no masking, but clip and bits keep
+ *                                            their defaults (the update is quantized and
+ *                                            summed in the clear the same way)
+ *     "min_agents": 3,                       3..65535 (SecAgg needs 3)
+ *     "deadlines_ms": {"join": 60000, "train": 600000, "secagg_phase": 60000},
+ *                                            each 1..2592000000 (30 days)
+ *     "early_stopping": {"metric": "roc_auc", "patience": 3, "min_delta": 0.0001},
+ *                                            metric roc_auc | pr_auc (binary schema only)
+ *                                            | log_loss; default roc_auc for a binary
+ *                                            schema, log_loss for a multi-class one;
+ *                                            patience 0..10000, 0 = off; min_delta >= 0
+ *     "validation_fraction": 0.1,            (0, 0.5]: each agent's local validation split
+ *     "hist_bins": 1000,                     score histogram bins for global metrics:
+ *                                            10..100000 for a binary schema, 0..100000
+ *                                            for a multi-class one (which has no AUC)
+ *     "seed": 0                              0..2^63-1
+ *   }
+ * Every key except name, schema and model has the default shown. The model is checked
+ * against the schema (input features after one-hot, number of classes).
+ *
+ * Errors: FV_EPARSE when the text is not shaped like a job (invalid JSON, duplicate key,
+ * wrong JSON type, unknown key, missing required key; the embedded schema's own errors
+ * keep fv_schema_from_json's code); FV_EINVAL when a value is not allowed (out of range,
+ * an unknown word such as "secagg": "on", a rule across fields); FV_ETOOBIG past the size
+ * cap. The sentence always names the field by its JSON path.
+ */
+#ifndef FV_JOB_H
+#define FV_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fv_error.h"
+#include "fv_optim.h"
+#include "fv_schema.h"
+
+typedef enum {
+    FV_STRATEGY_FEDAVG = 0,
+    FV_STRATEGY_FEDPROX = 1,
+    FV_STRATEGY_FEDADAM = 2,
+    FV_STRATEGY_FEDYOGI = 3,
+} fv_strategy_kind_t;
+const char *fv_strategy_name(fv_strategy_kind_t k);
+
+typedef enum {
+    FV_JOB_METRIC_ROC_AUC = 0,
+    FV_JOB_METRIC_PR_AUC = 1,
+    FV_JOB_METRIC_LOG_LOSS = 2
+} fv_job_metric_t;
+
+typedef struct fv_job {
+    char name[65];
+    fv_schema_t *schema; /* owned */
+    char model[128];     /* "logreg" | "mlp:..." as written */
+    uint32_t rounds;
+    uint32_t local_epochs;
+    uint32_t batch_size;
+    fv_optim_cfg_t optim; /* kind, lr, momentum, beta1, beta2, eps; weight_decay = l2;
+                           * prox_mu = strategy.mu for fedprox (else 0); prox_ref NULL:
+                           * the trainer points it at the global model */
+    struct {
+        fv_strategy_kind_t kind;
+        double mu;        /* fedprox; 0 for other kinds */
+        double server_lr; /* fedadam / fedyogi; these four are 0 for other kinds */
+        double beta1, beta2, tau;
+    } strategy;
+    struct {
+        bool on;            /* false: "secagg": "off" (clip and bits still apply) */
+        uint32_t threshold; /* 0 = auto */
+        uint32_t neighbors; /* 0 = classic */
+        float clip;
+        uint32_t bits;
+    } secagg;
+    uint32_t min_agents;
+    struct {
+        uint64_t join_ms, train_ms, secagg_phase_ms;
+    } deadlines;
+    struct {
+        fv_job_metric_t metric;
+        uint32_t patience;
+        double min_delta;
+    } early_stopping;
+    double validation_fraction;
+    uint32_t hist_bins;
+    uint64_t seed;
+} fv_job_t;
+
+/* Parses and validates; `origin` (a file name, or "job" for bytes from the network)
+ * prefixes every diagnostic. */
+int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t **ret,
+                     fv_diag_t *d);
+int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d);
+/* Canonical JSON of the job, every key written (defaults included) in a fixed order, so
+ * two parties holding the same job hold the same bytes; *ret_json malloc'd, NUL-terminated.
+ * Compact, reals with 17 significant digits (float fields as the shortest decimal that
+ * narrows back to the same float); "strategy" holds only its kind's keys, "secagg" is
+ * "off" or the full object. from_json of it gives an equal job with the same bytes.
+ * FV_EINVAL for a NULL job or schema, FV_ENOMEM. */
+int fv_job_to_json(const fv_job_t *job, char **ret_json, size_t *ret_len);
+/* SHA-256 of the canonical JSON: the job's identity on the wire and in the logs. */
+int fv_job_digest(const fv_job_t *job, uint8_t ret[32]);
+void fv_job_free(fv_job_t *job); /* NULL-safe */
+
+/* The SecAgg threshold and neighbour count this job uses for a cohort of n agents (after
+ * the auto rules: k = n-1 when neighbors is 0, t = floor(2(k+1)/3)+1 when threshold is
+ * 0), or FV_EINVAL with a sentence when n does not fit the spec (n < 3, n < min_agents,
+ * explicit k not even in 2..n-2, explicit t not in 2t > k+1, t <= k+1, SecAgg off), or
+ * FV_EOVERFLOW when n * (2^bits-1) >= 2^32. ret_* written only on success. */
+int fv_job_secagg_for(const fv_job_t *job, uint32_t n, uint32_t *ret_threshold,
+                      uint32_t *ret_neighbors, fv_diag_t *d);
+
+#endif

@@ -1,0 +1,633 @@
+/* test_fed.c - federated-round arithmetic (protocols/fed.c).
+ *
+ * Every encoding is checked the way the coordinator uses it: several agents encode, the
+ * words are summed mod 2^32 (what SecAgg delivers), the sum is decoded and compared with
+ * a reference computed on the pooled data. Tolerances:
+ *   exact encoding   bit-exact against an independent 128-bit sum of round(x * 2^32);
+ *   stats moments    counts exact; sums / sums of squares within 1e-9 relative of the
+ *                    pooled double moments (these differ only by double rounding order);
+ *   fixed encoding   within fv_fed_quant_bound of the float64 weighted mean;
+ *   server opt       within 1e-5 of a double-precision reference (the global model is
+ *                    float in the implementation and rounds once per step).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fv_crypto.h"
+#include "fv_dataset.h"
+#include "fv_fed.h"
+#include "fv_fixed.h"
+#include "fv_metrics.h"
+#include "fv_preproc.h"
+#include "fv_schema.h"
+#include "fv_secagg.h"
+#include "fv_test.h"
+
+__extension__ typedef __int128 i128;
+
+/* splitmix64: test-only randomness, independent of the code under test */
+static uint64_t sm_state = 0x1234567;
+static uint64_t sm_next(void)
+{
+    uint64_t z = (sm_state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+static double sm_unif(void) /* [0, 1) */
+{
+    return (double)(sm_next() >> 11) * 0x1p-53;
+}
+
+static void add_words(uint32_t *acc, const uint32_t *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += x[i];
+}
+
+/* ---- exact ---------------------------------------------------------------------------- */
+
+static void test_exact_known_answers(void)
+{
+    uint32_t w[8];
+    CHECK_OK(fv_fed_exact_encode(1.0, w), NULL);
+    const uint32_t one[8] = {0, 0, 1, 0, 0, 0, 0, 0};
+    CHECK(memcmp(w, one, sizeof(w)) == 0);
+    CHECK_OK(fv_fed_exact_encode(-1.0, w), NULL); /* 2^128 - 2^32 */
+    const uint32_t mone[8] = {0, 0, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff};
+    CHECK(memcmp(w, mone, sizeof(w)) == 0);
+    CHECK_OK(fv_fed_exact_encode(0x1p-33, w), NULL); /* 0.5 rounds away from zero: 1 */
+    const uint32_t tiny[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(memcmp(w, tiny, sizeof(w)) == 0);
+    CHECK_OK(fv_fed_exact_encode(-0x1p-33, w), NULL); /* -1: all ones */
+    for (int i = 0; i < 8; i++)
+        CHECK_UINT_EQ(w[i], 0xffff);
+    CHECK(fv_fed_exact_decode(w) == -0x1p-32L);
+    CHECK_OK(fv_fed_exact_encode(0x1p-34, w), NULL); /* 0.25 rounds to 0 */
+    for (int i = 0; i < 8; i++)
+        CHECK_UINT_EQ(w[i], 0);
+    CHECK_OK(fv_fed_exact_encode(-0.0, w), NULL);
+    CHECK(fv_fed_exact_decode(w) == 0.0L);
+    CHECK_OK(fv_fed_exact_encode(0x1.8p-1, w), NULL); /* 0.75 */
+    CHECK(fv_fed_exact_decode(w) == 0.75L);
+    /* limits */
+    CHECK_INT_EQ(fv_fed_exact_encode(0x1p79, w), FV_ERANGE);
+    CHECK_INT_EQ(fv_fed_exact_encode(-0x1p79, w), FV_ERANGE);
+    CHECK_INT_EQ(fv_fed_exact_encode(INFINITY, w), FV_ERANGE);
+    CHECK_INT_EQ(fv_fed_exact_encode(-INFINITY, w), FV_ERANGE);
+    CHECK_INT_EQ(fv_fed_exact_encode(NAN, w), FV_ERANGE);
+    CHECK_OK(fv_fed_exact_encode(nextafter(0x1p79, 0), w), NULL);
+    CHECK_OK(fv_fed_exact_encode(-nextafter(0x1p79, 0), w), NULL);
+}
+
+/* Reference fixed point of moderate x (|x| < 2^30), by a different route: llround. */
+static int64_t ref_fixed(double x)
+{
+    return llround(x * 4294967296.0);
+}
+
+static void test_exact_many_agents(void)
+{
+    /* The most agents there can be, values of mixed sign and magnitude (|x| < 2^14 so the
+     * long double running sum of the fixed-point values is exact: |S| < 2^62 units). */
+    const uint32_t n = FV_FED_MAX_AGENTS;
+    uint32_t acc[8] = {0}, w[8];
+    i128 ref = 0;
+    long double ref_ld = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        double mag = ldexp(1.0, (int)(sm_next() % 60) - 46); /* 2^-46 .. 2^13 */
+        double x = (sm_unif() * 2 - 1) * mag;
+        if (k % 1000 == 0)
+            x = -(double)(2 * k + 1) * 0x1p-33; /* exactly -(k + 1/2) units: ties */
+        CHECK_OK(fv_fed_exact_encode(x, w), NULL);
+        add_words(acc, w, 8);
+        int64_t X = ref_fixed(x);
+        ref += X;
+        ref_ld += (long double)X * 0x1p-32L;
+    }
+    long double got = fv_fed_exact_decode(acc);
+    CHECK(got == (long double)ref * 0x1p-32L);
+    CHECK(got == ref_ld);
+
+    /* All-negative: every limb of every addend is large (two's complement). */
+    memset(acc, 0, sizeof(acc));
+    ref = 0;
+    for (uint32_t k = 0; k < 1000; k++) {
+        double x = -sm_unif() * 1e6;
+        CHECK_OK(fv_fed_exact_encode(x, w), NULL);
+        add_words(acc, w, 8);
+        ref += ref_fixed(x);
+    }
+    CHECK(fv_fed_exact_decode(acc) == (long double)ref * 0x1p-32L);
+    CHECK(ref < 0);
+
+    /* Cancellation to exactly zero. */
+    memset(acc, 0, sizeof(acc));
+    for (uint32_t k = 0; k < 100; k++) {
+        double x = (sm_unif() - 0.5) * 1e9;
+        CHECK_OK(fv_fed_exact_encode(x, w), NULL);
+        add_words(acc, w, 8);
+        CHECK_OK(fv_fed_exact_encode(-x, w), NULL);
+        add_words(acc, w, 8);
+    }
+    CHECK(fv_fed_exact_decode(acc) == 0.0L);
+}
+
+static void test_exact_limits(void)
+{
+    /* 65535 agents at the largest encodable value, both signs: X = 2^111 - 2^58, the sum
+     * 65535 X is below 2^127 and must not wrap. */
+    const double xmax = nextafter(0x1p79, 0); /* 2^79 - 2^26 */
+    const i128 X = ((i128)1 << 111) - ((i128)1 << 58);
+    const i128 S_pos = (i128)FV_FED_MAX_AGENTS * X;
+    for (int neg = 0; neg < 2; neg++) {
+        uint32_t acc[8] = {0}, w[8];
+        CHECK_OK(fv_fed_exact_encode(neg ? -xmax : xmax, w), NULL);
+        for (uint32_t k = 0; k < FV_FED_MAX_AGENTS; k++)
+            add_words(acc, w, 8);
+        i128 S = neg ? -S_pos : S_pos;
+        long double got = fv_fed_exact_decode(acc);
+        CHECK(got == (long double)S * 0x1p-32L);
+        CHECK(neg ? got < -0x1p94L : got > 0x1p94L);
+    }
+    /* Mixed: one huge value and many tiny ones (the tiny ones survive in the 128-bit sum,
+     * and the long double conversion rounds once). */
+    uint32_t acc[8] = {0}, w[8];
+    CHECK_OK(fv_fed_exact_encode(0x1p60, w), NULL);
+    add_words(acc, w, 8);
+    CHECK_OK(fv_fed_exact_encode(-0x1p60, w), NULL);
+    add_words(acc, w, 8);
+    CHECK_OK(fv_fed_exact_encode(0x1p-32, w), NULL);
+    add_words(acc, w, 8);
+    CHECK(fv_fed_exact_decode(acc) == 0x1p-32L);
+}
+
+/* ---- stats ---------------------------------------------------------------------------- */
+
+static double rel_err(double a, double b)
+{
+    double m = fmax(fabs(a), fabs(b));
+    return m == 0 ? 0 : fabs(a - b) / m;
+}
+
+static void test_stats_german(void)
+{
+    char path[1024];
+    fv_diag_t d = {{0}};
+    fv_schema_t *s = NULL;
+    fv_dataset_t *ds = NULL;
+    fv_schema_infer_opts_t o = {.target = "class", .positive = "bad"};
+    fv_test_src("examples/data/german_credit.csv", path, sizeof(path));
+    CHECK_OK(fv_schema_infer(path, &o, &s, &d), &d);
+    CHECK_OK(fv_dataset_load(path, s, &ds, &d), &d);
+    size_t N = ds->n_rows, nc = ds->n_cols;
+    CHECK(N == 1000);
+
+    fv_fed_stats_layout_t l;
+    CHECK_OK(fv_fed_stats_layout_init(s, &l), NULL);
+    CHECK_UINT_EQ(l.n_classes, 2);
+
+    /* Three banks of unequal size, rows interleaved (not contiguous). */
+    size_t *part[3], np[3] = {0, 0, 0};
+    for (int b = 0; b < 3; b++)
+        CHECK((part[b] = malloc(N * sizeof(size_t))) != NULL);
+    for (size_t i = 0; i < N; i++) {
+        int b = (i % 7 < 1) ? 0 : (i % 7 < 3) ? 1 : 2;
+        part[b][np[b]++] = i;
+    }
+    uint32_t *acc = calloc(l.dim, sizeof(uint32_t)), *w = malloc(l.dim * sizeof(uint32_t));
+    CHECK(acc != NULL && w != NULL);
+    for (int b = 0; b < 3; b++) {
+        CHECK_OK(fv_fed_stats_encode(&l, ds, part[b], np[b], w, &d), &d);
+        add_words(acc, w, l.dim);
+    }
+    fv_fed_stats_t st;
+    CHECK_OK(fv_fed_stats_decode(&l, acc, &st, &d), &d);
+
+    /* Pooled references. */
+    double *cnt = calloc(nc, sizeof(double)), *sum = calloc(nc, sizeof(double)),
+           *sq = calloc(nc, sizeof(double));
+    CHECK(cnt && sum && sq);
+    fv_preproc_moments(ds, NULL, N, cnt, sum, sq);
+    CHECK_UINT_EQ(st.n_rows, N);
+    uint64_t cls[2] = {0, 0};
+    for (size_t i = 0; i < N; i++)
+        cls[ds->label[i]]++;
+    CHECK_UINT_EQ(st.class_counts[0], cls[0]);
+    CHECK_UINT_EQ(st.class_counts[1], cls[1]);
+    CHECK_UINT_EQ(cls[1], 300); /* german credit: 300 bad */
+    size_t c = 0, n_numeric = 0;
+    for (size_t j = 0; j < nc; j++) {
+        fv_col_type_t t = fv_schema_column_type(s, j);
+        if (t == FV_COL_NUMERIC) {
+            n_numeric++;
+            CHECK(st.count[j] == cnt[j]);
+            if (!(rel_err(st.sum[j], sum[j]) <= 1e-9 && rel_err(st.sumsq[j], sq[j]) <= 1e-9))
+                FV__FAIL("column %zu: sum %.17g vs %.17g, sumsq %.17g vs %.17g", j, st.sum[j],
+                         sum[j], st.sumsq[j], sq[j]);
+        } else {
+            CHECK(st.count[j] == 0 && st.sum[j] == 0 && st.sumsq[j] == 0);
+        }
+        if (t == FV_COL_CATEGORICAL) {
+            size_t nk = fv_schema_n_categories(s, j);
+            for (size_t k = 0; k <= nk; k++) {
+                uint64_t ref = 0;
+                for (size_t i = 0; i < N; i++) {
+                    double v = ds->cells[i * nc + j];
+                    ref += k < nk ? v == (double)k : v == FV_CELL_OTHER;
+                }
+                CHECK_UINT_EQ(st.category_counts[c + k], ref);
+            }
+            c += nk + 1;
+        }
+    }
+    CHECK_UINT_EQ(c, st.n_category_counts);
+    CHECK(n_numeric >= 5);
+
+    /* The global standardization from the secure sum equals the pooled fit. */
+    fv_preproc_t *pf = NULL, *pm = NULL;
+    CHECK_OK(fv_preproc_fit(ds, NULL, N, &pf), NULL);
+    CHECK_OK(fv_preproc_from_moments(s, st.count, st.sum, st.sumsq, &pm), NULL);
+    CHECK_UINT_EQ(fv_preproc_n_features(pf), fv_preproc_n_features(pm));
+    for (size_t j = 0; j < nc; j++) {
+        if (fv_schema_column_type(s, j) != FV_COL_NUMERIC)
+            continue;
+        double m1 = fv_preproc_mean(pf, j), m2 = fv_preproc_mean(pm, j);
+        double s1 = fv_preproc_std(pf, j), s2 = fv_preproc_std(pm, j);
+        CHECK_NEAR(m2, m1, 1e-9 * fmax(1, fabs(m1)));
+        CHECK_NEAR(s2, s1, 1e-9 * fmax(1, fabs(s1)));
+    }
+    fv_preproc_free(pf);
+    fv_preproc_free(pm);
+
+    /* A corrupt sum (one class count off) is refused. */
+    acc[1]++;
+    fv_fed_stats_t bad;
+    CHECK_INT_EQ(fv_fed_stats_decode(&l, acc, &bad, &d), FV_EPROTO);
+    acc[1]--;
+
+    /* Raw-count cap: 65537 rows (repeats allowed) pass, 65538 do not. */
+    size_t *many = calloc(FV_FED_RAW_MAX + 1, sizeof(size_t));
+    CHECK(many != NULL);
+    CHECK_OK(fv_fed_stats_encode(&l, ds, many, FV_FED_RAW_MAX, w, &d), &d);
+    CHECK_UINT_EQ(w[0], FV_FED_RAW_MAX);
+    CHECK_INT_EQ(fv_fed_stats_encode(&l, ds, many, FV_FED_RAW_MAX + 1, w, &d), FV_EOVERFLOW);
+    CHECK_CONTAINS(d.msg, "65537");
+    many[0] = N; /* out of range row index */
+    CHECK_INT_EQ(fv_fed_stats_encode(&l, ds, many, 2, w, &d), FV_EINVAL);
+    free(many);
+
+    /* rows == NULL means all rows: same words as the sum of the parts' raw counts. */
+    CHECK_OK(fv_fed_stats_encode(&l, ds, NULL, 0, w, &d), &d);
+    CHECK_UINT_EQ(w[0], N);
+
+    fv_fed_stats_close(&st);
+    fv_fed_stats_close(NULL);
+    free(cnt);
+    free(sum);
+    free(sq);
+    free(acc);
+    free(w);
+    for (int b = 0; b < 3; b++)
+        free(part[b]);
+    fv_dataset_free(ds);
+    fv_schema_free(s);
+}
+
+/* ---- round ---------------------------------------------------------------------------- */
+
+static void test_layout(void)
+{
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, 10, 4);
+    CHECK_UINT_EQ(l.off_params, 0);
+    CHECK_UINT_EQ(l.off_n_train, 10);
+    CHECK_UINT_EQ(l.off_hist_pos, 11);
+    CHECK_UINT_EQ(l.off_hist_neg, 15);
+    CHECK_UINT_EQ(l.off_loss, 19);
+    CHECK_UINT_EQ(l.off_n_val, 27);
+    CHECK_UINT_EQ(l.dim, 28);
+    fv_fed_layout_init(&l, 0, 0);
+    CHECK_UINT_EQ(l.dim, 10);
+}
+
+#define P 2500 /* more than one 1024-parameter strip, not a multiple of it */
+#define B 50
+#define AGENTS 5
+
+static void test_round_bound(uint32_t bits)
+{
+    const float clip = 0.5f;
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, P, B);
+    uint32_t *acc = calloc(l.dim, sizeof(uint32_t)), *w = malloc(l.dim * sizeof(uint32_t));
+    float *delta = malloc(AGENTS * P * sizeof(float));
+    double *ref = calloc(P, sizeof(double));
+    uint64_t hp[AGENTS][B], hn[AGENTS][B], tp[B] = {0}, tn[B] = {0};
+    uint32_t n_train[AGENTS];
+    double n_ref = 0, wsum = 0, loss_ref = 0;
+    uint64_t nval_ref = 0;
+    CHECK(acc && w && delta && ref);
+    for (int k = 0; k < AGENTS; k++) {
+        n_train[k] = 100 + (uint32_t)(sm_next() % 900);
+        n_ref += n_train[k];
+    }
+    n_ref += 123; /* an agent of the job that dropped out this round */
+    fv_diag_t d = {{0}};
+    for (int k = 0; k < AGENTS; k++) {
+        double wk = n_train[k] / n_ref;
+        wsum += wk;
+        for (size_t i = 0; i < P; i++) {
+            /* |w delta| <= clip; a tenth of the elements sit near the clip itself */
+            double a =
+                (i % 10 == 0 ? (sm_unif() < 0.5 ? -0.999 : 0.999) : 2 * sm_unif() - 1) * clip;
+            delta[k * P + i] = (float)(a / wk);
+            ref[i] += wk * (double)delta[k * P + i];
+        }
+        /* validation: scores and labels, histograms, loss */
+        uint32_t nv = 20 + (uint32_t)(sm_next() % 50);
+        float sc[80];
+        int32_t y[80];
+        double loss = 0;
+        for (uint32_t i = 0; i < nv; i++) {
+            y[i] = sm_unif() < 0.3;
+            sc[i] = (float)fmin(1, fmax(0, (y[i] ? 0.3 : 0.0) + 0.7 * sm_unif()));
+            loss += -log(y[i] ? fmax(sc[i], 1e-7) : fmax(1 - sc[i], 1e-7));
+        }
+        memset(hp[k], 0, sizeof(hp[k]));
+        memset(hn[k], 0, sizeof(hn[k]));
+        fv_metrics_hist_add(sc, y, nv, B, hp[k], hn[k]);
+        fv_metrics_hist_add(sc, y, nv, B, tp, tn);
+        loss_ref += loss;
+        nval_ref += nv;
+
+        fv_fed_local_t in = {.delta = delta + k * P,
+                             .n_train = n_train[k],
+                             .n_ref = n_ref,
+                             .hist_pos = hp[k],
+                             .hist_neg = hn[k],
+                             .loss_sum = loss,
+                             .n_val = nv};
+        fv_rand_t rng;
+        fv_rand_seeded_u64(&rng, 1000 + k + 100 * bits);
+        CHECK_OK(fv_fed_encode(&l, &in, clip, bits, &rng, w, &d), &d);
+        add_words(acc, w, l.dim);
+
+        if (k == 0) {
+            /* the draw is fv_secagg_quantize's: same rng state, same words */
+            fv_secagg_params_t sp;
+            memset(&sp, 0, sizeof(sp));
+            sp.dim = P;
+            sp.quant_bits = bits;
+            sp.clip = clip;
+            float x[P];
+            uint32_t q[P];
+            for (size_t i = 0; i < P; i++)
+                x[i] = (float)(wk * (double)delta[i]);
+            fv_rand_seeded_u64(&rng, 1000 + k + 100 * bits);
+            CHECK_OK(fv_secagg_quantize(&sp, &rng, x, q), NULL);
+            CHECK(memcmp(q, w, sizeof(q)) == 0);
+        }
+    }
+    for (size_t i = 0; i < P; i++)
+        ref[i] /= wsum;
+
+    fv_fed_result_t r;
+    CHECK_OK(fv_fed_decode(&l, acc, AGENTS, clip, bits, n_ref, &r, &d), &d);
+    uint64_t ntr = 0;
+    for (int k = 0; k < AGENTS; k++)
+        ntr += n_train[k];
+    CHECK_UINT_EQ(r.n_train, ntr);
+    CHECK_NEAR(r.weight_sum, wsum, 1e-12);
+    double bound = fv_fed_quant_bound(AGENTS, clip, bits, r.weight_sum);
+    double step = (double)AGENTS * 2 * clip / (double)((UINT64_C(1) << bits) - 1) / wsum;
+    CHECK(bound >= step && bound < step + AGENTS * clip * 0x1p-21 / wsum);
+    double max_err = 0;
+    for (size_t i = 0; i < P; i++) {
+        double e = fabs((double)r.delta_mean[i] - ref[i]);
+        if (!(e <= bound))
+            FV__FAIL("bits %u element %zu: |%.9g - %.9g| = %.3g > bound %.3g", bits, i,
+                     (double)r.delta_mean[i], ref[i], e, bound);
+        max_err = fmax(max_err, e);
+    }
+    /* the bound is not vacuous: the error reaches a sizeable part of it */
+    CHECK(max_err > bound / 20);
+
+    for (size_t b = 0; b < B; b++) {
+        CHECK_UINT_EQ(r.hist_pos[b], tp[b]);
+        CHECK_UINT_EQ(r.hist_neg[b], tn[b]);
+    }
+    double auc, ap;
+    CHECK_OK(fv_metrics_hist_roc_auc(tp, tn, B, &auc), NULL);
+    CHECK_OK(fv_metrics_hist_pr_auc(tp, tn, B, &ap), NULL);
+    CHECK(r.val_roc_auc == auc);
+    CHECK(r.val_pr_auc == ap);
+    CHECK_UINT_EQ(r.n_val, nval_ref);
+    CHECK_NEAR(r.loss_sum, loss_ref, 1e-9 * loss_ref);
+    CHECK_NEAR(r.val_log_loss, loss_ref / (double)nval_ref, 1e-9);
+    fv_fed_result_close(&r);
+    fv_fed_result_close(NULL);
+
+    free(acc);
+    free(w);
+    free(delta);
+    free(ref);
+}
+
+static void test_round_errors(void)
+{
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, 3, 2);
+    float delta[3] = {0.1f, -0.2f, 0.3f};
+    uint64_t hp[2] = {1, 2}, hn[2] = {3, 4};
+    fv_fed_local_t in = {.delta = delta,
+                         .n_train = 10,
+                         .n_ref = 30,
+                         .hist_pos = hp,
+                         .hist_neg = hn,
+                         .loss_sum = 1.5,
+                         .n_val = 10};
+    uint32_t w[64];
+    fv_rand_t rng;
+    fv_diag_t d = {{0}};
+    fv_rand_seeded_u64(&rng, 7);
+    uint64_t ctr = rng.counter;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 0, &rng, w, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 32, &rng, w, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 0.0f, 16, &rng, w, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, NAN, 16, &rng, w, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, INFINITY, 16, &rng, w, &d), FV_EINVAL);
+    in.n_ref = 0;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_EINVAL);
+    in.n_ref = 30;
+    in.n_train = FV_FED_RAW_MAX + 1;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_EOVERFLOW);
+    in.n_train = 10;
+    in.n_val = FV_FED_RAW_MAX + 1;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_EOVERFLOW);
+    in.n_val = 10;
+    hn[1] = FV_FED_RAW_MAX + 1;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_EOVERFLOW);
+    hn[1] = FV_FED_RAW_MAX;
+    in.loss_sum = NAN;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_ENUMERIC);
+    in.loss_sum = 0x1p80;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_ERANGE);
+    in.loss_sum = 1.5;
+    CHECK(rng.counter == ctr); /* refusals never draw */
+    delta[1] = NAN;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_ENUMERIC);
+    delta[1] = -0.2f;
+    in.hist_pos = NULL;
+    CHECK_INT_EQ(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), FV_EINVAL);
+    in.hist_pos = hp;
+    CHECK_OK(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), &d);
+    CHECK_UINT_EQ(w[l.off_n_train], 10);
+    CHECK_UINT_EQ(w[l.off_hist_neg + 1], FV_FED_RAW_MAX);
+
+    /* decode: n * (2^bits - 1) must stay below 2^32 */
+    fv_fed_result_t r;
+    CHECK_OK(fv_fed_decode(&l, w, 256, 1.0f, 24, 30, &r, &d), &d);
+    fv_fed_result_close(&r);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 257, 1.0f, 24, 30, &r, &d), FV_EOVERFLOW);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 3, 1.0f, 31, 30, &r, &d), FV_EOVERFLOW);
+    CHECK_OK(fv_fed_decode(&l, w, 2, 1.0f, 31, 30, &r, &d), &d); /* 2^32 - 2 */
+    fv_fed_result_close(&r);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, FV_FED_MAX_AGENTS + 1, 1.0f, 1, 30, &r, &d), FV_EOVERFLOW);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 0, 1.0f, 16, 30, &r, &d), FV_EEMPTY);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 1, 1.0f, 16, 0, &r, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 1, 1.0f, 0, 30, &r, &d), FV_EINVAL);
+    w[l.off_n_train] = 0;
+    CHECK_INT_EQ(fv_fed_decode(&l, w, 1, 1.0f, 16, 30, &r, &d), FV_EEMPTY);
+    CHECK(isnan(fv_fed_quant_bound(5, 1.0f, 16, 0)));
+
+    /* Multi-class: no histograms; only the loss. No validation rows: NaN loss. */
+    fv_fed_layout_init(&l, 3, 0);
+    in.hist_pos = in.hist_neg = NULL;
+    in.n_val = 0;
+    CHECK_OK(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), &d);
+    CHECK_OK(fv_fed_decode(&l, w, 1, 1.0f, 16, 30, &r, &d), &d);
+    CHECK(isnan(r.val_roc_auc) && isnan(r.val_pr_auc) && isnan(r.val_log_loss));
+    CHECK_NEAR(r.weight_sum, 10.0 / 30, 1e-15);
+    for (int i = 0; i < 3; i++) /* single agent, weight 1/3: mean = delta */
+        CHECK_NEAR(r.delta_mean[i], delta[i], fv_fed_quant_bound(1, 1.0f, 16, r.weight_sum));
+    fv_fed_result_close(&r);
+
+    /* Binary with only one class in validation: AUCs NaN, loss fine. */
+    fv_fed_layout_init(&l, 3, 2);
+    uint64_t z[2] = {0, 0};
+    in.hist_pos = z;
+    in.hist_neg = hn;
+    in.n_val = 10;
+    CHECK_OK(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), &d);
+    CHECK_OK(fv_fed_decode(&l, w, 1, 1.0f, 16, 30, &r, &d), &d);
+    CHECK(isnan(r.val_roc_auc) && isnan(r.val_pr_auc));
+    CHECK_NEAR(r.val_log_loss, 0.15, 1e-12);
+    fv_fed_result_close(&r);
+}
+
+/* ---- server strategies ------------------------------------------------------------------ */
+
+#define NP 40
+
+static void test_server_opt(fv_strategy_kind_t kind)
+{
+    fv_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.strategy.kind = kind;
+    job.strategy.server_lr = 0.05;
+    job.strategy.beta1 = 0.9;
+    job.strategy.beta2 = 0.99;
+    job.strategy.tau = 1e-2;
+    fv_fed_server_opt_t *o = NULL;
+    CHECK_OK(fv_fed_server_opt_new(&job, NP, &o), NULL);
+
+    float g[NP];
+    double rg[NP], m[NP], v[NP];
+    for (size_t i = 0; i < NP; i++) {
+        g[i] = (float)(sm_unif() - 0.5);
+        rg[i] = g[i];
+        m[i] = 0;
+        v[i] = job.strategy.tau * job.strategy.tau;
+    }
+    for (int t = 0; t < 5; t++) {
+        float dm[NP];
+        /* magnitudes vary by step so Yogi's sign(v - d^2) takes both values */
+        double scale = (t % 2 == 0) ? 0.2 : 0.001;
+        for (size_t i = 0; i < NP; i++)
+            dm[i] = (float)((sm_unif() - 0.5) * scale);
+        CHECK_OK(fv_fed_server_opt_apply(o, g, dm), NULL);
+        for (size_t i = 0; i < NP; i++) {
+            double dd = dm[i];
+            switch (kind) {
+            case FV_STRATEGY_FEDAVG:
+            case FV_STRATEGY_FEDPROX:
+                rg[i] += dd;
+                break;
+            case FV_STRATEGY_FEDADAM:
+            case FV_STRATEGY_FEDYOGI:
+                m[i] = 0.9 * m[i] + 0.1 * dd;
+                if (kind == FV_STRATEGY_FEDADAM)
+                    v[i] = 0.99 * v[i] + 0.01 * dd * dd;
+                else
+                    v[i] = v[i] - 0.01 * dd * dd * (v[i] > dd * dd ? 1 : v[i] < dd * dd ? -1 : 0);
+                rg[i] += 0.05 * m[i] / (sqrt(v[i]) + 0.01);
+                break;
+            }
+        }
+        for (size_t i = 0; i < NP; i++)
+            CHECK_NEAR(g[i], rg[i], 1e-5);
+    }
+    /* a non-finite update changes nothing */
+    float before[NP], bad[NP];
+    memcpy(before, g, sizeof(g));
+    for (size_t i = 0; i < NP; i++)
+        bad[i] = 0.1f;
+    bad[NP - 1] = INFINITY;
+    CHECK_INT_EQ(fv_fed_server_opt_apply(o, g, bad), FV_ENUMERIC);
+    CHECK(memcmp(before, g, sizeof(g)) == 0);
+    fv_fed_server_opt_free(o);
+    fv_fed_server_opt_free(NULL);
+}
+
+static void test_server_opt_errors(void)
+{
+    fv_job_t job;
+    memset(&job, 0, sizeof(job));
+    fv_fed_server_opt_t *o = NULL;
+    job.strategy.kind = FV_STRATEGY_FEDADAM; /* server_lr, tau 0 */
+    CHECK_INT_EQ(fv_fed_server_opt_new(&job, 3, &o), FV_EINVAL);
+    job.strategy.server_lr = 1;
+    job.strategy.tau = 1e-3;
+    job.strategy.beta2 = 1.0;
+    CHECK_INT_EQ(fv_fed_server_opt_new(&job, 3, &o), FV_EINVAL);
+    job.strategy.beta2 = 0.99;
+    job.strategy.kind = (fv_strategy_kind_t)9;
+    CHECK_INT_EQ(fv_fed_server_opt_new(&job, 3, &o), FV_EINVAL);
+    CHECK(o == NULL);
+    job.strategy.kind = FV_STRATEGY_FEDYOGI;
+    CHECK_OK(fv_fed_server_opt_new(&job, 0, &o), NULL); /* empty model: no-op */
+    CHECK_OK(fv_fed_server_opt_apply(o, NULL, NULL), NULL);
+    fv_fed_server_opt_free(o);
+}
+
+int main(void)
+{
+    test_exact_known_answers();
+    test_exact_many_agents();
+    test_exact_limits();
+    test_stats_german();
+    test_layout();
+    test_round_bound(8);
+    test_round_bound(16);
+    test_round_bound(24);
+    test_round_errors();
+    test_server_opt(FV_STRATEGY_FEDAVG);
+    test_server_opt(FV_STRATEGY_FEDPROX);
+    test_server_opt(FV_STRATEGY_FEDADAM);
+    test_server_opt(FV_STRATEGY_FEDYOGI);
+    test_server_opt_errors();
+    return 0;
+}
