@@ -1,0 +1,467 @@
+/* agent_main.c - `fedvault-agent`: command line, kit configuration, JSON-lines logging.
+ *
+ * The daemon itself lives in agent.c; this file turns argv and the kit's agent.json into
+ * an fv_agent_cfg_t. Precedence: command-line flags override the config file. Paths in
+ * the config are relative to the config file's directory (that is how `fedvault
+ * provision` writes kits); paths on the command line are relative to the working
+ * directory. The config is input like any other: unknown keys, wrong types and bad
+ * values are refused with a sentence naming the file and the key.
+ *
+ * Exit status: 0 ok, 1 failure (the last stderr line says what and where), 2 usage.
+ * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
+ * which are for a person at a terminal.
+ */
+#include "agent-int.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "fv-config.h"
+
+#define PROG "fedvault-agent"
+#define EXIT_USAGE 2
+
+static const char usage[] =
+    "Usage: " PROG " --config agent.json [options]\n"
+    "\n"
+    "The bank-side daemon of a fedvault federation: connects out to the coordinator over\n"
+    "mutual TLS, accepts jobs its policy allows, trains on the local data file and sends\n"
+    "only securely aggregated (masked) updates. No row, label or individual update leaves.\n"
+    "\n"
+    "  --config FILE          the kit's agent.json (required): federation, name, role,\n"
+    "                         coordinator, ca, cert, key; optional data, policy\n"
+    "                         {accept_jobs, min_cohort, min_threshold}. Paths in it are\n"
+    "                         relative to its directory\n"
+    "  --data FILE            local CSV file (overrides \"data\")\n"
+    "  --coordinator HOST:PORT  coordinator address (overrides \"coordinator\")\n"
+    "  --accept-jobs NAME,... take part only in jobs with these names (default: any)\n"
+    "  --min-cohort N         refuse rounds with fewer than N agents\n"
+    "  --min-threshold T      refuse SecAgg rounds whose threshold is below T\n"
+    "  --once                 exit 0 after the first job is done\n"
+    "  --threads N            OpenBLAS threads for local training (default 1)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Logs: one JSON object per line on stderr (ts, level, event, job, round, ...).\n"
+    "Exit status: 0 ok, 1 failure, 2 usage error.\n";
+
+/* ---- logging ---------------------------------------------------------------------- */
+
+void fv__agent_log(const char *level, const char *event, const char *job_hex, const char *job_name,
+                   int64_t round, json_t *extra)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* a log timestamp, never a deadline */
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[64];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    json_t *o = json_object();
+    if (o == NULL) {
+        json_decref(extra);
+        return;
+    }
+    json_object_set_new(o, "ts", json_string(when));
+    json_object_set_new(o, "level", json_string(level));
+    json_object_set_new(o, "event", json_string(event));
+    if (job_hex != NULL)
+        json_object_set_new(o, "job", json_string(job_hex));
+    if (job_name != NULL)
+        json_object_set_new(o, "job_name", json_string(job_name));
+    if (round >= 0)
+        json_object_set_new(o, "round", json_integer(round));
+    if (extra != NULL) {
+        json_object_update(o, extra);
+        json_decref(extra);
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (s != NULL) {
+        fprintf(stderr, "%s\n", s);
+        fflush(stderr);
+        free(s);
+    }
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fv__agent_log("error", "startup_failed", NULL, NULL, -1, json_pack("{s:s}", "why", why));
+    return 1;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry '" PROG " --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- small parsers ------------------------------------------------------------------ */
+
+static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *ret)
+{
+    char *end;
+    errno = 0;
+    if (s[0] == '\0' || s[0] == '-' || s[0] == '+')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return false;
+    *ret = (uint32_t)v;
+    return true;
+}
+
+/* "HOST:PORT" or "[V6]:PORT", PORT in min_port..65535; host copied into host[cap]. */
+static bool parse_hostport(const char *s, uint32_t min_port, char *host, size_t cap, int *ret_port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return false;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[') {
+        if (hl < 3 || h[hl - 1] != ']')
+            return false;
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= cap)
+        return false;
+    uint32_t port;
+    if (!parse_u32(colon + 1, min_port, 65535, &port))
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *ret_port = (int)port;
+    return true;
+}
+
+/* Owned strings made while reading the config, freed at exit. */
+typedef struct strpool {
+    char *s[FV_AGENT_MAX_ACCEPT_JOBS + 16];
+    size_t n;
+} strpool_t;
+
+static char *pool_add(strpool_t *p, char *s)
+{
+    if (s == NULL || p->n == sizeof p->s / sizeof p->s[0]) {
+        free(s);
+        return NULL;
+    }
+    p->s[p->n++] = s;
+    return s;
+}
+
+static char *resolve(strpool_t *p, const char *dir, const char *path)
+{
+    if (path[0] == '/' || dir[0] == '\0')
+        return pool_add(p, strdup(path));
+    size_t n = strlen(dir) + 1 + strlen(path) + 1;
+    char *s = malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s/%s", dir, path);
+    return pool_add(p, s);
+}
+
+static int add_accept_job(fv_agent_cfg_t *c, strpool_t *p, const char *name, size_t len,
+                          const char *origin)
+{
+    if (len == 0 || len > 64)
+        return fail("%s: accept_jobs: empty or over-long job name", origin);
+    if (c->n_accept_jobs == FV_AGENT_MAX_ACCEPT_JOBS)
+        return fail("%s: accept_jobs: more than %d names", origin, FV_AGENT_MAX_ACCEPT_JOBS);
+    char *s = pool_add(p, strndup(name, len));
+    if (s == NULL)
+        return fail("out of memory");
+    c->accept_jobs[c->n_accept_jobs++] = s;
+    return 0;
+}
+
+/* ---- the config file ---------------------------------------------------------------- */
+
+static const char *cfg_str(json_t *root, const char *path, const char *key, bool required, int *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (v == NULL) {
+        if (required && *err == 0)
+            *err = fail("%s: missing key \"%s\"", path, key);
+        return NULL;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        if (*err == 0)
+            *err = fail("%s: \"%s\" must be a non-empty string", path, key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static int cfg_u32(json_t *obj, const char *path, const char *key, uint32_t *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535)
+        return fail("%s: policy.%s must be an integer in 0..65535", path, key);
+    *ret = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t **ret_root,
+                       char *host, size_t host_cap)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return fail("%s:%d:%d: %s", path, je.line, je.column, je.text);
+    *ret_root = root;
+    if (!json_is_object(root))
+        return fail("%s: expected a JSON object", path);
+    static const char *const known[] = {"federation", "name", "role", "coordinator", "ca",
+                                        "cert",       "key",  "crl",  "data",        "policy"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            ok = ok || strcmp(k, known[i]) == 0;
+        if (!ok)
+            return fail("%s: unknown key \"%s\" (known: federation, name, role, coordinator, "
+                        "ca, cert, key, crl, data, policy)",
+                        path, k);
+    }
+    int err = 0;
+    c->federation = cfg_str(root, path, "federation", true, &err);
+    c->name = cfg_str(root, path, "name", true, &err);
+    const char *role = cfg_str(root, path, "role", true, &err);
+    const char *coord = cfg_str(root, path, "coordinator", false, &err);
+    const char *ca = cfg_str(root, path, "ca", true, &err);
+    const char *cert = cfg_str(root, path, "cert", true, &err);
+    const char *key = cfg_str(root, path, "key", true, &err);
+    const char *crl = cfg_str(root, path, "crl", false, &err);
+    const char *data = cfg_str(root, path, "data", false, &err);
+    if (err != 0)
+        return err;
+    if (strcmp(role, "agent") != 0)
+        return fail("%s: role is \"%s\": this is not an agent's kit", path, role);
+
+    char *slash = strrchr(path, '/');
+    char *dir = pool_add(p, slash == NULL ? strdup("") : strndup(path, (size_t)(slash - path)));
+    if (dir == NULL)
+        return fail("out of memory");
+    if (slash != NULL && dir[0] == '\0')
+        dir = (char *)"/"; /* config in the root directory */
+    c->ca = resolve(p, dir, ca);
+    c->cert = resolve(p, dir, cert);
+    c->key = resolve(p, dir, key);
+    c->crl = crl != NULL ? resolve(p, dir, crl) : NULL;
+    c->data = data != NULL ? resolve(p, dir, data) : NULL;
+    if (c->ca == NULL || c->cert == NULL || c->key == NULL || (crl && !c->crl) ||
+        (data && !c->data))
+        return fail("out of memory");
+    if (coord != NULL) {
+        /* Port 0 is what `fedvault provision` writes when the coordinator's port is not
+         * known yet (tests listen on an ephemeral port): then --coordinator must say. */
+        if (!parse_hostport(coord, 0, host, host_cap, &c->port))
+            return fail("%s: coordinator \"%s\": expected HOST:PORT", path, coord);
+        c->host = host;
+    }
+
+    json_t *pol = json_object_get(root, "policy");
+    if (pol != NULL) {
+        if (!json_is_object(pol))
+            return fail("%s: policy must be an object", path);
+        json_object_foreach(pol, k, v)
+        {
+            if (strcmp(k, "accept_jobs") != 0 && strcmp(k, "min_cohort") != 0 &&
+                strcmp(k, "min_threshold") != 0)
+                return fail("%s: unknown key \"policy.%s\" (known: accept_jobs, min_cohort, "
+                            "min_threshold)",
+                            path, k);
+        }
+        if ((err = cfg_u32(pol, path, "min_cohort", &c->min_cohort)) != 0 ||
+            (err = cfg_u32(pol, path, "min_threshold", &c->min_threshold)) != 0)
+            return err;
+        json_t *aj = json_object_get(pol, "accept_jobs");
+        if (aj != NULL) {
+            if (!json_is_array(aj))
+                return fail("%s: policy.accept_jobs must be an array of job names", path);
+            size_t i;
+            json_array_foreach(aj, i, v)
+            {
+                if (!json_is_string(v))
+                    return fail("%s: policy.accept_jobs[%zu] must be a string", path, i);
+                if ((err = add_accept_job(c, p, json_string_value(v), json_string_length(v),
+                                          path)) != 0)
+                    return err;
+            }
+        }
+    }
+    return 0;
+}
+
+enum {
+    OPT_CONFIG = 256,
+    OPT_DATA,
+    OPT_COORDINATOR,
+    OPT_ACCEPT_JOBS,
+    OPT_MIN_COHORT,
+    OPT_MIN_THRESHOLD,
+    OPT_ONCE,
+    OPT_THREADS,
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"data", required_argument, NULL, OPT_DATA},
+    {"coordinator", required_argument, NULL, OPT_COORDINATOR},
+    {"accept-jobs", required_argument, NULL, OPT_ACCEPT_JOBS},
+    {"min-cohort", required_argument, NULL, OPT_MIN_COHORT},
+    {"min-threshold", required_argument, NULL, OPT_MIN_THRESHOLD},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *data = NULL, *coordinator = NULL, *accept = NULL;
+    uint32_t min_cohort = 0, min_threshold = 0, threads = 0;
+    bool have_min_cohort = false, have_min_threshold = false, once = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case OPT_CONFIG:
+            config = optarg;
+            break;
+        case OPT_DATA:
+            data = optarg;
+            break;
+        case OPT_COORDINATOR:
+            coordinator = optarg;
+            break;
+        case OPT_ACCEPT_JOBS:
+            accept = optarg;
+            break;
+        case OPT_ONCE:
+            once = true;
+            break;
+        case OPT_MIN_COHORT:
+            if (!parse_u32(optarg, 0, 65535, &min_cohort))
+                return usage_error("--min-cohort: expected an integer in 0..65535, got '%s'",
+                                   optarg);
+            have_min_cohort = true;
+            break;
+        case OPT_MIN_THRESHOLD:
+            if (!parse_u32(optarg, 0, 65535, &min_threshold))
+                return usage_error("--min-threshold: expected an integer in 0..65535, got '%s'",
+                                   optarg);
+            have_min_threshold = true;
+            break;
+        case OPT_THREADS:
+            if (!parse_u32(optarg, 1, 256, &threads))
+                return usage_error("--threads: expected an integer in 1..256, got '%s'", optarg);
+            break;
+        case ':':
+            return usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (config == NULL)
+        return usage_error("--config FILE is required (the kit's agent.json)");
+    char host_flag[256];
+    int port_flag = 0;
+    if (coordinator != NULL &&
+        !parse_hostport(coordinator, 1, host_flag, sizeof host_flag, &port_flag))
+        return usage_error("--coordinator: expected HOST:PORT, got '%s'", coordinator);
+
+    fv_agent_cfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    strpool_t pool;
+    memset(&pool, 0, sizeof pool);
+    json_t *root = NULL;
+    char host_cfg[256];
+    int rc = load_config(config, &cfg, &pool, &root, host_cfg, sizeof host_cfg);
+    if (rc != 0)
+        goto out;
+    cfg.config_path = config;
+    if (data != NULL)
+        cfg.data = data;
+    if (coordinator != NULL) {
+        cfg.host = host_flag;
+        cfg.port = port_flag;
+    }
+    if (accept != NULL) {
+        cfg.n_accept_jobs = 0;
+        for (const char *s = accept; rc == 0;) {
+            const char *comma = strchr(s, ',');
+            size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+            rc = add_accept_job(&cfg, &pool, s, len, "--accept-jobs");
+            if (comma == NULL)
+                break;
+            s = comma + 1;
+        }
+        if (rc != 0) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (have_min_cohort)
+        cfg.min_cohort = min_cohort;
+    if (have_min_threshold)
+        cfg.min_threshold = min_threshold;
+    cfg.once = once;
+    cfg.threads = threads != 0 ? threads : FV_DEFAULT_BLAS_THREADS;
+    if (cfg.host == NULL || cfg.port == 0) {
+        rc = usage_error("no coordinator address%s: set \"coordinator\" in %s or pass "
+                         "--coordinator HOST:PORT",
+                         cfg.host != NULL ? " (port 0)" : "", config);
+        goto out;
+    }
+    if (cfg.data == NULL) {
+        rc = usage_error("no data file: set \"data\" in %s or pass --data FILE", config);
+        goto out;
+    }
+    /* The data file is read for real when a job arrives; fail now if it cannot be. */
+    FILE *f = fopen(cfg.data, "rb");
+    if (f == NULL) {
+        rc = fail("data file %s: %s (set \"data\" in %s or pass --data FILE)", cfg.data,
+                  strerror(errno), config);
+        goto out;
+    }
+    fclose(f);
+    rc = fv__agent_run(&cfg);
+out:
+    json_decref(root);
+    for (size_t i = 0; i < pool.n; i++)
+        free(pool.s[i]);
+    return rc;
+}

@@ -1,0 +1,366 @@
+"""`fedvault-agent` command line and configuration, as real processes.
+
+argv[1] is `fedvault` (to provision a federation), argv[2] is `fedvault-agent`.
+--help exits 0; usage errors exit 2 and say what was wrong; configuration failures
+(missing or malformed config, a coordinator's kit, an unknown key, a data file that does
+not exist) exit 1 with one JSON line on stderr (event startup_failed) whose "why" names
+the file. An agent started against a closed port keeps retrying and stops cleanly on
+SIGTERM (exit 0, event "stopped"; uv_loop_close succeeded). Every line the daemon writes
+to stderr is a JSON object with ts, level and event.
+
+A scripted coordinator (Python TLS server with the coordinator's kit, speaking the wire
+format by hand through fvnet.py) then drives the agent's refusals and its defence:
+  - JOB_OFFER whose id is not the spec's digest: JOB_REFUSE, logged (job_id_mismatch
+    gives the canonical id);
+  - the same spec under its canonical id, against a data file of another schema
+    (german_credit.csv for the Lending Club job): JOB_REFUSE, and a job_refused line
+    whose reason is the dataset's diagnostic naming the file and the column;
+  - a vector before any job was accepted: logged as a violation, the connection is
+    closed with an ERROR, and the agent reconnects by itself.
+With the Lending Club data the agent accepts (JOB_ACCEPT, rows); a "model" vector of the
+wrong size and a ROUND_START whose key list does not hold the agent's key at its index
+are violations (closed, reconnected); after each reconnect the re-offered job is accepted
+again from what the agent holds.
+"""
+import json
+import os
+import queue
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import fvnet
+
+from fvtest import DATA, SRC, check, fail, run, tmpdir
+
+AGENT = sys.argv[2]
+WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+SLOW = 20 if WRAPPER else 1
+
+
+def agent(args, timeout=120):
+    p = subprocess.run(WRAPPER + [AGENT] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=timeout * SLOW)
+    return p.returncode, p.stdout, p.stderr
+
+
+def json_lines(err, what):
+    out = []
+    for line in err.splitlines():
+        if not line.strip():
+            continue
+        try:
+            o = json.loads(line)
+        except json.JSONDecodeError:
+            fail(f"{what}: stderr line is not JSON: {line!r}\n--- stderr\n{err}")
+        for k in ("ts", "level", "event"):
+            check(k in o, f"{what}: log line without '{k}': {line}")
+        out.append(o)
+    return out
+
+
+def expect_usage(args, needle):
+    code, out, err = agent(args)
+    check(code == 2, f"{args}: exit {code}, expected 2\n{err}")
+    check(needle in err, f"{args}: stderr should mention {needle!r}:\n{err}")
+    check("--help" in err, f"{args}: stderr should point at --help:\n{err}")
+
+
+def expect_fail(args, needle):
+    code, out, err = agent(args)
+    check(code == 1, f"{args}: exit {code}, expected 1\n{err}")
+    lines = json_lines(err, str(args))
+    check(lines and lines[-1]["event"] == "startup_failed",
+          f"{args}: last log line should be startup_failed:\n{err}")
+    check(needle in lines[-1].get("why", ""),
+          f"{args}: 'why' should mention {needle!r}: {lines[-1]}")
+    return lines[-1]
+
+
+def write_config(path, cfg):
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- --help and usage errors -----------------------------------------------------------
+code, out, err = agent(["--help"])
+check(code == 0, f"--help: exit {code}\n{err}")
+check(out.startswith("Usage: fedvault-agent") and "--config" in out and "--once" in out,
+      f"--help output:\n{out}")
+check(err == "", f"--help wrote to stderr:\n{err}")
+
+expect_usage([], "--config")
+expect_usage(["--config"], "needs a value")
+expect_usage(["--bogus"], "unknown option")
+expect_usage(["--config", "x.json", "extra"], "unexpected argument")
+expect_usage(["--config", "x.json", "--threads", "0"], "--threads")
+expect_usage(["--config", "x.json", "--min-cohort", "-3"], "--min-cohort")
+expect_usage(["--config", "x.json", "--min-threshold", "lots"], "--min-threshold")
+expect_usage(["--config", "x.json", "--coordinator", "nohost"], "--coordinator")
+expect_usage(["--config", "x.json", "--coordinator", "h:99999"], "--coordinator")
+
+# ---- configuration failures --------------------------------------------------------------
+root = tmpdir()
+try:
+    fed = os.path.join(root, "fed")
+    run(["provision", "--federation", "acme", "--coordinator", "127.0.0.1:7000",
+         "--agents", "bank-a", "--admins", "ops-1", "--out", fed], expect=0)
+    kit = os.path.join(fed, "bank-a")
+    cfg_path = os.path.join(kit, "agent.json")
+    base = json.load(open(cfg_path))
+    check(base["role"] == "agent" and base["name"] == "bank-a", f"kit config: {base}")
+
+    expect_fail(["--config", os.path.join(root, "nope.json")], "nope.json")
+
+    bad = os.path.join(root, "bad.json")
+    with open(bad, "w") as f:
+        f.write("{\"federation\": ")
+    expect_fail(["--config", bad], "bad.json")
+
+    # The kit's config has no data file: a usage error naming the config.
+    expect_usage(["--config", cfg_path], "data")
+
+    # A data file that does not exist (relative to the config's directory): exit 1,
+    # naming the resolved path.
+    cfg = dict(base, data="no-such-data.csv")
+    write_config(cfg_path, cfg)
+    e = expect_fail(["--config", cfg_path], os.path.join(kit, "no-such-data.csv"))
+    check("No such file" in e["why"], f"why should say the file is missing: {e}")
+    # --data overrides the config, relative to the working directory.
+    expect_fail(["--config", cfg_path, "--data", os.path.join(root, "gone.csv")], "gone.csv")
+
+    data = os.path.join(kit, "bank.csv")
+    shutil.copy(os.path.join(DATA, "german_credit.csv"), data)
+    write_config(cfg_path, dict(base, data="bank.csv", extra_key=1))
+    expect_fail(["--config", cfg_path], "extra_key")
+    write_config(cfg_path, dict(base, data="bank.csv", policy={"min_cohort": "three"}))
+    expect_fail(["--config", cfg_path], "min_cohort")
+    write_config(cfg_path, dict(base, data="bank.csv", policy={"accept_jobs": "x"}))
+    expect_fail(["--config", cfg_path], "accept_jobs")
+    write_config(cfg_path, dict(base, data="bank.csv", role="admin"))
+    expect_fail(["--config", cfg_path], "not an agent")
+    # A config whose name is not the certificate's.
+    write_config(cfg_path, dict(base, data="bank.csv", name="bank-z"))
+    expect_fail(["--config", cfg_path], "bank-z")
+    # A missing key file.
+    write_config(cfg_path, dict(base, data="bank.csv", key="missing-key.pem"))
+    expect_fail(["--config", cfg_path], "missing-key.pem")
+
+    # Port 0 in the config (provisioned before the coordinator's port was known): the
+    # command line must give the address.
+    write_config(cfg_path, dict(base, data="bank.csv", coordinator="127.0.0.1:0"))
+    expect_usage(["--config", cfg_path], "port 0")
+
+    # ---- a well-formed agent with no coordinator: retries, stops on SIGTERM -------------
+    write_config(cfg_path, dict(base, data="bank.csv", coordinator="127.0.0.1:0",
+                                policy={"accept_jobs": ["credit"], "min_cohort": 3,
+                                        "min_threshold": 2}))
+    port = free_port()
+    p = subprocess.Popen(WRAPPER + [AGENT, "--config", cfg_path, "--coordinator",
+                                    f"127.0.0.1:{port}", "--once", "--accept-jobs",
+                                    "credit,fraud", "--min-cohort", "4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = p.stderr.readline()
+    try:
+        started = json.loads(first)
+    except json.JSONDecodeError:
+        p.kill()
+        fail(f"first stderr line is not JSON: {first!r}")
+    check(started["event"] == "starting" and started["name"] == "bank-a" and
+          started["port"] == port and started["min_cohort"] == 4 and
+          started["min_threshold"] == 2 and started["once"] is True,
+          f"starting event: {started}")
+    time.sleep(1.5)  # a few refused connection attempts
+    check(p.poll() is None, "the agent exited while the coordinator was unreachable")
+    p.send_signal(signal.SIGTERM)
+    try:
+        out, err = p.communicate(timeout=30 * SLOW)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fail("the agent did not stop on SIGTERM")
+    check(p.returncode == 0, f"SIGTERM: exit {p.returncode}\n{err}")
+    lines = json_lines(err, "agent run")
+    check(lines[-1]["event"] == "stopped" and lines[-1]["exit"] == 0,
+          f"last event should be 'stopped': {lines[-1:]}")
+    check(out == "", f"the daemon wrote to stdout: {out!r}")
+
+    # ---- a scripted coordinator ---------------------------------------------------------
+    write_config(cfg_path, dict(base, data="bank.csv", coordinator="127.0.0.1:0"))
+    # (bank.csv is german_credit.csv)
+    coord_kit = os.path.join(fed, "coordinator")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    sctx.load_cert_chain(os.path.join(coord_kit, "cert.pem"), os.path.join(coord_kit, "key.pem"))
+    sctx.load_verify_locations(os.path.join(coord_kit, "ca.pem"))
+    sctx.verify_mode = ssl.CERT_REQUIRED
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(30 * SLOW)
+    port = lsock.getsockname()[1]
+
+    p = subprocess.Popen(WRAPPER + [AGENT, "--config", cfg_path, "--coordinator",
+                                    f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events, log = queue.Queue(), []
+
+    def reader():
+        for line in p.stderr:
+            log.append(line)
+            try:
+                events.put(json.loads(line))
+            except json.JSONDecodeError:
+                events.put({"event": "junk", "line": line})
+
+    threading.Thread(target=reader, daemon=True).start()
+
+    def wait_event(name, timeout=30):
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            try:
+                ev = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            check(ev["event"] != "junk", f"agent log line is not JSON: {ev}")
+            if ev["event"] == name:
+                return ev
+        p.kill()
+        fail(f"no '{name}' event from the agent; log:\n" + "".join(log))
+
+    def accept():
+        raw, _ = lsock.accept()
+        s = sctx.wrap_socket(raw, server_side=True)
+        s.sendall(fvnet.hello())
+        return s
+
+    pending = {}  # socket -> bytes read past the last frame returned
+
+    def wait_frame(s, msg_type, timeout=30):
+        """Reads frames until one of msg_type arrives; returns its body."""
+        s.settimeout(0.2)
+        buf = pending.pop(s, b"")
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                n = struct.unpack(">I", buf[:4])[0]
+                body, buf = buf[4:4 + n], buf[4 + n:]
+                if b"\xa4type" + bytes([msg_type]) in body:
+                    pending[s] = buf
+                    return body
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                continue
+            except (OSError, ssl.SSLError):
+                break
+            if not b:
+                break
+            buf += b
+        fail(f"no message of type {msg_type} from the agent")
+
+    def stop_agent():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30 * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            fail("the agent did not stop on SIGTERM")
+
+    def offer(s, job_id, spec):
+        s.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec})))
+
+    spec = open(os.path.join(SRC, "examples", "lending-club", "job.json"), "rb").read()
+    try:
+        c1 = accept()
+        wait_event("connected")
+        offer(c1, bytes(32), spec)
+        mism = wait_event("job_id_mismatch")
+        ev = wait_event("job_refused")
+        check("canonical JSON" in ev["reason"], f"refusal reason: {ev}")
+        wait_frame(c1, 14)
+        offer(c1, bytes.fromhex(mism["canonical"]), spec)
+        ev = wait_event("job_refused")
+        check(ev["job"] == mism["canonical"] and ev["job_name"] == "lending-club" and
+              "bank.csv" in ev["reason"] and "checking_status" in ev["reason"],
+              f"the refusal should carry the dataset's diagnostic: {ev}")
+        body = wait_frame(c1, 14)
+        # The coordinator learns that the data does not fit, not the local path or a
+        # cell of the file: those stay in the bank's own log.
+        check(b"FV_ESCHEMA" in body and b"bank.csv" not in body and b"checking_status" not in body,
+              f"JOB_REFUSE reason on the wire: {body!r}")
+        # A vector before any job: a violation, the connection closes, the agent returns.
+        c1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 8, "id": 0, "dtype": 1, "n": 10,
+                                         "chunk": 10, "name": "model"})))
+        ev = wait_event("violation")
+        check("before any job" in ev["why"], f"violation: {ev}")
+        wait_frame(c1, 2)  # ERROR
+        ev = wait_event("disconnected")
+        check(ev["reconnecting"] is True, f"disconnected: {ev}")
+        c2 = accept()
+        wait_event("connected")
+        c1.close()
+        c2.close()
+    finally:
+        stop_agent()
+    check(p.returncode == 0, f"agent exit {p.returncode}:\n" + "".join(log))
+
+    # ---- an agent whose data fits the job ---------------------------------------------
+    p = subprocess.Popen(WRAPPER + [AGENT, "--config", cfg_path, "--coordinator",
+                                    f"127.0.0.1:{port}", "--data",
+                                    os.path.join(DATA, "lending_club.csv")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events, log = queue.Queue(), []
+    threading.Thread(target=reader, daemon=True).start()
+    job_id = bytes.fromhex(mism["canonical"])
+    try:
+        c1 = accept()
+        offer(c1, job_id, spec)
+        ev = wait_event("job_accepted")
+        check(ev["rows"] == 9857 and ev["model"] is None and ev["secagg"] is True,
+              f"job_accepted: {ev}")
+        wait_frame(c1, 13)
+        c1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 8, "id": 1, "dtype": 1, "n": 5,
+                                         "chunk": 5, "name": "model"})))
+        ev = wait_event("violation")
+        check("vector 'model'" in ev["why"], f"violation: {ev}")
+        wait_frame(c1, 2)
+        c2 = accept()
+        offer(c2, job_id, spec)
+        ev = wait_event("job_accepted")  # the same job again: nothing reloaded
+        check(ev["rows"] == 9857, f"re-accepted: {ev}")
+        wait_frame(c2, 13)
+        rs = {"v": 1, "type": 15, "job": job_id, "round": 0, "kind": 1, "index": 1, "n": 5,
+              "t": 4, "k": 4, "gseed": bytes(32), "pks": bytes(5 * 32), "model": b"",
+              "nref": 0}
+        c2.sendall(fvnet.frame(fvnet.mp(rs)))
+        ev = wait_event("violation")
+        check("not this agent's key" in ev["why"], f"violation: {ev}")
+        wait_frame(c2, 2)
+        c3 = accept()
+        wait_event("connected")
+        for c in (c1, c2, c3):
+            c.close()
+    finally:
+        stop_agent()
+    check(p.returncode == 0, f"agent exit {p.returncode}:\n" + "".join(log))
+    lsock.close()
+finally:
+    shutil.rmtree(root, ignore_errors=True)
+
+print("agent-cli: ok")

@@ -1,0 +1,166 @@
+"""A whole federation in real processes over TLS: coordinator + 5 agents on loopback.
+
+argv: fedvault fedvault-coordinator fedvault-agent MODE
+  accuracy  SecAgg on. The federated model's ROC AUC on a held-out test split drawn from
+            every bank must be at least the centralized model's minus 0.01, both trained
+            by fedvault in this run with the same model and epoch budget (rounds x local
+            epochs = centralized epochs, early stopping with patience 3 in both).
+  exact     The same job with SecAgg on and off (plain FedAvg over TLS), same seeds. Both
+            start from the same model and the same global statistics; after round 1 the
+            global models must agree within the quantization bound of protocols/fv_fed.h
+            (n * clip * (2/(2^bits-1) + 2^-22) / weight_sum per parameter). Later rounds
+            amplify the difference through training; their gaps are printed.
+The data: the shipped Lending Club CSV, 25 % held out (stratified), the rest split into
+five regional banks by state (examples/lending-club/split_regions.py), like the main job.
+"""
+import json
+import os
+import shlex
+import struct
+import subprocess
+import sys
+import time
+
+import fvtest
+
+fedvault, coordinator, agent, mode = sys.argv[1:5]
+WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+S = 20 if WRAPPER else 1
+SRC = fvtest.SRC
+tmp = fvtest.tmpdir()
+BANKS = ["bank-west", "bank-central", "bank-northeast", "bank-southeast", "bank-midwest"]
+
+fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "--target",
+            "Class", "--positive", "bad", "--test-fraction", "0.25", "--seed", "0",
+            "--train-out", f"{tmp}/train.csv", "--test-out", f"{tmp}/test.csv"], expect=0)
+subprocess.run(["/usr/bin/python3", os.path.join(SRC, "examples/lending-club/split_regions.py"),
+                f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
+fvtest.run(["provision", "--federation", "it-fed", "--coordinator", "127.0.0.1:0", "--agents",
+            ",".join(BANKS), "--admins", "ops-1", "--out", f"{tmp}/fed"], expect=0)
+base_job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
+
+
+def params(path):
+    """The PARM section of a .fvm file (format: top of model/model.c)."""
+    b = open(path, "rb").read()
+    assert b[:8] == b"FVMODEL\0", path
+    off = 16
+    for _ in range(5):
+        tag, n = b[off:off + 4], struct.unpack_from("<Q", b, off + 4)[0]
+        if tag == b"PARM":
+            cnt = struct.unpack_from("<Q", b, off + 12)[0]
+            return struct.unpack_from(f"<{cnt}f", b, off + 20)
+        off += 12 + n
+    fvtest.fail(f"{path}: no PARM section")
+
+
+def run_federation(label, job):
+    d = f"{tmp}/{label}"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/job.json", "w") as f:
+        json.dump(job, f)
+    clog = open(f"{d}/coordinator.log", "w+")
+    c = subprocess.Popen(WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json",
+                                    "--job", f"{d}/job.json", "--out", f"{d}/state",
+                                    "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=clog, text=True)
+    port = None
+    deadline = time.time() + 60 * S
+    while port is None and time.time() < deadline:
+        clog.seek(0)
+        for line in clog:
+            if '"event":"listening"' in line:
+                port = json.loads(line)["port"]
+        if c.poll() is not None:
+            clog.seek(0)
+            fvtest.fail(f"{label}: coordinator exited {c.returncode}:\n{clog.read()}")
+        time.sleep(0.1)
+    if port is None:
+        fvtest.fail(f"{label}: coordinator did not start")
+    agents = []
+    for b in BANKS:
+        agents.append(subprocess.Popen(
+            WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
+                       f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once"],
+            stdout=subprocess.DEVNULL, stderr=open(f"{d}/{b}.log", "w")))
+    t0 = time.time()
+    while c.poll() is None:
+        failed = [(b, a.returncode) for b, a in zip(BANKS, agents)
+                  if a.poll() is not None and a.returncode != 0]
+        if failed or time.time() - t0 > 1800 * S:
+            c.kill()
+            for a in agents:
+                a.kill()
+            why = f"agents failed: {failed}" if failed else "the job did not finish in time"
+            tails = "".join(f"--- {b}\n" + open(f"{d}/{b}.log").read()[-1500:] for b in BANKS)
+            clog.seek(0)
+            fvtest.fail(f"{label}: {why}\n--- coordinator\n{clog.read()[-3000:]}\n{tails}")
+        time.sleep(0.2)
+    out = c.stdout.read()
+    codes = [a.wait(timeout=120 * S) for a in agents]
+    clog.seek(0)
+    log = clog.read()
+    if c.returncode != 0 or any(codes):
+        fvtest.fail(f"{label}: coordinator exit {c.returncode}, agents {codes}\n{log[-4000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    rounds = [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")]
+    print(f"{label}: {res['rounds']} rounds in {time.time() - t0:.1f} s, best round "
+          f"{res['best_round']} (val ROC AUC {res['best_metric']:.4f})")
+    for r in rounds:
+        print(f"  round {r['round']:2d}: agents {r['agents']}, val ROC AUC {r['val_roc_auc']:.4f}, "
+              f"PR AUC {r['val_pr_auc']:.4f}, log loss {r['val_log_loss']:.4f}")
+    return d, res, rounds
+
+
+def test_auc(model):
+    _, out, _ = fvtest.run(["eval", "--model", model, "--data", f"{tmp}/test.csv", "--json"],
+                           expect=0)
+    return json.loads(out)["roc_auc"]
+
+
+if mode == "accuracy":
+    job = dict(base_job)
+    d, res, rounds = run_federation("secagg", job)
+    fed_auc = test_auc(f"{d}/state/final.fvm")
+    with open(f"{tmp}/schema.json", "w") as f:
+        json.dump(job["schema"], f)
+    epochs = job.get("rounds", 20) * job.get("local_epochs", 1)
+    fvtest.run(["train", "--data", f"{tmp}/train.csv", "--schema", f"{tmp}/schema.json",
+                "--model", job["model"], "--test-fraction", "0", "--val-fraction",
+                str(job.get("validation_fraction", 0.1)), "--epochs", str(epochs),
+                "--patience", "3", "--es-metric", "auc", "--seed", "0", "--quiet",
+                "--out", f"{tmp}/central.fvm"], expect=0)
+    central_auc = test_auc(f"{tmp}/central.fvm")
+    print(f"test ROC AUC: federated {fed_auc:.4f}, centralized {central_auc:.4f} "
+          f"(difference {fed_auc - central_auc:+.4f}; the floor is -0.01)")
+    fvtest.check(fed_auc >= central_auc - 0.01,
+                 f"federated {fed_auc:.4f} < centralized {central_auc:.4f} - 0.01")
+elif mode == "exact":
+    job = dict(base_job)
+    job["rounds"] = 3
+    job["early_stopping"] = {"metric": "roc_auc", "patience": 0}
+    d_on, _, r_on = run_federation("secagg-on", job)
+    job_off = dict(job)
+    job_off["secagg"] = "off"
+    d_off, _, r_off = run_federation("secagg-off", job_off)
+    p1_on, p1_off = params(f"{d_on}/state/model-r0001.fvm"), params(f"{d_off}/state/model-r0001.fvm")
+    fvtest.check(p1_on == p1_off, "round 1 starts from different models")
+    sec = job.get("secagg", {})
+    clip, bits = sec.get("clip", 1.0), sec.get("bits", 16)
+    n = len(BANKS)
+    # weight_sum = sum(n_train_k) / n_ref = 1 when every bank contributed (n_ref = all rows)
+    bound = n * clip * (2 / (2 ** bits - 1) + 2 ** -22) / 1.0
+    for r in (2, 3):
+        a, b = params(f"{d_on}/state/model-r{r:04d}.fvm"), params(f"{d_off}/state/model-r{r:04d}.fvm")
+        gap = max(abs(x - y) for x, y in zip(a, b))
+        print(f"global model of round {r}: max |SecAgg on - off| = {gap:.3g} "
+              f"(one round's quantization bound {bound:.3g})")
+        if r == 2:
+            # float32 storage of the models adds one rounding of each parameter
+            tol = bound + 2 ** -20 * max(1.0, max(abs(x) for x in a))
+            fvtest.check(gap <= tol, f"after round 1 the models differ by {gap} > {tol}")
+    for a, b in zip(r_on, r_off):
+        print(f"  round {a['round']}: val ROC AUC on {a['val_roc_auc']:.5f} off {b['val_roc_auc']:.5f}")
+else:
+    fvtest.fail(f"unknown mode {mode}")
+print("PASS")
