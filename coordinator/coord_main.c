@@ -116,6 +116,7 @@ typedef struct agent {
     bool vec_busy;
     /* round */
     int idx;            /* cohort index, -1 if not in the round's cohort */
+    fv_conn_t *round_conn; /* the session that got ROUND_START (a reconnect is another) */
     bool alive;         /* in the cohort and still connected */
     bool answered;      /* answered the current phase */
     bool granted, uploaded;
@@ -536,6 +537,7 @@ static void round_cleanup(coord_t *c)
         free(a->upload);
         a->upload = NULL;
         a->idx = -1;
+        a->round_conn = NULL;
         a->alive = a->granted = a->uploaded = a->answered = false;
     }
     free(c->cohort);
@@ -720,7 +722,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         }
     }
     for (uint32_t i = 0; i < c->n; i++)
-        if (c->cohort[i]->conn != NULL)
+        if (c->cohort[i]->conn != NULL && c->cohort[i]->conn == c->cohort[i]->round_conn)
             send_ctl(c, c->cohort[i], FV_MSG_ROUND_END, status, status == 0 ? "" : why);
     json_t *f = jf(c);
     json_object_set_new(f, "status", json_string(fv_err_name(status)));
@@ -812,6 +814,7 @@ static void round_start(coord_t *c)
     for (uint32_t i = 0; i < c->n; i++) {
         c->cohort[i]->idx = (int)i;
         c->cohort[i]->alive = true;
+        c->cohort[i]->round_conn = c->cohort[i]->conn;
         memcpy(pks + (size_t)i * 32, c->cohort[i]->sign_pk, 32);
     }
     c->t = c->k = 0;
@@ -943,6 +946,8 @@ static void job_finish(coord_t *c)
 
 /* ---- connection callbacks ------------------------------------------------------ */
 
+static void agent_lost(coord_t *c, agent_t *a);
+
 static void on_open(fv_conn_t *conn, const fv_identity_t *peer)
 {
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
@@ -962,10 +967,8 @@ static void on_open(fv_conn_t *conn, const fv_identity_t *peer)
         fv_conn_set_data(old, NULL);
         a->conn = NULL;
         oq_clear(a);
-        if (a->alive) {
-            a->alive = false;
-        }
         fv_conn_close(old, FV_EDUP, "replaced by a new connection of the same agent");
+        agent_lost(c, a); /* the old session's part in a round is over */
     }
     a->conn = conn;
     memcpy(a->sign_pk, peer->sign_pk, 32);

@@ -1,0 +1,186 @@
+"""Dropouts in a real SecAgg federation: agents SIGKILLed at each point of a round.
+
+argv: fedvault fedvault-coordinator fedvault-agent
+Five banks, SecAgg classic (k = 4, t = 4: one dropout tolerated per round), min_agents 5.
+The test follows the coordinator's log and kills agents (SIGKILL, no goodbye):
+  round 2  bank-central right after ROUND_START, while it trains: it advertised its keys
+           (and shared them), never sent a masked input. The coordinator must remove its
+           pairwise masks from the survivors' sum with the shares of its s_sk.
+  round 3  bank-midwest as the masked-input phase opens (phase 1 closed): it dies while
+           computing or uploading its masked input.
+  round 4  bank-west right after its masked input arrived: it is in U3, so the sum
+           includes its input and the coordinator needs the shares of its b_u from the
+           others.
+  round 5  bank-northeast and bank-southeast together at ROUND_START: at most 3 survivors
+           (fewer if round 4's victim is still in the cohort, undetected) < t = 4,
+           the round must abort cleanly (ROUND_END with FV_ETHRESHOLD) and a later round
+           must start.
+Each killed agent is restarted at once (same kit, same data) and must rejoin: every later
+round has the whole cohort again. The job must finish, every completed round must have
+the expected number of contributors, and the final model must be a real one (val ROC
+AUC well above chance).
+"""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import fvtest
+
+fedvault, coordinator, agent = sys.argv[1:4]
+WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+S = 20 if WRAPPER else 1
+SRC = fvtest.SRC
+tmp = fvtest.tmpdir()
+BANKS = ["bank-central", "bank-midwest", "bank-northeast", "bank-southeast", "bank-west"]
+
+fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "--target",
+            "Class", "--positive", "bad", "--test-fraction", "0.25", "--seed", "0",
+            "--train-out", f"{tmp}/train.csv", "--test-out", f"{tmp}/test.csv"], expect=0)
+subprocess.run(["/usr/bin/python3", os.path.join(SRC, "examples/lending-club/split_regions.py"),
+                f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
+fvtest.run(["provision", "--federation", "drop-fed", "--coordinator", "127.0.0.1:0",
+            "--agents", ",".join(BANKS), "--admins", "ops-1", "--out", f"{tmp}/fed"], expect=0)
+job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
+# Slow enough rounds (local training of about a second) for the test to act inside them.
+job.update({"model": "mlp:256,128", "rounds": 8, "local_epochs": 20,
+            "early_stopping": {"metric": "roc_auc", "patience": 0},
+            "deadlines_ms": {"join": 60000 * S, "train": 120000 * S, "secagg_phase": 30000 * S}})
+with open(f"{tmp}/job.json", "w") as f:
+    json.dump(job, f)
+
+clog_path = f"{tmp}/coordinator.log"
+c = subprocess.Popen(WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json",
+                                "--job", f"{tmp}/job.json", "--out", f"{tmp}/state",
+                                "--listen", "127.0.0.1:0"],
+                     stdout=subprocess.PIPE, stderr=open(clog_path, "w"), text=True)
+log_f = open(clog_path)
+events = []
+
+
+def poll_events():
+    while True:
+        line = log_f.readline()
+        if not line:
+            return
+        if not line.endswith("\n"):
+            log_f.seek(log_f.tell() - len(line))
+            return
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+
+
+def wait_for(pred, what, timeout=300):
+    deadline = time.time() + timeout * S
+    seen = 0
+    while time.time() < deadline:
+        poll_events()
+        for ev in events[seen:]:
+            if pred(ev):
+                return ev
+        seen = len(events)
+        if c.poll() is not None:
+            break
+        time.sleep(0.01)
+    fvtest.fail(f"no {what} in the coordinator log (exit {c.poll()}):\n"
+                + "\n".join(json.dumps(e) for e in events[-30:]))
+
+
+port = wait_for(lambda e: e.get("event") == "listening", "listening", 60)["port"]
+procs = {}
+
+
+def start(bank):
+    procs[bank] = subprocess.Popen(
+        WRAPPER + [agent, "--config", f"{tmp}/fed/{bank}/agent.json", "--data",
+                   f"{tmp}/banks/{bank}.csv", "--coordinator", f"127.0.0.1:{port}", "--once"],
+        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{bank}.log", "a"))
+
+
+def kill(bank):
+    procs[bank].send_signal(signal.SIGKILL)
+    procs[bank].wait()
+    print(f"  killed {bank}")
+
+
+for b in BANKS:
+    start(b)
+
+ev = lambda name, **kw: (lambda e: e.get("event") == name and
+                         all(e.get(k) == v for k, v in kw.items()))
+
+wait_for(ev("round_start", round=2), "round 2 start")
+kill("bank-central")
+start("bank-central")
+wait_for(lambda e: e.get("event") in ("round_done", "round_aborted") and e.get("round") == 2,
+         "round 2 end")
+
+wait_for(ev("round_start", round=3), "round 3 start")
+wait_for(ev("phase_closed", round=3, closed_phase=1), "round 3 masked phase")
+kill("bank-midwest")
+start("bank-midwest")
+wait_for(lambda e: e.get("event") in ("round_done", "round_aborted") and e.get("round") == 3,
+         "round 3 end")
+
+wait_for(ev("upload_received", round=4, agent="bank-west"), "round 4 bank-west upload")
+kill("bank-west")
+start("bank-west")
+wait_for(lambda e: e.get("event") in ("round_done", "round_aborted") and e.get("round") == 4,
+         "round 4 end")
+
+wait_for(ev("round_start", round=5), "round 5 start")
+kill("bank-northeast")
+kill("bank-southeast")
+start("bank-northeast")
+start("bank-southeast")
+
+try:
+    out, _ = c.communicate(timeout=900 * S)
+except subprocess.TimeoutExpired:
+    c.kill()
+    fvtest.fail("the job did not finish")
+codes = {b: p.wait(timeout=120 * S) for b, p in procs.items()}
+poll_events()
+fvtest.check(c.returncode == 0, f"coordinator exit {c.returncode}: {events[-5:]}")
+fvtest.check(all(v == 0 for v in codes.values()), f"agents' exit codes {codes}")
+res = json.loads(out.strip().splitlines()[-1])
+
+ends = {}
+for e in events:
+    if e.get("event") in ("round_done", "round_aborted"):
+        ends.setdefault(e["round"], []).append(e)
+starts = {}
+for e in events:
+    if e.get("event") == "round_start":
+        starts.setdefault(e["round"], []).append(e)
+for r in sorted(ends):
+    for e in ends[r]:
+        print(f"round {r}: {e['event']} {e['status']}, contributors {e['contributors']}"
+              + (f", why: {e['why']}" if "why" in e else ""))
+
+done = lambda r: [e for e in ends.get(r, []) if e["event"] == "round_done"]
+aborted = lambda r: [e for e in ends.get(r, []) if e["event"] == "round_aborted"]
+fvtest.check(done(2) and done(2)[0]["contributors"] == 4,
+             "round 2 must complete with the 4 survivors (one killed before its masked input)")
+fvtest.check(done(3) and done(3)[0]["contributors"] == 4,
+             "round 3 must complete with the 4 survivors (one killed in the masked phase)")
+fvtest.check(done(4) and done(4)[0]["contributors"] == 5,
+             "round 4 must complete with 5 inputs (one killed after sending its masked input)")
+fvtest.check(aborted(5) and aborted(5)[0]["status"] == "FV_ETHRESHOLD",
+             "round 5 must abort below the threshold")
+later = [r for r in starts if r > 5]
+fvtest.check(later, "a round must start after the aborted one")
+for r in later:
+    fvtest.check(all(s["cohort"] == 5 for s in starts[r]),
+                 f"round {r}: the killed agents must have rejoined (cohort {starts[r]})")
+rounds = [json.loads(l) for l in open(f"{tmp}/state/rounds.jsonl")]
+best = max(r["val_roc_auc"] for r in rounds)
+print(f"job finished: {res['rounds']} rounds completed, {res['rounds_failed']} aborted, "
+      f"best val ROC AUC {best:.4f}")
+fvtest.check(best > 0.7, f"the final model is not a real one: best val ROC AUC {best}")
+print("PASS")
