@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -193,6 +194,12 @@ static json_t *jf(coord_t *c)
 }
 
 static void oq_pump(agent_t *a);
+static void oq_pump_all(void);
+/* Vectors (models, stats) being sent, over all agents: at most vec_sends_max at once, so
+ * the coordinator's send buffers (each connection queues up to its low-water mark of
+ * ciphertext) do not grow with the number of agents. One coordinator per process. */
+static unsigned g_vec_sends, g_vec_sends_max = 2;
+static struct agent **g_agents; /* &coord.agents, for oq_pump_all */
 
 /* Queues a copy of m. When m borrows a buffer (field: the address of that pointer
  * member inside *m), the buffer's owned_len bytes are copied and the copy's member is
@@ -270,7 +277,11 @@ static void oq_clear(agent_t *a)
         free(a->oq_head);
     }
     a->oq_head = a->oq_tail = NULL;
-    a->vec_busy = false;
+    if (a->vec_busy) {
+        a->vec_busy = false;
+        g_vec_sends--;
+        oq_pump_all();
+    }
 }
 
 static void oq_pump(agent_t *a)
@@ -278,14 +289,18 @@ static void oq_pump(agent_t *a)
     while (a->conn != NULL && !a->vec_busy && a->oq_head != NULL) {
         outitem_t *it = a->oq_head;
         if (it->is_vec) {
+            if (g_vec_sends >= g_vec_sends_max)
+                return; /* oq_pump_all resumes it when a send slot frees */
             /* Busy before the call: a small vector is fully queued, and on_vec_sent run,
              * inside fv_conn_send_vec. */
             a->vec_busy = true;
+            g_vec_sends++;
             int r = fv_conn_send_vec(a->conn, it->vec_id, it->dtype, it->vec, it->n_elems,
                                      it->name);
             if (r == 0)
                 return; /* on_vec_sent pops it (maybe already did) */
             a->vec_busy = false;
+            g_vec_sends--;
             logj("warn", "send_failed",
                  json_pack("{s:s,s:s,s:s}", "agent", a->name, "what", it->name, "err",
                            fv_err_name(r)));
@@ -299,6 +314,17 @@ static void oq_pump(agent_t *a)
         free(it->vec_owned);
         free(it);
     }
+}
+
+static void oq_pump_all(void)
+{
+    static bool running;
+    if (running || g_agents == NULL)
+        return; /* the outer loop sees what nested sends changed */
+    running = true;
+    for (struct agent *a = *g_agents; a != NULL && g_vec_sends < g_vec_sends_max; a = a->next)
+        oq_pump(a);
+    running = false;
 }
 
 /* ---- helpers ------------------------------------------------------------------- */
@@ -927,10 +953,13 @@ static void job_finish(coord_t *c)
     for (agent_t *a = c->agents; a != NULL; a = a->next)
         if (a->conn != NULL && a->accepted)
             send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
-    json_t *f = json_pack("{s:s,s:I,s:I,s:I,s:f}", "job", c->job_hex, "rounds",
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    json_t *f = json_pack("{s:s,s:I,s:I,s:I,s:f,s:I}", "job", c->job_hex, "rounds",
                           (json_int_t)c->rounds_done, "rounds_failed",
                           (json_int_t)c->rounds_failed, "best_round",
-                          (json_int_t)c->best_round, "best_metric", c->best_metric);
+                          (json_int_t)c->best_round, "best_metric", c->best_metric,
+                          "max_rss_kb", (json_int_t)ru.ru_maxrss);
     if (c->fail_why[0] != '\0')
         json_object_set_new(f, "why", json_string(c->fail_why));
     logj(c->exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
@@ -1210,7 +1239,9 @@ static void on_vec_sent(fv_conn_t *conn, uint32_t id)
     free(it->vec_owned);
     free(it);
     a->vec_busy = false;
+    g_vec_sends--;
     oq_pump(a);
+    oq_pump_all();
 }
 
 static void on_tick(uv_timer_t *t)
@@ -1362,6 +1393,8 @@ int main(int argc, char **argv)
     coord_t c;
     memset(&c, 0, sizeof c);
     c.max_uploads = max_uploads;
+    g_vec_sends_max = max_uploads;
+    g_agents = &c.agents;
     c.out_dir = out;
     c.best_metric = NAN;
     c.last_auc = c.last_pr = c.last_loss = NAN;
@@ -1430,6 +1463,14 @@ int main(int argc, char **argv)
     fv_net_opts_t net;
     fv_net_opts_default(&net);
     net.allowed_roles = FV_ROLE_BIT(FV_ROLE_AGENT);
+    /* Memory that grows with the number of agents is per-connection buffering: the TLS
+     * output buffer and the encode buffer keep the size of the largest frame sent, and a
+     * vector being sent queues up to low_water_bytes. Smaller chunks and a lower mark
+     * keep that to a few hundred KiB per agent; uploads come in the agents' chunks
+     * (frames up to our max_frame_bytes, freed one by one). */
+    net.chunk_elems = 64u << 10;       /* 256 KiB frames */
+    net.low_water_bytes = (size_t)1 << 20;
+    net.lim.max_frame_bytes = 1u << 20;
     fv_conn_cbs_t cbs = {.on_open = on_open, .on_msg = on_msg, .on_vec_begin = on_vec_begin,
                          .on_vec = on_vec, .on_vec_sent = on_vec_sent, .on_close = on_close};
     int r = fv_server_start(c.loop, c.ctx, host, port, &net, &cbs, &c, &c.server);
@@ -1459,6 +1500,7 @@ int main(int argc, char **argv)
         rc = EXIT_FAIL;
     }
 out:
+    g_agents = NULL;
     if (c.rounds_log != NULL)
         fclose(c.rounds_log);
     while (c.agents != NULL) {

@@ -32,6 +32,7 @@
 #include <sodium.h>
 
 #define READ_BUF_BYTES 65536
+#define WRITE_SLICE_BYTES 65536
 #define LINGER_MS 2000
 #define FRAME_OVERHEAD 64 /* msgpack keys around a chunk's data, generous */
 
@@ -368,9 +369,15 @@ static int conn_send_internal(fv_conn_t *c, const fv_msg_t *m, bool enforce_cap)
                        c->opts.max_queue_bytes);
         return UV_ENOBUFS;
     }
-    r = fv_tls_write(c->tls, c->enc.data, c->enc.len);
-    if (r == 0)
-        r = conn_flush(c);
+    /* Encrypt and hand to libuv in slices: the TLS output buffer then never holds more
+     * than a slice, whatever the frame size (it keeps its largest size for the
+     * connection's life). */
+    for (size_t off = 0; r == 0 && off < c->enc.len; off += WRITE_SLICE_BYTES) {
+        size_t n = c->enc.len - off < WRITE_SLICE_BYTES ? c->enc.len - off : WRITE_SLICE_BYTES;
+        r = fv_tls_write(c->tls, c->enc.data + off, n);
+        if (r == 0)
+            r = conn_flush(c);
+    }
     if (c->enc.cap > ((size_t)1 << 20) + 4096 && m->type != FV_MSG_VEC_CHUNK) {
         fv_buf_free(&c->enc); /* do not keep a large buffer for small messages */
     }
@@ -395,6 +402,7 @@ static void pump_vec(fv_conn_t *c)
             uint32_t id = c->vtx.id;
             fv_vec_tx_close(&c->vtx);
             c->vtx_active = false;
+            fv_buf_free(&c->enc); /* chunk-sized: not kept for small messages */
             if (c->cbs.on_vec_sent != NULL)
                 c->cbs.on_vec_sent(c, id);
             return;
