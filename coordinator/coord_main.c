@@ -22,7 +22,8 @@
  * Early stopping: round r's global validation metrics (from summed histograms) judge the
  * model sent in round r. The best one (by the job's metric) is kept; the job stops after
  * `patience` rounds without improvement or after `rounds`, and the best model is the
- * result. The model of the last update is never evaluated, so it is never the result.
+ * result. With patience 0 (no early stopping) the result is the model after the last
+ * update instead, which no round evaluated.
  *
  * Output (--out DIR): model-rNNNN.fvm for every global model version (round N's model),
  * final.fvm, rounds.jsonl (one line per round). Logs: JSON lines on stderr. The final
@@ -169,6 +170,7 @@ typedef struct coord {
     uint8_t model_hash[32];
     fv_fed_server_opt_t *sopt;
     fv_mlp_t *best;
+    const fv_mlp_t *final; /* best or global, once the job is done */
     double best_metric;
     uint64_t best_round;
     uint32_t since_best;
@@ -374,8 +376,8 @@ static void send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
     case FV_MSG_JOB_DONE:
         memcpy(m.u.job_done.job, c->digest, 32);
         m.u.job_done.rounds = c->rounds_done;
-        if (c->best != NULL)
-            params_hash(c->best, m.u.job_done.model);
+        if (c->final != NULL)
+            params_hash(c->final, m.u.job_done.model);
         oq_push_msg(a, &m, NULL, 0, NULL);
         break;
     default:
@@ -941,11 +943,18 @@ static void shutdown_all(coord_t *c)
 static void job_finish(coord_t *c)
 {
     c->state = ST_DONE;
-    if (c->best != NULL) {
+    /* The result: with early stopping, the best evaluated model (as the local trainer
+     * restores its best epoch); without (patience 0), the model after the last update,
+     * as fv_train keeps its last parameters. */
+    bool last = c->job->early_stopping.patience == 0;
+    const fv_mlp_t *final = last ? c->global : c->best;
+    if (c->best != NULL && final != NULL) {
         char path[4096];
         snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
-        if (save_model(c, c->best, path, c->best_round) != 0 && c->exit_code == 0)
+        if (save_model(c, final, path, last ? c->round + 1 : c->best_round) != 0 &&
+            c->exit_code == 0)
             c->exit_code = EXIT_FAIL;
+        c->final = final;
     } else if (c->exit_code == 0) {
         c->exit_code = EXIT_FAIL;
         snprintf(c->fail_why, sizeof c->fail_why, "no training round completed");

@@ -5,11 +5,13 @@ argv: fedvault fedvault-coordinator fedvault-agent MODE
             every bank must be at least the centralized model's minus 0.01, both trained
             by fedvault in this run with the same model and epoch budget (rounds x local
             epochs = centralized epochs, early stopping with patience 3 in both).
-  exact     The same job with SecAgg on and off (plain FedAvg over TLS), same seeds. Both
-            start from the same model and the same global statistics; after round 1 the
-            global models must agree within the quantization bound of protocols/fv_fed.h
-            (n * clip * (2/(2^bits-1) + 2^-22) / weight_sum per parameter). Later rounds
-            amplify the difference through training; their gaps are printed.
+  exact     The same job with SecAgg on and off (plain FedAvg over TLS), same seeds, early
+            stopping off (the result is the model after the last update). Both start from
+            the same model and the same global statistics. For a one-round job the final
+            models must agree within the quantization bound of protocols/fv_fed.h
+            (n * clip * (2/(2^bits-1) + 2^-22) / weight_sum per parameter). For three
+            rounds the gap is printed: training amplifies it, so no per-round bound holds
+            for it.
 The data: the shipped Lending Club CSV, 25 % held out (stratified), the rest split into
 five regional banks by state (examples/lending-club/split_regions.py), like the main job.
 """
@@ -136,31 +138,39 @@ if mode == "accuracy":
     fvtest.check(fed_auc >= central_auc - 0.01,
                  f"federated {fed_auc:.4f} < centralized {central_auc:.4f} - 0.01")
 elif mode == "exact":
-    job = dict(base_job)
-    job["rounds"] = 3
-    job["early_stopping"] = {"metric": "roc_auc", "patience": 0}
-    d_on, _, r_on = run_federation("secagg-on", job)
-    job_off = dict(job)
-    job_off["secagg"] = "off"
-    d_off, _, r_off = run_federation("secagg-off", job_off)
-    p1_on, p1_off = params(f"{d_on}/state/model-r0001.fvm"), params(f"{d_off}/state/model-r0001.fvm")
-    fvtest.check(p1_on == p1_off, "round 1 starts from different models")
-    sec = job.get("secagg", {})
+    sec = base_job.get("secagg", {})
     clip, bits = sec.get("clip", 1.0), sec.get("bits", 16)
     n = len(BANKS)
     # weight_sum = sum(n_train_k) / n_ref = 1 when every bank contributed (n_ref = all rows)
     bound = n * clip * (2 / (2 ** bits - 1) + 2 ** -22) / 1.0
-    for r in (2, 3):
-        a, b = params(f"{d_on}/state/model-r{r:04d}.fvm"), params(f"{d_off}/state/model-r{r:04d}.fvm")
-        gap = max(abs(x - y) for x, y in zip(a, b))
-        print(f"global model of round {r}: max |SecAgg on - off| = {gap:.3g} "
-              f"(one round's quantization bound {bound:.3g})")
-        if r == 2:
-            # float32 storage of the models adds one rounding of each parameter
-            tol = bound + 2 ** -20 * max(1.0, max(abs(x) for x in a))
-            fvtest.check(gap <= tol, f"after round 1 the models differ by {gap} > {tol}")
-    for a, b in zip(r_on, r_off):
-        print(f"  round {a['round']}: val ROC AUC on {a['val_roc_auc']:.5f} off {b['val_roc_auc']:.5f}")
+
+    def on_off(rounds):
+        job = dict(base_job)
+        job["rounds"] = rounds
+        job["early_stopping"] = {"metric": "roc_auc", "patience": 0}  # final = last update
+        d_on, _, r_on = run_federation(f"r{rounds}-secagg-on", job)
+        job_off = dict(job)
+        job_off["secagg"] = "off"
+        d_off, _, r_off = run_federation(f"r{rounds}-secagg-off", job_off)
+        p_on, p_off = params(f"{d_on}/state/model-r0001.fvm"), params(f"{d_off}/state/model-r0001.fvm")
+        fvtest.check(p_on == p_off, "round 1 starts from different models")
+        f_on, f_off = params(f"{d_on}/state/final.fvm"), params(f"{d_off}/state/final.fvm")
+        gap = max(abs(x - y) for x, y in zip(f_on, f_off))
+        scale = max(abs(x) for x in f_on)
+        return gap, scale
+
+    # A one-round job: its final model is one secure aggregate away from the common start.
+    gap, scale = on_off(1)
+    tol = bound + 2 ** -20 * max(1.0, scale)  # plus one float32 rounding of each parameter
+    print(f"1-round job: final models max |SecAgg on - off| = {gap:.3g}, quantization bound "
+          f"{bound:.3g} (+ float32 rounding: {tol:.3g})")
+    fvtest.check(gap <= tol, f"final models differ by {gap} > {tol}")
+    # Three rounds: each round's aggregate is again within the bound of its inputs, but
+    # local training is a nonlinear map of the global model, so the difference compounds;
+    # printed, not asserted against the one-round bound.
+    gap3, _ = on_off(3)
+    print(f"3-round job: final models max |SecAgg on - off| = {gap3:.3g} "
+          f"({gap3 / bound:.1f} x the one-round bound)")
 else:
     fvtest.fail(f"unknown mode {mode}")
 print("PASS")
