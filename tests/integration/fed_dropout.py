@@ -22,28 +22,21 @@ AUC well above chance).
 """
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
 import time
 
+import fvfed
 import fvtest
 
 fedvault, coordinator, agent = sys.argv[1:4]
-WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
-S = 20 if WRAPPER else 1
+WRAPPER = fvfed.WRAPPER
+S = fvfed.SLOW
 SRC = fvtest.SRC
 tmp = fvtest.tmpdir()
-BANKS = ["bank-central", "bank-midwest", "bank-northeast", "bank-southeast", "bank-west"]
-
-fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "--target",
-            "Class", "--positive", "bad", "--test-fraction", "0.25", "--seed", "0",
-            "--train-out", f"{tmp}/train.csv", "--test-out", f"{tmp}/test.csv"], expect=0)
-subprocess.run(["/usr/bin/python3", os.path.join(SRC, "examples/lending-club/split_regions.py"),
-                f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
-fvtest.run(["provision", "--federation", "drop-fed", "--coordinator", "127.0.0.1:0",
-            "--agents", ",".join(BANKS), "--admins", "ops-1", "--out", f"{tmp}/fed"], expect=0)
+BANKS = fvfed.BANKS
+fvfed.setup(tmp, "drop-fed")
 job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
 # Slow enough rounds (local training of about a second) for the test to act inside them.
 job.update({"model": "mlp:256,128", "rounds": 8, "local_epochs": 20,

@@ -8,7 +8,6 @@ encoder) to play misbehaving peers.
 import json
 import os
 import queue
-import shlex
 import socket
 import ssl
 import struct
@@ -18,9 +17,8 @@ import time
 
 import fvtest
 
-WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
-# Slower under valgrind: every deadline scales.
-SLOW = 20 if WRAPPER else 1
+WRAPPER = fvtest.WRAPPER
+SLOW = fvtest.SLOW
 
 
 def provision(fedvault, out, federation, agents, admins=("ops-1",), coordinator="127.0.0.1:7000"):

@@ -15,6 +15,10 @@ import tempfile
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(SRC, "examples", "data")
 HERE = os.path.dirname(os.path.abspath(__file__))
+# A process wrapper for every executable a test starts (valgrind in tests/run.sh), and
+# the factor every deadline scales by under it.
+WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
+SLOW = 20 if WRAPPER else 1
 
 
 def fedvault():
@@ -23,8 +27,7 @@ def fedvault():
 
 def run(args, expect=None):
     """Runs fedvault with args; returns (code, stdout, stderr)."""
-    wrapper = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
-    p = subprocess.run(wrapper + [fedvault()] + [str(a) for a in args],
+    p = subprocess.run(WRAPPER + [fedvault()] + [str(a) for a in args],
                        capture_output=True, text=True, timeout=1800)
     if expect is not None and p.returncode != expect:
         fail(f"fedvault {' '.join(map(str, args))}: exit {p.returncode}, expected {expect}\n"

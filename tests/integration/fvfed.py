@@ -1,0 +1,27 @@
+"""Setting up a Lending Club federation for the federation tests (stdlib only).
+
+Like the main job (examples/lending-club/run.sh): 25 % of the shipped rows held out
+(stratified, seed 0) as a test split drawn from every bank, the rest split into five
+regional banks by state, and a provisioned federation with one kit per bank.
+"""
+import os
+import subprocess
+
+import fvtest
+
+WRAPPER = fvtest.WRAPPER
+SLOW = fvtest.SLOW
+BANKS = ["bank-central", "bank-midwest", "bank-northeast", "bank-southeast", "bank-west"]
+
+
+def setup(tmp, federation):
+    """Writes tmp/train.csv, tmp/test.csv, tmp/banks/<bank>.csv and the kits in tmp/fed."""
+    fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "--target",
+                "Class", "--positive", "bad", "--test-fraction", "0.25", "--seed", "0",
+                "--train-out", f"{tmp}/train.csv", "--test-out", f"{tmp}/test.csv"], expect=0)
+    subprocess.run(["/usr/bin/python3",
+                    os.path.join(fvtest.SRC, "examples/lending-club/split_regions.py"),
+                    f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
+    fvtest.run(["provision", "--federation", federation, "--coordinator", "127.0.0.1:0",
+                "--agents", ",".join(BANKS), "--admins", "ops-1", "--out", f"{tmp}/fed"],
+               expect=0)
