@@ -47,6 +47,8 @@
 #define _GNU_SOURCE /* renameat2, RENAME_NOREPLACE */
 #include "fv_pki.h"
 
+#include "fv_file.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -104,35 +106,16 @@ static int path_join(char *out, size_t cap, const char *a, const char *b, fv_dia
     return 0;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int fsync_dir(const char *dir, fv_diag_t *d)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        int r = -errno;
-        if (fd >= 0)
-            close(fd);
+    int r = fv_file_fsync_dir(dir);
+    if (r < 0)
         return fv_diag_set(d, r, "%s: cannot fsync the directory: %s", dir, strerror(-r));
-    }
-    close(fd);
     return 0;
 }
 
-/* fsyncs the directory holding path. */
+/* fsyncs the directory holding path. The directory's name is worked out here rather
+ * than by fv_file_fsync_parent because the sentence on failure names it. */
 static int fsync_parent(const char *path, fv_diag_t *d)
 {
     char dir[PATH_MAX];
@@ -170,7 +153,7 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
     }
     created = true;
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-    if ((r = write_all(fd, data, len)) < 0) {
+    if ((r = fv_file_write_all(fd, data, len)) < 0) {
         fv_diag_set(d, r, "%s: cannot write %s: %s (check free space)", path, tmp, strerror(-r));
         goto out;
     }
@@ -214,52 +197,15 @@ static int write_bio(const char *path, BIO *bio, mode_t mode, fv_diag_t *d)
     return r;
 }
 
-/* Reads a small file (<= cap bytes) into a malloc'd, NUL-terminated buffer. */
+/* Reads a small file (<= cap bytes) into a malloc'd, NUL-terminated buffer. A buffer
+ * that may hold a key is wiped by fv_file_read_all if the read fails, by the caller
+ * otherwise. */
 static int read_file(const char *path, size_t cap, char **ret, size_t *ret_len, fv_diag_t *d)
 {
-    int r = 0;
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open: %s", path, strerror(-r));
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > cap) {
+    fv_file_fail_t why;
+    int r = fv_file_read_all(path, cap, ret, ret_len, &why, d);
+    if (r < 0 && (why.step == FV_FILE_STEP_TYPE || why.step == FV_FILE_STEP_SIZE))
         r = fv_diag_set(d, FV_ETOOBIG, "%s: not a regular file of at most %zu bytes", path, cap);
-        goto out;
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    buf = malloc(len + 1);
-    if (buf == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    while (got < len) {
-        ssize_t k = read(fd, buf + got, len - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            r = -errno;
-            fv_diag_set(d, r, "%s: cannot read: %s", path, strerror(-r));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    buf[got] = '\0';
-    *ret = buf;
-    *ret_len = got;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
     return r;
 }
 

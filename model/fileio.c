@@ -6,8 +6,9 @@
  * its old contents or the new ones, never a mix. On failure the temporary is removed.
  * System errors return -errno (libuv's UV_E* values), with a sentence naming the path.
  */
-#define _GNU_SOURCE /* strndup */
 #include "model-int.h"
+
+#include "fv_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,45 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Writes all of buf, retrying short writes and EINTR. Returns 0 or -errno. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* fsyncs the directory holding path, so a rename into it survives a crash. */
-static int fsync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (slash == NULL)
-        dir = strdup(".");
-    else if (slash == path)
-        dir = strdup("/");
-    else
-        dir = strndup(path, (size_t)(slash - path));
-    if (dir == NULL)
-        return FV_ENOMEM;
-    int r = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
-        r = -errno;
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return r;
-}
 
 int fv__file_write_atomic(const char *path, const void *data, size_t len, fv_diag_t *d)
 {
@@ -86,7 +48,7 @@ int fv__file_write_atomic(const char *path, const void *data, size_t len, fv_dia
     }
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 
-    r = write_all(fd, buf, len);
+    r = fv_file_write_all(fd, buf, len);
     if (r < 0) {
         fv_diag_set(d, r, "%s: cannot write %s: %s", path, tmp, strerror(-r));
         goto out;
@@ -110,11 +72,10 @@ int fv__file_write_atomic(const char *path, const void *data, size_t len, fv_dia
     }
     free(tmp);
     tmp = NULL; /* renamed: nothing left to remove */
-    r = fsync_parent_dir(path);
+    r = fv_file_fsync_parent(path);
     if (r < 0) {
         /* The new file is in place but the rename may not survive a crash. */
-        fv_diag_set(d, r, "%s: saved, but cannot fsync its directory: %s", path,
-                    r == FV_ENOMEM ? "out of memory" : strerror(-r));
+        fv_diag_set(d, r, "%s: saved, but cannot fsync its directory: %s", path, strerror(-r));
         goto out;
     }
     r = 0;

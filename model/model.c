@@ -122,18 +122,16 @@
 #include "fv_model.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
 
+#include "fv_file.h"
 #include "model-int.h"
 
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
@@ -895,55 +893,41 @@ int fv_model_save(const fv_model_t *m, const char *path, fv_diag_t *d)
 
 int fv_model_load(const char *path, fv_model_t **ret, fv_diag_t *d)
 {
-    int r;
-    uint8_t *buf = NULL;
+    fv_file_fail_t why;
+    char *buf = NULL;
     size_t len = 0;
-    struct stat st;
+    int r;
 
     if (path == NULL || ret == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_model_load: no path");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open the model: %s", path, strerror(errno));
-    }
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot stat the model: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = fv_diag_set(d, FV_EIO, "%s: not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > FV_MODEL_MAX_BYTES) {
-        r = fv_diag_set(d, FV_ETOOBIG, "%s: %jd bytes, over the model file cap of %zu", path,
-                        (intmax_t)st.st_size, FV_MODEL_MAX_BYTES);
-        goto out;
-    }
-    size_t cap = (size_t)st.st_size;
-    buf = malloc(cap > 0 ? cap : 1);
-    if (buf == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory for %zu bytes", path, cap);
-        goto out;
-    }
-    /* Read what fstat promised; if the file shrank meanwhile, decode names the truncation. */
-    while (len < cap) {
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            fv_diag_set(d, r, "%s: cannot read the model: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
+    /* fv_file_read_all reads what fstat promised; if the file shrank meanwhile, decode
+     * names the truncation. Its sentences are said in terms of a model here. */
+    r = fv_file_read_all(path, FV_MODEL_MAX_BYTES, &buf, &len, &why, d);
+    if (r < 0) {
+        switch (why.step) {
+        case FV_FILE_STEP_OPEN:
+            fv_diag_set(d, r, "%s: cannot open the model: %s", path, strerror(-r));
             break;
-        len += (size_t)n;
+        case FV_FILE_STEP_STAT:
+            fv_diag_set(d, r, "%s: cannot stat the model: %s", path, strerror(-r));
+            break;
+        case FV_FILE_STEP_TYPE:
+            r = fv_diag_set(d, FV_EIO, "%s: not a regular file", path);
+            break;
+        case FV_FILE_STEP_SIZE:
+            fv_diag_set(d, r, "%s: %jd bytes, over the model file cap of %zu", path,
+                        (intmax_t)why.size_bytes, FV_MODEL_MAX_BYTES);
+            break;
+        case FV_FILE_STEP_ALLOC:
+            fv_diag_set(d, r, "%s: out of memory for %jd bytes", path, (intmax_t)why.size_bytes);
+            break;
+        case FV_FILE_STEP_READ:
+            fv_diag_set(d, r, "%s: cannot read the model: %s", path, strerror(-r));
+            break;
+        }
+        return r;
     }
-    r = fv_model_decode(path, buf, len, ret, d);
-out:
-    close(fd);
+    r = fv_model_decode(path, (const uint8_t *)buf, len, ret, d);
     free(buf);
     return r;
 }

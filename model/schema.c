@@ -44,7 +44,6 @@
 #include "fv_schema.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <locale.h>
 #include <math.h>
@@ -53,10 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "fv_csv.h"
+#include "fv_file.h"
 #include "model-int.h"
 
 /* Same cap as a schema section of a model file (FV_MODEL_MAX_JSON_BYTES). */
@@ -927,57 +925,33 @@ int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d)
 
 int fv_schema_load(const char *path, fv_schema_t **ret, fv_diag_t *d)
 {
-    struct stat st;
+    fv_file_fail_t why;
     char *buf = NULL;
     size_t len = 0;
-    int fd, r;
+    int r;
 
     if (path == NULL || ret == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_schema_load: path and ret are required");
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open: %s; expected a readable schema JSON file", path,
-                           strerror(-r));
-    }
-    if (fstat(fd, &st) != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = S_ISDIR(st.st_mode) ? -EISDIR : FV_EINVAL;
-        fv_diag_set(d, r, "%s: cannot read: %s; expected a regular schema JSON file", path,
-                    S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
-        goto out;
-    }
-    if ((uintmax_t)st.st_size > SCHEMA_MAX_JSON_BYTES) {
-        r = fv_diag_set(d, FV_ETOOBIG,
-                        "%s: file is %jd bytes; expected a schema of at most %zu bytes", path,
-                        (intmax_t)st.st_size, SCHEMA_MAX_JSON_BYTES);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + len, (size_t)st.st_size - len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            r = -errno;
-            fv_diag_set(d, r, "%s: cannot read: %s", path, strerror(-r));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        len += (size_t)k;
+    r = fv_file_read_all(path, SCHEMA_MAX_JSON_BYTES, &buf, &len, &why, d);
+    if (r < 0) {
+        /* fv_file_read_all's sentence, said in terms of a schema where that helps. */
+        if (why.step == FV_FILE_STEP_OPEN)
+            fv_diag_set(d, r, "%s: cannot open: %s; expected a readable schema JSON file", path,
+                        strerror(-r));
+        else if (why.step == FV_FILE_STEP_TYPE && why.is_dir)
+            r = fv_diag_set(d, -EISDIR, "%s: cannot read: %s; expected a regular schema JSON file",
+                            path, strerror(EISDIR));
+        else if (why.step == FV_FILE_STEP_TYPE)
+            fv_diag_set(d, r,
+                        "%s: cannot read: not a regular file; expected a regular schema "
+                        "JSON file",
+                        path);
+        else if (why.step == FV_FILE_STEP_SIZE)
+            fv_diag_set(d, r, "%s: file is %jd bytes; expected a schema of at most %zu bytes", path,
+                        (intmax_t)why.size_bytes, SCHEMA_MAX_JSON_BYTES);
+        return r;
     }
     r = fv_schema_from_json(path, buf, len, ret, d);
-out:
-    close(fd);
     free(buf);
     return r;
 }

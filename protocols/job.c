@@ -33,7 +33,6 @@
 #include "fv_job.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -41,10 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "fv_crypto.h"
+#include "fv_file.h"
 #include "fv_mlp.h"
 #include "fv_preproc.h"
 #include "fv_tls.h"
@@ -708,54 +706,27 @@ out:
 
 int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d)
 {
-    struct stat st;
+    fv_file_fail_t why;
     char *buf = NULL;
     size_t len = 0;
-    int fd, r;
+    int r;
 
     if (path == NULL || ret == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_job_load: path and ret are required");
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open: %s; expected a readable job JSON file", path,
-                           strerror(-r));
-    }
-    if (fstat(fd, &st) != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = fv_diag_set(d, FV_EINVAL, "%s: not a regular file; expected a job JSON file", path);
-        goto out;
-    }
-    if ((uintmax_t)st.st_size > JOB_MAX_JSON_BYTES) {
-        r = fv_diag_set(d, FV_ETOOBIG, "%s: file is %jd bytes; expected a job of at most %zu bytes",
-                        path, (intmax_t)st.st_size, JOB_MAX_JSON_BYTES);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + len, (size_t)st.st_size - len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            r = -errno;
-            fv_diag_set(d, r, "%s: cannot read: %s", path, strerror(-r));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        len += (size_t)k;
+    r = fv_file_read_all(path, JOB_MAX_JSON_BYTES, &buf, &len, &why, d);
+    if (r < 0) {
+        /* fv_file_read_all's sentence, said in terms of a job where that helps. */
+        if (why.step == FV_FILE_STEP_OPEN)
+            fv_diag_set(d, r, "%s: cannot open: %s; expected a readable job JSON file", path,
+                        strerror(-r));
+        else if (why.step == FV_FILE_STEP_TYPE)
+            fv_diag_set(d, r, "%s: not a regular file; expected a job JSON file", path);
+        else if (why.step == FV_FILE_STEP_SIZE)
+            fv_diag_set(d, r, "%s: file is %jd bytes; expected a job of at most %zu bytes", path,
+                        (intmax_t)why.size_bytes, JOB_MAX_JSON_BYTES);
+        return r;
     }
     r = fv_job_from_json(path, buf, len, ret, d);
-out:
-    close(fd);
     free(buf);
     return r;
 }

@@ -623,7 +623,7 @@ static void test_lending_club(void)
     CHECK_STR_EQ(fv_schema_positive(j->schema), "bad");
     CHECK_UINT_EQ(fv_schema_n_columns(j->schema), 23);
     CHECK_UINT_EQ(j->rounds, 20);
-    CHECK_UINT_EQ(j->local_epochs, 1);
+    CHECK_UINT_EQ(j->local_epochs, 5);
     CHECK_UINT_EQ(j->batch_size, 128);
     CHECK_INT_EQ(j->optim.kind, FV_OPT_ADAM);
     CHECK(j->optim.lr == 0.001f && j->optim.weight_decay == 0.01f);
