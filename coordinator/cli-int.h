@@ -27,6 +27,7 @@ int fv_cmd_split(int argc, char **argv);
 int fv_cmd_schema(int argc, char **argv);
 int fv_cmd_bench(int argc, char **argv);
 int fv_cmd_provision(int argc, char **argv);
+int fv_cmd_audit(int argc, char **argv);
 
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

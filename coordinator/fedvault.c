@@ -25,6 +25,7 @@ static const char usage[] =
     "  split     split a CSV file into stratified train and test files\n"
     "  bench     run a benchmark in-process (bench secagg ...)\n"
     "  provision create a federation's CA and startup kits (add-agent, revoke ...)\n"
+    "  audit     verify, show or export a signed audit log (audit verify ...)\n"
     "  version   print the version\n"
     "\n"
     "'fedvault COMMAND --help' describes each command.\n"
@@ -61,6 +62,8 @@ int main(int argc, char **argv)
         return fv_cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "provision") == 0)
         return fv_cmd_provision(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return fv_cmd_audit(argc - 1, argv + 1);
     fprintf(stderr, "fedvault: unknown command '%s'\n%s", cmd, usage);
     return FV_EXIT_USAGE;
 }
