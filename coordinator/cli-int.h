@@ -46,6 +46,13 @@ bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double
 /* --unknown error|other; on failure prints a usage error naming the option. */
 bool fv_cli_parse_unknown(const char *cmd, const char *s, fv_unknown_policy_t *ret);
 
+/* Subcommands that share one getopt_long table (provision, audit): whether option value
+ * c is among the `allowed` ones, and the usage error for one that is not
+ * ("--NAME does not apply here"; returns FV_EXIT_USAGE). */
+struct option;
+bool fv_cli_option_allowed(int c, const int *allowed, size_t n_allowed);
+int fv_cli_option_misplaced(const char *cmd, int c, const struct option *opts);
+
 /* Splits "a,b,c" into a malloc'd array of malloc'd strings. Free with fv_cli_strv_free. */
 char **fv_cli_split_list(const char *s, size_t *ret_n);
 void fv_cli_strv_free(char **v, size_t n);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -207,4 +208,20 @@ int fv_cli_infer_schema(const char *cmd, const char *data, const char *target,
         return -1;
     }
     return 0;
+}
+
+bool fv_cli_option_allowed(int c, const int *allowed, size_t n_allowed)
+{
+    for (size_t i = 0; i < n_allowed; i++)
+        if (allowed[i] == c)
+            return true;
+    return false;
+}
+
+int fv_cli_option_misplaced(const char *cmd, int c, const struct option *opts)
+{
+    for (const struct option *o = opts; o->name != NULL; o++)
+        if (o->val == c)
+            return fv_cli_usage_error(cmd, "--%s does not apply here", o->name);
+    return fv_cli_usage_error(cmd, "unknown option");
 }

@@ -129,14 +129,9 @@ static int parse(const char *cmd, int argc, char **argv, const int *allowed, siz
             fputs(usage, stdout);
             return FV_EXIT_OK;
         }
-        bool ok = false;
-        for (size_t i = 0; i < n_allowed; i++)
-            ok |= allowed[i] == c;
-        if (!ok && c != '?') {
-            for (const struct option *o = long_opts; o->name; o++)
-                if (o->val == c)
-                    return fv_cli_usage_error(cmd, "--%s does not apply here", o->name);
-        }
+        bool ok = fv_cli_option_allowed(c, allowed, n_allowed);
+        if (!ok && c != '?')
+            return fv_cli_option_misplaced(cmd, c, long_opts);
         switch (ok ? c : '?') {
         case OPT_LOG:
             a->log = optarg;
