@@ -81,13 +81,16 @@ long double fv_fed_exact_decode(const uint32_t sum[FV_FED_EXACT_WORDS])
     fed_u128 s = 0;
     for (int i = 0; i < FV_FED_EXACT_WORDS; i++)
         s += (fed_u128)sum[i] << (16 * i); /* mod 2^128: unsigned wrap-around */
-    fed_i128 v;
-    /* signed reading without implementation-defined conversion */
-    if (s >> 127)
-        v = -(fed_i128)(~s) - 1;
-    else
-        v = (fed_i128)s;
-    return (long double)v * 0x1p-32L;
+    /* Sign and magnitude, then the magnitude's two 64-bit halves: no cancellation
+     * between a large negative high part and a large low part, so the conversion is
+     * exact whenever the value fits the long double's mantissa - also where long double
+     * arithmetic is carried at double precision (valgrind's x87 emulation, where the
+     * direct __int128 -> long double conversion of -1 gave 0). */
+    bool neg = (s >> 127) != 0;
+    fed_u128 mag = neg ? ~s + 1 : s; /* 2^127 for the most negative value: still right */
+    long double r = (long double)(uint64_t)(mag >> 64) * 0x1p64L + (long double)(uint64_t)mag;
+    r *= 0x1p-32L;
+    return neg ? -r : r;
 }
 
 /* ---- stats vector ------------------------------------------------------------------- */

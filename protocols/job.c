@@ -241,7 +241,7 @@ static int get_real(const struct jctx *c, json_t *obj, const char *parent, const
 static int get_float(const struct jctx *c, json_t *obj, const char *parent, const char *key,
                      const struct rrange *r, float def, float *ret)
 {
-    double x;
+    double x = 0;
     char p[96];
     int e = get_real(c, obj, parent, key, r, (double)def, &x);
     if (e < 0)
@@ -334,7 +334,7 @@ static int parse_optimizer(const struct jctx *c, json_t *root, fv_job_t *job)
     json_t *o;
     fv_optim_cfg_t cfg;
     double l2;
-    int kind, r;
+    int kind = 0, r;
     fv_optim_cfg_default(&cfg);
     if ((r = get_object(c, root, "", "optimizer", &o)) < 0)
         return r;
@@ -367,7 +367,7 @@ static int parse_optimizer(const struct jctx *c, json_t *root, fv_job_t *job)
 static int parse_strategy(const struct jctx *c, json_t *root, fv_job_t *job)
 {
     json_t *o, *k;
-    int kind, r;
+    int kind = 0, r;
     char q[QUOTE_BUF];
     if ((r = get_object(c, root, "", "strategy", &o)) < 0)
         return r;
