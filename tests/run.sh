@@ -6,7 +6,9 @@
 #      on assert(), and the 100 MB transfer test whose memory bound needs a build without
 #      sanitizers,
 #   3. runs every suite under valgrind (leaks are errors): unit and fuzz-regress through
-#      meson's valgrind setup, integration with valgrind wrapping each fedvault process,
+#      meson's valgrind setup, integration with valgrind wrapping each fedvault process
+#      (except the 'heavy' federation tests, tens of minutes of training there; the
+#      federation's code paths still run under valgrind in fed-exact and agent-cli),
 # and ends with one line "N passed, N failed" counted from meson's test logs.
 # Exit status is non-zero if anything failed.
 set -uo pipefail
@@ -52,7 +54,7 @@ run_suite build-release --suite unit --suite fuzz-regress --setup valgrind
 # Exit code 99 marks a valgrind error, so it cannot pass for an expected exit 1.
 FV_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
   --errors-for-leak-kinds=definite,indirect,possible --show-leak-kinds=definite,indirect,possible" \
-  run_suite build-release --suite integration --num-processes 1
+  run_suite build-release --suite integration --no-suite heavy --num-processes 1
 
 /usr/bin/python3 - "${logs[@]}" <<'PY'
 import json, sys
