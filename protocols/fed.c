@@ -572,6 +572,80 @@ int fv_fed_server_opt_apply(fv_fed_server_opt_t *o, float *global, const float *
     return FV_EINVAL;
 }
 
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int fv_fed_server_opt_save(const fv_fed_server_opt_t *o, uint8_t **ret_buf, size_t *ret_len)
+{
+    if (o == NULL || ret_buf == NULL || ret_len == NULL)
+        return FV_EINVAL;
+    if (o->m == NULL) {
+        *ret_buf = NULL;
+        *ret_len = 0;
+        return 0;
+    }
+    if (o->n > (SIZE_MAX - 16) / 16)
+        return FV_ETOOBIG;
+    size_t len = 16 + 16 * o->n;
+    uint8_t *b = malloc(len);
+    if (b == NULL)
+        return FV_ENOMEM;
+    memcpy(b, "FVSO", 4);
+    for (int i = 0; i < 4; i++)
+        b[4 + i] = (uint8_t)((uint32_t)o->kind >> (8 * i));
+    put_le64(b + 8, o->n);
+    for (size_t i = 0; i < o->n; i++) {
+        uint64_t u;
+        memcpy(&u, &o->m[i], 8);
+        put_le64(b + 16 + 8 * i, u);
+        memcpy(&u, &o->v[i], 8);
+        put_le64(b + 16 + 8 * (o->n + i), u);
+    }
+    *ret_buf = b;
+    *ret_len = len;
+    return 0;
+}
+
+int fv_fed_server_opt_load(fv_fed_server_opt_t *o, const uint8_t *buf, size_t len)
+{
+    if (o == NULL || (buf == NULL && len > 0))
+        return FV_EINVAL;
+    if (o->m == NULL)
+        return len == 0 ? 0 : FV_ECORRUPT;
+    if (len != 16 + 16 * o->n || memcmp(buf, "FVSO", 4) != 0 ||
+        (uint32_t)(buf[4] | buf[5] << 8 | buf[6] << 16 | (uint32_t)buf[7] << 24) !=
+            (uint32_t)o->kind ||
+        get_le64(buf + 8) != o->n)
+        return FV_ECORRUPT;
+    for (size_t i = 0; i < o->n; i++) {
+        uint64_t u = get_le64(buf + 16 + 8 * i);
+        double m, v;
+        memcpy(&m, &u, 8);
+        u = get_le64(buf + 16 + 8 * (o->n + i));
+        memcpy(&v, &u, 8);
+        if (!isfinite(m) || !isfinite(v))
+            return FV_ECORRUPT;
+    }
+    for (size_t i = 0; i < o->n; i++) {
+        uint64_t u = get_le64(buf + 16 + 8 * i);
+        memcpy(&o->m[i], &u, 8);
+        u = get_le64(buf + 16 + 8 * (o->n + i));
+        memcpy(&o->v[i], &u, 8);
+    }
+    return 0;
+}
+
 void fv_fed_server_opt_free(fv_fed_server_opt_t *o)
 {
     if (o == NULL)

@@ -153,5 +153,12 @@ typedef struct fv_fed_server_opt fv_fed_server_opt_t;
 int fv_fed_server_opt_new(const fv_job_t *job, size_t n_params, fv_fed_server_opt_t **ret);
 int fv_fed_server_opt_apply(fv_fed_server_opt_t *o, float *global, const float *delta_mean);
 void fv_fed_server_opt_free(fv_fed_server_opt_t *o);
+/* The optimizer's state (m and v of the adaptive strategies; nothing for FedAvg/FedProx)
+ * as bytes, so a restarted coordinator continues exactly where it stopped. Layout:
+ * "FVSO", u32 strategy kind, u64 n, then n doubles m and n doubles v, all little-endian.
+ * save: *ret_buf malloc'd (NULL with *ret_len 0 when there is no state). load: the bytes
+ * must come from the same strategy and size (FV_ECORRUPT otherwise; nothing changed). */
+int fv_fed_server_opt_save(const fv_fed_server_opt_t *o, uint8_t **ret_buf, size_t *ret_len);
+int fv_fed_server_opt_load(fv_fed_server_opt_t *o, const uint8_t *buf, size_t len);
 
 #endif

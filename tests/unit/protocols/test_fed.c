@@ -616,6 +616,58 @@ static void test_server_opt(fv_strategy_kind_t kind)
     fv_fed_server_opt_free(NULL);
 }
 
+/* A restarted coordinator loads the saved state: the next steps equal an uninterrupted run's. */
+static void test_server_opt_resume(fv_strategy_kind_t kind)
+{
+    fv_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.strategy.kind = kind;
+    job.strategy.server_lr = 0.05;
+    job.strategy.beta1 = 0.9;
+    job.strategy.beta2 = 0.99;
+    job.strategy.tau = 1e-2;
+    fv_fed_server_opt_t *a = NULL, *b = NULL;
+    CHECK_OK(fv_fed_server_opt_new(&job, NP, &a), NULL);
+    float ga[NP], gb[NP], dm[NP];
+    for (size_t i = 0; i < NP; i++)
+        ga[i] = (float)(sm_unif() - 0.5);
+    for (int t = 0; t < 3; t++) {
+        for (size_t i = 0; i < NP; i++)
+            dm[i] = (float)((sm_unif() - 0.5) * 0.1);
+        CHECK_OK(fv_fed_server_opt_apply(a, ga, dm), NULL);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(fv_fed_server_opt_save(a, &buf, &len), NULL);
+    bool adaptive = kind == FV_STRATEGY_FEDADAM || kind == FV_STRATEGY_FEDYOGI;
+    CHECK_INT_EQ((long long)len, adaptive ? 16 + 16 * NP : 0);
+    CHECK_OK(fv_fed_server_opt_new(&job, NP, &b), NULL);
+    CHECK_OK(fv_fed_server_opt_load(b, buf, len), NULL);
+    memcpy(gb, ga, sizeof(ga));
+    for (int t = 0; t < 3; t++) {
+        for (size_t i = 0; i < NP; i++)
+            dm[i] = (float)((sm_unif() - 0.5) * 0.1);
+        CHECK_OK(fv_fed_server_opt_apply(a, ga, dm), NULL);
+        CHECK_OK(fv_fed_server_opt_apply(b, gb, dm), NULL);
+    }
+    CHECK(memcmp(ga, gb, sizeof(ga)) == 0);
+    if (adaptive) {
+        /* every flipped header byte and a wrong length are refused */
+        for (size_t i = 0; i < 16; i++) {
+            buf[i] ^= 0x01;
+            CHECK_INT_EQ(fv_fed_server_opt_load(b, buf, len), FV_ECORRUPT);
+            buf[i] ^= 0x01;
+        }
+        CHECK_INT_EQ(fv_fed_server_opt_load(b, buf, len - 8), FV_ECORRUPT);
+    } else {
+        uint8_t one = 0;
+        CHECK_INT_EQ(fv_fed_server_opt_load(b, &one, 1), FV_ECORRUPT);
+    }
+    free(buf);
+    fv_fed_server_opt_free(a);
+    fv_fed_server_opt_free(b);
+}
+
 static void test_server_opt_errors(void)
 {
     fv_job_t job;
@@ -652,6 +704,9 @@ int main(void)
     test_server_opt(FV_STRATEGY_FEDPROX);
     test_server_opt(FV_STRATEGY_FEDADAM);
     test_server_opt(FV_STRATEGY_FEDYOGI);
+    test_server_opt_resume(FV_STRATEGY_FEDAVG);
+    test_server_opt_resume(FV_STRATEGY_FEDADAM);
+    test_server_opt_resume(FV_STRATEGY_FEDYOGI);
     test_server_opt_errors();
     return 0;
 }
