@@ -35,6 +35,16 @@
 #define FV_WIRE_VEC_ELEMS_CEILING (1ull << 32)   /* 16 GiB of 4-byte elements */
 #define FV_WIRE_TEXT_MAX 256                     /* sw, reason, vector name (bytes) */
 #define FV_WIRE_ECHO_MAX 65536                   /* echo body (bytes) */
+/* The admin exchange (see "ADMIN" below). */
+#define FV_WIRE_ADMIN_CMD_MAX 64                 /* admin_req cmd (bytes) */
+#define FV_WIRE_ADMIN_BODY_MAX (2u << 20)        /* admin_resp body: 2 MiB of JSON text */
+#define FV_WIRE_ADMIN_DATA_MAX (1u << 20)        /* admin_resp data: 1 MiB of raw bytes */
+/* The max_frame_bytes an admin port uses: the largest admin_resp (2 MiB of body, 1 MiB
+ * of data and 60 bytes of keys and headers) and the largest admin_req fit it. */
+#define FV_WIRE_ADMIN_FRAME_BYTES (4u << 20)
+/* The receipt (see "ROUNDS"). */
+#define FV_WIRE_RECEIPT_MAX 65536                /* receipt body: JSON text (bytes) */
+#define FV_WIRE_SIG_BYTES 64                     /* an Ed25519 signature */
 
 typedef struct fv_wire_limits {
     uint32_t max_frame_bytes; /* body bytes; default 4 MiB, at most the ceiling */
@@ -66,8 +76,12 @@ typedef enum fv_msg_type {
     FV_MSG_UPLOAD_GO = 17,
     FV_MSG_ROUND_END = 18,
     FV_MSG_JOB_DONE = 19,
+    /* The admin exchange (see "ADMIN" below). */
+    FV_MSG_ADMIN_REQ = 20,
+    FV_MSG_ADMIN_RESP = 21,
+    FV_MSG_RECEIPT = 22,  /* coordinator -> agent after ROUND_END (see "ROUNDS") */
 } fv_msg_type_t;
-#define FV_MSG_TYPE_MAX 19
+#define FV_MSG_TYPE_MAX 22
 #define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
 
 /* ROUNDS. One job at a time per connection; "job" is the job's digest (fv_job_digest).
@@ -93,7 +107,31 @@ typedef enum fv_msg_type {
  *                         aborted the round), reason}; after the stats round the
  *                         coordinator also sends VEC "stats", id 0, u32: the summed stats
  *                         vector, from which every agent builds the global preprocessing.
+ *   coordinator -> agent  RECEIPT {job, round, body (the signed receipt: JSON text,
+ *                         1..FV_WIRE_RECEIPT_MAX bytes), sig (64 bytes: the Ed25519
+ *                         signature by the coordinator's key over exactly the body
+ *                         bytes)}, after ROUND_END. The agent verifies sig with the key
+ *                         of the coordinator's certificate (the one its TLS session
+ *                         authenticated), refuses the receipt if it does not verify, and
+ *                         keeps body and sig in its audit log.
  *   coordinator -> agent  JOB_DONE {job, rounds, model (hash of the final model)}.
+ */
+/* ADMIN. The coordinator's admin port: same frames, same mutual TLS (the client presents
+ * an admin certificate from the federation's CA; the port accepts the admin role only),
+ * same HELLO/PING/BYE/ERROR, with max_frame_bytes = FV_WIRE_ADMIN_FRAME_BYTES on both
+ * sides. The admin CLI opens a connection, sends requests and reads one response per
+ * request:
+ *   admin -> coordinator  ADMIN_REQ {id (chosen by the client, echoed back), cmd
+ *                         ("status", "job.submit", ...: 1..64 bytes of [a-z.]), args
+ *                         (a JSON object as text, 0..FV_WIRE_SPEC_MAX bytes; "" means
+ *                         {})}
+ *   coordinator -> admin  ADMIN_RESP {id (the request's), status (0, or the negative
+ *                         FV_E* / UV_E* code of the failure), body (JSON text,
+ *                         0..FV_WIRE_ADMIN_BODY_MAX bytes; on failure {"error":
+ *                         "sentence"}), data (raw bytes, 0..FV_WIRE_ADMIN_DATA_MAX: a
+ *                         chunk of a model file for "model.read", empty otherwise)}
+ * The wire layer checks sizes and the cmd alphabet; what the JSON says is the
+ * coordinator's and the CLI's business (they parse it as hostile input).
  */
 /* "hello", "error", ...; "unknown" for anything else. Never NULL. */
 const char *fv_msg_type_name(int type);
@@ -200,11 +238,32 @@ typedef struct fv_msg {
             uint64_t rounds;
             uint8_t model[32];         /* always present: bin of exactly 32 bytes */
         } job_done;
+        struct {
+            uint32_t id;
+            fv_wire_str_t cmd;         /* 1..FV_WIRE_ADMIN_CMD_MAX bytes of [a-z.] */
+            fv_wire_str_t args;        /* JSON text, 0..FV_WIRE_SPEC_MAX ("" = {}) */
+        } admin_req;
+        struct {
+            uint32_t id;
+            int32_t status;            /* 0 or negative, INT32_MIN..0 */
+            fv_wire_str_t body;        /* JSON text, 0..FV_WIRE_ADMIN_BODY_MAX */
+            const uint8_t *data;       /* 0..FV_WIRE_ADMIN_DATA_MAX bytes */
+            size_t data_len;
+        } admin_resp;
+        struct {
+            uint8_t job[32];
+            uint64_t round;
+            fv_wire_str_t body;        /* JSON text, 1..FV_WIRE_RECEIPT_MAX */
+            uint8_t sig[FV_WIRE_SIG_BYTES];
+        } receipt;
     } u;
 } fv_msg_t;
 
 /* Text fields (sw, reason, name) must be printable: bytes 0x20..0x7e or >= 0x80 (UTF-8
- * is passed through, control bytes are refused) so they are safe to log. */
+ * is passed through, control bytes are refused) so they are safe to log. JSON text
+ * fields (admin args and body, receipt body) may also hold tab, LF and CR (JSON's
+ * whitespace) and 0x7f; any other byte below 0x20 (NUL included) is refused. Neither
+ * kind is checked for UTF-8 validity or JSON syntax here: the JSON parser does that. */
 
 /* ---- growable output buffer ------------------------------------------------------- */
 typedef struct fv_buf {

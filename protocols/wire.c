@@ -43,7 +43,7 @@
  * Common keys:
  *   "v"     uint, must equal FV_WIRE_VERSION (1). Checked first: another value is
  *           FV_EVERSION, whatever the rest of the body holds.
- *   "type"  uint, 1..19 (fv_msg_type_t); another value is FV_EPROTO "unknown message
+ *   "type"  uint, 1..22 (fv_msg_type_t); another value is FV_EPROTO "unknown message
  *           type N".
  *
  * Messages (type: keys in encoding order, msgpack type, range):
@@ -87,7 +87,24 @@
  *                  "reason" str 0..256 printable
  *   19 job_done    "job"; "rounds" uint 0..2^64-1; "model" bin of exactly 32 bytes (the
  *                  final model's hash: always present here)
+ *   The admin exchange (fv_wire.h, "ADMIN") and the round receipt:
+ *   20 admin_req   "id" uint32; "cmd" str 1..64 bytes, each in [a-z.]; "args" str
+ *                  0..FV_WIRE_SPEC_MAX (2^20) bytes, JSON text (a JSON object; "" for {})
+ *   21 admin_resp  "id" uint32 (the request's); "status" int -2^31..0, encoded as
+ *                  round_end's; "body" str 0..FV_WIRE_ADMIN_BODY_MAX (2^21) bytes, JSON
+ *                  text; "data" bin 0..FV_WIRE_ADMIN_DATA_MAX (2^20) bytes, any content
+ *                  (a str here, unlike echo's bin "body": the rules belong to the type)
+ *   22 receipt     "job"; "round"; "body" str 1..FV_WIRE_RECEIPT_MAX (65536) bytes, JSON
+ *                  text (the signed receipt); "sig" bin of exactly 64 bytes (Ed25519
+ *                  over the body bytes; the wire layer does not verify it)
+ *   As with job_offer, each of these must also fit the receiver's max_frame_bytes: the
+ *   largest admin_resp is 3 MiB + 60 bytes, which is why an admin port runs with
+ *   FV_WIRE_ADMIN_FRAME_BYTES (4 MiB); the largest receipt, 65536 + 148 bytes, passes a
+ *   peer that announced less than 64 KiB + 148 (the encoder says FV_ETOOBIG).
  * "printable": every byte 0x20..0x7e or >= 0x80 (UTF-8 passes, control bytes do not).
+ * "JSON text": every byte >= 0x20 (0x7f included), or tab, LF, CR: JSON's whitespace may
+ * appear raw, any other control byte (NUL too) may not (JSON escapes them inside strings).
+ * Neither rule checks UTF-8 or JSON syntax: that is the JSON parser's job at the receiver.
  *
  * Example, ping with seq 5 (19 bytes):
  *   00 00 00 0f  83  a1 76 01  a4 74 79 70 65 03  a3 73 65 71 05
@@ -162,6 +179,15 @@
 #define ROUND_N_MIN 3
 #define ROUND_N_MAX 65535
 #define HASH_BYTES 32 /* "job", "dsha", "gseed", "model", one "pks" entry */
+/* The largest admin_resp body: fixmap, "v" 1, "type" 21, "id" uint32, "status" int32,
+ * "body" str32 header, "data" bin32 header = 1 + 3 + 6 + 8 + 12 + 10 + 10 = 50 bytes
+ * besides the two payloads. */
+_Static_assert((uint64_t)FV_WIRE_ADMIN_BODY_MAX + FV_WIRE_ADMIN_DATA_MAX + 64 <=
+                   FV_WIRE_ADMIN_FRAME_BYTES,
+               "the largest admin_resp must fit an admin port's frame");
+_Static_assert((uint64_t)FV_WIRE_SPEC_MAX + 64 <= FV_WIRE_ADMIN_FRAME_BYTES,
+               "the largest admin_req must fit an admin port's frame");
+_Static_assert(FV_WIRE_ADMIN_FRAME_BYTES <= FV_WIRE_FRAME_MAX_CEILING, "admin frame cap");
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -198,16 +224,20 @@ enum key_id {
     K_NREF,
     K_STATUS,
     K_ROUNDS,
+    K_CMD,
+    K_ARGS,
+    K_SIG,
     K__COUNT
 };
 
 /* One name per key; a key shared by several types ("n", "data", "reason", "seq", "id",
- * "model") may have a different C field, msgpack type and range in each: pack_field,
- * extract and check_msg decide by message type. */
+ * "model", "body", "status") may have a different C field, msgpack type and range in each:
+ * pack_field, extract and check_msg decide by message type. */
 static const char *const key_names[K__COUNT] = {
-    "v",     "type",  "sw",    "maxf", "code",   "reason", "seq",  "body", "id",     "dtype",
-    "n",     "chunk", "name",  "data", "sha256", "job",    "spec", "dsha", "rows",   "model",
-    "round", "kind",  "index", "t",    "k",      "gseed",  "pks",  "nref", "status", "rounds",
+    "v",     "type",   "sw",     "maxf", "code",  "reason", "seq", "body",  "id",
+    "dtype", "n",      "chunk",  "name", "data",  "sha256", "job", "spec",  "dsha",
+    "rows",  "model",  "round",  "kind", "index", "t",      "k",   "gseed", "pks",
+    "nref",  "status", "rounds", "cmd",  "args",  "sig",
 };
 
 /* The fields of each type after "v" and "type", in encoding order. */
@@ -239,6 +269,9 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_UPLOAD_GO] = {2, {K_JOB, K_ROUND}},
     [FV_MSG_ROUND_END] = {4, {K_JOB, K_ROUND, K_STATUS, K_REASON}},
     [FV_MSG_JOB_DONE] = {3, {K_JOB, K_ROUNDS, K_MODEL}},
+    [FV_MSG_ADMIN_REQ] = {3, {K_ID, K_CMD, K_ARGS}},
+    [FV_MSG_ADMIN_RESP] = {4, {K_ID, K_STATUS, K_BODY, K_DATA}},
+    [FV_MSG_RECEIPT] = {4, {K_JOB, K_ROUND, K_BODY, K_SIG}},
 };
 /* A fixmap holds 15 entries: "v", "type" and at most 13 fields. */
 _Static_assert(LAYOUT_MAX + 2 <= 15, "a message must fit a msgpack fixmap");
@@ -263,6 +296,9 @@ static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_UPLOAD_GO] = "upload_go",
     [FV_MSG_ROUND_END] = "round_end",
     [FV_MSG_JOB_DONE] = "job_done",
+    [FV_MSG_ADMIN_REQ] = "admin_req",
+    [FV_MSG_ADMIN_RESP] = "admin_resp",
+    [FV_MSG_RECEIPT] = "receipt",
 };
 
 const char *fv_msg_type_name(int type)
@@ -324,6 +360,8 @@ static uint8_t *msg_job(fv_msg_t *m)
         return m->u.round_end.job;
     case FV_MSG_JOB_DONE:
         return m->u.job_done.job;
+    case FV_MSG_RECEIPT:
+        return m->u.receipt.job;
     default:
         return NULL;
     }
@@ -341,6 +379,8 @@ static uint64_t *msg_round(fv_msg_t *m)
         return &m->u.upload_go.round;
     case FV_MSG_ROUND_END:
         return &m->u.round_end.round;
+    case FV_MSG_RECEIPT:
+        return &m->u.receipt.round;
     default:
         return NULL;
     }
@@ -410,6 +450,51 @@ static int check_bin(const uint8_t *p, size_t len, size_t min_len, size_t max_le
     if (len < min_len || len > max_len)
         return fv_diag_set(d, err, "%s: field '%s': %zu bytes, outside %zu..%zu", tname,
                            key_names[key], len, min_len, max_len);
+    return 0;
+}
+
+/* JSON text: JSON's whitespace (tab, LF, CR) may appear raw, no other control byte. */
+static bool text_json(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            return false;
+    }
+    return true;
+}
+
+static int check_json_text(const fv_wire_str_t *s, size_t min_len, size_t max_len,
+                           const char *tname, int key, int err, fv_diag_t *d)
+{
+    if (s->len > 0 && s->ptr == NULL)
+        return fv_diag_set(d, err, "%s: field '%s': NULL with length %zu", tname, key_names[key],
+                           s->len);
+    if (s->len < min_len || s->len > max_len)
+        return fv_diag_set(d, err, "%s: field '%s': %zu bytes, outside %zu..%zu", tname,
+                           key_names[key], s->len, min_len, max_len);
+    if (!text_json(s->ptr, s->len))
+        return fv_diag_set(d, err,
+                           "%s: field '%s': contains a control byte other than tab, LF, CR "
+                           "(JSON text)",
+                           tname, key_names[key]);
+    return 0;
+}
+
+/* admin_req "cmd": 1..64 bytes of [a-z.]. */
+static int check_cmd(const fv_wire_str_t *s, const char *tname, int err, fv_diag_t *d)
+{
+    if (s->len > 0 && s->ptr == NULL)
+        return fv_diag_set(d, err, "%s: field 'cmd': NULL with length %zu", tname, s->len);
+    if (s->len < 1 || s->len > FV_WIRE_ADMIN_CMD_MAX)
+        return fv_diag_set(d, err, "%s: field 'cmd': %zu bytes, outside 1..%d", tname, s->len,
+                           FV_WIRE_ADMIN_CMD_MAX);
+    for (size_t i = 0; i < s->len; i++) {
+        char c = s->ptr[i];
+        if (!((c >= 'a' && c <= 'z') || c == '.'))
+            return fv_diag_set(d, err, "%s: field 'cmd': byte %zu (0x%02x) is not in [a-z.]", tname,
+                               i, (unsigned)(unsigned char)c);
+    }
     return 0;
 }
 
@@ -529,6 +614,23 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
                                " is positive (0, or the negative code that aborted the round)",
                                m->u.round_end.status);
         return check_text(&m->u.round_end.reason, 0, tn, K_REASON, err, d);
+    case FV_MSG_ADMIN_REQ:
+        if ((r = check_cmd(&m->u.admin_req.cmd, tn, err, d)) < 0)
+            return r;
+        return check_json_text(&m->u.admin_req.args, 0, FV_WIRE_SPEC_MAX, tn, K_ARGS, err, d);
+    case FV_MSG_ADMIN_RESP:
+        if (m->u.admin_resp.status > 0)
+            return fv_diag_set(d, err,
+                               "admin_resp: field 'status': %" PRId32
+                               " is positive (0, or the negative code of the failure)",
+                               m->u.admin_resp.status);
+        if ((r = check_json_text(&m->u.admin_resp.body, 0, FV_WIRE_ADMIN_BODY_MAX, tn, K_BODY, err,
+                                 d)) < 0)
+            return r;
+        return check_bin(m->u.admin_resp.data, m->u.admin_resp.data_len, 0, FV_WIRE_ADMIN_DATA_MAX,
+                         tn, K_DATA, err, d);
+    case FV_MSG_RECEIPT:
+        return check_json_text(&m->u.receipt.body, 1, FV_WIRE_RECEIPT_MAX, tn, K_BODY, err, d);
     }
     return fv_diag_set(d, err, "unknown message type %d", (int)m->type);
 }
@@ -640,8 +742,16 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return msgpack_pack_uint64(pk, m->u.ping.seq);
         return msgpack_pack_uint64(pk, m->u.echo.seq);
     case K_BODY:
+        if (m->type == FV_MSG_ADMIN_RESP)
+            return pack_text(pk, &m->u.admin_resp.body);
+        if (m->type == FV_MSG_RECEIPT)
+            return pack_text(pk, &m->u.receipt.body);
         return pack_bin(pk, m->u.echo.body, m->u.echo.body_len);
     case K_ID:
+        if (m->type == FV_MSG_ADMIN_REQ)
+            return msgpack_pack_uint32(pk, m->u.admin_req.id);
+        if (m->type == FV_MSG_ADMIN_RESP)
+            return msgpack_pack_uint32(pk, m->u.admin_resp.id);
         if (m->type == FV_MSG_VEC_BEGIN)
             return msgpack_pack_uint32(pk, m->u.vec_begin.id);
         if (m->type == FV_MSG_VEC_CHUNK)
@@ -660,6 +770,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_DATA:
         if (m->type == FV_MSG_SECAGG)
             return pack_bin(pk, m->u.secagg.data, m->u.secagg.len);
+        if (m->type == FV_MSG_ADMIN_RESP)
+            return pack_bin(pk, m->u.admin_resp.data, m->u.admin_resp.data_len);
         return pack_bin(pk, m->u.vec_chunk.data, m->u.vec_chunk.len);
     case K_SHA256:
         return pack_bin(pk, m->u.vec_end.sha256, sizeof(m->u.vec_end.sha256));
@@ -699,9 +811,17 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_NREF:
         return msgpack_pack_uint64(pk, m->u.round_start.n_ref);
     case K_STATUS:
+        if (m->type == FV_MSG_ADMIN_RESP)
+            return msgpack_pack_int32(pk, m->u.admin_resp.status);
         return msgpack_pack_int32(pk, m->u.round_end.status);
     case K_ROUNDS:
         return msgpack_pack_uint64(pk, m->u.job_done.rounds);
+    case K_CMD:
+        return pack_text(pk, &m->u.admin_req.cmd);
+    case K_ARGS:
+        return pack_text(pk, &m->u.admin_req.args);
+    case K_SIG:
+        return pack_bin(pk, m->u.receipt.sig, sizeof(m->u.receipt.sig));
     }
     return -1;
 }
@@ -1130,6 +1250,31 @@ static int get_hash(const dctx_t *c, const msgpack_object *o, int key, bool *ret
     return 0;
 }
 
+/* "status" of round_end and admin_resp: 0 arrives as positive fixint 0x00 (its shortest
+ * form), a failure as a negative int of at least INT32_MIN. */
+static int get_status(const dctx_t *c, const msgpack_object *o, int32_t *ret)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 != 0)
+            return fv_diag_set(c->d, FV_EPROTO,
+                               "%s: field 'status': %" PRIu64
+                               " is positive (0, or a negative error code)",
+                               c->tname, o->via.u64);
+        *ret = 0;
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        if (o->via.i64 < INT32_MIN)
+            return fv_diag_set(c->d, FV_EPROTO, "%s: field 'status': %" PRId64 " is below %" PRId32,
+                               c->tname, o->via.i64, INT32_MIN);
+        *ret = (int32_t)o->via.i64;
+        return 0;
+    }
+    return fv_diag_set(c->d, FV_EPROTO,
+                       "%s: field 'status': expected 0 or a negative integer, got %s", c->tname,
+                       obj_type_name(o));
+}
+
 /* The round-protocol fields that are the same in every message that has them. */
 static int extract_job_round(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *m)
 {
@@ -1253,37 +1398,41 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
         return get_bin(c, val[K_DATA], K_DATA, &m->u.secagg.data, &m->u.secagg.len);
     case FV_MSG_UPLOAD_GO:
         return extract_job_round(c, val, m);
-    case FV_MSG_ROUND_END: {
-        if ((r = extract_job_round(c, val, m)) < 0)
+    case FV_MSG_ROUND_END:
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_status(c, val[K_STATUS], &m->u.round_end.status)) < 0)
             return r;
-        /* 0 arrives as positive fixint 0x00 (its shortest form), a code as a negative int */
-        const msgpack_object *o = val[K_STATUS];
-        if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            if (o->via.u64 != 0)
-                return fv_diag_set(c->d, FV_EPROTO,
-                                   "round_end: field 'status': %" PRIu64
-                                   " is positive (0, or the negative code that aborted the round)",
-                                   o->via.u64);
-            m->u.round_end.status = 0;
-        } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            if (o->via.i64 < INT32_MIN)
-                return fv_diag_set(c->d, FV_EPROTO,
-                                   "round_end: field 'status': %" PRId64 " is below %" PRId32,
-                                   o->via.i64, INT32_MIN);
-            m->u.round_end.status = (int32_t)o->via.i64;
-        } else {
-            return fv_diag_set(c->d, FV_EPROTO,
-                               "round_end: field 'status': expected 0 or a negative integer, "
-                               "got %s",
-                               obj_type_name(o));
-        }
         return get_text(c, val[K_REASON], K_REASON, &m->u.round_end.reason);
-    }
     case FV_MSG_JOB_DONE:
         if ((r = extract_job_round(c, val, m)) < 0 ||
             (r = get_uint(c, val[K_ROUNDS], K_ROUNDS, UINT64_MAX, &m->u.job_done.rounds)) < 0)
             return r;
         return get_hash(c, val[K_MODEL], K_MODEL, NULL, m->u.job_done.model);
+    case FV_MSG_ADMIN_REQ:
+        if ((r = get_u32(c, val[K_ID], K_ID, &m->u.admin_req.id)) < 0 ||
+            (r = get_text(c, val[K_CMD], K_CMD, &m->u.admin_req.cmd)) < 0)
+            return r;
+        return get_text(c, val[K_ARGS], K_ARGS, &m->u.admin_req.args);
+    case FV_MSG_ADMIN_RESP:
+        if ((r = get_u32(c, val[K_ID], K_ID, &m->u.admin_resp.id)) < 0 ||
+            (r = get_status(c, val[K_STATUS], &m->u.admin_resp.status)) < 0 ||
+            (r = get_text(c, val[K_BODY], K_BODY, &m->u.admin_resp.body)) < 0)
+            return r;
+        return get_bin(c, val[K_DATA], K_DATA, &m->u.admin_resp.data, &m->u.admin_resp.data_len);
+    case FV_MSG_RECEIPT: {
+        const uint8_t *p = NULL;
+        size_t n = 0;
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_text(c, val[K_BODY], K_BODY, &m->u.receipt.body)) < 0 ||
+            (r = get_bin(c, val[K_SIG], K_SIG, &p, &n)) < 0)
+            return r;
+        if (n != FV_WIRE_SIG_BYTES)
+            return fv_diag_set(c->d, FV_EPROTO,
+                               "receipt: field 'sig': %zu bytes, an Ed25519 signature has %d", n,
+                               FV_WIRE_SIG_BYTES);
+        memcpy(m->u.receipt.sig, p, n);
+        return 0;
+    }
     }
     return fv_diag_set(c->d, FV_EPROTO, "unknown message type %d", (int)m->type);
 }

@@ -156,6 +156,21 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
         return memcmp(a->u.job_done.job, b->u.job_done.job, 32) == 0 &&
                a->u.job_done.rounds == b->u.job_done.rounds &&
                memcmp(a->u.job_done.model, b->u.job_done.model, 32) == 0;
+    case FV_MSG_ADMIN_REQ:
+        return a->u.admin_req.id == b->u.admin_req.id &&
+               str_eq(a->u.admin_req.cmd, b->u.admin_req.cmd) &&
+               str_eq(a->u.admin_req.args, b->u.admin_req.args);
+    case FV_MSG_ADMIN_RESP:
+        return a->u.admin_resp.id == b->u.admin_resp.id &&
+               a->u.admin_resp.status == b->u.admin_resp.status &&
+               str_eq(a->u.admin_resp.body, b->u.admin_resp.body) &&
+               bytes_eq(a->u.admin_resp.data, a->u.admin_resp.data_len, b->u.admin_resp.data,
+                        b->u.admin_resp.data_len);
+    case FV_MSG_RECEIPT:
+        return memcmp(a->u.receipt.job, b->u.receipt.job, 32) == 0 &&
+               a->u.receipt.round == b->u.receipt.round &&
+               str_eq(a->u.receipt.body, b->u.receipt.body) &&
+               memcmp(a->u.receipt.sig, b->u.receipt.sig, 64) == 0;
     }
     return false;
 }
@@ -321,6 +336,58 @@ static void test_known_answers(void)
                       "a46b696e64 02 a5696e646578 02 a16e 03 a174 02 a16b 02 a56773656564 c420" R32(
                           "55") "a3706b73 c460" R32("01") R32("02")
                           R32("03") "a56d6f64656c c420" R32("77") "a46e726566 ce00011170");
+
+    /* The admin exchange. admin_req 20 (0x14): id 7, cmd "status" (fixstr a6), args ""
+     * (a0). 5 pairs; body 1 + 3 + 6 + (3 + 1) + (4 + 7) + (5 + 1) = 31 = 0x1f. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ADMIN_REQ;
+    m.u.admin_req.id = 7;
+    m.u.admin_req.cmd = S("status");
+    m.u.admin_req.args = S("");
+    kat(&m, "0000001f 85 a176 01 a474797065 14 a26964 07 a3636d64 a6737461747573 "
+            "a461726773 a0");
+    /* id 300 (uint16 cd 012c), cmd "job.show" (a8), args {"id":"ab"} (11 bytes, ab).
+     * Body 1 + 3 + 6 + (3 + 3) + (4 + 9) + (5 + 12) = 46 = 0x2e. */
+    m.u.admin_req.id = 300;
+    m.u.admin_req.cmd = S("job.show");
+    m.u.admin_req.args = S("{\"id\":\"ab\"}");
+    kat(&m, "0000002e 85 a176 01 a474797065 14 a26964 cd012c a3636d64 a86a6f622e73686f77 "
+            "a461726773 ab7b226964223a226162227d");
+
+    /* admin_resp 21 (0x15): id 7, status 0 (positive fixint 00), body {"a":1} (a7), data
+     * empty (bin8 c4 00). 6 pairs; body 1 + 3 + 6 + 4 + (7 + 1) + (5 + 8) + (5 + 2) = 42 =
+     * 0x2a. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ADMIN_RESP;
+    m.u.admin_resp.id = 7;
+    m.u.admin_resp.status = 0;
+    m.u.admin_resp.body = S("{\"a\":1}");
+    kat(&m, "0000002a 86 a176 01 a474797065 15 a26964 07 a6737461747573 00 "
+            "a4626f6479 a77b2261223a317d a464617461 c400");
+    /* status -10014 (int16 d1 d8e2); body {"error":"no such job: abcdefg"} is 32 bytes,
+     * one past fixstr: str8 d9 20; data 01 02 03 (c4 03). Body 1 + 3 + 6 + 4 + (7 + 3) +
+     * (5 + 34) + (5 + 5) = 73 = 0x49. */
+    static const uint8_t d3[3] = {1, 2, 3};
+    m.u.admin_resp.id = 1;
+    m.u.admin_resp.status = -10014;
+    m.u.admin_resp.body = S("{\"error\":\"no such job: abcdefg\"}");
+    m.u.admin_resp.data = d3;
+    m.u.admin_resp.data_len = 3;
+    kat(&m, "00000049 86 a176 01 a474797065 15 a26964 01 a6737461747573 d1d8e2 "
+            "a4626f6479 d920 7b226572726f72223a226e6f2073756368206a6f623a2061626364656667227d "
+            "a464617461 c403 010203");
+
+    /* receipt 22 (0x16): job 00 01 .. 1f, round 5, body {"r":1} (a7), sig 64 x 5a (bin8
+     * c4 40). 6 pairs; body 1 + 3 + 6 + 38 + (6 + 1) + (5 + 8) + (4 + 66) = 138 = 0x8a. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_RECEIPT;
+    for (int i = 0; i < 32; i++)
+        m.u.receipt.job[i] = (uint8_t)i;
+    m.u.receipt.round = 5;
+    m.u.receipt.body = S("{\"r\":1}");
+    memset(m.u.receipt.sig, 0x5a, 64);
+    kat(&m, "0000008a 86 a176 01 a474797065 16 a36a6f62 c420" J32 "a5726f756e64 05 "
+            "a4626f6479 a77b2272223a317d a3736967 c440" R32("5a") R32("5a"));
 #undef J32
 #undef R32
 }
@@ -355,11 +422,14 @@ static void test_roundtrip_all_types(void)
      * the 4 MiB frame; 1 MiB of spec fits */
     enum { N_MAX = 65535 };
     uint8_t *spec = malloc(FV_WIRE_SPEC_MAX), *pks = malloc((size_t)N_MAX * 32);
-    CHECK(spec != NULL && pks != NULL);
+    char *text = malloc(FV_WIRE_ADMIN_BODY_MAX); /* the largest admin_resp body */
+    CHECK(spec != NULL && pks != NULL && text != NULL);
     for (size_t i = 0; i < FV_WIRE_SPEC_MAX; i++)
         spec[i] = (uint8_t)("{}\"a:1,"[i % 7]);
     for (size_t i = 0; i < (size_t)N_MAX * 32; i++)
         pks[i] = (uint8_t)(i * 131 + 7);
+    for (size_t i = 0; i < FV_WIRE_ADMIN_BODY_MAX; i++)
+        text[i] = "{\"k\": [1, 2],\n\t\"x\": \"\xc3\xa9\"}\r\n"[i % 27];
     int n_types = 0;
 
     for (int t = 1; t <= FV_MSG_TYPE_MAX; t++) {
@@ -522,6 +592,54 @@ static void test_roundtrip_all_types(void)
             m.u.job_done.rounds = UINT64_MAX;
             memset(m.u.job_done.model, 0x42, 32);
             break;
+        case FV_MSG_ADMIN_REQ:
+            m.u.admin_req.id = 0;
+            m.u.admin_req.cmd = S(".");
+            m.u.admin_req.args = S("");
+            roundtrip(&m, &lim);
+            /* JSON's whitespace and 0x7f pass in JSON text */
+            m.u.admin_req.cmd = S("job.submit");
+            m.u.admin_req.args = S("{\n\t\"spec\": {}\r\n} \x7f \xc3\xa9");
+            roundtrip(&m, &lim);
+            /* the largest: 64-byte cmd, FV_WIRE_SPEC_MAX bytes of args (str32) */
+            m.u.admin_req.id = UINT32_MAX;
+            m.u.admin_req.cmd =
+                S("abcdefghijklmnopqrstuvwxyz.abcdefghijklmnopqrstuvwxyz.abcdefghij");
+            CHECK_UINT_EQ(m.u.admin_req.cmd.len, FV_WIRE_ADMIN_CMD_MAX);
+            m.u.admin_req.args.ptr = (const char *)spec;
+            m.u.admin_req.args.len = FV_WIRE_SPEC_MAX;
+            break;
+        case FV_MSG_ADMIN_RESP:
+            m.u.admin_resp.id = 1;
+            m.u.admin_resp.status = 0;
+            m.u.admin_resp.body = S("");
+            roundtrip(&m, &lim);
+            m.u.admin_resp.status = -1;
+            m.u.admin_resp.body = S("{\"error\": \"no\"}\n");
+            m.u.admin_resp.data = big;
+            m.u.admin_resp.data_len = 1;
+            roundtrip(&m, &lim);
+            /* the largest, in an admin port's frame: 2 MiB of body and 1 MiB of data */
+            lim.max_frame_bytes = FV_WIRE_ADMIN_FRAME_BYTES;
+            m.u.admin_resp.id = UINT32_MAX;
+            m.u.admin_resp.status = INT32_MIN;
+            m.u.admin_resp.body.ptr = text;
+            m.u.admin_resp.body.len = FV_WIRE_ADMIN_BODY_MAX;
+            m.u.admin_resp.data = spec;
+            m.u.admin_resp.data_len = FV_WIRE_ADMIN_DATA_MAX;
+            break;
+        case FV_MSG_RECEIPT:
+            memset(m.u.receipt.job, 0x09, 32);
+            m.u.receipt.round = 0;
+            m.u.receipt.body = S("{");
+            memset(m.u.receipt.sig, 0xc3, 64);
+            roundtrip(&m, &lim);
+            m.u.receipt.round = UINT64_MAX;
+            m.u.receipt.body.ptr = (const char *)spec;
+            m.u.receipt.body.len = FV_WIRE_RECEIPT_MAX - 1; /* str16's largest */
+            roundtrip(&m, &lim);
+            m.u.receipt.body.len = FV_WIRE_RECEIPT_MAX; /* str32 */
+            break;
         }
         roundtrip(&m, &lim);
         n_types++;
@@ -531,10 +649,14 @@ static void test_roundtrip_all_types(void)
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_JOB_OFFER), "job_offer");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ROUND_START), "round_start");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_JOB_DONE), "job_done");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ADMIN_REQ), "admin_req");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ADMIN_RESP), "admin_resp");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_RECEIPT), "receipt");
     CHECK_STR_EQ(fv_msg_type_name(0), "unknown");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_TYPE_MAX + 1), "unknown");
     free(spec);
     free(pks);
+    free(text);
 }
 
 /* ---- encoder refusals ------------------------------------------------------------------ */
@@ -708,6 +830,87 @@ static void test_encode_refusals(void)
     m.u.round_end.reason.ptr = NULL;
     m.u.round_end.reason.len = 2;
     ENC_FAILS(FV_EINVAL);
+
+    /* the admin exchange and the receipt */
+    static const char cmd65[] = "abcdefghijklmnopqrstuvwxyz.abcdefghijklmnopqrstuvwxyz.abcdefghijk";
+    static const char nul[] = {'{', 0, '}'};
+    static const char bigtext[FV_WIRE_ECHO_MAX + 1]; /* zeros: refused on length first */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ADMIN_REQ;
+    m.u.admin_req.cmd = S("status");
+    m.u.admin_req.args = S("");
+    CHECK_OK(fv_wire_encode(&m, &lim, &out), NULL);
+    out.len = 0;
+    m.u.admin_req.cmd = S("");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd = S("Status");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd = S("job-show");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd = S("job.show\n");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd = S(cmd65);
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd.ptr = NULL;
+    m.u.admin_req.cmd.len = 3;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.cmd = S("status");
+    m.u.admin_req.args.ptr = nul;
+    m.u.admin_req.args.len = sizeof(nul);
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.args = S("{\x1b}");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.args.ptr = bigtext;
+    m.u.admin_req.args.len = FV_WIRE_SPEC_MAX + 1; /* (not read: refused on its length) */
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_req.args.ptr = NULL;
+    m.u.admin_req.args.len = 1;
+    ENC_FAILS(FV_EINVAL);
+
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ADMIN_RESP;
+    m.u.admin_resp.status = 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.status = INT32_MAX;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.status = 0;
+    m.u.admin_resp.body = S("{\"a\":\"\x01\"}");
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.body.ptr = bigtext;
+    m.u.admin_resp.body.len = FV_WIRE_ADMIN_BODY_MAX + 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.body = S("{}");
+    m.u.admin_resp.data = data;
+    m.u.admin_resp.data_len = FV_WIRE_ADMIN_DATA_MAX + 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.data = NULL;
+    m.u.admin_resp.data_len = 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.admin_resp.data = data;
+    m.u.admin_resp.data_len = 5000; /* valid, but not in a 4096-byte frame */
+    lim.max_frame_bytes = 4096;
+    ENC_FAILS(FV_ETOOBIG);
+    lim = deflim();
+
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_RECEIPT;
+    m.u.receipt.body = S("");
+    ENC_FAILS(FV_EINVAL);
+    m.u.receipt.body = S("{\"a\":\0}");
+    m.u.receipt.body.len = 7; /* the NUL inside */
+    ENC_FAILS(FV_EINVAL);
+    m.u.receipt.body.ptr = bigtext;
+    m.u.receipt.body.len = FV_WIRE_RECEIPT_MAX + 1;
+    ENC_FAILS(FV_EINVAL);
+    m.u.receipt.body.ptr = NULL;
+    m.u.receipt.body.len = 2;
+    ENC_FAILS(FV_EINVAL);
+    m.u.receipt.body.ptr = (const char *)data; /* zeros are control bytes: make text */
+    memset(data, 'r', 5000);
+    m.u.receipt.body.len = 5000; /* valid, but not in a 4096-byte frame */
+    lim.max_frame_bytes = 4096;
+    ENC_FAILS(FV_ETOOBIG);
+    lim = deflim();
 #undef ENC_FAILS
     CHECK_UINT_EQ(out.len, 0);
     fv_buf_free(&out);
@@ -806,8 +1009,10 @@ static void mb_strn(mb_t *m, const char *s, size_t n)
         mb_be(m, (uint8_t)(0xa0 | n), 0, 0);
     else if (n < 256)
         mb_be(m, 0xd9, n, 1);
-    else
+    else if (n < 65536)
         mb_be(m, 0xda, n, 2);
+    else
+        mb_be(m, 0xdb, n, 4);
     mb_raw(m, s, n);
 }
 
@@ -843,6 +1048,7 @@ typedef struct spec {
 } spec_t;
 
 static const char sha[32] = "0123456789abcdef0123456789abcdef";
+static const char sig64[64] = "sig0sig0sig0sig0sig0sig0sig0sig0sig1sig1sig1sig1sig1sig1sig1sig";
 static const char chunk8[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 static const char pks3[96] = "pk0pk0pk0pk0pk0pk0pk0pk0pk0pk0pk"
                              "pk1pk1pk1pk1pk1pk1pk1pk1pk1pk1pk"
@@ -911,6 +1117,23 @@ static const spec_t specs[] = {
       {"status", F_NEG, 10014, NULL},
       {"reason", F_STR, 7, "timeout"}}},
     {"job_done", 5, {V_T(19), JOB, {"rounds", F_UINT, 20, NULL}, {"model", F_BIN, 32, sha}}},
+    {"admin_req",
+     5,
+     {V_T(20), {"id", F_UINT, 7, NULL}, {"cmd", F_STR, 9, "job.abort"}, {"args", F_STR, 2, "{}"}}},
+    {"admin_resp",
+     6,
+     {V_T(21),
+      {"id", F_UINT, 7, NULL},
+      {"status", F_NEG, 10014, NULL},
+      {"body", F_STR, 11, "{\"error\":1}"},
+      {"data", F_BIN, 3, "abc"}}},
+    {"receipt",
+     6,
+     {V_T(22),
+      JOB,
+      {"round", F_UINT, 2, NULL},
+      {"body", F_STR, 7, "{\"r\":1}"},
+      {"sig", F_BIN, 64, sig64}}},
 };
 #undef V_T
 #undef JOB
@@ -1175,8 +1398,9 @@ static void test_range_refusals(void)
     static const uint64_t u1 = 1, u2 = 2, u4 = 4, u65536 = 65536;
     static const int64_t i_below = (int64_t)INT32_MIN - 1;
     static const size_t b1 = 1, b64 = 64, b95 = 95, b97 = 97, b128 = 128;
-    static const char *const with_job[] = {"job_offer", "job_accept", "job_refuse", "round_start",
-                                           "secagg",    "upload_go",  "round_end",  "job_done"};
+    static const char *const with_job[] = {"job_offer",   "job_accept", "job_refuse",
+                                           "round_start", "secagg",     "upload_go",
+                                           "round_end",   "job_done",   "receipt"};
     for (size_t i = 0; i < sizeof(with_job) / sizeof(with_job[0]); i++) {
         range_case(with_job[i], "job", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
         range_case(with_job[i], "job", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
@@ -1223,6 +1447,41 @@ static void test_range_refusals(void)
     range_case("job_done", "model", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
     range_case("job_done", "model", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
     range_case("job_done", "rounds", put_i, &below, FV_EPROTO, "expected an unsigned");
+
+    /* the admin exchange and the receipt (table: cmd "job.abort", status -10014) */
+    static char s65[66], s65537[65538];
+    memset(s65, 'a', 65);
+    memset(s65537, 'r', 65537);
+    range_case("admin_req", "id", put_u, &u2_32, FV_EPROTO, "above 4294967295");
+    range_case("admin_req", "id", put_i, &below, FV_EPROTO, "expected an unsigned");
+    range_case("admin_req", "cmd", put_s, "", FV_EPROTO, "0 bytes, outside 1..64");
+    range_case("admin_req", "cmd", put_s, s65, FV_EPROTO, "65 bytes, outside 1..64");
+    range_case("admin_req", "cmd", put_s, "Status", FV_EPROTO, "byte 0 (0x53) is not in [a-z.]");
+    range_case("admin_req", "cmd", put_s, "job show", FV_EPROTO, "byte 3 (0x20)");
+    range_case("admin_req", "cmd", put_s, "job_show", FV_EPROTO, "byte 3 (0x5f)");
+    range_case("admin_req", "cmd", put_s, "jobs2", FV_EPROTO, "byte 4 (0x32)");
+    range_case("admin_req", "cmd", put_s, "job\xc3\xa9", FV_EPROTO, "byte 3 (0xc3)");
+    range_case("admin_req", "args", put_s, "{\"a\":\x01}", FV_EPROTO,
+               "control byte other than tab, LF, CR");
+    range_case("admin_req", "args", put_s, "{\x0b}", FV_EPROTO, "control byte");
+    range_case("admin_resp", "id", put_u, &u2_32, FV_EPROTO, "above 4294967295");
+    range_case("admin_resp", "status", put_u, &u1, FV_EPROTO, "1 is positive");
+    range_case("admin_resp", "status", put_u, &u2_32, FV_EPROTO, "is positive");
+    range_case("admin_resp", "status", put_i, &i_below, FV_EPROTO, "-2147483649 is below");
+    range_case("admin_resp", "status", put_s, "0", FV_EPROTO, "expected 0 or a negative integer");
+    range_case("admin_resp", "body", put_s, "{\x1f}", FV_EPROTO, "control byte");
+    range_case("admin_resp", "body", put_b, &b1, FV_EPROTO, "expected a string, got binary");
+    range_case("admin_resp", "data", put_s, "abc", FV_EPROTO, "expected binary, got a string");
+    range_case("receipt", "round", put_i, &below, FV_EPROTO, "expected an unsigned");
+    range_case("receipt", "body", put_s, "", FV_EPROTO, "0 bytes, outside 1..65536");
+    range_case("receipt", "body", put_s, s65537, FV_EPROTO, "65537 bytes, outside 1..65536");
+    range_case("receipt", "body", put_s, "{\r\n\t\x7f\x1b}", FV_EPROTO, "control byte");
+    range_case("receipt", "body", put_b, &b1, FV_EPROTO, "expected a string, got binary");
+    range_case("receipt", "sig", put_b, &b0, FV_EPROTO, "0 bytes, an Ed25519 signature has 64");
+    range_case("receipt", "sig", put_b, &b64 /* the table's length */, 0, NULL);
+    static const size_t b63 = 63, b65 = 65;
+    range_case("receipt", "sig", put_b, &b63, FV_EPROTO, "63 bytes, an Ed25519 signature has 64");
+    range_case("receipt", "sig", put_b, &b65, FV_EPROTO, "65 bytes");
 
     /* the edges that pass */
     fv_wire_limits_t lim = deflim();
@@ -1290,6 +1549,122 @@ static void test_range_refusals(void)
     free(m);
 }
 
+/* A field too long for mb_t: the table's message with key's value replaced by a str32
+ * (is_str) or bin32 of n bytes of fill, built in a heap buffer. */
+static void big_case(const char *msg, const char *key, bool is_str, size_t n, char fill, int code,
+                     const char *needle)
+{
+    fv_wire_limits_t lim = deflim();
+    mb_t *m = malloc(sizeof(*m));
+    CHECK(m != NULL);
+    build_with(m, spec_of(msg), key, (const uint8_t[]){0xc1}, 1); /* 0xc1: a marker */
+    const uint8_t *mark = memchr(m->b, 0xc1, m->n);
+    CHECK(mark != NULL);
+    size_t pre = (size_t)(mark - m->b), post = m->n - pre - 1;
+    uint8_t *b = malloc(m->n + 5 + n);
+    CHECK(b != NULL);
+    memcpy(b, m->b, pre);
+    b[pre] = is_str ? 0xdb : 0xc6;
+    for (int i = 0; i < 4; i++)
+        b[pre + 1 + i] = (uint8_t)(n >> (24 - 8 * i));
+    memset(b + pre + 5, fill, n);
+    memcpy(b + pre + 5 + n, mark + 1, post);
+    fv_msg_t out;
+    fv_diag_t d = {""};
+    int r = fv_wire_decode(b, pre + 5 + n + post, &lim, &out, &d);
+    if (r != code)
+        FV__FAIL("%s '%s' of %zu bytes: decode returned %d (%s), expected %d", msg, key, n, r,
+                 d.msg, code);
+    if (needle != NULL)
+        CHECK_CONTAINS(d.msg, needle);
+    free(b);
+    free(m);
+}
+
+static void test_admin_sizes(void)
+{
+    /* each JSON text and data field at its cap passes and one byte more is refused, in
+     * the 4 MiB frame of an admin port (the default limits) */
+    big_case("admin_req", "args", true, FV_WIRE_SPEC_MAX, ' ', 0, NULL);
+    big_case("admin_req", "args", true, FV_WIRE_SPEC_MAX + 1, ' ', FV_EPROTO,
+             "admin_req: field 'args': 1048577 bytes, outside 0..1048576");
+    big_case("admin_req", "args", false, 70000, ' ', FV_EPROTO, "expected a string, got binary");
+    big_case("admin_resp", "body", true, FV_WIRE_ADMIN_BODY_MAX, '\n', 0, NULL);
+    big_case("admin_resp", "body", true, FV_WIRE_ADMIN_BODY_MAX + 1, '\n', FV_EPROTO,
+             "admin_resp: field 'body': 2097153 bytes, outside 0..2097152");
+    big_case("admin_resp", "body", true, 70000, '\0', FV_EPROTO, "control byte");
+    big_case("admin_resp", "data", false, FV_WIRE_ADMIN_DATA_MAX, '\0', 0, NULL);
+    big_case("admin_resp", "data", false, FV_WIRE_ADMIN_DATA_MAX + 1, '\0', FV_EPROTO,
+             "admin_resp: field 'data': 1048577 bytes, outside 0..1048576");
+    big_case("receipt", "body", true, FV_WIRE_RECEIPT_MAX + 1, 'r', FV_EPROTO,
+             "receipt: field 'body': 65537 bytes, outside 1..65536");
+    big_case("receipt", "body", true, FV_WIRE_RECEIPT_MAX, 'r', 0, NULL); /* str32 */
+    /* str32 for a length a str16 holds is not the shortest encoding */
+    big_case("receipt", "body", true, FV_WIRE_RECEIPT_MAX - 1, 'r', FV_EPROTO,
+             "receipt: field 'body': str32 for fewer than 65536 bytes");
+
+    /* a smaller frame cap still wins: the same 1 MiB of data in a 64 KiB frame */
+    fv_wire_limits_t lim = deflim();
+    lim.max_frame_bytes = 64u << 10;
+    static uint8_t data[70000];
+    fv_msg_t m;
+    fv_buf_t out = {0};
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_ADMIN_RESP;
+    m.u.admin_resp.body = S("{}");
+    m.u.admin_resp.data = data;
+    m.u.admin_resp.data_len = sizeof(data);
+    CHECK_INT_EQ(fv_wire_encode(&m, &lim, &out), FV_ETOOBIG);
+    CHECK_UINT_EQ(out.len, 0);
+    lim.max_frame_bytes = FV_WIRE_ADMIN_FRAME_BYTES;
+    CHECK_OK(fv_wire_encode(&m, &lim, &out), NULL);
+    fv_buf_free(&out);
+
+    /* the edges that pass: JSON whitespace and 0x7f in JSON text; "." alone is a cmd */
+    mb_t *v = malloc(sizeof(*v)), *mm = malloc(sizeof(*mm));
+    fv_diag_t d = {""};
+    CHECK(v != NULL && mm != NULL);
+    v->n = 0;
+    mb_str(v, "{\t\"a\":\r\n\"\x7f\"}");
+    build_with(mm, spec_of("admin_req"), "args", v->b, v->n);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    CHECK_UINT_EQ(m.u.admin_req.args.len, 12);
+    CHECK_UINT_EQ(m.u.admin_req.id, 7);
+    CHECK(str_eq(m.u.admin_req.cmd, S("job.abort")));
+    v->n = 0;
+    mb_str(v, ".");
+    build_with(mm, spec_of("admin_req"), "cmd", v->b, v->n);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    v->n = 0;
+    mb_str(v, "");
+    build_with(mm, spec_of("admin_req"), "args", v->b, v->n);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    CHECK_UINT_EQ(m.u.admin_req.args.len, 0);
+    v->n = 0;
+    mb_int(v, INT32_MIN);
+    build_with(mm, spec_of("admin_resp"), "status", v->b, v->n);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    CHECK_INT_EQ(m.u.admin_resp.status, INT32_MIN);
+    CHECK_UINT_EQ(m.u.admin_resp.data_len, 3);
+    /* borrowed: "data" is the body's last 3 bytes */
+    CHECK(m.u.admin_resp.data == mm->b + mm->n - 3);
+    v->n = 0;
+    mb_uint(v, 0);
+    build_with(mm, spec_of("admin_resp"), "status", v->b, v->n);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    CHECK_INT_EQ(m.u.admin_resp.status, 0);
+    build_with(mm, spec_of("admin_resp"), "status", (const uint8_t[]){0xd0, 0x00}, 2);
+    expect_refusal(mm, &lim, FV_EPROTO, "admin_resp: field 'status': int8", "shortest");
+    build(mm, spec_of("receipt"), MUT_NONE, 0, 0);
+    CHECK_OK(fv_wire_decode(mm->b, mm->n, &lim, &m, &d), &d);
+    CHECK_UINT_EQ(m.u.receipt.round, 2);
+    CHECK(memcmp(m.u.receipt.sig, sig64, 64) == 0);
+    CHECK(memcmp(m.u.receipt.job, sha, 32) == 0);
+    CHECK(str_eq(m.u.receipt.body, S("{\"r\":1}")));
+    free(v);
+    free(mm);
+}
+
 static void decode_raw(const char *hex, int code, const char *needle)
 {
     fv_wire_limits_t lim = deflim();
@@ -1326,7 +1701,7 @@ static void test_body_refusals(void)
     /* type */
     decode_raw("81 a176 01", FV_EPROTO, "missing field 'type'");
     decode_raw("82 a176 01 a474797065 00", FV_EPROTO, "unknown message type 0");
-    decode_raw("82 a176 01 a474797065 14", FV_EPROTO, "unknown message type 20");
+    decode_raw("82 a176 01 a474797065 17", FV_EPROTO, "unknown message type 23");
     decode_raw("82 a176 01 a474797065 ccc8", FV_EPROTO, "unknown message type 200");
     decode_raw("82 a176 01 a474797065 ff", FV_EPROTO, "field 'type'");
     /* keys must be strings */
@@ -1827,6 +2202,7 @@ int main(void)
     test_limits();
     test_field_refusals();
     test_range_refusals();
+    test_admin_sizes();
     test_body_refusals();
     test_framer();
     test_framer_bad_headers();
