@@ -5,7 +5,9 @@
  *   fv_wire_decode --> handled here (HELLO, PING, PONG, BYE, ERROR, VEC_*) or on_msg.
  *   fv_conn_send --> fv_wire_encode (one reused buffer) --> fv_tls_write --> drain the
  *   ciphertext into one heap block per write --> uv_write; the block is freed in the
- *   write callback, and `queued` counts blocks not yet written.
+ *   write callback, and `queued` counts blocks not yet written. The optional send tap
+ *   (cbs.on_send) sees each encoded frame between the encoder and fv_tls_write, and may
+ *   withhold it (the agent's audit log records every frame before it leaves).
  *
  * Memory bounds (what a peer can make us hold): the read buffer and plaintext buffer
  * (64 KiB each), the TLS engine's input (we read it out after every feed), one frame
@@ -69,6 +71,7 @@ struct fv_conn {
     fv_framer_t framer;
     fv_buf_t enc;
     size_t queued;
+    uint64_t bytes_rx, bytes_tx; /* socket bytes, TLS records included */
     bool above_low_water;
     uint64_t t_start_ms, last_rx_ms, last_tx_ms;
     uint64_t ping_seq;
@@ -173,6 +176,11 @@ const fv_identity_t *fv_conn_peer(const fv_conn_t *c)
 }
 bool fv_conn_is_open(const fv_conn_t *c) { return c->state == ST_OPEN; }
 size_t fv_conn_queued_bytes(const fv_conn_t *c) { return c->queued; }
+void fv_conn_traffic(const fv_conn_t *c, uint64_t *ret_in, uint64_t *ret_out)
+{
+    *ret_in = c->bytes_rx;
+    *ret_out = c->bytes_tx;
+}
 fv_server_t *fv_conn_server(const fv_conn_t *c) { return c->server; }
 fv_client_t *fv_conn_client(const fv_conn_t *c) { return c->client; }
 int fv_server_port(const fv_server_t *s) { return s->port; }
@@ -334,6 +342,7 @@ static int conn_flush(fv_conn_t *c)
         return r;
     }
     c->queued += w->len;
+    c->bytes_tx += w->len;
     c->last_tx_ms = uv_now(c->loop);
     if (c->queued >= c->opts.low_water_bytes)
         c->above_low_water = true;
@@ -368,6 +377,19 @@ static int conn_send_internal(fv_conn_t *c, const fv_msg_t *m, bool enforce_cap)
                        peer_label(c, who, sizeof who), c->queued, fv_msg_type_name(m->type), c->enc.len,
                        c->opts.max_queue_bytes);
         return UV_ENOBUFS;
+    }
+    if (c->cbs.on_send != NULL) {
+        r = c->cbs.on_send(c, m, c->enc.data + FV_WIRE_HEADER_BYTES,
+                           c->enc.len - FV_WIRE_HEADER_BYTES);
+        if (r != 0) {
+            char who[384];
+            c->enc.len = 0;
+            if (c->state < ST_CLOSING)
+                conn_close_fmt(c, r, "%s to %s withheld by this side: %s",
+                               fv_msg_type_name(m->type), peer_label(c, who, sizeof who),
+                               fv_strerror(r));
+            return r;
+        }
     }
     /* Encrypt and hand to libuv in slices: the TLS output buffer then never holds more
      * than a slice, whatever the frame size (it keeps its largest size for the
@@ -728,6 +750,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->last_rx_ms = uv_now(c->loop);
+    c->bytes_rx += (uint64_t)nread;
     int r = fv_tls_feed(c->tls, c->rbuf, (size_t)nread);
     if (r != 0) {
         conn_close_fmt(c, r, "TLS input from %s: %s", c->peer_addr, fv_strerror(r));

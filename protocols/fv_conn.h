@@ -71,6 +71,18 @@ typedef struct fv_conn_cbs {
     /* Our vector was fully queued (not yet acknowledged: watch for VEC_ACK in on_msg). */
     void (*on_vec_sent)(fv_conn_t *c, uint32_t id);
     void (*on_drain)(fv_conn_t *c);
+    /* The send tap (may be NULL: then it costs one comparison per frame). Called for
+     * every frame this side is about to queue - HELLO, PING, PONG, BYE, ERROR, VEC_ACK,
+     * VEC_BEGIN/CHUNK/END and every application message - after it was encoded and passed
+     * the queue cap, before any of its bytes reach the TLS engine. m is the message as
+     * given to the encoder, body/body_len the exact msgpack frame body (without the
+     * 4-byte length header); both borrowed for the call. Return 0 to let the frame go; a
+     * negative code withholds it: nothing of it is queued, and the connection is closed
+     * with that code (the ERROR frame of that close passes through here too, and may be
+     * withheld as well). The tap must not send on, or close, c itself. A 0 return
+     * records an intent: if queueing fails afterwards, the connection closes and
+     * on_close says why. */
+    int (*on_send)(fv_conn_t *c, const fv_msg_t *m, const uint8_t *body, size_t body_len);
     /* Exactly once. err 0 for an orderly close by either side, else the reason; why is
      * a sentence for the log ("peer certificate refused: certificate has expired"). */
     void (*on_close)(fv_conn_t *c, int err, const char *why);
@@ -86,6 +98,8 @@ const fv_identity_t *fv_conn_peer(const fv_conn_t *c);
 bool fv_conn_is_open(const fv_conn_t *c);
 /* Bytes queued to the socket and not yet written. */
 size_t fv_conn_queued_bytes(const fv_conn_t *c);
+/* Bytes read from and queued to the socket so far (TLS records, so handshake included). */
+void fv_conn_traffic(const fv_conn_t *c, uint64_t *ret_in, uint64_t *ret_out);
 /* Encodes, encrypts and queues one message. UV_ENOTCONN before on_open or after close;
  * UV_ENOBUFS (connection then closed) over max_queue_bytes; FV_EINVAL/FV_ETOOBIG from
  * the encoder (connection stays). */
