@@ -1,0 +1,2191 @@
+/* state.c - the coordinator's durable state store (fv_state.h).
+ *
+ * Purpose: everything the coordinator must remember across a crash or a restart, in one
+ * directory DIR: an SQLite database and content-addressed model files. "SIGKILL at any
+ * moment loses at most the round in flight; restart resumes the job from the last
+ * completed round."
+ *
+ * Files:
+ *   DIR/LOCK        flock(LOCK_EX|LOCK_NB) held for the life of a fv_state_t; contains
+ *                   the holder's pid as decimal text (for the UV_EBUSY sentence only).
+ *   DIR/state.db    SQLite 3, journal_mode=WAL, synchronous=FULL, foreign_keys=ON,
+ *                   PRAGMA user_version = 1 (FV_STATE_SCHEMA_VERSION).
+ *   DIR/models/<64 lowercase hex SHA-256 of the contents>.fvm   model files, immutable.
+ *   DIR/models/<...>.fvm.tmp   a put in progress (removed by the next open).
+ *
+ * Tables (times are INTEGER ms since the Unix epoch; shas are 64 lowercase hex TEXT;
+ * uint64 values are stored as INTEGER, so the API caps them at INT64_MAX):
+ *   agents(name PK, serial, first_seen, last_seen)
+ *   jobs(seq INTEGER PK AUTOINCREMENT = submission order, id UNIQUE, name, spec (JSON
+ *        text, as submitted), submitted_by, submitted, status CHECK IN (queued, running,
+ *        done, failed, aborted), why, started, finished, final_version -> versions)
+ *   job_agents(job -> jobs, agent, data_sha256, rows, accepted; PK (job, agent))
+ *   rounds(job -> jobs, round, attempt, kind CHECK IN (stats, train), status ("ok" or an
+ *        error name), why, cohort, contributors, metrics (compact JSON text), model_in,
+ *        model_out, started, finished; PK (job, round, attempt))
+ *   checkpoints(job PK -> jobs, next_round, rounds_done, rounds_failed, n_ref, stats_sum
+ *        (BLOB of uint32 little-endian, NULL before stats), global_sha, global_version,
+ *        opt_state (BLOB or NULL), best_sha, best_version, best_metric (REAL, NULL = NaN),
+ *        best_round, since_best)
+ *   versions(version INTEGER PK AUTOINCREMENT (never reused), sha256, job -> jobs, round,
+ *        kind CHECK IN (global, final), parent -> versions (NULL = none), created, bytes
+ *        (the model file's size when added), producer)
+ *   outbox(id INTEGER PK AUTOINCREMENT, actor, event, details (JSON text or NULL))
+ * A round's completed count is not stored: the JSON views derive it from rounds.
+ *
+ * Durability argument:
+ *   - A model file is written to <name>.tmp, fsynced, renamed to <name>, and the models
+ *     directory is fsynced, all before fv_state_model_put returns. A row naming the file
+ *     (versions, checkpoints, rounds) can only be committed after that, so a committed
+ *     row never names a missing or partial file. fv_state_version_add checks the file is
+ *     there. A crash before the rename leaves only a .tmp file (removed at open); a crash
+ *     after it leaves an unreferenced, complete model file (harmless: it is content-
+ *     addressed, and the next put of the same bytes reuses it).
+ *   - The database is in WAL mode with synchronous=FULL: COMMIT returns only after the
+ *     WAL frames of the transaction are fsynced, so a committed transaction survives
+ *     SIGKILL and power loss, and an uncommitted one leaves no trace (SQLite ignores WAL
+ *     frames without a commit record on recovery).
+ *   - The coordinator writes a round's row, its checkpoint, its model version and its
+ *     audit records (outbox) in one transaction, so after a crash they agree: the job
+ *     resumes at the checkpoint's next_round and the outbox still holds any audit record
+ *     not yet copied into the signed log.
+ *   - The LOCK flock keeps a second coordinator from writing the same directory; it is
+ *     released by the kernel when the process dies, so a SIGKILLed coordinator does not
+ *     block its own restart.
+ *
+ * SQL: every statement is a constant string with bound parameters; values never become
+ * SQL text. Statements are prepared per call (the coordinator makes a few calls per round,
+ * so a statement cache would buy nothing measurable). Every sqlite3 return is checked and
+ * becomes FV_EIO / FV_ECORRUPT / FV_ENOMEM with a sentence naming DIR/state.db and
+ * SQLite's message. Rows read back are checked as hostile where they feed memory sizes or
+ * fixed buffers (blob lengths, sha lengths, status length).
+ *
+ * Threading: a fv_state_t belongs to one thread. Ownership: fv_state_t owns its strings,
+ * the sqlite3 connection and the lock fd; JSON results are new references for the caller.
+ */
+#define _GNU_SOURCE /* flock, strnlen */
+#include "fv_state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "fv_crypto.h"
+#include "fv_file.h"
+
+#define BUSY_TIMEOUT_MS 5000
+#define EVENT_MAX 128  /* bytes of an outbox event (as fv_audit's FV_AUDIT_EVENT_MAX) */
+#define STATUS_MAX 63  /* bytes of a round status */
+#define SERIAL_MAX 128 /* hex digits of a certificate serial */
+
+struct fv_state {
+    char *dir;        /* as given to open */
+    char *db_path;    /* DIR/state.db */
+    char *models_dir; /* DIR/models */
+    sqlite3 *db;
+    int lock_fd; /* DIR/LOCK, flock'd; -1 if not open */
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE agents ("
+    "  name TEXT PRIMARY KEY,"
+    "  serial TEXT NOT NULL,"
+    "  first_seen INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL);"
+    "CREATE TABLE jobs ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  name TEXT,"
+    "  spec TEXT NOT NULL,"
+    "  submitted_by TEXT,"
+    "  submitted INTEGER NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','running','done','failed','aborted')),"
+    "  why TEXT,"
+    "  started INTEGER,"
+    "  finished INTEGER,"
+    "  final_version INTEGER REFERENCES versions(version));"
+    "CREATE TABLE job_agents ("
+    "  job TEXT NOT NULL REFERENCES jobs(id),"
+    "  agent TEXT NOT NULL,"
+    "  data_sha256 TEXT NOT NULL,"
+    "  rows INTEGER NOT NULL,"
+    "  accepted INTEGER NOT NULL,"
+    "  PRIMARY KEY (job, agent));"
+    "CREATE TABLE rounds ("
+    "  job TEXT NOT NULL REFERENCES jobs(id),"
+    "  round INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('stats','train')),"
+    "  status TEXT NOT NULL,"
+    "  why TEXT,"
+    "  cohort TEXT NOT NULL,"
+    "  contributors TEXT NOT NULL,"
+    "  metrics TEXT,"
+    "  model_in TEXT,"
+    "  model_out TEXT,"
+    "  started INTEGER NOT NULL,"
+    "  finished INTEGER NOT NULL,"
+    "  PRIMARY KEY (job, round, attempt));"
+    "CREATE TABLE checkpoints ("
+    "  job TEXT PRIMARY KEY REFERENCES jobs(id),"
+    "  next_round INTEGER NOT NULL,"
+    "  rounds_done INTEGER NOT NULL,"
+    "  rounds_failed INTEGER NOT NULL,"
+    "  n_ref INTEGER NOT NULL,"
+    "  stats_sum BLOB,"
+    "  global_sha TEXT,"
+    "  global_version INTEGER NOT NULL,"
+    "  opt_state BLOB,"
+    "  best_sha TEXT,"
+    "  best_version INTEGER NOT NULL,"
+    "  best_metric REAL,"
+    "  best_round INTEGER NOT NULL,"
+    "  since_best INTEGER NOT NULL);"
+    "CREATE TABLE versions ("
+    "  version INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  sha256 TEXT NOT NULL,"
+    "  job TEXT NOT NULL REFERENCES jobs(id),"
+    "  round INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('global','final')),"
+    "  parent INTEGER REFERENCES versions(version),"
+    "  created INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  producer TEXT NOT NULL);"
+    "CREATE INDEX versions_job ON versions(job);"
+    "CREATE TABLE outbox ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  actor TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  details TEXT);"
+    "PRAGMA user_version = 1;";
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+/* A database failure: rc is the failing call's result; sqlite3_errmsg still describes it
+ * because nothing else ran on the connection since. */
+static int db_fail(const fv_state_t *s, int rc, const char *what, fv_diag_t *d)
+{
+    int prim = rc & 0xff;
+    int err = prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB ? FV_ECORRUPT
+              : prim == SQLITE_NOMEM                          ? FV_ENOMEM
+                                                              : FV_EIO;
+    return fv_diag_set(d, err, "%s: %s: %s", s->db_path, what, sqlite3_errmsg(s->db));
+}
+
+/* A row this code cannot have written. */
+static int db_corrupt(const fv_state_t *s, const char *what, const char *detail, fv_diag_t *d)
+{
+    return fv_diag_set(d, FV_ECORRUPT, "%s: %s: %s (the database was changed by something else)",
+                       s->db_path, what, detail);
+}
+
+static int json_fail(const fv_state_t *s, const char *what, fv_diag_t *d)
+{
+    return fv_diag_set(d, FV_ENOMEM,
+                       "%s: %s: cannot build JSON (out of memory, or text that is not UTF-8)",
+                       s->db_path, what);
+}
+
+static int prep(fv_state_t *s, const char *sql, sqlite3_stmt **st, const char *what, fv_diag_t *d)
+{
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, d);
+}
+
+/* Binds parameters 1, 2, ... from a type string:
+ *   't' const char * text (NULL binds NULL)      'i' int64_t (pass exactly int64_t)
+ *   'b' const void *, size_t blob (NULL binds NULL)   'd' double (NaN binds NULL)
+ * Text and blobs are SQLITE_STATIC: they must outlive the statement's step. Returns an
+ * SQLite result code. */
+static int bind_all(sqlite3_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    int rc = SQLITE_OK;
+    va_start(ap, types);
+    for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
+        int col = i + 1;
+        switch (types[i]) {
+        case 't': {
+            const char *v = va_arg(ap, const char *);
+            rc = v ? sqlite3_bind_text(st, col, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, col);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int64(st, col, (sqlite3_int64)va_arg(ap, int64_t));
+            break;
+        case 'b': {
+            const void *p = va_arg(ap, const void *);
+            size_t n = va_arg(ap, size_t);
+            rc = p ? sqlite3_bind_blob64(st, col, p, (sqlite3_uint64)n, SQLITE_STATIC)
+                   : sqlite3_bind_null(st, col);
+            break;
+        }
+        case 'd': {
+            double v = va_arg(ap, double);
+            rc = isnan(v) ? sqlite3_bind_null(st, col) : sqlite3_bind_double(st, col, v);
+            break;
+        }
+        default:
+            rc = SQLITE_MISUSE;
+        }
+    }
+    va_end(ap);
+    return rc;
+}
+
+/* Runs a constant statement that returns no rows (BEGIN, COMMIT, the schema). */
+static int exec_sql(fv_state_t *s, const char *sql, const char *what, fv_diag_t *d)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, d);
+}
+
+static bool is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* Exactly 64 lowercase hex digits. Reads at most 65 bytes of s. */
+static bool is_hex64(const char *s)
+{
+    if (s == NULL)
+        return false;
+    for (int i = 0; i < 64; i++)
+        if (!is_lower_hex(s[i]))
+            return false;
+    return s[64] == '\0';
+}
+
+static int check_hex64(const char *what, const char *v, fv_diag_t *d)
+{
+    if (is_hex64(v))
+        return 0;
+    return fv_diag_set(d, FV_EINVAL, "%s is %s, not 64 lowercase hex digits", what,
+                       v == NULL ? "missing" : "malformed");
+}
+
+static void to_hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint32_t c = p[i];
+        size_t k;
+        uint32_t min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            k = 1, min = 0x80, c &= 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            k = 2, min = 0x800, c &= 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            k = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        if (n - i <= k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (p[i + j] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+enum { TEXT_NULL_OK = 1, TEXT_EMPTY_OK = 2 };
+
+/* A text argument: valid UTF-8 of at most max bytes; NULL and "" only if flags allow. */
+static int check_text(const char *what, const char *v, size_t max, int flags, fv_diag_t *d)
+{
+    if (v == NULL)
+        return (flags & TEXT_NULL_OK) ? 0 : fv_diag_set(d, FV_EINVAL, "%s is missing", what);
+    size_t n = strnlen(v, max + 1);
+    if (n == 0 && !(flags & TEXT_EMPTY_OK))
+        return fv_diag_set(d, FV_EINVAL, "%s is empty", what);
+    if (n > max)
+        return fv_diag_set(d, FV_ETOOBIG, "%s is longer than %zu bytes", what, max);
+    if (!utf8_valid((const unsigned char *)v, n))
+        return fv_diag_set(d, FV_EINVAL, "%s is not valid UTF-8", what);
+    return 0;
+}
+
+static int check_u64(const char *what, uint64_t v, fv_diag_t *d)
+{
+    if (v <= (uint64_t)INT64_MAX)
+        return 0;
+    return fv_diag_set(d, FV_ERANGE, "%s is %" PRIu64 ", over the largest storable %" PRId64, what,
+                       v, INT64_MAX);
+}
+
+/* Parses JSON text given to the API: FV_ETOOBIG over the cap, FV_EPARSE if it does not
+ * parse. *ret is a new reference. */
+static int parse_json_arg(const char *what, const char *text, json_t **ret, fv_diag_t *d)
+{
+    size_t n = strnlen(text, FV_STATE_JSON_MAX + 1);
+    if (n > FV_STATE_JSON_MAX)
+        return fv_diag_set(d, FV_ETOOBIG, "%s is longer than %zu bytes", what,
+                           (size_t)FV_STATE_JSON_MAX);
+    json_error_t je;
+    json_t *j = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL)
+        return fv_diag_set(d, FV_EPARSE, "%s: not JSON: line %d column %d: %s", what, je.line,
+                           je.column, je.text);
+    *ret = j;
+    return 0;
+}
+
+/* An array whose members are all strings. */
+static bool is_string_array(const json_t *a)
+{
+    if (!json_is_array(a))
+        return false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v) if (!json_is_string(v)) return false;
+    return true;
+}
+
+/* "2026-11-28T23:40:00.123Z" for ms since the epoch (negative times count backwards). */
+static json_t *time_json(int64_t ms)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    char buf[64];
+    if (gmtime_r(&t, &tm) == NULL)
+        return json_null(); /* a year beyond int: no caller passes such a time */
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)rem);
+    return json_string(buf);
+}
+
+/* Column values as JSON (new references; json_null() for SQL NULL; NULL on failure). */
+static json_t *col_str(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return json_null();
+    const char *v = (const char *)sqlite3_column_text(st, i);
+    return v ? json_stringn(v, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+static json_t *col_int(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return json_null();
+    return json_integer((json_int_t)sqlite3_column_int64(st, i));
+}
+
+static json_t *col_time(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return json_null();
+    return time_json((int64_t)sqlite3_column_int64(st, i));
+}
+
+/* A JSON text column parsed (json_null() for SQL NULL). FV_ECORRUPT if it does not
+ * parse: only this file writes these columns, after validating them. */
+static int col_json(const fv_state_t *s, sqlite3_stmt *st, int i, const char *what, json_t **ret,
+                    fv_diag_t *d)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        *ret = json_null();
+        return 0;
+    }
+    const char *v = (const char *)sqlite3_column_text(st, i);
+    if (v == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+    json_error_t je;
+    json_t *j = json_loadb(v, (size_t)sqlite3_column_bytes(st, i), 0, &je);
+    if (j == NULL)
+        return db_corrupt(s, what, "a stored JSON column does not parse", d);
+    *ret = j;
+    return 0;
+}
+
+/* json_object_set_new that reports failure (v NULL, or no memory); v is always consumed. */
+static bool jset(json_t *o, const char *key, json_t *v)
+{
+    return json_object_set_new(o, key, v) == 0;
+}
+
+/* Whether job id exists: 0, UV_ENOENT with a sentence, or a database error. */
+static int job_exists(fv_state_t *s, const char *id, const char *what, fv_diag_t *d)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+    if ((r = prep(s, "SELECT 1 FROM jobs WHERE id = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = 0;
+    else if (rc == SQLITE_DONE)
+        r = fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
+    else
+        r = db_fail(s, rc, what, d);
+out:
+    sqlite3_finalize(st); /* its result repeats the step's, handled above */
+    return r;
+}
+
+/* Runs a prepared write statement to completion. *ret_ext (may be NULL) gets SQLite's
+ * extended code on failure, so callers can tell a constraint from an I/O error. */
+static int step_done(fv_state_t *s, sqlite3_stmt *st, const char *what, int *ret_ext, fv_diag_t *d)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (ret_ext != NULL)
+        *ret_ext = sqlite3_extended_errcode(s->db);
+    return db_fail(s, rc, what, d);
+}
+
+/* Reads one integer from a constant query (PRAGMA user_version...). */
+static int query_int(fv_state_t *s, const char *sql, int64_t *ret, fv_diag_t *d)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+    if ((r = prep(s, sql, &st, sql, d)) != 0)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        r = rc == SQLITE_DONE ? fv_diag_set(d, FV_EIO, "%s: %s: no result", s->db_path, sql)
+                              : db_fail(s, rc, sql, d);
+        goto out;
+    }
+    *ret = (int64_t)sqlite3_column_int64(st, 0);
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* ---- opening ------------------------------------------------------------------------ */
+
+static int make_dir(const char *path, fv_diag_t *d)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    int r = -errno;
+    return fv_diag_set(d, r, "%s: cannot create the directory: %s", path, strerror(-r));
+}
+
+/* Takes DIR/LOCK; on EWOULDBLOCK names the holder's pid from the file. */
+static int take_lock(fv_state_t *s, fv_diag_t *d)
+{
+    char path[PATH_MAX], buf[32];
+    int r = 0;
+    snprintf(path, sizeof path, "%s/LOCK", s->dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        r = -errno;
+        return fv_diag_set(d, r, "%s: cannot open: %s", path, strerror(-r));
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) {
+            r = -errno;
+            return fv_diag_set(d, r, "%s: cannot lock: %s", path, strerror(-r));
+        }
+        ssize_t n = pread(s->lock_fd, buf, sizeof buf - 1, 0);
+        long pid = 0;
+        if (n > 0) {
+            buf[n] = '\0';
+            pid = strtol(buf, NULL, 10);
+        }
+        if (pid > 0)
+            return fv_diag_set(d, -EBUSY, "%s is in use by another coordinator (pid %ld)", s->dir,
+                               pid);
+        return fv_diag_set(d, -EBUSY, "%s is in use by another coordinator", s->dir);
+    }
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(s->lock_fd, 0) != 0 || (r = fv_file_write_all(s->lock_fd, buf, (size_t)n)) != 0) {
+        r = r ? r : -errno;
+        return fv_diag_set(d, r, "%s: cannot write the pid: %s", path, strerror(-r));
+    }
+    return 0;
+}
+
+/* Removes <64 hex>.fvm.tmp files a crashed fv_state_model_put left behind. Safe: we hold
+ * the lock, so no put is in progress. */
+static int remove_tmp_models(fv_state_t *s, fv_diag_t *d)
+{
+    DIR *dir = opendir(s->models_dir);
+    int r = 0;
+    if (dir == NULL) {
+        r = -errno;
+        return fv_diag_set(d, r, "%s: cannot read the directory: %s", s->models_dir, strerror(-r));
+    }
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char name[65];
+        if (strlen(e->d_name) != 64 + 8 || strcmp(e->d_name + 64, ".fvm.tmp") != 0)
+            continue;
+        memcpy(name, e->d_name, 64);
+        name[64] = '\0';
+        if (!is_hex64(name))
+            continue;
+        if (unlinkat(dirfd(dir), e->d_name, 0) != 0 && errno != ENOENT) {
+            r = -errno;
+            fv_diag_set(d, r, "%s/%s: cannot remove a leftover temporary file: %s", s->models_dir,
+                        e->d_name, strerror(-r));
+            break;
+        }
+    }
+    closedir(dir);
+    return r;
+}
+
+/* Pragmas, version check, schema. */
+static int open_db(fv_state_t *s, fv_diag_t *d)
+{
+    int r, rc;
+    int64_t version = 0, fk = 0;
+    sqlite3_stmt *st = NULL;
+
+    /* Create the file ourselves for its mode: SQLite gives the -wal and -shm files the
+     * database file's permissions. */
+    int fd = open(s->db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        return fv_diag_set(d, r, "%s: cannot open: %s", s->db_path, strerror(-r));
+    }
+    close(fd);
+
+    rc = sqlite3_open_v2(s->db_path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        if (s->db == NULL)
+            return fv_diag_set(d, FV_ENOMEM, "%s: cannot open: out of memory", s->db_path);
+        return db_fail(s, rc, "cannot open", d);
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    if ((rc = sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS)) != SQLITE_OK)
+        return db_fail(s, rc, "cannot set the busy timeout", d);
+
+    /* The first read: a file that is not a database fails here (FV_ECORRUPT). */
+    if ((r = query_int(s, "PRAGMA user_version", &version, d)) != 0)
+        return r;
+    if (version > FV_STATE_SCHEMA_VERSION)
+        return fv_diag_set(d, FV_EVERSION,
+                           "%s: schema version %" PRId64 " was written by a newer fedvault "
+                           "(this one understands version %d): upgrade fedvault to use this "
+                           "state directory",
+                           s->db_path, version, FV_STATE_SCHEMA_VERSION);
+    if (version < 0)
+        return db_corrupt(s, "reading the schema version", "user_version is negative", d);
+
+    /* journal_mode answers with the mode in effect: anything but "wal" is a failure (a
+     * file system without shared memory support, for one). */
+    if ((r = prep(s, "PRAGMA journal_mode = WAL", &st, "setting journal_mode=WAL", d)) != 0)
+        return r;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, "setting journal_mode=WAL", d);
+        sqlite3_finalize(st);
+        return r;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    bool wal = mode != NULL && strcmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal)
+        return fv_diag_set(d, FV_EIO, "%s: cannot use write-ahead logging (journal_mode is %s)",
+                           s->db_path, mode ? "not wal" : "unknown");
+    if ((r = exec_sql(s, "PRAGMA synchronous = FULL", "setting synchronous=FULL", d)) != 0 ||
+        (r = exec_sql(s, "PRAGMA foreign_keys = ON", "setting foreign_keys=ON", d)) != 0 ||
+        (r = query_int(s, "PRAGMA foreign_keys", &fk, d)) != 0)
+        return r;
+    if (fk != 1)
+        return fv_diag_set(d, FV_EIO, "%s: this SQLite cannot enforce foreign keys", s->db_path);
+
+    if (version == FV_STATE_SCHEMA_VERSION)
+        return 0;
+    /* A new database: the whole schema in one transaction, so a crash leaves either none
+     * of it (user_version 0: created again next time) or all of it. */
+    if ((r = exec_sql(s, "BEGIN IMMEDIATE", "creating the schema", d)) != 0)
+        return r;
+    if ((r = exec_sql(s, schema_sql, "creating the schema", d)) != 0 ||
+        (r = exec_sql(s, "COMMIT", "creating the schema", d)) != 0) {
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* best effort: r says why */
+        return r;
+    }
+    return 0;
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = malloc(na + nb + 1);
+    if (p != NULL) {
+        memcpy(p, a, na);
+        memcpy(p + na, b, nb + 1);
+    }
+    return p;
+}
+
+int fv_state_open(const char *dir, fv_state_t **ret, fv_diag_t *d)
+{
+    fv_state_t *s = NULL;
+    int r;
+
+    if (dir == NULL || dir[0] == '\0' || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_state_open: no state directory given");
+    /* Room for "/models/<64 hex>.fvm.tmp" under PATH_MAX. */
+    if (strlen(dir) > PATH_MAX - 96)
+        return fv_diag_set(d, -ENAMETOOLONG, "%.64s...: state directory name too long", dir);
+    if ((r = fv_crypto_init()) != 0)
+        return fv_diag_set(d, r, "cannot initialise libsodium (SHA-256 of model files)");
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "%s: out of memory", dir);
+    s->lock_fd = -1;
+    s->dir = strdup(dir);
+    s->db_path = join(dir, "/state.db");
+    s->models_dir = join(dir, "/models");
+    if (s->dir == NULL || s->db_path == NULL || s->models_dir == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    if ((r = make_dir(s->dir, d)) != 0 || (r = take_lock(s, d)) != 0 ||
+        (r = make_dir(s->models_dir, d)) != 0 || (r = remove_tmp_models(s, d)) != 0 ||
+        (r = open_db(s, d)) != 0)
+        goto fail;
+    *ret = s;
+    return 0;
+fail:
+    fv_state_close(s);
+    return r;
+}
+
+void fv_state_close(fv_state_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->db != NULL) {
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* nothing to report to */
+        sqlite3_close_v2(s->db); /* every statement is finalized: SQLITE_OK */
+    }
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    free(s->dir);
+    free(s->db_path);
+    free(s->models_dir);
+    free(s);
+}
+
+const char *fv_state_dir(const fv_state_t *s)
+{
+    return s->dir;
+}
+
+/* ---- transactions ------------------------------------------------------------------- */
+
+int fv_state_begin(fv_state_t *s, fv_diag_t *d)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        return fv_diag_set(d, FV_EINVAL, "%s: begin: a transaction is already open", s->db_path);
+    return exec_sql(s, "BEGIN IMMEDIATE", "begin", d);
+}
+
+int fv_state_commit(fv_state_t *s, fv_diag_t *d)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return fv_diag_set(d, FV_EINVAL, "%s: commit: no transaction is open", s->db_path);
+    int r = exec_sql(s, "COMMIT", "commit", d);
+    if (r != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* the contract: nothing durable */
+    return r;
+}
+
+void fv_state_rollback(fv_state_t *s)
+{
+    if (s != NULL && s->db != NULL && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* void by contract */
+}
+
+int fv_state_in_transaction(const fv_state_t *s)
+{
+    return !sqlite3_get_autocommit(s->db);
+}
+
+/* ---- model files -------------------------------------------------------------------- */
+
+int fv_state_model_path(const fv_state_t *s, const char *sha, char *buf, size_t cap)
+{
+    if (!is_hex64(sha))
+        return FV_EINVAL;
+    int n = snprintf(NULL, 0, "%s/%s.fvm", s->models_dir, sha);
+    if (n < 0 || (size_t)n >= cap)
+        return FV_ETOOBIG;
+    snprintf(buf, cap, "%s/%s.fvm", s->models_dir, sha);
+    return 0;
+}
+
+int fv_state_model_put(fv_state_t *s, const uint8_t *bytes, size_t len, char ret_sha[65],
+                       fv_diag_t *d)
+{
+    uint8_t h[FV_HASH_BYTES];
+    char sha[65], path[PATH_MAX], tmp[PATH_MAX + 8];
+    int fd = -1, r;
+    bool tmp_made = false;
+
+    if (bytes == NULL && len > 0)
+        return fv_diag_set(d, FV_EINVAL, "fv_state_model_put: NULL bytes");
+    if (len > FV_STATE_MODEL_MAX)
+        return fv_diag_set(d, FV_ETOOBIG, "model of %zu bytes is over the cap of %zu bytes", len,
+                           (size_t)FV_STATE_MODEL_MAX);
+    fv_sha256(h, len > 0 ? bytes : (const uint8_t *)"", len);
+    to_hex(h, sizeof h, sha);
+    /* The open checked the directory name leaves room for both names. */
+    fv_state_model_path(s, sha, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size == len) {
+            /* Already stored. fsync the directory again: the put that renamed it may have
+             * failed at its own directory fsync. */
+            if ((r = fv_file_fsync_dir(s->models_dir)) != 0) {
+                fv_diag_set(d, r, "%s: cannot fsync: %s", s->models_dir, strerror(-r));
+                goto out;
+            }
+            goto done;
+        }
+        /* Wrong size: damaged. Replaced below by the same atomic rename. */
+    } else if (errno != ENOENT) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
+        goto out;
+    }
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot create: %s", tmp, strerror(-r));
+        goto out;
+    }
+    tmp_made = true;
+    if ((r = fv_file_write_all(fd, bytes, len)) != 0) {
+        fv_diag_set(d, r, "%s: cannot write: %s", tmp, strerror(-r));
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot fsync: %s", tmp, strerror(-r));
+        goto out;
+    }
+    int c = close(fd);
+    fd = -1;
+    if (c != 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot close: %s", tmp, strerror(-r));
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        r = -errno;
+        fv_diag_set(d, r, "%s: cannot rename to %s: %s", tmp, path, strerror(-r));
+        goto out;
+    }
+    tmp_made = false;
+    if ((r = fv_file_fsync_dir(s->models_dir)) != 0) {
+        fv_diag_set(d, r, "%s: cannot fsync: %s", s->models_dir, strerror(-r));
+        goto out;
+    }
+done:
+    memcpy(ret_sha, sha, sizeof sha);
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp_made)
+        unlink(tmp); /* best effort; the next open removes it otherwise */
+    return r;
+}
+
+int fv_state_model_read(fv_state_t *s, const char *sha, uint8_t **ret_bytes, size_t *ret_len,
+                        fv_diag_t *d)
+{
+    char path[PATH_MAX], got[65];
+    uint8_t h[FV_HASH_BYTES];
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if ((r = check_hex64("model name", sha, d)) != 0)
+        return r;
+    fv_state_model_path(s, sha, path, sizeof path);
+    if ((r = fv_file_read_all(path, FV_STATE_MODEL_MAX, &buf, &len, NULL, d)) != 0)
+        return r;
+    fv_sha256(h, buf, len);
+    to_hex(h, sizeof h, got);
+    if (strcmp(got, sha) != 0) {
+        free(buf);
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: the contents do not match the name (their SHA-256 is %s): the "
+                           "model file is damaged; restore it from a backup",
+                           path, got);
+    }
+    *ret_bytes = (uint8_t *)buf;
+    *ret_len = len;
+    return 0;
+}
+
+/* ---- agents ------------------------------------------------------------------------- */
+
+int fv_state_agent_seen(fv_state_t *s, const char *name, const char *serial_hex, int64_t now_ms,
+                        fv_diag_t *d)
+{
+    static const char what[] = "recording an agent";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_text("agent name", name, FV_STATE_NAME_MAX, 0, d)) != 0)
+        return r;
+    size_t n = serial_hex ? strnlen(serial_hex, SERIAL_MAX + 1) : 0;
+    if (n == 0 || n > SERIAL_MAX)
+        return fv_diag_set(d, FV_EINVAL, "agent %s: certificate serial must be 1..%d hex digits",
+                           name, SERIAL_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!is_lower_hex(serial_hex[i]) && !(serial_hex[i] >= 'A' && serial_hex[i] <= 'F'))
+            return fv_diag_set(d, FV_EINVAL, "agent %s: certificate serial is not hex", name);
+
+    if ((r = prep(s,
+                  "INSERT INTO agents (name, serial, first_seen, last_seen) "
+                  "VALUES (?1, ?2, ?3, ?3) "
+                  "ON CONFLICT (name) DO UPDATE SET serial = excluded.serial, "
+                  "last_seen = excluded.last_seen",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "tti", name, serial_hex, now_ms)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, NULL, d);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_agents_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
+{
+    static const char what[] = "listing agents";
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int r, rc;
+
+    if (arr == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((r = prep(s, "SELECT name, serial, first_seen, last_seen FROM agents ORDER BY name", &st,
+                  what, d)) != 0)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *o = json_object();
+        if (!(jset(o, "name", col_str(st, 0)) && jset(o, "serial", col_str(st, 1)) &&
+              jset(o, "first_seen", col_time(st, 2)) && jset(o, "last_seen", col_time(st, 3)) &&
+              json_array_append_new(arr, o) == 0)) {
+            json_decref(o); /* append_new consumed it only on success */
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    *ret = arr;
+    arr = NULL;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    json_decref(arr);
+    return r;
+}
+
+/* ---- jobs --------------------------------------------------------------------------- */
+
+static const char *const job_statuses[] = {FV_STATE_JOB_STATUSES};
+
+static bool is_job_status(const char *v)
+{
+    for (size_t i = 0; i < sizeof job_statuses / sizeof job_statuses[0]; i++)
+        if (strcmp(v, job_statuses[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The columns of the job views, in the order job_obj reads them. */
+#define JOB_COLS                                                                                   \
+    "j.id, j.name, j.status, j.submitted_by, j.submitted, j.started, j.finished, "                 \
+    "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.kind = 'train' "                      \
+    "AND r.status = 'ok'), "                                                                       \
+    "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.status <> 'ok'), "                    \
+    "j.final_version, j.why"
+#define JOB_NCOLS 11
+
+/* The job view object from a row starting with JOB_COLS; NULL on failure. */
+static json_t *job_obj(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    bool ok = jset(o, "id", col_str(st, 0)) && jset(o, "name", col_str(st, 1)) &&
+              jset(o, "status", col_str(st, 2)) && jset(o, "submitted_by", col_str(st, 3)) &&
+              jset(o, "submitted", col_time(st, 4)) && jset(o, "started", col_time(st, 5)) &&
+              jset(o, "finished", col_time(st, 6)) && jset(o, "rounds_done", col_int(st, 7)) &&
+              jset(o, "rounds_failed", col_int(st, 8)) &&
+              jset(o, "final_version", col_int(st, 9)) && jset(o, "why", col_str(st, 10));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int fv_state_job_add(fv_state_t *s, const char *id, const char *spec_json, const char *name,
+                     const char *submitted_by, int64_t now_ms, fv_diag_t *d)
+{
+    static const char what[] = "adding a job";
+    sqlite3_stmt *st = NULL;
+    json_t *spec = NULL;
+    int r, rc, ext = 0;
+
+    if ((r = check_hex64("job id", id, d)) != 0 ||
+        (r = check_text("job name", name, FV_STATE_NAME_MAX, TEXT_NULL_OK, d)) != 0 ||
+        (r = check_text("submitted_by", submitted_by, FV_STATE_NAME_MAX, TEXT_NULL_OK, d)) != 0)
+        return r;
+    if (spec_json == NULL)
+        return fv_diag_set(d, FV_EINVAL, "job %s: no spec", id);
+    if ((r = parse_json_arg("job spec", spec_json, &spec, d)) != 0)
+        return r;
+    bool obj = json_is_object(spec);
+    json_decref(spec);
+    if (!obj)
+        return fv_diag_set(d, FV_ESCHEMA, "job %s: the spec is not a JSON object", id);
+
+    if ((r = prep(s,
+                  "INSERT INTO jobs (id, spec, name, submitted_by, submitted, status) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "tttti", id, spec_json, name, submitted_by, now_ms)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, &ext, d);
+    if (r != 0 && ext == SQLITE_CONSTRAINT_UNIQUE)
+        r = fv_diag_set(d, FV_EDUP, "%s: job %s already exists", s->db_path, id);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_set_status(fv_state_t *s, const char *id, const char *status, const char *why,
+                            int64_t now_ms, fv_diag_t *d)
+{
+    static const char what[] = "setting a job's status";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", id, d)) != 0 ||
+        (r = check_text("why", why, FV_STATE_TEXT_MAX, TEXT_NULL_OK | TEXT_EMPTY_OK, d)) != 0)
+        return r;
+    if (status == NULL || !is_job_status(status))
+        return fv_diag_set(d, FV_EINVAL,
+                           "job %s: status must be queued, running, done, failed or aborted", id);
+    if ((r = prep(s,
+                  "UPDATE jobs SET status = ?2, why = ?3, "
+                  "started = CASE WHEN ?2 = 'running' AND started IS NULL THEN ?4 "
+                  "ELSE started END, "
+                  "finished = CASE WHEN ?2 IN ('done', 'failed', 'aborted') THEN ?4 END "
+                  "WHERE id = ?1",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "ttti", id, status, why, now_ms)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((r = step_done(s, st, what, NULL, d)) != 0)
+        goto out;
+    if (sqlite3_changes(s->db) == 0)
+        r = fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d)
+{
+    static const char what[] = "setting a job's final version";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", id, d)) != 0)
+        return r;
+    if ((r = job_exists(s, id, what, d)) != 0)
+        return r;
+    if ((r = prep(s, "SELECT job FROM versions WHERE version = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: %s: version %" PRId64 " is unknown", s->db_path, what,
+                        version);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    const char *owner = (const char *)sqlite3_column_text(st, 0);
+    if (owner == NULL || strcmp(owner, id) != 0) {
+        r = fv_diag_set(d, FV_EINVAL, "%s: %s: version %" PRId64 " belongs to another job",
+                        s->db_path, what, version);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((r = prep(s, "UPDATE jobs SET final_version = ?2 WHERE id = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "ti", id, version)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, NULL, d);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_status(fv_state_t *s, const char *id, char ret_status[16], fv_diag_t *d)
+{
+    static const char what[] = "reading a job's status";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", id, d)) != 0)
+        return r;
+    if ((r = prep(s, "SELECT status FROM jobs WHERE id = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: job %s is unknown", s->db_path, id);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    if (v == NULL || (size_t)sqlite3_column_bytes(st, 0) >= 16) {
+        r = db_corrupt(s, what, "status longer than 15 bytes", d);
+        goto out;
+    }
+    memcpy(ret_status, v, (size_t)sqlite3_column_bytes(st, 0) + 1);
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_resolve(fv_state_t *s, const char *prefix, char ret_id[65], fv_diag_t *d)
+{
+    static const char what[] = "resolving a job id";
+    sqlite3_stmt *st = NULL;
+    char p[65];
+    int r, rc;
+
+    size_t n = prefix ? strnlen(prefix, 65) : 0;
+    if (n < 4 || n > 64)
+        return fv_diag_set(d, FV_EINVAL, "a job id prefix has 4 to 64 hex digits");
+    for (size_t i = 0; i < n; i++) {
+        char c = prefix[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!is_lower_hex(c))
+            return fv_diag_set(d, FV_EINVAL, "job prefix '%.64s' is not hex", prefix);
+        p[i] = c;
+    }
+    p[n] = '\0';
+
+    if ((r = prep(s, "SELECT count(*), min(id) FROM jobs WHERE substr(id, 1, length(?1)) = ?1", &st,
+                  what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", p)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    int64_t count = (int64_t)sqlite3_column_int64(st, 0);
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    if (count == 0) {
+        r = fv_diag_set(d, -ENOENT, "no job id starts with '%s'", p);
+        goto out;
+    }
+    if (count > 1) {
+        r = fv_diag_set(d, FV_EINVAL, "job prefix '%s' is ambiguous (%" PRId64 " jobs)", p, count);
+        goto out;
+    }
+    if (!is_hex64(id)) {
+        r = db_corrupt(s, what, "a job id is not 64 hex digits", d);
+        goto out;
+    }
+    memcpy(ret_id, id, 65);
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_next(fv_state_t *s, char ret_id[65], char **ret_spec, fv_diag_t *d)
+{
+    static const char what[] = "choosing the next job";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = prep(s,
+                  "SELECT id, spec FROM jobs WHERE status IN ('running', 'queued') "
+                  "ORDER BY status = 'running' DESC, seq LIMIT 1",
+                  &st, what, d)) != 0)
+        goto out;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: no job is queued or running", s->db_path);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *spec = (const char *)sqlite3_column_text(st, 1);
+    if (!is_hex64(id) || spec == NULL) {
+        r = db_corrupt(s, what, "a job row without a valid id or spec", d);
+        goto out;
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, 1);
+    char *copy = malloc(n + 1);
+    if (copy == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+        goto out;
+    }
+    memcpy(copy, spec, n + 1);
+    memcpy(ret_id, id, 65);
+    *ret_spec = copy;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_jobs_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
+{
+    static const char what[] = "listing jobs";
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int r, rc;
+
+    if (arr == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((r = prep(s, "SELECT " JOB_COLS " FROM jobs j ORDER BY j.seq", &st, what, d)) != 0)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (json_array_append_new(arr, job_obj(st)) != 0) {
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    *ret = arr;
+    arr = NULL;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    json_decref(arr);
+    return r;
+}
+
+/* The round rows of a job as the JSON array of fv_state_job_json. */
+static int job_rounds_json(fv_state_t *s, const char *id, json_t *arr, fv_diag_t *d)
+{
+    static const char what[] = "reading a job's rounds";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = prep(s,
+                  "SELECT round, attempt, kind, status, why, cohort, contributors, metrics, "
+                  "model_in, model_out, started, finished FROM rounds WHERE job = ?1 "
+                  "ORDER BY round, attempt",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *cohort = NULL, *contrib = NULL, *metrics = NULL;
+        if ((r = col_json(s, st, 5, what, &cohort, d)) != 0 ||
+            (r = col_json(s, st, 6, what, &contrib, d)) != 0 ||
+            (r = col_json(s, st, 7, what, &metrics, d)) != 0) {
+            json_decref(cohort);
+            json_decref(contrib);
+            goto out;
+        }
+        json_t *o = json_object();
+        bool ok = jset(o, "round", col_int(st, 0)) && jset(o, "attempt", col_int(st, 1)) &&
+                  jset(o, "kind", col_str(st, 2)) && jset(o, "status", col_str(st, 3)) &&
+                  jset(o, "why", col_str(st, 4));
+        /* The parsed columns are consumed whatever happens (jset always consumes). */
+        ok = jset(o, "cohort", cohort) && ok;
+        ok = jset(o, "contributors", contrib) && ok;
+        ok = jset(o, "metrics", metrics) && ok;
+        ok = ok && jset(o, "model_in", col_str(st, 8)) && jset(o, "model_out", col_str(st, 9)) &&
+             jset(o, "started", col_time(st, 10)) && jset(o, "finished", col_time(st, 11));
+        if (!ok || json_array_append_new(arr, o) != 0) {
+            if (!ok)
+                json_decref(o);
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int job_agents_json(fv_state_t *s, const char *id, json_t *arr, fv_diag_t *d)
+{
+    static const char what[] = "reading a job's agents";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = prep(s,
+                  "SELECT agent, data_sha256, rows, accepted FROM job_agents WHERE job = ?1 "
+                  "ORDER BY agent",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *o = json_object();
+        if (!(jset(o, "name", col_str(st, 0)) && jset(o, "data_sha256", col_str(st, 1)) &&
+              jset(o, "rows", col_int(st, 2)) && jset(o, "accepted", col_time(st, 3)))) {
+            json_decref(o);
+            r = json_fail(s, what, d);
+            goto out;
+        }
+        if (json_array_append_new(arr, o) != 0) {
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
+{
+    static const char what[] = "reading a job";
+    sqlite3_stmt *st = NULL;
+    json_t *o = NULL, *spec = NULL, *rounds = NULL, *agents = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", id, d)) != 0)
+        return r;
+    if ((r = prep(s, "SELECT " JOB_COLS ", j.spec FROM jobs j WHERE j.id = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: job %s is unknown", s->db_path, id);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((r = col_json(s, st, JOB_NCOLS, what, &spec, d)) != 0)
+        goto out;
+    if ((o = job_obj(st)) == NULL || (rounds = json_array()) == NULL ||
+        (agents = json_array()) == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((r = job_rounds_json(s, id, rounds, d)) != 0 ||
+        (r = job_agents_json(s, id, agents, d)) != 0)
+        goto out;
+    bool ok = jset(o, "spec", spec);
+    ok = jset(o, "rounds", rounds) && ok;
+    ok = jset(o, "agents", agents) && ok;
+    spec = rounds = agents = NULL; /* consumed */
+    if (!ok) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    *ret = o;
+    o = NULL;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    json_decref(o);
+    json_decref(spec);
+    json_decref(rounds);
+    json_decref(agents);
+    return r;
+}
+
+int fv_state_job_agent(fv_state_t *s, const char *job, const char *agent, const char *data_sha256,
+                       uint64_t rows, int64_t now_ms, fv_diag_t *d)
+{
+    static const char what[] = "recording an agent's data fingerprint";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", job, d)) != 0 ||
+        (r = check_text("agent name", agent, FV_STATE_NAME_MAX, 0, d)) != 0 ||
+        (r = check_hex64("data_sha256", data_sha256, d)) != 0 ||
+        (r = check_u64("rows", rows, d)) != 0)
+        return r;
+    if ((r = job_exists(s, job, what, d)) != 0)
+        return r;
+    if ((r = prep(s,
+                  "INSERT INTO job_agents (job, agent, data_sha256, rows, accepted) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5) "
+                  "ON CONFLICT (job, agent) DO UPDATE SET data_sha256 = excluded.data_sha256, "
+                  "rows = excluded.rows, accepted = excluded.accepted",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "tttii", job, agent, data_sha256, (int64_t)rows, now_ms)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, NULL, d);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------- */
+
+int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck, fv_diag_t *d)
+{
+    static const char what[] = "saving a checkpoint";
+    sqlite3_stmt *st = NULL;
+    uint8_t *stats = NULL;
+    int r, rc;
+
+    if ((r = check_hex64("job id", job, d)) != 0)
+        return r;
+    if (ck == NULL)
+        return fv_diag_set(d, FV_EINVAL, "job %s: no checkpoint given", job);
+    if ((r = check_u64("next_round", ck->next_round, d)) != 0 ||
+        (r = check_u64("rounds_done", ck->rounds_done, d)) != 0 ||
+        (r = check_u64("rounds_failed", ck->rounds_failed, d)) != 0 ||
+        (r = check_u64("n_ref", ck->n_ref, d)) != 0 ||
+        (r = check_u64("best_round", ck->best_round, d)) != 0)
+        return r;
+    if (ck->stats_sum == NULL && ck->stats_words > 0)
+        return fv_diag_set(d, FV_EINVAL, "job %s: checkpoint stats_words without stats_sum", job);
+    if (ck->stats_words > FV_STATE_STATS_MAX)
+        return fv_diag_set(d, FV_ETOOBIG, "job %s: checkpoint stats of %zu words, over %zu", job,
+                           ck->stats_words, (size_t)FV_STATE_STATS_MAX);
+    if (ck->opt_state == NULL && ck->opt_len > 0)
+        return fv_diag_set(d, FV_EINVAL, "job %s: checkpoint opt_len without opt_state", job);
+    if (ck->opt_len > FV_STATE_MODEL_MAX)
+        return fv_diag_set(d, FV_ETOOBIG, "job %s: optimizer state of %zu bytes, over %zu", job,
+                           ck->opt_len, (size_t)FV_STATE_MODEL_MAX);
+    if ((ck->global_sha[0] != '\0' && !is_hex64(ck->global_sha)) ||
+        (ck->best_sha[0] != '\0' && !is_hex64(ck->best_sha)))
+        return fv_diag_set(d, FV_EINVAL,
+                           "job %s: checkpoint global_sha/best_sha must be \"\" or 64 lowercase "
+                           "hex digits",
+                           job);
+    if ((r = job_exists(s, job, what, d)) != 0)
+        return r;
+
+    /* Little-endian words, whatever the host: the database file is portable. */
+    size_t stats_bytes = ck->stats_words * 4;
+    if (stats_bytes > 0) {
+        stats = malloc(stats_bytes);
+        if (stats == NULL) {
+            r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+            goto out;
+        }
+        for (size_t i = 0; i < ck->stats_words; i++) {
+            uint32_t w = ck->stats_sum[i];
+            stats[4 * i] = (uint8_t)w;
+            stats[4 * i + 1] = (uint8_t)(w >> 8);
+            stats[4 * i + 2] = (uint8_t)(w >> 16);
+            stats[4 * i + 3] = (uint8_t)(w >> 24);
+        }
+    }
+    if ((r = prep(s,
+                  "INSERT OR REPLACE INTO checkpoints (job, next_round, rounds_done, "
+                  "rounds_failed, n_ref, stats_sum, global_sha, global_version, opt_state, "
+                  "best_sha, best_version, best_metric, best_round, since_best) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "tiiiibtibtidii", job, (int64_t)ck->next_round, (int64_t)ck->rounds_done,
+                       (int64_t)ck->rounds_failed, (int64_t)ck->n_ref, (const void *)stats,
+                       stats_bytes, ck->global_sha[0] ? ck->global_sha : NULL, ck->global_version,
+                       (const void *)(ck->opt_len > 0 ? ck->opt_state : NULL), ck->opt_len,
+                       ck->best_sha[0] ? ck->best_sha : NULL, ck->best_version, ck->best_metric,
+                       (int64_t)ck->best_round, (int64_t)ck->since_best)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, NULL, d);
+out:
+    sqlite3_finalize(st);
+    free(stats);
+    return r;
+}
+
+/* A sha column into a char[65]: NULL -> "", otherwise 64 lowercase hex. */
+static bool col_sha(sqlite3_stmt *st, int i, char out[65])
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+        out[0] = '\0';
+        return true;
+    }
+    const char *v = (const char *)sqlite3_column_text(st, i);
+    if (!is_hex64(v))
+        return false;
+    memcpy(out, v, 65);
+    return true;
+}
+
+int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_diag_t *d)
+{
+    static const char what[] = "loading a checkpoint";
+    sqlite3_stmt *st = NULL;
+    fv_state_ckpt_t ck = {0};
+    int r, rc;
+
+    if ((r = check_hex64("job id", job, d)) != 0)
+        return r;
+    if ((r = prep(s,
+                  "SELECT next_round, rounds_done, rounds_failed, n_ref, stats_sum, "
+                  "global_sha, global_version, opt_state, best_sha, best_version, best_metric, "
+                  "best_round, since_best FROM checkpoints WHERE job = ?1",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", job)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: job %s has no checkpoint", s->db_path, job);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    int64_t v[6] = {
+        (int64_t)sqlite3_column_int64(st, 0),  (int64_t)sqlite3_column_int64(st, 1),
+        (int64_t)sqlite3_column_int64(st, 2),  (int64_t)sqlite3_column_int64(st, 3),
+        (int64_t)sqlite3_column_int64(st, 11), (int64_t)sqlite3_column_int64(st, 12),
+    };
+    for (int i = 0; i < 6; i++)
+        if (v[i] < 0 || (i == 5 && v[i] > (int64_t)UINT32_MAX)) {
+            r = db_corrupt(s, what, "a counter out of range", d);
+            goto out;
+        }
+    ck.next_round = (uint64_t)v[0];
+    ck.rounds_done = (uint64_t)v[1];
+    ck.rounds_failed = (uint64_t)v[2];
+    ck.n_ref = (uint64_t)v[3];
+    ck.best_round = (uint64_t)v[4];
+    ck.since_best = (uint32_t)v[5];
+    ck.global_version = (int64_t)sqlite3_column_int64(st, 6);
+    ck.best_version = (int64_t)sqlite3_column_int64(st, 9);
+    ck.best_metric =
+        sqlite3_column_type(st, 10) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 10);
+    if (!col_sha(st, 5, ck.global_sha) || !col_sha(st, 8, ck.best_sha)) {
+        r = db_corrupt(s, what, "a model name is not 64 hex digits", d);
+        goto out;
+    }
+
+    /* stats_sum: a blob of 4-byte little-endian words, at most FV_STATE_STATS_MAX. */
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        const uint8_t *b = sqlite3_column_blob(st, 4);
+        size_t n = (size_t)sqlite3_column_bytes(st, 4);
+        if (n % 4 != 0 || n / 4 > FV_STATE_STATS_MAX) {
+            r = db_corrupt(s, what, "the stats blob is not a whole number of words", d);
+            goto out;
+        }
+        if (n > 0) {
+            ck.stats_sum = malloc(n);
+            if (ck.stats_sum == NULL) {
+                r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+                goto out;
+            }
+            ck.stats_words = n / 4;
+            for (size_t i = 0; i < ck.stats_words; i++)
+                ck.stats_sum[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 |
+                                  (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        }
+    }
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
+        const void *b = sqlite3_column_blob(st, 7);
+        size_t n = (size_t)sqlite3_column_bytes(st, 7);
+        if (n > 0) {
+            ck.opt_state = malloc(n);
+            if (ck.opt_state == NULL) {
+                r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+                goto out;
+            }
+            memcpy(ck.opt_state, b, n);
+            ck.opt_len = n;
+        }
+    }
+    *ret = ck;
+    memset(&ck, 0, sizeof ck); /* now the caller's */
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    fv_state_ckpt_close(&ck);
+    return r;
+}
+
+void fv_state_ckpt_close(fv_state_ckpt_t *ck)
+{
+    if (ck == NULL)
+        return;
+    free(ck->stats_sum);
+    free(ck->opt_state);
+    ck->stats_sum = NULL;
+    ck->stats_words = 0;
+    ck->opt_state = NULL;
+    ck->opt_len = 0;
+}
+
+/* ---- rounds ------------------------------------------------------------------------- */
+
+/* Validates a JSON member of a round and re-encodes it compactly into *ret (malloc'd;
+ * NULL for a NULL member when nullable). shape: 'a' array of strings, 'o' object. */
+static int round_json_arg(const char *what, const char *text, char shape, bool nullable, char **ret,
+                          fv_diag_t *d)
+{
+    json_t *j = NULL;
+    int r;
+    if (text == NULL) {
+        if (!nullable)
+            return fv_diag_set(d, FV_EINVAL, "round: %s is missing", what);
+        *ret = NULL;
+        return 0;
+    }
+    if ((r = parse_json_arg(what, text, &j, d)) != 0)
+        return r;
+    bool ok = shape == 'a' ? is_string_array(j) : json_is_object(j);
+    if (!ok) {
+        json_decref(j);
+        return fv_diag_set(d, FV_ESCHEMA, "round: %s is not %s", what,
+                           shape == 'a' ? "an array of strings" : "a JSON object");
+    }
+    char *out = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (out == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "round: %s: out of memory", what);
+    *ret = out;
+    return 0;
+}
+
+int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
+{
+    static const char what[] = "adding a round";
+    sqlite3_stmt *st = NULL;
+    char *cohort = NULL, *contrib = NULL, *metrics = NULL;
+    int r, rc, ext = 0;
+
+    if (rd == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_state_round_add: no round given");
+    if ((r = check_hex64("job id", rd->job, d)) != 0 || (r = check_u64("round", rd->round, d)) != 0)
+        return r;
+    if (rd->attempt == 0)
+        return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": attempts count from 1", rd->round);
+    if (rd->kind == NULL || (strcmp(rd->kind, "stats") != 0 && strcmp(rd->kind, "train") != 0))
+        return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": kind must be stats or train",
+                           rd->round);
+    if ((r = check_text("round status", rd->status, STATUS_MAX, 0, d)) != 0 ||
+        (r = check_text("round why", rd->why, FV_STATE_TEXT_MAX, TEXT_NULL_OK | TEXT_EMPTY_OK,
+                        d)) != 0)
+        return r;
+    if ((rd->model_in_sha != NULL && (r = check_hex64("model_in_sha", rd->model_in_sha, d)) != 0) ||
+        (rd->model_out_sha != NULL &&
+         (r = check_hex64("model_out_sha", rd->model_out_sha, d)) != 0))
+        return r;
+    if ((r = round_json_arg("cohort", rd->cohort_json, 'a', false, &cohort, d)) != 0 ||
+        (r = round_json_arg("contributors", rd->contributors_json, 'a', false, &contrib, d)) != 0 ||
+        (r = round_json_arg("metrics", rd->metrics_json, 'o', true, &metrics, d)) != 0)
+        goto out;
+    if ((r = job_exists(s, rd->job, what, d)) != 0)
+        goto out;
+
+    if ((r = prep(s,
+                  "INSERT INTO rounds (job, round, attempt, kind, status, why, cohort, "
+                  "contributors, metrics, model_in, model_out, started, finished) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "tiittttttttii", rd->job, (int64_t)rd->round, (int64_t)rd->attempt,
+                       rd->kind, rd->status, rd->why, cohort, contrib, metrics, rd->model_in_sha,
+                       rd->model_out_sha, rd->started_ms, rd->finished_ms)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = step_done(s, st, what, &ext, d);
+    if (r != 0 && ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+        r = fv_diag_set(d, FV_EDUP,
+                        "%s: job %s round %" PRIu64 " attempt %" PRIu32 " is already recorded",
+                        s->db_path, rd->job, rd->round, rd->attempt);
+out:
+    sqlite3_finalize(st);
+    free(cohort);
+    free(contrib);
+    free(metrics);
+    return r;
+}
+
+/* ---- model versions ----------------------------------------------------------------- */
+
+int fv_state_version_add(fv_state_t *s, const char *job, uint64_t round, const char *sha,
+                         int64_t parent, const char *kind, const char *producer, int64_t now_ms,
+                         int64_t *ret_version, fv_diag_t *d)
+{
+    static const char what[] = "adding a model version";
+    sqlite3_stmt *st = NULL;
+    char path[PATH_MAX];
+    int r, rc;
+
+    if ((r = check_hex64("job id", job, d)) != 0 || (r = check_hex64("model sha", sha, d)) != 0 ||
+        (r = check_u64("round", round, d)) != 0 ||
+        (r = check_text("producer", producer, FV_STATE_TEXT_MAX, 0, d)) != 0)
+        return r;
+    if (kind == NULL || (strcmp(kind, "global") != 0 && strcmp(kind, "final") != 0))
+        return fv_diag_set(d, FV_EINVAL, "model version: kind must be global or final");
+    if (parent < 0)
+        return fv_diag_set(d, FV_EINVAL, "model version: parent %" PRId64 " is negative", parent);
+    if ((r = job_exists(s, job, what, d)) != 0)
+        return r;
+    if (parent > 0) {
+        if ((r = prep(s, "SELECT 1 FROM versions WHERE version = ?1", &st, what, d)) != 0)
+            goto out;
+        if ((rc = bind_all(st, "i", parent)) != SQLITE_OK) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            r = fv_diag_set(d, -ENOENT, "%s: %s: parent version %" PRId64 " is unknown", s->db_path,
+                            what, parent);
+            goto out;
+        }
+        if (rc != SQLITE_ROW) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    /* The durability invariant: the file is on disk before a row names it. */
+    fv_state_model_path(s, sha, path, sizeof path);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        r = -errno;
+        if (r == -ENOENT)
+            fv_diag_set(d, r,
+                        "%s: no such model file: store it (fv_state_model_put) before adding a "
+                        "version that names it",
+                        path);
+        else
+            fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        r = fv_diag_set(d, FV_EINVAL, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((r = prep(s,
+                  "INSERT INTO versions (sha256, job, round, kind, parent, created, bytes, "
+                  "producer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "ttitiiit", sha, job, (int64_t)round, kind, parent, now_ms,
+                       (int64_t)sb.st_size, producer)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    /* parent 0 means none: stored as NULL so the foreign key holds. */
+    if (parent == 0 && (rc = sqlite3_bind_null(st, 5)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((r = step_done(s, st, what, NULL, d)) != 0)
+        goto out;
+    if (ret_version != NULL)
+        *ret_version = (int64_t)sqlite3_last_insert_rowid(s->db);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_version_sha(fv_state_t *s, int64_t version, char ret_sha[65], fv_diag_t *d)
+{
+    static const char what[] = "reading a model version";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = prep(s, "SELECT sha256 FROM versions WHERE version = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: model version %" PRId64 " is unknown", s->db_path,
+                        version);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    const char *sha = (const char *)sqlite3_column_text(st, 0);
+    if (!is_hex64(sha)) {
+        r = db_corrupt(s, what, "a model name is not 64 hex digits", d);
+        goto out;
+    }
+    memcpy(ret_sha, sha, 65);
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+#define VERSION_COLS "version, sha256, job, round, kind, parent, created, bytes, producer"
+
+static json_t *version_obj(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    bool ok = jset(o, "version", col_int(st, 0)) && jset(o, "sha256", col_str(st, 1)) &&
+              jset(o, "job", col_str(st, 2)) && jset(o, "round", col_int(st, 3)) &&
+              jset(o, "kind", col_str(st, 4)) && jset(o, "parent", col_int(st, 5)) &&
+              jset(o, "created", col_time(st, 6)) && jset(o, "bytes", col_int(st, 7)) &&
+              jset(o, "producer", col_str(st, 8));
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
+{
+    static const char what[] = "listing model versions";
+    sqlite3_stmt *st = NULL;
+    json_t *arr = json_array();
+    int r, rc;
+
+    if (arr == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((r = prep(s, "SELECT " VERSION_COLS " FROM versions ORDER BY version", &st, what, d)) != 0)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (json_array_append_new(arr, version_obj(st)) != 0) {
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    *ret = arr;
+    arr = NULL;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    json_decref(arr);
+    return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* lineage.rounds and the set of agent names in their cohorts (an object used as a set). */
+static int lineage_rounds(fv_state_t *s, const char *job, int64_t round, json_t *rounds,
+                          json_t *names, fv_diag_t *d)
+{
+    static const char what[] = "reading a version's lineage";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = prep(s,
+                  "SELECT round, kind, cohort, contributors FROM rounds "
+                  "WHERE job = ?1 AND status = 'ok' AND round <= ?2 ORDER BY round, attempt",
+                  &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "ti", job, round)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *cohort = NULL, *contrib = NULL;
+        if ((r = col_json(s, st, 2, what, &cohort, d)) != 0 ||
+            (r = col_json(s, st, 3, what, &contrib, d)) != 0) {
+            json_decref(cohort);
+            goto out;
+        }
+        if (!is_string_array(cohort)) {
+            json_decref(cohort);
+            json_decref(contrib);
+            r = db_corrupt(s, what, "a stored cohort is not an array of names", d);
+            goto out;
+        }
+        size_t i;
+        json_t *v;
+        bool ok = true;
+        json_array_foreach(cohort, i, v) ok =
+            ok && json_object_set_new(names, json_string_value(v), json_true()) == 0;
+        json_t *o = json_object();
+        ok = ok && jset(o, "round", col_int(st, 0)) && jset(o, "kind", col_str(st, 1));
+        ok = jset(o, "cohort", cohort) && ok;
+        ok = jset(o, "contributors", contrib) && ok;
+        if (!ok || json_array_append_new(rounds, o) != 0) {
+            if (!ok)
+                json_decref(o);
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* lineage.agents: the fingerprint of each name in names, sorted. */
+static int lineage_agents(fv_state_t *s, const char *job, json_t *names, json_t *agents,
+                          fv_diag_t *d)
+{
+    static const char what[] = "reading a version's agents";
+    sqlite3_stmt *st = NULL;
+    size_t n = json_object_size(names), k = 0;
+    const char **keys = NULL;
+    int r, rc;
+
+    if (n == 0)
+        return 0;
+    keys = malloc(n * sizeof *keys);
+    if (keys == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(names, key, v) keys[k++] = key;
+    qsort(keys, n, sizeof *keys, cmp_str);
+
+    if ((r = prep(s, "SELECT data_sha256, rows FROM job_agents WHERE job = ?1 AND agent = ?2", &st,
+                  what, d)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st); /* reports the previous step's result, handled already */
+        if ((rc = bind_all(st, "tt", job, keys[i])) != SQLITE_OK) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        bool row = rc == SQLITE_ROW;
+        json_t *o = json_object();
+        bool ok = jset(o, "name", json_string(keys[i])) &&
+                  jset(o, "data_sha256", row ? col_str(st, 0) : json_null()) &&
+                  jset(o, "rows", row ? col_int(st, 1) : json_null());
+        if (!ok) {
+            json_decref(o);
+            r = json_fail(s, what, d);
+            goto out;
+        }
+        if (json_array_append_new(agents, o) != 0) {
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    free(keys);
+    return r;
+}
+
+int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_t *d)
+{
+    static const char what[] = "reading a model version";
+    sqlite3_stmt *st = NULL;
+    json_t *o = NULL, *lin = NULL, *spec = NULL, *rounds = NULL, *agents = NULL, *names = NULL;
+    json_t *producer = NULL;
+    char job[65];
+    int64_t round;
+    int r, rc;
+
+    if ((r = prep(s, "SELECT " VERSION_COLS " FROM versions WHERE version = ?1", &st, what, d)) !=
+        0)
+        goto out;
+    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        r = fv_diag_set(d, -ENOENT, "%s: model version %" PRId64 " is unknown", s->db_path,
+                        version);
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    const char *j = (const char *)sqlite3_column_text(st, 2);
+    if (!is_hex64(j)) {
+        r = db_corrupt(s, what, "a version's job is not 64 hex digits", d);
+        goto out;
+    }
+    memcpy(job, j, 65);
+    round = (int64_t)sqlite3_column_int64(st, 3);
+    if ((o = version_obj(st)) == NULL || (lin = json_object()) == NULL ||
+        !jset(lin, "parent", col_int(st, 5)) || !jset(lin, "job", json_string(job)) ||
+        (rounds = json_array()) == NULL || (agents = json_array()) == NULL ||
+        (names = json_object()) == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((producer = col_str(st, 8)) == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* hyperparameters: the job's spec. */
+    if ((r = prep(s, "SELECT spec FROM jobs WHERE id = ?1", &st, what, d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "t", job)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        r = rc == SQLITE_DONE ? db_corrupt(s, what, "a version names a job that does not exist", d)
+                              : db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((r = col_json(s, st, 0, what, &spec, d)) != 0)
+        goto out;
+    sqlite3_finalize(st);
+    st = NULL;
+
+    if ((r = lineage_rounds(s, job, round, rounds, names, d)) != 0 ||
+        (r = lineage_agents(s, job, names, agents, d)) != 0)
+        goto out;
+    bool ok = jset(lin, "hyperparameters", spec);
+    ok = jset(lin, "rounds", rounds) && ok;
+    ok = jset(lin, "agents", agents) && ok;
+    ok = jset(lin, "producer", producer) && ok;
+    spec = rounds = agents = producer = NULL; /* consumed */
+    ok = ok && jset(o, "lineage", lin);
+    lin = NULL;
+    if (!ok) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    *ret = o;
+    o = NULL;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    json_decref(o);
+    json_decref(lin);
+    json_decref(spec);
+    json_decref(rounds);
+    json_decref(agents);
+    json_decref(names);
+    json_decref(producer);
+    return r;
+}
+
+/* ---- audit outbox ------------------------------------------------------------------- */
+
+int fv_state_outbox_add(fv_state_t *s, const char *actor, const char *event,
+                        const char *details_json, int64_t *ret_id, fv_diag_t *d)
+{
+    static const char what[] = "queueing an audit record";
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+
+    if ((r = check_text("audit actor", actor, FV_STATE_NAME_MAX, 0, d)) != 0 ||
+        (r = check_text("audit event", event, EVENT_MAX, 0, d)) != 0)
+        return r;
+    if (details_json != NULL) {
+        json_t *j = NULL;
+        if ((r = parse_json_arg("audit details", details_json, &j, d)) != 0)
+            return r;
+        bool obj = json_is_object(j);
+        json_decref(j);
+        if (!obj)
+            return fv_diag_set(d, FV_ESCHEMA, "audit details are not a JSON object");
+    }
+    if ((r = prep(s, "INSERT INTO outbox (actor, event, details) VALUES (?1, ?2, ?3)", &st, what,
+                  d)) != 0)
+        goto out;
+    if ((rc = bind_all(st, "ttt", actor, event, details_json)) != SQLITE_OK) {
+        r = db_fail(s, rc, what, d);
+        goto out;
+    }
+    if ((r = step_done(s, st, what, NULL, d)) != 0)
+        goto out;
+    if (ret_id != NULL)
+        *ret_id = (int64_t)sqlite3_last_insert_rowid(s->db);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_state_outbox_drain(fv_state_t *s,
+                          int (*cb)(int64_t id, const char *actor, const char *event,
+                                    const char *details_json, void *ctx),
+                          void *ctx, fv_diag_t *d)
+{
+    static const char what[] = "draining the audit outbox";
+    sqlite3_stmt *sel = NULL, *del = NULL;
+    int r, rc;
+
+    if (cb == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_state_outbox_drain: no callback");
+    if (!sqlite3_get_autocommit(s->db))
+        return fv_diag_set(d, FV_EINVAL,
+                           "%s: %s: a transaction is open: drain after commit, or a rollback "
+                           "would bring back records already written to the audit log",
+                           s->db_path, what);
+    if ((r = prep(s, "SELECT id, actor, event, details FROM outbox ORDER BY id LIMIT 1", &sel, what,
+                  d)) != 0 ||
+        (r = prep(s, "DELETE FROM outbox WHERE id = ?1", &del, what, d)) != 0)
+        goto out;
+    for (;;) {
+        rc = sqlite3_step(sel);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        int64_t id = (int64_t)sqlite3_column_int64(sel, 0);
+        const char *actor = (const char *)sqlite3_column_text(sel, 1);
+        const char *event = (const char *)sqlite3_column_text(sel, 2);
+        const char *details = (const char *)sqlite3_column_text(sel, 3);
+        if (actor == NULL || event == NULL) {
+            r = db_corrupt(s, what, "an outbox row without actor or event", d);
+            goto out;
+        }
+        if ((r = cb(id, actor, event, details, ctx)) != 0)
+            goto out;
+        sqlite3_reset(sel); /* ends the read; reports the step's result, handled above */
+        sqlite3_reset(del);
+        if ((rc = bind_all(del, "i", id)) != SQLITE_OK) {
+            r = db_fail(s, rc, what, d);
+            goto out;
+        }
+        if ((r = step_done(s, del, what, NULL, d)) != 0)
+            goto out;
+    }
+    r = 0;
+out:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(del);
+    return r;
+}
