@@ -22,6 +22,8 @@ typedef struct fv_agent_cfg {
     int port;
     const char *ca, *cert, *key, *crl; /* crl may be NULL */
     const char *data;
+    const char *audit_log;  /* the agent's signed audit log (agent.c, "AUDIT") */
+    const char *audit_head; /* its head file: audit_log + ".head" */
     const char *accept_jobs[FV_AGENT_MAX_ACCEPT_JOBS]; /* empty: any job name */
     size_t n_accept_jobs;
     uint32_t min_cohort;    /* 0: no minimum beyond the protocol's */

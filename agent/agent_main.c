@@ -7,6 +7,13 @@
  * directory. The config is input like any other: unknown keys, wrong types and bad
  * values are refused with a sentence naming the file and the key.
  *
+ * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
+ * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
+ * min_threshold} (optional), audit_log (optional: the agent's signed audit log, default
+ * "audit/agent-audit.log" beside the config, its head "<audit_log>.head"; missing
+ * directories are created with mode 0700; --audit-log overrides it). What goes into the
+ * log: agent.c, "AUDIT".
+ *
  * Exit status: 0 ok, 1 failure (the last stderr line says what and where), 2 usage.
  * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
  * which are for a person at a terminal.
@@ -28,6 +35,7 @@
 
 #define PROG "fedvault-agent"
 #define EXIT_USAGE 2
+#define DEFAULT_AUDIT_LOG "audit/agent-audit.log" /* relative to the config's directory */
 
 static const char usage[] =
     "Usage: " PROG " --config agent.json [options]\n"
@@ -38,9 +46,15 @@ static const char usage[] =
     "\n"
     "  --config FILE          the kit's agent.json (required): federation, name, role,\n"
     "                         coordinator, ca, cert, key; optional data, policy\n"
-    "                         {accept_jobs, min_cohort, min_threshold}. Paths in it are\n"
-    "                         relative to its directory\n"
+    "                         {accept_jobs, min_cohort, min_threshold}, audit_log. Paths\n"
+    "                         in it are relative to its directory\n"
     "  --data FILE            local CSV file (overrides \"data\")\n"
+    "  --audit-log FILE       the agent's signed audit log (overrides \"audit_log\"; default\n"
+    "                         audit/agent-audit.log beside agent.json; head: FILE.head).\n"
+    "                         Every message sent is recorded there first; if the log cannot\n"
+    "                         be written the agent stops (exit 1). Check it with\n"
+    "                         `fedvault audit verify --log FILE --head FILE.head --cert\n"
+    "                         cert.pem`\n"
     "  --coordinator HOST:PORT  coordinator address (overrides \"coordinator\")\n"
     "  --accept-jobs NAME,... take part only in jobs with these names (default: any)\n"
     "  --min-cohort N         refuse rounds with fewer than N agents\n"
@@ -236,8 +250,9 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     *ret_root = root;
     if (!json_is_object(root))
         return fail("%s: expected a JSON object", path);
-    static const char *const known[] = {"federation", "name", "role", "coordinator", "ca",
-                                        "cert",       "key",  "crl",  "data",        "policy"};
+    static const char *const known[] = {"federation", "name",   "role",     "coordinator",
+                                        "ca",         "cert",   "key",      "crl",
+                                        "data",       "policy", "audit_log"};
     const char *k;
     json_t *v;
     json_object_foreach(root, k, v)
@@ -247,7 +262,7 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
             ok = ok || strcmp(k, known[i]) == 0;
         if (!ok)
             return fail("%s: unknown key \"%s\" (known: federation, name, role, coordinator, "
-                        "ca, cert, key, crl, data, policy)",
+                        "ca, cert, key, crl, data, policy, audit_log)",
                         path, k);
     }
     int err = 0;
@@ -260,6 +275,7 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     const char *key = cfg_str(root, path, "key", true, &err);
     const char *crl = cfg_str(root, path, "crl", false, &err);
     const char *data = cfg_str(root, path, "data", false, &err);
+    const char *audit_log = cfg_str(root, path, "audit_log", false, &err);
     if (err != 0)
         return err;
     if (strcmp(role, "agent") != 0)
@@ -276,8 +292,9 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     c->key = resolve(p, dir, key);
     c->crl = crl != NULL ? resolve(p, dir, crl) : NULL;
     c->data = data != NULL ? resolve(p, dir, data) : NULL;
+    c->audit_log = resolve(p, dir, audit_log != NULL ? audit_log : DEFAULT_AUDIT_LOG);
     if (c->ca == NULL || c->cert == NULL || c->key == NULL || (crl && !c->crl) ||
-        (data && !c->data))
+        (data && !c->data) || c->audit_log == NULL)
         return fail("out of memory");
     if (coord != NULL) {
         /* Port 0 is what `fedvault provision` writes when the coordinator's port is not
@@ -329,6 +346,7 @@ enum {
     OPT_MIN_THRESHOLD,
     OPT_ONCE,
     OPT_THREADS,
+    OPT_AUDIT_LOG,
 };
 
 static const struct option long_opts[] = {
@@ -340,13 +358,14 @@ static const struct option long_opts[] = {
     {"min-threshold", required_argument, NULL, OPT_MIN_THRESHOLD},
     {"once", no_argument, NULL, OPT_ONCE},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 int main(int argc, char **argv)
 {
-    const char *config = NULL, *data = NULL, *coordinator = NULL, *accept = NULL;
+    const char *config = NULL, *data = NULL, *coordinator = NULL, *accept = NULL, *audit_log = NULL;
     uint32_t min_cohort = 0, min_threshold = 0, threads = 0;
     bool have_min_cohort = false, have_min_threshold = false, once = false;
     int c;
@@ -364,6 +383,11 @@ int main(int argc, char **argv)
             break;
         case OPT_COORDINATOR:
             coordinator = optarg;
+            break;
+        case OPT_AUDIT_LOG:
+            if (optarg[0] == '\0')
+                return usage_error("--audit-log: expected a file name");
+            audit_log = optarg;
             break;
         case OPT_ACCEPT_JOBS:
             accept = optarg;
@@ -415,6 +439,16 @@ int main(int argc, char **argv)
     cfg.config_path = config;
     if (data != NULL)
         cfg.data = data;
+    if (audit_log != NULL)
+        cfg.audit_log = audit_log;
+    size_t hl = strlen(cfg.audit_log) + sizeof ".head";
+    char *head = pool_add(&pool, malloc(hl));
+    if (head == NULL) {
+        rc = fail("out of memory");
+        goto out;
+    }
+    snprintf(head, hl, "%s.head", cfg.audit_log);
+    cfg.audit_head = head;
     if (coordinator != NULL) {
         cfg.host = host_flag;
         cfg.port = port_flag;
