@@ -5,6 +5,8 @@
  *   exit 1  the work failed (bad data, unreadable file, training diverged): one line on
  *           stderr, "fedvault <cmd>: error: <what, where, what to do>"
  *   exit 2  usage error (unknown option, missing argument): message + hint to --help
+ *   exit 3  (admin commands, cmd_admin.c) the coordinator could not be reached, or the
+ *           TLS handshake or authentication failed
  * Progress lines go to stderr; the result (a readable summary, or one JSON object with
  * --json) goes to stdout, so `fedvault train --json ... | jq` works.
  */
@@ -20,6 +22,7 @@
 #define FV_EXIT_OK 0
 #define FV_EXIT_FAIL 1
 #define FV_EXIT_USAGE 2
+#define FV_EXIT_UNREACHABLE 3
 
 int fv_cmd_train(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);
@@ -28,6 +31,12 @@ int fv_cmd_schema(int argc, char **argv);
 int fv_cmd_bench(int argc, char **argv);
 int fv_cmd_provision(int argc, char **argv);
 int fv_cmd_audit(int argc, char **argv);
+/* The admin commands, clients of a running coordinator's admin port (cmd_admin.c). */
+int fv_cmd_status(int argc, char **argv);
+int fv_cmd_agents(int argc, char **argv);
+int fv_cmd_job(int argc, char **argv);
+int fv_cmd_model(int argc, char **argv);
+int fv_cmd_crl(int argc, char **argv);
 
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,7 +1,8 @@
-/* coord_main.c - fedvault-coordinator: runs a job's rounds over the federation.
+/* coord_main.c - fedvault-coordinator: runs the federation's jobs, round by round.
  *
  * One libuv loop owns everything: the TLS server (protocols/fv_conn.h), the registry of
- * connected agents (by certificate name), and the job runner below. The message sequence
+ * connected agents (by certificate name), the job runner below, and (coord_admin.c) the
+ * admin port and the metrics endpoint. The message sequence
  * is the "ROUNDS" comment of protocols/fv_wire.h; the arithmetic of what agents send is
  * protocols/fv_fed.h; the secure sum is protocols/fv_secagg.h's server.
  *
@@ -25,9 +26,29 @@
  * result. With patience 0 (no early stopping) the result is the model after the last
  * update instead, which no round evaluated.
  *
+ * Jobs: submitted by `--job SPEC` or the admin CLI, stored "queued" in the state
+ * (coordinator/fv_state.h), run one at a time in submission order (IDLE -> WAITING ...
+ * DONE -> IDLE -> the next). With --job the daemon exits when that job has ended.
+ *
+ * Durability (what a SIGKILL at any instant leaves): a round's outcome is committed in one
+ * SQLite transaction with the checkpoint to resume from (next round, stats sum, global and
+ * best model files, server optimizer state, early-stopping counters) and the new model
+ * version; the model file is written and fsynced before that transaction. Agents hear of
+ * the round's end (ROUND_END, RECEIPT) only after the commit. At start, a job still
+ * "running" is restored from its checkpoint and resumed from its next round: a round in
+ * flight at the crash is run again (same number, same model; agents derive every random
+ * choice from the job seed, the round and their own key, so it gives the same sum), and
+ * no committed round runs twice. FV_TEST_KILL_AT injects SIGKILLs for the tests.
+ *
+ * Audit: every event worth a reviewer's attention (agents connected, refused, dropped;
+ * jobs submitted, started, resumed, finished, aborted; each round's cohort, phase counts,
+ * contributors and metrics; model versions; exports; admin commands; CRL reloads) goes
+ * to the signed audit log (crypto/fv_audit.h) in the state directory, through the state's
+ * outbox so a record committed with its change is never lost (see coord_audit).
+ *
  * Output (--out DIR): model-rNNNN.fvm for every global model version (round N's model),
- * final.fvm, rounds.jsonl (one line per round). Logs: JSON lines on stderr. The final
- * summary: one JSON object on stdout.
+ * final.fvm, rounds.jsonl (one line per round). Logs: JSON lines on stderr. With --job,
+ * the final summary: one JSON object on stdout.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,10 +66,12 @@
 #include <sodium.h>
 #include <uv.h>
 
+#include "coord-int.h"
 #include "fv-config.h"
 #include "fv_conn.h"
 #include "fv_crypto.h"
 #include "fv_fed.h"
+#include "fv_file.h"
 #include "fv_fixed.h"
 #include "fv_job.h"
 #include "fv_metrics.h"
@@ -59,13 +82,9 @@
 #include "fv_tls.h"
 #include "fv_wire.h"
 
-#define EXIT_OK 0
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-
 /* ---- logging ------------------------------------------------------------------- */
 
-static void logj(const char *level, const char *event, json_t *fields)
+void coord_logj(const char *level, const char *event, json_t *fields)
 {
     json_t *o = fields != NULL ? fields : json_object();
     struct timespec ts;
@@ -87,99 +106,6 @@ static void logj(const char *level, const char *event, json_t *fields)
     json_decref(o);
 }
 
-/* ---- per-agent outgoing FIFO --------------------------------------------------- */
-
-typedef struct outitem {
-    struct outitem *next;
-    bool is_vec;
-    fv_msg_t m;         /* pointers into owned */
-    uint8_t *owned;     /* copies of borrowed fields */
-    uint32_t vec_id;
-    fv_vec_dtype_t dtype;
-    const void *vec;    /* borrowed: coordinator-owned, alive until the queue drains */
-    void *vec_owned;    /* or owned */
-    uint64_t n_elems;
-    char name[16];
-} outitem_t;
-
-typedef struct agent {
-    struct agent *next;
-    char name[FV_NAME_MAX + 1];
-    fv_conn_t *conn;     /* NULL when disconnected */
-    uint8_t sign_pk[32];
-    bool accepted;
-    uint64_t rows;
-    uint8_t dsha[32];
-    bool has_model;
-    uint8_t model[32];
-    bool has_stats;
-    /* outgoing */
-    outitem_t *oq_head, *oq_tail;
-    bool vec_busy;
-    /* round */
-    int idx;            /* cohort index, -1 if not in the round's cohort */
-    fv_conn_t *round_conn; /* the session that got ROUND_START (a reconnect is another) */
-    bool alive;         /* in the cohort and still connected */
-    bool answered;      /* answered the current phase */
-    bool granted, uploaded;
-    void *upload;       /* buffer of the vector being received */
-} agent_t;
-
-typedef enum { ST_WAITING, ST_ROUND, ST_DONE } cstate_t;
-
-typedef struct coord {
-    uv_loop_t *loop;
-    fv_tls_ctx_t *ctx;
-    fv_server_t *server;
-    uv_timer_t timer;
-    uv_signal_t sigint, sigterm, sighup;
-    fv_job_t *job;
-    char *spec;
-    size_t spec_len;
-    uint8_t digest[32];
-    char job_hex[17];
-    uint64_t job_id64;
-    const char *out_dir;
-    unsigned max_uploads;
-    agent_t *agents;
-    cstate_t state;
-    /* the round */
-    uint64_t round;     /* 0 = stats */
-    uint32_t kind;
-    agent_t **cohort;
-    uint32_t n, t, k;
-    uint32_t dim;       /* words (secagg) / elements (plain) */
-    fv_secagg_server_t *sa;
-    fv_secagg_outbox_t outbox;
-    int phase;          /* secagg phase being collected, or 2 for plain uploads */
-    uint64_t phase_deadline;
-    unsigned in_flight;
-    double *acc_f;      /* plain train: float sums in double */
-    uint32_t *acc_u;    /* plain stats: word sums */
-    uint32_t n_summands;
-    uint64_t t_round_start;
-    uint64_t rounds_done, rounds_failed;
-    /* model */
-    fv_schema_t *schema;    /* copy owned by preproc's user (the model) */
-    fv_preproc_t *preproc;
-    fv_fed_stats_layout_t slay;
-    fv_fed_layout_t lay;
-    uint32_t *stats_sum;
-    uint64_t n_ref;
-    fv_mlp_t *global;
-    uint8_t model_hash[32];
-    fv_fed_server_opt_t *sopt;
-    fv_mlp_t *best;
-    const fv_mlp_t *final; /* best or global, once the job is done */
-    double best_metric;
-    uint64_t best_round;
-    uint32_t since_best;
-    double last_auc, last_pr, last_loss;
-    FILE *rounds_log;
-    int exit_code;
-    char fail_why[512];
-} coord_t;
-
 static void hex8(const uint8_t *p, char out[17])
 {
     for (int i = 0; i < 8; i++)
@@ -193,6 +119,164 @@ static json_t *jf(coord_t *c)
     if (c->state == ST_ROUND)
         json_object_set_new(o, "round", json_integer((json_int_t)c->round));
     return o;
+}
+
+/* ---- wall clock, crash points ---------------------------------------------------- */
+
+/* Wall-clock time for records (audit, state), never for deadlines (uv_now). */
+int64_t coord_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Fault injection for the crash tests (tests/integration/coord_crash.py): with
+ * FV_TEST_KILL_AT=POINT[:N] in the environment the process SIGKILLs itself the Nth time
+ * (default 1st) it reaches POINT. Points: stats-committed, round-committed (between
+ * rounds), secagg-advertise, secagg-shares, secagg-upload, secagg-unmask (inside each
+ * SecAgg phase), model-write (the new model file is on disk, its round not committed). */
+static const char *g_kill_at;
+static unsigned long g_kill_n;
+
+static void crash_point(const char *name)
+{
+    if (g_kill_at == NULL || strcmp(g_kill_at, name) != 0 || --g_kill_n > 0)
+        return;
+    coord_logj("warn", "test_kill", json_pack("{s:s}", "point", name));
+    raise(SIGKILL);
+}
+
+static void crash_points_init(void)
+{
+    static char buf[64];
+    const char *e = getenv("FV_TEST_KILL_AT");
+    if (e == NULL || e[0] == '\0' || strlen(e) >= sizeof buf)
+        return;
+    snprintf(buf, sizeof buf, "%s", e);
+    char *colon = strchr(buf, ':');
+    g_kill_n = 1;
+    if (colon != NULL) {
+        *colon = '\0';
+        g_kill_n = strtoul(colon + 1, NULL, 10);
+        if (g_kill_n == 0)
+            g_kill_n = 1;
+    }
+    g_kill_at = buf;
+}
+
+static const char *phase_names[5] = {"advertise", "shares", "upload", "unmask", "done"};
+
+/* ---- audit ------------------------------------------------------------------------ */
+
+/* Records go through the state's outbox: queued in the same transaction as the change
+ * they describe, appended to the signed log after the commit, each with its outbox id as
+ * details.eid. A crash between the append and the outbox delete leaves a record both in
+ * the log and in the outbox; at start the log's highest eid is read back and such records
+ * are not appended twice. */
+static int64_t g_audit_max_eid;
+static bool g_in_txn;
+
+static int audit_cb(int64_t id, const char *actor, const char *event, const char *details,
+                    void *ctx)
+{
+    coord_t *c = ctx;
+    if (id <= g_audit_max_eid)
+        return 0; /* already in the log (crash after append, before the delete) */
+    json_error_t je;
+    json_t *o = json_loads(details != NULL ? details : "{}", 0, &je);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        o = json_object();
+    }
+    json_object_set_new(o, "eid", json_integer((json_int_t)id));
+    fv_diag_t d;
+    int r = fv_audit_append_obj(c->audit, actor, event, o, &d);
+    json_decref(o);
+    if (r != 0) {
+        coord_logj("error", "audit_append_failed",
+                   json_pack("{s:s,s:s,s:s}", "event", event, "err", fv_err_name(r), "why",
+                             d.msg));
+        return r;
+    }
+    g_audit_max_eid = id;
+    return 0;
+}
+
+int coord_audit_flush(coord_t *c)
+{
+    if (c->st == NULL || c->audit == NULL)
+        return 0;
+    fv_diag_t d;
+    int r = fv_state_outbox_drain(c->st, audit_cb, c, &d);
+    if (r != 0)
+        coord_logj("error", "audit_flush_failed",
+                   json_pack("{s:s,s:s}", "err", fv_err_name(r), "why", d.msg));
+    return r;
+}
+
+int coord_audit(coord_t *c, const char *actor, const char *event, json_t *details)
+{
+    if (c->st == NULL) {
+        json_decref(details);
+        return 0;
+    }
+    char *s = details != NULL ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(details);
+    fv_diag_t d;
+    int64_t id;
+    int r = fv_state_outbox_add(c->st, actor != NULL ? actor : c->self_name, event, s, &id, &d);
+    free(s);
+    if (r != 0) {
+        coord_logj("error", "audit_queue_failed",
+                   json_pack("{s:s,s:s,s:s}", "event", event, "err", fv_err_name(r), "why",
+                             d.msg));
+        return r;
+    }
+    return g_in_txn ? 0 : coord_audit_flush(c);
+}
+
+static int scan_eid(const fv_audit_record_t *rec, void *ctx)
+{
+    int64_t *max = ctx;
+    json_t *e = json_object_get(rec->details, "eid");
+    if (json_is_integer(e) && json_integer_value(e) > *max)
+        *max = json_integer_value(e);
+    return 0;
+}
+
+/* A fatal state error: the daemon cannot record what it does, so it stops; a restart
+ * resumes from the last commit. */
+static void state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d);
+
+static int txn_begin(coord_t *c)
+{
+    fv_diag_t d;
+    int r = fv_state_begin(c->st, &d);
+    if (r != 0)
+        state_fatal(c, "begin", r, &d);
+    else
+        g_in_txn = true;
+    return r;
+}
+
+static int txn_commit(coord_t *c)
+{
+    fv_diag_t d;
+    g_in_txn = false;
+    int r = fv_state_commit(c->st, &d);
+    if (r != 0) {
+        fv_state_rollback(c->st);
+        state_fatal(c, "commit", r, &d);
+        return r;
+    }
+    coord_audit_flush(c);
+    return 0;
+}
+
+static void hexn(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
 }
 
 static void oq_pump(agent_t *a);
@@ -303,7 +387,7 @@ static void oq_pump(agent_t *a)
                 return; /* on_vec_sent pops it (maybe already did) */
             a->vec_busy = false;
             g_vec_sends--;
-            logj("warn", "send_failed",
+            coord_logj("warn", "send_failed",
                  json_pack("{s:s,s:s,s:s}", "agent", a->name, "what", it->name, "err",
                            fv_err_name(r)));
         } else {
@@ -422,7 +506,10 @@ static void round_finish(coord_t *c, int status, const char *why);
 
 /* ---- model versions ------------------------------------------------------------ */
 
-static int save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round)
+/* The complete model file of parameters mlp: the job's schema, the global preprocessing
+ * (from the summed stats) and metadata without a timestamp, so the same parameters give
+ * the same bytes, and so the same content address, in a resumed run. */
+static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model_t **ret)
 {
     fv_diag_t d;
     char *sj = NULL;
@@ -449,21 +536,51 @@ static int save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_
                              "round", (json_int_t)round, "n_ref", (json_int_t)c->n_ref);
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
-    fv_model_t *model = NULL;
     if (r == 0) {
-        r = fv_model_new(s, p, m, meta_s, &model);
+        r = fv_model_new(s, p, m, meta_s, ret);
         s = NULL, p = NULL, m = NULL, meta_s = NULL;
     }
-    if (r == 0)
-        r = fv_model_save(model, path, &d);
-    if (r != 0)
-        logj("error", "model_save_failed",
-             json_pack("{s:s,s:s}", "path", path, "err", fv_err_name(r)));
-    fv_model_free(model);
     fv_preproc_free(p);
     fv_schema_free(s);
     fv_mlp_free(m);
     free(meta_s);
+    return r;
+}
+
+/* Writes the model file into the state directory (content-addressed, fsynced). */
+static int store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65])
+{
+    fv_model_t *model = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fv_diag_t d;
+    snprintf(d.msg, sizeof d.msg, "cannot build the model file");
+    int r = build_model(c, mlp, round, &model);
+    if (r == 0)
+        r = fv_model_encode(model, &buf, &len);
+    if (r == 0)
+        r = fv_state_model_put(c->st, buf, len, sha, &d);
+    if (r != 0)
+        coord_logj("error", "model_store_failed",
+                   json_pack("{s:s,s:I,s:s,s:s}", "job", c->job_hex, "round", (json_int_t)round,
+                             "err", fv_err_name(r), "why", d.msg));
+    free(buf);
+    fv_model_free(model);
+    return r;
+}
+
+/* A copy for the operator under --out (final.fvm, model-rNNNN.fvm). */
+static int save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round)
+{
+    fv_diag_t d;
+    fv_model_t *model = NULL;
+    int r = build_model(c, mlp, round, &model);
+    if (r == 0)
+        r = fv_model_save(model, path, &d);
+    if (r != 0)
+        coord_logj("error", "model_save_failed",
+                   json_pack("{s:s,s:s}", "path", path, "err", fv_err_name(r)));
+    fv_model_free(model);
     return r;
 }
 
@@ -495,7 +612,8 @@ static void set_deadline(coord_t *c)
     uint64_t ms = c->job->deadlines.secagg_phase_ms;
     if (c->phase == 0 || c->phase == 2)
         ms = c->job->deadlines.train_ms; /* model transfer and local training */
-    c->phase_deadline = now_ms(c) + ms;
+    c->t_phase_start = now_ms(c);
+    c->phase_deadline = c->t_phase_start + ms;
     for (uint32_t i = 0; i < c->n; i++)
         c->cohort[i]->answered = false;
 }
@@ -504,6 +622,18 @@ static void set_deadline(coord_t *c)
 static void secagg_close(coord_t *c)
 {
     fv_diag_t d;
+    static const char *const points[4] = {"secagg-advertise", "secagg-shares", "secagg-upload",
+                                          "secagg-unmask"};
+    if (c->phase >= 0 && c->phase < 4) {
+        uint32_t answered = 0;
+        for (uint32_t i = 0; i < c->n; i++)
+            answered += c->cohort[i]->alive && c->cohort[i]->answered;
+        c->phase_counts[c->phase] = answered;
+        if (c->m_phase_s != NULL)
+            fv_prom_observe(c->m_phase_s, phase_names[c->phase],
+                            (double)(now_ms(c) - c->t_phase_start) / 1000.0);
+        crash_point(points[c->phase]);
+    }
     fv_secagg_outbox_clear(&c->outbox);
     int r = fv_secagg_server_close_phase(c->sa, &c->outbox, &d);
     if (r != 0) {
@@ -515,7 +645,7 @@ static void secagg_close(coord_t *c)
     json_object_set_new(f, "closed_phase", json_integer(c->phase));
     json_object_set_new(f, "survivors", json_integer(fv_secagg_server_set_size(c->sa,
                                                                    c->phase + 1 > 5 ? 5 : c->phase + 1)));
-    logj("info", "phase_closed", f);
+    coord_logj("info", "phase_closed", f);
     if (ph == 5) {
         round_finish(c, 0, "");
         return;
@@ -593,8 +723,9 @@ static bool better(coord_t *c, double v)
     return v > c->best_metric + c->job->early_stopping.min_delta;
 }
 
-/* Stats round done: global preprocessing, initial model, server optimizer. */
-static int after_stats(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
+/* From the summed stats: the global preprocessing, the initial model (seeded: the same
+ * in a resumed run), the server optimizer and the round layout. sum: copied. */
+static int stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
 {
     fv_diag_t d;
     fv_fed_stats_t st;
@@ -629,14 +760,16 @@ static int after_stats(coord_t *c, const uint32_t *sum, char *why, size_t why_le
     r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(c->global), &c->sopt);
     fv_fed_layout_init(&c->lay, fv_mlp_n_params(c->global),
                        fv_schema_positive(c->job->schema) != NULL ? c->job->hist_bins : 0);
-    logj("info", "stats_ready",
-         json_pack("{s:s,s:I,s:I,s:I}", "job", c->job_hex, "n_ref", (json_int_t)c->n_ref,
-                   "features", (json_int_t)fv_preproc_n_features(c->preproc), "params",
-                   (json_int_t)fv_mlp_n_params(c->global)));
+    coord_logj("info", "stats_ready",
+               json_pack("{s:s,s:I,s:I,s:I}", "job", c->job_hex, "n_ref", (json_int_t)c->n_ref,
+                         "features", (json_int_t)fv_preproc_n_features(c->preproc), "params",
+                         (json_int_t)fv_mlp_n_params(c->global)));
     return r;
 }
 
-static int after_train(coord_t *c, const fv_fed_result_t *res)
+/* Training round done: metrics, early stopping, the update. *ret_metrics: the round's
+ * global validation metrics (owned by the caller). */
+static int after_train(coord_t *c, const fv_fed_result_t *res, json_t **ret_metrics)
 {
     double metric = c->job->early_stopping.metric == FV_JOB_METRIC_ROC_AUC  ? res->val_roc_auc
                     : c->job->early_stopping.metric == FV_JOB_METRIC_PR_AUC ? res->val_pr_auc
@@ -644,9 +777,11 @@ static int after_train(coord_t *c, const fv_fed_result_t *res)
     c->last_auc = res->val_roc_auc;
     c->last_pr = res->val_pr_auc;
     c->last_loss = res->val_log_loss;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model-r%04" PRIu64 ".fvm", c->out_dir, c->round);
-    save_model(c, c->global, path, c->round);
+    if (c->out_dir != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/model-r%04" PRIu64 ".fvm", c->out_dir, c->round);
+        save_model(c, c->global, path, c->round);
+    }
     bool imp = better(c, metric);
     if (imp) {
         fv_mlp_free(c->best);
@@ -656,6 +791,8 @@ static int after_train(coord_t *c, const fv_fed_result_t *res)
         c->best_metric = metric;
         c->best_round = c->round;
         c->since_best = 0;
+        memcpy(c->best_sha, c->global_sha, sizeof c->best_sha);
+        c->best_version = c->global_version;
     } else {
         c->since_best++;
     }
@@ -671,7 +808,12 @@ static int after_train(coord_t *c, const fv_fed_result_t *res)
         fflush(c->rounds_log);
     }
     free(s);
-    logj("info", "round_metrics", line);
+    json_t *metrics = json_pack("{s:f,s:f,s:f,s:I,s:b}", "val_roc_auc", res->val_roc_auc,
+                                "val_pr_auc", res->val_pr_auc, "val_log_loss",
+                                res->val_log_loss, "n_val", (json_int_t)res->n_val, "improved",
+                                imp);
+    *ret_metrics = metrics;
+    coord_logj("info", "round_metrics", line);
     /* The update: global += strategy(delta_mean). */
     int r = fv_fed_server_opt_apply(c->sopt, fv_mlp_params(c->global), res->delta_mean);
     params_hash(c->global, c->model_hash);
@@ -686,10 +828,188 @@ static bool job_should_stop(coord_t *c)
            c->since_best >= c->job->early_stopping.patience;
 }
 
+/* The round's cohort and contributors as JSON arrays of names. */
+static json_t *cohort_names(coord_t *c, bool contributors_only)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < c->n; i++) {
+        bool in = true;
+        if (contributors_only)
+            in = c->sa != NULL ? fv_secagg_server_phase(c->sa) == 5 &&
+                                     fv_secagg_server_in_set(c->sa, 3, i)
+                               : c->cohort[i]->uploaded;
+        if (in)
+            json_array_append_new(a, json_string(c->cohort[i]->name));
+    }
+    return a;
+}
+
+/* Sends the round's signed receipt to each member of the cohort still on the session that
+ * took part: what the coordinator attests for that round (RECEIPT in fv_wire.h). */
+static void send_receipts(coord_t *c, const char *status, const char *model_in,
+                          const char *model_out, json_t *cohort, json_t *contrib)
+{
+    char ts[40];
+    {
+        struct timespec t;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &t);
+        gmtime_r(&t.tv_sec, &tm);
+        size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(ts + n, sizeof ts - n, ".%03ldZ", t.tv_nsec / 1000000);
+    }
+    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
+                             c->federation, "job", c->job_id, "round", (json_int_t)c->round,
+                             "kind", c->kind == 1 ? "stats" : "train", "status", status,
+                             "cohort", cohort, "contributors", contrib, "model_in",
+                             model_in != NULL ? model_in : "", "model_out",
+                             model_out != NULL ? model_out : "", "ts", ts);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return;
+    size_t len = strlen(text);
+    fv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = FV_MSG_RECEIPT;
+    memcpy(m.u.receipt.job, c->digest, 32);
+    m.u.receipt.round = c->round;
+    m.u.receipt.body.ptr = text;
+    m.u.receipt.body.len = len;
+    crypto_sign_detached(m.u.receipt.sig, NULL, (const uint8_t *)text, len, c->sign_sk);
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->cohort[i]->conn != NULL && c->cohort[i]->conn == c->cohort[i]->round_conn)
+            oq_push_msg(c->cohort[i], &m, text, len + 1, (const void **)&m.u.receipt.body.ptr);
+    free(text);
+}
+
+/* Records the round's outcome durably: the model file first (fsynced), then one
+ * transaction with the round row, the new model version, the checkpoint to resume from
+ * and the audit records. Returns 0 or the state error (the daemon then stops). */
+static int round_commit(coord_t *c, int status, const char *why, json_t *metrics,
+                        const char *model_in, char model_out[65])
+{
+    fv_diag_t d;
+    int r = 0;
+    bool ok = status == 0;
+    model_out[0] = '\0';
+    if (ok) {
+        r = store_model(c, c->global, c->round, model_out);
+        if (r != 0)
+            return r;
+        crash_point("model-write");
+    }
+    json_t *cohort = cohort_names(c, false);
+    json_t *contrib = ok ? cohort_names(c, true) : json_array();
+    char *cohort_s = json_dumps(cohort, JSON_COMPACT);
+    char *contrib_s = json_dumps(contrib, JSON_COMPACT);
+    char *metrics_s = metrics != NULL ? json_dumps(metrics, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint8_t *opt = NULL;
+    size_t opt_len = 0;
+    int64_t version = 0;
+    if ((r = txn_begin(c)) != 0)
+        goto out;
+    fv_state_round_t rr = {.job = c->job_id,
+                           .round = c->round,
+                           .attempt = c->attempt,
+                           .kind = c->kind == 1 ? "stats" : "train",
+                           .status = ok ? "ok" : fv_err_name(status),
+                           .why = ok ? NULL : why,
+                           .cohort_json = cohort_s,
+                           .contributors_json = contrib_s,
+                           .metrics_json = metrics_s,
+                           .model_in_sha = model_in,
+                           .model_out_sha = ok ? model_out : NULL,
+                           .started_ms = c->wall_round_start_ms,
+                           .finished_ms = coord_wall_ms()};
+    r = fv_state_round_add(c->st, &rr, &d);
+    if (r == 0 && ok) {
+        char producer[96];
+        snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+        r = fv_state_version_add(c->st, c->job_id, c->round, model_out, c->global_version,
+                                 "global", producer, coord_wall_ms(), &version, &d);
+    }
+    if (r == 0 && ok)
+        r = fv_fed_server_opt_save(c->sopt, &opt, &opt_len);
+    if (r == 0) {
+        fv_state_ckpt_t ck;
+        memset(&ck, 0, sizeof ck);
+        /* a failed training round still uses up its number; the stats round is retried */
+        ck.next_round = ok || c->kind != 1 ? c->round + 1 : c->round;
+        ck.rounds_done = c->rounds_done + (ok ? 1 : 0);
+        ck.rounds_failed = c->rounds_failed + (ok ? 0 : 1);
+        ck.n_ref = c->n_ref;
+        ck.stats_sum = c->stats_sum;
+        ck.stats_words = c->stats_sum != NULL ? c->slay.dim : 0;
+        memcpy(ck.global_sha, ok ? model_out : c->global_sha, 65);
+        ck.global_version = ok ? version : c->global_version;
+        if (!ok && c->sopt != NULL)
+            r = fv_fed_server_opt_save(c->sopt, &opt, &opt_len);
+        ck.opt_state = opt;
+        ck.opt_len = opt_len;
+        memcpy(ck.best_sha, c->best_sha, 65);
+        ck.best_version = c->best_version;
+        ck.best_metric = c->best_metric;
+        ck.best_round = c->best_round;
+        ck.since_best = c->since_best;
+        if (r == 0)
+            r = fv_state_ckpt_save(c->st, c->job_id, &ck, &d);
+    }
+    if (r != 0) {
+        g_in_txn = false;
+        fv_state_rollback(c->st);
+        state_fatal(c, "round commit", r, &d);
+        goto out;
+    }
+    json_t *phases = json_object();
+    if (c->sa != NULL)
+        for (int i = 0; i < 4; i++)
+            json_object_set_new(phases, phase_names[i], json_integer(c->phase_counts[i]));
+    json_t *det = json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->job_id, "round",
+                            (json_int_t)c->round, "attempt", (json_int_t)c->attempt, "kind",
+                            c->kind == 1 ? "stats" : "train", "status",
+                            ok ? "ok" : fv_err_name(status), "cohort", cohort, "contributors",
+                            contrib, "phases", phases);
+    if (!ok)
+        json_object_set_new(det, "why", json_string(why));
+    if (metrics != NULL)
+        json_object_set(det, "metrics", metrics);
+    if (model_in != NULL)
+        json_object_set_new(det, "model_in", json_string(model_in));
+    if (ok)
+        json_object_set_new(det, "model_out", json_string(model_out));
+    coord_audit(c, NULL, ok ? "round.completed" : "round.aborted", det);
+    if (ok)
+        coord_audit(c, NULL, "model.stored",
+                    json_pack("{s:I,s:s,s:s,s:I,s:s,s:I}", "version", (json_int_t)version,
+                              "sha256", model_out, "job", c->job_id, "round",
+                              (json_int_t)c->round, "kind", "global", "parent",
+                              (json_int_t)c->global_version));
+    if ((r = txn_commit(c)) != 0)
+        goto out;
+    if (ok) {
+        memcpy(c->global_sha, model_out, 65);
+        c->global_version = version;
+    }
+    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, ok ? model_out : NULL, cohort,
+                  contrib);
+out:
+    json_decref(cohort);
+    json_decref(contrib);
+    free(cohort_s);
+    free(contrib_s);
+    free(metrics_s);
+    free(opt);
+    return r;
+}
+
 static void round_finish(coord_t *c, int status, const char *why_in)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", why_in);
+    json_t *metrics = NULL;
+    char model_in[65];
+    memcpy(model_in, c->global_sha, 65);
     if (status == 0) {
         fv_diag_t d;
         const uint32_t *sum = NULL;
@@ -703,14 +1023,14 @@ static void round_finish(coord_t *c, int status, const char *why_in)
             status = FV_ETHRESHOLD;
             snprintf(why, sizeof why, "no agent contributed");
         } else if (status == 0 && c->kind == 1) {
-            status = after_stats(c, sum, why, sizeof why);
+            status = stats_apply(c, sum, why, sizeof why);
         } else if (status == 0 && c->sa != NULL) {
             fv_fed_result_t res;
             memset(&res, 0, sizeof res);
             status = fv_fed_decode(&c->lay, sum, c->n_summands, c->job->secagg.clip,
                                    c->job->secagg.bits, (double)c->n_ref, &res, &d);
             if (status == 0)
-                status = after_train(c, &res);
+                status = after_train(c, &res, &metrics);
             else
                 snprintf(why, sizeof why, "%s", d.msg);
             fv_fed_result_close(&res);
@@ -742,32 +1062,55 @@ static void round_finish(coord_t *c, int status, const char *why_in)
                     fv_metrics_hist_pr_auc(res.hist_pos, res.hist_neg, B, &res.val_pr_auc);
                 }
                 res.val_log_loss = res.n_val > 0 ? res.loss_sum / (double)res.n_val : NAN;
-                status = after_train(c, &res);
+                status = after_train(c, &res, &metrics);
             }
             free(res.delta_mean);
             free(res.hist_pos);
             free(res.hist_neg);
         }
     }
+    /* Durable before anyone hears of it: an agent is told a round ended only once a
+     * restart would not run it again. */
+    char model_out[65];
+    int sr = round_commit(c, status, why, metrics, model_in[0] != '\0' ? model_in : NULL,
+                          model_out);
+    json_decref(metrics);
+    if (sr != 0)
+        return; /* state_fatal stopped the daemon */
     for (uint32_t i = 0; i < c->n; i++)
         if (c->cohort[i]->conn != NULL && c->cohort[i]->conn == c->cohort[i]->round_conn)
             send_ctl(c, c->cohort[i], FV_MSG_ROUND_END, status, status == 0 ? "" : why);
     json_t *f = jf(c);
     json_object_set_new(f, "status", json_string(fv_err_name(status)));
     json_object_set_new(f, "contributors", json_integer(c->n_summands));
-    if (status != 0)
+    if (status == 0)
+        json_object_set_new(f, "model", json_string(model_out));
+    else
         json_object_set_new(f, "why", json_string(why));
-    logj(status == 0 ? "info" : "warn", status == 0 ? "round_done" : "round_aborted", f);
+    coord_logj(status == 0 ? "info" : "warn", status == 0 ? "round_done" : "round_aborted", f);
     bool was_stats = c->kind == 1;
+    double secs = (double)(now_ms(c) - c->t_round_start) / 1000.0;
     round_cleanup(c);
     if (status == 0) {
         c->rounds_done++;
+        c->attempt = 0;
+        if (c->m_rounds_ok != NULL)
+            fv_prom_add(c->m_rounds_ok, NULL, 1);
+        if (!was_stats)
+            c->avg_round_s = c->avg_round_s == 0 ? secs : 0.7 * c->avg_round_s + 0.3 * secs;
         if (was_stats)
             for (agent_t *a = c->agents; a != NULL; a = a->next)
                 if (a->conn != NULL && a->accepted)
                     send_stats(c, a);
+        crash_point(was_stats ? "stats-committed" : "round-committed");
     } else {
         c->rounds_failed++;
+        if (c->m_rounds_failed != NULL)
+            fv_prom_add(c->m_rounds_failed, NULL, 1);
+    }
+    if (c->abort_requested) {
+        job_finish(c);
+        return;
     }
     if (was_stats && c->stats_sum == NULL) {
         /* The stats round must succeed before training: retry it. */
@@ -789,7 +1132,10 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         job_finish(c);
         return;
     }
-    c->round++;
+    if (!was_stats) {
+        c->round++;
+        c->attempt = 0;
+    }
     c->state = ST_WAITING;
     round_start(c);
 }
@@ -823,6 +1169,9 @@ static void round_start(coord_t *c)
         c->round = 1;
     c->state = ST_ROUND;
     c->t_round_start = now_ms(c);
+    c->wall_round_start_ms = coord_wall_ms();
+    c->attempt++;
+    memset(c->phase_counts, 0, sizeof c->phase_counts);
     c->n_summands = 0;
     /* Words of the SecAgg/stats vector, or floats of the plain update
      * [P: w delta][n_train][B: hist pos][B: hist neg][loss sum][n_val]. */
@@ -890,7 +1239,7 @@ static void round_start(coord_t *c)
     json_object_set_new(f, "threshold", json_integer(c->t));
     json_object_set_new(f, "neighbors", json_integer(c->k));
     json_object_set_new(f, "secagg", json_boolean(c->job->secagg.on));
-    logj("info", "round_start", f);
+    coord_logj("info", "round_start", f);
     for (uint32_t i = 0; i < c->n; i++) {
         agent_t *a = c->cohort[i];
         if (c->kind == 2 && (!a->has_model || memcmp(a->model, c->model_hash, 32) != 0)) {
@@ -927,9 +1276,18 @@ static void round_start(coord_t *c)
 
 static void shutdown_all(coord_t *c)
 {
+    c->stopping = true;
     if (c->server != NULL) {
         fv_server_stop(c->server);
         c->server = NULL;
+    }
+    if (c->admin != NULL) {
+        fv_server_stop(c->admin);
+        c->admin = NULL;
+    }
+    if (c->prom_srv != NULL) {
+        fv_prom_server_stop(c->prom_srv);
+        c->prom_srv = NULL;
     }
     uv_timer_stop(&c->timer);
     if (!uv_is_closing((uv_handle_t *)&c->timer)) {
@@ -940,6 +1298,134 @@ static void shutdown_all(coord_t *c)
     }
 }
 
+static void state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d)
+{
+    coord_logj("error", "state_failed",
+               json_pack("{s:s,s:s,s:s,s:s}", "what", what, "err", fv_err_name(r), "why",
+                         d != NULL ? d->msg : "", "state", fv_state_dir(c->st)));
+    snprintf(c->fail_why, sizeof c->fail_why,
+             "the state directory cannot be written (%s: %s); stopping, a restart resumes "
+             "from the last completed round",
+             what, fv_err_name(r));
+    c->exit_code = EXIT_FAIL;
+    if (c->state == ST_ROUND)
+        round_cleanup(c);
+    c->state = ST_DONE;
+    shutdown_all(c);
+}
+
+/* Frees everything that belongs to the job being run; the agents stay connected. */
+static void job_reset(coord_t *c)
+{
+    if (c->state == ST_ROUND)
+        round_cleanup(c);
+    for (agent_t *a = c->agents; a != NULL; a = a->next) {
+        a->accepted = false;
+        a->has_model = false;
+        a->has_stats = false;
+    }
+    fv_job_free(c->job);
+    c->job = NULL;
+    free(c->spec);
+    c->spec = NULL;
+    c->spec_len = 0;
+    free(c->stats_sum);
+    c->stats_sum = NULL;
+    fv_preproc_free(c->preproc);
+    c->preproc = NULL;
+    fv_mlp_free(c->global);
+    c->global = NULL;
+    fv_mlp_free(c->best);
+    c->best = NULL;
+    fv_fed_server_opt_free(c->sopt);
+    c->sopt = NULL;
+    c->final = NULL;
+    if (c->rounds_log != NULL)
+        fclose(c->rounds_log);
+    c->rounds_log = NULL;
+    c->job_id[0] = c->job_hex[0] = '\0';
+    c->global_sha[0] = c->best_sha[0] = '\0';
+    c->global_version = c->best_version = 0;
+    c->round = c->rounds_done = c->rounds_failed = c->best_round = 0;
+    c->attempt = c->since_best = 0;
+    c->n_ref = 0;
+    c->best_metric = c->last_auc = c->last_pr = c->last_loss = NAN;
+    c->avg_round_s = 0;
+    c->abort_requested = false;
+    c->fail_why[0] = '\0';
+    c->state = ST_IDLE;
+}
+
+/* Replaces the global parameters (and optionally best) with those of a stored version. */
+static int load_params(coord_t *c, const char *sha, fv_mlp_t *into)
+{
+    fv_diag_t d;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fv_model_t *m = NULL;
+    int r = fv_state_model_read(c->st, sha, &buf, &len, &d);
+    if (r == 0)
+        r = fv_model_decode(sha, buf, len, &m, &d);
+    free(buf);
+    if (r == 0 && fv_mlp_n_params(m->mlp) != fv_mlp_n_params(into))
+        r = FV_ECORRUPT;
+    if (r == 0)
+        memcpy(fv_mlp_params(into), fv_mlp_params_const(m->mlp),
+               fv_mlp_n_params(into) * sizeof(float));
+    else
+        coord_logj("error", "resume_model_failed",
+                   json_pack("{s:s,s:s,s:s}", "sha256", sha, "err", fv_err_name(r), "why",
+                             d.msg));
+    fv_model_free(m);
+    return r;
+}
+
+/* Restores a job's progress from its checkpoint: stats, global model, optimizer state,
+ * early-stopping state and round counters, exactly as they were after the last committed
+ * round. */
+static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t why_len)
+{
+    c->round = ck->next_round;
+    c->rounds_done = ck->rounds_done;
+    c->rounds_failed = ck->rounds_failed;
+    if (ck->stats_sum == NULL)
+        return 0;
+    if (ck->stats_words != c->slay.dim) {
+        snprintf(why, why_len, "checkpoint: stats vector has %zu words, the job needs %zu",
+                 ck->stats_words, (size_t)c->slay.dim);
+        return FV_ECORRUPT;
+    }
+    int r = stats_apply(c, ck->stats_sum, why, why_len);
+    if (r != 0)
+        return r;
+    if (ck->global_sha[0] != '\0' && (r = load_params(c, ck->global_sha, c->global)) != 0) {
+        snprintf(why, why_len, "checkpoint: global model %s cannot be read", ck->global_sha);
+        return r;
+    }
+    memcpy(c->global_sha, ck->global_sha, 65);
+    c->global_version = ck->global_version;
+    params_hash(c->global, c->model_hash);
+    if ((r = fv_fed_server_opt_load(c->sopt, ck->opt_state, ck->opt_len)) != 0) {
+        snprintf(why, why_len, "checkpoint: optimizer state does not fit the job");
+        return r;
+    }
+    if (ck->best_sha[0] != '\0') {
+        if ((r = fv_mlp_clone(c->global, &c->best)) != 0 ||
+            (r = load_params(c, ck->best_sha, c->best)) != 0) {
+            snprintf(why, why_len, "checkpoint: best model %s cannot be read", ck->best_sha);
+            return r;
+        }
+        memcpy(c->best_sha, ck->best_sha, 65);
+        c->best_version = ck->best_version;
+        c->best_metric = ck->best_metric;
+        c->best_round = ck->best_round;
+        c->since_best = ck->since_best;
+    }
+    return 0;
+}
+
+static void job_try_next(coord_t *c);
+
 static void job_finish(coord_t *c)
 {
     c->state = ST_DONE;
@@ -948,38 +1434,316 @@ static void job_finish(coord_t *c)
      * as fv_train keeps its last parameters. */
     bool last = c->job->early_stopping.patience == 0;
     const fv_mlp_t *final = last ? c->global : c->best;
-    if (c->best != NULL && final != NULL) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
-        if (save_model(c, final, path, last ? c->round + 1 : c->best_round) != 0 &&
-            c->exit_code == 0)
-            c->exit_code = EXIT_FAIL;
+    const char *final_sha = last ? c->global_sha : c->best_sha;
+    int64_t final_parent = last ? c->global_version : c->best_version;
+    uint64_t final_round = last ? c->round + 1 : c->best_round;
+    int64_t final_version = 0;
+    fv_diag_t d;
+    if (c->abort_requested) {
+        snprintf(c->fail_why, sizeof c->fail_why, "aborted by %s", c->abort_by);
+        c->exit_code = EXIT_FAIL;
+    } else if (c->best != NULL && final != NULL) {
+        if (c->out_dir != NULL) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
+            if (save_model(c, final, path, final_round) != 0 && c->exit_code == 0)
+                c->exit_code = EXIT_FAIL;
+        }
         c->final = final;
     } else if (c->exit_code == 0) {
         c->exit_code = EXIT_FAIL;
         snprintf(c->fail_why, sizeof c->fail_why, "no training round completed");
     }
+    const char *status = c->abort_requested ? "aborted" : c->exit_code == 0 ? "done" : "failed";
+    /* The final version names the stored file of the chosen model; one transaction with
+     * the job's status, so a restart never runs a finished job again. */
+    if (txn_begin(c) != 0)
+        return;
+    int r = 0;
+    if (c->final != NULL && c->exit_code == 0) {
+        char producer[96];
+        snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+        char sha[65];
+        /* final.fvm's metadata names its round, so its bytes (and address) are its own */
+        r = store_model(c, final, final_round, sha);
+        if (r == 0)
+            r = fv_state_version_add(c->st, c->job_id, final_round, sha, final_parent, "final",
+                                     producer, coord_wall_ms(), &final_version, &d);
+        if (r == 0)
+            r = fv_state_job_set_final(c->st, c->job_id, final_version, &d);
+        if (r == 0)
+            coord_audit(c, NULL, "model.stored",
+                        json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:s}", "version",
+                                  (json_int_t)final_version, "sha256", sha, "job", c->job_id,
+                                  "round", (json_int_t)final_round, "kind", "final", "parent",
+                                  (json_int_t)final_parent, "of", final_sha));
+    }
+    if (r == 0)
+        r = fv_state_job_set_status(c->st, c->job_id, status,
+                                    c->fail_why[0] != '\0' ? c->fail_why : NULL, coord_wall_ms(),
+                                    &d);
+    if (r != 0) {
+        g_in_txn = false;
+        fv_state_rollback(c->st);
+        state_fatal(c, "job end", r, &d);
+        return;
+    }
+    json_t *det = json_pack("{s:s,s:s,s:I,s:I,s:I}", "job", c->job_id, "status", status,
+                            "rounds", (json_int_t)c->rounds_done, "rounds_failed",
+                            (json_int_t)c->rounds_failed, "best_round",
+                            (json_int_t)c->best_round);
+    if (final_version > 0)
+        json_object_set_new(det, "final_version", json_integer(final_version));
+    if (c->fail_why[0] != '\0')
+        json_object_set_new(det, "why", json_string(c->fail_why));
+    coord_audit(c, NULL,
+                c->abort_requested ? "job.aborted" : c->exit_code == 0 ? "job.finished"
+                                                                        : "job.failed",
+                det);
+    if (txn_commit(c) != 0)
+        return;
+    if (c->m_jobs != NULL)
+        fv_prom_add(c->m_jobs, status, 1);
     for (agent_t *a = c->agents; a != NULL; a = a->next)
         if (a->conn != NULL && a->accepted)
             send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    json_t *f = json_pack("{s:s,s:I,s:I,s:I,s:f,s:I}", "job", c->job_hex, "rounds",
-                          (json_int_t)c->rounds_done, "rounds_failed",
-                          (json_int_t)c->rounds_failed, "best_round",
+    json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:I,s:I}", "job", c->job_hex, "id",
+                          c->job_id, "status", status, "rounds", (json_int_t)c->rounds_done,
+                          "rounds_failed", (json_int_t)c->rounds_failed, "best_round",
                           (json_int_t)c->best_round, "best_metric", c->best_metric,
-                          "max_rss_kb", (json_int_t)ru.ru_maxrss);
+                          "final_version", (json_int_t)final_version, "max_rss_kb",
+                          (json_int_t)ru.ru_maxrss);
     if (c->fail_why[0] != '\0')
         json_object_set_new(f, "why", json_string(c->fail_why));
-    logj(c->exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
-    char *s = json_dumps(f, JSON_COMPACT);
-    if (s != NULL)
-        printf("%s\n", s);
-    fflush(stdout);
-    free(s);
+    coord_logj(c->exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
+    bool exit_now = c->only_job != NULL && strcmp(c->only_job, c->job_id) == 0;
+    if (exit_now) {
+        char *s = json_dumps(f, JSON_COMPACT);
+        if (s != NULL)
+            printf("%s\n", s);
+        fflush(stdout);
+        free(s);
+    }
     json_decref(f);
-    /* Give the agents a moment to read JOB_DONE: the server closes with BYE. */
-    shutdown_all(c);
+    if (exit_now) {
+        /* Give the agents a moment to read JOB_DONE: the server closes with BYE. */
+        shutdown_all(c);
+        return;
+    }
+    /* A daemon goes on with the next queued job. */
+    c->exit_code = 0;
+    job_reset(c);
+    job_try_next(c);
+}
+
+/* Starts (or resumes) the next job from the state: a running one first, else the oldest
+ * queued. Offers it to every connected agent. */
+static void job_try_next(coord_t *c)
+{
+    if (c->state != ST_IDLE || c->stopping)
+        return;
+    fv_diag_t d;
+    char id[65];
+    char *spec = NULL;
+    int r = fv_state_job_next(c->st, id, &spec, &d);
+    if (r == UV_ENOENT)
+        return;
+    if (r != 0) {
+        state_fatal(c, "next job", r, &d);
+        return;
+    }
+    char why[512] = "";
+    fv_job_t *job = NULL;
+    r = fv_job_from_json("job", spec, strlen(spec), &job, &d);
+    if (r != 0)
+        snprintf(why, sizeof why, "stored spec: %.400s", d.msg);
+    c->job = job;
+    if (r == 0 && (r = fv_job_to_json(job, &c->spec, &c->spec_len)) == 0 &&
+        (r = fv_job_digest(job, c->digest)) == 0) {
+        hexn(c->digest, 32, c->job_id);
+        hex8(c->digest, c->job_hex);
+        c->job_id64 = 0;
+        for (int i = 7; i >= 0; i--)
+            c->job_id64 = (c->job_id64 << 8) | c->digest[i];
+        if (strcmp(c->job_id, id) != 0) {
+            snprintf(why, sizeof why, "stored spec hashes to %s, not its id", c->job_id);
+            r = FV_ECORRUPT;
+        }
+    }
+    free(spec);
+    if (r == 0)
+        r = fv_fed_stats_layout_init(c->job->schema, &c->slay);
+    char prev[16] = "";
+    if (r == 0)
+        r = fv_state_job_status(c->st, id, prev, &d);
+    bool resumed = false;
+    if (r == 0) {
+        fv_state_ckpt_t ck;
+        memset(&ck, 0, sizeof ck);
+        int cr = fv_state_ckpt_load(c->st, id, &ck, &d);
+        if (cr == 0) {
+            r = job_restore(c, &ck, why, sizeof why);
+            resumed = true;
+        } else if (cr != UV_ENOENT) {
+            r = cr;
+            snprintf(why, sizeof why, "checkpoint: %.400s", d.msg);
+        }
+        fv_state_ckpt_close(&ck);
+    }
+    if (r != 0) {
+        /* A job that cannot run is marked failed, so it does not block the queue. */
+        memcpy(c->job_id, id, 65);
+        coord_logj("error", "job_unrunnable",
+                   json_pack("{s:s,s:s,s:s}", "job", id, "err", fv_err_name(r), "why", why));
+        if (fv_state_job_set_status(c->st, id, "failed", why, coord_wall_ms(), &d) == 0)
+            coord_audit(c, NULL, "job.failed", json_pack("{s:s,s:s}", "job", id, "why", why));
+        bool exit_now = c->only_job != NULL && strcmp(c->only_job, id) == 0;
+        job_reset(c);
+        if (exit_now) {
+            c->exit_code = EXIT_FAIL;
+            snprintf(c->fail_why, sizeof c->fail_why, "%s", why);
+            shutdown_all(c);
+            return;
+        }
+        job_try_next(c);
+        return;
+    }
+    if (c->out_dir != NULL) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/rounds.jsonl", c->out_dir);
+        c->rounds_log = fopen(p, resumed ? "a" : "w");
+    }
+    if (strcmp(prev, "running") != 0 &&
+        fv_state_job_set_status(c->st, id, "running", NULL, coord_wall_ms(), &d) != 0) {
+        state_fatal(c, "job start", FV_EIO, &d);
+        return;
+    }
+    coord_audit(c, NULL, resumed ? "job.resumed" : "job.started",
+                json_pack("{s:s,s:s,s:I,s:I}", "job", c->job_id, "name", c->job->name,
+                          "next_round", (json_int_t)c->round, "rounds_done",
+                          (json_int_t)c->rounds_done));
+    coord_logj("info", resumed ? "job_resumed" : "job_started",
+               json_pack("{s:s,s:s,s:s,s:b,s:i,s:I,s:s}", "job", c->job_hex, "name",
+                         c->job->name, "model", c->job->model, "secagg", c->job->secagg.on,
+                         "min_agents", (int)c->job->min_agents, "next_round",
+                         (json_int_t)c->round, "global", c->global_sha));
+    c->state = ST_WAITING;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        if (a->conn != NULL)
+            send_offer(c, a);
+}
+
+int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by, char ret_id[65],
+                     fv_diag_t *d)
+{
+    fv_job_t *job = NULL;
+    char *canon = NULL;
+    size_t clen = 0;
+    uint8_t dg[32];
+    char id[65];
+    int r = fv_job_from_json("job", spec, len, &job, d);
+    if (r != 0)
+        return r;
+    if ((r = fv_job_to_json(job, &canon, &clen)) != 0 || (r = fv_job_digest(job, dg)) != 0) {
+        snprintf(d->msg, sizeof d->msg, "cannot encode the job spec");
+        goto out;
+    }
+    hexn(dg, 32, id);
+    r = fv_state_job_add(c->st, id, canon, job->name, by, coord_wall_ms(), d);
+    if (r != 0)
+        goto out;
+    coord_audit(c, by, "job.submitted",
+                json_pack("{s:s,s:s,s:s,s:s}", "job", id, "name", job->name, "model", job->model,
+                          "spec_sha256", id));
+    coord_logj("info", "job_submitted",
+               json_pack("{s:s,s:s,s:s}", "job", id, "name", job->name, "by", by));
+    memcpy(ret_id, id, 65);
+    job_try_next(c);
+out:
+    fv_job_free(job);
+    free(canon);
+    return r;
+}
+
+int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
+{
+    char status[16];
+    int r = fv_state_job_status(c->st, id, status, d);
+    if (r != 0)
+        return r;
+    if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0) {
+        snprintf(d->msg, sizeof d->msg, "job %.16s is %s, not queued or running", id, status);
+        return FV_EPHASE;
+    }
+    if (c->state != ST_IDLE && c->state != ST_DONE && strcmp(c->job_id, id) == 0) {
+        snprintf(c->abort_by, sizeof c->abort_by, "%s", by);
+        c->abort_requested = true;
+        coord_logj("warn", "job_abort_requested",
+                   json_pack("{s:s,s:s}", "job", c->job_hex, "by", by));
+        if (c->state == ST_ROUND) {
+            /* the round in flight is abandoned (nothing committed) */
+            round_cleanup(c);
+            for (agent_t *a = c->agents; a != NULL; a = a->next)
+                if (a->conn != NULL && a->accepted)
+                    send_ctl(c, a, FV_MSG_ROUND_END, FV_EPHASE, "job aborted by the operator");
+        }
+        job_finish(c);
+        return 0;
+    }
+    char why[160];
+    snprintf(why, sizeof why, "aborted by %s", by);
+    r = fv_state_job_set_status(c->st, id, "aborted", why, coord_wall_ms(), d);
+    if (r == 0)
+        coord_audit(c, NULL, "job.aborted", json_pack("{s:s,s:s}", "job", id, "why", why));
+    return r;
+}
+
+json_t *coord_job_live(coord_t *c)
+{
+    if (c->job == NULL || (c->state != ST_WAITING && c->state != ST_ROUND))
+        return NULL;
+    uint32_t answered = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        answered += c->cohort[i]->alive && c->cohort[i]->answered;
+    const char *phase = c->state == ST_WAITING ? "waiting for agents"
+                        : c->sa != NULL && c->phase >= 0 && c->phase < 5
+                            ? phase_names[c->phase]
+                            : "upload";
+    uint64_t left = c->job->rounds > c->round ? c->job->rounds - c->round : 0;
+    json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->job_id, "round",
+                          (json_int_t)c->round, "rounds", (json_int_t)c->job->rounds, "kind",
+                          c->kind == 1 ? "stats" : "train", "phase", phase, "answered",
+                          (int)answered, "expected",
+                          c->state == ST_ROUND ? (int)c->n : (int)c->job->min_agents,
+                          "rounds_done", (json_int_t)c->rounds_done, "rounds_failed",
+                          (json_int_t)c->rounds_failed);
+    json_object_set_new(o, "val_roc_auc", isnan(c->last_auc) ? json_null() : json_real(c->last_auc));
+    json_object_set_new(o, "val_pr_auc", isnan(c->last_pr) ? json_null() : json_real(c->last_pr));
+    json_object_set_new(o, "val_log_loss",
+                        isnan(c->last_loss) ? json_null() : json_real(c->last_loss));
+    json_object_set_new(o, "elapsed_s",
+                        json_real(c->state == ST_ROUND
+                                      ? (double)(now_ms(c) - c->t_round_start) / 1000.0
+                                      : 0.0));
+    /* an upper bound: early stopping may end the job sooner */
+    json_object_set_new(o, "eta_s", c->avg_round_s > 0 ? json_real(c->avg_round_s * (double)left)
+                                                       : json_null());
+    return o;
+}
+
+int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d)
+{
+    int r = fv_tls_ctx_reload_crl(c->ctx, d);
+    coord_logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
+               r == 0 ? json_pack("{s:I,s:s}", "revoked", (json_int_t)fv_tls_ctx_crl_count(c->ctx),
+                                  "by", by)
+                      : json_pack("{s:s,s:s}", "why", d->msg, "by", by));
+    coord_audit(c, by, r == 0 ? "config.crl_reloaded" : "config.crl_reload_failed",
+                r == 0 ? json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(c->ctx))
+                       : json_pack("{s:s}", "why", d->msg));
+    return r;
 }
 
 /* ---- connection callbacks ------------------------------------------------------ */
@@ -1010,12 +1774,22 @@ static void on_open(fv_conn_t *conn, const fv_identity_t *peer)
     }
     a->conn = conn;
     memcpy(a->sign_pk, peer->sign_pk, 32);
+    snprintf(a->serial, sizeof a->serial, "%s", peer->serial_hex);
+    snprintf(a->addr, sizeof a->addr, "%s", fv_conn_peer_addr(conn));
     a->accepted = false;
     a->has_stats = false;
     fv_conn_set_data(conn, a);
-    logj("info", "agent_connected",
+    coord_logj("info", "agent_connected",
          json_pack("{s:s,s:s}", "agent", a->name, "addr", fv_conn_peer_addr(conn)));
-    if (c->state != ST_DONE)
+    fv_diag_t d;
+    if (fv_state_agent_seen(c->st, a->name, a->serial, coord_wall_ms(), &d) != 0)
+        coord_logj("error", "state_agent_failed", json_pack("{s:s,s:s}", "agent", a->name,
+                                                            "why", d.msg));
+    coord_audit(c, NULL, "agent.connected",
+                json_pack("{s:s,s:s,s:s}", "agent", a->name, "addr", a->addr, "serial",
+                          a->serial));
+    coord_metrics_refresh(c);
+    if (c->state == ST_WAITING || c->state == ST_ROUND)
         send_offer(c, a);
 }
 
@@ -1041,19 +1815,52 @@ static void on_close(fv_conn_t *conn, int err, const char *why)
                           fv_err_name(err), "why", why);
     if (a != NULL)
         json_object_set_new(f, "agent", json_string(a->name));
-    logj(err == 0 ? "info" : "warn", a != NULL ? "agent_disconnected" : "conn_closed", f);
+    coord_logj(err == 0 ? "info" : "warn", a != NULL ? "agent_disconnected" : "conn_closed", f);
+    if (c != NULL && !c->stopping) {
+        const fv_identity_t *peer = fv_conn_peer(conn);
+        if (a == NULL && err != 0) {
+            /* never got past the handshake and HELLO: a refusal */
+            coord_audit(c, NULL, "agent.refused",
+                        json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
+                                  fv_err_name(err), "why", why));
+            if (c->m_refusals != NULL)
+                fv_prom_add(c->m_refusals, fv_err_name(err), 1);
+        } else if (a != NULL) {
+            coord_audit(c, NULL, err == 0 ? "agent.disconnected" : "agent.dropped",
+                        json_pack("{s:s,s:s,s:s,s:s}", "agent",
+                                  peer != NULL ? peer->name : a->name, "addr",
+                                  fv_conn_peer_addr(conn), "err", fv_err_name(err), "why", why));
+        }
+    }
+    if (a != NULL) {
+        uint64_t in = 0, out = 0;
+        fv_conn_traffic(conn, &in, &out);
+        a->bytes_in += in;
+        a->bytes_out += out;
+    }
     if (a == NULL || a->conn != conn)
         return;
     a->conn = NULL;
     oq_clear(a);
     a->accepted = false;
-    if (c != NULL)
+    if (c != NULL) {
         agent_lost(c, a);
+        coord_metrics_refresh(c);
+    }
+}
+
+void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out)
+{
+    uint64_t i = 0, o = 0;
+    if (a->conn != NULL)
+        fv_conn_traffic(a->conn, &i, &o);
+    *in = a->bytes_in + i;
+    *out = a->bytes_out + o;
 }
 
 static bool job_matches(coord_t *c, const uint8_t job[32])
 {
-    return sodium_memcmp(job, c->digest, 32) == 0;
+    return c->job != NULL && sodium_memcmp(job, c->digest, 32) == 0;
 }
 
 static void protocol_error(agent_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1075,6 +1882,12 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
     if (a == NULL)
         return;
     fv_diag_t d;
+    if (c->state != ST_WAITING && c->state != ST_ROUND) {
+        /* between jobs: an answer to the job that just ended is stale, not an error */
+        coord_logj("info", "stale_message",
+                   json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
+        return;
+    }
     switch (m->type) {
     case FV_MSG_JOB_ACCEPT:
         if (!job_matches(c, m->u.job_accept.job))
@@ -1090,17 +1903,28 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
         {
             char dhex[65];
             sodium_bin2hex(dhex, sizeof dhex, a->dsha, 32);
-            logj("info", "job_accepted",
+            coord_logj("info", "job_accepted",
                  json_pack("{s:s,s:s,s:I,s:s}", "agent", a->name, "job", c->job_hex, "rows",
                            (json_int_t)a->rows, "data_sha256", dhex));
+            /* the agent's data fingerprint, for the lineage of every model it helps make */
+            if (fv_state_job_agent(c->st, c->job_id, a->name, dhex, a->rows, coord_wall_ms(),
+                                   &d) != 0)
+                coord_logj("error", "state_agent_failed",
+                           json_pack("{s:s,s:s}", "agent", a->name, "why", d.msg));
+            coord_audit(c, NULL, "agent.accepted_job",
+                        json_pack("{s:s,s:s,s:s,s:I}", "agent", a->name, "job", c->job_id,
+                                  "data_sha256", dhex, "rows", (json_int_t)a->rows));
         }
         send_stats(c, a);
         round_start(c);
         return;
     case FV_MSG_JOB_REFUSE:
-        logj("warn", "job_refused",
+        coord_logj("warn", "job_refused",
              json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->job_hex, "reason",
                        m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
+        coord_audit(c, NULL, "agent.refused_job",
+                    json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->job_id, "reason",
+                              m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
         return;
     case FV_MSG_SECAGG:
         if (!job_matches(c, m->u.secagg.job))
@@ -1110,7 +1934,7 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
             } while (0);
         if (c->state != ST_ROUND || c->sa == NULL || m->u.secagg.round != c->round ||
             !a->alive) {
-            logj("warn", "stale_message",
+            coord_logj("warn", "stale_message",
                  json_pack("{s:s,s:I}", "agent", a->name, "round",
                            (json_int_t)m->u.secagg.round));
             return;
@@ -1139,7 +1963,7 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
             } while (0);
         }
         if (fv_secagg_server_handle(c->sa, m->u.secagg.data, m->u.secagg.len, &d) != 0) {
-            logj("warn", "secagg_rejected",
+            coord_logj("warn", "secagg_rejected",
                  json_pack("{s:s,s:I,s:s}", "agent", a->name, "round", (json_int_t)c->round,
                            "why", d.msg));
             return;
@@ -1150,7 +1974,7 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
     case FV_MSG_VEC_ACK:
         return; /* the agent has the model or stats we sent: nothing to do */
     default:
-        logj("warn", "unexpected_message",
+        coord_logj("warn", "unexpected_message",
              json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
         return;
     }
@@ -1208,7 +2032,7 @@ static void on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
         if (r == 0)
             r = fv_secagg_server_handle(c->sa, bytes, n * 4, &d);
         if (r != 0)
-            logj("warn", "masked_rejected",
+            coord_logj("warn", "masked_rejected",
                  json_pack("{s:s,s:I,s:s}", "agent", a->name, "round", (json_int_t)c->round,
                            "why", fv_err_name(r)));
         else
@@ -1229,7 +2053,7 @@ static void on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
     json_t *f = jf(c);
     json_object_set_new(f, "agent", json_string(a->name));
     json_object_set_new(f, "bytes", json_integer((json_int_t)(n * 4)));
-    logj("info", "upload_received", f);
+    coord_logj("info", "upload_received", f);
     grant_uploads(c);
     phase_progress(c);
 }
@@ -1256,12 +2080,15 @@ static void on_vec_sent(fv_conn_t *conn, uint32_t id)
 static void on_tick(uv_timer_t *t)
 {
     coord_t *c = t->data;
+    static unsigned ticks;
+    if (++ticks % 10 == 0)
+        coord_metrics_refresh(c); /* traffic counters, once a second */
     if (c->state != ST_ROUND || now_ms(c) < c->phase_deadline)
         return;
     json_t *f = jf(c);
     json_object_set_new(f, "phase", json_integer(c->phase));
     json_object_set_new(f, "missing", json_integer(n_alive_unanswered(c)));
-    logj("warn", "deadline", f);
+    coord_logj("warn", "deadline", f);
     for (uint32_t i = 0; i < c->n; i++) {
         agent_t *a = c->cohort[i];
         if (a->alive && !a->answered) {
@@ -1283,15 +2110,17 @@ static void on_signal(uv_signal_t *h, int signum)
     coord_t *c = h->data;
     if (signum == SIGHUP) {
         fv_diag_t d;
-        int r = fv_tls_ctx_reload_crl(c->ctx, &d);
-        logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
-             r == 0 ? json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(c->ctx))
-                    : json_pack("{s:s}", "why", d.msg));
+        coord_reload_crl(c, "signal SIGHUP", &d);
         return;
     }
-    logj("warn", "stopping", json_pack("{s:i}", "signal", signum));
-    snprintf(c->fail_why, sizeof c->fail_why, "stopped by signal %d", signum);
-    c->exit_code = EXIT_FAIL;
+    coord_logj("warn", "stopping", json_pack("{s:i}", "signal", signum));
+    coord_audit(c, NULL, "coordinator.stopped",
+                json_pack("{s:i,s:s}", "signal", signum, "job", c->job_id));
+    if (c->only_job != NULL) {
+        snprintf(c->fail_why, sizeof c->fail_why, "stopped by signal %d", signum);
+        c->exit_code = EXIT_FAIL;
+    }
+    /* the job stays "running" in the state: a restart resumes it */
     if (c->state == ST_ROUND)
         round_cleanup(c);
     c->state = ST_DONE;
@@ -1301,21 +2130,38 @@ static void on_signal(uv_signal_t *h, int signum)
 /* ---- main ------------------------------------------------------------------------ */
 
 static const char usage[] =
-    "Usage: fedvault-coordinator --config FILE --job SPEC --out DIR [--listen HOST:PORT]\n"
-    "                            [--max-uploads N] [--crl FILE]\n"
+    "Usage: fedvault-coordinator --config FILE [--state DIR] [--job SPEC] [--out DIR]\n"
+    "                            [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
+    "                            [--metrics-listen HOST:PORT] [--max-uploads N]\n"
     "\n"
-    "Runs one federated training job to completion and exits.\n"
+    "Runs the federation's jobs: each agent connects to the agent port, the operator's\n"
+    "`fedvault` CLI to the admin port (admin certificates only). Jobs, rounds, model\n"
+    "versions and lineage live in the state directory; after a crash, a restart resumes\n"
+    "every running job from its last completed round.\n"
     "\n"
     "  --config FILE       the coordinator kit's coordinator.json (from fedvault provision):\n"
-    "                      listen address, ca, cert, key, crl (paths relative to it)\n"
-    "  --job SPEC          job spec (JSON; see protocols/fv_job.h)\n"
-    "  --out DIR           where model versions, final.fvm and rounds.jsonl go (created)\n"
-    "  --listen HOST:PORT  overrides the config (port 0: any; the port is logged)\n"
+    "                      listen, ca, cert, key, crl, and optionally state_dir,\n"
+    "                      admin_listen, metrics_listen (paths relative to it)\n"
+    "  --state DIR         the state directory (default: the config's state_dir, else\n"
+    "                      OUT/state with --out, else state/ beside the config)\n"
+    "  --job SPEC          submit this job spec (JSON; see protocols/fv_job.h) unless the\n"
+    "                      state already has it, run it, and exit when it has ended\n"
+    "                      (without --job the daemon runs submitted jobs until stopped)\n"
+    "  --out DIR           also write final.fvm, model-rNNNN.fvm and rounds.jsonl here\n"
+    "  --listen HOST:PORT  agent port; overrides the config (port 0: any; it is logged)\n"
+    "  --admin-listen HOST:PORT   admin port (mutual TLS, admin role only)\n"
+    "  --metrics-listen HOST:PORT Prometheus text metrics at http://HOST:PORT/metrics\n"
+    "                      (plain HTTP: a loopback or management address)\n"
     "  --max-uploads N     masked/plain uploads received at once (default 2)\n"
     "  -h, --help          this text\n"
     "\n"
-    "Logs: JSON lines on stderr. Result: one JSON object on stdout. SIGHUP reloads the CRL.\n"
-    "Exit status: 0 job finished, 1 failure, 2 usage error.\n";
+    "Files in the state directory: state.db (SQLite), models/<sha256>.fvm, audit.log and\n"
+    "audit.log.head (the signed audit log: `fedvault audit verify --log DIR/audit.log\n"
+    "--head DIR/audit.log.head --cert cert.pem`).\n"
+    "Logs: JSON lines on stderr. With --job, the result is one JSON object on stdout.\n"
+    "SIGHUP (or `fedvault crl reload`) reloads the CRL. SIGTERM stops; running jobs resume\n"
+    "at the next start.\n"
+    "Exit status: 0 job finished (or the daemon stopped), 1 failure, 2 usage error.\n";
 
 static char *kit_path(const char *config, const char *rel)
 {
@@ -1354,9 +2200,27 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port)
     return 0;
 }
 
+static int listen_start(coord_t *c, const char *what, const char *addr,
+                        int (*start)(coord_t *, const char *, int, fv_diag_t *))
+{
+    char host[256];
+    int port;
+    fv_diag_t d;
+    if (split_hostport(addr, host, sizeof host, &port) != 0) {
+        fprintf(stderr, "fedvault-coordinator: error: %s address '%s': expected HOST:PORT\n",
+                what, addr);
+        return FV_EINVAL;
+    }
+    int r = start(c, host, port, &d);
+    if (r != 0)
+        fprintf(stderr, "fedvault-coordinator: error: %s on %s: %s\n", what, addr, d.msg);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL, *job_path = NULL, *out = NULL, *listen = NULL;
+    const char *state_arg = NULL, *admin_arg = NULL, *metrics_arg = NULL;
     unsigned max_uploads = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1375,8 +2239,14 @@ int main(int argc, char **argv)
             job_path = v;
         else if (strcmp(a, "--out") == 0)
             out = v;
+        else if (strcmp(a, "--state") == 0)
+            state_arg = v;
         else if (strcmp(a, "--listen") == 0)
             listen = v;
+        else if (strcmp(a, "--admin-listen") == 0)
+            admin_arg = v;
+        else if (strcmp(a, "--metrics-listen") == 0)
+            metrics_arg = v;
         else if (strcmp(a, "--max-uploads") == 0) {
             char *end;
             unsigned long u = strtoul(v, &end, 10);
@@ -1390,14 +2260,14 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (config == NULL || job_path == NULL || out == NULL) {
-        fprintf(stderr, "fedvault-coordinator: --config, --job and --out are required "
-                        "(see --help)\n");
+    if (config == NULL) {
+        fprintf(stderr, "fedvault-coordinator: --config is required (see --help)\n");
         return EXIT_USAGE;
     }
     if (sodium_init() < 0 || fv_crypto_init() != 0)
         return EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
+    crash_points_init();
 
     coord_t c;
     memset(&c, 0, sizeof c);
@@ -1407,10 +2277,13 @@ int main(int argc, char **argv)
     c.out_dir = out;
     c.best_metric = NAN;
     c.last_auc = c.last_pr = c.last_loss = NAN;
+    c.state = ST_IDLE;
     fv_secagg_outbox_init(&c.outbox);
     fv_diag_t d;
     int rc = EXIT_FAIL;
     char *ca = NULL, *cert = NULL, *key = NULL, *crl = NULL, *cfg_listen = NULL;
+    char *state_dir = NULL, *cfg_admin = NULL, *cfg_metrics = NULL;
+    char only_job[65];
     json_error_t je;
     json_t *cfg = json_load_file(config, 0, &je);
     if (cfg == NULL) {
@@ -1422,72 +2295,116 @@ int main(int argc, char **argv)
     const char *s_key = json_string_value(json_object_get(cfg, "key"));
     const char *s_crl = json_string_value(json_object_get(cfg, "crl"));
     const char *s_listen = json_string_value(json_object_get(cfg, "listen"));
+    const char *s_state = json_string_value(json_object_get(cfg, "state_dir"));
+    const char *s_admin = json_string_value(json_object_get(cfg, "admin_listen"));
+    const char *s_metrics = json_string_value(json_object_get(cfg, "metrics_listen"));
+    const char *s_fed = json_string_value(json_object_get(cfg, "federation"));
+    const char *s_name = json_string_value(json_object_get(cfg, "name"));
     if (s_ca == NULL || s_cert == NULL || s_key == NULL || (listen == NULL && s_listen == NULL)) {
         fprintf(stderr, "fedvault-coordinator: error: %s: needs string fields ca, cert, key "
                         "and listen\n", config);
         json_decref(cfg);
         return EXIT_FAIL;
     }
+    snprintf(c.federation, sizeof c.federation, "%s", s_fed != NULL ? s_fed : "");
+    snprintf(c.self_name, sizeof c.self_name, "%s", s_name != NULL ? s_name : "coordinator");
     ca = kit_path(config, s_ca);
     cert = kit_path(config, s_cert);
     key = kit_path(config, s_key);
     crl = kit_path(config, s_crl);
     cfg_listen = strdup(listen != NULL ? listen : s_listen);
+    if (state_arg != NULL)
+        state_dir = strdup(state_arg);
+    else if (s_state != NULL)
+        state_dir = kit_path(config, s_state);
+    else if (out != NULL) {
+        size_t n = strlen(out) + 8;
+        state_dir = malloc(n);
+        if (state_dir != NULL)
+            snprintf(state_dir, n, "%s/state", out);
+    } else
+        state_dir = kit_path(config, "state");
+    cfg_admin = admin_arg != NULL ? strdup(admin_arg) : s_admin != NULL ? strdup(s_admin) : NULL;
+    cfg_metrics = metrics_arg != NULL   ? strdup(metrics_arg)
+                  : s_metrics != NULL ? strdup(s_metrics)
+                                      : NULL;
     json_decref(cfg);
+    if (state_dir == NULL || cfg_listen == NULL)
+        goto out;
 
-    if (fv_job_load(job_path, &c.job, &d) != 0) {
-        fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
-        goto out;
-    }
-    if (fv_job_to_json(c.job, &c.spec, &c.spec_len) != 0 || fv_job_digest(c.job, c.digest) != 0)
-        goto out;
-    hex8(c.digest, c.job_hex);
-    for (int i = 7; i >= 0; i--)
-        c.job_id64 = (c.job_id64 << 8) | c.digest[i];
-    if (fv_fed_stats_layout_init(c.job->schema, &c.slay) != 0)
-        goto out;
-    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+    if (out != NULL && mkdir(out, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "fedvault-coordinator: error: cannot create %s: %s\n", out,
                 strerror(errno));
         goto out;
     }
-    {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/rounds.jsonl", out);
-        c.rounds_log = fopen(p, "w");
+    if (fv_state_open(state_dir, &c.st, &d) != 0) {
+        fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+        goto out;
     }
     fv_tls_opts_t to = {.ca_file = ca, .cert_file = cert, .key_file = key, .crl_file = crl};
     if (fv_tls_ctx_new(true, &to, &c.ctx, &d) != 0) {
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
     }
+    if (fv_tls_load_sign_key(key, c.sign_sk, &d) != 0) {
+        fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+        goto out;
+    }
+    {
+        char lp[4096], hp[4096];
+        snprintf(lp, sizeof lp, "%s/audit.log", state_dir);
+        snprintf(hp, sizeof hp, "%s/audit.log.head", state_dir);
+        if (fv_audit_open(lp, hp, c.sign_sk, c.self_name, &c.audit, &d) != 0) {
+            fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+            goto out;
+        }
+        uint64_t seen = 0;
+        if (fv_audit_scan(lp, NULL, scan_eid, &g_audit_max_eid, &seen, &d) != 0) {
+            fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+            goto out;
+        }
+    }
+    /* records left in the outbox by a crash after their commit */
+    if (coord_audit_flush(&c) != 0)
+        goto out;
     c.loop = uv_default_loop();
-    char host[256];
-    int port;
-    if (split_hostport(cfg_listen, host, sizeof host, &port) != 0) {
-        fprintf(stderr, "fedvault-coordinator: error: listen address '%s': expected HOST:PORT\n",
-                cfg_listen);
+    c.t_start_ms = now_ms(&c);
+    if (coord_metrics_init(&c) != 0)
         goto out;
+    {
+        char host[256];
+        int port;
+        if (split_hostport(cfg_listen, host, sizeof host, &port) != 0) {
+            fprintf(stderr,
+                    "fedvault-coordinator: error: listen address '%s': expected HOST:PORT\n",
+                    cfg_listen);
+            goto out;
+        }
+        fv_net_opts_t net;
+        fv_net_opts_default(&net);
+        net.allowed_roles = FV_ROLE_BIT(FV_ROLE_AGENT);
+        /* Memory that grows with the number of agents is per-connection buffering: the
+         * TLS output buffer and the encode buffer keep the size of the largest frame sent,
+         * and a vector being sent queues up to low_water_bytes. Smaller chunks and a lower
+         * mark keep that to a few hundred KiB per agent; uploads come in the agents'
+         * chunks (frames up to our max_frame_bytes, freed one by one). */
+        net.chunk_elems = 64u << 10; /* 256 KiB frames */
+        net.low_water_bytes = (size_t)1 << 20;
+        net.lim.max_frame_bytes = 1u << 20;
+        fv_conn_cbs_t cbs = {.on_open = on_open, .on_msg = on_msg, .on_vec_begin = on_vec_begin,
+                             .on_vec = on_vec, .on_vec_sent = on_vec_sent, .on_close = on_close};
+        int r = fv_server_start(c.loop, c.ctx, host, port, &net, &cbs, &c, &c.server);
+        if (r != 0) {
+            fprintf(stderr, "fedvault-coordinator: error: listen on %s: %s\n", cfg_listen,
+                    fv_strerror(r));
+            goto out;
+        }
     }
-    fv_net_opts_t net;
-    fv_net_opts_default(&net);
-    net.allowed_roles = FV_ROLE_BIT(FV_ROLE_AGENT);
-    /* Memory that grows with the number of agents is per-connection buffering: the TLS
-     * output buffer and the encode buffer keep the size of the largest frame sent, and a
-     * vector being sent queues up to low_water_bytes. Smaller chunks and a lower mark
-     * keep that to a few hundred KiB per agent; uploads come in the agents' chunks
-     * (frames up to our max_frame_bytes, freed one by one). */
-    net.chunk_elems = 64u << 10;       /* 256 KiB frames */
-    net.low_water_bytes = (size_t)1 << 20;
-    net.lim.max_frame_bytes = 1u << 20;
-    fv_conn_cbs_t cbs = {.on_open = on_open, .on_msg = on_msg, .on_vec_begin = on_vec_begin,
-                         .on_vec = on_vec, .on_vec_sent = on_vec_sent, .on_close = on_close};
-    int r = fv_server_start(c.loop, c.ctx, host, port, &net, &cbs, &c, &c.server);
-    if (r != 0) {
-        fprintf(stderr, "fedvault-coordinator: error: listen on %s: %s\n", cfg_listen,
-                fv_strerror(r));
-        goto out;
-    }
+    if (cfg_admin != NULL && listen_start(&c, "admin", cfg_admin, coord_admin_start) != 0)
+        goto out_servers;
+    if (cfg_metrics != NULL &&
+        listen_start(&c, "metrics", cfg_metrics, coord_metrics_start) != 0)
+        goto out_servers;
     uv_timer_init(c.loop, &c.timer);
     c.timer.data = &c;
     uv_timer_start(&c.timer, on_tick, 100, 100);
@@ -1498,20 +2415,87 @@ int main(int argc, char **argv)
     uv_signal_start(&c.sigint, on_signal, SIGINT);
     uv_signal_start(&c.sigterm, on_signal, SIGTERM);
     uv_signal_start(&c.sighup, on_signal, SIGHUP);
-    logj("info", "listening",
-         json_pack("{s:s,s:i,s:s,s:s,s:b,s:i}", "job", c.job_hex, "port",
-                   fv_server_port(c.server), "name", c.job->name, "model", c.job->model,
-                   "secagg", c.job->secagg.on, "min_agents", (int)c.job->min_agents));
+    {
+        json_t *f = json_pack("{s:i,s:s,s:s}", "port", fv_server_port(c.server), "state",
+                              state_dir, "federation", c.federation);
+        if (c.admin != NULL)
+            json_object_set_new(f, "admin_port", json_integer(fv_server_port(c.admin)));
+        if (c.prom_srv != NULL)
+            json_object_set_new(f, "metrics_port",
+                                json_integer(fv_prom_server_port(c.prom_srv)));
+        coord_audit(&c, NULL, "coordinator.started",
+                    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "version", FV_VERSION, "commit",
+                              FV_COMMIT, "listen", cfg_listen, "admin",
+                              cfg_admin != NULL ? cfg_admin : "", "metrics",
+                              cfg_metrics != NULL ? cfg_metrics : "", "state", state_dir,
+                              "crl_revoked", (json_int_t)fv_tls_ctx_crl_count(c.ctx)));
+        coord_logj("info", "listening", f);
+    }
+    if (job_path != NULL) {
+        /* --job: submit it unless the state already has it (a restart after a crash) */
+        fv_job_t *job = NULL;
+        uint8_t dg[32];
+        int r = fv_job_load(job_path, &job, &d);
+        if (r == 0)
+            r = fv_job_digest(job, dg);
+        fv_job_free(job);
+        if (r != 0) {
+            fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+            c.exit_code = EXIT_FAIL;
+            shutdown_all(&c);
+            uv_run(c.loop, UV_RUN_DEFAULT);
+            goto out_loop;
+        }
+        hexn(dg, 32, only_job);
+        c.only_job = only_job;
+        char st[16];
+        r = fv_state_job_status(c.st, only_job, st, &d);
+        if (r == UV_ENOENT) {
+            char *spec = NULL;
+            size_t sl = 0;
+            r = fv_file_read_all(job_path, FV_WIRE_SPEC_MAX, &spec, &sl, NULL, &d);
+            if (r == 0) {
+                char id[65];
+                r = coord_job_submit(&c, spec, sl, "operator (--job)", id, &d);
+            }
+            free(spec);
+            if (r != 0)
+                fprintf(stderr, "fedvault-coordinator: error: %s: %s\n", job_path,
+                        r == FV_EDUP ? "already submitted" : d.msg);
+        } else if (r == 0 && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
+            fprintf(stderr,
+                    "fedvault-coordinator: job %.16s has already ended (%s) in %s; "
+                    "see `fedvault job show %.16s`\n",
+                    only_job, st, state_dir, only_job);
+            r = strcmp(st, "done") == 0 ? 0 : FV_EPHASE;
+            c.exit_code = r == 0 ? EXIT_OK : EXIT_FAIL;
+            shutdown_all(&c);
+            uv_run(c.loop, UV_RUN_DEFAULT);
+            goto out_loop;
+        }
+        if (r != 0) {
+            c.exit_code = EXIT_FAIL;
+            shutdown_all(&c);
+            uv_run(c.loop, UV_RUN_DEFAULT);
+            goto out_loop;
+        }
+    }
+    job_try_next(&c);
     uv_run(c.loop, UV_RUN_DEFAULT);
+out_loop:
     rc = c.exit_code;
     if (uv_loop_close(c.loop) != 0) {
         fprintf(stderr, "fedvault-coordinator: warning: handles left open at exit\n");
         rc = EXIT_FAIL;
     }
+    goto out;
+out_servers:
+    shutdown_all(&c);
+    uv_run(c.loop, UV_RUN_DEFAULT);
+    uv_loop_close(c.loop);
 out:
     g_agents = NULL;
-    if (c.rounds_log != NULL)
-        fclose(c.rounds_log);
+    job_reset(&c);
     while (c.agents != NULL) {
         agent_t *a = c.agents;
         c.agents = a->next;
@@ -1519,23 +2503,19 @@ out:
         free(a->upload);
         free(a);
     }
-    free(c.cohort);
-    fv_secagg_server_free(c.sa);
     fv_secagg_outbox_close(&c.outbox);
-    free(c.acc_f);
-    free(c.acc_u);
-    free(c.stats_sum);
-    fv_preproc_free(c.preproc);
-    fv_mlp_free(c.global);
-    fv_mlp_free(c.best);
-    fv_fed_server_opt_free(c.sopt);
+    fv_prom_free(c.prom);
+    fv_audit_close(c.audit);
+    fv_state_close(c.st);
+    sodium_memzero(c.sign_sk, sizeof c.sign_sk);
     fv_tls_ctx_free(c.ctx);
-    fv_job_free(c.job);
-    free(c.spec);
     free(ca);
     free(cert);
     free(key);
     free(crl);
     free(cfg_listen);
+    free(state_dir);
+    free(cfg_admin);
+    free(cfg_metrics);
     return rc;
 }

@@ -1,8 +1,8 @@
 /* fedvault.c - the `fedvault` command-line tool: a thin dispatcher over subcommands.
  *
- * Today: local training and evaluation (train, eval), schema inference and data splits.
- * The federation's admin commands (status, job, model, audit) join here as the
- * coordinator grows.
+ * Local work: training and evaluation (train, eval), schema inference and data splits,
+ * provisioning and audit logs. The federation's admin commands (status, agents, job,
+ * model, crl) are clients of a running coordinator's admin port (cmd_admin.c).
  */
 #include "cli-int.h"
 
@@ -28,8 +28,16 @@ static const char usage[] =
     "  audit     verify, show or export a signed audit log (audit verify ...)\n"
     "  version   print the version\n"
     "\n"
+    "Admin commands (to a running coordinator's admin port, with an admin kit):\n"
+    "  status    the coordinator's state: agents, running job, job counts\n"
+    "  agents    list the agents (agents list)\n"
+    "  job       submit, list, show, watch or abort jobs (job submit SPEC ...)\n"
+    "  model     list, show or export global models (model export VERSION --out FILE)\n"
+    "  crl       make the coordinator re-read its revocation list (crl reload)\n"
+    "\n"
     "'fedvault COMMAND --help' describes each command.\n"
-    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+    "Exit status: 0 success, 1 failure (or the coordinator refused), 2 usage error,\n"
+    "3 the coordinator could not be reached or the TLS handshake/authentication failed.\n";
 
 int main(int argc, char **argv)
 {
@@ -64,6 +72,16 @@ int main(int argc, char **argv)
         return fv_cmd_provision(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return fv_cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return fv_cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "agents") == 0)
+        return fv_cmd_agents(argc - 1, argv + 1);
+    if (strcmp(cmd, "job") == 0)
+        return fv_cmd_job(argc - 1, argv + 1);
+    if (strcmp(cmd, "model") == 0)
+        return fv_cmd_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "crl") == 0)
+        return fv_cmd_crl(argc - 1, argv + 1);
     fprintf(stderr, "fedvault: unknown command '%s'\n%s", cmd, usage);
     return FV_EXIT_USAGE;
 }

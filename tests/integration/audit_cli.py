@@ -196,7 +196,8 @@ def main():
     shutil.copy(log, os.path.join(work, "audit.log"))
     shutil.copy(head, os.path.join(work, "audit.log.head"))
     shutil.copy(coord_cert, os.path.join(work, "cert.pem"))
-    for i, block in enumerate(readme_commands()):
+    # (the section's third block checks an agent's round receipt: integration/admin-cli)
+    for i, block in enumerate(readme_commands()[:2]):
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work,
                            capture_output=True, text=True, timeout=60)
         check(p.returncode == 0 and "Signature Verified Successfully" in p.stdout,

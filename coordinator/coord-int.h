@@ -1,0 +1,185 @@
+/* coord-int.h - the coordinator daemon's shared state, private to fedvault-coordinator.
+ *
+ * coord_main.c runs the jobs and rounds on the agent port; coord_admin.c serves the admin
+ * port (mutual TLS, admin certificates only) and the metrics endpoint. Both run on the one
+ * libuv loop that owns everything below, so nothing here needs a lock.
+ *
+ * Durable state (coordinator/fv_state.h) is written at the points where a restart must
+ * find it: a job when it is submitted, a round's outcome together with the checkpoint to
+ * resume from and the model version it produced (one SQLite transaction, after the model
+ * file is on disk), and the audit records of those changes through the state's outbox,
+ * so a record is never lost between the commit and the signed log (coord_audit_flush).
+ */
+#ifndef FV_COORD_INT_H
+#define FV_COORD_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "fv_audit.h"
+#include "fv_conn.h"
+#include "fv_fed.h"
+#include "fv_job.h"
+#include "fv_mlp.h"
+#include "fv_preproc.h"
+#include "fv_prom.h"
+#include "fv_secagg.h"
+#include "fv_state.h"
+#include "fv_tls.h"
+#include "fv_wire.h"
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+/* ---- per-agent outgoing FIFO --------------------------------------------------- */
+
+typedef struct outitem {
+    struct outitem *next;
+    bool is_vec;
+    fv_msg_t m;         /* pointers into owned */
+    uint8_t *owned;     /* copies of borrowed fields */
+    uint32_t vec_id;
+    fv_vec_dtype_t dtype;
+    const void *vec;    /* borrowed: coordinator-owned, alive until the queue drains */
+    void *vec_owned;    /* or owned */
+    uint64_t n_elems;
+    char name[16];
+} outitem_t;
+
+typedef struct agent {
+    struct agent *next;
+    char name[FV_NAME_MAX + 1];
+    fv_conn_t *conn;     /* NULL when disconnected */
+    uint8_t sign_pk[32];
+    char serial[41];
+    char addr[64];
+    bool accepted;
+    uint64_t rows;
+    uint8_t dsha[32];
+    bool has_model;
+    uint8_t model[32];
+    bool has_stats;
+    /* outgoing */
+    outitem_t *oq_head, *oq_tail;
+    bool vec_busy;
+    /* round */
+    int idx;            /* cohort index, -1 if not in the round's cohort */
+    fv_conn_t *round_conn; /* the session that got ROUND_START (a reconnect is another) */
+    bool alive;         /* in the cohort and still connected */
+    bool answered;      /* answered the current phase */
+    bool granted, uploaded;
+    void *upload;       /* buffer of the vector being received */
+    /* traffic of past sessions (the live one is read from its connection) */
+    uint64_t bytes_in, bytes_out;
+} agent_t;
+
+typedef enum { ST_IDLE, ST_WAITING, ST_ROUND, ST_DONE } cstate_t;
+
+typedef struct coord {
+    uv_loop_t *loop;
+    fv_tls_ctx_t *ctx;
+    fv_server_t *server;       /* agent port */
+    fv_server_t *admin;        /* admin port (NULL when not configured) */
+    fv_prom_server_t *prom_srv;
+    fv_prom_t *prom;
+    uv_timer_t timer;
+    uv_signal_t sigint, sigterm, sighup;
+    fv_state_t *st;
+    fv_audit_t *audit;
+    char federation[FV_NAME_MAX + 1];
+    char self_name[FV_NAME_MAX + 1];
+    uint8_t sign_sk[64];       /* the coordinator's Ed25519 key: receipts (wiped at exit) */
+    uint64_t t_start_ms;
+    bool stopping;
+    const char *only_job;      /* --job mode: exit when this job (64 hex) has ended */
+    /* the job being run (ST_WAITING / ST_ROUND); ST_IDLE when none */
+    fv_job_t *job;
+    char *spec;
+    size_t spec_len;
+    uint8_t digest[32];
+    char job_id[65];           /* 64 hex */
+    char job_hex[17];          /* its first 16 hex, for logs */
+    uint64_t job_id64;
+    const char *out_dir;       /* --out: final.fvm, rounds.jsonl (may be NULL) */
+    unsigned max_uploads;
+    agent_t *agents;
+    cstate_t state;
+    /* the round */
+    uint64_t round;     /* 0 = stats */
+    uint32_t attempt;   /* attempts of this round number so far (aborted ones included) */
+    uint32_t kind;
+    agent_t **cohort;
+    uint32_t n, t, k;
+    uint32_t dim;       /* words (secagg) / elements (plain) */
+    fv_secagg_server_t *sa;
+    fv_secagg_outbox_t outbox;
+    int phase;          /* secagg phase being collected, or 2 for plain uploads */
+    uint64_t phase_deadline;
+    uint64_t t_phase_start;
+    uint32_t phase_counts[5]; /* answers per SecAgg phase, for the round's audit record */
+    unsigned in_flight;
+    double *acc_f;      /* plain train: float sums in double */
+    uint32_t *acc_u;    /* plain stats: word sums */
+    uint32_t n_summands;
+    uint64_t t_round_start;
+    int64_t wall_round_start_ms;
+    uint64_t rounds_done, rounds_failed;
+    /* model */
+    fv_fed_stats_layout_t slay;
+    fv_fed_layout_t lay;
+    uint32_t *stats_sum;
+    uint64_t n_ref;
+    fv_preproc_t *preproc;
+    fv_mlp_t *global;
+    uint8_t model_hash[32];    /* of the global parameters (what agents hold) */
+    char global_sha[65];       /* its model file in the state directory */
+    int64_t global_version;
+    fv_fed_server_opt_t *sopt;
+    fv_mlp_t *best;
+    char best_sha[65];
+    int64_t best_version;
+    const fv_mlp_t *final; /* best or global, once the job is done */
+    double best_metric;
+    uint64_t best_round;
+    uint32_t since_best;
+    double last_auc, last_pr, last_loss;
+    double avg_round_s;        /* mean duration of completed training rounds */
+    FILE *rounds_log;
+    int exit_code;
+    char fail_why[512];
+    bool abort_requested;
+    char abort_by[FV_NAME_MAX + 16];
+    /* metrics */
+    fv_prom_metric_t *m_agents, *m_rounds_ok, *m_rounds_failed, *m_phase_s, *m_bytes_in,
+        *m_bytes_out, *m_refusals, *m_jobs, *m_admin;
+} coord_t;
+
+/* coord_main.c */
+void coord_logj(const char *level, const char *event, json_t *fields); /* takes fields */
+int64_t coord_wall_ms(void);
+/* Queues an audit record in the state's outbox (inside or outside a transaction) and, when
+ * no transaction is open, appends the pending records to the signed log. details: taken. */
+int coord_audit(coord_t *c, const char *actor, const char *event, json_t *details);
+/* Appends every pending outbox record to the signed audit log. */
+int coord_audit_flush(coord_t *c);
+/* Submits a job spec (JSON text): validated, stored "queued", audited. ret_id: 64 hex. */
+int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by,
+                     char ret_id[65], fv_diag_t *d);
+/* Aborts the job id (queued or running). */
+int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d);
+/* Live progress of the running job (NULL when none). */
+json_t *coord_job_live(coord_t *c);
+int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d);
+void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
+
+/* coord_admin.c */
+int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d);
+int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d);
+int coord_metrics_init(coord_t *c);
+void coord_metrics_refresh(coord_t *c);
+
+#endif
