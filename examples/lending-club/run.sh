@@ -6,10 +6,13 @@
 #   - holds out a stratified 25 % of the rows as a test split drawn from every region,
 #   - splits the other 75 % into five banks by the borrower's state (split_regions.py),
 #   - provisions the federation (a CA and one startup kit per bank and the coordinator),
-#   - starts the coordinator with examples/lending-club/job.json and one agent per bank,
+#   - starts the coordinator daemon and one agent per bank, submits
+#     examples/lending-club/job.json through the admin CLI and follows it (job watch),
 #     each agent reading only its own bank's file,
 #   - prints the global validation metrics of every round (computed by the coordinator
-#     from securely summed histograms) and scores the test split with the final model.
+#     from securely summed histograms), exports the final model through the admin CLI,
+#     stops the coordinator, verifies its signed audit log and each bank's, and scores
+#     the test split with the final model.
 # Everything goes to out/lending-club/ (logs in out/lending-club/logs/).
 # Extra arguments are passed to fedvault-coordinator (e.g. --max-uploads 5).
 set -euo pipefail
@@ -34,38 +37,48 @@ echo "regions: $(/usr/bin/python3 examples/lending-club/split_regions.py "$out/t
 $fv provision --federation lending-club --coordinator 127.0.0.1:0 \
   --agents "$(echo $banks | tr ' ' ,)" --admins ops-1 --out "$out/fed" >/dev/null
 
+# The coordinator runs as a daemon: agents on one port, the operator's CLI on the admin
+# port (mutual TLS, admin certificates only), Prometheus metrics on a third; its state
+# (SQLite, model files, the signed audit log) in $out/state/state.
 $bin/coordinator/fedvault-coordinator --config "$out/fed/coordinator/coordinator.json" \
-  --job examples/lending-club/job.json --out "$out/state" --listen 127.0.0.1:0 "$@" \
-  > "$out/result.json" 2> "$out/logs/coordinator.log" &
+  --out "$out/state" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --metrics-listen 127.0.0.1:0 "$@" 2> "$out/logs/coordinator.log" &
 coord=$!
 pids=()
 cleanup() { kill "$coord" "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
-port=
+listening=
 for _ in $(seq 1 100); do
-  port=$(grep -o '"event":"listening"[^}]*' "$out/logs/coordinator.log" 2>/dev/null |
-         grep -o '"port":[0-9]*' | cut -d: -f2 || true)
-  [ -n "$port" ] && break
+  listening=$(grep '"event":"listening"' "$out/logs/coordinator.log" 2>/dev/null || true)
+  [ -n "$listening" ] && break
   if ! kill -0 "$coord" 2>/dev/null; then cat "$out/logs/coordinator.log"; exit 1; fi
   sleep 0.1
 done
-[ -n "$port" ] || { echo "the coordinator did not start"; exit 1; }
-echo "coordinator listening on 127.0.0.1:$port"
+[ -n "$listening" ] || { echo "the coordinator did not start"; exit 1; }
+field() { echo "$listening" | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
+port=$(field port)
+admin=(--config "$out/fed/ops-1/admin.json" --admin "127.0.0.1:$(field admin_port)")
+metrics="http://127.0.0.1:$(field metrics_port)/metrics"
+echo "coordinator: agents on 127.0.0.1:$port, admin on ${admin[3]}, metrics at $metrics"
 for b in $banks; do
   $bin/agent/fedvault-agent --config "$out/fed/$b/agent.json" --data "$out/banks/$b.csv" \
     --coordinator "127.0.0.1:$port" --once 2> "$out/logs/$b.log" &
   pids+=($!)
 done
+# The operator submits the job and follows it (progress lines in logs/watch.log).
+job=$($fv job submit examples/lending-club/job.json "${admin[@]}" --json |
+      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "job ${job:0:16} submitted by ops-1; following it with 'fedvault job watch'"
 status=0
-wait "$coord" || status=$?
+$fv job watch "$job" "${admin[@]}" > "$out/logs/watch.log" || status=$?
 for p in "${pids[@]}"; do wait "$p" || status=$?; done
-trap - EXIT
 if [ "$status" != 0 ]; then
   echo "the federation failed (exit $status); last coordinator log lines:"
   tail -20 "$out/logs/coordinator.log"
   exit 1
 fi
-/usr/bin/python3 - "$out/state/rounds.jsonl" "$out/result.json" <<'PY'
+$fv job show "$job" "${admin[@]}" --json > "$out/job.json"
+/usr/bin/python3 - "$out/state/rounds.jsonl" "$out/job.json" <<'PY'
 import json, sys
 print("round  agents  val ROC AUC  val PR AUC  val log loss  secs")
 for line in open(sys.argv[1]):
@@ -73,9 +86,26 @@ for line in open(sys.argv[1]):
     mark = " *" if r["improved"] else ""
     print(f"{r['round']:5d}  {r['agents']:6d}  {r['val_roc_auc']:11.4f}  {r['val_pr_auc']:10.4f}"
           f"  {r['val_log_loss']:12.4f}  {r['secs']:5.2f}{mark}")
-res = json.load(open(sys.argv[2]))
-print(f"best round {res['best_round']} (* = improved); {res['rounds']} rounds completed "
-      f"(with the statistics round), {res['rounds_failed']} aborted")
+job = json.load(open(sys.argv[2]))
+print(f"job {job['status']}: {job['rounds_done']} training rounds completed, "
+      f"{job['rounds_failed']} aborted (* = improved); final model version "
+      f"{job['final_version']}")
 PY
-echo "final model: $out/state/final.fvm; on the held-out test split:"
-$fv eval --model "$out/state/final.fvm" --data "$out/test.csv"
+final=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["final_version"])' "$out/job.json")
+$fv model export "$final" --out "$out/final.fvm" "${admin[@]}"
+echo "metrics: $(/usr/bin/python3 -c 'import sys, urllib.request
+t = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+print(", ".join(l for l in t.splitlines() if l.startswith(("fedvault_rounds_completed",
+      "fedvault_agent_bytes"))))' "$metrics")"
+kill -TERM "$coord"
+wait "$coord" || { echo "the coordinator did not stop cleanly"; exit 1; }
+trap - EXIT
+echo "audit logs (signed hash chains; see README 'Checking an audit record with openssl'):"
+$fv audit verify --log "$out/state/state/audit.log" --head "$out/state/state/audit.log.head" \
+  --cert "$out/fed/coordinator/cert.pem"
+for b in $banks; do
+  $fv audit verify --log "$out/fed/$b/audit/agent-audit.log" \
+    --head "$out/fed/$b/audit/agent-audit.log.head" --cert "$out/fed/$b/cert.pem"
+done
+echo "final model: $out/final.fvm (exported by the operator); on the held-out test split:"
+$fv eval --model "$out/final.fvm" --data "$out/test.csv"
