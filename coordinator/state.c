@@ -55,7 +55,9 @@
  *
  * SQL: every statement is a constant string with bound parameters; values never become
  * SQL text. Statements are prepared per call (the coordinator makes a few calls per round,
- * so a statement cache would buy nothing measurable). Every sqlite3 return is checked and
+ * so a statement cache would buy nothing measurable), through three helpers: exec_bound
+ * (a write), query_row (at most one row) and rows_append (a JSON array of rows, each
+ * built by a row_json_fn, most by a column table). Every sqlite3 return is checked and
  * becomes FV_EIO / FV_ECORRUPT / FV_ENOMEM with a sentence naming DIR/state.db and
  * SQLite's message. Rows read back are checked as hostile where they feed memory sizes or
  * fixed buffers (blob lengths, sha lengths, status length).
@@ -193,11 +195,29 @@ static int db_corrupt(const fv_state_t *s, const char *what, const char *detail,
                        s->db_path, what, detail);
 }
 
+/* A query that always answers one row (count(*), a PRAGMA) answered none. */
+static int db_no_result(const fv_state_t *s, const char *what, fv_diag_t *d)
+{
+    return fv_diag_set(d, FV_EIO, "%s: %s: no result", s->db_path, what);
+}
+
 static int json_fail(const fv_state_t *s, const char *what, fv_diag_t *d)
 {
     return fv_diag_set(d, FV_ENOMEM,
                        "%s: %s: cannot build JSON (out of memory, or text that is not UTF-8)",
                        s->db_path, what);
+}
+
+static int oom(const fv_state_t *s, const char *what, fv_diag_t *d)
+{
+    return fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+}
+
+/* A failed system call on path: r is the negative errno (read errno before anything else
+ * runs: `sys_fail(-errno, ...)`). The sentence is "PATH: DOING: strerror". */
+static int sys_fail(int r, const char *path, const char *doing, fv_diag_t *d)
+{
+    return fv_diag_set(d, r, "%s: %s: %s", path, doing, strerror(-r));
 }
 
 static int prep(fv_state_t *s, const char *sql, sqlite3_stmt **st, const char *what, fv_diag_t *d)
@@ -211,11 +231,9 @@ static int prep(fv_state_t *s, const char *sql, sqlite3_stmt **st, const char *w
  *   'b' const void *, size_t blob (NULL binds NULL)   'd' double (NaN binds NULL)
  * Text and blobs are SQLITE_STATIC: they must outlive the statement's step. Returns an
  * SQLite result code. */
-static int bind_all(sqlite3_stmt *st, const char *types, ...)
+static int bind_allv(sqlite3_stmt *st, const char *types, va_list ap)
 {
-    va_list ap;
     int rc = SQLITE_OK;
-    va_start(ap, types);
     for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
         int col = i + 1;
         switch (types[i]) {
@@ -243,8 +261,122 @@ static int bind_all(sqlite3_stmt *st, const char *types, ...)
             rc = SQLITE_MISUSE;
         }
     }
+    return rc;
+}
+
+static int bind_all(sqlite3_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int rc = bind_allv(st, types, ap);
     va_end(ap);
     return rc;
+}
+
+/* Prepares sql into *st and binds it as bind_allv. The caller finalizes *st, also when
+ * this fails. */
+static int prep_bindv(fv_state_t *s, sqlite3_stmt **st, const char *sql, const char *what,
+                      fv_diag_t *d, const char *types, va_list ap)
+{
+    int r = prep(s, sql, st, what, d);
+    if (r != 0)
+        return r;
+    int rc = bind_allv(*st, types, ap);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, d);
+}
+
+/* Runs a prepared write statement to completion. *ret_ext (may be NULL) gets SQLite's
+ * extended code on failure, so callers can tell a constraint from an I/O error. */
+static int step_done(fv_state_t *s, sqlite3_stmt *st, const char *what, int *ret_ext, fv_diag_t *d)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (ret_ext != NULL)
+        *ret_ext = sqlite3_extended_errcode(s->db);
+    return db_fail(s, rc, what, d);
+}
+
+/* Runs a write statement that returns no rows: prepare, bind (as bind_allv), step to
+ * completion, finalize. *ret_ext as for step_done. sqlite3_changes and
+ * sqlite3_last_insert_rowid still describe it afterwards. */
+static int exec_bound(fv_state_t *s, const char *sql, const char *what, int *ret_ext, fv_diag_t *d,
+                      const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    va_list ap;
+    va_start(ap, types);
+    int r = prep_bindv(s, &st, sql, what, d, types, ap);
+    va_end(ap);
+    if (r == 0)
+        r = step_done(s, st, what, ret_ext, d);
+    sqlite3_finalize(st); /* its result repeats the step's, handled above */
+    return r;
+}
+
+/* Prepares sql into *st, binds it (as bind_allv) and steps once: 1 with a row ready to
+ * read, 0 if there is no row (d untouched: the caller says what that means), or a
+ * negative error. The caller finalizes *st in every case. */
+static int query_row(fv_state_t *s, sqlite3_stmt **st, const char *sql, const char *what,
+                     fv_diag_t *d, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int r = prep_bindv(s, st, sql, what, d, types, ap);
+    va_end(ap);
+    if (r != 0)
+        return r;
+    int rc = sqlite3_step(*st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : db_fail(s, rc, what, d);
+}
+
+/* Builds the JSON object of the row st is on into *ret (a new reference). Returns 0, or a
+ * negative error with d set; returning 0 with *ret NULL means the object could not be
+ * built (out of memory, or text that is not UTF-8) and the caller reports json_fail. */
+typedef int row_json_fn(fv_state_t *s, sqlite3_stmt *st, const void *ctx, const char *what,
+                        json_t **ret, fv_diag_t *d);
+
+/* Appends row's object for every row of sql (bound as bind_allv) to the array arr. */
+static int rows_append(fv_state_t *s, json_t *arr, row_json_fn *row, const void *ctx,
+                       const char *sql, const char *what, fv_diag_t *d, const char *types, ...)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc;
+    va_list ap;
+    va_start(ap, types);
+    r = prep_bindv(s, &st, sql, what, d, types, ap);
+    va_end(ap);
+    if (r != 0)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *o = NULL;
+        if ((r = row(s, st, ctx, what, &o, d)) != 0)
+            goto out;
+        if (json_array_append_new(arr, o) != 0) { /* consumes o, also on failure */
+            r = json_fail(s, what, d);
+            goto out;
+        }
+    }
+    r = rc == SQLITE_DONE ? 0 : db_fail(s, rc, what, d);
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* *ret: a new JSON array of row's object for every row of the constant query sql. */
+static int rows_to_json(fv_state_t *s, const char *sql, row_json_fn *row, const void *ctx,
+                        const char *what, json_t **ret, fv_diag_t *d)
+{
+    json_t *arr = json_array();
+    int r = arr == NULL ? json_fail(s, what, d) : rows_append(s, arr, row, ctx, sql, what, d, "");
+    if (r != 0) {
+        json_decref(arr);
+        return r;
+    }
+    *ret = arr;
+    return 0;
 }
 
 /* Runs a constant statement that returns no rows (BEGIN, COMMIT, the schema). */
@@ -428,7 +560,7 @@ static int col_json(const fv_state_t *s, sqlite3_stmt *st, int i, const char *wh
     }
     const char *v = (const char *)sqlite3_column_text(st, i);
     if (v == NULL)
-        return fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+        return oom(s, what, d);
     json_error_t je;
     json_t *j = json_loadb(v, (size_t)sqlite3_column_bytes(st, i), 0, &je);
     if (j == NULL)
@@ -443,57 +575,64 @@ static bool jset(json_t *o, const char *key, json_t *v)
     return json_object_set_new(o, key, v) == 0;
 }
 
+/* A JSON object whose members were set by a chain of jset calls (ok: all succeeded);
+ * NULL, with o released, if one failed. */
+static json_t *obj_done(json_t *o, bool ok)
+{
+    if (!ok) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A JSON member read from result column i of a row (col_str, col_int, col_time). */
+struct col_member {
+    const char *key;
+    json_t *(*get)(sqlite3_stmt *st, int i);
+};
+
+/* The object whose member k is cols[k].key = cols[k].get(st, k), for the members before
+ * the one with key NULL; NULL on failure. */
+static json_t *cols_obj(sqlite3_stmt *st, const struct col_member *cols)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    for (int i = 0; ok && cols[i].key != NULL; i++)
+        ok = jset(o, cols[i].key, cols[i].get(st, i));
+    return obj_done(o, ok);
+}
+
+/* A row_json_fn for rows read by a column table: ctx is the table. */
+static int cols_row(fv_state_t *s, sqlite3_stmt *st, const void *ctx, const char *what,
+                    json_t **ret, fv_diag_t *d)
+{
+    *ret = cols_obj(st, ctx);
+    return 0;
+}
+
 /* Whether job id exists: 0, UV_ENOENT with a sentence, or a database error. */
 static int job_exists(fv_state_t *s, const char *id, const char *what, fv_diag_t *d)
 {
     sqlite3_stmt *st = NULL;
-    int r, rc;
-    if ((r = prep(s, "SELECT 1 FROM jobs WHERE id = ?1", &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = 0;
-    else if (rc == SQLITE_DONE)
-        r = fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
-    else
-        r = db_fail(s, rc, what, d);
-out:
-    sqlite3_finalize(st); /* its result repeats the step's, handled above */
-    return r;
-}
-
-/* Runs a prepared write statement to completion. *ret_ext (may be NULL) gets SQLite's
- * extended code on failure, so callers can tell a constraint from an I/O error. */
-static int step_done(fv_state_t *s, sqlite3_stmt *st, const char *what, int *ret_ext, fv_diag_t *d)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    if (ret_ext != NULL)
-        *ret_ext = sqlite3_extended_errcode(s->db);
-    return db_fail(s, rc, what, d);
+    int r = query_row(s, &st, "SELECT 1 FROM jobs WHERE id = ?1", what, d, "t", id);
+    sqlite3_finalize(st); /* its result repeats the step's, handled by query_row */
+    if (r == 0)
+        return fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
+    return r < 0 ? r : 0;
 }
 
 /* Reads one integer from a constant query (PRAGMA user_version...). */
 static int query_int(fv_state_t *s, const char *sql, int64_t *ret, fv_diag_t *d)
 {
     sqlite3_stmt *st = NULL;
-    int r, rc;
-    if ((r = prep(s, sql, &st, sql, d)) != 0)
-        goto out;
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        r = rc == SQLITE_DONE ? fv_diag_set(d, FV_EIO, "%s: %s: no result", s->db_path, sql)
-                              : db_fail(s, rc, sql, d);
-        goto out;
+    int r = query_row(s, &st, sql, sql, d, "");
+    if (r == 1) {
+        *ret = (int64_t)sqlite3_column_int64(st, 0);
+        r = 0;
+    } else if (r == 0) {
+        r = db_no_result(s, sql, d);
     }
-    *ret = (int64_t)sqlite3_column_int64(st, 0);
-    r = 0;
-out:
     sqlite3_finalize(st);
     return r;
 }
@@ -504,8 +643,7 @@ static int make_dir(const char *path, fv_diag_t *d)
 {
     if (mkdir(path, 0700) == 0 || errno == EEXIST)
         return 0;
-    int r = -errno;
-    return fv_diag_set(d, r, "%s: cannot create the directory: %s", path, strerror(-r));
+    return sys_fail(-errno, path, "cannot create the directory", d);
 }
 
 /* Takes DIR/LOCK; on EWOULDBLOCK names the holder's pid from the file. */
@@ -515,15 +653,11 @@ static int take_lock(fv_state_t *s, fv_diag_t *d)
     int r = 0;
     snprintf(path, sizeof path, "%s/LOCK", s->dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open: %s", path, strerror(-r));
-    }
+    if (s->lock_fd < 0)
+        return sys_fail(-errno, path, "cannot open", d);
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) {
-            r = -errno;
-            return fv_diag_set(d, r, "%s: cannot lock: %s", path, strerror(-r));
-        }
+        if (errno != EWOULDBLOCK)
+            return sys_fail(-errno, path, "cannot lock", d);
         ssize_t n = pread(s->lock_fd, buf, sizeof buf - 1, 0);
         long pid = 0;
         if (n > 0) {
@@ -536,10 +670,8 @@ static int take_lock(fv_state_t *s, fv_diag_t *d)
         return fv_diag_set(d, -EBUSY, "%s is in use by another coordinator", s->dir);
     }
     int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-    if (ftruncate(s->lock_fd, 0) != 0 || (r = fv_file_write_all(s->lock_fd, buf, (size_t)n)) != 0) {
-        r = r ? r : -errno;
-        return fv_diag_set(d, r, "%s: cannot write the pid: %s", path, strerror(-r));
-    }
+    if (ftruncate(s->lock_fd, 0) != 0 || (r = fv_file_write_all(s->lock_fd, buf, (size_t)n)) != 0)
+        return sys_fail(r ? r : -errno, path, "cannot write the pid", d);
     return 0;
 }
 
@@ -549,10 +681,8 @@ static int remove_tmp_models(fv_state_t *s, fv_diag_t *d)
 {
     DIR *dir = opendir(s->models_dir);
     int r = 0;
-    if (dir == NULL) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot read the directory: %s", s->models_dir, strerror(-r));
-    }
+    if (dir == NULL)
+        return sys_fail(-errno, s->models_dir, "cannot read the directory", d);
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
         char name[65];
@@ -576,6 +706,7 @@ static int remove_tmp_models(fv_state_t *s, fv_diag_t *d)
 /* Pragmas, version check, schema. */
 static int open_db(fv_state_t *s, fv_diag_t *d)
 {
+    static const char wal_what[] = "setting journal_mode=WAL";
     int r, rc;
     int64_t version = 0, fk = 0;
     sqlite3_stmt *st = NULL;
@@ -583,10 +714,8 @@ static int open_db(fv_state_t *s, fv_diag_t *d)
     /* Create the file ourselves for its mode: SQLite gives the -wal and -shm files the
      * database file's permissions. */
     int fd = open(s->db_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        r = -errno;
-        return fv_diag_set(d, r, "%s: cannot open: %s", s->db_path, strerror(-r));
-    }
+    if (fd < 0)
+        return sys_fail(-errno, s->db_path, "cannot open", d);
     close(fd);
 
     rc = sqlite3_open_v2(s->db_path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -613,13 +742,9 @@ static int open_db(fv_state_t *s, fv_diag_t *d)
 
     /* journal_mode answers with the mode in effect: anything but "wal" is a failure (a
      * file system without shared memory support, for one). */
-    if ((r = prep(s, "PRAGMA journal_mode = WAL", &st, "setting journal_mode=WAL", d)) != 0)
-        return r;
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, "setting journal_mode=WAL", d);
+    if ((r = query_row(s, &st, "PRAGMA journal_mode = WAL", wal_what, d, "")) != 1) {
         sqlite3_finalize(st);
-        return r;
+        return r == 0 ? db_no_result(s, wal_what, d) : r;
     }
     const char *mode = (const char *)sqlite3_column_text(st, 0);
     bool wal = mode != NULL && strcmp(mode, "wal") == 0;
@@ -781,43 +906,34 @@ int fv_state_model_put(fv_state_t *s, const uint8_t *bytes, size_t len, char ret
 
     struct stat st;
     if (stat(path, &st) == 0) {
-        if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size == len) {
-            /* Already stored. fsync the directory again: the put that renamed it may have
-             * failed at its own directory fsync. */
-            if ((r = fv_file_fsync_dir(s->models_dir)) != 0) {
-                fv_diag_set(d, r, "%s: cannot fsync: %s", s->models_dir, strerror(-r));
-                goto out;
-            }
-            goto done;
-        }
+        /* Already stored: fsync the directory again, as the put that renamed it may have
+         * failed at its own directory fsync. */
+        if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size == len)
+            goto sync_dir;
         /* Wrong size: damaged. Replaced below by the same atomic rename. */
     } else if (errno != ENOENT) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
+        r = sys_fail(-errno, path, "cannot stat", d);
         goto out;
     }
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot create: %s", tmp, strerror(-r));
+        r = sys_fail(-errno, tmp, "cannot create", d);
         goto out;
     }
     tmp_made = true;
     if ((r = fv_file_write_all(fd, bytes, len)) != 0) {
-        fv_diag_set(d, r, "%s: cannot write: %s", tmp, strerror(-r));
+        sys_fail(r, tmp, "cannot write", d);
         goto out;
     }
     if (fsync(fd) != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot fsync: %s", tmp, strerror(-r));
+        r = sys_fail(-errno, tmp, "cannot fsync", d);
         goto out;
     }
-    int c = close(fd);
+    r = close(fd) == 0 ? 0 : -errno;
     fd = -1;
-    if (c != 0) {
-        r = -errno;
-        fv_diag_set(d, r, "%s: cannot close: %s", tmp, strerror(-r));
+    if (r != 0) {
+        sys_fail(r, tmp, "cannot close", d);
         goto out;
     }
     if (rename(tmp, path) != 0) {
@@ -826,13 +942,12 @@ int fv_state_model_put(fv_state_t *s, const uint8_t *bytes, size_t len, char ret
         goto out;
     }
     tmp_made = false;
+sync_dir:
     if ((r = fv_file_fsync_dir(s->models_dir)) != 0) {
-        fv_diag_set(d, r, "%s: cannot fsync: %s", s->models_dir, strerror(-r));
+        sys_fail(r, s->models_dir, "cannot fsync", d);
         goto out;
     }
-done:
     memcpy(ret_sha, sha, sizeof sha);
-    r = 0;
 out:
     if (fd >= 0)
         close(fd);
@@ -874,9 +989,7 @@ int fv_state_model_read(fv_state_t *s, const char *sha, uint8_t **ret_bytes, siz
 int fv_state_agent_seen(fv_state_t *s, const char *name, const char *serial_hex, int64_t now_ms,
                         fv_diag_t *d)
 {
-    static const char what[] = "recording an agent";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_text("agent name", name, FV_STATE_NAME_MAX, 0, d)) != 0)
         return r;
@@ -888,58 +1001,25 @@ int fv_state_agent_seen(fv_state_t *s, const char *name, const char *serial_hex,
         if (!is_lower_hex(serial_hex[i]) && !(serial_hex[i] >= 'A' && serial_hex[i] <= 'F'))
             return fv_diag_set(d, FV_EINVAL, "agent %s: certificate serial is not hex", name);
 
-    if ((r = prep(s,
-                  "INSERT INTO agents (name, serial, first_seen, last_seen) "
-                  "VALUES (?1, ?2, ?3, ?3) "
-                  "ON CONFLICT (name) DO UPDATE SET serial = excluded.serial, "
-                  "last_seen = excluded.last_seen",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "tti", name, serial_hex, now_ms)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, NULL, d);
-out:
-    sqlite3_finalize(st);
-    return r;
+    return exec_bound(s,
+                      "INSERT INTO agents (name, serial, first_seen, last_seen) "
+                      "VALUES (?1, ?2, ?3, ?3) "
+                      "ON CONFLICT (name) DO UPDATE SET serial = excluded.serial, "
+                      "last_seen = excluded.last_seen",
+                      "recording an agent", NULL, d, "tti", name, serial_hex, now_ms);
 }
+
+/* The members of an agent, from the columns of fv_state_agents_json's query. */
+static const struct col_member agent_cols[] = {{"name", col_str},
+                                               {"serial", col_str},
+                                               {"first_seen", col_time},
+                                               {"last_seen", col_time},
+                                               {NULL, NULL}};
 
 int fv_state_agents_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
 {
-    static const char what[] = "listing agents";
-    sqlite3_stmt *st = NULL;
-    json_t *arr = json_array();
-    int r, rc;
-
-    if (arr == NULL) {
-        r = json_fail(s, what, d);
-        goto out;
-    }
-    if ((r = prep(s, "SELECT name, serial, first_seen, last_seen FROM agents ORDER BY name", &st,
-                  what, d)) != 0)
-        goto out;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *o = json_object();
-        if (!(jset(o, "name", col_str(st, 0)) && jset(o, "serial", col_str(st, 1)) &&
-              jset(o, "first_seen", col_time(st, 2)) && jset(o, "last_seen", col_time(st, 3)) &&
-              json_array_append_new(arr, o) == 0)) {
-            json_decref(o); /* append_new consumed it only on success */
-            r = json_fail(s, what, d);
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    *ret = arr;
-    arr = NULL;
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    json_decref(arr);
-    return r;
+    return rows_to_json(s, "SELECT name, serial, first_seen, last_seen FROM agents ORDER BY name",
+                        cols_row, agent_cols, "listing agents", ret, d);
 }
 
 /* ---- jobs --------------------------------------------------------------------------- */
@@ -954,7 +1034,7 @@ static bool is_job_status(const char *v)
     return false;
 }
 
-/* The columns of the job views, in the order job_obj reads them. */
+/* The columns of the job views, in the order of job_cols. */
 #define JOB_COLS                                                                                   \
     "j.id, j.name, j.status, j.submitted_by, j.submitted, j.started, j.finished, "                 \
     "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.kind = 'train' "                      \
@@ -963,30 +1043,25 @@ static bool is_job_status(const char *v)
     "j.final_version, j.why"
 #define JOB_NCOLS 11
 
-/* The job view object from a row starting with JOB_COLS; NULL on failure. */
-static json_t *job_obj(sqlite3_stmt *st)
-{
-    json_t *o = json_object();
-    bool ok = jset(o, "id", col_str(st, 0)) && jset(o, "name", col_str(st, 1)) &&
-              jset(o, "status", col_str(st, 2)) && jset(o, "submitted_by", col_str(st, 3)) &&
-              jset(o, "submitted", col_time(st, 4)) && jset(o, "started", col_time(st, 5)) &&
-              jset(o, "finished", col_time(st, 6)) && jset(o, "rounds_done", col_int(st, 7)) &&
-              jset(o, "rounds_failed", col_int(st, 8)) &&
-              jset(o, "final_version", col_int(st, 9)) && jset(o, "why", col_str(st, 10));
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
+/* The members of the job view object, from a row starting with JOB_COLS. */
+static const struct col_member job_cols[] = {{"id", col_str},
+                                             {"name", col_str},
+                                             {"status", col_str},
+                                             {"submitted_by", col_str},
+                                             {"submitted", col_time},
+                                             {"started", col_time},
+                                             {"finished", col_time},
+                                             {"rounds_done", col_int},
+                                             {"rounds_failed", col_int},
+                                             {"final_version", col_int},
+                                             {"why", col_str},
+                                             {NULL, NULL}};
 
 int fv_state_job_add(fv_state_t *s, const char *id, const char *spec_json, const char *name,
                      const char *submitted_by, int64_t now_ms, fv_diag_t *d)
 {
-    static const char what[] = "adding a job";
-    sqlite3_stmt *st = NULL;
     json_t *spec = NULL;
-    int r, rc, ext = 0;
+    int r, ext = 0;
 
     if ((r = check_hex64("job id", id, d)) != 0 ||
         (r = check_text("job name", name, FV_STATE_NAME_MAX, TEXT_NULL_OK, d)) != 0 ||
@@ -1001,20 +1076,12 @@ int fv_state_job_add(fv_state_t *s, const char *id, const char *spec_json, const
     if (!obj)
         return fv_diag_set(d, FV_ESCHEMA, "job %s: the spec is not a JSON object", id);
 
-    if ((r = prep(s,
-                  "INSERT INTO jobs (id, spec, name, submitted_by, submitted, status) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "tttti", id, spec_json, name, submitted_by, now_ms)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, &ext, d);
+    r = exec_bound(s,
+                   "INSERT INTO jobs (id, spec, name, submitted_by, submitted, status) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
+                   "adding a job", &ext, d, "tttti", id, spec_json, name, submitted_by, now_ms);
     if (r != 0 && ext == SQLITE_CONSTRAINT_UNIQUE)
         r = fv_diag_set(d, FV_EDUP, "%s: job %s already exists", s->db_path, id);
-out:
-    sqlite3_finalize(st);
     return r;
 }
 
@@ -1022,8 +1089,7 @@ int fv_state_job_set_status(fv_state_t *s, const char *id, const char *status, c
                             int64_t now_ms, fv_diag_t *d)
 {
     static const char what[] = "setting a job's status";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", id, d)) != 0 ||
         (r = check_text("why", why, FV_STATE_TEXT_MAX, TEXT_NULL_OK | TEXT_EMPTY_OK, d)) != 0)
@@ -1031,51 +1097,35 @@ int fv_state_job_set_status(fv_state_t *s, const char *id, const char *status, c
     if (status == NULL || !is_job_status(status))
         return fv_diag_set(d, FV_EINVAL,
                            "job %s: status must be queued, running, done, failed or aborted", id);
-    if ((r = prep(s,
-                  "UPDATE jobs SET status = ?2, why = ?3, "
-                  "started = CASE WHEN ?2 = 'running' AND started IS NULL THEN ?4 "
-                  "ELSE started END, "
-                  "finished = CASE WHEN ?2 IN ('done', 'failed', 'aborted') THEN ?4 END "
-                  "WHERE id = ?1",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "ttti", id, status, why, now_ms)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    if ((r = step_done(s, st, what, NULL, d)) != 0)
-        goto out;
+    if ((r = exec_bound(s,
+                        "UPDATE jobs SET status = ?2, why = ?3, "
+                        "started = CASE WHEN ?2 = 'running' AND started IS NULL THEN ?4 "
+                        "ELSE started END, "
+                        "finished = CASE WHEN ?2 IN ('done', 'failed', 'aborted') THEN ?4 END "
+                        "WHERE id = ?1",
+                        what, NULL, d, "ttti", id, status, why, now_ms)) != 0)
+        return r;
     if (sqlite3_changes(s->db) == 0)
-        r = fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
-out:
-    sqlite3_finalize(st);
-    return r;
+        return fv_diag_set(d, -ENOENT, "%s: %s: job %s is unknown", s->db_path, what, id);
+    return 0;
 }
 
 int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d)
 {
     static const char what[] = "setting a job's final version";
     sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", id, d)) != 0)
         return r;
     if ((r = job_exists(s, id, what, d)) != 0)
         return r;
-    if ((r = prep(s, "SELECT job FROM versions WHERE version = ?1", &st, what, d)) != 0)
+    if ((r = query_row(s, &st, "SELECT job FROM versions WHERE version = ?1", what, d, "i",
+                       version)) < 0)
         goto out;
-    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    if (r == 0) {
         r = fv_diag_set(d, -ENOENT, "%s: %s: version %" PRId64 " is unknown", s->db_path, what,
                         version);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
         goto out;
     }
     const char *owner = (const char *)sqlite3_column_text(st, 0);
@@ -1086,13 +1136,8 @@ int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_di
     }
     sqlite3_finalize(st);
     st = NULL;
-    if ((r = prep(s, "UPDATE jobs SET final_version = ?2 WHERE id = ?1", &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "ti", id, version)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, NULL, d);
+    r = exec_bound(s, "UPDATE jobs SET final_version = ?2 WHERE id = ?1", what, NULL, d, "ti", id,
+                   version);
 out:
     sqlite3_finalize(st);
     return r;
@@ -1102,23 +1147,14 @@ int fv_state_job_status(fv_state_t *s, const char *id, char ret_status[16], fv_d
 {
     static const char what[] = "reading a job's status";
     sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", id, d)) != 0)
         return r;
-    if ((r = prep(s, "SELECT status FROM jobs WHERE id = ?1", &st, what, d)) != 0)
+    if ((r = query_row(s, &st, "SELECT status FROM jobs WHERE id = ?1", what, d, "t", id)) < 0)
         goto out;
-    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    if (r == 0) {
         r = fv_diag_set(d, -ENOENT, "%s: job %s is unknown", s->db_path, id);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
         goto out;
     }
     const char *v = (const char *)sqlite3_column_text(st, 0);
@@ -1138,7 +1174,7 @@ int fv_state_job_resolve(fv_state_t *s, const char *prefix, char ret_id[65], fv_
     static const char what[] = "resolving a job id";
     sqlite3_stmt *st = NULL;
     char p[65];
-    int r, rc;
+    int r;
 
     size_t n = prefix ? strnlen(prefix, 65) : 0;
     if (n < 4 || n > 64)
@@ -1153,15 +1189,11 @@ int fv_state_job_resolve(fv_state_t *s, const char *prefix, char ret_id[65], fv_
     }
     p[n] = '\0';
 
-    if ((r = prep(s, "SELECT count(*), min(id) FROM jobs WHERE substr(id, 1, length(?1)) = ?1", &st,
-                  what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "t", p)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
+    if ((r = query_row(s, &st,
+                       "SELECT count(*), min(id) FROM jobs WHERE substr(id, 1, length(?1)) = ?1",
+                       what, d, "t", p)) != 1) {
+        if (r == 0)
+            r = db_no_result(s, what, d);
         goto out;
     }
     int64_t count = (int64_t)sqlite3_column_int64(st, 0);
@@ -1189,20 +1221,15 @@ int fv_state_job_next(fv_state_t *s, char ret_id[65], char **ret_spec, fv_diag_t
 {
     static const char what[] = "choosing the next job";
     sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
-    if ((r = prep(s,
-                  "SELECT id, spec FROM jobs WHERE status IN ('running', 'queued') "
-                  "ORDER BY status = 'running' DESC, seq LIMIT 1",
-                  &st, what, d)) != 0)
+    if ((r = query_row(s, &st,
+                       "SELECT id, spec FROM jobs WHERE status IN ('running', 'queued') "
+                       "ORDER BY status = 'running' DESC, seq LIMIT 1",
+                       what, d, "")) < 0)
         goto out;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    if (r == 0) {
         r = fv_diag_set(d, -ENOENT, "%s: no job is queued or running", s->db_path);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
         goto out;
     }
     const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -1214,7 +1241,7 @@ int fv_state_job_next(fv_state_t *s, char ret_id[65], char **ret_spec, fv_diag_t
     size_t n = (size_t)sqlite3_column_bytes(st, 1);
     char *copy = malloc(n + 1);
     if (copy == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+        r = oom(s, what, d);
         goto out;
     }
     memcpy(copy, spec, n + 1);
@@ -1228,160 +1255,75 @@ out:
 
 int fv_state_jobs_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
 {
-    static const char what[] = "listing jobs";
-    sqlite3_stmt *st = NULL;
-    json_t *arr = json_array();
-    int r, rc;
-
-    if (arr == NULL) {
-        r = json_fail(s, what, d);
-        goto out;
-    }
-    if ((r = prep(s, "SELECT " JOB_COLS " FROM jobs j ORDER BY j.seq", &st, what, d)) != 0)
-        goto out;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (json_array_append_new(arr, job_obj(st)) != 0) {
-            r = json_fail(s, what, d);
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    *ret = arr;
-    arr = NULL;
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    json_decref(arr);
-    return r;
+    return rows_to_json(s, "SELECT " JOB_COLS " FROM jobs j ORDER BY j.seq", cols_row, job_cols,
+                        "listing jobs", ret, d);
 }
 
-/* The round rows of a job as the JSON array of fv_state_job_json. */
-static int job_rounds_json(fv_state_t *s, const char *id, json_t *arr, fv_diag_t *d)
+/* A round row of a job as a member of fv_state_job_json's "rounds". */
+static int job_round_row(fv_state_t *s, sqlite3_stmt *st, const void *ctx, const char *what,
+                         json_t **ret, fv_diag_t *d)
 {
-    static const char what[] = "reading a job's rounds";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
-
-    if ((r = prep(s,
-                  "SELECT round, attempt, kind, status, why, cohort, contributors, metrics, "
-                  "model_in, model_out, started, finished FROM rounds WHERE job = ?1 "
-                  "ORDER BY round, attempt",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
+    json_t *cohort = NULL, *contrib = NULL, *metrics = NULL;
+    int r;
+    if ((r = col_json(s, st, 5, what, &cohort, d)) != 0 ||
+        (r = col_json(s, st, 6, what, &contrib, d)) != 0 ||
+        (r = col_json(s, st, 7, what, &metrics, d)) != 0) {
+        json_decref(cohort);
+        json_decref(contrib);
+        return r;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *cohort = NULL, *contrib = NULL, *metrics = NULL;
-        if ((r = col_json(s, st, 5, what, &cohort, d)) != 0 ||
-            (r = col_json(s, st, 6, what, &contrib, d)) != 0 ||
-            (r = col_json(s, st, 7, what, &metrics, d)) != 0) {
-            json_decref(cohort);
-            json_decref(contrib);
-            goto out;
-        }
-        json_t *o = json_object();
-        bool ok = jset(o, "round", col_int(st, 0)) && jset(o, "attempt", col_int(st, 1)) &&
-                  jset(o, "kind", col_str(st, 2)) && jset(o, "status", col_str(st, 3)) &&
-                  jset(o, "why", col_str(st, 4));
-        /* The parsed columns are consumed whatever happens (jset always consumes). */
-        ok = jset(o, "cohort", cohort) && ok;
-        ok = jset(o, "contributors", contrib) && ok;
-        ok = jset(o, "metrics", metrics) && ok;
-        ok = ok && jset(o, "model_in", col_str(st, 8)) && jset(o, "model_out", col_str(st, 9)) &&
-             jset(o, "started", col_time(st, 10)) && jset(o, "finished", col_time(st, 11));
-        if (!ok || json_array_append_new(arr, o) != 0) {
-            if (!ok)
-                json_decref(o);
-            r = json_fail(s, what, d);
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    return r;
+    json_t *o = json_object();
+    bool ok = jset(o, "round", col_int(st, 0)) && jset(o, "attempt", col_int(st, 1)) &&
+              jset(o, "kind", col_str(st, 2)) && jset(o, "status", col_str(st, 3)) &&
+              jset(o, "why", col_str(st, 4));
+    /* The parsed columns are consumed whatever happens (jset always consumes). */
+    ok = jset(o, "cohort", cohort) && ok;
+    ok = jset(o, "contributors", contrib) && ok;
+    ok = jset(o, "metrics", metrics) && ok;
+    ok = ok && jset(o, "model_in", col_str(st, 8)) && jset(o, "model_out", col_str(st, 9)) &&
+         jset(o, "started", col_time(st, 10)) && jset(o, "finished", col_time(st, 11));
+    *ret = obj_done(o, ok);
+    return 0;
 }
 
-static int job_agents_json(fv_state_t *s, const char *id, json_t *arr, fv_diag_t *d)
-{
-    static const char what[] = "reading a job's agents";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
-
-    if ((r = prep(s,
-                  "SELECT agent, data_sha256, rows, accepted FROM job_agents WHERE job = ?1 "
-                  "ORDER BY agent",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *o = json_object();
-        if (!(jset(o, "name", col_str(st, 0)) && jset(o, "data_sha256", col_str(st, 1)) &&
-              jset(o, "rows", col_int(st, 2)) && jset(o, "accepted", col_time(st, 3)))) {
-            json_decref(o);
-            r = json_fail(s, what, d);
-            goto out;
-        }
-        if (json_array_append_new(arr, o) != 0) {
-            r = json_fail(s, what, d);
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    return r;
-}
-
+/* An agent row of a job as a member of fv_state_job_json's "agents". */
+static const struct col_member job_agent_cols[] = {{"name", col_str},
+                                                   {"data_sha256", col_str},
+                                                   {"rows", col_int},
+                                                   {"accepted", col_time},
+                                                   {NULL, NULL}};
 int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
 {
     static const char what[] = "reading a job";
     sqlite3_stmt *st = NULL;
     json_t *o = NULL, *spec = NULL, *rounds = NULL, *agents = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", id, d)) != 0)
         return r;
-    if ((r = prep(s, "SELECT " JOB_COLS ", j.spec FROM jobs j WHERE j.id = ?1", &st, what, d)) != 0)
+    if ((r = query_row(s, &st, "SELECT " JOB_COLS ", j.spec FROM jobs j WHERE j.id = ?1", what, d,
+                       "t", id)) < 0)
         goto out;
-    if ((rc = bind_all(st, "t", id)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    if (r == 0) {
         r = fv_diag_set(d, -ENOENT, "%s: job %s is unknown", s->db_path, id);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
         goto out;
     }
     if ((r = col_json(s, st, JOB_NCOLS, what, &spec, d)) != 0)
         goto out;
-    if ((o = job_obj(st)) == NULL || (rounds = json_array()) == NULL ||
+    if ((o = cols_obj(st, job_cols)) == NULL || (rounds = json_array()) == NULL ||
         (agents = json_array()) == NULL) {
         r = json_fail(s, what, d);
         goto out;
     }
-    if ((r = job_rounds_json(s, id, rounds, d)) != 0 ||
-        (r = job_agents_json(s, id, agents, d)) != 0)
+    if ((r = rows_append(s, rounds, job_round_row, NULL,
+                         "SELECT round, attempt, kind, status, why, cohort, contributors, "
+                         "metrics, model_in, model_out, started, finished FROM rounds "
+                         "WHERE job = ?1 ORDER BY round, attempt",
+                         "reading a job's rounds", d, "t", id)) != 0 ||
+        (r = rows_append(s, agents, cols_row, job_agent_cols,
+                         "SELECT agent, data_sha256, rows, accepted FROM job_agents "
+                         "WHERE job = ?1 ORDER BY agent",
+                         "reading a job's agents", d, "t", id)) != 0)
         goto out;
     bool ok = jset(o, "spec", spec);
     ok = jset(o, "rounds", rounds) && ok;
@@ -1407,8 +1349,7 @@ int fv_state_job_agent(fv_state_t *s, const char *job, const char *agent, const 
                        uint64_t rows, int64_t now_ms, fv_diag_t *d)
 {
     static const char what[] = "recording an agent's data fingerprint";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", job, d)) != 0 ||
         (r = check_text("agent name", agent, FV_STATE_NAME_MAX, 0, d)) != 0 ||
@@ -1417,21 +1358,12 @@ int fv_state_job_agent(fv_state_t *s, const char *job, const char *agent, const 
         return r;
     if ((r = job_exists(s, job, what, d)) != 0)
         return r;
-    if ((r = prep(s,
-                  "INSERT INTO job_agents (job, agent, data_sha256, rows, accepted) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5) "
-                  "ON CONFLICT (job, agent) DO UPDATE SET data_sha256 = excluded.data_sha256, "
-                  "rows = excluded.rows, accepted = excluded.accepted",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "tttii", job, agent, data_sha256, (int64_t)rows, now_ms)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, NULL, d);
-out:
-    sqlite3_finalize(st);
-    return r;
+    return exec_bound(s,
+                      "INSERT INTO job_agents (job, agent, data_sha256, rows, accepted) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5) "
+                      "ON CONFLICT (job, agent) DO UPDATE SET data_sha256 = excluded.data_sha256, "
+                      "rows = excluded.rows, accepted = excluded.accepted",
+                      what, NULL, d, "tttii", job, agent, data_sha256, (int64_t)rows, now_ms);
 }
 
 /* ---- checkpoints -------------------------------------------------------------------- */
@@ -1439,9 +1371,8 @@ out:
 int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck, fv_diag_t *d)
 {
     static const char what[] = "saving a checkpoint";
-    sqlite3_stmt *st = NULL;
     uint8_t *stats = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", job, d)) != 0)
         return r;
@@ -1476,10 +1407,8 @@ int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck
     size_t stats_bytes = ck->stats_words * 4;
     if (stats_bytes > 0) {
         stats = malloc(stats_bytes);
-        if (stats == NULL) {
-            r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
-            goto out;
-        }
+        if (stats == NULL)
+            return oom(s, what, d);
         for (size_t i = 0; i < ck->stats_words; i++) {
             uint32_t w = ck->stats_sum[i];
             stats[4 * i] = (uint8_t)w;
@@ -1488,25 +1417,17 @@ int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck
             stats[4 * i + 3] = (uint8_t)(w >> 24);
         }
     }
-    if ((r = prep(s,
-                  "INSERT OR REPLACE INTO checkpoints (job, next_round, rounds_done, "
-                  "rounds_failed, n_ref, stats_sum, global_sha, global_version, opt_state, "
-                  "best_sha, best_version, best_metric, best_round, since_best) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "tiiiibtibtidii", job, (int64_t)ck->next_round, (int64_t)ck->rounds_done,
-                       (int64_t)ck->rounds_failed, (int64_t)ck->n_ref, (const void *)stats,
-                       stats_bytes, ck->global_sha[0] ? ck->global_sha : NULL, ck->global_version,
-                       (const void *)(ck->opt_len > 0 ? ck->opt_state : NULL), ck->opt_len,
-                       ck->best_sha[0] ? ck->best_sha : NULL, ck->best_version, ck->best_metric,
-                       (int64_t)ck->best_round, (int64_t)ck->since_best)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, NULL, d);
-out:
-    sqlite3_finalize(st);
+    r = exec_bound(s,
+                   "INSERT OR REPLACE INTO checkpoints (job, next_round, rounds_done, "
+                   "rounds_failed, n_ref, stats_sum, global_sha, global_version, opt_state, "
+                   "best_sha, best_version, best_metric, best_round, since_best) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   what, NULL, d, "tiiiibtibtidii", job, (int64_t)ck->next_round,
+                   (int64_t)ck->rounds_done, (int64_t)ck->rounds_failed, (int64_t)ck->n_ref,
+                   (const void *)stats, stats_bytes, ck->global_sha[0] ? ck->global_sha : NULL,
+                   ck->global_version, (const void *)(ck->opt_len > 0 ? ck->opt_state : NULL),
+                   ck->opt_len, ck->best_sha[0] ? ck->best_sha : NULL, ck->best_version,
+                   ck->best_metric, (int64_t)ck->best_round, (int64_t)ck->since_best);
     free(stats);
     return r;
 }
@@ -1530,27 +1451,18 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
     static const char what[] = "loading a checkpoint";
     sqlite3_stmt *st = NULL;
     fv_state_ckpt_t ck = {0};
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", job, d)) != 0)
         return r;
-    if ((r = prep(s,
-                  "SELECT next_round, rounds_done, rounds_failed, n_ref, stats_sum, "
-                  "global_sha, global_version, opt_state, best_sha, best_version, best_metric, "
-                  "best_round, since_best FROM checkpoints WHERE job = ?1",
-                  &st, what, d)) != 0)
+    if ((r = query_row(s, &st,
+                       "SELECT next_round, rounds_done, rounds_failed, n_ref, stats_sum, "
+                       "global_sha, global_version, opt_state, best_sha, best_version, "
+                       "best_metric, best_round, since_best FROM checkpoints WHERE job = ?1",
+                       what, d, "t", job)) < 0)
         goto out;
-    if ((rc = bind_all(st, "t", job)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
+    if (r == 0) {
         r = fv_diag_set(d, -ENOENT, "%s: job %s has no checkpoint", s->db_path, job);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
         goto out;
     }
     int64_t v[6] = {
@@ -1589,7 +1501,7 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
         if (n > 0) {
             ck.stats_sum = malloc(n);
             if (ck.stats_sum == NULL) {
-                r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+                r = oom(s, what, d);
                 goto out;
             }
             ck.stats_words = n / 4;
@@ -1604,7 +1516,7 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
         if (n > 0) {
             ck.opt_state = malloc(n);
             if (ck.opt_state == NULL) {
-                r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+                r = oom(s, what, d);
                 goto out;
             }
             memcpy(ck.opt_state, b, n);
@@ -1666,9 +1578,8 @@ static int round_json_arg(const char *what, const char *text, char shape, bool n
 int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
 {
     static const char what[] = "adding a round";
-    sqlite3_stmt *st = NULL;
     char *cohort = NULL, *contrib = NULL, *metrics = NULL;
-    int r, rc, ext = 0;
+    int r, ext = 0;
 
     if (rd == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_state_round_add: no round given");
@@ -1694,25 +1605,18 @@ int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
     if ((r = job_exists(s, rd->job, what, d)) != 0)
         goto out;
 
-    if ((r = prep(s,
-                  "INSERT INTO rounds (job, round, attempt, kind, status, why, cohort, "
-                  "contributors, metrics, model_in, model_out, started, finished) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "tiittttttttii", rd->job, (int64_t)rd->round, (int64_t)rd->attempt,
-                       rd->kind, rd->status, rd->why, cohort, contrib, metrics, rd->model_in_sha,
-                       rd->model_out_sha, rd->started_ms, rd->finished_ms)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = step_done(s, st, what, &ext, d);
+    r = exec_bound(s,
+                   "INSERT INTO rounds (job, round, attempt, kind, status, why, cohort, "
+                   "contributors, metrics, model_in, model_out, started, finished) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                   what, &ext, d, "tiittttttttii", rd->job, (int64_t)rd->round,
+                   (int64_t)rd->attempt, rd->kind, rd->status, rd->why, cohort, contrib, metrics,
+                   rd->model_in_sha, rd->model_out_sha, rd->started_ms, rd->finished_ms);
     if (r != 0 && ext == SQLITE_CONSTRAINT_PRIMARYKEY)
         r = fv_diag_set(d, FV_EDUP,
                         "%s: job %s round %" PRIu64 " attempt %" PRIu32 " is already recorded",
                         s->db_path, rd->job, rd->round, rd->attempt);
 out:
-    sqlite3_finalize(st);
     free(cohort);
     free(contrib);
     free(metrics);
@@ -1728,7 +1632,7 @@ int fv_state_version_add(fv_state_t *s, const char *job, uint64_t round, const c
     static const char what[] = "adding a model version";
     sqlite3_stmt *st = NULL;
     char path[PATH_MAX];
-    int r, rc;
+    int r;
 
     if ((r = check_hex64("job id", job, d)) != 0 || (r = check_hex64("model sha", sha, d)) != 0 ||
         (r = check_u64("round", round, d)) != 0 ||
@@ -1741,87 +1645,55 @@ int fv_state_version_add(fv_state_t *s, const char *job, uint64_t round, const c
     if ((r = job_exists(s, job, what, d)) != 0)
         return r;
     if (parent > 0) {
-        if ((r = prep(s, "SELECT 1 FROM versions WHERE version = ?1", &st, what, d)) != 0)
-            goto out;
-        if ((rc = bind_all(st, "i", parent)) != SQLITE_OK) {
-            r = db_fail(s, rc, what, d);
-            goto out;
-        }
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
-            r = fv_diag_set(d, -ENOENT, "%s: %s: parent version %" PRId64 " is unknown", s->db_path,
-                            what, parent);
-            goto out;
-        }
-        if (rc != SQLITE_ROW) {
-            r = db_fail(s, rc, what, d);
-            goto out;
-        }
+        r = query_row(s, &st, "SELECT 1 FROM versions WHERE version = ?1", what, d, "i", parent);
         sqlite3_finalize(st);
-        st = NULL;
+        if (r == 0)
+            return fv_diag_set(d, -ENOENT, "%s: %s: parent version %" PRId64 " is unknown",
+                               s->db_path, what, parent);
+        if (r < 0)
+            return r;
     }
     /* The durability invariant: the file is on disk before a row names it. */
     fv_state_model_path(s, sha, path, sizeof path);
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        r = -errno;
-        if (r == -ENOENT)
-            fv_diag_set(d, r,
-                        "%s: no such model file: store it (fv_state_model_put) before adding a "
-                        "version that names it",
-                        path);
-        else
-            fv_diag_set(d, r, "%s: cannot stat: %s", path, strerror(-r));
-        goto out;
+        if (errno == ENOENT)
+            return fv_diag_set(d, -ENOENT,
+                               "%s: no such model file: store it (fv_state_model_put) before "
+                               "adding a version that names it",
+                               path);
+        return sys_fail(-errno, path, "cannot stat", d);
     }
-    if (!S_ISREG(sb.st_mode)) {
-        r = fv_diag_set(d, FV_EINVAL, "%s: not a regular file", path);
-        goto out;
-    }
-    if ((r = prep(s,
-                  "INSERT INTO versions (sha256, job, round, kind, parent, created, bytes, "
-                  "producer) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "ttitiiit", sha, job, (int64_t)round, kind, parent, now_ms,
-                       (int64_t)sb.st_size, producer)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    /* parent 0 means none: stored as NULL so the foreign key holds. */
-    if (parent == 0 && (rc = sqlite3_bind_null(st, 5)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    if ((r = step_done(s, st, what, NULL, d)) != 0)
-        goto out;
+    if (!S_ISREG(sb.st_mode))
+        return fv_diag_set(d, FV_EINVAL, "%s: not a regular file", path);
+    /* parent 0 means none: stored as NULL (nullif) so the foreign key holds. */
+    if ((r = exec_bound(s,
+                        "INSERT INTO versions (sha256, job, round, kind, parent, created, bytes, "
+                        "producer) VALUES (?1, ?2, ?3, ?4, nullif(?5, 0), ?6, ?7, ?8)",
+                        what, NULL, d, "ttitiiit", sha, job, (int64_t)round, kind, parent, now_ms,
+                        (int64_t)sb.st_size, producer)) != 0)
+        return r;
     if (ret_version != NULL)
         *ret_version = (int64_t)sqlite3_last_insert_rowid(s->db);
-out:
-    sqlite3_finalize(st);
-    return r;
+    return 0;
+}
+
+static int no_version(const fv_state_t *s, int64_t version, fv_diag_t *d)
+{
+    return fv_diag_set(d, -ENOENT, "%s: model version %" PRId64 " is unknown", s->db_path, version);
 }
 
 int fv_state_version_sha(fv_state_t *s, int64_t version, char ret_sha[65], fv_diag_t *d)
 {
     static const char what[] = "reading a model version";
     sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
-    if ((r = prep(s, "SELECT sha256 FROM versions WHERE version = ?1", &st, what, d)) != 0)
+    if ((r = query_row(s, &st, "SELECT sha256 FROM versions WHERE version = ?1", what, d, "i",
+                       version)) < 0)
         goto out;
-    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        r = fv_diag_set(d, -ENOENT, "%s: model version %" PRId64 " is unknown", s->db_path,
-                        version);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
+    if (r == 0) {
+        r = no_version(s, version, d);
         goto out;
     }
     const char *sha = (const char *)sqlite3_column_text(st, 0);
@@ -1838,51 +1710,16 @@ out:
 
 #define VERSION_COLS "version, sha256, job, round, kind, parent, created, bytes, producer"
 
-static json_t *version_obj(sqlite3_stmt *st)
-{
-    json_t *o = json_object();
-    bool ok = jset(o, "version", col_int(st, 0)) && jset(o, "sha256", col_str(st, 1)) &&
-              jset(o, "job", col_str(st, 2)) && jset(o, "round", col_int(st, 3)) &&
-              jset(o, "kind", col_str(st, 4)) && jset(o, "parent", col_int(st, 5)) &&
-              jset(o, "created", col_time(st, 6)) && jset(o, "bytes", col_int(st, 7)) &&
-              jset(o, "producer", col_str(st, 8));
-    if (!ok) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
+/* The members of the version view object, from a row of VERSION_COLS. */
+static const struct col_member version_cols[] = {
+    {"version", col_int},  {"sha256", col_str}, {"job", col_str},      {"round", col_int},
+    {"kind", col_str},     {"parent", col_int}, {"created", col_time}, {"bytes", col_int},
+    {"producer", col_str}, {NULL, NULL}};
 
 int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
 {
-    static const char what[] = "listing model versions";
-    sqlite3_stmt *st = NULL;
-    json_t *arr = json_array();
-    int r, rc;
-
-    if (arr == NULL) {
-        r = json_fail(s, what, d);
-        goto out;
-    }
-    if ((r = prep(s, "SELECT " VERSION_COLS " FROM versions ORDER BY version", &st, what, d)) != 0)
-        goto out;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (json_array_append_new(arr, version_obj(st)) != 0) {
-            r = json_fail(s, what, d);
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    *ret = arr;
-    arr = NULL;
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    json_decref(arr);
-    return r;
+    return rows_to_json(s, "SELECT " VERSION_COLS " FROM versions ORDER BY version", cols_row,
+                        version_cols, "listing model versions", ret, d);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1890,77 +1727,67 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* lineage.rounds and the set of agent names in their cohorts (an object used as a set). */
-static int lineage_rounds(fv_state_t *s, const char *job, int64_t round, json_t *rounds,
-                          json_t *names, fv_diag_t *d)
+/* A member of lineage.rounds. */
+static int lineage_round_row(fv_state_t *s, sqlite3_stmt *st, const void *ctx, const char *what,
+                             json_t **ret, fv_diag_t *d)
 {
-    static const char what[] = "reading a version's lineage";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
-
-    if ((r = prep(s,
-                  "SELECT round, kind, cohort, contributors FROM rounds "
-                  "WHERE job = ?1 AND status = 'ok' AND round <= ?2 ORDER BY round, attempt",
-                  &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "ti", job, round)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
+    json_t *cohort = NULL, *contrib = NULL;
+    int r;
+    if ((r = col_json(s, st, 2, what, &cohort, d)) != 0 ||
+        (r = col_json(s, st, 3, what, &contrib, d)) != 0) {
+        json_decref(cohort);
+        return r;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *cohort = NULL, *contrib = NULL;
-        if ((r = col_json(s, st, 2, what, &cohort, d)) != 0 ||
-            (r = col_json(s, st, 3, what, &contrib, d)) != 0) {
-            json_decref(cohort);
-            goto out;
-        }
-        if (!is_string_array(cohort)) {
-            json_decref(cohort);
-            json_decref(contrib);
-            r = db_corrupt(s, what, "a stored cohort is not an array of names", d);
-            goto out;
-        }
-        size_t i;
-        json_t *v;
-        bool ok = true;
-        json_array_foreach(cohort, i, v) ok =
-            ok && json_object_set_new(names, json_string_value(v), json_true()) == 0;
-        json_t *o = json_object();
-        ok = ok && jset(o, "round", col_int(st, 0)) && jset(o, "kind", col_str(st, 1));
-        ok = jset(o, "cohort", cohort) && ok;
-        ok = jset(o, "contributors", contrib) && ok;
-        if (!ok || json_array_append_new(rounds, o) != 0) {
-            if (!ok)
-                json_decref(o);
-            r = json_fail(s, what, d);
-            goto out;
-        }
+    if (!is_string_array(cohort)) {
+        json_decref(cohort);
+        json_decref(contrib);
+        return db_corrupt(s, what, "a stored cohort is not an array of names", d);
     }
-    if (rc != SQLITE_DONE) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    r = 0;
-out:
-    sqlite3_finalize(st);
-    return r;
+    json_t *o = json_object();
+    bool ok = jset(o, "round", col_int(st, 0)) && jset(o, "kind", col_str(st, 1));
+    ok = jset(o, "cohort", cohort) && ok;
+    ok = jset(o, "contributors", contrib) && ok;
+    *ret = obj_done(o, ok);
+    return 0;
 }
 
-/* lineage.agents: the fingerprint of each name in names, sorted. */
-static int lineage_agents(fv_state_t *s, const char *job, json_t *names, json_t *agents,
+/* lineage.agents: the fingerprint of each agent named in a cohort of rounds (lineage.rounds,
+ * whose cohorts lineage_round_row checked are arrays of strings), sorted by name. */
+static int lineage_agents(fv_state_t *s, const char *job, const json_t *rounds, json_t *agents,
                           fv_diag_t *d)
 {
     static const char what[] = "reading a version's agents";
     sqlite3_stmt *st = NULL;
-    size_t n = json_object_size(names), k = 0;
+    json_t *names = json_object(); /* used as a set */
     const char **keys = NULL;
+    size_t n, k = 0;
     int r, rc;
 
-    if (n == 0)
-        return 0;
+    if (names == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    size_t i;
+    json_t *rd;
+    json_array_foreach(rounds, i, rd)
+    {
+        size_t j;
+        json_t *name;
+        json_array_foreach(json_object_get(rd, "cohort"), j, name)
+        {
+            if (json_object_set_new(names, json_string_value(name), json_true()) != 0) {
+                r = json_fail(s, what, d);
+                goto out;
+            }
+        }
+    }
+    if ((n = json_object_size(names)) == 0) {
+        r = 0;
+        goto out;
+    }
     keys = malloc(n * sizeof *keys);
     if (keys == NULL) {
-        r = fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", s->db_path, what);
+        r = oom(s, what, d);
         goto out;
     }
     const char *key;
@@ -1971,7 +1798,7 @@ static int lineage_agents(fv_state_t *s, const char *job, json_t *names, json_t 
     if ((r = prep(s, "SELECT data_sha256, rows FROM job_agents WHERE job = ?1 AND agent = ?2", &st,
                   what, d)) != 0)
         goto out;
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         sqlite3_reset(st); /* reports the previous step's result, handled already */
         if ((rc = bind_all(st, "tt", job, keys[i])) != SQLITE_OK) {
             r = db_fail(s, rc, what, d);
@@ -1987,12 +1814,7 @@ static int lineage_agents(fv_state_t *s, const char *job, json_t *names, json_t 
         bool ok = jset(o, "name", json_string(keys[i])) &&
                   jset(o, "data_sha256", row ? col_str(st, 0) : json_null()) &&
                   jset(o, "rows", row ? col_int(st, 1) : json_null());
-        if (!ok) {
-            json_decref(o);
-            r = json_fail(s, what, d);
-            goto out;
-        }
-        if (json_array_append_new(agents, o) != 0) {
+        if (json_array_append_new(agents, obj_done(o, ok)) != 0) {
             r = json_fail(s, what, d);
             goto out;
         }
@@ -2001,6 +1823,7 @@ static int lineage_agents(fv_state_t *s, const char *job, json_t *names, json_t 
 out:
     sqlite3_finalize(st);
     free(keys);
+    json_decref(names);
     return r;
 }
 
@@ -2008,27 +1831,17 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
 {
     static const char what[] = "reading a model version";
     sqlite3_stmt *st = NULL;
-    json_t *o = NULL, *lin = NULL, *spec = NULL, *rounds = NULL, *agents = NULL, *names = NULL;
+    json_t *o = NULL, *lin = NULL, *spec = NULL, *rounds = NULL, *agents = NULL;
     json_t *producer = NULL;
     char job[65];
     int64_t round;
-    int r, rc;
+    int r;
 
-    if ((r = prep(s, "SELECT " VERSION_COLS " FROM versions WHERE version = ?1", &st, what, d)) !=
-        0)
+    if ((r = query_row(s, &st, "SELECT " VERSION_COLS " FROM versions WHERE version = ?1", what, d,
+                       "i", version)) < 0)
         goto out;
-    if ((rc = bind_all(st, "i", version)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        r = fv_diag_set(d, -ENOENT, "%s: model version %" PRId64 " is unknown", s->db_path,
-                        version);
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = db_fail(s, rc, what, d);
+    if (r == 0) {
+        r = no_version(s, version, d);
         goto out;
     }
     const char *j = (const char *)sqlite3_column_text(st, 2);
@@ -2038,10 +1851,9 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
     }
     memcpy(job, j, 65);
     round = (int64_t)sqlite3_column_int64(st, 3);
-    if ((o = version_obj(st)) == NULL || (lin = json_object()) == NULL ||
+    if ((o = cols_obj(st, version_cols)) == NULL || (lin = json_object()) == NULL ||
         !jset(lin, "parent", col_int(st, 5)) || !jset(lin, "job", json_string(job)) ||
-        (rounds = json_array()) == NULL || (agents = json_array()) == NULL ||
-        (names = json_object()) == NULL) {
+        (rounds = json_array()) == NULL || (agents = json_array()) == NULL) {
         r = json_fail(s, what, d);
         goto out;
     }
@@ -2053,16 +1865,9 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
     st = NULL;
 
     /* hyperparameters: the job's spec. */
-    if ((r = prep(s, "SELECT spec FROM jobs WHERE id = ?1", &st, what, d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "t", job)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        r = rc == SQLITE_DONE ? db_corrupt(s, what, "a version names a job that does not exist", d)
-                              : db_fail(s, rc, what, d);
+    if ((r = query_row(s, &st, "SELECT spec FROM jobs WHERE id = ?1", what, d, "t", job)) != 1) {
+        if (r == 0)
+            r = db_corrupt(s, what, "a version names a job that does not exist", d);
         goto out;
     }
     if ((r = col_json(s, st, 0, what, &spec, d)) != 0)
@@ -2070,8 +1875,11 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
     sqlite3_finalize(st);
     st = NULL;
 
-    if ((r = lineage_rounds(s, job, round, rounds, names, d)) != 0 ||
-        (r = lineage_agents(s, job, names, agents, d)) != 0)
+    if ((r = rows_append(s, rounds, lineage_round_row, NULL,
+                         "SELECT round, kind, cohort, contributors FROM rounds WHERE job = ?1 "
+                         "AND status = 'ok' AND round <= ?2 ORDER BY round, attempt",
+                         "reading a version's lineage", d, "ti", job, round)) != 0 ||
+        (r = lineage_agents(s, job, rounds, agents, d)) != 0)
         goto out;
     bool ok = jset(lin, "hyperparameters", spec);
     ok = jset(lin, "rounds", rounds) && ok;
@@ -2094,7 +1902,6 @@ out:
     json_decref(spec);
     json_decref(rounds);
     json_decref(agents);
-    json_decref(names);
     json_decref(producer);
     return r;
 }
@@ -2104,9 +1911,7 @@ out:
 int fv_state_outbox_add(fv_state_t *s, const char *actor, const char *event,
                         const char *details_json, int64_t *ret_id, fv_diag_t *d)
 {
-    static const char what[] = "queueing an audit record";
-    sqlite3_stmt *st = NULL;
-    int r, rc;
+    int r;
 
     if ((r = check_text("audit actor", actor, FV_STATE_NAME_MAX, 0, d)) != 0 ||
         (r = check_text("audit event", event, EVENT_MAX, 0, d)) != 0)
@@ -2120,20 +1925,13 @@ int fv_state_outbox_add(fv_state_t *s, const char *actor, const char *event,
         if (!obj)
             return fv_diag_set(d, FV_ESCHEMA, "audit details are not a JSON object");
     }
-    if ((r = prep(s, "INSERT INTO outbox (actor, event, details) VALUES (?1, ?2, ?3)", &st, what,
-                  d)) != 0)
-        goto out;
-    if ((rc = bind_all(st, "ttt", actor, event, details_json)) != SQLITE_OK) {
-        r = db_fail(s, rc, what, d);
-        goto out;
-    }
-    if ((r = step_done(s, st, what, NULL, d)) != 0)
-        goto out;
+    if ((r = exec_bound(s, "INSERT INTO outbox (actor, event, details) VALUES (?1, ?2, ?3)",
+                        "queueing an audit record", NULL, d, "ttt", actor, event, details_json)) !=
+        0)
+        return r;
     if (ret_id != NULL)
         *ret_id = (int64_t)sqlite3_last_insert_rowid(s->db);
-out:
-    sqlite3_finalize(st);
-    return r;
+    return 0;
 }
 
 int fv_state_outbox_drain(fv_state_t *s,
