@@ -935,6 +935,43 @@ static void print_json_indented(const json_t *v, int indent)
 
 /* ---- the commands --------------------------------------------------------------------- */
 
+/* Loads the kit and connects (kit_load, admin_open). Returns 0 or an exit code (the
+ * error printed); session_close is needed either way. */
+static int session_open(const args_t *a, kit_t *k, admin_t *s)
+{
+    memset(s, 0, sizeof *s);
+    int rc = kit_load(a, k);
+    return rc != 0 ? rc : admin_open(s, k, a->timeout_s);
+}
+
+static void session_close(admin_t *s, kit_t *k)
+{
+    admin_close(s);
+    kit_free(k);
+}
+
+/* Sends one request and handles a refusal; 0 with *r and *ret_body (the parsed object)
+ * filled, both the caller's to free, or an exit code (the error printed, nothing to
+ * free). */
+static int request(admin_t *s, const char *cmd, const char *args, admin_resp_t *r,
+                   json_t **ret_body)
+{
+    json_t *b = NULL;
+    int rc = admin_call(s, cmd, args, r);
+    if (rc != 0)
+        return rc;
+    if (r->status < 0)
+        rc = refused(cmd, r);
+    else if ((b = parse_body(cmd, r)) == NULL)
+        rc = FV_EXIT_FAIL;
+    if (rc != 0) {
+        resp_free(r);
+        return rc;
+    }
+    *ret_body = b;
+    return 0;
+}
+
 /* Connects, sends one request, handles refusal and --json; on success with a readable
  * format wanted, returns -1 with *ret_body (the parsed object, caller decrefs). */
 static int simple_call(const args_t *a, const char *cmd, const char *args, json_t **ret_body)
@@ -942,16 +979,10 @@ static int simple_call(const args_t *a, const char *cmd, const char *args, json_
     kit_t k;
     admin_t s;
     admin_resp_t r = {0};
-    int rc = kit_load(a, &k);
-    if (rc != 0) {
-        kit_free(&k);
-        return rc;
-    }
-    rc = admin_open(&s, &k, a->timeout_s);
+    int rc = session_open(a, &k, &s);
     if (rc == 0)
         rc = admin_call(&s, cmd, args, &r);
-    admin_close(&s);
-    kit_free(&k);
+    session_close(&s, &k);
     if (rc != 0)
         goto out;
     if (r.status < 0) {
@@ -978,6 +1009,73 @@ static char *args_dump(json_t *o)
     if (s == NULL)
         errorf("out of memory");
     return s;
+}
+
+/* simple_call with args from args_dump, taken (freed here; NULL: out of memory, which
+ * args_dump printed). */
+static int call_owned(const args_t *a, const char *cmd, char *args, json_t **ret_body)
+{
+    if (args == NULL)
+        return FV_EXIT_FAIL;
+    int rc = simple_call(a, cmd, args, ret_body);
+    free(args);
+    return rc;
+}
+
+/* A command without positional arguments whose request takes no args: the common
+ * options, then simple_call. */
+static int noarg_call(int argc, char **argv, args_t *a, const char *cmd, json_t **ret_body)
+{
+    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 0, "", a);
+    return rc >= 0 ? rc : simple_call(a, cmd, "{}", ret_body);
+}
+
+/* A `... list` command: the array `key` of the answer as a table, or the line `none`. */
+typedef struct list_cmd {
+    const char *cmd, *usage; /* "job list", the group's --help text */
+    const char *req, *key, *none;
+    const col_t *cols;
+    size_t n_cols;
+} list_cmd_t;
+
+static int list_run(int argc, char **argv, const list_cmd_t *l)
+{
+    args_t a = {.cmd = l->cmd, .usage = l->usage};
+    json_t *b = NULL;
+    int rc = noarg_call(argc, argv, &a, l->req, &b);
+    if (rc >= 0)
+        return rc;
+    const json_t *arr = json_object_get(b, l->key);
+    if (!json_is_array(arr) || json_array_size(arr) == 0)
+        printf("%s\n", l->none);
+    else
+        print_table(arr, l->cols, l->n_cols);
+    json_decref(b);
+    return FV_EXIT_OK;
+}
+
+/* A group's subcommand: run gets argv from the subcommand word on. */
+typedef struct sub {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} sub_t;
+
+/* Runs the group's subcommand named by argv[1]; --help for the group. */
+static int group_run(int argc, char **argv, const char *group, const char *usage, const sub_t *subs,
+                     size_t n_subs)
+{
+    if (argc < 2)
+        return fv_cli_usage_error(group, "missing subcommand");
+    const char *w = argv[1];
+    if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0 || strcmp(w, "help") == 0) {
+        fputs(usage, stdout);
+        return FV_EXIT_OK;
+    }
+    for (size_t i = 0; i < n_subs; i++)
+        if (strcmp(w, subs[i].name) == 0)
+            return subs[i].run(argc - 1, argv + 1);
+    char b[80];
+    return fv_cli_usage_error(group, "unknown subcommand '%s'", safe(w, b, sizeof b));
 }
 
 static int show_status(const json_t *b)
@@ -1017,72 +1115,44 @@ static int show_status(const json_t *b)
 int fv_cmd_status(int argc, char **argv)
 {
     args_t a = {.cmd = "status", .usage = usage_status};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 0, "", &a);
-    if (rc >= 0)
-        return rc;
     json_t *b = NULL;
-    if ((rc = simple_call(&a, "status", "{}", &b)) >= 0)
+    int rc = noarg_call(argc, argv, &a, "status", &b);
+    if (rc >= 0)
         return rc;
     rc = show_status(b);
     json_decref(b);
     return rc;
 }
 
-/* The group's subcommand word: argv[1]; --help for the group. Returns -1 to go on. */
-static int group_sub(int argc, char **argv, const char *group, const char *usage,
-                     const char *const *subs, size_t n_subs, size_t *ret)
+static int agents_list(int argc, char **argv)
 {
-    if (argc < 2)
-        return fv_cli_usage_error(group, "missing subcommand");
-    const char *w = argv[1];
-    if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0 || strcmp(w, "help") == 0) {
-        fputs(usage, stdout);
-        return FV_EXIT_OK;
-    }
-    for (size_t i = 0; i < n_subs; i++)
-        if (strcmp(w, subs[i]) == 0) {
-            *ret = i;
-            return -1;
-        }
-    char b[80];
-    return fv_cli_usage_error(group, "unknown subcommand '%s'", safe(w, b, sizeof b));
-}
-
-int fv_cmd_agents(int argc, char **argv)
-{
-    static const char *const subs[] = {"list"};
-    size_t sub = 0;
-    int rc = group_sub(argc, argv, "agents", usage_agents, subs, N_OF(subs), &sub);
-    if (rc >= 0)
-        return rc;
-    args_t a = {.cmd = "agents list", .usage = usage_agents};
-    if ((rc = parse(argc - 1, argv + 1, opts_common, N_OF(opts_common), 0, "", &a)) >= 0)
-        return rc;
-    json_t *b = NULL;
-    if ((rc = simple_call(&a, "agents.list", "{}", &b)) >= 0)
-        return rc;
     static const col_t cols[] = {
         {"NAME", "name", 0},      {"CONNECTED", "connected", 0},   {"ADDR", "addr", 0},
         {"SERIAL", "serial", 12}, {"FIRST_SEEN", "first_seen", 0}, {"LAST_SEEN", "last_seen", 0},
         {"IN_JOB", "in_job", 0},
     };
-    const json_t *arr = json_object_get(b, "agents");
-    if (!json_is_array(arr) || json_array_size(arr) == 0)
-        printf("no agents known\n");
-    else
-        print_table(arr, cols, N_OF(cols));
-    json_decref(b);
-    return FV_EXIT_OK;
+    static const list_cmd_t l = {.cmd = "agents list",
+                                 .usage = usage_agents,
+                                 .req = "agents.list",
+                                 .key = "agents",
+                                 .none = "no agents known",
+                                 .cols = cols,
+                                 .n_cols = N_OF(cols)};
+    return list_run(argc, argv, &l);
+}
+
+int fv_cmd_agents(int argc, char **argv)
+{
+    static const sub_t subs[] = {{"list", agents_list}};
+    return group_run(argc, argv, "agents", usage_agents, subs, N_OF(subs));
 }
 
 static int crl_reload(int argc, char **argv)
 {
     args_t a = {.cmd = "crl reload", .usage = usage_crl};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 0, "", &a);
-    if (rc >= 0)
-        return rc;
     json_t *b = NULL;
-    if ((rc = simple_call(&a, "crl.reload", "{}", &b)) >= 0)
+    int rc = noarg_call(argc, argv, &a, "crl.reload", &b);
+    if (rc >= 0)
         return rc;
     char buf[64];
     printf("CRL reloaded: %s revoked certificate(s)\n", ftxt(b, "revoked", buf, sizeof buf));
@@ -1092,12 +1162,8 @@ static int crl_reload(int argc, char **argv)
 
 int fv_cmd_crl(int argc, char **argv)
 {
-    static const char *const subs[] = {"reload"};
-    size_t sub = 0;
-    int rc = group_sub(argc, argv, "crl", usage_crl, subs, N_OF(subs), &sub);
-    if (rc >= 0)
-        return rc;
-    return crl_reload(argc - 1, argv + 1);
+    static const sub_t subs[] = {{"reload", crl_reload}};
+    return group_run(argc, argv, "crl", usage_crl, subs, N_OF(subs));
 }
 
 /* ---- job ------------------------------------------------------------------------------ */
@@ -1129,18 +1195,14 @@ static int job_submit(int argc, char **argv)
         return FV_EXIT_FAIL;
     }
     char *args = args_dump(json_pack("{s:o}", "spec", spec));
-    if (args == NULL)
-        return FV_EXIT_FAIL;
-    if (strlen(args) > FV_WIRE_SPEC_MAX) {
+    if (args != NULL && strlen(args) > FV_WIRE_SPEC_MAX) {
         errorf("%s: the job spec is too large (the request may hold %u bytes)", a.pos[0],
                FV_WIRE_SPEC_MAX);
         free(args);
         return FV_EXIT_FAIL;
     }
     json_t *b = NULL;
-    rc = simple_call(&a, "job.submit", args, &b);
-    free(args);
-    if (rc >= 0)
+    if ((rc = call_owned(&a, "job.submit", args, &b)) >= 0)
         return rc;
     const char *id = fstr(b, "id");
     char buf[256], n[128], st[64];
@@ -1172,25 +1234,28 @@ static const col_t job_cols[] = {
 
 static int job_list(int argc, char **argv)
 {
-    args_t a = {.cmd = "job list", .usage = usage_job};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 0, "", &a);
-    if (rc >= 0)
-        return rc;
-    json_t *b = NULL;
-    if ((rc = simple_call(&a, "job.list", "{}", &b)) >= 0)
-        return rc;
-    const json_t *arr = json_object_get(b, "jobs");
-    if (!json_is_array(arr) || json_array_size(arr) == 0)
-        printf("no jobs\n");
-    else
-        print_table(arr, job_cols, N_OF(job_cols));
-    json_decref(b);
-    return FV_EXIT_OK;
+    static const list_cmd_t l = {.cmd = "job list",
+                                 .usage = usage_job,
+                                 .req = "job.list",
+                                 .key = "jobs",
+                                 .none = "no jobs",
+                                 .cols = job_cols,
+                                 .n_cols = N_OF(job_cols)};
+    return list_run(argc, argv, &l);
 }
+
+#define ID_ARG "ID (a job id or a prefix)"
 
 static char *id_args(const char *id)
 {
     return args_dump(json_pack("{s:s}", "id", id));
+}
+
+/* job show, job abort: the common options and ID, sent as {"id": ID}. */
+static int id_call(int argc, char **argv, args_t *a, const char *cmd, json_t **ret_body)
+{
+    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 1, ID_ARG, a);
+    return rc >= 0 ? rc : call_owned(a, cmd, id_args(a->pos[0]), ret_body);
 }
 
 static void show_job(const json_t *b)
@@ -1270,15 +1335,8 @@ static void show_job(const json_t *b)
 static int job_show(int argc, char **argv)
 {
     args_t a = {.cmd = "job show", .usage = usage_job};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 1, "ID (a job id or a prefix)", &a);
-    if (rc >= 0)
-        return rc;
-    char *args = id_args(a.pos[0]);
-    if (args == NULL)
-        return FV_EXIT_FAIL;
     json_t *b = NULL;
-    rc = simple_call(&a, "job.show", args, &b);
-    free(args);
+    int rc = id_call(argc, argv, &a, "job.show", &b);
     if (rc >= 0)
         return rc;
     show_job(b);
@@ -1289,15 +1347,8 @@ static int job_show(int argc, char **argv)
 static int job_abort(int argc, char **argv)
 {
     args_t a = {.cmd = "job abort", .usage = usage_job};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 1, "ID (a job id or a prefix)", &a);
-    if (rc >= 0)
-        return rc;
-    char *args = id_args(a.pos[0]);
-    if (args == NULL)
-        return FV_EXIT_FAIL;
     json_t *b = NULL;
-    rc = simple_call(&a, "job.abort", args, &b);
-    free(args);
+    int rc = id_call(argc, argv, &a, "job.abort", &b);
     if (rc >= 0)
         return rc;
     char id[256], st[64];
@@ -1379,7 +1430,7 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
 static int job_watch(int argc, char **argv)
 {
     args_t a = {.cmd = "job watch", .usage = usage_job};
-    int rc = parse(argc, argv, opts_watch, N_OF(opts_watch), 1, "ID (a job id or a prefix)", &a);
+    int rc = parse(argc, argv, opts_watch, N_OF(opts_watch), 1, ID_ARG, &a);
     if (rc >= 0)
         return rc;
     char *args = id_args(a.pos[0]);
@@ -1387,28 +1438,15 @@ static int job_watch(int argc, char **argv)
         return FV_EXIT_FAIL;
     kit_t k;
     admin_t s;
-    memset(&s, 0, sizeof s);
-    if ((rc = kit_load(&a, &k)) != 0)
-        goto out_kit;
-    if ((rc = admin_open(&s, &k, a.timeout_s)) != 0)
+    if ((rc = session_open(&a, &k, &s)) != 0)
         goto out;
     bool tty = isatty(STDOUT_FILENO) == 1;
     char last_key[1024] = "";
     for (;;) {
         admin_resp_t r = {0};
-        if ((rc = admin_call(&s, "job.show", args, &r)) != 0)
+        json_t *b = NULL;
+        if ((rc = request(&s, "job.show", args, &r, &b)) != 0)
             break;
-        if (r.status < 0) {
-            rc = refused("job.show", &r);
-            resp_free(&r);
-            break;
-        }
-        json_t *b = parse_body("job.show", &r);
-        if (b == NULL) {
-            resp_free(&r);
-            rc = FV_EXIT_FAIL;
-            break;
-        }
         char text[2048], key[1024];
         watch_render(b, text, sizeof text, key, sizeof key);
         if (a.json) {
@@ -1456,32 +1494,18 @@ static int job_watch(int argc, char **argv)
         }
     }
 out:
-    admin_close(&s);
-out_kit:
-    kit_free(&k);
+    session_close(&s, &k);
     free(args);
     return rc;
 }
 
 int fv_cmd_job(int argc, char **argv)
 {
-    static const char *const subs[] = {"submit", "list", "show", "watch", "abort"};
-    size_t sub = 0;
-    int rc = group_sub(argc, argv, "job", usage_job, subs, N_OF(subs), &sub);
-    if (rc >= 0)
-        return rc;
-    switch (sub) {
-    case 0:
-        return job_submit(argc - 1, argv + 1);
-    case 1:
-        return job_list(argc - 1, argv + 1);
-    case 2:
-        return job_show(argc - 1, argv + 1);
-    case 3:
-        return job_watch(argc - 1, argv + 1);
-    default:
-        return job_abort(argc - 1, argv + 1);
-    }
+    static const sub_t subs[] = {
+        {"submit", job_submit}, {"list", job_list},   {"show", job_show},
+        {"watch", job_watch},   {"abort", job_abort},
+    };
+    return group_run(argc, argv, "job", usage_job, subs, N_OF(subs));
 }
 
 /* ---- model ---------------------------------------------------------------------------- */
@@ -1511,20 +1535,14 @@ static const col_t model_cols[] = {
 
 static int model_list(int argc, char **argv)
 {
-    args_t a = {.cmd = "model list", .usage = usage_model};
-    int rc = parse(argc, argv, opts_common, N_OF(opts_common), 0, "", &a);
-    if (rc >= 0)
-        return rc;
-    json_t *b = NULL;
-    if ((rc = simple_call(&a, "model.list", "{}", &b)) >= 0)
-        return rc;
-    const json_t *arr = json_object_get(b, "models");
-    if (!json_is_array(arr) || json_array_size(arr) == 0)
-        printf("no models\n");
-    else
-        print_table(arr, model_cols, N_OF(model_cols));
-    json_decref(b);
-    return FV_EXIT_OK;
+    static const list_cmd_t l = {.cmd = "model list",
+                                 .usage = usage_model,
+                                 .req = "model.list",
+                                 .key = "models",
+                                 .none = "no models",
+                                 .cols = model_cols,
+                                 .n_cols = N_OF(model_cols)};
+    return list_run(argc, argv, &l);
 }
 
 static int model_show(int argc, char **argv)
@@ -1537,12 +1555,8 @@ static int model_show(int argc, char **argv)
     if (!parse_version(&a, a.pos[0], &v))
         return FV_EXIT_USAGE;
     char *args = args_dump(json_pack("{s:I}", "version", (json_int_t)v));
-    if (args == NULL)
-        return FV_EXIT_FAIL;
     json_t *b = NULL;
-    rc = simple_call(&a, "model.show", args, &b);
-    free(args);
-    if (rc >= 0)
+    if ((rc = call_owned(&a, "model.show", args, &b)) >= 0)
         return rc;
     static const char *const keys[] = {"version", "sha256",  "job",   "round",   "kind",
                                        "parent",  "created", "bytes", "producer"};
@@ -1641,14 +1655,11 @@ static int model_export(int argc, char **argv)
 
     kit_t k;
     admin_t s;
-    memset(&s, 0, sizeof s);
     char *tmp = NULL;
     int fd = -1;
     crypto_hash_sha256_state hs;
     crypto_hash_sha256_init(&hs);
-    if ((rc = kit_load(&a, &k)) != 0)
-        goto out;
-    if ((rc = admin_open(&s, &k, a.timeout_s)) != 0)
+    if ((rc = session_open(&a, &k, &s)) != 0)
         goto out;
 
     /* the temporary file beside the target, so the rename stays in one file system */
@@ -1678,19 +1689,14 @@ static int model_export(int argc, char **argv)
             goto out;
         }
         admin_resp_t r = {0};
-        rc = admin_call(&s, "model.read", args, &r);
+        json_t *b = NULL;
+        rc = request(&s, "model.read", args, &r, &b);
         free(args);
         if (rc != 0)
             goto out;
-        if (r.status < 0) {
-            rc = refused("model.read", &r);
-            resp_free(&r);
-            goto out;
-        }
-        json_t *b = parse_body("model.read", &r);
         uint64_t total = 0;
         uint8_t sha[32];
-        rc = b != NULL ? export_check(&e, b, r.data_len, &total, sha) : FV_EXIT_FAIL;
+        rc = export_check(&e, b, r.data_len, &total, sha);
         json_decref(b);
         if (rc == 0 && r.data_len > 0) {
             crypto_hash_sha256_update(&hs, r.data, r.data_len);
@@ -1752,24 +1758,13 @@ out:
         unlink(tmp);
         free(tmp);
     }
-    admin_close(&s);
-    kit_free(&k);
+    session_close(&s, &k);
     return rc;
 }
 
 int fv_cmd_model(int argc, char **argv)
 {
-    static const char *const subs[] = {"list", "show", "export"};
-    size_t sub = 0;
-    int rc = group_sub(argc, argv, "model", usage_model, subs, N_OF(subs), &sub);
-    if (rc >= 0)
-        return rc;
-    switch (sub) {
-    case 0:
-        return model_list(argc - 1, argv + 1);
-    case 1:
-        return model_show(argc - 1, argv + 1);
-    default:
-        return model_export(argc - 1, argv + 1);
-    }
+    static const sub_t subs[] = {
+        {"list", model_list}, {"show", model_show}, {"export", model_export}};
+    return group_run(argc, argv, "model", usage_model, subs, N_OF(subs));
 }
