@@ -84,16 +84,22 @@
 
 /* ---- logging ------------------------------------------------------------------- */
 
+/* The wall-clock time as "2026-11-28T23:40:00.123Z" (logs, receipts). */
+static void iso_now(char buf[40])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
 void coord_logj(const char *level, const char *event, json_t *fields)
 {
     json_t *o = fields != NULL ? fields : json_object();
-    struct timespec ts;
-    struct tm tm;
     char buf[40];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    iso_now(buf);
     json_object_set_new(o, "ts", json_string(buf));
     json_object_set_new(o, "level", json_string(level));
     json_object_set_new(o, "event", json_string(event));
@@ -850,14 +856,7 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
                           const char *model_out, json_t *cohort, json_t *contrib)
 {
     char ts[40];
-    {
-        struct timespec t;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &t);
-        gmtime_r(&t.tv_sec, &tm);
-        size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(ts + n, sizeof ts - n, ".%03ldZ", t.tv_nsec / 1000000);
-    }
+    iso_now(ts);
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
                              c->federation, "job", c->job_id, "round", (json_int_t)c->round,
                              "kind", c->kind == 1 ? "stats" : "train", "status", status,

@@ -28,8 +28,9 @@ import csv
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -48,23 +49,6 @@ fvfed.setup(tmp, "admin-fed")
 ADMIN_CFG = f"{tmp}/fed/ops-1/admin.json"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def job_spec(**kw):
-    job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
-    job.update({"model": "mlp:16", "rounds": 3, "local_epochs": 1,
-                "early_stopping": {"metric": "roc_auc", "patience": 0},
-                "deadlines_ms": {"join": 120000 * S, "train": 120000 * S,
-                                 "secagg_phase": 60000 * S}})
-    job.update(kw)
-    return job
-
 
 def write(path, obj):
     with open(path, "w") as f:
@@ -72,7 +56,7 @@ def write(path, obj):
     return path
 
 
-port, admin_port, metrics_port = free_port(), free_port(), free_port()
+port, admin_port, metrics_port = fvtest.free_port(), fvtest.free_port(), fvtest.free_port()
 ADMIN = ["--config", ADMIN_CFG, "--admin", f"127.0.0.1:{admin_port}",
          "--timeout", str(30 * S)]
 state = f"{tmp}/state"
@@ -142,7 +126,7 @@ _, out, _ = admin(["status"])
 print(f"status:\n{out}")
 
 # A job, start to end.
-spec1 = write(f"{tmp}/job1.json", job_spec(name="lc-admin-1"))
+spec1 = write(f"{tmp}/job1.json", fvfed.job_spec(name="lc-admin-1"))
 _, out, _ = admin(["job", "submit", spec1])
 job1 = admin_json(["job", "list"])["jobs"][0]["id"]
 fvtest.check(job1[:12] in out, f"job submit printed {out!r}, id {job1}")
@@ -194,8 +178,8 @@ print(f"models: {len(glob)} global + 1 final; exported v{final[0]['version']} "
       f"(sha256 {got[:16]}) scores test ROC AUC {ev['roc_auc']:.4f}")
 
 # Abort a running job; duplicates and unknown ids are refused.
-spec2 = write(f"{tmp}/job2.json", job_spec(name="lc-admin-2", rounds=50, local_epochs=3,
-                                           seed=7))
+spec2 = write(f"{tmp}/job2.json",
+              fvfed.job_spec(name="lc-admin-2", rounds=50, local_epochs=3, seed=7))
 admin(["job", "submit", spec2])
 job2 = [j for j in admin_json(["job", "list"])["jobs"] if j["name"] == "lc-admin-2"][0]["id"]
 wait(lambda: (admin_json(["job", "show", job2]).get("live") or {}).get("round", 0) >= 1,
@@ -222,7 +206,7 @@ code, out, err = fvtest.run(["status", "--config", f"{tmp}/fed/bank-west/agent.j
 fvtest.check(code == 3, f"agent certificate on the admin port: exit {code}\n{out}{err}")
 print(f"agent certificate on the admin port: exit 3: {err.strip()[:200]}")
 code, _, err = fvtest.run(["status", "--config", ADMIN_CFG, "--admin",
-                           f"127.0.0.1:{free_port()}", "--timeout", "5"])
+                           f"127.0.0.1:{fvtest.free_port()}", "--timeout", "5"])
 fvtest.check(code == 3, f"wrong admin address: exit {code} {err}")
 
 # Metrics.
@@ -295,8 +279,6 @@ fvtest.check(code == 1 and "record 10" in out + err, f"tampered copy: exit {code
 print(f"audit log: {len(recs)} records verify; a flipped byte in record 10 is caught")
 
 # The README's check of an agent's round receipt, with openssl (and jq to extract fields).
-import re
-import shutil
 readme = open(os.path.join(SRC, "README.md")).read()
 sec = re.search(r"## Checking an audit record with openssl\n(.*?)(?=\n## |\Z)", readme, re.S)
 blocks = re.findall(r"```sh\n(.*?)```", sec.group(1), re.S) if sec else []

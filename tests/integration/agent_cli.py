@@ -38,7 +38,7 @@ import time
 
 import fvnet
 
-from fvtest import DATA, SRC, check, fail, run, tmpdir
+from fvtest import DATA, SRC, check, fail, free_port, run, tmpdir
 
 AGENT = sys.argv[2]
 WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
@@ -88,13 +88,6 @@ def write_config(path, cfg):
     with open(path, "w") as f:
         json.dump(cfg, f)
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- --help and usage errors -----------------------------------------------------------

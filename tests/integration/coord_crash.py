@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,22 +43,11 @@ SRC = fvtest.SRC
 tmp = fvtest.tmpdir()
 BANKS = fvfed.BANKS
 fvfed.setup(tmp, "crash-fed")
-job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
-job.update({"model": "mlp:16", "rounds": 6, "local_epochs": 1,
-            "early_stopping": {"metric": "roc_auc", "patience": 0},
-            "deadlines_ms": {"join": 120000 * S, "train": 120000 * S,
-                             "secagg_phase": 60000 * S}})
+job = fvfed.job_spec(rounds=6)
 with open(f"{tmp}/job.json", "w") as f:
     json.dump(job, f)
 COORD_CFG = f"{tmp}/fed/coordinator/coordinator.json"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start_agents(port, tag):
@@ -128,7 +116,7 @@ def ok_rounds(tag):
 
 # ---- the reference run ----------------------------------------------------------------
 t0 = time.time()
-port = free_port()
+port = fvtest.free_port()
 ref, ref_log = run_coordinator("ref", port)
 procs = start_agents(port, "ref")
 out = finish(ref, "reference run")
@@ -146,7 +134,7 @@ ref_models = {r[0]: r[4] for r in ref_rounds}
 # ---- the crashing run -----------------------------------------------------------------
 KILLS = ["stats-committed:1", "secagg-advertise:2", "secagg-shares:2", "secagg-upload:2",
          "secagg-unmask:2", "model-write:1", "round-committed:1"]
-port = free_port()
+port = fvtest.free_port()
 procs = None
 t0 = time.time()
 for i, k in enumerate(KILLS + [None]):

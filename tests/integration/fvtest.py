@@ -8,6 +8,7 @@ fedvault invocation when set.
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,3 +56,13 @@ def check(cond, msg):
 
 def tmpdir():
     return tempfile.mkdtemp(prefix="fv-it-")
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now, for a daemon that must keep its port
+    across restarts (port 0 would give it a new one each time)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
