@@ -31,7 +31,8 @@
 static const char usage[] =
     "Usage: fedvault provision --federation NAME --coordinator HOST:PORT --out DIR\n"
     "                          [--agents A,B,...] [--admins X,Y,...]\n"
-    "                          [--coordinator-name NAME] [--days N] [--json]\n"
+    "                          [--admin-address HOST:PORT] [--coordinator-name NAME]\n"
+    "                          [--days N] [--json]\n"
     "       fedvault provision add-agent NAME --out DIR [--days N]\n"
     "                          [--not-before YYYY-MM-DD] [--not-after YYYY-MM-DD] [--json]\n"
     "       fedvault provision add-admin NAME --out DIR [...same options]\n"
@@ -46,6 +47,9 @@ static const char usage[] =
     "  --federation NAME        federation name (certificate O=)\n"
     "  --coordinator HOST:PORT  the coordinator's address ([IPV6]:PORT for IPv6); its\n"
     "                           certificate carries HOST as a subjectAltName\n"
+    "  --admin-address HOST:PORT  the coordinator's admin port (fedvault status, job ...):\n"
+    "                           written as admin_listen in coordinator.json and as admin\n"
+    "                           in every admin kit's admin.json\n"
     "  --coordinator-name NAME  name of the coordinator's kit (default coordinator)\n"
     "  --agents LIST            comma-separated agent (bank) names\n"
     "  --admins LIST            comma-separated admin names\n"
@@ -68,6 +72,7 @@ enum {
     OPT_FED = 256,
     OPT_COORD,
     OPT_COORD_NAME,
+    OPT_ADMIN_ADDR,
     OPT_AGENTS,
     OPT_ADMINS,
     OPT_OUT,
@@ -81,6 +86,7 @@ static const struct option long_opts[] = {
     {"federation", required_argument, NULL, OPT_FED},
     {"coordinator", required_argument, NULL, OPT_COORD},
     {"coordinator-name", required_argument, NULL, OPT_COORD_NAME},
+    {"admin-address", required_argument, NULL, OPT_ADMIN_ADDR},
     {"agents", required_argument, NULL, OPT_AGENTS},
     {"admins", required_argument, NULL, OPT_ADMINS},
     {"out", required_argument, NULL, OPT_OUT},
@@ -93,7 +99,7 @@ static const struct option long_opts[] = {
 };
 
 typedef struct args {
-    const char *federation, *coordinator, *coord_name, *agents, *admins, *out;
+    const char *federation, *coordinator, *coord_name, *agents, *admins, *out, *admin_addr;
     const char *not_before, *not_after;
     size_t days; /* 0: default */
     bool json;
@@ -124,6 +130,9 @@ static int parse(const char *cmd, int argc, char **argv, const int *allowed, siz
             break;
         case OPT_COORD_NAME:
             a->coord_name = optarg;
+            break;
+        case OPT_ADMIN_ADDR:
+            a->admin_addr = optarg;
             break;
         case OPT_AGENTS:
             a->agents = optarg;
@@ -242,8 +251,8 @@ static void print_kits(const args_t *a, const char *federation, bool with_ca, co
 
 static int cmd_create(int argc, char **argv)
 {
-    static const int allowed[] = {OPT_FED,    OPT_COORD, OPT_COORD_NAME, OPT_AGENTS,
-                                  OPT_ADMINS, OPT_OUT,   OPT_DAYS,       OPT_JSON};
+    static const int allowed[] = {OPT_FED,  OPT_COORD, OPT_COORD_NAME, OPT_ADMIN_ADDR,
+                                  OPT_AGENTS, OPT_ADMINS, OPT_OUT,     OPT_DAYS, OPT_JSON};
     args_t a = {.coord_name = "coordinator"};
     int rc = parse(CMD, argc, argv, allowed, sizeof allowed / sizeof allowed[0], false, &a);
     if (rc >= 0)
@@ -266,6 +275,10 @@ static int cmd_create(int argc, char **argv)
     }
     if (fv_pki_addr_check(a.coordinator, &d) != 0) {
         fv_cli_usage_error(CMD, "--coordinator: %s", d.msg);
+        goto out;
+    }
+    if (a.admin_addr != NULL && fv_pki_addr_check(a.admin_addr, &d) != 0) {
+        fv_cli_usage_error(CMD, "--admin-address: %s", d.msg);
         goto out;
     }
     if ((a.agents && (agents = fv_cli_split_list(a.agents, &n_agents)) == NULL) ||
@@ -308,7 +321,7 @@ static int cmd_create(int argc, char **argv)
         fv_cli_error(CMD, "%s", d.msg);
         goto out;
     }
-    fv_pki_opts_t opts = {.days = (int)a.days};
+    fv_pki_opts_t opts = {.days = (int)a.days, .admin_addr = a.admin_addr};
     for (; n_done < n_kits; n_done++) {
         const kit_t *k = &kits[n_done];
         if (fv_pki_issue(a.out, k->name, k->role,

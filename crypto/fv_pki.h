@@ -45,6 +45,9 @@ typedef struct fv_pki_opts {
     int64_t not_after;     /* unix seconds; 0 = not_before + days */
     int days;              /* validity when not_after is 0; 0 = FV_PKI_DAYS for
                               participants, FV_PKI_CA_DAYS for the CA; at most 36500 */
+    const char *admin_addr; /* coordinator kit only, optional: "HOST:PORT" of its admin
+                               port (fedvault CLI); recorded in the registry like the
+                               coordinator's address */
 } fv_pki_opts_t;
 
 /* Creates DIR (mode 0700, its parent must exist) if needed, and DIR/ca with the CA key,
@@ -59,8 +62,10 @@ int fv_pki_ca_create(const char *dir, const char *federation, const fv_pki_opts_
  * as "[ADDR]:PORT"; port 0..65535): it goes into the coordinator's subjectAltName and
  * into every kit's config file:
  *   coordinator.json {"federation","name","role","listen":"HOST:PORT","ca","cert","key","crl"}
+ *                    (+ "admin_listen":"HOST:PORT" when opts->admin_addr is given)
  *   agent.json       {"federation","name","role","coordinator":"HOST:PORT","ca","cert","key"}
  *   admin.json       {"federation","name","role","coordinator":"HOST:PORT","ca","cert","key"}
+ *                    (+ "admin":"HOST:PORT" when the registry records an admin address)
  * (paths in the config are relative to the kit folder). It is required for the
  * coordinator (whose address the registry then records); for agents and admins NULL
  * means the address recorded in the registry (FV_EINVAL if none yet). UV_EBUSY if

@@ -605,6 +605,10 @@ static int registry_load(const char *path, json_t **ret, fv_diag_t *d)
     else if (coord != NULL && !json_is_null(coord) &&
              (!json_is_string(coord) || json_string_length(coord) > 300))
         bad = "\"coordinator\" is not a HOST:PORT string";
+    else if (json_object_get(root, "admin") != NULL &&
+             (!json_is_string(json_object_get(root, "admin")) ||
+              json_string_length(json_object_get(root, "admin")) > 300))
+        bad = "\"admin\" is not a HOST:PORT string";
     else if (!json_is_integer(num) || json_integer_value(num) < 0)
         bad = "\"crl_number\" is not a non-negative integer";
     else if (!json_is_array(parts) || json_array_size(parts) > REGISTRY_MAX_PARTICIPANTS)
@@ -909,14 +913,21 @@ out:
 }
 
 static int kit_config_write(const char *path, const char *federation, const char *name,
-                            fv_role_t role, const char *addr, fv_diag_t *d)
+                            fv_role_t role, const char *addr, const char *admin_addr,
+                            fv_diag_t *d)
 {
     json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "federation", federation, "name",
                             name, "role", fv_role_name(role),
                             role == FV_ROLE_COORDINATOR ? "listen" : "coordinator", addr, "ca",
                             "ca.pem", "cert", "cert.pem", "key", "key.pem");
-    if (cfg == NULL || (role == FV_ROLE_COORDINATOR &&
-                        json_object_set_new(cfg, "crl", json_string("crl.pem")) < 0)) {
+    const char *admin_key = role == FV_ROLE_COORDINATOR ? "admin_listen"
+                            : role == FV_ROLE_ADMIN     ? "admin"
+                                                        : NULL;
+    if (cfg == NULL ||
+        (role == FV_ROLE_COORDINATOR &&
+         json_object_set_new(cfg, "crl", json_string("crl.pem")) < 0) ||
+        (admin_key != NULL && admin_addr != NULL &&
+         json_object_set_new(cfg, admin_key, json_string(admin_addr)) < 0)) {
         json_decref(cfg);
         return fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
     }
@@ -994,6 +1005,12 @@ int fv_pki_issue(const char *dir, const char *name, fv_role_t role, const char *
             goto out;
         }
     }
+    const char *admin_addr = role == FV_ROLE_COORDINATOR && opts != NULL ? opts->admin_addr
+                                                                          : NULL;
+    if (admin_addr != NULL && (r = fv_pki_addr_check(admin_addr, d)) < 0)
+        goto out;
+    if (role == FV_ROLE_ADMIN)
+        admin_addr = json_string_value(json_object_get(ca.reg, "admin"));
     json_t *prev = registry_find(ca.reg, name);
     if (prev != NULL) {
         r = fv_diag_set(d, UV_EEXIST,
@@ -1040,7 +1057,7 @@ int fv_pki_issue(const char *dir, const char *name, fv_role_t role, const char *
     char cfg_name[32];
     snprintf(cfg_name, sizeof cfg_name, "%s.json", fv_role_name(role));
     if ((r = path_join(path, sizeof path, tmp, cfg_name, d)) < 0 ||
-        (r = kit_config_write(path, federation, name, role, coordinator_addr, d)) < 0)
+        (r = kit_config_write(path, federation, name, role, coordinator_addr, admin_addr, d)) < 0)
         goto out;
     if ((r = fsync_dir(tmp, d)) < 0)
         goto out;
@@ -1057,7 +1074,9 @@ int fv_pki_issue(const char *dir, const char *name, fv_role_t role, const char *
     if (old_reg == NULL || entry == NULL ||
         json_array_append_new(json_object_get(ca.reg, "participants"), entry) < 0 ||
         (role == FV_ROLE_COORDINATOR &&
-         json_object_set_new(ca.reg, "coordinator", json_string(coordinator_addr)) < 0)) {
+         json_object_set_new(ca.reg, "coordinator", json_string(coordinator_addr)) < 0) ||
+        (role == FV_ROLE_COORDINATOR && admin_addr != NULL &&
+         json_object_set_new(ca.reg, "admin", json_string(admin_addr)) < 0)) {
         r = fv_diag_set(d, FV_ENOMEM, "out of memory updating %s", ca.registry);
         goto out;
     }

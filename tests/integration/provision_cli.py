@@ -285,6 +285,24 @@ def main():
     check(rc == 0, f"hostname verification: {out}")
     expect(["provision", "add-agent", "late", "--out", fedd], 0)
 
+    # --admin-address: the coordinator binds it, admin kits (now and later) dial it
+    feda = os.path.join(base, "feda")
+    expect(["provision", "--federation", "adm", "--coordinator", "10.0.0.1:7443",
+            "--admin-address", "bad address", "--out", feda], 2, "--admin-address")
+    check(not os.path.exists(feda), "a refused --admin-address created files")
+    expect(["provision", "--federation", "adm", "--coordinator", "10.0.0.1:7443",
+            "--admin-address", "127.0.0.1:7444", "--admins", "ops-1", "--agents", "b1",
+            "--out", feda], 0)
+    expect(["provision", "add-admin", "ops-2", "--out", feda], 0)
+    cc = json.load(open(os.path.join(feda, "coordinator", "coordinator.json")))
+    check(cc.get("admin_listen") == "127.0.0.1:7444", f"coordinator.json: {cc}")
+    for who in ("ops-1", "ops-2"):
+        ac = json.load(open(os.path.join(feda, who, "admin.json")))
+        check(ac.get("admin") == "127.0.0.1:7444" and ac["coordinator"] == "10.0.0.1:7443",
+              f"{who}/admin.json: {ac}")
+    check("admin" not in json.load(open(os.path.join(feda, "b1", "agent.json"))),
+          "an agent kit names the admin port")
+
     shutil.rmtree(base)
     print("provision_cli: OK")
 
