@@ -1468,6 +1468,12 @@ static int job_watch(int argc, char **argv)
                 strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tmv);
             printf("%s ", ts);
             put_safe(key, stdout);
+            /* time left, from the coordinator's mean round time (an upper bound: early
+             * stopping may end the job sooner); not part of the change test */
+            const json_t *live = json_object_get(b, "live");
+            const json_t *eta = json_is_object(live) ? json_object_get(live, "eta_s") : NULL;
+            if (json_is_number(eta))
+                printf(" eta=%.0fs", json_number_value(eta));
             fputc('\n', stdout);
         }
         fflush(stdout);
