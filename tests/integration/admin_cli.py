@@ -269,6 +269,11 @@ fvtest.check(len(shown) >= 1 and all(r["event"] == "admin.job.abort" for r in sh
 _, out, _ = fvtest.run(["audit", "show", "--log", log, "--job", job1, "--event",
                         "round.completed", "--json"], expect=0)
 fvtest.check(len(json.loads(out)["records"]) == 4, f"audit show --job: {out[:500]}")
+_, out, _ = fvtest.run(["audit", "export", "--log", log, "--format", "csv", "--job", job1],
+                      expect=0)
+rows_csv = list(csv.reader(out.splitlines()))
+fvtest.check(len(rows_csv) > 5 and "event" in rows_csv[0] and
+             all(job1 in ",".join(r) for r in rows_csv[1:]), f"audit export csv: {out[:400]}")
 lines = open(log, "rb").read().splitlines(keepends=True)
 bad = bytearray(lines[9])
 bad[bad.index(b'"event"') + 10] ^= 0x01
