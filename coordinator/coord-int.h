@@ -164,6 +164,9 @@ int64_t coord_wall_ms(void);
 /* Queues an audit record in the state's outbox (inside or outside a transaction) and, when
  * no transaction is open, appends the pending records to the signed log. details: taken. */
 int coord_audit(coord_t *c, const char *actor, const char *event, json_t *details);
+/* coord_audit for a refused connection, rate-limited (see coord_main.c); event NULL only
+ * closes a finished window. */
+int coord_audit_refusal(coord_t *c, const char *event, json_t *details);
 /* Appends every pending outbox record to the signed audit log. */
 int coord_audit_flush(coord_t *c);
 /* Submits a job spec (JSON text): validated, stored "queued", audited. ret_id: 64 hex. */

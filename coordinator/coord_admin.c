@@ -501,7 +501,7 @@ static void admin_on_close(fv_conn_t *conn, int err, const char *why)
         coord_logj("warn", "admin_refused",
                    json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
                              fv_err_name(err), "why", why));
-        coord_audit(c, NULL, "admin.refused",
+        coord_audit_refusal(c, "admin.refused",
                     json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
                               fv_err_name(err), "why", why));
         if (c->m_refusals != NULL)

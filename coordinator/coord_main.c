@@ -242,6 +242,34 @@ int coord_audit(coord_t *c, const char *actor, const char *event, json_t *detail
     return g_in_txn ? 0 : coord_audit_flush(c);
 }
 
+/* Refused connections are peer-controlled events: each would cost an fsynced record on
+ * the loop, so a flood of bad handshakes could stall the daemon and bloat the log. At
+ * most FV_REFUSALS_PER_MIN records a minute are written one by one; beyond that they are
+ * counted and summed up in one "refusals_suppressed" record when the minute is over (the
+ * metrics count every one). */
+#define FV_REFUSALS_PER_MIN 30
+int coord_audit_refusal(coord_t *c, const char *event, json_t *details)
+{
+    static uint64_t window_start;
+    static unsigned n_in_window, n_suppressed;
+    uint64_t now = c->loop != NULL ? uv_now(c->loop) : 0;
+    if (now - window_start >= 60000) {
+        if (n_suppressed > 0)
+            coord_audit(c, NULL, "refusals_suppressed",
+                        json_pack("{s:i,s:i}", "count", (int)n_suppressed, "window_s", 60));
+        window_start = now;
+        n_in_window = n_suppressed = 0;
+    }
+    if (event == NULL)
+        return 0; /* the timer rolling the window */
+    if (++n_in_window > FV_REFUSALS_PER_MIN) {
+        n_suppressed++;
+        json_decref(details);
+        return 0;
+    }
+    return coord_audit(c, NULL, event, details);
+}
+
 static int scan_eid(const fv_audit_record_t *rec, void *ctx)
 {
     int64_t *max = ctx;
@@ -1819,7 +1847,7 @@ static void on_close(fv_conn_t *conn, int err, const char *why)
         const fv_identity_t *peer = fv_conn_peer(conn);
         if (a == NULL && err != 0) {
             /* never got past the handshake and HELLO: a refusal */
-            coord_audit(c, NULL, "agent.refused",
+            coord_audit_refusal(c, "agent.refused",
                         json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
                                   fv_err_name(err), "why", why));
             if (c->m_refusals != NULL)
@@ -2080,8 +2108,10 @@ static void on_tick(uv_timer_t *t)
 {
     coord_t *c = t->data;
     static unsigned ticks;
-    if (++ticks % 10 == 0)
+    if (++ticks % 10 == 0) {
         coord_metrics_refresh(c); /* traffic counters, once a second */
+        coord_audit_refusal(c, NULL, NULL); /* a minute of suppressed refusals summed up */
+    }
     if (c->state != ST_ROUND || now_ms(c) < c->phase_deadline)
         return;
     json_t *f = jf(c);

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -209,9 +210,23 @@ code, _, err = fvtest.run(["status", "--config", ADMIN_CFG, "--admin",
                            f"127.0.0.1:{fvtest.free_port()}", "--timeout", "5"])
 fvtest.check(code == 3, f"wrong admin address: exit {code} {err}")
 
+# A flood of plain-TCP connections to the agent port: each is refused and counted; the
+# audit log takes at most 30 refusal records a minute (the rest are summed up later).
+for _ in range(40):
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * S) as sk:
+        sk.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            sk.recv(100)
+        except OSError:
+            pass
+
+
 # Metrics.
-text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
-text = text.decode()
+def scrape():
+    global text
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                  timeout=10).read().decode()
+    return text
 
 
 def metric(name):
@@ -220,7 +235,10 @@ def metric(name):
     return sum(vals) if vals else None
 
 
-wait(lambda: metric("fedvault_agents_connected") == 5 or None, "metrics")
+wait(lambda: scrape() and (metric('fedvault_refusals_total{reason="FV_EPROTO"}') or 0) >= 40,
+     "40 refusals counted")
+
+wait(lambda: scrape() and metric("fedvault_agents_connected") == 5, "metrics")
 fvtest.check(metric("fedvault_rounds_completed_total") >= 4, "rounds_completed")
 fvtest.check(metric("fedvault_agent_bytes_received_total") > 0 and
              metric("fedvault_agent_bytes_sent_total") > 0, "bytes in/out")
@@ -256,6 +274,8 @@ for e in ("coordinator.started", "agent.connected", "agent.accepted_job", "job.s
           "admin.model.read", "admin.crl.reload", "config.crl_reloaded", "job.aborted",
           "admin.refused", "coordinator.stopped"):
     fvtest.check(e in events, f"no {e} record in the audit log: {sorted(set(events))}")
+refused = [r for r in recs if r["event"] in ("agent.refused", "admin.refused")]
+fvtest.check(1 <= len(refused) <= 30, f"{len(refused)} refusal records (at most 30 a minute)")
 adm = [r for r in recs if r["event"].startswith("admin.") and r["event"] != "admin.refused"]
 fvtest.check(all(r["actor"] == "admin:ops-1" for r in adm),
              f"admin records' actors: {set(r['actor'] for r in adm)}")
