@@ -22,6 +22,11 @@
  *     the error says how to write a missing value;
  *   - the target must hold a label from the schema's classes in every row.
  *
+ * Row-by-row reading (fv_dataset_reader_*): the header mapping and the cell decoder
+ * live in the reader; fv_dataset_load is a loop over it that stops at the first bad
+ * row, fedvault predict a loop that records the bad row and goes on. Under
+ * FV_DATASET_TARGET_OPTIONAL the target may be absent and is never an error.
+ *
  * Memory: the file is read once (fv_csv); the cell matrix grows by doubling. All sizes
  * are bounded by the CSV byte cap and the schema caps. The dataset borrows its schema.
  *
@@ -104,44 +109,84 @@ static int ds_grow(fv_dataset_t *ds, size_t *cap_rows)
     return 0;
 }
 
-static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+/* ---- streaming decoder ------------------------------------------------------------ *
+ * One decoder serves both fv_dataset_load (which stops at the first bad row) and the
+ * row-by-row reader of fedvault predict (which reports a bad row and goes on), so the
+ * two can never disagree on what a cell means or on the words of a message. */
+
+struct fv_dataset_reader {
+    fv_csv_t *csv; /* borrowed */
+    const fv_schema_t *s;
+    const char *fn;
+    size_t n;              /* schema columns */
+    size_t n_hdr;          /* header fields (n, or n - 1 without the optional target) */
+    size_t header_line;
+    size_t *inv;           /* schema column -> CSV field index; SIZE_MAX = absent */
+    fv_col_type_t *types;  /* per schema column */
+    locale_t loc;
+    fv_csv_record_t rec;   /* the last record (fields valid until the next call) */
+    bool have_rec;
+    bool rec_ok;           /* the last record's field count matched the header */
+    int row_err;           /* FV_E* of the last bad row (FV_EPARSE ragged, FV_ESCHEMA cell) */
+    unsigned flags;        /* FV_DATASET_* */
+};
+
+void fv_dataset_reader_free(fv_dataset_reader_t *rd)
 {
-    const char *fn = fv_csv_name(c);
-    const size_t n = fv_schema_n_columns(s);
-    fv_csv_record_t rec;
-    fv_dataset_t *ds = NULL;
-    size_t *inv = NULL;  /* schema column -> CSV field index */
+    if (rd == NULL)
+        return;
+    if (rd->loc != (locale_t)0)
+        freelocale(rd->loc);
+    free(rd->types);
+    free(rd->inv);
+    free(rd);
+}
+
+int fv_dataset_reader_new(fv_csv_t *c, const fv_schema_t *s, unsigned flags,
+                          fv_dataset_reader_t **ret, fv_diag_t *d)
+{
+    const char *fn;
+    size_t n;
     size_t *seen = NULL; /* schema column -> CSV field index + 1, 0 = not yet */
-    fv_col_type_t *types = NULL;
-    locale_t loc = (locale_t)0;
-    size_t cap_rows = 0, header_line;
-    char b1[MSG_BUF], b2[MSG_BUF], lst[300];
+    fv_dataset_reader_t *rd = NULL;
+    fv_csv_record_t rec;
+    char b1[MSG_BUF];
     int r;
 
+    if (c == NULL || s == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_dataset_reader_new: csv, schema and ret are required");
+    fn = fv_csv_name(c);
+    n = fv_schema_n_columns(s);
     r = fv_csv_next(c, &rec, d);
     if (r < 0)
-        goto out;
-    if (r == 0) {
-        r = fv_diag_set(d, FV_EEMPTY,
-                        "%s:1:1: empty file; expected a header line naming the schema's %zu "
-                        "columns, then data rows",
-                        fn, n);
-        goto out;
-    }
-    header_line = rec.line;
-    ds = calloc(1, sizeof *ds);
-    inv = calloc(n, sizeof *inv);
+        return r;
+    if (r == 0)
+        return fv_diag_set(d, FV_EEMPTY,
+                           "%s:1:1: empty file; expected a header line naming the schema's %zu "
+                           "columns, then data rows",
+                           fn, n);
+    rd = calloc(1, sizeof *rd);
     seen = calloc(n, sizeof *seen);
-    types = calloc(n, sizeof *types);
-    loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (ds == NULL || inv == NULL || seen == NULL || types == NULL || loc == (locale_t)0) {
+    if (rd != NULL) {
+        rd->inv = calloc(n, sizeof *rd->inv);
+        rd->types = calloc(n, sizeof *rd->types);
+        rd->loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    }
+    if (rd == NULL || seen == NULL || rd->inv == NULL || rd->types == NULL ||
+        rd->loc == (locale_t)0) {
         r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory loading the data", fn);
         goto out;
     }
-    ds->schema = s;
-    ds->n_cols = n;
+    rd->csv = c;
+    rd->flags = flags;
+    rd->s = s;
+    rd->fn = fn;
+    rd->n = n;
+    rd->header_line = rec.line;
+    rd->n_hdr = rec.n_fields;
 
-    /* Header: a permutation of the schema's column names. */
+    /* Header: a permutation of the schema's column names (the target may be left out
+     * under FV_DATASET_TARGET_OPTIONAL). */
     for (size_t k = 0; k < rec.n_fields; k++) {
         long j = fv_schema_column_index(s, rec.fields[k]);
         if (j < 0) {
@@ -149,151 +194,240 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
                             "%s:%zu:%zu: column '%s': not in the schema; expected only the "
                             "schema's %zu columns (mark unwanted columns \"ignored\" in the "
                             "schema)",
-                            fn, header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), n);
+                            fn, rd->header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), n);
             goto out;
         }
         if (seen[j] != 0) {
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu:%zu: column '%s': duplicate header name (also column "
                             "%zu); expected each column once",
-                            fn, header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), seen[j]);
+                            fn, rd->header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]),
+                            seen[j]);
             goto out;
         }
         seen[j] = k + 1;
-        inv[j] = k;
+        rd->inv[j] = k;
     }
     for (size_t j = 0; j < n; j++) {
-        if (seen[j] == 0) {
-            r = fv_diag_set(d, FV_ESCHEMA,
-                            "%s:%zu: column '%s': in the schema but missing from the header; "
-                            "expected all %zu schema columns",
-                            fn, header_line, fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                            n);
-            goto out;
+        rd->types[j] = fv_schema_column_type(s, j);
+        if (seen[j] != 0)
+            continue;
+        if ((flags & FV_DATASET_TARGET_OPTIONAL) && rd->types[j] == FV_COL_TARGET) {
+            rd->inv[j] = SIZE_MAX;
+            continue;
         }
-        types[j] = fv_schema_column_type(s, j);
+        r = fv_diag_set(d, FV_ESCHEMA,
+                        "%s:%zu: column '%s': in the schema but missing from the header; "
+                        "expected all %zu schema columns",
+                        fn, rd->header_line, fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                        n);
+        goto out;
     }
-    /* Here rec.n_fields == n: every field mapped to a distinct schema column. */
+    /* Here every header field maps to a distinct schema column, and every schema column
+     * but possibly an optional target has a field. */
+    *ret = rd;
+    rd = NULL;
+    r = 0;
+out:
+    free(seen);
+    fv_dataset_reader_free(rd);
+    return r;
+}
 
-    while ((r = fv_csv_next(c, &rec, d)) == 1) {
-        double *row;
-        if (rec.n_fields != n) {
-            if (rec.n_fields > n) {
-                r = fv_diag_set(d, FV_EPARSE,
-                                "%s:%zu:%zu: row has %zu fields, the header has %zu; expected "
-                                "%zu fields (an unquoted comma in a value?)",
-                                fn, rec.line, n + 1, rec.n_fields, n, n);
+size_t fv_dataset_reader_header_line(const fv_dataset_reader_t *rd)
+{
+    return rd->header_line;
+}
+
+size_t fv_dataset_reader_line(const fv_dataset_reader_t *rd)
+{
+    return rd->have_rec ? rd->rec.line : 0;
+}
+
+const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col)
+{
+    if (!rd->have_rec || !rd->rec_ok || col >= rd->n || rd->inv[col] == SIZE_MAX)
+        return NULL;
+    return rd->rec.fields[rd->inv[col]];
+}
+
+/* Decodes the fields of rd->rec into row[] (n_cols) and *label. 0 or FV_E* with d set. */
+static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, fv_diag_t *d)
+{
+    const fv_schema_t *s = rd->s;
+    const fv_csv_record_t *rec = &rd->rec;
+    const char *fn = rd->fn;
+    const size_t n = rd->n;
+    char b1[MSG_BUF], b2[MSG_BUF], lst[300];
+
+    if (rec->n_fields != rd->n_hdr) {
+        const size_t nh = rd->n_hdr;
+        if (rec->n_fields > nh)
+            return fv_diag_set(d, FV_EPARSE,
+                               "%s:%zu:%zu: row has %zu fields, the header has %zu; expected "
+                               "%zu fields (an unquoted comma in a value?)",
+                               fn, rec->line, nh + 1, rec->n_fields, nh, nh);
+        /* name the first absent field's column: find j with inv[j] == n_fields */
+        const char *nm = "";
+        for (size_t j = 0; j < n; j++)
+            if (rd->inv[j] == rec->n_fields)
+                nm = fv_schema_column_name(s, j);
+        return fv_diag_set(d, FV_EPARSE,
+                           "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
+                           "%zu; expected %zu fields (a missing comma?)",
+                           fn, rec->line, rec->n_fields + 1, fv__msg_str(b1, sizeof b1, nm),
+                           rec->n_fields, nh, nh);
+    }
+    *label = -1;
+    for (size_t j = 0; j < n; j++) {
+        if (rd->inv[j] == SIZE_MAX) { /* optional target, absent from the header */
+            row[j] = NAN;
+            continue;
+        }
+        const char *cell = rec->fields[rd->inv[j]];
+        const size_t col = rd->inv[j] + 1;
+        switch (rd->types[j]) {
+        case FV_COL_NUMERIC: {
+            double v = 0;
+            int k;
+            if (fv_schema_is_missing(cell)) {
+                row[j] = NAN;
+                break;
+            }
+            k = fv__parse_number(cell, rd->loc, &v);
+            if (k == FV__NUM_TEXT)
+                return fv_diag_set(d, FV_ESCHEMA,
+                                   "%s:%zu:%zu: column '%s': \"%s\" is not a number; expected "
+                                   "a number like 12, -3.5 or 1e-3, or an empty cell or NA "
+                                   "for a missing value",
+                                   fn, rec->line, col,
+                                   fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                   fv__msg_str(b2, sizeof b2, cell));
+            if (k == FV__NUM_NONFINITE)
+                return fv_diag_set(d, FV_ESCHEMA,
+                                   "%s:%zu:%zu: column '%s': non-finite number \"%s\"; "
+                                   "expected a finite number (write a missing value as an "
+                                   "empty cell or NA)",
+                                   fn, rec->line, col,
+                                   fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                   fv__msg_str(b2, sizeof b2, cell));
+            row[j] = v;
+            break;
+        }
+        case FV_COL_CATEGORICAL: {
+            long k;
+            if (fv_schema_is_missing(cell)) {
+                row[j] = FV_CELL_MISSING;
+                break;
+            }
+            k = fv_schema_category_index(s, j, cell);
+            if (k >= 0) {
+                row[j] = (double)k;
+            } else if (fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER) {
+                row[j] = FV_CELL_OTHER;
             } else {
-                /* name the first absent field's column: find j with inv[j] == n_fields */
-                const char *nm = "";
-                for (size_t j = 0; j < n; j++)
-                    if (inv[j] == rec.n_fields)
-                        nm = fv_schema_column_name(s, j);
-                r = fv_diag_set(d, FV_EPARSE,
-                                "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
-                                "%zu; expected %zu fields (a missing comma?)",
-                                fn, rec.line, rec.n_fields + 1, fv__msg_str(b1, sizeof b1, nm),
-                                rec.n_fields, n, n);
+                list_cats(lst, sizeof lst, s, j, false);
+                return fv_diag_set(d, FV_ESCHEMA,
+                                   "%s:%zu:%zu: column '%s': unknown category \"%s\"; "
+                                   "expected one of %s (or unknown_category \"other\" in "
+                                   "the schema)",
+                                   fn, rec->line, col,
+                                   fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                   fv__msg_str(b2, sizeof b2, cell), lst);
             }
-            goto out;
+            break;
         }
+        case FV_COL_TARGET: {
+            long k;
+            row[j] = NAN;
+            if (rd->flags & FV_DATASET_TARGET_OPTIONAL) {
+                k = fv_schema_is_missing(cell) ? -1 : fv_schema_class_of(s, cell);
+                *label = k < 0 ? -1 : (int32_t)k;
+                break;
+            }
+            if (fv_schema_is_missing(cell))
+                return fv_diag_set(d, FV_ESCHEMA,
+                                   "%s:%zu:%zu: column '%s': missing target label (empty or "
+                                   "NA); expected a class label in every row",
+                                   fn, rec->line, col,
+                                   fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
+            k = fv_schema_class_of(s, cell);
+            if (k < 0) {
+                list_cats(lst, sizeof lst, s, j, true);
+                return fv_diag_set(d, FV_ESCHEMA,
+                                   "%s:%zu:%zu: column '%s': unknown target label \"%s\"; "
+                                   "expected one of %s",
+                                   fn, rec->line, col,
+                                   fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
+                                   fv__msg_str(b2, sizeof b2, cell), lst);
+            }
+            *label = (int32_t)k;
+            break;
+        }
+        case FV_COL_IGNORED:
+        default:
+            row[j] = NAN;
+            break;
+        }
+    }
+    return 0;
+}
+
+int fv_dataset_reader_next(fv_dataset_reader_t *rd, double *ret_cells, int32_t *ret_label,
+                           fv_diag_t *d)
+{
+    int r;
+    if (rd == NULL || ret_cells == NULL || ret_label == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_dataset_reader_next: reader and outputs are required");
+    rd->have_rec = false;
+    rd->rec_ok = false;
+    r = fv_csv_next(rd->csv, &rd->rec, d);
+    if (r <= 0)
+        return r; /* end, or a CSV syntax error (sticky: the reader cannot resync) */
+    rd->have_rec = true;
+    rd->rec_ok = rd->rec.n_fields == rd->n_hdr;
+    r = decode_record(rd, ret_cells, ret_label, d);
+    rd->row_err = r;
+    return r == 0 ? FV_DATASET_ROW : FV_DATASET_BAD_ROW;
+}
+
+static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+{
+    const char *fn = fv_csv_name(c);
+    const size_t n = fv_schema_n_columns(s);
+    fv_dataset_reader_t *rd = NULL;
+    fv_dataset_t *ds = NULL;
+    size_t cap_rows = 0;
+    double *row = NULL; /* one decoded row before it is known to be good */
+    int32_t label;
+    int r;
+
+    r = fv_dataset_reader_new(c, s, 0, &rd, d);
+    if (r < 0)
+        goto out;
+    ds = calloc(1, sizeof *ds);
+    row = malloc((n ? n : 1) * sizeof *row);
+    if (ds == NULL || row == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory loading the data", fn);
+        goto out;
+    }
+    ds->schema = s;
+    ds->n_cols = n;
+
+    while ((r = fv_dataset_reader_next(rd, row, &label, d)) == FV_DATASET_ROW) {
+        size_t line = fv_dataset_reader_line(rd);
         if (ds->n_rows == cap_rows && (r = ds_grow(ds, &cap_rows)) < 0) {
-            fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, rec.line, ds->n_rows);
+            fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, line, ds->n_rows);
             goto out;
         }
-        row = ds->cells + ds->n_rows * n;
-        for (size_t j = 0; j < n; j++) {
-            const char *cell = rec.fields[inv[j]];
-            const size_t col = inv[j] + 1;
-            switch (types[j]) {
-            case FV_COL_NUMERIC: {
-                double v = 0;
-                int k;
-                if (fv_schema_is_missing(cell)) {
-                    row[j] = NAN;
-                    break;
-                }
-                k = fv__parse_number(cell, loc, &v);
-                if (k == FV__NUM_TEXT) {
-                    r = fv_diag_set(d, FV_ESCHEMA,
-                                    "%s:%zu:%zu: column '%s': \"%s\" is not a number; expected "
-                                    "a number like 12, -3.5 or 1e-3, or an empty cell or NA "
-                                    "for a missing value",
-                                    fn, rec.line, col,
-                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    fv__msg_str(b2, sizeof b2, cell));
-                    goto out;
-                }
-                if (k == FV__NUM_NONFINITE) {
-                    r = fv_diag_set(d, FV_ESCHEMA,
-                                    "%s:%zu:%zu: column '%s': non-finite number \"%s\"; "
-                                    "expected a finite number (write a missing value as an "
-                                    "empty cell or NA)",
-                                    fn, rec.line, col,
-                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    fv__msg_str(b2, sizeof b2, cell));
-                    goto out;
-                }
-                row[j] = v;
-                break;
-            }
-            case FV_COL_CATEGORICAL: {
-                long k;
-                if (fv_schema_is_missing(cell)) {
-                    row[j] = FV_CELL_MISSING;
-                    break;
-                }
-                k = fv_schema_category_index(s, j, cell);
-                if (k >= 0) {
-                    row[j] = (double)k;
-                } else if (fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER) {
-                    row[j] = FV_CELL_OTHER;
-                } else {
-                    list_cats(lst, sizeof lst, s, j, false);
-                    r = fv_diag_set(d, FV_ESCHEMA,
-                                    "%s:%zu:%zu: column '%s': unknown category \"%s\"; "
-                                    "expected one of %s (or unknown_category \"other\" in "
-                                    "the schema)",
-                                    fn, rec.line, col,
-                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    fv__msg_str(b2, sizeof b2, cell), lst);
-                    goto out;
-                }
-                break;
-            }
-            case FV_COL_TARGET: {
-                long k;
-                row[j] = NAN;
-                if (fv_schema_is_missing(cell)) {
-                    r = fv_diag_set(d, FV_ESCHEMA,
-                                    "%s:%zu:%zu: column '%s': missing target label (empty or "
-                                    "NA); expected a class label in every row",
-                                    fn, rec.line, col,
-                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
-                    goto out;
-                }
-                k = fv_schema_class_of(s, cell);
-                if (k < 0) {
-                    list_cats(lst, sizeof lst, s, j, true);
-                    r = fv_diag_set(d, FV_ESCHEMA,
-                                    "%s:%zu:%zu: column '%s': unknown target label \"%s\"; "
-                                    "expected one of %s",
-                                    fn, rec.line, col,
-                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                                    fv__msg_str(b2, sizeof b2, cell), lst);
-                    goto out;
-                }
-                ds->label[ds->n_rows] = (int32_t)k;
-                break;
-            }
-            case FV_COL_IGNORED:
-            default:
-                row[j] = NAN;
-                break;
-            }
-        }
-        ds->line[ds->n_rows] = rec.line > UINT32_MAX ? UINT32_MAX : (uint32_t)rec.line;
+        memcpy(ds->cells + ds->n_rows * n, row, n * sizeof *row);
+        ds->label[ds->n_rows] = label;
+        ds->line[ds->n_rows] = line > UINT32_MAX ? UINT32_MAX : (uint32_t)line;
         ds->n_rows++;
+    }
+    if (r == FV_DATASET_BAD_ROW) {
+        r = rd->row_err; /* d names the row; loading stops at the first bad one */
+        goto out;
     }
     if (r < 0)
         goto out;
@@ -301,19 +435,16 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
         r = fv_diag_set(d, FV_EEMPTY,
                         "%s:%zu: header but no data rows; expected at least one row after the "
                         "header",
-                        fn, header_line + 1);
+                        fn, fv_dataset_reader_header_line(rd) + 1);
         goto out;
     }
     *ret = ds;
     ds = NULL;
     r = 0;
 out:
-    if (loc != (locale_t)0)
-        freelocale(loc);
-    free(types);
-    free(seen);
-    free(inv);
+    free(row);
     fv_dataset_free(ds);
+    fv_dataset_reader_free(rd);
     return r;
 }
 

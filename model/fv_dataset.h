@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fv_csv.h"
 #include "fv_error.h"
 #include "fv_schema.h"
 
@@ -32,6 +33,44 @@ typedef struct fv_dataset {
     int32_t *label; /* n_rows class indices */
     uint32_t *line; /* n_rows source line numbers, for messages */
 } fv_dataset_t;
+
+/* Row-by-row decoding, for callers that must go on past a bad row (fedvault predict).
+ * The same decoder as fv_dataset_load, so cells and messages are identical. The reader
+ * borrows the CSV reader and the schema; both must outlive it. Not thread-safe.
+ *
+ * new() reads and maps the header (errors as for fv_dataset_load: empty file, a column
+ * not in the schema, a duplicate, a schema column missing). With
+ * FV_DATASET_TARGET_OPTIONAL the header may leave out the target column (data to score
+ * has no label), and a target cell that is there is never an error: a missing or unknown
+ * label gives label -1 (scoring does not use it).
+ *
+ * next() decodes one record into ret_cells (n_cols doubles, encoded as above) and
+ * *ret_label (class index, -1 when the target column is absent) and returns
+ *   FV_DATASET_ROW      a good row
+ *   FV_DATASET_BAD_ROW  the record does not fit the schema (ragged, text in a numeric
+ *                       column, non-finite number, unknown category or label): d says
+ *                       "FILE:LINE:COL: column 'NAME': ..."; outputs are unspecified;
+ *                       the next call reads the next record
+ *   FV_DATASET_END      end of input
+ *   < 0                 a CSV syntax error (unterminated quote...) or out of memory: the
+ *                       position in the file is lost, so this is final (sticky). */
+#define FV_DATASET_TARGET_OPTIONAL 1u
+enum { FV_DATASET_END = 0, FV_DATASET_ROW = 1, FV_DATASET_BAD_ROW = 2 };
+
+typedef struct fv_dataset_reader fv_dataset_reader_t;
+
+int fv_dataset_reader_new(fv_csv_t *c, const fv_schema_t *s, unsigned flags,
+                          fv_dataset_reader_t **ret, fv_diag_t *d);
+int fv_dataset_reader_next(fv_dataset_reader_t *rd, double *ret_cells, int32_t *ret_label,
+                           fv_diag_t *d);
+/* Line of the header, and of the record last returned by next() (0 before the first). */
+size_t fv_dataset_reader_header_line(const fv_dataset_reader_t *rd);
+size_t fv_dataset_reader_line(const fv_dataset_reader_t *rd);
+/* Raw text of schema column col in the last record (borrowed, valid until the next
+ * next()), or NULL: column absent, col out of range, or a record with the wrong number
+ * of fields. */
+const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col);
+void fv_dataset_reader_free(fv_dataset_reader_t *rd);
 
 int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret,
                     fv_diag_t *d);

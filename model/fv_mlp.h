@@ -84,6 +84,39 @@ int fv_mlp_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const i
 int fv_mlp_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
                 const float *row_w, size_t n, float pos_weight, double *ret_loss);
 
+/* Knowledge distillation (a student learns from a teacher's logits as well as labels).
+ * With u = z / T (student) and v = z_t / T (teacher), per row:
+ *   L_i = alpha * hard_i + (1 - alpha) * T^2 * KL(q || p)
+ *     hard_i  the loss above (binary BCE with pos_weight, or softmax cross-entropy)
+ *     binary       q = sigmoid(v), p = sigmoid(u), KL between the two Bernoullis
+ *     multi-class  q = softmax(v), p = softmax(u)
+ *   dL_i/dz = alpha * dhard_i/dz + (1 - alpha) * T * (p - q)
+ * (derivation in mlp.c). The T^2 factor keeps the soft term's gradient on the scale of
+ * the hard term's as T changes. alpha = 1 is the plain loss bit for bit; alpha = 0 is
+ * pure distillation (labels are still checked but do not count). */
+typedef struct fv_distill_cfg {
+    double alpha;       /* weight of the hard-label loss, 0..1 */
+    double temperature; /* T > 0, finite */
+} fv_distill_cfg_t;
+
+/* alpha 0.5, temperature 2. */
+void fv_distill_cfg_default(fv_distill_cfg_t *c);
+/* FV_EINVAL with a sentence naming the field when out of range. */
+int fv_distill_cfg_check(const fv_distill_cfg_t *c, fv_diag_t *d);
+
+/* fv_mlp_loss_grad with the distillation loss. t_logits: the teacher's logits for the
+ * same rows, n x n_out, borrowed; each must be finite (else FV_EINVAL). row_w and
+ * pos_weight as in fv_mlp_loss_grad (row_w weighs the whole per-row loss, pos_weight
+ * only the hard term). */
+int fv_mlp_distill_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
+                             const int32_t *y, const float *t_logits, const float *row_w,
+                             size_t n, float pos_weight, const fv_distill_cfg_t *dc,
+                             float *grad, double *ret_loss);
+/* Mean distillation loss only, same definition. */
+int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                        const float *t_logits, const float *row_w, size_t n, float pos_weight,
+                        const fv_distill_cfg_t *dc, double *ret_loss);
+
 /* Floating-point operations of one forward pass over one row (2 * sum of in*out), and
  * of one training step per row (forward + backward, about 3x forward). For benchmarks. */
 double fv_mlp_flops_forward(const fv_mlp_arch_t *a);

@@ -66,4 +66,19 @@ int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n
              const float *x_val, const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
              fv_train_result_t *ret, fv_diag_t *d);
 
+/* Knowledge distillation: fv_train with the loss of fv_mlp_distill_loss_grad (fv_mlp.h),
+ * alpha * hard loss on y + (1 - alpha) * T^2 * KL(teacher_T || student_T).
+ * t_logits: the teacher's logits for every training row, n_train x n_out (the student's
+ * n_out), borrowed, all finite (else FV_EINVAL naming the row); they are precomputed so
+ * this loop does not depend on the teacher model. Everything else is fv_train's: same
+ * shuffle, batches, optimizer, determinism. train_loss in the epoch reports is the
+ * distillation loss; the validation loss (and so early stopping on FV_ES_LOSS) is the
+ * plain loss on the validation labels (with cfg->pos_weight, as in fv_train: with the
+ * default 1 that is plain BCE), because the student is judged on the labels. With
+ * dc->alpha == 1 the parameters are bit-identical to fv_train's for the same inputs. */
+int fv_train_distill(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
+                     const float *t_logits, size_t n_train, const float *x_val,
+                     const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+                     const fv_distill_cfg_t *dc, fv_train_result_t *ret, fv_diag_t *d);
+
 #endif

@@ -22,6 +22,30 @@
  *                dL_i/dz = y ? -pos_weight * sigmoid(-z) : sigmoid(z)
  *   multi-class  L_i = logsumexp(z) - z_y;  dL_i/dz_j = softmax(z)_j - [j == y]
  *   batch loss   (1/n) * sum_i w_i L_i.
+ *
+ * Distillation loss (fv_mlp_distill_loss_grad), per row, from the student's logits z and
+ * the teacher's logits z_t at temperature T, with u = z / T and v = z_t / T:
+ *   L_i = alpha * H_i + (1 - alpha) * T^2 * KL_i,   H_i the loss above.
+ *   binary: q = sigmoid(v), p = sigmoid(u), KL_i = q log(q/p) + (1-q) log((1-q)/(1-p)).
+ *     With log sigmoid(t) = -softplus(-t), log(1 - sigmoid(t)) = -softplus(t) and
+ *     softplus(-t) = softplus(t) - t, this is
+ *       KL_i = softplus(u) - softplus(v) - q (u - v)
+ *     which needs no log of a probability (stable for any logits; in double it can come
+ *     out a few ulps below 0 when p = q, which is left as is: clamping would put a kink
+ *     in the loss). Differentiating, d softplus(u)/du = sigmoid(u) = p, so
+ *       dKL_i/du = p - q,  du/dz = 1/T,  d(T^2 KL_i)/dz = T (p - q)
+ *                  = T (sigmoid(z/T) - sigmoid(z_t/T)).
+ *   multi-class: q = softmax(v), log p_j = u_j - lse(u),
+ *       KL_i = sum_j q_j (log q_j - log p_j) = sum_j q_j ((v_j - lse(v)) - (u_j - lse(u)))
+ *     and d lse(u)/du_j = p_j, sum_j q_j = 1 give dKL_i/du_j = p_j - q_j, so again
+ *       d(T^2 KL_i)/dz_j = T (p_j - q_j).
+ *   Altogether dL_i/dz = alpha dH_i/dz + (1 - alpha) T (p - q): at T = 1, alpha = 0 the
+ *   student regresses onto the teacher's probabilities exactly as plain training
+ *   regresses onto the labels. pos_weight scales H_i only (the teacher's soft targets
+ *   already carry whatever class balance the teacher learned). With alpha == 1 the soft
+ *   term is not computed at all, so the result is the plain loss bit for bit (a
+ *   0 * KL term could otherwise turn a -0 gradient into +0); the teacher logits are
+ *   still checked.
  * Decision (the header only says "means over the batch, weights per row optional"): the
  * weighted sum is divided by n, not by sum(w). That keeps the per-batch gradient an
  * unbiased estimate of the weighted empirical risk (1/N) sum w_i L_i, matches the way
@@ -431,13 +455,66 @@ static double sigmoid(double t)
     return e / (1.0 + e);
 }
 
+/* logsumexp of z[0..k) / T, in double. */
+static double lse_scaled(const float *z, size_t k, double T)
+{
+    double mx = (double)z[0] / T, sum = 0.0;
+    for (size_t j = 1; j < k; j++)
+        if ((double)z[j] / T > mx)
+            mx = (double)z[j] / T;
+    for (size_t j = 0; j < k; j++)
+        sum += exp((double)z[j] / T - mx);
+    return mx + log(sum);
+}
+
+void fv_distill_cfg_default(fv_distill_cfg_t *c)
+{
+    c->alpha = 0.5;
+    c->temperature = 2.0;
+}
+
+int fv_distill_cfg_check(const fv_distill_cfg_t *c, fv_diag_t *d)
+{
+    if (c == NULL)
+        return fv_diag_set(d, FV_EINVAL, "distillation: no configuration");
+    if (!(c->alpha >= 0.0 && c->alpha <= 1.0))
+        return fv_diag_set(d, FV_EINVAL, "distillation: alpha = %g: must be in [0, 1]", c->alpha);
+    if (!(isfinite(c->temperature) && c->temperature > 0.0))
+        return fv_diag_set(d, FV_EINVAL, "distillation: temperature = %g: must be finite and > 0",
+                           c->temperature);
+    return 0;
+}
+
+/* Binary soft term of one row (top comment): adds (1 - alpha) * T^2 * KL to *li and
+ * (1 - alpha) * T * (p - q) to *g. */
+static void distill_binary(double z, double zt, const fv_distill_cfg_t *dc, double *li, double *g)
+{
+    const double T = dc->temperature, soft_w = 1.0 - dc->alpha;
+    double u = z / T, v = zt / T, q = sigmoid(v);
+    double kl = softplus(u) - softplus(v) - q * (u - v);
+    *li += soft_w * T * T * kl;
+    *g += soft_w * T * (sigmoid(u) - q);
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(v[j]))
+            return 0;
+    return 1;
+}
+
 /* Mean loss of n rows from their logits z; if delta != NULL, also dLoss/dz (n x n_out,
- * already scaled by w_i / n). See the top comment for the definitions. */
+ * already scaled by w_i / n). With t_logits (n x n_out) and dc, the distillation loss.
+ * See the top comment for the definitions. */
 static int loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y, const float *row_w,
-                            size_t n, float pos_weight, float *delta, double *ret_loss)
+                            size_t n, float pos_weight, const float *t_logits,
+                            const fv_distill_cfg_t *dc, float *delta, double *ret_loss)
 {
     size_t k = m->arch.n_out;
     double inv_n = 1.0 / (double)n, sum = 0.0;
+    /* With alpha == 1 (or no teacher) the hard term is used as is: 1.0 * x == x. */
+    const double hard_w = t_logits != NULL ? dc->alpha : 1.0;
 
     if (k == 1 && !(isfinite(pos_weight) && pos_weight > 0.0f))
         return FV_EINVAL;
@@ -459,6 +536,14 @@ static int loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,
                 li = softplus(t);
                 g = sigmoid(t);
             }
+            if (t_logits != NULL) {
+                if (!isfinite(t_logits[i]))
+                    return FV_EINVAL;
+                li *= hard_w;
+                g *= hard_w;
+                if (dc->alpha != 1.0)
+                    distill_binary(t, t_logits[i], dc, &li, &g);
+            }
             sum += w * li;
             if (delta != NULL)
                 delta[i] = (float)(w * g * inv_n);
@@ -473,14 +558,41 @@ static int loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,
             for (size_t j = 0; j < k; j++)
                 s += exp((double)zr[j] - mx);
             double lse = mx + log(s);
-            sum += w * (lse - (double)zr[y[i]]);
-            if (delta != NULL) {
-                float *dr = delta + i * k;
-                for (size_t j = 0; j < k; j++) {
-                    double g = exp((double)zr[j] - lse) - (j == (size_t)y[i] ? 1.0 : 0.0);
-                    dr[j] = (float)(w * g * inv_n);
+            double li = lse - (double)zr[y[i]];
+            if (t_logits == NULL) {
+                sum += w * li;
+                if (delta != NULL) {
+                    float *dr = delta + i * k;
+                    for (size_t j = 0; j < k; j++) {
+                        double g = exp((double)zr[j] - lse) - (j == (size_t)y[i] ? 1.0 : 0.0);
+                        dr[j] = (float)(w * g * inv_n);
+                    }
                 }
+                continue;
             }
+            /* Distillation (top comment): q = softmax(z_t / T), p = softmax(z / T). */
+            const float *zt = t_logits + i * k;
+            if (!all_finite(zt, k))
+                return FV_EINVAL;
+            const double T = dc->temperature, soft_w = 1.0 - dc->alpha;
+            const int soft = dc->alpha != 1.0;
+            double lse_u = soft ? lse_scaled(zr, k, T) : 0.0;
+            double lse_v = soft ? lse_scaled(zt, k, T) : 0.0, kl = 0.0;
+            for (size_t j = 0; j < k; j++) {
+                double g = hard_w * (exp((double)zr[j] - lse) - (j == (size_t)y[i] ? 1.0 : 0.0));
+                if (soft) {
+                    double log_p = (double)zr[j] / T - lse_u, log_q = (double)zt[j] / T - lse_v;
+                    double q = exp(log_q);
+                    kl += q * (log_q - log_p);
+                    g += soft_w * T * (exp(log_p) - q);
+                }
+                if (delta != NULL)
+                    delta[i * k + j] = (float)(w * g * inv_n);
+            }
+            li *= hard_w;
+            if (soft)
+                li += soft_w * T * T * kl;
+            sum += w * li;
         }
     }
     double loss = sum * inv_n;
@@ -541,7 +653,7 @@ int fv_mlp_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_
         !ws_fits(m, ws, n))
         return FV_EINVAL;
     forward(m, ws, x, n, ws->logits);
-    return loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, ret_loss);
+    return loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL, NULL, ret_loss);
 }
 
 /* On failure grad's contents are unspecified (the loss is checked before backward). */
@@ -553,7 +665,38 @@ int fv_mlp_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const i
         return FV_EINVAL;
     forward(m, ws, x, n, ws->logits);
     double loss;
-    int r = loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, ws->delta[0], &loss);
+    int r =
+        loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL, ws->delta[0], &loss);
+    if (r != 0)
+        return r;
+    backward(m, ws, x, n, grad);
+    *ret_loss = loss;
+    return 0;
+}
+
+int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                        const float *t_logits, const float *row_w, size_t n, float pos_weight,
+                        const fv_distill_cfg_t *dc, double *ret_loss)
+{
+    if (m == NULL || ws == NULL || x == NULL || y == NULL || t_logits == NULL || ret_loss == NULL ||
+        n == 0 || !ws_fits(m, ws, n) || fv_distill_cfg_check(dc, NULL) != 0)
+        return FV_EINVAL;
+    forward(m, ws, x, n, ws->logits);
+    return loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc, NULL, ret_loss);
+}
+
+/* On failure grad's contents are unspecified, as for fv_mlp_loss_grad. */
+int fv_mlp_distill_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                             const float *t_logits, const float *row_w, size_t n, float pos_weight,
+                             const fv_distill_cfg_t *dc, float *grad, double *ret_loss)
+{
+    if (m == NULL || ws == NULL || x == NULL || y == NULL || t_logits == NULL || grad == NULL ||
+        ret_loss == NULL || n == 0 || !ws_fits(m, ws, n) || fv_distill_cfg_check(dc, NULL) != 0)
+        return FV_EINVAL;
+    forward(m, ws, x, n, ws->logits);
+    double loss;
+    int r =
+        loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc, ws->delta[0], &loss);
     if (r != 0)
         return r;
     backward(m, ws, x, n, grad);

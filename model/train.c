@@ -36,6 +36,13 @@
  * fixed order; so the same inputs, seed and OpenBLAS thread count give bit-identical
  * parameters. No clocks, no printing (STYLE.md): the caller times epochs in on_epoch.
  *
+ * Distillation (fv_train_distill): the same loop; each batch also gathers the rows'
+ * teacher logits (n_out per row) and takes fv_mlp_distill_loss_grad instead of
+ * fv_mlp_loss_grad. Validation stays the plain loss on the labels (evaluate() is shared),
+ * so early stopping keeps the student that predicts y best, not the one that mimics the
+ * teacher best. The teacher logits are checked finite up front (row named), so a bad
+ * teacher is an argument error, not a numeric failure in the middle of an epoch.
+ *
  * Memory: everything is allocated once before the first epoch (workspace, batch buffer,
  * gradient, optimizer state, index, snapshots); nothing is allocated per batch.
  */
@@ -156,6 +163,7 @@ typedef struct train_state {
     float *start;    /* parameters at entry, restored on failure */
     float *best;     /* parameters of the best epoch (early stopping only) */
     float *val_prob; /* n_val (binary with a validation set only) */
+    float *tb;       /* batch teacher logits, bs x n_out (distillation only) */
 } train_state_t;
 
 static void state_free(train_state_t *s)
@@ -169,6 +177,7 @@ static void state_free(train_state_t *s)
     free(s->start);
     free(s->best);
     free(s->val_prob);
+    free(s->tb);
 }
 
 /* Validation loss (row mean) and, for binary models, ROC AUC (NaN if undefined). */
@@ -195,13 +204,13 @@ static int evaluate(const fv_mlp_t *m, train_state_t *s, const float *x, const i
     return 0;
 }
 
-int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n_train,
-             const float *x_val, const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
-             fv_train_result_t *ret, fv_diag_t *d)
+/* The loop of fv_train and fv_train_distill (t_logits and dc NULL for plain training). */
+static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
+                     const float *t_logits, size_t n_train, const float *x_val,
+                     const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+                     const fv_distill_cfg_t *dc, fv_train_result_t *ret, fv_diag_t *d)
 {
-    int r = check_args(m, x_train, y_train, n_train, x_val, y_val, n_val, cfg, ret, d);
-    if (r != 0)
-        return r;
+    int r;
 
     const fv_mlp_arch_t *arch = fv_mlp_arch(m);
     const size_t n_in = arch->n_in, n_params = fv_mlp_n_params(m);
@@ -209,6 +218,7 @@ int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n
     size_t val_chunk = bs > FV_TRAIN_VAL_CHUNK ? bs : FV_TRAIN_VAL_CHUNK;
     if (val_chunk > n_val)
         val_chunk = n_val;
+    const size_t n_out = arch->n_out;
     const int es_on = cfg->patience > 0 && n_val > 0;
     const int use_auc = cfg->es_metric == FV_ES_ROC_AUC;
     float *params = fv_mlp_params(m);
@@ -239,8 +249,10 @@ int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n
         s.best = malloc(n_params * sizeof *s.best);
     if (n_val > 0 && arch->n_out == 1)
         s.val_prob = malloc(n_val * sizeof *s.val_prob);
+    if (t_logits != NULL)
+        s.tb = malloc(bs * n_out * sizeof *s.tb);
     if (!s.xb || !s.yb || !s.grad || !s.idx || !s.start || (es_on && !s.best) ||
-        (n_val > 0 && arch->n_out == 1 && !s.val_prob)) {
+        (n_val > 0 && arch->n_out == 1 && !s.val_prob) || (t_logits != NULL && !s.tb)) {
         r = fv_diag_set(d, FV_ENOMEM,
                         "training: out of memory for %zu rows and %zu "
                         "parameters",
@@ -263,9 +275,15 @@ int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n
                 size_t row = s.idx[b0 + j];
                 memcpy(s.xb + j * n_in, x_train + row * n_in, n_in * sizeof *s.xb);
                 s.yb[j] = y_train[row];
+                if (t_logits != NULL)
+                    memcpy(s.tb + j * n_out, t_logits + row * n_out, n_out * sizeof *s.tb);
             }
             double bl;
-            r = fv_mlp_loss_grad(m, s.ws, s.xb, s.yb, NULL, nb, cfg->pos_weight, s.grad, &bl);
+            if (t_logits != NULL)
+                r = fv_mlp_distill_loss_grad(m, s.ws, s.xb, s.yb, s.tb, NULL, nb, cfg->pos_weight,
+                                             dc, s.grad, &bl);
+            else
+                r = fv_mlp_loss_grad(m, s.ws, s.xb, s.yb, NULL, nb, cfg->pos_weight, s.grad, &bl);
             if (r != 0) {
                 fv_diag_set(d, r,
                             "training: epoch %zu, batch at position %zu: %s; lower the "
@@ -337,4 +355,37 @@ out:
         memcpy(params, s.start, n_params * sizeof *params);
     state_free(&s);
     return r;
+}
+
+int fv_train(fv_mlp_t *m, const float *x_train, const int32_t *y_train, size_t n_train,
+             const float *x_val, const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+             fv_train_result_t *ret, fv_diag_t *d)
+{
+    int r = check_args(m, x_train, y_train, n_train, x_val, y_val, n_val, cfg, ret, d);
+    if (r != 0)
+        return r;
+    return train_run(m, x_train, y_train, NULL, n_train, x_val, y_val, n_val, cfg, NULL, ret, d);
+}
+
+int fv_train_distill(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
+                     const float *t_logits, size_t n_train, const float *x_val,
+                     const int32_t *y_val, size_t n_val, const fv_train_cfg_t *cfg,
+                     const fv_distill_cfg_t *dc, fv_train_result_t *ret, fv_diag_t *d)
+{
+    int r = check_args(m, x_train, y_train, n_train, x_val, y_val, n_val, cfg, ret, d);
+    if (r != 0)
+        return r;
+    if (t_logits == NULL)
+        return fv_diag_set(d, FV_EINVAL, "distillation: no teacher logits");
+    if ((r = fv_distill_cfg_check(dc, d)) != 0)
+        return r;
+    size_t n_out = fv_mlp_arch(m)->n_out;
+    for (size_t i = 0; i < n_train; i++)
+        for (size_t j = 0; j < n_out; j++)
+            if (!isfinite(t_logits[i * n_out + j]))
+                return fv_diag_set(d, FV_EINVAL,
+                                   "distillation: training row %zu: teacher logit %zu is not "
+                                   "finite (%g); check the teacher model",
+                                   i, j, (double)t_logits[i * n_out + j]);
+    return train_run(m, x_train, y_train, t_logits, n_train, x_val, y_val, n_val, cfg, dc, ret, d);
 }

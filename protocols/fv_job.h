@@ -49,9 +49,26 @@
  *     "hist_bins": 1000,                     score histogram bins for global metrics:
  *                                            10..100000 for a binary schema, 0..100000
  *                                            for a multi-class one (which has no AUC)
- *     "seed": 0                              0..2^63-1
+ *     "seed": 0,                             0..2^63-1
+ *     "distill": {                           optional; absent = no distillation stage.
+ *                                            After the last training round, rounds that
+ *                                            train a student on the global model's
+ *                                            logits (loss in fv_mlp.h):
+ *       "student": "logreg",                 required, "logreg" or "mlp:H1,...", checked
+ *                                            against the schema like "model"
+ *       "temperature": 2.0,                  > 0 (finite)
+ *       "alpha": 0.5,                        [0, 1], weight of the label loss
+ *       "rounds": 10,                        1..10000 distillation rounds
+ *       "local_epochs": 1,                   1..1000
+ *       "early_stopping": {...},             like the job's (same keys, ranges and
+ *                                            schema rule); absent keys default to the
+ *                                            job's early_stopping values
+ *       "quantize_int8": false               boolean: also ship an int8-quantized student
+ *     }
  *   }
- * Every key except name, schema and model has the default shown. The model is checked
+ * Every key except name, schema and model has the default shown. The canonical form
+ * writes "distill" (every key, defaults included) only when the spec has it, so jobs
+ * without it keep the digest they had before the section existed. The model is checked
  * against the schema (input features after one-hot, number of classes).
  *
  * Errors: FV_EPARSE when the text is not shaped like a job (invalid JSON, duplicate key,
@@ -120,6 +137,20 @@ typedef struct fv_job {
     double validation_fraction;
     uint32_t hist_bins;
     uint64_t seed;
+    struct {
+        bool on;           /* false: no "distill" section (the other fields are zero) */
+        char student[128]; /* "logreg" | "mlp:..." as written */
+        double temperature;
+        double alpha;
+        uint32_t rounds;
+        uint32_t local_epochs;
+        struct {
+            fv_job_metric_t metric;
+            uint32_t patience;
+            double min_delta;
+        } early_stopping;
+        bool quantize_int8;
+    } distill;
 } fv_job_t;
 
 /* Parses and validates; `origin` (a file name, or "job" for bytes from the network)
@@ -131,8 +162,8 @@ int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d);
  * two parties holding the same job hold the same bytes; *ret_json malloc'd, NUL-terminated.
  * Compact, reals with 17 significant digits (float fields as the shortest decimal that
  * narrows back to the same float); "strategy" holds only its kind's keys, "secagg" is
- * "off" or the full object. from_json of it gives an equal job with the same bytes.
- * FV_EINVAL for a NULL job or schema, FV_ENOMEM. */
+ * "off" or the full object, "distill" appears only when on. from_json of it gives an equal job with
+ * the same bytes. FV_EINVAL for a NULL job or schema, FV_ENOMEM. */
 int fv_job_to_json(const fv_job_t *job, char **ret_json, size_t *ret_len);
 /* SHA-256 of the canonical JSON: the job's identity on the wire and in the logs. */
 int fv_job_digest(const fv_job_t *job, uint8_t ret[32]);

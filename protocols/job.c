@@ -18,7 +18,9 @@
  * with 17 significant digits (so every double, and every float widened to double, reads
  * back to the same value). Only the keys that apply are written where a choice selects
  * them: "strategy" holds "kind" plus that kind's parameters, "secagg" is "off" or the
- * full object. Decoding the canonical form gives an equal job, whose canonical form is
+ * full object; "distill" is written (every key) only when the spec has the section, so the
+ * canonical bytes, and digests, of jobs without it did not change when it was added.
+ * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
  * Floats (optimizer fields, l2, secagg.clip) are read as doubles and narrowed to float;
@@ -204,6 +206,7 @@ static const struct rrange R_POS = {0.0, INFINITY, false, false, "> 0"};
 static const struct rrange R_NONNEG = {0.0, INFINITY, true, false, ">= 0"};
 static const struct rrange R_UNIT = {0.0, 1.0, true, false, "in [0, 1)"};
 static const struct rrange R_VALFRAC = {0.0, 0.5, false, true, "in (0, 0.5]"};
+static const struct rrange R_ALPHA = {0.0, 1.0, true, true, "in [0, 1]"};
 
 static bool in_range(double x, const struct rrange *r)
 {
@@ -298,30 +301,27 @@ static int schema_n_features(const fv_schema_t *s, size_t *ret)
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-static const char *const root_keys[] = {"name",
-                                        "schema",
-                                        "model",
-                                        "rounds",
-                                        "local_epochs",
-                                        "batch_size",
-                                        "optimizer",
-                                        "l2",
-                                        "strategy",
-                                        "secagg",
-                                        "min_agents",
-                                        "deadlines_ms",
-                                        "early_stopping",
-                                        "validation_fraction",
-                                        "hist_bins",
-                                        "seed",
-                                        NULL};
+static const char *const root_keys[] = {"name",           "schema",
+                                        "model",          "rounds",
+                                        "local_epochs",   "batch_size",
+                                        "optimizer",      "l2",
+                                        "strategy",       "secagg",
+                                        "min_agents",     "deadlines_ms",
+                                        "early_stopping", "validation_fraction",
+                                        "hist_bins",      "seed",
+                                        "distill",        NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
-    "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed"
+    "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, distill"
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "beta1", "beta2", "eps", NULL};
 static const char *const secagg_keys[] = {"threshold", "neighbors", "clip", "bits", NULL};
 static const char *const deadline_keys[] = {"join", "train", "secagg_phase", NULL};
 static const char *const es_keys[] = {"metric", "patience", "min_delta", NULL};
+static const char *const distill_keys[] = {
+    "student",      "temperature",    "alpha",         "rounds",
+    "local_epochs", "early_stopping", "quantize_int8", NULL};
+#define DISTILL_EXPECT                                                                             \
+    "student, temperature, alpha, rounds, local_epochs, early_stopping, quantize_int8"
 static const char *const strategy_kinds[] = {"fedavg", "fedprox", "fedadam", "fedyogi"};
 static const char *const strategy_keys_avg[] = {"kind", NULL};
 static const char *const strategy_keys_prox[] = {"kind", "mu", NULL};
@@ -503,6 +503,91 @@ check:
     return 0;
 }
 
+/* "distill": optional; needs the schema and the job's early_stopping (its defaults). */
+static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool binary)
+{
+    json_t *o = NULL, *v, *es;
+    long long x;
+    int metric, r;
+    char q[QUOTE_BUF];
+    memset(&job->distill, 0, sizeof job->distill);
+    if ((r = get_object(c, root, "", "distill", &o)) < 0 || o == NULL)
+        return r;
+    if ((r = check_keys(c, "distill", o, distill_keys, DISTILL_EXPECT)) < 0)
+        return r;
+    v = json_object_get(o, "student");
+    if (v == NULL || !json_is_string(v))
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: distill.student: %s; expected \"logreg\" or \"mlp:H1,H2,...\"",
+                           c->origin, v == NULL ? "missing" : type_name(v));
+    if (json_string_length(v) >= sizeof job->distill.student)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: distill.student: '%s' is too long; expected \"logreg\" or "
+                           "\"mlp:H1,H2,...\" of at most %zu characters",
+                           c->origin, quote(q, json_string_value(v)),
+                           sizeof job->distill.student - 1);
+    snprintf(job->distill.student, sizeof job->distill.student, "%s", json_string_value(v));
+    {
+        fv_mlp_arch_t arch;
+        fv_diag_t td;
+        size_t n_in = 0;
+        if ((r = schema_n_features(job->schema, &n_in)) < 0)
+            return fv_diag_set(c->d, r, "%s: schema: cannot lay out its features: %s", c->origin,
+                               fv_strerror(r));
+        if (fv_mlp_parse_arch(job->distill.student, n_in, fv_schema_n_classes(job->schema), &arch,
+                              &td) != 0)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: distill.student: %s (the schema gives %zu input features, "
+                               "%zu classes)",
+                               c->origin, td.msg, n_in, fv_schema_n_classes(job->schema));
+    }
+    if ((r = get_real(c, o, "distill", "temperature", &R_POS, 2.0, &job->distill.temperature)) <
+            0 ||
+        (r = get_real(c, o, "distill", "alpha", &R_ALPHA, 0.5, &job->distill.alpha)) < 0)
+        return r;
+    if ((r = get_int(c, o, "distill", "rounds", 1, 10000, 10, &x)) < 0)
+        return r;
+    job->distill.rounds = (uint32_t)x;
+    if ((r = get_int(c, o, "distill", "local_epochs", 1, 1000, 1, &x)) < 0)
+        return r;
+    job->distill.local_epochs = (uint32_t)x;
+
+    if ((r = get_object(c, o, "distill", "early_stopping", &es)) < 0)
+        return r;
+    metric = (int)job->early_stopping.metric;
+    job->distill.early_stopping.patience = job->early_stopping.patience;
+    job->distill.early_stopping.min_delta = job->early_stopping.min_delta;
+    if (es != NULL) {
+        if ((r = check_keys(c, "distill.early_stopping", es, es_keys,
+                            "metric, patience, min_delta")) < 0 ||
+            (r = get_word(c, es, "distill.early_stopping", "metric", metric_names, 3,
+                          "\"roc_auc\", \"pr_auc\" or \"log_loss\"", metric, &metric)) < 0 ||
+            (r = get_int(c, es, "distill.early_stopping", "patience", 0, 10000,
+                         job->early_stopping.patience, &x)) < 0 ||
+            (r = get_real(c, es, "distill.early_stopping", "min_delta", &R_NONNEG,
+                          job->early_stopping.min_delta, &job->distill.early_stopping.min_delta)) <
+                0)
+            return r;
+        job->distill.early_stopping.patience = (uint32_t)x;
+    }
+    job->distill.early_stopping.metric = (fv_job_metric_t)metric;
+    if (!binary && metric != FV_JOB_METRIC_LOG_LOSS)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: distill.early_stopping.metric: \"%s\" needs a binary schema (a "
+                           "\"positive\" label) but the schema is multi-class with %zu "
+                           "classes; expected \"log_loss\"",
+                           c->origin, metric_names[metric], fv_schema_n_classes(job->schema));
+
+    v = json_object_get(o, "quantize_int8");
+    if (v != NULL && !json_is_boolean(v))
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: distill.quantize_int8: got %s; expected true or false", c->origin,
+                           type_name(v));
+    job->distill.quantize_int8 = v != NULL && json_is_true(v);
+    job->distill.on = true;
+    return 0;
+}
+
 static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
 {
     json_t *o;
@@ -586,7 +671,7 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
     if ((r = get_int(c, root, "", "seed", 0, INT64_MAX, 0, &x)) < 0)
         return r;
     job->seed = (uint64_t)x;
-    return 0;
+    return parse_distill(c, root, job, binary);
 }
 
 int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t **ret, fv_diag_t *d)
@@ -837,6 +922,24 @@ static json_t *encode(const fv_job_t *job)
     bad = bad || put(root, "validation_fraction", json_real(job->validation_fraction));
     bad = bad || put(root, "hist_bins", json_integer(job->hist_bins));
     bad = bad || put(root, "seed", json_integer((json_int_t)job->seed));
+    if (!bad && job->distill.on) { /* only when present: older jobs keep their digest */
+        json_t *es;
+        o = json_object();
+        bad = put(root, "distill", o) || put(o, "student", json_string(job->distill.student)) ||
+              put(o, "temperature", json_real(job->distill.temperature)) ||
+              put(o, "alpha", json_real(job->distill.alpha)) ||
+              put(o, "rounds", json_integer(job->distill.rounds)) ||
+              put(o, "local_epochs", json_integer(job->distill.local_epochs));
+        if (!bad) {
+            es = json_object();
+            bad =
+                put(o, "early_stopping", es) || (unsigned)job->distill.early_stopping.metric > 2 ||
+                put(es, "metric", json_string(metric_names[job->distill.early_stopping.metric])) ||
+                put(es, "patience", json_integer(job->distill.early_stopping.patience)) ||
+                put(es, "min_delta", json_real(job->distill.early_stopping.min_delta));
+        }
+        bad = bad || put(o, "quantize_int8", json_boolean(job->distill.quantize_int8));
+    }
     json_decref(schema);
     if (bad) {
         json_decref(root);

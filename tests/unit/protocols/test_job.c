@@ -110,6 +110,16 @@ static void check_equal(const fv_job_t *a, const fv_job_t *b)
     CHECK(a->validation_fraction == b->validation_fraction);
     CHECK_UINT_EQ(a->hist_bins, b->hist_bins);
     CHECK_UINT_EQ(a->seed, b->seed);
+    CHECK_INT_EQ(a->distill.on, b->distill.on);
+    CHECK_STR_EQ(a->distill.student, b->distill.student);
+    CHECK(a->distill.temperature == b->distill.temperature);
+    CHECK(a->distill.alpha == b->distill.alpha);
+    CHECK_UINT_EQ(a->distill.rounds, b->distill.rounds);
+    CHECK_UINT_EQ(a->distill.local_epochs, b->distill.local_epochs);
+    CHECK_INT_EQ(a->distill.early_stopping.metric, b->distill.early_stopping.metric);
+    CHECK_UINT_EQ(a->distill.early_stopping.patience, b->distill.early_stopping.patience);
+    CHECK(a->distill.early_stopping.min_delta == b->distill.early_stopping.min_delta);
+    CHECK_INT_EQ(a->distill.quantize_int8, b->distill.quantize_int8);
 }
 
 /* from_json(to_json(j)) is equal to j and encodes to the same bytes. */
@@ -271,6 +281,38 @@ struct bad {
 #define MINM "'name':'t','schema':@M,'model':'logreg'"
 
 static const struct bad bads[] = {
+    /* distill */
+    {"{" MIN ",'distill':1}", FV_EPARSE, "job.json: distill: got an integer; expected an object"},
+    {"{" MIN ",'distill':{}}", FV_EPARSE, "job.json: distill.student: missing"},
+    {"{" MIN ",'distill':{'student':3}}", FV_EPARSE, "distill.student: an integer"},
+    {"{" MIN ",'distill':{'student':'tree'}}", FV_EINVAL,
+     "job.json: distill.student: architecture"},
+    {"{" MIN ",'distill':{'student':'mlp:8,8,8,8,8,8,8,8,8'}}", FV_EINVAL,
+     "4 input features, 2 classes"},
+    {"{" MIN ",'distill':{'student':'logreg','alpha':1.5}}", FV_EINVAL,
+     "job.json: distill.alpha: 1.5 must be in [0, 1]"},
+    {"{" MIN ",'distill':{'student':'logreg','alpha':-0.1}}", FV_EINVAL,
+     "distill.alpha: -0.10000000000000001 must be in [0, 1]"},
+    {"{" MIN ",'distill':{'student':'logreg','temperature':0}}", FV_EINVAL,
+     "job.json: distill.temperature: 0 must be > 0"},
+    {"{" MIN ",'distill':{'student':'logreg','temperature':'hot'}}", FV_EPARSE,
+     "distill.temperature: got a string"},
+    {"{" MIN ",'distill':{'student':'logreg','rounds':0}}", FV_EINVAL,
+     "job.json: distill.rounds: 0 must be in 1..10000"},
+    {"{" MIN ",'distill':{'student':'logreg','local_epochs':1001}}", FV_EINVAL,
+     "distill.local_epochs: 1001 must be in 1..1000"},
+    {"{" MIN ",'distill':{'student':'logreg','quantize_int8':1}}", FV_EPARSE,
+     "job.json: distill.quantize_int8: got an integer; expected true or false"},
+    {"{" MIN ",'distill':{'student':'logreg','teacher':'x'}}", FV_EPARSE,
+     "job.json: distill.teacher: unknown key"},
+    {"{" MIN ",'distill':{'student':'logreg','early_stopping':{'metric':'f1'}}}", FV_EINVAL,
+     "job.json: distill.early_stopping.metric: \"f1\" is not allowed"},
+    {"{" MIN ",'distill':{'student':'logreg','early_stopping':{'patience':-1}}}", FV_EINVAL,
+     "distill.early_stopping.patience: -1 must be in 0..10000"},
+    {"{" MIN ",'distill':{'student':'logreg','early_stopping':{'bogus':1}}}", FV_EPARSE,
+     "distill.early_stopping.bogus: unknown key"},
+    {"{" MINM ",'distill':{'student':'logreg','early_stopping':{'metric':'roc_auc'}}}", FV_EINVAL,
+     "distill.early_stopping.metric: \"roc_auc\" needs a binary schema"},
     /* shape of the document */
     {"", FV_EPARSE, "invalid JSON"},
     {"{", FV_EPARSE, "invalid JSON"},
@@ -462,6 +504,64 @@ static void test_refusals(void)
     CHECK_CONTAINS(D->msg, "job: name: missing");
 }
 
+/* The distill section: defaults, inheritance of early_stopping, round trip, and absence
+ * leaving the canonical form (so the digest) exactly as before. */
+static void test_distill(void)
+{
+    fv_job_t *plain = parse_ok("{" MIN "}");
+    CHECK(!plain->distill.on);
+    char *a = to_json(plain);
+    CHECK(strstr(a, "distill") == NULL);
+    free(a);
+
+    fv_job_t *j = parse_ok("{" MIN ",'early_stopping':{'metric':'pr_auc','patience':5,"
+                           "'min_delta':0.01},'distill':{'student':'logreg'}}");
+    CHECK(j->distill.on);
+    CHECK_STR_EQ(j->distill.student, "logreg");
+    CHECK(j->distill.temperature == 2.0 && j->distill.alpha == 0.5);
+    CHECK_UINT_EQ(j->distill.rounds, 10);
+    CHECK_UINT_EQ(j->distill.local_epochs, 1);
+    CHECK_INT_EQ(j->distill.early_stopping.metric, FV_JOB_METRIC_PR_AUC); /* the job's */
+    CHECK_UINT_EQ(j->distill.early_stopping.patience, 5);
+    CHECK(j->distill.early_stopping.min_delta == 0.01);
+    CHECK(!j->distill.quantize_int8);
+    a = to_json(j);
+    CHECK_CONTAINS(a, ",\"seed\":0,\"distill\":{\"student\":\"logreg\",\"temperature\":2.0,"
+                      "\"alpha\":0.5,\"rounds\":10,\"local_epochs\":1,\"early_stopping\":"
+                      "{\"metric\":\"pr_auc\",\"patience\":5,\"min_delta\":0.01},"
+                      "\"quantize_int8\":false}}");
+    free(a);
+    check_round_trip(j);
+    /* The section changes the digest; its absence does not touch the rest. */
+    uint8_t d1[32], d2[32];
+    CHECK_OK(fv_job_digest(j, d1), NULL);
+    fv_job_free(j);
+    j = parse_ok("{" MIN ",'early_stopping':{'metric':'pr_auc','patience':5,"
+                 "'min_delta':0.01}}");
+    CHECK_OK(fv_job_digest(j, d2), NULL);
+    CHECK(memcmp(d1, d2, 32) != 0);
+    fv_job_free(j);
+
+    j = parse_ok("{" MIN ",'distill':{'student':'mlp:3','temperature':4,'alpha':0,"
+                 "'rounds':3,'local_epochs':2,'early_stopping':{'metric':'log_loss',"
+                 "'patience':0},'quantize_int8':true}}");
+    CHECK_STR_EQ(j->distill.student, "mlp:3");
+    CHECK(j->distill.temperature == 4.0 && j->distill.alpha == 0.0);
+    CHECK_UINT_EQ(j->distill.rounds, 3);
+    CHECK_UINT_EQ(j->distill.local_epochs, 2);
+    CHECK_INT_EQ(j->distill.early_stopping.metric, FV_JOB_METRIC_LOG_LOSS);
+    CHECK_UINT_EQ(j->distill.early_stopping.patience, 0);
+    CHECK(j->distill.early_stopping.min_delta == 1e-4); /* the job's default */
+    CHECK(j->distill.quantize_int8);
+    check_round_trip(j);
+    fv_job_free(j);
+    j = parse_ok("{" MINM ",'distill':{'student':'logreg','alpha':1}}");
+    CHECK_INT_EQ(j->distill.early_stopping.metric, FV_JOB_METRIC_LOG_LOSS);
+    check_round_trip(j);
+    fv_job_free(j);
+    fv_job_free(plain);
+}
+
 static void test_digest(void)
 {
     /* Each mutation changes one field of FULL (by text); every digest differs from all. */
@@ -647,6 +747,7 @@ int main(void)
     test_full_round_trip();
     test_refusals();
     test_digest();
+    test_distill();
     test_secagg_for();
     test_lending_club();
     return 0;
