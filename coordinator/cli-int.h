@@ -26,6 +26,9 @@
 
 int fv_cmd_train(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);
+int fv_cmd_distill(int argc, char **argv);
+int fv_cmd_predict(int argc, char **argv);
+int fv_cmd_export(int argc, char **argv);
 int fv_cmd_split(int argc, char **argv);
 int fv_cmd_schema(int argc, char **argv);
 int fv_cmd_bench(int argc, char **argv);

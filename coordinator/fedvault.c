@@ -1,8 +1,8 @@
 /* fedvault.c - the `fedvault` command-line tool: a thin dispatcher over subcommands.
  *
- * Local work: training and evaluation (train, eval), schema inference and data splits,
- * provisioning and audit logs. The federation's admin commands (status, agents, job,
- * model, crl) are clients of a running coordinator's admin port (cmd_admin.c).
+ * Local work: training, evaluation and scoring (train, eval, predict), schema inference
+ * and data splits, provisioning and audit logs. The federation's admin commands (status,
+ * agents, job, model, crl) are clients of a running coordinator's admin port (cmd_admin.c).
  */
 #include "cli-int.h"
 
@@ -21,6 +21,9 @@ static const char usage[] =
     "Commands:\n"
     "  train     train a model on a local CSV file and save it\n"
     "  eval      score a CSV file with a saved model and report metrics\n"
+    "  distill   train a small student model from a teacher model (compression report)\n"
+    "  export    write a saved model as ONNX, preprocessing included\n"
+    "  predict   score CSV rows with a saved model, with per-row reason codes\n"
     "  schema    infer the dataset schema a federation shares (schema infer ...)\n"
     "  split     split a CSV file into stratified train and test files\n"
     "  bench     run a benchmark in-process (bench secagg ...)\n"
@@ -62,6 +65,12 @@ int main(int argc, char **argv)
         return fv_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return fv_cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "distill") == 0)
+        return fv_cmd_distill(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0)
+        return fv_cmd_export(argc - 1, argv + 1);
+    if (strcmp(cmd, "predict") == 0)
+        return fv_cmd_predict(argc - 1, argv + 1);
     if (strcmp(cmd, "schema") == 0)
         return fv_cmd_schema(argc - 1, argv + 1);
     if (strcmp(cmd, "split") == 0)

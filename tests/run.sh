@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 if [ "$(id -u)" = 0 ]; then .ci/install-deps || exit 1; fi
 
+# ONNX Runtime (npm: onnxruntime-node, pinned in tests/onnx) for the ONNX export test:
+# downloaded once into build-onnx-node/ and shared by every build below.
+export FV_NODE_DIR="$root/build-onnx-node"
+
 status=0
 logs=()
 run_suite() { # builddir, meson test args...

@@ -1,0 +1,696 @@
+/* cmd_distill.c - `fedvault distill`: train a small student from a teacher model, locally.
+ *
+ * Pipeline (randomness from --seed only, so a run is reproducible for a given OpenBLAS
+ * thread count):
+ *   1. load the teacher model; decode --data with the TEACHER's schema and encode it with
+ *      the teacher's preprocessing statistics (nothing is refitted: the student is a drop-in
+ *      replacement that scores the same rows the same way)
+ *   2. stratified validation split of --data (--val-fraction, seed + 1 as in `train`)
+ *   3. the teacher's logits for every training row, once (fv_train_distill takes them as
+ *      an input, so the loop never calls the teacher)
+ *   4. a fresh student network (--student), trained with fv_train_distill: loss
+ *      alpha * BCE(y, s) + (1 - alpha) * T^2 * KL(teacher_T || student_T) (fv_mlp.h);
+ *      early stopping on the student's plain validation loss
+ *   5. the student model = the teacher's schema and preprocessing + the new network + a
+ *      metadata record naming the teacher; saved atomically to --out if given
+ *   6. the compression report: parameters; bytes (the model file: the teacher's on disk,
+ *      the student's encoding, which is what --out holds); scoring latency at batch 1 and
+ *      batch 1024 (the network's forward pass and sigmoid/softmax on already-encoded rows,
+ *      one preallocated workspace, in-process, median over many calls timed with
+ *      clock_gettime(CLOCK_MONOTONIC); CSV decoding and preprocessing are the same for
+ *      both models and are left out); and with --test FILE, the test metrics of both.
+ * Latency is a measurement printed for a person, not something any test asserts (the
+ * machine may be busy); the median keeps one preempted call from moving it.
+ */
+#include "cli-int.h"
+#include "cli-metrics.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "fv-config.h"
+#include "fv_dataset.h"
+#include "fv_mlp.h"
+#include "fv_model.h"
+#include "fv_preproc.h"
+#include "fv_schema.h"
+#include "fv_train.h"
+
+#define CMD "distill"
+
+/* Latency measurement: rows per call, calls (at least MIN, at most MAX, stopping once
+ * the budget is spent), after WARMUP untimed calls. */
+#define LAT_BIG_BATCH 1024
+#define LAT_WARMUP 5
+#define LAT_MIN_CALLS 31
+#define LAT_MAX_CALLS 5001
+#define LAT_BUDGET_S 0.5
+
+static const char usage[] =
+    "Usage: fedvault distill --teacher MODEL --data FILE [--student SPEC] [--out MODEL]\n"
+    "                        [--test FILE] [options]\n"
+    "\n"
+    "Train a small student model from a trained teacher (knowledge distillation): the\n"
+    "student learns from the labels and from the teacher's scores, with the loss\n"
+    "  alpha * BCE(y, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T),\n"
+    "and keeps the teacher's schema and preprocessing. Prints a compression report:\n"
+    "parameters, model bytes, scoring latency (batch 1 and 1024) and, with --test, the\n"
+    "test metrics of both models.\n"
+    "\n"
+    "  --teacher MODEL        teacher model file (written by 'fedvault train') (required)\n"
+    "  --data FILE            CSV file to distill on, with the teacher's columns (required)\n"
+    "  --student SPEC         logreg (default) or mlp:H1,H2,...\n"
+    "  --temperature T        softening temperature, > 0 (default 2)\n"
+    "  --alpha A              weight of the label loss, 0..1 (default 0.5; 1 = no teacher)\n"
+    "  --out MODEL            student model file to write (atomically)\n"
+    "  --test FILE            CSV file to score both models on for the report\n"
+    "  --val-fraction F       validation split for early stopping (default 0.1)\n"
+    "  --epochs N, --batch-size N, --optimizer adam|sgd, --lr X, --momentum X,\n"
+    "  --weight-decay X, --patience N, --es-metric loss|auc, --pos-weight X, --seed N,\n"
+    "  --threads N            as for 'fedvault train' (same defaults)\n"
+    "  --json                 print the report as one JSON object\n"
+    "  --quiet                no per-epoch progress lines on stderr\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+enum {
+    OPT_TEACHER = 256,
+    OPT_DATA,
+    OPT_STUDENT,
+    OPT_TEMPERATURE,
+    OPT_ALPHA,
+    OPT_OUT,
+    OPT_TEST,
+    OPT_VAL_FRACTION,
+    OPT_EPOCHS,
+    OPT_BATCH_SIZE,
+    OPT_OPTIMIZER,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_WEIGHT_DECAY,
+    OPT_PATIENCE,
+    OPT_ES_METRIC,
+    OPT_POS_WEIGHT,
+    OPT_SEED,
+    OPT_THREADS,
+    OPT_JSON,
+    OPT_QUIET,
+};
+
+static const struct option long_opts[] = {
+    {"teacher", required_argument, NULL, OPT_TEACHER},
+    {"data", required_argument, NULL, OPT_DATA},
+    {"student", required_argument, NULL, OPT_STUDENT},
+    {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+    {"alpha", required_argument, NULL, OPT_ALPHA},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"test", required_argument, NULL, OPT_TEST},
+    {"val-fraction", required_argument, NULL, OPT_VAL_FRACTION},
+    {"epochs", required_argument, NULL, OPT_EPOCHS},
+    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
+    {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
+    {"lr", required_argument, NULL, OPT_LR},
+    {"momentum", required_argument, NULL, OPT_MOMENTUM},
+    {"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY},
+    {"patience", required_argument, NULL, OPT_PATIENCE},
+    {"es-metric", required_argument, NULL, OPT_ES_METRIC},
+    {"pos-weight", required_argument, NULL, OPT_POS_WEIGHT},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct distill_args {
+    const char *teacher, *data, *student, *out, *test;
+    double val_fraction;
+    fv_train_cfg_t cfg;
+    fv_distill_cfg_t dc;
+    bool lr_set, json, quiet;
+    size_t threads;
+} distill_args_t;
+
+static int on_epoch(void *user, const fv_epoch_report_t *r)
+{
+    const distill_args_t *a = user;
+    if (!a->quiet) {
+        fprintf(stderr, "epoch %3zu/%zu  distill_loss %.5f", r->epoch, a->cfg.epochs,
+                r->train_loss);
+        if (!isnan(r->val_loss))
+            fprintf(stderr, "  val_loss %.5f", r->val_loss);
+        if (!isnan(r->val_auc))
+            fprintf(stderr, "  val_auc %.4f", r->val_auc);
+        fprintf(stderr, "%s\n", r->improved ? "  *" : "");
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, distill_args_t *a)
+{
+    int c;
+    double v;
+    uint64_t u;
+    memset(a, 0, sizeof *a);
+    fv_train_cfg_default(&a->cfg);
+    fv_distill_cfg_default(&a->dc);
+    a->student = "logreg";
+    a->val_fraction = 0.1;
+    a->threads = FV_DEFAULT_BLAS_THREADS;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            return -1;
+        case OPT_TEACHER:
+            a->teacher = optarg;
+            break;
+        case OPT_DATA:
+            a->data = optarg;
+            break;
+        case OPT_STUDENT:
+            a->student = optarg;
+            break;
+        case OPT_OUT:
+            a->out = optarg;
+            break;
+        case OPT_TEST:
+            a->test = optarg;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_QUIET:
+            a->quiet = true;
+            break;
+        case OPT_TEMPERATURE:
+            if (!fv_cli_parse_double(CMD, "--temperature", optarg, 1e-3, 1e3, &a->dc.temperature))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_ALPHA:
+            if (!fv_cli_parse_double(CMD, "--alpha", optarg, 0, 1, &a->dc.alpha))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_VAL_FRACTION:
+            if (!fv_cli_parse_double(CMD, "--val-fraction", optarg, 0, 0.9, &a->val_fraction))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_EPOCHS:
+            if (!fv_cli_parse_size(CMD, "--epochs", optarg, 1, 1000000, &a->cfg.epochs))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_BATCH_SIZE:
+            if (!fv_cli_parse_size(CMD, "--batch-size", optarg, 1, 1 << 20, &a->cfg.batch_size))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_OPTIMIZER:
+            if (strcmp(optarg, "adam") == 0)
+                a->cfg.optim.kind = FV_OPT_ADAM;
+            else if (strcmp(optarg, "sgd") == 0)
+                a->cfg.optim.kind = FV_OPT_SGD;
+            else
+                return fv_cli_usage_error(CMD, "--optimizer: expected 'adam' or 'sgd', got '%s'",
+                                          optarg);
+            break;
+        case OPT_LR:
+            if (!fv_cli_parse_double(CMD, "--lr", optarg, 1e-12, 10, &v))
+                return FV_EXIT_USAGE;
+            a->cfg.optim.lr = (float)v;
+            a->lr_set = true;
+            break;
+        case OPT_MOMENTUM:
+            if (!fv_cli_parse_double(CMD, "--momentum", optarg, 0, 0.999999, &v))
+                return FV_EXIT_USAGE;
+            a->cfg.optim.momentum = (float)v;
+            break;
+        case OPT_WEIGHT_DECAY:
+            if (!fv_cli_parse_double(CMD, "--weight-decay", optarg, 0, 1e6, &v))
+                return FV_EXIT_USAGE;
+            a->cfg.optim.weight_decay = (float)v;
+            break;
+        case OPT_PATIENCE:
+            if (!fv_cli_parse_size(CMD, "--patience", optarg, 0, 1000000, &a->cfg.patience))
+                return FV_EXIT_USAGE;
+            break;
+        case OPT_ES_METRIC:
+            if (strcmp(optarg, "loss") == 0)
+                a->cfg.es_metric = FV_ES_LOSS;
+            else if (strcmp(optarg, "auc") == 0)
+                a->cfg.es_metric = FV_ES_ROC_AUC;
+            else
+                return fv_cli_usage_error(CMD, "--es-metric: expected 'loss' or 'auc', got '%s'",
+                                          optarg);
+            break;
+        case OPT_POS_WEIGHT:
+            if (!fv_cli_parse_double(CMD, "--pos-weight", optarg, 1e-6, 1e6, &v))
+                return FV_EXIT_USAGE;
+            a->cfg.pos_weight = (float)v;
+            break;
+        case OPT_SEED:
+            if (!fv_cli_parse_u64(CMD, "--seed", optarg, &u))
+                return FV_EXIT_USAGE;
+            a->cfg.seed = u;
+            break;
+        case OPT_THREADS:
+            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &a->threads))
+                return FV_EXIT_USAGE;
+            break;
+        default:
+            fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
+            return FV_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    if (a->teacher == NULL)
+        return fv_cli_usage_error(CMD, "--teacher MODEL is required");
+    if (a->data == NULL)
+        return fv_cli_usage_error(CMD, "--data FILE is required");
+    if (!a->lr_set && a->cfg.optim.kind == FV_OPT_SGD)
+        a->cfg.optim.lr = 0.01f;
+    return 0;
+}
+
+/* ---- the report ------------------------------------------------------------------ */
+
+typedef struct side {
+    char arch[256];
+    size_t params;
+    long long bytes;
+    double lat1_us, lat1024_us; /* median per call */
+    size_t calls1, calls1024;
+    bool have_test;
+    fv_cli_metrics_t test;
+} side_t;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds per fv_mlp_predict call of `batch` rows taken in turn from x (n_rows
+ * rows; the batch-1 calls walk through them so the cache sees different rows). */
+static int time_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n_rows,
+                        size_t batch, float *out, double *t, double *ret_median_s,
+                        size_t *ret_calls)
+{
+    size_t nf = fv_mlp_arch(m)->n_in, calls = 0, row = 0;
+    double start = mono_s();
+    for (size_t i = 0; i < LAT_WARMUP + LAT_MAX_CALLS; i++) {
+        const float *xb = x + row * nf;
+        row = batch == 1 ? (row + 1) % n_rows : 0;
+        double t0 = mono_s();
+        int r = fv_mlp_predict(m, ws, xb, batch, out);
+        double t1 = mono_s();
+        if (r != 0)
+            return r;
+        if (i < LAT_WARMUP)
+            continue;
+        t[calls++] = t1 - t0;
+        if (calls >= LAT_MIN_CALLS && t1 - start > LAT_BUDGET_S)
+            break;
+    }
+    qsort(t, calls, sizeof *t, cmp_double);
+    *ret_median_s = calls % 2 ? t[calls / 2] : 0.5 * (t[calls / 2 - 1] + t[calls / 2]);
+    *ret_calls = calls;
+    return 0;
+}
+
+/* x_big: LAT_BIG_BATCH encoded rows. */
+static int measure(const fv_mlp_t *m, const float *x_big, side_t *s)
+{
+    fv_mlp_ws_t *ws = NULL;
+    size_t n_out = fv_mlp_arch(m)->n_out;
+    float *out = malloc(LAT_BIG_BATCH * n_out * sizeof *out);
+    double *t = malloc(LAT_MAX_CALLS * sizeof *t), med;
+    int r = FV_ENOMEM;
+    if (out == NULL || t == NULL || (r = fv_mlp_ws_new(m, LAT_BIG_BATCH, &ws)) != 0)
+        goto out;
+    if ((r = time_predict(m, ws, x_big, LAT_BIG_BATCH, 1, out, t, &med, &s->calls1)) != 0)
+        goto out;
+    s->lat1_us = med * 1e6;
+    if ((r = time_predict(m, ws, x_big, LAT_BIG_BATCH, LAT_BIG_BATCH, out, t, &med,
+                          &s->calls1024)) != 0)
+        goto out;
+    s->lat1024_us = med * 1e6;
+out:
+    fv_mlp_ws_free(ws);
+    free(out);
+    free(t);
+    return r;
+}
+
+static int score_test(const fv_model_t *m, const fv_dataset_t *ds, side_t *s)
+{
+    size_t n_out = fv_mlp_arch(m->mlp)->n_out;
+    float *prob = malloc((ds->n_rows ? ds->n_rows : 1) * n_out * sizeof *prob);
+    int r = FV_ENOMEM;
+    if (prob != NULL && (r = fv_model_predict(m, ds, NULL, ds->n_rows, prob)) == 0) {
+        r = fv_cli_metrics_compute(prob, ds->label, ds->n_rows, n_out, &s->test) == 0 ? 0
+                                                                                      : FV_ENOMEM;
+        s->have_test = r == 0;
+    }
+    free(prob);
+    return r;
+}
+
+static json_t *side_json(const side_t *s)
+{
+    json_t *o = json_object(), *lat = json_object();
+    json_object_set_new(o, "model", json_string(s->arch));
+    json_object_set_new(o, "parameters", json_integer((json_int_t)s->params));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)s->bytes));
+    json_object_set_new(lat, "batch_1_us", json_real(s->lat1_us));
+    json_object_set_new(lat, "batch_1024_us", json_real(s->lat1024_us));
+    json_object_set_new(lat, "batch_1_calls", json_integer((json_int_t)s->calls1));
+    json_object_set_new(lat, "batch_1024_calls", json_integer((json_int_t)s->calls1024));
+    json_object_set_new(o, "latency", lat);
+    if (s->have_test)
+        json_object_set_new(o, "test", fv_cli_metrics_json(&s->test));
+    return o;
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : NAN;
+}
+
+static json_t *build_meta(const distill_args_t *a, const char *data_sha, const char *teacher_sha,
+                          const char *teacher_arch, const char *student_arch, size_t n_rows,
+                          size_t n_fit, size_t n_val, const fv_train_result_t *tr, double train_s)
+{
+    json_t *meta = json_object(), *data = json_object(), *t = json_object(), *dist = json_object();
+    json_object_set_new(meta, "producer", json_string("fedvault " FV_VERSION " (" FV_COMMIT ")"));
+    json_object_set_new(data, "file", json_string(a->data));
+    json_object_set_new(data, "sha256", json_string(data_sha));
+    json_object_set_new(data, "rows", json_integer((json_int_t)n_rows));
+    json_object_set_new(meta, "data", data);
+    json_object_set_new(t, "model", json_string(student_arch));
+    json_object_set_new(t, "optimizer",
+                        json_string(a->cfg.optim.kind == FV_OPT_ADAM ? "adam" : "sgd"));
+    json_object_set_new(t, "lr", json_real(a->cfg.optim.lr));
+    json_object_set_new(t, "weight_decay", json_real(a->cfg.optim.weight_decay));
+    json_object_set_new(t, "batch_size", json_integer((json_int_t)a->cfg.batch_size));
+    json_object_set_new(t, "max_epochs", json_integer((json_int_t)a->cfg.epochs));
+    json_object_set_new(t, "patience", json_integer((json_int_t)a->cfg.patience));
+    json_object_set_new(t, "es_metric",
+                        json_string(a->cfg.es_metric == FV_ES_LOSS ? "loss" : "auc"));
+    json_object_set_new(t, "pos_weight", json_real(a->cfg.pos_weight));
+    json_object_set_new(t, "seed", json_integer((json_int_t)a->cfg.seed));
+    json_object_set_new(t, "threads", json_integer((json_int_t)a->threads));
+    json_object_set_new(t, "val_fraction", json_real(a->val_fraction));
+    json_object_set_new(t, "train_rows", json_integer((json_int_t)n_fit));
+    json_object_set_new(t, "val_rows", json_integer((json_int_t)n_val));
+    json_object_set_new(t, "epochs", json_integer((json_int_t)tr->epochs_run));
+    json_object_set_new(t, "best_epoch", json_integer((json_int_t)tr->best_epoch));
+    json_object_set_new(t, "stopped_early", json_boolean(tr->stopped_early));
+    json_object_set_new(t, "train_seconds", json_real(train_s));
+    json_object_set_new(meta, "training", t);
+    json_object_set_new(dist, "teacher_file", json_string(a->teacher));
+    json_object_set_new(dist, "teacher_sha256", json_string(teacher_sha));
+    json_object_set_new(dist, "teacher_model", json_string(teacher_arch));
+    json_object_set_new(dist, "temperature", json_real(a->dc.temperature));
+    json_object_set_new(dist, "alpha", json_real(a->dc.alpha));
+    json_object_set_new(meta, "distillation", dist);
+    return meta;
+}
+
+static void print_report(const distill_args_t *a, const side_t *t, const side_t *s,
+                         const fv_train_result_t *tr, double train_s)
+{
+    printf("Distilled %s from %s (%s) on %s: %zu epochs (best %zu%s) in %.2f s, "
+           "temperature %g, alpha %g\n",
+           s->arch, t->arch, a->teacher, a->data, tr->epochs_run, tr->best_epoch,
+           tr->stopped_early ? ", stopped early" : "", train_s, a->dc.temperature, a->dc.alpha);
+    printf("                        %14s %14s %10s\n", "teacher", "student", "ratio");
+    printf("  parameters            %14zu %14zu %9.1fx\n", t->params, s->params,
+           ratio((double)t->params, (double)s->params));
+    printf("  bytes (model file)    %14lld %14lld %9.1fx\n", t->bytes, s->bytes,
+           ratio((double)t->bytes, (double)s->bytes));
+    printf("  latency batch 1       %11.2f us %11.2f us %9.1fx\n", t->lat1_us, s->lat1_us,
+           ratio(t->lat1_us, s->lat1_us));
+    printf("  latency batch 1024    %11.2f us %11.2f us %9.1fx\n", t->lat1024_us, s->lat1024_us,
+           ratio(t->lat1024_us, s->lat1024_us));
+    if (t->have_test && s->have_test && t->test.binary) {
+        printf("  test ROC AUC          %14.4f %14.4f %+10.4f\n", t->test.roc_auc, s->test.roc_auc,
+               s->test.roc_auc - t->test.roc_auc);
+        printf("  test PR AUC           %14.4f %14.4f %+10.4f\n", t->test.pr_auc, s->test.pr_auc,
+               s->test.pr_auc - t->test.pr_auc);
+    } else if (t->have_test && s->have_test) {
+        printf("  test accuracy         %14.4f %14.4f %+10.4f\n", t->test.accuracy,
+               s->test.accuracy, s->test.accuracy - t->test.accuracy);
+    }
+    printf("  (latency: median per call of the network on encoded rows, in-process)\n");
+    if (a->out != NULL)
+        printf("Student written to %s\n", a->out);
+}
+
+int fv_cmd_distill(int argc, char **argv)
+{
+    distill_args_t a;
+    fv_diag_t d = {""};
+    int rc = FV_EXIT_FAIL, r;
+    fv_model_t *teacher = NULL, *student = NULL;
+    fv_dataset_t *ds = NULL, *ds_test = NULL;
+    fv_mlp_t *mlp = NULL;
+    fv_mlp_ws_t *ws = NULL;
+    size_t *fit = NULL, *val = NULL, n_fit = 0, n_val = 0;
+    float *x_fit = NULL, *x_val = NULL, *zt = NULL, *x_big = NULL;
+    int32_t *y_fit = NULL, *y_val = NULL;
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    json_t *out = NULL;
+    char *meta_str = NULL;
+    char data_sha[65] = "", teacher_sha[65] = "";
+    side_t ts, ss;
+    memset(&ts, 0, sizeof ts);
+    memset(&ss, 0, sizeof ss);
+
+    r = parse_args(argc, argv, &a);
+    if (r != 0)
+        return r < 0 ? FV_EXIT_OK : r;
+    fv_cli_set_threads(a.threads);
+
+    if ((r = fv_model_load(a.teacher, &teacher, &d)) != 0) {
+        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+    if ((r = fv_dataset_load(a.data, teacher->schema, &ds, &d)) != 0) {
+        fv_cli_error(CMD, "%s (the data must have the teacher's columns)",
+                     d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+    if ((r = fv_cli_file_sha256(a.data, data_sha)) != 0 ||
+        (r = fv_cli_file_sha256(a.teacher, teacher_sha)) != 0) {
+        fv_cli_error(CMD, "cannot fingerprint %s or %s: %s", a.data, a.teacher, strerror(-r));
+        goto out;
+    }
+    double vf = a.cfg.patience > 0 ? a.val_fraction : 0.0;
+    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, vf, a.cfg.seed + 1, &fit, &n_fit, &val,
+                              &n_val)) != 0) {
+        fv_cli_error(CMD, "cannot split %s: %s", a.data, fv_strerror(r));
+        goto out;
+    }
+    if (n_fit == 0) {
+        fv_cli_error(CMD, "%s: no rows left to train on after the validation split", a.data);
+        goto out;
+    }
+
+    const fv_mlp_arch_t *tarch = fv_mlp_arch(teacher->mlp);
+    size_t nf = fv_preproc_n_features(teacher->preproc), n_out = tarch->n_out;
+    fv_mlp_arch_t sarch;
+    if ((r = fv_mlp_parse_arch(a.student, nf, fv_schema_n_classes(teacher->schema), &sarch, &d)) !=
+        0) {
+        rc = fv_cli_usage_error(CMD, "--student: %s", d.msg);
+        goto out;
+    }
+    fv_mlp_arch_string(tarch, ts.arch, sizeof ts.arch);
+    fv_mlp_arch_string(&sarch, ss.arch, sizeof ss.arch);
+
+    x_fit = malloc(n_fit * nf * sizeof *x_fit);
+    y_fit = malloc(n_fit * sizeof *y_fit);
+    x_val = malloc((n_val ? n_val : 1) * nf * sizeof *x_val);
+    y_val = malloc((n_val ? n_val : 1) * sizeof *y_val);
+    zt = malloc(n_fit * n_out * sizeof *zt);
+    x_big = malloc(LAT_BIG_BATCH * nf * sizeof *x_big);
+    if (!x_fit || !y_fit || !x_val || !y_val || !zt || !x_big) {
+        fv_cli_error(CMD, "out of memory for %zu rows x %zu features", ds->n_rows, nf);
+        goto out;
+    }
+    if ((r = fv_preproc_transform(teacher->preproc, ds, fit, n_fit, x_fit)) != 0 ||
+        (r = fv_preproc_transform(teacher->preproc, ds, val, n_val, x_val)) != 0) {
+        fv_cli_error(CMD, "encoding features: %s", fv_strerror(r));
+        goto out;
+    }
+    fv_dataset_labels(ds, fit, n_fit, y_fit);
+    fv_dataset_labels(ds, val, n_val, y_val);
+
+    /* The teacher's logits for every training row, in chunks of LAT_BIG_BATCH. */
+    if ((r = fv_mlp_ws_new(teacher->mlp, LAT_BIG_BATCH, &ws)) != 0) {
+        fv_cli_error(CMD, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_fit && r == 0; i += LAT_BIG_BATCH) {
+        size_t m = n_fit - i < LAT_BIG_BATCH ? n_fit - i : LAT_BIG_BATCH;
+        r = fv_mlp_logits(teacher->mlp, ws, x_fit + i * nf, m, zt + i * n_out);
+    }
+    fv_mlp_ws_free(ws);
+    ws = NULL;
+    if (r != 0) {
+        fv_cli_error(CMD, "scoring the training rows with the teacher: %s", fv_strerror(r));
+        goto out;
+    }
+
+    if ((r = fv_mlp_new(&sarch, &mlp)) != 0) {
+        fv_cli_error(CMD, "creating the student: %s", fv_strerror(r));
+        goto out;
+    }
+    fv_mlp_init(mlp, a.cfg.seed);
+    if (!a.quiet)
+        fprintf(stderr,
+                "fedvault distill: %s, %zu rows (%zu train, %zu validation), %zu features; "
+                "teacher %s (%zu parameters) -> student %s (%zu parameters), T %g, alpha %g\n",
+                a.data, ds->n_rows, n_fit, n_val, nf, ts.arch, fv_mlp_n_params(teacher->mlp),
+                ss.arch, fv_mlp_n_params(mlp), a.dc.temperature, a.dc.alpha);
+    a.cfg.on_epoch = on_epoch;
+    a.cfg.user = &a;
+    fv_train_result_t tr;
+    double t0 = fv_cli_now_s();
+    r = fv_train_distill(mlp, x_fit, y_fit, zt, n_fit, n_val ? x_val : NULL, n_val ? y_val : NULL,
+                         n_val, &a.cfg, &a.dc, &tr, &d);
+    double train_s = fv_cli_now_s() - t0;
+    if (r != 0) {
+        fv_cli_error(CMD, "distillation failed: %s", d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+
+    /* The student: the teacher's schema and preprocessing (a second decode of the
+     * teacher's file gives owned copies) with the new network and metadata. */
+    json_t *meta = build_meta(&a, data_sha, teacher_sha, ts.arch, ss.arch, ds->n_rows, n_fit, n_val,
+                              &tr, train_s);
+    meta_str = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+    json_decref(meta);
+    if (meta_str == NULL) {
+        fv_cli_error(CMD, "out of memory");
+        goto out;
+    }
+    if ((r = fv_model_load(a.teacher, &student, &d)) != 0) {
+        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+    fv_mlp_free(student->mlp);
+    student->mlp = mlp;
+    mlp = NULL;
+    free(student->meta_json);
+    student->meta_json = meta_str;
+    meta_str = NULL;
+    if ((r = fv_model_encode(student, &enc, &enc_len)) != 0) {
+        fv_cli_error(CMD, "encoding the student model: %s", fv_strerror(r));
+        goto out;
+    }
+    if (a.out != NULL && (r = fv_model_save(student, a.out, &d)) != 0) {
+        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+
+    /* The report. */
+    struct stat st;
+    if (stat(a.teacher, &st) != 0) {
+        fv_cli_error(CMD, "%s: cannot stat: %s", a.teacher, strerror(errno));
+        goto out;
+    }
+    ts.params = fv_mlp_n_params(teacher->mlp);
+    ts.bytes = (long long)st.st_size;
+    ss.params = fv_mlp_n_params(student->mlp);
+    ss.bytes = (long long)enc_len;
+    for (size_t i = 0; i < LAT_BIG_BATCH; i++) /* training rows, repeated if fewer */
+        memcpy(x_big + i * nf, x_fit + (i % n_fit) * nf, nf * sizeof *x_big);
+    if ((r = measure(teacher->mlp, x_big, &ts)) != 0 ||
+        (r = measure(student->mlp, x_big, &ss)) != 0) {
+        fv_cli_error(CMD, "timing the models: %s", fv_strerror(r));
+        goto out;
+    }
+    if (a.test != NULL) {
+        if ((r = fv_dataset_load(a.test, teacher->schema, &ds_test, &d)) != 0) {
+            fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+            goto out;
+        }
+        if ((r = score_test(teacher, ds_test, &ts)) != 0 ||
+            (r = score_test(student, ds_test, &ss)) != 0) {
+            fv_cli_error(CMD, "scoring %s: %s", a.test, fv_strerror(r));
+            goto out;
+        }
+    }
+
+    if (a.json) {
+        out = json_object();
+        json_object_set_new(out, "teacher_file", json_string(a.teacher));
+        json_object_set_new(out, "student_file", a.out ? json_string(a.out) : json_null());
+        json_object_set_new(out, "data", json_string(a.data));
+        json_object_set_new(out, "data_sha256", json_string(data_sha));
+        json_object_set_new(out, "test_data", a.test ? json_string(a.test) : json_null());
+        json_object_set_new(out, "temperature", json_real(a.dc.temperature));
+        json_object_set_new(out, "alpha", json_real(a.dc.alpha));
+        json_object_set_new(out, "features", json_integer((json_int_t)nf));
+        json_object_set_new(out, "train_rows", json_integer((json_int_t)n_fit));
+        json_object_set_new(out, "val_rows", json_integer((json_int_t)n_val));
+        json_object_set_new(out, "epochs", json_integer((json_int_t)tr.epochs_run));
+        json_object_set_new(out, "best_epoch", json_integer((json_int_t)tr.best_epoch));
+        json_object_set_new(out, "stopped_early", json_boolean(tr.stopped_early));
+        json_object_set_new(out, "train_seconds", json_real(train_s));
+        json_object_set_new(out, "threads", json_integer((json_int_t)a.threads));
+        json_object_set_new(out, "teacher", side_json(&ts));
+        json_object_set_new(out, "student", side_json(&ss));
+        json_t *c = json_object();
+        json_object_set_new(c, "parameters",
+                            json_real(ratio((double)ts.params, (double)ss.params)));
+        json_object_set_new(c, "bytes", json_real(ratio((double)ts.bytes, (double)ss.bytes)));
+        json_object_set_new(c, "latency_batch_1", json_real(ratio(ts.lat1_us, ss.lat1_us)));
+        json_object_set_new(c, "latency_batch_1024",
+                            json_real(ratio(ts.lat1024_us, ss.lat1024_us)));
+        json_object_set_new(out, "compression", c);
+        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        if (s == NULL) {
+            fv_cli_error(CMD, "out of memory");
+            goto out;
+        }
+        puts(s);
+        free(s);
+    } else {
+        print_report(&a, &ts, &ss, &tr, train_s);
+    }
+    rc = FV_EXIT_OK;
+out:
+    json_decref(out);
+    free(meta_str);
+    free(enc);
+    fv_mlp_ws_free(ws);
+    fv_mlp_free(mlp);
+    fv_dataset_free(ds); /* borrow the teacher's schema: freed before it */
+    fv_dataset_free(ds_test);
+    fv_model_free(student);
+    fv_model_free(teacher);
+    free(fit), free(val);
+    free(x_fit), free(x_val), free(zt), free(x_big);
+    free(y_fit), free(y_val);
+    return rc;
+}
