@@ -1,4 +1,6 @@
-/* cmd_bench.c - `fedvault bench secagg`: one SecAgg round, all parties in this process.
+/* cmd_bench.c - in-process benchmarks: `fedvault bench secagg` and `fedvault bench predict`.
+ *
+ * bench secagg: one SecAgg round, all parties in this process.
  *
  * Runs fv_secagg_sim_run (clients and server as pure state machines, no network), checks
  * the unmasked sum equals the plaintext sum of the survivors' inputs exactly, and reports
@@ -29,11 +31,25 @@
  * step into that client's own (client, phase) slot; the totals are summed afterwards.
  *
  * Exit status 0 only when the sum is exact.
+ *
+ * bench predict: scoring latency and throughput of fv_model_predict, which is exactly what
+ * `fedvault predict` scores with (preprocessing of the decoded cells + the network; the
+ * CSV decoding is not timed: the file is decoded once, with fv_dataset_load, before the
+ * clock starts). Each call scores B rows taken in order from the data, wrapping around at
+ * the end, so consecutive calls see different rows (a ring of row indices of length
+ * n_rows + B is built once; call i passes a window of it). clock_gettime(CLOCK_MONOTONIC)
+ * is read around every call; the per-call times give the median and p90 latency, and
+ * rows/s = B x calls / the sum of the per-call times (the loop's own overhead is not
+ * counted). A few untimed warm-up calls come first (page faults, OpenBLAS start-up).
+ * One OpenBLAS thread unless --threads says otherwise, as in `fedvault predict`, so the
+ * figures compare with a single-threaded runtime. fv_model_predict allocates its scratch
+ * per call; that is part of what `fedvault predict` pays too, so it is timed.
  */
 #include "cli-int.h"
 
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,7 +57,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "fv-config.h"
 #include "fv_crypto.h"
+#include "fv_dataset.h"
+#include "fv_model.h"
 #include "fv_secagg.h"
 
 #define CMD "bench"
@@ -594,13 +613,238 @@ out:
     return rc;
 }
 
+/* ---- bench predict ------------------------------------------------------------------- */
+
+#define PREDICT_MAX_BATCH ((size_t)1 << 20)
+#define PREDICT_MAX_ITERS ((size_t)100000000)
+#define PREDICT_WARMUP 5
+
+static const char predict_usage[] =
+    "Usage: fedvault bench predict --model MODEL --data FILE --batch B\n"
+    "                              [--seconds S | --iters N] [--threads N] [--json]\n"
+    "\n"
+    "Time fv_model_predict -- what 'fedvault predict' scores with: preprocessing and the\n"
+    "network -- on batches of B rows of FILE, over many calls. FILE is decoded once,\n"
+    "before timing; the batches take its rows in order and wrap around. Each call is timed\n"
+    "with the monotonic clock; prints the median and p90 latency per call and rows/s\n"
+    "(B x calls / time spent in the calls). A few untimed warm-up calls come first.\n"
+    "\n"
+    "  --model MODEL       model file written by 'fedvault train' or 'fedvault distill'\n"
+    "  --data FILE         CSV file with the columns of the model's schema and its target\n"
+    "  --batch B           rows per call (1..1048576; more than FILE holds repeats rows)\n"
+    "  --seconds S         keep calling for S seconds of timed calls (default 2)\n"
+    "  --iters N           exactly N timed calls instead\n"
+    "  --threads N         OpenBLAS threads (default 1)\n"
+    "  --json              one JSON object on stdout\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+static const struct option predict_opts[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"data", required_argument, NULL, 'd'},
+    {"batch", required_argument, NULL, 'b'},
+    {"seconds", required_argument, NULL, 'S'},
+    {"iters", required_argument, NULL, 'i'},
+    {"threads", required_argument, NULL, 'T'},
+    {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* q-quantile of sorted v[0..n), n >= 1: the nearest-rank value v[ceil(q n) - 1]. */
+static double quantile(const double *v, size_t n, double q)
+{
+    size_t k = (size_t)ceil(q * (double)n);
+    return v[k == 0 ? 0 : (k > n ? n - 1 : k - 1)];
+}
+
+static int bench_predict(int argc, char **argv)
+{
+    const char *model_path = NULL, *data = NULL;
+    size_t batch = 0, iters = 0, threads = FV_DEFAULT_BLAS_THREADS;
+    double seconds = 2;
+    bool json = false, have_seconds = false;
+    int c, r, rc = FV_EXIT_FAIL;
+    fv_diag_t d = {""};
+    fv_model_t *model = NULL;
+    fv_dataset_t *ds = NULL;
+    size_t *ring = NULL;
+    float *prob = NULL;
+    double *lat = NULL;
+    size_t n_lat = 0, cap = 0;
+    json_t *out = NULL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", predict_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(predict_usage, stdout);
+            return FV_EXIT_OK;
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'b':
+            if (!fv_cli_parse_size(CMD, "--batch", optarg, 1, PREDICT_MAX_BATCH, &batch))
+                return FV_EXIT_USAGE;
+            break;
+        case 'S':
+            if (!fv_cli_parse_double(CMD, "--seconds", optarg, 0.001, 86400, &seconds))
+                return FV_EXIT_USAGE;
+            have_seconds = true;
+            break;
+        case 'i':
+            if (!fv_cli_parse_size(CMD, "--iters", optarg, 1, PREDICT_MAX_ITERS, &iters))
+                return FV_EXIT_USAGE;
+            break;
+        case 'T':
+            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
+                return FV_EXIT_USAGE;
+            break;
+        case 'j':
+            json = true;
+            break;
+        default:
+            fprintf(stderr, "Try 'fedvault %s predict --help'.\n", CMD);
+            return FV_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    if (model_path == NULL || data == NULL || batch == 0)
+        return fv_cli_usage_error(CMD, "--model MODEL, --data FILE and --batch B are required");
+    if (have_seconds && iters > 0)
+        return fv_cli_usage_error(CMD, "--seconds and --iters exclude each other");
+    fv_cli_set_threads(threads);
+
+    if ((r = fv_model_load(model_path, &model, &d)) != 0 ||
+        (r = fv_dataset_load(data, model->schema, &ds, &d)) != 0) {
+        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        goto out;
+    }
+    size_t n_rows = ds->n_rows, n_out = fv_mlp_arch(model->mlp)->n_out;
+    /* batch <= 2^20, n_rows < 2^32 (line numbers are u32), n_out <= FV_MLP_MAX_WIDTH */
+    ring = malloc((n_rows + batch) * sizeof *ring);
+    prob = malloc(batch * n_out * sizeof *prob);
+    cap = iters > 0 ? iters : 4096;
+    lat = malloc(cap * sizeof *lat);
+    if (ring == NULL || prob == NULL || lat == NULL)
+        goto oom;
+    for (size_t i = 0; i < n_rows + batch; i++)
+        ring[i] = i % n_rows;
+
+    fprintf(stderr, "fedvault bench: predict %s, %zu rows of %s, batch %zu, %zu thread%s\n",
+            model_path, n_rows, data, batch, threads, threads == 1 ? "" : "s");
+    size_t at = 0;
+    for (int w = 0; w < PREDICT_WARMUP; w++) {
+        if ((r = fv_model_predict(model, ds, ring + at, batch, prob)) != 0)
+            goto fail;
+        at = (at + batch) % n_rows;
+    }
+    double busy_s = 0, wall0 = fv_cli_now_s();
+    for (;;) {
+        if (iters > 0 ? n_lat == iters : busy_s >= seconds || n_lat == PREDICT_MAX_ITERS)
+            break;
+        if (n_lat == cap) {
+            double *g = realloc(lat, 2 * cap * sizeof *lat);
+            if (g == NULL)
+                goto oom;
+            lat = g;
+            cap *= 2;
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = fv_model_predict(model, ds, ring + at, batch, prob);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r != 0)
+            goto fail;
+        double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        lat[n_lat++] = dt;
+        busy_s += dt;
+        at = (at + batch) % n_rows;
+    }
+    double wall_s = fv_cli_now_s() - wall0;
+    qsort(lat, n_lat, sizeof *lat, cmp_double);
+    double med = quantile(lat, n_lat, 0.5), p90 = quantile(lat, n_lat, 0.9);
+    double rows_per_s = (double)batch * (double)n_lat / busy_s;
+    const fv_mlp_arch_t *a = fv_mlp_arch(model->mlp);
+
+    if (json) {
+        out = json_object();
+        json_object_set_new(out, "runtime", json_string("fedvault"));
+        json_object_set_new(out, "model", json_string(model_path));
+        json_object_set_new(out, "features", json_integer((json_int_t)a->n_in));
+        json_object_set_new(out, "outputs", json_integer((json_int_t)a->n_out));
+        json_object_set_new(out, "data_rows", json_integer((json_int_t)n_rows));
+        json_object_set_new(out, "batch", json_integer((json_int_t)batch));
+        json_object_set_new(out, "threads", json_integer((json_int_t)threads));
+        json_object_set_new(out, "calls", json_integer((json_int_t)n_lat));
+        json_object_set_new(out, "median_s", json_real(med));
+        json_object_set_new(out, "p90_s", json_real(p90));
+        json_object_set_new(out, "min_s", json_real(lat[0]));
+        json_object_set_new(out, "mean_s", json_real(busy_s / (double)n_lat));
+        json_object_set_new(out, "busy_s", json_real(busy_s));
+        json_object_set_new(out, "wall_s", json_real(wall_s));
+        json_object_set_new(out, "rows_per_s", json_real(rows_per_s));
+        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        if (s == NULL)
+            goto oom;
+        puts(s);
+        free(s);
+    } else {
+        printf("predict: %s (%zu features, %zu output%s), batch %zu, %zu thread%s\n", model_path,
+               a->n_in, a->n_out, a->n_out == 1 ? "" : "s", batch, threads,
+               threads == 1 ? "" : "s");
+        printf("%zu calls in %.3f s: median %.3f us, p90 %.3f us, min %.3f us per call; "
+               "%.0f rows/s\n",
+               n_lat, busy_s, med * 1e6, p90 * 1e6, lat[0] * 1e6, rows_per_s);
+    }
+    rc = FV_EXIT_OK;
+    goto out;
+fail:
+    fv_cli_error(CMD, "%s: scoring %zu rows of %s failed: %s", model_path, batch, data,
+                 fv_strerror(r));
+    goto out;
+oom:
+    fv_cli_error(CMD, "out of memory");
+out:
+    json_decref(out);
+    free(lat);
+    free(prob);
+    free(ring);
+    fv_dataset_free(ds);
+    fv_model_free(model);
+    return rc;
+}
+
+static const char bench_usage[] =
+    "Usage: fedvault bench secagg ...   one secure-aggregation round, in process\n"
+    "       fedvault bench predict ...  scoring latency and throughput of a model\n"
+    "\n"
+    "'fedvault bench NAME --help' describes each.\n";
+
 int fv_cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "secagg") == 0)
         return bench_secagg(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "predict") == 0)
+        return bench_predict(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(bench_usage, stdout);
+        fputc('\n', stdout);
         fputs(usage, stdout);
+        fputc('\n', stdout);
+        fputs(predict_usage, stdout);
         return FV_EXIT_OK;
     }
-    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg");
+    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg or predict");
 }

@@ -26,7 +26,7 @@ static const char usage[] =
     "  predict   score CSV rows with a saved model, with per-row reason codes\n"
     "  schema    infer the dataset schema a federation shares (schema infer ...)\n"
     "  split     split a CSV file into stratified train and test files\n"
-    "  bench     run a benchmark in-process (bench secagg ...)\n"
+    "  bench     run a benchmark in-process (bench secagg|predict ...)\n"
     "  provision create a federation's CA and startup kits (add-agent, revoke ...)\n"
     "  audit     verify, show or export a signed audit log (audit verify ...)\n"
     "  version   print the version\n"

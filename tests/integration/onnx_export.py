@@ -39,7 +39,7 @@ def node_dir():
     d = os.environ.get("FV_NODE_DIR") or os.path.join(build, "onnx-node")
     os.makedirs(d, exist_ok=True)
     fresh = False
-    for name in ("package.json", "package-lock.json", ".npmrc", "score.js"):
+    for name in ("package.json", "package-lock.json", ".npmrc", "score.js", "inputs.js"):
         src, dst = os.path.join(ONNX_SRC, name), os.path.join(d, name)
         with open(src, "rb") as f:
             data = f.read()
@@ -50,7 +50,7 @@ def node_dir():
         if old != data:
             with open(dst, "wb") as f:
                 f.write(data)
-            fresh = fresh or name != "score.js"
+            fresh = fresh or name not in ("score.js", "inputs.js")
     binding = os.path.join(d, "node_modules", "onnxruntime-node", "package.json")
     if fresh or not os.path.exists(binding):
         npm = shutil.which("npm")
