@@ -7,8 +7,10 @@
 #      sanitizers,
 #   3. runs every suite under valgrind (leaks are errors): unit and fuzz-regress through
 #      meson's valgrind setup, integration with valgrind wrapping each fedvault process
-#      (except the 'heavy' federation tests, tens of minutes of training there; the
-#      federation's code paths still run under valgrind in fed-exact and agent-cli),
+#      (except the 'heavy' tests: long federations, coordinator crashes, distillation and
+#      the ONNX Runtime comparison, tens of minutes of training there; the federation's
+#      code paths still run under valgrind in fed-exact, agent-cli, agent-audit and
+#      admin-cli, the models' in test_onnx, test_explain and predict-cli),
 # and ends with one line "N passed, N failed" counted from meson's test logs.
 # Exit status is non-zero if anything failed.
 set -uo pipefail
@@ -53,7 +55,7 @@ run_suite build-release --suite unit
 # bound here (under ASan it only prints it).
 run_suite build-release integration/net-bigvec
 
-run_suite build-release --suite unit --suite fuzz-regress --setup valgrind
+run_suite build-release --suite unit --suite fuzz-regress --no-suite heavy --setup valgrind
 # The integration scripts are Python; valgrind wraps each fedvault process they start.
 # Exit code 99 marks a valgrind error, so it cannot pass for an expected exit 1.
 FV_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
