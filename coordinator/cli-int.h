@@ -16,8 +16,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include <jansson.h>
+
+#include "fv_dataset.h"
+#include "fv_model.h"
 #include "fv_schema.h"
+#include "fv_train.h"
 
 #define FV_EXIT_OK 0
 #define FV_EXIT_FAIL 1
@@ -82,5 +88,96 @@ int fv_cli_infer_schema(const char *cmd, const char *data, const char *target,
 
 /* OpenBLAS threads: --threads value or the build default. */
 void fv_cli_set_threads(size_t n);
+
+/* Writes one CSV field to f, RFC 4180 quoted ("" for a quote) when it holds a comma,
+ * quote, CR or LF, else as is. */
+void fv_cli_put_csv_field(FILE *f, const char *s);
+
+/* Prints one JSON result object to stdout (indented, 10 significant digits), as
+ * every --json does; 0, or -1 with the error printed when out of memory. */
+int fv_cli_print_json(const char *cmd, const json_t *out);
+
+/* Prints a library failure as "fedvault <cmd>: error: <d->msg>", or fv_strerror(r) when
+ * the library left no diagnostic. */
+void fv_cli_diag_error(const char *cmd, const fv_diag_t *d, int r);
+
+/* Loading, with the error printed (fv_cli_diag_error) and -1 returned on failure; the
+ * ret_* pointer is written only on success, and the caller frees what it gets.
+ * fv_cli_load_dataset decodes `data` against `schema` (borrowed by the dataset: free the
+ * dataset first); `hint`, when not NULL, is appended to its error (" (...)").
+ * fv_cli_load_model_data does both for the commands that score a CSV with a model's
+ * schema: on failure neither *ret_model nor *ret_ds is written and nothing is kept. */
+int fv_cli_load_model(const char *cmd, const char *path, fv_model_t **ret);
+int fv_cli_load_dataset(const char *cmd, const char *data, const fv_schema_t *schema,
+                        const char *hint, fv_dataset_t **ret);
+int fv_cli_load_model_data(const char *cmd, const char *model_path, const char *data,
+                           const char *hint, fv_model_t **ret_model, fv_dataset_t **ret_ds);
+
+/* The training options `train` and `distill` both take (--val-fraction, --epochs,
+ * --batch-size, --optimizer, --lr, --momentum, --weight-decay, --patience, --es-metric,
+ * --pos-weight, --seed, --threads), parsed the same way with the same ranges into one
+ * struct. Each command keeps its own getopt_long table (the order of its entries shows
+ * in glibc's "ambiguous option" message) and puts these entries in it with the option
+ * values below: {"val-fraction", ...FV_CLI_OPT_VAL_FRACTION} and FV_CLI_TRAIN_LONG_OPTS
+ * (--epochs .. --threads, in that order). */
+enum {
+    FV_CLI_OPT_VAL_FRACTION = 0x1000,
+    FV_CLI_OPT_EPOCHS,
+    FV_CLI_OPT_BATCH_SIZE,
+    FV_CLI_OPT_OPTIMIZER,
+    FV_CLI_OPT_LR,
+    FV_CLI_OPT_MOMENTUM,
+    FV_CLI_OPT_WEIGHT_DECAY,
+    FV_CLI_OPT_PATIENCE,
+    FV_CLI_OPT_ES_METRIC,
+    FV_CLI_OPT_POS_WEIGHT,
+    FV_CLI_OPT_SEED,
+    FV_CLI_OPT_THREADS,
+};
+
+/* clang-format off */
+#define FV_CLI_TRAIN_LONG_OPTS                                                   \
+    {"epochs", required_argument, NULL, FV_CLI_OPT_EPOCHS},                      \
+    {"batch-size", required_argument, NULL, FV_CLI_OPT_BATCH_SIZE},              \
+    {"optimizer", required_argument, NULL, FV_CLI_OPT_OPTIMIZER},                \
+    {"lr", required_argument, NULL, FV_CLI_OPT_LR},                              \
+    {"momentum", required_argument, NULL, FV_CLI_OPT_MOMENTUM},                  \
+    {"weight-decay", required_argument, NULL, FV_CLI_OPT_WEIGHT_DECAY},          \
+    {"patience", required_argument, NULL, FV_CLI_OPT_PATIENCE},                  \
+    {"es-metric", required_argument, NULL, FV_CLI_OPT_ES_METRIC},                \
+    {"pos-weight", required_argument, NULL, FV_CLI_OPT_POS_WEIGHT},              \
+    {"seed", required_argument, NULL, FV_CLI_OPT_SEED},                          \
+    {"threads", required_argument, NULL, FV_CLI_OPT_THREADS}
+/* clang-format on */
+
+typedef struct fv_cli_train_opts {
+    fv_train_cfg_t cfg;  /* fv_train_cfg_default, then the options */
+    double val_fraction; /* default 0.1 */
+    size_t threads;      /* default FV_DEFAULT_BLAS_THREADS */
+    bool lr_set;         /* --lr given: keep it even with --optimizer sgd */
+} fv_cli_train_opts_t;
+
+/* The defaults above. */
+void fv_cli_train_opts_init(fv_cli_train_opts_t *o);
+/* The `default:` of a command's getopt_long switch: option value c with argument arg
+ * parsed into *o (0), or FV_EXIT_USAGE with the usage error printed, for a bad value or
+ * for a c that is none of the training options (getopt_long's '?', whose message it has
+ * printed: the "Try 'fedvault <cmd> --help'." hint follows it). */
+int fv_cli_train_opts_parse(const char *cmd, int c, const char *arg, fv_cli_train_opts_t *o);
+/* After the last option: the SGD learning-rate default (0.01) unless --lr was given. */
+void fv_cli_train_opts_finish(fv_cli_train_opts_t *o);
+/* Splits off the validation rows from rows[0..n_rows) (NULL: every row of ds) for early
+ * stopping: --val-fraction when --patience > 0, else none, seeded with --seed + 1. Prints
+ * the error and returns -1 on failure, or when no training rows are left ("after
+ * <after>", e.g. "the validation split"); the ret_* are written only on success and the
+ * caller frees *ret_fit and *ret_val. */
+int fv_cli_train_split_val(const char *cmd, const fv_dataset_t *ds, const size_t *rows,
+                           size_t n_rows, const fv_cli_train_opts_t *o, const char *data,
+                           const char *after, size_t **ret_fit, size_t *ret_n_fit, size_t **ret_val,
+                           size_t *ret_n_val);
+/* The "training" record of a model's metadata that train and distill share (arch, the
+ * options, rows per split, the run's outcome), added to t (borrowed). */
+void fv_cli_train_meta_set(json_t *t, const fv_cli_train_opts_t *o, const char *arch, size_t n_fit,
+                           size_t n_val, const fv_train_result_t *tr, double train_s);
 
 #endif

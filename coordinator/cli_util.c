@@ -1,5 +1,6 @@
 /* cli_util.c - helpers shared by the fedvault subcommands: errors, strict option
- * parsing, list splitting, a monotonic clock and file fingerprints.
+ * parsing, list splitting, a monotonic clock, file fingerprints, loading a model and
+ * its CSV, and the training options (and their metadata record) of train and distill.
  *
  * Only the CLI prints; the libraries under it return codes and diagnostics.
  */
@@ -19,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "fv-config.h"
 #include "fv_blas.h"
 
 void fv_cli_error(const char *cmd, const char *fmt, ...)
@@ -224,4 +226,211 @@ int fv_cli_option_misplaced(const char *cmd, int c, const struct option *opts)
         if (o->val == c)
             return fv_cli_usage_error(cmd, "--%s does not apply here", o->name);
     return fv_cli_usage_error(cmd, "unknown option");
+}
+
+void fv_cli_put_csv_field(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int fv_cli_print_json(const char *cmd, const json_t *out)
+{
+    char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    if (s == NULL) {
+        fv_cli_error(cmd, "out of memory");
+        return -1;
+    }
+    puts(s);
+    free(s);
+    return 0;
+}
+
+void fv_cli_diag_error(const char *cmd, const fv_diag_t *d, int r)
+{
+    fv_cli_error(cmd, "%s", d->msg[0] ? d->msg : fv_strerror(r));
+}
+
+int fv_cli_load_model(const char *cmd, const char *path, fv_model_t **ret)
+{
+    fv_diag_t d = {""};
+    int r = fv_model_load(path, ret, &d);
+    if (r != 0) {
+        fv_cli_diag_error(cmd, &d, r);
+        return -1;
+    }
+    return 0;
+}
+
+int fv_cli_load_dataset(const char *cmd, const char *data, const fv_schema_t *schema,
+                        const char *hint, fv_dataset_t **ret)
+{
+    fv_diag_t d = {""};
+    int r = fv_dataset_load(data, schema, ret, &d);
+    if (r != 0) {
+        if (hint != NULL)
+            fv_cli_error(cmd, "%s (%s)", d.msg[0] ? d.msg : fv_strerror(r), hint);
+        else
+            fv_cli_diag_error(cmd, &d, r);
+        return -1;
+    }
+    return 0;
+}
+
+int fv_cli_load_model_data(const char *cmd, const char *model_path, const char *data,
+                           const char *hint, fv_model_t **ret_model, fv_dataset_t **ret_ds)
+{
+    fv_model_t *model = NULL;
+    if (fv_cli_load_model(cmd, model_path, &model) != 0)
+        return -1;
+    if (fv_cli_load_dataset(cmd, data, model->schema, hint, ret_ds) != 0) {
+        fv_model_free(model);
+        return -1;
+    }
+    *ret_model = model;
+    return 0;
+}
+
+void fv_cli_train_opts_init(fv_cli_train_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    fv_train_cfg_default(&o->cfg);
+    o->val_fraction = 0.1;
+    o->threads = FV_DEFAULT_BLAS_THREADS;
+}
+
+int fv_cli_train_opts_parse(const char *cmd, int c, const char *arg, fv_cli_train_opts_t *o)
+{
+    double v;
+    uint64_t u;
+    switch (c) {
+    case FV_CLI_OPT_VAL_FRACTION:
+        if (!fv_cli_parse_double(cmd, "--val-fraction", arg, 0, 0.9, &o->val_fraction))
+            return FV_EXIT_USAGE;
+        return 0;
+    case FV_CLI_OPT_EPOCHS:
+        if (!fv_cli_parse_size(cmd, "--epochs", arg, 1, 1000000, &o->cfg.epochs))
+            return FV_EXIT_USAGE;
+        return 0;
+    case FV_CLI_OPT_BATCH_SIZE:
+        if (!fv_cli_parse_size(cmd, "--batch-size", arg, 1, 1 << 20, &o->cfg.batch_size))
+            return FV_EXIT_USAGE;
+        return 0;
+    case FV_CLI_OPT_OPTIMIZER:
+        if (strcmp(arg, "adam") == 0)
+            o->cfg.optim.kind = FV_OPT_ADAM;
+        else if (strcmp(arg, "sgd") == 0)
+            o->cfg.optim.kind = FV_OPT_SGD;
+        else
+            return fv_cli_usage_error(cmd, "--optimizer: expected 'adam' or 'sgd', got '%s'", arg);
+        return 0;
+    case FV_CLI_OPT_LR:
+        if (!fv_cli_parse_double(cmd, "--lr", arg, 1e-12, 10, &v))
+            return FV_EXIT_USAGE;
+        o->cfg.optim.lr = (float)v;
+        o->lr_set = true;
+        return 0;
+    case FV_CLI_OPT_MOMENTUM:
+        if (!fv_cli_parse_double(cmd, "--momentum", arg, 0, 0.999999, &v))
+            return FV_EXIT_USAGE;
+        o->cfg.optim.momentum = (float)v;
+        return 0;
+    case FV_CLI_OPT_WEIGHT_DECAY:
+        if (!fv_cli_parse_double(cmd, "--weight-decay", arg, 0, 1e6, &v))
+            return FV_EXIT_USAGE;
+        o->cfg.optim.weight_decay = (float)v;
+        return 0;
+    case FV_CLI_OPT_PATIENCE:
+        if (!fv_cli_parse_size(cmd, "--patience", arg, 0, 1000000, &o->cfg.patience))
+            return FV_EXIT_USAGE;
+        return 0;
+    case FV_CLI_OPT_ES_METRIC:
+        if (strcmp(arg, "loss") == 0)
+            o->cfg.es_metric = FV_ES_LOSS;
+        else if (strcmp(arg, "auc") == 0)
+            o->cfg.es_metric = FV_ES_ROC_AUC;
+        else
+            return fv_cli_usage_error(cmd, "--es-metric: expected 'loss' or 'auc', got '%s'", arg);
+        return 0;
+    case FV_CLI_OPT_POS_WEIGHT:
+        if (!fv_cli_parse_double(cmd, "--pos-weight", arg, 1e-6, 1e6, &v))
+            return FV_EXIT_USAGE;
+        o->cfg.pos_weight = (float)v;
+        return 0;
+    case FV_CLI_OPT_SEED:
+        if (!fv_cli_parse_u64(cmd, "--seed", arg, &u))
+            return FV_EXIT_USAGE;
+        o->cfg.seed = u;
+        return 0;
+    case FV_CLI_OPT_THREADS:
+        if (!fv_cli_parse_size(cmd, "--threads", arg, 1, 256, &o->threads))
+            return FV_EXIT_USAGE;
+        return 0;
+    default:
+        fprintf(stderr, "Try 'fedvault %s --help'.\n", cmd);
+        return FV_EXIT_USAGE;
+    }
+}
+
+void fv_cli_train_opts_finish(fv_cli_train_opts_t *o)
+{
+    if (!o->lr_set && o->cfg.optim.kind == FV_OPT_SGD)
+        o->cfg.optim.lr = 0.01f;
+}
+
+int fv_cli_train_split_val(const char *cmd, const fv_dataset_t *ds, const size_t *rows,
+                           size_t n_rows, const fv_cli_train_opts_t *o, const char *data,
+                           const char *after, size_t **ret_fit, size_t *ret_n_fit, size_t **ret_val,
+                           size_t *ret_n_val)
+{
+    size_t *fit = NULL, *val = NULL, n_fit = 0, n_val = 0;
+    double vf = o->cfg.patience > 0 ? o->val_fraction : 0.0;
+    int r = fv_dataset_split(ds, rows, n_rows, vf, o->cfg.seed + 1, &fit, &n_fit, &val, &n_val);
+    if (r != 0) {
+        fv_cli_error(cmd, "cannot split %s: %s", data, fv_strerror(r));
+        return -1;
+    }
+    if (n_fit == 0) {
+        fv_cli_error(cmd, "%s: no rows left to train on after %s", data, after);
+        free(fit);
+        free(val);
+        return -1;
+    }
+    *ret_fit = fit, *ret_n_fit = n_fit;
+    *ret_val = val, *ret_n_val = n_val;
+    return 0;
+}
+
+void fv_cli_train_meta_set(json_t *t, const fv_cli_train_opts_t *o, const char *arch, size_t n_fit,
+                           size_t n_val, const fv_train_result_t *tr, double train_s)
+{
+    const fv_train_cfg_t *cfg = &o->cfg;
+    json_object_set_new(t, "model", json_string(arch));
+    json_object_set_new(t, "optimizer",
+                        json_string(cfg->optim.kind == FV_OPT_ADAM ? "adam" : "sgd"));
+    json_object_set_new(t, "lr", json_real(cfg->optim.lr));
+    json_object_set_new(t, "weight_decay", json_real(cfg->optim.weight_decay));
+    json_object_set_new(t, "batch_size", json_integer((json_int_t)cfg->batch_size));
+    json_object_set_new(t, "max_epochs", json_integer((json_int_t)cfg->epochs));
+    json_object_set_new(t, "patience", json_integer((json_int_t)cfg->patience));
+    json_object_set_new(t, "es_metric", json_string(cfg->es_metric == FV_ES_LOSS ? "loss" : "auc"));
+    json_object_set_new(t, "pos_weight", json_real(cfg->pos_weight));
+    json_object_set_new(t, "seed", json_integer((json_int_t)cfg->seed));
+    json_object_set_new(t, "threads", json_integer((json_int_t)o->threads));
+    json_object_set_new(t, "val_fraction", json_real(o->val_fraction));
+    json_object_set_new(t, "train_rows", json_integer((json_int_t)n_fit));
+    json_object_set_new(t, "val_rows", json_integer((json_int_t)n_val));
+    json_object_set_new(t, "epochs", json_integer((json_int_t)tr->epochs_run));
+    json_object_set_new(t, "best_epoch", json_integer((json_int_t)tr->best_epoch));
+    json_object_set_new(t, "stopped_early", json_boolean(tr->stopped_early));
+    json_object_set_new(t, "train_seconds", json_real(train_s));
 }

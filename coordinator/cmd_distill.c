@@ -32,7 +32,6 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -82,6 +81,8 @@ static const char usage[] =
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
+/* The training options (--val-fraction, --epochs .. --threads) are cli_util.c's, shared
+ * with train; FV_CLI_OPT_* values are well above these. */
 enum {
     OPT_TEACHER = 256,
     OPT_DATA,
@@ -90,18 +91,6 @@ enum {
     OPT_ALPHA,
     OPT_OUT,
     OPT_TEST,
-    OPT_VAL_FRACTION,
-    OPT_EPOCHS,
-    OPT_BATCH_SIZE,
-    OPT_OPTIMIZER,
-    OPT_LR,
-    OPT_MOMENTUM,
-    OPT_WEIGHT_DECAY,
-    OPT_PATIENCE,
-    OPT_ES_METRIC,
-    OPT_POS_WEIGHT,
-    OPT_SEED,
-    OPT_THREADS,
     OPT_JSON,
     OPT_QUIET,
 };
@@ -114,18 +103,8 @@ static const struct option long_opts[] = {
     {"alpha", required_argument, NULL, OPT_ALPHA},
     {"out", required_argument, NULL, OPT_OUT},
     {"test", required_argument, NULL, OPT_TEST},
-    {"val-fraction", required_argument, NULL, OPT_VAL_FRACTION},
-    {"epochs", required_argument, NULL, OPT_EPOCHS},
-    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
-    {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
-    {"lr", required_argument, NULL, OPT_LR},
-    {"momentum", required_argument, NULL, OPT_MOMENTUM},
-    {"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY},
-    {"patience", required_argument, NULL, OPT_PATIENCE},
-    {"es-metric", required_argument, NULL, OPT_ES_METRIC},
-    {"pos-weight", required_argument, NULL, OPT_POS_WEIGHT},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"threads", required_argument, NULL, OPT_THREADS},
+    {"val-fraction", required_argument, NULL, FV_CLI_OPT_VAL_FRACTION},
+    FV_CLI_TRAIN_LONG_OPTS,
     {"json", no_argument, NULL, OPT_JSON},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, 'h'},
@@ -134,18 +113,16 @@ static const struct option long_opts[] = {
 
 typedef struct distill_args {
     const char *teacher, *data, *student, *out, *test;
-    double val_fraction;
-    fv_train_cfg_t cfg;
+    fv_cli_train_opts_t t; /* the training options, shared with train */
     fv_distill_cfg_t dc;
-    bool lr_set, json, quiet;
-    size_t threads;
+    bool json, quiet;
 } distill_args_t;
 
 static int on_epoch(void *user, const fv_epoch_report_t *r)
 {
     const distill_args_t *a = user;
     if (!a->quiet) {
-        fprintf(stderr, "epoch %3zu/%zu  distill_loss %.5f", r->epoch, a->cfg.epochs,
+        fprintf(stderr, "epoch %3zu/%zu  distill_loss %.5f", r->epoch, a->t.cfg.epochs,
                 r->train_loss);
         if (!isnan(r->val_loss))
             fprintf(stderr, "  val_loss %.5f", r->val_loss);
@@ -158,15 +135,11 @@ static int on_epoch(void *user, const fv_epoch_report_t *r)
 
 static int parse_args(int argc, char **argv, distill_args_t *a)
 {
-    int c;
-    double v;
-    uint64_t u;
+    int c, r;
     memset(a, 0, sizeof *a);
-    fv_train_cfg_default(&a->cfg);
+    fv_cli_train_opts_init(&a->t);
     fv_distill_cfg_default(&a->dc);
     a->student = "logreg";
-    a->val_fraction = 0.1;
-    a->threads = FV_DEFAULT_BLAS_THREADS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
@@ -202,73 +175,10 @@ static int parse_args(int argc, char **argv, distill_args_t *a)
             if (!fv_cli_parse_double(CMD, "--alpha", optarg, 0, 1, &a->dc.alpha))
                 return FV_EXIT_USAGE;
             break;
-        case OPT_VAL_FRACTION:
-            if (!fv_cli_parse_double(CMD, "--val-fraction", optarg, 0, 0.9, &a->val_fraction))
-                return FV_EXIT_USAGE;
+        default: /* the training options, or getopt's '?' */
+            if ((r = fv_cli_train_opts_parse(CMD, c, optarg, &a->t)) != 0)
+                return r;
             break;
-        case OPT_EPOCHS:
-            if (!fv_cli_parse_size(CMD, "--epochs", optarg, 1, 1000000, &a->cfg.epochs))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_BATCH_SIZE:
-            if (!fv_cli_parse_size(CMD, "--batch-size", optarg, 1, 1 << 20, &a->cfg.batch_size))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_OPTIMIZER:
-            if (strcmp(optarg, "adam") == 0)
-                a->cfg.optim.kind = FV_OPT_ADAM;
-            else if (strcmp(optarg, "sgd") == 0)
-                a->cfg.optim.kind = FV_OPT_SGD;
-            else
-                return fv_cli_usage_error(CMD, "--optimizer: expected 'adam' or 'sgd', got '%s'",
-                                          optarg);
-            break;
-        case OPT_LR:
-            if (!fv_cli_parse_double(CMD, "--lr", optarg, 1e-12, 10, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.lr = (float)v;
-            a->lr_set = true;
-            break;
-        case OPT_MOMENTUM:
-            if (!fv_cli_parse_double(CMD, "--momentum", optarg, 0, 0.999999, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.momentum = (float)v;
-            break;
-        case OPT_WEIGHT_DECAY:
-            if (!fv_cli_parse_double(CMD, "--weight-decay", optarg, 0, 1e6, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.weight_decay = (float)v;
-            break;
-        case OPT_PATIENCE:
-            if (!fv_cli_parse_size(CMD, "--patience", optarg, 0, 1000000, &a->cfg.patience))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_ES_METRIC:
-            if (strcmp(optarg, "loss") == 0)
-                a->cfg.es_metric = FV_ES_LOSS;
-            else if (strcmp(optarg, "auc") == 0)
-                a->cfg.es_metric = FV_ES_ROC_AUC;
-            else
-                return fv_cli_usage_error(CMD, "--es-metric: expected 'loss' or 'auc', got '%s'",
-                                          optarg);
-            break;
-        case OPT_POS_WEIGHT:
-            if (!fv_cli_parse_double(CMD, "--pos-weight", optarg, 1e-6, 1e6, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.pos_weight = (float)v;
-            break;
-        case OPT_SEED:
-            if (!fv_cli_parse_u64(CMD, "--seed", optarg, &u))
-                return FV_EXIT_USAGE;
-            a->cfg.seed = u;
-            break;
-        case OPT_THREADS:
-            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &a->threads))
-                return FV_EXIT_USAGE;
-            break;
-        default:
-            fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
-            return FV_EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -277,8 +187,7 @@ static int parse_args(int argc, char **argv, distill_args_t *a)
         return fv_cli_usage_error(CMD, "--teacher MODEL is required");
     if (a->data == NULL)
         return fv_cli_usage_error(CMD, "--data FILE is required");
-    if (!a->lr_set && a->cfg.optim.kind == FV_OPT_SGD)
-        a->cfg.optim.lr = 0.01f;
+    fv_cli_train_opts_finish(&a->t);
     return 0;
 }
 
@@ -294,13 +203,6 @@ typedef struct side {
     fv_cli_metrics_t test;
 } side_t;
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -314,13 +216,13 @@ static int time_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size
                         size_t *ret_calls)
 {
     size_t nf = fv_mlp_arch(m)->n_in, calls = 0, row = 0;
-    double start = mono_s();
+    double start = fv_cli_now_s();
     for (size_t i = 0; i < LAT_WARMUP + LAT_MAX_CALLS; i++) {
         const float *xb = x + row * nf;
         row = batch == 1 ? (row + 1) % n_rows : 0;
-        double t0 = mono_s();
+        double t0 = fv_cli_now_s();
         int r = fv_mlp_predict(m, ws, xb, batch, out);
-        double t1 = mono_s();
+        double t1 = fv_cli_now_s();
         if (r != 0)
             return r;
         if (i < LAT_WARMUP)
@@ -404,26 +306,7 @@ static json_t *build_meta(const distill_args_t *a, const char *data_sha, const c
     json_object_set_new(data, "sha256", json_string(data_sha));
     json_object_set_new(data, "rows", json_integer((json_int_t)n_rows));
     json_object_set_new(meta, "data", data);
-    json_object_set_new(t, "model", json_string(student_arch));
-    json_object_set_new(t, "optimizer",
-                        json_string(a->cfg.optim.kind == FV_OPT_ADAM ? "adam" : "sgd"));
-    json_object_set_new(t, "lr", json_real(a->cfg.optim.lr));
-    json_object_set_new(t, "weight_decay", json_real(a->cfg.optim.weight_decay));
-    json_object_set_new(t, "batch_size", json_integer((json_int_t)a->cfg.batch_size));
-    json_object_set_new(t, "max_epochs", json_integer((json_int_t)a->cfg.epochs));
-    json_object_set_new(t, "patience", json_integer((json_int_t)a->cfg.patience));
-    json_object_set_new(t, "es_metric",
-                        json_string(a->cfg.es_metric == FV_ES_LOSS ? "loss" : "auc"));
-    json_object_set_new(t, "pos_weight", json_real(a->cfg.pos_weight));
-    json_object_set_new(t, "seed", json_integer((json_int_t)a->cfg.seed));
-    json_object_set_new(t, "threads", json_integer((json_int_t)a->threads));
-    json_object_set_new(t, "val_fraction", json_real(a->val_fraction));
-    json_object_set_new(t, "train_rows", json_integer((json_int_t)n_fit));
-    json_object_set_new(t, "val_rows", json_integer((json_int_t)n_val));
-    json_object_set_new(t, "epochs", json_integer((json_int_t)tr->epochs_run));
-    json_object_set_new(t, "best_epoch", json_integer((json_int_t)tr->best_epoch));
-    json_object_set_new(t, "stopped_early", json_boolean(tr->stopped_early));
-    json_object_set_new(t, "train_seconds", json_real(train_s));
+    fv_cli_train_meta_set(t, &a->t, student_arch, n_fit, n_val, tr, train_s);
     json_object_set_new(meta, "training", t);
     json_object_set_new(dist, "teacher_file", json_string(a->teacher));
     json_object_set_new(dist, "teacher_sha256", json_string(teacher_sha));
@@ -488,32 +371,19 @@ int fv_cmd_distill(int argc, char **argv)
     r = parse_args(argc, argv, &a);
     if (r != 0)
         return r < 0 ? FV_EXIT_OK : r;
-    fv_cli_set_threads(a.threads);
+    fv_cli_set_threads(a.t.threads);
 
-    if ((r = fv_model_load(a.teacher, &teacher, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+    if (fv_cli_load_model_data(CMD, a.teacher, a.data, "the data must have the teacher's columns",
+                               &teacher, &ds) != 0)
         goto out;
-    }
-    if ((r = fv_dataset_load(a.data, teacher->schema, &ds, &d)) != 0) {
-        fv_cli_error(CMD, "%s (the data must have the teacher's columns)",
-                     d.msg[0] ? d.msg : fv_strerror(r));
-        goto out;
-    }
     if ((r = fv_cli_file_sha256(a.data, data_sha)) != 0 ||
         (r = fv_cli_file_sha256(a.teacher, teacher_sha)) != 0) {
         fv_cli_error(CMD, "cannot fingerprint %s or %s: %s", a.data, a.teacher, strerror(-r));
         goto out;
     }
-    double vf = a.cfg.patience > 0 ? a.val_fraction : 0.0;
-    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, vf, a.cfg.seed + 1, &fit, &n_fit, &val,
-                              &n_val)) != 0) {
-        fv_cli_error(CMD, "cannot split %s: %s", a.data, fv_strerror(r));
+    if (fv_cli_train_split_val(CMD, ds, NULL, ds->n_rows, &a.t, a.data, "the validation split",
+                               &fit, &n_fit, &val, &n_val) != 0)
         goto out;
-    }
-    if (n_fit == 0) {
-        fv_cli_error(CMD, "%s: no rows left to train on after the validation split", a.data);
-        goto out;
-    }
 
     const fv_mlp_arch_t *tarch = fv_mlp_arch(teacher->mlp);
     size_t nf = fv_preproc_n_features(teacher->preproc), n_out = tarch->n_out;
@@ -564,19 +434,19 @@ int fv_cmd_distill(int argc, char **argv)
         fv_cli_error(CMD, "creating the student: %s", fv_strerror(r));
         goto out;
     }
-    fv_mlp_init(mlp, a.cfg.seed);
+    fv_mlp_init(mlp, a.t.cfg.seed);
     if (!a.quiet)
         fprintf(stderr,
                 "fedvault distill: %s, %zu rows (%zu train, %zu validation), %zu features; "
                 "teacher %s (%zu parameters) -> student %s (%zu parameters), T %g, alpha %g\n",
                 a.data, ds->n_rows, n_fit, n_val, nf, ts.arch, fv_mlp_n_params(teacher->mlp),
                 ss.arch, fv_mlp_n_params(mlp), a.dc.temperature, a.dc.alpha);
-    a.cfg.on_epoch = on_epoch;
-    a.cfg.user = &a;
+    a.t.cfg.on_epoch = on_epoch;
+    a.t.cfg.user = &a;
     fv_train_result_t tr;
     double t0 = fv_cli_now_s();
     r = fv_train_distill(mlp, x_fit, y_fit, zt, n_fit, n_val ? x_val : NULL, n_val ? y_val : NULL,
-                         n_val, &a.cfg, &a.dc, &tr, &d);
+                         n_val, &a.t.cfg, &a.dc, &tr, &d);
     double train_s = fv_cli_now_s() - t0;
     if (r != 0) {
         fv_cli_error(CMD, "distillation failed: %s", d.msg[0] ? d.msg : fv_strerror(r));
@@ -593,10 +463,8 @@ int fv_cmd_distill(int argc, char **argv)
         fv_cli_error(CMD, "out of memory");
         goto out;
     }
-    if ((r = fv_model_load(a.teacher, &student, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+    if (fv_cli_load_model(CMD, a.teacher, &student) != 0)
         goto out;
-    }
     fv_mlp_free(student->mlp);
     student->mlp = mlp;
     mlp = NULL;
@@ -608,7 +476,7 @@ int fv_cmd_distill(int argc, char **argv)
         goto out;
     }
     if (a.out != NULL && (r = fv_model_save(student, a.out, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        fv_cli_diag_error(CMD, &d, r);
         goto out;
     }
 
@@ -630,10 +498,8 @@ int fv_cmd_distill(int argc, char **argv)
         goto out;
     }
     if (a.test != NULL) {
-        if ((r = fv_dataset_load(a.test, teacher->schema, &ds_test, &d)) != 0) {
-            fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        if (fv_cli_load_dataset(CMD, a.test, teacher->schema, NULL, &ds_test) != 0)
             goto out;
-        }
         if ((r = score_test(teacher, ds_test, &ts)) != 0 ||
             (r = score_test(student, ds_test, &ss)) != 0) {
             fv_cli_error(CMD, "scoring %s: %s", a.test, fv_strerror(r));
@@ -657,7 +523,7 @@ int fv_cmd_distill(int argc, char **argv)
         json_object_set_new(out, "best_epoch", json_integer((json_int_t)tr.best_epoch));
         json_object_set_new(out, "stopped_early", json_boolean(tr.stopped_early));
         json_object_set_new(out, "train_seconds", json_real(train_s));
-        json_object_set_new(out, "threads", json_integer((json_int_t)a.threads));
+        json_object_set_new(out, "threads", json_integer((json_int_t)a.t.threads));
         json_object_set_new(out, "teacher", side_json(&ts));
         json_object_set_new(out, "student", side_json(&ss));
         json_t *c = json_object();
@@ -668,13 +534,8 @@ int fv_cmd_distill(int argc, char **argv)
         json_object_set_new(c, "latency_batch_1024",
                             json_real(ratio(ts.lat1024_us, ss.lat1024_us)));
         json_object_set_new(out, "compression", c);
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        if (s == NULL) {
-            fv_cli_error(CMD, "out of memory");
+        if (fv_cli_print_json(CMD, out) != 0)
             goto out;
-        }
-        puts(s);
-        free(s);
     } else {
         print_report(&a, &ts, &ss, &tr, train_s);
     }

@@ -55,7 +55,6 @@ int fv_cmd_eval(int argc, char **argv)
     bool as_json = false;
     size_t threads = FV_DEFAULT_BLAS_THREADS;
     int c, r, rc = FV_EXIT_FAIL;
-    fv_diag_t d = {""};
     fv_model_t *model = NULL;
     fv_dataset_t *ds = NULL;
     float *prob = NULL;
@@ -83,14 +82,8 @@ int fv_cmd_eval(int argc, char **argv)
         return fv_cli_usage_error(CMD, "--model MODEL and --data FILE are required");
     fv_cli_set_threads(threads);
 
-    if ((r = fv_model_load(model_path, &model, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+    if (fv_cli_load_model_data(CMD, model_path, data, NULL, &model, &ds) != 0)
         goto out;
-    }
-    if ((r = fv_dataset_load(data, model->schema, &ds, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
-        goto out;
-    }
     size_t n_out = fv_mlp_arch(model->mlp)->n_out;
     prob = malloc((ds->n_rows ? ds->n_rows : 1) * n_out * sizeof *prob);
     int32_t *y = ds->label;
@@ -122,13 +115,8 @@ int fv_cmd_eval(int argc, char **argv)
         json_object_set(out, "epochs", epochs ? epochs : json_null());
         json_object_set(out, "train_seconds", train_s ? train_s : json_null());
         json_object_set(out, "model", arch ? arch : json_null());
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        if (s == NULL) {
-            fv_cli_error(CMD, "out of memory");
+        if (fv_cli_print_json(CMD, out) != 0)
             goto out;
-        }
-        puts(s);
-        free(s);
     } else {
         printf("Model %s", model_path);
         if (arch && json_is_string(arch))

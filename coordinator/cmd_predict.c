@@ -122,21 +122,6 @@ typedef struct predict {
 
 /* ---- output helpers ------------------------------------------------------------------ */
 
-static void put_csv_field(FILE *f, const char *s)
-{
-    if (strpbrk(s, ",\"\r\n") == NULL) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* A JSON string. Bytes that are not valid UTF-8 become U+FFFD (jansson's check decides). */
 static void put_json_str(FILE *f, const char *s)
 {
@@ -192,7 +177,7 @@ static void put_error(predict_t *p, const rec_t *r)
             fputs(",,,", p->out);
     }
     fputc(',', p->out); /* after the empty score */
-    put_csv_field(p->out, r->error);
+    fv_cli_put_csv_field(p->out, r->error);
     fputc('\n', p->out);
 }
 
@@ -239,7 +224,7 @@ static int put_row(predict_t *p, const rec_t *r, size_t i)
     }
     fprintf(p->out, "%zu,", r->row);
     if (cls != NULL) {
-        put_csv_field(p->out, cls);
+        fv_cli_put_csv_field(p->out, cls);
         fputc(',', p->out);
     }
     fprintf(p->out, "%.9g", (double)prob[out]);
@@ -252,9 +237,9 @@ static int put_row(predict_t *p, const rec_t *r, size_t i)
             }
             size_t c = p->top[k];
             fputc(',', p->out);
-            put_csv_field(p->out, fv_schema_column_name(s, c));
+            fv_cli_put_csv_field(p->out, fv_schema_column_name(s, c));
             fputc(',', p->out);
-            put_csv_field(p->out, r->raw[c] ? r->raw[c] : "");
+            fv_cli_put_csv_field(p->out, r->raw[c] ? r->raw[c] : "");
             fprintf(p->out, ",%.9g", p->contrib[c]);
         }
     }
@@ -365,14 +350,12 @@ int fv_cmd_predict(int argc, char **argv)
         return fv_cli_usage_error(CMD, "--out: expected a file name, got ''");
     fv_cli_set_threads(threads);
 
-    if ((r = fv_model_load(model_path, &model, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+    if (fv_cli_load_model(CMD, model_path, &model) != 0)
         goto out;
-    }
     if ((r = fv_csv_open(data, 0, &csv, &d)) != 0 ||
         (r = fv_dataset_reader_new(csv, model->schema, FV_DATASET_TARGET_OPTIONAL, &rd, &d)) !=
             0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        fv_cli_diag_error(CMD, &d, r);
         goto out;
     }
 

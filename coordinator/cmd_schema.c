@@ -83,7 +83,7 @@ int fv_cmd_schema(int argc, char **argv)
         return FV_EXIT_FAIL;
     int r = fv_schema_save(s, out, &d);
     if (r != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        fv_cli_diag_error(CMD, &d, r);
         fv_schema_free(s);
         return FV_EXIT_FAIL;
     }

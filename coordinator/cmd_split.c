@@ -49,27 +49,12 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
-static void write_field(FILE *f, const char *s)
-{
-    if (strpbrk(s, ",\"\r\n") == NULL) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void write_record(FILE *f, const fv_csv_record_t *rec)
 {
     for (size_t i = 0; i < rec->n_fields; i++) {
         if (i)
             fputc(',', f);
-        write_field(f, rec->fields[i]);
+        fv_cli_put_csv_field(f, rec->fields[i]);
     }
     fputc('\n', f);
 }

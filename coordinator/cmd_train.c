@@ -77,11 +77,11 @@ static const char usage[] =
     "Exit status: 0 success, 1 failure (message on stderr names the file, line and column\n"
     "for data errors), 2 usage error.\n";
 
+/* The training options (--val-fraction, --epochs .. --threads) are cli_util.c's, shared
+ * with distill; FV_CLI_OPT_* values are well above these. */
 enum {
     OPT_DATA = 256, OPT_TARGET, OPT_POSITIVE, OPT_DROP, OPT_UNKNOWN, OPT_SCHEMA,
-    OPT_SCHEMA_OUT, OPT_TEST_FRACTION, OPT_VAL_FRACTION, OPT_MODEL, OPT_EPOCHS,
-    OPT_BATCH_SIZE, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_PATIENCE,
-    OPT_ES_METRIC, OPT_POS_WEIGHT, OPT_SEED, OPT_THREADS, OPT_OUT, OPT_JSON, OPT_QUIET,
+    OPT_SCHEMA_OUT, OPT_TEST_FRACTION, OPT_MODEL, OPT_OUT, OPT_JSON, OPT_QUIET,
 };
 
 static const struct option long_opts[] = {
@@ -93,19 +93,9 @@ static const struct option long_opts[] = {
     {"schema", required_argument, NULL, OPT_SCHEMA},
     {"schema-out", required_argument, NULL, OPT_SCHEMA_OUT},
     {"test-fraction", required_argument, NULL, OPT_TEST_FRACTION},
-    {"val-fraction", required_argument, NULL, OPT_VAL_FRACTION},
+    {"val-fraction", required_argument, NULL, FV_CLI_OPT_VAL_FRACTION},
     {"model", required_argument, NULL, OPT_MODEL},
-    {"epochs", required_argument, NULL, OPT_EPOCHS},
-    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
-    {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
-    {"lr", required_argument, NULL, OPT_LR},
-    {"momentum", required_argument, NULL, OPT_MOMENTUM},
-    {"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY},
-    {"patience", required_argument, NULL, OPT_PATIENCE},
-    {"es-metric", required_argument, NULL, OPT_ES_METRIC},
-    {"pos-weight", required_argument, NULL, OPT_POS_WEIGHT},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"threads", required_argument, NULL, OPT_THREADS},
+    FV_CLI_TRAIN_LONG_OPTS,
     {"out", required_argument, NULL, OPT_OUT},
     {"json", no_argument, NULL, OPT_JSON},
     {"quiet", no_argument, NULL, OPT_QUIET},
@@ -116,10 +106,9 @@ static const struct option long_opts[] = {
 typedef struct train_args {
     const char *data, *target, *positive, *drop, *schema, *schema_out, *model, *out;
     fv_unknown_policy_t unknown;
-    double test_fraction, val_fraction;
-    fv_train_cfg_t cfg;
-    bool lr_set, json, quiet;
-    size_t threads;
+    double test_fraction;
+    fv_cli_train_opts_t t; /* the training options, shared with distill */
+    bool json, quiet;
 } train_args_t;
 
 typedef struct progress {
@@ -146,15 +135,11 @@ static int on_epoch(void *user, const fv_epoch_report_t *r)
 
 static int parse_args(int argc, char **argv, train_args_t *a)
 {
-    int c;
-    double v;
-    uint64_t u;
+    int c, r;
     memset(a, 0, sizeof *a);
-    fv_train_cfg_default(&a->cfg);
+    fv_cli_train_opts_init(&a->t);
     a->model = "logreg";
     a->test_fraction = 0.25;
-    a->val_fraction = 0.1;
-    a->threads = FV_DEFAULT_BLAS_THREADS;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
@@ -179,71 +164,10 @@ static int parse_args(int argc, char **argv, train_args_t *a)
             if (!fv_cli_parse_double(CMD, "--test-fraction", optarg, 0, 0.9, &a->test_fraction))
                 return FV_EXIT_USAGE;
             break;
-        case OPT_VAL_FRACTION:
-            if (!fv_cli_parse_double(CMD, "--val-fraction", optarg, 0, 0.9, &a->val_fraction))
-                return FV_EXIT_USAGE;
+        default: /* the training options, or getopt's '?' */
+            if ((r = fv_cli_train_opts_parse(CMD, c, optarg, &a->t)) != 0)
+                return r;
             break;
-        case OPT_EPOCHS:
-            if (!fv_cli_parse_size(CMD, "--epochs", optarg, 1, 1000000, &a->cfg.epochs))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_BATCH_SIZE:
-            if (!fv_cli_parse_size(CMD, "--batch-size", optarg, 1, 1 << 20, &a->cfg.batch_size))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_OPTIMIZER:
-            if (strcmp(optarg, "adam") == 0)
-                a->cfg.optim.kind = FV_OPT_ADAM;
-            else if (strcmp(optarg, "sgd") == 0)
-                a->cfg.optim.kind = FV_OPT_SGD;
-            else
-                return fv_cli_usage_error(CMD, "--optimizer: expected 'adam' or 'sgd', got '%s'", optarg);
-            break;
-        case OPT_LR:
-            if (!fv_cli_parse_double(CMD, "--lr", optarg, 1e-12, 10, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.lr = (float)v;
-            a->lr_set = true;
-            break;
-        case OPT_MOMENTUM:
-            if (!fv_cli_parse_double(CMD, "--momentum", optarg, 0, 0.999999, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.momentum = (float)v;
-            break;
-        case OPT_WEIGHT_DECAY:
-            if (!fv_cli_parse_double(CMD, "--weight-decay", optarg, 0, 1e6, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.optim.weight_decay = (float)v;
-            break;
-        case OPT_PATIENCE:
-            if (!fv_cli_parse_size(CMD, "--patience", optarg, 0, 1000000, &a->cfg.patience))
-                return FV_EXIT_USAGE;
-            break;
-        case OPT_ES_METRIC:
-            if (strcmp(optarg, "loss") == 0)
-                a->cfg.es_metric = FV_ES_LOSS;
-            else if (strcmp(optarg, "auc") == 0)
-                a->cfg.es_metric = FV_ES_ROC_AUC;
-            else
-                return fv_cli_usage_error(CMD, "--es-metric: expected 'loss' or 'auc', got '%s'", optarg);
-            break;
-        case OPT_POS_WEIGHT:
-            if (!fv_cli_parse_double(CMD, "--pos-weight", optarg, 1e-6, 1e6, &v))
-                return FV_EXIT_USAGE;
-            a->cfg.pos_weight = (float)v;
-            break;
-        case OPT_SEED:
-            if (!fv_cli_parse_u64(CMD, "--seed", optarg, &u))
-                return FV_EXIT_USAGE;
-            a->cfg.seed = u;
-            break;
-        case OPT_THREADS:
-            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &a->threads))
-                return FV_EXIT_USAGE;
-            break;
-        default:
-            fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
-            return FV_EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -256,8 +180,7 @@ static int parse_args(int argc, char **argv, train_args_t *a)
         return fv_cli_usage_error(CMD, "--target COLUMN is required (or give --schema FILE)");
     if (a->schema != NULL && (a->target || a->positive || a->drop))
         return fv_cli_usage_error(CMD, "--schema cannot be combined with --target, --positive or --drop");
-    if (!a->lr_set && a->cfg.optim.kind == FV_OPT_SGD)
-        a->cfg.optim.lr = 0.01f;
+    fv_cli_train_opts_finish(&a->t);
     return 0;
 }
 
@@ -267,7 +190,7 @@ static int load_schema(const train_args_t *a, fv_schema_t **ret)
         fv_diag_t d = {""};
         int r = fv_schema_load(a->schema, ret, &d);
         if (r != 0) {
-            fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+            fv_cli_diag_error(CMD, &d, r);
             return -1;
         }
         return 0;
@@ -288,28 +211,11 @@ static json_t *build_meta(const train_args_t *a, const fv_dataset_t *ds, const c
     json_object_set_new(data, "rows", json_integer((json_int_t)ds->n_rows));
     json_object_set_new(meta, "data", data);
     json_t *t = json_object();
-    json_object_set_new(t, "model", json_string(arch));
-    json_object_set_new(t, "optimizer", json_string(a->cfg.optim.kind == FV_OPT_ADAM ? "adam" : "sgd"));
-    json_object_set_new(t, "lr", json_real(a->cfg.optim.lr));
-    if (a->cfg.optim.kind == FV_OPT_SGD)
-        json_object_set_new(t, "momentum", json_real(a->cfg.optim.momentum));
-    json_object_set_new(t, "weight_decay", json_real(a->cfg.optim.weight_decay));
-    json_object_set_new(t, "batch_size", json_integer((json_int_t)a->cfg.batch_size));
-    json_object_set_new(t, "max_epochs", json_integer((json_int_t)a->cfg.epochs));
-    json_object_set_new(t, "patience", json_integer((json_int_t)a->cfg.patience));
-    json_object_set_new(t, "es_metric", json_string(a->cfg.es_metric == FV_ES_LOSS ? "loss" : "auc"));
-    json_object_set_new(t, "pos_weight", json_real(a->cfg.pos_weight));
-    json_object_set_new(t, "seed", json_integer((json_int_t)a->cfg.seed));
-    json_object_set_new(t, "threads", json_integer((json_int_t)a->threads));
+    fv_cli_train_meta_set(t, &a->t, arch, n_fit, n_val, tr, train_s);
+    if (a->t.cfg.optim.kind == FV_OPT_SGD)
+        json_object_set_new(t, "momentum", json_real(a->t.cfg.optim.momentum));
     json_object_set_new(t, "test_fraction", json_real(a->test_fraction));
-    json_object_set_new(t, "val_fraction", json_real(a->val_fraction));
-    json_object_set_new(t, "train_rows", json_integer((json_int_t)n_fit));
-    json_object_set_new(t, "val_rows", json_integer((json_int_t)n_val));
     json_object_set_new(t, "test_rows", json_integer((json_int_t)n_test));
-    json_object_set_new(t, "epochs", json_integer((json_int_t)tr->epochs_run));
-    json_object_set_new(t, "best_epoch", json_integer((json_int_t)tr->best_epoch));
-    json_object_set_new(t, "stopped_early", json_boolean(tr->stopped_early));
-    json_object_set_new(t, "train_seconds", json_real(train_s));
     json_object_set_new(meta, "training", t);
     if (test_metrics != NULL)
         json_object_set(meta, "test_metrics", test_metrics);
@@ -340,7 +246,7 @@ int fv_cmd_train(int argc, char **argv)
     r = parse_args(argc, argv, &a);
     if (r != 0)
         return r < 0 ? FV_EXIT_OK : r;
-    fv_cli_set_threads(a.threads);
+    fv_cli_set_threads(a.t.threads);
 
     if (load_schema(&a, &schema) != 0)
         goto out;
@@ -348,31 +254,23 @@ int fv_cmd_train(int argc, char **argv)
         fv_cli_error(CMD, "%s", d.msg);
         goto out;
     }
-    if ((r = fv_dataset_load(a.data, schema, &ds, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+    if (fv_cli_load_dataset(CMD, a.data, schema, NULL, &ds) != 0)
         goto out;
-    }
     if ((r = fv_cli_file_sha256(a.data, sha)) != 0) {
         fv_cli_error(CMD, "%s: cannot fingerprint: %s", a.data, strerror(-r));
         goto out;
     }
 
     /* Splits: test first (held out), then validation from the rest. */
-    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, a.test_fraction, a.cfg.seed, &rest,
+    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, a.test_fraction, a.t.cfg.seed, &rest,
                               &n_rest, &test, &n_test)) != 0) {
         fv_cli_error(CMD, "cannot split %s: %s", a.data, fv_strerror(r));
         goto out;
     }
-    double vf = a.cfg.patience > 0 ? a.val_fraction : 0.0;
-    if ((r = fv_dataset_split(ds, rest, n_rest, vf, a.cfg.seed + 1, &fit, &n_fit, &val,
-                              &n_val)) != 0) {
-        fv_cli_error(CMD, "cannot split %s: %s", a.data, fv_strerror(r));
+    if (fv_cli_train_split_val(CMD, ds, rest, n_rest, &a.t, a.data,
+                               "the test and validation splits", &fit, &n_fit, &val,
+                               &n_val) != 0)
         goto out;
-    }
-    if (n_fit == 0) {
-        fv_cli_error(CMD, "%s: no rows left to train on after the test and validation splits", a.data);
-        goto out;
-    }
 
     if ((r = fv_preproc_fit(ds, fit, n_fit, &pp)) != 0) {
         fv_cli_error(CMD, "fitting preprocessing: %s", fv_strerror(r));
@@ -389,7 +287,7 @@ int fv_cmd_train(int argc, char **argv)
         fv_cli_error(CMD, "creating model: %s", fv_strerror(r));
         goto out;
     }
-    fv_mlp_init(mlp, a.cfg.seed);
+    fv_mlp_init(mlp, a.t.cfg.seed);
 
     x_fit = malloc(n_fit * nf * sizeof *x_fit);
     y_fit = malloc(n_fit * sizeof *y_fit);
@@ -418,13 +316,13 @@ int fv_cmd_train(int argc, char **argv)
                 "fedvault train: %s, %zu rows (%zu train, %zu validation, %zu test), "
                 "%zu features, model %s (%zu parameters)\n",
                 a.data, ds->n_rows, n_fit, n_val, n_test, nf, arch_buf, fv_mlp_n_params(mlp));
-    progress_t prog = {.quiet = a.quiet, .epochs = a.cfg.epochs, .t_last = fv_cli_now_s()};
-    a.cfg.on_epoch = on_epoch;
-    a.cfg.user = &prog;
+    progress_t prog = {.quiet = a.quiet, .epochs = a.t.cfg.epochs, .t_last = fv_cli_now_s()};
+    a.t.cfg.on_epoch = on_epoch;
+    a.t.cfg.user = &prog;
     fv_train_result_t tr;
     double t0 = fv_cli_now_s();
     r = fv_train(mlp, x_fit, y_fit, n_fit, n_val ? x_val : NULL, n_val ? y_val : NULL, n_val,
-                 &a.cfg, &tr, &d);
+                 &a.t.cfg, &tr, &d);
     double train_s = fv_cli_now_s() - t0;
     if (r != 0) {
         fv_cli_error(CMD, "training failed: %s", d.msg[0] ? d.msg : fv_strerror(r));
@@ -466,7 +364,7 @@ int fv_cmd_train(int argc, char **argv)
         goto out;
     }
     if ((r = fv_model_save(model, a.out, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));
+        fv_cli_diag_error(CMD, &d, r);
         goto out;
     }
 
@@ -488,7 +386,7 @@ int fv_cmd_train(int argc, char **argv)
         json_object_set_new(out, "train_flop",
                             json_real(fv_mlp_flops_train(&arch) * (double)n_fit *
                                       (double)tr.epochs_run));
-        json_object_set_new(out, "threads", json_integer((json_int_t)a.threads));
+        json_object_set_new(out, "threads", json_integer((json_int_t)a.t.threads));
         if (have_test) {
             const char *k;
             json_t *v;
@@ -497,13 +395,8 @@ int fv_cmd_train(int argc, char **argv)
                     json_object_set(out, k, v);
             }
         }
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        if (s == NULL) {
-            fv_cli_error(CMD, "out of memory");
+        if (fv_cli_print_json(CMD, out) != 0)
             goto out;
-        }
-        puts(s);
-        free(s);
     } else {
         printf("Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf, a.data,
                tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "",
