@@ -65,6 +65,40 @@
 
 #define CMD "bench"
 
+/* The options every benchmark takes (the last entries of its option table: --threads 'T',
+ * --json 'j', --help 'h'), and the unknown ones: c as getopt_long returned it, for the
+ * benchmark `name` whose usage text is `help`. -h prints help, --threads N (1..256) sets
+ * *threads, --json sets *json. Returns -1 when parsing goes on, else the exit status
+ * to return now (FV_EXIT_OK after --help, FV_EXIT_USAGE on a bad or unknown option). */
+static int bench_common_opt(int c, const char *name, const char *help, size_t *threads, bool *json)
+{
+    switch (c) {
+    case 'h':
+        fputs(help, stdout);
+        return FV_EXIT_OK;
+    case 'T':
+        return fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, threads) ? -1 : FV_EXIT_USAGE;
+    case 'j':
+        *json = true;
+        return -1;
+    default:
+        fprintf(stderr, "Try 'fedvault %s %s --help'.\n", CMD, name);
+        return FV_EXIT_USAGE;
+    }
+}
+
+/* `out` on stdout, indented, reals to 6 significant digits; FV_ENOMEM when it cannot be
+ * formatted (nothing printed then). */
+static int bench_json_print(const json_t *out)
+{
+    char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    if (s == NULL)
+        return FV_ENOMEM;
+    puts(s);
+    free(s);
+    return 0;
+}
+
 static const char usage[] =
     "Usage: fedvault bench secagg --clients N --dim D [--neighbors K] [--threshold T]\n"
     "                             [--dropout F] [--dropout-phase P] [--seed S]\n"
@@ -333,14 +367,11 @@ static int bench_secagg(int argc, char **argv)
     uint64_t seed = 1;
     bool json = false, have_k = false, have_t = false;
     fv_prg_kind_t prg = FV_PRG_DEFAULT;
-    int c, rc = FV_EXIT_FAIL;
+    int c, r, rc = FV_EXIT_FAIL;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'h':
-            fputs(usage, stdout);
-            return FV_EXIT_OK;
         case 'n':
             if (!fv_cli_parse_size(CMD, "--clients", optarg, 3, FV_SECAGG_MAX_CLIENTS, &n))
                 return FV_EXIT_USAGE;
@@ -379,16 +410,10 @@ static int bench_secagg(int argc, char **argv)
             else
                 return fv_cli_usage_error(CMD, "--prg: '%s' is not chacha20 or aes256ctr", optarg);
             break;
-        case 'T':
-            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
-                return FV_EXIT_USAGE;
-            break;
-        case 'j':
-            json = true;
-            break;
         default:
-            fprintf(stderr, "Try 'fedvault %s secagg --help'.\n", CMD);
-            return FV_EXIT_USAGE;
+            if ((r = bench_common_opt(c, "secagg", usage, &threads, &json)) >= 0)
+                return r;
+            break;
         }
     }
     if (optind < argc)
@@ -445,7 +470,6 @@ static int bench_secagg(int argc, char **argv)
     cfg.hook_ud = &tm;
 
     double prg_Bps, kx_s;
-    int r;
     if ((r = measure_prg(prg, &prg_Bps)) < 0 || (r = measure_kx(&kx_s)) < 0) {
         fv_cli_error(CMD, "measuring the PRG/key agreement failed: %s", fv_strerror(r));
         goto out;
@@ -572,11 +596,7 @@ static int bench_secagg(int argc, char **argv)
             json_array_append_new(phases, o);
         }
         json_object_set_new(out, "phases", phases);
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        if (s) {
-            puts(s);
-            free(s);
-        }
+        (void)bench_json_print(out); /* as before: the exit status is the sum's */
     } else {
         printf("secagg: n=%zu d=%zu k=%zu t=%zu prg=%s; dropout %u clients at phase %zu\n", n, dim,
                k, t, prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr", res.n_dropped, phase);
@@ -684,9 +704,6 @@ static int bench_predict(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", predict_opts, NULL)) != -1) {
         switch (c) {
-        case 'h':
-            fputs(predict_usage, stdout);
-            return FV_EXIT_OK;
         case 'm':
             model_path = optarg;
             break;
@@ -706,16 +723,10 @@ static int bench_predict(int argc, char **argv)
             if (!fv_cli_parse_size(CMD, "--iters", optarg, 1, PREDICT_MAX_ITERS, &iters))
                 return FV_EXIT_USAGE;
             break;
-        case 'T':
-            if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
-                return FV_EXIT_USAGE;
-            break;
-        case 'j':
-            json = true;
-            break;
         default:
-            fprintf(stderr, "Try 'fedvault %s predict --help'.\n", CMD);
-            return FV_EXIT_USAGE;
+            if ((r = bench_common_opt(c, "predict", predict_usage, &threads, &json)) >= 0)
+                return r;
+            break;
         }
     }
     if (optind < argc)
@@ -795,11 +806,8 @@ static int bench_predict(int argc, char **argv)
         json_object_set_new(out, "busy_s", json_real(busy_s));
         json_object_set_new(out, "wall_s", json_real(wall_s));
         json_object_set_new(out, "rows_per_s", json_real(rows_per_s));
-        char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        if (s == NULL)
+        if (bench_json_print(out) < 0)
             goto oom;
-        puts(s);
-        free(s);
     } else {
         printf("predict: %s (%zu features, %zu output%s), batch %zu, %zu thread%s\n", model_path,
                a->n_in, a->n_out, a->n_out == 1 ? "" : "s", batch, threads,

@@ -15,13 +15,13 @@ in the same run. Prints the median and p90 latency per call, rows/s and the rati
 ORT time / fedvault time (> 1: fedvault faster). The teacher is timed the same way, for
 context. Timing is reported, never asserted.
 
-ONNX Runtime's node package is installed as tests/integration/onnx_export.py does: into
-$FV_NODE_DIR when set, else BUILD/onnx-node, with `npm ci` when missing or stale.
+ONNX Runtime's node package is installed by tests/onnx/fvnode.py, as for
+tests/integration/onnx_export.py: into $FV_NODE_DIR when set, else BUILD/onnx-node, with
+`npm ci` when missing or stale.
 """
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +29,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
 DATA = os.path.join(SRC, "examples", "data", "lending_club.csv")
-ONNX_SRC = os.path.join(SRC, "tests", "onnx")
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree (tests/onnx)
+sys.path.insert(0, os.path.join(SRC, "tests", "onnx"))
+import fvnode  # noqa: E402  (the harness setup, shared with tests/integration/onnx_export.py)
 
 
 def sh(args, env=None):
@@ -37,41 +40,6 @@ def sh(args, env=None):
     if p.returncode != 0:
         sys.exit(f"bench: {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr}")
     return p.stdout
-
-
-def node_dir(fedvault):
-    """The ONNX harness with its node_modules, as in tests/integration/onnx_export.py:
-    $FV_NODE_DIR when set, else BUILD/onnx-node; `npm ci` when missing or when the package
-    files changed."""
-    build = os.environ.get("FV_BUILD_ROOT") or os.path.dirname(os.path.dirname(
-        os.path.abspath(fedvault)))
-    d = os.environ.get("FV_NODE_DIR") or os.path.join(build, "onnx-node")
-    os.makedirs(d, exist_ok=True)
-    fresh = False
-    for name in ("package.json", "package-lock.json", ".npmrc", "score.js", "inputs.js"):
-        with open(os.path.join(ONNX_SRC, name), "rb") as f:
-            data = f.read()
-        dst = os.path.join(d, name)
-        old = None
-        if os.path.exists(dst):
-            with open(dst, "rb") as f:
-                old = f.read()
-        if old != data:
-            with open(dst, "wb") as f:
-                f.write(data)
-            fresh = fresh or name not in ("score.js", "inputs.js")
-    if fresh or not os.path.exists(os.path.join(d, "node_modules", "onnxruntime-node",
-                                                "package.json")):
-        npm = shutil.which("npm")
-        if npm is None:
-            sys.exit("bench: npm not found: install Debian's nodejs and npm (.ci/install-deps)")
-        env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL_CUDA="skip",
-                   ONNXRUNTIME_NODE_INSTALL="skip")
-        p = subprocess.run([npm, "ci", "--prefix", d, "--no-audit", "--no-fund"],
-                           capture_output=True, text=True, timeout=900, env=env)
-        if p.returncode != 0:
-            sys.exit(f"bench: npm ci --prefix {d}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return d
 
 
 def main():
@@ -83,7 +51,7 @@ def main():
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
 
-    nd = node_dir(a.fedvault)
+    nd = fvnode.node_dir(a.fedvault, lambda msg: sys.exit(f"bench: {msg}"))
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                NODE_PATH=os.path.join(nd, "node_modules"))
     d = tempfile.mkdtemp(prefix="fv-bench-predict-")

@@ -27,44 +27,10 @@ import sys
 
 from fvtest import DATA, SRC, check, fail, run, tmpdir
 
+sys.path.insert(0, os.path.join(SRC, "tests", "onnx"))
+import fvnode  # noqa: E402  (the harness setup, shared with tests/bench/bench_predict.py)
+
 TOL = 1e-5
-ONNX_SRC = os.path.join(SRC, "tests", "onnx")
-
-
-def node_dir():
-    """The harness and its node_modules (npm ci when missing or when the package files
-    changed): $FV_NODE_DIR when set (tests/run.sh points every build at one directory, so
-    ONNX Runtime is downloaded once), else BUILD/onnx-node."""
-    build = os.environ.get("FV_BUILD_ROOT") or os.path.dirname(os.path.dirname(sys.argv[1]))
-    d = os.environ.get("FV_NODE_DIR") or os.path.join(build, "onnx-node")
-    os.makedirs(d, exist_ok=True)
-    fresh = False
-    for name in ("package.json", "package-lock.json", ".npmrc", "score.js", "inputs.js"):
-        src, dst = os.path.join(ONNX_SRC, name), os.path.join(d, name)
-        with open(src, "rb") as f:
-            data = f.read()
-        old = None
-        if os.path.exists(dst):
-            with open(dst, "rb") as f:
-                old = f.read()
-        if old != data:
-            with open(dst, "wb") as f:
-                f.write(data)
-            fresh = fresh or name not in ("score.js", "inputs.js")
-    binding = os.path.join(d, "node_modules", "onnxruntime-node", "package.json")
-    if fresh or not os.path.exists(binding):
-        npm = shutil.which("npm")
-        check(npm is not None, "npm not found: install Debian's nodejs and npm "
-                               "(.ci/install-deps)")
-        # .npmrc already says so; the environment too, for an npm that skips project
-        # config: onnxruntime-node's install script must not fetch GPU binaries.
-        env = dict(os.environ, ONNXRUNTIME_NODE_INSTALL_CUDA="skip",
-                   ONNXRUNTIME_NODE_INSTALL="skip")
-        p = subprocess.run([npm, "ci", "--prefix", d, "--no-audit", "--no-fund"],
-                           capture_output=True, text=True, timeout=900, env=env)
-        if p.returncode != 0:
-            fail(f"npm ci --prefix {d}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return d
 
 
 def read_scores(path):
@@ -130,7 +96,7 @@ def predict_available():
 def main():
     refscore = sys.argv[2]
     d = tmpdir()
-    nd = node_dir()
+    nd = fvnode.node_dir(sys.argv[1], fail)
     lc = os.path.join(DATA, "lending_club.csv")
     gc = os.path.join(DATA, "german_credit.csv")
     tr, te = os.path.join(d, "lc-train.csv"), os.path.join(d, "lc-test.csv")
