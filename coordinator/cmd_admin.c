@@ -1229,6 +1229,7 @@ static const col_t job_cols[] = {
     {"ROUNDS", "rounds_done", 0},
     {"FAILED", "rounds_failed", 0},
     {"MODEL", "final_version", 0},
+    {"STUDENT", "student_version", 0},
     {"WHY", "why", 0},
 };
 
@@ -1263,7 +1264,28 @@ static void show_job(const json_t *b)
     static const char *const keys[] = {
         "id",       "name",        "status",        "submitted_by",  "submitted", "started",
         "finished", "rounds_done", "rounds_failed", "final_version", "why"};
-    print_fields(b, keys, N_OF(keys), 13);
+    /* A distilled job also shows its distill rounds and its student (after the counts
+     * and the final version); other jobs print as they always did. */
+    static const char *const dkeys[] = {"id",
+                                        "name",
+                                        "status",
+                                        "submitted_by",
+                                        "submitted",
+                                        "started",
+                                        "finished",
+                                        "rounds_done",
+                                        "distill_rounds_done",
+                                        "rounds_failed",
+                                        "final_version",
+                                        "student_version",
+                                        "why"};
+    double n_distill = 0;
+    const json_t *student = json_object_get(b, "student_version");
+    if ((student != NULL && !json_is_null(student)) ||
+        (fnum(b, "distill_rounds_done", &n_distill) && n_distill > 0))
+        print_fields(b, dkeys, N_OF(dkeys), 19);
+    else
+        print_fields(b, keys, N_OF(keys), 13);
     const json_t *live = json_object_get(b, "live");
     if (json_is_object(live)) {
         static const char *const lk[] = {"round",       "rounds",     "kind",
@@ -1383,8 +1405,8 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     const json_t *m = live != NULL && json_is_number(json_object_get(live, "val_roc_auc"))
                           ? live
                           : last_metrics(b);
-    char name[128], id[80], st[64], r[32], rr[32], ph[64], an[32], ex[32], roc[32], pr[32], ll[32],
-        el[64], eta[64];
+    char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32],
+        pr[32], ll[32], el[64], eta[64];
     double e = 0, t = 0;
     bool he = live != NULL && fnum(live, "elapsed_s", &e);
     bool ht = live != NULL && fnum(live, "eta_s", &t);
@@ -1394,12 +1416,14 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     if (live != NULL) {
         snprintf(r, sizeof r, "%s", ftxt(live, "round", (char[32]){0}, 32));
         snprintf(rr, sizeof rr, "%s", ftxt(live, "rounds", (char[32]){0}, 32));
+        snprintf(kd, sizeof kd, "%s", ftxt(live, "kind", (char[32]){0}, 32));
         snprintf(ph, sizeof ph, "%s", ftxt(live, "phase", (char[64]){0}, 64));
         snprintf(an, sizeof an, "%s", ftxt(live, "answered", (char[32]){0}, 32));
         snprintf(ex, sizeof ex, "%s", ftxt(live, "expected", (char[32]){0}, 32));
     } else {
         snprintf(r, sizeof r, "%s", ftxt(b, "rounds_done", (char[32]){0}, 32));
         snprintf(rr, sizeof rr, "-");
+        snprintf(kd, sizeof kd, "-");
         snprintf(ph, sizeof ph, "-");
         snprintf(an, sizeof an, "-");
         snprintf(ex, sizeof ex, "-");
@@ -1410,13 +1434,13 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     snprintf(el, sizeof el, "%s", dur(e, he, (char[64]){0}, 64));
     snprintf(eta, sizeof eta, "%s", dur(t, ht, (char[64]){0}, 64));
     snprintf(key, key_cap,
-             "job %s (%s) status=%s round=%s/%s phase=%s answered=%s/%s roc_auc=%s pr_auc=%s "
-             "log_loss=%s",
-             name, id, st, r, rr, ph, an, ex, roc, pr, ll);
+             "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s roc_auc=%s "
+             "pr_auc=%s log_loss=%s",
+             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll);
     snprintf(out, cap,
              "job       %s (%s)\n"
              "status    %s\n"
-             "round     %s/%s\n"
+             "round     %s/%s (%s)\n"
              "phase     %s\n"
              "agents    %s/%s answered\n"
              "ROC AUC   %s\n"
@@ -1424,7 +1448,7 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
              "log loss  %s\n"
              "elapsed   %s\n"
              "eta       %s\n",
-             name, id, st, r, rr, ph, an, ex, roc, pr, ll, el, eta);
+             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll, el, eta);
 }
 
 static int job_watch(int argc, char **argv)
@@ -1551,6 +1575,162 @@ static int model_list(int argc, char **argv)
     return list_run(argc, argv, &l);
 }
 
+/* ---- model show: a distilled model's compression report ------------------------------ */
+
+typedef enum { RF_INT, RF_TEXT, RF_US, RF_METRIC, RF_RATIO, RF_PLAIN } rfmt_t;
+
+/* A value of the report as text in buf (cap >= 32): "-" when absent, null or not of the
+ * expected type. Integers as integers; latencies in microseconds with 3 significant
+ * figures or more; AUCs and losses with 4 decimals; ratios as "48.8x"; settings (RF_PLAIN)
+ * as %g ("2", "0.5"). */
+static const char *report_txt(const json_t *v, rfmt_t f, char *buf, size_t cap)
+{
+    if (f == RF_TEXT)
+        return json_is_string(v) ? safe(json_string_value(v), buf, cap) : "-";
+    if (!json_is_number(v))
+        return "-";
+    double x = json_number_value(v);
+    if (!isfinite(x))
+        return "-";
+    switch (f) {
+    case RF_INT:
+        if (json_is_integer(v))
+            snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else
+            snprintf(buf, cap, "%.0f", x);
+        break;
+    case RF_US:
+        if (x >= 100)
+            snprintf(buf, cap, "%.0f us", x);
+        else if (x >= 10)
+            snprintf(buf, cap, "%.1f us", x);
+        else if (x >= 1)
+            snprintf(buf, cap, "%.2f us", x);
+        else
+            snprintf(buf, cap, "%.3f us", x);
+        break;
+    case RF_METRIC:
+        snprintf(buf, cap, "%.4f", x);
+        break;
+    case RF_PLAIN:
+        snprintf(buf, cap, "%g", x);
+        break;
+    default: /* RF_RATIO */
+        snprintf(buf, cap, x >= 10 ? "%.1fx" : "%.2fx", x);
+        break;
+    }
+    return buf;
+}
+
+/* The "compression report" section of model show: a table whose columns are the teacher,
+ * the student, the int8 student and the teacher/student ratio (each only if the report
+ * has it) and whose rows are the measures any of them has; then the settings. Members
+ * this code does not know are left to --json. */
+static void print_report(const json_t *rep)
+{
+    static const struct {
+        const char *label, *key, *sub, *ratio; /* sub: a member of key; ratio: of "ratios" */
+        rfmt_t f;
+    } rows[] = {
+        {"version", "version", NULL, NULL, RF_INT},
+        {"arch", "arch", NULL, NULL, RF_TEXT},
+        {"params", "params", NULL, "params", RF_INT},
+        {"bytes", "bytes", NULL, "bytes", RF_INT},
+        {"latency b1", "latency_us", "batch_1", "latency_batch_1", RF_US},
+        {"latency b1024", "latency_us", "batch_1024", "latency_batch_1024", RF_US},
+        {"ROC AUC", "roc_auc", NULL, NULL, RF_METRIC},
+        {"PR AUC", "pr_auc", NULL, NULL, RF_METRIC},
+        {"log loss", "log_loss", NULL, NULL, RF_METRIC},
+        {"round", "round", NULL, NULL, RF_INT},
+    };
+    static const char *const side_keys[] = {"teacher", "student", "student_int8"};
+    static const char *const side_heads[] = {"teacher", "student", "int8"};
+    enum { N_ROWS = N_OF(rows), MAX_COLS = N_OF(side_keys) + 1, LABEL_W = 15 };
+    const json_t *cols[MAX_COLS]; /* the sides present, then "ratios" */
+    const char *heads[MAX_COLS];
+    char cell[N_ROWS][MAX_COLS][CELL_MAX];
+    bool row_on[N_ROWS] = {false}, any_row = false;
+    size_t n_cols = 0, n_lines = 0, w[MAX_COLS + 1] = {0};
+
+    for (size_t i = 0; i < N_OF(side_keys); i++) {
+        const json_t *side = json_object_get(rep, side_keys[i]);
+        if (json_is_object(side)) {
+            cols[n_cols] = side;
+            heads[n_cols++] = side_heads[i];
+        }
+    }
+    const json_t *ratios = json_object_get(rep, "ratios");
+    size_t n_sides = n_cols;
+    if (json_is_object(ratios)) {
+        cols[n_cols] = ratios;
+        heads[n_cols++] = "ratio";
+    }
+    for (size_t r = 0; r < N_ROWS; r++) {
+        for (size_t c = 0; c < n_cols; c++) {
+            const json_t *v;
+            if (c < n_sides) {
+                v = json_object_get(cols[c], rows[r].key);
+                if (rows[r].sub != NULL)
+                    v = json_object_get(v, rows[r].sub);
+            } else {
+                v = rows[r].ratio != NULL ? json_object_get(cols[c], rows[r].ratio) : NULL;
+            }
+            const char *t = report_txt(v, c < n_sides ? rows[r].f : RF_RATIO, cell[r][c], CELL_MAX);
+            if (t != cell[r][c])
+                snprintf(cell[r][c], CELL_MAX, "%s", t);
+            if (strcmp(cell[r][c], "-") != 0)
+                row_on[r] = any_row = true;
+        }
+    }
+
+    printf("compression report:\n");
+    if (any_row) {
+        w[0] = LABEL_W;
+        for (size_t c = 0; c < n_cols; c++) {
+            w[c + 1] = strlen(heads[c]);
+            for (size_t r = 0; r < N_ROWS; r++)
+                if (row_on[r] && strlen(cell[r][c]) > w[c + 1])
+                    w[c + 1] = strlen(cell[r][c]);
+        }
+        printf("  %-*s", (int)w[0], "");
+        for (size_t c = 0; c < n_cols; c++)
+            printf("  %-*s", c + 1 < n_cols ? (int)w[c + 1] : 0, heads[c]);
+        printf("\n");
+        for (size_t r = 0; r < N_ROWS; r++) {
+            if (!row_on[r])
+                continue;
+            printf("  %-*s", (int)w[0], rows[r].label);
+            n_lines++;
+            for (size_t c = 0; c < n_cols; c++)
+                printf("  %-*s", c + 1 < n_cols ? (int)w[c + 1] : 0, cell[r][c]);
+            printf("\n");
+        }
+    }
+    static const struct {
+        const char *label, *key;
+        rfmt_t f;
+    } settings[] = {
+        {"ROC AUC gap", "roc_auc_gap", RF_METRIC},
+        {"temperature", "temperature", RF_PLAIN},
+        {"alpha", "alpha", RF_PLAIN},
+        {"distill rounds", "distill_rounds", RF_INT},
+        {"best round", "round", RF_INT},
+        {"validation rows", "n_val", RF_INT},
+        {"latency method", "latency_method", RF_TEXT},
+    };
+    for (size_t i = 0; i < N_OF(settings); i++) {
+        char buf[512];
+        const json_t *v = json_object_get(rep, settings[i].key);
+        if (v == NULL || json_is_null(v))
+            continue;
+        printf("  %-*s  %s\n", (int)LABEL_W, settings[i].label,
+               report_txt(v, settings[i].f, buf, sizeof buf));
+        n_lines++;
+    }
+    if (n_lines == 0)
+        printf("  -\n");
+}
+
 static int model_show(int argc, char **argv)
 {
     args_t a = {.cmd = "model show", .usage = usage_model};
@@ -1567,6 +1747,9 @@ static int model_show(int argc, char **argv)
     static const char *const keys[] = {"version", "sha256",  "job",   "round",   "kind",
                                        "parent",  "created", "bytes", "producer"};
     print_fields(b, keys, N_OF(keys), 9);
+    const json_t *report = json_object_get(b, "report");
+    if (json_is_object(report))
+        print_report(report);
     const json_t *lin = json_object_get(b, "lineage");
     printf("lineage:\n");
     if (lin == NULL || json_is_null(lin))

@@ -34,6 +34,7 @@
 #ifndef FV_STATE_H
 #define FV_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +47,7 @@
 #define FV_STATE_TEXT_MAX 4096               /* bytes of a "why" sentence, a producer */
 #define FV_STATE_JSON_MAX ((size_t)16 << 20) /* bytes of a JSON argument (spec, cohort...) */
 #define FV_STATE_STATS_MAX ((size_t)1 << 26) /* words of a checkpoint's stats vector */
-#define FV_STATE_SCHEMA_VERSION 1            /* PRAGMA user_version this code writes */
+#define FV_STATE_SCHEMA_VERSION 2            /* PRAGMA user_version this code writes */
 
 typedef struct fv_state fv_state_t;
 
@@ -54,11 +55,14 @@ typedef struct fv_state fv_state_t;
 /* Opens the state directory dir (borrowed; copied), creating dir, dir/models/ and
  * dir/state.db (modes 0700/0700/0600) if missing. Sets journal_mode=WAL,
  * synchronous=FULL, foreign_keys=ON and a busy timeout of 5 s; creates the schema in
- * one transaction and sets user_version=1. Leftover temporary model files of a crashed
- * fv_state_model_put are removed.
+ * one transaction and sets user_version=2. A version-1 database (fedvault before
+ * distillation) is migrated to version 2 in one transaction (state.c's top comment): a
+ * crash or an error during it leaves version 1 intact, and the next open tries again.
+ * Leftover temporary model files of a crashed fv_state_model_put are removed.
  * Errors: UV_EBUSY "DIR is in use by another coordinator (pid N)" if another open
  * fv_state_t (in any process) holds dir/LOCK; FV_EVERSION if the database was written by
- * a newer fedvault (user_version > 1); FV_ECORRUPT if state.db is not a database;
+ * a newer fedvault (user_version > 2); FV_ECORRUPT if state.db is not a database, or if
+ * the version-1 database to migrate has a dangling reference (PRAGMA foreign_key_check);
  * FV_EIO naming the path and SQLite's message; -errno for mkdir/open failures.
  * On success *ret is the caller's, to be closed with fv_state_close. */
 int fv_state_open(const char *dir, fv_state_t **ret, fv_diag_t *d);
@@ -126,6 +130,10 @@ int fv_state_job_set_status(fv_state_t *s, const char *id, const char *status, c
 /* Records the job's final model version. UV_ENOENT if the job or the version is unknown;
  * FV_EINVAL if the version belongs to another job. */
 int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d);
+/* Records the job's distilled student: version must be of kind "distilled". UV_ENOENT if
+ * the job or the version is unknown; FV_EINVAL if the version belongs to another job or
+ * is of another kind. */
+int fv_state_job_set_student(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d);
 /* Copies the status string (NUL-terminated, < 16 bytes). UV_ENOENT if unknown. */
 int fv_state_job_status(fv_state_t *s, const char *id, char ret_status[16], fv_diag_t *d);
 /* Resolves a job id prefix: 4..64 hex digits (uppercase accepted) matching exactly one
@@ -137,9 +145,10 @@ int fv_state_job_resolve(fv_state_t *s, const char *prefix, char ret_id[65], fv_
  * caller frees. UV_ENOENT if there is none. */
 int fv_state_job_next(fv_state_t *s, char ret_id[65], char **ret_spec, fv_diag_t *d);
 /* *ret (caller decrefs): array, oldest first, of {"id","name","status","submitted_by",
- * "submitted","started","finished","rounds_done","rounds_failed","final_version","why"},
- * null where unset. rounds_done counts the job's rounds of kind "train" with status "ok";
- * rounds_failed counts its round rows (any kind) whose status is not "ok". */
+ * "submitted","started","finished","rounds_done","distill_rounds_done","rounds_failed",
+ * "final_version","student_version","why"}, null where unset. rounds_done counts the
+ * job's rounds of kind "train" with status "ok", distill_rounds_done those of kind
+ * "distill"; rounds_failed counts its round rows (any kind) whose status is not "ok". */
 int fv_state_jobs_json(fv_state_t *s, json_t **ret, fv_diag_t *d);
 /* *ret (caller decrefs): one job: the fields above plus "spec" (the parsed object),
  * "rounds" (the round rows, by round then attempt, as described at fv_state_round_add)
@@ -153,7 +162,9 @@ int fv_state_job_agent(fv_state_t *s, const char *job, const char *agent, const 
 
 /* ---- checkpoints ------------------------------------------------------------------ */
 /* Resume checkpoint of a job: write it in the same transaction as the round that
- * produced it. uint64_t members must be <= INT64_MAX. */
+ * produced it. uint64_t members must be <= INT64_MAX. A checkpoint written before schema
+ * version 2 loads as distill = false, teacher_sha "", teacher_version 0, teacher_json
+ * NULL. */
 typedef struct fv_state_ckpt {
     uint64_t next_round; /* round to run next: 0 = the stats round */
     uint64_t rounds_done, rounds_failed;
@@ -169,16 +180,24 @@ typedef struct fv_state_ckpt {
     double best_metric; /* NaN if none: stored as NULL, loaded as NaN */
     uint64_t best_round;
     uint32_t since_best;
+    bool distill;            /* in the distillation phase (stored as phase 'distill'/'train') */
+    char teacher_sha[65];    /* the teacher's model file ("" = none) */
+    int64_t teacher_version; /* its version (0 if none) */
+    char *teacher_json;      /* NULL or a JSON object as text (the teacher's description) */
 } fv_state_ckpt_t;
 /* Inserts or replaces job's checkpoint. ck and its buffers are borrowed. stats_sum is
- * stored little-endian (the file is portable). UV_ENOENT if the job is unknown. */
+ * stored little-endian (the file is portable); teacher_json byte for byte, after checking
+ * it (<= FV_STATE_JSON_MAX: FV_ETOOBIG; FV_EPARSE; not an object: FV_ESCHEMA). FV_EINVAL
+ * for a sha that is neither "" nor 64 lowercase hex; UV_ENOENT if the job is unknown. */
 int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck, fv_diag_t *d);
-/* Loads job's checkpoint into *ret (overwritten on success only). stats_sum and
- * opt_state are malloc'd (NULL when absent): release with fv_state_ckpt_close.
+/* Loads job's checkpoint into *ret (overwritten on success only). stats_sum, opt_state
+ * and teacher_json are malloc'd (NULL when absent): release with fv_state_ckpt_close.
  * UV_ENOENT if the job has no checkpoint; FV_ECORRUPT for a row this code cannot have
- * written (a stats blob whose length is not a multiple of 4, a bad sha). */
+ * written (a stats blob whose length is not a multiple of 4, a bad sha, a phase other
+ * than train/distill, a teacher_json over FV_STATE_JSON_MAX). */
 int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_diag_t *d);
-/* Frees the buffers of a loaded checkpoint and sets them to NULL/0. NULL-safe. */
+/* Frees the buffers of a loaded checkpoint (stats_sum, opt_state, teacher_json) and sets
+ * them to NULL/0. NULL-safe. */
 void fv_state_ckpt_close(fv_state_ckpt_t *ck);
 
 /* ---- rounds ----------------------------------------------------------------------- */
@@ -187,7 +206,7 @@ typedef struct fv_state_round {
     const char *job;
     uint64_t round;
     uint32_t attempt;              /* 1, 2, ... if a round number is retried after an abort */
-    const char *kind;              /* "stats" | "train" */
+    const char *kind;              /* "stats" | "train" | "distill" */
     const char *status;            /* "ok" or the error name, e.g. "FV_ETHRESHOLD" (< 64 bytes) */
     const char *why;               /* NULL when ok; <= FV_STATE_TEXT_MAX bytes */
     const char *cohort_json;       /* array of agent names */
@@ -208,18 +227,30 @@ int fv_state_round_add(fv_state_t *s, const fv_state_round_t *r, fv_diag_t *d);
 /* ---- model versions --------------------------------------------------------------- */
 /* Adds model version 1, 2, 3... (never reused) for model file sha, which must already be
  * stored (fv_state_model_put: UV_ENOENT otherwise; its size is recorded). kind: "global"
- * or "final"; parent: an existing version or 0 for none; producer: the software that made
- * it ("fedvault 0.1.0 (abc123)", 1..FV_STATE_TEXT_MAX bytes). UV_ENOENT if the job or
- * the parent is unknown. *ret_version (may be NULL) gets the new version. */
+ * (after a training round), "final" (the job's model), "student" (the student after a
+ * distill round) or "distilled" (the job's final student); anything else is FV_EINVAL.
+ * parent: an existing version or 0 for none; producer: the software that made it
+ * ("fedvault 0.1.0 (abc123)", 1..FV_STATE_TEXT_MAX bytes). UV_ENOENT if the job or the
+ * parent is unknown. *ret_version (may be NULL) gets the new version. */
 int fv_state_version_add(fv_state_t *s, const char *job, uint64_t round, const char *sha,
                          int64_t parent, const char *kind, const char *producer, int64_t now_ms,
                          int64_t *ret_version, fv_diag_t *d);
 /* The model file name of version. UV_ENOENT if unknown. */
 int fv_state_version_sha(fv_state_t *s, int64_t version, char ret_sha[65], fv_diag_t *d);
+/* Sets (replaces) version's report: report_json a JSON object as text (<=
+ * FV_STATE_JSON_MAX bytes: FV_ETOOBIG; FV_EPARSE if it does not parse; FV_ESCHEMA if not
+ * an object), stored re-encoded compactly; NULL removes the report. UV_ENOENT if the
+ * version is unknown. For a distilled model the coordinator stores its compression report
+ * here (teacher, student, ratios...; cmd_admin.c prints it). */
+int fv_state_version_set_report(fv_state_t *s, int64_t version, const char *report_json,
+                                fv_diag_t *d);
 /* *ret (caller decrefs): array by version of {"version","sha256","job","round","kind",
- * "parent","created","bytes","producer"} (parent null for none). */
+ * "parent","created","bytes","producer","has_report"} (parent null for none; has_report
+ * true or false: the report itself is only in fv_state_version_json, to keep the list
+ * small). */
 int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d);
-/* *ret (caller decrefs): one version, the fields above plus "lineage": {"parent","job",
+/* *ret (caller decrefs): one version, the fields above plus "report" (the parsed object,
+ * or null) and "lineage": {"parent","job",
  * "hyperparameters" (the job's spec object), "rounds": [{"round","kind","cohort",
  * "contributors"}] for the job's "ok" rounds with round <= the version's round (by round),
  * "agents": [{"name","data_sha256","rows"}] for every agent named in those cohorts

@@ -9,7 +9,7 @@
  *   DIR/LOCK        flock(LOCK_EX|LOCK_NB) held for the life of a fv_state_t; contains
  *                   the holder's pid as decimal text (for the UV_EBUSY sentence only).
  *   DIR/state.db    SQLite 3, journal_mode=WAL, synchronous=FULL, foreign_keys=ON,
- *                   PRAGMA user_version = 1 (FV_STATE_SCHEMA_VERSION).
+ *                   PRAGMA user_version = 2 (FV_STATE_SCHEMA_VERSION).
  *   DIR/models/<64 lowercase hex SHA-256 of the contents>.fvm   model files, immutable.
  *   DIR/models/<...>.fvm.tmp   a put in progress (removed by the next open).
  *
@@ -18,20 +18,43 @@
  *   agents(name PK, serial, first_seen, last_seen)
  *   jobs(seq INTEGER PK AUTOINCREMENT = submission order, id UNIQUE, name, spec (JSON
  *        text, as submitted), submitted_by, submitted, status CHECK IN (queued, running,
- *        done, failed, aborted), why, started, finished, final_version -> versions)
+ *        done, failed, aborted), why, started, finished, final_version -> versions,
+ *        student_version -> versions (the job's distilled student; v2))
  *   job_agents(job -> jobs, agent, data_sha256, rows, accepted; PK (job, agent))
- *   rounds(job -> jobs, round, attempt, kind CHECK IN (stats, train), status ("ok" or an
- *        error name), why, cohort, contributors, metrics (compact JSON text), model_in,
- *        model_out, started, finished; PK (job, round, attempt))
+ *   rounds(job -> jobs, round, attempt, kind CHECK IN (stats, train, distill), status
+ *        ("ok" or an error name), why, cohort, contributors, metrics (compact JSON text),
+ *        model_in, model_out, started, finished; PK (job, round, attempt))
  *   checkpoints(job PK -> jobs, next_round, rounds_done, rounds_failed, n_ref, stats_sum
  *        (BLOB of uint32 little-endian, NULL before stats), global_sha, global_version,
  *        opt_state (BLOB or NULL), best_sha, best_version, best_metric (REAL, NULL = NaN),
- *        best_round, since_best)
+ *        best_round, since_best, phase CHECK IN (train, distill) DEFAULT train (v2),
+ *        teacher_sha (NULL = none; v2), teacher_version (DEFAULT 0; v2), teacher_json
+ *        (JSON object text as given, or NULL; v2))
  *   versions(version INTEGER PK AUTOINCREMENT (never reused), sha256, job -> jobs, round,
- *        kind CHECK IN (global, final), parent -> versions (NULL = none), created, bytes
- *        (the model file's size when added), producer)
+ *        kind CHECK IN (global, final, student, distilled), parent -> versions (NULL =
+ *        none), created, bytes (the model file's size when added), producer, report
+ *        (compact JSON object text or NULL: a distilled model's compression report; v2))
  *   outbox(id INTEGER PK AUTOINCREMENT, actor, event, details (JSON text or NULL))
  * A round's completed count is not stored: the JSON views derive it from rounds.
+ *
+ * Schema versions (PRAGMA user_version; 0 = a new, empty file):
+ *   1  the tables above without the members marked v2.
+ *   2  knowledge distillation: rounds.kind 'distill'; versions.kind 'student' (the student
+ *      after a distill round) and 'distilled' (the job's final student); versions.report;
+ *      checkpoints.phase/teacher_*; jobs.student_version.
+ * fv_state_open creates version 2 (schema_sql) or migrates version 1 to 2
+ * (migrate_1_2_sql) in ONE transaction, so SIGKILL during the migration leaves version 1
+ * intact (WAL recovery drops the uncommitted frames) and the next open migrates again.
+ * CHECK constraints cannot be altered in SQLite, so rounds and versions are rebuilt by
+ * SQLite's documented procedure: foreign_keys=OFF (outside the transaction, where the
+ * pragma works), BEGIN, CREATE TABLE new_x, INSERT INTO new_x SELECT ..., DROP TABLE x,
+ * ALTER TABLE new_x RENAME TO x, recreate x's indexes; versions' AUTOINCREMENT counter is
+ * carried over in sqlite_sequence. checkpoints and jobs get ALTER TABLE ADD COLUMN;
+ * user_version = 2. Then PRAGMA foreign_key_check must return no row (else FV_ECORRUPT
+ * and ROLLBACK), COMMIT, foreign_keys=ON. Rows written by version 1 read as: a train-
+ * phase checkpoint without teacher, no report, no student version. A user_version above
+ * 2 is FV_EVERSION (a newer fedvault wrote it; this one does not downgrade), and a
+ * fedvault that knows only version 1 refuses a version-2 database the same way.
  *
  * Durability argument:
  *   - A model file is written to <name>.tmp, fsynced, renamed to <name>, and the models
@@ -102,6 +125,44 @@ struct fv_state {
     int lock_fd; /* DIR/LOCK, flock'd; -1 if not open */
 };
 
+/* The bodies of the two tables the version 1 -> 2 migration rebuilds (their CHECK
+ * constraints changed), shared by schema_sql and migrate_1_2_sql so that a migrated database
+ * and a new one have the same definitions. */
+#define ROUNDS_BODY                                                                                \
+    "  job TEXT NOT NULL REFERENCES jobs(id),"                                                     \
+    "  round INTEGER NOT NULL,"                                                                    \
+    "  attempt INTEGER NOT NULL,"                                                                  \
+    "  kind TEXT NOT NULL CHECK (kind IN ('stats','train','distill')),"                            \
+    "  status TEXT NOT NULL,"                                                                      \
+    "  why TEXT,"                                                                                  \
+    "  cohort TEXT NOT NULL,"                                                                      \
+    "  contributors TEXT NOT NULL,"                                                                \
+    "  metrics TEXT,"                                                                              \
+    "  model_in TEXT,"                                                                             \
+    "  model_out TEXT,"                                                                            \
+    "  started INTEGER NOT NULL,"                                                                  \
+    "  finished INTEGER NOT NULL,"                                                                 \
+    "  PRIMARY KEY (job, round, attempt))"
+#define VERSIONS_BODY                                                                              \
+    "  version INTEGER PRIMARY KEY AUTOINCREMENT,"                                                 \
+    "  sha256 TEXT NOT NULL,"                                                                      \
+    "  job TEXT NOT NULL REFERENCES jobs(id),"                                                     \
+    "  round INTEGER NOT NULL,"                                                                    \
+    "  kind TEXT NOT NULL CHECK (kind IN ('global','final','student','distilled')),"               \
+    "  parent INTEGER REFERENCES versions(version),"                                               \
+    "  created INTEGER NOT NULL,"                                                                  \
+    "  bytes INTEGER NOT NULL,"                                                                    \
+    "  producer TEXT NOT NULL,"                                                                    \
+    "  report TEXT)"
+/* The columns version 2 adds to checkpoints and jobs with ALTER TABLE ADD COLUMN; a new
+ * database has them at the same place (last), so both kinds read alike. */
+#define CKPT_PHASE "phase TEXT NOT NULL DEFAULT 'train' CHECK (phase IN ('train','distill'))"
+#define CKPT_TEACHER_SHA "teacher_sha TEXT"
+#define CKPT_TEACHER_VERSION "teacher_version INTEGER NOT NULL DEFAULT 0"
+#define CKPT_TEACHER_JSON "teacher_json TEXT"
+#define JOBS_STUDENT "student_version INTEGER REFERENCES versions(version)"
+
+/* A new database (user_version 0), run in one transaction. */
 static const char schema_sql[] =
     "CREATE TABLE agents ("
     "  name TEXT PRIMARY KEY,"
@@ -119,7 +180,8 @@ static const char schema_sql[] =
     "  why TEXT,"
     "  started INTEGER,"
     "  finished INTEGER,"
-    "  final_version INTEGER REFERENCES versions(version));"
+    "  final_version INTEGER REFERENCES versions(version),"
+    "  " JOBS_STUDENT ");"
     "CREATE TABLE job_agents ("
     "  job TEXT NOT NULL REFERENCES jobs(id),"
     "  agent TEXT NOT NULL,"
@@ -127,21 +189,7 @@ static const char schema_sql[] =
     "  rows INTEGER NOT NULL,"
     "  accepted INTEGER NOT NULL,"
     "  PRIMARY KEY (job, agent));"
-    "CREATE TABLE rounds ("
-    "  job TEXT NOT NULL REFERENCES jobs(id),"
-    "  round INTEGER NOT NULL,"
-    "  attempt INTEGER NOT NULL,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('stats','train')),"
-    "  status TEXT NOT NULL,"
-    "  why TEXT,"
-    "  cohort TEXT NOT NULL,"
-    "  contributors TEXT NOT NULL,"
-    "  metrics TEXT,"
-    "  model_in TEXT,"
-    "  model_out TEXT,"
-    "  started INTEGER NOT NULL,"
-    "  finished INTEGER NOT NULL,"
-    "  PRIMARY KEY (job, round, attempt));"
+    "CREATE TABLE rounds (" ROUNDS_BODY ";"
     "CREATE TABLE checkpoints ("
     "  job TEXT PRIMARY KEY REFERENCES jobs(id),"
     "  next_round INTEGER NOT NULL,"
@@ -156,24 +204,58 @@ static const char schema_sql[] =
     "  best_version INTEGER NOT NULL,"
     "  best_metric REAL,"
     "  best_round INTEGER NOT NULL,"
-    "  since_best INTEGER NOT NULL);"
-    "CREATE TABLE versions ("
-    "  version INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  sha256 TEXT NOT NULL,"
-    "  job TEXT NOT NULL REFERENCES jobs(id),"
-    "  round INTEGER NOT NULL,"
-    "  kind TEXT NOT NULL CHECK (kind IN ('global','final')),"
-    "  parent INTEGER REFERENCES versions(version),"
-    "  created INTEGER NOT NULL,"
-    "  bytes INTEGER NOT NULL,"
-    "  producer TEXT NOT NULL);"
+    "  since_best INTEGER NOT NULL,"
+    "  " CKPT_PHASE ","
+    "  " CKPT_TEACHER_SHA ","
+    "  " CKPT_TEACHER_VERSION ","
+    "  " CKPT_TEACHER_JSON ");"
+    "CREATE TABLE versions (" VERSIONS_BODY ";"
     "CREATE INDEX versions_job ON versions(job);"
     "CREATE TABLE outbox ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  actor TEXT NOT NULL,"
     "  event TEXT NOT NULL,"
     "  details TEXT);"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
+
+/* Version 1 -> 2, run inside one transaction with foreign_keys OFF (set before BEGIN: the
+ * pragma is a no-op inside a transaction), following SQLite's "Making Other Kinds Of Table
+ * Schema Changes" procedure (lang_altertable.html) for the two tables whose CHECK changed:
+ * create new_X, copy every row, drop X, rename new_X to X, recreate its indexes. The
+ * caller then runs PRAGMA foreign_key_check (no rows allowed) before COMMIT.
+ *   - versions' AUTOINCREMENT counter (sqlite_sequence) is carried over, so a version
+ *     number is still never reused, even one above max(version).
+ *   - Renaming new_versions to versions keeps the references of jobs.final_version and
+ *     versions.parent pointing at "versions": they name the table by name.
+ *   - ADD COLUMN suffices for checkpoints and jobs: the new columns have constant
+ *     defaults (a REFERENCES column's default is NULL, as SQLite requires). */
+static const char migrate_1_2_sql[] =
+    "CREATE TABLE new_rounds (" ROUNDS_BODY ";"
+    "INSERT INTO new_rounds (job, round, attempt, kind, status, why, cohort, contributors, "
+    "  metrics, model_in, model_out, started, finished) "
+    "  SELECT job, round, attempt, kind, status, why, cohort, contributors, metrics, "
+    "  model_in, model_out, started, finished FROM rounds;"
+    "DROP TABLE rounds;"
+    "ALTER TABLE new_rounds RENAME TO rounds;"
+    "CREATE TABLE new_versions (" VERSIONS_BODY ";"
+    "INSERT INTO new_versions (version, sha256, job, round, kind, parent, created, bytes, "
+    "  producer) "
+    "  SELECT version, sha256, job, round, kind, parent, created, bytes, producer "
+    "  FROM versions ORDER BY version;"
+    "UPDATE sqlite_sequence SET seq = (SELECT max(seq) FROM sqlite_sequence "
+    "  WHERE name IN ('versions', 'new_versions')) WHERE name = 'new_versions';"
+    "INSERT INTO sqlite_sequence (name, seq) "
+    "  SELECT 'new_versions', seq FROM sqlite_sequence WHERE name = 'versions' "
+    "  AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'new_versions');"
+    "DROP TABLE versions;"
+    "ALTER TABLE new_versions RENAME TO versions;"
+    "CREATE INDEX versions_job ON versions(job);"
+    "ALTER TABLE checkpoints ADD COLUMN " CKPT_PHASE ";"
+    "ALTER TABLE checkpoints ADD COLUMN " CKPT_TEACHER_SHA ";"
+    "ALTER TABLE checkpoints ADD COLUMN " CKPT_TEACHER_VERSION ";"
+    "ALTER TABLE checkpoints ADD COLUMN " CKPT_TEACHER_JSON ";"
+    "ALTER TABLE jobs ADD COLUMN " JOBS_STUDENT ";"
+    "PRAGMA user_version = 2;";
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -703,7 +785,49 @@ static int remove_tmp_models(fv_state_t *s, fv_diag_t *d)
     return r;
 }
 
-/* Pragmas, version check, schema. */
+/* Migrates a version-1 database to version 2 (migrate_1_2_sql) in one transaction: a
+ * crash or a failure anywhere leaves version 1 exactly as it was, and the next open tries
+ * again. foreign_keys is OFF around the transaction (the rebuild drops tables that others
+ * reference) and ON again afterwards, whatever happened; PRAGMA foreign_key_check must
+ * find nothing before COMMIT, so the rebuild cannot have broken a reference. No other
+ * process can be writing: the caller holds DIR/LOCK (an older fedvault takes it too). */
+static int migrate_1_2(fv_state_t *s, fv_diag_t *d)
+{
+    static const char what[] = "migrating the schema from version 1 to 2";
+    sqlite3_stmt *st = NULL;
+    int r, r2;
+
+    if ((r = exec_sql(s, "PRAGMA foreign_keys = OFF", what, d)) != 0)
+        return r;
+    if ((r = exec_sql(s, "BEGIN IMMEDIATE", what, d)) != 0 ||
+        (r = exec_sql(s, migrate_1_2_sql, what, d)) != 0)
+        goto out;
+    if ((r = query_row(s, &st, "PRAGMA foreign_key_check", what, d, "")) < 0)
+        goto out;
+    if (r == 1) {
+        /* Columns: table, rowid (NULL for a WITHOUT ROWID table), parent table, fk id. */
+        const char *table = (const char *)sqlite3_column_text(st, 0);
+        const char *parent = (const char *)sqlite3_column_text(st, 2);
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "row %" PRId64 " of table %.64s refers to a missing row of table %.64s; "
+                 "the database is left at version 1",
+                 (int64_t)sqlite3_column_int64(st, 1), table ? table : "?", parent ? parent : "?");
+        r = db_corrupt(s, what, detail, d);
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    r = exec_sql(s, "COMMIT", what, d);
+out:
+    sqlite3_finalize(st);
+    if (r != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* best effort: r says why */
+    r2 = exec_sql(s, "PRAGMA foreign_keys = ON", "setting foreign_keys=ON", r != 0 ? NULL : d);
+    return r != 0 ? r : r2;
+}
+
+/* Pragmas, version check, schema (created, or migrated from version 1). */
 static int open_db(fv_state_t *s, fv_diag_t *d)
 {
     static const char wal_what[] = "setting journal_mode=WAL";
@@ -761,6 +885,8 @@ static int open_db(fv_state_t *s, fv_diag_t *d)
 
     if (version == FV_STATE_SCHEMA_VERSION)
         return 0;
+    if (version == 1)
+        return migrate_1_2(s, d);
     /* A new database: the whole schema in one transaction, so a crash leaves either none
      * of it (user_version 0: created again next time) or all of it. */
     if ((r = exec_sql(s, "BEGIN IMMEDIATE", "creating the schema", d)) != 0)
@@ -1039,9 +1165,11 @@ static bool is_job_status(const char *v)
     "j.id, j.name, j.status, j.submitted_by, j.submitted, j.started, j.finished, "                 \
     "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.kind = 'train' "                      \
     "AND r.status = 'ok'), "                                                                       \
+    "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.kind = 'distill' "                    \
+    "AND r.status = 'ok'), "                                                                       \
     "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.status <> 'ok'), "                    \
-    "j.final_version, j.why"
-#define JOB_NCOLS 11
+    "j.final_version, j.student_version, j.why"
+#define JOB_NCOLS 13
 
 /* The members of the job view object, from a row starting with JOB_COLS. */
 static const struct col_member job_cols[] = {{"id", col_str},
@@ -1052,8 +1180,10 @@ static const struct col_member job_cols[] = {{"id", col_str},
                                              {"started", col_time},
                                              {"finished", col_time},
                                              {"rounds_done", col_int},
+                                             {"distill_rounds_done", col_int},
                                              {"rounds_failed", col_int},
                                              {"final_version", col_int},
+                                             {"student_version", col_int},
                                              {"why", col_str},
                                              {NULL, NULL}};
 
@@ -1110,9 +1240,13 @@ int fv_state_job_set_status(fv_state_t *s, const char *id, const char *status, c
     return 0;
 }
 
-int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d)
+/* Points job id's final_version, or its student_version if student, at version, which
+ * must exist, belong to the job and, for the student, be of kind 'distilled'. */
+static int job_set_version(fv_state_t *s, const char *id, int64_t version, bool student,
+                           fv_diag_t *d)
 {
-    static const char what[] = "setting a job's final version";
+    const char *what =
+        student ? "setting a job's student version" : "setting a job's final version";
     sqlite3_stmt *st = NULL;
     int r;
 
@@ -1120,7 +1254,7 @@ int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_di
         return r;
     if ((r = job_exists(s, id, what, d)) != 0)
         return r;
-    if ((r = query_row(s, &st, "SELECT job FROM versions WHERE version = ?1", what, d, "i",
+    if ((r = query_row(s, &st, "SELECT job, kind FROM versions WHERE version = ?1", what, d, "i",
                        version)) < 0)
         goto out;
     if (r == 0) {
@@ -1129,18 +1263,37 @@ int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_di
         goto out;
     }
     const char *owner = (const char *)sqlite3_column_text(st, 0);
+    const char *kind = (const char *)sqlite3_column_text(st, 1);
     if (owner == NULL || strcmp(owner, id) != 0) {
         r = fv_diag_set(d, FV_EINVAL, "%s: %s: version %" PRId64 " belongs to another job",
                         s->db_path, what, version);
         goto out;
     }
+    if (student && (kind == NULL || strcmp(kind, "distilled") != 0)) {
+        r = fv_diag_set(d, FV_EINVAL,
+                        "%s: %s: version %" PRId64 " is of kind '%.16s', not 'distilled'",
+                        s->db_path, what, version, kind ? kind : "?");
+        goto out;
+    }
     sqlite3_finalize(st);
     st = NULL;
-    r = exec_bound(s, "UPDATE jobs SET final_version = ?2 WHERE id = ?1", what, NULL, d, "ti", id,
-                   version);
+    r = exec_bound(s,
+                   student ? "UPDATE jobs SET student_version = ?2 WHERE id = ?1"
+                           : "UPDATE jobs SET final_version = ?2 WHERE id = ?1",
+                   what, NULL, d, "ti", id, version);
 out:
     sqlite3_finalize(st);
     return r;
+}
+
+int fv_state_job_set_final(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d)
+{
+    return job_set_version(s, id, version, false, d);
+}
+
+int fv_state_job_set_student(fv_state_t *s, const char *id, int64_t version, fv_diag_t *d)
+{
+    return job_set_version(s, id, version, true, d);
 }
 
 int fv_state_job_status(fv_state_t *s, const char *id, char ret_status[16], fv_diag_t *d)
@@ -1395,11 +1548,22 @@ int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck
         return fv_diag_set(d, FV_ETOOBIG, "job %s: optimizer state of %zu bytes, over %zu", job,
                            ck->opt_len, (size_t)FV_STATE_MODEL_MAX);
     if ((ck->global_sha[0] != '\0' && !is_hex64(ck->global_sha)) ||
-        (ck->best_sha[0] != '\0' && !is_hex64(ck->best_sha)))
+        (ck->best_sha[0] != '\0' && !is_hex64(ck->best_sha)) ||
+        (ck->teacher_sha[0] != '\0' && !is_hex64(ck->teacher_sha)))
         return fv_diag_set(d, FV_EINVAL,
-                           "job %s: checkpoint global_sha/best_sha must be \"\" or 64 lowercase "
-                           "hex digits",
+                           "job %s: checkpoint global_sha/best_sha/teacher_sha must be \"\" or 64 "
+                           "lowercase hex digits",
                            job);
+    if (ck->teacher_json != NULL) {
+        json_t *t = NULL;
+        if ((r = parse_json_arg("checkpoint teacher_json", ck->teacher_json, &t, d)) != 0)
+            return r;
+        bool obj = json_is_object(t);
+        json_decref(t);
+        if (!obj)
+            return fv_diag_set(d, FV_ESCHEMA,
+                               "job %s: checkpoint teacher_json is not a JSON object", job);
+    }
     if ((r = job_exists(s, job, what, d)) != 0)
         return r;
 
@@ -1420,14 +1584,18 @@ int fv_state_ckpt_save(fv_state_t *s, const char *job, const fv_state_ckpt_t *ck
     r = exec_bound(s,
                    "INSERT OR REPLACE INTO checkpoints (job, next_round, rounds_done, "
                    "rounds_failed, n_ref, stats_sum, global_sha, global_version, opt_state, "
-                   "best_sha, best_version, best_metric, best_round, since_best) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                   what, NULL, d, "tiiiibtibtidii", job, (int64_t)ck->next_round,
+                   "best_sha, best_version, best_metric, best_round, since_best, phase, "
+                   "teacher_sha, teacher_version, teacher_json) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                   "?16, ?17, ?18)",
+                   what, NULL, d, "tiiiibtibtidiittit", job, (int64_t)ck->next_round,
                    (int64_t)ck->rounds_done, (int64_t)ck->rounds_failed, (int64_t)ck->n_ref,
                    (const void *)stats, stats_bytes, ck->global_sha[0] ? ck->global_sha : NULL,
                    ck->global_version, (const void *)(ck->opt_len > 0 ? ck->opt_state : NULL),
                    ck->opt_len, ck->best_sha[0] ? ck->best_sha : NULL, ck->best_version,
-                   ck->best_metric, (int64_t)ck->best_round, (int64_t)ck->since_best);
+                   ck->best_metric, (int64_t)ck->best_round, (int64_t)ck->since_best,
+                   ck->distill ? "distill" : "train", ck->teacher_sha[0] ? ck->teacher_sha : NULL,
+                   ck->teacher_version, ck->teacher_json);
     free(stats);
     return r;
 }
@@ -1458,7 +1626,8 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
     if ((r = query_row(s, &st,
                        "SELECT next_round, rounds_done, rounds_failed, n_ref, stats_sum, "
                        "global_sha, global_version, opt_state, best_sha, best_version, "
-                       "best_metric, best_round, since_best FROM checkpoints WHERE job = ?1",
+                       "best_metric, best_round, since_best, phase, teacher_sha, "
+                       "teacher_version, teacher_json FROM checkpoints WHERE job = ?1",
                        what, d, "t", job)) < 0)
         goto out;
     if (r == 0) {
@@ -1485,10 +1654,18 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
     ck.best_version = (int64_t)sqlite3_column_int64(st, 9);
     ck.best_metric =
         sqlite3_column_type(st, 10) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 10);
-    if (!col_sha(st, 5, ck.global_sha) || !col_sha(st, 8, ck.best_sha)) {
+    if (!col_sha(st, 5, ck.global_sha) || !col_sha(st, 8, ck.best_sha) ||
+        !col_sha(st, 14, ck.teacher_sha)) {
         r = db_corrupt(s, what, "a model name is not 64 hex digits", d);
         goto out;
     }
+    const char *phase = (const char *)sqlite3_column_text(st, 13);
+    if (phase == NULL || (strcmp(phase, "train") != 0 && strcmp(phase, "distill") != 0)) {
+        r = db_corrupt(s, what, "the phase is neither train nor distill", d);
+        goto out;
+    }
+    ck.distill = strcmp(phase, "distill") == 0;
+    ck.teacher_version = (int64_t)sqlite3_column_int64(st, 15);
 
     /* stats_sum: a blob of 4-byte little-endian words, at most FV_STATE_STATS_MAX. */
     if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
@@ -1523,6 +1700,23 @@ int fv_state_ckpt_load(fv_state_t *s, const char *job, fv_state_ckpt_t *ret, fv_
             ck.opt_len = n;
         }
     }
+    if (sqlite3_column_type(st, 16) != SQLITE_NULL) {
+        const char *t = (const char *)sqlite3_column_text(st, 16);
+        size_t n = (size_t)sqlite3_column_bytes(st, 16);
+        if (t == NULL) {
+            r = oom(s, what, d);
+            goto out;
+        }
+        if (n > FV_STATE_JSON_MAX) {
+            r = db_corrupt(s, what, "teacher_json is over the JSON cap", d);
+            goto out;
+        }
+        if ((ck.teacher_json = malloc(n + 1)) == NULL) {
+            r = oom(s, what, d);
+            goto out;
+        }
+        memcpy(ck.teacher_json, t, n + 1);
+    }
     *ret = ck;
     memset(&ck, 0, sizeof ck); /* now the caller's */
     r = 0;
@@ -1538,24 +1732,27 @@ void fv_state_ckpt_close(fv_state_ckpt_t *ck)
         return;
     free(ck->stats_sum);
     free(ck->opt_state);
+    free(ck->teacher_json);
     ck->stats_sum = NULL;
     ck->stats_words = 0;
     ck->opt_state = NULL;
     ck->opt_len = 0;
+    ck->teacher_json = NULL;
 }
 
 /* ---- rounds ------------------------------------------------------------------------- */
 
-/* Validates a JSON member of a round and re-encodes it compactly into *ret (malloc'd;
- * NULL for a NULL member when nullable). shape: 'a' array of strings, 'o' object. */
-static int round_json_arg(const char *what, const char *text, char shape, bool nullable, char **ret,
-                          fv_diag_t *d)
+/* Validates a JSON argument and re-encodes it compactly into *ret (malloc'd; NULL for a
+ * NULL argument when nullable). shape: 'a' array of strings, 'o' object. owner starts the
+ * sentences ("round", "model version 7"). */
+static int json_arg_compact(const char *owner, const char *what, const char *text, char shape,
+                            bool nullable, char **ret, fv_diag_t *d)
 {
     json_t *j = NULL;
     int r;
     if (text == NULL) {
         if (!nullable)
-            return fv_diag_set(d, FV_EINVAL, "round: %s is missing", what);
+            return fv_diag_set(d, FV_EINVAL, "%s: %s is missing", owner, what);
         *ret = NULL;
         return 0;
     }
@@ -1564,13 +1761,13 @@ static int round_json_arg(const char *what, const char *text, char shape, bool n
     bool ok = shape == 'a' ? is_string_array(j) : json_is_object(j);
     if (!ok) {
         json_decref(j);
-        return fv_diag_set(d, FV_ESCHEMA, "round: %s is not %s", what,
+        return fv_diag_set(d, FV_ESCHEMA, "%s: %s is not %s", owner, what,
                            shape == 'a' ? "an array of strings" : "a JSON object");
     }
     char *out = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (out == NULL)
-        return fv_diag_set(d, FV_ENOMEM, "round: %s: out of memory", what);
+        return fv_diag_set(d, FV_ENOMEM, "%s: %s: out of memory", owner, what);
     *ret = out;
     return 0;
 }
@@ -1587,8 +1784,9 @@ int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
         return r;
     if (rd->attempt == 0)
         return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": attempts count from 1", rd->round);
-    if (rd->kind == NULL || (strcmp(rd->kind, "stats") != 0 && strcmp(rd->kind, "train") != 0))
-        return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": kind must be stats or train",
+    if (rd->kind == NULL || (strcmp(rd->kind, "stats") != 0 && strcmp(rd->kind, "train") != 0 &&
+                             strcmp(rd->kind, "distill") != 0))
+        return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": kind must be stats, train or distill",
                            rd->round);
     if ((r = check_text("round status", rd->status, STATUS_MAX, 0, d)) != 0 ||
         (r = check_text("round why", rd->why, FV_STATE_TEXT_MAX, TEXT_NULL_OK | TEXT_EMPTY_OK,
@@ -1598,9 +1796,10 @@ int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
         (rd->model_out_sha != NULL &&
          (r = check_hex64("model_out_sha", rd->model_out_sha, d)) != 0))
         return r;
-    if ((r = round_json_arg("cohort", rd->cohort_json, 'a', false, &cohort, d)) != 0 ||
-        (r = round_json_arg("contributors", rd->contributors_json, 'a', false, &contrib, d)) != 0 ||
-        (r = round_json_arg("metrics", rd->metrics_json, 'o', true, &metrics, d)) != 0)
+    if ((r = json_arg_compact("round", "cohort", rd->cohort_json, 'a', false, &cohort, d)) != 0 ||
+        (r = json_arg_compact("round", "contributors", rd->contributors_json, 'a', false, &contrib,
+                              d)) != 0 ||
+        (r = json_arg_compact("round", "metrics", rd->metrics_json, 'o', true, &metrics, d)) != 0)
         goto out;
     if ((r = job_exists(s, rd->job, what, d)) != 0)
         goto out;
@@ -1638,8 +1837,10 @@ int fv_state_version_add(fv_state_t *s, const char *job, uint64_t round, const c
         (r = check_u64("round", round, d)) != 0 ||
         (r = check_text("producer", producer, FV_STATE_TEXT_MAX, 0, d)) != 0)
         return r;
-    if (kind == NULL || (strcmp(kind, "global") != 0 && strcmp(kind, "final") != 0))
-        return fv_diag_set(d, FV_EINVAL, "model version: kind must be global or final");
+    if (kind == NULL || (strcmp(kind, "global") != 0 && strcmp(kind, "final") != 0 &&
+                         strcmp(kind, "student") != 0 && strcmp(kind, "distilled") != 0))
+        return fv_diag_set(d, FV_EINVAL,
+                           "model version: kind must be global, final, student or distilled");
     if (parent < 0)
         return fv_diag_set(d, FV_EINVAL, "model version: parent %" PRId64 " is negative", parent);
     if ((r = job_exists(s, job, what, d)) != 0)
@@ -1708,13 +1909,40 @@ out:
     return r;
 }
 
-#define VERSION_COLS "version, sha256, job, round, kind, parent, created, bytes, producer"
+int fv_state_version_set_report(fv_state_t *s, int64_t version, const char *report_json,
+                                fv_diag_t *d)
+{
+    static const char what[] = "setting a model version's report";
+    char owner[64], *report = NULL;
+    int r;
+
+    snprintf(owner, sizeof owner, "model version %" PRId64, version);
+    if ((r = json_arg_compact(owner, "report", report_json, 'o', true, &report, d)) != 0)
+        return r;
+    if ((r = exec_bound(s, "UPDATE versions SET report = ?2 WHERE version = ?1", what, NULL, d,
+                        "it", version, report)) == 0 &&
+        sqlite3_changes(s->db) == 0)
+        r = no_version(s, version, d);
+    free(report);
+    return r;
+}
+
+#define VERSION_COLS                                                                               \
+    "version, sha256, job, round, kind, parent, created, bytes, producer, "                        \
+    "report IS NOT NULL"
+#define VERSION_NCOLS 10
+
+/* 0/1 as JSON false/true. */
+static json_t *col_bool(sqlite3_stmt *st, int i)
+{
+    return json_boolean(sqlite3_column_int64(st, i) != 0);
+}
 
 /* The members of the version view object, from a row of VERSION_COLS. */
 static const struct col_member version_cols[] = {
-    {"version", col_int},  {"sha256", col_str}, {"job", col_str},      {"round", col_int},
-    {"kind", col_str},     {"parent", col_int}, {"created", col_time}, {"bytes", col_int},
-    {"producer", col_str}, {NULL, NULL}};
+    {"version", col_int},  {"sha256", col_str},      {"job", col_str},      {"round", col_int},
+    {"kind", col_str},     {"parent", col_int},      {"created", col_time}, {"bytes", col_int},
+    {"producer", col_str}, {"has_report", col_bool}, {NULL, NULL}};
 
 int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
 {
@@ -1832,13 +2060,14 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
     static const char what[] = "reading a model version";
     sqlite3_stmt *st = NULL;
     json_t *o = NULL, *lin = NULL, *spec = NULL, *rounds = NULL, *agents = NULL;
-    json_t *producer = NULL;
+    json_t *producer = NULL, *report = NULL;
     char job[65];
     int64_t round;
+    bool ok;
     int r;
 
-    if ((r = query_row(s, &st, "SELECT " VERSION_COLS " FROM versions WHERE version = ?1", what, d,
-                       "i", version)) < 0)
+    if ((r = query_row(s, &st, "SELECT " VERSION_COLS ", report FROM versions WHERE version = ?1",
+                       what, d, "i", version)) < 0)
         goto out;
     if (r == 0) {
         r = no_version(s, version, d);
@@ -1858,6 +2087,18 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
         goto out;
     }
     if ((producer = col_str(st, 8)) == NULL) {
+        r = json_fail(s, what, d);
+        goto out;
+    }
+    if ((r = col_json(s, st, VERSION_NCOLS, what, &report, d)) != 0)
+        goto out;
+    if (!json_is_null(report) && !json_is_object(report)) {
+        r = db_corrupt(s, what, "a stored report is not a JSON object", d);
+        goto out;
+    }
+    ok = jset(o, "report", report);
+    report = NULL; /* consumed */
+    if (!ok) {
         r = json_fail(s, what, d);
         goto out;
     }
@@ -1881,7 +2122,7 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
                          "reading a version's lineage", d, "ti", job, round)) != 0 ||
         (r = lineage_agents(s, job, rounds, agents, d)) != 0)
         goto out;
-    bool ok = jset(lin, "hyperparameters", spec);
+    ok = jset(lin, "hyperparameters", spec);
     ok = jset(lin, "rounds", rounds) && ok;
     ok = jset(lin, "agents", agents) && ok;
     ok = jset(lin, "producer", producer) && ok;
@@ -1903,6 +2144,7 @@ out:
     json_decref(rounds);
     json_decref(agents);
     json_decref(producer);
+    json_decref(report);
     return r;
 }
 
