@@ -13,12 +13,20 @@
  *      early stopping on the student's plain validation loss
  *   5. the student model = the teacher's schema and preprocessing + the new network + a
  *      metadata record naming the teacher; saved atomically to --out if given
- *   6. the compression report: parameters; bytes (the model file: the teacher's on disk,
- *      the student's encoding, which is what --out holds); scoring latency at batch 1 and
- *      batch 1024 (the network's forward pass and sigmoid/softmax on already-encoded rows,
- *      one preallocated workspace, in-process, median over many calls timed with
- *      clock_gettime(CLOCK_MONOTONIC); CSV decoding and preprocessing are the same for
- *      both models and are left out); and with --test FILE, the test metrics of both.
+ *   6. with --quantize-int8 (or --int8-out): the int8 student, i.e. the student model with
+ *      fv_model_t.int8 set, encoded (format version 2: int8 weights, a float32 scale and
+ *      bias per unit) and decoded back, so that what is measured is exactly what the file
+ *      holds: fv_mlp_quantize_int8 of the student's network; written to --int8-out if
+ *      given. Its metadata is the student's plus "quantization": "int8".
+ *   7. the compression report: parameters; bytes (the model file: the teacher's on disk,
+ *      the students' encodings, which is what --out and --int8-out hold); scoring latency
+ *      at batch 1 and batch 1024 (the network's forward pass and sigmoid/softmax on
+ *      already-encoded rows, one preallocated workspace, in-process, median over many calls
+ *      timed with clock_gettime(CLOCK_MONOTONIC); CSV decoding and preprocessing are the
+ *      same for every model and are left out); and with --test FILE, the test metrics of
+ *      each. The int8 student is scored as its dequantized float32 network (that is all
+ *      fedvault's scoring path knows), so its latency is the student's: int8 buys file
+ *      size, not speed, here.
  * Latency is a measurement printed for a person, not something any test asserts (the
  * machine may be busy); the median keeps one preempted call from moving it.
  */
@@ -37,6 +45,7 @@
 
 #include "fv-config.h"
 #include "fv_dataset.h"
+#include "fv_latency.h"
 #include "fv_mlp.h"
 #include "fv_model.h"
 #include "fv_preproc.h"
@@ -47,15 +56,12 @@
 
 /* Latency measurement: rows per call, calls (at least MIN, at most MAX, stopping once
  * the budget is spent), after WARMUP untimed calls. */
-#define LAT_BIG_BATCH 1024
-#define LAT_WARMUP 5
-#define LAT_MIN_CALLS 31
-#define LAT_MAX_CALLS 5001
+#define LAT_BIG_BATCH FV_LATENCY_BIG_BATCH
 #define LAT_BUDGET_S 0.5
 
 static const char usage[] =
     "Usage: fedvault distill --teacher MODEL --data FILE [--student SPEC] [--out MODEL]\n"
-    "                        [--test FILE] [options]\n"
+    "                        [--quantize-int8] [--int8-out MODEL] [--test FILE] [options]\n"
     "\n"
     "Train a small student model from a trained teacher (knowledge distillation): the\n"
     "student learns from the labels and from the teacher's scores, with the loss\n"
@@ -64,12 +70,21 @@ static const char usage[] =
     "parameters, model bytes, scoring latency (batch 1 and 1024) and, with --test, the\n"
     "test metrics of both models.\n"
     "\n"
+    "With --quantize-int8 the report has a third model, student_int8: the student with its\n"
+    "weights quantized to int8 (one float32 scale per output unit, float32 biases; format\n"
+    "version 2 model file, about 4x smaller on weights). It is reported as the file will\n"
+    "score: 'fedvault predict' and 'fedvault export' load it as the dequantized float32\n"
+    "network, so its latency is the student's; its size and test metrics are its own.\n"
+    "\n"
     "  --teacher MODEL        teacher model file (written by 'fedvault train') (required)\n"
     "  --data FILE            CSV file to distill on, with the teacher's columns (required)\n"
     "  --student SPEC         logreg (default) or mlp:H1,H2,...\n"
     "  --temperature T        softening temperature, > 0 (default 2)\n"
     "  --alpha A              weight of the label loss, 0..1 (default 0.5; 1 = no teacher)\n"
     "  --out MODEL            student model file to write (atomically)\n"
+    "  --quantize-int8        also build and report the int8-quantized student\n"
+    "  --int8-out MODEL       int8 student model file to write (atomically); implies\n"
+    "                         --quantize-int8\n"
     "  --test FILE            CSV file to score both models on for the report\n"
     "  --val-fraction F       validation split for early stopping (default 0.1)\n"
     "  --epochs N, --batch-size N, --optimizer adam|sgd, --lr X, --momentum X,\n"
@@ -93,6 +108,8 @@ enum {
     OPT_TEST,
     OPT_JSON,
     OPT_QUIET,
+    OPT_QUANTIZE_INT8,
+    OPT_INT8_OUT,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +119,8 @@ static const struct option long_opts[] = {
     {"temperature", required_argument, NULL, OPT_TEMPERATURE},
     {"alpha", required_argument, NULL, OPT_ALPHA},
     {"out", required_argument, NULL, OPT_OUT},
+    {"quantize-int8", no_argument, NULL, OPT_QUANTIZE_INT8},
+    {"int8-out", required_argument, NULL, OPT_INT8_OUT},
     {"test", required_argument, NULL, OPT_TEST},
     {"val-fraction", required_argument, NULL, FV_CLI_OPT_VAL_FRACTION},
     FV_CLI_TRAIN_LONG_OPTS,
@@ -113,9 +132,11 @@ static const struct option long_opts[] = {
 
 typedef struct distill_args {
     const char *teacher, *data, *student, *out, *test;
+    const char *int8_out;  /* NULL: not written */
     fv_cli_train_opts_t t; /* the training options, shared with train */
     fv_distill_cfg_t dc;
     bool json, quiet;
+    bool quantize_int8; /* --quantize-int8, or implied by --int8-out */
 } distill_args_t;
 
 static int on_epoch(void *user, const fv_epoch_report_t *r)
@@ -158,6 +179,13 @@ static int parse_args(int argc, char **argv, distill_args_t *a)
         case OPT_OUT:
             a->out = optarg;
             break;
+        case OPT_QUANTIZE_INT8:
+            a->quantize_int8 = true;
+            break;
+        case OPT_INT8_OUT:
+            a->int8_out = optarg;
+            a->quantize_int8 = true;
+            break;
         case OPT_TEST:
             a->test = optarg;
             break;
@@ -187,6 +215,8 @@ static int parse_args(int argc, char **argv, distill_args_t *a)
         return fv_cli_usage_error(CMD, "--teacher MODEL is required");
     if (a->data == NULL)
         return fv_cli_usage_error(CMD, "--data FILE is required");
+    if (a->int8_out != NULL && a->out != NULL && strcmp(a->int8_out, a->out) == 0)
+        return fv_cli_usage_error(CMD, "--int8-out and --out name the same file '%s'", a->out);
     fv_cli_train_opts_finish(&a->t);
     return 0;
 }
@@ -203,61 +233,17 @@ typedef struct side {
     fv_cli_metrics_t test;
 } side_t;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median seconds per fv_mlp_predict call of `batch` rows taken in turn from x (n_rows
- * rows; the batch-1 calls walk through them so the cache sees different rows). */
-static int time_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n_rows,
-                        size_t batch, float *out, double *t, double *ret_median_s,
-                        size_t *ret_calls)
-{
-    size_t nf = fv_mlp_arch(m)->n_in, calls = 0, row = 0;
-    double start = fv_cli_now_s();
-    for (size_t i = 0; i < LAT_WARMUP + LAT_MAX_CALLS; i++) {
-        const float *xb = x + row * nf;
-        row = batch == 1 ? (row + 1) % n_rows : 0;
-        double t0 = fv_cli_now_s();
-        int r = fv_mlp_predict(m, ws, xb, batch, out);
-        double t1 = fv_cli_now_s();
-        if (r != 0)
-            return r;
-        if (i < LAT_WARMUP)
-            continue;
-        t[calls++] = t1 - t0;
-        if (calls >= LAT_MIN_CALLS && t1 - start > LAT_BUDGET_S)
-            break;
-    }
-    qsort(t, calls, sizeof *t, cmp_double);
-    *ret_median_s = calls % 2 ? t[calls / 2] : 0.5 * (t[calls / 2 - 1] + t[calls / 2]);
-    *ret_calls = calls;
-    return 0;
-}
-
-/* x_big: LAT_BIG_BATCH encoded rows. */
+/* x_big: LAT_BIG_BATCH encoded rows (fv_latency.h: median per call, in-process). */
 static int measure(const fv_mlp_t *m, const float *x_big, side_t *s)
 {
-    fv_mlp_ws_t *ws = NULL;
-    size_t n_out = fv_mlp_arch(m)->n_out;
-    float *out = malloc(LAT_BIG_BATCH * n_out * sizeof *out);
-    double *t = malloc(LAT_MAX_CALLS * sizeof *t), med;
-    int r = FV_ENOMEM;
-    if (out == NULL || t == NULL || (r = fv_mlp_ws_new(m, LAT_BIG_BATCH, &ws)) != 0)
-        goto out;
-    if ((r = time_predict(m, ws, x_big, LAT_BIG_BATCH, 1, out, t, &med, &s->calls1)) != 0)
-        goto out;
-    s->lat1_us = med * 1e6;
-    if ((r = time_predict(m, ws, x_big, LAT_BIG_BATCH, LAT_BIG_BATCH, out, t, &med,
-                          &s->calls1024)) != 0)
-        goto out;
-    s->lat1024_us = med * 1e6;
-out:
-    fv_mlp_ws_free(ws);
-    free(out);
-    free(t);
+    fv_latency_t lat;
+    int r = fv_mlp_latency(m, x_big, LAT_BUDGET_S, &lat);
+    if (r == 0) {
+        s->lat1_us = lat.batch1_us;
+        s->lat1024_us = lat.batch1024_us;
+        s->calls1 = lat.calls1;
+        s->calls1024 = lat.calls1024;
+    }
     return r;
 }
 
@@ -317,34 +303,64 @@ static json_t *build_meta(const distill_args_t *a, const char *data_sha, const c
     return meta;
 }
 
-static void print_report(const distill_args_t *a, const side_t *t, const side_t *s,
+/* One line of the table: teacher, student, [student_int8,] then teacher/student [and
+ * teacher/student_int8] (or, for metrics, the difference from the teacher). */
+static void print_row(const char *label, int decimals, double t, double s, const side_t *q,
+                      double qv, bool diff)
+{
+    printf("  %-22s%14.*f %14.*f", label, decimals, t, decimals, s);
+    if (q != NULL)
+        printf(" %14.*f", decimals, qv);
+    if (diff)
+        printf(" %+10.4f", s - t);
+    else
+        printf(" %9.1fx", ratio(t, s));
+    if (q != NULL) {
+        if (diff)
+            printf(" %+10.4f", qv - t);
+        else
+            printf(" %9.1fx", ratio(t, qv));
+    }
+    printf("\n");
+}
+
+/* q: the int8 student, or NULL. */
+static void print_report(const distill_args_t *a, const side_t *t, const side_t *s, const side_t *q,
                          const fv_train_result_t *tr, double train_s)
 {
     printf("Distilled %s from %s (%s) on %s: %zu epochs (best %zu%s) in %.2f s, "
            "temperature %g, alpha %g\n",
            s->arch, t->arch, a->teacher, a->data, tr->epochs_run, tr->best_epoch,
            tr->stopped_early ? ", stopped early" : "", train_s, a->dc.temperature, a->dc.alpha);
-    printf("                        %14s %14s %10s\n", "teacher", "student", "ratio");
-    printf("  parameters            %14zu %14zu %9.1fx\n", t->params, s->params,
-           ratio((double)t->params, (double)s->params));
-    printf("  bytes (model file)    %14lld %14lld %9.1fx\n", t->bytes, s->bytes,
-           ratio((double)t->bytes, (double)s->bytes));
-    printf("  latency batch 1       %11.2f us %11.2f us %9.1fx\n", t->lat1_us, s->lat1_us,
-           ratio(t->lat1_us, s->lat1_us));
-    printf("  latency batch 1024    %11.2f us %11.2f us %9.1fx\n", t->lat1024_us, s->lat1024_us,
-           ratio(t->lat1024_us, s->lat1024_us));
-    if (t->have_test && s->have_test && t->test.binary) {
-        printf("  test ROC AUC          %14.4f %14.4f %+10.4f\n", t->test.roc_auc, s->test.roc_auc,
-               s->test.roc_auc - t->test.roc_auc);
-        printf("  test PR AUC           %14.4f %14.4f %+10.4f\n", t->test.pr_auc, s->test.pr_auc,
-               s->test.pr_auc - t->test.pr_auc);
-    } else if (t->have_test && s->have_test) {
-        printf("  test accuracy         %14.4f %14.4f %+10.4f\n", t->test.accuracy,
-               s->test.accuracy, s->test.accuracy - t->test.accuracy);
+    if (q != NULL)
+        printf("                        %14s %14s %14s %10s %10s\n", "teacher", "student",
+               "student_int8", "ratio", "ratio_int8");
+    else
+        printf("                        %14s %14s %10s\n", "teacher", "student", "ratio");
+    double qv = 0;
+    print_row("parameters", 0, (double)t->params, (double)s->params, q, q ? (double)q->params : qv,
+              false);
+    print_row("bytes (model file)", 0, (double)t->bytes, (double)s->bytes, q,
+              q ? (double)q->bytes : qv, false);
+    print_row("latency batch 1, us", 2, t->lat1_us, s->lat1_us, q, q ? q->lat1_us : qv, false);
+    print_row("latency batch 1024, us", 2, t->lat1024_us, s->lat1024_us, q, q ? q->lat1024_us : qv,
+              false);
+    bool test = t->have_test && s->have_test && (q == NULL || q->have_test);
+    if (test && t->test.binary) {
+        print_row("test ROC AUC", 4, t->test.roc_auc, s->test.roc_auc, q, q ? q->test.roc_auc : qv,
+                  true);
+        print_row("test PR AUC", 4, t->test.pr_auc, s->test.pr_auc, q, q ? q->test.pr_auc : qv,
+                  true);
+    } else if (test) {
+        print_row("test accuracy", 4, t->test.accuracy, s->test.accuracy, q,
+                  q ? q->test.accuracy : qv, true);
     }
-    printf("  (latency: median per call of the network on encoded rows, in-process)\n");
+    printf("  (latency: median per call of the network on encoded rows, in-process%s)\n",
+           q != NULL ? "; the int8 student runs as its dequantized float32 network" : "");
     if (a->out != NULL)
         printf("Student written to %s\n", a->out);
+    if (a->int8_out != NULL)
+        printf("Int8 student written to %s\n", a->int8_out);
 }
 
 int fv_cmd_distill(int argc, char **argv)
@@ -352,21 +368,22 @@ int fv_cmd_distill(int argc, char **argv)
     distill_args_t a;
     fv_diag_t d = {""};
     int rc = FV_EXIT_FAIL, r;
-    fv_model_t *teacher = NULL, *student = NULL;
+    fv_model_t *teacher = NULL, *student = NULL, *student8 = NULL;
     fv_dataset_t *ds = NULL, *ds_test = NULL;
     fv_mlp_t *mlp = NULL;
     fv_mlp_ws_t *ws = NULL;
     size_t *fit = NULL, *val = NULL, n_fit = 0, n_val = 0;
     float *x_fit = NULL, *x_val = NULL, *zt = NULL, *x_big = NULL;
     int32_t *y_fit = NULL, *y_val = NULL;
-    uint8_t *enc = NULL;
-    size_t enc_len = 0;
+    uint8_t *enc = NULL, *enc8 = NULL;
+    size_t enc_len = 0, enc8_len = 0;
     json_t *out = NULL;
-    char *meta_str = NULL;
+    char *meta_str = NULL, *meta8_str = NULL;
     char data_sha[65] = "", teacher_sha[65] = "";
-    side_t ts, ss;
+    side_t ts, ss, qs;
     memset(&ts, 0, sizeof ts);
     memset(&ss, 0, sizeof ss);
+    memset(&qs, 0, sizeof qs);
 
     r = parse_args(argc, argv, &a);
     if (r != 0)
@@ -458,8 +475,12 @@ int fv_cmd_distill(int argc, char **argv)
     json_t *meta = build_meta(&a, data_sha, teacher_sha, ts.arch, ss.arch, ds->n_rows, n_fit, n_val,
                               &tr, train_s);
     meta_str = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+    if (a.quantize_int8) {
+        json_object_set_new(meta, "quantization", json_string("int8"));
+        meta8_str = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+    }
     json_decref(meta);
-    if (meta_str == NULL) {
+    if (meta_str == NULL || (a.quantize_int8 && meta8_str == NULL)) {
         fv_cli_error(CMD, "out of memory");
         goto out;
     }
@@ -480,6 +501,30 @@ int fv_cmd_distill(int argc, char **argv)
         goto out;
     }
 
+    /* The int8 student: the same model encoded with int8 weights, then decoded, so the
+     * network reported (and scored) is the one the file holds. */
+    if (a.quantize_int8) {
+        char *keep = student->meta_json;
+        student->meta_json = meta8_str;
+        student->int8 = true;
+        r = fv_model_encode(student, &enc8, &enc8_len);
+        student->int8 = false;
+        student->meta_json = keep;
+        if (r != 0) {
+            fv_cli_error(CMD, "encoding the int8 student model: %s", fv_strerror(r));
+            goto out;
+        }
+        if ((r = fv_model_decode("the int8 student", enc8, enc8_len, &student8, &d)) != 0) {
+            fv_cli_diag_error(CMD, &d, r);
+            goto out;
+        }
+        if (a.int8_out != NULL && (r = fv_model_save(student8, a.int8_out, &d)) != 0) {
+            fv_cli_diag_error(CMD, &d, r);
+            goto out;
+        }
+        snprintf(qs.arch, sizeof qs.arch, "%.240s int8", ss.arch);
+    }
+
     /* The report. */
     struct stat st;
     if (stat(a.teacher, &st) != 0) {
@@ -490,10 +535,15 @@ int fv_cmd_distill(int argc, char **argv)
     ts.bytes = (long long)st.st_size;
     ss.params = fv_mlp_n_params(student->mlp);
     ss.bytes = (long long)enc_len;
+    if (student8 != NULL) {
+        qs.params = fv_mlp_n_params(student8->mlp);
+        qs.bytes = (long long)enc8_len;
+    }
     for (size_t i = 0; i < LAT_BIG_BATCH; i++) /* training rows, repeated if fewer */
         memcpy(x_big + i * nf, x_fit + (i % n_fit) * nf, nf * sizeof *x_big);
     if ((r = measure(teacher->mlp, x_big, &ts)) != 0 ||
-        (r = measure(student->mlp, x_big, &ss)) != 0) {
+        (r = measure(student->mlp, x_big, &ss)) != 0 ||
+        (student8 != NULL && (r = measure(student8->mlp, x_big, &qs)) != 0)) {
         fv_cli_error(CMD, "timing the models: %s", fv_strerror(r));
         goto out;
     }
@@ -501,7 +551,8 @@ int fv_cmd_distill(int argc, char **argv)
         if (fv_cli_load_dataset(CMD, a.test, teacher->schema, NULL, &ds_test) != 0)
             goto out;
         if ((r = score_test(teacher, ds_test, &ts)) != 0 ||
-            (r = score_test(student, ds_test, &ss)) != 0) {
+            (r = score_test(student, ds_test, &ss)) != 0 ||
+            (student8 != NULL && (r = score_test(student8, ds_test, &qs)) != 0)) {
             fv_cli_error(CMD, "scoring %s: %s", a.test, fv_strerror(r));
             goto out;
         }
@@ -511,6 +562,9 @@ int fv_cmd_distill(int argc, char **argv)
         out = json_object();
         json_object_set_new(out, "teacher_file", json_string(a.teacher));
         json_object_set_new(out, "student_file", a.out ? json_string(a.out) : json_null());
+        if (student8 != NULL)
+            json_object_set_new(out, "student_int8_file",
+                                a.int8_out ? json_string(a.int8_out) : json_null());
         json_object_set_new(out, "data", json_string(a.data));
         json_object_set_new(out, "data_sha256", json_string(data_sha));
         json_object_set_new(out, "test_data", a.test ? json_string(a.test) : json_null());
@@ -534,20 +588,34 @@ int fv_cmd_distill(int argc, char **argv)
         json_object_set_new(c, "latency_batch_1024",
                             json_real(ratio(ts.lat1024_us, ss.lat1024_us)));
         json_object_set_new(out, "compression", c);
+        if (student8 != NULL) {
+            json_object_set_new(out, "student_int8", side_json(&qs));
+            json_t *c8 = json_object();
+            json_object_set_new(c8, "parameters",
+                                json_real(ratio((double)ts.params, (double)qs.params)));
+            json_object_set_new(c8, "bytes", json_real(ratio((double)ts.bytes, (double)qs.bytes)));
+            json_object_set_new(c8, "latency_batch_1", json_real(ratio(ts.lat1_us, qs.lat1_us)));
+            json_object_set_new(c8, "latency_batch_1024",
+                                json_real(ratio(ts.lat1024_us, qs.lat1024_us)));
+            json_object_set_new(out, "compression_int8", c8);
+        }
         if (fv_cli_print_json(CMD, out) != 0)
             goto out;
     } else {
-        print_report(&a, &ts, &ss, &tr, train_s);
+        print_report(&a, &ts, &ss, student8 != NULL ? &qs : NULL, &tr, train_s);
     }
     rc = FV_EXIT_OK;
 out:
     json_decref(out);
     free(meta_str);
+    free(meta8_str);
     free(enc);
+    free(enc8);
     fv_mlp_ws_free(ws);
     fv_mlp_free(mlp);
     fv_dataset_free(ds); /* borrow the teacher's schema: freed before it */
     fv_dataset_free(ds_test);
+    fv_model_free(student8);
     fv_model_free(student);
     fv_model_free(teacher);
     free(fit), free(val);

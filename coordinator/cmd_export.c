@@ -4,6 +4,8 @@
  * serving stack feeds raw column values). The output is written crash-safely
  * (temporary file, fsync, rename: fv_onnx_save), so a failed export never leaves a
  * half-written file under the requested name.
+ * An int8 model file (format version 2, fv_model.h) decodes to the dequantized float32
+ * network, so it exports like any other: float32 initializers, the same graph.
  */
 #include "cli-int.h"
 
@@ -22,7 +24,8 @@ static const char usage[] =
     "Write a saved model, preprocessing included, in another format.\n"
     "\n"
     "  --model MODEL    model file written by 'fedvault train' (or exported from a\n"
-    "                   coordinator with 'fedvault model export')\n"
+    "                   coordinator with 'fedvault model export'); an int8 model file\n"
+    "                   (format version 2) exports as its dequantized float32 network\n"
     "  --format onnx    ONNX (ai.onnx opset 13 + ai.onnx.ml opset 2), for ONNX Runtime\n"
     "                   and other ONNX serving stacks\n"
     "  --out FILE       output file (replaced atomically)\n"

@@ -117,6 +117,33 @@ int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, cons
                         const float *t_logits, const float *row_w, size_t n, float pos_weight,
                         const fv_distill_cfg_t *dc, double *ret_loss);
 
+/* ---- post-training INT8 quantization of the weights (quant.c) ----
+ *
+ * For every layer, each output unit's row of weights (the d_in weights feeding unit j:
+ * the strided column W_l[i * d_out + j], i = 0..d_in-1, of the layout above) gets one
+ * symmetric float32 scale s, about max|w| / 127; q = round half to even of w / s, in
+ * [-127, 127] (never -128); a row of zeros has s = +0 and q = 0. Biases stay float32.
+ * The scale is max|w| / 127 rounded to 17 significant bits (ties to even), so that
+ * (float)q * s is exact: that makes quantization idempotent and keeps the error bound
+ * exact. Rows whose max|w| / 127 is below 2^-126 (subnormal weights) use the smallest
+ * power of two >= max|w| / 127 instead (at least 2^-149). quant.c has the argument.
+ * Guarantees: |w - (float)q * s| <= s / 2 for every weight; deterministic and
+ * platform-independent (plain IEEE 754 operations, nothing for FMA contraction to fuse),
+ * so an agent and the coordinator quantizing the same parameters get the same bits;
+ * quantizing a quantized network returns it bit for bit. */
+#define FV_MLP_INT8_MAX 127
+
+/* One row: w[i * stride], i = 0..n-1 (borrowed) -> ret_q[i] (n contiguous entries,
+ * caller's) and *ret_scale. FV_ENUMERIC if a weight is not finite (nothing written to
+ * *ret_scale then); FV_EINVAL on NULL pointers with n > 0 or stride 0. n = 0: scale 0. */
+int fv_mlp_quantize_int8_row(const float *w, size_t n, size_t stride, int8_t *ret_q,
+                             float *ret_scale);
+
+/* *ret (caller frees): a new network of m's architecture whose weights are the
+ * dequantized (float)q * s and whose biases are m's, bit for bit. FV_EINVAL (NULL),
+ * FV_ENOMEM, FV_ENUMERIC (a weight of m is NaN or infinite). */
+int fv_mlp_quantize_int8(const fv_mlp_t *m, fv_mlp_t **ret);
+
 /* Floating-point operations of one forward pass over one row (2 * sum of in*out), and
  * of one training step per row (forward + backward, about 3x forward). For benchmarks. */
 double fv_mlp_flops_forward(const fv_mlp_arch_t *a);

@@ -6,7 +6,15 @@
  * The file holds all of it, so a model never gets scored with statistics from another
  * fit or a schema it was not trained on.
  *
- * FILE FORMAT, VERSION 1
+ * FILE FORMAT, VERSIONS 1 AND 2
+ *
+ * Version 1 holds float32 parameters; version 2 is version 1 with the fifth section
+ * replaced by int8 weights ("PRM8" below). An encoder writes version 1 for every model
+ * whose int8 is false, so those files are byte for byte what they were before version 2
+ * existed (content-addressed model files and their hashes do not move), and version 2
+ * only when int8 is true. The version is the one place that says "int8": it decides the
+ * layout of the fifth section, and a reader older than version 2 refuses the file with
+ * FV_EVERSION instead of misreading it. The metadata JSON stays the producer's.
  *
  * Every integer is unsigned, fixed width and little-endian (u32: 4 bytes, u64: 8 bytes,
  * least significant byte first). f32 and f64 are IEEE 754 binary32 and binary64, stored as
@@ -16,7 +24,8 @@
  *
  *   HEADER (16 bytes)
  *     0   8  magic: 46 56 4d 4f 44 45 4c 00 ("FVMODEL" and a NUL byte)
- *     8   4  u32 format version: 1 (FV_MODEL_FORMAT_VERSION)
+ *     8   4  u32 format version: 1 (float32 parameters) or 2 (int8 weights);
+ *            FV_MODEL_FORMAT_VERSION is the newest this build reads
  *    12   4  u32 flags: 0. No flag is defined yet; a reader refuses any bit it does not
  *            know (FV_ENOTSUP), so a flag may only mark a change old readers must not
  *            silently misread.
@@ -52,13 +61,33 @@
  *                   multi-class one
  *        L = 12 + 4 * H.
  *
- *   5. tag "PARM" (bytes 50 41 52 4d, u32 0x4d524150): parameters
+ *   5. version 1: tag "PARM" (bytes 50 41 52 4d, u32 0x4d524150): parameters
  *        0   8  u64 n: the parameter count, which must equal what the architecture
  *               implies: with dims = [n_in, hidden..., n_out], the sum over layers l of
  *               dims[l] * dims[l+1] + dims[l+1]
  *        8  4n  f32 values, in the order of fv_mlp.h (W_0 row-major, b_0, W_1, b_1, ...),
  *               every one finite
  *        L = 8 + 4 * n.
+ *
+ *      version 2: tag "PRM8" (bytes 50 52 4d 38, u32 0x384d5250): int8 parameters
+ *        0   8  u64 n: the parameter count, as for "PARM" (weights and biases)
+ *        8      then each layer l = 0..H in turn, with I = dims[l], O = dims[l+1], as
+ *               three blocks, no padding (an f32 after an odd-length int8 block is not
+ *               4-aligned in the file; it is read byte by byte anyway):
+ *          +0       4O  f32 s[j], j = 0..O-1: the scale of output unit j, finite, +0 or
+ *                       more (the sign bit clear: -0 is refused)
+ *          +4O      IO  i8 q (two's complement bytes) in the order of W_l in fv_mlp.h:
+ *                       the weight from input i to unit j at +4O + i * O + j; each in
+ *                       -127..127 (a byte 0x80, -128, is refused), 0 where s[j] = 0
+ *          +4O+IO   4O  f32 b_l[j], every one finite
+ *        L = 8 + sum over layers of (I * O + 8 * O).
+ *        The network read back has W_l[i * O + j] = (float)q * s[j], which is exact (s has
+ *        at most 17 significant bits), and b_l as stored: it is fv_mlp_quantize_int8() of
+ *        the network that was written. Each unit's (s[j], q) must be exactly what
+ *        fv_mlp_quantize_int8_row (fv_mlp.h, quant.c) makes of the weights it dequantizes
+ *        to, else FV_ECORRUPT: the encoding is canonical, so a decoded model encodes back
+ *        to the same bytes, and a crafted (s, q) pair with the same values is refused
+ *        rather than silently rewritten on the next save.
  *
  *   CHECKSUM (32 bytes)
  *     0  32  SHA-256 (libsodium crypto_hash_sha256) of every byte before it
@@ -81,6 +110,17 @@
  *   377  00 00 00 3f  00 00 80 bf  00 00 00 40  00 00 80 3e    0.5 -1 2 0.25 (W, then b)
  *   393  4c 68 d5 6e ... 9d 07 01                              SHA-256 of bytes 0..392
  *
+ * The same tiny model with int8 set is a 420-byte version-2 file: byte 8 is 02, bytes
+ * 16..356 are as above, then
+ *   357  50 52 4d 38  13 00 00 00 00 00 00 00                  "PRM8", L = 19
+ *   369  04 00 00 00 00 00 00 00                               4 parameters
+ *   377  00 02 81 3c                                           s = 2/127 to 17 bits
+ *                                                              (0.015748024)
+ *   381  20 c0 7f                                              q = 32, -64, 127
+ *   384  00 00 80 3e                                           bias 0.25
+ *   388  ...                                                   SHA-256 of bytes 0..387
+ * and decodes to the weights 0.50393677, -1.0078735, 1.999999 (q * s) and bias 0.25.
+ *
  * A change of layout bumps the format version; a reader refuses versions newer than its own
  * with FV_EVERSION and a message naming both versions.
  *
@@ -98,12 +138,14 @@
  *      whose checksum matches (a crafted file must fail cleanly).
  *   3. the flags, then the five section headers: tags in order and each length against
  *      the bytes remaining before the checksum, so the structure is known to be sound
- *      before anything is allocated. No length from the file is ever used as an allocation
- *      size: payloads are read in place, and what gets allocated (schema, statistics,
- *      network) is bounded by the schema caps and by the section lengths already checked.
+ *      before anything is allocated (which tag the fifth section has depends on the
+ *      version). No length from the file is ever used as an allocation size: payloads are
+ *      read in place, and what gets allocated (schema, statistics, network) is bounded by
+ *      the schema caps and by the section lengths already checked.
  *   4. the payloads, in file order, each checked against what came before it (statistics
  *      against the schema's columns, architecture against the feature count and the
- *      classes, parameter count against the architecture).
+ *      classes, parameter count and section length against the architecture; for int8
+ *      parameters, each scale, each weight and each row's canonical form).
  *
  * PORTABILITY
  *   Integers are written and read with byte shifts, never by dumping a struct or an array,
@@ -155,16 +197,30 @@ _Static_assert(MODEL_CHECKSUM_LEN == crypto_hash_sha256_BYTES, "SHA-256 is 32 by
 
 enum { SEC_SCHEMA, SEC_META, SEC_PREP, SEC_ARCH, SEC_PARAMS, N_SECTIONS };
 
-static const struct {
+typedef struct section_desc {
     uint32_t tag;
     const char *name; /* as it appears in messages */
-} section_info[N_SECTIONS] = {
+} section_desc_t;
+
+static const section_desc_t section_info[N_SECTIONS] = {
     [SEC_SCHEMA] = {MODEL_TAG('S', 'C', 'H', 'M'), "schema"},
     [SEC_META] = {MODEL_TAG('M', 'E', 'T', 'A'), "metadata"},
     [SEC_PREP] = {MODEL_TAG('P', 'R', 'E', 'P'), "preprocessing"},
     [SEC_ARCH] = {MODEL_TAG('A', 'R', 'C', 'H'), "architecture"},
     [SEC_PARAMS] = {MODEL_TAG('P', 'A', 'R', 'M'), "parameters"},
 };
+
+/* Version 2 has the int8 parameters in place of the float ones. */
+static const section_desc_t section_int8_params = {MODEL_TAG('P', 'R', 'M', '8'),
+                                                   "int8 parameters"};
+
+/* Section i of a file of the given (already checked) format version. */
+static const section_desc_t *section_of(int i, uint32_t version)
+{
+    if (i == SEC_PARAMS && version == FV_MODEL_FORMAT_VERSION_INT8)
+        return &section_int8_params;
+    return &section_info[i];
+}
 
 /* ---- little-endian primitives ---------------------------------------------------- */
 
@@ -336,11 +392,66 @@ void fv_model_free(fv_model_t *m)
 
 /* ---- encoding ---------------------------------------------------------------------- */
 
-static uint8_t *put_section_hdr(uint8_t *p, int sec, uint64_t len)
+static uint8_t *put_section_hdr(uint8_t *p, int sec, uint32_t version, uint64_t len)
 {
-    put_u32(p, section_info[sec].tag);
+    put_u32(p, section_of(sec, version)->tag);
     put_u64(p + 4, len);
     return p + MODEL_SECTION_HDR_LEN;
+}
+
+/* dims[] = [n_in, hidden..., n_out] of an architecture within the caps; returns the
+ * number of layers (n_dims - 1). */
+static size_t arch_layers(const fv_mlp_arch_t *a, size_t dims[FV_MLP_MAX_HIDDEN + 2])
+{
+    size_t n_dims = 0;
+    dims[n_dims++] = a->n_in;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        dims[n_dims++] = a->hidden[i];
+    dims[n_dims++] = a->n_out;
+    return n_dims - 1;
+}
+
+/* Payload length of the "PRM8" section: 8 + sum over layers of d_in d_out + 8 d_out.
+ * Below 2^37 for widths within the caps. */
+static uint64_t int8_params_len(const fv_mlp_arch_t *a)
+{
+    size_t dims[FV_MLP_MAX_HIDDEN + 2];
+    size_t n_layers = arch_layers(a, dims);
+    uint64_t len = 8;
+    for (size_t l = 0; l < n_layers; l++)
+        len += (uint64_t)dims[l] * dims[l + 1] + 8 * (uint64_t)dims[l + 1];
+    return len;
+}
+
+/* Writes the "PRM8" payload (int8_params_len bytes) of the parameters at p. q: scratch of
+ * the widest layer input. FV_ENUMERIC if a weight is not finite. */
+static int put_int8_params(uint8_t *p, const fv_mlp_arch_t *a, const float *params, int8_t *q)
+{
+    size_t dims[FV_MLP_MAX_HIDDEN + 2];
+    size_t n_layers = arch_layers(a, dims), off = 0, n_params = arch_n_params(a);
+
+    put_u64(p, n_params);
+    p += 8;
+    for (size_t l = 0; l < n_layers; l++) {
+        size_t d_in = dims[l], d_out = dims[l + 1];
+        const float *w = params + off;
+        uint8_t *scales = p, *qs = p + 4 * d_out, *bias = qs + d_in * d_out;
+        for (size_t j = 0; j < d_out; j++) {
+            float s;
+            int r = fv_mlp_quantize_int8_row(w + j, d_in, d_out, q, &s);
+            if (r < 0)
+                return r;
+            put_f32(scales + 4 * j, s);
+            for (size_t i = 0; i < d_in; i++)
+                qs[i * d_out + j] = (uint8_t)q[i]; /* two's complement byte */
+        }
+        off += d_in * d_out;
+        for (size_t j = 0; j < d_out; j++)
+            put_f32(bias + 4 * j, params[off + j]);
+        off += d_out;
+        p = bias + 4 * d_out;
+    }
+    return 0;
 }
 
 int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
@@ -349,6 +460,7 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
     char *schema_json = NULL;
     size_t schema_len = 0;
     uint8_t *buf = NULL;
+    int8_t *q = NULL;
 
     if (m == NULL || m->schema == NULL || m->preproc == NULL || m->mlp == NULL || ret_buf == NULL ||
         ret_len == NULL)
@@ -384,7 +496,8 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
      * width caps), so the sum cannot overflow a 64-bit size_t. */
     size_t prep_len = 4 + 16 * n_cols;
     size_t arch_len = 12 + 4 * a->n_hidden;
-    size_t params_len = 8 + 4 * n_params;
+    uint32_t version = m->int8 ? FV_MODEL_FORMAT_VERSION_INT8 : FV_MODEL_FORMAT_VERSION_FLOAT;
+    size_t params_len = m->int8 ? (size_t)int8_params_len(a) : 8 + 4 * n_params;
     size_t total = MODEL_HEADER_LEN + N_SECTIONS * MODEL_SECTION_HDR_LEN + schema_len + meta_len +
                    prep_len + arch_len + params_len + MODEL_CHECKSUM_LEN;
     if (total > FV_MODEL_MAX_BYTES) {
@@ -392,27 +505,29 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
         goto out;
     }
     buf = malloc(total);
-    if (buf == NULL) {
+    /* Scratch for one row of int8 weights: at most FV_MLP_MAX_WIDTH bytes. */
+    q = m->int8 ? malloc(FV_MLP_MAX_WIDTH) : NULL;
+    if (buf == NULL || (m->int8 && q == NULL)) {
         r = FV_ENOMEM;
         goto out;
     }
 
     uint8_t *p = buf;
     memcpy(p, MODEL_MAGIC, MODEL_MAGIC_LEN); /* copies the NUL too */
-    put_u32(p + 8, FV_MODEL_FORMAT_VERSION);
+    put_u32(p + 8, version);
     put_u32(p + 12, 0); /* flags */
     p += MODEL_HEADER_LEN;
 
-    p = put_section_hdr(p, SEC_SCHEMA, schema_len);
+    p = put_section_hdr(p, SEC_SCHEMA, version, schema_len);
     memcpy(p, schema_json, schema_len);
     p += schema_len;
 
-    p = put_section_hdr(p, SEC_META, meta_len);
+    p = put_section_hdr(p, SEC_META, version, meta_len);
     if (meta_len > 0)
         memcpy(p, m->meta_json, meta_len);
     p += meta_len;
 
-    p = put_section_hdr(p, SEC_PREP, prep_len);
+    p = put_section_hdr(p, SEC_PREP, version, prep_len);
     put_u32(p, (uint32_t)n_cols);
     p += 4;
     for (size_t c = 0; c < n_cols; c++) {
@@ -432,7 +547,7 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
         p += 16;
     }
 
-    p = put_section_hdr(p, SEC_ARCH, arch_len);
+    p = put_section_hdr(p, SEC_ARCH, version, arch_len);
     put_u32(p, (uint32_t)a->n_in);
     put_u32(p + 4, (uint32_t)a->n_hidden);
     p += 8;
@@ -441,11 +556,18 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
     put_u32(p, (uint32_t)a->n_out);
     p += 4;
 
-    p = put_section_hdr(p, SEC_PARAMS, params_len);
-    put_u64(p, n_params);
-    p += 8;
-    for (size_t i = 0; i < n_params; i++, p += 4)
-        put_f32(p, params[i]);
+    p = put_section_hdr(p, SEC_PARAMS, version, params_len);
+    if (m->int8) {
+        r = put_int8_params(p, a, params, q);
+        if (r < 0)
+            goto out;
+        p += params_len;
+    } else {
+        put_u64(p, n_params);
+        p += 8;
+        for (size_t i = 0; i < n_params; i++, p += 4)
+            put_f32(p, params[i]);
+    }
 
     r = sha256(p, buf, (size_t)(p - buf));
     if (r < 0)
@@ -461,6 +583,7 @@ int fv_model_encode(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len)
     buf = NULL;
     r = 0;
 out:
+    free(q);
     free(buf);
     free(schema_json);
     return r;
@@ -489,13 +612,15 @@ static int diagnose_damage(const char *name, const uint8_t *buf, size_t len, fv_
 {
     char what[64];
     size_t pos = MODEL_HEADER_LEN;
+    uint32_t version = get_u32(buf + 8); /* check_header accepted it */
 
     for (int i = 0; i < N_SECTIONS; i++) {
+        const section_desc_t *sd = section_of(i, version);
         if (len - pos < MODEL_SECTION_HDR_LEN) {
-            snprintf(what, sizeof what, "section '%s' header", section_info[i].name);
+            snprintf(what, sizeof what, "section '%s' header", sd->name);
             return truncated(d, name, what, MODEL_SECTION_HDR_LEN, pos, len);
         }
-        if (get_u32(buf + pos) != section_info[i].tag)
+        if (get_u32(buf + pos) != sd->tag)
             goto damaged; /* not where a section should start: the bytes are wrong */
         uint64_t sec_len = get_u64(buf + pos + 4);
         pos += MODEL_SECTION_HDR_LEN;
@@ -503,7 +628,7 @@ static int diagnose_damage(const char *name, const uint8_t *buf, size_t len, fv_
             /* A length no valid file can have is a damaged length, not a short file. */
             if (sec_len > FV_MODEL_MAX_BYTES - pos)
                 goto damaged;
-            snprintf(what, sizeof what, "section '%s'", section_info[i].name);
+            snprintf(what, sizeof what, "section '%s'", sd->name);
             return truncated(d, name, what, sec_len, pos, len);
         }
         pos += (size_t)sec_len;
@@ -550,31 +675,32 @@ static int check_header(const char *name, const uint8_t *buf, size_t len, fv_dia
 
 /* The file's checksum already matched: split it into its sections, checking tags and
  * lengths against the bytes before the checksum (a crafted file can still lie). */
-static int split_sections(const char *name, const uint8_t *buf, size_t len,
+static int split_sections(const char *name, const uint8_t *buf, size_t len, uint32_t version,
                           section_t sec[N_SECTIONS], fv_diag_t *d)
 {
     size_t end = len - MODEL_CHECKSUM_LEN;
     size_t pos = MODEL_HEADER_LEN;
 
     for (int i = 0; i < N_SECTIONS; i++) {
+        const section_desc_t *sd = section_of(i, version);
         if (end - pos < MODEL_SECTION_HDR_LEN)
             return fv_diag_set(d, FV_ECORRUPT,
                                "%s: section '%s' is missing: its header needs %d bytes at "
                                "offset %zu, only %zu remain before the checksum",
-                               name, section_info[i].name, MODEL_SECTION_HDR_LEN, pos, end - pos);
+                               name, sd->name, MODEL_SECTION_HDR_LEN, pos, end - pos);
         uint32_t tag = get_u32(buf + pos);
-        if (tag != section_info[i].tag)
+        if (tag != sd->tag)
             return fv_diag_set(d, FV_ECORRUPT,
                                "%s: expected section '%s' (tag 0x%08" PRIx32 ") at offset "
                                "%zu, found tag 0x%08" PRIx32,
-                               name, section_info[i].name, section_info[i].tag, pos, tag);
+                               name, sd->name, sd->tag, pos, tag);
         uint64_t sec_len = get_u64(buf + pos + 4);
         pos += MODEL_SECTION_HDR_LEN;
         if (sec_len > end - pos)
             return fv_diag_set(d, FV_ECORRUPT,
                                "%s: section '%s' at offset %zu declares %" PRIu64 " bytes, "
                                "only %zu remain before the checksum",
-                               name, section_info[i].name, pos, sec_len, end - pos);
+                               name, sd->name, pos, sec_len, end - pos);
         sec[i].data = buf + pos;
         sec[i].len = (size_t)sec_len;
         sec[i].offset = pos;
@@ -798,6 +924,137 @@ out:
     return r;
 }
 
+/* The "PRM8" section of a version-2 file: per layer the scales, the int8 weights and the
+ * float biases (layout in the top note). Every row must be canonical: exactly what
+ * fv_mlp_quantize_int8_row makes of the weights it dequantizes to, so that a decoded
+ * model encodes back to the same bytes. */
+static int decode_int8_params(const char *name, const section_t *sec, const fv_mlp_arch_t *a,
+                              fv_mlp_t **ret, fv_diag_t *d)
+{
+    int r;
+    fv_mlp_t *mlp = NULL;
+    int8_t *q = NULL;
+    char spec[128];
+    size_t dims[FV_MLP_MAX_HIDDEN + 2];
+    size_t n_layers = arch_layers(a, dims);
+    const char *what = section_int8_params.name;
+
+    if (sec->len < 8)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: section '%s' is %zu bytes, too short for its count",
+                           name, what, sec->len);
+    uint64_t n = get_u64(sec->data);
+    uint64_t want = arch_n_params(a);
+    if (n != want)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section '%s' holds %" PRIu64 " values, architecture "
+                           "'%s' with %zu inputs and %zu outputs needs %" PRIu64,
+                           name, what, n, fv_mlp_arch_string(a, spec, sizeof spec), a->n_in,
+                           a->n_out, want);
+    uint64_t want_len = int8_params_len(a); /* < 2^37: no overflow */
+    if (sec->len != want_len)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section '%s' is %zu bytes, architecture '%s' needs %" PRIu64
+                           " (int8 weights, a float32 scale and bias per unit)",
+                           name, what, sec->len, fv_mlp_arch_string(a, spec, sizeof spec),
+                           want_len);
+
+    /* The section holds at least one byte per parameter and fits in the (capped) file,
+     * so the network about to be allocated is at most 4x the file. */
+    r = fv_mlp_new(a, &mlp);
+    if (r < 0) {
+        fv_diag_set(d, r, "%s: cannot build the network '%s': %s", name,
+                    fv_mlp_arch_string(a, spec, sizeof spec), fv_strerror(r));
+        goto out;
+    }
+    q = malloc(FV_MLP_MAX_WIDTH); /* one row, for the canonical check */
+    if (q == NULL) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory for the int8 parameters", name);
+        goto out;
+    }
+    float *params = fv_mlp_params(mlp);
+    const uint8_t *p = sec->data + 8;
+    size_t off = 0;
+    for (size_t l = 0; l < n_layers; l++) {
+        size_t d_in = dims[l], d_out = dims[l + 1];
+        const uint8_t *scales = p, *qs = p + 4 * d_out, *bias = qs + d_in * d_out;
+        float *w = params + off;
+        for (size_t j = 0; j < d_out; j++) {
+            size_t at = sec->offset + (size_t)(scales + 4 * j - sec->data);
+            uint32_t bits = get_u32(scales + 4 * j);
+            float s = get_f32(scales + 4 * j);
+            if (!isfinite(s) || (bits >> 31) != 0) {
+                r = fv_diag_set(d, FV_ECORRUPT,
+                                "%s: section '%s': layer %zu, unit %zu: scale %g (at offset %zu) "
+                                "must be finite and >= +0",
+                                name, what, l + 1, j, (double)s, at);
+                goto out;
+            }
+            for (size_t i = 0; i < d_in; i++) {
+                int8_t v = (int8_t)qs[i * d_out + j];
+                if (v < -FV_MLP_INT8_MAX || (s == 0.0f && v != 0)) {
+                    r = fv_diag_set(d, FV_ECORRUPT,
+                                    "%s: section '%s': layer %zu, unit %zu, input %zu: weight "
+                                    "%d (at offset %zu) %s",
+                                    name, what, l + 1, j, i, v,
+                                    sec->offset + (size_t)(qs + i * d_out + j - sec->data),
+                                    v < -FV_MLP_INT8_MAX ? "is out of range: int8 weights "
+                                                           "are -127..127"
+                                                         : "is not 0 in a row whose scale is 0");
+                    goto out;
+                }
+                w[i * d_out + j] = (float)v * s; /* exact, or infinite if s is absurd */
+            }
+            float s2;
+            r = fv_mlp_quantize_int8_row(w + j, d_in, d_out, q, &s2);
+            if (r == FV_ENUMERIC) {
+                r = fv_diag_set(d, FV_ECORRUPT,
+                                "%s: section '%s': layer %zu, unit %zu: scale %g (at offset %zu) "
+                                "times its weights overflows float32",
+                                name, what, l + 1, j, (double)s, at);
+                goto out;
+            }
+            if (r < 0) { /* FV_EINVAL: not with these arguments */
+                fv_diag_set(d, r, "%s: section '%s': %s", name, what, fv_strerror(r));
+                goto out;
+            }
+            bool same = memcmp(&s, &s2, sizeof s) == 0;
+            for (size_t i = 0; same && i < d_in; i++)
+                same = q[i] == (int8_t)qs[i * d_out + j];
+            if (!same) {
+                r = fv_diag_set(d, FV_ECORRUPT,
+                                "%s: section '%s': layer %zu, unit %zu: scale %.9g (at offset "
+                                "%zu) and its weights are not what quantizing their values "
+                                "gives (scale %.9g); the file was not written by fedvault",
+                                name, what, l + 1, j, (double)s, at, (double)s2);
+                goto out;
+            }
+        }
+        off += d_in * d_out;
+        for (size_t j = 0; j < d_out; j++) {
+            float b = get_f32(bias + 4 * j);
+            if (!isfinite(b)) {
+                r = fv_diag_set(d, FV_ENUMERIC,
+                                "%s: section '%s': layer %zu, bias %zu (at offset %zu) is %s; "
+                                "the model diverged before it was saved",
+                                name, what, l + 1, j,
+                                sec->offset + (size_t)(bias + 4 * j - sec->data),
+                                isnan(b) ? "NaN" : "infinite");
+                goto out;
+            }
+            params[off + j] = b;
+        }
+        off += d_out;
+        p = bias + 4 * d_out;
+    }
+    *ret = mlp;
+    mlp = NULL;
+    r = 0;
+out:
+    free(q);
+    fv_mlp_free(mlp);
+    return r;
+}
+
 int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t **ret,
                     fv_diag_t *d)
 {
@@ -838,7 +1095,8 @@ int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t
                            "(it knows none); upgrade fedvault to load this model",
                            name, flags);
 
-    r = split_sections(name, buf, len, sec, d);
+    uint32_t version = get_u32(buf + 8); /* 1 or 2: check_header */
+    r = split_sections(name, buf, len, version, sec, d);
     if (r < 0)
         return r;
 
@@ -854,7 +1112,10 @@ int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t
     r = decode_arch(name, &sec[SEC_ARCH], schema, pp, &arch, d);
     if (r < 0)
         goto out;
-    r = decode_params(name, &sec[SEC_PARAMS], &arch, &mlp, d);
+    if (version == FV_MODEL_FORMAT_VERSION_INT8)
+        r = decode_int8_params(name, &sec[SEC_PARAMS], &arch, &mlp, d);
+    else
+        r = decode_params(name, &sec[SEC_PARAMS], &arch, &mlp, d);
     if (r < 0)
         goto out;
 
@@ -865,6 +1126,8 @@ int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t
     meta = NULL;
     if (r < 0)
         fv_diag_set(d, r, "%s: the decoded parts do not form a model: %s", name, fv_strerror(r));
+    else
+        (*ret)->int8 = version == FV_MODEL_FORMAT_VERSION_INT8;
 out:
     free(meta);
     fv_mlp_free(mlp);

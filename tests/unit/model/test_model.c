@@ -387,6 +387,298 @@ static void test_layout_known_answer(void)
     fv_model_free(m);
 }
 
+/* ---- int8 files (format version 2) ------------------------------------------------- */
+
+static void test_every_bit_flip(const uint8_t *buf, size_t len);
+static void test_every_truncation(const uint8_t *buf, size_t len);
+static void test_appended_bytes(const uint8_t *buf, size_t len);
+
+/* The tiny model with int8 set, byte for byte: version 2, the same sections up to the
+ * architecture, then "PRM8". The scale and q were worked out from the rule in fv_mlp.h
+ * (2/127 rounded to 17 significant bits is 0x3c810200; q = 32, -64, 127), and the
+ * SHA-256 of the 420-byte file was computed independently with Python's hashlib over
+ * bytes assembled from the spec in model.c. */
+static void test_int8_layout_known_answer(void)
+{
+    fv_model_t *m = build_tiny();
+    uint8_t *buf = NULL, *buf2 = NULL;
+    size_t len = 0, len2 = 0;
+    fv_diag_t d = {{0}};
+    fv_diag_t *dp = &d;
+
+    m->int8 = true;
+    CHECK_OK(fv_model_encode(m, &buf, &len), NULL);
+    CHECK_UINT_EQ(len, 420);
+    CHECK(memcmp(buf, "FVMODEL\0\2\0\0\0\0\0\0\0SCHM", 20) == 0);
+    CHECK(memcmp(buf + 28, tiny_schema_json, strlen(tiny_schema_json)) == 0);
+    /* clang-format off */
+    static const uint8_t prm8[] = {
+        'P', 'R', 'M', '8', 19, 0, 0, 0, 0, 0, 0, 0,
+        4, 0, 0, 0, 0, 0, 0, 0,    /* 4 parameters */
+        0x00, 0x02, 0x81, 0x3c,    /* scale of unit 0 */
+        0x20, 0xc0, 0x7f,          /* q = 32, -64, 127 */
+        0x00, 0x00, 0x80, 0x3e,    /* bias 0.25 */
+    };
+    static const uint8_t want_sum[32] = {
+        0x50, 0xed, 0x60, 0xda, 0x0b, 0xbf, 0x14, 0x1b, 0xab, 0xcb, 0xa9,
+        0x43, 0x1b, 0xd1, 0x5c, 0xd6, 0xf2, 0x8a, 0x2d, 0x44, 0xf6, 0x9f,
+        0xc5, 0xe0, 0x00, 0xda, 0xec, 0x13, 0x44, 0x39, 0xef, 0x3b,
+    };
+    /* clang-format on */
+    CHECK(memcmp(buf + 357, prm8, sizeof prm8) == 0);
+    CHECK(memcmp(buf + len - 32, want_sum, 32) == 0);
+
+    /* The float file of the same model is still the 425-byte version 1 file, and the
+     * bytes before the fifth section are shared. */
+    m->int8 = false;
+    CHECK_OK(fv_model_encode(m, &buf2, &len2), NULL);
+    CHECK_UINT_EQ(len2, 425);
+    CHECK_UINT_EQ(buf2[8], 1);
+    CHECK(memcmp(buf + 12, buf2 + 12, 357 - 12) == 0);
+    free(buf2);
+    buf2 = NULL;
+
+    /* It decodes to int8 = true and the quantized weights, and encodes back the same. */
+    fv_model_t *m2 = NULL;
+    CHECK_OK(fv_model_decode("tiny8.fvm", buf, len, &m2, dp), dp);
+    CHECK(m2->int8);
+    const float *w = fv_mlp_params_const(m2->mlp);
+    CHECK(w[0] == 32 * 0x1.0204p-6f && w[1] == -64 * 0x1.0204p-6f && w[2] == 127 * 0x1.0204p-6f &&
+          w[3] == 0.25f);
+    CHECK_OK(fv_model_encode(m2, &buf2, &len2), NULL);
+    CHECK_UINT_EQ(len2, len);
+    CHECK(memcmp(buf, buf2, len) == 0);
+    fv_model_free(m2);
+
+    free(buf);
+    free(buf2);
+    fv_model_free(m);
+}
+
+/* A model with int8 set: the file is version 2, about 4x smaller on the weights; it
+ * decodes to int8 = true and to exactly fv_mlp_quantize_int8 of the network; the decoded
+ * model encodes to the same bytes; predictions are the quantized network's. */
+static void test_int8_round_trip(const char *target, const char *positive, const char *arch_spec,
+                                 const char *meta)
+{
+    fixture_t f = build_german(target, positive, arch_spec, meta);
+    uint8_t *fbuf = NULL, *buf = NULL, *buf2 = NULL, *qbuf = NULL;
+    size_t flen = 0, len = 0, len2 = 0, qlen = 0;
+    fv_model_t *m2 = NULL;
+    fv_mlp_t *q = NULL;
+    fv_diag_t d = {{0}};
+    fv_diag_t *dp = &d;
+
+    CHECK(!f.model->int8); /* fv_model_new's default */
+    CHECK_OK(fv_model_encode(f.model, &fbuf, &flen), NULL);
+    f.model->int8 = true;
+    CHECK_OK(fv_model_encode(f.model, &buf, &len), NULL);
+    CHECK_UINT_EQ(rd_u32(buf + 8), 2);
+    CHECK_UINT_EQ(rd_u32(buf + section_at(buf, len, 4)), 0x384d5250u); /* "PRM8" */
+
+    /* Sizes: the float parameters take 4 bytes each; the int8 ones 1 per weight plus 8
+     * per unit (scale, bias). Everything else is the same. */
+    const fv_mlp_arch_t *a = fv_mlp_arch(f.model->mlp);
+    size_t dims[FV_MLP_MAX_HIDDEN + 2], nd = 0, n_w = 0, n_units = 0;
+    dims[nd++] = a->n_in;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        dims[nd++] = a->hidden[i];
+    dims[nd++] = a->n_out;
+    for (size_t l = 0; l + 1 < nd; l++) {
+        n_w += dims[l] * dims[l + 1];
+        n_units += dims[l + 1];
+    }
+    CHECK_UINT_EQ(flen - len, 4 * (n_w + n_units) - (n_w + 8 * n_units));
+
+    CHECK_OK(fv_model_decode("rt8.fvm", buf, len, &m2, dp), dp);
+    CHECK(m2->int8);
+    CHECK_OK(fv_mlp_quantize_int8(f.model->mlp, &q), NULL);
+    CHECK_UINT_EQ(fv_mlp_n_params(m2->mlp), fv_mlp_n_params(q));
+    CHECK(memcmp(fv_mlp_params_const(m2->mlp), fv_mlp_params_const(q),
+                 fv_mlp_n_params(q) * sizeof(float)) == 0);
+    CHECK(fv_schema_equal(f.model->schema, m2->schema));
+
+    CHECK_OK(fv_model_encode(m2, &buf2, &len2), NULL);
+    CHECK_UINT_EQ(len2, len);
+    CHECK(memcmp(buf, buf2, len) == 0);
+
+    /* The quantized network encoded as floats is a plain version-1 file that decodes to
+     * the same parameters. */
+    m2->int8 = false;
+    CHECK_OK(fv_model_encode(m2, &qbuf, &qlen), NULL);
+    CHECK_UINT_EQ(qlen, flen);
+    CHECK_UINT_EQ(rd_u32(qbuf + 8), 1);
+    m2->int8 = true;
+
+    /* Scoring the decoded model = scoring with the quantized network. */
+    fv_mlp_t *keep = f.model->mlp;
+    float *p2 = predict_all(m2, f.ds);
+    f.model->mlp = q;
+    float *pq = predict_all(f.model, f.ds);
+    f.model->mlp = keep;
+    CHECK(memcmp(p2, pq, f.ds->n_rows * a->n_out * sizeof *p2) == 0);
+
+    free(p2);
+    free(pq);
+    fv_mlp_free(q);
+    free(fbuf);
+    free(buf);
+    free(buf2);
+    free(qbuf);
+    fv_model_free(m2);
+    fixture_free(&f);
+}
+
+/* Crafted version-2 files with valid checksums: every check of the "PRM8" section. buf is
+ * an int8 encoding of model (mlp with at least one hidden layer of width >= 2). */
+static void test_int8_crafted(const uint8_t *buf, size_t len, const fv_model_t *model)
+{
+    uint8_t *t = malloc(len), *c;
+    size_t clen;
+    CHECK(t != NULL);
+    size_t at = section_at(buf, len, 4);
+    size_t plen = (size_t)rd_u64(buf + at + 4);
+    const uint8_t *payload = buf + at + 12;
+    const fv_mlp_arch_t *a = fv_mlp_arch(model->mlp);
+    size_t d_in = a->n_in, d_out = a->n_hidden > 0 ? a->hidden[0] : a->n_out;
+    size_t sc = at + 12 + 8;       /* scale of layer 1, unit 0 */
+    size_t qo = sc + 4 * d_out;    /* q of layer 1 */
+    size_t bo = qo + d_in * d_out; /* biases of layer 1 */
+    char want[160];
+
+    /* The unit with the largest |q| of row 0: find a q of row 0 equal to +-127. */
+    size_t i127 = d_in;
+    for (size_t i = 0; i < d_in; i++)
+        if (buf[qo + i * d_out] == 0x7f || buf[qo + i * d_out] == 0x81)
+            i127 = i;
+    CHECK(i127 < d_in);
+
+    /* q = -128. */
+    memcpy(t, buf, len);
+    t[qo + 2 * d_out + 1] = 0x80;
+    fix_checksum(t, len);
+    snprintf(want, sizeof want,
+             "section 'int8 parameters': layer 1, unit 1, input 2: weight -128 "
+             "(at offset %zu) is out of range",
+             qo + 2 * d_out + 1);
+    expect_fail(t, len, FV_ECORRUPT, want);
+
+    /* Scales: negative, -0, NaN, infinite, and absurdly large (q s overflows). */
+    const uint32_t bad_scales[] = {0xbc810200u, 0x80000000u, 0x7fc00000u, 0x7f800000u};
+    for (size_t k = 0; k < sizeof bad_scales / sizeof bad_scales[0]; k++) {
+        memcpy(t, buf, len);
+        wr_u32(t + sc, bad_scales[k]);
+        fix_checksum(t, len);
+        expect_fail(t, len, FV_ECORRUPT, "layer 1, unit 0: scale");
+    }
+    memcpy(t, buf, len);
+    wr_u32(t + sc, 0x7f7fffffu); /* FLT_MAX */
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "overflows float32");
+
+    /* A zero scale with nonzero weights. */
+    memcpy(t, buf, len);
+    wr_u32(t + sc, 0);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "is not 0 in a row whose scale is 0");
+
+    /* Not canonical: the next scale up (same q), and the largest q halved (the values
+     * are still valid floats, but not what quantizing them gives). */
+    memcpy(t, buf, len);
+    wr_u32(t + sc, rd_u32(buf + sc) + 1);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "layer 1, unit 0: scale");
+    expect_fail(t, len, FV_ECORRUPT, "are not what quantizing their values gives");
+    memcpy(t, buf, len);
+    t[qo + i127 * d_out] = (uint8_t)((int8_t)t[qo + i127 * d_out] / 2);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "are not what quantizing their values gives");
+
+    /* A NaN bias. */
+    memcpy(t, buf, len);
+    wr_u32(t + bo + 4, 0x7fc00000u);
+    fix_checksum(t, len);
+    snprintf(want, sizeof want, "layer 1, bias 1 (at offset %zu) is NaN", bo + 4);
+    expect_fail(t, len, FV_ENUMERIC, want);
+
+    /* Count and length. */
+    uint8_t *p2 = malloc(plen);
+    CHECK(p2 != NULL);
+    memcpy(p2, payload, plen);
+    wr_u64(p2, rd_u64(payload) + 1);
+    c = splice(buf, len, 4, p2, plen, &clen);
+    expect_fail(c, clen, FV_ECORRUPT, "section 'int8 parameters' holds");
+    free(c);
+    memcpy(p2, payload, plen);
+    c = splice(buf, len, 4, p2, plen - 1, &clen);
+    snprintf(want, sizeof want, "section 'int8 parameters' is %zu bytes", plen - 1);
+    expect_fail(c, clen, FV_ECORRUPT, want);
+    free(c);
+    c = splice(buf, len, 4, p2, 7, &clen);
+    expect_fail(c, clen, FV_ECORRUPT, "too short for its count");
+    free(c);
+    /* A declared length past the end: refused from the header alone. */
+    memcpy(t, buf, len);
+    wr_u64(t + at + 4, UINT64_MAX);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "section 'int8 parameters' at offset");
+    free(p2);
+
+    /* The tags follow the version: "PARM" in a version-2 file, "PRM8" in version 1. */
+    memcpy(t, buf, len);
+    memcpy(t + at, "PARM", 4);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "expected section 'int8 parameters'");
+    memcpy(t, buf, len);
+    wr_u32(t + 8, 1);
+    fix_checksum(t, len);
+    expect_fail(t, len, FV_ECORRUPT, "expected section 'parameters'");
+
+    /* Truncations name the section. */
+    {
+        fv_model_t *m = NULL;
+        fv_diag_t d = {{0}};
+        CHECK_INT_EQ(fv_model_decode("model.fvm", buf, at + 12 + 5, &m, &d), FV_ECORRUPT);
+        snprintf(want, sizeof want,
+                 "model.fvm: truncated: section 'int8 parameters' needs %zu bytes at offset "
+                 "%zu, file has %zu",
+                 plen, at + 12, at + 17);
+        CHECK_STR_EQ(d.msg, want);
+        CHECK(m == NULL);
+    }
+    free(t);
+}
+
+static void test_int8_files(void)
+{
+    fixture_t f = build_german("class", "bad", "mlp:8,4", "{\"producer\":\"test_model\"}");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    f.model->int8 = true;
+    CHECK_OK(fv_model_encode(f.model, &buf, &len), NULL);
+    test_every_bit_flip(buf, len);
+    test_every_truncation(buf, len);
+    test_appended_bytes(buf, len);
+    test_int8_crafted(buf, len, f.model);
+    free(buf);
+    fixture_free(&f);
+
+    fv_model_t *tiny = build_tiny();
+    tiny->int8 = true;
+    CHECK_OK(fv_model_encode(tiny, &buf, &len), NULL);
+    test_every_bit_flip(buf, len);
+    test_every_truncation(buf, len);
+    free(buf);
+    fv_model_free(tiny);
+
+    /* A weight that is not finite: encoding refuses, as for float files. */
+    f = build_german("class", "bad", "logreg", NULL);
+    f.model->int8 = true;
+    fv_mlp_params(f.model->mlp)[1] = INFINITY;
+    CHECK_INT_EQ(fv_model_encode(f.model, &buf, &len), FV_ENUMERIC);
+    fixture_free(&f);
+}
+
 /* ---- tampering --------------------------------------------------------------------- */
 
 static void test_every_bit_flip(const uint8_t *buf, size_t len)
@@ -507,11 +799,11 @@ static void test_magic_and_version(const uint8_t *buf, size_t len)
                         "\"FVMODEL\\0\")");
 
     memcpy(t, buf, len);
-    wr_u32(t + 8, 2);
+    wr_u32(t + 8, 3);
     fix_checksum(t, len); /* the version is refused whatever the checksum */
     CHECK_INT_EQ(fv_model_decode("new.fvm", t, len, &m, &d), FV_EVERSION);
-    CHECK_STR_EQ(d.msg, "new.fvm: model format version 2 is newer than this build reads "
-                        "(version 1); upgrade fedvault to load it");
+    CHECK_STR_EQ(d.msg, "new.fvm: model format version 3 is newer than this build reads "
+                        "(version 2); upgrade fedvault to load it");
 
     wr_u32(t + 8, 0xffffffffu);
     CHECK_INT_EQ(fv_model_decode("new.fvm", t, len, &m, &d), FV_EVERSION);
@@ -949,6 +1241,12 @@ int main(void)
     test_crafted(buf, len, tiny);
     free(buf);
     fv_model_free(tiny);
+
+    test_int8_layout_known_answer();
+    test_int8_round_trip("class", "bad", "mlp:8,4", "{\"producer\":\"test_model\"}");
+    test_int8_round_trip("class", "bad", "logreg", NULL);
+    test_int8_round_trip("purpose", NULL, "mlp:16", "{}");
+    test_int8_files();
 
     test_new_and_encode_refusals();
     test_save_load();
