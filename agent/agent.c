@@ -15,9 +15,17 @@
  *                             little-endian bytes).
  *   VEC "stats" (u32)         after ROUND_END of round 0: the summed stats vector; builds
  *                             the global preprocessing and the feature matrices (once).
+ *   VEC "teacher" / "student" (f32)  distill phase (a job with a "distill" section): the
+ *                             teacher (the training phase's result, id 0, the job's model
+ *                             size) and the student's global parameters (id = the distill
+ *                             round, the student's size); each kept with its hash. A job
+ *                             without a distill section gets neither (a violation).
  *   ROUND_START               checks (our key at pks[index], policy, t and k as the job
- *                             prescribes, model hash, round kind), then queues the work
- *                             (stats words, or evaluate + train + encode) on the thread
+ *                             prescribes, model hash, round kind: 1 stats for round 0, 2
+ *                             train for 1..rounds, 3 distill for the rounds after them,
+ *                             fv_job_last_round), then queues the work (stats words;
+ *                             evaluate + train + encode; or, distill, evaluate student,
+ *                             teacher and int8 student + distill + encode) on the thread
  *                             pool and, with SecAgg, starts the client (ADVERTISE goes out
  *                             at once: key agreement overlaps training).
  *   SECAGG                    handed to the client; SHARES_FWD needs our input, so if the
@@ -180,6 +188,13 @@ struct ajob {
     float *global;
     bool has_global;
     uint8_t global_hash[32];
+    /* distillation (job->distill.on): the teacher (the training phase's result) and the
+     * student's global parameters, each kept with its hash */
+    fv_mlp_arch_t s_arch;
+    size_t s_n_params;
+    float *teacher, *student;
+    bool has_teacher, has_student;
+    uint8_t teacher_hash[32], student_hash[32];
     /* global preprocessing (from the stats round's sum) */
     uint32_t *stats_sum; /* sl.dim words, as received */
     bool has_features;
@@ -236,7 +251,8 @@ struct awork {
      * restart) sends the same quantized update and a resumed job ends with the same model
      * as an uninterrupted one. Wiped when the work item is freed. */
     uint8_t qkey[32];
-    float *global; /* own copy of the global parameters */
+    float *global;  /* own copy of the global parameters (the student's in a distill round) */
+    float *teacher; /* distill round: own copy of the teacher's parameters */
     /* results */
     int rc;
     fv_diag_t d;
@@ -262,7 +278,7 @@ struct agent {
     uint64_t conn_gen; /* incremented at every on_open */
     /* vector being received */
     void *rx_buf;
-    enum { RX_NONE, RX_MODEL, RX_STATS } rx_kind;
+    enum { RX_NONE, RX_MODEL, RX_STATS, RX_TEACHER, RX_STUDENT } rx_kind;
     ajob_t *rx_job;
     /* vector being sent */
     void *tx_buf;
@@ -290,7 +306,7 @@ struct agent {
     /* jobs this agent sent JOB_ACCEPT for (a receipt must name one); a ring */
     struct {
         uint8_t digest[32];
-        uint32_t rounds;
+        uint64_t rounds; /* the job's last round number (fv_job_last_round) */
     } accepted[ACCEPTED_JOBS_KEPT];
     size_t n_accepted;
 };
@@ -599,9 +615,11 @@ static int audit_msg_sent(agent_t *a, const fv_msg_t *m, const uint8_t *body, si
         if (a->rx_job != NULL)
             jset_str(o, "job", a->rx_job->hex);
         jset_str(o, "vec_name",
-                 a->rx_kind == RX_MODEL   ? "model"
-                 : a->rx_kind == RX_STATS ? "stats"
-                                          : "?");
+                 a->rx_kind == RX_MODEL     ? "model"
+                 : a->rx_kind == RX_STATS   ? "stats"
+                 : a->rx_kind == RX_TEACHER ? "teacher"
+                 : a->rx_kind == RX_STUDENT ? "student"
+                                            : "?");
         jset_u64(o, "vec_id", m->u.vec_end.id);
         jset_hex32(o, "vec_sha256", m->u.vec_end.sha256);
         break;
@@ -732,6 +750,7 @@ static void job_destroy(ajob_t *j)
     fv_job_free(j->job);
     free(j->tr), free(j->va);
     free(j->global);
+    free(j->teacher), free(j->student);
     free(j->stats_sum);
     free(j->x_tr), free(j->x_va), free(j->y_tr), free(j->y_va);
     free(j);
@@ -795,7 +814,7 @@ static void accept_job(agent_t *a, ajob_t *j)
     if (!known) {
         size_t slot = a->n_accepted++ % ACCEPTED_JOBS_KEPT;
         memcpy(a->accepted[slot].digest, j->digest, 32);
-        a->accepted[slot].rounds = j->job->rounds;
+        a->accepted[slot].rounds = fv_job_last_round(j->job);
     }
     jlog("info", "job_accepted", j, -1,
          json_pack("{s:s,s:I,s:I,s:I,s:I,s:s?,s:b}", "data_sha256", dh, "rows",
@@ -868,9 +887,23 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
     }
     j->n_params = fv_mlp_n_params(m);
     fv_mlp_free(m);
+    m = NULL;
     if (j->n_params > FV_SECAGG_MAX_DIM / 2) {
         snprintf(reason, cap, "job '%s': %zu parameters is too large", job->name, j->n_params);
         return FV_ETOOBIG;
+    }
+    if (job->distill.on) {
+        r = fv_mlp_parse_arch(job->distill.student, j->n_feat, fv_schema_n_classes(job->schema),
+                              &j->s_arch, &d);
+        if (r == 0)
+            r = fv_mlp_new(&j->s_arch, &m);
+        if (r != 0) {
+            snprintf(reason, cap, "job '%s': distill.student: %s", job->name,
+                     d.msg[0] ? d.msg : fv_strerror(r));
+            return r;
+        }
+        j->s_n_params = fv_mlp_n_params(m);
+        fv_mlp_free(m);
     }
     return 0;
 }
@@ -1051,6 +1084,60 @@ static int eval_global(const ajob_t *j, const fv_mlp_t *g, uint64_t *hpos, uint6
     return r;
 }
 
+/* The round vector of this agent (fv_fed.h): delta (P), the validation histograms (B bins
+ * each; a distill round with quantize_int8 passes 2B: the float student's, then the int8
+ * one's) and loss, encoded for SecAgg, or as the plain float32 update without it. */
+static int encode_update(awork_t *w, const float *delta, size_t P, size_t B,
+                         const uint64_t *hpos, const uint64_t *hneg, double loss_sum)
+{
+    const ajob_t *j = w->j;
+    const fv_job_t *job = j->job;
+    int r = 0;
+    fv_fed_layout_t lay;
+    fv_fed_layout_init(&lay, P, B);
+    if (w->secagg) {
+        w->dim = lay.dim;
+        w->words = malloc(lay.dim * sizeof *w->words);
+        if (w->words == NULL)
+            return FV_ENOMEM;
+        fv_fed_local_t in = {.delta = delta,
+                             .n_train = (uint32_t)j->n_tr,
+                             .n_ref = (double)w->n_ref,
+                             .hist_pos = B ? hpos : NULL,
+                             .hist_neg = B ? hneg : NULL,
+                             .loss_sum = loss_sum,
+                             .n_val = (uint32_t)j->n_va};
+        fv_rand_t rng;
+        fv_rand_seeded(&rng, w->qkey);
+        r = fv_fed_encode(&lay, &in, job->secagg.clip, job->secagg.bits, &rng, w->words, &w->d);
+        sodium_memzero(&rng, sizeof rng);
+    } else {
+        /* Plain FedAvg over TLS: [P: w*delta][n_train][hist_pos B][hist_neg B][loss][n_val]
+         * as float32 (counts are exact below 2^24, and FV_FED_RAW_MAX keeps them there). */
+        w->dim = P + 1 + 2 * B + 2;
+        w->fvec = malloc(w->dim * sizeof *w->fvec);
+        if (w->fvec == NULL)
+            return FV_ENOMEM;
+        double wk = (double)j->n_tr / (double)w->n_ref;
+        float *o = w->fvec;
+        for (size_t i = 0; i < P; i++)
+            *o++ = (float)(wk * delta[i]);
+        *o++ = (float)j->n_tr;
+        for (size_t i = 0; i < B; i++)
+            *o++ = (float)hpos[i];
+        for (size_t i = 0; i < B; i++)
+            *o++ = (float)hneg[i];
+        *o++ = (float)loss_sum;
+        *o++ = (float)j->n_va;
+        for (size_t i = 0; i < w->dim; i++)
+            if (!isfinite(w->fvec[i])) {
+                r = fv_diag_set(&w->d, FV_ENUMERIC, "the update is not finite");
+                break;
+            }
+    }
+    return r;
+}
+
 static int work_train(awork_t *w)
 {
     const ajob_t *j = w->j;
@@ -1093,58 +1180,100 @@ static int work_train(awork_t *w)
     const float *lp = fv_mlp_params_const(local);
     for (size_t i = 0; i < P; i++)
         delta[i] = lp[i] - w->global[i];
-    fv_fed_layout_t lay;
-    fv_fed_layout_init(&lay, P, B);
-    if (w->secagg) {
-        w->dim = lay.dim;
-        w->words = malloc(lay.dim * sizeof *w->words);
-        if (w->words == NULL) {
-            r = FV_ENOMEM;
-            goto out;
-        }
-        fv_fed_local_t in = {.delta = delta,
-                             .n_train = (uint32_t)j->n_tr,
-                             .n_ref = (double)w->n_ref,
-                             .hist_pos = B ? hpos : NULL,
-                             .hist_neg = B ? hneg : NULL,
-                             .loss_sum = loss_sum,
-                             .n_val = (uint32_t)j->n_va};
-        fv_rand_t rng;
-        fv_rand_seeded(&rng, w->qkey);
-        r = fv_fed_encode(&lay, &in, job->secagg.clip, job->secagg.bits, &rng, w->words, &w->d);
-        sodium_memzero(&rng, sizeof rng);
-    } else {
-        /* Plain FedAvg over TLS: [P: w*delta][n_train][hist_pos B][hist_neg B][loss][n_val]
-         * as float32 (counts are exact below 2^24, and FV_FED_RAW_MAX keeps them there). */
-        w->dim = P + 1 + 2 * B + 2;
-        w->fvec = malloc(w->dim * sizeof *w->fvec);
-        if (w->fvec == NULL) {
-            r = FV_ENOMEM;
-            goto out;
-        }
-        double wk = (double)j->n_tr / (double)w->n_ref;
-        float *o = w->fvec;
-        for (size_t i = 0; i < P; i++)
-            *o++ = (float)(wk * delta[i]);
-        *o++ = (float)j->n_tr;
-        for (size_t i = 0; i < B; i++)
-            *o++ = (float)hpos[i];
-        for (size_t i = 0; i < B; i++)
-            *o++ = (float)hneg[i];
-        *o++ = (float)loss_sum;
-        *o++ = (float)j->n_va;
-        for (size_t i = 0; i < w->dim; i++)
-            if (!isfinite(w->fvec[i])) {
-                r = fv_diag_set(&w->d, FV_ENUMERIC, "the update is not finite");
-                break;
-            }
-    }
+    r = encode_update(w, delta, P, B, hpos, hneg, loss_sum);
 out:
     if (r != 0 && w->d.msg[0] == '\0')
         fv_diag_set(&w->d, r, "local training: %s", fv_strerror(r));
     fv_mlp_free(g);
     fv_mlp_free(local);
     free(hpos), free(hneg), free(delta);
+    return r;
+}
+
+/* A distill round: evaluate on the validation rows the student's global parameters, the
+ * teacher and, with quantize_int8, the student's int8 quantization (fv_mlp_quantize_int8,
+ * what the coordinator ships): histograms [student B][teacher B][int8 B], so the
+ * coordinator compares them on the same rows; compute the teacher's logits on the
+ * training rows; train the student locally on the labels and those logits
+ * (fv_train_distill: alpha * BCE + (1 - alpha) * T^2 * KL); encode the student's update
+ * like a training round's (the loss sum is the student's). */
+static int work_distill(awork_t *w)
+{
+    const ajob_t *j = w->j;
+    const fv_job_t *job = j->job;
+    size_t P = j->s_n_params, B = job->hist_bins, n_out = j->arch.n_out;
+    size_t HB = B * (job->distill.quantize_int8 ? 3 : 2);
+    fv_mlp_t *teacher = NULL, *g = NULL, *q = NULL, *local = NULL;
+    fv_mlp_ws_t *ws = NULL;
+    uint64_t *hpos = calloc(HB ? HB : 1, sizeof *hpos), *hneg = calloc(HB ? HB : 1, sizeof *hneg);
+    float *delta = malloc(P * sizeof *delta);
+    float *tl = malloc(j->n_tr * n_out * sizeof *tl);
+    int r = (hpos && hneg && delta && tl) ? fv_mlp_new(&j->arch, &teacher) : FV_ENOMEM;
+    if (r == 0)
+        r = fv_mlp_new(&j->s_arch, &g);
+    if (r != 0)
+        goto out;
+    memcpy(fv_mlp_params(teacher), w->teacher, j->n_params * sizeof(float));
+    memcpy(fv_mlp_params(g), w->global, P * sizeof(float));
+    double loss_sum = 0, t_loss = 0, q_loss = 0;
+    if ((r = eval_global(j, g, hpos, hneg, &loss_sum)) != 0) {
+        fv_diag_set(&w->d, r, "evaluating the student: %s", fv_strerror(r));
+        goto out;
+    }
+    w->val_loss_sum = loss_sum;
+    if ((r = eval_global(j, teacher, hpos + B, hneg + B, &t_loss)) != 0) {
+        fv_diag_set(&w->d, r, "evaluating the teacher: %s", fv_strerror(r));
+        goto out;
+    }
+    if (job->distill.quantize_int8) {
+        if ((r = fv_mlp_quantize_int8(g, &q)) != 0 ||
+            (r = eval_global(j, q, hpos + 2 * B, hneg + 2 * B, &q_loss)) != 0) {
+            fv_diag_set(&w->d, r, "evaluating the int8 student: %s", fv_strerror(r));
+            goto out;
+        }
+    }
+    size_t chunk = j->n_tr < EVAL_CHUNK_ROWS ? j->n_tr : EVAL_CHUNK_ROWS;
+    if ((r = fv_mlp_ws_new(teacher, chunk, &ws)) != 0)
+        goto out;
+    for (size_t i = 0; i < j->n_tr; i += chunk) {
+        size_t n = j->n_tr - i < chunk ? j->n_tr - i : chunk;
+        if ((r = fv_mlp_logits(teacher, ws, j->x_tr + i * j->n_feat, n, tl + i * n_out)) != 0) {
+            fv_diag_set(&w->d, r, "the teacher's logits: %s", fv_strerror(r));
+            goto out;
+        }
+    }
+    if ((r = fv_mlp_clone(g, &local)) != 0)
+        goto out;
+    fv_train_cfg_t cfg;
+    fv_train_cfg_default(&cfg);
+    cfg.epochs = job->distill.local_epochs;
+    cfg.batch_size = job->batch_size;
+    cfg.optim = job->optim;
+    cfg.optim.prox_ref = NULL;
+    cfg.optim.prox_mu = 0;
+    cfg.patience = 0;
+    cfg.seed = w->seed;
+    cfg.on_epoch = on_epoch_cb;
+    cfg.user = w;
+    fv_distill_cfg_t dc = {.alpha = job->distill.alpha, .temperature = job->distill.temperature};
+    fv_train_result_t tr;
+    r = fv_train_distill(local, j->x_tr, j->y_tr, tl, j->n_tr, NULL, NULL, 0, &cfg, &dc, &tr,
+                         &w->d);
+    if (r != 0)
+        goto out;
+    const float *lp = fv_mlp_params_const(local);
+    for (size_t i = 0; i < P; i++)
+        delta[i] = lp[i] - w->global[i];
+    r = encode_update(w, delta, P, HB, hpos, hneg, loss_sum);
+out:
+    if (r != 0 && w->d.msg[0] == '\0')
+        fv_diag_set(&w->d, r, "local distillation: %s", fv_strerror(r));
+    fv_mlp_ws_free(ws);
+    fv_mlp_free(teacher);
+    fv_mlp_free(g);
+    fv_mlp_free(q);
+    fv_mlp_free(local);
+    free(hpos), free(hneg), free(delta), free(tl);
     return r;
 }
 
@@ -1157,6 +1286,8 @@ static void work_run(uv_work_t *req)
         w->rc = w->words == NULL ? FV_ENOMEM
                                  : fv_fed_stats_encode(&w->j->sl, w->j->ds, w->j->tr, w->j->n_tr,
                                                        w->words, &w->d);
+    } else if (w->kind == 3) {
+        w->rc = work_distill(w);
     } else {
         w->rc = work_train(w);
     }
@@ -1169,6 +1300,7 @@ static void work_free(awork_t *w)
     free(w->words);
     free(w->fvec);
     free(w->global);
+    free(w->teacher);
     sodium_memzero(w->qkey, sizeof w->qkey);
     free(w);
 }
@@ -1205,8 +1337,8 @@ static void work_done(uv_work_t *req, int status)
         work_free(w);
         return;
     }
-    if (w->kind == 2)
-        jlog("info", "trained", j, (int64_t)r->round,
+    if (w->kind == 2 || w->kind == 3)
+        jlog("info", w->kind == 2 ? "trained" : "distilled", j, (int64_t)r->round,
              json_pack("{s:I,s:o,s:I,s:I}", "epochs", (json_int_t)w->epochs, "train_loss",
                        isfinite(w->train_loss) ? json_real(w->train_loss) : json_null(),
                        "train_rows", (json_int_t)j->n_tr, "val_rows", (json_int_t)j->n_va));
@@ -1437,12 +1569,17 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         round_free(j->round);
         j->round = NULL;
     }
-    if (rs->round > job->rounds || (rs->round == 0) != (rs->kind == 1) ||
-        (rs->kind != 1 && rs->kind != 2)) {
+    bool kind_ok = rs->kind == 1   ? rs->round == 0
+                   : rs->kind == 2 ? rs->round >= 1 && rs->round <= job->rounds
+                   : rs->kind == 3 ? job->distill.on && rs->round > job->rounds &&
+                                         rs->round <= fv_job_last_round(job)
+                                   : false;
+    if (!kind_ok) {
         violation(a, c, j, rn, FV_EPROTO,
                   "ROUND_START round %" PRIu64 " kind %" PRIu32 " (the job has %" PRIu32
-                  " rounds; round 0 is the stats round, kind 1)",
-                  rs->round, rs->kind, job->rounds);
+                  " training rounds and %" PRIu32 " distill rounds; round 0 is the stats "
+                  "round, kind 1; then kind 2, then kind 3)",
+                  rs->round, rs->kind, job->rounds, job->distill.on ? job->distill.rounds : 0);
         return;
     }
     if (j->started && rs->round < j->last_round) {
@@ -1457,8 +1594,20 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                   rs->index);
         return;
     }
-    if (rs->kind == 2) {
-        if (!j->has_global || !rs->has_model || memcmp(rs->model, j->global_hash, 32) != 0) {
+    if (rs->kind == 3) {
+        if (!j->has_teacher || !j->has_student || !rs->has_model ||
+            memcmp(rs->model, j->student_hash, 32) != 0) {
+            violation(a, c, j, rn, FV_EPROTO, "ROUND_START: %s",
+                      !j->has_teacher   ? "no teacher model was sent before the distill round"
+                      : !j->has_student ? "no student model was sent before the distill round"
+                                        : "the announced model hash is not the student this "
+                                          "agent holds");
+            return;
+        }
+    }
+    if (rs->kind == 2 || rs->kind == 3) {
+        if (rs->kind == 2 &&
+            (!j->has_global || !rs->has_model || memcmp(rs->model, j->global_hash, 32) != 0)) {
             violation(a, c, j, rn, FV_EPROTO, "ROUND_START: %s",
                       !j->has_global
                           ? "no global model was sent before the round"
@@ -1494,7 +1643,8 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     r->secagg = job->secagg.on;
     fv_secagg_outbox_init(&r->ob);
     jlog("info", "round_start", j, rn,
-         json_pack("{s:s,s:I,s:I,s:I,s:I,s:b}", "kind", rs->kind == 1 ? "stats" : "train", "index",
+         json_pack("{s:s,s:I,s:I,s:I,s:I,s:b}", "kind",
+                   rs->kind == 1 ? "stats" : rs->kind == 2 ? "train" : "distill", "index",
                    (json_int_t)rs->index, "n", (json_int_t)rs->n, "t", (json_int_t)rs->t, "k",
                    (json_int_t)rs->k, "secagg", r->secagg));
 
@@ -1519,7 +1669,11 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             return;
         }
         fv_fed_layout_t lay;
-        fv_fed_layout_init(&lay, j->n_params, job->hist_bins);
+        if (rs->kind == 3)
+            fv_fed_layout_init(&lay, j->s_n_params,
+                               job->hist_bins * (job->distill.quantize_int8 ? 3 : 2));
+        else
+            fv_fed_layout_init(&lay, j->n_params, job->hist_bins);
         fv_secagg_params_t p = {.job_id = le64(j->digest),
                                 .round = rs->round,
                                 .n_clients = rs->n,
@@ -1577,12 +1731,20 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     }
     if (rs->kind == 2) {
         w->global = malloc(j->n_params * sizeof *w->global);
-        if (w->global == NULL) {
-            free(w);
-            round_sit_out(j, r, "round_failed", "out of memory");
-            return;
+        if (w->global != NULL)
+            memcpy(w->global, j->global, j->n_params * sizeof *w->global);
+    } else if (rs->kind == 3) {
+        w->global = malloc(j->s_n_params * sizeof *w->global);
+        w->teacher = malloc(j->n_params * sizeof *w->teacher);
+        if (w->global != NULL && w->teacher != NULL) {
+            memcpy(w->global, j->student, j->s_n_params * sizeof *w->global);
+            memcpy(w->teacher, j->teacher, j->n_params * sizeof *w->teacher);
         }
-        memcpy(w->global, j->global, j->n_params * sizeof *w->global);
+    }
+    if (rs->kind != 1 && (w->global == NULL || (rs->kind == 3 && w->teacher == NULL))) {
+        work_free(w);
+        round_sit_out(j, r, "round_failed", "out of memory");
+        return;
     }
     w->req.data = w;
     int rc = uv_queue_work(a->loop, &w->req, work_run, work_done);
@@ -1663,6 +1825,25 @@ static void *on_vec_begin(fv_conn_t *c, const fv_msg_t *b)
             return NULL;
         }
         a->rx_kind = RX_STATS;
+    } else if (name_is(&vb->name, "teacher") || name_is(&vb->name, "student")) {
+        bool t = name_is(&vb->name, "teacher");
+        size_t want = t ? j->n_params : j->s_n_params;
+        bool id_ok = t ? vb->id == 0
+                       : vb->id > j->job->rounds && vb->id <= fv_job_last_round(j->job);
+        if (!j->job->distill.on) {
+            violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
+                      "vector '%s' for a job without a distill section", name);
+            return NULL;
+        }
+        if (vb->dtype != FV_VEC_F32 || vb->n_elems != want || !id_ok) {
+            violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
+                      "vector '%s': %" PRIu64 " elements of type %d with id %" PRIu32
+                      ", expected %zu float32 with %s",
+                      name, vb->n_elems, (int)vb->dtype, vb->id, want,
+                      t ? "id 0" : "a distill round's id");
+            return NULL;
+        }
+        a->rx_kind = t ? RX_TEACHER : RX_STUDENT;
     } else {
         violation(a, c, j, -1, FV_EPROTO, "unexpected vector '%s'", name);
         return NULL;
@@ -1725,6 +1906,20 @@ static void on_vec(fv_conn_t *c, uint32_t id, void *vec, uint64_t n)
     a->rx_kind = RX_NONE;
     if (j == NULL || j != a->job) { /* the job went away meanwhile */
         free(vec);
+        return;
+    }
+    if (kind == RX_TEACHER || kind == RX_STUDENT) {
+        bool t = kind == RX_TEACHER;
+        float **slot = t ? &j->teacher : &j->student;
+        uint8_t *hash = t ? j->teacher_hash : j->student_hash;
+        free(*slot);
+        *slot = vec;
+        *(t ? &j->has_teacher : &j->has_student) = true;
+        params_hash(vec, n, hash);
+        char h[65];
+        hex32(hash, h);
+        jlog("info", t ? "teacher_received" : "student_received", j, id,
+             json_pack("{s:s,s:I}", "model", h, "params", (json_int_t)n));
         return;
     }
     if (kind == RX_MODEL) {
@@ -1829,7 +2024,7 @@ static void on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     }
     if (rc->round > a->accepted[slot].rounds) {
         violation(a, c, j, rn, FV_EROUND,
-                  "RECEIPT for round %" PRIu64 " of a %" PRIu32 "-round job", rc->round,
+                  "RECEIPT for round %" PRIu64 " of a job whose last round is %" PRIu64, rc->round,
                   a->accepted[slot].rounds);
         return;
     }

@@ -23,6 +23,7 @@
 #include "fv_conn.h"
 #include "fv_fed.h"
 #include "fv_job.h"
+#include "fv_latency.h"
 #include "fv_mlp.h"
 #include "fv_preproc.h"
 #include "fv_prom.h"
@@ -62,6 +63,7 @@ typedef struct agent {
     uint8_t dsha[32];
     bool has_model;
     uint8_t model[32];
+    bool has_teacher;    /* distill phase: holds the teacher (sent once per session) */
     bool has_stats;
     /* outgoing */
     outitem_t *oq_head, *oq_tail;
@@ -77,7 +79,9 @@ typedef struct agent {
     uint64_t bytes_in, bytes_out;
 } agent_t;
 
-typedef enum { ST_IDLE, ST_WAITING, ST_ROUND, ST_DONE } cstate_t;
+/* ST_REPORT: the last distill round is committed and the compression report's latency
+ * is being measured on the thread pool; the job then ends (ST_DONE). */
+typedef enum { ST_IDLE, ST_WAITING, ST_ROUND, ST_REPORT, ST_DONE } cstate_t;
 
 typedef struct coord {
     uv_loop_t *loop;
@@ -143,6 +147,16 @@ typedef struct coord {
     char best_sha[65];
     int64_t best_version;
     const fv_mlp_t *final; /* best or global, once the job is done */
+    /* distillation (job->distill.on): after the training rounds, distill rounds (kind 3)
+     * train a student; global/best/sopt/lay/model_hash then describe the student, and
+     * the training phase's result is kept here as the teacher */
+    bool distilling;
+    fv_mlp_t *teacher;
+    char teacher_sha[65];      /* its model file (the job's final version) */
+    int64_t teacher_version;
+    uint8_t teacher_hash[32];  /* of its parameters (what agents hold) */
+    bool lat_ready;            /* lat[] measured (teacher, student, int8 student) */
+    fv_latency_t lat[3];
     double best_metric;
     uint64_t best_round;
     uint32_t since_best;

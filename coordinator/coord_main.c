@@ -26,6 +26,19 @@
  * result. With patience 0 (no early stopping) the result is the model after the last
  * update instead, which no round evaluated.
  *
+ * Distillation (a job with a "distill" section, fv_job.h): when training is over, the
+ * training phase's result becomes the teacher: stored as the job's final version, in one
+ * transaction with a checkpoint of the distill phase. Distill rounds (kind 3, numbered
+ * from rounds+1) then train a student of the spec's architecture exactly like training
+ * rounds train the global model (SecAgg, server optimizer, early stopping on the distill
+ * section's settings), with the teacher sent to every agent once per session. Each
+ * agent's round vector carries histograms of the student, of the teacher and (with
+ * quantize_int8) of the int8 student on its validation rows, so every round compares
+ * them on the same rows. At the end the best evaluated student is stored as a
+ * "distilled" version (and its int8 file as a second one) with a compression report:
+ * parameters, bytes, scoring latency measured here on the thread pool (fv_latency.h),
+ * ROC/PR AUC of teacher, student and int8 student from the best round's histograms.
+ *
  * Jobs: submitted by `--job SPEC` or the admin CLI, stored "queued" in the state
  * (coordinator/fv_state.h), run one at a time in submission order (IDLE -> WAITING ...
  * DONE -> IDLE -> the next). With --job the daemon exits when that job has ended.
@@ -47,7 +60,8 @@
  * outbox so a record committed with its change is never lost (see coord_audit).
  *
  * Output (--out DIR): model-rNNNN.fvm for every global model version (round N's model),
- * final.fvm, rounds.jsonl (one line per round). Logs: JSON lines on stderr. With --job,
+ * final.fvm, with distillation student-rNNNN.fvm and student.fvm (the distilled one),
+ * rounds.jsonl (one line per round). Logs: JSON lines on stderr. With --job,
  * the final summary: one JSON object on stdout.
  */
 #include <errno.h>
@@ -141,7 +155,9 @@ int64_t coord_wall_ms(void)
  * FV_TEST_KILL_AT=POINT[:N] in the environment the process SIGKILLs itself the Nth time
  * (default 1st) it reaches POINT. Points: stats-committed, round-committed (between
  * rounds), secagg-advertise, secagg-shares, secagg-upload, secagg-unmask (inside each
- * SecAgg phase), model-write (the new model file is on disk, its round not committed). */
+ * SecAgg phase), model-write (the new model file is on disk, its round not committed),
+ * distill-started (the teacher stored and the distill phase committed, no distill round
+ * started). */
 static const char *g_kill_at;
 static unsigned long g_kill_n;
 
@@ -538,6 +554,43 @@ static size_t n_accepted(coord_t *c)
 static void round_start(coord_t *c);
 static void round_finish(coord_t *c, int status, const char *why);
 
+/* Round kinds on the wire and in the state: 1 stats, 2 train, 3 distill. */
+static const char *kind_name(uint32_t kind)
+{
+    return kind == 1 ? "stats" : kind == 2 ? "train" : "distill";
+}
+
+/* Early stopping of the phase being run: the job's, or its distill section's. */
+typedef struct {
+    fv_job_metric_t metric;
+    uint32_t patience;
+    double min_delta;
+} es_t;
+
+static es_t phase_es(const coord_t *c)
+{
+    es_t e;
+    if (c->distilling) {
+        e.metric = c->job->distill.early_stopping.metric;
+        e.patience = c->job->distill.early_stopping.patience;
+        e.min_delta = c->job->distill.early_stopping.min_delta;
+    } else {
+        e.metric = c->job->early_stopping.metric;
+        e.patience = c->job->early_stopping.patience;
+        e.min_delta = c->job->early_stopping.min_delta;
+    }
+    return e;
+}
+
+/* Histogram bins of a round vector: training rounds B (the global model); distill rounds
+ * 2B (the student, then the teacher, both evaluated by every agent on its validation
+ * rows) or 3B with quantize_int8 (then the int8 student). */
+static size_t round_hist_bins(const coord_t *c)
+{
+    size_t B = fv_schema_positive(c->job->schema) != NULL ? c->job->hist_bins : 0;
+    return c->distilling ? B * (c->job->distill.quantize_int8 ? 3 : 2) : B;
+}
+
 /* ---- model versions ------------------------------------------------------------ */
 
 /* The complete model file of parameters mlp: the job's schema, the global preprocessing
@@ -568,6 +621,13 @@ static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model
     json_t *meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "producer", "fedvault-coordinator",
                              "version", FV_VERSION, "commit", FV_COMMIT, "job", c->job_hex,
                              "round", (json_int_t)round, "n_ref", (json_int_t)c->n_ref);
+    if (c->distilling && mlp != c->teacher) {
+        /* a student: what it was distilled from, and how */
+        json_object_set_new(meta, "role", json_string("student"));
+        json_object_set_new(meta, "teacher", json_string(c->teacher_sha));
+        json_object_set_new(meta, "temperature", json_real(c->job->distill.temperature));
+        json_object_set_new(meta, "alpha", json_real(c->job->distill.alpha));
+    }
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
     if (r == 0) {
@@ -581,8 +641,11 @@ static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model
     return r;
 }
 
-/* Writes the model file into the state directory (content-addressed, fsynced). */
-static int store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65])
+/* Writes the model file into the state directory (content-addressed, fsynced).
+ * int8: the file holds the weights quantized (fv_model_t.int8). ret_len (may be NULL):
+ * the file's size. */
+static int store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8,
+                          char sha[65], size_t *ret_len)
 {
     fv_model_t *model = NULL;
     uint8_t *buf = NULL;
@@ -590,10 +653,14 @@ static int store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha
     fv_diag_t d;
     snprintf(d.msg, sizeof d.msg, "cannot build the model file");
     int r = build_model(c, mlp, round, &model);
-    if (r == 0)
+    if (r == 0) {
+        model->int8 = int8;
         r = fv_model_encode(model, &buf, &len);
+    }
     if (r == 0)
         r = fv_state_model_put(c->st, buf, len, sha, &d);
+    if (r == 0 && ret_len != NULL)
+        *ret_len = len;
     if (r != 0)
         coord_logj("error", "model_store_failed",
                    json_pack("{s:s,s:I,s:s,s:s}", "job", c->job_hex, "round", (json_int_t)round,
@@ -601,6 +668,11 @@ static int store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha
     free(buf);
     fv_model_free(model);
     return r;
+}
+
+static int store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65])
+{
+    return store_model_as(c, mlp, round, false, sha, NULL);
 }
 
 /* A copy for the operator under --out (final.fvm, model-rNNNN.fvm). */
@@ -748,13 +820,14 @@ static void job_finish(coord_t *c);
 
 static bool better(coord_t *c, double v)
 {
+    es_t e = phase_es(c);
     if (isnan(v))
         return false;
     if (isnan(c->best_metric))
         return true;
-    if (c->job->early_stopping.metric == FV_JOB_METRIC_LOG_LOSS)
-        return v < c->best_metric - c->job->early_stopping.min_delta;
-    return v > c->best_metric + c->job->early_stopping.min_delta;
+    if (e.metric == FV_JOB_METRIC_LOG_LOSS)
+        return v < c->best_metric - e.min_delta;
+    return v > c->best_metric + e.min_delta;
 }
 
 /* From the summed stats: the global preprocessing, the initial model (seeded: the same
@@ -792,8 +865,7 @@ static int stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_le
     fv_mlp_init(c->global, c->job->seed);
     params_hash(c->global, c->model_hash);
     r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(c->global), &c->sopt);
-    fv_fed_layout_init(&c->lay, fv_mlp_n_params(c->global),
-                       fv_schema_positive(c->job->schema) != NULL ? c->job->hist_bins : 0);
+    fv_fed_layout_init(&c->lay, fv_mlp_n_params(c->global), round_hist_bins(c));
     coord_logj("info", "stats_ready",
                json_pack("{s:s,s:I,s:I,s:I}", "job", c->job_hex, "n_ref", (json_int_t)c->n_ref,
                          "features", (json_int_t)fv_preproc_n_features(c->preproc), "params",
@@ -801,19 +873,49 @@ static int stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_le
     return r;
 }
 
-/* Training round done: metrics, early stopping, the update. *ret_metrics: the round's
- * global validation metrics (owned by the caller). */
-static int after_train(coord_t *c, const fv_fed_result_t *res, json_t **ret_metrics)
+static json_t *jnum(double v)
 {
-    double metric = c->job->early_stopping.metric == FV_JOB_METRIC_ROC_AUC  ? res->val_roc_auc
-                    : c->job->early_stopping.metric == FV_JOB_METRIC_PR_AUC ? res->val_pr_auc
-                                                                            : res->val_log_loss;
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* ROC AUC and PR AUC of bins [0, B) of the summed histograms (NaN when undefined). */
+static void hist_metrics(const fv_fed_result_t *res, size_t off, size_t B, double *auc,
+                         double *pr)
+{
+    *auc = *pr = NAN;
+    if (B == 0 || res->hist_pos == NULL)
+        return;
+    if (fv_metrics_hist_roc_auc(res->hist_pos + off, res->hist_neg + off, B, auc) != 0)
+        *auc = NAN;
+    if (fv_metrics_hist_pr_auc(res->hist_pos + off, res->hist_neg + off, B, pr) != 0)
+        *pr = NAN;
+}
+
+/* Training or distill round done: metrics, early stopping, the update. *ret_metrics: the
+ * round's global validation metrics (owned by the caller); a distill round's also hold the
+ * teacher's and (quantize_int8) the int8 student's, from the same round's histograms. */
+static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
+{
+    size_t B = round_hist_bins(c) / (c->distilling ? (c->job->distill.quantize_int8 ? 3 : 2) : 1);
+    double t_auc = NAN, t_pr = NAN, q_auc = NAN, q_pr = NAN;
+    if (c->distilling) {
+        /* fv_fed_decode read all bins as one histogram: split them */
+        hist_metrics(res, 0, B, &res->val_roc_auc, &res->val_pr_auc);
+        hist_metrics(res, B, B, &t_auc, &t_pr);
+        if (c->job->distill.quantize_int8)
+            hist_metrics(res, 2 * B, B, &q_auc, &q_pr);
+    }
+    es_t e = phase_es(c);
+    double metric = e.metric == FV_JOB_METRIC_ROC_AUC  ? res->val_roc_auc
+                    : e.metric == FV_JOB_METRIC_PR_AUC ? res->val_pr_auc
+                                                       : res->val_log_loss;
     c->last_auc = res->val_roc_auc;
     c->last_pr = res->val_pr_auc;
     c->last_loss = res->val_log_loss;
     if (c->out_dir != NULL) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/model-r%04" PRIu64 ".fvm", c->out_dir, c->round);
+        snprintf(path, sizeof path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
+                 c->distilling ? "student" : "model", c->round);
         save_model(c, c->global, path, c->round);
     }
     bool imp = better(c, metric);
@@ -830,22 +932,30 @@ static int after_train(coord_t *c, const fv_fed_result_t *res, json_t **ret_metr
     } else {
         c->since_best++;
     }
-    json_t *line = json_pack(
-        "{s:s,s:I,s:i,s:I,s:f,s:f,s:f,s:b,s:f}", "job", c->job_hex, "round",
-        (json_int_t)c->round, "agents", (int)c->n_summands, "n_val", (json_int_t)res->n_val,
-        "val_roc_auc", res->val_roc_auc, "val_pr_auc", res->val_pr_auc, "val_log_loss",
-        res->val_log_loss, "improved", imp, "secs",
-        (double)(now_ms(c) - c->t_round_start) / 1000.0);
+    json_t *metrics = json_pack("{s:o,s:o,s:o,s:I,s:b}", "val_roc_auc", jnum(res->val_roc_auc),
+                                "val_pr_auc", jnum(res->val_pr_auc), "val_log_loss",
+                                jnum(res->val_log_loss), "n_val", (json_int_t)res->n_val,
+                                "improved", imp);
+    if (c->distilling) {
+        json_object_set_new(metrics, "teacher_roc_auc", jnum(t_auc));
+        json_object_set_new(metrics, "teacher_pr_auc", jnum(t_pr));
+        if (c->job->distill.quantize_int8) {
+            json_object_set_new(metrics, "int8_roc_auc", jnum(q_auc));
+            json_object_set_new(metrics, "int8_pr_auc", jnum(q_pr));
+        }
+    }
+    json_t *line = json_deep_copy(metrics);
+    json_object_set_new(line, "job", json_string(c->job_hex));
+    json_object_set_new(line, "round", json_integer((json_int_t)c->round));
+    json_object_set_new(line, "kind", json_string(kind_name(c->kind)));
+    json_object_set_new(line, "agents", json_integer(c->n_summands));
+    json_object_set_new(line, "secs", json_real((double)(now_ms(c) - c->t_round_start) / 1000.0));
     char *s = json_dumps(line, JSON_COMPACT);
     if (s != NULL && c->rounds_log != NULL) {
         fprintf(c->rounds_log, "%s\n", s);
         fflush(c->rounds_log);
     }
     free(s);
-    json_t *metrics = json_pack("{s:f,s:f,s:f,s:I,s:b}", "val_roc_auc", res->val_roc_auc,
-                                "val_pr_auc", res->val_pr_auc, "val_log_loss",
-                                res->val_log_loss, "n_val", (json_int_t)res->n_val, "improved",
-                                imp);
     *ret_metrics = metrics;
     coord_logj("info", "round_metrics", line);
     /* The update: global += strategy(delta_mean). */
@@ -854,12 +964,13 @@ static int after_train(coord_t *c, const fv_fed_result_t *res, json_t **ret_metr
     return r;
 }
 
-static bool job_should_stop(coord_t *c)
+/* Whether the phase being run is over once round `done` has completed. */
+static bool phase_over(coord_t *c, uint64_t done)
 {
-    if (c->round >= c->job->rounds)
+    es_t e = phase_es(c);
+    if (done >= (c->distilling ? fv_job_last_round(c->job) : c->job->rounds))
         return true;
-    return c->job->early_stopping.patience > 0 &&
-           c->since_best >= c->job->early_stopping.patience;
+    return e.patience > 0 && c->since_best >= e.patience;
 }
 
 /* The round's cohort and contributors as JSON arrays of names. */
@@ -887,7 +998,7 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
     iso_now(ts);
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
                              c->federation, "job", c->job_id, "round", (json_int_t)c->round,
-                             "kind", c->kind == 1 ? "stats" : "train", "status", status,
+                             "kind", kind_name(c->kind), "status", status,
                              "cohort", cohort, "contributors", contrib, "model_in",
                              model_in != NULL ? model_in : "", "model_out",
                              model_out != NULL ? model_out : "", "ts", ts);
@@ -939,7 +1050,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     fv_state_round_t rr = {.job = c->job_id,
                            .round = c->round,
                            .attempt = c->attempt,
-                           .kind = c->kind == 1 ? "stats" : "train",
+                           .kind = kind_name(c->kind),
                            .status = ok ? "ok" : fv_err_name(status),
                            .why = ok ? NULL : why,
                            .cohort_json = cohort_s,
@@ -954,7 +1065,8 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         char producer[96];
         snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
         r = fv_state_version_add(c->st, c->job_id, c->round, model_out, c->global_version,
-                                 "global", producer, coord_wall_ms(), &version, &d);
+                                 c->distilling ? "student" : "global", producer, coord_wall_ms(),
+                                 &version, &d);
     }
     if (r == 0 && ok)
         r = fv_fed_server_opt_save(c->sopt, &opt, &opt_len);
@@ -979,6 +1091,9 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         ck.best_metric = c->best_metric;
         ck.best_round = c->best_round;
         ck.since_best = c->since_best;
+        ck.distill = c->distilling;
+        memcpy(ck.teacher_sha, c->teacher_sha, 65);
+        ck.teacher_version = c->teacher_version;
         if (r == 0)
             r = fv_state_ckpt_save(c->st, c->job_id, &ck, &d);
     }
@@ -994,7 +1109,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
             json_object_set_new(phases, phase_names[i], json_integer(c->phase_counts[i]));
     json_t *det = json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->job_id, "round",
                             (json_int_t)c->round, "attempt", (json_int_t)c->attempt, "kind",
-                            c->kind == 1 ? "stats" : "train", "status",
+                            kind_name(c->kind), "status",
                             ok ? "ok" : fv_err_name(status), "cohort", cohort, "contributors",
                             contrib, "phases", phases);
     if (!ok)
@@ -1010,7 +1125,8 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         coord_audit(c, NULL, "model.stored",
                     json_pack("{s:I,s:s,s:s,s:I,s:s,s:I}", "version", (json_int_t)version,
                               "sha256", model_out, "job", c->job_id, "round",
-                              (json_int_t)c->round, "kind", "global", "parent",
+                              (json_int_t)c->round, "kind",
+                              c->distilling ? "student" : "global", "parent",
                               (json_int_t)c->global_version));
     if ((r = txn_commit(c)) != 0)
         goto out;
@@ -1029,6 +1145,8 @@ out:
     free(opt);
     return r;
 }
+
+static void phase_end(coord_t *c);
 
 static void round_finish(coord_t *c, int status, const char *why_in)
 {
@@ -1152,11 +1270,14 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         round_start(c);
         return;
     }
-    if (!was_stats && (job_should_stop(c) || c->rounds_failed > c->job->rounds)) {
-        if (c->rounds_failed > c->job->rounds)
-            snprintf(c->fail_why, sizeof c->fail_why, "%" PRIu64 " rounds aborted: %.400s",
-                     c->rounds_failed, why);
+    if (!was_stats && c->rounds_failed > fv_job_last_round(c->job)) {
+        snprintf(c->fail_why, sizeof c->fail_why, "%" PRIu64 " rounds aborted: %.400s",
+                 c->rounds_failed, why);
         job_finish(c);
+        return;
+    }
+    if (!was_stats && phase_over(c, c->round)) {
+        phase_end(c);
         return;
     }
     if (!was_stats) {
@@ -1189,7 +1310,7 @@ static void round_start(coord_t *c)
         if (a->conn != NULL && a->accepted)
             c->cohort[c->n++] = a;
     qsort(c->cohort, c->n, sizeof *c->cohort, cmp_agent_name);
-    c->kind = c->stats_sum == NULL ? 1 : 2;
+    c->kind = c->stats_sum == NULL ? 1 : c->distilling ? 3 : 2;
     if (c->kind == 1)
         c->round = 0;
     else if (c->round == 0)
@@ -1261,7 +1382,7 @@ static void round_start(coord_t *c)
         }
     }
     json_t *f = jf(c);
-    json_object_set_new(f, "kind", json_string(c->kind == 1 ? "stats" : "train"));
+    json_object_set_new(f, "kind", json_string(kind_name(c->kind)));
     json_object_set_new(f, "cohort", json_integer(c->n));
     json_object_set_new(f, "threshold", json_integer(c->t));
     json_object_set_new(f, "neighbors", json_integer(c->k));
@@ -1269,9 +1390,14 @@ static void round_start(coord_t *c)
     coord_logj("info", "round_start", f);
     for (uint32_t i = 0; i < c->n; i++) {
         agent_t *a = c->cohort[i];
-        if (c->kind == 2 && (!a->has_model || memcmp(a->model, c->model_hash, 32) != 0)) {
+        if (c->kind == 3 && !a->has_teacher) {
+            oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(c->teacher), NULL,
+                        fv_mlp_n_params(c->teacher), "teacher");
+            a->has_teacher = true;
+        }
+        if (c->kind != 1 && (!a->has_model || memcmp(a->model, c->model_hash, 32) != 0)) {
             oq_push_vec(a, (uint32_t)c->round, FV_VEC_F32, fv_mlp_params_const(c->global), NULL,
-                        fv_mlp_n_params(c->global), "model");
+                        fv_mlp_n_params(c->global), c->kind == 3 ? "student" : "model");
             a->has_model = true;
             memcpy(a->model, c->model_hash, 32);
         }
@@ -1288,7 +1414,7 @@ static void round_start(coord_t *c)
         memcpy(m.u.round_start.gseed, gseed, 32);
         m.u.round_start.pks = pks;
         m.u.round_start.pks_len = (size_t)c->n * 32;
-        m.u.round_start.has_model = c->kind == 2;
+        m.u.round_start.has_model = c->kind != 1;
         memcpy(m.u.round_start.model, c->model_hash, 32);
         m.u.round_start.n_ref = c->n_ref;
         oq_push_msg(a, &m, pks, (size_t)c->n * 32, (const void **)&m.u.round_start.pks);
@@ -1350,7 +1476,14 @@ static void job_reset(coord_t *c)
         a->accepted = false;
         a->has_model = false;
         a->has_stats = false;
+        a->has_teacher = false;
     }
+    fv_mlp_free(c->teacher);
+    c->teacher = NULL;
+    c->distilling = false;
+    c->teacher_sha[0] = '\0';
+    c->teacher_version = 0;
+    c->lat_ready = false;
     fv_job_free(c->job);
     c->job = NULL;
     free(c->spec);
@@ -1407,6 +1540,62 @@ static int load_params(coord_t *c, const char *sha, fv_mlp_t *into)
     return r;
 }
 
+/* Turns the job to its distill phase in memory: the global parameters become the teacher
+ * (teacher_sha/version name its stored file), and global/sopt/lay/best describe a
+ * student of the spec's distill.student architecture, seeded like the job's model. */
+static int distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_version,
+                         char *why, size_t why_len)
+{
+    fv_diag_t d;
+    fv_mlp_arch_t arch;
+    fv_mlp_t *student = NULL;
+    fv_fed_server_opt_t *sopt = NULL;
+    int r = fv_mlp_parse_arch(c->job->distill.student, fv_preproc_n_features(c->preproc),
+                              fv_schema_n_classes(c->job->schema), &arch, &d);
+    if (r == 0)
+        r = fv_mlp_new(&arch, &student);
+    if (r != 0) {
+        snprintf(why, why_len, "distill.student: %.400s", r == FV_ENOMEM ? "out of memory" : d.msg);
+        return r;
+    }
+    if ((r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(student), &sopt)) != 0) {
+        fv_mlp_free(student);
+        snprintf(why, why_len, "the student's server optimizer: %s", fv_strerror(r));
+        return r;
+    }
+    fv_mlp_init(student, c->job->seed);
+    fv_mlp_free(c->teacher);
+    c->teacher = c->global;
+    c->global = student;
+    params_hash(c->teacher, c->teacher_hash);
+    memcpy(c->teacher_sha, teacher_sha, 65);
+    c->teacher_version = teacher_version;
+    fv_fed_server_opt_free(c->sopt);
+    c->sopt = sopt;
+    c->distilling = true;
+    c->kind = 3;
+    fv_fed_layout_init(&c->lay, fv_mlp_n_params(student), round_hist_bins(c));
+    params_hash(c->global, c->model_hash);
+    c->global_sha[0] = '\0';
+    c->global_version = teacher_version; /* the first student's parent */
+    fv_mlp_free(c->best);
+    c->best = NULL;
+    c->best_sha[0] = '\0';
+    c->best_version = 0;
+    c->best_metric = NAN;
+    c->best_round = 0;
+    c->since_best = 0;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        a->has_teacher = false; /* what they hold is the teacher-phase model, re-sent by name */
+    coord_logj("info", "distill_started",
+               json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "job", c->job_hex, "teacher", teacher_sha,
+                         "student", c->job->distill.student, "teacher_params",
+                         (json_int_t)fv_mlp_n_params(c->teacher), "student_params",
+                         (json_int_t)fv_mlp_n_params(c->global), "first_round",
+                         (json_int_t)c->job->rounds + 1));
+    return 0;
+}
+
 /* Restores a job's progress from its checkpoint: stats, global model, optimizer state,
  * early-stopping state and round counters, exactly as they were after the last committed
  * round. */
@@ -1425,6 +1614,15 @@ static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t 
     int r = stats_apply(c, ck->stats_sum, why, why_len);
     if (r != 0)
         return r;
+    if (ck->distill) {
+        /* the distill phase: the teacher first, then the student's progress below */
+        if ((r = load_params(c, ck->teacher_sha, c->global)) != 0) {
+            snprintf(why, why_len, "checkpoint: teacher model %s cannot be read", ck->teacher_sha);
+            return r;
+        }
+        if ((r = distill_setup(c, ck->teacher_sha, ck->teacher_version, why, why_len)) != 0)
+            return r;
+    }
     if (ck->global_sha[0] != '\0' && (r = load_params(c, ck->global_sha, c->global)) != 0) {
         snprintf(why, why_len, "checkpoint: global model %s cannot be read", ck->global_sha);
         return r;
@@ -1451,15 +1649,353 @@ static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t 
     return 0;
 }
 
+/* Training is over and the job has a distill section. The teacher is the training
+ * phase's result, chosen as job_finish chooses a job's result (the best evaluated model
+ * with early stopping, else the last), and is stored now as the job's final version; in
+ * the same transaction the checkpoint moves to the distill phase, so a restart resumes
+ * distilling from the same teacher. Returns 0, or non-zero after stopping the daemon
+ * (state_fatal) or failing the job. */
+static int distill_begin(coord_t *c)
+{
+    bool last = c->job->early_stopping.patience == 0;
+    const fv_mlp_t *final = last ? c->global : c->best;
+    const char *final_sha = last ? c->global_sha : c->best_sha;
+    int64_t final_parent = last ? c->global_version : c->best_version;
+    uint64_t final_round = last ? c->round + 1 : c->best_round;
+    fv_diag_t d;
+    snprintf(d.msg, sizeof d.msg, "cannot store the teacher");
+    char sha[65], why[512] = "";
+    int64_t version = 0;
+    uint8_t *opt = NULL;
+    size_t opt_len = 0;
+    int r = store_model(c, final, final_round, sha);
+    if (r != 0) {
+        state_fatal(c, "teacher store", r, &d);
+        return r;
+    }
+    if (c->out_dir != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
+        save_model(c, final, path, final_round);
+    }
+    if ((r = txn_begin(c)) != 0)
+        return r;
+    char producer[96];
+    snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+    r = fv_state_version_add(c->st, c->job_id, final_round, sha, final_parent, "final", producer,
+                             coord_wall_ms(), &version, &d);
+    if (r == 0)
+        r = fv_state_job_set_final(c->st, c->job_id, version, &d);
+    if (r == 0 && final != c->global)
+        memcpy(fv_mlp_params(c->global), fv_mlp_params_const(final),
+               fv_mlp_n_params(c->global) * sizeof(float));
+    if (r == 0 && (r = distill_setup(c, sha, version, why, sizeof why)) != 0)
+        snprintf(d.msg, sizeof d.msg, "%s", why);
+    if (r == 0)
+        r = fv_fed_server_opt_save(c->sopt, &opt, &opt_len);
+    if (r == 0) {
+        fv_state_ckpt_t ck;
+        memset(&ck, 0, sizeof ck);
+        ck.next_round = (uint64_t)c->job->rounds + 1;
+        ck.rounds_done = c->rounds_done;
+        ck.rounds_failed = c->rounds_failed;
+        ck.n_ref = c->n_ref;
+        ck.stats_sum = c->stats_sum;
+        ck.stats_words = c->slay.dim;
+        ck.global_version = c->global_version;
+        ck.opt_state = opt;
+        ck.opt_len = opt_len;
+        ck.best_metric = NAN;
+        ck.distill = true;
+        memcpy(ck.teacher_sha, sha, 65);
+        ck.teacher_version = version;
+        r = fv_state_ckpt_save(c->st, c->job_id, &ck, &d);
+    }
+    free(opt);
+    if (r == 0) {
+        coord_audit(c, NULL, "model.stored",
+                    json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:s}", "version", (json_int_t)version,
+                              "sha256", sha, "job", c->job_id, "round", (json_int_t)final_round,
+                              "kind", "final", "parent", (json_int_t)final_parent, "of",
+                              final_sha));
+        coord_audit(c, NULL, "job.distill_started",
+                    json_pack("{s:s,s:I,s:s,s:s,s:f,s:f,s:I,s:I}", "job", c->job_id, "teacher",
+                              (json_int_t)version, "teacher_sha256", sha, "student",
+                              c->job->distill.student, "temperature",
+                              c->job->distill.temperature, "alpha", c->job->distill.alpha,
+                              "first_round", (json_int_t)c->job->rounds + 1, "last_round",
+                              (json_int_t)fv_job_last_round(c->job)));
+    }
+    if (r != 0) {
+        g_in_txn = false;
+        fv_state_rollback(c->st);
+        state_fatal(c, "distill start", r, &d);
+        return r;
+    }
+    return txn_commit(c);
+}
+
+/* The phase being run is over (or was over when the job resumed): training hands over to
+ * distillation when the job has a distill section, else the job ends. */
+static void phase_end(coord_t *c)
+{
+    if (!c->distilling && c->job->distill.on && !c->abort_requested && c->best != NULL) {
+        if (distill_begin(c) != 0)
+            return;
+        crash_point("distill-started");
+        c->round = (uint64_t)c->job->rounds + 1;
+        c->attempt = 0;
+        c->state = ST_WAITING;
+        round_start(c);
+        return;
+    }
+    job_finish(c);
+}
+
 static void job_try_next(coord_t *c);
+
+/* ---- the distilled student and its compression report ---------------------------- */
+
+/* Scoring latency of the teacher, the student and (quantize_int8) the int8 student,
+ * measured on the coordinator's thread pool (fv_mlp_latency on pseudo-random encoded
+ * rows: the network's cost does not depend on the values). */
+typedef struct latwork {
+    uv_work_t req;
+    coord_t *c;
+    fv_mlp_t *m[3];
+    size_t n;
+    float *x;
+    fv_latency_t lat[3];
+    int rc;
+} latwork_t;
+
+#define LAT_BUDGET_S 0.25
+
+static void lat_run(uv_work_t *req)
+{
+    latwork_t *w = req->data;
+    for (size_t i = 0; i < w->n && w->rc == 0; i++)
+        w->rc = fv_mlp_latency(w->m[i], w->x, LAT_BUDGET_S, &w->lat[i]);
+}
+
+static void lat_free(latwork_t *w)
+{
+    for (size_t i = 0; i < 3; i++)
+        fv_mlp_free(w->m[i]);
+    free(w->x);
+    free(w);
+}
+
+static void lat_done(uv_work_t *req, int status)
+{
+    latwork_t *w = req->data;
+    coord_t *c = w->c;
+    if (status == 0 && w->rc == 0) {
+        memcpy(c->lat, w->lat, sizeof c->lat);
+    } else {
+        memset(c->lat, 0, sizeof c->lat); /* reported as null */
+        coord_logj("warn", "latency_failed",
+                   json_pack("{s:s,s:s}", "job", c->job_hex,
+                             "err", fv_err_name(status != 0 ? status : w->rc)));
+    }
+    lat_free(w);
+    c->lat_ready = true;
+    if (c->stopping || c->job == NULL)
+        return; /* the job resumes at its end on the next start */
+    job_finish(c);
+}
+
+/* Starts the measurement; 0 when queued (job_finish runs again when it is done). */
+static int lat_start(coord_t *c)
+{
+    latwork_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return FV_ENOMEM;
+    w->c = c;
+    size_t nf = fv_mlp_arch(c->global)->n_in;
+    w->x = malloc((size_t)FV_LATENCY_BIG_BATCH * nf * sizeof *w->x);
+    int r = w->x == NULL ? FV_ENOMEM : fv_mlp_clone(c->teacher, &w->m[0]);
+    if (r == 0)
+        r = fv_mlp_clone(c->best, &w->m[1]);
+    if (r == 0 && c->job->distill.quantize_int8)
+        r = fv_mlp_quantize_int8(c->best, &w->m[2]);
+    w->n = c->job->distill.quantize_int8 ? 3 : 2;
+    if (r == 0) {
+        fv_latency_rows(w->x, FV_LATENCY_BIG_BATCH, nf, c->job->seed);
+        w->req.data = w;
+        r = uv_queue_work(c->loop, &w->req, lat_run, lat_done);
+    }
+    if (r != 0) {
+        lat_free(w);
+        return r;
+    }
+    c->state = ST_REPORT;
+    return 0;
+}
+
+/* The metrics object of the job's ok round `round` from the state (NULL if none). */
+static json_t *round_metrics(coord_t *c, uint64_t round)
+{
+    fv_diag_t d;
+    json_t *job = NULL, *out = NULL;
+    if (fv_state_job_json(c->st, c->job_id, &job, &d) != 0)
+        return NULL;
+    size_t i;
+    json_t *rr;
+    json_array_foreach(json_object_get(job, "rounds"), i, rr)
+    {
+        json_t *st = json_object_get(rr, "status");
+        if (json_integer_value(json_object_get(rr, "round")) == (json_int_t)round &&
+            json_is_string(st) && strcmp(json_string_value(st), "ok") == 0)
+            out = json_incref(json_object_get(rr, "metrics"));
+    }
+    json_decref(job);
+    return out;
+}
+
+static double jget(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static json_t *report_side(const fv_mlp_t *m, const char *arch, int64_t version, const char *sha,
+                           size_t bytes, const fv_latency_t *lat, double auc, double pr)
+{
+    json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:I}", "arch", arch, "version", (json_int_t)version,
+                          "sha256", sha, "params", (json_int_t)fv_mlp_n_params(m), "bytes",
+                          (json_int_t)bytes);
+    json_object_set_new(o, "latency_us",
+                        json_pack("{s:o,s:o,s:I,s:I}", "batch_1",
+                                  jnum(lat->calls1 ? lat->batch1_us : NAN), "batch_1024",
+                                  jnum(lat->calls1024 ? lat->batch1024_us : NAN), "calls_1",
+                                  (json_int_t)lat->calls1, "calls_1024",
+                                  (json_int_t)lat->calls1024));
+    json_object_set_new(o, "roc_auc", jnum(auc));
+    json_object_set_new(o, "pr_auc", jnum(pr));
+    return o;
+}
+
+static json_t *ratio(double a, double b)
+{
+    return jnum(a > 0 && b > 0 ? a / b : NAN);
+}
+
+/* Inside job_finish's transaction: the best student as the job's "distilled" version
+ * (and, with quantize_int8, its int8 file as a second one), with the compression
+ * report; the job's student version. */
+static int store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
+{
+    char producer[96], sha[65], qsha[65] = "", arch_t[128], arch_s[128];
+    snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+    size_t s_bytes = 0, q_bytes = 0, t_bytes = 0;
+    int64_t v = 0, vq = 0;
+    bool q8 = c->job->distill.quantize_int8;
+    fv_mlp_t *qm = NULL;
+    json_t *tv = NULL, *met = round_metrics(c, c->best_round), *report = NULL;
+    int r = store_model_as(c, c->best, c->best_round, false, sha, &s_bytes);
+    if (r == 0 && q8)
+        r = store_model_as(c, c->best, c->best_round, true, qsha, &q_bytes);
+    if (r == 0 && q8)
+        r = fv_mlp_quantize_int8(c->best, &qm);
+    if (r == 0)
+        r = fv_state_version_json(c->st, c->teacher_version, &tv, d);
+    if (r == 0) {
+        t_bytes = (size_t)json_integer_value(json_object_get(tv, "bytes"));
+        r = fv_state_version_add(c->st, c->job_id, c->best_round, sha, c->best_version,
+                                 "distilled", producer, coord_wall_ms(), &v, d);
+    }
+    if (r == 0 && q8)
+        r = fv_state_version_add(c->st, c->job_id, c->best_round, qsha, v, "distilled", producer,
+                                 coord_wall_ms(), &vq, d);
+    if (r == 0) {
+        fv_mlp_arch_string(fv_mlp_arch(c->teacher), arch_t, sizeof arch_t);
+        fv_mlp_arch_string(fv_mlp_arch(c->best), arch_s, sizeof arch_s);
+        double t_auc = jget(met, "teacher_roc_auc"), s_auc = jget(met, "val_roc_auc");
+        report = json_object();
+        json_object_set_new(report, "teacher",
+                            report_side(c->teacher, arch_t, c->teacher_version, c->teacher_sha,
+                                        t_bytes, &c->lat[0], t_auc,
+                                        jget(met, "teacher_pr_auc")));
+        json_object_set_new(report, "student",
+                            report_side(c->best, arch_s, v, sha, s_bytes, &c->lat[1], s_auc,
+                                        jget(met, "val_pr_auc")));
+        json_object_set_new(json_object_get(report, "student"), "log_loss",
+                            jnum(jget(met, "val_log_loss")));
+        if (q8)
+            json_object_set_new(report, "student_int8",
+                                report_side(qm, arch_s, vq, qsha, q_bytes, &c->lat[2],
+                                            jget(met, "int8_roc_auc"), jget(met, "int8_pr_auc")));
+        json_object_set_new(
+            report, "ratios",
+            json_pack("{s:o,s:o,s:o,s:o}", "params",
+                      ratio((double)fv_mlp_n_params(c->teacher), (double)fv_mlp_n_params(c->best)),
+                      "bytes", ratio((double)t_bytes, (double)s_bytes), "latency_batch_1",
+                      ratio(c->lat[0].batch1_us, c->lat[1].batch1_us), "latency_batch_1024",
+                      ratio(c->lat[0].batch1024_us, c->lat[1].batch1024_us)));
+        json_object_set_new(report, "roc_auc_gap", jnum(t_auc - s_auc));
+        json_object_set_new(report, "round", json_integer((json_int_t)c->best_round));
+        json_object_set_new(report, "n_val", json_integer(json_integer_value(
+                                                 json_object_get(met, "n_val"))));
+        json_object_set_new(report, "temperature", json_real(c->job->distill.temperature));
+        json_object_set_new(report, "alpha", json_real(c->job->distill.alpha));
+        json_object_set_new(report, "distill_rounds",
+                            json_integer((json_int_t)(c->round - c->job->rounds)));
+        char method[256];
+        snprintf(method, sizeof method,
+                 "median per call of the network (fv_mlp_predict) on encoded rows, one thread "
+                 "of the coordinator's host; AUCs from the secure histograms of round %" PRIu64
+                 " (every agent's validation rows)",
+                 c->best_round);
+        json_object_set_new(report, "latency_method", json_string(method));
+        char *text = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
+        r = text == NULL ? FV_ENOMEM : fv_state_version_set_report(c->st, v, text, d);
+        if (r == 0 && q8)
+            r = fv_state_version_set_report(c->st, vq, text, d);
+        free(text);
+    }
+    if (r == 0)
+        r = fv_state_job_set_student(c->st, c->job_id, v, d);
+    if (r == 0) {
+        json_t *det = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:O}", "version", (json_int_t)v,
+                                "sha256", sha, "job", c->job_id, "round",
+                                (json_int_t)c->best_round, "kind", "distilled", "parent",
+                                (json_int_t)c->best_version, "report", report);
+        coord_audit(c, NULL, "model.stored", det);
+        if (q8)
+            coord_audit(c, NULL, "model.stored",
+                        json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:b}", "version", (json_int_t)vq,
+                                  "sha256", qsha, "job", c->job_id, "round",
+                                  (json_int_t)c->best_round, "kind", "distilled", "parent",
+                                  (json_int_t)v, "int8", 1));
+        coord_logj("info", "distilled", json_pack("{s:s,s:I,s:O}", "job", c->job_hex,
+                                                  "version", (json_int_t)v, "report", report));
+        *ret_version = v;
+    }
+    if (r == 0 && c->out_dir != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/student.fvm", c->out_dir);
+        save_model(c, c->best, path, c->best_round);
+    }
+    fv_mlp_free(qm);
+    json_decref(tv);
+    json_decref(met);
+    json_decref(report);
+    return r;
+}
 
 static void job_finish(coord_t *c)
 {
+    /* The distilled student's report needs its latency: measured first, off the loop. */
+    if (c->distilling && !c->abort_requested && c->best != NULL && !c->lat_ready &&
+        c->exit_code == 0 && lat_start(c) == 0)
+        return;
     c->state = ST_DONE;
     /* The result: with early stopping, the best evaluated model (as the local trainer
      * restores its best epoch); without (patience 0), the model after the last update,
-     * as fv_train keeps its last parameters. */
-    bool last = c->job->early_stopping.patience == 0;
+     * as fv_train keeps its last parameters. A distilled student is always the best
+     * evaluated one: its report states measured metrics. */
+    bool last = !c->distilling && c->job->early_stopping.patience == 0;
     const fv_mlp_t *final = last ? c->global : c->best;
     const char *final_sha = last ? c->global_sha : c->best_sha;
     int64_t final_parent = last ? c->global_version : c->best_version;
@@ -1470,7 +2006,7 @@ static void job_finish(coord_t *c)
         snprintf(c->fail_why, sizeof c->fail_why, "aborted by %s", c->abort_by);
         c->exit_code = EXIT_FAIL;
     } else if (c->best != NULL && final != NULL) {
-        if (c->out_dir != NULL) {
+        if (c->out_dir != NULL && !c->distilling) {
             char path[4096];
             snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
             if (save_model(c, final, path, final_round) != 0 && c->exit_code == 0)
@@ -1479,7 +2015,8 @@ static void job_finish(coord_t *c)
         c->final = final;
     } else if (c->exit_code == 0) {
         c->exit_code = EXIT_FAIL;
-        snprintf(c->fail_why, sizeof c->fail_why, "no training round completed");
+        snprintf(c->fail_why, sizeof c->fail_why, "no %s round completed",
+                 c->distilling ? "distill" : "training");
     }
     const char *status = c->abort_requested ? "aborted" : c->exit_code == 0 ? "done" : "failed";
     /* The final version names the stored file of the chosen model; one transaction with
@@ -1487,7 +2024,11 @@ static void job_finish(coord_t *c)
     if (txn_begin(c) != 0)
         return;
     int r = 0;
-    if (c->final != NULL && c->exit_code == 0) {
+    int64_t student_version = 0;
+    if (c->final != NULL && c->exit_code == 0 && c->distilling) {
+        r = store_distilled(c, &student_version, &d);
+        final_version = c->teacher_version;
+    } else if (c->final != NULL && c->exit_code == 0) {
         char producer[96];
         snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
         char sha[65];
@@ -1521,6 +2062,8 @@ static void job_finish(coord_t *c)
                             (json_int_t)c->best_round);
     if (final_version > 0)
         json_object_set_new(det, "final_version", json_integer(final_version));
+    if (student_version > 0)
+        json_object_set_new(det, "student_version", json_integer(student_version));
     if (c->fail_why[0] != '\0')
         json_object_set_new(det, "why", json_string(c->fail_why));
     coord_audit(c, NULL,
@@ -1536,12 +2079,14 @@ static void job_finish(coord_t *c)
             send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:I,s:I}", "job", c->job_hex, "id",
+    json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:I}", "job", c->job_hex, "id",
                           c->job_id, "status", status, "rounds", (json_int_t)c->rounds_done,
                           "rounds_failed", (json_int_t)c->rounds_failed, "best_round",
-                          (json_int_t)c->best_round, "best_metric", c->best_metric,
+                          (json_int_t)c->best_round, "best_metric", jnum(c->best_metric),
                           "final_version", (json_int_t)final_version, "max_rss_kb",
                           (json_int_t)ru.ru_maxrss);
+    if (student_version > 0)
+        json_object_set_new(f, "student_version", json_integer(student_version));
     if (c->fail_why[0] != '\0')
         json_object_set_new(f, "why", json_string(c->fail_why));
     coord_logj(c->exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
@@ -1660,6 +2205,10 @@ static void job_try_next(coord_t *c)
     for (agent_t *a = c->agents; a != NULL; a = a->next)
         if (a->conn != NULL)
             send_offer(c, a);
+    /* Resumed after a phase's last round was committed but before the phase's end was
+     * (the teacher stored, or the job ended): do that now. */
+    if (resumed && c->stats_sum != NULL && c->round > 0 && phase_over(c, c->round - 1))
+        phase_end(c);
 }
 
 int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by, char ret_id[65],
@@ -1704,6 +2253,11 @@ int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
         snprintf(d->msg, sizeof d->msg, "job %.16s is %s, not queued or running", id, status);
         return FV_EPHASE;
     }
+    if (c->state == ST_REPORT && strcmp(c->job_id, id) == 0) {
+        snprintf(d->msg, sizeof d->msg,
+                 "job %.16s has finished its rounds and is storing its distilled model", id);
+        return FV_EPHASE;
+    }
     if (c->state != ST_IDLE && c->state != ST_DONE && strcmp(c->job_id, id) == 0) {
         snprintf(c->abort_by, sizeof c->abort_by, "%s", by);
         c->abort_requested = true;
@@ -1738,10 +2292,11 @@ json_t *coord_job_live(coord_t *c)
                         : c->sa != NULL && c->phase >= 0 && c->phase < 5
                             ? phase_names[c->phase]
                             : "upload";
-    uint64_t left = c->job->rounds > c->round ? c->job->rounds - c->round : 0;
+    uint64_t end = c->distilling ? fv_job_last_round(c->job) : c->job->rounds;
+    uint64_t left = end > c->round ? end - c->round : 0;
     json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->job_id, "round",
-                          (json_int_t)c->round, "rounds", (json_int_t)c->job->rounds, "kind",
-                          c->kind == 1 ? "stats" : "train", "phase", phase, "answered",
+                          (json_int_t)c->round, "rounds", (json_int_t)end, "kind",
+                          kind_name(c->kind), "phase", phase, "answered",
                           (int)answered, "expected",
                           c->state == ST_ROUND ? (int)c->n : (int)c->job->min_agents,
                           "rounds_done", (json_int_t)c->rounds_done, "rounds_failed",

@@ -169,6 +169,12 @@ int fv_job_to_json(const fv_job_t *job, char **ret_json, size_t *ret_len);
 int fv_job_digest(const fv_job_t *job, uint8_t ret[32]);
 void fv_job_free(fv_job_t *job); /* NULL-safe */
 
+/* The highest round number of a job. Round 0 is the stats round, 1..rounds the training
+ * rounds; with a "distill" section the distillation rounds are numbered rounds+1 ..
+ * rounds+distill.rounds, also when early stopping ended training before round `rounds`,
+ * so a round number alone tells its kind and never repeats within a job. */
+uint64_t fv_job_last_round(const fv_job_t *job);
+
 /* The SecAgg threshold and neighbour count this job uses for a cohort of n agents (after
  * the auto rules: k = n-1 when neighbors is 0, t = floor(2(k+1)/3)+1 when threshold is
  * 0), or FV_EINVAL with a sentence when n does not fit the spec (n < 3, n < min_agents,

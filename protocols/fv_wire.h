@@ -89,10 +89,15 @@ typedef enum fv_msg_type {
  *   agent -> coordinator  JOB_ACCEPT {job, dsha (SHA-256 of its data file), rows,
  *                         model (hash of the global model it holds, or empty)}
  *                         or JOB_REFUSE {job, reason}.
- *   Per round r (round 0 = the stats round, 1.. = training rounds):
+ *   Per round r (round 0 = the stats round, 1..rounds = training rounds, then, for a job
+ *   with a "distill" section, rounds+1..fv_job_last_round = distill rounds, kind 3):
  *   coordinator -> agent  [VEC "model", id r, f32: the global parameters, only if the
  *                         agent does not hold them: its hash is the vector's SHA-256]
- *                         ROUND_START {job, round, kind (1 stats, 2 train), index (this
+ *                         [distill rounds: VEC "teacher", id 0, f32: the teacher's
+                         parameters, once per session; VEC "student", id r, f32: the
+                         student's global parameters, as "model" above; ROUND_START's
+                         model hash is then the student's]
+                         ROUND_START {job, round, kind (1 stats, 2 train, 3 distill), index (this
  *                         agent's SecAgg id), n, t, k, gseed, pks (n x 32 bytes: the
  *                         cohort's Ed25519 keys in index order), model (hash, train
  *                         rounds), nref (total training rows, train rounds)}
@@ -205,7 +210,7 @@ typedef struct fv_msg {
         struct {
             uint8_t job[32];
             uint64_t round;
-            uint32_t kind;             /* 1 stats, 2 train */
+            uint32_t kind;             /* 1 stats, 2 train, 3 distill */
             uint32_t index;            /* < n */
             uint32_t n;                /* 3..65535 */
             uint32_t t;                /* 1..n */

@@ -995,6 +995,11 @@ int fv_job_digest(const fv_job_t *job, uint8_t ret[32])
 
 /* ---- SecAgg sizing ----------------------------------------------------------------- */
 
+uint64_t fv_job_last_round(const fv_job_t *job)
+{
+    return (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0);
+}
+
 int fv_job_secagg_for(const fv_job_t *job, uint32_t n, uint32_t *ret_threshold,
                       uint32_t *ret_neighbors, fv_diag_t *d)
 {

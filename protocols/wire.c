@@ -72,7 +72,8 @@
  *                  "rows" uint 0..2^64-1; "model" bin of exactly 0 bytes (has_model
  *                  false) or 32 (the hash of the global model the agent holds)
  *   14 job_refuse  "job"; "reason" str 0..256 printable
- *   15 round_start "job"; "round"; "kind" uint 1 (stats) or 2 (train); "index" uint32;
+ *   15 round_start "job"; "round"; "kind" uint 1 (stats), 2 (train) or 3 (distill); "index"
+ *                  uint32;
  *                  "n" uint 3..65535; "t" uint32; "k" uint32; "gseed" bin of exactly 32
  *                  bytes; "pks" bin of exactly n*32 bytes; "model" bin of 0 or 32 bytes
  *                  as in job_accept; "nref" uint 0..2^64-1. Across fields: index < n,
@@ -502,10 +503,10 @@ static int check_cmd(const fv_wire_str_t *s, const char *tname, int err, fv_diag
 static int check_round_start(const fv_msg_t *m, const char *tname, int err, fv_diag_t *d)
 {
     uint32_t n = m->u.round_start.n;
-    if (m->u.round_start.kind != 1 && m->u.round_start.kind != 2)
+    if (m->u.round_start.kind < 1 || m->u.round_start.kind > 3)
         return fv_diag_set(d, err,
                            "%s: field 'kind': %" PRIu32 " is not a round kind (1 stats, "
-                           "2 train)",
+                           "2 train, 3 distill)",
                            tname, m->u.round_start.kind);
     if (n < ROUND_N_MIN || n > ROUND_N_MAX)
         return fv_diag_set(d, err, "%s: field 'n': %" PRIu32 " agents, outside %d..%d", tname, n,

@@ -38,6 +38,7 @@ tmp = fvtest.tmpdir()
 BANKS = fvfed.BANKS
 fvfed.setup(tmp, "drop-fed")
 job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
+job.pop("distill", None)  # training rounds only (distillation: fed-distill)
 # Slow enough rounds (local training of about a second) for the test to act inside them.
 job.update({"model": "mlp:256,128", "rounds": 8, "local_epochs": 20,
             "early_stopping": {"metric": "roc_auc", "patience": 0},

@@ -31,8 +31,9 @@ def setup(tmp, federation):
 def job_spec(**overrides):
     """The main job's spec (examples/lending-club/job.json) made small for the tests that
     exercise the machinery rather than the model: mlp:16, 3 rounds of 1 local epoch, no
-    early stopping, deadlines scaled for valgrind; then overrides."""
+    early stopping, no distillation, deadlines scaled for valgrind; then overrides."""
     job = json.load(open(os.path.join(fvtest.SRC, "examples/lending-club/job.json")))
+    job.pop("distill", None)
     job.update({"model": "mlp:16", "rounds": 3, "local_epochs": 1,
                 "early_stopping": {"metric": "roc_auc", "patience": 0},
                 "deadlines_ms": {"join": 120000 * SLOW, "train": 120000 * SLOW,
