@@ -9,10 +9,13 @@
 #   - starts the coordinator daemon and one agent per bank, submits
 #     examples/lending-club/job.json through the admin CLI and follows it (job watch),
 #     each agent reading only its own bank's file,
+#   - the job trains the teacher (mlp:128,64), then distills it into a small student
+#     (mlp:4) in federated distill rounds, and quantizes the student to int8,
 #   - prints the global validation metrics of every round (computed by the coordinator
-#     from securely summed histograms), exports the final model through the admin CLI,
-#     stops the coordinator, verifies its signed audit log and each bank's, and scores
-#     the test split with the final model.
+#     from securely summed histograms), exports the teacher and the distilled student
+#     through the admin CLI and prints the student's compression report, stops the
+#     coordinator, verifies its signed audit log and each bank's, scores the test split
+#     with both models and writes the student's scores with reason codes.
 # Everything goes to out/lending-club/ (logs in out/lending-club/logs/).
 # Extra arguments are passed to fedvault-coordinator (e.g. --max-uploads 5).
 set -euo pipefail
@@ -80,19 +83,25 @@ fi
 $fv job show "$job" "${admin[@]}" --json > "$out/job.json"
 /usr/bin/python3 - "$out/state/rounds.jsonl" "$out/job.json" <<'PY'
 import json, sys
-print("round  agents  val ROC AUC  val PR AUC  val log loss  secs")
+print("round  kind     agents  val ROC AUC  val PR AUC  val log loss  teacher ROC AUC  secs")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     mark = " *" if r["improved"] else ""
-    print(f"{r['round']:5d}  {r['agents']:6d}  {r['val_roc_auc']:11.4f}  {r['val_pr_auc']:10.4f}"
-          f"  {r['val_log_loss']:12.4f}  {r['secs']:5.2f}{mark}")
+    t = f"{r['teacher_roc_auc']:15.4f}" if "teacher_roc_auc" in r else " " * 15
+    print(f"{r['round']:5d}  {r['kind']:7s}  {r['agents']:6d}  {r['val_roc_auc']:11.4f}  "
+          f"{r['val_pr_auc']:10.4f}  {r['val_log_loss']:12.4f}  {t}  {r['secs']:5.2f}{mark}")
 job = json.load(open(sys.argv[2]))
-print(f"job {job['status']}: {job['rounds_done']} training rounds completed, "
-      f"{job['rounds_failed']} aborted (* = improved); final model version "
-      f"{job['final_version']}")
+print(f"job {job['status']}: {job['rounds_done']} training and "
+      f"{job.get('distill_rounds_done', 0)} distill rounds completed, {job['rounds_failed']} "
+      f"aborted (* = improved); teacher: model version {job['final_version']}, distilled "
+      f"student: model version {job['student_version']}")
 PY
 final=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["final_version"])' "$out/job.json")
+student=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["student_version"])' "$out/job.json")
 $fv model export "$final" --out "$out/final.fvm" "${admin[@]}"
+$fv model export "$student" --out "$out/student.fvm" "${admin[@]}"
+echo "the distilled student (model version $student) and its compression report:"
+$fv model show "$student" "${admin[@]}" | sed -n '/^compression report/,/^lineage/p'
 echo "metrics: $(/usr/bin/python3 -c 'import sys, urllib.request
 t = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
 print(", ".join(l for l in t.splitlines() if l.startswith(("fedvault_rounds_completed",
@@ -107,5 +116,11 @@ for b in $banks; do
   $fv audit verify --log "$out/fed/$b/audit/agent-audit.log" \
     --head "$out/fed/$b/audit/agent-audit.log.head" --cert "$out/fed/$b/cert.pem"
 done
-echo "final model: $out/final.fvm (exported by the operator); on the held-out test split:"
+echo "teacher: $out/final.fvm (exported by the operator); on the held-out test split:"
 $fv eval --model "$out/final.fvm" --data "$out/test.csv"
+echo "student: $out/student.fvm; on the held-out test split:"
+$fv eval --model "$out/student.fvm" --data "$out/test.csv"
+$fv predict --model "$out/student.fvm" --data "$out/test.csv" --explain 3 --format jsonl \
+  --out "$out/test-scores.jsonl"
+echo "scores with reason codes: $out/test-scores.jsonl; its first line:"
+head -1 "$out/test-scores.jsonl"

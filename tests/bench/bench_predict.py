@@ -3,8 +3,9 @@
 usage: bench_predict.py FEDVAULT [--seconds S] [--batches 1,1024]
 
 Splits examples/data/lending_club.csv (fedvault split, 75/25, seed 0), trains a teacher
-(mlp:32,16) and distills a logreg student from it, exports both to ONNX, and times
-scoring on the test split at batch 1 and batch 1024:
+of the main job's architecture (mlp:128,64) and distills from it the main job's student
+(mlp:4) and a logreg student, exports all three to ONNX, and times scoring on the test
+split at batch 1 and batch 1024:
   - fedvault: `fedvault bench predict` (fv_model_predict, which `fedvault predict` scores
     with: preprocessing + network, on cells decoded once; 1 OpenBLAS thread),
   - ONNX Runtime: tests/bench/predict_ort.js under node (onnxruntime-node pinned in
@@ -56,19 +57,23 @@ def main():
                NODE_PATH=os.path.join(nd, "node_modules"))
     d = tempfile.mkdtemp(prefix="fv-bench-predict-")
     tr, te, schema = (os.path.join(d, n) for n in ("train.csv", "test.csv", "schema.json"))
-    teacher, student = os.path.join(d, "teacher.fvm"), os.path.join(d, "student.fvm")
+    teacher = os.path.join(d, "teacher.fvm")
+    students = {"mlp:4": os.path.join(d, "student-mlp4.fvm"),
+                "logreg": os.path.join(d, "student-logreg.fvm")}
     sh([a.fedvault, "split", "--data", DATA, "--target", "Class", "--positive", "bad",
         "--test-fraction", "0.25", "--seed", 0, "--train-out", tr, "--test-out", te])
     sh([a.fedvault, "schema", "infer", "--data", DATA, "--target", "Class", "--positive",
         "bad", "--out", schema])
     sh([a.fedvault, "train", "--data", tr, "--schema", schema, "--test-fraction", "0",
-        "--model", "mlp:32,16", "--seed", 0, "--threads", 1, "--quiet", "--out", teacher],
+        "--model", "mlp:128,64", "--seed", 0, "--threads", 1, "--quiet", "--out", teacher],
        env=env)
-    sh([a.fedvault, "distill", "--teacher", teacher, "--data", tr, "--student", "logreg",
-        "--seed", 0, "--threads", 1, "--quiet", "--json", "--out", student], env=env)
+    for arch, path in students.items():
+        sh([a.fedvault, "distill", "--teacher", teacher, "--data", tr, "--student", arch,
+            "--seed", 0, "--threads", 1, "--quiet", "--json", "--out", path], env=env)
 
     rows = []
-    for name, fvm in (("student logreg", student), ("teacher mlp:32,16", teacher)):
+    models = [(f"student {k}", v) for k, v in students.items()]
+    for name, fvm in models + [("teacher mlp:128,64", teacher)]:
         onnx = fvm[:-4] + ".onnx"
         sh([a.fedvault, "export", "--model", fvm, "--format", "onnx", "--out", onnx])
         for b in batches:
@@ -84,12 +89,12 @@ def main():
     print(f"Scoring {rows[0][2]['data_rows']} test rows of lending_club "
           f"({rows[0][2]['features']} features), one thread each side, "
           f"{a.seconds:g} s of calls per cell, each side in its own process")
-    print(f"{'model':<18} {'batch':>5} {'fv median':>11} {'fv p90':>11} {'ORT median':>11} "
+    print(f"{'model':<19} {'batch':>5} {'fv median':>11} {'fv p90':>11} {'ORT median':>11} "
           f"{'ORT p90':>11} {'fv rows/s':>12} {'ORT rows/s':>12} {'ORT/fv':>7}")
     out = []
     for name, b, fv, ort in rows:
         ratio = ort["median_s"] / fv["median_s"]
-        print(f"{name:<18} {b:>5} {fv['median_s'] * 1e6:>9.2f}us {fv['p90_s'] * 1e6:>9.2f}us "
+        print(f"{name:<19} {b:>5} {fv['median_s'] * 1e6:>9.2f}us {fv['p90_s'] * 1e6:>9.2f}us "
               f"{ort['median_s'] * 1e6:>9.2f}us {ort['p90_s'] * 1e6:>9.2f}us "
               f"{fv['rows_per_s']:>12.0f} {ort['rows_per_s']:>12.0f} {ratio:>6.2f}x")
         out.append({"model": name, "batch": b, "fedvault": fv, "onnxruntime": ort,

@@ -719,7 +719,7 @@ static void test_lending_club(void)
     CHECK_OK(fv_job_load(fv_test_src("examples/lending-club/job.json", path, sizeof path), &j, D),
              D);
     CHECK_STR_EQ(j->name, "lending-club");
-    CHECK_STR_EQ(j->model, "mlp:32,16");
+    CHECK_STR_EQ(j->model, "mlp:128,64");
     CHECK_STR_EQ(fv_schema_positive(j->schema), "bad");
     CHECK_UINT_EQ(fv_schema_n_columns(j->schema), 23);
     CHECK_UINT_EQ(j->rounds, 20);
@@ -732,8 +732,20 @@ static void test_lending_club(void)
     CHECK_UINT_EQ(j->min_agents, 5);
     CHECK_INT_EQ(j->early_stopping.metric, FV_JOB_METRIC_ROC_AUC);
     CHECK_UINT_EQ(j->early_stopping.patience, 3);
+    /* the main job distills its teacher into a small student (20 distill rounds after
+     * the 20 training rounds: the last round number is 40) */
+    CHECK(j->distill.on);
+    CHECK_STR_EQ(j->distill.student, "mlp:4");
+    CHECK(j->distill.temperature == 2.0 && j->distill.alpha == 0.5);
+    CHECK_UINT_EQ(j->distill.rounds, 20);
+    CHECK_UINT_EQ(j->distill.local_epochs, 5);
+    CHECK_UINT_EQ(j->distill.early_stopping.patience, 3);
+    CHECK(j->distill.quantize_int8);
+    CHECK_UINT_EQ(fv_job_last_round(j), 40);
     check_sizing(j, 5, 4, 4);
     check_round_trip(j);
+    j->distill.on = false; /* without the section the last round is the last training one */
+    CHECK_UINT_EQ(fv_job_last_round(j), 20);
     fv_job_free(j);
 
     CHECK(fv_job_load("/nonexistent/job.json", &j, D) < 0);
