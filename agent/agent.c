@@ -904,6 +904,11 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
         }
         j->s_n_params = fv_mlp_n_params(m);
         fv_mlp_free(m);
+        if (j->s_n_params > FV_SECAGG_MAX_DIM / 2) {
+            snprintf(reason, cap, "job '%s': distill.student: %zu parameters is too large",
+                     job->name, j->s_n_params);
+            return FV_ETOOBIG;
+        }
     }
     return 0;
 }
@@ -1084,14 +1089,35 @@ static int eval_global(const ajob_t *j, const fv_mlp_t *g, uint64_t *hpos, uint6
     return r;
 }
 
-/* The round vector of this agent (fv_fed.h): delta (P), the validation histograms (B bins
- * each; a distill round with quantize_int8 passes 2B: the float student's, then the int8
- * one's) and loss, encoded for SecAgg, or as the plain float32 update without it. */
-static int encode_update(awork_t *w, const float *delta, size_t P, size_t B,
+/* The local training settings of a round: the job's batch size and optimizer, no proximal
+ * term, no local early stopping, the work item's seed. */
+static void local_cfg(awork_t *w, uint32_t epochs, fv_train_cfg_t *cfg)
+{
+    fv_train_cfg_default(cfg);
+    cfg->epochs = epochs;
+    cfg->batch_size = w->j->job->batch_size;
+    cfg->optim = w->j->job->optim;
+    cfg->optim.prox_ref = NULL;
+    cfg->optim.prox_mu = 0;
+    cfg->patience = 0;
+    cfg->seed = w->seed;
+    cfg->on_epoch = on_epoch_cb;
+    cfg->user = w;
+}
+
+/* The round vector of this agent (fv_fed.h): delta = local - w->global (written into
+ * delta, P floats), the validation histograms (B bins each: a distill round passes 2B or
+ * 3B, see work_distill) and loss, encoded for SecAgg, or as the plain float32 update
+ * without it. */
+static int encode_update(awork_t *w, const fv_mlp_t *local, float *delta, size_t B,
                          const uint64_t *hpos, const uint64_t *hneg, double loss_sum)
 {
     const ajob_t *j = w->j;
     const fv_job_t *job = j->job;
+    size_t P = fv_mlp_n_params(local);
+    const float *lp = fv_mlp_params_const(local);
+    for (size_t i = 0; i < P; i++)
+        delta[i] = lp[i] - w->global[i];
     int r = 0;
     fv_fed_layout_t lay;
     fv_fed_layout_init(&lay, P, B);
@@ -1159,28 +1185,15 @@ static int work_train(awork_t *w)
     if ((r = fv_mlp_clone(g, &local)) != 0)
         goto out;
     fv_train_cfg_t cfg;
-    fv_train_cfg_default(&cfg);
-    cfg.epochs = job->local_epochs;
-    cfg.batch_size = job->batch_size;
-    cfg.optim = job->optim;
-    cfg.optim.prox_ref = NULL;
-    cfg.optim.prox_mu = 0;
+    local_cfg(w, job->local_epochs, &cfg);
     if (job->strategy.kind == FV_STRATEGY_FEDPROX) {
         cfg.optim.prox_ref = w->global;
         cfg.optim.prox_mu = (float)job->strategy.mu;
     }
-    cfg.patience = 0;
-    cfg.seed = w->seed;
-    cfg.on_epoch = on_epoch_cb;
-    cfg.user = w;
     fv_train_result_t tr;
     r = fv_train(local, j->x_tr, j->y_tr, j->n_tr, NULL, NULL, 0, &cfg, &tr, &w->d);
-    if (r != 0)
-        goto out;
-    const float *lp = fv_mlp_params_const(local);
-    for (size_t i = 0; i < P; i++)
-        delta[i] = lp[i] - w->global[i];
-    r = encode_update(w, delta, P, B, hpos, hneg, loss_sum);
+    if (r == 0)
+        r = encode_update(w, local, delta, B, hpos, hneg, loss_sum);
 out:
     if (r != 0 && w->d.msg[0] == '\0')
         fv_diag_set(&w->d, r, "local training: %s", fv_strerror(r));
@@ -1245,26 +1258,13 @@ static int work_distill(awork_t *w)
     if ((r = fv_mlp_clone(g, &local)) != 0)
         goto out;
     fv_train_cfg_t cfg;
-    fv_train_cfg_default(&cfg);
-    cfg.epochs = job->distill.local_epochs;
-    cfg.batch_size = job->batch_size;
-    cfg.optim = job->optim;
-    cfg.optim.prox_ref = NULL;
-    cfg.optim.prox_mu = 0;
-    cfg.patience = 0;
-    cfg.seed = w->seed;
-    cfg.on_epoch = on_epoch_cb;
-    cfg.user = w;
+    local_cfg(w, job->distill.local_epochs, &cfg);
     fv_distill_cfg_t dc = {.alpha = job->distill.alpha, .temperature = job->distill.temperature};
     fv_train_result_t tr;
     r = fv_train_distill(local, j->x_tr, j->y_tr, tl, j->n_tr, NULL, NULL, 0, &cfg, &dc, &tr,
                          &w->d);
-    if (r != 0)
-        goto out;
-    const float *lp = fv_mlp_params_const(local);
-    for (size_t i = 0; i < P; i++)
-        delta[i] = lp[i] - w->global[i];
-    r = encode_update(w, delta, P, HB, hpos, hneg, loss_sum);
+    if (r == 0)
+        r = encode_update(w, local, delta, HB, hpos, hneg, loss_sum);
 out:
     if (r != 0 && w->d.msg[0] == '\0')
         fv_diag_set(&w->d, r, "local distillation: %s", fv_strerror(r));

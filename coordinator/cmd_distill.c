@@ -282,6 +282,22 @@ static double ratio(double a, double b)
     return b > 0 ? a / b : NAN;
 }
 
+static json_t *jratio(double a, double b)
+{
+    double r = ratio(a, b);
+    return isfinite(r) ? json_real(r) : json_null();
+}
+
+/* Teacher-to-student ratios (> 1: the student is smaller or faster; null if undefined). */
+static json_t *compression_json(const side_t *t, const side_t *s)
+{
+    return json_pack("{s:o,s:o,s:o,s:o}", "parameters",
+                     jratio((double)t->params, (double)s->params), "bytes",
+                     jratio((double)t->bytes, (double)s->bytes), "latency_batch_1",
+                     jratio(t->lat1_us, s->lat1_us), "latency_batch_1024",
+                     jratio(t->lat1024_us, s->lat1024_us));
+}
+
 static json_t *build_meta(const distill_args_t *a, const char *data_sha, const char *teacher_sha,
                           const char *teacher_arch, const char *student_arch, size_t n_rows,
                           size_t n_fit, size_t n_val, const fv_train_result_t *tr, double train_s)
@@ -580,24 +596,10 @@ int fv_cmd_distill(int argc, char **argv)
         json_object_set_new(out, "threads", json_integer((json_int_t)a.t.threads));
         json_object_set_new(out, "teacher", side_json(&ts));
         json_object_set_new(out, "student", side_json(&ss));
-        json_t *c = json_object();
-        json_object_set_new(c, "parameters",
-                            json_real(ratio((double)ts.params, (double)ss.params)));
-        json_object_set_new(c, "bytes", json_real(ratio((double)ts.bytes, (double)ss.bytes)));
-        json_object_set_new(c, "latency_batch_1", json_real(ratio(ts.lat1_us, ss.lat1_us)));
-        json_object_set_new(c, "latency_batch_1024",
-                            json_real(ratio(ts.lat1024_us, ss.lat1024_us)));
-        json_object_set_new(out, "compression", c);
+        json_object_set_new(out, "compression", compression_json(&ts, &ss));
         if (student8 != NULL) {
             json_object_set_new(out, "student_int8", side_json(&qs));
-            json_t *c8 = json_object();
-            json_object_set_new(c8, "parameters",
-                                json_real(ratio((double)ts.params, (double)qs.params)));
-            json_object_set_new(c8, "bytes", json_real(ratio((double)ts.bytes, (double)qs.bytes)));
-            json_object_set_new(c8, "latency_batch_1", json_real(ratio(ts.lat1_us, qs.lat1_us)));
-            json_object_set_new(c8, "latency_batch_1024",
-                                json_real(ratio(ts.lat1024_us, qs.lat1024_us)));
-            json_object_set_new(out, "compression_int8", c8);
+            json_object_set_new(out, "compression_int8", compression_json(&ts, &qs));
         }
         if (fv_cli_print_json(CMD, out) != 0)
             goto out;

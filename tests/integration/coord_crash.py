@@ -26,10 +26,7 @@ checkpoint.
 """
 import hashlib
 import json
-import os
 import signal
-import sqlite3
-import subprocess
 import sys
 import time
 
@@ -37,81 +34,27 @@ import fvfed
 import fvtest
 
 fedvault, coordinator, agent = sys.argv[1:4]
-WRAPPER = fvfed.WRAPPER
-S = fvfed.SLOW
-SRC = fvtest.SRC
 tmp = fvtest.tmpdir()
-BANKS = fvfed.BANKS
 fvfed.setup(tmp, "crash-fed")
 job = fvfed.job_spec(rounds=6)
 with open(f"{tmp}/job.json", "w") as f:
     json.dump(job, f)
-COORD_CFG = f"{tmp}/fed/coordinator/coordinator.json"
-
 
 
 def start_agents(port, tag):
-    procs = {}
-    for b in BANKS:
-        procs[b] = subprocess.Popen(
-            WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
-                       f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once",
-                       "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a"))
-    return procs
+    return fvfed.start_agents(agent, tmp, port, tag)
 
 
 def run_coordinator(tag, port, kill_at=None):
-    env = dict(os.environ)
-    env.pop("FV_TEST_KILL_AT", None)
-    if kill_at:
-        env["FV_TEST_KILL_AT"] = kill_at
-    log = f"{tmp}/{tag}-coordinator.log"
-    with open(log, "a") as f:
-        f.write(json.dumps({"test": "start", "kill_at": kill_at}) + "\n")
-    p = subprocess.Popen(WRAPPER + [coordinator, "--config", COORD_CFG, "--job",
-                                    f"{tmp}/job.json", "--out", f"{tmp}/{tag}",
-                                    "--listen", f"127.0.0.1:{port}"],
-                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=env)
-    return p, log
-
-
-def events_of(log):
-    evs = []
-    for line in open(log):
-        try:
-            evs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return evs
-
-
-def finish(p, what):
-    try:
-        out, _ = p.communicate(timeout=900 * S)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        fvtest.fail(f"{what}: the coordinator did not finish")
-    return out
-
-
-def wait_agents(procs, what):
-    codes = {}
-    for b, p in procs.items():
-        try:
-            codes[b] = p.wait(timeout=300 * S)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            codes[b] = "hung"
-    fvtest.check(all(v == 0 for v in codes.values()), f"{what}: agents' exit codes {codes}")
+    return fvfed.run_coordinator(coordinator, tmp, tag, port, kill_at)
 
 
 def ok_rounds(tag):
-    db = sqlite3.connect(f"file:{tmp}/{tag}/state/state.db?mode=ro", uri=True)
-    rows = db.execute("SELECT round, attempt, kind, status, model_out FROM rounds "
-                      "ORDER BY round, attempt").fetchall()
-    db.close()
-    return rows
+    return fvfed.db_rows(tmp, tag, "SELECT round, attempt, kind, status, model_out FROM rounds "
+                                   "ORDER BY round, attempt")
+
+
+events_of, finish, wait_agents = fvfed.events, fvfed.finish, fvfed.wait_agents
 
 
 # ---- the reference run ----------------------------------------------------------------

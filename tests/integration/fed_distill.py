@@ -21,7 +21,6 @@ with alpha 0.5, T 2 and int8 quantization. Checks:
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,7 +32,6 @@ fedvault, coordinator, agent = sys.argv[1:4]
 WRAPPER = fvfed.WRAPPER
 S = fvfed.SLOW
 tmp = fvtest.tmpdir()
-BANKS = fvfed.BANKS
 fvfed.setup(tmp, "distill-fed")
 job = fvfed.job_spec(rounds=3, early_stopping={"metric": "roc_auc", "patience": 2},
                      distill={"student": "logreg", "temperature": 2.0, "alpha": 0.5,
@@ -45,64 +43,22 @@ COORD_CFG = f"{tmp}/fed/coordinator/coordinator.json"
 
 
 def start_agents(port, tag):
-    return {b: subprocess.Popen(
-        WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
-                   f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once",
-                   "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
-        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a")) for b in BANKS}
+    return fvfed.start_agents(agent, tmp, port, tag)
 
 
 def run_coordinator(tag, port, kill_at=None, extra=()):
-    env = dict(os.environ)
-    env.pop("FV_TEST_KILL_AT", None)
-    if kill_at:
-        env["FV_TEST_KILL_AT"] = kill_at
-    log = f"{tmp}/{tag}-coordinator.log"
-    with open(log, "a") as f:
-        f.write(json.dumps({"test": "start", "kill_at": kill_at}) + "\n")
-    p = subprocess.Popen(WRAPPER + [coordinator, "--config", COORD_CFG, "--job",
-                                    f"{tmp}/job.json", "--out", f"{tmp}/{tag}", "--listen",
-                                    f"127.0.0.1:{port}", *extra],
-                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=env)
-    return p, log
+    return fvfed.run_coordinator(coordinator, tmp, tag, port, kill_at, extra)
 
 
 def events_since_start(log):
-    evs = []
-    for line in open(log):
-        try:
-            evs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    last = [i for i, e in enumerate(evs) if e.get("test") == "start"][-1]
-    return evs[last + 1:]
-
-
-def finish(p, what):
-    try:
-        out, _ = p.communicate(timeout=900 * S)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        fvtest.fail(f"{what}: the coordinator did not finish")
-    return out
-
-
-def wait_agents(procs, what):
-    codes = {}
-    for b, p in procs.items():
-        try:
-            codes[b] = p.wait(timeout=300 * S)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            codes[b] = "hung"
-    fvtest.check(all(v == 0 for v in codes.values()), f"{what}: agents' exit codes {codes}")
+    return fvfed.events(log, since_start=True)
 
 
 def db_rows(tag, sql):
-    db = sqlite3.connect(f"file:{tmp}/{tag}/state/state.db?mode=ro", uri=True)
-    rows = db.execute(sql).fetchall()
-    db.close()
-    return rows
+    return fvfed.db_rows(tmp, tag, sql)
+
+
+finish, wait_agents = fvfed.finish, fvfed.wait_agents
 
 
 # ---- the uninterrupted run ------------------------------------------------------------

@@ -6,6 +6,7 @@ regional banks by state, and a provisioned federation with one kit per bank.
 """
 import json
 import os
+import sqlite3
 import subprocess
 
 import fvtest
@@ -40,3 +41,77 @@ def job_spec(**overrides):
                                  "secagg_phase": 60000 * SLOW}})
     job.update(overrides)
     return job
+
+
+# ---- running a federation whose coordinator may be killed (coord-crash, fed-distill) ----
+
+def start_agents(agent, tmp, port, tag, banks=BANKS):
+    """One --once agent per bank on 127.0.0.1:port; logs and audit logs tagged `tag`."""
+    return {b: subprocess.Popen(
+        WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
+                   f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once",
+                   "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
+        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a")) for b in banks}
+
+
+def run_coordinator(coordinator, tmp, tag, port, kill_at=None, extra=()):
+    """fedvault-coordinator --job tmp/job.json --out tmp/tag on port, with FV_TEST_KILL_AT
+    set to kill_at (or unset); its log (appended, a {"test": "start"} line first) is
+    tmp/tag-coordinator.log. Returns (process, log path)."""
+    env = dict(os.environ)
+    env.pop("FV_TEST_KILL_AT", None)
+    if kill_at:
+        env["FV_TEST_KILL_AT"] = kill_at
+    log = f"{tmp}/{tag}-coordinator.log"
+    with open(log, "a") as f:
+        f.write(json.dumps({"test": "start", "kill_at": kill_at}) + "\n")
+    p = subprocess.Popen(WRAPPER + [coordinator, "--config",
+                                    f"{tmp}/fed/coordinator/coordinator.json", "--job",
+                                    f"{tmp}/job.json", "--out", f"{tmp}/{tag}", "--listen",
+                                    f"127.0.0.1:{port}", *extra],
+                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=env)
+    return p, log
+
+
+def events(log, since_start=False):
+    """The JSON lines of a log; with since_start, only those after the last start mark."""
+    evs = []
+    for line in open(log):
+        try:
+            evs.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    if since_start:
+        last = [i for i, e in enumerate(evs) if e.get("test") == "start"][-1]
+        evs = evs[last + 1:]
+    return evs
+
+
+def finish(p, what):
+    """Waits for a coordinator; returns its stdout."""
+    try:
+        out, _ = p.communicate(timeout=900 * SLOW)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fvtest.fail(f"{what}: the coordinator did not finish")
+    return out
+
+
+def wait_agents(procs, what):
+    """Waits for the agents; each must exit 0."""
+    codes = {}
+    for b, p in procs.items():
+        try:
+            codes[b] = p.wait(timeout=300 * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes[b] = "hung"
+    fvtest.check(all(v == 0 for v in codes.values()), f"{what}: agents' exit codes {codes}")
+
+
+def db_rows(tmp, tag, sql):
+    """Rows of a query on tmp/tag/state/state.db, read-only."""
+    db = sqlite3.connect(f"file:{tmp}/{tag}/state/state.db?mode=ro", uri=True)
+    rows = db.execute(sql).fetchall()
+    db.close()
+    return rows
