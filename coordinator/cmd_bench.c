@@ -32,8 +32,8 @@
  *
  * Exit status 0 only when the sum is exact.
  *
- * bench predict: scoring latency and throughput of fv_model_predict, which is exactly what
- * `fedvault predict` scores with (preprocessing of the decoded cells + the network; the
+ * bench predict: scoring latency and throughput of fv_model_predict_ws, which is exactly
+ * what `fedvault predict` scores with (preprocessing of the decoded cells + the network; the
  * CSV decoding is not timed: the file is decoded once, with fv_dataset_load, before the
  * clock starts). Each call scores B rows taken in order from the data, wrapping around at
  * the end, so consecutive calls see different rows (a ring of row indices of length
@@ -42,8 +42,11 @@
  * rows/s = B x calls / the sum of the per-call times (the loop's own overhead is not
  * counted). A few untimed warm-up calls come first (page faults, OpenBLAS start-up).
  * One OpenBLAS thread unless --threads says otherwise, as in `fedvault predict`, so the
- * figures compare with a single-threaded runtime. fv_model_predict allocates its scratch
- * per call; that is part of what `fedvault predict` pays too, so it is timed.
+ * figures compare with a single-threaded runtime. The scoring workspace (fv_model_ws_t:
+ * encoded rows, row numbers, activations) is made once before timing, as a server or
+ * `fedvault predict` keeps one, so the timed calls allocate nothing. It holds
+ * min(B, FV_MODEL_PREDICT_CHUNK = 1024) rows: a batch of more rows is scored in chunks of
+ * 1024, the chunks `fedvault predict` and fv_model_predict score in.
  */
 #include "cli-int.h"
 
@@ -643,11 +646,13 @@ static const char predict_usage[] =
     "Usage: fedvault bench predict --model MODEL --data FILE --batch B\n"
     "                              [--seconds S | --iters N] [--threads N] [--json]\n"
     "\n"
-    "Time fv_model_predict -- what 'fedvault predict' scores with: preprocessing and the\n"
-    "network -- on batches of B rows of FILE, over many calls. FILE is decoded once,\n"
-    "before timing; the batches take its rows in order and wrap around. Each call is timed\n"
-    "with the monotonic clock; prints the median and p90 latency per call and rows/s\n"
-    "(B x calls / time spent in the calls). A few untimed warm-up calls come first.\n"
+    "Time fv_model_predict_ws -- what 'fedvault predict' scores with: preprocessing and\n"
+    "the network -- on batches of B rows of FILE, over many calls. FILE is decoded once,\n"
+    "and the scoring workspace made once, before timing, so the calls allocate nothing; the\n"
+    "batches take FILE's rows in order and wrap around. Each call is timed with the\n"
+    "monotonic clock; prints the median and p90 latency per call and rows/s (B x calls /\n"
+    "time spent in the calls). A few untimed warm-up calls come first. A batch of more\n"
+    "than 1024 rows is scored in chunks of 1024, as 'fedvault predict' scores.\n"
     "\n"
     "  --model MODEL       model file written by 'fedvault train' or 'fedvault distill'\n"
     "  --data FILE         CSV file with the columns of the model's schema and its target\n"
@@ -694,6 +699,7 @@ static int bench_predict(int argc, char **argv)
     int c, r, rc = FV_EXIT_FAIL;
     fv_diag_t d = {""};
     fv_model_t *model = NULL;
+    fv_model_ws_t *ws = NULL;
     fv_dataset_t *ds = NULL;
     size_t *ring = NULL;
     float *prob = NULL;
@@ -750,6 +756,10 @@ static int bench_predict(int argc, char **argv)
     lat = malloc(cap * sizeof *lat);
     if (ring == NULL || prob == NULL || lat == NULL)
         goto oom;
+    /* 1 <= batch, and 1024 <= FV_MODEL_WS_MAX_BATCH: only FV_ENOMEM can fail */
+    if (fv_model_ws_new(model, batch < FV_MODEL_PREDICT_CHUNK ? batch : FV_MODEL_PREDICT_CHUNK,
+                        &ws) != 0)
+        goto oom;
     for (size_t i = 0; i < n_rows + batch; i++)
         ring[i] = i % n_rows;
 
@@ -757,7 +767,7 @@ static int bench_predict(int argc, char **argv)
             model_path, n_rows, data, batch, threads, threads == 1 ? "" : "s");
     size_t at = 0;
     for (int w = 0; w < PREDICT_WARMUP; w++) {
-        if ((r = fv_model_predict(model, ds, ring + at, batch, prob)) != 0)
+        if ((r = fv_model_predict_ws(model, ws, ds, ring + at, batch, prob)) != 0)
             goto fail;
         at = (at + batch) % n_rows;
     }
@@ -774,7 +784,7 @@ static int bench_predict(int argc, char **argv)
         }
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        r = fv_model_predict(model, ds, ring + at, batch, prob);
+        r = fv_model_predict_ws(model, ws, ds, ring + at, batch, prob);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (r != 0)
             goto fail;
@@ -829,6 +839,7 @@ out:
     free(lat);
     free(prob);
     free(ring);
+    fv_model_ws_free(ws);
     fv_dataset_free(ds);
     fv_model_free(model);
     return rc;

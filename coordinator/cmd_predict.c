@@ -10,8 +10,9 @@
  * target column may be absent, and its cells are not checked). Good rows gather in
  * chunks of PREDICT_CHUNK (the chunk size of fv_model_predict, so a clean file is scored
  * in exactly the batches `fedvault eval` uses); each chunk is scored with
- * fv_model_predict itself (the scores ARE the model's), its logits come from the same
- * preprocessing and fv_mlp_logits, and with --explain each row is explained
+ * fv_model_predict_ws and one workspace made at the start (the scores ARE the model's,
+ * bit for bit fv_model_predict's), its logits come from the same preprocessing and
+ * fv_mlp_logits, and with --explain each row is explained
  * (model/fv_explain.h: exact for logistic regression, integrated gradients for MLPs).
  * Then the chunk's records, good and bad, are written in input order.
  *
@@ -45,7 +46,7 @@
 #include "fv_model.h"
 
 #define CMD "predict"
-#define PREDICT_CHUNK 1024 /* = MODEL_PREDICT_CHUNK in model.c */
+#define PREDICT_CHUNK FV_MODEL_PREDICT_CHUNK
 #define PREDICT_MAX_EXPLAIN 4096
 
 static const char usage[] =
@@ -116,7 +117,8 @@ typedef struct predict {
     size_t n_recs;
     fv_dataset_t ds; /* the chunk's good rows (borrowed schema) */
     float *prob, *logit, *x;
-    fv_mlp_ws_t *ws;
+    fv_mlp_ws_t *ws;         /* for the logits */
+    fv_model_ws_t *model_ws; /* for the scores */
     double *contrib;
     size_t *top;
     size_t n_scored, n_errors;
@@ -270,7 +272,7 @@ static int flush_chunk(predict_t *p)
     size_t k = p->ds.n_rows;
     int r = 0;
     if (k > 0) {
-        r = fv_model_predict(p->model, &p->ds, NULL, k, p->prob);
+        r = fv_model_predict_ws(p->model, p->model_ws, &p->ds, NULL, k, p->prob);
         if (r == 0)
             r = fv_preproc_transform(p->model->preproc, &p->ds, NULL, k, p->x);
         if (r == 0)
@@ -383,7 +385,8 @@ int fv_cmd_predict(int argc, char **argv)
     cells = malloc((p->n_cols ? p->n_cols : 1) * sizeof *cells);
     if (p->ds.cells == NULL || p->ds.label == NULL || p->ds.line == NULL || p->prob == NULL ||
         p->logit == NULL || p->x == NULL || p->contrib == NULL || p->top == NULL ||
-        cells == NULL || fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0)
+        cells == NULL || fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0 ||
+        fv_model_ws_new(model, PREDICT_CHUNK, &p->model_ws) != 0)
         goto oom;
     if (explain) {
         r = fv_explain_new(model->mlp, model->preproc, model->schema, steps, &p->ex);
@@ -510,6 +513,7 @@ out:
             fflush(stdout);
         fv_explain_free(p->ex);
         fv_mlp_ws_free(p->ws);
+        fv_model_ws_free(p->model_ws);
         free(p->top);
         free(p->contrib);
         free(p->x);

@@ -56,8 +56,41 @@ int fv_model_decode(const char *name, const uint8_t *buf, size_t len, fv_model_t
 int fv_model_save(const fv_model_t *m, const char *path, fv_diag_t *d);
 int fv_model_load(const char *path, fv_model_t **ret, fv_diag_t *d);
 
-/* Scores rows of a dataset decoded with the model's schema (rows NULL = 0..n-1).
- * ret_prob: n x n_out (binary: P(positive)). Works in chunks; allocates its own scratch. */
+/* ---- scoring ----
+ * Scoring a row is its preprocessing (fv_preproc_transform) and the network
+ * (fv_mlp_predict), done in chunks of rows. The scratch for a chunk (encoded features, row
+ * numbers, the network's activations: about max_batch x (n_features + the layer widths)
+ * floats) lives in a workspace. A loop that scores again and again (a server, a batch
+ * scorer) makes one workspace and reuses it with fv_model_predict_ws, which allocates
+ * nothing; fv_model_predict makes one per call. */
+#define FV_MODEL_WS_MAX_BATCH ((size_t)65536) /* rows per chunk, at most */
+#define FV_MODEL_PREDICT_CHUNK ((size_t)1024) /* the chunk fv_model_predict scores in */
+
+typedef struct fv_model_ws fv_model_ws_t;
+
+/* Scratch for scoring up to max_batch rows per chunk (1..FV_MODEL_WS_MAX_BATCH, else
+ * FV_EINVAL) with m: the encoded feature block, the row numbers and the network's
+ * workspace. *ret is the caller's, freed with fv_model_ws_free. It keeps no pointer to m:
+ * it serves m and any model of the same shape (network architecture and feature count,
+ * e.g. the int8-quantized copy). One per thread. FV_EINVAL, FV_ENOMEM. */
+int fv_model_ws_new(const fv_model_t *m, size_t max_batch, fv_model_ws_t **ret);
+void fv_model_ws_free(fv_model_ws_t *ws); /* NULL-safe */
+
+/* Scores rows of a dataset decoded with the model's schema (rows NULL = 0..n-1; a row list
+ * is borrowed). ret_prob: n x n_out (binary: P(positive); multi-class: a row of K
+ * probabilities). n may exceed the workspace's max_batch: rows are scored in chunks of
+ * max_batch, and a row's score is the same bits for the same chunk layout (the gemm may
+ * round a row differently in a chunk of another size, by a few ulp). Allocates nothing;
+ * writes only ws and ret_prob, so threads may share m, each with its own ws.
+ * FV_EINVAL: NULL m, ds, ws (or ret_prob with n > 0), a row out of range, or a workspace
+ * made for a model of another shape; FV_ESCHEMA: ds was decoded with another schema.
+ * n == 0 scores nothing and returns 0 (the workspace is still checked). */
+int fv_model_predict_ws(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
+                        const size_t *rows, size_t n, float *ret_prob);
+
+/* fv_model_predict_ws with a workspace of min(n, FV_MODEL_PREDICT_CHUNK) rows made and
+ * freed in the call (so also FV_ENOMEM). For one-off scoring; a loop should keep a
+ * workspace. */
 int fv_model_predict(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows, size_t n,
                      float *ret_prob);
 

@@ -157,9 +157,11 @@
  * THREADING AND OWNERSHIP
  *   No global state besides libsodium's, initialized by sodium_init() (idempotent and
  *   thread-safe) before each use. A model owns its four parts; the preprocessing borrows
- *   the schema, so the schema is freed last. fv_model_predict allocates its own scratch, so
- *   many threads may score with one model at once. Messages use strerror(), which is
- *   thread-safe for every errno value on glibc >= 2.32 (Debian 12 ships 2.36).
+ *   the schema, so the schema is freed last. Scoring only reads the model and writes the
+ *   caller's workspace (fv_model_predict_ws) or one it allocates for the call
+ *   (fv_model_predict), so many threads may score with one model at once, each with its
+ *   own workspace. Messages use strerror(), which is thread-safe for every errno value on
+ *   glibc >= 2.32 (Debian 12 ships 2.36).
  */
 #include "fv_model.h"
 
@@ -187,7 +189,6 @@ _Static_assert(sizeof(size_t) >= 8, "the size arithmetic below assumes a 64-bit 
 #define MODEL_HEADER_LEN 16      /* magic, version, flags */
 #define MODEL_SECTION_HDR_LEN 12 /* tag, length */
 #define MODEL_CHECKSUM_LEN 32    /* crypto_hash_sha256_BYTES */
-#define MODEL_PREDICT_CHUNK 1024
 
 _Static_assert(MODEL_CHECKSUM_LEN == crypto_hash_sha256_BYTES, "SHA-256 is 32 bytes");
 
@@ -1197,14 +1198,70 @@ int fv_model_load(const char *path, fv_model_t **ret, fv_diag_t *d)
 
 /* ---- scoring ----------------------------------------------------------------------- */
 
-int fv_model_predict(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows, size_t n,
-                     float *ret_prob)
-{
-    int r;
-    fv_mlp_ws_t *ws = NULL;
-    float *x = NULL;
-    size_t *idx = NULL;
+/* The scratch of fv_model_predict_ws, sized once for max_batch rows. It keeps no pointer
+ * to the model it was made for: it records the shape it fits (the network's architecture
+ * and the feature count), and every call checks the model against it. */
+struct fv_model_ws {
+    fv_mlp_arch_t arch; /* of the network it was made for */
+    size_t n_features;  /* of the preprocessing it was made for (= arch.n_in when valid) */
+    size_t max_batch;
+    float *x;         /* owned, max_batch x n_features: the encoded rows of a chunk */
+    size_t *idx;      /* owned, max_batch: the chunk's row numbers */
+    fv_mlp_ws_t *mlp; /* owned, for max_batch rows */
+};
 
+int fv_model_ws_new(const fv_model_t *m, size_t max_batch, fv_model_ws_t **ret)
+{
+    fv_model_ws_t *ws;
+
+    if (m == NULL || m->mlp == NULL || m->preproc == NULL || ret == NULL || max_batch == 0 ||
+        max_batch > FV_MODEL_WS_MAX_BATCH)
+        return FV_EINVAL;
+    ws = calloc(1, sizeof *ws);
+    if (ws == NULL)
+        return FV_ENOMEM;
+    ws->arch = *fv_mlp_arch(m->mlp);
+    ws->n_features = fv_preproc_n_features(m->preproc);
+    ws->max_batch = max_batch;
+    /* max_batch <= 2^16 and n_features <= FV_MLP_MAX_WIDTH (2^16, checked when the model
+     * was built or decoded): at most 2^32 floats, no overflow in a 64-bit size_t. */
+    ws->x = malloc(max_batch * (ws->n_features ? ws->n_features : 1) * sizeof *ws->x);
+    ws->idx = malloc(max_batch * sizeof *ws->idx);
+    if (ws->x == NULL || ws->idx == NULL || fv_mlp_ws_new(m->mlp, max_batch, &ws->mlp) != 0) {
+        fv_model_ws_free(ws);
+        return FV_ENOMEM;
+    }
+    *ret = ws;
+    return 0;
+}
+
+void fv_model_ws_free(fv_model_ws_t *ws)
+{
+    if (ws == NULL)
+        return;
+    fv_mlp_ws_free(ws->mlp);
+    free(ws->idx);
+    free(ws->x);
+    free(ws);
+}
+
+/* The workspace was made for a model of m's shape. */
+static bool ws_fits(const fv_model_t *m, const fv_model_ws_t *ws)
+{
+    const fv_mlp_arch_t *a = fv_mlp_arch(m->mlp), *b = &ws->arch;
+    if (a->n_in != b->n_in || a->n_hidden != b->n_hidden || a->n_out != b->n_out ||
+        fv_preproc_n_features(m->preproc) != ws->n_features)
+        return false;
+    for (size_t i = 0; i < a->n_hidden; i++)
+        if (a->hidden[i] != b->hidden[i])
+            return false;
+    return true;
+}
+
+/* The argument checks both entry points share (the workspace aside). */
+static int predict_check(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows, size_t n,
+                         const float *ret_prob)
+{
     if (m == NULL || ds == NULL || (ret_prob == NULL && n > 0))
         return FV_EINVAL;
     if (n == 0)
@@ -1216,36 +1273,49 @@ int fv_model_predict(const fv_model_t *m, const fv_dataset_t *ds, const size_t *
     for (size_t i = 0; rows != NULL && i < n; i++)
         if (rows[i] >= ds->n_rows)
             return FV_EINVAL;
+    return 0;
+}
 
-    const fv_mlp_arch_t *a = fv_mlp_arch(m->mlp);
-    size_t n_features = fv_preproc_n_features(m->preproc);
-    size_t chunk = n < MODEL_PREDICT_CHUNK ? n : MODEL_PREDICT_CHUNK;
-    /* n_features <= FV_MLP_MAX_WIDTH and chunk <= 1024: no overflow. */
-    x = malloc(chunk * n_features * sizeof *x);
-    idx = malloc(chunk * sizeof *idx);
-    if (x == NULL || idx == NULL) {
-        r = FV_ENOMEM;
-        goto out;
-    }
-    r = fv_mlp_ws_new(m->mlp, chunk, &ws);
-    if (r < 0)
-        goto out;
+int fv_model_predict_ws(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
+                        const size_t *rows, size_t n, float *ret_prob)
+{
+    int r = predict_check(m, ds, rows, n, ret_prob);
 
+    if (r != 0)
+        return r;
+    if (ws == NULL || !ws_fits(m, ws))
+        return FV_EINVAL;
+
+    size_t n_out = fv_mlp_arch(m->mlp)->n_out, chunk = ws->max_batch;
     for (size_t start = 0; start < n; start += chunk) {
         size_t k = n - start < chunk ? n - start : chunk;
-        for (size_t i = 0; i < k; i++)
-            idx[i] = rows != NULL ? rows[start + i] : start + i;
-        r = fv_preproc_transform(m->preproc, ds, idx, k, x);
+        /* A row list is passed through as it is; rows NULL is numbered here. */
+        const size_t *idx = rows != NULL ? rows + start : ws->idx;
+        for (size_t i = 0; rows == NULL && i < k; i++)
+            ws->idx[i] = start + i;
+        r = fv_preproc_transform(m->preproc, ds, idx, k, ws->x);
         if (r < 0)
-            goto out;
-        r = fv_mlp_predict(m->mlp, ws, x, k, ret_prob + start * a->n_out);
+            return r;
+        r = fv_mlp_predict(m->mlp, ws->mlp, ws->x, k, ret_prob + start * n_out);
         if (r < 0)
-            goto out;
+            return r;
     }
-    r = 0;
-out:
-    fv_mlp_ws_free(ws);
-    free(idx);
-    free(x);
+    return 0;
+}
+
+/* The workspace is sized min(n, FV_MODEL_PREDICT_CHUNK) rows, so the chunks, and with them
+ * every score bit, are what they were before fv_model_predict_ws existed. */
+int fv_model_predict(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows, size_t n,
+                     float *ret_prob)
+{
+    fv_model_ws_t *ws = NULL;
+    int r = predict_check(m, ds, rows, n, ret_prob);
+
+    if (r != 0 || n == 0)
+        return r;
+    r = fv_model_ws_new(m, n < FV_MODEL_PREDICT_CHUNK ? n : FV_MODEL_PREDICT_CHUNK, &ws);
+    if (r == 0)
+        r = fv_model_predict_ws(m, ws, ds, rows, n, ret_prob);
+    fv_model_ws_free(ws);
     return r;
 }

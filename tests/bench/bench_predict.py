@@ -6,8 +6,9 @@ Splits examples/data/lending_club.csv (fedvault split, 75/25, seed 0), trains a 
 of the main job's architecture (mlp:128,64) and distills from it the main job's student
 (mlp:4) and a logreg student, exports all three to ONNX, and times scoring on the test
 split at batch 1 and batch 1024:
-  - fedvault: `fedvault bench predict` (fv_model_predict, which `fedvault predict` scores
-    with: preprocessing + network, on cells decoded once; 1 OpenBLAS thread),
+  - fedvault: `fedvault bench predict` (fv_model_predict_ws with a workspace made before
+    timing, which `fedvault predict` scores with: preprocessing + network, on cells
+    decoded once; 1 OpenBLAS thread),
   - ONNX Runtime: tests/bench/predict_ort.js under node (onnxruntime-node pinned in
     tests/onnx/package-lock.json; `session.run` on input tensors built once; intra- and
     inter-op threads 1, the same thread budget as fedvault),

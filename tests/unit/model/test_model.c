@@ -1211,6 +1211,162 @@ static void test_predict_chunks(void)
     fixture_free(&f);
 }
 
+/* ---- scoring with a caller's workspace -------------------------------------------------- */
+
+/* Scores rows[0..n) (rows NULL: 0..n-1) in chunks of `chunk` rows, each chunk through
+ * fv_model_predict (one call per chunk, which scores it as a single chunk): the chunk
+ * layout fv_model_predict_ws with a workspace of `chunk` rows must reproduce bit for bit. */
+static void predict_in_chunks(const fv_model_t *m, const fv_dataset_t *ds, const size_t *rows,
+                              size_t n, size_t chunk, float *ret)
+{
+    size_t n_out = fv_mlp_arch(m->mlp)->n_out;
+    size_t *idx = malloc((chunk ? chunk : 1) * sizeof *idx);
+    CHECK(idx != NULL);
+    for (size_t start = 0; start < n; start += chunk) {
+        size_t k = n - start < chunk ? n - start : chunk;
+        for (size_t i = 0; i < k; i++)
+            idx[i] = rows != NULL ? rows[start + i] : start + i;
+        CHECK_OK(fv_model_predict(m, ds, idx, k, ret + start * n_out), NULL);
+    }
+    free(idx);
+}
+
+/* fv_model_predict_ws against fv_model_predict, bit for bit: for workspaces of several
+ * sizes, n smaller than, equal to and larger than max_batch, rows NULL and a row list that
+ * repeats rows; one workspace serves every call (reuse), and a repeated call gives the
+ * same bits. With max_batch = FV_MODEL_PREDICT_CHUNK the chunking is fv_model_predict's, so
+ * one fv_model_predict call over all n rows must agree too. Every score is also within
+ * 1e-6 of the full-dataset score of its row (other chunk sizes may round differently). */
+static void test_predict_ws_equal(const char *target, const char *positive, const char *arch)
+{
+    fixture_t f = build_german(target, positive, arch, NULL);
+    size_t n_out = fv_mlp_arch(f.model->mlp)->n_out, n_rows = f.ds->n_rows;
+    CHECK(n_rows == 1000);
+    float *base = predict_all(f.model, f.ds);
+    size_t n_max = 2500;
+    size_t *list = malloc(n_max * sizeof *list);
+    float *want = malloc(n_max * n_out * sizeof *want);
+    float *got = malloc(n_max * n_out * sizeof *got);
+    float *again = malloc(n_max * n_out * sizeof *again);
+    CHECK(list != NULL && want != NULL && got != NULL && again != NULL);
+    for (size_t i = 0; i < n_max; i++)
+        list[i] = (i * 7 + 3) % n_rows;
+
+    static const size_t batches[] = {1, 7, 64, 1000, FV_MODEL_PREDICT_CHUNK};
+    for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+        size_t mb = batches[b];
+        fv_model_ws_t *ws = NULL;
+        CHECK_OK(fv_model_ws_new(f.model, mb, &ws), NULL);
+        size_t ns[] = {mb > 1 ? mb - 1 : 0, mb, mb + 1, 2 * mb + 5, n_max};
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+            size_t n = ns[t];
+            for (int use_list = 0; use_list < 2; use_list++) {
+                const size_t *rows = use_list ? list : NULL;
+                if (rows == NULL && n > n_rows)
+                    continue;
+                memset(got, 0xff, n_max * n_out * sizeof *got);
+                predict_in_chunks(f.model, f.ds, rows, n, mb, want);
+                CHECK_OK(fv_model_predict_ws(f.model, ws, f.ds, rows, n, got), NULL);
+                CHECK(memcmp(got, want, n * n_out * sizeof *got) == 0);
+                CHECK_OK(fv_model_predict_ws(f.model, ws, f.ds, rows, n, again), NULL);
+                CHECK(memcmp(again, got, n * n_out * sizeof *got) == 0);
+                /* Nothing written past n rows. */
+                if (n < n_max)
+                    CHECK(got[n * n_out] != got[n * n_out]); /* still the 0xff NaN */
+                if (mb == FV_MODEL_PREDICT_CHUNK || (n <= mb && n > 0)) {
+                    CHECK_OK(fv_model_predict(f.model, f.ds, rows, n, want), NULL);
+                    CHECK(memcmp(got, want, n * n_out * sizeof *got) == 0);
+                }
+                for (size_t i = 0; i < n; i++)
+                    for (size_t k = 0; k < n_out; k++)
+                        CHECK_NEAR(got[i * n_out + k], base[(rows ? rows[i] : i) * n_out + k],
+                                   1e-6);
+            }
+        }
+        fv_model_ws_free(ws);
+    }
+    free(again);
+    free(got);
+    free(want);
+    free(list);
+    free(base);
+    fixture_free(&f);
+}
+
+/* What fv_model_ws_new and fv_model_predict_ws refuse, and what a workspace still serves:
+ * another model of the same shape. A refused call leaves ret_prob untouched. */
+static void test_predict_ws_refusals(void)
+{
+    fixture_t f = build_german("class", "bad", "mlp:8,4", NULL);
+    fixture_t deeper = build_german("class", "bad", "mlp:8,4,2", NULL);
+    fixture_t wider = build_german("class", "bad", "mlp:8,5", NULL);
+    fixture_t lr = build_german("class", "bad", "logreg", NULL);
+    fixture_t multi = build_german("purpose", NULL, "mlp:8,4", NULL); /* other n_in, n_out */
+    fixture_t twin = build_german("class", "bad", "mlp:8,4", NULL);
+    fv_mlp_init(twin.model->mlp, 7); /* same shape, other weights */
+    fv_model_ws_t *ws = NULL, *ws2 = NULL;
+    size_t rows[4] = {0, 999, 5, 5};
+    float p[8], want[8];
+
+    /* fv_model_ws_new */
+    CHECK_INT_EQ(fv_model_ws_new(NULL, 16, &ws), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_ws_new(f.model, 16, NULL), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_ws_new(f.model, 0, &ws), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_ws_new(f.model, FV_MODEL_WS_MAX_BATCH + 1, &ws), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_ws_new(f.model, SIZE_MAX, &ws), FV_EINVAL);
+    CHECK(ws == NULL);
+    CHECK_OK(fv_model_ws_new(f.model, FV_MODEL_WS_MAX_BATCH, &ws2), NULL);
+    fv_model_ws_free(ws2);
+    fv_model_ws_free(NULL);
+    CHECK_OK(fv_model_ws_new(f.model, 2, &ws), NULL);
+
+    /* Argument checks, as fv_model_predict's, plus the workspace. */
+    memset(p, 0x5a, sizeof p);
+    memcpy(want, p, sizeof p);
+    CHECK_INT_EQ(fv_model_predict_ws(NULL, ws, f.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, NULL, f.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, NULL, f.ds, rows, 0, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws, NULL, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws, f.ds, rows, 4, NULL), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws, f.ds, NULL, f.ds->n_rows + 1, p), FV_EINVAL);
+    rows[2] = f.ds->n_rows; /* out of range, in the second chunk */
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws, f.ds, rows, 4, p), FV_EINVAL);
+    rows[2] = 5;
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws, multi.ds, rows, 4, p), FV_ESCHEMA);
+    /* A workspace made for another shape: deeper, wider, no hidden layer, other features
+     * and outputs; in both directions. */
+    CHECK_INT_EQ(fv_model_predict_ws(deeper.model, ws, f.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(wider.model, ws, f.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(lr.model, ws, f.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(multi.model, ws, multi.ds, rows, 4, p), FV_EINVAL);
+    CHECK_INT_EQ(fv_model_predict_ws(multi.model, ws, multi.ds, rows, 0, p), FV_EINVAL);
+    CHECK_OK(fv_model_ws_new(deeper.model, 2, &ws2), NULL);
+    CHECK_INT_EQ(fv_model_predict_ws(f.model, ws2, f.ds, rows, 4, p), FV_EINVAL);
+    fv_model_ws_free(ws2);
+    CHECK(memcmp(p, want, sizeof p) == 0); /* untouched by every refusal */
+
+    /* Zero rows: nothing scored, nothing written. */
+    CHECK_OK(fv_model_predict_ws(f.model, ws, f.ds, NULL, 0, NULL), NULL);
+    CHECK_OK(fv_model_predict_ws(f.model, ws, f.ds, rows, 0, p), NULL);
+    CHECK(memcmp(p, want, sizeof p) == 0);
+
+    /* Same shape, other weights: the workspace serves it, with that model's scores. */
+    CHECK_OK(fv_model_predict_ws(twin.model, ws, f.ds, rows, 4, p), NULL);
+    CHECK_OK(fv_model_predict(twin.model, f.ds, rows, 2, want), NULL);
+    CHECK_OK(fv_model_predict(twin.model, f.ds, rows + 2, 2, want + 2), NULL);
+    CHECK(memcmp(p, want, 4 * sizeof *p) == 0);
+    CHECK_OK(fv_model_predict(f.model, f.ds, rows, 2, want), NULL);
+    CHECK(memcmp(p, want, 2 * sizeof *p) != 0); /* the weights did differ */
+
+    fv_model_ws_free(ws);
+    fixture_free(&twin);
+    fixture_free(&multi);
+    fixture_free(&lr);
+    fixture_free(&wider);
+    fixture_free(&deeper);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -1251,6 +1407,10 @@ int main(void)
     test_new_and_encode_refusals();
     test_save_load();
     test_predict_chunks();
+    test_predict_ws_equal("class", "bad", "mlp:8,4");
+    test_predict_ws_equal("purpose", NULL, "mlp:8");
+    test_predict_ws_equal("class", "bad", "logreg");
+    test_predict_ws_refusals();
 
     printf("test_model: all checks passed\n");
     return 0;
