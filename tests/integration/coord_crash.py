@@ -54,19 +54,12 @@ def ok_rounds(tag):
                                    "ORDER BY round, attempt")
 
 
-events_of, finish, wait_agents = fvfed.events, fvfed.finish, fvfed.wait_agents
+finish, wait_agents = fvfed.finish, fvfed.wait_agents
 
 
 # ---- the reference run ----------------------------------------------------------------
 t0 = time.time()
-port = fvtest.free_port()
-ref, ref_log = run_coordinator("ref", port)
-procs = start_agents(port, "ref")
-out = finish(ref, "reference run")
-fvtest.check(ref.returncode == 0, f"reference run: exit {ref.returncode}\n"
-             + "\n".join(json.dumps(e) for e in events_of(ref_log)[-10:]))
-wait_agents(procs, "reference run")
-ref_res = json.loads(out.strip().splitlines()[-1])
+ref_res = fvfed.run_job(coordinator, agent, tmp, "ref", "reference run")
 ref_rounds = ok_rounds("ref")
 print(f"reference: {ref_res['rounds']} rounds in {time.time() - t0:.1f} s, "
       f"{len(ref_rounds)} round rows")
@@ -85,9 +78,7 @@ for i, k in enumerate(KILLS + [None]):
     if procs is None:
         procs = start_agents(port, "crash")
     out = finish(p, f"run {i + 1} (kill at {k})")
-    evs = events_of(log)
-    last = [e for e in evs if e.get("test") == "start"][-1]
-    mine = evs[evs.index(last) + 1:]
+    mine = fvfed.events(log, since_start=True)
     if k is None:
         fvtest.check(p.returncode == 0, f"last run: exit {p.returncode}\n"
                      + "\n".join(json.dumps(e) for e in mine[-10:]))

@@ -63,14 +63,7 @@ finish, wait_agents = fvfed.finish, fvfed.wait_agents
 
 # ---- the uninterrupted run ------------------------------------------------------------
 t0 = time.time()
-port = fvtest.free_port()
-ref, ref_log = run_coordinator("ref", port)
-procs = start_agents(port, "ref")
-out = finish(ref, "reference run")
-fvtest.check(ref.returncode == 0, f"reference run: exit {ref.returncode}\n"
-             + "\n".join(json.dumps(e) for e in events_since_start(ref_log)[-10:]))
-wait_agents(procs, "reference run")
-res = json.loads(out.strip().splitlines()[-1])
+res = fvfed.run_job(coordinator, agent, tmp, "ref", "reference run")
 print(f"reference: {res['rounds']} rounds in {time.time() - t0:.1f} s; final version "
       f"{res.get('final_version')}, student version {res.get('student_version')}")
 fvtest.check(res["status"] == "done" and res.get("student_version"),
@@ -221,13 +214,7 @@ print("crashing run: every round and version identical to the reference's; audit
 job_off = dict(job, secagg="off")
 with open(f"{tmp}/job.json", "w") as f:
     json.dump(job_off, f)
-port = fvtest.free_port()
-p, log = run_coordinator("plain", port)
-procs = start_agents(port, "plain")
-out = finish(p, "SecAgg-off run")
-fvtest.check(p.returncode == 0, f"SecAgg-off run: exit {p.returncode}\n"
-             + "\n".join(json.dumps(e) for e in events_since_start(log)[-10:]))
-wait_agents(procs, "SecAgg-off run")
+fvfed.run_job(coordinator, agent, tmp, "plain", "SecAgg-off run")
 prow = db_rows("plain", "SELECT round, kind, status, metrics FROM rounds ORDER BY round, attempt")
 fvtest.check([(r[0], r[1], r[2]) for r in prow] == [(r[0], r[1], r[2]) for r in rounds],
              f"SecAgg-off rounds: {prow}")

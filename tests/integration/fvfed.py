@@ -115,3 +115,16 @@ def db_rows(tmp, tag, sql):
     rows = db.execute(sql).fetchall()
     db.close()
     return rows
+
+
+def run_job(coordinator, agent, tmp, tag, what):
+    """tmp/job.json run to its end without interruption: a coordinator on a free port and
+    the agents; both must exit 0. Returns the coordinator's summary (its last stdout line)."""
+    port = fvtest.free_port()
+    p, log = run_coordinator(coordinator, tmp, tag, port)
+    procs = start_agents(agent, tmp, port, tag)
+    out = finish(p, what)
+    fvtest.check(p.returncode == 0, f"{what}: exit {p.returncode}\n"
+                 + "\n".join(json.dumps(e) for e in events(log, since_start=True)[-10:]))
+    wait_agents(procs, what)
+    return json.loads(out.strip().splitlines()[-1])
