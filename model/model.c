@@ -871,6 +871,26 @@ static int decode_arch(const char *name, const section_t *sec, const fv_schema_t
     return 0;
 }
 
+/* The parameter count both parameter sections start with (u64) must be the
+ * architecture's. */
+static int check_param_count(const char *name, const char *what, const section_t *sec,
+                             const fv_mlp_arch_t *a, fv_diag_t *d)
+{
+    char spec[128];
+    if (sec->len < 8)
+        return fv_diag_set(d, FV_ECORRUPT, "%s: section '%s' is %zu bytes, too short for its count",
+                           name, what, sec->len);
+    uint64_t n = get_u64(sec->data);
+    uint64_t want = arch_n_params(a);
+    if (n != want)
+        return fv_diag_set(d, FV_ECORRUPT,
+                           "%s: section '%s' holds %" PRIu64 " values, architecture "
+                           "'%s' with %zu inputs and %zu outputs needs %" PRIu64,
+                           name, what, n, fv_mlp_arch_string(a, spec, sizeof spec), a->n_in,
+                           a->n_out, want);
+    return 0;
+}
+
 static int decode_params(const char *name, const section_t *sec, const fv_mlp_arch_t *a,
                          fv_mlp_t **ret, fv_diag_t *d)
 {
@@ -878,19 +898,10 @@ static int decode_params(const char *name, const section_t *sec, const fv_mlp_ar
     fv_mlp_t *mlp = NULL;
     char spec[128];
 
-    if (sec->len < 8)
-        return fv_diag_set(d, FV_ECORRUPT,
-                           "%s: section 'parameters' is %zu bytes, too short for its count", name,
-                           sec->len);
+    if ((r = check_param_count(name, section_info[SEC_PARAMS].name, sec, a, d)) != 0)
+        return r;
     uint64_t n = get_u64(sec->data);
-    uint64_t want = arch_n_params(a);
-    if (n != want)
-        return fv_diag_set(d, FV_ECORRUPT,
-                           "%s: section 'parameters' holds %" PRIu64 " values, architecture "
-                           "'%s' with %zu inputs and %zu outputs needs %" PRIu64,
-                           name, n, fv_mlp_arch_string(a, spec, sizeof spec), a->n_in, a->n_out,
-                           want);
-    /* n == want < 2^36, so 8 + 4n cannot overflow. */
+    /* n == the architecture's count < 2^36, so 8 + 4n cannot overflow. */
     if (sec->len != 8 + 4 * n)
         return fv_diag_set(d, FV_ECORRUPT,
                            "%s: section 'parameters' is %zu bytes, %" PRIu64
@@ -940,17 +951,8 @@ static int decode_int8_params(const char *name, const section_t *sec, const fv_m
     size_t n_layers = arch_layers(a, dims);
     const char *what = section_int8_params.name;
 
-    if (sec->len < 8)
-        return fv_diag_set(d, FV_ECORRUPT, "%s: section '%s' is %zu bytes, too short for its count",
-                           name, what, sec->len);
-    uint64_t n = get_u64(sec->data);
-    uint64_t want = arch_n_params(a);
-    if (n != want)
-        return fv_diag_set(d, FV_ECORRUPT,
-                           "%s: section '%s' holds %" PRIu64 " values, architecture "
-                           "'%s' with %zu inputs and %zu outputs needs %" PRIu64,
-                           name, what, n, fv_mlp_arch_string(a, spec, sizeof spec), a->n_in,
-                           a->n_out, want);
+    if ((r = check_param_count(name, what, sec, a, d)) != 0)
+        return r;
     uint64_t want_len = int8_params_len(a); /* < 2^37: no overflow */
     if (sec->len != want_len)
         return fv_diag_set(d, FV_ECORRUPT,
