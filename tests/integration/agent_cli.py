@@ -19,8 +19,10 @@ format by hand through fvnet.py) then drives the agent's refusals and its defenc
     closed with an ERROR, and the agent reconnects by itself.
 With the Lending Club data the agent accepts (JOB_ACCEPT, rows); a "model" vector of the
 wrong size and a ROUND_START whose key list does not hold the agent's key at its index
-are violations (closed, reconnected); after each reconnect the re-offered job is accepted
-again from what the agent holds.
+are violations (closed, reconnected), and so are, for the job's distill phase, a distill
+round numbered like a training round, a "teacher" vector of the wrong size and a
+"student" vector with a training round's id; after each reconnect the re-offered job is
+accepted again from what the agent holds.
 """
 import json
 import os
@@ -345,9 +347,28 @@ try:
         ev = wait_event("violation")
         check("not this agent's key" in ev["why"], f"violation: {ev}")
         wait_frame(c2, 2)
+        # The job distills after its 20 training rounds (distill rounds 21..40): a distill
+        # round numbered like a training round, and a teacher of the wrong size, are
+        # violations too.
+        socks = [c1, c2]
+        for bad, needle in (
+                (dict(rs, round=5, kind=3), "ROUND_START round 5 kind 3"),
+                ({"v": 1, "type": 8, "id": 0, "dtype": 1, "n": 7, "chunk": 7,
+                  "name": "teacher"}, "vector 'teacher': 7 elements"),
+                ({"v": 1, "type": 8, "id": 3, "dtype": 1, "n": 100, "chunk": 100,
+                  "name": "student"}, "vector 'student'")):
+            c = accept()
+            socks.append(c)
+            offer(c, job_id, spec)
+            wait_event("job_accepted")
+            wait_frame(c, 13)
+            c.sendall(fvnet.frame(fvnet.mp(bad)))
+            ev = wait_event("violation")
+            check(needle in ev["why"], f"violation (expected '{needle}'): {ev}")
+            wait_frame(c, 2)
         c3 = accept()
         wait_event("connected")
-        for c in (c1, c2, c3):
+        for c in socks + [c3]:
             c.close()
     finally:
         stop_agent()
