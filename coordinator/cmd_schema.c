@@ -23,7 +23,8 @@ static const char usage[] =
     "\n"
     "  --data FILE            CSV file (header row)\n"
     "  --target COLUMN        target column\n"
-    "  --positive LABEL       positive label (binary); omit for multi-class\n"
+    "  --positive LABEL       positive label (binary); omit for multi-class (three or more\n"
+    "                         labels; a two-label target needs it)\n"
     "  --drop COL,...         columns to mark ignored\n"
     "  --unknown error|other  policy for unseen categories (default error)\n"
     "  --out SCHEMA           JSON file to write\n"
@@ -81,7 +82,10 @@ int fv_cmd_schema(int argc, char **argv)
         return fv_cli_usage_error(CMD, "--data, --target and --out are required");
     if (fv_cli_infer_schema(CMD, data, target, positive, drop, unknown, &s) != 0)
         return FV_EXIT_FAIL;
-    int r = fv_schema_save(s, out, &d);
+    /* a schema is written to train with: a two-class target needs --positive */
+    int r = fv_schema_check_trainable(s, data, &d);
+    if (r == 0)
+        r = fv_schema_save(s, out, &d);
     if (r != 0) {
         fv_cli_diag_error(CMD, &d, r);
         fv_schema_free(s);

@@ -44,7 +44,8 @@ static const char usage[] =
     "  --data FILE            CSV file to train on (required)\n"
     "  --target COLUMN        target column (required unless --schema is given)\n"
     "  --positive LABEL       positive class label: binary task. Without it the task is\n"
-    "                         multi-class over every label of the target column\n"
+    "                         multi-class over every label of the target column (three or\n"
+    "                         more; a two-label target needs --positive)\n"
     "  --drop COL,...         columns to ignore (e.g. --drop sub_grade,int_rate)\n"
     "  --unknown error|other  unseen categories at scoring time: an error (default) or an\n"
     "                         extra '<other>' one-hot column\n"
@@ -186,16 +187,26 @@ static int parse_args(int argc, char **argv, train_args_t *a)
 
 static int load_schema(const train_args_t *a, fv_schema_t **ret)
 {
+    fv_diag_t d = {""};
+    int r;
     if (a->schema != NULL) {
-        fv_diag_t d = {""};
-        int r = fv_schema_load(a->schema, ret, &d);
-        if (r != 0) {
+        if ((r = fv_schema_load(a->schema, ret, &d)) != 0) {
             fv_cli_diag_error(CMD, &d, r);
             return -1;
         }
-        return 0;
+    } else if (fv_cli_infer_schema(CMD, a->data, a->target, a->positive, a->drop, a->unknown,
+                                   ret) != 0) {
+        return -1;
     }
-    return fv_cli_infer_schema(CMD, a->data, a->target, a->positive, a->drop, a->unknown, ret);
+    /* before any training: a two-class target needs its positive label (an inferred
+     * schema without --positive, or a schema file) */
+    if ((r = fv_schema_check_trainable(*ret, a->schema != NULL ? a->schema : a->data, &d)) != 0) {
+        fv_cli_diag_error(CMD, &d, r);
+        fv_schema_free(*ret);
+        *ret = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static json_t *build_meta(const train_args_t *a, const fv_dataset_t *ds, const char *sha,

@@ -97,6 +97,11 @@ const char *fv_schema_positive(const fv_schema_t *s); /* NULL if multi-class */
 /* Number of classes the model predicts: 2 for binary, |classes| for multi-class. */
 size_t fv_schema_n_classes(const fv_schema_t *s);
 size_t fv_schema_n_labels(const fv_schema_t *s); /* |classes| */
+/* Whether a network can be trained for the schema's target: a network scores two classes
+ * with one output, the probability of the positive class, so a target with exactly two
+ * classes needs a positive label. FV_EINVAL with a sentence naming both classes and
+ * "positive" (prefixed by origin) when it has none; 0 otherwise. */
+int fv_schema_check_trainable(const fv_schema_t *s, const char *origin, fv_diag_t *d);
 const char *fv_schema_label(const fv_schema_t *s, size_t k);
 /* Class index of a target label (binary: 1 for positive, 0 for another known label),
  * or -1 if the label is not in "classes". */

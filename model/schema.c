@@ -1058,6 +1058,19 @@ size_t fv_schema_n_classes(const fv_schema_t *s)
     return s->positive >= 0 ? 2 : s->n_classes;
 }
 
+int fv_schema_check_trainable(const fv_schema_t *s, const char *origin, fv_diag_t *d)
+{
+    if (s->positive >= 0 || s->n_classes != 2)
+        return 0;
+    char b1[FV__MSG_BUF], b2[FV__MSG_BUF];
+    return fv_diag_set(d, FV_EINVAL,
+                       "%s: the target has two classes ('%s', '%s') and no positive label; a "
+                       "two-class task is binary: name the positive class (\"positive\" in the "
+                       "schema, --positive when it is inferred)",
+                       origin, fv__msg_str(b1, sizeof b1, s->classes[0]),
+                       fv__msg_str(b2, sizeof b2, s->classes[1]));
+}
+
 size_t fv_schema_n_labels(const fv_schema_t *s)
 {
     return s->n_classes;

@@ -744,6 +744,8 @@ int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t 
             goto out;
     }
 
+    if ((r = fv_schema_check_trainable(job->schema, c.origin, d)) < 0)
+        goto out;
     v = json_object_get(root, "model");
     if (v == NULL || !json_is_string(v)) {
         r = fv_diag_set(d, FV_EPARSE, "%s: model: %s; expected \"logreg\" or \"mlp:H1,H2,...\"",

@@ -35,6 +35,9 @@ def main():
                  "No such file or directory")
     expect_error(train_args(BAD), 1, BAD)  # a directory
     expect_error(train_args("ok.csv", "--drop", "nope"), 1, "nope")
+    # a two-class target without --positive: refused before training, naming the classes
+    no_pos = [a for a in train_args("ok.csv") if a not in ("--positive", "1")]
+    expect_error(no_pos, 1, "ok.csv", "two classes", "--positive")
 
     # schema-driven errors: train on ok.csv, then eval files that break the schema
     d = tmpdir()

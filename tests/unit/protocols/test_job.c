@@ -494,6 +494,15 @@ static void test_refusals(void)
                  FV_EPARSE);
     CHECK_CONTAINS(D->msg, "job.json: schema: ");
     CHECK_CONTAINS(D->msg, "'x'");
+    /* A two-class target without a positive label: refused before the model (a network
+     * scores two classes with one output, the positive class's probability). */
+    CHECK_INT_EQ(parse("{'name':'t','schema':{'fedvault_schema':1,'target':'y','positive':null,"
+                       "'classes':['no','yes'],'unknown_category':'error','columns':["
+                       "{'name':'x','type':'numeric'},{'name':'y','type':'target'}]},"
+                       "'model':'logreg'}",
+                       &j),
+                 FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "job.json: the target has two classes ('no', 'yes') and no positive");
     /* Model vs schema: the feature and class counts are in the message. */
     CHECK_INT_EQ(parse("{'name':'t','schema':@B,'model':'mlp:8,8,8,8,8,8,8,8,8'}", &j), FV_EINVAL);
     CHECK_CONTAINS(D->msg, "4 input features, 2 classes");
