@@ -1033,8 +1033,12 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     model_out[0] = '\0';
     if (ok) {
         r = store_model(c, c->global, c->round, model_out);
-        if (r != 0)
+        if (r != 0) {
+            /* logged by store_model; the round cannot be recorded, so the daemon stops
+             * (a restart runs the round again) */
+            state_fatal(c, "model store", r, NULL);
             return r;
+        }
         crash_point("model-write");
     }
     json_t *cohort = cohort_names(c, false);
