@@ -42,7 +42,10 @@
  *                             whose "job" and "round" are the message's, signature by
  *                             the key of the coordinator's certificate) and kept in the
  *                             audit log (round.receipt); a bad one is a violation.
- *   JOB_DONE                  logs; with --once the daemon stops and exits 0.
+ *   JOB_DONE                  logs; with --once the daemon stops and exits 0. Also the
+ *                             job being loaded (a job's end may reach us while a re-offer
+ *                             of it loads). The end of a job we do not hold is a repeat
+ *                             (the coordinator says it on every connection): noted.
  *
  * Trust: every message from the coordinator is hostile. Wrong job or round, a vector of
  * the wrong name, type or size, a model whose hash is not the announced one, a cohort
@@ -286,6 +289,7 @@ struct agent {
     uint64_t tx_round;
     char tx_name[16];
     ajob_t *tx_job;
+    bool up_unacked; /* the last upload (tx_*) is not acknowledged (VEC_ACK) yet */
     bool stopping;
     int exit_code;
     /* the audit log ("AUDIT" above) */
@@ -1046,19 +1050,46 @@ static int on_epoch_cb(void *user, const fv_epoch_report_t *r)
     return 0;
 }
 
-/* Evaluates the global model on the validation rows: histograms of the positive
- * class's score and the sum of per-row log loss (probabilities clipped to [1e-7,
- * 1 - 1e-7], as fv_metrics_log_loss). */
-static int eval_global(const ajob_t *j, const fv_mlp_t *g, uint64_t *hpos, uint64_t *hneg,
-                       double *ret_loss)
+/* What an agent measures of the models it evaluates in a round, in the layout's blocks
+ * (fv_fed.h): histograms of the positive class's score (binary), rows per class and rows
+ * classified right per model (multi-class), model 0's log loss sum. */
+typedef struct evals {
+    fv_fed_layout_t lay;
+    uint64_t *hpos, *hneg;      /* n_models * hist_bins */
+    uint64_t *class_n;          /* n_classes */
+    uint64_t *class_right;      /* n_models * n_classes */
+    double loss_sum;            /* model 0's */
+} evals_t;
+
+static int evals_init(evals_t *e, const fv_job_t *job, uint32_t kind, size_t n_params)
 {
-    size_t B = j->job->hist_bins, n_out = j->arch.n_out;
+    memset(e, 0, sizeof *e);
+    if (fv_fed_round_layout(job, kind, n_params, &e->lay) != 0)
+        return FV_EINVAL;
+    size_t mb = e->lay.n_models * e->lay.hist_bins, mk = e->lay.n_models * e->lay.n_classes;
+    e->hpos = calloc(mb ? mb : 1, sizeof *e->hpos);
+    e->hneg = calloc(mb ? mb : 1, sizeof *e->hneg);
+    e->class_n = calloc(e->lay.n_classes ? e->lay.n_classes : 1, sizeof *e->class_n);
+    e->class_right = calloc(mk ? mk : 1, sizeof *e->class_right);
+    return e->hpos && e->hneg && e->class_n && e->class_right ? 0 : FV_ENOMEM;
+}
+
+static void evals_close(evals_t *e)
+{
+    free(e->hpos), free(e->hneg), free(e->class_n), free(e->class_right);
+    memset(e, 0, sizeof *e);
+}
+
+/* Evaluates model `model` of the round (g) on the validation rows into e: its histograms
+ * or per-class counts and, for model 0, the sum of per-row log loss (probabilities
+ * clipped to [1e-7, 1 - 1e-7], as fv_metrics_log_loss). */
+static int eval_model(const ajob_t *j, const fv_mlp_t *g, size_t model, evals_t *e)
+{
+    size_t B = e->lay.hist_bins, K = e->lay.n_classes, n_out = fv_mlp_arch(g)->n_out;
     bool binary = n_out == 1;
     double loss = 0;
-    if (j->n_va == 0) {
-        *ret_loss = 0;
+    if (j->n_va == 0)
         return 0;
-    }
     fv_mlp_ws_t *ws = NULL;
     size_t chunk = j->n_va < EVAL_CHUNK_ROWS ? j->n_va : EVAL_CHUNK_ROWS;
     float *prob = malloc(chunk * n_out * sizeof *prob);
@@ -1076,16 +1107,27 @@ static int eval_global(const ajob_t *j, const fv_mlp_t *g, uint64_t *hpos, uint6
             if (p > 1 - 1e-7)
                 p = 1 - 1e-7;
             loss -= log(p);
+            if (!binary && K == n_out) {
+                const float *pk = prob + k * n_out;
+                size_t best = 0; /* argmax; a tie goes to the lowest class */
+                for (size_t c = 1; c < n_out; c++)
+                    if (pk[c] > pk[best])
+                        best = c;
+                if (model == 0)
+                    e->class_n[y[k]]++;
+                if (best == (size_t)y[k])
+                    e->class_right[model * K + best]++;
+            }
         }
         if (binary && B > 0)
-            fv_metrics_hist_add(prob, y, n, B, hpos, hneg);
+            fv_metrics_hist_add(prob, y, n, B, e->hpos + model * B, e->hneg + model * B);
     }
     fv_mlp_ws_free(ws);
     free(prob);
     if (r == 0 && !isfinite(loss))
         r = FV_ENUMERIC;
-    if (r == 0)
-        *ret_loss = loss;
+    if (r == 0 && model == 0)
+        e->loss_sum = loss;
     return r;
 }
 
@@ -1105,12 +1147,10 @@ static void local_cfg(awork_t *w, uint32_t epochs, fv_train_cfg_t *cfg)
     cfg->user = w;
 }
 
-/* The round vector of this agent (fv_fed.h): delta = local - w->global (written into
- * delta, P floats), the validation histograms (B bins each: a distill round passes 2B or
- * 3B, see work_distill) and loss, encoded for SecAgg, or as the plain float32 update
- * without it. */
-static int encode_update(awork_t *w, const fv_mlp_t *local, float *delta, size_t B,
-                         const uint64_t *hpos, const uint64_t *hneg, double loss_sum)
+/* The round vector of this agent (fv_fed.h, the layout in e): delta = local - w->global
+ * (written into delta, P floats) and what e measured, encoded for SecAgg, or as the plain
+ * float32 vector without it. */
+static int encode_update(awork_t *w, const fv_mlp_t *local, float *delta, const evals_t *e)
 {
     const ajob_t *j = w->j;
     const fv_job_t *job = j->job;
@@ -1118,48 +1158,31 @@ static int encode_update(awork_t *w, const fv_mlp_t *local, float *delta, size_t
     const float *lp = fv_mlp_params_const(local);
     for (size_t i = 0; i < P; i++)
         delta[i] = lp[i] - w->global[i];
-    int r = 0;
-    fv_fed_layout_t lay;
-    fv_fed_layout_init(&lay, P, B);
+    fv_fed_local_t in = {.delta = delta,
+                         .n_train = (uint32_t)j->n_tr,
+                         .n_ref = (double)w->n_ref,
+                         .hist_pos = e->lay.hist_bins ? e->hpos : NULL,
+                         .hist_neg = e->lay.hist_bins ? e->hneg : NULL,
+                         .loss_sum = e->loss_sum,
+                         .n_val = (uint32_t)j->n_va,
+                         .class_n = e->lay.n_classes ? e->class_n : NULL,
+                         .class_right = e->lay.n_classes ? e->class_right : NULL};
+    int r;
     if (w->secagg) {
-        w->dim = lay.dim;
-        w->words = malloc(lay.dim * sizeof *w->words);
+        w->dim = e->lay.dim;
+        w->words = malloc(e->lay.dim * sizeof *w->words);
         if (w->words == NULL)
             return FV_ENOMEM;
-        fv_fed_local_t in = {.delta = delta,
-                             .n_train = (uint32_t)j->n_tr,
-                             .n_ref = (double)w->n_ref,
-                             .hist_pos = B ? hpos : NULL,
-                             .hist_neg = B ? hneg : NULL,
-                             .loss_sum = loss_sum,
-                             .n_val = (uint32_t)j->n_va};
         fv_rand_t rng;
         fv_rand_seeded(&rng, w->qkey);
-        r = fv_fed_encode(&lay, &in, job->secagg.clip, job->secagg.bits, &rng, w->words, &w->d);
+        r = fv_fed_encode(&e->lay, &in, job->secagg.clip, job->secagg.bits, &rng, w->words, &w->d);
         sodium_memzero(&rng, sizeof rng);
     } else {
-        /* Plain FedAvg over TLS: [P: w*delta][n_train][hist_pos B][hist_neg B][loss][n_val]
-         * as float32 (counts are exact below 2^24, and FV_FED_RAW_MAX keeps them there). */
-        w->dim = P + 1 + 2 * B + 2;
+        w->dim = e->lay.plain_dim;
         w->fvec = malloc(w->dim * sizeof *w->fvec);
         if (w->fvec == NULL)
             return FV_ENOMEM;
-        double wk = (double)j->n_tr / (double)w->n_ref;
-        float *o = w->fvec;
-        for (size_t i = 0; i < P; i++)
-            *o++ = (float)(wk * delta[i]);
-        *o++ = (float)j->n_tr;
-        for (size_t i = 0; i < B; i++)
-            *o++ = (float)hpos[i];
-        for (size_t i = 0; i < B; i++)
-            *o++ = (float)hneg[i];
-        *o++ = (float)loss_sum;
-        *o++ = (float)j->n_va;
-        for (size_t i = 0; i < w->dim; i++)
-            if (!isfinite(w->fvec[i])) {
-                r = fv_diag_set(&w->d, FV_ENUMERIC, "the update is not finite");
-                break;
-            }
+        r = fv_fed_plain_encode(&e->lay, &in, w->fvec, &w->d);
     }
     return r;
 }
@@ -1168,20 +1191,21 @@ static int work_train(awork_t *w)
 {
     const ajob_t *j = w->j;
     const fv_job_t *job = j->job;
-    size_t P = j->n_params, B = job->hist_bins;
+    size_t P = j->n_params;
     fv_mlp_t *g = NULL, *local = NULL;
-    uint64_t *hpos = calloc(B ? B : 1, sizeof *hpos), *hneg = calloc(B ? B : 1, sizeof *hneg);
+    evals_t e;
     float *delta = malloc(P * sizeof *delta);
-    int r = (hpos && hneg && delta) ? fv_mlp_new(&j->arch, &g) : FV_ENOMEM;
+    int r = evals_init(&e, job, FV_FED_KIND_TRAIN, P);
+    if (r == 0)
+        r = delta != NULL ? fv_mlp_new(&j->arch, &g) : FV_ENOMEM;
     if (r != 0)
         goto out;
     memcpy(fv_mlp_params(g), w->global, P * sizeof(float));
-    double loss_sum = 0;
-    if ((r = eval_global(j, g, hpos, hneg, &loss_sum)) != 0) {
+    if ((r = eval_model(j, g, 0, &e)) != 0) {
         fv_diag_set(&w->d, r, "evaluating the global model: %s", fv_strerror(r));
         goto out;
     }
-    w->val_loss_sum = loss_sum;
+    w->val_loss_sum = e.loss_sum;
     if ((r = fv_mlp_clone(g, &local)) != 0)
         goto out;
     fv_train_cfg_t cfg;
@@ -1193,13 +1217,14 @@ static int work_train(awork_t *w)
     fv_train_result_t tr;
     r = fv_train(local, j->x_tr, j->y_tr, j->n_tr, NULL, NULL, 0, &cfg, &tr, &w->d);
     if (r == 0)
-        r = encode_update(w, local, delta, B, hpos, hneg, loss_sum);
+        r = encode_update(w, local, delta, &e);
 out:
     if (r != 0 && w->d.msg[0] == '\0')
         fv_diag_set(&w->d, r, "local training: %s", fv_strerror(r));
     fv_mlp_free(g);
     fv_mlp_free(local);
-    free(hpos), free(hneg), free(delta);
+    evals_close(&e);
+    free(delta);
     return r;
 }
 
@@ -1214,33 +1239,32 @@ static int work_distill(awork_t *w)
 {
     const ajob_t *j = w->j;
     const fv_job_t *job = j->job;
-    size_t P = j->s_n_params, B = job->hist_bins, n_out = j->arch.n_out;
-    size_t HB = B * (job->distill.quantize_int8 ? 3 : 2);
+    size_t P = j->s_n_params, n_out = j->arch.n_out;
     fv_mlp_t *teacher = NULL, *g = NULL, *q = NULL, *local = NULL;
     fv_mlp_ws_t *ws = NULL;
-    uint64_t *hpos = calloc(HB ? HB : 1, sizeof *hpos), *hneg = calloc(HB ? HB : 1, sizeof *hneg);
+    evals_t e;
     float *delta = malloc(P * sizeof *delta);
     float *tl = malloc(j->n_tr * n_out * sizeof *tl);
-    int r = (hpos && hneg && delta && tl) ? fv_mlp_new(&j->arch, &teacher) : FV_ENOMEM;
+    int r = evals_init(&e, job, FV_FED_KIND_DISTILL, P);
+    if (r == 0)
+        r = (delta && tl) ? fv_mlp_new(&j->arch, &teacher) : FV_ENOMEM;
     if (r == 0)
         r = fv_mlp_new(&j->s_arch, &g);
     if (r != 0)
         goto out;
     memcpy(fv_mlp_params(teacher), w->teacher, j->n_params * sizeof(float));
     memcpy(fv_mlp_params(g), w->global, P * sizeof(float));
-    double loss_sum = 0, t_loss = 0, q_loss = 0;
-    if ((r = eval_global(j, g, hpos, hneg, &loss_sum)) != 0) {
+    if ((r = eval_model(j, g, 0, &e)) != 0) {
         fv_diag_set(&w->d, r, "evaluating the student: %s", fv_strerror(r));
         goto out;
     }
-    w->val_loss_sum = loss_sum;
-    if ((r = eval_global(j, teacher, hpos + B, hneg + B, &t_loss)) != 0) {
+    w->val_loss_sum = e.loss_sum;
+    if ((r = eval_model(j, teacher, 1, &e)) != 0) {
         fv_diag_set(&w->d, r, "evaluating the teacher: %s", fv_strerror(r));
         goto out;
     }
     if (job->distill.quantize_int8) {
-        if ((r = fv_mlp_quantize_int8(g, &q)) != 0 ||
-            (r = eval_global(j, q, hpos + 2 * B, hneg + 2 * B, &q_loss)) != 0) {
+        if ((r = fv_mlp_quantize_int8(g, &q)) != 0 || (r = eval_model(j, q, 2, &e)) != 0) {
             fv_diag_set(&w->d, r, "evaluating the int8 student: %s", fv_strerror(r));
             goto out;
         }
@@ -1264,7 +1288,7 @@ static int work_distill(awork_t *w)
     r = fv_train_distill(local, j->x_tr, j->y_tr, tl, j->n_tr, NULL, NULL, 0, &cfg, &dc, &tr,
                          &w->d);
     if (r == 0)
-        r = encode_update(w, local, delta, HB, hpos, hneg, loss_sum);
+        r = encode_update(w, local, delta, &e);
 out:
     if (r != 0 && w->d.msg[0] == '\0')
         fv_diag_set(&w->d, r, "local distillation: %s", fv_strerror(r));
@@ -1273,20 +1297,21 @@ out:
     fv_mlp_free(g);
     fv_mlp_free(q);
     fv_mlp_free(local);
-    free(hpos), free(hneg), free(delta), free(tl);
+    evals_close(&e);
+    free(delta), free(tl);
     return r;
 }
 
 static void work_run(uv_work_t *req)
 {
     awork_t *w = req->data;
-    if (w->kind == 1) {
+    if (w->kind == FV_FED_KIND_STATS) {
         w->dim = w->j->sl.dim;
         w->words = malloc(w->dim * sizeof *w->words);
         w->rc = w->words == NULL ? FV_ENOMEM
                                  : fv_fed_stats_encode(&w->j->sl, w->j->ds, w->j->tr, w->j->n_tr,
                                                        w->words, &w->d);
-    } else if (w->kind == 3) {
+    } else if (w->kind == FV_FED_KIND_DISTILL) {
         w->rc = work_distill(w);
     } else {
         w->rc = work_train(w);
@@ -1337,8 +1362,8 @@ static void work_done(uv_work_t *req, int status)
         work_free(w);
         return;
     }
-    if (w->kind == 2 || w->kind == 3)
-        jlog("info", w->kind == 2 ? "trained" : "distilled", j, (int64_t)r->round,
+    if (w->kind == FV_FED_KIND_TRAIN || w->kind == FV_FED_KIND_DISTILL)
+        jlog("info", w->kind == FV_FED_KIND_TRAIN ? "trained" : "distilled", j, (int64_t)r->round,
              json_pack("{s:I,s:o,s:I,s:I}", "epochs", (json_int_t)w->epochs, "train_loss",
                        isfinite(w->train_loss) ? json_real(w->train_loss) : json_null(),
                        "train_rows", (json_int_t)j->n_tr, "val_rows", (json_int_t)j->n_va));
@@ -1528,6 +1553,7 @@ static void try_upload(agent_t *a, ajob_t *j, around_t *r)
     a->tx_round = r->round;
     a->tx_job = j;
     snprintf(a->tx_name, sizeof a->tx_name, "%s", name);
+    a->up_unacked = true;
     int rc = fv_conn_send_vec(a->conn, (uint32_t)r->round, dt, vec, n, name);
     if (rc != 0) {
         jlog("error", "upload_failed", j, (int64_t)r->round,
@@ -1569,9 +1595,9 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         round_free(j->round);
         j->round = NULL;
     }
-    bool kind_ok = rs->kind == 1   ? rs->round == 0
-                   : rs->kind == 2 ? rs->round >= 1 && rs->round <= job->rounds
-                   : rs->kind == 3 ? job->distill.on && rs->round > job->rounds &&
+    bool kind_ok = rs->kind == FV_FED_KIND_STATS   ? rs->round == 0
+                   : rs->kind == FV_FED_KIND_TRAIN ? rs->round >= 1 && rs->round <= job->rounds
+                   : rs->kind == FV_FED_KIND_DISTILL ? job->distill.on && rs->round > job->rounds &&
                                          rs->round <= fv_job_last_round(job)
                                    : false;
     if (!kind_ok) {
@@ -1594,7 +1620,7 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                   rs->index);
         return;
     }
-    if (rs->kind == 3) {
+    if (rs->kind == FV_FED_KIND_DISTILL) {
         if (!j->has_teacher || !j->has_student || !rs->has_model ||
             memcmp(rs->model, j->student_hash, 32) != 0) {
             violation(a, c, j, rn, FV_EPROTO, "ROUND_START: %s",
@@ -1605,8 +1631,8 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             return;
         }
     }
-    if (rs->kind == 2 || rs->kind == 3) {
-        if (rs->kind == 2 &&
+    if (rs->kind == FV_FED_KIND_TRAIN || rs->kind == FV_FED_KIND_DISTILL) {
+        if (rs->kind == FV_FED_KIND_TRAIN &&
             (!j->has_global || !rs->has_model || memcmp(rs->model, j->global_hash, 32) != 0)) {
             violation(a, c, j, rn, FV_EPROTO, "ROUND_START: %s",
                       !j->has_global
@@ -1644,7 +1670,7 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     fv_secagg_outbox_init(&r->ob);
     jlog("info", "round_start", j, rn,
          json_pack("{s:s,s:I,s:I,s:I,s:I,s:b}", "kind",
-                   rs->kind == 1 ? "stats" : rs->kind == 2 ? "train" : "distill", "index",
+                   rs->kind == FV_FED_KIND_STATS ? "stats" : rs->kind == FV_FED_KIND_TRAIN ? "train" : "distill", "index",
                    (json_int_t)rs->index, "n", (json_int_t)rs->n, "t", (json_int_t)rs->t, "k",
                    (json_int_t)rs->k, "secagg", r->secagg));
 
@@ -1668,18 +1694,17 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             round_sit_out(j, r, "policy_refusal", why);
             return;
         }
-        fv_fed_layout_t lay;
-        if (rs->kind == 3)
-            fv_fed_layout_init(&lay, j->s_n_params,
-                               job->hist_bins * (job->distill.quantize_int8 ? 3 : 2));
-        else
-            fv_fed_layout_init(&lay, j->n_params, job->hist_bins);
+        fv_fed_layout_t lay = {0};
+        if (rs->kind != FV_FED_KIND_STATS)
+            fv_fed_round_layout(job, rs->kind,
+                                rs->kind == FV_FED_KIND_DISTILL ? j->s_n_params : j->n_params,
+                                &lay);
         fv_secagg_params_t p = {.job_id = le64(j->digest),
                                 .round = rs->round,
                                 .n_clients = rs->n,
                                 .threshold = rs->t,
                                 .n_neighbors = rs->k,
-                                .dim = (uint32_t)(rs->kind == 1 ? j->sl.dim : lay.dim),
+                                .dim = (uint32_t)(rs->kind == FV_FED_KIND_STATS ? j->sl.dim : lay.dim),
                                 .prg = FV_PRG_DEFAULT,
                                 .quant_bits = 0,
                                 .clip = 0,
@@ -1729,11 +1754,11 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             msg[sizeof label - 1 + 32 + i] = (uint8_t)(rs->round >> (8 * i));
         crypto_generichash(w->qkey, sizeof w->qkey, msg, sizeof msg, a->sk, 32);
     }
-    if (rs->kind == 2) {
+    if (rs->kind == FV_FED_KIND_TRAIN) {
         w->global = malloc(j->n_params * sizeof *w->global);
         if (w->global != NULL)
             memcpy(w->global, j->global, j->n_params * sizeof *w->global);
-    } else if (rs->kind == 3) {
+    } else if (rs->kind == FV_FED_KIND_DISTILL) {
         w->global = malloc(j->s_n_params * sizeof *w->global);
         w->teacher = malloc(j->n_params * sizeof *w->teacher);
         if (w->global != NULL && w->teacher != NULL) {
@@ -1741,7 +1766,7 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             memcpy(w->teacher, j->teacher, j->n_params * sizeof *w->teacher);
         }
     }
-    if (rs->kind != 1 && (w->global == NULL || (rs->kind == 3 && w->teacher == NULL))) {
+    if (rs->kind != FV_FED_KIND_STATS && (w->global == NULL || (rs->kind == FV_FED_KIND_DISTILL && w->teacher == NULL))) {
         work_free(w);
         round_sit_out(j, r, "round_failed", "out of memory");
         return;
@@ -1991,8 +2016,15 @@ static void agent_stop(agent_t *a, int code)
 static void on_job_done(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
 {
     ajob_t *j = a->job;
-    if (j == NULL || j->loading || memcmp(m->u.job_done.job, j->digest, 32) != 0) {
-        violation(a, c, j, -1, FV_EROUND, "JOB_DONE for a job this agent has not accepted");
+    if (j == NULL || memcmp(m->u.job_done.job, j->digest, 32) != 0) {
+        /* The coordinator repeats the end of the last job an agent took part in on each of
+         * its connections (it cannot know whether one reached us before a reconnect): the
+         * end of a job this agent no longer holds (heard before, or accepted by an earlier
+         * run of this daemon) changes nothing here, so it is noted, not a violation. */
+        char jh[65];
+        hex32(m->u.job_done.job, jh);
+        jlog("info", "stale_message", j, -1,
+             json_pack("{s:s,s:s}", "type", "job_done", "of_job", jh));
         return;
     }
     char h[65];
@@ -2121,7 +2153,8 @@ static void on_msg(fv_conn_t *c, const fv_msg_t *m)
         on_receipt(a, c, m);
         break;
     case FV_MSG_VEC_ACK:
-        break; /* our upload arrived whole */
+        a->up_unacked = false; /* our upload arrived whole */
+        break;
     default:
         violation(a, c, a->job, -1, FV_EPROTO, "unexpected message '%s' from the coordinator",
                   fv_msg_type_name(m->type));
@@ -2138,11 +2171,19 @@ static void on_close(fv_conn_t *c, int err, const char *why)
     a->rx_buf = NULL;
     a->rx_job = NULL;
     a->rx_kind = RX_NONE;
+    char clean[512];
+    text_clean(why, strlen(why), clean, sizeof clean);
+    if (a->up_unacked && !a->stopping)
+        /* Cut off before the coordinator acknowledged our upload: say which, so "broken
+         * pipe" is not all the operator sees (the coordinator's own reason, when its
+         * ERROR frame arrived first, is `why`; else its log has it as upload_refused). */
+        jlog("warn", "upload_interrupted", a->tx_job, (int64_t)a->tx_round,
+             json_pack("{s:s,s:I,s:s}", "vector", a->tx_name, "bytes", (json_int_t)a->tx_bytes,
+                       "why", clean));
+    a->up_unacked = false;
     free(a->tx_buf);
     a->tx_buf = NULL;
     a->tx_job = NULL;
-    char clean[512];
-    text_clean(why, strlen(why), clean, sizeof clean);
     session_close(a, c, err, why);
     jlog(a->audit_failed           ? "error"
          : err == 0 || a->stopping ? "info"

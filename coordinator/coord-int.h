@@ -65,6 +65,15 @@ typedef struct agent {
     uint8_t model[32];
     bool has_teacher;    /* distill phase: holds the teacher (sent once per session) */
     bool has_stats;
+    /* the last job this agent accepted (across its sessions): its end is told on every
+     * connection until the agent accepts another job (coord_main.c "End of a job") */
+    bool took_part;           /* accepted the running job (the digest below) */
+    uint8_t part_job[32];
+    bool done_pending;        /* that job has ended: JOB_DONE goes out on each connection */
+    uint64_t done_rounds;
+    uint8_t done_model[32];   /* hash of the final model's parameters (zeros: none) */
+    bool done_sent;           /* JOB_DONE queued on the live connection */
+    bool done_told;           /* ... and handed to the socket, or the agent then said BYE */
     /* outgoing */
     outitem_t *oq_head, *oq_tail;
     bool vec_busy;
@@ -160,12 +169,13 @@ typedef struct coord {
     double best_metric;
     uint64_t best_round;
     uint32_t since_best;
-    double last_auc, last_pr, last_loss;
+    double last_auc, last_pr, last_loss, last_acc;
     double avg_round_s;        /* mean duration of completed training rounds */
     FILE *rounds_log;
     int exit_code;
     char fail_why[512];
     bool abort_requested;
+    uint64_t linger_until;     /* --job: the job ended; wait for the agents until then */
     char abort_by[FV_NAME_MAX + 16];
     /* metrics */
     fv_prom_metric_t *m_agents, *m_rounds_ok, *m_rounds_failed, *m_phase_s, *m_bytes_in,

@@ -11,14 +11,20 @@
  * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
  * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or
  * disconnect, are dropouts: a SecAgg phase closes with the survivors when at least t
- * answered, else the round aborts (ROUND_END with the code) and the next round starts
- * with the same global model. Masked (or plain) uploads are admitted a few at a time
+ * answered, else the round aborts (ROUND_END with the code) and runs again under the
+ * same number with the same global model, at most ROUND_ATTEMPTS times before the job
+ * fails. Masked (or plain) uploads are admitted a few at a time
  * (--max-uploads), so the coordinator holds O(max_uploads * d) of upload buffers plus one
  * accumulator, whatever the cohort size.
  *
  * Ordering: everything sent to one agent goes through that agent's FIFO (outq), and a
  * vector blocks the queue until fully handed to the socket, so an agent always receives
  * e.g. the model before the ROUND_START that names it.
+ *
+ * End of a job: JOB_DONE goes to every agent that accepted the job, also to one that is
+ * reconnecting at that moment: each agent keeps the last job it took part in (done_*)
+ * and hears of its end on every connection until it accepts another; with --job the
+ * daemon lingers until all of them were told (or the join deadline passed).
  *
  * Early stopping: round r's global validation metrics (from summed histograms) judge the
  * model sent in round r. The best one (by the job's metric) is kept; the job stops after
@@ -187,7 +193,27 @@ static void crash_points_init(void)
     g_kill_at = buf;
 }
 
+/* More deterministic faults for the tests (tests/integration/fed_once.py):
+ * FV_TEST_FAIL_ROUNDS=1 aborts every training and distill round as it finishes (why:
+ * "FV_TEST_FAIL_ROUNDS"), so a job fails after ROUND_ATTEMPTS tries of round 1;
+ * FV_TEST_DROP_AGENTS_AT=job-end closes every agent connection once a job's end is
+ * committed and before JOB_DONE is sent (a network blip at the worst moment: the agents
+ * must hear of the end when they reconnect). */
+static bool g_test_fail_rounds, g_test_drop_at_job_end;
+
+static void test_hooks_init(void)
+{
+    const char *e = getenv("FV_TEST_FAIL_ROUNDS");
+    g_test_fail_rounds = e != NULL && strcmp(e, "1") == 0;
+    e = getenv("FV_TEST_DROP_AGENTS_AT");
+    g_test_drop_at_job_end = e != NULL && strcmp(e, "job-end") == 0;
+}
+
 static const char *phase_names[5] = {"advertise", "shares", "upload", "unmask", "done"};
+
+/* Tries of one round number (a SecAgg abort, too few contributors, a deadline) before the
+ * job fails; an aborted round does not use up one of the job's rounds. */
+#define ROUND_ATTEMPTS 3
 
 /* ---- audit ------------------------------------------------------------------------ */
 
@@ -507,12 +533,12 @@ static void send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
         oq_push_msg(a, &m, reason, m.u.round_end.reason.len + 1,
                     (const void **)&m.u.round_end.reason.ptr);
         break;
-    case FV_MSG_JOB_DONE:
-        memcpy(m.u.job_done.job, c->digest, 32);
-        m.u.job_done.rounds = c->rounds_done;
-        if (c->final != NULL)
-            params_hash(c->final, m.u.job_done.model);
+    case FV_MSG_JOB_DONE: /* of the job the agent took part in (a->done_*) */
+        memcpy(m.u.job_done.job, a->part_job, 32);
+        m.u.job_done.rounds = a->done_rounds;
+        memcpy(m.u.job_done.model, a->done_model, 32);
         oq_push_msg(a, &m, NULL, 0, NULL);
+        a->done_sent = true;
         break;
     default:
         break;
@@ -554,11 +580,6 @@ static size_t n_accepted(coord_t *c)
 static void round_start(coord_t *c);
 static void round_finish(coord_t *c, int status, const char *why);
 
-/* Round kinds on the wire and in the state: 1 stats, 2 train, 3 distill. */
-static const char *kind_name(uint32_t kind)
-{
-    return kind == 1 ? "stats" : kind == 2 ? "train" : "distill";
-}
 
 /* Early stopping of the phase being run: the job's, or its distill section's. */
 typedef struct {
@@ -580,15 +601,6 @@ static es_t phase_es(const coord_t *c)
         e.min_delta = c->job->early_stopping.min_delta;
     }
     return e;
-}
-
-/* Histogram bins of a round vector: training rounds B (the global model); distill rounds
- * 2B (the student, then the teacher, both evaluated by every agent on its validation
- * rows) or 3B with quantize_int8 (then the int8 student). */
-static size_t round_hist_bins(const coord_t *c)
-{
-    size_t B = fv_schema_positive(c->job->schema) != NULL ? c->job->hist_bins : 0;
-    return c->distilling ? B * (c->job->distill.quantize_int8 ? 3 : 2) : B;
 }
 
 /* ---- model versions ------------------------------------------------------------ */
@@ -865,7 +877,8 @@ static int stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_le
     fv_mlp_init(c->global, c->job->seed);
     params_hash(c->global, c->model_hash);
     r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(c->global), &c->sopt);
-    fv_fed_layout_init(&c->lay, fv_mlp_n_params(c->global), round_hist_bins(c));
+    if (r == 0)
+        r = fv_fed_round_layout(c->job, FV_FED_KIND_TRAIN, fv_mlp_n_params(c->global), &c->lay);
     coord_logj("info", "stats_ready",
                json_pack("{s:s,s:I,s:I,s:I}", "job", c->job_hex, "n_ref", (json_int_t)c->n_ref,
                          "features", (json_int_t)fv_preproc_n_features(c->preproc), "params",
@@ -878,40 +891,22 @@ static json_t *jnum(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
-/* ROC AUC and PR AUC of bins [0, B) of the summed histograms (NaN when undefined). */
-static void hist_metrics(const fv_fed_result_t *res, size_t off, size_t B, double *auc,
-                         double *pr)
-{
-    *auc = *pr = NAN;
-    if (B == 0 || res->hist_pos == NULL)
-        return;
-    if (fv_metrics_hist_roc_auc(res->hist_pos + off, res->hist_neg + off, B, auc) != 0)
-        *auc = NAN;
-    if (fv_metrics_hist_pr_auc(res->hist_pos + off, res->hist_neg + off, B, pr) != 0)
-        *pr = NAN;
-}
-
 /* Training or distill round done: metrics, early stopping, the update. *ret_metrics: the
  * round's global validation metrics (owned by the caller); a distill round's also hold the
- * teacher's and (quantize_int8) the int8 student's, from the same round's histograms. */
+ * teacher's and (quantize_int8) the int8 student's, from the same round's sums. A binary
+ * job's are ROC AUC and PR AUC, a multi-class job's accuracy and per-class recall; both
+ * have the log loss. */
 static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
 {
-    size_t B = round_hist_bins(c) / (c->distilling ? (c->job->distill.quantize_int8 ? 3 : 2) : 1);
-    double t_auc = NAN, t_pr = NAN, q_auc = NAN, q_pr = NAN;
-    if (c->distilling) {
-        /* fv_fed_decode read all bins as one histogram: split them */
-        hist_metrics(res, 0, B, &res->val_roc_auc, &res->val_pr_auc);
-        hist_metrics(res, B, B, &t_auc, &t_pr);
-        if (c->job->distill.quantize_int8)
-            hist_metrics(res, 2 * B, B, &q_auc, &q_pr);
-    }
     es_t e = phase_es(c);
-    double metric = e.metric == FV_JOB_METRIC_ROC_AUC  ? res->val_roc_auc
-                    : e.metric == FV_JOB_METRIC_PR_AUC ? res->val_pr_auc
-                                                       : res->val_log_loss;
+    double metric = e.metric == FV_JOB_METRIC_ROC_AUC    ? res->val_roc_auc
+                    : e.metric == FV_JOB_METRIC_PR_AUC   ? res->val_pr_auc
+                    : e.metric == FV_JOB_METRIC_ACCURACY ? res->val_accuracy
+                                                         : res->val_log_loss;
     c->last_auc = res->val_roc_auc;
     c->last_pr = res->val_pr_auc;
     c->last_loss = res->val_log_loss;
+    c->last_acc = res->val_accuracy;
     if (c->out_dir != NULL) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
@@ -936,18 +931,32 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
                                 "val_pr_auc", jnum(res->val_pr_auc), "val_log_loss",
                                 jnum(res->val_log_loss), "n_val", (json_int_t)res->n_val,
                                 "improved", imp);
-    if (c->distilling) {
-        json_object_set_new(metrics, "teacher_roc_auc", jnum(t_auc));
-        json_object_set_new(metrics, "teacher_pr_auc", jnum(t_pr));
-        if (c->job->distill.quantize_int8) {
-            json_object_set_new(metrics, "int8_roc_auc", jnum(q_auc));
-            json_object_set_new(metrics, "int8_pr_auc", jnum(q_pr));
+    if (res->n_classes > 0) {
+        json_object_set_new(metrics, "val_accuracy", jnum(res->val_accuracy));
+        json_t *rec = json_array();
+        for (size_t k = 0; k < res->n_classes; k++)
+            json_array_append_new(rec, jnum(fv_fed_result_recall(res, 0, k)));
+        json_object_set_new(metrics, "val_recall", rec);
+    }
+    static const char *const prefix[FV_FED_MAX_MODELS] = {NULL, "teacher", "int8"};
+    for (size_t m = 1; m < res->n_models; m++) {
+        char key[32];
+        const fv_fed_model_metrics_t *mm = &res->model[m];
+        if (c->lay.hist_bins > 0) {
+            snprintf(key, sizeof key, "%s_roc_auc", prefix[m]);
+            json_object_set_new(metrics, key, jnum(mm->roc_auc));
+            snprintf(key, sizeof key, "%s_pr_auc", prefix[m]);
+            json_object_set_new(metrics, key, jnum(mm->pr_auc));
+        }
+        if (res->n_classes > 0) {
+            snprintf(key, sizeof key, "%s_accuracy", prefix[m]);
+            json_object_set_new(metrics, key, jnum(mm->accuracy));
         }
     }
     json_t *line = json_deep_copy(metrics);
     json_object_set_new(line, "job", json_string(c->job_hex));
     json_object_set_new(line, "round", json_integer((json_int_t)c->round));
-    json_object_set_new(line, "kind", json_string(kind_name(c->kind)));
+    json_object_set_new(line, "kind", json_string(fv_fed_kind_name(c->kind)));
     json_object_set_new(line, "agents", json_integer(c->n_summands));
     json_object_set_new(line, "secs", json_real((double)(now_ms(c) - c->t_round_start) / 1000.0));
     char *s = json_dumps(line, JSON_COMPACT);
@@ -998,7 +1007,7 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
     iso_now(ts);
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
                              c->federation, "job", c->job_id, "round", (json_int_t)c->round,
-                             "kind", kind_name(c->kind), "status", status,
+                             "kind", fv_fed_kind_name(c->kind), "status", status,
                              "cohort", cohort, "contributors", contrib, "model_in",
                              model_in != NULL ? model_in : "", "model_out",
                              model_out != NULL ? model_out : "", "ts", ts);
@@ -1054,7 +1063,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     fv_state_round_t rr = {.job = c->job_id,
                            .round = c->round,
                            .attempt = c->attempt,
-                           .kind = kind_name(c->kind),
+                           .kind = fv_fed_kind_name(c->kind),
                            .status = ok ? "ok" : fv_err_name(status),
                            .why = ok ? NULL : why,
                            .cohort_json = cohort_s,
@@ -1077,8 +1086,8 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     if (r == 0) {
         fv_state_ckpt_t ck;
         memset(&ck, 0, sizeof ck);
-        /* a failed training round still uses up its number; the stats round is retried */
-        ck.next_round = ok || c->kind != 1 ? c->round + 1 : c->round;
+        /* an aborted round is run again under the same number (round_finish) */
+        ck.next_round = ok ? c->round + 1 : c->round;
         ck.rounds_done = c->rounds_done + (ok ? 1 : 0);
         ck.rounds_failed = c->rounds_failed + (ok ? 0 : 1);
         ck.n_ref = c->n_ref;
@@ -1113,7 +1122,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
             json_object_set_new(phases, phase_names[i], json_integer(c->phase_counts[i]));
     json_t *det = json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->job_id, "round",
                             (json_int_t)c->round, "attempt", (json_int_t)c->attempt, "kind",
-                            kind_name(c->kind), "status",
+                            fv_fed_kind_name(c->kind), "status",
                             ok ? "ok" : fv_err_name(status), "cohort", cohort, "contributors",
                             contrib, "phases", phases);
     if (!ok)
@@ -1159,6 +1168,10 @@ static void round_finish(coord_t *c, int status, const char *why_in)
     json_t *metrics = NULL;
     char model_in[65];
     memcpy(model_in, c->global_sha, 65);
+    if (status == 0 && c->kind != FV_FED_KIND_STATS && g_test_fail_rounds) {
+        status = FV_EIO;
+        snprintf(why, sizeof why, "FV_TEST_FAIL_ROUNDS");
+    }
     if (status == 0) {
         fv_diag_t d;
         const uint32_t *sum = NULL;
@@ -1171,7 +1184,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         if (status == 0 && c->n_summands == 0) {
             status = FV_ETHRESHOLD;
             snprintf(why, sizeof why, "no agent contributed");
-        } else if (status == 0 && c->kind == 1) {
+        } else if (status == 0 && c->kind == FV_FED_KIND_STATS) {
             status = stats_apply(c, sum, why, sizeof why);
         } else if (status == 0 && c->sa != NULL) {
             fv_fed_result_t res;
@@ -1184,38 +1197,16 @@ static void round_finish(coord_t *c, int status, const char *why_in)
                 snprintf(why, sizeof why, "%s", d.msg);
             fv_fed_result_close(&res);
         } else if (status == 0) {
-            /* Plain FedAvg: acc_f holds [sum w delta][n_train][hist pos][hist neg][loss][n_val]. */
-            size_t P = c->lay.n_params, B = c->lay.hist_bins;
+            /* Plain FedAvg: acc_f holds the sum of the checked plain vectors (fv_fed.h) */
             fv_fed_result_t res;
             memset(&res, 0, sizeof res);
-            double wsum = c->acc_f[P] / (double)c->n_ref;
-            res.delta_mean = malloc(P * sizeof(float));
-            res.hist_pos = calloc(B + 1, sizeof(uint64_t));
-            res.hist_neg = calloc(B + 1, sizeof(uint64_t));
-            if (res.delta_mean == NULL || res.hist_pos == NULL || res.hist_neg == NULL ||
-                wsum <= 0) {
-                status = wsum <= 0 ? FV_EEMPTY : FV_ENOMEM;
-                snprintf(why, sizeof why, "no training rows in the sum");
-            } else {
-                for (size_t i = 0; i < P; i++)
-                    res.delta_mean[i] = (float)(c->acc_f[i] / wsum);
-                for (size_t b = 0; b < B; b++) {
-                    res.hist_pos[b] = (uint64_t)llround(c->acc_f[P + 1 + b]);
-                    res.hist_neg[b] = (uint64_t)llround(c->acc_f[P + 1 + B + b]);
-                }
-                res.loss_sum = c->acc_f[P + 1 + 2 * B];
-                res.n_val = (uint64_t)llround(c->acc_f[P + 2 + 2 * B]);
-                res.val_roc_auc = res.val_pr_auc = NAN;
-                if (B > 0) {
-                    fv_metrics_hist_roc_auc(res.hist_pos, res.hist_neg, B, &res.val_roc_auc);
-                    fv_metrics_hist_pr_auc(res.hist_pos, res.hist_neg, B, &res.val_pr_auc);
-                }
-                res.val_log_loss = res.n_val > 0 ? res.loss_sum / (double)res.n_val : NAN;
+            status = fv_fed_plain_decode(&c->lay, c->acc_f, c->n_summands, (double)c->n_ref, &res,
+                                         &d);
+            if (status == 0)
                 status = after_train(c, &res, &metrics);
-            }
-            free(res.delta_mean);
-            free(res.hist_pos);
-            free(res.hist_neg);
+            else
+                snprintf(why, sizeof why, "%s", d.msg);
+            fv_fed_result_close(&res);
         }
     }
     /* Durable before anyone hears of it: an agent is told a round ended only once a
@@ -1237,7 +1228,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
     else
         json_object_set_new(f, "why", json_string(why));
     coord_logj(status == 0 ? "info" : "warn", status == 0 ? "round_done" : "round_aborted", f);
-    bool was_stats = c->kind == 1;
+    bool was_stats = c->kind == FV_FED_KIND_STATS;
     double secs = (double)(now_ms(c) - c->t_round_start) / 1000.0;
     round_cleanup(c);
     if (status == 0) {
@@ -1274,10 +1265,19 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         round_start(c);
         return;
     }
-    if (!was_stats && c->rounds_failed > fv_job_last_round(c->job)) {
-        snprintf(c->fail_why, sizeof c->fail_why, "%" PRIu64 " rounds aborted: %.400s",
-                 c->rounds_failed, why);
-        job_finish(c);
+    if (!was_stats && status != 0) {
+        /* An aborted round is run again under its number (it does not use up one of the
+         * job's rounds); a round that aborts ROUND_ATTEMPTS times ends the job. */
+        if (c->attempt >= ROUND_ATTEMPTS) {
+            snprintf(c->fail_why, sizeof c->fail_why,
+                     "round %" PRIu64 " (%s) aborted %" PRIu32 " times; the last time: %.400s",
+                     c->round, fv_fed_kind_name(c->kind), c->attempt, why);
+            c->exit_code = EXIT_FAIL;
+            job_finish(c);
+            return;
+        }
+        c->state = ST_WAITING;
+        round_start(c);
         return;
     }
     if (!was_stats && phase_over(c, c->round)) {
@@ -1314,25 +1314,33 @@ static void round_start(coord_t *c)
         if (a->conn != NULL && a->accepted)
             c->cohort[c->n++] = a;
     qsort(c->cohort, c->n, sizeof *c->cohort, cmp_agent_name);
-    c->kind = c->stats_sum == NULL ? 1 : c->distilling ? 3 : 2;
-    if (c->kind == 1)
+    c->kind = c->stats_sum == NULL ? FV_FED_KIND_STATS
+              : c->distilling    ? FV_FED_KIND_DISTILL
+                                 : FV_FED_KIND_TRAIN;
+    if (c->kind == FV_FED_KIND_STATS)
         c->round = 0;
     else if (c->round == 0)
         c->round = 1;
     c->state = ST_ROUND;
     c->t_round_start = now_ms(c);
     c->wall_round_start_ms = coord_wall_ms();
-    c->attempt++;
+    /* the attempt numbers of a round number continue across retries and restarts */
+    uint32_t tried = 0;
+    if (fv_state_round_attempts(c->st, c->job_id, c->round, &tried, &d) != 0) {
+        coord_logj("error", "state_read_failed", json_pack("{s:s,s:s}", "what", "round attempts",
+                                                           "why", d.msg));
+        tried = c->attempt;
+    }
+    c->attempt = (tried > c->attempt ? tried : c->attempt) + 1;
     memset(c->phase_counts, 0, sizeof c->phase_counts);
     c->n_summands = 0;
-    /* Words of the SecAgg/stats vector, or floats of the plain update
-     * [P: w delta][n_train][B: hist pos][B: hist neg][loss sum][n_val]. */
-    if (c->kind == 1)
+    /* Words of the SecAgg/stats vector, or elements of the plain vector (fv_fed.h) */
+    if (c->kind == FV_FED_KIND_STATS)
         c->dim = (uint32_t)c->slay.dim;
     else if (c->job->secagg.on)
         c->dim = (uint32_t)c->lay.dim;
     else
-        c->dim = (uint32_t)(c->lay.n_params + 2 * c->lay.hist_bins + 3);
+        c->dim = (uint32_t)c->lay.plain_dim;
     uint8_t gseed[32];
     randombytes_buf(gseed, sizeof gseed);
     uint8_t *pks = malloc((size_t)c->n * 32);
@@ -1375,7 +1383,7 @@ static void round_start(coord_t *c)
         c->t = c->n;
         c->k = c->n - 1;
         c->phase = 2;
-        if (c->kind == 1)
+        if (c->kind == FV_FED_KIND_STATS)
             c->acc_u = calloc(c->dim, sizeof(uint32_t));
         else
             c->acc_f = calloc(c->dim, sizeof(double));
@@ -1386,7 +1394,7 @@ static void round_start(coord_t *c)
         }
     }
     json_t *f = jf(c);
-    json_object_set_new(f, "kind", json_string(kind_name(c->kind)));
+    json_object_set_new(f, "kind", json_string(fv_fed_kind_name(c->kind)));
     json_object_set_new(f, "cohort", json_integer(c->n));
     json_object_set_new(f, "threshold", json_integer(c->t));
     json_object_set_new(f, "neighbors", json_integer(c->k));
@@ -1394,14 +1402,14 @@ static void round_start(coord_t *c)
     coord_logj("info", "round_start", f);
     for (uint32_t i = 0; i < c->n; i++) {
         agent_t *a = c->cohort[i];
-        if (c->kind == 3 && !a->has_teacher) {
+        if (c->kind == FV_FED_KIND_DISTILL && !a->has_teacher) {
             oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(c->teacher), NULL,
                         fv_mlp_n_params(c->teacher), "teacher");
             a->has_teacher = true;
         }
-        if (c->kind != 1 && (!a->has_model || memcmp(a->model, c->model_hash, 32) != 0)) {
+        if (c->kind != FV_FED_KIND_STATS && (!a->has_model || memcmp(a->model, c->model_hash, 32) != 0)) {
             oq_push_vec(a, (uint32_t)c->round, FV_VEC_F32, fv_mlp_params_const(c->global), NULL,
-                        fv_mlp_n_params(c->global), c->kind == 3 ? "student" : "model");
+                        fv_mlp_n_params(c->global), c->kind == FV_FED_KIND_DISTILL ? "student" : "model");
             a->has_model = true;
             memcpy(a->model, c->model_hash, 32);
         }
@@ -1418,7 +1426,7 @@ static void round_start(coord_t *c)
         memcpy(m.u.round_start.gseed, gseed, 32);
         m.u.round_start.pks = pks;
         m.u.round_start.pks_len = (size_t)c->n * 32;
-        m.u.round_start.has_model = c->kind != 1;
+        m.u.round_start.has_model = c->kind != FV_FED_KIND_STATS;
         memcpy(m.u.round_start.model, c->model_hash, 32);
         m.u.round_start.n_ref = c->n_ref;
         oq_push_msg(a, &m, pks, (size_t)c->n * 32, (const void **)&m.u.round_start.pks);
@@ -1513,7 +1521,7 @@ static void job_reset(coord_t *c)
     c->round = c->rounds_done = c->rounds_failed = c->best_round = 0;
     c->attempt = c->since_best = 0;
     c->n_ref = 0;
-    c->best_metric = c->last_auc = c->last_pr = c->last_loss = NAN;
+    c->best_metric = c->last_auc = c->last_pr = c->last_loss = c->last_acc = NAN;
     c->avg_round_s = 0;
     c->abort_requested = false;
     c->fail_why[0] = '\0';
@@ -1577,8 +1585,8 @@ static int distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_ve
     fv_fed_server_opt_free(c->sopt);
     c->sopt = sopt;
     c->distilling = true;
-    c->kind = 3;
-    fv_fed_layout_init(&c->lay, fv_mlp_n_params(student), round_hist_bins(c));
+    c->kind = FV_FED_KIND_DISTILL;
+    fv_fed_round_layout(c->job, FV_FED_KIND_DISTILL, fv_mlp_n_params(student), &c->lay);
     params_hash(c->global, c->model_hash);
     c->global_sha[0] = '\0';
     c->global_version = teacher_version; /* the first student's parent */
@@ -1988,6 +1996,35 @@ static int store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
     return r;
 }
 
+/* An agent was told of the end of its job: JOB_DONE queued on its live connection and
+ * handed to the socket. */
+static bool told(agent_t *a)
+{
+    if (!a->done_pending || a->done_told)
+        return true;
+    if (a->conn != NULL && fv_conn_is_open(a->conn) && a->done_sent && a->oq_head == NULL &&
+        fv_conn_queued_bytes(a->conn) == 0)
+        a->done_told = true;
+    return a->done_told;
+}
+
+/* --job mode after the job ended: stop once every agent that took part was told, or at
+ * linger_until (checked again on every tick). */
+static void linger_check(coord_t *c)
+{
+    if (c->stopping || c->linger_until == 0)
+        return;
+    size_t waiting = 0;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        waiting += !told(a);
+    if (waiting > 0 && now_ms(c) < c->linger_until)
+        return;
+    if (waiting > 0)
+        coord_logj("warn", "job_done_untold",
+                   json_pack("{s:s,s:I}", "job", c->job_hex, "agents", (json_int_t)waiting));
+    shutdown_all(c);
+}
+
 static void job_finish(coord_t *c)
 {
     /* The distilled student's report needs its latency: measured first, off the loop. */
@@ -2078,8 +2115,30 @@ static void job_finish(coord_t *c)
         return;
     if (c->m_jobs != NULL)
         fv_prom_add(c->m_jobs, status, 1);
+    /* Every agent that accepted the job hears of its end: now if it is connected, else
+     * when it reconnects (on_open). */
+    uint8_t final_hash[32] = {0};
+    if (c->final != NULL)
+        params_hash(c->final, final_hash);
+    for (agent_t *a = c->agents; a != NULL; a = a->next) {
+        if (!a->took_part || memcmp(a->part_job, c->digest, 32) != 0)
+            continue;
+        a->took_part = false;
+        a->done_pending = true;
+        a->done_sent = a->done_told = false;
+        a->done_rounds = c->rounds_done;
+        memcpy(a->done_model, final_hash, 32);
+    }
+    if (g_test_drop_at_job_end) {
+        coord_logj("warn", "test_drop_agents", json_pack("{s:s}", "point", "job-end"));
+        for (agent_t *a = c->agents; a != NULL; a = a->next)
+            if (a->conn != NULL) {
+                fv_conn_t *old = a->conn;
+                fv_conn_close(old, FV_EIO, "FV_TEST_DROP_AGENTS_AT=job-end");
+            }
+    }
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        if (a->conn != NULL && a->accepted)
+        if (a->conn != NULL && fv_conn_is_open(a->conn) && a->done_pending)
             send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -2104,8 +2163,10 @@ static void job_finish(coord_t *c)
     }
     json_decref(f);
     if (exit_now) {
-        /* Give the agents a moment to read JOB_DONE: the server closes with BYE. */
-        shutdown_all(c);
+        /* Stay until every agent that took part was told (a reconnecting one too), at
+         * most the join deadline; then the server closes with BYE. */
+        c->linger_until = now_ms(c) + c->job->deadlines.join_ms;
+        linger_check(c);
         return;
     }
     /* A daemon goes on with the next queued job. */
@@ -2300,7 +2361,7 @@ json_t *coord_job_live(coord_t *c)
     uint64_t left = end > c->round ? end - c->round : 0;
     json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->job_id, "round",
                           (json_int_t)c->round, "rounds", (json_int_t)end, "kind",
-                          kind_name(c->kind), "phase", phase, "answered",
+                          fv_fed_kind_name(c->kind), "phase", phase, "answered",
                           (int)answered, "expected",
                           c->state == ST_ROUND ? (int)c->n : (int)c->job->min_agents,
                           "rounds_done", (json_int_t)c->rounds_done, "rounds_failed",
@@ -2309,6 +2370,9 @@ json_t *coord_job_live(coord_t *c)
     json_object_set_new(o, "val_pr_auc", isnan(c->last_pr) ? json_null() : json_real(c->last_pr));
     json_object_set_new(o, "val_log_loss",
                         isnan(c->last_loss) ? json_null() : json_real(c->last_loss));
+    if (fv_schema_positive(c->job->schema) == NULL)
+        json_object_set_new(o, "val_accuracy",
+                            isnan(c->last_acc) ? json_null() : json_real(c->last_acc));
     json_object_set_new(o, "elapsed_s",
                         json_real(c->state == ST_ROUND
                                       ? (double)(now_ms(c) - c->t_round_start) / 1000.0
@@ -2375,6 +2439,9 @@ static void on_open(fv_conn_t *conn, const fv_identity_t *peer)
                 json_pack("{s:s,s:s,s:s}", "agent", a->name, "addr", a->addr, "serial",
                           a->serial));
     coord_metrics_refresh(c);
+    a->done_sent = false;
+    if (a->done_pending)
+        send_ctl(c, a, FV_MSG_JOB_DONE, 0, ""); /* it may have missed the end of its job */
     if (c->state == ST_WAITING || c->state == ST_ROUND)
         send_offer(c, a);
 }
@@ -2426,6 +2493,10 @@ static void on_close(fv_conn_t *conn, int err, const char *why)
     }
     if (a == NULL || a->conn != conn)
         return;
+    /* an agent that heard of its job's end and then said BYE (an --once agent leaving)
+     * was told, whatever the queue counters say now */
+    if (err == 0 && a->done_pending && a->done_sent && a->oq_head == NULL)
+        a->done_told = true;
     a->conn = NULL;
     oq_clear(a);
     a->accepted = false;
@@ -2482,6 +2553,9 @@ static void on_msg(fv_conn_t *conn, const fv_msg_t *m)
                 return;
             } while (0);
         a->accepted = true;
+        a->took_part = true;
+        a->done_pending = false; /* a new job: the last one's end is old news */
+        memcpy(a->part_job, c->digest, 32);
         a->rows = m->u.job_accept.rows;
         memcpy(a->dsha, m->u.job_accept.data_sha256, 32);
         a->has_model = m->u.job_accept.has_model;
@@ -2574,12 +2648,33 @@ static void *on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
         b->u.vec_begin.id != (uint32_t)c->round)
         return NULL;
     const char *want = c->sa != NULL ? "masked" : "update";
-    fv_vec_dtype_t dt = c->sa != NULL || c->kind == 1 ? FV_VEC_U32 : FV_VEC_F32;
+    fv_vec_dtype_t dt = c->sa != NULL || c->kind == FV_FED_KIND_STATS ? FV_VEC_U32 : FV_VEC_F32;
     uint64_t n = c->sa != NULL ? 8 + (uint64_t)c->dim : c->dim;
     if (b->u.vec_begin.name.len != strlen(want) ||
         memcmp(b->u.vec_begin.name.ptr, want, strlen(want)) != 0 || b->u.vec_begin.dtype != dt ||
-        b->u.vec_begin.n_elems != n)
+        b->u.vec_begin.n_elems != n) {
+        /* Say what was expected, to the log and to the agent (ERROR): a mismatch is a
+         * version skew or a broken peer, and both sides' operators need the numbers. */
+        char why[FV_WIRE_TEXT_MAX];
+        snprintf(why, sizeof why,
+                 "round %" PRIu64 " (%s) expects vector '%s' of %" PRIu64 " %s elements "
+                 "(%zu parameters, %zu models x %zu bins, %zu classes); got '%.*s' of %" PRIu64
+                 " %s",
+                 c->round, fv_fed_kind_name(c->kind), want, n, dt == FV_VEC_U32 ? "u32" : "f32",
+                 c->kind == FV_FED_KIND_STATS ? 0 : c->lay.n_params,
+                 c->kind == FV_FED_KIND_STATS ? 0 : c->lay.n_models,
+                 c->kind == FV_FED_KIND_STATS ? 0 : c->lay.hist_bins,
+                 c->kind == FV_FED_KIND_STATS ? 0 : c->lay.n_classes,
+                 (int)(b->u.vec_begin.name.len < 32 ? b->u.vec_begin.name.len : 32),
+                 b->u.vec_begin.name.ptr, b->u.vec_begin.n_elems,
+                 b->u.vec_begin.dtype == FV_VEC_U32 ? "u32" : "f32");
+        coord_logj("warn", "upload_refused",
+                   json_pack("{s:s,s:s,s:I,s:s}", "agent", a->name, "addr",
+                             fv_conn_peer_addr(conn), "round", (json_int_t)c->round, "why",
+                             why));
+        fv_conn_close(conn, FV_EPOLICY, why);
         return NULL;
+    }
     free(a->upload);
     a->upload = malloc(n * 4);
     return a->upload;
@@ -2623,10 +2718,15 @@ static void on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
                            "why", fv_err_name(r)));
         else
             a->answered = true;
-    } else if (c->kind == 1) {
+    } else if (c->kind == FV_FED_KIND_STATS) {
         fv_mod_add(n, vec, c->acc_u);
         c->n_summands++;
         a->answered = true;
+    } else if (fv_fed_plain_check(&c->lay, vec, &d) != 0) {
+        /* the coordinator sees a plain vector: every claim in it is checked first */
+        coord_logj("warn", "update_rejected",
+             json_pack("{s:s,s:I,s:s}", "agent", a->name, "round", (json_int_t)c->round,
+                       "why", d.msg));
     } else {
         const float *f = vec;
         for (uint64_t i = 0; i < n; i++)
@@ -2667,6 +2767,9 @@ static void on_tick(uv_timer_t *t)
 {
     coord_t *c = t->data;
     static unsigned ticks;
+    linger_check(c);
+    if (c->stopping)
+        return;
     if (++ticks % 10 == 0) {
         coord_metrics_refresh(c); /* traffic counters, once a second */
         coord_audit_refusal(c, NULL, NULL); /* a minute of suppressed refusals summed up */
@@ -2857,6 +2960,7 @@ int main(int argc, char **argv)
         return EXIT_FAIL;
     signal(SIGPIPE, SIG_IGN);
     crash_points_init();
+    test_hooks_init();
 
     coord_t c;
     memset(&c, 0, sizeof c);
@@ -2865,7 +2969,7 @@ int main(int argc, char **argv)
     g_agents = &c.agents;
     c.out_dir = out;
     c.best_metric = NAN;
-    c.last_auc = c.last_pr = c.last_loss = NAN;
+    c.last_auc = c.last_pr = c.last_loss = c.last_acc = NAN;
     c.state = ST_IDLE;
     fv_secagg_outbox_init(&c.outbox);
     fv_diag_t d;

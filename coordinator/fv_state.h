@@ -223,6 +223,10 @@ typedef struct fv_state_round {
  * {"round","attempt","kind","status","why","cohort","contributors","metrics","model_in",
  * "model_out","started","finished"} with the JSON columns parsed, null where unset. */
 int fv_state_round_add(fv_state_t *s, const fv_state_round_t *r, fv_diag_t *d);
+/* The highest attempt recorded for (job, round), 0 when none: a retried or resumed round
+ * takes the next one. */
+int fv_state_round_attempts(fv_state_t *s, const char *job, uint64_t round, uint32_t *ret,
+                            fv_diag_t *d);
 
 /* ---- model versions --------------------------------------------------------------- */
 /* Adds model version 1, 2, 3... (never reused) for model file sha, which must already be

@@ -1296,6 +1296,34 @@ int fv_state_job_set_student(fv_state_t *s, const char *id, int64_t version, fv_
     return job_set_version(s, id, version, true, d);
 }
 
+int fv_state_round_attempts(fv_state_t *s, const char *job, uint64_t round, uint32_t *ret,
+                            fv_diag_t *d)
+{
+    static const char what[] = "reading a round's attempts";
+    sqlite3_stmt *st = NULL;
+    int r;
+    if ((r = check_hex64("job id", job, d)) != 0)
+        return r;
+    if (round > INT64_MAX)
+        return fv_diag_set(d, FV_EINVAL, "%s: round %llu out of range", what,
+                           (unsigned long long)round);
+    if ((r = query_row(s, &st,
+                       "SELECT COALESCE(MAX(attempt), 0) FROM rounds "
+                       "WHERE job = ?1 AND round = ?2",
+                       what, d, "ti", job, (int64_t)round)) < 0)
+        goto out;
+    int64_t n = r == 1 ? sqlite3_column_int64(st, 0) : 0;
+    if (n < 0 || n > UINT32_MAX) {
+        r = db_corrupt(s, what, "attempt out of range", d);
+        goto out;
+    }
+    *ret = (uint32_t)n;
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    return r;
+}
+
 int fv_state_job_status(fv_state_t *s, const char *id, char ret_status[16], fv_diag_t *d)
 {
     static const char what[] = "reading a job's status";

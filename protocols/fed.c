@@ -332,22 +332,119 @@ void fv_fed_stats_close(fv_fed_stats_t *st)
 
 /* ---- round vector ------------------------------------------------------------------- */
 
-void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t hist_bins)
+const char *fv_fed_kind_name(uint32_t kind)
 {
+    switch (kind) {
+    case FV_FED_KIND_STATS:
+        return "stats";
+    case FV_FED_KIND_TRAIN:
+        return "train";
+    case FV_FED_KIND_DISTILL:
+        return "distill";
+    default:
+        return "unknown";
+    }
+}
+
+uint32_t fv_fed_kind_of_round(const fv_job_t *job, uint64_t round)
+{
+    if (round == 0)
+        return FV_FED_KIND_STATS;
+    if (round <= job->rounds)
+        return FV_FED_KIND_TRAIN;
+    if (round <= fv_job_last_round(job))
+        return FV_FED_KIND_DISTILL;
+    return 0;
+}
+
+void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t n_models, size_t hist_bins,
+                        size_t n_classes)
+{
+    size_t m = n_models < 1 ? 1 : n_models > FV_FED_MAX_MODELS ? FV_FED_MAX_MODELS : n_models;
     l->n_params = n_params;
+    l->n_models = m;
     l->hist_bins = hist_bins;
+    l->n_classes = n_classes;
     l->off_params = 0;
     l->off_n_train = n_params;
     l->off_hist_pos = l->off_n_train + 1;
-    l->off_hist_neg = l->off_hist_pos + hist_bins;
-    l->off_loss = l->off_hist_neg + hist_bins;
+    l->off_hist_neg = l->off_hist_pos + m * hist_bins;
+    l->off_loss = l->off_hist_neg + m * hist_bins;
     l->off_n_val = l->off_loss + FV_FED_EXACT_WORDS;
-    l->dim = l->off_n_val + 1;
+    l->off_class_n = l->off_n_val + 1;
+    l->off_class_right = l->off_class_n + n_classes;
+    l->dim = l->off_class_right + m * n_classes;
+    /* the plain vector: the same blocks, the loss in one element instead of 8 words */
+    l->plain_dim = l->dim - FV_FED_EXACT_WORDS + 1;
+}
+
+int fv_fed_round_layout(const fv_job_t *job, uint32_t kind, size_t n_params, fv_fed_layout_t *ret)
+{
+    if (job == NULL || ret == NULL || (kind != FV_FED_KIND_TRAIN && kind != FV_FED_KIND_DISTILL) ||
+        (kind == FV_FED_KIND_DISTILL && !job->distill.on))
+        return FV_EINVAL;
+    bool binary = fv_schema_positive(job->schema) != NULL;
+    size_t m = kind == FV_FED_KIND_DISTILL ? (job->distill.quantize_int8 ? 3 : 2) : 1;
+    fv_fed_layout_init(ret, n_params, m, binary ? job->hist_bins : 0,
+                       binary ? 0 : fv_schema_n_classes(job->schema));
+    return 0;
+}
+
+/* Plain-vector offsets: the round vector's, less the 7 words the loss saves. */
+static size_t plain_off(const fv_fed_layout_t *l, size_t off)
+{
+    return off > l->off_loss ? off - (FV_FED_EXACT_WORDS - 1) : off;
 }
 
 static bool quant_params_ok(float clip, uint32_t bits)
 {
     return bits >= 1 && bits <= 31 && isfinite(clip) && clip > 0;
+}
+
+/* The result's arrays for layout l (zeroed). */
+static int result_alloc(const fv_fed_layout_t *l, fv_fed_result_t *res)
+{
+    size_t mb = l->n_models * l->hist_bins, mk = l->n_models * l->n_classes;
+    res->n_models = l->n_models;
+    res->n_classes = l->n_classes;
+    res->delta_mean = malloc((l->n_params ? l->n_params : 1) * sizeof(float));
+    res->hist_pos = calloc(mb ? mb : 1, sizeof(uint64_t));
+    res->hist_neg = calloc(mb ? mb : 1, sizeof(uint64_t));
+    res->class_n = calloc(l->n_classes ? l->n_classes : 1, sizeof(uint64_t));
+    res->class_right = calloc(mk ? mk : 1, sizeof(uint64_t));
+    if (!res->delta_mean || !res->hist_pos || !res->hist_neg || !res->class_n || !res->class_right)
+        return FV_ENOMEM;
+    return 0;
+}
+
+/* Every model's metrics from the summed counts, and model 0's as val_*. */
+static void result_metrics(const fv_fed_layout_t *l, fv_fed_result_t *res)
+{
+    size_t B = l->hist_bins, K = l->n_classes;
+    for (size_t m = 0; m < FV_FED_MAX_MODELS; m++) {
+        fv_fed_model_metrics_t *mm = &res->model[m];
+        mm->roc_auc = mm->pr_auc = mm->accuracy = NAN;
+        if (m >= l->n_models)
+            continue;
+        double v;
+        if (B > 0 &&
+            fv_metrics_hist_roc_auc(res->hist_pos + m * B, res->hist_neg + m * B, B, &v) == 0)
+            mm->roc_auc = v;
+        if (B > 0 &&
+            fv_metrics_hist_pr_auc(res->hist_pos + m * B, res->hist_neg + m * B, B, &v) == 0)
+            mm->pr_auc = v;
+        uint64_t rows = 0, right = 0;
+        for (size_t k = 0; k < K; k++) {
+            rows += res->class_n[k];
+            right += res->class_right[m * K + k];
+        }
+        if (K > 0 && rows > 0)
+            mm->accuracy = (double)right / (double)rows;
+    }
+    res->val_roc_auc = res->model[0].roc_auc;
+    res->val_pr_auc = res->model[0].pr_auc;
+    res->val_accuracy = res->model[0].accuracy;
+    res->val_log_loss = res->n_val > 0 ? res->loss_sum / (double)res->n_val : NAN;
 }
 
 int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip, uint32_t bits,
@@ -357,7 +454,8 @@ int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip
 
     if (l == NULL || in == NULL || rng == NULL || out == NULL ||
         (l->n_params > 0 && in->delta == NULL) ||
-        (l->hist_bins > 0 && (in->hist_pos == NULL || in->hist_neg == NULL)))
+        (l->hist_bins > 0 && (in->hist_pos == NULL || in->hist_neg == NULL)) ||
+        (l->n_classes > 0 && (in->class_n == NULL || in->class_right == NULL)))
         return fv_diag_set(d, FV_EINVAL, "round encode: missing layout, input, rng or output");
     if (!quant_params_ok(clip, bits))
         return fv_diag_set(d, FV_EINVAL,
@@ -374,11 +472,18 @@ int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip
     if ((r = put_raw(out + l->off_n_train, in->n_train, "round: training rows", d)) < 0 ||
         (r = put_raw(out + l->off_n_val, in->n_val, "round: validation rows", d)) < 0)
         return r;
-    for (size_t b = 0; b < l->hist_bins; b++)
+    for (size_t b = 0; b < l->n_models * l->hist_bins; b++)
         if ((r = put_raw(out + l->off_hist_pos + b, in->hist_pos[b], "round: histogram bin", d)) <
                 0 ||
             (r = put_raw(out + l->off_hist_neg + b, in->hist_neg[b], "round: histogram bin", d)) <
                 0)
+            return r;
+    for (size_t k = 0; k < l->n_classes; k++)
+        if ((r = put_raw(out + l->off_class_n + k, in->class_n[k], "round: class rows", d)) < 0)
+            return r;
+    for (size_t k = 0; k < l->n_models * l->n_classes; k++)
+        if ((r = put_raw(out + l->off_class_right + k, in->class_right[k],
+                         "round: class rows right", d)) < 0)
             return r;
     if (fv_fed_exact_encode(in->loss_sum, out + l->off_loss) < 0)
         return fv_diag_set(d, FV_ERANGE, "round encode: validation loss sum %g beyond 2^79",
@@ -442,37 +547,175 @@ int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summ
     res.weight_sum = (double)res.n_train / n_ref;
     res.n_val = sum[l->off_n_val];
     res.loss_sum = (double)fv_fed_exact_decode(sum + l->off_loss);
-
-    size_t B = l->hist_bins;
-    res.delta_mean = malloc((l->n_params ? l->n_params : 1) * sizeof(float));
-    res.hist_pos = malloc((B ? B : 1) * sizeof(uint64_t));
-    res.hist_neg = malloc((B ? B : 1) * sizeof(uint64_t));
-    if (!res.delta_mean || !res.hist_pos || !res.hist_neg) {
-        r = FV_ENOMEM;
+    if ((r = result_alloc(l, &res)) != 0)
         goto fail;
-    }
     fv_fixed_dequantize(l->n_params, sum + l->off_params, clip, bits, n_summands, res.delta_mean);
     for (size_t i = 0; i < l->n_params; i++)
         res.delta_mean[i] = (float)((double)res.delta_mean[i] / res.weight_sum);
-    for (size_t b = 0; b < B; b++) {
+    for (size_t b = 0; b < l->n_models * l->hist_bins; b++) {
         res.hist_pos[b] = sum[l->off_hist_pos + b];
         res.hist_neg[b] = sum[l->off_hist_neg + b];
     }
-
-    res.val_roc_auc = res.val_pr_auc = NAN;
-    if (B > 0) {
-        double v;
-        if (fv_metrics_hist_roc_auc(res.hist_pos, res.hist_neg, B, &v) == 0)
-            res.val_roc_auc = v;
-        if (fv_metrics_hist_pr_auc(res.hist_pos, res.hist_neg, B, &v) == 0)
-            res.val_pr_auc = v;
-    }
-    res.val_log_loss = res.n_val > 0 ? res.loss_sum / (double)res.n_val : NAN;
+    for (size_t k = 0; k < l->n_classes; k++)
+        res.class_n[k] = sum[l->off_class_n + k];
+    for (size_t k = 0; k < l->n_models * l->n_classes; k++)
+        res.class_right[k] = sum[l->off_class_right + k];
+    result_metrics(l, &res);
     *ret = res;
     return 0;
 fail:
     fv_fed_result_close(&res);
     return r;
+}
+
+double fv_fed_result_recall(const fv_fed_result_t *r, size_t model, size_t k)
+{
+    if (r == NULL || model >= r->n_models || k >= r->n_classes || r->class_n[k] == 0)
+        return NAN;
+    return (double)r->class_right[model * r->n_classes + k] / (double)r->class_n[k];
+}
+
+/* ---- plain vectors ------------------------------------------------------------------ */
+
+int fv_fed_plain_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float *out,
+                        fv_diag_t *d)
+{
+    if (l == NULL || in == NULL || out == NULL || (l->n_params > 0 && in->delta == NULL) ||
+        (l->hist_bins > 0 && (in->hist_pos == NULL || in->hist_neg == NULL)) ||
+        (l->n_classes > 0 && (in->class_n == NULL || in->class_right == NULL)))
+        return fv_diag_set(d, FV_EINVAL, "plain encode: missing layout, input or output");
+    if (!(isfinite(in->n_ref) && in->n_ref > 0))
+        return fv_diag_set(d, FV_EINVAL, "plain encode: n_ref %g must be finite and > 0",
+                           in->n_ref);
+    uint32_t w32;
+    int r;
+    size_t mb = l->n_models * l->hist_bins, mk = l->n_models * l->n_classes;
+    if ((r = put_raw(&w32, in->n_train, "round: training rows", d)) < 0 ||
+        (r = put_raw(&w32, in->n_val, "round: validation rows", d)) < 0)
+        return r;
+    for (size_t b = 0; b < mb; b++)
+        if ((r = put_raw(&w32, in->hist_pos[b], "round: histogram bin", d)) < 0 ||
+            (r = put_raw(&w32, in->hist_neg[b], "round: histogram bin", d)) < 0)
+            return r;
+    for (size_t k = 0; k < l->n_classes; k++)
+        if ((r = put_raw(&w32, in->class_n[k], "round: class rows", d)) < 0)
+            return r;
+    for (size_t k = 0; k < mk; k++)
+        if ((r = put_raw(&w32, in->class_right[k], "round: class rows right", d)) < 0)
+            return r;
+    double wk = (double)in->n_train / in->n_ref;
+    for (size_t i = 0; i < l->n_params; i++)
+        out[i] = (float)(wk * (double)in->delta[i]);
+    out[plain_off(l, l->off_n_train)] = (float)in->n_train;
+    for (size_t b = 0; b < mb; b++) {
+        out[plain_off(l, l->off_hist_pos) + b] = (float)in->hist_pos[b];
+        out[plain_off(l, l->off_hist_neg) + b] = (float)in->hist_neg[b];
+    }
+    out[plain_off(l, l->off_loss)] = (float)in->loss_sum;
+    out[plain_off(l, l->off_n_val)] = (float)in->n_val;
+    for (size_t k = 0; k < l->n_classes; k++)
+        out[plain_off(l, l->off_class_n) + k] = (float)in->class_n[k];
+    for (size_t k = 0; k < mk; k++)
+        out[plain_off(l, l->off_class_right) + k] = (float)in->class_right[k];
+    for (size_t i = 0; i < l->plain_dim; i++)
+        if (!isfinite(out[i]))
+            return fv_diag_set(d, FV_ENUMERIC, "plain encode: element %zu of the update is %g", i,
+                               (double)out[i]);
+    return 0;
+}
+
+/* A count element: a whole number in 0..FV_FED_RAW_MAX. */
+static bool plain_count_ok(float x)
+{
+    return x >= 0 && x <= (float)FV_FED_RAW_MAX && x == floorf(x);
+}
+
+int fv_fed_plain_check(const fv_fed_layout_t *l, const float *v, fv_diag_t *d)
+{
+    if (l == NULL || v == NULL)
+        return fv_diag_set(d, FV_EINVAL, "plain check: missing layout or vector");
+    for (size_t i = 0; i < l->n_params; i++)
+        if (!(isfinite(v[i]) && fabsf(v[i]) <= 0x1p32f))
+            return fv_diag_set(d, FV_EPEER,
+                               "plain update: parameter %zu is %g (finite, |x| <= 2^32 expected)",
+                               i, (double)v[i]);
+    size_t p_val = plain_off(l, l->off_n_val);
+    size_t p_hp = plain_off(l, l->off_hist_pos), p_hn = plain_off(l, l->off_hist_neg);
+    size_t p_cn = plain_off(l, l->off_class_n), p_cr = plain_off(l, l->off_class_right);
+    for (size_t i = l->n_params; i < l->plain_dim; i++)
+        if (i != plain_off(l, l->off_loss) && !plain_count_ok(v[i]))
+            return fv_diag_set(d, FV_EPEER,
+                               "plain update: element %zu is %g, a count (a whole number in "
+                               "0..%u) expected",
+                               i, (double)v[i], FV_FED_RAW_MAX);
+    double n_val = v[p_val], loss = v[plain_off(l, l->off_loss)];
+    if (!(loss >= 0 && loss <= n_val * 17.0))
+        return fv_diag_set(d, FV_EPEER,
+                           "plain update: validation loss sum %g outside [0, 17 * n_val = %g]",
+                           loss, n_val * 17.0);
+    for (size_t m = 0; m < l->n_models && l->hist_bins > 0; m++) {
+        double s = 0;
+        for (size_t b = 0; b < l->hist_bins; b++)
+            s += (double)v[p_hp + m * l->hist_bins + b] + (double)v[p_hn + m * l->hist_bins + b];
+        if (s != n_val)
+            return fv_diag_set(d, FV_EPEER,
+                               "plain update: model %zu's histograms hold %.0f rows, n_val is %.0f",
+                               m, s, n_val);
+    }
+    if (l->n_classes > 0) {
+        double s = 0;
+        for (size_t k = 0; k < l->n_classes; k++)
+            s += v[p_cn + k];
+        if (s != n_val)
+            return fv_diag_set(d, FV_EPEER, "plain update: class rows sum to %.0f, n_val is %.0f",
+                               s, n_val);
+        for (size_t m = 0; m < l->n_models; m++)
+            for (size_t k = 0; k < l->n_classes; k++)
+                if (v[p_cr + m * l->n_classes + k] > v[p_cn + k])
+                    return fv_diag_set(d, FV_EPEER,
+                                       "plain update: model %zu classifies %.0f rows of class %zu "
+                                       "right, of %.0f",
+                                       m, (double)v[p_cr + m * l->n_classes + k], k,
+                                       (double)v[p_cn + k]);
+    }
+    return 0;
+}
+
+int fv_fed_plain_decode(const fv_fed_layout_t *l, const double *acc, uint32_t n_summands,
+                        double n_ref, fv_fed_result_t *ret, fv_diag_t *d)
+{
+    fv_fed_result_t res;
+    int r;
+    if (l == NULL || acc == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "plain decode: missing layout, sum or output");
+    if (!(isfinite(n_ref) && n_ref > 0))
+        return fv_diag_set(d, FV_EINVAL, "plain decode: n_ref %g must be finite and > 0", n_ref);
+    if (n_summands == 0)
+        return fv_diag_set(d, FV_EEMPTY, "plain decode: no agent contributed");
+    memset(&res, 0, sizeof(res));
+    res.n_train = (uint64_t)llround(acc[plain_off(l, l->off_n_train)]);
+    if (res.n_train == 0)
+        return fv_diag_set(d, FV_EEMPTY, "plain decode: the cohort reported no training rows");
+    res.weight_sum = (double)res.n_train / n_ref;
+    res.n_val = (uint64_t)llround(acc[plain_off(l, l->off_n_val)]);
+    res.loss_sum = acc[plain_off(l, l->off_loss)];
+    if ((r = result_alloc(l, &res)) != 0) {
+        fv_fed_result_close(&res);
+        return r;
+    }
+    for (size_t i = 0; i < l->n_params; i++)
+        res.delta_mean[i] = (float)(acc[i] / res.weight_sum);
+    for (size_t b = 0; b < l->n_models * l->hist_bins; b++) {
+        res.hist_pos[b] = (uint64_t)llround(acc[plain_off(l, l->off_hist_pos) + b]);
+        res.hist_neg[b] = (uint64_t)llround(acc[plain_off(l, l->off_hist_neg) + b]);
+    }
+    for (size_t k = 0; k < l->n_classes; k++)
+        res.class_n[k] = (uint64_t)llround(acc[plain_off(l, l->off_class_n) + k]);
+    for (size_t k = 0; k < l->n_models * l->n_classes; k++)
+        res.class_right[k] = (uint64_t)llround(acc[plain_off(l, l->off_class_right) + k]);
+    result_metrics(l, &res);
+    *ret = res;
+    return 0;
 }
 
 void fv_fed_result_close(fv_fed_result_t *r)
@@ -482,6 +725,8 @@ void fv_fed_result_close(fv_fed_result_t *r)
     free(r->delta_mean);
     free(r->hist_pos);
     free(r->hist_neg);
+    free(r->class_n);
+    free(r->class_right);
     memset(r, 0, sizeof(*r));
 }
 

@@ -29,18 +29,33 @@
  * From its sum the coordinator and every agent build the same global standardization
  * (fv_preproc_from_moments), without any bank's own moments being revealed.
  *
- * Round vector (every training round), for a model of P parameters and B bins:
- *   [P fixed: w_k * delta_k] [n_train raw] [B raw: histogram of the global model's scores
- *   on the local validation rows of the positive class] [B raw: negative class]
- *   [loss sum exact: sum of per-row log loss of the global model on validation rows]
- *   [n_val raw]
+ * Round vector (every training and distill round; fv_fed_round_layout is the ONE place
+ * that says, from the job and the round kind, which blocks a round's vector holds: agent
+ * and coordinator both call it). For a model of P parameters, m models evaluated on the
+ * validation rows (1 in a training round: the global model; 2 in a distill round: the
+ * student, then the teacher; 3 with quantize_int8: then the int8 student), B histogram
+ * bins per model (the job's hist_bins for a binary schema, 0 for a multi-class one) and
+ * K per-class counts (the schema's classes for a multi-class schema, 0 for a binary one):
+ *   [P fixed: w_k * delta_k] [n_train raw] [m*B raw: histograms of each model's score on
+ *   the local validation rows of the positive class, model after model] [m*B raw: the
+ *   same for the negative class] [loss sum exact: sum of per-row log loss of model 0 on
+ *   the validation rows] [n_val raw] [K raw: validation rows of each class] [m*K raw:
+ *   validation rows of each class that each model classifies right (argmax), model
+ *   after model]
  * delta_k = local model after training - global model; w_k = n_train_k / n_ref where
  * n_ref is the job's total training rows (known to all after the stats round). The
  * coordinator reads sum(w_k delta_k) / sum(w_k) (the FedAvg weighted mean over the
- * agents that actually contributed) and exact global validation ROC AUC / PR AUC
- * (from the summed histograms, fv_metrics_hist_*) and mean log loss.
- * Histograms need a binary target (the positive class's score); multi-class jobs use
- * B = 0 and get the loss only.
+ * agents that actually contributed), exact global validation ROC AUC / PR AUC (binary:
+ * from the summed histograms, fv_metrics_hist_*), accuracy and per-class recall
+ * (multi-class: from the summed counts) of every model, and model 0's mean log loss.
+ * A binary job's vector is what it was before per-class counts existed (K = 0).
+ *
+ * Plain vector (a job with "secagg": "off"; float32 over TLS, one element per word of
+ * the round vector's blocks, the update unquantized): [P: w_k * delta_k] [n_train]
+ * [m*B hist pos] [m*B hist neg] [loss sum] [n_val] [K class rows] [m*K class right];
+ * plain_dim elements. Counts are exact in float32 (below 2^24: FV_FED_RAW_MAX keeps
+ * them there). The coordinator sees each agent's plain vector, so it checks each one
+ * (fv_fed_plain_check) before adding it to the accumulator.
  */
 #ifndef FV_FED_H
 #define FV_FED_H
@@ -90,21 +105,49 @@ int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum,
 void fv_fed_stats_close(fv_fed_stats_t *st);
 
 /* ---- round vector ------------------------------------------------------------------- */
+/* Round kinds: the wire's ROUND_START kind and the state's round kind. */
+typedef enum fv_fed_kind {
+    FV_FED_KIND_STATS = 1,   /* round 0: the stats vector */
+    FV_FED_KIND_TRAIN = 2,   /* rounds 1..rounds */
+    FV_FED_KIND_DISTILL = 3, /* rounds+1..fv_job_last_round (a job with "distill") */
+} fv_fed_kind_t;
+/* "stats", "train", "distill"; "unknown" otherwise. */
+const char *fv_fed_kind_name(uint32_t kind);
+/* The kind of round `round` of job: 0 stats, 1..rounds train, then distill (a job with a
+ * "distill" section) up to fv_job_last_round; 0 (not a kind) beyond it. */
+uint32_t fv_fed_kind_of_round(const fv_job_t *job, uint64_t round);
+
+#define FV_FED_MAX_MODELS 3
 typedef struct fv_fed_layout {
-    size_t n_params, hist_bins;
-    size_t off_params, off_n_train, off_hist_pos, off_hist_neg, off_loss, off_n_val;
-    size_t dim;
+    size_t n_params;  /* P */
+    size_t n_models;  /* m: models evaluated on the validation rows, 1..3 */
+    size_t hist_bins; /* B per model */
+    size_t n_classes; /* K */
+    size_t off_params, off_n_train, off_hist_pos, off_hist_neg, off_loss, off_n_val,
+        off_class_n, off_class_right;
+    size_t dim;       /* words of the round vector */
+    size_t plain_dim; /* elements of the plain vector */
 } fv_fed_layout_t;
-void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t hist_bins);
+/* The layout from its sizes (tests; daemons use fv_fed_round_layout). n_models is
+ * clamped to 1..FV_FED_MAX_MODELS. */
+void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t n_models, size_t hist_bins,
+                        size_t n_classes);
+/* The layout of a training (FV_FED_KIND_TRAIN, n_params of the job's model) or distill
+ * round (FV_FED_KIND_DISTILL, n_params of the student) of job. FV_EINVAL for another kind
+ * or a distill round of a job without distillation. */
+int fv_fed_round_layout(const fv_job_t *job, uint32_t kind, size_t n_params,
+                        fv_fed_layout_t *ret);
 
 typedef struct fv_fed_local {
     const float *delta;       /* n_params: local - global */
     uint32_t n_train;
     double n_ref;             /* > 0: total training rows of the job */
-    const uint64_t *hist_pos; /* hist_bins each (NULL when hist_bins is 0) */
+    const uint64_t *hist_pos; /* n_models * hist_bins each (NULL when hist_bins is 0) */
     const uint64_t *hist_neg;
     double loss_sum;
     uint32_t n_val;
+    const uint64_t *class_n;     /* n_classes (NULL when n_classes is 0) */
+    const uint64_t *class_right; /* n_models * n_classes */
 } fv_fed_local_t;
 /* Writes l->dim words (undefined on error). Parameter k's word is
  * fv_fixed_quantize((float)(n_train / n_ref * delta_k), u_k, clip, bits); the variates u_k
@@ -118,14 +161,25 @@ typedef struct fv_fed_local {
 int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip,
                   uint32_t bits, fv_rand_t *rng, uint32_t *out, fv_diag_t *d);
 
+/* What the cohort's sum says of one evaluated model (NaN where undefined: AUCs of a
+ * multi-class job, accuracy of a binary one, anything without validation rows). */
+typedef struct fv_fed_model_metrics {
+    double roc_auc, pr_auc, accuracy;
+} fv_fed_model_metrics_t;
+
 typedef struct fv_fed_result {
     float *delta_mean;      /* n_params: sum(w delta) / sum(w) (malloc'd) */
     double weight_sum;      /* sum(w) = sum(n_train) / n_ref */
     uint64_t n_train;
-    uint64_t *hist_pos, *hist_neg; /* hist_bins each (malloc'd) */
+    uint64_t *hist_pos, *hist_neg; /* n_models * hist_bins each (malloc'd) */
     double loss_sum;
     uint64_t n_val;
-    double val_roc_auc, val_pr_auc, val_log_loss; /* NaN when not computable */
+    uint64_t *class_n;      /* n_classes (malloc'd) */
+    uint64_t *class_right;  /* n_models * n_classes (malloc'd) */
+    size_t n_models, n_classes;
+    fv_fed_model_metrics_t model[FV_FED_MAX_MODELS]; /* per evaluated model */
+    /* model 0's (the global model, or the student): */
+    double val_roc_auc, val_pr_auc, val_log_loss, val_accuracy;
 } fv_fed_result_t;
 /* sum: l->dim words, the mod-2^32 sum of n_summands agents' vectors. FV_EEMPTY if the sum
  * holds no training rows (or n_summands is 0); FV_EOVERFLOW if n_summands >
@@ -134,7 +188,24 @@ typedef struct fv_fed_result {
 int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
                   float clip, uint32_t bits, double n_ref, fv_fed_result_t *ret,
                   fv_diag_t *d);
+/* Recall of class k of model i (NaN when the class has no validation rows). */
+double fv_fed_result_recall(const fv_fed_result_t *r, size_t model, size_t k);
 void fv_fed_result_close(fv_fed_result_t *r);
+
+/* Plain vectors. encode: l->plain_dim floats of in (the weighted update unquantized);
+ * FV_ENUMERIC for a non-finite element, FV_EOVERFLOW for a count above FV_FED_RAW_MAX.
+ * check: one agent's plain vector as received: every element finite, |w delta| <= 2^32,
+ * counts whole numbers in 0..FV_FED_RAW_MAX, n_train >= 1, every model's histogram bins
+ * summing to n_val, class rows summing to n_val, right <= rows per class, loss sum in
+ * [0, n_val * 17] (log loss of a probability clipped at 1e-7 is below 16.2); FV_EPEER
+ * with the first bad element named. decode: acc holds the element-wise sum (in double)
+ * of n_summands checked plain vectors. */
+int fv_fed_plain_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float *out,
+                        fv_diag_t *d);
+int fv_fed_plain_check(const fv_fed_layout_t *l, const float *v, fv_diag_t *d);
+int fv_fed_plain_decode(const fv_fed_layout_t *l, const double *acc, uint32_t n_summands,
+                        double n_ref, fv_fed_result_t *ret, fv_diag_t *d);
+
 /* The bound on |decoded delta_mean - true weighted mean| per element, where the true mean
  * is sum(w_k delta_k) / sum(w_k) in float64 and every |w_k delta_k| <= clip (clipping
  * error is not covered):

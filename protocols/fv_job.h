@@ -42,13 +42,17 @@
  *                                            each 1..2592000000 (30 days)
  *     "early_stopping": {"metric": "roc_auc", "patience": 3, "min_delta": 0.0001},
  *                                            metric roc_auc | pr_auc (binary schema only)
+ *                                            | accuracy (multi-class schema only)
  *                                            | log_loss; default roc_auc for a binary
  *                                            schema, log_loss for a multi-class one;
  *                                            patience 0..10000, 0 = off; min_delta >= 0
  *     "validation_fraction": 0.1,            (0, 0.5]: each agent's local validation split
- *     "hist_bins": 1000,                     score histogram bins for global metrics:
- *                                            10..100000 for a binary schema, 0..100000
- *                                            for a multi-class one (which has no AUC)
+ *     "hist_bins": 1000,                     score histogram bins for a binary job's
+ *                                            global ROC/PR AUC: 10..100000. A binary
+ *                                            schema only: a multi-class job's global
+ *                                            metrics are accuracy, per-class recall and
+ *                                            log loss from summed counts; there the key
+ *                                            must be absent or 0 (canonical form: 0)
  *     "seed": 0,                             0..2^63-1
  *     "distill": {                           optional; absent = no distillation stage.
  *                                            After the last training round, rounds that
@@ -99,7 +103,8 @@ const char *fv_strategy_name(fv_strategy_kind_t k);
 typedef enum {
     FV_JOB_METRIC_ROC_AUC = 0,
     FV_JOB_METRIC_PR_AUC = 1,
-    FV_JOB_METRIC_LOG_LOSS = 2
+    FV_JOB_METRIC_LOG_LOSS = 2,
+    FV_JOB_METRIC_ACCURACY = 3, /* multi-class schemas only */
 } fv_job_metric_t;
 
 typedef struct fv_job {

@@ -72,7 +72,7 @@ const char *fv_strategy_name(fv_strategy_kind_t k)
     return "unknown";
 }
 
-static const char *const metric_names[] = {"roc_auc", "pr_auc", "log_loss"};
+static const char *const metric_names[] = {"roc_auc", "pr_auc", "log_loss", "accuracy"};
 
 void fv_job_free(fv_job_t *job)
 {
@@ -503,6 +503,29 @@ check:
     return 0;
 }
 
+#define METRIC_WORDS "\"roc_auc\", \"pr_auc\", \"accuracy\" or \"log_loss\""
+
+/* ROC and PR AUC need a binary schema (a positive class's score); accuracy is a
+ * multi-class job's (a binary job has AUCs from its histograms instead). */
+static int metric_fits(const struct jctx *c, const char *field, int metric, const fv_job_t *job,
+                       bool binary)
+{
+    if (!binary && (metric == FV_JOB_METRIC_ROC_AUC || metric == FV_JOB_METRIC_PR_AUC))
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: %s: \"%s\" needs a binary schema (a \"positive\" label) but the "
+                           "schema is multi-class with %zu classes; expected \"accuracy\" or "
+                           "\"log_loss\"",
+                           c->origin, field, metric_names[metric],
+                           fv_schema_n_classes(job->schema));
+    if (binary && metric == FV_JOB_METRIC_ACCURACY)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: %s: \"accuracy\" is a multi-class job's metric; a binary job "
+                           "(positive label set) watches \"roc_auc\", \"pr_auc\" or "
+                           "\"log_loss\"",
+                           c->origin, field);
+    return 0;
+}
+
 /* "distill": optional; needs the schema and the job's early_stopping (its defaults). */
 static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool binary)
 {
@@ -560,8 +583,8 @@ static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool
     if (es != NULL) {
         if ((r = check_keys(c, "distill.early_stopping", es, es_keys,
                             "metric, patience, min_delta")) < 0 ||
-            (r = get_word(c, es, "distill.early_stopping", "metric", metric_names, 3,
-                          "\"roc_auc\", \"pr_auc\" or \"log_loss\"", metric, &metric)) < 0 ||
+            (r = get_word(c, es, "distill.early_stopping", "metric", metric_names, 4, METRIC_WORDS,
+                          metric, &metric)) < 0 ||
             (r = get_int(c, es, "distill.early_stopping", "patience", 0, 10000,
                          job->early_stopping.patience, &x)) < 0 ||
             (r = get_real(c, es, "distill.early_stopping", "min_delta", &R_NONNEG,
@@ -571,12 +594,8 @@ static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool
         job->distill.early_stopping.patience = (uint32_t)x;
     }
     job->distill.early_stopping.metric = (fv_job_metric_t)metric;
-    if (!binary && metric != FV_JOB_METRIC_LOG_LOSS)
-        return fv_diag_set(c->d, FV_EINVAL,
-                           "%s: distill.early_stopping.metric: \"%s\" needs a binary schema (a "
-                           "\"positive\" label) but the schema is multi-class with %zu "
-                           "classes; expected \"log_loss\"",
-                           c->origin, metric_names[metric], fv_schema_n_classes(job->schema));
+    if ((r = metric_fits(c, "distill.early_stopping.metric", metric, job, binary)) < 0)
+        return r;
 
     v = json_object_get(o, "quantize_int8");
     if (v != NULL && !json_is_boolean(v))
@@ -641,8 +660,8 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
     job->early_stopping.min_delta = 1e-4;
     if (o != NULL) {
         if ((r = check_keys(c, "early_stopping", o, es_keys, "metric, patience, min_delta")) < 0 ||
-            (r = get_word(c, o, "early_stopping", "metric", metric_names, 3,
-                          "\"roc_auc\", \"pr_auc\" or \"log_loss\"", metric, &metric)) < 0 ||
+            (r = get_word(c, o, "early_stopping", "metric", metric_names, 4, METRIC_WORDS, metric,
+                          &metric)) < 0 ||
             (r = get_int(c, o, "early_stopping", "patience", 0, 10000, 3, &x)) < 0 ||
             (r = get_real(c, o, "early_stopping", "min_delta", &R_NONNEG, 1e-4,
                           &job->early_stopping.min_delta)) < 0)
@@ -650,18 +669,22 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
         job->early_stopping.patience = (uint32_t)x;
     }
     job->early_stopping.metric = (fv_job_metric_t)metric;
-    if (!binary && metric != FV_JOB_METRIC_LOG_LOSS)
-        return fv_diag_set(c->d, FV_EINVAL,
-                           "%s: early_stopping.metric: \"%s\" needs a binary schema (a "
-                           "\"positive\" label) but the schema is multi-class with %zu classes; "
-                           "expected \"log_loss\"",
-                           c->origin, metric_names[metric], fv_schema_n_classes(job->schema));
+    if ((r = metric_fits(c, "early_stopping.metric", metric, job, binary)) < 0)
+        return r;
 
     if ((r = get_real(c, root, "", "validation_fraction", &R_VALFRAC, 0.1,
                       &job->validation_fraction)) < 0)
         return r;
-    if ((r = get_int(c, root, "", "hist_bins", 0, 100000, 1000, &x)) < 0)
+    if ((r = get_int(c, root, "", "hist_bins", 0, 100000, binary ? 1000 : 0, &x)) < 0)
         return r;
+    if (!binary && x != 0)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: hist_bins: %lld, but the schema is multi-class with %zu classes: "
+                           "score histograms (for ROC/PR AUC) need a binary schema (a "
+                           "\"positive\" label); a multi-class job's global metrics are "
+                           "accuracy, per-class recall and log loss from summed counts. Remove "
+                           "\"hist_bins\" (or set 0)",
+                           c->origin, x, fv_schema_n_classes(job->schema));
     if (binary && x < 10)
         return fv_diag_set(c->d, FV_EINVAL,
                            "%s: hist_bins: %lld is too few for a binary job's ROC/PR AUC; "
@@ -916,7 +939,8 @@ static json_t *encode(const fv_job_t *job)
     }
     if (!bad) {
         o = json_object();
-        bad = put(root, "early_stopping", o) || (unsigned)job->early_stopping.metric > 2 ||
+        bad = put(root, "early_stopping", o) ||
+              (unsigned)job->early_stopping.metric > FV_JOB_METRIC_ACCURACY ||
               put(o, "metric", json_string(metric_names[job->early_stopping.metric])) ||
               put(o, "patience", json_integer(job->early_stopping.patience)) ||
               put(o, "min_delta", json_real(job->early_stopping.min_delta));
@@ -935,7 +959,8 @@ static json_t *encode(const fv_job_t *job)
         if (!bad) {
             es = json_object();
             bad =
-                put(o, "early_stopping", es) || (unsigned)job->distill.early_stopping.metric > 2 ||
+                put(o, "early_stopping", es) ||
+                (unsigned)job->distill.early_stopping.metric > FV_JOB_METRIC_ACCURACY ||
                 put(es, "metric", json_string(metric_names[job->distill.early_stopping.metric])) ||
                 put(es, "patience", json_integer(job->distill.early_stopping.patience)) ||
                 put(es, "min_delta", json_real(job->distill.early_stopping.min_delta));

@@ -13,8 +13,9 @@ The test follows the coordinator's log and kills agents (SIGKILL, no goodbye):
            others.
   round 5  bank-northeast and bank-southeast together at ROUND_START: at most 3 survivors
            (fewer if round 4's victim is still in the cohort, undetected) < t = 4,
-           the round must abort cleanly (ROUND_END with FV_ETHRESHOLD) and a later round
-           must start.
+           the round must abort cleanly (ROUND_END with FV_ETHRESHOLD) and be run again
+           under the same number (an aborted round does not use up one of the job's
+           rounds), then complete.
 Each killed agent is restarted at once (same kit, same data) and must rejoin: every later
 round has the whole cohort again. The job must finish, every completed round must have
 the expected number of contributors, and the final model must be a real one (val ROC
@@ -167,6 +168,8 @@ fvtest.check(done(4) and done(4)[0]["contributors"] == 5,
              "round 4 must complete with 5 inputs (one killed after sending its masked input)")
 fvtest.check(aborted(5) and aborted(5)[0]["status"] == "FV_ETHRESHOLD",
              "round 5 must abort below the threshold")
+fvtest.check(done(5) and len(starts[5]) >= 2,
+             "round 5 must be run again after its abort, and complete")
 later = [r for r in starts if r > 5]
 fvtest.check(later, "a round must start after the aborted one")
 for r in later:

@@ -544,6 +544,15 @@ static void test_rounds_versions(void)
     add_round(s, job, 1, 1, "train", "FV_ETHRESHOLD", "[\"bank-x\"]", m1, NULL);
     add_round(s, job, 1, 2, "train", "ok", "[\"bank-a\", \"bank-c\"]", m1, m2);
     add_round(s, job, 2, 1, "train", "ok", "[\"bank-d\"]", m2, m2);
+    /* the attempts recorded per round number: a retry takes the next one */
+    uint32_t tries = 99;
+    CHECK_OK(fv_state_round_attempts(s, job, 1, &tries, &d), &d);
+    CHECK_UINT_EQ(tries, 2);
+    CHECK_OK(fv_state_round_attempts(s, job, 2, &tries, &d), &d);
+    CHECK_UINT_EQ(tries, 1);
+    CHECK_OK(fv_state_round_attempts(s, job, 7, &tries, &d), &d);
+    CHECK_UINT_EQ(tries, 0);
+    CHECK_INT_EQ(fv_state_round_attempts(s, "nothex", 1, &tries, &d), FV_EINVAL);
 
     fv_state_round_t r = {
         .job = job,

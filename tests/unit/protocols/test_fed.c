@@ -19,6 +19,7 @@
 #include "fv_dataset.h"
 #include "fv_fed.h"
 #include "fv_fixed.h"
+#include "fv_job.h"
 #include "fv_metrics.h"
 #include "fv_preproc.h"
 #include "fv_schema.h"
@@ -325,7 +326,7 @@ static void test_stats_german(void)
 static void test_layout(void)
 {
     fv_fed_layout_t l;
-    fv_fed_layout_init(&l, 10, 4);
+    fv_fed_layout_init(&l, 10, 1, 4, 0);
     CHECK_UINT_EQ(l.off_params, 0);
     CHECK_UINT_EQ(l.off_n_train, 10);
     CHECK_UINT_EQ(l.off_hist_pos, 11);
@@ -333,7 +334,7 @@ static void test_layout(void)
     CHECK_UINT_EQ(l.off_loss, 19);
     CHECK_UINT_EQ(l.off_n_val, 27);
     CHECK_UINT_EQ(l.dim, 28);
-    fv_fed_layout_init(&l, 0, 0);
+    fv_fed_layout_init(&l, 0, 1, 0, 0);
     CHECK_UINT_EQ(l.dim, 10);
 }
 
@@ -345,7 +346,7 @@ static void test_round_bound(uint32_t bits)
 {
     const float clip = 0.5f;
     fv_fed_layout_t l;
-    fv_fed_layout_init(&l, P, B);
+    fv_fed_layout_init(&l, P, 1, B, 0);
     uint32_t *acc = calloc(l.dim, sizeof(uint32_t)), *w = malloc(l.dim * sizeof(uint32_t));
     float *delta = malloc(AGENTS * P * sizeof(float));
     double *ref = calloc(P, sizeof(double));
@@ -463,7 +464,7 @@ static void test_round_bound(uint32_t bits)
 static void test_round_errors(void)
 {
     fv_fed_layout_t l;
-    fv_fed_layout_init(&l, 3, 2);
+    fv_fed_layout_init(&l, 3, 1, 2, 0);
     float delta[3] = {0.1f, -0.2f, 0.3f};
     uint64_t hp[2] = {1, 2}, hn[2] = {3, 4};
     fv_fed_local_t in = {.delta = delta,
@@ -528,7 +529,7 @@ static void test_round_errors(void)
     CHECK(isnan(fv_fed_quant_bound(5, 1.0f, 16, 0)));
 
     /* Multi-class: no histograms; only the loss. No validation rows: NaN loss. */
-    fv_fed_layout_init(&l, 3, 0);
+    fv_fed_layout_init(&l, 3, 1, 0, 0);
     in.hist_pos = in.hist_neg = NULL;
     in.n_val = 0;
     CHECK_OK(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), &d);
@@ -540,7 +541,7 @@ static void test_round_errors(void)
     fv_fed_result_close(&r);
 
     /* Binary with only one class in validation: AUCs NaN, loss fine. */
-    fv_fed_layout_init(&l, 3, 2);
+    fv_fed_layout_init(&l, 3, 1, 2, 0);
     uint64_t z[2] = {0, 0};
     in.hist_pos = z;
     in.hist_neg = hn;
@@ -689,6 +690,221 @@ static void test_server_opt_errors(void)
     fv_fed_server_opt_free(o);
 }
 
+/* ---- round layouts from the job, multi-class, plain vectors (issue 13) ----------------- */
+
+static fv_job_t *job_of(const char *json)
+{
+    fv_job_t *j = NULL;
+    fv_diag_t d = {{0}};
+    CHECK_OK(fv_job_from_json("job", json, strlen(json), &j, &d), &d);
+    return j;
+}
+
+#define SCHEMA_B2                                                                                  \
+    "{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"yes\",\"classes\":[\"no\",\"yes\"],"   \
+    "\"unknown_category\":\"error\",\"columns\":[{\"name\":\"x\",\"type\":\"numeric\"},"           \
+    "{\"name\":\"y\",\"type\":\"target\"}]}"
+#define SCHEMA_M4                                                                                  \
+    "{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":null,\"classes\":[\"a\",\"b\",\"c\","    \
+    "\"d\"],\"unknown_category\":\"error\",\"columns\":[{\"name\":\"x\",\"type\":\"numeric\"},"    \
+    "{\"name\":\"y\",\"type\":\"target\"}]}"
+
+/* One table for both sides: which blocks a round holds follows from the job and the kind
+ * alone. The default spec of a multi-class job has no histogram block. */
+static void test_round_layout_of_job(void)
+{
+    fv_job_t *b = job_of("{\"name\":\"b\",\"schema\":" SCHEMA_B2 ",\"model\":\"logreg\","
+                         "\"rounds\":4,\"distill\":{\"student\":\"logreg\",\"rounds\":2,"
+                         "\"quantize_int8\":true}}");
+    fv_job_t *m = job_of("{\"name\":\"m\",\"schema\":" SCHEMA_M4 ",\"model\":\"logreg\","
+                         "\"rounds\":4,\"distill\":{\"student\":\"logreg\",\"rounds\":2}}");
+    fv_fed_layout_t l;
+    CHECK_OK(fv_fed_round_layout(b, FV_FED_KIND_TRAIN, 10, &l), NULL);
+    CHECK_UINT_EQ(l.n_models, 1);
+    CHECK_UINT_EQ(l.hist_bins, 1000);
+    CHECK_UINT_EQ(l.n_classes, 0);
+    CHECK_UINT_EQ(l.dim, 10 + 1 + 2000 + 8 + 1); /* a binary job's vector as before */
+    CHECK_UINT_EQ(l.plain_dim, 10 + 1 + 2000 + 1 + 1);
+    CHECK_OK(fv_fed_round_layout(b, FV_FED_KIND_DISTILL, 10, &l), NULL);
+    CHECK_UINT_EQ(l.n_models, 3); /* student, teacher, int8 student */
+    CHECK_UINT_EQ(l.dim, 10 + 1 + 6000 + 8 + 1);
+    CHECK_OK(fv_fed_round_layout(m, FV_FED_KIND_TRAIN, 10, &l), NULL);
+    CHECK_UINT_EQ(l.hist_bins, 0);
+    CHECK_UINT_EQ(l.n_classes, 4);
+    CHECK_UINT_EQ(l.off_class_n, 10 + 1 + 8 + 1);
+    CHECK_UINT_EQ(l.off_class_right, l.off_class_n + 4);
+    CHECK_UINT_EQ(l.dim, 10 + 1 + 8 + 1 + 4 + 4);
+    CHECK_UINT_EQ(l.plain_dim, l.dim - 7);
+    CHECK_OK(fv_fed_round_layout(m, FV_FED_KIND_DISTILL, 7, &l), NULL);
+    CHECK_UINT_EQ(l.n_models, 2);
+    CHECK_UINT_EQ(l.dim, 7 + 1 + 8 + 1 + 4 + 8);
+    CHECK_INT_EQ(fv_fed_round_layout(m, FV_FED_KIND_STATS, 7, &l), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_round_layout(m, 9, 7, &l), FV_EINVAL);
+    /* kinds by round number */
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 0), FV_FED_KIND_STATS);
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 1), FV_FED_KIND_TRAIN);
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 4), FV_FED_KIND_TRAIN);
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 5), FV_FED_KIND_DISTILL);
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 6), FV_FED_KIND_DISTILL);
+    CHECK_UINT_EQ(fv_fed_kind_of_round(b, 7), 0);
+    CHECK(strcmp(fv_fed_kind_name(FV_FED_KIND_DISTILL), "distill") == 0);
+    CHECK(strcmp(fv_fed_kind_name(0), "unknown") == 0);
+    fv_job_free(b);
+    fv_job_free(m);
+}
+
+/* A multi-class distill round (2 models, 4 classes) from 3 agents, through the SecAgg
+ * encoding and through the plain one: both decode to the same counts and metrics, which
+ * are the pooled ones. */
+static void test_round_multiclass(void)
+{
+    enum { NA = 3, K = 4, M = 2, MC_P = 5 };
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, MC_P, M, 0, K);
+    uint64_t cn[NA][K], cr[NA][M * K], tn[K] = {0}, tr[M * K] = {0};
+    float delta[MC_P] = {0.1f, -0.2f, 0.3f, 0.0f, 0.05f};
+    uint32_t *acc = calloc(l.dim, 4), *w = malloc(l.dim * 4);
+    double *accf = calloc(l.plain_dim, sizeof(double));
+    float *pv = malloc(l.plain_dim * sizeof(float));
+    CHECK(acc && w && accf && pv);
+    fv_diag_t d = {{0}};
+    uint64_t nval = 0;
+    double loss = 0;
+    for (int a = 0; a < NA; a++) {
+        uint32_t nv = 0;
+        for (int k = 0; k < K; k++) {
+            cn[a][k] = (uint64_t)(3 + (sm_next() % 20));
+            nv += (uint32_t)cn[a][k];
+            tn[k] += cn[a][k];
+            for (int m = 0; m < M; m++) {
+                cr[a][m * K + k] = sm_next() % (cn[a][k] + 1);
+                tr[m * K + k] += cr[a][m * K + k];
+            }
+        }
+        nval += nv;
+        double ls = 0.7 * nv;
+        loss += ls;
+        fv_fed_local_t in = {.delta = delta,
+                             .n_train = 100,
+                             .n_ref = 300,
+                             .loss_sum = ls,
+                             .n_val = nv,
+                             .class_n = cn[a],
+                             .class_right = cr[a]};
+        fv_rand_t rng;
+        fv_rand_seeded_u64(&rng, 7 + a);
+        CHECK_OK(fv_fed_encode(&l, &in, 1.0f, 16, &rng, w, &d), &d);
+        add_words(acc, w, l.dim);
+        CHECK_OK(fv_fed_plain_encode(&l, &in, pv, &d), &d);
+        CHECK_OK(fv_fed_plain_check(&l, pv, &d), &d);
+        for (size_t i = 0; i < l.plain_dim; i++)
+            accf[i] += pv[i];
+    }
+    fv_fed_result_t rs, rp;
+    CHECK_OK(fv_fed_decode(&l, acc, NA, 1.0f, 16, 300, &rs, &d), &d);
+    CHECK_OK(fv_fed_plain_decode(&l, accf, NA, 300, &rp, &d), &d);
+    const fv_fed_result_t *both[2] = {&rs, &rp};
+    for (int t = 0; t < 2; t++) {
+        const fv_fed_result_t *r = both[t];
+        CHECK_UINT_EQ(r->n_models, M);
+        CHECK_UINT_EQ(r->n_classes, K);
+        CHECK_UINT_EQ(r->n_val, nval);
+        CHECK_NEAR(r->val_log_loss, loss / (double)nval, 1e-6);
+        for (int m = 0; m < M; m++) {
+            uint64_t right = 0;
+            for (int k = 0; k < K; k++) {
+                CHECK_UINT_EQ(r->class_right[m * K + k], tr[m * K + k]);
+                right += tr[m * K + k];
+                CHECK(fv_fed_result_recall(r, (size_t)m, (size_t)k) ==
+                      (double)tr[m * K + k] / (double)tn[k]);
+            }
+            CHECK(r->model[m].accuracy == (double)right / (double)nval);
+            CHECK(isnan(r->model[m].roc_auc) && isnan(r->model[m].pr_auc));
+        }
+        for (int k = 0; k < K; k++)
+            CHECK_UINT_EQ(r->class_n[k], tn[k]);
+        CHECK(r->val_accuracy == r->model[0].accuracy);
+        CHECK(isnan(r->model[2].accuracy));
+        CHECK(isnan(fv_fed_result_recall(r, 2, 0)) && isnan(fv_fed_result_recall(r, 0, K)));
+        CHECK(isnan(r->val_roc_auc));
+        CHECK_NEAR(r->delta_mean[0], 0.1, 1e-3);
+    }
+    fv_fed_result_close(&rs);
+    fv_fed_result_close(&rp);
+    free(acc), free(w), free(accf), free(pv);
+}
+
+/* The coordinator sees plain vectors: every count, sum and bound in one is checked, and
+ * each broken claim is refused with the element named. */
+static void test_plain_check(void)
+{
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, 3, 2, 2, 0); /* binary distill: 2 models of 2 bins */
+    float delta[3] = {1, 2, 3};
+    uint64_t hp[4] = {1, 2, 0, 3}, hn[4] = {4, 1, 5, 0};
+    fv_fed_local_t in = {.delta = delta,
+                         .n_train = 10,
+                         .n_ref = 20,
+                         .hist_pos = hp,
+                         .hist_neg = hn,
+                         .loss_sum = 4.0,
+                         .n_val = 8};
+    float v[64], bad[64];
+    fv_diag_t d = {{0}};
+    CHECK(l.plain_dim <= 64);
+    CHECK_OK(fv_fed_plain_encode(&l, &in, v, &d), &d);
+    CHECK_OK(fv_fed_plain_check(&l, v, &d), &d);
+    CHECK(v[0] == 0.5f && v[3] == 10.0f); /* w delta = 10/20 * 1; n_train */
+    struct {
+        size_t i;
+        float x;
+        const char *needle;
+    } cases[] = {
+        {0, NAN, "parameter 0"},
+        {1, 0x1p33f, "parameter 1"},
+        {3, -1, "element 3"},   /* n_train */
+        {4, 0.5f, "element 4"}, /* a bin */
+        {4, 9, "model 0's histograms hold"},
+        {6, 2, "model 1's histograms hold"},
+        {12, -0.1f, "validation loss sum"},
+        {12, 8 * 17 + 1, "validation loss sum"},
+        {13, 70000, "element 13"}, /* n_val above FV_FED_RAW_MAX */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memcpy(bad, v, sizeof v);
+        bad[cases[c].i] = cases[c].x;
+        d.msg[0] = '\0';
+        CHECK_INT_EQ(fv_fed_plain_check(&l, bad, &d), FV_EPEER);
+        CHECK_CONTAINS(d.msg, cases[c].needle);
+    }
+    /* multi-class: class rows must add up to n_val, right <= rows */
+    fv_fed_layout_init(&l, 1, 1, 0, 3);
+    uint64_t cn[3] = {2, 3, 4}, cr[3] = {2, 1, 0};
+    fv_fed_local_t mi = {.delta = delta,
+                         .n_train = 5,
+                         .n_ref = 5,
+                         .loss_sum = 1,
+                         .n_val = 9,
+                         .class_n = cn,
+                         .class_right = cr};
+    CHECK_OK(fv_fed_plain_encode(&l, &mi, v, &d), &d);
+    CHECK_OK(fv_fed_plain_check(&l, v, &d), &d);
+    memcpy(bad, v, sizeof v);
+    bad[l.off_class_n - 7] = 3; /* class 0 rows 2 -> 3 */
+    CHECK_INT_EQ(fv_fed_plain_check(&l, bad, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "class rows sum to 10");
+    memcpy(bad, v, sizeof v);
+    bad[l.off_class_right - 7 + 1] = 4; /* class 1: 4 right of 3 */
+    CHECK_INT_EQ(fv_fed_plain_check(&l, bad, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "4 rows of class 1 right, of 3");
+    /* encode refuses what it cannot represent */
+    cn[0] = FV_FED_RAW_MAX + 1;
+    CHECK_INT_EQ(fv_fed_plain_encode(&l, &mi, v, &d), FV_EOVERFLOW);
+    cn[0] = 2;
+    delta[0] = NAN;
+    CHECK_INT_EQ(fv_fed_plain_encode(&l, &mi, v, &d), FV_ENUMERIC);
+}
+
 int main(void)
 {
     test_exact_known_answers();
@@ -700,6 +916,9 @@ int main(void)
     test_round_bound(16);
     test_round_bound(24);
     test_round_errors();
+    test_round_layout_of_job();
+    test_round_multiclass();
+    test_plain_check();
     test_server_opt(FV_STRATEGY_FEDAVG);
     test_server_opt(FV_STRATEGY_FEDPROX);
     test_server_opt(FV_STRATEGY_FEDADAM);

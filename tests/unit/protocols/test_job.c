@@ -186,10 +186,21 @@ static void test_defaults(void)
     fv_job_free(j);
     fv_job_free(NULL);
 
-    /* Multi-class: the default metric is the loss (AUCs need a positive class). */
+    /* Multi-class: the default metric is the loss (AUCs need a positive class), and no
+     * histograms by default (issue 13: the default spec's 1000 bins broke every round). */
     j = parse_ok("{'name':'m','schema':@M,'model':'mlp:8','hist_bins':0}");
     CHECK_INT_EQ(j->early_stopping.metric, FV_JOB_METRIC_LOG_LOSS);
     CHECK_UINT_EQ(j->hist_bins, 0);
+    check_round_trip(j);
+    fv_job_free(j);
+    j = parse_ok("{'name':'m','schema':@M,'model':'mlp:8'}");
+    CHECK_UINT_EQ(j->hist_bins, 0);
+    check_round_trip(j);
+    fv_job_free(j);
+    j = parse_ok("{'name':'m','schema':@M,'model':'mlp:8','early_stopping':{'metric':'accuracy'},"
+                 "'distill':{'student':'logreg','early_stopping':{'metric':'accuracy'}}}");
+    CHECK_INT_EQ(j->early_stopping.metric, FV_JOB_METRIC_ACCURACY);
+    CHECK_INT_EQ(j->distill.early_stopping.metric, FV_JOB_METRIC_ACCURACY);
     check_round_trip(j);
     fv_job_free(j);
 
@@ -456,6 +467,10 @@ static const struct bad bads[] = {
     {"{" MIN ",'hist_bins':9}", FV_EINVAL, "hist_bins: 9"},
     {"{" MIN ",'hist_bins':0}", FV_EINVAL, "hist_bins: 0"},
     {"{" MIN ",'hist_bins':1e3}", FV_EPARSE, "hist_bins"},
+    {"{" MINM ",'hist_bins':1000}", FV_EINVAL,
+     "hist_bins: 1000, but the schema is multi-class with 3 classes"},
+    {"{" MIN ",'distill':{'student':'logreg','early_stopping':{'metric':'accuracy'}}}", FV_EINVAL,
+     "distill.early_stopping.metric: \"accuracy\" is a multi-class job's metric"},
 };
 
 static void test_refusals(void)
