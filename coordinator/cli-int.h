@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "fv_dataset.h"
+#include "fv_file.h"
 #include "fv_model.h"
 #include "fv_schema.h"
 #include "fv_train.h"
@@ -94,8 +95,53 @@ void fv_cli_set_threads(size_t n);
 void fv_cli_put_csv_field(FILE *f, const char *s);
 
 /* Prints one JSON result object to stdout (indented, 10 significant digits), as
- * every --json does; 0, or -1 with the error printed when out of memory. */
+ * every --json does; 0, or -1 with the error printed when out of memory. _to: to f
+ * (stderr when the command's data goes to stdout: fv_cli_out_report). */
 int fv_cli_print_json(const char *cmd, const json_t *out);
+int fv_cli_print_json_to(const char *cmd, FILE *f, const json_t *out);
+
+/* ---- output files: --out, --schema-out, --train-out, --test-out, --int8-out ----------
+ * Every file a command writes goes through fv_file_out (kernels/fv_file.h; the library
+ * save functions use it too): a file is replaced crash-safely (temporary file beside
+ * it, fsync, rename), through symlinks (the symlink survives; a dangling one names the
+ * file to create); a device, FIFO or socket is written in place; "-", /dev/stdout and
+ * /dev/fd/N write to that descriptor as it stands (terminal, pipe or redirected file).
+ * When the data goes to standard output the command's summary (or --json object) goes
+ * to stderr, so stdout carries the data and nothing else. */
+
+/* Whether path sends the data to standard output: "-", /dev/stdout, /dev/fd/1,
+ * /proc/self/fd/1, or a path to what descriptor 1 is (a symlink to /dev/stdout, the
+ * terminal's /dev/pts/N). NULL: false. */
+bool fv_cli_out_is_stdout(const char *path);
+/* Checks an output option's value (path NULL: not given, fine) before any work: not
+ * empty, not ending in '/'; binary data (a model file, ONNX) is not written to standard
+ * output when that is a terminal (refused like gzip does: it would garble the terminal
+ * and nobody reads it there). 0, or FV_EXIT_USAGE with the usage error printed. */
+int fv_cli_out_check(const char *cmd, const char *opt, const char *path, bool binary);
+/* Two output options of one command (either may be NULL) must not name the same path,
+ * nor both standard output. 0, or FV_EXIT_USAGE with the usage error printed. */
+int fv_cli_out_distinct(const char *cmd, const char *opt_a, const char *a, const char *opt_b,
+                        const char *b);
+/* path for a message: "standard output" for "-", else path itself. */
+const char *fv_cli_out_name(const char *path);
+/* Where the summary goes: stderr when out_a or out_b (either may be NULL) is standard
+ * output, else stdout. */
+FILE *fv_cli_out_report(const char *out_a, const char *out_b);
+
+/* A streamed output file: fv_file_out with a stdio stream on it. */
+typedef struct fv_cli_out {
+    const char *cmd;  /* borrowed */
+    const char *name; /* for messages: the path, or "standard output" for "-" (borrowed) */
+    fv_file_out_t *fo;
+    FILE *f; /* write here; on a duplicate of fo's descriptor */
+} fv_cli_out_t;
+/* Opens path (borrowed; must outlive o) with fv_file_out_open; new_mode for a new file.
+ * 0, or -1 with the error printed (and *o left closed: fv_cli_out_close is a no-op). */
+int fv_cli_out_open(const char *cmd, const char *path, unsigned new_mode, fv_cli_out_t *o);
+/* commit: flushes the stream (a write error fails it) and commits the file; otherwise
+ * discards it (the temporary file is removed; written to a device or stdout, what was
+ * written stays). 0, or -1 with the error printed. A zeroed or closed o: 0. */
+int fv_cli_out_close(fv_cli_out_t *o, bool commit);
 
 /* Prints a library failure as "fedvault <cmd>: error: <d->msg>", or fv_strerror(r) when
  * the library left no diagnostic. */

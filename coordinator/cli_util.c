@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,16 +244,134 @@ void fv_cli_put_csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int fv_cli_print_json(const char *cmd, const json_t *out)
+int fv_cli_print_json_to(const char *cmd, FILE *f, const json_t *out)
 {
     char *s = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     if (s == NULL) {
         fv_cli_error(cmd, "out of memory");
         return -1;
     }
-    puts(s);
+    fputs(s, f);
+    fputc('\n', f);
     free(s);
     return 0;
+}
+
+int fv_cli_print_json(const char *cmd, const json_t *out)
+{
+    return fv_cli_print_json_to(cmd, stdout, out);
+}
+
+/* ---- output files --------------------------------------------------------------------
+ * Standard output is recognized by name (fv_file_path_fd) and, for a symlink to
+ * /dev/stdout or the terminal's own device, by being the same file as descriptor 1. */
+
+bool fv_cli_out_is_stdout(const char *path)
+{
+    struct stat a, b;
+    if (path == NULL)
+        return false;
+    if (fv_file_path_fd(path) == STDOUT_FILENO)
+        return true;
+    return stat(path, &a) == 0 && fstat(STDOUT_FILENO, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+int fv_cli_out_check(const char *cmd, const char *opt, const char *path, bool binary)
+{
+    if (path == NULL)
+        return 0;
+    size_t n = strlen(path);
+    if (n == 0 || path[n - 1] == '/')
+        return fv_cli_usage_error(cmd,
+                                  "%s: expected a file name (or - for standard output), "
+                                  "got '%s'",
+                                  opt, path);
+    if (binary && fv_cli_out_is_stdout(path) && isatty(STDOUT_FILENO))
+        return fv_cli_usage_error(cmd,
+                                  "%s %s: standard output is a terminal; the binary "
+                                  "file is not written there (redirect it: > FILE, or "
+                                  "| COMMAND)",
+                                  opt, path);
+    return 0;
+}
+
+int fv_cli_out_distinct(const char *cmd, const char *opt_a, const char *a, const char *opt_b,
+                        const char *b)
+{
+    if (a == NULL || b == NULL)
+        return 0;
+    if (fv_cli_out_is_stdout(a) && fv_cli_out_is_stdout(b))
+        return fv_cli_usage_error(cmd, "%s and %s both name standard output ('%s', '%s')", opt_a,
+                                  opt_b, a, b);
+    if (strcmp(a, b) == 0)
+        return fv_cli_usage_error(cmd, "%s and %s name the same file '%s'", opt_a, opt_b, a);
+    return 0;
+}
+
+const char *fv_cli_out_name(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "standard output" : path;
+}
+
+FILE *fv_cli_out_report(const char *out_a, const char *out_b)
+{
+    return fv_cli_out_is_stdout(out_a) || fv_cli_out_is_stdout(out_b) ? stderr : stdout;
+}
+
+int fv_cli_out_open(const char *cmd, const char *path, unsigned new_mode, fv_cli_out_t *o)
+{
+    fv_diag_t d = {""};
+    memset(o, 0, sizeof *o);
+    o->cmd = cmd;
+    o->name = fv_cli_out_name(path);
+    /* stdout's own buffer first: nothing printed before may land after the data */
+    fflush(stdout);
+    int r = fv_file_out_open(path, new_mode, &o->fo, &d);
+    if (r != 0) {
+        fv_cli_diag_error(cmd, &d, r);
+        return -1;
+    }
+    int fd = fcntl(fv_file_out_fd(o->fo), F_DUPFD_CLOEXEC, 3);
+    if (fd < 0 || (o->f = fdopen(fd, "w")) == NULL) {
+        fv_cli_error(cmd, "%s: %s", o->name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fv_file_out_abort(o->fo);
+        o->fo = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int fv_cli_out_close(fv_cli_out_t *o, bool commit)
+{
+    fv_diag_t d = {""};
+    int rc = 0;
+    if (o->f != NULL) {
+        /* fclose flushes; a failed earlier write left the stream's error flag set */
+        bool bad = ferror(o->f) != 0;
+        int e = fclose(o->f) != 0 ? errno : (bad ? EIO : 0);
+        o->f = NULL;
+        if (commit && e != 0) {
+            fv_cli_error(o->cmd, "%s: cannot write: %s", o->name, strerror(e));
+            commit = false;
+            rc = -1;
+        }
+    }
+    if (o->fo == NULL)
+        return rc;
+    if (!commit) {
+        fv_file_out_abort(o->fo);
+    } else {
+        int r = fv_file_out_commit(o->fo, &d);
+        if (r != 0) {
+            fv_cli_diag_error(o->cmd, &d, r);
+            rc = -1;
+        }
+    }
+    o->fo = NULL;
+    return rc;
 }
 
 void fv_cli_diag_error(const char *cmd, const fv_diag_t *d, int r)

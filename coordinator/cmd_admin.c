@@ -126,9 +126,11 @@ static const char usage_model[] =
     "list    lists the global models the coordinator holds (version, hash, job, round).\n"
     "show    shows one model version with its lineage.\n"
     "export  downloads the model file in chunks of 1 MiB, checks the SHA-256 of the whole\n"
-    "        file against the coordinator's, then writes FILE (through FILE.tmp-*, fsync\n"
-    "        and rename: FILE is replaced only by a complete, verified file). Refuses\n"
-    "        models above 2 GiB. Prints the path and the SHA-256.\n"
+    "        file against the coordinator's, then writes FILE: a temporary file beside it\n"
+    "        (or beside the file a symlink FILE points to), fsync and rename, so FILE is\n"
+    "        replaced only by a complete, verified file; - or /dev/stdout: standard\n"
+    "        output, written once verified. Refuses models above 2 GiB. Prints the path\n"
+    "        and the SHA-256.\n"
     "\n"
     "  --out FILE  export: where to write the model file\n"
     "\n" COMMON_OPTS;
@@ -1288,9 +1290,10 @@ static void show_job(const json_t *b)
         print_fields(b, keys, N_OF(keys), 13);
     const json_t *live = json_object_get(b, "live");
     if (json_is_object(live)) {
-        static const char *const lk[] = {"round",       "rounds",     "kind",
-                                         "phase",       "answered",   "expected",
-                                         "val_roc_auc", "val_pr_auc", "val_log_loss"};
+        static const char *const lk[] = {"round",      "rounds",       "kind",
+                                         "phase",      "answered",     "expected",
+                                         "val_roc_auc", "val_pr_auc",  "val_accuracy",
+                                         "val_log_loss"};
         char d1[64], d2[64];
         double e = 0, eta = 0;
         bool he = fnum(live, "elapsed_s", &e), heta = fnum(live, "eta_s", &eta);
@@ -1308,6 +1311,7 @@ static void show_job(const json_t *b)
         json_t *flat = json_array();
         size_t i;
         const json_t *r;
+        bool multiclass = false; /* accuracy instead of the AUCs */
         json_array_foreach(rounds, i, r)
         {
             json_t *row = json_is_object(r) ? json_deep_copy(r) : json_object();
@@ -1315,7 +1319,9 @@ static void show_job(const json_t *b)
             if (row != NULL && json_is_object(m)) {
                 json_object_set(row, "roc", json_object_get(m, "val_roc_auc"));
                 json_object_set(row, "pr", json_object_get(m, "val_pr_auc"));
+                json_object_set(row, "acc", json_object_get(m, "val_accuracy"));
                 json_object_set(row, "ll", json_object_get(m, "val_log_loss"));
+                multiclass = multiclass || json_object_get(m, "val_accuracy") != NULL;
             }
             if (row != NULL)
                 json_array_append_new(flat, row);
@@ -1326,8 +1332,17 @@ static void show_job(const json_t *b)
             {"ROC_AUC", "roc", 0},     {"PR_AUC", "pr", 0},         {"LOG_LOSS", "ll", 0},
             {"STARTED", "started", 0}, {"FINISHED", "finished", 0}, {"WHY", "why", 0},
         };
+        static const col_t rcm[] = {
+            {"ROUND", "round", 0},     {"TRY", "attempt", 0},     {"KIND", "kind", 0},
+            {"STATUS", "status", 0},   {"COHORT", "cohort", 0},   {"CONTRIB", "contributors", 0},
+            {"ACCURACY", "acc", 0},    {"LOG_LOSS", "ll", 0},     {"STARTED", "started", 0},
+            {"FINISHED", "finished", 0}, {"WHY", "why", 0},
+        };
         printf("\nrounds:\n");
-        print_table(flat, rc, N_OF(rc));
+        if (multiclass)
+            print_table(flat, rcm, N_OF(rcm));
+        else
+            print_table(flat, rc, N_OF(rc));
         json_decref(flat);
     }
     const json_t *agents = json_object_get(b, "agents");
@@ -1379,6 +1394,15 @@ static int job_abort(int argc, char **argv)
     return FV_EXIT_OK;
 }
 
+/* A metrics object that holds a global metric (binary: ROC AUC; multi-class: accuracy;
+ * both: log loss). */
+static bool has_metric(const json_t *m)
+{
+    return json_is_object(m) && (json_is_number(json_object_get(m, "val_roc_auc")) ||
+                                 json_is_number(json_object_get(m, "val_accuracy")) ||
+                                 json_is_number(json_object_get(m, "val_log_loss")));
+}
+
 /* The last round in b's "rounds" with metrics, or NULL. */
 static const json_t *last_metrics(const json_t *b)
 {
@@ -1388,7 +1412,7 @@ static const json_t *last_metrics(const json_t *b)
     json_array_foreach(rounds, i, r)
     {
         const json_t *m = json_object_get(r, "metrics");
-        if (json_is_object(m) && json_is_number(json_object_get(m, "val_roc_auc")))
+        if (has_metric(m))
             best = m;
     }
     return best;
@@ -1402,9 +1426,9 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     const json_t *live = json_object_get(b, "live");
     if (!json_is_object(live))
         live = NULL;
-    const json_t *m = live != NULL && json_is_number(json_object_get(live, "val_roc_auc"))
-                          ? live
-                          : last_metrics(b);
+    const json_t *m = live != NULL && has_metric(live) ? live : last_metrics(b);
+    /* a multi-class job shows its accuracy where a binary one shows ROC and PR AUC */
+    bool multiclass = m != NULL && json_object_get(m, "val_accuracy") != NULL;
     char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32],
         pr[32], ll[32], el[64], eta[64];
     double e = 0, t = 0;
@@ -1433,6 +1457,26 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     snprintf(ll, sizeof ll, "%s", ftxt(m, "val_log_loss", (char[32]){0}, 32));
     snprintf(el, sizeof el, "%s", dur(e, he, (char[64]){0}, 64));
     snprintf(eta, sizeof eta, "%s", dur(t, ht, (char[64]){0}, 64));
+    if (multiclass) {
+        char acc[32];
+        snprintf(acc, sizeof acc, "%s", ftxt(m, "val_accuracy", (char[32]){0}, 32));
+        snprintf(key, key_cap,
+                 "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s accuracy=%s "
+                 "log_loss=%s",
+                 name, id, st, r, rr, kd, ph, an, ex, acc, ll);
+        snprintf(out, cap,
+                 "job       %s (%s)\n"
+                 "status    %s\n"
+                 "round     %s/%s (%s)\n"
+                 "phase     %s\n"
+                 "agents    %s/%s answered\n"
+                 "accuracy  %s\n"
+                 "log loss  %s\n"
+                 "elapsed   %s\n"
+                 "eta       %s\n",
+                 name, id, st, r, rr, kd, ph, an, ex, acc, ll, el, eta);
+        return;
+    }
     snprintf(key, key_cap,
              "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s roc_auc=%s "
              "pr_auc=%s log_loss=%s",
@@ -1838,37 +1882,33 @@ static int model_export(int argc, char **argv)
         return FV_EXIT_USAGE;
     if (a.out == NULL)
         return fv_cli_usage_error(a.cmd, "--out FILE is required");
-    size_t out_len = strlen(a.out);
-    if (out_len == 0 || a.out[out_len - 1] == '/')
-        return fv_cli_usage_error(a.cmd, "--out: expected a file name, got '%s'", a.out);
+    if ((rc = fv_cli_out_check(a.cmd, "--out", a.out, true)) != 0)
+        return rc;
 
     kit_t k;
     admin_t s;
-    char *tmp = NULL;
-    int fd = -1;
+    fv_diag_t dg = {""};
+    fv_file_out_t *fo = NULL;
+    uint8_t *held = NULL; /* a direct target's whole file, written once verified */
+    size_t held_len = 0;
+    bool direct = false;
     crypto_hash_sha256_state hs;
     crypto_hash_sha256_init(&hs);
     if ((rc = session_open(&a, &k, &s)) != 0)
         goto out;
 
-    /* the temporary file beside the target, so the rename stays in one file system */
-    size_t tl = out_len + 16;
-    tmp = malloc(tl);
-    if (tmp == NULL) {
-        errorf("out of memory");
+    /* fv_file_out (cli-int.h): a file gets a temporary file beside it (beside the file a
+     * symlink points to), renamed over it only once complete and verified. A direct
+     * target ("-", /dev/stdout, a pipe, a device) cannot take bytes back, so there the
+     * model is held in memory (at most EXPORT_MAX_BYTES) and written once its SHA-256
+     * matches: on every target, only a verified model is ever written. */
+    int fr = fv_file_out_open(a.out, 0644, &fo, &dg);
+    if (fr != 0) {
+        errorf("%s", dg.msg[0] ? dg.msg : uv_strerror(fr));
         rc = FV_EXIT_FAIL;
         goto out;
     }
-    snprintf(tmp, tl, "%s.tmp-XXXXXX", a.out);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        errorf("%s: cannot create a temporary file beside it: %s", a.out, strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        rc = FV_EXIT_FAIL;
-        goto out;
-    }
-    (void)fchmod(fd, 0644);
+    direct = fv_file_out_is_direct(fo);
     for (;;) {
         char *args =
             args_dump(json_pack("{s:I,s:I,s:I}", "version", (json_int_t)e.version, "offset",
@@ -1889,10 +1929,23 @@ static int model_export(int argc, char **argv)
         json_decref(b);
         if (rc == 0 && r.data_len > 0) {
             crypto_hash_sha256_update(&hs, r.data, r.data_len);
-            int w = fv_file_write_all(fd, r.data, r.data_len);
-            if (w < 0) {
-                errorf("%s: write failed: %s", tmp, uv_strerror(w));
-                rc = FV_EXIT_FAIL;
+            if (direct) {
+                /* total is the same in every chunk and at most EXPORT_MAX_BYTES, and
+                 * held_len + data_len <= total (export_check) */
+                if (held == NULL && (held = malloc((size_t)total)) == NULL) {
+                    errorf("out of memory for a %" PRIu64 "-byte model", total);
+                    rc = FV_EXIT_FAIL;
+                }
+                if (rc == 0) {
+                    memcpy(held + held_len, r.data, r.data_len);
+                    held_len += r.data_len;
+                }
+            } else {
+                int w = fv_file_write_all(fv_file_out_fd(fo), r.data, r.data_len);
+                if (w < 0) {
+                    errorf("%s: write failed: %s", a.out, uv_strerror(w));
+                    rc = FV_EXIT_FAIL;
+                }
             }
         }
         size_t got = r.data_len;
@@ -1919,34 +1972,29 @@ static int model_export(int argc, char **argv)
         rc = FV_EXIT_FAIL;
         goto out;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        errorf("%s: cannot flush to disk: %s", tmp, strerror(errno));
+    if (direct && held_len > 0) {
+        int w = fv_file_write_all(fv_file_out_fd(fo), held, held_len);
+        if (w < 0) {
+            errorf("%s: write failed: %s", fv_cli_out_name(a.out), uv_strerror(w));
+            rc = FV_EXIT_FAIL;
+            goto out;
+        }
+    }
+    fr = fv_file_out_commit(fo, &dg);
+    fo = NULL; /* freed by the commit, also on failure */
+    if (fr != 0) {
+        errorf("%s", dg.msg[0] ? dg.msg : uv_strerror(fr));
         rc = FV_EXIT_FAIL;
         goto out;
     }
-    fd = -1;
-    if (rename(tmp, a.out) != 0) {
-        errorf("%s: cannot rename %s to it: %s", a.out, tmp, strerror(errno));
-        rc = FV_EXIT_FAIL;
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    int fr = fv_file_fsync_parent(a.out);
-    if (fr < 0)
-        fprintf(stderr, "fedvault: warning: %s: cannot fsync its directory: %s\n", a.out,
-                uv_strerror(fr));
-    printf("%s  sha256 %s  (%" PRIu64 " bytes, model version %" PRIu64 ")\n", a.out, hex, e.total,
-           e.version);
+    /* the summary: on stderr when the model went to stdout */
+    fprintf(fv_cli_out_report(a.out, NULL),
+            "%s  sha256 %s  (%" PRIu64 " bytes, model version %" PRIu64 ")\n",
+            fv_cli_out_name(a.out), hex, e.total, e.version);
     rc = FV_EXIT_OK;
 out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
+    fv_file_out_abort(fo); /* an unfinished temporary file is removed */
+    free(held);
     session_close(&s, &k);
     return rc;
 }

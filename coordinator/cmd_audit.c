@@ -66,7 +66,8 @@ static const char usage[] =
     "  --event E         records of event E\n"
     "  --job J           records whose details.job is J\n"
     "  --format F        export format: jsonl or csv\n"
-    "  --out FILE        export to FILE (written to FILE.tmp, then renamed)\n"
+    "  --out FILE        export to FILE (replaced atomically, through a symlink; - is\n"
+    "                    standard output, as without --out)\n"
     "  --key KEY.pem     append: the writer's Ed25519 private key\n"
     "  --actor A, --event E, --details JSON   append: the record (details: an object)\n"
     "  --json            print one JSON object instead of the summary\n"
@@ -363,18 +364,15 @@ static int cmd_show(int argc, char **argv, bool export)
         return fv_cli_usage_error(cmd, "--format jsonl|csv is required");
 
     out_ctx_t c = {.f = stdout, .kind = OUT_TEXT};
-    char tmp[4096];
+    fv_cli_out_t file = {0}; /* export --out: fv_file_out (cli-int.h), 0666 through umask */
     if (export) {
         c.kind = strcmp(a.format, "csv") == 0 ? OUT_CSV : OUT_JSONL;
+        if ((rc = fv_cli_out_check(cmd, "--out", a.out, false)) != 0)
+            return rc;
         if (a.out != NULL) {
-            int n = snprintf(tmp, sizeof tmp, "%s.tmp", a.out);
-            if (n < 0 || (size_t)n >= sizeof tmp)
-                return fv_cli_usage_error(cmd, "--out: path too long");
-            c.f = fopen(tmp, "w");
-            if (c.f == NULL) {
-                fv_cli_error(cmd, "%s: cannot create: %s", tmp, strerror(errno));
+            if (fv_cli_out_open(cmd, a.out, 0666, &file) != 0)
                 return FV_EXIT_FAIL;
-            }
+            c.f = file.f;
         }
         if (c.kind == OUT_CSV)
             fputs("seq,ts,actor,event,job,details,prev,hash,sig\n", c.f);
@@ -394,20 +392,9 @@ static int cmd_show(int argc, char **argv, bool export)
         fv_cli_error(cmd, "%s", d.msg[0] ? d.msg : fv_strerror(r));
         rc = FV_EXIT_FAIL;
     }
-    if (c.f != stdout) {
-        if (fflush(c.f) != 0 || fsync(fileno(c.f)) != 0) {
-            if (rc == FV_EXIT_OK)
-                fv_cli_error(cmd, "%s: cannot write: %s", tmp, strerror(errno));
-            rc = FV_EXIT_FAIL;
-        }
-        fclose(c.f);
-        if (rc == FV_EXIT_OK && rename(tmp, a.out) != 0) {
-            fv_cli_error(cmd, "%s: cannot rename to %s: %s", tmp, a.out, strerror(errno));
-            rc = FV_EXIT_FAIL;
-        }
-        if (rc != FV_EXIT_OK)
-            unlink(tmp);
-    }
+    /* committed only after a clean scan; otherwise the temporary file is removed */
+    if (fv_cli_out_close(&file, rc == FV_EXIT_OK) != 0)
+        rc = FV_EXIT_FAIL;
     if (c.kind == OUT_JSON) {
         if (rc == FV_EXIT_OK) {
             json_t *o =

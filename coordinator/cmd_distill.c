@@ -12,7 +12,9 @@
  *      alpha * BCE(y, s) + (1 - alpha) * T^2 * KL(teacher_T || student_T) (fv_mlp.h);
  *      early stopping on the student's plain validation loss
  *   5. the student model = the teacher's schema and preprocessing + the new network + a
- *      metadata record naming the teacher; saved atomically to --out if given
+ *      metadata record naming the teacher; saved atomically to --out if given (through
+ *      fv_file_out, cli-int.h: through symlinks, "-" is stdout and the report goes to
+ *      stderr)
  *   6. with --quantize-int8 (or --int8-out): the int8 student, i.e. the student model with
  *      fv_model_t.int8 set, encoded (format version 2: int8 weights, a float32 scale and
  *      bias per unit) and decoded back, so that what is measured is exactly what the file
@@ -81,9 +83,11 @@ static const char usage[] =
     "  --student SPEC         logreg (default) or mlp:H1,H2,...\n"
     "  --temperature T        softening temperature, > 0 (default 2)\n"
     "  --alpha A              weight of the label loss, 0..1 (default 0.5; 1 = no teacher)\n"
-    "  --out MODEL            student model file to write (atomically)\n"
+    "  --out MODEL            student model file to write (atomically, through a symlink;\n"
+    "                         - for standard output when it is not a terminal: the\n"
+    "                         report then goes to stderr)\n"
     "  --quantize-int8        also build and report the int8-quantized student\n"
-    "  --int8-out MODEL       int8 student model file to write (atomically); implies\n"
+    "  --int8-out MODEL       int8 student model file to write (as --out); implies\n"
     "                         --quantize-int8\n"
     "  --test FILE            CSV file to score both models on for the report\n"
     "  --val-fraction F       validation split for early stopping (default 0.1)\n"
@@ -215,8 +219,10 @@ static int parse_args(int argc, char **argv, distill_args_t *a)
         return fv_cli_usage_error(CMD, "--teacher MODEL is required");
     if (a->data == NULL)
         return fv_cli_usage_error(CMD, "--data FILE is required");
-    if (a->int8_out != NULL && a->out != NULL && strcmp(a->int8_out, a->out) == 0)
-        return fv_cli_usage_error(CMD, "--int8-out and --out name the same file '%s'", a->out);
+    if ((r = fv_cli_out_check(CMD, "--out", a->out, true)) != 0 ||
+        (r = fv_cli_out_check(CMD, "--int8-out", a->int8_out, true)) != 0 ||
+        (r = fv_cli_out_distinct(CMD, "--int8-out", a->int8_out, "--out", a->out)) != 0)
+        return r;
     fv_cli_train_opts_finish(&a->t);
     return 0;
 }
@@ -321,62 +327,63 @@ static json_t *build_meta(const distill_args_t *a, const char *data_sha, const c
 
 /* One line of the table: teacher, student, [student_int8,] then teacher/student [and
  * teacher/student_int8] (or, for metrics, the difference from the teacher). */
-static void print_row(const char *label, int decimals, double t, double s, const side_t *q,
+static void print_row(FILE *f, const char *label, int decimals, double t, double s, const side_t *q,
                       double qv, bool diff)
 {
-    printf("  %-22s%14.*f %14.*f", label, decimals, t, decimals, s);
+    fprintf(f, "  %-22s%14.*f %14.*f", label, decimals, t, decimals, s);
     if (q != NULL)
-        printf(" %14.*f", decimals, qv);
+        fprintf(f, " %14.*f", decimals, qv);
     if (diff)
-        printf(" %+10.4f", s - t);
+        fprintf(f, " %+10.4f", s - t);
     else
-        printf(" %9.1fx", ratio(t, s));
+        fprintf(f, " %9.1fx", ratio(t, s));
     if (q != NULL) {
         if (diff)
-            printf(" %+10.4f", qv - t);
+            fprintf(f, " %+10.4f", qv - t);
         else
-            printf(" %9.1fx", ratio(t, qv));
+            fprintf(f, " %9.1fx", ratio(t, qv));
     }
-    printf("\n");
+    fprintf(f, "\n");
 }
 
-/* q: the int8 student, or NULL. */
-static void print_report(const distill_args_t *a, const side_t *t, const side_t *s, const side_t *q,
-                         const fv_train_result_t *tr, double train_s)
+/* q: the int8 student, or NULL. To f: stdout, or stderr when a model went to stdout. */
+static void print_report(FILE *f, const distill_args_t *a, const side_t *t, const side_t *s,
+                         const side_t *q, const fv_train_result_t *tr, double train_s)
 {
-    printf("Distilled %s from %s (%s) on %s: %zu epochs (best %zu%s) in %.2f s, "
-           "temperature %g, alpha %g\n",
-           s->arch, t->arch, a->teacher, a->data, tr->epochs_run, tr->best_epoch,
-           tr->stopped_early ? ", stopped early" : "", train_s, a->dc.temperature, a->dc.alpha);
+    fprintf(f,
+            "Distilled %s from %s (%s) on %s: %zu epochs (best %zu%s) in %.2f s, "
+            "temperature %g, alpha %g\n",
+            s->arch, t->arch, a->teacher, a->data, tr->epochs_run, tr->best_epoch,
+            tr->stopped_early ? ", stopped early" : "", train_s, a->dc.temperature, a->dc.alpha);
     if (q != NULL)
-        printf("                        %14s %14s %14s %10s %10s\n", "teacher", "student",
-               "student_int8", "ratio", "ratio_int8");
+        fprintf(f, "                        %14s %14s %14s %10s %10s\n", "teacher", "student",
+                "student_int8", "ratio", "ratio_int8");
     else
-        printf("                        %14s %14s %10s\n", "teacher", "student", "ratio");
+        fprintf(f, "                        %14s %14s %10s\n", "teacher", "student", "ratio");
     double qv = 0;
-    print_row("parameters", 0, (double)t->params, (double)s->params, q, q ? (double)q->params : qv,
-              false);
-    print_row("bytes (model file)", 0, (double)t->bytes, (double)s->bytes, q,
+    print_row(f, "parameters", 0, (double)t->params, (double)s->params, q,
+              q ? (double)q->params : qv, false);
+    print_row(f, "bytes (model file)", 0, (double)t->bytes, (double)s->bytes, q,
               q ? (double)q->bytes : qv, false);
-    print_row("latency batch 1, us", 2, t->lat1_us, s->lat1_us, q, q ? q->lat1_us : qv, false);
-    print_row("latency batch 1024, us", 2, t->lat1024_us, s->lat1024_us, q, q ? q->lat1024_us : qv,
-              false);
+    print_row(f, "latency batch 1, us", 2, t->lat1_us, s->lat1_us, q, q ? q->lat1_us : qv, false);
+    print_row(f, "latency batch 1024, us", 2, t->lat1024_us, s->lat1024_us, q,
+              q ? q->lat1024_us : qv, false);
     bool test = t->have_test && s->have_test && (q == NULL || q->have_test);
     if (test && t->test.binary) {
-        print_row("test ROC AUC", 4, t->test.roc_auc, s->test.roc_auc, q, q ? q->test.roc_auc : qv,
-                  true);
-        print_row("test PR AUC", 4, t->test.pr_auc, s->test.pr_auc, q, q ? q->test.pr_auc : qv,
+        print_row(f, "test ROC AUC", 4, t->test.roc_auc, s->test.roc_auc, q,
+                  q ? q->test.roc_auc : qv, true);
+        print_row(f, "test PR AUC", 4, t->test.pr_auc, s->test.pr_auc, q, q ? q->test.pr_auc : qv,
                   true);
     } else if (test) {
-        print_row("test accuracy", 4, t->test.accuracy, s->test.accuracy, q,
+        print_row(f, "test accuracy", 4, t->test.accuracy, s->test.accuracy, q,
                   q ? q->test.accuracy : qv, true);
     }
-    printf("  (latency: median per call of the network on encoded rows, in-process%s)\n",
-           q != NULL ? "; the int8 student runs as its dequantized float32 network" : "");
+    fprintf(f, "  (latency: median per call of the network on encoded rows, in-process%s)\n",
+            q != NULL ? "; the int8 student runs as its dequantized float32 network" : "");
     if (a->out != NULL)
-        printf("Student written to %s\n", a->out);
+        fprintf(f, "Student written to %s\n", fv_cli_out_name(a->out));
     if (a->int8_out != NULL)
-        printf("Int8 student written to %s\n", a->int8_out);
+        fprintf(f, "Int8 student written to %s\n", fv_cli_out_name(a->int8_out));
 }
 
 int fv_cmd_distill(int argc, char **argv)
@@ -574,6 +581,8 @@ int fv_cmd_distill(int argc, char **argv)
         }
     }
 
+    /* the report: on stderr when a model went to stdout */
+    FILE *rep = fv_cli_out_report(a.out, a.int8_out);
     if (a.json) {
         out = json_object();
         json_object_set_new(out, "teacher_file", json_string(a.teacher));
@@ -601,10 +610,10 @@ int fv_cmd_distill(int argc, char **argv)
             json_object_set_new(out, "student_int8", side_json(&qs));
             json_object_set_new(out, "compression_int8", compression_json(&ts, &qs));
         }
-        if (fv_cli_print_json(CMD, out) != 0)
+        if (fv_cli_print_json_to(CMD, rep, out) != 0)
             goto out;
     } else {
-        print_report(&a, &ts, &ss, student8 != NULL ? &qs : NULL, &tr, train_s);
+        print_report(rep, &a, &ts, &ss, student8 != NULL ? &qs : NULL, &tr, train_s);
     }
     rc = FV_EXIT_OK;
 out:

@@ -3,7 +3,8 @@
  * Only ONNX for now (model/fv_onnx.h: the graph includes the preprocessing, so a bank's
  * serving stack feeds raw column values). The output is written crash-safely
  * (temporary file, fsync, rename: fv_onnx_save), so a failed export never leaves a
- * half-written file under the requested name.
+ * half-written file under the requested name; a symlink is written through, and
+ * "--out -" is standard output (refused when that is a terminal: cli-int.h).
  * An int8 model file (format version 2, fv_model.h) decodes to the dequantized float32
  * network, so it exports like any other: float32 initializers, the same graph.
  */
@@ -28,7 +29,8 @@ static const char usage[] =
     "                   (format version 2) exports as its dequantized float32 network\n"
     "  --format onnx    ONNX (ai.onnx opset 13 + ai.onnx.ml opset 2), for ONNX Runtime\n"
     "                   and other ONNX serving stacks\n"
-    "  --out FILE       output file (replaced atomically)\n"
+    "  --out FILE       output file (replaced atomically, through a symlink); - for\n"
+    "                   standard output (not a terminal)\n"
     "  -h, --help       this text\n"
     "\n"
     "ONNX inputs: one [N,1] tensor per feature column, named after the column (bytes\n"
@@ -84,6 +86,9 @@ int fv_cmd_export(int argc, char **argv)
                                   "--format '%s': unknown; the supported format is "
                                   "'onnx'",
                                   format);
+    if ((rc = fv_cli_out_check(CMD, "--out", out_path, true)) != 0)
+        return rc;
+    rc = FV_EXIT_FAIL;
 
     if ((r = fv_model_load(model_path, &model, &d)) != 0) {
         fv_cli_error(CMD, "%s", d.msg[0] ? d.msg : fv_strerror(r));

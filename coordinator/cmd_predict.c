@@ -20,8 +20,10 @@
  * a record may span lines, the error message gives the line). Floats are printed with
  * %.9g, so a float32 score or logit reads back bit for bit; contributions and the bias
  * (doubles) with %.9g as well (9 significant digits). Raw values are the cells as
- * written. With --out the output goes to a temporary file beside FILE, fsynced and
- * renamed over FILE at the end: FILE is either untouched or complete.
+ * written. With --out the output goes through fv_file_out (cli-int.h): to a temporary
+ * file beside FILE (beside the file a symlink FILE points to), fsynced and renamed over
+ * it at the end, so FILE is either untouched or complete; "-", /dev/stdout, a FIFO or a
+ * device are written as the rows are scored, like standard output without --out.
  *
  * Memory: one chunk of decoded rows and, with --explain, copies of their raw cells.
  */
@@ -72,7 +74,8 @@ static const char usage[] =
     "  --data FILE         CSV file to score\n"
     "  --explain N         N reason codes per row (0..4096; N past the number of columns\n"
     "                      gives every column)\n"
-    "  --out FILE          write to FILE (atomically) instead of standard output\n"
+    "  --out FILE          write to FILE (replaced atomically, through a symlink) instead\n"
+    "                      of standard output (- is standard output too)\n"
     "  --format csv|jsonl  csv (default): row,score[,logit,bias,reason_1_column,\n"
     "                      reason_1_value,reason_1_contribution,...],error\n"
     "                      jsonl: {\"row\":1,\"score\":..,\"logit\":..[,\"bias\":..,\"reasons\":\n"
@@ -314,8 +317,7 @@ int fv_cmd_predict(int argc, char **argv)
     fv_csv_t *csv = NULL;
     fv_dataset_reader_t *rd = NULL;
     predict_t *p = NULL;
-    char *tmp = NULL;
-    int fd = -1;
+    fv_cli_out_t o = {0};
     double *cells = NULL;
 
     optind = 1;
@@ -350,8 +352,8 @@ int fv_cmd_predict(int argc, char **argv)
         return fv_cli_usage_error(CMD, "--model MODEL and --data FILE are required");
     if (strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0)
         return fv_cli_usage_error(CMD, "--format: expected 'csv' or 'jsonl', got '%s'", format);
-    if (out_path != NULL && out_path[0] == '\0')
-        return fv_cli_usage_error(CMD, "--out: expected a file name, got ''");
+    if ((r = fv_cli_out_check(CMD, "--out", out_path, false)) != 0)
+        return r;
     fv_cli_set_threads(threads);
 
     if (fv_cli_load_model(CMD, model_path, &model) != 0)
@@ -403,26 +405,9 @@ int fv_cmd_predict(int argc, char **argv)
     }
 
     if (out_path != NULL) {
-        size_t tl = strlen(out_path) + 16;
-        tmp = malloc(tl);
-        if (tmp == NULL)
-            goto oom;
-        snprintf(tmp, tl, "%s.tmp-XXXXXX", out_path);
-        fd = mkstemp(tmp);
-        if (fd < 0) {
-            fv_cli_error(CMD, "%s: cannot create a temporary file beside it: %s", out_path,
-                         strerror(errno));
-            free(tmp);
-            tmp = NULL;
+        if (fv_cli_out_open(CMD, out_path, 0644, &o) != 0)
             goto out;
-        }
-        (void)fchmod(fd, 0644);
-        p->out = fdopen(fd, "w");
-        if (p->out == NULL) {
-            fv_cli_error(CMD, "%s: %s", tmp, strerror(errno));
-            goto out;
-        }
-        fd = -1; /* owned by p->out now */
+        p->out = o.f;
     } else {
         p->out = stdout;
     }
@@ -471,29 +456,13 @@ int fv_cmd_predict(int argc, char **argv)
     if ((r = flush_chunk(p)) != 0)
         goto score_fail;
 
-    if (fflush(p->out) != 0 || ferror(p->out)) {
-        fv_cli_error(CMD, "%s: write failed: %s", tmp ? tmp : "standard output",
-                     strerror(errno));
-        goto out;
-    }
     if (out_path != NULL) {
-        int e = fsync(fileno(p->out));
-        int cl = fclose(p->out);
-        p->out = NULL;
-        if (e != 0 || cl != 0) {
-            fv_cli_error(CMD, "%s: cannot flush to disk: %s", tmp, strerror(errno));
+        p->out = NULL; /* o.f: closed, flushed and committed here */
+        if (fv_cli_out_close(&o, true) != 0)
             goto out;
-        }
-        if (rename(tmp, out_path) != 0) {
-            fv_cli_error(CMD, "%s: cannot rename %s to it: %s", out_path, tmp, strerror(errno));
-            goto out;
-        }
-        free(tmp);
-        tmp = NULL;
-        int fr = fv_file_fsync_parent(out_path);
-        if (fr < 0)
-            fprintf(stderr, "fedvault %s: warning: %s: cannot fsync its directory: %s\n", CMD,
-                    out_path, fv_strerror(fr));
+    } else if (fflush(stdout) != 0 || ferror(stdout)) {
+        fv_cli_error(CMD, "standard output: write failed: %s", strerror(errno));
+        goto out;
     }
     fprintf(stderr, "%zu rows scored, %zu rows with errors\n", p->n_scored, p->n_errors);
     rc = FV_EXIT_OK;
@@ -507,9 +476,7 @@ oom:
 out:
     if (p != NULL) {
         recs_clear(p);
-        if (p->out != NULL && p->out != stdout)
-            fclose(p->out);
-        else if (p->out == stdout)
+        if (p->out == stdout)
             fflush(stdout);
         fv_explain_free(p->ex);
         fv_mlp_ws_free(p->ws);
@@ -524,12 +491,7 @@ out:
         free(p->ds.cells);
         free(p);
     }
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
+    (void)fv_cli_out_close(&o, false); /* after a failure: the temporary file goes */
     free(cells);
     fv_dataset_reader_free(rd);
     fv_csv_free(csv);

@@ -27,7 +27,8 @@ static const char usage[] =
     "                         labels; a two-label target needs it)\n"
     "  --drop COL,...         columns to mark ignored\n"
     "  --unknown error|other  policy for unseen categories (default error)\n"
-    "  --out SCHEMA           JSON file to write\n"
+    "  --out SCHEMA           JSON file to write (replaced atomically, through a symlink;\n"
+    "                         - for standard output, the summary then goes to stderr)\n"
     "  -h, --help             this text\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
@@ -80,10 +81,13 @@ int fv_cmd_schema(int argc, char **argv)
         return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (data == NULL || target == NULL || out == NULL)
         return fv_cli_usage_error(CMD, "--data, --target and --out are required");
+    int r = fv_cli_out_check(CMD, "--out", out, false);
+    if (r != 0)
+        return r;
     if (fv_cli_infer_schema(CMD, data, target, positive, drop, unknown, &s) != 0)
         return FV_EXIT_FAIL;
     /* a schema is written to train with: a two-class target needs --positive */
-    int r = fv_schema_check_trainable(s, data, &d);
+    r = fv_schema_check_trainable(s, data, &d);
     if (r == 0)
         r = fv_schema_save(s, out, &d);
     if (r != 0) {
@@ -98,10 +102,13 @@ int fv_cmd_schema(int argc, char **argv)
         n_cat += (t == FV_COL_CATEGORICAL);
         n_ign += (t == FV_COL_IGNORED);
     }
-    printf("Schema written to %s: %zu numeric, %zu categorical, %zu ignored columns; "
-           "target '%s', %s\n", out, n_num, n_cat, n_ign,
-           fv_schema_column_name(s, fv_schema_target(s)),
-           fv_schema_is_binary(s) ? "binary" : "multi-class");
+    /* the summary: on stderr when the schema itself went to stdout */
+    fprintf(fv_cli_out_report(out, NULL),
+            "Schema written to %s: %zu numeric, %zu categorical, %zu ignored columns; "
+            "target '%s', %s\n",
+            fv_cli_out_name(out), n_num, n_cat, n_ign,
+            fv_schema_column_name(s, fv_schema_target(s)),
+            fv_schema_is_binary(s) ? "binary" : "multi-class");
     fv_schema_free(s);
     return FV_EXIT_OK;
 }

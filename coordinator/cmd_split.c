@@ -4,6 +4,11 @@
  * RFC 4180 requires it). The split is the one `fedvault train` makes for the same
  * --test-fraction and --seed, so an outside tool (scikit-learn in tests/bench) can be
  * compared on exactly the same rows.
+ *
+ * Both files go through fv_file_out (cli-int.h): each is written to a temporary file
+ * beside it and renamed at the end, so a failed split leaves the old files (or none);
+ * symlinks are written through; "-" for one of them is standard output, and the summary
+ * then goes to stderr. New files get 0666 through umask, as fopen(3) would give them.
  */
 #include "cli-int.h"
 
@@ -32,7 +37,8 @@ static const char usage[] =
     "  --test-fraction F   fraction of each class in the test file (default 0.25)\n"
     "  --seed N            seed (default 0)\n"
     "  --train-out FILE    where to write the training rows\n"
-    "  --test-out FILE     where to write the test rows\n"
+    "  --test-out FILE     where to write the test rows (each replaced atomically, through\n"
+    "                      a symlink; - for standard output, for one of the two)\n"
     "  -h, --help          this text\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
@@ -72,7 +78,8 @@ int fv_cmd_split(int argc, char **argv)
     fv_csv_t *csv = NULL;
     size_t *tr = NULL, *te = NULL, n_tr = 0, n_te = 0;
     unsigned char *is_test = NULL;
-    FILE *fa = NULL, *fb = NULL;
+    fv_cli_out_t oa = {0}, ob = {0};
+    FILE *fa, *fb;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -100,6 +107,10 @@ int fv_cmd_split(int argc, char **argv)
         return fv_cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (!data || !target || !train_out || !test_out)
         return fv_cli_usage_error(CMD, "--data, --target, --train-out and --test-out are required");
+    if ((r = fv_cli_out_check(CMD, "--train-out", train_out, false)) != 0 ||
+        (r = fv_cli_out_check(CMD, "--test-out", test_out, false)) != 0 ||
+        (r = fv_cli_out_distinct(CMD, "--train-out", train_out, "--test-out", test_out)) != 0)
+        return r;
 
     if (fv_cli_infer_schema(CMD, data, target, positive, NULL, FV_UNKNOWN_ERROR, &s) != 0)
         goto out;
@@ -123,16 +134,11 @@ int fv_cmd_split(int argc, char **argv)
         fv_cli_error(CMD, "%s", d.msg);
         goto out;
     }
-    fa = fopen(train_out, "w");
-    if (fa == NULL) {
-        fv_cli_error(CMD, "%s: cannot create: %s", train_out, strerror(errno));
+    if (fv_cli_out_open(CMD, train_out, 0666, &oa) != 0 ||
+        fv_cli_out_open(CMD, test_out, 0666, &ob) != 0)
         goto out;
-    }
-    fb = fopen(test_out, "w");
-    if (fb == NULL) {
-        fv_cli_error(CMD, "%s: cannot create: %s", test_out, strerror(errno));
-        goto out;
-    }
+    fa = oa.f;
+    fb = ob.f;
     fv_csv_record_t rec;
     size_t row = 0;
     bool header = true;
@@ -154,22 +160,15 @@ int fv_cmd_split(int argc, char **argv)
         fv_cli_error(CMD, "%s", d.msg);
         goto out;
     }
-    if (fflush(fa) != 0 || ferror(fa) || fflush(fb) != 0 || ferror(fb)) {
-        fv_cli_error(CMD, "writing %s / %s: %s", train_out, test_out, strerror(errno));
+    if (fv_cli_out_close(&oa, true) != 0 || fv_cli_out_close(&ob, true) != 0)
         goto out;
-    }
-    printf("%zu rows -> %s (%zu rows), %s (%zu rows)\n", ds->n_rows, train_out, n_tr, test_out,
-           n_te);
+    /* the summary: on stderr when one of the files went to stdout */
+    fprintf(fv_cli_out_report(train_out, test_out), "%zu rows -> %s (%zu rows), %s (%zu rows)\n",
+            ds->n_rows, fv_cli_out_name(train_out), n_tr, fv_cli_out_name(test_out), n_te);
     rc = FV_EXIT_OK;
 out:
-    if (fa && fclose(fa) != 0 && rc == FV_EXIT_OK) {
-        fv_cli_error(CMD, "closing %s: %s", train_out, strerror(errno));
-        rc = FV_EXIT_FAIL;
-    }
-    if (fb && fclose(fb) != 0 && rc == FV_EXIT_OK) {
-        fv_cli_error(CMD, "closing %s: %s", test_out, strerror(errno));
-        rc = FV_EXIT_FAIL;
-    }
+    (void)fv_cli_out_close(&oa, false); /* after a failure: the temporary files go */
+    (void)fv_cli_out_close(&ob, false);
     fv_csv_free(csv);
     free(is_test);
     free(tr);

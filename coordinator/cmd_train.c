@@ -11,6 +11,8 @@
  *   5. train (fv_train), one progress line per epoch on stderr
  *   6. score the test rows, print the metrics, save the model (with a metadata record:
  *      producer, data fingerprint, hyperparameters, metrics) atomically to --out
+ * --out and --schema-out go through fv_file_out (cli-int.h): through symlinks, "-" is
+ * standard output, and then the summary (or --json object) goes to stderr.
  */
 #include "cli-int.h"
 #include "cli-metrics.h"
@@ -50,7 +52,8 @@ static const char usage[] =
     "  --unknown error|other  unseen categories at scoring time: an error (default) or an\n"
     "                         extra '<other>' one-hot column\n"
     "  --schema FILE          use this schema (JSON) instead of inferring one\n"
-    "  --schema-out FILE      also write the schema used to FILE (to share with partners)\n"
+    "  --schema-out FILE      also write the schema used to FILE (to share with partners;\n"
+    "                         - for standard output)\n"
     "  --test-fraction F      held-out test split, stratified (default 0.25; 0 = none)\n"
     "  --val-fraction F       validation split of the rest, for early stopping (default 0.1)\n"
     "\n"
@@ -70,7 +73,9 @@ static const char usage[] =
     "                         given thread count)\n"
     "\n"
     "Output:\n"
-    "  --out MODEL            model file to write (required; written atomically)\n"
+    "  --out MODEL            model file to write (required; replaced atomically, through\n"
+    "                         a symlink); - for standard output when it is not a terminal\n"
+    "                         (the summary or --json object then goes to stderr)\n"
     "  --json                 print one JSON object instead of the readable summary\n"
     "  --quiet                no per-epoch progress lines on stderr\n"
     "  -h, --help             this text\n"
@@ -181,6 +186,10 @@ static int parse_args(int argc, char **argv, train_args_t *a)
         return fv_cli_usage_error(CMD, "--target COLUMN is required (or give --schema FILE)");
     if (a->schema != NULL && (a->target || a->positive || a->drop))
         return fv_cli_usage_error(CMD, "--schema cannot be combined with --target, --positive or --drop");
+    if ((r = fv_cli_out_check(CMD, "--out", a->out, true)) != 0 ||
+        (r = fv_cli_out_check(CMD, "--schema-out", a->schema_out, false)) != 0 ||
+        (r = fv_cli_out_distinct(CMD, "--out", a->out, "--schema-out", a->schema_out)) != 0)
+        return r;
     fv_cli_train_opts_finish(&a->t);
     return 0;
 }
@@ -379,6 +388,8 @@ int fv_cmd_train(int argc, char **argv)
         goto out;
     }
 
+    /* the summary: on stderr when the model or the schema went to stdout */
+    FILE *rep = fv_cli_out_report(a.out, a.schema_out);
     if (a.json) {
         out = json_object();
         json_object_set_new(out, "model_file", json_string(a.out));
@@ -406,17 +417,17 @@ int fv_cmd_train(int argc, char **argv)
                     json_object_set(out, k, v);
             }
         }
-        if (fv_cli_print_json(CMD, out) != 0)
+        if (fv_cli_print_json_to(CMD, rep, out) != 0)
             goto out;
     } else {
-        printf("Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf, a.data,
-               tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "",
-               train_s);
-        printf("  %zu features, %zu parameters, data sha256 %s\n", nf,
-               fv_mlp_n_params(model->mlp), sha);
+        fprintf(rep, "Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf, a.data,
+                tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "",
+                train_s);
+        fprintf(rep, "  %zu features, %zu parameters, data sha256 %s\n", nf,
+                fv_mlp_n_params(model->mlp), sha);
         if (have_test)
-            fv_cli_metrics_print(stdout, "Test split", &tm);
-        printf("Model written to %s\n", a.out);
+            fv_cli_metrics_print(rep, "Test split", &tm);
+        fprintf(rep, "Model written to %s\n", fv_cli_out_name(a.out));
     }
     rc = FV_EXIT_OK;
 out:

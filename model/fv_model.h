@@ -8,8 +8,10 @@
  * output unit (fv_mlp.h) and the biases as float32, about 4x smaller. Decoding checks
  * every length against the remaining bytes and the caps below before allocating, so a
  * corrupt, truncated or hostile file is an error with a message, never a crash. save()
- * writes a temporary file, fsyncs it and renames it, so a crash leaves either the old
- * file or the new one.
+ * goes through fv_file_write_atomic (kernels/fv_file.h): a temporary file beside the
+ * target (the end of its symlink chain), fsynced and renamed, so a crash leaves either
+ * the old file or the new one and a symlinked target stays a symlink; "-", /dev/stdout
+ * and other descriptor paths, devices and FIFOs are written in place.
  */
 #ifndef FV_MODEL_H
 #define FV_MODEL_H

@@ -48,7 +48,8 @@
  * model would exceed protobuf's 2 GiB message limit). */
 int fv_onnx_export(const fv_model_t *m, uint8_t **ret_buf, size_t *ret_len, fv_diag_t *d);
 
-/* fv_onnx_export + a crash-safe write to path (temporary file, fsync, rename). */
+/* fv_onnx_export + fv_file_write_atomic to path (kernels/fv_file.h: temporary file,
+ * fsync, rename, through symlinks; in place on standard output, a device or a FIFO). */
 int fv_onnx_save(const fv_model_t *m, const char *path, fv_diag_t *d);
 
 /* The graph input name of column name (see above) into buf. Returns buf, or NULL if

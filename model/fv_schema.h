@@ -75,6 +75,7 @@ int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
 int fv_schema_to_json(const fv_schema_t *s, char **ret_json, size_t *ret_len);
 int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schema_t **ret,
                         fv_diag_t *d);
+/* save: the JSON and a newline, through fv_file_write_atomic (kernels/fv_file.h). */
 int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d);
 int fv_schema_load(const char *path, fv_schema_t **ret, fv_diag_t *d);
 void fv_schema_free(fv_schema_t *s);

@@ -8,9 +8,11 @@
 
 #include "fv_preproc.h"
 
-/* fileio.c: replaces path with len bytes of data, crash-safely (temp file, fsync,
- * rename, directory fsync). 0, or -errno / FV_ENOMEM with d naming the path. */
-int fv__file_write_atomic(const char *path, const void *data, size_t len, fv_diag_t *d);
+/* What model/ saves (model files, schemas, ONNX) is derived from bank data: a new file
+ * is created with this mode (through umask), not world-readable unless someone decides
+ * so; fv_file_write_atomic (kernels/fv_file.h) writes it crash-safely, through symlinks,
+ * or in place on a device, a pipe or standard output ("-"). */
+#define FV__SAVE_MODE 0600
 
 /* text.c: see its top note for the number grammar and message quoting. */
 #define FV__MSG_STR 60                       /* bytes of a quoted value in a message */

@@ -1152,7 +1152,7 @@ int fv_model_save(const fv_model_t *m, const char *path, fv_diag_t *d)
     r = fv_model_encode(m, &buf, &len);
     if (r < 0)
         return fv_diag_set(d, r, "%s: cannot encode the model: %s", path, fv_strerror(r));
-    r = fv__file_write_atomic(path, buf, len, d);
+    r = fv_file_write_atomic(path, buf, len, FV__SAVE_MODE, d);
     free(buf);
     return r;
 }

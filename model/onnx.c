@@ -68,6 +68,7 @@
 #include <string.h>
 
 #include "fv-config.h"
+#include "fv_file.h"
 #include "model-int.h"
 
 /* ---- protobuf writer ----------------------------------------------------------- */
@@ -713,7 +714,7 @@ int fv_onnx_save(const fv_model_t *m, const char *path, fv_diag_t *d)
     int r = fv_onnx_export(m, &buf, &len, d);
     if (r != 0)
         return r;
-    r = fv__file_write_atomic(path, buf, len, d);
+    r = fv_file_write_atomic(path, buf, len, FV__SAVE_MODE, d);
     free(buf);
     return r;
 }

@@ -918,7 +918,7 @@ int fv_schema_save(const fv_schema_t *s, const char *path, fv_diag_t *d)
     if (r < 0)
         return fv_diag_set(d, r, "%s: cannot encode the schema: %s", path, fv_strerror(r));
     json[len] = '\n'; /* replaces the NUL: written as len + 1 bytes, never read as a string */
-    r = fv__file_write_atomic(path, json, len + 1, d);
+    r = fv_file_write_atomic(path, json, len + 1, FV__SAVE_MODE, d);
     free(json);
     return r;
 }

@@ -1,4 +1,6 @@
-/* test_file.c - fv_file: whole-file reads with a cap, full writes, directory fsyncs.
+/* test_file.c - fv_file: whole-file reads with a cap, full writes, directory fsyncs,
+ * and output files (fv_file_out): replaced through symlinks, written in place on a FIFO
+ * or a descriptor path.
  *
  * Everything happens in a fresh mkdtemp directory that is removed at the end. The
  * failure cases check the code, the step reported to callers that word their own
@@ -8,10 +10,13 @@
 #include "fv_file.h"
 #include "fv_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -139,6 +144,155 @@ static void test_fsync(void)
     CHECK_INT_EQ(fv_file_fsync_dir(path), -ENOTDIR);
 }
 
+/* Reads the regular file at path (up to 4095 bytes) as a string into buf. */
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    ssize_t n = read(fd, buf, cap - 1);
+    CHECK(n >= 0);
+    buf[n] = '\0';
+    close(fd);
+}
+
+static size_t count_entries(const char *d)
+{
+    DIR *dp = opendir(d);
+    CHECK(dp != NULL);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dp)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(dp);
+    return n;
+}
+
+static void test_out(void)
+{
+    char od[600], p[700], q[700], buf[4096];
+    fv_diag_t d = {{0}};
+    struct stat st;
+    mode_t old_mask = umask(022);
+    path_in(od, sizeof od, "out");
+    CHECK(mkdir(od, 0700) == 0);
+#define OUT(name) (snprintf(p, sizeof p, "%s/%s", od, name), p)
+
+    /* fv_file_path_fd: the descriptor paths, and nothing that merely looks like one */
+    CHECK_INT_EQ(fv_file_path_fd("-"), 1);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/stdout"), 1);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/stderr"), 2);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/fd/7"), 7);
+    CHECK_INT_EQ(fv_file_path_fd("/proc/self/fd/12"), 12);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/fd/"), -1);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/fd/1x"), -1);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/fd/-1"), -1);
+    CHECK_INT_EQ(fv_file_path_fd("/dev/fd/99999999999"), -1);
+    CHECK_INT_EQ(fv_file_path_fd("./-"), -1);
+    CHECK_INT_EQ(fv_file_path_fd("out.fvm"), -1);
+
+    /* a new file: new_mode through umask, no temporary file left */
+    CHECK_OK(fv_file_write_atomic(OUT("new.bin"), "one", 3, 0666, &d), &d);
+    slurp(p, buf, sizeof buf);
+    CHECK_STR_EQ(buf, "one");
+    CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0644);
+    CHECK_UINT_EQ(count_entries(od), 1);
+
+    /* a replaced file keeps its mode */
+    CHECK(chmod(p, 0640) == 0);
+    CHECK_OK(fv_file_write_atomic(p, "two", 3, 0600, &d), &d);
+    slurp(p, buf, sizeof buf);
+    CHECK_STR_EQ(buf, "two");
+    CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == 0640);
+    CHECK_UINT_EQ(count_entries(od), 1);
+
+    /* a relative symlink to it, and a link to that link: both stay links */
+    CHECK(symlink("new.bin", OUT("link1")) == 0);
+    CHECK(symlink("link1", OUT("link2")) == 0);
+    CHECK_OK(fv_file_write_atomic(OUT("link2"), "three", 5, 0600, &d), &d);
+    CHECK(lstat(OUT("link1"), &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(lstat(OUT("link2"), &st) == 0 && S_ISLNK(st.st_mode));
+    slurp(OUT("new.bin"), buf, sizeof buf);
+    CHECK_STR_EQ(buf, "three");
+    CHECK_UINT_EQ(count_entries(od), 3);
+
+    /* a dangling symlink into an existing directory: the file it names is created */
+    CHECK(mkdir(OUT("sub"), 0700) == 0);
+    CHECK(symlink("sub/made.bin", OUT("dangling")) == 0);
+    CHECK_OK(fv_file_write_atomic(OUT("dangling"), "four", 4, 0600, &d), &d);
+    CHECK(lstat(OUT("dangling"), &st) == 0 && S_ISLNK(st.st_mode));
+    slurp(OUT("sub/made.bin"), buf, sizeof buf);
+    CHECK_STR_EQ(buf, "four");
+    CHECK_UINT_EQ(count_entries(OUT("sub")), 1);
+
+    /* ... an absolute one whose directory is missing: ENOENT naming the link */
+    snprintf(q, sizeof q, "%s/no-such-dir/x.bin", od);
+    CHECK(symlink(q, OUT("nowhere")) == 0);
+    CHECK_INT_EQ(fv_file_write_atomic(p, "x", 1, 0600, &d), -ENOENT);
+    CHECK_CONTAINS(d.msg, p);
+    CHECK_CONTAINS(d.msg, strerror(ENOENT));
+
+    /* a loop, and a directory: refused */
+    CHECK(symlink("loop", OUT("loop")) == 0);
+    CHECK_INT_EQ(fv_file_write_atomic(p, "x", 1, 0600, &d), -ELOOP);
+    CHECK_CONTAINS(d.msg, p);
+    CHECK_INT_EQ(fv_file_write_atomic(OUT("sub"), "x", 1, 0600, &d), -EISDIR);
+    CHECK_CONTAINS(d.msg, p);
+    CHECK_CONTAINS(d.msg, "is a directory");
+
+    /* abort: the temporary file goes, the target is untouched */
+    fv_file_out_t *o = NULL;
+    CHECK_OK(fv_file_out_open(OUT("new.bin"), 0600, &o, &d), &d);
+    CHECK(!fv_file_out_is_direct(o));
+    CHECK_INT_EQ(fv_file_write_all(fv_file_out_fd(o), "lost", 4), 0);
+    fv_file_out_abort(o);
+    fv_file_out_abort(NULL);
+    slurp(OUT("new.bin"), buf, sizeof buf);
+    CHECK_STR_EQ(buf, "three");
+    CHECK_UINT_EQ(count_entries(od), 7); /* new.bin link1 link2 sub dangling nowhere loop */
+
+    /* a FIFO: written in place (a reader is open), still a FIFO afterwards */
+    CHECK(mkfifo(OUT("fifo"), 0600) == 0);
+    int rfd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    CHECK(rfd >= 0);
+    CHECK_OK(fv_file_write_atomic(p, "five", 4, 0600, &d), &d);
+    ssize_t n = read(rfd, buf, sizeof buf - 1);
+    CHECK_INT_EQ(n, 4);
+    buf[4] = '\0';
+    CHECK_STR_EQ(buf, "five");
+    close(rfd);
+    CHECK(lstat(p, &st) == 0 && S_ISFIFO(st.st_mode));
+
+    /* a descriptor path, and a symlink to one: the descriptor is written as it stands */
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    snprintf(q, sizeof q, "/dev/fd/%d", pfd[1]);
+    CHECK_OK(fv_file_out_open(q, 0600, &o, &d), &d);
+    CHECK(fv_file_out_is_direct(o));
+    CHECK_INT_EQ(fv_file_write_all(fv_file_out_fd(o), "six", 3), 0);
+    CHECK_OK(fv_file_out_commit(o, &d), &d);
+    CHECK(symlink(q, OUT("fdlink")) == 0);
+    CHECK_OK(fv_file_write_atomic(p, "seven", 5, 0600, &d), &d);
+    CHECK(lstat(p, &st) == 0 && S_ISLNK(st.st_mode));
+    close(pfd[1]);
+    n = read(pfd[0], buf, sizeof buf - 1);
+    CHECK_INT_EQ(n, 8);
+    buf[n] = '\0';
+    CHECK_STR_EQ(buf, "sixseven");
+    close(pfd[0]);
+    /* ... a descriptor that is not open */
+    CHECK_INT_EQ(fv_file_write_atomic("/dev/fd/999", "x", 1, 0600, &d), -EBADF);
+    CHECK_CONTAINS(d.msg, "/dev/fd/999");
+    CHECK_CONTAINS(d.msg, "descriptor 999 is not open");
+
+    static const char *const names[] = {"new.bin", "link1", "link2",  "dangling",    "nowhere",
+                                        "loop",    "fifo",  "fdlink", "sub/made.bin"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        CHECK(unlink(OUT(names[i])) == 0);
+    CHECK(rmdir(OUT("sub")) == 0);
+    CHECK(rmdir(od) == 0);
+#undef OUT
+    umask(old_mask);
+}
+
 static void cleanup(void)
 {
     static const char *const names[] = {"small.txt", "empty.txt", "big.txt", "round.bin"};
@@ -162,6 +316,7 @@ int main(void)
     test_read_missing();
     test_write_round_trip();
     test_fsync();
+    test_out();
     cleanup();
     return 0;
 }
