@@ -1946,6 +1946,16 @@ static int store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
                       ratio(c->lat[0].batch1_us, c->lat[1].batch1_us), "latency_batch_1024",
                       ratio(c->lat[0].batch1024_us, c->lat[1].batch1024_us)));
         json_object_set_new(report, "roc_auc_gap", jnum(t_auc - s_auc));
+        if (json_object_get(met, "val_accuracy") != NULL) {
+            /* a multi-class job: accuracy from the same round's summed counts */
+            double t_acc = jget(met, "teacher_accuracy"), s_acc = jget(met, "val_accuracy");
+            json_object_set_new(json_object_get(report, "teacher"), "accuracy", jnum(t_acc));
+            json_object_set_new(json_object_get(report, "student"), "accuracy", jnum(s_acc));
+            if (q8)
+                json_object_set_new(json_object_get(report, "student_int8"), "accuracy",
+                                    jnum(jget(met, "int8_accuracy")));
+            json_object_set_new(report, "accuracy_gap", jnum(t_acc - s_acc));
+        }
         json_object_set_new(report, "round", json_integer((json_int_t)c->best_round));
         json_object_set_new(report, "n_val", json_integer(json_integer_value(
                                                  json_object_get(met, "n_val"))));
