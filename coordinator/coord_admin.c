@@ -399,6 +399,36 @@ static int cmd_crl_reload(req_t *q, json_t **body)
     return 0;
 }
 
+/* The admin port's commands: one row each (the wire name and its handler). A handler
+ * fills *body (a JSON object); model.read, the one command that returns raw bytes (a
+ * chunk of a model file), has a handler that fills those too. */
+typedef struct admin_cmd {
+    const char *name;
+    int (*fn)(req_t *q, json_t **body);
+    int (*fn_data)(req_t *q, json_t **body, const uint8_t **data, size_t *data_len);
+} admin_cmd_t;
+
+static const admin_cmd_t admin_cmds[] = {
+    {"status", cmd_status, NULL},
+    {"agents.list", cmd_agents, NULL},
+    {"job.submit", cmd_job_submit, NULL},
+    {"job.list", cmd_job_list, NULL},
+    {"job.show", cmd_job_show, NULL},
+    {"job.abort", cmd_job_abort, NULL},
+    {"model.list", cmd_model_list, NULL},
+    {"model.show", cmd_model_show, NULL},
+    {"model.read", NULL, cmd_model_read},
+    {"crl.reload", cmd_crl_reload, NULL},
+};
+
+static const admin_cmd_t *admin_handler(const char *name)
+{
+    for (size_t i = 0; i < sizeof admin_cmds / sizeof admin_cmds[0]; i++)
+        if (strcmp(admin_cmds[i].name, name) == 0)
+            return &admin_cmds[i];
+    return NULL;
+}
+
 static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
 {
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
@@ -422,6 +452,7 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
     size_t data_len = 0;
     int r;
     json_error_t je;
+    const admin_cmd_t *h;
     if (m->u.admin_req.args.len == 0)
         q.args = json_object();
     else
@@ -434,29 +465,11 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
     } else if (c->stopping) {
         r = FV_EPHASE;
         body = err_body("the coordinator is stopping");
-    } else if (strcmp(cmd, "status") == 0)
-        r = cmd_status(&q, &body);
-    else if (strcmp(cmd, "agents.list") == 0)
-        r = cmd_agents(&q, &body);
-    else if (strcmp(cmd, "job.submit") == 0)
-        r = cmd_job_submit(&q, &body);
-    else if (strcmp(cmd, "job.list") == 0)
-        r = cmd_job_list(&q, &body);
-    else if (strcmp(cmd, "job.show") == 0)
-        r = cmd_job_show(&q, &body);
-    else if (strcmp(cmd, "job.abort") == 0)
-        r = cmd_job_abort(&q, &body);
-    else if (strcmp(cmd, "model.list") == 0)
-        r = cmd_model_list(&q, &body);
-    else if (strcmp(cmd, "model.show") == 0)
-        r = cmd_model_show(&q, &body);
-    else if (strcmp(cmd, "model.read") == 0)
-        r = cmd_model_read(&q, &body, &data, &data_len);
-    else if (strcmp(cmd, "crl.reload") == 0)
-        r = cmd_crl_reload(&q, &body);
-    else {
+    } else if ((h = admin_handler(cmd)) == NULL) {
         r = FV_ENOTSUP;
         body = err_body("unknown admin command '%s'", cmd);
+    } else {
+        r = h->fn != NULL ? h->fn(&q, &body) : h->fn_data(&q, &body, &data, &data_len);
     }
     if (r != 0 && body == NULL)
         body = err_body("%s: %s", cmd, fv_strerror(r));

@@ -24,10 +24,10 @@ if [ "$(id -u)" = 0 ]; then .ci/install-deps; fi
 if [ ! -d build-release ]; then
   meson setup build-release -Dbuildtype=release -Db_ndebug=true >/dev/null
 fi
-ninja -C build-release coordinator/fedvault coordinator/fedvault-coordinator \
+ninja -C build-release cli/fedvault coordinator/fedvault-coordinator \
   agent/fedvault-agent >/dev/null
 bin=build-release
-fv=$bin/coordinator/fedvault
+fv=$bin/cli/fedvault
 out=out/lending-club
 rm -rf "$out"
 mkdir -p "$out/logs"

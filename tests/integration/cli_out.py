@@ -1,5 +1,5 @@
 """Every option of the fedvault CLI that writes a file, written to "-", /dev/stdout and
-through symlinks (README "Using the CLI"; coordinator/cli-int.h, kernels/fv_file.h).
+through symlinks (README "Using the CLI"; cli/cli-int.h, kernels/fv_file.h).
 
 argv: fedvault fedvault-coordinator
 The commands and options: schema infer --out; train --out, --schema-out; distill --out,

@@ -20,7 +20,7 @@ SCRIPTS = ("score.js", "inputs.js")
 def node_dir(fedvault, die):
     """The harness directory, ready to run (node_modules/onnxruntime-node installed).
 
-    fedvault: the fedvault binary, BUILD/coordinator/fedvault, which names BUILD when
+    fedvault: the fedvault binary, BUILD/cli/fedvault, which names BUILD when
     $FV_BUILD_ROOT is not set. die(msg): called when npm is missing or fails; it must not
     return (fvtest.fail, or sys.exit with the caller's prefix)."""
     build = os.environ.get("FV_BUILD_ROOT") or os.path.dirname(os.path.dirname(
