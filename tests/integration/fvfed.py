@@ -2,12 +2,16 @@
 
 Like the main job (examples/lending-club/run.sh): 25 % of the shipped rows held out
 (stratified, seed 0) as a test split drawn from every bank, the rest split into five
-regional banks by state, and a provisioned federation with one kit per bank.
+regional banks by state, and a provisioned federation with one kit per bank. Federations
+on other data (fed-multiclass) use the parts: provision, split_iid, start_agents' data.
 """
+import csv
 import json
 import os
+import random
 import sqlite3
 import subprocess
+import time
 
 import fvtest
 
@@ -24,9 +28,43 @@ def setup(tmp, federation):
     subprocess.run(["/usr/bin/python3",
                     os.path.join(fvtest.SRC, "examples/lending-club/split_regions.py"),
                     f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
+    provision(tmp, federation, BANKS)
+
+
+def provision(tmp, federation, banks):
+    """The kits in tmp/fed: the coordinator's (at 127.0.0.1:0: each test gives --listen),
+    one per bank and the admin ops-1's."""
     fvtest.run(["provision", "--federation", federation, "--coordinator", "127.0.0.1:0",
-                "--agents", ",".join(BANKS), "--admins", "ops-1", "--out", f"{tmp}/fed"],
+                "--agents", ",".join(banks), "--admins", "ops-1", "--out", f"{tmp}/fed"],
                expect=0)
+
+
+def split_iid(train, out, banks, target, seed=0):
+    """An IID federation: the rows of the CSV `train` dealt into out/<bank>.csv, equal
+    shares of every class (a seeded shuffle, then each class's rows dealt in turn, the
+    next class starting where the last one stopped, so the banks' sizes differ by at most
+    one row). Rows keep their text; the header is copied. Returns {bank: path}."""
+    with open(train, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    col = header.index(target)
+    random.Random(seed).shuffle(body)
+    shares = {b: [] for b in banks}
+    i = 0
+    for label in sorted({r[col] for r in body}):
+        for r in body:
+            if r[col] == label:
+                shares[banks[i % len(banks)]].append(r)
+                i += 1
+    os.makedirs(out, exist_ok=True)
+    paths = {}
+    for b, rs in shares.items():
+        paths[b] = os.path.join(out, b + ".csv")
+        with open(paths[b], "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rs)
+    return paths
 
 
 def job_spec(**overrides):
@@ -45,31 +83,34 @@ def job_spec(**overrides):
 
 # ---- running a federation whose coordinator may be killed (coord-crash, fed-distill) ----
 
-def start_agents(agent, tmp, port, tag, banks=BANKS):
-    """One --once agent per bank on 127.0.0.1:port; logs and audit logs tagged `tag`."""
+def start_agents(agent, tmp, port, tag, banks=BANKS, data=None):
+    """One --once agent per bank on 127.0.0.1:port; logs and audit logs tagged `tag`.
+    data: {bank: CSV path}; by default tmp/banks/<bank>.csv."""
     return {b: subprocess.Popen(
         WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
-                   f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once",
-                   "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
+                   data[b] if data else f"{tmp}/banks/{b}.csv", "--coordinator",
+                   f"127.0.0.1:{port}", "--once", "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
         stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a")) for b in banks}
 
 
-def run_coordinator(coordinator, tmp, tag, port, kill_at=None, extra=()):
-    """fedvault-coordinator --job tmp/job.json --out tmp/tag on port, with FV_TEST_KILL_AT
-    set to kill_at (or unset); its log (appended, a {"test": "start"} line first) is
-    tmp/tag-coordinator.log. Returns (process, log path)."""
-    env = dict(os.environ)
-    env.pop("FV_TEST_KILL_AT", None)
+def run_coordinator(coordinator, tmp, tag, port, kill_at=None, extra=(), job=None, env=None):
+    """fedvault-coordinator --job JOB --out tmp/tag on port, with FV_TEST_KILL_AT set to
+    kill_at (or unset); its log (appended, a {"test": "start"} line first) is
+    tmp/tag-coordinator.log. job: the spec's path (default tmp/job.json); env: more
+    environment variables (the other FV_TEST_* hooks). Returns (process, log path)."""
+    penv = dict(os.environ)
+    penv.pop("FV_TEST_KILL_AT", None)
     if kill_at:
-        env["FV_TEST_KILL_AT"] = kill_at
+        penv["FV_TEST_KILL_AT"] = kill_at
+    penv.update(env or {})
     log = f"{tmp}/{tag}-coordinator.log"
     with open(log, "a") as f:
         f.write(json.dumps({"test": "start", "kill_at": kill_at}) + "\n")
     p = subprocess.Popen(WRAPPER + [coordinator, "--config",
                                     f"{tmp}/fed/coordinator/coordinator.json", "--job",
-                                    f"{tmp}/job.json", "--out", f"{tmp}/{tag}", "--listen",
-                                    f"127.0.0.1:{port}", *extra],
-                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=env)
+                                    job or f"{tmp}/job.json", "--out", f"{tmp}/{tag}",
+                                    "--listen", f"127.0.0.1:{port}", *extra],
+                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=penv)
     return p, log
 
 
@@ -107,6 +148,21 @@ def wait_agents(procs, what):
             p.kill()
             codes[b] = "hung"
     fvtest.check(all(v == 0 for v in codes.values()), f"{what}: agents' exit codes {codes}")
+
+
+def wait_exits(procs, timeout_s):
+    """Waits for every process of {name: Popen} until one deadline timeout_s from now;
+    those still running then are killed. Returns {name: exit code, or None if killed}."""
+    deadline = time.monotonic() + timeout_s
+    codes = {}
+    for b, p in procs.items():
+        try:
+            codes[b] = p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            codes[b] = None
+    return codes
 
 
 def db_rows(tmp, tag, sql):
