@@ -649,6 +649,41 @@ static int audit_msg_sent(agent_t *a, const fv_msg_t *m, const uint8_t *body, si
     return audit_append(a, "msg.sent", o);
 }
 
+/* Fault injection for the dropout tests (tests/integration/fed_dropout.py): with
+ * FV_TEST_KILL_AT=POINT:ROUND in the environment the agent SIGKILLs itself when it
+ * reaches POINT in round ROUND, so a dropout lands at the same protocol point on every
+ * machine and build, not at a time. Points: round-start (ROUND_START received: nothing
+ * sent for the round), before-masked (SecAgg keys advertised and shares sent, the masked
+ * input about to be uploaded), mid-masked (the masked upload's VEC_BEGIN queued, its
+ * first chunk about to be), after-masked (the coordinator acknowledged the whole masked
+ * input: the agent is in the sum, its mask seeds must be recovered from the others). */
+static const char *g_kill_point;
+static uint64_t g_kill_round;
+
+static void test_hooks_init(void)
+{
+    static char buf[32];
+    const char *e = getenv("FV_TEST_KILL_AT");
+    char *colon;
+    if (e == NULL || strlen(e) >= sizeof buf)
+        return;
+    snprintf(buf, sizeof buf, "%s", e);
+    if ((colon = strchr(buf, ':')) == NULL)
+        return;
+    *colon = '\0';
+    g_kill_round = strtoull(colon + 1, NULL, 10);
+    g_kill_point = buf;
+}
+
+static void kill_point(const char *point, uint64_t round)
+{
+    if (g_kill_point == NULL || round != g_kill_round || strcmp(point, g_kill_point) != 0)
+        return;
+    fv__agent_log("warn", "test_kill", NULL, NULL, (int64_t)round,
+                  json_pack("{s:s}", "point", point));
+    raise(SIGKILL);
+}
+
 /* The send tap (fv_conn_cbs_t.on_send): every frame is recorded before it is queued;
  * a frame that cannot be recorded is withheld and the connection closes (on_close then
  * stops the agent). PING/PONG are counted into session.closed, a vector's frames into
@@ -661,6 +696,9 @@ static int on_send(fv_conn_t *c, const fv_msg_t *m, const uint8_t *body, size_t 
     int r;
     if (a->sess_conn != c && (r = session_open(a, c)) != 0)
         return r;
+    if (m->type == FV_MSG_VEC_CHUNK && m->u.vec_chunk.seq == 0 && a->up_unacked &&
+        strcmp(a->tx_name, "masked") == 0)
+        kill_point("mid-masked", a->tx_round);
     switch (m->type) {
     case FV_MSG_PING:
         a->pings++;
@@ -1531,6 +1569,7 @@ static void try_upload(agent_t *a, ajob_t *j, around_t *r)
     if (r->secagg) {
         if (r->masked == NULL)
             return;
+        kill_point("before-masked", r->round);
         vec = r->masked, n = r->masked_words, dt = FV_VEC_U32, name = "masked";
         r->masked = NULL;
     } else if (r->fvec != NULL) {
@@ -1583,6 +1622,7 @@ static void on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     const __typeof__(m->u.round_start) *rs = &m->u.round_start;
     ajob_t *j = a->job;
     int64_t rn = (int64_t)rs->round;
+    kill_point("round-start", rs->round);
     if (j == NULL || j->loading || memcmp(rs->job, j->digest, 32) != 0) {
         violation(a, c, j, rn, FV_EROUND, "ROUND_START for a job this agent has not accepted");
         return;
@@ -2153,6 +2193,8 @@ static void on_msg(fv_conn_t *c, const fv_msg_t *m)
         on_receipt(a, c, m);
         break;
     case FV_MSG_VEC_ACK:
+        if (a->up_unacked && strcmp(a->tx_name, "masked") == 0)
+            kill_point("after-masked", a->tx_round);
         a->up_unacked = false; /* our upload arrived whole */
         break;
     default:
@@ -2224,6 +2266,7 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    test_hooks_init();
     fv_blas_set_threads((int)cfg->threads);
     fv_tls_opts_t to = {
         .ca_file = cfg->ca, .cert_file = cfg->cert, .key_file = cfg->key, .crl_file = cfg->crl};
