@@ -18,6 +18,7 @@
  * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
  * which are for a person at a terminal.
  */
+#include "fv_log.h"
 #include "agent-int.h"
 
 #include <errno.h>
@@ -71,21 +72,16 @@ static const char usage[] =
 void fv__agent_log(const char *level, const char *event, const char *job_hex, const char *job_name,
                    int64_t round, json_t *extra)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts); /* a log timestamp, never a deadline */
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[64];
-    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    int lv = fv_log_level_parse(level);
+    if (!fv_log_enabled(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv)) {
+        json_decref(extra);
+        return;
+    }
     json_t *o = json_object();
     if (o == NULL) {
         json_decref(extra);
         return;
     }
-    json_object_set_new(o, "ts", json_string(when));
-    json_object_set_new(o, "level", json_string(level));
-    json_object_set_new(o, "event", json_string(event));
     if (job_hex != NULL)
         json_object_set_new(o, "job", json_string(job_hex));
     if (job_name != NULL)
@@ -96,13 +92,7 @@ void fv__agent_log(const char *level, const char *event, const char *job_hex, co
         json_object_update(o, extra);
         json_decref(extra);
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (s != NULL) {
-        fprintf(stderr, "%s\n", s);
-        fflush(stderr);
-        free(s);
-    }
+    fv_log_json(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv, event, o);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -94,6 +94,7 @@
 #include "fv_file.h"
 #include "fv_fixed.h"
 #include "fv_job.h"
+#include "fv_log.h"
 #include "fv_metrics.h"
 #include "fv_mlp.h"
 #include "fv_model.h"
@@ -105,31 +106,15 @@
 /* ---- logging ------------------------------------------------------------------- */
 
 /* The wall-clock time as "2026-11-28T23:40:00.123Z" (logs, receipts). */
-static void iso_now(char buf[40])
+static void iso_now(char buf[FV_LOG_TS_MAX])
 {
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, 40 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    fv_log_iso_now(buf);
 }
 
 void coord_logj(const char *level, const char *event, json_t *fields)
 {
-    json_t *o = fields != NULL ? fields : json_object();
-    char buf[40];
-    iso_now(buf);
-    json_object_set_new(o, "ts", json_string(buf));
-    json_object_set_new(o, "level", json_string(level));
-    json_object_set_new(o, "event", json_string(event));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    if (s != NULL) {
-        fprintf(stderr, "%s\n", s);
-        fflush(stderr);
-        free(s);
-    }
-    json_decref(o);
+    int lv = fv_log_level_parse(level);
+    fv_log_json(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv, event, fields);
 }
 
 static void hex8(const uint8_t *p, char out[17])
