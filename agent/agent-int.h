@@ -1,5 +1,13 @@
-/* agent-int.h - what agent_main.c (command line, configuration) hands to agent.c (the
- * daemon). Folder-private. */
+/* agent-int.h - the agent's folder-private header: what agent_main.c (command line,
+ * configuration) hands to the daemon, the state the daemon's files share, and the calls
+ * between them (agent.c's note has the map of the files).
+ *
+ * Ownership: the agent owns the job, the job owns the round; vectors being received
+ * belong to the agent until on_vec/on_close; a vector being sent is handed to the agent
+ * (tx_buf) and freed at on_vec_sent/on_close, so a round may end while its upload drains.
+ * Threads: all of it belongs to the loop thread, except what the thread pool's work may
+ * read while it runs (agent_job.c's job_load_run, agent_work.c).
+ */
 #ifndef FV_AGENT_INT_H
 #define FV_AGENT_INT_H
 
@@ -8,8 +16,20 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <uv.h>
+
+#include "fv_audit.h"
+#include "fv_conn.h"
+#include "fv_dataset.h"
+#include "fv_fed.h"
+#include "fv_job.h"
+#include "fv_mlp.h"
+#include "fv_secagg.h"
+#include "fv_tls.h"
+#include "fv_wire.h"
 
 #define FV_AGENT_MAX_ACCEPT_JOBS 256
+#define FV_AGENT_ACCEPTED_JOBS_KEPT 16
 
 /* Every path is absolute or relative to the working directory (agent_main.c resolves
  * the config's paths against the config file's directory). Strings are owned by the
@@ -22,7 +42,7 @@ typedef struct fv_agent_cfg {
     int port;
     const char *ca, *cert, *key, *crl; /* crl may be NULL */
     const char *data;
-    const char *audit_log;  /* the agent's signed audit log (agent.c, "AUDIT") */
+    const char *audit_log;  /* the agent's signed audit log (agent_audit.c, "AUDIT") */
     const char *audit_head; /* its head file: audit_log + ".head" */
     const char *accept_jobs[FV_AGENT_MAX_ACCEPT_JOBS]; /* empty: any job name */
     size_t n_accept_jobs;
@@ -36,9 +56,205 @@ typedef struct fv_agent_cfg {
  * exit status (0 ok, 1 failure). */
 int fv__agent_run(const fv_agent_cfg_t *cfg);
 
-/* One JSON line on stderr: {"ts","level","event",...extra}. extra (an object, may be
- * NULL) is consumed. job_hex / job_name may be NULL; round < 0 means none. */
+/* In agent_main.c. One JSON line on stderr: {"ts","level","event",...extra}. extra (an
+ * object, may be NULL) is consumed. job_hex / job_name may be NULL; round < 0 means none. */
 void fv__agent_log(const char *level, const char *event, const char *job_hex, const char *job_name,
                    int64_t round, json_t *extra);
+
+typedef struct agent agent_t;
+typedef struct ajob ajob_t;
+typedef struct around around_t;
+typedef struct awork awork_t;
+
+/* One job: data, splits, the global model and preprocessing. Lives across reconnects. */
+struct ajob {
+    agent_t *a;
+    fv_job_t *job;
+    uint8_t digest[32];
+    char hex[65];
+    fv_dataset_t *ds;
+    uint8_t data_sha[32];
+    size_t *tr, n_tr, *va, n_va;
+    fv_fed_stats_layout_t sl;
+    fv_mlp_arch_t arch;
+    size_t n_feat, n_params;
+    /* global model */
+    float *global;
+    bool has_global;
+    uint8_t global_hash[32];
+    /* distillation (job->distill.on): the teacher (the training phase's result) and the
+     * student's global parameters, each kept with its hash */
+    fv_mlp_arch_t s_arch;
+    size_t s_n_params;
+    float *teacher, *student;
+    bool has_teacher, has_student;
+    uint8_t teacher_hash[32], student_hash[32];
+    /* global preprocessing (from the stats round's sum) */
+    uint32_t *stats_sum; /* sl.dim words, as received */
+    bool has_features;
+    float *x_tr, *x_va;
+    int32_t *y_tr, *y_va;
+    around_t *round;     /* the round in progress, or NULL */
+    uint64_t last_round; /* highest round started (valid when started) */
+    bool started;
+    bool loading;          /* data being loaded on the thread pool */
+    uint64_t offered_conn; /* connection (a->conn_gen) that offered it last */
+    uv_work_t load_req;
+    int load_rc;
+    char load_reason[FV_DIAG_MAX + 256];
+    unsigned n_busy; /* work items reading this job */
+    bool detached;   /* no longer the agent's job: freed when n_busy drops to 0 */
+};
+
+/* One round in progress. */
+struct around {
+    uint64_t round;
+    uint32_t kind, index, n, t, k;
+    uint64_t n_ref;
+    bool secagg;
+    bool sat_out; /* refused by policy or aborted: ignore its messages */
+    fv_secagg_client_t *sa;
+    fv_rand_t rng;
+    fv_secagg_outbox_t ob;
+    awork_t *work;   /* in flight, or NULL */
+    bool ready;      /* the vector below is built */
+    uint32_t *words; /* SecAgg input, or the plain u32 update (stats round) */
+    float *fvec;     /* the plain f32 update (training round without SecAgg) */
+    size_t dim;
+    uint8_t *fwd; /* deferred SHARES_FWD */
+    size_t fwd_len;
+    uint32_t *masked; /* MASKED message as native words, waiting for UPLOAD_GO */
+    size_t masked_words;
+    bool go, uploaded;
+};
+
+/* Work on the thread pool: touches only itself and the job's read-only data. */
+struct awork {
+    uv_work_t req;
+    agent_t *a;
+    ajob_t *j;
+    around_t *r; /* NULL once the round is gone */
+    uint32_t kind;
+    uint64_t round;
+    uint64_t n_ref;
+    bool secagg;
+    uint64_t seed;
+    /* Key of the stochastic rounding of this round's update (fv_fed_encode): BLAKE2b-256
+     * keyed with this agent's secret key over (job, round). Secret, so nobody else can
+     * predict the rounding noise; deterministic, so a round run again (after a coordinator
+     * restart) sends the same quantized update and a resumed job ends with the same model
+     * as an uninterrupted one. Wiped when the work item is freed. */
+    uint8_t qkey[32];
+    float *global;  /* own copy of the global parameters (the student's in a distill round) */
+    float *teacher; /* distill round: own copy of the teacher's parameters */
+    /* results */
+    int rc;
+    fv_diag_t d;
+    uint32_t *words;
+    float *fvec;
+    size_t dim;
+    double train_loss;
+    size_t epochs;
+    double val_loss_sum;
+};
+
+struct agent {
+    const fv_agent_cfg_t *cfg;
+    uv_loop_t *loop;
+    fv_tls_ctx_t *ctx;
+    fv_client_t *client;
+    fv_conn_t *conn; /* open connection, or NULL */
+    uint8_t *sk;     /* sodium_malloc'd identity key (64 bytes) */
+    uint8_t pk[32];
+    uint64_t name_hash;
+    uv_signal_t sigint, sigterm;
+    ajob_t *job;
+    uint64_t conn_gen; /* incremented at every on_open */
+    /* vector being received */
+    void *rx_buf;
+    enum { RX_NONE, RX_MODEL, RX_STATS, RX_TEACHER, RX_STUDENT } rx_kind;
+    ajob_t *rx_job;
+    /* vector being sent */
+    void *tx_buf;
+    size_t tx_bytes;
+    uint64_t tx_round;
+    char tx_name[16];
+    ajob_t *tx_job;
+    bool up_unacked; /* the last upload (tx_*) is not acknowledged (VEC_ACK) yet */
+    bool stopping;
+    int exit_code;
+    /* the audit log ("AUDIT" in agent_audit.c) */
+    fv_audit_t *audit;
+    bool audit_failed; /* an append failed: nothing more is sent, the agent stops */
+    uint64_t audit_n;  /* appends made by this process, and their time */
+    uint64_t audit_ns_sum, audit_ns_max;
+    fv_conn_t *sess_conn; /* the connection the current session record is about */
+    uint64_t session;     /* seq of its session.opened record */
+    char sess_peer[FV_NAME_MAX + 1];
+    uint64_t pings, pongs, ping_bytes;
+    bool vtx_on; /* a vector being sent: summed into one vec.sent record */
+    uint32_t vtx_id, vtx_dtype, vtx_frames;
+    uint64_t vtx_elems, vtx_bytes;
+    char vtx_name[FV_WIRE_TEXT_MAX + 1];
+    char vtx_job[65]; /* "" if the vector's job is gone */
+    uint64_t vtx_round;
+    /* jobs this agent sent JOB_ACCEPT for (a receipt must name one); a ring */
+    struct {
+        uint8_t digest[32];
+        uint64_t rounds; /* the job's last round number (fv_job_last_round) */
+    } accepted[FV_AGENT_ACCEPTED_JOBS_KEPT];
+    size_t n_accepted;
+};
+
+/* ---- agent.c ------------------------------------------------------------------------ */
+
+void fv__agent_hex32(const uint8_t b[32], char out[65]);
+uint64_t fv__agent_le64(const uint8_t *p);
+uint64_t fv__agent_hash_u64(const void *buf, size_t len);
+void fv__agent_text_clean(const char *s, size_t len, char *out, size_t cap);
+/* fv__agent_log with the job's id and name (j may be NULL). */
+void fv__agent_log_job(const char *level, const char *event, const ajob_t *j, int64_t round,
+                       json_t *extra);
+void fv__agent_kill_point(const char *point, uint64_t round);
+void fv__agent_stop(agent_t *a, int code);
+
+/* ---- agent_conn.c: the connection, vectors from the coordinator, violations -------- */
+
+void fv__agent_violation(agent_t *a, fv_conn_t *c, const ajob_t *j, int64_t round, int err,
+                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int fv__agent_send_msg(agent_t *a, const fv_msg_t *m);
+void fv__agent_on_open(fv_conn_t *c, const fv_identity_t *peer);
+void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_close(fv_conn_t *c, int err, const char *why);
+void *fv__agent_on_vec_begin(fv_conn_t *c, const fv_msg_t *b);
+void fv__agent_on_vec(fv_conn_t *c, uint32_t id, void *vec, uint64_t n);
+void fv__agent_on_vec_sent(fv_conn_t *c, uint32_t id);
+
+/* ---- agent_job.c: JOB_OFFER, JOB_DONE, a job's lifetime ---------------------------- */
+
+void fv__agent_job_destroy(ajob_t *j);
+void fv__agent_job_release(agent_t *a, ajob_t *j);
+void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_job_done(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+
+/* ---- agent_round.c: ROUND_START, SECAGG, UPLOAD_GO, ROUND_END ---------------------- */
+
+void fv__agent_round_free(around_t *r);
+void fv__agent_on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_secagg(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_upload_go(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_round_end(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+
+/* ---- agent_work.c: on the thread pool ---------------------------------------------- */
+
+void fv__agent_work_run(uv_work_t *req);
+void fv__agent_work_free(awork_t *w);
+
+/* ---- agent_audit.c: the audit log, the send tap, RECEIPT --------------------------- */
+
+int fv__agent_audit_append(agent_t *a, const char *event, json_t *details);
+void fv__agent_session_close(agent_t *a, fv_conn_t *c, int err, const char *why);
+int fv__agent_on_send(fv_conn_t *c, const fv_msg_t *m, const uint8_t *body, size_t len);
+void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 
 #endif

@@ -1,18 +1,18 @@
 /* agent_main.c - `fedvault-agent`: command line, kit configuration, JSON-lines logging.
  *
- * The daemon itself lives in agent.c; this file turns argv and the kit's agent.json into
- * an fv_agent_cfg_t. Precedence: command-line flags override the config file. Paths in
- * the config are relative to the config file's directory (that is how `fedvault
- * provision` writes kits); paths on the command line are relative to the working
- * directory. The config is input like any other: unknown keys, wrong types and bad
- * values are refused with a sentence naming the file and the key.
+ * The daemon itself lives in agent.c and its parts (agent-int.h); this file turns argv
+ * and the kit's agent.json into an fv_agent_cfg_t. Precedence: command-line flags
+ * override the config file. Paths in the config are relative to the config file's
+ * directory (that is how `fedvault provision` writes kits); paths on the command line are
+ * relative to the working directory. The config is input like any other: unknown keys,
+ * wrong types and bad values are refused with a sentence naming the file and the key.
  *
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
  * min_threshold} (optional), audit_log (optional: the agent's signed audit log, default
  * "audit/agent-audit.log" beside the config, its head "<audit_log>.head"; missing
  * directories are created with mode 0700; --audit-log overrides it). What goes into the
- * log: agent.c, "AUDIT".
+ * log: agent_audit.c, "AUDIT".
  *
  * Exit status: 0 ok, 1 failure (the last stderr line says what and where), 2 usage.
  * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
