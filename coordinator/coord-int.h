@@ -1,8 +1,16 @@
 /* coord-int.h - the coordinator daemon's shared state, private to fedvault-coordinator.
  *
- * coord_main.c runs the jobs and rounds on the agent port; coord_admin.c serves the admin
- * port (mutual TLS, admin certificates only) and the metrics endpoint. Both run on the one
- * libuv loop that owns everything below, so nothing here needs a lock.
+ * The daemon's files, one concern each: coord_main.c (options, config, start and stop,
+ * signals, the housekeeping timer), coord_log.c (log lines, audit records, state
+ * transactions, test faults), coord_outq.c (each agent's outgoing FIFO), coord_conn.c
+ * (the agent port's connections), coord_job.c (the job scheduler), coord_round.c (the
+ * round driver), coord_distill.c (distillation and its report), coord_model.c (model
+ * files), coord_admin.c (the admin port, mutual TLS with admin certificates only, and the
+ * metrics endpoint). All run on the one libuv loop that owns everything below, so nothing
+ * here needs a lock.
+ *
+ * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
+ * rnd (the round), model (the job's models and early stopping), distill, metrics.
  *
  * Durable state (coordinator/fv_state.h) is written at the points where a restart must
  * find it: a job when it is submitted, a round's outcome together with the checkpoint to
@@ -41,12 +49,12 @@
 typedef struct outitem {
     struct outitem *next;
     bool is_vec;
-    fv_msg_t m;         /* pointers into owned */
-    uint8_t *owned;     /* copies of borrowed fields */
+    fv_msg_t m;     /* pointers into owned */
+    uint8_t *owned; /* copies of borrowed fields */
     uint32_t vec_id;
     fv_vec_dtype_t dtype;
-    const void *vec;    /* borrowed: coordinator-owned, alive until the queue drains */
-    void *vec_owned;    /* or owned */
+    const void *vec; /* borrowed: coordinator-owned, alive until the queue drains */
+    void *vec_owned; /* or owned */
     uint64_t n_elems;
     char name[16];
 } outitem_t;
@@ -54,7 +62,7 @@ typedef struct outitem {
 typedef struct agent {
     struct agent *next;
     char name[FV_NAME_MAX + 1];
-    fv_conn_t *conn;     /* NULL when disconnected */
+    fv_conn_t *conn; /* NULL when disconnected */
     uint8_t sign_pk[32];
     char serial[41];
     char addr[64];
@@ -63,27 +71,27 @@ typedef struct agent {
     uint8_t dsha[32];
     bool has_model;
     uint8_t model[32];
-    bool has_teacher;    /* distill phase: holds the teacher (sent once per session) */
+    bool has_teacher; /* distill phase: holds the teacher (sent once per session) */
     bool has_stats;
     /* the last job this agent accepted (across its sessions): its end is told on every
-     * connection until the agent accepts another job (coord_main.c "End of a job") */
-    bool took_part;           /* accepted the running job (the digest below) */
+     * connection until the agent accepts another job (coord_job.c "End of a job") */
+    bool took_part; /* accepted the running job (the digest below) */
     uint8_t part_job[32];
-    bool done_pending;        /* that job has ended: JOB_DONE goes out on each connection */
+    bool done_pending; /* that job has ended: JOB_DONE goes out on each connection */
     uint64_t done_rounds;
-    uint8_t done_model[32];   /* hash of the final model's parameters (zeros: none) */
-    bool done_sent;           /* JOB_DONE queued on the live connection */
-    bool done_told;           /* ... and handed to the socket, or the agent then said BYE */
+    uint8_t done_model[32]; /* hash of the final model's parameters (zeros: none) */
+    bool done_sent;         /* JOB_DONE queued on the live connection */
+    bool done_told;         /* ... and handed to the socket, or the agent then said BYE */
     /* outgoing */
     outitem_t *oq_head, *oq_tail;
     bool vec_busy;
     /* round */
-    int idx;            /* cohort index, -1 if not in the round's cohort */
+    int idx;               /* cohort index, -1 if not in the round's cohort */
     fv_conn_t *round_conn; /* the session that got ROUND_START (a reconnect is another) */
-    bool alive;         /* in the cohort and still connected */
-    bool answered;      /* answered the current phase */
+    bool alive;            /* in the cohort and still connected */
+    bool answered;         /* answered the current phase */
     bool granted, uploaded;
-    void *upload;       /* buffer of the vector being received */
+    void *upload; /* buffer of the vector being received */
     /* traffic of past sessions (the live one is read from its connection) */
     uint64_t bytes_in, bytes_out;
 } agent_t;
@@ -93,115 +101,208 @@ typedef struct agent {
 typedef enum { ST_IDLE, ST_WAITING, ST_ROUND, ST_REPORT, ST_DONE } cstate_t;
 
 typedef struct coord {
-    uv_loop_t *loop;
-    fv_tls_ctx_t *ctx;
-    fv_server_t *server;       /* agent port */
-    fv_server_t *admin;        /* admin port (NULL when not configured) */
-    fv_prom_server_t *prom_srv;
-    fv_prom_t *prom;
-    uv_timer_t timer;
-    uv_signal_t sigint, sigterm, sighup;
+    /* the daemon: its ports, timer and signals, all on the one loop */
+    struct coord_net {
+        uv_loop_t *loop;
+        fv_tls_ctx_t *ctx;
+        fv_server_t *server; /* agent port */
+        fv_server_t *admin;  /* admin port (NULL when not configured) */
+        fv_prom_server_t *prom_srv;
+        uv_timer_t timer;
+        uv_signal_t sigint, sigterm, sighup;
+    } net;
     fv_state_t *st;
     fv_audit_t *audit;
+    int64_t audit_max_eid; /* highest outbox id in the signed log (coord_log.c) */
+    bool in_txn;           /* a state transaction is open: audit records wait for it */
     char federation[FV_NAME_MAX + 1];
     char self_name[FV_NAME_MAX + 1];
-    uint8_t sign_sk[64];       /* the coordinator's Ed25519 key: receipts (wiped at exit) */
+    uint8_t sign_sk[64]; /* the coordinator's Ed25519 key: receipts (wiped at exit) */
     uint64_t t_start_ms;
     bool stopping;
-    const char *only_job;      /* --job mode: exit when this job (64 hex) has ended */
-    /* the job being run (ST_WAITING / ST_ROUND); ST_IDLE when none */
-    fv_job_t *job;
-    char *spec;
-    size_t spec_len;
-    uint8_t digest[32];
-    char job_id[65];           /* 64 hex */
-    char job_hex[17];          /* its first 16 hex, for logs */
-    uint64_t job_id64;
-    const char *out_dir;       /* --out: final.fvm, rounds.jsonl (may be NULL) */
+    const char *only_job; /* --job mode: exit when this job (64 hex) has ended */
+    const char *out_dir;  /* --out: final.fvm, rounds.jsonl (may be NULL) */
     unsigned max_uploads;
     agent_t *agents;
-    cstate_t state;
+    /* deterministic faults for the tests, from the environment (coord_log.c) */
+    struct coord_test {
+        bool fail_rounds, drop_at_job_end;
+    } test;
+    /* the job being run (ST_WAITING / ST_ROUND); ST_IDLE when none */
+    fv_job_t *job;
+    struct coord_run {
+        char *spec;
+        size_t spec_len;
+        uint8_t digest[32];
+        char job_id[65];  /* 64 hex */
+        char job_hex[17]; /* its first 16 hex, for logs */
+        uint64_t job_id64;
+        cstate_t state;
+        uint64_t rounds_done, rounds_failed;
+        double last_auc, last_pr, last_loss, last_acc;
+        double avg_round_s; /* mean duration of completed training rounds */
+        FILE *rounds_log;
+        int exit_code;
+        char fail_why[512];
+        bool abort_requested;
+        uint64_t linger_until; /* --job: the job ended; wait for the agents until then */
+        char abort_by[FV_NAME_MAX + 16];
+    } run;
     /* the round */
-    uint64_t round;     /* 0 = stats */
-    uint32_t attempt;   /* attempts of this round number so far (aborted ones included) */
-    uint32_t kind;
-    agent_t **cohort;
-    uint32_t n, t, k;
-    uint32_t dim;       /* words (secagg) / elements (plain) */
-    fv_secagg_server_t *sa;
-    fv_secagg_outbox_t outbox;
-    int phase;          /* secagg phase being collected, or 2 for plain uploads */
-    uint64_t phase_deadline;
-    uint64_t t_phase_start;
-    uint32_t phase_counts[5]; /* answers per SecAgg phase, for the round's audit record */
-    unsigned in_flight;
-    double *acc_f;      /* plain train: float sums in double */
-    uint32_t *acc_u;    /* plain stats: word sums */
-    uint32_t n_summands;
-    uint64_t t_round_start;
-    int64_t wall_round_start_ms;
-    uint64_t rounds_done, rounds_failed;
+    struct coord_round {
+        uint64_t round;   /* 0 = stats */
+        uint32_t attempt; /* attempts of this round number so far (aborted ones included) */
+        uint32_t kind;
+        agent_t **cohort;
+        uint32_t n, t, k;
+        uint32_t dim; /* words (secagg) / elements (plain) */
+        fv_secagg_server_t *sa;
+        fv_secagg_outbox_t outbox;
+        int phase; /* secagg phase being collected, or 2 for plain uploads */
+        uint64_t phase_deadline;
+        uint64_t t_phase_start;
+        uint32_t phase_counts[5]; /* answers per SecAgg phase, for the round's audit record */
+        unsigned in_flight;
+        double *acc_f;   /* plain train: float sums in double */
+        uint32_t *acc_u; /* plain stats: word sums */
+        uint32_t n_summands;
+        uint64_t t_round_start;
+        int64_t wall_round_start_ms;
+    } rnd;
     /* model */
-    fv_fed_stats_layout_t slay;
-    fv_fed_layout_t lay;
-    uint32_t *stats_sum;
-    uint64_t n_ref;
-    fv_preproc_t *preproc;
-    fv_mlp_t *global;
-    uint8_t model_hash[32];    /* of the global parameters (what agents hold) */
-    char global_sha[65];       /* its model file in the state directory */
-    int64_t global_version;
-    fv_fed_server_opt_t *sopt;
-    fv_mlp_t *best;
-    char best_sha[65];
-    int64_t best_version;
-    const fv_mlp_t *final; /* best or global, once the job is done */
+    struct coord_model {
+        fv_fed_stats_layout_t slay;
+        fv_fed_layout_t lay;
+        uint32_t *stats_sum;
+        uint64_t n_ref;
+        fv_preproc_t *preproc;
+        fv_mlp_t *global;
+        uint8_t hash[32];    /* of the global parameters (what agents hold) */
+        char global_sha[65]; /* its model file in the state directory */
+        int64_t global_version;
+        fv_fed_server_opt_t *sopt;
+        fv_mlp_t *best;
+        char best_sha[65];
+        int64_t best_version;
+        const fv_mlp_t *final; /* best or global, once the job is done */
+        double best_metric;
+        uint64_t best_round;
+        uint32_t since_best;
+    } model;
     /* distillation (job->distill.on): after the training rounds, distill rounds (kind 3)
-     * train a student; global/best/sopt/lay/model_hash then describe the student, and
+     * train a student; model.global/best/sopt/lay/hash then describe the student, and
      * the training phase's result is kept here as the teacher */
-    bool distilling;
-    fv_mlp_t *teacher;
-    char teacher_sha[65];      /* its model file (the job's final version) */
-    int64_t teacher_version;
-    uint8_t teacher_hash[32];  /* of its parameters (what agents hold) */
-    bool lat_ready;            /* lat[] measured (teacher, student, int8 student) */
-    fv_latency_t lat[3];
-    double best_metric;
-    uint64_t best_round;
-    uint32_t since_best;
-    double last_auc, last_pr, last_loss, last_acc;
-    double avg_round_s;        /* mean duration of completed training rounds */
-    FILE *rounds_log;
-    int exit_code;
-    char fail_why[512];
-    bool abort_requested;
-    uint64_t linger_until;     /* --job: the job ended; wait for the agents until then */
-    char abort_by[FV_NAME_MAX + 16];
+    struct coord_distill {
+        bool active;
+        fv_mlp_t *teacher;
+        char teacher_sha[65]; /* its model file (the job's final version) */
+        int64_t teacher_version;
+        uint8_t teacher_hash[32]; /* of its parameters (what agents hold) */
+        bool lat_ready;           /* lat[] measured (teacher, student, int8 student) */
+        fv_latency_t lat[3];
+    } distill;
     /* metrics */
-    fv_prom_metric_t *m_agents, *m_rounds_ok, *m_rounds_failed, *m_phase_s, *m_bytes_in,
-        *m_bytes_out, *m_refusals, *m_jobs, *m_admin;
+    struct coord_metrics {
+        fv_prom_t *prom;
+        fv_prom_metric_t *agents, *rounds_ok, *rounds_failed, *phase_s, *bytes_in, *bytes_out,
+            *refusals, *jobs, *admin;
+    } metrics;
 } coord_t;
 
-/* coord_main.c */
+/* ---- the coordinator's functions, by file ---------------------------------------- */
+/* Those named coord_* are the daemon's internal API (the admin port uses them too); those
+ * named coord__* are internals one file shares with the others (STYLE.md's fv__ rule). */
+
+/* coord_log.c: log lines, audit records, clocks, faults for the tests */
 void coord_logj(const char *level, const char *event, json_t *fields); /* takes fields */
 int64_t coord_wall_ms(void);
 /* Queues an audit record in the state's outbox (inside or outside a transaction) and, when
  * no transaction is open, appends the pending records to the signed log. details: taken. */
 int coord_audit(coord_t *c, const char *actor, const char *event, json_t *details);
-/* coord_audit for a refused connection, rate-limited (see coord_main.c); event NULL only
+/* coord_audit for a refused connection, rate-limited (see coord_log.c); event NULL only
  * closes a finished window. */
 int coord_audit_refusal(coord_t *c, const char *event, json_t *details);
 /* Appends every pending outbox record to the signed audit log. */
 int coord_audit_flush(coord_t *c);
+int coord__audit_open(coord_t *c, const char *state_dir, fv_diag_t *d);
+/* A state transaction: audit records queue until the commit; a failure stops the daemon
+ * (coord__state_fatal). */
+int coord__txn_begin(coord_t *c);
+int coord__txn_commit(coord_t *c);
+/* A log line's fields: the job and, during a round, the round (caller takes them). */
+json_t *coord__jf(coord_t *c);
+json_t *coord__jnum(double v); /* a number, or null when not finite */
+void coord__hexn(const uint8_t *p, size_t n, char *out);
+uint64_t coord__now_ms(coord_t *c); /* the loop's time, updated: deadlines, durations */
+void coord__crash_points_init(void);
+void coord__crash_point(const char *name);
+void coord__test_hooks_init(coord_t *c);
+
+/* coord_outq.c: each agent's outgoing FIFO and the control messages put on it */
+void coord__oq_init(agent_t **agents, unsigned vec_sends_max);
+void coord__oq_close(void);
+void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
+                        const void **field);
+void coord__oq_push_vec(agent_t *a, uint32_t id, fv_vec_dtype_t dtype, const void *vec, void *owned,
+                        uint64_t n, const char *name);
+void coord__oq_clear(agent_t *a);
+void coord__on_vec_sent(fv_conn_t *conn, uint32_t id);
+void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
+                     const char *reason);
+void coord__send_offer(coord_t *c, agent_t *a);
+void coord__send_stats(coord_t *c, agent_t *a);
+
+/* coord_model.c: model files */
+void coord__params_hash(const fv_mlp_t *m, uint8_t out[32]);
+int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
+                          size_t *ret_len);
+int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65]);
+int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round);
+int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len);
+
+/* coord_round.c: the round driver */
+extern const char *coord__phase_names[5];
+void coord__round_start(coord_t *c);
+void coord__round_tick(coord_t *c);
+void coord__round_cleanup(coord_t *c);
+void coord__grant_uploads(coord_t *c);
+void coord__phase_progress(coord_t *c);
+bool coord__phase_over(coord_t *c, uint64_t done);
+
+/* coord_job.c: the job scheduler */
 /* Submits a job spec (JSON text): validated, stored "queued", audited. ret_id: 64 hex. */
-int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by,
-                     char ret_id[65], fv_diag_t *d);
+int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by, char ret_id[65],
+                     fv_diag_t *d);
 /* Aborts the job id (queued or running). */
 int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d);
 /* Live progress of the running job (NULL when none). */
 json_t *coord_job_live(coord_t *c);
-int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d);
+void coord__job_try_next(coord_t *c);
+void coord__job_finish(coord_t *c);
+void coord__job_reset(coord_t *c);
+void coord__phase_end(coord_t *c);
+void coord__linger_check(coord_t *c);
+
+/* coord_distill.c: distillation */
+int coord__distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_version, char *why,
+                         size_t why_len);
+int coord__distill_begin(coord_t *c);
+int coord__lat_start(coord_t *c);
+int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d);
+
+/* coord_conn.c: the agent port's callbacks */
+void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer);
+void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m);
+void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b);
+void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n);
+void coord__on_close(fv_conn_t *conn, int err, const char *why);
 void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
+
+/* coord_main.c: start and stop */
+int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d);
+void coord__shutdown_all(coord_t *c);
+/* A fatal state error: the daemon cannot record what it does, so it stops. */
+void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d);
 
 /* coord_admin.c */
 int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d);

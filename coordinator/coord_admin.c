@@ -116,7 +116,7 @@ static int cmd_status(req_t *q, json_t **body)
     json_t *job = json_null();
     if (c->job != NULL) {
         json_t *live = coord_job_live(c);
-        job = json_pack("{s:s,s:s,s:s}", "id", c->job_id, "name", c->job->name, "status",
+        job = json_pack("{s:s,s:s,s:s}", "id", c->run.job_id, "name", c->job->name, "status",
                         "running");
         if (live != NULL) {
             json_object_update(job, live);
@@ -125,9 +125,9 @@ static int cmd_status(req_t *q, json_t **body)
     }
     *body = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:o}", "federation", c->federation,
                       "coordinator", c->self_name, "version", FV_VERSION " (" FV_COMMIT ")",
-                      "uptime_s", (json_int_t)((uv_now(c->loop) - c->t_start_ms) / 1000),
-                      "agents_connected", (json_int_t)connected, "agents_known",
-                      (json_int_t)known, "job", job, "jobs", counts);
+                      "uptime_s", (json_int_t)((uv_now(c->net.loop) - c->t_start_ms) / 1000),
+                      "agents_connected", (json_int_t)connected, "agents_known", (json_int_t)known,
+                      "job", job, "jobs", counts);
     return 0;
 }
 
@@ -260,8 +260,8 @@ static int cmd_job_show(req_t *q, json_t **body)
         *body = err_body("%s", d.msg);
         return r;
     }
-    json_t *live = q->c->job != NULL && strcmp(q->c->job_id, id) == 0 ? coord_job_live(q->c)
-                                                                       : NULL;
+    json_t *live =
+        q->c->job != NULL && strcmp(q->c->run.job_id, id) == 0 ? coord_job_live(q->c) : NULL;
     json_object_set_new(j, "live", live != NULL ? live : json_null());
     *body = j;
     return 0;
@@ -395,7 +395,7 @@ static int cmd_crl_reload(req_t *q, json_t **body)
         *body = err_body("%s", d.msg);
         return r;
     }
-    *body = json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(q->c->ctx));
+    *body = json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(q->c->net.ctx));
     return 0;
 }
 
@@ -408,6 +408,7 @@ typedef struct admin_cmd {
     int (*fn_data)(req_t *q, json_t **body, const uint8_t **data, size_t *data_len);
 } admin_cmd_t;
 
+/* clang-format off: one row per command */
 static const admin_cmd_t admin_cmds[] = {
     {"status", cmd_status, NULL},
     {"agents.list", cmd_agents, NULL},
@@ -420,6 +421,7 @@ static const admin_cmd_t admin_cmds[] = {
     {"model.read", NULL, cmd_model_read},
     {"crl.reload", cmd_crl_reload, NULL},
 };
+/* clang-format on */
 
 static const admin_cmd_t *admin_handler(const char *name)
 {
@@ -456,8 +458,8 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
     if (m->u.admin_req.args.len == 0)
         q.args = json_object();
     else
-        q.args = json_loadb(m->u.admin_req.args.ptr, m->u.admin_req.args.len, JSON_REJECT_DUPLICATES,
-                            &je);
+        q.args = json_loadb(m->u.admin_req.args.ptr, m->u.admin_req.args.len,
+                            JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(q.args)) {
         r = FV_EPARSE;
         body = q.args == NULL ? err_body("%s: args: %s (column %d)", cmd, je.text, je.column)
@@ -473,9 +475,9 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
     }
     if (r != 0 && body == NULL)
         body = err_body("%s: %s", cmd, fv_strerror(r));
-    if (c->m_admin != NULL) {
+    if (c->metrics.admin != NULL) {
         const char *lv[2] = {cmd, r == 0 ? "ok" : "error"};
-        fv_prom_addv(c->m_admin, lv, 1);
+        fv_prom_addv(c->metrics.admin, lv, 1);
     }
     /* Every admin command is audited, except the follow-up chunks of one export. */
     bool chunk = strcmp(cmd, "model.read") == 0 && r == 0 &&
@@ -491,9 +493,9 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
         q.audit = NULL;
     }
     json_decref(q.audit);
-    coord_logj(r == 0 ? "info" : "warn", "admin_command",
-               json_pack("{s:s,s:s,s:s}", "admin", peer->name, "cmd", cmd, "status",
-                         fv_err_name(r)));
+    coord_logj(
+        r == 0 ? "info" : "warn", "admin_command",
+        json_pack("{s:s,s:s,s:s}", "admin", peer->name, "cmd", cmd, "status", fv_err_name(r)));
     respond(conn, q.id, r, body, data, data_len);
     json_decref(q.args);
 }
@@ -515,10 +517,10 @@ static void admin_on_close(fv_conn_t *conn, int err, const char *why)
                    json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
                              fv_err_name(err), "why", why));
         coord_audit_refusal(c, "admin.refused",
-                    json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
-                              fv_err_name(err), "why", why));
-        if (c->m_refusals != NULL)
-            fv_prom_add(c->m_refusals, fv_err_name(err), 1);
+                            json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
+                                      fv_err_name(err), "why", why));
+        if (c->metrics.refusals != NULL)
+            fv_prom_add(c->metrics.refusals, fv_err_name(err), 1);
     }
 }
 
@@ -540,7 +542,7 @@ int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d)
                          .on_msg = admin_on_msg,
                          .on_vec_begin = admin_on_vec_begin,
                          .on_close = admin_on_close};
-    int r = fv_server_start(c->loop, c->ctx, host, port, &net, &cbs, c, &c->admin);
+    int r = fv_server_start(c->net.loop, c->net.ctx, host, port, &net, &cbs, c, &c->net.admin);
     if (r != 0)
         snprintf(d->msg, sizeof d->msg, "%s", fv_strerror(r));
     return r;
@@ -551,39 +553,40 @@ int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d)
 int coord_metrics_init(coord_t *c)
 {
     static const double secs[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
-    int r = fv_prom_new(&c->prom);
+    int r = fv_prom_new(&c->metrics.prom);
     if (r == 0)
-        r = fv_prom_gauge(c->prom, "fedvault_agents_connected",
-                          "Agents connected to the agent port.", NULL, &c->m_agents);
+        r = fv_prom_gauge(c->metrics.prom, "fedvault_agents_connected",
+                          "Agents connected to the agent port.", NULL, &c->metrics.agents);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_rounds_completed_total",
-                            "Rounds completed (stats and training).", NULL, &c->m_rounds_ok);
+        r = fv_prom_counter(c->metrics.prom, "fedvault_rounds_completed_total",
+                            "Rounds completed (stats and training).", NULL, &c->metrics.rounds_ok);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_rounds_failed_total",
+        r = fv_prom_counter(c->metrics.prom, "fedvault_rounds_failed_total",
                             "Rounds aborted (too few agents, bad input, deadline).", NULL,
-                            &c->m_rounds_failed);
+                            &c->metrics.rounds_failed);
     if (r == 0)
-        r = fv_prom_histogram(c->prom, "fedvault_phase_duration_seconds",
+        r = fv_prom_histogram(c->metrics.prom, "fedvault_phase_duration_seconds",
                               "Duration of each SecAgg phase of a round.", "phase", secs,
-                              sizeof secs / sizeof secs[0], &c->m_phase_s);
+                              sizeof secs / sizeof secs[0], &c->metrics.phase_s);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_agent_bytes_received_total",
-                            "Bytes received from agents (TLS records).", NULL, &c->m_bytes_in);
+        r = fv_prom_counter(c->metrics.prom, "fedvault_agent_bytes_received_total",
+                            "Bytes received from agents (TLS records).", NULL,
+                            &c->metrics.bytes_in);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_agent_bytes_sent_total",
-                            "Bytes sent to agents (TLS records).", NULL, &c->m_bytes_out);
+        r = fv_prom_counter(c->metrics.prom, "fedvault_agent_bytes_sent_total",
+                            "Bytes sent to agents (TLS records).", NULL, &c->metrics.bytes_out);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_refusals_total",
-                            "Connections refused before or at the handshake, by reason.",
-                            "reason", &c->m_refusals);
+        r = fv_prom_counter(c->metrics.prom, "fedvault_refusals_total",
+                            "Connections refused before or at the handshake, by reason.", "reason",
+                            &c->metrics.refusals);
     if (r == 0)
-        r = fv_prom_counter(c->prom, "fedvault_jobs_ended_total", "Jobs ended, by status.",
-                            "status", &c->m_jobs);
+        r = fv_prom_counter(c->metrics.prom, "fedvault_jobs_ended_total", "Jobs ended, by status.",
+                            "status", &c->metrics.jobs);
     if (r == 0) {
         const char *labels[2] = {"command", "outcome"};
-        r = fv_prom_family(c->prom, FV_PROM_COUNTER, "fedvault_admin_commands_total",
-                           "Admin commands served, by command and outcome.", labels, 2, NULL,
-                           0, &c->m_admin);
+        r = fv_prom_family(c->metrics.prom, FV_PROM_COUNTER, "fedvault_admin_commands_total",
+                           "Admin commands served, by command and outcome.", labels, 2, NULL, 0,
+                           &c->metrics.admin);
     }
     if (r != 0)
         fprintf(stderr, "fedvault-coordinator: error: metrics registry: %s\n", fv_strerror(r));
@@ -593,7 +596,7 @@ int coord_metrics_init(coord_t *c)
 void coord_metrics_refresh(coord_t *c)
 {
     static uint64_t last_in, last_out;
-    if (c->prom == NULL)
+    if (c->metrics.prom == NULL)
         return;
     uint64_t in = 0, out = 0, n = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next) {
@@ -603,16 +606,16 @@ void coord_metrics_refresh(coord_t *c)
         out += o;
         n += a->conn != NULL;
     }
-    fv_prom_set(c->m_agents, NULL, (double)n);
+    fv_prom_set(c->metrics.agents, NULL, (double)n);
     if (in > last_in)
-        fv_prom_add(c->m_bytes_in, NULL, (double)(in - last_in));
+        fv_prom_add(c->metrics.bytes_in, NULL, (double)(in - last_in));
     if (out > last_out)
-        fv_prom_add(c->m_bytes_out, NULL, (double)(out - last_out));
+        fv_prom_add(c->metrics.bytes_out, NULL, (double)(out - last_out));
     last_in = in > last_in ? in : last_in;
     last_out = out > last_out ? out : last_out;
 }
 
 int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d)
 {
-    return fv_prom_server_start(c->loop, host, port, c->prom, &c->prom_srv, d);
+    return fv_prom_server_start(c->net.loop, host, port, c->metrics.prom, &c->net.prom_srv, d);
 }

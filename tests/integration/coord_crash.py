@@ -4,7 +4,7 @@ argv: fedvault fedvault-coordinator fedvault-agent
 Five banks, SecAgg, 6 training rounds, no early stopping (the result is the last update, so
 every round counts). First an uninterrupted reference run. Then the same job in a fresh
 state directory, with the coordinator killed (SIGKILL, through FV_TEST_KILL_AT, see
-coord_main.c) and restarted on the same port each time; the agents keep running and
+coord_log.c) and restarted on the same port each time; the agents keep running and
 reconnect by themselves:
   1 stats-committed:1    right after the stats round's commit (between rounds)
   2 secagg-advertise:2   round 2, the key-advertisement phase closing

@@ -1,0 +1,582 @@
+/* coord_job.c - the job scheduler: submit, start or resume, abort, finish, and JOB_DONE.
+ *
+ * Jobs: submitted by `--job SPEC` or the admin CLI, stored "queued" in the state
+ * (coordinator/fv_state.h), run one at a time in submission order (IDLE -> WAITING ...
+ * DONE -> IDLE -> the next). With --job the daemon exits when that job has ended.
+ *
+ * Resuming (what a SIGKILL at any instant leaves, with the round commit of coord_round.c):
+ * at start, a job still "running" is restored from its checkpoint and resumed from its
+ * next round: a round in flight at the crash is run again (same number, same model;
+ * agents derive every random choice from the job seed, the round and their own key, so
+ * it gives the same sum), and no committed round runs twice.
+ *
+ * End of a job: JOB_DONE goes to every agent that accepted the job, also to one that is
+ * reconnecting at that moment: each agent keeps the last job it took part in (done_*)
+ * and hears of its end on every connection until it accepts another; with --job the
+ * daemon lingers until all of them were told (or the join deadline passed).
+ *
+ * Ownership: c->job and c->run belong to the job being run, c->model to its models; all
+ * are freed by coord__job_reset, which leaves the agents connected. Threading: the loop
+ * thread only.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <jansson.h>
+
+#include "coord-int.h"
+#include "fv-config.h"
+#include "fv_model.h"
+
+/* ---- starting or resuming a job -------------------------------------------------- */
+
+static void hex8(const uint8_t *p, char out[17])
+{
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* Frees everything that belongs to the job being run; the agents stay connected. */
+void coord__job_reset(coord_t *c)
+{
+    if (c->run.state == ST_ROUND)
+        coord__round_cleanup(c);
+    for (agent_t *a = c->agents; a != NULL; a = a->next) {
+        a->accepted = false;
+        a->has_model = false;
+        a->has_stats = false;
+        a->has_teacher = false;
+    }
+    fv_mlp_free(c->distill.teacher);
+    c->distill.teacher = NULL;
+    c->distill.active = false;
+    c->distill.teacher_sha[0] = '\0';
+    c->distill.teacher_version = 0;
+    c->distill.lat_ready = false;
+    fv_job_free(c->job);
+    c->job = NULL;
+    free(c->run.spec);
+    c->run.spec = NULL;
+    c->run.spec_len = 0;
+    free(c->model.stats_sum);
+    c->model.stats_sum = NULL;
+    fv_preproc_free(c->model.preproc);
+    c->model.preproc = NULL;
+    fv_mlp_free(c->model.global);
+    c->model.global = NULL;
+    fv_mlp_free(c->model.best);
+    c->model.best = NULL;
+    fv_fed_server_opt_free(c->model.sopt);
+    c->model.sopt = NULL;
+    c->model.final = NULL;
+    if (c->run.rounds_log != NULL)
+        fclose(c->run.rounds_log);
+    c->run.rounds_log = NULL;
+    c->run.job_id[0] = c->run.job_hex[0] = '\0';
+    c->model.global_sha[0] = c->model.best_sha[0] = '\0';
+    c->model.global_version = c->model.best_version = 0;
+    c->rnd.round = c->run.rounds_done = c->run.rounds_failed = c->model.best_round = 0;
+    c->rnd.attempt = c->model.since_best = 0;
+    c->model.n_ref = 0;
+    c->model.best_metric = c->run.last_auc = c->run.last_pr = c->run.last_loss = c->run.last_acc =
+        NAN;
+    c->run.avg_round_s = 0;
+    c->run.abort_requested = false;
+    c->run.fail_why[0] = '\0';
+    c->run.state = ST_IDLE;
+}
+
+/* Replaces the global parameters (and optionally best) with those of a stored version. */
+static int load_params(coord_t *c, const char *sha, fv_mlp_t *into)
+{
+    fv_diag_t d;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fv_model_t *m = NULL;
+    int r = fv_state_model_read(c->st, sha, &buf, &len, &d);
+    if (r == 0)
+        r = fv_model_decode(sha, buf, len, &m, &d);
+    free(buf);
+    if (r == 0 && fv_mlp_n_params(m->mlp) != fv_mlp_n_params(into))
+        r = FV_ECORRUPT;
+    if (r == 0)
+        memcpy(fv_mlp_params(into), fv_mlp_params_const(m->mlp),
+               fv_mlp_n_params(into) * sizeof(float));
+    else
+        coord_logj("error", "resume_model_failed",
+                   json_pack("{s:s,s:s,s:s}", "sha256", sha, "err", fv_err_name(r), "why", d.msg));
+    fv_model_free(m);
+    return r;
+}
+
+/* Restores a job's progress from its checkpoint: stats, global model, optimizer state,
+ * early-stopping state and round counters, exactly as they were after the last committed
+ * round. */
+static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t why_len)
+{
+    c->rnd.round = ck->next_round;
+    c->run.rounds_done = ck->rounds_done;
+    c->run.rounds_failed = ck->rounds_failed;
+    if (ck->stats_sum == NULL)
+        return 0;
+    if (ck->stats_words != c->model.slay.dim) {
+        snprintf(why, why_len, "checkpoint: stats vector has %zu words, the job needs %zu",
+                 ck->stats_words, (size_t)c->model.slay.dim);
+        return FV_ECORRUPT;
+    }
+    int r = coord__stats_apply(c, ck->stats_sum, why, why_len);
+    if (r != 0)
+        return r;
+    if (ck->distill) {
+        /* the distill phase: the teacher first, then the student's progress below */
+        if ((r = load_params(c, ck->teacher_sha, c->model.global)) != 0) {
+            snprintf(why, why_len, "checkpoint: teacher model %s cannot be read", ck->teacher_sha);
+            return r;
+        }
+        if ((r = coord__distill_setup(c, ck->teacher_sha, ck->teacher_version, why, why_len)) != 0)
+            return r;
+    }
+    if (ck->global_sha[0] != '\0' && (r = load_params(c, ck->global_sha, c->model.global)) != 0) {
+        snprintf(why, why_len, "checkpoint: global model %s cannot be read", ck->global_sha);
+        return r;
+    }
+    memcpy(c->model.global_sha, ck->global_sha, 65);
+    c->model.global_version = ck->global_version;
+    coord__params_hash(c->model.global, c->model.hash);
+    if ((r = fv_fed_server_opt_load(c->model.sopt, ck->opt_state, ck->opt_len)) != 0) {
+        snprintf(why, why_len, "checkpoint: optimizer state does not fit the job");
+        return r;
+    }
+    if (ck->best_sha[0] != '\0') {
+        if ((r = fv_mlp_clone(c->model.global, &c->model.best)) != 0 ||
+            (r = load_params(c, ck->best_sha, c->model.best)) != 0) {
+            snprintf(why, why_len, "checkpoint: best model %s cannot be read", ck->best_sha);
+            return r;
+        }
+        memcpy(c->model.best_sha, ck->best_sha, 65);
+        c->model.best_version = ck->best_version;
+        c->model.best_metric = ck->best_metric;
+        c->model.best_round = ck->best_round;
+        c->model.since_best = ck->since_best;
+    }
+    return 0;
+}
+
+/* Starts (or resumes) the next job from the state: a running one first, else the oldest
+ * queued. Offers it to every connected agent. */
+void coord__job_try_next(coord_t *c)
+{
+    if (c->run.state != ST_IDLE || c->stopping)
+        return;
+    fv_diag_t d;
+    char id[65];
+    char *spec = NULL;
+    int r = fv_state_job_next(c->st, id, &spec, &d);
+    if (r == UV_ENOENT)
+        return;
+    if (r != 0) {
+        coord__state_fatal(c, "next job", r, &d);
+        return;
+    }
+    char why[512] = "";
+    fv_job_t *job = NULL;
+    r = fv_job_from_json("job", spec, strlen(spec), &job, &d);
+    if (r != 0)
+        snprintf(why, sizeof why, "stored spec: %.400s", d.msg);
+    c->job = job;
+    if (r == 0 && (r = fv_job_to_json(job, &c->run.spec, &c->run.spec_len)) == 0 &&
+        (r = fv_job_digest(job, c->run.digest)) == 0) {
+        coord__hexn(c->run.digest, 32, c->run.job_id);
+        hex8(c->run.digest, c->run.job_hex);
+        c->run.job_id64 = 0;
+        for (int i = 7; i >= 0; i--)
+            c->run.job_id64 = (c->run.job_id64 << 8) | c->run.digest[i];
+        if (strcmp(c->run.job_id, id) != 0) {
+            snprintf(why, sizeof why, "stored spec hashes to %s, not its id", c->run.job_id);
+            r = FV_ECORRUPT;
+        }
+    }
+    free(spec);
+    if (r == 0)
+        r = fv_fed_stats_layout_init(c->job->schema, &c->model.slay);
+    char prev[16] = "";
+    if (r == 0)
+        r = fv_state_job_status(c->st, id, prev, &d);
+    bool resumed = false;
+    if (r == 0) {
+        fv_state_ckpt_t ck;
+        memset(&ck, 0, sizeof ck);
+        int cr = fv_state_ckpt_load(c->st, id, &ck, &d);
+        if (cr == 0) {
+            r = job_restore(c, &ck, why, sizeof why);
+            resumed = true;
+        } else if (cr != UV_ENOENT) {
+            r = cr;
+            snprintf(why, sizeof why, "checkpoint: %.400s", d.msg);
+        }
+        fv_state_ckpt_close(&ck);
+    }
+    if (r != 0) {
+        /* A job that cannot run is marked failed, so it does not block the queue. */
+        memcpy(c->run.job_id, id, 65);
+        coord_logj("error", "job_unrunnable",
+                   json_pack("{s:s,s:s,s:s}", "job", id, "err", fv_err_name(r), "why", why));
+        if (fv_state_job_set_status(c->st, id, "failed", why, coord_wall_ms(), &d) == 0)
+            coord_audit(c, NULL, "job.failed", json_pack("{s:s,s:s}", "job", id, "why", why));
+        bool exit_now = c->only_job != NULL && strcmp(c->only_job, id) == 0;
+        coord__job_reset(c);
+        if (exit_now) {
+            c->run.exit_code = EXIT_FAIL;
+            snprintf(c->run.fail_why, sizeof c->run.fail_why, "%s", why);
+            coord__shutdown_all(c);
+            return;
+        }
+        coord__job_try_next(c);
+        return;
+    }
+    if (c->out_dir != NULL) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/rounds.jsonl", c->out_dir);
+        c->run.rounds_log = fopen(p, resumed ? "a" : "w");
+    }
+    if (strcmp(prev, "running") != 0 &&
+        fv_state_job_set_status(c->st, id, "running", NULL, coord_wall_ms(), &d) != 0) {
+        coord__state_fatal(c, "job start", FV_EIO, &d);
+        return;
+    }
+    coord_audit(c, NULL, resumed ? "job.resumed" : "job.started",
+                json_pack("{s:s,s:s,s:I,s:I}", "job", c->run.job_id, "name", c->job->name,
+                          "next_round", (json_int_t)c->rnd.round, "rounds_done",
+                          (json_int_t)c->run.rounds_done));
+    coord_logj("info", resumed ? "job_resumed" : "job_started",
+               json_pack("{s:s,s:s,s:s,s:b,s:i,s:I,s:s}", "job", c->run.job_hex, "name",
+                         c->job->name, "model", c->job->model, "secagg", c->job->secagg.on,
+                         "min_agents", (int)c->job->min_agents, "next_round",
+                         (json_int_t)c->rnd.round, "global", c->model.global_sha));
+    c->run.state = ST_WAITING;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        if (a->conn != NULL)
+            coord__send_offer(c, a);
+    /* Resumed after a phase's last round was committed but before the phase's end was
+     * (the teacher stored, or the job ended): do that now. */
+    if (resumed && c->model.stats_sum != NULL && c->rnd.round > 0 &&
+        coord__phase_over(c, c->rnd.round - 1))
+        coord__phase_end(c);
+}
+
+/* ---- submit, abort, progress (the admin port) ------------------------------------ */
+
+int coord_job_submit(coord_t *c, const char *spec, size_t len, const char *by, char ret_id[65],
+                     fv_diag_t *d)
+{
+    fv_job_t *job = NULL;
+    char *canon = NULL;
+    size_t clen = 0;
+    uint8_t dg[32];
+    char id[65];
+    int r = fv_job_from_json("job", spec, len, &job, d);
+    if (r != 0)
+        return r;
+    if ((r = fv_job_to_json(job, &canon, &clen)) != 0 || (r = fv_job_digest(job, dg)) != 0) {
+        snprintf(d->msg, sizeof d->msg, "cannot encode the job spec");
+        goto out;
+    }
+    coord__hexn(dg, 32, id);
+    r = fv_state_job_add(c->st, id, canon, job->name, by, coord_wall_ms(), d);
+    if (r != 0)
+        goto out;
+    coord_audit(c, by, "job.submitted",
+                json_pack("{s:s,s:s,s:s,s:s}", "job", id, "name", job->name, "model", job->model,
+                          "spec_sha256", id));
+    coord_logj("info", "job_submitted",
+               json_pack("{s:s,s:s,s:s}", "job", id, "name", job->name, "by", by));
+    memcpy(ret_id, id, 65);
+    coord__job_try_next(c);
+out:
+    fv_job_free(job);
+    free(canon);
+    return r;
+}
+
+int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
+{
+    char status[16];
+    int r = fv_state_job_status(c->st, id, status, d);
+    if (r != 0)
+        return r;
+    if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0) {
+        snprintf(d->msg, sizeof d->msg, "job %.16s is %s, not queued or running", id, status);
+        return FV_EPHASE;
+    }
+    if (c->run.state == ST_REPORT && strcmp(c->run.job_id, id) == 0) {
+        snprintf(d->msg, sizeof d->msg,
+                 "job %.16s has finished its rounds and is storing its distilled model", id);
+        return FV_EPHASE;
+    }
+    if (c->run.state != ST_IDLE && c->run.state != ST_DONE && strcmp(c->run.job_id, id) == 0) {
+        snprintf(c->run.abort_by, sizeof c->run.abort_by, "%s", by);
+        c->run.abort_requested = true;
+        coord_logj("warn", "job_abort_requested",
+                   json_pack("{s:s,s:s}", "job", c->run.job_hex, "by", by));
+        if (c->run.state == ST_ROUND) {
+            /* the round in flight is abandoned (nothing committed) */
+            coord__round_cleanup(c);
+            for (agent_t *a = c->agents; a != NULL; a = a->next)
+                if (a->conn != NULL && a->accepted)
+                    coord__send_ctl(c, a, FV_MSG_ROUND_END, FV_EPHASE,
+                                    "job aborted by the operator");
+        }
+        coord__job_finish(c);
+        return 0;
+    }
+    char why[160];
+    snprintf(why, sizeof why, "aborted by %s", by);
+    r = fv_state_job_set_status(c->st, id, "aborted", why, coord_wall_ms(), d);
+    if (r == 0)
+        coord_audit(c, NULL, "job.aborted", json_pack("{s:s,s:s}", "job", id, "why", why));
+    return r;
+}
+
+json_t *coord_job_live(coord_t *c)
+{
+    if (c->job == NULL || (c->run.state != ST_WAITING && c->run.state != ST_ROUND))
+        return NULL;
+    uint32_t answered = 0;
+    for (uint32_t i = 0; i < c->rnd.n; i++)
+        answered += c->rnd.cohort[i]->alive && c->rnd.cohort[i]->answered;
+    const char *phase = c->run.state == ST_WAITING ? "waiting for agents"
+                        : c->rnd.sa != NULL && c->rnd.phase >= 0 && c->rnd.phase < 5
+                            ? coord__phase_names[c->rnd.phase]
+                            : "upload";
+    uint64_t end = c->distill.active ? fv_job_last_round(c->job) : c->job->rounds;
+    uint64_t left = end > c->rnd.round ? end - c->rnd.round : 0;
+    json_t *o = json_pack(
+        "{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->run.job_id, "round",
+        (json_int_t)c->rnd.round, "rounds", (json_int_t)end, "kind", fv_fed_kind_name(c->rnd.kind),
+        "phase", phase, "answered", (int)answered, "expected",
+        c->run.state == ST_ROUND ? (int)c->rnd.n : (int)c->job->min_agents, "rounds_done",
+        (json_int_t)c->run.rounds_done, "rounds_failed", (json_int_t)c->run.rounds_failed);
+    json_object_set_new(o, "val_roc_auc",
+                        isnan(c->run.last_auc) ? json_null() : json_real(c->run.last_auc));
+    json_object_set_new(o, "val_pr_auc",
+                        isnan(c->run.last_pr) ? json_null() : json_real(c->run.last_pr));
+    json_object_set_new(o, "val_log_loss",
+                        isnan(c->run.last_loss) ? json_null() : json_real(c->run.last_loss));
+    if (fv_schema_positive(c->job->schema) == NULL)
+        json_object_set_new(o, "val_accuracy",
+                            isnan(c->run.last_acc) ? json_null() : json_real(c->run.last_acc));
+    json_object_set_new(o, "elapsed_s",
+                        json_real(c->run.state == ST_ROUND
+                                      ? (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0
+                                      : 0.0));
+    /* an upper bound: early stopping may end the job sooner */
+    json_object_set_new(o, "eta_s",
+                        c->run.avg_round_s > 0 ? json_real(c->run.avg_round_s * (double)left)
+                                               : json_null());
+    return o;
+}
+
+/* ---- end of job ------------------------------------------------------------------ */
+
+/* The phase being run is over (or was over when the job resumed): training hands over to
+ * distillation when the job has a distill section, else the job ends. */
+void coord__phase_end(coord_t *c)
+{
+    if (!c->distill.active && c->job->distill.on && !c->run.abort_requested &&
+        c->model.best != NULL) {
+        if (coord__distill_begin(c) != 0)
+            return;
+        coord__crash_point("distill-started");
+        c->rnd.round = (uint64_t)c->job->rounds + 1;
+        c->rnd.attempt = 0;
+        c->run.state = ST_WAITING;
+        coord__round_start(c);
+        return;
+    }
+    coord__job_finish(c);
+}
+
+/* An agent was told of the end of its job: JOB_DONE queued on its live connection and
+ * handed to the socket. */
+static bool told(agent_t *a)
+{
+    if (!a->done_pending || a->done_told)
+        return true;
+    if (a->conn != NULL && fv_conn_is_open(a->conn) && a->done_sent && a->oq_head == NULL &&
+        fv_conn_queued_bytes(a->conn) == 0)
+        a->done_told = true;
+    return a->done_told;
+}
+
+/* --job mode after the job ended: stop once every agent that took part was told, or at
+ * linger_until (checked again on every tick). */
+void coord__linger_check(coord_t *c)
+{
+    if (c->stopping || c->run.linger_until == 0)
+        return;
+    size_t waiting = 0;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        waiting += !told(a);
+    if (waiting > 0 && coord__now_ms(c) < c->run.linger_until)
+        return;
+    if (waiting > 0)
+        coord_logj("warn", "job_done_untold",
+                   json_pack("{s:s,s:I}", "job", c->run.job_hex, "agents", (json_int_t)waiting));
+    coord__shutdown_all(c);
+}
+
+void coord__job_finish(coord_t *c)
+{
+    /* The distilled student's report needs its latency: measured first, off the loop. */
+    if (c->distill.active && !c->run.abort_requested && c->model.best != NULL &&
+        !c->distill.lat_ready && c->run.exit_code == 0 && coord__lat_start(c) == 0)
+        return;
+    c->run.state = ST_DONE;
+    /* The result: with early stopping, the best evaluated model (as the local trainer
+     * restores its best epoch); without (patience 0), the model after the last update,
+     * as fv_train keeps its last parameters. A distilled student is always the best
+     * evaluated one: its report states measured metrics. */
+    bool last = !c->distill.active && c->job->early_stopping.patience == 0;
+    const fv_mlp_t *final = last ? c->model.global : c->model.best;
+    const char *final_sha = last ? c->model.global_sha : c->model.best_sha;
+    int64_t final_parent = last ? c->model.global_version : c->model.best_version;
+    uint64_t final_round = last ? c->rnd.round + 1 : c->model.best_round;
+    int64_t final_version = 0;
+    fv_diag_t d;
+    if (c->run.abort_requested) {
+        snprintf(c->run.fail_why, sizeof c->run.fail_why, "aborted by %s", c->run.abort_by);
+        c->run.exit_code = EXIT_FAIL;
+    } else if (c->model.best != NULL && final != NULL) {
+        if (c->out_dir != NULL && !c->distill.active) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
+            if (coord__save_model(c, final, path, final_round) != 0 && c->run.exit_code == 0)
+                c->run.exit_code = EXIT_FAIL;
+        }
+        c->model.final = final;
+    } else if (c->run.exit_code == 0) {
+        c->run.exit_code = EXIT_FAIL;
+        snprintf(c->run.fail_why, sizeof c->run.fail_why, "no %s round completed",
+                 c->distill.active ? "distill" : "training");
+    }
+    const char *status = c->run.abort_requested  ? "aborted"
+                         : c->run.exit_code == 0 ? "done"
+                                                 : "failed";
+    /* The final version names the stored file of the chosen model; one transaction with
+     * the job's status, so a restart never runs a finished job again. */
+    if (coord__txn_begin(c) != 0)
+        return;
+    int r = 0;
+    int64_t student_version = 0;
+    if (c->model.final != NULL && c->run.exit_code == 0 && c->distill.active) {
+        r = coord__store_distilled(c, &student_version, &d);
+        final_version = c->distill.teacher_version;
+    } else if (c->model.final != NULL && c->run.exit_code == 0) {
+        char producer[96];
+        snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+        char sha[65];
+        /* final.fvm's metadata names its round, so its bytes (and address) are its own */
+        r = coord__store_model(c, final, final_round, sha);
+        if (r == 0)
+            r = fv_state_version_add(c->st, c->run.job_id, final_round, sha, final_parent, "final",
+                                     producer, coord_wall_ms(), &final_version, &d);
+        if (r == 0)
+            r = fv_state_job_set_final(c->st, c->run.job_id, final_version, &d);
+        if (r == 0)
+            coord_audit(c, NULL, "model.stored",
+                        json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:s}", "version",
+                                  (json_int_t)final_version, "sha256", sha, "job", c->run.job_id,
+                                  "round", (json_int_t)final_round, "kind", "final", "parent",
+                                  (json_int_t)final_parent, "of", final_sha));
+    }
+    if (r == 0)
+        r = fv_state_job_set_status(c->st, c->run.job_id, status,
+                                    c->run.fail_why[0] != '\0' ? c->run.fail_why : NULL,
+                                    coord_wall_ms(), &d);
+    if (r != 0) {
+        c->in_txn = false;
+        fv_state_rollback(c->st);
+        coord__state_fatal(c, "job end", r, &d);
+        return;
+    }
+    json_t *det =
+        json_pack("{s:s,s:s,s:I,s:I,s:I}", "job", c->run.job_id, "status", status, "rounds",
+                  (json_int_t)c->run.rounds_done, "rounds_failed", (json_int_t)c->run.rounds_failed,
+                  "best_round", (json_int_t)c->model.best_round);
+    if (final_version > 0)
+        json_object_set_new(det, "final_version", json_integer(final_version));
+    if (student_version > 0)
+        json_object_set_new(det, "student_version", json_integer(student_version));
+    if (c->run.fail_why[0] != '\0')
+        json_object_set_new(det, "why", json_string(c->run.fail_why));
+    coord_audit(c, NULL,
+                c->run.abort_requested  ? "job.aborted"
+                : c->run.exit_code == 0 ? "job.finished"
+                                        : "job.failed",
+                det);
+    if (coord__txn_commit(c) != 0)
+        return;
+    if (c->metrics.jobs != NULL)
+        fv_prom_add(c->metrics.jobs, status, 1);
+    /* Every agent that accepted the job hears of its end: now if it is connected, else
+     * when it reconnects (on_open). */
+    uint8_t final_hash[32] = {0};
+    if (c->model.final != NULL)
+        coord__params_hash(c->model.final, final_hash);
+    for (agent_t *a = c->agents; a != NULL; a = a->next) {
+        if (!a->took_part || memcmp(a->part_job, c->run.digest, 32) != 0)
+            continue;
+        a->took_part = false;
+        a->done_pending = true;
+        a->done_sent = a->done_told = false;
+        a->done_rounds = c->run.rounds_done;
+        memcpy(a->done_model, final_hash, 32);
+    }
+    if (c->test.drop_at_job_end) {
+        coord_logj("warn", "test_drop_agents", json_pack("{s:s}", "point", "job-end"));
+        for (agent_t *a = c->agents; a != NULL; a = a->next)
+            if (a->conn != NULL) {
+                fv_conn_t *old = a->conn;
+                fv_conn_close(old, FV_EIO, "FV_TEST_DROP_AGENTS_AT=job-end");
+            }
+    }
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        if (a->conn != NULL && fv_conn_is_open(a->conn) && a->done_pending)
+            coord__send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:I}", "job", c->run.job_hex, "id",
+                          c->run.job_id, "status", status, "rounds", (json_int_t)c->run.rounds_done,
+                          "rounds_failed", (json_int_t)c->run.rounds_failed, "best_round",
+                          (json_int_t)c->model.best_round, "best_metric",
+                          coord__jnum(c->model.best_metric), "final_version",
+                          (json_int_t)final_version, "max_rss_kb", (json_int_t)ru.ru_maxrss);
+    if (student_version > 0)
+        json_object_set_new(f, "student_version", json_integer(student_version));
+    if (c->run.fail_why[0] != '\0')
+        json_object_set_new(f, "why", json_string(c->run.fail_why));
+    coord_logj(c->run.exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
+    bool exit_now = c->only_job != NULL && strcmp(c->only_job, c->run.job_id) == 0;
+    if (exit_now) {
+        char *s = json_dumps(f, JSON_COMPACT);
+        if (s != NULL)
+            printf("%s\n", s);
+        fflush(stdout);
+        free(s);
+    }
+    json_decref(f);
+    if (exit_now) {
+        /* Stay until every agent that took part was told (a reconnecting one too), at
+         * most the join deadline; then the server closes with BYE. */
+        c->run.linger_until = coord__now_ms(c) + c->job->deadlines.join_ms;
+        coord__linger_check(c);
+        return;
+    }
+    /* A daemon goes on with the next queued job. */
+    c->run.exit_code = 0;
+    coord__job_reset(c);
+    coord__job_try_next(c);
+}

@@ -1,0 +1,271 @@
+/* coord_log.c - the coordinator's log lines, its audit records, and the faults the tests inject.
+ *
+ * Logs: JSON lines on stderr through protocols/fv_log.h (coord_logj); coord__jf starts a
+ * line's fields with the job and, during a round, its number.
+ *
+ * Audit: every event worth a reviewer's attention (agents connected, refused, dropped;
+ * jobs submitted, started, resumed, finished, aborted; each round's cohort, phase counts,
+ * contributors and metrics; model versions; exports; admin commands; CRL reloads) goes
+ * to the signed audit log (crypto/fv_audit.h) in the state directory, through the state's
+ * outbox so a record committed with its change is never lost (see coord_audit).
+ *
+ * Invariant: while a state transaction is open (coord__txn_begin .. coord__txn_commit,
+ * c->in_txn), records only queue in the outbox; the commit appends them to the signed log.
+ * Refused connections are rate-limited (coord_audit_refusal), since a peer controls them.
+ *
+ * Clocks: coord__now_ms (the loop's monotonic time) for deadlines and durations,
+ * coord_wall_ms only for what is recorded (audit, state, receipts).
+ *
+ * Faults for the tests: FV_TEST_KILL_AT injects SIGKILLs at the durability points
+ * (coord__crash_point); FV_TEST_FAIL_ROUNDS and FV_TEST_DROP_AGENTS_AT set c->test.
+ * Both are read once at start.
+ *
+ * Threading: the loop thread only. File-scope state: the crash-point settings and the
+ * refusals' rate window (one coordinator per process).
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <uv.h>
+
+#include "coord-int.h"
+#include "fv_log.h"
+
+/* ---- logging ------------------------------------------------------------------- */
+
+void coord_logj(const char *level, const char *event, json_t *fields)
+{
+    int lv = fv_log_level_parse(level);
+    fv_log_json(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv, event, fields);
+}
+
+json_t *coord__jf(coord_t *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "job", json_string(c->run.job_hex));
+    if (c->run.state == ST_ROUND)
+        json_object_set_new(o, "round", json_integer((json_int_t)c->rnd.round));
+    return o;
+}
+
+json_t *coord__jnum(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+void coord__hexn(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+/* ---- wall clock, crash points ---------------------------------------------------- */
+
+/* Wall-clock time for records (audit, state), never for deadlines (uv_now). */
+int64_t coord_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t coord__now_ms(coord_t *c)
+{
+    uv_update_time(c->net.loop);
+    return uv_now(c->net.loop);
+}
+
+/* Fault injection for the crash tests (tests/integration/coord_crash.py): with
+ * FV_TEST_KILL_AT=POINT[:N] in the environment the process SIGKILLs itself the Nth time
+ * (default 1st) it reaches POINT. Points: stats-committed, round-committed (between
+ * rounds), secagg-advertise, secagg-shares, secagg-upload, secagg-unmask (inside each
+ * SecAgg phase), model-write (the new model file is on disk, its round not committed),
+ * distill-started (the teacher stored and the distill phase committed, no distill round
+ * started). */
+static const char *g_kill_at;
+static unsigned long g_kill_n;
+
+void coord__crash_point(const char *name)
+{
+    if (g_kill_at == NULL || strcmp(g_kill_at, name) != 0 || --g_kill_n > 0)
+        return;
+    coord_logj("warn", "test_kill", json_pack("{s:s}", "point", name));
+    raise(SIGKILL);
+}
+
+void coord__crash_points_init(void)
+{
+    static char buf[64];
+    const char *e = getenv("FV_TEST_KILL_AT");
+    if (e == NULL || e[0] == '\0' || strlen(e) >= sizeof buf)
+        return;
+    snprintf(buf, sizeof buf, "%s", e);
+    char *colon = strchr(buf, ':');
+    g_kill_n = 1;
+    if (colon != NULL) {
+        *colon = '\0';
+        g_kill_n = strtoul(colon + 1, NULL, 10);
+        if (g_kill_n == 0)
+            g_kill_n = 1;
+    }
+    g_kill_at = buf;
+}
+
+/* More deterministic faults for the tests (tests/integration/fed_once.py):
+ * FV_TEST_FAIL_ROUNDS=1 aborts every training and distill round as it finishes (why:
+ * "FV_TEST_FAIL_ROUNDS"), so a job fails after ROUND_ATTEMPTS tries of round 1;
+ * FV_TEST_DROP_AGENTS_AT=job-end closes every agent connection once a job's end is
+ * committed and before JOB_DONE is sent (a network blip at the worst moment: the agents
+ * must hear of the end when they reconnect). */
+void coord__test_hooks_init(coord_t *c)
+{
+    const char *e = getenv("FV_TEST_FAIL_ROUNDS");
+    c->test.fail_rounds = e != NULL && strcmp(e, "1") == 0;
+    e = getenv("FV_TEST_DROP_AGENTS_AT");
+    c->test.drop_at_job_end = e != NULL && strcmp(e, "job-end") == 0;
+}
+
+/* ---- audit ------------------------------------------------------------------------ */
+
+/* Records go through the state's outbox: queued in the same transaction as the change
+ * they describe, appended to the signed log after the commit, each with its outbox id as
+ * details.eid. A crash between the append and the outbox delete leaves a record both in
+ * the log and in the outbox; at start the log's highest eid is read back and such records
+ * are not appended twice. */
+static int audit_cb(int64_t id, const char *actor, const char *event, const char *details,
+                    void *ctx)
+{
+    coord_t *c = ctx;
+    if (id <= c->audit_max_eid)
+        return 0; /* already in the log (crash after append, before the delete) */
+    json_error_t je;
+    json_t *o = json_loads(details != NULL ? details : "{}", 0, &je);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        o = json_object();
+    }
+    json_object_set_new(o, "eid", json_integer((json_int_t)id));
+    fv_diag_t d;
+    int r = fv_audit_append_obj(c->audit, actor, event, o, &d);
+    json_decref(o);
+    if (r != 0) {
+        coord_logj("error", "audit_append_failed",
+                   json_pack("{s:s,s:s,s:s}", "event", event, "err", fv_err_name(r), "why", d.msg));
+        return r;
+    }
+    c->audit_max_eid = id;
+    return 0;
+}
+
+int coord_audit_flush(coord_t *c)
+{
+    if (c->st == NULL || c->audit == NULL)
+        return 0;
+    fv_diag_t d;
+    int r = fv_state_outbox_drain(c->st, audit_cb, c, &d);
+    if (r != 0)
+        coord_logj("error", "audit_flush_failed",
+                   json_pack("{s:s,s:s}", "err", fv_err_name(r), "why", d.msg));
+    return r;
+}
+
+int coord_audit(coord_t *c, const char *actor, const char *event, json_t *details)
+{
+    if (c->st == NULL) {
+        json_decref(details);
+        return 0;
+    }
+    char *s = details != NULL ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(details);
+    fv_diag_t d;
+    int64_t id;
+    int r = fv_state_outbox_add(c->st, actor != NULL ? actor : c->self_name, event, s, &id, &d);
+    free(s);
+    if (r != 0) {
+        coord_logj("error", "audit_queue_failed",
+                   json_pack("{s:s,s:s,s:s}", "event", event, "err", fv_err_name(r), "why", d.msg));
+        return r;
+    }
+    return c->in_txn ? 0 : coord_audit_flush(c);
+}
+
+/* Refused connections are peer-controlled events: each would cost an fsynced record on
+ * the loop, so a flood of bad handshakes could stall the daemon and bloat the log. At
+ * most FV_REFUSALS_PER_MIN records a minute are written one by one; beyond that they are
+ * counted and summed up in one "refusals_suppressed" record when the minute is over (the
+ * metrics count every one). */
+#define FV_REFUSALS_PER_MIN 30
+int coord_audit_refusal(coord_t *c, const char *event, json_t *details)
+{
+    static uint64_t window_start;
+    static unsigned n_in_window, n_suppressed;
+    uint64_t now = c->net.loop != NULL ? uv_now(c->net.loop) : 0;
+    if (now - window_start >= 60000) {
+        if (n_suppressed > 0)
+            coord_audit(c, NULL, "refusals_suppressed",
+                        json_pack("{s:i,s:i}", "count", (int)n_suppressed, "window_s", 60));
+        window_start = now;
+        n_in_window = n_suppressed = 0;
+    }
+    if (event == NULL)
+        return 0; /* the timer rolling the window */
+    if (++n_in_window > FV_REFUSALS_PER_MIN) {
+        n_suppressed++;
+        json_decref(details);
+        return 0;
+    }
+    return coord_audit(c, NULL, event, details);
+}
+
+static int scan_eid(const fv_audit_record_t *rec, void *ctx)
+{
+    int64_t *max = ctx;
+    json_t *e = json_object_get(rec->details, "eid");
+    if (json_is_integer(e) && json_integer_value(e) > *max)
+        *max = json_integer_value(e);
+    return 0;
+}
+
+/* Opens the signed audit log in the state directory and reads back the highest outbox id
+ * it holds (audit_cb). */
+int coord__audit_open(coord_t *c, const char *state_dir, fv_diag_t *d)
+{
+    char lp[4096], hp[4096];
+    snprintf(lp, sizeof lp, "%s/audit.log", state_dir);
+    snprintf(hp, sizeof hp, "%s/audit.log.head", state_dir);
+    int r = fv_audit_open(lp, hp, c->sign_sk, c->self_name, &c->audit, d);
+    if (r != 0)
+        return r;
+    uint64_t seen = 0;
+    return fv_audit_scan(lp, NULL, scan_eid, &c->audit_max_eid, &seen, d);
+}
+
+int coord__txn_begin(coord_t *c)
+{
+    fv_diag_t d;
+    int r = fv_state_begin(c->st, &d);
+    if (r != 0)
+        coord__state_fatal(c, "begin", r, &d);
+    else
+        c->in_txn = true;
+    return r;
+}
+
+int coord__txn_commit(coord_t *c)
+{
+    fv_diag_t d;
+    c->in_txn = false;
+    int r = fv_state_commit(c->st, &d);
+    if (r != 0) {
+        fv_state_rollback(c->st);
+        coord__state_fatal(c, "commit", r, &d);
+        return r;
+    }
+    coord_audit_flush(c);
+    return 0;
+}

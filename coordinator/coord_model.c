@@ -1,0 +1,181 @@
+/* coord_model.c - the job's model files: built, content-addressed in the state, copied to --out.
+ *
+ * A model file is the job's schema, the global preprocessing (from the summed stats) and
+ * the parameters, with metadata that has no timestamp: the same parameters give the same
+ * bytes, so the same content address, in a resumed run. Files are written (and fsynced)
+ * by the state (fv_state_model_put) before the transaction that names them.
+ *
+ * params_hash is what agents hold and name: the SHA-256 of the parameters' bytes, as the
+ * VEC_END digest of the model vector.
+ *
+ * The stats round's sum (coord__stats_apply) gives the job its models' starting point: the
+ * global preprocessing, the initial model (seeded by the job), the server optimizer and
+ * the round layout, all derived again from the same sum when a job resumes.
+ *
+ * Threading: the loop thread only. Ownership: models are built from, never keep, the
+ * coordinator's parameters.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "coord-int.h"
+#include "fv-config.h"
+#include "fv_crypto.h"
+#include "fv_model.h"
+
+/* ---- model versions ------------------------------------------------------------ */
+
+void coord__params_hash(const fv_mlp_t *m, uint8_t out[32])
+{
+    /* SHA-256 of the parameters' little-endian bytes = the VEC_END digest. The hosts we
+     * build for are little-endian; fv_wire converts on others, and so must this. */
+    fv_sha256(out, fv_mlp_params_const(m), fv_mlp_n_params(m) * sizeof(float));
+}
+
+/* The complete model file of parameters mlp: the job's schema, the global preprocessing
+ * (from the summed stats) and metadata without a timestamp, so the same parameters give
+ * the same bytes, and so the same content address, in a resumed run. */
+static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model_t **ret)
+{
+    fv_diag_t d;
+    char *sj = NULL;
+    size_t sl = 0;
+    fv_schema_t *s = NULL;
+    fv_preproc_t *p = NULL;
+    fv_mlp_t *m = NULL;
+    int r = fv_schema_to_json(c->job->schema, &sj, &sl);
+    if (r == 0)
+        r = fv_schema_from_json("job schema", sj, sl, &s, &d);
+    free(sj);
+    if (r == 0) {
+        fv_fed_stats_t st;
+        memset(&st, 0, sizeof st);
+        r = fv_fed_stats_decode(&c->model.slay, c->model.stats_sum, &st, &d);
+        if (r == 0)
+            r = fv_preproc_from_moments(s, st.count, st.sum, st.sumsq, &p);
+        fv_fed_stats_close(&st);
+    }
+    if (r == 0)
+        r = fv_mlp_clone(mlp, &m);
+    json_t *meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "producer", "fedvault-coordinator",
+                             "version", FV_VERSION, "commit", FV_COMMIT, "job", c->run.job_hex,
+                             "round", (json_int_t)round, "n_ref", (json_int_t)c->model.n_ref);
+    if (c->distill.active && mlp != c->distill.teacher) {
+        /* a student: what it was distilled from, and how */
+        json_object_set_new(meta, "role", json_string("student"));
+        json_object_set_new(meta, "teacher", json_string(c->distill.teacher_sha));
+        json_object_set_new(meta, "temperature", json_real(c->job->distill.temperature));
+        json_object_set_new(meta, "alpha", json_real(c->job->distill.alpha));
+    }
+    char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+    if (r == 0) {
+        r = fv_model_new(s, p, m, meta_s, ret);
+        s = NULL, p = NULL, m = NULL, meta_s = NULL;
+    }
+    fv_preproc_free(p);
+    fv_schema_free(s);
+    fv_mlp_free(m);
+    free(meta_s);
+    return r;
+}
+
+/* Writes the model file into the state directory (content-addressed, fsynced).
+ * int8: the file holds the weights quantized (fv_model_t.int8). ret_len (may be NULL):
+ * the file's size. */
+int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
+                          size_t *ret_len)
+{
+    fv_model_t *model = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    fv_diag_t d;
+    snprintf(d.msg, sizeof d.msg, "cannot build the model file");
+    int r = build_model(c, mlp, round, &model);
+    if (r == 0) {
+        model->int8 = int8;
+        r = fv_model_encode(model, &buf, &len);
+    }
+    if (r == 0)
+        r = fv_state_model_put(c->st, buf, len, sha, &d);
+    if (r == 0 && ret_len != NULL)
+        *ret_len = len;
+    if (r != 0)
+        coord_logj("error", "model_store_failed",
+                   json_pack("{s:s,s:I,s:s,s:s}", "job", c->run.job_hex, "round", (json_int_t)round,
+                             "err", fv_err_name(r), "why", d.msg));
+    free(buf);
+    fv_model_free(model);
+    return r;
+}
+
+int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65])
+{
+    return coord__store_model_as(c, mlp, round, false, sha, NULL);
+}
+
+/* A copy for the operator under --out (final.fvm, model-rNNNN.fvm). */
+int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round)
+{
+    fv_diag_t d;
+    fv_model_t *model = NULL;
+    int r = build_model(c, mlp, round, &model);
+    if (r == 0)
+        r = fv_model_save(model, path, &d);
+    if (r != 0)
+        coord_logj("error", "model_save_failed",
+                   json_pack("{s:s,s:s}", "path", path, "err", fv_err_name(r)));
+    fv_model_free(model);
+    return r;
+}
+
+/* ---- from the stats round -------------------------------------------------------- */
+
+/* From the summed stats: the global preprocessing, the initial model (seeded: the same
+ * in a resumed run), the server optimizer and the round layout. sum: copied. */
+int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
+{
+    fv_diag_t d;
+    fv_fed_stats_t st;
+    memset(&st, 0, sizeof st);
+    int r = fv_fed_stats_decode(&c->model.slay, sum, &st, &d);
+    if (r != 0) {
+        snprintf(why, why_len, "stats: %.400s", d.msg);
+        return r;
+    }
+    c->model.n_ref = st.n_rows;
+    c->model.stats_sum = malloc((size_t)c->model.slay.dim * 4);
+    if (c->model.stats_sum == NULL) {
+        fv_fed_stats_close(&st);
+        return FV_ENOMEM;
+    }
+    memcpy(c->model.stats_sum, sum, (size_t)c->model.slay.dim * 4);
+    r = fv_preproc_from_moments(c->job->schema, st.count, st.sum, st.sumsq, &c->model.preproc);
+    fv_fed_stats_close(&st);
+    if (r != 0)
+        return r;
+    fv_mlp_arch_t arch;
+    r = fv_mlp_parse_arch(c->job->model, fv_preproc_n_features(c->model.preproc),
+                          fv_schema_n_classes(c->job->schema), &arch, &d);
+    if (r == 0)
+        r = fv_mlp_new(&arch, &c->model.global);
+    if (r != 0) {
+        snprintf(why, why_len, "model: %.400s", d.msg);
+        return r;
+    }
+    fv_mlp_init(c->model.global, c->job->seed);
+    coord__params_hash(c->model.global, c->model.hash);
+    r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(c->model.global), &c->model.sopt);
+    if (r == 0)
+        r = fv_fed_round_layout(c->job, FV_FED_KIND_TRAIN, fv_mlp_n_params(c->model.global),
+                                &c->model.lay);
+    coord_logj("info", "stats_ready",
+               json_pack("{s:s,s:I,s:I,s:I}", "job", c->run.job_hex, "n_ref",
+                         (json_int_t)c->model.n_ref, "features",
+                         (json_int_t)fv_preproc_n_features(c->model.preproc), "params",
+                         (json_int_t)fv_mlp_n_params(c->model.global)));
+    return r;
+}

@@ -1,0 +1,249 @@
+/* coord_outq.c - each agent's outgoing FIFO, and the control messages put on it.
+ *
+ * Ordering: everything sent to one agent goes through that agent's FIFO (outq), and a
+ * vector blocks the queue until fully handed to the socket, so an agent always receives
+ * e.g. the model before the ROUND_START that names it.
+ *
+ * Memory: vectors being sent, over all agents, are capped (g_vec_sends_max, the daemon's
+ * --max-uploads), so the send buffers do not grow with the number of agents; a queue that
+ * waits for a send slot is resumed by oq_pump_all when one frees.
+ *
+ * Ownership: a queued message owns copies of the buffers it borrowed (oq_push_msg); a
+ * queued vector either borrows a coordinator-owned vector that outlives the queue (the
+ * global model, the teacher) or owns its copy. A connection that closes drops its queue
+ * (coord__oq_clear).
+ *
+ * Threading: the loop thread only. The send-slot counters and the agent list they scan
+ * are file-scope (one coordinator per process), set by coord__oq_init.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "coord-int.h"
+
+/* ---- the queue ------------------------------------------------------------------- */
+
+static void oq_pump(agent_t *a);
+static void oq_pump_all(void);
+
+/* Vectors (models, stats) being sent, over all agents: at most vec_sends_max at once, so
+ * the coordinator's send buffers (each connection queues up to its low-water mark of
+ * ciphertext) do not grow with the number of agents. One coordinator per process. */
+static unsigned g_vec_sends, g_vec_sends_max = 2;
+static struct agent **g_agents; /* &coord.agents, for oq_pump_all */
+
+void coord__oq_init(agent_t **agents, unsigned vec_sends_max)
+{
+    g_vec_sends_max = vec_sends_max;
+    g_agents = agents;
+}
+
+void coord__oq_close(void)
+{
+    g_agents = NULL;
+}
+
+/* Queues a copy of m. When m borrows a buffer (field: the address of that pointer
+ * member inside *m), the buffer's owned_len bytes are copied and the copy's member is
+ * pointed at them, so the caller's buffer may go away at once. */
+void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
+                        const void **field)
+{
+    if (a->conn == NULL)
+        return;
+    outitem_t *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        return;
+    it->m = *m;
+    if (owned_len > 0) {
+        it->owned = malloc(owned_len);
+        if (it->owned == NULL) {
+            free(it);
+            return;
+        }
+        memcpy(it->owned, owned_src, owned_len);
+        /* re-point the borrowed field at the copy: field is its offset in m */
+        size_t off = (size_t)((const uint8_t *)field - (const uint8_t *)m);
+        memcpy((uint8_t *)&it->m + off, &it->owned, sizeof(void *));
+    }
+    if (a->oq_tail != NULL)
+        a->oq_tail->next = it;
+    else
+        a->oq_head = it;
+    a->oq_tail = it;
+    oq_pump(a);
+}
+
+void coord__oq_push_vec(agent_t *a, uint32_t id, fv_vec_dtype_t dtype, const void *vec, void *owned,
+                        uint64_t n, const char *name)
+{
+    if (a->conn == NULL) {
+        free(owned);
+        return;
+    }
+    outitem_t *it = calloc(1, sizeof *it);
+    if (it == NULL) {
+        free(owned);
+        return;
+    }
+    it->is_vec = true;
+    it->vec_id = id;
+    it->dtype = dtype;
+    it->vec = owned != NULL ? owned : vec;
+    it->vec_owned = owned;
+    it->n_elems = n;
+    snprintf(it->name, sizeof it->name, "%s", name);
+    if (a->oq_tail != NULL)
+        a->oq_tail->next = it;
+    else
+        a->oq_head = it;
+    a->oq_tail = it;
+    oq_pump(a);
+}
+
+void coord__oq_clear(agent_t *a)
+{
+    outitem_t *it = a->oq_head;
+    if (a->vec_busy && it != NULL)
+        it = it->next; /* the vector in flight is freed when the connection closes */
+    while (it != NULL) {
+        outitem_t *next = it->next;
+        free(it->owned);
+        free(it->vec_owned);
+        free(it);
+        it = next;
+    }
+    if (a->vec_busy && a->oq_head != NULL) {
+        free(a->oq_head->owned);
+        free(a->oq_head->vec_owned);
+        free(a->oq_head);
+    }
+    a->oq_head = a->oq_tail = NULL;
+    if (a->vec_busy) {
+        a->vec_busy = false;
+        g_vec_sends--;
+        oq_pump_all();
+    }
+}
+
+static void oq_pump(agent_t *a)
+{
+    while (a->conn != NULL && !a->vec_busy && a->oq_head != NULL) {
+        outitem_t *it = a->oq_head;
+        if (it->is_vec) {
+            if (g_vec_sends >= g_vec_sends_max)
+                return; /* oq_pump_all resumes it when a send slot frees */
+            /* Busy before the call: a small vector is fully queued, and on_vec_sent run,
+             * inside fv_conn_send_vec. */
+            a->vec_busy = true;
+            g_vec_sends++;
+            int r =
+                fv_conn_send_vec(a->conn, it->vec_id, it->dtype, it->vec, it->n_elems, it->name);
+            if (r == 0)
+                return; /* on_vec_sent pops it (maybe already did) */
+            a->vec_busy = false;
+            g_vec_sends--;
+            coord_logj("warn", "send_failed",
+                       json_pack("{s:s,s:s,s:s}", "agent", a->name, "what", it->name, "err",
+                                 fv_err_name(r)));
+        } else {
+            fv_conn_send(a->conn, &it->m);
+        }
+        a->oq_head = it->next;
+        if (a->oq_head == NULL)
+            a->oq_tail = NULL;
+        free(it->owned);
+        free(it->vec_owned);
+        free(it);
+    }
+}
+
+static void oq_pump_all(void)
+{
+    static bool running;
+    if (running || g_agents == NULL)
+        return; /* the outer loop sees what nested sends changed */
+    running = true;
+    for (struct agent *a = *g_agents; a != NULL && g_vec_sends < g_vec_sends_max; a = a->next)
+        oq_pump(a);
+    running = false;
+}
+
+void coord__on_vec_sent(fv_conn_t *conn, uint32_t id)
+{
+    agent_t *a = fv_conn_get_data(conn);
+    (void)id;
+    if (a == NULL || !a->vec_busy || a->oq_head == NULL)
+        return;
+    outitem_t *it = a->oq_head;
+    a->oq_head = it->next;
+    if (a->oq_head == NULL)
+        a->oq_tail = NULL;
+    free(it->owned);
+    free(it->vec_owned);
+    free(it);
+    a->vec_busy = false;
+    g_vec_sends--;
+    oq_pump(a);
+    oq_pump_all();
+}
+
+/* ---- messages to an agent -------------------------------------------------------- */
+
+void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status, const char *reason)
+{
+    fv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    switch (type) {
+    case FV_MSG_UPLOAD_GO:
+        memcpy(m.u.upload_go.job, c->run.digest, 32);
+        m.u.upload_go.round = c->rnd.round;
+        coord__oq_push_msg(a, &m, NULL, 0, NULL);
+        break;
+    case FV_MSG_ROUND_END:
+        memcpy(m.u.round_end.job, c->run.digest, 32);
+        m.u.round_end.round = c->rnd.round;
+        m.u.round_end.status = status;
+        m.u.round_end.reason.ptr = reason;
+        m.u.round_end.reason.len = strnlen(reason, FV_WIRE_TEXT_MAX);
+        coord__oq_push_msg(a, &m, reason, m.u.round_end.reason.len + 1,
+                           (const void **)&m.u.round_end.reason.ptr);
+        break;
+    case FV_MSG_JOB_DONE: /* of the job the agent took part in (a->done_*) */
+        memcpy(m.u.job_done.job, a->part_job, 32);
+        m.u.job_done.rounds = a->done_rounds;
+        memcpy(m.u.job_done.model, a->done_model, 32);
+        coord__oq_push_msg(a, &m, NULL, 0, NULL);
+        a->done_sent = true;
+        break;
+    default:
+        break;
+    }
+}
+
+void coord__send_offer(coord_t *c, agent_t *a)
+{
+    fv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = FV_MSG_JOB_OFFER;
+    memcpy(m.u.job_offer.job, c->run.digest, 32);
+    m.u.job_offer.spec = (const uint8_t *)c->run.spec;
+    m.u.job_offer.spec_len = c->run.spec_len;
+    coord__oq_push_msg(a, &m, c->run.spec, c->run.spec_len, (const void **)&m.u.job_offer.spec);
+}
+
+void coord__send_stats(coord_t *c, agent_t *a)
+{
+    if (c->model.stats_sum == NULL || a->has_stats)
+        return;
+    uint32_t *copy = malloc((size_t)c->model.slay.dim * 4);
+    if (copy == NULL)
+        return;
+    memcpy(copy, c->model.stats_sum, (size_t)c->model.slay.dim * 4);
+    coord__oq_push_vec(a, 0, FV_VEC_U32, NULL, copy, c->model.slay.dim, "stats");
+    a->has_stats = true;
+}

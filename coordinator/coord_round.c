@@ -1,0 +1,816 @@
+/* coord_round.c - the round driver: cohort, SecAgg phases, deadlines, uploads, commit.
+ *
+ * The message sequence is the "ROUNDS" comment of protocols/fv_wire.h; the arithmetic of
+ * what agents send is protocols/fv_fed.h; the secure sum is protocols/fv_secagg.h's server.
+ *
+ * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
+ * cohort = accepted, connected agents at round start, sorted by name) -> WAITING/next
+ * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
+ * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or
+ * disconnect, are dropouts: a SecAgg phase closes with the survivors when at least t
+ * answered, else the round aborts (ROUND_END with the code) and runs again under the
+ * same number with the same global model, at most ROUND_ATTEMPTS times before the job
+ * fails. Masked (or plain) uploads are admitted a few at a time
+ * (--max-uploads), so the coordinator holds O(max_uploads * d) of upload buffers plus one
+ * accumulator, whatever the cohort size.
+ *
+ * Early stopping: round r's global validation metrics (from summed histograms) judge the
+ * model sent in round r. The best one (by the job's metric) is kept; the job stops after
+ * `patience` rounds without improvement or after `rounds`, and the best model is the
+ * result. With patience 0 (no early stopping) the result is the model after the last
+ * update instead, which no round evaluated.
+ *
+ * Durability: a round's outcome is committed in one SQLite transaction with the checkpoint
+ * to resume from (next round, stats sum, global and best model files, server optimizer
+ * state, early-stopping counters) and the new model version; the model file is written and
+ * fsynced before that transaction. Agents hear of the round's end (ROUND_END, RECEIPT)
+ * only after the commit (round_commit); a restart resumes the job (coord_job.c).
+ *
+ * Ownership: c->rnd's cohort, SecAgg server, outbox and accumulators live from
+ * coord__round_start to coord__round_cleanup; the cohort borrows agents from c->agents,
+ * and an agent's upload buffer is its own until the round ends. Threading: the loop
+ * thread only; the deadlines use uv_now, checked on the housekeeping tick
+ * (coord__round_tick).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "coord-int.h"
+#include "fv-config.h"
+#include "fv_fed.h"
+#include "fv_log.h"
+#include "fv_secagg.h"
+
+/* ---- the round ------------------------------------------------------------------ */
+
+const char *coord__phase_names[5] = {"advertise", "shares", "upload", "unmask", "done"};
+
+/* Tries of one round number (a SecAgg abort, too few contributors, a deadline) before the
+ * job fails; an aborted round does not use up one of the job's rounds. */
+#define ROUND_ATTEMPTS 3
+
+static void round_finish(coord_t *c, int status, const char *why);
+
+/* Early stopping of the phase being run: the job's, or its distill section's. */
+typedef struct {
+    fv_job_metric_t metric;
+    uint32_t patience;
+    double min_delta;
+} es_t;
+
+static es_t phase_es(const coord_t *c)
+{
+    es_t e;
+    if (c->distill.active) {
+        e.metric = c->job->distill.early_stopping.metric;
+        e.patience = c->job->distill.early_stopping.patience;
+        e.min_delta = c->job->distill.early_stopping.min_delta;
+    } else {
+        e.metric = c->job->early_stopping.metric;
+        e.patience = c->job->early_stopping.patience;
+        e.min_delta = c->job->early_stopping.min_delta;
+    }
+    return e;
+}
+
+static size_t n_accepted(coord_t *c)
+{
+    size_t n = 0;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        if (a->conn != NULL && a->accepted)
+            n++;
+    return n;
+}
+
+void coord__grant_uploads(coord_t *c)
+{
+    for (uint32_t i = 0; i < c->rnd.n && c->rnd.in_flight < c->max_uploads; i++) {
+        agent_t *a = c->rnd.cohort[i];
+        if (a->alive && !a->granted && !a->uploaded) {
+            a->granted = true;
+            c->rnd.in_flight++;
+            coord__send_ctl(c, a, FV_MSG_UPLOAD_GO, 0, "");
+        }
+    }
+}
+
+static uint32_t n_alive_unanswered(coord_t *c)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->rnd.n; i++)
+        if (c->rnd.cohort[i]->alive && !c->rnd.cohort[i]->answered)
+            n++;
+    return n;
+}
+
+static void set_deadline(coord_t *c)
+{
+    uint64_t ms = c->job->deadlines.secagg_phase_ms;
+    if (c->rnd.phase == 0 || c->rnd.phase == 2)
+        ms = c->job->deadlines.train_ms; /* model transfer and local training */
+    c->rnd.t_phase_start = coord__now_ms(c);
+    c->rnd.phase_deadline = c->rnd.t_phase_start + ms;
+    for (uint32_t i = 0; i < c->rnd.n; i++)
+        c->rnd.cohort[i]->answered = false;
+}
+
+/* Ends the SecAgg phase being collected and sends the next phase's messages. */
+static void secagg_close(coord_t *c)
+{
+    fv_diag_t d;
+    static const char *const points[4] = {"secagg-advertise", "secagg-shares", "secagg-upload",
+                                          "secagg-unmask"};
+    if (c->rnd.phase >= 0 && c->rnd.phase < 4) {
+        uint32_t answered = 0;
+        for (uint32_t i = 0; i < c->rnd.n; i++)
+            answered += c->rnd.cohort[i]->alive && c->rnd.cohort[i]->answered;
+        c->rnd.phase_counts[c->rnd.phase] = answered;
+        if (c->metrics.phase_s != NULL)
+            fv_prom_observe(c->metrics.phase_s, coord__phase_names[c->rnd.phase],
+                            (double)(coord__now_ms(c) - c->rnd.t_phase_start) / 1000.0);
+        coord__crash_point(points[c->rnd.phase]);
+    }
+    fv_secagg_outbox_clear(&c->rnd.outbox);
+    int r = fv_secagg_server_close_phase(c->rnd.sa, &c->rnd.outbox, &d);
+    if (r != 0) {
+        round_finish(c, r, d.msg);
+        return;
+    }
+    int ph = fv_secagg_server_phase(c->rnd.sa);
+    json_t *f = coord__jf(c);
+    json_object_set_new(f, "closed_phase", json_integer(c->rnd.phase));
+    json_object_set_new(f, "survivors",
+                        json_integer(fv_secagg_server_set_size(
+                            c->rnd.sa, c->rnd.phase + 1 > 5 ? 5 : c->rnd.phase + 1)));
+    coord_logj("info", "phase_closed", f);
+    if (ph == 5) {
+        round_finish(c, 0, "");
+        return;
+    }
+    c->rnd.phase = ph;
+    set_deadline(c);
+    for (size_t i = 0; i < c->rnd.outbox.n; i++) {
+        const fv_secagg_outmsg_t *om = &c->rnd.outbox.msgs[i];
+        if (om->to >= c->rnd.n)
+            continue;
+        agent_t *a = c->rnd.cohort[om->to];
+        if (!a->alive)
+            continue;
+        fv_msg_t m;
+        memset(&m, 0, sizeof m);
+        m.type = FV_MSG_SECAGG;
+        memcpy(m.u.secagg.job, c->run.digest, 32);
+        m.u.secagg.round = c->rnd.round;
+        m.u.secagg.data = om->data;
+        m.u.secagg.len = om->len;
+        coord__oq_push_msg(a, &m, om->data, om->len, (const void **)&m.u.secagg.data);
+    }
+    if (c->rnd.phase == 2) {
+        c->rnd.in_flight = 0;
+        for (uint32_t i = 0; i < c->rnd.n; i++)
+            c->rnd.cohort[i]->granted = c->rnd.cohort[i]->uploaded = false;
+        coord__grant_uploads(c);
+    }
+}
+
+void coord__phase_progress(coord_t *c)
+{
+    if (c->run.state != ST_ROUND)
+        return;
+    if (n_alive_unanswered(c) > 0)
+        return;
+    if (c->rnd.sa != NULL)
+        secagg_close(c);
+    else
+        round_finish(c, 0, "");
+}
+
+void coord__round_cleanup(coord_t *c)
+{
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        agent_t *a = c->rnd.cohort[i];
+        free(a->upload);
+        a->upload = NULL;
+        a->idx = -1;
+        a->round_conn = NULL;
+        a->alive = a->granted = a->uploaded = a->answered = false;
+    }
+    free(c->rnd.cohort);
+    c->rnd.cohort = NULL;
+    c->rnd.n = 0;
+    fv_secagg_server_free(c->rnd.sa);
+    c->rnd.sa = NULL;
+    fv_secagg_outbox_clear(&c->rnd.outbox);
+    free(c->rnd.acc_f);
+    c->rnd.acc_f = NULL;
+    free(c->rnd.acc_u);
+    c->rnd.acc_u = NULL;
+}
+
+/* ---- the round's outcome --------------------------------------------------------- */
+
+static bool better(coord_t *c, double v)
+{
+    es_t e = phase_es(c);
+    if (isnan(v))
+        return false;
+    if (isnan(c->model.best_metric))
+        return true;
+    if (e.metric == FV_JOB_METRIC_LOG_LOSS)
+        return v < c->model.best_metric - e.min_delta;
+    return v > c->model.best_metric + e.min_delta;
+}
+
+/* Training or distill round done: metrics, early stopping, the update. *ret_metrics: the
+ * round's global validation metrics (owned by the caller); a distill round's also hold the
+ * teacher's and (quantize_int8) the int8 student's, from the same round's sums. A binary
+ * job's are ROC AUC and PR AUC, a multi-class job's accuracy and per-class recall; both
+ * have the log loss. */
+static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
+{
+    es_t e = phase_es(c);
+    double metric = e.metric == FV_JOB_METRIC_ROC_AUC    ? res->val_roc_auc
+                    : e.metric == FV_JOB_METRIC_PR_AUC   ? res->val_pr_auc
+                    : e.metric == FV_JOB_METRIC_ACCURACY ? res->val_accuracy
+                                                         : res->val_log_loss;
+    c->run.last_auc = res->val_roc_auc;
+    c->run.last_pr = res->val_pr_auc;
+    c->run.last_loss = res->val_log_loss;
+    c->run.last_acc = res->val_accuracy;
+    if (c->out_dir != NULL) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
+                 c->distill.active ? "student" : "model", c->rnd.round);
+        coord__save_model(c, c->model.global, path, c->rnd.round);
+    }
+    bool imp = better(c, metric);
+    if (imp) {
+        fv_mlp_free(c->model.best);
+        c->model.best = NULL;
+        if (fv_mlp_clone(c->model.global, &c->model.best) != 0)
+            return FV_ENOMEM;
+        c->model.best_metric = metric;
+        c->model.best_round = c->rnd.round;
+        c->model.since_best = 0;
+        memcpy(c->model.best_sha, c->model.global_sha, sizeof c->model.best_sha);
+        c->model.best_version = c->model.global_version;
+    } else {
+        c->model.since_best++;
+    }
+    json_t *metrics =
+        json_pack("{s:o,s:o,s:o,s:I,s:b}", "val_roc_auc", coord__jnum(res->val_roc_auc),
+                  "val_pr_auc", coord__jnum(res->val_pr_auc), "val_log_loss",
+                  coord__jnum(res->val_log_loss), "n_val", (json_int_t)res->n_val, "improved", imp);
+    if (res->n_classes > 0) {
+        json_object_set_new(metrics, "val_accuracy", coord__jnum(res->val_accuracy));
+        json_t *rec = json_array();
+        for (size_t k = 0; k < res->n_classes; k++)
+            json_array_append_new(rec, coord__jnum(fv_fed_result_recall(res, 0, k)));
+        json_object_set_new(metrics, "val_recall", rec);
+    }
+    static const char *const prefix[FV_FED_MAX_MODELS] = {NULL, "teacher", "int8"};
+    for (size_t m = 1; m < res->n_models; m++) {
+        char key[32];
+        const fv_fed_model_metrics_t *mm = &res->model[m];
+        if (c->model.lay.hist_bins > 0) {
+            snprintf(key, sizeof key, "%s_roc_auc", prefix[m]);
+            json_object_set_new(metrics, key, coord__jnum(mm->roc_auc));
+            snprintf(key, sizeof key, "%s_pr_auc", prefix[m]);
+            json_object_set_new(metrics, key, coord__jnum(mm->pr_auc));
+        }
+        if (res->n_classes > 0) {
+            snprintf(key, sizeof key, "%s_accuracy", prefix[m]);
+            json_object_set_new(metrics, key, coord__jnum(mm->accuracy));
+        }
+    }
+    json_t *line = json_deep_copy(metrics);
+    json_object_set_new(line, "job", json_string(c->run.job_hex));
+    json_object_set_new(line, "round", json_integer((json_int_t)c->rnd.round));
+    json_object_set_new(line, "kind", json_string(fv_fed_kind_name(c->rnd.kind)));
+    json_object_set_new(line, "agents", json_integer(c->rnd.n_summands));
+    json_object_set_new(line, "secs",
+                        json_real((double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0));
+    char *s = json_dumps(line, JSON_COMPACT);
+    if (s != NULL && c->run.rounds_log != NULL) {
+        fprintf(c->run.rounds_log, "%s\n", s);
+        fflush(c->run.rounds_log);
+    }
+    free(s);
+    *ret_metrics = metrics;
+    coord_logj("info", "round_metrics", line);
+    /* The update: global += strategy(delta_mean). */
+    int r = fv_fed_server_opt_apply(c->model.sopt, fv_mlp_params(c->model.global), res->delta_mean);
+    coord__params_hash(c->model.global, c->model.hash);
+    return r;
+}
+
+/* Whether the phase being run is over once round `done` has completed. */
+bool coord__phase_over(coord_t *c, uint64_t done)
+{
+    es_t e = phase_es(c);
+    if (done >= (c->distill.active ? fv_job_last_round(c->job) : c->job->rounds))
+        return true;
+    return e.patience > 0 && c->model.since_best >= e.patience;
+}
+
+/* The round's cohort and contributors as JSON arrays of names. */
+static json_t *cohort_names(coord_t *c, bool contributors_only)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        bool in = true;
+        if (contributors_only)
+            in = c->rnd.sa != NULL ? fv_secagg_server_phase(c->rnd.sa) == 5 &&
+                                         fv_secagg_server_in_set(c->rnd.sa, 3, i)
+                                   : c->rnd.cohort[i]->uploaded;
+        if (in)
+            json_array_append_new(a, json_string(c->rnd.cohort[i]->name));
+    }
+    return a;
+}
+
+/* The wall-clock time as "2026-11-28T23:40:00.123Z" (logs, receipts). */
+static void iso_now(char buf[FV_LOG_TS_MAX])
+{
+    fv_log_iso_now(buf);
+}
+
+/* Sends the round's signed receipt to each member of the cohort still on the session that
+ * took part: what the coordinator attests for that round (RECEIPT in fv_wire.h). */
+static void send_receipts(coord_t *c, const char *status, const char *model_in,
+                          const char *model_out, json_t *cohort, json_t *contrib)
+{
+    char ts[40];
+    iso_now(ts);
+    json_t *body =
+        json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation", c->federation, "job",
+                  c->run.job_id, "round", (json_int_t)c->rnd.round, "kind",
+                  fv_fed_kind_name(c->rnd.kind), "status", status, "cohort", cohort, "contributors",
+                  contrib, "model_in", model_in != NULL ? model_in : "", "model_out",
+                  model_out != NULL ? model_out : "", "ts", ts);
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return;
+    size_t len = strlen(text);
+    fv_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.type = FV_MSG_RECEIPT;
+    memcpy(m.u.receipt.job, c->run.digest, 32);
+    m.u.receipt.round = c->rnd.round;
+    m.u.receipt.body.ptr = text;
+    m.u.receipt.body.len = len;
+    crypto_sign_detached(m.u.receipt.sig, NULL, (const uint8_t *)text, len, c->sign_sk);
+    for (uint32_t i = 0; i < c->rnd.n; i++)
+        if (c->rnd.cohort[i]->conn != NULL &&
+            c->rnd.cohort[i]->conn == c->rnd.cohort[i]->round_conn)
+            coord__oq_push_msg(c->rnd.cohort[i], &m, text, len + 1,
+                               (const void **)&m.u.receipt.body.ptr);
+    free(text);
+}
+
+/* Records the round's outcome durably: the model file first (fsynced), then one
+ * transaction with the round row, the new model version, the checkpoint to resume from
+ * and the audit records. Returns 0 or the state error (the daemon then stops). */
+static int round_commit(coord_t *c, int status, const char *why, json_t *metrics,
+                        const char *model_in, char model_out[65])
+{
+    fv_diag_t d;
+    int r = 0;
+    bool ok = status == 0;
+    model_out[0] = '\0';
+    if (ok) {
+        r = coord__store_model(c, c->model.global, c->rnd.round, model_out);
+        if (r != 0) {
+            /* logged by store_model; the round cannot be recorded, so the daemon stops
+             * (a restart runs the round again) */
+            coord__state_fatal(c, "model store", r, NULL);
+            return r;
+        }
+        coord__crash_point("model-write");
+    }
+    json_t *cohort = cohort_names(c, false);
+    json_t *contrib = ok ? cohort_names(c, true) : json_array();
+    char *cohort_s = json_dumps(cohort, JSON_COMPACT);
+    char *contrib_s = json_dumps(contrib, JSON_COMPACT);
+    char *metrics_s = metrics != NULL ? json_dumps(metrics, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint8_t *opt = NULL;
+    size_t opt_len = 0;
+    int64_t version = 0;
+    if ((r = coord__txn_begin(c)) != 0)
+        goto out;
+    fv_state_round_t rr = {.job = c->run.job_id,
+                           .round = c->rnd.round,
+                           .attempt = c->rnd.attempt,
+                           .kind = fv_fed_kind_name(c->rnd.kind),
+                           .status = ok ? "ok" : fv_err_name(status),
+                           .why = ok ? NULL : why,
+                           .cohort_json = cohort_s,
+                           .contributors_json = contrib_s,
+                           .metrics_json = metrics_s,
+                           .model_in_sha = model_in,
+                           .model_out_sha = ok ? model_out : NULL,
+                           .started_ms = c->rnd.wall_round_start_ms,
+                           .finished_ms = coord_wall_ms()};
+    r = fv_state_round_add(c->st, &rr, &d);
+    if (r == 0 && ok) {
+        char producer[96];
+        snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
+        r = fv_state_version_add(c->st, c->run.job_id, c->rnd.round, model_out,
+                                 c->model.global_version, c->distill.active ? "student" : "global",
+                                 producer, coord_wall_ms(), &version, &d);
+    }
+    if (r == 0 && ok)
+        r = fv_fed_server_opt_save(c->model.sopt, &opt, &opt_len);
+    if (r == 0) {
+        fv_state_ckpt_t ck;
+        memset(&ck, 0, sizeof ck);
+        /* an aborted round is run again under the same number (round_finish) */
+        ck.next_round = ok ? c->rnd.round + 1 : c->rnd.round;
+        ck.rounds_done = c->run.rounds_done + (ok ? 1 : 0);
+        ck.rounds_failed = c->run.rounds_failed + (ok ? 0 : 1);
+        ck.n_ref = c->model.n_ref;
+        ck.stats_sum = c->model.stats_sum;
+        ck.stats_words = c->model.stats_sum != NULL ? c->model.slay.dim : 0;
+        memcpy(ck.global_sha, ok ? model_out : c->model.global_sha, 65);
+        ck.global_version = ok ? version : c->model.global_version;
+        if (!ok && c->model.sopt != NULL)
+            r = fv_fed_server_opt_save(c->model.sopt, &opt, &opt_len);
+        ck.opt_state = opt;
+        ck.opt_len = opt_len;
+        memcpy(ck.best_sha, c->model.best_sha, 65);
+        ck.best_version = c->model.best_version;
+        ck.best_metric = c->model.best_metric;
+        ck.best_round = c->model.best_round;
+        ck.since_best = c->model.since_best;
+        ck.distill = c->distill.active;
+        memcpy(ck.teacher_sha, c->distill.teacher_sha, 65);
+        ck.teacher_version = c->distill.teacher_version;
+        if (r == 0)
+            r = fv_state_ckpt_save(c->st, c->run.job_id, &ck, &d);
+    }
+    if (r != 0) {
+        c->in_txn = false;
+        fv_state_rollback(c->st);
+        coord__state_fatal(c, "round commit", r, &d);
+        goto out;
+    }
+    json_t *phases = json_object();
+    if (c->rnd.sa != NULL)
+        for (int i = 0; i < 4; i++)
+            json_object_set_new(phases, coord__phase_names[i],
+                                json_integer(c->rnd.phase_counts[i]));
+    json_t *det =
+        json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->run.job_id, "round",
+                  (json_int_t)c->rnd.round, "attempt", (json_int_t)c->rnd.attempt, "kind",
+                  fv_fed_kind_name(c->rnd.kind), "status", ok ? "ok" : fv_err_name(status),
+                  "cohort", cohort, "contributors", contrib, "phases", phases);
+    if (!ok)
+        json_object_set_new(det, "why", json_string(why));
+    if (metrics != NULL)
+        json_object_set(det, "metrics", metrics);
+    if (model_in != NULL)
+        json_object_set_new(det, "model_in", json_string(model_in));
+    if (ok)
+        json_object_set_new(det, "model_out", json_string(model_out));
+    coord_audit(c, NULL, ok ? "round.completed" : "round.aborted", det);
+    if (ok)
+        coord_audit(c, NULL, "model.stored",
+                    json_pack("{s:I,s:s,s:s,s:I,s:s,s:I}", "version", (json_int_t)version, "sha256",
+                              model_out, "job", c->run.job_id, "round", (json_int_t)c->rnd.round,
+                              "kind", c->distill.active ? "student" : "global", "parent",
+                              (json_int_t)c->model.global_version));
+    if ((r = coord__txn_commit(c)) != 0)
+        goto out;
+    if (ok) {
+        memcpy(c->model.global_sha, model_out, 65);
+        c->model.global_version = version;
+    }
+    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, ok ? model_out : NULL, cohort,
+                  contrib);
+out:
+    json_decref(cohort);
+    json_decref(contrib);
+    free(cohort_s);
+    free(contrib_s);
+    free(metrics_s);
+    free(opt);
+    return r;
+}
+
+static void round_finish(coord_t *c, int status, const char *why_in)
+{
+    char why[512];
+    snprintf(why, sizeof why, "%s", why_in);
+    json_t *metrics = NULL;
+    char model_in[65];
+    memcpy(model_in, c->model.global_sha, 65);
+    if (status == 0 && c->rnd.kind != FV_FED_KIND_STATS && c->test.fail_rounds) {
+        status = FV_EIO;
+        snprintf(why, sizeof why, "FV_TEST_FAIL_ROUNDS");
+    }
+    if (status == 0) {
+        fv_diag_t d;
+        const uint32_t *sum = NULL;
+        if (c->rnd.sa != NULL) {
+            status = fv_secagg_server_result(c->rnd.sa, &sum);
+            c->rnd.n_summands = fv_secagg_server_set_size(c->rnd.sa, 3);
+        } else {
+            sum = c->rnd.acc_u;
+        }
+        if (status == 0 && c->rnd.n_summands == 0) {
+            status = FV_ETHRESHOLD;
+            snprintf(why, sizeof why, "no agent contributed");
+        } else if (status == 0 && c->rnd.kind == FV_FED_KIND_STATS) {
+            status = coord__stats_apply(c, sum, why, sizeof why);
+        } else if (status == 0 && c->rnd.sa != NULL) {
+            fv_fed_result_t res;
+            memset(&res, 0, sizeof res);
+            status = fv_fed_decode(&c->model.lay, sum, c->rnd.n_summands, c->job->secagg.clip,
+                                   c->job->secagg.bits, (double)c->model.n_ref, &res, &d);
+            if (status == 0)
+                status = after_train(c, &res, &metrics);
+            else
+                snprintf(why, sizeof why, "%s", d.msg);
+            fv_fed_result_close(&res);
+        } else if (status == 0) {
+            /* Plain FedAvg: acc_f holds the sum of the checked plain vectors (fv_fed.h) */
+            fv_fed_result_t res;
+            memset(&res, 0, sizeof res);
+            status = fv_fed_plain_decode(&c->model.lay, c->rnd.acc_f, c->rnd.n_summands,
+                                         (double)c->model.n_ref, &res, &d);
+            if (status == 0)
+                status = after_train(c, &res, &metrics);
+            else
+                snprintf(why, sizeof why, "%s", d.msg);
+            fv_fed_result_close(&res);
+        }
+    }
+    /* Durable before anyone hears of it: an agent is told a round ended only once a
+     * restart would not run it again. */
+    char model_out[65];
+    int sr =
+        round_commit(c, status, why, metrics, model_in[0] != '\0' ? model_in : NULL, model_out);
+    json_decref(metrics);
+    if (sr != 0)
+        return; /* state_fatal stopped the daemon */
+    for (uint32_t i = 0; i < c->rnd.n; i++)
+        if (c->rnd.cohort[i]->conn != NULL &&
+            c->rnd.cohort[i]->conn == c->rnd.cohort[i]->round_conn)
+            coord__send_ctl(c, c->rnd.cohort[i], FV_MSG_ROUND_END, status, status == 0 ? "" : why);
+    json_t *f = coord__jf(c);
+    json_object_set_new(f, "status", json_string(fv_err_name(status)));
+    json_object_set_new(f, "contributors", json_integer(c->rnd.n_summands));
+    if (status == 0)
+        json_object_set_new(f, "model", json_string(model_out));
+    else
+        json_object_set_new(f, "why", json_string(why));
+    coord_logj(status == 0 ? "info" : "warn", status == 0 ? "round_done" : "round_aborted", f);
+    bool was_stats = c->rnd.kind == FV_FED_KIND_STATS;
+    double secs = (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0;
+    coord__round_cleanup(c);
+    if (status == 0) {
+        c->run.rounds_done++;
+        c->rnd.attempt = 0;
+        if (c->metrics.rounds_ok != NULL)
+            fv_prom_add(c->metrics.rounds_ok, NULL, 1);
+        if (!was_stats)
+            c->run.avg_round_s =
+                c->run.avg_round_s == 0 ? secs : 0.7 * c->run.avg_round_s + 0.3 * secs;
+        if (was_stats)
+            for (agent_t *a = c->agents; a != NULL; a = a->next)
+                if (a->conn != NULL && a->accepted)
+                    coord__send_stats(c, a);
+        coord__crash_point(was_stats ? "stats-committed" : "round-committed");
+    } else {
+        c->run.rounds_failed++;
+        if (c->metrics.rounds_failed != NULL)
+            fv_prom_add(c->metrics.rounds_failed, NULL, 1);
+    }
+    if (c->run.abort_requested) {
+        coord__job_finish(c);
+        return;
+    }
+    if (was_stats && c->model.stats_sum == NULL) {
+        /* The stats round must succeed before training: retry it. */
+        if (c->run.rounds_failed > 10) {
+            snprintf(c->run.fail_why, sizeof c->run.fail_why,
+                     "the stats round failed 10 times: %.400s", why);
+            c->run.exit_code = EXIT_FAIL;
+            coord__job_finish(c);
+            return;
+        }
+        c->run.state = ST_WAITING;
+        coord__round_start(c);
+        return;
+    }
+    if (!was_stats && status != 0) {
+        /* An aborted round is run again under its number (it does not use up one of the
+         * job's rounds); a round that aborts ROUND_ATTEMPTS times ends the job. */
+        if (c->rnd.attempt >= ROUND_ATTEMPTS) {
+            snprintf(c->run.fail_why, sizeof c->run.fail_why,
+                     "round %" PRIu64 " (%s) aborted %" PRIu32 " times; the last time: %.400s",
+                     c->rnd.round, fv_fed_kind_name(c->rnd.kind), c->rnd.attempt, why);
+            c->run.exit_code = EXIT_FAIL;
+            coord__job_finish(c);
+            return;
+        }
+        c->run.state = ST_WAITING;
+        coord__round_start(c);
+        return;
+    }
+    if (!was_stats && coord__phase_over(c, c->rnd.round)) {
+        coord__phase_end(c);
+        return;
+    }
+    if (!was_stats) {
+        c->rnd.round++;
+        c->rnd.attempt = 0;
+    }
+    c->run.state = ST_WAITING;
+    coord__round_start(c);
+}
+
+/* ---- starting a round ------------------------------------------------------------ */
+
+static int cmp_agent_name(const void *a, const void *b)
+{
+    const agent_t *x = *(agent_t *const *)a, *y = *(agent_t *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+void coord__round_start(coord_t *c)
+{
+    if (c->run.state != ST_WAITING)
+        return;
+    size_t n = n_accepted(c);
+    if (n < c->job->min_agents)
+        return; /* waits for more agents */
+    fv_diag_t d;
+    c->rnd.cohort = calloc(n, sizeof *c->rnd.cohort);
+    if (c->rnd.cohort == NULL)
+        return;
+    c->rnd.n = 0;
+    for (agent_t *a = c->agents; a != NULL; a = a->next)
+        if (a->conn != NULL && a->accepted)
+            c->rnd.cohort[c->rnd.n++] = a;
+    qsort(c->rnd.cohort, c->rnd.n, sizeof *c->rnd.cohort, cmp_agent_name);
+    c->rnd.kind = c->model.stats_sum == NULL ? FV_FED_KIND_STATS
+                  : c->distill.active        ? FV_FED_KIND_DISTILL
+                                             : FV_FED_KIND_TRAIN;
+    if (c->rnd.kind == FV_FED_KIND_STATS)
+        c->rnd.round = 0;
+    else if (c->rnd.round == 0)
+        c->rnd.round = 1;
+    c->run.state = ST_ROUND;
+    c->rnd.t_round_start = coord__now_ms(c);
+    c->rnd.wall_round_start_ms = coord_wall_ms();
+    /* the attempt numbers of a round number continue across retries and restarts */
+    uint32_t tried = 0;
+    if (fv_state_round_attempts(c->st, c->run.job_id, c->rnd.round, &tried, &d) != 0) {
+        coord_logj("error", "state_read_failed",
+                   json_pack("{s:s,s:s}", "what", "round attempts", "why", d.msg));
+        tried = c->rnd.attempt;
+    }
+    c->rnd.attempt = (tried > c->rnd.attempt ? tried : c->rnd.attempt) + 1;
+    memset(c->rnd.phase_counts, 0, sizeof c->rnd.phase_counts);
+    c->rnd.n_summands = 0;
+    /* Words of the SecAgg/stats vector, or elements of the plain vector (fv_fed.h) */
+    if (c->rnd.kind == FV_FED_KIND_STATS)
+        c->rnd.dim = (uint32_t)c->model.slay.dim;
+    else if (c->job->secagg.on)
+        c->rnd.dim = (uint32_t)c->model.lay.dim;
+    else
+        c->rnd.dim = (uint32_t)c->model.lay.plain_dim;
+    uint8_t gseed[32];
+    randombytes_buf(gseed, sizeof gseed);
+    uint8_t *pks = malloc((size_t)c->rnd.n * 32);
+    if (pks == NULL) {
+        round_finish(c, FV_ENOMEM, "out of memory");
+        return;
+    }
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        c->rnd.cohort[i]->idx = (int)i;
+        c->rnd.cohort[i]->alive = true;
+        c->rnd.cohort[i]->round_conn = c->rnd.cohort[i]->conn;
+        memcpy(pks + (size_t)i * 32, c->rnd.cohort[i]->sign_pk, 32);
+    }
+    c->rnd.t = c->rnd.k = 0;
+    int r = 0;
+    if (c->job->secagg.on) {
+        r = fv_job_secagg_for(c->job, c->rnd.n, &c->rnd.t, &c->rnd.k, &d);
+        if (r == 0) {
+            fv_secagg_params_t p;
+            memset(&p, 0, sizeof p);
+            p.job_id = c->run.job_id64;
+            p.round = c->rnd.round;
+            p.n_clients = c->rnd.n;
+            p.threshold = c->rnd.t;
+            p.n_neighbors = c->rnd.k;
+            p.dim = c->rnd.dim;
+            p.prg = FV_PRG_DEFAULT;
+            memcpy(p.graph_seed, gseed, 32);
+            p.quant_bits = 0;
+            p.identity_pks = pks;
+            r = fv_secagg_server_new(&p, &c->rnd.sa, &d);
+        }
+        if (r != 0) {
+            free(pks);
+            round_finish(c, r, d.msg);
+            return;
+        }
+        c->rnd.phase = 0;
+    } else {
+        c->rnd.t = c->rnd.n;
+        c->rnd.k = c->rnd.n - 1;
+        c->rnd.phase = 2;
+        if (c->rnd.kind == FV_FED_KIND_STATS)
+            c->rnd.acc_u = calloc(c->rnd.dim, sizeof(uint32_t));
+        else
+            c->rnd.acc_f = calloc(c->rnd.dim, sizeof(double));
+        if (c->rnd.acc_u == NULL && c->rnd.acc_f == NULL) {
+            free(pks);
+            round_finish(c, FV_ENOMEM, "out of memory");
+            return;
+        }
+    }
+    json_t *f = coord__jf(c);
+    json_object_set_new(f, "kind", json_string(fv_fed_kind_name(c->rnd.kind)));
+    json_object_set_new(f, "cohort", json_integer(c->rnd.n));
+    json_object_set_new(f, "threshold", json_integer(c->rnd.t));
+    json_object_set_new(f, "neighbors", json_integer(c->rnd.k));
+    json_object_set_new(f, "secagg", json_boolean(c->job->secagg.on));
+    coord_logj("info", "round_start", f);
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        agent_t *a = c->rnd.cohort[i];
+        if (c->rnd.kind == FV_FED_KIND_DISTILL && !a->has_teacher) {
+            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(c->distill.teacher), NULL,
+                               fv_mlp_n_params(c->distill.teacher), "teacher");
+            a->has_teacher = true;
+        }
+        if (c->rnd.kind != FV_FED_KIND_STATS &&
+            (!a->has_model || memcmp(a->model, c->model.hash, 32) != 0)) {
+            coord__oq_push_vec(a, (uint32_t)c->rnd.round, FV_VEC_F32,
+                               fv_mlp_params_const(c->model.global), NULL,
+                               fv_mlp_n_params(c->model.global),
+                               c->rnd.kind == FV_FED_KIND_DISTILL ? "student" : "model");
+            a->has_model = true;
+            memcpy(a->model, c->model.hash, 32);
+        }
+        fv_msg_t m;
+        memset(&m, 0, sizeof m);
+        m.type = FV_MSG_ROUND_START;
+        memcpy(m.u.round_start.job, c->run.digest, 32);
+        m.u.round_start.round = c->rnd.round;
+        m.u.round_start.kind = c->rnd.kind;
+        m.u.round_start.index = i;
+        m.u.round_start.n = c->rnd.n;
+        m.u.round_start.t = c->rnd.t;
+        m.u.round_start.k = c->rnd.k;
+        memcpy(m.u.round_start.gseed, gseed, 32);
+        m.u.round_start.pks = pks;
+        m.u.round_start.pks_len = (size_t)c->rnd.n * 32;
+        m.u.round_start.has_model = c->rnd.kind != FV_FED_KIND_STATS;
+        memcpy(m.u.round_start.model, c->model.hash, 32);
+        m.u.round_start.n_ref = c->model.n_ref;
+        coord__oq_push_msg(a, &m, pks, (size_t)c->rnd.n * 32, (const void **)&m.u.round_start.pks);
+    }
+    free(pks);
+    set_deadline(c);
+    if (c->rnd.sa == NULL)
+        coord__grant_uploads(c);
+}
+
+/* ---- deadlines ------------------------------------------------------------------- */
+
+/* The phase deadline, checked on every tick: agents that have not answered are dropouts,
+ * and the phase closes with the others. */
+void coord__round_tick(coord_t *c)
+{
+    if (c->run.state != ST_ROUND || coord__now_ms(c) < c->rnd.phase_deadline)
+        return;
+    json_t *f = coord__jf(c);
+    json_object_set_new(f, "phase", json_integer(c->rnd.phase));
+    json_object_set_new(f, "missing", json_integer(n_alive_unanswered(c)));
+    coord_logj("warn", "deadline", f);
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        agent_t *a = c->rnd.cohort[i];
+        if (a->alive && !a->answered) {
+            a->alive = false; /* a straggler is a dropout */
+            if (a->granted && !a->uploaded && c->rnd.in_flight > 0)
+                c->rnd.in_flight--;
+            free(a->upload);
+            a->upload = NULL;
+        }
+    }
+    if (c->rnd.sa != NULL)
+        secagg_close(c);
+    else
+        round_finish(c, 0, "");
+}
