@@ -51,16 +51,15 @@ int fv_cmd_crl(int argc, char **argv);
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error and the --help hint; returns FV_EXIT_USAGE. */
-int fv_cli_usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int fv_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Strict number parsing of an option value; on failure prints a usage error naming the
  * option and returns false. */
 bool fv_cli_parse_size(const char *cmd, const char *opt, const char *s, size_t min, size_t max,
                        size_t *ret);
 bool fv_cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *ret);
-bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double min,
-                         double max, double *ret);
+bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double min, double max,
+                         double *ret);
 
 /* --unknown error|other; on failure prints a usage error naming the option. */
 bool fv_cli_parse_unknown(const char *cmd, const char *s, fv_unknown_policy_t *ret);
@@ -83,9 +82,8 @@ double fv_cli_now_s(void);
 int fv_cli_file_sha256(const char *path, char hex[65]);
 
 /* Infers a schema from a CSV (drop: "a,b" or NULL). Prints the error; 0 or -1. */
-int fv_cli_infer_schema(const char *cmd, const char *data, const char *target,
-                        const char *positive, const char *drop, fv_unknown_policy_t unknown,
-                        fv_schema_t **ret);
+int fv_cli_infer_schema(const char *cmd, const char *data, const char *target, const char *positive,
+                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret);
 
 /* OpenBLAS threads: --threads value or the build default. */
 void fv_cli_set_threads(size_t n);

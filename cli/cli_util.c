@@ -76,8 +76,8 @@ bool fv_cli_parse_size(const char *cmd, const char *opt, const char *s, size_t m
     return true;
 }
 
-bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double min,
-                         double max, double *ret)
+bool fv_cli_parse_double(const char *cmd, const char *opt, const char *s, double min, double max,
+                         double *ret)
 {
     char *end;
     errno = 0;
@@ -186,9 +186,8 @@ void fv_cli_set_threads(size_t n)
     fv_blas_set_threads(n > INT_MAX ? INT_MAX : (int)n);
 }
 
-int fv_cli_infer_schema(const char *cmd, const char *data, const char *target,
-                        const char *positive, const char *drop, fv_unknown_policy_t unknown,
-                        fv_schema_t **ret)
+int fv_cli_infer_schema(const char *cmd, const char *data, const char *target, const char *positive,
+                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret)
 {
     fv_diag_t d = {""};
     size_t n_drop = 0;
@@ -201,8 +200,11 @@ int fv_cli_infer_schema(const char *cmd, const char *data, const char *target,
         }
     }
     fv_schema_infer_opts_t o = {
-        .target = target, .positive = positive, .drop = (const char *const *)dropv,
-        .n_drop = n_drop, .unknown = unknown,
+        .target = target,
+        .positive = positive,
+        .drop = (const char *const *)dropv,
+        .n_drop = n_drop,
+        .unknown = unknown,
     };
     int r = fv_schema_infer(data, &o, ret, &d);
     fv_cli_strv_free(dropv, n_drop);

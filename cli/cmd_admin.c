@@ -1290,10 +1290,9 @@ static void show_job(const json_t *b)
         print_fields(b, keys, N_OF(keys), 13);
     const json_t *live = json_object_get(b, "live");
     if (json_is_object(live)) {
-        static const char *const lk[] = {"round",      "rounds",       "kind",
-                                         "phase",      "answered",     "expected",
-                                         "val_roc_auc", "val_pr_auc",  "val_accuracy",
-                                         "val_log_loss"};
+        static const char *const lk[] = {"round",        "rounds",      "kind",        "phase",
+                                         "answered",     "expected",    "val_roc_auc", "val_pr_auc",
+                                         "val_accuracy", "val_log_loss"};
         char d1[64], d2[64];
         double e = 0, eta = 0;
         bool he = fnum(live, "elapsed_s", &e), heta = fnum(live, "eta_s", &eta);
@@ -1333,9 +1332,9 @@ static void show_job(const json_t *b)
             {"STARTED", "started", 0}, {"FINISHED", "finished", 0}, {"WHY", "why", 0},
         };
         static const col_t rcm[] = {
-            {"ROUND", "round", 0},     {"TRY", "attempt", 0},     {"KIND", "kind", 0},
-            {"STATUS", "status", 0},   {"COHORT", "cohort", 0},   {"CONTRIB", "contributors", 0},
-            {"ACCURACY", "acc", 0},    {"LOG_LOSS", "ll", 0},     {"STARTED", "started", 0},
+            {"ROUND", "round", 0},       {"TRY", "attempt", 0},   {"KIND", "kind", 0},
+            {"STATUS", "status", 0},     {"COHORT", "cohort", 0}, {"CONTRIB", "contributors", 0},
+            {"ACCURACY", "acc", 0},      {"LOG_LOSS", "ll", 0},   {"STARTED", "started", 0},
             {"FINISHED", "finished", 0}, {"WHY", "why", 0},
         };
         printf("\nrounds:\n");
@@ -1429,8 +1428,8 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     const json_t *m = live != NULL && has_metric(live) ? live : last_metrics(b);
     /* a multi-class job shows its accuracy where a binary one shows ROC and PR AUC */
     bool multiclass = m != NULL && json_object_get(m, "val_accuracy") != NULL;
-    char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32],
-        pr[32], ll[32], el[64], eta[64];
+    char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32], pr[32],
+        ll[32], el[64], eta[64];
     double e = 0, t = 0;
     bool he = live != NULL && fnum(live, "elapsed_s", &e);
     bool ht = live != NULL && fnum(live, "eta_s", &t);

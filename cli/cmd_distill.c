@@ -297,11 +297,10 @@ static json_t *jratio(double a, double b)
 /* Teacher-to-student ratios (> 1: the student is smaller or faster; null if undefined). */
 static json_t *compression_json(const side_t *t, const side_t *s)
 {
-    return json_pack("{s:o,s:o,s:o,s:o}", "parameters",
-                     jratio((double)t->params, (double)s->params), "bytes",
-                     jratio((double)t->bytes, (double)s->bytes), "latency_batch_1",
-                     jratio(t->lat1_us, s->lat1_us), "latency_batch_1024",
-                     jratio(t->lat1024_us, s->lat1024_us));
+    return json_pack(
+        "{s:o,s:o,s:o,s:o}", "parameters", jratio((double)t->params, (double)s->params), "bytes",
+        jratio((double)t->bytes, (double)s->bytes), "latency_batch_1",
+        jratio(t->lat1_us, s->lat1_us), "latency_batch_1024", jratio(t->lat1024_us, s->lat1024_us));
 }
 
 static json_t *build_meta(const distill_args_t *a, const char *data_sha, const char *teacher_sha,

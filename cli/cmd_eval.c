@@ -35,12 +35,9 @@ static const char usage[] =
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 static const struct option long_opts[] = {
-    {"model", required_argument, NULL, 'm'},
-    {"data", required_argument, NULL, 'd'},
-    {"json", no_argument, NULL, 'j'},
-    {"threads", required_argument, NULL, 't'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"model", required_argument, NULL, 'm'}, {"data", required_argument, NULL, 'd'},
+    {"json", no_argument, NULL, 'j'},        {"threads", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
 };
 
 static json_t *meta_get(json_t *meta, const char *section, const char *key)
@@ -63,10 +60,18 @@ int fv_cmd_eval(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage, stdout); return FV_EXIT_OK;
-        case 'm': model_path = optarg; break;
-        case 'd': data = optarg; break;
-        case 'j': as_json = true; break;
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'j':
+            as_json = true;
+            break;
         case 't':
             if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
                 return FV_EXIT_USAGE;

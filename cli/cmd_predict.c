@@ -102,10 +102,10 @@ static const struct option long_opts[] = {
 
 /* One data record of the current chunk. */
 typedef struct rec {
-    size_t row;   /* 1-based data record number */
-    char *error;  /* malloc'd message, or NULL for a good row */
-    size_t good;  /* index among the chunk's good rows */
-    char **raw;   /* with --explain: n_cols malloc'd raw cells (NULL if absent) */
+    size_t row;  /* 1-based data record number */
+    char *error; /* malloc'd message, or NULL for a good row */
+    size_t good; /* index among the chunk's good rows */
+    char **raw;  /* with --explain: n_cols malloc'd raw cells (NULL if absent) */
 } rec_t;
 
 typedef struct predict {
@@ -161,8 +161,7 @@ static void put_header(predict_t *p)
     if (p->ex != NULL) {
         fputs(",logit,bias", p->out);
         for (size_t i = 1; i <= p->n_explain; i++)
-            fprintf(p->out, ",reason_%zu_column,reason_%zu_value,reason_%zu_contribution", i,
-                    i, i);
+            fprintf(p->out, ",reason_%zu_column,reason_%zu_value,reason_%zu_contribution", i, i, i);
     }
     fputs(",error\n", p->out);
 }
@@ -323,11 +322,21 @@ int fv_cmd_predict(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage, stdout); return FV_EXIT_OK;
-        case 'm': model_path = optarg; break;
-        case 'd': data = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'f': format = optarg; break;
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'f':
+            format = optarg;
+            break;
         case 'e':
             if (!fv_cli_parse_size(CMD, "--explain", optarg, 0, PREDICT_MAX_EXPLAIN, &n_explain))
                 return FV_EXIT_USAGE;
@@ -359,8 +368,7 @@ int fv_cmd_predict(int argc, char **argv)
     if (fv_cli_load_model(CMD, model_path, &model) != 0)
         goto out;
     if ((r = fv_csv_open(data, 0, &csv, &d)) != 0 ||
-        (r = fv_dataset_reader_new(csv, model->schema, FV_DATASET_TARGET_OPTIONAL, &rd, &d)) !=
-            0) {
+        (r = fv_dataset_reader_new(csv, model->schema, FV_DATASET_TARGET_OPTIONAL, &rd, &d)) != 0) {
         fv_cli_diag_error(CMD, &d, r);
         goto out;
     }
@@ -386,8 +394,8 @@ int fv_cmd_predict(int argc, char **argv)
     p->top = malloc((p->n_cols ? p->n_cols : 1) * sizeof *p->top);
     cells = malloc((p->n_cols ? p->n_cols : 1) * sizeof *cells);
     if (p->ds.cells == NULL || p->ds.label == NULL || p->ds.line == NULL || p->prob == NULL ||
-        p->logit == NULL || p->x == NULL || p->contrib == NULL || p->top == NULL ||
-        cells == NULL || fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0 ||
+        p->logit == NULL || p->x == NULL || p->contrib == NULL || p->top == NULL || cells == NULL ||
+        fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0 ||
         fv_model_ws_new(model, PREDICT_CHUNK, &p->model_ws) != 0)
         goto oom;
     if (explain) {
@@ -395,13 +403,14 @@ int fv_cmd_predict(int argc, char **argv)
         if (r == FV_ENOMEM)
             goto oom;
         if (r != 0) {
-            fv_cli_error(CMD, "%s: the network does not match the schema's feature layout; "
-                              "cannot explain it (%s)",
+            fv_cli_error(CMD,
+                         "%s: the network does not match the schema's feature layout; "
+                         "cannot explain it (%s)",
                          model_path, fv_strerror(r));
             goto out;
         }
-        p->n_explain = n_explain < fv_explain_n_columns(p->ex) ? n_explain
-                                                                : fv_explain_n_columns(p->ex);
+        p->n_explain =
+            n_explain < fv_explain_n_columns(p->ex) ? n_explain : fv_explain_n_columns(p->ex);
     }
 
     if (out_path != NULL) {

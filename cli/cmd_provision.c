@@ -251,8 +251,8 @@ static void print_kits(const args_t *a, const char *federation, bool with_ca, co
 
 static int cmd_create(int argc, char **argv)
 {
-    static const int allowed[] = {OPT_FED,  OPT_COORD, OPT_COORD_NAME, OPT_ADMIN_ADDR,
-                                  OPT_AGENTS, OPT_ADMINS, OPT_OUT,     OPT_DAYS, OPT_JSON};
+    static const int allowed[] = {OPT_FED,    OPT_COORD, OPT_COORD_NAME, OPT_ADMIN_ADDR, OPT_AGENTS,
+                                  OPT_ADMINS, OPT_OUT,   OPT_DAYS,       OPT_JSON};
     args_t a = {.coord_name = "coordinator"};
     int rc = parse(CMD, argc, argv, allowed, sizeof allowed / sizeof allowed[0], false, &a);
     if (rc >= 0)

@@ -34,14 +34,10 @@ static const char usage[] =
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 static const struct option long_opts[] = {
-    {"data", required_argument, NULL, 'd'},
-    {"target", required_argument, NULL, 't'},
-    {"positive", required_argument, NULL, 'p'},
-    {"drop", required_argument, NULL, 'x'},
-    {"unknown", required_argument, NULL, 'u'},
-    {"out", required_argument, NULL, 'o'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"data", required_argument, NULL, 'd'},     {"target", required_argument, NULL, 't'},
+    {"positive", required_argument, NULL, 'p'}, {"drop", required_argument, NULL, 'x'},
+    {"unknown", required_argument, NULL, 'u'},  {"out", required_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
 };
 
 int fv_cmd_schema(int argc, char **argv)
@@ -62,12 +58,24 @@ int fv_cmd_schema(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage, stdout); return FV_EXIT_OK;
-        case 'd': data = optarg; break;
-        case 't': target = optarg; break;
-        case 'p': positive = optarg; break;
-        case 'x': drop = optarg; break;
-        case 'o': out = optarg; break;
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'd':
+            data = optarg;
+            break;
+        case 't':
+            target = optarg;
+            break;
+        case 'p':
+            positive = optarg;
+            break;
+        case 'x':
+            drop = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
         case 'u':
             if (!fv_cli_parse_unknown(CMD, optarg, &unknown))
                 return FV_EXIT_USAGE;

@@ -67,8 +67,7 @@ static void write_record(FILE *f, const fv_csv_record_t *rec)
 
 int fv_cmd_split(int argc, char **argv)
 {
-    const char *data = NULL, *target = NULL, *positive = NULL, *train_out = NULL,
-               *test_out = NULL;
+    const char *data = NULL, *target = NULL, *positive = NULL, *train_out = NULL, *test_out = NULL;
     double frac = 0.25;
     uint64_t seed = 0;
     int c, r, rc = FV_EXIT_FAIL;
@@ -84,12 +83,24 @@ int fv_cmd_split(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage, stdout); return FV_EXIT_OK;
-        case 'd': data = optarg; break;
-        case 't': target = optarg; break;
-        case 'p': positive = optarg; break;
-        case 'a': train_out = optarg; break;
-        case 'b': test_out = optarg; break;
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'd':
+            data = optarg;
+            break;
+        case 't':
+            target = optarg;
+            break;
+        case 'p':
+            positive = optarg;
+            break;
+        case 'a':
+            train_out = optarg;
+            break;
+        case 'b':
+            test_out = optarg;
+            break;
         case 'f':
             if (!fv_cli_parse_double(CMD, "--test-fraction", optarg, 0, 0.9, &frac))
                 return FV_EXIT_USAGE;

@@ -86,8 +86,18 @@ static const char usage[] =
 /* The training options (--val-fraction, --epochs .. --threads) are cli_util.c's, shared
  * with distill; FV_CLI_OPT_* values are well above these. */
 enum {
-    OPT_DATA = 256, OPT_TARGET, OPT_POSITIVE, OPT_DROP, OPT_UNKNOWN, OPT_SCHEMA,
-    OPT_SCHEMA_OUT, OPT_TEST_FRACTION, OPT_MODEL, OPT_OUT, OPT_JSON, OPT_QUIET,
+    OPT_DATA = 256,
+    OPT_TARGET,
+    OPT_POSITIVE,
+    OPT_DROP,
+    OPT_UNKNOWN,
+    OPT_SCHEMA,
+    OPT_SCHEMA_OUT,
+    OPT_TEST_FRACTION,
+    OPT_MODEL,
+    OPT_OUT,
+    OPT_JSON,
+    OPT_QUIET,
 };
 
 static const struct option long_opts[] = {
@@ -152,16 +162,36 @@ static int parse_args(int argc, char **argv, train_args_t *a)
         case 'h':
             fputs(usage, stdout);
             return -1;
-        case OPT_DATA: a->data = optarg; break;
-        case OPT_TARGET: a->target = optarg; break;
-        case OPT_POSITIVE: a->positive = optarg; break;
-        case OPT_DROP: a->drop = optarg; break;
-        case OPT_SCHEMA: a->schema = optarg; break;
-        case OPT_SCHEMA_OUT: a->schema_out = optarg; break;
-        case OPT_MODEL: a->model = optarg; break;
-        case OPT_OUT: a->out = optarg; break;
-        case OPT_JSON: a->json = true; break;
-        case OPT_QUIET: a->quiet = true; break;
+        case OPT_DATA:
+            a->data = optarg;
+            break;
+        case OPT_TARGET:
+            a->target = optarg;
+            break;
+        case OPT_POSITIVE:
+            a->positive = optarg;
+            break;
+        case OPT_DROP:
+            a->drop = optarg;
+            break;
+        case OPT_SCHEMA:
+            a->schema = optarg;
+            break;
+        case OPT_SCHEMA_OUT:
+            a->schema_out = optarg;
+            break;
+        case OPT_MODEL:
+            a->model = optarg;
+            break;
+        case OPT_OUT:
+            a->out = optarg;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_QUIET:
+            a->quiet = true;
+            break;
         case OPT_UNKNOWN:
             if (!fv_cli_parse_unknown(CMD, optarg, &a->unknown))
                 return FV_EXIT_USAGE;
@@ -185,7 +215,8 @@ static int parse_args(int argc, char **argv, train_args_t *a)
     if (a->schema == NULL && a->target == NULL)
         return fv_cli_usage_error(CMD, "--target COLUMN is required (or give --schema FILE)");
     if (a->schema != NULL && (a->target || a->positive || a->drop))
-        return fv_cli_usage_error(CMD, "--schema cannot be combined with --target, --positive or --drop");
+        return fv_cli_usage_error(
+            CMD, "--schema cannot be combined with --target, --positive or --drop");
     if ((r = fv_cli_out_check(CMD, "--out", a->out, true)) != 0 ||
         (r = fv_cli_out_check(CMD, "--schema-out", a->schema_out, false)) != 0 ||
         (r = fv_cli_out_distinct(CMD, "--out", a->out, "--schema-out", a->schema_out)) != 0)
@@ -219,9 +250,8 @@ static int load_schema(const train_args_t *a, fv_schema_t **ret)
 }
 
 static json_t *build_meta(const train_args_t *a, const fv_dataset_t *ds, const char *sha,
-                          size_t n_fit, size_t n_val, size_t n_test,
-                          const fv_train_result_t *tr, double train_s, const char *arch,
-                          json_t *test_metrics)
+                          size_t n_fit, size_t n_val, size_t n_test, const fv_train_result_t *tr,
+                          double train_s, const char *arch, json_t *test_metrics)
 {
     json_t *meta = json_object();
     json_object_set_new(meta, "producer", json_string("fedvault " FV_VERSION " (" FV_COMMIT ")"));
@@ -282,14 +312,13 @@ int fv_cmd_train(int argc, char **argv)
     }
 
     /* Splits: test first (held out), then validation from the rest. */
-    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, a.test_fraction, a.t.cfg.seed, &rest,
-                              &n_rest, &test, &n_test)) != 0) {
+    if ((r = fv_dataset_split(ds, NULL, ds->n_rows, a.test_fraction, a.t.cfg.seed, &rest, &n_rest,
+                              &test, &n_test)) != 0) {
         fv_cli_error(CMD, "cannot split %s: %s", a.data, fv_strerror(r));
         goto out;
     }
     if (fv_cli_train_split_val(CMD, ds, rest, n_rest, &a.t, a.data,
-                               "the test and validation splits", &fit, &n_fit, &val,
-                               &n_val) != 0)
+                               "the test and validation splits", &fit, &n_fit, &val, &n_val) != 0)
         goto out;
 
     if ((r = fv_preproc_fit(ds, fit, n_fit, &pp)) != 0) {
@@ -369,8 +398,7 @@ int fv_cmd_train(int argc, char **argv)
         test_json = fv_cli_metrics_json(&tm);
     }
 
-    json_t *meta = build_meta(&a, ds, sha, n_fit, n_val, n_test, &tr, train_s, arch_buf,
-                              test_json);
+    json_t *meta = build_meta(&a, ds, sha, n_fit, n_val, n_test, &tr, train_s, arch_buf, test_json);
     meta_str = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
     json_decref(meta);
     if (meta_str == NULL) {
@@ -394,7 +422,8 @@ int fv_cmd_train(int argc, char **argv)
         out = json_object();
         json_object_set_new(out, "model_file", json_string(a.out));
         json_object_set_new(out, "model", json_string(arch_buf));
-        json_object_set_new(out, "parameters", json_integer((json_int_t)fv_mlp_n_params(model->mlp)));
+        json_object_set_new(out, "parameters",
+                            json_integer((json_int_t)fv_mlp_n_params(model->mlp)));
         json_object_set_new(out, "features", json_integer((json_int_t)nf));
         json_object_set_new(out, "data_sha256", json_string(sha));
         json_object_set_new(out, "train_rows", json_integer((json_int_t)n_fit));
@@ -405,14 +434,15 @@ int fv_cmd_train(int argc, char **argv)
         json_object_set_new(out, "stopped_early", json_boolean(tr.stopped_early));
         json_object_set_new(out, "train_seconds", json_real(train_s));
         /* work done: forward + backward over every training row of every epoch run */
-        json_object_set_new(out, "train_flop",
-                            json_real(fv_mlp_flops_train(&arch) * (double)n_fit *
-                                      (double)tr.epochs_run));
+        json_object_set_new(
+            out, "train_flop",
+            json_real(fv_mlp_flops_train(&arch) * (double)n_fit * (double)tr.epochs_run));
         json_object_set_new(out, "threads", json_integer((json_int_t)a.t.threads));
         if (have_test) {
             const char *k;
             json_t *v;
-            json_object_foreach(test_json, k, v) {
+            json_object_foreach(test_json, k, v)
+            {
                 if (strcmp(k, "rows") != 0 && strcmp(k, "positives") != 0)
                     json_object_set(out, k, v);
             }
@@ -421,8 +451,7 @@ int fv_cmd_train(int argc, char **argv)
             goto out;
     } else {
         fprintf(rep, "Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf, a.data,
-                tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "",
-                train_s);
+                tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "", train_s);
         fprintf(rep, "  %zu features, %zu parameters, data sha256 %s\n", nf,
                 fv_mlp_n_params(model->mlp), sha);
         if (have_test)

@@ -410,16 +410,11 @@ typedef struct admin_cmd {
 
 /* clang-format off: one row per command */
 static const admin_cmd_t admin_cmds[] = {
-    {"status", cmd_status, NULL},
-    {"agents.list", cmd_agents, NULL},
-    {"job.submit", cmd_job_submit, NULL},
-    {"job.list", cmd_job_list, NULL},
-    {"job.show", cmd_job_show, NULL},
-    {"job.abort", cmd_job_abort, NULL},
-    {"model.list", cmd_model_list, NULL},
-    {"model.show", cmd_model_show, NULL},
-    {"model.read", NULL, cmd_model_read},
-    {"crl.reload", cmd_crl_reload, NULL},
+    {"status", cmd_status, NULL},         {"agents.list", cmd_agents, NULL},
+    {"job.submit", cmd_job_submit, NULL}, {"job.list", cmd_job_list, NULL},
+    {"job.show", cmd_job_show, NULL},     {"job.abort", cmd_job_abort, NULL},
+    {"model.list", cmd_model_list, NULL}, {"model.show", cmd_model_show, NULL},
+    {"model.read", NULL, cmd_model_read}, {"crl.reload", cmd_crl_reload, NULL},
 };
 /* clang-format on */
 

@@ -83,9 +83,8 @@ int fv_aead_seal(uint8_t *ct, const uint8_t *pt, size_t len, const uint8_t *ad, 
                  const uint8_t nonce[FV_AEAD_NONCE_BYTES], const uint8_t key[FV_AEAD_KEY_BYTES]);
 /* pt holds ct_len - FV_AEAD_TAG_BYTES bytes. FV_EAUTH on any tampering (pt then wiped);
  * FV_EPROTO if ct_len < FV_AEAD_TAG_BYTES. */
-int fv_aead_open(uint8_t *pt, const uint8_t *ct, size_t ct_len, const uint8_t *ad,
-                 size_t ad_len, const uint8_t nonce[FV_AEAD_NONCE_BYTES],
-                 const uint8_t key[FV_AEAD_KEY_BYTES]);
+int fv_aead_open(uint8_t *pt, const uint8_t *ct, size_t ct_len, const uint8_t *ad, size_t ad_len,
+                 const uint8_t nonce[FV_AEAD_NONCE_BYTES], const uint8_t key[FV_AEAD_KEY_BYTES]);
 
 /* ---- PRG: 32-byte seed -> uint32 stream ------------------------------------------- */
 /* The mask generator of secure aggregation. Two backends: ChaCha20 (libsodium, IETF,
@@ -105,8 +104,8 @@ int fv_prg_new(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], fv_prg
 int fv_prg_next_u32(fv_prg_t *p, uint32_t *out, size_t n);
 void fv_prg_free(fv_prg_t *p);
 /* One-shot: the first n words of the seed's stream. */
-int fv_prg_expand_u32(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES],
-                      uint32_t *out, size_t n);
+int fv_prg_expand_u32(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], uint32_t *out,
+                      size_t n);
 /* acc[i] += sign * PRG(seed)[i] mod 2^32 for i < n, sign = +1 or -1, without
  * materializing the n-word mask (keystream in L1-sized blocks through fv_mask_accumulate
  * in kernels/). */

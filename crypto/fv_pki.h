@@ -41,10 +41,10 @@
 /* opts may be NULL (all defaults). A not_after in the past is allowed (it makes an
  * already expired certificate, for tests); not_after <= not_before is FV_EINVAL. */
 typedef struct fv_pki_opts {
-    int64_t not_before;    /* unix seconds; 0 = now - 1 hour (clock skew) */
-    int64_t not_after;     /* unix seconds; 0 = not_before + days */
-    int days;              /* validity when not_after is 0; 0 = FV_PKI_DAYS for
-                              participants, FV_PKI_CA_DAYS for the CA; at most 36500 */
+    int64_t not_before;     /* unix seconds; 0 = now - 1 hour (clock skew) */
+    int64_t not_after;      /* unix seconds; 0 = not_before + days */
+    int days;               /* validity when not_after is 0; 0 = FV_PKI_DAYS for
+                               participants, FV_PKI_CA_DAYS for the CA; at most 36500 */
     const char *admin_addr; /* coordinator kit only, optional: "HOST:PORT" of its admin
                                port (fedvault CLI); recorded in the registry like the
                                coordinator's address */
@@ -70,8 +70,8 @@ int fv_pki_ca_create(const char *dir, const char *federation, const fv_pki_opts_
  * coordinator (whose address the registry then records); for agents and admins NULL
  * means the address recorded in the registry (FV_EINVAL if none yet). UV_EBUSY if
  * another process is issuing or revoking in DIR at the same moment. */
-int fv_pki_issue(const char *dir, const char *name, fv_role_t role,
-                 const char *coordinator_addr, const fv_pki_opts_t *opts, fv_diag_t *d);
+int fv_pki_issue(const char *dir, const char *name, fv_role_t role, const char *coordinator_addr,
+                 const fv_pki_opts_t *opts, fv_diag_t *d);
 
 /* Checks a coordinator address as fv_pki_issue will ("HOST:PORT", "[IPV6]:PORT"; HOST
  * an IP address or a DNS name): FV_EINVAL with a sentence otherwise. Lets a caller

@@ -46,8 +46,8 @@ typedef struct fv_identity {
     char federation[FV_NAME_MAX + 1];
     char name[FV_NAME_MAX + 1];
     fv_role_t role;
-    uint8_t sign_pk[32];  /* the certificate's Ed25519 public key */
-    char serial_hex[41];  /* certificate serial number, lowercase hex */
+    uint8_t sign_pk[32]; /* the certificate's Ed25519 public key */
+    char serial_hex[41]; /* certificate serial number, lowercase hex */
 } fv_identity_t;
 
 typedef struct fv_tls_ctx fv_tls_ctx_t;
@@ -61,8 +61,7 @@ typedef struct fv_tls_opts {
 /* Loads and checks everything: the key matches the certificate, the certificate verifies
  * against the CA (and the CRL, if any: a revoked kit or an expired CRL fails here), its
  * subject is a valid identity. Errors name the file. The options' strings are copied. */
-int fv_tls_ctx_new(bool is_server, const fv_tls_opts_t *opts, fv_tls_ctx_t **ret,
-                   fv_diag_t *d);
+int fv_tls_ctx_new(bool is_server, const fv_tls_opts_t *opts, fv_tls_ctx_t **ret, fv_diag_t *d);
 void fv_tls_ctx_free(fv_tls_ctx_t *ctx); /* NULL-safe; live connections keep it alive */
 /* Our own identity (from our certificate). */
 const fv_identity_t *fv_tls_ctx_identity(const fv_tls_ctx_t *ctx);

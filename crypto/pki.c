@@ -913,8 +913,7 @@ out:
 }
 
 static int kit_config_write(const char *path, const char *federation, const char *name,
-                            fv_role_t role, const char *addr, const char *admin_addr,
-                            fv_diag_t *d)
+                            fv_role_t role, const char *addr, const char *admin_addr, fv_diag_t *d)
 {
     json_t *cfg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "federation", federation, "name",
                             name, "role", fv_role_name(role),
@@ -1005,8 +1004,7 @@ int fv_pki_issue(const char *dir, const char *name, fv_role_t role, const char *
             goto out;
         }
     }
-    const char *admin_addr = role == FV_ROLE_COORDINATOR && opts != NULL ? opts->admin_addr
-                                                                          : NULL;
+    const char *admin_addr = role == FV_ROLE_COORDINATOR && opts != NULL ? opts->admin_addr : NULL;
     if (admin_addr != NULL && (r = fv_pki_addr_check(admin_addr, d)) < 0)
         goto out;
     if (role == FV_ROLE_ADMIN)

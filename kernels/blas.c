@@ -82,9 +82,8 @@ void fv_gemm_ref(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float
     }
 }
 
-void fv_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
-             const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-             size_t ldc)
+void fv_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+             size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
 {
     check_ld(trans_a, trans_b, m, n, k, lda, ldb, ldc);
     if (m == 0 || n == 0)
@@ -93,15 +92,15 @@ void fv_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alp
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    if (m > FV_BLASINT_MAX || n > FV_BLASINT_MAX || k > FV_BLASINT_MAX ||
-        lda > FV_BLASINT_MAX || ldb > FV_BLASINT_MAX || ldc > FV_BLASINT_MAX) {
+    if (m > FV_BLASINT_MAX || n > FV_BLASINT_MAX || k > FV_BLASINT_MAX || lda > FV_BLASINT_MAX ||
+        ldb > FV_BLASINT_MAX || ldc > FV_BLASINT_MAX) {
         fv_gemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* m, n, k >= 1 here, so the header's minimums are cblas' max(1, cols). */
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha,
-                a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
 void fv_blas_set_threads(int n)

@@ -15,8 +15,8 @@ const char *fv_strerror(int err)
     switch (err) {
     case FV_OK:
         return "success";
-#define FV__ERR_STR(name, value, msg)                                                         \
-    case FV_##name:                                                                       \
+#define FV__ERR_STR(name, value, msg)                                                              \
+    case FV_##name:                                                                                \
         return msg;
         FV_ERRNO_MAP(FV__ERR_STR)
 #undef FV__ERR_STR
@@ -24,8 +24,8 @@ const char *fv_strerror(int err)
         break;
     }
     switch (err) {
-#define FV__UV_STR(name, msg)                                                                 \
-    case UV_##name:                                                                       \
+#define FV__UV_STR(name, msg)                                                                      \
+    case UV_##name:                                                                                \
         return msg;
         UV_ERRNO_MAP(FV__UV_STR)
 #undef FV__UV_STR
@@ -41,8 +41,8 @@ const char *fv_err_name(int err)
     switch (err) {
     case FV_OK:
         return "FV_OK";
-#define FV__ERR_NAME(name, value, msg)                                                        \
-    case FV_##name:                                                                       \
+#define FV__ERR_NAME(name, value, msg)                                                             \
+    case FV_##name:                                                                                \
         return "FV_" #name;
         FV_ERRNO_MAP(FV__ERR_NAME)
 #undef FV__ERR_NAME
@@ -50,8 +50,8 @@ const char *fv_err_name(int err)
         break;
     }
     switch (err) {
-#define FV__UV_NAME(name, msg)                                                                \
-    case UV_##name:                                                                       \
+#define FV__UV_NAME(name, msg)                                                                     \
+    case UV_##name:                                                                                \
         return "UV_" #name;
         UV_ERRNO_MAP(FV__UV_NAME)
 #undef FV__UV_NAME

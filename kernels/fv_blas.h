@@ -16,9 +16,8 @@
  * op(B) is k x n: B is stored k x n (ldb >= n) or, if trans_b, n x k (ldb >= k).
  * C is m x n, ldc >= n. Any of m, n, k may be 0 (k == 0 scales C by beta).
  * When beta == 0, C's previous contents are ignored (NaN in C does not propagate). */
-void fv_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
-             const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-             size_t ldc);
+void fv_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+             size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 void fv_gemm_ref(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                  const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                  size_t ldc);

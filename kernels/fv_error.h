@@ -15,28 +15,28 @@
 #include <stddef.h>
 
 /* XX(name, value, message). Append only; never renumber or reuse a value. */
-#define FV_ERRNO_MAP(XX)                                                                  \
-    XX(EINVAL, -10001, "invalid argument")                                                \
-    XX(ENOMEM, -10002, "out of memory")                                                   \
-    XX(EIO, -10003, "input/output error")                                                 \
-    XX(EPARSE, -10004, "malformed input")                                                 \
-    XX(ESCHEMA, -10005, "data does not match the schema")                                 \
-    XX(ECORRUPT, -10006, "corrupt or truncated file")                                     \
-    XX(EVERSION, -10007, "unsupported format version")                                    \
-    XX(ERANGE, -10008, "value out of range")                                              \
-    XX(EEMPTY, -10009, "no data")                                                         \
-    XX(ENOTSUP, -10010, "not supported")                                                  \
-    XX(ETOOBIG, -10011, "input exceeds a configured size cap")                            \
-    XX(ENUMERIC, -10012, "numerical failure (NaN or infinity)")                           \
-    XX(EAUTH, -10013, "signature or authentication tag check failed")                     \
-    XX(EPROTO, -10014, "malformed or truncated protocol message")                         \
-    XX(EPHASE, -10015, "message for the wrong protocol phase")                            \
-    XX(EROUND, -10016, "message for the wrong job or round")                              \
-    XX(EDUP, -10017, "duplicate message")                                                 \
-    XX(EPEER, -10018, "unknown peer")                                                     \
-    XX(EPOLICY, -10019, "refused by local policy")                                        \
-    XX(EBOTHSHARES, -10020, "asked to reveal both secret shares of one peer")             \
-    XX(ETHRESHOLD, -10021, "fewer participants than the threshold")                       \
+#define FV_ERRNO_MAP(XX)                                                                           \
+    XX(EINVAL, -10001, "invalid argument")                                                         \
+    XX(ENOMEM, -10002, "out of memory")                                                            \
+    XX(EIO, -10003, "input/output error")                                                          \
+    XX(EPARSE, -10004, "malformed input")                                                          \
+    XX(ESCHEMA, -10005, "data does not match the schema")                                          \
+    XX(ECORRUPT, -10006, "corrupt or truncated file")                                              \
+    XX(EVERSION, -10007, "unsupported format version")                                             \
+    XX(ERANGE, -10008, "value out of range")                                                       \
+    XX(EEMPTY, -10009, "no data")                                                                  \
+    XX(ENOTSUP, -10010, "not supported")                                                           \
+    XX(ETOOBIG, -10011, "input exceeds a configured size cap")                                     \
+    XX(ENUMERIC, -10012, "numerical failure (NaN or infinity)")                                    \
+    XX(EAUTH, -10013, "signature or authentication tag check failed")                              \
+    XX(EPROTO, -10014, "malformed or truncated protocol message")                                  \
+    XX(EPHASE, -10015, "message for the wrong protocol phase")                                     \
+    XX(EROUND, -10016, "message for the wrong job or round")                                       \
+    XX(EDUP, -10017, "duplicate message")                                                          \
+    XX(EPEER, -10018, "unknown peer")                                                              \
+    XX(EPOLICY, -10019, "refused by local policy")                                                 \
+    XX(EBOTHSHARES, -10020, "asked to reveal both secret shares of one peer")                      \
+    XX(ETHRESHOLD, -10021, "fewer participants than the threshold")                                \
     XX(EOVERFLOW, -10022, "quantized sum could wrap the modulus")
 
 enum {
@@ -59,7 +59,6 @@ typedef struct fv_diag {
 
 /* printf-style; d may be NULL (then nothing happens). Returns err, so callers can write
  * `return fv_diag_set(d, FV_EPARSE, "...", ...);`. */
-int fv_diag_set(fv_diag_t *d, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int fv_diag_set(fv_diag_t *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

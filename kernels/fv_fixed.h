@@ -32,8 +32,8 @@ int fv_fixed_quantize(size_t n, const float *x, const float *u, float c, uint32_
 int fv_fixed_quantize_ref(size_t n, const float *x, const float *u, float c, uint32_t bits,
                           uint32_t *q);
 /* x[i] = q[i] * (2c / (2^bits - 1)) - n_summands * c   (q is a sum of n_summands values) */
-void fv_fixed_dequantize(size_t n, const uint32_t *q, float c, uint32_t bits,
-                         uint64_t n_summands, float *x);
+void fv_fixed_dequantize(size_t n, const uint32_t *q, float c, uint32_t bits, uint64_t n_summands,
+                         float *x);
 void fv_fixed_dequantize_ref(size_t n, const uint32_t *q, float c, uint32_t bits,
                              uint64_t n_summands, float *x);
 

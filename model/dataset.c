@@ -118,17 +118,17 @@ struct fv_dataset_reader {
     fv_csv_t *csv; /* borrowed */
     const fv_schema_t *s;
     const char *fn;
-    size_t n;              /* schema columns */
-    size_t n_hdr;          /* header fields (n, or n - 1 without the optional target) */
+    size_t n;     /* schema columns */
+    size_t n_hdr; /* header fields (n, or n - 1 without the optional target) */
     size_t header_line;
-    size_t *inv;           /* schema column -> CSV field index; SIZE_MAX = absent */
-    fv_col_type_t *types;  /* per schema column */
+    size_t *inv;          /* schema column -> CSV field index; SIZE_MAX = absent */
+    fv_col_type_t *types; /* per schema column */
     locale_t loc;
-    fv_csv_record_t rec;   /* the last record (fields valid until the next call) */
+    fv_csv_record_t rec; /* the last record (fields valid until the next call) */
     bool have_rec;
-    bool rec_ok;           /* the last record's field count matched the header */
-    int row_err;           /* FV_E* of the last bad row (FV_EPARSE ragged, FV_ESCHEMA cell) */
-    unsigned flags;        /* FV_DATASET_* */
+    bool rec_ok;    /* the last record's field count matched the header */
+    int row_err;    /* FV_E* of the last bad row (FV_EPARSE ragged, FV_ESCHEMA cell) */
+    unsigned flags; /* FV_DATASET_* */
 };
 
 void fv_dataset_reader_free(fv_dataset_reader_t *rd)
@@ -194,7 +194,8 @@ int fv_dataset_reader_new(fv_csv_t *c, const fv_schema_t *s, unsigned flags,
                             "%s:%zu:%zu: column '%s': not in the schema; expected only the "
                             "schema's %zu columns (mark unwanted columns \"ignored\" in the "
                             "schema)",
-                            fn, rd->header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]), n);
+                            fn, rd->header_line, k + 1, fv__msg_str(b1, sizeof b1, rec.fields[k]),
+                            n);
             goto out;
         }
         if (seen[j] != 0) {
@@ -219,8 +220,8 @@ int fv_dataset_reader_new(fv_csv_t *c, const fv_schema_t *s, unsigned flags,
         r = fv_diag_set(d, FV_ESCHEMA,
                         "%s:%zu: column '%s': in the schema but missing from the header; "
                         "expected all %zu schema columns",
-                        fn, rd->header_line, fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
-                        n);
+                        fn, rd->header_line,
+                        fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)), n);
         goto out;
     }
     /* Here every header field maps to a distinct schema column, and every schema column

@@ -39,7 +39,7 @@
 struct fv_explain {
     const fv_mlp_t *mlp;
     const fv_schema_t *s;
-    size_t n_cols;    /* schema columns */
+    size_t n_cols;      /* schema columns */
     size_t n_feat_cols; /* columns with at least one feature */
     size_t n_steps;
     size_t n_layers;
@@ -47,15 +47,15 @@ struct fv_explain {
     size_t w_off[EXPLAIN_MAX_LAYERS];
     size_t b_off[EXPLAIN_MAX_LAYERS];
     size_t max_width;
-    size_t *col_of;  /* n_in: schema column of each feature */
-    bool *has_feat;  /* n_cols: column has features */
+    size_t *col_of;                /* n_in: schema column of each feature */
+    bool *has_feat;                /* n_cols: column has features */
     double *z[EXPLAIN_MAX_LAYERS]; /* pre-activations of each layer (z[L-1]: logits) */
-    double *g[2];    /* gradient ping-pong, max_width each */
-    double *xd;      /* n_in: x in double */
-    double *pt;      /* n_in: an integrated-gradients point */
-    double *gsum;    /* n_in: sum of gradients over the steps */
-    double *gstep;   /* n_in: gradient at one point */
-    double *block;   /* owns the double buffers above */
+    double *g[2];                  /* gradient ping-pong, max_width each */
+    double *xd;                    /* n_in: x in double */
+    double *pt;                    /* n_in: an integrated-gradients point */
+    double *gsum;                  /* n_in: sum of gradients over the steps */
+    double *gstep;                 /* n_in: gradient at one point */
+    double *block;                 /* owns the double buffers above */
 };
 
 void fv_explain_free(fv_explain_t *e)
@@ -68,8 +68,8 @@ void fv_explain_free(fv_explain_t *e)
     free(e);
 }
 
-int fv_explain_new(const fv_mlp_t *mlp, const fv_preproc_t *p, const fv_schema_t *s,
-                   size_t n_steps, fv_explain_t **ret)
+int fv_explain_new(const fv_mlp_t *mlp, const fv_preproc_t *p, const fv_schema_t *s, size_t n_steps,
+                   fv_explain_t **ret)
 {
     fv_explain_t *e = NULL;
     int r = FV_EINVAL;
@@ -314,8 +314,7 @@ int fv_explain_row(fv_explain_t *e, const float *x, size_t out, double *ret_cont
     return 0;
 }
 
-size_t fv_explain_top(const fv_explain_t *e, const double *contrib, size_t n_top,
-                      size_t *ret_cols)
+size_t fv_explain_top(const fv_explain_t *e, const double *contrib, size_t n_top, size_t *ret_cols)
 {
     size_t n = 0;
     if (e == NULL || contrib == NULL || ret_cols == NULL)

@@ -31,8 +31,7 @@ typedef struct fv_csv_record {
 /* Opens and reads `path`. max_bytes == 0 means FV_CSV_MAX_BYTES. */
 int fv_csv_open(const char *path, size_t max_bytes, fv_csv_t **ret, fv_diag_t *d);
 /* Same over a buffer (copied); `name` is used in messages. */
-int fv_csv_open_mem(const char *name, const char *buf, size_t len, fv_csv_t **ret,
-                    fv_diag_t *d);
+int fv_csv_open_mem(const char *name, const char *buf, size_t len, fv_csv_t **ret, fv_diag_t *d);
 /* 1 and *ret_rec filled: a record; 0: end of input; < 0: error (d filled).
  * A completely empty line (no characters) is skipped, not returned. */
 int fv_csv_next(fv_csv_t *c, fv_csv_record_t *ret_rec, fv_diag_t *d);

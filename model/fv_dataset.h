@@ -72,8 +72,7 @@ size_t fv_dataset_reader_line(const fv_dataset_reader_t *rd);
 const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col);
 void fv_dataset_reader_free(fv_dataset_reader_t *rd);
 
-int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret,
-                    fv_diag_t *d);
+int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d);
 int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_schema_t *s,
                         fv_dataset_t **ret, fv_diag_t *d);
 void fv_dataset_free(fv_dataset_t *ds);
@@ -82,9 +81,9 @@ void fv_dataset_free(fv_dataset_t *ds);
  * class the rows are shuffled with `seed` and round(test_fraction * n_class) go to test.
  * Index arrays are sorted ascending and malloc'd; caller frees. 0 <= test_fraction < 1.
  * Deterministic for (rows, labels, test_fraction, seed). */
-int fv_dataset_split(const fv_dataset_t *ds, const size_t *rows, size_t n,
-                     double test_fraction, uint64_t seed, size_t **ret_train,
-                     size_t *ret_n_train, size_t **ret_test, size_t *ret_n_test);
+int fv_dataset_split(const fv_dataset_t *ds, const size_t *rows, size_t n, double test_fraction,
+                     uint64_t seed, size_t **ret_train, size_t *ret_n_train, size_t **ret_test,
+                     size_t *ret_n_test);
 
 /* Gathers labels of the given rows (rows == NULL: all). */
 void fv_dataset_labels(const fv_dataset_t *ds, const size_t *rows, size_t n, int32_t *out);

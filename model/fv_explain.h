@@ -69,8 +69,8 @@ typedef struct fv_explain_result {
 /* n_steps: integrated-gradients steps, 0 = FV_EXPLAIN_DEFAULT_STEPS, at most
  * FV_EXPLAIN_MAX_STEPS (ignored for linear models). FV_EINVAL if the network's input
  * width is not the preprocessing's feature count or the schema's one-hot layout. */
-int fv_explain_new(const fv_mlp_t *mlp, const fv_preproc_t *p, const fv_schema_t *s,
-                   size_t n_steps, fv_explain_t **ret);
+int fv_explain_new(const fv_mlp_t *mlp, const fv_preproc_t *p, const fv_schema_t *s, size_t n_steps,
+                   fv_explain_t **ret);
 void fv_explain_free(fv_explain_t *e);
 
 fv_explain_method_t fv_explain_method(const fv_explain_t *e);
@@ -93,7 +93,6 @@ int fv_explain_gradient(fv_explain_t *e, const double *x, size_t out, double *re
 
 /* The min(n_top, fv_explain_n_columns) feature columns with the largest |contribution|,
  * largest first (ties: lower column index first), into ret_cols. Returns their number. */
-size_t fv_explain_top(const fv_explain_t *e, const double *contrib, size_t n_top,
-                      size_t *ret_cols);
+size_t fv_explain_top(const fv_explain_t *e, const double *contrib, size_t n_top, size_t *ret_cols);
 
 #endif

@@ -24,25 +24,20 @@ int fv_metrics_pr_auc(const float *score, const int32_t *y, size_t n, double *re
 /* Mean binary cross-entropy of probabilities p, clipped to [1e-7, 1 - 1e-7]. */
 int fv_metrics_log_loss(const float *p, const int32_t *y, size_t n, double *ret);
 /* Fraction with (p >= threshold) == y. */
-int fv_metrics_accuracy(const float *p, const int32_t *y, size_t n, double threshold,
-                        double *ret);
+int fv_metrics_accuracy(const float *p, const int32_t *y, size_t n, double threshold, double *ret);
 /* Highest recall (TPR) over thresholds whose false-positive rate is <= max_fpr. */
 int fv_metrics_recall_at_fpr(const float *score, const int32_t *y, size_t n, double max_fpr,
                              double *ret);
 
 /* Multi-class: prob is n x k, rows sum to 1. */
-int fv_metrics_mc_accuracy(const float *prob, size_t n, size_t k, const int32_t *y,
-                           double *ret);
-int fv_metrics_mc_log_loss(const float *prob, size_t n, size_t k, const int32_t *y,
-                           double *ret);
+int fv_metrics_mc_accuracy(const float *prob, size_t n, size_t k, const int32_t *y, double *ret);
+int fv_metrics_mc_log_loss(const float *prob, size_t n, size_t k, const int32_t *y, double *ret);
 
 size_t fv_metrics_hist_bin(float score, size_t n_bins);
 /* Adds n scores into pos[] / neg[] (n_bins each; not cleared first). */
 void fv_metrics_hist_add(const float *score, const int32_t *y, size_t n, size_t n_bins,
                          uint64_t *pos, uint64_t *neg);
-int fv_metrics_hist_roc_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
-                            double *ret);
-int fv_metrics_hist_pr_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
-                           double *ret);
+int fv_metrics_hist_roc_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins, double *ret);
+int fv_metrics_hist_pr_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins, double *ret);
 
 #endif

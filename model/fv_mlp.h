@@ -66,19 +66,16 @@ void fv_mlp_ws_free(fv_mlp_ws_t *ws);
 
 /* x: n x n_in. ret_prob: n x n_out probabilities (binary: P(positive); multi-class: row
  * of K). n <= the workspace's max_batch, else FV_EINVAL. */
-int fv_mlp_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n,
-                   float *ret_prob);
+int fv_mlp_predict(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *ret_prob);
 /* Same, returning raw logits (n x n_out) instead of probabilities. */
-int fv_mlp_logits(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n,
-                  float *ret_logits);
+int fv_mlp_logits(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *ret_logits);
 
 /* Mean loss over the batch and its gradient w.r.t. all parameters (grad: n_params, fully
  * overwritten). y: class indices (binary: 0/1). row_w: per-row weights or NULL (all 1).
  * pos_weight: binary only, multiplies the positive term (1 = plain BCE).
  * Returns FV_ENUMERIC if the loss is not finite. */
 int fv_mlp_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
-                     const float *row_w, size_t n, float pos_weight, float *grad,
-                     double *ret_loss);
+                     const float *row_w, size_t n, float pos_weight, float *grad, double *ret_loss);
 
 /* Mean loss only (no gradient), same definition. */
 int fv_mlp_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
@@ -108,10 +105,9 @@ int fv_distill_cfg_check(const fv_distill_cfg_t *c, fv_diag_t *d);
  * same rows, n x n_out, borrowed; each must be finite (else FV_EINVAL). row_w and
  * pos_weight as in fv_mlp_loss_grad (row_w weighs the whole per-row loss, pos_weight
  * only the hard term). */
-int fv_mlp_distill_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
-                             const int32_t *y, const float *t_logits, const float *row_w,
-                             size_t n, float pos_weight, const fv_distill_cfg_t *dc,
-                             float *grad, double *ret_loss);
+int fv_mlp_distill_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                             const float *t_logits, const float *row_w, size_t n, float pos_weight,
+                             const fv_distill_cfg_t *dc, float *grad, double *ret_loss);
 /* Mean distillation loss only, same definition. */
 int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
                         const float *t_logits, const float *row_w, size_t n, float pos_weight,

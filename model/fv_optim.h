@@ -22,12 +22,12 @@ typedef enum { FV_OPT_SGD = 0, FV_OPT_ADAM = 1 } fv_opt_kind_t;
 
 typedef struct fv_optim_cfg {
     fv_opt_kind_t kind;
-    float lr;           /* > 0 */
-    float momentum;     /* SGD, [0, 1) */
-    float beta1, beta2; /* Adam, [0, 1) */
-    float eps;          /* Adam, > 0 */
-    float weight_decay; /* L2 coefficient, >= 0 */
-    float prox_mu;      /* FedProx mu, >= 0; used only if prox_ref != NULL */
+    float lr;              /* > 0 */
+    float momentum;        /* SGD, [0, 1) */
+    float beta1, beta2;    /* Adam, [0, 1) */
+    float eps;             /* Adam, > 0 */
+    float weight_decay;    /* L2 coefficient, >= 0 */
+    float prox_mu;         /* FedProx mu, >= 0; used only if prox_ref != NULL */
     const float *prox_ref; /* borrowed, n_params; NULL = no proximal term */
 } fv_optim_cfg_t;
 
@@ -44,7 +44,6 @@ void fv_optim_free(fv_optim_t *o);
 /* Forget moment estimates and the step count (e.g. at the start of a federated round). */
 void fv_optim_reset(fv_optim_t *o);
 /* decay_mask may be NULL (decay every parameter). */
-void fv_optim_step(fv_optim_t *o, float *params, const float *grad,
-                   const uint8_t *decay_mask);
+void fv_optim_step(fv_optim_t *o, float *params, const float *grad, const uint8_t *decay_mask);
 
 #endif

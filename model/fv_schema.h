@@ -51,11 +51,11 @@ typedef enum {
 typedef struct fv_schema fv_schema_t;
 
 typedef struct fv_schema_infer_opts {
-    const char *target;             /* required: target column name */
-    const char *positive;           /* positive label; NULL = multi-class */
-    const char *const *drop;        /* columns to mark ignored (borrowed), may be NULL */
+    const char *target;      /* required: target column name */
+    const char *positive;    /* positive label; NULL = multi-class */
+    const char *const *drop; /* columns to mark ignored (borrowed), may be NULL */
     size_t n_drop;
-    fv_unknown_policy_t unknown;    /* default FV_UNKNOWN_ERROR */
+    fv_unknown_policy_t unknown; /* default FV_UNKNOWN_ERROR */
 } fv_schema_infer_opts_t;
 
 /* Reads a CSV and infers: a column is numeric if every non-missing cell is a finite number
@@ -65,8 +65,8 @@ typedef struct fv_schema_infer_opts {
  * target or a --drop column not in the header, positive label never seen in the target,
  * duplicate column names, empty file (no header, or header but no rows), ragged rows,
  * missing target cells; each names file:line:col. */
-int fv_schema_infer(const char *csv_path, const fv_schema_infer_opts_t *opts,
-                    fv_schema_t **ret, fv_diag_t *d);
+int fv_schema_infer(const char *csv_path, const fv_schema_infer_opts_t *opts, fv_schema_t **ret,
+                    fv_diag_t *d);
 int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
                         const fv_schema_infer_opts_t *opts, fv_schema_t **ret, fv_diag_t *d);
 

@@ -24,8 +24,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* Median seconds per call of `batch` rows (t: FV_LATENCY_MAX_CALLS slots of scratch). */
 static int time_batch(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t batch,
-                      double budget_s, float *out, double *t, double *ret_median,
-                      size_t *ret_calls)
+                      double budget_s, float *out, double *t, double *ret_median, size_t *ret_calls)
 {
     size_t nf = fv_mlp_arch(m)->n_in, calls = 0, row = 0;
     double start = now_s();

@@ -88,7 +88,7 @@ static int sort_binary(const float *score, const int32_t *y, size_t n, scored_t 
     if (s == NULL)
         return FV_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        s[i] = (scored_t){ .score = score[i], .y = y[i], .idx = i };
+        s[i] = (scored_t){.score = score[i], .y = y[i], .idx = i};
     qsort(s, n, sizeof *s, scored_cmp);
     *ret = s;
     *ret_pos = pos;
@@ -166,7 +166,7 @@ int fv_metrics_roc_auc(const float *score, const int32_t *y, size_t n, double *r
     int err = sort_binary(score, y, n, &s, &pos, &neg);
     if (err < 0)
         return err;
-    roc_walk_t w = { 0 };
+    roc_walk_t w = {0};
     for (size_t i = 0; i < n;) {
         double pg, ng;
         i = group_fwd(s, n, i, &pg, &ng);
@@ -186,7 +186,7 @@ int fv_metrics_pr_auc(const float *score, const int32_t *y, size_t n, double *re
     int err = sort_binary(score, y, n, &s, &pos, &neg);
     if (err < 0)
         return err;
-    pr_walk_t w = { .n_pos = (double)pos };
+    pr_walk_t w = {.n_pos = (double)pos};
     for (size_t i = n; i > 0;) {
         double pg, ng;
         i = group_back(s, i, &pg, &ng);
@@ -247,8 +247,7 @@ int fv_metrics_log_loss(const float *p, const int32_t *y, size_t n, double *ret)
     return 0;
 }
 
-int fv_metrics_accuracy(const float *p, const int32_t *y, size_t n, double threshold,
-                        double *ret)
+int fv_metrics_accuracy(const float *p, const int32_t *y, size_t n, double threshold, double *ret)
 {
     size_t pos, neg;
     if (ret == NULL || isnan(threshold))
@@ -282,8 +281,7 @@ static int check_mc(const float *prob, size_t n, size_t k, const int32_t *y)
     return n == 0 ? FV_EEMPTY : 0;
 }
 
-int fv_metrics_mc_accuracy(const float *prob, size_t n, size_t k, const int32_t *y,
-                           double *ret)
+int fv_metrics_mc_accuracy(const float *prob, size_t n, size_t k, const int32_t *y, double *ret)
 {
     if (ret == NULL)
         return FV_EINVAL;
@@ -308,8 +306,7 @@ int fv_metrics_mc_accuracy(const float *prob, size_t n, size_t k, const int32_t 
  * Rows are taken as given (the header says they sum to 1); unlike scikit-learn's log_loss
  * we do not clip and renormalize the whole row, which differs only when some entry of the
  * row is below 1e-7 or the row does not sum to 1. */
-int fv_metrics_mc_log_loss(const float *prob, size_t n, size_t k, const int32_t *y,
-                           double *ret)
+int fv_metrics_mc_log_loss(const float *prob, size_t n, size_t k, const int32_t *y, double *ret)
 {
     if (ret == NULL)
         return FV_EINVAL;
@@ -359,8 +356,8 @@ void fv_metrics_hist_add(const float *score, const int32_t *y, size_t n, size_t 
     }
 }
 
-static int hist_totals(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
-                       uint64_t *ret_pos, uint64_t *ret_neg)
+static int hist_totals(const uint64_t *pos, const uint64_t *neg, size_t n_bins, uint64_t *ret_pos,
+                       uint64_t *ret_neg)
 {
     if (pos == NULL || neg == NULL || n_bins == 0)
         return FV_EINVAL;
@@ -376,8 +373,7 @@ static int hist_totals(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
     return 0;
 }
 
-int fv_metrics_hist_roc_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
-                            double *ret)
+int fv_metrics_hist_roc_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins, double *ret)
 {
     uint64_t tp, tn;
     if (ret == NULL)
@@ -385,15 +381,14 @@ int fv_metrics_hist_roc_auc(const uint64_t *pos, const uint64_t *neg, size_t n_b
     int err = hist_totals(pos, neg, n_bins, &tp, &tn);
     if (err < 0)
         return err;
-    roc_walk_t w = { 0 };
+    roc_walk_t w = {0};
     for (size_t b = 0; b < n_bins; b++)
         roc_step(&w, (double)pos[b], (double)neg[b]);
     *ret = w.u / ((double)tp * (double)tn);
     return 0;
 }
 
-int fv_metrics_hist_pr_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins,
-                           double *ret)
+int fv_metrics_hist_pr_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bins, double *ret)
 {
     uint64_t tp, tn;
     if (ret == NULL)
@@ -401,7 +396,7 @@ int fv_metrics_hist_pr_auc(const uint64_t *pos, const uint64_t *neg, size_t n_bi
     int err = hist_totals(pos, neg, n_bins, &tp, &tn);
     if (err < 0)
         return err;
-    pr_walk_t w = { .n_pos = (double)tp };
+    pr_walk_t w = {.n_pos = (double)tp};
     for (size_t b = n_bins; b > 0; b--)
         pr_step(&w, (double)pos[b - 1], (double)neg[b - 1]);
     *ret = w.ap;

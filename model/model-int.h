@@ -15,8 +15,8 @@
 #define FV__SAVE_MODE 0600
 
 /* text.c: see its top note for the number grammar and message quoting. */
-#define FV__MSG_STR 60                       /* bytes of a quoted value in a message */
-#define FV__MSG_BUF (4 * FV__MSG_STR + 16)   /* buffer for fv__msg_str */
+#define FV__MSG_STR 60                     /* bytes of a quoted value in a message */
+#define FV__MSG_BUF (4 * FV__MSG_STR + 16) /* buffer for fv__msg_str */
 enum { FV__NUM_OK = 0, FV__NUM_TEXT = 1, FV__NUM_NONFINITE = 2 };
 
 /* Length (1..4) of the valid UTF-8 sequence at p, or 0 (overlong, surrogate, > U+10FFFF). */

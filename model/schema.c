@@ -357,7 +357,8 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             r = fv_diag_set(d, FV_ESCHEMA,
                             "%s:%zu:%zu: column '%s': duplicate header name (also column "
                             "%zu); expected unique column names",
-                            fn, rec.line, b + 1, fv__msg_str(b1, sizeof b1, s->cols[b].name), a + 1);
+                            fn, rec.line, b + 1, fv__msg_str(b1, sizeof b1, s->cols[b].name),
+                            a + 1);
             goto out;
         }
     }
@@ -412,8 +413,9 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 r = fv_diag_set(d, FV_EPARSE,
                                 "%s:%zu:%zu: column '%s': row has %zu fields, the header has "
                                 "%zu; expected %zu fields (a missing comma?)",
-                                fn, rec.line, col, fv__msg_str(b1, sizeof b1, s->cols[col - 1].name),
-                                rec.n_fields, n, n);
+                                fn, rec.line, col,
+                                fv__msg_str(b1, sizeof b1, s->cols[col - 1].name), rec.n_fields, n,
+                                n);
             goto out;
         }
         n_rows++;
@@ -428,7 +430,8 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                     r = fv_diag_set(d, FV_ESCHEMA,
                                     "%s:%zu:%zu: column '%s': missing target label (empty or "
                                     "NA); expected a class label in every row",
-                                    fn, rec.line, j + 1, fv__msg_str(b1, sizeof b1, s->cols[j].name));
+                                    fn, rec.line, j + 1,
+                                    fv__msg_str(b1, sizeof b1, s->cols[j].name));
                     goto out;
                 }
                 continue;
@@ -718,7 +721,8 @@ static int read_vocab(const char *fn, const char *path, json_t *a, size_t min_n,
                 JFAIL(FV_EPARSE,
                       "%s: %s[%zu]: '%s' comes after '%s'; expected values sorted by byte "
                       "order",
-                      fn, path, i, fv__msg_str(b1, sizeof b1, sv), fv__msg_str(b2, sizeof b2, v[i - 1]));
+                      fn, path, i, fv__msg_str(b1, sizeof b1, sv),
+                      fv__msg_str(b2, sizeof b2, v[i - 1]));
         }
         v[i] = strdup(sv);
         if (v[i] == NULL)

@@ -130,4 +130,3 @@ int fv__parse_number(const char *s, locale_t loc, double *ret)
     *ret = v;
     return FV__NUM_OK;
 }
-

@@ -61,7 +61,7 @@ struct fv_conn {
     fv_server_t *server;
     fv_client_t *client;
     fv_conn_t *next, *prev; /* server's list */
-    char peer_addr[288]; /* host (<= 255) + ":" + port */
+    char peer_addr[288];    /* host (<= 255) + ":" + port */
     enum conn_state state;
     bool peer_known;
     fv_identity_t peer;
@@ -142,8 +142,8 @@ void fv_net_opts_default(fv_net_opts_t *o)
     o->max_queue_bytes = (size_t)64 << 20;
     o->low_water_bytes = (size_t)4 << 20;
     o->chunk_elems = 256u << 10;
-    o->allowed_roles = FV_ROLE_BIT(FV_ROLE_COORDINATOR) | FV_ROLE_BIT(FV_ROLE_AGENT) |
-                       FV_ROLE_BIT(FV_ROLE_ADMIN);
+    o->allowed_roles =
+        FV_ROLE_BIT(FV_ROLE_COORDINATOR) | FV_ROLE_BIT(FV_ROLE_AGENT) | FV_ROLE_BIT(FV_ROLE_ADMIN);
 }
 
 void fv_client_opts_default(fv_client_opts_t *o)
@@ -153,8 +153,7 @@ void fv_client_opts_default(fv_client_opts_t *o)
     o->reconnect = true;
 }
 
-uint64_t fv_backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms,
-                             uint32_t rnd)
+uint64_t fv_backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms, uint32_t rnd)
 {
     uint64_t cap = base_ms;
     for (unsigned i = 0; i < attempt && cap != 0 && cap < max_ms; i++)
@@ -167,31 +166,67 @@ uint64_t fv_backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms
 
 /* ---- accessors ------------------------------------------------------------------- */
 
-void fv_conn_set_data(fv_conn_t *c, void *data) { c->data = data; }
-void *fv_conn_get_data(const fv_conn_t *c) { return c->data; }
-const char *fv_conn_peer_addr(const fv_conn_t *c) { return c->peer_addr; }
+void fv_conn_set_data(fv_conn_t *c, void *data)
+{
+    c->data = data;
+}
+void *fv_conn_get_data(const fv_conn_t *c)
+{
+    return c->data;
+}
+const char *fv_conn_peer_addr(const fv_conn_t *c)
+{
+    return c->peer_addr;
+}
 const fv_identity_t *fv_conn_peer(const fv_conn_t *c)
 {
     return c->peer_known ? &c->peer : NULL;
 }
-bool fv_conn_is_open(const fv_conn_t *c) { return c->state == ST_OPEN; }
-size_t fv_conn_queued_bytes(const fv_conn_t *c) { return c->queued; }
+bool fv_conn_is_open(const fv_conn_t *c)
+{
+    return c->state == ST_OPEN;
+}
+size_t fv_conn_queued_bytes(const fv_conn_t *c)
+{
+    return c->queued;
+}
 void fv_conn_traffic(const fv_conn_t *c, uint64_t *ret_in, uint64_t *ret_out)
 {
     *ret_in = c->bytes_rx;
     *ret_out = c->bytes_tx;
 }
-fv_server_t *fv_conn_server(const fv_conn_t *c) { return c->server; }
-fv_client_t *fv_conn_client(const fv_conn_t *c) { return c->client; }
-int fv_server_port(const fv_server_t *s) { return s->port; }
-void *fv_server_get_data(const fv_server_t *s) { return s->data; }
-size_t fv_server_n_conns(const fv_server_t *s) { return s->n_conns; }
-void *fv_client_get_data(const fv_client_t *cl) { return cl->data; }
+fv_server_t *fv_conn_server(const fv_conn_t *c)
+{
+    return c->server;
+}
+fv_client_t *fv_conn_client(const fv_conn_t *c)
+{
+    return c->client;
+}
+int fv_server_port(const fv_server_t *s)
+{
+    return s->port;
+}
+void *fv_server_get_data(const fv_server_t *s)
+{
+    return s->data;
+}
+size_t fv_server_n_conns(const fv_server_t *s)
+{
+    return s->n_conns;
+}
+void *fv_client_get_data(const fv_client_t *cl)
+{
+    return cl->data;
+}
 fv_conn_t *fv_client_conn(const fv_client_t *cl)
 {
     return cl->conn != NULL && cl->conn->state < ST_CLOSING ? cl->conn : NULL;
 }
-unsigned fv_client_attempts(const fv_client_t *cl) { return cl->attempts; }
+unsigned fv_client_attempts(const fv_client_t *cl)
+{
+    return cl->attempts;
+}
 
 /* ---- connection object ------------------------------------------------------------ */
 
@@ -309,8 +344,7 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0) {
         if (c->state < ST_CLOSING)
-            conn_close_fmt(c, status, "write to %s failed: %s", c->peer_addr,
-                           uv_strerror(status));
+            conn_close_fmt(c, status, "write to %s failed: %s", c->peer_addr, uv_strerror(status));
         return;
     }
     if (c->state != ST_OPEN)
@@ -352,8 +386,7 @@ static int conn_flush(fv_conn_t *c)
 static const char *peer_label(const fv_conn_t *c, char *buf, size_t cap)
 {
     if (c->peer_known)
-        snprintf(buf, cap, "%s (%s %s)", c->peer_addr, fv_role_name(c->peer.role),
-                 c->peer.name);
+        snprintf(buf, cap, "%s (%s %s)", c->peer_addr, fv_role_name(c->peer.role), c->peer.name);
     else
         snprintf(buf, cap, "%s", c->peer_addr);
     return buf;
@@ -374,8 +407,8 @@ static int conn_send_internal(fv_conn_t *c, const fv_msg_t *m, bool enforce_cap)
         conn_close_fmt(c, UV_ENOBUFS,
                        "peer %s is not reading: %zu bytes queued, a %s message of %zu bytes "
                        "would pass the cap of %zu",
-                       peer_label(c, who, sizeof who), c->queued, fv_msg_type_name(m->type), c->enc.len,
-                       c->opts.max_queue_bytes);
+                       peer_label(c, who, sizeof who), c->queued, fv_msg_type_name(m->type),
+                       c->enc.len, c->opts.max_queue_bytes);
         return UV_ENOBUFS;
     }
     if (c->cbs.on_send != NULL) {
@@ -404,8 +437,8 @@ static int conn_send_internal(fv_conn_t *c, const fv_msg_t *m, bool enforce_cap)
         fv_buf_free(&c->enc); /* do not keep a large buffer for small messages */
     }
     if (r != 0 && c->state < ST_CLOSING)
-        conn_close_fmt(c, r, "sending %s to %s failed: %s", fv_msg_type_name(m->type),
-                       c->peer_addr, fv_strerror(r));
+        conn_close_fmt(c, r, "sending %s to %s failed: %s", fv_msg_type_name(m->type), c->peer_addr,
+                       fv_strerror(r));
     return r;
 }
 
@@ -526,7 +559,6 @@ static void conn_close_fmt(fv_conn_t *c, int err, const char *fmt, ...)
 
 /* ---- reading --------------------------------------------------------------------- */
 
-
 static void conn_send_hello(fv_conn_t *c)
 {
     static const char sw[] = "fedvault wire 1";
@@ -577,8 +609,7 @@ static void handle_frame(fv_conn_t *c, const uint8_t *body, size_t len)
     }
     switch (m.type) {
     case FV_MSG_HELLO:
-        conn_close_fmt(c, FV_EPROTO, "peer %s sent a second hello",
-                       peer_label(c, who, sizeof who));
+        conn_close_fmt(c, FV_EPROTO, "peer %s sent a second hello", peer_label(c, who, sizeof who));
         return;
     case FV_MSG_PING: {
         fv_msg_t p = {.type = FV_MSG_PONG};
@@ -595,8 +626,9 @@ static void handle_frame(fv_conn_t *c, const uint8_t *body, size_t len)
         return;
     case FV_MSG_VEC_BEGIN: {
         if (c->vrx_active) {
-            conn_close_fmt(c, FV_EPROTO, "peer %s began vector %" PRIu32
-                           " while vector %" PRIu32 " was incomplete",
+            conn_close_fmt(c, FV_EPROTO,
+                           "peer %s began vector %" PRIu32 " while vector %" PRIu32
+                           " was incomplete",
                            peer_label(c, who, sizeof who), m.u.vec_begin.id, c->vrx.id);
             return;
         }
@@ -629,8 +661,7 @@ static void handle_frame(fv_conn_t *c, const uint8_t *body, size_t len)
         if (m.type == FV_MSG_VEC_CHUNK) {
             r = fv_vec_rx_chunk(&c->vrx, &m, c->vrx_dst, &d);
             if (r != 0)
-                conn_close_fmt(c, r, "vector from %s: %s", peer_label(c, who, sizeof who),
-                               d.msg);
+                conn_close_fmt(c, r, "vector from %s: %s", peer_label(c, who, sizeof who), d.msg);
             return;
         }
         r = fv_vec_rx_end(&c->vrx, &m, &d);
@@ -664,14 +695,13 @@ static void read_plaintext(fv_conn_t *c)
         size_t n = 0;
         int r = fv_tls_read(c->tls, c->pbuf, sizeof c->pbuf, &n);
         if (r == UV_EOF) {
-            conn_close_fmt(c, c->bye_received ? 0 : UV_ECONNRESET,
-                           "peer %s closed the TLS session", peer_label(c, who, sizeof who));
+            conn_close_fmt(c, c->bye_received ? 0 : UV_ECONNRESET, "peer %s closed the TLS session",
+                           peer_label(c, who, sizeof who));
             return;
         }
         if (r != 0) {
             const char *e = fv_tls_error(c->tls);
-            conn_close_fmt(c, r, "TLS session with %s failed: %s",
-                           peer_label(c, who, sizeof who),
+            conn_close_fmt(c, r, "TLS session with %s failed: %s", peer_label(c, who, sizeof who),
                            e != NULL && e[0] != '\0' ? e : fv_strerror(r));
             return;
         }
@@ -742,11 +772,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_close_fmt(c, FV_EPROTO, "%s closed the connection during the TLS handshake",
                            c->peer_addr);
         else if (nread == UV_EOF)
-            conn_close_fmt(c, c->bye_received ? 0 : UV_ECONNRESET,
-                           "peer %s closed the connection", peer_label(c, who, sizeof who));
+            conn_close_fmt(c, c->bye_received ? 0 : UV_ECONNRESET, "peer %s closed the connection",
+                           peer_label(c, who, sizeof who));
         else
-            conn_close_fmt(c, (int)nread, "read from %s failed: %s",
-                           peer_label(c, who, sizeof who), uv_strerror((int)nread));
+            conn_close_fmt(c, (int)nread, "read from %s failed: %s", peer_label(c, who, sizeof who),
+                           uv_strerror((int)nread));
         return;
     }
     c->last_rx_ms = uv_now(c->loop);
@@ -787,8 +817,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(c->loop);
     if (c->state == ST_HANDSHAKE || c->state == ST_HELLO) {
         if (now - c->t_start_ms >= c->opts.handshake_timeout_ms)
-            conn_close_fmt(c, UV_ETIMEDOUT,
-                           "%s did not finish the handshake within %" PRIu64 " ms",
+            conn_close_fmt(c, UV_ETIMEDOUT, "%s did not finish the handshake within %" PRIu64 " ms",
                            peer_label(c, who, sizeof who), c->opts.handshake_timeout_ms);
         return;
     }
@@ -908,9 +937,9 @@ int fv_server_start(uv_loop_t *loop, fv_tls_ctx_t *ctx, const char *host, int po
         int len = sizeof bound;
         r = uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &len);
         if (r == 0)
-            s->port = ntohs(bound.ss_family == AF_INET
-                                ? ((struct sockaddr_in *)&bound)->sin_port
-                                : ((struct sockaddr_in6 *)&bound)->sin6_port);
+            s->port =
+                ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                                 : ((struct sockaddr_in6 *)&bound)->sin6_port);
     }
     if (r != 0) {
         s->stopping = true;
@@ -978,8 +1007,7 @@ static void client_connect(fv_client_t *cl, const struct sockaddr *addr)
     c->connect_req.data = c;
     int r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
     if (r != 0)
-        conn_close_fmt(c, r, "connecting to %s:%d failed: %s", cl->host, cl->port,
-                       uv_strerror(r));
+        conn_close_fmt(c, r, "connecting to %s:%d failed: %s", cl->host, cl->port, uv_strerror(r));
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -1045,7 +1073,7 @@ int fv_client_start(uv_loop_t *loop, fv_tls_ctx_t *ctx, const char *host, int po
                     const fv_net_opts_t *opts, const fv_client_opts_t *copts,
                     const fv_conn_cbs_t *cbs, void *data, fv_client_t **ret)
 {
-    if (host == NULL || strlen(host) >= sizeof ((fv_client_t *)0)->host || port <= 0 ||
+    if (host == NULL || strlen(host) >= sizeof((fv_client_t *)0)->host || port <= 0 ||
         port > 65535 || fv_wire_limits_check(&opts->lim, NULL) != 0)
         return FV_EINVAL;
     fv_client_t *cl = calloc(1, sizeof *cl);

@@ -153,7 +153,6 @@ void fv_client_stop(fv_client_t *cl);
 /* ---- backoff (pure) ------------------------------------------------------------- */
 /* "Equal jitter": cap = min(max_ms, base_ms * 2^attempt); the delay is cap/2 plus a
  * uniform draw in [0, cap/2] taken from rnd. attempt 0 is the first retry. */
-uint64_t fv_backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms,
-                             uint32_t rnd);
+uint64_t fv_backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t max_ms, uint32_t rnd);
 
 #endif

@@ -89,19 +89,19 @@ typedef struct fv_fed_stats_layout {
 } fv_fed_stats_layout_t;
 int fv_fed_stats_layout_init(const fv_schema_t *s, fv_fed_stats_layout_t *ret);
 /* This agent's words for rows[0..n) of ds (rows NULL = all). out has l->dim words. */
-int fv_fed_stats_encode(const fv_fed_stats_layout_t *l, const fv_dataset_t *ds,
-                        const size_t *rows, size_t n, uint32_t *out, fv_diag_t *d);
+int fv_fed_stats_encode(const fv_fed_stats_layout_t *l, const fv_dataset_t *ds, const size_t *rows,
+                        size_t n, uint32_t *out, fv_diag_t *d);
 typedef struct fv_fed_stats {
     uint64_t n_rows;
-    uint64_t *class_counts; /* n_classes */
+    uint64_t *class_counts;      /* n_classes */
     double *count, *sum, *sumsq; /* per schema column (0 for non-numeric): feeds
                                     fv_preproc_from_moments */
     uint64_t *category_counts;   /* per categorical column, vocabulary + <other>, in
                                     schema order, concatenated */
     size_t n_category_counts;
 } fv_fed_stats_t;
-int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum,
-                        fv_fed_stats_t *ret, fv_diag_t *d);
+int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum, fv_fed_stats_t *ret,
+                        fv_diag_t *d);
 void fv_fed_stats_close(fv_fed_stats_t *st);
 
 /* ---- round vector ------------------------------------------------------------------- */
@@ -123,8 +123,8 @@ typedef struct fv_fed_layout {
     size_t n_models;  /* m: models evaluated on the validation rows, 1..3 */
     size_t hist_bins; /* B per model */
     size_t n_classes; /* K */
-    size_t off_params, off_n_train, off_hist_pos, off_hist_neg, off_loss, off_n_val,
-        off_class_n, off_class_right;
+    size_t off_params, off_n_train, off_hist_pos, off_hist_neg, off_loss, off_n_val, off_class_n,
+        off_class_right;
     size_t dim;       /* words of the round vector */
     size_t plain_dim; /* elements of the plain vector */
 } fv_fed_layout_t;
@@ -135,11 +135,10 @@ void fv_fed_layout_init(fv_fed_layout_t *l, size_t n_params, size_t n_models, si
 /* The layout of a training (FV_FED_KIND_TRAIN, n_params of the job's model) or distill
  * round (FV_FED_KIND_DISTILL, n_params of the student) of job. FV_EINVAL for another kind
  * or a distill round of a job without distillation. */
-int fv_fed_round_layout(const fv_job_t *job, uint32_t kind, size_t n_params,
-                        fv_fed_layout_t *ret);
+int fv_fed_round_layout(const fv_job_t *job, uint32_t kind, size_t n_params, fv_fed_layout_t *ret);
 
 typedef struct fv_fed_local {
-    const float *delta;       /* n_params: local - global */
+    const float *delta; /* n_params: local - global */
     uint32_t n_train;
     double n_ref;             /* > 0: total training rows of the job */
     const uint64_t *hist_pos; /* n_models * hist_bins each (NULL when hist_bins is 0) */
@@ -158,8 +157,8 @@ typedef struct fv_fed_local {
  * cohort * (2^bits - 1) < 2^32 (fv_fixed_check_range; decode refuses it). FV_EINVAL for
  * bad bits/clip/n_ref, FV_EOVERFLOW when a count exceeds FV_FED_RAW_MAX, FV_ERANGE for a
  * loss sum beyond FV_FED_EXACT_MAX_ABS, FV_ENUMERIC for NaN (delta or loss). */
-int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip,
-                  uint32_t bits, fv_rand_t *rng, uint32_t *out, fv_diag_t *d);
+int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip, uint32_t bits,
+                  fv_rand_t *rng, uint32_t *out, fv_diag_t *d);
 
 /* What the cohort's sum says of one evaluated model (NaN where undefined: AUCs of a
  * multi-class job, accuracy of a binary one, anything without validation rows). */
@@ -168,14 +167,14 @@ typedef struct fv_fed_model_metrics {
 } fv_fed_model_metrics_t;
 
 typedef struct fv_fed_result {
-    float *delta_mean;      /* n_params: sum(w delta) / sum(w) (malloc'd) */
-    double weight_sum;      /* sum(w) = sum(n_train) / n_ref */
+    float *delta_mean; /* n_params: sum(w delta) / sum(w) (malloc'd) */
+    double weight_sum; /* sum(w) = sum(n_train) / n_ref */
     uint64_t n_train;
     uint64_t *hist_pos, *hist_neg; /* n_models * hist_bins each (malloc'd) */
     double loss_sum;
     uint64_t n_val;
-    uint64_t *class_n;      /* n_classes (malloc'd) */
-    uint64_t *class_right;  /* n_models * n_classes (malloc'd) */
+    uint64_t *class_n;     /* n_classes (malloc'd) */
+    uint64_t *class_right; /* n_models * n_classes (malloc'd) */
     size_t n_models, n_classes;
     fv_fed_model_metrics_t model[FV_FED_MAX_MODELS]; /* per evaluated model */
     /* model 0's (the global model, or the student): */
@@ -185,9 +184,8 @@ typedef struct fv_fed_result {
  * holds no training rows (or n_summands is 0); FV_EOVERFLOW if n_summands >
  * FV_FED_MAX_AGENTS or n_summands * (2^bits - 1) >= 2^32; FV_EINVAL for bad bits, clip or
  * n_ref. *ret written only on success. */
-int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
-                  float clip, uint32_t bits, double n_ref, fv_fed_result_t *ret,
-                  fv_diag_t *d);
+int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands, float clip,
+                  uint32_t bits, double n_ref, fv_fed_result_t *ret, fv_diag_t *d);
 /* Recall of class k of model i (NaN when the class has no validation rows). */
 double fv_fed_result_recall(const fv_fed_result_t *r, size_t model, size_t k);
 void fv_fed_result_close(fv_fed_result_t *r);

@@ -31,20 +31,20 @@
 #define FV_WIRE_VERSION 1
 #define FV_WIRE_HEADER_BYTES 4
 /* Hard ceilings a configuration cannot exceed. */
-#define FV_WIRE_FRAME_MAX_CEILING (64u << 20)    /* 64 MiB */
-#define FV_WIRE_VEC_ELEMS_CEILING (1ull << 32)   /* 16 GiB of 4-byte elements */
-#define FV_WIRE_TEXT_MAX 256                     /* sw, reason, vector name (bytes) */
-#define FV_WIRE_ECHO_MAX 65536                   /* echo body (bytes) */
+#define FV_WIRE_FRAME_MAX_CEILING (64u << 20)  /* 64 MiB */
+#define FV_WIRE_VEC_ELEMS_CEILING (1ull << 32) /* 16 GiB of 4-byte elements */
+#define FV_WIRE_TEXT_MAX 256                   /* sw, reason, vector name (bytes) */
+#define FV_WIRE_ECHO_MAX 65536                 /* echo body (bytes) */
 /* The admin exchange (see "ADMIN" below). */
-#define FV_WIRE_ADMIN_CMD_MAX 64                 /* admin_req cmd (bytes) */
-#define FV_WIRE_ADMIN_BODY_MAX (2u << 20)        /* admin_resp body: 2 MiB of JSON text */
-#define FV_WIRE_ADMIN_DATA_MAX (1u << 20)        /* admin_resp data: 1 MiB of raw bytes */
+#define FV_WIRE_ADMIN_CMD_MAX 64          /* admin_req cmd (bytes) */
+#define FV_WIRE_ADMIN_BODY_MAX (2u << 20) /* admin_resp body: 2 MiB of JSON text */
+#define FV_WIRE_ADMIN_DATA_MAX (1u << 20) /* admin_resp data: 1 MiB of raw bytes */
 /* The max_frame_bytes an admin port uses: the largest admin_resp (2 MiB of body, 1 MiB
  * of data and 60 bytes of keys and headers) and the largest admin_req fit it. */
 #define FV_WIRE_ADMIN_FRAME_BYTES (4u << 20)
 /* The receipt (see "ROUNDS"). */
-#define FV_WIRE_RECEIPT_MAX 65536                /* receipt body: JSON text (bytes) */
-#define FV_WIRE_SIG_BYTES 64                     /* an Ed25519 signature */
+#define FV_WIRE_RECEIPT_MAX 65536 /* receipt body: JSON text (bytes) */
+#define FV_WIRE_SIG_BYTES 64      /* an Ed25519 signature */
 
 typedef struct fv_wire_limits {
     uint32_t max_frame_bytes; /* body bytes; default 4 MiB, at most the ceiling */
@@ -56,17 +56,17 @@ void fv_wire_limits_default(fv_wire_limits_t *lim);
 int fv_wire_limits_check(const fv_wire_limits_t *lim, fv_diag_t *d);
 
 typedef enum fv_msg_type {
-    FV_MSG_HELLO = 1,     /* first message each way after the TLS handshake */
-    FV_MSG_ERROR = 2,     /* the sender is about to close: why */
-    FV_MSG_PING = 3,      /* heartbeat */
-    FV_MSG_PONG = 4,      /* heartbeat answer, same seq */
-    FV_MSG_BYE = 5,       /* orderly close */
-    FV_MSG_ECHO = 6,      /* diagnostics: the receiver answers ECHO_REPLY with the body */
+    FV_MSG_HELLO = 1, /* first message each way after the TLS handshake */
+    FV_MSG_ERROR = 2, /* the sender is about to close: why */
+    FV_MSG_PING = 3,  /* heartbeat */
+    FV_MSG_PONG = 4,  /* heartbeat answer, same seq */
+    FV_MSG_BYE = 5,   /* orderly close */
+    FV_MSG_ECHO = 6,  /* diagnostics: the receiver answers ECHO_REPLY with the body */
     FV_MSG_ECHO_REPLY = 7,
     FV_MSG_VEC_BEGIN = 8,
     FV_MSG_VEC_CHUNK = 9,
     FV_MSG_VEC_END = 10,
-    FV_MSG_VEC_ACK = 11,  /* receiver -> sender: vector id received whole, digest checked */
+    FV_MSG_VEC_ACK = 11, /* receiver -> sender: vector id received whole, digest checked */
     /* The round protocol (see "ROUNDS" below). */
     FV_MSG_JOB_OFFER = 12,
     FV_MSG_JOB_ACCEPT = 13,
@@ -79,7 +79,7 @@ typedef enum fv_msg_type {
     /* The admin exchange (see "ADMIN" below). */
     FV_MSG_ADMIN_REQ = 20,
     FV_MSG_ADMIN_RESP = 21,
-    FV_MSG_RECEIPT = 22,  /* coordinator -> agent after ROUND_END (see "ROUNDS") */
+    FV_MSG_RECEIPT = 22, /* coordinator -> agent after ROUND_END (see "ROUNDS") */
 } fv_msg_type_t;
 #define FV_MSG_TYPE_MAX 22
 #define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
@@ -154,37 +154,37 @@ typedef struct fv_msg {
     fv_msg_type_t type;
     union {
         struct {
-            fv_wire_str_t sw;          /* "fedvault 0.4.0 (abc1234)", 1..256 bytes */
-            uint32_t max_frame_bytes;  /* the largest frame the sender accepts,
-                                          4096..FV_WIRE_FRAME_MAX_CEILING */
+            fv_wire_str_t sw;         /* "fedvault 0.4.0 (abc1234)", 1..256 bytes */
+            uint32_t max_frame_bytes; /* the largest frame the sender accepts,
+                                         4096..FV_WIRE_FRAME_MAX_CEILING */
         } hello;
         struct {
-            int32_t code;              /* an FV_E* / UV_E* code, negative */
-            fv_wire_str_t reason;      /* 0..256 bytes */
+            int32_t code;         /* an FV_E* / UV_E* code, negative */
+            fv_wire_str_t reason; /* 0..256 bytes */
         } error;
         struct {
             uint64_t seq;
         } ping; /* also PONG */
         struct {
-            fv_wire_str_t reason;      /* 0..256 bytes */
+            fv_wire_str_t reason; /* 0..256 bytes */
         } bye;
         struct {
             uint64_t seq;
-            const uint8_t *body;       /* 0..FV_WIRE_ECHO_MAX bytes */
+            const uint8_t *body; /* 0..FV_WIRE_ECHO_MAX bytes */
             size_t body_len;
         } echo; /* also ECHO_REPLY */
         struct {
             uint32_t id;
             fv_vec_dtype_t dtype;
-            uint64_t n_elems;          /* 1..max_vec_elems */
-            uint32_t chunk_elems;      /* 1..; chunk_elems*4 + 64 <= max_frame_bytes */
-            fv_wire_str_t name;        /* 1..256 bytes */
+            uint64_t n_elems;     /* 1..max_vec_elems */
+            uint32_t chunk_elems; /* 1..; chunk_elems*4 + 64 <= max_frame_bytes */
+            fv_wire_str_t name;   /* 1..256 bytes */
         } vec_begin;
         struct {
             uint32_t id;
-            uint32_t seq;              /* 0, 1, 2, ... */
-            const uint8_t *data;       /* elements, little-endian; len a multiple of 4,
-                                          at least 4 */
+            uint32_t seq;        /* 0, 1, 2, ... */
+            const uint8_t *data; /* elements, little-endian; len a multiple of 4,
+                                    at least 4 */
             size_t len;
         } vec_chunk;
         struct {
@@ -193,39 +193,39 @@ typedef struct fv_msg {
         } vec_end; /* also VEC_ACK */
         struct {
             uint8_t job[32];
-            const uint8_t *spec;       /* 1..FV_WIRE_SPEC_MAX bytes (and the frame cap) */
+            const uint8_t *spec; /* 1..FV_WIRE_SPEC_MAX bytes (and the frame cap) */
             size_t spec_len;
         } job_offer;
         struct {
             uint8_t job[32];
-            uint8_t data_sha256[32];   /* key "dsha" on the wire (wire.c) */
+            uint8_t data_sha256[32]; /* key "dsha" on the wire (wire.c) */
             uint64_t rows;
-            bool has_model;            /* "model" bin of 0 or 32 bytes */
+            bool has_model; /* "model" bin of 0 or 32 bytes */
             uint8_t model[32];
         } job_accept;
         struct {
             uint8_t job[32];
-            fv_wire_str_t reason;      /* 0..256 */
+            fv_wire_str_t reason; /* 0..256 */
         } job_refuse;
         struct {
             uint8_t job[32];
             uint64_t round;
-            uint32_t kind;             /* 1 stats, 2 train, 3 distill */
-            uint32_t index;            /* < n */
-            uint32_t n;                /* 3..65535 */
-            uint32_t t;                /* 1..n */
-            uint32_t k;                /* 1..n-1 */
+            uint32_t kind;  /* 1 stats, 2 train, 3 distill */
+            uint32_t index; /* < n */
+            uint32_t n;     /* 3..65535 */
+            uint32_t t;     /* 1..n */
+            uint32_t k;     /* 1..n-1 */
             uint8_t gseed[32];
-            const uint8_t *pks;        /* exactly n * 32 bytes */
+            const uint8_t *pks; /* exactly n * 32 bytes */
             size_t pks_len;
-            bool has_model;            /* "model" bin of 0 or 32 bytes */
+            bool has_model; /* "model" bin of 0 or 32 bytes */
             uint8_t model[32];
-            uint64_t n_ref;            /* "nref" */
+            uint64_t n_ref; /* "nref" */
         } round_start;
         struct {
             uint8_t job[32];
             uint64_t round;
-            const uint8_t *data;       /* 1..max_frame_bytes */
+            const uint8_t *data; /* 1..max_frame_bytes */
             size_t len;
         } secagg;
         struct {
@@ -235,30 +235,30 @@ typedef struct fv_msg {
         struct {
             uint8_t job[32];
             uint64_t round;
-            int32_t status;            /* 0 or negative, INT32_MIN..0 */
-            fv_wire_str_t reason;      /* 0..256 */
+            int32_t status;       /* 0 or negative, INT32_MIN..0 */
+            fv_wire_str_t reason; /* 0..256 */
         } round_end;
         struct {
             uint8_t job[32];
             uint64_t rounds;
-            uint8_t model[32];         /* always present: bin of exactly 32 bytes */
+            uint8_t model[32]; /* always present: bin of exactly 32 bytes */
         } job_done;
         struct {
             uint32_t id;
-            fv_wire_str_t cmd;         /* 1..FV_WIRE_ADMIN_CMD_MAX bytes of [a-z.] */
-            fv_wire_str_t args;        /* JSON text, 0..FV_WIRE_SPEC_MAX ("" = {}) */
+            fv_wire_str_t cmd;  /* 1..FV_WIRE_ADMIN_CMD_MAX bytes of [a-z.] */
+            fv_wire_str_t args; /* JSON text, 0..FV_WIRE_SPEC_MAX ("" = {}) */
         } admin_req;
         struct {
             uint32_t id;
-            int32_t status;            /* 0 or negative, INT32_MIN..0 */
-            fv_wire_str_t body;        /* JSON text, 0..FV_WIRE_ADMIN_BODY_MAX */
-            const uint8_t *data;       /* 0..FV_WIRE_ADMIN_DATA_MAX bytes */
+            int32_t status;      /* 0 or negative, INT32_MIN..0 */
+            fv_wire_str_t body;  /* JSON text, 0..FV_WIRE_ADMIN_BODY_MAX */
+            const uint8_t *data; /* 0..FV_WIRE_ADMIN_DATA_MAX bytes */
             size_t data_len;
         } admin_resp;
         struct {
             uint8_t job[32];
             uint64_t round;
-            fv_wire_str_t body;        /* JSON text, 1..FV_WIRE_RECEIPT_MAX */
+            fv_wire_str_t body; /* JSON text, 1..FV_WIRE_RECEIPT_MAX */
             uint8_t sig[FV_WIRE_SIG_BYTES];
         } receipt;
     } u;
@@ -287,8 +287,8 @@ int fv_wire_encode(const fv_msg_t *m, const fv_wire_limits_t *lim, fv_buf_t *out
 int fv_wire_frame_len(const uint8_t hdr[FV_WIRE_HEADER_BYTES], const fv_wire_limits_t *lim,
                       uint32_t *ret_len, fv_diag_t *d);
 /* Decodes one frame body (without its header). ret borrows from body. */
-int fv_wire_decode(const uint8_t *body, size_t len, const fv_wire_limits_t *lim,
-                   fv_msg_t *ret, fv_diag_t *d);
+int fv_wire_decode(const uint8_t *body, size_t len, const fv_wire_limits_t *lim, fv_msg_t *ret,
+                   fv_diag_t *d);
 
 /* ---- frame reassembly from a byte stream ------------------------------------------ */
 /* Feed arbitrary slices of the stream; each complete frame body comes out whole. The
@@ -321,9 +321,9 @@ typedef struct fv_vec_tx {
     uint32_t chunk_elems;
     uint64_t next_elem;
     uint32_t next_seq;
-    int stage;                 /* 0 begin, 1 chunks, 2 end, 3 done */
-    uint8_t sha_state[128];    /* OpenSSL SHA256_CTX, opaque here */
-    uint8_t *scratch;          /* little-endian copy of one chunk on big-endian hosts */
+    int stage;              /* 0 begin, 1 chunks, 2 end, 3 done */
+    uint8_t sha_state[128]; /* OpenSSL SHA256_CTX, opaque here */
+    uint8_t *scratch;       /* little-endian copy of one chunk on big-endian hosts */
     fv_wire_str_t name;
 } fv_vec_tx_t;
 /* name is copied by reference (must outlive the sender). FV_EINVAL for bad sizes. */

@@ -14,66 +14,66 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FV__FAIL(...)                                                                     \
-    do {                                                                                  \
-        fprintf(stderr, "%s:%d: check failed: ", __FILE__, __LINE__);                     \
-        fprintf(stderr, __VA_ARGS__);                                                     \
-        fputc('\n', stderr);                                                              \
-        exit(1);                                                                          \
+#define FV__FAIL(...)                                                                              \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: check failed: ", __FILE__, __LINE__);                              \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        exit(1);                                                                                   \
     } while (0)
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond))                                                                      \
-            FV__FAIL("%s", #cond);                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FV__FAIL("%s", #cond);                                                                 \
     } while (0)
 
-#define CHECK_INT_EQ(a, b)                                                                \
-    do {                                                                                  \
-        long long fv__a = (long long)(a), fv__b = (long long)(b);                         \
-        if (fv__a != fv__b)                                                               \
-            FV__FAIL("%s == %s (%lld vs %lld)", #a, #b, fv__a, fv__b);                    \
+#define CHECK_INT_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        long long fv__a = (long long)(a), fv__b = (long long)(b);                                  \
+        if (fv__a != fv__b)                                                                        \
+            FV__FAIL("%s == %s (%lld vs %lld)", #a, #b, fv__a, fv__b);                             \
     } while (0)
 
-#define CHECK_UINT_EQ(a, b)                                                               \
-    do {                                                                                  \
-        unsigned long long fv__a = (unsigned long long)(a), fv__b = (unsigned long long)(b); \
-        if (fv__a != fv__b)                                                               \
-            FV__FAIL("%s == %s (%llu vs %llu)", #a, #b, fv__a, fv__b);                    \
+#define CHECK_UINT_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        unsigned long long fv__a = (unsigned long long)(a), fv__b = (unsigned long long)(b);       \
+        if (fv__a != fv__b)                                                                        \
+            FV__FAIL("%s == %s (%llu vs %llu)", #a, #b, fv__a, fv__b);                             \
     } while (0)
 
 /* Returns 0 from a fallible call: prints the code and diag message otherwise. */
-#define CHECK_OK(expr, diagp)                                                             \
-    do {                                                                                  \
-        int fv__r = (expr);                                                               \
-        const fv_diag_t *fv__d = (diagp);                                                 \
-        if (fv__r != 0)                                                                   \
-            FV__FAIL("%s returned %d (%s): %s", #expr, fv__r, fv_err_name(fv__r),           \
-                     fv__d ? fv__d->msg : "");                                            \
+#define CHECK_OK(expr, diagp)                                                                      \
+    do {                                                                                           \
+        int fv__r = (expr);                                                                        \
+        const fv_diag_t *fv__d = (diagp);                                                          \
+        if (fv__r != 0)                                                                            \
+            FV__FAIL("%s returned %d (%s): %s", #expr, fv__r, fv_err_name(fv__r),                  \
+                     fv__d ? fv__d->msg : "");                                                     \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                             \
-    do {                                                                                  \
-        double fv__a = (double)(a), fv__b = (double)(b), fv__t = (double)(tol);           \
-        if (!(fabs(fv__a - fv__b) <= fv__t))                                              \
-            FV__FAIL("|%s - %s| <= %g (%.9g vs %.9g, diff %.3g)", #a, #b, fv__t, fv__a,   \
-                     fv__b, fabs(fv__a - fv__b));                                         \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double fv__a = (double)(a), fv__b = (double)(b), fv__t = (double)(tol);                    \
+        if (!(fabs(fv__a - fv__b) <= fv__t))                                                       \
+            FV__FAIL("|%s - %s| <= %g (%.9g vs %.9g, diff %.3g)", #a, #b, fv__t, fv__a, fv__b,     \
+                     fabs(fv__a - fv__b));                                                         \
     } while (0)
 
-#define CHECK_STR_EQ(a, b)                                                                \
-    do {                                                                                  \
-        const char *fv__a = (a), *fv__b = (b);                                            \
-        if (fv__a == NULL || fv__b == NULL || strcmp(fv__a, fv__b) != 0)                  \
-            FV__FAIL("%s == %s (\"%s\" vs \"%s\")", #a, #b, fv__a ? fv__a : "(null)",     \
-                     fv__b ? fv__b : "(null)");                                           \
+#define CHECK_STR_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *fv__a = (a), *fv__b = (b);                                                     \
+        if (fv__a == NULL || fv__b == NULL || strcmp(fv__a, fv__b) != 0)                           \
+            FV__FAIL("%s == %s (\"%s\" vs \"%s\")", #a, #b, fv__a ? fv__a : "(null)",              \
+                     fv__b ? fv__b : "(null)");                                                    \
     } while (0)
 
 /* The message contains the substring. */
-#define CHECK_CONTAINS(hay, needle)                                                       \
-    do {                                                                                  \
-        const char *fv__h = (hay), *fv__n = (needle);                                     \
-        if (fv__h == NULL || strstr(fv__h, fv__n) == NULL)                                \
-            FV__FAIL("\"%s\" contains \"%s\"", fv__h ? fv__h : "(null)", fv__n);          \
+#define CHECK_CONTAINS(hay, needle)                                                                \
+    do {                                                                                           \
+        const char *fv__h = (hay), *fv__n = (needle);                                              \
+        if (fv__h == NULL || strstr(fv__h, fv__n) == NULL)                                         \
+            FV__FAIL("\"%s\" contains \"%s\"", fv__h ? fv__h : "(null)", fv__n);                   \
     } while (0)
 
 /* Hex string (2*len characters) to bytes; a malformed string fails the test. */

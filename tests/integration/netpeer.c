@@ -133,8 +133,8 @@ static int load_ctx(const opts_t *o, bool server, fv_tls_ctx_t **ret)
     snprintf(key, sizeof key, "%s/key.pem", o->kit);
     if (o->crl != NULL)
         snprintf(crl, sizeof crl, "%s", o->crl);
-    fv_tls_opts_t to = {.ca_file = ca, .cert_file = cert, .key_file = key,
-                        .crl_file = o->crl != NULL ? crl : NULL};
+    fv_tls_opts_t to = {
+        .ca_file = ca, .cert_file = cert, .key_file = key, .crl_file = o->crl != NULL ? crl : NULL};
     fv_diag_t d;
     int r = fv_tls_ctx_new(server, &to, ret, &d);
     if (r != 0)
@@ -152,8 +152,8 @@ typedef struct srv {
 } srv_t;
 
 typedef struct srv_conn {
-    void *rx;       /* vector being received */
-    float *tx;      /* vector being sent */
+    void *rx;  /* vector being received */
+    float *tx; /* vector being sent */
 } srv_conn_t;
 
 static srv_conn_t *sc_of(fv_conn_t *c)
@@ -168,8 +168,8 @@ static srv_conn_t *sc_of(fv_conn_t *c)
 
 static void srv_on_open(fv_conn_t *c, const fv_identity_t *peer)
 {
-    json_t *o = json_pack("{s:s,s:s,s:o}", "event", "open", "addr", fv_conn_peer_addr(c),
-                          "peer", identity_json(peer));
+    json_t *o = json_pack("{s:s,s:s,s:o}", "event", "open", "addr", fv_conn_peer_addr(c), "peer",
+                          identity_json(peer));
     emit(o);
 }
 
@@ -213,8 +213,8 @@ static void srv_on_vec(fv_conn_t *c, uint32_t id, void *vec, uint64_t n)
 {
     srv_conn_t *sc = sc_of(c);
     bool ok = check_vec(vec, n);
-    emit(json_pack("{s:s,s:s,s:i,s:I,s:b}", "event", "vec_received", "addr",
-                   fv_conn_peer_addr(c), "id", (int)id, "n", (json_int_t)n, "content_ok", ok));
+    emit(json_pack("{s:s,s:s,s:i,s:I,s:b}", "event", "vec_received", "addr", fv_conn_peer_addr(c),
+                   "id", (int)id, "n", (json_int_t)n, "content_ok", ok));
     free(sc->rx);
     sc->rx = NULL;
 }
@@ -230,9 +230,9 @@ static void srv_on_vec_sent(fv_conn_t *c, uint32_t id)
 static void srv_on_close(fv_conn_t *c, int err, const char *why)
 {
     const fv_identity_t *p = fv_conn_peer(c);
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s}", "event", err == 0 ? "close" : "refused",
-                          "addr", fv_conn_peer_addr(c), "err", err, "err_name",
-                          fv_err_name(err), "why", why);
+    json_t *o =
+        json_pack("{s:s,s:s,s:i,s:s,s:s}", "event", err == 0 ? "close" : "refused", "addr",
+                  fv_conn_peer_addr(c), "err", err, "err_name", fv_err_name(err), "why", why);
     if (p != NULL)
         json_object_set_new(o, "peer", identity_json(p));
     emit(o);
@@ -272,9 +272,12 @@ static int cmd_serve(opts_t *o)
     s.loop = uv_default_loop();
     if (load_ctx(o, true, &s.ctx) != 0)
         return 1;
-    fv_conn_cbs_t cbs = {.on_open = srv_on_open, .on_msg = srv_on_msg,
-                         .on_vec_begin = srv_on_vec_begin, .on_vec = srv_on_vec,
-                         .on_vec_sent = srv_on_vec_sent, .on_close = srv_on_close};
+    fv_conn_cbs_t cbs = {.on_open = srv_on_open,
+                         .on_msg = srv_on_msg,
+                         .on_vec_begin = srv_on_vec_begin,
+                         .on_vec = srv_on_vec,
+                         .on_vec_sent = srv_on_vec_sent,
+                         .on_close = srv_on_close};
     char host[256];
     int port;
     if (split_hostport(o->listen, host, sizeof host, &port) != 0) {
@@ -483,8 +486,10 @@ static int cmd_connect(opts_t *o)
         fv_tls_ctx_free(ctx);
         return 2;
     }
-    fv_conn_cbs_t cbs = {.on_open = cli_on_open, .on_msg = cli_on_msg,
-                         .on_vec_begin = cli_on_vec_begin, .on_vec = cli_on_vec,
+    fv_conn_cbs_t cbs = {.on_open = cli_on_open,
+                         .on_msg = cli_on_msg,
+                         .on_vec_begin = cli_on_vec_begin,
+                         .on_vec = cli_on_vec,
                          .on_close = cli_on_close};
     fv_client_opts_t copts;
     fv_client_opts_default(&copts);
@@ -503,17 +508,17 @@ static int cmd_connect(opts_t *o)
     fv_tls_ctx_free(ctx);
     int lc = uv_loop_close(c.loop);
     bool ok = c.done && lc == 0;
-    json_t *res = json_pack("{s:b,s:I,s:I,s:b,s:b,s:i,s:b}", "ok", ok, "echoes",
-                            (json_int_t)c.echoes_ok, "connections",
-                            (json_int_t)c.connections, "vec_sent_acked", c.vec_sent_acked,
-                            "vec_received_ok", c.vec_received_ok, "err", c.err,
-                            "loop_closed", lc == 0);
+    json_t *res =
+        json_pack("{s:b,s:I,s:I,s:b,s:b,s:i,s:b}", "ok", ok, "echoes", (json_int_t)c.echoes_ok,
+                  "connections", (json_int_t)c.connections, "vec_sent_acked", c.vec_sent_acked,
+                  "vec_received_ok", c.vec_received_ok, "err", c.err, "loop_closed", lc == 0);
     json_object_set_new(res, "err_name", json_string(fv_err_name(c.err)));
     json_object_set_new(res, "why", json_string(c.why));
     /* Seconds from handing the vector to fv_conn to its VEC_ACK, and from asking for a
      * vector to holding it whole (digest checked): the transport's own time. */
     if (c.vec_sent_acked)
-        json_object_set_new(res, "vec_send_s", json_real((double)(c.t_acked_ns - c.t_send_ns) / 1e9));
+        json_object_set_new(res, "vec_send_s",
+                            json_real((double)(c.t_acked_ns - c.t_send_ns) / 1e9));
     if (c.vec_received_ok)
         json_object_set_new(res, "vec_recv_s",
                             json_real((double)(c.t_received_ns - c.t_request_ns) / 1e9));

@@ -11,13 +11,13 @@
 static void test_table(void)
 {
     /* Every code: its message and its name come from the one X-macro table. */
-#define CHECK_CODE(name, value, msg)                                                          \
-    do {                                                                                  \
-        CHECK_INT_EQ(FV_##name, value);                                                   \
-        CHECK_STR_EQ(fv_strerror(FV_##name), msg);                                        \
-        CHECK_STR_EQ(fv_err_name(FV_##name), "FV_" #name);                                \
-        /* our range never meets libuv's (-1 .. -4095) */                                 \
-        CHECK((value) <= -10001);                                                         \
+#define CHECK_CODE(name, value, msg)                                                               \
+    do {                                                                                           \
+        CHECK_INT_EQ(FV_##name, value);                                                            \
+        CHECK_STR_EQ(fv_strerror(FV_##name), msg);                                                 \
+        CHECK_STR_EQ(fv_err_name(FV_##name), "FV_" #name);                                         \
+        /* our range never meets libuv's (-1 .. -4095) */                                          \
+        CHECK((value) <= -10001);                                                                  \
     } while (0);
     FV_ERRNO_MAP(CHECK_CODE)
 #undef CHECK_CODE
@@ -74,7 +74,7 @@ static void test_libuv_passthrough(void)
 
     /* Codes in no table still get a non-NULL, non-empty string. (Unknown codes inside the
      * libuv range are not probed: uv_strerror/uv_err_name allocate a string for them.) */
-    static const int unknown[] = { -10000, -10999, -20000, -2147483647 - 1, 1, 7 };
+    static const int unknown[] = {-10000, -10999, -20000, -2147483647 - 1, 1, 7};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *m = fv_strerror(unknown[i]), *nm = fv_err_name(unknown[i]);
         CHECK(m != NULL && m[0] != '\0');
@@ -89,8 +89,8 @@ static void test_diag(void)
 
     fv_diag_t d;
     memset(&d, 'x', sizeof d);
-    CHECK_INT_EQ(fv_diag_set(&d, FV_ESCHEMA, "%s:%d:%d: column '%s': expected a number",
-                             "data.csv", 17, 4, "age"),
+    CHECK_INT_EQ(fv_diag_set(&d, FV_ESCHEMA, "%s:%d:%d: column '%s': expected a number", "data.csv",
+                             17, 4, "age"),
                  FV_ESCHEMA);
     CHECK_STR_EQ(d.msg, "data.csv:17:4: column 'age': expected a number");
 

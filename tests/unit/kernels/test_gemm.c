@@ -40,7 +40,7 @@ static const float PAD = 12345.0f; /* C padding sentinel */
 
 static mat_t mat_new(size_t rows, size_t cols, size_t ld, size_t off)
 {
-    mat_t m = { .rows = rows, .cols = cols, .ld = ld };
+    mat_t m = {.rows = rows, .cols = cols, .ld = ld};
     size_t len = rows * ld + off + 1;
     m.block = malloc(len * sizeof(float));
     CHECK(m.block != NULL);
@@ -99,8 +99,8 @@ static void run_case(const gemm_case_t *tc, fv_rng_t *r)
 
     fv_gemm(tc->ta, tc->tb, tc->m, tc->n, tc->k, tc->alpha, a.p, a.ld, b.p, b.ld, tc->beta,
             c_fast.p, c_fast.ld);
-    fv_gemm_ref(tc->ta, tc->tb, tc->m, tc->n, tc->k, tc->alpha, a.p, a.ld, b.p, b.ld,
-                tc->beta, c_ref.p, c_ref.ld);
+    fv_gemm_ref(tc->ta, tc->tb, tc->m, tc->n, tc->k, tc->alpha, a.p, a.ld, b.p, b.ld, tc->beta,
+                c_ref.p, c_ref.ld);
 
     for (size_t i = 0; i < tc->m; i++) {
         for (size_t j = 0; j < c0.ld; j++) {
@@ -125,9 +125,8 @@ static void run_case(const gemm_case_t *tc, fv_rng_t *r)
             if (!isfinite(fast) || !isfinite(ref) || !(fabs(fast - ref) <= bound))
                 FV__FAIL("ta=%d tb=%d m=%zu n=%zu k=%zu alpha=%g beta=%g pad=%zu off=%zu "
                          "nan_c=%d: C[%zu][%zu] fast %.9g ref %.9g bound %.3g",
-                         tc->ta, tc->tb, tc->m, tc->n, tc->k, (double)tc->alpha,
-                         (double)tc->beta, tc->pad, tc->off, tc->nan_c, i, j, fast, ref,
-                         bound);
+                         tc->ta, tc->tb, tc->m, tc->n, tc->k, (double)tc->alpha, (double)tc->beta,
+                         tc->pad, tc->off, tc->nan_c, i, j, fast, ref, bound);
             if (bound > 0.0 && fabs(fast - ref) / bound > worst_ratio)
                 worst_ratio = fabs(fast - ref) / bound;
         }
@@ -141,9 +140,9 @@ static void run_case(const gemm_case_t *tc, fv_rng_t *r)
 
 static void test_random(void)
 {
-    static const size_t sizes[] = { 1, 2, 3, 7, 16, 17, 33 };
-    static const float alphas[] = { 1.0f, -0.5f, 2.5f };
-    static const float betas[] = { 0.0f, 1.0f, -1.5f };
+    static const size_t sizes[] = {1, 2, 3, 7, 16, 17, 33};
+    static const float alphas[] = {1.0f, -0.5f, 2.5f};
+    static const float betas[] = {0.0f, 1.0f, -1.5f};
     size_t ns = sizeof sizes / sizeof sizes[0];
     fv_rng_t r;
     fv_rng_seed(&r, 1);
@@ -154,8 +153,11 @@ static void test_random(void)
                 for (size_t ik = 0; ik < ns; ik++) {
                     /* sizes exhaustively; the scalars, padding and offset rotate */
                     gemm_case_t tc = {
-                        .ta = t & 1, .tb = (t >> 1) & 1,
-                        .m = sizes[im], .n = sizes[in], .k = sizes[ik],
+                        .ta = t & 1,
+                        .tb = (t >> 1) & 1,
+                        .m = sizes[im],
+                        .n = sizes[in],
+                        .k = sizes[ik],
                         .alpha = alphas[(im + ik) % 3],
                         .beta = betas[(in + ik + (size_t)t) % 3],
                         .pad = (im + in) % 2 ? 3 : 0,
@@ -177,9 +179,16 @@ static void test_large(void)
     fv_rng_t r;
     fv_rng_seed(&r, 2);
     for (int t = 0; t < 4; t++) {
-        gemm_case_t tc = { .ta = t & 1, .tb = (t >> 1) & 1, .m = 131, .n = 97, .k = 301,
-                           .alpha = 0.75f, .beta = t == 3 ? 0.0f : 0.5f, .pad = 5,
-                           .off = 1, .nan_c = t == 3 };
+        gemm_case_t tc = {.ta = t & 1,
+                          .tb = (t >> 1) & 1,
+                          .m = 131,
+                          .n = 97,
+                          .k = 301,
+                          .alpha = 0.75f,
+                          .beta = t == 3 ? 0.0f : 0.5f,
+                          .pad = 5,
+                          .off = 1,
+                          .nan_c = t == 3};
         run_case(&tc, &r);
     }
 }
@@ -191,17 +200,23 @@ static void test_degenerate(void)
     /* Zero sizes: C padding checks prove nothing is written; k == 0 and alpha == 0
      * scale C by beta; A and B hold only NaN there (mat_fill not reached for 0 sizes,
      * and alpha == 0 must not read them). */
-    static const size_t zs[][3] = { { 0, 0, 0 }, { 0, 5, 3 }, { 4, 0, 3 }, { 4, 5, 0 },
-                                    { 1, 1, 0 }, { 0, 1, 1 }, { 1, 1, 1 } };
+    static const size_t zs[][3] = {{0, 0, 0}, {0, 5, 3}, {4, 0, 3}, {4, 5, 0},
+                                   {1, 1, 0}, {0, 1, 1}, {1, 1, 1}};
     for (int t = 0; t < 4; t++) {
         for (size_t z = 0; z < sizeof zs / sizeof zs[0]; z++) {
-            static const float betas[] = { 0.0f, 1.0f, -2.0f };
+            static const float betas[] = {0.0f, 1.0f, -2.0f};
             for (size_t ib = 0; ib < 3; ib++) {
                 for (size_t pad = 0; pad <= 2; pad += 2) {
-                    gemm_case_t tc = { .ta = t & 1, .tb = (t >> 1) & 1, .m = zs[z][0],
-                                       .n = zs[z][1], .k = zs[z][2], .alpha = 1.5f,
-                                       .beta = betas[ib], .pad = pad, .off = pad / 2,
-                                       .nan_c = betas[ib] == 0.0f };
+                    gemm_case_t tc = {.ta = t & 1,
+                                      .tb = (t >> 1) & 1,
+                                      .m = zs[z][0],
+                                      .n = zs[z][1],
+                                      .k = zs[z][2],
+                                      .alpha = 1.5f,
+                                      .beta = betas[ib],
+                                      .pad = pad,
+                                      .off = pad / 2,
+                                      .nan_c = betas[ib] == 0.0f};
                     run_case(&tc, &r);
                 }
             }
@@ -210,7 +225,7 @@ static void test_degenerate(void)
 
     /* Minimal leading dimensions with zero sizes: lda = 0 is legal when the stored width
      * is 0 and must not reach cblas (which rejects lda < 1). */
-    float c[2] = { 7.0f, 7.0f };
+    float c[2] = {7.0f, 7.0f};
     fv_gemm(false, false, 0, 2, 0, 1.0f, NULL, 0, NULL, 2, 0.0f, c, 2);
     CHECK(c[0] == 7.0f && c[1] == 7.0f);
     fv_gemm(false, false, 1, 2, 0, 1.0f, NULL, 0, NULL, 2, 3.0f, c, 2);
@@ -219,8 +234,8 @@ static void test_degenerate(void)
     CHECK(c[0] == 0.0f && c[1] == 0.0f);
 
     /* alpha == 0: A and B are not read (NaN there does not reach C), C = beta * C. */
-    float a[4] = { NAN, NAN, INFINITY, NAN }, b[4] = { NAN, 1.0f, 2.0f, NAN };
-    float cf[4] = { 1.0f, 2.0f, 3.0f, 4.0f }, cr[4] = { 1.0f, 2.0f, 3.0f, 4.0f };
+    float a[4] = {NAN, NAN, INFINITY, NAN}, b[4] = {NAN, 1.0f, 2.0f, NAN};
+    float cf[4] = {1.0f, 2.0f, 3.0f, 4.0f}, cr[4] = {1.0f, 2.0f, 3.0f, 4.0f};
     fv_gemm(false, false, 2, 2, 2, 0.0f, a, 2, b, 2, 0.5f, cf, 2);
     fv_gemm_ref(false, false, 2, 2, 2, 0.0f, a, 2, b, 2, 0.5f, cr, 2);
     for (int i = 0; i < 4; i++) {
@@ -230,19 +245,19 @@ static void test_degenerate(void)
 
     /* A tiny known answer, independent of the reference:
      * [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50]; with alpha 2, beta -1, C = 1s. */
-    float ka[4] = { 1, 2, 3, 4 }, kb[4] = { 5, 6, 7, 8 };
-    float kc[4] = { 1, 1, 1, 1 }, kr[4] = { 1, 1, 1, 1 };
+    float ka[4] = {1, 2, 3, 4}, kb[4] = {5, 6, 7, 8};
+    float kc[4] = {1, 1, 1, 1}, kr[4] = {1, 1, 1, 1};
     fv_gemm(false, false, 2, 2, 2, 2.0f, ka, 2, kb, 2, -1.0f, kc, 2);
     fv_gemm_ref(false, false, 2, 2, 2, 2.0f, ka, 2, kb, 2, -1.0f, kr, 2);
-    static const float kx[4] = { 37, 43, 85, 99 };
+    static const float kx[4] = {37, 43, 85, 99};
     for (int i = 0; i < 4; i++) {
         CHECK(kc[i] == kx[i]);
         CHECK(kr[i] == kx[i]);
     }
     /* A^T * B^T = [1 3; 2 4] * [5 7; 6 8] = [23 31; 34 46] */
-    float kt[4] = { 0, 0, 0, 0 };
+    float kt[4] = {0, 0, 0, 0};
     fv_gemm(true, true, 2, 2, 2, 1.0f, ka, 2, kb, 2, 0.0f, kt, 2);
-    static const float ktx[4] = { 23, 31, 34, 46 };
+    static const float ktx[4] = {23, 31, 34, 46};
     for (int i = 0; i < 4; i++)
         CHECK(kt[i] == ktx[i]);
 }
@@ -260,7 +275,7 @@ static void test_threads(void)
     /* Results within tolerance of the reference whatever the thread count. */
     fv_rng_t r;
     fv_rng_seed(&r, 4);
-    gemm_case_t tc = { .m = 120, .n = 80, .k = 200, .alpha = 1.0f, .beta = 0.0f };
+    gemm_case_t tc = {.m = 120, .n = 80, .k = 200, .alpha = 1.0f, .beta = 0.0f};
     run_case(&tc, &r);
     fv_blas_set_threads(2);
     CHECK(fv_blas_get_threads() >= 1 && fv_blas_get_threads() <= 2);

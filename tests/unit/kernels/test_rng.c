@@ -48,21 +48,19 @@
 
 static void test_known_answers(void)
 {
-    static const uint64_t seed0_state[4] = { 0xe220a8397b1dcdafULL, 0x6e789e6aa1b965f4ULL,
-                                             0x06c45d188009454fULL, 0xf88bb8a8724c81ecULL };
+    static const uint64_t seed0_state[4] = {0xe220a8397b1dcdafULL, 0x6e789e6aa1b965f4ULL,
+                                            0x06c45d188009454fULL, 0xf88bb8a8724c81ecULL};
     static const uint64_t seed0[8] = {
-        0x99ec5f36cb75f2b4ULL, 0xbf6e1f784956452aULL, 0x1a5f849d4933e6e0ULL,
-        0x6aa594f1262d2d2cULL, 0xbba5ad4a1f842e59ULL, 0xffef8375d9ebcacaULL,
-        0x6c160deed2f54c98ULL, 0x8920ad648fc30a3fULL,
+        0x99ec5f36cb75f2b4ULL, 0xbf6e1f784956452aULL, 0x1a5f849d4933e6e0ULL, 0x6aa594f1262d2d2cULL,
+        0xbba5ad4a1f842e59ULL, 0xffef8375d9ebcacaULL, 0x6c160deed2f54c98ULL, 0x8920ad648fc30a3fULL,
     };
     static const uint64_t seed42[8] = {
-        0x15780b2e0c2ec716ULL, 0x6104d9866d113a7eULL, 0xae17533239e499a1ULL,
-        0xecb8ad4703b360a1ULL, 0xfde6dc7fe2ec5e64ULL, 0xc50da53101795238ULL,
-        0xb82154855a65ddb2ULL, 0xd99a2743ebe60087ULL,
+        0x15780b2e0c2ec716ULL, 0x6104d9866d113a7eULL, 0xae17533239e499a1ULL, 0xecb8ad4703b360a1ULL,
+        0xfde6dc7fe2ec5e64ULL, 0xc50da53101795238ULL, 0xb82154855a65ddb2ULL, 0xd99a2743ebe60087ULL,
     };
-    static const double uniform0[4] = { 0.6012629994179048, 0.7477740925472398,
-                                        0.10301998939503632, 0.4165890778296456 };
-    static const uint64_t below10[16] = { 6, 7, 1, 4, 7, 9, 4, 5, 8, 9, 1, 0, 1, 6, 4, 2 };
+    static const double uniform0[4] = {0.6012629994179048, 0.7477740925472398, 0.10301998939503632,
+                                       0.4165890778296456};
+    static const uint64_t below10[16] = {6, 7, 1, 4, 7, 9, 4, 5, 8, 9, 1, 0, 1, 6, 4, 2};
     static const uint64_t below_big[6] = {
         6461677535414237997ULL, 7744196453246319819ULL, 9049029322324588832ULL,
         9139072988219048332ULL, 1400256439129669809ULL, 6750200521807187948ULL,
@@ -126,8 +124,8 @@ static void test_below(void)
 {
     fv_rng_t r;
     fv_rng_seed(&r, 99);
-    static const uint64_t ns[] = { 1, 2, 3, 7, 10, 1000, (1ULL << 32) + 1, (1ULL << 63) + 1,
-                                   UINT64_MAX };
+    static const uint64_t ns[] = {1,         2, 3, 7, 10, 1000, (1ULL << 32) + 1, (1ULL << 63) + 1,
+                                  UINT64_MAX};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         for (int i = 0; i < 2000; i++) {
             uint64_t v = fv_rng_below(&r, ns[k]);
@@ -139,7 +137,7 @@ static void test_below(void)
      * upper quantile is about 44; a bias of 1% in one bucket over 200000 draws adds ~20,
      * an off-by-one range (a bucket never hit) adds ~20000. */
     enum { N_DRAWS = 200000, K = 10 };
-    uint64_t count[K] = { 0 };
+    uint64_t count[K] = {0};
     for (int i = 0; i < N_DRAWS; i++)
         count[fv_rng_below(&r, K)]++;
     double expect = (double)N_DRAWS / K, chi2 = 0.0;
@@ -188,9 +186,9 @@ static void test_shuffle(void)
      * 1e-6 upper quantile is about 36. The classic off-by-one Fisher-Yates bug (j drawn
      * from [0, i-1) instead of [0, i]) never produces some orders and fails by thousands. */
     enum { TRIALS = 60000 };
-    uint64_t perm_count[6] = { 0 };
+    uint64_t perm_count[6] = {0};
     for (int t = 0; t < TRIALS; t++) {
-        size_t p[3] = { 0, 1, 2 };
+        size_t p[3] = {0, 1, 2};
         fv_rng_shuffle(&r, p, 3);
         /* rank of the permutation in lexicographic order */
         size_t rank = p[0] * 2 + (p[1] > p[2]);

@@ -37,7 +37,7 @@
 #define GUARD 8
 static const float GUARD_VAL = -7777.25f;
 
-static const size_t lens[] = { 0, 1, 3, 7, 16, 17, 1023 };
+static const size_t lens[] = {0, 1, 3, 7, 16, 17, 1023};
 #define N_LENS (sizeof lens / sizeof lens[0])
 
 /* A buffer of n floats at offset off (0 or 1) inside guards. */
@@ -49,7 +49,7 @@ typedef struct {
 
 static buf_t buf_new(size_t n, size_t off)
 {
-    buf_t b = { .n = n };
+    buf_t b = {.n = n};
     size_t len = n + 2 * GUARD + off;
     b.block = malloc(len * sizeof(float));
     CHECK(b.block != NULL);
@@ -105,13 +105,13 @@ static void check_bits(const char *what, const buf_t *fast, const buf_t *ref)
 /* Random values spread over many magnitudes, both signs, with edge values sprinkled in. */
 static float rand_val(fv_rng_t *r, bool allow_nonfinite)
 {
-    static const float edges[] = { 0.0f, -0.0f, 1.0f, -1.0f, FLT_MIN, -FLT_MIN,
-                                   FLT_TRUE_MIN, 1e-40f, -3e-39f, 1e20f, -1e20f };
+    static const float edges[] = {0.0f,         -0.0f,  1.0f,    -1.0f, FLT_MIN, -FLT_MIN,
+                                  FLT_TRUE_MIN, 1e-40f, -3e-39f, 1e20f, -1e20f};
     uint64_t pick = fv_rng_below(r, 20);
     if (pick == 0)
         return edges[fv_rng_below(r, sizeof edges / sizeof edges[0])];
     if (pick == 1 && allow_nonfinite) {
-        static const float nf[] = { NAN, INFINITY, -INFINITY };
+        static const float nf[] = {NAN, INFINITY, -INFINITY};
         return nf[fv_rng_below(r, 3)];
     }
     double mag = pow(10.0, 6.0 * fv_rng_uniform(r) - 3.0); /* 1e-3 .. 1e3 */
@@ -136,7 +136,7 @@ static void test_elementwise(void)
         size_t n = lens[li];
         for (size_t off = 0; off <= 1; off++) {
             /* scale: a few factors including 0 (0 * Inf = NaN in both) and -1 */
-            static const float as[] = { 0.0f, -1.0f, 0.37f, 3.0e5f };
+            static const float as[] = {0.0f, -1.0f, 0.37f, 3.0e5f};
             for (size_t ai = 0; ai < 4; ai++) {
                 buf_t x = rand_buf(&r, n, off, true);
                 buf_t xr = buf_copy(&x, 1 - off);
@@ -186,7 +186,7 @@ static void test_axpy(void)
 {
     fv_rng_t r;
     fv_rng_seed(&r, 11);
-    static const float as[] = { 0.0f, 1.0f, -0.25f, 1.7e3f };
+    static const float as[] = {0.0f, 1.0f, -0.25f, 1.7e3f};
     for (size_t li = 0; li < N_LENS; li++) {
         size_t n = lens[li];
         for (size_t off = 0; off <= 1; off++) {
@@ -200,8 +200,8 @@ static void test_axpy(void)
                 fv_vec_axpy_ref(n, a, x.p, yr.p);
                 buf_check_guards(&y, "axpy");
                 for (size_t i = 0; i < n; i++) {
-                    double tol = FLT_EPSILON * (fabs((double)y0.p[i]) +
-                                                fabs((double)a * (double)x.p[i]));
+                    double tol =
+                        FLT_EPSILON * (fabs((double)y0.p[i]) + fabs((double)a * (double)x.p[i]));
                     CHECK_NEAR(y.p[i], yr.p[i], tol);
                     /* and the reference is the plain float expression */
                     CHECK(same_bits(yr.p[i], y0.p[i] + a * x.p[i]));
@@ -234,7 +234,7 @@ static void test_bias_colsum(void)
 {
     fv_rng_t r;
     fv_rng_seed(&r, 12);
-    static const size_t ms[] = { 0, 1, 3, 17, 64 };
+    static const size_t ms[] = {0, 1, 3, 17, 64};
     for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
         for (size_t li = 0; li < N_LENS; li++) {
             /* 1023 columns are covered by the other kernels; keep m x n modest */
@@ -281,8 +281,7 @@ static void check_sigmoid_close(const float *x, const float *fast, const float *
         CHECK(fast[i] >= 0.0f && fast[i] <= 1.0f);
         double tol = 4.0 * FLT_EPSILON * fabs((double)ref[i]) + 2.0 * FLT_TRUE_MIN;
         if (!(fabs((double)fast[i] - (double)ref[i]) <= tol))
-            FV__FAIL("sigmoid(%a): fast %a ref %a", (double)x[i], (double)fast[i],
-                     (double)ref[i]);
+            FV__FAIL("sigmoid(%a): fast %a ref %a", (double)x[i], (double)fast[i], (double)ref[i]);
     }
 }
 
@@ -319,9 +318,8 @@ static void test_sigmoid(void)
     }
 
     /* Saturation and stability: no overflow, exact limits, symmetric. */
-    static const float xs[] = { 0.0f, -0.0f, 88.0f, -88.0f, 1e30f, -1e30f, FLT_MAX,
-                                -FLT_MAX, INFINITY, -INFINITY, 17.0f, -17.0f, 104.0f,
-                                -104.0f };
+    static const float xs[] = {0.0f,     -0.0f,    88.0f,     -88.0f, 1e30f,  -1e30f, FLT_MAX,
+                               -FLT_MAX, INFINITY, -INFINITY, 17.0f,  -17.0f, 104.0f, -104.0f};
     enum { NX = sizeof xs / sizeof xs[0] };
     float f[NX], fr[NX];
     fv_vec_sigmoid(NX, xs, f);
@@ -330,7 +328,7 @@ static void test_sigmoid(void)
     for (int v = 0; v < 2; v++) {
         const float *s = v ? fr : f;
         CHECK(s[0] == 0.5f && s[1] == 0.5f);
-        CHECK(s[2] == 1.0f);                      /* 1 - 6e-39 rounds to 1 */
+        CHECK(s[2] == 1.0f);                              /* 1 - 6e-39 rounds to 1 */
         CHECK_NEAR(s[3], exp(-88.0), 2.0 * FLT_TRUE_MIN); /* 6.05e-39, a denormal */
         CHECK(s[3] > 0.0f);
         CHECK(s[4] == 1.0f && s[5] == 0.0f);
@@ -358,11 +356,10 @@ static void check_softmax_close(size_t m, size_t n, const float *x, const float 
         for (size_t j = 0; j < n; j++) {
             double g = (double)mx - (double)xr[j];
             double f = fast[r * n + j], e = ref[r * n + j];
-            double tol = (10.0 + g + log((double)n)) * FLT_EPSILON * fabs(e) +
-                         4.0 * FLT_TRUE_MIN;
+            double tol = (10.0 + g + log((double)n)) * FLT_EPSILON * fabs(e) + 4.0 * FLT_TRUE_MIN;
             if (!(fabs(f - e) <= tol))
-                FV__FAIL("softmax n=%zu row %zu [%zu] x=%a max=%a: fast %a ref %a tol %.3g",
-                         n, r, j, (double)xr[j], (double)mx, f, e, tol);
+                FV__FAIL("softmax n=%zu row %zu [%zu] x=%a max=%a: fast %a ref %a tol %.3g", n, r,
+                         j, (double)xr[j], (double)mx, f, e, tol);
             CHECK(f >= 0.0 && f <= 1.0);
             sum += f;
             sumr += e;
@@ -393,8 +390,8 @@ static void test_softmax(void)
 {
     fv_rng_t r;
     fv_rng_seed(&r, 14);
-    static const size_t ms[] = { 0, 1, 4 };
-    static const double spreads[] = { 1.0, 30.0, 200.0 };
+    static const size_t ms[] = {0, 1, 4};
+    static const double spreads[] = {1.0, 30.0, 200.0};
     for (size_t mi = 0; mi < 3; mi++) {
         for (size_t li = 0; li < N_LENS; li++) {
             for (size_t si = 0; si < 3; si++) {
@@ -410,7 +407,7 @@ static void test_softmax(void)
     }
 
     /* Huge logits: no overflow, exact answers. */
-    const float huge[] = { 1e30f, -1e30f, 0.0f, 1e30f };
+    const float huge[] = {1e30f, -1e30f, 0.0f, 1e30f};
     float h[4], hr[4];
     memcpy(h, huge, sizeof h);
     memcpy(hr, huge, sizeof hr);
@@ -420,11 +417,11 @@ static void test_softmax(void)
         const float *s = v ? hr : h;
         CHECK(s[0] == 0.5f && s[1] == 0.0f && s[2] == 0.0f && s[3] == 0.5f);
     }
-    const float extreme[] = { FLT_MAX, -FLT_MAX, 88.0f, 89.0f, 90.0f, 1000.0f };
+    const float extreme[] = {FLT_MAX, -FLT_MAX, 88.0f, 89.0f, 90.0f, 1000.0f};
     run_softmax(1, 6, extreme, 1);
-    const float big3[] = { 88.0f, 89.0f, 90.0f };
+    const float big3[] = {88.0f, 89.0f, 90.0f};
     run_softmax(1, 3, big3, 0);
-    float eq[5] = { 3.0f, 3.0f, 3.0f, 3.0f, 3.0f };
+    float eq[5] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
     fv_vec_softmax_rows(1, 5, eq);
     for (int j = 0; j < 5; j++)
         CHECK(eq[j] == 0.2f);
@@ -433,7 +430,7 @@ static void test_softmax(void)
     CHECK(one == 1.0f);
 
     /* A NaN poisons its row, not the others. */
-    float rows[6] = { 1.0f, NAN, 2.0f, 1.0f, 2.0f, 3.0f };
+    float rows[6] = {1.0f, NAN, 2.0f, 1.0f, 2.0f, 3.0f};
     float rows_r[6];
     memcpy(rows_r, rows, sizeof rows);
     fv_vec_softmax_rows(2, 3, rows);
@@ -473,7 +470,7 @@ static void test_reductions(void)
         }
     }
     /* Order matters and is fixed: 1e20 + 1 - 1e20 is 0 in index order. */
-    const float a[3] = { 1e20f, 1.0f, -1e20f }, ones[3] = { 1.0f, 1.0f, 1.0f };
+    const float a[3] = {1e20f, 1.0f, -1e20f}, ones[3] = {1.0f, 1.0f, 1.0f};
     CHECK(fv_vec_dot(3, a, ones) == 0.0 && fv_vec_dot_ref(3, a, ones) == 0.0);
     /* Products of floats are exact in double: (2^60)^2 does not overflow. */
     const float big = 0x1p60f;
@@ -483,9 +480,9 @@ static void test_reductions(void)
 static void test_all_finite(void)
 {
     CHECK(fv_vec_all_finite(0, NULL) == 1);
-    static const float fin[] = { 0.0f, -0.0f, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, 1.0f };
+    static const float fin[] = {0.0f, -0.0f, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, 1.0f};
     CHECK(fv_vec_all_finite(6, fin) == 1);
-    static const float bad[] = { NAN, INFINITY, -INFINITY };
+    static const float bad[] = {NAN, INFINITY, -INFINITY};
     for (size_t li = 1; li < N_LENS; li++) {
         size_t n = lens[li];
         for (size_t off = 0; off <= 1; off++) {
@@ -493,7 +490,7 @@ static void test_all_finite(void)
             for (size_t i = 0; i < n; i++)
                 x.p[i] = (float)i - 3.5f;
             CHECK(fv_vec_all_finite(n, x.p) == 1);
-            size_t where[3] = { 0, n / 2, n - 1 };
+            size_t where[3] = {0, n / 2, n - 1};
             for (size_t w = 0; w < 3; w++) {
                 for (size_t b = 0; b < 3; b++) {
                     float save = x.p[where[w]];

@@ -187,7 +187,7 @@ static void test_onehot_grouping(void)
     fv_explain_result_t res;
 
     CHECK_OK(fv_explain_row(e, x, FV_EXPLAIN_PREDICTED, contrib, &res), NULL);
-    CHECK_NEAR(contrib[COL_C], (double)w[2], 0.0); /* c=b is feature 2 */
+    CHECK_NEAR(contrib[COL_C], (double)w[2], 0.0);       /* c=b is feature 2 */
     CHECK_NEAR(contrib[COL_X], (double)w[0] * 1.0, 0.0); /* (5 - 2) / 3 = 1 */
     CHECK_NEAR(contrib[COL_K], 0.0, 0.0);                /* at the mean */
 
@@ -196,7 +196,7 @@ static void test_onehot_grouping(void)
     CHECK_NEAR(contrib[COL_X], 0.0, 0.0); /* missing: imputed with the mean */
 
     CHECK_OK(fv_explain_row(e, x + 14, FV_EXPLAIN_PREDICTED, contrib, &res), NULL);
-    CHECK_NEAR(contrib[COL_C], (double)w[4], 0.0); /* c=<other> is feature 4 */
+    CHECK_NEAR(contrib[COL_C], (double)w[4], 0.0);       /* c=<other> is feature 4 */
     CHECK_NEAR(contrib[COL_K], (double)w[5] * 2.0, 0.0); /* (8 - 2) / 3 */
 
     fv_explain_free(e);
@@ -309,12 +309,13 @@ static void test_mlp_gradient_and_ig(void)
         if (rel > worst)
             worst = rel;
         if (!(rel < 5e-2))
-            FV__FAIL("completeness: residual %.3g for logit change %.3g (relative to max(|change|, 1): %.3g)",
+            FV__FAIL("completeness: residual %.3g for logit change %.3g (relative to max(|change|, "
+                     "1): %.3g)",
                      res.residual, diff, rel);
     }
     if (!(sum_res < 2e-2 * sum_diff))
-        FV__FAIL("completeness: sum |residual| %.3g >= 2 %% of sum |logit change| %.3g",
-                 sum_res, sum_diff);
+        FV__FAIL("completeness: sum |residual| %.3g >= 2 %% of sum |logit change| %.3g", sum_res,
+                 sum_diff);
     printf("# integrated gradients, 64 steps: mean relative residual %.3g, worst row %.3g\n",
            sum_res / sum_diff, worst);
     fv_explain_free(e);
@@ -332,11 +333,11 @@ static void test_top(void)
     CHECK_OK(fv_explain_new(m, p, s, 0, &e), NULL);
     size_t cols[N_COLS];
     /* id and y have no features and are never listed, whatever their value */
-    double contrib[N_COLS] = {[COL_X] = 0.5, [COL_C] = -2.0, [COL_K] = 0.5, [COL_ID] = 9,
-                              [COL_Z] = 0.0, [COL_Y] = 9};
+    double contrib[N_COLS] = {
+        [COL_X] = 0.5, [COL_C] = -2.0, [COL_K] = 0.5, [COL_ID] = 9, [COL_Z] = 0.0, [COL_Y] = 9};
     CHECK_UINT_EQ(fv_explain_top(e, contrib, 2, cols), 2);
     CHECK_UINT_EQ(cols[0], COL_C);
-    CHECK_UINT_EQ(cols[1], COL_X); /* tie with k: lower index first */
+    CHECK_UINT_EQ(cols[1], COL_X);                           /* tie with k: lower index first */
     CHECK_UINT_EQ(fv_explain_top(e, contrib, 100, cols), 4); /* N past the columns */
     CHECK_UINT_EQ(cols[0], COL_C);
     CHECK_UINT_EQ(cols[1], COL_X);

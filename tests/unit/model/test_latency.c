@@ -31,7 +31,7 @@ static void test_rows(void)
         hi = a[i] > hi ? a[i] : hi;
     }
     CHECK(lo < -1.5 && hi > 1.5); /* spread over the range, not a constant */
-    fv_latency_rows(a, N, F, 0);   /* seed 0 is allowed (a fixed non-zero state) */
+    fv_latency_rows(a, N, F, 0);  /* seed 0 is allowed (a fixed non-zero state) */
     CHECK(isfinite(a[0]));
 }
 

@@ -52,21 +52,46 @@ typedef struct {
     double rec[5]; /* at max_fpr 0, 0.1, 0.25, 0.5, 1 */
 } known_t;
 
-static const double rec_fprs[5] = { 0.0, 0.1, 0.25, 0.5, 1.0 };
+static const double rec_fprs[5] = {0.0, 0.1, 0.25, 0.5, 1.0};
 
 static const known_t known[] = {
-    { "v1", 4, { 0.1f, 0.4f, 0.35f, 0.8f }, { 0, 0, 1, 1 }, 0.75, 0.83333333333333326,
-      0.47228795723880856, 0.75, { 0.5, 0.5, 0.5, 1.0, 1.0 } },
-    { "v2", 10, { 0.2f, 0.2f, 0.5f, 0.5f, 0.5f, 0.9f, 0.1f, 0.9f, 0.3f, 0.3f },
-      { 0, 1, 1, 0, 1, 1, 0, 0, 1, 0 }, 0.62000000000000011, 0.56539682539682534,
-      0.79859766338481986, 0.59999999999999998, { 0.0, 0.0, 0.2, 0.6, 1.0 } },
-    { "v3", 16,
-      { 0.7f, 0.3f, 0.3f, 0.9f, 0.1f, 0.7f, 0.5f, 0.3f, 0.7f, 0.2f, 0.5f, 0.9f, 0.0f, 1.0f,
-        0.3f, 0.6f },
-      { 1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0 }, 0.8203125, 0.8205128205128206,
-      0.4925267904307698, 0.6875, { 0.375, 0.375, 0.625, 0.75, 1.0 } },
-    { "v4", 6, { 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f }, { 1, 0, 1, 0, 0, 1 }, 0.5, 0.5,
-      0.69314718055994529, 0.5, { 0.0, 0.0, 0.0, 0.0, 1.0 } },
+    {"v1",
+     4,
+     {0.1f, 0.4f, 0.35f, 0.8f},
+     {0, 0, 1, 1},
+     0.75,
+     0.83333333333333326,
+     0.47228795723880856,
+     0.75,
+     {0.5, 0.5, 0.5, 1.0, 1.0}},
+    {"v2",
+     10,
+     {0.2f, 0.2f, 0.5f, 0.5f, 0.5f, 0.9f, 0.1f, 0.9f, 0.3f, 0.3f},
+     {0, 1, 1, 0, 1, 1, 0, 0, 1, 0},
+     0.62000000000000011,
+     0.56539682539682534,
+     0.79859766338481986,
+     0.59999999999999998,
+     {0.0, 0.0, 0.2, 0.6, 1.0}},
+    {"v3",
+     16,
+     {0.7f, 0.3f, 0.3f, 0.9f, 0.1f, 0.7f, 0.5f, 0.3f, 0.7f, 0.2f, 0.5f, 0.9f, 0.0f, 1.0f, 0.3f,
+      0.6f},
+     {1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0},
+     0.8203125,
+     0.8205128205128206,
+     0.4925267904307698,
+     0.6875,
+     {0.375, 0.375, 0.625, 0.75, 1.0}},
+    {"v4",
+     6,
+     {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f},
+     {1, 0, 1, 0, 0, 1},
+     0.5,
+     0.5,
+     0.69314718055994529,
+     0.5,
+     {0.0, 0.0, 0.0, 0.0, 1.0}},
 };
 
 static void test_known_answers(void)
@@ -90,23 +115,23 @@ static void test_known_answers(void)
     }
 
     /* Clipping at 1e-7: p = 0 with y = 1 costs -log(1e-7), not infinity. */
-    const float p[4] = { 0.0f, 1.0f, 0.25f, 1.0f };
-    const int32_t y[4] = { 1, 1, 0, 0 };
+    const float p[4] = {0.0f, 1.0f, 0.25f, 1.0f};
+    const int32_t y[4] = {1, 1, 0, 0};
     double v;
     CHECK_OK(fv_metrics_log_loss(p, y, 4, &v), NULL);
     CHECK_NEAR(v, 8.1309683687236962, TOL);
 
     /* Multi-class; row 5 ties classes 0 and 1: argmax takes 0 (numpy's rule too). */
-    const float prob[15] = { 0.2f, 0.5f, 0.3f, 0.6f, 0.3f, 0.1f,  0.1f, 0.1f,
-                             0.8f, 0.25f, 0.25f, 0.5f, 0.4f, 0.4f, 0.2f };
-    const int32_t yc[5] = { 1, 0, 1, 2, 0 };
+    const float prob[15] = {0.2f, 0.5f,  0.3f,  0.6f, 0.3f, 0.1f, 0.1f, 0.1f,
+                            0.8f, 0.25f, 0.25f, 0.5f, 0.4f, 0.4f, 0.2f};
+    const int32_t yc[5] = {1, 0, 1, 2, 0};
     CHECK_OK(fv_metrics_mc_accuracy(prob, 5, 3, yc, &v), NULL);
     CHECK_NEAR(v, 0.80000000000000004, TOL);
     CHECK_OK(fv_metrics_mc_log_loss(prob, 5, 3, yc, &v), NULL);
     CHECK_NEAR(v, 1.0231991644343432, 1e-6);
 
     /* Ties to the lowest index: [0.3 0.35 0.35] predicts 1, so label 2 is a miss. */
-    const float tie[3] = { 0.3f, 0.35f, 0.35f };
+    const float tie[3] = {0.3f, 0.35f, 0.35f};
     const int32_t y2 = 2, y1 = 1;
     CHECK_OK(fv_metrics_mc_accuracy(tie, 1, 3, &y2, &v), NULL);
     CHECK(v == 0.0);
@@ -234,8 +259,8 @@ static void test_brute_force(void)
     }
 
     /* Perfect and reversed rankings. */
-    const float s4[4] = { 0.1f, 0.2f, 0.8f, 0.9f };
-    const int32_t good[4] = { 0, 0, 1, 1 }, bad[4] = { 1, 1, 0, 0 };
+    const float s4[4] = {0.1f, 0.2f, 0.8f, 0.9f};
+    const int32_t good[4] = {0, 0, 1, 1}, bad[4] = {1, 1, 0, 0};
     double v;
     CHECK_OK(fv_metrics_roc_auc(s4, good, 4, &v), NULL);
     CHECK(v == 1.0);
@@ -304,7 +329,7 @@ static void test_hist_equals_exact(void)
         y[i] = fv_rng_uniform(&r) < (double)s[i];
         CHECK_UINT_EQ(fv_metrics_hist_bin(s[i], BINS), bins[i]);
     }
-    uint64_t pos[BINS] = { 0 }, neg[BINS] = { 0 };
+    uint64_t pos[BINS] = {0}, neg[BINS] = {0};
     fv_metrics_hist_add(s, y, N, BINS, pos, neg);
     double exact, hist;
     CHECK_OK(fv_metrics_roc_auc(s, y, N, &exact), NULL);
@@ -319,7 +344,7 @@ static void test_hist_equals_exact(void)
      * histogram metrics reproduce scikit-learn's answers. */
     for (size_t c = 0; c < sizeof known / sizeof known[0]; c++) {
         const known_t *k = &known[c];
-        uint64_t p100[100] = { 0 }, n100[100] = { 0 };
+        uint64_t p100[100] = {0}, n100[100] = {0};
         fv_metrics_hist_add(k->s, k->y, k->n, 100, p100, n100);
         CHECK_OK(fv_metrics_hist_roc_auc(p100, n100, 100, &hist), NULL);
         CHECK_NEAR(hist, k->roc, TOL);
@@ -378,20 +403,20 @@ static void test_hist_close_and_additive(void)
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
-#define CHECK_ERR(expr, code)                                                             \
-    do {                                                                                  \
-        v = SENTINEL;                                                                     \
-        CHECK_INT_EQ((expr), (code));                                                     \
-        CHECK(v == SENTINEL); /* out-parameter written only on success */                 \
+#define CHECK_ERR(expr, code)                                                                      \
+    do {                                                                                           \
+        v = SENTINEL;                                                                              \
+        CHECK_INT_EQ((expr), (code));                                                              \
+        CHECK(v == SENTINEL); /* out-parameter written only on success */                          \
     } while (0)
 
 static void test_errors(void)
 {
     double v;
-    const float s[4] = { 0.1f, 0.9f, 0.4f, 0.6f };
-    const int32_t pos_only[4] = { 1, 1, 1, 1 }, neg_only[4] = { 0, 0, 0, 0 };
-    const int32_t y[4] = { 0, 1, 0, 1 }, y_bad[4] = { 0, 1, 2, 1 }, y_neg[4] = { 0, -1, 0, 1 };
-    const float s_nan[4] = { 0.1f, NAN, 0.4f, 0.6f };
+    const float s[4] = {0.1f, 0.9f, 0.4f, 0.6f};
+    const int32_t pos_only[4] = {1, 1, 1, 1}, neg_only[4] = {0, 0, 0, 0};
+    const int32_t y[4] = {0, 1, 0, 1}, y_bad[4] = {0, 1, 2, 1}, y_neg[4] = {0, -1, 0, 1};
+    const float s_nan[4] = {0.1f, NAN, 0.4f, 0.6f};
 
     /* Undefined: a class missing, or nothing at all. */
     CHECK_ERR(fv_metrics_roc_auc(s, pos_only, 4, &v), FV_EEMPTY);
@@ -425,13 +450,13 @@ static void test_errors(void)
     CHECK_ERR(fv_metrics_roc_auc(s, NULL, 4, &v), FV_EINVAL);
     CHECK_INT_EQ(fv_metrics_roc_auc(s, y, 4, NULL), FV_EINVAL);
     CHECK_INT_EQ(fv_metrics_hist_roc_auc(NULL, NULL, 4, NULL), FV_EINVAL);
-    const int32_t yc[2] = { 0, 3 };
-    const float pc[6] = { 0.5f, 0.25f, 0.25f, 0.2f, 0.3f, 0.5f };
+    const int32_t yc[2] = {0, 3};
+    const float pc[6] = {0.5f, 0.25f, 0.25f, 0.2f, 0.3f, 0.5f};
     CHECK_ERR(fv_metrics_mc_accuracy(pc, 2, 3, yc, &v), FV_EINVAL);
     CHECK_ERR(fv_metrics_mc_log_loss(pc, 2, 3, yc, &v), FV_EINVAL);
     CHECK_ERR(fv_metrics_mc_accuracy(pc, 2, 0, yc, &v), FV_EINVAL);
     CHECK_ERR(fv_metrics_mc_accuracy(pc, SIZE_MAX / 2, 3, yc, &v), FV_EINVAL);
-    const int32_t ycn[2] = { 0, -1 };
+    const int32_t ycn[2] = {0, -1};
     CHECK_ERR(fv_metrics_mc_log_loss(pc, 2, 3, ycn, &v), FV_EINVAL);
 
     /* NaN is a numerical failure upstream, not a ranking. */
@@ -440,24 +465,24 @@ static void test_errors(void)
     CHECK_ERR(fv_metrics_recall_at_fpr(s_nan, y, 4, 0.5, &v), FV_ENUMERIC);
     CHECK_ERR(fv_metrics_log_loss(s_nan, y, 4, &v), FV_ENUMERIC);
     CHECK_ERR(fv_metrics_accuracy(s_nan, y, 4, 0.5, &v), FV_ENUMERIC);
-    const float pc_nan[6] = { 0.5f, 0.25f, 0.25f, 0.2f, NAN, 0.5f };
-    const int32_t yc_ok[2] = { 0, 2 };
+    const float pc_nan[6] = {0.5f, 0.25f, 0.25f, 0.2f, NAN, 0.5f};
+    const int32_t yc_ok[2] = {0, 2};
     CHECK_ERR(fv_metrics_mc_accuracy(pc_nan, 2, 3, yc_ok, &v), FV_ENUMERIC);
     CHECK_ERR(fv_metrics_mc_log_loss(pc_nan, 2, 3, yc_ok, &v), FV_ENUMERIC);
 
     /* Histograms: no bins, an empty class, counts that overflow when summed. */
-    uint64_t hp[3] = { 1, 2, 3 }, hn[3] = { 0, 0, 0 };
+    uint64_t hp[3] = {1, 2, 3}, hn[3] = {0, 0, 0};
     CHECK_ERR(fv_metrics_hist_roc_auc(hp, hp, 0, &v), FV_EINVAL);
     CHECK_ERR(fv_metrics_hist_pr_auc(hp, hp, 0, &v), FV_EINVAL);
     CHECK_ERR(fv_metrics_hist_roc_auc(hp, hn, 3, &v), FV_EEMPTY);
     CHECK_ERR(fv_metrics_hist_pr_auc(hn, hp, 3, &v), FV_EEMPTY);
     CHECK_ERR(fv_metrics_hist_roc_auc(hn, hn, 3, &v), FV_EEMPTY);
-    uint64_t hbig[3] = { UINT64_MAX, 1, 0 };
+    uint64_t hbig[3] = {UINT64_MAX, 1, 0};
     CHECK_ERR(fv_metrics_hist_roc_auc(hbig, hp, 3, &v), FV_ERANGE);
     CHECK_ERR(fv_metrics_hist_pr_auc(hp, hbig, 3, &v), FV_ERANGE);
 
     /* Infinite scores rank like any other (only NaN is refused). */
-    const float s_inf[4] = { -INFINITY, INFINITY, 0.0f, 0.5f };
+    const float s_inf[4] = {-INFINITY, INFINITY, 0.0f, 0.5f};
     CHECK_OK(fv_metrics_roc_auc(s_inf, y, 4, &v), NULL);
     CHECK(v == 1.0);
 }
