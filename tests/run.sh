@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README): installs what it needs, then
-#   1. builds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the whole suite
-#      (unit, integration, fuzz-regress; the 'slow' suite has its own command),
+#   1. builds with AddressSanitizer + UndefinedBehaviorSanitizer (warnings are errors) and
+#      runs the whole suite (unit, integration with the 'heavy' tests, fuzz-regress) and
+#      the formatting gate (lint: clang-format --dry-run -Werror over the tree),
 #   2. builds a release build (NDEBUG) and runs the unit suite there too, so no test leans
 #      on assert(), and the 100 MB transfer test whose memory bound needs a build without
 #      sanitizers,
-#   3. runs every suite under valgrind (leaks are errors): unit and fuzz-regress through
+#   3. builds with ThreadSanitizer and runs the unit and integration suites (not 'heavy'),
+#   4. runs every suite under valgrind (leaks are errors): unit and fuzz-regress through
 #      meson's valgrind setup, integration with valgrind wrapping each fedvault process
 #      (except the 'heavy' tests: long federations, coordinator crashes, distillation and
 #      the ONNX Runtime comparison, tens of minutes of training there; the federation's
@@ -46,8 +48,12 @@ configure() { # builddir, meson options...
   ninja -C "$dir" || { echo "build $dir failed"; exit 1; }
 }
 
-configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+# Warnings are errors here: a new warning fails the run.
+configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized \
+  -Dwerror=true
 run_suite build-asan --suite unit --suite integration --suite fuzz-regress
+# The formatting gate, once: clang-format --dry-run -Werror over every tracked .c/.h.
+run_suite build-asan --suite lint
 
 configure build-release -Dbuildtype=release -Db_ndebug=true
 run_suite build-release --suite unit
@@ -57,6 +63,14 @@ run_suite build-release integration/net-bigvec
 # Dropouts are injected at protocol points, not times: the same test holds in a build as
 # fast as this one (issue 14: a timing window that a release build outran).
 run_suite build-release integration/fed-dropout
+
+# ThreadSanitizer: both daemons hand work to the libuv thread pool. OpenBLAS runs one
+# thread by default here; tests that ask it for more (test_gemm, test_mlp) meet its own
+# worker pool, whose spin-and-barrier handoff TSan cannot see: tests/tsan.supp (reviewed).
+configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized
+OPENBLAS_NUM_THREADS=1 \
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$root/tests/tsan.supp" \
+  run_suite build-tsan --suite unit --suite integration --no-suite heavy
 
 run_suite build-release --suite unit --suite fuzz-regress --no-suite heavy --setup valgrind
 # The integration scripts are Python; valgrind wraps each fedvault process they start.
