@@ -187,9 +187,9 @@ int fv_mlp_parse_arch(const char *spec, size_t n_in, size_t n_classes, fv_mlp_ar
         }
         if (v == 0 || too_big)
             return fv_diag_set(d, FV_EINVAL,
-                               "architecture '%.80s': hidden layer %zu: width %s is out of "
-                               "range 1..%d",
-                               spec, layer, too_big ? "too large" : "0", FV_MLP_MAX_WIDTH);
+                               "architecture '%.80s': hidden layer %zu: width %s; expected "
+                               "1..%d units",
+                               spec, layer, too_big ? "above the limit" : "0", FV_MLP_MAX_WIDTH);
         a.hidden[a.n_hidden++] = v;
         if (*p == '\0')
             break;
