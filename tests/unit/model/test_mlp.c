@@ -155,7 +155,8 @@ static void test_parse_arch(void)
     check_parse_bad("mlp:a", 4, 2, "hidden layer 1: expected a width (digits), got 'a'");
     check_parse_bad("mlp:1,2,3,4,5,6,7,8,9", 4, 2, "more than 8 hidden layers");
     check_parse_bad("mlp:65537", 4, 2, "width above the limit; expected 1..65536 units");
-    check_parse_bad("mlp:64,99999999999999999999999999", 4, 2, "hidden layer 2: width above the limit");
+    check_parse_bad("mlp:64,99999999999999999999999999", 4, 2,
+                    "hidden layer 2: width above the limit");
     check_parse_bad("mlp:64,", 4, 2, "hidden layer 2: missing width");
     check_parse_bad("mlp:64;32", 4, 2, "unexpected ';'");
     check_parse_bad("mlp:-3", 4, 2, "got '-'");
