@@ -6,8 +6,8 @@
  * (the agent port's connections), coord_job.c (the job scheduler), coord_round.c (the
  * round driver), coord_distill.c (distillation and its report), coord_model.c (model
  * files), coord_admin.c (the admin port, mutual TLS with admin certificates only, and the
- * metrics endpoint). All run on the one libuv loop that owns everything below, so nothing
- * here needs a lock.
+ * metrics endpoint), coord_loopstat.c (the thread CPU time of the loop's callbacks). All
+ * run on the one libuv loop that owns everything below, so nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
  * rnd (the round), model (the job's models and early stopping), distill, metrics.
@@ -205,8 +205,17 @@ typedef struct coord {
     struct coord_metrics {
         fv_prom_t *prom;
         fv_prom_metric_t *agents, *rounds_ok, *rounds_failed, *phase_s, *bytes_in, *bytes_out,
-            *refusals, *jobs, *admin;
+            *refusals, *jobs, *admin, *loop_max;
     } metrics;
+    /* the loop's callbacks into the daemon, in thread CPU time (coord_loopstat.c) */
+    struct coord_loopstat {
+        unsigned depth;  /* measured callbacks running, one inside the other */
+        const char *cb;  /* the outermost one's name (static), NULL between callbacks */
+        uint64_t t0_ns;  /* the thread's CPU time when it began (or at the last take) */
+        uint64_t max_ns; /* the window (since the last take): the longest callback, */
+        const char *max_cb;
+        uint64_t total_ns, n_cb; /* and all of them */
+    } loopstat;
 } coord_t;
 
 /* ---- the coordinator's functions, by file ---------------------------------------- */
@@ -237,6 +246,15 @@ uint64_t coord__now_ms(coord_t *c); /* the loop's time, updated: deadlines, dura
 void coord__crash_points_init(void);
 void coord__crash_point(const char *name);
 void coord__test_hooks_init(coord_t *c);
+
+/* coord_loopstat.c: the thread CPU time of each loop callback into the daemon. begin/end
+ * bracket a callback (name: a static string, "agent.on_msg"; c NULL: nothing measured);
+ * nested ones count once, as the outermost. take returns the window's figures as log
+ * fields {loop_max_cpu_ms, loop_max_cb, loop_cb_count, loop_cpu_ms} (caller owns them) and
+ * starts the next window. */
+void coord__loopstat_begin(coord_t *c, const char *name);
+void coord__loopstat_end(coord_t *c);
+json_t *coord__loopstat_take(coord_t *c);
 
 /* coord_outq.c: each agent's outgoing FIFO and the control messages put on it */
 void coord__oq_init(agent_t **agents, unsigned vec_sends_max);

@@ -16,7 +16,9 @@
  * Metrics: a fv_prom registry rendered at http://ADDR/metrics (coordinator/fv_prom.h):
  * agents connected, rounds completed and failed, SecAgg phase durations, bytes in and out
  * over the agent port, refusals by reason, jobs ended by status, admin commands. Traffic
- * counters are refreshed from the connections once a second (coord_metrics_refresh).
+ * counters are refreshed from the connections once a second (coord_metrics_refresh); the
+ * longest loop callback of each round in thread CPU time (coord_loopstat.c) is observed
+ * once per round.
  *
  * Threading: the loop thread only, like everything of the daemon.
  */
@@ -426,9 +428,8 @@ static const admin_cmd_t *admin_handler(const char *name)
     return NULL;
 }
 
-static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
+static void admin_msg(coord_t *c, fv_conn_t *conn, const fv_msg_t *m)
 {
-    coord_t *c = fv_server_get_data(fv_conn_server(conn));
     const fv_identity_t *peer = fv_conn_peer(conn);
     if (m->type != FV_MSG_ADMIN_REQ || peer == NULL) {
         fv_conn_close(conn, FV_EPROTO, "the admin port takes admin_req messages only");
@@ -495,17 +496,15 @@ static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
     json_decref(q.args);
 }
 
-static void admin_on_open(fv_conn_t *conn, const fv_identity_t *peer)
+static void admin_open(coord_t *c, fv_conn_t *conn, const fv_identity_t *peer)
 {
-    coord_t *c = fv_server_get_data(fv_conn_server(conn));
     coord_logj("info", "admin_connected",
                json_pack("{s:s,s:s}", "admin", peer->name, "addr", fv_conn_peer_addr(conn)));
     fv_conn_set_data(conn, c); /* marks a session that got past the handshake and HELLO */
 }
 
-static void admin_on_close(fv_conn_t *conn, int err, const char *why)
+static void admin_closed(coord_t *c, fv_conn_t *conn, int err, const char *why)
 {
-    coord_t *c = fv_server_get_data(fv_conn_server(conn));
     if (err != 0 && fv_conn_get_data(conn) == NULL && c != NULL && !c->stopping) {
         /* refused at the handshake: another role, another CA, revoked, not TLS ... */
         coord_logj("warn", "admin_refused",
@@ -519,11 +518,39 @@ static void admin_on_close(fv_conn_t *conn, int err, const char *why)
     }
 }
 
+/* The admin port's callbacks, each measured (coord_loopstat.c); c is read before the
+ * handler runs, since on_close's connection is freed when it returns. */
+static void admin_on_open(fv_conn_t *conn, const fv_identity_t *peer)
+{
+    coord_t *c = fv_server_get_data(fv_conn_server(conn));
+    coord__loopstat_begin(c, "admin.on_open");
+    admin_open(c, conn, peer);
+    coord__loopstat_end(c);
+}
+
+static void admin_on_msg(fv_conn_t *conn, const fv_msg_t *m)
+{
+    coord_t *c = fv_server_get_data(fv_conn_server(conn));
+    coord__loopstat_begin(c, "admin.on_msg");
+    admin_msg(c, conn, m);
+    coord__loopstat_end(c);
+}
+
 static void *admin_on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
 {
-    (void)conn;
     (void)b;
-    return NULL; /* the admin port takes no vectors */
+    coord_t *c = fv_server_get_data(fv_conn_server(conn));
+    coord__loopstat_begin(c, "admin.on_vec_begin");
+    coord__loopstat_end(c);
+    return NULL; /* the admin port takes no vectors (fv_conn closes the connection) */
+}
+
+static void admin_on_close(fv_conn_t *conn, int err, const char *why)
+{
+    coord_t *c = fv_server_get_data(fv_conn_server(conn));
+    coord__loopstat_begin(c, "admin.on_close");
+    admin_closed(c, conn, err, why);
+    coord__loopstat_end(c);
 }
 
 int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d)
@@ -583,6 +610,15 @@ int coord_metrics_init(coord_t *c)
                            "Admin commands served, by command and outcome.", labels, 2, NULL, 0,
                            &c->metrics.admin);
     }
+    if (r == 0) {
+        static const double cpu_s[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                       0.1,   0.25,  0.5,   1,    2.5,  5};
+        r = fv_prom_histogram(c->metrics.prom, "fedvault_loop_callback_max_cpu_seconds",
+                              "The longest single callback the loop ran into the coordinator, "
+                              "in thread CPU seconds: one observation per round (the callbacks "
+                              "since the previous round ended) and one per job end.",
+                              NULL, cpu_s, sizeof cpu_s / sizeof cpu_s[0], &c->metrics.loop_max);
+    }
     if (r != 0)
         fprintf(stderr, "fedvault-coordinator: error: metrics registry: %s\n", fv_strerror(r));
     return r;
@@ -610,7 +646,20 @@ void coord_metrics_refresh(coord_t *c)
     last_out = out > last_out ? out : last_out;
 }
 
+static void prom_enter(void *ctx, const char *cb)
+{
+    coord__loopstat_begin(ctx, cb);
+}
+
+static void prom_leave(void *ctx)
+{
+    coord__loopstat_end(ctx);
+}
+
 int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d)
 {
-    return fv_prom_server_start(c->net.loop, host, port, c->metrics.prom, &c->net.prom_srv, d);
+    int r = fv_prom_server_start(c->net.loop, host, port, c->metrics.prom, &c->net.prom_srv, d);
+    if (r == 0)
+        fv_prom_server_set_probe(c->net.prom_srv, prom_enter, prom_leave, c);
+    return r;
 }

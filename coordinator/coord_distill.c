@@ -206,10 +206,8 @@ static void lat_free(latwork_t *w)
     free(w);
 }
 
-static void lat_done(uv_work_t *req, int status)
+static void lat_merge(coord_t *c, latwork_t *w, int status)
 {
-    latwork_t *w = req->data;
-    coord_t *c = w->c;
     if (status == 0 && w->rc == 0) {
         memcpy(c->distill.lat, w->lat, sizeof c->distill.lat);
     } else {
@@ -223,6 +221,15 @@ static void lat_done(uv_work_t *req, int status)
     if (c->stopping || c->job == NULL)
         return; /* the job resumes at its end on the next start */
     coord__job_finish(c);
+}
+
+static void lat_done(uv_work_t *req, int status)
+{
+    latwork_t *w = req->data;
+    coord_t *c = w->c;
+    coord__loopstat_begin(c, "work.latency_done"); /* the loop's callbacks are measured */
+    lat_merge(c, w, status);
+    coord__loopstat_end(c);
 }
 
 /* Starts the measurement; 0 when queued (job_finish runs again when it is done). */

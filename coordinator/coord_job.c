@@ -558,7 +558,13 @@ void coord__job_finish(coord_t *c)
         json_object_set_new(f, "student_version", json_integer(student_version));
     if (c->run.fail_why[0] != '\0')
         json_object_set_new(f, "why", json_string(c->run.fail_why));
-    coord_logj(c->run.exit_code == 0 ? "info" : "error", "job_done", json_deep_copy(f));
+    /* the log line (not the --job result) also has the loop's longest callback since the
+     * last round ended: the job's end, the final model stored (coord_loopstat.c) */
+    json_t *logf = json_deep_copy(f), *loop = coord__loopstat_take(c);
+    if (logf != NULL && loop != NULL)
+        json_object_update(logf, loop);
+    json_decref(loop);
+    coord_logj(c->run.exit_code == 0 ? "info" : "error", "job_done", logf);
     bool exit_now = c->only_job != NULL && strcmp(c->only_job, c->run.job_id) == 0;
     if (exit_now) {
         char *s = json_dumps(f, JSON_COMPACT);

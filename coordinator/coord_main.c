@@ -17,6 +17,8 @@
  * "running" in the state and resumes at the next start. SIGHUP reloads the CRL.
  *
  * Threading: the loop thread only; CPU work goes to the thread pool (coord_distill.c).
+ * Every callback the loop runs into the daemon is measured (coord_loopstat.c): the agent
+ * port's are registered through the small wrappers below.
  */
 #include <errno.h>
 #include <math.h>
@@ -98,9 +100,8 @@ int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d)
 
 /* ---- housekeeping and signals ---------------------------------------------------- */
 
-static void on_tick(uv_timer_t *t)
+static void tick(coord_t *c)
 {
-    coord_t *c = t->data;
     static unsigned ticks;
     coord__linger_check(c);
     if (c->stopping)
@@ -112,9 +113,16 @@ static void on_tick(uv_timer_t *t)
     coord__round_tick(c);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_tick(uv_timer_t *t)
 {
-    coord_t *c = h->data;
+    coord_t *c = t->data;
+    coord__loopstat_begin(c, "tick");
+    tick(c);
+    coord__loopstat_end(c);
+}
+
+static void handle_signal(coord_t *c, int signum)
+{
     if (signum == SIGHUP) {
         fv_diag_t d;
         coord_reload_crl(c, "signal SIGHUP", &d);
@@ -132,6 +140,73 @@ static void on_signal(uv_signal_t *h, int signum)
         coord__round_cleanup(c);
     c->run.state = ST_DONE;
     coord__shutdown_all(c);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    coord_t *c = h->data;
+    coord__loopstat_begin(c, "signal");
+    handle_signal(c, signum);
+    coord__loopstat_end(c);
+}
+
+/* ---- the agent port's callbacks, measured (coord_loopstat.c) ----------------------- */
+
+/* Each runs the handler of coord_conn.c (coord_outq.c for on_vec_sent) between the two
+ * clock readings; c is read before the handler runs, since on_close's connection is
+ * freed when it returns. */
+static coord_t *coord_of(fv_conn_t *conn)
+{
+    return fv_server_get_data(fv_conn_server(conn));
+}
+
+static void agent_on_open(fv_conn_t *conn, const fv_identity_t *peer)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_open");
+    coord__on_open(conn, peer);
+    coord__loopstat_end(c);
+}
+
+static void agent_on_msg(fv_conn_t *conn, const fv_msg_t *m)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_msg");
+    coord__on_msg(conn, m);
+    coord__loopstat_end(c);
+}
+
+static void *agent_on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_vec_begin");
+    void *buf = coord__on_vec_begin(conn, b);
+    coord__loopstat_end(c);
+    return buf;
+}
+
+static void agent_on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_vec");
+    coord__on_vec(conn, id, vec, n);
+    coord__loopstat_end(c);
+}
+
+static void agent_on_vec_sent(fv_conn_t *conn, uint32_t id)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_vec_sent");
+    coord__on_vec_sent(conn, id);
+    coord__loopstat_end(c);
+}
+
+static void agent_on_close(fv_conn_t *conn, int err, const char *why)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_close");
+    coord__on_close(conn, err, why);
+    coord__loopstat_end(c);
 }
 
 /* ---- main ------------------------------------------------------------------------ */
@@ -369,8 +444,17 @@ int main(int argc, char **argv)
         goto out;
     c.net.loop = uv_default_loop();
     c.t_start_ms = coord__now_ms(&c);
+    /* The timer and signal handles exist before any listener can fail: the shutdown path
+     * closes them (closing a handle never initialised aborted libuv when the admin or
+     * metrics port could not bind). Started once everything listens. */
+    uv_timer_init(c.net.loop, &c.net.timer);
+    c.net.timer.data = &c;
+    uv_signal_init(c.net.loop, &c.net.sigint);
+    uv_signal_init(c.net.loop, &c.net.sigterm);
+    uv_signal_init(c.net.loop, &c.net.sighup);
+    c.net.sigint.data = c.net.sigterm.data = c.net.sighup.data = &c;
     if (coord_metrics_init(&c) != 0)
-        goto out;
+        goto out_servers;
     {
         char host[256];
         int port;
@@ -378,7 +462,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "fedvault-coordinator: error: listen address '%s': expected HOST:PORT\n",
                     cfg_listen);
-            goto out;
+            goto out_servers;
         }
         fv_net_opts_t net;
         fv_net_opts_default(&net);
@@ -391,30 +475,24 @@ int main(int argc, char **argv)
         net.chunk_elems = 64u << 10; /* 256 KiB frames */
         net.low_water_bytes = (size_t)1 << 20;
         net.lim.max_frame_bytes = 1u << 20;
-        fv_conn_cbs_t cbs = {.on_open = coord__on_open,
-                             .on_msg = coord__on_msg,
-                             .on_vec_begin = coord__on_vec_begin,
-                             .on_vec = coord__on_vec,
-                             .on_vec_sent = coord__on_vec_sent,
-                             .on_close = coord__on_close};
+        fv_conn_cbs_t cbs = {.on_open = agent_on_open,
+                             .on_msg = agent_on_msg,
+                             .on_vec_begin = agent_on_vec_begin,
+                             .on_vec = agent_on_vec,
+                             .on_vec_sent = agent_on_vec_sent,
+                             .on_close = agent_on_close};
         int r = fv_server_start(c.net.loop, c.net.ctx, host, port, &net, &cbs, &c, &c.net.server);
         if (r != 0) {
             fprintf(stderr, "fedvault-coordinator: error: listen on %s: %s\n", cfg_listen,
                     fv_strerror(r));
-            goto out;
+            goto out_servers;
         }
     }
     if (cfg_admin != NULL && listen_start(&c, "admin", cfg_admin, coord_admin_start) != 0)
         goto out_servers;
     if (cfg_metrics != NULL && listen_start(&c, "metrics", cfg_metrics, coord_metrics_start) != 0)
         goto out_servers;
-    uv_timer_init(c.net.loop, &c.net.timer);
-    c.net.timer.data = &c;
     uv_timer_start(&c.net.timer, on_tick, 100, 100);
-    uv_signal_init(c.net.loop, &c.net.sigint);
-    uv_signal_init(c.net.loop, &c.net.sigterm);
-    uv_signal_init(c.net.loop, &c.net.sighup);
-    c.net.sigint.data = c.net.sigterm.data = c.net.sighup.data = &c;
     uv_signal_start(&c.net.sigint, on_signal, SIGINT);
     uv_signal_start(&c.net.sigterm, on_signal, SIGTERM);
     uv_signal_start(&c.net.sighup, on_signal, SIGHUP);

@@ -24,7 +24,9 @@
  * to resume from (next round, stats sum, global and best model files, server optimizer
  * state, early-stopping counters) and the new model version; the model file is written and
  * fsynced before that transaction. Agents hear of the round's end (ROUND_END, RECEIPT)
- * only after the commit (round_commit); a restart resumes the job (coord_job.c).
+ * only after the commit (round_commit); a restart resumes the job (coord_job.c). The
+ * round's line of rounds.jsonl (--out) is written after the commit too, with the loop's
+ * longest callback of the round (coord_loopstat.c), which the state never records.
  *
  * Ownership: c->rnd's cohort, SecAgg server, outbox and accumulators live from
  * coord__round_start to coord__round_cleanup; the cohort borrows agents from c->agents,
@@ -231,8 +233,9 @@ static bool better(coord_t *c, double v)
  * round's global validation metrics (owned by the caller); a distill round's also hold the
  * teacher's and (quantize_int8) the int8 student's, from the same round's sums. A binary
  * job's are ROC AUC and PR AUC, a multi-class job's accuracy and per-class recall; both
- * have the log loss. */
-static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
+ * have the log loss. *ret_line: the round's line for rounds.jsonl (owned by the caller,
+ * written once the round is committed). */
+static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, json_t **ret_line)
 {
     es_t e = phase_es(c);
     double metric = e.metric == FV_JOB_METRIC_ROC_AUC    ? res->val_roc_auc
@@ -296,13 +299,8 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics)
     json_object_set_new(line, "agents", json_integer(c->rnd.n_summands));
     json_object_set_new(line, "secs",
                         json_real((double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0));
-    char *s = json_dumps(line, JSON_COMPACT);
-    if (s != NULL && c->run.rounds_log != NULL) {
-        fprintf(c->run.rounds_log, "%s\n", s);
-        fflush(c->run.rounds_log);
-    }
-    free(s);
     *ret_metrics = metrics;
+    *ret_line = json_deep_copy(line);
     coord_logj("info", "round_metrics", line);
     /* The update: global += strategy(delta_mean). */
     int r = fv_fed_server_opt_apply(c->model.sopt, fv_mlp_params(c->model.global), res->delta_mean);
@@ -504,11 +502,22 @@ out:
     return r;
 }
 
+/* Appends the round's line to rounds.jsonl (--out). */
+static void rounds_log_write(coord_t *c, const json_t *line)
+{
+    char *s = json_dumps(line, JSON_COMPACT);
+    if (s != NULL && c->run.rounds_log != NULL) {
+        fprintf(c->run.rounds_log, "%s\n", s);
+        fflush(c->run.rounds_log);
+    }
+    free(s);
+}
+
 static void round_finish(coord_t *c, int status, const char *why_in)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", why_in);
-    json_t *metrics = NULL;
+    json_t *metrics = NULL, *line = NULL;
     char model_in[65];
     memcpy(model_in, c->model.global_sha, 65);
     if (status == 0 && c->rnd.kind != FV_FED_KIND_STATS && c->test.fail_rounds) {
@@ -535,7 +544,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
             status = fv_fed_decode(&c->model.lay, sum, c->rnd.n_summands, c->job->secagg.clip,
                                    c->job->secagg.bits, (double)c->model.n_ref, &res, &d);
             if (status == 0)
-                status = after_train(c, &res, &metrics);
+                status = after_train(c, &res, &metrics, &line);
             else
                 snprintf(why, sizeof why, "%s", d.msg);
             fv_fed_result_close(&res);
@@ -546,7 +555,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
             status = fv_fed_plain_decode(&c->model.lay, c->rnd.acc_f, c->rnd.n_summands,
                                          (double)c->model.n_ref, &res, &d);
             if (status == 0)
-                status = after_train(c, &res, &metrics);
+                status = after_train(c, &res, &metrics, &line);
             else
                 snprintf(why, sizeof why, "%s", d.msg);
             fv_fed_result_close(&res);
@@ -558,12 +567,17 @@ static void round_finish(coord_t *c, int status, const char *why_in)
     int sr =
         round_commit(c, status, why, metrics, model_in[0] != '\0' ? model_in : NULL, model_out);
     json_decref(metrics);
-    if (sr != 0)
+    if (sr != 0) {
+        json_decref(line);
         return; /* state_fatal stopped the daemon */
+    }
     for (uint32_t i = 0; i < c->rnd.n; i++)
         if (c->rnd.cohort[i]->conn != NULL &&
             c->rnd.cohort[i]->conn == c->rnd.cohort[i]->round_conn)
             coord__send_ctl(c, c->rnd.cohort[i], FV_MSG_ROUND_END, status, status == 0 ? "" : why);
+    /* The loop's longest callback since the last round ended (coord_loopstat.c), this one
+     * up to here included: to the log and rounds.jsonl, never to the state. */
+    json_t *loop = coord__loopstat_take(c);
     json_t *f = coord__jf(c);
     json_object_set_new(f, "status", json_string(fv_err_name(status)));
     json_object_set_new(f, "contributors", json_integer(c->rnd.n_summands));
@@ -571,7 +585,16 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         json_object_set_new(f, "model", json_string(model_out));
     else
         json_object_set_new(f, "why", json_string(why));
+    if (loop != NULL)
+        json_object_update(f, loop);
     coord_logj(status == 0 ? "info" : "warn", status == 0 ? "round_done" : "round_aborted", f);
+    if (line != NULL) {
+        if (loop != NULL)
+            json_object_update(line, loop);
+        rounds_log_write(c, line);
+        json_decref(line);
+    }
+    json_decref(loop);
     bool was_stats = c->rnd.kind == FV_FED_KIND_STATS;
     double secs = (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0;
     coord__round_cleanup(c);

@@ -132,6 +132,14 @@ typedef struct fv_prom_server fv_prom_server_t;
 int fv_prom_server_start(uv_loop_t *loop, const char *host, int port, fv_prom_t *p,
                          fv_prom_server_t **ret, fv_diag_t *d);
 
+/* An optional probe around every callback the server's handles run that does work
+ * (a connection accepted, bytes read and the answer rendered, a write or shutdown done, a
+ * deadline): enter(ctx, name) before it, leave(ctx) after it; name is a static string
+ * ("metrics.on_read", ...). The allocation and close callbacks, bookkeeping only, are not
+ * probed. The daemon times its loop's callbacks with it. NULL functions: no probe. */
+void fv_prom_server_set_probe(fv_prom_server_t *s, void (*enter)(void *ctx, const char *name),
+                              void (*leave)(void *ctx), void *ctx);
+
 /* The port actually bound (useful after port 0). */
 int fv_prom_server_port(const fv_prom_server_t *s);
 

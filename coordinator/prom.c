@@ -26,6 +26,9 @@
  * struct is freed when the listener is closed and no connection is left, so stop is
  * safe at any time, from any callback.
  *
+ * The callbacks that do work run between the daemon's probe calls, if it set a probe
+ * (fv_prom_server_set_probe); a probe never changes what the server does.
+ *
  * Threading: everything runs on the loop thread; no locks.
  */
 #include "fv_prom.h"
@@ -617,7 +620,24 @@ struct fv_prom_server {
     bool stopping;
     bool listener_closed;
     int port;
+    /* fv_prom_server_set_probe: around each callback that does work */
+    void (*probe_enter)(void *ctx, const char *name);
+    void (*probe_leave)(void *ctx);
+    void *probe_ctx;
 };
+
+/* The server outlives these calls: it is freed only in a close callback. */
+static void probe_enter(const fv_prom_server_t *s, const char *name)
+{
+    if (s->probe_enter != NULL)
+        s->probe_enter(s->probe_ctx, name);
+}
+
+static void probe_leave(const fv_prom_server_t *s)
+{
+    if (s->probe_leave != NULL)
+        s->probe_leave(s->probe_ctx);
+}
 
 static void server_maybe_free(fv_prom_server_t *s)
 {
@@ -654,7 +674,11 @@ static void conn_close(conn_t *c)
 
 static void on_timeout(uv_timer_t *t)
 {
-    conn_close(t->data);
+    conn_t *c = t->data;
+    fv_prom_server_t *s = c->server;
+    probe_enter(s, "metrics.on_timeout");
+    conn_close(c);
+    probe_leave(s);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -665,14 +689,27 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     conn_t *c = req->data;
     if (c->state != ST_LINGER)
         return; /* closing already (status is UV_ECANCELED) */
+    fv_prom_server_t *s = c->server;
+    probe_enter(s, "metrics.on_shutdown");
     if (status < 0)
         conn_close(c);
     /* else keep discarding until the client's EOF or the linger timer */
+    probe_leave(s);
 }
+
+static void conn_written(conn_t *c, int status);
 
 static void on_write(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
+    fv_prom_server_t *s = c->server;
+    probe_enter(s, "metrics.on_write");
+    conn_written(c, status);
+    probe_leave(s);
+}
+
+static void conn_written(conn_t *c, int status)
+{
     if (c->state != ST_WRITING)
         return; /* closing already */
     if (status < 0) {
@@ -876,9 +913,20 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
 }
 
+static void conn_read(conn_t *c, ssize_t nread);
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
+    fv_prom_server_t *s = c->server;
+    (void)buf; /* the bytes are in c->head (on_alloc) */
+    probe_enter(s, "metrics.on_read");
+    conn_read(c, nread);
+    probe_leave(s);
+}
+
+static void conn_read(conn_t *c, ssize_t nread)
+{
     if (nread == 0)
         return; /* EAGAIN */
     if (nread < 0) {
@@ -914,11 +962,20 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
+static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls);
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     fv_prom_server_t *s = ls->data;
     if (status < 0 || s->stopping)
         return;
+    probe_enter(s, "metrics.on_connection");
+    accept_conn(s, ls);
+    probe_leave(s);
+}
+
+static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
+{
     conn_t *c = NULL;
     if (s->n_conns < FV_PROM_MAX_CONNS)
         c = calloc(1, sizeof *c);
@@ -1033,6 +1090,14 @@ int fv_prom_server_start(uv_loop_t *loop, const char *host, int port, fv_prom_t 
     }
     *ret = s;
     return 0;
+}
+
+void fv_prom_server_set_probe(fv_prom_server_t *s, void (*enter)(void *ctx, const char *name),
+                              void (*leave)(void *ctx), void *ctx)
+{
+    s->probe_enter = enter;
+    s->probe_leave = leave;
+    s->probe_ctx = ctx;
 }
 
 int fv_prom_server_port(const fv_prom_server_t *s)

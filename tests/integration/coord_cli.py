@@ -1,0 +1,80 @@
+"""fedvault-coordinator's command line and start-up failures, without a federation.
+
+argv: fedvault fedvault-coordinator
+Checks: --help (exit 0, names every option); a missing or unknown option (exit 2 and a
+pointer to --help); an agent, admin or metrics address that is malformed or already in
+use: exit 1 with a sentence naming the address, and no crash (a busy admin or metrics
+port aborted libuv, closing a timer that had never been initialised); the state
+directory is left usable (the same command then starts and stops cleanly on SIGTERM).
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import fvtest
+
+fedvault, coordinator = sys.argv[1:3]
+W = fvtest.WRAPPER
+tmp = fvtest.tmpdir()
+fvtest.run(["provision", "--federation", "cc", "--coordinator", "127.0.0.1:0", "--agents",
+            "a1,a2,a3", "--admins", "ops-1", "--out", f"{tmp}/fed"], expect=0)
+CFG = ["--config", f"{tmp}/fed/coordinator/coordinator.json", "--state", f"{tmp}/state"]
+
+
+def coord(*args, timeout=120):
+    p = subprocess.run(W + [coordinator] + list(args), capture_output=True, text=True,
+                       timeout=timeout * fvtest.SLOW)
+    return p.returncode, p.stdout, p.stderr
+
+
+rc, out, err = coord("--help")
+fvtest.check(rc == 0 and "Usage: fedvault-coordinator" in out, f"--help: {rc} {err}")
+for opt in ("--config", "--state", "--job", "--out", "--listen", "--admin-listen",
+            "--metrics-listen", "--max-uploads"):
+    fvtest.check(opt in out, f"--help does not name {opt}")
+rc, _, err = coord("--bogus")
+fvtest.check(rc == 2 and "--help" in err, f"unknown option: exit {rc}: {err}")
+rc, _, err = coord()
+fvtest.check(rc == 2, f"no --config: exit {rc}: {err}")
+
+busy = socket.socket()
+busy.bind(("127.0.0.1", 0))
+busy.listen()
+bport = busy.getsockname()[1]
+cases = [
+    (["--listen", "127.0.0.1"], "127.0.0.1"),
+    (["--listen", f"127.0.0.1:{bport}"], f"127.0.0.1:{bport}"),
+    (["--listen", "127.0.0.1:0", "--admin-listen", f"127.0.0.1:{bport}"], f"{bport}"),
+    (["--listen", "127.0.0.1:0", "--metrics-listen", f"127.0.0.1:{bport}"], f"{bport}"),
+    (["--listen", "127.0.0.1:0", "--metrics-listen", "nowhere"], "nowhere"),
+]
+for args, needle in cases:
+    rc, _, err = coord(*CFG, *args)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    fvtest.check(rc == 1, f"{args}: exit {rc}, expected 1 (no crash)\n{err[-1500:]}")
+    fvtest.check(needle in last, f"{args}: the error does not name {needle!r}: {last!r}")
+    print(f"{' '.join(args)}: exit 1: {last}")
+busy.close()
+
+# The state directory is still usable: the daemon starts, listens and stops on SIGTERM.
+p = subprocess.Popen(W + [coordinator] + CFG + ["--listen", "127.0.0.1:0", "--metrics-listen",
+                                                 "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 60 * fvtest.SLOW
+line = ""
+while time.time() < deadline:
+    line = p.stderr.readline()
+    if '"event":"listening"' in line or not line:
+        break
+fvtest.check('"event":"listening"' in line, f"the daemon did not start: {line!r}")
+p.send_signal(signal.SIGTERM)
+try:
+    rest = p.communicate(timeout=60 * fvtest.SLOW)[1]
+except subprocess.TimeoutExpired:
+    p.kill()
+    fvtest.fail("the daemon did not stop on SIGTERM")
+fvtest.check(p.returncode == 0, f"SIGTERM: exit {p.returncode}: {rest[-800:]}")
+print("PASS")
