@@ -91,6 +91,7 @@ typedef struct agent {
     bool alive;            /* in the cohort and still connected */
     bool answered;         /* answered the current phase */
     bool granted, uploaded;
+    bool summed;  /* its vector passed the checks and is in the sum (plain rounds) */
     void *upload; /* buffer of the vector being received */
     /* traffic of past sessions (the live one is read from its connection) */
     uint64_t bytes_in, bytes_out;

@@ -315,6 +315,21 @@ void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
     return a->upload;
 }
 
+/* An upload that fails its checks: logged with the reason, left out of the sum, and the
+ * agent dropped from the round (ERROR with the reason, then the connection closes; its
+ * on_close makes it a dropout, so the round goes on without waiting for a deadline). It
+ * reconnects and may take part in the next round. */
+static void refuse_upload(coord_t *c, fv_conn_t *conn, agent_t *a, const char *event,
+                          const char *err, const char *why)
+{
+    coord_logj("warn", event,
+               json_pack("{s:s,s:I,s:s,s:s}", "agent", a->name, "round", (json_int_t)c->rnd.round,
+                         "err", err, "why", why));
+    char msg[FV_WIRE_TEXT_MAX];
+    snprintf(msg, sizeof msg, "round %" PRIu64 ": upload refused: %s", c->rnd.round, why);
+    fv_conn_close(conn, FV_EPROTO, msg);
+}
+
 void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
 {
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
@@ -348,33 +363,34 @@ void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
         if (r == 0)
             r = fv_secagg_server_handle(c->rnd.sa, bytes, n * 4, &d);
         if (r != 0)
-            coord_logj("warn", "masked_rejected",
-                       json_pack("{s:s,s:I,s:s}", "agent", a->name, "round",
-                                 (json_int_t)c->rnd.round, "why", fv_err_name(r)));
+            refuse_upload(c, conn, a, "masked_rejected", fv_err_name(r), d.msg);
         else
             a->answered = true;
+    } else if (c->rnd.kind == FV_FED_KIND_STATS &&
+               fv_fed_stats_check(&c->model.slay, vec, &d) != 0) {
+        /* the coordinator sees a plain vector: every claim in it is checked first */
+        refuse_upload(c, conn, a, "update_rejected", "FV_EPEER", d.msg);
     } else if (c->rnd.kind == FV_FED_KIND_STATS) {
         fv_mod_add(n, vec, c->rnd.acc_u);
         c->rnd.n_summands++;
-        a->answered = true;
+        a->answered = a->summed = true;
     } else if (fv_fed_plain_check(&c->model.lay, vec, &d) != 0) {
-        /* the coordinator sees a plain vector: every claim in it is checked first */
-        coord_logj("warn", "update_rejected",
-                   json_pack("{s:s,s:I,s:s}", "agent", a->name, "round", (json_int_t)c->rnd.round,
-                             "why", d.msg));
+        refuse_upload(c, conn, a, "update_rejected", "FV_EPEER", d.msg);
     } else {
         const float *f = vec;
         for (uint64_t i = 0; i < n; i++)
             c->rnd.acc_f[i] += (double)f[i];
         c->rnd.n_summands++;
-        a->answered = true;
+        a->answered = a->summed = true;
     }
     free(a->upload);
     a->upload = NULL;
-    json_t *f = coord__jf(c);
-    json_object_set_new(f, "agent", json_string(a->name));
-    json_object_set_new(f, "bytes", json_integer((json_int_t)(n * 4)));
-    coord_logj("info", "upload_received", f);
+    if (a->answered) {
+        json_t *f = coord__jf(c);
+        json_object_set_new(f, "agent", json_string(a->name));
+        json_object_set_new(f, "bytes", json_integer((json_int_t)(n * 4)));
+        coord_logj("info", "upload_received", f);
+    }
     coord__grant_uploads(c);
     coord__phase_progress(c);
 }

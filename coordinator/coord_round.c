@@ -201,7 +201,7 @@ void coord__round_cleanup(coord_t *c)
         a->upload = NULL;
         a->idx = -1;
         a->round_conn = NULL;
-        a->alive = a->granted = a->uploaded = a->answered = false;
+        a->alive = a->granted = a->uploaded = a->answered = a->summed = false;
     }
     free(c->rnd.cohort);
     c->rnd.cohort = NULL;
@@ -326,7 +326,7 @@ static json_t *cohort_names(coord_t *c, bool contributors_only)
         if (contributors_only)
             in = c->rnd.sa != NULL ? fv_secagg_server_phase(c->rnd.sa) == 5 &&
                                          fv_secagg_server_in_set(c->rnd.sa, 3, i)
-                                   : c->rnd.cohort[i]->uploaded;
+                                   : c->rnd.cohort[i]->summed;
         if (in)
             json_array_append_new(a, json_string(c->rnd.cohort[i]->name));
     }

@@ -330,6 +330,49 @@ void fv_fed_stats_close(fv_fed_stats_t *st)
     memset(st, 0, sizeof(*st));
 }
 
+int fv_fed_stats_check(const fv_fed_stats_layout_t *l, const uint32_t *v, fv_diag_t *d)
+{
+    if (l == NULL || l->schema == NULL || v == NULL)
+        return fv_diag_set(d, FV_EINVAL, "stats check: missing layout or vector");
+    const fv_schema_t *s = l->schema;
+    size_t nc = fv_schema_n_columns(s), w = 0;
+    /* word by word: a count is raw (<= FV_FED_RAW_MAX), an exact value 8 limbs < 2^16 */
+    for (size_t k = 0; k < 1 + l->n_classes; k++, w++)
+        if (v[w] > FV_FED_RAW_MAX)
+            return fv_diag_set(d, FV_EPEER, "stats vector: word %zu (a row count) is %u, above %u",
+                               w, v[w], FV_FED_RAW_MAX);
+    for (size_t j = 0; j < nc; j++) {
+        fv_col_type_t t = fv_schema_column_type(s, j);
+        size_t nw = t == FV_COL_NUMERIC       ? 1 + 2 * FV_FED_EXACT_WORDS
+                    : t == FV_COL_CATEGORICAL ? fv_schema_n_categories(s, j) + 1
+                                              : 0;
+        for (size_t k = 0; k < nw; k++, w++) {
+            bool limb = t == FV_COL_NUMERIC && k > 0;
+            if (limb ? v[w] > 0xffffu : v[w] > FV_FED_RAW_MAX)
+                return fv_diag_set(
+                    d, FV_EPEER, "stats vector: column '%s': word %zu is %u, above the %s %u",
+                    fv_schema_column_name(s, j), w, v[w], limb ? "16-bit limb's" : "count's",
+                    limb ? 0xffffu : FV_FED_RAW_MAX);
+        }
+    }
+    /* then what holds for any honest sum (fv_fed_stats_decode), and per column that
+     * sum^2 <= count * sumsq (Cauchy-Schwarz: no real rows have other moments) */
+    fv_fed_stats_t st;
+    fv_diag_t why;
+    memset(&st, 0, sizeof st);
+    int r = fv_fed_stats_decode(l, v, &st, &why);
+    if (r != 0)
+        return fv_diag_set(d, r == FV_ENOMEM ? r : FV_EPEER, "stats vector: %s", why.msg);
+    for (size_t j = 0; j < nc && r == 0; j++)
+        if (st.sum[j] * st.sum[j] > st.count[j] * st.sumsq[j] * (1 + 1e-9) + 1e-9)
+            r = fv_diag_set(d, FV_EPEER,
+                            "stats vector: column '%s': sum %g and sum of squares %g are not "
+                            "the moments of %g real values",
+                            fv_schema_column_name(s, j), st.sum[j], st.sumsq[j], st.count[j]);
+    fv_fed_stats_close(&st);
+    return r;
+}
+
 /* ---- round vector ------------------------------------------------------------------- */
 
 const char *fv_fed_kind_name(uint32_t kind)
@@ -634,6 +677,11 @@ int fv_fed_plain_check(const fv_fed_layout_t *l, const float *v, fv_diag_t *d)
 {
     if (l == NULL || v == NULL)
         return fv_diag_set(d, FV_EINVAL, "plain check: missing layout or vector");
+    if (!(v[plain_off(l, l->off_n_train)] >= 1))
+        return fv_diag_set(d, FV_EPEER,
+                           "plain update: n_train (element %zu) is %g; an agent contributes "
+                           "at least one training row",
+                           plain_off(l, l->off_n_train), (double)v[plain_off(l, l->off_n_train)]);
     for (size_t i = 0; i < l->n_params; i++)
         if (!(isfinite(v[i]) && fabsf(v[i]) <= 0x1p32f))
             return fv_diag_set(d, FV_EPEER,

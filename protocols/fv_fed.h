@@ -103,6 +103,11 @@ typedef struct fv_fed_stats {
 int fv_fed_stats_decode(const fv_fed_stats_layout_t *l, const uint32_t *sum, fv_fed_stats_t *ret,
                         fv_diag_t *d);
 void fv_fed_stats_close(fv_fed_stats_t *st);
+/* One agent's stats vector as received in the clear (a job with "secagg": "off"): every
+ * count at most FV_FED_RAW_MAX, every limb of an exact value below 2^16, the checks of
+ * fv_fed_stats_decode (class counts sum to the rows, ...), and per numeric column
+ * sum^2 <= count * sumsq. FV_EPEER naming the word or column. */
+int fv_fed_stats_check(const fv_fed_stats_layout_t *l, const uint32_t *v, fv_diag_t *d);
 
 /* ---- round vector ------------------------------------------------------------------- */
 /* Round kinds: the wire's ROUND_START kind and the state's round kind. */
@@ -193,11 +198,11 @@ void fv_fed_result_close(fv_fed_result_t *r);
 /* Plain vectors. encode: l->plain_dim floats of in (the weighted update unquantized);
  * FV_ENUMERIC for a non-finite element, FV_EOVERFLOW for a count above FV_FED_RAW_MAX.
  * check: one agent's plain vector as received: every element finite, |w delta| <= 2^32,
- * counts whole numbers in 0..FV_FED_RAW_MAX, n_train >= 1, every model's histogram bins
- * summing to n_val, class rows summing to n_val, right <= rows per class, loss sum in
- * [0, n_val * 17] (log loss of a probability clipped at 1e-7 is below 16.2); FV_EPEER
- * with the first bad element named. decode: acc holds the element-wise sum (in double)
- * of n_summands checked plain vectors. */
+ * counts whole numbers in 0..FV_FED_RAW_MAX, n_train >= 1 (checked first), every model's histogram
+ * bins summing to n_val, class rows summing to n_val, right <= rows per class, loss sum in [0,
+ * n_val * 17] (log loss of a probability clipped at 1e-7 is below 16.2); FV_EPEER with the first
+ * bad element named. decode: acc holds the element-wise sum (in double) of n_summands checked plain
+ * vectors. */
 int fv_fed_plain_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float *out,
                         fv_diag_t *d);
 int fv_fed_plain_check(const fv_fed_layout_t *l, const float *v, fv_diag_t *d);

@@ -34,9 +34,11 @@
  *                                            <= min_agents, a majority of min_agents
  *                                            (classic) or 2t > k+1, t <= k+1 (neighbors);
  *                                            min_agents * (2^bits-1) < 2^32.
- *                                            "off": no masking, but clip and bits keep
- *                                            their defaults (the update is quantized and
- *                                            summed in the clear the same way)
+ *                                            "off": no masking: each agent sends its
+ *                                            plain float32 vector over TLS (fv_fed.h),
+ *                                            which the coordinator checks claim by claim
+ *                                            and sums; clip and bits keep their defaults
+ *                                            but are not used
  *     "min_agents": 3,                       3..65535 (SecAgg needs 3)
  *     "deadlines_ms": {"join": 60000, "train": 600000, "secagg_phase": 60000},
  *                                            each 1..2592000000 (30 days)

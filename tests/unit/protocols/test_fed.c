@@ -226,7 +226,43 @@ static void test_stats_german(void)
     CHECK(acc != NULL && w != NULL);
     for (int b = 0; b < 3; b++) {
         CHECK_OK(fv_fed_stats_encode(&l, ds, part[b], np[b], w, &d), &d);
+        /* one agent's vector, as the coordinator sees it without SecAgg: it checks */
+        CHECK_OK(fv_fed_stats_check(&l, w, &d), &d);
         add_words(acc, w, l.dim);
+    }
+    {
+        /* ... and every lie is refused, naming what: a count above the raw cap, a limb
+         * above 16 bits, class counts not adding up, a mean square below the mean's
+         * square (sum^2 > count * sumsq) */
+        uint32_t *bad = malloc(l.dim * sizeof(uint32_t));
+        CHECK(bad != NULL);
+        CHECK_OK(fv_fed_stats_encode(&l, ds, part[0], np[0], w, &d), &d);
+        memcpy(bad, w, l.dim * 4);
+        bad[1] = FV_FED_RAW_MAX + 1;
+        CHECK_INT_EQ(fv_fed_stats_check(&l, bad, &d), FV_EPEER);
+        CHECK_CONTAINS(d.msg, "word 1 (a row count)");
+        memcpy(bad, w, l.dim * 4);
+        bad[1] += 1; /* class 0 one row more than the rows */
+        CHECK_INT_EQ(fv_fed_stats_check(&l, bad, &d), FV_EPEER);
+        CHECK_CONTAINS(d.msg, "class counts add up");
+        size_t first = 1 + l.n_classes; /* the first column's words */
+        size_t j0 = 0;
+        while (fv_schema_column_type(s, j0) != FV_COL_NUMERIC) {
+            first += fv_schema_column_type(s, j0) == FV_COL_CATEGORICAL
+                         ? fv_schema_n_categories(s, j0) + 1
+                         : 0;
+            j0++;
+        }
+        memcpy(bad, w, l.dim * 4);
+        bad[first + 1] = 0x10000; /* a limb of the column's sum */
+        CHECK_INT_EQ(fv_fed_stats_check(&l, bad, &d), FV_EPEER);
+        CHECK_CONTAINS(d.msg, "16-bit limb");
+        memcpy(bad, w, l.dim * 4);
+        for (int k = 0; k < FV_FED_EXACT_WORDS; k++) /* sum of squares := 0 */
+            bad[first + 1 + FV_FED_EXACT_WORDS + k] = 0;
+        CHECK_INT_EQ(fv_fed_stats_check(&l, bad, &d), FV_EPEER);
+        CHECK_CONTAINS(d.msg, "not the moments");
+        free(bad);
     }
     fv_fed_stats_t st;
     CHECK_OK(fv_fed_stats_decode(&l, acc, &st, &d), &d);
