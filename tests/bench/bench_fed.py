@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+import fvbench
+
 ap = argparse.ArgumentParser()
 ap.add_argument("fedvault")
 ap.add_argument("coordinator")
@@ -67,28 +69,7 @@ def federation(n, secagg):
         job["secagg"] = "off"
     with open(f"{d}/job.json", "w") as f:
         json.dump(job, f)
-    log = open(f"{d}/coordinator.log", "w+")
-    c = subprocess.Popen([a.coordinator, "--config", f"{d}/fed/coordinator/coordinator.json",
-                          "--job", f"{d}/job.json", "--out", f"{d}/state", "--listen",
-                          "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log, text=True)
-    port = None
-    while port is None:
-        time.sleep(0.05)
-        log.seek(0)
-        for line in log:
-            if '"event":"listening"' in line:
-                port = json.loads(line)["port"]
-        if c.poll() is not None:
-            sys.exit(f"{label}: coordinator exited {c.returncode}")
-    agents = [subprocess.Popen([a.agent, "--config", f"{d}/fed/{b}/agent.json", "--data",
-                                f"{data}/{b}.csv", "--coordinator", f"127.0.0.1:{port}",
-                                "--once"], stdout=subprocess.DEVNULL,
-                               stderr=open(f"{d}/{b}.log", "w")) for b in banks]
-    out, _ = c.communicate(timeout=3600)
-    codes = [p.wait(timeout=300) for p in agents]
-    if c.returncode != 0 or any(codes):
-        sys.exit(f"{label}: coordinator {c.returncode}, agents {codes}; see {d}")
-    res = json.loads(out.strip().splitlines()[-1])
+    res, _ = fvbench.run_job(a.coordinator, a.agent, d, banks, data, f"{d}/state", label, 3600)
     rounds = [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")]
     secs = [r["secs"] for r in rounds]
     return res, secs

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+import fvbench
+
 GOAL_MS = 5.0
 
 ap = argparse.ArgumentParser()
@@ -78,30 +80,11 @@ def federation(data, secagg):
         job["secagg"] = "off"
     with open(f"{d}/job.json", "w") as f:
         json.dump(job, f)
-    log = open(f"{d}/coordinator.log", "w+")
     t0 = time.monotonic()
-    c = subprocess.Popen([a.coordinator, "--config", f"{d}/fed/coordinator/coordinator.json",
-                          "--job", f"{d}/job.json", "--out", f"{d}/out", "--listen",
-                          "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=log, text=True)
-    port = None
-    while port is None:
-        time.sleep(0.05)
-        log.seek(0)
-        for line in log:
-            if '"event":"listening"' in line:
-                port = json.loads(line)["port"]
-        if c.poll() is not None:
-            sys.exit(f"{label}: coordinator exited {c.returncode}; see {d}/coordinator.log")
-    agents = [subprocess.Popen([a.agent, "--config", f"{d}/fed/{b}/agent.json", "--data",
-                                f"{data}/{b}.csv", "--coordinator", f"127.0.0.1:{port}",
-                                "--once"], stdout=subprocess.DEVNULL,
-                               stderr=open(f"{d}/{b}.log", "w")) for b in banks]
-    out, _ = c.communicate(timeout=1800)
-    codes = [p.wait(timeout=300) for p in agents]
-    if c.returncode != 0 or any(codes):
-        sys.exit(f"{label}: coordinator {c.returncode}, agents {codes}; see {d}")
+    _, log_path = fvbench.run_job(a.coordinator, a.agent, d, banks, data, f"{d}/out", label,
+                                  1800)
     wall = time.monotonic() - t0
-    events = [json.loads(line) for line in open(f"{d}/coordinator.log") if line.startswith("{")]
+    events = [json.loads(line) for line in open(log_path) if line.startswith("{")]
     done = [e for e in events if e.get("event") == "round_done"]
     end = [e for e in events if e.get("event") == "job_done"]
     secs = {r["round"]: r["secs"] for r in map(json.loads, open(f"{d}/out/rounds.jsonl"))}
