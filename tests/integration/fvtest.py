@@ -66,3 +66,18 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def model_params(path):
+    """The float32 parameters (PARM section) of a .fvm file (format: top of model/model.c)."""
+    import struct
+    b = open(path, "rb").read()
+    check(b[:8] == b"FVMODEL\0", f"{path}: not a model file")
+    off = 16
+    for _ in range(5):
+        tag, n = b[off:off + 4], struct.unpack_from("<Q", b, off + 4)[0]
+        if tag == b"PARM":
+            cnt = struct.unpack_from("<Q", b, off + 12)[0]
+            return struct.unpack_from(f"<{cnt}f", b, off + 20)
+        off += 12 + n
+    fail(f"{path}: no PARM section")

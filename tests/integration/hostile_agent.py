@@ -504,18 +504,7 @@ class Hostile(threading.Thread):
 
 # ---- the federation --------------------------------------------------------------------
 
-def params(path):
-    """The PARM section of a .fvm file (format: top of model/model.c)."""
-    b = open(path, "rb").read()
-    fvtest.check(b[:8] == b"FVMODEL\0", f"{path}: not a model file")
-    off = 16
-    for _ in range(5):
-        tag, n = b[off:off + 4], struct.unpack_from("<Q", b, off + 4)[0]
-        if tag == b"PARM":
-            cnt = struct.unpack_from("<Q", b, off + 12)[0]
-            return struct.unpack_from(f"<{cnt}f", b, off + 20)
-        off += 12 + n
-    fvtest.fail(f"{path}: no PARM section")
+params = fvtest.model_params
 
 
 def test_auc(model):
