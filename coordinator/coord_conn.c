@@ -326,7 +326,8 @@ static void refuse_upload(coord_t *c, fv_conn_t *conn, agent_t *a, const char *e
                json_pack("{s:s,s:I,s:s,s:s}", "agent", a->name, "round", (json_int_t)c->rnd.round,
                          "err", err, "why", why));
     char msg[FV_WIRE_TEXT_MAX];
-    snprintf(msg, sizeof msg, "round %" PRIu64 ": upload refused: %s", c->rnd.round, why);
+    /* the ERROR reason holds FV_WIRE_TEXT_MAX bytes: the sentence is cut there */
+    snprintf(msg, sizeof msg, "round %" PRIu64 ": upload refused: %.200s", c->rnd.round, why);
     fv_conn_close(conn, FV_EPROTO, msg);
 }
 
