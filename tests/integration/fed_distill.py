@@ -92,7 +92,21 @@ fvtest.check(versions[5][3] == final_v[0], "the first student's parent is the te
 # again on the same validation rows, so its ROC AUC must be exactly that round's.
 train_m = {r[0]: json.loads(r[3]) for r in rounds if r[1] == "train"}
 dist_m = {r[0]: json.loads(r[3]) for r in rounds if r[1] == "distill"}
-best_r = max(train_m, key=lambda k: train_m[k]["val_roc_auc"])
+
+
+def best_round(metrics, min_delta=1e-4):
+    """The round the coordinator keeps as best: the first that beats the best so far by
+    more than early stopping's min_delta (the job's default, 1e-4); a later round within
+    min_delta of it does not replace it, so this is not simply the maximum."""
+    best, val = None, None
+    for r in sorted(metrics):
+        v = metrics[r]["val_roc_auc"]
+        if v is not None and (val is None or v > val + min_delta):
+            best, val = r, v
+    return best
+
+
+best_r = best_round(train_m)
 for r, m in dist_m.items():
     fvtest.check(m["teacher_roc_auc"] == train_m[best_r]["val_roc_auc"],
                  f"distill round {r}: teacher ROC AUC {m['teacher_roc_auc']} is not the "
@@ -128,8 +142,9 @@ best_s = rep["round"]
 fvtest.check(s["roc_auc"] == dist_m[best_s]["val_roc_auc"]
              and t["roc_auc"] == dist_m[best_s]["teacher_roc_auc"]
              and q["roc_auc"] == dist_m[best_s]["int8_roc_auc"]
-             and best_s == max(dist_m, key=lambda k: dist_m[k]["val_roc_auc"]),
-             f"report AUCs are not those of the best distill round {best_s}")
+             and best_s == best_round(dist_m),
+             f"report AUCs are not those of the best distill round {best_s} (rounds "
+             f"{ {k: m['val_roc_auc'] for k, m in dist_m.items()} })")
 fvtest.check(abs(rep["roc_auc_gap"] - (t["roc_auc"] - s["roc_auc"])) < 1e-12, "gap")
 print(f"report: params {t['params']} -> {s['params']}, bytes {t['bytes']} -> {s['bytes']} "
       f"(int8 {q['bytes']}), batch-1 {t['latency_us']['batch_1']:.2f} -> "
@@ -220,7 +235,7 @@ fvtest.check([(r[0], r[1], r[2]) for r in prow] == [(r[0], r[1], r[2]) for r in 
              f"SecAgg-off rounds: {prow}")
 ptrain = {r[0]: json.loads(r[3]) for r in prow if r[1] == "train"}
 pdist = {r[0]: json.loads(r[3]) for r in prow if r[1] == "distill"}
-pbest = max(ptrain, key=lambda k: ptrain[k]["val_roc_auc"])
+pbest = best_round(ptrain)
 for r, m in pdist.items():
     fvtest.check(m["teacher_roc_auc"] == ptrain[pbest]["val_roc_auc"],
                  f"SecAgg off, distill round {r}: teacher ROC AUC {m['teacher_roc_auc']} is "
