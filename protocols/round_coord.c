@@ -1,0 +1,2 @@
+/* round_coord.c - see fv_round.h (being written). */
+#include "fv_round.h"

@@ -1,0 +1,2 @@
+/* round_kinds.c - see fv_round.h (being written). */
+#include "fv_round.h"

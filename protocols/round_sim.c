@@ -1,0 +1,2 @@
+/* round_sim.c - see fv_round.h (being written). */
+#include "fv_round.h"
