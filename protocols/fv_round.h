@@ -232,7 +232,7 @@ typedef struct fv_round_act {
     fv_round_act_type_t type;
     uint32_t member;   /* coordinator side: the member's cohort index */
     fv_msg_t msg;      /* SEND */
-    int err;           /* DROP, DONE, VIOLATION */
+    int err;           /* DROP, DONE, VIOLATION; SIT_OUT: the SecAgg client's code, or 0 */
     const char *level; /* LOG: "info", "warn" (static) */
     const char *event; /* LOG, SIT_OUT: "deadline", "policy_refusal", ... (static) */
     char why[256];
@@ -355,6 +355,9 @@ void fv_around_on_go(fv_around_t *r, fv_round_out_t *out);
 /* The COMPUTE's work back (taken: its vector moves into the round, the rest is closed
  * and freed here). */
 void fv_around_computed(fv_around_t *r, fv_round_work_t *w, fv_round_out_t *out);
+/* The caller could not send the UPLOAD it was given (another vector still being sent):
+ * the round is sat out and counts as not uploaded. */
+void fv_around_upload_failed(fv_around_t *r);
 /* ROUND_END's checks against the job's started rounds; 0 or the violation's code. */
 int fv_around_check_end(const fv_around_held_t *h, const fv_msg_t *re, char *why, size_t why_len);
 
