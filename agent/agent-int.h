@@ -6,7 +6,7 @@
  * belong to the agent until on_vec/on_close; a vector being sent is handed to the agent
  * (tx_buf) and freed at on_vec_sent/on_close, so a round may end while its upload drains.
  * Threads: all of it belongs to the loop thread, except what the thread pool's work may
- * read while it runs (agent_job.c's job_load_run, agent_work.c).
+ * read while it runs (agent_job.c's job_load_run, agent_round.c's work_run).
  */
 #ifndef FV_AGENT_INT_H
 #define FV_AGENT_INT_H
@@ -24,6 +24,7 @@
 #include "fv_fed.h"
 #include "fv_job.h"
 #include "fv_mlp.h"
+#include "fv_round.h"
 #include "fv_secagg.h"
 #include "fv_tls.h"
 #include "fv_wire.h"
@@ -106,60 +107,26 @@ struct ajob {
     bool detached;   /* no longer the agent's job: freed when n_busy drops to 0 */
 };
 
-/* One round in progress. */
+/* One round in progress: the machine (protocols/fv_round.h, fv_around_t) and the compute
+ * it handed out, if one runs (agent_round.c). */
 struct around {
-    uint64_t round;
-    uint32_t kind, index, n, t, k;
-    uint64_t n_ref;
-    bool secagg;
-    bool sat_out; /* refused by policy or aborted: ignore its messages */
-    fv_secagg_client_t *sa;
-    fv_rand_t rng;
-    fv_secagg_outbox_t ob;
-    awork_t *work;   /* in flight, or NULL */
-    bool ready;      /* the vector below is built */
-    uint32_t *words; /* SecAgg input, or the plain u32 update (stats round) */
-    float *fvec;     /* the plain f32 update (training round without SecAgg) */
-    size_t dim;
-    uint8_t *fwd; /* deferred SHARES_FWD */
-    size_t fwd_len;
-    uint32_t *masked; /* MASKED message as native words, waiting for UPLOAD_GO */
-    size_t masked_words;
-    bool go, uploaded;
+    fv_around_t *m;
+    awork_t *work; /* in flight, or NULL */
 };
 
-/* Work on the thread pool: touches only itself and the job's read-only data. */
+/* A round's compute on the thread pool: touches only its fv_round_work_t and the job's
+ * read-only data. */
 struct awork {
     uv_work_t req;
     agent_t *a;
     ajob_t *j;
-    around_t *r; /* NULL once the round is gone */
-    uint32_t kind;
-    uint64_t round;
-    uint64_t n_ref;
-    bool secagg;
-    uint64_t seed;
-    /* Key of the stochastic rounding of this round's update (fv_fed_encode): BLAKE2b-256
-     * keyed with this agent's secret key over (job, round). Secret, so nobody else can
-     * predict the rounding noise; deterministic, so a round run again (after a coordinator
-     * restart) sends the same quantized update and a resumed job ends with the same model
-     * as an uninterrupted one. Wiped when the work item is freed. */
-    uint8_t qkey[32];
-    float *global;  /* own copy of the global parameters (the student's in a distill round) */
-    float *teacher; /* distill round: own copy of the teacher's parameters */
-    /* results */
-    int rc;
-    fv_diag_t d;
-    uint32_t *words;
-    float *fvec;
-    size_t dim;
-    double train_loss;
-    size_t epochs;
-    double val_loss_sum;
+    around_t *r;        /* NULL once the round is gone */
+    fv_round_work_t *w; /* the machine's work item, ours until handed back */
 };
 
 struct agent {
     const fv_agent_cfg_t *cfg;
+    const fv_round_kinds_t *kinds; /* the round kinds (fv_round_kinds_default) */
     uv_loop_t *loop;
     fv_tls_ctx_t *ctx;
     fv_client_t *client;
@@ -237,18 +204,13 @@ void fv__agent_job_release(agent_t *a, ajob_t *j);
 void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_job_done(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 
-/* ---- agent_round.c: ROUND_START, SECAGG, UPLOAD_GO, ROUND_END ---------------------- */
+/* ---- agent_round.c: ROUND_START, SECAGG, UPLOAD_GO, ROUND_END; the compute ------------ */
 
 void fv__agent_round_free(around_t *r);
 void fv__agent_on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_secagg(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_upload_go(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_round_end(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
-
-/* ---- agent_work.c: on the thread pool ---------------------------------------------- */
-
-void fv__agent_work_run(uv_work_t *req);
-void fv__agent_work_free(awork_t *w);
 
 /* ---- agent_audit.c: the audit log, the send tap, RECEIPT --------------------------- */
 

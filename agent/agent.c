@@ -12,16 +12,17 @@
  *                  ("model", "stats", "teacher", "student"); violations.
  *   agent_job.c    JOB_OFFER (policy; the data loaded on the thread pool; JOB_ACCEPT or
  *                  JOB_REFUSE), JOB_DONE, a job's lifetime.
- *   agent_round.c  ROUND_START, SECAGG (the SecAgg client), UPLOAD_GO and the upload,
- *                  ROUND_END; the round's work result merged on the loop.
- *   agent_work.c   what a round runs on the thread pool: stats, evaluation, training,
- *                  distillation, the encoded update.
+ *   agent_round.c  ROUND_START, SECAGG, UPLOAD_GO and the upload, ROUND_END: the shell
+ *                  around the round machine (protocols/round_agent.c, which holds the
+ *                  checks, the policy and the SecAgg client); the kind's compute
+ *                  (protocols/round_kinds.c: stats, evaluation, training, distillation,
+ *                  the encoded update) queued on the thread pool and handed back.
  *   agent_audit.c  the agent's signed audit log ("AUDIT"): the send tap, sessions,
  *                  RECEIPT.
  *
  * Threads: everything runs on the loop thread except job_load_run (agent_job.c) and
- * fv__agent_work_run (agent_work.c), both through uv_queue_work; their notes say what
- * each may touch. A job or round that goes away while its work runs is detached
+ * work_run (agent_round.c: a round kind's compute), both through uv_queue_work; their
+ * notes say what each may touch. A job or round that goes away while its work runs is detached
  * (job->n_busy, round->work) and freed by the after-work callback.
  *
  * Log events (one JSON line each on stderr, with job = the 64-hex job id, job_name and
@@ -209,6 +210,7 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
     agent_t a;
     memset(&a, 0, sizeof a);
     a.cfg = cfg;
+    a.kinds = fv_round_kinds_default();
     int rc = 1;
     fv_diag_t d = {""};
     if (sodium_init() < 0 || fv_crypto_init() != 0) {
