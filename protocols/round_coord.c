@@ -465,11 +465,12 @@ void *fv_cround_vec_begin(fv_cround_t *r, uint32_t member, const fv_msg_t *b, fv
                  "round %" PRIu64 " (%s) expects vector '%s' of %" PRIu64 " %s elements "
                  "(%zu parameters, %zu models x %zu bins, %zu classes); got '%.*s' of %" PRIu64
                  " %s",
-                 r->cfg.round, r->cfg.kind->name, want, n, dtype_name(dt), l->n_params,
-                 l->n_models, l->hist_bins, l->n_classes,
+                 r->cfg.round, r->cfg.kind->name, want, n, dtype_name(dt), l->n_params, l->n_models,
+                 l->hist_bins, l->n_classes,
                  (int)(b->u.vec_begin.name.len < 32 ? b->u.vec_begin.name.len : 32),
                  b->u.vec_begin.name.ptr, b->u.vec_begin.n_elems,
                  b->u.vec_begin.dtype == FV_VEC_U32 ? "u32" : "f32");
+        leave(r, mb); /* the phase moves on at fv_cround_lost */
         return NULL;
     }
     mb->buf = malloc(n > 0 ? n * 4 : 4);
@@ -574,8 +575,9 @@ void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_o
     member_t *mb = &r->m[member];
     mb->lost = true;
     free_buf(mb); /* the connection is gone: nothing writes into it any more */
-    if (r->done || !mb->alive)
+    if (r->done)
         return;
+    /* a dropped member left at its DROP, but the phase may have waited for this */
     leave(r, mb);
     if (r->phase == 2)
         grant_uploads(r, out);
