@@ -4,10 +4,11 @@
  * signals, the housekeeping timer), coord_log.c (log lines, audit records, state
  * transactions, test faults), coord_outq.c (each agent's outgoing FIFO), coord_conn.c
  * (the agent port's connections), coord_job.c (the job scheduler), coord_round.c (the
- * round driver), coord_distill.c (distillation and its report), coord_model.c (model
- * files), coord_admin.c (the admin port, mutual TLS with admin certificates only, and the
- * metrics endpoint), coord_loopstat.c (the thread CPU time of the loop's callbacks). All
- * run on the one libuv loop that owns everything below, so nothing here needs a lock.
+ * round driver: the I/O shell of protocols' round machine, fv_cround_*), coord_distill.c
+ * (distillation and its report), coord_model.c (model files), coord_admin.c (the admin port, mutual
+ * TLS with admin certificates only, and the metrics endpoint), coord_loopstat.c (the thread CPU
+ * time of the loop's callbacks). All run on the one libuv loop that owns everything below, so
+ * nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
  * rnd (the round), model (the job's models and early stopping), distill, metrics.
@@ -35,7 +36,7 @@
 #include "fv_mlp.h"
 #include "fv_preproc.h"
 #include "fv_prom.h"
-#include "fv_secagg.h"
+#include "fv_round.h"
 #include "fv_state.h"
 #include "fv_tls.h"
 #include "fv_wire.h"
@@ -85,14 +86,13 @@ typedef struct agent {
     /* outgoing */
     outitem_t *oq_head, *oq_tail;
     bool vec_busy;
-    /* round */
+    /* round (its per-round flags are the round machine's: fv_cround_*) */
     int idx;               /* cohort index, -1 if not in the round's cohort */
     fv_conn_t *round_conn; /* the session that got ROUND_START (a reconnect is another) */
-    bool alive;            /* in the cohort and still connected */
-    bool answered;         /* answered the current phase */
-    bool granted, uploaded;
-    bool summed;  /* its vector passed the checks and is in the sum (plain rounds) */
-    void *upload; /* buffer of the vector being received */
+    /* an upload buffer still being written by orphan_conn when its round ended (a
+     * straggler's): freed at that connection's on_vec or close */
+    void *orphan;
+    fv_conn_t *orphan_conn;
     /* traffic of past sessions (the live one is read from its connection) */
     uint64_t bytes_in, bytes_out;
 } agent_t;
@@ -149,23 +149,17 @@ typedef struct coord {
         uint64_t linger_until; /* --job: the job ended; wait for the agents until then */
         char abort_by[FV_NAME_MAX + 16];
     } run;
-    /* the round */
+    /* the round: the job-level facts here; the round itself (members' flags, SecAgg,
+     * uploads, deadlines, sums) is the machine cr (protocols/fv_round.h), whose actions
+     * coord__round_exec carries out */
     struct coord_round {
         uint64_t round;   /* 0 = stats */
         uint32_t attempt; /* attempts of this round number so far (aborted ones included) */
-        uint32_t kind;
-        agent_t **cohort;
+        const fv_round_kind_t *kind; /* of fv_round_kinds_default(); NULL before any round */
+        agent_t **cohort;            /* by member index */
         uint32_t n, t, k;
-        uint32_t dim; /* words (secagg) / elements (plain) */
-        fv_secagg_server_t *sa;
-        fv_secagg_outbox_t outbox;
-        int phase; /* secagg phase being collected, or 2 for plain uploads */
-        uint64_t phase_deadline;
-        uint64_t t_phase_start;
-        uint32_t phase_counts[5]; /* answers per SecAgg phase, for the round's audit record */
-        unsigned in_flight;
-        double *acc_f;   /* plain train: float sums in double */
-        uint32_t *acc_u; /* plain stats: word sums */
+        fv_cround_t *cr;        /* ST_ROUND: the round machine (NULL if it could not start) */
+        uint64_t t_phase_start; /* the SecAgg phase being collected began (phase_s) */
         uint32_t n_summands;
         uint64_t t_round_start;
         int64_t wall_round_start_ms;
@@ -277,15 +271,21 @@ int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool 
                           size_t *ret_len);
 int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65]);
 int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round);
-int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len);
+/* From the stats round's sum (words, copied) and, when the caller decoded it, its
+ * decoded statistics (st; NULL: decoded here). */
+int coord__stats_apply(coord_t *c, const uint32_t *sum, const fv_fed_stats_t *st, char *why,
+                       size_t why_len);
 
-/* coord_round.c: the round driver */
+/* coord_round.c: the round driver (the I/O shell of the round machine) */
 extern const char *coord__phase_names[5];
 void coord__round_start(coord_t *c);
 void coord__round_tick(coord_t *c);
 void coord__round_cleanup(coord_t *c);
-void coord__grant_uploads(coord_t *c);
-void coord__phase_progress(coord_t *c);
+/* Carries out the round machine's actions (out is emptied); a DONE ends the round
+ * (round_finish), after which c->rnd.cr is another round's or NULL. */
+void coord__round_exec(coord_t *c, fv_round_out_t *out);
+/* The kind's name for logs and progress ("unknown" before any round). */
+const char *coord__kind_name(const coord_t *c);
 bool coord__phase_over(coord_t *c, uint64_t done);
 
 /* coord_job.c: the job scheduler */

@@ -5,11 +5,15 @@
  * agent keeps its traffic counters and the last job it took part in, and a second
  * connection of the same name replaces the first. Agents are freed only at exit.
  *
- * Everything an agent sends is hostile until checked here: a message must name the
- * running job and the round being run, a SecAgg message its sender's own index, an upload
- * the exact name, type and length the round expects (on_vec_begin, before any buffer is
- * allocated); a violation closes the connection (FV_EPROTO, FV_EPOLICY) and the daemon goes
- * on. Answers that arrive between jobs or rounds are stale, not errors.
+ * Everything an agent sends is hostile until checked: here, that a message names the
+ * running job and comes from a cohort member on the session that got ROUND_START; in the
+ * round machine (protocols/round_coord.c, fed by member index), that a SecAgg message
+ * names its sender's own index, an upload the exact name, type and length the round
+ * expects (before any buffer is allocated), a plain vector passes its kind's check. A
+ * violation closes the connection (FV_EPROTO, FV_EPOLICY) and the daemon goes on; the
+ * close makes the member a dropout (fv_cround_lost). Answers that arrive between jobs or
+ * rounds are stale, not errors. A straggler's upload still arriving when its round ended
+ * lands in a->orphan, freed at that connection's on_vec or close.
  *
  * Threading: the loop thread only (fv_conn's callbacks).
  */
@@ -23,7 +27,6 @@
 #include <sodium.h>
 
 #include "coord-int.h"
-#include "fv_fixed.h"
 
 /* ---- connection callbacks ------------------------------------------------------ */
 
@@ -35,7 +38,27 @@ static agent_t *agent_by_name(coord_t *c, const char *name)
     return NULL;
 }
 
-static void agent_lost(coord_t *c, agent_t *a);
+static void agent_lost(coord_t *c, agent_t *a, fv_conn_t *conn);
+
+/* The member index of the agent on this connection in the round being run, or -1 (not in
+ * the cohort, or on another session than the one that got ROUND_START). */
+static int member_of(coord_t *c, const agent_t *a, const fv_conn_t *conn)
+{
+    if (a == NULL || c->run.state != ST_ROUND || c->rnd.cr == NULL || a->idx < 0 ||
+        (uint32_t)a->idx >= c->rnd.n || conn != a->round_conn)
+        return -1;
+    return a->idx;
+}
+
+/* An upload buffer of a finished round that this connection was still writing into. */
+static void orphan_free(agent_t *a, const fv_conn_t *conn)
+{
+    if (a->orphan != NULL && a->orphan_conn == conn) {
+        free(a->orphan);
+        a->orphan = NULL;
+        a->orphan_conn = NULL;
+    }
+}
 
 void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer)
 {
@@ -57,7 +80,8 @@ void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer)
         a->conn = NULL;
         coord__oq_clear(a);
         fv_conn_close(old, FV_EDUP, "replaced by a new connection of the same agent");
-        agent_lost(c, a); /* the old session's part in a round is over */
+        orphan_free(a, old);   /* closed: it reads, and so writes, nothing more */
+        agent_lost(c, a, old); /* the old session's part in a round is over */
     }
     a->conn = conn;
     memcpy(a->sign_pk, peer->sign_pk, 32);
@@ -82,18 +106,17 @@ void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer)
         coord__send_offer(c, a);
 }
 
-static void agent_lost(coord_t *c, agent_t *a)
+/* The session that started the agent's round is gone: the machine takes it out. */
+static void agent_lost(coord_t *c, agent_t *a, fv_conn_t *conn)
 {
-    if (c->run.state == ST_ROUND && a->alive) {
-        a->alive = false;
-        if (a->granted && !a->uploaded && c->rnd.in_flight > 0)
-            c->rnd.in_flight--;
-        free(a->upload);
-        a->upload = NULL;
-        if (c->rnd.phase == 2)
-            coord__grant_uploads(c);
-        coord__phase_progress(c);
-    }
+    int member = member_of(c, a, conn);
+    if (member < 0)
+        return;
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    fv_cround_lost(c->rnd.cr, (uint32_t)member, coord__now_ms(c), &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
 }
 
 void coord__on_close(fv_conn_t *conn, int err, const char *why)
@@ -127,6 +150,8 @@ void coord__on_close(fv_conn_t *conn, int err, const char *why)
         a->bytes_in += in;
         a->bytes_out += out;
     }
+    if (a != NULL)
+        orphan_free(a, conn);
     if (a == NULL || a->conn != conn)
         return;
     /* an agent that heard of its job's end and then said BYE (an --once agent leaving)
@@ -137,7 +162,7 @@ void coord__on_close(fv_conn_t *conn, int err, const char *why)
     coord__oq_clear(a);
     a->accepted = false;
     if (c != NULL) {
-        agent_lost(c, a);
+        agent_lost(c, a, conn);
         coord_metrics_refresh(c);
     }
 }
@@ -228,43 +253,22 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
                 protocol_error(a, "secagg message for another job");
                 return;
             } while (0);
-        if (c->run.state != ST_ROUND || c->rnd.sa == NULL || m->u.secagg.round != c->rnd.round ||
-            !a->alive) {
-            coord_logj(
-                "warn", "stale_message",
-                json_pack("{s:s,s:I}", "agent", a->name, "round", (json_int_t)m->u.secagg.round));
-            return;
-        }
         {
-            /* The SecAgg message names its sender: it must be this connection's index. */
-            fv_secagg_msg_t sm;
-            if (fv_secagg_msg_decode(m->u.secagg.data, m->u.secagg.len, &sm, &d) != 0)
-                do {
-                    protocol_error(a, "bad secagg message: %s", d.msg);
-                    return;
-                } while (0);
-            uint32_t from = sm.from;
-            uint8_t type = sm.type;
-            fv_secagg_msg_close(&sm);
-            if (from != (uint32_t)a->idx)
-                do {
-                    protocol_error(a, "secagg message claims sender %u, you are %d", from, a->idx);
-                    return;
-                } while (0);
-            if (type == FV_SECAGG_MSG_MASKED)
-                do {
-                    protocol_error(a, "masked input must come as a vector upload");
-                    return;
-                } while (0);
+            int member = member_of(c, a, conn);
+            if (member < 0 || !c->job->secagg.on || m->u.secagg.round != c->rnd.round ||
+                !fv_cround_alive(c->rnd.cr, (uint32_t)member)) {
+                coord_logj("warn", "stale_message",
+                           json_pack("{s:s,s:I}", "agent", a->name, "round",
+                                     (json_int_t)m->u.secagg.round));
+                return;
+            }
+            /* the machine checks the sender, the type and SecAgg's verdict */
+            fv_round_out_t out;
+            fv_round_out_init(&out);
+            fv_cround_on_msg(c->rnd.cr, (uint32_t)member, m, coord__now_ms(c), &out);
+            coord__round_exec(c, &out);
+            fv_round_out_close(&out);
         }
-        if (fv_secagg_server_handle(c->rnd.sa, m->u.secagg.data, m->u.secagg.len, &d) != 0) {
-            coord_logj("warn", "secagg_rejected",
-                       json_pack("{s:s,s:I,s:s}", "agent", a->name, "round",
-                                 (json_int_t)c->rnd.round, "why", d.msg));
-            return;
-        }
-        a->answered = true;
-        coord__phase_progress(c);
         return;
     case FV_MSG_VEC_ACK:
         return; /* the agent has the model or stats we sent: nothing to do */
@@ -279,56 +283,17 @@ void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
 {
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
     agent_t *a = fv_conn_get_data(conn);
-    if (a == NULL || c->run.state != ST_ROUND || !a->alive || !a->granted || a->uploaded ||
-        b->u.vec_begin.id != (uint32_t)c->rnd.round)
+    int member = member_of(c, a, conn);
+    if (member < 0)
         return NULL;
-    const char *want = c->rnd.sa != NULL ? "masked" : "update";
-    fv_vec_dtype_t dt =
-        c->rnd.sa != NULL || c->rnd.kind == FV_FED_KIND_STATS ? FV_VEC_U32 : FV_VEC_F32;
-    uint64_t n = c->rnd.sa != NULL ? 8 + (uint64_t)c->rnd.dim : c->rnd.dim;
-    if (b->u.vec_begin.name.len != strlen(want) ||
-        memcmp(b->u.vec_begin.name.ptr, want, strlen(want)) != 0 || b->u.vec_begin.dtype != dt ||
-        b->u.vec_begin.n_elems != n) {
-        /* Say what was expected, to the log and to the agent (ERROR): a mismatch is a
-         * version skew or a broken peer, and both sides' operators need the numbers. */
-        char why[FV_WIRE_TEXT_MAX];
-        snprintf(
-            why, sizeof why,
-            "round %" PRIu64 " (%s) expects vector '%s' of %" PRIu64 " %s elements "
-            "(%zu parameters, %zu models x %zu bins, %zu classes); got '%.*s' of %" PRIu64 " %s",
-            c->rnd.round, fv_fed_kind_name(c->rnd.kind), want, n, dt == FV_VEC_U32 ? "u32" : "f32",
-            c->rnd.kind == FV_FED_KIND_STATS ? 0 : c->model.lay.n_params,
-            c->rnd.kind == FV_FED_KIND_STATS ? 0 : c->model.lay.n_models,
-            c->rnd.kind == FV_FED_KIND_STATS ? 0 : c->model.lay.hist_bins,
-            c->rnd.kind == FV_FED_KIND_STATS ? 0 : c->model.lay.n_classes,
-            (int)(b->u.vec_begin.name.len < 32 ? b->u.vec_begin.name.len : 32),
-            b->u.vec_begin.name.ptr, b->u.vec_begin.n_elems,
-            b->u.vec_begin.dtype == FV_VEC_U32 ? "u32" : "f32");
-        coord_logj("warn", "upload_refused",
-                   json_pack("{s:s,s:s,s:I,s:s}", "agent", a->name, "addr", fv_conn_peer_addr(conn),
-                             "round", (json_int_t)c->rnd.round, "why", why));
-        fv_conn_close(conn, FV_EPOLICY, why);
-        return NULL;
-    }
-    free(a->upload);
-    a->upload = malloc(n * 4);
-    return a->upload;
-}
-
-/* An upload that fails its checks: logged with the reason, left out of the sum, and the
- * agent dropped from the round (ERROR with the reason, then the connection closes; its
- * on_close makes it a dropout, so the round goes on without waiting for a deadline). It
- * reconnects and may take part in the next round. */
-static void refuse_upload(coord_t *c, fv_conn_t *conn, agent_t *a, const char *event,
-                          const char *err, const char *why)
-{
-    coord_logj("warn", event,
-               json_pack("{s:s,s:I,s:s,s:s}", "agent", a->name, "round", (json_int_t)c->rnd.round,
-                         "err", err, "why", why));
-    char msg[FV_WIRE_TEXT_MAX];
-    /* the ERROR reason holds FV_WIRE_TEXT_MAX bytes: the sentence is cut there */
-    snprintf(msg, sizeof msg, "round %" PRIu64 ": upload refused: %.200s", c->rnd.round, why);
-    fv_conn_close(conn, FV_EPROTO, msg);
+    /* name, type and length checked before the machine allocates the buffer; a mismatch
+     * is dropped with what was expected (the log line "upload_refused" and the ERROR) */
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    void *buf = fv_cround_vec_begin(c->rnd.cr, (uint32_t)member, b, &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
+    return buf;
 }
 
 void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
@@ -336,62 +301,17 @@ void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
     agent_t *a = fv_conn_get_data(conn);
     (void)id;
-    if (a == NULL || vec != a->upload)
+    if (a != NULL && vec != NULL && vec == a->orphan) {
+        orphan_free(a, conn); /* a straggler's upload, after its round ended */
         return;
-    a->uploaded = true;
-    if (c->rnd.in_flight > 0)
-        c->rnd.in_flight--;
-    fv_diag_t d;
-    if (c->rnd.sa != NULL) {
-        /* words -> the MASKED message's little-endian bytes (in place) */
-        uint32_t *w = vec;
-        uint8_t *bytes = vec;
-        for (uint64_t i = 0; i < n; i++) {
-            uint32_t x = w[i];
-            bytes[4 * i] = (uint8_t)x;
-            bytes[4 * i + 1] = (uint8_t)(x >> 8);
-            bytes[4 * i + 2] = (uint8_t)(x >> 16);
-            bytes[4 * i + 3] = (uint8_t)(x >> 24);
-        }
-        fv_secagg_msg_t sm;
-        int r = fv_secagg_msg_decode(bytes, n * 4, &sm, &d);
-        if (r == 0) {
-            bool ok = sm.from == (uint32_t)a->idx && sm.type == FV_SECAGG_MSG_MASKED;
-            fv_secagg_msg_close(&sm);
-            if (!ok)
-                r = FV_EPEER;
-        }
-        if (r == 0)
-            r = fv_secagg_server_handle(c->rnd.sa, bytes, n * 4, &d);
-        if (r != 0)
-            refuse_upload(c, conn, a, "masked_rejected", fv_err_name(r), d.msg);
-        else
-            a->answered = true;
-    } else if (c->rnd.kind == FV_FED_KIND_STATS &&
-               fv_fed_stats_check(&c->model.slay, vec, &d) != 0) {
-        /* the coordinator sees a plain vector: every claim in it is checked first */
-        refuse_upload(c, conn, a, "update_rejected", "FV_EPEER", d.msg);
-    } else if (c->rnd.kind == FV_FED_KIND_STATS) {
-        fv_mod_add(n, vec, c->rnd.acc_u);
-        c->rnd.n_summands++;
-        a->answered = a->summed = true;
-    } else if (fv_fed_plain_check(&c->model.lay, vec, &d) != 0) {
-        refuse_upload(c, conn, a, "update_rejected", "FV_EPEER", d.msg);
-    } else {
-        const float *f = vec;
-        for (uint64_t i = 0; i < n; i++)
-            c->rnd.acc_f[i] += (double)f[i];
-        c->rnd.n_summands++;
-        a->answered = a->summed = true;
     }
-    free(a->upload);
-    a->upload = NULL;
-    if (a->answered) {
-        json_t *f = coord__jf(c);
-        json_object_set_new(f, "agent", json_string(a->name));
-        json_object_set_new(f, "bytes", json_integer((json_int_t)(n * 4)));
-        coord_logj("info", "upload_received", f);
-    }
-    coord__grant_uploads(c);
-    coord__phase_progress(c);
+    int member = member_of(c, a, conn);
+    if (member < 0)
+        return;
+    /* SecAgg: the masked input to the server; plain: the kind's check, then the sum */
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    fv_cround_vec_end(c->rnd.cr, (uint32_t)member, vec, n, coord__now_ms(c), &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
 }

@@ -65,7 +65,7 @@ int coord__distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_ve
     fv_fed_server_opt_free(c->model.sopt);
     c->model.sopt = sopt;
     c->distill.active = true;
-    c->rnd.kind = FV_FED_KIND_DISTILL;
+    c->rnd.kind = fv_round_kind_by_id(fv_round_kinds_default(), FV_FED_KIND_DISTILL);
     fv_fed_round_layout(c->job, FV_FED_KIND_DISTILL, fv_mlp_n_params(student), &c->model.lay);
     coord__params_hash(c->model.global, c->model.hash);
     c->model.global_sha[0] = '\0';

@@ -127,7 +127,7 @@ static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t 
                  ck->stats_words, (size_t)c->model.slay.dim);
         return FV_ECORRUPT;
     }
-    int r = coord__stats_apply(c, ck->stats_sum, why, why_len);
+    int r = coord__stats_apply(c, ck->stats_sum, NULL, why, why_len);
     if (r != 0)
         return r;
     if (ck->distill) {
@@ -344,19 +344,18 @@ json_t *coord_job_live(coord_t *c)
 {
     if (c->job == NULL || (c->run.state != ST_WAITING && c->run.state != ST_ROUND))
         return NULL;
-    uint32_t answered = 0;
-    for (uint32_t i = 0; i < c->rnd.n; i++)
-        answered += c->rnd.cohort[i]->alive && c->rnd.cohort[i]->answered;
-    const char *phase = c->run.state == ST_WAITING ? "waiting for agents"
-                        : c->rnd.sa != NULL && c->rnd.phase >= 0 && c->rnd.phase < 5
-                            ? coord__phase_names[c->rnd.phase]
-                            : "upload";
+    const fv_cround_t *cr = c->run.state == ST_ROUND ? c->rnd.cr : NULL;
+    uint32_t answered = cr != NULL ? fv_cround_answered(cr) : 0;
+    int ph = cr != NULL ? fv_cround_phase(cr) : -1;
+    const char *phase = c->run.state == ST_WAITING               ? "waiting for agents"
+                        : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
+                                                                 : "upload";
     uint64_t end = c->distill.active ? fv_job_last_round(c->job) : c->job->rounds;
     uint64_t left = end > c->rnd.round ? end - c->rnd.round : 0;
     json_t *o = json_pack(
         "{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->run.job_id, "round",
-        (json_int_t)c->rnd.round, "rounds", (json_int_t)end, "kind", fv_fed_kind_name(c->rnd.kind),
-        "phase", phase, "answered", (int)answered, "expected",
+        (json_int_t)c->rnd.round, "rounds", (json_int_t)end, "kind", coord__kind_name(c), "phase",
+        phase, "answered", (int)answered, "expected",
         c->run.state == ST_ROUND ? (int)c->rnd.n : (int)c->job->min_agents, "rounds_done",
         (json_int_t)c->run.rounds_done, "rounds_failed", (json_int_t)c->run.rounds_failed);
     json_object_set_new(o, "val_roc_auc",

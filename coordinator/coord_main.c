@@ -361,7 +361,6 @@ int main(int argc, char **argv)
     c.model.best_metric = NAN;
     c.run.last_auc = c.run.last_pr = c.run.last_loss = c.run.last_acc = NAN;
     c.run.state = ST_IDLE;
-    fv_secagg_outbox_init(&c.rnd.outbox);
     fv_diag_t d;
     int rc = EXIT_FAIL;
     char *ca = NULL, *cert = NULL, *key = NULL, *crl = NULL, *cfg_listen = NULL;
@@ -581,10 +580,9 @@ out:
         agent_t *a = c.agents;
         c.agents = a->next;
         coord__oq_clear(a);
-        free(a->upload);
+        free(a->orphan);
         free(a);
     }
-    fv_secagg_outbox_close(&c.rnd.outbox);
     fv_prom_free(c.metrics.prom);
     fv_audit_close(c.audit);
     fv_state_close(c.st);

@@ -135,26 +135,33 @@ int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_
 /* ---- from the stats round -------------------------------------------------------- */
 
 /* From the summed stats: the global preprocessing, the initial model (seeded: the same
- * in a resumed run), the server optimizer and the round layout. sum: copied. */
-int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
+ * in a resumed run), the server optimizer and the round layout. sum: copied; st: the sum
+ * decoded (the round kind's decode), or NULL to decode it here (a resumed job). */
+int coord__stats_apply(coord_t *c, const uint32_t *sum, const fv_fed_stats_t *st_in, char *why,
+                       size_t why_len)
 {
     fv_diag_t d;
-    fv_fed_stats_t st;
-    memset(&st, 0, sizeof st);
-    int r = fv_fed_stats_decode(&c->model.slay, sum, &st, &d);
-    if (r != 0) {
-        snprintf(why, why_len, "stats: %.400s", d.msg);
-        return r;
+    fv_fed_stats_t own;
+    memset(&own, 0, sizeof own);
+    const fv_fed_stats_t *st = st_in;
+    int r = 0;
+    if (st == NULL) {
+        r = fv_fed_stats_decode(&c->model.slay, sum, &own, &d);
+        if (r != 0) {
+            snprintf(why, why_len, "stats: %.400s", d.msg);
+            return r;
+        }
+        st = &own;
     }
-    c->model.n_ref = st.n_rows;
+    c->model.n_ref = st->n_rows;
     c->model.stats_sum = malloc((size_t)c->model.slay.dim * 4);
     if (c->model.stats_sum == NULL) {
-        fv_fed_stats_close(&st);
+        fv_fed_stats_close(&own);
         return FV_ENOMEM;
     }
     memcpy(c->model.stats_sum, sum, (size_t)c->model.slay.dim * 4);
-    r = fv_preproc_from_moments(c->job->schema, st.count, st.sum, st.sumsq, &c->model.preproc);
-    fv_fed_stats_close(&st);
+    r = fv_preproc_from_moments(c->job->schema, st->count, st->sum, st->sumsq, &c->model.preproc);
+    fv_fed_stats_close(&own);
     if (r != 0)
         return r;
     fv_mlp_arch_t arch;

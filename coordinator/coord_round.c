@@ -1,7 +1,18 @@
-/* coord_round.c - the round driver: cohort, SecAgg phases, deadlines, uploads, commit.
+/* coord_round.c - the round driver: cohort, the round machine's actions, decode, commit.
  *
- * The message sequence is the "ROUNDS" comment of protocols/fv_wire.h; the arithmetic of
- * what agents send is protocols/fv_fed.h; the secure sum is protocols/fv_secagg.h's server.
+ * The round itself (members' flags, SecAgg phases, upload admission, deadlines, the checks
+ * of what members send, the plain sums) is protocols' transport-free machine fv_cround_*
+ * (fv_round.h, round_coord.c); this file is its I/O shell. coord__round_start picks the
+ * cohort and the kind (the job decides which: stats first, distill after training; the
+ * kinds table says what its vector is), sends the models a member lacks, and starts the
+ * machine; every call into it (here, coord_conn.c, the tick) ends in coord__round_exec,
+ * which carries out its actions: SEND onto the member's queue, DROP closes the member's
+ * connection, LOG a line with the job, round and agent, PHASE the phase_s metric and the
+ * crash points secagg-advertise/-shares/-upload/-unmask (before the next phase's messages
+ * go out), DONE round_finish. round_finish decodes the sum with the kind's decode and does
+ * the job's part: early stopping, the server optimizer, the model file, the commit,
+ * ROUND_END (fv_cround_end), receipts, rounds.jsonl. The message sequence is the "ROUNDS"
+ * comment of protocols/fv_wire.h; the arithmetic of the vectors is protocols/fv_fed.h.
  *
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
  * cohort = accepted, connected agents at round start, sorted by name) -> WAITING/next
@@ -12,7 +23,7 @@
  * same number with the same global model, at most ROUND_ATTEMPTS times before the job
  * fails. Masked (or plain) uploads are admitted a few at a time
  * (--max-uploads), so the coordinator holds O(max_uploads * d) of upload buffers plus one
- * accumulator, whatever the cohort size.
+ * accumulator (the machine's), whatever the cohort size.
  *
  * Early stopping: round r's global validation metrics (from summed histograms) judge the
  * model sent in round r. The best one (by the job's metric) is kept; the job stops after
@@ -28,11 +39,13 @@
  * round's line of rounds.jsonl (--out) is written after the commit too, with the loop's
  * longest callback of the round (coord_loopstat.c), which the state never records.
  *
- * Ownership: c->rnd's cohort, SecAgg server, outbox and accumulators live from
- * coord__round_start to coord__round_cleanup; the cohort borrows agents from c->agents,
- * and an agent's upload buffer is its own until the round ends. Threading: the loop
- * thread only; the deadlines use uv_now, checked on the housekeeping tick
- * (coord__round_tick).
+ * Ownership: c->rnd's cohort and machine live from coord__round_start to
+ * coord__round_cleanup; the cohort borrows agents from c->agents. An action borrows the
+ * machine until the next call into it (the queue copies what it keeps); DONE is the last
+ * action of a call, and round_finish frees the machine. A straggler's upload buffer still
+ * being written when the round ends moves to its agent (a->orphan, coord_conn.c).
+ * Threading: the loop thread only; time is uv_now, handed to the machine (its deadlines
+ * are checked by fv_cround_tick on the housekeeping tick).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -90,129 +103,154 @@ static size_t n_accepted(coord_t *c)
     return n;
 }
 
-void coord__grant_uploads(coord_t *c)
+const char *coord__kind_name(const coord_t *c)
 {
-    for (uint32_t i = 0; i < c->rnd.n && c->rnd.in_flight < c->max_uploads; i++) {
-        agent_t *a = c->rnd.cohort[i];
-        if (a->alive && !a->granted && !a->uploaded) {
-            a->granted = true;
-            c->rnd.in_flight++;
-            coord__send_ctl(c, a, FV_MSG_UPLOAD_GO, 0, "");
-        }
+    return c->rnd.kind != NULL ? c->rnd.kind->name : "unknown";
+}
+
+/* What the round kinds size a round of this job from: the job's model (the teacher once
+ * distillation began) and the student's. */
+static fv_round_sizes_t round_sizes(coord_t *c)
+{
+    fv_round_sizes_t z;
+    memset(&z, 0, sizeof z);
+    z.job = c->job;
+    z.sl = &c->model.slay;
+    const fv_mlp_t *model = c->distill.active ? c->distill.teacher : c->model.global;
+    z.n_params = model != NULL ? fv_mlp_n_params(model) : 0;
+    z.s_n_params =
+        c->distill.active && c->model.global != NULL ? fv_mlp_n_params(c->model.global) : 0;
+    return z;
+}
+
+/* ---- the machine's actions ------------------------------------------------------- */
+
+static void exec_send(coord_t *c, agent_t *a, const fv_round_act_t *act)
+{
+    fv_msg_t m = act->msg; /* the copy's borrowed field is copied again by the queue */
+    switch (m.type) {
+    case FV_MSG_ROUND_START:
+        coord__oq_push_msg(a, &m, m.u.round_start.pks, m.u.round_start.pks_len,
+                           (const void **)&m.u.round_start.pks);
+        break;
+    case FV_MSG_SECAGG:
+        coord__oq_push_msg(a, &m, m.u.secagg.data, m.u.secagg.len, (const void **)&m.u.secagg.data);
+        break;
+    case FV_MSG_ROUND_END:
+        coord__send_ctl(c, a, FV_MSG_ROUND_END, m.u.round_end.status, m.u.round_end.reason.ptr);
+        break;
+    case FV_MSG_UPLOAD_GO:
+        coord__send_ctl(c, a, FV_MSG_UPLOAD_GO, 0, "");
+        break;
+    default:
+        coord__oq_push_msg(a, &m, NULL, 0, NULL);
+        break;
     }
 }
 
-static uint32_t n_alive_unanswered(coord_t *c)
+/* A log line of the machine: the job and round, the member's name, and the fields its
+ * event names (round_coord.c's top note). */
+static void exec_log(coord_t *c, agent_t *a, const fv_round_act_t *act)
 {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < c->rnd.n; i++)
-        if (c->rnd.cohort[i]->alive && !c->rnd.cohort[i]->answered)
-            n++;
-    return n;
+    json_t *f = coord__jf(c);
+    if (a != NULL)
+        json_object_set_new(f, "agent", json_string(a->name));
+    if (strcmp(act->event, "deadline") == 0) {
+        json_object_set_new(f, "phase", json_integer(act->phase));
+        json_object_set_new(f, "missing", json_integer(act->count));
+    } else if (strcmp(act->event, "phase_closed") == 0) {
+        json_object_set_new(f, "closed_phase", json_integer(act->phase));
+        json_object_set_new(f, "survivors", json_integer(act->count));
+    } else if (strcmp(act->event, "upload_received") == 0) {
+        json_object_set_new(f, "bytes", json_integer(act->count));
+    }
+    if (act->err != 0)
+        json_object_set_new(f, "err", json_string(fv_err_name(act->err)));
+    if (act->why[0] != '\0')
+        json_object_set_new(f, "why", json_string(act->why));
+    coord_logj(act->level != NULL ? act->level : "info", act->event, f);
 }
 
-static void set_deadline(coord_t *c)
+/* A SecAgg phase closed: its duration, and the crash point of that protocol point (before
+ * the next phase's messages go out). Phase 4's close is the round's end (no point). */
+static void exec_phase(coord_t *c, const fv_round_act_t *act)
 {
-    uint64_t ms = c->job->deadlines.secagg_phase_ms;
-    if (c->rnd.phase == 0 || c->rnd.phase == 2)
-        ms = c->job->deadlines.train_ms; /* model transfer and local training */
-    c->rnd.t_phase_start = coord__now_ms(c);
-    c->rnd.phase_deadline = c->rnd.t_phase_start + ms;
-    for (uint32_t i = 0; i < c->rnd.n; i++)
-        c->rnd.cohort[i]->answered = false;
-}
-
-/* Ends the SecAgg phase being collected and sends the next phase's messages. */
-static void secagg_close(coord_t *c)
-{
-    fv_diag_t d;
     static const char *const points[4] = {"secagg-advertise", "secagg-shares", "secagg-upload",
                                           "secagg-unmask"};
-    if (c->rnd.phase >= 0 && c->rnd.phase < 4) {
-        uint32_t answered = 0;
-        for (uint32_t i = 0; i < c->rnd.n; i++)
-            answered += c->rnd.cohort[i]->alive && c->rnd.cohort[i]->answered;
-        c->rnd.phase_counts[c->rnd.phase] = answered;
+    uint64_t now = coord__now_ms(c);
+    if (act->phase >= 0 && act->phase < 4) {
         if (c->metrics.phase_s != NULL)
-            fv_prom_observe(c->metrics.phase_s, coord__phase_names[c->rnd.phase],
-                            (double)(coord__now_ms(c) - c->rnd.t_phase_start) / 1000.0);
-        coord__crash_point(points[c->rnd.phase]);
+            fv_prom_observe(c->metrics.phase_s, coord__phase_names[act->phase],
+                            (double)(now - c->rnd.t_phase_start) / 1000.0);
+        coord__crash_point(points[act->phase]);
     }
-    fv_secagg_outbox_clear(&c->rnd.outbox);
-    int r = fv_secagg_server_close_phase(c->rnd.sa, &c->rnd.outbox, &d);
-    if (r != 0) {
-        round_finish(c, r, d.msg);
-        return;
-    }
-    int ph = fv_secagg_server_phase(c->rnd.sa);
-    json_t *f = coord__jf(c);
-    json_object_set_new(f, "closed_phase", json_integer(c->rnd.phase));
-    json_object_set_new(f, "survivors",
-                        json_integer(fv_secagg_server_set_size(
-                            c->rnd.sa, c->rnd.phase + 1 > 5 ? 5 : c->rnd.phase + 1)));
-    coord_logj("info", "phase_closed", f);
-    if (ph == 5) {
-        round_finish(c, 0, "");
-        return;
-    }
-    c->rnd.phase = ph;
-    set_deadline(c);
-    for (size_t i = 0; i < c->rnd.outbox.n; i++) {
-        const fv_secagg_outmsg_t *om = &c->rnd.outbox.msgs[i];
-        if (om->to >= c->rnd.n)
-            continue;
-        agent_t *a = c->rnd.cohort[om->to];
-        if (!a->alive)
-            continue;
-        fv_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.type = FV_MSG_SECAGG;
-        memcpy(m.u.secagg.job, c->run.digest, 32);
-        m.u.secagg.round = c->rnd.round;
-        m.u.secagg.data = om->data;
-        m.u.secagg.len = om->len;
-        coord__oq_push_msg(a, &m, om->data, om->len, (const void **)&m.u.secagg.data);
-    }
-    if (c->rnd.phase == 2) {
-        c->rnd.in_flight = 0;
-        for (uint32_t i = 0; i < c->rnd.n; i++)
-            c->rnd.cohort[i]->granted = c->rnd.cohort[i]->uploaded = false;
-        coord__grant_uploads(c);
-    }
+    c->rnd.t_phase_start = now;
 }
 
-void coord__phase_progress(coord_t *c)
+void coord__round_exec(coord_t *c, fv_round_out_t *out)
 {
-    if (c->run.state != ST_ROUND)
-        return;
-    if (n_alive_unanswered(c) > 0)
-        return;
-    if (c->rnd.sa != NULL)
-        secagg_close(c);
-    else
-        round_finish(c, 0, "");
+    for (size_t i = 0; i < out->n; i++) {
+        const fv_round_act_t *act = &out->acts[i];
+        agent_t *a = act->member < c->rnd.n ? c->rnd.cohort[act->member] : NULL;
+        switch (act->type) {
+        case FV_ROUND_ACT_SEND:
+            if (a != NULL)
+                exec_send(c, a, act);
+            break;
+        case FV_ROUND_ACT_DROP:
+            if (a == NULL)
+                break;
+            if (act->event != NULL)
+                coord_logj("warn", act->event,
+                           json_pack("{s:s,s:I,s:s,s:s,s:s}", "job", c->run.job_hex, "round",
+                                     (json_int_t)c->rnd.round, "agent", a->name, "addr", a->addr,
+                                     "why", act->why));
+            if (a->conn != NULL && a->conn == a->round_conn)
+                fv_conn_close(a->conn, act->err, act->why);
+            break;
+        case FV_ROUND_ACT_LOG:
+            exec_log(c, a, act);
+            break;
+        case FV_ROUND_ACT_PHASE:
+            exec_phase(c, act);
+            break;
+        case FV_ROUND_ACT_DONE: {
+            /* the last action: round_finish frees the machine the others borrowed from */
+            char why[256];
+            snprintf(why, sizeof why, "%s", act->why);
+            int err = act->err;
+            out->n = 0;
+            round_finish(c, err, why);
+            return;
+        }
+        default:
+            break;
+        }
+    }
+    fv_round_out_clear(out);
 }
 
 void coord__round_cleanup(coord_t *c)
 {
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         agent_t *a = c->rnd.cohort[i];
-        free(a->upload);
-        a->upload = NULL;
+        void *orphan = c->rnd.cr != NULL ? fv_cround_vec_take(c->rnd.cr, i) : NULL;
+        if (orphan != NULL && a->conn != NULL && a->conn == a->round_conn) {
+            /* a straggler's upload still arriving: its connection writes into it */
+            free(a->orphan);
+            a->orphan = orphan;
+            a->orphan_conn = a->conn;
+        } else {
+            free(orphan);
+        }
         a->idx = -1;
         a->round_conn = NULL;
-        a->alive = a->granted = a->uploaded = a->answered = a->summed = false;
     }
     free(c->rnd.cohort);
     c->rnd.cohort = NULL;
     c->rnd.n = 0;
-    fv_secagg_server_free(c->rnd.sa);
-    c->rnd.sa = NULL;
-    fv_secagg_outbox_clear(&c->rnd.outbox);
-    free(c->rnd.acc_f);
-    c->rnd.acc_f = NULL;
-    free(c->rnd.acc_u);
-    c->rnd.acc_u = NULL;
+    fv_cround_free(c->rnd.cr);
+    c->rnd.cr = NULL;
 }
 
 /* ---- the round's outcome --------------------------------------------------------- */
@@ -295,7 +333,7 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, j
     json_t *line = json_deep_copy(metrics);
     json_object_set_new(line, "job", json_string(c->run.job_hex));
     json_object_set_new(line, "round", json_integer((json_int_t)c->rnd.round));
-    json_object_set_new(line, "kind", json_string(fv_fed_kind_name(c->rnd.kind)));
+    json_object_set_new(line, "kind", json_string(coord__kind_name(c)));
     json_object_set_new(line, "agents", json_integer(c->rnd.n_summands));
     json_object_set_new(line, "secs",
                         json_real((double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0));
@@ -324,9 +362,7 @@ static json_t *cohort_names(coord_t *c, bool contributors_only)
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         bool in = true;
         if (contributors_only)
-            in = c->rnd.sa != NULL ? fv_secagg_server_phase(c->rnd.sa) == 5 &&
-                                         fv_secagg_server_in_set(c->rnd.sa, 3, i)
-                                   : c->rnd.cohort[i]->summed;
+            in = c->rnd.cr != NULL && fv_cround_contributed(c->rnd.cr, i);
         if (in)
             json_array_append_new(a, json_string(c->rnd.cohort[i]->name));
     }
@@ -346,12 +382,11 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
 {
     char ts[40];
     iso_now(ts);
-    json_t *body =
-        json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation", c->federation, "job",
-                  c->run.job_id, "round", (json_int_t)c->rnd.round, "kind",
-                  fv_fed_kind_name(c->rnd.kind), "status", status, "cohort", cohort, "contributors",
-                  contrib, "model_in", model_in != NULL ? model_in : "", "model_out",
-                  model_out != NULL ? model_out : "", "ts", ts);
+    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
+                             c->federation, "job", c->run.job_id, "round", (json_int_t)c->rnd.round,
+                             "kind", coord__kind_name(c), "status", status, "cohort", cohort,
+                             "contributors", contrib, "model_in", model_in != NULL ? model_in : "",
+                             "model_out", model_out != NULL ? model_out : "", "ts", ts);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     if (text == NULL)
@@ -406,7 +441,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     fv_state_round_t rr = {.job = c->run.job_id,
                            .round = c->rnd.round,
                            .attempt = c->rnd.attempt,
-                           .kind = fv_fed_kind_name(c->rnd.kind),
+                           .kind = coord__kind_name(c),
                            .status = ok ? "ok" : fv_err_name(status),
                            .why = ok ? NULL : why,
                            .cohort_json = cohort_s,
@@ -460,15 +495,14 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         goto out;
     }
     json_t *phases = json_object();
-    if (c->rnd.sa != NULL)
+    if (c->rnd.cr != NULL && c->job->secagg.on)
         for (int i = 0; i < 4; i++)
             json_object_set_new(phases, coord__phase_names[i],
-                                json_integer(c->rnd.phase_counts[i]));
-    json_t *det =
-        json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->run.job_id, "round",
-                  (json_int_t)c->rnd.round, "attempt", (json_int_t)c->rnd.attempt, "kind",
-                  fv_fed_kind_name(c->rnd.kind), "status", ok ? "ok" : fv_err_name(status),
-                  "cohort", cohort, "contributors", contrib, "phases", phases);
+                                json_integer(fv_cround_phase_count(c->rnd.cr, i)));
+    json_t *det = json_pack("{s:s,s:I,s:I,s:s,s:s,s:O,s:O,s:o}", "job", c->run.job_id, "round",
+                            (json_int_t)c->rnd.round, "attempt", (json_int_t)c->rnd.attempt, "kind",
+                            coord__kind_name(c), "status", ok ? "ok" : fv_err_name(status),
+                            "cohort", cohort, "contributors", contrib, "phases", phases);
     if (!ok)
         json_object_set_new(det, "why", json_string(why));
     if (metrics != NULL)
@@ -520,46 +554,36 @@ static void round_finish(coord_t *c, int status, const char *why_in)
     json_t *metrics = NULL, *line = NULL;
     char model_in[65];
     memcpy(model_in, c->model.global_sha, 65);
-    if (status == 0 && c->rnd.kind != FV_FED_KIND_STATS && c->test.fail_rounds) {
+    fv_round_sum_t sum;
+    memset(&sum, 0, sizeof sum);
+    bool have_sum = status == 0 && c->rnd.cr != NULL && fv_cround_sum(c->rnd.cr, &sum) == 0;
+    if (have_sum && !sum.secagg)
+        c->rnd.n_summands = sum.n_summands; /* counted as the plain vectors were summed */
+    if (status == 0 && c->rnd.kind->id != FV_FED_KIND_STATS && c->test.fail_rounds) {
         status = FV_EIO;
         snprintf(why, sizeof why, "FV_TEST_FAIL_ROUNDS");
     }
+    if (status == 0 && !have_sum) {
+        status = FV_EPHASE;
+        snprintf(why, sizeof why, "the round ended without a sum");
+    }
     if (status == 0) {
+        /* The kind reads the sum out: the stats, or the update and the metrics. */
         fv_diag_t d;
-        const uint32_t *sum = NULL;
-        if (c->rnd.sa != NULL) {
-            status = fv_secagg_server_result(c->rnd.sa, &sum);
-            c->rnd.n_summands = fv_secagg_server_set_size(c->rnd.sa, 3);
-        } else {
-            sum = c->rnd.acc_u;
-        }
-        if (status == 0 && c->rnd.n_summands == 0) {
-            status = FV_ETHRESHOLD;
-            snprintf(why, sizeof why, "no agent contributed");
-        } else if (status == 0 && c->rnd.kind == FV_FED_KIND_STATS) {
-            status = coord__stats_apply(c, sum, why, sizeof why);
-        } else if (status == 0 && c->rnd.sa != NULL) {
-            fv_fed_result_t res;
-            memset(&res, 0, sizeof res);
-            status = fv_fed_decode(&c->model.lay, sum, c->rnd.n_summands, c->job->secagg.clip,
-                                   c->job->secagg.bits, (double)c->model.n_ref, &res, &d);
-            if (status == 0)
-                status = after_train(c, &res, &metrics, &line);
-            else
-                snprintf(why, sizeof why, "%s", d.msg);
-            fv_fed_result_close(&res);
-        } else if (status == 0) {
-            /* Plain FedAvg: acc_f holds the sum of the checked plain vectors (fv_fed.h) */
-            fv_fed_result_t res;
-            memset(&res, 0, sizeof res);
-            status = fv_fed_plain_decode(&c->model.lay, c->rnd.acc_f, c->rnd.n_summands,
-                                         (double)c->model.n_ref, &res, &d);
-            if (status == 0)
-                status = after_train(c, &res, &metrics, &line);
-            else
-                snprintf(why, sizeof why, "%s", d.msg);
-            fv_fed_result_close(&res);
-        }
+        fv_round_outcome_t oc;
+        memset(&oc, 0, sizeof oc);
+        c->rnd.n_summands = sum.n_summands;
+        fv_round_sizes_t z = round_sizes(c);
+        status = c->rnd.kind->decode(&z, fv_cround_shape(c->rnd.cr), &sum, (double)c->model.n_ref,
+                                     &oc, &d);
+        if (status != 0)
+            snprintf(why, sizeof why, "%s%.400s",
+                     c->rnd.kind->id == FV_FED_KIND_STATS ? "stats: " : "", d.msg);
+        else if (oc.has_stats)
+            status = coord__stats_apply(c, sum.words, &oc.stats, why, sizeof why);
+        else if (oc.has_result)
+            status = after_train(c, &oc.res, &metrics, &line);
+        fv_round_outcome_close(&oc);
     }
     /* Durable before anyone hears of it: an agent is told a round ended only once a
      * restart would not run it again. */
@@ -571,10 +595,20 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         json_decref(line);
         return; /* state_fatal stopped the daemon */
     }
-    for (uint32_t i = 0; i < c->rnd.n; i++)
-        if (c->rnd.cohort[i]->conn != NULL &&
-            c->rnd.cohort[i]->conn == c->rnd.cohort[i]->round_conn)
-            coord__send_ctl(c, c->rnd.cohort[i], FV_MSG_ROUND_END, status, status == 0 ? "" : why);
+    /* ROUND_END to every member still on the session that started the round */
+    if (c->rnd.cr != NULL) {
+        fv_round_out_t out;
+        fv_round_out_init(&out);
+        fv_cround_end(c->rnd.cr, status, status == 0 ? "" : why, &out);
+        coord__round_exec(c, &out);
+        fv_round_out_close(&out);
+    } else {
+        for (uint32_t i = 0; i < c->rnd.n; i++)
+            if (c->rnd.cohort[i]->conn != NULL &&
+                c->rnd.cohort[i]->conn == c->rnd.cohort[i]->round_conn)
+                coord__send_ctl(c, c->rnd.cohort[i], FV_MSG_ROUND_END, status,
+                                status == 0 ? "" : why);
+    }
     /* The loop's longest callback since the last round ended (coord_loopstat.c), this one
      * up to here included: to the log and rounds.jsonl, never to the state. */
     json_t *loop = coord__loopstat_take(c);
@@ -595,7 +629,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         json_decref(line);
     }
     json_decref(loop);
-    bool was_stats = c->rnd.kind == FV_FED_KIND_STATS;
+    bool was_stats = c->rnd.kind->id == FV_FED_KIND_STATS;
     double secs = (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0;
     coord__round_cleanup(c);
     if (status == 0) {
@@ -639,7 +673,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         if (c->rnd.attempt >= ROUND_ATTEMPTS) {
             snprintf(c->run.fail_why, sizeof c->run.fail_why,
                      "round %" PRIu64 " (%s) aborted %" PRIu32 " times; the last time: %.400s",
-                     c->rnd.round, fv_fed_kind_name(c->rnd.kind), c->rnd.attempt, why);
+                     c->rnd.round, coord__kind_name(c), c->rnd.attempt, why);
             c->run.exit_code = EXIT_FAIL;
             coord__job_finish(c);
             return;
@@ -684,10 +718,12 @@ void coord__round_start(coord_t *c)
         if (a->conn != NULL && a->accepted)
             c->rnd.cohort[c->rnd.n++] = a;
     qsort(c->rnd.cohort, c->rnd.n, sizeof *c->rnd.cohort, cmp_agent_name);
-    c->rnd.kind = c->model.stats_sum == NULL ? FV_FED_KIND_STATS
-                  : c->distill.active        ? FV_FED_KIND_DISTILL
-                                             : FV_FED_KIND_TRAIN;
-    if (c->rnd.kind == FV_FED_KIND_STATS)
+    /* the job decides which kind runs next; the table says what its round is */
+    uint32_t kind_id = c->model.stats_sum == NULL ? FV_FED_KIND_STATS
+                       : c->distill.active        ? FV_FED_KIND_DISTILL
+                                                  : FV_FED_KIND_TRAIN;
+    c->rnd.kind = fv_round_kind_by_id(fv_round_kinds_default(), kind_id);
+    if (kind_id == FV_FED_KIND_STATS)
         c->rnd.round = 0;
     else if (c->rnd.round == 0)
         c->rnd.round = 1;
@@ -702,15 +738,7 @@ void coord__round_start(coord_t *c)
         tried = c->rnd.attempt;
     }
     c->rnd.attempt = (tried > c->rnd.attempt ? tried : c->rnd.attempt) + 1;
-    memset(c->rnd.phase_counts, 0, sizeof c->rnd.phase_counts);
     c->rnd.n_summands = 0;
-    /* Words of the SecAgg/stats vector, or elements of the plain vector (fv_fed.h) */
-    if (c->rnd.kind == FV_FED_KIND_STATS)
-        c->rnd.dim = (uint32_t)c->model.slay.dim;
-    else if (c->job->secagg.on)
-        c->rnd.dim = (uint32_t)c->model.lay.dim;
-    else
-        c->rnd.dim = (uint32_t)c->model.lay.plain_dim;
     uint8_t gseed[32];
     randombytes_buf(gseed, sizeof gseed);
     uint8_t *pks = malloc((size_t)c->rnd.n * 32);
@@ -720,120 +748,85 @@ void coord__round_start(coord_t *c)
     }
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         c->rnd.cohort[i]->idx = (int)i;
-        c->rnd.cohort[i]->alive = true;
         c->rnd.cohort[i]->round_conn = c->rnd.cohort[i]->conn;
         memcpy(pks + (size_t)i * 32, c->rnd.cohort[i]->sign_pk, 32);
     }
-    c->rnd.t = c->rnd.k = 0;
+    c->rnd.t = c->rnd.n;
+    c->rnd.k = c->rnd.n - 1;
     int r = 0;
-    if (c->job->secagg.on) {
+    if (c->job->secagg.on)
         r = fv_job_secagg_for(c->job, c->rnd.n, &c->rnd.t, &c->rnd.k, &d);
-        if (r == 0) {
-            fv_secagg_params_t p;
-            memset(&p, 0, sizeof p);
-            p.job_id = c->run.job_id64;
-            p.round = c->rnd.round;
-            p.n_clients = c->rnd.n;
-            p.threshold = c->rnd.t;
-            p.n_neighbors = c->rnd.k;
-            p.dim = c->rnd.dim;
-            p.prg = FV_PRG_DEFAULT;
-            memcpy(p.graph_seed, gseed, 32);
-            p.quant_bits = 0;
-            p.identity_pks = pks;
-            r = fv_secagg_server_new(&p, &c->rnd.sa, &d);
-        }
-        if (r != 0) {
-            free(pks);
-            round_finish(c, r, d.msg);
-            return;
-        }
-        c->rnd.phase = 0;
-    } else {
-        c->rnd.t = c->rnd.n;
-        c->rnd.k = c->rnd.n - 1;
-        c->rnd.phase = 2;
-        if (c->rnd.kind == FV_FED_KIND_STATS)
-            c->rnd.acc_u = calloc(c->rnd.dim, sizeof(uint32_t));
-        else
-            c->rnd.acc_f = calloc(c->rnd.dim, sizeof(double));
-        if (c->rnd.acc_u == NULL && c->rnd.acc_f == NULL) {
-            free(pks);
-            round_finish(c, FV_ENOMEM, "out of memory");
-            return;
-        }
+    if (r == 0) {
+        fv_cround_cfg_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.kind = c->rnd.kind;
+        cfg.sizes = round_sizes(c);
+        memcpy(cfg.job, c->run.digest, 32);
+        cfg.job_id64 = c->run.job_id64;
+        cfg.round = c->rnd.round;
+        cfg.n = c->rnd.n;
+        cfg.pks = pks;
+        cfg.secagg = c->job->secagg.on;
+        cfg.t = c->rnd.t;
+        cfg.k = c->rnd.k;
+        memcpy(cfg.gseed, gseed, 32);
+        cfg.has_model = kind_id != FV_FED_KIND_STATS;
+        memcpy(cfg.model, c->model.hash, 32);
+        cfg.n_ref = c->model.n_ref;
+        cfg.max_uploads = c->max_uploads;
+        cfg.train_ms = c->job->deadlines.train_ms;
+        cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
+        r = fv_cround_new(&cfg, &c->rnd.cr, &d);
+    }
+    free(pks);
+    if (r != 0) {
+        round_finish(c, r, d.msg);
+        return;
     }
     json_t *f = coord__jf(c);
-    json_object_set_new(f, "kind", json_string(fv_fed_kind_name(c->rnd.kind)));
+    json_object_set_new(f, "kind", json_string(coord__kind_name(c)));
     json_object_set_new(f, "cohort", json_integer(c->rnd.n));
     json_object_set_new(f, "threshold", json_integer(c->rnd.t));
     json_object_set_new(f, "neighbors", json_integer(c->rnd.k));
     json_object_set_new(f, "secagg", json_boolean(c->job->secagg.on));
     coord_logj("info", "round_start", f);
+    /* the models a member lacks go before its ROUND_START, on the same queue */
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         agent_t *a = c->rnd.cohort[i];
-        if (c->rnd.kind == FV_FED_KIND_DISTILL && !a->has_teacher) {
+        if (kind_id == FV_FED_KIND_DISTILL && !a->has_teacher) {
             coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(c->distill.teacher), NULL,
                                fv_mlp_n_params(c->distill.teacher), "teacher");
             a->has_teacher = true;
         }
-        if (c->rnd.kind != FV_FED_KIND_STATS &&
+        if (kind_id != FV_FED_KIND_STATS &&
             (!a->has_model || memcmp(a->model, c->model.hash, 32) != 0)) {
             coord__oq_push_vec(a, (uint32_t)c->rnd.round, FV_VEC_F32,
                                fv_mlp_params_const(c->model.global), NULL,
                                fv_mlp_n_params(c->model.global),
-                               c->rnd.kind == FV_FED_KIND_DISTILL ? "student" : "model");
+                               kind_id == FV_FED_KIND_DISTILL ? "student" : "model");
             a->has_model = true;
             memcpy(a->model, c->model.hash, 32);
         }
-        fv_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.type = FV_MSG_ROUND_START;
-        memcpy(m.u.round_start.job, c->run.digest, 32);
-        m.u.round_start.round = c->rnd.round;
-        m.u.round_start.kind = c->rnd.kind;
-        m.u.round_start.index = i;
-        m.u.round_start.n = c->rnd.n;
-        m.u.round_start.t = c->rnd.t;
-        m.u.round_start.k = c->rnd.k;
-        memcpy(m.u.round_start.gseed, gseed, 32);
-        m.u.round_start.pks = pks;
-        m.u.round_start.pks_len = (size_t)c->rnd.n * 32;
-        m.u.round_start.has_model = c->rnd.kind != FV_FED_KIND_STATS;
-        memcpy(m.u.round_start.model, c->model.hash, 32);
-        m.u.round_start.n_ref = c->model.n_ref;
-        coord__oq_push_msg(a, &m, pks, (size_t)c->rnd.n * 32, (const void **)&m.u.round_start.pks);
     }
-    free(pks);
-    set_deadline(c);
-    if (c->rnd.sa == NULL)
-        coord__grant_uploads(c);
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    c->rnd.t_phase_start = coord__now_ms(c);
+    fv_cround_start(c->rnd.cr, c->rnd.t_phase_start, &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
 }
 
 /* ---- deadlines ------------------------------------------------------------------- */
 
-/* The phase deadline, checked on every tick: agents that have not answered are dropouts,
- * and the phase closes with the others. */
+/* The phase deadline, checked on every tick by the machine: members that have not
+ * answered are dropouts, and the phase closes with the others. */
 void coord__round_tick(coord_t *c)
 {
-    if (c->run.state != ST_ROUND || coord__now_ms(c) < c->rnd.phase_deadline)
+    if (c->run.state != ST_ROUND || c->rnd.cr == NULL)
         return;
-    json_t *f = coord__jf(c);
-    json_object_set_new(f, "phase", json_integer(c->rnd.phase));
-    json_object_set_new(f, "missing", json_integer(n_alive_unanswered(c)));
-    coord_logj("warn", "deadline", f);
-    for (uint32_t i = 0; i < c->rnd.n; i++) {
-        agent_t *a = c->rnd.cohort[i];
-        if (a->alive && !a->answered) {
-            a->alive = false; /* a straggler is a dropout */
-            if (a->granted && !a->uploaded && c->rnd.in_flight > 0)
-                c->rnd.in_flight--;
-            free(a->upload);
-            a->upload = NULL;
-        }
-    }
-    if (c->rnd.sa != NULL)
-        secagg_close(c);
-    else
-        round_finish(c, 0, "");
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    fv_cround_tick(c->rnd.cr, coord__now_ms(c), &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
 }

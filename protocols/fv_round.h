@@ -309,9 +309,10 @@ int fv_cround_sum(const fv_cround_t *r, fv_round_sum_t *ret);
 bool fv_cround_contributed(const fv_cround_t *r, uint32_t member);
 /* Whether the member is still in the round (neither lost, dropped nor late). */
 bool fv_cround_alive(const fv_cround_t *r, uint32_t member);
-/* The SecAgg phase being collected (0..3), 4 for plain uploads, 5 once done. */
+/* The SecAgg phase being collected (the server's 0..4: advertise, share keys, masked
+ * input, consistency, unmask), 2 while plain uploads are collected, 5 once done. */
 int fv_cround_phase(const fv_cround_t *r);
-/* Answers in SecAgg phase p (0..3) when it closed. */
+/* Answers in SecAgg phase p (0..4) when it closed. */
 uint32_t fv_cround_phase_count(const fv_cround_t *r, int p);
 const fv_round_shape_t *fv_cround_shape(const fv_cround_t *r);
 uint32_t fv_cround_n(const fv_cround_t *r);
@@ -319,6 +320,12 @@ uint32_t fv_cround_threshold(const fv_cround_t *r);
 uint32_t fv_cround_uploads_in_flight(const fv_cround_t *r);
 /* ROUND_END {status, why} to every member not lost. */
 void fv_cround_end(fv_cround_t *r, int status, const char *why, fv_round_out_t *out);
+/* Live members that answered the phase being collected (0 once done). */
+uint32_t fv_cround_answered(const fv_cround_t *r);
+/* The buffer vec_begin gave the member and no vec_end or lost took back (a straggler's
+ * upload still arriving): the caller takes it (its connection may still write into it;
+ * free it at on_vec or on_close), or NULL. Call before fv_cround_free for each member. */
+void *fv_cround_vec_take(fv_cround_t *r, uint32_t member);
 
 /* ---- an agent's side ------------------------------------------------------------------ */
 

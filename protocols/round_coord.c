@@ -1,2 +1,717 @@
-/* round_coord.c - see fv_round.h (being written). */
+/* round_coord.c - the coordinator's round machine (fv_cround_*): one round of one kind,
+ * from ROUND_START to DONE, with no I/O, no clock and no logging (fv_round.h).
+ *
+ * What it holds: the cohort members' per-round flags (below), the SecAgg server
+ * (fv_secagg.h; its graph seed comes in the config, so the machine draws no randomness),
+ * the upload buffers it hands out at VEC_BEGIN, and without SecAgg the plain accumulator
+ * (u32 words summed mod 2^32 for a FV_VEC_U32 kind, f32 elements summed in double for a
+ * FV_VEC_F32 kind, in member arrival order: the order the coordinator received them).
+ *
+ * Phases (r->phase): the SecAgg server's collection phase 0..4 (advertise, share keys,
+ * masked input, consistency, unmask); 2 while plain uploads are collected (the same number
+ * the masked input has, so the deadline's log line names the same phase in both modes); 5
+ * once done. Every phase has one deadline: now + train_ms for phases 0 and 2 (model
+ * transfer and local work), now + phase_ms for the others, set when the phase opens.
+ *
+ * A member's flags, for the round:
+ *   alive     in the round: neither lost, dropped (a violation) nor late (a deadline)
+ *   lost      its connection is gone (fv_cround_lost): it gets no ROUND_END
+ *   answered  answered the phase being collected (reset when a phase opens)
+ *   granted   holds an UPLOAD_GO of the upload phase; uploaded: its upload arrived
+ *   summed    its plain vector passed the kind's check and is in the accumulator
+ *   buf       the buffer vec_begin gave out, until vec_end, lost, or the caller takes it
+ *             (fv_cround_vec_take): a straggler past its deadline may still be writing
+ *             into it, so a deadline never frees it.
+ * Invariants: in_flight = members granted, not uploaded and alive (at most max_uploads);
+ * a phase closes when no alive member is unanswered, or at its deadline; DONE is emitted
+ * once, as the last action of the call that ends the round, and nothing but
+ * fv_cround_end's ROUND_END is emitted after it.
+ *
+ * Actions (fv_round_out_t): SEND (msg to `member`; its borrowed fields point into the
+ * machine: the cohort keys, the SecAgg outbox of the phase just opened, the ROUND_END
+ * reason), DROP (`member` broke the protocol: close its connection with err and why; when
+ * `event` is set the drop is its own log line, as "upload_refused"), LOG (level, event,
+ * member or UINT32_MAX, err when non-zero, why when non-empty, phase and count as the event
+ * names them: "deadline" phase and missing, "phase_closed" the closed phase and its
+ * survivors, "upload_received" bytes), PHASE (a SecAgg phase closed with `count` answers,
+ * before the next phase's messages), DONE (err 0: fv_cround_sum is ready).
+ *
+ * Ownership: the machine owns everything above; actions borrow it until the next call
+ * into the machine. Threads: a machine belongs to one thread.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fv_fixed.h"
 #include "fv_round.h"
+
+typedef struct member {
+    bool alive, lost, answered, granted, uploaded, summed;
+    void *buf;
+} member_t;
+
+struct fv_cround {
+    fv_cround_cfg_t cfg; /* cfg.pks points at pks below */
+    uint8_t *pks;
+    fv_round_shape_t shape;
+    member_t *m;
+    fv_secagg_server_t *sa;
+    fv_secagg_outbox_t ob;
+    int phase;
+    bool started, done;
+    int status;
+    uint64_t deadline_ms;
+    uint32_t counts[FV_SECAGG_N_PHASES];
+    uint32_t in_flight;
+    uint32_t *acc_u;
+    double *acc_f;
+    uint32_t n_summands;
+    const uint32_t *sum; /* SecAgg's, once done */
+    char end_why[FV_WIRE_TEXT_MAX];
+};
+
+/* ---- actions ------------------------------------------------------------------------- */
+
+/* A new action at the end of out, zeroed but for type and member. On allocation failure
+ * the action is lost; the list keeps what it had (the caller sees no partial action). */
+static fv_round_act_t *act_push(fv_round_out_t *o, fv_round_act_type_t type, uint32_t member)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap == 0 ? 16 : 2 * o->cap;
+        fv_round_act_t *a = realloc(o->acts, cap * sizeof *a);
+        if (a == NULL)
+            return NULL;
+        o->acts = a;
+        o->cap = cap;
+    }
+    fv_round_act_t *a = &o->acts[o->n++];
+    memset(a, 0, sizeof *a);
+    a->type = type;
+    a->member = member;
+    return a;
+}
+
+static void act_log(fv_round_out_t *o, uint32_t member, const char *level, const char *event,
+                    int err, const char *why)
+{
+    fv_round_act_t *a = act_push(o, FV_ROUND_ACT_LOG, member);
+    if (a == NULL)
+        return;
+    a->level = level;
+    a->event = event;
+    a->err = err;
+    a->phase = -1;
+    snprintf(a->why, sizeof a->why, "%s", why != NULL ? why : "");
+}
+
+static void act_drop(fv_round_out_t *o, uint32_t member, int err, const char *event,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void act_drop(fv_round_out_t *o, uint32_t member, int err, const char *event,
+                     const char *fmt, ...)
+{
+    fv_round_act_t *a = act_push(o, FV_ROUND_ACT_DROP, member);
+    if (a == NULL)
+        return;
+    a->err = err;
+    a->event = event;
+    a->level = "warn";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->why, sizeof a->why, fmt, ap);
+    va_end(ap);
+}
+
+static fv_round_act_t *act_send(fv_round_out_t *o, uint32_t member, fv_msg_type_t type)
+{
+    fv_round_act_t *a = act_push(o, FV_ROUND_ACT_SEND, member);
+    if (a != NULL)
+        a->msg.type = type;
+    return a;
+}
+
+/* ---- the machine ---------------------------------------------------------------------- */
+
+static void free_buf(member_t *m)
+{
+    free(m->buf);
+    m->buf = NULL;
+}
+
+int fv_cround_new(const fv_cround_cfg_t *cfg, fv_cround_t **ret, fv_diag_t *d)
+{
+    if (cfg == NULL || cfg->kind == NULL || cfg->n == 0 || cfg->pks == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "round machine: no kind, no cohort or no keys");
+    fv_cround_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "out of memory");
+    int rc = 0;
+    r->cfg = *cfg;
+    if (r->cfg.max_uploads == 0)
+        r->cfg.max_uploads = 1;
+    fv_secagg_outbox_init(&r->ob);
+    r->phase = -1;
+    r->m = calloc(cfg->n, sizeof *r->m);
+    r->pks = malloc((size_t)cfg->n * 32);
+    if (r->m == NULL || r->pks == NULL) {
+        rc = fv_diag_set(d, FV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(r->pks, cfg->pks, (size_t)cfg->n * 32);
+    r->cfg.pks = r->pks;
+    if (cfg->kind->shape == NULL)
+        rc = fv_diag_set(d, FV_EINVAL, "round kind %s has no vector", cfg->kind->name);
+    else
+        rc = cfg->kind->shape(&cfg->sizes, &r->shape, d);
+    if (rc != 0)
+        goto fail;
+    if (cfg->secagg) {
+        fv_secagg_params_t p;
+        memset(&p, 0, sizeof p);
+        p.job_id = cfg->job_id64;
+        p.round = cfg->round;
+        p.n_clients = cfg->n;
+        p.threshold = cfg->t;
+        p.n_neighbors = cfg->k;
+        p.dim = r->shape.words;
+        p.prg = FV_PRG_DEFAULT;
+        memcpy(p.graph_seed, cfg->gseed, 32);
+        p.quant_bits = 0;
+        p.identity_pks = r->pks;
+        if ((rc = fv_secagg_server_new(&p, &r->sa, d)) != 0)
+            goto fail;
+    } else if (r->shape.plain_dtype == FV_VEC_U32) {
+        r->acc_u = calloc(r->shape.plain_n > 0 ? r->shape.plain_n : 1, sizeof *r->acc_u);
+    } else if (r->shape.plain_dtype == FV_VEC_F32) {
+        r->acc_f = calloc(r->shape.plain_n > 0 ? r->shape.plain_n : 1, sizeof *r->acc_f);
+    } else {
+        rc = fv_diag_set(d, FV_EINVAL, "round kind %s: plain vector of unknown type %d",
+                         cfg->kind->name, (int)r->shape.plain_dtype);
+        goto fail;
+    }
+    if (!cfg->secagg && r->acc_u == NULL && r->acc_f == NULL) {
+        rc = fv_diag_set(d, FV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    *ret = r;
+    return 0;
+fail:
+    fv_cround_free(r);
+    return rc;
+}
+
+void fv_cround_free(fv_cround_t *r)
+{
+    if (r == NULL)
+        return;
+    if (r->m != NULL)
+        for (uint32_t i = 0; i < r->cfg.n; i++)
+            free_buf(&r->m[i]);
+    free(r->m);
+    free(r->pks);
+    fv_secagg_server_free(r->sa);
+    fv_secagg_outbox_close(&r->ob);
+    free(r->acc_u);
+    free(r->acc_f);
+    free(r);
+}
+
+static void set_deadline(fv_cround_t *r, uint64_t now_ms)
+{
+    uint64_t ms = r->phase == 0 || r->phase == 2 ? r->cfg.train_ms : r->cfg.phase_ms;
+    r->deadline_ms = now_ms + ms;
+    for (uint32_t i = 0; i < r->cfg.n; i++)
+        r->m[i].answered = false;
+}
+
+static void grant_uploads(fv_cround_t *r, fv_round_out_t *out)
+{
+    for (uint32_t i = 0; i < r->cfg.n && r->in_flight < r->cfg.max_uploads; i++) {
+        member_t *m = &r->m[i];
+        if (m->alive && !m->granted && !m->uploaded) {
+            m->granted = true;
+            r->in_flight++;
+            fv_round_act_t *a = act_send(out, i, FV_MSG_UPLOAD_GO);
+            if (a != NULL) {
+                memcpy(a->msg.u.upload_go.job, r->cfg.job, 32);
+                a->msg.u.upload_go.round = r->cfg.round;
+            }
+        }
+    }
+}
+
+static uint32_t n_alive_unanswered(const fv_cround_t *r)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->cfg.n; i++)
+        n += r->m[i].alive && !r->m[i].answered;
+    return n;
+}
+
+/* A member leaves the round (lost, dropped or late): its upload slot is given back. Its
+ * buffer stays until vec_end or lost (the connection may still be writing into it). */
+static void leave(fv_cround_t *r, member_t *m)
+{
+    if (!m->alive)
+        return;
+    m->alive = false;
+    if (m->granted && !m->uploaded && r->in_flight > 0)
+        r->in_flight--;
+}
+
+/* The round ends: DONE, the last action of this call. */
+static void finish(fv_cround_t *r, int status, const char *why, fv_round_out_t *out)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", why != NULL ? why : "");
+    if (status == 0 && r->sa != NULL) {
+        status = fv_secagg_server_result(r->sa, &r->sum);
+        if (status == 0)
+            r->n_summands = fv_secagg_server_set_size(r->sa, 3);
+        else
+            snprintf(buf, sizeof buf, "secagg: no sum (%s)", fv_err_name(status));
+    }
+    if (status == 0 && r->n_summands == 0) {
+        status = FV_ETHRESHOLD;
+        snprintf(buf, sizeof buf, "no agent contributed");
+    }
+    r->done = true;
+    r->status = status;
+    r->phase = 5;
+    fv_round_act_t *a = act_push(out, FV_ROUND_ACT_DONE, UINT32_MAX);
+    if (a != NULL) {
+        a->err = status;
+        snprintf(a->why, sizeof a->why, "%s", buf);
+    }
+}
+
+/* Ends the SecAgg phase being collected and sends the next phase's messages. */
+static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
+{
+    fv_diag_t d = {""};
+    int closed = r->phase;
+    if (closed >= 0 && closed < FV_SECAGG_N_PHASES) {
+        uint32_t answered = 0;
+        for (uint32_t i = 0; i < r->cfg.n; i++)
+            answered += r->m[i].alive && r->m[i].answered;
+        r->counts[closed] = answered;
+        fv_round_act_t *a = act_push(out, FV_ROUND_ACT_PHASE, UINT32_MAX);
+        if (a != NULL) {
+            a->phase = closed;
+            a->count = answered;
+        }
+    }
+    fv_secagg_outbox_clear(&r->ob);
+    int rc = fv_secagg_server_close_phase(r->sa, &r->ob, &d);
+    if (rc != 0) {
+        finish(r, rc, d.msg, out);
+        return;
+    }
+    int ph = fv_secagg_server_phase(r->sa);
+    fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, UINT32_MAX);
+    if (a != NULL) {
+        a->level = "info";
+        a->event = "phase_closed";
+        a->phase = closed;
+        a->count = fv_secagg_server_set_size(r->sa, closed + 1 > 5 ? 5 : closed + 1);
+    }
+    if (ph == 5) {
+        finish(r, 0, "", out);
+        return;
+    }
+    r->phase = ph;
+    set_deadline(r, now_ms);
+    for (size_t i = 0; i < r->ob.n; i++) {
+        const fv_secagg_outmsg_t *om = &r->ob.msgs[i];
+        if (om->to >= r->cfg.n || !r->m[om->to].alive)
+            continue;
+        fv_round_act_t *s = act_send(out, om->to, FV_MSG_SECAGG);
+        if (s == NULL)
+            continue;
+        memcpy(s->msg.u.secagg.job, r->cfg.job, 32);
+        s->msg.u.secagg.round = r->cfg.round;
+        s->msg.u.secagg.data = om->data;
+        s->msg.u.secagg.len = om->len;
+    }
+    if (r->phase == 2) {
+        r->in_flight = 0;
+        for (uint32_t i = 0; i < r->cfg.n; i++)
+            r->m[i].granted = r->m[i].uploaded = false;
+        grant_uploads(r, out);
+    }
+}
+
+/* The phase closes once every live member answered. */
+static void progress(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
+{
+    if (r->done || !r->started || n_alive_unanswered(r) > 0)
+        return;
+    if (r->sa != NULL)
+        secagg_close(r, now_ms, out);
+    else
+        finish(r, 0, "", out);
+}
+
+int fv_cround_start(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
+{
+    if (r->started)
+        return FV_EPHASE;
+    r->started = true;
+    for (uint32_t i = 0; i < r->cfg.n; i++) {
+        r->m[i].alive = true;
+        fv_round_act_t *a = act_send(out, i, FV_MSG_ROUND_START);
+        if (a == NULL)
+            continue;
+        fv_msg_t *m = &a->msg;
+        memcpy(m->u.round_start.job, r->cfg.job, 32);
+        m->u.round_start.round = r->cfg.round;
+        m->u.round_start.kind = r->cfg.kind->id;
+        m->u.round_start.index = i;
+        m->u.round_start.n = r->cfg.n;
+        m->u.round_start.t = r->cfg.t;
+        m->u.round_start.k = r->cfg.k;
+        memcpy(m->u.round_start.gseed, r->cfg.gseed, 32);
+        m->u.round_start.pks = r->pks;
+        m->u.round_start.pks_len = (size_t)r->cfg.n * 32;
+        m->u.round_start.has_model = r->cfg.has_model;
+        memcpy(m->u.round_start.model, r->cfg.model, 32);
+        m->u.round_start.n_ref = r->cfg.n_ref;
+    }
+    r->phase = r->sa != NULL ? 0 : 2;
+    set_deadline(r, now_ms);
+    if (r->sa == NULL)
+        grant_uploads(r, out);
+    return 0;
+}
+
+/* ---- members' messages ----------------------------------------------------------------- */
+
+void fv_cround_on_msg(fv_cround_t *r, uint32_t member, const fv_msg_t *m, uint64_t now_ms,
+                      fv_round_out_t *out)
+{
+    if (m->type != FV_MSG_SECAGG || member >= r->cfg.n)
+        return;
+    if (memcmp(m->u.secagg.job, r->cfg.job, 32) != 0) {
+        act_drop(out, member, FV_EPROTO, NULL, "secagg message for another job");
+        leave(r, &r->m[member]);
+        progress(r, now_ms, out);
+        return;
+    }
+    if (r->done || !r->started || r->sa == NULL || m->u.secagg.round != r->cfg.round ||
+        !r->m[member].alive) {
+        char why[128];
+        snprintf(why, sizeof why, "secagg message of round %" PRIu64 " from a member %s",
+                 m->u.secagg.round,
+                 m->u.secagg.round != r->cfg.round ? "(another round)" : "out of the round");
+        act_log(out, member, "warn", "stale_message", 0, why);
+        return;
+    }
+    /* The SecAgg message names its sender: it must be the member's index. */
+    fv_diag_t d = {""};
+    fv_secagg_msg_t sm;
+    if (fv_secagg_msg_decode(m->u.secagg.data, m->u.secagg.len, &sm, &d) != 0) {
+        act_drop(out, member, FV_EPROTO, NULL, "bad secagg message: %s", d.msg);
+        leave(r, &r->m[member]);
+        progress(r, now_ms, out);
+        return;
+    }
+    uint32_t from = sm.from;
+    uint8_t type = sm.type;
+    fv_secagg_msg_close(&sm);
+    if (from != member || type == FV_SECAGG_MSG_MASKED) {
+        if (from != member)
+            act_drop(out, member, FV_EPROTO, NULL, "secagg message claims sender %u, you are %d",
+                     from, (int)member);
+        else
+            act_drop(out, member, FV_EPROTO, NULL, "masked input must come as a vector upload");
+        leave(r, &r->m[member]);
+        progress(r, now_ms, out);
+        return;
+    }
+    if (fv_secagg_server_handle(r->sa, m->u.secagg.data, m->u.secagg.len, &d) != 0) {
+        act_log(out, member, "warn", "secagg_rejected", 0, d.msg);
+        return;
+    }
+    r->m[member].answered = true;
+    progress(r, now_ms, out);
+}
+
+static const char *dtype_name(fv_vec_dtype_t t)
+{
+    return t == FV_VEC_U32 ? "u32" : t == FV_VEC_F32 ? "f32" : "?";
+}
+
+void *fv_cround_vec_begin(fv_cround_t *r, uint32_t member, const fv_msg_t *b, fv_round_out_t *out)
+{
+    if (member >= r->cfg.n || r->done || !r->started)
+        return NULL;
+    member_t *mb = &r->m[member];
+    if (!mb->alive || !mb->granted || mb->uploaded || mb->buf != NULL ||
+        b->u.vec_begin.id != (uint32_t)r->cfg.round)
+        return NULL;
+    const char *want = r->sa != NULL ? "masked" : "update";
+    fv_vec_dtype_t dt = r->sa != NULL ? FV_VEC_U32 : r->shape.plain_dtype;
+    uint64_t n = r->sa != NULL ? 8 + (uint64_t)r->shape.words : r->shape.plain_n;
+    if (b->u.vec_begin.name.len != strlen(want) ||
+        memcmp(b->u.vec_begin.name.ptr, want, strlen(want)) != 0 || b->u.vec_begin.dtype != dt ||
+        b->u.vec_begin.n_elems != n) {
+        /* Say what was expected, to the log and to the agent (ERROR): a mismatch is a
+         * version skew or a broken peer, and both sides' operators need the numbers. */
+        const fv_fed_layout_t *l = &r->shape.lay;
+        act_drop(out, member, FV_EPOLICY, "upload_refused",
+                 "round %" PRIu64 " (%s) expects vector '%s' of %" PRIu64 " %s elements "
+                 "(%zu parameters, %zu models x %zu bins, %zu classes); got '%.*s' of %" PRIu64
+                 " %s",
+                 r->cfg.round, r->cfg.kind->name, want, n, dtype_name(dt), l->n_params, l->n_models,
+                 l->hist_bins, l->n_classes,
+                 (int)(b->u.vec_begin.name.len < 32 ? b->u.vec_begin.name.len : 32),
+                 b->u.vec_begin.name.ptr, b->u.vec_begin.n_elems,
+                 b->u.vec_begin.dtype == FV_VEC_U32 ? "u32" : "f32");
+        leave(r, mb); /* the phase moves on at fv_cround_lost */
+        return NULL;
+    }
+    mb->buf = malloc(n > 0 ? n * 4 : 4);
+    return mb->buf;
+}
+
+/* An upload that fails its checks: logged with the reason, left out of the sum, and the
+ * member dropped from the round (the caller closes its connection with the reason). */
+static void refuse_upload(fv_cround_t *r, uint32_t member, const char *event, int err,
+                          const char *why, fv_round_out_t *out)
+{
+    act_log(out, member, "warn", event, err, why);
+    /* the ERROR reason holds FV_WIRE_TEXT_MAX bytes: the sentence is cut there */
+    act_drop(out, member, FV_EPROTO, NULL, "round %" PRIu64 ": upload refused: %.200s",
+             r->cfg.round, why);
+    leave(r, &r->m[member]);
+}
+
+/* words -> the MASKED message's little-endian bytes, in place */
+static void words_to_le(void *vec, uint64_t n)
+{
+    uint32_t *w = vec;
+    uint8_t *bytes = vec;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t x = w[i];
+        bytes[4 * i] = (uint8_t)x;
+        bytes[4 * i + 1] = (uint8_t)(x >> 8);
+        bytes[4 * i + 2] = (uint8_t)(x >> 16);
+        bytes[4 * i + 3] = (uint8_t)(x >> 24);
+    }
+}
+
+void fv_cround_vec_end(fv_cround_t *r, uint32_t member, void *vec, uint64_t n, uint64_t now_ms,
+                       fv_round_out_t *out)
+{
+    if (member >= r->cfg.n || vec == NULL || vec != r->m[member].buf)
+        return;
+    member_t *mb = &r->m[member];
+    if (r->done || !mb->alive) {
+        free_buf(mb); /* a straggler's upload, after its deadline */
+        return;
+    }
+    mb->uploaded = true;
+    if (r->in_flight > 0)
+        r->in_flight--;
+    fv_diag_t d = {""};
+    if (r->sa != NULL) {
+        words_to_le(vec, n);
+        fv_secagg_msg_t sm;
+        int rc = fv_secagg_msg_decode(vec, n * 4, &sm, &d);
+        if (rc == 0) {
+            bool ok = sm.from == member && sm.type == FV_SECAGG_MSG_MASKED;
+            fv_secagg_msg_close(&sm);
+            if (!ok)
+                rc = FV_EPEER;
+        }
+        if (rc == 0)
+            rc = fv_secagg_server_handle(r->sa, vec, n * 4, &d);
+        if (rc != 0)
+            refuse_upload(r, member, "masked_rejected", rc, d.msg, out);
+        else
+            mb->answered = true;
+    } else {
+        int rc = r->cfg.kind->plain_check != NULL
+                     ? r->cfg.kind->plain_check(&r->cfg.sizes, &r->shape, vec, &d)
+                     : 0;
+        if (rc != 0) {
+            /* the coordinator sees a plain vector: every claim in it is checked first; a
+             * claim that fails is the peer's (FV_EPEER in the log, whatever the check
+             * returned) */
+            refuse_upload(r, member, "update_rejected", FV_EPEER, d.msg, out);
+        } else if (r->acc_u != NULL) {
+            fv_mod_add(n, vec, r->acc_u);
+            r->n_summands++;
+            mb->answered = mb->summed = true;
+        } else {
+            const float *f = vec;
+            for (uint64_t i = 0; i < n; i++)
+                r->acc_f[i] += (double)f[i];
+            r->n_summands++;
+            mb->answered = mb->summed = true;
+        }
+    }
+    free_buf(mb);
+    if (mb->answered) {
+        fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, member);
+        if (a != NULL) {
+            a->level = "info";
+            a->event = "upload_received";
+            a->phase = r->phase;
+            a->count = n * 4 > UINT32_MAX ? UINT32_MAX : (uint32_t)(n * 4);
+        }
+    }
+    grant_uploads(r, out);
+    progress(r, now_ms, out);
+}
+
+void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_out_t *out)
+{
+    if (member >= r->cfg.n)
+        return;
+    member_t *mb = &r->m[member];
+    mb->lost = true;
+    free_buf(mb); /* the connection is gone: nothing writes into it any more */
+    if (r->done)
+        return;
+    /* a dropped member left at its DROP, but the phase may have waited for this */
+    leave(r, mb);
+    if (r->phase == 2)
+        grant_uploads(r, out);
+    progress(r, now_ms, out);
+}
+
+void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
+{
+    if (r->done || !r->started || now_ms < r->deadline_ms)
+        return;
+    fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, UINT32_MAX);
+    if (a != NULL) {
+        a->level = "warn";
+        a->event = "deadline";
+        a->phase = r->phase;
+        a->count = n_alive_unanswered(r);
+    }
+    for (uint32_t i = 0; i < r->cfg.n; i++)
+        if (r->m[i].alive && !r->m[i].answered)
+            leave(r, &r->m[i]); /* a straggler is a dropout */
+    if (r->sa != NULL)
+        secagg_close(r, now_ms, out);
+    else
+        finish(r, 0, "", out);
+}
+
+void fv_cround_fail(fv_cround_t *r, int err, const char *why, fv_round_out_t *out)
+{
+    if (r->done)
+        return;
+    r->done = true;
+    r->status = err != 0 ? err : FV_EIO;
+    r->phase = 5;
+    fv_round_act_t *a = act_push(out, FV_ROUND_ACT_DONE, UINT32_MAX);
+    if (a != NULL) {
+        a->err = r->status;
+        snprintf(a->why, sizeof a->why, "%s", why != NULL ? why : "");
+    }
+}
+
+void fv_cround_end(fv_cround_t *r, int status, const char *why, fv_round_out_t *out)
+{
+    snprintf(r->end_why, sizeof r->end_why, "%s", why != NULL ? why : "");
+    for (uint32_t i = 0; i < r->cfg.n; i++) {
+        if (r->m[i].lost)
+            continue;
+        fv_round_act_t *a = act_send(out, i, FV_MSG_ROUND_END);
+        if (a == NULL)
+            continue;
+        memcpy(a->msg.u.round_end.job, r->cfg.job, 32);
+        a->msg.u.round_end.round = r->cfg.round;
+        a->msg.u.round_end.status = status;
+        a->msg.u.round_end.reason.ptr = r->end_why;
+        a->msg.u.round_end.reason.len = strnlen(r->end_why, FV_WIRE_TEXT_MAX);
+    }
+}
+
+/* ---- what the caller reads -------------------------------------------------------------- */
+
+bool fv_cround_done(const fv_cround_t *r)
+{
+    return r->done;
+}
+
+int fv_cround_sum(const fv_cround_t *r, fv_round_sum_t *ret)
+{
+    if (!r->done || r->status != 0)
+        return FV_EPHASE;
+    memset(ret, 0, sizeof *ret);
+    ret->secagg = r->sa != NULL;
+    ret->words = r->sa != NULL ? r->sum : r->acc_u;
+    ret->fsum = r->acc_f;
+    ret->n_summands = r->n_summands;
+    return 0;
+}
+
+bool fv_cround_contributed(const fv_cround_t *r, uint32_t member)
+{
+    if (member >= r->cfg.n)
+        return false;
+    if (r->sa != NULL)
+        return fv_secagg_server_phase(r->sa) == 5 && fv_secagg_server_in_set(r->sa, 3, member);
+    return r->m[member].summed;
+}
+
+bool fv_cround_alive(const fv_cround_t *r, uint32_t member)
+{
+    return member < r->cfg.n && !r->done && r->m[member].alive;
+}
+
+int fv_cround_phase(const fv_cround_t *r)
+{
+    return r->phase;
+}
+
+uint32_t fv_cround_phase_count(const fv_cround_t *r, int p)
+{
+    return p >= 0 && p < FV_SECAGG_N_PHASES ? r->counts[p] : 0;
+}
+
+const fv_round_shape_t *fv_cround_shape(const fv_cround_t *r)
+{
+    return &r->shape;
+}
+
+uint32_t fv_cround_n(const fv_cround_t *r)
+{
+    return r->cfg.n;
+}
+
+uint32_t fv_cround_threshold(const fv_cround_t *r)
+{
+    return r->cfg.t;
+}
+
+uint32_t fv_cround_uploads_in_flight(const fv_cround_t *r)
+{
+    return r->in_flight;
+}
+
+uint32_t fv_cround_answered(const fv_cround_t *r)
+{
+    uint32_t n = 0;
+    if (!r->done)
+        for (uint32_t i = 0; i < r->cfg.n; i++)
+            n += r->m[i].alive && r->m[i].answered;
+    return n;
+}
+
+void *fv_cround_vec_take(fv_cround_t *r, uint32_t member)
+{
+    if (member >= r->cfg.n)
+        return NULL;
+    void *b = r->m[member].buf;
+    r->m[member].buf = NULL;
+    return b;
+}
