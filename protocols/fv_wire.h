@@ -210,7 +210,8 @@ typedef struct fv_msg {
         struct {
             uint8_t job[32];
             uint64_t round;
-            uint32_t kind;  /* 1 stats, 2 train, 3 distill */
+            uint32_t kind;  /* 1..255: a round kind's id (fv_round.h: 1 stats, 2 train,
+                               3 distill); the agent checks it against its table */
             uint32_t index; /* < n */
             uint32_t n;     /* 3..65535 */
             uint32_t t;     /* 1..n */

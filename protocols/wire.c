@@ -503,10 +503,10 @@ static int check_cmd(const fv_wire_str_t *s, const char *tname, int err, fv_diag
 static int check_round_start(const fv_msg_t *m, const char *tname, int err, fv_diag_t *d)
 {
     uint32_t n = m->u.round_start.n;
-    if (m->u.round_start.kind < 1 || m->u.round_start.kind > 3)
-        return fv_diag_set(d, err,
-                           "%s: field 'kind': %" PRIu32 " is not a round kind (1 stats, "
-                           "2 train, 3 distill)",
+    /* a round kind's id (fv_round.h's table: 1 stats, 2 train, 3 distill, ...); which
+     * ids exist and which round number each owns is the agent's check (fv_around_check) */
+    if (m->u.round_start.kind < 1 || m->u.round_start.kind > 255)
+        return fv_diag_set(d, err, "%s: field 'kind': %" PRIu32 " is not a round kind id (1..255)",
                            tname, m->u.round_start.kind);
     if (n < ROUND_N_MIN || n > ROUND_N_MAX)
         return fv_diag_set(d, err, "%s: field 'n': %" PRIu32 " agents, outside %d..%d", tname, n,

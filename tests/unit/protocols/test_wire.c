@@ -770,7 +770,10 @@ static void test_encode_refusals(void)
     const fv_msg_t rs = m;
     m.u.round_start.kind = 0;
     ENC_FAILS(FV_EINVAL);
-    m.u.round_start.kind = 4;
+    m.u.round_start.kind = 255; /* any id of a kinds table: the agent checks it */
+    CHECK_OK(fv_wire_encode(&m, &lim, &out), NULL);
+    out.len = 0;
+    m.u.round_start.kind = 256;
     ENC_FAILS(FV_EINVAL);
     m = rs;
     m.u.round_start.index = 4; /* index >= n */
@@ -1395,7 +1398,7 @@ static void test_range_refusals(void)
     range_case("vec_end", "id", put_u, &u2_32, FV_EPROTO, "above");
 
     /* the round protocol; spec table values: round_start n 3, index 1, t 2, k 1 */
-    static const uint64_t u1 = 1, u2 = 2, u4 = 4, u4k = 4, u65536 = 65536;
+    static const uint64_t u1 = 1, u2 = 2, u4 = 4, u256 = 256, u65536 = 65536;
     static const int64_t i_below = (int64_t)INT32_MIN - 1;
     static const size_t b1 = 1, b64 = 64, b95 = 95, b97 = 97, b128 = 128;
     static const char *const with_job[] = {"job_offer",   "job_accept", "job_refuse",
@@ -1416,7 +1419,7 @@ static void test_range_refusals(void)
     range_case("job_refuse", "reason", put_s, ctrl, FV_EPROTO, "control byte");
     range_case("round_start", "round", put_i, &below, FV_EPROTO, "expected an unsigned");
     range_case("round_start", "kind", put_u, &u0, FV_EPROTO, "not a round kind");
-    range_case("round_start", "kind", put_u, &u4k, FV_EPROTO, "not a round kind");
+    range_case("round_start", "kind", put_u, &u256, FV_EPROTO, "not a round kind");
     range_case("round_start", "kind", put_u, &u2_32, FV_EPROTO, "above 4294967295");
     range_case("round_start", "n", put_u, &u2, FV_EPROTO, "2 agents, outside 3..65535");
     range_case("round_start", "n", put_u, &u65536, FV_EPROTO, "outside 3..65535");
