@@ -145,8 +145,11 @@ static void send_bytes(sim_t *s, ev_type_t type, uint32_t agent, const fv_msg_t 
     fv_buf_t b = {0};
     int r = fv_wire_encode(m, &s->lim, &b);
     if (r != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "fv_wire_encode refused a %s message %s emitted",
+                 fv_msg_type_name(m->type), type == EV_TO_AGENT ? "the coordinator" : "an agent");
         fv_buf_free(&b);
-        sim_fail(s, r, "fv_wire_encode refused a message a machine emitted");
+        sim_fail(s, r, why);
         return;
     }
     ev_t *e = calloc(1, sizeof *e);
@@ -657,7 +660,9 @@ static int attempt(sim_t *s, fv_diag_t *d)
     cc.kind = s->kind;
     cc.sizes = s->sizes;
     memcpy(cc.job, s->job_digest, 32);
-    cc.job_id64 = job->seed ^ 0x5f5f5f5fu;
+    cc.job_id64 = 0; /* SecAgg's job id: the digest's first 8 bytes, little-endian */
+    for (int i = 7; i >= 0; i--)
+        cc.job_id64 = (cc.job_id64 << 8) | s->job_digest[i];
     cc.round = cfg->round;
     cc.n = cfg->n_agents;
     cc.pks = s->pks;
