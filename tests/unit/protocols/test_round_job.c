@@ -1,0 +1,325 @@
+/* test_round_job.c - whole jobs in one process: the coordinator's job machine
+ * (fv_round_job.h) over the round engine's simulator (fv_round_sim.h), four banks of the
+ * German credit data, SecAgg on: the stats round, training rounds with early stopping,
+ * the hand-over to distillation, distill rounds, the result.
+ *
+ * Crash and restore: the same job is run again with the coordinator "crashing" at every
+ * checkpoint (the machine thrown away and restored from its checkpoint) and, in every
+ * round, once in the middle of the round at a protocol point (the simulator's restart:
+ * after each SecAgg phase in turn, or when the round is done but not committed). It must
+ * end with the same model, bit for bit (same process, kernel and thread count), the same
+ * best round and the same number of rounds. A failed round (too few agents) is run again
+ * under its number.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fv_dataset.h"
+#include "fv_fed.h"
+#include "fv_job.h"
+#include "fv_mlp.h"
+#include "fv_preproc.h"
+#include "fv_round.h"
+#include "fv_round_job.h"
+#include "fv_round_sim.h"
+#include "fv_schema.h"
+#include "fv_test.h"
+
+#define NB 4
+
+typedef struct bank {
+    size_t *tr, *va, n_tr, n_va;
+    float *x_tr, *x_va;
+    int32_t *y_tr, *y_va;
+    fv_round_data_t data;
+} bank_t;
+
+static fv_schema_t *schema;
+static fv_dataset_t *ds;
+static bank_t banks[NB];
+static fv_mlp_arch_t arch, s_arch;
+
+static void banks_init(const fv_job_t *job, const fv_fed_stats_layout_t *sl)
+{
+    size_t N = ds->n_rows;
+    memset(banks, 0, sizeof banks);
+    for (int k = 0; k < NB; k++) {
+        CHECK((banks[k].tr = malloc(N * sizeof(size_t))) != NULL);
+        CHECK((banks[k].va = malloc(N * sizeof(size_t))) != NULL);
+    }
+    for (size_t i = 0; i < N; i++) {
+        int k = (int)(i % 10 < 1 ? 0 : i % 10 < 3 ? 1 : i % 10 < 6 ? 2 : 3);
+        if ((i / 10) % 5 == 4)
+            banks[k].va[banks[k].n_va++] = i;
+        else
+            banks[k].tr[banks[k].n_tr++] = i;
+    }
+    for (int k = 0; k < NB; k++) {
+        fv_round_data_t *d = &banks[k].data;
+        d->job = job;
+        d->ds = ds;
+        d->tr = banks[k].tr, d->n_tr = banks[k].n_tr;
+        d->va = banks[k].va, d->n_va = banks[k].n_va;
+        d->sl = sl;
+    }
+}
+
+/* What each bank does with the stats round's sum: the same preprocessing as the
+ * coordinator's (fv_preproc_from_moments of the same sum), its own rows transformed. */
+static void banks_features(const fv_job_t *job, const fv_preproc_t *pp)
+{
+    size_t nf = fv_preproc_n_features(pp);
+    fv_diag_t d = {{0}};
+    CHECK_OK(fv_mlp_parse_arch(job->model, nf, fv_schema_n_classes(job->schema), &arch, &d), &d);
+    if (job->distill.on)
+        CHECK_OK(fv_mlp_parse_arch(job->distill.student, nf, fv_schema_n_classes(job->schema),
+                                   &s_arch, &d),
+                 &d);
+    for (int k = 0; k < NB; k++) {
+        bank_t *b = &banks[k];
+        free(b->x_tr), free(b->x_va), free(b->y_tr), free(b->y_va);
+        CHECK((b->x_tr = malloc(b->n_tr * nf * sizeof(float))) != NULL);
+        CHECK((b->x_va = malloc(b->n_va * nf * sizeof(float))) != NULL);
+        CHECK((b->y_tr = malloc(b->n_tr * sizeof(int32_t))) != NULL);
+        CHECK((b->y_va = malloc(b->n_va * sizeof(int32_t))) != NULL);
+        CHECK_OK(fv_preproc_transform(pp, ds, b->tr, b->n_tr, b->x_tr), NULL);
+        CHECK_OK(fv_preproc_transform(pp, ds, b->va, b->n_va, b->x_va), NULL);
+        fv_dataset_labels(ds, b->tr, b->n_tr, b->y_tr);
+        fv_dataset_labels(ds, b->va, b->n_va, b->y_va);
+        b->data.x_tr = b->x_tr, b->data.x_va = b->x_va;
+        b->data.y_tr = b->y_tr, b->data.y_va = b->y_va;
+        b->data.n_feat = nf;
+        b->data.arch = &arch;
+        b->data.s_arch = &s_arch;
+    }
+}
+
+static void banks_free(void)
+{
+    for (int k = 0; k < NB; k++) {
+        bank_t *b = &banks[k];
+        free(b->tr), free(b->va), free(b->x_tr), free(b->x_va), free(b->y_tr), free(b->y_va);
+    }
+    memset(banks, 0, sizeof banks);
+}
+
+typedef struct run {
+    float *final;
+    size_t n_final;
+    uint64_t final_round, best_round, rounds_done, rounds_failed, checkpoints;
+    uint64_t kinds_seen[4];
+} run_t;
+
+/* Restores the machine from its own checkpoint (a coordinator restart). */
+static void crash_and_restore(fv_cjob_t **j, const fv_job_t *job)
+{
+    fv_cjob_ckpt_t ck;
+    fv_diag_t d = {{0}};
+    CHECK_OK(fv_cjob_checkpoint(*j, &ck), NULL);
+    fv_cjob_t *r = NULL;
+    CHECK_OK(fv_cjob_restore(job, &ck, &r, &d), &d);
+    fv_cjob_ckpt_close(&ck);
+    fv_cjob_free(*j);
+    *j = r;
+}
+
+/* One whole job. crash: restore at every checkpoint and restart mid-round in every round.
+ * fail_round: that round's first attempt loses 3 of the 4 banks before their input. */
+static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t *out)
+{
+    memset(out, 0, sizeof *out);
+    fv_diag_t d = {{0}};
+    fv_cjob_t *j = NULL;
+    CHECK_OK(fv_cjob_new(job, &j, &d), &d);
+    banks_init(job, fv_cjob_stats_layout(j));
+    fv_round_sim_agent_t ag[NB];
+    bool failed_once = false;
+    for (int guard = 0; guard < 100; guard++) {
+        if (fv_cjob_phase_over(j)) {
+            if (!fv_cjob_distilling(j) && job->distill.on && fv_cjob_best(j) != NULL) {
+                CHECK_OK(fv_cjob_distill_begin(j, &d), &d);
+                out->checkpoints++;
+                if (crash)
+                    crash_and_restore(&j, job);
+                for (int k = 0; k < NB; k++)
+                    banks[k].data.s_n_params = fv_mlp_n_params(fv_cjob_global(j));
+                continue;
+            }
+            break;
+        }
+        uint64_t round = fv_cjob_round(j);
+        uint32_t kind = fv_cjob_kind(j);
+        CHECK(fv_cjob_round_kind(j) ==
+              fv_round_kind_of(fv_round_kinds_default(), job, round, NULL));
+        memset(ag, 0, sizeof ag);
+        for (int k = 0; k < NB; k++)
+            ag[k].data = &banks[k].data;
+        if (round == fail_round && !failed_once) {
+            for (int k = 1; k < NB; k++)
+                ag[k].fault = FV_RSIM_DROP, ag[k].phase = 2;
+        }
+        fv_round_sim_cfg_t c;
+        memset(&c, 0, sizeof c);
+        c.job = job;
+        c.sizes = fv_cjob_sizes(j);
+        c.round = round;
+        c.n_agents = NB;
+        c.agents = ag;
+        c.n_ref = fv_cjob_n_ref(j);
+        c.seed = 1000 + round;
+        c.restart_at = -1;
+        if (kind != FV_FED_KIND_STATS) {
+            c.global = fv_mlp_params_const(fv_cjob_global(j));
+            if (fv_cjob_teacher(j) != NULL)
+                c.teacher = fv_mlp_params_const(fv_cjob_teacher(j));
+        }
+        static const int points[] = {0, 1, 2, 3, FV_RSIM_AT_DONE};
+        if (crash)
+            c.restart_at = points[round % 5];
+        fv_round_sim_result_t r;
+        CHECK_OK(fv_round_sim_run(&c, &r, &d), &d);
+        bool ok = r.status == 0;
+        if (round == fail_round && !failed_once) {
+            CHECK(!ok); /* one contributor is below SecAgg's threshold */
+            failed_once = true;
+        } else if (!ok) {
+            FV__FAIL("round %llu (%s) failed: %s: %s", (unsigned long long)round,
+                     fv_fed_kind_name(kind), fv_err_name(r.status), r.why);
+        }
+        if (ok) {
+            CHECK_INT_EQ(r.decode_status, 0);
+            out->kinds_seen[kind]++;
+            if (kind == FV_FED_KIND_STATS) {
+                CHECK_OK(fv_cjob_apply_stats(j, r.sum, &d), &d);
+                banks_features(job, fv_cjob_preproc(j));
+                for (int k = 0; k < NB; k++) {
+                    banks[k].data.n_params = fv_mlp_n_params(fv_cjob_global(j));
+                    banks[k].data.s_n_params = 0;
+                }
+            } else {
+                bool imp;
+                double metric;
+                CHECK(r.outcome.has_result);
+                CHECK_OK(fv_cjob_apply_round(j, &r.outcome.res, &imp, &metric), NULL);
+                CHECK(isfinite(metric));
+            }
+        }
+        fv_round_sim_result_close(&r);
+        fv_cjob_round_done(j, ok);
+        out->checkpoints++;
+        if (crash)
+            crash_and_restore(&j, job);
+    }
+    const fv_mlp_t *final = fv_cjob_final(j, &out->final_round);
+    CHECK(final != NULL);
+    out->n_final = fv_mlp_n_params(final);
+    CHECK((out->final = malloc(out->n_final * sizeof(float))) != NULL);
+    memcpy(out->final, fv_mlp_params_const(final), out->n_final * sizeof(float));
+    out->best_round = fv_cjob_best_round(j);
+    out->rounds_done = fv_cjob_rounds_done(j);
+    out->rounds_failed = fv_cjob_rounds_failed(j);
+    fv_cjob_free(j);
+    banks_free();
+}
+
+static fv_job_t *german_job(const char *extra)
+{
+    char *sj = NULL;
+    size_t sl = 0;
+    CHECK_OK(fv_schema_to_json(schema, &sj, &sl), NULL);
+    size_t cap = sl + 1024;
+    char *js = malloc(cap);
+    CHECK(js != NULL);
+    snprintf(js, cap,
+             "{\"name\":\"german\",\"schema\":%s,\"model\":\"mlp:8\",\"rounds\":5,"
+             "\"local_epochs\":1,\"hist_bins\":100,\"seed\":11,\"min_agents\":3%s}",
+             sj, extra);
+    free(sj);
+    fv_job_t *j = NULL;
+    fv_diag_t d = {{0}};
+    CHECK_OK(fv_job_from_json("job", js, strlen(js), &j, &d), &d);
+    free(js);
+    return j;
+}
+
+static void test_whole_job_restores(void)
+{
+    fv_job_t *job = german_job(",\"early_stopping\":{\"patience\":2},"
+                               "\"distill\":{\"student\":\"logreg\",\"rounds\":3,"
+                               "\"quantize_int8\":true}");
+    run_t a, b;
+    run_job(job, false, UINT64_MAX, &a);
+    CHECK_UINT_EQ(a.kinds_seen[FV_FED_KIND_STATS], 1);
+    CHECK(a.kinds_seen[FV_FED_KIND_TRAIN] >= 1 && a.kinds_seen[FV_FED_KIND_TRAIN] <= 5);
+    CHECK(a.kinds_seen[FV_FED_KIND_DISTILL] >= 1 && a.kinds_seen[FV_FED_KIND_DISTILL] <= 3);
+    CHECK(a.best_round > 5 && a.best_round <= 8); /* the result is a distilled student */
+    CHECK_UINT_EQ(a.rounds_failed, 0);
+    run_job(job, true, UINT64_MAX, &b);
+    CHECK_UINT_EQ(b.checkpoints, a.checkpoints);
+    CHECK_UINT_EQ(b.rounds_done, a.rounds_done);
+    CHECK_UINT_EQ(b.best_round, a.best_round);
+    CHECK_UINT_EQ(b.final_round, a.final_round);
+    CHECK_UINT_EQ(b.n_final, a.n_final);
+    CHECK(memcmp(a.final, b.final, a.n_final * sizeof(float)) == 0);
+    printf("whole job: %llu rounds (%llu train, %llu distill), best round %llu, %llu "
+           "checkpoints: the same student after a restore at each\n",
+           (unsigned long long)a.rounds_done, (unsigned long long)a.kinds_seen[2],
+           (unsigned long long)a.kinds_seen[3], (unsigned long long)a.best_round,
+           (unsigned long long)a.checkpoints);
+    free(a.final), free(b.final);
+    fv_job_free(job);
+}
+
+/* patience 0: every training round runs, the result is the last update (round after the
+ * last); a round that fails once is run again under its number and changes nothing. */
+static void test_failed_round_is_rerun(void)
+{
+    fv_job_t *job = german_job(",\"early_stopping\":{\"patience\":0}");
+    run_t a, b;
+    run_job(job, false, UINT64_MAX, &a);
+    CHECK_UINT_EQ(a.kinds_seen[FV_FED_KIND_TRAIN], 5);
+    CHECK_UINT_EQ(a.final_round, 6);
+    run_job(job, false, 3, &b);
+    CHECK_UINT_EQ(b.rounds_failed, 1);
+    CHECK_UINT_EQ(b.rounds_done, a.rounds_done);
+    CHECK(memcmp(a.final, b.final, a.n_final * sizeof(float)) == 0);
+    free(a.final), free(b.final);
+    fv_job_free(job);
+}
+
+/* A checkpoint that does not fit the job is refused, naming what. */
+static void test_restore_refuses(void)
+{
+    fv_job_t *job = german_job("");
+    fv_cjob_ckpt_t ck;
+    memset(&ck, 0, sizeof ck);
+    uint32_t words[3] = {1, 2, 3};
+    ck.stats_sum = words;
+    ck.stats_words = 3;
+    fv_cjob_t *j = NULL;
+    fv_diag_t d = {{0}};
+    CHECK_INT_EQ(fv_cjob_restore(job, &ck, &j, &d), FV_ECORRUPT);
+    CHECK(j == NULL);
+    CHECK_CONTAINS(d.msg, "stats vector has 3 words");
+    fv_job_free(job);
+}
+
+int main(void)
+{
+    char path[1024];
+    fv_diag_t d = {{0}};
+    fv_schema_infer_opts_t o = {.target = "class", .positive = "bad"};
+    fv_test_src("examples/data/german_credit.csv", path, sizeof(path));
+    CHECK_OK(fv_schema_infer(path, &o, &schema, &d), &d);
+    CHECK_OK(fv_dataset_load(path, schema, &ds, &d), &d);
+    test_restore_refuses();
+    test_failed_round_is_rerun();
+    test_whole_job_restores();
+    fv_dataset_free(ds);
+    fv_schema_free(schema);
+    printf("test_round_job: ok\n");
+    return 0;
+}
