@@ -1,4 +1,5 @@
-/* cmd_bench.c - in-process benchmarks: `fedvault bench secagg` and `fedvault bench predict`.
+/* cmd_bench.c - in-process benchmarks: `fedvault bench secagg` and `fedvault bench predict`
+ * (`fedvault bench rounds` is cmd_bench_rounds.c).
  *
  * bench secagg: one SecAgg round, all parties in this process.
  *
@@ -848,6 +849,7 @@ out:
 static const char bench_usage[] =
     "Usage: fedvault bench secagg ...   one secure-aggregation round, in process\n"
     "       fedvault bench predict ...  scoring latency and throughput of a model\n"
+    "       fedvault bench rounds ...   rounds of the round engine, in process\n"
     "\n"
     "'fedvault bench NAME --help' describes each.\n";
 
@@ -857,6 +859,8 @@ int fv_cmd_bench(int argc, char **argv)
         return bench_secagg(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "predict") == 0)
         return bench_predict(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "rounds") == 0)
+        return fv__cmd_bench_rounds(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(bench_usage, stdout);
         fputc('\n', stdout);
@@ -865,5 +869,5 @@ int fv_cmd_bench(int argc, char **argv)
         fputs(predict_usage, stdout);
         return FV_EXIT_OK;
     }
-    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg or predict");
+    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg, predict or rounds");
 }

@@ -41,7 +41,7 @@ static const struct cmd {
     {"schema", fv_cmd_schema, "infer the dataset schema a federation shares (schema infer ...)",
      false},
     {"split", fv_cmd_split, "split a CSV file into stratified train and test files", false},
-    {"bench", fv_cmd_bench, "run a benchmark in-process (bench secagg|predict ...)", false},
+    {"bench", fv_cmd_bench, "run a benchmark in-process (bench secagg|predict|rounds ...)", false},
     {"provision", fv_cmd_provision,
      "create a federation's CA and startup kits (add-agent, revoke ...)", false},
     {"audit", fv_cmd_audit, "verify, show or export a signed audit log (audit verify ...)", false},
