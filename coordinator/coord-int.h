@@ -11,7 +11,9 @@
  * nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
- * rnd (the round), model (the job's models and early stopping), distill, metrics.
+ * rnd (the round: its machine, fv_cround_*), model (the job machine, fv_cjob_* of
+ * protocols/fv_round_job.h: the job's models, early stopping, round counters; and the
+ * stored files of its models), distill (the teacher's file), metrics.
  *
  * Durable state (coordinator/fv_state.h) is written at the points where a restart must
  * find it: a job when it is submitted, a round's outcome together with the checkpoint to
@@ -37,6 +39,7 @@
 #include "fv_preproc.h"
 #include "fv_prom.h"
 #include "fv_round.h"
+#include "fv_round_job.h"
 #include "fv_state.h"
 #include "fv_tls.h"
 #include "fv_wire.h"
@@ -139,7 +142,6 @@ typedef struct coord {
         char job_hex[17]; /* its first 16 hex, for logs */
         uint64_t job_id64;
         cstate_t state;
-        uint64_t rounds_done, rounds_failed;
         double last_auc, last_pr, last_loss, last_acc;
         double avg_round_s; /* mean duration of completed training rounds */
         FILE *rounds_log;
@@ -164,32 +166,21 @@ typedef struct coord {
         uint64_t t_round_start;
         int64_t wall_round_start_ms;
     } rnd;
-    /* model */
+    /* the job's models (protocols/fv_round_job.h: the stats round's setup, early stopping,
+     * the server step, the distill hand-over, checkpoints) and their stored files */
     struct coord_model {
-        fv_fed_stats_layout_t slay;
-        fv_fed_layout_t lay;
-        uint32_t *stats_sum;
-        uint64_t n_ref;
-        fv_preproc_t *preproc;
-        fv_mlp_t *global;
+        fv_cjob_t *jm;       /* the job machine (NULL when no job is loaded) */
         uint8_t hash[32];    /* of the global parameters (what agents hold) */
         char global_sha[65]; /* its model file in the state directory */
         int64_t global_version;
-        fv_fed_server_opt_t *sopt;
-        fv_mlp_t *best;
-        char best_sha[65];
+        char best_sha[65]; /* the best model's file */
         int64_t best_version;
         const fv_mlp_t *final; /* best or global, once the job is done */
-        double best_metric;
-        uint64_t best_round;
-        uint32_t since_best;
     } model;
-    /* distillation (job->distill.on): after the training rounds, distill rounds (kind 3)
-     * train a student; model.global/best/sopt/lay/hash then describe the student, and
-     * the training phase's result is kept here as the teacher */
+    /* distillation (job->distill.on): after the training rounds, distill rounds train a
+     * student (the job machine's global model then), and the training phase's result is
+     * the teacher: its stored file and hash here */
     struct coord_distill {
-        bool active;
-        fv_mlp_t *teacher;
         char teacher_sha[65]; /* its model file (the job's final version) */
         int64_t teacher_version;
         uint8_t teacher_hash[32]; /* of its parameters (what agents hold) */
@@ -212,6 +203,20 @@ typedef struct coord {
         uint64_t total_ns, n_cb; /* and all of them */
     } loopstat;
 } coord_t;
+
+/* Whether the job being run is in its distill phase. */
+static inline bool coord__distilling(const coord_t *c)
+{
+    return c->model.jm != NULL && fv_cjob_distilling(c->model.jm);
+}
+static inline uint64_t coord__rounds_done(const coord_t *c)
+{
+    return c->model.jm != NULL ? fv_cjob_rounds_done(c->model.jm) : 0;
+}
+static inline uint64_t coord__rounds_failed(const coord_t *c)
+{
+    return c->model.jm != NULL ? fv_cjob_rounds_failed(c->model.jm) : 0;
+}
 
 /* ---- the coordinator's functions, by file ---------------------------------------- */
 /* Those named coord_* are the daemon's internal API (the admin port uses them too); those
@@ -271,10 +276,9 @@ int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool 
                           size_t *ret_len);
 int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65]);
 int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round);
-/* From the stats round's sum (words, copied) and, when the caller decoded it, its
- * decoded statistics (st; NULL: decoded here). */
-int coord__stats_apply(coord_t *c, const uint32_t *sum, const fv_fed_stats_t *st, char *why,
-                       size_t why_len);
+/* The stats round's sum (words) to the job machine (fv_cjob_apply_stats): the global
+ * preprocessing, the initial model and its hash; logged as stats_ready. */
+int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len);
 
 /* coord_round.c: the round driver (the I/O shell of the round machine) */
 extern const char *coord__phase_names[5];
@@ -284,9 +288,10 @@ void coord__round_cleanup(coord_t *c);
 /* Carries out the round machine's actions (out is emptied); a DONE ends the round
  * (round_finish), after which c->rnd.cr is another round's or NULL. */
 void coord__round_exec(coord_t *c, fv_round_out_t *out);
+/* The job's checkpoint in the state, inside the caller's transaction (coord_round.c). */
+int coord__ckpt_save(coord_t *c, const char *global_sha, int64_t global_version, fv_diag_t *d);
 /* The kind's name for logs and progress ("unknown" before any round). */
 const char *coord__kind_name(const coord_t *c);
-bool coord__phase_over(coord_t *c, uint64_t done);
 
 /* coord_job.c: the job scheduler */
 /* Submits a job spec (JSON text): validated, stored "queued", audited. ret_id: 64 hex. */
@@ -303,8 +308,10 @@ void coord__phase_end(coord_t *c);
 void coord__linger_check(coord_t *c);
 
 /* coord_distill.c: distillation */
-int coord__distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_version, char *why,
-                         size_t why_len);
+/* The job machine has entered its distill phase (fv_cjob_distill_begin, or a restore in
+ * it): the teacher's stored file and hash, the student's first parent, agents to be sent
+ * the teacher again. */
+void coord__distill_entered(coord_t *c, const char *teacher_sha, int64_t teacher_version);
 int coord__distill_begin(coord_t *c);
 int coord__lat_start(coord_t *c);
 int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d);

@@ -15,8 +15,8 @@
  *
  * Threading: the latency is measured in uv_queue_work on clones of the models (the work
  * callback touches only its item); lat_done merges on the loop thread and runs job_finish
- * again. Ownership: c->distill.teacher is the training phase's global model, owned from
- * distill_setup to coord__job_reset.
+ * again. Ownership: the teacher is the training phase's result, owned by the job machine
+ * (fv_round_job.h) until coord__job_reset frees it.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -32,81 +32,49 @@
 
 /* ---- the teacher ----------------------------------------------------------------- */
 
-/* Turns the job to its distill phase in memory: the global parameters become the teacher
- * (teacher_sha/version name its stored file), and global/sopt/lay/best describe a
- * student of the spec's distill.student architecture, seeded like the job's model. */
-int coord__distill_setup(coord_t *c, const char *teacher_sha, int64_t teacher_version, char *why,
-                         size_t why_len)
+/* The job machine is in its distill phase (fv_cjob_distill_begin, or restored in it): the
+ * teacher's stored file (teacher_sha/version) and hash, the student's first parent, no
+ * best student yet, and every agent to be sent the teacher again (what it holds is the
+ * training phase's model, re-sent by name). */
+void coord__distill_entered(coord_t *c, const char *teacher_sha, int64_t teacher_version)
 {
-    fv_diag_t d;
-    fv_mlp_arch_t arch;
-    fv_mlp_t *student = NULL;
-    fv_fed_server_opt_t *sopt = NULL;
-    int r = fv_mlp_parse_arch(c->job->distill.student, fv_preproc_n_features(c->model.preproc),
-                              fv_schema_n_classes(c->job->schema), &arch, &d);
-    if (r == 0)
-        r = fv_mlp_new(&arch, &student);
-    if (r != 0) {
-        snprintf(why, why_len, "distill.student: %.400s", r == FV_ENOMEM ? "out of memory" : d.msg);
-        return r;
-    }
-    if ((r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(student), &sopt)) != 0) {
-        fv_mlp_free(student);
-        snprintf(why, why_len, "the student's server optimizer: %s", fv_strerror(r));
-        return r;
-    }
-    fv_mlp_init(student, c->job->seed);
-    fv_mlp_free(c->distill.teacher);
-    c->distill.teacher = c->model.global;
-    c->model.global = student;
-    coord__params_hash(c->distill.teacher, c->distill.teacher_hash);
+    const fv_mlp_t *teacher = fv_cjob_teacher(c->model.jm), *student = fv_cjob_global(c->model.jm);
+    coord__params_hash(teacher, c->distill.teacher_hash);
     memcpy(c->distill.teacher_sha, teacher_sha, 65);
     c->distill.teacher_version = teacher_version;
-    fv_fed_server_opt_free(c->model.sopt);
-    c->model.sopt = sopt;
-    c->distill.active = true;
     c->rnd.kind = fv_round_kind_by_id(fv_round_kinds_default(), FV_FED_KIND_DISTILL);
-    fv_fed_round_layout(c->job, FV_FED_KIND_DISTILL, fv_mlp_n_params(student), &c->model.lay);
-    coord__params_hash(c->model.global, c->model.hash);
+    coord__params_hash(student, c->model.hash);
     c->model.global_sha[0] = '\0';
     c->model.global_version = teacher_version; /* the first student's parent */
-    fv_mlp_free(c->model.best);
-    c->model.best = NULL;
     c->model.best_sha[0] = '\0';
     c->model.best_version = 0;
-    c->model.best_metric = NAN;
-    c->model.best_round = 0;
-    c->model.since_best = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        a->has_teacher = false; /* what they hold is the teacher-phase model, re-sent by name */
+        a->has_teacher = false;
     coord_logj("info", "distill_started",
                json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "job", c->run.job_hex, "teacher", teacher_sha,
                          "student", c->job->distill.student, "teacher_params",
-                         (json_int_t)fv_mlp_n_params(c->distill.teacher), "student_params",
-                         (json_int_t)fv_mlp_n_params(c->model.global), "first_round",
+                         (json_int_t)fv_mlp_n_params(teacher), "student_params",
+                         (json_int_t)fv_mlp_n_params(student), "first_round",
                          (json_int_t)c->job->rounds + 1));
-    return 0;
 }
 
 /* Training is over and the job has a distill section. The teacher is the training
- * phase's result, chosen as job_finish chooses a job's result (the best evaluated model
- * with early stopping, else the last), and is stored now as the job's final version; in
- * the same transaction the checkpoint moves to the distill phase, so a restart resumes
- * distilling from the same teacher. Returns 0, or non-zero after stopping the daemon
- * (state_fatal) or failing the job. */
+ * phase's result, chosen as job_finish chooses a job's result (fv_cjob_final: the best
+ * evaluated model with early stopping, else the last), and is stored now as the job's
+ * final version; in the same transaction the checkpoint moves to the distill phase, so a
+ * restart resumes distilling from the same teacher. Returns 0, or non-zero after stopping
+ * the daemon (state_fatal) or failing the job. */
 int coord__distill_begin(coord_t *c)
 {
     bool last = c->job->early_stopping.patience == 0;
-    const fv_mlp_t *final = last ? c->model.global : c->model.best;
+    uint64_t final_round = 0;
+    const fv_mlp_t *final = fv_cjob_final(c->model.jm, &final_round);
     const char *final_sha = last ? c->model.global_sha : c->model.best_sha;
     int64_t final_parent = last ? c->model.global_version : c->model.best_version;
-    uint64_t final_round = last ? c->rnd.round + 1 : c->model.best_round;
     fv_diag_t d;
     snprintf(d.msg, sizeof d.msg, "cannot store the teacher");
-    char sha[65], why[512] = "";
+    char sha[65];
     int64_t version = 0;
-    uint8_t *opt = NULL;
-    size_t opt_len = 0;
     int r = coord__store_model(c, final, final_round, sha);
     if (r != 0) {
         coord__state_fatal(c, "teacher store", r, &d);
@@ -125,32 +93,10 @@ int coord__distill_begin(coord_t *c)
                              producer, coord_wall_ms(), &version, &d);
     if (r == 0)
         r = fv_state_job_set_final(c->st, c->run.job_id, version, &d);
-    if (r == 0 && final != c->model.global)
-        memcpy(fv_mlp_params(c->model.global), fv_mlp_params_const(final),
-               fv_mlp_n_params(c->model.global) * sizeof(float));
-    if (r == 0 && (r = coord__distill_setup(c, sha, version, why, sizeof why)) != 0)
-        snprintf(d.msg, sizeof d.msg, "%s", why);
-    if (r == 0)
-        r = fv_fed_server_opt_save(c->model.sopt, &opt, &opt_len);
-    if (r == 0) {
-        fv_state_ckpt_t ck;
-        memset(&ck, 0, sizeof ck);
-        ck.next_round = (uint64_t)c->job->rounds + 1;
-        ck.rounds_done = c->run.rounds_done;
-        ck.rounds_failed = c->run.rounds_failed;
-        ck.n_ref = c->model.n_ref;
-        ck.stats_sum = c->model.stats_sum;
-        ck.stats_words = c->model.slay.dim;
-        ck.global_version = c->model.global_version;
-        ck.opt_state = opt;
-        ck.opt_len = opt_len;
-        ck.best_metric = NAN;
-        ck.distill = true;
-        memcpy(ck.teacher_sha, sha, 65);
-        ck.teacher_version = version;
-        r = fv_state_ckpt_save(c->st, c->run.job_id, &ck, &d);
+    if (r == 0 && (r = fv_cjob_distill_begin(c->model.jm, &d)) == 0) {
+        coord__distill_entered(c, sha, version);
+        r = coord__ckpt_save(c, "", c->model.global_version, &d);
     }
-    free(opt);
     if (r == 0) {
         coord_audit(c, NULL, "model.stored",
                     json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:s}", "version", (json_int_t)version,
@@ -239,13 +185,13 @@ int coord__lat_start(coord_t *c)
     if (w == NULL)
         return FV_ENOMEM;
     w->c = c;
-    size_t nf = fv_mlp_arch(c->model.global)->n_in;
+    size_t nf = fv_mlp_arch(fv_cjob_global(c->model.jm))->n_in;
     w->x = malloc((size_t)FV_LATENCY_BIG_BATCH * nf * sizeof *w->x);
-    int r = w->x == NULL ? FV_ENOMEM : fv_mlp_clone(c->distill.teacher, &w->m[0]);
+    int r = w->x == NULL ? FV_ENOMEM : fv_mlp_clone(fv_cjob_teacher(c->model.jm), &w->m[0]);
     if (r == 0)
-        r = fv_mlp_clone(c->model.best, &w->m[1]);
+        r = fv_mlp_clone(fv_cjob_best(c->model.jm), &w->m[1]);
     if (r == 0 && c->job->distill.quantize_int8)
-        r = fv_mlp_quantize_int8(c->model.best, &w->m[2]);
+        r = fv_mlp_quantize_int8(fv_cjob_best(c->model.jm), &w->m[2]);
     w->n = c->job->distill.quantize_int8 ? 3 : 2;
     if (r == 0) {
         fv_latency_rows(w->x, FV_LATENCY_BIG_BATCH, nf, c->job->seed);
@@ -318,35 +264,37 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
     int64_t v = 0, vq = 0;
     bool q8 = c->job->distill.quantize_int8;
     fv_mlp_t *qm = NULL;
-    json_t *tv = NULL, *met = round_metrics(c, c->model.best_round), *report = NULL;
-    int r = coord__store_model_as(c, c->model.best, c->model.best_round, false, sha, &s_bytes);
+    json_t *tv = NULL, *met = round_metrics(c, fv_cjob_best_round(c->model.jm)), *report = NULL;
+    int r = coord__store_model_as(c, fv_cjob_best(c->model.jm), fv_cjob_best_round(c->model.jm),
+                                  false, sha, &s_bytes);
     if (r == 0 && q8)
-        r = coord__store_model_as(c, c->model.best, c->model.best_round, true, qsha, &q_bytes);
+        r = coord__store_model_as(c, fv_cjob_best(c->model.jm), fv_cjob_best_round(c->model.jm),
+                                  true, qsha, &q_bytes);
     if (r == 0 && q8)
-        r = fv_mlp_quantize_int8(c->model.best, &qm);
+        r = fv_mlp_quantize_int8(fv_cjob_best(c->model.jm), &qm);
     if (r == 0)
         r = fv_state_version_json(c->st, c->distill.teacher_version, &tv, d);
     if (r == 0) {
         t_bytes = (size_t)json_integer_value(json_object_get(tv, "bytes"));
-        r = fv_state_version_add(c->st, c->run.job_id, c->model.best_round, sha,
+        r = fv_state_version_add(c->st, c->run.job_id, fv_cjob_best_round(c->model.jm), sha,
                                  c->model.best_version, "distilled", producer, coord_wall_ms(), &v,
                                  d);
     }
     if (r == 0 && q8)
-        r = fv_state_version_add(c->st, c->run.job_id, c->model.best_round, qsha, v, "distilled",
-                                 producer, coord_wall_ms(), &vq, d);
+        r = fv_state_version_add(c->st, c->run.job_id, fv_cjob_best_round(c->model.jm), qsha, v,
+                                 "distilled", producer, coord_wall_ms(), &vq, d);
     if (r == 0) {
-        fv_mlp_arch_string(fv_mlp_arch(c->distill.teacher), arch_t, sizeof arch_t);
-        fv_mlp_arch_string(fv_mlp_arch(c->model.best), arch_s, sizeof arch_s);
+        fv_mlp_arch_string(fv_mlp_arch(fv_cjob_teacher(c->model.jm)), arch_t, sizeof arch_t);
+        fv_mlp_arch_string(fv_mlp_arch(fv_cjob_best(c->model.jm)), arch_s, sizeof arch_s);
         double t_auc = jget(met, "teacher_roc_auc"), s_auc = jget(met, "val_roc_auc");
         report = json_object();
         json_object_set_new(report, "teacher",
-                            report_side(c->distill.teacher, arch_t, c->distill.teacher_version,
-                                        c->distill.teacher_sha, t_bytes, &c->distill.lat[0], t_auc,
-                                        jget(met, "teacher_pr_auc")));
+                            report_side(fv_cjob_teacher(c->model.jm), arch_t,
+                                        c->distill.teacher_version, c->distill.teacher_sha, t_bytes,
+                                        &c->distill.lat[0], t_auc, jget(met, "teacher_pr_auc")));
         json_object_set_new(report, "student",
-                            report_side(c->model.best, arch_s, v, sha, s_bytes, &c->distill.lat[1],
-                                        s_auc, jget(met, "val_pr_auc")));
+                            report_side(fv_cjob_best(c->model.jm), arch_s, v, sha, s_bytes,
+                                        &c->distill.lat[1], s_auc, jget(met, "val_pr_auc")));
         json_object_set_new(json_object_get(report, "student"), "log_loss",
                             coord__jnum(jget(met, "val_log_loss")));
         if (q8)
@@ -356,8 +304,8 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
         json_object_set_new(
             report, "ratios",
             json_pack("{s:o,s:o,s:o,s:o}", "params",
-                      ratio((double)fv_mlp_n_params(c->distill.teacher),
-                            (double)fv_mlp_n_params(c->model.best)),
+                      ratio((double)fv_mlp_n_params(fv_cjob_teacher(c->model.jm)),
+                            (double)fv_mlp_n_params(fv_cjob_best(c->model.jm))),
                       "bytes", ratio((double)t_bytes, (double)s_bytes), "latency_batch_1",
                       ratio(c->distill.lat[0].batch1_us, c->distill.lat[1].batch1_us),
                       "latency_batch_1024",
@@ -373,7 +321,8 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
                                     coord__jnum(jget(met, "int8_accuracy")));
             json_object_set_new(report, "accuracy_gap", coord__jnum(t_acc - s_acc));
         }
-        json_object_set_new(report, "round", json_integer((json_int_t)c->model.best_round));
+        json_object_set_new(report, "round",
+                            json_integer((json_int_t)fv_cjob_best_round(c->model.jm)));
         json_object_set_new(report, "n_val",
                             json_integer(json_integer_value(json_object_get(met, "n_val"))));
         json_object_set_new(report, "temperature", json_real(c->job->distill.temperature));
@@ -385,7 +334,7 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
                  "median per call of the network (fv_mlp_predict) on encoded rows, one thread "
                  "of the coordinator's host; AUCs from the secure histograms of round %" PRIu64
                  " (every agent's validation rows)",
-                 c->model.best_round);
+                 fv_cjob_best_round(c->model.jm));
         json_object_set_new(report, "latency_method", json_string(method));
         char *text = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
         r = text == NULL ? FV_ENOMEM : fv_state_version_set_report(c->st, v, text, d);
@@ -396,17 +345,17 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
     if (r == 0)
         r = fv_state_job_set_student(c->st, c->run.job_id, v, d);
     if (r == 0) {
-        json_t *det =
-            json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:O}", "version", (json_int_t)v, "sha256", sha,
-                      "job", c->run.job_id, "round", (json_int_t)c->model.best_round, "kind",
-                      "distilled", "parent", (json_int_t)c->model.best_version, "report", report);
+        json_t *det = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:O}", "version", (json_int_t)v, "sha256",
+                                sha, "job", c->run.job_id, "round",
+                                (json_int_t)fv_cjob_best_round(c->model.jm), "kind", "distilled",
+                                "parent", (json_int_t)c->model.best_version, "report", report);
         coord_audit(c, NULL, "model.stored", det);
         if (q8)
             coord_audit(c, NULL, "model.stored",
                         json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:b}", "version", (json_int_t)vq,
                                   "sha256", qsha, "job", c->run.job_id, "round",
-                                  (json_int_t)c->model.best_round, "kind", "distilled", "parent",
-                                  (json_int_t)v, "int8", 1));
+                                  (json_int_t)fv_cjob_best_round(c->model.jm), "kind", "distilled",
+                                  "parent", (json_int_t)v, "int8", 1));
         coord_logj("info", "distilled",
                    json_pack("{s:s,s:I,s:O}", "job", c->run.job_hex, "version", (json_int_t)v,
                              "report", report));
@@ -415,7 +364,7 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
     if (r == 0 && c->out_dir != NULL) {
         char path[4096];
         snprintf(path, sizeof path, "%s/student.fvm", c->out_dir);
-        coord__save_model(c, c->model.best, path, c->model.best_round);
+        coord__save_model(c, fv_cjob_best(c->model.jm), path, fv_cjob_best_round(c->model.jm));
     }
     fv_mlp_free(qm);
     json_decref(tv);

@@ -50,9 +50,8 @@ void coord__job_reset(coord_t *c)
         a->has_stats = false;
         a->has_teacher = false;
     }
-    fv_mlp_free(c->distill.teacher);
-    c->distill.teacher = NULL;
-    c->distill.active = false;
+    fv_cjob_free(c->model.jm);
+    c->model.jm = NULL;
     c->distill.teacher_sha[0] = '\0';
     c->distill.teacher_version = 0;
     c->distill.lat_ready = false;
@@ -61,16 +60,6 @@ void coord__job_reset(coord_t *c)
     free(c->run.spec);
     c->run.spec = NULL;
     c->run.spec_len = 0;
-    free(c->model.stats_sum);
-    c->model.stats_sum = NULL;
-    fv_preproc_free(c->model.preproc);
-    c->model.preproc = NULL;
-    fv_mlp_free(c->model.global);
-    c->model.global = NULL;
-    fv_mlp_free(c->model.best);
-    c->model.best = NULL;
-    fv_fed_server_opt_free(c->model.sopt);
-    c->model.sopt = NULL;
     c->model.final = NULL;
     if (c->run.rounds_log != NULL)
         fclose(c->run.rounds_log);
@@ -78,89 +67,93 @@ void coord__job_reset(coord_t *c)
     c->run.job_id[0] = c->run.job_hex[0] = '\0';
     c->model.global_sha[0] = c->model.best_sha[0] = '\0';
     c->model.global_version = c->model.best_version = 0;
-    c->rnd.round = c->run.rounds_done = c->run.rounds_failed = c->model.best_round = 0;
-    c->rnd.attempt = c->model.since_best = 0;
-    c->model.n_ref = 0;
-    c->model.best_metric = c->run.last_auc = c->run.last_pr = c->run.last_loss = c->run.last_acc =
-        NAN;
+    c->rnd.round = 0;
+    c->rnd.attempt = 0;
+    c->run.last_auc = c->run.last_pr = c->run.last_loss = c->run.last_acc = NAN;
     c->run.avg_round_s = 0;
     c->run.abort_requested = false;
     c->run.fail_why[0] = '\0';
     c->run.state = ST_IDLE;
 }
 
-/* Replaces the global parameters (and optionally best) with those of a stored version. */
-static int load_params(coord_t *c, const char *sha, fv_mlp_t *into)
+/* The parameters of a stored model file (malloc'd into *ret, *ret_n of them). */
+static int load_params(coord_t *c, const char *sha, float **ret, size_t *ret_n)
 {
     fv_diag_t d;
     uint8_t *buf = NULL;
     size_t len = 0;
     fv_model_t *m = NULL;
+    *ret = NULL;
     int r = fv_state_model_read(c->st, sha, &buf, &len, &d);
     if (r == 0)
         r = fv_model_decode(sha, buf, len, &m, &d);
     free(buf);
-    if (r == 0 && fv_mlp_n_params(m->mlp) != fv_mlp_n_params(into))
-        r = FV_ECORRUPT;
-    if (r == 0)
-        memcpy(fv_mlp_params(into), fv_mlp_params_const(m->mlp),
-               fv_mlp_n_params(into) * sizeof(float));
-    else
+    if (r == 0) {
+        *ret_n = fv_mlp_n_params(m->mlp);
+        *ret = malloc(*ret_n * sizeof(float));
+        if (*ret == NULL)
+            r = FV_ENOMEM;
+        else
+            memcpy(*ret, fv_mlp_params_const(m->mlp), *ret_n * sizeof(float));
+    }
+    if (r != 0)
         coord_logj("error", "resume_model_failed",
                    json_pack("{s:s,s:s,s:s}", "sha256", sha, "err", fv_err_name(r), "why", d.msg));
     fv_model_free(m);
     return r;
 }
 
-/* Restores a job's progress from its checkpoint: stats, global model, optimizer state,
- * early-stopping state and round counters, exactly as they were after the last committed
- * round. */
+/* Restores a job's progress from its checkpoint: the job machine (fv_cjob_restore: stats,
+ * models, optimizer state, early stopping and round counters) from the stored model files
+ * it names, exactly as they were after the last committed round. */
 static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t why_len)
 {
-    c->rnd.round = ck->next_round;
-    c->run.rounds_done = ck->rounds_done;
-    c->run.rounds_failed = ck->rounds_failed;
-    if (ck->stats_sum == NULL)
-        return 0;
-    if (ck->stats_words != c->model.slay.dim) {
-        snprintf(why, why_len, "checkpoint: stats vector has %zu words, the job needs %zu",
-                 ck->stats_words, (size_t)c->model.slay.dim);
-        return FV_ECORRUPT;
-    }
-    int r = coord__stats_apply(c, ck->stats_sum, NULL, why, why_len);
+    fv_cjob_ckpt_t jc;
+    memset(&jc, 0, sizeof jc);
+    jc.next_round = ck->next_round;
+    jc.rounds_done = ck->rounds_done;
+    jc.rounds_failed = ck->rounds_failed;
+    jc.stats_sum = ck->stats_sum;
+    jc.stats_words = ck->stats_words;
+    jc.n_ref = ck->n_ref;
+    jc.opt = ck->opt_state;
+    jc.opt_len = ck->opt_len;
+    jc.best_metric = ck->best_metric;
+    jc.best_round = ck->best_round;
+    jc.since_best = ck->since_best;
+    jc.distill = ck->distill;
+    float *teacher = NULL, *global = NULL, *best = NULL;
+    int r = 0;
+    if (ck->stats_sum != NULL && ck->distill &&
+        (r = load_params(c, ck->teacher_sha, &teacher, &jc.n_teacher)) != 0)
+        snprintf(why, why_len, "checkpoint: teacher model %s cannot be read", ck->teacher_sha);
+    if (r == 0 && ck->stats_sum != NULL && ck->global_sha[0] != '\0' &&
+        (r = load_params(c, ck->global_sha, &global, &jc.n_global)) != 0)
+        snprintf(why, why_len, "checkpoint: global model %s cannot be read", ck->global_sha);
+    if (r == 0 && ck->stats_sum != NULL && ck->best_sha[0] != '\0' &&
+        (r = load_params(c, ck->best_sha, &best, &jc.n_best)) != 0)
+        snprintf(why, why_len, "checkpoint: best model %s cannot be read", ck->best_sha);
+    jc.teacher = teacher, jc.global = global, jc.best = best;
+    fv_cjob_t *jm = NULL;
+    fv_diag_t d;
+    if (r == 0 && (r = fv_cjob_restore(c->job, &jc, &jm, &d)) != 0)
+        snprintf(why, why_len, "%.400s", d.msg);
+    free(teacher), free(global), free(best);
     if (r != 0)
         return r;
-    if (ck->distill) {
-        /* the distill phase: the teacher first, then the student's progress below */
-        if ((r = load_params(c, ck->teacher_sha, c->model.global)) != 0) {
-            snprintf(why, why_len, "checkpoint: teacher model %s cannot be read", ck->teacher_sha);
-            return r;
-        }
-        if ((r = coord__distill_setup(c, ck->teacher_sha, ck->teacher_version, why, why_len)) != 0)
-            return r;
-    }
-    if (ck->global_sha[0] != '\0' && (r = load_params(c, ck->global_sha, c->model.global)) != 0) {
-        snprintf(why, why_len, "checkpoint: global model %s cannot be read", ck->global_sha);
-        return r;
-    }
+    fv_cjob_free(c->model.jm);
+    c->model.jm = jm;
+    c->rnd.round = ck->next_round;
+    if (!fv_cjob_has_stats(jm))
+        return 0;
+    if (ck->distill)
+        coord__distill_entered(c, ck->teacher_sha, ck->teacher_version);
     memcpy(c->model.global_sha, ck->global_sha, 65);
     c->model.global_version = ck->global_version;
-    coord__params_hash(c->model.global, c->model.hash);
-    if ((r = fv_fed_server_opt_load(c->model.sopt, ck->opt_state, ck->opt_len)) != 0) {
-        snprintf(why, why_len, "checkpoint: optimizer state does not fit the job");
-        return r;
-    }
+    coord__params_hash(fv_cjob_global(jm), c->model.hash);
     if (ck->best_sha[0] != '\0') {
-        if ((r = fv_mlp_clone(c->model.global, &c->model.best)) != 0 ||
-            (r = load_params(c, ck->best_sha, c->model.best)) != 0) {
-            snprintf(why, why_len, "checkpoint: best model %s cannot be read", ck->best_sha);
-            return r;
-        }
         memcpy(c->model.best_sha, ck->best_sha, 65);
         c->model.best_version = ck->best_version;
-        c->model.best_metric = ck->best_metric;
-        c->model.best_round = ck->best_round;
-        c->model.since_best = ck->since_best;
     }
     return 0;
 }
@@ -200,8 +193,8 @@ void coord__job_try_next(coord_t *c)
         }
     }
     free(spec);
-    if (r == 0)
-        r = fv_fed_stats_layout_init(c->job->schema, &c->model.slay);
+    if (r == 0 && (r = fv_cjob_new(c->job, &c->model.jm, &d)) != 0)
+        snprintf(why, sizeof why, "%.400s", d.msg);
     char prev[16] = "";
     if (r == 0)
         r = fv_state_job_status(c->st, id, prev, &d);
@@ -250,7 +243,7 @@ void coord__job_try_next(coord_t *c)
     coord_audit(c, NULL, resumed ? "job.resumed" : "job.started",
                 json_pack("{s:s,s:s,s:I,s:I}", "job", c->run.job_id, "name", c->job->name,
                           "next_round", (json_int_t)c->rnd.round, "rounds_done",
-                          (json_int_t)c->run.rounds_done));
+                          (json_int_t)coord__rounds_done(c)));
     coord_logj("info", resumed ? "job_resumed" : "job_started",
                json_pack("{s:s,s:s,s:s,s:b,s:i,s:I,s:s}", "job", c->run.job_hex, "name",
                          c->job->name, "model", c->job->model, "secagg", c->job->secagg.on,
@@ -262,8 +255,7 @@ void coord__job_try_next(coord_t *c)
             coord__send_offer(c, a);
     /* Resumed after a phase's last round was committed but before the phase's end was
      * (the teacher stored, or the job ended): do that now. */
-    if (resumed && c->model.stats_sum != NULL && c->rnd.round > 0 &&
-        coord__phase_over(c, c->rnd.round - 1))
+    if (resumed && fv_cjob_phase_over(c->model.jm))
         coord__phase_end(c);
 }
 
@@ -350,14 +342,14 @@ json_t *coord_job_live(coord_t *c)
     const char *phase = c->run.state == ST_WAITING               ? "waiting for agents"
                         : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
                                                                  : "upload";
-    uint64_t end = c->distill.active ? fv_job_last_round(c->job) : c->job->rounds;
+    uint64_t end = coord__distilling(c) ? fv_job_last_round(c->job) : c->job->rounds;
     uint64_t left = end > c->rnd.round ? end - c->rnd.round : 0;
     json_t *o = json_pack(
         "{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->run.job_id, "round",
         (json_int_t)c->rnd.round, "rounds", (json_int_t)end, "kind", coord__kind_name(c), "phase",
         phase, "answered", (int)answered, "expected",
         c->run.state == ST_ROUND ? (int)c->rnd.n : (int)c->job->min_agents, "rounds_done",
-        (json_int_t)c->run.rounds_done, "rounds_failed", (json_int_t)c->run.rounds_failed);
+        (json_int_t)coord__rounds_done(c), "rounds_failed", (json_int_t)coord__rounds_failed(c));
     json_object_set_new(o, "val_roc_auc",
                         isnan(c->run.last_auc) ? json_null() : json_real(c->run.last_auc));
     json_object_set_new(o, "val_pr_auc",
@@ -384,8 +376,8 @@ json_t *coord_job_live(coord_t *c)
  * distillation when the job has a distill section, else the job ends. */
 void coord__phase_end(coord_t *c)
 {
-    if (!c->distill.active && c->job->distill.on && !c->run.abort_requested &&
-        c->model.best != NULL) {
+    if (!coord__distilling(c) && c->job->distill.on && !c->run.abort_requested &&
+        fv_cjob_best(c->model.jm) != NULL) {
         if (coord__distill_begin(c) != 0)
             return;
         coord__crash_point("distill-started");
@@ -430,7 +422,7 @@ void coord__linger_check(coord_t *c)
 void coord__job_finish(coord_t *c)
 {
     /* The distilled student's report needs its latency: measured first, off the loop. */
-    if (c->distill.active && !c->run.abort_requested && c->model.best != NULL &&
+    if (coord__distilling(c) && !c->run.abort_requested && fv_cjob_best(c->model.jm) != NULL &&
         !c->distill.lat_ready && c->run.exit_code == 0 && coord__lat_start(c) == 0)
         return;
     c->run.state = ST_DONE;
@@ -438,18 +430,18 @@ void coord__job_finish(coord_t *c)
      * restores its best epoch); without (patience 0), the model after the last update,
      * as fv_train keeps its last parameters. A distilled student is always the best
      * evaluated one: its report states measured metrics. */
-    bool last = !c->distill.active && c->job->early_stopping.patience == 0;
-    const fv_mlp_t *final = last ? c->model.global : c->model.best;
+    bool last = !coord__distilling(c) && c->job->early_stopping.patience == 0;
+    uint64_t final_round = 0;
+    const fv_mlp_t *final = fv_cjob_final(c->model.jm, &final_round);
     const char *final_sha = last ? c->model.global_sha : c->model.best_sha;
     int64_t final_parent = last ? c->model.global_version : c->model.best_version;
-    uint64_t final_round = last ? c->rnd.round + 1 : c->model.best_round;
     int64_t final_version = 0;
     fv_diag_t d;
     if (c->run.abort_requested) {
         snprintf(c->run.fail_why, sizeof c->run.fail_why, "aborted by %s", c->run.abort_by);
         c->run.exit_code = EXIT_FAIL;
-    } else if (c->model.best != NULL && final != NULL) {
-        if (c->out_dir != NULL && !c->distill.active) {
+    } else if (final != NULL) {
+        if (c->out_dir != NULL && !coord__distilling(c)) {
             char path[4096];
             snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
             if (coord__save_model(c, final, path, final_round) != 0 && c->run.exit_code == 0)
@@ -459,7 +451,7 @@ void coord__job_finish(coord_t *c)
     } else if (c->run.exit_code == 0) {
         c->run.exit_code = EXIT_FAIL;
         snprintf(c->run.fail_why, sizeof c->run.fail_why, "no %s round completed",
-                 c->distill.active ? "distill" : "training");
+                 coord__distilling(c) ? "distill" : "training");
     }
     const char *status = c->run.abort_requested  ? "aborted"
                          : c->run.exit_code == 0 ? "done"
@@ -470,7 +462,7 @@ void coord__job_finish(coord_t *c)
         return;
     int r = 0;
     int64_t student_version = 0;
-    if (c->model.final != NULL && c->run.exit_code == 0 && c->distill.active) {
+    if (c->model.final != NULL && c->run.exit_code == 0 && coord__distilling(c)) {
         r = coord__store_distilled(c, &student_version, &d);
         final_version = c->distill.teacher_version;
     } else if (c->model.final != NULL && c->run.exit_code == 0) {
@@ -501,10 +493,10 @@ void coord__job_finish(coord_t *c)
         coord__state_fatal(c, "job end", r, &d);
         return;
     }
-    json_t *det =
-        json_pack("{s:s,s:s,s:I,s:I,s:I}", "job", c->run.job_id, "status", status, "rounds",
-                  (json_int_t)c->run.rounds_done, "rounds_failed", (json_int_t)c->run.rounds_failed,
-                  "best_round", (json_int_t)c->model.best_round);
+    json_t *det = json_pack("{s:s,s:s,s:I,s:I,s:I}", "job", c->run.job_id, "status", status,
+                            "rounds", (json_int_t)coord__rounds_done(c), "rounds_failed",
+                            (json_int_t)coord__rounds_failed(c), "best_round",
+                            (json_int_t)fv_cjob_best_round(c->model.jm));
     if (final_version > 0)
         json_object_set_new(det, "final_version", json_integer(final_version));
     if (student_version > 0)
@@ -531,7 +523,7 @@ void coord__job_finish(coord_t *c)
         a->took_part = false;
         a->done_pending = true;
         a->done_sent = a->done_told = false;
-        a->done_rounds = c->run.rounds_done;
+        a->done_rounds = coord__rounds_done(c);
         memcpy(a->done_model, final_hash, 32);
     }
     if (c->test.drop_at_job_end) {
@@ -547,12 +539,13 @@ void coord__job_finish(coord_t *c)
             coord__send_ctl(c, a, FV_MSG_JOB_DONE, 0, "");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:I}", "job", c->run.job_hex, "id",
-                          c->run.job_id, "status", status, "rounds", (json_int_t)c->run.rounds_done,
-                          "rounds_failed", (json_int_t)c->run.rounds_failed, "best_round",
-                          (json_int_t)c->model.best_round, "best_metric",
-                          coord__jnum(c->model.best_metric), "final_version",
-                          (json_int_t)final_version, "max_rss_kb", (json_int_t)ru.ru_maxrss);
+    json_t *f =
+        json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:I}", "job", c->run.job_hex, "id",
+                  c->run.job_id, "status", status, "rounds", (json_int_t)coord__rounds_done(c),
+                  "rounds_failed", (json_int_t)coord__rounds_failed(c), "best_round",
+                  (json_int_t)fv_cjob_best_round(c->model.jm), "best_metric",
+                  coord__jnum(fv_cjob_best_metric(c->model.jm)), "final_version",
+                  (json_int_t)final_version, "max_rss_kb", (json_int_t)ru.ru_maxrss);
     if (student_version > 0)
         json_object_set_new(f, "student_version", json_integer(student_version));
     if (c->run.fail_why[0] != '\0')

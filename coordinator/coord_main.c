@@ -358,7 +358,6 @@ int main(int argc, char **argv)
     c.max_uploads = max_uploads;
     coord__oq_init(&c.agents, max_uploads);
     c.out_dir = out;
-    c.model.best_metric = NAN;
     c.run.last_auc = c.run.last_pr = c.run.last_loss = c.run.last_acc = NAN;
     c.run.state = ST_IDLE;
     fv_diag_t d;

@@ -8,9 +8,10 @@
  * params_hash is what agents hold and name: the SHA-256 of the parameters' bytes, as the
  * VEC_END digest of the model vector.
  *
- * The stats round's sum (coord__stats_apply) gives the job its models' starting point: the
- * global preprocessing, the initial model (seeded by the job), the server optimizer and
- * the round layout, all derived again from the same sum when a job resumes.
+ * The stats round's sum (coord__stats_apply) goes to the job machine (fv_round_job.h),
+ * which derives the job's starting point from it: the global preprocessing, the initial
+ * model (seeded by the job), the server optimizer; again from the same sum when a job
+ * resumes.
  *
  * Threading: the loop thread only. Ownership: models are built from, never keep, the
  * coordinator's parameters.
@@ -30,9 +31,7 @@
 
 void coord__params_hash(const fv_mlp_t *m, uint8_t out[32])
 {
-    /* SHA-256 of the parameters' little-endian bytes = the VEC_END digest. The hosts we
-     * build for are little-endian; fv_wire converts on others, and so must this. */
-    fv_sha256(out, fv_mlp_params_const(m), fv_mlp_n_params(m) * sizeof(float));
+    fv_cjob_params_hash(m, out); /* the VEC_END digest of the model vector */
 }
 
 /* The complete model file of parameters mlp: the job's schema, the global preprocessing
@@ -53,17 +52,19 @@ static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model
     if (r == 0) {
         fv_fed_stats_t st;
         memset(&st, 0, sizeof st);
-        r = fv_fed_stats_decode(&c->model.slay, c->model.stats_sum, &st, &d);
+        r = fv_fed_stats_decode(fv_cjob_stats_layout(c->model.jm), fv_cjob_stats_sum(c->model.jm),
+                                &st, &d);
         if (r == 0)
             r = fv_preproc_from_moments(s, st.count, st.sum, st.sumsq, &p);
         fv_fed_stats_close(&st);
     }
     if (r == 0)
         r = fv_mlp_clone(mlp, &m);
-    json_t *meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "producer", "fedvault-coordinator",
-                             "version", FV_VERSION, "commit", FV_COMMIT, "job", c->run.job_hex,
-                             "round", (json_int_t)round, "n_ref", (json_int_t)c->model.n_ref);
-    if (c->distill.active && mlp != c->distill.teacher) {
+    json_t *meta =
+        json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "producer", "fedvault-coordinator", "version",
+                  FV_VERSION, "commit", FV_COMMIT, "job", c->run.job_hex, "round",
+                  (json_int_t)round, "n_ref", (json_int_t)fv_cjob_n_ref(c->model.jm));
+    if (coord__distilling(c) && mlp != fv_cjob_teacher(c->model.jm)) {
         /* a student: what it was distilled from, and how */
         json_object_set_new(meta, "role", json_string("student"));
         json_object_set_new(meta, "teacher", json_string(c->distill.teacher_sha));
@@ -134,55 +135,20 @@ int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_
 
 /* ---- from the stats round -------------------------------------------------------- */
 
-/* From the summed stats: the global preprocessing, the initial model (seeded: the same
- * in a resumed run), the server optimizer and the round layout. sum: copied; st: the sum
- * decoded (the round kind's decode), or NULL to decode it here (a resumed job). */
-int coord__stats_apply(coord_t *c, const uint32_t *sum, const fv_fed_stats_t *st_in, char *why,
-                       size_t why_len)
+int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
 {
     fv_diag_t d;
-    fv_fed_stats_t own;
-    memset(&own, 0, sizeof own);
-    const fv_fed_stats_t *st = st_in;
-    int r = 0;
-    if (st == NULL) {
-        r = fv_fed_stats_decode(&c->model.slay, sum, &own, &d);
-        if (r != 0) {
-            snprintf(why, why_len, "stats: %.400s", d.msg);
-            return r;
-        }
-        st = &own;
-    }
-    c->model.n_ref = st->n_rows;
-    c->model.stats_sum = malloc((size_t)c->model.slay.dim * 4);
-    if (c->model.stats_sum == NULL) {
-        fv_fed_stats_close(&own);
-        return FV_ENOMEM;
-    }
-    memcpy(c->model.stats_sum, sum, (size_t)c->model.slay.dim * 4);
-    r = fv_preproc_from_moments(c->job->schema, st->count, st->sum, st->sumsq, &c->model.preproc);
-    fv_fed_stats_close(&own);
-    if (r != 0)
-        return r;
-    fv_mlp_arch_t arch;
-    r = fv_mlp_parse_arch(c->job->model, fv_preproc_n_features(c->model.preproc),
-                          fv_schema_n_classes(c->job->schema), &arch, &d);
-    if (r == 0)
-        r = fv_mlp_new(&arch, &c->model.global);
+    int r = fv_cjob_apply_stats(c->model.jm, sum, &d);
     if (r != 0) {
-        snprintf(why, why_len, "model: %.400s", d.msg);
+        snprintf(why, why_len, "stats: %.400s", d.msg);
         return r;
     }
-    fv_mlp_init(c->model.global, c->job->seed);
-    coord__params_hash(c->model.global, c->model.hash);
-    r = fv_fed_server_opt_new(c->job, fv_mlp_n_params(c->model.global), &c->model.sopt);
-    if (r == 0)
-        r = fv_fed_round_layout(c->job, FV_FED_KIND_TRAIN, fv_mlp_n_params(c->model.global),
-                                &c->model.lay);
+    const fv_mlp_t *g = fv_cjob_global(c->model.jm);
+    coord__params_hash(g, c->model.hash);
     coord_logj("info", "stats_ready",
                json_pack("{s:s,s:I,s:I,s:I}", "job", c->run.job_hex, "n_ref",
-                         (json_int_t)c->model.n_ref, "features",
-                         (json_int_t)fv_preproc_n_features(c->model.preproc), "params",
-                         (json_int_t)fv_mlp_n_params(c->model.global)));
-    return r;
+                         (json_int_t)fv_cjob_n_ref(c->model.jm), "features",
+                         (json_int_t)fv_preproc_n_features(fv_cjob_preproc(c->model.jm)), "params",
+                         (json_int_t)fv_mlp_n_params(g)));
+    return 0;
 }

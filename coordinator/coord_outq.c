@@ -238,12 +238,14 @@ void coord__send_offer(coord_t *c, agent_t *a)
 
 void coord__send_stats(coord_t *c, agent_t *a)
 {
-    if (c->model.stats_sum == NULL || a->has_stats)
+    const uint32_t *sum = c->model.jm != NULL ? fv_cjob_stats_sum(c->model.jm) : NULL;
+    size_t words = c->model.jm != NULL ? fv_cjob_stats_layout(c->model.jm)->dim : 0;
+    if (sum == NULL || a->has_stats)
         return;
-    uint32_t *copy = malloc((size_t)c->model.slay.dim * 4);
+    uint32_t *copy = malloc(words * 4);
     if (copy == NULL)
         return;
-    memcpy(copy, c->model.stats_sum, (size_t)c->model.slay.dim * 4);
-    coord__oq_push_vec(a, 0, FV_VEC_U32, NULL, copy, c->model.slay.dim, "stats");
+    memcpy(copy, sum, words * 4);
+    coord__oq_push_vec(a, 0, FV_VEC_U32, NULL, copy, words, "stats");
     a->has_stats = true;
 }

@@ -3,15 +3,18 @@
  * The round itself (members' flags, SecAgg phases, upload admission, deadlines, the checks
  * of what members send, the plain sums) is protocols' transport-free machine fv_cround_*
  * (fv_round.h, round_coord.c); this file is its I/O shell. coord__round_start picks the
- * cohort and the kind (the job decides which: stats first, distill after training; the
- * kinds table says what its vector is), sends the models a member lacks, and starts the
+ * cohort and the round (the job machine, protocols/fv_round_job.h, says which number and
+ * kind run next; the kinds table says what its vector is), sends the models a member
+ * lacks, and starts the
  * machine; every call into it (here, coord_conn.c, the tick) ends in coord__round_exec,
  * which carries out its actions: SEND onto the member's queue, DROP closes the member's
  * connection, LOG a line with the job, round and agent, PHASE the phase_s metric and the
  * crash points secagg-advertise/-shares/-upload/-unmask (before the next phase's messages
- * go out), DONE round_finish. round_finish decodes the sum with the kind's decode and does
- * the job's part: early stopping, the server optimizer, the model file, the commit,
- * ROUND_END (fv_cround_end), receipts, rounds.jsonl. The message sequence is the "ROUNDS"
+ * go out), DONE round_finish. round_finish decodes the sum with the kind's decode, hands
+ * it to the job machine (fv_cjob_apply_stats / fv_cjob_apply_round: the preprocessing and
+ * initial model, or early stopping and the server optimizer's step; fv_cjob_round_done)
+ * and does the I/O: the model file, the commit with the machine's checkpoint, ROUND_END
+ * (fv_cround_end), receipts, rounds.jsonl. The message sequence is the "ROUNDS"
  * comment of protocols/fv_wire.h; the arithmetic of the vectors is protocols/fv_fed.h.
  *
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
@@ -25,11 +28,11 @@
  * (--max-uploads), so the coordinator holds O(max_uploads * d) of upload buffers plus one
  * accumulator (the machine's), whatever the cohort size.
  *
- * Early stopping: round r's global validation metrics (from summed histograms) judge the
- * model sent in round r. The best one (by the job's metric) is kept; the job stops after
- * `patience` rounds without improvement or after `rounds`, and the best model is the
- * result. With patience 0 (no early stopping) the result is the model after the last
- * update instead, which no round evaluated.
+ * Early stopping (the job machine's): round r's global validation metrics (from summed
+ * histograms) judge the model sent in round r. The best one (by the job's metric) is
+ * kept; the phase stops after `patience` rounds without improvement or after its last
+ * round, and the best model is the result. With patience 0 (no early stopping) the result
+ * is the model after the last update instead, which no round evaluated.
  *
  * Durability: a round's outcome is committed in one SQLite transaction with the checkpoint
  * to resume from (next round, stats sum, global and best model files, server optimizer
@@ -72,28 +75,6 @@ const char *coord__phase_names[5] = {"advertise", "shares", "upload", "unmask", 
 
 static void round_finish(coord_t *c, int status, const char *why);
 
-/* Early stopping of the phase being run: the job's, or its distill section's. */
-typedef struct {
-    fv_job_metric_t metric;
-    uint32_t patience;
-    double min_delta;
-} es_t;
-
-static es_t phase_es(const coord_t *c)
-{
-    es_t e;
-    if (c->distill.active) {
-        e.metric = c->job->distill.early_stopping.metric;
-        e.patience = c->job->distill.early_stopping.patience;
-        e.min_delta = c->job->distill.early_stopping.min_delta;
-    } else {
-        e.metric = c->job->early_stopping.metric;
-        e.patience = c->job->early_stopping.patience;
-        e.min_delta = c->job->early_stopping.min_delta;
-    }
-    return e;
-}
-
 static size_t n_accepted(coord_t *c)
 {
     size_t n = 0;
@@ -108,19 +89,10 @@ const char *coord__kind_name(const coord_t *c)
     return c->rnd.kind != NULL ? c->rnd.kind->name : "unknown";
 }
 
-/* What the round kinds size a round of this job from: the job's model (the teacher once
- * distillation began) and the student's. */
+/* What the round kinds size a round of this job from (the job machine's models). */
 static fv_round_sizes_t round_sizes(coord_t *c)
 {
-    fv_round_sizes_t z;
-    memset(&z, 0, sizeof z);
-    z.job = c->job;
-    z.sl = &c->model.slay;
-    const fv_mlp_t *model = c->distill.active ? c->distill.teacher : c->model.global;
-    z.n_params = model != NULL ? fv_mlp_n_params(model) : 0;
-    z.s_n_params =
-        c->distill.active && c->model.global != NULL ? fv_mlp_n_params(c->model.global) : 0;
-    return z;
+    return fv_cjob_sizes(c->model.jm);
 }
 
 /* ---- the machine's actions ------------------------------------------------------- */
@@ -255,18 +227,6 @@ void coord__round_cleanup(coord_t *c)
 
 /* ---- the round's outcome --------------------------------------------------------- */
 
-static bool better(coord_t *c, double v)
-{
-    es_t e = phase_es(c);
-    if (isnan(v))
-        return false;
-    if (isnan(c->model.best_metric))
-        return true;
-    if (e.metric == FV_JOB_METRIC_LOG_LOSS)
-        return v < c->model.best_metric - e.min_delta;
-    return v > c->model.best_metric + e.min_delta;
-}
-
 /* Training or distill round done: metrics, early stopping, the update. *ret_metrics: the
  * round's global validation metrics (owned by the caller); a distill round's also hold the
  * teacher's and (quantize_int8) the int8 student's, from the same round's sums. A binary
@@ -275,11 +235,6 @@ static bool better(coord_t *c, double v)
  * written once the round is committed). */
 static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, json_t **ret_line)
 {
-    es_t e = phase_es(c);
-    double metric = e.metric == FV_JOB_METRIC_ROC_AUC    ? res->val_roc_auc
-                    : e.metric == FV_JOB_METRIC_PR_AUC   ? res->val_pr_auc
-                    : e.metric == FV_JOB_METRIC_ACCURACY ? res->val_accuracy
-                                                         : res->val_log_loss;
     c->run.last_auc = res->val_roc_auc;
     c->run.last_pr = res->val_pr_auc;
     c->run.last_loss = res->val_log_loss;
@@ -287,23 +242,21 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, j
     if (c->out_dir != NULL) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
-                 c->distill.active ? "student" : "model", c->rnd.round);
-        coord__save_model(c, c->model.global, path, c->rnd.round);
+                 coord__distilling(c) ? "student" : "model", c->rnd.round);
+        coord__save_model(c, fv_cjob_global(c->model.jm), path, c->rnd.round);
     }
-    bool imp = better(c, metric);
+    /* The job machine: early stopping judges the model this round evaluated (the one
+     * agents held: its file is global_sha), then global += strategy(delta_mean). */
+    bool imp = false;
+    double metric;
+    int r = fv_cjob_apply_round(c->model.jm, res, &imp, &metric);
     if (imp) {
-        fv_mlp_free(c->model.best);
-        c->model.best = NULL;
-        if (fv_mlp_clone(c->model.global, &c->model.best) != 0)
-            return FV_ENOMEM;
-        c->model.best_metric = metric;
-        c->model.best_round = c->rnd.round;
-        c->model.since_best = 0;
         memcpy(c->model.best_sha, c->model.global_sha, sizeof c->model.best_sha);
         c->model.best_version = c->model.global_version;
-    } else {
-        c->model.since_best++;
     }
+    coord__params_hash(fv_cjob_global(c->model.jm), c->model.hash);
+    if (r != 0)
+        return r;
     json_t *metrics =
         json_pack("{s:o,s:o,s:o,s:I,s:b}", "val_roc_auc", coord__jnum(res->val_roc_auc),
                   "val_pr_auc", coord__jnum(res->val_pr_auc), "val_log_loss",
@@ -319,7 +272,7 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, j
     for (size_t m = 1; m < res->n_models; m++) {
         char key[32];
         const fv_fed_model_metrics_t *mm = &res->model[m];
-        if (c->model.lay.hist_bins > 0) {
+        if (fv_cround_shape(c->rnd.cr)->lay.hist_bins > 0) {
             snprintf(key, sizeof key, "%s_roc_auc", prefix[m]);
             json_object_set_new(metrics, key, coord__jnum(mm->roc_auc));
             snprintf(key, sizeof key, "%s_pr_auc", prefix[m]);
@@ -340,19 +293,7 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, j
     *ret_metrics = metrics;
     *ret_line = json_deep_copy(line);
     coord_logj("info", "round_metrics", line);
-    /* The update: global += strategy(delta_mean). */
-    int r = fv_fed_server_opt_apply(c->model.sopt, fv_mlp_params(c->model.global), res->delta_mean);
-    coord__params_hash(c->model.global, c->model.hash);
-    return r;
-}
-
-/* Whether the phase being run is over once round `done` has completed. */
-bool coord__phase_over(coord_t *c, uint64_t done)
-{
-    es_t e = phase_es(c);
-    if (done >= (c->distill.active ? fv_job_last_round(c->job) : c->job->rounds))
-        return true;
-    return e.patience > 0 && c->model.since_best >= e.patience;
+    return 0;
 }
 
 /* The round's cohort and contributors as JSON arrays of names. */
@@ -408,6 +349,41 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
     free(text);
 }
 
+/* The job's checkpoint in the state (inside the caller's transaction): the job machine's
+ * (fv_cjob_checkpoint: counters, the stats sum, early stopping, the optimizer's state)
+ * with the stored files of its models (global_sha: the global model's file, "" for none
+ * yet; best and teacher from c). */
+int coord__ckpt_save(coord_t *c, const char *global_sha, int64_t global_version, fv_diag_t *d)
+{
+    fv_cjob_ckpt_t jc;
+    int r = fv_cjob_checkpoint(c->model.jm, &jc);
+    if (r != 0)
+        return fv_diag_set(d, r, "the job's checkpoint: %s", fv_strerror(r));
+    fv_state_ckpt_t ck;
+    memset(&ck, 0, sizeof ck);
+    ck.next_round = jc.next_round;
+    ck.rounds_done = jc.rounds_done;
+    ck.rounds_failed = jc.rounds_failed;
+    ck.n_ref = jc.n_ref;
+    ck.stats_sum = (uint32_t *)(uintptr_t)jc.stats_sum; /* the state only reads it */
+    ck.stats_words = jc.stats_sum != NULL ? jc.stats_words : 0;
+    memcpy(ck.global_sha, global_sha, 65);
+    ck.global_version = global_version;
+    ck.opt_state = jc.opt;
+    ck.opt_len = jc.opt_len;
+    memcpy(ck.best_sha, c->model.best_sha, 65);
+    ck.best_version = c->model.best_version;
+    ck.best_metric = jc.best_metric;
+    ck.best_round = jc.best_round;
+    ck.since_best = jc.since_best;
+    ck.distill = jc.distill;
+    memcpy(ck.teacher_sha, c->distill.teacher_sha, 65);
+    ck.teacher_version = c->distill.teacher_version;
+    r = fv_state_ckpt_save(c->st, c->run.job_id, &ck, d);
+    fv_cjob_ckpt_close(&jc);
+    return r;
+}
+
 /* Records the round's outcome durably: the model file first (fsynced), then one
  * transaction with the round row, the new model version, the checkpoint to resume from
  * and the audit records. Returns 0 or the state error (the daemon then stops). */
@@ -419,7 +395,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     bool ok = status == 0;
     model_out[0] = '\0';
     if (ok) {
-        r = coord__store_model(c, c->model.global, c->rnd.round, model_out);
+        r = coord__store_model(c, fv_cjob_global(c->model.jm), c->rnd.round, model_out);
         if (r != 0) {
             /* logged by store_model; the round cannot be recorded, so the daemon stops
              * (a restart runs the round again) */
@@ -433,8 +409,6 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     char *cohort_s = json_dumps(cohort, JSON_COMPACT);
     char *contrib_s = json_dumps(contrib, JSON_COMPACT);
     char *metrics_s = metrics != NULL ? json_dumps(metrics, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    uint8_t *opt = NULL;
-    size_t opt_len = 0;
     int64_t version = 0;
     if ((r = coord__txn_begin(c)) != 0)
         goto out;
@@ -455,39 +429,15 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     if (r == 0 && ok) {
         char producer[96];
         snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
-        r = fv_state_version_add(c->st, c->run.job_id, c->rnd.round, model_out,
-                                 c->model.global_version, c->distill.active ? "student" : "global",
-                                 producer, coord_wall_ms(), &version, &d);
+        r = fv_state_version_add(
+            c->st, c->run.job_id, c->rnd.round, model_out, c->model.global_version,
+            coord__distilling(c) ? "student" : "global", producer, coord_wall_ms(), &version, &d);
     }
-    if (r == 0 && ok)
-        r = fv_fed_server_opt_save(c->model.sopt, &opt, &opt_len);
-    if (r == 0) {
-        fv_state_ckpt_t ck;
-        memset(&ck, 0, sizeof ck);
-        /* an aborted round is run again under the same number (round_finish) */
-        ck.next_round = ok ? c->rnd.round + 1 : c->rnd.round;
-        ck.rounds_done = c->run.rounds_done + (ok ? 1 : 0);
-        ck.rounds_failed = c->run.rounds_failed + (ok ? 0 : 1);
-        ck.n_ref = c->model.n_ref;
-        ck.stats_sum = c->model.stats_sum;
-        ck.stats_words = c->model.stats_sum != NULL ? c->model.slay.dim : 0;
-        memcpy(ck.global_sha, ok ? model_out : c->model.global_sha, 65);
-        ck.global_version = ok ? version : c->model.global_version;
-        if (!ok && c->model.sopt != NULL)
-            r = fv_fed_server_opt_save(c->model.sopt, &opt, &opt_len);
-        ck.opt_state = opt;
-        ck.opt_len = opt_len;
-        memcpy(ck.best_sha, c->model.best_sha, 65);
-        ck.best_version = c->model.best_version;
-        ck.best_metric = c->model.best_metric;
-        ck.best_round = c->model.best_round;
-        ck.since_best = c->model.since_best;
-        ck.distill = c->distill.active;
-        memcpy(ck.teacher_sha, c->distill.teacher_sha, 65);
-        ck.teacher_version = c->distill.teacher_version;
-        if (r == 0)
-            r = fv_state_ckpt_save(c->st, c->run.job_id, &ck, &d);
-    }
+    /* the job machine counted the round (fv_cjob_round_done): an aborted round is run
+     * again under the same number */
+    if (r == 0)
+        r = coord__ckpt_save(c, ok ? model_out : c->model.global_sha,
+                             ok ? version : c->model.global_version, &d);
     if (r != 0) {
         c->in_txn = false;
         fv_state_rollback(c->st);
@@ -516,7 +466,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         coord_audit(c, NULL, "model.stored",
                     json_pack("{s:I,s:s,s:s,s:I,s:s,s:I}", "version", (json_int_t)version, "sha256",
                               model_out, "job", c->run.job_id, "round", (json_int_t)c->rnd.round,
-                              "kind", c->distill.active ? "student" : "global", "parent",
+                              "kind", coord__distilling(c) ? "student" : "global", "parent",
                               (json_int_t)c->model.global_version));
     if ((r = coord__txn_commit(c)) != 0)
         goto out;
@@ -532,7 +482,6 @@ out:
     free(cohort_s);
     free(contrib_s);
     free(metrics_s);
-    free(opt);
     return r;
 }
 
@@ -574,19 +523,21 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         memset(&oc, 0, sizeof oc);
         c->rnd.n_summands = sum.n_summands;
         fv_round_sizes_t z = round_sizes(c);
-        status = c->rnd.kind->decode(&z, fv_cround_shape(c->rnd.cr), &sum, (double)c->model.n_ref,
-                                     &oc, &d);
+        status = c->rnd.kind->decode(&z, fv_cround_shape(c->rnd.cr), &sum,
+                                     (double)fv_cjob_n_ref(c->model.jm), &oc, &d);
         if (status != 0)
             snprintf(why, sizeof why, "%s%.400s",
                      c->rnd.kind->id == FV_FED_KIND_STATS ? "stats: " : "", d.msg);
         else if (oc.has_stats)
-            status = coord__stats_apply(c, sum.words, &oc.stats, why, sizeof why);
+            status = coord__stats_apply(c, sum.words, why, sizeof why);
         else if (oc.has_result)
             status = after_train(c, &oc.res, &metrics, &line);
         fv_round_outcome_close(&oc);
     }
-    /* Durable before anyone hears of it: an agent is told a round ended only once a
-     * restart would not run it again. */
+    /* The job machine counts the round (the next one, or this one again); then durable
+     * before anyone hears of it: an agent is told a round ended only once a restart would
+     * not run it again. */
+    fv_cjob_round_done(c->model.jm, status == 0);
     char model_out[65];
     int sr =
         round_commit(c, status, why, metrics, model_in[0] != '\0' ? model_in : NULL, model_out);
@@ -633,7 +584,6 @@ static void round_finish(coord_t *c, int status, const char *why_in)
     double secs = (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0;
     coord__round_cleanup(c);
     if (status == 0) {
-        c->run.rounds_done++;
         c->rnd.attempt = 0;
         if (c->metrics.rounds_ok != NULL)
             fv_prom_add(c->metrics.rounds_ok, NULL, 1);
@@ -646,7 +596,6 @@ static void round_finish(coord_t *c, int status, const char *why_in)
                     coord__send_stats(c, a);
         coord__crash_point(was_stats ? "stats-committed" : "round-committed");
     } else {
-        c->run.rounds_failed++;
         if (c->metrics.rounds_failed != NULL)
             fv_prom_add(c->metrics.rounds_failed, NULL, 1);
     }
@@ -654,9 +603,9 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         coord__job_finish(c);
         return;
     }
-    if (was_stats && c->model.stats_sum == NULL) {
+    if (was_stats && !fv_cjob_has_stats(c->model.jm)) {
         /* The stats round must succeed before training: retry it. */
-        if (c->run.rounds_failed > 10) {
+        if (coord__rounds_failed(c) > 10) {
             snprintf(c->run.fail_why, sizeof c->run.fail_why,
                      "the stats round failed 10 times: %.400s", why);
             c->run.exit_code = EXIT_FAIL;
@@ -682,12 +631,12 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         coord__round_start(c);
         return;
     }
-    if (!was_stats && coord__phase_over(c, c->rnd.round)) {
+    if (!was_stats && fv_cjob_phase_over(c->model.jm)) {
         coord__phase_end(c);
         return;
     }
     if (!was_stats) {
-        c->rnd.round++;
+        c->rnd.round = fv_cjob_round(c->model.jm);
         c->rnd.attempt = 0;
     }
     c->run.state = ST_WAITING;
@@ -719,14 +668,9 @@ void coord__round_start(coord_t *c)
             c->rnd.cohort[c->rnd.n++] = a;
     qsort(c->rnd.cohort, c->rnd.n, sizeof *c->rnd.cohort, cmp_agent_name);
     /* the job decides which kind runs next; the table says what its round is */
-    uint32_t kind_id = c->model.stats_sum == NULL ? FV_FED_KIND_STATS
-                       : c->distill.active        ? FV_FED_KIND_DISTILL
-                                                  : FV_FED_KIND_TRAIN;
-    c->rnd.kind = fv_round_kind_by_id(fv_round_kinds_default(), kind_id);
-    if (kind_id == FV_FED_KIND_STATS)
-        c->rnd.round = 0;
-    else if (c->rnd.round == 0)
-        c->rnd.round = 1;
+    c->rnd.kind = fv_cjob_round_kind(c->model.jm);
+    uint32_t kind_id = c->rnd.kind->id;
+    c->rnd.round = fv_cjob_round(c->model.jm);
     c->run.state = ST_ROUND;
     c->rnd.t_round_start = coord__now_ms(c);
     c->rnd.wall_round_start_ms = coord_wall_ms();
@@ -772,7 +716,7 @@ void coord__round_start(coord_t *c)
         memcpy(cfg.gseed, gseed, 32);
         cfg.has_model = kind_id != FV_FED_KIND_STATS;
         memcpy(cfg.model, c->model.hash, 32);
-        cfg.n_ref = c->model.n_ref;
+        cfg.n_ref = fv_cjob_n_ref(c->model.jm);
         cfg.max_uploads = c->max_uploads;
         cfg.train_ms = c->job->deadlines.train_ms;
         cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
@@ -794,15 +738,16 @@ void coord__round_start(coord_t *c)
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         agent_t *a = c->rnd.cohort[i];
         if (kind_id == FV_FED_KIND_DISTILL && !a->has_teacher) {
-            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(c->distill.teacher), NULL,
-                               fv_mlp_n_params(c->distill.teacher), "teacher");
+            const fv_mlp_t *teacher = fv_cjob_teacher(c->model.jm);
+            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(teacher), NULL,
+                               fv_mlp_n_params(teacher), "teacher");
             a->has_teacher = true;
         }
         if (kind_id != FV_FED_KIND_STATS &&
             (!a->has_model || memcmp(a->model, c->model.hash, 32) != 0)) {
             coord__oq_push_vec(a, (uint32_t)c->rnd.round, FV_VEC_F32,
-                               fv_mlp_params_const(c->model.global), NULL,
-                               fv_mlp_n_params(c->model.global),
+                               fv_mlp_params_const(fv_cjob_global(c->model.jm)), NULL,
+                               fv_mlp_n_params(fv_cjob_global(c->model.jm)),
                                kind_id == FV_FED_KIND_DISTILL ? "student" : "model");
             a->has_model = true;
             memcpy(a->model, c->model.hash, 32);

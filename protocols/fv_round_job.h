@@ -115,7 +115,8 @@ typedef struct fv_cjob_ckpt {
     uint8_t *opt; /* the server optimizer's state (fv_fed_server_opt_save; malloc'd) */
     size_t opt_len;
     const float *best; /* NULL: none yet */
-    double best_metric;
+    size_t n_best;
+    double best_metric; /* with best_round and since_best: restored only with a best */
     uint64_t best_round;
     uint32_t since_best;
     bool distill;

@@ -401,10 +401,11 @@ int fv_cjob_checkpoint(const fv_cjob_t *j, fv_cjob_ckpt_t *ret)
         return r;
     if (j->best != NULL) {
         ret->best = fv_mlp_params_const(j->best);
-        ret->best_metric = j->best_metric;
-        ret->best_round = j->best_round;
-        ret->since_best = j->since_best;
+        ret->n_best = fv_mlp_n_params(j->best);
     }
+    ret->best_metric = j->best_metric;
+    ret->best_round = j->best_round;
+    ret->since_best = j->since_best;
     ret->distill = j->distill;
     if (j->teacher != NULL) {
         ret->teacher = fv_mlp_params_const(j->teacher);
@@ -462,6 +463,12 @@ int fv_cjob_restore(const fv_job_t *job, const fv_cjob_ckpt_t *ck, fv_cjob_t **r
         goto fail;
     }
     if (ck->best != NULL) {
+        if (ck->n_best != fv_mlp_n_params(j->global)) {
+            r = fv_diag_set(d, FV_ECORRUPT,
+                            "checkpoint: the best model has %zu parameters, the job's %zu",
+                            ck->n_best, fv_mlp_n_params(j->global));
+            goto fail;
+        }
         if ((r = fv_mlp_clone(j->global, &j->best)) != 0) {
             fv_diag_set(d, r, "out of memory");
             goto fail;
