@@ -217,15 +217,17 @@ uint64_t fv_round_last(const fv_round_kinds_t *t, const fv_job_t *job);
 /* ---- actions out ---------------------------------------------------------------------- */
 
 typedef enum fv_round_act_type {
-    FV_ROUND_ACT_SEND = 1, /* msg to `member` (coordinator) / to the coordinator (agent) */
-    FV_ROUND_ACT_DROP,     /* coordinator: `member` broke the protocol: close with err, why */
-    FV_ROUND_ACT_LOG,      /* a line worth logging: level, event, member, why */
-    FV_ROUND_ACT_PHASE,    /* coordinator: SecAgg phase `phase` closed, `count` answered */
-    FV_ROUND_ACT_DONE,     /* coordinator: the round ended: err (0: the sum is ready), why */
-    FV_ROUND_ACT_COMPUTE,  /* agent: run work->kind->compute, then fv_around_computed */
-    FV_ROUND_ACT_UPLOAD,   /* agent: send the vector (vec_id, dtype, vec, n, name) */
-    FV_ROUND_ACT_SIT_OUT,  /* agent: the round is sat out (event, why); nothing more is sent */
-    FV_ROUND_ACT_VIOLATION /* agent: the coordinator broke the protocol: err, why; close */
+    FV_ROUND_ACT_SEND = 1,  /* msg to `member` (coordinator) / to the coordinator (agent) */
+    FV_ROUND_ACT_DROP,      /* coordinator: `member` broke the protocol: close with err, why */
+    FV_ROUND_ACT_LOG,       /* a line worth logging: level, event, member, why */
+    FV_ROUND_ACT_PHASE,     /* coordinator: SecAgg phase `phase` closed, `count` answered */
+    FV_ROUND_ACT_DONE,      /* coordinator: the round ended: err (0: the sum is ready), why */
+    FV_ROUND_ACT_COMPUTE,   /* agent: run work->kind->compute, then fv_around_computed */
+    FV_ROUND_ACT_UPLOAD,    /* agent: send the vector (vec_id, dtype, vec, n, name) */
+    FV_ROUND_ACT_SIT_OUT,   /* agent: the round is sat out (event, why); nothing more is sent */
+    FV_ROUND_ACT_VIOLATION, /* agent: the coordinator broke the protocol: err, why; close */
+    FV_ROUND_ACT_CLOSE      /* coordinator (cfg.defer_close): run fv_cround_close, on any
+                               thread, before any other call into the machine */
 } fv_round_act_type_t;
 
 typedef struct fv_round_act {
@@ -279,6 +281,11 @@ typedef struct fv_cround_cfg {
     uint64_t n_ref;
     uint32_t max_uploads; /* uploads admitted at once (>= 1) */
     uint64_t train_ms, phase_ms;
+    /* Closing SecAgg's last phase (unmask: the masks of the dropped and every survivor's
+     * own mask expanded and removed, O(n d) PRG work) is handed to the caller: CLOSE is the
+     * last action of the call that completes the phase, and the machine takes no input
+     * until fv_cround_close ran (the daemon runs it on a worker thread). false: inline. */
+    bool defer_close;
 } fv_cround_cfg_t;
 
 /* The machine of one round; the SecAgg server (when cfg->secagg) is made here. */
@@ -301,6 +308,16 @@ void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_o
 void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out);
 /* The round was abandoned (the job aborted): DONE with err. */
 void fv_cround_fail(fv_cround_t *r, int err, const char *why, fv_round_out_t *out);
+/* After CLOSE: closes the phase (its PHASE, LOG and DONE actions into out). Touches only
+ * the machine: may run on another thread while the caller makes no other call into it. */
+void fv_cround_close(fv_cround_t *r, fv_round_out_t *out);
+/* Touches every page of the memory the round's sum goes into (SecAgg's accumulator or the
+ * plain one), so the first upload's add does not pay the page faults (an 8 MB accumulator
+ * costs about 20 ms of them here). Before fv_cround_start; touches only that memory, so it
+ * may run on another thread while the caller makes no other call into the machine. */
+void fv_cround_prefault(fv_cround_t *r);
+/* A CLOSE is pending (fv_cround_close not run yet). */
+bool fv_cround_closing(const fv_cround_t *r);
 
 bool fv_cround_done(const fv_cround_t *r);
 /* After DONE with status 0: the sum (borrowed from the machine). */

@@ -68,8 +68,9 @@ typedef struct fv_round_sim_cfg {
     uint64_t n_ref;
     uint32_t max_uploads; /* 0: 4 */
     uint64_t seed;
-    int restart_at; /* -1: none; p: at the PHASE action of phase p (before the next phase's
-                       messages go out); FV_RSIM_AT_DONE */
+    int restart_at;   /* -1: none; p: at the PHASE action of phase p (before the next phase's
+                         messages go out); FV_RSIM_AT_DONE */
+    bool defer_close; /* the coordinator's machine hands SecAgg's last close out (CLOSE) */
     /* Thread CPU time in ns (NULL: not measured): the engine never reads a clock itself. */
     uint64_t (*cpu_ns)(void);
 } fv_round_sim_cfg_t;

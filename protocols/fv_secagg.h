@@ -218,6 +218,9 @@ int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t le
 int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d);
 /* Phase being collected (0..4), 5 when the sum is ready, -1 when aborted. */
 int fv_secagg_server_phase(const fv_secagg_server_t *s);
+/* Touches every page of the server's accumulator (first-touch page faults paid up front,
+ * e.g. on a worker thread before the round's uploads); touches nothing else. */
+void fv_secagg_server_prefault(fv_secagg_server_t *s);
 /* Size of U1..U4 (i = 1..4) and of the set that sent UNMASK (i = 5); 0 before known. */
 uint32_t fv_secagg_server_set_size(const fv_secagg_server_t *s, int i);
 /* Whether client u is in U_i (i = 1..5). */

@@ -34,7 +34,10 @@
  * member or UINT32_MAX, err when non-zero, why when non-empty, phase and count as the event
  * names them: "deadline" phase and missing, "phase_closed" the closed phase and its
  * survivors, "upload_received" bytes), PHASE (a SecAgg phase closed with `count` answers,
- * before the next phase's messages), DONE (err 0: fv_cround_sum is ready).
+ * before the next phase's messages), DONE (err 0: fv_cround_sum is ready), CLOSE
+ * (cfg.defer_close: SecAgg's last phase is complete; the caller runs fv_cround_close,
+ * which does the unmasking, and until then the machine takes nothing: messages and
+ * vectors are stale, a loss only takes the member out of ROUND_END).
  *
  * Ownership: the machine owns everything above; actions borrow it until the next call
  * into the machine. Threads: a machine belongs to one thread.
@@ -62,6 +65,8 @@ struct fv_cround {
     fv_secagg_outbox_t ob;
     int phase;
     bool started, done;
+    bool closing;      /* cfg.defer_close: CLOSE emitted, fv_cround_close not run yet */
+    uint64_t close_ms; /* the time the phase was complete */
     int status;
     uint64_t deadline_ms;
     uint32_t counts[FV_SECAGG_N_PHASES];
@@ -344,13 +349,49 @@ static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
     }
 }
 
+/* Closes the SecAgg phase being collected, or (cfg.defer_close, the last phase) hands the
+ * close to the caller: CLOSE, the last action of this call. */
+static void close_phase(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
+{
+    if (r->cfg.defer_close && r->phase == FV_SECAGG_N_PHASES - 1) {
+        r->closing = true;
+        r->close_ms = now_ms;
+        act_push(out, FV_ROUND_ACT_CLOSE, UINT32_MAX);
+        return;
+    }
+    secagg_close(r, now_ms, out);
+}
+
+void fv_cround_close(fv_cround_t *r, fv_round_out_t *out)
+{
+    if (!r->closing)
+        return;
+    r->closing = false;
+    secagg_close(r, r->close_ms, out);
+}
+
+void fv_cround_prefault(fv_cround_t *r)
+{
+    if (r->acc_u != NULL)
+        memset(r->acc_u, 0, (r->shape.plain_n > 0 ? r->shape.plain_n : 1) * sizeof *r->acc_u);
+    if (r->acc_f != NULL)
+        memset(r->acc_f, 0, (r->shape.plain_n > 0 ? r->shape.plain_n : 1) * sizeof *r->acc_f);
+    if (r->sa != NULL)
+        fv_secagg_server_prefault(r->sa);
+}
+
+bool fv_cround_closing(const fv_cround_t *r)
+{
+    return r->closing;
+}
+
 /* The phase closes once every live member answered. */
 static void progress(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
-    if (r->done || !r->started || n_alive_unanswered(r) > 0)
+    if (r->done || r->closing || !r->started || n_alive_unanswered(r) > 0)
         return;
     if (r->sa != NULL)
-        secagg_close(r, now_ms, out);
+        close_phase(r, now_ms, out);
     else
         finish(r, 0, "", out);
 }
@@ -400,8 +441,8 @@ void fv_cround_on_msg(fv_cround_t *r, uint32_t member, const fv_msg_t *m, uint64
         progress(r, now_ms, out);
         return;
     }
-    if (r->done || !r->started || r->sa == NULL || m->u.secagg.round != r->cfg.round ||
-        !r->m[member].alive) {
+    if (r->done || r->closing || !r->started || r->sa == NULL ||
+        m->u.secagg.round != r->cfg.round || !r->m[member].alive) {
         char why[128];
         snprintf(why, sizeof why, "secagg message of round %" PRIu64 " from a member %s",
                  m->u.secagg.round,
@@ -446,7 +487,7 @@ static const char *dtype_name(fv_vec_dtype_t t)
 
 void *fv_cround_vec_begin(fv_cround_t *r, uint32_t member, const fv_msg_t *b, fv_round_out_t *out)
 {
-    if (member >= r->cfg.n || r->done || !r->started)
+    if (member >= r->cfg.n || r->done || r->closing || !r->started)
         return NULL;
     member_t *mb = &r->m[member];
     if (!mb->alive || !mb->granted || mb->uploaded || mb->buf != NULL ||
@@ -509,7 +550,7 @@ void fv_cround_vec_end(fv_cround_t *r, uint32_t member, void *vec, uint64_t n, u
     if (member >= r->cfg.n || vec == NULL || vec != r->m[member].buf)
         return;
     member_t *mb = &r->m[member];
-    if (r->done || !mb->alive) {
+    if (r->done || r->closing || !mb->alive) {
         free_buf(mb); /* a straggler's upload, after its deadline */
         return;
     }
@@ -575,8 +616,8 @@ void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_o
     member_t *mb = &r->m[member];
     mb->lost = true;
     free_buf(mb); /* the connection is gone: nothing writes into it any more */
-    if (r->done)
-        return;
+    if (r->done || r->closing)
+        return; /* (closing: the phase is complete; the member is out of ROUND_END) */
     /* a dropped member left at its DROP, but the phase may have waited for this */
     leave(r, mb);
     if (r->phase == 2)
@@ -586,7 +627,7 @@ void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_o
 
 void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
-    if (r->done || !r->started || now_ms < r->deadline_ms)
+    if (r->done || r->closing || !r->started || now_ms < r->deadline_ms)
         return;
     fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, UINT32_MAX);
     if (a != NULL) {
@@ -599,7 +640,7 @@ void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         if (r->m[i].alive && !r->m[i].answered)
             leave(r, &r->m[i]); /* a straggler is a dropout */
     if (r->sa != NULL)
-        secagg_close(r, now_ms, out);
+        close_phase(r, now_ms, out);
     else
         finish(r, 0, "", out);
 }
@@ -608,6 +649,7 @@ void fv_cround_fail(fv_cround_t *r, int err, const char *why, fv_round_out_t *ou
 {
     if (r->done)
         return;
+    r->closing = false;
     r->done = true;
     r->status = err != 0 ? err : FV_EIO;
     r->phase = 5;

@@ -26,7 +26,7 @@
 
 /* ---- events -------------------------------------------------------------------------- */
 
-typedef enum { EV_TO_AGENT, EV_TO_COORD, EV_UPLOAD, EV_COMPUTE, EV_LOST } ev_type_t;
+typedef enum { EV_TO_AGENT, EV_TO_COORD, EV_UPLOAD, EV_COMPUTE, EV_LOST, EV_CLOSE } ev_type_t;
 
 typedef struct ev {
     struct ev *next;
@@ -582,6 +582,10 @@ static void coord_acts(sim_t *s, fv_round_out_t *out)
             if (s->res->attempts == 1 && s->cfg->restart_at == act->phase)
                 s->restart = true;
             break;
+        case FV_ROUND_ACT_CLOSE:
+            /* the daemon closes on a worker thread; here, in turn with the other events */
+            queue_simple(s, EV_CLOSE, UINT32_MAX);
+            break;
         case FV_ROUND_ACT_DONE:
             if (s->res->attempts == 1 && s->cfg->restart_at == FV_RSIM_AT_DONE) {
                 s->restart = true;
@@ -642,6 +646,9 @@ static void to_coord(sim_t *s, ev_t *e)
     case EV_LOST:
         fv_cround_lost(s->cr, e->agent, s->now, &out);
         break;
+    case EV_CLOSE:
+        fv_cround_close(s->cr, &out);
+        break;
     default:
         break;
     }
@@ -682,6 +689,7 @@ static int attempt(sim_t *s, fv_diag_t *d)
     cc.max_uploads = cfg->max_uploads ? cfg->max_uploads : 4;
     cc.train_ms = job->deadlines.train_ms;
     cc.phase_ms = job->deadlines.secagg_phase_ms;
+    cc.defer_close = cfg->defer_close;
     s->res->attempts++;
     s->done = s->restart = false;
     uint64_t t0 = cpu_now(s);

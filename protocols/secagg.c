@@ -1070,6 +1070,12 @@ fail:
     return rc;
 }
 
+void fv_secagg_server_prefault(fv_secagg_server_t *s)
+{
+    if (s != NULL && s->acc != NULL)
+        memset(s->acc, 0, (size_t)s->dim * sizeof(uint32_t));
+}
+
 int fv_secagg_server_phase(const fv_secagg_server_t *s)
 {
     return s->state;

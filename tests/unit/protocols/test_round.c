@@ -239,6 +239,7 @@ static void test_dropouts_and_stragglers(void)
                 agents[3].fault = (fv_rsim_fault_t)fault;
                 agents[3].phase = phase;
                 fv_round_sim_cfg_t c = tally_cfg(job, 100 + (uint64_t)phase);
+                c.defer_close = phase % 2 == 1; /* the unmask closed inline, or handed out */
                 fv_round_sim_result_t r;
                 fv_diag_t d = {{0}};
                 CHECK_OK(fv_round_sim_run(&c, &r, &d), &d);
@@ -339,11 +340,12 @@ static void test_restart_everywhere(void)
         fv_diag_t d = {{0}};
         CHECK_OK(fv_round_sim_run(&c, &ref, &d), &d);
         check_tally(&ref, NULL);
-        static const int points[] = {0, 1, 2, 3, FV_RSIM_AT_DONE};
+        static const int points[] = {0, 1, 2, 3, 4, FV_RSIM_AT_DONE};
         for (size_t p = 0; p < sizeof points / sizeof *points; p++) {
             if (!secagg && points[p] != FV_RSIM_AT_DONE)
                 continue;
             c.restart_at = points[p];
+            c.defer_close = p % 2 == 0;
             fv_round_sim_result_t r;
             CHECK_OK(fv_round_sim_run(&c, &r, &d), &d);
             CHECK_UINT_EQ(r.attempts, 2);

@@ -177,8 +177,10 @@ static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t 
                 c.teacher = fv_mlp_params_const(fv_cjob_teacher(j));
         }
         static const int points[] = {0, 1, 2, 3, FV_RSIM_AT_DONE};
-        if (crash)
+        if (crash) {
             c.restart_at = points[round % 5];
+            c.defer_close = true; /* the unmask handed out, as the daemon does */
+        }
         fv_round_sim_result_t r;
         CHECK_OK(fv_round_sim_run(&c, &r, &d), &d);
         bool ok = r.status == 0;
