@@ -113,6 +113,7 @@ typedef struct coord {
         fv_server_t *admin;  /* admin port (NULL when not configured) */
         fv_prom_server_t *prom_srv;
         uv_timer_t timer;
+        uv_timer_t next_round; /* the next round starts in a callback of its own */
         uv_signal_t sigint, sigterm, sighup;
     } net;
     fv_state_t *st;
@@ -161,6 +162,8 @@ typedef struct coord {
         agent_t **cohort;            /* by member index */
         uint32_t n, t, k;
         fv_cround_t *cr;        /* ST_ROUND: the round machine (NULL if it could not start) */
+        struct rwork *work;     /* the close or the finish on the thread pool, or NULL */
+        bool *lost_later;       /* n: members whose session went while work ran */
         uint64_t t_phase_start; /* the SecAgg phase being collected began (phase_s) */
         uint32_t n_summands;
         uint64_t t_round_start;
@@ -276,18 +279,32 @@ int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool 
                           size_t *ret_len);
 int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha[65]);
 int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round);
-/* The stats round's sum (words) to the job machine (fv_cjob_apply_stats): the global
- * preprocessing, the initial model and its hash; logged as stats_ready. */
-int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len);
+/* The job machine applied the stats round (fv_cjob_apply_stats): the log line. */
+void coord__stats_ready(coord_t *c);
+/* The model file of mlp written into the state directory (content-addressed, fsynced), or
+ * saved at path (--out): no log line, no loop state, so a worker may call them while the
+ * loop leaves the job machine alone. */
+int coord__model_put(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
+                     size_t *ret_len, fv_diag_t *d);
+int coord__model_save(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round,
+                      fv_diag_t *d);
 
 /* coord_round.c: the round driver (the I/O shell of the round machine) */
 extern const char *coord__phase_names[5];
 void coord__round_start(coord_t *c);
+/* coord__round_start on the loop's next turn: after a round's end (its commit, its
+ * ROUND_END) the next one's setup is a callback of its own (the loop's callbacks stay
+ * short). */
+void coord__round_start_soon(coord_t *c);
 void coord__round_tick(coord_t *c);
 void coord__round_cleanup(coord_t *c);
 /* Carries out the round machine's actions (out is emptied); a DONE ends the round
  * (round_finish), after which c->rnd.cr is another round's or NULL. */
 void coord__round_exec(coord_t *c, fv_round_out_t *out);
+/* A worker holds the round's machine and the job machine (the unmasking, or the finish):
+ * the loop makes no call into either; a member's loss waits (coord__round_lost). */
+bool coord__round_busy(const coord_t *c);
+void coord__round_lost(coord_t *c, uint32_t member);
 /* The job's checkpoint in the state, inside the caller's transaction (coord_round.c). */
 int coord__ckpt_save(coord_t *c, const char *global_sha, int64_t global_version, fv_diag_t *d);
 /* The kind's name for logs and progress ("unknown" before any round). */

@@ -112,6 +112,10 @@ static void agent_lost(coord_t *c, agent_t *a, fv_conn_t *conn)
     int member = member_of(c, a, conn);
     if (member < 0)
         return;
+    if (coord__round_busy(c)) {
+        coord__round_lost(c, (uint32_t)member); /* told to the machine when the work returns */
+        return;
+    }
     fv_round_out_t out;
     fv_round_out_init(&out);
     fv_cround_lost(c->rnd.cr, (uint32_t)member, coord__now_ms(c), &out);
@@ -256,7 +260,7 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
         {
             int member = member_of(c, a, conn);
             if (member < 0 || !c->job->secagg.on || m->u.secagg.round != c->rnd.round ||
-                !fv_cround_alive(c->rnd.cr, (uint32_t)member)) {
+                coord__round_busy(c) || !fv_cround_alive(c->rnd.cr, (uint32_t)member)) {
                 coord_logj("warn", "stale_message",
                            json_pack("{s:s,s:I}", "agent", a->name, "round",
                                      (json_int_t)m->u.secagg.round));
@@ -284,8 +288,8 @@ void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b)
     coord_t *c = fv_server_get_data(fv_conn_server(conn));
     agent_t *a = fv_conn_get_data(conn);
     int member = member_of(c, a, conn);
-    if (member < 0)
-        return NULL;
+    if (member < 0 || coord__round_busy(c))
+        return NULL; /* (busy: the round's inputs are complete; a late upload is stale) */
     /* name, type and length checked before the machine allocates the buffer; a mismatch
      * is dropped with what was expected (the log line "upload_refused" and the ERROR) */
     fv_round_out_t out;
@@ -306,8 +310,8 @@ void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
         return;
     }
     int member = member_of(c, a, conn);
-    if (member < 0)
-        return;
+    if (member < 0 || coord__round_busy(c))
+        return; /* (busy: a straggler's buffer stays the machine's, freed with it) */
     /* SecAgg: the masked input to the server; plain: the kind's check, then the sum */
     fv_round_out_t out;
     fv_round_out_init(&out);

@@ -313,6 +313,8 @@ int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
         c->run.abort_requested = true;
         coord_logj("warn", "job_abort_requested",
                    json_pack("{s:s,s:s}", "job", c->run.job_hex, "by", by));
+        if (coord__round_busy(c))
+            return 0; /* the round's end, when its work returns, ends the job */
         if (c->run.state == ST_ROUND) {
             /* the round in flight is abandoned (nothing committed) */
             coord__round_cleanup(c);
@@ -384,7 +386,7 @@ void coord__phase_end(coord_t *c)
         c->rnd.round = (uint64_t)c->job->rounds + 1;
         c->rnd.attempt = 0;
         c->run.state = ST_WAITING;
-        coord__round_start(c);
+        coord__round_start_soon(c);
         return;
     }
     coord__job_finish(c);

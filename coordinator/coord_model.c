@@ -84,32 +84,51 @@ static int build_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, fv_model
     return r;
 }
 
-/* Writes the model file into the state directory (content-addressed, fsynced).
- * int8: the file holds the weights quantized (fv_model_t.int8). ret_len (may be NULL):
- * the file's size. */
-int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
-                          size_t *ret_len)
+int coord__model_put(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
+                     size_t *ret_len, fv_diag_t *d)
 {
     fv_model_t *model = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
-    fv_diag_t d;
-    snprintf(d.msg, sizeof d.msg, "cannot build the model file");
+    snprintf(d->msg, sizeof d->msg, "cannot build the model file");
     int r = build_model(c, mlp, round, &model);
     if (r == 0) {
         model->int8 = int8;
         r = fv_model_encode(model, &buf, &len);
     }
     if (r == 0)
-        r = fv_state_model_put(c->st, buf, len, sha, &d);
+        r = fv_state_model_put(c->st, buf, len, sha, d);
     if (r == 0 && ret_len != NULL)
         *ret_len = len;
+    free(buf);
+    fv_model_free(model);
+    return r;
+}
+
+int coord__model_save(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round,
+                      fv_diag_t *d)
+{
+    fv_model_t *model = NULL;
+    snprintf(d->msg, sizeof d->msg, "cannot build the model file");
+    int r = build_model(c, mlp, round, &model);
+    if (r == 0)
+        r = fv_model_save(model, path, d);
+    fv_model_free(model);
+    return r;
+}
+
+/* Writes the model file into the state directory (content-addressed, fsynced).
+ * int8: the file holds the weights quantized (fv_model_t.int8). ret_len (may be NULL):
+ * the file's size. */
+int coord__store_model_as(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8, char sha[65],
+                          size_t *ret_len)
+{
+    fv_diag_t d;
+    int r = coord__model_put(c, mlp, round, int8, sha, ret_len, &d);
     if (r != 0)
         coord_logj("error", "model_store_failed",
                    json_pack("{s:s,s:I,s:s,s:s}", "job", c->run.job_hex, "round", (json_int_t)round,
                              "err", fv_err_name(r), "why", d.msg));
-    free(buf);
-    fv_model_free(model);
     return r;
 }
 
@@ -122,33 +141,21 @@ int coord__store_model(coord_t *c, const fv_mlp_t *mlp, uint64_t round, char sha
 int coord__save_model(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round)
 {
     fv_diag_t d;
-    fv_model_t *model = NULL;
-    int r = build_model(c, mlp, round, &model);
-    if (r == 0)
-        r = fv_model_save(model, path, &d);
+    int r = coord__model_save(c, mlp, path, round, &d);
     if (r != 0)
         coord_logj("error", "model_save_failed",
                    json_pack("{s:s,s:s}", "path", path, "err", fv_err_name(r)));
-    fv_model_free(model);
     return r;
 }
 
 /* ---- from the stats round -------------------------------------------------------- */
 
-int coord__stats_apply(coord_t *c, const uint32_t *sum, char *why, size_t why_len)
+void coord__stats_ready(coord_t *c)
 {
-    fv_diag_t d;
-    int r = fv_cjob_apply_stats(c->model.jm, sum, &d);
-    if (r != 0) {
-        snprintf(why, why_len, "stats: %.400s", d.msg);
-        return r;
-    }
     const fv_mlp_t *g = fv_cjob_global(c->model.jm);
-    coord__params_hash(g, c->model.hash);
     coord_logj("info", "stats_ready",
                json_pack("{s:s,s:I,s:I,s:I}", "job", c->run.job_hex, "n_ref",
                          (json_int_t)fv_cjob_n_ref(c->model.jm), "features",
                          (json_int_t)fv_preproc_n_features(fv_cjob_preproc(c->model.jm)), "params",
                          (json_int_t)fv_mlp_n_params(g)));
-    return 0;
 }

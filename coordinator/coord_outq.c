@@ -238,6 +238,8 @@ void coord__send_offer(coord_t *c, agent_t *a)
 
 void coord__send_stats(coord_t *c, agent_t *a)
 {
+    if (coord__round_busy(c))
+        return; /* the job machine is a worker's; the round's end sends the stats */
     const uint32_t *sum = c->model.jm != NULL ? fv_cjob_stats_sum(c->model.jm) : NULL;
     size_t words = c->model.jm != NULL ? fv_cjob_stats_layout(c->model.jm)->dim : 0;
     if (sum == NULL || a->has_stats)

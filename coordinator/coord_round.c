@@ -74,6 +74,34 @@ const char *coord__phase_names[5] = {"advertise", "shares", "upload", "unmask", 
 #define ROUND_ATTEMPTS 3
 
 static void round_finish(coord_t *c, int status, const char *why);
+static void exec_close(coord_t *c);
+
+/* Work on the thread pool for the round: the accumulator's pages touched before the round
+ * starts (W_PREP: first-touch page faults of an 8 MB sum cost about 20 ms here), SecAgg's
+ * last close (W_CLOSE: the unmasking) or the finish (W_FINISH: decode, the job machine's
+ * step, the model file written and fsynced). While one runs, the loop makes no call into the
+ * round's machine nor the job machine: messages for the round are stale, losses wait in
+ * c->rnd.lost_later (coord__round_lost). */
+typedef struct rwork {
+    uv_work_t req;
+    coord_t *c;
+    enum { W_PREP, W_CLOSE, W_FINISH } what;
+    bool orphaned;      /* the round was cleaned up (a signal, a fatal error) meanwhile */
+    fv_cround_t *cr;    /* orphaned: the machine, freed when the work returns */
+    fv_round_out_t out; /* the close's actions */
+    /* the finish */
+    int status;
+    char why[512];
+    char model_in[65];
+    fv_round_sum_t sum; /* borrowed from the machine (done: nothing changes it) */
+    fv_round_outcome_t oc;
+    bool improved;
+    uint8_t hash[32];
+    char model_out[65];
+    int store_rc, save_rc;
+    fv_diag_t store_d, save_d;
+    char save_path[4096];
+} rwork_t;
 
 static size_t n_accepted(coord_t *c)
 {
@@ -186,6 +214,11 @@ void coord__round_exec(coord_t *c, fv_round_out_t *out)
         case FV_ROUND_ACT_PHASE:
             exec_phase(c, act);
             break;
+        case FV_ROUND_ACT_CLOSE:
+            /* the last action, like DONE: the close runs on the thread pool */
+            out->n = 0;
+            exec_close(c);
+            return;
         case FV_ROUND_ACT_DONE: {
             /* the last action: round_finish frees the machine the others borrowed from */
             char why[256];
@@ -204,6 +237,16 @@ void coord__round_exec(coord_t *c, fv_round_out_t *out)
 
 void coord__round_cleanup(coord_t *c)
 {
+    if (c->rnd.work != NULL) {
+        /* a worker holds the machine: it is freed when the work returns (its members'
+         * buffers with it: the daemon is stopping, no connection writes into them) */
+        c->rnd.work->orphaned = true;
+        c->rnd.work->cr = c->rnd.cr;
+        c->rnd.work = NULL;
+        c->rnd.cr = NULL;
+    }
+    free(c->rnd.lost_later);
+    c->rnd.lost_later = NULL;
     for (uint32_t i = 0; i < c->rnd.n; i++) {
         agent_t *a = c->rnd.cohort[i];
         void *orphan = c->rnd.cr != NULL ? fv_cround_vec_take(c->rnd.cr, i) : NULL;
@@ -227,36 +270,24 @@ void coord__round_cleanup(coord_t *c)
 
 /* ---- the round's outcome --------------------------------------------------------- */
 
-/* Training or distill round done: metrics, early stopping, the update. *ret_metrics: the
- * round's global validation metrics (owned by the caller); a distill round's also hold the
- * teacher's and (quantize_int8) the int8 student's, from the same round's sums. A binary
- * job's are ROC AUC and PR AUC, a multi-class job's accuracy and per-class recall; both
- * have the log loss. *ret_line: the round's line for rounds.jsonl (owned by the caller,
- * written once the round is committed). */
-static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, json_t **ret_line)
+/* Training or distill round done, on the loop after the worker applied it (fin_run):
+ * the metrics and the log line. *ret_metrics: the round's global validation metrics
+ * (owned by the caller); a distill round's also hold the teacher's and (quantize_int8)
+ * the int8 student's, from the same round's sums. A binary job's are ROC AUC and PR AUC,
+ * a multi-class job's accuracy and per-class recall; both have the log loss. *ret_line:
+ * the round's line for rounds.jsonl (owned by the caller, written once the round is
+ * committed). imp: the round's model is the new best (its file is the round's model_in). */
+static void after_train(coord_t *c, const fv_fed_result_t *res, bool imp, json_t **ret_metrics,
+                        json_t **ret_line)
 {
     c->run.last_auc = res->val_roc_auc;
     c->run.last_pr = res->val_pr_auc;
     c->run.last_loss = res->val_log_loss;
     c->run.last_acc = res->val_accuracy;
-    if (c->out_dir != NULL) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
-                 coord__distilling(c) ? "student" : "model", c->rnd.round);
-        coord__save_model(c, fv_cjob_global(c->model.jm), path, c->rnd.round);
-    }
-    /* The job machine: early stopping judges the model this round evaluated (the one
-     * agents held: its file is global_sha), then global += strategy(delta_mean). */
-    bool imp = false;
-    double metric;
-    int r = fv_cjob_apply_round(c->model.jm, res, &imp, &metric);
     if (imp) {
         memcpy(c->model.best_sha, c->model.global_sha, sizeof c->model.best_sha);
         c->model.best_version = c->model.global_version;
     }
-    coord__params_hash(fv_cjob_global(c->model.jm), c->model.hash);
-    if (r != 0)
-        return r;
     json_t *metrics =
         json_pack("{s:o,s:o,s:o,s:I,s:b}", "val_roc_auc", coord__jnum(res->val_roc_auc),
                   "val_pr_auc", coord__jnum(res->val_pr_auc), "val_log_loss",
@@ -293,7 +324,6 @@ static int after_train(coord_t *c, fv_fed_result_t *res, json_t **ret_metrics, j
     *ret_metrics = metrics;
     *ret_line = json_deep_copy(line);
     coord_logj("info", "round_metrics", line);
-    return 0;
 }
 
 /* The round's cohort and contributors as JSON arrays of names. */
@@ -384,26 +414,16 @@ int coord__ckpt_save(coord_t *c, const char *global_sha, int64_t global_version,
     return r;
 }
 
-/* Records the round's outcome durably: the model file first (fsynced), then one
- * transaction with the round row, the new model version, the checkpoint to resume from
- * and the audit records. Returns 0 or the state error (the daemon then stops). */
+/* Records the round's outcome durably (the model file model_out is on disk, fsynced, when
+ * the round succeeded): one transaction with the round row, the new model version, the
+ * checkpoint to resume from and the audit records. Returns 0 or the state error (the
+ * daemon then stops). */
 static int round_commit(coord_t *c, int status, const char *why, json_t *metrics,
-                        const char *model_in, char model_out[65])
+                        const char *model_in, const char *model_out)
 {
     fv_diag_t d;
     int r = 0;
     bool ok = status == 0;
-    model_out[0] = '\0';
-    if (ok) {
-        r = coord__store_model(c, fv_cjob_global(c->model.jm), c->rnd.round, model_out);
-        if (r != 0) {
-            /* logged by store_model; the round cannot be recorded, so the daemon stops
-             * (a restart runs the round again) */
-            coord__state_fatal(c, "model store", r, NULL);
-            return r;
-        }
-        coord__crash_point("model-write");
-    }
     json_t *cohort = cohort_names(c, false);
     json_t *contrib = ok ? cohort_names(c, true) : json_array();
     char *cohort_s = json_dumps(cohort, JSON_COMPACT);
@@ -496,49 +516,246 @@ static void rounds_log_write(coord_t *c, const json_t *line)
     free(s);
 }
 
+/* ---- the round's end, off the loop ------------------------------------------------ */
+
+static void round_complete(coord_t *c, rwork_t *w);
+
+static void rwork_free(rwork_t *w)
+{
+    fv_round_out_close(&w->out);
+    fv_round_outcome_close(&w->oc);
+    fv_cround_free(w->cr);
+    free(w);
+}
+
+static void close_run(uv_work_t *req)
+{
+    rwork_t *w = req->data;
+    fv_cround_close(w->cr, &w->out);
+}
+
+static void prep_run(uv_work_t *req)
+{
+    rwork_t *w = req->data;
+    fv_cround_prefault(w->cr);
+}
+
+static void round_go(coord_t *c);
+
+/* The finish, on a worker: the kind reads the sum out; the job machine applies it (the
+ * stats round's setup, or early stopping and the server step, after the --out copy of the
+ * model this round evaluated); the new model's hash and its file in the state directory
+ * (fv_state_model_put touches files only). No log line here: the loop writes them. */
+static void finish_run(uv_work_t *req)
+{
+    rwork_t *w = req->data;
+    coord_t *c = w->c;
+    fv_diag_t d = {""};
+    fv_round_sizes_t z = round_sizes(c);
+    w->status = c->rnd.kind->decode(&z, fv_cround_shape(w->cr), &w->sum,
+                                    (double)fv_cjob_n_ref(c->model.jm), &w->oc, &d);
+    if (w->status != 0) {
+        snprintf(w->why, sizeof w->why, "%s%.400s",
+                 c->rnd.kind->id == FV_FED_KIND_STATS ? "stats: " : "", d.msg);
+        return;
+    }
+    if (w->oc.has_stats) {
+        if ((w->status = fv_cjob_apply_stats(c->model.jm, w->sum.words, &d)) != 0) {
+            snprintf(w->why, sizeof w->why, "stats: %.400s", d.msg);
+            return;
+        }
+    } else if (w->oc.has_result) {
+        if (w->save_path[0] != '\0')
+            w->save_rc = coord__model_save(c, fv_cjob_global(c->model.jm), w->save_path,
+                                           c->rnd.round, &w->save_d);
+        double metric;
+        if ((w->status = fv_cjob_apply_round(c->model.jm, &w->oc.res, &w->improved, &metric)) !=
+            0) {
+            snprintf(w->why, sizeof w->why, "the server step: %s", fv_strerror(w->status));
+            return;
+        }
+    }
+    const fv_mlp_t *g = fv_cjob_global(c->model.jm);
+    fv_cjob_params_hash(g, w->hash);
+    snprintf(w->store_d.msg, sizeof w->store_d.msg, "cannot build the model file");
+    w->store_rc = coord__model_put(c, g, c->rnd.round, false, w->model_out, NULL, &w->store_d);
+}
+
+static void work_done_in(uv_work_t *req, int status)
+{
+    rwork_t *w = req->data;
+    coord_t *c = w->c;
+    if (w->orphaned || status != 0) {
+        if (!w->orphaned && c->rnd.work == w)
+            c->rnd.work = NULL;
+        rwork_free(w);
+        return;
+    }
+    c->rnd.work = NULL;
+    if (w->what == W_FINISH) {
+        round_complete(c, w);
+        return;
+    }
+    if (w->what == W_PREP) {
+        w->cr = NULL;
+        rwork_free(w);
+        round_go(c);
+        return;
+    }
+    /* the close's actions: PHASE (its crash point), phase_closed, DONE (the finish) */
+    fv_round_out_t out = w->out;
+    fv_round_out_init(&w->out);
+    w->cr = NULL;
+    rwork_free(w);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
+}
+
+/* The loop's part of a round's work: measured like every callback into the daemon
+ * (coord_loopstat.c). */
+static void work_done(uv_work_t *req, int status)
+{
+    rwork_t *w = req->data;
+    coord_t *c = w->c;
+    coord__loopstat_begin(c, w->what == W_FINISH  ? "round.finish_done"
+                             : w->what == W_CLOSE ? "round.close_done"
+                                                  : "round.prep_done");
+    work_done_in(req, status);
+    coord__loopstat_end(c);
+}
+
+static int queue_work(coord_t *c, rwork_t *w)
+{
+    w->req.data = w;
+    w->c = c;
+    int r = uv_queue_work(c->net.loop, &w->req,
+                          w->what == W_FINISH  ? finish_run
+                          : w->what == W_CLOSE ? close_run
+                                               : prep_run,
+                          work_done);
+    if (r == 0)
+        c->rnd.work = w;
+    return r;
+}
+
+bool coord__round_busy(const coord_t *c)
+{
+    return c->rnd.work != NULL;
+}
+
+void coord__round_lost(coord_t *c, uint32_t member)
+{
+    if (c->rnd.lost_later != NULL && member < c->rnd.n)
+        c->rnd.lost_later[member] = true;
+}
+
+/* CLOSE: the machine's last SecAgg close on the thread pool (inline if it cannot be
+ * queued). */
+static void exec_close(coord_t *c)
+{
+    rwork_t *w = calloc(1, sizeof *w);
+    if (w != NULL) {
+        fv_round_out_init(&w->out);
+        w->what = W_CLOSE;
+        w->cr = c->rnd.cr;
+        if (queue_work(c, w) == 0)
+            return;
+        free(w);
+    }
+    fv_round_out_t out;
+    fv_round_out_init(&out);
+    fv_cround_close(c->rnd.cr, &out);
+    coord__round_exec(c, &out);
+    fv_round_out_close(&out);
+}
+
 static void round_finish(coord_t *c, int status, const char *why_in)
 {
+    rwork_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        coord__state_fatal(c, "round finish", FV_ENOMEM, NULL);
+        return;
+    }
+    fv_round_out_init(&w->out);
+    w->what = W_FINISH;
+    w->status = status;
+    snprintf(w->why, sizeof w->why, "%s", why_in);
+    memcpy(w->model_in, c->model.global_sha, 65);
+    bool have_sum = status == 0 && c->rnd.cr != NULL && fv_cround_sum(c->rnd.cr, &w->sum) == 0;
+    if (have_sum)
+        c->rnd.n_summands = w->sum.n_summands;
+    if (w->status == 0 && c->rnd.kind->id != FV_FED_KIND_STATS && c->test.fail_rounds) {
+        w->status = FV_EIO;
+        snprintf(w->why, sizeof w->why, "FV_TEST_FAIL_ROUNDS");
+    }
+    if (w->status == 0 && !have_sum) {
+        w->status = FV_EPHASE;
+        snprintf(w->why, sizeof w->why, "the round ended without a sum");
+    }
+    if (w->status == 0) {
+        /* the sum read out and applied, the model file written: on the thread pool */
+        w->cr = c->rnd.cr;
+        if (c->out_dir != NULL && c->rnd.kind->id != FV_FED_KIND_STATS)
+            snprintf(w->save_path, sizeof w->save_path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
+                     coord__distilling(c) ? "student" : "model", c->rnd.round);
+        if (queue_work(c, w) == 0)
+            return;
+        finish_run(&w->req); /* the pool refused: here, then */
+    }
+    round_complete(c, w);
+}
+
+/* The round's end on the loop: the log lines of what the worker did, the job machine's
+ * count, the commit, ROUND_END, receipts, rounds.jsonl, and the next round. Takes w. */
+static void round_complete(coord_t *c, rwork_t *w)
+{
+    int status = w->status;
     char why[512];
-    snprintf(why, sizeof why, "%s", why_in);
+    snprintf(why, sizeof why, "%s", w->why);
     json_t *metrics = NULL, *line = NULL;
     char model_in[65];
-    memcpy(model_in, c->model.global_sha, 65);
-    fv_round_sum_t sum;
-    memset(&sum, 0, sizeof sum);
-    bool have_sum = status == 0 && c->rnd.cr != NULL && fv_cround_sum(c->rnd.cr, &sum) == 0;
-    if (have_sum && !sum.secagg)
-        c->rnd.n_summands = sum.n_summands; /* counted as the plain vectors were summed */
-    if (status == 0 && c->rnd.kind->id != FV_FED_KIND_STATS && c->test.fail_rounds) {
-        status = FV_EIO;
-        snprintf(why, sizeof why, "FV_TEST_FAIL_ROUNDS");
-    }
-    if (status == 0 && !have_sum) {
-        status = FV_EPHASE;
-        snprintf(why, sizeof why, "the round ended without a sum");
-    }
+    memcpy(model_in, w->model_in, 65);
+    w->cr = NULL; /* c->rnd.cr's: freed with the round */
+    if (w->save_rc != 0)
+        coord_logj("error", "model_save_failed",
+                   json_pack("{s:s,s:s,s:s}", "path", w->save_path, "err", fv_err_name(w->save_rc),
+                             "why", w->save_d.msg));
     if (status == 0) {
-        /* The kind reads the sum out: the stats, or the update and the metrics. */
-        fv_diag_t d;
-        fv_round_outcome_t oc;
-        memset(&oc, 0, sizeof oc);
-        c->rnd.n_summands = sum.n_summands;
-        fv_round_sizes_t z = round_sizes(c);
-        status = c->rnd.kind->decode(&z, fv_cround_shape(c->rnd.cr), &sum,
-                                     (double)fv_cjob_n_ref(c->model.jm), &oc, &d);
-        if (status != 0)
-            snprintf(why, sizeof why, "%s%.400s",
-                     c->rnd.kind->id == FV_FED_KIND_STATS ? "stats: " : "", d.msg);
-        else if (oc.has_stats)
-            status = coord__stats_apply(c, sum.words, why, sizeof why);
-        else if (oc.has_result)
-            status = after_train(c, &oc.res, &metrics, &line);
-        fv_round_outcome_close(&oc);
+        memcpy(c->model.hash, w->hash, 32);
+        if (w->oc.has_stats)
+            coord__stats_ready(c);
+        else if (w->oc.has_result)
+            after_train(c, &w->oc.res, w->improved, &metrics, &line);
+        if (w->store_rc != 0) {
+            /* the round cannot be recorded, so the daemon stops (a restart runs it again) */
+            coord_logj("error", "model_store_failed",
+                       json_pack("{s:s,s:I,s:s,s:s}", "job", c->run.job_hex, "round",
+                                 (json_int_t)c->rnd.round, "err", fv_err_name(w->store_rc), "why",
+                                 w->store_d.msg));
+            json_decref(metrics);
+            json_decref(line);
+            rwork_free(w);
+            coord__state_fatal(c, "model store", FV_EIO, NULL);
+            return;
+        }
+        coord__crash_point("model-write");
+    }
+    char model_out[65];
+    memcpy(model_out, w->model_out, 65);
+    rwork_free(w);
+    /* members whose session went while the work ran are out of ROUND_END */
+    if (c->rnd.lost_later != NULL && c->rnd.cr != NULL) {
+        fv_round_out_t lo;
+        fv_round_out_init(&lo);
+        for (uint32_t i = 0; i < c->rnd.n; i++)
+            if (c->rnd.lost_later[i])
+                fv_cround_lost(c->rnd.cr, i, coord__now_ms(c), &lo);
+        fv_round_out_close(&lo); /* a done machine emits nothing for a loss */
     }
     /* The job machine counts the round (the next one, or this one again); then durable
      * before anyone hears of it: an agent is told a round ended only once a restart would
      * not run it again. */
     fv_cjob_round_done(c->model.jm, status == 0);
-    char model_out[65];
     int sr =
         round_commit(c, status, why, metrics, model_in[0] != '\0' ? model_in : NULL, model_out);
     json_decref(metrics);
@@ -590,14 +807,18 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         if (!was_stats)
             c->run.avg_round_s =
                 c->run.avg_round_s == 0 ? secs : 0.7 * c->run.avg_round_s + 0.3 * secs;
-        if (was_stats)
-            for (agent_t *a = c->agents; a != NULL; a = a->next)
-                if (a->conn != NULL && a->accepted)
-                    coord__send_stats(c, a);
+        /* the stats to every agent that lacks them: all after the stats round, and one
+         * that accepted the job while the round's work ran (coord__send_stats waited) */
+        for (agent_t *a = c->agents; a != NULL; a = a->next)
+            if (a->conn != NULL && a->accepted)
+                coord__send_stats(c, a);
         coord__crash_point(was_stats ? "stats-committed" : "round-committed");
     } else {
         if (c->metrics.rounds_failed != NULL)
             fv_prom_add(c->metrics.rounds_failed, NULL, 1);
+        for (agent_t *a = c->agents; a != NULL; a = a->next)
+            if (a->conn != NULL && a->accepted)
+                coord__send_stats(c, a); /* one that accepted while the close ran */
     }
     if (c->run.abort_requested) {
         coord__job_finish(c);
@@ -613,7 +834,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
             return;
         }
         c->run.state = ST_WAITING;
-        coord__round_start(c);
+        coord__round_start_soon(c);
         return;
     }
     if (!was_stats && status != 0) {
@@ -628,7 +849,7 @@ static void round_finish(coord_t *c, int status, const char *why_in)
             return;
         }
         c->run.state = ST_WAITING;
-        coord__round_start(c);
+        coord__round_start_soon(c);
         return;
     }
     if (!was_stats && fv_cjob_phase_over(c->model.jm)) {
@@ -640,10 +861,26 @@ static void round_finish(coord_t *c, int status, const char *why_in)
         c->rnd.attempt = 0;
     }
     c->run.state = ST_WAITING;
-    coord__round_start(c);
+    coord__round_start_soon(c);
 }
 
 /* ---- starting a round ------------------------------------------------------------ */
+
+static void on_next_round(uv_timer_t *t)
+{
+    coord_t *c = t->data;
+    coord__loopstat_begin(c, "round.start");
+    if (!c->stopping)
+        coord__round_start(c);
+    coord__loopstat_end(c);
+}
+
+void coord__round_start_soon(coord_t *c)
+{
+    if (c->stopping || uv_is_closing((uv_handle_t *)&c->net.next_round) ||
+        uv_timer_start(&c->net.next_round, on_next_round, 0, 0) != 0)
+        coord__round_start(c); /* (no timer: at once) */
+}
 
 static int cmp_agent_name(const void *a, const void *b)
 {
@@ -683,6 +920,7 @@ void coord__round_start(coord_t *c)
     }
     c->rnd.attempt = (tried > c->rnd.attempt ? tried : c->rnd.attempt) + 1;
     c->rnd.n_summands = 0;
+    c->rnd.lost_later = calloc(c->rnd.n, sizeof *c->rnd.lost_later);
     uint8_t gseed[32];
     randombytes_buf(gseed, sizeof gseed);
     uint8_t *pks = malloc((size_t)c->rnd.n * 32);
@@ -720,6 +958,7 @@ void coord__round_start(coord_t *c)
         cfg.max_uploads = c->max_uploads;
         cfg.train_ms = c->job->deadlines.train_ms;
         cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
+        cfg.defer_close = true; /* the unmasking runs on the thread pool (exec_close) */
         r = fv_cround_new(&cfg, &c->rnd.cr, &d);
     }
     free(pks);
@@ -753,12 +992,40 @@ void coord__round_start(coord_t *c)
             memcpy(a->model, c->model.hash, 32);
         }
     }
+    /* the accumulator's pages first, on the thread pool (the models above are already
+     * going out); then ROUND_START (round_go) */
+    rwork_t *w = calloc(1, sizeof *w);
+    if (w != NULL) {
+        fv_round_out_init(&w->out);
+        w->what = W_PREP;
+        w->cr = c->rnd.cr;
+        if (queue_work(c, w) == 0)
+            return;
+        free(w);
+    }
+    round_go(c);
+}
+
+/* The machine starts: ROUND_START to every member (UPLOAD_GO without SecAgg); members
+ * whose session went while the accumulator was prepared are out at once. */
+static void round_go(coord_t *c)
+{
     fv_round_out_t out;
     fv_round_out_init(&out);
     c->rnd.t_phase_start = coord__now_ms(c);
     fv_cround_start(c->rnd.cr, c->rnd.t_phase_start, &out);
     coord__round_exec(c, &out);
     fv_round_out_close(&out);
+    for (uint32_t i = 0; c->rnd.lost_later != NULL && c->run.state == ST_ROUND &&
+                         c->rnd.cr != NULL && !coord__round_busy(c) && i < c->rnd.n;
+         i++)
+        if (c->rnd.lost_later[i]) {
+            c->rnd.lost_later[i] = false;
+            fv_cround_lost(c->rnd.cr, i, coord__now_ms(c), &out);
+            coord__round_exec(c, &out);
+            fv_round_out_close(&out);
+            fv_round_out_init(&out);
+        }
 }
 
 /* ---- deadlines ------------------------------------------------------------------- */
@@ -767,7 +1034,7 @@ void coord__round_start(coord_t *c)
  * answered are dropouts, and the phase closes with the others. */
 void coord__round_tick(coord_t *c)
 {
-    if (c->run.state != ST_ROUND || c->rnd.cr == NULL)
+    if (c->run.state != ST_ROUND || c->rnd.cr == NULL || coord__round_busy(c))
         return;
     fv_round_out_t out;
     fv_round_out_init(&out);
