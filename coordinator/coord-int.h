@@ -304,6 +304,8 @@ void coord__round_exec(coord_t *c, fv_round_out_t *out);
 /* A worker holds the round's machine and the job machine (the unmasking, or the finish):
  * the loop makes no call into either; a member's loss waits (coord__round_lost). */
 bool coord__round_busy(const coord_t *c);
+/* The work a worker does for the round ("starting", "unmask", "finishing"), or NULL. */
+const char *coord__round_work(const coord_t *c);
 void coord__round_lost(coord_t *c, uint32_t member);
 /* The job's checkpoint in the state, inside the caller's transaction (coord_round.c). */
 int coord__ckpt_save(coord_t *c, const char *global_sha, int64_t global_version, fv_diag_t *d);

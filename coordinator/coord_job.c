@@ -338,10 +338,15 @@ json_t *coord_job_live(coord_t *c)
 {
     if (c->job == NULL || (c->run.state != ST_WAITING && c->run.state != ST_ROUND))
         return NULL;
-    const fv_cround_t *cr = c->run.state == ST_ROUND ? c->rnd.cr : NULL;
-    uint32_t answered = cr != NULL ? fv_cround_answered(cr) : 0;
+    /* (a worker holds the round's machine: its phase is the work's, not read from it) */
+    const char *work = coord__round_work(c);
+    const fv_cround_t *cr = c->run.state == ST_ROUND && work == NULL ? c->rnd.cr : NULL;
+    uint32_t answered = cr != NULL                                      ? fv_cround_answered(cr)
+                        : work != NULL && strcmp(work, "starting") != 0 ? c->rnd.n
+                                                                        : 0;
     int ph = cr != NULL ? fv_cround_phase(cr) : -1;
     const char *phase = c->run.state == ST_WAITING               ? "waiting for agents"
+                        : work != NULL                           ? work
                         : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
                                                                  : "upload";
     uint64_t end = coord__distilling(c) ? fv_job_last_round(c->job) : c->job->rounds;

@@ -643,6 +643,15 @@ bool coord__round_busy(const coord_t *c)
     return c->rnd.work != NULL;
 }
 
+const char *coord__round_work(const coord_t *c)
+{
+    if (c->rnd.work == NULL)
+        return NULL;
+    return c->rnd.work->what == W_PREP    ? "starting"
+           : c->rnd.work->what == W_CLOSE ? "unmask"
+                                          : "finishing";
+}
+
 void coord__round_lost(coord_t *c, uint32_t member)
 {
     if (c->rnd.lost_later != NULL && member < c->rnd.n)
