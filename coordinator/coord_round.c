@@ -559,21 +559,14 @@ static void finish_run(uv_work_t *req)
                  c->rnd.kind->id == FV_FED_KIND_STATS ? "stats: " : "", d.msg);
         return;
     }
-    if (w->oc.has_stats) {
-        if ((w->status = fv_cjob_apply_stats(c->model.jm, w->sum.words, &d)) != 0) {
-            snprintf(w->why, sizeof w->why, "stats: %.400s", d.msg);
-            return;
-        }
-    } else if (w->oc.has_result) {
-        if (w->save_path[0] != '\0')
-            w->save_rc = coord__model_save(c, fv_cjob_global(c->model.jm), w->save_path,
-                                           c->rnd.round, &w->save_d);
-        double metric;
-        if ((w->status = fv_cjob_apply_round(c->model.jm, &w->oc.res, &w->improved, &metric)) !=
-            0) {
-            snprintf(w->why, sizeof w->why, "the server step: %s", fv_strerror(w->status));
-            return;
-        }
+    /* --out: the model this round evaluated, before the kind's step changes it */
+    if (w->oc.has_result && w->save_path[0] != '\0')
+        w->save_rc = coord__model_save(c, fv_cjob_global(c->model.jm), w->save_path, c->rnd.round,
+                                       &w->save_d);
+    if (c->rnd.kind->apply != NULL &&
+        (w->status = c->rnd.kind->apply(c->model.jm, &w->sum, &w->oc, &w->improved, &d)) != 0) {
+        snprintf(w->why, sizeof w->why, "%.400s", d.msg);
+        return;
     }
     const fv_mlp_t *g = fv_cjob_global(c->model.jm);
     fv_cjob_params_hash(g, w->hash);

@@ -13,10 +13,10 @@
  * the state's kind), its name, how many of a job's round numbers it owns, its vector's
  * shape (SecAgg words, plain elements and their type), what an agent must hold before it
  * computes, what an agent computes (`compute`, run on a worker thread), how the
- * coordinator checks one plain vector (`plain_check`) and decodes the cohort's sum
- * (`decode`). The daemons and the simulator take the table as a parameter
- * (fv_round_kinds_default(): stats, train, distill); a new kind is a row and its handlers
- * (tests/unit/test_round.c adds a test-only kind in that one file).
+ * coordinator checks one plain vector (`plain_check`), decodes the cohort's sum
+ * (`decode`) and applies it to the job (`apply`, through the job machine). The daemons and the
+ * simulator take the table as a parameter (fv_round_kinds_default(): stats, train, distill); a new
+ * kind is a row and its handlers (tests/unit/test_round.c adds a test-only kind in that one file).
  *
  * Round numbers: kinds own consecutive numbers in table order (`n_rounds` each): with the
  * default table, round 0 is stats, 1..rounds train, then rounds+1..fv_job_last_round
@@ -100,6 +100,7 @@
 /* ---- round kinds ---------------------------------------------------------------------- */
 
 typedef struct fv_round_kind fv_round_kind_t;
+struct fv_cjob; /* the coordinator's job machine (fv_round_job.h) */
 
 /* What both sides know when they size a round of a job. */
 typedef struct fv_round_sizes {
@@ -196,6 +197,11 @@ struct fv_round_kind {
     /* Coordinator: the cohort's sum read out. */
     int (*decode)(const fv_round_sizes_t *z, const fv_round_shape_t *s, const fv_round_sum_t *sum,
                   double n_ref, fv_round_outcome_t *ret, fv_diag_t *d);
+    /* Coordinator: what the read-out sum does to the job (the job machine): stats set the
+     * job up, a training or distill round steps its model (*ret_improved: the round's
+     * model is the new best). NULL: nothing (the outcome is only reported). */
+    int (*apply)(struct fv_cjob *jm, const fv_round_sum_t *sum, const fv_round_outcome_t *oc,
+                 bool *ret_improved, fv_diag_t *d);
 };
 
 typedef struct fv_round_kinds {

@@ -23,8 +23,10 @@
  * while it runs) and writes only its fv_round_work_t. Everything else here is pure.
  */
 #include "fv_round.h"
+#include "fv_round_job.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,6 +287,20 @@ static int stats_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
     return r;
 }
 
+static int stats_apply(fv_cjob_t *jm, const fv_round_sum_t *sum, const fv_round_outcome_t *oc,
+                       bool *ret_improved, fv_diag_t *d)
+{
+    (void)oc;
+    *ret_improved = false;
+    int r = fv_cjob_apply_stats(jm, sum->words, d);
+    if (r != 0) {
+        char why[FV_DIAG_MAX];
+        snprintf(why, sizeof why, "%s", d->msg);
+        fv_diag_set(d, r, "stats: %.400s", why);
+    }
+    return r;
+}
+
 static const fv_round_kind_t kind_stats = {.id = FV_FED_KIND_STATS,
                                            .name = "stats",
                                            .needs = 0,
@@ -292,7 +308,8 @@ static const fv_round_kind_t kind_stats = {.id = FV_FED_KIND_STATS,
                                            .shape = stats_shape,
                                            .compute = stats_compute,
                                            .plain_check = stats_check,
-                                           .decode = stats_decode};
+                                           .decode = stats_decode,
+                                           .apply = stats_apply};
 
 /* ---- train and distill: the round vector ------------------------------------------- */
 
@@ -335,6 +352,20 @@ static int vec_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
                 ? fv_diag_set(d, FV_EINVAL, "no sum")
                 : fv_fed_plain_decode(&s->lay, sum->fsum, sum->n_summands, n_ref, &ret->res, d);
     ret->has_result = r == 0;
+    return r;
+}
+
+/* Early stopping judges the model the round evaluated, then the server optimizer steps. */
+static int vec_apply(fv_cjob_t *jm, const fv_round_sum_t *sum, const fv_round_outcome_t *oc,
+                     bool *ret_improved, fv_diag_t *d)
+{
+    (void)sum;
+    double metric;
+    if (!oc->has_result)
+        return fv_diag_set(d, FV_EINVAL, "no decoded round to apply");
+    int r = fv_cjob_apply_round(jm, &oc->res, ret_improved, &metric);
+    if (r != 0)
+        fv_diag_set(d, r, "the server step: %s", fv_strerror(r));
     return r;
 }
 
@@ -403,7 +434,8 @@ static const fv_round_kind_t kind_train = {.id = FV_FED_KIND_TRAIN,
                                            .shape = train_shape,
                                            .compute = train_compute,
                                            .plain_check = vec_check,
-                                           .decode = vec_decode};
+                                           .decode = vec_decode,
+                                           .apply = vec_apply};
 
 /* ---- distill ------------------------------------------------------------------------- */
 
@@ -499,7 +531,8 @@ static const fv_round_kind_t kind_distill = {
     .shape = distill_shape,
     .compute = distill_compute,
     .plain_check = vec_check,
-    .decode = vec_decode};
+    .decode = vec_decode,
+    .apply = vec_apply};
 
 /* ---- the table ----------------------------------------------------------------------- */
 

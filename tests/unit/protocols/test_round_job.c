@@ -194,19 +194,20 @@ static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t 
         if (ok) {
             CHECK_INT_EQ(r.decode_status, 0);
             out->kinds_seen[kind]++;
+            /* what the round does to the job: the kind's apply (the job machine) */
+            const fv_round_kind_t *rk = fv_cjob_round_kind(j);
+            fv_round_sum_t sum = {.secagg = true, .words = r.sum, .n_summands = r.n_summands};
+            bool imp = false;
+            CHECK_OK(rk->apply(j, &sum, &r.outcome, &imp, &d), &d);
             if (kind == FV_FED_KIND_STATS) {
-                CHECK_OK(fv_cjob_apply_stats(j, r.sum, &d), &d);
                 banks_features(job, fv_cjob_preproc(j));
                 for (int k = 0; k < NB; k++) {
                     banks[k].data.n_params = fv_mlp_n_params(fv_cjob_global(j));
                     banks[k].data.s_n_params = 0;
                 }
             } else {
-                bool imp;
-                double metric;
                 CHECK(r.outcome.has_result);
-                CHECK_OK(fv_cjob_apply_round(j, &r.outcome.res, &imp, &metric), NULL);
-                CHECK(isfinite(metric));
+                CHECK(isfinite(fv_cjob_best_metric(j)));
             }
         }
         fv_round_sim_result_close(&r);
