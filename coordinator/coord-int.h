@@ -4,7 +4,8 @@
  * signals, the housekeeping timer), coord_log.c (log lines, audit records, state
  * transactions, test faults), coord_outq.c (each agent's outgoing FIFO), coord_conn.c
  * (the agent port's connections), coord_job.c (the job scheduler), coord_round.c (the
- * round driver: the I/O shell of protocols' round machine, fv_cround_*), coord_distill.c
+ * round driver: the I/O shell of protocols' round machine, fv_cround_*), coord_finish.c
+ * (the round's end and its work on the thread pool), coord_distill.c
  * (distillation and its report), coord_model.c (model files), coord_admin.c (the admin port, mutual
  * TLS with admin certificates only, and the metrics endpoint), coord_loopstat.c (the thread CPU
  * time of the loop's callbacks). All run on the one libuv loop that owns everything below, so
@@ -301,6 +302,19 @@ void coord__round_cleanup(coord_t *c);
 /* Carries out the round machine's actions (out is emptied); a DONE ends the round
  * (round_finish), after which c->rnd.cr is another round's or NULL. */
 void coord__round_exec(coord_t *c, fv_round_out_t *out);
+/* coord_round.c: ROUND_START once the accumulator is ready (after coord__round_prep). */
+void coord__round_go(coord_t *c);
+
+/* coord_finish.c: the round's end and the round's work on the thread pool */
+/* DONE: the finish (on the pool when there is a sum), then the commit and ROUND_END. */
+void coord__round_finish(coord_t *c, int status, const char *why);
+/* CLOSE: SecAgg's last close (the unmasking) on the pool. */
+void coord__round_close(coord_t *c);
+/* The accumulator's first touch on the pool, then coord__round_go; non-zero: not queued
+ * (the caller goes on at once). */
+int coord__round_prep(coord_t *c);
+/* The round is cleaned up while a worker holds its machine: the work frees it. */
+void coord__round_work_orphan(coord_t *c);
 /* A worker holds the round's machine and the job machine (the unmasking, or the finish):
  * the loop makes no call into either; a member's loss waits (coord__round_lost). */
 bool coord__round_busy(const coord_t *c);

@@ -4,7 +4,7 @@
  * (coordinator/fv_state.h), run one at a time in submission order (IDLE -> WAITING ...
  * DONE -> IDLE -> the next). With --job the daemon exits when that job has ended.
  *
- * Resuming (what a SIGKILL at any instant leaves, with the round commit of coord_round.c):
+ * Resuming (what a SIGKILL at any instant leaves, with the round commit of coord_finish.c):
  * at start, a job still "running" is restored from its checkpoint and resumed from its
  * next round: a round in flight at the crash is run again (same number, same model;
  * agents derive every random choice from the job seed, the round and their own key, so

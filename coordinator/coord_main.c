@@ -2,10 +2,10 @@
  *
  * One libuv loop owns everything: the TLS server (protocols/fv_conn.h), the registry of
  * connected agents (by certificate name, coord_conn.c), the job runner (coord_job.c, the
- * rounds in coord_round.c, distillation in coord_distill.c), and (coord_admin.c) the
- * admin port and the metrics endpoint. This file parses the options and the config,
- * opens the state and the audit log, starts the servers, the housekeeping timer and the
- * signal handlers, and stops them all (coord__shutdown_all) so the loop runs empty.
+ * rounds in coord_round.c and coord_finish.c, distillation in coord_distill.c), and (coord_admin.c)
+ * the admin port and the metrics endpoint. This file parses the options and the config, opens the
+ * state and the audit log, starts the servers, the housekeeping timer and the signal handlers, and
+ * stops them all (coord__shutdown_all) so the loop runs empty.
  *
  * Output (--out DIR): model-rNNNN.fvm for every global model version (round N's model),
  * final.fvm, with distillation student-rNNNN.fvm and student.fvm (the distilled one),
