@@ -4,7 +4,7 @@
  * coord__loopstat_begin(c, name) and coord__loopstat_end(c): the agent port's and the
  * admin port's fv_conn callbacks (coord_main.c, coord_admin.c), the housekeeping tick and
  * the signals (coord_main.c), the after-work callback of the thread pool (coord_distill.c)
- * and the metrics endpoint's (prom.c, through fv_prom_server_set_probe). While one of them
+ * and the metrics endpoint's (prom_http.c, through fv_prom_server_set_probe). While one of them
  * runs, the loop serves nobody else; issue 14 asks that none take more than 5 ms.
  *
  * What is measured: CLOCK_THREAD_CPUTIME_ID (user + system time of the loop thread) at
