@@ -2,8 +2,9 @@
  * a job's agents (their data fingerprints), checkpoints, rounds and model versions.
  *
  * The tables are described at the top of state.c. Every function checks its arguments
- * (state_sql.c's checks) before any statement runs, and checks that the job it names
- * exists, so a missing job is UV_ENOENT with a sentence rather than a foreign-key failure.
+ * (state_sql.c's checks) before any statement runs, and one that writes a row about a job
+ * checks first that the job exists, so a missing job is UV_ENOENT with a sentence rather
+ * than a foreign-key failure.
  * Rows read back are hostile where they feed memory or fixed buffers: a status, a sha, a
  * stats or optimizer blob, a counter is checked before it is copied, and a row this code
  * cannot have written is FV_ECORRUPT.

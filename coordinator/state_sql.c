@@ -31,6 +31,8 @@
 
 #include <sqlite3.h>
 
+/* ---- failures as sentences ---------------------------------------------------------- */
+
 /* A database failure: rc is the failing call's result; sqlite3_errmsg still describes it
  * because nothing else ran on the connection since. */
 int fv__state_db_fail(const fv_state_t *s, int rc, const char *what, fv_diag_t *d)
@@ -66,6 +68,8 @@ int fv__state_sys_fail(int r, const char *path, const char *doing, fv_diag_t *d)
 {
     return fv_diag_set(d, r, "%s: %s: %s", path, doing, strerror(-r));
 }
+
+/* ---- statements --------------------------------------------------------------------- */
 
 int fv__state_prep(fv_state_t *s, const char *sql, sqlite3_stmt **st, const char *what,
                    fv_diag_t *d)
@@ -180,6 +184,8 @@ int fv__state_query_row(fv_state_t *s, sqlite3_stmt **st, const char *sql, const
         return 1;
     return rc == SQLITE_DONE ? 0 : fv__state_db_fail(s, rc, what, d);
 }
+
+/* ---- the API's arguments ------------------------------------------------------------ */
 
 bool fv__state_is_lower_hex(char c)
 {
