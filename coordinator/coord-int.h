@@ -152,6 +152,11 @@ typedef struct coord {
         bool abort_requested;
         uint64_t linger_until; /* --job: the job ended; wait for the agents until then */
         char abort_by[FV_NAME_MAX + 16];
+        /* the job's result stored and saved on the thread pool (coord__job_finish) */
+        bool final_stored;
+        char final_sha[65];
+        uint8_t final_hash[32]; /* of its parameters (JOB_DONE) */
+        bool files_busy;        /* a model's files are being written on the pool */
     } run;
     /* the round: the job-level facts here; the round itself (members' flags, SecAgg,
      * uploads, deadlines, sums) is the machine cr (protocols/fv_round.h), whose actions
@@ -186,6 +191,8 @@ typedef struct coord {
      * the teacher: its stored file and hash here */
     struct coord_distill {
         char teacher_sha[65]; /* its model file (the job's final version) */
+        bool teacher_stored;  /* stored and saved on the pool, not yet handed over */
+        char stored_sha[65];
         int64_t teacher_version;
         uint8_t teacher_hash[32]; /* of its parameters (what agents hold) */
         bool lat_ready;           /* lat[] measured (teacher, student, int8 student) */
@@ -289,6 +296,24 @@ int coord__model_put(coord_t *c, const fv_mlp_t *mlp, uint64_t round, bool int8,
                      size_t *ret_len, fv_diag_t *d);
 int coord__model_save(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_t round,
                       fv_diag_t *d);
+/* A model's file stored in the state directory and (path not "") saved at path, on the
+ * thread pool; then done(c, w) on the loop (w freed after it). The model is borrowed:
+ * nothing may change it until done runs. Non-zero: not queued (the caller stores it at
+ * once). */
+typedef struct coord_mfwork {
+    uv_work_t req;
+    coord_t *c;
+    const fv_mlp_t *mlp;
+    uint64_t round;
+    char path[4096];
+    int put_rc, save_rc;
+    fv_diag_t put_d, save_d;
+    char sha[65];     /* the file's content address */
+    uint8_t hash[32]; /* the parameters' (coord__params_hash) */
+    void (*done)(coord_t *c, struct coord_mfwork *w);
+} coord_mfwork_t;
+int coord__model_files_async(coord_t *c, const fv_mlp_t *mlp, uint64_t round, const char *path,
+                             void (*done)(coord_t *c, coord_mfwork_t *w));
 
 /* coord_round.c: the round driver (the I/O shell of the round machine) */
 extern const char *coord__phase_names[5];

@@ -58,12 +58,25 @@ void coord__distill_entered(coord_t *c, const char *teacher_sha, int64_t teacher
                          (json_int_t)c->job->rounds + 1));
 }
 
+/* The teacher's file is on disk (and saved under --out): the hand-over goes on. */
+static void teacher_files_done(coord_t *c, coord_mfwork_t *w)
+{
+    if (w->put_rc != 0) {
+        coord__state_fatal(c, "teacher store", w->put_rc, &w->put_d);
+        return;
+    }
+    c->distill.teacher_stored = true;
+    memcpy(c->distill.stored_sha, w->sha, 65);
+    coord__phase_end(c);
+}
+
 /* Training is over and the job has a distill section. The teacher is the training
  * phase's result, chosen as job_finish chooses a job's result (fv_cjob_final: the best
- * evaluated model with early stopping, else the last), and is stored now as the job's
- * final version; in the same transaction the checkpoint moves to the distill phase, so a
- * restart resumes distilling from the same teacher. Returns 0, or non-zero after stopping
- * the daemon (state_fatal) or failing the job. */
+ * evaluated model with early stopping, else the last): its file is written on the thread
+ * pool first (then coord__phase_end runs again), and it is recorded as the job's final
+ * version; in the same transaction the checkpoint moves to the distill phase, so a
+ * restart resumes distilling from the same teacher. Returns 0, or non-zero when the
+ * hand-over is not done (its file being written, or the daemon stopped by state_fatal). */
 int coord__distill_begin(coord_t *c)
 {
     bool last = c->job->early_stopping.patience == 0;
@@ -73,18 +86,24 @@ int coord__distill_begin(coord_t *c)
     int64_t final_parent = last ? c->model.global_version : c->model.best_version;
     fv_diag_t d;
     snprintf(d.msg, sizeof d.msg, "cannot store the teacher");
-    char sha[65];
+    char sha[65], path[4096] = "";
     int64_t version = 0;
-    int r = coord__store_model(c, final, final_round, sha);
-    if (r != 0) {
-        coord__state_fatal(c, "teacher store", r, &d);
-        return r;
-    }
-    if (c->out_dir != NULL) {
-        char path[4096];
+    int r = 0;
+    if (c->out_dir != NULL)
         snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
-        coord__save_model(c, final, path, final_round);
+    if (c->distill.teacher_stored) {
+        memcpy(sha, c->distill.stored_sha, 65);
+    } else if (coord__model_files_async(c, final, final_round, path, teacher_files_done) == 0) {
+        return 1; /* the teacher's file on the thread pool first: teacher_files_done */
+    } else {
+        if ((r = coord__store_model(c, final, final_round, sha)) != 0) {
+            coord__state_fatal(c, "teacher store", r, &d);
+            return r;
+        }
+        if (path[0] != '\0')
+            coord__save_model(c, final, path, final_round);
     }
+    c->distill.teacher_stored = false;
     if ((r = coord__txn_begin(c)) != 0)
         return r;
     char producer[96];

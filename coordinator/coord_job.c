@@ -69,6 +69,9 @@ void coord__job_reset(coord_t *c)
     c->model.global_version = c->model.best_version = 0;
     c->rnd.round = 0;
     c->rnd.attempt = 0;
+    c->run.final_stored = false;
+    c->run.final_sha[0] = '\0';
+    c->distill.teacher_stored = false;
     c->run.last_auc = c->run.last_pr = c->run.last_loss = c->run.last_acc = NAN;
     c->run.avg_round_s = 0;
     c->run.abort_requested = false;
@@ -305,7 +308,7 @@ int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
     }
     if (c->run.state == ST_REPORT && strcmp(c->run.job_id, id) == 0) {
         snprintf(d->msg, sizeof d->msg,
-                 "job %.16s has finished its rounds and is storing its distilled model", id);
+                 "job %.16s has finished its rounds and is storing its result", id);
         return FV_EPHASE;
     }
     if (c->run.state != ST_IDLE && c->run.state != ST_DONE && strcmp(c->run.job_id, id) == 0) {
@@ -313,8 +316,8 @@ int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
         c->run.abort_requested = true;
         coord_logj("warn", "job_abort_requested",
                    json_pack("{s:s,s:s}", "job", c->run.job_hex, "by", by));
-        if (coord__round_busy(c))
-            return 0; /* the round's end, when its work returns, ends the job */
+        if (coord__round_busy(c) || c->run.files_busy)
+            return 0; /* the work's end, when it returns, ends the job */
         if (c->run.state == ST_ROUND) {
             /* the round in flight is abandoned (nothing committed) */
             coord__round_cleanup(c);
@@ -426,6 +429,21 @@ void coord__linger_check(coord_t *c)
     coord__shutdown_all(c);
 }
 
+/* The result's file is on disk (and saved under --out): the job's end goes on. */
+static void final_files_done(coord_t *c, coord_mfwork_t *w)
+{
+    if (w->put_rc != 0) {
+        coord__state_fatal(c, "final model store", w->put_rc, &w->put_d);
+        return;
+    }
+    if (w->save_rc != 0 && c->run.exit_code == 0)
+        c->run.exit_code = EXIT_FAIL;
+    c->run.final_stored = true;
+    memcpy(c->run.final_sha, w->sha, 65);
+    memcpy(c->run.final_hash, w->hash, 32);
+    coord__job_finish(c);
+}
+
 void coord__job_finish(coord_t *c)
 {
     /* The distilled student's report needs its latency: measured first, off the loop. */
@@ -448,12 +466,20 @@ void coord__job_finish(coord_t *c)
         snprintf(c->run.fail_why, sizeof c->run.fail_why, "aborted by %s", c->run.abort_by);
         c->run.exit_code = EXIT_FAIL;
     } else if (final != NULL) {
-        if (c->out_dir != NULL && !coord__distilling(c)) {
-            char path[4096];
+        char path[4096] = "";
+        if (c->out_dir != NULL)
             snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
-            if (coord__save_model(c, final, path, final_round) != 0 && c->run.exit_code == 0)
-                c->run.exit_code = EXIT_FAIL;
+        if (!coord__distilling(c) && !c->run.final_stored && c->run.exit_code == 0) {
+            /* the result's file stored (and --out/final.fvm saved) on the thread pool
+             * first; final_files_done comes back here */
+            c->run.state = ST_REPORT;
+            if (coord__model_files_async(c, final, final_round, path, final_files_done) == 0)
+                return;
+            c->run.state = ST_DONE;
         }
+        if (path[0] != '\0' && !coord__distilling(c) && !c->run.final_stored &&
+            coord__save_model(c, final, path, final_round) != 0 && c->run.exit_code == 0)
+            c->run.exit_code = EXIT_FAIL;
         c->model.final = final;
     } else if (c->run.exit_code == 0) {
         c->run.exit_code = EXIT_FAIL;
@@ -477,7 +503,10 @@ void coord__job_finish(coord_t *c)
         snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
         char sha[65];
         /* final.fvm's metadata names its round, so its bytes (and address) are its own */
-        r = coord__store_model(c, final, final_round, sha);
+        if (c->run.final_stored)
+            memcpy(sha, c->run.final_sha, 65);
+        else
+            r = coord__store_model(c, final, final_round, sha);
         if (r == 0)
             r = fv_state_version_add(c->st, c->run.job_id, final_round, sha, final_parent, "final",
                                      producer, coord_wall_ms(), &final_version, &d);
@@ -522,7 +551,9 @@ void coord__job_finish(coord_t *c)
     /* Every agent that accepted the job hears of its end: now if it is connected, else
      * when it reconnects (on_open). */
     uint8_t final_hash[32] = {0};
-    if (c->model.final != NULL)
+    if (c->model.final != NULL && c->run.final_stored)
+        memcpy(final_hash, c->run.final_hash, 32); /* hashed with the file, on the pool */
+    else if (c->model.final != NULL)
         coord__params_hash(c->model.final, final_hash);
     for (agent_t *a = c->agents; a != NULL; a = a->next) {
         if (!a->took_part || memcmp(a->part_job, c->run.digest, 32) != 0)

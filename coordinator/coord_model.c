@@ -117,6 +117,58 @@ int coord__model_save(coord_t *c, const fv_mlp_t *mlp, const char *path, uint64_
     return r;
 }
 
+static void mf_run(uv_work_t *req)
+{
+    coord_mfwork_t *w = req->data;
+    coord__params_hash(w->mlp, w->hash);
+    w->put_rc = coord__model_put(w->c, w->mlp, w->round, false, w->sha, NULL, &w->put_d);
+    if (w->put_rc == 0 && w->path[0] != '\0')
+        w->save_rc = coord__model_save(w->c, w->mlp, w->path, w->round, &w->save_d);
+}
+
+static void mf_done(uv_work_t *req, int status)
+{
+    coord_mfwork_t *w = req->data;
+    coord_t *c = w->c;
+    c->run.files_busy = false;
+    if (status == 0 && !c->stopping) {
+        coord__loopstat_begin(c, "model.files_done");
+        if (w->save_rc != 0)
+            coord_logj("error", "model_save_failed",
+                       json_pack("{s:s,s:s,s:s}", "path", w->path, "err", fv_err_name(w->save_rc),
+                                 "why", w->save_d.msg));
+        if (w->put_rc != 0)
+            coord_logj("error", "model_store_failed",
+                       json_pack("{s:s,s:I,s:s,s:s}", "job", c->run.job_hex, "round",
+                                 (json_int_t)w->round, "err", fv_err_name(w->put_rc), "why",
+                                 w->put_d.msg));
+        w->done(c, w);
+        coord__loopstat_end(c);
+    }
+    free(w);
+}
+
+int coord__model_files_async(coord_t *c, const fv_mlp_t *mlp, uint64_t round, const char *path,
+                             void (*done)(coord_t *c, coord_mfwork_t *w))
+{
+    coord_mfwork_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return FV_ENOMEM;
+    w->c = c;
+    w->mlp = mlp;
+    w->round = round;
+    snprintf(w->path, sizeof w->path, "%s", path != NULL ? path : "");
+    w->done = done;
+    w->req.data = w;
+    int r = uv_queue_work(c->net.loop, &w->req, mf_run, mf_done);
+    if (r != 0) {
+        free(w);
+        return r;
+    }
+    c->run.files_busy = true;
+    return 0;
+}
+
 /* Writes the model file into the state directory (content-addressed, fsynced).
  * int8: the file holds the weights quantized (fv_model_t.int8). ret_len (may be NULL):
  * the file's size. */

@@ -243,8 +243,8 @@ static int cmp_agent_name(const void *a, const void *b)
 
 void coord__round_start(coord_t *c)
 {
-    if (c->run.state != ST_WAITING)
-        return;
+    if (c->run.state != ST_WAITING || c->run.files_busy)
+        return; /* (files_busy: the teacher's file being written: the hand-over starts it) */
     size_t n = n_accepted(c);
     if (n < c->job->min_agents)
         return; /* waits for more agents */
