@@ -268,7 +268,10 @@ void coord__loopstat_end(coord_t *c);
 json_t *coord__loopstat_take(coord_t *c);
 
 /* coord_outq.c: each agent's outgoing FIFO and the control messages put on it */
-void coord__oq_init(agent_t **agents, unsigned vec_sends_max);
+void coord__oq_init(coord_t *c, agent_t **agents, unsigned vec_sends_max);
+/* The handles that pace vector sends (one start per turn of the loop); stop closes them. */
+int coord__oq_start(uv_loop_t *loop);
+void coord__oq_stop(void);
 void coord__oq_close(void);
 void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
                         const void **field);

@@ -60,6 +60,7 @@ void coord__shutdown_all(coord_t *c)
     }
     uv_timer_stop(&c->net.timer);
     uv_timer_stop(&c->net.next_round);
+    coord__oq_stop();
     if (!uv_is_closing((uv_handle_t *)&c->net.timer)) {
         uv_close((uv_handle_t *)&c->net.timer, NULL);
         uv_close((uv_handle_t *)&c->net.next_round, NULL);
@@ -358,7 +359,7 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     coord__test_hooks_init(&c);
     c.max_uploads = max_uploads;
-    coord__oq_init(&c.agents, max_uploads);
+    coord__oq_init(&c, &c.agents, max_uploads);
     c.out_dir = out;
     c.run.last_auc = c.run.last_pr = c.run.last_loss = c.run.last_acc = NAN;
     c.run.state = ST_IDLE;
@@ -451,6 +452,7 @@ int main(int argc, char **argv)
     c.net.timer.data = &c;
     uv_timer_init(c.net.loop, &c.net.next_round);
     c.net.next_round.data = &c;
+    coord__oq_start(c.net.loop); /* (if it fails, sends start at once, unpaced) */
     uv_signal_init(c.net.loop, &c.net.sigint);
     uv_signal_init(c.net.loop, &c.net.sigterm);
     uv_signal_init(c.net.loop, &c.net.sighup);

@@ -35,10 +35,60 @@ static void oq_pump_all(void);
 static unsigned g_vec_sends, g_vec_sends_max = 2;
 static struct agent **g_agents; /* &coord.agents, for oq_pump_all */
 
-void coord__oq_init(agent_t **agents, unsigned vec_sends_max)
+/* One vector send starts per turn of the loop: a start encodes its first frame (hashed
+ * and encrypted: 1-3 ms for 256 KiB, more on a connection's first large frame, whose
+ * buffers grow then), so starting every free slot at once made one callback pay for
+ * several. g_started is cleared after each turn's I/O (g_turn, a check handle that does
+ * not keep the loop alive); a start that must wait arms g_kick, which starts it on the
+ * next turn, in a callback of its own. */
+static coord_t *g_coord;
+static uv_timer_t g_kick;
+static uv_check_t g_turn;
+static bool g_started, g_handles;
+
+static void on_turn(uv_check_t *h)
+{
+    (void)h;
+    g_started = false;
+}
+
+static void on_kick(uv_timer_t *t)
+{
+    (void)t;
+    coord__loopstat_begin(g_coord, "outq.start");
+    g_started = false;
+    oq_pump_all();
+    coord__loopstat_end(g_coord);
+}
+
+void coord__oq_init(coord_t *c, agent_t **agents, unsigned vec_sends_max)
 {
     g_vec_sends_max = vec_sends_max;
     g_agents = agents;
+    g_coord = c;
+}
+
+int coord__oq_start(uv_loop_t *loop)
+{
+    if (uv_timer_init(loop, &g_kick) != 0)
+        return FV_EIO;
+    if (uv_check_init(loop, &g_turn) != 0 || uv_check_start(&g_turn, on_turn) != 0) {
+        uv_close((uv_handle_t *)&g_kick, NULL);
+        return FV_EIO;
+    }
+    uv_unref((uv_handle_t *)&g_turn);
+    g_handles = true;
+    return 0;
+}
+
+void coord__oq_stop(void)
+{
+    if (!g_handles)
+        return;
+    g_handles = false;
+    uv_timer_stop(&g_kick);
+    uv_close((uv_handle_t *)&g_kick, NULL);
+    uv_close((uv_handle_t *)&g_turn, NULL);
 }
 
 void coord__oq_close(void)
@@ -136,6 +186,12 @@ static void oq_pump(agent_t *a)
         if (it->is_vec) {
             if (g_vec_sends >= g_vec_sends_max)
                 return; /* oq_pump_all resumes it when a send slot frees */
+            if (g_started && g_handles) {
+                if (!uv_is_active((uv_handle_t *)&g_kick))
+                    uv_timer_start(&g_kick, on_kick, 0, 0);
+                return; /* one start per turn: the next turn starts it */
+            }
+            g_started = true;
             /* Busy before the call: a small vector is fully queued, and on_vec_sent run,
              * inside fv_conn_send_vec. */
             a->vec_busy = true;
