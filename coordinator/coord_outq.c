@@ -6,7 +6,8 @@
  *
  * Memory: vectors being sent, over all agents, are capped (g_vec_sends_max, the daemon's
  * --max-uploads), so the send buffers do not grow with the number of agents; a queue that
- * waits for a send slot is resumed by oq_pump_all when one frees.
+ * waits for a send slot is resumed by oq_pump_all when one frees. Starts are paced: one
+ * per turn of the loop (a start encodes a first frame), the rest on the next turns.
  *
  * Ownership: a queued message owns copies of the buffers it borrowed (oq_push_msg); a
  * queued vector either borrows a coordinator-owned vector that outlives the queue (the
