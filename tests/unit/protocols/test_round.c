@@ -23,6 +23,7 @@
 #include "fv_round_sim.h"
 #include "fv_schema.h"
 #include "fv_test.h"
+#include "round_banks.h"
 
 /* ---- the test-only kind: "tally" ------------------------------------------------------ */
 /* An agent adds TALLY_WORDS words: word i = n_tr * (i + 1). The sum's word 0 is the
@@ -360,13 +361,7 @@ static void test_restart_everywhere(void)
 
 /* ---- real kinds: stats and a training round on the German credit data --------------- */
 
-#define NB 4
-typedef struct bank {
-    size_t *tr, *va, n_tr, n_va;
-    float *x_tr, *x_va;
-    int32_t *y_tr, *y_va;
-    fv_round_data_t data;
-} bank_t;
+#define NB ROUND_BANKS
 
 static char *job_json_with_schema(const fv_schema_t *s, bool secagg)
 {
@@ -394,7 +389,6 @@ static void test_real_rounds(void)
     fv_test_src("examples/data/german_credit.csv", path, sizeof(path));
     CHECK_OK(fv_schema_infer(path, &o, &s, &d), &d);
     CHECK_OK(fv_dataset_load(path, s, &ds, &d), &d);
-    size_t N = ds->n_rows;
     fv_job_t *jobs[2];
     for (int k = 0; k < 2; k++) {
         char *js = job_json_with_schema(s, k == 0); /* 0: SecAgg, 1: in the clear */
@@ -404,29 +398,12 @@ static void test_real_rounds(void)
     const fv_job_t *job = jobs[0];
     fv_fed_stats_layout_t sl;
     CHECK_OK(fv_fed_stats_layout_init(job->schema, &sl), NULL);
-    /* four banks of unequal size; each keeps every fifth row for validation */
     bank_t b[NB];
-    memset(b, 0, sizeof b);
-    for (int k = 0; k < NB; k++) {
-        CHECK((b[k].tr = malloc(N * sizeof(size_t))) != NULL);
-        CHECK((b[k].va = malloc(N * sizeof(size_t))) != NULL);
-    }
-    for (size_t i = 0; i < N; i++) {
-        int k = (int)(i % 10 < 1 ? 0 : i % 10 < 3 ? 1 : i % 10 < 6 ? 2 : 3);
-        if ((i / 10) % 5 == 4)
-            b[k].va[b[k].n_va++] = i;
-        else
-            b[k].tr[b[k].n_tr++] = i;
-    }
+    round_banks_init(b, ds, job, &sl);
     fv_round_sim_agent_t ag[NB];
     memset(ag, 0, sizeof ag);
     size_t n_ref = 0;
     for (int k = 0; k < NB; k++) {
-        b[k].data.job = job;
-        b[k].data.ds = ds;
-        b[k].data.tr = b[k].tr, b[k].data.n_tr = b[k].n_tr;
-        b[k].data.va = b[k].va, b[k].data.n_va = b[k].n_va;
-        b[k].data.sl = &sl;
         ag[k].data = &b[k].data;
         n_ref += b[k].n_tr;
     }
@@ -452,29 +429,15 @@ static void test_real_rounds(void)
              NULL);
     /* every bank standardizes its own rows with the global statistics */
     size_t nf = fv_preproc_n_features(pp);
-    for (int k = 0; k < NB; k++) {
-        CHECK((b[k].x_tr = malloc(b[k].n_tr * nf * sizeof(float))) != NULL);
-        CHECK((b[k].x_va = malloc(b[k].n_va * nf * sizeof(float))) != NULL);
-        CHECK((b[k].y_tr = malloc(b[k].n_tr * sizeof(int32_t))) != NULL);
-        CHECK((b[k].y_va = malloc(b[k].n_va * sizeof(int32_t))) != NULL);
-        CHECK_OK(fv_preproc_transform(pp, ds, b[k].tr, b[k].n_tr, b[k].x_tr), NULL);
-        CHECK_OK(fv_preproc_transform(pp, ds, b[k].va, b[k].n_va, b[k].x_va), NULL);
-        fv_dataset_labels(ds, b[k].tr, b[k].n_tr, b[k].y_tr);
-        fv_dataset_labels(ds, b[k].va, b[k].n_va, b[k].y_va);
-    }
     fv_mlp_arch_t arch;
     CHECK_OK(fv_mlp_parse_arch(job->model, nf, fv_schema_n_classes(job->schema), &arch, &d), &d);
+    round_banks_features(b, ds, pp, &arch, NULL);
     fv_mlp_t *g = NULL;
     CHECK_OK(fv_mlp_new(&arch, &g), NULL);
     fv_mlp_init(g, job->seed);
     size_t P = fv_mlp_n_params(g);
-    for (int k = 0; k < NB; k++) {
-        b[k].data.arch = &arch;
-        b[k].data.n_feat = nf;
+    for (int k = 0; k < NB; k++)
         b[k].data.n_params = P;
-        b[k].data.x_tr = b[k].x_tr, b[k].data.x_va = b[k].x_va;
-        b[k].data.y_tr = b[k].y_tr, b[k].data.y_va = b[k].y_va;
-    }
     /* round 1, train: the same round through SecAgg and in the clear (its own job) decodes
      * to the same training rows and histograms, and the update agrees to the quantization
      * bound; in the clear, a bank sending NaN is dropped and the others' update stands */
@@ -517,10 +480,7 @@ static void test_real_rounds(void)
     fv_round_sim_result_close(&st);
     fv_mlp_free(g);
     fv_preproc_free(pp);
-    for (int k = 0; k < NB; k++) {
-        free(b[k].tr), free(b[k].va), free(b[k].x_tr), free(b[k].x_va);
-        free(b[k].y_tr), free(b[k].y_va);
-    }
+    round_banks_free(b);
     for (int k = 0; k < 2; k++)
         fv_job_free(jobs[k]);
     fv_dataset_free(ds);

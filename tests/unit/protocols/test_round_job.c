@@ -27,15 +27,9 @@
 #include "fv_round_sim.h"
 #include "fv_schema.h"
 #include "fv_test.h"
+#include "round_banks.h"
 
-#define NB 4
-
-typedef struct bank {
-    size_t *tr, *va, n_tr, n_va;
-    float *x_tr, *x_va;
-    int32_t *y_tr, *y_va;
-    fv_round_data_t data;
-} bank_t;
+#define NB ROUND_BANKS
 
 static fv_schema_t *schema;
 static fv_dataset_t *ds;
@@ -44,31 +38,11 @@ static fv_mlp_arch_t arch, s_arch;
 
 static void banks_init(const fv_job_t *job, const fv_fed_stats_layout_t *sl)
 {
-    size_t N = ds->n_rows;
-    memset(banks, 0, sizeof banks);
-    for (int k = 0; k < NB; k++) {
-        CHECK((banks[k].tr = malloc(N * sizeof(size_t))) != NULL);
-        CHECK((banks[k].va = malloc(N * sizeof(size_t))) != NULL);
-    }
-    for (size_t i = 0; i < N; i++) {
-        int k = (int)(i % 10 < 1 ? 0 : i % 10 < 3 ? 1 : i % 10 < 6 ? 2 : 3);
-        if ((i / 10) % 5 == 4)
-            banks[k].va[banks[k].n_va++] = i;
-        else
-            banks[k].tr[banks[k].n_tr++] = i;
-    }
-    for (int k = 0; k < NB; k++) {
-        fv_round_data_t *d = &banks[k].data;
-        d->job = job;
-        d->ds = ds;
-        d->tr = banks[k].tr, d->n_tr = banks[k].n_tr;
-        d->va = banks[k].va, d->n_va = banks[k].n_va;
-        d->sl = sl;
-    }
+    round_banks_init(banks, ds, job, sl);
 }
 
-/* What each bank does with the stats round's sum: the same preprocessing as the
- * coordinator's (fv_preproc_from_moments of the same sum), its own rows transformed. */
+/* What each bank does with the stats round's sum (round_banks.h), with the job's model
+ * (and student) architectures. */
 static void banks_features(const fv_job_t *job, const fv_preproc_t *pp)
 {
     size_t nf = fv_preproc_n_features(pp);
@@ -78,32 +52,12 @@ static void banks_features(const fv_job_t *job, const fv_preproc_t *pp)
         CHECK_OK(fv_mlp_parse_arch(job->distill.student, nf, fv_schema_n_classes(job->schema),
                                    &s_arch, &d),
                  &d);
-    for (int k = 0; k < NB; k++) {
-        bank_t *b = &banks[k];
-        free(b->x_tr), free(b->x_va), free(b->y_tr), free(b->y_va);
-        CHECK((b->x_tr = malloc(b->n_tr * nf * sizeof(float))) != NULL);
-        CHECK((b->x_va = malloc(b->n_va * nf * sizeof(float))) != NULL);
-        CHECK((b->y_tr = malloc(b->n_tr * sizeof(int32_t))) != NULL);
-        CHECK((b->y_va = malloc(b->n_va * sizeof(int32_t))) != NULL);
-        CHECK_OK(fv_preproc_transform(pp, ds, b->tr, b->n_tr, b->x_tr), NULL);
-        CHECK_OK(fv_preproc_transform(pp, ds, b->va, b->n_va, b->x_va), NULL);
-        fv_dataset_labels(ds, b->tr, b->n_tr, b->y_tr);
-        fv_dataset_labels(ds, b->va, b->n_va, b->y_va);
-        b->data.x_tr = b->x_tr, b->data.x_va = b->x_va;
-        b->data.y_tr = b->y_tr, b->data.y_va = b->y_va;
-        b->data.n_feat = nf;
-        b->data.arch = &arch;
-        b->data.s_arch = &s_arch;
-    }
+    round_banks_features(banks, ds, pp, &arch, &s_arch);
 }
 
 static void banks_free(void)
 {
-    for (int k = 0; k < NB; k++) {
-        bank_t *b = &banks[k];
-        free(b->tr), free(b->va), free(b->x_tr), free(b->x_va), free(b->y_tr), free(b->y_va);
-    }
-    memset(banks, 0, sizeof banks);
+    round_banks_free(banks);
 }
 
 typedef struct run {
