@@ -49,6 +49,12 @@ typedef struct fv_agent_cfg {
     size_t n_accept_jobs;
     uint32_t min_cohort;    /* 0: no minimum beyond the protocol's */
     uint32_t min_threshold; /* 0: no minimum beyond the protocol's */
+    /* policy.require_secure_aggregation (default true): a job without SecAgg is refused,
+     * so statistics, updates and metrics leave only as masked inputs to a sum. */
+    bool require_secagg;
+    /* policy.disclose_rows (default false): JOB_ACCEPT's row count is the data file's
+     * (else 0: withheld). */
+    bool disclose_rows;
     bool once;
     size_t threads; /* OpenBLAS threads for local training */
 } fv_agent_cfg_t;

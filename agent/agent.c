@@ -298,10 +298,12 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
                          .on_send = fv__agent_on_send,
                          .on_close = fv__agent_on_close};
     fv__agent_log("info", "starting", NULL, NULL, -1,
-                  json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:b}", "name", cfg->name, "federation",
-                            cfg->federation, "coordinator", cfg->host, "port", cfg->port, "data",
-                            cfg->data, "min_cohort", (json_int_t)cfg->min_cohort, "min_threshold",
-                            (json_int_t)cfg->min_threshold, "once", cfg->once));
+                  json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:b,s:b,s:b}", "name", cfg->name,
+                            "federation", cfg->federation, "coordinator", cfg->host, "port",
+                            cfg->port, "data", cfg->data, "min_cohort", (json_int_t)cfg->min_cohort,
+                            "min_threshold", (json_int_t)cfg->min_threshold,
+                            "require_secure_aggregation", cfg->require_secagg, "disclose_rows",
+                            cfg->disclose_rows, "once", cfg->once));
     r = fv_client_start(a.loop, a.ctx, cfg->host, cfg->port, &net, &copts, &cbs, &a, &a.client);
     if (r != 0) {
         snprintf(why, sizeof why, "cannot connect to %s:%d: %s", cfg->host, cfg->port,

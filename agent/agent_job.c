@@ -4,10 +4,13 @@
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), as this side plays it:
  *   JOB_OFFER {job, spec}     parse the spec, check its digest is `job`, check the local
- *                             policy (accept_jobs); then, on the thread pool, load the
+ *                             policy (accept_jobs; require_secure_aggregation: a job
+ *                             with "secagg": "off" is refused, whatever else it says);
+ *                             then, on the thread pool, load the
  *                             data file against the job's schema, fingerprint it
  *                             (SHA-256, streamed), split it (stratified; seed = job seed
- *                             ^ H(agent name)); reply JOB_ACCEPT {job, data, rows, model}
+ *                             ^ H(agent name)); reply JOB_ACCEPT {job, data, rows (0
+ *                             unless policy.disclose_rows), model}
  *                             or JOB_REFUSE {reason} on the connection that offered it.
  *                             The same job offered again (after a reconnect) reuses the
  *                             loaded data and answers with the hash of the model it holds.
@@ -107,7 +110,9 @@ static void accept_job(agent_t *a, ajob_t *j)
     fv_msg_t m = {.type = FV_MSG_JOB_ACCEPT};
     memcpy(m.u.job_accept.job, j->digest, 32);
     memcpy(m.u.job_accept.data_sha256, j->data_sha, 32);
-    m.u.job_accept.rows = j->ds->n_rows;
+    /* The row count is a disclosure the policy must allow; 0 means withheld (an agent
+     * with no rows never accepts: job_prepare refuses an empty training split). */
+    m.u.job_accept.rows = a->cfg->disclose_rows ? j->ds->n_rows : 0;
     m.u.job_accept.has_model = j->has_global;
     if (j->has_global)
         memcpy(m.u.job_accept.model, j->global_hash, 32);
@@ -335,6 +340,20 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                  job->name);
         fv__agent_log("warn", "policy_refusal", hex, job->name, -1,
                       json_pack("{s:s}", "why", reason));
+        refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
+        fv_job_free(job);
+        return;
+    }
+    if (a->cfg->require_secagg && !job->secagg.on) {
+        /* The agent's own rule, whatever the coordinator says: without SecAgg the stats
+         * vector, the update and the validation histograms would leave in the clear. */
+        snprintf(reason, sizeof reason,
+                 "require_secure_aggregation: job '%s' has \"secagg\": \"off\", so this "
+                 "bank's statistics, update and metrics would reach the coordinator in the "
+                 "clear; this agent's policy requires secure aggregation",
+                 job->name);
+        fv__agent_log("warn", "policy_refusal", hex, job->name, -1,
+                      json_pack("{s:s,s:s}", "rule", "require_secure_aggregation", "why", reason));
         refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
         fv_job_free(job);
         return;

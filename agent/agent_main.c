@@ -9,7 +9,7 @@
  *
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
- * min_threshold} (optional), audit_log (optional: the agent's signed audit log, default
+ * min_threshold, require_secure_aggregation, disclose_rows} (optional), audit_log (optional: the agent's signed audit log, default
  * "audit/agent-audit.log" beside the config, its head "<audit_log>.head"; missing
  * directories are created with mode 0700; --audit-log overrides it). What goes into the
  * log: agent_audit.c, "AUDIT".
@@ -47,8 +47,9 @@ static const char usage[] =
     "\n"
     "  --config FILE          the kit's agent.json (required): federation, name, role,\n"
     "                         coordinator, ca, cert, key; optional data, policy\n"
-    "                         {accept_jobs, min_cohort, min_threshold}, audit_log. Paths\n"
-    "                         in it are relative to its directory\n"
+    "                         {accept_jobs, min_cohort, min_threshold,\n"
+    "                         require_secure_aggregation, disclose_rows}, audit_log.\n"
+    "                         Paths in it are relative to its directory\n"
     "  --data FILE            local CSV file (overrides \"data\")\n"
     "  --audit-log FILE       the agent's signed audit log (overrides \"audit_log\"; default\n"
     "                         audit/agent-audit.log beside agent.json; head: FILE.head).\n"
@@ -60,6 +61,14 @@ static const char usage[] =
     "  --accept-jobs NAME,... take part only in jobs with these names (default: any)\n"
     "  --min-cohort N         refuse rounds with fewer than N agents\n"
     "  --min-threshold T      refuse SecAgg rounds whose threshold is below T\n"
+    "  --require-secure-aggregation on|off\n"
+    "                         on (the default): refuse every job that would send the\n"
+    "                         statistics, an update or a metric without secure\n"
+    "                         aggregation (\"secagg\": \"off\"); the refusal is logged and\n"
+    "                         audited and nothing else is sent. off: plain jobs too (the\n"
+    "                         coordinator then sees this bank's update in the clear)\n"
+    "  --disclose-rows on|off tell the coordinator the data file's row count when\n"
+    "                         accepting a job (default off: 0 is sent, meaning withheld)\n"
     "  --once                 exit 0 after the first job is done\n"
     "  --threads N            OpenBLAS threads for local training (default 1)\n"
     "  -h, --help             this text\n"
@@ -230,6 +239,28 @@ static int cfg_u32(json_t *obj, const char *path, const char *key, uint32_t *ret
     return 0;
 }
 
+static int cfg_bool(json_t *obj, const char *path, const char *key, bool *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v))
+        return fail("%s: policy.%s must be true or false", path, key);
+    *ret = json_is_true(v);
+    return 0;
+}
+
+static bool parse_onoff(const char *s, bool *ret)
+{
+    if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0)
+        *ret = true;
+    else if (strcmp(s, "off") == 0 || strcmp(s, "false") == 0)
+        *ret = false;
+    else
+        return false;
+    return true;
+}
+
 static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t **ret_root,
                        char *host, size_t host_cap)
 {
@@ -301,13 +332,16 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
         json_object_foreach(pol, k, v)
         {
             if (strcmp(k, "accept_jobs") != 0 && strcmp(k, "min_cohort") != 0 &&
-                strcmp(k, "min_threshold") != 0)
+                strcmp(k, "min_threshold") != 0 && strcmp(k, "require_secure_aggregation") != 0 &&
+                strcmp(k, "disclose_rows") != 0)
                 return fail("%s: unknown key \"policy.%s\" (known: accept_jobs, min_cohort, "
-                            "min_threshold)",
+                            "min_threshold, require_secure_aggregation, disclose_rows)",
                             path, k);
         }
         if ((err = cfg_u32(pol, path, "min_cohort", &c->min_cohort)) != 0 ||
-            (err = cfg_u32(pol, path, "min_threshold", &c->min_threshold)) != 0)
+            (err = cfg_u32(pol, path, "min_threshold", &c->min_threshold)) != 0 ||
+            (err = cfg_bool(pol, path, "require_secure_aggregation", &c->require_secagg)) != 0 ||
+            (err = cfg_bool(pol, path, "disclose_rows", &c->disclose_rows)) != 0)
             return err;
         json_t *aj = json_object_get(pol, "accept_jobs");
         if (aj != NULL) {
@@ -337,6 +371,8 @@ enum {
     OPT_ONCE,
     OPT_THREADS,
     OPT_AUDIT_LOG,
+    OPT_REQUIRE_SECAGG,
+    OPT_DISCLOSE_ROWS,
 };
 
 static const struct option long_opts[] = {
@@ -349,6 +385,8 @@ static const struct option long_opts[] = {
     {"once", no_argument, NULL, OPT_ONCE},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
+    {"require-secure-aggregation", required_argument, NULL, OPT_REQUIRE_SECAGG},
+    {"disclose-rows", required_argument, NULL, OPT_DISCLOSE_ROWS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -358,6 +396,8 @@ int main(int argc, char **argv)
     const char *config = NULL, *data = NULL, *coordinator = NULL, *accept = NULL, *audit_log = NULL;
     uint32_t min_cohort = 0, min_threshold = 0, threads = 0;
     bool have_min_cohort = false, have_min_threshold = false, once = false;
+    bool require_secagg = true, have_require_secagg = false;
+    bool disclose_rows = false, have_disclose_rows = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
@@ -397,6 +437,17 @@ int main(int argc, char **argv)
                                    optarg);
             have_min_threshold = true;
             break;
+        case OPT_REQUIRE_SECAGG:
+            if (!parse_onoff(optarg, &require_secagg))
+                return usage_error("--require-secure-aggregation: expected on or off, got '%s'",
+                                   optarg);
+            have_require_secagg = true;
+            break;
+        case OPT_DISCLOSE_ROWS:
+            if (!parse_onoff(optarg, &disclose_rows))
+                return usage_error("--disclose-rows: expected on or off, got '%s'", optarg);
+            have_disclose_rows = true;
+            break;
         case OPT_THREADS:
             if (!parse_u32(optarg, 1, 256, &threads))
                 return usage_error("--threads: expected an integer in 1..256, got '%s'", optarg);
@@ -419,6 +470,7 @@ int main(int argc, char **argv)
 
     fv_agent_cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
+    cfg.require_secagg = true; /* the policy's defaults: SecAgg required, rows withheld */
     strpool_t pool;
     memset(&pool, 0, sizeof pool);
     json_t *root = NULL;
@@ -462,6 +514,10 @@ int main(int argc, char **argv)
         cfg.min_cohort = min_cohort;
     if (have_min_threshold)
         cfg.min_threshold = min_threshold;
+    if (have_require_secagg)
+        cfg.require_secagg = require_secagg;
+    if (have_disclose_rows)
+        cfg.disclose_rows = disclose_rows;
     cfg.once = once;
     cfg.threads = threads != 0 ? threads : FV_DEFAULT_BLAS_THREADS;
     if (cfg.host == NULL || cfg.port == 0) {

@@ -24,9 +24,13 @@ def run_job(coordinator, agent, d, banks, data, out, label, timeout):
                 port = json.loads(line)["port"]
         if c.poll() is not None:
             sys.exit(f"{label}: coordinator exited {c.returncode}; see {log_path}")
+    # a plain job needs the agents' consent (their policy requires SecAgg by default)
+    with open(f"{d}/job.json") as f:
+        plain = json.load(f).get("secagg") == "off"
     agents = [subprocess.Popen([agent, "--config", f"{d}/fed/{b}/agent.json", "--data",
                                 f"{data}/{b}.csv", "--coordinator", f"127.0.0.1:{port}",
-                                "--once"], stdout=subprocess.DEVNULL,
+                                "--once"] + (["--require-secure-aggregation", "off"]
+                                             if plain else []), stdout=subprocess.DEVNULL,
                                stderr=open(f"{d}/{b}.log", "w")) for b in banks]
     out_text, _ = c.communicate(timeout=timeout)
     codes = [p.wait(timeout=300) for p in agents]

@@ -108,6 +108,11 @@ expect_usage(["--config", "x.json", "--min-cohort", "-3"], "--min-cohort")
 expect_usage(["--config", "x.json", "--min-threshold", "lots"], "--min-threshold")
 expect_usage(["--config", "x.json", "--coordinator", "nohost"], "--coordinator")
 expect_usage(["--config", "x.json", "--coordinator", "h:99999"], "--coordinator")
+expect_usage(["--config", "x.json", "--require-secure-aggregation", "maybe"],
+             "--require-secure-aggregation")
+expect_usage(["--config", "x.json", "--disclose-rows", "1"], "--disclose-rows")
+check("--require-secure-aggregation" in out and "--disclose-rows" in out,
+      f"--help should list the disclosure policy flags:\n{out}")
 
 # ---- configuration failures --------------------------------------------------------------
 root = tmpdir()
@@ -147,6 +152,11 @@ try:
     expect_fail(["--config", cfg_path], "min_cohort")
     write_config(cfg_path, dict(base, data="bank.csv", policy={"accept_jobs": "x"}))
     expect_fail(["--config", cfg_path], "accept_jobs")
+    write_config(cfg_path, dict(base, data="bank.csv",
+                                policy={"require_secure_aggregation": "no"}))
+    expect_fail(["--config", cfg_path], "require_secure_aggregation")
+    write_config(cfg_path, dict(base, data="bank.csv", policy={"disclose_rows": 1}))
+    expect_fail(["--config", cfg_path], "disclose_rows")
     write_config(cfg_path, dict(base, data="bank.csv", role="admin"))
     expect_fail(["--config", cfg_path], "not an agent")
     # A config whose name is not the certificate's.

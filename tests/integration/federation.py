@@ -69,7 +69,8 @@ def run_federation(label, job):
     for b in BANKS:
         agents.append(subprocess.Popen(
             WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
-                       f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once"],
+                       f"{tmp}/banks/{b}.csv", "--coordinator", f"127.0.0.1:{port}", "--once",
+                       *fvfed.plain_args(job)],
             stdout=subprocess.DEVNULL, stderr=open(f"{d}/{b}.log", "w")))
     t0 = time.time()
     while c.poll() is None:

@@ -83,13 +83,24 @@ def job_spec(**overrides):
 
 # ---- running a federation whose coordinator may be killed (coord-crash, fed-distill) ----
 
-def start_agents(agent, tmp, port, tag, banks=BANKS, data=None):
+# An agent refuses a job without secure aggregation unless its policy says otherwise
+# (agent/agent_job.c, require_secure_aggregation): what a plain job's agents are given.
+PLAIN_OK = ("--require-secure-aggregation", "off")
+
+
+def plain_args(job):
+    """PLAIN_OK for a job spec (dict) with "secagg": "off", () otherwise."""
+    return PLAIN_OK if job.get("secagg") == "off" else ()
+
+
+def start_agents(agent, tmp, port, tag, banks=BANKS, data=None, extra=()):
     """One --once agent per bank on 127.0.0.1:port; logs and audit logs tagged `tag`.
-    data: {bank: CSV path}; by default tmp/banks/<bank>.csv."""
+    data: {bank: CSV path}; by default tmp/banks/<bank>.csv. extra: more agent flags."""
     return {b: subprocess.Popen(
         WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
                    data[b] if data else f"{tmp}/banks/{b}.csv", "--coordinator",
-                   f"127.0.0.1:{port}", "--once", "--audit-log", f"{tmp}/{tag}-{b}-audit.log"],
+                   f"127.0.0.1:{port}", "--once", "--audit-log", f"{tmp}/{tag}-{b}-audit.log",
+                   *extra],
         stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a")) for b in banks}
 
 
@@ -178,7 +189,9 @@ def run_job(coordinator, agent, tmp, tag, what):
     the agents; both must exit 0. Returns the coordinator's summary (its last stdout line)."""
     port = fvtest.free_port()
     p, log = run_coordinator(coordinator, tmp, tag, port)
-    procs = start_agents(agent, tmp, port, tag)
+    with open(f"{tmp}/job.json") as f:
+        extra = plain_args(json.load(f))
+    procs = start_agents(agent, tmp, port, tag, extra=extra)
     out = finish(p, what)
     fvtest.check(p.returncode == 0, f"{what}: exit {p.returncode}\n"
                  + "\n".join(json.dumps(e) for e in events(log, since_start=True)[-10:]))

@@ -519,7 +519,8 @@ def run_federation(tag, hostile):
     port = fvtest.free_port()
     t0 = time.time()
     p, log = fvfed.run_coordinator(coordinator, tmp, tag, port)
-    procs = fvfed.start_agents(agent, tmp, port, tag, banks=HONEST)
+    procs = fvfed.start_agents(agent, tmp, port, tag, banks=HONEST,
+                                   extra=fvfed.PLAIN_OK)
     gate, stop = threading.Event(), threading.Event()
     threads = [Hostile(n, b, port, gate, stop, 900 * S) for n, b in HOSTILE.items()] if hostile \
         else []
