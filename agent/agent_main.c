@@ -9,10 +9,10 @@
  *
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
- * min_threshold, require_secure_aggregation, disclose_rows} (optional), audit_log (optional: the agent's signed audit log, default
- * "audit/agent-audit.log" beside the config, its head "<audit_log>.head"; missing
- * directories are created with mode 0700; --audit-log overrides it). What goes into the
- * log: agent_audit.c, "AUDIT".
+ * min_threshold, require_secure_aggregation, disclose_rows} (optional), audit_log (optional: the
+ * agent's signed audit log, default "audit/agent-audit.log" beside the config, its head
+ * "<audit_log>.head"; missing directories are created with mode 0700; --audit-log overrides it).
+ * What goes into the log: agent_audit.c, "AUDIT".
  *
  * Exit status: 0 ok, 1 failure (the last stderr line says what and where), 2 usage.
  * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
