@@ -39,6 +39,10 @@
  *                   (base64), coordinator_pk (hex), coordinator, session}: RECEIPT after a
  *                   round, kept only if it verifies (see on_receipt); a bad one is a
  *                   violation.
+ *   policy.refused  {job, [round], scope ("job" or "round"), [rule], why}: the agent's
+ *                   own policy refused a job (require_secure_aggregation: the JOB_REFUSE
+ *                   that follows is recorded as msg.sent) or sat out a round (min_cohort,
+ *                   min_threshold, SecAgg parameters not the job's: nothing is sent).
  *   agent.stopped   {exit}
  * When: fv_conn calls our send tap (on_send) for every frame after encoding, before any
  * byte reaches TLS. The record is appended (written and fsynced, head replaced) there,

@@ -354,6 +354,14 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                  job->name);
         fv__agent_log("warn", "policy_refusal", hex, job->name, -1,
                       json_pack("{s:s,s:s}", "rule", "require_secure_aggregation", "why", reason));
+        if (fv__agent_audit_append(a, "policy.refused",
+                                   json_pack("{s:s,s:s,s:s,s:s}", "job", hex, "scope", "job",
+                                             "rule", "require_secure_aggregation", "why",
+                                             reason)) != 0) {
+            fv_job_free(job);
+            fv__agent_stop(a, 1);
+            return; /* no record, no refusal either: the agent stops */
+        }
         refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
         fv_job_free(job);
         return;

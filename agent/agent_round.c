@@ -17,8 +17,9 @@
  * Actions (fv_round_out_t): SEND -> fv__agent_send_msg (after a failed send, the rest of
  * that batch's SENDs are skipped); UPLOAD -> the vector handed to the agent (tx_buf) and
  * fv_conn_send_vec ("before-masked" kill point first); SIT_OUT -> its event logged {why,
- * err when the SecAgg client gave one}; VIOLATION -> fv__agent_violation (the connection
- * closes; nothing after it in the batch runs); COMPUTE -> the job's parameters the kind
+ * err when the SecAgg client gave one}, and a refusal by the agent's policy audited
+ * (policy.refused {job, round, scope "round", why}); VIOLATION -> fv__agent_violation (the
+ * connection closes; nothing after it in the batch runs); COMPUTE -> the job's parameters the kind
  * starts from copied into the work (FV_ROUND_NEEDS_*) and the work queued on the thread
  * pool (work_run: kind->compute over the job's fv_round_data_t). A compute that cannot be
  * queued goes back to the machine at once with its error (round_failed).
@@ -255,6 +256,17 @@ static void run_actions(agent_t *a, fv_conn_t *c, ajob_t *j, around_t *r, fv_rou
                                   act->err != 0 ? json_pack("{s:s,s:s}", "why", clean, "err",
                                                             fv_err_name(act->err))
                                                 : json_pack("{s:s}", "why", clean));
+                /* A refusal by the bank's own policy is evidence too: nothing was sent
+                 * for the round, and the audit log says why. */
+                if (strcmp(act->event, "policy_refusal") == 0 &&
+                    fv__agent_audit_append(a, "policy.refused",
+                                           json_pack("{s:s,s:I,s:s,s:s}", "job", j->hex, "round",
+                                                     (json_int_t)rn, "scope", "round", "why",
+                                                     clean)) != 0) {
+                    fv_round_out_clear(out);
+                    fv__agent_stop(a, 1);
+                    return; /* no record, no refusal either: the agent stops */
+                }
                 break;
             case FV_ROUND_ACT_VIOLATION:
                 fv__agent_violation(a, c, j, rn, act->err, "%s", act->why);
