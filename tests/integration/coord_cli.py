@@ -6,8 +6,12 @@ pointer to --help); an agent, admin or metrics address that is malformed or alre
 use: exit 1 with a sentence naming the address, and no crash (a busy admin or metrics
 port aborted libuv, closing a timer that had never been initialised); the state
 directory is left usable (the same command then starts and stops cleanly on SIGTERM).
+The CA stays offline: that last run uses a copy of the coordinator's kit alone, in a
+directory with no `ca/` beside it (the kit holds one private key, its own, and no CA
+key), so a running coordinator cannot issue or revoke certificates.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +63,14 @@ for args, needle in cases:
     print(f"{' '.join(args)}: exit 1: {last}")
 busy.close()
 
-# The state directory is still usable: the daemon starts, listens and stops on SIGTERM.
+# The state directory is still usable: the daemon starts, listens and stops on SIGTERM,
+# from a copy of its kit alone (no CA directory anywhere near it).
+kit_only = f"{tmp}/kit-only/coordinator"
+shutil.copytree(f"{tmp}/fed/coordinator", kit_only)
+keys = [f for f in os.listdir(kit_only) if "PRIVATE KEY" in open(f"{kit_only}/{f}").read()]
+fvtest.check(keys == ["key.pem"] and not os.path.exists(f"{tmp}/kit-only/ca"),
+             f"the coordinator kit holds private keys {keys}: only its own key.pem belongs")
+CFG = ["--config", f"{kit_only}/coordinator.json", "--state", f"{tmp}/state"]
 p = subprocess.Popen(W + [coordinator] + CFG + ["--listen", "127.0.0.1:0", "--metrics-listen",
                                                  "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
