@@ -7,8 +7,8 @@ Lending Club data (fvfed's split: 25 % held out as the test split, the rest by r
 a logreg, ROUNDS training rounds, min_agents 3, early stopping off (the final model is
 the one after the last update). Its cohort: the three real `fedvault-agent` processes of
 HONEST, and the hostile agents of HOSTILE, each a thread of this script speaking the
-wire format by hand (protocols/wire.c's top comment: frames, a strict msgpack codec
-written here from the msgpack spec) over mutual TLS with its own kit made by `fedvault
+wire format by hand (protocols/wire.c's top comment: frames, the strict msgpack codec
+of fvwire.py, written from the msgpack spec) over mutual TLS with its own kit made by `fedvault
 provision`. A hostile agent says HELLO, answers PINGs, accepts the JOB_OFFER with a
 made-up data digest and row count, sits out the stats round (it accepts only once the
 coordinator logged that round's start, so round 0 holds exactly the honest agents and
@@ -57,6 +57,7 @@ import traceback
 import fvfed
 import fvnet
 import fvtest
+from fvwire import MsgpackError, mp_decode, mp_encode
 
 fedvault, coordinator, agent = sys.argv[1:4]
 S = fvtest.SLOW
@@ -88,145 +89,7 @@ def problem(msg):
     problems.append(msg)
 
 
-# ---- msgpack, the subset the wire uses (protocols/wire.c "BODY") ------------------------
-# Written from the msgpack spec, independent of fedvault's msgpack-c; both directions use
-# only shortest encodings, as the coordinator requires and writes.
-
-def mp_encode(o):
-    if isinstance(o, bool) or o is None or isinstance(o, float):
-        raise TypeError(f"the wire format has no {type(o).__name__}")
-    if isinstance(o, dict):
-        if len(o) > 15:
-            raise ValueError("a message is a fixmap of at most 15 entries")
-        return bytes([0x80 | len(o)]) + b"".join(mp_encode(k) + mp_encode(v)
-                                                 for k, v in o.items())
-    if isinstance(o, str):
-        b = o.encode()
-        if len(b) < 32:
-            return bytes([0xa0 | len(b)]) + b
-        if len(b) < 256:
-            return b"\xd9" + bytes([len(b)]) + b
-        if len(b) < 65536:
-            return b"\xda" + struct.pack(">H", len(b)) + b
-        return b"\xdb" + struct.pack(">I", len(b)) + b
-    if isinstance(o, (bytes, bytearray)):
-        o = bytes(o)
-        if len(o) < 256:
-            return b"\xc4" + bytes([len(o)]) + o
-        if len(o) < 65536:
-            return b"\xc5" + struct.pack(">H", len(o)) + o
-        return b"\xc6" + struct.pack(">I", len(o)) + o
-    if isinstance(o, int):
-        if 0 <= o < 128:
-            return bytes([o])
-        if 0 <= o < 256:
-            return b"\xcc" + bytes([o])
-        if 0 <= o < 65536:
-            return b"\xcd" + struct.pack(">H", o)
-        if 0 <= o < 2**32:
-            return b"\xce" + struct.pack(">I", o)
-        if 0 <= o < 2**64:
-            return b"\xcf" + struct.pack(">Q", o)
-        if -32 <= o < 0:
-            return struct.pack("b", o)
-        if -128 <= o < 0:
-            return b"\xd0" + struct.pack(">b", o)
-        if -32768 <= o < 0:
-            return b"\xd1" + struct.pack(">h", o)
-        if -2**31 <= o < 0:
-            return b"\xd2" + struct.pack(">i", o)
-        if -2**63 <= o < 0:
-            return b"\xd3" + struct.pack(">q", o)
-    raise ValueError(f"cannot encode {o!r}")
-
-
-class MsgpackError(ValueError):
-    pass
-
-
-# (format byte) -> (struct format, size, smallest value the format may hold: shortest form)
-_UINTS = {0xcc: (">B", 1, 128), 0xcd: (">H", 2, 256), 0xce: (">I", 4, 65536),
-          0xcf: (">Q", 8, 2**32)}
-_INTS = {0xd0: (">b", 1, -33), 0xd1: (">h", 2, -129), 0xd2: (">i", 4, -32769),
-         0xd3: (">q", 8, -2**31 - 1)}  # value must be <= the bound (else a shorter form)
-_STRS = {0xd9: (">B", 1, 32), 0xda: (">H", 2, 256), 0xdb: (">I", 4, 65536)}
-_BINS = {0xc4: (">B", 1, 0), 0xc5: (">H", 2, 256), 0xc6: (">I", 4, 65536)}
-
-
-def mp_decode(b):
-    """One msgpack map, nothing after it; only the wire's types, in shortest form."""
-    if not b or not 0x80 <= b[0] <= 0x8f:
-        raise MsgpackError("a body must be a fixmap")
-    o, i = _dec(b, 0, top=True)
-    if i != len(b):
-        raise MsgpackError(f"{len(b) - i} trailing bytes")
-    return o
-
-
-def _take(b, i, n):
-    if i + n > len(b):
-        raise MsgpackError("truncated object")
-    return b[i:i + n], i + n
-
-
-def _dec(b, i, top=False):
-    raw, i = _take(b, i, 1)
-    t = raw[0]
-    if t <= 0x7f:
-        return t, i
-    if t >= 0xe0:
-        return t - 256, i
-    if 0x80 <= t <= 0x8f:
-        if not top:
-            raise MsgpackError("a map inside a message")
-        d = {}
-        for _ in range(t & 0x0f):
-            k, i = _dec(b, i)
-            if not isinstance(k, str):
-                raise MsgpackError(f"a key that is not a str: {k!r}")
-            if k in d:
-                raise MsgpackError(f"key {k!r} twice")
-            d[k], i = _dec(b, i)
-        return d, i
-    if 0xa0 <= t <= 0xbf or t in _STRS:
-        if t in _STRS:
-            fmt, sz, least = _STRS[t]
-            raw, i = _take(b, i, sz)
-            n = struct.unpack(fmt, raw)[0]
-            if n < least:
-                raise MsgpackError(f"str of {n} bytes in format 0x{t:02x}: not shortest")
-        else:
-            n = t & 0x1f
-        raw, i = _take(b, i, n)
-        try:
-            return raw.decode("utf-8"), i
-        except UnicodeDecodeError:
-            raise MsgpackError("a str that is not UTF-8")
-    if t in _BINS:
-        fmt, sz, least = _BINS[t]
-        raw, i = _take(b, i, sz)
-        n = struct.unpack(fmt, raw)[0]
-        if n < least:
-            raise MsgpackError(f"bin of {n} bytes in format 0x{t:02x}: not shortest")
-        raw, i = _take(b, i, n)
-        return bytes(raw), i
-    if t in _UINTS:
-        fmt, sz, least = _UINTS[t]
-        raw, i = _take(b, i, sz)
-        v = struct.unpack(fmt, raw)[0]
-        if v < least:
-            raise MsgpackError(f"uint {v} in format 0x{t:02x}: not shortest")
-        return v, i
-    if t in _INTS:
-        fmt, sz, bound = _INTS[t]
-        raw, i = _take(b, i, sz)
-        v = struct.unpack(fmt, raw)[0]
-        if v > bound:
-            raise MsgpackError(f"int {v} in format 0x{t:02x}: not shortest")
-        return v, i
-    raise MsgpackError(f"msgpack format 0x{t:02x} is not used by the wire format")
-
-
+# ---- msgpack, the subset the wire uses: fvwire.py (written from the msgpack spec) -----
 # Known answers from protocols/wire.c's top comment.
 assert mp_encode({"v": 1, "type": 3, "seq": 5}).hex() == "83a17601a474797065 03a373657105".replace(" ", "")
 _ug = mp_encode({"v": 1, "type": 17, "job": bytes(range(32)), "round": 300})
