@@ -39,6 +39,9 @@
  *                   (base64), coordinator_pk (hex), coordinator, session}: RECEIPT after a
  *                   round, kept only if it verifies (see on_receipt); a bad one is a
  *                   violation.
+ *   cohort.refused  {rule, reason, [member, member_name], job, [round]}: the agent refused
+ *                   a job because of its cohort or CRL (agent_cohort.c lists the rules);
+ *                   written just before the JOB_REFUSE frame (its msg.sent record).
  *   agent.stopped   {exit}
  * When: fv_conn calls our send tap (on_send) for every frame after encoding, before any
  * byte reaches TLS. The record is appended (written and fsynced, head replaced) there,
