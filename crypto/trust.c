@@ -301,16 +301,24 @@ void fv_trust_cache_stats(const fv_trust_t *t, uint64_t *ret_hits, uint64_t *ret
     *ret_misses = t->misses;
 }
 
-/* OpenSSL's verification error as the rule it broke. */
-static const char *rule_of(int e)
+/* OpenSSL's verification error as the rule it broke. OpenSSL checks revocation before
+ * the leaf's dates, so a CRL out of date would hide an expired certificate: the
+ * certificate's own dates are named first. */
+static const char *rule_of(int e, X509 *x, int64_t now_s)
 {
+    int64_t nb = 0, na = 0;
+    if ((e == X509_V_ERR_CRL_HAS_EXPIRED || e == X509_V_ERR_CRL_NOT_YET_VALID) &&
+        asn1_unix(X509_get0_notBefore(x), &nb) == 0 && asn1_unix(X509_get0_notAfter(x), &na) == 0)
+        e = now_s > na   ? X509_V_ERR_CERT_HAS_EXPIRED
+            : now_s < nb ? X509_V_ERR_CERT_NOT_YET_VALID
+                         : e;
     switch (e) {
     case X509_V_ERR_CERT_REVOKED:
-        return "revoked";
+        return "certificate revoked";
     case X509_V_ERR_CERT_HAS_EXPIRED:
-        return "expired";
+        return "certificate expired";
     case X509_V_ERR_CERT_NOT_YET_VALID:
-        return "not yet valid";
+        return "certificate not yet valid";
     case X509_V_ERR_CRL_HAS_EXPIRED:
         return "the federation CRL expired (past its nextUpdate)";
     case X509_V_ERR_CRL_NOT_YET_VALID:
@@ -318,7 +326,7 @@ static const char *rule_of(int e)
     case X509_V_ERR_UNABLE_TO_GET_CRL:
         return "no federation CRL held";
     default:
-        return "not issued by the federation CA";
+        return "certificate not issued by the federation CA";
     }
 }
 
@@ -334,7 +342,7 @@ static int verify_full(fv_trust_t *t, X509 *x, int64_t now_s, cache_entry_t *e, 
     X509_STORE_CTX_set_time(xs, 0, (time_t)now_s);
     if (X509_verify_cert(xs) != 1) {
         int err = X509_STORE_CTX_get_error(xs);
-        r = fv_diag_set(d, FV_EAUTH, "certificate %s (%s)", rule_of(err),
+        r = fv_diag_set(d, FV_EAUTH, "%s (OpenSSL: %s)", rule_of(err, x, now_s),
                         X509_verify_cert_error_string(err));
         goto out;
     }
@@ -411,7 +419,7 @@ void fv_trust_cert_name(const uint8_t *der, size_t len, char out[FV_NAME_MAX + 1
         int i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
         const ASN1_STRING *v = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i)) : NULL;
         int n = v != NULL ? ASN1_STRING_length(v) : 0;
-        if (n > 0 && n <= FV_NAME_MAX) {
+        if (n > 0 && n <= FV_NAME_MAX && memchr(ASN1_STRING_get0_data(v), 0, (size_t)n) == NULL) {
             char name[FV_NAME_MAX + 1];
             memcpy(name, ASN1_STRING_get0_data(v), (size_t)n);
             name[n] = '\0';
