@@ -252,18 +252,22 @@ int fv__agent_cohort_check(agent_t *a, fv_conn_t *c, ajob_t *j, const fv_msg_t *
         goto refused;
     }
     int64_t now = (int64_t)time(NULL);
+    const uint8_t *rest = rs->certs; /* entry i starts here: one pass, O(n) */
+    size_t rest_len = rs->certs_len;
     for (uint32_t i = 0; i < rs->n; i++) {
         const uint8_t *der = NULL;
         size_t len = 0;
         char name[FV_NAME_MAX + 1];
         const uint8_t *pk = rs->pks + (size_t)i * 32;
         fv_diag_t d = {""};
-        if (fv_wire_cert_at(rs->certs, rs->certs_len, i, &der, &len) != 0) {
+        if (fv_wire_cert_at(rest, rest_len, 0, &der, &len) != 0) {
             cohort_refuse(a, j->digest, j->job->name, rn, "cohort_uncertified", NO_MEMBER, NULL,
                           "no certificate for member %" PRIu32 " of %" PRIu32, i, rs->n);
             r = FV_EPOLICY;
             goto refused;
         }
+        rest += 2 + len;
+        rest_len -= 2 + len;
         if ((r = fv_trust_member(a->trust, der, len, now, &ids[i], &d)) != 0) {
             fv_trust_cert_name(der, len, name);
             cohort_refuse(a, j->digest, j->job->name, rn, "member_not_certified", i, name, "%s",
