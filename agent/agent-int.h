@@ -27,10 +27,12 @@
 #include "fv_round.h"
 #include "fv_secagg.h"
 #include "fv_tls.h"
+#include "fv_trust.h"
 #include "fv_wire.h"
 
 #define FV_AGENT_MAX_ACCEPT_JOBS 256
 #define FV_AGENT_ACCEPTED_JOBS_KEPT 16
+#define FV_AGENT_MAX_CRL_AGE_S 2592000 /* policy.max_crl_age_s default: 30 days */
 
 /* Every path is absolute or relative to the working directory (agent_main.c resolves
  * the config's paths against the config file's directory). Strings are owned by the
@@ -55,6 +57,7 @@ typedef struct fv_agent_cfg {
     /* policy.disclose_rows (default false): JOB_ACCEPT's row count is the data file's
      * (else 0: withheld). */
     bool disclose_rows;
+    int64_t max_crl_age_s; /* SecAgg jobs: the newest CRL held is at most this old */
     bool once;
     size_t threads; /* OpenBLAS threads for local training */
 } fv_agent_cfg_t;
@@ -136,8 +139,11 @@ struct agent {
     uv_loop_t *loop;
     fv_tls_ctx_t *ctx;
     fv_client_t *client;
-    fv_conn_t *conn; /* open connection, or NULL */
-    uint8_t *sk;     /* sodium_malloc'd identity key (64 bytes) */
+    fv_conn_t *conn;   /* open connection, or NULL */
+    uint8_t *sk;       /* sodium_malloc'd identity key (64 bytes) */
+    fv_trust_t *trust; /* the CA and the newest CRL held: cohort checks (agent_cohort.c) */
+    bool refused_on;   /* the job below was refused for its cohort: its messages are ignored */
+    uint8_t refused_job[32];
     uint8_t pk[32];
     uint64_t name_hash;
     uv_signal_t sigint, sigterm;
@@ -217,6 +223,18 @@ void fv__agent_on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_secagg(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_upload_go(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_round_end(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+
+/* ---- agent_cohort.c: the CRL of JOB_OFFER, the certified cohort of ROUND_START ----- */
+
+/* JOB_OFFER: takes the offer's CRL; for a SecAgg job (job: the parsed spec) the newest
+ * CRL held must be fresh. Non-zero: the job was refused (JOB_REFUSE sent, logged,
+ * audited); the caller drops it. */
+int fv__agent_cohort_offer(agent_t *a, const fv_msg_t *m, const fv_job_t *job);
+/* ROUND_START of a SecAgg job, before fv_around_check: every member certified. Non-zero:
+ * the job was refused and released (a->job is NULL). */
+int fv__agent_cohort_check(agent_t *a, fv_conn_t *c, ajob_t *j, const fv_msg_t *m);
+/* A round message for the job refused for its cohort: ignored (logged stale). */
+bool fv__agent_cohort_refused(agent_t *a, const fv_msg_t *m);
 
 /* ---- agent_audit.c: the audit log, the send tap, RECEIPT --------------------------- */
 

@@ -17,6 +17,10 @@
  *                  checks, the policy and the SecAgg client); the kind's compute
  *                  (protocols/round_kinds.c: stats, evaluation, training, distillation,
  *                  the encoded update) queued on the thread pool and handed back.
+ *   agent_cohort.c the agent's own trust in its cohort: the CRL a JOB_OFFER carries
+ *                  (verified against the kit's CA) and the certificates of a SecAgg
+ *                  ROUND_START (every member verified before anything is masked); a
+ *                  violation refuses the whole job.
  *   agent_audit.c  the agent's signed audit log ("AUDIT"): the send tap, sessions,
  *                  RECEIPT.
  *
@@ -28,7 +32,8 @@
  * Log events (one JSON line each on stderr, with job = the 64-hex job id, job_name and
  * round where they apply): starting, connected, disconnected {why, err, reconnecting},
  * job_accepted {data_sha256, rows, train_rows, val_rows, params, model, secagg},
- * job_refused {reason}, job_id_mismatch {offered, canonical}, policy_refusal {why},
+ * job_refused {reason}, cohort_refused {rule, member, member_name, reason}, crl_taken
+ * {issued, revoked}, job_id_mismatch {offered, canonical}, policy_refusal {why},
  * model_received {model, params}, stats_received, stats_replaced, round_start {kind,
  * index, n, t, k, secagg}, stats_ready, trained {epochs, train_loss, train_rows,
  * val_rows}, uploaded {vector, bytes}, round_end {status, err, reason, uploaded},
@@ -228,6 +233,12 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
         return 1;
     }
     const fv_identity_t *me = fv_tls_ctx_identity(a.ctx);
+    /* our own check of the cohorts we mask with (agent_cohort.c): the kit's CA and, if
+     * configured, a first CRL; newer ones come with the job offers */
+    if (fv_trust_new(cfg->ca, cfg->crl, &a.trust, &d) != 0) {
+        fv__agent_log("error", "startup_failed", NULL, NULL, -1, json_pack("{s:s}", "why", d.msg));
+        goto out;
+    }
     a.sk = sodium_malloc(FV_SIGN_SK_BYTES);
     if (a.sk == NULL) {
         fv__agent_log("error", "startup_failed", NULL, NULL, -1,
@@ -343,5 +354,6 @@ out:
         sodium_free(a.sk);
     }
     fv_tls_ctx_free(a.ctx);
+    fv_trust_free(a.trust);
     return rc;
 }

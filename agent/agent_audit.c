@@ -43,6 +43,9 @@
  *                   own policy refused a job (require_secure_aggregation: the JOB_REFUSE
  *                   that follows is recorded as msg.sent) or sat out a round (min_cohort,
  *                   min_threshold, SecAgg parameters not the job's: nothing is sent).
+ *   cohort.refused  {rule, reason, [member, member_name], job, [round]}: the agent refused
+ *                   a job because of its cohort or CRL (agent_cohort.c lists the rules);
+ *                   written just before the JOB_REFUSE frame (its msg.sent record).
  *   agent.stopped   {exit}
  * When: fv_conn calls our send tap (on_send) for every frame after encoding, before any
  * byte reaches TLS. The record is appended (written and fsynced, head replaced) there,

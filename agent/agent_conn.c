@@ -312,8 +312,8 @@ void fv__agent_on_open(fv_conn_t *c, const fv_identity_t *peer)
 void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m)
 {
     agent_t *a = fv_conn_get_data(c);
-    if (a->stopping)
-        return;
+    if (a->stopping || fv__agent_cohort_refused(a, m))
+        return; /* (a round message for a job refused for its cohort: stale) */
     switch (m->type) {
     case FV_MSG_JOB_OFFER:
         fv__agent_on_job_offer(a, c, m);

@@ -3,14 +3,14 @@
  * reconnects).
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), as this side plays it:
- *   JOB_OFFER {job, spec}     parse the spec, check its digest is `job`, check the local
+ *   JOB_OFFER {job, spec, crl} parse the spec, check its digest is `job`, check the local
  *                             policy (accept_jobs; require_secure_aggregation: a job
- *                             with "secagg": "off" is refused, whatever else it says);
- *                             then, on the thread pool, load the
- *                             data file against the job's schema, fingerprint it
- *                             (SHA-256, streamed), split it (stratified; seed = job seed
- *                             ^ H(agent name)); reply JOB_ACCEPT {job, data, rows (0
- *                             unless policy.disclose_rows), model}
+ *                             with "secagg": "off" is refused, whatever else it says)
+ *                             and the CRL (agent_cohort.c); then, on the thread pool,
+ *                             load the data file against the job's schema, fingerprint
+ *                             it (SHA-256, streamed), split it (stratified; seed = job
+ *                             seed ^ H(agent name)); reply JOB_ACCEPT {job, data, rows
+ *                             (0 unless policy.disclose_rows), model}
  *                             or JOB_REFUSE {reason} on the connection that offered it.
  *                             The same job offered again (after a reconnect) reuses the
  *                             loaded data and answers with the hash of the model it holds.
@@ -304,6 +304,10 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         a->job->offered_conn = a->conn_gen;
         if (a->job->loading)
             return; /* job_loaded answers on this connection */
+        if (fv__agent_cohort_offer(a, m, a->job->job) != 0) {
+            fv__agent_job_release(a, a->job); /* refused: the CRL (agent_cohort.c) */
+            return;
+        }
         fv__agent_round_free(a->job->round);
         a->job->round = NULL;
         a->job->started = false; /* a restarted coordinator may resume at any round */
@@ -363,6 +367,10 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             return; /* no record, no refusal either: the agent stops */
         }
         refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
+        fv_job_free(job);
+        return;
+    }
+    if (fv__agent_cohort_offer(a, m, job) != 0) { /* the CRL it carries (agent_cohort.c) */
         fv_job_free(job);
         return;
     }

@@ -9,10 +9,10 @@
  *
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
- * min_threshold, require_secure_aggregation, disclose_rows} (optional), audit_log (optional: the
- * agent's signed audit log, default "audit/agent-audit.log" beside the config, its head
- * "<audit_log>.head"; missing directories are created with mode 0700; --audit-log overrides it).
- * What goes into the log: agent_audit.c, "AUDIT".
+ * min_threshold, require_secure_aggregation, disclose_rows, max_crl_age_s} (optional),
+ * audit_log (optional: the agent's signed audit log, default "audit/agent-audit.log" beside
+ * the config, its head "<audit_log>.head"; missing directories are created with mode 0700;
+ * --audit-log overrides it). What goes into the log: agent_audit.c, "AUDIT".
  *
  * Exit status: 0 ok, 1 failure (the last stderr line says what and where), 2 usage.
  * Every line on stderr is one JSON object (see fv__agent_log), except usage errors,
@@ -48,8 +48,8 @@ static const char usage[] =
     "  --config FILE          the kit's agent.json (required): federation, name, role,\n"
     "                         coordinator, ca, cert, key; optional data, policy\n"
     "                         {accept_jobs, min_cohort, min_threshold,\n"
-    "                         require_secure_aggregation, disclose_rows}, audit_log.\n"
-    "                         Paths in it are relative to its directory\n"
+    "                         require_secure_aggregation, disclose_rows, max_crl_age_s},\n"
+    "                         audit_log, crl. Paths in it are relative to its directory\n"
     "  --data FILE            local CSV file (overrides \"data\")\n"
     "  --audit-log FILE       the agent's signed audit log (overrides \"audit_log\"; default\n"
     "                         audit/agent-audit.log beside agent.json; head: FILE.head).\n"
@@ -69,6 +69,10 @@ static const char usage[] =
     "                         coordinator then sees this bank's update in the clear)\n"
     "  --disclose-rows on|off tell the coordinator the data file's row count when\n"
     "                         accepting a job (default off: 0 is sent, meaning withheld)\n"
+    "  --max-crl-age-s N      refuse SecAgg jobs when the newest federation CRL held (the\n"
+    "                         coordinator relays it; the agent checks the CA signed it)\n"
+    "                         was issued more than N seconds ago (default 2592000, 30\n"
+    "                         days; overrides \"policy.max_crl_age_s\")\n"
     "  --once                 exit 0 after the first job is done\n"
     "  --threads N            OpenBLAS threads for local training (default 1)\n"
     "  -h, --help             this text\n"
@@ -333,10 +337,19 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
         {
             if (strcmp(k, "accept_jobs") != 0 && strcmp(k, "min_cohort") != 0 &&
                 strcmp(k, "min_threshold") != 0 && strcmp(k, "require_secure_aggregation") != 0 &&
-                strcmp(k, "disclose_rows") != 0)
+                strcmp(k, "disclose_rows") != 0 && strcmp(k, "max_crl_age_s") != 0)
                 return fail("%s: unknown key \"policy.%s\" (known: accept_jobs, min_cohort, "
-                            "min_threshold, require_secure_aggregation, disclose_rows)",
+                            "min_threshold, require_secure_aggregation, disclose_rows, "
+                            "max_crl_age_s)",
                             path, k);
+        }
+        json_t *age = json_object_get(pol, "max_crl_age_s");
+        if (age != NULL) {
+            if (!json_is_integer(age) || json_integer_value(age) < 1 ||
+                json_integer_value(age) > INT32_MAX)
+                return fail("%s: policy.max_crl_age_s must be an integer in 1..%d (seconds)", path,
+                            INT32_MAX);
+            c->max_crl_age_s = json_integer_value(age);
         }
         if ((err = cfg_u32(pol, path, "min_cohort", &c->min_cohort)) != 0 ||
             (err = cfg_u32(pol, path, "min_threshold", &c->min_threshold)) != 0 ||
@@ -373,6 +386,7 @@ enum {
     OPT_AUDIT_LOG,
     OPT_REQUIRE_SECAGG,
     OPT_DISCLOSE_ROWS,
+    OPT_MAX_CRL_AGE,
 };
 
 static const struct option long_opts[] = {
@@ -387,6 +401,7 @@ static const struct option long_opts[] = {
     {"audit-log", required_argument, NULL, OPT_AUDIT_LOG},
     {"require-secure-aggregation", required_argument, NULL, OPT_REQUIRE_SECAGG},
     {"disclose-rows", required_argument, NULL, OPT_DISCLOSE_ROWS},
+    {"max-crl-age-s", required_argument, NULL, OPT_MAX_CRL_AGE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -394,7 +409,7 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv)
 {
     const char *config = NULL, *data = NULL, *coordinator = NULL, *accept = NULL, *audit_log = NULL;
-    uint32_t min_cohort = 0, min_threshold = 0, threads = 0;
+    uint32_t min_cohort = 0, min_threshold = 0, threads = 0, max_crl_age_s = 0;
     bool have_min_cohort = false, have_min_threshold = false, once = false;
     bool require_secagg = true, have_require_secagg = false;
     bool disclose_rows = false, have_disclose_rows = false;
@@ -448,6 +463,11 @@ int main(int argc, char **argv)
                 return usage_error("--disclose-rows: expected on or off, got '%s'", optarg);
             have_disclose_rows = true;
             break;
+        case OPT_MAX_CRL_AGE:
+            if (!parse_u32(optarg, 1, INT32_MAX, &max_crl_age_s))
+                return usage_error("--max-crl-age-s: expected seconds in 1..%d, got '%s'",
+                                   INT32_MAX, optarg);
+            break;
         case OPT_THREADS:
             if (!parse_u32(optarg, 1, 256, &threads))
                 return usage_error("--threads: expected an integer in 1..256, got '%s'", optarg);
@@ -471,6 +491,7 @@ int main(int argc, char **argv)
     fv_agent_cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.require_secagg = true; /* the policy's defaults: SecAgg required, rows withheld */
+    cfg.max_crl_age_s = FV_AGENT_MAX_CRL_AGE_S;
     strpool_t pool;
     memset(&pool, 0, sizeof pool);
     json_t *root = NULL;
@@ -518,6 +539,8 @@ int main(int argc, char **argv)
         cfg.require_secagg = require_secagg;
     if (have_disclose_rows)
         cfg.disclose_rows = disclose_rows;
+    if (max_crl_age_s != 0)
+        cfg.max_crl_age_s = max_crl_age_s;
     cfg.once = once;
     cfg.threads = threads != 0 ? threads : FV_DEFAULT_BLAS_THREADS;
     if (cfg.host == NULL || cfg.port == 0) {

@@ -4,7 +4,9 @@
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), as this side plays it:
  *   ROUND_START   the job's checks here (accepted, not loading), a round still held is
- *                 abandoned (round_abandoned), then fv_around_check (round kind for the
+ *                 abandoned (round_abandoned), for a SecAgg job the cohort's
+ *                 certificates (agent_cohort.c: a violation refuses the job), then
+ *                 fv_around_check (round kind for the
  *                 number, no older round, our key at our index, the model hash, the
  *                 stats vector, n_ref) and fv_around_new (policy, SecAgg client,
  *                 ADVERTISE, COMPUTE).
@@ -359,6 +361,10 @@ void fv__agent_on_round_start(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         fv__agent_round_free(j->round);
         j->round = NULL;
     }
+    /* a SecAgg cohort must be certified member by member; else the job is refused and
+     * gone (agent_cohort.c) */
+    if (j->job->secagg.on && fv__agent_cohort_check(a, c, j, m) != 0)
+        return;
     fv_around_held_t h;
     held_of(a, j, &h);
     char why[512];

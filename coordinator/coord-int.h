@@ -70,6 +70,9 @@ typedef struct agent {
     fv_conn_t *conn; /* NULL when disconnected */
     uint8_t sign_pk[32];
     char serial[41];
+    uint8_t *cert_der; /* its certificate (DER) from the live or last session: ROUND_START
+                          "certs" of a SecAgg job; NULL if unknown */
+    size_t cert_der_len;
     char addr[64];
     bool accepted;
     uint64_t rows;
@@ -123,7 +126,10 @@ typedef struct coord {
     bool in_txn;           /* a state transaction is open: audit records wait for it */
     char federation[FV_NAME_MAX + 1];
     char self_name[FV_NAME_MAX + 1];
-    uint8_t sign_sk[64]; /* the coordinator's Ed25519 key: receipts (wiped at exit) */
+    uint8_t sign_sk[64];  /* the coordinator's Ed25519 key: receipts (wiped at exit) */
+    const char *crl_file; /* the CRL the TLS context uses (NULL: none) */
+    uint8_t *crl_der;     /* its DER, relayed in JOB_OFFER (read at start and each reload) */
+    size_t crl_der_len;
     uint64_t t_start_ms;
     bool stopping;
     const char *only_job; /* --job mode: exit when this job (64 hex) has ended */
@@ -275,6 +281,9 @@ void coord__oq_stop(void);
 void coord__oq_close(void);
 void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
                         const void **field);
+/* The same for a message that borrows two buffers (either may be empty). */
+void coord__oq_push_msg2(agent_t *a, const fv_msg_t *m, const void *src1, size_t len1,
+                         const void **field1, const void *src2, size_t len2, const void **field2);
 void coord__oq_push_vec(agent_t *a, uint32_t id, fv_vec_dtype_t dtype, const void *vec, void *owned,
                         uint64_t n, const char *name);
 void coord__oq_clear(agent_t *a);

@@ -13,7 +13,10 @@
  * violation closes the connection (FV_EPROTO, FV_EPOLICY) and the daemon goes on; the
  * close makes the member a dropout (fv_cround_lost). Answers that arrive between jobs or
  * rounds are stale, not errors. A straggler's upload still arriving when its round ended
- * lands in a->orphan, freed at that connection's on_vec or close.
+ * lands in a->orphan, freed at that connection's on_vec or close. An agent's certificate
+ * (DER) is kept from on_open for the ROUND_START "certs" of SecAgg jobs; a JOB_REFUSE
+ * from an agent that had accepted the running job takes it out of the job (a member that
+ * refused its cohort): not accepted any more, lost in the round in flight.
  *
  * Threading: the loop thread only (fv_conn's callbacks).
  */
@@ -85,6 +88,18 @@ void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer)
     }
     a->conn = conn;
     memcpy(a->sign_pk, peer->sign_pk, 32);
+    {
+        /* its certificate for ROUND_START "certs": the cohort's members verify it */
+        const uint8_t *der = NULL;
+        size_t len = 0;
+        uint8_t *copy = NULL;
+        if (fv_conn_peer_der(conn, &der, &len) == 0 && len > 0 && len <= FV_WIRE_CERT_MAX &&
+            (copy = malloc(len)) != NULL)
+            memcpy(copy, der, len);
+        free(a->cert_der);
+        a->cert_der = copy;
+        a->cert_der_len = copy != NULL ? len : 0;
+    }
     snprintf(a->serial, sizeof a->serial, "%s", peer->serial_hex);
     snprintf(a->addr, sizeof a->addr, "%s", fv_conn_peer_addr(conn));
     a->accepted = false;
@@ -243,14 +258,23 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
         coord__send_stats(c, a);
         coord__round_start(c);
         return;
-    case FV_MSG_JOB_REFUSE:
-        coord_logj("warn", "job_refused",
+    case FV_MSG_JOB_REFUSE: {
+        /* an agent that had accepted the running job leaves it (it refused its cohort:
+         * agent/agent_cohort.c): no longer accepted, and lost in the round in flight */
+        bool left = a->accepted && job_matches(c, m->u.job_refuse.job);
+        coord_logj("warn", left ? "job_left" : "job_refused",
                    json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->run.job_hex, "reason",
                              m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
-        coord_audit(c, NULL, "agent.refused_job",
+        coord_audit(c, NULL, left ? "agent.left_job" : "agent.refused_job",
                     json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->run.job_id, "reason",
                               m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
+        if (left) {
+            a->accepted = false;
+            agent_lost(c, a, conn);
+            coord_metrics_refresh(c);
+        }
         return;
+    }
     case FV_MSG_SECAGG:
         if (!job_matches(c, m->u.secagg.job))
             do {

@@ -14,7 +14,8 @@
  *
  * Stopping: SIGINT/SIGTERM, a state that cannot be written (coord__state_fatal) and the
  * end of the --job job all go through coord__shutdown_all; a job in flight stays
- * "running" in the state and resumes at the next start. SIGHUP reloads the CRL.
+ * "running" in the state and resumes at the next start. SIGHUP reloads the CRL (into the
+ * TLS context, and as DER into every later JOB_OFFER, for the agents to verify).
  *
  * Threading: the loop thread only; CPU work goes to the thread pool (coord_distill.c).
  * Every callback the loop runs into the daemon is measured (coord_loopstat.c): the agent
@@ -39,6 +40,7 @@
 #include "fv_file.h"
 #include "fv_job.h"
 #include "fv_tls.h"
+#include "fv_trust.h"
 #include "fv_wire.h"
 
 /* ---- start and stop -------------------------------------------------------------- */
@@ -88,9 +90,28 @@ void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d)
     coord__shutdown_all(c);
 }
 
+/* The CRL file as DER for JOB_OFFER (agents verify it against their CA and keep the
+ * newest: crypto/fv_trust.h). On failure the DER in force stays. */
+static int crl_der_load(coord_t *c, fv_diag_t *d)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    if (c->crl_file == NULL)
+        return 0;
+    int r = fv_trust_crl_file_der(c->crl_file, FV_WIRE_CRL_MAX, &der, &len, d);
+    if (r != 0)
+        return r;
+    free(c->crl_der);
+    c->crl_der = der;
+    c->crl_der_len = len;
+    return 0;
+}
+
 int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d)
 {
     int r = fv_tls_ctx_reload_crl(c->net.ctx, d);
+    if (r == 0)
+        r = crl_der_load(c, d);
     coord_logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
                r == 0 ? json_pack("{s:I,s:s}", "revoked",
                                   (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "by", by)
@@ -432,6 +453,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
     }
+    c.crl_file = crl;
+    if (crl_der_load(&c, &d) != 0) {
+        fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
+        goto out;
+    }
     if (fv_tls_load_sign_key(key, c.sign_sk, &d) != 0) {
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
@@ -589,6 +615,7 @@ out:
         c.agents = a->next;
         coord__oq_clear(a);
         free(a->orphan);
+        free(a->cert_der);
         free(a);
     }
     fv_prom_free(c.metrics.prom);
@@ -596,6 +623,7 @@ out:
     fv_state_close(c.st);
     sodium_memzero(c.sign_sk, sizeof c.sign_sk);
     fv_tls_ctx_free(c.net.ctx);
+    free(c.crl_der);
     free(ca);
     free(cert);
     free(key);

@@ -9,7 +9,8 @@
  * waits for a send slot is resumed by oq_pump_all when one frees. Starts are paced: one
  * per turn of the loop (a start encodes a first frame), the rest on the next turns.
  *
- * Ownership: a queued message owns copies of the buffers it borrowed (oq_push_msg); a
+ * Ownership: a queued message owns copies of the buffers it borrowed (oq_push_msg2: a
+ * ROUND_START's keys and certificates, a JOB_OFFER's spec and CRL); a
  * queued vector either borrows a coordinator-owned vector that outlives the queue (the
  * global model, the teacher) or owns its copy. A connection that closes drops its queue
  * (coord__oq_clear).
@@ -97,11 +98,11 @@ void coord__oq_close(void)
     g_agents = NULL;
 }
 
-/* Queues a copy of m. When m borrows a buffer (field: the address of that pointer
- * member inside *m), the buffer's owned_len bytes are copied and the copy's member is
- * pointed at them, so the caller's buffer may go away at once. */
-void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
-                        const void **field)
+/* Queues a copy of m. When m borrows buffers (field1/field2: the address of that pointer
+ * member inside *m), their len bytes are copied (into one allocation) and the copy's
+ * members are pointed at them, so the caller's buffers may go away at once. */
+void coord__oq_push_msg2(agent_t *a, const fv_msg_t *m, const void *src1, size_t len1,
+                         const void **field1, const void *src2, size_t len2, const void **field2)
 {
     if (a->conn == NULL)
         return;
@@ -109,16 +110,25 @@ void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, si
     if (it == NULL)
         return;
     it->m = *m;
-    if (owned_len > 0) {
-        it->owned = malloc(owned_len);
+    if (len1 + len2 > 0) {
+        it->owned = malloc(len1 + len2);
         if (it->owned == NULL) {
             free(it);
             return;
         }
-        memcpy(it->owned, owned_src, owned_len);
-        /* re-point the borrowed field at the copy: field is its offset in m */
-        size_t off = (size_t)((const uint8_t *)field - (const uint8_t *)m);
-        memcpy((uint8_t *)&it->m + off, &it->owned, sizeof(void *));
+        const void *src[2] = {src1, src2};
+        const void **field[2] = {field1, field2};
+        size_t len[2] = {len1, len2}, at = 0;
+        for (int i = 0; i < 2; i++) {
+            if (len[i] == 0)
+                continue;
+            uint8_t *copy = it->owned + at;
+            memcpy(copy, src[i], len[i]);
+            at += len[i];
+            /* re-point the borrowed field at the copy: field is its offset in m */
+            size_t off = (size_t)((const uint8_t *)field[i] - (const uint8_t *)m);
+            memcpy((uint8_t *)&it->m + off, &copy, sizeof(void *));
+        }
     }
     if (a->oq_tail != NULL)
         a->oq_tail->next = it;
@@ -126,6 +136,12 @@ void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, si
         a->oq_head = it;
     a->oq_tail = it;
     oq_pump(a);
+}
+
+void coord__oq_push_msg(agent_t *a, const fv_msg_t *m, const void *owned_src, size_t owned_len,
+                        const void **field)
+{
+    coord__oq_push_msg2(a, m, owned_src, owned_len, field, NULL, 0, NULL);
 }
 
 void coord__oq_push_vec(agent_t *a, uint32_t id, fv_vec_dtype_t dtype, const void *vec, void *owned,
@@ -290,7 +306,10 @@ void coord__send_offer(coord_t *c, agent_t *a)
     memcpy(m.u.job_offer.job, c->run.digest, 32);
     m.u.job_offer.spec = (const uint8_t *)c->run.spec;
     m.u.job_offer.spec_len = c->run.spec_len;
-    coord__oq_push_msg(a, &m, c->run.spec, c->run.spec_len, (const void **)&m.u.job_offer.spec);
+    m.u.job_offer.crl = c->crl_der; /* the federation CRL the agents verify (coord_main.c) */
+    m.u.job_offer.crl_len = c->crl_der_len;
+    coord__oq_push_msg2(a, &m, c->run.spec, c->run.spec_len, (const void **)&m.u.job_offer.spec,
+                        c->crl_der, c->crl_der_len, (const void **)&m.u.job_offer.crl);
 }
 
 void coord__send_stats(coord_t *c, agent_t *a)

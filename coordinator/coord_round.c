@@ -18,6 +18,8 @@
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
  * cohort = accepted, connected agents at round start, sorted by name) -> WAITING/next
  * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
+ * A SecAgg job's ROUND_START carries every member's certificate ("certs", in index
+ * order), which each agent verifies itself before it masks (agent/agent_cohort.c).
  * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or
  * disconnect, are dropouts: a SecAgg phase closes with the survivors when at least t
  * answered, else the round aborts (ROUND_END with the code) and runs again under the
@@ -74,6 +76,33 @@ static fv_round_sizes_t round_sizes(coord_t *c)
     return fv_cjob_sizes(c->model.jm);
 }
 
+/* ROUND_START "certs" (fv_wire.h): each member's certificate, by index, as a 2-byte
+ * big-endian length and the DER (coord_conn.c keeps it from the session's handshake). */
+static int cohort_certs(coord_t *c, uint8_t **ret, size_t *ret_len)
+{
+    size_t len = 0;
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        const agent_t *a = c->rnd.cohort[i];
+        if (a->cert_der == NULL || a->cert_der_len == 0 || a->cert_der_len > FV_WIRE_CERT_MAX)
+            return FV_EINVAL;
+        len += 2 + a->cert_der_len;
+    }
+    uint8_t *p = malloc(len > 0 ? len : 1);
+    if (p == NULL)
+        return FV_ENOMEM;
+    size_t at = 0;
+    for (uint32_t i = 0; i < c->rnd.n; i++) {
+        const agent_t *a = c->rnd.cohort[i];
+        p[at] = (uint8_t)(a->cert_der_len >> 8);
+        p[at + 1] = (uint8_t)a->cert_der_len;
+        memcpy(p + at + 2, a->cert_der, a->cert_der_len);
+        at += 2 + a->cert_der_len;
+    }
+    *ret = p;
+    *ret_len = len;
+    return 0;
+}
+
 /* ---- the machine's actions ------------------------------------------------------- */
 
 static void exec_send(coord_t *c, agent_t *a, const fv_round_act_t *act)
@@ -81,8 +110,9 @@ static void exec_send(coord_t *c, agent_t *a, const fv_round_act_t *act)
     fv_msg_t m = act->msg; /* the copy's borrowed field is copied again by the queue */
     switch (m.type) {
     case FV_MSG_ROUND_START:
-        coord__oq_push_msg(a, &m, m.u.round_start.pks, m.u.round_start.pks_len,
-                           (const void **)&m.u.round_start.pks);
+        coord__oq_push_msg2(a, &m, m.u.round_start.pks, m.u.round_start.pks_len,
+                            (const void **)&m.u.round_start.pks, m.u.round_start.certs,
+                            m.u.round_start.certs_len, (const void **)&m.u.round_start.certs);
         break;
     case FV_MSG_SECAGG:
         coord__oq_push_msg(a, &m, m.u.secagg.data, m.u.secagg.len, (const void **)&m.u.secagg.data);
@@ -286,6 +316,14 @@ void coord__round_start(coord_t *c)
         c->rnd.cohort[i]->round_conn = c->rnd.cohort[i]->conn;
         memcpy(pks + (size_t)i * 32, c->rnd.cohort[i]->sign_pk, 32);
     }
+    /* a SecAgg job's members check each other's certificates (ROUND_START "certs") */
+    uint8_t *certs = NULL;
+    size_t certs_len = 0;
+    if (c->job->secagg.on && cohort_certs(c, &certs, &certs_len) != 0) {
+        free(pks);
+        coord__round_finish(c, FV_ENOMEM, "a member's certificate is unknown, or out of memory");
+        return;
+    }
     c->rnd.t = c->rnd.n;
     c->rnd.k = c->rnd.n - 1;
     int r = 0;
@@ -301,6 +339,8 @@ void coord__round_start(coord_t *c)
         cfg.round = c->rnd.round;
         cfg.n = c->rnd.n;
         cfg.pks = pks;
+        cfg.certs = certs;
+        cfg.certs_len = certs_len;
         cfg.secagg = c->job->secagg.on;
         cfg.t = c->rnd.t;
         cfg.k = c->rnd.k;
@@ -315,6 +355,7 @@ void coord__round_start(coord_t *c)
         r = fv_cround_new(&cfg, &c->rnd.cr, &d);
     }
     free(pks);
+    free(certs);
     if (r != 0) {
         coord__round_finish(c, r, d.msg);
         return;

@@ -91,6 +91,9 @@ bool fv_tls_established(const fv_tls_t *t);
 const char *fv_tls_error(const fv_tls_t *t);
 /* The verified peer once the handshake succeeded, NULL before (borrowed from t). */
 const fv_identity_t *fv_tls_peer(const fv_tls_t *t);
+/* The verified peer's certificate in DER (borrowed from t, valid until fv_tls_free);
+ * FV_EPHASE before the handshake succeeded. */
+int fv_tls_peer_der(const fv_tls_t *t, const uint8_t **ret_der, size_t *ret_len);
 
 /* Plaintext out: *ret_n bytes (0 = need more input). UV_EOF after the peer's
  * close_notify; FV_EPROTO on a bad record; FV_EAUTH when the peer refuses our certificate

@@ -56,6 +56,7 @@
 #include <sodium.h>
 #include <uv.h> /* UV_EAGAIN, UV_EOF only: no loop here */
 
+#include "crypto-int.h"
 #include "fv_tls.h"
 
 #define FV_TLS_FEED_MAX ((size_t)1 << 20)
@@ -79,6 +80,8 @@ struct fv_tls {
     bool established;
     int err; /* sticky failure of the handshake or a read, 0 if none */
     fv_identity_t peer;
+    uint8_t *peer_der; /* the verified peer's certificate, DER (OPENSSL_malloc), or NULL */
+    int peer_der_len;
     /* First certificate failure seen by the verify callback. */
     bool verify_failed;
     char verify_msg[FV_TLS_ERR_MAX];
@@ -136,78 +139,11 @@ out:
     ERR_clear_error();
 }
 
-/* The single entry of nid in the subject, copied into out (FV_NAME_MAX + 1 bytes) if it
- * is a valid name (fv_name_valid). */
-static int subject_field(const X509_NAME *nm, int nid, const char *what, char *out, fv_diag_t *d)
-{
-    int i = X509_NAME_get_index_by_NID(nm, nid, -1);
-    const ASN1_STRING *v;
-    const unsigned char *p;
-    int n;
-
-    if (i < 0)
-        return fv_diag_set(d, FV_EPARSE, "no %s in the subject", what);
-    if (X509_NAME_get_index_by_NID(nm, nid, i) >= 0)
-        return fv_diag_set(d, FV_EPARSE, "more than one %s in the subject", what);
-    v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i));
-    p = ASN1_STRING_get0_data(v);
-    n = ASN1_STRING_length(v);
-    /* A BMP or Universal string holds NUL bytes and fails here, as does anything long. */
-    if (p == NULL || n <= 0 || n > FV_NAME_MAX || memchr(p, 0, (size_t)n) != NULL)
-        return fv_diag_set(d, FV_EPARSE, "%s is not a valid name", what);
-    memcpy(out, p, (size_t)n);
-    out[n] = '\0';
-    if (!fv_name_valid(out))
-        return fv_diag_set(d, FV_EPARSE, "%s \"%s\" is not a valid name", what, out);
-    return 0;
-}
-
-/* The identity a certificate states. Does not verify anything but its form: the caller
- * has verified the chain. FV_EPARSE with a diag (no file or peer prefix) otherwise. */
+/* The identity a certificate states (identity.c, shared with trust.c). Does not verify
+ * anything but its form: the caller has verified the chain. */
 static int identity_from_cert(X509 *x, fv_identity_t *ret, fv_diag_t *d)
 {
-    const X509_NAME *nm = X509_get_subject_name(x);
-    const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
-    EVP_PKEY *pk = X509_get0_pubkey(x);
-    char role[FV_NAME_MAX + 1];
-    fv_identity_t id;
-    size_t pk_len = sizeof id.sign_pk;
-    int r;
-
-    memset(&id, 0, sizeof id);
-    if (nm == NULL || X509_NAME_entry_count(nm) != 3)
-        return fv_diag_set(d, FV_EPARSE,
-                           "subject must be exactly O=<federation>, "
-                           "OU=<role>, CN=<name>");
-    if ((r = subject_field(nm, NID_organizationName, "O (federation)", id.federation, d)) < 0 ||
-        (r = subject_field(nm, NID_organizationalUnitName, "OU (role)", role, d)) < 0 ||
-        (r = subject_field(nm, NID_commonName, "CN (name)", id.name, d)) < 0)
-        return r;
-    if (fv_role_parse(role, &id.role) < 0)
-        return fv_diag_set(d, FV_EPARSE, "OU \"%s\" is not a role (coordinator, agent, admin)",
-                           role);
-    if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_ED25519) {
-        ERR_clear_error();
-        return fv_diag_set(d, FV_EPARSE, "key is not Ed25519");
-    }
-    if (EVP_PKEY_get_raw_public_key(pk, id.sign_pk, &pk_len) != 1 || pk_len != sizeof id.sign_pk) {
-        ERR_clear_error();
-        return fv_diag_set(d, FV_EPARSE, "cannot read the Ed25519 public key");
-    }
-    if (serial == NULL || ASN1_STRING_type(serial) != V_ASN1_INTEGER ||
-        ASN1_STRING_length(serial) <= 0 ||
-        (size_t)ASN1_STRING_length(serial) * 2 >= sizeof id.serial_hex)
-        return fv_diag_set(d, FV_EPARSE,
-                           "serial number is negative, empty or longer than "
-                           "20 bytes");
-    {
-        const unsigned char *s = ASN1_STRING_get0_data(serial);
-        int n = ASN1_STRING_length(serial);
-        for (int i = 0; i < n; i++)
-            snprintf(id.serial_hex + 2 * i, 3, "%02x", s[i]);
-    }
-    *ret = id;
-    return 0;
+    return fv__identity_from_x509(x, ret, d);
 }
 
 static int pem_no_password(char *buf, int size, int rwflag, void *u)
@@ -589,6 +525,7 @@ void fv_tls_free(fv_tls_t *t)
     if (t == NULL)
         return;
     SSL_free(t->ssl);
+    OPENSSL_free(t->peer_der);
     ctx_unref(t->ctx);
     free(t);
 }
@@ -706,6 +643,11 @@ int fv_tls_handshake(fv_tls_t *t, fv_diag_t *d)
     if (peer == NULL)
         return tls_fail(t, FV_EAUTH, d, "peer sent no certificate (one is required)");
     r = identity_from_cert(peer, &id, &why);
+    if (r == 0 && t->peer_der == NULL && (t->peer_der_len = i2d_X509(peer, &t->peer_der)) <= 0) {
+        ERR_clear_error();
+        X509_free(peer);
+        return tls_fail(t, FV_ENOMEM, d, "cannot encode the peer certificate");
+    }
     X509_free(peer);
     if (r < 0)
         return tls_fail(t, FV_EAUTH, d, "peer certificate refused: %s", why.msg);
@@ -725,6 +667,15 @@ bool fv_tls_established(const fv_tls_t *t)
 const fv_identity_t *fv_tls_peer(const fv_tls_t *t)
 {
     return t->established ? &t->peer : NULL;
+}
+
+int fv_tls_peer_der(const fv_tls_t *t, const uint8_t **ret_der, size_t *ret_len)
+{
+    if (!t->established || t->peer_der == NULL)
+        return FV_EPHASE;
+    *ret_der = t->peer_der;
+    *ret_len = (size_t)t->peer_der_len;
+    return 0;
 }
 
 const char *fv_tls_error(const fv_tls_t *t)

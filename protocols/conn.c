@@ -182,6 +182,12 @@ const fv_identity_t *fv_conn_peer(const fv_conn_t *c)
 {
     return c->peer_known ? &c->peer : NULL;
 }
+int fv_conn_peer_der(const fv_conn_t *c, const uint8_t **ret_der, size_t *ret_len)
+{
+    if (!c->peer_known || c->tls == NULL)
+        return FV_EPHASE;
+    return fv_tls_peer_der(c->tls, ret_der, ret_len);
+}
 bool fv_conn_is_open(const fv_conn_t *c)
 {
     return c->state == ST_OPEN;

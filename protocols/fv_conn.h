@@ -95,6 +95,9 @@ void *fv_conn_get_data(const fv_conn_t *c);
 const char *fv_conn_peer_addr(const fv_conn_t *c);
 /* NULL before on_open. */
 const fv_identity_t *fv_conn_peer(const fv_conn_t *c);
+/* The verified peer's certificate in DER (borrowed, valid until the connection is
+ * freed); FV_EPHASE before on_open. */
+int fv_conn_peer_der(const fv_conn_t *c, const uint8_t **ret_der, size_t *ret_len);
 bool fv_conn_is_open(const fv_conn_t *c);
 /* Bytes queued to the socket and not yet written. */
 size_t fv_conn_queued_bytes(const fv_conn_t *c);

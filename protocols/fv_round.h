@@ -279,6 +279,10 @@ typedef struct fv_cround_cfg {
     uint64_t round;
     uint32_t n;         /* cohort size */
     const uint8_t *pks; /* n * 32 bytes: the members' Ed25519 keys, by index (copied) */
+    /* ROUND_START "certs" (fv_wire.h): the members' certificates in index order, each a
+     * 2-byte big-endian length and DER; NULL/0 for none (copied) */
+    const uint8_t *certs;
+    size_t certs_len;
     bool secagg;
     uint32_t t, k;     /* SecAgg threshold and neighbours (fv_job_secagg_for) */
     uint8_t gseed[32]; /* SecAgg's graph seed */

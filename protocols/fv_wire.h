@@ -45,6 +45,9 @@
 /* The receipt (see "ROUNDS"). */
 #define FV_WIRE_RECEIPT_MAX 65536 /* receipt body: JSON text (bytes) */
 #define FV_WIRE_SIG_BYTES 64      /* an Ed25519 signature */
+/* Certified cohorts (see "ROUNDS"). */
+#define FV_WIRE_CRL_MAX (1u << 20) /* job_offer crl: the federation CRL in DER (bytes) */
+#define FV_WIRE_CERT_MAX 4096      /* one round_start certs entry: a DER certificate */
 
 typedef struct fv_wire_limits {
     uint32_t max_frame_bytes; /* body bytes; default 4 MiB, at most the ceiling */
@@ -85,7 +88,9 @@ typedef enum fv_msg_type {
 #define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
 
 /* ROUNDS. One job at a time per connection; "job" is the job's digest (fv_job_digest).
- *   coordinator -> agent  JOB_OFFER {job, spec}: the canonical job JSON.
+ *   coordinator -> agent  JOB_OFFER {job, spec, crl}: the canonical job JSON; the
+ *                         federation's CRL in DER (0..FV_WIRE_CRL_MAX bytes, empty: none),
+ *                         which the agent verifies against its CA and keeps if newer.
  *   agent -> coordinator  JOB_ACCEPT {job, dsha (SHA-256 of its data file), rows,
  *                         model (hash of the global model it holds, or empty)}
  *                         or JOB_REFUSE {job, reason}.
@@ -100,7 +105,13 @@ typedef enum fv_msg_type {
                          ROUND_START {job, round, kind (1 stats, 2 train, 3 distill), index (this
  *                         agent's SecAgg id), n, t, k, gseed, pks (n x 32 bytes: the
  *                         cohort's Ed25519 keys in index order), model (hash, train
- *                         rounds), nref (total training rows, train rounds)}
+ *                         rounds), nref (total training rows, train rounds), certs (the
+ *                         cohort's certificates in index order, each a 2-byte big-endian
+ *                         length and DER; empty for a job without SecAgg)}
+ *                         The agent verifies every certificate itself (federation CA,
+ *                         its CRL, role agent, key equal to pks[i], no duplicates, not
+ *                         the coordinator) and refuses the whole job with JOB_REFUSE if
+ *                         one fails: the coordinator cannot invent members.
  *   With SecAgg: SECAGG {job, round, data} both ways carry the fv_secagg messages except
  *   MASKED; an agent whose masked input is ready waits for UPLOAD_GO {job, round} and
  *   then sends VEC "masked", id r, u32: the MASKED message's bytes as little-endian
@@ -195,6 +206,8 @@ typedef struct fv_msg {
             uint8_t job[32];
             const uint8_t *spec; /* 1..FV_WIRE_SPEC_MAX bytes (and the frame cap) */
             size_t spec_len;
+            const uint8_t *crl; /* 0..FV_WIRE_CRL_MAX bytes: DER; empty = none */
+            size_t crl_len;
         } job_offer;
         struct {
             uint8_t job[32];
@@ -222,6 +235,10 @@ typedef struct fv_msg {
             bool has_model; /* "model" bin of 0 or 32 bytes */
             uint8_t model[32];
             uint64_t n_ref; /* "nref" */
+            /* empty, or exactly n entries {2-byte big-endian length 1..FV_WIRE_CERT_MAX,
+               DER}: read them with fv_wire_cert_at */
+            const uint8_t *certs;
+            size_t certs_len;
         } round_start;
         struct {
             uint8_t job[32];
@@ -270,6 +287,11 @@ typedef struct fv_msg {
  * fields (admin args and body, receipt body) may also hold tab, LF and CR (JSON's
  * whitespace) and 0x7f; any other byte below 0x20 (NUL included) is refused. Neither
  * kind is checked for UTF-8 validity or JSON syntax here: the JSON parser does that. */
+
+/* Entry i of a round_start "certs" field (borrowed from certs): 0, or FV_EPROTO when i
+ * is past the end or the framing is broken (a decoded message's certs never is). */
+int fv_wire_cert_at(const uint8_t *certs, size_t certs_len, uint32_t i, const uint8_t **ret_der,
+                    size_t *ret_len);
 
 /* ---- growable output buffer ------------------------------------------------------- */
 typedef struct fv_buf {

@@ -28,8 +28,8 @@
  * fv_cround_end's ROUND_END is emitted after it.
  *
  * Actions (fv_round_out_t): SEND (msg to `member`; its borrowed fields point into the
- * machine: the cohort keys, the SecAgg outbox of the phase just opened, the ROUND_END
- * reason), DROP (`member` broke the protocol: close its connection with err and why; when
+ * machine: the cohort keys and certificates, the SecAgg outbox of the phase just opened, the
+ * ROUND_END reason), DROP (`member` broke the protocol: close its connection with err and why; when
  * `event` is set the drop is its own log line, as "upload_refused"), LOG (level, event,
  * member or UINT32_MAX, err when non-zero, why when non-empty, phase and count as the event
  * names them: "deadline" phase and missing, "phase_closed" the closed phase and its
@@ -57,8 +57,9 @@ typedef struct member {
 } member_t;
 
 struct fv_cround {
-    fv_cround_cfg_t cfg; /* cfg.pks points at pks below */
+    fv_cround_cfg_t cfg; /* cfg.pks and cfg.certs point at pks and certs below */
     uint8_t *pks;
+    uint8_t *certs; /* NULL when cfg.certs_len is 0 */
     fv_round_shape_t shape;
     member_t *m;
     fv_secagg_server_t *sa;
@@ -167,6 +168,16 @@ int fv_cround_new(const fv_cround_cfg_t *cfg, fv_cround_t **ret, fv_diag_t *d)
     }
     memcpy(r->pks, cfg->pks, (size_t)cfg->n * 32);
     r->cfg.pks = r->pks;
+    r->cfg.certs = NULL;
+    if (cfg->certs_len > 0) {
+        if (cfg->certs == NULL || (r->certs = malloc(cfg->certs_len)) == NULL) {
+            rc = fv_diag_set(d, cfg->certs == NULL ? FV_EINVAL : FV_ENOMEM,
+                             "round machine: cannot copy the cohort's certificates");
+            goto fail;
+        }
+        memcpy(r->certs, cfg->certs, cfg->certs_len);
+        r->cfg.certs = r->certs;
+    }
     if (cfg->kind->shape == NULL)
         rc = fv_diag_set(d, FV_EINVAL, "round kind %s has no vector", cfg->kind->name);
     else
@@ -217,6 +228,7 @@ void fv_cround_free(fv_cround_t *r)
             free_buf(&r->m[i]);
     free(r->m);
     free(r->pks);
+    free(r->certs);
     fv_secagg_server_free(r->sa);
     fv_secagg_outbox_close(&r->ob);
     free(r->acc_u);
@@ -420,6 +432,8 @@ int fv_cround_start(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         m->u.round_start.has_model = r->cfg.has_model;
         memcpy(m->u.round_start.model, r->cfg.model, 32);
         m->u.round_start.n_ref = r->cfg.n_ref;
+        m->u.round_start.certs = r->cfg.certs;
+        m->u.round_start.certs_len = r->cfg.certs_len;
     }
     r->phase = r->sa != NULL ? 0 : 2;
     set_deadline(r, now_ms);

@@ -16,7 +16,7 @@
  * BODY
  *
  *   byte 0        0x80..0x8f: a msgpack fixmap of N <= 15 entries (our messages have
- *                 2..13). Any other first byte (map16, map32, an array, a scalar) is
+ *                 3..14). Any other first byte (map16, map32, an array, a scalar) is
  *                 refused before msgpack-c sees the body.
  *   then N pairs  key, value. Keys are msgpack str (short ASCII names, below). Every
  *                 message has "v" and "type"; the other keys depend on the type.
@@ -66,7 +66,9 @@
  *   (the job's digest) and comes first; "round" is uint 0..2^64-1 (0 the stats round).
  *   12 job_offer   "job"; "spec" bin 1..FV_WIRE_SPEC_MAX (2^20) bytes, the canonical job
  *                  JSON (and the body must fit max_frame_bytes: the encoder says
- *                  FV_ETOOBIG, the framer refuses a longer frame)
+ *                  FV_ETOOBIG, the framer refuses a longer frame); "crl" bin
+ *                  0..FV_WIRE_CRL_MAX (2^20) bytes: the federation's CRL in DER, empty for
+ *                  none (the agent verifies it: crypto/fv_trust.h)
  *   13 job_accept  "job"; "dsha" bin of exactly 32 bytes (SHA-256 of the agent's data
  *                  file: data_sha256; not "data", which is a vector chunk's payload);
  *                  "rows" uint 0..2^64-1; "model" bin of exactly 0 bytes (has_model
@@ -78,7 +80,12 @@
  *                  bytes; "pks" bin of exactly n*32 bytes; "model" bin of 0 or 32 bytes
  *                  as in job_accept; "nref" uint 0..2^64-1. Across fields: index < n,
  *                  1 <= t <= n, 1 <= k <= n-1 (checked in that order after n's range,
- *                  then the length of "pks")
+ *                  then the length of "pks"); "certs" bin: empty (no certified cohort),
+ *                  or exactly n entries in index order, each
+ *                    offset 0  2 bytes  L, unsigned big-endian, 1..FV_WIRE_CERT_MAX (4096)
+ *                    offset 2  L bytes  a DER X.509 certificate (the agent's of that index)
+ *                  and no byte after the n-th entry. Only the framing is checked here;
+ *                  the agent verifies each certificate and that pks[i] is its key
  *   16 secagg      "job"; "round"; "data" bin 1..max_frame_bytes: one fv_secagg message,
  *                  any length (the multiple-of-4 rule is vec_chunk's alone: the rules
  *                  belong to the message type, the key only names the field)
@@ -134,7 +141,7 @@
  * checks the first byte is a fixmap, that every object is complete and in its shortest
  * encoding, that the body is exactly one object, and counts objects, refusing the body
  * when a container header alone would pass GATE_MAX_OBJECTS (64; our largest message,
- * round_start, has 27: the map and 13 pairs) or containers nest deeper than GATE_MAX_DEPTH (8;
+ * round_start, has 29: the map and 14 pairs) or containers nest deeper than GATE_MAX_DEPTH (8;
  * msgpack-c stops at 32 with an "out of memory" that must not reach a peer's diagnostic). msgpack-c
  * then allocates at most its first zone chunk (8 KiB). str and bin objects point into the input
  * buffer (msgpack_unpack_next does not copy them), which is why decoded messages borrow from the
@@ -168,7 +175,7 @@
 #include <openssl/sha.h>
 
 /* Most msgpack objects a body may hold (all levels); our largest message (round_start)
- * has 27. */
+ * has 29. */
 #define GATE_MAX_OBJECTS 64
 /* Deepest nesting of containers inside a value; ours hold none. msgpack-c's own limit is
  * 32 levels, past which it reports "out of memory": the gate must refuse first. */
@@ -228,6 +235,8 @@ enum key_id {
     K_CMD,
     K_ARGS,
     K_SIG,
+    K_CRL,
+    K_CERTS,
     K__COUNT
 };
 
@@ -238,11 +247,11 @@ static const char *const key_names[K__COUNT] = {
     "v",     "type",   "sw",     "maxf", "code",  "reason", "seq", "body",  "id",
     "dtype", "n",      "chunk",  "name", "data",  "sha256", "job", "spec",  "dsha",
     "rows",  "model",  "round",  "kind", "index", "t",      "k",   "gseed", "pks",
-    "nref",  "status", "rounds", "cmd",  "args",  "sig",
+    "nref",  "status", "rounds", "cmd",  "args",  "sig",    "crl", "certs",
 };
 
 /* The fields of each type after "v" and "type", in encoding order. */
-#define LAYOUT_MAX 11 /* round_start */
+#define LAYOUT_MAX 12 /* round_start */
 typedef struct layout {
     uint8_t n;
     uint8_t k[LAYOUT_MAX];
@@ -260,12 +269,12 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_VEC_CHUNK] = {3, {K_ID, K_SEQ, K_DATA}},
     [FV_MSG_VEC_END] = {2, {K_ID, K_SHA256}},
     [FV_MSG_VEC_ACK] = {2, {K_ID, K_SHA256}},
-    [FV_MSG_JOB_OFFER] = {2, {K_JOB, K_SPEC}},
+    [FV_MSG_JOB_OFFER] = {3, {K_JOB, K_SPEC, K_CRL}},
     [FV_MSG_JOB_ACCEPT] = {4, {K_JOB, K_DSHA, K_ROWS, K_MODEL}},
     [FV_MSG_JOB_REFUSE] = {2, {K_JOB, K_REASON}},
-    [FV_MSG_ROUND_START] = {11,
+    [FV_MSG_ROUND_START] = {12,
                             {K_JOB, K_ROUND, K_KIND, K_INDEX, K_N, K_T, K_K, K_GSEED, K_PKS,
-                             K_MODEL, K_NREF}},
+                             K_MODEL, K_NREF, K_CERTS}},
     [FV_MSG_SECAGG] = {3, {K_JOB, K_ROUND, K_DATA}},
     [FV_MSG_UPLOAD_GO] = {2, {K_JOB, K_ROUND}},
     [FV_MSG_ROUND_END] = {4, {K_JOB, K_ROUND, K_STATUS, K_REASON}},
@@ -499,7 +508,65 @@ static int check_cmd(const fv_wire_str_t *s, const char *tname, int err, fv_diag
     return 0;
 }
 
-/* n's range first, then the fields bounded by n, then the key list's length. */
+/* round_start "certs": empty, or exactly n entries of a 2-byte big-endian length
+ * 1..FV_WIRE_CERT_MAX and that many bytes, nothing after the last. The DER inside is the
+ * agent's to verify (crypto/fv_trust.h); here only the framing. */
+static int check_certs(const uint8_t *p, size_t len, uint32_t n, const char *tname, int err,
+                       fv_diag_t *d)
+{
+    if (len > 0 && p == NULL)
+        return fv_diag_set(d, err, "%s: field 'certs': NULL with length %zu", tname, len);
+    if (len == 0)
+        return 0;
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (len - off < 2)
+            return fv_diag_set(d, err,
+                               "%s: field 'certs': %" PRIu32 " entries, expected n = %" PRIu32
+                               " (one certificate per agent)",
+                               tname, i, n);
+        size_t l = ((size_t)p[off] << 8) | p[off + 1];
+        if (l < 1 || l > FV_WIRE_CERT_MAX)
+            return fv_diag_set(d, err,
+                               "%s: field 'certs': entry %" PRIu32 " is %zu bytes, outside 1..%d",
+                               tname, i, l, FV_WIRE_CERT_MAX);
+        if (len - off - 2 < l)
+            return fv_diag_set(
+                d, err, "%s: field 'certs': entry %" PRIu32 " announces %zu bytes, %zu remain",
+                tname, i, l, len - off - 2);
+        off += 2 + l;
+    }
+    if (off != len)
+        return fv_diag_set(d, err,
+                           "%s: field 'certs': %zu bytes after the %" PRIu32
+                           " entries (n certificates, nothing more)",
+                           tname, len - off, n);
+    return 0;
+}
+
+int fv_wire_cert_at(const uint8_t *certs, size_t certs_len, uint32_t i, const uint8_t **ret_der,
+                    size_t *ret_len)
+{
+    if (certs == NULL)
+        return FV_EPROTO;
+    size_t off = 0;
+    for (uint32_t j = 0;; j++) {
+        if (certs_len - off < 2)
+            return FV_EPROTO;
+        size_t l = ((size_t)certs[off] << 8) | certs[off + 1];
+        if (l < 1 || l > FV_WIRE_CERT_MAX || certs_len - off - 2 < l)
+            return FV_EPROTO;
+        if (j == i) {
+            *ret_der = certs + off + 2;
+            *ret_len = l;
+            return 0;
+        }
+        off += 2 + l;
+    }
+}
+
+/* n's range first, then the fields bounded by n, then the key list's length, then the
+ * certificates' framing. */
 static int check_round_start(const fv_msg_t *m, const char *tname, int err, fv_diag_t *d)
 {
     uint32_t n = m->u.round_start.n;
@@ -528,7 +595,7 @@ static int check_round_start(const fv_msg_t *m, const char *tname, int err, fv_d
                            "%s: field 'pks': %zu bytes, expected n*32 = %zu (one Ed25519 key "
                            "per agent)",
                            tname, m->u.round_start.pks_len, (size_t)n * HASH_BYTES);
-    return 0;
+    return check_certs(m->u.round_start.certs, m->u.round_start.certs_len, n, tname, err, d);
 }
 
 static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv_diag_t *d)
@@ -595,8 +662,11 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
     case FV_MSG_VEC_ACK:
         return 0;
     case FV_MSG_JOB_OFFER:
-        return check_bin(m->u.job_offer.spec, m->u.job_offer.spec_len, 1, FV_WIRE_SPEC_MAX, tn,
-                         K_SPEC, err, d);
+        if ((r = check_bin(m->u.job_offer.spec, m->u.job_offer.spec_len, 1, FV_WIRE_SPEC_MAX, tn,
+                           K_SPEC, err, d)) < 0)
+            return r;
+        return check_bin(m->u.job_offer.crl, m->u.job_offer.crl_len, 0, FV_WIRE_CRL_MAX, tn, K_CRL,
+                         err, d);
     case FV_MSG_JOB_ACCEPT:
     case FV_MSG_UPLOAD_GO:
     case FV_MSG_JOB_DONE:
@@ -823,6 +893,10 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
         return pack_text(pk, &m->u.admin_req.args);
     case K_SIG:
         return pack_bin(pk, m->u.receipt.sig, sizeof(m->u.receipt.sig));
+    case K_CRL:
+        return pack_bin(pk, m->u.job_offer.crl, m->u.job_offer.crl_len);
+    case K_CERTS:
+        return pack_bin(pk, m->u.round_start.certs, m->u.round_start.certs_len);
     }
     return -1;
 }
@@ -1365,7 +1439,10 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
     case FV_MSG_JOB_OFFER:
         if ((r = extract_job_round(c, val, m)) < 0)
             return r;
-        return get_bin(c, val[K_SPEC], K_SPEC, &m->u.job_offer.spec, &m->u.job_offer.spec_len);
+        if ((r = get_bin(c, val[K_SPEC], K_SPEC, &m->u.job_offer.spec, &m->u.job_offer.spec_len)) <
+            0)
+            return r;
+        return get_bin(c, val[K_CRL], K_CRL, &m->u.job_offer.crl, &m->u.job_offer.crl_len);
     case FV_MSG_JOB_ACCEPT:
         if ((r = extract_job_round(c, val, m)) < 0 ||
             (r = get_hash(c, val[K_DSHA], K_DSHA, NULL, m->u.job_accept.data_sha256)) < 0 ||
@@ -1392,7 +1469,10 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
             (r = get_hash(c, val[K_MODEL], K_MODEL, &m->u.round_start.has_model,
                           m->u.round_start.model)) < 0)
             return r;
-        return get_uint(c, val[K_NREF], K_NREF, UINT64_MAX, &m->u.round_start.n_ref);
+        if ((r = get_uint(c, val[K_NREF], K_NREF, UINT64_MAX, &m->u.round_start.n_ref)) < 0)
+            return r;
+        return get_bin(c, val[K_CERTS], K_CERTS, &m->u.round_start.certs,
+                       &m->u.round_start.certs_len);
     case FV_MSG_SECAGG:
         if ((r = extract_job_round(c, val, m)) < 0)
             return r;

@@ -336,6 +336,7 @@ def wait_event(name, timeout=60):
 
 
 spec = open(f"{tmp}/job.json", "rb").read()
+crl_der = fvnet.pem_der(f"{tmp}/fed/ca/crl.pem")  # relayed as the coordinator does
 # The job id is the digest of the canonical spec: learn it from the agent's refusal.
 mism = None
 
@@ -346,7 +347,8 @@ def session(job_id=None):
     s.sendall(fvnet.hello())
     wait_event("connected")
     if job_id is not None:
-        s.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec})))
+        s.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec,
+                                     "crl": crl_der})))
         wait_event("job_accepted", 120)
     return s
 
@@ -362,9 +364,11 @@ def expect_violation(s, frame_bytes, needle):
 
 try:
     s1 = session()
-    s1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": bytes(32), "spec": spec})))
+    s1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": bytes(32), "spec": spec,
+                                     "crl": crl_der})))
     job_id = bytes.fromhex(wait_event("job_id_mismatch")["canonical"])
-    s1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec})))
+    s1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec,
+                                     "crl": crl_der})))
     wait_event("job_accepted", 120)
 
     def body(rnd, jid=job_id, **extra):

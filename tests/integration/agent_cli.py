@@ -17,12 +17,15 @@ format by hand through fvnet.py) then drives the agent's refusals and its defenc
     whose reason is the dataset's diagnostic naming the file and the column;
   - a vector before any job was accepted: logged as a violation, the connection is
     closed with an ERROR, and the agent reconnects by itself.
-With the Lending Club data the agent accepts (JOB_ACCEPT, rows); a "model" vector of the
-wrong size and a ROUND_START whose key list does not hold the agent's key at its index
-are violations (closed, reconnected), and so are, for the job's distill phase, a distill
-round numbered like a training round, a "teacher" vector of the wrong size and a
+With the Lending Club data (a SecAgg job; the offers carry the federation's CRL) the agent
+accepts (JOB_ACCEPT, rows); a "model" vector of the wrong size is a violation (closed,
+reconnected), and so are, for the job's distill phase, a distill round numbered like a
+training round (its cohort certified), a "teacher" vector of the wrong size and a
 "student" vector with a training round's id; after each reconnect the re-offered job is
-accepted again from what the agent holds.
+accepted again from what the agent holds. A ROUND_START whose cohort does not verify
+(pks not the certificates' keys, the coordinator's certificate as a member, no
+certificates) makes the agent refuse the whole job (JOB_REFUSE with the rule, the member
+and its name; cohort_refused), and round messages for that job are then stale.
 """
 import json
 import os
@@ -119,7 +122,8 @@ root = tmpdir()
 try:
     fed = os.path.join(root, "fed")
     run(["provision", "--federation", "acme", "--coordinator", "127.0.0.1:7000",
-         "--agents", "bank-a", "--admins", "ops-1", "--out", fed], expect=0)
+         "--agents", "bank-a,bank-b,bank-c,bank-d,bank-e", "--admins", "ops-1", "--out", fed],
+        expect=0)
     kit = os.path.join(fed, "bank-a")
     cfg_path = os.path.join(kit, "agent.json")
     base = json.load(open(cfg_path))
@@ -287,8 +291,19 @@ try:
             p.kill()
             fail("the agent did not stop on SIGTERM")
 
+    # the federation's CRL, relayed in JOB_OFFER as the coordinator does (the agent kit
+    # holds none: without it a SecAgg job is refused, crl_missing)
+    crl_der = fvnet.pem_der(os.path.join(fed, "ca", "crl.pem"))
+
     def offer(s, job_id, spec):
-        s.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec})))
+        s.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 12, "job": job_id, "spec": spec,
+                                        "crl": crl_der})))
+
+    # a certified cohort of 5 with bank-a at index 1 (ROUND_START "certs" and "pks")
+    cohort = ["bank-b", "bank-a", "bank-c", "bank-d", "bank-e"]
+    ders = [fvnet.pem_der(os.path.join(fed, n, "cert.pem")) for n in cohort]
+    pks = b"".join(fvnet.cert_pk(d) for d in ders)
+    coord_der = fvnet.pem_der(os.path.join(coord_kit, "cert.pem"))
 
     spec = open(os.path.join(SRC, "examples", "lending-club", "job.json"), "rb").read()
     try:
@@ -351,18 +366,17 @@ try:
         check(ev["rows"] == 9857, f"re-accepted: {ev}")
         wait_frame(c2, 13)
         rs = {"v": 1, "type": 15, "job": job_id, "round": 0, "kind": 1, "index": 1, "n": 5,
-              "t": 4, "k": 4, "gseed": bytes(32), "pks": bytes(5 * 32), "model": b"",
-              "nref": 0}
-        c2.sendall(fvnet.frame(fvnet.mp(rs)))
-        ev = wait_event("violation")
-        check("not this agent's key" in ev["why"], f"violation: {ev}")
-        wait_frame(c2, 2)
+              "t": 4, "k": 4, "gseed": bytes(32), "pks": pks, "model": b"",
+              "nref": 0, "certs": fvnet.certs_field(ders)}
         # The job distills after its 20 training rounds (distill rounds 21..40): a distill
-        # round numbered like a training round, and a teacher of the wrong size, are
-        # violations too.
+        # round numbered like a training round (its cohort certified: the round machine's
+        # check), and a teacher of the wrong size, are violations.
+        c2.sendall(fvnet.frame(fvnet.mp(dict(rs, round=5, kind=3))))
+        ev = wait_event("violation")
+        check("ROUND_START round 5 kind 3" in ev["why"], f"violation: {ev}")
+        wait_frame(c2, 2)
         socks = [c1, c2]
         for bad, needle in (
-                (dict(rs, round=5, kind=3), "ROUND_START round 5 kind 3"),
                 ({"v": 1, "type": 8, "id": 0, "dtype": 1, "n": 7, "chunk": 7,
                   "name": "teacher"}, "vector 'teacher': 7 elements"),
                 ({"v": 1, "type": 8, "id": 3, "dtype": 1, "n": 100, "chunk": 100,
@@ -378,6 +392,29 @@ try:
             wait_frame(c, 2)
         c3 = accept()
         wait_event("connected")
+        # The cohort of a SecAgg ROUND_START is the agent's to verify: a key list that is
+        # not the certificates' keys, then the coordinator's own certificate as a member,
+        # refuse the whole job (JOB_REFUSE naming the rule, the member and its name; no
+        # violation, the session stays); a round message for the refused job is stale.
+        for cohort_bad, rule, needle in (
+                (dict(rs, pks=bytes(5 * 32)), "member_key_mismatch",
+                 "member_key_mismatch: member 0 (bank-b): pks[0] is not the key"),
+                (dict(rs, pks=fvnet.cert_pk(coord_der) + pks[32:],
+                      certs=fvnet.certs_field([coord_der] + ders[1:])),
+                 "member_is_coordinator", "member_is_coordinator: member 0 (coordinator)"),
+                (dict(rs, certs=b""), "cohort_uncertified", "cohort_uncertified: ")):
+            offer(c3, job_id, spec)
+            wait_event("job_accepted")
+            wait_frame(c3, 13)
+            c3.sendall(fvnet.frame(fvnet.mp(cohort_bad)))
+            ev = wait_event("cohort_refused")
+            check(ev["rule"] == rule and ev["reason"].startswith(needle),
+                  f"cohort_refused (expected {rule}): {ev}")
+            body = wait_frame(c3, 14)
+            check(needle.encode() in body, f"JOB_REFUSE frame: {body!r}")
+            c3.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 17, "job": job_id, "round": 0})))
+            ev = wait_event("stale_message")
+            check("refused for its cohort" in ev.get("why", ""), f"stale: {ev}")
         for c in socks + [c3]:
             c.close()
     finally:

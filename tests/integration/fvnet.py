@@ -140,6 +140,27 @@ def frame(body):
     return struct.pack(">I", len(body)) + body
 
 
+def pem_der(path):
+    """The DER of the first PEM block in a file (a certificate or a CRL)."""
+    import base64
+    text = open(path).read()
+    body = text.split("-----BEGIN ")[1].split("-----", 1)[1].split("-----END ")[0]
+    return base64.b64decode("".join(body.split()))
+
+
+def cert_pk(der):
+    """The raw Ed25519 key of a DER certificate: the 32 bytes after its
+    SubjectPublicKeyInfo header (30 2a 30 05 06 03 2b 65 70 03 21 00)."""
+    spki = bytes.fromhex("302a300506032b6570032100")
+    at = der.index(spki) + len(spki)
+    return der[at:at + 32]
+
+
+def certs_field(ders):
+    """ROUND_START "certs" (protocols/wire.c): each a 2-byte big-endian length and DER."""
+    return b"".join(struct.pack(">H", len(d)) + d for d in ders)
+
+
 def hello():
     return frame(mp({"v": 1, "type": 1, "sw": "python test", "maxf": 1 << 20}))
 

@@ -112,12 +112,12 @@ JOB_OFFER, JOB_ACCEPT, ROUND_START, UPLOAD_GO, ROUND_END, JOB_DONE, RECEIPT = 12
 KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {"seq"},
         BYE: {"reason"}, VEC_BEGIN: {"id", "dtype", "n", "chunk", "name"},
         VEC_CHUNK: {"id", "seq", "data"}, VEC_END: {"id", "sha256"}, VEC_ACK: {"id", "sha256"},
-        JOB_OFFER: {"job", "spec"},
+        JOB_OFFER: {"job", "spec", "crl"},
         ROUND_START: {"job", "round", "kind", "index", "n", "t", "k", "gseed", "pks", "model",
-                      "nref"},
+                      "nref", "certs"},
         UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
         JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
-BYTES_KEYS = {"job", "spec", "gseed", "pks", "model", "data", "sha256", "sig"}
+BYTES_KEYS = {"job", "spec", "crl", "gseed", "pks", "model", "certs", "data", "sha256", "sig"}
 STR_KEYS = {"sw", "reason", "name", "body"}
 
 

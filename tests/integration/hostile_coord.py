@@ -19,7 +19,8 @@ Cases (the rule the agent must name, agent/agent_job.c and agent/agent_cohort.c)
   revoked        a member whose certificate the (fresh, CA-signed) CRL revokes
                                                                          member_not_certified
   twice          the same identity at two indices                          member_duplicate
-  coordinator    the coordinator's own certificate as a member             member_role
+  coordinator    the coordinator's own certificate as a member     member_is_coordinator
+  admin          an admin's certificate (ops-1) as a member                member_role
   small-cohort   4 certified members, below the agent's min_cohort 5       min_cohort (sat out)
   low-threshold  5 certified members, t = 3 where the job prescribes 4     (sat out)
   stale-crl      the agent restarted with --max-crl-age-s 60; the only CRL it gets is an
@@ -34,8 +35,10 @@ the session are only HELLO, PONG, JOB_ACCEPT (whose rows is 0: withheld) and JOB
 no SECAGG, no vector, nothing else (a PING/PONG barrier after the refusal makes sure
 whatever the ROUND_START made the agent send has arrived). At the end the agent's own
 audit log verifies (`fedvault audit verify`), its msg.sent records are exactly the frames
-recorded here (PING/PONG are counted in session.closed, not recorded), and it holds a
-policy.refused record for each refusal by its own policy.
+recorded here, session by session (PING/PONG are counted in session.closed, not recorded;
+a BYE or ERROR the agent sent as this side hung up is not read here), and it holds a
+policy.refused record for each refusal by its own policy and a cohort.refused record
+naming the rule for each cohort or CRL refusal.
 """
 import base64
 import json
@@ -89,6 +92,7 @@ def cert_pk(der):
 
 CERT = {b: cert(os.path.join(fed, b)) for b in BANKS}
 CERT["coordinator"] = cert(os.path.join(fed, "coordinator"))
+CERT["ops-1"] = cert(os.path.join(fed, "ops-1"))
 CERT["bank-x"] = cert(os.path.join(other, "bank-x"))
 CRL = pem_der(os.path.join(fed, "coordinator", "crl.pem"), "X509 CRL")
 check(len(CRL) > 0 and CRL == pem_der(os.path.join(fed, "ca", "crl.pem"), "X509 CRL"),
@@ -217,6 +221,7 @@ class Session:
             pass
 
     def close(self):
+        sessions.append([NAMES[m["type"]] for m in self.got if m["type"] not in (PING, PONG)])
         try:
             self.s.close()
         except OSError:
@@ -246,7 +251,7 @@ def round_start(job_id, names, pks=None, t=4, n=None, certs=True):
 
 
 results = []  # (case, outcome) for the summary
-recorded = []  # every frame the agent sent, in order, over all recorded sessions
+sessions = []  # per TLS session, in order: the frames the agent sent (no PING/PONG)
 
 
 def finish_session(case, sess):
@@ -258,7 +263,6 @@ def finish_session(case, sess):
     for m in sess.got:
         if m["type"] == JOB_ACCEPT:
             check(m["rows"] == 0, f"{case}: JOB_ACCEPT disclosed rows={m['rows']}")
-    recorded.extend(m for m in sess.got if m["type"] not in (PING, PONG))
     return [NAMES[t] for t in kinds]
 
 
@@ -298,8 +302,6 @@ start_agent()
 try:
     job_on = canonical_id(spec_on)
     job_off = canonical_id(spec_off)
-    recorded.clear()  # the two id probes are not cases
-    n_probe_refusals = 2
 
     sess = Session()
     offer(sess, job_off, spec_off)
@@ -319,7 +321,8 @@ try:
     cohort_case("twice", round_start(job_on, four + ["bank-b"]), "member_duplicate",
                 "member 4")
     cohort_case("coordinator", round_start(job_on, four + ["coordinator"]),
-                "member_role", "member 4")
+                "member_is_coordinator", "member 4")
+    cohort_case("admin", round_start(job_on, four + ["ops-1"]), "member_role", "member 4")
     sit_out_case("small-cohort", round_start(job_on, four, t=3), "min_cohort 5")
     sit_out_case("low-threshold", round_start(job_on, five, t=3),
                  "not what the job prescribes")
@@ -342,13 +345,23 @@ code, out, err = run(["audit", "verify", "--log", audit_log, "--head", audit_log
 check(code == 0, f"audit verify: exit {code}\n{out}{err}")
 recs = [json.loads(line) for line in open(audit_log)]
 sent = [r["details"] for r in recs if r["event"] == "msg.sent"]
-# The first records are the two id probes' sessions (hello, job_refuse each).
-probe = sent[:2 * n_probe_refusals]
-check([m["type"] for m in probe] == ["hello", "job_refuse"] * n_probe_refusals,
-      f"id probes: {[m['type'] for m in probe]}")
-rest = [m["type"] for m in sent[2 * n_probe_refusals:]]
-want = [NAMES[m["type"]] for m in recorded]
-check(rest == want, f"the audit log's msg.sent {rest} != the frames received {want}")
+# Per session (the id probes included), what the agent recorded sending is what arrived
+# here, but for the last frame of a session that this side closed without waiting: the
+# agent's BYE or ERROR when it saw the close (recorded, never read here).
+by_session = {}
+for m in sent:
+    by_session.setdefault(m["session"], []).append(m["type"])
+audit_sessions = list(by_session.values())
+
+
+def strip_end(types):
+    return types[:-1] if types and types[-1] in ("bye", "error") else types
+
+
+check(len(audit_sessions) == len(sessions) and
+      all(strip_end(a) == strip_end(b) for a, b in zip(audit_sessions, sessions)),
+      f"the audit log's msg.sent per session {audit_sessions}\n"
+      f"!= the frames received per session {sessions}")
 for m in sent:
     check(m["type"] in ("hello", "job_accept", "job_refuse", "bye", "error"),
           f"audit log: msg.sent of type {m['type']}")
@@ -359,6 +372,11 @@ scopes = sorted((d["scope"], d.get("rule", "")) for d in refused)
 check(("job", "require_secure_aggregation") in scopes and
       sum(1 for d in refused if d["scope"] == "round") == 2,
       f"policy.refused records: {refused}")
-print(f"audit log: {len(recs)} records verified; {len(sent)} msg.sent "
-      f"({len(rest)} in the cases, the same frames as received); {len(refused)} policy.refused")
+cohort = [r["details"]["rule"] for r in recs if r["event"] == "cohort.refused"]
+want_rules = ["cohort_uncertified", "member_key_mismatch", "member_not_certified",
+              "member_not_certified", "member_duplicate", "member_is_coordinator", "member_role",
+              "crl_stale"]
+check(cohort == want_rules, f"cohort.refused records {cohort}, expected {want_rules}")
+print(f"audit log: {len(recs)} records verified; {len(sent)} msg.sent in {len(sessions)} "
+      f"sessions, the same frames as received; {len(refused)} policy.refused")
 print(f"{len(results)} cases refused")

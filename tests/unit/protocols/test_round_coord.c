@@ -75,6 +75,8 @@ typedef struct h {
     uint8_t pk[MAXN][32], sk[MAXN][64];
     fv_rand_t rng[MAXN];
     fv_secagg_client_t *cl[MAXN];
+    uint8_t certs[MAXN * 5]; /* ROUND_START "certs" of a SecAgg round (fake 3-byte DER) */
+    size_t certs_len;
     uint32_t x[MAXN][W];
     bool silent[MAXN]; /* sends nothing more (a straggler, or before being lost) */
     int lose_at[MAXN]; /* lost when the machine opens this phase (-1: never) */
@@ -147,6 +149,12 @@ static void deliver(h_t *h, const fv_round_act_t *a)
         CHECK_UINT_EQ(a->msg.u.round_start.n, h->n);
         CHECK_UINT_EQ(a->msg.u.round_start.kind, 200);
         CHECK(memcmp(a->msg.u.round_start.pks + 32 * u, h->pk[u], 32) == 0);
+        /* the cohort's certificates, copied by fv_cround_new, in every ROUND_START */
+        CHECK_UINT_EQ(a->msg.u.round_start.certs_len, h->certs_len);
+        if (h->certs_len > 0) {
+            CHECK(a->msg.u.round_start.certs != h->certs);
+            CHECK(memcmp(a->msg.u.round_start.certs, h->certs, h->certs_len) == 0);
+        }
         if (h->lose_at[u] == 0) {
             lose(h, u);
             break;
@@ -298,6 +306,16 @@ static void h_init(h_t *h, uint32_t n, bool secagg, uint32_t max_uploads)
     cfg.round = 1;
     cfg.n = n;
     cfg.pks = pks;
+    h->certs_len = 0;
+    if (secagg) {
+        for (uint32_t u = 0; u < n; u++) {
+            uint8_t e[5] = {0, 3, 0x30, 0x01, (uint8_t)u};
+            memcpy(h->certs + h->certs_len, e, sizeof e);
+            h->certs_len += sizeof e;
+        }
+        cfg.certs = h->certs;
+        cfg.certs_len = h->certs_len;
+    }
     cfg.secagg = secagg;
     cfg.t = h->t;
     cfg.k = h->k;

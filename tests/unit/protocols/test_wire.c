@@ -122,7 +122,9 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
     case FV_MSG_JOB_OFFER:
         return memcmp(a->u.job_offer.job, b->u.job_offer.job, 32) == 0 &&
                bytes_eq(a->u.job_offer.spec, a->u.job_offer.spec_len, b->u.job_offer.spec,
-                        b->u.job_offer.spec_len);
+                        b->u.job_offer.spec_len) &&
+               bytes_eq(a->u.job_offer.crl, a->u.job_offer.crl_len, b->u.job_offer.crl,
+                        b->u.job_offer.crl_len);
     case FV_MSG_JOB_ACCEPT:
         return memcmp(a->u.job_accept.job, b->u.job_accept.job, 32) == 0 &&
                memcmp(a->u.job_accept.data_sha256, b->u.job_accept.data_sha256, 32) == 0 &&
@@ -138,7 +140,8 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
                x->index == y->index && x->n == y->n && x->t == y->t && x->k == y->k &&
                memcmp(x->gseed, y->gseed, 32) == 0 &&
                bytes_eq(x->pks, x->pks_len, y->pks, y->pks_len) &&
-               opt_hash_eq(x->has_model, x->model, y->has_model, y->model) && x->n_ref == y->n_ref;
+               opt_hash_eq(x->has_model, x->model, y->has_model, y->model) &&
+               x->n_ref == y->n_ref && bytes_eq(x->certs, x->certs_len, y->certs, y->certs_len);
     }
     case FV_MSG_SECAGG:
         return memcmp(a->u.secagg.job, b->u.secagg.job, 32) == 0 &&
@@ -308,11 +311,12 @@ static void test_known_answers(void)
     kat(&m, "00000065 86 a176 01 a474797065 0d a36a6f62 c420" J32
             "a464736861 c420" R32("5d") "a4726f7773 00 a56d6f64656c c400");
 
-    /* round_start 15 (0x0f): 13 pairs, fixmap 8d. job 32 x aa; round 1; kind 2; index 2;
+    /* round_start 15 (0x0f): 14 pairs, fixmap 8e. job 32 x aa; round 1; kind 2; index 2;
      * n 3; t 2; k 2 (each a positive fixint); gseed 32 x 55; pks bin8 of 96 bytes (c4 60:
-     * 32 x 01, 32 x 02, 32 x 03); model 32 x 77; nref 70000 = 0x11170: uint32 ce 00011170.
-     * Body 1 + 3 + 6 + 38 (job) + 7 (round) + 6 (kind) + 7 (index) + 3 + 3 + 3 (n, t, k)
-     * + 40 (gseed) + 102 (pks) + 40 (model) + 10 (nref) = 269 = 0x10d. */
+     * 32 x 01, 32 x 02, 32 x 03); model 32 x 77; nref 70000 = 0x11170: uint32 ce 00011170;
+     * certs empty (a5 6365727473 c400). Body 1 + 3 + 6 + 38 (job) + 7 (round) + 6 (kind)
+     * + 7 (index) + 3 + 3 + 3 (n, t, k) + 40 (gseed) + 102 (pks) + 40 (model) + 10 (nref)
+     * + 8 (certs) = 277 = 0x115. */
     static uint8_t pks[96];
     for (int i = 0; i < 96; i++)
         pks[i] = (uint8_t)(1 + i / 32);
@@ -331,11 +335,49 @@ static void test_known_answers(void)
     m.u.round_start.has_model = true;
     memset(m.u.round_start.model, 0x77, 32);
     m.u.round_start.n_ref = 70000;
-    kat(&m, "0000010d 8d a176 01 a474797065 0f a36a6f62 c420" R32(
+    kat(&m, "00000115 8e a176 01 a474797065 0f a36a6f62 c420" R32(
                 "aa") "a5726f756e64 01 "
                       "a46b696e64 02 a5696e646578 02 a16e 03 a174 02 a16b 02 a56773656564 c420" R32(
                           "55") "a3706b73 c460" R32("01") R32("02")
-                          R32("03") "a56d6f64656c c420" R32("77") "a46e726566 ce00011170");
+                          R32("03") "a56d6f64656c c420" R32("77") "a46e726566 ce00011170 "
+                                                                  "a56365727473 c400");
+    /* the same with certs: 3 entries of 1, 2 and 3 bytes (00 01 c1, 00 02 c2 c2, 00 03 c3
+     * c3 c3): bin8 of 12 bytes (c4 0c). Body 277 + 12 = 289 = 0x121. */
+    static const uint8_t certs3[12] = {0, 1, 0xc1, 0, 2, 0xc2, 0xc2, 0, 3, 0xc3, 0xc3, 0xc3};
+    m.u.round_start.certs = certs3;
+    m.u.round_start.certs_len = sizeof certs3;
+    kat(&m, "00000121 8e a176 01 a474797065 0f a36a6f62 c420" R32(
+                "aa") "a5726f756e64 01 "
+                      "a46b696e64 02 a5696e646578 02 a16e 03 a174 02 a16b 02 a56773656564 c420" R32(
+                          "55") "a3706b73 c460" R32("01") R32("02")
+                          R32("03") "a56d6f64656c c420" R32(
+                              "77") "a46e726566 ce00011170 "
+                                    "a56365727473 c40c 0001c1 0002c2c2 0003c3c3c3");
+    {
+        const uint8_t *der = NULL;
+        size_t len = 0;
+        CHECK_OK(fv_wire_cert_at(certs3, sizeof certs3, 2, &der, &len), NULL);
+        CHECK_UINT_EQ(len, 3);
+        CHECK(der == certs3 + 9);
+        CHECK_OK(fv_wire_cert_at(certs3, sizeof certs3, 0, &der, &len), NULL);
+        CHECK(len == 1 && der == certs3 + 2);
+        CHECK_INT_EQ(fv_wire_cert_at(certs3, sizeof certs3, 3, &der, &len), FV_EPROTO);
+        CHECK_INT_EQ(fv_wire_cert_at(certs3, 11, 2, &der, &len), FV_EPROTO); /* truncated */
+        CHECK_INT_EQ(fv_wire_cert_at(NULL, 0, 0, &der, &len), FV_EPROTO);
+    }
+
+    /* job_offer 12 (0x0c) with a CRL: job 00..1f; spec "{}" (c4 02 7b7d); crl 3 bytes
+     * 30 01 00 (c4 03). 5 pairs; body 1 + 3 + 6 + 38 + 9 + 9 = 66 = 0x42. */
+    memset(&m, 0, sizeof(m));
+    m.type = FV_MSG_JOB_OFFER;
+    for (int i = 0; i < 32; i++)
+        m.u.job_offer.job[i] = (uint8_t)i;
+    m.u.job_offer.spec = (const uint8_t *)"{}";
+    m.u.job_offer.spec_len = 2;
+    m.u.job_offer.crl = (const uint8_t *)"\x30\x01\x00";
+    m.u.job_offer.crl_len = 3;
+    kat(&m, "00000042 85 a176 01 a474797065 0c a36a6f62 c420" J32
+            "a473706563 c4027b7d a363726c c403300100");
 
     /* The admin exchange. admin_req 20 (0x14): id 7, cmd "status" (fixstr a6), args ""
      * (a0). 5 pairs; body 1 + 3 + 6 + (3 + 1) + (4 + 7) + (5 + 1) = 31 = 0x1f. */
@@ -504,6 +546,12 @@ static void test_roundtrip_all_types(void)
             roundtrip(&m, &lim);
             m.u.job_offer.spec_len = 255; /* bin8 */
             roundtrip(&m, &lim);
+            m.u.job_offer.crl = spec;
+            m.u.job_offer.crl_len = 300; /* bin16 */
+            roundtrip(&m, &lim);
+            m.u.job_offer.crl_len = FV_WIRE_CRL_MAX; /* bin32 at its cap (2 MiB + keys) */
+            roundtrip(&m, &lim);
+            m.u.job_offer.crl_len = 0;
             m.u.job_offer.spec_len = FV_WIRE_SPEC_MAX; /* bin32 */
             break;
         case FV_MSG_JOB_ACCEPT:
@@ -542,6 +590,23 @@ static void test_roundtrip_all_types(void)
             m.u.round_start.k = 2;
             m.u.round_start.index = 0;
             roundtrip(&m, &lim);
+            {
+                /* certs: entries of 1, FV_WIRE_CERT_MAX and 300 bytes */
+                size_t cl = 2 + 1 + 2 + FV_WIRE_CERT_MAX + 2 + 300;
+                uint8_t *cb = calloc(1, cl);
+                CHECK(cb != NULL);
+                cb[1] = 1;
+                cb[3] = FV_WIRE_CERT_MAX >> 8;
+                cb[4] = FV_WIRE_CERT_MAX & 0xff;
+                cb[5 + FV_WIRE_CERT_MAX] = 300 >> 8;
+                cb[6 + FV_WIRE_CERT_MAX] = 300 & 0xff;
+                m.u.round_start.certs = cb;
+                m.u.round_start.certs_len = cl;
+                roundtrip(&m, &lim);
+                m.u.round_start.certs = NULL;
+                m.u.round_start.certs_len = 0;
+                free(cb);
+            }
             /* the largest: n 65535 (pks bin32 of 2 MiB), index n-1, t n, k n-1 */
             m.u.round_start.round = UINT64_MAX;
             m.u.round_start.kind = 2;
@@ -745,6 +810,10 @@ static void test_encode_refusals(void)
     m.u.job_offer.spec = data;
     m.u.job_offer.spec_len = FV_WIRE_SPEC_MAX + 1; /* (not read: refused on its length) */
     ENC_FAILS(FV_EINVAL);
+    m.u.job_offer.crl = data;
+    m.u.job_offer.crl_len = FV_WIRE_CRL_MAX + 1; /* (not read) */
+    ENC_FAILS(FV_EINVAL);
+    m.u.job_offer.crl_len = 0;
     m.u.job_offer.spec_len = 5000; /* valid, but not in a 4096-byte frame */
     lim.max_frame_bytes = 4096;
     ENC_FAILS(FV_ETOOBIG);
@@ -796,6 +865,21 @@ static void test_encode_refusals(void)
     m.u.round_start.pks = NULL;
     m.u.round_start.pks_len = 4 * 32;
     ENC_FAILS(FV_EINVAL);
+    m = rs;
+    {
+        /* certs: the encoder checks the framing the decoder checks */
+        static const uint8_t c3[9] = {0, 1, 'a', 0, 1, 'b', 0, 1, 'c'};
+        static const uint8_t c4[12] = {0, 1, 'a', 0, 1, 'b', 0, 1, 'c', 0, 1, 'd'};
+        m.u.round_start.certs = c3; /* 3 entries for n = 4 */
+        m.u.round_start.certs_len = sizeof c3;
+        ENC_FAILS(FV_EINVAL);
+        m.u.round_start.certs = c4;
+        m.u.round_start.certs_len = sizeof c4;
+        CHECK_OK(fv_wire_encode(&m, &lim, &out), NULL);
+        out.len = 0;
+        m.u.round_start.certs = NULL; /* NULL with a length */
+        ENC_FAILS(FV_EINVAL);
+    }
     m = rs;
     m.u.round_start.n = 2; /* below 3 (index, t, k and pks fixed to fit n 2) */
     m.u.round_start.index = 1;
@@ -1047,7 +1131,7 @@ typedef struct field {
 typedef struct spec {
     const char *name;
     int n;
-    field_t f[13]; /* round_start: "v", "type" and 11 fields */
+    field_t f[14]; /* round_start: "v", "type" and 12 fields */
 } spec_t;
 
 static const char sha[32] = "0123456789abcdef0123456789abcdef";
@@ -1056,6 +1140,8 @@ static const char chunk8[8] = {1, 2, 3, 4, 5, 6, 7, 8};
 static const char pks3[96] = "pk0pk0pk0pk0pk0pk0pk0pk0pk0pk0pk"
                              "pk1pk1pk1pk1pk1pk1pk1pk1pk1pk1pk"
                              "pk2pk2pk2pk2pk2pk2pk2pk2pk2pk2pk";
+/* round_start certs: 3 entries of 2 bytes */
+static const char certs3[12] = {0, 2, 'A', 'B', 0, 2, 'C', 'D', 0, 2, 'E', 'F'};
 #define JOB                                                                                        \
     {                                                                                              \
         "job", F_BIN, 32, sha                                                                      \
@@ -1087,7 +1173,7 @@ static const spec_t specs[] = {
      {V_T(9), {"id", F_UINT, 5, NULL}, {"seq", F_UINT, 0, NULL}, {"data", F_BIN, 8, chunk8}}},
     {"vec_end", 4, {V_T(10), {"id", F_UINT, 5, NULL}, {"sha256", F_BIN, 32, sha}}},
     {"vec_ack", 4, {V_T(11), {"id", F_UINT, 5, NULL}, {"sha256", F_BIN, 32, sha}}},
-    {"job_offer", 4, {V_T(12), JOB, {"spec", F_BIN, 2, "{}"}}},
+    {"job_offer", 5, {V_T(12), JOB, {"spec", F_BIN, 2, "{}"}, {"crl", F_BIN, 3, "crl"}}},
     {"job_accept",
      6,
      {V_T(13),
@@ -1097,7 +1183,7 @@ static const spec_t specs[] = {
       {"model", F_BIN, 0, ""}}},
     {"job_refuse", 4, {V_T(14), JOB, {"reason", F_STR, 4, "busy"}}},
     {"round_start",
-     13,
+     14,
      {V_T(15),
       JOB,
       {"round", F_UINT, 1, NULL},
@@ -1109,7 +1195,8 @@ static const spec_t specs[] = {
       {"gseed", F_BIN, 32, sha},
       {"pks", F_BIN, 96, pks3},
       {"model", F_BIN, 32, sha},
-      {"nref", F_UINT, 5000, NULL}}},
+      {"nref", F_UINT, 5000, NULL},
+      {"certs", F_BIN, 12, certs3}}},
     {"secagg", 5, {V_T(16), JOB, {"round", F_UINT, 2, NULL}, {"data", F_BIN, 3, "abc"}}},
     {"upload_go", 4, {V_T(17), JOB, {"round", F_UINT, 2, NULL}}},
     {"round_end",
@@ -1357,6 +1444,17 @@ static void put_b(mb_t *m, const void *a)
     }
 }
 
+typedef struct raw {
+    size_t n;
+    uint8_t b[16];
+} raw_t;
+
+static void put_raw(mb_t *m, const void *a)
+{
+    const raw_t *r = a;
+    mb_bin(m, r->b, r->n);
+}
+
 static void test_range_refusals(void)
 {
     static const uint64_t u0 = 0, u3 = 3, u4095 = 4095, big = (1ull << 26) + 1, u2_32 = 1ull << 32,
@@ -1438,6 +1536,23 @@ static void test_range_refusals(void)
     range_case("round_start", "pks", put_b, &b128, FV_EPROTO, "expected n*32 = 96");
     range_case("round_start", "pks", put_b, &b0, FV_EPROTO, "0 bytes");
     range_case("round_start", "model", put_b, &b31, FV_EPROTO, "expected 0 (none) or 32");
+    /* certs: exactly n entries of 1..4096 bytes, nothing after */
+    static const raw_t c2 = {8, {0, 2, 'A', 'B', 0, 2, 'C', 'D'}};
+    static const raw_t c3x = {13, {0, 2, 'A', 'B', 0, 2, 'C', 'D', 0, 2, 'E', 'F', 9}};
+    static const raw_t c0 = {10, {0, 0, 0, 2, 'C', 'D', 0, 2, 'E', 'F'}};
+    static const raw_t cbig = {12, {0x10, 0x01, 'A', 'B', 0, 2, 'C', 'D', 0, 2, 'E', 'F'}};
+    static const raw_t ctr = {11, {0, 2, 'A', 'B', 0, 2, 'C', 'D', 0, 3, 'E'}};
+    static const raw_t codd = {9, {0, 2, 'A', 'B', 0, 2, 'C', 'D', 0}};
+    range_case("round_start", "certs", put_raw, &c2, FV_EPROTO, "2 entries, expected n = 3");
+    range_case("round_start", "certs", put_raw, &c3x, FV_EPROTO, "1 bytes after the 3 entries");
+    range_case("round_start", "certs", put_raw, &c0, FV_EPROTO,
+               "entry 0 is 0 bytes, outside 1..4096");
+    range_case("round_start", "certs", put_raw, &cbig, FV_EPROTO,
+               "entry 0 is 4097 bytes, outside 1..4096");
+    range_case("round_start", "certs", put_raw, &ctr, FV_EPROTO,
+               "entry 2 announces 3 bytes, 1 remain");
+    range_case("round_start", "certs", put_raw, &codd, FV_EPROTO, "2 entries, expected n = 3");
+    range_case("round_start", "certs", put_s, "", FV_EPROTO, "expected binary");
     range_case("round_start", "nref", put_i, &below, FV_EPROTO, "expected an unsigned");
     range_case("secagg", "data", put_b, &b0, FV_EPROTO, "0 bytes, outside 1..4194304");
     range_case("secagg", "round", put_s, "1", FV_EPROTO, "expected an unsigned");
@@ -1537,8 +1652,11 @@ static void test_range_refusals(void)
     CHECK_UINT_EQ(out.u.round_start.k, 1);
     CHECK_UINT_EQ(out.u.round_start.n_ref, 5000);
     CHECK_UINT_EQ(out.u.round_start.pks_len, 96);
-    /* borrowed: pks's 96 bytes end before "model" (6 + 2 + 32) and "nref" (5 + cd 1388) */
-    CHECK(out.u.round_start.pks == m->b + (m->n - (6 + 2 + 32) - (5 + 3) - 96));
+    /* borrowed: pks's 96 bytes end before "model" (6 + 2 + 32), "nref" (5 + cd 1388) and
+     * "certs" (6 + 2 + 12) */
+    CHECK(out.u.round_start.pks == m->b + (m->n - (6 + 2 + 32) - (5 + 3) - (6 + 2 + 12) - 96));
+    CHECK(out.u.round_start.certs == m->b + (m->n - 12));
+    CHECK_UINT_EQ(out.u.round_start.certs_len, 12);
     CHECK(out.u.round_start.has_model);
     /* secagg data: any length, no multiple-of-4 rule (that is vec_chunk's) */
     build(m, spec_of("secagg"), MUT_NONE, 0, 0);
@@ -1586,6 +1704,10 @@ static void big_case(const char *msg, const char *key, bool is_str, size_t n, ch
 
 static void test_admin_sizes(void)
 {
+    /* job_offer crl: up to FV_WIRE_CRL_MAX bytes */
+    big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX, '\0', 0, NULL);
+    big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX + 1, '\0', FV_EPROTO,
+             "job_offer: field 'crl': 1048577 bytes, outside 0..1048576");
     /* each JSON text and data field at its cap passes and one byte more is refused, in
      * the 4 MiB frame of an admin port (the default limits) */
     big_case("admin_req", "args", true, FV_WIRE_SPEC_MAX, ' ', 0, NULL);
