@@ -17,8 +17,17 @@
  * The body is freed in the close callback, after the write callback has run. The server
  * struct is freed when the listener is closed and no connection is left, so stop is
  * safe at any time, from any callback. A client's bytes are hostile: the head is bounded
- * (FV_PROM_MAX_HEAD_BYTES, else 431) and checked byte by byte, and connections are capped
- * (FV_PROM_MAX_CONNS: over it, accepted and closed at once).
+ * (FV_PROM_MAX_HEAD_BYTES, else 431) and checked byte by byte, it must be complete within
+ * FV_PROM_TIMEOUT_MS of the accept, and connections are capped (FV_PROM_MAX_CONNS live
+ * ones, n_live). At the cap a new connection evicts the oldest one still waiting for its
+ * head (the list is newest first, so the tail-most READ_HEAD one): slow or silent
+ * clients then cost each other their slots, and a scraper, which sends its request at
+ * once, is served whatever number of them hold connections open (200 slow clients made
+ * every scrape fail when the newcomer was the one refused). Only when every slot is
+ * answering or lingering (bounded by the timeouts) is the newcomer closed at once.
+ * Evictions and refusals are counted (fv_prom_server_stats). An optional hook runs just
+ * before each render (fv_prom_server_set_before_render), so the daemon can refresh
+ * gauges and counters it only samples.
  *
  * The callbacks that do work run between the daemon's probe calls, if it set a probe
  * (fv_prom_server_set_probe); a probe never changes what the server does.
@@ -63,8 +72,12 @@ struct fv_prom_server {
     uv_tcp_t tcp;
     uv_loop_t *loop;
     fv_prom_t *prom; /* borrowed */
-    conn_t *conns;
+    conn_t *conns;   /* newest first */
     size_t n_conns;
+    size_t n_live; /* not yet ST_CLOSING: what the cap counts */
+    uint64_t n_evicted, n_refused;
+    void (*before_render)(void *ctx);
+    void *before_render_ctx;
     bool stopping;
     bool listener_closed;
     int port;
@@ -116,6 +129,7 @@ static void conn_close(conn_t *c)
     if (c->state == ST_CLOSING)
         return;
     c->state = ST_CLOSING;
+    c->server->n_live--;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -343,6 +357,8 @@ static void conn_head_done(conn_t *c, int status)
     }
     char *text;
     size_t len;
+    if (c->server->before_render != NULL)
+        c->server->before_render(c->server->before_render_ctx);
     if (fv_prom_render(c->server->prom, &text, &len) != 0) {
         conn_respond(c, 500, NULL, 0);
         return;
@@ -425,9 +441,20 @@ static void on_connection(uv_stream_t *ls, int status)
 static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
 {
     conn_t *c = NULL;
-    if (s->n_conns < FV_PROM_MAX_CONNS)
+    if (s->n_live >= FV_PROM_MAX_CONNS) {
+        conn_t *oldest = NULL;
+        for (conn_t *o = s->conns; o != NULL; o = o->next)
+            if (o->state == ST_READ_HEAD)
+                oldest = o;
+        if (oldest != NULL) {
+            conn_close(oldest); /* its memory goes in its close callbacks */
+            s->n_evicted++;
+        }
+    }
+    if (s->n_live < FV_PROM_MAX_CONNS)
         c = calloc(1, sizeof *c);
     if (c == NULL) {
+        s->n_refused++;
         /* Over the cap (or out of memory): accept and close at once, so the backlog
          * neither grows nor makes the listener spin. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
@@ -445,6 +472,7 @@ static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
         free(c);
         return;
     }
+    s->n_live++;
     c->tcp.data = c;
     c->handles_open = 1;
     c->next = s->conns;
@@ -455,6 +483,7 @@ static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
     int r = uv_timer_init(s->loop, &c->timer);
     if (r != 0) {
         c->state = ST_CLOSING;
+        s->n_live--;
         uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
         return;
     }
@@ -546,6 +575,18 @@ void fv_prom_server_set_probe(fv_prom_server_t *s, void (*enter)(void *ctx, cons
     s->probe_enter = enter;
     s->probe_leave = leave;
     s->probe_ctx = ctx;
+}
+
+void fv_prom_server_set_before_render(fv_prom_server_t *s, void (*fn)(void *ctx), void *ctx)
+{
+    s->before_render = fn;
+    s->before_render_ctx = ctx;
+}
+
+void fv_prom_server_stats(const fv_prom_server_t *s, uint64_t *ret_evicted, uint64_t *ret_refused)
+{
+    *ret_evicted = s->n_evicted;
+    *ret_refused = s->n_refused;
 }
 
 int fv_prom_server_port(const fv_prom_server_t *s)
