@@ -21,8 +21,10 @@
  *     are values that are longer than FV_PROM_MAX_VALUE_BYTES or not valid UTF-8;
  *   - per connection, a request head of at most FV_PROM_MAX_HEAD_BYTES (else 431), a
  *     deadline of FV_PROM_TIMEOUT_MS to send it and again to read the answer;
- *   - at most FV_PROM_MAX_CONNS connections at once: a new one evicts the oldest that
- *     has not sent its whole head yet, and is closed at once only if none is waiting.
+ *   - at most FV_PROM_MAX_CONNS connections at once, FV_PROM_MAX_CONNS_PER_SOURCE from one
+ *     address (more are closed at once); at the global cap a new one evicts one that
+ *     has not sent its whole head yet, from the source holding the most, and is closed
+ *     at once only if none is waiting.
  */
 #ifndef FV_PROM_H
 #define FV_PROM_H
@@ -40,9 +42,10 @@
 #define FV_PROM_MAX_BOUNDS 64       /* histogram bucket bounds, +Inf not included */
 #define FV_PROM_OTHER "other"       /* the label value overflow goes to */
 
-#define FV_PROM_MAX_HEAD_BYTES 8192 /* request line + headers */
-#define FV_PROM_TIMEOUT_MS 5000     /* to send the head; again to read the response */
-#define FV_PROM_MAX_CONNS 64        /* concurrent connections */
+#define FV_PROM_MAX_HEAD_BYTES 8192    /* request line + headers */
+#define FV_PROM_TIMEOUT_MS 5000        /* to send the head; again to read the response */
+#define FV_PROM_MAX_CONNS 64           /* concurrent connections */
+#define FV_PROM_MAX_CONNS_PER_SOURCE 8 /* from one client address */
 
 typedef enum fv_prom_type {
     FV_PROM_COUNTER,

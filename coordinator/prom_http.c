@@ -18,13 +18,17 @@
  * struct is freed when the listener is closed and no connection is left, so stop is
  * safe at any time, from any callback. A client's bytes are hostile: the head is bounded
  * (FV_PROM_MAX_HEAD_BYTES, else 431) and checked byte by byte, it must be complete within
- * FV_PROM_TIMEOUT_MS of the accept, and connections are capped (FV_PROM_MAX_CONNS live
- * ones, n_live). At the cap a new connection evicts the oldest one still waiting for its
- * head (the list is newest first, so the tail-most READ_HEAD one): slow or silent
- * clients then cost each other their slots, and a scraper, which sends its request at
- * once, is served whatever number of them hold connections open (200 slow clients made
- * every scrape fail when the newcomer was the one refused). Only when every slot is
- * answering or lingering (bounded by the timeouts) is the newcomer closed at once.
+ * FV_PROM_TIMEOUT_MS of the accept, and connections are capped: FV_PROM_MAX_CONNS live
+ * ones (n_live), FV_PROM_MAX_CONNS_PER_SOURCE from one address (over it: closed at once).
+ * At the global cap a new connection evicts one still waiting for its head: the oldest
+ * of the source holding the most such connections if it holds two more than the
+ * newcomer's source (a scraper, one connection from its own address, is then never the
+ * one evicted by a flood from elsewhere, even when the loop accepts a burst of
+ * newcomers before it reads the scraper's request), else the oldest of all. So slow or
+ * silent clients cost each other their slots, not the scraper its answer (200 slow
+ * clients made every scrape fail when the newcomer was always the one refused). Only
+ * when every slot is answering or lingering (bounded by the timeouts) is the newcomer
+ * closed at once.
  * Evictions and refusals are counted (fv_prom_server_stats). An optional hook runs just
  * before each render (fv_prom_server_set_before_render), so the daemon can refresh
  * gauges and counters it only samples.
@@ -60,6 +64,7 @@ typedef struct conn {
     struct conn *next, *prev;
     enum conn_state state;
     int handles_open;
+    uint8_t src[16]; /* the client's address (IPv4 mapped), for the per-source cap */
     size_t head_len;
     char *body; /* owned; freed in the close callback */
     size_t body_len;
@@ -428,6 +433,59 @@ static void free_handle(uv_handle_t *h)
 
 static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls);
 
+/* c was just accepted (counted in n_live, at the list's head): may it stay? Makes room
+ * at the global cap (see the top note); false when it must be closed at once. */
+static bool conn_admit(fv_prom_server_t *s, conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        c->src[10] = c->src[11] = 0xff;
+        memcpy(c->src + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    }
+    /* per source, and who waits for its head: at most FV_PROM_MAX_CONNS entries */
+    size_t mine = 0;
+    for (conn_t *o = s->conns; o != NULL; o = o->next)
+        if (o != c && o->state != ST_CLOSING && memcmp(o->src, c->src, 16) == 0)
+            mine++;
+    if (mine >= FV_PROM_MAX_CONNS_PER_SOURCE)
+        return false;
+    if (s->n_live <= FV_PROM_MAX_CONNS)
+        return true;
+    conn_t *victim = NULL, *oldest = NULL;
+    size_t heavy_n = 0, mine_waiting = 0;
+    for (conn_t *o = s->conns; o != NULL; o = o->next) {
+        if (o == c || o->state != ST_READ_HEAD)
+            continue;
+        oldest = o; /* newest first: the last one is the oldest */
+        size_t n = 0;
+        conn_t *first = NULL;
+        for (conn_t *q = s->conns; q != NULL; q = q->next)
+            if (q != c && q->state == ST_READ_HEAD && memcmp(q->src, o->src, 16) == 0) {
+                n++;
+                first = q; /* the source's oldest */
+            }
+        if (memcmp(o->src, c->src, 16) == 0)
+            mine_waiting = n;
+        if (n >= heavy_n) { /* ties: the later visited, older, wins */
+            heavy_n = n;
+            victim = first;
+        }
+    }
+    if (victim == NULL || heavy_n < mine_waiting + 2)
+        victim = oldest;
+    if (victim == NULL)
+        return false;
+    conn_close(victim); /* its memory goes in its close callbacks */
+    s->n_evicted++;
+    return true;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     fv_prom_server_t *s = ls->data;
@@ -440,19 +498,7 @@ static void on_connection(uv_stream_t *ls, int status)
 
 static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
 {
-    conn_t *c = NULL;
-    if (s->n_live >= FV_PROM_MAX_CONNS) {
-        conn_t *oldest = NULL;
-        for (conn_t *o = s->conns; o != NULL; o = o->next)
-            if (o->state == ST_READ_HEAD)
-                oldest = o;
-        if (oldest != NULL) {
-            conn_close(oldest); /* its memory goes in its close callbacks */
-            s->n_evicted++;
-        }
-    }
-    if (s->n_live < FV_PROM_MAX_CONNS)
-        c = calloc(1, sizeof *c);
+    conn_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
         s->n_refused++;
         /* Over the cap (or out of memory): accept and close at once, so the backlog
@@ -490,6 +536,11 @@ static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
     c->timer.data = c;
     c->handles_open = 2;
     r = uv_accept(ls, (uv_stream_t *)&c->tcp);
+    if (r == 0 && !conn_admit(s, c)) {
+        s->n_refused++;
+        conn_close(c);
+        return;
+    }
     if (r == 0)
         r = uv_timer_start(&c->timer, on_timeout, FV_PROM_TIMEOUT_MS, 0);
     if (r == 0)
