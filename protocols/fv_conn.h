@@ -39,7 +39,7 @@
  *     that source holds two or more than the newcomer's (max-min fairness), so many
  *     flooding sources together do not lock a quiet one out either;
  *   - max_handshakes (128) / max_handshakes_per_source (8) TLS engines: an engine (an
- *     OpenSSL SSL object and its memory BIOs, some 10-60 KiB once a ClientHello is in)
+ *     OpenSSL SSL object and its memory BIOs, tens of KiB once a ClientHello is in)
  *     is made only when the first bytes arrive; over a cap the connection is closed
  *     (counted as above). A handshake takes about 1 ms of CPU here, so 128 at once is
  *     already more than the loop would serve in a deadline;
