@@ -248,6 +248,18 @@ int coord_audit(coord_t *c, const char *actor, const char *event, json_t *detail
 /* coord_audit for a refused connection, rate-limited (see coord_log.c); event NULL only
  * closes a finished window. */
 int coord_audit_refusal(coord_t *c, const char *event, json_t *details);
+/* coord_logj for a line a peer can repeat: rate-limited per (peer, event), with the
+ * count of dropped ones in the next line ("suppressed"). peer: the agent's name, or a
+ * stranger's address without its port (coord__peer_host). Takes fields. */
+void coord_logj_peer(coord_t *c, const char *level, const char *peer, const char *event,
+                     json_t *fields);
+void coord__peer_host(const char *addr, char *out, size_t cap); /* "1.2.3.4:5" -> "1.2.3.4" */
+uint64_t coord__log_suppressed(void);
+void coord__log_close(void);
+/* The strangers' metrics (listener caps, log limiter, metrics evictions): families
+ * registered at init, refreshed before each render (a fv_prom_server before_render). */
+int coord__guard_metrics_init(coord_t *c);
+void coord__guard_metrics_refresh(void *ctx);
 /* Appends every pending outbox record to the signed audit log. */
 int coord_audit_flush(coord_t *c);
 int coord__audit_open(coord_t *c, const char *state_dir, fv_diag_t *d);

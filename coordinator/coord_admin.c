@@ -507,9 +507,11 @@ static void admin_closed(coord_t *c, fv_conn_t *conn, int err, const char *why)
 {
     if (err != 0 && fv_conn_get_data(conn) == NULL && c != NULL && !c->stopping) {
         /* refused at the handshake: another role, another CA, revoked, not TLS ... */
-        coord_logj("warn", "admin_refused",
-                   json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
-                             fv_err_name(err), "why", why));
+        char host[256];
+        coord__peer_host(fv_conn_peer_addr(conn), host, sizeof host);
+        coord_logj_peer(c, "warn", host, "admin_refused",
+                        json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
+                                  fv_err_name(err), "why", why));
         coord_audit_refusal(c, "admin.refused",
                             json_pack("{s:s,s:s,s:s}", "addr", fv_conn_peer_addr(conn), "err",
                                       fv_err_name(err), "why", why));
@@ -619,6 +621,8 @@ int coord_metrics_init(coord_t *c)
                               "since the previous round ended) and one per job end.",
                               NULL, cpu_s, sizeof cpu_s / sizeof cpu_s[0], &c->metrics.loop_max);
     }
+    if (r == 0)
+        r = coord__guard_metrics_init(c);
     if (r != 0)
         fprintf(stderr, "fedvault-coordinator: error: metrics registry: %s\n", fv_strerror(r));
     return r;
@@ -661,5 +665,7 @@ int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d)
     int r = fv_prom_server_start(c->net.loop, host, port, c->metrics.prom, &c->net.prom_srv, d);
     if (r == 0)
         fv_prom_server_set_probe(c->net.prom_srv, prom_enter, prom_leave, c);
+    if (r == 0)
+        fv_prom_server_set_before_render(c->net.prom_srv, coord__guard_metrics_refresh, c);
     return r;
 }

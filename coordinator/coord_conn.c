@@ -146,7 +146,10 @@ void coord__on_close(fv_conn_t *conn, int err, const char *why)
                           "why", why);
     if (a != NULL)
         json_object_set_new(f, "agent", json_string(a->name));
-    coord_logj(err == 0 ? "info" : "warn", a != NULL ? "agent_disconnected" : "conn_closed", f);
+    char host[256];
+    coord__peer_host(fv_conn_peer_addr(conn), host, sizeof host);
+    coord_logj_peer(c, err == 0 ? "info" : "warn", a != NULL ? a->name : host,
+                    a != NULL ? "agent_disconnected" : "conn_closed", f);
     if (c != NULL && !c->stopping) {
         const fv_identity_t *peer = fv_conn_peer(conn);
         if (a == NULL && err != 0) {
@@ -221,8 +224,9 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
     fv_diag_t d;
     if (c->run.state != ST_WAITING && c->run.state != ST_ROUND) {
         /* between jobs: an answer to the job that just ended is stale, not an error */
-        coord_logj("info", "stale_message",
-                   json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
+        coord_logj_peer(
+            c, "info", a->name, "stale_message",
+            json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
         return;
     }
     switch (m->type) {
@@ -285,9 +289,9 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
             int member = member_of(c, a, conn);
             if (member < 0 || !c->job->secagg.on || m->u.secagg.round != c->rnd.round ||
                 coord__round_busy(c) || !fv_cround_alive(c->rnd.cr, (uint32_t)member)) {
-                coord_logj("warn", "stale_message",
-                           json_pack("{s:s,s:I}", "agent", a->name, "round",
-                                     (json_int_t)m->u.secagg.round));
+                coord_logj_peer(c, "warn", a->name, "stale_message",
+                                json_pack("{s:s,s:I}", "agent", a->name, "round",
+                                          (json_int_t)m->u.secagg.round));
                 return;
             }
             /* the machine checks the sender, the type and SecAgg's verdict */
@@ -301,8 +305,9 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
     case FV_MSG_VEC_ACK:
         return; /* the agent has the model or stats we sent: nothing to do */
     default:
-        coord_logj("warn", "unexpected_message",
-                   json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
+        coord_logj_peer(
+            c, "warn", a->name, "unexpected_message",
+            json_pack("{s:s,s:s}", "agent", a->name, "type", fv_msg_type_name(m->type)));
         return;
     }
 }

@@ -13,6 +13,17 @@
  * c->in_txn), records only queue in the outbox; the commit appends them to the signed log.
  * Refused connections are rate-limited (coord_audit_refusal), since a peer controls them.
  *
+ * Lines a peer can repeat at will (an unexpected or stale message, a stranger's
+ * connection closing) go through coord_logj_peer: a token bucket per (peer, event)
+ * (fv_lograte: FV_LOG_BURST lines, then one per FV_LOG_INTERVAL_MS), the dropped ones
+ * counted, their number written in the next line let through ("suppressed") and in
+ * fedvault_log_suppressed_total. The peer is the agent's name once authenticated, else
+ * its address without the port (a stranger's ports are its to choose).
+ *
+ * Strangers' costs for the metrics: coord__guard_metrics_init registers the families,
+ * coord__guard_metrics_refresh (run before each /metrics render) copies the listeners'
+ * counters (fv_server_stats, fv_prom_server_stats) into them.
+ *
  * Clocks: coord__now_ms (the loop's monotonic time) for deadlines and durations,
  * coord_wall_ms only for what is recorded (audit, state, receipts).
  *
@@ -20,8 +31,9 @@
  * (coord__crash_point); FV_TEST_FAIL_ROUNDS and FV_TEST_DROP_AGENTS_AT set c->test.
  * Both are read once at start.
  *
- * Threading: the loop thread only. File-scope state: the crash-point settings and the
- * refusals' rate window (one coordinator per process).
+ * Threading: the loop thread only. File-scope state: the crash-point settings, the
+ * refusals' rate window, the log limiter and the guard metrics (one coordinator per
+ * process).
  */
 #include <math.h>
 #include <signal.h>
@@ -43,6 +55,126 @@ void coord_logj(const char *level, const char *event, json_t *fields)
 {
     int lv = fv_log_level_parse(level);
     fv_log_json(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv, event, fields);
+}
+
+#define FV_LOG_BURST 10
+#define FV_LOG_INTERVAL_MS 10000
+#define FV_LOG_PAIRS 4096 /* (peer, event) pairs remembered; about 600 KiB */
+
+static fv_lograte_t *g_lograte;
+static bool g_lograte_failed;
+
+void coord__peer_host(const char *addr, char *out, size_t cap)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t n = colon != NULL && colon != addr ? (size_t)(colon - addr) : strlen(addr);
+    snprintf(out, cap, "%.*s", (int)n, addr);
+}
+
+void coord_logj_peer(coord_t *c, const char *level, const char *peer, const char *event,
+                     json_t *fields)
+{
+    int lv = fv_log_level_parse(level);
+    if (!fv_log_enabled(lv < 0 ? FV_LOG_ERROR : (fv_log_level_t)lv)) {
+        json_decref(fields);
+        return;
+    }
+    if (g_lograte == NULL && !g_lograte_failed &&
+        fv_lograte_new(FV_LOG_PAIRS, FV_LOG_BURST, FV_LOG_INTERVAL_MS, &g_lograte) != 0)
+        g_lograte_failed = true; /* no memory: log everything, as before */
+    uint64_t suppressed = 0;
+    /* the loop's cached time: a line's instant to within one loop turn is enough here */
+    uint64_t now = c != NULL && c->net.loop != NULL ? uv_now(c->net.loop) : 0;
+    if (g_lograte != NULL && !fv_lograte_allow(g_lograte, peer, event, now, &suppressed)) {
+        json_decref(fields);
+        return;
+    }
+    if (suppressed > 0 && fields != NULL)
+        json_object_set_new(fields, "suppressed", json_integer((json_int_t)suppressed));
+    coord_logj(level, event, fields);
+}
+
+uint64_t coord__log_suppressed(void)
+{
+    return g_lograte != NULL ? fv_lograte_suppressed_total(g_lograte) : 0;
+}
+
+void coord__log_close(void)
+{
+    fv_lograte_free(g_lograte);
+    g_lograte = NULL;
+}
+
+/* ---- strangers' costs, as metrics ------------------------------------------------------ */
+
+static struct {
+    fv_prom_metric_t *suppressed, *refused, *unauth, *metrics_evicted;
+    uint64_t last_suppressed, last_evicted;
+    fv_server_stats_t last[2]; /* agent port, admin port */
+} g_guard;
+
+int coord__guard_metrics_init(coord_t *c)
+{
+    const char *labels[2] = {"listener", "reason"};
+    int r = fv_prom_counter(c->metrics.prom, "fedvault_log_suppressed_total",
+                            "Log lines dropped by the per-(peer, event) rate limit.", NULL,
+                            &g_guard.suppressed);
+    if (r == 0)
+        r = fv_prom_family(c->metrics.prom, FV_PROM_COUNTER, "fedvault_net_refused_total",
+                           "Connections refused or closed before authentication by the caps "
+                           "on strangers, by listener (agent, admin) and reason.",
+                           labels, 2, NULL, 0, &g_guard.refused);
+    if (r == 0)
+        r = fv_prom_gauge(c->metrics.prom, "fedvault_net_unauth_connections",
+                          "Connections accepted and not yet past TLS and HELLO, by listener.",
+                          "listener", &g_guard.unauth);
+    if (r == 0)
+        r = fv_prom_counter(c->metrics.prom, "fedvault_metrics_conns_evicted_total",
+                            "Metrics endpoint connections closed to make room for a new one.", NULL,
+                            &g_guard.metrics_evicted);
+    return r;
+}
+
+static void guard_add(const char *listener, const char *reason, uint64_t now, uint64_t last)
+{
+    const char *v[2] = {listener, reason};
+    if (now > last)
+        fv_prom_addv(g_guard.refused, v, (double)(now - last));
+}
+
+void coord__guard_metrics_refresh(void *ctx)
+{
+    coord_t *c = ctx;
+    if (g_guard.suppressed == NULL)
+        return;
+    uint64_t sup = coord__log_suppressed();
+    if (sup > g_guard.last_suppressed)
+        fv_prom_add(g_guard.suppressed, NULL, (double)(sup - g_guard.last_suppressed));
+    g_guard.last_suppressed = sup;
+    fv_server_t *srv[2] = {c->net.server, c->net.admin};
+    static const char *const names[2] = {"agent", "admin"};
+    for (int i = 0; i < 2; i++) {
+        if (srv[i] == NULL)
+            continue;
+        fv_server_stats_t n, *o = &g_guard.last[i];
+        fv_server_stats(srv[i], &n);
+        guard_add(names[i], "over_unauth", n.refused_unauth, o->refused_unauth);
+        guard_add(names[i], "over_unauth_per_source", n.refused_unauth_source,
+                  o->refused_unauth_source);
+        guard_add(names[i], "over_handshakes", n.refused_handshakes, o->refused_handshakes);
+        guard_add(names[i], "handshake_timeout", n.handshake_timeouts, o->handshake_timeouts);
+        guard_add(names[i], "evicted", n.evicted, o->evicted);
+        guard_add(names[i], "accept_error", n.accept_errors, o->accept_errors);
+        fv_prom_set(g_guard.unauth, names[i], (double)n.n_unauth);
+        *o = n;
+    }
+    if (c->net.prom_srv != NULL) {
+        uint64_t ev, refused;
+        fv_prom_server_stats(c->net.prom_srv, &ev, &refused);
+        if (ev > g_guard.last_evicted)
+            fv_prom_add(g_guard.metrics_evicted, NULL, (double)(ev - g_guard.last_evicted));
+        g_guard.last_evicted = ev;
+    }
 }
 
 json_t *coord__jf(coord_t *c)

@@ -22,6 +22,7 @@
  * port's are registered through the small wrappers below.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -238,7 +239,10 @@ static void agent_on_close(fv_conn_t *conn, int err, const char *why)
 static const char usage[] =
     "Usage: fedvault-coordinator --config FILE [--state DIR] [--job SPEC] [--out DIR]\n"
     "                            [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
-    "                            [--metrics-listen HOST:PORT] [--max-uploads N]\n"
+    "                            [--metrics-listen [HOST]:PORT] [--max-uploads N]\n"
+    "                            [--max-unauth N] [--max-unauth-per-source N]\n"
+    "                            [--max-handshakes N] [--max-handshakes-per-source N]\n"
+    "                            [--handshake-timeout-ms MS]\n"
     "\n"
     "Runs the federation's jobs: each agent connects to the agent port, the operator's\n"
     "`fedvault` CLI to the admin port (admin certificates only). Jobs, rounds, model\n"
@@ -247,7 +251,8 @@ static const char usage[] =
     "\n"
     "  --config FILE       the coordinator kit's coordinator.json (from fedvault provision):\n"
     "                      listen, ca, cert, key, crl, and optionally state_dir,\n"
-    "                      admin_listen, metrics_listen (paths relative to it)\n"
+    "                      admin_listen, metrics_listen, and the caps below as\n"
+    "                      max_unauth, ... handshake_timeout_ms (paths relative to it)\n"
     "  --state DIR         the state directory (default: the config's state_dir, else\n"
     "                      OUT/state with --out, else state/ beside the config)\n"
     "  --job SPEC          submit this job spec (JSON; see protocols/fv_job.h) unless the\n"
@@ -257,8 +262,18 @@ static const char usage[] =
     "  --out DIR           also write final.fvm, model-rNNNN.fvm and rounds.jsonl here\n"
     "  --listen HOST:PORT  agent port; overrides the config (port 0: any; it is logged)\n"
     "  --admin-listen HOST:PORT   admin port (mutual TLS, admin role only)\n"
-    "  --metrics-listen HOST:PORT Prometheus text metrics at http://HOST:PORT/metrics\n"
-    "                      (plain HTTP: a loopback or management address)\n"
+    "  --metrics-listen [HOST]:PORT Prometheus text metrics at http://HOST:PORT/metrics\n"
+    "                      (plain HTTP: a loopback or management address; PORT or :PORT\n"
+    "                      alone means 127.0.0.1:PORT)\n"
+    "Strangers (connections not yet past TLS and HELLO) on the agent port (the admin\n"
+    "port has the defaults):\n"
+    "  --max-unauth N      at once, all sources (default 512; 0: no cap)\n"
+    "  --max-unauth-per-source N  from one address (IPv6: one /64) (default 32)\n"
+    "  --max-handshakes N  TLS handshakes in progress, all sources (default 128)\n"
+    "  --max-handshakes-per-source N  (default 8)\n"
+    "  --handshake-timeout-ms MS  from accept to HELLO (default 5000)\n"
+    "                      Over a cap a connection is closed at once and counted\n"
+    "                      (fedvault_net_refused_total; a net_refused line every 10 s)\n"
     "  --max-uploads N     masked/plain uploads received at once (default 2)\n"
     "  -h, --help          this text\n"
     "\n"
@@ -304,6 +319,64 @@ static int split_hostport(const char *s, char *host, size_t cap, int *port)
     if (*end != '\0' || p < 0 || p > 65535)
         return -1;
     *port = (int)p;
+    return 0;
+}
+
+/* The caps on strangers: a flag or a config key each (the flag wins). */
+typedef struct guard_opt {
+    const char *flag, *key;
+    uint64_t min, max;
+    const char *arg; /* the flag's value, if given */
+} guard_opt_t;
+enum { G_UNAUTH, G_UNAUTH_SRC, G_HS, G_HS_SRC, G_HS_TIMEOUT, G_N };
+static guard_opt_t g_guard_opts[G_N] = {
+    [G_UNAUTH] = {"--max-unauth", "max_unauth", 0, 1000000, NULL},
+    [G_UNAUTH_SRC] = {"--max-unauth-per-source", "max_unauth_per_source", 0, 1000000, NULL},
+    [G_HS] = {"--max-handshakes", "max_handshakes", 0, 1000000, NULL},
+    [G_HS_SRC] = {"--max-handshakes-per-source", "max_handshakes_per_source", 0, 1000000, NULL},
+    [G_HS_TIMEOUT] = {"--handshake-timeout-ms", "handshake_timeout_ms", 100, 600000, NULL},
+};
+
+static int guard_flag(const char *a)
+{
+    for (int k = 0; k < G_N; k++)
+        if (strcmp(a, g_guard_opts[k].flag) == 0)
+            return k;
+    return -1;
+}
+
+/* Fills o's caps from the flags and cfg; -1 (said on stderr) for a bad value. */
+static int guard_opts_apply(json_t *cfg, const char *config, fv_net_opts_t *o)
+{
+    uint64_t v[G_N] = {o->max_unauth, o->max_unauth_per_source, o->max_handshakes,
+                       o->max_handshakes_per_source, o->handshake_timeout_ms};
+    for (int i = 0; i < G_N; i++) {
+        const guard_opt_t *g = &g_guard_opts[i];
+        json_t *j = json_object_get(cfg, g->key);
+        bool ok = true;
+        if (g->arg != NULL) {
+            char *end;
+            errno = 0;
+            unsigned long long u = strtoull(g->arg, &end, 10);
+            ok = errno == 0 && end != g->arg && *end == '\0' && g->arg[0] != '-';
+            v[i] = u;
+        } else if (j != NULL) {
+            ok = json_is_integer(j) && json_integer_value(j) >= 0;
+            v[i] = ok ? (uint64_t)json_integer_value(j) : 0;
+        }
+        if (!ok || v[i] < g->min || v[i] > g->max) {
+            fprintf(stderr,
+                    "fedvault-coordinator: error: %s%s%s: expected %" PRIu64 "..%" PRIu64 "\n",
+                    g->arg != NULL ? g->flag : config, g->arg != NULL ? "" : ": ",
+                    g->arg != NULL ? "" : g->key, g->min, g->max);
+            return -1;
+        }
+    }
+    o->max_unauth = (uint32_t)v[G_UNAUTH];
+    o->max_unauth_per_source = (uint32_t)v[G_UNAUTH_SRC];
+    o->max_handshakes = (uint32_t)v[G_HS];
+    o->max_handshakes_per_source = (uint32_t)v[G_HS_SRC];
+    o->handshake_timeout_ms = v[G_HS_TIMEOUT];
     return 0;
 }
 
@@ -354,6 +427,8 @@ int main(int argc, char **argv)
             admin_arg = v;
         else if (strcmp(a, "--metrics-listen") == 0)
             metrics_arg = v;
+        else if (guard_flag(a) >= 0)
+            g_guard_opts[guard_flag(a)].arg = v;
         else if (strcmp(a, "--max-uploads") == 0) {
             char *end;
             unsigned long u = strtoul(v, &end, 10);
@@ -432,12 +507,33 @@ int main(int argc, char **argv)
     } else
         state_dir = kit_path(config, "state");
     cfg_admin = admin_arg != NULL ? strdup(admin_arg) : s_admin != NULL ? strdup(s_admin) : NULL;
-    cfg_metrics = metrics_arg != NULL ? strdup(metrics_arg)
-                  : s_metrics != NULL ? strdup(s_metrics)
-                                      : NULL;
-    json_decref(cfg);
-    if (state_dir == NULL || cfg_listen == NULL)
+    const char *m = metrics_arg != NULL ? metrics_arg : s_metrics;
+    if (m != NULL && (strchr(m, ':') == NULL || m[0] == ':')) {
+        /* PORT or :PORT: loopback, never all addresses */
+        size_t n = strlen(m) + 16;
+        if ((cfg_metrics = malloc(n)) != NULL)
+            snprintf(cfg_metrics, n, "127.0.0.1%s%s", m[0] == ':' ? "" : ":", m);
+    } else
+        cfg_metrics = m != NULL ? strdup(m) : NULL;
+    fv_net_opts_t guard;
+    fv_net_opts_default(&guard);
+    if (guard_opts_apply(cfg, config, &guard) != 0) {
+        json_decref(cfg);
+        rc = EXIT_USAGE;
         goto out;
+    }
+    json_decref(cfg);
+    if (state_dir == NULL || cfg_listen == NULL || (m != NULL && cfg_metrics == NULL))
+        goto out;
+    {
+        /* a flood should meet the caps on strangers, not EMFILE */
+        uint64_t before = 0, soft = 0, hard = 0;
+        int nr = fv_net_raise_nofile(&before, &soft, &hard);
+        coord_logj(nr == 0 ? "info" : "warn", "nofile_limit",
+                   json_pack("{s:I,s:I,s:I,s:s}", "soft_before", (json_int_t)before, "soft",
+                             (json_int_t)soft, "hard", (json_int_t)hard, "error",
+                             nr == 0 ? "" : strerror(-nr)));
+    }
 
     if (out != NULL && mkdir(out, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "fedvault-coordinator: error: cannot create %s: %s\n", out,
@@ -508,6 +604,11 @@ int main(int argc, char **argv)
         net.chunk_elems = 64u << 10; /* 256 KiB frames */
         net.low_water_bytes = (size_t)256 << 10;
         net.lim.max_frame_bytes = 1u << 20;
+        net.max_unauth = guard.max_unauth;
+        net.max_unauth_per_source = guard.max_unauth_per_source;
+        net.max_handshakes = guard.max_handshakes;
+        net.max_handshakes_per_source = guard.max_handshakes_per_source;
+        net.handshake_timeout_ms = guard.handshake_timeout_ms;
         fv_conn_cbs_t cbs = {.on_open = agent_on_open,
                              .on_msg = agent_on_msg,
                              .on_vec_begin = agent_on_vec_begin,
@@ -619,6 +720,7 @@ out:
         free(a);
     }
     fv_prom_free(c.metrics.prom);
+    coord__log_close();
     fv_audit_close(c.audit);
     fv_state_close(c.st);
     sodium_memzero(c.sign_sk, sizeof c.sign_sk);

@@ -21,12 +21,16 @@
  *     are values that are longer than FV_PROM_MAX_VALUE_BYTES or not valid UTF-8;
  *   - per connection, a request head of at most FV_PROM_MAX_HEAD_BYTES (else 431), a
  *     deadline of FV_PROM_TIMEOUT_MS to send it and again to read the answer;
- *   - at most FV_PROM_MAX_CONNS connections at once (more are closed at once).
+ *   - at most FV_PROM_MAX_CONNS connections at once, FV_PROM_MAX_CONNS_PER_SOURCE from one
+ *     address (more are closed at once); at the global cap a new one evicts one that
+ *     has not sent its whole head yet, from the source holding the most, and is closed
+ *     at once only if none is waiting.
  */
 #ifndef FV_PROM_H
 #define FV_PROM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -38,9 +42,10 @@
 #define FV_PROM_MAX_BOUNDS 64       /* histogram bucket bounds, +Inf not included */
 #define FV_PROM_OTHER "other"       /* the label value overflow goes to */
 
-#define FV_PROM_MAX_HEAD_BYTES 8192 /* request line + headers */
-#define FV_PROM_TIMEOUT_MS 5000     /* to send the head; again to read the response */
-#define FV_PROM_MAX_CONNS 64        /* concurrent connections */
+#define FV_PROM_MAX_HEAD_BYTES 8192    /* request line + headers */
+#define FV_PROM_TIMEOUT_MS 5000        /* to send the head; again to read the response */
+#define FV_PROM_MAX_CONNS 64           /* concurrent connections */
+#define FV_PROM_MAX_CONNS_PER_SOURCE 8 /* from one client address */
 
 typedef enum fv_prom_type {
     FV_PROM_COUNTER,
@@ -139,6 +144,14 @@ int fv_prom_server_start(uv_loop_t *loop, const char *host, int port, fv_prom_t 
  * probed. The daemon times its loop's callbacks with it. NULL functions: no probe. */
 void fv_prom_server_set_probe(fv_prom_server_t *s, void (*enter)(void *ctx, const char *name),
                               void (*leave)(void *ctx), void *ctx);
+
+/* fn(ctx) runs on the loop thread right before each render of a 200 answer (the daemon
+ * refreshes sampled values there). NULL fn: none. */
+void fv_prom_server_set_before_render(fv_prom_server_t *s, void (*fn)(void *ctx), void *ctx);
+
+/* Connections evicted to make room (the oldest still sending its head) and closed at
+ * once (no slot could be freed), since start. */
+void fv_prom_server_stats(const fv_prom_server_t *s, uint64_t *ret_evicted, uint64_t *ret_refused);
 
 /* The port actually bound (useful after port 0). */
 int fv_prom_server_port(const fv_prom_server_t *s);

@@ -17,8 +17,21 @@
  * The body is freed in the close callback, after the write callback has run. The server
  * struct is freed when the listener is closed and no connection is left, so stop is
  * safe at any time, from any callback. A client's bytes are hostile: the head is bounded
- * (FV_PROM_MAX_HEAD_BYTES, else 431) and checked byte by byte, and connections are capped
- * (FV_PROM_MAX_CONNS: over it, accepted and closed at once).
+ * (FV_PROM_MAX_HEAD_BYTES, else 431) and checked byte by byte, it must be complete within
+ * FV_PROM_TIMEOUT_MS of the accept, and connections are capped: FV_PROM_MAX_CONNS live
+ * ones (n_live), FV_PROM_MAX_CONNS_PER_SOURCE from one address (over it: closed at once).
+ * At the global cap a new connection evicts one still waiting for its head: the oldest
+ * of the source holding the most such connections if it holds two more than the
+ * newcomer's source (a scraper, one connection from its own address, is then never the
+ * one evicted by a flood from elsewhere, even when the loop accepts a burst of
+ * newcomers before it reads the scraper's request), else the oldest of all. So slow or
+ * silent clients cost each other their slots, not the scraper its answer (200 slow
+ * clients made every scrape fail when the newcomer was always the one refused). Only
+ * when every slot is answering or lingering (bounded by the timeouts) is the newcomer
+ * closed at once.
+ * Evictions and refusals are counted (fv_prom_server_stats). An optional hook runs just
+ * before each render (fv_prom_server_set_before_render), so the daemon can refresh
+ * gauges and counters it only samples.
  *
  * The callbacks that do work run between the daemon's probe calls, if it set a probe
  * (fv_prom_server_set_probe); a probe never changes what the server does.
@@ -51,6 +64,7 @@ typedef struct conn {
     struct conn *next, *prev;
     enum conn_state state;
     int handles_open;
+    uint8_t src[16]; /* the client's address (IPv4 mapped), for the per-source cap */
     size_t head_len;
     char *body; /* owned; freed in the close callback */
     size_t body_len;
@@ -63,8 +77,12 @@ struct fv_prom_server {
     uv_tcp_t tcp;
     uv_loop_t *loop;
     fv_prom_t *prom; /* borrowed */
-    conn_t *conns;
+    conn_t *conns;   /* newest first */
     size_t n_conns;
+    size_t n_live; /* not yet ST_CLOSING: what the cap counts */
+    uint64_t n_evicted, n_refused;
+    void (*before_render)(void *ctx);
+    void *before_render_ctx;
     bool stopping;
     bool listener_closed;
     int port;
@@ -116,6 +134,7 @@ static void conn_close(conn_t *c)
     if (c->state == ST_CLOSING)
         return;
     c->state = ST_CLOSING;
+    c->server->n_live--;
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
 }
@@ -343,6 +362,8 @@ static void conn_head_done(conn_t *c, int status)
     }
     char *text;
     size_t len;
+    if (c->server->before_render != NULL)
+        c->server->before_render(c->server->before_render_ctx);
     if (fv_prom_render(c->server->prom, &text, &len) != 0) {
         conn_respond(c, 500, NULL, 0);
         return;
@@ -412,6 +433,59 @@ static void free_handle(uv_handle_t *h)
 
 static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls);
 
+/* c was just accepted (counted in n_live, at the list's head): may it stay? Makes room
+ * at the global cap (see the top note); false when it must be closed at once. */
+static bool conn_admit(fv_prom_server_t *s, conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        c->src[10] = c->src[11] = 0xff;
+        memcpy(c->src + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->src, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    }
+    /* per source, and who waits for its head: at most FV_PROM_MAX_CONNS entries */
+    size_t mine = 0;
+    for (conn_t *o = s->conns; o != NULL; o = o->next)
+        if (o != c && o->state != ST_CLOSING && memcmp(o->src, c->src, 16) == 0)
+            mine++;
+    if (mine >= FV_PROM_MAX_CONNS_PER_SOURCE)
+        return false;
+    if (s->n_live <= FV_PROM_MAX_CONNS)
+        return true;
+    conn_t *victim = NULL, *oldest = NULL;
+    size_t heavy_n = 0, mine_waiting = 0;
+    for (conn_t *o = s->conns; o != NULL; o = o->next) {
+        if (o == c || o->state != ST_READ_HEAD)
+            continue;
+        oldest = o; /* newest first: the last one is the oldest */
+        size_t n = 0;
+        conn_t *first = NULL;
+        for (conn_t *q = s->conns; q != NULL; q = q->next)
+            if (q != c && q->state == ST_READ_HEAD && memcmp(q->src, o->src, 16) == 0) {
+                n++;
+                first = q; /* the source's oldest */
+            }
+        if (memcmp(o->src, c->src, 16) == 0)
+            mine_waiting = n;
+        if (n >= heavy_n) { /* ties: the later visited, older, wins */
+            heavy_n = n;
+            victim = first;
+        }
+    }
+    if (victim == NULL || heavy_n < mine_waiting + 2)
+        victim = oldest;
+    if (victim == NULL)
+        return false;
+    conn_close(victim); /* its memory goes in its close callbacks */
+    s->n_evicted++;
+    return true;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     fv_prom_server_t *s = ls->data;
@@ -424,10 +498,9 @@ static void on_connection(uv_stream_t *ls, int status)
 
 static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
 {
-    conn_t *c = NULL;
-    if (s->n_conns < FV_PROM_MAX_CONNS)
-        c = calloc(1, sizeof *c);
+    conn_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
+        s->n_refused++;
         /* Over the cap (or out of memory): accept and close at once, so the backlog
          * neither grows nor makes the listener spin. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
@@ -445,6 +518,7 @@ static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
         free(c);
         return;
     }
+    s->n_live++;
     c->tcp.data = c;
     c->handles_open = 1;
     c->next = s->conns;
@@ -455,12 +529,18 @@ static void accept_conn(fv_prom_server_t *s, uv_stream_t *ls)
     int r = uv_timer_init(s->loop, &c->timer);
     if (r != 0) {
         c->state = ST_CLOSING;
+        s->n_live--;
         uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
         return;
     }
     c->timer.data = c;
     c->handles_open = 2;
     r = uv_accept(ls, (uv_stream_t *)&c->tcp);
+    if (r == 0 && !conn_admit(s, c)) {
+        s->n_refused++;
+        conn_close(c);
+        return;
+    }
     if (r == 0)
         r = uv_timer_start(&c->timer, on_timeout, FV_PROM_TIMEOUT_MS, 0);
     if (r == 0)
@@ -546,6 +626,18 @@ void fv_prom_server_set_probe(fv_prom_server_t *s, void (*enter)(void *ctx, cons
     s->probe_enter = enter;
     s->probe_leave = leave;
     s->probe_ctx = ctx;
+}
+
+void fv_prom_server_set_before_render(fv_prom_server_t *s, void (*fn)(void *ctx), void *ctx)
+{
+    s->before_render = fn;
+    s->before_render_ctx = ctx;
+}
+
+void fv_prom_server_stats(const fv_prom_server_t *s, uint64_t *ret_evicted, uint64_t *ret_refused)
+{
+    *ret_evicted = s->n_evicted;
+    *ret_refused = s->n_refused;
 }
 
 int fv_prom_server_port(const fv_prom_server_t *s)

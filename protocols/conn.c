@@ -9,16 +9,28 @@
  *   (cbs.on_send) sees each encoded frame between the encoder and fv_tls_write, and may
  *   withhold it (the agent's audit log records every frame before it leaves).
  *
- * Memory bounds (what a peer can make us hold): the read buffer and plaintext buffer
- * (64 KiB each), the TLS engine's input (we read it out after every feed), one frame
+ * Memory bounds (what a peer can make us hold): the read buffer (64 KiB, one per server
+ * since every read is consumed before the callback returns; one per client connection),
+ * the plaintext buffer (64 KiB, made when the peer is authenticated), the TLS engine's
+ * input (we read it out after every feed; the engine is made at the first bytes), one frame
  * body (the framer, <= max_frame_bytes), one encoded frame, and our own write queue
  * (<= max_queue_bytes for messages; vectors are pumped under low_water_bytes). A vector
  * being received lives in the application's buffer, announced and capped first.
  *
  * States: HANDSHAKE (TLS in progress) -> HELLO (TLS up, peer verified, waiting for the
  * peer's HELLO) -> OPEN -> CLOSING (final frames flushed, shutdown under a linger timer)
- * -> handles closing -> freed after on_close. Nothing is freed inside a callback chain:
- * memory goes only in uv_close callbacks (two handles per connection: tcp and timer).
+ * -> handles closing -> freed after on_close. The struct goes only in uv_close callbacks
+ * (two handles per connection: tcp and timer); the engine and the buffers go at
+ * fv_conn_close, after its last flush (nothing reads them once the state is CLOSING).
+ *
+ * Strangers (server side, see fv_conn.h): a connection is counted in the server's
+ * unauthenticated totals from accept until ST_OPEN or close, and in the handshake totals
+ * from its TLS engine's creation until ST_HELLO or close (src_acquire/src_release). The
+ * per-source counts live in an open-addressing table keyed by the source address (IPv6:
+ * its /64), hashed with a random per-server key (crypto_shorthash) so a peer cannot aim
+ * at one slot; it holds at most max_unauth entries (an entry dies with its last
+ * connection), in twice as many slots. A connection refused at accept is closed without
+ * being handed on (no on_close); the server stays alive until its close callbacks ran.
  *
  * Threading: everything runs on the loop thread; no locks.
  */
@@ -33,10 +45,21 @@
 
 #include <sodium.h>
 
+#include "fv_log.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <errno.h>
+#include <sys/resource.h>
+
 #define READ_BUF_BYTES 65536
 #define WRITE_SLICE_BYTES 65536
 #define LINGER_MS 2000
-#define FRAME_OVERHEAD 64 /* msgpack keys around a chunk's data, generous */
+#define FRAME_OVERHEAD 64  /* msgpack keys around a chunk's data, generous */
+#define SUMMARY_MS 10000   /* at most one "net_refused" line per server this often */
+#define TRIM_AFTER_PEAK 64 /* strangers at once that make the end of a flood worth a trim */
+#define LISTEN_BACKLOG 1024
 
 enum conn_state { ST_CONNECTING, ST_HANDSHAKE, ST_HELLO, ST_OPEN, ST_CLOSING, ST_CLOSED };
 
@@ -54,14 +77,19 @@ struct fv_conn {
     uv_shutdown_t shutdown_req;
     int handles_open;
     uv_loop_t *loop;
-    fv_tls_t *tls;
+    fv_tls_ctx_t *ctx; /* borrowed, for the engine made at the first bytes */
+    fv_tls_t *tls;     /* NULL until then, and again after close */
     fv_net_opts_t opts;
     fv_conn_cbs_t cbs;
     void *data;
     fv_server_t *server;
     fv_client_t *client;
-    fv_conn_t *next, *prev; /* server's list */
-    char peer_addr[288];    /* host (<= 255) + ":" + port */
+    fv_conn_t *next, *prev; /* server's list (connections handed on only) */
+    bool handed;            /* on_close is owed (not for those refused at a cap) */
+    bool listed;            /* in the server's list */
+    bool unauth_counted, hs_counted;
+    uint8_t src_key[16]; /* the source (server side): IPv4 mapped, IPv6 /64 */
+    char peer_addr[288]; /* host (<= 255) + ":" + port */
     enum conn_state state;
     bool peer_known;
     fv_identity_t peer;
@@ -82,9 +110,14 @@ struct fv_conn {
     void *vrx_dst;
     int close_err;
     char close_why[384];
-    uint8_t rbuf[READ_BUF_BYTES];
-    uint8_t pbuf[READ_BUF_BYTES];
+    uint8_t *rbuf; /* client connections only, made at the first read; servers share one */
+    uint8_t *pbuf; /* READ_BUF_BYTES, made at ST_HELLO, freed at close */
 };
+
+typedef struct src_ent {
+    uint8_t key[16];
+    uint32_t n_unauth, n_hs; /* n_hs <= n_unauth; the entry is free when n_unauth == 0 */
+} src_ent_t;
 
 struct fv_server {
     uv_tcp_t tcp;
@@ -95,9 +128,20 @@ struct fv_server {
     void *data;
     fv_conn_t *conns;
     size_t n_conns;
+    size_t n_refused_closing; /* refused at accept, handles not yet closed */
     bool stopping;
     bool listener_closed;
+    bool summary_closed;
     int port;
+    uint8_t rbuf[READ_BUF_BYTES]; /* every server connection reads here (see on_alloc) */
+    src_ent_t *src;               /* src_cap slots (power of two) */
+    size_t src_cap;
+    uint8_t src_hkey[crypto_shorthash_KEYBYTES];
+    fv_server_stats_t st;
+    uint32_t peak_since_trim;
+    uv_timer_t summary; /* the refusals' summary line */
+    bool summary_armed;
+    fv_server_stats_t st_logged; /* counters at the last summary */
 };
 
 struct fv_client {
@@ -136,7 +180,7 @@ void fv_net_opts_default(fv_net_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     fv_wire_limits_default(&o->lim);
-    o->handshake_timeout_ms = 10000;
+    o->handshake_timeout_ms = 5000;
     o->heartbeat_ms = 5000;
     o->dead_ms = 30000;
     o->max_queue_bytes = (size_t)64 << 20;
@@ -144,6 +188,10 @@ void fv_net_opts_default(fv_net_opts_t *o)
     o->chunk_elems = 256u << 10;
     o->allowed_roles =
         FV_ROLE_BIT(FV_ROLE_COORDINATOR) | FV_ROLE_BIT(FV_ROLE_AGENT) | FV_ROLE_BIT(FV_ROLE_ADMIN);
+    o->max_unauth = 512;
+    o->max_unauth_per_source = 32;
+    o->max_handshakes = 128;
+    o->max_handshakes_per_source = 8;
 }
 
 void fv_client_opts_default(fv_client_opts_t *o)
@@ -242,19 +290,15 @@ static fv_conn_t *conn_new(uv_loop_t *loop, fv_tls_ctx_t *ctx, const fv_net_opts
     fv_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    if (fv_tls_new(ctx, &c->tls) != 0) {
-        free(c);
-        return NULL;
-    }
     c->loop = loop;
+    c->ctx = ctx;
+    c->handed = true;
     c->opts = *opts;
     c->cbs = *cbs;
     c->peer_max_frame = opts->lim.max_frame_bytes;
     fv_framer_init(&c->framer, &opts->lim);
     snprintf(c->peer_addr, sizeof c->peer_addr, "?");
     if (uv_tcp_init(loop, &c->tcp) != 0) {
-        fv_tls_free(c->tls);
-        fv_framer_close(&c->framer);
         free(c);
         return NULL;
     }
@@ -287,14 +331,242 @@ static void conn_set_peer_addr(fv_conn_t *c)
     }
 }
 
-static void conn_free(fv_conn_t *c)
+/* What only reading and sending need: gone at close, or with the struct. */
+static void conn_release_engine(fv_conn_t *c)
 {
     fv_tls_free(c->tls);
+    c->tls = NULL;
     fv_framer_close(&c->framer);
     fv_buf_free(&c->enc);
+    free(c->pbuf);
+    c->pbuf = NULL;
+    free(c->rbuf);
+    c->rbuf = NULL;
+}
+
+static void conn_free(fv_conn_t *c)
+{
+    conn_release_engine(c);
     if (c->vtx_active)
         fv_vec_tx_close(&c->vtx);
     free(c);
+}
+
+/* ---- strangers' accounting (servers) ----------------------------------------------- */
+
+static size_t src_slot(const fv_server_t *s, const uint8_t key[16])
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key, 16, s->src_hkey);
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return (size_t)v & (s->src_cap - 1);
+}
+
+/* The entry of key, made (zeroed) if absent; NULL only without a table. */
+static src_ent_t *src_get(fv_server_t *s, const uint8_t key[16])
+{
+    if (s->src == NULL)
+        return NULL;
+    size_t mask = s->src_cap - 1;
+    for (size_t i = src_slot(s, key);; i = (i + 1) & mask) {
+        src_ent_t *e = &s->src[i];
+        if (e->n_unauth == 0) {
+            memcpy(e->key, key, 16);
+            return e;
+        }
+        if (memcmp(e->key, key, 16) == 0)
+            return e;
+    }
+}
+
+/* Removes the emptied entry at slot i (linear probing, backward-shift deletion: no
+ * tombstones, so lookups stay short however many sources came and went). */
+static void src_delete(fv_server_t *s, size_t i)
+{
+    size_t mask = s->src_cap - 1;
+    for (size_t j = (i + 1) & mask; s->src[j].n_unauth != 0; j = (j + 1) & mask) {
+        size_t k = src_slot(s, s->src[j].key);
+        /* j's entry may move to i when its home k is not cyclically in (i, j] */
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            s->src[i] = s->src[j];
+            i = j;
+        }
+    }
+    memset(&s->src[i], 0, sizeof s->src[i]);
+}
+
+static void src_key_of(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff; /* ::ffff:a.b.c.d */
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        memcpy(key, a, memcmp(a, v4mapped, 12) == 0 ? 16 : 8); /* one peer holds a /64 */
+    }
+}
+
+static void on_summary(uv_timer_t *t);
+
+/* One rate-limited line for everything refused since the last one. */
+static void server_note_refusal(fv_server_t *s)
+{
+    if (s->summary_armed || s->stopping)
+        return;
+    s->summary_armed = true;
+    uv_timer_start(&s->summary, on_summary, SUMMARY_MS, 0);
+}
+
+static void on_summary(uv_timer_t *t)
+{
+    fv_server_t *s = t->data;
+    const fv_server_stats_t *n = &s->st, *o = &s->st_logged;
+    s->summary_armed = false;
+    json_t *f = json_pack("{s:i,s:i,s:i,s:i}", "port", s->port, "window_s", SUMMARY_MS / 1000,
+                          "unauth_now", (int)n->n_unauth, "peak_unauth", (int)n->peak_unauth);
+    const struct {
+        const char *name;
+        uint64_t now, then;
+    } d[] = {
+        {"over_unauth", n->refused_unauth, o->refused_unauth},
+        {"over_unauth_per_source", n->refused_unauth_source, o->refused_unauth_source},
+        {"over_handshakes", n->refused_handshakes, o->refused_handshakes},
+        {"evicted", n->evicted, o->evicted},
+        {"handshake_timeouts", n->handshake_timeouts, o->handshake_timeouts},
+        {"accept_errors", n->accept_errors, o->accept_errors},
+    };
+    for (size_t i = 0; f != NULL && i < sizeof d / sizeof d[0]; i++)
+        json_object_set_new(f, d[i].name, json_integer((json_int_t)(d[i].now - d[i].then)));
+    fv_log_json(FV_LOG_WARN, "net_refused", f);
+    s->st_logged = s->st;
+}
+
+/* At a global cap, max-min fairness between sources: the oldest stranger (hs: the
+ * oldest handshake) of the source that holds the most, if it holds at least two more than
+ * the newcomer's source, else NULL. Then many flooding sources cannot keep a quiet one
+ * out by filling the global cap together: they would need max_unauth sources of one
+ * connection each. O(table + connections), paid only at the global cap. */
+static fv_conn_t *src_victim(fv_server_t *s, const uint8_t key[16], bool hs)
+{
+    if (s->src == NULL)
+        return NULL;
+    const src_ent_t *heavy = NULL;
+    uint32_t heavy_n = 0, mine_n = 0;
+    for (size_t i = 0; i < s->src_cap; i++) {
+        const src_ent_t *e = &s->src[i];
+        if (e->n_unauth == 0)
+            continue;
+        uint32_t n = hs ? e->n_hs : e->n_unauth;
+        if (memcmp(e->key, key, 16) == 0)
+            mine_n = n;
+        if (n > heavy_n) {
+            heavy = e;
+            heavy_n = n;
+        }
+    }
+    if (heavy == NULL || heavy_n < mine_n + 2)
+        return NULL;
+    fv_conn_t *victim = NULL; /* the list is newest first: the last match is the oldest */
+    for (fv_conn_t *c = s->conns; c != NULL; c = c->next)
+        if ((hs ? c->hs_counted : c->unauth_counted) && c->state < ST_CLOSING &&
+            memcmp(c->src_key, heavy->key, 16) == 0)
+            victim = c;
+    return victim;
+}
+
+static void src_evict(fv_server_t *s, fv_conn_t *victim)
+{
+    s->st.evicted++;
+    server_note_refusal(s);
+    victim->handed = false; /* counted, not reported one by one */
+    fv_conn_close(victim, UV_EBUSY, "evicted for a stranger from a quieter source");
+}
+
+/* Counts c as a stranger (at accept). 0, or the counter c was refused under. */
+static uint64_t *src_admit(fv_server_t *s, fv_conn_t *c)
+{
+    const fv_net_opts_t *o = &s->opts;
+    if (o->max_unauth != 0 && s->st.n_unauth >= o->max_unauth) {
+        fv_conn_t *v = src_victim(s, c->src_key, false);
+        if (v == NULL)
+            return &s->st.refused_unauth;
+        src_evict(s, v);
+    }
+    src_ent_t *e = src_get(s, c->src_key);
+    if (e != NULL && o->max_unauth_per_source != 0 && e->n_unauth >= o->max_unauth_per_source)
+        return &s->st.refused_unauth_source;
+    if (e != NULL)
+        e->n_unauth++;
+    c->unauth_counted = true;
+    s->st.n_unauth++;
+    if (s->st.n_unauth > s->st.peak_unauth)
+        s->st.peak_unauth = s->st.n_unauth;
+    if (s->st.n_unauth > s->peak_since_trim)
+        s->peak_since_trim = s->st.n_unauth;
+    return NULL;
+}
+
+/* Counts c's TLS engine (at its first bytes). false: over a cap (counted). */
+static bool src_admit_handshake(fv_server_t *s, fv_conn_t *c)
+{
+    const fv_net_opts_t *o = &s->opts;
+    if (o->max_handshakes != 0 && s->st.n_handshakes >= o->max_handshakes) {
+        fv_conn_t *v = src_victim(s, c->src_key, true);
+        if (v != NULL)
+            src_evict(s, v);
+    }
+    src_ent_t *e = src_get(s, c->src_key);
+    if ((o->max_handshakes != 0 && s->st.n_handshakes >= o->max_handshakes) ||
+        (e != NULL && o->max_handshakes_per_source != 0 &&
+         e->n_hs >= o->max_handshakes_per_source)) {
+        s->st.refused_handshakes++;
+        server_note_refusal(s);
+        return false;
+    }
+    if (e != NULL)
+        e->n_hs++;
+    c->hs_counted = true;
+    s->st.n_handshakes++;
+    return true;
+}
+
+/* Ends c's handshake and, with unauth, its stranger status (both idempotent). */
+static void src_release(fv_conn_t *c, bool unauth)
+{
+    fv_server_t *s = c->server;
+    if (s == NULL || (!c->hs_counted && !(unauth && c->unauth_counted)))
+        return;
+    src_ent_t *e = src_get(s, c->src_key);
+    if (c->hs_counted) {
+        c->hs_counted = false;
+        s->st.n_handshakes--;
+        if (e != NULL)
+            e->n_hs--;
+    }
+    if (unauth && c->unauth_counted) {
+        c->unauth_counted = false;
+        s->st.n_unauth--;
+        if (e != NULL && --e->n_unauth == 0)
+            src_delete(s, (size_t)(e - s->src));
+    }
+}
+
+/* After a flood glibc keeps the freed heap; give it back once the strangers are gone. */
+static void server_maybe_trim(fv_server_t *s)
+{
+    if (s->st.n_unauth != 0 || s->n_refused_closing != 0 || s->peak_since_trim < TRIM_AFTER_PEAK)
+        return;
+    /* Strangers' engines and buffers went at their close; what may linger (under
+     * LINGER_MS) is their small structs, which do not pin much. */
+    s->peak_since_trim = 0;
+    s->st.trims++;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }
 
 /* Both handles closed: tell the application, unlink, free. */
@@ -304,10 +576,17 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     c->state = ST_CLOSED;
-    if (c->cbs.on_close != NULL)
+    if (c->handed && c->cbs.on_close != NULL)
         c->cbs.on_close(c, c->close_err, c->close_why);
     fv_server_t *s = c->server;
     fv_client_t *cl = c->client;
+    if (s != NULL && !c->listed) {
+        s->n_refused_closing--;
+        conn_free(c);
+        server_maybe_trim(s);
+        server_maybe_free(s);
+        return;
+    }
     if (s != NULL) {
         if (c->prev != NULL)
             c->prev->next = c->next;
@@ -318,8 +597,10 @@ static void conn_handle_closed(uv_handle_t *h)
         s->n_conns--;
     }
     conn_free(c);
-    if (s != NULL)
+    if (s != NULL) {
+        server_maybe_trim(s);
         server_maybe_free(s);
+    }
     if (cl != NULL) {
         cl->conn = NULL;
         if (cl->stopping || !cl->copts.reconnect)
@@ -367,6 +648,8 @@ static void on_write(uv_write_t *req, int status)
 /* Hands every pending ciphertext byte to libuv as one write. */
 static int conn_flush(fv_conn_t *c)
 {
+    if (c->tls == NULL)
+        return 0;
     size_t n = fv_tls_pending(c->tls);
     if (n == 0)
         return 0;
@@ -536,11 +819,13 @@ void fv_conn_close(fv_conn_t *c, int err, const char *why)
             conn_send_internal(c, &m, false);
         }
     }
-    if (was >= ST_HANDSHAKE) {
+    if (was >= ST_HANDSHAKE && c->tls != NULL) {
         if (was != ST_HANDSHAKE)
             fv_tls_shutdown(c->tls);
         conn_flush(c); /* close_notify, or the TLS alert of a failed handshake */
     }
+    conn_release_engine(c); /* the ciphertext left is in libuv's write requests */
+    src_release(c, true);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
     if (was == ST_CONNECTING) {
@@ -607,6 +892,7 @@ static void handle_frame(fv_conn_t *c, const uint8_t *body, size_t len)
             return;
         }
         c->state = ST_OPEN;
+        src_release(c, true);
         if (c->client != NULL)
             c->client->attempts = 0;
         if (c->cbs.on_open != NULL)
@@ -697,9 +983,13 @@ static void handle_frame(fv_conn_t *c, const uint8_t *body, size_t len)
 static void read_plaintext(fv_conn_t *c)
 {
     char who[384];
+    if (c->pbuf == NULL && (c->pbuf = malloc(READ_BUF_BYTES)) == NULL) {
+        conn_close_fmt(c, FV_ENOMEM, "no memory to read from %s", peer_label(c, who, sizeof who));
+        return;
+    }
     while (c->state == ST_HELLO || c->state == ST_OPEN) {
         size_t n = 0;
-        int r = fv_tls_read(c->tls, c->pbuf, sizeof c->pbuf, &n);
+        int r = fv_tls_read(c->tls, c->pbuf, READ_BUF_BYTES, &n);
         if (r == UV_EOF) {
             conn_close_fmt(c, c->bye_received ? 0 : UV_ECONNRESET, "peer %s closed the TLS session",
                            peer_label(c, who, sizeof who));
@@ -749,6 +1039,7 @@ static void handshake_step(fv_conn_t *c)
     c->peer = *fv_tls_peer(c->tls);
     c->peer_known = true;
     c->state = ST_HELLO;
+    src_release(c, false); /* the handshake is over; still a stranger until HELLO */
     if ((c->opts.allowed_roles & FV_ROLE_BIT(c->peer.role)) == 0) {
         conn_close_fmt(c, FV_EAUTH, "peer %s has role %s, which is not accepted here",
                        peer_label(c, who, sizeof who), fv_role_name(c->peer.role));
@@ -757,16 +1048,42 @@ static void handshake_step(fv_conn_t *c)
     conn_send_hello(c);
 }
 
+/* libuv calls this right before each read and hands the bytes to on_read at once, which
+ * consumes them before it returns: one buffer per server serves all its connections. A
+ * zero-length buffer (no memory) makes libuv report UV_ENOBUFS to on_read. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     fv_conn_t *c = h->data;
-    *buf = uv_buf_init((char *)c->rbuf, sizeof c->rbuf);
+    if (c->server != NULL) {
+        *buf = uv_buf_init((char *)c->server->rbuf, sizeof c->server->rbuf);
+        return;
+    }
+    if (c->rbuf == NULL)
+        c->rbuf = malloc(READ_BUF_BYTES);
+    *buf = uv_buf_init((char *)c->rbuf, c->rbuf != NULL ? READ_BUF_BYTES : 0);
+}
+
+/* The TLS engine, made when the peer's first bytes arrive (server) or at connect
+ * (client); a stranger's engine counts against the handshake caps. 0 or an error (the
+ * connection is then closed, and not handed on if a cap refused it). */
+static int conn_tls(fv_conn_t *c)
+{
+    if (c->tls != NULL)
+        return 0;
+    if (c->server != NULL && !src_admit_handshake(c->server, c)) {
+        c->handed = false; /* counted and summed up by the server, not reported one by one */
+        fv_conn_close(c, UV_EBUSY, "too many handshakes");
+        return UV_EBUSY;
+    }
+    int r = fv_tls_new(c->ctx, &c->tls);
+    if (r != 0)
+        conn_close_fmt(c, r, "no TLS engine for %s: %s", c->peer_addr, fv_strerror(r));
+    return r;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     fv_conn_t *c = s->data;
     char who[384];
     if (c->state >= ST_CLOSING)
@@ -787,7 +1104,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->last_rx_ms = uv_now(c->loop);
     c->bytes_rx += (uint64_t)nread;
-    int r = fv_tls_feed(c->tls, c->rbuf, (size_t)nread);
+    if (conn_tls(c) != 0)
+        return;
+    int r = fv_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread);
     if (r != 0) {
         conn_close_fmt(c, r, "TLS input from %s: %s", c->peer_addr, fv_strerror(r));
         return;
@@ -822,6 +1141,10 @@ static void on_tick(uv_timer_t *t)
     char who[384];
     uint64_t now = uv_now(c->loop);
     if (c->state == ST_HANDSHAKE || c->state == ST_HELLO) {
+        if (now - c->t_start_ms >= c->opts.handshake_timeout_ms && c->server != NULL) {
+            c->server->st.handshake_timeouts++;
+            server_note_refusal(c->server);
+        }
         if (now - c->t_start_ms >= c->opts.handshake_timeout_ms)
             conn_close_fmt(c, UV_ETIMEDOUT, "%s did not finish the handshake within %" PRIu64 " ms",
                            peer_label(c, who, sizeof who), c->opts.handshake_timeout_ms);
@@ -858,8 +1181,18 @@ static int conn_start(fv_conn_t *c)
 
 static void server_maybe_free(fv_server_t *s)
 {
-    if (s->stopping && s->listener_closed && s->n_conns == 0)
+    if (s->stopping && s->listener_closed && s->summary_closed && s->n_conns == 0 &&
+        s->n_refused_closing == 0) {
+        free(s->src);
         free(s);
+    }
+}
+
+static void on_summary_closed(uv_handle_t *h)
+{
+    fv_server_t *s = h->data;
+    s->summary_closed = true;
+    server_maybe_free(s);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -872,8 +1205,17 @@ static void on_listener_closed(uv_handle_t *h)
 static void on_connection(uv_stream_t *ls, int status)
 {
     fv_server_t *s = ls->data;
-    if (status < 0 || s->stopping)
+    if (status < 0) {
+        /* EMFILE/ENFILE: libuv has already accepted and closed the waiting connections
+         * with its reserved descriptor (uv__emfile_trick), so the listener does not
+         * spin; count it, and sum it up in the next summary line. */
+        s->st.accept_errors++;
+        server_note_refusal(s);
         return;
+    }
+    if (s->stopping)
+        return;
+    /* Always accept: a connection left in the backlog stops libuv's accept loop. */
     fv_conn_t *c = conn_new(s->loop, s->ctx, &s->opts, &s->cbs);
     if (c == NULL) {
         /* Out of memory: accept and drop, so the backlog does not spin. */
@@ -887,15 +1229,39 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->server = s;
+    c->state = ST_CONNECTING;
+    s->st.accepted++;
+    int r = uv_accept(ls, (uv_stream_t *)&c->tcp);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (r == 0)
+        r = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+    uint64_t *refused = NULL;
+    if (r == 0) {
+        src_key_of(&ss, c->src_key);
+        refused = src_admit(s, c);
+    }
+    if (r != 0 || refused != NULL) {
+        /* Over a cap (or gone already): closed at once, never handed on. */
+        if (refused != NULL) {
+            (*refused)++;
+            server_note_refusal(s);
+        }
+        c->handed = false;
+        s->n_refused_closing++;
+        c->finishing = true;
+        uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+        uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+        return;
+    }
+    c->listed = true;
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
-    c->state = ST_CONNECTING;
-    int r = uv_accept(ls, (uv_stream_t *)&c->tcp);
-    if (r == 0)
-        r = conn_start(c);
+    r = conn_start(c);
     if (r != 0)
         conn_close_fmt(c, r, "accepting a connection failed: %s", uv_strerror(r));
 }
@@ -929,15 +1295,31 @@ int fv_server_start(uv_loop_t *loop, fv_tls_ctx_t *ctx, const char *host, int po
     s->opts = *opts;
     s->cbs = *cbs;
     s->data = data;
+    /* At most max_unauth live entries, in at least twice as many slots. The per-source
+     * caps need this table, so they apply only with a global cap (max_unauth != 0). */
+    if (opts->max_unauth != 0) {
+        s->src_cap = 16;
+        while (s->src_cap < (size_t)opts->max_unauth * 2)
+            s->src_cap *= 2;
+        s->src = calloc(s->src_cap, sizeof *s->src);
+        if (s->src == NULL) {
+            free(s);
+            return FV_ENOMEM;
+        }
+        randombytes_buf(s->src_hkey, sizeof s->src_hkey);
+    }
     r = uv_tcp_init(loop, &s->tcp);
     if (r != 0) {
+        free(s->src);
         free(s);
         return r;
     }
     s->tcp.data = s;
+    uv_timer_init(loop, &s->summary);
+    s->summary.data = s;
     r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&ss, 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection);
+        r = uv_listen((uv_stream_t *)&s->tcp, LISTEN_BACKLOG, on_connection);
     if (r == 0) {
         struct sockaddr_storage bound;
         int len = sizeof bound;
@@ -950,7 +1332,8 @@ int fv_server_start(uv_loop_t *loop, fv_tls_ctx_t *ctx, const char *host, int po
     if (r != 0) {
         s->stopping = true;
         uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
-        return r; /* freed in the close callback */
+        uv_close((uv_handle_t *)&s->summary, on_summary_closed);
+        return r; /* freed in the close callbacks */
     }
     *ret = s;
     return 0;
@@ -962,8 +1345,36 @@ void fv_server_stop(fv_server_t *s)
         return;
     s->stopping = true;
     uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
+    uv_close((uv_handle_t *)&s->summary, on_summary_closed);
     for (fv_conn_t *c = s->conns; c != NULL; c = c->next)
         fv_conn_close(c, 0, "server stopping");
+}
+
+void fv_server_stats(const fv_server_t *s, fv_server_stats_t *ret)
+{
+    *ret = s->st;
+}
+
+/* ---- process --------------------------------------------------------------------- */
+
+int fv_net_raise_nofile(uint64_t *ret_soft_before, uint64_t *ret_soft, uint64_t *ret_hard)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    uint64_t before = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    int r = 0;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            r = -errno;
+        if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -errno;
+    }
+    *ret_soft_before = before;
+    *ret_soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    *ret_hard = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_max;
+    return r;
 }
 
 /* ---- client ---------------------------------------------------------------------- */
@@ -991,6 +1402,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     int r = conn_start(c);
+    if (r == 0 && conn_tls(c) != 0)
+        return;
     if (r == 0)
         handshake_step(c); /* sends the ClientHello */
     else

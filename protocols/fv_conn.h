@@ -26,10 +26,39 @@
  * low_water_bytes, so sending a vector of any size costs O(chunk) memory besides the
  * vector itself; on_drain fires when the queue falls under low_water_bytes.
  *
+ * Strangers (servers). Before TLS and HELLO are done a peer is a stranger, and what a
+ * stranger can cost is capped, globally and per source address (IPv4 address, IPv6 /64):
+ *   - max_unauth (512) / max_unauth_per_source (32) connections accepted and not yet
+ *     open. Over a cap the new connection is accepted and closed at once, so the backlog
+ *     keeps draining; it is counted (fv_server_stats), never handed to the application
+ *     (no on_close) and never logged one by one: one "net_refused" summary line per
+ *     server at most every 10 s. 512 is about 1 MiB of connection structs, and 32 per
+ *     source is far more than one bank's agents behind one NAT address will ever open at
+ *     once, while 16 flooding addresses cannot fill the global cap alone. At a global
+ *     cap the newcomer evicts the oldest stranger of the source holding the most, if
+ *     that source holds two or more than the newcomer's (max-min fairness), so many
+ *     flooding sources together do not lock a quiet one out either;
+ *   - max_handshakes (128) / max_handshakes_per_source (8) TLS engines: an engine (an
+ *     OpenSSL SSL object and its memory BIOs, tens of KiB once a ClientHello is in)
+ *     is made only when the first bytes arrive; over a cap the connection is closed
+ *     (counted as above). A handshake takes about 1 ms of CPU here, so 128 at once is
+ *     already more than the loop would serve in a deadline;
+ *   - handshake_timeout_ms (5000) from accept to the peer's HELLO, whatever the peer sends
+ *     (nothing, part of a ClientHello, a stalled handshake). Three round trips plus the
+ *     certificate checks take well under a second even across continents; 5 s still
+ *     allows a busy loop and a slow link, and halves the time a staller holds its slot.
+ * Memory is held only while needed: a connection's read buffer is shared by the server,
+ * the plaintext buffer is made at the peer's authentication, and the TLS engine, the
+ * plaintext and encode buffers and the framer are freed when the connection closes (not
+ * when its handles are closed). When the strangers are all gone after a flood (peak 64
+ * or more), the server calls malloc_trim(0) once (glibc keeps freed heap otherwise).
+ * Listener errors (EMFILE) are counted: libuv then accepts and closes the waiting
+ * connections with its reserved descriptor, so the loop does not spin.
+ *
  * Callbacks run on the loop thread. on_close runs exactly once per connection that was
- * handed to the application (accepted or connected), after which the fv_conn_t is freed
- * by the library (at the end of the current loop iteration). Within a callback the
- * connection may be closed; it stays valid until on_close returns.
+ * handed to the application (accepted within the caps, or connected), after which the fv_conn_t is
+ * freed by the library (at the end of the current loop iteration). Within a callback the connection
+ * may be closed; it stays valid until on_close returns.
  */
 #ifndef FV_CONN_H
 #define FV_CONN_H
@@ -45,13 +74,19 @@
 
 typedef struct fv_net_opts {
     fv_wire_limits_t lim;
-    uint64_t handshake_timeout_ms; /* default 10000 */
+    uint64_t handshake_timeout_ms; /* default 5000; covers TLS and HELLO */
     uint64_t heartbeat_ms;         /* default 5000 */
     uint64_t dead_ms;              /* default 30000 */
     size_t max_queue_bytes;        /* default 64 MiB */
     size_t low_water_bytes;        /* default 4 MiB */
     uint32_t chunk_elems;          /* vector chunk size; default 256 Ki elements (1 MiB) */
     unsigned allowed_roles;        /* bit (1u << role) per accepted peer role */
+    /* Servers only (see "Strangers" above); 0 means no cap. The per-source caps apply
+     * only with max_unauth != 0 (they share its table). */
+    uint32_t max_unauth;                /* default 512: accepted, not yet past TLS + HELLO */
+    uint32_t max_unauth_per_source;     /* default 32 */
+    uint32_t max_handshakes;            /* default 128: TLS engines of unauthenticated peers */
+    uint32_t max_handshakes_per_source; /* default 8 */
 } fv_net_opts_t;
 void fv_net_opts_default(fv_net_opts_t *o);
 #define FV_ROLE_BIT(r) (1u << (unsigned)(r))
@@ -126,6 +161,20 @@ int fv_server_port(const fv_server_t *s);
 void *fv_server_get_data(const fv_server_t *s);
 fv_server_t *fv_conn_server(const fv_conn_t *c); /* NULL for client connections */
 size_t fv_server_n_conns(const fv_server_t *s);
+/* What strangers cost the server so far (counters) and now (gauges). */
+typedef struct fv_server_stats {
+    uint64_t accepted;               /* every accepted TCP connection, refused ones too */
+    uint64_t refused_unauth;         /* over max_unauth at accept */
+    uint64_t refused_unauth_source;  /* over max_unauth_per_source at accept */
+    uint64_t refused_handshakes;     /* over a handshake cap when the first bytes came */
+    uint64_t handshake_timeouts;     /* closed at handshake_timeout_ms */
+    uint64_t evicted;                /* closed for a stranger from a quieter source */
+    uint64_t accept_errors;          /* listener errors (EMFILE, ENFILE, ...) */
+    uint64_t trims;                  /* malloc_trim calls after a flood */
+    uint32_t n_unauth, n_handshakes; /* now */
+    uint32_t peak_unauth;            /* since start */
+} fv_server_stats_t;
+void fv_server_stats(const fv_server_t *s, fv_server_stats_t *ret);
 /* Stops listening and closes every connection (on_close for each); the server is freed
  * once all handles closed. */
 void fv_server_stop(fv_server_t *s);
@@ -152,6 +201,12 @@ fv_conn_t *fv_client_conn(const fv_client_t *cl);
 /* Attempts made since the last successful open. */
 unsigned fv_client_attempts(const fv_client_t *cl);
 void fv_client_stop(fv_client_t *cl);
+
+/* ---- process ------------------------------------------------------------------ */
+/* Raises the RLIMIT_NOFILE soft limit to the hard limit, so a flood meets the server's
+ * caps before EMFILE. Returns 0 or a negative errno; the limits before and after in
+ * *ret_soft_before, *ret_soft, *ret_hard (RLIM_INFINITY reported as UINT64_MAX). */
+int fv_net_raise_nofile(uint64_t *ret_soft_before, uint64_t *ret_soft, uint64_t *ret_hard);
 
 /* ---- backoff (pure) ------------------------------------------------------------- */
 /* "Equal jitter": cap = min(max_ms, base_ms * 2^attempt); the delay is cap/2 plus a

@@ -15,6 +15,7 @@
 #define FV_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -41,5 +42,27 @@ void fv_log_iso_ms(int64_t ms, char buf[FV_LOG_TS_MAX]);
 /* Writes one line: ts, level, event, then fields' members (fields: taken, may be NULL;
  * a NULL from a failed json_pack still logs the event). */
 void fv_log_json(fv_log_level_t lv, const char *event, json_t *fields);
+
+/* ---- rate limit per (peer, event) ------------------------------------------------ */
+/* A peer controls how often some lines are written (a message it should not have sent,
+ * a connection it dropped): each (peer, event) pair gets a token bucket of `burst` lines
+ * that refills one line per `interval_ms` (a GCRA: one timestamp per pair). A line not
+ * let through is counted; the next one let through for the pair carries that count
+ * (fv_lograte_allow's *ret_suppressed: write it in the line). The pairs live in a
+ * fixed table of n_slots (4-way sets, least recently used evicted: a forgotten pair
+ * starts with a full bucket and its pending count is lost from the lines, never from
+ * the total). The clock is the caller's (now_ms, monotonic): pure, no loop, no locks
+ * (one thread owns a limiter). Peer and event strings are borrowed; only a keyed hash
+ * and their first 63 bytes are kept. */
+typedef struct fv_lograte fv_lograte_t;
+/* n_slots rounded up to a multiple of 4; burst >= 1; interval_ms >= 1. FV_EINVAL/ENOMEM. */
+int fv_lograte_new(size_t n_slots, uint32_t burst, uint64_t interval_ms, fv_lograte_t **ret);
+void fv_lograte_free(fv_lograte_t *rl); /* NULL-safe */
+/* true: write the line (*ret_suppressed: lines of this pair dropped since the last one
+ * let through); false: drop it (counted). */
+bool fv_lograte_allow(fv_lograte_t *rl, const char *peer, const char *event, uint64_t now_ms,
+                      uint64_t *ret_suppressed);
+/* Lines dropped so far, all pairs. */
+uint64_t fv_lograte_suppressed_total(const fv_lograte_t *rl);
 
 #endif

@@ -12,7 +12,9 @@
  *     main port accepts agents, the admin port admins only. Answers ECHO with
  *     ECHO_REPLY; an ECHO whose body is "send-vec N" makes it send back a vector of N
  *     floats (element i = i * 0.5, as float) after the reply. SIGHUP reloads the CRL;
- *     SIGINT/SIGTERM stop it (exit 0).
+ *     SIGUSR1 prints a "stats" line (fv_server_stats of the main port; also printed at
+ *     the stop); SIGINT/SIGTERM stop it (exit 0). --max-unauth, --max-unauth-per-source,
+ *     --max-handshakes, --max-handshakes-per-source set the caps on strangers.
  *
  *   fv-netpeer connect --kit DIR --to HOST:PORT [--echo N] [--send-vec N]
  *                      [--recv-vec N] [--hold-ms N] [--reconnect] [--max-attempts N]
@@ -148,7 +150,7 @@ typedef struct srv {
     uv_loop_t *loop;
     fv_tls_ctx_t *ctx;
     fv_server_t *main, *admin;
-    uv_signal_t sighup, sigint, sigterm;
+    uv_signal_t sighup, sigint, sigterm, sigusr1;
 } srv_t;
 
 typedef struct srv_conn {
@@ -244,9 +246,26 @@ static void srv_on_close(fv_conn_t *c, int err, const char *why)
     }
 }
 
+static void emit_stats(fv_server_t *srv)
+{
+    fv_server_stats_t st;
+    fv_server_stats(srv, &st);
+    emit(json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "event", "stats", "accepted",
+                   (json_int_t)st.accepted, "refused_unauth", (json_int_t)st.refused_unauth,
+                   "refused_unauth_source", (json_int_t)st.refused_unauth_source,
+                   "refused_handshakes", (json_int_t)st.refused_handshakes, "evicted",
+                   (json_int_t)st.evicted, "handshake_timeouts", (json_int_t)st.handshake_timeouts,
+                   "n_unauth", (json_int_t)st.n_unauth, "n_handshakes", (json_int_t)st.n_handshakes,
+                   "peak_unauth", (json_int_t)st.peak_unauth));
+}
+
 static void srv_on_signal(uv_signal_t *h, int signum)
 {
     srv_t *s = h->data;
+    if (signum == SIGUSR1) {
+        emit_stats(s->main);
+        return;
+    }
     if (signum == SIGHUP) {
         fv_diag_t d;
         int r = fv_tls_ctx_reload_crl(s->ctx, &d);
@@ -257,9 +276,11 @@ static void srv_on_signal(uv_signal_t *h, int signum)
             emit(json_pack("{s:s,s:s}", "event", "crl_reload_failed", "why", d.msg));
         return;
     }
+    emit_stats(s->main);
     fv_server_stop(s->main);
     if (s->admin != NULL)
         fv_server_stop(s->admin);
+    uv_close((uv_handle_t *)&s->sigusr1, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -308,7 +329,9 @@ static int cmd_serve(opts_t *o)
     uv_signal_init(s.loop, &s.sighup);
     uv_signal_init(s.loop, &s.sigint);
     uv_signal_init(s.loop, &s.sigterm);
-    s.sighup.data = s.sigint.data = s.sigterm.data = &s;
+    uv_signal_init(s.loop, &s.sigusr1);
+    s.sighup.data = s.sigint.data = s.sigterm.data = s.sigusr1.data = &s;
+    uv_signal_start(&s.sigusr1, srv_on_signal, SIGUSR1);
     uv_signal_start(&s.sighup, srv_on_signal, SIGHUP);
     uv_signal_start(&s.sigint, srv_on_signal, SIGINT);
     uv_signal_start(&s.sigterm, srv_on_signal, SIGTERM);
@@ -539,7 +562,10 @@ static const char usage[] =
     "                        [--recv-vec N] [--hold-ms N] [--reconnect]\n"
     "                        [--max-attempts N] [--min-connections N] [net options]\n"
     "net options: --max-frame BYTES --handshake-timeout-ms N --heartbeat-ms N --dead-ms N\n"
-    "             --max-queue BYTES --chunk-elems N\n"
+    "             --max-queue BYTES --chunk-elems N --max-unauth N\n"
+    "             --max-unauth-per-source N --max-handshakes N --max-handshakes-per-source N\n"
+    "serve: SIGUSR1 prints {\"event\":\"stats\",...} (fv_server_stats of the main port;\n"
+    "       also printed at the stop)\n"
     "A test peer for fedvault's TLS transport (see the top of netpeer.c).\n";
 
 int main(int argc, char **argv)
@@ -606,6 +632,14 @@ int main(int argc, char **argv)
             o.net.max_queue_bytes = u;
         else if (strcmp(a, "--chunk-elems") == 0)
             o.net.chunk_elems = (uint32_t)u;
+        else if (strcmp(a, "--max-unauth") == 0)
+            o.net.max_unauth = (uint32_t)u;
+        else if (strcmp(a, "--max-unauth-per-source") == 0)
+            o.net.max_unauth_per_source = (uint32_t)u;
+        else if (strcmp(a, "--max-handshakes") == 0)
+            o.net.max_handshakes = (uint32_t)u;
+        else if (strcmp(a, "--max-handshakes-per-source") == 0)
+            o.net.max_handshakes_per_source = (uint32_t)u;
         else {
             fprintf(stderr, "fv-netpeer: unknown option %s\n%s", a, usage);
             return 2;

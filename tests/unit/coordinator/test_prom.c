@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -285,13 +286,30 @@ static fv_prom_server_t *g_srv;
 static int g_port;
 static char *g_expected_body;
 static uv_async_t g_done;
+/* fv_prom_server_stats, at each render */
+static _Atomic uint64_t g_evicted_at_render, g_refused_at_render;
+
+static void before_render(void *ctx)
+{
+    uint64_t ev, refused;
+    fv_prom_server_stats(ctx, &ev, &refused);
+    atomic_store(&g_evicted_at_render, ev);
+    atomic_store(&g_refused_at_render, refused);
+}
 #define N_HELD 3
 static int g_held[N_HELD]; /* connections still open when the server stops */
 
-static int tcp_connect(void)
+/* A connection from 127.0.0.<src> (0: the default source, 127.0.0.1). */
+static int tcp_connect_from(int src)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(fd >= 0);
+    if (src != 0) {
+        struct sockaddr_in me = {.sin_family = AF_INET};
+        me.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + (uint32_t)src);
+        if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0)
+            FV__FAIL("bind 127.0.0.%d: %s", src, strerror(errno));
+    }
     struct timeval tv = {.tv_sec = 15};
     CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
     CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0);
@@ -300,6 +318,11 @@ static int tcp_connect(void)
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         FV__FAIL("connect 127.0.0.1:%d: %s", g_port, strerror(errno));
     return fd;
+}
+
+static int tcp_connect(void)
+{
+    return tcp_connect_from(0);
 }
 
 static void send_all(int fd, const char *data, size_t len)
@@ -431,29 +454,51 @@ static void client_tests(void)
     check_response_shape(&r);
     CHECK_INT_EQ(r.status, 200);
 
-    /* Connection cap: FV_PROM_MAX_CONNS idle connections are held; the next one is closed
-     * at once without an answer. Then the idle ones go and service resumes. */
+    /* Per-source cap: FV_PROM_MAX_CONNS_PER_SOURCE idle connections from 127.0.0.40 are
+     * held; the next one from there is closed at once (counted as refused; the scrape
+     * that reads the count comes from another address). */
     int idle[FV_PROM_MAX_CONNS];
-    for (size_t i = 0; i < FV_PROM_MAX_CONNS; i++)
-        idle[i] = tcp_connect();
-    fd = tcp_connect();
+    CHECK_UINT_EQ(atomic_load(&g_refused_at_render), 0);
+    for (size_t i = 0; i < FV_PROM_MAX_CONNS_PER_SOURCE; i++)
+        idle[i] = tcp_connect_from(40);
+    fd = tcp_connect_from(40);
     CHECK_UINT_EQ(recv_all(fd, r.raw, sizeof r.raw), 0);
     close(fd);
-    for (size_t i = 0; i < FV_PROM_MAX_CONNS; i++)
-        close(idle[i]);
-    for (int attempt = 0;; attempt++) {
-        /* The server notices the closes asynchronously: retry while it is still full. */
-        fd = tcp_connect();
-        send_all(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25);
-        r.len = recv_all(fd, r.raw, sizeof r.raw);
-        close(fd);
-        if (r.len > 0)
-            break;
-        CHECK(attempt < 500);
-        usleep(10 * 1000);
-    }
+    fd = tcp_connect_from(41);
+    send_all(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25);
+    r.len = recv_all(fd, r.raw, sizeof r.raw);
+    close(fd);
     check_response_shape(&r);
     CHECK_INT_EQ(r.status, 200);
+    CHECK_UINT_EQ(atomic_load(&g_refused_at_render), 1);
+    for (size_t i = 0; i < FV_PROM_MAX_CONNS_PER_SOURCE; i++)
+        close(idle[i]);
+
+    /* Global cap: FV_PROM_MAX_CONNS idle connections from 8 addresses (127.0.0.2-9, 8
+     * each; idle[0] first, and it has sent part of a head). A scrape from 127.0.0.1 is
+     * still answered: the newcomer evicts the oldest connection, still waiting for its
+     * head, of the source holding the most (all hold 8: the oldest of them wins, idle[0];
+     * connections of earlier tests still lingering may make evictions start a little
+     * earlier, and they take idle[0] first all the same). idle[0] sees the server's
+     * close; idle[5], of the same source, was not touched and is answered. */
+    CHECK_UINT_EQ(atomic_load(&g_evicted_at_render), 0);
+    for (size_t i = 0; i < FV_PROM_MAX_CONNS; i++)
+        idle[i] = tcp_connect_from(2 + (int)(i / 8));
+    send_all(idle[0], "GET /met", 8);
+    fd = tcp_connect();
+    send_all(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25);
+    r.len = recv_all(fd, r.raw, sizeof r.raw);
+    close(fd);
+    check_response_shape(&r);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK(atomic_load(&g_evicted_at_render) >= 1);            /* before this answer */
+    CHECK_UINT_EQ(recv_all(idle[0], r.raw, sizeof r.raw), 0); /* evicted, no answer */
+    send_all(idle[5], "GET /metrics HTTP/1.1\r\n\r\n", 25);
+    r.len = recv_all(idle[5], r.raw, sizeof r.raw);
+    check_response_shape(&r);
+    CHECK_INT_EQ(r.status, 200);
+    for (size_t i = 0; i < FV_PROM_MAX_CONNS; i++)
+        close(idle[i]);
 
     /* A client that sends nothing is closed after the timeout (FV_PROM_TIMEOUT_MS; our
      * receive timeout is 15 s, so a server that never closes fails the test). */
@@ -499,6 +544,7 @@ static void test_server(void)
     CHECK_OK(fv_prom_server_start(&loop, "127.0.0.1", 0, p, &g_srv, &d), &d);
     g_port = fv_prom_server_port(g_srv);
     CHECK(g_port > 0);
+    fv_prom_server_set_before_render(g_srv, before_render, g_srv);
 
     fv_prom_server_t *other = NULL;
     CHECK_INT_EQ(fv_prom_server_start(&loop, "localhost", 0, p, &other, &d), FV_EINVAL);
