@@ -140,7 +140,9 @@ static const char usage_crl[] =
     "\n"
     "Makes the coordinator re-read its certificate revocation list (after `fedvault\n"
     "provision revoke` and copying crl.pem to the coordinator's kit): new connections\n"
-    "are checked against it. Prints the number of revoked certificates.\n"
+    "are checked against it, and the live sessions (agents' and admins') whose certificate\n"
+    "it revokes are closed before the command returns (a revoked agent in a round is a\n"
+    "dropout). Prints the number of revoked certificates and of sessions closed.\n"
     "\n" COMMON_OPTS;
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -1156,8 +1158,9 @@ static int crl_reload(int argc, char **argv)
     int rc = noarg_call(argc, argv, &a, "crl.reload", &b);
     if (rc >= 0)
         return rc;
-    char buf[64];
-    printf("CRL reloaded: %s revoked certificate(s)\n", ftxt(b, "revoked", buf, sizeof buf));
+    char buf[64], buf2[64];
+    printf("CRL reloaded: %s revoked certificate(s), %s live session(s) closed\n",
+           ftxt(b, "revoked", buf, sizeof buf), ftxt(b, "sessions_closed", buf2, sizeof buf2));
     json_decref(b);
     return FV_EXIT_OK;
 }

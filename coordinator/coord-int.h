@@ -332,6 +332,9 @@ void coord__round_cleanup(coord_t *c);
 void coord__round_exec(coord_t *c, fv_round_out_t *out);
 /* coord_round.c: ROUND_START once the accumulator is ready (after coord__round_prep). */
 void coord__round_go(coord_t *c);
+/* coord_round.c: the member's ROUND_START of that round went to its connection (the
+ * queue, coord_outq.c): its phase 0 deadline starts (fv_cround_delivered). */
+void coord__round_delivered(coord_t *c, agent_t *a, uint64_t round);
 
 /* coord_finish.c: the round's end and the round's work on the thread pool */
 /* DONE: the finish (on the pool when there is a sum), then the commit and ROUND_END. */
@@ -384,15 +387,27 @@ void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b);
 void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n);
 void coord__on_close(fv_conn_t *conn, int err, const char *why);
 void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
+/* Closes the agent's live session now (err, why to the peer): it is disconnected at once
+ * and, in a round, a dropout (a revoked certificate, coord_reload_crl). */
+void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why);
 
 /* coord_main.c: start and stop */
-int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d);
+/* Reloads the CRL and, before returning, closes every live session (agents and admins)
+ * whose certificate it revokes, except `keep` (the admin session asking: the caller closes
+ * it after its answer; may be NULL); *ret_closed (may be NULL): the sessions closed, keep
+ * included when revoked. */
+int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
+                     fv_diag_t *d);
 void coord__shutdown_all(coord_t *c);
 /* A fatal state error: the daemon cannot record what it does, so it stops. */
 void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d);
 
 /* coord_admin.c */
 int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d);
+/* Closes the live admin sessions whose certificate the CRL in force revokes, except keep
+ * (logged session_revoked, audited admin.session_revoked by `by`); returns how many,
+ * keep included when revoked. */
+unsigned coord__admin_close_revoked(coord_t *c, const char *by, fv_conn_t *keep);
 int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d);
 int coord_metrics_init(coord_t *c);
 void coord_metrics_refresh(coord_t *c);

@@ -14,7 +14,8 @@
  *
  * Stopping: SIGINT/SIGTERM, a state that cannot be written (coord__state_fatal) and the
  * end of the --job job all go through coord__shutdown_all; a job in flight stays
- * "running" in the state and resumes at the next start. SIGHUP reloads the CRL.
+ * "running" in the state and resumes at the next start. SIGHUP reloads the CRL and closes
+ * the live sessions it revokes (coord_reload_crl).
  *
  * Threading: the loop thread only; CPU work goes to the thread pool (coord_distill.c).
  * Every callback the loop runs into the daemon is measured (coord_loopstat.c): the agent
@@ -88,16 +89,42 @@ void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d)
     coord__shutdown_all(c);
 }
 
-int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d)
+/* A reload refuses revoked certificates at new handshakes (crypto/tls.c); the sessions
+ * they already hold are closed here, before the reload is reported done: a revoked agent
+ * is a dropout of the round in flight (coord__agent_close) and cannot come back. */
+int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
+                     fv_diag_t *d)
 {
     int r = fv_tls_ctx_reload_crl(c->net.ctx, d);
+    unsigned closed = 0;
+    if (r == 0) {
+        for (agent_t *a = c->agents; a != NULL; a = a->next) {
+            if (a->conn == NULL || !fv_tls_ctx_revoked(c->net.ctx, a->serial))
+                continue;
+            coord_logj("warn", "session_revoked",
+                       json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", "agent", "agent", a->name,
+                                 "serial", a->serial, "addr", a->addr, "by", by));
+            coord_audit(
+                c, by, "agent.session_revoked",
+                json_pack("{s:s,s:s,s:s}", "agent", a->name, "serial", a->serial, "by", by));
+            coord__agent_close(c, a, FV_EAUTH,
+                               "the certificate was revoked (CRL reloaded): session closed");
+            closed++;
+        }
+        closed += coord__admin_close_revoked(c, by, keep);
+    }
     coord_logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
-               r == 0 ? json_pack("{s:I,s:s}", "revoked",
-                                  (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "by", by)
+               r == 0 ? json_pack("{s:I,s:I,s:s}", "revoked",
+                                  (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
+                                  (json_int_t)closed, "by", by)
                       : json_pack("{s:s,s:s}", "why", d->msg, "by", by));
     coord_audit(c, by, r == 0 ? "config.crl_reloaded" : "config.crl_reload_failed",
-                r == 0 ? json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(c->net.ctx))
+                r == 0 ? json_pack("{s:I,s:I}", "revoked",
+                                   (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
+                                   (json_int_t)closed)
                        : json_pack("{s:s}", "why", d->msg));
+    if (ret_closed != NULL)
+        *ret_closed = closed;
     return r;
 }
 
@@ -128,7 +155,7 @@ static void handle_signal(coord_t *c, int signum)
 {
     if (signum == SIGHUP) {
         fv_diag_t d;
-        coord_reload_crl(c, "signal SIGHUP", &d);
+        coord_reload_crl(c, "signal SIGHUP", NULL, NULL, &d);
         return;
     }
     coord_logj("warn", "stopping", json_pack("{s:i}", "signal", signum));

@@ -311,7 +311,8 @@ void coord__round_start(coord_t *c)
         cfg.max_uploads = c->max_uploads;
         cfg.train_ms = c->job->deadlines.train_ms;
         cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
-        cfg.defer_close = true; /* the unmasking runs on the thread pool (exec_close) */
+        cfg.await_delivery = true; /* coord__round_delivered, from the queue */
+        cfg.defer_close = true;    /* the unmasking runs on the thread pool (exec_close) */
         r = fv_cround_new(&cfg, &c->rnd.cr, &d);
     }
     free(pks);
@@ -386,4 +387,15 @@ void coord__round_tick(coord_t *c)
     fv_cround_tick(c->rnd.cr, coord__now_ms(c), &out);
     coord__round_exec(c, &out);
     fv_round_out_close(&out);
+}
+
+/* A member's ROUND_START was handed to its connection (coord_outq.c): its phase 0
+ * deadline counts from now (the models it lacked went first). Only for the session that
+ * the round started on, and the round's own number. */
+void coord__round_delivered(coord_t *c, agent_t *a, uint64_t round)
+{
+    if (c->run.state != ST_ROUND || c->rnd.cr == NULL || a->idx < 0 ||
+        (uint32_t)a->idx >= c->rnd.n || a->conn != a->round_conn || round != c->rnd.round)
+        return;
+    fv_cround_delivered(c->rnd.cr, (uint32_t)a->idx, coord__now_ms(c));
 }
