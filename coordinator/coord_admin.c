@@ -164,6 +164,9 @@ static int cmd_agents(req_t *q, json_t **body)
             coord_agent_traffic(a, &in, &out);
             json_object_set_new(e, "bytes_in", json_integer((json_int_t)in));
             json_object_set_new(e, "bytes_out", json_integer((json_int_t)out));
+            json_t *bj = coord__bench_json(c, a); /* misses, bench */
+            json_object_update(e, bj);
+            json_decref(bj);
         }
     }
     *body = json_pack("{s:o}", "agents", known);

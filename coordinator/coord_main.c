@@ -245,6 +245,8 @@ static const char usage[] =
     "Usage: fedvault-coordinator --config FILE [--state DIR] [--job SPEC] [--out DIR]\n"
     "                            [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
     "                            [--metrics-listen HOST:PORT] [--max-uploads N]\n"
+    "                            [--bench-after N] [--bench-base-rounds N]\n"
+    "                            [--bench-max-rounds N]\n"
     "\n"
     "Runs the federation's jobs: each agent connects to the agent port, the operator's\n"
     "`fedvault` CLI to the admin port (admin certificates only). Jobs, rounds, model\n"
@@ -266,6 +268,11 @@ static const char usage[] =
     "  --metrics-listen HOST:PORT Prometheus text metrics at http://HOST:PORT/metrics\n"
     "                      (plain HTTP: a loopback or management address)\n"
     "  --max-uploads N     masked/plain uploads received at once (default 2)\n"
+    "  --bench-after N     an agent silent at a round's deadline N rounds in a row sits\n"
+    "                      the next rounds out (default 3; 0: never)\n"
+    "  --bench-base-rounds N  rounds of its first bench (default 2); each new bench\n"
+    "                      before it contributes again doubles it, up to\n"
+    "  --bench-max-rounds N   (default 32)\n"
     "  -h, --help          this text\n"
     "\n"
     "Files in the state directory: state.db (SQLite), models/<sha256>.fvm, audit.log and\n"
@@ -335,6 +342,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *job_path = NULL, *out = NULL, *listen = NULL;
     const char *state_arg = NULL, *admin_arg = NULL, *metrics_arg = NULL;
     unsigned max_uploads = 2;
+    coord_bench_opts_t bench = COORD_BENCH_DEFAULTS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -346,6 +354,7 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
         const char *v = argv[++i];
+        int r_opt;
         if (strcmp(a, "--config") == 0)
             config = v;
         else if (strcmp(a, "--job") == 0)
@@ -368,6 +377,9 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             max_uploads = (unsigned)u;
+        } else if ((r_opt = coord__bench_option(&bench, a, v)) != 0) {
+            if (r_opt < 0)
+                return EXIT_USAGE;
         } else {
             fprintf(stderr, "fedvault-coordinator: unknown option %s (see --help)\n", a);
             return EXIT_USAGE;
@@ -386,6 +398,7 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     coord__test_hooks_init(&c);
     c.max_uploads = max_uploads;
+    c.bench.opts = bench;
     coord__oq_init(&c, &c.agents, max_uploads);
     c.out_dir = out;
     c.run.last_auc = c.run.last_pr = c.run.last_loss = c.run.last_acc = NAN;

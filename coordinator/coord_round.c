@@ -16,7 +16,8 @@
  * protocols/fv_wire.h; the arithmetic of the vectors is protocols/fv_fed.h.
  *
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
- * cohort = accepted, connected agents at round start, sorted by name) -> WAITING/next
+ * cohort = accepted, connected agents at round start that are not benched for silence,
+ * coord_bench.c, sorted by name) -> WAITING/next
  * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
  * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or
  * disconnect, are dropouts: a SecAgg phase closes with the survivors when at least t
@@ -54,11 +55,12 @@
 
 const char *coord__phase_names[5] = {"advertise", "shares", "upload", "unmask", "done"};
 
+/* Accepted, connected and not benched (coord_bench.c). */
 static size_t n_accepted(coord_t *c)
 {
     size_t n = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        if (a->conn != NULL && a->accepted)
+        if (coord__bench_eligible(c, a))
             n++;
     return n;
 }
@@ -245,6 +247,7 @@ void coord__round_start(coord_t *c)
 {
     if (c->run.state != ST_WAITING || c->run.files_busy)
         return; /* (files_busy: the teacher's file being written: the hand-over starts it) */
+    coord__bench_fill(c, c->job->min_agents); /* a bench never stalls the job */
     size_t n = n_accepted(c);
     if (n < c->job->min_agents)
         return; /* waits for more agents */
@@ -254,8 +257,9 @@ void coord__round_start(coord_t *c)
         return;
     c->rnd.n = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        if (a->conn != NULL && a->accepted)
+        if (coord__bench_eligible(c, a))
             c->rnd.cohort[c->rnd.n++] = a;
+    coord__bench_round_started(c);
     qsort(c->rnd.cohort, c->rnd.n, sizeof *c->rnd.cohort, cmp_agent_name);
     /* the job decides which kind runs next; the table says what its round is */
     c->rnd.kind = fv_cjob_round_kind(c->model.jm);
