@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -89,10 +90,40 @@ void fv__agent_round_free(around_t *r)
 
 /* ---- the compute on the thread pool --------------------------------------------------- */
 
+/* FV_TEST_HOLD_COMPUTE="ROUND:PATH", for the tests only: the compute of round ROUND waits
+ * on the thread pool until the file PATH exists (at most 600 s), so a test holds a round
+ * open at a known point (SecAgg: phase 2, the masked input, needs the compute) for as long
+ * as it needs, without a timing window; the loop goes on (PINGs, the other phases). Read
+ * on the loop thread, once. */
+static const char *test_hold_path(uint64_t round)
+{
+    static bool read;
+    static uint64_t hold_round;
+    static char path[1024];
+    if (!read) {
+        read = true;
+        const char *e = getenv("FV_TEST_HOLD_COMPUTE");
+        const char *colon = e != NULL ? strchr(e, ':') : NULL;
+        if (colon != NULL && strlen(colon + 1) > 0 && strlen(colon + 1) < sizeof path) {
+            hold_round = strtoull(e, NULL, 10);
+            snprintf(path, sizeof path, "%s", colon + 1);
+        }
+    }
+    return path[0] != '\0' && round == hold_round ? path : NULL;
+}
+
+static void test_hold(const char *path)
+{
+    for (int i = 0; i < 600 * 50 && access(path, F_OK) != 0; i++)
+        uv_sleep(20);
+}
+
 static void work_run(uv_work_t *req)
 {
     awork_t *q = req->data;
     const ajob_t *j = q->j;
+    if (q->hold != NULL)
+        test_hold(q->hold);
     fv_round_data_t data = {.job = j->job,
                             .ds = j->ds,
                             .tr = j->tr,
@@ -181,6 +212,7 @@ static fv_round_work_t *queue_compute(agent_t *a, ajob_t *j, around_t *r, fv_rou
     q->j = j;
     q->r = r;
     q->w = w;
+    q->hold = test_hold_path(w->round);
     q->req.data = q;
     if (uv_queue_work(a->loop, &q->req, work_run, work_done) != 0) {
         why = "cannot queue the local work";
