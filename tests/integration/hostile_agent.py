@@ -45,7 +45,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import ssl
 import struct
 import subprocess
@@ -57,6 +56,8 @@ import traceback
 import fvfed
 import fvnet
 import fvtest
+from fvnet import (BYE, ERROR, JOB_ACCEPT, JOB_DONE, JOB_OFFER, RECEIPT, ROUND_END, ROUND_START,
+                   UPLOAD_GO, VEC_BEGIN, VEC_CHUNK, VEC_END, Closed)
 
 fedvault, coordinator, agent = sys.argv[1:4]
 S = fvtest.SLOW
@@ -74,7 +75,6 @@ TRAIN_MS = 15000 if not fvtest.WRAPPER else 30000
 AUC_TOL = 0.002   # test ROC AUC, hostile run vs honest run
 PARAM_TOL = 1e-4  # max |parameter difference|, hostile run vs honest run (the sums differ
                   # only in the order of float64 additions of float32 uploads)
-MAXF = 1 << 20    # the frame size the hostile agents announce
 # How often a hostile agent looks at the gate between reads: it must accept the job while
 # the stats round runs (under ASan about 0.1 s) to be in round 1's cohort.
 POLL_S = 0.01
@@ -88,205 +88,15 @@ def problem(msg):
     problems.append(msg)
 
 
-# ---- msgpack, the subset the wire uses (protocols/wire.c "BODY") ------------------------
-# Written from the msgpack spec, independent of fedvault's msgpack-c; both directions use
-# only shortest encodings, as the coordinator requires and writes.
-
-def mp_encode(o):
-    if isinstance(o, bool) or o is None or isinstance(o, float):
-        raise TypeError(f"the wire format has no {type(o).__name__}")
-    if isinstance(o, dict):
-        if len(o) > 15:
-            raise ValueError("a message is a fixmap of at most 15 entries")
-        return bytes([0x80 | len(o)]) + b"".join(mp_encode(k) + mp_encode(v)
-                                                 for k, v in o.items())
-    if isinstance(o, str):
-        b = o.encode()
-        if len(b) < 32:
-            return bytes([0xa0 | len(b)]) + b
-        if len(b) < 256:
-            return b"\xd9" + bytes([len(b)]) + b
-        if len(b) < 65536:
-            return b"\xda" + struct.pack(">H", len(b)) + b
-        return b"\xdb" + struct.pack(">I", len(b)) + b
-    if isinstance(o, (bytes, bytearray)):
-        o = bytes(o)
-        if len(o) < 256:
-            return b"\xc4" + bytes([len(o)]) + o
-        if len(o) < 65536:
-            return b"\xc5" + struct.pack(">H", len(o)) + o
-        return b"\xc6" + struct.pack(">I", len(o)) + o
-    if isinstance(o, int):
-        if 0 <= o < 128:
-            return bytes([o])
-        if 0 <= o < 256:
-            return b"\xcc" + bytes([o])
-        if 0 <= o < 65536:
-            return b"\xcd" + struct.pack(">H", o)
-        if 0 <= o < 2**32:
-            return b"\xce" + struct.pack(">I", o)
-        if 0 <= o < 2**64:
-            return b"\xcf" + struct.pack(">Q", o)
-        if -32 <= o < 0:
-            return struct.pack("b", o)
-        if -128 <= o < 0:
-            return b"\xd0" + struct.pack(">b", o)
-        if -32768 <= o < 0:
-            return b"\xd1" + struct.pack(">h", o)
-        if -2**31 <= o < 0:
-            return b"\xd2" + struct.pack(">i", o)
-        if -2**63 <= o < 0:
-            return b"\xd3" + struct.pack(">q", o)
-    raise ValueError(f"cannot encode {o!r}")
-
-
-class MsgpackError(ValueError):
-    pass
-
-
-# (format byte) -> (struct format, size, smallest value the format may hold: shortest form)
-_UINTS = {0xcc: (">B", 1, 128), 0xcd: (">H", 2, 256), 0xce: (">I", 4, 65536),
-          0xcf: (">Q", 8, 2**32)}
-_INTS = {0xd0: (">b", 1, -33), 0xd1: (">h", 2, -129), 0xd2: (">i", 4, -32769),
-         0xd3: (">q", 8, -2**31 - 1)}  # value must be <= the bound (else a shorter form)
-_STRS = {0xd9: (">B", 1, 32), 0xda: (">H", 2, 256), 0xdb: (">I", 4, 65536)}
-_BINS = {0xc4: (">B", 1, 0), 0xc5: (">H", 2, 256), 0xc6: (">I", 4, 65536)}
-
-
-def mp_decode(b):
-    """One msgpack map, nothing after it; only the wire's types, in shortest form."""
-    if not b or not 0x80 <= b[0] <= 0x8f:
-        raise MsgpackError("a body must be a fixmap")
-    o, i = _dec(b, 0, top=True)
-    if i != len(b):
-        raise MsgpackError(f"{len(b) - i} trailing bytes")
-    return o
-
-
-def _take(b, i, n):
-    if i + n > len(b):
-        raise MsgpackError("truncated object")
-    return b[i:i + n], i + n
-
-
-def _dec(b, i, top=False):
-    raw, i = _take(b, i, 1)
-    t = raw[0]
-    if t <= 0x7f:
-        return t, i
-    if t >= 0xe0:
-        return t - 256, i
-    if 0x80 <= t <= 0x8f:
-        if not top:
-            raise MsgpackError("a map inside a message")
-        d = {}
-        for _ in range(t & 0x0f):
-            k, i = _dec(b, i)
-            if not isinstance(k, str):
-                raise MsgpackError(f"a key that is not a str: {k!r}")
-            if k in d:
-                raise MsgpackError(f"key {k!r} twice")
-            d[k], i = _dec(b, i)
-        return d, i
-    if 0xa0 <= t <= 0xbf or t in _STRS:
-        if t in _STRS:
-            fmt, sz, least = _STRS[t]
-            raw, i = _take(b, i, sz)
-            n = struct.unpack(fmt, raw)[0]
-            if n < least:
-                raise MsgpackError(f"str of {n} bytes in format 0x{t:02x}: not shortest")
-        else:
-            n = t & 0x1f
-        raw, i = _take(b, i, n)
-        try:
-            return raw.decode("utf-8"), i
-        except UnicodeDecodeError:
-            raise MsgpackError("a str that is not UTF-8")
-    if t in _BINS:
-        fmt, sz, least = _BINS[t]
-        raw, i = _take(b, i, sz)
-        n = struct.unpack(fmt, raw)[0]
-        if n < least:
-            raise MsgpackError(f"bin of {n} bytes in format 0x{t:02x}: not shortest")
-        raw, i = _take(b, i, n)
-        return bytes(raw), i
-    if t in _UINTS:
-        fmt, sz, least = _UINTS[t]
-        raw, i = _take(b, i, sz)
-        v = struct.unpack(fmt, raw)[0]
-        if v < least:
-            raise MsgpackError(f"uint {v} in format 0x{t:02x}: not shortest")
-        return v, i
-    if t in _INTS:
-        fmt, sz, bound = _INTS[t]
-        raw, i = _take(b, i, sz)
-        v = struct.unpack(fmt, raw)[0]
-        if v > bound:
-            raise MsgpackError(f"int {v} in format 0x{t:02x}: not shortest")
-        return v, i
-    raise MsgpackError(f"msgpack format 0x{t:02x} is not used by the wire format")
-
-
-# Known answers from protocols/wire.c's top comment.
-assert mp_encode({"v": 1, "type": 3, "seq": 5}).hex() == "83a17601a474797065 03a373657105".replace(" ", "")
-_ug = mp_encode({"v": 1, "type": 17, "job": bytes(range(32)), "round": 300})
-assert len(_ug) == 57 and _ug.endswith(bytes.fromhex("a5726f756e64cd012c")), _ug.hex()
-assert mp_decode(_ug) == {"v": 1, "type": 17, "job": bytes(range(32)), "round": 300}
-for _bad in (b"\x81\xa1v\xcc\x01", b"\x81\xa1v\x01\x00", b"\x81\xa1v\xca\0\0\0\0",
-             b"\x82\xa1v\x01\xa1v\x01", b"\x81\xa1v\xd0\xff"):
-    try:
-        mp_decode(_bad)
-    except MsgpackError:
-        pass
-    else:
-        raise AssertionError(f"decoded {_bad!r}")
-
-# ---- messages (protocols/fv_wire.h, wire.c) -------------------------------------------
-HELLO, ERROR, PING, PONG, BYE = 1, 2, 3, 4, 5
-VEC_BEGIN, VEC_CHUNK, VEC_END, VEC_ACK = 8, 9, 10, 11
-JOB_OFFER, JOB_ACCEPT, ROUND_START, UPLOAD_GO, ROUND_END, JOB_DONE, RECEIPT = 12, 13, 15, 17, 18, 19, 22
-# What the coordinator may send an agent: each message's keys besides "v" and "type".
-KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {"seq"},
-        BYE: {"reason"}, VEC_BEGIN: {"id", "dtype", "n", "chunk", "name"},
-        VEC_CHUNK: {"id", "seq", "data"}, VEC_END: {"id", "sha256"}, VEC_ACK: {"id", "sha256"},
-        JOB_OFFER: {"job", "spec"},
-        ROUND_START: {"job", "round", "kind", "index", "n", "t", "k", "gseed", "pks", "model",
-                      "nref"},
-        UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
-        JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
-BYTES_KEYS = {"job", "spec", "gseed", "pks", "model", "data", "sha256", "sig"}
-STR_KEYS = {"sw", "reason", "name", "body"}
-
-
-def decode_msg(body):
-    m = mp_decode(body)
-    if m.get("v") != 1:
-        raise MsgpackError(f"version {m.get('v')!r}")
-    t = m.get("type")
-    if t not in KEYS:
-        raise MsgpackError(f"unexpected message type {t!r} from the coordinator")
-    got = set(m) - {"v", "type"}
-    if got != KEYS[t]:
-        raise MsgpackError(f"type {t}: keys {sorted(got)}, expected {sorted(KEYS[t])}")
-    for k, v in m.items():
-        want = bytes if k in BYTES_KEYS else str if k in STR_KEYS else int
-        if not isinstance(v, want):
-            raise MsgpackError(f"type {t}: {k} is {type(v).__name__}, expected {want.__name__}")
-    return m
-
-
-class Closed(Exception):
-    pass
-
-
-class Hostile(threading.Thread):
+class Hostile(fvnet.WireAgent, threading.Thread):
     """One hostile agent: its own kit, one bad behaviour in every training round it is
-    granted an upload in. Records what it sent and what it heard, per round."""
+    granted an upload in. Records what it sent and what it heard, per round. (The wire
+    format by hand: fvnet.WireAgent.)"""
 
     def __init__(self, name, behaviour, port, gate, stop, deadline_s):
-        super().__init__(daemon=True)
-        self.agent, self.behaviour, self.port = name, behaviour, port
-        self.kit = f"{tmp}/fed/{name}"
+        threading.Thread.__init__(self, daemon=True)
+        fvnet.WireAgent.__init__(self, f"{tmp}/fed/{name}", port, f"hostile agent ({behaviour})")
+        self.agent, self.behaviour = name, behaviour
         self.gate, self.stop_ev, self.deadline = gate, stop, time.time() + deadline_s
         self.rounds = {}   # round -> {"kind", "sent", "n", "error", "end", "receipt"}
         self.sessions = 0
@@ -294,83 +104,6 @@ class Hostile(threading.Thread):
         self.crash = None
         self.n_params = None
         self.sock = None
-
-    # -- transport
-    def send(self, fields):
-        body = mp_encode(dict({"v": 1}, **fields))
-        self.sock.settimeout(30 * S)
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
-        self.sock.settimeout(POLL_S)
-
-    def recv(self):
-        """The next message, or None after POLL_S without one. PINGs are answered here;
-        a vector comes out whole as {"type": "vec", "name", "id", "n", "data"}."""
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if n == 0 or n > MAXF:
-                    raise MsgpackError(f"frame of {n} bytes (announced at most {MAXF})")
-                if len(self.buf) >= 4 + n:
-                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
-                    m = self.handle(decode_msg(body))
-                    if m is not None:
-                        return m
-                    continue
-            try:
-                b = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
-                return None
-            except (OSError, ssl.SSLError) as e:
-                raise Closed(str(e))
-            if not b:
-                raise Closed("EOF")
-            self.buf += b
-
-    def handle(self, m):
-        t = m["type"]
-        if t == PING:
-            self.send({"type": PONG, "seq": m["seq"]})
-            return None
-        if t == VEC_BEGIN:
-            self.vec = {"type": "vec", "name": m["name"], "id": m["id"], "n": m["n"],
-                        "dtype": m["dtype"], "data": b""}
-            return None
-        if t == VEC_CHUNK:
-            if self.vec is None or m["id"] != self.vec["id"]:
-                raise MsgpackError("a chunk outside its vector")
-            self.vec["data"] += m["data"]
-            return None
-        if t == VEC_END:
-            v, self.vec = self.vec, None
-            if v is None or len(v["data"]) != 4 * v["n"]:
-                raise MsgpackError("a vector ended short")
-            digest = hashlib.sha256(v["data"]).digest()
-            if digest != m["sha256"]:
-                raise MsgpackError(f"vector {v['name']}: digest mismatch")
-            self.send({"type": VEC_ACK, "id": v["id"], "sha256": digest})
-            return v
-        return m
-
-    def connect(self):
-        self.sock = fvnet.tls_client(self.kit, self.port)
-        self.buf, self.vec = b"", None
-        self.sock.settimeout(POLL_S)
-        self.send({"type": HELLO, "sw": f"hostile agent ({self.behaviour})", "maxf": MAXF})
-        t0 = time.time()
-        m = None
-        while m is None and time.time() - t0 < 30 * S:
-            m = self.recv()
-        if m is None or m["type"] != HELLO:
-            raise Closed(f"no HELLO from the coordinator: {m}")
-        self.peer_maxf = m["maxf"]
-
-    def close(self):
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
 
     # -- the agent
     def run(self):
