@@ -331,6 +331,7 @@ for _bad in (b"\x81\xa1v\xcc\x01", b"\x81\xa1v\x01\x00", b"\x81\xa1v\xca\0\0\0\0
 HELLO, ERROR, PING, PONG, BYE = 1, 2, 3, 4, 5
 VEC_BEGIN, VEC_CHUNK, VEC_END, VEC_ACK = 8, 9, 10, 11
 JOB_OFFER, JOB_ACCEPT, ROUND_START, UPLOAD_GO, ROUND_END, JOB_DONE, RECEIPT = 12, 13, 15, 17, 18, 19, 22
+SECAGG = 16
 # What the coordinator may send an agent: each message's keys besides "v" and "type".
 KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {"seq"},
         BYE: {"reason"}, VEC_BEGIN: {"id", "dtype", "n", "chunk", "name"},
@@ -338,6 +339,7 @@ KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {
         JOB_OFFER: {"job", "spec"},
         ROUND_START: {"job", "round", "kind", "index", "n", "t", "k", "gseed", "pks", "model",
                       "nref"},
+        SECAGG: {"job", "round", "data"},
         UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
         JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
 BYTES_KEYS = {"job", "spec", "gseed", "pks", "model", "data", "sha256", "sig"}
