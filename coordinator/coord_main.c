@@ -109,6 +109,9 @@ int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_
                 json_pack("{s:s,s:s,s:s}", "agent", a->name, "serial", a->serial, "by", by));
             coord__agent_close(c, a, FV_EAUTH,
                                "the certificate was revoked (CRL reloaded): session closed");
+            /* it cannot come back to hear of its job's end: --job does not wait for it */
+            a->took_part = false;
+            a->done_pending = false;
             closed++;
         }
         closed += coord__admin_close_revoked(c, by, keep);
