@@ -131,6 +131,8 @@ struct awork {
     ajob_t *j;
     around_t *r;        /* NULL once the round is gone */
     fv_round_work_t *w; /* the machine's work item, ours until handed back */
+    const char *hold;   /* tests (FV_TEST_HOLD_COMPUTE): wait for this file first, or NULL */
+    char hold_path[512];
 };
 
 struct agent {

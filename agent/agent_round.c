@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -92,10 +93,43 @@ void fv__agent_round_free(around_t *r)
 
 /* ---- the compute on the thread pool --------------------------------------------------- */
 
+/* FV_TEST_HOLD_COMPUTE="R1,R2,...:PREFIX", for the tests only: the compute of round R (one
+ * of those listed) waits on the thread pool until the file PREFIX-R exists (at most 600 s),
+ * so a test holds a round open at a known point (SecAgg: phase 2, the masked input, needs
+ * the compute) for as long as it needs, without a timing window; the loop goes on (PINGs,
+ * the other phases). Read on the loop thread; the path is written into the work item. */
+static bool test_hold_path(uint64_t round, char *out, size_t cap)
+{
+    const char *e = getenv("FV_TEST_HOLD_COMPUTE");
+    const char *colon = e != NULL ? strchr(e, ':') : NULL;
+    if (colon == NULL || colon[1] == '\0')
+        return false;
+    for (const char *p = e; p < colon;) {
+        char *end;
+        unsigned long long r = strtoull(p, &end, 10);
+        if (end == p)
+            return false;
+        if (r == round) {
+            int n = snprintf(out, cap, "%s-%" PRIu64, colon + 1, round);
+            return n > 0 && (size_t)n < cap;
+        }
+        p = *end == ',' ? end + 1 : colon;
+    }
+    return false;
+}
+
+static void test_hold(const char *path)
+{
+    for (int i = 0; i < 600 * 50 && access(path, F_OK) != 0; i++)
+        uv_sleep(20);
+}
+
 static void work_run(uv_work_t *req)
 {
     awork_t *q = req->data;
     const ajob_t *j = q->j;
+    if (q->hold != NULL)
+        test_hold(q->hold);
     fv_round_data_t data = {.job = j->job,
                             .ds = j->ds,
                             .tr = j->tr,
@@ -184,6 +218,7 @@ static fv_round_work_t *queue_compute(agent_t *a, ajob_t *j, around_t *r, fv_rou
     q->j = j;
     q->r = r;
     q->w = w;
+    q->hold = test_hold_path(w->round, q->hold_path, sizeof q->hold_path) ? q->hold_path : NULL;
     q->req.data = q;
     if (uv_queue_work(a->loop, &q->req, work_run, work_done) != 0) {
         why = "cannot queue the local work";

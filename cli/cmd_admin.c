@@ -94,7 +94,9 @@ static const char usage_agents[] =
     "Usage: fedvault agents list [options]\n"
     "\n"
     "Lists the agents the coordinator knows: name, connected, address, certificate\n"
-    "serial, first and last seen, whether it is in the running job.\n"
+    "serial, first and last seen, whether it is in the running job, its consecutive\n"
+    "silent rounds (MISSES) and, when benched for them, the rounds it still sits out\n"
+    "(BENCHED; see fedvault-coordinator --bench-after).\n"
     "\n" COMMON_OPTS;
 
 static const char usage_job[] =
@@ -140,7 +142,9 @@ static const char usage_crl[] =
     "\n"
     "Makes the coordinator re-read its certificate revocation list (after `fedvault\n"
     "provision revoke` and copying crl.pem to the coordinator's kit): new connections\n"
-    "are checked against it. Prints the number of revoked certificates.\n"
+    "are checked against it, and the live sessions (agents' and admins') whose certificate\n"
+    "it revokes are closed before the command returns (a revoked agent in a round is a\n"
+    "dropout). Prints the number of revoked certificates and of sessions closed.\n"
     "\n" COMMON_OPTS;
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -832,6 +836,26 @@ static const char *ftxt(const json_t *o, const char *key, char *buf, size_t cap)
     return buf;
 }
 
+/* A live job's benched agents as "bank-x (2 rounds left), ..." or "-". */
+static const char *benched_txt(const json_t *live, char *buf, size_t cap)
+{
+    const json_t *arr = json_is_object(live) ? json_object_get(live, "benched") : NULL;
+    size_t i, used = 0;
+    const json_t *e;
+    buf[0] = '\0';
+    json_array_foreach(arr, i, e)
+    {
+        char name[FV_NAME_MAX + 1], left[32];
+        int n = snprintf(buf + used, cap - used, "%s%s (%s rounds left)", used > 0 ? ", " : "",
+                         ftxt(e, "agent", name, sizeof name),
+                         ftxt(e, "bench_rounds_left", left, sizeof left));
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+    return used > 0 ? buf : "-";
+}
+
 static bool fnum(const json_t *o, const char *key, double *ret)
 {
     const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
@@ -1129,9 +1153,15 @@ int fv_cmd_status(int argc, char **argv)
 static int agents_list(int argc, char **argv)
 {
     static const col_t cols[] = {
-        {"NAME", "name", 0},      {"CONNECTED", "connected", 0},   {"ADDR", "addr", 0},
-        {"SERIAL", "serial", 12}, {"FIRST_SEEN", "first_seen", 0}, {"LAST_SEEN", "last_seen", 0},
+        {"NAME", "name", 0},
+        {"CONNECTED", "connected", 0},
+        {"ADDR", "addr", 0},
+        {"SERIAL", "serial", 12},
+        {"FIRST_SEEN", "first_seen", 0},
+        {"LAST_SEEN", "last_seen", 0},
         {"IN_JOB", "in_job", 0},
+        {"MISSES", "misses", 0},
+        {"BENCHED", "bench_rounds_left", 0},
     };
     static const list_cmd_t l = {.cmd = "agents list",
                                  .usage = usage_agents,
@@ -1156,8 +1186,9 @@ static int crl_reload(int argc, char **argv)
     int rc = noarg_call(argc, argv, &a, "crl.reload", &b);
     if (rc >= 0)
         return rc;
-    char buf[64];
-    printf("CRL reloaded: %s revoked certificate(s)\n", ftxt(b, "revoked", buf, sizeof buf));
+    char buf[64], buf2[64];
+    printf("CRL reloaded: %s revoked certificate(s), %s live session(s) closed\n",
+           ftxt(b, "revoked", buf, sizeof buf), ftxt(b, "sessions_closed", buf2, sizeof buf2));
     json_decref(b);
     return FV_EXIT_OK;
 }
@@ -1301,6 +1332,8 @@ static void show_job(const json_t *b)
             char buf[256];
             printf("  %-13s  %s\n", lk[i], ftxt(live, lk[i], buf, sizeof buf));
         }
+        char bt[1024];
+        printf("  %-13s  %s\n", "benched", benched_txt(live, bt, sizeof bt));
         printf("  %-13s  %s\n  %-13s  %s\n", "elapsed", dur(e, he, d1, sizeof d1), "eta",
                dur(eta, heta, d2, sizeof d2));
     }
@@ -1429,7 +1462,7 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     /* a multi-class job shows its accuracy where a binary one shows ROC and PR AUC */
     bool multiclass = m != NULL && json_object_get(m, "val_accuracy") != NULL;
     char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32], pr[32],
-        ll[32], el[64], eta[64];
+        ll[32], el[64], eta[64], bt[256];
     double e = 0, t = 0;
     bool he = live != NULL && fnum(live, "elapsed_s", &e);
     bool ht = live != NULL && fnum(live, "eta_s", &t);
@@ -1456,42 +1489,46 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     snprintf(ll, sizeof ll, "%s", ftxt(m, "val_log_loss", (char[32]){0}, 32));
     snprintf(el, sizeof el, "%s", dur(e, he, (char[64]){0}, 64));
     snprintf(eta, sizeof eta, "%s", dur(t, ht, (char[64]){0}, 64));
+    benched_txt(live, bt, sizeof bt);
+    const char *bench = bt[0] != '\0' ? bt : "-";
     if (multiclass) {
         char acc[32];
         snprintf(acc, sizeof acc, "%s", ftxt(m, "val_accuracy", (char[32]){0}, 32));
         snprintf(key, key_cap,
                  "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s accuracy=%s "
-                 "log_loss=%s",
-                 name, id, st, r, rr, kd, ph, an, ex, acc, ll);
+                 "log_loss=%s benched=%s",
+                 name, id, st, r, rr, kd, ph, an, ex, acc, ll, bench);
         snprintf(out, cap,
                  "job       %s (%s)\n"
                  "status    %s\n"
                  "round     %s/%s (%s)\n"
                  "phase     %s\n"
                  "agents    %s/%s answered\n"
+                 "benched   %s\n"
                  "accuracy  %s\n"
                  "log loss  %s\n"
                  "elapsed   %s\n"
                  "eta       %s\n",
-                 name, id, st, r, rr, kd, ph, an, ex, acc, ll, el, eta);
+                 name, id, st, r, rr, kd, ph, an, ex, bench, acc, ll, el, eta);
         return;
     }
     snprintf(key, key_cap,
              "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s roc_auc=%s "
-             "pr_auc=%s log_loss=%s",
-             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll);
+             "pr_auc=%s log_loss=%s benched=%s",
+             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll, bench);
     snprintf(out, cap,
              "job       %s (%s)\n"
              "status    %s\n"
              "round     %s/%s (%s)\n"
              "phase     %s\n"
              "agents    %s/%s answered\n"
+             "benched   %s\n"
              "ROC AUC   %s\n"
              "PR AUC    %s\n"
              "log loss  %s\n"
              "elapsed   %s\n"
              "eta       %s\n",
-             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll, el, eta);
+             name, id, st, r, rr, kd, ph, an, ex, bench, roc, pr, ll, el, eta);
 }
 
 static int job_watch(int argc, char **argv)
@@ -1508,13 +1545,13 @@ static int job_watch(int argc, char **argv)
     if ((rc = session_open(&a, &k, &s)) != 0)
         goto out;
     bool tty = isatty(STDOUT_FILENO) == 1;
-    char last_key[1024] = "";
+    char last_key[2048] = "";
     for (;;) {
         admin_resp_t r = {0};
         json_t *b = NULL;
         if ((rc = request(&s, "job.show", args, &r, &b)) != 0)
             break;
-        char text[2048], key[1024];
+        char text[4096], key[2048];
         watch_render(b, text, sizeof text, key, sizeof key);
         if (a.json) {
             if (strcmp(key, last_key) != 0) {

@@ -8,8 +8,8 @@
  * (the round's end and its work on the thread pool), coord_distill.c
  * (distillation and its report), coord_model.c (model files), coord_admin.c (the admin port, mutual
  * TLS with admin certificates only, and the metrics endpoint), coord_loopstat.c (the thread CPU
- * time of the loop's callbacks). All run on the one libuv loop that owns everything below, so
- * nothing here needs a lock.
+ * time of the loop's callbacks), coord_bench.c (benching members that stay silent). All run on the
+ * one libuv loop that owns everything below, so nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
  * rnd (the round: its machine, fv_cround_*), model (the job machine, fv_cjob_* of
@@ -102,7 +102,22 @@ typedef struct agent {
     fv_conn_t *orphan_conn;
     /* traffic of past sessions (the live one is read from its connection) */
     uint64_t bytes_in, bytes_out;
+    /* benching (coord_bench.c): consecutive rounds it was silent in, benches since it last
+     * contributed, and the round (c->bench.seq) its bench runs to */
+    uint32_t misses, benched_times;
+    uint64_t bench_until;
 } agent_t;
+
+/* Benching's policy (coord_bench.c; the daemon's --bench-* flags). */
+typedef struct coord_bench_opts {
+    uint64_t after;       /* consecutive misses that bench an agent (0: never) */
+    uint64_t base_rounds; /* the first bench, in rounds; doubles on each new one */
+    uint64_t max_rounds;  /* ... up to this */
+} coord_bench_opts_t;
+#define COORD_BENCH_DEFAULTS                                                                       \
+    {                                                                                              \
+        3, 2, 32                                                                                   \
+    }
 
 /* ST_REPORT: the last distill round is committed and the compression report's latency
  * is being measured on the thread pool; the job then ends (ST_DONE). */
@@ -136,6 +151,10 @@ typedef struct coord {
     const char *out_dir;  /* --out: final.fvm, rounds.jsonl (may be NULL) */
     unsigned max_uploads;
     agent_t *agents;
+    struct coord_bench {
+        coord_bench_opts_t opts;
+        uint64_t seq; /* rounds started, over all jobs (attempts included) */
+    } bench;
     /* deterministic faults for the tests, from the environment (coord_log.c) */
     struct coord_test {
         bool fail_rounds, drop_at_job_end;
@@ -353,6 +372,9 @@ void coord__round_cleanup(coord_t *c);
 void coord__round_exec(coord_t *c, fv_round_out_t *out);
 /* coord_round.c: ROUND_START once the accumulator is ready (after coord__round_prep). */
 void coord__round_go(coord_t *c);
+/* coord_round.c: the member's ROUND_START of that round went to its connection (the
+ * queue, coord_outq.c): its phase 0 deadline starts (fv_cround_delivered). */
+void coord__round_delivered(coord_t *c, agent_t *a, uint64_t round);
 
 /* coord_finish.c: the round's end and the round's work on the thread pool */
 /* DONE: the finish (on the pool when there is a sum), then the commit and ROUND_END. */
@@ -389,6 +411,25 @@ void coord__job_reset(coord_t *c);
 void coord__phase_end(coord_t *c);
 void coord__linger_check(coord_t *c);
 
+/* coord_bench.c: benching silent members */
+/* A --bench-* option: 1 taken (into o), 0 not one of them, -1 a bad value (printed). */
+int coord__bench_option(coord_bench_opts_t *o, const char *opt, const char *val);
+bool coord__benched(const coord_t *c, const agent_t *a);
+/* Connected, accepted the job, not benched: may be in the next cohort. */
+bool coord__bench_eligible(const coord_t *c, const agent_t *a);
+/* Before a cohort is picked: lifts benches (soonest-ending first) when the unbenched
+ * accepted agents are fewer than min_agents and the benched ones make it up. */
+void coord__bench_fill(coord_t *c, uint32_t min_agents);
+/* A round starts (its cohort picked): the round count benches are measured in. */
+void coord__bench_round_started(coord_t *c);
+/* The round ended (its machine still there): members late at a deadline miss, members in
+ * the sum start over; the misses that reach --bench-after bench the agent. */
+void coord__bench_round_end(coord_t *c);
+/* {misses, benched, bench_rounds_left, benched_times} of an agent (caller owns it). */
+json_t *coord__bench_json(const coord_t *c, const agent_t *a);
+/* The connected agents benched now: [{agent, misses, ...}] (caller owns it). */
+json_t *coord__bench_live(const coord_t *c);
+
 /* coord_distill.c: distillation */
 /* The job machine has entered its distill phase (fv_cjob_distill_begin, or a restore in
  * it): the teacher's stored file and hash, the student's first parent, agents to be sent
@@ -405,15 +446,27 @@ void *coord__on_vec_begin(fv_conn_t *conn, const fv_msg_t *b);
 void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n);
 void coord__on_close(fv_conn_t *conn, int err, const char *why);
 void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
+/* Closes the agent's live session now (err, why to the peer): it is disconnected at once
+ * and, in a round, a dropout (a revoked certificate, coord_reload_crl). */
+void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why);
 
 /* coord_main.c: start and stop */
-int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d);
+/* Reloads the CRL and, before returning, closes every live session (agents and admins)
+ * whose certificate it revokes, except `keep` (the admin session asking: the caller closes
+ * it after its answer; may be NULL); *ret_closed (may be NULL): the sessions closed, keep
+ * included when revoked. */
+int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
+                     fv_diag_t *d);
 void coord__shutdown_all(coord_t *c);
 /* A fatal state error: the daemon cannot record what it does, so it stops. */
 void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d);
 
 /* coord_admin.c */
 int coord_admin_start(coord_t *c, const char *host, int port, fv_diag_t *d);
+/* Closes the live admin sessions whose certificate the CRL in force revokes, except keep
+ * (logged session_revoked, audited admin.session_revoked by `by`); returns how many,
+ * keep included when revoked. */
+unsigned coord__admin_close_revoked(coord_t *c, const char *by, fv_conn_t *keep);
 int coord_metrics_start(coord_t *c, const char *host, int port, fv_diag_t *d);
 int coord_metrics_init(coord_t *c);
 void coord_metrics_refresh(coord_t *c);

@@ -8,7 +8,9 @@
  *
  * Every command, reads included, is audited with the admin's certificate name as actor
  * ("admin:NAME"), the command and the outcome; a command that changes something (job
- * submit or abort, CRL reload) also writes its own record. `model.read` serves a stored
+ * submit or abort, CRL reload) also writes its own record. A CRL reload closes the live
+ * sessions, agents' and admins', whose certificate it revokes before it answers (with how
+ * many it closed); the admin sessions are kept in a list for that. `model.read` serves a stored
  * model file in chunks of at most FV_WIRE_ADMIN_DATA_MAX bytes; the read at offset 0 is
  * audited as model.exported. A peer's args are capped by the wire decoder (FV_WIRE_SPEC_MAX)
  * and parsed by jansson; every field is type-checked before use.
@@ -83,7 +85,8 @@ typedef struct req {
     const char *cmd;
     json_t *args;
     char actor[FV_NAME_MAX + 8];
-    json_t *audit; /* details for the admin.* record (the handler may add to it) */
+    json_t *audit;    /* details for the admin.* record (the handler may add to it) */
+    bool close_after; /* the asking session's certificate was revoked: closed after the answer */
 } req_t;
 
 static int cmd_status(req_t *q, json_t **body)
@@ -161,6 +164,9 @@ static int cmd_agents(req_t *q, json_t **body)
             coord_agent_traffic(a, &in, &out);
             json_object_set_new(e, "bytes_in", json_integer((json_int_t)in));
             json_object_set_new(e, "bytes_out", json_integer((json_int_t)out));
+            json_t *bj = coord__bench_json(c, a); /* misses, bench */
+            json_object_update(e, bj);
+            json_decref(bj);
         }
     }
     *body = json_pack("{s:o}", "agents", known);
@@ -392,12 +398,17 @@ static int cmd_model_read(req_t *q, json_t **body, const uint8_t **data, size_t 
 static int cmd_crl_reload(req_t *q, json_t **body)
 {
     fv_diag_t d;
-    int r = coord_reload_crl(q->c, q->actor, &d);
+    unsigned closed = 0;
+    int r = coord_reload_crl(q->c, q->actor, q->conn, &closed, &d);
     if (r != 0) {
         *body = err_body("%s", d.msg);
         return r;
     }
-    *body = json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(q->c->net.ctx));
+    const fv_identity_t *self = fv_conn_peer(q->conn);
+    q->close_after = self != NULL && fv_tls_ctx_revoked(q->c->net.ctx, self->serial_hex);
+    json_object_set_new(q->audit, "sessions_closed", json_integer((json_int_t)closed));
+    *body = json_pack("{s:I,s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(q->c->net.ctx),
+                      "sessions_closed", (json_int_t)closed);
     return 0;
 }
 
@@ -494,10 +505,28 @@ static void admin_msg(coord_t *c, fv_conn_t *conn, const fv_msg_t *m)
         json_pack("{s:s,s:s,s:s}", "admin", peer->name, "cmd", cmd, "status", fv_err_name(r)));
     respond(conn, q.id, r, body, data, data_len);
     json_decref(q.args);
+    if (q.close_after)
+        fv_conn_close(conn, FV_EAUTH, "the certificate was revoked (CRL reloaded): session closed");
 }
+
+/* The live admin sessions (past the handshake and HELLO), for a CRL reload to close the
+ * revoked ones; a session leaves the list in its on_close. */
+typedef struct admin_sess {
+    struct admin_sess *next;
+    fv_conn_t *conn;
+} admin_sess_t;
+static admin_sess_t *g_admins;
 
 static void admin_open(coord_t *c, fv_conn_t *conn, const fv_identity_t *peer)
 {
+    admin_sess_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        fv_conn_close(conn, FV_ENOMEM, "out of memory");
+        return;
+    }
+    s->conn = conn;
+    s->next = g_admins;
+    g_admins = s;
     coord_logj("info", "admin_connected",
                json_pack("{s:s,s:s}", "admin", peer->name, "addr", fv_conn_peer_addr(conn)));
     fv_conn_set_data(conn, c); /* marks a session that got past the handshake and HELLO */
@@ -505,6 +534,13 @@ static void admin_open(coord_t *c, fv_conn_t *conn, const fv_identity_t *peer)
 
 static void admin_closed(coord_t *c, fv_conn_t *conn, int err, const char *why)
 {
+    for (admin_sess_t **p = &g_admins; *p != NULL; p = &(*p)->next)
+        if ((*p)->conn == conn) {
+            admin_sess_t *s = *p;
+            *p = s->next;
+            free(s);
+            break;
+        }
     if (err != 0 && fv_conn_get_data(conn) == NULL && c != NULL && !c->stopping) {
         /* refused at the handshake: another role, another CA, revoked, not TLS ... */
         char host[256];
@@ -518,6 +554,29 @@ static void admin_closed(coord_t *c, fv_conn_t *conn, int err, const char *why)
         if (c->metrics.refusals != NULL)
             fv_prom_add(c->metrics.refusals, fv_err_name(err), 1);
     }
+}
+
+unsigned coord__admin_close_revoked(coord_t *c, const char *by, fv_conn_t *keep)
+{
+    unsigned n = 0;
+    for (admin_sess_t *s = g_admins; s != NULL; s = s->next) {
+        const fv_identity_t *peer = fv_conn_peer(s->conn);
+        if (peer == NULL || !fv_conn_is_open(s->conn) ||
+            !fv_tls_ctx_revoked(c->net.ctx, peer->serial_hex))
+            continue;
+        n++;
+        coord_logj("warn", "session_revoked",
+                   json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", "admin", "admin", peer->name,
+                             "serial", peer->serial_hex, "addr", fv_conn_peer_addr(s->conn), "by",
+                             by));
+        coord_audit(
+            c, by, "admin.session_revoked",
+            json_pack("{s:s,s:s,s:s}", "admin", peer->name, "serial", peer->serial_hex, "by", by));
+        if (s->conn != keep) /* (the list changes only in on_close, which comes later) */
+            fv_conn_close(s->conn, FV_EAUTH,
+                          "the certificate was revoked (CRL reloaded): session closed");
+    }
+    return n;
 }
 
 /* The admin port's callbacks, each measured (coord_loopstat.c); c is read before the

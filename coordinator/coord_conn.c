@@ -348,3 +348,26 @@ void coord__on_vec(fv_conn_t *conn, uint32_t id, void *vec, uint64_t n)
     coord__round_exec(c, &out);
     fv_round_out_close(&out);
 }
+
+/* Closes the agent's live session at once (a CRL reload revoked its certificate): the
+ * agent is disconnected from here on, the session's part in a round is over (a dropout:
+ * fv_cround_lost), and the connection, detached from the agent like a replaced one, only
+ * says why and closes. */
+void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why)
+{
+    fv_conn_t *old = a->conn;
+    if (old == NULL)
+        return;
+    uint64_t in = 0, out = 0;
+    fv_conn_traffic(old, &in, &out);
+    a->bytes_in += in;
+    a->bytes_out += out;
+    fv_conn_set_data(old, NULL);
+    a->conn = NULL;
+    a->accepted = false;
+    coord__oq_clear(a);
+    fv_conn_close(old, err, why);
+    orphan_free(a, old);
+    agent_lost(c, a, old);
+    coord_metrics_refresh(c);
+}

@@ -15,7 +15,8 @@
  * Stopping: SIGINT/SIGTERM, a state that cannot be written (coord__state_fatal) and the
  * end of the --job job all go through coord__shutdown_all; a job in flight stays
  * "running" in the state and resumes at the next start. SIGHUP reloads the CRL (into the
- * TLS context, and as DER into every later JOB_OFFER, for the agents to verify).
+ * TLS context, and as DER into every later JOB_OFFER, for the agents to verify) and closes
+ * the live sessions it revokes (coord_reload_crl).
  *
  * Threading: the loop thread only; CPU work goes to the thread pool (coord_distill.c).
  * Every callback the loop runs into the daemon is measured (coord_loopstat.c): the agent
@@ -108,18 +109,47 @@ static int crl_der_load(coord_t *c, fv_diag_t *d)
     return 0;
 }
 
-int coord_reload_crl(coord_t *c, const char *by, fv_diag_t *d)
+/* A reload refuses revoked certificates at new handshakes (crypto/tls.c); the sessions
+ * they already hold are closed here, before the reload is reported done: a revoked agent
+ * is a dropout of the round in flight (coord__agent_close) and cannot come back. */
+int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
+                     fv_diag_t *d)
 {
     int r = fv_tls_ctx_reload_crl(c->net.ctx, d);
     if (r == 0)
         r = crl_der_load(c, d);
+    unsigned closed = 0;
+    if (r == 0) {
+        for (agent_t *a = c->agents; a != NULL; a = a->next) {
+            if (a->conn == NULL || !fv_tls_ctx_revoked(c->net.ctx, a->serial))
+                continue;
+            coord_logj("warn", "session_revoked",
+                       json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", "agent", "agent", a->name,
+                                 "serial", a->serial, "addr", a->addr, "by", by));
+            coord_audit(
+                c, by, "agent.session_revoked",
+                json_pack("{s:s,s:s,s:s}", "agent", a->name, "serial", a->serial, "by", by));
+            coord__agent_close(c, a, FV_EAUTH,
+                               "the certificate was revoked (CRL reloaded): session closed");
+            /* it cannot come back to hear of its job's end: --job does not wait for it */
+            a->took_part = false;
+            a->done_pending = false;
+            closed++;
+        }
+        closed += coord__admin_close_revoked(c, by, keep);
+    }
     coord_logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
-               r == 0 ? json_pack("{s:I,s:s}", "revoked",
-                                  (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "by", by)
+               r == 0 ? json_pack("{s:I,s:I,s:s}", "revoked",
+                                  (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
+                                  (json_int_t)closed, "by", by)
                       : json_pack("{s:s,s:s}", "why", d->msg, "by", by));
     coord_audit(c, by, r == 0 ? "config.crl_reloaded" : "config.crl_reload_failed",
-                r == 0 ? json_pack("{s:I}", "revoked", (json_int_t)fv_tls_ctx_crl_count(c->net.ctx))
+                r == 0 ? json_pack("{s:I,s:I}", "revoked",
+                                   (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
+                                   (json_int_t)closed)
                        : json_pack("{s:s}", "why", d->msg));
+    if (ret_closed != NULL)
+        *ret_closed = closed;
     return r;
 }
 
@@ -150,7 +180,7 @@ static void handle_signal(coord_t *c, int signum)
 {
     if (signum == SIGHUP) {
         fv_diag_t d;
-        coord_reload_crl(c, "signal SIGHUP", &d);
+        coord_reload_crl(c, "signal SIGHUP", NULL, NULL, &d);
         return;
     }
     coord_logj("warn", "stopping", json_pack("{s:i}", "signal", signum));
@@ -242,7 +272,8 @@ static const char usage[] =
     "                            [--metrics-listen [HOST]:PORT] [--max-uploads N]\n"
     "                            [--max-unauth N] [--max-unauth-per-source N]\n"
     "                            [--max-handshakes N] [--max-handshakes-per-source N]\n"
-    "                            [--handshake-timeout-ms MS]\n"
+    "                            [--handshake-timeout-ms MS] [--bench-after N]\n"
+    "                            [--bench-base-rounds N] [--bench-max-rounds N]\n"
     "\n"
     "Runs the federation's jobs: each agent connects to the agent port, the operator's\n"
     "`fedvault` CLI to the admin port (admin certificates only). Jobs, rounds, model\n"
@@ -275,6 +306,11 @@ static const char usage[] =
     "                      Over a cap a connection is closed at once and counted\n"
     "                      (fedvault_net_refused_total; a net_refused line every 10 s)\n"
     "  --max-uploads N     masked/plain uploads received at once (default 2)\n"
+    "  --bench-after N     an agent silent at a round's deadline N rounds in a row sits\n"
+    "                      the next rounds out (default 3; 0: never)\n"
+    "  --bench-base-rounds N  rounds of its first bench (default 2); each new bench\n"
+    "                      before it contributes again doubles it, up to\n"
+    "  --bench-max-rounds N   (default 32)\n"
     "  -h, --help          this text\n"
     "\n"
     "Files in the state directory: state.db (SQLite), models/<sha256>.fvm, audit.log and\n"
@@ -402,6 +438,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *job_path = NULL, *out = NULL, *listen = NULL;
     const char *state_arg = NULL, *admin_arg = NULL, *metrics_arg = NULL;
     unsigned max_uploads = 2;
+    coord_bench_opts_t bench = COORD_BENCH_DEFAULTS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -413,6 +450,7 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
         const char *v = argv[++i];
+        int r_opt;
         if (strcmp(a, "--config") == 0)
             config = v;
         else if (strcmp(a, "--job") == 0)
@@ -437,6 +475,9 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             max_uploads = (unsigned)u;
+        } else if ((r_opt = coord__bench_option(&bench, a, v)) != 0) {
+            if (r_opt < 0)
+                return EXIT_USAGE;
         } else {
             fprintf(stderr, "fedvault-coordinator: unknown option %s (see --help)\n", a);
             return EXIT_USAGE;
@@ -455,6 +496,7 @@ int main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     coord__test_hooks_init(&c);
     c.max_uploads = max_uploads;
+    c.bench.opts = bench;
     coord__oq_init(&c, &c.agents, max_uploads);
     c.out_dir = out;
     c.run.last_auc = c.run.last_pr = c.run.last_loss = c.run.last_acc = NAN;

@@ -2,7 +2,10 @@
  *
  * Ordering: everything sent to one agent goes through that agent's FIFO (outq), and a
  * vector blocks the queue until fully handed to the socket, so an agent always receives
- * e.g. the model before the ROUND_START that names it.
+ * e.g. the model before the ROUND_START that names it. When a ROUND_START is handed to
+ * the connection the round machine hears of it (coord__round_delivered): SecAgg's phase 0
+ * deadline counts from then for that member, not from the round's start, since vector
+ * sends are capped over all agents and the last member's models may take a while.
  *
  * Memory: vectors being sent, over all agents, are capped (g_vec_sends_max, the daemon's
  * --max-uploads), so the send buffers do not grow with the number of agents; a queue that
@@ -222,8 +225,10 @@ static void oq_pump(agent_t *a)
             coord_logj("warn", "send_failed",
                        json_pack("{s:s,s:s,s:s}", "agent", a->name, "what", it->name, "err",
                                  fv_err_name(r)));
-        } else {
-            fv_conn_send(a->conn, &it->m);
+        } else if (fv_conn_send(a->conn, &it->m) == 0 && it->m.type == FV_MSG_ROUND_START &&
+                   g_coord != NULL) {
+            /* behind the models it lacked: the member's phase 0 deadline starts now */
+            coord__round_delivered(g_coord, a, it->m.u.round_start.round);
         }
         a->oq_head = it->next;
         if (a->oq_head == NULL)

@@ -16,7 +16,8 @@
  * protocols/fv_wire.h; the arithmetic of the vectors is protocols/fv_fed.h.
  *
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
- * cohort = accepted, connected agents at round start, sorted by name) -> WAITING/next
+ * cohort = accepted, connected agents at round start that are not benched for silence,
+ * coord_bench.c, sorted by name) -> WAITING/next
  * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
  * A SecAgg job's ROUND_START carries every member's certificate ("certs", in index
  * order), which each agent verifies itself before it masks (agent/agent_cohort.c).
@@ -56,11 +57,12 @@
 
 const char *coord__phase_names[5] = {"advertise", "shares", "upload", "unmask", "done"};
 
+/* Accepted, connected and not benched (coord_bench.c). */
 static size_t n_accepted(coord_t *c)
 {
     size_t n = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        if (a->conn != NULL && a->accepted)
+        if (coord__bench_eligible(c, a))
             n++;
     return n;
 }
@@ -275,6 +277,7 @@ void coord__round_start(coord_t *c)
 {
     if (c->run.state != ST_WAITING || c->run.files_busy)
         return; /* (files_busy: the teacher's file being written: the hand-over starts it) */
+    coord__bench_fill(c, c->job->min_agents); /* a bench never stalls the job */
     size_t n = n_accepted(c);
     if (n < c->job->min_agents)
         return; /* waits for more agents */
@@ -284,8 +287,9 @@ void coord__round_start(coord_t *c)
         return;
     c->rnd.n = 0;
     for (agent_t *a = c->agents; a != NULL; a = a->next)
-        if (a->conn != NULL && a->accepted)
+        if (coord__bench_eligible(c, a))
             c->rnd.cohort[c->rnd.n++] = a;
+    coord__bench_round_started(c);
     qsort(c->rnd.cohort, c->rnd.n, sizeof *c->rnd.cohort, cmp_agent_name);
     /* the job decides which kind runs next; the table says what its round is */
     c->rnd.kind = fv_cjob_round_kind(c->model.jm);
@@ -351,7 +355,8 @@ void coord__round_start(coord_t *c)
         cfg.max_uploads = c->max_uploads;
         cfg.train_ms = c->job->deadlines.train_ms;
         cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
-        cfg.defer_close = true; /* the unmasking runs on the thread pool (exec_close) */
+        cfg.await_delivery = true; /* coord__round_delivered, from the queue */
+        cfg.defer_close = true;    /* the unmasking runs on the thread pool (exec_close) */
         r = fv_cround_new(&cfg, &c->rnd.cr, &d);
     }
     free(pks);
@@ -427,4 +432,15 @@ void coord__round_tick(coord_t *c)
     fv_cround_tick(c->rnd.cr, coord__now_ms(c), &out);
     coord__round_exec(c, &out);
     fv_round_out_close(&out);
+}
+
+/* A member's ROUND_START was handed to its connection (coord_outq.c): its phase 0
+ * deadline counts from now (the models it lacked went first). Only for the session that
+ * the round started on, and the round's own number. */
+void coord__round_delivered(coord_t *c, agent_t *a, uint64_t round)
+{
+    if (c->run.state != ST_ROUND || c->rnd.cr == NULL || a->idx < 0 ||
+        (uint32_t)a->idx >= c->rnd.n || a->conn != a->round_conn || round != c->rnd.round)
+        return;
+    fv_cround_delivered(c->rnd.cr, (uint32_t)a->idx, coord__now_ms(c));
 }

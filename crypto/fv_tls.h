@@ -69,6 +69,11 @@ const fv_identity_t *fv_tls_ctx_identity(const fv_tls_ctx_t *ctx);
 int fv_tls_ctx_reload_crl(fv_tls_ctx_t *ctx, fv_diag_t *d);
 /* Number of revoked serials in the CRL in force (0 without a CRL). */
 size_t fv_tls_ctx_crl_count(const fv_tls_ctx_t *ctx);
+/* Whether the CRL in force lists the serial (fv_identity_t.serial_hex, hex digits of the
+ * certificate's serial number): the daemons close a live session whose certificate a
+ * reloaded CRL revokes (a reload alone refuses only new handshakes). false without a CRL
+ * or for anything that is not 1..20 bytes of hex. */
+bool fv_tls_ctx_revoked(const fv_tls_ctx_t *ctx, const char *serial_hex);
 
 typedef struct fv_tls fv_tls_t;
 int fv_tls_new(fv_tls_ctx_t *ctx, fv_tls_t **ret);

@@ -806,3 +806,37 @@ out:
     ERR_clear_error();
     return r;
 }
+
+/* ---- revocation of live sessions ------------------------------------------------- */
+
+/* A session's serial (fv_identity_t.serial_hex: the certificate's serial number bytes as
+ * lowercase hex) against the revoked entries of the CRL in force. The
+ * serial is decoded into an ASN1_INTEGER the way the certificate's was read, so the
+ * comparison is the CRL's own (X509_CRL_get0_by_serial); an expired CRL still lists what
+ * it lists (its expiry refuses new handshakes, it revokes nobody in particular). */
+bool fv_tls_ctx_revoked(const fv_tls_ctx_t *ctx, const char *serial_hex)
+{
+    unsigned char bin[20];
+    size_t n = 0, len = serial_hex != NULL ? strlen(serial_hex) : 0;
+    bool revoked = false;
+
+    if (ctx == NULL || ctx->crl == NULL || len == 0 || len % 2 != 0 || len / 2 > sizeof bin)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        const char *digits = "0123456789abcdef";
+        const char *p = strchr(digits, serial_hex[i] | 0x20);
+        if (serial_hex[i] == '\0' || p == NULL)
+            return false;
+        if (i % 2 == 0)
+            bin[n] = (unsigned char)((p - digits) << 4);
+        else
+            bin[n++] |= (unsigned char)(p - digits);
+    }
+    ASN1_INTEGER *serial = ASN1_INTEGER_new();
+    X509_REVOKED *rev = NULL;
+    if (serial != NULL && ASN1_STRING_set(serial, bin, (int)n) == 1)
+        revoked = X509_CRL_get0_by_serial(ctx->crl, &rev, serial) == 1;
+    ASN1_INTEGER_free(serial);
+    ERR_clear_error();
+    return revoked;
+}

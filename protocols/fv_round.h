@@ -27,11 +27,16 @@
  * A ROUND, the coordinator's side (fv_cround_t; the message sequence is fv_wire.h's
  * "ROUNDS"):
  *   start     ROUND_START to every member (index, cohort keys, t, k, graph seed, model
- *             hash, n_ref); the phase deadline is now + train_ms (model transfer and local
- *             work). Without SecAgg, UPLOAD_GO to the first max_uploads members.
- *   SecAgg    phases 0 advertise, 1 shares, 2 masked input, 3 unmask (fv_secagg.h): each
- *             phase closes when every live member answered or at its deadline (train_ms
- *             for phases 0 and 2, phase_ms otherwise); the next phase's messages go to
+ *             hash, n_ref). Without SecAgg, UPLOAD_GO to the first max_uploads members
+ *             and the upload's deadline is now + train_ms (model transfer, local work).
+ *   SecAgg    phases 0 advertise, 1 shares, 2 masked input, 3 consistency, 4 unmask
+ *             (fv_secagg.h): each phase closes when every live member answered or at its
+ *             deadline: train_ms for phase 2 (local training), phase_ms for the others
+ *             (an agent advertises on ROUND_START, before training). Phase 0 counts per
+ *             member from when its ROUND_START reached its connection
+ *             (cfg.await_delivery, fv_cround_delivered: the models it lacks go first, so
+ *             a slow transfer does not cost an honest member the phase), bounded by
+ *             train_ms from the start. The next phase's messages go to
  *             the live members; in phase 2, UPLOAD_GO admits max_uploads uploads at a
  *             time (memory: O(max_uploads * dim) whatever the cohort).
  *   uploads   VEC "masked" (SecAgg, u32, 8 + words elements: the MASKED message) or
@@ -291,6 +296,10 @@ typedef struct fv_cround_cfg {
     uint64_t n_ref;
     uint32_t max_uploads; /* uploads admitted at once (>= 1) */
     uint64_t train_ms, phase_ms;
+    /* Phase 0's deadline per member from the delivery of its ROUND_START
+     * (fv_cround_delivered), train_ms from the start before it; false: phase_ms from the
+     * start for everyone (the simulator, where delivery is instant). */
+    bool await_delivery;
     /* Closing SecAgg's last phase (unmask: the masks of the dropped and every survivor's
      * own mask expanded and removed, O(n d) PRG work) is handed to the caller: CLOSE is the
      * last action of the call that completes the phase, and the machine takes no input
@@ -314,6 +323,10 @@ void fv_cround_vec_end(fv_cround_t *r, uint32_t member, void *vec, uint64_t n, u
                        fv_round_out_t *out);
 /* The member's connection is gone (or was dropped): it is out of the round. */
 void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_out_t *out);
+/* cfg.await_delivery: the member's ROUND_START reached its connection now (its phase 0
+ * deadline is now + phase_ms). Emits nothing, so it may be called while the caller carries
+ * out this machine's actions. */
+void fv_cround_delivered(fv_cround_t *r, uint32_t member, uint64_t now_ms);
 /* Deadlines: call at least every few hundred ms. */
 void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out);
 /* The round was abandoned (the job aborted): DONE with err. */
@@ -334,6 +347,8 @@ bool fv_cround_done(const fv_cround_t *r);
 int fv_cround_sum(const fv_cround_t *r, fv_round_sum_t *ret);
 /* Whether the member's input is in the sum (after DONE). */
 bool fv_cround_contributed(const fv_cround_t *r, uint32_t member);
+/* Whether the member left the round at a deadline without answering (silent). */
+bool fv_cround_late(const fv_cround_t *r, uint32_t member);
 /* Whether the member is still in the round (neither lost, dropped nor late). */
 bool fv_cround_alive(const fv_cround_t *r, uint32_t member);
 /* The SecAgg phase being collected (the server's 0..4: advertise, share keys, masked

@@ -10,11 +10,21 @@
  * Phases (r->phase): the SecAgg server's collection phase 0..4 (advertise, share keys,
  * masked input, consistency, unmask); 2 while plain uploads are collected (the same number
  * the masked input has, so the deadline's log line names the same phase in both modes); 5
- * once done. Every phase has one deadline: now + train_ms for phases 0 and 2 (model
- * transfer and local work), now + phase_ms for the others, set when the phase opens.
+ * once done. Every phase has one deadline, set when the phase opens: now + train_ms for
+ * phase 2 (the masked input, or the plain upload: local training), now + phase_ms for the
+ * others (SecAgg's messages, sent before or after the training, never during it). Phase 0
+ * (advertise: an agent sends it on ROUND_START, before it trains) counts per member with
+ * cfg.await_delivery: phase_ms from when that member's ROUND_START reached its connection
+ * (fv_cround_delivered; the coordinator queues the models a member lacks before its
+ * ROUND_START, and paces vector sends, so the last member may get it long after the first),
+ * and, before that, train_ms from the start bounds the transfer; each member is late at its
+ * own deadline and the phase closes when no live member is left unanswered.
  *
  * A member's flags, for the round:
  *   alive     in the round: neither lost, dropped (a violation) nor late (a deadline)
+ *   late      left at a deadline without answering what it was asked (silent; not a
+ *             member still waiting for an upload slot); fv_cround_late: the
+ *             coordinator's benching counts it
  *   lost      its connection is gone (fv_cround_lost): it gets no ROUND_END
  *   answered  answered the phase being collected (reset when a phase opens)
  *   granted   holds an UPLOAD_GO of the upload phase; uploaded: its upload arrived
@@ -53,6 +63,9 @@
 
 typedef struct member {
     bool alive, lost, answered, granted, uploaded, summed;
+    bool late;             /* left the round at a deadline (silent), not lost or dropped */
+    bool delivered;        /* cfg.await_delivery: its ROUND_START reached its connection */
+    uint64_t delivered_ms; /* ... then */
     void *buf;
 } member_t;
 
@@ -70,6 +83,7 @@ struct fv_cround {
     uint64_t close_ms; /* the time the phase was complete */
     int status;
     uint64_t deadline_ms;
+    uint64_t start_ms; /* fv_cround_start's time */
     uint32_t counts[FV_SECAGG_N_PHASES];
     uint32_t in_flight;
     uint32_t *acc_u;
@@ -238,7 +252,9 @@ void fv_cround_free(fv_cround_t *r)
 
 static void set_deadline(fv_cround_t *r, uint64_t now_ms)
 {
-    uint64_t ms = r->phase == 0 || r->phase == 2 ? r->cfg.train_ms : r->cfg.phase_ms;
+    uint64_t ms = r->phase == 2 ? r->cfg.train_ms : r->cfg.phase_ms;
+    if (r->phase == 0 && r->cfg.await_delivery)
+        ms = r->cfg.train_ms; /* the latest a member's own phase 0 deadline can be */
     r->deadline_ms = now_ms + ms;
     for (uint32_t i = 0; i < r->cfg.n; i++)
         r->m[i].answered = false;
@@ -436,6 +452,7 @@ int fv_cround_start(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         m->u.round_start.certs_len = r->cfg.certs_len;
     }
     r->phase = r->sa != NULL ? 0 : 2;
+    r->start_ms = now_ms;
     set_deadline(r, now_ms);
     if (r->sa == NULL)
         grant_uploads(r, out);
@@ -639,20 +656,58 @@ void fv_cround_lost(fv_cround_t *r, uint32_t member, uint64_t now_ms, fv_round_o
     progress(r, now_ms, out);
 }
 
+void fv_cround_delivered(fv_cround_t *r, uint32_t member, uint64_t now_ms)
+{
+    if (member >= r->cfg.n || !r->started || r->m[member].delivered)
+        return;
+    r->m[member].delivered = true;
+    r->m[member].delivered_ms = now_ms;
+}
+
+/* A member's own deadline in phase 0 (advertise): phase_ms from when its ROUND_START
+ * reached its connection (cfg.await_delivery; else from the start); before that, the
+ * transfer that precedes ROUND_START (the models it lacks) is bounded by train_ms. */
+static uint64_t phase0_deadline(const fv_cround_t *r, const member_t *m)
+{
+    if (!r->cfg.await_delivery)
+        return r->start_ms + r->cfg.phase_ms;
+    if (!m->delivered)
+        return r->start_ms + r->cfg.train_ms;
+    uint64_t d = m->delivered_ms + r->cfg.phase_ms;
+    return d < r->start_ms + r->cfg.train_ms ? d : r->start_ms + r->cfg.train_ms;
+}
+
+static bool past_deadline(const fv_cround_t *r, const member_t *m, uint64_t now_ms)
+{
+    if (r->phase == 0 && r->sa != NULL)
+        return now_ms >= phase0_deadline(r, m);
+    return now_ms >= r->deadline_ms;
+}
+
 void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
-    if (r->done || r->closing || !r->started || now_ms < r->deadline_ms)
+    if (r->done || r->closing || !r->started)
+        return;
+    uint32_t missing = 0;
+    for (uint32_t i = 0; i < r->cfg.n; i++)
+        missing += r->m[i].alive && !r->m[i].answered && past_deadline(r, &r->m[i], now_ms);
+    if (missing == 0 && now_ms < r->deadline_ms)
         return;
     fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, UINT32_MAX);
     if (a != NULL) {
         a->level = "warn";
         a->event = "deadline";
         a->phase = r->phase;
-        a->count = n_alive_unanswered(r);
+        a->count = missing;
     }
     for (uint32_t i = 0; i < r->cfg.n; i++)
-        if (r->m[i].alive && !r->m[i].answered)
+        if (r->m[i].alive && !r->m[i].answered && past_deadline(r, &r->m[i], now_ms)) {
+            /* a member still waiting for an upload slot was not asked yet: not late */
+            r->m[i].late = !(r->phase == 2 && !r->m[i].granted);
             leave(r, &r->m[i]); /* a straggler is a dropout */
+        }
+    if (n_alive_unanswered(r) > 0)
+        return; /* phase 0: others' ROUND_START still on its way, their deadlines later */
     if (r->sa != NULL)
         close_phase(r, now_ms, out);
     else
@@ -717,6 +772,11 @@ bool fv_cround_contributed(const fv_cround_t *r, uint32_t member)
     if (r->sa != NULL)
         return fv_secagg_server_phase(r->sa) == 5 && fv_secagg_server_in_set(r->sa, 3, member);
     return r->m[member].summed;
+}
+
+bool fv_cround_late(const fv_cround_t *r, uint32_t member)
+{
+    return member < r->cfg.n && r->m[member].late;
 }
 
 bool fv_cround_alive(const fv_cround_t *r, uint32_t member)

@@ -20,15 +20,16 @@ SLOW = fvtest.SLOW
 BANKS = ["bank-central", "bank-midwest", "bank-northeast", "bank-southeast", "bank-west"]
 
 
-def setup(tmp, federation):
-    """Writes tmp/train.csv, tmp/test.csv, tmp/banks/<bank>.csv and the kits in tmp/fed."""
+def setup(tmp, federation, also=()):
+    """Writes tmp/train.csv, tmp/test.csv, tmp/banks/<bank>.csv and the kits in tmp/fed
+    (the banks' and, for agents played by hand, those named in `also`)."""
     fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "--target",
                 "Class", "--positive", "bad", "--test-fraction", "0.25", "--seed", "0",
                 "--train-out", f"{tmp}/train.csv", "--test-out", f"{tmp}/test.csv"], expect=0)
     subprocess.run(["/usr/bin/python3",
                     os.path.join(fvtest.SRC, "examples/lending-club/split_regions.py"),
                     f"{tmp}/train.csv", f"{tmp}/banks"], check=True, capture_output=True)
-    provision(tmp, federation, BANKS)
+    provision(tmp, federation, BANKS + list(also))
 
 
 def provision(tmp, federation, banks):
@@ -93,15 +94,18 @@ def plain_args(job):
     return PLAIN_OK if job.get("secagg") == "off" else ()
 
 
-def start_agents(agent, tmp, port, tag, banks=BANKS, data=None, extra=()):
+def start_agents(agent, tmp, port, tag, banks=BANKS, data=None, extra=(), env=None):
     """One --once agent per bank on 127.0.0.1:port; logs and audit logs tagged `tag`.
-    data: {bank: CSV path}; by default tmp/banks/<bank>.csv. extra: more agent flags."""
+    data: {bank: CSV path}; by default tmp/banks/<bank>.csv. extra: more agent flags;
+    env: more environment variables (the agents' FV_TEST_* hooks)."""
+    penv = dict(os.environ, **(env or {}))
     return {b: subprocess.Popen(
         WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data",
                    data[b] if data else f"{tmp}/banks/{b}.csv", "--coordinator",
                    f"127.0.0.1:{port}", "--once", "--audit-log", f"{tmp}/{tag}-{b}-audit.log",
                    *extra],
-        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a")) for b in banks}
+        stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{tag}-{b}.log", "a"), env=penv)
+        for b in banks}
 
 
 def run_coordinator(coordinator, tmp, tag, port, kill_at=None, extra=(), job=None, env=None):

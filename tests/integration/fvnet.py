@@ -3,8 +3,10 @@
 Starts fv-netpeer servers and clients as real processes on 127.0.0.1, provisions
 federations with the real `fedvault provision`, and speaks the wire format by hand
 (a minimal msgpack encoder written from the msgpack spec, independent of fedvault's own
-encoder) to play misbehaving peers.
+encoder) to play misbehaving peers; and agents played by hand (WireAgent: a strict msgpack
+codec, the coordinator's messages checked key by key) for the federation tests.
 """
+import hashlib
 import json
 import os
 import queue
@@ -16,6 +18,9 @@ import threading
 import time
 
 import fvtest
+from fvwire import (BYE, ERROR, HELLO, JOB_ACCEPT, JOB_DONE, JOB_OFFER, PING, PONG,  # noqa: F401
+                    RECEIPT, ROUND_END, ROUND_START, SECAGG, UPLOAD_GO, VEC_ACK, VEC_BEGIN,
+                    VEC_CHUNK, VEC_END, MsgpackError, mp_decode, mp_encode)
 
 WRAPPER = fvtest.WRAPPER
 SLOW = fvtest.SLOW
@@ -190,3 +195,152 @@ def read_until_closed(s, limit=1 << 20):
     except (OSError, ssl.SSLError):
         pass
     return got
+
+
+# ---- a strict msgpack codec, the subset the wire uses: fvwire.py ------------------------
+# (mp above is the minimal encoder the transport tests use; agents played by hand use
+# fvwire's strict one, written from the msgpack spec, independent of msgpack-c.)
+# Known answers from protocols/wire.c's top comment.
+assert mp_encode({"v": 1, "type": 3, "seq": 5}).hex() == "83a17601a474797065 03a373657105".replace(" ", "")
+_ug = mp_encode({"v": 1, "type": 17, "job": bytes(range(32)), "round": 300})
+assert len(_ug) == 57 and _ug.endswith(bytes.fromhex("a5726f756e64cd012c")), _ug.hex()
+assert mp_decode(_ug) == {"v": 1, "type": 17, "job": bytes(range(32)), "round": 300}
+for _bad in (b"\x81\xa1v\xcc\x01", b"\x81\xa1v\x01\x00", b"\x81\xa1v\xca\0\0\0\0",
+             b"\x82\xa1v\x01\xa1v\x01", b"\x81\xa1v\xd0\xff"):
+    try:
+        mp_decode(_bad)
+    except MsgpackError:
+        pass
+    else:
+        raise AssertionError(f"decoded {_bad!r}")
+
+# ---- messages (protocols/fv_wire.h, wire.c): the type numbers are fvwire's -----------
+# What the coordinator may send an agent: each message's keys besides "v" and "type".
+KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {"seq"},
+        BYE: {"reason"}, VEC_BEGIN: {"id", "dtype", "n", "chunk", "name"},
+        VEC_CHUNK: {"id", "seq", "data"}, VEC_END: {"id", "sha256"}, VEC_ACK: {"id", "sha256"},
+        JOB_OFFER: {"job", "spec", "crl"},
+        ROUND_START: {"job", "round", "kind", "index", "n", "t", "k", "gseed", "pks", "model",
+                      "nref", "certs"},
+        SECAGG: {"job", "round", "data"},
+        UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
+        JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
+BYTES_KEYS = {"job", "spec", "crl", "gseed", "pks", "model", "certs", "data", "sha256", "sig"}
+STR_KEYS = {"sw", "reason", "name", "body"}
+
+
+def decode_msg(body):
+    m = mp_decode(body)
+    if m.get("v") != 1:
+        raise MsgpackError(f"version {m.get('v')!r}")
+    t = m.get("type")
+    if t not in KEYS:
+        raise MsgpackError(f"unexpected message type {t!r} from the coordinator")
+    got = set(m) - {"v", "type"}
+    if got != KEYS[t]:
+        raise MsgpackError(f"type {t}: keys {sorted(got)}, expected {sorted(KEYS[t])}")
+    for k, v in m.items():
+        want = bytes if k in BYTES_KEYS else str if k in STR_KEYS else int
+        if not isinstance(v, want):
+            raise MsgpackError(f"type {t}: {k} is {type(v).__name__}, expected {want.__name__}")
+    return m
+
+
+class Closed(Exception):
+    pass
+
+
+# ---- an agent played by hand ------------------------------------------------------------
+
+POLL_S = 0.01     # how long recv waits for a message before it returns None
+MAXF = 1 << 20    # the frame size a hand-played agent announces
+
+
+class WireAgent:
+    """An agent played by hand: mutual TLS with its own kit (made by `fedvault
+    provision`), the wire format spoken with the strict codec above. It says HELLO,
+    answers PINGs and acknowledges vectors (recv hands them out whole); what it does with
+    the job is the subclass's (hostile_agent.py: lying uploads; silent_member.py: nothing
+    at all)."""
+
+    def __init__(self, kit, port, sw):
+        self.kit, self.port, self.sw = kit, port, sw
+        self.sock = None
+        self.buf, self.vec = b"", None
+        self.peer_maxf = None
+
+    def send(self, fields):
+        body = mp_encode(dict({"v": 1}, **fields))
+        self.sock.settimeout(30 * SLOW)
+        self.sock.sendall(struct.pack(">I", len(body)) + body)
+        self.sock.settimeout(POLL_S)
+
+    def recv(self):
+        """The next message, or None after POLL_S without one. PINGs are answered here;
+        a vector comes out whole as {"type": "vec", "name", "id", "n", "data"}."""
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if n == 0 or n > MAXF:
+                    raise MsgpackError(f"frame of {n} bytes (announced at most {MAXF})")
+                if len(self.buf) >= 4 + n:
+                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    m = self.handle(decode_msg(body))
+                    if m is not None:
+                        return m
+                    continue
+            try:
+                b = self.sock.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                return None
+            except (OSError, ssl.SSLError) as e:
+                raise Closed(str(e))
+            if not b:
+                raise Closed("EOF")
+            self.buf += b
+
+    def handle(self, m):
+        t = m["type"]
+        if t == PING:
+            self.send({"type": PONG, "seq": m["seq"]})
+            return None
+        if t == VEC_BEGIN:
+            self.vec = {"type": "vec", "name": m["name"], "id": m["id"], "n": m["n"],
+                        "dtype": m["dtype"], "data": b""}
+            return None
+        if t == VEC_CHUNK:
+            if self.vec is None or m["id"] != self.vec["id"]:
+                raise MsgpackError("a chunk outside its vector")
+            self.vec["data"] += m["data"]
+            return None
+        if t == VEC_END:
+            v, self.vec = self.vec, None
+            if v is None or len(v["data"]) != 4 * v["n"]:
+                raise MsgpackError("a vector ended short")
+            digest = hashlib.sha256(v["data"]).digest()
+            if digest != m["sha256"]:
+                raise MsgpackError(f"vector {v['name']}: digest mismatch")
+            self.send({"type": VEC_ACK, "id": v["id"], "sha256": digest})
+            return v
+        return m
+
+    def connect(self):
+        self.sock = tls_client(self.kit, self.port)
+        self.buf, self.vec = b"", None
+        self.sock.settimeout(POLL_S)
+        self.send({"type": HELLO, "sw": self.sw, "maxf": MAXF})
+        t0 = time.time()
+        m = None
+        while m is None and time.time() - t0 < 30 * SLOW:
+            m = self.recv()
+        if m is None or m["type"] != HELLO:
+            raise Closed(f"no HELLO from the coordinator: {m}")
+        self.peer_maxf = m["maxf"]
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None

@@ -7,8 +7,8 @@ Lending Club data (fvfed's split: 25 % held out as the test split, the rest by r
 a logreg, ROUNDS training rounds, min_agents 3, early stopping off (the final model is
 the one after the last update). Its cohort: the three real `fedvault-agent` processes of
 HONEST, and the hostile agents of HOSTILE, each a thread of this script speaking the
-wire format by hand (protocols/wire.c's top comment: frames, the strict msgpack codec
-of fvwire.py, written from the msgpack spec) over mutual TLS with its own kit made by `fedvault
+wire format by hand (protocols/wire.c's top comment: frames, a strict msgpack codec
+written here from the msgpack spec) over mutual TLS with its own kit made by `fedvault
 provision`. A hostile agent says HELLO, answers PINGs, accepts the JOB_OFFER with a
 made-up data digest and row count, sits out the stats round (it accepts only once the
 coordinator logged that round's start, so round 0 holds exactly the honest agents and
@@ -45,7 +45,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import ssl
 import struct
 import subprocess
@@ -57,7 +56,8 @@ import traceback
 import fvfed
 import fvnet
 import fvtest
-from fvwire import MsgpackError, mp_decode, mp_encode
+from fvnet import (BYE, ERROR, JOB_ACCEPT, JOB_DONE, JOB_OFFER, RECEIPT, ROUND_END, ROUND_START,
+                   UPLOAD_GO, VEC_BEGIN, VEC_CHUNK, VEC_END, Closed)
 
 fedvault, coordinator, agent = sys.argv[1:4]
 S = fvtest.SLOW
@@ -75,7 +75,6 @@ TRAIN_MS = 15000 if not fvtest.WRAPPER else 30000
 AUC_TOL = 0.002   # test ROC AUC, hostile run vs honest run
 PARAM_TOL = 1e-4  # max |parameter difference|, hostile run vs honest run (the sums differ
                   # only in the order of float64 additions of float32 uploads)
-MAXF = 1 << 20    # the frame size the hostile agents announce
 # How often a hostile agent looks at the gate between reads: it must accept the job while
 # the stats round runs (under ASan about 0.1 s) to be in round 1's cohort.
 POLL_S = 0.01
@@ -89,67 +88,15 @@ def problem(msg):
     problems.append(msg)
 
 
-# ---- msgpack, the subset the wire uses: fvwire.py (written from the msgpack spec) -----
-# Known answers from protocols/wire.c's top comment.
-assert mp_encode({"v": 1, "type": 3, "seq": 5}).hex() == "83a17601a474797065 03a373657105".replace(" ", "")
-_ug = mp_encode({"v": 1, "type": 17, "job": bytes(range(32)), "round": 300})
-assert len(_ug) == 57 and _ug.endswith(bytes.fromhex("a5726f756e64cd012c")), _ug.hex()
-assert mp_decode(_ug) == {"v": 1, "type": 17, "job": bytes(range(32)), "round": 300}
-for _bad in (b"\x81\xa1v\xcc\x01", b"\x81\xa1v\x01\x00", b"\x81\xa1v\xca\0\0\0\0",
-             b"\x82\xa1v\x01\xa1v\x01", b"\x81\xa1v\xd0\xff"):
-    try:
-        mp_decode(_bad)
-    except MsgpackError:
-        pass
-    else:
-        raise AssertionError(f"decoded {_bad!r}")
-
-# ---- messages (protocols/fv_wire.h, wire.c) -------------------------------------------
-HELLO, ERROR, PING, PONG, BYE = 1, 2, 3, 4, 5
-VEC_BEGIN, VEC_CHUNK, VEC_END, VEC_ACK = 8, 9, 10, 11
-JOB_OFFER, JOB_ACCEPT, ROUND_START, UPLOAD_GO, ROUND_END, JOB_DONE, RECEIPT = 12, 13, 15, 17, 18, 19, 22
-# What the coordinator may send an agent: each message's keys besides "v" and "type".
-KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {"seq"},
-        BYE: {"reason"}, VEC_BEGIN: {"id", "dtype", "n", "chunk", "name"},
-        VEC_CHUNK: {"id", "seq", "data"}, VEC_END: {"id", "sha256"}, VEC_ACK: {"id", "sha256"},
-        JOB_OFFER: {"job", "spec", "crl"},
-        ROUND_START: {"job", "round", "kind", "index", "n", "t", "k", "gseed", "pks", "model",
-                      "nref", "certs"},
-        UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
-        JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
-BYTES_KEYS = {"job", "spec", "crl", "gseed", "pks", "model", "certs", "data", "sha256", "sig"}
-STR_KEYS = {"sw", "reason", "name", "body"}
-
-
-def decode_msg(body):
-    m = mp_decode(body)
-    if m.get("v") != 1:
-        raise MsgpackError(f"version {m.get('v')!r}")
-    t = m.get("type")
-    if t not in KEYS:
-        raise MsgpackError(f"unexpected message type {t!r} from the coordinator")
-    got = set(m) - {"v", "type"}
-    if got != KEYS[t]:
-        raise MsgpackError(f"type {t}: keys {sorted(got)}, expected {sorted(KEYS[t])}")
-    for k, v in m.items():
-        want = bytes if k in BYTES_KEYS else str if k in STR_KEYS else int
-        if not isinstance(v, want):
-            raise MsgpackError(f"type {t}: {k} is {type(v).__name__}, expected {want.__name__}")
-    return m
-
-
-class Closed(Exception):
-    pass
-
-
-class Hostile(threading.Thread):
+class Hostile(fvnet.WireAgent, threading.Thread):
     """One hostile agent: its own kit, one bad behaviour in every training round it is
-    granted an upload in. Records what it sent and what it heard, per round."""
+    granted an upload in. Records what it sent and what it heard, per round. (The wire
+    format by hand: fvnet.WireAgent.)"""
 
     def __init__(self, name, behaviour, port, gate, stop, deadline_s):
-        super().__init__(daemon=True)
-        self.agent, self.behaviour, self.port = name, behaviour, port
-        self.kit = f"{tmp}/fed/{name}"
+        threading.Thread.__init__(self, daemon=True)
+        fvnet.WireAgent.__init__(self, f"{tmp}/fed/{name}", port, f"hostile agent ({behaviour})")
+        self.agent, self.behaviour = name, behaviour
         self.gate, self.stop_ev, self.deadline = gate, stop, time.time() + deadline_s
         self.rounds = {}   # round -> {"kind", "sent", "n", "error", "end", "receipt"}
         self.sessions = 0
@@ -157,83 +104,6 @@ class Hostile(threading.Thread):
         self.crash = None
         self.n_params = None
         self.sock = None
-
-    # -- transport
-    def send(self, fields):
-        body = mp_encode(dict({"v": 1}, **fields))
-        self.sock.settimeout(30 * S)
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
-        self.sock.settimeout(POLL_S)
-
-    def recv(self):
-        """The next message, or None after POLL_S without one. PINGs are answered here;
-        a vector comes out whole as {"type": "vec", "name", "id", "n", "data"}."""
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if n == 0 or n > MAXF:
-                    raise MsgpackError(f"frame of {n} bytes (announced at most {MAXF})")
-                if len(self.buf) >= 4 + n:
-                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
-                    m = self.handle(decode_msg(body))
-                    if m is not None:
-                        return m
-                    continue
-            try:
-                b = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
-                return None
-            except (OSError, ssl.SSLError) as e:
-                raise Closed(str(e))
-            if not b:
-                raise Closed("EOF")
-            self.buf += b
-
-    def handle(self, m):
-        t = m["type"]
-        if t == PING:
-            self.send({"type": PONG, "seq": m["seq"]})
-            return None
-        if t == VEC_BEGIN:
-            self.vec = {"type": "vec", "name": m["name"], "id": m["id"], "n": m["n"],
-                        "dtype": m["dtype"], "data": b""}
-            return None
-        if t == VEC_CHUNK:
-            if self.vec is None or m["id"] != self.vec["id"]:
-                raise MsgpackError("a chunk outside its vector")
-            self.vec["data"] += m["data"]
-            return None
-        if t == VEC_END:
-            v, self.vec = self.vec, None
-            if v is None or len(v["data"]) != 4 * v["n"]:
-                raise MsgpackError("a vector ended short")
-            digest = hashlib.sha256(v["data"]).digest()
-            if digest != m["sha256"]:
-                raise MsgpackError(f"vector {v['name']}: digest mismatch")
-            self.send({"type": VEC_ACK, "id": v["id"], "sha256": digest})
-            return v
-        return m
-
-    def connect(self):
-        self.sock = fvnet.tls_client(self.kit, self.port)
-        self.buf, self.vec = b"", None
-        self.sock.settimeout(POLL_S)
-        self.send({"type": HELLO, "sw": f"hostile agent ({self.behaviour})", "maxf": MAXF})
-        t0 = time.time()
-        m = None
-        while m is None and time.time() - t0 < 30 * S:
-            m = self.recv()
-        if m is None or m["type"] != HELLO:
-            raise Closed(f"no HELLO from the coordinator: {m}")
-        self.peer_maxf = m["maxf"]
-
-    def close(self):
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
 
     # -- the agent
     def run(self):

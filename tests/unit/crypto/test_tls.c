@@ -647,8 +647,35 @@ static void test_revoked(void)
     connect_ok(cc, sc, &c, &s);
     fv_tls_free(c);
     fv_tls_free(s);
+    {
+        /* Before the reload nobody is revoked; the live session's serial is the kit's. */
+        const fv_identity_t *old_peer = fv_tls_peer(s_old);
+        CHECK(old_peer != NULL);
+        CHECK(!fv_tls_ctx_revoked(sc, old_peer->serial_hex));
+    }
     CHECK_OK(fv_tls_ctx_reload_crl(sc, &d), &d);
     CHECK_UINT_EQ(fv_tls_ctx_crl_count(sc), 1);
+    {
+        /* The reloaded CRL revokes the live session's certificate (the daemon closes it),
+         * not the others'; anything that is not a serial is not revoked. */
+        char upper[41];
+        const char *serial = fv_tls_peer(s_old)->serial_hex;
+        CHECK(fv_tls_ctx_revoked(sc, serial));
+        CHECK(fv_tls_ctx_revoked(sc, fv_tls_ctx_identity(cc)->serial_hex));
+        CHECK(!fv_tls_ctx_revoked(sc, fv_tls_ctx_identity(xc)->serial_hex));
+        CHECK(!fv_tls_ctx_revoked(sc, fv_tls_ctx_identity(sc)->serial_hex));
+        CHECK(!fv_tls_ctx_revoked(cc, serial)); /* no CRL configured */
+        snprintf(upper, sizeof upper, "%s", serial);
+        for (char *p = upper; *p != '\0'; p++)
+            *p = (char)(*p >= 'a' && *p <= 'f' ? *p - 32 : *p);
+        CHECK(fv_tls_ctx_revoked(sc, upper)); /* hex digits in either case */
+        upper[strlen(upper) - 1] = '\0';
+        CHECK(!fv_tls_ctx_revoked(sc, upper)); /* odd length */
+        CHECK(!fv_tls_ctx_revoked(sc, ""));
+        CHECK(!fv_tls_ctx_revoked(sc, NULL));
+        CHECK(!fv_tls_ctx_revoked(sc, "zz"));
+        CHECK(!fv_tls_ctx_revoked(sc, "000102030405060708090a0b0c0d0e0f1011121314")); /* 21 bytes */
+    }
 
     fprintf(stderr, "revoked client certificate:\n");
     CHECK_OK(fv_tls_new(cc, &c), NULL);

@@ -91,6 +91,9 @@ typedef struct h {
     size_t q_head, q_n;
 } h_t;
 
+/* h_init's machines count phase 0 per member from fv_cround_delivered (the daemon's way). */
+static bool g_await_delivery;
+
 static void enqueue(h_t *h, uint32_t member, bool upload, const uint8_t *data, size_t len)
 {
     CHECK(h->q_n < 256);
@@ -323,6 +326,7 @@ static void h_init(h_t *h, uint32_t n, bool secagg, uint32_t max_uploads)
     cfg.max_uploads = max_uploads;
     cfg.train_ms = TRAIN_MS;
     cfg.phase_ms = PHASE_MS;
+    cfg.await_delivery = g_await_delivery;
     fv_diag_t d = {""};
     CHECK_OK(fv_cround_new(&cfg, &h->r, &d), &d);
     if (secagg) {
@@ -472,7 +476,9 @@ static void test_secagg_dropout_each_phase(void)
 }
 
 /* A silent member: nothing happens before the deadline; at it, the phase closes without
- * it, and it still gets ROUND_END (its connection is there). */
+ * it, and it still gets ROUND_END (its connection is there). Phase 0 (advertise, sent on
+ * ROUND_START before any training) runs on the SecAgg phase deadline, not the training
+ * one: the silent member holds the round PHASE_MS, and it is late (silent), not lost. */
 static void test_secagg_straggler(void)
 {
     h_t h;
@@ -482,20 +488,88 @@ static void test_secagg_straggler(void)
     pump(&h);
     CHECK(!fv_cround_done(h.r));
     CHECK_UINT_EQ(fv_cround_answered(h.r), 4);
-    h_tick(&h, TRAIN_MS - 1);
+    h_tick(&h, PHASE_MS - 1);
     CHECK(find(&h, FV_ROUND_ACT_LOG, "deadline") == NULL);
-    h_tick(&h, TRAIN_MS);
+    CHECK(fv_cround_alive(h.r, 2));
+    h_tick(&h, PHASE_MS);
     const rec_t *dl = find(&h, FV_ROUND_ACT_LOG, "deadline");
     CHECK(dl != NULL);
     CHECK_INT_EQ(dl->phase, 0);
     CHECK_UINT_EQ(dl->count, 1);
     CHECK(!fv_cround_alive(h.r, 2) || fv_cround_done(h.r));
-    CHECK(fv_cround_done(h.r));
+    CHECK(fv_cround_done(h.r)); /* at PHASE_MS, well before TRAIN_MS */
     check_sum(&h, 0x1b);
     CHECK_UINT_EQ(fv_cround_phase_count(h.r, 0), 4);
+    CHECK(fv_cround_late(h.r, 2));
+    for (uint32_t u = 0; u < 5; u++)
+        CHECK(u == 2 || !fv_cround_late(h.r, u));
     h_end(&h);
     CHECK(h.round_end[2]);
     h_free(&h);
+}
+
+/* cfg.await_delivery: phase 0 counts per member from its ROUND_START's delivery. Member 4's
+ * ROUND_START is still behind its model transfer when the silent member 2 is late (at
+ * PHASE_MS): 4 is not, and the phase waits for it; delivered later, it answers within its
+ * own PHASE_MS and is in the sum. A member never delivered is bounded by TRAIN_MS. */
+static void test_secagg_phase0_delivery(void)
+{
+    g_await_delivery = true;
+    h_t h;
+    h_init(&h, 5, true, 2);
+    h.silent[2] = true;
+    h.silent[4] = true; /* (its ROUND_START has not reached it: it hears nothing yet) */
+    h_start(&h);
+    for (uint32_t u = 0; u < 4; u++)
+        fv_cround_delivered(h.r, u, 0);
+    pump(&h);
+    CHECK_UINT_EQ(fv_cround_answered(h.r), 3);
+    h_tick(&h, PHASE_MS);
+    const rec_t *dl = find(&h, FV_ROUND_ACT_LOG, "deadline");
+    CHECK(dl != NULL);
+    CHECK_UINT_EQ(dl->count, 1);
+    CHECK(fv_cround_late(h.r, 2) && !fv_cround_alive(h.r, 2));
+    CHECK(fv_cround_alive(h.r, 4) && !fv_cround_late(h.r, 4));
+    CHECK_INT_EQ(fv_cround_phase(h.r), 0); /* still collecting: 4 has not heard */
+    h_tick(&h, PHASE_MS + 50);
+    CHECK_INT_EQ(fv_cround_phase(h.r), 0);
+    /* the model is through: ROUND_START reaches 4 at PHASE_MS + 100; its deadline is
+     * then PHASE_MS later, capped at TRAIN_MS from the start */
+    fv_cround_delivered(h.r, 4, PHASE_MS + 100);
+    h_tick(&h, PHASE_MS + 100 + PHASE_MS / 2);
+    CHECK(fv_cround_alive(h.r, 4));
+    h.silent[4] = false;
+    {
+        fv_diag_t d = {""};
+        fv_secagg_outbox_t ob;
+        fv_secagg_outbox_init(&ob);
+        CHECK_OK(fv_secagg_client_set_input(h.cl[4], h.x[4]), NULL);
+        CHECK_OK(fv_secagg_client_start(h.cl[4], &ob, &d), &d);
+        client_out(&h, 4, &ob);
+        fv_secagg_outbox_close(&ob);
+    }
+    pump(&h);
+    CHECK(fv_cround_done(h.r));
+    check_sum(&h, 0x1b);
+    CHECK(!fv_cround_late(h.r, 4));
+    h_free(&h);
+
+    /* Never delivered and silent: late at TRAIN_MS, not before. */
+    h_init(&h, 5, true, 2);
+    h.silent[4] = true;
+    h_start(&h);
+    for (uint32_t u = 0; u < 4; u++)
+        fv_cround_delivered(h.r, u, 0);
+    pump(&h);
+    h_tick(&h, TRAIN_MS - 1);
+    CHECK(fv_cround_alive(h.r, 4));
+    CHECK_INT_EQ(fv_cround_phase(h.r), 0);
+    h_tick(&h, TRAIN_MS);
+    CHECK(fv_cround_late(h.r, 4));
+    CHECK(fv_cround_done(h.r));
+    check_sum(&h, 0x0f);
+    h_free(&h);
+    g_await_delivery = false;
 }
 
 /* Too many dropouts: the phase closes below t and the round fails. */
@@ -720,6 +794,7 @@ int main(void)
     test_secagg_good_round();
     test_secagg_dropout_each_phase();
     test_secagg_straggler();
+    test_secagg_phase0_delivery();
     test_secagg_below_threshold();
     test_secagg_violations();
     test_plain_good_and_admission();
