@@ -4,7 +4,8 @@ argv: fedvault fedvault-coordinator fedvault-agent
 A real `fedvault-coordinator --job` (with its admin port) runs a SecAgg job (a logreg,
 ROUNDS training rounds, min_agents 3) with four real `fedvault-agent` processes. Round
 HOLD_ROUND is held open deterministically: the agents' compute of that round waits for a
-file (FV_TEST_HOLD_COMPUTE), so once the round's phase 1 (share keys) has closed, all four
+file (FV_TEST_HOLD_COMPUTE; round 1's too, until all four accepted the job, so round
+HOLD_ROUND's cohort has all four), so once the round's phase 1 (share keys) has closed, all four
 members are alive in phase 2 (the masked input) and stay there. Then the operator
 revokes VICTIM (`fedvault provision revoke`, which re-signs the CRL in the coordinator's
 kit) and runs `fedvault crl reload`. Checked:
@@ -48,8 +49,10 @@ ADMIN = ["--config", f"{tmp}/fed/ops-1/admin.json", "--admin", f"127.0.0.1:{admi
 p, log = fvfed.run_coordinator(coordinator, tmp, "revoke", port,
                                extra=["--admin-listen", f"127.0.0.1:{admin_port}"])
 release = f"{tmp}/release"
+# Round 1 is held too, until all four have accepted the job: min_agents 3 lets a round
+# start without a late one, and round HOLD_ROUND must have all four in its cohort.
 procs = fvfed.start_agents(agent, tmp, port, "revoke", banks=AGENTS,
-                           env={"FV_TEST_HOLD_COMPUTE": f"{HOLD_ROUND}:{release}"})
+                           env={"FV_TEST_HOLD_COMPUTE": f"1,{HOLD_ROUND}:{release}"})
 
 
 def events():
@@ -88,6 +91,9 @@ def ev(name, **fields):
             and all(e.get(k) == v for k, v in fields.items())]
 
 
+wait_for(lambda: len({e.get("agent") for e in ev("job_accepted")}) == len(AGENTS),
+         "every agent's job_accepted", 300 * S)
+open(f"{release}-1", "w").close()
 # Round HOLD_ROUND with all four, past its share keys: every member is in phase 2, held.
 start = wait_for(lambda: ev("round_start", round=HOLD_ROUND), f"round {HOLD_ROUND}'s start",
                  300 * S)[0]
