@@ -39,8 +39,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
-import ssl
 import struct
 import stat
 import subprocess
@@ -294,16 +292,7 @@ def sign(text):
     return open(f"{tmp}/sig.bin", "rb").read()
 
 
-sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-sctx.minimum_version = ssl.TLSVersion.TLSv1_3
-sctx.load_cert_chain(f"{coord_kit}/cert.pem", f"{coord_kit}/key.pem")
-sctx.load_verify_locations(f"{coord_kit}/ca.pem")
-sctx.verify_mode = ssl.CERT_REQUIRED
-lsock = socket.socket()
-lsock.bind(("127.0.0.1", 0))
-lsock.listen(4)
-lsock.settimeout(60 * S)
-sport = lsock.getsockname()[1]
+sctx, lsock, sport = fvnet.coordinator_listener(coord_kit, 60 * S)
 sb = BANKS[1]
 slog = f"{tmp}/scripted/{sb}.log"
 sp = subprocess.Popen(WRAPPER + [agent, "--config", f"{tmp}/fed/{sb}/agent.json", "--data",

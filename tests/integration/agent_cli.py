@@ -212,16 +212,7 @@ try:
     write_config(cfg_path, dict(base, data="bank.csv", coordinator="127.0.0.1:0"))
     # (bank.csv is german_credit.csv)
     coord_kit = os.path.join(fed, "coordinator")
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    sctx.load_cert_chain(os.path.join(coord_kit, "cert.pem"), os.path.join(coord_kit, "key.pem"))
-    sctx.load_verify_locations(os.path.join(coord_kit, "ca.pem"))
-    sctx.verify_mode = ssl.CERT_REQUIRED
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(4)
-    lsock.settimeout(30 * SLOW)
-    port = lsock.getsockname()[1]
+    sctx, lsock, port = fvnet.coordinator_listener(coord_kit, 30 * SLOW)
 
     p = subprocess.Popen(WRAPPER + [AGENT, "--config", cfg_path, "--coordinator",
                                     f"127.0.0.1:{port}"],

@@ -40,7 +40,6 @@ a BYE or ERROR the agent sent as this side hung up is not read here), and it hol
 policy.refused record for each refusal by its own policy and a cohort.refused record
 naming the rule for each cohort or CRL refusal.
 """
-import base64
 import json
 import os
 import queue
@@ -53,6 +52,7 @@ import sys
 import threading
 import time
 
+import fvnet
 import fvwire
 from fvtest import DATA, SRC, check, fail, run, tmpdir
 from fvwire import (BYE, ERROR, HELLO, JOB_ACCEPT, JOB_OFFER, JOB_REFUSE, NAMES, PING, PONG,
@@ -62,7 +62,6 @@ FEDVAULT, AGENT = sys.argv[1:3]
 WRAPPER = shlex.split(os.environ.get("FV_TEST_WRAPPER", ""))
 SLOW = 20 if WRAPPER else 1
 ALLOWED = {HELLO, PONG, JOB_ACCEPT, JOB_REFUSE, BYE, ERROR}
-ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")  # SubjectPublicKeyInfo prefix
 
 tmp = tmpdir()
 fed, other = os.path.join(tmp, "fed"), os.path.join(tmp, "other")
@@ -75,33 +74,24 @@ run(["provision", "--federation", "hc", "--coordinator", "127.0.0.1:0", "--agent
 run(["provision", "revoke", "bank-r", "--out", fed], expect=0)
 
 
-def pem_der(path, label):
-    text = open(path).read()
-    body = text.split(f"-----BEGIN {label}-----")[1].split(f"-----END {label}-----")[0]
-    return base64.b64decode("".join(body.split()))
-
-
 def cert(kit):
-    return pem_der(os.path.join(kit, "cert.pem"), "CERTIFICATE")
+    return fvnet.pem_der(os.path.join(kit, "cert.pem"))
 
 
-def cert_pk(der):
-    i = der.index(ED25519_SPKI) + len(ED25519_SPKI)
-    return der[i:i + 32]
+cert_pk = fvnet.cert_pk
 
 
 CERT = {b: cert(os.path.join(fed, b)) for b in BANKS}
 CERT["coordinator"] = cert(os.path.join(fed, "coordinator"))
 CERT["ops-1"] = cert(os.path.join(fed, "ops-1"))
 CERT["bank-x"] = cert(os.path.join(other, "bank-x"))
-CRL = pem_der(os.path.join(fed, "coordinator", "crl.pem"), "X509 CRL")
-check(len(CRL) > 0 and CRL == pem_der(os.path.join(fed, "ca", "crl.pem"), "X509 CRL"),
+CRL = fvnet.pem_der(os.path.join(fed, "coordinator", "crl.pem"))
+check(len(CRL) > 0 and CRL == fvnet.pem_der(os.path.join(fed, "ca", "crl.pem")),
       "the coordinator kit's CRL is the CA's after the revocation")
 
 
 def certs_blob(names):
-    """ROUND_START "certs": per member a 2-byte big-endian length and the DER."""
-    return b"".join(len(CERT[n]).to_bytes(2, "big") + CERT[n] for n in names)
+    return fvnet.certs_field([CERT[n] for n in names])
 
 
 # The job: the Lending Club example without distillation, 1 round, 3 agents at least.
@@ -112,17 +102,7 @@ spec_on = json.dumps(job).encode()
 spec_off = json.dumps(dict(job, secagg="off")).encode()
 
 # ---- the scripted coordinator's listener -------------------------------------------------
-kit = os.path.join(fed, "coordinator")
-sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-sctx.minimum_version = ssl.TLSVersion.TLSv1_3
-sctx.load_cert_chain(os.path.join(kit, "cert.pem"), os.path.join(kit, "key.pem"))
-sctx.load_verify_locations(os.path.join(kit, "ca.pem"))
-sctx.verify_mode = ssl.CERT_REQUIRED
-lsock = socket.socket()
-lsock.bind(("127.0.0.1", 0))
-lsock.listen(4)
-lsock.settimeout(60 * SLOW)
-port = lsock.getsockname()[1]
+sctx, lsock, port = fvnet.coordinator_listener(os.path.join(fed, "coordinator"), 60 * SLOW)
 audit_log = os.path.join(tmp, "bank-a-audit.log")
 agent_proc, agent_log, events = None, [], queue.Queue()
 
