@@ -25,6 +25,7 @@ that stay connected, and the operator's admin kit. In order:
   - SIGTERM stops the daemon with exit 0.
 """
 import csv
+import datetime
 import hashlib
 import json
 import os
@@ -217,7 +218,8 @@ fvtest.check(code == 3, f"wrong admin address: exit {code} {err}")
 
 # A flood of plain-TCP connections to the agent port: each is refused and counted; the
 # audit log takes at most 30 refusal records a minute (the rest are summed up later).
-for _ in range(40):
+FLOOD = 100
+for _ in range(FLOOD):
     with socket.create_connection(("127.0.0.1", port), timeout=10 * S) as sk:
         sk.sendall(b"GET / HTTP/1.0\r\n\r\n")
         try:
@@ -240,8 +242,8 @@ def metric(name):
     return sum(vals) if vals else None
 
 
-wait(lambda: scrape() and (metric('fedvault_refusals_total{reason="FV_EPROTO"}') or 0) >= 40,
-     "40 refusals counted")
+wait(lambda: scrape() and (metric('fedvault_refusals_total{reason="FV_EPROTO"}') or 0) >= FLOOD,
+     f"{FLOOD} refusals counted")
 
 wait(lambda: scrape() and metric("fedvault_agents_connected") == 5, "metrics")
 fvtest.check(metric("fedvault_rounds_completed_total") >= 4, "rounds_completed")
@@ -280,7 +282,17 @@ for e in ("coordinator.started", "agent.connected", "agent.accepted_job", "job.s
           "admin.refused", "coordinator.stopped"):
     fvtest.check(e in events, f"no {e} record in the audit log: {sorted(set(events))}")
 refused = [r for r in recs if r["event"] in ("agent.refused", "admin.refused")]
-fvtest.check(1 <= len(refused) <= 30, f"{len(refused)} refusal records (at most 30 a minute)")
+# The coordinator's windows (coord_audit_refusal) take at most 30 records each and last
+# at least 60 s, opened by its clock, not by a refusal: any 60 s hold at most two of them,
+# so at most 60 records, whatever the run's speed (under valgrind the refusals spread).
+# The flood's FLOOD + 1 refusals (the agent certificate on the admin port too) cannot all
+# be recorded.
+ts = sorted(datetime.datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
+            for r in refused)
+busiest = max((sum(1 for u in ts if t <= u < t + 60) for t in ts), default=0)
+fvtest.check(refused and busiest <= 60 and len(refused) <= FLOOD,
+             f"{len(refused)} refusal records of {FLOOD + 1}, {busiest} within 60 s (at most "
+             f"30 a minute)")
 adm = [r for r in recs if r["event"].startswith("admin.") and r["event"] != "admin.refused"]
 fvtest.check(all(r["actor"] == "admin:ops-1" for r in adm),
              f"admin records' actors: {set(r['actor'] for r in adm)}")
