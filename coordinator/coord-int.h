@@ -450,13 +450,17 @@ void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
  * and, in a round, a dropout (a revoked certificate, coord_reload_crl). */
 void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why);
 
-/* coord_main.c: start and stop */
+/* coord_crl.c: revocation. The CRL file as DER for JOB_OFFER (c->crl_der); on failure
+ * the DER in force stays. */
+int coord__crl_der_load(coord_t *c, fv_diag_t *d);
 /* Reloads the CRL and, before returning, closes every live session (agents and admins)
  * whose certificate it revokes, except `keep` (the admin session asking: the caller closes
  * it after its answer; may be NULL); *ret_closed (may be NULL): the sessions closed, keep
  * included when revoked. */
 int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
                      fv_diag_t *d);
+
+/* coord_main.c: start and stop */
 void coord__shutdown_all(coord_t *c);
 /* A fatal state error: the daemon cannot record what it does, so it stops. */
 void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d);

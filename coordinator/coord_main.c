@@ -16,7 +16,7 @@
  * end of the --job job all go through coord__shutdown_all; a job in flight stays
  * "running" in the state and resumes at the next start. SIGHUP reloads the CRL (into the
  * TLS context, and as DER into every later JOB_OFFER, for the agents to verify) and closes
- * the live sessions it revokes (coord_reload_crl).
+ * the live sessions it revokes (coord_crl.c).
  *
  * Threading: the loop thread only; CPU work goes to the thread pool (coord_distill.c).
  * Every callback the loop runs into the daemon is measured (coord_loopstat.c): the agent
@@ -90,67 +90,6 @@ void coord__state_fatal(coord_t *c, const char *what, int r, const fv_diag_t *d)
         coord__round_cleanup(c);
     c->run.state = ST_DONE;
     coord__shutdown_all(c);
-}
-
-/* The CRL file as DER for JOB_OFFER (agents verify it against their CA and keep the
- * newest: crypto/fv_trust.h). On failure the DER in force stays. */
-static int crl_der_load(coord_t *c, fv_diag_t *d)
-{
-    uint8_t *der = NULL;
-    size_t len = 0;
-    if (c->crl_file == NULL)
-        return 0;
-    int r = fv_trust_crl_file_der(c->crl_file, FV_WIRE_CRL_MAX, &der, &len, d);
-    if (r != 0)
-        return r;
-    free(c->crl_der);
-    c->crl_der = der;
-    c->crl_der_len = len;
-    return 0;
-}
-
-/* A reload refuses revoked certificates at new handshakes (crypto/tls.c); the sessions
- * they already hold are closed here, before the reload is reported done: a revoked agent
- * is a dropout of the round in flight (coord__agent_close) and cannot come back. */
-int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
-                     fv_diag_t *d)
-{
-    int r = fv_tls_ctx_reload_crl(c->net.ctx, d);
-    if (r == 0)
-        r = crl_der_load(c, d);
-    unsigned closed = 0;
-    if (r == 0) {
-        for (agent_t *a = c->agents; a != NULL; a = a->next) {
-            if (a->conn == NULL || !fv_tls_ctx_revoked(c->net.ctx, a->serial))
-                continue;
-            coord_logj("warn", "session_revoked",
-                       json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", "agent", "agent", a->name,
-                                 "serial", a->serial, "addr", a->addr, "by", by));
-            coord_audit(
-                c, by, "agent.session_revoked",
-                json_pack("{s:s,s:s,s:s}", "agent", a->name, "serial", a->serial, "by", by));
-            coord__agent_close(c, a, FV_EAUTH,
-                               "the certificate was revoked (CRL reloaded): session closed");
-            /* it cannot come back to hear of its job's end: --job does not wait for it */
-            a->took_part = false;
-            a->done_pending = false;
-            closed++;
-        }
-        closed += coord__admin_close_revoked(c, by, keep);
-    }
-    coord_logj(r == 0 ? "info" : "error", r == 0 ? "crl_reloaded" : "crl_reload_failed",
-               r == 0 ? json_pack("{s:I,s:I,s:s}", "revoked",
-                                  (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
-                                  (json_int_t)closed, "by", by)
-                      : json_pack("{s:s,s:s}", "why", d->msg, "by", by));
-    coord_audit(c, by, r == 0 ? "config.crl_reloaded" : "config.crl_reload_failed",
-                r == 0 ? json_pack("{s:I,s:I}", "revoked",
-                                   (json_int_t)fv_tls_ctx_crl_count(c->net.ctx), "sessions_closed",
-                                   (json_int_t)closed)
-                       : json_pack("{s:s}", "why", d->msg));
-    if (ret_closed != NULL)
-        *ret_closed = closed;
-    return r;
 }
 
 /* ---- housekeeping and signals ---------------------------------------------------- */
@@ -592,7 +531,7 @@ int main(int argc, char **argv)
         goto out;
     }
     c.crl_file = crl;
-    if (crl_der_load(&c, &d) != 0) {
+    if (coord__crl_der_load(&c, &d) != 0) {
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
     }
