@@ -35,8 +35,9 @@
  * job_refused {reason}, cohort_refused {rule, member, member_name, reason}, crl_taken
  * {issued, revoked}, job_id_mismatch {offered, canonical}, policy_refusal {why},
  * model_received {model, params}, stats_received, stats_replaced, round_start {kind,
- * index, n, t, k, secagg}, stats_ready, trained {epochs, train_loss, train_rows,
- * val_rows}, uploaded {vector, bytes}, round_end {status, err, reason, uploaded},
+ * index, n, t, k, secagg}, stats_ready, trained / distilled {epochs, train_loss,
+ * train_rows, val_rows, update_norm (||w delta||_2 before the max_update_norm clip),
+ * clipped}, uploaded {vector, bytes}, round_end {status, err, reason, uploaded},
  * round_failed / secagg_abort / round_abandoned {why}, stale_message, violation {why,
  * err, peer}, upload_failed, send_failed, job_dropped, job_done {rounds, model,
  * holds_final_model}, receipt_kept {bytes}, audit_failed {path, record, err, why, action},

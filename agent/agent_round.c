@@ -176,9 +176,11 @@ static void work_done(uv_work_t *req, int status)
         if (kind == FV_FED_KIND_TRAIN || kind == FV_FED_KIND_DISTILL)
             fv__agent_log_job(
                 "info", kind == FV_FED_KIND_TRAIN ? "trained" : "distilled", j, (int64_t)w->round,
-                json_pack("{s:I,s:o,s:I,s:I}", "epochs", (json_int_t)w->epochs, "train_loss",
+                json_pack("{s:I,s:o,s:I,s:I,s:f,s:b}", "epochs", (json_int_t)w->epochs,
+                          "train_loss",
                           isfinite(w->train_loss) ? json_real(w->train_loss) : json_null(),
-                          "train_rows", (json_int_t)j->n_tr, "val_rows", (json_int_t)j->n_va));
+                          "train_rows", (json_int_t)j->n_tr, "val_rows", (json_int_t)j->n_va,
+                          "update_norm", w->update_norm, "clipped", (int)w->update_clipped));
         else
             fv__agent_log_job("info", "stats_ready", j, (int64_t)w->round,
                               json_pack("{s:I,s:I}", "train_rows", (json_int_t)j->n_tr, "words",

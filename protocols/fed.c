@@ -38,6 +38,14 @@
  * 2^-24 covers the double-precision arithmetic (relative ~n 2^-52 <= 2^-36 for n <=
  * 65535) with room to spare.
  *
+ * Cheap checks (fv_fed_update_clip, fv_fed_sum_check; issue 16's first piece, before any
+ * proof of well-formed input exists): the honest agent clips its weighted update block to
+ * the job's max_update_norm and never sends a non-finite one; the coordinator refuses a
+ * decoded sum whose counts cannot come from honest agents (ranges, histograms vs n_val,
+ * class rows, loss bounds, SecAgg word ranges, the summed block's norm vs n *
+ * max_update_norm). They catch a lying agent only where its lie breaks an identity of
+ * the sum; an in-range lie passes them.
+ *
  * Server strategies keep their state (m, v) in double; the global model stays float and
  * takes one rounding per step. An update with a non-finite element is refused before
  * anything changes (all or nothing).
@@ -45,6 +53,7 @@
  * Threading: no shared state; a fv_fed_server_opt_t belongs to one thread at a time.
  */
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -784,6 +793,137 @@ double fv_fed_quant_bound(uint32_t n_summands, float clip, uint32_t bits, double
         return NAN;
     double m = (double)((UINT64_C(1) << bits) - 1);
     return (double)n_summands * (double)clip * (2.0 / m + 0x1p-22) / weight_sum;
+}
+
+/* ---- cheap checks --------------------------------------------------------------------- */
+
+int fv_fed_update_clip(float *delta, size_t n, double w, double max_norm, double *ret_norm,
+                       bool *ret_clipped, fv_diag_t *d)
+{
+    if ((n > 0 && delta == NULL) || ret_norm == NULL || ret_clipped == NULL)
+        return fv_diag_set(d, FV_EINVAL, "update clip: missing update or output");
+    if (!(isfinite(w) && w >= 0) || !(isfinite(max_norm) && max_norm >= 0))
+        return fv_diag_set(d, FV_EINVAL, "update clip: weight %g, bound %g", w, max_norm);
+    double ss = 0; /* |w delta_i| <= 65537 * FLT_MAX: squares and their sum stay finite */
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(delta[i]))
+            return fv_diag_set(d, FV_ENUMERIC,
+                               "the model update's parameter %zu is %g; a non-finite update is "
+                               "never sent",
+                               i, (double)delta[i]);
+        double a = w * (double)delta[i];
+        ss += a * a;
+    }
+    double norm = sqrt(ss);
+    bool clipped = max_norm > 0 && norm > max_norm;
+    if (clipped) {
+        double s = max_norm / norm;
+        for (size_t i = 0; i < n; i++)
+            delta[i] = (float)(s * (double)delta[i]);
+    }
+    *ret_norm = norm;
+    *ret_clipped = clipped;
+    return 0;
+}
+
+static bool sum_count_ok(uint64_t x, uint64_t cap)
+{
+    return x <= cap;
+}
+
+int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32_t *words,
+                     uint32_t n_summands, double n_ref, const fv_fed_result_t *res, fv_diag_t *d)
+{
+    if (l == NULL || job == NULL || res == NULL || n_summands == 0 ||
+        (l->n_params > 0 && res->delta_mean == NULL))
+        return fv_diag_set(d, FV_EINVAL, "sum check: missing layout, job, result or summands");
+    uint64_t n = n_summands, cap = n * FV_FED_RAW_MAX;
+    uint64_t per_train = n_ref >= 1 && n_ref < FV_FED_RAW_MAX ? (uint64_t)n_ref : FV_FED_RAW_MAX;
+    size_t B = l->hist_bins, K = l->n_classes, M = l->n_models;
+    if (res->n_train < n || res->n_train > n * per_train)
+        return fv_diag_set(d, FV_EPEER,
+                           "sum check: n_train: the %u contributors report %" PRIu64
+                           " training rows, outside [%" PRIu64 ", %" PRIu64
+                           "] (at least 1 and at most min(n_ref %.0f, %u) each)",
+                           n_summands, res->n_train, n, n * per_train, n_ref, FV_FED_RAW_MAX);
+    if (!sum_count_ok(res->n_val, cap))
+        return fv_diag_set(d, FV_EPEER,
+                           "sum check: n_val: %" PRIu64 " validation rows from %u contributors, "
+                           "more than %" PRIu64,
+                           res->n_val, n_summands, cap);
+    for (size_t m = 0; m < M && B > 0; m++) {
+        uint64_t rows = 0;
+        for (size_t b = 0; b < B; b++) {
+            uint64_t p = res->hist_pos[m * B + b], q = res->hist_neg[m * B + b];
+            if (!sum_count_ok(p, cap) || !sum_count_ok(q, cap))
+                return fv_diag_set(d, FV_EPEER,
+                                   "sum check: range: model %zu's histogram bin %zu holds %" PRIu64
+                                   " positive and %" PRIu64 " negative rows, more than %" PRIu64
+                                   " from %u contributors",
+                                   m, b, p, q, cap, n_summands);
+            rows += p + q;
+        }
+        if (rows != res->n_val)
+            return fv_diag_set(d, FV_EPEER,
+                               "sum check: histograms: model %zu's summed histograms hold %" PRIu64
+                               " rows, the summed n_val is %" PRIu64,
+                               m, rows, res->n_val);
+    }
+    if (K > 0) {
+        uint64_t rows = 0;
+        for (size_t k = 0; k < K; k++) {
+            if (!sum_count_ok(res->class_n[k], cap))
+                return fv_diag_set(d, FV_EPEER,
+                                   "sum check: range: class %zu has %" PRIu64
+                                   " validation rows, more than %" PRIu64 " from %u contributors",
+                                   k, res->class_n[k], cap, n_summands);
+            rows += res->class_n[k];
+        }
+        if (rows != res->n_val)
+            return fv_diag_set(d, FV_EPEER,
+                               "sum check: class rows: the summed class rows are %" PRIu64
+                               ", the summed n_val is %" PRIu64,
+                               rows, res->n_val);
+        for (size_t m = 0; m < M; m++)
+            for (size_t k = 0; k < K; k++)
+                if (res->class_right[m * K + k] > res->class_n[k])
+                    return fv_diag_set(d, FV_EPEER,
+                                       "sum check: class rows: model %zu classifies %" PRIu64
+                                       " rows of class %zu right, of %" PRIu64,
+                                       m, res->class_right[m * K + k], k, res->class_n[k]);
+    }
+    if (!(res->loss_sum >= 0 && res->loss_sum <= 17.0 * (double)res->n_val))
+        return fv_diag_set(d, FV_EPEER,
+                           "sum check: loss: the summed validation loss %g is outside [0, 17 * "
+                           "n_val = %g]",
+                           res->loss_sum, 17.0 * (double)res->n_val);
+    double slack = 0;
+    if (words != NULL) {
+        uint64_t qmax = n * ((UINT64_C(1) << job->secagg.bits) - 1);
+        for (size_t i = 0; i < l->n_params; i++)
+            if (words[l->off_params + i] > qmax)
+                return fv_diag_set(d, FV_EPEER,
+                                   "sum check: range: parameter %zu's summed word is %" PRIu32
+                                   ", more than %u contributors * (2^%u - 1) = %" PRIu64,
+                                   i, words[l->off_params + i], n_summands, job->secagg.bits, qmax);
+        double q = (double)((UINT64_C(1) << job->secagg.bits) - 1);
+        slack =
+            sqrt((double)l->n_params) * (double)n * (double)job->secagg.clip * (2.0 / q + 0x1p-22);
+    }
+    if (job->max_update_norm > 0) {
+        double ss = 0;
+        for (size_t i = 0; i < l->n_params; i++) {
+            double a = (double)res->delta_mean[i] * res->weight_sum;
+            ss += a * a;
+        }
+        double norm = sqrt(ss), bound = ((double)n * job->max_update_norm + slack) * (1 + 0x1p-16);
+        if (!(norm <= bound))
+            return fv_diag_set(d, FV_EPEER,
+                               "sum check: norm: the summed update's L2 norm is %g, more than "
+                               "%u contributors * max_update_norm %g (+ quantization %g)",
+                               norm, n_summands, job->max_update_norm, slack);
+    }
+    return 0;
 }
 
 /* ---- server strategies -------------------------------------------------------------- */

@@ -60,6 +60,7 @@
 #ifndef FV_FED_H
 #define FV_FED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -208,6 +209,43 @@ int fv_fed_plain_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, floa
 int fv_fed_plain_check(const fv_fed_layout_t *l, const float *v, fv_diag_t *d);
 int fv_fed_plain_decode(const fv_fed_layout_t *l, const double *acc, uint32_t n_summands,
                         double n_ref, fv_fed_result_t *ret, fv_diag_t *d);
+
+/* ---- cheap checks (issue 16's first piece) ------------------------------------------ */
+/* The honest agent's norm clip of its update block (fv_job.h, max_update_norm): the block
+ * is a = w * delta, w = n_train / n_ref >= 0 (finite). Computes ||a||_2 in double, in
+ * index order, into *ret_norm (the norm BEFORE clipping). If max_norm > 0 and ||a|| >
+ * max_norm, every delta_i is scaled by max_norm / ||a|| (in double, rounded to float
+ * once) and *ret_clipped is true, so the block the encoders then form, (float)(w *
+ * delta_i), has norm max_norm within a relative 2^-21 (two float32 roundings per element,
+ * 2^-23, plus the double sums). max_norm 0: no bound, the norm only. FV_ENUMERIC, naming
+ * the first parameter, when an element of delta is NaN or infinite (the agent must not
+ * send it: it sits the round out); FV_EINVAL for a bad w or max_norm. delta and ret_*
+ * untouched on error. */
+int fv_fed_update_clip(float *delta, size_t n, double w, double max_norm, double *ret_norm,
+                       bool *ret_clipped, fv_diag_t *d);
+/* The coordinator's consistency checks of a decoded round sum (fv_fed_decode's or
+ * fv_fed_plain_decode's res, from n_summands contributors), before anything uses it. A
+ * SecAgg coordinator sees only the sum, so this is where a lie in the counts shows:
+ *   - n_train in [n_summands, n_summands * min(n_ref, FV_FED_RAW_MAX)] (every contributor
+ *     has at least one training row; an honest agent refuses a ROUND_START whose n_ref is
+ *     below its own rows, fv_around_check_start, and encodes no count above RAW_MAX);
+ *   - n_val and every summed count (histogram bin, class rows, rows right) at most
+ *     n_summands * FV_FED_RAW_MAX (non-negative by construction: a negative addend wraps
+ *     mod 2^32 to a huge count, which this catches);
+ *   - per model, the positive and negative histograms together hold n_val rows; class
+ *     rows sum to n_val; per model and class, rows right <= rows of the class;
+ *   - the loss sum in [0, 17 * n_val] (a clipped probability's log loss is below 16.2);
+ *   - words != NULL (the SecAgg sum, l->dim words): every parameter word at most
+ *     n_summands * (2^bits - 1), the most honest quantized words can sum to;
+ *   - job->max_update_norm > 0: ||sum of the blocks|| = ||delta_mean * weight_sum|| at
+ *     most n_summands * max_update_norm (triangle inequality) plus the quantization's
+ *     slack (SecAgg: sqrt(P) * n_summands * clip * (2 / (2^bits - 1) + 2^-22)) and a
+ *     relative 2^-16 for float roundings. The agents' declared JOB_ACCEPT rows are not
+ *     used (agents may withhold them).
+ * FV_EPEER with a sentence naming the check and its numbers (the round is refused and run
+ * again); FV_EINVAL for missing arguments. */
+int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32_t *words,
+                     uint32_t n_summands, double n_ref, const fv_fed_result_t *res, fv_diag_t *d);
 
 /* The bound on |decoded delta_mean - true weighted mean| per element, where the true mean
  * is sum(w_k delta_k) / sum(w_k) in float64 and every |w_k delta_k| <= clip (clipping

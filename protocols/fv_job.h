@@ -56,6 +56,10 @@
  *                                            log loss from summed counts; there the key
  *                                            must be absent or 0 (canonical form: 0)
  *     "seed": 0,                             0..2^63-1
+ *     "max_update_norm": 5.0,                optional, > 0 (finite); absent = no bound.
+ *                                            The L2 bound, in the update's real units,
+ *                                            of the update block an agent adds to a
+ *                                            training or distill round (below)
  *     "distill": {                           optional; absent = no distillation stage.
  *                                            After the last training round, rounds that
  *                                            train a student on the global model's
@@ -72,9 +76,34 @@
  *       "quantize_int8": false               boolean: also ship an int8-quantized student
  *     }
  *   }
- * Every key except name, schema and model has the default shown. The canonical form
- * writes "distill" (every key, defaults included) only when the spec has it, so jobs
- * without it keep the digest they had before the section existed. The model is checked
+ * Every key except name, schema, model and max_update_norm has the default shown. The
+ * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
+ * only when the spec has them, so jobs without them keep the digest they had before those
+ * keys existed.
+ *
+ * max_update_norm: which vector it bounds. An agent's update block in the round vector
+ * (fv_fed.h) is a_k = w_k * delta_k, w_k = n_train_k / n_ref, delta_k = local model -
+ * global model: the bound applies to a_k, AFTER the n_train weighting, as the agent
+ * computes it in double before any rounding (before the float32 plain vector, and before
+ * secagg.clip's per-element clip and the quantization for SecAgg). ||a_k||_2 <=
+ * max_update_norm. Why after the weighting: a_k is the very block that is summed, so a
+ * later proof of the summed input can check this one inequality on the input itself
+ * without trusting the agent's own n_train claim (a bound on delta_k alone would let a
+ * bank that overstates n_train scale its influence); and one bank then moves the summed
+ * update sum(a_k) by at most max_update_norm, and the decoded mean sum(a_k) / sum(w_k) by
+ * at most max_update_norm / sum(w_k) (sum(w_k) is about 1 when the whole federation
+ * contributes). In the same units as secagg.clip, which bounds each element of a_k.
+ * A proof on the quantized block must allow the quantization: each element's stochastic
+ * rounding moves it by less than one step 2 clip / (2^bits - 1), so the quantized block's
+ * norm is at most max_update_norm + sqrt(P) * 2 clip / (2^bits - 1). The honest agent
+ * clips: if ||a_k|| > max_update_norm it scales delta_k (hence a_k) by max_update_norm /
+ * ||a_k||, so the block's norm is the bound (within a relative 2^-21: float32 roundings,
+ * fv_fed_update_clip); an update with a NaN or infinite element is never sent (the agent
+ * sits the round out). The same bound applies to distill rounds, whose block has the same
+ * layout (the student's update, P of the student): one number for both stages; the
+ * operator sizes it for the larger. No differential-privacy noise is added today; if it
+ * is, the bound is on the update before the noise. Absent: no norm bound (secagg.clip's
+ * per-element clip still applies under SecAgg). The model is checked
  * against the schema (input features after one-hot, number of classes).
  *
  * Errors: FV_EPARSE when the text is not shaped like a job (invalid JSON, duplicate key,
@@ -144,6 +173,7 @@ typedef struct fv_job {
     double validation_fraction;
     uint32_t hist_bins;
     uint64_t seed;
+    double max_update_norm; /* > 0: the L2 bound of the weighted update block; 0: absent */
     struct {
         bool on;           /* false: no "distill" section (the other fields are zero) */
         char student[128]; /* "logreg" | "mlp:..." as written */

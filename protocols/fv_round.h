@@ -157,6 +157,8 @@ typedef struct fv_round_work {
     size_t dim;
     double train_loss, val_loss_sum;
     size_t epochs;
+    double update_norm;  /* train/distill: ||w delta||_2 before the norm clip (fv_fed.h) */
+    bool update_clipped; /* it exceeded the job's max_update_norm and was scaled to it */
 } fv_round_work_t;
 /* Wipes and frees the work's buffers (not the struct). */
 void fv_round_work_close(fv_round_work_t *w);

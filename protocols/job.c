@@ -20,6 +20,8 @@
  * them: "strategy" holds "kind" plus that kind's parameters, "secagg" is "off" or the
  * full object; "distill" is written (every key) only when the spec has the section, so the
  * canonical bytes, and digests, of jobs without it did not change when it was added.
+ * "max_update_norm" follows the same precedent: written only when the spec sets it (0 in
+ * fv_job_t means absent), so jobs without it keep their digest too.
  * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
@@ -301,18 +303,29 @@ static int schema_n_features(const fv_schema_t *s, size_t *ret)
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-static const char *const root_keys[] = {"name",           "schema",
-                                        "model",          "rounds",
-                                        "local_epochs",   "batch_size",
-                                        "optimizer",      "l2",
-                                        "strategy",       "secagg",
-                                        "min_agents",     "deadlines_ms",
-                                        "early_stopping", "validation_fraction",
-                                        "hist_bins",      "seed",
-                                        "distill",        NULL};
+static const char *const root_keys[] = {"name",
+                                        "schema",
+                                        "model",
+                                        "rounds",
+                                        "local_epochs",
+                                        "batch_size",
+                                        "optimizer",
+                                        "l2",
+                                        "strategy",
+                                        "secagg",
+                                        "min_agents",
+                                        "deadlines_ms",
+                                        "early_stopping",
+                                        "validation_fraction",
+                                        "hist_bins",
+                                        "seed",
+                                        "max_update_norm",
+                                        "distill",
+                                        NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
-    "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, distill"
+    "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
+    "max_update_norm, distill"
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "beta1", "beta2", "eps", NULL};
 static const char *const secagg_keys[] = {"threshold", "neighbors", "clip", "bits", NULL};
 static const char *const deadline_keys[] = {"join", "train", "secagg_phase", NULL};
@@ -694,6 +707,9 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
     if ((r = get_int(c, root, "", "seed", 0, INT64_MAX, 0, &x)) < 0)
         return r;
     job->seed = (uint64_t)x;
+    /* optional, no default: 0 in the struct means "absent" (no bound) */
+    if ((r = get_real(c, root, "", "max_update_norm", &R_POS, 0.0, &job->max_update_norm)) < 0)
+        return r;
     return parse_distill(c, root, job, binary);
 }
 
@@ -948,6 +964,8 @@ static json_t *encode(const fv_job_t *job)
     bad = bad || put(root, "validation_fraction", json_real(job->validation_fraction));
     bad = bad || put(root, "hist_bins", json_integer(job->hist_bins));
     bad = bad || put(root, "seed", json_integer((json_int_t)job->seed));
+    if (!bad && job->max_update_norm > 0) /* only when present: older jobs keep their digest */
+        bad = put(root, "max_update_norm", json_real(job->max_update_norm));
     if (!bad && job->distill.on) { /* only when present: older jobs keep their digest */
         json_t *es;
         o = json_object();

@@ -9,7 +9,10 @@
  *   train    rounds 1..rounds. An agent evaluates the global model on its validation rows,
  *            trains it locally (the job's epochs, batch size and optimizer; FedProx's
  *            proximal term when the strategy says so) and encodes the round vector of
- *            fv_fed_round_layout: its weighted update and what it measured.
+ *            fv_fed_round_layout: its weighted update (clipped to the job's
+ *            max_update_norm; a non-finite update fails the compute, so the agent sits
+ *            out) and what it measured. The coordinator's decode checks the sum's
+ *            consistency (fv_fed_sum_check) and refuses a sum that fails.
  *   distill  rounds+1..fv_job_last_round (a job with "distill"). An agent evaluates the
  *            student, the teacher and (quantize_int8) the int8 student on the same
  *            validation rows, computes the teacher's logits on its training rows, trains
@@ -210,6 +213,12 @@ static int encode_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_
     const float *lp = fv_mlp_params_const(local);
     for (size_t i = 0; i < P; i++)
         delta[i] = lp[i] - w->global[i];
+    /* the honest agent's norm clip, before either encoding (fv_job.h, max_update_norm);
+     * a NaN or infinite update is never sent: the compute fails, the agent sits out */
+    int r = fv_fed_update_clip(delta, P, (double)j->n_tr / (double)w->n_ref, job->max_update_norm,
+                               &w->update_norm, &w->update_clipped, &w->d);
+    if (r != 0)
+        return r;
     fv_fed_local_t in = {.delta = delta,
                          .n_train = (uint32_t)j->n_tr,
                          .n_ref = (double)w->n_ref,
@@ -219,7 +228,6 @@ static int encode_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_
                          .n_val = (uint32_t)j->n_va,
                          .class_n = e->lay.n_classes ? e->class_n : NULL,
                          .class_right = e->lay.n_classes ? e->class_right : NULL};
-    int r;
     if (w->secagg) {
         w->dim = e->lay.dim;
         w->words = malloc(e->lay.dim * sizeof *w->words);
@@ -351,6 +359,11 @@ static int vec_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
         r = sum->fsum == NULL
                 ? fv_diag_set(d, FV_EINVAL, "no sum")
                 : fv_fed_plain_decode(&s->lay, sum->fsum, sum->n_summands, n_ref, &ret->res, d);
+    /* the consistency checks of the sum (fv_fed_sum_check): a failing sum refuses the
+     * round, which runs again under the same number */
+    if (r == 0 && (r = fv_fed_sum_check(&s->lay, z->job, sum->secagg ? sum->words : NULL,
+                                        sum->n_summands, n_ref, &ret->res, d)) != 0)
+        fv_fed_result_close(&ret->res);
     ret->has_result = r == 0;
     return r;
 }

@@ -181,6 +181,34 @@ elif mode == "exact":
     gap3, _ = on_off(3)
     print(f"3-round job: final models max |SecAgg on - off| = {gap3:.3g} "
           f"({gap3 / bound:.1f} x the one-round bound)")
+
+    # max_update_norm (issue 16's cheap checks): a 1-round SecAgg job whose bound every
+    # bank's update exceeds. Each agent clips and says so in its trained line (norm before
+    # clipping > bound, clipped true); the round passes the coordinator's sum checks; the
+    # step from the common start is the clipped mean: ||sum of blocks|| <= n * bound plus
+    # the quantization's slack sqrt(P) * n * clip * (2 / (2^bits - 1) + 2^-22), and
+    # weight_sum = 1 (every bank contributed), so the same bound holds for the step.
+    job = dict(base_job)
+    job["rounds"] = 1
+    job["early_stopping"] = {"metric": "roc_auc", "patience": 0}
+    mun = 1e-3
+    job["max_update_norm"] = mun
+    d_c, res_c, r_c = run_federation("r1-clipped", job)
+    fvtest.check(res_c["status"] == "done" and len(r_c) == 1 and r_c[0]["agents"] == n,
+                 f"clipped job: {res_c}, rounds {r_c}")
+    for b in BANKS:
+        tr = [e for e in fvfed.events(f"{d_c}/{b}.log") if e.get("event") == "trained"]
+        fvtest.check(len(tr) == 1, f"{b}: {len(tr)} trained lines")
+        fvtest.check(tr[0].get("clipped") is True and tr[0].get("update_norm", 0) > mun,
+                     f"{b}: trained line {tr[0]}")
+    p0, p1 = params(f"{d_c}/state/model-r0001.fvm"), params(f"{d_c}/state/final.fvm")
+    step = sum((x - y) ** 2 for x, y in zip(p0, p1)) ** 0.5
+    slack = len(p0) ** 0.5 * n * clip * (2 / (2 ** bits - 1) + 2 ** -22)
+    print(f"max_update_norm {mun}: trained norms "
+          f"{[round(e['update_norm'], 4) for b in BANKS for e in fvfed.events(f'{d_c}/{b}.log') if e.get('event') == 'trained']}, "
+          f"step {step:.3g} <= {n * mun + slack:.3g}")
+    fvtest.check(step <= (n * mun + slack) * 1.001 + 2 ** -20 * len(p0) ** 0.5,
+                 f"step {step} beyond {n} x {mun} + {slack}")
 else:
     fvtest.fail(f"unknown mode {mode}")
 print("PASS")

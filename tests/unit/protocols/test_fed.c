@@ -941,6 +941,268 @@ static void test_plain_check(void)
     CHECK_INT_EQ(fv_fed_plain_encode(&l, &mi, v, &d), FV_ENUMERIC);
 }
 
+/* ---- cheap checks: the agent's norm clip, the coordinator's sum checks ------------- */
+
+/* The block the encoders form from a clipped delta: (float)(w * delta_i), its norm. */
+static double block_norm(const float *delta, size_t n, double w)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = (double)(float)(w * (double)delta[i]);
+        ss += a * a;
+    }
+    return sqrt(ss);
+}
+
+static void test_update_clip(void)
+{
+    enum { N = 2500 };
+    static float delta[N], orig[N];
+    fv_diag_t d = {{0}};
+    double w = 700.0 / 9000.0, norm = -1, ss = 0;
+    bool clipped = true;
+    for (size_t i = 0; i < N; i++) {
+        orig[i] = delta[i] = (float)(2 * sm_unif() - 1);
+        ss += (w * (double)orig[i]) * (w * (double)orig[i]);
+    }
+    /* no bound: the norm only, nothing changed */
+    CHECK_OK(fv_fed_update_clip(delta, N, w, 0, &norm, &clipped, &d), &d);
+    CHECK(!clipped);
+    CHECK_NEAR(norm, sqrt(ss), 1e-12 * sqrt(ss));
+    CHECK(memcmp(delta, orig, sizeof delta) == 0);
+    /* a bound above the norm: unchanged */
+    CHECK_OK(fv_fed_update_clip(delta, N, w, norm * 1.01, &norm, &clipped, &d), &d);
+    CHECK(!clipped);
+    CHECK(memcmp(delta, orig, sizeof delta) == 0);
+    /* a bound below: scaled to it, within the stated relative 2^-21 */
+    double before = norm, bound = before / 3.7;
+    CHECK_OK(fv_fed_update_clip(delta, N, w, bound, &norm, &clipped, &d), &d);
+    CHECK(clipped);
+    CHECK(norm == before); /* the norm before clipping is what is reported */
+    double after = block_norm(delta, N, w);
+    CHECK_NEAR(after, bound, bound * 0x1p-21);
+    for (size_t i = 0; i < N; i++) /* a scaling: directions kept */
+        CHECK_NEAR(delta[i], orig[i] / 3.7, 1e-6);
+    /* clipping again at the same bound changes nothing of note (idempotent within 2^-21) */
+    CHECK_OK(fv_fed_update_clip(delta, N, w, bound, &norm, &clipped, &d), &d);
+    CHECK_NEAR(block_norm(delta, N, w), bound, bound * 0x1p-21);
+    /* a large update (|delta| ~ 1e30) and a heavy weight: still finite, still the bound */
+    for (size_t i = 0; i < N; i++)
+        delta[i] = orig[i] * 1e30f;
+    CHECK_OK(fv_fed_update_clip(delta, N, 65537.0, 1.0, &norm, &clipped, &d), &d);
+    CHECK(clipped && isfinite(norm) && norm > 1e33);
+    CHECK_NEAR(block_norm(delta, N, 65537.0), 1.0, 0x1p-21);
+
+    /* NaN or infinity: refused, nothing touched, the parameter named */
+    memcpy(delta, orig, sizeof delta);
+    delta[1234] = NAN;
+    norm = -1;
+    clipped = false;
+    CHECK_INT_EQ(fv_fed_update_clip(delta, N, w, bound, &norm, &clipped, &d), FV_ENUMERIC);
+    CHECK_CONTAINS(d.msg, "parameter 1234 is nan");
+    CHECK(norm == -1 && !clipped);
+    CHECK(delta[0] == orig[0] && delta[N - 1] == orig[N - 1]);
+    delta[1234] = -INFINITY;
+    CHECK_INT_EQ(fv_fed_update_clip(delta, N, w, 0, &norm, &clipped, &d), FV_ENUMERIC);
+    CHECK_CONTAINS(d.msg, "parameter 1234 is -inf");
+    /* bad arguments */
+    CHECK_INT_EQ(fv_fed_update_clip(orig, N, NAN, 1, &norm, &clipped, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_update_clip(orig, N, w, -1, &norm, &clipped, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_update_clip(NULL, N, w, 1, &norm, &clipped, &d), FV_EINVAL);
+    /* an empty update has norm 0 */
+    CHECK_OK(fv_fed_update_clip(NULL, 0, w, 1, &norm, &clipped, &d), &d);
+    CHECK(norm == 0 && !clipped);
+}
+
+enum { SC_AGENTS = 5, SC_P = 300, SC_B = 20, SC_K = 3, SC_M = 2 };
+
+/* An honest cohort of SC_AGENTS agents for layout l (binary: SC_B bins; multi-class:
+ * SC_K classes), each clipping its update to max_norm: the SecAgg sum (words) and the
+ * plain sum (acc, l->plain_dim). */
+static void honest_cohort(const fv_fed_layout_t *l, const fv_job_t *job, double n_ref,
+                          uint32_t *words, double *acc)
+{
+    fv_diag_t d = {{0}};
+    uint32_t *w = malloc(l->dim * sizeof *w);
+    float *pv = malloc(l->plain_dim * sizeof *pv);
+    float delta[SC_P];
+    CHECK(w && pv);
+    memset(words, 0, l->dim * sizeof *words);
+    memset(acc, 0, l->plain_dim * sizeof *acc);
+    for (int k = 0; k < SC_AGENTS; k++) {
+        uint32_t n_train = 100 + (uint32_t)(sm_next() % 400), nv = 30 + (uint32_t)(sm_next() % 20);
+        uint64_t hp[SC_M * SC_B] = {0}, hn[SC_M * SC_B] = {0};
+        uint64_t cn[SC_K] = {0}, cr[SC_M * SC_K] = {0};
+        double loss = 0;
+        for (uint32_t i = 0; i < nv; i++) {
+            uint32_t y = (uint32_t)(sm_next() % (l->n_classes ? l->n_classes : 2));
+            loss += 16.0 * sm_unif();
+            for (size_t m = 0; m < l->n_models; m++) {
+                if (l->hist_bins > 0) {
+                    size_t b = (size_t)(sm_next() % l->hist_bins);
+                    (y ? hp : hn)[m * l->hist_bins + b]++;
+                }
+                if (l->n_classes > 0 && sm_unif() < 0.6)
+                    cr[m * l->n_classes + y]++;
+            }
+            if (l->n_classes > 0)
+                cn[y]++;
+        }
+        for (size_t i = 0; i < l->n_params; i++)
+            delta[i] = (float)(3 * sm_unif() - 1.5);
+        double norm;
+        bool clipped;
+        CHECK_OK(fv_fed_update_clip(delta, l->n_params, n_train / n_ref, job->max_update_norm,
+                                    &norm, &clipped, &d),
+                 &d);
+        fv_fed_local_t in = {.delta = delta,
+                             .n_train = n_train,
+                             .n_ref = n_ref,
+                             .hist_pos = hp,
+                             .hist_neg = hn,
+                             .loss_sum = loss,
+                             .n_val = nv,
+                             .class_n = cn,
+                             .class_right = cr};
+        fv_rand_t rng;
+        fv_rand_seeded_u64(&rng, 77 + (uint64_t)k);
+        CHECK_OK(fv_fed_encode(l, &in, job->secagg.clip, job->secagg.bits, &rng, w, &d), &d);
+        add_words(words, w, l->dim);
+        CHECK_OK(fv_fed_plain_encode(l, &in, pv, &d), &d);
+        CHECK_OK(fv_fed_plain_check(l, pv, &d), &d);
+        for (size_t i = 0; i < l->plain_dim; i++)
+            acc[i] += pv[i];
+    }
+    free(w);
+    free(pv);
+}
+
+/* Decodes words (SecAgg) or acc (plain) and runs the sum checks: their return code. */
+static int decode_check(const fv_fed_layout_t *l, const fv_job_t *job, double n_ref,
+                        const uint32_t *words, const double *acc, fv_diag_t *d)
+{
+    fv_fed_result_t r;
+    int rc = words != NULL ? fv_fed_decode(l, words, SC_AGENTS, job->secagg.clip, job->secagg.bits,
+                                           n_ref, &r, d)
+                           : fv_fed_plain_decode(l, acc, SC_AGENTS, n_ref, &r, d);
+    CHECK_OK(rc, d);
+    d->msg[0] = '\0';
+    rc = fv_fed_sum_check(l, job, words, SC_AGENTS, n_ref, &r, d);
+    fv_fed_result_close(&r);
+    return rc;
+}
+
+static void test_sum_check_binary(void)
+{
+    fv_job_t job;
+    memset(&job, 0, sizeof job);
+    job.secagg.on = true;
+    job.secagg.clip = 0.05f;
+    job.secagg.bits = 16;
+    job.max_update_norm = 0.05; /* the honest agents clip to it: 5 of them sum to <= 0.25 */
+    const double n_ref = 4000;
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, SC_P, SC_M, SC_B, 0); /* a distill-like layout: 2 models */
+    uint32_t *sum = malloc(l.dim * sizeof *sum), *bad = malloc(l.dim * sizeof *bad);
+    double *acc = malloc(l.plain_dim * sizeof *acc), *pbad = malloc(l.plain_dim * sizeof *pbad);
+    CHECK(sum && bad && acc && pbad);
+    fv_diag_t d = {{0}};
+    honest_cohort(&l, &job, n_ref, sum, acc);
+    CHECK_OK(decode_check(&l, &job, n_ref, sum, NULL, &d), &d);
+    CHECK_OK(decode_check(&l, &job, n_ref, NULL, acc, &d), &d);
+
+#define TAMPER(stmt, needle)                                                                       \
+    do {                                                                                           \
+        memcpy(bad, sum, l.dim * sizeof *bad);                                                     \
+        stmt;                                                                                      \
+        CHECK_INT_EQ(decode_check(&l, &job, n_ref, bad, NULL, &d), FV_EPEER);                      \
+        CHECK_CONTAINS(d.msg, needle);                                                             \
+    } while (0)
+    /* histograms that do not add up to n_val (hostile_agent.py's "sum": 101 vs 100) */
+    TAMPER(bad[l.off_hist_pos + 3]++, "model 0's summed histograms hold");
+    TAMPER(bad[l.off_hist_neg + SC_B + 7]++, "model 1's summed histograms hold");
+    TAMPER(bad[l.off_n_val]++, "summed histograms hold");
+    /* a negative count wraps to a huge one: out of range */
+    TAMPER(bad[l.off_hist_pos + 4] = UINT32_MAX, "sum check: range: model 0's histogram bin 4");
+    TAMPER(bad[l.off_n_val] = 0x80000000u, "sum check: n_val: 2147483648 validation rows");
+    /* n_train: below one per contributor, above n_ref per contributor */
+    TAMPER(bad[l.off_n_train] = SC_AGENTS - 1, "n_train: the 5 contributors report 4 training");
+    TAMPER(bad[l.off_n_train] = SC_AGENTS * 4000 + 1, "outside [5, 20000]");
+    /* the loss: negative, or more than 17 per row */
+    TAMPER(fv_fed_exact_encode(-1.0, bad + l.off_loss), "sum check: loss: the summed");
+    TAMPER(fv_fed_exact_encode(17.0 * 300, bad + l.off_loss), "outside [0, 17 * n_val");
+    /* a parameter word beyond what 5 honest quantized words can sum to (the 2^31 attack) */
+    TAMPER(bad[l.off_params + 17] += 0x80000000u, "parameter 17's summed word is");
+    /* every coordinate at +clip (norm clip * sqrt(P) = 0.87): in range word by word, over
+     * the norm bound 5 * 0.05 */
+    TAMPER(for (size_t i = 0; i < SC_P; i++) bad[l.off_params + i] += 65535u / 2 - 1,
+           "sum check: norm: the summed update's L2 norm");
+#undef TAMPER
+    /* without a max_update_norm the norm is not checked */
+    memcpy(bad, sum, l.dim * sizeof *bad);
+    for (size_t i = 0; i < SC_P; i++)
+        bad[l.off_params + i] += 65535u / 2 - 1;
+    job.max_update_norm = 0;
+    CHECK_OK(decode_check(&l, &job, n_ref, bad, NULL, &d), &d);
+    job.max_update_norm = 0.05;
+
+    /* the plain sum gets the same checks (defence in depth: its addends were checked) */
+    memcpy(pbad, acc, l.plain_dim * sizeof *pbad);
+    pbad[l.off_hist_pos + 2] += 1; /* plain offsets equal the round vector's before the loss */
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, NULL, pbad, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "model 0's summed histograms hold");
+    memcpy(pbad, acc, l.plain_dim * sizeof *pbad);
+    for (size_t i = 0; i < SC_P; i++)
+        pbad[i] += 0.1;
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, NULL, pbad, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "sum check: norm");
+
+    /* arguments */
+    fv_fed_result_t r;
+    CHECK_OK(fv_fed_decode(&l, sum, SC_AGENTS, job.secagg.clip, job.secagg.bits, n_ref, &r, &d),
+             &d);
+    CHECK_INT_EQ(fv_fed_sum_check(&l, &job, sum, 0, n_ref, &r, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_fed_sum_check(&l, NULL, sum, SC_AGENTS, n_ref, &r, &d), FV_EINVAL);
+    fv_fed_result_close(&r);
+    free(sum), free(bad), free(acc), free(pbad);
+}
+
+static void test_sum_check_multiclass(void)
+{
+    fv_job_t job;
+    memset(&job, 0, sizeof job);
+    job.secagg.on = true;
+    job.secagg.clip = 0.05f;
+    job.secagg.bits = 12;
+    const double n_ref = 3000;
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, SC_P, SC_M, 0, SC_K);
+    uint32_t *sum = malloc(l.dim * sizeof *sum), *bad = malloc(l.dim * sizeof *bad);
+    double *acc = malloc(l.plain_dim * sizeof *acc);
+    CHECK(sum && bad && acc);
+    fv_diag_t d = {{0}};
+    honest_cohort(&l, &job, n_ref, sum, acc);
+    CHECK_OK(decode_check(&l, &job, n_ref, sum, NULL, &d), &d);
+    CHECK_OK(decode_check(&l, &job, n_ref, NULL, acc, &d), &d);
+    memcpy(bad, sum, l.dim * sizeof *bad);
+    bad[l.off_class_n + 1]++;
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, bad, NULL, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "sum check: class rows: the summed class rows are");
+    memcpy(bad, sum, l.dim * sizeof *bad);
+    bad[l.off_class_right + SC_K + 2] = bad[l.off_class_n + 2] + 1;
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, bad, NULL, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "model 1 classifies");
+    memcpy(bad, sum, l.dim * sizeof *bad);
+    bad[l.off_class_n] += 0x80000000u, bad[l.off_n_val] += 0x80000000u;
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, bad, NULL, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "sum check: n_val:");
+    memcpy(bad, sum, l.dim * sizeof *bad);
+    bad[l.off_params] = SC_AGENTS * 4095u + 1; /* 12 bits */
+    CHECK_INT_EQ(decode_check(&l, &job, n_ref, bad, NULL, &d), FV_EPEER);
+    CHECK_CONTAINS(d.msg, "parameter 0's summed word is 20476, more than 5 contributors");
+    free(sum), free(bad), free(acc);
+}
+
 int main(void)
 {
     test_exact_known_answers();
@@ -955,6 +1217,9 @@ int main(void)
     test_round_layout_of_job();
     test_round_multiclass();
     test_plain_check();
+    test_update_clip();
+    test_sum_check_binary();
+    test_sum_check_multiclass();
     test_server_opt(FV_STRATEGY_FEDAVG);
     test_server_opt(FV_STRATEGY_FEDPROX);
     test_server_opt(FV_STRATEGY_FEDADAM);

@@ -110,6 +110,7 @@ static void check_equal(const fv_job_t *a, const fv_job_t *b)
     CHECK(a->validation_fraction == b->validation_fraction);
     CHECK_UINT_EQ(a->hist_bins, b->hist_bins);
     CHECK_UINT_EQ(a->seed, b->seed);
+    CHECK(a->max_update_norm == b->max_update_norm);
     CHECK_INT_EQ(a->distill.on, b->distill.on);
     CHECK_STR_EQ(a->distill.student, b->distill.student);
     CHECK(a->distill.temperature == b->distill.temperature);
@@ -586,6 +587,47 @@ static void test_distill(void)
     fv_job_free(plain);
 }
 
+/* max_update_norm: optional (absent = 0 = no bound, not in the canonical form, so the
+ * digest of a job without it is what it was), a real > 0, round trip, digest. */
+static void test_max_update_norm(void)
+{
+    fv_job_t *plain = parse_ok("{" MIN "}");
+    CHECK(plain->max_update_norm == 0);
+    char *a = to_json(plain);
+    CHECK(strstr(a, "max_update_norm") == NULL);
+    free(a);
+
+    fv_job_t *j = parse_ok("{" MIN ",'max_update_norm':2.5}");
+    CHECK(j->max_update_norm == 2.5);
+    a = to_json(j);
+    CHECK_CONTAINS(a, ",\"seed\":0,\"max_update_norm\":2.5}");
+    free(a);
+    check_round_trip(j);
+    uint8_t d1[32], d2[32];
+    CHECK_OK(fv_job_digest(j, d1), NULL);
+    CHECK_OK(fv_job_digest(plain, d2), NULL);
+    CHECK(memcmp(d1, d2, 32) != 0);
+    fv_job_free(j);
+    j = parse_ok("{" MIN ",'max_update_norm':3,'distill':{'student':'logreg'}}");
+    CHECK(j->max_update_norm == 3.0 && j->distill.on);
+    a = to_json(j);
+    CHECK_CONTAINS(a, ",\"max_update_norm\":3.0,\"distill\":{");
+    free(a);
+    check_round_trip(j);
+    fv_job_free(j);
+
+    j = NULL;
+    CHECK_INT_EQ(parse("{" MIN ",'max_update_norm':0}", &j), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "job.json: max_update_norm: 0 must be > 0");
+    CHECK_INT_EQ(parse("{" MIN ",'max_update_norm':-1.5}", &j), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "max_update_norm: -1.5 must be > 0");
+    CHECK_INT_EQ(parse("{" MIN ",'max_update_norm':'big'}", &j), FV_EPARSE);
+    CHECK_CONTAINS(D->msg, "max_update_norm: got a string; expected a number > 0");
+    CHECK_INT_EQ(parse("{" MIN ",'max_update_norm':null}", &j), FV_EPARSE);
+    CHECK(j == NULL);
+    fv_job_free(plain);
+}
+
 static void test_digest(void)
 {
     /* Each mutation changes one field of FULL (by text); every digest differs from all. */
@@ -768,6 +810,19 @@ static void test_lending_club(void)
     CHECK_UINT_EQ(fv_job_last_round(j), 40);
     check_sizing(j, 5, 4, 4);
     check_round_trip(j);
+    /* Its digest is the one computed with job.c before max_update_norm existed (commit
+     * 494d3fc): a job without the key keeps its identity. */
+    {
+        static const char before[] =
+            "54502523e42436d219e42275f2a826d1976f5370500c52632fdfa663536db3f8";
+        uint8_t dg[32];
+        char hex[65];
+        CHECK(j->max_update_norm == 0);
+        CHECK_OK(fv_job_digest(j, dg), NULL);
+        for (int i = 0; i < 32; i++)
+            snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+        CHECK_STR_EQ(hex, before);
+    }
     j->distill.on = false; /* without the section the last round is the last training one */
     CHECK_UINT_EQ(fv_job_last_round(j), 20);
     fv_job_free(j);
@@ -784,6 +839,7 @@ int main(void)
     test_refusals();
     test_digest();
     test_distill();
+    test_max_update_norm();
     test_secagg_for();
     test_lending_club();
     return 0;
