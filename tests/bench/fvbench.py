@@ -11,7 +11,7 @@ def run_job(coordinator, agent, d, banks, data, out, label, timeout):
     per bank on data/<bank>.csv; exits the benchmark if any process fails. Returns the
     coordinator's summary (its last stdout line, parsed) and its log's path."""
     log_path = f"{d}/coordinator.log"
-    log = open(log_path, "w+")
+    log = open(log_path, "a+")  # O_APPEND: the child shares the offset seek(0) moves
     c = subprocess.Popen([coordinator, "--config", f"{d}/fed/coordinator/coordinator.json",
                           "--job", f"{d}/job.json", "--out", out, "--listen", "127.0.0.1:0"],
                          stdout=subprocess.PIPE, stderr=log, text=True)

@@ -69,7 +69,7 @@ with open(f"{tmp}/job.json", "w") as f:
 
 
 def start_coordinator(label):
-    clog = open(f"{tmp}/{label}-coordinator.log", "w+")
+    clog = open(f"{tmp}/{label}-coordinator.log", "a+")  # O_APPEND: see federation.py
     c = subprocess.Popen(WRAPPER + [coordinator, "--config",
                                     f"{tmp}/fed/coordinator/coordinator.json",
                                     "--job", f"{tmp}/job.json", "--out", f"{tmp}/{label}-state",

@@ -47,7 +47,10 @@ def run_federation(label, job):
     os.makedirs(d, exist_ok=True)
     with open(f"{d}/job.json", "w") as f:
         json.dump(job, f)
-    clog = open(f"{d}/coordinator.log", "w+")
+    # "a+" (O_APPEND), not "w+": the coordinator's stderr shares this file's offset, and
+    # the seek(0) below would otherwise make its next line overwrite the file's start
+    # (seen once: the "listening" line overwritten, the test waited in vain).
+    clog = open(f"{d}/coordinator.log", "a+")
     c = subprocess.Popen(WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json",
                                     "--job", f"{d}/job.json", "--out", f"{d}/state",
                                     "--listen", "127.0.0.1:0"],
@@ -64,7 +67,9 @@ def run_federation(label, job):
             fvtest.fail(f"{label}: coordinator exited {c.returncode}:\n{clog.read()}")
         time.sleep(0.1)
     if port is None:
-        fvtest.fail(f"{label}: coordinator did not start")
+        c.kill()  # a failed test leaves no daemon behind
+        clog.seek(0)
+        fvtest.fail(f"{label}: coordinator did not start:\n{clog.read()[-2000:]}")
     agents = []
     for b in BANKS:
         agents.append(subprocess.Popen(
