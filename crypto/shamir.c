@@ -41,52 +41,16 @@
 
 #include "fv_crypto.h"
 
-__extension__ typedef unsigned __int128 u128;
+#include "fv_gf61.h"
 
-#define P ((UINT64_C(1) << 61) - 1)
-
-/* ---- GF(2^61 - 1), constant time in the values ----------------------------------- */
-
-/* r in [0, 2p) -> r mod p, without a branch. */
-static inline uint64_t f_csub(uint64_t r)
-{
-    uint64_t t = r - P;
-    uint64_t keep_r = (uint64_t)0 - (t >> 63); /* all ones iff r < p */
-    return (r & keep_r) | (t & ~keep_r);
-}
-
-static inline uint64_t f_add(uint64_t a, uint64_t b)
-{
-    return f_csub(a + b);
-}
-
-static inline uint64_t f_sub(uint64_t a, uint64_t b)
-{
-    return f_csub(a + P - b);
-}
-
-static inline uint64_t f_mul(uint64_t a, uint64_t b)
-{
-    u128 z = (u128)a * b; /* < 2^122 */
-    /* lo <= p and hi <= p; both equal to p would make a*b a multiple of p, impossible for
-     * a, b in [1, p): so r < 2p. */
-    uint64_t r = ((uint64_t)z & P) + (uint64_t)(z >> 61);
-    return f_csub(r);
-}
-
-/* x^(p-2) = x^-1 for x != 0 (0 -> 0). The exponent 2^61 - 3 is public and fixed: bits 60..2
- * and bit 0 are set, bit 1 is clear, so the square-and-multiply sequence never depends on x. */
-static uint64_t f_inv(uint64_t x)
-{
-    const uint64_t e = P - 2;
-    uint64_t r = 1;
-    for (int bit = 60; bit >= 0; bit--) {
-        r = f_mul(r, r);
-        if ((e >> bit) & 1)
-            r = f_mul(r, x);
-    }
-    return r;
-}
+typedef fv_u128 u128;
+#define P FV_GF_P
+#define f_csub fv_gf_csub
+#define f_add fv_gf_add
+#define f_sub fv_gf_sub
+#define f_mul fv_gf_mul
+#define f_inv fv_gf_inv
+#define f_reduce128 fv_gf_reduce128
 
 /* ---- chunk layout ----------------------------------------------------------------- */
 
@@ -192,14 +156,6 @@ static int check_xs(const uint32_t *xs, uint32_t n)
         seen[x >> 3] |= (uint8_t)(1u << (x & 7));
     }
     return 0;
-}
-
-/* Any z < 2^128 -> z mod p. */
-static inline uint64_t f_reduce128(u128 z)
-{
-    z = (z & P) + (z >> 61); /* < 2^61 + 2^67 */
-    z = (z & P) + (z >> 61); /* < 2^61 + 2^7 */
-    return f_csub((uint64_t)z);
 }
 
 /* lambda[i] = prod_{j != i} x_j / (x_j - x_i) for n distinct nonzero field elements x:
