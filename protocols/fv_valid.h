@@ -200,6 +200,13 @@ typedef struct fv_valid_proof {
 int fv_valid_prove(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
                    const uint8_t ctx[FV_HASH_BYTES], const int64_t *w, fv_rand_t *rng,
                    fv_valid_proof_t **ret, fv_diag_t *d);
+/* For tests and the test tree's malicious agent only: fv_valid_prove without the check of
+ * the statement (a false w gets a proof built exactly as an honest one would be; the
+ * holders' checks then reject it) and with a single draw. The installed agent never calls
+ * it. */
+int fv_valid_prove_unchecked(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
+                             const uint8_t ctx[FV_HASH_BYTES], const int64_t *w, fv_rand_t *rng,
+                             fv_valid_proof_t **ret, fv_diag_t *d);
 void fv_valid_proof_free(fv_valid_proof_t *p); /* NULL-safe; wipes */
 
 /* ---- holder ------------------------------------------------------------------------ */
