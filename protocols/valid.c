@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "fv_gf61.h"
+#include "secagg-int.h"
 
 #define MAGIC_HDR "FVV1"
 #define MAGIC_VSH "FVV2"
@@ -45,30 +46,10 @@ void fv_valid_last_stats(fv_valid_stats_t *ret)
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-static void put_u32(uint8_t *b, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static void put_u64(uint8_t *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
-}
+#define put_u32 fv__put_u32
+#define get_u32 fv__get_u32
+#define put_u64 fv__put_u64
+#define get_u64 fv__get_u64
 
 /* n elements from bytes; FV_EPROTO on a non-canonical one (index in *bad). */
 static int get_elems(const uint8_t *b, size_t n, uint64_t *out, size_t *bad)
