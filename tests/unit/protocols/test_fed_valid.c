@@ -5,7 +5,12 @@
  * uint32 path's fv_fed_encode); every honest w satisfies the statement, the integer sum
  * decodes to the uint32 path's result. Every tampering breaks exactly one check, and the
  * check's name is what the evaluation reports. Statements are evaluated by ref_eval, an
- * independent clear-text evaluator written here (128-bit integers, no field).
+ * independent clear-text evaluator written here (128-bit integers, no field), and by
+ * fv_valid_spec_eval, which must agree. fv_valid accepts the specs up to P = 250,000 and
+ * n = 50 (the Lending Club teacher's sizes are printed); end to end at P = 64, five
+ * agents prove (n = 5, t = 4), every holder checks, the decider accepts them and rejects
+ * a sixth with a false statement by the check's name, the shares aggregate to the honest
+ * sum, which decodes to the uint32 path's result.
  * Tolerances (per element of the mean update, against the float64 weighted mean of the
  * clipped updates): the validated path within n * step * (1 + 2^-6) / weight_sum (one
  * rounding step per agent, plus the 2^-20 relative slack the encoder absorbs of the
@@ -66,6 +71,20 @@ static const char *ref_eval(const fv_valid_spec_t *s, const int64_t *w)
             return a->name;
     }
     return NULL;
+}
+
+/* fv_valid_spec_eval agrees with ref_eval on honest and tampered vectors. */
+static void check_eval_agrees(const fv_valid_spec_t *s, const int64_t *w)
+{
+    fv_diag_t d = {{0}};
+    const char *want = ref_eval(s, w);
+    int r = fv_valid_spec_eval(s, w, &d);
+    if (want == NULL) {
+        CHECK_OK(r, &d);
+    } else {
+        CHECK_INT_EQ(r, FV_ERANGE);
+        CHECK_CONTAINS(d.msg, want);
+    }
 }
 
 /* Every word outside the norm block is in exactly one single-word range (fv_valid's rule;
@@ -245,6 +264,7 @@ static void check_same_metrics(const fv_fed_result_t *a, const fv_fed_result_t *
 /* One tampering of w: exactly the named check fails. */
 static void check_tamper(const fv_fed_valid_t *v, const int64_t *w, int64_t *bad, const char *name)
 {
+    check_eval_agrees(&v->spec, bad); /* fv_valid's own evaluation names it too */
     const char *got = ref_eval(&v->spec, bad);
     if (got == NULL || strcmp(got, name) != 0)
         fprintf(stderr, "tamper %s: ref_eval says %s\n", name, got ? got : "(ok)");
@@ -281,6 +301,7 @@ static void test_cohort(size_t P, size_t M, size_t B, size_t K, bool big)
         if (fail != NULL)
             fprintf(stderr, "honest agent %d fails %s\n", k, fail);
         CHECK(fail == NULL);
+        check_eval_agrees(&v.spec, w);
         fv_rand_seeded_u64(&rng, 200 + (uint64_t)k);
         CHECK_OK(fv_fed_encode(&l, &a->in, job.secagg.clip, job.secagg.bits, &rng, u, &d), &d);
         for (size_t i = 0; i < D; i++)
@@ -463,6 +484,180 @@ static void test_rounding_unbiased(void)
     fv_fed_valid_close(&v);
 }
 
+/* ---- with fv_valid (protocols/valid.c) ------------------------------------------------ */
+
+/* fv_valid accepts the round specs up to P = 250,000 and n = 50; prints the Lending Club
+ * teacher's numbers (P = 23,681: 119 inputs (17 numeric, 102 one-hot) -> 128 -> 64 -> 1,
+ * a training round: 1 model, 1000 bins). */
+static void test_layouts(void)
+{
+    fv_diag_t d = {{0}};
+    fv_job_t job = test_job(1.0);
+    const size_t Ps[] = {1, 64, 23681, 250000};
+    const uint32_t ns[] = {3, 5, 6, 10, 50};
+    const size_t shapes[][3] = {{1, 1000, 0}, {3, 1000, 0}, {1, 0, 50}, {3, 0, 50}};
+    for (size_t p = 0; p < sizeof Ps / sizeof *Ps; p++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            fv_fed_layout_t l;
+            fv_fed_layout_init(&l, Ps[p], shapes[s][0], shapes[s][1], shapes[s][2]);
+            fv_fed_valid_t v;
+            CHECK_OK(fv_fed_valid_init(&l, &job, &v, &d), &d);
+            for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+                fv_valid_layout_t vl;
+                CHECK_OK(fv_valid_layout_init(&v.spec, ns[k], ns[k] / 2 + 1, &vl, &d), &d);
+                CHECK_UINT_EQ(vl.d, Ps[p]);
+            }
+            fv_fed_valid_close(&v);
+        }
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, 23681, 1, 1000, 0);
+    fv_fed_valid_t v;
+    CHECK_OK(fv_fed_valid_init(&l, &job, &v, &d), &d);
+    const uint32_t lc[][2] = {{6, 4}, {10, 6}};
+    for (size_t k = 0; k < 2; k++) {
+        fv_valid_layout_t vl;
+        CHECK_OK(fv_valid_layout_init(&v.spec, lc[k][0], lc[k][1], &vl, &d), &d);
+        printf("lending-club teacher n=%u t=%u: D=%u d=%u K=%u (range %u, slack %u, proj %u; "
+               "bp %u) m=%u L=%u S=%u payload %zu B, header %zu B, vshare %zu B, aggshare %zu "
+               "B; per prover out (n-1)*payload = %zu B\n",
+               vl.n, vl.t, v.spec.dim, vl.d, vl.n_range_bits + vl.bs + vl.n_proj_bits,
+               vl.n_range_bits, vl.bs, vl.n_proj_bits, vl.bp, vl.m, vl.L, vl.S, vl.payload_bytes,
+               vl.header_bytes, vl.vshare_bytes, vl.aggshare_bytes,
+               (size_t)(vl.n - 1) * vl.payload_bytes);
+    }
+    fv_fed_valid_close(&v);
+}
+
+/* End to end at P = 64: 5 agents (n = 5, t = 4) prove, every holder checks, the decider
+ * decides, a sixth prover with a false statement is rejected by name and left out, the
+ * holders' aggregate shares give the honest sum, which decodes to the uint32 path's
+ * result. */
+enum { E2E_N = 5, E2E_T = 4, E2E_P = 64 };
+static void test_end_to_end(size_t M, size_t B, size_t K, const char *attack)
+{
+    fv_diag_t d = {{0}};
+    fv_job_t job = test_job(0.05);
+    const double n_ref = 4000;
+    fv_fed_layout_t l;
+    fv_fed_layout_init(&l, E2E_P, M, B, K);
+    fv_fed_valid_t v;
+    CHECK_OK(fv_fed_valid_init(&l, &job, &v, &d), &d);
+    fv_valid_layout_t vl;
+    CHECK_OK(fv_valid_layout_init(&v.spec, E2E_N, E2E_T, &vl, &d), &d);
+    size_t D = v.spec.dim;
+    int64_t *w = malloc(D * sizeof *w), *sum = calloc(D, sizeof *sum),
+            *out = malloc(D * sizeof *out);
+    uint32_t *u = malloc(l.dim * sizeof *u), *usum = calloc(l.dim, sizeof *usum);
+    agent_t *a = malloc(sizeof *a);
+    CHECK(w && sum && out && u && usum && a);
+    /* held[x-1][k]: holder x's shares of prover k's input (accepted provers only) */
+    fv_valid_held_t *held[E2E_N][E2E_N + 1];
+    uint32_t n_acc = 0;
+    for (uint32_t k = 0; k <= E2E_N; k++) { /* prover E2E_N is the cheater */
+        make_agent(&l, &job, n_ref, true, a);
+        fv_rand_t rng;
+        fv_rand_seeded_u64(&rng, 300 + k);
+        CHECK_OK(fv_fed_valid_encode(&v, &a->in, &rng, w, &d), &d);
+        check_eval_agrees(&v.spec, w);
+        bool cheat = k == E2E_N;
+        if (cheat) {
+            if (strcmp(attack, "norm") == 0)
+                for (size_t i = 0; i < E2E_P; i++) /* +clip on every coordinate */
+                    w[i] = (int64_t)llround(job.secagg.clip / v.step);
+            else if (B > 0)
+                w[v.off_hist_pos + 1]++;
+            else
+                w[v.off_class_n + 1]++;
+            check_eval_agrees(&v.spec, w);
+        }
+        uint8_t pk[FV_SIGN_PK_BYTES], ctx[FV_HASH_BYTES];
+        memset(pk, (int)k + 1, sizeof pk);
+        fv_valid_context("valid-fed", 7, 3, k, pk, ctx);
+        fv_valid_proof_t *pf = NULL;
+        if (cheat) {
+            CHECK_INT_EQ(fv_valid_prove(&v.spec, E2E_N, E2E_T, ctx, w, &rng, &pf, &d), FV_ERANGE);
+            CHECK_CONTAINS(d.msg, attack);
+            CHECK_OK(fv_valid_prove_unchecked(&v.spec, E2E_N, E2E_T, ctx, w, &rng, &pf, &d), &d);
+        } else {
+            CHECK_OK(fv_valid_prove(&v.spec, E2E_N, E2E_T, ctx, w, &rng, &pf, &d), &d);
+        }
+        fv_valid_held_t *h[E2E_N];
+        uint8_t *vs[E2E_N];
+        size_t vlen[E2E_N];
+        for (uint32_t x = 1; x <= E2E_N; x++)
+            CHECK_OK(fv_valid_holder_check(&v.spec, E2E_N, E2E_T, x, ctx, pf->header,
+                                           pf->header_len, pf->payloads[x - 1], pf->payload_len,
+                                           &h[x - 1], &vs[x - 1], &vlen[x - 1], &d),
+                     &d);
+        fv_valid_verdict_t vd;
+        CHECK_OK(fv_valid_decide(&v.spec, E2E_N, E2E_T, pf->header, pf->header_len,
+                                 (const uint8_t *const *)vs, vlen, E2E_N, &vd, &d),
+                 &d);
+        CHECK(vd.ok == !cheat);
+        if (cheat) {
+            printf("end to end M=%zu B=%zu K=%zu: attack %s rejected by check \"%s\"\n", M, B, K,
+                   attack, vd.check);
+            /* +clip everywhere: the norm identity or, first, the projections' range */
+            if (strcmp(attack, "norm") == 0 && strstr(vd.check, "norm") == NULL)
+                CHECK_STR_EQ(vd.check, "wraparound");
+            else
+                CHECK_CONTAINS(vd.check, attack);
+            for (uint32_t x = 0; x < E2E_N; x++)
+                fv_valid_held_free(h[x]);
+        } else {
+            for (uint32_t x = 0; x < E2E_N; x++)
+                held[x][n_acc] = h[x];
+            n_acc++;
+            for (size_t i = 0; i < D; i++)
+                sum[i] += w[i];
+            fv_rand_seeded_u64(&rng, 400 + k);
+            CHECK_OK(fv_fed_encode(&l, &a->in, job.secagg.clip, job.secagg.bits, &rng, u, &d), &d);
+            for (size_t i = 0; i < l.dim; i++)
+                usum[i] += u[i];
+        }
+        for (uint32_t x = 0; x < E2E_N; x++)
+            free(vs[x]);
+        fv_valid_proof_free(pf);
+    }
+    CHECK_UINT_EQ(n_acc, E2E_N);
+
+    /* aggregation on the shares */
+    uint8_t sum_id[FV_HASH_BYTES];
+    memset(sum_id, 0x5a, sizeof sum_id);
+    uint8_t *ag[E2E_N];
+    size_t aglen[E2E_N];
+    for (uint32_t x = 0; x < E2E_N; x++)
+        CHECK_OK(fv_valid_aggshare(&vl, sum_id, (const fv_valid_held_t *const *)held[x], n_acc,
+                                   &ag[x], &aglen[x], &d),
+                 &d);
+    uint32_t outlier = 99;
+    CHECK_OK(fv_valid_aggregate(&vl, sum_id, (const uint8_t *const *)ag, aglen, E2E_N, out,
+                                &outlier, &d),
+             &d);
+    CHECK_UINT_EQ(outlier, 0);
+    for (size_t i = 0; i < D; i++)
+        CHECK_INT_EQ(out[i], sum[i]);
+
+    fv_fed_result_t rv, ru;
+    CHECK_OK(fv_fed_valid_decode(&v, out, n_acc, n_ref, &rv, &d), &d);
+    CHECK_OK(fv_fed_decode(&l, usum, n_acc, job.secagg.clip, job.secagg.bits, n_ref, &ru, &d), &d);
+    check_same_metrics(&rv, &ru, &l);
+    double qb = fv_fed_quant_bound(n_acc, job.secagg.clip, job.secagg.bits, ru.weight_sum);
+    double vb = n_acc * v.step * (1 + 0x1p-6) / rv.weight_sum;
+    for (size_t i = 0; i < E2E_P; i++)
+        CHECK_NEAR(rv.delta_mean[i], ru.delta_mean[i],
+                   vb + qb + fabs((double)ru.delta_mean[i]) * 0x1p-22);
+    fv_fed_result_close(&rv);
+    fv_fed_result_close(&ru);
+    for (uint32_t x = 0; x < E2E_N; x++) {
+        free(ag[x]);
+        for (uint32_t k = 0; k < n_acc; k++)
+            fv_valid_held_free(held[x][k]);
+    }
+    free(w), free(sum), free(out), free(u), free(usum), free(a);
+    fv_fed_valid_close(&v);
+}
+
 int main(void)
 {
     test_spec_shape();
@@ -473,5 +668,9 @@ int main(void)
     test_cohort(257, 3, 20, 0, true);  /* quantize_int8: three models */
     test_cohort(300, 2, 0, 4, true);   /* multi-class */
     test_cohort(64, 1, 0, 3, false);
+    test_layouts();
+    test_end_to_end(1, 20, 0, "hist_sum=n_val[m0]");
+    test_end_to_end(1, 20, 0, "norm");
+    test_end_to_end(2, 0, 3, "class_sum=n_val");
     return 0;
 }
