@@ -70,10 +70,17 @@ static inline uint64_t fv_gf_inv(uint64_t x)
     return r;
 }
 
-/* A signed integer (|v| < p) -> its field element. */
+/* Any uint64 -> its residue. */
+static inline uint64_t fv_gf_from_u64(uint64_t v)
+{
+    return fv_gf_csub((v & FV_GF_P) + (v >> 61));
+}
+
+/* Any signed 64-bit integer -> its residue. */
 static inline uint64_t fv_gf_from_i64(int64_t v)
 {
-    return v >= 0 ? fv_gf_csub((uint64_t)v) : fv_gf_neg(fv_gf_csub((uint64_t)0 - (uint64_t)v));
+    return v >= 0 ? fv_gf_from_u64((uint64_t)v)
+                  : fv_gf_neg(fv_gf_from_u64((uint64_t)0 - (uint64_t)v));
 }
 
 /* Centred representative in (-p/2, p/2). */

@@ -110,7 +110,7 @@
  * COSTS (the bench measures them: fedvault bench secagg --validate). Prover: the gadget
  * is 2*m*L*(L+1) multiply-adds, sharing is S*n*(t-1) multiply-adds, S = D + K + 2m + 2L +
  * 2 values. Holder: lambda*d additions for the projections plus about 3S multiplies.
- * Traffic per prover: (n-1)*S*8 bytes of payloads and the header (44 + 96n bytes); per
+ * Traffic per prover: (n-1)*S*8 bytes of payloads and the header (48 + 96n bytes); per
  * holder per prover one vshare of (2m + 5 + ranges + equalities)*8 + 40 bytes.
  */
 #ifndef FV_VALID_H
@@ -130,7 +130,7 @@
 #define FV_VALID_MAX_RANGE_BITS 60u /* b_i */
 #define FV_VALID_MAX_HOLDERS 1024u  /* n */
 #define FV_VALID_ELEM_BYTES 8
-#define FV_VALID_HEADER_FIXED 44u /* magic, n, t, S, ctx */
+#define FV_VALID_HEADER_FIXED 48u /* magic, n, t, S, ctx */
 #define FV_VALID_NAME_MAX 48
 
 /* One term a * w[index] of an affine expression. */
