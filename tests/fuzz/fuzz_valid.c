@@ -10,7 +10,8 @@
  * Properties besides "no crash, no leak, no sanitizer report" (a violation abort()s):
  *   - every refusal is one of the codes the header promises for peer bytes: holder check
  *     FV_EPROTO, FV_EROUND, FV_EAUTH (FV_EINVAL only for a holder index outside 1..n, the
- *     caller's argument); decide FV_EPROTO, FV_EROUND, FV_ETHRESHOLD; aggregate FV_EPROTO,
+ *     caller's argument); decide FV_EPROTO, FV_EROUND, FV_ETHRESHOLD, FV_EDUP (a holder
+ *     twice; valid.c's code, not listed in the header); aggregate FV_EPROTO,
  *     FV_EROUND, FV_EAUTH, FV_ETHRESHOLD; never FV_ENOMEM (the inputs are small);
  *   - a refused holder check hands nothing out (the output pointers keep their sentinel),
  *     a passed one gives a vshare of exactly the layout's size and a held share of x;
@@ -118,7 +119,8 @@ static void fuzz_decide(const fuzz_valid_spec_t *f, rd_t *r)
             abort();
         if (v.ok && v.outlier == 0 && v.n_used != count)
             abort(); /* an accepted proof used every vshare it was given but an outlier */
-    } else if ((rc != FV_EPROTO && rc != FV_EROUND && rc != FV_ETHRESHOLD) || d.msg[0] == '\0') {
+    } else if ((rc != FV_EPROTO && rc != FV_EROUND && rc != FV_ETHRESHOLD && rc != FV_EDUP) ||
+               d.msg[0] == '\0') {
         abort();
     }
     for (uint32_t i = 0; i < count; i++)
