@@ -1117,6 +1117,130 @@ static void test_aggshare_tamper(uint32_t n, uint32_t t)
     proved_free(&p[1]);
 }
 
+/* A prover that gives one holder shares off its polynomials (committed in the header, so
+ * the holder check passes): decide names that holder, whichever it is, and accepts the
+ * proof from the others; decide from t holders without it accepts; from t + 1 with it
+ * refuses for "consistency"; the aggregate without it is exact. The shares altered are
+ * stage 3's (a blind a_0, b_0, P(1), psi): the header's H3 feeds only seed3 (r, kappa,
+ * eta), and an honest proof stays valid for any of those, so the recomputed header is
+ * what such a prover would have sent. (Stage 1 or 2 altered would change rho or the
+ * projections the prover used: that needs the prover's own code.) */
+static void test_inconsistent_share(uint32_t n, uint32_t t)
+{
+    tspec_t ts;
+    tspec_init(&ts, 37);
+    fv_valid_layout_t l;
+    CHECK_OK(fv_valid_layout_init(&ts.spec, n, t, &l, NULL), NULL);
+    int64_t w[37 + N_METRIC];
+    honest_w(&ts, 12, w);
+    uint8_t ctx[FV_HASH_BYTES];
+    ctx_for("test-fed", 9, 9, 0, 0x16, ctx);
+    size_t st3 = (size_t)l.s1 + l.s2;
+    const size_t elems[] = {st3, st3 + l.m, st3 + 2 * l.m + 1, (size_t)l.S - 1};
+    for (uint32_t victim = 1; victim <= n; victim++) {
+        for (size_t e = 0; e < sizeof elems / sizeof elems[0]; e++) {
+            fv_valid_proof_t *pf;
+            prove(&ts, n, t, ctx, w, 120 + victim, false, &pf);
+            bump_elem(pf->payloads[victim - 1], elems[e] * 8);
+            rehash(pf->header, &l, ctx, victim, pf->payloads[victim - 1]);
+            proved_t p;
+            memset(&p, 0, sizeof p);
+            p.pf = pf;
+            for (uint32_t x = 1; x <= n; x++) {
+                fv_diag_t dg = {""};
+                CHECK_OK(hcheck(&ts, n, t, x, ctx, pf->header, pf->header_len, pf->payloads[x - 1],
+                                pf->payload_len, &p.held[x - 1], &p.vs[x - 1], &p.vlen[x - 1], &dg),
+                         &dg);
+            }
+            fv_valid_verdict_t v;
+            fv_diag_t dg = {""};
+            CHECK_OK(decide_all(&ts, n, t, &p, &v, &dg), &dg);
+            if (!v.ok || v.outlier != victim)
+                FV__FAIL("n=%u t=%u: holder %u given an inconsistent share of value %zu: ok %d "
+                         "check \"%.*s\" outlier %u",
+                         n, t, victim, elems[e], v.ok, FV_VALID_NAME_MAX, v.check, v.outlier);
+            uint32_t xs[MAXN], k = 0;
+            for (uint32_t x = 1; x <= n && k < t; x++)
+                if (x != victim)
+                    xs[k++] = x;
+            CHECK_OK(decide_xs(&ts, n, t, &p, xs, t, &v, &dg), &dg);
+            check_accepted(&v, t);
+            xs[k++] = victim;
+            CHECK_OK(decide_xs(&ts, n, t, &p, xs, t + 1, &v, &dg), &dg);
+            CHECK(!v.ok);
+            CHECK_STR_EQ(v.check, "consistency");
+            /* the sum from the holders the decider kept */
+            const uint8_t *s[MAXN];
+            uint8_t *ag[MAXN];
+            size_t lens[MAXN];
+            uint8_t sum_id[FV_HASH_BYTES];
+            memset(sum_id, 0x66, sizeof sum_id);
+            for (uint32_t i = 0; i < t; i++) {
+                const fv_valid_held_t *h[1] = {p.held[xs[i] - 1]};
+                CHECK_OK(fv_valid_aggshare(&l, sum_id, h, 1, &ag[i], &lens[i], NULL), NULL);
+                s[i] = ag[i];
+            }
+            int64_t out[37 + N_METRIC];
+            uint32_t outlier = 9;
+            CHECK_OK(fv_valid_aggregate(&l, sum_id, s, lens, t, out, &outlier, &dg), &dg);
+            for (uint32_t j = 0; j < ts.D; j++)
+                CHECK_INT_EQ(out[j], w[j]);
+            for (uint32_t i = 0; i < t; i++)
+                free(ag[i]);
+            proved_free(&p);
+        }
+    }
+}
+
+/* One holder's aggshare says it sums another number of inputs (the count field) than the
+ * others'. With t + 2 answers it is one disagreeing holder: named and dropped (the sum
+ * exact), or, if refused as malformed, the refusal names that holder's share and no other
+ * (the caller drops the share the error names and retries). */
+static void test_aggshare_count_blame(uint32_t n, uint32_t t)
+{
+    tspec_t ts;
+    tspec_init(&ts, 37);
+    fv_valid_layout_t l;
+    CHECK_OK(fv_valid_layout_init(&ts.spec, n, t, &l, NULL), NULL);
+    int64_t w[37 + N_METRIC], out[37 + N_METRIC];
+    honest_w(&ts, 13, w);
+    uint8_t ctx[FV_HASH_BYTES];
+    ctx_for("test-fed", 9, 10, 0, 0x17, ctx);
+    proved_t p;
+    prove_and_check(&ts, n, t, ctx, w, 130, false, &p);
+    uint8_t sum_id[FV_HASH_BYTES];
+    memset(sum_id, 0x67, sizeof sum_id);
+    uint8_t *ag[MAXN];
+    size_t lens[MAXN];
+    for (uint32_t x = 1; x <= n; x++) {
+        const fv_valid_held_t *h[1] = {p.held[x - 1]};
+        CHECK_OK(fv_valid_aggshare(&l, sum_id, h, 1, &ag[x - 1], &lens[x - 1], NULL), NULL);
+    }
+    CHECK(n >= t + 2);
+    for (uint32_t liar = 0; liar < t + 2; liar++) {
+        ag[liar][40] ^= 1; /* u32 count at byte 40: 1 -> 0 */
+        uint32_t outlier = 99;
+        fv_diag_t dg = {""};
+        int rc = fv_valid_aggregate(&l, sum_id, (const uint8_t *const *)ag, lens, t + 2, out,
+                                    &outlier, &dg);
+        char want[64];
+        snprintf(want, sizeof want, "sum share %u:", liar);
+        if (rc == 0) {
+            CHECK_UINT_EQ(outlier, liar + 1);
+            for (uint32_t j = 0; j < ts.D; j++)
+                CHECK_INT_EQ(out[j], w[j]);
+        } else if (rc != FV_EPROTO || strstr(dg.msg, want) == NULL) {
+            FV__FAIL("aggshare %u (holder %u) with another count: %s, \"%s\": neither that "
+                     "holder named the outlier nor its share refused",
+                     liar, liar + 1, fv_err_name(rc), dg.msg);
+        }
+        ag[liar][40] ^= 1;
+    }
+    for (uint32_t x = 0; x < n; x++)
+        free(ag[x]);
+    proved_free(&p);
+}
+
 int main(void)
 {
     CHECK_OK(fv_crypto_init(), NULL);
@@ -1137,6 +1261,11 @@ int main(void)
     test_vshare_liars(7, 4);
     test_aggshare_tamper(6, 4);
     test_aggshare_tamper(7, 5);
+    test_inconsistent_share(6, 4);
+    test_inconsistent_share(7, 5);
+    /* Last: fails with valid.c at b0cffc6 (a wrong count in the first aggshare is blamed
+     * on the second holder), after every other check has passed. */
+    test_aggshare_count_blame(6, 4);
     puts("test_valid: ok");
     return 0;
 }
