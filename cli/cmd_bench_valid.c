@@ -30,8 +30,10 @@
  * a multiplication; independent ones overlap in the pipeline, so a ratio under 1 is
  * possible and means the library keeps several multiplications in flight.
  * Bytes (from the layout): payload_bytes_per_holder (one holder's share of one proof),
- * traffic_bytes_per_agent = what one agent sends in the round: N - 1 payloads, its
- * header, one vshare per proof it checks (N) and its aggshare; masked_vector_bytes =
+ * traffic_bytes_per_agent = what one agent sends in the round, the mean over agents: a
+ * share of its input to each of the N - 1 others (holders 1..T-1 get a 32-byte seed,
+ * the others a full payload: fv_valid.h's seed compression; agent i is holder i + 1),
+ * its header, one vshare per proof it checks (N) and its aggshare; masked_vector_bytes =
  * 4 x words, what the same agent's SecAgg masked vector would be.
  *
  * Exit status 0 when every proof was accepted and the aggregate is the exact sum.
@@ -458,8 +460,13 @@ int fv__cmd_bench_valid(int argc, char **argv)
     double verifier_floor_full = verifier_floor +
                                  (sha_Bps > 0 ? (double)l.payload_bytes / sha_Bps : 0) +
                                  (double)FV_VALID_PROJ * (double)dim * gf_add_s;
-    uint64_t traffic = (uint64_t)(n - 1) * l.payload_bytes + l.header_bytes +
-                       (uint64_t)n * l.vshare_bytes + l.aggshare_bytes;
+    uint64_t shares_sent = 0; /* summed over agents */
+    for (uint32_t self = 1; self <= n; self++)
+        for (uint32_t x = 1; x <= n; x++)
+            if (x != self)
+                shares_sent += x < t ? FV_VALID_SEED_BYTES : l.payload_bytes;
+    uint64_t traffic =
+        shares_sent / n + l.header_bytes + (uint64_t)n * l.vshare_bytes + l.aggshare_bytes;
     uint64_t masked = 4 * (uint64_t)words;
 
     if (json) {

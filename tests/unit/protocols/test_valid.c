@@ -179,6 +179,17 @@ static void prove(const tspec_t *ts, uint32_t n, uint32_t t, const uint8_t ctx[F
     CHECK_UINT_EQ((*ret)->header_len, l.header_bytes);
     CHECK_UINT_EQ((*ret)->payload_len, l.payload_bytes);
     CHECK((*ret)->tries >= 1);
+    /* seed compression: holders 1..t-1 get a seed whose expansion is their payload */
+    CHECK_UINT_EQ((*ret)->n_seeded, t - 1);
+    uint8_t *exp = malloc(l.payload_bytes);
+    CHECK(exp != NULL);
+    for (uint32_t x = 1; x <= (*ret)->n_seeded; x++) {
+        CHECK_OK(
+            fv_valid_expand_seed(&l, (*ret)->seeds + (size_t)(x - 1) * FV_VALID_SEED_BYTES, exp),
+            NULL);
+        CHECK(memcmp(exp, (*ret)->payloads[x - 1], l.payload_bytes) == 0);
+    }
+    free(exp);
 }
 
 /* holder_check of holder x on the proof's bytes, with the checking holder's own ctx. */
