@@ -41,7 +41,8 @@
  *   norm slack   bs = bit length of norm_sq; bits with norm_sq - sum z_j^2 = slack.
  *   wraparound   lambda = FV_VALID_PROJ projections. Projection l has r_l in {-1,0,1}^d
  *                (0 w.p. 1/2, +-1 w.p. 1/4 each, from challenge 1); y_l = <r_l, z> + 2^(bp-1)
- *                is given as bp bits, bp = bit length of 8*ceil(sqrt(norm_sq)) + 1.
+ *                is given as bp bits, bp = 1 + bit length of (8B - 1), B = ceil(sqrt(norm_sq)),
+ *                so 2^(bp-1) >= 8B.
  *                Completeness: |<r_l, z>| <= 8B except with probability 2e^-32 (Hoeffding,
  *                B = sqrt(norm_sq)); an honest prover that draws an out-of-range
  *                projection starts over with fresh randomness (FV_VALID_PROVE_TRIES).
@@ -90,6 +91,7 @@
  *   header (public; the prover signs it, the caller carries the signature):
  *     "FVV1" | u32 n | u32 t | u32 S | ctx[32] | for x = 1..n: H1_x[32] H2_x[32] H3_x[32]
  *     H{k}_x = SHA-256("fv-valid share v1" | ctx | u32 x | u32 k | stage k of payload_x).
+ *     (Every label string in this file is hashed with its terminating NUL byte.)
  *   Challenges (Fiat-Shamir; ctx binds federation, job, round, prover index and the
  *   prover's identity key, fv_valid_context):
  *     seed1 = SHA-256("fv-valid c1 v1" | ctx | H1_1..H1_n)          -> r_l
@@ -276,7 +278,7 @@ typedef struct fv_valid_verdict {
 /* vshares[i] (lens[i] bytes) from distinct holders, all for this header. Returns 0 with
  * the verdict filled (a failed proof is a verdict, not an error); FV_EPROTO for a
  * malformed vshare (naming its index), FV_EROUND for one about another header,
- * FV_ETHRESHOLD with fewer than t usable vshares. */
+ * FV_EDUP for a holder's second vshare, FV_ETHRESHOLD with fewer than t usable vshares. */
 int fv_valid_decide(const fv_valid_spec_t *spec, uint32_t n, uint32_t t, const uint8_t *header,
                     size_t header_len, const uint8_t *const *vshares, const size_t *lens,
                     uint32_t count, fv_valid_verdict_t *ret, fv_diag_t *d);

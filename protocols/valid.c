@@ -1420,12 +1420,13 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
                            l->t);
     uint64_t *buf = malloc((size_t)count * dim * sizeof(*buf));
     uint64_t *sum = malloc((size_t)dim * sizeof(*sum));
-    const uint64_t **vals = malloc((size_t)count * sizeof(*vals));
-    uint32_t *xs = malloc((size_t)count * sizeof(*xs));
+    const uint64_t **vals = calloc(count ? count : 1, sizeof(*vals));
+    uint32_t *xs = calloc(count ? count : 1, sizeof(*xs));
     uint8_t *seen = calloc((size_t)l->n + 1, 1);
     int rc = FV_ENOMEM;
     uint32_t n_sum = 0;
-    if (!buf || !sum || !vals || !xs || !seen)
+    uint32_t *counts = malloc((size_t)count * sizeof(*counts));
+    if (!buf || !sum || !vals || !xs || !seen || !counts)
         goto out;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *v = shares[i];
@@ -1441,7 +1442,8 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
         }
         xs[i] = get_u32(v + 36);
         uint32_t cnt = get_u32(v + 40);
-        if (xs[i] < 1 || xs[i] > l->n || seen[xs[i]] || (i > 0 && cnt != n_sum)) {
+        counts[i] = cnt;
+        if (xs[i] < 1 || xs[i] > l->n || seen[xs[i]]) {
             rc = fv_diag_set(d, FV_EPROTO, "validation sum share %u: holder %u or count %u wrong",
                              i, xs[i], cnt);
             goto out;
@@ -1454,7 +1456,40 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
         }
         vals[i] = buf + (size_t)i * dim;
     }
-    rc = interp_robust(vals, xs, count, l->t, dim, sum, ret_outlier);
+    /* the number of inputs summed: the one most holders state; a single holder stating
+     * another is the outlier (left out, named), more than one is FV_EPROTO */
+    uint32_t best = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t same = 0;
+        for (uint32_t k = 0; k < count; k++)
+            same += counts[k] == counts[i];
+        if (same > best)
+            best = same, n_sum = counts[i];
+    }
+    uint32_t odd = UINT32_MAX, kept = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (counts[i] != n_sum) {
+            if (odd != UINT32_MAX || count - 1 < l->t) {
+                rc = fv_diag_set(d, FV_EPROTO,
+                                 "validation sum share %u: holder %u states %u inputs, most say %u",
+                                 i, xs[i], counts[i], n_sum);
+                goto out;
+            }
+            odd = i;
+            continue;
+        }
+        vals[kept] = vals[i];
+        xs[kept++] = xs[i];
+    }
+    rc = interp_robust(vals, xs, kept, l->t, dim, sum, ret_outlier);
+    if (rc == 0 && odd != UINT32_MAX) {
+        if (*ret_outlier != 0) {
+            rc = fv_diag_set(d, FV_EAUTH, "validation: two sum shares disagree (holders %u and %u)",
+                             get_u32(shares[odd] + 36), *ret_outlier);
+            goto out;
+        }
+        *ret_outlier = get_u32(shares[odd] + 36);
+    }
     if (rc == FV_EAUTH) {
         fv_diag_set(d, rc,
                     "validation: the %u sum shares disagree and no single holder explains "
@@ -1472,5 +1507,6 @@ out:
     free(vals);
     free(xs);
     free(seen);
+    free(counts);
     return rc;
 }

@@ -321,7 +321,7 @@ static void test_layout(void)
     /* 4 + 4 + 4 + 4 + 32 bytes, then H1..H3 per holder */
     CHECK_UINT_EQ(l.header_bytes, HEADER_FIXED + 96 * 5);
     CHECK_UINT_EQ(l.payload_bytes, (size_t)l.S * FV_VALID_ELEM_BYTES);
-    CHECK_UINT_EQ(l.vshare_bytes, (size_t)(2 * l.m + 5 + 9 + 1) * 8 + 40);
+    CHECK_UINT_EQ(l.vshare_bytes, (size_t)(2 * l.m + 6 + 9 + 1) * 8 + 40);
     CHECK_UINT_EQ(l.aggshare_bytes, AGGSHARE_PREFIX + (size_t)ts.D * 8);
 
     /* n and t outside 2t > n, t <= n */
