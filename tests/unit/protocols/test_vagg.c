@@ -483,6 +483,85 @@ static void expect_sum(const outcome_t *oc, bool evil_counted)
         CHECK_INT_EQ(oc->sum[k], want[k]);
 }
 
+/* A lying server at the sum: a client refuses a sum over fewer inputs than its policy's
+ * min_cohort (FV_EPOLICY) and answers at most one sum request per round (FV_EPHASE). */
+static void test_lying_sum_request(void)
+{
+    fv_vagg_params_t p = {.federation = "test-fed",
+                          .job_id = 78,
+                          .round = 1,
+                          .n_clients = N,
+                          .threshold = 4,
+                          .spec = &spec,
+                          .identity_pks = pks};
+    fv_diag_t d = {{0}};
+    fv_vagg_server_t *s;
+    CHECK_OK(fv_vagg_server_new(&p, &s, &d), &d);
+    fv_vagg_client_t *c[N];
+    fv_rand_t rng[N];
+    fv_secagg_policy_t pol = {.min_cohort = 3, .min_threshold = 3};
+    fv_secagg_outbox_t up, down;
+    fv_secagg_outbox_init(&up);
+    for (uint32_t u = 0; u < N; u++) {
+        fv_rand_seeded_u64(&rng[u], 500 + u);
+        CHECK_OK(fv_vagg_client_new(&p, &pol, u, sks + 64 * u, &rng[u], &c[u], &d), &d);
+        CHECK_OK(fv_vagg_client_start(c[u], &up, &d), &d);
+    }
+    for (int phase = 0; phase < 3; phase++) {
+        for (size_t i = 0; i < up.n; i++)
+            CHECK_OK(fv_vagg_server_handle(s, up.msgs[i].data, up.msgs[i].len, &d), &d);
+        fv_secagg_outbox_clear(&up);
+        fv_secagg_outbox_init(&down);
+        CHECK_OK(fv_vagg_server_close_phase(s, &down, &d), &d);
+        if (phase == 2) {
+            /* down holds the real SUMREQs; forge one over a single input for client 0 */
+            fv_vagg_msg_t fm = {.type = FV_VAGG_MSG_SUMREQ,
+                                .job_id = 78,
+                                .round = 1,
+                                .from = FV_SECAGG_SERVER,
+                                .to = 0,
+                                .count = 1};
+            fv_vagg_item_t one = {.peer = 3};
+            fm.items = &one;
+            memset(fm.sum_id, 0x11, sizeof fm.sum_id);
+            uint8_t *b;
+            size_t bl;
+            CHECK_OK(fv_vagg_msg_encode(&fm, NULL, &b, &bl), NULL);
+            CHECK_INT_EQ(fv_vagg_client_handle(c[0], b, bl, &up, &d), FV_EPOLICY);
+            CHECK_CONTAINS(d.msg, "policy");
+            CHECK_INT_EQ(fv_vagg_client_phase(c[0]), -1); /* aborted: nothing more from it */
+            free(b);
+            /* client 1 answers the real request once; a second request is refused */
+            const fv_secagg_outmsg_t *real = NULL;
+            for (size_t i = 0; i < down.n; i++)
+                if (down.msgs[i].to == 1)
+                    real = &down.msgs[i];
+            CHECK(real != NULL);
+            CHECK_OK(fv_vagg_client_handle(c[1], real->data, real->len, &up, &d), &d);
+            CHECK_INT_EQ(fv_vagg_client_phase(c[1]), 4);
+            CHECK_INT_EQ(fv_vagg_client_handle(c[1], real->data, real->len, &up, &d), FV_EPHASE);
+            fv_secagg_outbox_close(&down);
+            break;
+        }
+        for (size_t i = 0; i < down.n; i++) {
+            uint32_t to = down.msgs[i].to;
+            CHECK_OK(fv_vagg_client_handle(c[to], down.msgs[i].data, down.msgs[i].len, &up, &d),
+                     &d);
+            if (fv_vagg_client_needs_input(c[to])) {
+                int64_t w[DIM];
+                input_of(to, w);
+                CHECK_OK(fv_vagg_client_set_input(c[to], w, &up, &d), &d);
+            }
+        }
+        fv_secagg_outbox_close(&down);
+    }
+    fv_secagg_outbox_close(&up);
+    for (uint32_t u = 0; u < N; u++)
+        fv_vagg_client_free(c[u]);
+    fv_vagg_server_free(s);
+    printf("lying sum request: a sum over 1 input refused by policy, a second request refused\n");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -559,5 +638,6 @@ int main(void)
         printf("%-13s caught: %s; sum over %u accepted exact\n", attack_name[a], what, oc.n_v);
     }
     fv_secagg_outbox_close(&g_prev);
+    test_lying_sum_request();
     return 0;
 }
