@@ -19,20 +19,18 @@
  *                most n). u checks every signature, that its own entry is its own key, that
  *                |U1| >= policy.min_cohort and t >= policy.min_threshold, and that 2t >
  *                |U1|; then, once its input is set, proves it (fv_valid_prove, ctx below)
- *                and sends PROOF: the header, sig_u over "fv-vagg proof v1" | job | round |
- *                u | SHA-256(header), and for every other holder v of U1 the AEAD of v's
- *                payload (key = kx(c_sk_u, c_pk_v, "fv-vagg enc v1" | job | round), nonce
- *                = SHA-256("fv-vagg nonce v1" | job | round | u | v)[0..24), AD = job |
- *                round | u | v; the round's keys are fresh, so a (key, nonce) never
- *                repeats). Server -> U2 (the provers).
- *   2 check      server -> holder v: FWD, for every prover u in U2 other than v: u's
- *                header, signature and the ciphertext addressed to v. v verifies the
- *                signature, decrypts, runs fv_valid_holder_check (the expected ctx is its
- *                own computation: a proof for another job, round, prover or roster is
- *                refused) and keeps its input shares; it answers VSHARES: per prover of
- *                U2 (itself included: it checks its own payload too) either its vshare or
- *                a complaint (the error code: bad signature, undecryptable, payload not
- *                the committed one). Server -> U3 (the holders that answered).
+ *                and sends PROOF: the header and sig_u over "fv-vagg proof v1" | job |
+ *                round | u | SHA-256(header), then one PROOF_CT per other holder v of U1:
+ *                the AEAD of v's payload (key = kx(c_sk_u, c_pk_v, "fv-vagg enc v1" | job | round),
+ * nonce = SHA-256("fv-vagg nonce v1" | job | round | u | v)[0..24), AD = job | round | u | v; the
+ * round's keys are fresh, so a (key, nonce) never repeats). Server -> U2 (the provers). 2 check
+ * server -> holder v: FWD, for every prover u in U2 other than v: u's header, signature and the
+ * ciphertext addressed to v. v verifies the signature, decrypts, runs fv_valid_holder_check (the
+ * expected ctx is its own computation: a proof for another job, round, prover or roster is refused)
+ * and keeps its input shares; it answers one VSHARE per prover (its own proof first, checked like
+ * the others once the first FWD arrives): its vshare or a complaint (the error code: bad signature,
+ *                undecryptable, payload not the committed one). Server -> U3 (the
+ *                holders that answered for all of U2).
  *   3 sum        the server decides every prover of U2 from the vshares of U3
  *                (fv_valid_decide; fewer than t vshares: failed "complaints"), V = the
  *                accepted provers, and sends SUMREQ (sum_id, V) to U3. sum_id =
@@ -64,16 +62,17 @@
  * from u32 | to u32 | body:
  *   ADVERTISE  c_pk[32] sig[64]
  *   KEYLIST    count u32, count x (id u32, c_pk[32], sig[64])
- *   PROOF      header (layout.header_bytes) sig[64] count u32, count x (to u32, ct
- *              (payload_bytes + 16))
- *   FWD        count u32, count x (from u32, header, sig[64], ct)
- *   VSHARES    count u32, count x (prover u32, status i32, status 0: vshare
- *              (layout.vshare_bytes))
+ *   PROOF      header (layout.header_bytes) sig[64]
+ *   PROOF_CT   to u32, ct (payload_bytes + 16)
+ *   FWD        k u32, prover u32, header, sig[64], ct
+ *   VSHARE     prover u32, status i32, and when status is 0: vshare (layout.vshare_bytes)
  *   SUMREQ     sum_id[32] count u32, count x id u32
  *   AGGSHARE   aggshare (layout.aggshare_bytes)
  * Every length is implied by the layout both sides compute from the spec and |U1|: the
  * decoder checks counts (<= n) and the exact length before it allocates anything. KEYLIST
- * is decoded against n; the others against the layout of the round's U1.
+ * is decoded against n; the others against the layout of the round's U1. One message
+ * carries at most one payload, so a round fits frames of fv_vagg_max_message(l) bytes
+ * (the daemons check it against their frame cap before the round starts).
  */
 #ifndef FV_VAGG_H
 #define FV_VAGG_H
@@ -93,11 +92,12 @@
 typedef enum {
     FV_VAGG_MSG_ADVERTISE = 1, /* phase 0, client -> server */
     FV_VAGG_MSG_KEYLIST = 2,   /* phase 1, server -> client */
-    FV_VAGG_MSG_PROOF = 3,     /* phase 1, client -> server */
-    FV_VAGG_MSG_FWD = 4,       /* phase 2, server -> client */
-    FV_VAGG_MSG_VSHARES = 5,   /* phase 2, client -> server */
-    FV_VAGG_MSG_SUMREQ = 6,    /* phase 3, server -> client */
-    FV_VAGG_MSG_AGGSHARE = 7,  /* phase 3, client -> server */
+    FV_VAGG_MSG_PROOF = 3,     /* phase 1, client -> server: header and signature */
+    FV_VAGG_MSG_PROOF_CT = 4,  /* phase 1, client -> server: one holder's ciphertext */
+    FV_VAGG_MSG_FWD = 5,       /* phase 2, server -> client: one prover's proof for it */
+    FV_VAGG_MSG_VSHARE = 6,    /* phase 2, client -> server: its check of one prover */
+    FV_VAGG_MSG_SUMREQ = 7,    /* phase 3, server -> client */
+    FV_VAGG_MSG_AGGSHARE = 8,  /* phase 3, client -> server */
 } fv_vagg_msg_type_t;
 
 typedef struct fv_vagg_params {
@@ -126,11 +126,11 @@ typedef struct fv_vagg_key {
     uint8_t sig[FV_SIGN_BYTES];
 } fv_vagg_key_t;
 typedef struct fv_vagg_item {
-    uint32_t peer;         /* PROOF: recipient; FWD: prover; VSHARES: prover; SUMREQ: id */
-    int32_t status;        /* VSHARES: 0 or the complaint's code */
+    uint32_t peer;         /* PROOF_CT: recipient; FWD, VSHARE: prover; SUMREQ: id */
+    int32_t status;        /* VSHARE: 0 or the complaint's code */
     const uint8_t *header; /* FWD: borrowed from the buffer */
     const uint8_t *sig;    /* FWD */
-    const uint8_t *data;   /* PROOF/FWD: ct; VSHARES: vshare (status 0); borrowed */
+    const uint8_t *data;   /* PROOF_CT, FWD: ct; VSHARE: vshare (status 0); borrowed */
     size_t len;
 } fv_vagg_item_t;
 typedef struct fv_vagg_msg {
@@ -143,9 +143,14 @@ typedef struct fv_vagg_msg {
     uint8_t sum_id[FV_HASH_BYTES]; /* SUMREQ */
     const uint8_t *data;           /* AGGSHARE; borrowed */
     size_t len;
-    fv_vagg_item_t *items; /* PROOF, FWD, VSHARES, SUMREQ */
+    fv_vagg_item_t item;   /* PROOF_CT, FWD, VSHARE */
+    uint32_t k;            /* FWD: how many FWDs this holder gets */
+    fv_vagg_item_t *items; /* SUMREQ */
     uint32_t count;
 } fv_vagg_msg_t;
+
+/* The largest message of a round of layout l (an FWD). */
+size_t fv_vagg_max_message(const fv_valid_layout_t *l);
 
 /* Phase of a type, or -1. */
 int fv_vagg_msg_phase(uint8_t type);
@@ -181,8 +186,8 @@ int fv_vagg_client_new(const fv_vagg_params_t *p, const fv_secagg_policy_t *poli
 void fv_vagg_client_free(fv_vagg_client_t *c); /* NULL-safe; wipes */
 /* Phase 0: ADVERTISE into out. */
 int fv_vagg_client_start(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t *d);
-/* The input (spec->dim integers), copied. Before or after KEYLIST: the PROOF goes out at
- * whichever of the two comes second (then from the call that set it, into out). */
+/* The input (spec->dim integers), copied. Before or after KEYLIST: the PROOF and its
+ * PROOF_CTs go out at whichever of the two comes second (from that call, into out). */
 int fv_vagg_client_set_input(fv_vagg_client_t *c, const int64_t *w, fv_secagg_outbox_t *out,
                              fv_diag_t *d);
 int fv_vagg_client_handle(fv_vagg_client_t *c, const uint8_t *msg, size_t len,

@@ -22,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "fv_evil.h"
 #include "secagg-int.h"
 
 int fv__vagg_verify_adv(const fv_vagg_params_t *p, uint32_t u, const uint8_t c_pk[FV_KX_PK_BYTES],
@@ -130,7 +131,9 @@ struct fv_vagg_client {
     fv_valid_layout_t lay;
     uint8_t *own_header;
     uint8_t *own_payload;
-    fv_valid_held_t **held; /* m, by rank */
+    fv_valid_held_t **held;  /* m, by rank */
+    uint32_t fwd_k, fwd_got; /* FWDs announced, received */
+    uint8_t *fwd_seen;       /* m, by rank */
 };
 
 static uint8_t *c_sk_of(fv_vagg_client_t *c)
@@ -178,6 +181,7 @@ void fv_vagg_client_free(fv_vagg_client_t *c)
     free(c->rank);
     free(c->own_header);
     free(c->held);
+    free(c->fwd_seen);
     free(c);
 }
 
@@ -250,40 +254,50 @@ int fv_vagg_client_start(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t
     return 0;
 }
 
-/* KEYLIST received and the input set: prove, seal, send PROOF. */
+#ifdef FV_EVIL_AGENT
+typedef struct evil_ud {
+    fv_vagg_client_t *c;
+    const uint8_t *ctx;
+} evil_ud_t;
+static int evil_prove_again(void *ud, const int64_t *w, fv_valid_proof_t **ret)
+{
+    evil_ud_t *e = ud;
+    return fv_valid_prove_unchecked(e->c->p.spec, e->c->m, e->c->t, e->ctx, w, e->c->rng, ret,
+                                    NULL);
+}
+#endif
+
+/* KEYLIST received and the input set: prove, seal, send PROOF and the PROOF_CTs. */
 static int client_prove(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t *d)
 {
     uint8_t ctx[FV_HASH_BYTES];
     fv_vagg_ctx(&c->p, c->id, c->u1, c->u1_cpk, c->m, ctx);
     fv_valid_proof_t *pf = NULL;
-    int rc = fv_valid_prove(c->p.spec, c->m, c->t, ctx, c->w, c->rng, &pf, d);
+    int rc;
+#ifdef FV_EVIL_AGENT
+    if (fv_evil_input(c->p.round, c->p.spec, c->w))
+        rc = fv_valid_prove_unchecked(c->p.spec, c->m, c->t, ctx, c->w, c->rng, &pf, d);
+    else
+#endif
+        rc = fv_valid_prove(c->p.spec, c->m, c->t, ctx, c->w, c->rng, &pf, d);
     wipe_free(c->w, (size_t)c->p.spec->dim * sizeof(*c->w));
     c->w = NULL;
     if (rc)
         return client_abort(c, rc);
+#ifdef FV_EVIL_AGENT
+    evil_ud_t eu = {c, ctx};
+    fv_evil_proof(c->p.round, c->p.spec, pf, evil_prove_again, &eu);
+#endif
     size_t ctl = pf->payload_len + FV_AEAD_TAG_BYTES;
     uint8_t sig[FV_SIGN_BYTES];
-    fv_vagg_item_t *items = calloc(c->m, sizeof(*items));
-    uint8_t *cts = malloc((size_t)c->m * ctl);
+    uint8_t *ct = malloc(ctl);
     c->own_header = malloc(pf->header_len);
     c->own_payload = malloc(pf->payload_len);
     rc = FV_ENOMEM;
-    if (!items || !cts || !c->own_header || !c->own_payload)
+    if (!ct || !c->own_header || !c->own_payload)
         goto out;
     memcpy(c->own_header, pf->header, pf->header_len);
     memcpy(c->own_payload, pf->payloads[c->my_x - 1], pf->payload_len);
-    uint32_t k = 0;
-    for (uint32_t r = 0; r < c->m; r++) {
-        if (r + 1 == c->my_x)
-            continue;
-        items[k].peer = c->u1[r];
-        items[k].data = cts + (size_t)k * ctl;
-        items[k].len = ctl;
-        if ((rc = fv_vagg_seal(&c->p, c->id, c->u1[r], pair_key(c, r), pf->payloads[r],
-                               pf->payload_len, cts + (size_t)k * ctl)) != 0)
-            goto out;
-        k++;
-    }
     if ((rc = fv_vagg_sign_proof(&c->p, c->id, pf->header, pf->header_len, c->sec, sig)) != 0)
         goto out;
     fv_vagg_msg_t m = {.type = FV_VAGG_MSG_PROOF,
@@ -292,13 +306,26 @@ static int client_prove(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t 
                        .from = c->id,
                        .to = FV_SECAGG_SERVER,
                        .header = pf->header,
-                       .sig = sig,
-                       .items = items,
-                       .count = k};
-    rc = push_msg(out, FV_SECAGG_SERVER, &m, &c->lay);
+                       .sig = sig};
+    if ((rc = push_msg(out, FV_SECAGG_SERVER, &m, &c->lay)) != 0)
+        goto out;
+    for (uint32_t r = 0; r < c->m; r++) {
+        if (r + 1 == c->my_x)
+            continue;
+        if ((rc = fv_vagg_seal(&c->p, c->id, c->u1[r], pair_key(c, r), pf->payloads[r],
+                               pf->payload_len, ct)) != 0)
+            goto out;
+        fv_vagg_msg_t cm = {.type = FV_VAGG_MSG_PROOF_CT,
+                            .job_id = c->p.job_id,
+                            .round = c->p.round,
+                            .from = c->id,
+                            .to = FV_SECAGG_SERVER};
+        cm.item = (fv_vagg_item_t){.peer = c->u1[r], .data = ct, .len = ctl};
+        if ((rc = push_msg(out, FV_SECAGG_SERVER, &cm, &c->lay)) != 0)
+            goto out;
+    }
 out:
-    free(items);
-    wipe_free(cts, (size_t)c->m * ctl);
+    wipe_free(ct, ctl);
     fv_valid_proof_free(pf);
     if (rc)
         return client_abort(c, rc);
@@ -329,7 +356,8 @@ static int client_on_keylist(fv_vagg_client_t *c, const fv_vagg_msg_t *m, fv_sec
     c->u1 = malloc((size_t)cnt * sizeof(*c->u1));
     c->u1_cpk = malloc((size_t)cnt * FV_KX_PK_BYTES);
     c->held = calloc(cnt, sizeof(*c->held));
-    if (!c->u1 || !c->u1_cpk || !c->held)
+    c->fwd_seen = calloc(cnt, 1);
+    if (!c->u1 || !c->u1_cpk || !c->held || !c->fwd_seen)
         return client_abort(c, FV_ENOMEM);
     c->m = cnt;
     for (uint32_t i = 0; i < cnt; i++) {
@@ -398,70 +426,71 @@ static int client_check_one(fv_vagg_client_t *c, uint32_t u, const uint8_t *head
     return rc;
 }
 
-static int client_on_fwd(fv_vagg_client_t *c, const fv_vagg_msg_t *m, fv_secagg_outbox_t *out,
-                         fv_diag_t *d)
+static int push_vshare(fv_vagg_client_t *c, uint32_t u, int status, const uint8_t *vs, size_t vl,
+                       fv_secagg_outbox_t *out)
 {
-    fv_vagg_item_t *items = calloc((size_t)m->count + 1, sizeof(*items));
-    uint8_t **vss = calloc((size_t)m->count + 1, sizeof(*vss));
-    uint8_t *pt = malloc(c->lay.payload_bytes);
-    uint8_t *seen = calloc(c->p.n_clients, 1);
-    int rc = FV_ENOMEM;
-    uint32_t k = 0;
-    if (!items || !vss || !pt || !seen)
-        goto out;
-    for (uint32_t i = 0; i < m->count; i++) {
-        const fv_vagg_item_t *it = &m->items[i];
-        uint32_t u = it->peer;
-        if (u >= c->p.n_clients || c->rank[u] < 0 || u == c->id || seen[u]) {
-            rc = fv_diag_set(d, FV_EPEER, "vagg forward: prover %u unknown, ours or repeated", u);
-            goto out;
-        }
-        seen[u] = 1;
-        items[k].peer = u;
-        fv_diag_t dd;
-        int st;
-        if (fv__vagg_verify_proof(&c->p, u, it->header, c->lay.header_bytes, it->sig) != 0)
-            st = FV_EAUTH;
-        else if (fv_vagg_open(&c->p, u, c->id, pair_key(c, (uint32_t)c->rank[u]), it->data, it->len,
-                              pt) != 0)
-            st = FV_EAUTH;
-        else
-            st = client_check_one(c, u, it->header, pt, &vss[k], &items[k].len, &dd);
-        items[k].status = st;
-        items[k].data = vss[k];
-        k++;
-    }
-    /* our own proof, checked like the others */
-    items[k].peer = c->id;
-    items[k].status =
-        client_check_one(c, c->id, c->own_header, c->own_payload, &vss[k], &items[k].len, d);
-    items[k].data = vss[k];
-    if (items[k].status != 0) {
-        rc = items[k].status; /* our own proof fails our own check: a bug, never send */
-        goto out;
-    }
-    k++;
-    wipe_free(c->own_payload, c->lay.payload_bytes);
-    c->own_payload = NULL;
-    fv_vagg_msg_t r = {.type = FV_VAGG_MSG_VSHARES,
+    fv_vagg_msg_t r = {.type = FV_VAGG_MSG_VSHARE,
                        .job_id = c->p.job_id,
                        .round = c->p.round,
                        .from = c->id,
-                       .to = FV_SECAGG_SERVER,
-                       .items = items,
-                       .count = k};
-    rc = push_msg(out, FV_SECAGG_SERVER, &r, &c->lay);
-out:
-    if (vss)
-        for (uint32_t i = 0; i <= m->count; i++)
-            free(vss[i]);
-    free(vss);
-    free(items);
+                       .to = FV_SECAGG_SERVER};
+    r.item = (fv_vagg_item_t){.peer = u, .status = status, .data = vs, .len = vl};
+    return push_msg(out, FV_SECAGG_SERVER, &r, &c->lay);
+}
+
+static int client_on_fwd(fv_vagg_client_t *c, const fv_vagg_msg_t *m, fv_secagg_outbox_t *out,
+                         fv_diag_t *d)
+{
+    const fv_vagg_item_t *it = &m->item;
+    uint32_t u = it->peer;
+    int rc;
+    if (m->k > c->m - 1 || (c->fwd_k && m->k != c->fwd_k))
+        return client_abort(c, fv_diag_set(d, FV_EPROTO,
+                                           "vagg forward: %u provers announced (%u before, %u "
+                                           "holders)",
+                                           m->k, c->fwd_k, c->m));
+    if (u >= c->p.n_clients || c->rank[u] < 0 || u == c->id || c->fwd_seen[c->rank[u]])
+        return client_abort(
+            c, fv_diag_set(d, FV_EPEER, "vagg forward: prover %u unknown, ours or repeated", u));
+    uint8_t *vs = NULL;
+    size_t vl = 0;
+    if (c->fwd_k == 0) {
+        /* first FWD: our own proof, checked like the others (an honest agent never sends
+         * a check of its own proof that fails: that would be a bug, so it aborts) */
+        c->fwd_k = m->k;
+        if ((rc = client_check_one(c, c->id, c->own_header, c->own_payload, &vs, &vl, d)) != 0)
+            return client_abort(c, rc);
+        rc = push_vshare(c, c->id, 0, vs, vl, out);
+        free(vs);
+        vs = NULL;
+        wipe_free(c->own_payload, c->lay.payload_bytes);
+        c->own_payload = NULL;
+        if (rc)
+            return client_abort(c, rc);
+    }
+    c->fwd_seen[c->rank[u]] = 1;
+    c->fwd_got++;
+    uint8_t *pt = malloc(c->lay.payload_bytes);
+    if (!pt)
+        return client_abort(c, FV_ENOMEM);
+    fv_diag_t dd;
+    int st;
+    if (fv__vagg_verify_proof(&c->p, u, it->header, c->lay.header_bytes, it->sig) != 0)
+        st = FV_EAUTH;
+    else if (fv_vagg_open(&c->p, u, c->id, pair_key(c, (uint32_t)c->rank[u]), it->data, it->len,
+                          pt) != 0)
+        st = FV_EAUTH;
+    else
+        st = client_check_one(c, u, it->header, pt, &vs, &vl, &dd);
     wipe_free(pt, c->lay.payload_bytes);
-    free(seen);
+    if (st == FV_ENOMEM)
+        return client_abort(c, st);
+    rc = push_vshare(c, u, st, st == 0 ? vs : NULL, st == 0 ? vl : 0, out);
+    free(vs);
     if (rc)
         return client_abort(c, rc);
-    c->phase = 3;
+    if (c->fwd_got == c->fwd_k)
+        c->phase = 3;
     return 0;
 }
 
@@ -573,6 +602,9 @@ struct fv_vagg_server {
     /* phase 1: per prover rank */
     bool *proved;
     uint8_t **hdr, **psig, **cts; /* cts: m ciphertexts by holder rank (own slot unused) */
+    uint32_t *n_ct;               /* PROOF_CTs received per prover */
+    uint8_t *ct_seen;             /* m x m: prover rank x holder rank */
+    uint32_t *n_vsh;              /* VSHAREs received per holder */
     /* phase 2: vshares[prover rank * m + holder rank] */
     bool *checked;
     uint8_t **vsh;
@@ -612,6 +644,9 @@ void fv_vagg_server_free(fv_vagg_server_t *s)
     free(s->u1);
     free(s->rank);
     free(s->proved);
+    free(s->n_ct);
+    free(s->ct_seen);
+    free(s->n_vsh);
     free(s->hdr);
     free(s->psig);
     free(s->cts);
@@ -729,77 +764,56 @@ static int server_on_msg(fv_vagg_server_t *s, const fv_vagg_msg_t *m, fv_diag_t 
         return fv_diag_set(d, FV_EPEER, "vagg: client %u is not in this round", u);
     uint32_t r = (uint32_t)s->rank[u];
     switch (m->type) {
-    case FV_VAGG_MSG_PROOF: {
-        if (s->proved[r])
+    case FV_VAGG_MSG_PROOF:
+        if (s->hdr[r])
             return fv_diag_set(d, FV_EDUP, "vagg: client %u sent two proofs", u);
-        if (m->count != s->m - 1)
-            return fv_diag_set(d, FV_EPROTO,
-                               "vagg: client %u's proof has %u ciphertexts for %u "
-                               "holders",
-                               u, m->count, s->m - 1);
-        uint32_t k = 0;
-        for (uint32_t h = 0; h < s->m; h++) {
-            if (h == r)
-                continue;
-            if (m->items[k].peer != s->u1[h])
-                return fv_diag_set(d, FV_EPROTO,
-                                   "vagg: client %u's ciphertext %u is not for "
-                                   "holder %u",
-                                   u, k, s->u1[h]);
-            k++;
-        }
         if (fv__vagg_verify_proof(&s->p, u, m->header, s->lay.header_bytes, m->sig) != 0)
             return fv_diag_set(d, FV_EAUTH, "vagg: client %u's proof header is not signed by it",
                                u);
-        size_t ctl = s->lay.payload_bytes + FV_AEAD_TAG_BYTES;
         s->hdr[r] = malloc(s->lay.header_bytes);
         s->psig[r] = malloc(FV_SIGN_BYTES);
-        s->cts[r] = malloc((size_t)s->m * ctl);
+        s->cts[r] = malloc((size_t)s->m * (s->lay.payload_bytes + FV_AEAD_TAG_BYTES));
         if (!s->hdr[r] || !s->psig[r] || !s->cts[r])
             return FV_ENOMEM;
         memcpy(s->hdr[r], m->header, s->lay.header_bytes);
         memcpy(s->psig[r], m->sig, FV_SIGN_BYTES);
-        k = 0;
-        for (uint32_t h = 0; h < s->m; h++) {
-            if (h == r)
-                continue;
-            memcpy(s->cts[r] + (size_t)h * ctl, m->items[k++].data, ctl);
-        }
-        s->proved[r] = true;
+        return 0;
+    case FV_VAGG_MSG_PROOF_CT: {
+        uint32_t v = m->item.peer;
+        if (!s->hdr[r])
+            return fv_diag_set(d, FV_EPROTO, "vagg: client %u sent a ciphertext before its proof",
+                               u);
+        if (v >= s->n || s->rank[v] < 0 || v == u)
+            return fv_diag_set(d, FV_EPEER, "vagg: client %u's ciphertext for %u, not a holder", u,
+                               v);
+        uint32_t h = (uint32_t)s->rank[v];
+        if (s->ct_seen[(size_t)r * s->m + h])
+            return fv_diag_set(d, FV_EDUP, "vagg: client %u sent two ciphertexts for %u", u, v);
+        size_t ctl = s->lay.payload_bytes + FV_AEAD_TAG_BYTES;
+        memcpy(s->cts[r] + (size_t)h * ctl, m->item.data, ctl);
+        s->ct_seen[(size_t)r * s->m + h] = 1;
+        s->n_ct[r]++;
         return 0;
     }
-    case FV_VAGG_MSG_VSHARES: {
+    case FV_VAGG_MSG_VSHARE: {
+        uint32_t p = m->item.peer;
         if (!s->proved[r])
             return fv_diag_set(d, FV_EPEER, "vagg: client %u was not asked to check", u);
-        if (s->checked[r])
-            return fv_diag_set(d, FV_EDUP, "vagg: client %u checked twice", u);
-        /* validate first, then store */
-        uint8_t *seen = calloc(s->m, 1);
-        if (!seen)
-            return FV_ENOMEM;
-        int rc = 0;
-        for (uint32_t i = 0; i < m->count && rc == 0; i++) {
-            uint32_t p = m->items[i].peer;
-            if (p >= s->n || s->rank[p] < 0 || !s->proved[s->rank[p]] || seen[s->rank[p]])
-                rc = fv_diag_set(d, FV_EPROTO, "vagg: client %u's check %u names prover %u", u, i,
-                                 p);
-            else
-                seen[s->rank[p]] = 1;
+        if (p >= s->n || s->rank[p] < 0 || !s->proved[s->rank[p]])
+            return fv_diag_set(d, FV_EPROTO, "vagg: client %u's check names prover %u", u, p);
+        size_t slot = (size_t)s->rank[p] * s->m + r;
+        if (s->vst[slot] != 1)
+            return fv_diag_set(d, FV_EDUP, "vagg: client %u checked prover %u twice", u, p);
+        if (p == u && m->item.status != 0)
+            return fv_diag_set(d, FV_EPROTO, "vagg: client %u complains about its own proof", u);
+        s->vst[slot] = m->item.status;
+        if (m->item.status == 0) {
+            if (!(s->vsh[slot] = malloc(s->lay.vshare_bytes)))
+                return FV_ENOMEM;
+            memcpy(s->vsh[slot], m->item.data, s->lay.vshare_bytes);
         }
-        free(seen);
-        if (rc)
-            return rc;
-        for (uint32_t i = 0; i < m->count; i++) {
-            uint32_t pr = (uint32_t)s->rank[m->items[i].peer];
-            size_t slot = (size_t)pr * s->m + r;
-            s->vst[slot] = m->items[i].status;
-            if (m->items[i].status == 0) {
-                if (!(s->vsh[slot] = malloc(s->lay.vshare_bytes)))
-                    return FV_ENOMEM;
-                memcpy(s->vsh[slot], m->items[i].data, s->lay.vshare_bytes);
-            }
-        }
-        s->checked[r] = true;
+        if (++s->n_vsh[r] == s->size[2])
+            s->checked[r] = true;
         return 0;
     }
     case FV_VAGG_MSG_AGGSHARE:
@@ -856,6 +870,9 @@ static int close_adv(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
     s->u1 = malloc((size_t)m * sizeof(*s->u1));
     fv_vagg_key_t *keys = malloc((size_t)m * sizeof(*keys));
     s->proved = calloc(m, sizeof(*s->proved));
+    s->n_ct = calloc(m, sizeof(*s->n_ct));
+    s->ct_seen = calloc((size_t)m * m, 1);
+    s->n_vsh = calloc(m, sizeof(*s->n_vsh));
     s->hdr = calloc(m, sizeof(*s->hdr));
     s->psig = calloc(m, sizeof(*s->psig));
     s->cts = calloc(m, sizeof(*s->cts));
@@ -868,8 +885,9 @@ static int close_adv(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
     s->asked = calloc(m, sizeof(*s->asked));
     s->agg = calloc(m, sizeof(*s->agg));
     s->V = malloc((size_t)m * sizeof(*s->V));
-    if (!s->u1 || !keys || !s->proved || !s->hdr || !s->psig || !s->cts || !s->checked || !s->vsh ||
-        !s->vst || !s->verdict || !s->complaints || !s->decided || !s->asked || !s->agg || !s->V) {
+    if (!s->u1 || !keys || !s->proved || !s->n_ct || !s->ct_seen || !s->n_vsh || !s->hdr ||
+        !s->psig || !s->cts || !s->checked || !s->vsh || !s->vst || !s->verdict || !s->complaints ||
+        !s->decided || !s->asked || !s->agg || !s->V) {
         free(keys);
         return server_abort(s, FV_ENOMEM);
     }
@@ -907,41 +925,36 @@ static int close_adv(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
 static int close_proof(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
 {
     uint32_t c = 0;
-    for (uint32_t r = 0; r < s->m; r++)
+    for (uint32_t r = 0; r < s->m; r++) {
+        s->proved[r] = s->hdr[r] != NULL && s->n_ct[r] == s->m - 1;
         c += s->proved[r];
+    }
     s->size[2] = c;
     if (c < s->t)
         return server_abort(
             s, fv_diag_set(d, FV_ETHRESHOLD, "vagg: %u proofs, threshold %u", c, s->t));
     size_t ctl = s->lay.payload_bytes + FV_AEAD_TAG_BYTES;
-    fv_vagg_item_t *items = calloc(s->m, sizeof(*items));
-    if (!items)
-        return server_abort(s, FV_ENOMEM);
     int rc = 0;
     for (uint32_t h = 0; h < s->m && rc == 0; h++) {
         if (!s->proved[h])
             continue;
-        uint32_t k = 0;
-        for (uint32_t r = 0; r < s->m; r++) {
+        for (uint32_t r = 0; r < s->m && rc == 0; r++) {
             if (r == h || !s->proved[r])
                 continue;
-            items[k].peer = s->u1[r];
-            items[k].header = s->hdr[r];
-            items[k].sig = s->psig[r];
-            items[k].data = s->cts[r] + (size_t)h * ctl;
-            items[k].len = ctl;
-            k++;
+            fv_vagg_msg_t msg = {.type = FV_VAGG_MSG_FWD,
+                                 .job_id = s->p.job_id,
+                                 .round = s->p.round,
+                                 .from = FV_SECAGG_SERVER,
+                                 .to = s->u1[h],
+                                 .k = c - 1};
+            msg.item = (fv_vagg_item_t){.peer = s->u1[r],
+                                        .header = s->hdr[r],
+                                        .sig = s->psig[r],
+                                        .data = s->cts[r] + (size_t)h * ctl,
+                                        .len = ctl};
+            rc = push_msg(out, s->u1[h], &msg, &s->lay);
         }
-        fv_vagg_msg_t msg = {.type = FV_VAGG_MSG_FWD,
-                             .job_id = s->p.job_id,
-                             .round = s->p.round,
-                             .from = FV_SECAGG_SERVER,
-                             .to = s->u1[h],
-                             .items = items,
-                             .count = k};
-        rc = push_msg(out, s->u1[h], &msg, &s->lay);
     }
-    free(items);
     for (uint32_t r = 0; r < s->m; r++) {
         free(s->cts[r]);
         s->cts[r] = NULL;

@@ -1,13 +1,14 @@
 /* vagg_wire.c - byte format of the validated-aggregation messages (fv_vagg.h, "Wire
  * format"), the context, the signatures and the payload AEAD.
  *
- * Decoding is against the layout of the round's U1: every entry of PROOF, FWD, VSHARES and
- * AGGSHARE has a length both sides know, so the decoder walks the counts (each <= n)
- * with the exact remaining length before it allocates the item array; byte fields are
- * borrowed from the caller's buffer. KEYLIST's entries are fixed-size.
+ * Decoding is against the layout of the round's U1: PROOF, PROOF_CT, FWD, VSHARE and
+ * AGGSHARE have lengths both sides know, checked exactly; KEYLIST and SUMREQ carry a count
+ * (<= n) checked against the exact remaining length before the array is allocated. Byte
+ * fields are borrowed from the caller's buffer.
  */
 #include "fv_vagg.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +27,10 @@ int fv_vagg_msg_phase(uint8_t type)
         return 0;
     case FV_VAGG_MSG_KEYLIST:
     case FV_VAGG_MSG_PROOF:
+    case FV_VAGG_MSG_PROOF_CT:
         return 1;
     case FV_VAGG_MSG_FWD:
-    case FV_VAGG_MSG_VSHARES:
+    case FV_VAGG_MSG_VSHARE:
         return 2;
     case FV_VAGG_MSG_SUMREQ:
     case FV_VAGG_MSG_AGGSHARE:
@@ -36,6 +38,14 @@ int fv_vagg_msg_phase(uint8_t type)
     default:
         return -1;
     }
+}
+
+size_t fv_vagg_max_message(const fv_valid_layout_t *l)
+{
+    size_t fwd = HDR + 8 + l->header_bytes + FV_SIGN_BYTES + l->payload_bytes + FV_AEAD_TAG_BYTES;
+    size_t vsh = HDR + 8 + l->vshare_bytes, agg = HDR + l->aggshare_bytes;
+    size_t mx = fwd > vsh ? fwd : vsh;
+    return mx > agg ? mx : agg;
 }
 
 void fv_vagg_msg_close(fv_vagg_msg_t *m)
@@ -61,9 +71,13 @@ int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *
     ret->round = fv__get_u64(buf + 16);
     ret->from = fv__get_u32(buf + 24);
     ret->to = fv__get_u32(buf + 28);
-    const uint8_t *p = buf + HDR, *end = buf + len;
+    const uint8_t *p = buf + HDR;
     size_t rest = len - HDR;
     int rc;
+    if (ret->type >= FV_VAGG_MSG_PROOF && ret->type != FV_VAGG_MSG_SUMREQ &&
+        ret->type <= FV_VAGG_MSG_AGGSHARE && (rc = need_layout(l, d)) != 0)
+        return rc;
+    size_t ct = l ? l->payload_bytes + FV_AEAD_TAG_BYTES : 0;
     switch (ret->type) {
     case FV_VAGG_MSG_ADVERTISE:
         if (rest != FV_KX_PK_BYTES + FV_SIGN_BYTES)
@@ -90,81 +104,51 @@ int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *
         return 0;
     }
     case FV_VAGG_MSG_PROOF:
-    case FV_VAGG_MSG_FWD: {
-        if ((rc = need_layout(l, d)) != 0)
-            return rc;
-        size_t ct = l->payload_bytes + FV_AEAD_TAG_BYTES;
-        size_t pre = ret->type == FV_VAGG_MSG_PROOF ? l->header_bytes + FV_SIGN_BYTES : 0;
-        size_t entry =
-            ret->type == FV_VAGG_MSG_PROOF ? 4 + ct : 4 + l->header_bytes + FV_SIGN_BYTES + ct;
-        if (rest < pre + 4)
+        if (rest != l->header_bytes + FV_SIGN_BYTES)
             goto bad;
-        if (pre) {
-            ret->header = p;
-            ret->sig = p + l->header_bytes;
-            p += pre;
-        }
-        uint32_t c = fv__get_u32(p);
-        p += 4;
-        if (c > n || (size_t)(end - p) != (size_t)c * entry)
-            goto bad;
-        if (c && !(ret->items = calloc(c, sizeof(*ret->items))))
-            return FV_ENOMEM;
-        for (uint32_t i = 0; i < c; i++, p += entry) {
-            fv_vagg_item_t *it = &ret->items[i];
-            it->peer = fv__get_u32(p);
-            const uint8_t *q = p + 4;
-            if (ret->type == FV_VAGG_MSG_FWD) {
-                it->header = q;
-                it->sig = q + l->header_bytes;
-                q += l->header_bytes + FV_SIGN_BYTES;
-            }
-            it->data = q;
-            it->len = ct;
-        }
-        ret->count = c;
+        ret->header = p;
+        ret->sig = p + l->header_bytes;
         return 0;
-    }
-    case FV_VAGG_MSG_VSHARES: {
-        if ((rc = need_layout(l, d)) != 0)
-            return rc;
-        if (rest < 4)
+    case FV_VAGG_MSG_PROOF_CT:
+        if (rest != 4 + ct)
             goto bad;
-        uint32_t c = fv__get_u32(p);
-        p += 4;
-        if (c > n)
-            goto bad;
-        if (c && !(ret->items = calloc(c, sizeof(*ret->items))))
-            return FV_ENOMEM;
-        ret->count = c;
-        for (uint32_t i = 0; i < c; i++) {
-            if ((size_t)(end - p) < 8)
-                goto bad_free;
-            fv_vagg_item_t *it = &ret->items[i];
-            it->peer = fv__get_u32(p);
-            it->status = (int32_t)fv__get_u32(p + 4);
-            p += 8;
-            if (it->status > 0 || it->status < -20000)
-                goto bad_free;
-            if (it->status == 0) {
-                if ((size_t)(end - p) < l->vshare_bytes)
-                    goto bad_free;
-                it->data = p;
-                it->len = l->vshare_bytes;
-                p += l->vshare_bytes;
-            }
-        }
-        if (p != end)
-            goto bad_free;
+        ret->item.peer = fv__get_u32(p);
+        ret->item.data = p + 4;
+        ret->item.len = ct;
         return 0;
-    }
+    case FV_VAGG_MSG_FWD:
+        if (rest != 8 + l->header_bytes + FV_SIGN_BYTES + ct)
+            goto bad;
+        ret->k = fv__get_u32(p);
+        if (ret->k < 1 || ret->k > n)
+            goto bad;
+        ret->item.peer = fv__get_u32(p + 4);
+        ret->item.header = p + 8;
+        ret->item.sig = p + 8 + l->header_bytes;
+        ret->item.data = p + 8 + l->header_bytes + FV_SIGN_BYTES;
+        ret->item.len = ct;
+        return 0;
+    case FV_VAGG_MSG_VSHARE:
+        if (rest < 8)
+            goto bad;
+        ret->item.peer = fv__get_u32(p);
+        ret->item.status = (int32_t)fv__get_u32(p + 4);
+        if (ret->item.status > 0 || ret->item.status < -20000)
+            goto bad;
+        if (rest != 8 + (ret->item.status == 0 ? l->vshare_bytes : 0))
+            goto bad;
+        if (ret->item.status == 0) {
+            ret->item.data = p + 8;
+            ret->item.len = l->vshare_bytes;
+        }
+        return 0;
     case FV_VAGG_MSG_SUMREQ: {
         if (rest < FV_HASH_BYTES + 4)
             goto bad;
         memcpy(ret->sum_id, p, FV_HASH_BYTES);
         uint32_t c = fv__get_u32(p + FV_HASH_BYTES);
         p += FV_HASH_BYTES + 4;
-        if (c < 1 || c > n || (size_t)(end - p) != (size_t)c * 4)
+        if (c < 1 || c > n || rest - FV_HASH_BYTES - 4 != (size_t)c * 4)
             goto bad;
         if (!(ret->items = calloc(c, sizeof(*ret->items))))
             return FV_ENOMEM;
@@ -174,8 +158,6 @@ int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *
         return 0;
     }
     case FV_VAGG_MSG_AGGSHARE:
-        if ((rc = need_layout(l, d)) != 0)
-            return rc;
         if (rest != l->aggshare_bytes)
             goto bad;
         ret->data = p;
@@ -184,10 +166,8 @@ int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *
     default:
         return fv_diag_set(d, FV_EPROTO, "vagg message: unknown type %u", ret->type);
     }
-bad_free:
-    fv_vagg_msg_close(ret);
 bad:
-    return fv_diag_set(d, FV_EPROTO, "vagg message type %u: %zu bytes do not match its counts",
+    return fv_diag_set(d, FV_EPROTO, "vagg message type %u: %zu bytes do not match its layout",
                        buf[4], len);
 }
 
@@ -195,6 +175,9 @@ int fv_vagg_msg_encode(const fv_vagg_msg_t *m, const fv_valid_layout_t *l, uint8
                        size_t *ret_len)
 {
     size_t len = HDR, ct = l ? l->payload_bytes + FV_AEAD_TAG_BYTES : 0;
+    bool layout_needed = m->type >= FV_VAGG_MSG_PROOF && m->type != FV_VAGG_MSG_SUMREQ;
+    if (layout_needed && !l)
+        return FV_EINVAL;
     switch (m->type) {
     case FV_VAGG_MSG_ADVERTISE:
         len += FV_KX_PK_BYTES + FV_SIGN_BYTES;
@@ -203,27 +186,28 @@ int fv_vagg_msg_encode(const fv_vagg_msg_t *m, const fv_valid_layout_t *l, uint8
         len += 4 + (size_t)m->count * KEY_ENTRY;
         break;
     case FV_VAGG_MSG_PROOF:
-        if (!l)
+        len += l->header_bytes + FV_SIGN_BYTES;
+        break;
+    case FV_VAGG_MSG_PROOF_CT:
+        if (m->item.len != ct)
             return FV_EINVAL;
-        len += l->header_bytes + FV_SIGN_BYTES + 4 + (size_t)m->count * (4 + ct);
+        len += 4 + ct;
         break;
     case FV_VAGG_MSG_FWD:
-        if (!l)
+        if (m->item.len != ct)
             return FV_EINVAL;
-        len += 4 + (size_t)m->count * (4 + l->header_bytes + FV_SIGN_BYTES + ct);
+        len += 8 + l->header_bytes + FV_SIGN_BYTES + ct;
         break;
-    case FV_VAGG_MSG_VSHARES:
-        if (!l)
+    case FV_VAGG_MSG_VSHARE:
+        if (m->item.status == 0 && m->item.len != l->vshare_bytes)
             return FV_EINVAL;
-        len += 4;
-        for (uint32_t i = 0; i < m->count; i++)
-            len += 8 + (m->items[i].status == 0 ? l->vshare_bytes : 0);
+        len += 8 + (m->item.status == 0 ? l->vshare_bytes : 0);
         break;
     case FV_VAGG_MSG_SUMREQ:
         len += FV_HASH_BYTES + 4 + (size_t)m->count * 4;
         break;
     case FV_VAGG_MSG_AGGSHARE:
-        if (!l || m->len != l->aggshare_bytes)
+        if (m->len != l->aggshare_bytes)
             return FV_EINVAL;
         len += m->len;
         break;
@@ -256,41 +240,23 @@ int fv_vagg_msg_encode(const fv_vagg_msg_t *m, const fv_valid_layout_t *l, uint8
     case FV_VAGG_MSG_PROOF:
         memcpy(p, m->header, l->header_bytes);
         memcpy(p + l->header_bytes, m->sig, FV_SIGN_BYTES);
-        p += l->header_bytes + FV_SIGN_BYTES;
-        /* fall through */
-    case FV_VAGG_MSG_FWD:
-        fv__put_u32(p, m->count);
-        p += 4;
-        for (uint32_t i = 0; i < m->count; i++) {
-            const fv_vagg_item_t *it = &m->items[i];
-            if (it->len != ct)
-                goto inval;
-            fv__put_u32(p, it->peer);
-            p += 4;
-            if (m->type == FV_VAGG_MSG_FWD) {
-                memcpy(p, it->header, l->header_bytes);
-                memcpy(p + l->header_bytes, it->sig, FV_SIGN_BYTES);
-                p += l->header_bytes + FV_SIGN_BYTES;
-            }
-            memcpy(p, it->data, ct);
-            p += ct;
-        }
         break;
-    case FV_VAGG_MSG_VSHARES:
-        fv__put_u32(p, m->count);
-        p += 4;
-        for (uint32_t i = 0; i < m->count; i++) {
-            const fv_vagg_item_t *it = &m->items[i];
-            fv__put_u32(p, it->peer);
-            fv__put_u32(p + 4, (uint32_t)it->status);
-            p += 8;
-            if (it->status == 0) {
-                if (it->len != l->vshare_bytes)
-                    goto inval;
-                memcpy(p, it->data, it->len);
-                p += it->len;
-            }
-        }
+    case FV_VAGG_MSG_PROOF_CT:
+        fv__put_u32(p, m->item.peer);
+        memcpy(p + 4, m->item.data, ct);
+        break;
+    case FV_VAGG_MSG_FWD:
+        fv__put_u32(p, m->k);
+        fv__put_u32(p + 4, m->item.peer);
+        memcpy(p + 8, m->item.header, l->header_bytes);
+        memcpy(p + 8 + l->header_bytes, m->item.sig, FV_SIGN_BYTES);
+        memcpy(p + 8 + l->header_bytes + FV_SIGN_BYTES, m->item.data, ct);
+        break;
+    case FV_VAGG_MSG_VSHARE:
+        fv__put_u32(p, m->item.peer);
+        fv__put_u32(p + 4, (uint32_t)m->item.status);
+        if (m->item.status == 0)
+            memcpy(p + 8, m->item.data, l->vshare_bytes);
         break;
     case FV_VAGG_MSG_SUMREQ:
         memcpy(p, m->sum_id, FV_HASH_BYTES);
@@ -306,9 +272,6 @@ int fv_vagg_msg_encode(const fv_vagg_msg_t *m, const fv_valid_layout_t *l, uint8
     *ret = b;
     *ret_len = len;
     return 0;
-inval:
-    free(b);
-    return FV_EINVAL;
 }
 
 /* ---- context, signatures, AEAD ------------------------------------------------------------- */

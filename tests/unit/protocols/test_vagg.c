@@ -95,7 +95,15 @@ static uint8_t *evil_adv(evil_t *e, size_t *len)
 static void rehash(const fv_valid_layout_t *l, const uint8_t ctx[32], uint8_t *header, uint32_t x,
                    const uint8_t *payload);
 
-static uint8_t *evil_proof(evil_t *e, const uint8_t *keylist, size_t kl, size_t *len)
+static void push(fv_secagg_outbox_t *o, const fv_vagg_msg_t *m, const fv_valid_layout_t *l)
+{
+    uint8_t *b;
+    size_t len;
+    CHECK_OK(fv_vagg_msg_encode(m, l, &b, &len), NULL);
+    CHECK_OK(fv__secagg_outbox_push(o, FV_SECAGG_SERVER, b, len), NULL);
+}
+
+static void evil_proof(evil_t *e, const uint8_t *keylist, size_t kl, fv_secagg_outbox_t *up)
 {
     fv_vagg_msg_t km;
     CHECK_OK(fv_vagg_msg_decode(keylist, kl, NULL, N, &km, NULL), NULL);
@@ -170,18 +178,7 @@ static uint8_t *evil_proof(evil_t *e, const uint8_t *keylist, size_t kl, size_t 
         }
     }
     size_t ctl = e->lay.payload_bytes + FV_AEAD_TAG_BYTES;
-    uint8_t *cts = malloc((size_t)e->m * ctl);
-    fv_vagg_item_t items[N];
-    uint32_t k = 0;
-    for (uint32_t r = 0; r < e->m; r++) {
-        if (r + 1 == e->my_x)
-            continue;
-        items[k] = (fv_vagg_item_t){.peer = e->u1[r], .data = cts + k * ctl, .len = ctl};
-        CHECK_OK(fv_vagg_seal(&e->p, EVIL, e->u1[r], e->keys + 32 * r, payload_src[r],
-                              pf->payload_len, cts + k * ctl),
-                 NULL);
-        k++;
-    }
+    uint8_t *ct = malloc(ctl);
     uint8_t sig[64];
     if (e->a == SIGN_OTHER) {
         uint8_t h2[4096];
@@ -198,11 +195,23 @@ static uint8_t *evil_proof(evil_t *e, const uint8_t *keylist, size_t kl, size_t 
                         .from = EVIL,
                         .to = FV_SECAGG_SERVER,
                         .header = pf->header,
-                        .sig = sig,
-                        .items = items,
-                        .count = k};
-    uint8_t *b;
-    CHECK_OK(fv_vagg_msg_encode(&pm, &e->lay, &b, len), NULL);
+                        .sig = sig};
+    push(up, &pm, &e->lay);
+    for (uint32_t r = 0; r < e->m; r++) {
+        if (r + 1 == e->my_x)
+            continue;
+        CHECK_OK(fv_vagg_seal(&e->p, EVIL, e->u1[r], e->keys + 32 * r, payload_src[r],
+                              pf->payload_len, ct),
+                 NULL);
+        fv_vagg_msg_t cm = {.type = FV_VAGG_MSG_PROOF_CT,
+                            .job_id = e->p.job_id,
+                            .round = e->p.round,
+                            .from = EVIL,
+                            .to = FV_SECAGG_SERVER};
+        cm.item = (fv_vagg_item_t){.peer = e->u1[r], .data = ct, .len = ctl};
+        push(up, &cm, &e->lay);
+    }
+    free(ct);
     /* keep our own share to act as a holder */
     fv_valid_held_free(e->held[e->my_x - 1]);
     e->held[e->my_x - 1] = NULL;
@@ -212,10 +221,8 @@ static uint8_t *evil_proof(evil_t *e, const uint8_t *keylist, size_t kl, size_t 
                               pf->payloads[e->my_x - 1], pf->payload_len, &e->held[e->my_x - 1],
                               &e->own_vs, &e->own_vl, &d) != 0)
         e->own_vs = NULL;
-    free(cts);
     fv_valid_proof_free(pf);
     fv_valid_proof_free(other);
-    return b;
 }
 
 static void rehash(const fv_valid_layout_t *l, const uint8_t ctx[32], uint8_t *header, uint32_t x,
@@ -243,53 +250,45 @@ static void rehash(const fv_valid_layout_t *l, const uint8_t ctx[32], uint8_t *h
     }
 }
 
-/* As a holder: honest checks, or garbage. */
-static uint8_t *evil_vshares(evil_t *e, const uint8_t *fwd, size_t fl, size_t *len)
+/* As a holder, one FWD: honest checks, or garbage (our own proof's check goes first). */
+static void evil_on_fwd(evil_t *e, const uint8_t *fwd, size_t fl, fv_secagg_outbox_t *up)
 {
     fv_vagg_msg_t fm;
     CHECK_OK(fv_vagg_msg_decode(fwd, fl, &e->lay, N, &fm, NULL), NULL);
-    fv_vagg_item_t items[N + 1];
-    uint8_t *vss[N] = {0};
-    uint8_t *pt = malloc(e->lay.payload_bytes);
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < fm.count; i++) {
-        uint32_t u = fm.items[i].peer, r = 0;
-        while (e->u1[r] != u)
-            r++;
-        uint8_t ctx[32];
-        fv_vagg_ctx(&e->p, u, e->u1, e->u1_cpk, e->m, ctx);
-        items[k] = (fv_vagg_item_t){.peer = u};
-        int st =
-            fv_vagg_open(&e->p, u, EVIL, e->keys + 32 * r, fm.items[i].data, fm.items[i].len, pt);
-        if (st == 0)
-            st = fv_valid_holder_check(&spec, e->m, e->t, e->my_x, ctx, fm.items[i].header,
-                                       e->lay.header_bytes, pt, e->lay.payload_bytes, &e->held[r],
-                                       &vss[k], &items[k].len, NULL);
-        items[k].status = st;
-        if (st == 0 && e->a == BAD_VSHARES)
-            vss[k][e->lay.vshare_bytes - 1] ^= 0x01; /* the last opening, still below p */
-        items[k].data = vss[k];
-        k++;
-    }
-    fv_vagg_msg_close(&fm);
-    if (e->own_vs)
-        items[k++] = (fv_vagg_item_t){.peer = EVIL, .data = e->own_vs, .len = e->own_vl};
-    fv_vagg_msg_t r = {.type = FV_VAGG_MSG_VSHARES,
+    fv_vagg_msg_t r = {.type = FV_VAGG_MSG_VSHARE,
                        .job_id = e->p.job_id,
                        .round = e->p.round,
                        .from = EVIL,
-                       .to = FV_SECAGG_SERVER,
-                       .items = items,
-                       .count = k};
-    uint8_t *b;
-    CHECK_OK(fv_vagg_msg_encode(&r, &e->lay, &b, len), NULL);
-    for (uint32_t i = 0; i < k; i++)
-        free(vss[i]);
+                       .to = FV_SECAGG_SERVER};
+    if (e->own_vs) {
+        r.item = (fv_vagg_item_t){.peer = EVIL, .data = e->own_vs, .len = e->own_vl};
+        push(up, &r, &e->lay);
+        free(e->own_vs);
+        e->own_vs = NULL;
+    }
+    uint8_t *pt = malloc(e->lay.payload_bytes), *vs = NULL;
+    uint32_t u = fm.item.peer, rk = 0;
+    while (e->u1[rk] != u)
+        rk++;
+    uint8_t ctx[32];
+    fv_vagg_ctx(&e->p, u, e->u1, e->u1_cpk, e->m, ctx);
+    r.item = (fv_vagg_item_t){.peer = u};
+    int st = fv_vagg_open(&e->p, u, EVIL, e->keys + 32 * rk, fm.item.data, fm.item.len, pt);
+    if (st == 0)
+        st = fv_valid_holder_check(&spec, e->m, e->t, e->my_x, ctx, fm.item.header,
+                                   e->lay.header_bytes, pt, e->lay.payload_bytes, &e->held[rk], &vs,
+                                   &r.item.len, NULL);
+    r.item.status = st;
+    if (st == 0 && e->a == BAD_VSHARES)
+        vs[e->lay.vshare_bytes - 1] ^= 0x01; /* the last opening, still below p */
+    r.item.data = vs;
+    push(up, &r, &e->lay);
+    free(vs);
     free(pt);
-    return b;
+    fv_vagg_msg_close(&fm);
 }
 
-static uint8_t *evil_aggshare(evil_t *e, const uint8_t *req, size_t rl, size_t *len)
+static void evil_aggshare(evil_t *e, const uint8_t *req, size_t rl, fv_secagg_outbox_t *up)
 {
     fv_vagg_msg_t sm;
     CHECK_OK(fv_vagg_msg_decode(req, rl, &e->lay, N, &sm, NULL), NULL);
@@ -314,10 +313,8 @@ static uint8_t *evil_aggshare(evil_t *e, const uint8_t *req, size_t rl, size_t *
                        .to = FV_SECAGG_SERVER,
                        .data = agg,
                        .len = al};
-    uint8_t *b;
-    CHECK_OK(fv_vagg_msg_encode(&r, &e->lay, &b, len), NULL);
+    push(up, &r, &e->lay);
     free(agg);
-    return b;
 }
 
 /* ---- one round ------------------------------------------------------------------------------ */
@@ -333,8 +330,7 @@ typedef struct outcome {
     bool evil_in_v;
 } outcome_t;
 
-static uint8_t *g_prev_proof; /* EVIL's PROOF of the previous round (REPLAY) */
-static size_t g_prev_len;
+static fv_secagg_outbox_t g_prev; /* EVIL's PROOF messages of the previous round (REPLAY) */
 
 static void run_round(enum attack a, uint64_t round, bool with_evil, outcome_t *oc)
 {
@@ -397,31 +393,37 @@ static void run_round(enum attack a, uint64_t round, bool with_evil, outcome_t *
             const uint8_t *msg = down.msgs[i].data;
             size_t len = down.msgs[i].len;
             if (to == EVIL && with_evil) {
-                size_t l = 0;
-                uint8_t *b = NULL;
                 if (phase == 0) {
-                    b = evil_proof(&e, msg, len, &l);
+                    fv_secagg_outbox_t mine;
+                    fv_secagg_outbox_init(&mine);
+                    evil_proof(&e, msg, len, &mine);
                     if (a == REPLAY) {
-                        CHECK(g_prev_proof != NULL);
-                        /* this round's 32-byte message header, last round's body */
-                        uint8_t *r = malloc(32 + g_prev_len);
-                        memcpy(r, b, 32);
-                        memcpy(r + 32, g_prev_proof, g_prev_len);
-                        free(b);
-                        b = r;
-                        l = 32 + g_prev_len;
+                        /* last round's messages, each with this round's 32-byte header */
+                        CHECK(g_prev.n == mine.n);
+                        for (size_t k = 0; k < mine.n; k++)
+                            memcpy(mine.msgs[k].data + 32, g_prev.msgs[k].data + 32,
+                                   mine.msgs[k].len - 32);
                     } else {
-                        free(g_prev_proof);
-                        g_prev_len = l - 32;
-                        g_prev_proof = malloc(g_prev_len);
-                        memcpy(g_prev_proof, b + 32, g_prev_len);
+                        fv_secagg_outbox_clear(&g_prev);
+                        for (size_t k = 0; k < mine.n; k++) {
+                            uint8_t *cp = malloc(mine.msgs[k].len);
+                            memcpy(cp, mine.msgs[k].data, mine.msgs[k].len);
+                            CHECK_OK(fv__secagg_outbox_push(&g_prev, 0, cp, mine.msgs[k].len),
+                                     NULL);
+                        }
                     }
+                    for (size_t k = 0; k < mine.n; k++) {
+                        CHECK_OK(fv__secagg_outbox_push(&up, FV_SECAGG_SERVER, mine.msgs[k].data,
+                                                        mine.msgs[k].len),
+                                 NULL);
+                        mine.msgs[k].data = NULL;
+                    }
+                    fv_secagg_outbox_close(&mine);
                 } else if (phase == 1) {
-                    b = evil_vshares(&e, msg, len, &l);
+                    evil_on_fwd(&e, msg, len, &up);
                 } else {
-                    b = evil_aggshare(&e, msg, len, &l);
+                    evil_aggshare(&e, msg, len, &up);
                 }
-                CHECK_OK(fv__secagg_outbox_push(&up, FV_SECAGG_SERVER, b, l), NULL);
                 continue;
             }
             CHECK(c[to] != NULL);
@@ -480,6 +482,7 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     CHECK_OK(fv_crypto_init(), NULL);
+    fv_secagg_outbox_init(&g_prev);
     fv_rand_t kr;
     fv_rand_seeded_u64(&kr, 42);
     for (uint32_t u = 0; u < N; u++)
@@ -550,6 +553,6 @@ int main(void)
         }
         printf("%-13s caught: %s; sum over %u accepted exact\n", attack_name[a], what, oc.n_v);
     }
-    free(g_prev_proof);
+    fv_secagg_outbox_close(&g_prev);
     return 0;
 }
