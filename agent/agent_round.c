@@ -79,6 +79,7 @@ static void held_of(const agent_t *a, const ajob_t *j, fv_around_held_t *h)
     h->n_tr = j->n_tr;
     h->min_cohort = a->cfg->min_cohort;
     h->min_threshold = a->cfg->min_threshold;
+    h->federation = a->cfg->federation;
 }
 
 void fv__agent_round_free(around_t *r)

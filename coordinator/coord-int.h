@@ -45,6 +45,11 @@
 #include "fv_tls.h"
 #include "fv_wire.h"
 
+/* The agent port's frame cap (coord_main.c), and what a frame's msgpack envelope
+ * (message map, job digest, round) takes beside a SECAGG message's bytes. */
+#define COORD_MAX_FRAME (1u << 20)
+#define COORD_FRAME_OVERHEAD 256u
+
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2

@@ -584,7 +584,7 @@ int main(int argc, char **argv)
          * here, where 1 MiB at a time made a round's start take 12-17 ms. */
         net.chunk_elems = 64u << 10; /* 256 KiB frames */
         net.low_water_bytes = (size_t)256 << 10;
-        net.lim.max_frame_bytes = 1u << 20;
+        net.lim.max_frame_bytes = COORD_MAX_FRAME;
         net.max_unauth = guard.max_unauth;
         net.max_unauth_per_source = guard.max_unauth_per_source;
         net.max_handshakes = guard.max_handshakes;

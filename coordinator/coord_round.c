@@ -357,6 +357,8 @@ void coord__round_start(coord_t *c)
         cfg.phase_ms = c->job->deadlines.secagg_phase_ms;
         cfg.await_delivery = true; /* coord__round_delivered, from the queue */
         cfg.defer_close = true;    /* the unmasking runs on the thread pool (exec_close) */
+        cfg.federation = c->federation;
+        cfg.max_msg = COORD_MAX_FRAME - COORD_FRAME_OVERHEAD; /* a validated round's messages */
         r = fv_cround_new(&cfg, &c->rnd.cr, &d);
     }
     free(pks);

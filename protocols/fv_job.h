@@ -60,6 +60,17 @@
  *                                            The L2 bound, in the update's real units,
  *                                            of the update block an agent adds to a
  *                                            training or distill round (below)
+ *     "validation": {"max_failures": 1},     optional; present = every training and
+ *                                            distill round is validated (fv_vagg.h): each
+ *                                            agent proves its input well formed (norm
+ *                                            <= max_update_norm, counts in range,
+ *                                            histograms summing to its n_val) and only
+ *                                            accepted inputs are summed; an agent whose
+ *                                            proofs fail max_failures times (1..1000) is
+ *                                            excluded from the job's later rounds. Needs
+ *                                            SecAgg on with neighbors 0, and
+ *                                            max_update_norm; the stats round (0) stays
+ *                                            plain SecAgg
  *     "distill": {                           optional; absent = no distillation stage.
  *                                            After the last training round, rounds that
  *                                            train a student on the global model's
@@ -174,6 +185,10 @@ typedef struct fv_job {
     uint32_t hist_bins;
     uint64_t seed;
     double max_update_norm; /* > 0: the L2 bound of the weighted update block; 0: absent */
+    struct {
+        bool on;               /* "validation" present: validated training/distill rounds */
+        uint32_t max_failures; /* failed proofs before an agent is excluded (1..1000) */
+    } validation;
     struct {
         bool on;           /* false: no "distill" section (the other fields are zero) */
         char student[128]; /* "logreg" | "mlp:..." as written */

@@ -100,6 +100,7 @@
 #include "fv_job.h"
 #include "fv_mlp.h"
 #include "fv_secagg.h"
+#include "fv_vagg.h"
 #include "fv_wire.h"
 
 /* ---- round kinds ---------------------------------------------------------------------- */
@@ -152,6 +153,8 @@ typedef struct fv_round_work {
     /* out */
     int rc;
     fv_diag_t d;
+    bool validated;  /* a validated round (fv_vagg.h): the input goes in iwords */
+    int64_t *iwords; /* validated input (fv_fed_valid.h's w; malloc'd, wiped on close) */
     uint32_t *words; /* SecAgg input, or a u32 plain vector (malloc'd) */
     float *fvec;     /* an f32 plain vector (malloc'd) */
     size_t dim;
@@ -167,6 +170,7 @@ void fv_round_work_close(fv_round_work_t *w);
 typedef struct fv_round_sum {
     bool secagg;
     const uint32_t *words; /* SecAgg's sum, or the u32 plain sum (shape.words / plain_n) */
+    const int64_t *isum;   /* a validated round's sum (fv_fed_valid.h's w summed), or NULL */
     const double *fsum;    /* the f32 plain sum, element by element in double */
     uint32_t n_summands;
 } fv_round_sum_t;
@@ -307,7 +311,17 @@ typedef struct fv_cround_cfg {
      * last action of the call that completes the phase, and the machine takes no input
      * until fv_cround_close ran (the daemon runs it on a worker thread). false: inline. */
     bool defer_close;
+    /* Validated rounds (the job's "validation", kinds with a round vector, SecAgg on):
+     * fv_vagg.h replaces the SecAgg server. federation: the name bound into every proof's
+     * context (copied pointer: must outlive the machine). max_msg: the largest message the
+     * transport carries (0: unchecked); a round whose messages would not fit fails at
+     * fv_cround_new. */
+    const char *federation;
+    size_t max_msg;
 } fv_cround_cfg_t;
+
+/* Whether rounds of this shape are validated in job (fv_vagg.h). */
+bool fv_round_validated(const fv_job_t *job, const fv_round_shape_t *shape);
 
 /* The machine of one round; the SecAgg server (when cfg->secagg) is made here. */
 int fv_cround_new(const fv_cround_cfg_t *cfg, fv_cround_t **ret, fv_diag_t *d);
@@ -349,6 +363,10 @@ bool fv_cround_done(const fv_cround_t *r);
 int fv_cround_sum(const fv_cround_t *r, fv_round_sum_t *ret);
 /* Whether the member's input is in the sum (after DONE). */
 bool fv_cround_contributed(const fv_cround_t *r, uint32_t member);
+/* A validated round, after its check phase: the member's proof verdict (false: it was no
+ * prover, or the round is not validated) and how many holders complained about it. */
+bool fv_cround_verdict(const fv_cround_t *r, uint32_t member, fv_valid_verdict_t *ret,
+                       uint32_t *ret_complaints);
 /* Whether the member left the round at a deadline without answering (silent). */
 bool fv_cround_late(const fv_cround_t *r, uint32_t member);
 /* Whether the member is still in the round (neither lost, dropped nor late). */
@@ -390,6 +408,7 @@ typedef struct fv_around_held {
     uint8_t global_hash[32], student_hash[32];
     size_t n_tr;
     uint32_t min_cohort, min_threshold; /* the agent's policy (0: the protocol's) */
+    const char *federation;             /* bound into a validated round's proofs */
 } fv_around_held_t;
 
 /* ROUND_START's checks; 0, or the violation's code with why. */

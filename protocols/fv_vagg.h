@@ -63,8 +63,9 @@
  *   ADVERTISE  c_pk[32] sig[64]
  *   KEYLIST    count u32, count x (id u32, c_pk[32], sig[64])
  *   PROOF      header (layout.header_bytes) sig[64]
- *   PROOF_CT   to u32, ct (payload_bytes + 16)
- *   FWD        k u32, prover u32, header, sig[64], ct
+ *   PROOF_CT   to u32, ct: payload_bytes + 16, or 48 for a seeded holder (its 32-byte
+ *              seed, fv_valid.h; any holder may also get its full payload)
+ *   FWD        k u32, prover u32, header, sig[64], ct (either size)
  *   VSHARE     prover u32, status i32, and when status is 0: vshare (layout.vshare_bytes)
  *   SUMREQ     sum_id[32] count u32, count x id u32
  *   AGGSHARE   aggshare (layout.aggshare_bytes)
@@ -154,6 +155,8 @@ size_t fv_vagg_max_message(const fv_valid_layout_t *l);
 
 /* Phase of a type, or -1. */
 int fv_vagg_msg_phase(uint8_t type);
+/* The 32-byte header's type and sender, without decoding the rest; FV_EPROTO if short. */
+int fv_vagg_msg_peek(const uint8_t *buf, size_t len, uint8_t *ret_type, uint32_t *ret_from);
 /* Untrusted bytes. l: the layout of the round's U1 (NULL only for ADVERTISE and KEYLIST);
  * n caps counts. FV_EPROTO on any malformation; release with fv_vagg_msg_close. */
 int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *l, uint32_t n,
@@ -208,6 +211,14 @@ int fv_vagg_server_handle(fv_vagg_server_t *s, const uint8_t *msg, size_t len, f
 int fv_vagg_server_close_phase(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d);
 /* 0..3 collecting, 4 done, -1 aborted. */
 int fv_vagg_server_phase(const fv_vagg_server_t *s);
+/* Whether client u has given everything the phase being collected asks of it (0: its
+ * ADVERTISE; 1: its PROOF and every PROOF_CT; 2: a VSHARE for every prover; 3: its
+ * AGGSHARE), and whether it is asked anything in that phase at all. */
+bool fv_vagg_server_answered(const fv_vagg_server_t *s, uint32_t u);
+bool fv_vagg_server_expects(const fv_vagg_server_t *s, uint32_t u);
+/* After phase 2 closed: the holder named as the outlier of prover u's decision (its id),
+ * or UINT32_MAX. */
+uint32_t fv_vagg_server_outlier(const fv_vagg_server_t *s, uint32_t u);
 /* |U_i|, i = 1..4, and |V| for i = 5. */
 uint32_t fv_vagg_server_set_size(const fv_vagg_server_t *s, int i);
 bool fv_vagg_server_in_set(const fv_vagg_server_t *s, int i, uint32_t u);

@@ -70,7 +70,12 @@
  *   stage 2: projection bits[lambda*bp]; stage 3: a[m], b[m], P(0..2L)[2L+1], psi (a
  *   uniform blind for the consistency opening). Holder x gets payload_x = its share of
  *   each value, stage after stage (S*8 bytes), each share f(x) of a fresh polynomial of
- *   degree t-1 with f(0) = the value.
+ *   degree t-1 with f(0) = the value. Seed compression (as Prio3 sends a helper's share
+ *   as a seed): holders x = 1..t-1 get 32-byte seeds, their S shares the ChaCha20
+ *   expansion of the seed (fv_valid_expand_seed); for the others each value's polynomial
+ *   is the one through (0, value) and those t-1 points, so it is still uniform of degree
+ *   t-1 given the value. A payload on the wire is then a seed for t-1 holders and S*8
+ *   bytes for n-t+1 (the prover among them when its x >= t).
  *   header (public; the prover signs it, the caller carries the signature):
  *     "FVV1" | u32 n | u32 t | u32 S | ctx[32] | for x = 1..n: H1_x[32] H2_x[32] H3_x[32]
  *     H{k}_x = SHA-256("fv-valid share v1" | ctx | u32 x | u32 k | stage k of payload_x).
@@ -108,10 +113,12 @@
  * released only over >= min_cohort accepted provers (the holders enforce it).
  *
  * COSTS (the bench measures them: fedvault bench secagg --validate). Prover: the gadget
- * is 2*m*L*(L+1) multiply-adds, sharing is S*n*(t-1) multiply-adds, S = D + K + 2m + 2L +
- * 2 values. Holder: lambda*d additions for the projections plus about 3S multiplies.
- * Traffic per prover: (n-1)*S*8 bytes of payloads and the header (48 + 96n bytes); per
- * holder per prover one vshare of (2m + 5 + ranges + equalities)*8 + 40 bytes.
+ * is 2*m*L*(L+1) multiply-adds, sharing is S*(n-t+1)*t multiply-adds plus the expansion
+ * of t-1 seeds, S = D + K + 2m + 2L + 2 values. Holder: lambda*d additions for the
+ * projections plus about 3S multiplies. Traffic per prover: (n-t)*S*8 bytes of payloads
+ * (n-t+1 full payloads, one of them possibly its own) plus 32 bytes per seeded holder and
+ * the header (48 + 96n bytes); per holder per prover one vshare of (2m + 5 + ranges +
+ * equalities)*8 + 40 bytes.
  */
 #ifndef FV_VALID_H
 #define FV_VALID_H
@@ -193,7 +200,17 @@ typedef struct fv_valid_proof {
     uint32_t n;
     size_t payload_len;
     uint32_t tries; /* draws used (1 unless a projection fell out of range) */
+    /* Holders 1..n_seeded (= t - 1) have seed-compressed shares: their payload is the
+     * expansion of seeds[(x-1)*32 ..] (fv_valid_expand_seed); a transport may send the
+     * 32-byte seed instead of the payload. Wiped on free. */
+    uint8_t *seeds;
+    uint32_t n_seeded;
 } fv_valid_proof_t;
+
+#define FV_VALID_SEED_BYTES 32
+/* A seeded holder's payload (layout.payload_bytes) from its seed. */
+int fv_valid_expand_seed(const fv_valid_layout_t *l, const uint8_t seed[FV_VALID_SEED_BYTES],
+                         uint8_t *payload);
 
 /* w: D integers satisfying the spec (FV_ERANGE naming the check otherwise: an honest
  * agent never proves a false statement). */

@@ -321,11 +321,13 @@ static const char *const root_keys[] = {"name",
                                         "seed",
                                         "max_update_norm",
                                         "distill",
+                                        "validation",
                                         NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
     "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
-    "max_update_norm, distill"
+    "max_update_norm, distill, validation"
+static const char *const validation_keys[] = {"max_failures", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "beta1", "beta2", "eps", NULL};
 static const char *const secagg_keys[] = {"threshold", "neighbors", "clip", "bits", NULL};
 static const char *const deadline_keys[] = {"join", "train", "secagg_phase", NULL};
@@ -540,6 +542,40 @@ static int metric_fits(const struct jctx *c, const char *field, int metric, cons
 }
 
 /* "distill": optional; needs the schema and the job's early_stopping (its defaults). */
+/* "validation": {"max_failures": 1}: optional; present = the job's training and distill
+ * rounds are validated (fv_vagg.h), which needs SecAgg on with the classic graph (every
+ * member holds a share of every input), max_update_norm (the norm bound proved) and a
+ * cohort of at most FV_JOB_VALIDATION_MAX_AGENTS (the loss sums' field headroom). */
+static int parse_validation(const struct jctx *c, json_t *root, fv_job_t *job)
+{
+    json_t *o = NULL;
+    long long x;
+    int r;
+    memset(&job->validation, 0, sizeof job->validation);
+    if ((r = get_object(c, root, "", "validation", &o)) < 0 || o == NULL)
+        return r;
+    if ((r = check_keys(c, "validation", o, validation_keys, "max_failures")) < 0)
+        return r;
+    if ((r = get_int(c, o, "validation", "max_failures", 1, 1000, 1, &x)) < 0)
+        return r;
+    job->validation.on = true;
+    job->validation.max_failures = (uint32_t)x;
+    if (!job->secagg.on)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: validation: needs secure aggregation (\"secagg\" is \"off\")",
+                           c->origin);
+    if (job->secagg.neighbors != 0)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: validation: needs the classic SecAgg graph (secagg.neighbors 0, "
+                           "got %u): every member holds a share of every input",
+                           c->origin, job->secagg.neighbors);
+    if (!(job->max_update_norm > 0))
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: validation: needs max_update_norm, the L2 bound each agent proves",
+                           c->origin);
+    return 0;
+}
+
 static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool binary)
 {
     json_t *o = NULL, *v, *es;
@@ -709,6 +745,8 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
     job->seed = (uint64_t)x;
     /* optional, no default: 0 in the struct means "absent" (no bound) */
     if ((r = get_real(c, root, "", "max_update_norm", &R_POS, 0.0, &job->max_update_norm)) < 0)
+        return r;
+    if ((r = parse_validation(c, root, job)) < 0)
         return r;
     return parse_distill(c, root, job, binary);
 }
@@ -966,6 +1004,11 @@ static json_t *encode(const fv_job_t *job)
     bad = bad || put(root, "seed", json_integer((json_int_t)job->seed));
     if (!bad && job->max_update_norm > 0) /* only when present: older jobs keep their digest */
         bad = put(root, "max_update_norm", json_real(job->max_update_norm));
+    if (!bad && job->validation.on) { /* only when present: older jobs keep their digest */
+        o = json_object();
+        bad = put(root, "validation", o) ||
+              put(o, "max_failures", json_integer(job->validation.max_failures));
+    }
     if (!bad && job->distill.on) { /* only when present: older jobs keep their digest */
         json_t *es;
         o = json_object();

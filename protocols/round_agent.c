@@ -43,6 +43,7 @@
 
 #include <sodium.h>
 
+#include "fv_fed_valid.h"
 #include "fv_tls.h" /* FV_NAME_MAX: the agent name in the training seed */
 
 struct fv_around {
@@ -55,7 +56,9 @@ struct fv_around {
     bool secagg;
     bool sat_out, computing, ready, go, uploaded;
     fv_secagg_client_t *sa;
-    fv_rand_t rng; /* the client's randomness (borrowed by it) */
+    fv_vagg_client_t *va; /* a validated round (fv_vagg.h) instead of sa */
+    fv_fed_valid_t fv;    /* ... its statement (the client borrows fv.spec) */
+    fv_rand_t rng;        /* the client's randomness (borrowed by it) */
     fv_secagg_outbox_t ob;
     uint32_t *words; /* SecAgg input, or the u32 plain vector */
     float *fvec;     /* the f32 plain vector */
@@ -109,6 +112,8 @@ static void sit_out(fv_around_t *r, fv_round_out_t *out, const char *event, int 
     r->sat_out = true;
     fv_secagg_client_free(r->sa);
     r->sa = NULL;
+    fv_vagg_client_free(r->va);
+    r->va = NULL;
     fv_round_act_t *a = act_push(out, FV_ROUND_ACT_SIT_OUT);
     if (a == NULL)
         return;
@@ -299,7 +304,31 @@ int fv_around_new(const fv_around_held_t *h, const fv_msg_t *m, const fv_rand_t 
         sit_out(r, out, "round_failed", 0, d.msg);
         return 0;
     }
-    if (r->secagg) {
+    bool validated = r->secagg && fv_round_validated(job, &r->shape);
+    if (validated) {
+        /* a validated round: our input is proved, not masked (fv_vagg.h); our own policy
+         * (min_cohort, min_threshold) applies to the holders and to the summed set */
+        if ((rc = fv_fed_valid_init(&r->shape.lay, job, &r->fv, &d)) != 0) {
+            sit_out(r, out, "round_failed", 0, d.msg);
+            return 0;
+        }
+        fv_vagg_params_t vp = {.federation = h->federation,
+                               .job_id = le64(h->digest),
+                               .round = rs->round,
+                               .n_clients = rs->n,
+                               .threshold = rs->t,
+                               .spec = &r->fv.spec,
+                               .identity_pks = rs->pks};
+        fv_secagg_policy_t pol = {.min_cohort = h->min_cohort, .min_threshold = h->min_threshold};
+        rc = fv_vagg_client_new(&vp, &pol, rs->index, h->sk, &r->rng, &r->va, &d);
+        if (rc == 0)
+            rc = fv_vagg_client_start(r->va, &r->ob, &d);
+        if (rc != 0) {
+            sit_out(r, out, rc == FV_EPOLICY ? "policy_refusal" : "round_failed", 0, d.msg);
+            return 0;
+        }
+        flush_outbox(r, out);
+    } else if (r->secagg) {
         fv_secagg_params_t p = {.job_id = le64(h->digest),
                                 .round = rs->round,
                                 .n_clients = rs->n,
@@ -333,6 +362,7 @@ int fv_around_new(const fv_around_held_t *h, const fv_msg_t *m, const fv_rand_t 
     w->round = rs->round;
     w->n_ref = rs->n_ref;
     w->secagg = r->secagg;
+    w->validated = validated;
     derive_seed(h, rs->round, w);
     a->work = w;
     r->computing = true;
@@ -344,6 +374,8 @@ void fv_around_free(fv_around_t *r)
     if (r == NULL)
         return;
     fv_secagg_client_free(r->sa);
+    fv_vagg_client_free(r->va);
+    fv_fed_valid_close(&r->fv);
     fv_secagg_outbox_close(&r->ob);
     wipe_free(r->words, r->dim * sizeof *r->words);
     wipe_free(r->fvec, r->dim * sizeof *r->fvec);
@@ -361,7 +393,7 @@ static void flush_outbox(fv_around_t *r, fv_round_out_t *out)
 {
     for (size_t i = 0; i < r->ob.n; i++) {
         const fv_secagg_outmsg_t *om = &r->ob.msgs[i];
-        if (om->len >= 2 && om->data[1] == FV_SECAGG_MSG_MASKED) {
+        if (r->va == NULL && om->len >= 2 && om->data[1] == FV_SECAGG_MSG_MASKED) {
             if (om->len % 4 != 0) {
                 sit_out(r, out, "round_failed", 0, "masked message length is not whole words");
                 break;
@@ -422,10 +454,40 @@ static void pump(fv_around_t *r, const uint8_t *msg, size_t len, fv_round_out_t 
     try_upload(r, out);
 }
 
+/* One coordinator message to the validated round's client; its replies out. */
+static void pump_valid(fv_around_t *r, const uint8_t *msg, size_t len, fv_round_out_t *out)
+{
+    fv_secagg_outbox_clear(&r->ob); /* the last call's SEND actions are spent */
+    fv_diag_t d = {""};
+    int rc = fv_vagg_client_handle(r->va, msg, len, &r->ob, &d);
+    if (rc != 0) {
+        if (fv_vagg_client_phase(r->va) < 0) {
+            /* our own rules said no (policy, signatures, a sum we must not give) */
+            const char *ev = (rc == FV_EPOLICY || rc == FV_ETHRESHOLD || rc == FV_EPEER)
+                                 ? "policy_refusal"
+                                 : "validation_abort";
+            sit_out(r, out, ev, rc, d.msg);
+            fv_secagg_outbox_clear(&r->ob);
+            return;
+        }
+        fv_round_act_t *a = act_push(out, FV_ROUND_ACT_VIOLATION);
+        if (a != NULL) {
+            a->err = rc;
+            act_why(a, "validation message rejected: %s", d.msg);
+        }
+        return;
+    }
+    flush_outbox(r, out);
+}
+
 void fv_around_on_secagg(fv_around_t *r, const fv_msg_t *m, fv_round_out_t *out)
 {
     if (!r->secagg) {
         violation(out, FV_EPROTO, "SECAGG in a job without SecAgg");
+        return;
+    }
+    if (r->va != NULL && !r->sat_out) {
+        pump_valid(r, m->u.secagg.data, m->u.secagg.len, out);
         return;
     }
     if (r->sat_out || r->sa == NULL)
@@ -461,6 +523,23 @@ void fv_around_computed(fv_around_t *r, fv_round_work_t *w, fv_round_out_t *out)
     }
     if (r->sat_out)
         goto out; /* the client aborted while the compute ran */
+    if (r->va != NULL) {
+        if (w->iwords == NULL || w->dim != r->fv.spec.dim) {
+            sit_out(r, out, "round_failed", 0, "the compute gave no validated input");
+            goto out;
+        }
+        fv_secagg_outbox_clear(&r->ob);
+        fv_diag_t d = {""};
+        int rc = fv_vagg_client_set_input(r->va, w->iwords, &r->ob, &d);
+        if (rc != 0) {
+            sit_out(r, out, "round_failed", rc, d.msg);
+            goto out;
+        }
+        r->ready = true;
+        r->uploaded = true; /* the input is committed: its proof goes out now or at KEYLIST */
+        flush_outbox(r, out);
+        goto out;
+    }
     uint64_t want = r->secagg ? r->shape.words : r->shape.plain_n;
     bool f32 = !r->secagg && r->shape.plain_dtype == FV_VEC_F32;
     if (w->dim != want || (f32 ? w->fvec == NULL : w->words == NULL)) {
@@ -521,6 +600,10 @@ static void try_upload(fv_around_t *r, fv_round_out_t *out)
 
 void fv_around_on_go(fv_around_t *r, fv_round_out_t *out)
 {
+    if (r->va != NULL) {
+        violation(out, FV_EPROTO, "UPLOAD_GO in a validated round");
+        return;
+    }
     if (r->go) {
         violation(out, FV_EDUP, "a second UPLOAD_GO");
         return;
@@ -535,6 +618,8 @@ void fv_around_upload_failed(fv_around_t *r)
     r->sat_out = true;
     fv_secagg_client_free(r->sa);
     r->sa = NULL;
+    fv_vagg_client_free(r->va);
+    r->va = NULL;
 }
 
 /* ---- queries ---------------------------------------------------------------------------- */

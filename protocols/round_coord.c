@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fv_fed_valid.h"
 #include "fv_fixed.h"
 #include "fv_round.h"
 
@@ -76,6 +77,8 @@ struct fv_cround {
     fv_round_shape_t shape;
     member_t *m;
     fv_secagg_server_t *sa;
+    fv_vagg_server_t *va; /* a validated round (fv_vagg.h) instead of sa */
+    fv_fed_valid_t fv;    /* ... its statement (the server borrows fv.spec) */
     fv_secagg_outbox_t ob;
     int phase;
     bool started, done;
@@ -90,6 +93,7 @@ struct fv_cround {
     double *acc_f;
     uint32_t n_summands;
     const uint32_t *sum; /* SecAgg's, once done */
+    const int64_t *isum; /* a validated round's, once done */
     char end_why[FV_WIRE_TEXT_MAX];
 };
 
@@ -198,7 +202,33 @@ int fv_cround_new(const fv_cround_cfg_t *cfg, fv_cround_t **ret, fv_diag_t *d)
         rc = cfg->kind->shape(&cfg->sizes, &r->shape, d);
     if (rc != 0)
         goto fail;
-    if (cfg->secagg) {
+    if (cfg->secagg && fv_round_validated(cfg->sizes.job, &r->shape)) {
+        if ((rc = fv_fed_valid_init(&r->shape.lay, cfg->sizes.job, &r->fv, d)) != 0)
+            goto fail;
+        fv_valid_layout_t vl;
+        uint32_t t0 = cfg->t;
+        if ((rc = fv_valid_layout_init(&r->fv.spec, cfg->n, t0, &vl, d)) != 0)
+            goto fail;
+        size_t mx = fv_vagg_max_message(&vl);
+        if (cfg->max_msg > 0 && mx > cfg->max_msg) {
+            rc = fv_diag_set(d, FV_ETOOBIG,
+                             "round %" PRIu64 " (%s): a validated round's largest message is %zu "
+                             "bytes (%zu parameters, %zu bins), over the transport's %zu: fewer "
+                             "hist_bins or a smaller model",
+                             cfg->round, cfg->kind->name, mx, r->shape.lay.n_params,
+                             r->shape.lay.hist_bins, cfg->max_msg);
+            goto fail;
+        }
+        fv_vagg_params_t vp = {.federation = cfg->federation,
+                               .job_id = cfg->job_id64,
+                               .round = cfg->round,
+                               .n_clients = cfg->n,
+                               .threshold = cfg->t,
+                               .spec = &r->fv.spec,
+                               .identity_pks = r->pks};
+        if ((rc = fv_vagg_server_new(&vp, &r->va, d)) != 0)
+            goto fail;
+    } else if (cfg->secagg) {
         fv_secagg_params_t p;
         memset(&p, 0, sizeof p);
         p.job_id = cfg->job_id64;
@@ -244,15 +274,29 @@ void fv_cround_free(fv_cround_t *r)
     free(r->pks);
     free(r->certs);
     fv_secagg_server_free(r->sa);
+    fv_vagg_server_free(r->va);
+    fv_fed_valid_close(&r->fv);
     fv_secagg_outbox_close(&r->ob);
     free(r->acc_u);
     free(r->acc_f);
     free(r);
 }
 
+/* The phase in which members train: SecAgg's masked input (2), a validated round's
+ * proof (1), the plain upload (2). */
+static int train_phase(const fv_cround_t *r)
+{
+    return r->va != NULL ? 1 : 2;
+}
+
+static bool has_protocol(const fv_cround_t *r)
+{
+    return r->sa != NULL || r->va != NULL;
+}
+
 static void set_deadline(fv_cround_t *r, uint64_t now_ms)
 {
-    uint64_t ms = r->phase == 2 ? r->cfg.train_ms : r->cfg.phase_ms;
+    uint64_t ms = r->phase == train_phase(r) ? r->cfg.train_ms : r->cfg.phase_ms;
     if (r->phase == 0 && r->cfg.await_delivery)
         ms = r->cfg.train_ms; /* the latest a member's own phase 0 deadline can be */
     r->deadline_ms = now_ms + ms;
@@ -300,7 +344,17 @@ static void finish(fv_cround_t *r, int status, const char *why, fv_round_out_t *
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", why != NULL ? why : "");
-    if (status == 0 && r->sa != NULL) {
+    if (status == 0 && r->va != NULL) {
+        uint32_t outlier = 0;
+        status = fv_vagg_server_result(r->va, &r->isum, &outlier);
+        if (status == 0)
+            r->n_summands = fv_vagg_server_set_size(r->va, 5);
+        else
+            snprintf(buf, sizeof buf, "validation: no sum (%s)", fv_err_name(status));
+        if (status == 0 && outlier != 0)
+            act_log(out, outlier - 1, "warn", "holder_outlier", FV_EAUTH,
+                    "its sum share disagreed with the other holders'; left out");
+    } else if (status == 0 && r->sa != NULL) {
         status = fv_secagg_server_result(r->sa, &r->sum);
         if (status == 0)
             r->n_summands = fv_secagg_server_set_size(r->sa, 3);
@@ -321,6 +375,31 @@ static void finish(fv_cround_t *r, int status, const char *why, fv_round_out_t *
     }
 }
 
+/* A validated round's decisions: one line per failed proof (the check that failed, the
+ * holders that complained) and per holder named as an outlier. */
+static void log_verdicts(fv_cround_t *r, fv_round_out_t *out)
+{
+    for (uint32_t i = 0; i < r->cfg.n; i++) {
+        fv_valid_verdict_t v;
+        uint32_t complaints = 0;
+        if (!fv_vagg_server_verdict(r->va, i, &v, &complaints))
+            continue;
+        char why[256];
+        if (!v.ok) {
+            snprintf(why, sizeof why,
+                     "proof failed check '%s' (%u holders complained, decided from %u)", v.check,
+                     complaints, v.n_used);
+            act_log(out, i, "warn", "proof_failed", FV_EAUTH, why);
+        }
+        uint32_t o = fv_vagg_server_outlier(r->va, i);
+        if (o != UINT32_MAX && o < r->cfg.n) {
+            snprintf(why, sizeof why,
+                     "its check of member %u's proof disagreed with the other holders'", i);
+            act_log(out, o, "warn", "holder_outlier", FV_EAUTH, why);
+        }
+    }
+}
+
 /* Ends the SecAgg phase being collected and sends the next phase's messages. */
 static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
@@ -338,25 +417,34 @@ static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         }
     }
     fv_secagg_outbox_clear(&r->ob);
-    int rc = fv_secagg_server_close_phase(r->sa, &r->ob, &d);
+    int rc = r->va != NULL ? fv_vagg_server_close_phase(r->va, &r->ob, &d)
+                           : fv_secagg_server_close_phase(r->sa, &r->ob, &d);
     if (rc != 0) {
         finish(r, rc, d.msg, out);
         return;
     }
-    int ph = fv_secagg_server_phase(r->sa);
+    int ph = r->va != NULL ? fv_vagg_server_phase(r->va) : fv_secagg_server_phase(r->sa);
     fv_round_act_t *a = act_push(out, FV_ROUND_ACT_LOG, UINT32_MAX);
     if (a != NULL) {
         a->level = "info";
         a->event = "phase_closed";
         a->phase = closed;
-        a->count = fv_secagg_server_set_size(r->sa, closed + 1 > 5 ? 5 : closed + 1);
+        a->count = r->va != NULL
+                       ? fv_vagg_server_set_size(r->va, closed + 1)
+                       : fv_secagg_server_set_size(r->sa, closed + 1 > 5 ? 5 : closed + 1);
     }
-    if (ph == 5) {
+    if (r->va != NULL && closed == 2)
+        log_verdicts(r, out);
+    if (ph == (r->va != NULL ? 4 : 5)) {
         finish(r, 0, "", out);
         return;
     }
     r->phase = ph;
     set_deadline(r, now_ms);
+    if (r->va != NULL) /* nothing is asked of a live member outside the phase's set */
+        for (uint32_t i = 0; i < r->cfg.n; i++)
+            if (r->m[i].alive && !fv_vagg_server_expects(r->va, i))
+                r->m[i].answered = true;
     for (size_t i = 0; i < r->ob.n; i++) {
         const fv_secagg_outmsg_t *om = &r->ob.msgs[i];
         if (om->to >= r->cfg.n || !r->m[om->to].alive)
@@ -369,7 +457,7 @@ static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         s->msg.u.secagg.data = om->data;
         s->msg.u.secagg.len = om->len;
     }
-    if (r->phase == 2) {
+    if (r->phase == 2 && r->sa != NULL) {
         r->in_flight = 0;
         for (uint32_t i = 0; i < r->cfg.n; i++)
             r->m[i].granted = r->m[i].uploaded = false;
@@ -381,7 +469,7 @@ static void secagg_close(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
  * close to the caller: CLOSE, the last action of this call. */
 static void close_phase(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
-    if (r->cfg.defer_close && r->phase == FV_SECAGG_N_PHASES - 1) {
+    if (r->cfg.defer_close && r->sa != NULL && r->phase == FV_SECAGG_N_PHASES - 1) {
         r->closing = true;
         r->close_ms = now_ms;
         act_push(out, FV_ROUND_ACT_CLOSE, UINT32_MAX);
@@ -418,7 +506,7 @@ static void progress(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
 {
     if (r->done || r->closing || !r->started || n_alive_unanswered(r) > 0)
         return;
-    if (r->sa != NULL)
+    if (has_protocol(r))
         close_phase(r, now_ms, out);
     else
         finish(r, 0, "", out);
@@ -451,10 +539,10 @@ int fv_cround_start(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
         m->u.round_start.certs = r->cfg.certs;
         m->u.round_start.certs_len = r->cfg.certs_len;
     }
-    r->phase = r->sa != NULL ? 0 : 2;
+    r->phase = has_protocol(r) ? 0 : 2;
     r->start_ms = now_ms;
     set_deadline(r, now_ms);
-    if (r->sa == NULL)
+    if (!has_protocol(r))
         grant_uploads(r, out);
     return 0;
 }
@@ -472,7 +560,7 @@ void fv_cround_on_msg(fv_cround_t *r, uint32_t member, const fv_msg_t *m, uint64
         progress(r, now_ms, out);
         return;
     }
-    if (r->done || r->closing || !r->started || r->sa == NULL ||
+    if (r->done || r->closing || !r->started || !has_protocol(r) ||
         m->u.secagg.round != r->cfg.round || !r->m[member].alive) {
         char why[128];
         snprintf(why, sizeof why, "secagg message of round %" PRIu64 " from a member %s",
@@ -481,8 +569,28 @@ void fv_cround_on_msg(fv_cround_t *r, uint32_t member, const fv_msg_t *m, uint64
         act_log(out, member, "warn", "stale_message", 0, why);
         return;
     }
-    /* The SecAgg message names its sender: it must be the member's index. */
     fv_diag_t d = {""};
+    if (r->va != NULL) {
+        /* a validated round's message names its sender too: the member's index */
+        uint8_t vt;
+        uint32_t vfrom;
+        if (fv_vagg_msg_peek(m->u.secagg.data, m->u.secagg.len, &vt, &vfrom) != 0 ||
+            vfrom != member) {
+            act_drop(out, member, FV_EPROTO, NULL, "validation message %s",
+                     vfrom != member ? "names another sender" : "malformed");
+            leave(r, &r->m[member]);
+            progress(r, now_ms, out);
+            return;
+        }
+        if (fv_vagg_server_handle(r->va, m->u.secagg.data, m->u.secagg.len, &d) != 0) {
+            act_log(out, member, "warn", "validation_rejected", 0, d.msg);
+            return;
+        }
+        r->m[member].answered = fv_vagg_server_answered(r->va, member);
+        progress(r, now_ms, out);
+        return;
+    }
+    /* The SecAgg message names its sender: it must be the member's index. */
     fv_secagg_msg_t sm;
     if (fv_secagg_msg_decode(m->u.secagg.data, m->u.secagg.len, &sm, &d) != 0) {
         act_drop(out, member, FV_EPROTO, NULL, "bad secagg message: %s", d.msg);
@@ -679,7 +787,7 @@ static uint64_t phase0_deadline(const fv_cround_t *r, const member_t *m)
 
 static bool past_deadline(const fv_cround_t *r, const member_t *m, uint64_t now_ms)
 {
-    if (r->phase == 0 && r->sa != NULL)
+    if (r->phase == 0 && has_protocol(r))
         return now_ms >= phase0_deadline(r, m);
     return now_ms >= r->deadline_ms;
 }
@@ -703,12 +811,12 @@ void fv_cround_tick(fv_cround_t *r, uint64_t now_ms, fv_round_out_t *out)
     for (uint32_t i = 0; i < r->cfg.n; i++)
         if (r->m[i].alive && !r->m[i].answered && past_deadline(r, &r->m[i], now_ms)) {
             /* a member still waiting for an upload slot was not asked yet: not late */
-            r->m[i].late = !(r->phase == 2 && !r->m[i].granted);
+            r->m[i].late = !(r->phase == 2 && r->va == NULL && !r->m[i].granted);
             leave(r, &r->m[i]); /* a straggler is a dropout */
         }
     if (n_alive_unanswered(r) > 0)
         return; /* phase 0: others' ROUND_START still on its way, their deadlines later */
-    if (r->sa != NULL)
+    if (has_protocol(r))
         close_phase(r, now_ms, out);
     else
         finish(r, 0, "", out);
@@ -758,8 +866,9 @@ int fv_cround_sum(const fv_cround_t *r, fv_round_sum_t *ret)
     if (!r->done || r->status != 0)
         return FV_EPHASE;
     memset(ret, 0, sizeof *ret);
-    ret->secagg = r->sa != NULL;
-    ret->words = r->sa != NULL ? r->sum : r->acc_u;
+    ret->secagg = has_protocol(r);
+    ret->words = r->sa != NULL ? r->sum : r->va != NULL ? NULL : r->acc_u;
+    ret->isum = r->va != NULL ? r->isum : NULL;
     ret->fsum = r->acc_f;
     ret->n_summands = r->n_summands;
     return 0;
@@ -771,7 +880,15 @@ bool fv_cround_contributed(const fv_cround_t *r, uint32_t member)
         return false;
     if (r->sa != NULL)
         return fv_secagg_server_phase(r->sa) == 5 && fv_secagg_server_in_set(r->sa, 3, member);
+    if (r->va != NULL)
+        return fv_vagg_server_phase(r->va) == 4 && fv_vagg_server_in_set(r->va, 5, member);
     return r->m[member].summed;
+}
+
+bool fv_cround_verdict(const fv_cround_t *r, uint32_t member, fv_valid_verdict_t *ret,
+                       uint32_t *ret_complaints)
+{
+    return r->va != NULL && fv_vagg_server_verdict(r->va, member, ret, ret_complaints);
 }
 
 bool fv_cround_late(const fv_cround_t *r, uint32_t member)

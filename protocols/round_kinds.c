@@ -35,6 +35,7 @@
 
 #include <sodium.h>
 
+#include "fv_fed_valid.h"
 #include "fv_metrics.h"
 #include "fv_optim.h"
 #include "fv_train.h"
@@ -81,10 +82,19 @@ void fv_round_work_close(fv_round_work_t *w)
     if (w->fvec != NULL)
         sodium_memzero(w->fvec, w->dim * sizeof *w->fvec);
     free(w->fvec);
+    if (w->iwords != NULL)
+        sodium_memzero(w->iwords, w->dim * sizeof *w->iwords);
+    free(w->iwords);
+    w->iwords = NULL;
     free(w->global);
     free(w->teacher);
     sodium_memzero(w->qkey, sizeof w->qkey);
     w->words = NULL, w->fvec = NULL, w->global = NULL, w->teacher = NULL;
+}
+
+bool fv_round_validated(const fv_job_t *job, const fv_round_shape_t *shape)
+{
+    return job != NULL && job->validation.on && job->secagg.on && shape->lay.n_params > 0;
 }
 
 void fv_round_outcome_close(fv_round_outcome_t *o)
@@ -228,7 +238,25 @@ static int encode_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_
                          .n_val = (uint32_t)j->n_va,
                          .class_n = e->lay.n_classes ? e->class_n : NULL,
                          .class_right = e->lay.n_classes ? e->class_right : NULL};
-    if (w->secagg) {
+    if (w->validated) {
+        /* the integers the agent proves (fv_fed_valid.h): the norm block is the clipped
+         * weighted update in units of max_update_norm / 2^14, stochastically rounded with
+         * the same key the SecAgg encoding uses */
+        fv_fed_valid_t v;
+        if ((r = fv_fed_valid_init(&e->lay, job, &v, &w->d)) != 0)
+            return r;
+        w->dim = v.spec.dim;
+        w->iwords = malloc(w->dim * sizeof *w->iwords);
+        if (w->iwords == NULL) {
+            fv_fed_valid_close(&v);
+            return FV_ENOMEM;
+        }
+        fv_rand_t rng;
+        fv_rand_seeded(&rng, w->qkey);
+        r = fv_fed_valid_encode(&v, &in, &rng, w->iwords, &w->d);
+        sodium_memzero(&rng, sizeof rng);
+        fv_fed_valid_close(&v);
+    } else if (w->secagg) {
         w->dim = e->lay.dim;
         w->words = malloc(e->lay.dim * sizeof *w->words);
         if (w->words == NULL)
@@ -350,6 +378,26 @@ static int vec_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
 {
     memset(ret, 0, sizeof *ret);
     int r;
+    if (sum->isum != NULL) {
+        /* a validated round: the accepted inputs' integer sum (fv_fed_valid.h) */
+        fv_fed_valid_t v;
+        if ((r = fv_fed_valid_init(&s->lay, z->job, &v, d)) != 0)
+            return r;
+        r = fv_fed_valid_decode(&v, sum->isum, sum->n_summands, n_ref, &ret->res, d);
+        fv_fed_valid_close(&v);
+        if (r == 0) {
+            /* each proved block is within norm_sq = (2^14 + ceil(sqrt P))^2 units of
+             * B / 2^14: the sum check's bound gets that rounding slack */
+            fv_job_t jb = *z->job;
+            jb.max_update_norm *=
+                1.0 + ceil(sqrt((double)s->lay.n_params)) / (double)(1u << FV_FED_VALID_NORM_BITS);
+            if ((r = fv_fed_sum_check(&s->lay, &jb, NULL, sum->n_summands, n_ref, &ret->res, d)) !=
+                0)
+                fv_fed_result_close(&ret->res);
+        }
+        ret->has_result = r == 0;
+        return r;
+    }
     if (sum->secagg)
         r = sum->words == NULL
                 ? fv_diag_set(d, FV_EINVAL, "no sum")

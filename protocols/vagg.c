@@ -291,6 +291,10 @@ static int client_prove(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t 
     size_t ctl = pf->payload_len + FV_AEAD_TAG_BYTES;
     uint8_t sig[FV_SIGN_BYTES];
     uint8_t *ct = malloc(ctl);
+    uint32_t n_seeded = pf->n_seeded;
+#ifdef FV_EVIL_AGENT
+    n_seeded = 0; /* the payloads as the hooks left them, not their seeds */
+#endif
     c->own_header = malloc(pf->header_len);
     c->own_payload = malloc(pf->payload_len);
     rc = FV_ENOMEM;
@@ -312,15 +316,17 @@ static int client_prove(fv_vagg_client_t *c, fv_secagg_outbox_t *out, fv_diag_t 
     for (uint32_t r = 0; r < c->m; r++) {
         if (r + 1 == c->my_x)
             continue;
-        if ((rc = fv_vagg_seal(&c->p, c->id, c->u1[r], pair_key(c, r), pf->payloads[r],
-                               pf->payload_len, ct)) != 0)
+        bool seeded = r + 1 <= n_seeded;
+        const uint8_t *pt = seeded ? pf->seeds + (size_t)r * FV_VALID_SEED_BYTES : pf->payloads[r];
+        size_t ptl = seeded ? FV_VALID_SEED_BYTES : pf->payload_len;
+        if ((rc = fv_vagg_seal(&c->p, c->id, c->u1[r], pair_key(c, r), pt, ptl, ct)) != 0)
             goto out;
         fv_vagg_msg_t cm = {.type = FV_VAGG_MSG_PROOF_CT,
                             .job_id = c->p.job_id,
                             .round = c->p.round,
                             .from = c->id,
                             .to = FV_SECAGG_SERVER};
-        cm.item = (fv_vagg_item_t){.peer = c->u1[r], .data = ct, .len = ctl};
+        cm.item = (fv_vagg_item_t){.peer = c->u1[r], .data = ct, .len = ptl + FV_AEAD_TAG_BYTES};
         if ((rc = push_msg(out, FV_SECAGG_SERVER, &cm, &c->lay)) != 0)
             goto out;
     }
@@ -480,8 +486,16 @@ static int client_on_fwd(fv_vagg_client_t *c, const fv_vagg_msg_t *m, fv_secagg_
     else if (fv_vagg_open(&c->p, u, c->id, pair_key(c, (uint32_t)c->rank[u]), it->data, it->len,
                           pt) != 0)
         st = FV_EAUTH;
-    else
+    else {
+        if (it->len == FV_VALID_SEED_BYTES + FV_AEAD_TAG_BYTES) {
+            /* a seed: our share vector is its expansion (fv_valid.h) */
+            uint8_t seed[FV_VALID_SEED_BYTES];
+            memcpy(seed, pt, sizeof(seed));
+            fv_valid_expand_seed(&c->lay, seed, pt);
+            fv_crypto_wipe(seed, sizeof(seed));
+        }
         st = client_check_one(c, u, it->header, pt, &vs, &vl, &dd);
+    }
     wipe_free(pt, c->lay.payload_bytes);
     if (st == FV_ENOMEM)
         return client_abort(c, st);
@@ -601,10 +615,12 @@ struct fv_vagg_server {
     fv_valid_layout_t lay;
     /* phase 1: per prover rank */
     bool *proved;
-    uint8_t **hdr, **psig, **cts; /* cts: m ciphertexts by holder rank (own slot unused) */
-    uint32_t *n_ct;               /* PROOF_CTs received per prover */
-    uint8_t *ct_seen;             /* m x m: prover rank x holder rank */
-    uint32_t *n_vsh;              /* VSHAREs received per holder */
+    uint8_t **hdr, **psig;
+    uint8_t **cts;    /* m x m: prover rank x holder rank, malloc'd (a seed's or a payload's) */
+    size_t *ct_len;   /* m x m */
+    uint32_t *n_ct;   /* PROOF_CTs received per prover */
+    uint8_t *ct_seen; /* m x m: prover rank x holder rank */
+    uint32_t *n_vsh;  /* VSHAREs received per holder */
     /* phase 2: vshares[prover rank * m + holder rank] */
     bool *checked;
     uint8_t **vsh;
@@ -630,7 +646,6 @@ void fv_vagg_server_free(fv_vagg_server_t *s)
     for (uint32_t r = 0; s->hdr && r < s->m; r++) {
         free(s->hdr[r]);
         free(s->psig[r]);
-        free(s->cts[r]);
         free(s->agg ? s->agg[r] : NULL);
     }
     if (s->vsh)
@@ -649,7 +664,11 @@ void fv_vagg_server_free(fv_vagg_server_t *s)
     free(s->n_vsh);
     free(s->hdr);
     free(s->psig);
+    if (s->cts)
+        for (size_t i = 0; i < (size_t)s->m * s->m; i++)
+            free(s->cts[i]);
     free(s->cts);
+    free(s->ct_len);
     free(s->checked);
     free(s->vsh);
     free(s->vst);
@@ -724,6 +743,50 @@ bool fv_vagg_server_in_set(const fv_vagg_server_t *s, int i, uint32_t u)
     }
 }
 
+bool fv_vagg_server_expects(const fv_vagg_server_t *s, uint32_t u)
+{
+    if (u >= s->n || s->phase < 0 || s->phase >= DONE)
+        return false;
+    if (s->phase == 0)
+        return true;
+    if (s->rank[u] < 0)
+        return false;
+    uint32_t r = (uint32_t)s->rank[u];
+    switch (s->phase) {
+    case 1:
+        return true;
+    case 2:
+        return s->proved[r];
+    default:
+        return s->asked[r];
+    }
+}
+
+bool fv_vagg_server_answered(const fv_vagg_server_t *s, uint32_t u)
+{
+    if (!fv_vagg_server_expects(s, u))
+        return false;
+    if (s->phase == 0)
+        return s->adv[u];
+    uint32_t r = (uint32_t)s->rank[u];
+    switch (s->phase) {
+    case 1:
+        return s->hdr[r] != NULL && s->n_ct[r] == s->m - 1;
+    case 2:
+        return s->checked[r];
+    default:
+        return s->agg[r] != NULL;
+    }
+}
+
+uint32_t fv_vagg_server_outlier(const fv_vagg_server_t *s, uint32_t u)
+{
+    if (u >= s->n || s->rank[u] < 0 || !s->decided || !s->decided[s->rank[u]])
+        return UINT32_MAX;
+    uint32_t x = s->verdict[s->rank[u]].outlier;
+    return x ? s->u1[x - 1] : UINT32_MAX;
+}
+
 bool fv_vagg_server_verdict(const fv_vagg_server_t *s, uint32_t u, fv_valid_verdict_t *ret,
                             uint32_t *ret_complaints)
 {
@@ -772,8 +835,7 @@ static int server_on_msg(fv_vagg_server_t *s, const fv_vagg_msg_t *m, fv_diag_t 
                                u);
         s->hdr[r] = malloc(s->lay.header_bytes);
         s->psig[r] = malloc(FV_SIGN_BYTES);
-        s->cts[r] = malloc((size_t)s->m * (s->lay.payload_bytes + FV_AEAD_TAG_BYTES));
-        if (!s->hdr[r] || !s->psig[r] || !s->cts[r])
+        if (!s->hdr[r] || !s->psig[r])
             return FV_ENOMEM;
         memcpy(s->hdr[r], m->header, s->lay.header_bytes);
         memcpy(s->psig[r], m->sig, FV_SIGN_BYTES);
@@ -789,8 +851,11 @@ static int server_on_msg(fv_vagg_server_t *s, const fv_vagg_msg_t *m, fv_diag_t 
         uint32_t h = (uint32_t)s->rank[v];
         if (s->ct_seen[(size_t)r * s->m + h])
             return fv_diag_set(d, FV_EDUP, "vagg: client %u sent two ciphertexts for %u", u, v);
-        size_t ctl = s->lay.payload_bytes + FV_AEAD_TAG_BYTES;
-        memcpy(s->cts[r] + (size_t)h * ctl, m->item.data, ctl);
+        size_t slot = (size_t)r * s->m + h;
+        if (!(s->cts[slot] = malloc(m->item.len)))
+            return FV_ENOMEM;
+        memcpy(s->cts[slot], m->item.data, m->item.len);
+        s->ct_len[slot] = m->item.len;
         s->ct_seen[(size_t)r * s->m + h] = 1;
         s->n_ct[r]++;
         return 0;
@@ -875,7 +940,8 @@ static int close_adv(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
     s->n_vsh = calloc(m, sizeof(*s->n_vsh));
     s->hdr = calloc(m, sizeof(*s->hdr));
     s->psig = calloc(m, sizeof(*s->psig));
-    s->cts = calloc(m, sizeof(*s->cts));
+    s->cts = calloc((size_t)m * m, sizeof(*s->cts));
+    s->ct_len = calloc((size_t)m * m, sizeof(*s->ct_len));
     s->checked = calloc(m, sizeof(*s->checked));
     s->vsh = calloc((size_t)m * m, sizeof(*s->vsh));
     s->vst = malloc((size_t)m * m * sizeof(*s->vst));
@@ -886,8 +952,8 @@ static int close_adv(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
     s->agg = calloc(m, sizeof(*s->agg));
     s->V = malloc((size_t)m * sizeof(*s->V));
     if (!s->u1 || !keys || !s->proved || !s->n_ct || !s->ct_seen || !s->n_vsh || !s->hdr ||
-        !s->psig || !s->cts || !s->checked || !s->vsh || !s->vst || !s->verdict || !s->complaints ||
-        !s->decided || !s->asked || !s->agg || !s->V) {
+        !s->psig || !s->cts || !s->ct_len || !s->checked || !s->vsh || !s->vst || !s->verdict ||
+        !s->complaints || !s->decided || !s->asked || !s->agg || !s->V) {
         free(keys);
         return server_abort(s, FV_ENOMEM);
     }
@@ -933,7 +999,6 @@ static int close_proof(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *
     if (c < s->t)
         return server_abort(
             s, fv_diag_set(d, FV_ETHRESHOLD, "vagg: %u proofs, threshold %u", c, s->t));
-    size_t ctl = s->lay.payload_bytes + FV_AEAD_TAG_BYTES;
     int rc = 0;
     for (uint32_t h = 0; h < s->m && rc == 0; h++) {
         if (!s->proved[h])
@@ -950,14 +1015,14 @@ static int close_proof(fv_vagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *
             msg.item = (fv_vagg_item_t){.peer = s->u1[r],
                                         .header = s->hdr[r],
                                         .sig = s->psig[r],
-                                        .data = s->cts[r] + (size_t)h * ctl,
-                                        .len = ctl};
+                                        .data = s->cts[(size_t)r * s->m + h],
+                                        .len = s->ct_len[(size_t)r * s->m + h]};
             rc = push_msg(out, s->u1[h], &msg, &s->lay);
         }
     }
-    for (uint32_t r = 0; r < s->m; r++) {
-        free(s->cts[r]);
-        s->cts[r] = NULL;
+    for (size_t i = 0; i < (size_t)s->m * s->m; i++) {
+        free(s->cts[i]);
+        s->cts[i] = NULL;
     }
     if (rc)
         return server_abort(s, rc);

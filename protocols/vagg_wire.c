@@ -19,6 +19,7 @@
 #define MAGIC "FVA1"
 #define HDR 32 /* magic 4, type 1, pad 3, job 8, round 8, from 4, to 4 */
 #define KEY_ENTRY (4 + FV_KX_PK_BYTES + FV_SIGN_BYTES)
+#define SEED_CT (FV_VALID_SEED_BYTES + FV_AEAD_TAG_BYTES) /* a seeded holder's ciphertext */
 
 int fv_vagg_msg_phase(uint8_t type)
 {
@@ -38,6 +39,15 @@ int fv_vagg_msg_phase(uint8_t type)
     default:
         return -1;
     }
+}
+
+int fv_vagg_msg_peek(const uint8_t *buf, size_t len, uint8_t *ret_type, uint32_t *ret_from)
+{
+    if (len < HDR || memcmp(buf, MAGIC, 4) != 0)
+        return FV_EPROTO;
+    *ret_type = buf[4];
+    *ret_from = fv__get_u32(buf + 24);
+    return 0;
 }
 
 size_t fv_vagg_max_message(const fv_valid_layout_t *l)
@@ -110,15 +120,17 @@ int fv_vagg_msg_decode(const uint8_t *buf, size_t len, const fv_valid_layout_t *
         ret->sig = p + l->header_bytes;
         return 0;
     case FV_VAGG_MSG_PROOF_CT:
-        if (rest != 4 + ct)
+        if (rest != 4 + ct && rest != 4 + SEED_CT)
             goto bad;
         ret->item.peer = fv__get_u32(p);
         ret->item.data = p + 4;
-        ret->item.len = ct;
+        ret->item.len = rest - 4;
         return 0;
     case FV_VAGG_MSG_FWD:
-        if (rest != 8 + l->header_bytes + FV_SIGN_BYTES + ct)
+        if (rest != 8 + l->header_bytes + FV_SIGN_BYTES + ct &&
+            rest != 8 + l->header_bytes + FV_SIGN_BYTES + SEED_CT)
             goto bad;
+        ct = rest - 8 - l->header_bytes - FV_SIGN_BYTES;
         ret->k = fv__get_u32(p);
         if (ret->k < 1 || ret->k > n)
             goto bad;
@@ -189,13 +201,15 @@ int fv_vagg_msg_encode(const fv_vagg_msg_t *m, const fv_valid_layout_t *l, uint8
         len += l->header_bytes + FV_SIGN_BYTES;
         break;
     case FV_VAGG_MSG_PROOF_CT:
-        if (m->item.len != ct)
+        if (m->item.len != ct && m->item.len != SEED_CT)
             return FV_EINVAL;
+        ct = m->item.len;
         len += 4 + ct;
         break;
     case FV_VAGG_MSG_FWD:
-        if (m->item.len != ct)
+        if (m->item.len != ct && m->item.len != SEED_CT)
             return FV_EINVAL;
+        ct = m->item.len;
         len += 8 + l->header_bytes + FV_SIGN_BYTES + ct;
         break;
     case FV_VAGG_MSG_VSHARE:

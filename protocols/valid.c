@@ -653,31 +653,53 @@ void fv_valid_proof_free(fv_valid_proof_t *p)
         for (uint32_t i = 0; i < p->n; i++)
             wipe_free(p->payloads[i], p->payload_len);
     free(p->payloads);
+    wipe_free(p->seeds, p->seeds ? (size_t)p->n * FV_VALID_SEED_BYTES : 0);
     free(p->header);
     free(p);
 }
 
-/* Share values v[0..cnt) (value index base) to every holder: payload[x-1] at 8*(base+i). */
-static void share_values(fv_rand_t *rng, const uint64_t *v, size_t base, size_t cnt, uint32_t n,
-                         uint32_t t, uint8_t **payloads, uint64_t *coef)
+/* A seeded holder's whole share vector: S uniform elements from ChaCha20(seed), in value
+ * order, as little-endian bytes (the one expansion both the prover and the holder run). */
+static void expand_seed(const uint8_t seed[32], size_t S, uint8_t *payload)
 {
-    /* coef: 64 * (t - 1) scratch */
-    for (size_t i0 = 0; i0 < cnt; i0 += 64) {
-        size_t blk = cnt - i0 < 64 ? cnt - i0 : 64;
-        if (t > 1)
-            draw_elems(rng, coef, blk * (t - 1));
-        for (size_t i = 0; i < blk; i++) {
-            const uint64_t *c = coef + i * (t - 1);
-            for (uint32_t x = 1; x <= n; x++) {
-                uint64_t acc = 0;
-                for (uint32_t k = t - 1; k >= 1; k--)
-                    acc = fv_gf_mul(fv_gf_add(acc, c[k - 1]), x);
-                acc = fv_gf_add(acc, v[i0 + i]);
-                put_u64(payloads[x - 1] + 8 * (base + i0 + i), acc);
+    fv_rand_t r;
+    uint64_t buf[64];
+    fv_rand_seeded(&r, seed);
+    for (size_t i0 = 0; i0 < S; i0 += 64) {
+        size_t blk = S - i0 < 64 ? S - i0 : 64;
+        draw_elems(&r, buf, blk);
+        put_elems(payload + 8 * i0, buf, blk);
+    }
+    fv_crypto_wipe(buf, sizeof(buf));
+    fv_crypto_wipe(&r, sizeof(r));
+}
+
+int fv_valid_expand_seed(const fv_valid_layout_t *l, const uint8_t seed[FV_VALID_SEED_BYTES],
+                         uint8_t *payload)
+{
+    expand_seed(seed, l->S, payload);
+    return 0;
+}
+
+/* Shares of values v[0..cnt) (value index base) for the computed holders x = t..n: the
+ * polynomial through (0, v) and the seeded holders' shares (x = 1..t-1, already in their
+ * payloads), evaluated at x with the weights W[(x - t) * t + k] of nodes 0..t-1. */
+static void share_values(const uint64_t *v, size_t base, size_t cnt, uint32_t n, uint32_t t,
+                         const uint64_t *W, uint8_t **payloads)
+{
+    for (size_t i = 0; i < cnt; i++) {
+        size_t idx = base + i;
+        for (uint32_t x = t; x <= n; x++) {
+            const uint64_t *wx = W + (size_t)(x - t) * t;
+            fv_u128 acc = (fv_u128)wx[0] * v[i];
+            for (uint32_t k = 1; k < t; k++) {
+                acc += (fv_u128)wx[k] * get_u64(payloads[k - 1] + 8 * idx);
+                if ((k & 63) == 63)
+                    acc = fv_gf_reduce128(acc);
             }
+            put_u64(payloads[x - 1] + 8 * idx, fv_gf_reduce128(acc));
         }
     }
-    fv_crypto_wipe(coef, 64 * (size_t)(t > 1 ? t - 1 : 1) * sizeof(*coef));
 }
 
 /* Low nb bits of a field element's centred integer value, as elements. */
@@ -696,13 +718,13 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
     size_t S = l->S;
     int rc = FV_ENOMEM;
     uint64_t *val = calloc(S, sizeof(*val));
-    uint64_t *coef = malloc(64 * (size_t)(t > 1 ? t - 1 : 1) * sizeof(*coef));
+    uint64_t *W = malloc((size_t)(n - t + 1) * t * sizeof(*W));
     uint64_t *rho = malloc((K ? K : 1) * sizeof(*rho));
     uint64_t *E = NULL, *inv_fact = NULL, *scratch = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     uint64_t *F = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     uint64_t *G = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     fv_valid_proof_t *p = calloc(1, sizeof(*p));
-    if (!val || !coef || !rho || !scratch || !F || !G || !p)
+    if (!val || !W || !rho || !scratch || !F || !G || !p)
         goto out;
     p->n = n;
     p->payload_len = l->payload_bytes;
@@ -714,6 +736,25 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
     for (uint32_t i = 0; i < n; i++)
         if (!(p->payloads[i] = malloc(p->payload_len)))
             goto out;
+    /* holders 1..t-1 get a seed; their shares of every value are its expansion */
+    p->n_seeded = t - 1;
+    if (!(p->seeds = calloc(n, FV_VALID_SEED_BYTES)))
+        goto out;
+    for (uint32_t x = 1; x < t; x++) {
+        fv_rand_fill(rng, p->seeds + (size_t)(x - 1) * FV_VALID_SEED_BYTES, FV_VALID_SEED_BYTES);
+        expand_seed(p->seeds + (size_t)(x - 1) * FV_VALID_SEED_BYTES, S, p->payloads[x - 1]);
+    }
+    {
+        uint64_t *ifact = NULL, *scr = malloc((size_t)t * sizeof(*scr));
+        if (!scr || inv_factorials(t - 1, &ifact) != 0) {
+            free(scr);
+            goto out;
+        }
+        for (uint32_t x = t; x <= n; x++)
+            lagrange_consec(t - 1, x, ifact, W + (size_t)(x - t) * t, scr);
+        free(scr);
+        free(ifact);
+    }
 
     /* stage 1: w, range bits, slack bits */
     for (uint32_t i = 0; i < spec->dim; i++)
@@ -732,7 +773,7 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         to_bits((i128)spec->norm_sq - ss, l->bs, val + off);
     }
     uint8_t *hashes = p->header + FV_VALID_HEADER_FIXED;
-    share_values(rng, val, 0, l->s1, n, t, p->payloads, coef);
+    share_values(val, 0, l->s1, n, t, W, p->payloads);
     for (uint32_t x = 1; x <= n; x++)
         stage_hash(ctx, x, 1, p->payloads[x - 1], (size_t)l->s1 * 8, hashes + (size_t)(x - 1) * 96);
     chal_t ch;
@@ -752,7 +793,7 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
             }
             to_bits(y, l->bp, val + l->s1 + (size_t)q * l->bp);
         }
-        share_values(rng, val + l->s1, l->s1, l->s2, n, t, p->payloads, coef);
+        share_values(val + l->s1, l->s1, l->s2, n, t, W, p->payloads);
     }
     for (uint32_t x = 1; x <= n; x++)
         stage_hash(ctx, x, 2, p->payloads[x - 1] + (size_t)l->s1 * 8, (size_t)l->s2 * 8,
@@ -803,7 +844,7 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         for (uint32_t x = 0; x <= 2 * L; x++)
             P[x] = fv_gf_add(P[x], fv_gf_mul(F[x], G[x]));
     }
-    share_values(rng, val + l->s1 + l->s2, (size_t)l->s1 + l->s2, l->s3, n, t, p->payloads, coef);
+    share_values(val + l->s1 + l->s2, (size_t)l->s1 + l->s2, l->s3, n, t, W, p->payloads);
     for (uint32_t x = 1; x <= n; x++)
         stage_hash(ctx, x, 3, p->payloads[x - 1] + ((size_t)l->s1 + l->s2) * 8, (size_t)l->s3 * 8,
                    hashes + (size_t)(x - 1) * 96 + 64);
@@ -813,7 +854,7 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
     put_u32(p->header + 8, t);
     put_u32(p->header + 12, l->S);
     memcpy(p->header + 16, ctx, 32);
-    g_stats.prover_mul = (uint64_t)S * n * (t > 0 ? t - 1 : 0) + 2 * (uint64_t)m * L * (L + 1) +
+    g_stats.prover_mul = (uint64_t)S * (n - t + 1) * t + 2 * (uint64_t)m * L * (L + 1) +
                          (uint64_t)m * (2 * L + 1) + (uint64_t)L * (L + 1) * 4;
     p->tries = 1;
     *ret = p;
@@ -826,7 +867,7 @@ out:
     wipe_free(val, S * sizeof(*val));
     wipe_free(F, ((size_t)2 * L + 1) * sizeof(uint64_t));
     wipe_free(G, ((size_t)2 * L + 1) * sizeof(uint64_t));
-    free(coef);
+    free(W);
     free(rho);
     free(E);
     free(inv_fact);
@@ -843,16 +884,26 @@ static int prove(const fv_valid_spec_t *spec, uint32_t n, uint32_t t, const uint
         return rc;
     if (check && (rc = fv_valid_spec_eval(spec, w, d)) != 0)
         return rc;
+    /* all of a proof's randomness from one ChaCha20 stream keyed by 32 bytes of rng (the
+     * system source would be a getrandom call per 512 bytes: megabytes per proof) */
+    uint8_t key[32];
+    fv_rand_t local;
+    fv_rand_fill(rng, key, sizeof(key));
+    fv_rand_seeded(&local, key);
+    fv_crypto_wipe(key, sizeof(key));
     for (uint32_t tries = 1;; tries++) {
-        rc = prove_once(spec, &l, ctx, w, rng, check, ret, d);
+        rc = prove_once(spec, &l, ctx, w, &local, check, ret, d);
         if (rc != 1) {
             if (rc == 0)
                 (*ret)->tries = tries;
+            fv_crypto_wipe(&local, sizeof(local));
             return rc;
         }
-        if (tries >= FV_VALID_PROVE_TRIES)
+        if (tries >= FV_VALID_PROVE_TRIES) {
+            fv_crypto_wipe(&local, sizeof(local));
             return fv_diag_set(d, FV_ENUMERIC,
                                "validation: %u draws put a projection out of its range", tries);
+        }
     }
 }
 

@@ -69,7 +69,7 @@ for b in $banks; do
   pids+=($!)
 done
 # The operator submits the job and follows it (progress lines in logs/watch.log).
-job=$($fv job submit examples/lending-club/job.json "${admin[@]}" --json |
+job=$($fv job submit "${FV_JOB:-examples/lending-club/job.json}" "${admin[@]}" --json |
       /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "job ${job:0:16} submitted by ops-1; following it with 'fedvault job watch'"
 status=0

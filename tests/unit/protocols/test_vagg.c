@@ -274,6 +274,11 @@ static void evil_on_fwd(evil_t *e, const uint8_t *fwd, size_t fl, fv_secagg_outb
     fv_vagg_ctx(&e->p, u, e->u1, e->u1_cpk, e->m, ctx);
     r.item = (fv_vagg_item_t){.peer = u};
     int st = fv_vagg_open(&e->p, u, EVIL, e->keys + 32 * rk, fm.item.data, fm.item.len, pt);
+    if (st == 0 && fm.item.len == FV_VALID_SEED_BYTES + FV_AEAD_TAG_BYTES) {
+        uint8_t seed[FV_VALID_SEED_BYTES];
+        memcpy(seed, pt, sizeof(seed));
+        CHECK_OK(fv_valid_expand_seed(&e->lay, seed, pt), NULL);
+    }
     if (st == 0)
         st = fv_valid_holder_check(&spec, e->m, e->t, e->my_x, ctx, fm.item.header,
                                    e->lay.header_bytes, pt, e->lay.payload_bytes, &e->held[rk], &vs,
