@@ -5,9 +5,9 @@ argv: fedvault fedvault-coordinator fedvault-agent fv-evil-agent [attack ...]
 
 The shipped Lending Club rows, 25 % held out (stratified, seed 0) as the test split, the
 rest dealt IID into six banks (fvfed.split_iid), one provisioned kit each. The job:
-fvfed.job_spec with a logreg, ROUNDS training rounds, SecAgg on, "validation": true,
+fvfed.job_spec with a logreg, ROUNDS training rounds, SecAgg on, "validation",
 max_update_norm BOUND (the honest agents' weighted updates reach it: their `trained`
-lines are printed), validation_max_failures 1, min_agents 5.
+lines are printed), "validation": {"max_failures": 1}, min_agents 5.
 
 Each job runs in its own coordinator process. The sixth bank ("bank-pacific") starts
 first and the test waits for its job_accepted line before it starts the five others, so
@@ -37,6 +37,7 @@ no symbol with "evil" (and finds fv_evil_input in fv-evil-agent, so the check ca
 """
 import json
 import math
+import re
 import os
 import shutil
 import subprocess
@@ -85,12 +86,11 @@ fvfed.split_iid(f"{tmp}/train.csv", f"{tmp}/banks", BANKS, "Class")
 fvfed.provision(tmp, "poison-fed", BANKS)
 
 JOB = fvfed.job_spec(model="logreg", rounds=ROUNDS, local_epochs=1, min_agents=5,
-                     max_update_norm=BOUND, validation=True, validation_max_failures=1,
+                     max_update_norm=BOUND, validation={"max_failures": 1},
                      deadlines_ms={"join": 60000 * S, "train": 120000 * S,
-                                   "secagg_phase": 30000 * S})
+                                   "secagg_phase": 10000 * S})
 if os.environ.get("FV_POISON_NO_VALIDATION"):  # calibration of BOUND without the engine
     JOB.pop("validation")
-    JOB.pop("validation_max_failures")
 
 
 def wait_log(path, pred, what, proc, timeout):
@@ -183,6 +183,15 @@ def lines(r, event, agent=SIXTH):
     return [e for e in r["coord"] if e.get("event") == event and e.get("agent") == agent]
 
 
+def check_of(e):
+    """The check a proof_failed line names: its "check" field, else the quoted name in its
+    "why" ("proof failed check 'norm' (0 holders complained, decided from 6)")."""
+    if e.get("check"):
+        return e["check"]
+    m = re.search(r"check '([^']*)'", e.get("why", ""))
+    return m.group(1) if m else None
+
+
 def print_rounds(r):
     for x in r["rounds"]:
         print(f"    round {x['round']}: agents {x['agents']}, val ROC AUC "
@@ -203,7 +212,16 @@ fvtest.check(not [e for e in honest["coord"] if e.get("event") in
                                           ("proof_failed", "member_excluded")]))
 fvtest.check(all(x["agents"] >= 5 for x in honest["rounds"]), f"honest: {honest['rounds']}")
 
-summary = []
+problems = []  # every attack runs; the failures are reported together at the end
+
+
+def expect(cond, msg):
+    if not cond:
+        problems.append(msg)
+        print(f"  PROBLEM: {msg}")
+    return cond
+
+
 for attack, want in ATTACKS.items():
     if ONLY and attack not in ONLY:
         continue
@@ -212,48 +230,49 @@ for attack, want in ATTACKS.items():
     for e in r["sixth"]:
         if e.get("event") == "evil" and e.get("check"):
             lied.setdefault(e["round"], e["check"])
-    fvtest.check(lied, f"{attack}: the evil agent lied in no round:\n"
-                 + json.dumps(r["sixth"][-20:]))
+    if not expect(lied, f"{attack}: the evil agent lied in no round: "
+                  + json.dumps(r["sixth"][-20:])):
+        continue
     failed = {e.get("round"): e for e in lines(r, "proof_failed")}
-    for rnd, aim in lied.items():
+    for rnd, aim in sorted(lied.items()):
         ok_checks = want if want is not None else {aim}
         e = failed.get(rnd)
         if e is None and attack == "replay":  # the PROOF itself refused, naming the member
             ref = [x for x in r["coord"] if x.get("round") == rnd and "refus" in
                    str(x.get("event", "")) and SIXTH in json.dumps(x)]
-            fvtest.check(ref, f"replay: round {rnd}: neither proof_failed nor a refusal "
-                         f"naming {SIXTH}:\n" + json.dumps([x for x in r["coord"]
-                                                            if x.get("round") == rnd]))
+            expect(ref, f"replay: round {rnd}: neither proof_failed nor a refusal naming "
+                   f"{SIXTH}: " + json.dumps([x for x in r["coord"] if x.get("round") == rnd]))
             continue
-        fvtest.check(e is not None, f"{attack}: round {rnd}: no proof_failed for {SIXTH}; "
-                     f"its lines: " + json.dumps([x for x in r["coord"]
-                                                  if x.get("agent") == SIXTH][-10:]))
-        fvtest.check(e.get("check") in ok_checks,
-                     f"{attack}: round {rnd}: check {e.get('check')!r}, expected {ok_checks}")
+        if expect(e is not None, f"{attack}: round {rnd}: no proof_failed for {SIXTH}; its "
+                  "lines: " + json.dumps([x for x in r["coord"] if x.get("agent") == SIXTH][-10:])):
+            expect(check_of(e) in ok_checks, f"{attack}: round {rnd}: check {check_of(e)!r}, "
+                   f"expected {sorted(ok_checks)}: " + json.dumps(e))
     first = min(lied)
     exc = lines(r, "member_excluded")
-    fvtest.check(exc, f"{attack}: no member_excluded for {SIXTH}")
-    fvtest.check(max(lied) == first, f"{attack}: lied again after its exclusion: {lied}")
+    # validation.max_failures 1: excluded after its first failed proof, in no later cohort
+    expect(exc, f"{attack}: no member_excluded for {SIXTH} (max_failures 1); it lied in "
+           f"rounds {sorted(lied)}")
+    expect(max(lied) == first, f"{attack}: lied again after its first failure: {sorted(lied)}")
     later = [x for x in r["rounds"] if x["round"] > first]
-    fvtest.check(later and all(x["agents"] == len(HONEST) for x in later),
-                 f"{attack}: rounds after {first}: {later}")
+    expect(later and all(x["agents"] == len(HONEST) for x in later),
+           f"{attack}: rounds after {first}: " + json.dumps(
+               [{k: x.get(k) for k in ("round", "agents")} for x in later]))
     gap = r["auc"] - honest["auc"]
-    checks = sorted({failed[k].get("check") for k in failed})
+    checks = sorted({str(check_of(failed[k])) for k in failed})
     print(f"{attack}: lied in round(s) {sorted(lied)} ({lied[first]}); proof_failed "
-          f"{checks}; excluded in round {exc[0].get('round')}; test ROC AUC "
-          f"{r['auc']:.4f} ({gap:+.4f}); {r['secs']:.1f} s; its exit {r['sixth_exit']}")
-    fvtest.check(abs(gap) <= 0.01, f"{attack}: test ROC AUC {r['auc']:.4f} vs honest "
-                 f"{honest['auc']:.4f}")
-    summary.append((attack, r["auc"]))
+          f"{checks} in rounds {sorted(failed)}; excluded: "
+          f"{[x.get('round') for x in exc] or 'no'}; test ROC AUC {r['auc']:.4f} "
+          f"({gap:+.4f}); {r['secs']:.1f} s; its exit {r['sixth_exit']}")
+    expect(abs(gap) <= 0.01, f"{attack}: test ROC AUC {r['auc']:.4f} vs honest "
+           f"{honest['auc']:.4f}")
 
 # ---- what cannot be proved ----------------------------------------------------------------
 if not ONLY or "shuffle_hist" in ONLY:
     r = run_job("shuffle_hist", "shuffle_hist")
     bad = [e for e in r["coord"] if e.get("event") in ("proof_failed", "member_excluded")]
-    fvtest.check(not bad, "shuffle_hist: its lies within the rules were refused: "
-                 + json.dumps(bad))
+    expect(not bad, "shuffle_hist: its lies within the rules were refused: " + json.dumps(bad))
     lied = sorted({e["round"] for e in r["sixth"] if e.get("event") == "evil"})
-    fvtest.check(lied, "shuffle_hist: the agent never lied")
+    expect(lied == list(range(1, ROUNDS + 1)), f"shuffle_hist: lied in rounds {lied}")
     print(f"shuffle_hist: lied in rounds {lied}, every proof passed; test ROC AUC "
           f"{r['auc']:.4f} ({r['auc'] - honest['auc']:+.4f} against honest)")
     val6 = {b: [e["val_rows"] for e in fvfed.events(f"{r['dir']}/{b}.log")
@@ -275,4 +294,5 @@ if not ONLY or "shuffle_hist" in ONLY:
           f"= {2 * BOUND:.4g} (weight_sum 1 with every bank in; {r1['agents']} agents)"
           f"{'' if same_start else '; NOTE: the runs started from different models'}")
 
+fvtest.check(not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems))
 print(f"PASS ({time.time() - t_all:.0f} s in all)")
