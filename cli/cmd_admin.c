@@ -856,6 +856,29 @@ static const char *benched_txt(const json_t *live, char *buf, size_t cap)
     return used > 0 ? buf : "-";
 }
 
+/* A validated job's failed proofs as "bank-x (2 failed, last round 3 'norm', excluded), ..."
+ * or "-". */
+static const char *proofs_txt(const json_t *live, char *buf, size_t cap)
+{
+    const json_t *arr = json_is_object(live) ? json_object_get(live, "proof_failures") : NULL;
+    size_t i, used = 0;
+    const json_t *e;
+    buf[0] = '\0';
+    json_array_foreach(arr, i, e)
+    {
+        char name[FV_NAME_MAX + 1], nf[32], rd[32], chk[64];
+        const json_t *ex = json_object_get(e, "excluded");
+        int n = snprintf(buf + used, cap - used, "%s%s (%s failed, last round %s '%s'%s)",
+                         used > 0 ? ", " : "", ftxt(e, "agent", name, sizeof name),
+                         ftxt(e, "failures", nf, sizeof nf), ftxt(e, "round", rd, sizeof rd),
+                         ftxt(e, "check", chk, sizeof chk), json_is_true(ex) ? ", excluded" : "");
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+    return used > 0 ? buf : "-";
+}
+
 static bool fnum(const json_t *o, const char *key, double *ret)
 {
     const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
@@ -1334,6 +1357,7 @@ static void show_job(const json_t *b)
         }
         char bt[1024];
         printf("  %-13s  %s\n", "benched", benched_txt(live, bt, sizeof bt));
+        printf("  %-13s  %s\n", "proofs failed", proofs_txt(live, bt, sizeof bt));
         printf("  %-13s  %s\n  %-13s  %s\n", "elapsed", dur(e, he, d1, sizeof d1), "eta",
                dur(eta, heta, d2, sizeof d2));
     }
@@ -1462,7 +1486,7 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     /* a multi-class job shows its accuracy where a binary one shows ROC and PR AUC */
     bool multiclass = m != NULL && json_object_get(m, "val_accuracy") != NULL;
     char name[128], id[80], st[64], r[32], rr[32], kd[32], ph[64], an[32], ex[32], roc[32], pr[32],
-        ll[32], el[64], eta[64], bt[256];
+        ll[32], el[64], eta[64], bt[256], pf[256];
     double e = 0, t = 0;
     bool he = live != NULL && fnum(live, "elapsed_s", &e);
     bool ht = live != NULL && fnum(live, "eta_s", &t);
@@ -1491,13 +1515,14 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
     snprintf(eta, sizeof eta, "%s", dur(t, ht, (char[64]){0}, 64));
     benched_txt(live, bt, sizeof bt);
     const char *bench = bt[0] != '\0' ? bt : "-";
+    const char *proofs = proofs_txt(live, pf, sizeof pf);
     if (multiclass) {
         char acc[32];
         snprintf(acc, sizeof acc, "%s", ftxt(m, "val_accuracy", (char[32]){0}, 32));
         snprintf(key, key_cap,
                  "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s accuracy=%s "
-                 "log_loss=%s benched=%s",
-                 name, id, st, r, rr, kd, ph, an, ex, acc, ll, bench);
+                 "log_loss=%s benched=%s proofs_failed=%s",
+                 name, id, st, r, rr, kd, ph, an, ex, acc, ll, bench, proofs);
         snprintf(out, cap,
                  "job       %s (%s)\n"
                  "status    %s\n"
@@ -1505,17 +1530,18 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
                  "phase     %s\n"
                  "agents    %s/%s answered\n"
                  "benched   %s\n"
+                 "proofs    %s\n"
                  "accuracy  %s\n"
                  "log loss  %s\n"
                  "elapsed   %s\n"
                  "eta       %s\n",
-                 name, id, st, r, rr, kd, ph, an, ex, bench, acc, ll, el, eta);
+                 name, id, st, r, rr, kd, ph, an, ex, bench, proofs, acc, ll, el, eta);
         return;
     }
     snprintf(key, key_cap,
              "job %s (%s) status=%s round=%s/%s kind=%s phase=%s answered=%s/%s roc_auc=%s "
-             "pr_auc=%s log_loss=%s benched=%s",
-             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll, bench);
+             "pr_auc=%s log_loss=%s benched=%s proofs_failed=%s",
+             name, id, st, r, rr, kd, ph, an, ex, roc, pr, ll, bench, proofs);
     snprintf(out, cap,
              "job       %s (%s)\n"
              "status    %s\n"
@@ -1523,12 +1549,13 @@ static void watch_render(const json_t *b, char *out, size_t cap, char *key, size
              "phase     %s\n"
              "agents    %s/%s answered\n"
              "benched   %s\n"
+             "proofs    %s\n"
              "ROC AUC   %s\n"
              "PR AUC    %s\n"
              "log loss  %s\n"
              "elapsed   %s\n"
              "eta       %s\n",
-             name, id, st, r, rr, kd, ph, an, ex, bench, roc, pr, ll, el, eta);
+             name, id, st, r, rr, kd, ph, an, ex, bench, proofs, roc, pr, ll, el, eta);
 }
 
 static int job_watch(int argc, char **argv)

@@ -111,6 +111,13 @@ typedef struct agent {
      * contributed, and the round (c->bench.seq) its bench runs to */
     uint32_t misses, benched_times;
     uint64_t bench_until;
+    /* validated rounds (coord_valid.c): failed proofs in job valid_job, the last one's
+     * round and check, and whether the job excluded the agent for them */
+    uint64_t valid_job;
+    uint32_t proof_failures;
+    uint64_t fail_round;
+    char fail_check[48];
+    bool excluded;
 } agent_t;
 
 /* Benching's policy (coord_bench.c; the daemon's --bench-* flags). */
@@ -418,6 +425,14 @@ void coord__linger_check(coord_t *c);
 
 /* coord_bench.c: benching silent members */
 /* A --bench-* option: 1 taken (into o), 0 not one of them, -1 a bad value (printed). */
+/* coord_valid.c: after a validated round, count each member's failed proof (audit
+ * proof.failed) and exclude it from the job's later cohorts at the job's max_failures
+ * (log member_excluded, audit agent.excluded). */
+void coord__valid_round_end(coord_t *c);
+bool coord__valid_excluded(const coord_t *c, const agent_t *a);
+/* [{agent, failures, round, check, excluded}] of the current job (caller owns it). */
+json_t *coord__valid_live(const coord_t *c);
+
 int coord__bench_option(coord_bench_opts_t *o, const char *opt, const char *val);
 bool coord__benched(const coord_t *c, const agent_t *a);
 /* Connected, accepted the job, not benched: may be in the next cohort. */

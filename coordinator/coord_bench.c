@@ -73,7 +73,7 @@ bool coord__benched(const coord_t *c, const agent_t *a)
 /* Accepted, connected, not benched: a cohort member. */
 bool coord__bench_eligible(const coord_t *c, const agent_t *a)
 {
-    return a->conn != NULL && a->accepted && !coord__benched(c, a);
+    return a->conn != NULL && a->accepted && !coord__benched(c, a) && !coord__valid_excluded(c, a);
 }
 
 static void lift(coord_t *c, agent_t *a, const char *reason)

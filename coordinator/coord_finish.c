@@ -630,6 +630,7 @@ static void round_complete(coord_t *c, rwork_t *w)
     bool was_stats = c->rnd.kind->id == FV_FED_KIND_STATS;
     double secs = (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0;
     coord__bench_round_end(c); /* silent members miss, contributors start over */
+    coord__valid_round_end(c); /* failed proofs count; max_failures excludes */
     coord__round_cleanup(c);
     if (status == 0) {
         c->rnd.attempt = 0;

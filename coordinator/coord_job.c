@@ -369,7 +369,8 @@ json_t *coord_job_live(coord_t *c)
     if (fv_schema_positive(c->job->schema) == NULL)
         json_object_set_new(o, "val_accuracy",
                             isnan(c->run.last_acc) ? json_null() : json_real(c->run.last_acc));
-    json_object_set_new(o, "benched", coord__bench_live(c)); /* silent members sitting out */
+    json_object_set_new(o, "benched", coord__bench_live(c));        /* silent members sitting out */
+    json_object_set_new(o, "proof_failures", coord__valid_live(c)); /* validated rounds */
     json_object_set_new(o, "elapsed_s",
                         json_real(c->run.state == ST_ROUND
                                       ? (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0
