@@ -11,8 +11,10 @@ lines are printed), "validation": {"max_failures": 1}, min_agents 5.
 
 Each job runs in its own coordinator process. The sixth bank ("bank-pacific") starts
 first and the test waits for its job_accepted line before it starts the five others, so
-it is in every round's cohort until it is excluded (which of the five joins at round 1
-rather than round 0 is up to the scheduler; both runs see the same kind of start).
+it is in every round's cohort until it is excluded; round 0 (the stats) has the first
+four of the others, the fifth joins from round 1 (held in place with FV_TEST_HOLD_COMPUTE,
+not timing), so every run has the same cohorts and the honest run's model is
+reproducible.
   honest      the sixth bank is the real fedvault-agent: every proof passes, nobody is
               excluded; the final model's test ROC AUC is the reference.
   attacks     the sixth bank is fv-evil-agent (tests/integration/evil) with FV_EVIL_ATTACK:
@@ -55,8 +57,8 @@ tmp = fvtest.tmpdir()
 SIXTH = "bank-pacific"
 BANKS = fvfed.BANKS + [SIXTH]
 HONEST = fvfed.BANKS
-ROUNDS = 4
-BOUND = float(os.environ.get("FV_POISON_BOUND", "0.015"))
+ROUNDS = 5
+BOUND = float(os.environ.get("FV_POISON_BOUND", "0.065"))
 
 NORM = {"norm", "wraparound"}
 ATTACKS = {  # attack: the checks a proof_failed line may name (None: the "evil" line's)
@@ -85,7 +87,7 @@ fvtest.run(["split", "--data", os.path.join(fvtest.DATA, "lending_club.csv"), "-
 fvfed.split_iid(f"{tmp}/train.csv", f"{tmp}/banks", BANKS, "Class")
 fvfed.provision(tmp, "poison-fed", BANKS)
 
-JOB = fvfed.job_spec(model="logreg", rounds=ROUNDS, local_epochs=1, min_agents=5,
+JOB = fvfed.job_spec(model="logreg", rounds=ROUNDS, local_epochs=5, min_agents=5,
                      max_update_norm=BOUND, validation={"max_failures": 1},
                      deadlines_ms={"join": 60000 * S, "train": 120000 * S,
                                    "secagg_phase": 10000 * S})
@@ -138,8 +140,20 @@ def run_job(label, attack=None, job=JOB):
         procs[SIXTH] = start(SIXTH, agent if attack is None else evil, env6)
         wait_log(clog, lambda e: e.get("event") == "job_accepted" and e.get("agent") == SIXTH,
                  f"{label}: {SIXTH} accepting the job", c, 120)
-        for b in HONEST:
-            procs[b] = start(b, agent, {})
+        # Round 0 (the stats) is the sixth bank and the first four: the fifth starts once
+        # it has begun, and the first one's round-0 compute waits (FV_TEST_HOLD_COMPUTE)
+        # until the fifth has accepted, so every run has the same cohorts: round 0 without
+        # the fifth, every later round with all six (until an exclusion).
+        hold = f"{d}/hold"
+        for b in HONEST[:-1]:
+            procs[b] = start(b, agent, {"FV_TEST_HOLD_COMPUTE": f"0:{hold}"}
+                             if b == HONEST[0] else {})
+        wait_log(clog, lambda e: e.get("event") == "round_start" and e.get("round") == 0,
+                 f"{label}: round 0", c, 120)
+        procs[HONEST[-1]] = start(HONEST[-1], agent, {})
+        wait_log(clog, lambda e: e.get("event") == "job_accepted"
+                 and e.get("agent") == HONEST[-1], f"{label}: {HONEST[-1]} accepting", c, 120)
+        open(f"{hold}-0", "w").close()
         while c.poll() is None:
             failed = {b: p.returncode for b, p in procs.items()
                       if p.poll() is not None and p.returncode != 0}
