@@ -22,10 +22,13 @@
  *   swap          input honest; the payloads sent are those of a proof of another input
  *                 (3x the honest one, else its update negated) under the honest header:
  *                 the holders find the payloads are not the committed ones
- *                 ("complaints"; "consistency" or "gadget" if some accepted them).
+ *                 ("complaints"; "consistency" or "gadget" if some accepted them). Its own
+ *                 check of its own payload fails too, so the agent's vagg client aborts the
+ *                 round and goes silent (the coordinator waits out the phase deadline).
  *   replay        input honest; from its second attacked round on, the header and
  *                 payloads of the previous round's proof under this round's signature:
- *                 the holders refuse a proof for another round's context ("complaints").
+ *                 the holders refuse a proof for another round's context ("complaints";
+ *                 silent after it, as swap).
  *   shuffle_hist  a lie within the rules: every positive histogram bin swapped with its
  *                 negative twin (sums kept), and the update replaced by the honest one
  *                 negated and scaled to norm 2^FV_FED_VALID_NORM_BITS (the bound B). The
