@@ -41,6 +41,8 @@ int fv_cmd_schema(int argc, char **argv);
 int fv_cmd_bench(int argc, char **argv);
 /* cmd_bench_rounds.c: `fedvault bench rounds` (argv[0] is "rounds"). */
 int fv__cmd_bench_rounds(int argc, char **argv);
+/* cmd_bench_valid.c: `fedvault bench secagg --validate` (argv[0] is "secagg"). */
+int fv__cmd_bench_valid(int argc, char **argv);
 int fv_cmd_provision(int argc, char **argv);
 int fv_cmd_audit(int argc, char **argv);
 /* The admin commands, clients of a running coordinator's admin port (cmd_admin.c). */

@@ -1,5 +1,6 @@
 /* cmd_bench.c - in-process benchmarks: `fedvault bench secagg` and `fedvault bench predict`
- * (`fedvault bench rounds` is cmd_bench_rounds.c).
+ * (`fedvault bench rounds` is cmd_bench_rounds.c, `fedvault bench secagg --validate`
+ * cmd_bench_valid.c).
  *
  * bench secagg: one SecAgg round, all parties in this process.
  *
@@ -127,6 +128,8 @@ static const char usage[] =
     "                      stays on one thread; CPU times are summed over threads)\n"
     "  --json              one JSON object on stdout\n"
     "  -h, --help          this text\n"
+    "  --validate          a round of input validation instead (fv_valid.h): see\n"
+    "                      'fedvault bench secagg --validate --help'\n"
     "\n"
     "Exit status: 0 exact sum, 1 failure or inexact, 2 usage error.\n";
 
@@ -855,8 +858,12 @@ static const char bench_usage[] =
 
 int fv_cmd_bench(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "secagg") == 0)
+    if (argc >= 2 && strcmp(argv[1], "secagg") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--validate") == 0)
+                return fv__cmd_bench_valid(argc - 1, argv + 1); /* cmd_bench_valid.c */
         return bench_secagg(argc - 1, argv + 1);
+    }
     if (argc >= 2 && strcmp(argv[1], "predict") == 0)
         return bench_predict(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "rounds") == 0)

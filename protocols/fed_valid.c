@@ -95,9 +95,12 @@ int fv_fed_valid_init(const fv_fed_layout_t *l, const fv_job_t *job, fv_fed_vali
                            job->name);
     size_t P = l->n_params, M = l->n_models, B = l->hist_bins, K = l->n_classes;
     size_t D = l->plain_dim;
-    size_t n_ranges = (D - P) + 1 + M * K;
+    /* every word but the update and the bins has a range (the loss two); the bins are
+     * non-negative (four squares), bounded above by their sum, n_val */
+    size_t n_ranges = (D - P) + 1 + M * K - 2 * M * B;
     size_t n_equal = (B > 0 ? M : 0) + (K > 0 ? 1 : 0);
-    size_t n_terms = (D - P) + 2 + 2 * M * K + (B > 0 ? M * (2 * B + 1) : 0) + (K > 0 ? K + 1 : 0);
+    size_t n_terms =
+        (D - P) + 2 + 2 * M * K - 2 * M * B + (B > 0 ? M * (2 * B + 1) : 0) + (K > 0 ? K + 1 : 0);
     if (D > FV_VALID_MAX_DIM || n_ranges > FV_VALID_MAX_RANGES)
         return fv_diag_set(d, FV_EINVAL,
                            "validated round: %zu words and %zu range checks, more than "
@@ -121,19 +124,16 @@ int fv_fed_valid_init(const fv_fed_layout_t *l, const fv_job_t *job, fv_fed_vali
     v.ranges = calloc(n_ranges, sizeof(*v.ranges));
     v.equal = calloc(n_equal ? n_equal : 1, sizeof(*v.equal));
     v.terms = calloc(n_terms, sizeof(*v.terms));
-    if (!v.ranges || !v.equal || !v.terms) {
+    v.nonneg = calloc(2 * M * B > 0 ? 2 * M * B : 1, sizeof(*v.nonneg));
+    if (!v.ranges || !v.equal || !v.terms || !v.nonneg) {
         fv_fed_valid_close(&v);
         return fv_diag_set(d, FV_ENOMEM, "validated round: no memory for %zu checks", n_ranges);
     }
 
     spec_builder_t b = {.v = &v};
     COUNT(&b, v.off_n_train, "n_train");
-    for (size_t m = 0; m < M; m++)
-        for (size_t i = 0; i < B; i++)
-            COUNT(&b, v.off_hist_pos + m * B + i, "hist_pos[m%zu][%zu]", m, i);
-    for (size_t m = 0; m < M; m++)
-        for (size_t i = 0; i < B; i++)
-            COUNT(&b, v.off_hist_neg + m * B + i, "hist_neg[m%zu][%zu]", m, i);
+    for (size_t i = 0; i < 2 * M * B; i++) /* hist_pos then hist_neg: adjacent blocks */
+        v.nonneg[i] = (uint32_t)(v.off_hist_pos + i);
     add_term(&b, add_affine(&b, true, FV_FED_VALID_LOSS_BITS, 0, "loss>=0"), v.off_loss, 1);
     fv_valid_affine_t *a =
         add_affine(&b, true, FV_FED_VALID_LOSS_BITS, 0, "loss<=%d*n_val", FEDV_LOSS_PER_ROW);
@@ -178,6 +178,9 @@ int fv_fed_valid_init(const fv_fed_layout_t *l, const fv_job_t *job, fv_fed_vali
     v.spec.n_ranges = (uint32_t)n_ranges;
     v.spec.equal = v.equal;
     v.spec.n_equal = (uint32_t)n_equal;
+    v.spec.nonneg = v.nonneg;
+    v.spec.n_nonneg = (uint32_t)(2 * M * B);
+    v.spec.nonneg_sum = (uint64_t)M * FV_FED_RAW_MAX; /* each model's bins sum to n_val */
     *ret = v;
     return 0;
 }
@@ -188,6 +191,7 @@ void fv_fed_valid_close(fv_fed_valid_t *v)
         return;
     free(v->ranges);
     free(v->equal);
+    free(v->nonneg);
     free(v->terms);
     memset(v, 0, sizeof(*v));
 }

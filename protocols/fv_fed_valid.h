@@ -23,9 +23,12 @@
  *   norm block   w[0 .. P) = z, norm_sq = (2^14 + ceil(sqrt(P)))^2: stochastic rounding
  *                moves each coordinate by less than 1, hence the norm by less than
  *                sqrt(P).
+ *   non-negative the histogram bins (each the sum of four squares, fv_valid.h: 4 witness
+ *                values per bin instead of 17 range bits), their total at most m * 65537;
+ *                "nonneg" names a failure. Each bin is then at most n_val (its model's
+ *                bins sum to n_val).
  *   ranges       (each in [0, 2^b)):
- *                  "n_train", "hist_pos[m0][3]", "hist_neg[m1][0]", "n_val",
- *                  "class_n[2]", "class_right[m0][2]"            b = 17 (65537 < 2^17)
+ *                  "n_train", "n_val", "class_n[2]", "class_right[m0][2]"   b = 17 (65537 < 2^17)
  *                  "loss>=0"                X                      b = 53
  *                  "loss<=17*n_val"         17 * 2^32 * n_val - X  b = 53
  *                  "right<=rows[m0][2]"     class_n[k] - class_right[m][k]   b = 17
@@ -72,6 +75,7 @@ typedef struct fv_fed_valid {
     fv_valid_spec_t spec; /* ranges, equal point into the arrays below */
     fv_valid_affine_t *ranges, *equal;
     fv_valid_term_t *terms;
+    uint32_t *nonneg; /* the histogram bins' indices */
 } fv_fed_valid_t;
 
 /* The statement for layout l (fv_fed_round_layout) of job. FV_EINVAL naming

@@ -32,14 +32,17 @@
  *                (a count in [0, R]: e = w; an upper bound w <= y: e = y - w; the loss
  *                sum within [0, 17 n_val]: two ranges.)
  *   equalities   for each equality i: e_i(w) = 0 (histogram bins summing to n_val).
- *   Every word outside the norm block must appear in some range (fv_valid_spec_check).
+ *   non-negative for each listed word: w_i >= 0, and their sum at most nonneg_sum.
+ *   Every word outside the norm block must appear in some range or in the non-negative
+ *   list (fv_valid_layout_init).
  *
  * ENCODING OF THE STATEMENT. Values are field elements; an integer v is v mod p.
  *   bits         each range i: b_i bits beta_i,k with e_i(w) = sum_k 2^k beta_i,k.
  *   norm slack   bs = bit length of norm_sq; bits with norm_sq - sum z_j^2 = slack.
  *   wraparound   lambda = FV_VALID_PROJ projections. Projection l has r_l in {-1,0,1}^d
  *                (0 w.p. 1/2, +-1 w.p. 1/4 each, from challenge 1); y_l = <r_l, z> + 2^(bp-1)
- *                is given as bp bits, bp = bit length of 8*ceil(sqrt(norm_sq)) + 1.
+ *                is given as bp bits, bp = 1 + bit length of (8B - 1), B = ceil(sqrt(norm_sq)),
+ *                so 2^(bp-1) >= 8B.
  *                Completeness: |<r_l, z>| <= 8B except with probability 2e^-32 (Hoeffding,
  *                B = sqrt(norm_sq)); an honest prover that draws an out-of-range
  *                projection starts over with fresh randomness (FV_VALID_PROVE_TRIES).
@@ -50,6 +53,15 @@
  *                2^bp, sum z_j^2 + slack < d 2^(2bp) + 2^bs < p (fv_valid_spec_check
  *                refuses a spec where this fails), so the field identity is the integer
  *                identity: sum z_j^2 <= norm_sq.
+ *   four squares each non-negative word w_i is given with four witness integers (stage 1,
+ *                after the bits) with w_i = a^2 + b^2 + c^2 + d^2 (Lagrange: every
+ *                n >= 0 has them): 4 field values where a 17-bit range costs 17. The
+ *                witnesses get their own wraparound projections (bound sqrt(nonneg_sum),
+ *                bpw bits): then every |witness| <= 2^bpw, the sum of squares is an
+ *                integer below 2^(2 bpw + 2) and the identity holds over the integers, so
+ *                w_i >= 0; layout_init refuses a spec where n_nonneg 2^(2 bpw + 2) >= 2^60.
+ *                sigma_sq = Q_wit - sum_i rho2_i w_i, with the witness chunks of the gadget
+ *                (u = rho2_i o witnesses of i, v = the witnesses) giving Q_wit.
  *   linear links L: range links e_i(w) - sum 2^k beta_i,k; equalities e_i(w); projection
  *                links <r_l, z> + 2^(bp-1) - sum 2^k beta_l,k. All zero for an honest w.
  *   quadratic    one inner product <u, v> of length N = d + K (K = all bits):
@@ -66,7 +78,7 @@
  *                Then Q over chunks c is sum_c P(c), linear in the shares of P.
  *
  * MESSAGES (all integers little-endian; every field element 8 bytes, canonical < p).
- *   The shared values, in order (S of them): stage 1: w[D], range and slack bits;
+ *   The shared values, in order (S of them): stage 1: w[D], range and slack bits, the witnesses;
  *   stage 2: projection bits[lambda*bp]; stage 3: a[m], b[m], P(0..2L)[2L+1], psi (a
  *   uniform blind for the consistency opening). Holder x gets payload_x = its share of
  *   each value, stage after stage (S*8 bytes), each share f(x) of a fresh polynomial of
@@ -79,6 +91,7 @@
  *   header (public; the prover signs it, the caller carries the signature):
  *     "FVV1" | u32 n | u32 t | u32 S | ctx[32] | for x = 1..n: H1_x[32] H2_x[32] H3_x[32]
  *     H{k}_x = SHA-256("fv-valid share v1" | ctx | u32 x | u32 k | stage k of payload_x).
+ *     (Every label string in this file is hashed with its terminating NUL byte.)
  *   Challenges (Fiat-Shamir; ctx binds federation, job, round, prover index and the
  *   prover's identity key, fv_valid_context):
  *     seed1 = SHA-256("fv-valid c1 v1" | ctx | H1_1..H1_n)          -> r_l
@@ -87,7 +100,8 @@
  *     each expanded by ChaCha20 (fv_rand_seeded); field elements by rejection of 61-bit
  *     draws; r is redrawn while r <= 2L.
  *   vshare (holder x -> decider): "FVV2" | hdr_hash[32] | u32 x | f_j(r)[m] | g_j(r)[m] |
- *     P(r) | sigma_norm | sigma_bits | L_proj | xi | L_range[n_ranges] | L_eq[n_eq]:
+ *     P(r) | sigma_norm | sigma_bits | L_proj | xi | sigma_sq | L_range[n_ranges] |
+ *     L_eq[n_eq]:
  *     the holder's shares of those openings (all linear in its payload: no interaction).
  *     L_proj = sum_l eta_l L_l (eta from seed3); xi = psi + sum_i kappa_i s_i over every
  *     shared value (the consistency opening).
@@ -99,7 +113,8 @@
  * vshare is off while all others agree is named the outlier and dropped: it lied, or the
  * prover sent it an inconsistent share; with two or more off, the proof fails
  * "consistency"). Accept iff P(r) = sum_j f_j(r) g_j(r) ("gadget"), sigma_norm = 0
- * ("norm"), sigma_bits = 0 ("bits"), L_proj = 0 ("wraparound"), each L_range = 0
+ * ("norm"), sigma_sq = 0 ("nonneg"), sigma_bits = 0 ("bits"), L_proj = 0
+ * ("wraparound"), each L_range = 0
  * (the range's name), each L_eq = 0 (the equality's name).
  *
  * SOUNDNESS. A prover that is not well formed passes with probability at most
@@ -164,13 +179,22 @@ typedef struct fv_valid_spec {
     uint32_t n_ranges;
     const fv_valid_affine_t *equal;
     uint32_t n_equal;
+    /* Non-negative words: each w[nonneg[i]] >= 0, proved as the sum of four squares of
+     * witness integers, with the sum of all those words at most nonneg_sum (so the
+     * witnesses' squares sum to at most nonneg_sum: their wraparound bound). An upper
+     * bound on each word comes from an equality (e.g. bins summing to n_val). */
+    const uint32_t *nonneg;
+    uint32_t n_nonneg;
+    uint64_t nonneg_sum;
 } fv_valid_spec_t;
 
 /* The derived sizes (what every party computes from the spec and n). */
 typedef struct fv_valid_layout {
     uint32_t n, t;
-    uint32_t d, n_range_bits, bs, bp, n_proj_bits; /* K = n_range_bits + bs + n_proj_bits */
-    uint32_t n_norm_chunks, n_bit_chunks;
+    uint32_t d, n_range_bits, bs, bp, n_proj_bits;
+    uint32_t n_wit, bpw, n_wproj_bits; /* four-square witnesses, their projections' bits */
+    uint32_t K;                        /* bits: n_range_bits + bs + n_proj_bits + n_wproj_bits */
+    uint32_t n_norm_chunks, n_wit_chunks, n_bit_chunks;
     uint32_t m, L;          /* gadget: m products per call, L calls */
     uint32_t s1, s2, s3, S; /* shared values per stage, total */
     size_t header_bytes, payload_bytes, vshare_bytes, aggshare_bytes;
@@ -254,7 +278,7 @@ typedef struct fv_valid_verdict {
 /* vshares[i] (lens[i] bytes) from distinct holders, all for this header. Returns 0 with
  * the verdict filled (a failed proof is a verdict, not an error); FV_EPROTO for a
  * malformed vshare (naming its index), FV_EROUND for one about another header,
- * FV_ETHRESHOLD with fewer than t usable vshares. */
+ * FV_EDUP for a holder's second vshare, FV_ETHRESHOLD with fewer than t usable vshares. */
 int fv_valid_decide(const fv_valid_spec_t *spec, uint32_t n, uint32_t t, const uint8_t *header,
                     size_t header_len, const uint8_t *const *vshares, const size_t *lens,
                     uint32_t count, fv_valid_verdict_t *ret, fv_diag_t *d);

@@ -35,6 +35,7 @@
 #define MAGIC_VSH "FVV2"
 #define MAGIC_AGG "FVV3"
 #define VSH_FIXED (4 + 32 + 4)
+#define N_TAIL 6 /* P(r), sigma_norm, sigma_bits, l_proj, xi, sigma_sq */
 #define AGG_FIXED (4 + 32 + 4 + 4)
 
 static _Thread_local fv_valid_stats_t g_stats;
@@ -178,10 +179,23 @@ int fv_valid_layout_init(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
                 range_bits += a->bits;
         }
     }
+    if (rc == 0 &&
+        (spec->n_nonneg > FV_VALID_MAX_DIM / 4 || (spec->n_nonneg && !spec->nonneg) ||
+         (spec->n_nonneg && (spec->nonneg_sum < 1 || spec->nonneg_sum >= (UINT64_C(1) << 40)))))
+        rc = fv_diag_set(d, FV_EINVAL, "validation: %u non-negative words with sum bound %llu",
+                         spec->n_nonneg, (unsigned long long)spec->nonneg_sum);
+    for (uint32_t i = 0; rc == 0 && i < spec->n_nonneg; i++) {
+        if (spec->nonneg[i] >= spec->dim)
+            rc = fv_diag_set(d, FV_EINVAL, "validation: non-negative word %u outside dim %u",
+                             spec->nonneg[i], spec->dim);
+        else
+            cover[spec->nonneg[i]] = 1;
+    }
     for (uint32_t j = 0; rc == 0 && j < spec->dim; j++)
         if (!cover[j])
             rc = fv_diag_set(d, FV_EINVAL,
-                             "validation: word %u is neither in the norm block nor in a range", j);
+                             "validation: word %u is in no norm block, range or non-negative set",
+                             j);
     free(cover);
     if (rc)
         return rc;
@@ -207,8 +221,24 @@ int fv_valid_layout_init(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
                                "resolution",
                                ret->d, (unsigned long long)spec->norm_sq, ret->bp, ret->bs);
     }
-    uint64_t K = range_bits + ret->bs + ret->n_proj_bits;
-    uint64_t N = (uint64_t)ret->d + K;
+    if (spec->n_nonneg > 0) {
+        ret->n_wit = 4 * spec->n_nonneg;
+        uint64_t B = (uint64_t)ceil(sqrt((double)spec->nonneg_sum));
+        while (B * B < spec->nonneg_sum)
+            B++;
+        ret->bpw = 1 + bitlen(8 * B - 1);
+        ret->n_wproj_bits = FV_VALID_PROJ * ret->bpw;
+        /* each word, four squares of |w| <= 2^bpw, and any sum of them in an equality, must
+         * stay an integer identity in the field */
+        long double lhs = (long double)spec->n_nonneg * powl(2.0L, 2.0L * ret->bpw + 2.0L);
+        if (lhs >= (long double)(UINT64_C(1) << 60))
+            return fv_diag_set(d, FV_EINVAL,
+                               "validation: %u non-negative words with sum bound %llu can wrap "
+                               "GF(2^61-1)",
+                               spec->n_nonneg, (unsigned long long)spec->nonneg_sum);
+    }
+    uint64_t K = range_bits + ret->bs + ret->n_proj_bits + ret->n_wproj_bits;
+    uint64_t N = (uint64_t)ret->d + ret->n_wit + K;
     if (K > FV_VALID_MAX_DIM || N > 2 * (uint64_t)FV_VALID_MAX_DIM)
         return fv_diag_set(d, FV_EINVAL, "validation: %llu bits to prove, over the cap",
                            (unsigned long long)K);
@@ -218,16 +248,19 @@ int fv_valid_layout_init(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
     if (m > N)
         m = N;
     ret->m = (uint32_t)m;
+    ret->K = (uint32_t)K;
     ret->n_norm_chunks = (uint32_t)((ret->d + m - 1) / m);
+    ret->n_wit_chunks = (uint32_t)((ret->n_wit + m - 1) / m);
     ret->n_bit_chunks = (uint32_t)((K + m - 1) / m);
-    ret->L = ret->n_norm_chunks + ret->n_bit_chunks;
-    ret->s1 = spec->dim + ret->n_range_bits + ret->bs;
-    ret->s2 = ret->n_proj_bits;
+    ret->L = ret->n_norm_chunks + ret->n_wit_chunks + ret->n_bit_chunks;
+    ret->s1 = spec->dim + ret->n_range_bits + ret->bs + ret->n_wit;
+    ret->s2 = ret->n_proj_bits + ret->n_wproj_bits;
     ret->s3 = 2 * ret->m + 2 * ret->L + 1 + 1;
     ret->S = ret->s1 + ret->s2 + ret->s3;
     ret->header_bytes = FV_VALID_HEADER_FIXED + (size_t)96 * n;
     ret->payload_bytes = (size_t)ret->S * 8;
-    ret->vshare_bytes = VSH_FIXED + (size_t)(2 * ret->m + 5 + spec->n_ranges + spec->n_equal) * 8;
+    ret->vshare_bytes =
+        VSH_FIXED + (size_t)(2 * ret->m + N_TAIL + spec->n_ranges + spec->n_equal) * 8;
     ret->aggshare_bytes = AGG_FIXED + (size_t)spec->dim * 8;
     return 0;
 }
@@ -235,7 +268,7 @@ int fv_valid_layout_init(const fv_valid_spec_t *spec, uint32_t n, uint32_t t,
 /* Number of opened values in a vshare. */
 static size_t n_open(const fv_valid_spec_t *spec, const fv_valid_layout_t *l)
 {
-    return 2 * (size_t)l->m + 5 + spec->n_ranges + spec->n_equal;
+    return 2 * (size_t)l->m + N_TAIL + spec->n_ranges + spec->n_equal;
 }
 
 /* ---- the statement in the clear ----------------------------------------------------- */
@@ -265,6 +298,17 @@ int fv_valid_spec_eval(const fv_valid_spec_t *spec, const int64_t *w, fv_diag_t 
             return fv_diag_set(d, FV_ERANGE, "norm: sum of squares %.0Lf over the bound %llu",
                                (long double)s, (unsigned long long)spec->norm_sq);
     }
+    i128 nsum = 0;
+    for (uint32_t i = 0; i < spec->n_nonneg; i++) {
+        int64_t v = w[spec->nonneg[i]];
+        if (v < 0)
+            return fv_diag_set(d, FV_ERANGE, "nonneg: word %u = %lld is negative", spec->nonneg[i],
+                               (long long)v);
+        nsum += v;
+    }
+    if (spec->n_nonneg > 0 && nsum > (i128)spec->nonneg_sum)
+        return fv_diag_set(d, FV_ERANGE, "nonneg: the words sum to %.0Lf, over %llu",
+                           (long double)nsum, (unsigned long long)spec->nonneg_sum);
     for (uint32_t i = 0; i < spec->n_ranges; i++) {
         i128 v = affine_eval(&spec->ranges[i], w);
         if (v < 0 || v >= (i128)1 << spec->ranges[i].bits)
@@ -420,7 +464,8 @@ static void seed_k(const char *label, const uint8_t prev[32], const uint8_t *has
  * cache); each block takes PROJ_BLOCK/4 bytes of every stream, a multiple of ChaCha's
  * 64-byte block, so the streams read as if filled in one go. */
 #define PROJ_BLOCK 4096u
-static int projections(const uint8_t seed1[32], const uint64_t *z, uint32_t d, uint64_t *out)
+static int projections(const char *label, const uint8_t seed1[32], const uint64_t *z, uint32_t d,
+                       uint64_t *out)
 {
     fv_rand_t *r = malloc(FV_VALID_PROJ * sizeof(*r));
     uint64_t *pos = calloc(2 * FV_VALID_PROJ, sizeof(*pos)), *neg = pos + FV_VALID_PROJ;
@@ -431,7 +476,7 @@ static int projections(const uint8_t seed1[32], const uint64_t *z, uint32_t d, u
         return FV_ENOMEM;
     }
     for (uint32_t l = 0; l < FV_VALID_PROJ; l++)
-        derive(&r[l], "fv-valid proj v1", seed1, l);
+        derive(&r[l], label, seed1, l);
     for (uint32_t j0 = 0; j0 < d; j0 += PROJ_BLOCK) {
         uint32_t cnt = d - j0 < PROJ_BLOCK ? d - j0 : PROJ_BLOCK;
         const uint64_t *zb = z + j0;
@@ -482,21 +527,32 @@ static uint64_t draw_r(const uint8_t seed3[32], uint32_t L)
 
 /* ---- gadget index ----------------------------------------------------------------------- */
 
-/* For chunk c (1..L) and slot j: the value index of u/v's entry, or -1 for a zero pad;
- * *is_bit says whether it is a bit (u = rho_k beta_k) with k in *bit_k. */
+/* For chunk c (1..L) and slot j: the value index of u/v's entry, or -1 for a zero pad.
+ * *kind: 0 the norm block (u = v = z), 1 a four-square witness (u = rho2[k/4] w, v = w;
+ * *k its witness index), 2 a bit (u = rho[k] beta, v = beta; *k its bit index). Bits
+ * k < n_range_bits + bs are stage 1's (after w), the others stage 2's. */
 static int64_t gadget_entry(const fv_valid_spec_t *spec, const fv_valid_layout_t *l, uint32_t c,
-                            uint32_t j, int *is_bit, uint64_t *bit_k)
+                            uint32_t j, int *kind, uint64_t *k)
 {
-    uint64_t K = (uint64_t)l->n_range_bits + l->bs + l->n_proj_bits;
     if (c <= l->n_norm_chunks) {
         uint64_t idx = (uint64_t)(c - 1) * l->m + j;
-        *is_bit = 0;
+        *kind = 0;
         return idx < l->d ? (int64_t)(spec->norm_off + idx) : -1;
     }
-    uint64_t k = (uint64_t)(c - l->n_norm_chunks - 1) * l->m + j;
-    *is_bit = 1;
-    *bit_k = k;
-    return k < K ? (int64_t)(spec->dim + k) : -1;
+    c -= l->n_norm_chunks;
+    if (c <= l->n_wit_chunks) {
+        uint64_t kw = (uint64_t)(c - 1) * l->m + j;
+        *kind = 1;
+        *k = kw;
+        return kw < l->n_wit ? (int64_t)(spec->dim + l->n_range_bits + l->bs + kw) : -1;
+    }
+    c -= l->n_wit_chunks;
+    uint64_t kb = (uint64_t)(c - 1) * l->m + j, k1 = (uint64_t)l->n_range_bits + l->bs;
+    *kind = 2;
+    *k = kb;
+    if (kb >= l->K)
+        return -1;
+    return kb < k1 ? (int64_t)(spec->dim + kb) : (int64_t)(l->s1 + (kb - k1));
 }
 
 /* ---- the linear openings (holder side; also the prover's self-consistency) ------------ */
@@ -529,13 +585,13 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
                             const chal_t *ch, const uint64_t *s, uint64_t *out)
 {
     const uint32_t m = l->m, L = l->L;
-    const uint64_t K = (uint64_t)l->n_range_bits + l->bs + l->n_proj_bits;
+    const uint64_t K = l->K;
     size_t R = spec->n_ranges, E = spec->n_equal;
     uint64_t *f = out, *g = out + m;
-    uint64_t *tail = out + 2 * (size_t)m; /* pr, sigma_norm, sigma_bits, l_proj, xi */
-    uint64_t *l_range = tail + 5, *l_eq = l_range + R;
+    uint64_t *tail = out + 2 * (size_t)m; /* pr, sigma_norm, sigma_bits, l_proj, xi, sigma_sq */
+    uint64_t *l_range = tail + N_TAIL, *l_eq = l_range + R;
     uint64_t *rho = NULL, *lam = NULL, *mu = NULL, *scratch = NULL, *inv_fact = NULL;
-    uint64_t *kappa = NULL, *eta = NULL;
+    uint64_t *kappa = NULL, *eta = NULL, *rho2 = NULL;
     uint64_t proj[FV_VALID_PROJ];
     int rc = FV_ENOMEM;
     size_t S = l->S;
@@ -545,8 +601,10 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
     mu = malloc(((size_t)2 * L + 1) * sizeof(*mu));
     scratch = malloc(((size_t)2 * L + 1) * sizeof(*scratch));
     kappa = malloc(S * sizeof(*kappa));
-    eta = malloc(FV_VALID_PROJ * sizeof(*eta));
-    if (!rho || !lam || !mu || !scratch || !kappa || !eta || inv_factorials(2 * L, &inv_fact) != 0)
+    eta = malloc(2 * FV_VALID_PROJ * sizeof(*eta));
+    rho2 = malloc((spec->n_nonneg ? spec->n_nonneg : 1) * sizeof(*rho2));
+    if (!rho || !lam || !mu || !scratch || !kappa || !eta || !rho2 ||
+        inv_factorials(2 * L, &inv_fact) != 0)
         goto out;
 
     /* ranges and equalities */
@@ -562,14 +620,14 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
 
     /* norm slack and projections */
     uint64_t slack = 0, l_proj = 0;
+    fv_rand_t er;
+    derive(&er, "fv-valid eta v1", ch->seed3, 0);
+    draw_elems(&er, eta, 2 * FV_VALID_PROJ);
     if (l->d > 0) {
         slack = bits_value(bits + l->n_range_bits, l->bs);
-        fv_rand_t er;
-        derive(&er, "fv-valid eta v1", ch->seed3, 0);
-        draw_elems(&er, eta, FV_VALID_PROJ);
-        const uint64_t *pbits = bits + l->n_range_bits + l->bs;
+        const uint64_t *pbits = s + l->s1;
         uint64_t half = fv_gf_csub((uint64_t)1 << (l->bp - 1));
-        if (projections(ch->seed1, s + spec->norm_off, l->d, proj) != 0)
+        if (projections("fv-valid proj v1", ch->seed1, s + spec->norm_off, l->d, proj) != 0)
             goto out;
         for (uint32_t p = 0; p < FV_VALID_PROJ; p++) {
             uint64_t y = fv_gf_add(proj[p], half);
@@ -577,11 +635,26 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
             l_proj = fv_gf_add(l_proj, fv_gf_mul(eta[p], link));
         }
     }
+    if (l->n_wit > 0) {
+        /* the four-square witnesses' own wraparound check */
+        const uint64_t *wpbits = s + l->s1 + l->n_proj_bits;
+        uint64_t half = fv_gf_csub((uint64_t)1 << (l->bpw - 1));
+        if (projections("fv-valid wproj v1", ch->seed1, s + spec->dim + l->n_range_bits + l->bs,
+                        l->n_wit, proj) != 0)
+            goto out;
+        for (uint32_t p = 0; p < FV_VALID_PROJ; p++) {
+            uint64_t y = fv_gf_add(proj[p], half);
+            uint64_t link = fv_gf_sub(y, bits_value(wpbits + (size_t)p * l->bpw, l->bpw));
+            l_proj = fv_gf_add(l_proj, fv_gf_mul(eta[FV_VALID_PROJ + p], link));
+        }
+    }
 
     /* gadget: rho, Lagrange weights at r */
     fv_rand_t rr;
     derive(&rr, "fv-valid rho v1", ch->seed2, 0);
     draw_elems(&rr, rho, K);
+    derive(&rr, "fv-valid rho2 v1", ch->seed2, 0);
+    draw_elems(&rr, rho2, spec->n_nonneg);
     uint64_t r = draw_r(ch->seed3, L);
     lagrange_consec(L, r, inv_fact, lam, scratch);
     lagrange_consec(2 * L, r, inv_fact, mu, scratch);
@@ -593,27 +666,37 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
     uint64_t rho_beta = 0;
     for (uint32_t c = 1; c <= L; c++) {
         for (uint32_t j = 0; j < m; j++) {
-            int is_bit;
+            int kind;
             uint64_t k = 0;
-            int64_t idx = gadget_entry(spec, l, c, j, &is_bit, &k);
+            int64_t idx = gadget_entry(spec, l, c, j, &kind, &k);
             if (idx < 0)
                 continue;
-            uint64_t v = s[idx], u = is_bit ? fv_gf_mul(rho[k], v) : v;
+            uint64_t v = s[idx];
+            uint64_t u = kind == 2   ? fv_gf_mul(rho[k], v)
+                         : kind == 1 ? fv_gf_mul(rho2[k / 4], v)
+                                     : v;
             f[j] = fv_gf_add(f[j], fv_gf_mul(lam[c], u));
             g[j] = fv_gf_add(g[j], fv_gf_mul(lam[c], v));
-            if (is_bit)
+            if (kind == 2)
                 rho_beta = fv_gf_add(rho_beta, u);
         }
     }
-    uint64_t pr = 0, qn = 0, qb = 0;
+    uint64_t pr = 0, qn = 0, qw = 0, qb = 0;
     for (uint32_t x = 0; x <= 2 * L; x++)
         pr = fv_gf_add(pr, fv_gf_mul(mu[x], P[x]));
     for (uint32_t c = 1; c <= L; c++) {
         if (c <= l->n_norm_chunks)
             qn = fv_gf_add(qn, P[c]);
+        else if (c <= l->n_norm_chunks + l->n_wit_chunks)
+            qw = fv_gf_add(qw, P[c]);
         else
             qb = fv_gf_add(qb, P[c]);
     }
+    /* sigma_sq = sum_i rho2_i (sum of w_i's four squares - w_i): zero iff every
+     * non-negative word is its witnesses' sum of squares */
+    uint64_t rho_nn = 0;
+    for (uint32_t i = 0; i < spec->n_nonneg; i++)
+        rho_nn = fv_gf_add(rho_nn, fv_gf_mul(rho2[i], s[spec->nonneg[i]]));
     tail[0] = pr;
     tail[1] =
         l->d > 0 ? fv_gf_sub(fv_gf_add(qn, slack), fv_gf_from_i64((int64_t)spec->norm_sq)) : qn;
@@ -630,6 +713,7 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
             acc = fv_gf_reduce128(acc);
     }
     tail[4] = fv_gf_add(fv_gf_reduce128(acc), s[S - 1]);
+    tail[5] = fv_gf_sub(qw, rho_nn);
     g_stats.holder_mul = (uint64_t)l->s1 + 3 * ((uint64_t)l->d + K) + 3 * (uint64_t)L + S;
     rc = 0;
 out:
@@ -639,6 +723,7 @@ out:
     free(scratch);
     free(kappa);
     free(eta);
+    free(rho2);
     free(inv_fact);
     return rc;
 }
@@ -702,6 +787,43 @@ static void share_values(const uint64_t *v, size_t base, size_t cnt, uint32_t n,
     }
 }
 
+static int64_t isqrt64(int64_t v)
+{
+    int64_t r = (int64_t)sqrt((double)v);
+    while (r > 0 && r * r > v)
+        r--;
+    while ((r + 1) * (r + 1) <= v)
+        r++;
+    return r;
+}
+
+/* v = a^2 + b^2 + c^2 + d^2 with a >= b >= c >= d >= 0 (Lagrange: one exists for every
+ * v >= 0), by the usual search from the largest square down with its bounds (the
+ * remainder after a must fit three squares of at most a: v - a^2 <= 3a^2, and so on); v
+ * is a count here (below 2^40), so the search stops after a few steps. A negative v or
+ * one of 2^40 or more leaves zeros (the proof then fails, as it should). */
+static void four_squares(int64_t v, int64_t out[4])
+{
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (v <= 0 || v >= ((int64_t)1 << 40))
+        return;
+    for (int64_t a = isqrt64(v); a >= 0 && v - a * a <= 3 * a * a; a--) {
+        int64_t r1 = v - a * a;
+        int64_t bmax = isqrt64(r1) < a ? isqrt64(r1) : a;
+        for (int64_t b = bmax; b >= 0 && r1 - b * b <= 2 * b * b; b--) {
+            int64_t r2 = r1 - b * b;
+            int64_t cmax = isqrt64(r2) < b ? isqrt64(r2) : b;
+            for (int64_t c = cmax; c >= 0 && r2 - c * c <= c * c; c--) {
+                int64_t r3 = r2 - c * c, dd = isqrt64(r3);
+                if (dd * dd == r3 && dd <= c) {
+                    out[0] = a, out[1] = b, out[2] = c, out[3] = dd;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /* Low nb bits of a field element's centred integer value, as elements. */
 static void to_bits(i128 v, uint32_t nb, uint64_t *out)
 {
@@ -714,17 +836,18 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
                       fv_valid_proof_t **ret, fv_diag_t *d)
 {
     const uint32_t n = l->n, t = l->t, m = l->m, L = l->L;
-    const uint64_t K = (uint64_t)l->n_range_bits + l->bs + l->n_proj_bits;
+    const uint64_t K = l->K;
     size_t S = l->S;
     int rc = FV_ENOMEM;
     uint64_t *val = calloc(S, sizeof(*val));
+    uint64_t *rho2 = malloc((spec->n_nonneg ? spec->n_nonneg : 1) * sizeof(*rho2));
     uint64_t *W = malloc((size_t)(n - t + 1) * t * sizeof(*W));
     uint64_t *rho = malloc((K ? K : 1) * sizeof(*rho));
     uint64_t *E = NULL, *inv_fact = NULL, *scratch = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     uint64_t *F = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     uint64_t *G = malloc(((size_t)2 * L + 1) * sizeof(uint64_t));
     fv_valid_proof_t *p = calloc(1, sizeof(*p));
-    if (!val || !W || !rho || !scratch || !F || !G || !p)
+    if (!val || !rho2 || !W || !rho || !scratch || !F || !G || !p)
         goto out;
     p->n = n;
     p->payload_len = l->payload_bytes;
@@ -772,6 +895,15 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         }
         to_bits((i128)spec->norm_sq - ss, l->bs, val + off);
     }
+    /* the four-square witnesses of the non-negative words (a negative or huge word has
+     * none: zeros, and the check fails) */
+    uint64_t *wit = val + spec->dim + l->n_range_bits + l->bs;
+    for (uint32_t i = 0; i < spec->n_nonneg; i++) {
+        int64_t sq[4] = {0, 0, 0, 0};
+        four_squares(w[spec->nonneg[i]], sq);
+        for (int k = 0; k < 4; k++)
+            wit[4 * (size_t)i + k] = fv_gf_from_i64(sq[k]);
+    }
     uint8_t *hashes = p->header + FV_VALID_HEADER_FIXED;
     share_values(val, 0, l->s1, n, t, W, p->payloads);
     for (uint32_t x = 1; x <= n; x++)
@@ -779,22 +911,28 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
     chal_t ch;
     seed_k("fv-valid c1 v1", ctx, hashes, n, 1, ch.seed1);
 
-    /* stage 2: projection bits */
-    if (l->d > 0) {
-        uint64_t half = (uint64_t)1 << (l->bp - 1);
+    /* stage 2: projection bits, of the norm block, then of the witnesses */
+    for (int blk = 0; blk < 2; blk++) {
+        uint32_t bp = blk ? l->bpw : l->bp, len = blk ? l->n_wit : l->d;
+        const uint64_t *src = blk ? wit : val + spec->norm_off;
+        uint64_t *dst = val + l->s1 + (blk ? l->n_proj_bits : 0);
+        if (len == 0)
+            continue;
+        uint64_t half = (uint64_t)1 << (bp - 1);
         uint64_t proj[FV_VALID_PROJ];
-        if (projections(ch.seed1, val + spec->norm_off, l->d, proj) != 0)
+        if (projections(blk ? "fv-valid wproj v1" : "fv-valid proj v1", ch.seed1, src, len, proj) !=
+            0)
             goto out;
         for (uint32_t q = 0; q < FV_VALID_PROJ; q++) {
             int64_t y = fv_gf_to_i64(fv_gf_add(proj[q], half));
-            if (check && (y < 0 || y >= (int64_t)1 << l->bp)) {
+            if (check && (y < 0 || y >= (int64_t)1 << bp)) {
                 rc = 1; /* out of range: the caller draws again */
                 goto out;
             }
-            to_bits(y, l->bp, val + l->s1 + (size_t)q * l->bp);
+            to_bits(y, bp, dst + (size_t)q * bp);
         }
-        share_values(val + l->s1, l->s1, l->s2, n, t, W, p->payloads);
     }
+    share_values(val + l->s1, l->s1, l->s2, n, t, W, p->payloads);
     for (uint32_t x = 1; x <= n; x++)
         stage_hash(ctx, x, 2, p->payloads[x - 1] + (size_t)l->s1 * 8, (size_t)l->s2 * 8,
                    hashes + (size_t)(x - 1) * 96 + 32);
@@ -804,6 +942,8 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
     fv_rand_t rr;
     derive(&rr, "fv-valid rho v1", ch.seed2, 0);
     draw_elems(&rr, rho, K);
+    derive(&rr, "fv-valid rho2 v1", ch.seed2, 0);
+    draw_elems(&rr, rho2, spec->n_nonneg);
     uint64_t *a_bl = val + l->s1 + l->s2, *b_bl = a_bl + m, *P = b_bl + m, *psi = P + 2 * L + 1;
     draw_elems(rng, a_bl, m);
     draw_elems(rng, b_bl, m);
@@ -820,11 +960,14 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         F[0] = a_bl[j];
         G[0] = b_bl[j];
         for (uint32_t c = 1; c <= L; c++) {
-            int is_bit;
+            int kind;
             uint64_t k = 0;
-            int64_t idx = gadget_entry(spec, l, c, j, &is_bit, &k);
+            int64_t idx = gadget_entry(spec, l, c, j, &kind, &k);
             uint64_t v = idx < 0 ? 0 : val[idx];
-            F[c] = is_bit ? fv_gf_mul(rho[k < K ? k : 0], v) : v;
+            F[c] = idx < 0     ? 0
+                   : kind == 2 ? fv_gf_mul(rho[k], v)
+                   : kind == 1 ? fv_gf_mul(rho2[k / 4], v)
+                               : v;
             G[c] = v;
         }
         for (uint32_t i = 0; i < L; i++) {
@@ -869,6 +1012,7 @@ out:
     wipe_free(G, ((size_t)2 * L + 1) * sizeof(uint64_t));
     free(W);
     free(rho);
+    free(rho2);
     free(E);
     free(inv_fact);
     free(scratch);
@@ -1193,7 +1337,7 @@ int fv_valid_decide(const fv_valid_spec_t *spec, uint32_t n, uint32_t t, const u
     if (ret->outlier)
         ret->n_used = count - 1;
     const uint64_t *f = open, *g = open + l.m, *tail = open + 2 * (size_t)l.m;
-    const uint64_t *l_range = tail + 5, *l_eq = l_range + spec->n_ranges;
+    const uint64_t *l_range = tail + N_TAIL, *l_eq = l_range + spec->n_ranges;
     uint64_t fg = 0;
     for (uint32_t j = 0; j < l.m; j++)
         fg = fv_gf_add(fg, fv_gf_mul(f[j], g[j]));
@@ -1206,6 +1350,8 @@ int fv_valid_decide(const fv_valid_spec_t *spec, uint32_t n, uint32_t t, const u
         fail = "wraparound";
     else if (tail[1] != 0)
         fail = "norm";
+    else if (tail[5] != 0)
+        fail = "nonneg";
     for (uint32_t i = 0; !fail && i < spec->n_ranges; i++)
         if (l_range[i] != 0)
             fail = spec->ranges[i].name;
@@ -1274,12 +1420,13 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
                            l->t);
     uint64_t *buf = malloc((size_t)count * dim * sizeof(*buf));
     uint64_t *sum = malloc((size_t)dim * sizeof(*sum));
-    const uint64_t **vals = malloc((size_t)count * sizeof(*vals));
-    uint32_t *xs = malloc((size_t)count * sizeof(*xs));
+    const uint64_t **vals = calloc(count ? count : 1, sizeof(*vals));
+    uint32_t *xs = calloc(count ? count : 1, sizeof(*xs));
     uint8_t *seen = calloc((size_t)l->n + 1, 1);
     int rc = FV_ENOMEM;
     uint32_t n_sum = 0;
-    if (!buf || !sum || !vals || !xs || !seen)
+    uint32_t *counts = malloc((size_t)count * sizeof(*counts));
+    if (!buf || !sum || !vals || !xs || !seen || !counts)
         goto out;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *v = shares[i];
@@ -1295,7 +1442,8 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
         }
         xs[i] = get_u32(v + 36);
         uint32_t cnt = get_u32(v + 40);
-        if (xs[i] < 1 || xs[i] > l->n || seen[xs[i]] || (i > 0 && cnt != n_sum)) {
+        counts[i] = cnt;
+        if (xs[i] < 1 || xs[i] > l->n || seen[xs[i]]) {
             rc = fv_diag_set(d, FV_EPROTO, "validation sum share %u: holder %u or count %u wrong",
                              i, xs[i], cnt);
             goto out;
@@ -1308,7 +1456,40 @@ int fv_valid_aggregate(const fv_valid_layout_t *l, const uint8_t sum_id[FV_HASH_
         }
         vals[i] = buf + (size_t)i * dim;
     }
-    rc = interp_robust(vals, xs, count, l->t, dim, sum, ret_outlier);
+    /* the number of inputs summed: the one most holders state; a single holder stating
+     * another is the outlier (left out, named), more than one is FV_EPROTO */
+    uint32_t best = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t same = 0;
+        for (uint32_t k = 0; k < count; k++)
+            same += counts[k] == counts[i];
+        if (same > best)
+            best = same, n_sum = counts[i];
+    }
+    uint32_t odd = UINT32_MAX, kept = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        if (counts[i] != n_sum) {
+            if (odd != UINT32_MAX || count - 1 < l->t) {
+                rc = fv_diag_set(d, FV_EPROTO,
+                                 "validation sum share %u: holder %u states %u inputs, most say %u",
+                                 i, xs[i], counts[i], n_sum);
+                goto out;
+            }
+            odd = i;
+            continue;
+        }
+        vals[kept] = vals[i];
+        xs[kept++] = xs[i];
+    }
+    rc = interp_robust(vals, xs, kept, l->t, dim, sum, ret_outlier);
+    if (rc == 0 && odd != UINT32_MAX) {
+        if (*ret_outlier != 0) {
+            rc = fv_diag_set(d, FV_EAUTH, "validation: two sum shares disagree (holders %u and %u)",
+                             get_u32(shares[odd] + 36), *ret_outlier);
+            goto out;
+        }
+        *ret_outlier = get_u32(shares[odd] + 36);
+    }
     if (rc == FV_EAUTH) {
         fv_diag_set(d, rc,
                     "validation: the %u sum shares disagree and no single holder explains "
@@ -1326,5 +1507,6 @@ out:
     free(vals);
     free(xs);
     free(seen);
+    free(counts);
     return rc;
 }

@@ -54,6 +54,14 @@ static const char *ref_eval(const fv_valid_spec_t *s, const int64_t *w)
         zz += (i128)w[s->norm_off + j] * w[s->norm_off + j];
     if (s->norm_len > 0 && zz > (i128)s->norm_sq)
         return "norm";
+    i128 nn = 0;
+    for (uint32_t i = 0; i < s->n_nonneg; i++) {
+        if (w[s->nonneg[i]] < 0)
+            return "nonneg";
+        nn += w[s->nonneg[i]];
+    }
+    if (s->n_nonneg > 0 && nn > (i128)s->nonneg_sum)
+        return "nonneg";
     for (uint32_t i = 0; i < s->n_ranges; i++) {
         const fv_valid_affine_t *a = &s->ranges[i];
         i128 e = a->constant;
@@ -87,8 +95,8 @@ static void check_eval_agrees(const fv_valid_spec_t *s, const int64_t *w)
     }
 }
 
-/* Every word outside the norm block is in exactly one single-word range (fv_valid's rule;
- * the spec's own invariant). */
+/* Every word outside the norm block is in exactly one single-word range or the non-negative
+ * set (fv_valid's rule; the spec's own invariant). */
 static void check_coverage(const fv_valid_spec_t *s)
 {
     uint32_t *seen = calloc(s->dim, sizeof *seen);
@@ -97,6 +105,8 @@ static void check_coverage(const fv_valid_spec_t *s)
         if (s->ranges[i].n_terms == 1 && s->ranges[i].terms[0].coef == 1 &&
             s->ranges[i].constant == 0)
             seen[s->ranges[i].terms[0].index]++;
+    for (uint32_t i = 0; i < s->n_nonneg; i++)
+        seen[s->nonneg[i]]++;
     for (uint32_t j = 0; j < s->dim; j++)
         CHECK_UINT_EQ(seen[j], j >= s->norm_off && j < s->norm_off + s->norm_len ? 0 : 1);
     free(seen);
@@ -130,17 +140,18 @@ static void test_spec_shape(void)
     CHECK_UINT_EQ(v.spec.dim, 300 + 1 + 80 + 1 + 1);
     CHECK_UINT_EQ(v.spec.norm_len, 300);
     CHECK_UINT_EQ(v.spec.norm_sq, (16384u + 18u) * (16384u + 18u)); /* ceil(sqrt(300)) = 18 */
-    CHECK_UINT_EQ(v.spec.n_ranges, 83 + 1);
+    CHECK_UINT_EQ(v.spec.n_ranges, 4);
     CHECK_UINT_EQ(v.spec.n_equal, 2);
     CHECK_NEAR(v.step, 0.05 / 16384, 0);
     CHECK_STR_EQ(v.ranges[0].name, "n_train");
-    CHECK_STR_EQ(v.ranges[1 + 3].name, "hist_pos[m0][3]");
-    CHECK_STR_EQ(v.ranges[1 + 20 + 3].name, "hist_pos[m1][3]");
-    CHECK_STR_EQ(v.ranges[1 + 40 + 20 + 7].name, "hist_neg[m1][7]");
-    CHECK_STR_EQ(v.ranges[81].name, "loss>=0");
-    CHECK_UINT_EQ(v.ranges[81].bits, 53);
-    CHECK_STR_EQ(v.ranges[82].name, "loss<=17*n_val");
-    CHECK_STR_EQ(v.ranges[83].name, "n_val");
+    CHECK_UINT_EQ(v.spec.n_nonneg, 80); /* the bins: 2 models x 20 bins x pos/neg */
+    CHECK_UINT_EQ(v.spec.nonneg[3], v.off_hist_pos + 3);
+    CHECK_UINT_EQ(v.spec.nonneg[40 + 20 + 7], v.off_hist_neg + 20 + 7);
+    CHECK_UINT_EQ(v.spec.nonneg_sum, 2u * 65537u);
+    CHECK_STR_EQ(v.ranges[1].name, "loss>=0");
+    CHECK_UINT_EQ(v.ranges[1].bits, 53);
+    CHECK_STR_EQ(v.ranges[2].name, "loss<=17*n_val");
+    CHECK_STR_EQ(v.ranges[3].name, "n_val");
     CHECK_STR_EQ(v.equal[0].name, "hist_sum=n_val[m0]");
     CHECK_STR_EQ(v.equal[1].name, "hist_sum=n_val[m1]");
     CHECK_UINT_EQ(v.equal[1].n_terms, 41);
@@ -176,10 +187,10 @@ static void test_spec_shape(void)
     job.max_update_norm = NAN;
     CHECK_INT_EQ(fv_fed_valid_init(&l, &job, &v, &d), FV_EINVAL);
     job.max_update_norm = 0.05;
-    /* over fv_valid's range cap: 3 models * 2 * 20000 bins */
-    fv_fed_layout_init(&l, 10, 3, 20000, 0);
+    /* over fv_valid's dimension cap */
+    fv_fed_layout_init(&l, (size_t)FV_VALID_MAX_DIM, 1, 20, 0);
     CHECK_INT_EQ(fv_fed_valid_init(&l, &job, &v, &d), FV_EINVAL);
-    CHECK_CONTAINS(d.msg, "range checks, more than");
+    CHECK_CONTAINS(d.msg, "more than");
     CHECK_INT_EQ(fv_fed_valid_init(NULL, &job, &v, &d), FV_EINVAL);
 }
 
@@ -333,10 +344,10 @@ static void test_cohort(size_t P, size_t M, size_t B, size_t K, bool big)
             bad[i] += INT64_C(1) << 31;
         check_tamper(&v, w, bad, "norm");
         if (B > 0) {
-            /* a bin at -1, its neighbour +1: the sum still holds, the range fails */
+            /* a bin at -1, its neighbour +1: the sum still holds, non-negativity fails */
             bad[v.off_hist_pos + 3] = -1;
             bad[v.off_hist_pos + 4] += w[v.off_hist_pos + 3] + 1;
-            check_tamper(&v, w, bad, "hist_pos[m0][3]");
+            check_tamper(&v, w, bad, "nonneg");
             bad[v.off_hist_neg + (M - 1) * B + 7]++;
             char name[48];
             snprintf(name, sizeof name, "hist_sum=n_val[m%zu]", M - 1);
@@ -564,7 +575,10 @@ static void test_end_to_end(size_t M, size_t B, size_t K, const char *attack)
             if (strcmp(attack, "norm") == 0)
                 for (size_t i = 0; i < E2E_P; i++) /* +clip on every coordinate */
                     w[i] = (int64_t)llround(job.secagg.clip / v.step);
-            else if (B > 0)
+            else if (strcmp(attack, "nonneg") == 0) { /* a bin at -1, the sum kept */
+                w[v.off_hist_pos + 2] += w[v.off_hist_pos + 1] + 1;
+                w[v.off_hist_pos + 1] = -1;
+            } else if (B > 0)
                 w[v.off_hist_pos + 1]++;
             else
                 w[v.off_class_n + 1]++;
@@ -671,6 +685,7 @@ int main(void)
     test_layouts();
     test_end_to_end(1, 20, 0, "hist_sum=n_val[m0]");
     test_end_to_end(1, 20, 0, "norm");
+    test_end_to_end(2, 20, 0, "nonneg");
     test_end_to_end(2, 0, 3, "class_sum=n_val");
     return 0;
 }

@@ -48,7 +48,7 @@ static fv_valid_term_t t_c1[] = {{D0, 1}}, t_c2[] = {{D0 + 1, 1}}, t_nv[] = {{D0
 static fv_valid_affine_t ranges[3] = {
     {t_c1, 1, 0, 17, "hist_pos[0]"}, {t_c2, 1, 0, 17, "hist_neg[0]"}, {t_nv, 1, 0, 17, "n_val"}};
 static fv_valid_affine_t equal[1] = {{t_eq, 3, 0, 0, "hist_sum=n_val"}};
-static const fv_valid_spec_t spec = {DIM, 0, D0, NORM_SQ, ranges, 3, equal, 1};
+static const fv_valid_spec_t spec = {DIM, 0, D0, NORM_SQ, ranges, 3, equal, 1, NULL, 0, 0};
 
 static uint8_t pks[N * 32], sks[N * 64];
 
