@@ -19,8 +19,10 @@ reproducible.
               excluded; the final model's test ROC AUC is the reference.
   attacks     the sixth bank is fv-evil-agent (tests/integration/evil) with FV_EVIL_ATTACK:
               over_norm, plus_clip, just_over, big_word (expected check "norm" or
-              "wraparound"), count_range (the bin's range name, as the agent's "evil" line
-              names it), hist_sum (the equality's name), swap ("complaints", "consistency"
+              "wraparound"), count_range (a bin at 2^17) and neg_bin (a bin at -1, the
+              sums kept): the check the agent's "evil" line names ("nonneg" for the bins
+              as non-negative words, a range's name where bins are ranges), hist_sum (the
+              equality's name), swap ("complaints", "consistency"
               or "gadget"), replay (round 2 sends round 1's proof: "complaints", or a
               refusal of its PROOF naming the member). Checked: the job completes; every
               round the agent lied in (its "evil" lines) has a coordinator proof_failed
@@ -63,7 +65,7 @@ BOUND = float(os.environ.get("FV_POISON_BOUND", "0.065"))
 NORM = {"norm", "wraparound"}
 ATTACKS = {  # attack: the checks a proof_failed line may name (None: the "evil" line's)
     "over_norm": NORM, "plus_clip": NORM, "just_over": NORM, "big_word": NORM,
-    "count_range": None, "hist_sum": None,
+    "count_range": None, "neg_bin": None, "hist_sum": None,
     "swap": {"complaints", "consistency", "gadget"},
     "replay": {"complaints"},
 }
@@ -251,6 +253,11 @@ for attack, want in ATTACKS.items():
     for rnd, aim in sorted(lied.items()):
         ok_checks = want if want is not None else {aim}
         e = failed.get(rnd)
+        if attack == "count_range" and e is not None and str(check_of(e)).startswith("hist_sum"):
+            # fv_valid proves the bins' total under nonneg_sum only up to the witnesses'
+            # wraparound slack (fv_valid.h "four squares"): a bin at 2^17 passes "nonneg"
+            # and is caught by its model's hist_sum=n_val equality
+            ok_checks = ok_checks | {check_of(e)}
         if e is None and attack == "replay":  # the PROOF itself refused, naming the member
             ref = [x for x in r["coord"] if x.get("round") == rnd and "refus" in
                    str(x.get("event", "")) and SIXTH in json.dumps(x)]

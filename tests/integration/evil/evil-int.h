@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* Chooses the attack (FV_EVIL_ATTACK's names: none, over_norm, plus_clip, just_over,
- * big_word, count_range, hist_sum, swap, replay, shuffle_hist) and the attacked rounds
+ * big_word, count_range, neg_bin, hist_sum, swap, replay, shuffle_hist) and the attacked rounds
  * (FV_EVIL_ROUNDS's syntax: "" or NULL for every round, else a comma-separated list of
  * rounds and ranges "1,3-5"); forgets what the last rounds kept (the honest input, the
  * proof to replay). The process reads both variables once at start. 0, or -1 naming the

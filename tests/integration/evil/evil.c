@@ -15,8 +15,11 @@
  *                 the bound by about sqrt(d)/B (0.1 % for a logreg).
  *   big_word      2^31 added to every norm-block word (a field element far outside the
  *                 bits the norm's slack and projections allow): "wraparound" or "norm".
- *   count_range   the first histogram bin ("hist_pos..." range, else the first
- *                 single-word range) set to 2^bits: that range's name.
+ *   count_range   the first histogram bin set to 2^17: with the bins as non-negative
+ *                 words of bounded total (fv_fed_valid.h) "nonneg"; with ranges (the
+ *                 first "hist_pos..." one, else the first single-word range) its name.
+ *   neg_bin       the first non-negative word (a bin) at -1, the next one up by as much
+ *                 (the sums kept): "nonneg".
  *   hist_sum      the first equality's first word + 1 (a histogram bin: the bins no
  *                 longer sum to n_val): that equality's name.
  *   swap          input honest; the payloads sent are those of a proof of another input
@@ -30,8 +33,8 @@
  *                 the holders refuse a proof for another round's context ("complaints";
  *                 silent after it, as swap).
  *   shuffle_hist  a lie within the rules: every positive histogram bin swapped with its
- *                 negative twin (sums kept), and the update replaced by the honest one
- *                 negated and scaled to norm 2^FV_FED_VALID_NORM_BITS (the bound B). The
+ *                 negative twin (read off the "hist_sum..." equalities; sums kept), and the update
+ * replaced by the honest one negated and scaled to norm 2^FV_FED_VALID_NORM_BITS (the bound B). The
  *                 statement stays true: the agent proves it honestly, the proof passes.
  * Each attack writes one JSON line to stderr (event "evil": attack, round, what (input or
  * proof), detail, check: the check it aims at, "" for none), so the test can tell what was
@@ -64,6 +67,7 @@ typedef enum {
     A_JUST_OVER,
     A_BIG_WORD,
     A_COUNT_RANGE,
+    A_NEG_BIN,
     A_HIST_SUM,
     A_SWAP,
     A_REPLAY,
@@ -72,8 +76,8 @@ typedef enum {
 } attack_t;
 
 static const char *const attack_names[N_ATTACKS] = {
-    "none",        "over_norm", "plus_clip", "just_over", "big_word",
-    "count_range", "hist_sum",  "swap",      "replay",    "shuffle_hist"};
+    "none",    "over_norm", "plus_clip", "just_over", "big_word",    "count_range",
+    "neg_bin", "hist_sum",  "swap",      "replay",    "shuffle_hist"};
 
 #define MAX_ROUND_SPANS 32
 
@@ -158,7 +162,8 @@ int fv__evil_configure(const char *attack, const char *rounds)
     if (a == N_ATTACKS)
         fprintf(stderr,
                 "fv-evil-agent: FV_EVIL_ATTACK=%s is not an attack (none, over_norm, "
-                "plus_clip, just_over, big_word, count_range, hist_sum, swap, replay, "
+                "plus_clip, just_over, big_word, count_range, neg_bin, hist_sum, swap, "
+                "replay, "
                 "shuffle_hist)\n",
                 attack);
     else if (parse_rounds(rounds) != 0)
@@ -230,6 +235,11 @@ static int64_t just_over(const fv_valid_spec_t *spec)
 
 static bool count_range(const fv_valid_spec_t *spec, int64_t *w)
 {
+    if (spec->n_nonneg > 0) { /* the bins are non-negative words, their total bounded */
+        w[spec->nonneg[0]] = (int64_t)1 << FV_FED_VALID_COUNT_BITS;
+        snprintf(E.target, sizeof E.target, "nonneg");
+        return true;
+    }
     const fv_valid_affine_t *pick = NULL;
     uint32_t idx = 0;
     for (uint32_t i = 0; i < spec->n_ranges && !pick; i++)
@@ -245,6 +255,18 @@ static bool count_range(const fv_valid_spec_t *spec, int64_t *w)
     return true;
 }
 
+/* The first non-negative word at -1, the second one up by as much: sums kept. */
+static bool neg_bin(const fv_valid_spec_t *spec, int64_t *w)
+{
+    if (spec->n_nonneg < 2)
+        return false;
+    int64_t move = w[spec->nonneg[0]] + 1;
+    w[spec->nonneg[0]] -= move;
+    w[spec->nonneg[1]] += move;
+    snprintf(E.target, sizeof E.target, "nonneg");
+    return true;
+}
+
 static bool hist_sum(const fv_valid_spec_t *spec, int64_t *w)
 {
     if (spec->n_equal == 0 || spec->equal[0].n_terms == 0)
@@ -254,26 +276,22 @@ static bool hist_sum(const fv_valid_spec_t *spec, int64_t *w)
     return true;
 }
 
-/* Positive and negative bins swapped ("hist_pos<rest>" with "hist_neg<rest>"), the update
- * negated and scaled to the bound. Returns the number of bins swapped. */
+/* Positive and negative bins swapped, the update negated and scaled to the bound. The
+ * bins are read off the equalities "hist_sum..." (terms: the model's B positive bins, its
+ * B negative bins, n_val). Returns the number of bins swapped. */
 static uint32_t shuffle_hist(const fv_valid_spec_t *spec, int64_t *w)
 {
     uint32_t swapped = 0;
-    for (uint32_t i = 0; i < spec->n_ranges; i++) {
-        const fv_valid_affine_t *p = &spec->ranges[i];
-        uint32_t ip, in;
-        if (!starts_with(p->name, "hist_pos") || !count_word(p, &ip))
+    for (uint32_t i = 0; i < spec->n_equal; i++) {
+        const fv_valid_affine_t *e = &spec->equal[i];
+        if (!starts_with(e->name, "hist_sum") || e->n_terms < 3 || e->n_terms % 2 == 0)
             continue;
-        for (uint32_t k = 0; k < spec->n_ranges; k++) {
-            const fv_valid_affine_t *q = &spec->ranges[k];
-            if (starts_with(q->name, "hist_neg") && strcmp(q->name + 8, p->name + 8) == 0 &&
-                count_word(q, &in)) {
-                int64_t t = w[ip];
-                w[ip] = w[in];
-                w[in] = t;
-                swapped++;
-                break;
-            }
+        uint32_t B = (e->n_terms - 1) / 2;
+        for (uint32_t k = 0; k < B; k++) {
+            int64_t *p = &w[e->terms[k].index], *n = &w[e->terms[B + k].index], t = *p;
+            *p = *n;
+            *n = t;
+            swapped++;
         }
     }
     double sq = 0;
@@ -337,6 +355,9 @@ bool fv_evil_input(uint64_t round, const fv_valid_spec_t *spec, int64_t *w)
         break;
     case A_COUNT_RANGE:
         lie = count_range(spec, w);
+        break;
+    case A_NEG_BIN:
+        lie = neg_bin(spec, w);
         break;
     case A_HIST_SUM:
         lie = hist_sum(spec, w);

@@ -248,7 +248,8 @@ int main(void)
     input_case("plus_clip", NULL, 1, "norm", "norm");
     input_case("just_over", NULL, 1, "norm", "norm");
     input_case("big_word", NULL, 1, "norm", "wraparound"); /* in the clear: no wraparound check */
-    input_case("count_range", NULL, 1, "hist_pos[m0][0]", "hist_pos[m0][0]");
+    input_case("count_range", NULL, 1, "nonneg", "nonneg");
+    input_case("neg_bin", NULL, 1, "nonneg", "nonneg");
     input_case("hist_sum", NULL, 1, "hist_sum=n_val[m0]", "hist_sum=n_val[m0]");
     input_case("over_norm", "2,4-5", 1, NULL, NULL);
     input_case("over_norm", "2,4-5", 2, "norm", "norm");
