@@ -32,7 +32,8 @@
  *                (a count in [0, R]: e = w; an upper bound w <= y: e = y - w; the loss
  *                sum within [0, 17 n_val]: two ranges.)
  *   equalities   for each equality i: e_i(w) = 0 (histogram bins summing to n_val).
- *   non-negative for each listed word: w_i >= 0, and their sum at most nonneg_sum.
+ *   non-negative for each listed word: w_i >= 0 (and below 2^(2 bpw + 2); see
+ *                nonneg_sum below for what is not proved).
  *   Every word outside the norm block must appear in some range or in the non-negative
  *   list (fv_valid_layout_init).
  *
@@ -180,9 +181,11 @@ typedef struct fv_valid_spec {
     const fv_valid_affine_t *equal;
     uint32_t n_equal;
     /* Non-negative words: each w[nonneg[i]] >= 0, proved as the sum of four squares of
-     * witness integers, with the sum of all those words at most nonneg_sum (so the
-     * witnesses' squares sum to at most nonneg_sum: their wraparound bound). An upper
-     * bound on each word comes from an equality (e.g. bins summing to n_val). */
+     * witness integers. nonneg_sum is the most the honest words can sum to: it sets the
+     * witnesses' projection range (completeness), and the proof bounds each word only
+     * below 2^(2 bpw + 2); it does NOT prove the words' sum <= nonneg_sum (an honest
+     * prover refuses such a w, fv_valid_spec_eval). The upper bound a statement needs
+     * comes from an equality (bins summing to n_val, itself a range). */
     const uint32_t *nonneg;
     uint32_t n_nonneg;
     uint64_t nonneg_sum;
