@@ -119,9 +119,14 @@
  * (the range's name), each L_eq = 0 (the equality's name).
  *
  * SOUNDNESS. A prover that is not well formed passes with probability at most
- * 2^-lambda (wraparound) + 2L/(p - 2L) (gadget: P != sum f_j g_j, Schwartz-Zippel) + 2/p
- * (rho, eta, kappa combinations), about 2^-50 at N = 250K. Grinding Fiat-Shamir costs a
- * full proof per try, and ctx fixes the round, which only exists for the round's deadline.
+ * 2^-lambda (wraparound, lambda = 64) + 2L/(p - 2L) (gadget: P != sum f_j g_j,
+ * Schwartz-Zippel) + 3/p (rho, rho2, eta, kappa combinations), about 2^-50 at N = 250K.
+ * Grinding Fiat-Shamir: the projections follow from the stage-1 commitments, so each try
+ * costs new stage-1 shares and their hashes (n * s1 * 8 bytes of SHA-256: 1.6 MB, about
+ * 4 ms, for the Lending Club teacher at six banks), and ctx fixes the round, which exists
+ * only until its deadline: 2^64 tries would take 2^64 * 4 ms (10^9 years); a 10-minute
+ * deadline allows about 2^17 tries, for a success chance under 2^-47. lambda was 128 at
+ * first; at 64 the holders' projections (their largest cost) take half the time.
  * ZERO KNOWLEDGE. The decider sees, per prover, f_j(r) and g_j(r) (uniform: each wire
  * polynomial has its own uniform blind at 0 and r is outside 0..L), P(r) (their
  * function), zeros, and xi (uniform by psi); every vshare's sharing polynomial has
@@ -146,7 +151,7 @@
 #include "fv_crypto.h"
 #include "fv_error.h"
 
-#define FV_VALID_PROJ 128           /* lambda: wraparound projections */
+#define FV_VALID_PROJ 64            /* lambda: wraparound projections per bounded block */
 #define FV_VALID_PROVE_TRIES 8      /* fresh draws before an honest prover gives up */
 #define FV_VALID_MAX_DIM (1u << 24) /* D, caps every peer-derived count */
 #define FV_VALID_MAX_RANGES 65536u  /* ranges and equalities, each */
