@@ -110,7 +110,7 @@ def wait_log(path, pred, what, proc, timeout):
     fvtest.fail(f"{what}: not seen in {timeout * S} s:\n" + open(path).read()[-3000:])
 
 
-def run_job(label, attack=None, job=JOB):
+def run_job(label, attack=None, job=JOB, inspect=None):
     """One job, one coordinator; the sixth bank is fv-evil-agent with FV_EVIL_ATTACK=attack
     (None: the real agent). Returns a dict: dir, summary, coordinator events, the sixth
     bank's events, rounds.jsonl, the final model's test ROC AUC, seconds."""
@@ -120,10 +120,18 @@ def run_job(label, attack=None, job=JOB):
         json.dump(job, f)
     clog = f"{d}/coordinator.log"
     t0 = time.time()
+    # inspect(admin_args): called while round INSPECT_ROUND is held open by the honest
+    # agents (FV_TEST_HOLD_COMPUTE), with the admin port's CLI arguments
+    admin = []
+    if inspect is not None:
+        admin_port = fvtest.free_port()
+        admin = ["--config", f"{tmp}/fed/ops-1/admin.json", "--admin",
+                 f"127.0.0.1:{admin_port}", "--timeout", str(30 * S)]
     c = subprocess.Popen(WRAPPER + [coordinator, "--config",
                                     f"{tmp}/fed/coordinator/coordinator.json", "--job",
                                     f"{d}/job.json", "--out", f"{d}/state", "--listen",
-                                    "127.0.0.1:0"],
+                                    "127.0.0.1:0"]
+                         + (["--admin-listen", f"127.0.0.1:{admin_port}"] if admin else []),
                          stdout=subprocess.PIPE, stderr=open(clog, "a"), text=True)
     procs = {}
     try:
@@ -147,15 +155,26 @@ def run_job(label, attack=None, job=JOB):
         # until the fifth has accepted, so every run has the same cohorts: round 0 without
         # the fifth, every later round with all six (until an exclusion).
         hold = f"{d}/hold"
+        later = f",{INSPECT_ROUND}" if admin else ""
+
+        def hold_env(b):
+            if b == HONEST[0]:
+                return {"FV_TEST_HOLD_COMPUTE": f"0{later}:{hold}"}
+            return {"FV_TEST_HOLD_COMPUTE": f"{later[1:]}:{hold}"} if admin else {}
         for b in HONEST[:-1]:
-            procs[b] = start(b, agent, {"FV_TEST_HOLD_COMPUTE": f"0:{hold}"}
-                             if b == HONEST[0] else {})
+            procs[b] = start(b, agent, hold_env(b))
         wait_log(clog, lambda e: e.get("event") == "round_start" and e.get("round") == 0,
                  f"{label}: round 0", c, 120)
-        procs[HONEST[-1]] = start(HONEST[-1], agent, {})
+        procs[HONEST[-1]] = start(HONEST[-1], agent, hold_env(HONEST[-1]))
         wait_log(clog, lambda e: e.get("event") == "job_accepted"
                  and e.get("agent") == HONEST[-1], f"{label}: {HONEST[-1]} accepting", c, 120)
         open(f"{hold}-0", "w").close()
+        if admin:
+            wait_log(clog, lambda e: e.get("event") == "round_start"
+                     and e.get("round") == INSPECT_ROUND, f"{label}: round {INSPECT_ROUND}", c,
+                     300)
+            inspect(admin)
+            open(f"{hold}-{INSPECT_ROUND}", "w").close()
         while c.poll() is None:
             failed = {b: p.returncode for b, p in procs.items()
                       if p.poll() is not None and p.returncode != 0}
@@ -184,6 +203,33 @@ def run_job(label, attack=None, job=JOB):
             "sixth": fvfed.events(f"{d}/{SIXTH}.log"), "sixth_exit": codes[SIXTH],
             "rounds": [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")],
             "auc": json.loads(ev)["roc_auc"], "secs": time.time() - t0}
+
+
+INSPECT_ROUND = 3
+
+
+def audit_lines(r, event):
+    """The coordinator's signed audit records of an event naming the sixth bank."""
+    path = f"{r['dir']}/state/state/audit.log"
+    return [l for l in open(path) if f'"{event}"' in l and SIXTH in l]
+
+
+def inspect_live(admin):
+    """While the liar is excluded and the job runs: job show (--json and text) names it,
+    with its check."""
+    job_id = json.loads(fvtest.run(["job", "list"] + admin + ["--json"], expect=0)[1])[
+        "jobs"][0]["id"]
+    live = json.loads(fvtest.run(["job", "show", job_id] + admin + ["--json"],
+                                 expect=0)[1])["live"]
+    pf = live.get("proof_failures", [])
+    print(f"  job show --json: live.proof_failures {json.dumps(pf)}")
+    expect([(x.get("agent"), x.get("check"), x.get("excluded")) for x in pf]
+           == [(SIXTH, "norm", True)], f"job show: live.proof_failures: {pf}")
+    _, text, _ = fvtest.run(["job", "show", job_id] + admin, expect=0)
+    line = [l for l in text.splitlines() if "proofs failed" in l]
+    print(f"  job show: {line}")
+    expect(line and SIXTH in line[0] and "'norm'" in line[0] and "excluded" in line[0],
+           f"job show: no proofs line naming {SIXTH}:\n{text}")
 
 
 def trained_norms(r):
@@ -241,7 +287,9 @@ def expect(cond, msg):
 for attack, want in ATTACKS.items():
     if ONLY and attack not in ONLY:
         continue
-    r = run_job(attack, attack)
+    r = run_job(attack, attack, inspect=inspect_live if attack == "over_norm" else None)
+    expect(audit_lines(r, "proof.failed") and audit_lines(r, "agent.excluded"),
+           f"{attack}: no proof.failed / agent.excluded audit record naming {SIXTH}")
     lied = {}  # round: the check the agent aimed at
     for e in r["sixth"]:
         if e.get("event") == "evil" and e.get("check"):
