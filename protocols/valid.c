@@ -717,6 +717,7 @@ static int compute_openings(const fv_valid_spec_t *spec, const fv_valid_layout_t
     g_stats.holder_mul = (uint64_t)l->s1 + 3 * ((uint64_t)l->d + K) + 3 * (uint64_t)L + S;
     rc = 0;
 out:
+    fv_crypto_wipe(proj, sizeof(proj)); /* projections of our shares */
     free(rho);
     free(lam);
     free(mu);
@@ -903,6 +904,7 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         four_squares(w[spec->nonneg[i]], sq);
         for (int k = 0; k < 4; k++)
             wit[4 * (size_t)i + k] = fv_gf_from_i64(sq[k]);
+        fv_crypto_wipe(sq, sizeof(sq));
     }
     uint8_t *hashes = p->header + FV_VALID_HEADER_FIXED;
     share_values(val, 0, l->s1, n, t, W, p->payloads);
@@ -923,13 +925,17 @@ static int prove_once(const fv_valid_spec_t *spec, const fv_valid_layout_t *l,
         if (projections(blk ? "fv-valid wproj v1" : "fv-valid proj v1", ch.seed1, src, len, proj) !=
             0)
             goto out;
+        bool out_of_range = false;
         for (uint32_t q = 0; q < FV_VALID_PROJ; q++) {
             int64_t y = fv_gf_to_i64(fv_gf_add(proj[q], half));
-            if (check && (y < 0 || y >= (int64_t)1 << bp)) {
-                rc = 1; /* out of range: the caller draws again */
-                goto out;
-            }
+            if (check && (y < 0 || y >= (int64_t)1 << bp))
+                out_of_range = true;
             to_bits(y, bp, dst + (size_t)q * bp);
+        }
+        fv_crypto_wipe(proj, sizeof(proj)); /* projections of the input: secret */
+        if (out_of_range) {
+            rc = 1; /* the caller draws again */
+            goto out;
         }
     }
     share_values(val + l->s1, l->s1, l->s2, n, t, W, p->payloads);
