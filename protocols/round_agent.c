@@ -426,6 +426,24 @@ static void flush_outbox(fv_around_t *r, fv_round_out_t *out)
 
 static void try_upload(fv_around_t *r, fv_round_out_t *out);
 
+/* A client (SecAgg's or validation's) refused a coordinator message with rc. When it
+ * aborted on its own rules (policy: refused by our policy, else another abort) the round
+ * is sat out and the connection stays; otherwise the message was malformed: a violation. */
+static void client_refused(fv_around_t *r, fv_round_out_t *out, int rc, bool aborted, bool policy,
+                           const char *abort_event, const char *what, const fv_diag_t *d)
+{
+    if (aborted) {
+        sit_out(r, out, policy ? "policy_refusal" : abort_event, rc, d->msg);
+        fv_secagg_outbox_clear(&r->ob);
+        return;
+    }
+    fv_round_act_t *a = act_push(out, FV_ROUND_ACT_VIOLATION);
+    if (a != NULL) {
+        a->err = rc;
+        act_why(a, "%s message rejected: %s", what, d->msg);
+    }
+}
+
 /* One coordinator SecAgg message to the client; its replies out, then the upload tried. */
 static void pump(fv_around_t *r, const uint8_t *msg, size_t len, fv_round_out_t *out)
 {
@@ -433,21 +451,10 @@ static void pump(fv_around_t *r, const uint8_t *msg, size_t len, fv_round_out_t 
     fv_diag_t d = {""};
     int rc = fv_secagg_client_handle(r->sa, msg, len, &r->ob, &d);
     if (rc != 0) {
-        if (fv_secagg_client_phase(r->sa) < 0) {
-            /* The client aborted: our own rules (policy, signatures, threshold, never both
-             * shares) said no. Sit the round out; the connection stays. */
-            const char *ev = (rc == FV_EPOLICY || rc == FV_EBOTHSHARES || rc == FV_ETHRESHOLD)
-                                 ? "policy_refusal"
-                                 : "secagg_abort";
-            sit_out(r, out, ev, rc, d.msg);
-            fv_secagg_outbox_clear(&r->ob);
-            return;
-        }
-        fv_round_act_t *a = act_push(out, FV_ROUND_ACT_VIOLATION);
-        if (a != NULL) {
-            a->err = rc;
-            act_why(a, "SecAgg message rejected: %s", d.msg);
-        }
+        /* our own rules: policy, signatures, threshold, never both shares */
+        client_refused(r, out, rc, fv_secagg_client_phase(r->sa) < 0,
+                       rc == FV_EPOLICY || rc == FV_EBOTHSHARES || rc == FV_ETHRESHOLD,
+                       "secagg_abort", "SecAgg", &d);
         return;
     }
     flush_outbox(r, out);
@@ -461,20 +468,10 @@ static void pump_valid(fv_around_t *r, const uint8_t *msg, size_t len, fv_round_
     fv_diag_t d = {""};
     int rc = fv_vagg_client_handle(r->va, msg, len, &r->ob, &d);
     if (rc != 0) {
-        if (fv_vagg_client_phase(r->va) < 0) {
-            /* our own rules said no (policy, signatures, a sum we must not give) */
-            const char *ev = (rc == FV_EPOLICY || rc == FV_ETHRESHOLD || rc == FV_EPEER)
-                                 ? "policy_refusal"
-                                 : "validation_abort";
-            sit_out(r, out, ev, rc, d.msg);
-            fv_secagg_outbox_clear(&r->ob);
-            return;
-        }
-        fv_round_act_t *a = act_push(out, FV_ROUND_ACT_VIOLATION);
-        if (a != NULL) {
-            a->err = rc;
-            act_why(a, "validation message rejected: %s", d.msg);
-        }
+        /* our own rules: policy, signatures, a sum we must not give */
+        client_refused(r, out, rc, fv_vagg_client_phase(r->va) < 0,
+                       rc == FV_EPOLICY || rc == FV_ETHRESHOLD || rc == FV_EPEER,
+                       "validation_abort", "validation", &d);
         return;
     }
     flush_outbox(r, out);
