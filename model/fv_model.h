@@ -90,6 +90,17 @@ void fv_model_ws_free(fv_model_ws_t *ws); /* NULL-safe */
 int fv_model_predict_ws(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
                         const size_t *rows, size_t n, float *ret_prob);
 
+/* fv_model_predict_ws, and for each of the n rows ret_bad[i]: -1 when the row's encoded
+ * features and its scores are finite; otherwise the schema column index whose encoded
+ * feature is not finite (a finite input that overflows float32 once scaled, e.g. Income =
+ * 1e41), or FV_MODEL_BAD_OUTPUT when the features are finite but a score is not. A bad
+ * row's ret_prob entries are NaN and the other rows' are what fv_model_predict_ws gives
+ * (the same chunk layout). Callers report a bad row by row and column (fedvault predict,
+ * fedvault-serve) instead of writing a non-finite score. */
+#define FV_MODEL_BAD_OUTPUT (-2L)
+int fv_model_predict_ws_rows(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
+                             const size_t *rows, size_t n, float *ret_prob, long *ret_bad);
+
 /* fv_model_predict_ws with a workspace of min(n, FV_MODEL_PREDICT_CHUNK) rows made and
  * freed in the call (so also FV_ENOMEM). For one-off scoring; a loop should keep a
  * workspace. */
