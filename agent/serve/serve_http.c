@@ -60,7 +60,6 @@ struct serve_conn {
     int error_status; /* set by a parser callback: answer it */
     const char *error_why;
     uint8_t src[16];
-    uint64_t since; /* uv_now at accept */
     http_parser parser;
     size_t head_bytes;
     char path[2048];
@@ -68,7 +67,8 @@ struct serve_conn {
     bool path_long;
     char hname[32]; /* the header name being read, if it fits */
     size_t hname_len;
-    bool hname_ct, in_value;
+    bool hname_ct, hname_expect, in_value;
+    bool expect_continue; /* "Expect: 100-continue": say so before reading the body */
     char ctype[128];
     size_t ctype_len;
     char *body;
@@ -269,7 +269,9 @@ void fv__serve_http_error(serve_conn_t *c, int status, const char *why)
         return;
     }
     size_t n = strlen(text);
-    fv_prom_add(c->h->s->m_http, status == 408 ? "408" : status == 413 ? "413" : "other", 0);
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    fv_prom_add(c->h->s->m_http, code, 1);
     fv__serve_http_respond(c, status, "application/json", text, n, NULL);
 }
 
@@ -310,6 +312,8 @@ static int on_message_begin(http_parser *p)
 {
     serve_conn_t *c = conn_of(p);
     c->got_bytes = true;
+    c->expect_continue = false;
+    c->hname_expect = false;
     c->hname_len = 0;
     c->hname_ct = false;
     c->in_value = false;
@@ -359,7 +363,10 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         c->hname_ct = c->hname_len == 12 && strncasecmp(c->hname, "content-type", 12) == 0;
         if (c->hname_ct)
             c->ctype_len = 0;
+        c->hname_expect = c->hname_len == 6 && strncasecmp(c->hname, "expect", 6) == 0;
     }
+    if (c->hname_expect && n >= 12 && strncasecmp(at, "100-continue", 12) == 0)
+        c->expect_continue = true;
     if (c->hname_ct && c->ctype_len + n < sizeof c->ctype) {
         memcpy(c->ctype + c->ctype_len, at, n);
         c->ctype_len += n;
@@ -386,18 +393,23 @@ static int on_headers_complete(http_parser *p)
     if (c->path_long) {
         c->error_status = 431;
         c->error_why = "request target over 2047 bytes";
-        return 1;
+        return -1; /* 1 would mean "skip the body" to http_parser */
     }
     if (p->http_major != 1) {
         c->error_status = 505;
         c->error_why = "only HTTP/1.x is served";
-        return 1;
+        return -1;
     }
     /* Content-Length over the cap: refused before a byte of the body is read */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->h->s->cfg->max_body) {
         c->error_status = 413;
         c->error_why = "request body over --max-body";
-        return 1;
+        return -1;
+    }
+    if (c->expect_continue) { /* 25 bytes into an empty socket buffer: a try is enough */
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
     return 0;
 }
@@ -609,7 +621,6 @@ static void on_connection(uv_stream_t *server, int status)
     }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    c->since = uv_now(s->loop);
     conn_next_request(c);
 }
 

@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,10 +157,14 @@ static int fail(const char *why)
     return 1;
 }
 
-static int usage_error(const char *fmt, const char *a, const char *b)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, SERVE_PROG ": ");
-    fprintf(stderr, fmt, a, b);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\nTry '" SERVE_PROG " --help'.\n");
     return 2;
 }
@@ -190,8 +195,16 @@ static bool parse_double(const char *s, double lo, double hi, double *ret)
 
 /* ---- --config --------------------------------------------------------------------- */
 
-/* argv with the config's members as flags first. The strings live in the json (kept). */
-static int config_argv(const char *path, int argc, char **argv, json_t **ret_root, char ***ret_argv,
+/* Frees the config's strings av[1..n_conf) and av. */
+static void argv_free(char **av, int n_conf)
+{
+    for (int i = 1; i < n_conf; i++)
+        free(av[i]);
+    free(av);
+}
+
+/* argv with the config's members as flags first (av[1..*ret_n_conf) are strdup'd). */
+static int config_argv(const char *path, int argc, char **argv, int *ret_n_conf, char ***ret_argv,
                        int *ret_argc)
 {
     json_error_t je;
@@ -204,11 +217,8 @@ static int config_argv(const char *path, int argc, char **argv, json_t **ret_roo
     }
     size_t n = json_object_size(root);
     char **av = calloc(2 * n + (size_t)argc + 1, sizeof *av);
-    json_t *strs = json_array();
-    if (av == NULL || strs == NULL) {
-        free(av);
+    if (av == NULL) {
         json_decref(root);
-        json_decref(strs);
         return 1;
     }
     int k = 0;
@@ -236,24 +246,22 @@ static int config_argv(const char *path, int argc, char **argv, json_t **ret_roo
             fprintf(stderr,
                     SERVE_PROG ": --config %s: \"%s\" must be a string, number or boolean\n", path,
                     key);
-            free(av);
-            json_decref(strs);
+            argv_free(av, k);
             json_decref(root);
             return 2;
         }
         if (fl >= (int)sizeof flag)
             continue;
-        json_array_append_new(strs, json_string(flag));
-        av[k++] = (char *)json_string_value(json_array_get(strs, json_array_size(strs) - 1));
-        if (vs != NULL) {
-            json_array_append_new(strs, json_string(vs));
-            av[k++] = (char *)json_string_value(json_array_get(strs, json_array_size(strs) - 1));
+        if ((av[k++] = strdup(flag)) == NULL || (vs != NULL && (av[k++] = strdup(vs)) == NULL)) {
+            argv_free(av, k);
+            json_decref(root);
+            return 1;
         }
     }
+    *ret_n_conf = k;
     for (int i = 1; i < argc; i++)
         av[k++] = argv[i];
-    json_object_set_new(root, "\x01strings", strs);
-    *ret_root = root;
+    json_decref(root);
     *ret_argv = av;
     *ret_argc = k;
     return 0;
@@ -301,13 +309,12 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
         case O_TLS_CERT:
         case O_TLS_KEY:
         case O_TLS_CA:
-            return usage_error("%s%s: TLS is not built into fedvault-serve yet; put it behind the "
-                               "bank's TLS terminator on a loopback --listen",
-                               "--tls-*", "");
+            return usage_error("--tls-*: TLS is not built into fedvault-serve yet; put it behind "
+                               "the bank's TLS terminator on a loopback --listen");
         case O_LOG_LEVEL: {
             int lv = fv_log_level_parse(a);
             if (lv < 0)
-                return usage_error("--log-level: '%s'%s: debug, info, warn or error", a, "");
+                return usage_error("--log-level: '%s': debug, info, warn or error", a);
             fv_log_set_level((fv_log_level_t)lv);
             break;
         }
@@ -352,34 +359,34 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
                 c->route.canary_max_error_rate = x;
             break;
         default:
-            return usage_error("unknown option or missing value: %s%s", argv[optind - 1], "");
+            return usage_error("unknown option or missing value: %s", argv[optind - 1]);
         }
         if (!okv)
             return usage_error("bad value '%s' for %s (see --help for the range)", a, name);
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'%s", argv[optind], "");
+        return usage_error("unexpected argument '%s'", argv[optind]);
     if (c->model_dir == NULL || c->ca == NULL)
-        return usage_error("--model-dir and --ca are required%s%s", "", "");
+        return usage_error("--model-dir and --ca are required");
     if ((c->audit == NULL) != (c->identity == NULL))
-        return usage_error("--audit and --identity go together%s%s", "", "");
+        return usage_error("--audit and --identity go together");
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || (size_t)(colon - listen) >= sizeof c->host ||
         !parse_u64(colon + 1, 0, 65535, &v))
-        return usage_error("--listen '%s'%s: HOST:PORT", listen, "");
+        return usage_error("--listen '%s': HOST:PORT", listen);
     c->port = (int)v;
     memcpy(c->host, listen, (size_t)(colon - listen));
     c->host[colon - listen] = '\0';
     if (c->host[0] == '[') { /* [::1]:8080 */
         size_t n = strlen(c->host);
         if (n < 2 || c->host[n - 1] != ']')
-            return usage_error("--listen '%s'%s: HOST:PORT", listen, "");
+            return usage_error("--listen '%s': HOST:PORT", listen);
         memmove(c->host, c->host + 1, n - 2);
         c->host[n - 2] = '\0';
     }
     if (c->admin_socket == NULL) {
         if (snprintf(sock_buf, sock_len, "%s/serve.sock", c->model_dir) >= (int)sock_len)
-            return usage_error("--model-dir '%s'%s: path too long", c->model_dir, "");
+            return usage_error("--model-dir '%s': path too long", c->model_dir);
         c->admin_socket = sock_buf;
     }
     if (c->max_conns_per_source == 0)
@@ -473,7 +480,7 @@ int main(int argc, char **argv)
     cfg.test_sleep = cfg.test_hooks && t != NULL && strcmp(t, "1") == 0;
     signal(SIGPIPE, SIG_IGN);
     /* --config first: its members go before the real flags */
-    json_t *conf_root = NULL;
+    int n_conf = 0;
     char **av = argv;
     int ac = argc;
     for (int i = 1; i < argc; i++) {
@@ -483,7 +490,7 @@ int main(int argc, char **argv)
         else if (strncmp(argv[i], "--config=", 9) == 0)
             cp = argv[i] + 9;
         if (cp != NULL) {
-            int e = config_argv(cp, argc, argv, &conf_root, &av, &ac);
+            int e = config_argv(cp, argc, argv, &n_conf, &av, &ac);
             if (e != 0)
                 return e;
             break;
@@ -493,8 +500,7 @@ int main(int argc, char **argv)
     int e = parse_args(ac, av, &cfg, sock_buf, sizeof sock_buf);
     if (e != 0) {
         if (av != argv)
-            free(av);
-        json_decref(conf_root);
+            argv_free(av, n_conf);
         return e < 0 ? 0 : e;
     }
     if (sodium_init() < 0)
@@ -557,6 +563,8 @@ out:
         uv_close((uv_handle_t *)&s.async, NULL);
         s.async_open = false;
     }
+    if (!uv_is_closing((uv_handle_t *)&s.poll))
+        uv_close((uv_handle_t *)&s.poll, NULL); /* failed before the models started */
     fv_route_free(s.route);
     s.route = NULL;
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -577,7 +585,6 @@ out:
     pthread_cond_destroy(&s.cv);
     fv__serve_log(FV_LOG_INFO, "stopped", json_pack("{s:i}", "exit", rc));
     if (av != argv)
-        free(av);
-    json_decref(conf_root);
+        argv_free(av, n_conf);
     return rc;
 }

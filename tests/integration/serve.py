@@ -202,8 +202,11 @@ def main():
     os.makedirs(mdir)
     os.makedirs(scratch)
     audit = f"{tmp}/serve-audit.log"
-    sv = Serve(["--listen", "127.0.0.1:0", "--model-dir", mdir, "--ca", f"{bank}/ca.pem",
-                "--threads", "2", "--poll-ms", "3600000", "--max-body", "65536",
+    # part of the configuration in --config (keys with '_' or '-'), a flag overriding one
+    conf = f"{tmp}/serve.json"
+    json.dump({"model_dir": mdir, "ca": f"{bank}/ca.pem", "threads": 2, "poll-ms": 3600000,
+               "max_body": 65536, "listen": "127.0.0.1:1", "shadow": False}, open(conf, "w"))
+    sv = Serve(["--config", conf, "--listen", "127.0.0.1:0",
                 "--header-timeout-ms", str(300 * SLOW), "--p99-budget-us", "20000",
                 "--min-requests", "5", "--window-ms", "60000", "--cooldown-ms", "500",
                 "--probes", "2", "--deadline-us", "1000000", "--consecutive-misses", "0",
@@ -275,7 +278,7 @@ def main():
     del miss["duration"]
     st, j, _ = score(c, [miss])
     check(st == 422 and "duration" in j["results"][0]["error"], f"missing column: {j}")
-    st, j, _ = score(c, [dict(rows[0], credit_amount=1e41), rows[1]])
+    st, j, _ = score(c, [dict(rows[0], credit_amount=1e300), rows[1]])
     check(st == 200 and "credit_amount" in j["results"][0]["error"]
           and "score" in j["results"][1], f"non-finite after scaling: {st} {j}")
     still_serving()
@@ -299,8 +302,18 @@ def main():
     r = raw(sv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n")
     check(r.startswith(b"HTTP/1.1 431"), f"head over cap: {r[:80]!r}")
     still_serving()
-    # a slow client: half a head, then nothing: 408 after the header timeout
-    r = raw(sv.port, b"POST /v1/score HTTP/1.1\r\nHost: x\r\n")
+    # a slow client: half a head, then nothing: 408 after the header timeout, while
+    # another connection is served
+    slow = socket.create_connection(("127.0.0.1", sv.port), timeout=120 * SLOW)
+    slow.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\n")
+    still_serving()
+    r = b""
+    while True:
+        b = slow.recv(65536)
+        if not b:
+            break
+        r += b
+    slow.close()
     check(r.startswith(b"HTTP/1.1 408") and b"header timeout" in r, f"slow client: {r!r}")
     still_serving()
     # pipelining: two requests in one write, answered in order on the same connection
