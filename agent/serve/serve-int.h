@@ -44,7 +44,7 @@ typedef struct serve_cfg {
     unsigned threads;
     uint64_t poll_ms;
     size_t max_body, max_rows, max_conns, max_conns_per_source, reasons;
-    uint64_t header_timeout_ms, body_timeout_ms;
+    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
     fv_route_cfg_t route;
     bool test_hooks; /* FV_TEST_SERVE=1 */
     bool test_sleep; /* FV_TEST_SERVE_SLEEP=1: test.delay sleeps on the worker */
@@ -139,6 +139,7 @@ struct serve {
     serve_job_t *done;            /* back to the loop (reversed) */
     serve_event_t *events;        /* to the loop (reversed) */
     bool pool_stop;
+    bool events_closed; /* the async handle is closing: route events are dropped */
     uv_async_t async;
     bool async_open;
     /* test hooks (workers read) */

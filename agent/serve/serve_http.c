@@ -5,8 +5,8 @@
  * closed and no job is out) goes through:
  *   HEAD    reading the request head: the parser runs over every byte read; the head
  *           is capped at SERVE_MAX_HEAD_BYTES (431) and must be complete within
- *           --header-timeout-ms of its first byte (408; an idle keep-alive connection
- *           that sends nothing in that time is closed without an answer);
+ *           --header-timeout-ms of its first byte (408); a connection that sends no
+ *           byte of a next request within --idle-timeout-ms is closed without an answer;
  *   BODY    the head was fine: Content-Length over --max-body is 413 before a byte of
  *           the body is read, and a chunked body is counted as it comes (413 when it
  *           passes the cap); the body must be complete within --body-timeout-ms (408);
@@ -204,7 +204,7 @@ static void conn_next_request(serve_conn_t *c)
     c->body_len = 0;
     c->error_status = 0;
     http_parser_pause(&c->parser, 0);
-    (void)uv_timer_start(&c->timer, on_timeout, c->h->s->cfg->header_timeout_ms, 0);
+    (void)uv_timer_start(&c->timer, on_timeout, c->h->s->cfg->idle_timeout_ms, 0);
     if (c->rpos < c->rlen) {
         conn_parse(c); /* pipelined bytes first */
         if (c->state != ST_HEAD && c->state != ST_BODY)
@@ -311,7 +311,8 @@ static int head_add(serve_conn_t *c, size_t n)
 static int on_message_begin(http_parser *p)
 {
     serve_conn_t *c = conn_of(p);
-    c->got_bytes = true;
+    c->got_bytes = true; /* the head's deadline runs from its first byte */
+    (void)uv_timer_start(&c->timer, on_timeout, c->h->s->cfg->header_timeout_ms, 0);
     c->expect_continue = false;
     c->hname_expect = false;
     c->hname_len = 0;

@@ -55,6 +55,7 @@ static const char usage[] =
     "  --max-rows N             rows per request (default 1024)\n"
     "  --header-timeout-ms N    request head deadline (default 10000; 408)\n"
     "  --body-timeout-ms N      request body deadline (default 10000; 408)\n"
+    "  --idle-timeout-ms N      keep-alive connections idle longer are closed (default 60000)\n"
     "  --max-conns N            connections at once (default 1024)\n"
     "  --max-conns-per-source N from one address (default max(4, max-conns/4))\n"
     "  --reasons N              reason codes per row with \"explain\": true (default 3)\n"
@@ -83,6 +84,7 @@ enum {
     O_MAX_ROWS,
     O_HDR_TO,
     O_BODY_TO,
+    O_IDLE_TO,
     O_MAX_CONNS,
     O_MAX_SRC,
     O_REASONS,
@@ -118,6 +120,7 @@ static const struct option long_opts[] = {
     {"max-rows", required_argument, NULL, O_MAX_ROWS},
     {"header-timeout-ms", required_argument, NULL, O_HDR_TO},
     {"body-timeout-ms", required_argument, NULL, O_BODY_TO},
+    {"idle-timeout-ms", required_argument, NULL, O_IDLE_TO},
     {"max-conns", required_argument, NULL, O_MAX_CONNS},
     {"max-conns-per-source", required_argument, NULL, O_MAX_SRC},
     {"reasons", required_argument, NULL, O_REASONS},
@@ -334,6 +337,7 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
             U64(O_MAX_ROWS, c->max_rows, 1, FV_MODEL_WS_MAX_BATCH)
             U64(O_HDR_TO, c->header_timeout_ms, 1, 3600000)
             U64(O_BODY_TO, c->body_timeout_ms, 1, 3600000)
+            U64(O_IDLE_TO, c->idle_timeout_ms, 1, 3600000)
             U64(O_MAX_CONNS, c->max_conns, 1, 1000000)
             U64(O_MAX_SRC, c->max_conns_per_source, 1, 1000000)
             U64(O_REASONS, c->reasons, 0, SERVE_MAX_REASONS)
@@ -449,6 +453,9 @@ void fv__serve_stop(serve_t *s, int code)
     /* the workers finish the queue; their jobs are given back (connections closing) */
     fv__serve_pool_stop(s);
     if (s->async_open) {
+        pthread_mutex_lock(&s->mu);
+        s->events_closed = true;
+        pthread_mutex_unlock(&s->mu);
         fv__serve_on_async(&s->async);
         uv_close((uv_handle_t *)&s->async, NULL);
         s->async_open = false;
@@ -472,7 +479,8 @@ int main(int argc, char **argv)
                        .max_conns = 1024,
                        .reasons = 3,
                        .header_timeout_ms = 10000,
-                       .body_timeout_ms = 10000};
+                       .body_timeout_ms = 10000,
+                       .idle_timeout_ms = 60000};
     fv_route_cfg_default(&cfg.route);
     const char *t = getenv("FV_TEST_SERVE");
     cfg.test_hooks = t != NULL && strcmp(t, "1") == 0;
@@ -546,11 +554,12 @@ int main(int argc, char **argv)
         uv_run(&loop, UV_RUN_DEFAULT);
         goto out;
     }
-    if (s.audit != NULL)
-        (void)fv_audit_append_obj(
-            s.audit, NULL, "serve.started",
-            json_pack("{s:s,s:i}", "model_dir", cfg.model_dir, "port", fv__serve_http_port(&s)),
-            &d);
+    if (s.audit != NULL) {
+        json_t *o =
+            json_pack("{s:s,s:i}", "model_dir", cfg.model_dir, "port", fv__serve_http_port(&s));
+        (void)fv_audit_append_obj(s.audit, NULL, "serve.started", o, &d);
+        json_decref(o);
+    }
     fv__serve_log(FV_LOG_INFO, "listening",
                   json_pack("{s:s,s:i,s:s,s:s,s:i,s:b}", "host", cfg.host, "port",
                             fv__serve_http_port(&s), "admin_socket", cfg.admin_socket, "model_dir",
@@ -559,6 +568,9 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = s.exit_code;
 out:
+    pthread_mutex_lock(&s.mu);
+    s.events_closed = true; /* fv_route_free's events, if any, are not reported */
+    pthread_mutex_unlock(&s.mu);
     if (s.async_open) { /* failed before the signals were set */
         uv_close((uv_handle_t *)&s.async, NULL);
         s.async_open = false;
@@ -575,9 +587,11 @@ out:
     }
     if (uv_loop_close(&loop) != 0)
         fv__serve_log(FV_LOG_WARN, "loop_not_empty", NULL);
-    if (s.audit != NULL)
-        (void)fv_audit_append_obj(s.audit, NULL, "serve.stopped", json_pack("{s:i}", "exit", rc),
-                                  &d);
+    if (s.audit != NULL) {
+        json_t *o = json_pack("{s:i}", "exit", rc);
+        (void)fv_audit_append_obj(s.audit, NULL, "serve.stopped", o, &d);
+        json_decref(o);
+    }
     fv_audit_close(s.audit);
     fv_prom_free(s.prom);
     fv_trust_free(s.trust);

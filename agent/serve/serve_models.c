@@ -289,10 +289,15 @@ void fv__serve_on_route_event(void *arg, const fv_route_event_t *ev)
         return;
     e->ev = *ev;
     pthread_mutex_lock(&s->mu);
+    if (s->events_closed) { /* the route's last changes, at exit: nobody to tell */
+        pthread_mutex_unlock(&s->mu);
+        free(e);
+        return;
+    }
     e->next = s->events;
     s->events = e;
+    uv_async_send(&s->async); /* under the lock: the handle is not closed meanwhile */
     pthread_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
 }
 
 static const char *event_kind_name(fv_route_event_kind_t k)

@@ -236,6 +236,10 @@ static int score_model(const serve_cfg_t *cfg, serve_model_t *m, unsigned idx,
             continue;
         }
         size_t i = b->ds_row[j];
+        if (t->bad[i] == -1) /* the logits too (fv_mlp_logits: the same network, float32) */
+            for (size_t c = 0; c < n_out; c++)
+                if (!isfinite(t->logit[i * n_out + c]))
+                    t->bad[i] = FV_MODEL_BAD_OUTPUT;
         if (t->bad[i] != -1) {
             char why[FV_SCORE_ROW_ERR_MAX + 64];
             if (t->bad[i] >= 0)

@@ -89,6 +89,7 @@ class Serve:
         env = dict(os.environ, FV_TEST_SERVE="1")
         self.p = subprocess.Popen(WRAPPER + [SERVE] + [str(a) for a in args],
                                   stderr=subprocess.PIPE, text=True, env=env)
+        SERVERS.append(self.p)
         self.log = []
         self.q = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -185,7 +186,19 @@ def raw(port, data, read_until_close=True):
 
 # ---- the test ---------------------------------------------------------------------------
 
+SERVERS = []
+
+
 def main():
+    try:
+        test()
+    finally:
+        for p in SERVERS:  # a failed check must not leave a daemon behind
+            if p.poll() is None:
+                p.kill()
+
+
+def test():
     tmp = tmpdir()
     for fed in ("f1", "f2"):
         os.makedirs(f"{tmp}/{fed}")
