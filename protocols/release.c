@@ -128,11 +128,31 @@ static bool ts_valid(const char *s)
     return s[i] == 'Z' && s[i + 1] == '\0';
 }
 
+static bool terminated(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+/* A key for a sentence: at most 40 bytes, anything but printable ASCII as '?' and '"' as
+ * '\''. */
+static void quote_key(char out[48], const char *key)
+{
+    size_t i = 0;
+    for (; key[i] != '\0' && i < 40; i++)
+        out[i] = key[i] == '"' ? '\'' : (key[i] >= 0x20 && key[i] < 0x7f) ? key[i] : '?';
+    snprintf(out + i, 48 - i, "%s", key[i] != '\0' ? "..." : "");
+}
+
 /* Every field of a decoded or to-be-signed manifest: 0, or code with "NAME: manifest
  * field F: what is wrong". lineage_json / report_json are checked by the encoder. */
 static int release_check(const fv_release_t *r, const char *name, int code, fv_diag_t *d)
 {
     const char *f = NULL, *why = NULL;
+    if (!terminated(r->federation, sizeof r->federation) ||
+        !terminated(r->model_sha256, sizeof r->model_sha256) ||
+        !terminated(r->job, sizeof r->job) || !terminated(r->kind, sizeof r->kind) ||
+        !terminated(r->released, sizeof r->released) || !terminated(r->by, sizeof r->by))
+        return fv_diag_set(d, code, "%s: a manifest string is not NUL-terminated", name);
     if (!fv_name_valid(r->federation))
         f = "federation", why = "not a federation name";
     else if (r->release < 1 || r->release > (uint64_t)INT64_MAX)
@@ -165,7 +185,7 @@ static json_t *sub_from_text(const char *text)
 {
     if (text == NULL)
         return json_null();
-    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     if (j != NULL && !json_is_object(j) && !json_is_null(j)) {
         json_decref(j);
         return NULL;
@@ -284,9 +304,8 @@ static int manifest_decode(const char *text, size_t len, const char *name, fv_re
             i++;
         if (i == N_MANIFEST_KEYS) {
             char q[48];
-            snprintf(q, sizeof q, "%s", key);
-            rc = fv_diag_set(d, FV_EPROTO, "%s: manifest has an unknown key \"%s%s\"", name, q,
-                             strlen(key) >= sizeof q ? "..." : "");
+            quote_key(q, key);
+            rc = fv_diag_set(d, FV_EPROTO, "%s: manifest has an unknown key \"%s\"", name, q);
             goto out;
         }
     }
@@ -383,7 +402,9 @@ int fv_release_verify(fv_trust_t *trust, const char *name, const char *envelope,
                            name, len, FV_RELEASE_MAX_BYTES);
     if ((rc = fv_crypto_init()) < 0)
         return fv_diag_set(d, rc, "%s: libsodium cannot initialise", name);
-    o = json_loadb(envelope != NULL ? envelope : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (envelope == NULL)
+        envelope = "", len = 0;
+    o = json_loadb(envelope, len, JSON_REJECT_DUPLICATES, &je);
     if (o == NULL) {
         rc = fv_diag_set(d, FV_EPROTO, "%s: not a JSON release envelope (%s at byte %d)", name,
                          je.text, je.position);
@@ -398,9 +419,9 @@ int fv_release_verify(fv_trust_t *trust, const char *name, const char *envelope,
         if (strcmp(key, envelope_keys[0]) && strcmp(key, envelope_keys[1]) &&
             strcmp(key, envelope_keys[2])) {
             char q[48];
-            snprintf(q, sizeof q, "%s", key);
-            rc = fv_diag_set(d, FV_EPROTO, "%s: the release envelope has an unknown key \"%s%s\"",
-                             name, q, strlen(key) >= sizeof q ? "..." : "");
+            quote_key(q, key);
+            rc = fv_diag_set(d, FV_EPROTO, "%s: the release envelope has an unknown key \"%s\"",
+                             name, q);
             goto out;
         }
     }
