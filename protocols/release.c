@@ -34,7 +34,9 @@
  *     the directory), the model file first, so an envelope is never seen without its
  *     whole file. The manifest's model_sha256 must equal the sha its file name carries.
  *   - Every size is capped before allocation: envelope FV_RELEASE_MAX_BYTES, certificate
- *     CERT_PEM_MAX, model file FV_RELEASE_MODEL_MAX, envelopes per scan SCAN_MAX.
+ *     CERT_PEM_MAX, model file FV_RELEASE_MODEL_MAX, envelopes per scan SCAN_MAX. Files
+ *     are read only when regular (opened O_NONBLOCK, so a FIFO under a release's name is
+ *     refused instead of hanging the scan).
  *
  * Threading: no globals; reentrant. An fv_trust_t passed in belongs to the calling thread
  * (fv_trust.h). No logging, no clock (now_s is an argument).
@@ -47,6 +49,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -54,6 +57,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fv_crypto.h"
 #include "fv_file.h"
@@ -577,6 +582,57 @@ int fv_release_check_model(const fv_release_t *r, const char *name, const uint8_
 
 /* ---- the model directory ------------------------------------------------------------ */
 
+/* Reads the regular file path (at most max_bytes) into a malloc'd buffer. Like
+ * fv_file_read_all, but opened O_NONBLOCK: a FIFO (or a device) planted under a release's
+ * name is refused at fstat instead of blocking the scanning thread in open(2). */
+static int read_file_capped(const char *path, size_t max_bytes, char **ret, size_t *ret_len,
+                            fv_diag_t *d)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = 0;
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    if (fd < 0)
+        return fv_diag_set(d, -errno, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        rc = fv_diag_set(d, -errno, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = fv_diag_set(d, FV_EINVAL, "%s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > (uint64_t)max_bytes) {
+        rc = fv_diag_set(d, FV_ETOOBIG, "%s: %lld bytes, more than the %zu allowed", path,
+                         (long long)st.st_size, max_bytes);
+        goto out;
+    }
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        rc = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fv_diag_set(d, -errno, "%s: cannot read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break; /* shrank meanwhile: the caller's checks name the truncation */
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *ret = buf;
+    *ret_len = got;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
 static int dir_path(char out[4096], const char *dir, const char *sha, const char *suffix,
                     fv_diag_t *d)
 {
@@ -607,7 +663,7 @@ int fv_release_dir_install(const char *dir, const fv_release_t *r, const char *e
         return rc;
     /* An identical file already there is kept (a re-release of the same model under
      * another label or counter rewrites only its envelope). */
-    bool same = fv_file_read_all(mpath, (size_t)r->model_bytes, &old, &old_len, NULL, NULL) == 0 &&
+    bool same = read_file_capped(mpath, (size_t)r->model_bytes, &old, &old_len, NULL) == 0 &&
                 old_len == len && memcmp(old, buf, len) == 0;
     free(old);
     if (!same && (rc = fv_file_write_atomic(mpath, buf, len, 0644, d)) < 0)
@@ -652,7 +708,7 @@ static void scan_one(const char *dir, const char *sha, fv_trust_t *trust, int64_
 
     snprintf(e->path, sizeof e->path, "%s/%s%s", dir, sha, MODEL_SUFFIX);
     snprintf(e->envelope, sizeof e->envelope, "%s/%s%s", dir, sha, ENV_SUFFIX);
-    if ((rc = fv_file_read_all(e->envelope, FV_RELEASE_MAX_BYTES, &env, &env_len, NULL, &d)) < 0 ||
+    if ((rc = read_file_capped(e->envelope, FV_RELEASE_MAX_BYTES, &env, &env_len, &d)) < 0 ||
         (rc = fv_release_verify(trust, e->envelope, env, env_len, now_s, &r, &d)) < 0)
         goto out;
     if (strcmp(r->model_sha256, sha) != 0) {
@@ -660,8 +716,8 @@ static void scan_one(const char *dir, const char *sha, fv_trust_t *trust, int64_
                          e->envelope, r->model_sha256, sha);
         goto out;
     }
-    if ((rc = fv_file_read_all(e->path, (size_t)FV_RELEASE_MODEL_MAX, &model, &model_len, NULL,
-                               &d)) < 0 ||
+    if ((rc = read_file_capped(e->path, (size_t)FV_RELEASE_MODEL_MAX, &model, &model_len, &d)) <
+            0 ||
         (rc = fv_release_check_model(r, e->path, (const uint8_t *)model, model_len, &d)) < 0)
         goto out;
     e->rel = r;

@@ -173,7 +173,7 @@ static void refused_s(const char *env, int code, const char *needle)
 int main(void)
 {
     fv_diag_t d = {{0}};
-    char p[512], p2[512];
+    char p[1024], p2[512];
     kit_t coord, agent, admin, coord2;
 
     CHECK_OK(fv_crypto_init(), NULL);
@@ -536,6 +536,21 @@ int main(void)
         }
     }
     CHECK(saw_name && saw_garbage);
+    fv_release_entries_free(ents, n_ents, NULL, NULL);
+
+    /* a FIFO under a release's name is refused, not waited on */
+    snprintf(p, sizeof p, "%s/%.64s.release.json", dir,
+             "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
+    CHECK(mkfifo(p, 0600) == 0);
+    CHECK_OK(fv_release_dir_scan(dir, trust, now, &ents, &n_ents, NULL, NULL, &d), &d);
+    CHECK_UINT_EQ(n_ents, 5);
+    bool saw_fifo = false;
+    for (size_t i = 1; i < 5; i++)
+        if (strstr(ents[i].why, "ffffffff") != NULL) {
+            CHECK_CONTAINS(ents[i].why, "not a regular file");
+            saw_fifo = true;
+        }
+    CHECK(saw_fifo);
     fv_release_entries_free(ents, n_ents, NULL, NULL);
 
     /* a missing directory */
