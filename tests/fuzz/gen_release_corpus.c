@@ -4,7 +4,8 @@
  * header's keys:
  *
  *   ninja -C build tests/fuzz/gen_release_corpus &&
- *   build/tests/fuzz/gen_release_corpus tests/fuzz/corpus/release tests/fuzz/fuzz_release_pki.h
+ *   build/tests/fuzz/gen_release_corpus tests/fuzz/corpus/release tests/fuzz/fuzz_release_pki.h &&
+ *   clang-format -i tests/fuzz/fuzz_release_pki.h
  *
  * The header holds federation "fuzz-fed"'s CA certificate and CRL (PEM), its coordinator's
  * certificate and Ed25519 seed (a test key made for this purpose, nothing else trusts it),
