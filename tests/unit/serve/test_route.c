@@ -329,6 +329,29 @@ static void test_breaker_misses(void)
     CHECK_UINT_EQ(s.requests[FV_RELEASE_STABLE], 10);
     CHECK_UINT_EQ(s.requests[FV_RELEASE_BACKUP], 1);
 
+    /* a new stable closes the breaker; outcomes of a model that has left the slot are
+     * not the new model's: five misses of "9" finishing after "10" took its place leave
+     * the breaker closed */
+    fv_route_set(r, FV_RELEASE_STABLE, mk("9"));
+    fv_route_pick_t old[5];
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(fv_route_pick(r, NULL, 0, &old[i]), NULL);
+        CHECK_STR_EQ(old[i].model->version, "9");
+    }
+    fv_route_set(r, FV_RELEASE_STABLE, mk("10"));
+    for (int i = 0; i < 5; i++)
+        fv_route_done(r, &old[i], &(fv_route_outcome_t){.latency_us = 60000});
+    fv_route_stats(r, &s);
+    CHECK_INT_EQ(s.breaker, FV_BREAKER_CLOSED);
+    CHECK_UINT_EQ(s.deadline_missed[FV_RELEASE_STABLE], 14); /* still counted */
+    for (int i = 0; i < 4; i++)
+        request(r, NULL, 60000, false, NULL);
+    fv_route_stats(r, &s);
+    CHECK_INT_EQ(s.breaker, FV_BREAKER_CLOSED);
+    request(r, NULL, 60000, false, NULL);
+    fv_route_stats(r, &s);
+    CHECK_INT_EQ(s.breaker, FV_BREAKER_OPEN);
+
     /* a probe that misses the deadline reopens it */
     advance_ms(cfg.cooldown_ms);
     CHECK_INT_EQ(request(r, NULL, 50001, false, &p), FV_RELEASE_STABLE);
