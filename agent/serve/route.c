@@ -22,13 +22,11 @@
  *   - A window holds only outcomes of the model now in its slot: it is cleared when the
  *     slot's model changes, and fv_route_done records an outcome only if pick.model is
  *     still the slot's model (the pick's reference rules out a freed-and-reused pointer).
- *   - Window: a ring of RING buckets of window_ms / RING each; bucket k holds the
- *     outcomes of clock epoch e (= now / bucket_us) with e % RING == k; the ring is rotated
- *     to the clock on every pick, done and stats (clearing the buckets of the epochs that
- *     passed). The window is the current bucket and the RING - 1 before it. Each bucket
- *     counts requests, failures, deadline misses and requests over the slot's threshold
- *     (stable: p99_budget_us, canary: canary_max_p99_us), and keeps a latency histogram
- *     (fv_route_hist_bounds_us) and its largest latency.
+ *   - Windows (route_window.c): the ring is rotated to the clock on every pick, done and
+ *     stats, so a window holds the last window_ms (to a tenth). Each counts requests,
+ *     failures, deadline misses and requests over the slot's threshold (stable:
+ *     p99_budget_us, canary: canary_max_p99_us; set once at fv_route_new), and keeps a
+ *     latency histogram (fv_route_hist_bounds_us).
  *   - "p99 over T" is decided exactly from the over-threshold counts: fewer than
  *     ceil(0.99 n) of the n requests took at most T. The histogram only reports a p99
  *     (the upper bound of the bucket of rank ceil(0.99 n)), which is then also over T.
@@ -45,13 +43,14 @@
  * callback that changed state would wait for its own ticket: fv_route.h forbids that.
  *
  * Threading: any function from any thread. Picks and dones are O(1): a bounded rotation
- * (at most RING buckets cleared) and sums over RING buckets; the histogram is merged only
- * to report a p99 (an event's sentence, stats).
+ * and sums over the ring's buckets; histograms are merged only to report a p99 (an
+ * event's sentence, stats).
  *
  * Ownership: the router owns one reference per slot and for previous; a pick owns one
  * per non-NULL model pointer in it until fv_route_done. fv_route_free drops the router's.
  */
 #include "fv_route.h"
+#include "route-int.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -62,41 +61,12 @@
 #include <string.h>
 
 #define N_LABELS FV_RELEASE_N_LABELS
-#define RING 10
-#define HIST_SLOTS (FV_ROUTE_HIST_N + 1) /* + the overflow bucket */
-#define MAX_EVENTS 8                     /* per call: done can make 3, set / promote 2 */
-#define MAX_UNREF 6                      /* per call: done drops 3 + an auto-rolled canary */
+#define MAX_EVENTS 8 /* per call: done can make 3, set / promote 2 */
+#define MAX_UNREF 6  /* per call: done drops 3 + an auto-rolled canary */
 #define WINDOW_MS_MAX ((uint64_t)86400000)
 #define COOLDOWN_MS_MAX ((uint64_t)86400000)
 
-/* 1 us .. 60 s: 1-1.2-1.5-2-2.5-3-4-5-6-8 per decade (integers below 10 us). */
-const uint64_t fv_route_hist_bounds_us[FV_ROUTE_HIST_N] = {
-    1,        2,        3,        4,       5,        6,        8,        10,       12,
-    15,       20,       25,       30,      40,       50,       60,       80,       100,
-    120,      150,      200,      250,     300,      400,      500,      600,      800,
-    1000,     1200,     1500,     2000,    2500,     3000,     4000,     5000,     6000,
-    8000,     10000,    12000,    15000,   20000,    25000,    30000,    40000,    50000,
-    60000,    80000,    100000,   120000,  150000,   200000,   250000,   300000,   400000,
-    500000,   600000,   800000,   1000000, 1200000,  1500000,  2000000,  2500000,  3000000,
-    4000000,  5000000,  6000000,  8000000, 10000000, 12000000, 15000000, 20000000, 25000000,
-    30000000, 40000000, 50000000, 60000000};
-
 static const char *const label_names[N_LABELS] = {"stable", "canary", "backup"};
-
-typedef struct bucket {
-    uint64_t hist[HIST_SLOTS];
-    uint64_t n, failed, missed, over, max_us;
-} bucket_t;
-
-typedef struct window {
-    bucket_t b[RING];
-    uint64_t epoch;   /* of the newest bucket */
-    uint64_t over_us; /* the slot's threshold for bucket_t.over (0 = none) */
-} window_t;
-
-typedef struct totals {
-    uint64_t n, failed, missed, over;
-} totals_t;
 
 /* What one call found under the lock and handles after it. */
 typedef struct batch {
@@ -117,7 +87,7 @@ struct fv_route {
 
     fv_route_model_t *slot[N_LABELS];
     fv_route_model_t *previous;
-    window_t win[N_LABELS];
+    fv__route_window_t win[N_LABELS];
 
     fv_breaker_state_t breaker;
     uint64_t opened_at_us;
@@ -203,9 +173,9 @@ static int cfg_check(const fv_route_cfg_t *c, fv_diag_t *d)
     if (!percent_ok(c->canary_percent))
         return fv_diag_set(d, FV_EINVAL, "route config: canary_percent %g out of range (0..100)",
                            c->canary_percent);
-    if (c->window_ms < RING || c->window_ms > WINDOW_MS_MAX)
+    if (c->window_ms < FV__ROUTE_RING || c->window_ms > WINDOW_MS_MAX)
         return fv_diag_set(d, FV_EINVAL, "route config: window_ms %llu out of range (%d..%llu)",
-                           (unsigned long long)c->window_ms, RING,
+                           (unsigned long long)c->window_ms, FV__ROUTE_RING,
                            (unsigned long long)WINDOW_MS_MAX);
     if (c->min_requests < 1)
         return fv_diag_set(d, FV_EINVAL, "route config: min_requests must be at least 1");
@@ -219,96 +189,6 @@ static int cfg_check(const fv_route_cfg_t *c, fv_diag_t *d)
                            "route config: canary_max_error_rate %g out of range (0..1)",
                            c->canary_max_error_rate);
     return 0;
-}
-
-/* ---- windows ---- */
-
-static size_t hist_index(uint64_t us)
-{
-    size_t lo = 0, hi = FV_ROUTE_HIST_N; /* the first bound >= us, or N (overflow) */
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (fv_route_hist_bounds_us[mid] < us)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static void window_clear(window_t *w)
-{
-    memset(w->b, 0, sizeof w->b);
-}
-
-static void window_rotate(window_t *w, uint64_t epoch)
-{
-    if (epoch <= w->epoch)
-        return;
-    if (epoch - w->epoch >= RING) {
-        window_clear(w);
-    } else {
-        for (uint64_t e = w->epoch + 1; e <= epoch; e++)
-            memset(&w->b[e % RING], 0, sizeof w->b[0]);
-    }
-    w->epoch = epoch;
-}
-
-static void window_add(window_t *w, uint64_t lat_us, bool failed, bool missed)
-{
-    bucket_t *b = &w->b[w->epoch % RING];
-    b->hist[hist_index(lat_us)]++;
-    b->n++;
-    b->failed += failed;
-    b->missed += missed;
-    b->over += w->over_us && lat_us > w->over_us;
-    if (lat_us > b->max_us)
-        b->max_us = lat_us;
-}
-
-static totals_t window_totals(const window_t *w)
-{
-    totals_t t = {0, 0, 0, 0};
-    for (size_t i = 0; i < RING; i++) {
-        t.n += w->b[i].n;
-        t.failed += w->b[i].failed;
-        t.missed += w->b[i].missed;
-        t.over += w->b[i].over;
-    }
-    return t;
-}
-
-static uint64_t p99_rank(uint64_t n)
-{
-    return (99 * n + 99) / 100; /* ceil(0.99 n), 1-based */
-}
-
-/* The window's p99 is over its slot's threshold (exactly: see the design note). */
-static bool window_p99_over(const window_t *w, totals_t t)
-{
-    return w->over_us && t.n > 0 && t.n - t.over < p99_rank(t.n);
-}
-
-/* The reported p99: the upper bound of the bucket of rank ceil(0.99 n); 0 if empty. */
-static uint64_t window_p99(const window_t *w)
-{
-    uint64_t merged[HIST_SLOTS] = {0}, n = 0, max_us = 0;
-    for (size_t i = 0; i < RING; i++) {
-        for (size_t k = 0; k < HIST_SLOTS; k++)
-            merged[k] += w->b[i].hist[k];
-        n += w->b[i].n;
-        if (w->b[i].max_us > max_us)
-            max_us = w->b[i].max_us;
-    }
-    if (n == 0)
-        return 0;
-    uint64_t rank = p99_rank(n), cum = 0;
-    for (size_t k = 0; k < FV_ROUTE_HIST_N; k++) {
-        cum += merged[k];
-        if (cum >= rank)
-            return fv_route_hist_bounds_us[k];
-    }
-    return max_us;
 }
 
 /* ---- batches: events and drops, handled after the lock ---- */
@@ -385,7 +265,7 @@ static void breaker_to(fv_route_t *r, batch_t *b, fv_breaker_state_t to, uint64_
     ev->to = to;
     snprintf(ev->why, sizeof ev->why, "%s", why);
     r->breaker = to;
-    window_clear(&r->win[FV_RELEASE_STABLE]);
+    fv__route_window_clear(&r->win[FV_RELEASE_STABLE]);
     r->misses_in_row = 0;
     r->good_probes = 0;
     r->probe_inflight = false;
@@ -399,7 +279,7 @@ static void breaker_to(fv_route_t *r, batch_t *b, fv_breaker_state_t to, uint64_
 /* The stable slot got another model: a fresh window, the breaker closed. */
 static void stable_changed(fv_route_t *r, batch_t *b, uint64_t now)
 {
-    window_clear(&r->win[FV_RELEASE_STABLE]);
+    fv__route_window_clear(&r->win[FV_RELEASE_STABLE]);
     if (r->breaker != FV_BREAKER_CLOSED) {
         char why[160];
         snprintf(why, sizeof why, "a new stable model (version '%s')",
@@ -413,7 +293,7 @@ static void stable_changed(fv_route_t *r, batch_t *b, uint64_t now)
 static void tick(fv_route_t *r, batch_t *b, uint64_t now, bool passive)
 {
     for (size_t l = 0; l < N_LABELS; l++)
-        window_rotate(&r->win[l], now / r->bucket_us);
+        fv__route_window_rotate(&r->win[l], now / r->bucket_us);
     if (!passive && r->breaker == FV_BREAKER_OPEN &&
         now >= r->opened_at_us + r->cfg.cooldown_ms * 1000) {
         char why[160];
@@ -458,11 +338,11 @@ static void breaker_judge(fv_route_t *r, batch_t *b, const fv_route_pick_t *pick
         breaker_to(r, b, FV_BREAKER_OPEN, now, why);
         return;
     }
-    const window_t *w = &r->win[FV_RELEASE_STABLE];
-    totals_t t = window_totals(w);
-    if (t.n >= c->min_requests && window_p99_over(w, t)) {
+    const fv__route_window_t *w = &r->win[FV_RELEASE_STABLE];
+    fv__route_totals_t t = fv__route_window_totals(w);
+    if (t.n >= c->min_requests && fv__route_window_p99_over(w, t)) {
         snprintf(why, sizeof why, "p99 %llu us over budget %llu us (%llu requests)",
-                 (unsigned long long)window_p99(w), (unsigned long long)c->p99_budget_us,
+                 (unsigned long long)fv__route_window_p99(w), (unsigned long long)c->p99_budget_us,
                  (unsigned long long)t.n);
         breaker_to(r, b, FV_BREAKER_OPEN, now, why);
     }
@@ -471,13 +351,13 @@ static void breaker_judge(fv_route_t *r, batch_t *b, const fv_route_pick_t *pick
 static void canary_guard(fv_route_t *r, batch_t *b, uint64_t now)
 {
     const fv_route_cfg_t *c = &r->cfg;
-    window_t *w = &r->win[FV_RELEASE_CANARY];
-    totals_t t = window_totals(w);
+    fv__route_window_t *w = &r->win[FV_RELEASE_CANARY];
+    fv__route_totals_t t = fv__route_window_totals(w);
     if (t.n < c->min_requests)
         return;
     bool bad_rate =
         c->canary_max_error_rate < 1 && (double)t.failed / (double)t.n > c->canary_max_error_rate;
-    bool slow = window_p99_over(w, t);
+    bool slow = fv__route_window_p99_over(w, t);
     if (!bad_rate && !slow)
         return;
     fv_route_model_t *m = r->slot[FV_RELEASE_CANARY];
@@ -488,11 +368,11 @@ static void canary_guard(fv_route_t *r, batch_t *b, uint64_t now)
                (unsigned long long)t.failed, (unsigned long long)t.n);
     else
         ev_why(ev, "p99 %llu us over %llu us (%llu requests); canary_percent 0",
-               (unsigned long long)window_p99(w), (unsigned long long)c->canary_max_p99_us,
-               (unsigned long long)t.n);
+               (unsigned long long)fv__route_window_p99(w),
+               (unsigned long long)c->canary_max_p99_us, (unsigned long long)t.n);
     r->slot[FV_RELEASE_CANARY] = NULL;
     drop_later(b, m);
-    window_clear(w);
+    fv__route_window_clear(w);
     r->cfg.canary_percent = 0;
     r->auto_rollbacks++;
 }
@@ -531,7 +411,7 @@ int fv_route_new(const fv_route_cfg_t *cfg, uint64_t (*now_us)(void *arg), void 
     r->clock_arg = clock_arg;
     r->on_event = on_event;
     r->event_arg = event_arg;
-    r->bucket_us = cfg->window_ms * 1000 / RING;
+    r->bucket_us = cfg->window_ms * 1000 / FV__ROUTE_RING;
     r->win[FV_RELEASE_STABLE].over_us = cfg->p99_budget_us;
     r->win[FV_RELEASE_CANARY].over_us = cfg->canary_max_p99_us;
     r->breaker = FV_BREAKER_CLOSED;
@@ -565,7 +445,7 @@ void fv_route_set(fv_route_t *r, fv_release_label_t label, fv_route_model_t *m)
     uint64_t now = r->now_us(r->clock_arg);
     fv_route_model_t *old = r->slot[label];
     r->slot[label] = m;
-    window_clear(&r->win[label]);
+    fv__route_window_clear(&r->win[label]);
     drop_later(&b, old);
     fv_route_event_t *ev = ev_push(&b, FV_ROUTE_EV_SET, label, m, old, now);
     ev_why(ev, m ? "%s set to version '%s'" : "%s cleared", label_names[label], version_of(m));
@@ -597,7 +477,7 @@ int fv_route_promote(fv_route_t *r, fv_diag_t *d)
     fv_route_model_t *old = r->slot[FV_RELEASE_STABLE];
     r->slot[FV_RELEASE_STABLE] = canary;
     r->slot[FV_RELEASE_CANARY] = NULL;
-    window_clear(&r->win[FV_RELEASE_CANARY]);
+    fv__route_window_clear(&r->win[FV_RELEASE_CANARY]);
     if (old) {
         drop_later(&b, r->previous);
         r->previous = old;
@@ -617,7 +497,7 @@ int fv_route_rollback(fv_route_t *r, fv_diag_t *d)
     fv_route_model_t *canary = r->slot[FV_RELEASE_CANARY];
     if (canary) {
         r->slot[FV_RELEASE_CANARY] = NULL;
-        window_clear(&r->win[FV_RELEASE_CANARY]);
+        fv__route_window_clear(&r->win[FV_RELEASE_CANARY]);
         drop_later(&b, canary);
         fv_route_event_t *ev =
             ev_push(&b, FV_ROUTE_EV_ROLLBACK, FV_RELEASE_CANARY, canary, NULL, now);
@@ -765,7 +645,7 @@ void fv_route_done(fv_route_t *r, fv_route_pick_t *pick, const fv_route_outcome_
         r->shadow_scored += pick->shadow != NULL;
         r->shadow_diverged += pick->shadow && o->shadow_diverged;
         if (r->slot[label] == pick->model) {
-            window_add(&r->win[label], o->latency_us, o->failed, missed);
+            fv__route_window_add(&r->win[label], o->latency_us, o->failed, missed);
             if (label == FV_RELEASE_STABLE)
                 breaker_judge(r, &b, pick, o->latency_us, o->failed, missed, now);
             else if (label == FV_RELEASE_CANARY)
@@ -791,8 +671,8 @@ void fv_route_stats(fv_route_t *r, fv_route_stats_t *ret)
         s.requests[l] = r->requests[l];
         s.failed[l] = r->failed[l];
         s.deadline_missed[l] = r->missed[l];
-        totals_t t = window_totals(&r->win[l]);
-        s.window_p99_us[l] = window_p99(&r->win[l]);
+        fv__route_totals_t t = fv__route_window_totals(&r->win[l]);
+        s.window_p99_us[l] = fv__route_window_p99(&r->win[l]);
         s.window_error_rate[l] = t.n ? (double)t.failed / (double)t.n : 0;
     }
     snprintf(s.previous_version, sizeof s.previous_version, "%s", version_of(r->previous));
