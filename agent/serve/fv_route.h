@@ -36,10 +36,11 @@
  *   The histogram's bounds are fv_route_hist_bounds_us (1 us .. 60 s, 1-1.2-1.5-2-2.5-3-4-5-
  *   6-8 per decade, plus an overflow bucket). A reported p99 (events, stats) is the upper
  *   bound of the bucket holding the 99th percentile (rank ceil(0.99 n)), so it is at or
- *   above the true p99 by at most one bucket step (25%); in the overflow bucket it is the
- *   largest latency seen. The threshold decisions (breaker, canary guard) do not use that
- *   rounding: each window also counts the requests over its slot's threshold exactly, and
- *   "p99 over T" means fewer than ceil(0.99 n) requests took at most T.
+ *   above the true p99 by at most one bucket step (a third, above 10 us); in the overflow
+ *   bucket it is the largest latency seen. The threshold decisions (breaker, canary
+ *   guard) do not use that rounding: each window also counts the requests over its slot's
+ *   threshold exactly, and "p99 over T" means fewer than ceil(0.99 n) requests took at
+ *   most T.
  *   The window belongs to the model in the slot: it is cleared when the slot's model
  *   changes, and an outcome of a model no longer in the slot it was picked from is counted
  *   in the stats but not in any window.
@@ -176,7 +177,8 @@ typedef struct fv_route_pick {
     fv_route_model_t *model;  /* answers the request (a reference) */
     fv_release_label_t label; /* its slot */
     fv_route_model_t *shadow; /* scored for comparison only, or NULL (a reference) */
-    fv_route_model_t *backup; /* the fallback, or NULL (a reference) */
+    fv_route_model_t *backup; /* the fallback, or NULL (a reference; NULL also when the
+                                 backup itself answers) */
     bool probe;               /* a half-open probe of stable */
     const char *reason;       /* "stable", "canary", "sticky", "breaker_open", "no_stable",
                                  "probe" (a half-open probe), "no_backup" (breaker not
