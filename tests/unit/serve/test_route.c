@@ -6,6 +6,7 @@
 #include "fv_test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sodium.h>
 #include <stdatomic.h>
 
@@ -614,6 +615,60 @@ static void test_refcounts(void)
     fv_route_free(NULL);
 }
 
+/* ---- event order across threads ---- */
+
+/* Each CONFIG event says "canary_percent A -> B": delivered in order, every A is the B
+ * before it. Plain variables: callbacks never run concurrently (TSan checks that too). */
+static double g_last_pct;
+static size_t g_pct_events, g_pct_broken;
+static atomic_uint g_pct_seq;
+
+static void chain_event(void *arg, const fv_route_event_t *ev)
+{
+    (void)arg;
+    sched_yield(); /* widens the window a misordered delivery would need */
+    double from, to;
+    if (ev->kind != FV_ROUTE_EV_CONFIG ||
+        sscanf(ev->why, "canary_percent %lf -> %lf", &from, &to) != 2) {
+        g_pct_broken++;
+        return;
+    }
+    if (from != g_last_pct)
+        g_pct_broken++;
+    g_last_pct = to;
+    g_pct_events++;
+}
+
+static void *pct_setter(void *arg)
+{
+    fv_route_t *r = arg;
+    for (int i = 0; i < 2000; i++) {
+        int rc =
+            fv_route_set_canary_percent(r, (double)(atomic_fetch_add(&g_pct_seq, 1) % 5), NULL);
+        CHECK_INT_EQ(rc, 0);
+    }
+    return NULL;
+}
+
+static void test_event_order(void)
+{
+    fv_route_cfg_t cfg;
+    fv_route_cfg_default(&cfg);
+    fv_route_t *r = NULL;
+    CHECK_OK(fv_route_new(&cfg, clock_fn, NULL, chain_event, NULL, &r, NULL), NULL);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        CHECK_INT_EQ(pthread_create(&th[i], NULL, pct_setter, r), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT_EQ(pthread_join(th[i], NULL), 0);
+    fv_route_stats_t s;
+    fv_route_stats(r, &s);
+    CHECK_UINT_EQ(g_pct_broken, 0);
+    CHECK(g_pct_events > 0);
+    CHECK_NEAR(g_last_pct, s.canary_percent, 0);
+    fv_route_free(r);
+}
+
 /* ---- under load ---- */
 
 enum { POOL = 4096, N_OPS = 1000, N_WORKERS = 4 };
@@ -829,6 +884,7 @@ int main(void)
     test_canary_guard();
     test_promote_rollback();
     test_refcounts();
+    test_event_order();
     test_load();
     return 0;
 }
