@@ -71,9 +71,11 @@ typedef struct serve_tws {
     size_t *top;
 } serve_tws_t;
 
-/* A resident model (fv_route_model_t.obj). Read-only once loaded, but tws[i] belongs
- * to worker i. */
+/* A resident model (fv_route_model_t.obj, the route's handle embedded). Read-only once
+ * loaded, but tws[i] belongs to worker i. */
 typedef struct serve_model {
+    fv_route_model_t rm; /* the router's handle: rm.obj is this struct, freed by
+                            fv__serve_model_free at the last reference */
     fv_model_t *model;
     uint64_t release;
     char kind[16];

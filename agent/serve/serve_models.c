@@ -186,16 +186,10 @@ static void scan_after(uv_work_t *w, int status)
         }
         m->release = r->release;
         snprintf(m->kind, sizeof m->kind, "%s", r->kind);
-        fv_route_model_t *rm = calloc(1, sizeof *rm);
-        if (rm == NULL) {
-            fv__serve_model_free(m);
-            continue;
-        }
-        rm->obj = m;
-        rm->free_fn = fv__serve_model_free;
-        snprintf(rm->version, sizeof rm->version, "%" PRId64, r->version);
-        snprintf(rm->sha256, sizeof rm->sha256, "%s", r->model_sha256);
-        atomic_init(&rm->refs, 1);
+        char version[32];
+        snprintf(version, sizeof version, "%" PRId64, r->version);
+        fv_route_model_init(&m->rm, m, fv__serve_model_free, version, r->model_sha256);
+        fv_route_model_t *rm = &m->rm;
         s->last_release[l] = r->release;
         fv__serve_log(FV_LOG_INFO, "model_loaded",
                       json_pack("{s:s,s:s,s:s,s:I,s:s,s:s}", "label",
