@@ -47,7 +47,9 @@ static const char usage[] =
     "  --config FILE            a JSON object with any of the keys below (flags win)\n"
     "  --listen HOST:PORT       default 127.0.0.1:8080; port 0 picks one (logged)\n"
     "  --model-dir DIR          the releases (<sha>.fvm + <sha>.release.json) (required)\n"
-    "  --ca FILE                the federation CA (required); --crl FILE optional\n"
+    "  --ca FILE                the federation CA (required)\n"
+    "  --crl FILE               the federation's CRL (without one no release verifies:\n"
+    "                           revocation cannot be checked)\n"
     "  --admin-socket PATH      default DIR/serve.sock (mode 0600)\n"
     "  --threads N              scoring worker threads (default 1)\n"
     "  --poll-ms N              model directory poll (default 1000)\n"
@@ -560,6 +562,11 @@ int main(int argc, char **argv)
         (void)fv_audit_append_obj(s.audit, NULL, "serve.started", o, &d);
         json_decref(o);
     }
+    if (cfg.crl == NULL)
+        fv__serve_log(FV_LOG_WARN, "no_crl",
+                      json_pack("{s:s}", "why",
+                                "no --crl: revocation cannot be checked, so every release is "
+                                "refused until the server runs with the federation's CRL"));
     fv__serve_log(FV_LOG_INFO, "listening",
                   json_pack("{s:s,s:i,s:s,s:s,s:i,s:b}", "host", cfg.host, "port",
                             fv__serve_http_port(&s), "admin_socket", cfg.admin_socket, "model_dir",
