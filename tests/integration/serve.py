@@ -472,6 +472,16 @@ def test():
     # ---- a failing canary is rolled back automatically
     sign(coord, m4, 30, "canary", 4, mdir)
     sv.ok({"cmd": "reload"})
+    # shadow: the canary scores beside stable, stable answers, divergence is counted
+    rc, out, err = run(["serve", "shadow", "on", "--socket", sv.sock])
+    check(rc == 0, f"serve shadow on: {err}")
+    st, j, _ = score(c, rows[:3])
+    check(st == 200 and j["model"]["label"] == "stable", f"shadow answer: {j}")
+    _, _, met = req(c, "GET", "/metrics")
+    met = met.decode()
+    check("fv_serve_shadow_scored_total 1" in met and "fv_serve_shadow_diverged_total 1" in met,
+          f"shadow metrics:\n{met}")
+    sv.ok({"cmd": "shadow", "on": False})
     sv.ok({"cmd": "canary", "percent": 100})
     sv.ok({"cmd": "test.fail", "label": "canary", "on": True})
     seen = []
