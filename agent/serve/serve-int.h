@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -152,13 +153,16 @@ struct serve {
     uv_timer_t poll;
     uv_work_t scan_work;
     bool scanning, rescan;
-    void *scan; /* the running scan's state */
+    bool reload_trust; /* re-read --ca/--crl before the next scan (admin reload) */
+    void *scan;        /* the running scan's state */
     uint64_t last_release[FV_RELEASE_N_LABELS];
     serve_rejected_t rejected[SERVE_MAX_REJECTED];
     size_t n_rejected;
     uint64_t rejected_hashes[4096];
     size_t n_rejected_hashes;
     uint64_t scans;
+    struct timespec dir_mtime; /* the model directory's, when the last scan started */
+    bool have_dir_mtime;
     /* http (serve_http.c) and admin (serve_admin.c) */
     void *http;
     void *admin;

@@ -9,8 +9,8 @@
  *   {"cmd":"rollback"}                  canary withdrawn, else the previous stable back
  *   {"cmd":"canary","percent":P}        0..100
  *   {"cmd":"shadow","on":true|false}
- *   {"cmd":"reload"}                    scans the model directory now; answered when the
- *                                       scan is applied
+ *   {"cmd":"reload"}                    re-reads --ca/--crl and scans the model directory
+ *                                       now; answered when the scan is applied
  * and with FV_TEST_SERVE=1 the test hooks:
  *   {"cmd":"test.clock","advance_ms":N} advances the route's manual clock
  *   {"cmd":"test.delay","label":L,"us":N} adds N us to the measured latency of label L

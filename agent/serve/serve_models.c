@@ -1,9 +1,12 @@
 /* serve_models.c - fedvault-serve's models: the model directory's scans, loading and
  * swapping releases in, and the route's events (log, audit).
  *
- * Scans. At start and every --poll-ms (and on the admin's "reload"), one scan runs on
- * libuv's threadpool (uv_queue_work: file reads and SHA-256 of every model, then decoding,
- * must not block the loop; the scoring pool is separate): fv_release_dir_scan verifies
+ * Scans. At start, every --poll-ms when the directory's mtime changed (on_poll), and on
+ * the admin's "reload" (which also re-reads --ca and --crl: the agent refreshes the CRL),
+ * one scan runs on libuv's threadpool (uv_queue_work: file reads and SHA-256 of every
+ * model, then decoding, must not block the loop; the scoring pool is separate; the trust
+ * store is used by that one scan only, and replaced only between scans):
+ * fv_release_dir_scan verifies
  * every envelope against --ca/--crl and every file against its manifest's hash. Per
  * label the highest verified release counter is taken; it is loaded (fv_model_decode of
  * exactly the bytes that were checked, plus one workspace per worker) only when its
@@ -29,10 +32,13 @@
  */
 #include "serve-int.h"
 
+#include "fv_trust.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define MAX_WAITERS 32
@@ -218,6 +224,23 @@ static void scan_start(serve_t *s)
     if (sc == NULL)
         return;
     sc->s = s;
+    if (s->reload_trust) { /* no scan is running: the trust store is ours */
+        fv_trust_t *t = NULL;
+        fv_diag_t d = {""};
+        s->reload_trust = false;
+        if (fv_trust_new(s->cfg->ca, s->cfg->crl, &t, &d) == 0) {
+            fv_trust_free(s->trust);
+            s->trust = t;
+        } else {
+            fv__serve_log(FV_LOG_ERROR, "trust_reload_failed",
+                          json_pack("{s:s,s:s}", "why", d.msg, "action",
+                                    "the CA and CRL read before stay in use"));
+        }
+    }
+    struct stat st;
+    s->have_dir_mtime = stat(s->cfg->model_dir, &st) == 0;
+    if (s->have_dir_mtime)
+        s->dir_mtime = st.st_mtim;
     memcpy(sc->last_release, s->last_release, sizeof sc->last_release);
     sc->now_s = (int64_t)time(NULL);
     memcpy(sc->done, g_next_waiters.done, sizeof sc->done);
@@ -244,15 +267,28 @@ void fv__serve_models_rescan(serve_t *s, void (*done)(void *arg), void *arg)
             g_next_waiters.arg[g_next_waiters.n_done++] = arg;
         }
     }
+    s->reload_trust = true;
     if (s->scanning)
         s->rescan = true;
     else
         scan_start(s);
 }
 
+/* A poll scans only when the directory changed: the agent installs by rename, which
+ * changes the directory's mtime (a scan reads and hashes every model file, so an idle
+ * poll must not). The mtime is taken before the scan, so a change during it is seen by
+ * the next poll. A reload always scans. */
 static void on_poll(uv_timer_t *t)
 {
     serve_t *s = t->data;
+    struct stat st;
+    if (s->scanning || stat(s->cfg->model_dir, &st) != 0) {
+        scan_start(s);
+        return;
+    }
+    if (s->have_dir_mtime && st.st_mtim.tv_sec == s->dir_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == s->dir_mtime.tv_nsec)
+        return;
     scan_start(s);
 }
 
