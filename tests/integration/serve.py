@@ -20,7 +20,9 @@ by the admin socket's test hooks: FV_TEST_SERVE=1, a manual clock and added late
   - breaker: added latency on stable over the p99 budget -> answers from the backup
     (fallback true, label backup); the delay removed and the clock past the cool-down ->
     back to stable; a deadline miss is answered by the backup;
-  - a canary with injected failures is rolled back automatically (log and audit).
+  - a canary with injected failures is rolled back automatically (log and audit);
+  - connection caps: per source address, and eviction of a silent connection at the
+    global cap (sources 127.0.0.1 and 127.0.0.2).
 """
 import http.client
 import json
@@ -505,7 +507,57 @@ def test():
     rc, out, err = run(["audit", "verify", "--log", audit, "--head", audit + ".head", "--cert",
                         f"{bank}/cert.pem"])
     check(rc == 0, f"audit verify: {out} {err}")
+    caps(tmp, bank)
     print("serve: ok")
+
+
+def caps(tmp, bank):
+    """Connection caps: per source, and at the global cap a silent connection of the source
+    holding the most is evicted for a newcomer from another address."""
+    import select
+    empty = f"{tmp}/empty-models"
+    os.makedirs(empty)
+    sv = Serve(["--listen", "127.0.0.1:0", "--model-dir", empty, "--ca", f"{bank}/ca.pem",
+                "--max-conns", "4", "--max-conns-per-source", "3"])
+
+    def conn_from(addr):
+        s = socket.socket()
+        s.bind((addr, 0))
+        s.settimeout(60 * SLOW)
+        s.connect(("127.0.0.1", sv.port))
+        return s
+
+    def healthz(s):
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        buf = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return buf
+            buf += b
+
+    silent = [conn_from("127.0.0.1") for _ in range(3)]
+    fourth = conn_from("127.0.0.1")  # over the per-source cap: closed at once
+    try:
+        r = healthz(fourth)
+    except ConnectionResetError:
+        r = b""
+    check(r == b"", f"a fourth connection from one source was served: {r!r}")
+    other = conn_from("127.0.0.2")  # the global cap (4) reached
+    other2 = conn_from("127.0.0.2")  # over it: one of 127.0.0.1's silent ones evicted
+    r = healthz(other2)
+    check(r.startswith(b"HTTP/1.1 200"), f"newcomer at the global cap: {r!r}")
+    readable, _, _ = select.select(silent, [], [], 30 * SLOW)
+    check(len(readable) == 1 and readable[0].recv(10) == b"", f"evicted: {readable}")
+    c = sv.conn()
+    _, _, met = req(c, "GET", "/metrics")
+    met = met.decode()
+    for why in ("per_source", "evicted"):
+        check(f'fv_serve_connections_refused_total{{why="{why}"}} 1' in met, f"{why}:\n{met}")
+    for s in silent + [fourth, other, other2]:
+        s.close()
+    c.close()
+    sv.stop()
 
 
 main()
