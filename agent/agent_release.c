@@ -25,9 +25,10 @@
  *                        version, bytes, path}. A wrong hash is refused as above.
  *   FETCH_FAIL {reason}  the coordinator could not send it: refused as above (why names
  *                        the coordinator's reason).
- *   RELEASE_SYNC {n}     the coordinator sent its n current releases; with
- *                        --fetch-releases the agent stops (exit 0) once every release of
- *                        this session is installed or refused.
+ *   RELEASE_SYNC {n, crl} n current releases follow; the CRL is offered to the trust
+ *                        store (kept only if the CA signed it and it is newer); with
+ *                        --fetch-releases the agent stops (exit 0) once those n releases
+ *                        are each installed or refused.
  * One fetch at a time; releases accepted meanwhile wait in a queue of PENDING_MAX (more
  * are refused: "too many releases pending").
  *
@@ -81,8 +82,9 @@ struct arel {
     bool fetching;
     uint8_t *buf;
     uint64_t have;
-    /* this session's sync */
+    /* this session's sync: RELEASE_SYNC {n} came, and how many RELEASEs since */
     bool synced;
+    uint64_t expect, got;
     uint64_t installed, refused, seen;
 };
 
@@ -231,7 +233,7 @@ static bool pinned(const agent_t *a, const char *sha)
 static void maybe_done(agent_t *a)
 {
     arel_t *r = a->rel;
-    if (!a->cfg->fetch_releases || !r->synced || r->n_pend > 0 || a->stopping)
+    if (!a->cfg->fetch_releases || !r->synced || r->got < r->expect || r->n_pend > 0 || a->stopping)
         return;
     fv__agent_log("info", "releases_synced", NULL, NULL, -1,
                   json_pack("{s:I,s:I,s:I}", "releases", (json_int_t)r->seen, "installed",
@@ -361,6 +363,7 @@ void fv__agent_on_release(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
 {
     arel_t *r = a->rel;
     r->seen++;
+    r->got++;
     if (a->cfg->model_dir == NULL) {
         fv__agent_log("info", "release_ignored", NULL, NULL, -1,
                       json_pack("{s:s}", "why", "no --model-dir"));
@@ -414,9 +417,20 @@ void fv__agent_on_release(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
 void fv__agent_on_release_sync(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
 {
     (void)c;
-    a->rel->synced = true;
-    fv__agent_log("info", "release_sync", NULL, NULL, -1,
-                  json_pack("{s:I}", "releases", (json_int_t)m->u.release_sync.n));
+    arel_t *r = a->rel;
+    r->synced = true;
+    r->expect = m->u.release_sync.n;
+    r->got = 0;
+    /* the federation CRL, as a JOB_OFFER's: kept only if the CA signed it and it is newer */
+    bool newer = false;
+    fv_diag_t d = {""};
+    int rc = m->u.release_sync.crl_len == 0
+                 ? 0
+                 : fv_trust_offer_crl(a->trust, m->u.release_sync.crl, m->u.release_sync.crl_len,
+                                      &newer, &d);
+    fv__agent_log(rc == 0 ? "info" : "warn", "release_sync", NULL, NULL, -1,
+                  json_pack("{s:I,s:b,s:s}", "releases", (json_int_t)m->u.release_sync.n,
+                            "crl_taken", newer, "crl_refused", rc == 0 ? "" : d.msg));
     maybe_done(a);
 }
 
@@ -481,4 +495,5 @@ void fv__agent_release_session_end(agent_t *a)
     while (r->n_pend > 0)
         pend_pop(r);
     r->synced = false;
+    r->expect = r->got = 0;
 }

@@ -8,8 +8,9 @@
  * never reused, across restarts), signed with the coordinator's key (c->sign_sk) under
  * its certificate (c->cert_pem), and stored with its audit record model.released in one
  * transaction; then RELEASE goes to every connected agent. An agent that connects gets,
- * after its HELLO, the latest release of each label and RELEASE_SYNC {n} (fv_wire.h,
- * "RELEASES"), so an agent that only syncs (--fetch-releases) knows when it has them all.
+ * after its HELLO, RELEASE_SYNC {n, the federation CRL} and the latest release of each
+ * label (fv_wire.h, "RELEASES"), so an agent that only syncs (--fetch-releases) knows
+ * when it has them all and can check the signer's certificate without a job's CRL.
  *
  * FETCH {sha256}: served only for a sha some release names (anything else: FETCH_FAIL,
  * the agent is told why), from the state's content-addressed file, in FILE_CHUNKs of
@@ -106,14 +107,14 @@ static void push_release(agent_t *a, const char *env)
 
 void coord__release_on_open(coord_t *c, agent_t *a)
 {
+    char *envs[FV_RELEASE_N_LABELS] = {NULL};
     uint32_t n = 0;
     for (int l = 0; l < FV_RELEASE_N_LABELS; l++) {
         int64_t rel = 0;
         char sha[65];
-        char *env = NULL;
         fv_diag_t d;
         int r = fv_state_release_latest(c->st, fv_release_label_name((fv_release_label_t)l), &rel,
-                                        sha, &env, &d);
+                                        sha, &envs[n], &d);
         if (r == UV_ENOENT)
             continue;
         if (r != 0) {
@@ -121,15 +122,20 @@ void coord__release_on_open(coord_t *c, agent_t *a)
                        json_pack("{s:s,s:s}", "agent", a->name, "why", d.msg));
             continue;
         }
-        push_release(a, env);
-        free(env);
         n++;
     }
+    /* the count first, with the CRL an agent that takes no job needs to verify */
     fv_msg_t m;
     memset(&m, 0, sizeof m);
     m.type = FV_MSG_RELEASE_SYNC;
     m.u.release_sync.n = n;
-    coord__oq_push_msg(a, &m, NULL, 0, NULL);
+    m.u.release_sync.crl = c->crl_der;
+    m.u.release_sync.crl_len = c->crl_der_len;
+    coord__oq_push_msg(a, &m, c->crl_der, c->crl_der_len, (const void **)&m.u.release_sync.crl);
+    for (uint32_t i = 0; i < n; i++) {
+        push_release(a, envs[i]);
+        free(envs[i]);
+    }
 }
 
 /* ---- model.release --------------------------------------------------------------- */

@@ -143,12 +143,14 @@ typedef enum fv_msg_type {
  *   coordinator -> agent  JOB_DONE {job, rounds, model (hash of the final model)}.
  */
 /* RELEASES. Signed model releases (protocols/fv_release.h) on the agent connection:
- *   coordinator -> agent  RELEASE {body (the release envelope: JSON text,
- *                         1..FV_WIRE_RELEASE_MAX bytes)}: after the agent's HELLO, the
- *                         latest release of each label, then RELEASE_SYNC {n (how many
- *                         RELEASE messages it just sent, 0..FV_WIRE_RELEASE_SYNC_MAX)}, so
- *                         an agent that only syncs knows when it has seen every current
- *                         release; later, each new release as it is made (no sync marker).
+ *   coordinator -> agent  RELEASE_SYNC {n (how many RELEASE messages follow,
+ *                         0..FV_WIRE_RELEASE_SYNC_MAX), crl (the federation's CRL in DER,
+ *                         0..FV_WIRE_CRL_MAX bytes, empty: none; as in JOB_OFFER, so an
+ *                         agent that takes no job can check certificates)} after the
+ *                         agent's HELLO, then n RELEASE {body (the release envelope: JSON
+ *                         text, 1..FV_WIRE_RELEASE_MAX bytes)}: the latest release of each
+ *                         label, so an agent that only syncs knows when it has seen every
+ *                         current release; later, each new release as it is made.
  *                         The agent verifies the envelope itself and applies its own rule
  *                         (its receipts or its operator's pins: agent/agent_release.c).
  *   agent -> coordinator  FETCH {sha256 (32 bytes: a released model file's SHA-256)}
@@ -310,7 +312,9 @@ typedef struct fv_msg {
             fv_wire_str_t body; /* JSON text, 1..FV_WIRE_RELEASE_MAX: the envelope */
         } release;
         struct {
-            uint32_t n; /* 0..FV_WIRE_RELEASE_SYNC_MAX */
+            uint32_t n;         /* 0..FV_WIRE_RELEASE_SYNC_MAX */
+            const uint8_t *crl; /* 0..FV_WIRE_CRL_MAX bytes: DER; empty = none */
+            size_t crl_len;
         } release_sync;
         struct {
             uint8_t sha256[32];

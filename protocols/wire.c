@@ -108,7 +108,8 @@
  *   Model releases (fv_wire.h, "RELEASES"):
  *   23 release      "body" str 1..FV_WIRE_RELEASE_MAX (65536) bytes, JSON text (the
  *                   signed release envelope; the agent verifies it, not the wire layer)
- *   24 release_sync "n" uint 0..FV_WIRE_RELEASE_SYNC_MAX (65535): the RELEASE messages sent
+ *   24 release_sync "n" uint 0..FV_WIRE_RELEASE_SYNC_MAX (65535): the RELEASE messages that
+ *                   follow; "crl" bin 0..FV_WIRE_CRL_MAX (2^20) bytes, as job_offer's
  *   25 fetch        "sha256" bin of exactly 32 bytes (the released file's SHA-256)
  *   26 file_chunk   "sha256" bin of 32 bytes; "offset" uint; "total" uint
  *                   1..FV_WIRE_FILE_MAX (2^30); "data" bin 1..max_frame_bytes bytes, any
@@ -294,7 +295,7 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_ADMIN_RESP] = {4, {K_ID, K_STATUS, K_BODY, K_DATA}},
     [FV_MSG_RECEIPT] = {4, {K_JOB, K_ROUND, K_BODY, K_SIG}},
     [FV_MSG_RELEASE] = {1, {K_BODY}},
-    [FV_MSG_RELEASE_SYNC] = {1, {K_N}},
+    [FV_MSG_RELEASE_SYNC] = {2, {K_N, K_CRL}},
     [FV_MSG_FETCH] = {1, {K_SHA256}},
     [FV_MSG_FILE_CHUNK] = {4, {K_SHA256, K_OFFSET, K_TOTAL, K_DATA}},
     [FV_MSG_FETCH_FAIL] = {2, {K_SHA256, K_REASON}},
@@ -744,7 +745,8 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
         if (m->u.release_sync.n > FV_WIRE_RELEASE_SYNC_MAX)
             return fv_diag_set(d, err, "release_sync: field 'n': %" PRIu32 " is above %d",
                                m->u.release_sync.n, FV_WIRE_RELEASE_SYNC_MAX);
-        return 0;
+        return check_bin(m->u.release_sync.crl, m->u.release_sync.crl_len, 0, FV_WIRE_CRL_MAX, tn,
+                         K_CRL, err, d);
     case FV_MSG_FETCH:
         return 0;
     case FV_MSG_FILE_CHUNK:
@@ -964,6 +966,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_SIG:
         return pack_bin(pk, m->u.receipt.sig, sizeof(m->u.receipt.sig));
     case K_CRL:
+        if (m->type == FV_MSG_RELEASE_SYNC)
+            return pack_bin(pk, m->u.release_sync.crl, m->u.release_sync.crl_len);
         return pack_bin(pk, m->u.job_offer.crl, m->u.job_offer.crl_len);
     case K_CERTS:
         return pack_bin(pk, m->u.round_start.certs, m->u.round_start.certs_len);
@@ -1591,7 +1595,9 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
     case FV_MSG_RELEASE:
         return get_text(c, val[K_BODY], K_BODY, &m->u.release.body);
     case FV_MSG_RELEASE_SYNC:
-        return get_u32(c, val[K_N], K_N, &m->u.release_sync.n);
+        if ((r = get_u32(c, val[K_N], K_N, &m->u.release_sync.n)) < 0)
+            return r;
+        return get_bin(c, val[K_CRL], K_CRL, &m->u.release_sync.crl, &m->u.release_sync.crl_len);
     case FV_MSG_FETCH:
         return get_hash(c, val[K_SHA256], K_SHA256, NULL, m->u.fetch.sha256);
     case FV_MSG_FILE_CHUNK:

@@ -177,7 +177,9 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
     case FV_MSG_RELEASE:
         return str_eq(a->u.release.body, b->u.release.body);
     case FV_MSG_RELEASE_SYNC:
-        return a->u.release_sync.n == b->u.release_sync.n;
+        return a->u.release_sync.n == b->u.release_sync.n &&
+               bytes_eq(a->u.release_sync.crl, a->u.release_sync.crl_len, b->u.release_sync.crl,
+                        b->u.release_sync.crl_len);
     case FV_MSG_FETCH:
         return memcmp(a->u.fetch.sha256, b->u.fetch.sha256, 32) == 0;
     case FV_MSG_FILE_CHUNK:
@@ -730,6 +732,8 @@ static void test_roundtrip_all_types(void)
             m.u.release_sync.n = 0;
             roundtrip(&m, &lim);
             m.u.release_sync.n = FV_WIRE_RELEASE_SYNC_MAX;
+            m.u.release_sync.crl = spec;
+            m.u.release_sync.crl_len = FV_WIRE_CRL_MAX;
             break;
         case FV_MSG_FETCH:
             memset(m.u.fetch.sha256, 0xab, 32);
@@ -1274,7 +1278,7 @@ static const spec_t specs[] = {
       {"body", F_STR, 7, "{\"r\":1}"},
       {"sig", F_BIN, 64, sig64}}},
     {"release", 3, {V_T(23), {"body", F_STR, 7, "{\"m\":1}"}}},
-    {"release_sync", 3, {V_T(24), {"n", F_UINT, 2, NULL}}},
+    {"release_sync", 4, {V_T(24), {"n", F_UINT, 2, NULL}, {"crl", F_BIN, 3, "abc"}}},
     {"fetch", 3, {V_T(25), {"sha256", F_BIN, 32, sha}}},
     {"file_chunk",
      6,
@@ -1786,6 +1790,13 @@ static void test_admin_sizes(void)
 {
     /* job_offer crl: up to FV_WIRE_CRL_MAX bytes */
     big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX, '\0', 0, NULL);
+    big_case("release_sync", "crl", false, FV_WIRE_CRL_MAX, '\0', 0, NULL);
+    big_case("release_sync", "crl", false, FV_WIRE_CRL_MAX + 1, '\0', FV_EPROTO,
+             "release_sync: field 'crl': 1048577 bytes, outside 0..1048576");
+    /* the release envelope: up to FV_WIRE_RELEASE_MAX bytes of JSON text */
+    big_case("release", "body", true, FV_WIRE_RELEASE_MAX, ' ', 0, NULL);
+    big_case("release", "body", true, FV_WIRE_RELEASE_MAX + 1, ' ', FV_EPROTO,
+             "release: field 'body'");
     big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX + 1, '\0', FV_EPROTO,
              "job_offer: field 'crl': 1048577 bytes, outside 0..1048576");
     /* each JSON text and data field at its cap passes and one byte more is refused, in
