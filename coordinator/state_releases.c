@@ -85,7 +85,7 @@ int fv_state_release_add(fv_state_t *s, int64_t release, const char *label, int6
     r = fv__state_exec_bound(s,
                              "INSERT INTO releases (release, label, version, sha256, envelope, "
                              "ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                             "adding a release", &ext, d, "itittti", release, label, version, sha,
+                             "adding a release", &ext, d, "ititti", release, label, version, sha,
                              envelope, now_ms);
     return r;
 }
