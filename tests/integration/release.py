@@ -162,6 +162,15 @@ rel = [r for r in audit_events(f"{state}/audit.log", "model.released")]
 fvtest.check(len(rel) == 1 and rel[0]["sha256"] == sha1 and rel[0]["release"] == 1
              and rel[0]["label"] == "stable", f"coordinator audit model.released: {rel}")
 print(f"job 1 final v{v1} {sha1[:12]} released as stable (release 1)")
+# final.fvm's bytes are its own (its metadata names its round): only the job's receipt
+# (kind "job", before JOB_DONE) names its sha, and each member kept it
+for b in (A, B, C):
+    bodies = [json.loads(r["receipt"]) for r in audit_events(audit_log(b), "round.receipt")]
+    jr = [x for x in bodies if x.get("kind") == "job" and x.get("job") == job1]
+    fvtest.check(len(jr) == 1 and jr[0]["final"] == sha1 and jr[0]["status"] == "done",
+                 f"{b}: job receipts {jr}")
+    fvtest.check(not any(x.get("model_out") == sha1 for x in bodies),
+                 f"{b}: a round receipt names the final file (the job receipt would be moot)")
 
 # 2. A and B install it
 for b in (A, B):
