@@ -45,7 +45,7 @@
  * err, peer}, upload_failed, send_failed, job_dropped, job_done {rounds, model,
  * holds_final_model}, receipt_kept {bytes}, audit_failed {path, record, err, why, action},
  * stopping, stopped {exit, audit_log, audit_records, audit_append_ms_mean,
- * audit_append_ms_max}; agent_release.c adds releases_ready, release_sync,
+ * audit_append_ms_max}; agent_release.c adds release_sync,
  * release_accepted, release_refused {sha256, label, release, why}, release_present,
  * release_installed, release_ignored, releases_synced; agent_main.c adds startup_failed.
  *

@@ -38,8 +38,8 @@
  * receipt; msg.sent records of type job_accept give the jobs this agent accepted in
  * earlier runs (so a job receipt arriving after a restart is not taken for a foreign
  * job's, agent_audit.c). Extended as receipts are kept (fv__agent_release_receipt). At
- * most SHAS_MAX entries (oldest first dropped... never: over the cap new ones are not
- * added, and the log line says so).
+ * most SHAS_MAX shas and JOBS_MAX jobs: over a cap new ones are not added (logged
+ * release_set_full), so such a model's release is refused, never wrongly accepted.
  *
  * Threading: the loop thread only. Ownership: the agent's arel_t (a->rel) owns its sets,
  * the pending envelopes and manifests and the receive buffer; freed by
@@ -175,16 +175,8 @@ int fv__agent_release_init(agent_t *a, fv_diag_t *d)
         if (stat(a->cfg->model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
             return fv_diag_set(d, FV_EINVAL, "--model-dir %s: not a directory", a->cfg->model_dir);
     }
-    uint64_t seen = 0;
-    int rc = fv_audit_scan(a->cfg->audit_log, NULL, scan_cb, r, &seen, d);
-    if (rc != 0 && rc != -ENOENT)
-        return rc;
-    fv__agent_log("info", "releases_ready", NULL, NULL, -1,
-                  json_pack("{s:s?,s:I,s:I,s:I,s:I}", "model_dir", a->cfg->model_dir,
-                            "receipt_shas", (json_int_t)r->n_shas, "pins",
-                            (json_int_t)a->cfg->n_pins, "jobs_accepted_before",
-                            (json_int_t)r->n_jobs, "audit_records", (json_int_t)seen));
-    return 0;
+    int rc = fv_audit_scan(a->cfg->audit_log, NULL, scan_cb, r, NULL, d);
+    return rc == -ENOENT ? 0 : rc; /* (the sizes are in the release_sync line) */
 }
 
 static void pend_free(pend_t *p)
@@ -241,6 +233,15 @@ static void maybe_done(agent_t *a)
     fv__agent_stop(a, 0);
 }
 
+/* A release record appended; a failed append stops the agent as everywhere (the
+ * connection closes, on_close stops it with exit 1). */
+static void audit(agent_t *a, const char *event, json_t *details)
+{
+    int r = fv__agent_audit_append(a, event, details);
+    if (r != 0 && a->conn != NULL)
+        fv_conn_close(a->conn, r, "the agent's audit log cannot be written");
+}
+
 static void refuse(agent_t *a, const char *sha, const char *label, uint64_t release,
                    const char *why)
 {
@@ -248,9 +249,9 @@ static void refuse(agent_t *a, const char *sha, const char *label, uint64_t rele
     fv__agent_log("warn", "release_refused", NULL, NULL, -1,
                   json_pack("{s:s,s:s,s:I,s:s}", "sha256", sha, "label", label, "release",
                             (json_int_t)release, "why", why));
-    fv__agent_audit_append(a, "release.refused",
-                           json_pack("{s:s,s:s,s:I,s:s}", "sha256", sha, "label", label, "release",
-                                     (json_int_t)release, "why", why));
+    audit(a, "release.refused",
+          json_pack("{s:s,s:s,s:I,s:s}", "sha256", sha, "label", label, "release",
+                    (json_int_t)release, "why", why));
 }
 
 static void install(agent_t *a, pend_t *p, const uint8_t *buf, size_t len)
@@ -271,11 +272,10 @@ static void install(agent_t *a, pend_t *p, const uint8_t *buf, size_t len)
                             label, "release", (json_int_t)rel->release, "version",
                             (json_int_t)rel->version, "bytes", (json_int_t)rel->model_bytes, "path",
                             path));
-    fv__agent_audit_append(a, "release.installed",
-                           json_pack("{s:s,s:s,s:I,s:I,s:I,s:s}", "sha256", rel->model_sha256,
-                                     "label", label, "release", (json_int_t)rel->release, "version",
-                                     (json_int_t)rel->version, "bytes",
-                                     (json_int_t)rel->model_bytes, "path", path));
+    audit(a, "release.installed",
+          json_pack("{s:s,s:s,s:I,s:I,s:I,s:s}", "sha256", rel->model_sha256, "label", label,
+                    "release", (json_int_t)rel->release, "version", (json_int_t)rel->version,
+                    "bytes", (json_int_t)rel->model_bytes, "path", path));
 }
 
 /* Reads path whole when it is exactly want bytes; NULL otherwise. */
@@ -429,8 +429,10 @@ void fv__agent_on_release_sync(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                  : fv_trust_offer_crl(a->trust, m->u.release_sync.crl, m->u.release_sync.crl_len,
                                       &newer, &d);
     fv__agent_log(rc == 0 ? "info" : "warn", "release_sync", NULL, NULL, -1,
-                  json_pack("{s:I,s:b,s:s}", "releases", (json_int_t)m->u.release_sync.n,
-                            "crl_taken", newer, "crl_refused", rc == 0 ? "" : d.msg));
+                  json_pack("{s:I,s:b,s:s,s:s?,s:I,s:I}", "releases",
+                            (json_int_t)m->u.release_sync.n, "crl_taken", newer, "crl_refused",
+                            rc == 0 ? "" : d.msg, "model_dir", a->cfg->model_dir, "receipt_shas",
+                            (json_int_t)r->n_shas, "pins", (json_int_t)a->cfg->n_pins));
     maybe_done(a);
 }
 
