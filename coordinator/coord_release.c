@@ -234,7 +234,8 @@ int coord_model_release(coord_t *c, const char *actor, json_t *args, json_t *aud
     char ts[FV_LOG_TS_MAX];
     fv_log_iso_now(ts);
     snprintf(rel.released, sizeof rel.released, "%s", ts);
-    snprintf(rel.by, sizeof rel.by, "%s", actor);
+    /* the admin's certificate name (the audit actor is "admin:NAME") */
+    snprintf(rel.by, sizeof rel.by, "%s", strncmp(actor, "admin:", 6) == 0 ? actor + 6 : actor);
     rel.lineage_json = lineage;
     rel.report_json = report;
     if ((r = fv_release_sign(&rel, c->sign_sk, c->cert_pem, &env, &env_len, &d)) != 0) {
