@@ -18,6 +18,9 @@ shipped Lending Club rows (fvfed.split_iid), plain jobs (secagg off, agents with
      sha installs it.
   4. `fedvault model releases --json` lists releases 1 and 2; a release of an unknown
      version is refused (exit 1) and a bad label is a usage error (exit 2).
+  5. bank D played by hand (fvnet.WireAgent): RELEASE_SYNC {2, CRL} and both envelopes
+     after HELLO; FETCH of a sha no release names gets FETCH_FAIL; FETCH of release 1
+     gets FILE_CHUNKs in order whose bytes hash to its sha.
 """
 import hashlib
 import json
@@ -28,6 +31,7 @@ import sys
 import time
 
 import fvfed
+import fvnet
 import fvtest
 
 fedvault, coordinator, agent = sys.argv[1:4]
@@ -91,12 +95,13 @@ def audit_log(b):
     return f"{tmp}/{b}-audit.log"
 
 
-def run_job(name, banks):
+def run_job(name, banks, model="mlp:16"):
     """A plain job on `banks` (--once agents) to its end; returns the final model's version
     and file SHA-256."""
     spec = f"{tmp}/{name}.json"
     with open(spec, "w") as f:
-        json.dump(fvfed.job_spec(name=name, rounds=1, secagg="off", min_agents=3), f)
+        json.dump(fvfed.job_spec(name=name, rounds=1, secagg="off", min_agents=3, model=model),
+                  f)
     procs = {b: subprocess.Popen(
         WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data", data[b],
                    "--coordinator", f"127.0.0.1:{port}", "--once", "--audit-log", audit_log(b),
@@ -155,7 +160,9 @@ code, _, err = admin(["model", "release", "999", "--label", "stable"], expect=1)
 fvtest.check("999" in err, f"release of an unknown version: {err}")
 
 # 1. job 1 (A, B, C), released as stable
-v1, sha1, job1 = run_job("rel-1", [A, B, C])
+# (a model of about 750 KB: its FILE_CHUNKs pass the coordinator's low-water mark, so the
+# transfer waits for the socket to drain at least once)
+v1, sha1, job1 = run_job("rel-1", [A, B, C], model="mlp:384,384")
 _, out, _ = admin(["model", "release", str(v1), "--label", "stable"])
 fvtest.check(sha1 in out and "stable" in out, f"model release printed {out!r}")
 rel = [r for r in audit_events(f"{state}/audit.log", "model.released")]
@@ -206,6 +213,46 @@ fvtest.check([(r["release"], r["label"], r["sha256"]) for r in rl]
              == [(1, "stable", sha1), (2, "canary", sha2)], f"model releases: {rl}")
 _, out, _ = admin(["model", "releases"])
 fvtest.check("canary" in out and sha2[:12] in out, f"model releases table: {out}")
+
+# 5. the coordinator's side of FETCH, played by hand (fvnet.WireAgent as bank D): after
+# HELLO, RELEASE_SYNC {n: 2, the CRL} and the two envelopes; FETCH of a sha no release
+# names is FETCH_FAIL; FETCH of a released one is FILE_CHUNKs in order that make the file.
+w = fvnet.WireAgent(f"{tmp}/fed/{D}", port, "release test")
+w.connect()
+
+
+def next_msg(what):
+    deadline = time.time() + 30 * S
+    while time.time() < deadline:
+        m = w.recv()
+        if m is not None and m["type"] not in (fvnet.JOB_DONE, fvnet.RECEIPT):
+            return m
+    fvtest.fail(f"hand-played agent: no {what}")
+
+
+m = next_msg("RELEASE_SYNC")
+fvtest.check(m["type"] == fvnet.RELEASE_SYNC and m["n"] == 2 and len(m["crl"]) > 0,
+             f"after HELLO: {m}")
+envs = [json.loads(json.loads(next_msg("RELEASE")["body"])["manifest"]) for _ in range(2)]
+fvtest.check(sorted(e["model_sha256"] for e in envs) == sorted([sha1, sha2]),
+             f"the RELEASEs after HELLO: {envs}")
+w.send({"type": fvnet.FETCH, "sha256": bytes(32)})
+m = next_msg("FETCH_FAIL")
+fvtest.check(m["type"] == fvnet.FETCH_FAIL and "not a released model" in m["reason"],
+             f"FETCH of an unreleased sha: {m}")
+w.send({"type": fvnet.FETCH, "sha256": bytes.fromhex(sha1)})
+got = b""
+while True:
+    m = next_msg("FILE_CHUNK")
+    fvtest.check(m["type"] == fvnet.FILE_CHUNK and m["sha256"] == bytes.fromhex(sha1)
+                 and m["offset"] == len(got), f"FILE_CHUNK at {len(got)}: {m.get('offset')}")
+    got += m["data"]
+    if len(got) == m["total"]:
+        break
+fvtest.check(hashlib.sha256(got).hexdigest() == sha1 and len(got) > 512 << 10,
+             f"the fetched file: {len(got)} bytes, sha256 {hashlib.sha256(got).hexdigest()}")
+w.close()
+print(f"FETCH served {len(got)} bytes in order; an unreleased sha refused")
 
 coord.send_signal(signal.SIGTERM)
 fvtest.check(coord.wait(timeout=60 * S) == 0, f"coordinator exit {coord.returncode}")
