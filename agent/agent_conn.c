@@ -315,8 +315,9 @@ void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m)
     if (a->stopping || fv__agent_cohort_refused(a, m))
         return; /* (a round message for a job refused for its cohort: stale) */
     if (a->cfg->fetch_releases && m->type != FV_MSG_RELEASE && m->type != FV_MSG_RELEASE_SYNC &&
-        m->type != FV_MSG_FILE_CHUNK && m->type != FV_MSG_FETCH_FAIL) {
-        /* --fetch-releases takes no job: a job's messages are not for this run */
+        m->type != FV_MSG_FILE_CHUNK && m->type != FV_MSG_FETCH_FAIL && m->type != FV_MSG_RECEIPT) {
+        /* --fetch-releases takes no job: a job's messages are not for this run (but a job
+         * receipt this agent missed, sent again before the releases, is kept) */
         fv__agent_log_job(
             "info", "stale_message", NULL, -1,
             json_pack("{s:s,s:s}", "type", fv_msg_type_name(m->type), "why", "--fetch-releases"));
