@@ -274,6 +274,13 @@ const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col)
     return rd->rec.fields[rd->inv[col]];
 }
 
+size_t fv_dataset_reader_field_number(const fv_dataset_reader_t *rd, size_t col)
+{
+    if (rd == NULL || col >= rd->n || rd->inv[col] == SIZE_MAX)
+        return 0;
+    return rd->inv[col] + 1;
+}
+
 /* Decodes the fields of rd->rec into row[] (n_cols) and *label. 0 or FV_E* with d set. */
 static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, fv_diag_t *d)
 {
