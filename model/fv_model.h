@@ -98,7 +98,8 @@ int fv_model_predict_ws(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset
  * row's ret_prob entries are NaN and the other rows' are what fv_model_predict_ws gives
  * (the same chunk layout). Callers report a bad row by row and column (fedvault predict,
  * fedvault-serve) instead of writing a non-finite score. Errors as fv_model_predict_ws
- * (also FV_EINVAL for ret_bad NULL with n > 0); ret_bad is written only on success. */
+ * (also FV_EINVAL for ret_bad NULL with n > 0); after a failure ret_prob and ret_bad
+ * hold unspecified values (a later chunk may fail after earlier ones were written). */
 #define FV_MODEL_BAD_OUTPUT (-2L)
 int fv_model_predict_ws_rows(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
                              const size_t *rows, size_t n, float *ret_prob, long *ret_bad);
