@@ -108,11 +108,13 @@ int fv_model_predict_ws_rows(const fv_model_t *m, fv_model_ws_t *ws, const fv_da
  * ret_bad entry), into buf (len bytes; cut to fit, always NUL-terminated). A column:
  * "column 'Income': value 1e+45 overflows float32 once standardized ((value - mean) / std
  * = 3.57e+41); expected |value| below 9.5e+42". FV_MODEL_BAD_OUTPUT: the numeric column
- * farthest from its training mean is named as the likely cause ("column 'Income': score
- * not finite (float32 overflow in the network); value 1e+41 is 3.5e+37 standard
- * deviations from the training mean, the row's most extreme"). Returns the schema column
- * named, or -1 (no numeric column to blame; or bad arguments, buf then ""). Callers put
- * the row (and file position) in front. Reads only; thread-safe. */
+ * farthest from its training mean is named as the likely cause when it is more than 1000
+ * standard deviations away ("column 'Income': score not finite (float32 overflow in the
+ * network); value 1e+41 is 3.5e+37 standard deviations from the training mean, the row's
+ * most extreme"); otherwise no column is blamed and the sentence says the model's
+ * weights overflow. Returns the schema column named, or -1 (none blamed; or bad
+ * arguments, buf then ""). Callers put the row (and file position) in front. Reads only;
+ * thread-safe. */
 long fv_model_bad_row_str(const fv_model_t *m, const fv_dataset_t *ds, size_t row, long bad,
                           char *buf, size_t len);
 

@@ -1424,6 +1424,10 @@ int fv_model_predict_ws_rows(const fv_model_t *m, fv_model_ws_t *ws, const fv_da
     return 0;
 }
 
+/* fv_model_bad_row_str blames a column for a non-finite output only past this many
+ * standard deviations from the training mean. */
+#define FV__BLAME_Z 1e3
+
 /* The numeric column of a row with the largest |(x - mean) / std|, or -1 (none numeric,
  * or every value missing). */
 static long extreme_column(const fv_model_t *m, const double *x, size_t n_cols, double *ret_z)
@@ -1475,9 +1479,15 @@ long fv_model_bad_row_str(const fv_model_t *m, const fv_dataset_t *ds, size_t ro
                  fv__msg_str(b1, sizeof b1, fv_schema_column_name(m->schema, (size_t)bad)));
         return bad;
     }
+    /* A value far outside the training data is the likely cause; a row of ordinary values
+     * that overflows points at the model instead, and naming a column would mislead. */
     col = extreme_column(m, x, ds->n_cols, &z);
-    if (col < 0) {
-        snprintf(buf, len, "score not finite (float32 overflow in the network)");
+    if (col < 0 || !(z > FV__BLAME_Z)) {
+        snprintf(buf, len,
+                 "score not finite (float32 overflow in the network) with every value "
+                 "within %g standard deviations of the training mean: the model's weights "
+                 "overflow (a damaged model?)",
+                 FV__BLAME_Z);
         return -1;
     }
     snprintf(buf, len,

@@ -8,7 +8,8 @@ MLP (integrated gradients) the same sum is close; CSV and JSON lines agree; --ou
 writes the file; a CSV with bad rows mixed in gets per-row errors naming line and
 column, the good rows are still scored (the same scores to SCORE_TOL) and the exit code
 is 0; a value that overflows float32 once standardized is such an error too, in both
-formats, with and without --explain (issue 17), and no output holds a non-finite number;
+formats, with and without --explain (issue 17), and so is a row a network overflows on
+(a copy of the model with huge weights); no output holds a non-finite number;
 --help; usage errors exit 2; an unreadable model or data file exits 1.
 
 A row's score may differ in the last bits with the rows that share its batch: OpenBLAS
@@ -18,10 +19,12 @@ AVX-512: 0.285968602 against 0.285968572). Scores are compared to SCORE_TOL = 1e
 absolute (about 16 float32 steps at 1.0; the differences seen are under 1e-7).
 """
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import struct
 
 from fvtest import DATA, check, run, tmpdir
 
@@ -227,6 +230,42 @@ def main():
                 else:
                     check(c["error"] == "" and math.isfinite(float(c["score"])), f"{c}")
             check(f"overflow.csv:3:{amt}:" in crow[1]["error"], crow[1]["error"])
+
+    # a network that overflows on ordinary rows (features finite, the logit not): every
+    # weight of the logistic regression set to 3e38 in a copy of its file (the PARM section
+    # patched, the SHA-256 recomputed; model.c's top note gives the layout). Every row is
+    # then an error (at FILE:LINE, no column blamed: the values are ordinary, the model is
+    # not), never a non-finite number, in both formats and modes.
+    with open(os.path.join(d, "logreg.fvm"), "rb") as f:
+        buf = bytearray(f.read())
+    off, patched = 16, False
+    while off < len(buf) - 32:
+        tag, ln = bytes(buf[off:off + 4]), int.from_bytes(buf[off + 4:off + 12], "little")
+        if tag == b"PARM":
+            n = int.from_bytes(buf[off + 12:off + 20], "little")
+            for i in range(n):
+                struct.pack_into("<f", buf, off + 20 + 4 * i, 3e38)
+            patched = True
+        off += 12 + ln
+    check(patched and off == len(buf) - 32, "PARM section not found in logreg.fvm")
+    buf[-32:] = hashlib.sha256(bytes(buf[:-32])).digest()
+    hot = os.path.join(d, "hot.fvm")
+    with open(hot, "wb") as f:
+        f.write(buf)
+    for explain in ([], ["--explain", "2"]):
+        out, err = predict("--model", hot, "--data", te, "--format", "jsonl", *explain)
+        recs = [strict(x) for x in out.splitlines() if x.strip()]
+        check(len(recs) == len(rows) and all("error" in r for r in recs),
+              f"hot model {explain}: {recs[:3]}")
+        check(f"0 rows scored, {len(rows)} rows with errors" in err, err)
+        for r in recs:
+            check("score not finite (float32 overflow in the network)" in r["error"] and
+                  "test.csv:" in r["error"] and "damaged model" in r["error"] and
+                  "column '" not in r["error"], r["error"])
+        out, err = predict("--model", hot, "--data", te, *explain)
+        crow = list(csv.DictReader(io.StringIO(out)))
+        check(all(c["score"] == "" and "score not finite" in c["error"] for c in crow),
+              f"hot model csv: {crow[:2]}")
 
     # the target column may be left out
     nt = os.path.join(d, "notarget.csv")

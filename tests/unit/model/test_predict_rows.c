@@ -259,9 +259,15 @@ static void test_bad_output(size_t n_hidden)
                         "1e+38 is 1e+38 standard deviations from the training mean");
     CHECK_INT_EQ(fv_model_bad_row_str(m, &ds, 3, 0, msg, sizeof msg), 0);
     CHECK_CONTAINS(msg, "column 'x': value 1e+39 overflows float32");
-    /* no numeric value to blame: no column */
+    /* no numeric value to blame (x missing), or none far from the mean: no column */
     CHECK_INT_EQ(fv_model_bad_row_str(m, &ds, 2, FV_MODEL_BAD_OUTPUT, msg, sizeof msg), -1);
-    CHECK_STR_EQ(msg, "score not finite (float32 overflow in the network)");
+    CHECK_CONTAINS(msg, "score not finite (float32 overflow in the network) with every value "
+                        "within 1000 standard deviations");
+    CHECK_CONTAINS(msg, "a damaged model?");
+    CHECK_INT_EQ(fv_model_bad_row_str(m, &ds, 0, FV_MODEL_BAD_OUTPUT, msg, sizeof msg), -1);
+    cells[0] = 1000.5; /* past the threshold: blamed */
+    CHECK_INT_EQ(fv_model_bad_row_str(m, &ds, 0, FV_MODEL_BAD_OUTPUT, msg, sizeof msg), 0);
+    CHECK_CONTAINS(msg, "value 1000.5 is 1e+03 standard deviations");
     fv_model_ws_free(ws);
     fv_model_free(m);
 }
