@@ -22,8 +22,8 @@
  * change the route's state: its events come back to the loop, serve_models.c).
  *
  * Row numbers in answers are the request's, 0-based. A row the decoder refused keeps
- * its sentence; a row whose encoded features or scores are not finite is "row R:
- * column 'X': non-finite value after preprocessing" / "row R: non-finite score".
+ * its sentence; a row whose encoded features, scores or logits are not finite gets
+ * "row R: " and fv_model_bad_row_str's sentence (the column it blames, if any).
  */
 #include "serve-int.h"
 
@@ -241,13 +241,10 @@ static int score_model(const serve_cfg_t *cfg, serve_model_t *m, unsigned idx,
                 if (!isfinite(t->logit[i * n_out + c]))
                     t->bad[i] = FV_MODEL_BAD_OUTPUT;
         if (t->bad[i] != -1) {
-            char why[FV_SCORE_ROW_ERR_MAX + 64];
-            if (t->bad[i] >= 0)
-                snprintf(why, sizeof why,
-                         "row %zu: column '%s': non-finite value after preprocessing", j,
-                         fv_schema_column_name(s, (size_t)t->bad[i]));
-            else
-                snprintf(why, sizeof why, "row %zu: non-finite score", j);
+            char sentence[FV_SCORE_ROW_ERR_MAX], why[FV_SCORE_ROW_ERR_MAX + 32];
+            (void)fv_model_bad_row_str(mod, &b->ds, i, t->bad[i], sentence, sizeof sentence);
+            snprintf(why, sizeof why, "row %zu: %s", j,
+                     sentence[0] ? sentence : "non-finite score");
             fv__serve_sb_printf(o, "{\"row\":%zu,\"error\":", j);
             fv__serve_sb_json_str(o, why);
             fv__serve_sb_put(o, "}", 1);
