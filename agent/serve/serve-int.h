@@ -5,6 +5,7 @@
  *   serve_score.c   the worker pool and the scoring of one request
  *   serve_models.c  the model directory: scans, loads, swaps; route events, audit
  *   serve_admin.c   the admin socket and its test hooks
+ *   serve_tls.c     optional TLS / mTLS for the listener (OpenSSL memory BIOs)
  * Threads: one loop thread owns everything here except what is marked "workers" (the
  * pool's queue, the test hooks' atomics, the route, which has its own lock).
  */
@@ -166,6 +167,7 @@ struct serve {
     /* http (serve_http.c) and admin (serve_admin.c) */
     void *http;
     void *admin;
+    void *tls_ctx; /* SSL_CTX with --tls-cert, else NULL */
     bool stopping;
     int exit_code;
 };
@@ -204,6 +206,19 @@ bool fv__serve_http_job_back(serve_conn_t *c);
 void fv__serve_http_job_out(serve_conn_t *c);
 void fv__serve_http_stats(serve_t *s, uint64_t *ret_live, uint64_t *ret_refused,
                           uint64_t *ret_evicted);
+
+/* serve_tls.c: optional TLS over memory BIOs (the context is an SSL_CTX) */
+typedef struct serve_tls serve_tls_t;
+int fv__serve_tls_ctx_new(const serve_cfg_t *cfg, void **ret, fv_diag_t *d);
+void fv__serve_tls_ctx_free(void *ctx);
+serve_tls_t *fv__serve_tls_new(void *ctx);
+void fv__serve_tls_free(serve_tls_t *t);
+int fv__serve_tls_feed(serve_tls_t *t, const char *in, size_t n);
+int fv__serve_tls_read(serve_tls_t *t, char *buf, size_t cap, size_t *ret_n);
+int fv__serve_tls_write(serve_tls_t *t, const char *buf, size_t n);
+int fv__serve_tls_take(serve_tls_t *t, char **ret, size_t *ret_len);
+int fv__serve_tls_flush(serve_tls_t *t, uv_stream_t *st);
+int fv__serve_tls_pull(serve_tls_t *t, char *buf, size_t *len, size_t cap);
 
 /* serve_models.c */
 int fv__serve_models_start(serve_t *s, fv_diag_t *d);

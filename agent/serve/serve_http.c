@@ -28,6 +28,10 @@
  * only when none is waiting is the newcomer refused. So a flood of silent connections
  * costs its own slots, not a well-behaved caller's.
  *
+ * TLS (--tls-cert, serve_tls.c): reads land in cbuf and go through the engine; the
+ * plaintext is pulled into rbuf only in HEAD and BODY (the engine holds the rest while a
+ * request is answered); an answer is encrypted into one buffer (wbody) and written.
+ *
  * Threads: the loop thread only.
  */
 #include "serve-int.h"
@@ -41,6 +45,7 @@
 #include <http_parser.h>
 
 #define RBUF_BYTES 65536
+#define TLS_READ_BYTES 16384
 #define LISTEN_BACKLOG 511
 
 enum conn_state { ST_HEAD, ST_BODY, ST_BUSY, ST_WRITING, ST_CLOSING };
@@ -77,6 +82,8 @@ struct serve_conn {
     char *wbody;
     size_t rpos, rlen; /* unparsed bytes rbuf[rpos..rlen) */
     char rbuf[RBUF_BYTES];
+    serve_tls_t *tls;          /* with --tls-cert: rbuf holds the plaintext */
+    char cbuf[TLS_READ_BYTES]; /* ciphertext read target */
 };
 
 typedef struct http_state {
@@ -117,6 +124,7 @@ static void conn_maybe_free(serve_conn_t *c)
         c->next->prev = c->prev;
     free(c->body);
     free(c->wbody);
+    fv__serve_tls_free(c->tls);
     free(c);
     http_maybe_free(h);
 }
@@ -160,36 +168,45 @@ static void on_timeout(uv_timer_t *t)
 
 static const char *status_text(int status)
 {
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Internal Server Error";
-    }
+    static const struct {
+        int status;
+        const char *text;
+    } texts[] = {{200, "OK"},
+                 {400, "Bad Request"},
+                 {404, "Not Found"},
+                 {405, "Method Not Allowed"},
+                 {408, "Request Timeout"},
+                 {413, "Content Too Large"},
+                 {415, "Unsupported Media Type"},
+                 {422, "Unprocessable Content"},
+                 {431, "Request Header Fields Too Large"},
+                 {503, "Service Unavailable"},
+                 {505, "HTTP Version Not Supported"}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (texts[i].status == status)
+            return texts[i].text;
+    return "Internal Server Error";
 }
 
 static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static int tls_flush(serve_conn_t *c)
+{
+    return fv__serve_tls_flush(c->tls, (uv_stream_t *)&c->tcp);
+}
+
+/* Decrypts what the engine holds into rbuf (compacted first). 0 or an error. */
+static int tls_pull(serve_conn_t *c)
+{
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    int r = fv__serve_tls_pull(c->tls, c->rbuf, &c->rlen, sizeof c->rbuf);
+    return r != 0 ? r : tls_flush(c);
+}
 
 static void conn_next_request(serve_conn_t *c)
 {
@@ -205,6 +222,10 @@ static void conn_next_request(serve_conn_t *c)
     c->error_status = 0;
     http_parser_pause(&c->parser, 0);
     (void)uv_timer_start(&c->timer, on_timeout, c->h->s->cfg->idle_timeout_ms, 0);
+    if (c->tls != NULL && tls_pull(c) != 0) {
+        conn_close(c);
+        return;
+    }
     if (c->rpos < c->rlen) {
         conn_parse(c); /* pipelined bytes first */
         if (c->state != ST_HEAD && c->state != ST_BODY)
@@ -249,10 +270,28 @@ void fv__serve_http_respond(serve_conn_t *c, int status, const char *content_typ
     assert(n > 0 && (size_t)n < sizeof c->hdr);
     uv_buf_t bufs[2] = {uv_buf_init(c->hdr, (unsigned)n),
                         uv_buf_init(body != NULL ? body : c->hdr, (unsigned)body_len)};
+    unsigned n_bufs = body_len > 0 ? 2 : 1;
+    if (c->tls != NULL) { /* one buffer of ciphertext replaces the two */
+        char *cipher = NULL;
+        size_t clen = 0;
+        int r = fv__serve_tls_write(c->tls, c->hdr, (size_t)n);
+        if (r == 0)
+            r = fv__serve_tls_write(c->tls, body, body_len);
+        if (r == 0)
+            r = fv__serve_tls_take(c->tls, &cipher, &clen);
+        free(c->wbody);
+        c->wbody = cipher;
+        if (r != 0 || cipher == NULL) {
+            conn_close(c);
+            return;
+        }
+        bufs[0] = uv_buf_init(cipher, (unsigned)clen);
+        n_bufs = 1;
+    }
     c->state = ST_WRITING;
     c->wreq.data = c;
     (void)uv_timer_start(&c->timer, on_timeout, c->h->s->cfg->body_timeout_ms, 0);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, body_len > 0 ? 2 : 1, on_write) != 0) {
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n_bufs, on_write) != 0) {
         free(c->wbody);
         c->wbody = NULL;
         conn_close(c);
@@ -458,6 +497,8 @@ static void conn_parse(serve_conn_t *c)
 {
     http_t *h = c->h;
     size_t n = c->rlen - c->rpos;
+    if (n == 0)
+        return; /* 0 bytes would tell http_parser "EOF" (a TLS record not complete yet) */
     size_t used = http_parser_execute(&c->parser, &h->settings, c->rbuf + c->rpos, n);
     c->rpos += used;
     if (c->rpos == c->rlen)
@@ -489,6 +530,10 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     serve_conn_t *c = hd->data;
+    if (c->tls != NULL) {
+        *buf = uv_buf_init(c->cbuf, sizeof c->cbuf);
+        return;
+    }
     if (c->rpos > 0) { /* compact */
         memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
         c->rlen -= c->rpos;
@@ -507,7 +552,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c); /* EOF or error: nothing more to answer */
         return;
     }
-    c->rlen += (size_t)nread;
+    if (c->tls != NULL) {
+        if (fv__serve_tls_feed(c->tls, c->cbuf, (size_t)nread) != 0 || tls_flush(c) != 0 ||
+            ((c->state == ST_HEAD || c->state == ST_BODY) && tls_pull(c) != 0)) {
+            conn_close(c); /* a failed handshake (no or a refused client certificate) */
+            return;
+        }
+    } else {
+        c->rlen += (size_t)nread;
+    }
     if (c->state != ST_HEAD && c->state != ST_BODY)
         return; /* kept for after the answer */
     conn_parse(c);
@@ -619,6 +672,10 @@ static void on_connection(uv_stream_t *server, int status)
         h->evicted++;
         fv_prom_add(s->m_conns_refused, "evicted", 1);
         conn_close(v);
+    }
+    if (s->tls_ctx != NULL && (c->tls = fv__serve_tls_new(s->tls_ctx)) == NULL) {
+        conn_close(c);
+        return;
     }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;

@@ -15,8 +15,8 @@
  * are freed (their connections are closed); the route and its models freed; the audit
  * log closed; uv_loop_close() == 0.
  *
- * TLS (--tls-cert/--tls-key/--tls-client-ca) is in the contract but not built yet: the
- * flags are refused with a sentence saying so rather than serving plain HTTP silently.
+ * TLS: --tls-cert/--tls-key serve HTTPS on the listener, --tls-client-ca requires client
+ * certificates from that CA (serve_tls.c).
  */
 #include "serve-int.h"
 
@@ -67,6 +67,9 @@ static const char usage[] =
     "  --consecutive-misses N --cooldown-ms N --probes N\n"
     "  --canary-max-error-rate X --canary-max-p99-us N\n"
     "                           the breaker and canary guard (fv_route.h)\n"
+    "  --tls-cert FILE --tls-key FILE\n"
+    "                           serve HTTPS (TLS 1.2+) with this certificate and key\n"
+    "  --tls-client-ca FILE     and require client certificates issued by this CA (mTLS)\n"
     "  --audit FILE --identity AGENT_JSON\n"
     "                           a signed audit log of every route change, signed with the\n"
     "                           bank's agent key (head: FILE.head)\n"
@@ -312,10 +315,15 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
             c->identity = a;
             break;
         case O_TLS_CERT:
+            c->tls_cert = a;
+            break;
         case O_TLS_KEY:
+            c->tls_key = a;
+            break;
         case O_TLS_CA:
-            return usage_error("--tls-*: TLS is not built into fedvault-serve yet; put it behind "
-                               "the bank's TLS terminator on a loopback --listen");
+            c->tls_client_ca = a;
+            break;
+
         case O_LOG_LEVEL: {
             int lv = fv_log_level_parse(a);
             if (lv < 0)
@@ -374,6 +382,9 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (c->model_dir == NULL || c->ca == NULL)
         return usage_error("--model-dir and --ca are required");
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL) ||
+        (c->tls_client_ca != NULL && c->tls_cert == NULL))
+        return usage_error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)");
     if ((c->audit == NULL) != (c->identity == NULL))
         return usage_error("--audit and --identity go together");
     const char *colon = strrchr(listen, ':');
@@ -535,6 +546,10 @@ int main(int argc, char **argv)
         fail("out of memory");
         goto out;
     }
+    if (cfg.tls_cert != NULL && fv__serve_tls_ctx_new(&cfg, &s.tls_ctx, &d) != 0) {
+        fail(d.msg);
+        goto out;
+    }
     if (cfg.audit != NULL && open_audit(&s, &d) != 0) {
         char why[700];
         snprintf(why, sizeof why, "--audit %s: %s", cfg.audit, d.msg);
@@ -601,6 +616,7 @@ out:
     }
     fv_audit_close(s.audit);
     fv_prom_free(s.prom);
+    fv__serve_tls_ctx_free(s.tls_ctx);
     fv_trust_free(s.trust);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);

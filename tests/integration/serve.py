@@ -22,7 +22,8 @@ by the admin socket's test hooks: FV_TEST_SERVE=1, a manual clock and added late
     back to stable; a deadline miss is answered by the backup;
   - a canary with injected failures is rolled back automatically (log and audit);
   - connection caps: per source address, and eviction of a silent connection at the
-    global cap (sources 127.0.0.1 and 127.0.0.2).
+    global cap (sources 127.0.0.1 and 127.0.0.2);
+  - HTTPS with client certificates (mTLS), a client without one refused.
 """
 import http.client
 import json
@@ -508,7 +509,40 @@ def test():
                         f"{bank}/cert.pem"])
     check(rc == 0, f"audit verify: {out} {err}")
     caps(tmp, bank)
+    tls(tmp, bank, mdir)
     print("serve: ok")
+
+
+def tls(tmp, bank, mdir):
+    """HTTPS with client certificates (mTLS): keep-alive requests of several TLS records
+    answered; a client without a certificate refused at the handshake."""
+    import ssl
+    fed = f"{tmp}/f1/fed"
+    sv = Serve(["--listen", "127.0.0.1:0", "--model-dir", mdir, "--ca", f"{bank}/ca.pem",
+                "--crl", f"{fed}/ca/crl.pem", "--admin-socket", f"{tmp}/tls.sock",
+                "--tls-cert", f"{fed}/coordinator/cert.pem",
+                "--tls-key", f"{fed}/coordinator/key.pem", "--tls-client-ca", f"{fed}/ca/ca.pem"])
+    sv.ok({"cmd": "reload"})  # the start's scan is asynchronous: wait for one
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # the test's certificate names no host
+    ctx.load_verify_locations(f"{fed}/ca/ca.pem")
+    bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    bare.check_hostname = False
+    bare.load_verify_locations(f"{fed}/ca/ca.pem")
+    ctx.load_cert_chain(f"{fed}/ops-1/cert.pem", f"{fed}/ops-1/key.pem")
+    c = http.client.HTTPSConnection("127.0.0.1", sv.port, context=ctx, timeout=120 * SLOW)
+    rows = read_rows(GC, 100)  # about 50 KB: several TLS records
+    for n in (1, 100, 100, 3):
+        st, j, _ = score(c, rows[:n])
+        check(st == 200 and len(j["results"]) == n, f"HTTPS, {n} rows: {st} {j}")
+    try:
+        c2 = http.client.HTTPSConnection("127.0.0.1", sv.port, context=bare, timeout=60 * SLOW)
+        st = req(c2, "GET", "/healthz")[0]
+        fail(f"a client without a certificate got {st}")
+    except (ssl.SSLError, ConnectionError, OSError):
+        pass
+    c.close()
+    sv.stop()
 
 
 def caps(tmp, bank):
