@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -48,8 +49,8 @@ static const char usage[] =
     "  --listen HOST:PORT       default 127.0.0.1:8080; port 0 picks one (logged)\n"
     "  --model-dir DIR          the releases (<sha>.fvm + <sha>.release.json) (required)\n"
     "  --ca FILE                the federation CA (required)\n"
-    "  --crl FILE               the federation's CRL (without one no release verifies:\n"
-    "                           revocation cannot be checked)\n"
+    "  --crl FILE               the federation's CRL (default DIR/crl.pem, which the agent\n"
+    "                           keeps; without one no release verifies)\n"
     "  --admin-socket PATH      default DIR/serve.sock (mode 0600)\n"
     "  --threads N              scoring worker threads (default 1)\n"
     "  --poll-ms N              model directory poll (default 1000)\n"
@@ -276,7 +277,8 @@ static int config_argv(const char *path, int argc, char **argv, int *ret_n_conf,
 }
 
 /* Parses argv into cfg: 0, or an exit code (2 usage, 1 other). */
-static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, size_t sock_len)
+static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, size_t sock_len,
+                      char *crl_buf, size_t crl_len)
 {
     const char *listen = "127.0.0.1:8080";
     uint64_t v;
@@ -406,6 +408,11 @@ static int parse_args(int argc, char **argv, serve_cfg_t *c, char *sock_buf, siz
             return usage_error("--model-dir '%s': path too long", c->model_dir);
         c->admin_socket = sock_buf;
     }
+    if (c->crl == NULL) { /* the agent keeps the federation's CRL beside the releases */
+        if (snprintf(crl_buf, crl_len, "%s/crl.pem", c->model_dir) < (int)crl_len &&
+            access(crl_buf, R_OK) == 0)
+            c->crl = crl_buf;
+    }
     if (c->max_conns_per_source == 0)
         c->max_conns_per_source = c->max_conns / 4 > 4 ? c->max_conns / 4 : 4;
     return 0;
@@ -517,8 +524,8 @@ int main(int argc, char **argv)
             break;
         }
     }
-    char sock_buf[PATH_MAX];
-    int e = parse_args(ac, av, &cfg, sock_buf, sizeof sock_buf);
+    char sock_buf[PATH_MAX], crl_buf[PATH_MAX];
+    int e = parse_args(ac, av, &cfg, sock_buf, sizeof sock_buf, crl_buf, sizeof crl_buf);
     if (e != 0) {
         if (av != argv)
             argv_free(av, n_conf);

@@ -2,7 +2,8 @@
  * swapping releases in, and the route's events (log, audit).
  *
  * Scans. At start, every --poll-ms when the directory's mtime changed (on_poll), and on
- * the admin's "reload" (which also re-reads --ca and --crl: the agent refreshes the CRL),
+ * the admin's "reload"; both re-read --ca and --crl first (the agent installs the
+ * federation's newer CRL as <model-dir>/crl.pem, by rename, which changes the mtime),
  * one scan runs on libuv's threadpool (uv_queue_work: file reads and SHA-256 of every
  * model, then decoding, must not block the loop; the scoring pool is separate; the trust
  * store is used by that one scan only, and replaced only between scans):
@@ -289,6 +290,7 @@ static void on_poll(uv_timer_t *t)
     if (s->have_dir_mtime && st.st_mtim.tv_sec == s->dir_mtime.tv_sec &&
         st.st_mtim.tv_nsec == s->dir_mtime.tv_nsec)
         return;
+    s->reload_trust = true; /* the agent may have installed a newer crl.pem there */
     scan_start(s);
 }
 

@@ -23,7 +23,8 @@ by the admin socket's test hooks: FV_TEST_SERVE=1, a manual clock and added late
   - a canary with injected failures is rolled back automatically (log and audit);
   - connection caps: per source address, and eviction of a silent connection at the
     global cap (sources 127.0.0.1 and 127.0.0.2);
-  - HTTPS with client certificates (mTLS), a client without one refused.
+  - HTTPS with client certificates (mTLS), a client without one refused; the CRL taken
+    from <model-dir>/crl.pem (where the agent keeps it) when --crl is not given.
 """
 import http.client
 import json
@@ -518,11 +519,13 @@ def tls(tmp, bank, mdir):
     answered; a client without a certificate refused at the handshake."""
     import ssl
     fed = f"{tmp}/f1/fed"
+    shutil.copy(f"{fed}/ca/crl.pem", f"{mdir}/crl.pem")  # as the agent keeps it: the default
     sv = Serve(["--listen", "127.0.0.1:0", "--model-dir", mdir, "--ca", f"{bank}/ca.pem",
-                "--crl", f"{fed}/ca/crl.pem", "--admin-socket", f"{tmp}/tls.sock",
+                "--admin-socket", f"{tmp}/tls.sock",
                 "--tls-cert", f"{fed}/coordinator/cert.pem",
                 "--tls-key", f"{fed}/coordinator/key.pem", "--tls-client-ca", f"{fed}/ca/ca.pem"])
-    sv.ok({"cmd": "reload"})  # the start's scan is asynchronous: wait for one
+    a = sv.ok({"cmd": "reload"})  # the start's scan is asynchronous: wait for one
+    check(a["models"]["models"]["stable"] is not None, f"the CRL beside the releases: {a}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # the test's certificate names no host
     ctx.load_verify_locations(f"{fed}/ca/ca.pem")
