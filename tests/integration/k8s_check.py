@@ -18,9 +18,9 @@ write (admin socket, audit log) are on writable mounts (the root file system is
 read-only).
 
 Against the server itself (once fedvault-serve's sources exist in agent/serve/): the
-probe paths are string literals in its route table, and every key of serve.json is a
-string literal in its sources (its --config keys). Until then those two checks are
-listed as NOT CHECKED and the test exits 77 (meson: SKIP) after everything else.
+probe paths are string literals in its route table, and every key of serve.json names one
+of its long options (a --config key is a flag's name, with '_' or '-'). Until then those
+two checks are listed as NOT CHECKED and the test exits 77 (meson: SKIP) after everything else.
 """
 import glob
 import json
@@ -238,9 +238,11 @@ def main():
         for path in ("/readyz", "/healthz"):
             check(f'"{path}"' in text, f"probe path {path} is not a string literal in "
                   f"{SERVE_SRC}/*.c (the route table)")
+        # a --config key is a long option's name, '_' or '-' (serve_main.c)
         for key in cfg:
-            check(f'"{key}"' in text, f"serve.json key {key!r} is not a string literal in "
-                  f"{SERVE_SRC}/*.c (no such --config key?)")
+            opt = key.replace("_", "-")
+            check(f'"{opt}"' in text, f"serve.json key {key!r}: no long option \"{opt}\" "
+                  f"in {SERVE_SRC}/*.c (no such --config key)")
     if failures:
         sys.exit(f"{len(failures)} failure(s)")
     for p in pending:
