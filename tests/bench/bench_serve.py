@@ -27,7 +27,8 @@ Measurements (single-row requests: the first test row, a fixed body):
            that was still answered by the old version, and failed requests (non-200 of
            wrk and the probe, socket errors);
   breaker  FV_TEST_SERVE=1 FV_TEST_SERVE_SLEEP=1: the stable model slowed by a real
-           sleep (test.delay) under h2load at a fixed rate: time from the delay to
+           30 ms sleep (test.delay; deadline 25 ms, p99 budget 20 ms) under h2load at
+           --breaker-rate (20/s) and the probe: time from the delay to
            traffic on the backup, failed requests, and time back to stable after the
            delay is removed;
   canary   canary_percent 50, keys varying per probe request, test.fail on the canary:
@@ -413,8 +414,9 @@ def scenario_promote(serve_exe, d, model_dir, ca, body, seconds, conns):
 
 def scenario_breaker(serve_exe, d, model_dir, ca, body, rate, seconds):
     s = start_serve(serve_exe, d, model_dir, ca,
-                    ["--p99-budget-us", "20000", "--deadline-us", "50000",
-                     "--cooldown-ms", "1000", "--window-ms", "1000"],
+                    ["--p99-budget-us", "20000", "--deadline-us", "25000",
+                     "--consecutive-misses", "5", "--window-ms", "1000", "--min-requests", "5",
+                     "--cooldown-ms", "1000", "--probes", "3"],
                     {"FV_TEST_SERVE": "1", "FV_TEST_SERVE_SLEEP": "1"})
     try:
         res = {}
@@ -424,7 +426,9 @@ def scenario_breaker(serve_exe, d, model_dir, ca, body, rate, seconds):
         probe = Probe(s.port, body)
         probe.start()
         time.sleep(seconds / 4)
-        _, t0, _ = admin(s.sock, {"cmd": "test.delay", "label": "stable", "us": 100000})
+        # 30 ms on the worker: over the deadline (25 ms) and the p99 budget (20 ms), and
+        # still under the offered rate's capacity (the breaker's load is --breaker-rate)
+        _, t0, _ = admin(s.sock, {"cmd": "test.delay", "label": "stable", "us": 30000})
         time.sleep(seconds / 4)
         _, t2, _ = admin(s.sock, {"cmd": "test.delay", "label": "stable", "us": 0})
         load.join(timeout=seconds * 10 + 120)
@@ -478,6 +482,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rates", default="500,2000")
     ap.add_argument("--conns", type=int, default=16)
+    ap.add_argument("--breaker-rate", type=int, default=20,
+                    help="h2load's rate during the breaker scenario (a slowed model on one "
+                    "thread serves ~33/s)")
     ap.add_argument("--scenarios", default="peak,rates,promote,breaker,canary")
     a = ap.parse_args()
     scen = set(a.scenarios.split(","))
@@ -544,7 +551,7 @@ def main():
                                                   a.conns)
         if "breaker" in scen:
             results["breaker"] = scenario_breaker(serve, d, model_dir, ca, body,
-                                                  int(a.rates.split(",")[0]), a.seconds)
+                                                  a.breaker_rate, a.seconds)
         if "canary" in scen:
             results["canary"] = scenario_canary(serve, d, model_dir, ca, body, a.seconds)
 
