@@ -226,8 +226,9 @@ class Server:
 def start_serve(serve, d, model_dir, ca, extra=(), env_extra=None):
     sock = os.path.join(d, "serve.sock")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env_extra or {}))
+    crl = os.path.join(os.path.dirname(ca), "crl.pem")  # fv_trust checks revocation
     argv = pin(0) + [serve, "--listen", "127.0.0.1:0", "--model-dir", model_dir, "--ca", ca,
-                     "--admin-socket", sock, "--threads", "1"] + list(extra)
+                     "--crl", crl, "--admin-socket", sock, "--threads", "1"] + list(extra)
     s = Server(argv, env, os.path.join(d, f"serve-{len(os.listdir(d))}.log"), "fedvault-serve")
     s.sock = sock
     return s

@@ -223,7 +223,7 @@ def main():
         m = covering_mount(path, mounts)
         check(m is not None and not m.get("readOnly"),
               f"{who}: the {what}'s directory {path!r} is not on a writable mount")
-    for who, mounts, path in (("serve", smounts, cfg.get("ca")),
+    for who, mounts, path in (("serve", smounts, cfg.get("ca")), ("serve", smounts, cfg.get("crl")),
                               ("agent", amounts, flag(agent.get("command", []), "--config"))):
         check(path is not None and covering_mount(path, mounts) is not None,
               f"{who}: {path} is on no mounted volume")
