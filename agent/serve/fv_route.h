@@ -33,21 +33,41 @@
  * router keeps a sliding window of window_ms (a ring of 10 buckets of window_ms/10,
  * each a latency histogram with the same bounds as /metrics, and error counts), from
  * which p99 and the error rate are read.
+ *   The histogram's bounds are fv_route_hist_bounds_us (1 us .. 60 s, 1-1.2-1.5-2-2.5-3-4-5-
+ *   6-8 per decade, plus an overflow bucket). A reported p99 (events, stats) is the upper
+ *   bound of the bucket holding the 99th percentile (rank ceil(0.99 n)), so it is at or
+ *   above the true p99 by at most one bucket step (a third, above 10 us); in the overflow
+ *   bucket it is the largest latency seen. The threshold decisions (breaker, canary
+ *   guard) do not use that rounding: each window also counts the requests over its slot's
+ *   threshold exactly, and "p99 over T" means fewer than ceil(0.99 n) requests took at
+ *   most T.
+ *   The window belongs to the model in the slot: it is cleared when the slot's model
+ *   changes, and an outcome of a model no longer in the slot it was picked from is counted
+ *   in the stats but not in any window.
  *
  * Breaker (stable only; the backup is the fallback and has no breaker): closed -> open
  * when the window's p99 exceeds p99_budget_us (with at least min_requests in the window)
  * or consecutive_misses requests in a row missed deadline_us; open -> half_open after
  * cooldown_ms; half_open -> closed after probes good probe requests in a row (within
  * budget), -> open again on a bad probe. The window is cleared on each transition.
+ * A good probe: not failed, within deadline_us and p99_budget_us (where set). A new stable
+ * model (set, promote, rollback) starts with the breaker closed (an event if it was not).
+ * With the breaker open (or half-open, outside the probe) and no backup resident, stable
+ * answers (reason "no_backup"): a request is never refused while a model is resident.
  *
  * Canary guard: when the canary's window (at least min_requests) has an error rate over
  * canary_max_error_rate or a p99 over canary_max_p99_us, the canary is rolled back
  * automatically: its slot is emptied (the model freed when its requests finish) and
- * canary_percent set to 0; the event says why.
+ * canary_percent set to 0; the event says why. (A commanded rollback of the canary leaves
+ * canary_percent as it is; promote too: the percentage applies to the next canary.)
  *
  * Events: every state change (breaker transitions, promote, rollback, automatic
  * rollback, slot set/clear) calls on_event once, from the thread that caused it, after the
- * router's lock is released, in the order the changes happened.
+ * router's lock is released, in the order the changes happened: when a call returns, its
+ * events and all earlier ones have been delivered. Callbacks never run concurrently. The
+ * callback must not call the functions that change state (set, promote, rollback,
+ * set_canary_percent, set_shadow, pick, done): they would wait for their own delivery;
+ * get, stats and model_ref / model_unref are fine.
  *
  * Threading: every function may be called from any thread (one mutex; picks and dones are
  * O(1) apart from the window's bucket rotation). The clock function must be thread-safe.
@@ -64,7 +84,9 @@
 #include "fv_release.h"
 
 /* A resident model version. The router takes the caller's reference at fv_route_set and
- * calls free_fn(obj) when the last reference is dropped. */
+ * calls free_fn(obj) when the last reference is dropped. A new model has refs == 1 (the
+ * caller's; fv_route_model_init sets it). The router never frees the struct itself:
+ * free_fn owns it (typically it is embedded in obj's allocation). */
 typedef struct fv_route_model {
     void *obj; /* the caller's (fedvault-serve: its loaded model) */
     void (*free_fn)(void *obj);
@@ -89,6 +111,16 @@ typedef struct fv_route_cfg {
 
 /* The defaults above. */
 void fv_route_cfg_default(fv_route_cfg_t *c);
+
+/* Fills m: obj and free_fn, version and sha256 copied (truncated to fit), refs = 1. */
+void fv_route_model_init(fv_route_model_t *m, void *obj, void (*free_fn)(void *obj),
+                         const char *version, const char *sha256);
+
+/* The latency histogram's upper bounds in microseconds, ascending: bucket i holds
+ * latencies in (bound[i-1], bound[i]]; one more bucket holds those above the last.
+ * /metrics may use the same bounds. */
+#define FV_ROUTE_HIST_N 76
+extern const uint64_t fv_route_hist_bounds_us[FV_ROUTE_HIST_N];
 
 typedef enum fv_breaker_state {
     FV_BREAKER_CLOSED = 0,
@@ -145,9 +177,13 @@ typedef struct fv_route_pick {
     fv_route_model_t *model;  /* answers the request (a reference) */
     fv_release_label_t label; /* its slot */
     fv_route_model_t *shadow; /* scored for comparison only, or NULL (a reference) */
-    fv_route_model_t *backup; /* the fallback, or NULL (a reference) */
+    fv_route_model_t *backup; /* the fallback, or NULL (a reference; NULL also when the
+                                 backup itself answers) */
     bool probe;               /* a half-open probe of stable */
-    const char *reason;       /* "stable", "canary", "sticky", "breaker_open", "no_stable" */
+    const char *reason;       /* "stable", "canary", "sticky", "breaker_open", "no_stable",
+                                 "probe" (a half-open probe), "no_backup" (breaker not
+                                 closed but no backup resident: stable answers) */
+    uint64_t probe_gen;       /* router-internal: which half-open period a probe belongs to */
 } fv_route_pick_t;
 
 /* Routes one request (key may be NULL). 0, or FV_EEMPTY when neither stable nor backup
@@ -162,7 +198,10 @@ typedef struct fv_route_outcome {
 } fv_route_outcome_t;
 
 /* Records the outcome for pick.model's slot (deadline miss = latency_us > deadline_us),
- * runs the breaker and canary guard, and drops the pick's references. */
+ * runs the breaker and canary guard, and drops the pick's references (the pick's pointers
+ * are set to NULL). Call it exactly once per successful pick: an outstanding half-open
+ * probe keeps other requests on the backup until its done. o NULL: only the references
+ * are dropped. */
 void fv_route_done(fv_route_t *r, fv_route_pick_t *pick, const fv_route_outcome_t *o);
 
 /* A snapshot for /metrics, /v1/models and the admin socket's status. */
@@ -172,7 +211,9 @@ typedef struct fv_route_stats {
     fv_breaker_state_t breaker;
     double canary_percent;
     bool shadow;
-    uint64_t requests[FV_RELEASE_N_LABELS]; /* answered, by label, since start */
+    uint64_t requests[FV_RELEASE_N_LABELS]; /* answered, by label (pick.label; the
+                                                backup's fallbacks counted in fallbacks),
+                                                since start */
     uint64_t failed[FV_RELEASE_N_LABELS];
     uint64_t deadline_missed[FV_RELEASE_N_LABELS];
     uint64_t fallbacks; /* answered by the backup instead of the picked model */
@@ -181,6 +222,8 @@ typedef struct fv_route_stats {
     uint64_t window_p99_us[FV_RELEASE_N_LABELS]; /* 0 when the window has no requests */
     double window_error_rate[FV_RELEASE_N_LABELS];
 } fv_route_stats_t;
+/* Passive: windows are read as of now, but no state changes (an open breaker whose
+ * cooldown has elapsed turns half-open at the next pick or done). */
 void fv_route_stats(fv_route_t *r, fv_route_stats_t *ret);
 
 #endif
