@@ -33,6 +33,7 @@
 #define FV_AGENT_MAX_ACCEPT_JOBS 256
 #define FV_AGENT_ACCEPTED_JOBS_KEPT 16
 #define FV_AGENT_MAX_CRL_AGE_S 2592000 /* policy.max_crl_age_s default: 30 days */
+#define FV_AGENT_MAX_PINS 64           /* --pin SHA256, repeatable */
 
 /* Every path is absolute or relative to the working directory (agent_main.c resolves
  * the config's paths against the config file's directory). Strings are owned by the
@@ -60,6 +61,12 @@ typedef struct fv_agent_cfg {
     int64_t max_crl_age_s; /* SecAgg jobs: the newest CRL held is at most this old */
     bool once;
     size_t threads; /* OpenBLAS threads for local training */
+    /* releases (agent_release.c): the local model directory (NULL: releases ignored),
+     * the operator's pinned model SHA-256s (64 lowercase hex), --fetch-releases */
+    const char *model_dir;
+    const char *pins[FV_AGENT_MAX_PINS];
+    size_t n_pins;
+    bool fetch_releases;
 } fv_agent_cfg_t;
 
 /* Runs the daemon until --once is satisfied or a signal stops it. Returns the process
@@ -75,6 +82,7 @@ typedef struct agent agent_t;
 typedef struct ajob ajob_t;
 typedef struct around around_t;
 typedef struct awork awork_t;
+typedef struct arel arel_t;
 
 /* One job: data, splits, the global model and preprocessing. Lives across reconnects. */
 struct ajob {
@@ -185,6 +193,7 @@ struct agent {
         uint64_t rounds; /* the job's last round number (fv_job_last_round) */
     } accepted[FV_AGENT_ACCEPTED_JOBS_KEPT];
     size_t n_accepted;
+    arel_t *rel; /* releases (agent_release.c) */
 };
 
 /* ---- agent.c ------------------------------------------------------------------------ */
@@ -244,5 +253,21 @@ int fv__agent_audit_append(agent_t *a, const char *event, json_t *details);
 void fv__agent_session_close(agent_t *a, fv_conn_t *c, int err, const char *why);
 int fv__agent_on_send(fv_conn_t *c, const fv_msg_t *m, const uint8_t *body, size_t len);
 void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+
+/* ---- agent_release.c: RELEASE, FILE_CHUNK, the model directory ------------------- */
+
+/* The shas of the kept receipts and the jobs accepted before, from the audit log. */
+int fv__agent_release_init(agent_t *a, fv_diag_t *d);
+void fv__agent_release_close(agent_t *a);
+/* A receipt was kept: its model shas join the set. */
+void fv__agent_release_receipt(agent_t *a, const char *body, size_t len);
+/* Whether the audit log shows a JOB_ACCEPT for job (an earlier run of this agent). */
+bool fv__agent_release_job_accepted(const agent_t *a, const uint8_t job[32]);
+void fv__agent_on_release(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_release_sync(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_file_chunk(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+void fv__agent_on_fetch_fail(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+/* The connection closed: pending releases and a partial transfer are dropped. */
+void fv__agent_release_session_end(agent_t *a);
 
 #endif

@@ -23,6 +23,9 @@
  *                  violation refuses the whole job.
  *   agent_audit.c  the agent's signed audit log ("AUDIT"): the send tap, sessions,
  *                  RECEIPT.
+ *   agent_release.c signed model releases: RELEASE checked (CA, then the bank's own
+ *                  receipts or pins), FETCH, FILE_CHUNK, the local model directory,
+ *                  --fetch-releases.
  *
  * Threads: everything runs on the loop thread except job_load_run (agent_job.c) and
  * work_run (agent_round.c: a round kind's compute), both through uv_queue_work; their
@@ -42,12 +45,14 @@
  * err, peer}, upload_failed, send_failed, job_dropped, job_done {rounds, model,
  * holds_final_model}, receipt_kept {bytes}, audit_failed {path, record, err, why, action},
  * stopping, stopped {exit, audit_log, audit_records, audit_append_ms_mean,
- * audit_append_ms_max}; agent_main.c adds startup_failed.
+ * audit_append_ms_max}; agent_release.c adds release_sync,
+ * release_accepted, release_refused {sha256, label, release, why}, release_present,
+ * release_installed, release_ignored, releases_synced; agent_main.c adds startup_failed.
  *
- * Stop: a signal, JOB_DONE with --once, or a failed audit append (exit 1, no reconnect)
- * calls fv__agent_stop, which closes the signal handles and the client; the loop then
- * runs empty and fv__agent_run frees what is left and, unless the log failed, writes
- * agent.stopped.
+ * Stop: a signal, JOB_DONE with --once, the end of the sync with --fetch-releases, or a failed
+ * audit append (exit 1, no reconnect) calls fv__agent_stop, which closes the signal handles and the
+ * client; the loop then runs empty and fv__agent_run frees what is left and, unless the log failed,
+ * writes agent.stopped.
  *
  * Ownership: the agent (a stack object here) owns the job, the job owns the round
  * (agent-int.h). Secrets: the identity key lives in sodium_malloc'd memory, wiped and
@@ -278,6 +283,10 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
         fv__agent_log("error", "startup_failed", NULL, NULL, -1, json_pack("{s:s}", "why", why));
         goto out;
     }
+    if (fv__agent_release_init(&a, &d) != 0) {
+        fv__agent_log("error", "startup_failed", NULL, NULL, -1, json_pack("{s:s}", "why", d.msg));
+        goto out;
+    }
     {
         char coord[300], pkh[65];
         snprintf(coord, sizeof coord, "%s:%d", cfg->host, cfg->port);
@@ -309,13 +318,13 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
                          .on_vec_sent = fv__agent_on_vec_sent,
                          .on_send = fv__agent_on_send,
                          .on_close = fv__agent_on_close};
-    fv__agent_log("info", "starting", NULL, NULL, -1,
-                  json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:b,s:b,s:b}", "name", cfg->name,
-                            "federation", cfg->federation, "coordinator", cfg->host, "port",
-                            cfg->port, "data", cfg->data, "min_cohort", (json_int_t)cfg->min_cohort,
-                            "min_threshold", (json_int_t)cfg->min_threshold,
-                            "require_secure_aggregation", cfg->require_secagg, "disclose_rows",
-                            cfg->disclose_rows, "once", cfg->once));
+    fv__agent_log(
+        "info", "starting", NULL, NULL, -1,
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:b,s:b,s:b}", "name", cfg->name, "federation",
+                  cfg->federation, "coordinator", cfg->host, "port", cfg->port, "data",
+                  cfg->data != NULL ? cfg->data : "", "min_cohort", (json_int_t)cfg->min_cohort,
+                  "min_threshold", (json_int_t)cfg->min_threshold, "require_secure_aggregation",
+                  cfg->require_secagg, "disclose_rows", cfg->disclose_rows, "once", cfg->once));
     r = fv_client_start(a.loop, a.ctx, cfg->host, cfg->port, &net, &copts, &cbs, &a, &a.client);
     if (r != 0) {
         snprintf(why, sizeof why, "cannot connect to %s:%d: %s", cfg->host, cfg->port,
@@ -349,6 +358,7 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
                             a.audit_n ? (double)a.audit_ns_sum / (double)a.audit_n / 1e6 : 0.0,
                             "audit_append_ms_max", (double)a.audit_ns_max / 1e6));
 out:
+    fv__agent_release_close(&a);
     fv_audit_close(a.audit);
     if (a.sk != NULL) {
         sodium_memzero(a.sk, FV_SIGN_SK_BYTES);

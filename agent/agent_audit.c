@@ -2,8 +2,11 @@
  * before it leaves, the session records, and RECEIPT.
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), as this side plays it:
- *   RECEIPT                   the coordinator's signed account of a round: checked
- *                             (a job we accepted, round within it, body a JSON object
+ *   RECEIPT                   the coordinator's signed account of a round, or of a job's
+ *                             end (kind "job": the final and student files' hashes, sent
+ *                             before JOB_DONE): checked (a job we accepted - in this run,
+ *                             or in an earlier one per our audit log - round within it
+ *                             when accepted in this run, body a JSON object
  *                             whose "job" and "round" are the message's, signature by
  *                             the key of the coordinator's certificate) and kept in the
  *                             audit log (round.receipt); a bad one is a violation.
@@ -356,12 +359,14 @@ void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     for (size_t i = 0; i < a->n_accepted && i < FV_AGENT_ACCEPTED_JOBS_KEPT; i++)
         if (memcmp(a->accepted[i].digest, rc->job, 32) == 0)
             slot = i;
-    if (slot == SIZE_MAX) {
+    /* a job receipt may come after a restart, for a job accepted by an earlier run (its
+     * JOB_ACCEPT is in the audit log: agent_release.c) */
+    if (slot == SIZE_MAX && !fv__agent_release_job_accepted(a, rc->job)) {
         fv__agent_violation(a, c, j, rn, FV_EROUND,
                             "RECEIPT for a job this agent has not accepted");
         return;
     }
-    if (rc->round > a->accepted[slot].rounds) {
+    if (slot != SIZE_MAX && rc->round > a->accepted[slot].rounds) {
         fv__agent_violation(a, c, j, rn, FV_EROUND,
                             "RECEIPT for round %" PRIu64 " of a job whose last round is %" PRIu64,
                             rc->round, a->accepted[slot].rounds);
@@ -420,6 +425,7 @@ void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         fv_conn_close(c, r, "the agent's audit log cannot be written");
         return;
     }
+    fv__agent_release_receipt(a, rc->body.ptr, rc->body.len); /* its shas: releases */
     fv__agent_log_job("info", "receipt_kept", j, rn,
                       json_pack("{s:I}", "bytes", (json_int_t)rc->body.len));
 }

@@ -314,6 +314,15 @@ void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m)
     agent_t *a = fv_conn_get_data(c);
     if (a->stopping || fv__agent_cohort_refused(a, m))
         return; /* (a round message for a job refused for its cohort: stale) */
+    if (a->cfg->fetch_releases && m->type != FV_MSG_RELEASE && m->type != FV_MSG_RELEASE_SYNC &&
+        m->type != FV_MSG_FILE_CHUNK && m->type != FV_MSG_FETCH_FAIL && m->type != FV_MSG_RECEIPT) {
+        /* --fetch-releases takes no job: a job's messages are not for this run (but a job
+         * receipt this agent missed, sent again before the releases, is kept) */
+        fv__agent_log_job(
+            "info", "stale_message", NULL, -1,
+            json_pack("{s:s,s:s}", "type", fv_msg_type_name(m->type), "why", "--fetch-releases"));
+        return;
+    }
     switch (m->type) {
     case FV_MSG_JOB_OFFER:
         fv__agent_on_job_offer(a, c, m);
@@ -335,6 +344,18 @@ void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m)
         break;
     case FV_MSG_RECEIPT:
         fv__agent_on_receipt(a, c, m);
+        break;
+    case FV_MSG_RELEASE:
+        fv__agent_on_release(a, c, m);
+        break;
+    case FV_MSG_RELEASE_SYNC:
+        fv__agent_on_release_sync(a, c, m);
+        break;
+    case FV_MSG_FILE_CHUNK:
+        fv__agent_on_file_chunk(a, c, m);
+        break;
+    case FV_MSG_FETCH_FAIL:
+        fv__agent_on_fetch_fail(a, c, m);
         break;
     case FV_MSG_VEC_ACK:
         if (a->up_unacked && strcmp(a->tx_name, "masked") == 0)
@@ -371,6 +392,7 @@ void fv__agent_on_close(fv_conn_t *c, int err, const char *why)
     free(a->tx_buf);
     a->tx_buf = NULL;
     a->tx_job = NULL;
+    fv__agent_release_session_end(a);
     fv__agent_session_close(a, c, err, why);
     fv__agent_log_job(a->audit_failed           ? "error"
                       : err == 0 || a->stopping ? "info"

@@ -75,6 +75,16 @@ static const char usage[] =
     "                         was issued more than N seconds ago (default 2592000, 30\n"
     "                         days; overrides \"policy.max_crl_age_s\")\n"
     "  --once                 exit 0 after the first job is done\n"
+    "  --model-dir DIR        take signed model releases into DIR (fedvault-serve reads\n"
+    "                         them there): a release is installed only when its manifest\n"
+    "                         verifies against the federation CA and its model's SHA-256\n"
+    "                         is one this bank's own kept receipts record (a job it took\n"
+    "                         part in) or one given with --pin; refusals are logged and\n"
+    "                         audited (release.refused). Without it releases are ignored\n"
+    "  --pin SHA256           also accept releases of this model (64 hex; repeatable, at\n"
+    "                         most 64): the operator's word for an air-gapped release\n"
+    "  --fetch-releases       connect, install or refuse every current release (needs\n"
+    "                         --model-dir), take no job, and exit 0; no data file needed\n"
     "  --threads N            OpenBLAS threads for local training (default 1)\n"
     "  -h, --help             this text\n"
     "\n"
@@ -388,6 +398,9 @@ enum {
     OPT_REQUIRE_SECAGG,
     OPT_DISCLOSE_ROWS,
     OPT_MAX_CRL_AGE,
+    OPT_MODEL_DIR,
+    OPT_PIN,
+    OPT_FETCH_RELEASES,
 };
 
 static const struct option long_opts[] = {
@@ -403,6 +416,9 @@ static const struct option long_opts[] = {
     {"require-secure-aggregation", required_argument, NULL, OPT_REQUIRE_SECAGG},
     {"disclose-rows", required_argument, NULL, OPT_DISCLOSE_ROWS},
     {"max-crl-age-s", required_argument, NULL, OPT_MAX_CRL_AGE},
+    {"model-dir", required_argument, NULL, OPT_MODEL_DIR},
+    {"pin", required_argument, NULL, OPT_PIN},
+    {"fetch-releases", no_argument, NULL, OPT_FETCH_RELEASES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -414,6 +430,9 @@ int main(int argc, char **argv)
     bool have_min_cohort = false, have_min_threshold = false, once = false;
     bool require_secagg = true, have_require_secagg = false;
     bool disclose_rows = false, have_disclose_rows = false;
+    const char *model_dir = NULL, *pins[FV_AGENT_MAX_PINS];
+    size_t n_pins = 0;
+    bool fetch_releases = false;
     int c;
     /* A validated round allocates and frees buffers of the payload's size (0.5 MB for the
      * Lending Club teacher) many times per round: keep them in the heap instead of a fresh
@@ -473,6 +492,27 @@ int main(int argc, char **argv)
             if (!parse_u32(optarg, 1, INT32_MAX, &max_crl_age_s))
                 return usage_error("--max-crl-age-s: expected seconds in 1..%d, got '%s'",
                                    INT32_MAX, optarg);
+            break;
+        case OPT_MODEL_DIR:
+            if (optarg[0] == '\0')
+                return usage_error("--model-dir: expected a directory");
+            model_dir = optarg;
+            break;
+        case OPT_PIN: {
+            bool ok = strlen(optarg) == 64;
+            for (size_t i = 0; ok && i < 64; i++)
+                ok = (optarg[i] >= '0' && optarg[i] <= '9') ||
+                     (optarg[i] >= 'a' && optarg[i] <= 'f');
+            if (!ok)
+                return usage_error("--pin: expected a model's SHA-256 (64 lowercase hex), got '%s'",
+                                   optarg);
+            if (n_pins == FV_AGENT_MAX_PINS)
+                return usage_error("--pin: at most %d", FV_AGENT_MAX_PINS);
+            pins[n_pins++] = optarg;
+            break;
+        }
+        case OPT_FETCH_RELEASES:
+            fetch_releases = true;
             break;
         case OPT_THREADS:
             if (!parse_u32(optarg, 1, 256, &threads))
@@ -548,6 +588,15 @@ int main(int argc, char **argv)
     if (max_crl_age_s != 0)
         cfg.max_crl_age_s = max_crl_age_s;
     cfg.once = once;
+    cfg.model_dir = model_dir;
+    for (size_t i = 0; i < n_pins; i++)
+        cfg.pins[i] = pins[i];
+    cfg.n_pins = n_pins;
+    cfg.fetch_releases = fetch_releases;
+    if (fetch_releases && model_dir == NULL) {
+        rc = usage_error("--fetch-releases needs --model-dir DIR");
+        goto out;
+    }
     cfg.threads = threads != 0 ? threads : FV_DEFAULT_BLAS_THREADS;
     if (cfg.host == NULL || cfg.port == 0) {
         rc = usage_error("no coordinator address%s: set \"coordinator\" in %s or pass "
@@ -555,18 +604,19 @@ int main(int argc, char **argv)
                          cfg.host != NULL ? " (port 0)" : "", config);
         goto out;
     }
-    if (cfg.data == NULL) {
+    if (cfg.data == NULL && !fetch_releases) {
         rc = usage_error("no data file: set \"data\" in %s or pass --data FILE", config);
         goto out;
     }
     /* The data file is read for real when a job arrives; fail now if it cannot be. */
-    FILE *f = fopen(cfg.data, "rb");
-    if (f == NULL) {
+    FILE *f = fetch_releases ? NULL : fopen(cfg.data, "rb");
+    if (f == NULL && !fetch_releases) {
         rc = fail("data file %s: %s (set \"data\" in %s or pass --data FILE)", cfg.data,
                   strerror(errno), config);
         goto out;
     }
-    fclose(f);
+    if (f != NULL)
+        fclose(f);
     rc = fv__agent_run(&cfg);
 out:
     json_decref(root);

@@ -124,6 +124,8 @@ static const char usage_model[] =
     "Usage: fedvault model list [options]\n"
     "       fedvault model show VERSION [options]\n"
     "       fedvault model export VERSION --out FILE [options]\n"
+    "       fedvault model release VERSION --label stable|canary|backup [options]\n"
+    "       fedvault model releases [options]\n"
     "\n"
     "list    lists the global models the coordinator holds (version, hash, job, round).\n"
     "show    shows one model version with its lineage.\n"
@@ -133,8 +135,16 @@ static const char usage_model[] =
     "        replaced only by a complete, verified file; - or /dev/stdout: standard\n"
     "        output, written once verified. Refuses models above 2 GiB. Prints the path\n"
     "        and the SHA-256.\n"
+    "release signs a release manifest for model version VERSION under the label (the\n"
+    "        model file's SHA-256 and size, job, lineage summary, compression report;\n"
+    "        the next release counter) with the coordinator's key, stores and audits it\n"
+    "        (model.released) and sends it to the connected agents; each bank's agent\n"
+    "        (--model-dir) installs it only if its own receipts record that model or its\n"
+    "        operator pinned it. Prints the release counter and the SHA-256.\n"
+    "releases lists the releases made (counter, label, version, SHA-256, time).\n"
     "\n"
     "  --out FILE  export: where to write the model file\n"
+    "  --label L   release: stable, canary or backup\n"
     "\n" COMMON_OPTS;
 
 static const char usage_crl[] =
@@ -149,7 +159,7 @@ static const char usage_crl[] =
 
 /* ---- options ------------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL, OPT_OUT };
+enum { OPT_CONFIG = 256, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL, OPT_OUT, OPT_LABEL };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -158,6 +168,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"out", required_argument, NULL, OPT_OUT},
+    {"label", required_argument, NULL, OPT_LABEL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -165,7 +176,7 @@ static const struct option long_opts[] = {
 typedef struct args {
     const char *cmd;   /* "job show", for messages */
     const char *usage; /* the group's --help text */
-    const char *config, *admin, *out;
+    const char *config, *admin, *out, *label;
     double timeout_s, interval_s;
     bool json;
     const char *pos[2]; /* positional arguments */
@@ -175,6 +186,7 @@ typedef struct args {
 static const int opts_common[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON};
 static const int opts_watch[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL};
 static const int opts_export[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_OUT};
+static const int opts_release[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_LABEL};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Returns -1 to go on, or an exit code (help, usage error). argv[0] is the subcommand
@@ -215,6 +227,9 @@ static int parse(int argc, char **argv, const int *allowed, size_t n_allowed, in
             break;
         case OPT_OUT:
             a->out = optarg;
+            break;
+        case OPT_LABEL:
+            a->label = optarg;
             break;
         default:
             fprintf(stderr, "Try 'fedvault %s --help'.\n", a->cmd);
@@ -2062,9 +2077,57 @@ out:
     return rc;
 }
 
+/* ---- model release, model releases ---------------------------------------------------- */
+
+static int model_release(int argc, char **argv)
+{
+    args_t a = {.cmd = "model release", .usage = usage_model};
+    int rc = parse(argc, argv, opts_release, N_OF(opts_release), 1, "VERSION", &a);
+    if (rc >= 0)
+        return rc;
+    uint64_t v;
+    if (!parse_version(&a, a.pos[0], &v))
+        return FV_EXIT_USAGE;
+    if (a.label == NULL)
+        return fv_cli_usage_error(a.cmd, "--label stable|canary|backup is required");
+    if (strcmp(a.label, "stable") != 0 && strcmp(a.label, "canary") != 0 &&
+        strcmp(a.label, "backup") != 0)
+        return fv_cli_usage_error(a.cmd, "--label: expected stable, canary or backup, got '%s'",
+                                  a.label);
+    char *args = args_dump(json_pack("{s:I,s:s}", "version", (json_int_t)v, "label", a.label));
+    json_t *b = NULL;
+    if ((rc = call_owned(&a, "model.release", args, &b)) >= 0)
+        return rc;
+    static const char *const keys[] = {"release", "label", "version",  "sha256", "bytes",
+                                       "job",     "kind",  "released", "agents"};
+    print_fields(b, keys, N_OF(keys), 8);
+    json_decref(b);
+    return FV_EXIT_OK;
+}
+
+static const col_t release_cols[] = {
+    {"RELEASE", "release", 0}, {"LABEL", "label", 0}, {"VERSION", "version", 0},
+    {"SHA256", "sha256", 12},  {"TS", "ts", 0},
+};
+
+static int model_releases(int argc, char **argv)
+{
+    static const list_cmd_t l = {.cmd = "model releases",
+                                 .usage = usage_model,
+                                 .req = "model.releases",
+                                 .key = "releases",
+                                 .none = "no releases",
+                                 .cols = release_cols,
+                                 .n_cols = N_OF(release_cols)};
+    return list_run(argc, argv, &l);
+}
+
 int fv_cmd_model(int argc, char **argv)
 {
-    static const sub_t subs[] = {
-        {"list", model_list}, {"show", model_show}, {"export", model_export}};
+    static const sub_t subs[] = {{"list", model_list},
+                                 {"show", model_show},
+                                 {"export", model_export},
+                                 {"release", model_release},
+                                 {"releases", model_releases}};
     return group_run(argc, argv, "model", usage_model, subs, N_OF(subs));
 }

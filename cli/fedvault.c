@@ -49,7 +49,8 @@ static const struct cmd {
     {"status", fv_cmd_status, "the coordinator's state: agents, running job, job counts", true},
     {"agents", fv_cmd_agents, "list the agents (agents list)", true},
     {"job", fv_cmd_job, "submit, list, show, watch or abort jobs (job submit SPEC ...)", true},
-    {"model", fv_cmd_model, "list, show or export global models (model export VERSION --out FILE)",
+    {"model", fv_cmd_model,
+     "list, show, export or release models (model release VERSION --label stable|canary|backup)",
      true},
     {"crl", fv_cmd_crl, "make the coordinator re-read its revocation list (crl reload)", true},
 };

@@ -8,8 +8,9 @@
  * (the round's end and its work on the thread pool), coord_distill.c
  * (distillation and its report), coord_model.c (model files), coord_admin.c (the admin port, mutual
  * TLS with admin certificates only, and the metrics endpoint), coord_loopstat.c (the thread CPU
- * time of the loop's callbacks), coord_bench.c (benching members that stay silent). All run on the
- * one libuv loop that owns everything below, so nothing here needs a lock.
+ * time of the loop's callbacks), coord_bench.c (benching members that stay silent), coord_release.c
+ * (signed model releases: the admin command, RELEASE to the agents, FETCH served from the state).
+ * All run on the one libuv loop that owns everything below, so nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
  * rnd (the round: its machine, fv_cround_*), model (the job machine, fv_cjob_* of
@@ -27,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -49,6 +51,9 @@
  * (message map, job digest, round) takes beside a SECAGG message's bytes. */
 #define COORD_MAX_FRAME (1u << 20)
 #define COORD_FRAME_OVERHEAD 256u
+/* The agent port's low-water mark (fv_net_opts_t): a vector or a released file is sent
+ * only while less than this is queued on the connection (coord_main.c). */
+#define COORD_LOW_WATER ((size_t)256 << 10)
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -67,6 +72,13 @@ typedef struct outitem {
     void *vec_owned; /* or owned */
     uint64_t n_elems;
     char name[16];
+    /* a released model file being sent in FILE_CHUNKs (coord_release.c): it blocks the
+     * queue like a vector, a chunk read from fp only while the connection is under
+     * COORD_LOW_WATER */
+    bool is_file;
+    FILE *fp;
+    uint64_t f_off, f_total;
+    uint8_t f_sha[32];
 } outitem_t;
 
 typedef struct agent {
@@ -95,6 +107,10 @@ typedef struct agent {
     uint8_t done_model[32]; /* hash of the final model's parameters (zeros: none) */
     bool done_sent;         /* JOB_DONE queued on the live connection */
     bool done_told;         /* ... and handed to the socket, or the agent then said BYE */
+    char *done_receipt;     /* the signed job receipt sent before JOB_DONE, or NULL */
+    uint8_t done_sig[64];
+    uint64_t done_receipt_round;
+    unsigned fetches; /* FILE transfers queued for this agent (coord_release.c caps them) */
     /* outgoing */
     outitem_t *oq_head, *oq_tail;
     bool vec_busy;
@@ -154,6 +170,7 @@ typedef struct coord {
     char federation[FV_NAME_MAX + 1];
     char self_name[FV_NAME_MAX + 1];
     uint8_t sign_sk[64];  /* the coordinator's Ed25519 key: receipts (wiped at exit) */
+    char *cert_pem;       /* its certificate (PEM): release envelopes (coord_release.c) */
     const char *crl_file; /* the CRL the TLS context uses (NULL: none) */
     uint8_t *crl_der;     /* its DER, relayed in JOB_OFFER (read at start and each reload) */
     size_t crl_der_len;
@@ -331,6 +348,8 @@ void coord__oq_push_vec(agent_t *a, uint32_t id, fv_vec_dtype_t dtype, const voi
                         uint64_t n, const char *name);
 void coord__oq_clear(agent_t *a);
 void coord__on_vec_sent(fv_conn_t *conn, uint32_t id);
+/* The connection fell under its low-water mark: a file transfer goes on. */
+void coord__on_drain(fv_conn_t *conn);
 void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
                      const char *reason);
 void coord__send_offer(coord_t *c, agent_t *a);
@@ -479,6 +498,26 @@ int coord__crl_der_load(coord_t *c, fv_diag_t *d);
  * included when revoked. */
 int coord_reload_crl(coord_t *c, const char *by, fv_conn_t *keep, unsigned *ret_closed,
                      fv_diag_t *d);
+
+/* coord_release.c: signed model releases (protocols/fv_release.h) */
+/* Reads the coordinator's certificate (PEM) for the envelopes. */
+int coord__release_init(coord_t *c, const char *cert_path, fv_diag_t *d);
+void coord__release_close(coord_t *c);
+/* admin model.release {version, label}: signs, stores, audits, pushes RELEASE. */
+int coord_model_release(coord_t *c, const char *actor, json_t *args, json_t *audit, json_t **body);
+/* admin model.releases: {"releases": [...]}. */
+int coord_model_releases(coord_t *c, json_t **body);
+/* After an agent's HELLO: the latest release per label, then RELEASE_SYNC. */
+void coord__release_on_open(coord_t *c, agent_t *a);
+/* FETCH: the released file queued in FILE_CHUNKs, or FETCH_FAIL. */
+void coord__release_on_fetch(coord_t *c, agent_t *a, const fv_msg_t *m);
+/* The file item at the head of a's queue: sends chunks while the connection is under the
+ * low-water mark; 1 when the item is finished (sent or failed), 0 to wait for on_drain. */
+int coord__release_pump(agent_t *a, outitem_t *it);
+/* The job ended (done): a signed job receipt {kind "job", final, student} for every agent
+ * that took part, sent before its JOB_DONE (coord__send_ctl). */
+void coord__job_receipt(coord_t *c, const char *status, int64_t final_version,
+                        int64_t student_version);
 
 /* coord_main.c: start and stop */
 void coord__shutdown_all(coord_t *c);

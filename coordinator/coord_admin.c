@@ -412,6 +412,16 @@ static int cmd_crl_reload(req_t *q, json_t **body)
     return 0;
 }
 
+static int cmd_model_release(req_t *q, json_t **body)
+{
+    return coord_model_release(q->c, q->actor, q->args, q->audit, body);
+}
+
+static int cmd_model_releases(req_t *q, json_t **body)
+{
+    return coord_model_releases(q->c, body);
+}
+
 /* The admin port's commands: one row each (the wire name and its handler). A handler
  * fills *body (a JSON object); model.read, the one command that returns raw bytes (a
  * chunk of a model file), has a handler that fills those too. */
@@ -423,11 +433,18 @@ typedef struct admin_cmd {
 
 /* clang-format off: one row per command */
 static const admin_cmd_t admin_cmds[] = {
-    {"status", cmd_status, NULL},         {"agents.list", cmd_agents, NULL},
-    {"job.submit", cmd_job_submit, NULL}, {"job.list", cmd_job_list, NULL},
-    {"job.show", cmd_job_show, NULL},     {"job.abort", cmd_job_abort, NULL},
-    {"model.list", cmd_model_list, NULL}, {"model.show", cmd_model_show, NULL},
-    {"model.read", NULL, cmd_model_read}, {"crl.reload", cmd_crl_reload, NULL},
+    {"status", cmd_status, NULL},
+    {"agents.list", cmd_agents, NULL},
+    {"job.submit", cmd_job_submit, NULL},
+    {"job.list", cmd_job_list, NULL},
+    {"job.show", cmd_job_show, NULL},
+    {"job.abort", cmd_job_abort, NULL},
+    {"model.list", cmd_model_list, NULL},
+    {"model.show", cmd_model_show, NULL},
+    {"model.read", NULL, cmd_model_read},
+    {"crl.reload", cmd_crl_reload, NULL},
+    {"model.release", cmd_model_release, NULL},
+    {"model.releases", cmd_model_releases, NULL},
 };
 /* clang-format on */
 

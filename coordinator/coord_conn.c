@@ -119,6 +119,7 @@ void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer)
         coord__send_ctl(c, a, FV_MSG_JOB_DONE, 0, ""); /* it may have missed the end of its job */
     if (c->run.state == ST_WAITING || c->run.state == ST_ROUND)
         coord__send_offer(c, a);
+    coord__release_on_open(c, a); /* the current releases, then RELEASE_SYNC */
 }
 
 /* The session that started the agent's round is gone: the machine takes it out. */
@@ -222,6 +223,10 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
     if (a == NULL)
         return;
     fv_diag_t d;
+    if (m->type == FV_MSG_FETCH) { /* releases are served between jobs too */
+        coord__release_on_fetch(c, a, m);
+        return;
+    }
     if (c->run.state != ST_WAITING && c->run.state != ST_ROUND) {
         /* between jobs: an answer to the job that just ended is stale, not an error */
         coord_logj_peer(

@@ -13,7 +13,8 @@
  * End of a job: JOB_DONE goes to every agent that accepted the job, also to one that is
  * reconnecting at that moment: each agent keeps the last job it took part in (done_*)
  * and hears of its end on every connection until it accepts another; with --job the
- * daemon lingers until all of them were told (or the join deadline passed).
+ * daemon lingers until all of them were told (or the join deadline passed). Each JOB_DONE
+ * follows the job's signed receipt (coord_release.c: the final and student files' hashes).
  *
  * Ownership: c->job and c->run belong to the job being run, c->model to its models; all
  * are freed by coord__job_reset, which leaves the agents connected. Threading: the loop
@@ -566,6 +567,8 @@ void coord__job_finish(coord_t *c)
         a->done_rounds = coord__rounds_done(c);
         memcpy(a->done_model, final_hash, 32);
     }
+    /* the job's signed receipt (final and student file hashes), sent before JOB_DONE */
+    coord__job_receipt(c, status, final_version, student_version);
     if (c->test.drop_at_job_end) {
         coord_logj("warn", "test_drop_agents", json_pack("{s:s}", "point", "job-end"));
         for (agent_t *a = c->agents; a != NULL; a = a->next)

@@ -195,6 +195,14 @@ static void agent_on_vec_sent(fv_conn_t *conn, uint32_t id)
     coord__loopstat_end(c);
 }
 
+static void agent_on_drain(fv_conn_t *conn)
+{
+    coord_t *c = coord_of(conn);
+    coord__loopstat_begin(c, "agent.on_drain");
+    coord__on_drain(conn);
+    coord__loopstat_end(c);
+}
+
 static void agent_on_close(fv_conn_t *conn, int err, const char *why)
 {
     coord_t *c = coord_of(conn);
@@ -535,7 +543,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
     }
-    if (fv_tls_load_sign_key(key, c.sign_sk, &d) != 0) {
+    if (fv_tls_load_sign_key(key, c.sign_sk, &d) != 0 || coord__release_init(&c, cert, &d) != 0) {
         fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
         goto out;
     }
@@ -583,7 +591,7 @@ int main(int argc, char **argv)
          * encrypts) at most one 256 KiB frame each time the socket drains, about 1-2 ms
          * here, where 1 MiB at a time made a round's start take 12-17 ms. */
         net.chunk_elems = 64u << 10; /* 256 KiB frames */
-        net.low_water_bytes = (size_t)256 << 10;
+        net.low_water_bytes = COORD_LOW_WATER;
         net.lim.max_frame_bytes = COORD_MAX_FRAME;
         net.max_unauth = guard.max_unauth;
         net.max_unauth_per_source = guard.max_unauth_per_source;
@@ -595,6 +603,7 @@ int main(int argc, char **argv)
                              .on_vec_begin = agent_on_vec_begin,
                              .on_vec = agent_on_vec,
                              .on_vec_sent = agent_on_vec_sent,
+                             .on_drain = agent_on_drain,
                              .on_close = agent_on_close};
         int r = fv_server_start(c.net.loop, c.net.ctx, host, port, &net, &cbs, &c, &c.net.server);
         if (r != 0) {
@@ -698,6 +707,7 @@ out:
         coord__oq_clear(a);
         free(a->orphan);
         free(a->cert_der);
+        free(a->done_receipt);
         free(a);
     }
     fv_prom_free(c.metrics.prom);
@@ -705,6 +715,7 @@ out:
     fv_audit_close(c.audit);
     fv_state_close(c.st);
     sodium_memzero(c.sign_sk, sizeof c.sign_sk);
+    coord__release_close(&c);
     fv_tls_ctx_free(c.net.ctx);
     free(c.crl_der);
     free(ca);

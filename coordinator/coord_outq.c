@@ -7,6 +7,11 @@
  * deadline counts from then for that member, not from the round's start, since vector
  * sends are capped over all agents and the last member's models may take a while.
  *
+ * A released model file (coord_release.c: FILE_CHUNKs after a FETCH) blocks the queue as
+ * a vector does; its chunks are read from the file only while the connection holds less
+ * than COORD_LOW_WATER, and on_drain (coord__on_drain) resumes it, so a transfer costs one
+ * chunk of memory whatever the file's size.
+ *
  * Memory: vectors being sent, over all agents, are capped (g_vec_sends_max, the daemon's
  * --max-uploads), so the send buffers do not grow with the number of agents; a queue that
  * waits for a send slot is resumed by oq_pump_all when one frees. Starts are paced: one
@@ -33,6 +38,15 @@
 
 static void oq_pump(agent_t *a);
 static void oq_pump_all(void);
+
+static void item_free(outitem_t *it)
+{
+    if (it->fp != NULL)
+        fclose(it->fp);
+    free(it->owned);
+    free(it->vec_owned);
+    free(it);
+}
 
 /* Vectors (models, stats) being sent, over all agents: at most vec_sends_max at once, so
  * the coordinator's send buffers (each connection queues up to its low-water mark of
@@ -181,17 +195,13 @@ void coord__oq_clear(agent_t *a)
         it = it->next; /* the vector in flight is freed when the connection closes */
     while (it != NULL) {
         outitem_t *next = it->next;
-        free(it->owned);
-        free(it->vec_owned);
-        free(it);
+        item_free(it);
         it = next;
     }
-    if (a->vec_busy && a->oq_head != NULL) {
-        free(a->oq_head->owned);
-        free(a->oq_head->vec_owned);
-        free(a->oq_head);
-    }
+    if (a->vec_busy && a->oq_head != NULL)
+        item_free(a->oq_head);
     a->oq_head = a->oq_tail = NULL;
+    a->fetches = 0;
     if (a->vec_busy) {
         a->vec_busy = false;
         g_vec_sends--;
@@ -203,7 +213,12 @@ static void oq_pump(agent_t *a)
 {
     while (a->conn != NULL && !a->vec_busy && a->oq_head != NULL) {
         outitem_t *it = a->oq_head;
-        if (it->is_vec) {
+        if (it->is_file) {
+            if (coord__release_pump(a, it) == 0)
+                return; /* coord__on_drain resumes it */
+            if (a->fetches > 0)
+                a->fetches--;
+        } else if (it->is_vec) {
             if (g_vec_sends >= g_vec_sends_max)
                 return; /* oq_pump_all resumes it when a send slot frees */
             if (g_started && g_handles) {
@@ -233,10 +248,15 @@ static void oq_pump(agent_t *a)
         a->oq_head = it->next;
         if (a->oq_head == NULL)
             a->oq_tail = NULL;
-        free(it->owned);
-        free(it->vec_owned);
-        free(it);
+        item_free(it);
     }
+}
+
+void coord__on_drain(fv_conn_t *conn)
+{
+    agent_t *a = fv_conn_get_data(conn);
+    if (a != NULL && a->conn == conn)
+        oq_pump(a);
 }
 
 static void oq_pump_all(void)
@@ -260,9 +280,7 @@ void coord__on_vec_sent(fv_conn_t *conn, uint32_t id)
     a->oq_head = it->next;
     if (a->oq_head == NULL)
         a->oq_tail = NULL;
-    free(it->owned);
-    free(it->vec_owned);
-    free(it);
+    item_free(it);
     a->vec_busy = false;
     g_vec_sends--;
     oq_pump(a);
@@ -292,6 +310,20 @@ void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
                            (const void **)&m.u.round_end.reason.ptr);
         break;
     case FV_MSG_JOB_DONE: /* of the job the agent took part in (a->done_*) */
+        if (a->done_receipt != NULL) {
+            /* the job's signed receipt first: an agent run --once exits at JOB_DONE */
+            size_t len = strlen(a->done_receipt);
+            m.type = FV_MSG_RECEIPT;
+            memcpy(m.u.receipt.job, a->part_job, 32);
+            m.u.receipt.round = a->done_receipt_round;
+            m.u.receipt.body.ptr = a->done_receipt;
+            m.u.receipt.body.len = len;
+            memcpy(m.u.receipt.sig, a->done_sig, 64);
+            coord__oq_push_msg(a, &m, a->done_receipt, len + 1,
+                               (const void **)&m.u.receipt.body.ptr);
+            memset(&m, 0, sizeof m);
+            m.type = FV_MSG_JOB_DONE;
+        }
         memcpy(m.u.job_done.job, a->part_job, 32);
         m.u.job_done.rounds = a->done_rounds;
         memcpy(m.u.job_done.model, a->done_model, 32);

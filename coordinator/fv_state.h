@@ -262,6 +262,24 @@ int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d);
  * UV_ENOENT if unknown. */
 int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_t *d);
 
+/* ---- releases (state_releases.c) ------------------------------------------------ */
+/* The counter the next release takes (1, 2, ...: never reused, across restarts). Read it,
+ * sign the manifest, and add the release in one transaction. */
+int fv_state_release_next(fv_state_t *s, int64_t *ret, fv_diag_t *d);
+/* Adds release `release` (from fv_state_release_next) of model version `version` (file
+ * sha) under label ("stable", "canary" or "backup": FV_EINVAL otherwise) with its signed
+ * envelope text. FV_EIO (a constraint) if the counter is taken. */
+int fv_state_release_add(fv_state_t *s, int64_t release, const char *label, int64_t version,
+                         const char *sha, const char *envelope, int64_t now_ms, fv_diag_t *d);
+/* The latest release of a label: its counter, sha and envelope (*ret_envelope the
+ * caller's, free()). UV_ENOENT when the label has none. */
+int fv_state_release_latest(fv_state_t *s, const char *label, int64_t *ret_release,
+                            char ret_sha[65], char **ret_envelope, fv_diag_t *d);
+/* Whether any release names the model file sha (false for a malformed sha). */
+int fv_state_release_has_sha(fv_state_t *s, const char *sha, bool *ret, fv_diag_t *d);
+/* *ret (caller decrefs): [{"release","label","version","sha256","ts"}] by release. */
+int fv_state_releases_json(fv_state_t *s, json_t **ret, fv_diag_t *d);
+
 /* ---- audit outbox ----------------------------------------------------------------- */
 /* Queues an audit record, durable with the transaction it is written in; the coordinator
  * drains the outbox into the signed audit log after commit. actor 1..FV_STATE_NAME_MAX,

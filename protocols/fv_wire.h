@@ -48,6 +48,10 @@
 /* Certified cohorts (see "ROUNDS"). */
 #define FV_WIRE_CRL_MAX (1u << 20) /* job_offer crl: the federation CRL in DER (bytes) */
 #define FV_WIRE_CERT_MAX 4096      /* one round_start certs entry: a DER certificate */
+/* Releases (see "RELEASES"). */
+#define FV_WIRE_RELEASE_MAX 65536 /* release body: the envelope (= FV_RELEASE_MAX_BYTES) */
+#define FV_WIRE_FILE_MAX ((uint64_t)1 << 30) /* file_chunk total (= FV_RELEASE_MODEL_MAX) */
+#define FV_WIRE_RELEASE_SYNC_MAX 65535       /* release_sync n */
 
 typedef struct fv_wire_limits {
     uint32_t max_frame_bytes; /* body bytes; default 4 MiB, at most the ceiling */
@@ -83,8 +87,14 @@ typedef enum fv_msg_type {
     FV_MSG_ADMIN_REQ = 20,
     FV_MSG_ADMIN_RESP = 21,
     FV_MSG_RECEIPT = 22, /* coordinator -> agent after ROUND_END (see "ROUNDS") */
+    /* Model releases (see "RELEASES" below). */
+    FV_MSG_RELEASE = 23,      /* coordinator -> agent: a signed release envelope */
+    FV_MSG_RELEASE_SYNC = 24, /* coordinator -> agent: the current releases were sent */
+    FV_MSG_FETCH = 25,        /* agent -> coordinator: send me this released file */
+    FV_MSG_FILE_CHUNK = 26,   /* coordinator -> agent: a piece of that file */
+    FV_MSG_FETCH_FAIL = 27,   /* coordinator -> agent: that file cannot be sent: why */
 } fv_msg_type_t;
-#define FV_MSG_TYPE_MAX 22
+#define FV_MSG_TYPE_MAX 27
 #define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
 
 /* ROUNDS. One job at a time per connection; "job" is the job's digest (fv_job_digest).
@@ -131,6 +141,25 @@ typedef enum fv_msg_type {
  *                         authenticated), refuses the receipt if it does not verify, and
  *                         keeps body and sig in its audit log.
  *   coordinator -> agent  JOB_DONE {job, rounds, model (hash of the final model)}.
+ */
+/* RELEASES. Signed model releases (protocols/fv_release.h) on the agent connection:
+ *   coordinator -> agent  RELEASE_SYNC {n (how many RELEASE messages follow,
+ *                         0..FV_WIRE_RELEASE_SYNC_MAX), crl (the federation's CRL in DER,
+ *                         0..FV_WIRE_CRL_MAX bytes, empty: none; as in JOB_OFFER, so an
+ *                         agent that takes no job can check certificates)} after the
+ *                         agent's HELLO, then n RELEASE {body (the release envelope: JSON
+ *                         text, 1..FV_WIRE_RELEASE_MAX bytes)}: the latest release of each
+ *                         label, so an agent that only syncs knows when it has seen every
+ *                         current release; later, each new release as it is made.
+ *                         The agent verifies the envelope itself and applies its own rule
+ *                         (its receipts or its operator's pins: agent/agent_release.c).
+ *   agent -> coordinator  FETCH {sha256 (32 bytes: a released model file's SHA-256)}
+ *   coordinator -> agent  FILE_CHUNK {sha256, offset, total (1..FV_WIRE_FILE_MAX: the
+ *                         file's length), data (1..max_frame_bytes bytes)} in order from
+ *                         offset 0, with offset + len(data) <= total, until offset +
+ *                         len(data) == total; or FETCH_FAIL {sha256, reason} when the
+ *                         coordinator will not send it (not released, unreadable). The
+ *                         agent checks the bytes against the manifest's size and hash.
  */
 /* ADMIN. The coordinator's admin port: same frames, same mutual TLS (the client presents
  * an admin certificate from the federation's CA; the port accepts the admin role only),
@@ -279,12 +308,34 @@ typedef struct fv_msg {
             fv_wire_str_t body; /* JSON text, 1..FV_WIRE_RECEIPT_MAX */
             uint8_t sig[FV_WIRE_SIG_BYTES];
         } receipt;
+        struct {
+            fv_wire_str_t body; /* JSON text, 1..FV_WIRE_RELEASE_MAX: the envelope */
+        } release;
+        struct {
+            uint32_t n;         /* 0..FV_WIRE_RELEASE_SYNC_MAX */
+            const uint8_t *crl; /* 0..FV_WIRE_CRL_MAX bytes: DER; empty = none */
+            size_t crl_len;
+        } release_sync;
+        struct {
+            uint8_t sha256[32];
+        } fetch;
+        struct {
+            uint8_t sha256[32];
+            uint64_t offset;     /* offset + len <= total */
+            uint64_t total;      /* 1..FV_WIRE_FILE_MAX */
+            const uint8_t *data; /* 1..max_frame_bytes bytes */
+            size_t len;
+        } file_chunk;
+        struct {
+            uint8_t sha256[32];
+            fv_wire_str_t reason; /* 0..256 printable */
+        } fetch_fail;
     } u;
 } fv_msg_t;
 
 /* Text fields (sw, reason, name) must be printable: bytes 0x20..0x7e or >= 0x80 (UTF-8
  * is passed through, control bytes are refused) so they are safe to log. JSON text
- * fields (admin args and body, receipt body) may also hold tab, LF and CR (JSON's
+ * fields (admin args and body, receipt body, release body) may also hold tab, LF and CR (JSON's
  * whitespace) and 0x7f; any other byte below 0x20 (NUL included) is refused. Neither
  * kind is checked for UTF-8 validity or JSON syntax here: the JSON parser does that. */
 

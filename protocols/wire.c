@@ -43,7 +43,7 @@
  * Common keys:
  *   "v"     uint, must equal FV_WIRE_VERSION (1). Checked first: another value is
  *           FV_EVERSION, whatever the rest of the body holds.
- *   "type"  uint, 1..22 (fv_msg_type_t); another value is FV_EPROTO "unknown message
+ *   "type"  uint, 1..27 (fv_msg_type_t); another value is FV_EPROTO "unknown message
  *           type N".
  *
  * Messages (type: keys in encoding order, msgpack type, range):
@@ -105,6 +105,16 @@
  *   22 receipt     "job"; "round"; "body" str 1..FV_WIRE_RECEIPT_MAX (65536) bytes, JSON
  *                  text (the signed receipt); "sig" bin of exactly 64 bytes (Ed25519
  *                  over the body bytes; the wire layer does not verify it)
+ *   Model releases (fv_wire.h, "RELEASES"):
+ *   23 release      "body" str 1..FV_WIRE_RELEASE_MAX (65536) bytes, JSON text (the
+ *                   signed release envelope; the agent verifies it, not the wire layer)
+ *   24 release_sync "n" uint 0..FV_WIRE_RELEASE_SYNC_MAX (65535): the RELEASE messages that
+ *                   follow; "crl" bin 0..FV_WIRE_CRL_MAX (2^20) bytes, as job_offer's
+ *   25 fetch        "sha256" bin of exactly 32 bytes (the released file's SHA-256)
+ *   26 file_chunk   "sha256" bin of 32 bytes; "offset" uint; "total" uint
+ *                   1..FV_WIRE_FILE_MAX (2^30); "data" bin 1..max_frame_bytes bytes, any
+ *                   content; across fields offset + len(data) <= total
+ *   27 fetch_fail   "sha256" bin of 32 bytes; "reason" str 0..256 printable
  *   As with job_offer, each of these must also fit the receiver's max_frame_bytes: the
  *   largest admin_resp is 3 MiB + 60 bytes, which is why an admin port runs with
  *   FV_WIRE_ADMIN_FRAME_BYTES (4 MiB); the largest receipt, 65536 + 148 bytes, passes a
@@ -237,6 +247,8 @@ enum key_id {
     K_SIG,
     K_CRL,
     K_CERTS,
+    K_OFFSET,
+    K_TOTAL,
     K__COUNT
 };
 
@@ -244,10 +256,10 @@ enum key_id {
  * "model", "body", "status") may have a different C field, msgpack type and range in each:
  * pack_field, extract and check_msg decide by message type. */
 static const char *const key_names[K__COUNT] = {
-    "v",     "type",   "sw",     "maxf", "code",  "reason", "seq", "body",  "id",
-    "dtype", "n",      "chunk",  "name", "data",  "sha256", "job", "spec",  "dsha",
-    "rows",  "model",  "round",  "kind", "index", "t",      "k",   "gseed", "pks",
-    "nref",  "status", "rounds", "cmd",  "args",  "sig",    "crl", "certs",
+    "v",     "type",  "sw",    "maxf", "code",   "reason", "seq",   "body", "id",     "dtype",
+    "n",     "chunk", "name",  "data", "sha256", "job",    "spec",  "dsha", "rows",   "model",
+    "round", "kind",  "index", "t",    "k",      "gseed",  "pks",   "nref", "status", "rounds",
+    "cmd",   "args",  "sig",   "crl",  "certs",  "offset", "total",
 };
 
 /* The fields of each type after "v" and "type", in encoding order. */
@@ -282,6 +294,11 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_ADMIN_REQ] = {3, {K_ID, K_CMD, K_ARGS}},
     [FV_MSG_ADMIN_RESP] = {4, {K_ID, K_STATUS, K_BODY, K_DATA}},
     [FV_MSG_RECEIPT] = {4, {K_JOB, K_ROUND, K_BODY, K_SIG}},
+    [FV_MSG_RELEASE] = {1, {K_BODY}},
+    [FV_MSG_RELEASE_SYNC] = {2, {K_N, K_CRL}},
+    [FV_MSG_FETCH] = {1, {K_SHA256}},
+    [FV_MSG_FILE_CHUNK] = {4, {K_SHA256, K_OFFSET, K_TOTAL, K_DATA}},
+    [FV_MSG_FETCH_FAIL] = {2, {K_SHA256, K_REASON}},
 };
 /* A fixmap holds 15 entries: "v", "type" and at most 13 fields. */
 _Static_assert(LAYOUT_MAX + 2 <= 15, "a message must fit a msgpack fixmap");
@@ -309,6 +326,11 @@ static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_ADMIN_REQ] = "admin_req",
     [FV_MSG_ADMIN_RESP] = "admin_resp",
     [FV_MSG_RECEIPT] = "receipt",
+    [FV_MSG_RELEASE] = "release",
+    [FV_MSG_RELEASE_SYNC] = "release_sync",
+    [FV_MSG_FETCH] = "fetch",
+    [FV_MSG_FILE_CHUNK] = "file_chunk",
+    [FV_MSG_FETCH_FAIL] = "fetch_fail",
 };
 
 const char *fv_msg_type_name(int type)
@@ -393,6 +415,21 @@ static uint64_t *msg_round(fv_msg_t *m)
         return &m->u.receipt.round;
     default:
         return NULL;
+    }
+}
+
+/* The 32-byte "sha256" field (vec_end, vec_ack and the release messages). */
+static uint8_t *msg_sha(fv_msg_t *m)
+{
+    switch (m->type) {
+    case FV_MSG_FETCH:
+        return m->u.fetch.sha256;
+    case FV_MSG_FILE_CHUNK:
+        return m->u.file_chunk.sha256;
+    case FV_MSG_FETCH_FAIL:
+        return m->u.fetch_fail.sha256;
+    default:
+        return m->u.vec_end.sha256;
     }
 }
 
@@ -702,6 +739,33 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
                          tn, K_DATA, err, d);
     case FV_MSG_RECEIPT:
         return check_json_text(&m->u.receipt.body, 1, FV_WIRE_RECEIPT_MAX, tn, K_BODY, err, d);
+    case FV_MSG_RELEASE:
+        return check_json_text(&m->u.release.body, 1, FV_WIRE_RELEASE_MAX, tn, K_BODY, err, d);
+    case FV_MSG_RELEASE_SYNC:
+        if (m->u.release_sync.n > FV_WIRE_RELEASE_SYNC_MAX)
+            return fv_diag_set(d, err, "release_sync: field 'n': %" PRIu32 " is above %d",
+                               m->u.release_sync.n, FV_WIRE_RELEASE_SYNC_MAX);
+        return check_bin(m->u.release_sync.crl, m->u.release_sync.crl_len, 0, FV_WIRE_CRL_MAX, tn,
+                         K_CRL, err, d);
+    case FV_MSG_FETCH:
+        return 0;
+    case FV_MSG_FILE_CHUNK:
+        if (m->u.file_chunk.total < 1 || m->u.file_chunk.total > FV_WIRE_FILE_MAX)
+            return fv_diag_set(d, err,
+                               "file_chunk: field 'total': %" PRIu64 " is outside 1..%" PRIu64,
+                               m->u.file_chunk.total, FV_WIRE_FILE_MAX);
+        if ((r = check_bin(m->u.file_chunk.data, m->u.file_chunk.len, 1, lim->max_frame_bytes, tn,
+                           K_DATA, err, d)) < 0)
+            return r;
+        if (m->u.file_chunk.offset > m->u.file_chunk.total ||
+            m->u.file_chunk.len > m->u.file_chunk.total - m->u.file_chunk.offset)
+            return fv_diag_set(d, err,
+                               "file_chunk: field 'offset': %" PRIu64 " + %zu bytes passes the "
+                               "total %" PRIu64,
+                               m->u.file_chunk.offset, m->u.file_chunk.len, m->u.file_chunk.total);
+        return 0;
+    case FV_MSG_FETCH_FAIL:
+        return check_text(&m->u.fetch_fail.reason, 0, tn, K_REASON, err, d);
     }
     return fv_diag_set(d, err, "unknown message type %d", (int)m->type);
 }
@@ -803,6 +867,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return pack_text(pk, &m->u.job_refuse.reason);
         case FV_MSG_ROUND_END:
             return pack_text(pk, &m->u.round_end.reason);
+        case FV_MSG_FETCH_FAIL:
+            return pack_text(pk, &m->u.fetch_fail.reason);
         default:
             return pack_text(pk, &m->u.bye.reason);
         }
@@ -817,6 +883,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return pack_text(pk, &m->u.admin_resp.body);
         if (m->type == FV_MSG_RECEIPT)
             return pack_text(pk, &m->u.receipt.body);
+        if (m->type == FV_MSG_RELEASE)
+            return pack_text(pk, &m->u.release.body);
         return pack_bin(pk, m->u.echo.body, m->u.echo.body_len);
     case K_ID:
         if (m->type == FV_MSG_ADMIN_REQ)
@@ -833,6 +901,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_N:
         if (m->type == FV_MSG_ROUND_START)
             return msgpack_pack_uint32(pk, m->u.round_start.n);
+        if (m->type == FV_MSG_RELEASE_SYNC)
+            return msgpack_pack_uint32(pk, m->u.release_sync.n);
         return msgpack_pack_uint64(pk, m->u.vec_begin.n_elems);
     case K_CHUNK:
         return msgpack_pack_uint32(pk, m->u.vec_begin.chunk_elems);
@@ -843,9 +913,11 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return pack_bin(pk, m->u.secagg.data, m->u.secagg.len);
         if (m->type == FV_MSG_ADMIN_RESP)
             return pack_bin(pk, m->u.admin_resp.data, m->u.admin_resp.data_len);
+        if (m->type == FV_MSG_FILE_CHUNK)
+            return pack_bin(pk, m->u.file_chunk.data, m->u.file_chunk.len);
         return pack_bin(pk, m->u.vec_chunk.data, m->u.vec_chunk.len);
     case K_SHA256:
-        return pack_bin(pk, m->u.vec_end.sha256, sizeof(m->u.vec_end.sha256));
+        return pack_bin(pk, msg_sha(mm), HASH_BYTES);
     case K_JOB: {
         const uint8_t *job = msg_job(mm);
         return job != NULL ? pack_bin(pk, job, HASH_BYTES) : -1; /* every layout with "job"
@@ -894,9 +966,15 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_SIG:
         return pack_bin(pk, m->u.receipt.sig, sizeof(m->u.receipt.sig));
     case K_CRL:
+        if (m->type == FV_MSG_RELEASE_SYNC)
+            return pack_bin(pk, m->u.release_sync.crl, m->u.release_sync.crl_len);
         return pack_bin(pk, m->u.job_offer.crl, m->u.job_offer.crl_len);
     case K_CERTS:
         return pack_bin(pk, m->u.round_start.certs, m->u.round_start.certs_len);
+    case K_OFFSET:
+        return msgpack_pack_uint64(pk, m->u.file_chunk.offset);
+    case K_TOTAL:
+        return msgpack_pack_uint64(pk, m->u.file_chunk.total);
     }
     return -1;
 }
@@ -1514,6 +1592,24 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
         memcpy(m->u.receipt.sig, p, n);
         return 0;
     }
+    case FV_MSG_RELEASE:
+        return get_text(c, val[K_BODY], K_BODY, &m->u.release.body);
+    case FV_MSG_RELEASE_SYNC:
+        if ((r = get_u32(c, val[K_N], K_N, &m->u.release_sync.n)) < 0)
+            return r;
+        return get_bin(c, val[K_CRL], K_CRL, &m->u.release_sync.crl, &m->u.release_sync.crl_len);
+    case FV_MSG_FETCH:
+        return get_hash(c, val[K_SHA256], K_SHA256, NULL, m->u.fetch.sha256);
+    case FV_MSG_FILE_CHUNK:
+        if ((r = get_hash(c, val[K_SHA256], K_SHA256, NULL, m->u.file_chunk.sha256)) < 0 ||
+            (r = get_uint(c, val[K_OFFSET], K_OFFSET, UINT64_MAX, &m->u.file_chunk.offset)) < 0 ||
+            (r = get_uint(c, val[K_TOTAL], K_TOTAL, UINT64_MAX, &m->u.file_chunk.total)) < 0)
+            return r;
+        return get_bin(c, val[K_DATA], K_DATA, &m->u.file_chunk.data, &m->u.file_chunk.len);
+    case FV_MSG_FETCH_FAIL:
+        if ((r = get_hash(c, val[K_SHA256], K_SHA256, NULL, m->u.fetch_fail.sha256)) < 0)
+            return r;
+        return get_text(c, val[K_REASON], K_REASON, &m->u.fetch_fail.reason);
     }
     return fv_diag_set(c->d, FV_EPROTO, "unknown message type %d", (int)m->type);
 }

@@ -211,7 +211,13 @@ for b in BANKS:
                      f"{b}: session.closed {d}")
     # Receipts.
     rc = [r["details"] for r in recs if r["event"] == "round.receipt"]
+    # the job's receipt (kind "job": the final model's file, coordinator/coord_release.c)
+    jr = [r for r in rc if json.loads(r["receipt"]).get("kind") == "job"]
+    rc = [r for r in rc if r not in jr]
     if receipts_sent:
+        fvtest.check(len(jr) == 1 and json.loads(jr[0]["receipt"])["job"] == job_hex
+                     and is_hex(json.loads(jr[0]["receipt"])["final"], 64),
+                     f"{b}: job receipts {jr}")
         fvtest.check(sorted(r["round"] for r in rc) == list(range(ROUNDS + 1)),
                      f"{b}: receipts for rounds {[r['round'] for r in rc]}")
         for r in rc:

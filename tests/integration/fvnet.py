@@ -18,9 +18,10 @@ import threading
 import time
 
 import fvtest
-from fvwire import (BYE, ERROR, HELLO, JOB_ACCEPT, JOB_DONE, JOB_OFFER, PING, PONG,  # noqa: F401
-                    RECEIPT, ROUND_END, ROUND_START, SECAGG, UPLOAD_GO, VEC_ACK, VEC_BEGIN,
-                    VEC_CHUNK, VEC_END, MsgpackError, mp_decode, mp_encode)
+from fvwire import (BYE, ERROR, FETCH, FETCH_FAIL, FILE_CHUNK, HELLO, JOB_ACCEPT,  # noqa: F401
+                    JOB_DONE, JOB_OFFER, PING, PONG, RECEIPT, RELEASE, RELEASE_SYNC, ROUND_END,
+                    ROUND_START, SECAGG, UPLOAD_GO, VEC_ACK, VEC_BEGIN, VEC_CHUNK, VEC_END,
+                    MsgpackError, mp_decode, mp_encode)
 
 WRAPPER = fvtest.WRAPPER
 SLOW = fvtest.SLOW
@@ -228,7 +229,9 @@ KEYS = {HELLO: {"sw", "maxf"}, ERROR: {"code", "reason"}, PING: {"seq"}, PONG: {
                       "nref", "certs"},
         SECAGG: {"job", "round", "data"},
         UPLOAD_GO: {"job", "round"}, ROUND_END: {"job", "round", "status", "reason"},
-        JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"}}
+        JOB_DONE: {"job", "rounds", "model"}, RECEIPT: {"job", "round", "body", "sig"},
+        RELEASE: {"body"}, RELEASE_SYNC: {"n", "crl"},
+        FILE_CHUNK: {"sha256", "offset", "total", "data"}, FETCH_FAIL: {"sha256", "reason"}}
 BYTES_KEYS = {"job", "spec", "crl", "gseed", "pks", "model", "certs", "data", "sha256", "sig"}
 STR_KEYS = {"sw", "reason", "name", "body"}
 

@@ -166,13 +166,16 @@ HELLO, ERROR, PING, PONG, BYE, ECHO, ECHO_REPLY = 1, 2, 3, 4, 5, 6, 7
 VEC_BEGIN, VEC_CHUNK, VEC_END, VEC_ACK = 8, 9, 10, 11
 JOB_OFFER, JOB_ACCEPT, JOB_REFUSE, ROUND_START, SECAGG, UPLOAD_GO = 12, 13, 14, 15, 16, 17
 ROUND_END, JOB_DONE, ADMIN_REQ, ADMIN_RESP, RECEIPT = 18, 19, 20, 21, 22
+RELEASE, RELEASE_SYNC, FETCH, FILE_CHUNK, FETCH_FAIL = 23, 24, 25, 26, 27
 NAMES = {HELLO: "hello", ERROR: "error", PING: "ping", PONG: "pong", BYE: "bye",
          ECHO: "echo", ECHO_REPLY: "echo_reply", VEC_BEGIN: "vec_begin",
          VEC_CHUNK: "vec_chunk", VEC_END: "vec_end", VEC_ACK: "vec_ack",
          JOB_OFFER: "job_offer", JOB_ACCEPT: "job_accept", JOB_REFUSE: "job_refuse",
          ROUND_START: "round_start", SECAGG: "secagg", UPLOAD_GO: "upload_go",
          ROUND_END: "round_end", JOB_DONE: "job_done", ADMIN_REQ: "admin_req",
-         ADMIN_RESP: "admin_resp", RECEIPT: "receipt"}
+         ADMIN_RESP: "admin_resp", RECEIPT: "receipt", RELEASE: "release",
+         RELEASE_SYNC: "release_sync", FETCH: "fetch", FILE_CHUNK: "file_chunk",
+         FETCH_FAIL: "fetch_fail"}
 
 
 class FrameReader:

@@ -159,7 +159,9 @@ class Hostile(fvnet.WireAgent, threading.Thread):
             elif t == ROUND_END:
                 self.rounds.setdefault(m["round"], {})["end"] = (m["status"], m["reason"])
             elif t == RECEIPT:
-                self.rounds.setdefault(m["round"], {})["receipt"] = json.loads(m["body"])
+                body = json.loads(m["body"])
+                if body.get("kind") != "job":  # the job's receipt (before JOB_DONE) aside
+                    self.rounds.setdefault(m["round"], {})["receipt"] = body
             elif t == JOB_DONE:
                 self.job_done = True
                 self.send({"type": BYE, "reason": "job done"})

@@ -1496,6 +1496,58 @@ static void test_migrate_fails(void)
     rm_rf(dir);
 }
 
+/* ---- releases ------------------------------------------------------------------------ */
+
+static void test_releases(void)
+{
+    const char *dir = new_dir();
+    fv_state_t *s = open_ok(dir);
+    fv_diag_t d = {{0}};
+    int64_t next = 0, rel = 0;
+    char sha[65], *env = NULL;
+    const char *a = mkid("aa", '1'), *b = mkid("bb", '2');
+    CHECK_OK(fv_state_release_next(s, &next, &d), &d);
+    CHECK_INT_EQ(next, 1);
+    CHECK_INT_EQ(fv_state_release_latest(s, "stable", &rel, sha, &env, &d), -ENOENT);
+    CHECK_OK(fv_state_release_add(s, 1, "stable", 3, a, "{\"e\":1}", T0, &d), &d);
+    CHECK_OK(fv_state_release_next(s, &next, &d), &d);
+    CHECK_INT_EQ(next, 2);
+    /* a counter is never taken twice; labels and shas are checked */
+    CHECK(fv_state_release_add(s, 1, "canary", 4, b, "{}", T0, &d) < 0);
+    CHECK_INT_EQ(fv_state_release_add(s, 2, "gold", 4, b, "{}", T0, &d), FV_EINVAL);
+    CHECK_INT_EQ(fv_state_release_add(s, 2, "canary", 4, "xyz", "{}", T0, &d), FV_EINVAL);
+    CHECK_OK(fv_state_release_add(s, 2, "canary", 4, b, "{\"e\":2}", T0 + 1, &d), &d);
+    CHECK_OK(fv_state_release_add(s, 3, "stable", 5, b, "{\"e\":3}", T0 + 2, &d), &d);
+    /* the latest of a label is its highest counter */
+    CHECK_OK(fv_state_release_latest(s, "stable", &rel, sha, &env, &d), &d);
+    CHECK_INT_EQ(rel, 3);
+    CHECK_STR_EQ(sha, b);
+    CHECK_STR_EQ(env, "{\"e\":3}");
+    free(env);
+    bool has = false;
+    CHECK_OK(fv_state_release_has_sha(s, a, &has, &d), &d);
+    CHECK(has);
+    CHECK_OK(fv_state_release_has_sha(s, mkid("cc", '3'), &has, &d), &d);
+    CHECK(!has);
+    CHECK_OK(fv_state_release_has_sha(s, "not hex", &has, &d), &d);
+    CHECK(!has);
+    json_t *list = NULL;
+    CHECK_OK(fv_state_releases_json(s, &list, &d), &d);
+    CHECK_INT_EQ(json_array_size(list), 3);
+    CHECK_INT_EQ(jint(json_array_get(list, 1), "release"), 2);
+    CHECK_STR_EQ(jstr(json_array_get(list, 1), "label"), "canary");
+    CHECK_INT_EQ(jint(json_array_get(list, 1), "version"), 4);
+    CHECK(json_object_get(json_array_get(list, 0), "envelope") == NULL); /* not listed */
+    json_decref(list);
+    /* the counter survives a restart */
+    fv_state_close(s);
+    s = open_ok(dir);
+    CHECK_OK(fv_state_release_next(s, &next, &d), &d);
+    CHECK_INT_EQ(next, 4);
+    fv_state_close(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     test_open_reopen();
@@ -1511,6 +1563,7 @@ int main(void)
     test_distill();
     test_migrate_v1();
     test_migrate_fails();
+    test_releases();
     printf("test_state: ok\n");
     return 0;
 }

@@ -174,6 +174,23 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
                a->u.receipt.round == b->u.receipt.round &&
                str_eq(a->u.receipt.body, b->u.receipt.body) &&
                memcmp(a->u.receipt.sig, b->u.receipt.sig, 64) == 0;
+    case FV_MSG_RELEASE:
+        return str_eq(a->u.release.body, b->u.release.body);
+    case FV_MSG_RELEASE_SYNC:
+        return a->u.release_sync.n == b->u.release_sync.n &&
+               bytes_eq(a->u.release_sync.crl, a->u.release_sync.crl_len, b->u.release_sync.crl,
+                        b->u.release_sync.crl_len);
+    case FV_MSG_FETCH:
+        return memcmp(a->u.fetch.sha256, b->u.fetch.sha256, 32) == 0;
+    case FV_MSG_FILE_CHUNK:
+        return memcmp(a->u.file_chunk.sha256, b->u.file_chunk.sha256, 32) == 0 &&
+               a->u.file_chunk.offset == b->u.file_chunk.offset &&
+               a->u.file_chunk.total == b->u.file_chunk.total &&
+               bytes_eq(a->u.file_chunk.data, a->u.file_chunk.len, b->u.file_chunk.data,
+                        b->u.file_chunk.len);
+    case FV_MSG_FETCH_FAIL:
+        return memcmp(a->u.fetch_fail.sha256, b->u.fetch_fail.sha256, 32) == 0 &&
+               str_eq(a->u.fetch_fail.reason, b->u.fetch_fail.reason);
     }
     return false;
 }
@@ -705,6 +722,39 @@ static void test_roundtrip_all_types(void)
             roundtrip(&m, &lim);
             m.u.receipt.body.len = FV_WIRE_RECEIPT_MAX; /* str32 */
             break;
+        case FV_MSG_RELEASE:
+            m.u.release.body = S("{");
+            roundtrip(&m, &lim);
+            m.u.release.body.ptr = (const char *)spec;
+            m.u.release.body.len = FV_WIRE_RELEASE_MAX; /* str32 */
+            break;
+        case FV_MSG_RELEASE_SYNC:
+            m.u.release_sync.n = 0;
+            roundtrip(&m, &lim);
+            m.u.release_sync.n = FV_WIRE_RELEASE_SYNC_MAX;
+            m.u.release_sync.crl = spec;
+            m.u.release_sync.crl_len = FV_WIRE_CRL_MAX;
+            break;
+        case FV_MSG_FETCH:
+            memset(m.u.fetch.sha256, 0xab, 32);
+            break;
+        case FV_MSG_FILE_CHUNK:
+            memset(m.u.file_chunk.sha256, 0x11, 32);
+            m.u.file_chunk.offset = 0;
+            m.u.file_chunk.total = 1;
+            m.u.file_chunk.data = big;
+            m.u.file_chunk.len = 1;
+            roundtrip(&m, &lim);
+            m.u.file_chunk.offset = FV_WIRE_FILE_MAX - FV_WIRE_ECHO_MAX;
+            m.u.file_chunk.total = FV_WIRE_FILE_MAX;
+            m.u.file_chunk.len = FV_WIRE_ECHO_MAX;
+            break;
+        case FV_MSG_FETCH_FAIL:
+            memset(m.u.fetch_fail.sha256, 0x22, 32);
+            m.u.fetch_fail.reason = S("");
+            roundtrip(&m, &lim);
+            m.u.fetch_fail.reason = S(name256);
+            break;
         }
         roundtrip(&m, &lim);
         n_types++;
@@ -717,6 +767,9 @@ static void test_roundtrip_all_types(void)
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ADMIN_REQ), "admin_req");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_ADMIN_RESP), "admin_resp");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_RECEIPT), "receipt");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_RELEASE_SYNC), "release_sync");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_FILE_CHUNK), "file_chunk");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_FETCH_FAIL), "fetch_fail");
     CHECK_STR_EQ(fv_msg_type_name(0), "unknown");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_TYPE_MAX + 1), "unknown");
     free(spec);
@@ -1224,6 +1277,17 @@ static const spec_t specs[] = {
       {"round", F_UINT, 2, NULL},
       {"body", F_STR, 7, "{\"r\":1}"},
       {"sig", F_BIN, 64, sig64}}},
+    {"release", 3, {V_T(23), {"body", F_STR, 7, "{\"m\":1}"}}},
+    {"release_sync", 4, {V_T(24), {"n", F_UINT, 2, NULL}, {"crl", F_BIN, 3, "abc"}}},
+    {"fetch", 3, {V_T(25), {"sha256", F_BIN, 32, sha}}},
+    {"file_chunk",
+     6,
+     {V_T(26),
+      {"sha256", F_BIN, 32, sha},
+      {"offset", F_UINT, 5, NULL},
+      {"total", F_UINT, 10, NULL},
+      {"data", F_BIN, 3, "abc"}}},
+    {"fetch_fail", 4, {V_T(27), {"sha256", F_BIN, 32, sha}, {"reason", F_STR, 4, "gone"}}},
 };
 #undef V_T
 #undef JOB
@@ -1662,6 +1726,26 @@ static void test_range_refusals(void)
     build(m, spec_of("secagg"), MUT_NONE, 0, 0);
     CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
     CHECK_UINT_EQ(out.u.secagg.len, 3);
+    /* releases */
+    static const uint64_t u7 = 7, u8 = 8, u11 = 11, u65535 = FV_WIRE_RELEASE_SYNC_MAX,
+                          file_over = FV_WIRE_FILE_MAX + 1;
+    range_case("release", "body", put_s, "", FV_EPROTO, "outside 1..65536");
+    range_case("release", "body", put_s, "a\x01", FV_EPROTO, "control byte");
+    range_case("release_sync", "n", put_u, &u65536, FV_EPROTO, "above 65535");
+    range_case("release_sync", "n", put_u, &u65535, 0, NULL);
+    range_case("fetch", "sha256", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
+    range_case("file_chunk", "sha256", put_b, &b33, FV_EPROTO, "33 bytes, expected 32");
+    range_case("file_chunk", "total", put_u, &u0, FV_EPROTO, "outside 1..1073741824");
+    range_case("file_chunk", "total", put_u, &file_over, FV_EPROTO, "outside 1..1073741824");
+    range_case("file_chunk", "data", put_b, &b0, FV_EPROTO, "0 bytes");
+    /* offset 5 + 3 bytes of data against total 10: 7 passes, 8 is the end, 11 past it */
+    range_case("file_chunk", "offset", put_u, &u7, 0, NULL);
+    range_case("file_chunk", "offset", put_u, &u8, FV_EPROTO, "passes the total 10");
+    range_case("file_chunk", "offset", put_u, &u11, FV_EPROTO, "passes the total 10");
+    range_case("file_chunk", "offset", put_u, &u2_32, FV_EPROTO, "passes the total");
+    range_case("fetch_fail", "reason", put_s, ctrl, FV_EPROTO, "control byte");
+    range_case("fetch_fail", "sha256", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
+
     /* a smaller max_vec_elems is the decoder's cap */
     lim.max_vec_elems = 999;
     build(m, spec_of("vec_begin"), MUT_NONE, 0, 0); /* n = 1000 */
@@ -1706,6 +1790,13 @@ static void test_admin_sizes(void)
 {
     /* job_offer crl: up to FV_WIRE_CRL_MAX bytes */
     big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX, '\0', 0, NULL);
+    big_case("release_sync", "crl", false, FV_WIRE_CRL_MAX, '\0', 0, NULL);
+    big_case("release_sync", "crl", false, FV_WIRE_CRL_MAX + 1, '\0', FV_EPROTO,
+             "release_sync: field 'crl': 1048577 bytes, outside 0..1048576");
+    /* the release envelope: up to FV_WIRE_RELEASE_MAX bytes of JSON text */
+    big_case("release", "body", true, FV_WIRE_RELEASE_MAX, ' ', 0, NULL);
+    big_case("release", "body", true, FV_WIRE_RELEASE_MAX + 1, ' ', FV_EPROTO,
+             "release: field 'body'");
     big_case("job_offer", "crl", false, FV_WIRE_CRL_MAX + 1, '\0', FV_EPROTO,
              "job_offer: field 'crl': 1048577 bytes, outside 0..1048576");
     /* each JSON text and data field at its cap passes and one byte more is refused, in
@@ -1826,7 +1917,7 @@ static void test_body_refusals(void)
     /* type */
     decode_raw("81 a176 01", FV_EPROTO, "missing field 'type'");
     decode_raw("82 a176 01 a474797065 00", FV_EPROTO, "unknown message type 0");
-    decode_raw("82 a176 01 a474797065 17", FV_EPROTO, "unknown message type 23");
+    decode_raw("82 a176 01 a474797065 1c", FV_EPROTO, "unknown message type 28");
     decode_raw("82 a176 01 a474797065 ccc8", FV_EPROTO, "unknown message type 200");
     decode_raw("82 a176 01 a474797065 ff", FV_EPROTO, "field 'type'");
     /* keys must be strings */
