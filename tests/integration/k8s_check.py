@@ -110,8 +110,7 @@ def main():
                     check(isinstance(d.get("metadata"), dict) and d["metadata"].get("name"),
                           f"{where}: no metadata.name")
                 docs.setdefault(d.get("kind"), []).append((f, d))
-    for kind in ("Deployment", "ConfigMap", "Service", "Kustomization",
-                 "PersistentVolumeClaim"):
+    for kind in ("Deployment", "ConfigMap", "Service", "Kustomization"):
         check(len(docs.get(kind, [])) == 1, f"expected one {kind}, found "
               f"{len(docs.get(kind, []))}")
     if failures:
@@ -123,7 +122,7 @@ def main():
     _, dep = docs["Deployment"][0]
     _, cm = docs["ConfigMap"][0]
     _, svc = docs["Service"][0]
-    _, pvc = docs["PersistentVolumeClaim"][0]
+    claims = {d["metadata"]["name"] for _, d in docs.get("PersistentVolumeClaim", [])}
     check(dep["apiVersion"] == "apps/v1", "Deployment: apiVersion is not apps/v1")
     tmpl_labels = get(dep, "spec.template.metadata.labels", "Deployment") or {}
     sel = get(dep, "spec.selector.matchLabels", "Deployment") or {}
@@ -144,7 +143,7 @@ def main():
             check(v["configMap"].get("name") == cm["metadata"]["name"],
                   f"volume {name}: ConfigMap {v['configMap'].get('name')} is not in {K8S}")
         if "persistentVolumeClaim" in v:
-            check(v["persistentVolumeClaim"].get("claimName") == pvc["metadata"]["name"],
+            check(v["persistentVolumeClaim"].get("claimName") in claims,
                   f"volume {name}: claim {v['persistentVolumeClaim']} is not in {K8S}")
     containers = {c["name"]: c for c in pod.get("containers", [])}
     check(set(containers) == {"serve", "agent"},
@@ -224,8 +223,10 @@ def main():
         m = covering_mount(path, mounts)
         check(m is not None and not m.get("readOnly"),
               f"{who}: the {what}'s directory {path!r} is not on a writable mount")
+    acmd = agent.get("command", [])
     for who, mounts, path in (("serve", smounts, cfg.get("ca")), ("serve", smounts, cfg.get("crl")),
-                              ("agent", amounts, flag(agent.get("command", []), "--config"))):
+                              ("agent", amounts, flag(acmd, "--config")),
+                              ("agent", amounts, flag(acmd, "--data"))):
         check(path is not None and covering_mount(path, mounts) is not None,
               f"{who}: {path} is on no mounted volume")
 
