@@ -10,11 +10,21 @@
  * target column may be absent, and its cells are not checked). Good rows gather in
  * chunks of PREDICT_CHUNK (the chunk size of fv_model_predict, so a clean file is scored
  * in exactly the batches `fedvault eval` uses); each chunk is scored with
- * fv_model_predict_ws and one workspace made at the start (the scores ARE the model's,
- * bit for bit fv_model_predict's), its logits come from the same preprocessing and
- * fv_mlp_logits, and with --explain each row is explained
+ * fv_model_predict_ws_rows and one workspace made at the start (the scores ARE the
+ * model's, bit for bit fv_model_predict's), its logits come from the same preprocessing
+ * and fv_mlp_logits, and with --explain each row is explained
  * (model/fv_explain.h: exact for logistic regression, integrated gradients for MLPs).
  * Then the chunk's records, good and bad, are written in input order.
+ *
+ * Non-finite values: a decoded row can still fail at scoring: a finite value that
+ * overflows float32 once standardized (Income = 1e45), or a network that overflows on an
+ * extreme but representable row (a non-finite logit or score). fv_model_predict_ws_rows
+ * marks such a row with its column, and the row becomes an error record
+ * "FILE:LINE:COL: column 'NAME': ..." (fv_model_bad_row_str), in both formats, with or
+ * without --explain (whose rows are never explained then); a row whose reason codes come
+ * out non-finite is an error record too. No non-finite number is ever written, so every
+ * JSON line parses. The bad row's features are zeroed before the logits' gemm, which
+ * computes each output row from its input row alone: the other rows keep their bits.
  *
  * Output: `row` is the 1-based number of the data record (the header is not counted;
  * a record may span lines, the error message gives the line). Floats are printed with
@@ -50,6 +60,7 @@
 #define CMD "predict"
 #define PREDICT_CHUNK FV_MODEL_PREDICT_CHUNK
 #define PREDICT_MAX_EXPLAIN 4096
+#define PREDICT_WHAT_MAX 320 /* a scoring error's sentence, before FILE:LINE:COL */
 
 static const char usage[] =
     "Usage: fedvault predict --model MODEL --data FILE [--explain N] [--out FILE]\n"
@@ -66,7 +77,9 @@ static const char usage[] =
     "\n"
     "The file needs the columns of the model's schema; the target column may be left\n"
     "out. A row that does not fit the schema gets an error record naming line, column and\n"
-    "what was expected; the other rows are still scored.\n"
+    "what was expected, and so does a row whose value overflows the model's float32\n"
+    "arithmetic (e.g. 1e45 where the training data held thousands); the other rows are\n"
+    "still scored. No score, logit or contribution is ever written as NaN or infinity.\n"
     "\n"
     "  --model MODEL       model file written by 'fedvault train' or 'fedvault distill'\n"
     "                      (an int8 file, from --int8-out, scores as its dequantized\n"
@@ -120,11 +133,14 @@ typedef struct predict {
     size_t n_recs;
     fv_dataset_t ds; /* the chunk's good rows (borrowed schema) */
     float *prob, *logit, *x;
+    long *bad;               /* per good row of the chunk: fv_model_predict_ws_rows's verdict */
     fv_mlp_ws_t *ws;         /* for the logits */
     fv_model_ws_t *model_ws; /* for the scores */
     double *contrib;
     size_t *top;
     size_t n_scored, n_errors;
+    const fv_dataset_reader_t *rd; /* for a bad row's CSV field number */
+    const char *fn;                /* the data file's name, as the reader's messages give it */
 } predict_t;
 
 /* ---- output helpers ------------------------------------------------------------------ */
@@ -187,8 +203,26 @@ static void put_error(predict_t *p, const rec_t *r)
     fputc('\n', p->out);
 }
 
-/* One good row: i is its index among the chunk's good rows. */
-static int put_row(predict_t *p, const rec_t *r, size_t i)
+/* A row that decoded but failed at scoring: its message, "FILE:LINE:COL: column 'NAME':
+ * ..." (FILE:LINE: when no column is to blame), malloc'd into r->error. 0 or FV_ENOMEM. */
+static int set_score_error(predict_t *p, rec_t *r, long col, const char *what)
+{
+    size_t line = p->ds.line[r->good],
+           field = col >= 0 ? fv_dataset_reader_field_number(p->rd, (size_t)col) : 0;
+    char buf[FV_DIAG_MAX];
+    if (field > 0)
+        snprintf(buf, sizeof buf, "%s:%zu:%zu: %s", p->fn, line, field, what);
+    else
+        snprintf(buf, sizeof buf, "%s:%zu: %s", p->fn, line, what);
+    free(r->error);
+    r->error = strdup(buf);
+    return r->error != NULL ? 0 : FV_ENOMEM;
+}
+
+/* One good row: i is its index among the chunk's good rows. Returns 1, writing nothing,
+ * when a number to print is not finite (r->error then says which column), 0 when written,
+ * or an FV_E* code. */
+static int put_row(predict_t *p, rec_t *r, size_t i)
 {
     const fv_schema_t *s = p->model->schema;
     const float *prob = p->prob + i * p->n_out, *z = p->logit + i * p->n_out;
@@ -196,6 +230,15 @@ static int put_row(predict_t *p, const rec_t *r, size_t i)
     for (size_t k = 1; k < p->n_out; k++)
         if (prob[k] > prob[out])
             out = k;
+    /* fv_model_predict_ws_rows passed the score, and the logit is the same computation:
+     * this only guards the output. The reason codes are another computation (integrated
+     * gradients may overflow where the forward pass does not): checked below. */
+    if (!isfinite(prob[out]) || !isfinite(z[out])) {
+        char what[PREDICT_WHAT_MAX];
+        long col =
+            fv_model_bad_row_str(p->model, &p->ds, i, FV_MODEL_BAD_OUTPUT, what, sizeof what);
+        return set_score_error(p, r, col, what) < 0 ? FV_ENOMEM : 1;
+    }
     fv_explain_result_t res = {0};
     size_t n_top = 0;
     if (p->ex != NULL) {
@@ -203,6 +246,20 @@ static int put_row(predict_t *p, const rec_t *r, size_t i)
         if (e != 0)
             return e;
         n_top = fv_explain_top(p->ex, p->contrib, p->n_explain, p->top);
+    }
+    if (p->ex != NULL && !isfinite(res.bias)) /* the logit at the baseline: a sane model's is */
+        return set_score_error(p, r, -1, "the explanation's bias is not finite") < 0 ? FV_ENOMEM
+                                                                                     : 1;
+    for (size_t k = 0; k < n_top; k++) {
+        size_t c = p->top[k];
+        char what[PREDICT_WHAT_MAX];
+        if (isfinite(p->contrib[c]))
+            continue;
+        snprintf(what, sizeof what,
+                 "column '%.64s': its reason-code contribution is not finite (float32 "
+                 "overflow explaining the row)",
+                 fv_schema_column_name(s, c));
+        return set_score_error(p, r, (long)c, what) < 0 ? FV_ENOMEM : 1;
     }
     const char *cls = p->n_out > 1 ? fv_schema_label(s, out) : NULL;
     if (p->jsonl) {
@@ -274,24 +331,40 @@ static int flush_chunk(predict_t *p)
     size_t k = p->ds.n_rows;
     int r = 0;
     if (k > 0) {
-        r = fv_model_predict_ws(p->model, p->model_ws, &p->ds, NULL, k, p->prob);
+        r = fv_model_predict_ws_rows(p->model, p->model_ws, &p->ds, NULL, k, p->prob, p->bad);
         if (r == 0)
             r = fv_preproc_transform(p->model->preproc, &p->ds, NULL, k, p->x);
-        if (r == 0)
-            r = fv_mlp_logits(p->model->mlp, p->ws, p->x, k, p->logit);
+        if (r != 0)
+            goto out;
+        /* What fv_model_predict_ws_rows did: a bad row's features to 0 before the gemm. */
+        for (size_t g = 0; g < k; g++)
+            if (p->bad[g] != -1)
+                memset(p->x + g * p->n_in, 0, p->n_in * sizeof *p->x);
+        r = fv_mlp_logits(p->model->mlp, p->ws, p->x, k, p->logit);
         if (r != 0)
             goto out;
     }
     for (size_t i = 0; i < p->n_recs; i++) {
-        const rec_t *rc = &p->recs[i];
-        if (rc->error != NULL) {
-            put_error(p, rc);
-            p->n_errors++;
-            continue;
+        rec_t *rc = &p->recs[i];
+        if (rc->error == NULL && p->bad[rc->good] != -1) {
+            char what[PREDICT_WHAT_MAX];
+            long col = fv_model_bad_row_str(p->model, &p->ds, rc->good, p->bad[rc->good], what,
+                                            sizeof what);
+            if ((r = set_score_error(p, rc, col, what)) != 0)
+                goto out;
         }
-        if ((r = put_row(p, rc, rc->good)) != 0)
-            goto out;
-        p->n_scored++;
+        if (rc->error == NULL) {
+            r = put_row(p, rc, rc->good);
+            if (r < 0)
+                goto out;
+            if (r == 0) {
+                p->n_scored++;
+                continue;
+            }
+            r = 0; /* 1: the row became an error record */
+        }
+        put_error(p, rc);
+        p->n_errors++;
     }
 out:
     recs_clear(p);
@@ -388,14 +461,17 @@ int fv_cmd_predict(int argc, char **argv)
     p->ds.label = malloc(PREDICT_CHUNK * sizeof *p->ds.label);
     p->ds.line = malloc(PREDICT_CHUNK * sizeof *p->ds.line);
     p->prob = malloc(PREDICT_CHUNK * p->n_out * sizeof *p->prob);
+    p->bad = malloc(PREDICT_CHUNK * sizeof *p->bad);
+    p->rd = rd;
+    p->fn = fv_csv_name(csv);
     p->logit = malloc(PREDICT_CHUNK * p->n_out * sizeof *p->logit);
     p->x = malloc(PREDICT_CHUNK * (p->n_in ? p->n_in : 1) * sizeof *p->x);
     p->contrib = malloc((p->n_cols ? p->n_cols : 1) * sizeof *p->contrib);
     p->top = malloc((p->n_cols ? p->n_cols : 1) * sizeof *p->top);
     cells = malloc((p->n_cols ? p->n_cols : 1) * sizeof *cells);
     if (p->ds.cells == NULL || p->ds.label == NULL || p->ds.line == NULL || p->prob == NULL ||
-        p->logit == NULL || p->x == NULL || p->contrib == NULL || p->top == NULL || cells == NULL ||
-        fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0 ||
+        p->logit == NULL || p->x == NULL || p->bad == NULL || p->contrib == NULL ||
+        p->top == NULL || cells == NULL || fv_mlp_ws_new(model->mlp, PREDICT_CHUNK, &p->ws) != 0 ||
         fv_model_ws_new(model, PREDICT_CHUNK, &p->model_ws) != 0)
         goto oom;
     if (explain) {
@@ -495,6 +571,7 @@ out:
         free(p->x);
         free(p->logit);
         free(p->prob);
+        free(p->bad);
         free(p->ds.line);
         free(p->ds.label);
         free(p->ds.cells);

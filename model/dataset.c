@@ -55,8 +55,9 @@
 #define DS_ROWS_INIT 1024
 #define MSG_BUF FV__MSG_BUF
 
-/* "'a', 'b', 'c', 'd', ... (35 in all)": a column's categories, or the labels. */
-static void list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels)
+/* "'a', 'b', 'c', 'd', ... (35 in all)": a column's categories, or the labels. Shared
+ * with score_json.c (model-int.h), so a JSON row's message lists categories the same way. */
+void fv__dataset_list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels)
 {
     size_t n = labels ? fv_schema_n_labels(s) : fv_schema_n_categories(s, col), o = 0;
     out[0] = '\0';
@@ -106,6 +107,27 @@ static int ds_grow(fv_dataset_t *ds, size_t *cap_rows)
         return FV_ENOMEM;
     ds->line = line;
     *cap_rows = ncap;
+    return 0;
+}
+
+/* The meaning of a categorical cell: missing ("" or NA) -> FV_CELL_MISSING, a category of
+ * the column -> its index, an unseen value -> FV_CELL_OTHER under the "other" policy, else
+ * FV_ESCHEMA (*ret untouched; the caller words the error). One rule for a CSV cell and a
+ * JSON string (score_json.c), declared in model-int.h. */
+int fv__dataset_cat_cell(const fv_schema_t *s, size_t col, const char *cell, double *ret)
+{
+    long k;
+    if (fv_schema_is_missing(cell)) {
+        *ret = FV_CELL_MISSING;
+        return 0;
+    }
+    k = fv_schema_category_index(s, col, cell);
+    if (k >= 0)
+        *ret = (double)k;
+    else if (fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER)
+        *ret = FV_CELL_OTHER;
+    else
+        return FV_ESCHEMA;
     return 0;
 }
 
@@ -252,6 +274,13 @@ const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col)
     return rd->rec.fields[rd->inv[col]];
 }
 
+size_t fv_dataset_reader_field_number(const fv_dataset_reader_t *rd, size_t col)
+{
+    if (rd == NULL || col >= rd->n || rd->inv[col] == SIZE_MAX)
+        return 0;
+    return rd->inv[col] + 1;
+}
+
 /* Decodes the fields of rd->rec into row[] (n_cols) and *label. 0 or FV_E* with d set. */
 static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, fv_diag_t *d)
 {
@@ -316,18 +345,8 @@ static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, f
             break;
         }
         case FV_COL_CATEGORICAL: {
-            long k;
-            if (fv_schema_is_missing(cell)) {
-                row[j] = FV_CELL_MISSING;
-                break;
-            }
-            k = fv_schema_category_index(s, j, cell);
-            if (k >= 0) {
-                row[j] = (double)k;
-            } else if (fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER) {
-                row[j] = FV_CELL_OTHER;
-            } else {
-                list_cats(lst, sizeof lst, s, j, false);
+            if (fv__dataset_cat_cell(s, j, cell, &row[j]) != 0) {
+                fv__dataset_list_cats(lst, sizeof lst, s, j, false);
                 return fv_diag_set(d, FV_ESCHEMA,
                                    "%s:%zu:%zu: column '%s': unknown category \"%s\"; "
                                    "expected one of %s (or unknown_category \"other\" in "
@@ -354,7 +373,7 @@ static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, f
                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)));
             k = fv_schema_class_of(s, cell);
             if (k < 0) {
-                list_cats(lst, sizeof lst, s, j, true);
+                fv__dataset_list_cats(lst, sizeof lst, s, j, true);
                 return fv_diag_set(d, FV_ESCHEMA,
                                    "%s:%zu:%zu: column '%s': unknown target label \"%s\"; "
                                    "expected one of %s",

@@ -70,6 +70,9 @@ size_t fv_dataset_reader_line(const fv_dataset_reader_t *rd);
  * next()), or NULL: column absent, col out of range, or a record with the wrong number
  * of fields. */
 const char *fv_dataset_reader_field(const fv_dataset_reader_t *rd, size_t col);
+/* 1-based CSV field number of schema column col (as in messages), or 0 when the column is
+ * absent from the header (an optional target) or col is out of range. */
+size_t fv_dataset_reader_field_number(const fv_dataset_reader_t *rd, size_t col);
 void fv_dataset_reader_free(fv_dataset_reader_t *rd);
 
 int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d);

@@ -93,13 +93,30 @@ int fv_model_predict_ws(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset
 /* fv_model_predict_ws, and for each of the n rows ret_bad[i]: -1 when the row's encoded
  * features and its scores are finite; otherwise the schema column index whose encoded
  * feature is not finite (a finite input that overflows float32 once scaled, e.g. Income =
- * 1e41), or FV_MODEL_BAD_OUTPUT when the features are finite but a score is not. A bad
+ * 1e41), or FV_MODEL_BAD_OUTPUT when the features are finite but a score is not (nor a
+ * logit: a logit of +inf gives the finite score 1, and is bad too). A bad
  * row's ret_prob entries are NaN and the other rows' are what fv_model_predict_ws gives
  * (the same chunk layout). Callers report a bad row by row and column (fedvault predict,
- * fedvault-serve) instead of writing a non-finite score. */
+ * fedvault-serve) instead of writing a non-finite score. Errors as fv_model_predict_ws
+ * (also FV_EINVAL for ret_bad NULL with n > 0); after a failure ret_prob and ret_bad
+ * hold unspecified values (a later chunk may fail after earlier ones were written). */
 #define FV_MODEL_BAD_OUTPUT (-2L)
 int fv_model_predict_ws_rows(const fv_model_t *m, fv_model_ws_t *ws, const fv_dataset_t *ds,
                              const size_t *rows, size_t n, float *ret_prob, long *ret_bad);
+
+/* The sentence for dataset row `row` that fv_model_predict_ws_rows found bad (`bad` its
+ * ret_bad entry), into buf (len bytes; cut to fit, always NUL-terminated). A column:
+ * "column 'Income': value 1e+45 overflows float32 once standardized ((value - mean) / std
+ * = 3.57e+41); expected |value| below 9.5e+42". FV_MODEL_BAD_OUTPUT: the numeric column
+ * farthest from its training mean is named as the likely cause when it is more than 1000
+ * standard deviations away ("column 'Income': score not finite (float32 overflow in the
+ * network); value 1e+41 is 3.5e+37 standard deviations from the training mean, the row's
+ * most extreme"); otherwise no column is blamed and the sentence says the model's
+ * weights overflow. Returns the schema column named, or -1 (none blamed; or bad
+ * arguments, buf then ""). Callers put the row (and file position) in front. Reads only;
+ * thread-safe. */
+long fv_model_bad_row_str(const fv_model_t *m, const fv_dataset_t *ds, size_t row, long bad,
+                          char *buf, size_t len);
 
 /* fv_model_predict_ws with a workspace of min(n, FV_MODEL_PREDICT_CHUNK) rows made and
  * freed in the call (so also FV_ENOMEM). For one-off scoring; a loop should keep a

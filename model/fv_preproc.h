@@ -44,6 +44,8 @@ int fv_preproc_transform(const fv_preproc_t *p, const fv_dataset_t *ds, const si
                          size_t n, float *out);
 /* Feature name into buf: "age", "purpose=radio/tv", "purpose=<other>". Returns buf. */
 const char *fv_preproc_feature_name(const fv_preproc_t *p, size_t j, char *buf, size_t len);
+/* The schema column whose block holds feature j, or -1 when j is out of range. */
+long fv_preproc_feature_column(const fv_preproc_t *p, size_t j);
 /* Mean and std of a numeric schema column (NaN for a non-numeric column). */
 double fv_preproc_mean(const fv_preproc_t *p, size_t col);
 double fv_preproc_std(const fv_preproc_t *p, size_t col);

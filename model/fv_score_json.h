@@ -13,19 +13,28 @@
  *   fv_score_json_parse   the body as hostile bytes: at most max_bytes (FV_ETOOBIG), JSON
  *                         (FV_EPARSE "line L, column C: ..."), the top-level shape above
  *                         (FV_EPROTO naming the member: "'rows' must be an array of 1..N
- *                         objects", "unknown member 'foo'"), nesting depth bounded.
+ *                         objects", "unknown member 'foo'"), nesting depth bounded
+ *                         (FV_SCORE_MAX_DEPTH, FV_EPARSE). Duplicate member names are a
+ *                         parse error. A number past a double's range ("1e400") is refused
+ *                         by jansson at parse: FV_EPARSE for the whole body ("line 1,
+ *                         column 22: real number overflow"), not a row error; integers
+ *                         are read as doubles (as a CSV cell: 52000 = 52000.0).
  *   fv_score_json_bind    each row against the schema, as fv_dataset's CSV decoder does
  *                         for a cell: numeric columns take a JSON number (or null =
  *                         missing; a string is "column 'X': expected a number, got a
  *                         string"); a number must be finite and fit a double ("column
  *                         'Income': non-finite value"); categorical columns take a string
- *                         (or null = missing), under the schema's unknown policy; ignored
+ *                         (or null = missing; the strings "" and "NA" are missing too, as
+ *                         in a CSV cell), under the schema's unknown policy; ignored
  *                         columns may be present or absent (any type, not read); the
  *                         target may be present (its value is not read) or absent; a
  *                         member that is not a schema column is "unknown column 'X'"; a
  *                         non-ignored feature column that is absent is "missing column
- *                         'X'". A bad row is an error of that row only: the request goes
- *                         on with the others.
+ *                         'X'" (a member name over FV_SCORE_NAME_MAX bytes is unknown
+ *                         without a lookup). A bad row is an error of that row only: the
+ *                         request goes on with the others. A row's first problem is its
+ *                         error: unknown members in the row's order, then the schema's
+ *                         columns in schema order.
  *
  * Non-finite values after preprocessing (a finite input that overflows float32 once
  * scaled) are caught at scoring (fv_model_predict_ws_rows in fv_model.h), also per row.
@@ -46,6 +55,8 @@
 
 #define FV_SCORE_KEY_MAX 256
 #define FV_SCORE_ROW_ERR_MAX 256 /* bytes of one row's error sentence, NUL included */
+#define FV_SCORE_MAX_DEPTH 32    /* nesting levels of '[' and '{' in a body, at most */
+#define FV_SCORE_NAME_MAX 1024   /* a longer member name in a row is an unknown column */
 
 typedef struct fv_score_json fv_score_json_t;
 

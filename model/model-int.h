@@ -27,6 +27,13 @@ const char *fv__msg_str(char *out, size_t len, const char *s);
 /* FV__NUM_OK (and *ret set), FV__NUM_TEXT or FV__NUM_NONFINITE; loc is a C locale. */
 int fv__parse_number(const char *s, locale_t loc, double *ret);
 
+/* dataset.c: the meaning of a categorical cell (missing, category index, FV_CELL_OTHER),
+ * FV_ESCHEMA for an unseen value under policy "error"; and the "'a', 'b', ... (N in all)"
+ * list of a column's categories (labels: the target's classes) for messages. Shared by the
+ * CSV decoder and the JSON scoring decoder (score_json.c) so the two agree. */
+int fv__dataset_cat_cell(const fv_schema_t *s, size_t col, const char *cell, double *ret);
+void fv__dataset_list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels);
+
 /* Rebuilds a fitted preproc from saved statistics (used by the model decoder):
  * mean[] and std[] have fv_schema_n_columns(s) entries; only numeric columns are read;
  * every used std must be finite and > 0 and every used mean finite, else FV_ECORRUPT. */

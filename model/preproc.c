@@ -310,6 +310,28 @@ const char *fv_preproc_feature_name(const fv_preproc_t *p, size_t j, char *buf, 
     return buf;
 }
 
+long fv_preproc_feature_column(const fv_preproc_t *p, size_t j)
+{
+    size_t lo = 0, hi;
+    if (p == NULL || j >= p->n_features)
+        return -1;
+    /* offset[] is non-decreasing and width-0 columns share the next column's offset:
+     * find the last column with offset <= j, then step back over width-0 ones. */
+    hi = p->n_cols;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->offset[mid] <= j)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* lo - 1 is the last column with offset <= j (lo >= 1: offset[0] = 0 <= j). */
+    for (size_t c = lo; c-- > 0;)
+        if (p->width[c] > 0 && j >= p->offset[c] && j < p->offset[c] + p->width[c])
+            return (long)c;
+    return -1;
+}
+
 double fv_preproc_mean(const fv_preproc_t *p, size_t col)
 {
     return p != NULL && col < p->n_cols ? p->mean[col] : NAN;

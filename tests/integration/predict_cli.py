@@ -7,7 +7,10 @@ number of columns) equals the logit to 1e-5 and the logit matches the score; for
 MLP (integrated gradients) the same sum is close; CSV and JSON lines agree; --out
 writes the file; a CSV with bad rows mixed in gets per-row errors naming line and
 column, the good rows are still scored (the same scores to SCORE_TOL) and the exit code
-is 0; --help; usage errors exit 2; an unreadable model or data file exits 1.
+is 0; a value that overflows float32 once standardized is such an error too, in both
+formats, with and without --explain (issue 17), and so is a row a network overflows on
+(a copy of the model with huge weights); no output holds a non-finite number;
+--help; usage errors exit 2; an unreadable model or data file exits 1.
 
 A row's score may differ in the last bits with the rows that share its batch: OpenBLAS
 picks its kernel (and the summation order) by the matrix shape and the CPU, so a row in a
@@ -16,10 +19,12 @@ AVX-512: 0.285968602 against 0.285968572). Scores are compared to SCORE_TOL = 1e
 absolute (about 16 float32 steps at 1.0; the differences seen are under 1e-7).
 """
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import struct
 
 from fvtest import DATA, check, run, tmpdir
 
@@ -172,6 +177,95 @@ def main():
     out, _ = predict("--model", m, "--data", bp)
     crow = list(csv.DictReader(io.StringIO(out)))
     check(crow[2]["score"] == "" and "bad.csv:4:" in crow[2]["error"], f"CSV error row {crow[2]}")
+
+    # numbers that overflow float32 once standardized (issue 17): a per-row error naming
+    # the row (FILE:LINE:COL) and the column, in both formats, with and without --explain;
+    # never a non-finite number in the output (strict JSON: NaN and Infinity refused); the
+    # other rows scored, the count line right. 1e36 in duration stays finite: scored.
+    amt = header.index("credit_amount") + 1
+    ov = [line(r) for r in recs_in[:7]]                          # header + rows 1..6
+    ov[2] = changed(recs_in[2], "credit_amount", "1e45")         # row 2, line 3
+    ov[4] = changed(recs_in[4], "duration", "1e36")              # row 4: extreme, finite
+    ov[5] = changed(recs_in[5], "credit_amount", "-3e300")       # row 5, line 6
+    op = os.path.join(d, "overflow.csv")
+    with open(op, "w") as f:
+        f.write("\n".join(ov) + "\n")
+
+    def strict(line_):
+        def refuse(c):
+            raise ValueError(f"non-finite {c} in {line_!r}")
+        return json.loads(line_, parse_constant=refuse)
+
+    for arch in ("logreg", "mlp16"):
+        mm = os.path.join(d, arch + ".fvm")
+        clean_out, _ = predict("--model", mm, "--data", te, "--format", "jsonl")
+        clean_scores = {r["row"]: r["score"] for r in jsonl(clean_out)}
+        for explain in ([], ["--explain", "2"]):
+            out, err = predict("--model", mm, "--data", op, "--format", "jsonl", *explain)
+            check("4 rows scored, 2 rows with errors" in err, f"{arch} {explain}: {err!r}")
+            recs = [strict(x) for x in out.splitlines() if x.strip()]
+            check([r["row"] for r in recs] == [1, 2, 3, 4, 5, 6], f"{arch}: rows {recs}")
+            errs = {r["row"]: r["error"] for r in recs if "error" in r}
+            check(sorted(errs) == [2, 5], f"{arch} {explain}: error rows {errs}")
+            check(f"overflow.csv:3:{amt}: column 'credit_amount'" in errs[2] and
+                  "overflows float32" in errs[2] and "1e+45" in errs[2], errs[2])
+            check(f"overflow.csv:6:{amt}: column 'credit_amount'" in errs[5], errs[5])
+            for r in recs:
+                if r["row"] in (1, 3, 6):
+                    check(abs(r["score"] - clean_scores[r["row"]]) <= SCORE_TOL,
+                          f"{arch}: row {r['row']} {r['score']} vs {clean_scores[r['row']]}")
+                    check(not explain or len(r["reasons"]) == 2, f"{arch}: {r}")
+                if r["row"] == 4:
+                    check(math.isfinite(r["score"]) and math.isfinite(r["logit"]), f"{r}")
+            out, err = predict("--model", mm, "--data", op, *explain)
+            check("4 rows scored, 2 rows with errors" in err, f"{arch} csv {explain}: {err!r}")
+            crow = list(csv.DictReader(io.StringIO(out)))
+            check(len(crow) == 6, f"{arch} csv: {crow}")
+            for c in crow:
+                for k, v in c.items():
+                    check(v.lower() not in ("nan", "-nan", "inf", "-inf"), f"{arch} csv: {c}")
+                if c["row"] in ("2", "5"):
+                    check(c["score"] == "" and "column 'credit_amount'" in c["error"] and
+                          "overflows float32" in c["error"], f"{arch} csv: {c}")
+                else:
+                    check(c["error"] == "" and math.isfinite(float(c["score"])), f"{c}")
+            check(f"overflow.csv:3:{amt}:" in crow[1]["error"], crow[1]["error"])
+
+    # a network that overflows on ordinary rows (features finite, the logit not): every
+    # weight of the logistic regression set to 3e38 in a copy of its file (the PARM section
+    # patched, the SHA-256 recomputed; model.c's top note gives the layout). Every row is
+    # then an error (at FILE:LINE, no column blamed: the values are ordinary, the model is
+    # not), never a non-finite number, in both formats and modes.
+    with open(os.path.join(d, "logreg.fvm"), "rb") as f:
+        buf = bytearray(f.read())
+    off, patched = 16, False
+    while off < len(buf) - 32:
+        tag, ln = bytes(buf[off:off + 4]), int.from_bytes(buf[off + 4:off + 12], "little")
+        if tag == b"PARM":
+            n = int.from_bytes(buf[off + 12:off + 20], "little")
+            for i in range(n):
+                struct.pack_into("<f", buf, off + 20 + 4 * i, 3e38)
+            patched = True
+        off += 12 + ln
+    check(patched and off == len(buf) - 32, "PARM section not found in logreg.fvm")
+    buf[-32:] = hashlib.sha256(bytes(buf[:-32])).digest()
+    hot = os.path.join(d, "hot.fvm")
+    with open(hot, "wb") as f:
+        f.write(buf)
+    for explain in ([], ["--explain", "2"]):
+        out, err = predict("--model", hot, "--data", te, "--format", "jsonl", *explain)
+        recs = [strict(x) for x in out.splitlines() if x.strip()]
+        check(len(recs) == len(rows) and all("error" in r for r in recs),
+              f"hot model {explain}: {recs[:3]}")
+        check(f"0 rows scored, {len(rows)} rows with errors" in err, err)
+        for r in recs:
+            check("score not finite (float32 overflow in the network)" in r["error"] and
+                  "test.csv:" in r["error"] and "damaged model" in r["error"] and
+                  "column '" not in r["error"], r["error"])
+        out, err = predict("--model", hot, "--data", te, *explain)
+        crow = list(csv.DictReader(io.StringIO(out)))
+        check(all(c["score"] == "" and "score not finite" in c["error"] for c in crow),
+              f"hot model csv: {crow[:2]}")
 
     # the target column may be left out
     nt = os.path.join(d, "notarget.csv")
