@@ -26,7 +26,8 @@
  *   FETCH_FAIL {reason}  the coordinator could not send it: refused as above (why names
  *                        the coordinator's reason).
  *   RELEASE_SYNC {n, crl} n current releases follow; the CRL is offered to the trust
- *                        store (kept only if the CA signed it and it is newer); with
+ *                        store (kept only if the CA signed it and it is newer; then also
+ *                        written to <model-dir>/crl.pem for fedvault-serve); with
  *                        --fetch-releases the agent stops (exit 0) once those n releases
  *                        are each installed or refused.
  * One fetch at a time; releases accepted meanwhile wait in a queue of PENDING_MAX (more
@@ -59,6 +60,7 @@
 #include <sodium.h>
 
 #include "fv_audit.h"
+#include "fv_file.h"
 #include "fv_release.h"
 
 #define SHAS_MAX 65536 /* shas known from receipts (2 MiB) */
@@ -414,6 +416,40 @@ void fv__agent_on_release(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     pump(a);
 }
 
+/* The CRL the CA signed, newer than the one held, handed to fedvault-serve as
+ * "<model-dir>/crl.pem" (written atomically): the agent is the bank's only connection out,
+ * and the server verifies releases against the CA and this CRL (its default --crl). PEM is
+ * the DER in base64 lines of 64 between the standard markers (RFC 7468). Any process that
+ * can write the directory could put an older CRL there; the server takes it only if the CA
+ * signed it, and the directory is the bank's own. A failure is logged, not fatal: the
+ * server keeps the CRL it has. */
+static void write_crl(agent_t *a, const uint8_t *der, size_t len)
+{
+    size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    size_t cap = 64 + b64 + b64 / 64 + 64;
+    char *pem = malloc(cap), *line = malloc(b64);
+    char path[4096] = "";
+    fv_diag_t d = {"out of memory"};
+    int r = FV_ENOMEM;
+    if (pem != NULL && line != NULL &&
+        snprintf(path, sizeof path, "%s/crl.pem", a->cfg->model_dir) < (int)sizeof path) {
+        sodium_bin2base64(line, b64, der, len, sodium_base64_VARIANT_ORIGINAL);
+        size_t n = strlen(line), o = 0;
+        o += (size_t)snprintf(pem + o, cap - o, "-----BEGIN X509 CRL-----\n");
+        for (size_t i = 0; i < n; i += 64)
+            o += (size_t)snprintf(pem + o, cap - o, "%.*s\n", (int)(n - i < 64 ? n - i : 64),
+                                  line + i);
+        o += (size_t)snprintf(pem + o, cap - o, "-----END X509 CRL-----\n");
+        r = fv_file_write_atomic(path, pem, o, 0644, &d);
+    }
+    fv__agent_log(r == 0 ? "info" : "warn", r == 0 ? "crl_written" : "crl_write_failed", NULL, NULL,
+                  -1,
+                  json_pack("{s:s,s:I,s:s?}", "path", path, "bytes", (json_int_t)len, "err",
+                            r == 0 ? NULL : d.msg));
+    free(pem);
+    free(line);
+}
+
 void fv__agent_on_release_sync(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
 {
     (void)c;
@@ -428,6 +464,8 @@ void fv__agent_on_release_sync(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                  ? 0
                  : fv_trust_offer_crl(a->trust, m->u.release_sync.crl, m->u.release_sync.crl_len,
                                       &newer, &d);
+    if (rc == 0 && newer && a->cfg->model_dir != NULL)
+        write_crl(a, m->u.release_sync.crl, m->u.release_sync.crl_len);
     fv__agent_log(rc == 0 ? "info" : "warn", "release_sync", NULL, NULL, -1,
                   json_pack("{s:I,s:b,s:s,s:s?,s:I,s:I}", "releases",
                             (json_int_t)m->u.release_sync.n, "crl_taken", newer, "crl_refused",

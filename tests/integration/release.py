@@ -144,6 +144,12 @@ def check_installed(b, mdir, sha, label, release):
     fvtest.check(man["model_sha256"] == sha and man["label"] == label
                  and man["release"] == release and man["federation"] == "rel-fed",
                  f"{b}: envelope's manifest {man}")
+    # the federation CRL the agent verified, handed to fedvault-serve beside the models
+    crl = open(f"{mdir}/crl.pem").read() if os.path.exists(f"{mdir}/crl.pem") else ""
+    fvtest.check(crl.startswith("-----BEGIN X509 CRL-----\n")
+                 and crl.endswith("-----END X509 CRL-----\n"), f"{b}: crl.pem: {crl[:80]!r}")
+    fvtest.check(crl == open(f"{tmp}/fed/ca/crl.pem").read(),
+                 f"{b}: crl.pem is not the CA's CRL")
     inst = [r for r in audit_events(audit_log(b), "release.installed") if r.get("sha256") == sha]
     fvtest.check(inst and inst[-1].get("label") == label,
                  f"{b}: audit release.installed for {sha[:12]}: {inst}")
