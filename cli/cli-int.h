@@ -45,6 +45,7 @@ int fv__cmd_bench_rounds(int argc, char **argv);
 int fv__cmd_bench_valid(int argc, char **argv);
 int fv_cmd_provision(int argc, char **argv);
 int fv_cmd_audit(int argc, char **argv);
+int fv_cmd_serve(int argc, char **argv); /* cmd_serve.c: fedvault-serve's admin socket */
 /* The admin commands, clients of a running coordinator's admin port (cmd_admin.c). */
 int fv_cmd_status(int argc, char **argv);
 int fv_cmd_agents(int argc, char **argv);

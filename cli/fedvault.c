@@ -45,6 +45,8 @@ static const struct cmd {
     {"provision", fv_cmd_provision,
      "create a federation's CA and startup kits (add-agent, revoke ...)", false},
     {"audit", fv_cmd_audit, "verify, show or export a signed audit log (audit verify ...)", false},
+    {"serve", fv_cmd_serve,
+     "drive a running fedvault-serve: status, promote, rollback, canary, shadow, reload", false},
     {"version", cmd_version, "print the version", false},
     {"status", fv_cmd_status, "the coordinator's state: agents, running job, job counts", true},
     {"agents", fv_cmd_agents, "list the agents (agents list)", true},

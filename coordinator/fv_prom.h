@@ -36,7 +36,7 @@
 
 #include "fv_error.h"
 
-#define FV_PROM_MAX_LABELS 2        /* label names per family */
+#define FV_PROM_MAX_LABELS 3        /* label names per family */
 #define FV_PROM_MAX_SERIES 256      /* distinct label-value sets per family, + "other" */
 #define FV_PROM_MAX_VALUE_BYTES 128 /* longer label values count as "other" */
 #define FV_PROM_MAX_BOUNDS 64       /* histogram bucket bounds, +Inf not included */

@@ -15,7 +15,12 @@
 #     from securely summed histograms), exports the teacher and the distilled student
 #     through the admin CLI and prints the student's compression report, stops the
 #     coordinator, verifies its signed audit log and each bank's, scores the test split
-#     with both models and writes the student's scores with reason codes.
+#     with both models and writes the student's scores with reason codes,
+#   - goes on to serve: the operator releases the student as stable and the teacher as
+#     backup (signed manifests); each bank's agent fetches and installs them
+#     (--fetch-releases) after its own checks; one bank's fedvault-serve loads them and
+#     scores the test split over HTTP (score_http.py), which must give fedvault
+#     predict's scores to 1e-6.
 # Everything goes to out/lending-club/ (logs in out/lending-club/logs/).
 # Extra arguments are passed to fedvault-coordinator (e.g. --max-uploads 5).
 set -euo pipefail
@@ -25,7 +30,7 @@ if [ ! -d build-release ]; then
   meson setup build-release -Dbuildtype=release -Db_ndebug=true >/dev/null
 fi
 ninja -C build-release cli/fedvault coordinator/fedvault-coordinator \
-  agent/fedvault-agent >/dev/null
+  agent/fedvault-agent agent/serve/fedvault-serve >/dev/null
 bin=build-release
 fv=$bin/cli/fedvault
 out=out/lending-club
@@ -102,6 +107,18 @@ $fv model export "$final" --out "$out/final.fvm" "${admin[@]}"
 $fv model export "$student" --out "$out/student.fvm" "${admin[@]}"
 echo "the distilled student (model version $student) and its compression report:"
 $fv model show "$student" "${admin[@]}" | sed -n '/^compression report/,/^lineage/p'
+# Serving: the operator releases the student as stable and the teacher as its backup
+# (signed manifests, audited); each bank's agent fetches them over its one connection
+# out and installs them in its model directory only after checking the coordinator's
+# signature against the federation CA and that its own signed receipts name each model.
+$fv model release "$student" --label stable "${admin[@]}"
+$fv model release "$final" --label backup "${admin[@]}"
+for b in $banks; do
+  mkdir -p "$out/serve/$b"
+  $bin/agent/fedvault-agent --config "$out/fed/$b/agent.json" --coordinator "127.0.0.1:$port" \
+    --model-dir "$out/serve/$b" --fetch-releases 2>> "$out/logs/$b.log"
+done
+echo "releases installed at every bank: $(ls "$out"/serve/*/*.release.json | wc -l) (2 per bank)"
 echo "metrics: $(/usr/bin/python3 -c 'import sys, urllib.request
 t = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
 print(", ".join(l for l in t.splitlines() if l.startswith(("fedvault_rounds_completed",
@@ -124,3 +141,32 @@ $fv predict --model "$out/student.fvm" --data "$out/test.csv" --explain 3 --form
   --out "$out/test-scores.jsonl"
 echo "scores with reason codes: $out/test-scores.jsonl; its first line:"
 head -1 "$out/test-scores.jsonl"
+
+# One bank's scoring server: fedvault-serve loads the releases its agent installed (each
+# manifest verified against the CA and the CRL the agent wrote there, each file's hash
+# checked) and scores the held-out test split over HTTP; the answers must be the student's
+# scores from fedvault predict above, to 1e-6.
+$bin/agent/serve/fedvault-serve --model-dir "$out/serve/bank-west" \
+  --ca "$out/fed/bank-west/ca.pem" --listen 127.0.0.1:0 2> "$out/logs/serve.log" &
+serve=$!
+trap 'kill "$serve" 2>/dev/null || true' EXIT
+sport=
+for _ in $(seq 1 100); do
+  sport=$(grep -o '"event":"listening".*"port":[0-9]*' "$out/logs/serve.log" 2>/dev/null |
+        grep -o '"port":[0-9]*' | cut -d: -f2 | head -1 || true)
+  [ -n "$sport" ] && python3 -c 'import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=5)' "http://127.0.0.1:$sport/readyz" 2>/dev/null && break
+  sport=
+  if ! kill -0 "$serve" 2>/dev/null; then cat "$out/logs/serve.log"; exit 1; fi
+  sleep 0.1
+done
+[ -n "$sport" ] || { echo "fedvault-serve did not become ready"; tail "$out/logs/serve.log"; exit 1; }
+echo "fedvault-serve at http://127.0.0.1:$sport (bank-west's releases):"
+python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://127.0.0.1:$sport/v1/models"
+python3 examples/lending-club/score_http.py "http://127.0.0.1:$sport" \
+  examples/lending-club/job.json "$out/test.csv" "$out/test-scores.jsonl" \
+  --out "$out/test-scores-http.jsonl"
+kill -TERM "$serve"
+wait "$serve" || { echo "fedvault-serve did not stop cleanly"; exit 1; }
+trap - EXIT

@@ -259,8 +259,8 @@ static void test_invalid(void)
     CHECK_OK(fv_prom_counter(p, "c_le", "h", "le", &m), NULL); /* fine outside histograms */
     const char *dup[] = {"x", "x"};
     CHECK_INT_EQ(fv_prom_family(p, FV_PROM_GAUGE, "g1", "h", dup, 2, NULL, 0, &m), FV_EINVAL);
-    const char *three[] = {"x", "y", "z"};
-    CHECK_INT_EQ(fv_prom_family(p, FV_PROM_GAUGE, "g1", "h", three, 3, NULL, 0, &m), FV_EINVAL);
+    const char *four[] = {"x", "y", "z", "w"}; /* one more than FV_PROM_MAX_LABELS (3) */
+    CHECK_INT_EQ(fv_prom_family(p, FV_PROM_GAUGE, "g1", "h", four, 4, NULL, 0, &m), FV_EINVAL);
 
     /* bounds: finite, strictly increasing, 1..FV_PROM_MAX_BOUNDS; none for other types */
     const double same[] = {1, 1}, down[] = {2, 1}, nan_b[] = {1, NAN}, inf_b[] = {INFINITY};
