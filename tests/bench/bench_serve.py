@@ -444,8 +444,9 @@ def scenario_breaker(serve_exe, d, model_dir, ca, body, rate, seconds):
                else (first_backup - t0) * 1e3,
                "last_stable_answer_after_breach_ms": last_stable_in_breach,
                "back_to_stable_ms": back, "failed": failed, "h2load": res}
-        print(f"  breaker: first backup answer {out['first_backup_answer_ms']} ms after the "
-              f"delay, last request sent to stable {last_stable_in_breach:.1f} ms after it; "
+        print(f"  breaker: first backup answer {out['first_backup_answer_ms'] or -1:.1f} ms "
+              f"after the delay, last request answered by stable sent "
+              f"{last_stable_in_breach:.1f} ms after it; "
               f"back on stable {back:.1f} ms after the delay ended; {failed} failed",
               flush=True)
         return out
@@ -464,13 +465,16 @@ def scenario_canary(serve_exe, d, model_dir, ca, body, seconds):
         time.sleep(seconds * 2 / 3)
         log = probe.finish()
         status, _, _ = admin(s.sock, {"cmd": "status"})
-        last_canary, n_after = switch_time(log, t0, lambda e: e[4] == "canary" or e[2] != 200)
+        # a failing canary's requests are answered by the backup (fallback) or fail: the
+        # last of those sent after the fault is when the guard had withdrawn the canary
+        last_canary, n_after = switch_time(
+            log, t0, lambda e: e[4] == "canary" or e[5] or e[2] != 200)
         failed = probe.errors + sum(1 for e in log if e[2] != 200)
         out = {"rolled_back_ms": last_canary, "probe_requests_after": n_after,
                "failed": failed, "status": status}
-        print(f"  canary: last request answered by the failing canary (or failed) sent "
-              f"{last_canary:.1f} ms after the fault; {failed} failed; status {status}",
-              flush=True)
+        print(f"  canary: last request answered by the failing canary, its fallback or an "
+              f"error sent {last_canary:.1f} ms after the fault; {failed} failed; "
+              f"auto_rollbacks {status.get('models', {}).get('auto_rollbacks')}", flush=True)
         return out
     finally:
         s.stop()
