@@ -1,6 +1,6 @@
 """The structure of the Kubernetes manifests in examples/deploy/k8s/ (docs/serving.md).
 
-usage: k8s_check.py SERVE_BUILT(yes|no)
+usage: k8s_check.py
 
 No Kubernetes validator works offline here (no API server, no schemas), so this is all
 that is checked: the YAML parses (python3-yaml, Debian's; missing = FAIL); every object
@@ -17,11 +17,9 @@ and writable for the agent sidecar (its --model-dir), and the paths the two proc
 write (admin socket, audit log) are on writable mounts (the root file system is
 read-only).
 
-Against the server itself (once the build has fedvault-serve: SERVE_BUILT = yes, meson's
-fedvault_serve_exe; its sources are agent/serve/*.c): the probe paths are string literals
-in its route table, and every key of serve.json names one of its long options (a --config
-key is a flag's name, with '_' or '-'). Until then those two checks are listed as NOT
-CHECKED and the test exits 77 (meson: SKIP) after everything else.
+Against the server itself (its sources are agent/serve/*.c): the probe paths are string
+literals in its route table, and every key of serve.json names one of its long options (a
+--config key is a flag's name, with '_' or '-').
 """
 import glob
 import json
@@ -230,30 +228,21 @@ def main():
         check(path is not None and covering_mount(path, mounts) is not None,
               f"{who}: {path} is on no mounted volume")
 
-    pending = []
+    if len(sys.argv) != 1:
+        sys.exit("usage: k8s_check.py")
     srcs = glob.glob(os.path.join(SERVE_SRC, "*.c"))
-    if len(sys.argv) != 2 or sys.argv[1] not in ("yes", "no"):
-        sys.exit("usage: k8s_check.py SERVE_BUILT(yes|no)")
-    if sys.argv[1] == "no":
-        pending.append("probe paths and serve.json keys against fedvault-serve's sources "
-                       "(the build has no fedvault-serve yet)")
-    else:
-        text = "".join(open(s).read() for s in srcs)
-        for path in ("/readyz", "/healthz"):
-            check(f'"{path}"' in text, f"probe path {path} is not a string literal in "
-                  f"{SERVE_SRC}/*.c (the route table)")
-        # a --config key is a long option's name, '_' or '-' (serve_main.c)
-        for key in cfg:
-            opt = key.replace("_", "-")
-            check(f'"{opt}"' in text, f"serve.json key {key!r}: no long option \"{opt}\" "
-                  f"in {SERVE_SRC}/*.c (no such --config key)")
+    check(len(srcs) > 0, f"no fedvault-serve sources in {SERVE_SRC}")
+    text = "".join(open(s).read() for s in srcs)
+    for path in ("/readyz", "/healthz"):
+        check(f'"{path}"' in text, f"probe path {path} is not a string literal in "
+              f"{SERVE_SRC}/*.c (the route table)")
+    # a --config key is a long option's name, '_' or '-' (serve_main.c)
+    for key in cfg:
+        opt = key.replace("_", "-")
+        check(f'"{opt}"' in text, f"serve.json key {key!r}: no long option \"{opt}\" "
+              f"in {SERVE_SRC}/*.c (no such --config key)")
     if failures:
         sys.exit(f"{len(failures)} failure(s)")
-    for p in pending:
-        print(f"NOT CHECKED: {p}")
-    if pending:
-        print("SKIP: fedvault-serve is not merged yet (see NOT CHECKED)")
-        sys.exit(77)
     print(f"ok: {len(files)} manifests; port {port}; probes /readyz, /healthz")
 
 
