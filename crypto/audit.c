@@ -135,8 +135,7 @@ static bool from_b64(const char *s, uint8_t sig[64])
     return n == 64 && end == s + len;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS" then optionally "." and 1..9 digits, then "Z". */
-static bool ts_valid(const char *s)
+bool fv_audit_ts_valid(const char *s)
 {
     static const char tmpl[] = "dddd-dd-ddTdd:dd:dd";
     size_t i;
@@ -278,7 +277,7 @@ static int rec_decode(const char *line, size_t len, uint64_t k, uint64_t expect_
     r->prev = json_string_value(json_object_get(r->root, "prev"));
     r->hash = json_string_value(json_object_get(r->root, "hash"));
     r->sig = json_string_value(json_object_get(r->root, "sig"));
-    if (!ts_valid(r->ts)) {
+    if (!fv_audit_ts_valid(r->ts)) {
         snprintf(why, why_len, "record %" PRIu64 ": ts is not a UTC time YYYY-MM-DDTHH:MM:SS[.f]Z",
                  k);
         goto out;
@@ -403,7 +402,8 @@ static int head_decode(const char *buf, size_t len, const uint8_t pk[32], uint64
     }
     uint64_t seq = (uint64_t)json_integer_value(jseq);
     const char *hash = json_string_value(jhash), *ts = json_string_value(jts);
-    if (!is_lower_hex64(hash) || !ts_valid(ts) || !from_b64(json_string_value(jsig), sig)) {
+    if (!is_lower_hex64(hash) || !fv_audit_ts_valid(ts) ||
+        !from_b64(json_string_value(jsig), sig)) {
         snprintf(why, why_len, "head: malformed hash, ts or sig");
         goto out;
     }

@@ -126,6 +126,9 @@ typedef struct fv_audit_filter {
 int fv_audit_scan(const char *path, const fv_audit_filter_t *f,
                   int (*cb)(const fv_audit_record_t *rec, void *ctx), void *ctx,
                   uint64_t *ret_n_seen, fv_diag_t *d);
+/* Whether s is a timestamp as the log writes them: "YYYY-MM-DDTHH:MM:SS", then optionally
+ * "." and 1..9 digits, then "Z" (also the release manifests' "released"). */
+bool fv_audit_ts_valid(const char *s);
 /* Whether a timestamp argument is usable by the filter: a prefix of
  * YYYY-MM-DDTHH:MM:SS (at least YYYY, digits and separators where they belong). */
 bool fv_audit_ts_prefix_valid(const char *s);

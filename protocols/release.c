@@ -45,6 +45,7 @@
  * and buffers passed in are borrowed. Scan results are the caller's
  * (fv_release_entries_free).
  */
+#include "fv_audit.h"
 #include "fv_release.h"
 
 #include <dirent.h>
@@ -114,25 +115,6 @@ static bool kind_valid(const char *s)
     return true;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS" then optionally "." and 1..9 digits, then "Z" (as the audit
- * log's timestamps). */
-static bool ts_valid(const char *s)
-{
-    static const char tmpl[] = "dddd-dd-ddTdd:dd:dd";
-    size_t i;
-    for (i = 0; i < sizeof tmpl - 1; i++)
-        if (tmpl[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != tmpl[i])
-            return false;
-    if (s[i] == '.') {
-        size_t n = 0;
-        for (i++; s[i] >= '0' && s[i] <= '9'; i++)
-            n++;
-        if (n < 1 || n > 9)
-            return false;
-    }
-    return s[i] == 'Z' && s[i + 1] == '\0';
-}
-
 static bool terminated(const char *s, size_t cap)
 {
     return memchr(s, '\0', cap) != NULL;
@@ -174,7 +156,7 @@ static int release_check(const fv_release_t *r, const char *name, int code, fv_d
         f = "job", why = "neither \"\" nor 64 lowercase hex digits";
     else if (!kind_valid(r->kind))
         f = "kind", why = "not 1..15 letters a-z";
-    else if (!ts_valid(r->released))
+    else if (!fv_audit_ts_valid(r->released))
         f = "released", why = "not a UTC time YYYY-MM-DDTHH:MM:SS[.fff]Z";
     else if (!fv_name_valid(r->by))
         f = "by", why = "not a participant name";
