@@ -13,7 +13,7 @@
  *                                       now; answered when the scan is applied
  * and with FV_TEST_SERVE=1 the test hooks:
  *   {"cmd":"test.clock","advance_ms":N} advances the route's manual clock
- *   {"cmd":"test.delay","label":L,"us":N} adds N us to the measured latency of label L
+ *   {"cmd":"test.delay","label":L,"us":N} makes N us the latency recorded for label L
  *                                       (a real sleep with FV_TEST_SERVE_SLEEP=1)
  *   {"cmd":"test.fail","label":L,"on":B} label L's scoring fails
  * Answers: {"ok":true, ...} or {"ok":false,"error":"sentence"}. The switch commands return

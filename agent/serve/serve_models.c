@@ -42,6 +42,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #define MAX_WAITERS 32
 
 typedef struct scan {
@@ -133,6 +135,10 @@ static void scan_work(uv_work_t *w)
     fv_diag_t d = {""};
     sc->status = fv_release_dir_scan(s->cfg->model_dir, s->trust, sc->now_s, &sc->e, &sc->n,
                                      &sc->models, &sc->lens, &d);
+    /* The certificate checks (fv_trust_member) ran OpenSSL on this pool thread, which made
+     * its thread-local error state; libuv's threads never exit, so that state would never
+     * be freed (valgrind: definitely lost). Freed here; OpenSSL makes it again on need. */
+    OPENSSL_thread_stop();
     if (sc->status != 0) {
         snprintf(sc->why, sizeof sc->why, "%s", d.msg[0] ? d.msg : fv_strerror(sc->status));
         return;

@@ -13,9 +13,10 @@
  * schema (fv_score_json_bind) and scored (fv_model_predict_ws_rows; logits and reason
  * codes as cli/cmd_predict.c computes them: fv_preproc_transform, fv_mlp_logits,
  * fv_explain_row of the predicted class), all numbers printed %.9g as `fedvault predict
- * --format jsonl` prints them. The latency recorded for the route is the measured one
- * plus test.delay's amount for the label (FV_TEST_SERVE=1; with FV_TEST_SERVE_SLEEP=1 the
- * delay is a real sleep, measured). When the model failed (an internal error, or
+ * --format jsonl` prints them. The latency recorded for the route is the measured one;
+ * with FV_TEST_SERVE=1 it is test.delay's amount for the label alone (the manual clock
+ * does not move during a request), and with FV_TEST_SERVE_SLEEP=1 as well the delay is a
+ * real sleep, measured. When the model failed (an internal error, or
  * test.fail for its label) or missed --deadline-us, the pick's backup answers (fallback
  * true). With a shadow, the shadow model scores too and a score differing by more than
  * SHADOW_TOL counts as a divergence. fv_route_done then records the outcome (and may
@@ -322,8 +323,11 @@ static int score_timed(serve_t *s, serve_model_t *m, fv_release_label_t label, u
         sleep_us(delay);
     int r = score_model(s->cfg, m, idx, req, o, n_ok, scores);
     uint64_t lat = now_us_real() - t0;
-    if (!s->cfg->test_sleep)
-        lat += delay;
+    /* FV_TEST_SERVE=1 without sleeps: the route's clock is the manual one, which does not
+     * move while a request is scored, so the latency recorded is test.delay's alone (a
+     * window or deadline never depends on how fast this build scores: ASan, valgrind) */
+    if (s->cfg->test_hooks && !s->cfg->test_sleep)
+        lat = delay;
     if (r == 0 && s->cfg->test_hooks && atomic_load(&s->fail[label]))
         r = FV_EIO;
     *ret_latency = lat;

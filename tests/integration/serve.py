@@ -149,8 +149,10 @@ class Serve:
         self.p.terminate()
         code = self.p.wait(timeout=120 * SLOW)
         time.sleep(0.2)
-        clean("\n".join(e.get("line", "") for e in self.log if e.get("event") == "junk"))
-        check(code == 0, f"fedvault-serve exit {code}")
+        junk = "\n".join(e.get("line", "") for e in self.log if e.get("event") == "junk")
+        clean(junk)
+        check(code == 0, f"fedvault-serve exit {code}; its lines that are not log events:\n"
+              + junk[-4000:])
 
 
 def req(c, method, path, body=None, ctype="application/json"):
