@@ -177,7 +177,7 @@ typedef struct coord {
     uint64_t t_start_ms;
     bool stopping;
     const char *only_job; /* --job mode: exit when this job (64 hex) has ended */
-    const char *out_dir;  /* --out: final.fvm, rounds.jsonl (may be NULL) */
+    const char *out_dir;  /* --out: jobs/<id>/ per job, and latest -> it (may be NULL) */
     unsigned max_uploads;
     agent_t *agents;
     struct coord_bench {
@@ -197,6 +197,9 @@ typedef struct coord {
         char job_id[65];  /* 64 hex */
         char job_hex[17]; /* its first 16 hex, for logs */
         uint64_t job_id64;
+        /* --out/jobs/<job_id>: the job's own files (rounds.jsonl, final.fvm, student.fvm,
+         * <kind>-rNNNN.fvm, report.html, schema.json); "" without --out */
+        char dir[3072];
         cstate_t state;
         double last_auc, last_pr, last_loss, last_acc;
         double avg_round_s; /* mean duration of completed training rounds */

@@ -89,8 +89,8 @@ int coord__distill_begin(coord_t *c)
     char sha[65], path[4096] = "";
     int64_t version = 0;
     int r = 0;
-    if (c->out_dir != NULL)
-        snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
+    if (c->run.dir[0] != '\0')
+        snprintf(path, sizeof path, "%s/final.fvm", c->run.dir);
     if (c->distill.teacher_stored) {
         memcpy(sha, c->distill.stored_sha, 65);
     } else if (coord__model_files_async(c, final, final_round, path, teacher_files_done) == 0) {
@@ -380,9 +380,9 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
                              "report", report));
         *ret_version = v;
     }
-    if (r == 0 && c->out_dir != NULL) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/student.fvm", c->out_dir);
+    if (r == 0 && c->run.dir[0] != '\0') {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/student.fvm", c->run.dir);
         coord__save_model(c, fv_cjob_best(c->model.jm), path, fv_cjob_best_round(c->model.jm));
     }
     fv_mlp_free(qm);

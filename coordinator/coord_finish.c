@@ -525,8 +525,8 @@ void coord__round_finish(coord_t *c, int status, const char *why_in)
     if (w->status == 0) {
         /* the sum read out and applied, the model file written: on the thread pool */
         w->cr = c->rnd.cr;
-        if (c->out_dir != NULL && c->rnd.kind->id != FV_FED_KIND_STATS)
-            snprintf(w->save_path, sizeof w->save_path, "%s/%s-r%04" PRIu64 ".fvm", c->out_dir,
+        if (c->run.dir[0] != '\0' && c->rnd.kind->id != FV_FED_KIND_STATS)
+            snprintf(w->save_path, sizeof w->save_path, "%s/%s-r%04" PRIu64 ".fvm", c->run.dir,
                      coord__distilling(c) ? "student" : "model", c->rnd.round);
         if (queue_work(c, w) == 0)
             return;

@@ -24,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -65,7 +68,7 @@ void coord__job_reset(coord_t *c)
     if (c->run.rounds_log != NULL)
         fclose(c->run.rounds_log);
     c->run.rounds_log = NULL;
-    c->run.job_id[0] = c->run.job_hex[0] = '\0';
+    c->run.job_id[0] = c->run.job_hex[0] = c->run.dir[0] = '\0';
     c->model.global_sha[0] = c->model.best_sha[0] = '\0';
     c->model.global_version = c->model.best_version = 0;
     c->rnd.round = 0;
@@ -162,6 +165,39 @@ static int job_restore(coord_t *c, const fv_state_ckpt_t *ck, char *why, size_t 
     return 0;
 }
 
+/* --out/jobs/<id> made (also when it exists: a resumed job appends to its own files) and
+ * --out/latest pointed at it (a symlink replaced by rename, so a reader sees the old or the
+ * new one). A failure is logged and leaves the job without files; it does not stop it. */
+static int job_dir_make(coord_t *c)
+{
+    char jobs[4096], tmp[4096], rel[128];
+    int n = snprintf(jobs, sizeof jobs, "%s/jobs", c->out_dir);
+    if (n < 0 || (size_t)n + 66 >= sizeof c->run.dir) {
+        coord_logj("error", "job_dir",
+                   json_pack("{s:s,s:s}", "dir", c->out_dir, "why",
+                             "--out path too long for the job's directory"));
+        return -1;
+    }
+    memcpy(c->run.dir, jobs, (size_t)n);
+    snprintf(c->run.dir + n, sizeof c->run.dir - (size_t)n, "/%s", c->run.job_id);
+    snprintf(rel, sizeof rel, "jobs/%s", c->run.job_id);
+    snprintf(tmp, sizeof tmp, "%s/.latest.tmp", c->out_dir);
+    if ((mkdir(jobs, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(c->run.dir, 0700) != 0 && errno != EEXIST)) {
+        coord_logj("error", "job_dir",
+                   json_pack("{s:s,s:s}", "dir", c->run.dir, "why", strerror(errno)));
+        c->run.dir[0] = '\0';
+        return -1;
+    }
+    char latest[4096];
+    snprintf(latest, sizeof latest, "%s/latest", c->out_dir);
+    (void)unlink(tmp);
+    if (symlink(rel, tmp) != 0 || rename(tmp, latest) != 0)
+        coord_logj("warn", "job_dir",
+                   json_pack("{s:s,s:s}", "dir", latest, "why", strerror(errno)));
+    return 0;
+}
+
 /* Starts (or resumes) the next job from the state: a running one first, else the oldest
  * queued. Offers it to every connected agent. */
 void coord__job_try_next(coord_t *c)
@@ -234,9 +270,9 @@ void coord__job_try_next(coord_t *c)
         coord__job_try_next(c);
         return;
     }
-    if (c->out_dir != NULL) {
+    if (c->out_dir != NULL && job_dir_make(c) == 0) {
         char p[4096];
-        snprintf(p, sizeof p, "%s/rounds.jsonl", c->out_dir);
+        snprintf(p, sizeof p, "%s/rounds.jsonl", c->run.dir);
         c->run.rounds_log = fopen(p, resumed ? "a" : "w");
     }
     if (strcmp(prev, "running") != 0 &&
@@ -470,8 +506,8 @@ void coord__job_finish(coord_t *c)
         c->run.exit_code = EXIT_FAIL;
     } else if (final != NULL) {
         char path[4096] = "";
-        if (c->out_dir != NULL)
-            snprintf(path, sizeof path, "%s/final.fvm", c->out_dir);
+        if (c->run.dir[0] != '\0')
+            snprintf(path, sizeof path, "%s/final.fvm", c->run.dir);
         if (!coord__distilling(c) && !c->run.final_stored && c->run.exit_code == 0) {
             /* the result's file stored (and --out/final.fvm saved) on the thread pool
              * first; final_files_done comes back here */

@@ -86,7 +86,7 @@ if [ "$status" != 0 ]; then
   exit 1
 fi
 $fv job show "$job" "${admin[@]}" --json > "$out/job.json"
-/usr/bin/python3 - "$out/state/rounds.jsonl" "$out/job.json" <<'PY'
+/usr/bin/python3 - "$out/state/latest/rounds.jsonl" "$out/job.json" <<'PY'
 import json, sys
 print("round  kind     agents  val ROC AUC  val PR AUC  val log loss  teacher ROC AUC  secs")
 for line in open(sys.argv[1]):

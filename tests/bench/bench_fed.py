@@ -70,7 +70,7 @@ def federation(n, secagg):
     with open(f"{d}/job.json", "w") as f:
         json.dump(job, f)
     res, _ = fvbench.run_job(a.coordinator, a.agent, d, banks, data, f"{d}/state", label, 3600)
-    rounds = [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")]
+    rounds = [json.loads(l) for l in open(f"{d}/state/latest/rounds.jsonl")]
     secs = [r["secs"] for r in rounds]
     return res, secs
 

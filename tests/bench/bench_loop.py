@@ -87,7 +87,7 @@ def federation(data, secagg):
     events = [json.loads(line) for line in open(log_path) if line.startswith("{")]
     done = [e for e in events if e.get("event") == "round_done"]
     end = [e for e in events if e.get("event") == "job_done"]
-    secs = {r["round"]: r["secs"] for r in map(json.loads, open(f"{d}/out/rounds.jsonl"))}
+    secs = {r["round"]: r["secs"] for r in map(json.loads, open(f"{d}/out/latest/rounds.jsonl"))}
     return done, end[-1] if end else None, secs, wall
 
 

@@ -107,8 +107,8 @@ fvtest.check(sorted(seen) == sorted(ref_models),
 for r in okr:
     fvtest.check(r[4] == ref_models[r[0]],
                  f"round {r[0]}: model {r[4]} differs from the reference's {ref_models[r[0]]}")
-a = open(f"{tmp}/ref/final.fvm", "rb").read()
-b = open(f"{tmp}/crash/final.fvm", "rb").read()
+a = open(f"{tmp}/ref/latest/final.fvm", "rb").read()
+b = open(f"{tmp}/crash/latest/final.fvm", "rb").read()
 fvtest.check(a == b, "final.fvm differs from the uninterrupted run's "
              f"({hashlib.sha256(a).hexdigest()} vs {hashlib.sha256(b).hexdigest()})")
 print(f"final model identical to the reference: sha256 {hashlib.sha256(b).hexdigest()[:16]}")

@@ -153,7 +153,7 @@ print(f"report: params {t['params']} -> {s['params']}, bytes {t['bytes']} -> {s[
 
 # The student files score.
 stud = f"{tmp}/ref/state/models/{distilled[0][4]}.fvm"
-fvtest.check(open(stud, "rb").read() == open(f"{tmp}/ref/student.fvm", "rb").read(),
+fvtest.check(open(stud, "rb").read() == open(f"{tmp}/ref/latest/student.fvm", "rb").read(),
              "--out student.fvm is not the distilled version's file")
 for path in (stud, f"{tmp}/ref/state/models/{distilled[1][4]}.fvm"):
     code, pout, perr = fvtest.run(["predict", "--model", path, "--data", f"{tmp}/test.csv",

@@ -165,7 +165,7 @@ fvtest.check(later, "a round must start after the aborted one")
 for r in later:
     fvtest.check(all(s["cohort"] == 5 for s in starts[r]),
                  f"round {r}: the killed agents must have rejoined (cohort {starts[r]})")
-rounds = [json.loads(l) for l in open(f"{tmp}/state/rounds.jsonl")]
+rounds = [json.loads(l) for l in open(f"{tmp}/state/latest/rounds.jsonl")]
 best = max(r["val_roc_auc"] for r in rounds)
 print(f"job finished: {res['rounds']} rounds completed, {res['rounds_failed']} aborted, "
       f"best val ROC AUC {best:.4f}")

@@ -104,7 +104,7 @@ res = json.loads(out.strip().splitlines()[-1])
 print(f"federation: {json.dumps(res)} ({fed_secs:.1f} s)")
 fvtest.check(res["status"] == "done", f"job status {res['status']}: {res.get('why')}")
 
-rounds = [json.loads(line) for line in open(f"{tmp}/run/rounds.jsonl")]
+rounds = [json.loads(line) for line in open(f"{tmp}/run/latest/rounds.jsonl")]
 train_rounds = [r for r in rounds if r.get("kind") == "train"]
 fvtest.check(len(train_rounds) == res["rounds"] - 1 and train_rounds,
              f"rounds.jsonl has {len(train_rounds)} training rounds, the summary "
@@ -137,7 +137,7 @@ def test_accuracy(model):
     return e["accuracy"]
 
 
-fed_acc = test_accuracy(f"{tmp}/run/final.fvm")
+fed_acc = test_accuracy(f"{tmp}/run/latest/final.fvm")
 epochs = ROUNDS * LOCAL_EPOCHS
 c = fvtest.run_json(["train", "--data", f"{tmp}/train.csv", "--schema", f"{tmp}/schema.json",
                      "--model", MODEL, "--test-fraction", "0", "--val-fraction", "0.1",

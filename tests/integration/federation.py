@@ -97,7 +97,7 @@ def run_federation(label, job):
     if c.returncode != 0 or any(codes):
         fvtest.fail(f"{label}: coordinator exit {c.returncode}, agents {codes}\n{log[-4000:]}")
     res = json.loads(out.strip().splitlines()[-1])
-    rounds = [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")]
+    rounds = [json.loads(l) for l in open(f"{d}/state/latest/rounds.jsonl")]
     print(f"{label}: {res['rounds']} rounds in {time.time() - t0:.1f} s, best round "
           f"{res['best_round']} (val ROC AUC {res['best_metric']:.4f})")
     for r in rounds:
@@ -115,7 +115,7 @@ def test_auc(model):
 if mode == "accuracy":
     job = dict(base_job)
     d, res, rounds = run_federation("secagg", job)
-    fed_auc = test_auc(f"{d}/state/final.fvm")
+    fed_auc = test_auc(f"{d}/state/latest/final.fvm")
     with open(f"{tmp}/schema.json", "w") as f:
         json.dump(job["schema"], f)
     epochs = job.get("rounds", 20) * job.get("local_epochs", 1)
@@ -138,7 +138,7 @@ if mode == "accuracy":
                                 "ORDER BY version LIMIT 1").fetchone()[0])
     db.close()
     t, s = rep["teacher"], rep["student"]
-    stud_auc = test_auc(f"{d}/state/student.fvm")
+    stud_auc = test_auc(f"{d}/state/latest/student.fvm")
     print(f"distilled: {t['arch']} -> {s['arch']}: parameters {t['params']} -> {s['params']} "
           f"({rep['ratios']['params']:.1f}x, floor 10x); batch-1 latency "
           f"{t['latency_us']['batch_1']:.2f} -> {s['latency_us']['batch_1']:.2f} us "
@@ -167,9 +167,9 @@ elif mode == "exact":
         job_off = dict(job)
         job_off["secagg"] = "off"
         d_off, _, r_off = run_federation(f"r{rounds}-secagg-off", job_off)
-        p_on, p_off = params(f"{d_on}/state/model-r0001.fvm"), params(f"{d_off}/state/model-r0001.fvm")
+        p_on, p_off = params(f"{d_on}/state/latest/model-r0001.fvm"), params(f"{d_off}/state/latest/model-r0001.fvm")
         fvtest.check(p_on == p_off, "round 1 starts from different models")
-        f_on, f_off = params(f"{d_on}/state/final.fvm"), params(f"{d_off}/state/final.fvm")
+        f_on, f_off = params(f"{d_on}/state/latest/final.fvm"), params(f"{d_off}/state/latest/final.fvm")
         gap = max(abs(x - y) for x, y in zip(f_on, f_off))
         scale = max(abs(x) for x in f_on)
         return gap, scale
@@ -206,7 +206,7 @@ elif mode == "exact":
         fvtest.check(len(tr) == 1, f"{b}: {len(tr)} trained lines")
         fvtest.check(tr[0].get("clipped") is True and tr[0].get("update_norm", 0) > mun,
                      f"{b}: trained line {tr[0]}")
-    p0, p1 = params(f"{d_c}/state/model-r0001.fvm"), params(f"{d_c}/state/final.fvm")
+    p0, p1 = params(f"{d_c}/state/latest/model-r0001.fvm"), params(f"{d_c}/state/latest/final.fvm")
     step = sum((x - y) ** 2 for x, y in zip(p0, p1)) ** 0.5
     slack = len(p0) ** 0.5 * n * clip * (2 / (2 ** bits - 1) + 2 ** -22)
     print(f"max_update_norm {mun}: trained norms "

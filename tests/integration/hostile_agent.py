@@ -400,15 +400,15 @@ for r in range(1, ROUNDS + 1):
                 "coord__on_vec: update_rejected sets neither a->answered nor drops the agent), "
                 "so coord__phase_progress waits for the deadline: one hostile agent stretches "
                 "every round to deadlines_ms.train")
-rl = [json.loads(l) for l in open(f"{tmp}/hostile/rounds.jsonl")]
+rl = [json.loads(l) for l in open(f"{tmp}/hostile/latest/rounds.jsonl")]
 print("rounds.jsonl: " + "; ".join(f"round {x['round']} agents {x['agents']} {x['secs']:.1f} s "
                                    f"val ROC AUC {x['val_roc_auc']:.4f}" for x in rl))
 
 # The final model: sane, and the honest run's.
 hres, _, _, hsecs = run_federation("honest", False)
-auc = test_auc(f"{tmp}/hostile/final.fvm")
-hauc = test_auc(f"{tmp}/honest/final.fvm")
-pa, pb = params(f"{tmp}/hostile/final.fvm"), params(f"{tmp}/honest/final.fvm")
+auc = test_auc(f"{tmp}/hostile/latest/final.fvm")
+hauc = test_auc(f"{tmp}/honest/latest/final.fvm")
+pa, pb = params(f"{tmp}/hostile/latest/final.fvm"), params(f"{tmp}/honest/latest/final.fvm")
 gap = max(abs(x - y) for x, y in zip(pa, pb)) if len(pa) == len(pb) else math.inf
 print(f"final model: test ROC AUC {auc:.4f} with the hostile agents, {hauc:.4f} honest only "
       f"(tolerance {AUC_TOL}); max |parameter difference| {gap:.3g} (tolerance {PARAM_TOL}); "

@@ -197,11 +197,11 @@ def run_job(label, attack=None, job=JOB, inspect=None):
     fvtest.check(all(codes[b] == 0 for b in HONEST), f"{label}: honest agents' exits {codes}")
     res = json.loads(out.strip().splitlines()[-1])
     fvtest.check(res.get("status") == "done", f"{label}: job {res}")
-    _, ev, _ = fvtest.run(["eval", "--model", f"{d}/state/final.fvm", "--data",
+    _, ev, _ = fvtest.run(["eval", "--model", f"{d}/state/latest/final.fvm", "--data",
                            f"{tmp}/test.csv", "--json"], expect=0)
     return {"dir": d, "res": res, "coord": fvfed.events(clog),
             "sixth": fvfed.events(f"{d}/{SIXTH}.log"), "sixth_exit": codes[SIXTH],
-            "rounds": [json.loads(l) for l in open(f"{d}/state/rounds.jsonl")],
+            "rounds": [json.loads(l) for l in open(f"{d}/state/latest/rounds.jsonl")],
             "auc": json.loads(ev)["roc_auc"], "secs": time.time() - t0}
 
 
@@ -351,9 +351,9 @@ if not ONLY or "shuffle_hist" in ONLY:
         print(f"    round {s['round']}: val ROC AUC {s['val_roc_auc']:.4f} vs honest "
               f"{h['val_roc_auc']:.4f} ({s['val_roc_auc'] - h['val_roc_auc']:+.4f}); the "
               f"liar's share of validation rows {share:.3f}")
-    p = {k: fvtest.model_params(f"{x['dir']}/state/model-r0001.fvm")
+    p = {k: fvtest.model_params(f"{x['dir']}/state/latest/model-r0001.fvm")
          for k, x in (("h", honest), ("s", r))}
-    q = {k: fvtest.model_params(f"{x['dir']}/state/model-r0002.fvm")
+    q = {k: fvtest.model_params(f"{x['dir']}/state/latest/model-r0002.fvm")
          for k, x in (("h", honest), ("s", r))}
     step = math.sqrt(sum(((qs - ps) - (qh - ph)) ** 2
                          for ps, qs, ph, qh in zip(p["s"], q["s"], p["h"], q["h"])))

@@ -224,7 +224,7 @@ for r, a, s, c, k in rows:
     starts = [e for e in evs if e.get("event") == "round_start" and e.get("round") == r]
     fvtest.check(starts and starts[-1].get("cohort") == len(cohort),
                  f"round {r}: round_start {starts}")
-rl = [json.loads(line) for line in open(f"{tmp}/silent/rounds.jsonl")]
+rl = [json.loads(line) for line in open(f"{tmp}/silent/latest/rounds.jsonl")]
 print("rounds.jsonl: " + "; ".join(f"round {x['round']} agents {x['agents']} {x['secs']:.1f} s"
                                    for x in rl))
 for x in rl:
