@@ -34,7 +34,8 @@
  *
  * Log events (one JSON line each on stderr, with job = the 64-hex job id, job_name and
  * round where they apply): starting, connected, disconnected {why, err, reconnecting},
- * job_accepted {data_sha256, rows, train_rows, val_rows, params, model, secagg},
+ * job_accepted {data_sha256, rows, train_rows, val_rows, params, model (the job's
+ *   architecture), secagg, global_sha256 (the global model already held, if any)},
  * job_refused {reason}, cohort_refused {rule, member, member_name, reason}, crl_taken
  * {issued, revoked}, job_id_mismatch {offered, canonical}, policy_refusal {why},
  * model_received {model, params}, stats_received, stats_replaced, round_start {kind,

@@ -127,11 +127,13 @@ static void accept_job(agent_t *a, ajob_t *j)
         memcpy(a->accepted[slot].digest, j->digest, 32);
         a->accepted[slot].rounds = fv_job_last_round(j->job);
     }
-    fv__agent_log_job("info", "job_accepted", j, -1,
-                      json_pack("{s:s,s:I,s:I,s:I,s:I,s:s?,s:b}", "data_sha256", dh, "rows",
-                                (json_int_t)j->ds->n_rows, "train_rows", (json_int_t)j->n_tr,
-                                "val_rows", (json_int_t)j->n_va, "params", (json_int_t)j->n_params,
-                                "model", j->has_global ? mh : NULL, "secagg", j->job->secagg.on));
+    json_t *x = json_pack("{s:s,s:I,s:I,s:I,s:I,s:s,s:b}", "data_sha256", dh, "rows",
+                          (json_int_t)j->ds->n_rows, "train_rows", (json_int_t)j->n_tr, "val_rows",
+                          (json_int_t)j->n_va, "params", (json_int_t)j->n_params, "model",
+                          j->job->model, "secagg", j->job->secagg.on);
+    if (x != NULL && j->has_global) /* a global model already held (a resumed job) */
+        json_object_set_new(x, "global_sha256", json_string(mh));
+    fv__agent_log_job("info", "job_accepted", j, -1, x);
     fv__agent_send_msg(a, &m);
 }
 

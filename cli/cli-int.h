@@ -55,6 +55,9 @@ int fv_cmd_crl(int argc, char **argv);
 
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* `--data -` in argv: standard input read whole into a memory file and the argument
+ * replaced by its path (errors print it as "standard input"). -1 with a message printed. */
+int fv_cli_stdin_data(int argc, char **argv);
 /* Prints a usage error and the --help hint; returns FV_EXIT_USAGE. */
 int fv_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -4,6 +4,7 @@
  *
  * Only the CLI prints; the libraries under it return codes and diagnostics.
  */
+#define _GNU_SOURCE /* memfd_create */
 #include "cli-int.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,13 +26,81 @@
 #include "fv-config.h"
 #include "fv_blas.h"
 
+/* `--data -`: standard input copied into an anonymous memory file, read through its
+ * /proc path (a command may read its data twice: schema inference, then the load), and
+ * that path shown as "standard input" in every error. */
+static char stdin_path[64], stdin_arg[80];
+
+int fv_cli_stdin_data(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        bool sep = strcmp(argv[i], "--data") == 0 && i + 1 < argc && strcmp(argv[i + 1], "-") == 0;
+        if (!sep && strcmp(argv[i], "--data=-") != 0)
+            continue;
+        if (stdin_path[0] == '\0') {
+            int fd = memfd_create("fedvault-stdin", MFD_CLOEXEC);
+            if (fd < 0) {
+                fprintf(stderr, "fedvault: error: --data -: cannot hold standard input: %s\n",
+                        strerror(errno));
+                return -1;
+            }
+            char buf[1 << 16];
+            for (;;) {
+                ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n < 0) {
+                    fprintf(stderr, "fedvault: error: --data -: reading standard input: %s\n",
+                            strerror(errno));
+                    close(fd);
+                    return -1;
+                }
+                if (n == 0)
+                    break;
+                for (ssize_t off = 0; off < n;) {
+                    ssize_t w = write(fd, buf + off, (size_t)(n - off));
+                    if (w < 0 && errno == EINTR)
+                        continue;
+                    if (w < 0) {
+                        fprintf(stderr, "fedvault: error: --data -: holding standard input: %s\n",
+                                strerror(errno));
+                        close(fd);
+                        return -1;
+                    }
+                    off += w;
+                }
+            }
+            snprintf(stdin_path, sizeof stdin_path, "/proc/self/fd/%d", fd);
+        }
+        if (sep) {
+            argv[i + 1] = stdin_path;
+        } else {
+            snprintf(stdin_arg, sizeof stdin_arg, "--data=%s", stdin_path);
+            argv[i] = stdin_arg;
+        }
+    }
+    return 0;
+}
+
 void fv_cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "fedvault %s: error: ", cmd);
+    char msg[8192];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "fedvault %s: error: ", cmd);
+    size_t pl = strlen(stdin_path);
+    for (const char *p = msg; *p != '\0';) {
+        const char *hit = pl > 0 ? strstr(p, stdin_path) : NULL;
+        if (hit == NULL) {
+            fputs(p, stderr);
+            break;
+        }
+        fwrite(p, 1, (size_t)(hit - p), stderr);
+        fputs("standard input", stderr);
+        p = hit + pl;
+    }
     fputc('\n', stderr);
 }
 

@@ -1157,7 +1157,7 @@ static int show_status(const json_t *b)
     if (!json_is_object(job)) {
         printf("job          none running\n");
     } else {
-        char id[64];
+        char id[80]; /* 64 hex and the NUL */
         printf("job          %s", ftxt(job, "name", buf, sizeof buf));
         printf(" (%s): ", ftxt(job, "id", id, sizeof id));
         printf("%s, ", ftxt(job, "status", buf, sizeof buf));
@@ -1474,15 +1474,23 @@ static bool has_metric(const json_t *m)
                                  json_is_number(json_object_get(m, "val_log_loss")));
 }
 
-/* The last round in b's "rounds" with metrics, or NULL. */
+/* The metrics of b's final model: the training round "final_round" names (a finished
+ * job's final model is its best round's, not its last round's), else the last round in
+ * b's "rounds" with metrics, or NULL. */
 static const json_t *last_metrics(const json_t *b)
 {
     const json_t *rounds = json_object_get(b, "rounds"), *best = NULL;
+    const json_t *fr = json_object_get(b, "final_round");
     size_t i;
     const json_t *r;
     json_array_foreach(rounds, i, r)
     {
         const json_t *m = json_object_get(r, "metrics");
+        const char *kind = fstr(r, "kind");
+        if (json_is_integer(fr) && kind != NULL && strcmp(kind, "train") == 0 &&
+            json_integer_value(json_object_get(r, "round")) == json_integer_value(fr) &&
+            has_metric(m))
+            return m;
         if (has_metric(m))
             best = m;
     }

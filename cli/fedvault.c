@@ -118,8 +118,11 @@ int main(int argc, char **argv)
     if (strcmp(name, "--version") == 0) /* the usual spelling of the version command */
         name = "version";
     for (size_t i = 0; i < N_CMDS; i++)
-        if (strcmp(name, cmds[i].name) == 0)
+        if (strcmp(name, cmds[i].name) == 0) {
+            if (!cmds[i].admin && fv_cli_stdin_data(argc, argv) != 0)
+                return FV_EXIT_FAIL;
             return cmds[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "fedvault: unknown command '%s'\n", name);
     usage(stderr);
     return FV_EXIT_USAGE;

@@ -69,6 +69,13 @@ static size_t n_accepted(coord_t *c)
 
 const char *coord__kind_name(const coord_t *c)
 {
+    /* Waiting for agents, no round of this job has started: the kind of the round that
+     * comes next (rnd.kind may still be the previous job's). */
+    if (c->run.state == ST_WAITING && c->job != NULL && c->model.jm != NULL) {
+        const fv_round_kind_t *k = fv_cjob_round_kind(c->model.jm);
+        if (k != NULL)
+            return k->name;
+    }
     return c->rnd.kind != NULL ? c->rnd.kind->name : "unknown";
 }
 

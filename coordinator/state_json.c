@@ -211,8 +211,9 @@ int fv_state_agents_json(fv_state_t *s, json_t **ret, fv_diag_t *d)
     "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.kind = 'distill' "                    \
     "AND r.status = 'ok'), "                                                                       \
     "(SELECT count(*) FROM rounds r WHERE r.job = j.id AND r.status <> 'ok'), "                    \
-    "j.final_version, j.student_version, j.why"
-#define JOB_NCOLS 13
+    "j.final_version, j.student_version, j.why, "                                                  \
+    "(SELECT v.round FROM versions v WHERE v.version = j.final_version)"
+#define JOB_NCOLS 14
 
 /* The members of the job view object, from a row starting with JOB_COLS. */
 static const struct col_member job_cols[] = {{"id", col_str},
@@ -228,6 +229,7 @@ static const struct col_member job_cols[] = {{"id", col_str},
                                              {"final_version", col_int},
                                              {"student_version", col_int},
                                              {"why", col_str},
+                                             {"final_round", col_int},
                                              {NULL, NULL}};
 
 int fv_state_jobs_json(fv_state_t *s, json_t **ret, fv_diag_t *d)

@@ -98,9 +98,10 @@ uint64_t fv_cjob_rounds_failed(const fv_cjob_t *j);
 /* SHA-256 of the parameters' bytes: what agents hold and ROUND_START names. */
 void fv_cjob_params_hash(const fv_mlp_t *m, uint8_t out[32]);
 
-/* The job's result (see above) and the round number its metadata names: the best round,
- * or (training with patience 0) the round after the last one. NULL when no round of the
- * phase completed. */
+/* The job's result (see above) and the round number its metadata names: the best round
+ * (whose metrics judged it: the model that round started from), or (training with
+ * patience 0) the last round run, whose update made it (no round evaluated it). NULL when
+ * no round of the phase completed. */
 const fv_mlp_t *fv_cjob_final(const fv_cjob_t *j, uint64_t *ret_round);
 
 /* ---- checkpoints ------------------------------------------------------------------- */

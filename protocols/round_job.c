@@ -374,7 +374,7 @@ const fv_mlp_t *fv_cjob_final(const fv_cjob_t *j, uint64_t *ret_round)
 {
     bool last = !j->distill && j->job->early_stopping.patience == 0;
     if (ret_round != NULL)
-        *ret_round = last ? j->next_round : j->best_round;
+        *ret_round = last ? (j->next_round > 0 ? j->next_round - 1 : 0) : j->best_round;
     if (j->best == NULL)
         return NULL; /* no round of the phase completed with a metric */
     return last ? j->global : j->best;

@@ -142,6 +142,15 @@ print(f"job watch (last lines):\n" + "\n".join(wout.strip().splitlines()[-3:]))
 jobs = admin_json(["job", "list"])["jobs"]
 fvtest.check(len(jobs) == 1 and jobs[0]["status"] == "done", f"job list: {jobs}")
 show = admin_json(["job", "show", job1[:8]])
+# patience 0 (fvfed's spec): the final model is the last update's, labelled with the last
+# round run (3 of 3), not "round 4"; job watch ends on the final model's round's metric.
+fvtest.check(show.get("final_round") == 3, f"final_round {show.get('final_round')}, expected 3")
+fin = [r for r in show["rounds"] if r["round"] == show["final_round"] and r["kind"] == "train"]
+wl = wout.strip().splitlines()[-1]
+m = re.search(r"roc_auc=([0-9.]+)", wl)
+fvtest.check(m is not None and fin and
+             abs(float(m.group(1)) - fin[0]["metrics"]["val_roc_auc"]) <= 5e-4,  # %.4g
+             f"job watch's last line {wl!r}, the final round's metrics {fin}")
 ok_rounds = [r for r in show["rounds"] if r["status"] == "ok"]
 fvtest.check([r["round"] for r in ok_rounds] == [0, 1, 2, 3], f"rounds: {show['rounds']}")
 fvtest.check(all(0 <= r["metrics"]["val_roc_auc"] <= 1 for r in ok_rounds[1:]),
@@ -181,6 +190,12 @@ got = hashlib.sha256(open(exp, "rb").read()).hexdigest()
 fvtest.check(got == final[0]["sha256"], f"exported {got}, listed {final[0]['sha256']}")
 ev = fvtest.run_json(["eval", "--model", exp, "--data", f"{tmp}/test.csv"])
 fvtest.check(0 <= ev["roc_auc"] <= 1, f"the exported model scores {ev}")
+# --data - reads standard input, as a file would be read
+_, out, _ = fvtest.run(["eval", "--model", exp, "--data", "-", "--json"], expect=0,
+                       stdin=open(f"{tmp}/test.csv").read())
+fvtest.check(json.loads(out)["roc_auc"] == ev["roc_auc"], f"eval --data -: {out}")
+_, _, err = fvtest.run(["eval", "--model", exp, "--data", "-"], expect=1, stdin="a,b\n1\n")
+fvtest.check("standard input:" in err and "/proc/" not in err, f"eval --data - error: {err}")
 print(f"models: {len(glob)} global + 1 final; exported v{final[0]['version']} "
       f"(sha256 {got[:16]}) scores test ROC AUC {ev['roc_auc']:.4f}")
 
@@ -191,6 +206,8 @@ admin(["job", "submit", spec2])
 job2 = [j for j in admin_json(["job", "list"])["jobs"] if j["name"] == "lc-admin-2"][0]["id"]
 wait(lambda: (admin_json(["job", "show", job2]).get("live") or {}).get("round", 0) >= 1,
      "job 2 training")
+_, out, _ = admin(["status"])
+fvtest.check(job2 in out, f"status does not show job 2's whole id {job2}: {out}")
 _, out, _ = admin(["job", "abort", job2])
 j2 = admin_json(["job", "show", job2])
 fvtest.check(j2["status"] == "aborted" and "ops-1" in (j2.get("why") or ""), f"aborted: {j2}")

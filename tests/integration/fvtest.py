@@ -26,10 +26,11 @@ def fedvault():
     return sys.argv[1]
 
 
-def run(args, expect=None):
-    """Runs fedvault with args; returns (code, stdout, stderr)."""
+def run(args, expect=None, stdin=None):
+    """Runs fedvault with args (stdin: bytes for its standard input); returns (code,
+    stdout, stderr)."""
     p = subprocess.run(WRAPPER + [fedvault()] + [str(a) for a in args],
-                       capture_output=True, text=True, timeout=1800)
+                       capture_output=True, text=True, timeout=1800, input=stdin)
     if expect is not None and p.returncode != expect:
         fail(f"fedvault {' '.join(map(str, args))}: exit {p.returncode}, expected {expect}\n"
              f"--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}")
