@@ -636,6 +636,7 @@ void coord__job_finish(coord_t *c)
         json_object_update(logf, loop);
     json_decref(loop);
     coord_logj(c->run.exit_code == 0 ? "info" : "error", "job_done", logf);
+    coord__report_job_end(c); /* report.html, on the thread pool */
     bool exit_now = c->only_job != NULL && strcmp(c->only_job, c->run.job_id) == 0;
     if (exit_now) {
         char *s = json_dumps(f, JSON_COMPACT);
