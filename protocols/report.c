@@ -200,7 +200,7 @@ static void kv_row(fv__rsb_t *b, const char *key, const json_t *v)
 static const char css[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d1d1f;"
     "margin:0;background:#f6f7f9}"
-    "main{max-width:1140px;margin:0 auto;padding:16px 28px 48px}"
+    "main{max-width:1180px;margin:0 auto;padding:16px 28px 48px}"
     "h1{font-size:1.6em;margin:.6em 0 .1em}h2{font-size:1.2em;margin:1.6em 0 .5em;"
     "border-bottom:1px solid #d5d8dd;padding-bottom:.2em}"
     "h3{font-size:1em;margin:1em 0 .4em}"

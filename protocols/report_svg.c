@@ -164,7 +164,7 @@ bool fv__report_round_chart(fv__rsb_t *b, const char *title, const char *y_label
         }
     if (!isfinite(ylo))
         return false;
-    frame_t f = {.px0 = 64, .px1 = 544, .py0 = 236, .py1 = 16};
+    frame_t f = {.px0 = 64, .px1 = 500, .py0 = 236, .py1 = 16};
     double xstep, ystep;
     if (xhi - xlo < 1) {
         f.x0 = xlo - 1;
@@ -181,7 +181,7 @@ bool fv__report_round_chart(fv__rsb_t *b, const char *title, const char *y_label
     }
     nice_range(ylo, yhi, 5, &f.y0, &f.y1, &ystep);
     figure_open(b, title);
-    svg_open(b, "chart rounds", 560, 284, &f, title);
+    svg_open(b, "chart rounds", 516, 284, &f, title);
     axes(b, &f, xstep, ystep, "round", y_label);
     const char *labels[16];
     size_t n_lab = 0;
