@@ -52,6 +52,10 @@ int fv_cmd_agents(int argc, char **argv);
 int fv_cmd_job(int argc, char **argv);
 int fv_cmd_model(int argc, char **argv);
 int fv_cmd_crl(int argc, char **argv);
+/* cmd_job_report.c: `job report`'s --help, and its page rendered from the report's
+ * document (borrowed) and written to out ("-": standard output); an exit code. */
+extern const char fv__cli_usage_job_report[];
+int fv__cli_job_report_write(const char *cmd, const char *out, const json_t *doc);
 
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -105,6 +105,7 @@ static const char usage_job[] =
     "       fedvault job show ID [options]\n"
     "       fedvault job watch ID [--interval SECONDS] [options]\n"
     "       fedvault job abort ID [options]\n"
+    "       fedvault job report ID --out FILE [options]\n"
     "\n"
     "submit  sends the job spec in the JSON file SPEC (an object, at most 1 MiB) and\n"
     "        prints the new job's id.\n"
@@ -116,6 +117,7 @@ static const char usage_job[] =
     "        display (on a terminal; otherwise prints one line whenever the progress\n"
     "        changes). Exits 0 when the job is done, 1 when it failed or was aborted.\n"
     "abort   asks the coordinator to abort the job.\n"
+    "report  writes the job's report, a self-contained HTML page (job report --help).\n"
     "\n"
     "  --interval SECONDS  watch: seconds between polls, 0.1..3600\n"
     "\n" COMMON_OPTS;
@@ -1659,11 +1661,33 @@ out:
     return rc;
 }
 
+/* job report: the coordinator's job.report document, rendered by cmd_job_report.c. */
+static int job_report(int argc, char **argv)
+{
+    static const int opts[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_OUT};
+    args_t a = {.cmd = "job report", .usage = fv__cli_usage_job_report};
+    json_t *b = NULL;
+    int rc = parse(argc, argv, opts, N_OF(opts), 1, ID_ARG, &a);
+    if (rc >= 0)
+        return rc;
+    if (!a.json && a.out == NULL)
+        return fv_cli_usage_error(a.cmd, "--out FILE is required: where to write the page "
+                                         "(\"-\" for standard output)");
+    if (!a.json && (rc = fv_cli_out_check(a.cmd, "--out", a.out, false)) != 0)
+        return rc;
+    rc = call_owned(&a, "job.report", id_args(a.pos[0]), &b);
+    if (rc >= 0)
+        return rc;
+    rc = fv__cli_job_report_write(a.cmd, a.out, b);
+    json_decref(b);
+    return rc;
+}
+
 int fv_cmd_job(int argc, char **argv)
 {
     static const sub_t subs[] = {
         {"submit", job_submit}, {"list", job_list},   {"show", job_show},
-        {"watch", job_watch},   {"abort", job_abort},
+        {"watch", job_watch},   {"abort", job_abort}, {"report", job_report},
     };
     return group_run(argc, argv, "job", usage_job, subs, N_OF(subs));
 }

@@ -9,7 +9,8 @@
  * (distillation and its report), coord_model.c (model files), coord_admin.c (the admin port, mutual
  * TLS with admin certificates only, and the metrics endpoint), coord_loopstat.c (the thread CPU
  * time of the loop's callbacks), coord_bench.c (benching members that stay silent), coord_release.c
- * (signed model releases: the admin command, RELEASE to the agents, FETCH served from the state).
+ * (signed model releases: the admin command, RELEASE to the agents, FETCH served from the state),
+ * coord_report.c (the job's report: its document, admin job.report, report.html at the end).
  * All run on the one libuv loop that owns everything below, so nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
@@ -521,6 +522,14 @@ int coord__release_pump(agent_t *a, outitem_t *it);
  * that took part, sent before its JOB_DONE (coord__send_ctl). */
 void coord__job_receipt(coord_t *c, const char *status, int64_t final_version,
                         int64_t student_version);
+
+/* coord_report.c: the job's report (protocols/fv_report.h) */
+/* The report's document of job id (64 hex), from the state, the job's directory and the
+ * audit log (verified in full): admin job.report. *ret: the caller's. */
+int coord_report_doc(coord_t *c, const char *id, json_t **ret, fv_diag_t *d);
+/* The job being run has ended (its status committed): report.html written into its
+ * directory on the thread pool; a failure is logged (report_failed), never the job's. */
+void coord__report_job_end(coord_t *c);
 
 /* coord_main.c: start and stop */
 void coord__shutdown_all(coord_t *c);

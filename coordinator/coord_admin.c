@@ -275,6 +275,17 @@ static int cmd_job_show(req_t *q, json_t **body)
     return 0;
 }
 
+/* job.report: the report's document (coord_report.c); the CLI renders it. */
+static int cmd_job_report(req_t *q, json_t **body)
+{
+    char id[65];
+    int r = job_arg(q, id, body);
+    fv_diag_t d = {""};
+    if (r == 0 && (r = coord_report_doc(q->c, id, body, &d)) != 0)
+        *body = err_body("%s", d.msg);
+    return r;
+}
+
 static int cmd_job_abort(req_t *q, json_t **body)
 {
     char id[65];
@@ -439,6 +450,7 @@ static const admin_cmd_t admin_cmds[] = {
     {"job.list", cmd_job_list, NULL},
     {"job.show", cmd_job_show, NULL},
     {"job.abort", cmd_job_abort, NULL},
+    {"job.report", cmd_job_report, NULL},
     {"model.list", cmd_model_list, NULL},
     {"model.show", cmd_model_show, NULL},
     {"model.read", NULL, cmd_model_read},

@@ -7,7 +7,8 @@
  * loop, round_complete: the log lines of what the worker did, the job machine's count
  * (fv_cjob_round_done), the commit (round_commit: one SQLite transaction with the round,
  * the model version, the job machine's checkpoint and the audit records), ROUND_END,
- * the signed receipts, rounds.jsonl, and the next round (in a callback of its own). A
+ * the signed receipts, rounds.jsonl (with the summed score histograms of a round whose model
+ * may be the final one: the report's curves), and the next round (in a callback of its own). A
  * round that fails has nothing to compute: it completes at once.
  *
  * The same pool runs the accumulator's first touch before ROUND_START (coord__round_prep)
@@ -122,6 +123,21 @@ static void after_train(coord_t *c, const fv_fed_result_t *res, bool imp, json_t
         }
     }
     json_t *line = json_deep_copy(metrics);
+    /* The summed score histograms of the evaluated model (model 0), for the report's ROC
+     * and PR curves (coord_report.c): in the line of a round whose model became the best,
+     * or of every training round of a job without early stopping; rounds.jsonl only (the
+     * state's metrics stay small). */
+    size_t bins = fv_cround_shape(c->rnd.cr)->lay.hist_bins;
+    bool last_is_final = !coord__distilling(c) && c->job->early_stopping.patience == 0;
+    if (bins > 0 && res->hist_pos != NULL && res->hist_neg != NULL && (imp || last_is_final)) {
+        json_t *hp = json_array(), *hn = json_array();
+        for (size_t i = 0; i < bins; i++) {
+            json_array_append_new(hp, json_integer((json_int_t)res->hist_pos[i]));
+            json_array_append_new(hn, json_integer((json_int_t)res->hist_neg[i]));
+        }
+        json_object_set_new(line, "hist_pos", hp);
+        json_object_set_new(line, "hist_neg", hn);
+    }
     json_object_set_new(line, "job", json_string(c->run.job_hex));
     json_object_set_new(line, "round", json_integer((json_int_t)c->rnd.round));
     json_object_set_new(line, "kind", json_string(coord__kind_name(c)));
@@ -130,6 +146,8 @@ static void after_train(coord_t *c, const fv_fed_result_t *res, bool imp, json_t
                         json_real((double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0));
     *ret_metrics = metrics;
     *ret_line = json_deep_copy(line);
+    json_object_del(line, "hist_pos"); /* not in the log line */
+    json_object_del(line, "hist_neg");
     coord_logj("info", "round_metrics", line);
 }
 

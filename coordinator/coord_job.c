@@ -15,6 +15,8 @@
  * and hears of its end on every connection until it accepts another; with --job the
  * daemon lingers until all of them were told (or the join deadline passed). Each JOB_DONE
  * follows the job's signed receipt (coord_release.c: the final and student files' hashes).
+ * Then the job's report (report.html in its directory) is written on the thread pool
+ * (coord_report.c).
  *
  * Ownership: c->job and c->run belong to the job being run, c->model to its models; all
  * are freed by coord__job_reset, which leaves the agents connected. Threading: the loop
@@ -636,6 +638,7 @@ void coord__job_finish(coord_t *c)
         json_object_update(logf, loop);
     json_decref(loop);
     coord_logj(c->run.exit_code == 0 ? "info" : "error", "job_done", logf);
+    coord__report_job_end(c); /* report.html, on the thread pool */
     bool exit_now = c->only_job != NULL && strcmp(c->only_job, c->run.job_id) == 0;
     if (exit_now) {
         char *s = json_dumps(f, JSON_COMPACT);
