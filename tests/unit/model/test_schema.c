@@ -338,6 +338,8 @@ static void count_types(const fv_schema_t *s, size_t *num, size_t *cat, size_t *
         case FV_COL_TARGET:
             (*tgt)++;
             break;
+        case FV_COL_OPEN: /* only in open schemas, never inferred */
+            break;
         }
     }
 }
