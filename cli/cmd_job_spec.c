@@ -293,8 +293,13 @@ static const char tpl_middle[] =
     "  // whose proofs fail max_failures times (1..1000) is excluded. Needs SecAgg on with\n"
     "  // neighbors 0, and max_update_norm.\n"
     "  // \"validation\": {\"max_failures\": 1},\n"
-    "  // After this fedvault's cohort and explanation changes (docs/job.schema.json):\n"
+    "  // Optional: when fewer than min_agents accepted by the join deadline, \"fail\"\n"
+    "  // (default) or \"wait\"; when a member disappears, \"continue\" (default) without it\n"
+    "  // or \"wait\" for it.\n"
     "  // \"cohort\": {\"on_join_deadline\": \"fail\", \"on_member_lost\": \"continue\"},\n"
+    "  // Optional: true runs one explanation round after the last round: the mean absolute\n"
+    "  // reason-code contribution of every column over the agents' validation rows,\n"
+    "  // summed securely (default false).\n"
     "  // \"explain\": true,\n"
     "\n";
 
