@@ -39,7 +39,7 @@ import jsonschema
 
 import fvtest
 
-fedvault = sys.argv[1]
+fedvault = os.path.abspath(sys.argv[1])
 SRC = fvtest.SRC
 tmp = fvtest.tmpdir()
 DOC = json.load(open(os.path.join(SRC, "docs", "job.schema.json")))
@@ -226,6 +226,9 @@ def put_at(spec, path, value):
     """spec with the object at the dotted path set to value (parents made minimal)."""
     cur = spec
     parts = [p for p in path.split(".") if p]
+    if not parts:
+        spec.update(value)
+        return spec
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if part.endswith("[]"):

@@ -239,7 +239,7 @@ static void test_schema_path(void)
     {
         const char *t = "{\"name\":\"n\",\"schema\":\"schema.json\",\"model\":\"logreg\"}";
         CHECK(fv_job_from_json("job", t, strlen(t), &k, D) == FV_EPARSE);
-        CHECK_CONTAINS(D->msg, "job: schema: got a string ('schema.json')");
+        CHECK_CONTAINS(D->msg, "job: schema: a string ('schema.json'), a schema file's path");
         CHECK_CONTAINS(D->msg, "only in a job spec file");
         CHECK(k == NULL);
     }
