@@ -56,6 +56,14 @@ int fv_cmd_crl(int argc, char **argv);
  * document (borrowed) and written to out ("-": standard output); an exit code. */
 extern const char fv__cli_usage_job_report[];
 int fv__cli_job_report_write(const char *cmd, const char *out, const json_t *doc);
+/* cmd_job_spec.c: the local `job` subcommands (argv[0] is "template" / "check"), and the
+ * spec file reading `job submit` shares: SPEC (or "-", standard input) with its comments
+ * blanked and its schema inlined (fv_job_expand; schema_path: --schema, or NULL), as
+ * malloc'd JSON text. 0, or -1 with the error printed. */
+int fv__cmd_job_template(int argc, char **argv);
+int fv__cmd_job_check(int argc, char **argv);
+int fv__cli_job_spec_read(const char *cmd, const char *path, const char *schema_path,
+                          char **ret_json, size_t *ret_len);
 
 /* Prints "fedvault <cmd>: error: <msg>" to stderr. */
 void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

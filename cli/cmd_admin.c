@@ -6,7 +6,8 @@
  * admin port's HOST:PORT) and "crl"; paths relative to admin.json; the kit's crl.pem is
  * used when "crl" is absent and the file exists). Each command sends ADMIN_REQ {id, cmd,
  * args} and waits for the ADMIN_RESP carrying the same id; `job watch` and `model export`
- * send several requests over the same connection.
+ * send several requests over the same connection. `job template` and `job check` are
+ * local (cmd_job_spec.c, which also reads the spec file `job submit` sends).
  *
  * Loop: a private uv loop per command, run by the calling thread in short bursts
  * (run_until: UV_RUN_ONCE until the awaited event, the connection's close, or the
@@ -60,9 +61,8 @@
 #include "fv_tls.h"
 #include "fv_wire.h"
 
-#define CONFIG_MAX_BYTES (1u << 20)          /* admin.json */
-#define SPEC_FILE_MAX_BYTES FV_WIRE_SPEC_MAX /* job submit SPEC */
-#define EXPORT_MAX_BYTES (2ull << 30)        /* model export: 2 GiB */
+#define CONFIG_MAX_BYTES (1u << 20)   /* admin.json */
+#define EXPORT_MAX_BYTES (2ull << 30) /* model export: 2 GiB */
 #define TIMEOUT_DEFAULT_S 30.0
 #define INTERVAL_DEFAULT_S 1.0
 #define HOST_MAX 256
@@ -100,15 +100,19 @@ static const char usage_agents[] =
     "\n" COMMON_OPTS;
 
 static const char usage_job[] =
-    "Usage: fedvault job submit SPEC [options]\n"
+    "Usage: fedvault job submit SPEC [--schema FILE] [options]\n"
     "       fedvault job list [options]\n"
     "       fedvault job show ID [options]\n"
     "       fedvault job watch ID [--interval SECONDS] [options]\n"
     "       fedvault job abort ID [options]\n"
     "       fedvault job report ID --out FILE [options]\n"
+    "       fedvault job template [--model M] [--secagg on|off] [--distill]  (local)\n"
+    "       fedvault job check SPEC [--schema FILE]                          (local)\n"
     "\n"
-    "submit  sends the job spec in the JSON file SPEC (an object, at most 1 MiB) and\n"
-    "        prints the new job's id.\n"
+    "submit  sends the job spec in the JSON file SPEC (- for standard input) and prints\n"
+    "        the new job's id. SPEC may hold full-line // comments and give \"schema\" as\n"
+    "        a path relative to its directory; --schema FILE replaces the spec's schema\n"
+    "        with FILE's. The spec sent, schema inlined, may hold at most 1 MiB.\n"
     "list    lists the jobs (ids longer than 16 characters are shortened to 12 in the\n"
     "        table: any unique prefix names a job; --json gives them whole).\n"
     "show    shows one job: its fields, spec, rounds with their metrics, agents and live\n"
@@ -118,7 +122,11 @@ static const char usage_job[] =
     "        changes). Exits 0 when the job is done, 1 when it failed or was aborted.\n"
     "abort   asks the coordinator to abort the job.\n"
     "report  writes the job's report, a self-contained HTML page (job report --help).\n"
+    "template prints a commented starting spec; check parses a spec as the coordinator\n"
+    "        will and prints its canonical form and id (see 'fedvault job template --help',\n"
+    "        'fedvault job check --help'; the reference: docs/job.schema.json).\n"
     "\n"
+    "  --schema FILE       submit: the job's schema, instead of the spec's own\n"
     "  --interval SECONDS  watch: seconds between polls, 0.1..3600\n"
     "\n" COMMON_OPTS;
 
@@ -161,7 +169,16 @@ static const char usage_crl[] =
 
 /* ---- options ------------------------------------------------------------------------ */
 
-enum { OPT_CONFIG = 256, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL, OPT_OUT, OPT_LABEL };
+enum {
+    OPT_CONFIG = 256,
+    OPT_ADMIN,
+    OPT_TIMEOUT,
+    OPT_JSON,
+    OPT_INTERVAL,
+    OPT_OUT,
+    OPT_LABEL,
+    OPT_SCHEMA
+};
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -171,6 +188,7 @@ static const struct option long_opts[] = {
     {"interval", required_argument, NULL, OPT_INTERVAL},
     {"out", required_argument, NULL, OPT_OUT},
     {"label", required_argument, NULL, OPT_LABEL},
+    {"schema", required_argument, NULL, OPT_SCHEMA},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -178,7 +196,7 @@ static const struct option long_opts[] = {
 typedef struct args {
     const char *cmd;   /* "job show", for messages */
     const char *usage; /* the group's --help text */
-    const char *config, *admin, *out, *label;
+    const char *config, *admin, *out, *label, *schema;
     double timeout_s, interval_s;
     bool json;
     const char *pos[2]; /* positional arguments */
@@ -186,6 +204,7 @@ typedef struct args {
 } args_t;
 
 static const int opts_common[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON};
+static const int opts_submit[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_SCHEMA};
 static const int opts_watch[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_INTERVAL};
 static const int opts_export[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_OUT};
 static const int opts_release[] = {OPT_CONFIG, OPT_ADMIN, OPT_TIMEOUT, OPT_JSON, OPT_LABEL};
@@ -232,6 +251,9 @@ static int parse(int argc, char **argv, const int *allowed, size_t n_allowed, in
             break;
         case OPT_LABEL:
             a->label = optarg;
+            break;
+        case OPT_SCHEMA:
+            a->schema = optarg;
             break;
         default:
             fprintf(stderr, "Try 'fedvault %s --help'.\n", a->cmd);
@@ -1245,26 +1267,18 @@ static int job_submit(int argc, char **argv)
 {
     args_t a = {.cmd = "job submit", .usage = usage_job};
     int rc =
-        parse(argc, argv, opts_common, N_OF(opts_common), 1, "SPEC (a job spec JSON file)", &a);
+        parse(argc, argv, opts_submit, N_OF(opts_submit), 1, "SPEC (a job spec JSON file)", &a);
     if (rc >= 0)
         return rc;
+    /* comments blanked, the schema inlined (cmd_job_spec.c): the coordinator gets JSON */
     char *text = NULL;
     size_t len = 0;
-    fv_diag_t d = {""};
-    if (fv_file_read_all(a.pos[0], SPEC_FILE_MAX_BYTES, &text, &len, NULL, &d) < 0) {
-        errorf("job spec: %s", d.msg);
+    if (fv__cli_job_spec_read(a.cmd, a.pos[0], a.schema, &text, &len) < 0)
         return FV_EXIT_FAIL;
-    }
-    json_error_t je;
-    json_t *spec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *spec = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     free(text);
-    if (spec == NULL) {
-        errorf("%s:%d:%d: %s", a.pos[0], je.line, je.column, je.text);
-        return FV_EXIT_FAIL;
-    }
-    if (!json_is_object(spec)) {
-        errorf("%s: a job spec is a JSON object", a.pos[0]);
-        json_decref(spec);
+    if (spec == NULL) { /* not reached: fv_job_expand wrote this text */
+        errorf("%s: out of memory", a.pos[0]);
         return FV_EXIT_FAIL;
     }
     char *args = args_dump(json_pack("{s:o}", "spec", spec));
@@ -1686,8 +1700,14 @@ static int job_report(int argc, char **argv)
 int fv_cmd_job(int argc, char **argv)
 {
     static const sub_t subs[] = {
-        {"submit", job_submit}, {"list", job_list},   {"show", job_show},
-        {"watch", job_watch},   {"abort", job_abort}, {"report", job_report},
+        {"submit", job_submit},
+        {"list", job_list},
+        {"show", job_show},
+        {"watch", job_watch},
+        {"abort", job_abort},
+        {"report", job_report},
+        {"template", fv__cmd_job_template},
+        {"check", fv__cmd_job_check},
     };
     return group_run(argc, argv, "job", usage_job, subs, N_OF(subs));
 }

@@ -233,7 +233,7 @@ static const char usage[] =
     "                      max_unauth, ... handshake_timeout_ms (paths relative to it)\n"
     "  --state DIR         the state directory (default: the config's state_dir, else\n"
     "                      OUT/state with --out, else state/ beside the config)\n"
-    "  --job SPEC          submit this job spec (JSON; see protocols/fv_job.h) unless the\n"
+    "  --job SPEC          submit this job spec (JSON; docs/job.schema.json) unless the\n"
     "                      state already has it, run it, and exit when it has ended\n"
     "                      (jobs already running or queued in the state go first;\n"
     "                      without --job the daemon runs submitted jobs until stopped)\n"
@@ -637,14 +637,25 @@ int main(int argc, char **argv)
         coord_logj("info", "listening", f);
     }
     if (job_path != NULL) {
-        /* --job: submit it unless the state already has it (a restart after a crash) */
+        /* --job: submit it unless the state already has it (a restart after a crash);
+         * the file's comments blanked and a schema path inlined, as fv_job_load does */
         fv_job_t *job = NULL;
         uint8_t dg[32];
-        int r = fv_job_load(job_path, &job, &d);
+        char *spec = NULL;
+        size_t sl = 0;
+        int r = fv_job_file_expand(job_path, NULL, &spec, &sl, &d);
+        if (r == 0 && sl > FV_WIRE_SPEC_MAX) /* what a job offer carries */
+            r = fv_diag_set(&d, FV_ETOOBIG,
+                            "%s: %zu bytes with its schema; a job offer holds "
+                            "at most %u",
+                            job_path, sl, FV_WIRE_SPEC_MAX);
+        if (r == 0)
+            r = fv_job_from_json(job_path, spec, sl, &job, &d);
         if (r == 0)
             r = fv_job_digest(job, dg);
         fv_job_free(job);
         if (r != 0) {
+            free(spec);
             fprintf(stderr, "fedvault-coordinator: error: %s\n", d.msg);
             c.run.exit_code = EXIT_FAIL;
             coord__shutdown_all(&c);
@@ -655,19 +666,16 @@ int main(int argc, char **argv)
         c.only_job = only_job;
         char st[16];
         r = fv_state_job_status(c.st, only_job, st, &d);
-        if (r == UV_ENOENT) {
-            char *spec = NULL;
-            size_t sl = 0;
-            r = fv_file_read_all(job_path, FV_WIRE_SPEC_MAX, &spec, &sl, NULL, &d);
-            if (r == 0) {
-                char id[65];
-                r = coord_job_submit(&c, spec, sl, "operator (--job)", id, &d);
-            }
-            free(spec);
+        bool fresh = r == UV_ENOENT;
+        if (fresh) {
+            char id[65];
+            r = coord_job_submit(&c, spec, sl, "operator (--job)", id, &d);
             if (r != 0)
                 fprintf(stderr, "fedvault-coordinator: error: %s: %s\n", job_path,
                         r == FV_EDUP ? "already submitted" : d.msg);
-        } else if (r == 0 && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
+        }
+        free(spec);
+        if (!fresh && r == 0 && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
             fprintf(stderr,
                     "fedvault-coordinator: job %.16s has already ended (%s) in %s; "
                     "see `fedvault job show %.16s`\n",

@@ -10,7 +10,10 @@
  *     "name": "lc-risk",                     required, fv_name_valid
  *     "schema": { ... },                     required, the fv_schema JSON (columns,
  *                                            types, vocabularies, target, positive);
- *                                            may be open (below)
+ *                                            may be open (below);
+ *                                            in a spec FILE only, a string: the path of
+ *                                            a schema JSON file relative to the spec
+ *                                            file's directory (below, "Spec files")
  *     "model": "mlp:32,16",                  required, "logreg" or "mlp:H1,H2,..."
  *     "rounds": 20,                          1..10000
  *     "local_epochs": 1,                     1..1000
@@ -48,7 +51,8 @@
  *                                            | accuracy (multi-class schema only)
  *                                            | log_loss; default roc_auc for a binary
  *                                            schema, log_loss for a multi-class one;
- *                                            patience 0..10000, 0 = off; min_delta >= 0
+ *                                            patience 0..10000, 0 = off; min_delta >= 0,
+ *                                            in the metric's own units (below)
  *     "validation_fraction": 0.1,            (0, 0.5]: each agent's local validation split
  *     "hist_bins": 1000,                     score histogram bins for a binary job's
  *                                            global ROC/PR AUC: 10..100000. A binary
@@ -88,6 +92,34 @@
  *       "quantize_int8": false               boolean: also ship an int8-quantized student
  *     }
  *   }
+ * The operator's reference is docs/job.schema.json (a JSON Schema of this form, every field
+ * with its unit, default, range and an example; tests/integration/job_schema.py keeps it
+ * equal to this parser) and `fedvault job template`, which prints a commented spec.
+ *
+ * Early stopping, precisely (protocols/round_job.c, better()): each training round's
+ * metric is the global validation metric of the model sent in that round, from the
+ * cohort's summed counts and histograms. The phase keeps the best model so far, best_m.
+ * A round's metric m counts as an improvement when
+ *     log_loss:                      m < best_m - min_delta   (lower is better)
+ *     roc_auc, pr_auc, accuracy:     m > best_m + min_delta   (higher is better)
+ * strictly, in the metric's absolute units (log loss in nats per validation row; the AUCs
+ * and accuracy as fractions in [0, 1], so 1e-4 is 0.01 percentage points), never relative.
+ * The first evaluated round always counts; a NaN metric never does. best_m moves only on
+ * an improvement, so a slow drift counts once its total since the best passes min_delta.
+ * The phase ends after `patience` rounds in a row without an improvement. Example: with
+ * the default min_delta 1e-4, a log loss of 0.43358 after a best of 0.43364 is not an
+ * improvement (0.43364 - 0.43358 = 0.00006, not more than 0.0001): the round counts toward
+ * patience and the earlier model stays the best. Set min_delta 0 to keep any decrease.
+ *
+ * Spec files (fv_job_load, fv_job_file_expand): what an operator writes may hold full-line
+ * comments, lines whose first non-blank characters are //, blanked before parsing (so
+ * line:column in an error still points into the file), and "schema" may be a string, the
+ * path of a schema JSON file relative to the spec file's directory (absolute paths as
+ * they are). The file's schema is checked on its own (errors name that file) and inlined.
+ * Neither form is accepted from the network: fv_job_from_json refuses a string schema
+ * (FV_EPARSE), and JSON with comments is invalid JSON; callers that read a file send the
+ * expanded spec (fedvault job submit, the coordinator's --job).
+ *
  * Every key except name, schema, model and max_update_norm has the default shown. The
  * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
  * only when the spec has them, so jobs without them keep the digest they had before those
@@ -218,6 +250,20 @@ typedef struct fv_job {
  * prefixes every diagnostic. */
 int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t **ret,
                      fv_diag_t *d);
+/* A spec FILE's text made into a spec fv_job_from_json takes: full-line // comments
+ * blanked, a string "schema" replaced by the schema object of that file (its path
+ * relative to base_dir; NULL or "." = the working directory), or, when schema_path is not
+ * NULL, "schema" (whatever the spec holds, or nothing) replaced by the schema in the file
+ * schema_path (relative to the working directory, as given on a command line). Only the
+ * JSON shape is checked here, and the schema file in full (fv_schema_from_json, its
+ * errors naming that file); the job's fields are fv_job_from_json's. *ret_json (malloc'd,
+ * NUL-terminated) is compact JSON, keys in the order written. origin prefixes messages. */
+int fv_job_expand(const char *origin, const char *text, size_t len, const char *base_dir,
+                  const char *schema_path, char **ret_json, size_t *ret_len, fv_diag_t *d);
+/* fv_job_expand of the file at path; base_dir is the file's directory. */
+int fv_job_file_expand(const char *path, const char *schema_path, char **ret_json, size_t *ret_len,
+                       fv_diag_t *d);
+/* fv_job_file_expand(path, NULL), then fv_job_from_json with origin path. */
 int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d);
 /* Canonical JSON of the job, every key written (defaults included) in a fixed order, so
  * two parties holding the same job hold the same bytes; *ret_json malloc'd, NUL-terminated.

@@ -37,9 +37,16 @@
  * layout: schema_n_features stands in 1 input, so only the model's syntax and its
  * classes are checked. fv_job_resolve_schema swaps in the closed schema and decodes the
  * result again, so a resolved job passes exactly the checks of a job written closed.
+ * Spec files (fv_job_expand, fv_job_file_expand, fv_job_load): an operator's file may hold
+ * full-line // comments, blanked in a copy before jansson sees it (spaces keep every
+ * line:column), and "schema" may be a path, resolved against the spec file's directory,
+ * checked by fv_schema_from_json under the schema file's own name, and inlined. The
+ * result is plain JSON for fv_job_from_json, which refuses a string schema: bytes from
+ * the network carry the schema itself (a path there would name a file on the receiver).
  *
  * Ownership: a fv_job_t owns its schema; everything else is inline. Pure: no I/O except
- * fv_job_load reading its one file; no globals; reentrant.
+ * reading a spec file and the schema file it names (the functions above); no globals;
+ * reentrant.
  */
 #include "fv_job.h"
 
@@ -65,6 +72,8 @@
 #define QUOTE_BUF (4 * QUOTE_MAX + 8)
 /* Deadlines above 30 days are a typo, not a plan. */
 #define DEADLINE_MAX_MS ((long long)30 * 24 * 3600 * 1000)
+/* A schema file named by a spec file or --schema: the schema cap (fv_schema.h). */
+#define SCHEMA_FILE_MAX_BYTES ((size_t)16 << 20)
 
 const char *fv_strategy_name(fv_strategy_kind_t k)
 {
@@ -816,6 +825,16 @@ int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t 
     snprintf(job->name, sizeof job->name, "%s", json_string_value(v));
 
     v = json_object_get(root, "schema");
+    if (json_is_string(v)) {
+        /* A path means something only beside the file it was written in (fv_job_load);
+         * a spec from the network or the admin port carries the schema itself. */
+        r = fv_diag_set(d, FV_EPARSE,
+                        "%s: schema: a string ('%s'), a schema file's path, is allowed only in a "
+                        "job spec file (fedvault job submit, job check, the coordinator's "
+                        "--job), which inlines it; here the spec must carry the schema object",
+                        c.origin, quote(q, json_string_value(v)));
+        goto out;
+    }
     if (v == NULL || !json_is_object(v)) {
         r = fv_diag_set(d, FV_EPARSE,
                         "%s: schema: %s; expected the schema object (the output "
@@ -883,15 +902,172 @@ out:
     return r;
 }
 
-int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d)
+/* ---- spec files: comments and the schema by path -------------------------------------- */
+
+/* Blanks every full-line // comment of text[0..len) in place: from the // to the end of
+ * the line becomes spaces, so jansson's line:column of any error still points into the
+ * file as the operator sees it. A JSON string cannot hold a raw line break, so the start
+ * of a line is never inside a string and a // there is always a comment. */
+static void strip_comment_lines(char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && (text[j] == ' ' || text[j] == '\t'))
+            j++;
+        if (j + 1 < len && text[j] == '/' && text[j + 1] == '/')
+            while (j < len && text[j] != '\n' && text[j] != '\r')
+                text[j++] = ' ';
+        while (j < len && text[j] != '\n')
+            j++;
+        i = j + 1;
+    }
+}
+
+/* The schema file `path` (named `shown` in messages: as the operator wrote it) as a JSON
+ * object; checked with fv_schema_from_json here so that its errors name the schema file
+ * rather than the job. `why` says where the path came from. */
+static int load_schema_file(const char *origin, const char *path, const char *shown,
+                            const char *why, json_t **ret, fv_diag_t *d)
+{
+    fv_file_fail_t ff;
+    char *buf = NULL, q[QUOTE_BUF];
+    size_t len = 0;
+    json_error_t je;
+    fv_schema_t *s = NULL;
+    int r = fv_file_read_all(path, SCHEMA_FILE_MAX_BYTES, &buf, &len, &ff, d);
+    if (r < 0) {
+        if (ff.step == FV_FILE_STEP_OPEN)
+            return fv_diag_set(d, r, "%s: schema: cannot open '%s' (%s): %s", origin,
+                               quote(q, path), why, strerror(-r));
+        if (ff.step == FV_FILE_STEP_TYPE)
+            return fv_diag_set(d, r, "%s: schema: '%s' (%s) is not a regular file", origin,
+                               quote(q, path), why);
+        if (ff.step == FV_FILE_STEP_SIZE)
+            return fv_diag_set(d, r,
+                               "%s: schema: '%s' (%s) is %jd bytes; expected a schema of at "
+                               "most %zu bytes",
+                               origin, quote(q, path), why, (intmax_t)ff.size_bytes,
+                               SCHEMA_FILE_MAX_BYTES);
+        return r; /* fv_file_read_all's sentence names the path */
+    }
+    if ((r = fv_schema_from_json(shown, buf, len, &s, d)) < 0) {
+        free(buf);
+        return r;
+    }
+    fv_schema_free(s);
+    *ret = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    free(buf);
+    if (*ret == NULL) /* not reached: fv_schema_from_json parsed the same bytes */
+        return fv_diag_set(d, FV_EPARSE, "%s:%d:%d: invalid JSON: %s", shown, je.line, je.column,
+                           je.text);
+    return 0;
+}
+
+int fv_job_expand(const char *origin, const char *text, size_t len, const char *base_dir,
+                  const char *schema_path, char **ret_json, size_t *ret_len, fv_diag_t *d)
+{
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17);
+    json_t *root = NULL, *schema = NULL, *v;
+    json_error_t je;
+    char *copy = NULL, *out = NULL, *full = NULL;
+    size_t n;
+    int r;
+
+    if (origin == NULL)
+        origin = "job";
+    if (ret_json == NULL || (text == NULL && len > 0))
+        return fv_diag_set(d, FV_EINVAL, "fv_job_expand: text and ret_json are required");
+    if (len > JOB_MAX_JSON_BYTES)
+        return fv_diag_set(d, FV_ETOOBIG, "%s: %zu bytes; expected a job of at most %zu bytes",
+                           origin, len, JOB_MAX_JSON_BYTES);
+    copy = malloc(len + 1);
+    if (copy == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+    if (len > 0)
+        memcpy(copy, text, len);
+    copy[len] = '\0';
+    strip_comment_lines(copy, len);
+    root = json_loadb(copy, len, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        r = fv_diag_set(d, FV_EPARSE, "%s:%d:%d: invalid JSON: %s; expected a job object", origin,
+                        je.line, je.column, je.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        r = fv_diag_set(d, FV_EPARSE, "%s: got %s; expected a JSON object (the job spec)", origin,
+                        type_name(root));
+        goto out;
+    }
+    v = json_object_get(root, "schema");
+    if (schema_path != NULL) {
+        /* --schema F: F as given (relative to the working directory), whatever the spec has */
+        if ((r = load_schema_file(origin, schema_path, schema_path, "given by --schema", &schema,
+                                  d)) < 0)
+            goto out;
+    } else if (json_is_string(v)) {
+        const char *p = json_string_value(v);
+        if (p[0] == '\0') {
+            r = fv_diag_set(d, FV_EINVAL,
+                            "%s: schema: an empty path; expected the schema object or the path "
+                            "of a schema JSON file, relative to the spec's directory",
+                            origin);
+            goto out;
+        }
+        if (p[0] == '/' || base_dir == NULL || base_dir[0] == '\0' || strcmp(base_dir, ".") == 0) {
+            full = strdup(p);
+        } else {
+            n = strlen(base_dir) + 1 + strlen(p) + 1;
+            full = malloc(n);
+            if (full != NULL)
+                snprintf(full, n, "%s/%s", base_dir, p);
+        }
+        if (full == NULL) {
+            r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+            goto out;
+        }
+        if ((r = load_schema_file(origin, full, full,
+                                  "the spec's \"schema\", relative to its "
+                                  "directory",
+                                  &schema, d)) < 0)
+            goto out;
+    }
+    if (schema != NULL) {
+        if (json_object_set_new(root, "schema", schema) != 0) {
+            r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+            goto out;
+        }
+    }
+    n = json_dumpb(root, NULL, 0, flags);
+    out = n > 0 ? malloc(n + 1) : NULL;
+    if (out == NULL || json_dumpb(root, out, n, flags) != n) {
+        free(out);
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+        goto out;
+    }
+    out[n] = '\0';
+    *ret_json = out;
+    if (ret_len != NULL)
+        *ret_len = n;
+    r = 0;
+out:
+    free(full);
+    free(copy);
+    json_decref(root);
+    return r;
+}
+
+int fv_job_file_expand(const char *path, const char *schema_path, char **ret_json, size_t *ret_len,
+                       fv_diag_t *d)
 {
     fv_file_fail_t why;
-    char *buf = NULL;
+    char *buf = NULL, *dir = NULL;
+    const char *slash;
     size_t len = 0;
     int r;
 
-    if (path == NULL || ret == NULL)
-        return fv_diag_set(d, FV_EINVAL, "fv_job_load: path and ret are required");
+    if (path == NULL || ret_json == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_job_file_expand: path and ret_json are required");
     r = fv_file_read_all(path, JOB_MAX_JSON_BYTES, &buf, &len, &why, d);
     if (r < 0) {
         /* fv_file_read_all's sentence, said in terms of a job where that helps. */
@@ -905,8 +1081,36 @@ int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d)
                         (intmax_t)why.size_bytes, JOB_MAX_JSON_BYTES);
         return r;
     }
-    r = fv_job_from_json(path, buf, len, ret, d);
+    /* the spec's directory: what a relative "schema" path starts from */
+    slash = strrchr(path, '/');
+    if (slash != NULL) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        dir = malloc(n + 1);
+        if (dir == NULL) {
+            free(buf);
+            return fv_diag_set(d, FV_ENOMEM, "%s: out of memory", path);
+        }
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    r = fv_job_expand(path, buf, len, dir != NULL ? dir : ".", schema_path, ret_json, ret_len, d);
+    free(dir);
     free(buf);
+    return r;
+}
+
+int fv_job_load(const char *path, fv_job_t **ret, fv_diag_t *d)
+{
+    char *json = NULL;
+    size_t len = 0;
+    int r;
+
+    if (path == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_job_load: path and ret are required");
+    if ((r = fv_job_file_expand(path, NULL, &json, &len, d)) < 0)
+        return r;
+    r = fv_job_from_json(path, json, len, ret, d);
+    free(json);
     return r;
 }
 

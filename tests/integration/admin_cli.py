@@ -12,7 +12,8 @@ that stay connected, and the operator's admin kit. In order:
     (parent, job, the cohort of every round, the agents' fingerprints, the
     hyperparameters, the fedvault version); model export writes a file whose SHA-256 is
     the listed one and that `fedvault eval` scores on the held-out split;
-  - a second job submitted and aborted while it runs; the same spec again is refused;
+  - a second job (a spec file with // comments, its schema by --schema) submitted and
+    aborted while it runs; the same spec again is refused;
     an unknown job id is refused (exit 1);
   - crl reload;
   - an agent's certificate on the admin port is refused (exit 3, the role named), and so
@@ -200,9 +201,13 @@ print(f"models: {len(glob)} global + 1 final; exported v{final[0]['version']} "
       f"(sha256 {got[:16]}) scores test ROC AUC {ev['roc_auc']:.4f}")
 
 # Abort a running job; duplicates and unknown ids are refused.
-spec2 = write(f"{tmp}/job2.json",
-              fvfed.job_spec(name="lc-admin-2", rounds=50, local_epochs=3, seed=7))
-admin(["job", "submit", spec2])
+# (job 2's spec file has // comments and a schema path that --schema replaces)
+s2 = fvfed.job_spec(name="lc-admin-2", rounds=50, local_epochs=3, seed=7)
+schema2 = write(f"{tmp}/schema2.json", s2.pop("schema"))
+spec2 = f"{tmp}/job2.json"
+with open(spec2, "w") as f:
+    f.write("// job 2, schema from --schema\n" + json.dumps(dict(s2, schema="none.json"), indent=1))
+admin(["job", "submit", spec2, "--schema", schema2])
 job2 = [j for j in admin_json(["job", "list"])["jobs"] if j["name"] == "lc-admin-2"][0]["id"]
 wait(lambda: (admin_json(["job", "show", job2]).get("live") or {}).get("round", 0) >= 1,
      "job 2 training")

@@ -5,7 +5,8 @@ Checks: --help (exit 0, names every option); a missing or unknown option (exit 2
 pointer to --help); an agent, admin or metrics address that is malformed or already in
 use: exit 1 with a sentence naming the address, and no crash (a busy admin or metrics
 port aborted libuv, closing a timer that had never been initialised); the state
-directory is left usable (the same command then starts and stops cleanly on SIGTERM).
+directory is left usable (the same command then starts and stops cleanly on SIGTERM);
+--job SPEC takes a spec file with // comments and a schema path (as `job check` does).
 The CA stays offline: that last run uses a copy of the coordinator's kit alone, in a
 directory with no `ca/` beside it (the kit holds one private key, its own, and no CA
 key), so a running coordinator cannot issue or revoke certificates.
@@ -62,6 +63,43 @@ for args, needle in cases:
     fvtest.check(needle in last, f"{args}: the error does not name {needle!r}: {last!r}")
     print(f"{' '.join(args)}: exit 1: {last}")
 busy.close()
+
+# --job SPEC reads a spec FILE as `fedvault job check` does: // comment lines skipped, a
+# schema path relative to the spec's directory (a missing one named, exit 1), and the job
+# it submits has the id job check prints.
+os.makedirs(f"{tmp}/specs")
+fvtest.run(["schema", "infer", "--data", os.path.join(fvtest.DATA, "german_credit.csv"),
+            "--target", "class", "--positive", "bad", "--out", f"{tmp}/specs/schema.json"],
+           expect=0)
+_, tpl, _ = fvtest.run(["job", "template"], expect=0)
+with open(f"{tmp}/specs/job.json", "w") as f:
+    f.write(tpl)
+with open(f"{tmp}/specs/lost.json", "w") as f:
+    f.write(tpl.replace('"schema.json"', '"lost-schema.json"'))
+JOBCFG = ["--config", f"{tmp}/fed/coordinator/coordinator.json", "--state", f"{tmp}/state-job",
+          "--listen", "127.0.0.1:0"]
+rc, _, err = coord(*JOBCFG, "--job", f"{tmp}/specs/lost.json")
+fvtest.check(rc == 1 and f"{tmp}/specs/lost-schema.json" in err and "No such file" in err,
+             f"--job with a missing schema file: exit {rc}: {err[-800:]}")
+_, _, cerr = fvtest.run(["job", "check", f"{tmp}/specs/job.json"], expect=0)
+want_id = cerr.strip().split()[-1]
+p = subprocess.Popen(W + [coordinator] + JOBCFG + ["--job", f"{tmp}/specs/job.json"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 60 * fvtest.SLOW
+line = ""
+while time.time() < deadline:
+    line = p.stderr.readline()
+    if '"event":"job_submitted"' in line or not line:
+        break
+p.send_signal(signal.SIGTERM)
+try:
+    p.communicate(timeout=60 * fvtest.SLOW)
+except subprocess.TimeoutExpired:
+    p.kill()
+    fvtest.fail("the daemon with --job did not stop on SIGTERM")
+fvtest.check(f'"job":"{want_id}"' in line,
+             f"--job with comments and a schema path: not submitted as {want_id}: {line!r}")
+print(f"--job: a commented spec with a schema path submitted as {want_id[:16]}")
 
 # The state directory is still usable: the daemon starts, listens and stops on SIGTERM,
 # from a copy of its kit alone (no CA directory anywhere near it).
