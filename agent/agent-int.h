@@ -120,8 +120,10 @@ struct ajob {
     uv_work_t load_req;
     int load_rc;
     char load_reason[FV_DIAG_MAX + 256];
-    unsigned n_busy; /* work items reading this job */
-    bool detached;   /* no longer the agent's job: freed when n_busy drops to 0 */
+    char load_wire[FV_WIRE_TEXT_MAX + 1]; /* the refusal's sentence for the coordinator */
+    fv_refuse_category_t load_cat;        /* and its category (agent_refuse.c) */
+    unsigned n_busy;                      /* work items reading this job */
+    bool detached; /* no longer the agent's job: freed when n_busy drops to 0 */
 };
 
 /* One round in progress: the machine (protocols/fv_round.h, fv_around_t) and the compute
@@ -246,6 +248,17 @@ int fv__agent_cohort_offer(agent_t *a, const fv_msg_t *m, const fv_job_t *job);
 int fv__agent_cohort_check(agent_t *a, fv_conn_t *c, ajob_t *j, const fv_msg_t *m);
 /* A round message for the job refused for its cohort: ignored (logged stale). */
 bool fv__agent_cohort_refused(agent_t *a, const fv_msg_t *m);
+
+/* ---- agent_refuse.c: a refusal's category and the sentence the coordinator gets ------ */
+
+/* The spec of a JOB_OFFER did not parse (err, the parser's sentence). */
+fv_refuse_category_t fv__agent_spec_category(int err, const char *msg);
+/* A cohort rule of agent_cohort.c ("crl_stale", "member_role", ...). */
+fv_refuse_category_t fv__agent_cohort_rule_category(const char *rule);
+/* Loading the data against the job's schema failed (err, msg: the full local sentence):
+ * the category, and in wire (cap bytes) a sentence naming at most a schema column. */
+fv_refuse_category_t fv__agent_load_refusal(const fv_schema_t *schema, int err, const char *msg,
+                                            char *wire, size_t cap);
 
 /* ---- agent_audit.c: the audit log, the send tap, RECEIPT --------------------------- */
 

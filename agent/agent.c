@@ -36,19 +36,18 @@
  * round where they apply): starting, connected, disconnected {why, err, reconnecting},
  * job_accepted {data_sha256, rows, train_rows, val_rows, params, model (the job's
  *   architecture), secagg, global_sha256 (the global model already held, if any)},
- * job_refused {reason}, cohort_refused {rule, member, member_name, reason}, crl_taken
- * {issued, revoked}, job_id_mismatch {offered, canonical}, policy_refusal {why},
- * model_received {model, params}, stats_received, stats_replaced, round_start {kind,
- * index, n, t, k, secagg}, stats_ready, trained / distilled {epochs, train_loss,
- * train_rows, val_rows, update_norm (||w delta||_2 before the max_update_norm clip),
- * clipped}, uploaded {vector, bytes}, round_end {status, err, reason, uploaded},
- * round_failed / secagg_abort / round_abandoned {why}, stale_message, violation {why,
- * err, peer}, upload_failed, send_failed, job_dropped, job_done {rounds, model,
- * holds_final_model}, receipt_kept {bytes}, audit_failed {path, record, err, why, action},
- * stopping, stopped {exit, audit_log, audit_records, audit_append_ms_mean,
- * audit_append_ms_max}; agent_release.c adds release_sync,
- * release_accepted, release_refused {sha256, label, release, why}, release_present,
- * release_installed, release_ignored, releases_synced; agent_main.c adds startup_failed.
+ * job_refused {category, reason, sent (what the coordinator got)}, cohort_refused {rule,
+ * member, member_name, reason}, crl_taken {issued, revoked}, job_id_mismatch {offered, canonical},
+ * policy_refusal {why}, model_received {model, params}, stats_received, stats_replaced, round_start
+ * {kind, index, n, t, k, secagg}, stats_ready, trained / distilled {epochs, train_loss, train_rows,
+ * val_rows, update_norm (||w delta||_2 before the max_update_norm clip), clipped}, uploaded
+ * {vector, bytes}, round_end {status, err, reason, uploaded}, round_failed / secagg_abort /
+ * round_abandoned {why}, stale_message, violation {why, err, peer}, upload_failed, send_failed,
+ * job_dropped, job_done {rounds, model, holds_final_model}, receipt_kept {bytes}, audit_failed
+ * {path, record, err, why, action}, stopping, stopped {exit, audit_log, audit_records,
+ * audit_append_ms_mean, audit_append_ms_max}; agent_release.c adds release_sync, release_accepted,
+ * release_refused {sha256, label, release, why}, release_present, release_installed,
+ * release_ignored, releases_synced; agent_main.c adds startup_failed.
  *
  * Stop: a signal, JOB_DONE with --once, the end of the sync with --fetch-releases, or a failed
  * audit append (exit 1, no reconnect) calls fv__agent_stop, which closes the signal handles and the

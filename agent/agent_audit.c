@@ -28,7 +28,7 @@
  *                   max_frame_bytes}; error {code, reason}; bye {reason}; vec_ack {job,
  *                   vec_name, vec_id, vec_sha256}; job_accept {job, data_sha256 (the
  *                   SHA-256 of the data file declared to the coordinator), rows, model
- *                   (if held)}; job_refuse {job, reason}; secagg {job, round, secagg (the
+ *                   (if held)}; job_refuse {job, reason, category}; secagg {job, round, secagg (the
  *                   SecAgg message: advertise, shares, consist, unmask)}}
  *   vec.sent        {session, peer, name, id, dtype, elems, bytes (sum of the frame
  *                   bodies of VEC_BEGIN, every VEC_CHUNK and VEC_END), frames, sha256 (the
@@ -268,6 +268,8 @@ static int audit_msg_sent(agent_t *a, const fv_msg_t *m, const uint8_t *body, si
     case FV_MSG_JOB_REFUSE:
         jset_hex32(o, "job", m->u.job_refuse.job);
         jset_text(o, "reason", m->u.job_refuse.reason.ptr, m->u.job_refuse.reason.len);
+        json_object_set_new(o, "category",
+                            json_string(fv_refuse_category_name(m->u.job_refuse.category)));
         break;
     case FV_MSG_SECAGG:
         jset_hex32(o, "job", m->u.secagg.job);

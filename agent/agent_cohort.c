@@ -6,7 +6,8 @@
  * keys (ROUND_START "pks"); taken on its word, it could invent members. So before
  * fv_around_check, every member must be certified by the federation CA, unrevoked by a
  * CRL the CA signed and fresh by our policy, and the cohort must be coherent. Any
- * violation refuses the WHOLE job: one JOB_REFUSE {job, reason}, a log line
+ * violation refuses the WHOLE job: one JOB_REFUSE {job, reason, category (policy for
+ * the CRL rules and a revoked or uncertified member, else protocol)}, a log line
  * "cohort_refused" and an audit record "cohort.refused" {job, round, rule, member,
  * member_name, reason}; the job is dropped and nothing else is sent for it (later round
  * messages for it are ignored as stale, fv__agent_cohort_refused).
@@ -97,6 +98,7 @@ static void cohort_refuse(agent_t *a, const uint8_t job[32], const char *job_nam
     memcpy(m.u.job_refuse.job, job, 32);
     m.u.job_refuse.reason.ptr = wire;
     m.u.job_refuse.reason.len = strlen(wire);
+    m.u.job_refuse.category = fv__agent_cohort_rule_category(rule);
     fv__agent_send_msg(a, &m);
     a->refused_on = true;
     memcpy(a->refused_job, job, 32);

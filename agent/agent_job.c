@@ -11,7 +11,9 @@
  *                             it (SHA-256, streamed), split it (stratified; seed = job
  *                             seed ^ H(agent name)); reply JOB_ACCEPT {job, data, rows
  *                             (0 unless policy.disclose_rows), model}
- *                             or JOB_REFUSE {reason} on the connection that offered it.
+ *                             or JOB_REFUSE {reason, category} on the connection that
+ *                             offered it (agent_refuse.c says which category and what
+ *                             the sentence may say).
  *                             The same job offered again (after a reconnect) reuses the
  *                             loaded data and answers with the hash of the model it holds.
  *                             Anything for the job before the accept is a violation.
@@ -85,11 +87,12 @@ void fv__agent_job_release(agent_t *a, ajob_t *j)
 
 /* ---- JOB_OFFER ---------------------------------------------------------------------- */
 
-/* reason goes to the local log; wire_reason (NULL: the same) to the coordinator. A
- * sentence about the local data names a local path and may quote a cell: it stays here,
- * and the coordinator gets one without either (no byte of a row leaves the bank). */
+/* reason goes to the local log; wire_reason (NULL: the same) to the coordinator, with
+ * the category (agent_refuse.c). A sentence about the local data names a local path and
+ * may quote a cell: it stays here, and the coordinator gets one without either (no byte
+ * of a row leaves the bank). */
 static void refuse(agent_t *a, const uint8_t job[32], const char *job_hex, const char *job_name,
-                   const char *reason, const char *wire_reason)
+                   fv_refuse_category_t cat, const char *reason, const char *wire_reason)
 {
     char wire[FV_WIRE_TEXT_MAX + 1];
     if (wire_reason == NULL)
@@ -97,9 +100,12 @@ static void refuse(agent_t *a, const uint8_t job[32], const char *job_hex, const
     fv__agent_text_clean(wire_reason, strlen(wire_reason), wire, sizeof wire);
     char full[FV_DIAG_MAX + 128];
     fv__agent_text_clean(reason, strlen(reason), full, sizeof full);
-    fv__agent_log("warn", "job_refused", job_hex, job_name, -1, json_pack("{s:s}", "reason", full));
+    fv__agent_log("warn", "job_refused", job_hex, job_name, -1,
+                  json_pack("{s:s,s:s,s:s}", "category", fv_refuse_category_name(cat), "reason",
+                            full, "sent", wire));
     fv_msg_t m = {.type = FV_MSG_JOB_REFUSE};
     memcpy(m.u.job_refuse.job, job, 32);
+    m.u.job_refuse.category = cat;
     m.u.job_refuse.reason.ptr = wire;
     m.u.job_refuse.reason.len = strlen(wire);
     fv__agent_send_msg(a, &m);
@@ -156,9 +162,24 @@ static int file_sha256(const char *path, uint8_t out[32])
     return err;
 }
 
+static int job_prepare_do(agent_t *a, ajob_t *j, char *reason, size_t cap);
+
 /* Loads and checks everything a job needs from the local side. On failure, *reason
- * holds the sentence for JOB_REFUSE. */
+ * holds the sentence for the local log, and j->load_wire / j->load_cat what JOB_REFUSE
+ * says (agent_refuse.c). */
 static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
+{
+    j->load_wire[0] = '\0';
+    int r = job_prepare_do(a, j, reason, cap);
+    if (r != 0 && j->load_wire[0] == '\0') /* the data: its sentence stays here */
+        j->load_cat =
+            fv__agent_load_refusal(j->job->schema, r, reason, j->load_wire, sizeof j->load_wire);
+    else if (r != 0) /* the job's own model: the sentence names nothing of the bank's */
+        j->load_cat = r == FV_ETOOBIG || r == FV_ENOMEM ? FV_REFUSE_RESOURCES : FV_REFUSE_VERSION;
+    return r;
+}
+
+static int job_prepare_do(agent_t *a, ajob_t *j, char *reason, size_t cap)
 {
     fv_diag_t d = {""};
     const fv_job_t *job = j->job;
@@ -189,10 +210,16 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
                  a->cfg->data, j->ds->n_rows, FV_FED_RAW_MAX);
         return FV_EOVERFLOW;
     }
+    /* from here on the job's model, not the bank's data: the sentence may be sent */
+#define JOB_FAIL(rc)                                                                               \
+    do {                                                                                           \
+        snprintf(j->load_wire, sizeof j->load_wire, "%s", reason);                                 \
+        return (rc);                                                                               \
+    } while (0)
     if ((r = fv_fed_stats_layout_init(job->schema, &j->sl)) != 0) {
         snprintf(reason, cap, "job '%s': cannot lay out the stats vector: %s", job->name,
                  fv_strerror(r));
-        return r;
+        JOB_FAIL(r);
     }
     /* The feature count depends on the schema only: a placeholder preprocessing from
      * zero moments gives it, so the model size is known before the stats round. */
@@ -202,7 +229,7 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
     if (zero == NULL || (r = fv_preproc_from_moments(job->schema, zero, zero, zero, &pp)) != 0) {
         free(zero);
         snprintf(reason, cap, "job '%s': cannot build the preprocessing", job->name);
-        return r != 0 ? r : FV_ENOMEM;
+        JOB_FAIL(r != 0 ? r : FV_ENOMEM);
     }
     free(zero);
     j->n_feat = fv_preproc_n_features(pp);
@@ -210,19 +237,19 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
     r = fv_mlp_parse_arch(job->model, j->n_feat, fv_schema_n_classes(job->schema), &j->arch, &d);
     if (r != 0) {
         snprintf(reason, cap, "job '%s': model: %s", job->name, d.msg);
-        return r;
+        JOB_FAIL(r);
     }
     fv_mlp_t *m = NULL;
     if ((r = fv_mlp_new(&j->arch, &m)) != 0) {
         snprintf(reason, cap, "job '%s': cannot build the model: %s", job->name, fv_strerror(r));
-        return r;
+        JOB_FAIL(r);
     }
     j->n_params = fv_mlp_n_params(m);
     fv_mlp_free(m);
     m = NULL;
     if (j->n_params > FV_SECAGG_MAX_DIM / 2) {
         snprintf(reason, cap, "job '%s': %zu parameters is too large", job->name, j->n_params);
-        return FV_ETOOBIG;
+        JOB_FAIL(FV_ETOOBIG);
     }
     if (job->distill.on) {
         r = fv_mlp_parse_arch(job->distill.student, j->n_feat, fv_schema_n_classes(job->schema),
@@ -232,17 +259,18 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
         if (r != 0) {
             snprintf(reason, cap, "job '%s': distill.student: %s", job->name,
                      d.msg[0] ? d.msg : fv_strerror(r));
-            return r;
+            JOB_FAIL(r);
         }
         j->s_n_params = fv_mlp_n_params(m);
         fv_mlp_free(m);
         if (j->s_n_params > FV_SECAGG_MAX_DIM / 2) {
             snprintf(reason, cap, "job '%s': distill.student: %zu parameters is too large",
                      job->name, j->s_n_params);
-            return FV_ETOOBIG;
+            JOB_FAIL(FV_ETOOBIG);
         }
     }
     return 0;
+#undef JOB_FAIL
 }
 
 static bool policy_allows(const agent_t *a, const char *name)
@@ -279,15 +307,12 @@ static void job_loaded(uv_work_t *req, int status)
      * a new offer yet, the re-offer is answered from what was loaded. */
     bool answer = a->conn != NULL && j->offered_conn == a->conn_gen;
     if (status != 0 || j->load_rc != 0) {
-        if (answer) {
-            char wire[160];
-            snprintf(wire, sizeof wire,
-                     "the local data does not fit the job (%s); details in the agent's log",
-                     fv_err_name(j->load_rc));
+        if (answer)
             refuse(a, j->digest, j->hex, j->job->name,
+                   status != 0 ? FV_REFUSE_RESOURCES : j->load_cat,
                    status != 0 ? "the data load was cancelled" : j->load_reason,
-                   status != 0 ? NULL : wire);
-        } else
+                   status != 0 ? NULL : j->load_wire);
+        else
             fv__agent_log_job("warn", "job_refused", j, -1,
                               json_pack("{s:s}", "reason", j->load_reason));
         fv__agent_job_release(a, j);
@@ -326,7 +351,8 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     int r = fv_job_from_json("job", (const char *)m->u.job_offer.spec, m->u.job_offer.spec_len,
                              &job, &d);
     if (r != 0) {
-        refuse(a, m->u.job_offer.job, hex, NULL, d.msg[0] ? d.msg : fv_strerror(r), NULL);
+        refuse(a, m->u.job_offer.job, hex, NULL, fv__agent_spec_category(r, d.msg),
+               d.msg[0] ? d.msg : fv_strerror(r), NULL);
         return;
     }
     uint8_t dig[32];
@@ -336,7 +362,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         if (r == 0) /* what the id should have been: public, and it helps debugging */
             fv__agent_log_job("warn", "job_id_mismatch", NULL, -1,
                               json_pack("{s:s,s:s}", "offered", hex, "canonical", want));
-        refuse(a, m->u.job_offer.job, hex, job->name,
+        refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_PROTOCOL,
                "the job id is not the SHA-256 of the spec's canonical JSON", NULL);
         fv_job_free(job);
         return;
@@ -346,7 +372,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
                  job->name);
         fv__agent_log("warn", "policy_refusal", hex, job->name, -1,
                       json_pack("{s:s}", "why", reason));
-        refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
+        refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_POLICY, reason, NULL);
         fv_job_free(job);
         return;
     }
@@ -368,7 +394,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             fv__agent_stop(a, 1);
             return; /* no record, no refusal either: the agent stops */
         }
-        refuse(a, m->u.job_offer.job, hex, job->name, reason, NULL);
+        refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_POLICY, reason, NULL);
         fv_job_free(job);
         return;
     }
@@ -378,7 +404,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     }
     ajob_t *j = calloc(1, sizeof *j);
     if (j == NULL) {
-        refuse(a, m->u.job_offer.job, hex, job->name, "out of memory", NULL);
+        refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_RESOURCES, "out of memory", NULL);
         fv_job_free(job);
         return;
     }
@@ -391,7 +417,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     j->load_req.data = j;
     (void)c;
     if ((r = uv_queue_work(a->loop, &j->load_req, job_load_run, job_loaded)) != 0) {
-        refuse(a, dig, hex, job->name, "cannot queue the data load", NULL);
+        refuse(a, dig, hex, job->name, FV_REFUSE_RESOURCES, "cannot queue the data load", NULL);
         fv__agent_job_destroy(j);
         return;
     }

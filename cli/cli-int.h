@@ -244,4 +244,16 @@ int fv_cli_train_split_val(const char *cmd, const fv_dataset_t *ds, const size_t
 void fv_cli_train_meta_set(json_t *t, const fv_cli_train_opts_t *o, const char *arch, size_t n_fit,
                            size_t n_val, const fv_train_result_t *tr, double train_s);
 
+/* cmd_job_status.c: each agent's standing in a job (job show, job watch, status). */
+/* live.cohort.summary of a job.show or status "job" body ("waiting for agents: 0 of
+ * min_agents 4 accepted; refused: ..."), cleaned into out; NULL when there is none. */
+const char *fv__cli_cohort_summary(const json_t *job, char *out, size_t cap);
+/* job show: a "cohort:" section (the summary, then one line per agent). */
+void fv__cli_cohort_show(const json_t *job, FILE *f);
+/* job watch: one line per refusal or loss not printed before (seen: {agent: key}, the
+ * caller's object, updated); returns how many. */
+int fv__cli_cohort_events(const json_t *job, json_t *seen, FILE *f);
+/* "why: ..." of a job that failed (nothing when it has no reason). */
+void fv__cli_job_why(const json_t *job, FILE *f);
+
 #endif

@@ -1188,8 +1188,12 @@ static int show_status(const json_t *b)
         printf("round %s", ftxt(job, "round", buf, sizeof buf));
         printf("/%s, ", ftxt(job, "rounds", buf, sizeof buf));
         printf("phase %s, ", ftxt(job, "phase", buf, sizeof buf));
-        printf("%s", ftxt(job, "answered", buf, sizeof buf));
-        printf("/%s agents answered\n", ftxt(job, "expected", buf, sizeof buf));
+        if (fv__cli_cohort_summary(job, buf, sizeof buf) != NULL) {
+            printf("%s\n", buf); /* waiting: on whom, and who refused (cmd_job_status.c) */
+        } else {
+            printf("%s", ftxt(job, "answered", buf, sizeof buf));
+            printf("/%s agents answered\n", ftxt(job, "expected", buf, sizeof buf));
+        }
     }
     const json_t *jobs = json_object_get(b, "jobs");
     static const char *const kinds[] = {"queued", "running", "done", "failed", "aborted"};
@@ -1392,6 +1396,7 @@ static void show_job(const json_t *b)
         printf("  %-13s  %s\n  %-13s  %s\n", "elapsed", dur(e, he, d1, sizeof d1), "eta",
                dur(eta, heta, d2, sizeof d2));
     }
+    fv__cli_cohort_show(b, stdout); /* each agent's status (cmd_job_status.c) */
     const json_t *rounds = json_object_get(b, "rounds");
     if (json_is_array(rounds) && json_array_size(rounds) > 0) {
         /* the metrics live one level down: flatten them into a copy of each row */
@@ -1606,6 +1611,7 @@ static int job_watch(int argc, char **argv)
     char *args = id_args(a.pos[0]);
     if (args == NULL)
         return FV_EXIT_FAIL;
+    json_t *seen = json_object(); /* refusals and losses printed (cmd_job_status.c) */
     kit_t k;
     admin_t s;
     if ((rc = session_open(&a, &k, &s)) != 0)
@@ -1617,8 +1623,14 @@ static int job_watch(int argc, char **argv)
         json_t *b = NULL;
         if ((rc = request(&s, "job.show", args, &r, &b)) != 0)
             break;
-        char text[4096], key[2048];
+        char text[4096], key[2048], sum[700];
         watch_render(b, text, sizeof text, key, sizeof key);
+        if (fv__cli_cohort_summary(b, sum, sizeof sum) != NULL) {
+            /* waiting for agents: on whom, and who refused, instead of an eta */
+            size_t kl = strlen(key), tl = strlen(text);
+            snprintf(key + kl, sizeof key - kl, " cohort=\"%s\"", sum);
+            snprintf(text + tl, sizeof text - tl, "cohort    %s\n", sum);
+        }
         if (a.json) {
             if (strcmp(key, last_key) != 0) {
                 char *line = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -1630,7 +1642,7 @@ static int job_watch(int argc, char **argv)
             fputs("\033[H\033[2J", stdout); /* home, clear: one screen, redrawn */
             put_safe(text, stdout);
             printf("\n(every %g s; Ctrl-C stops watching, the job goes on)\n", a.interval_s);
-        } else if (strcmp(key, last_key) != 0) {
+        } else if (fv__cli_cohort_events(b, seen, stdout) >= 0 && strcmp(key, last_key) != 0) {
             time_t now = time(NULL);
             struct tm tmv;
             char ts[32] = "-";
@@ -1654,9 +1666,13 @@ static int job_watch(int argc, char **argv)
                   : strcmp(st, "failed") == 0 || strcmp(st, "aborted") == 0 ? FV_EXIT_FAIL
                                                                             : -1;
         if (end > 0) {
-            char b1[128], b2[64];
-            fprintf(stderr, "fedvault: job %s %s\n", safe(a.pos[0], b1, sizeof b1),
-                    safe(st, b2, sizeof b2));
+            char b1[128], b2[64], b3[1024];
+            const char *why = fstr(b, "why");
+            fprintf(stderr, "fedvault: job %s %s%s%s\n", safe(a.pos[0], b1, sizeof b1),
+                    safe(st, b2, sizeof b2), why != NULL ? ": " : "",
+                    why != NULL ? safe(why, b3, sizeof b3) : "");
+            if (!a.json)
+                fv__cli_job_why(b, stdout); /* the final reason, on the watched stream too */
         }
         json_decref(b); /* st pointed into it */
         resp_free(&r);
@@ -1670,6 +1686,7 @@ static int job_watch(int argc, char **argv)
         }
     }
 out:
+    json_decref(seen);
     session_close(&s, &k);
     free(args);
     return rc;

@@ -11,6 +11,7 @@
  * time of the loop's callbacks), coord_bench.c (benching members that stay silent), coord_release.c
  * (signed model releases: the admin command, RELEASE to the agents, FETCH served from the state),
  * coord_report.c (the job's report: its document, admin job.report, report.html at the end).
+ * coord_cohort.c (each agent's status in the job: refusals, losses, the join deadline).
  * All run on the one libuv loop that owns everything below, so nothing here needs a lock.
  *
  * coord_t is grouped by concern: net (the loop and its handles), run (the job being run),
@@ -135,7 +136,20 @@ typedef struct agent {
     uint64_t fail_round;
     char fail_check[48];
     bool excluded;
+    /* its status in the running job, for the operator (coord_cohort.c): COORD_JS_*, the
+     * wall-clock time it began, the refusal's category and sentence, the round a member
+     * was lost in; lost: gone and not back with an answer (on_member_lost "wait" holds
+     * the next round for it) */
+    uint8_t js;
+    uint8_t js_cat; /* fv_refuse_category_t */
+    bool js_lost;
+    int64_t js_at_ms;
+    uint64_t js_round;
+    char js_reason[FV_WIRE_TEXT_MAX + 1];
 } agent_t;
+
+/* An agent's status in the running job (agent_t.js). */
+enum { COORD_JS_NONE, COORD_JS_WAITING, COORD_JS_ACCEPTED, COORD_JS_REFUSED, COORD_JS_GONE };
 
 /* Benching's policy (coord_bench.c; the daemon's --bench-* flags). */
 typedef struct coord_bench_opts {
@@ -215,6 +229,10 @@ typedef struct coord {
         char final_sha[65];
         uint8_t final_hash[32]; /* of its parameters (JOB_DONE) */
         bool files_busy;        /* a model's files are being written on the pool */
+        /* the job has waited for its cohort since (uv_now ms; 0: not waiting), and the
+         * join deadline's "wait" was logged for this wait (coord_cohort.c) */
+        uint64_t wait_since;
+        bool wait_logged;
     } run;
     /* the round: the job-level facts here; the round itself (members' flags, SecAgg,
      * uploads, deadlines, sums) is the machine cr (protocols/fv_round.h), whose actions
@@ -492,6 +510,27 @@ void coord_agent_traffic(const agent_t *a, uint64_t *in, uint64_t *out);
 /* Closes the agent's live session now (err, why to the peer): it is disconnected at once
  * and, in a round, a dropout (a revoked certificate, coord_reload_crl). */
 void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why);
+
+/* coord_cohort.c: each agent's status in the running job (waiting, accepted, refused with
+ * its category, gone), in memory and in the state; the join deadline and the job's
+ * "cohort" policies (fv_job.h). */
+void coord__cohort_offered(coord_t *c, agent_t *a); /* JOB_OFFER queued for it */
+void coord__cohort_accepted(coord_t *c, agent_t *a);
+/* JOB_REFUSE: logged and audited; recorded when it names the running job (current; left:
+ * the agent had accepted it). */
+void coord__cohort_refused(coord_t *c, agent_t *a, const fv_msg_t *m, bool current, bool left);
+/* Its live session is closing (before accepted is cleared): a member is gone. */
+void coord__cohort_closed(coord_t *c, agent_t *a);
+void coord__cohort_reset(coord_t *c); /* the job's end: every status cleared */
+/* On every tick: the join deadline of a job waiting for its cohort (fails it, or logs
+ * that it waits on). */
+void coord__cohort_tick(coord_t *c);
+/* Whether the next round must wait: on_member_lost "wait" and a lost member not back. */
+bool coord__cohort_hold(const coord_t *c);
+/* live.cohort of job.show and status (caller owns it). */
+json_t *coord__cohort_live(coord_t *c);
+/* The number of agents that accepted the running job and are connected. */
+size_t coord__cohort_n_accepted(const coord_t *c);
 
 /* coord_crl.c: revocation. The CRL file as DER for JOB_OFFER (c->crl_der); on failure
  * the DER in force stays. */

@@ -16,7 +16,8 @@
  * lands in a->orphan, freed at that connection's on_vec or close. An agent's certificate
  * (DER) is kept from on_open for the ROUND_START "certs" of SecAgg jobs; a JOB_REFUSE
  * from an agent that had accepted the running job takes it out of the job (a member that
- * refused its cohort): not accepted any more, lost in the round in flight.
+ * refused its cohort): not accepted any more, lost in the round in flight. Each agent's
+ * status in the job (offered, accepted, refused, gone) is coord_cohort.c's.
  *
  * Threading: the loop thread only (fv_conn's callbacks).
  */
@@ -183,6 +184,8 @@ void coord__on_close(fv_conn_t *conn, int err, const char *why)
         a->done_told = true;
     a->conn = NULL;
     coord__oq_clear(a);
+    if (c != NULL)
+        coord__cohort_closed(c, a); /* a member of the running job is gone */
     a->accepted = false;
     if (c != NULL) {
         agent_lost(c, a, conn);
@@ -242,6 +245,7 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
                 return;
             } while (0);
         a->accepted = true;
+        coord__cohort_accepted(c, a);
         a->took_part = true;
         a->done_pending = false; /* a new job: the last one's end is old news */
         memcpy(a->part_job, c->run.digest, 32);
@@ -269,14 +273,11 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
         return;
     case FV_MSG_JOB_REFUSE: {
         /* an agent that had accepted the running job leaves it (it refused its cohort:
-         * agent/agent_cohort.c): no longer accepted, and lost in the round in flight */
-        bool left = a->accepted && job_matches(c, m->u.job_refuse.job);
-        coord_logj("warn", left ? "job_left" : "job_refused",
-                   json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->run.job_hex, "reason",
-                             m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
-        coord_audit(c, NULL, left ? "agent.left_job" : "agent.refused_job",
-                    json_pack("{s:s,s:s,s:s#}", "agent", a->name, "job", c->run.job_id, "reason",
-                              m->u.job_refuse.reason.ptr, (int)m->u.job_refuse.reason.len));
+         * agent/agent_cohort.c): no longer accepted, and lost in the round in flight. The
+         * log line, audit record and the agent's status: coord_cohort.c */
+        bool current = job_matches(c, m->u.job_refuse.job);
+        bool left = a->accepted && current;
+        coord__cohort_refused(c, a, m, current, left);
         if (left) {
             a->accepted = false;
             agent_lost(c, a, conn);
@@ -369,6 +370,7 @@ void coord__agent_close(coord_t *c, agent_t *a, int err, const char *why)
     a->bytes_out += out;
     fv_conn_set_data(old, NULL);
     a->conn = NULL;
+    coord__cohort_closed(c, a);
     a->accepted = false;
     coord__oq_clear(a);
     fv_conn_close(old, err, why);

@@ -82,6 +82,7 @@ void coord__job_reset(coord_t *c)
     c->run.avg_round_s = 0;
     c->run.abort_requested = false;
     c->run.fail_why[0] = '\0';
+    coord__cohort_reset(c);
     c->run.state = ST_IDLE;
 }
 
@@ -383,9 +384,11 @@ json_t *coord_job_live(coord_t *c)
     /* (a worker holds the round's machine: its phase is the work's, not read from it) */
     const char *work = coord__round_work(c);
     const fv_cround_t *cr = c->run.state == ST_ROUND && work == NULL ? c->rnd.cr : NULL;
+    /* (waiting: the agents that accepted the job, of the min_agents expected) */
     uint32_t answered = cr != NULL                                      ? fv_cround_answered(cr)
                         : work != NULL && strcmp(work, "starting") != 0 ? c->rnd.n
-                                                                        : 0;
+                        : c->run.state == ST_WAITING ? (uint32_t)coord__cohort_n_accepted(c)
+                                                     : 0;
     int ph = cr != NULL ? fv_cround_phase(cr) : -1;
     const char *phase = c->run.state == ST_WAITING               ? "waiting for agents"
                         : work != NULL                           ? work
@@ -414,10 +417,13 @@ json_t *coord_job_live(coord_t *c)
                         json_real(c->run.state == ST_ROUND
                                       ? (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0
                                       : 0.0));
-    /* an upper bound: early stopping may end the job sooner */
+    /* an upper bound: early stopping may end the job sooner; none while the job waits for
+     * agents (cohort says on whom) */
     json_object_set_new(o, "eta_s",
-                        c->run.avg_round_s > 0 ? json_real(c->run.avg_round_s * (double)left)
-                                               : json_null());
+                        c->run.avg_round_s > 0 && c->run.state == ST_ROUND
+                            ? json_real(c->run.avg_round_s * (double)left)
+                            : json_null());
+    json_object_set_new(o, "cohort", coord__cohort_live(c)); /* each agent's status */
     return o;
 }
 

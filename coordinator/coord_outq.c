@@ -347,6 +347,7 @@ void coord__send_offer(coord_t *c, agent_t *a)
     m.u.job_offer.crl_len = c->crl_der_len;
     coord__oq_push_msg2(a, &m, c->run.spec, c->run.spec_len, (const void **)&m.u.job_offer.spec,
                         c->crl_der, c->crl_der_len, (const void **)&m.u.job_offer.crl);
+    coord__cohort_offered(c, a); /* waiting for its answer */
 }
 
 void coord__send_stats(coord_t *c, agent_t *a)

@@ -15,7 +15,8 @@
  * end (coord__round_finish). The message sequence is the "ROUNDS" comment of
  * protocols/fv_wire.h; the arithmetic of the vectors is protocols/fv_fed.h.
  *
- * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
+ * Job runner states: WAITING (fewer than min_agents accepted the job, or a lost member
+ * held for under the job's on_member_lost "wait": coord_cohort.c) -> ROUND (the
  * cohort = accepted, connected agents at round start that are not benched for silence,
  * coord_bench.c, sorted by name) -> WAITING/next
  * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
@@ -284,6 +285,8 @@ void coord__round_start(coord_t *c)
 {
     if (c->run.state != ST_WAITING || c->run.files_busy)
         return; /* (files_busy: the teacher's file being written: the hand-over starts it) */
+    if (coord__cohort_hold(c))
+        return; /* on_member_lost "wait": a lost member is not back (coord_cohort.c) */
     coord__bench_fill(c, c->job->min_agents); /* a bench never stalls the job */
     size_t n = n_accepted(c);
     if (n < c->job->min_agents)

@@ -160,6 +160,18 @@ int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
 int fv_state_job_agent(fv_state_t *s, const char *job, const char *agent, const char *data_sha256,
                        uint64_t rows, int64_t now_ms, fv_diag_t *d);
 
+/* Records agent's latest status in job (state_cohort.c; upsert): status "waiting",
+ * "accepted", "refused" or "gone" (FV_EINVAL otherwise); category (a JOB_REFUSE word,
+ * <= 32 bytes) and reason (<= 256 bytes) NULL unless refused; round the round a member
+ * was lost in, or -1 (none); at_ms when the status began. */
+int fv_state_job_agent_status(fv_state_t *s, const char *job, const char *agent, const char *status,
+                              const char *category, const char *reason, int64_t round,
+                              int64_t at_ms, fv_diag_t *d);
+/* *ret (caller decrefs): [{"agent","status","category","reason","round","at" (ISO 8601
+ * UTC), "at_ms"}] sorted by agent (nulls where a status has none); [] for a job without
+ * any. fv_state_job_json carries it as "cohort". */
+int fv_state_job_cohort_json(fv_state_t *s, const char *job, json_t **ret, fv_diag_t *d);
+
 /* ---- checkpoints ------------------------------------------------------------------ */
 /* Resume checkpoint of a job: write it in the same transaction as the round that
  * produced it. uint64_t members must be <= INT64_MAX. A checkpoint written before schema

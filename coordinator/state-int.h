@@ -7,6 +7,7 @@
  *                   of failures, the checks of the API's arguments.
  *   state_models.c  the content-addressed model files (DIR/models) and their durability.
  *   state_jobs.c    agents, jobs, a job's agents, checkpoints, rounds, model versions.
+ *   state_cohort.c  each agent's status in a job (waiting, accepted, refused, gone).
  *   state_json.c    the JSON views the admin port shows (agents, jobs, a job, versions, a
  *                   version with its lineage).
  * Nothing outside these files includes this header: the coordinator sees fv_state.h only.
@@ -88,6 +89,8 @@ int fv__state_model_tmp_remove(fv_state_t *s, fv_diag_t *d);
 
 /* The releases table, created if missing at every open (state_releases.c). */
 extern const char fv__state_releases_sql[];
+/* The job_agent_status table, the same way (state_cohort.c). */
+extern const char fv__state_cohort_sql[];
 
 /* UV_ENOENT: "model version N is unknown" (state_jobs.c; also used by state_json.c). */
 int fv__state_no_version(const fv_state_t *s, int64_t version, fv_diag_t *d);

@@ -74,7 +74,8 @@
  *     released by the kernel when the process dies, so a SIGKILLed coordinator does not
  *     block its own restart.
  *
- * releases (state_releases.c) is a table of its own, created if missing at every open of
+ * releases (state_releases.c) and job_agent_status (state_cohort.c) are tables of their
+ * own, each created if missing at every open of
  * a version 2 database (CREATE TABLE IF NOT EXISTS): the schema version does not change.
  *
  * This file: fv_state_open (the directory, DIR/LOCK, the leftover .tmp files, the pragmas,
@@ -455,7 +456,8 @@ int fv_state_open(const char *dir, fv_state_t **ret, fv_diag_t *d)
     if ((r = make_dir(s->dir, d)) != 0 || (r = take_lock(s, d)) != 0 ||
         (r = make_dir(s->models_dir, d)) != 0 || (r = fv__state_model_tmp_remove(s, d)) != 0 ||
         (r = open_db(s, d)) != 0 ||
-        (r = exec_sql(s, fv__state_releases_sql, "creating the releases table", d)) != 0)
+        (r = exec_sql(s, fv__state_releases_sql, "creating the releases table", d)) != 0 ||
+        (r = exec_sql(s, fv__state_cohort_sql, "creating the job_agent_status table", d)) != 0)
         goto fail;
     *ret = s;
     return 0;

@@ -304,9 +304,13 @@ int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
                          "WHERE job = ?1 ORDER BY agent",
                          "reading a job's agents", d, "t", id)) != 0)
         goto out;
+    json_t *cohort = NULL; /* each agent's status (state_cohort.c) */
+    if ((r = fv_state_job_cohort_json(s, id, &cohort, d)) != 0)
+        goto out;
     bool ok = jset(o, "spec", spec);
     ok = jset(o, "rounds", rounds) && ok;
     ok = jset(o, "agents", agents) && ok;
+    ok = jset(o, "cohort", cohort) && ok;
     spec = rounds = agents = NULL; /* consumed */
     if (!ok) {
         r = json_fail(s, what, d);

@@ -90,6 +90,24 @@
  *                                            schema rule); absent keys default to the
  *                                            job's early_stopping values
  *       "quantize_int8": false               boolean: also ship an int8-quantized student
+ *     },
+ *     "cohort": {                            optional; what the coordinator does when the
+ *                                            cohort is short (both keys optional):
+ *       "on_join_deadline": "fail",          "fail" | "wait". The job waits for min_agents
+ *                                            agents to accept it; "fail": when fewer have
+ *                                            accepted deadlines_ms.join after it began
+ *                                            waiting, the job fails, its reason naming
+ *                                            each refusal's agent and category and the
+ *                                            agents that never answered; "wait": it waits
+ *                                            on, showing on whom
+ *       "on_member_lost": "continue"         "continue" | "wait". A member whose
+ *                                            connection closes and does not come back is
+ *                                            shown gone (with the time); "continue": the
+ *                                            next rounds run with the members still
+ *                                            connected (at least min_agents; below that
+ *                                            the job waits as at its start, under
+ *                                            on_join_deadline); "wait": no round starts
+ *                                            until every lost member is back
  *     }
  *   }
  * The operator's reference is docs/job.schema.json (a JSON Schema of this form, every field
@@ -122,8 +140,9 @@
  *
  * Every key except name, schema, model and max_update_norm has the default shown. The
  * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
- * only when the spec has them, so jobs without them keep the digest they had before those
- * keys existed.
+ * only when the spec has them, and "cohort" only when a key differs from its default
+ * (then both keys), so jobs without them keep the digest they had before those keys
+ * existed.
  *
  * max_update_norm: which vector it bounds. An agent's update block in the round vector
  * (fv_fed.h) is a_k = w_k * delta_k, w_k = n_train_k / n_ref, delta_k = local model -
@@ -190,6 +209,10 @@ typedef enum {
     FV_JOB_METRIC_ACCURACY = 3, /* multi-class schemas only */
 } fv_job_metric_t;
 
+/* "cohort": the short cohort's policies (the defaults are 0). */
+typedef enum { FV_JOB_JOIN_FAIL = 0, FV_JOB_JOIN_WAIT = 1 } fv_job_join_policy_t;
+typedef enum { FV_JOB_LOST_CONTINUE = 0, FV_JOB_LOST_WAIT = 1 } fv_job_lost_policy_t;
+
 typedef struct fv_job {
     char name[65];
     fv_schema_t *schema; /* owned */
@@ -244,6 +267,10 @@ typedef struct fv_job {
         } early_stopping;
         bool quantize_int8;
     } distill;
+    struct {
+        fv_job_join_policy_t on_join_deadline; /* default (0): FAIL */
+        fv_job_lost_policy_t on_member_lost;   /* default (0): CONTINUE */
+    } cohort;
 } fv_job_t;
 
 /* Parses and validates; `origin` (a file name, or "job" for bytes from the network)

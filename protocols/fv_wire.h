@@ -62,6 +62,30 @@ void fv_wire_limits_default(fv_wire_limits_t *lim);
  * max_frame_bytes < 4096 (too small for the fixed messages). */
 int fv_wire_limits_check(const fv_wire_limits_t *lim, fv_diag_t *d);
 
+/* Why an agent refused a job (JOB_REFUSE "category"; the operator sees it per agent):
+ *   SCHEMA     its data does not fit the job's schema, or the schema is still open
+ *   POLICY     its own policy says no (accept_jobs, require_secure_aggregation, the CRL)
+ *   VERSION    it cannot read the spec (a key or value from a newer coordinator)
+ *   RESOURCES  a size or memory limit (the model is too big, too many rows)
+ *   DATA       its data file cannot be read
+ *   PROTOCOL   the offer itself is wrong (its id is not the spec's digest)
+ *   UNKNOWN    not said (an older agent) or a word this build does not know
+ * On the wire the lower-case word of fv_refuse_category_name. */
+typedef enum fv_refuse_category {
+    FV_REFUSE_SCHEMA,
+    FV_REFUSE_POLICY,
+    FV_REFUSE_VERSION,
+    FV_REFUSE_RESOURCES,
+    FV_REFUSE_DATA,
+    FV_REFUSE_PROTOCOL,
+    FV_REFUSE_UNKNOWN,
+} fv_refuse_category_t;
+/* "schema", "policy", "version", "resources", "data", "protocol", "unknown" (any other
+ * value: "unknown"). */
+const char *fv_refuse_category_name(fv_refuse_category_t x);
+/* The category of a word; FV_REFUSE_UNKNOWN for any other (len bytes, not terminated). */
+fv_refuse_category_t fv_refuse_category_parse(const char *word, size_t len);
+
 typedef enum fv_msg_type {
     FV_MSG_HELLO = 1, /* first message each way after the TLS handshake */
     FV_MSG_ERROR = 2, /* the sender is about to close: why */
@@ -103,7 +127,10 @@ typedef enum fv_msg_type {
  *                         which the agent verifies against its CA and keeps if newer.
  *   agent -> coordinator  JOB_ACCEPT {job, dsha (SHA-256 of its data file), rows,
  *                         model (hash of the global model it holds, or empty)}
- *                         or JOB_REFUSE {job, reason}.
+ *                         or JOB_REFUSE {job, reason, category}: reason a sentence that
+ *                         names fields or columns but never the bank's data values (the
+ *                         agent's own log keeps the full one); category one word of
+ *                         fv_refuse_category_t below (absent from an older agent: UNKNOWN).
  *   Per round r (round 0 = the stats round, 1..rounds = training rounds, then, for a job
  *   with a "distill" section, rounds+1..fv_job_last_round = distill rounds, kind 3):
  *   coordinator -> agent  [VEC "model", id r, f32: the global parameters, only if the
@@ -247,7 +274,8 @@ typedef struct fv_msg {
         } job_accept;
         struct {
             uint8_t job[32];
-            fv_wire_str_t reason; /* 0..256 */
+            fv_wire_str_t reason;          /* 0..256 */
+            fv_refuse_category_t category; /* "category" on the wire (optional) */
         } job_refuse;
         struct {
             uint8_t job[32];

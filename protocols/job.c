@@ -21,7 +21,8 @@
  * full object; "distill" is written (every key) only when the spec has the section, so the
  * canonical bytes, and digests, of jobs without it did not change when it was added.
  * "max_update_norm" follows the same precedent: written only when the spec sets it (0 in
- * fv_job_t means absent), so jobs without it keep their digest too.
+ * fv_job_t means absent), so jobs without it keep their digest too; "cohort" is written
+ * (both keys) only when one differs from its default, for the same reason.
  * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
@@ -346,12 +347,16 @@ static const char *const root_keys[] = {"name",
                                         "max_update_norm",
                                         "distill",
                                         "validation",
+                                        "cohort",
                                         NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
     "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
-    "max_update_norm, distill, validation"
+    "max_update_norm, distill, validation, cohort"
 static const char *const validation_keys[] = {"max_failures", NULL};
+static const char *const cohort_keys[] = {"on_join_deadline", "on_member_lost", NULL};
+static const char *const join_words[] = {"fail", "wait"};     /* fv_job_join_policy_t */
+static const char *const lost_words[] = {"continue", "wait"}; /* fv_job_lost_policy_t */
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "beta1", "beta2", "eps", NULL};
 static const char *const secagg_keys[] = {"threshold", "neighbors", "clip", "bits", NULL};
 static const char *const deadline_keys[] = {"join", "train", "secagg_phase", NULL};
@@ -566,6 +571,26 @@ static int metric_fits(const struct jctx *c, const char *field, int metric, cons
 }
 
 /* "distill": optional; needs the schema and the job's early_stopping (its defaults). */
+/* "cohort": {"on_join_deadline": "fail"|"wait", "on_member_lost": "continue"|"wait"},
+ * optional, each key defaulting to its first word (0 in fv_job_t). */
+static int parse_cohort(const struct jctx *c, json_t *root, fv_job_t *job)
+{
+    json_t *o = NULL;
+    int r, join = FV_JOB_JOIN_FAIL, lost = FV_JOB_LOST_CONTINUE;
+    if ((r = get_object(c, root, "", "cohort", &o)) < 0)
+        return r;
+    if (o != NULL &&
+        ((r = check_keys(c, "cohort", o, cohort_keys, "on_join_deadline, on_member_lost")) < 0 ||
+         (r = get_word(c, o, "cohort", "on_join_deadline", join_words, 2, "\"fail\" or \"wait\"",
+                       join, &join)) < 0 ||
+         (r = get_word(c, o, "cohort", "on_member_lost", lost_words, 2, "\"continue\" or \"wait\"",
+                       lost, &lost)) < 0))
+        return r;
+    job->cohort.on_join_deadline = (fv_job_join_policy_t)join;
+    job->cohort.on_member_lost = (fv_job_lost_policy_t)lost;
+    return 0;
+}
+
 /* "validation": {"max_failures": 1}: optional; present = the job's training and distill
  * rounds are validated (fv_vagg.h), which needs SecAgg on with the classic graph (every
  * member holds a share of every input), max_update_norm (the norm bound proved) and a
@@ -770,7 +795,7 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
     /* optional, no default: 0 in the struct means "absent" (no bound) */
     if ((r = get_real(c, root, "", "max_update_norm", &R_POS, 0.0, &job->max_update_norm)) < 0)
         return r;
-    if ((r = parse_validation(c, root, job)) < 0)
+    if ((r = parse_validation(c, root, job)) < 0 || (r = parse_cohort(c, root, job)) < 0)
         return r;
     return parse_distill(c, root, job, binary);
 }
@@ -1246,6 +1271,15 @@ static json_t *encode(const fv_job_t *job)
                 put(es, "min_delta", json_real(job->distill.early_stopping.min_delta));
         }
         bad = bad || put(o, "quantize_int8", json_boolean(job->distill.quantize_int8));
+    }
+    /* only when not the defaults: older jobs keep their digest */
+    if (!bad && (job->cohort.on_join_deadline != FV_JOB_JOIN_FAIL ||
+                 job->cohort.on_member_lost != FV_JOB_LOST_CONTINUE)) {
+        o = json_object();
+        bad = put(root, "cohort", o) || (unsigned)job->cohort.on_join_deadline > 1 ||
+              (unsigned)job->cohort.on_member_lost > 1 ||
+              put(o, "on_join_deadline", json_string(join_words[job->cohort.on_join_deadline])) ||
+              put(o, "on_member_lost", json_string(lost_words[job->cohort.on_member_lost]));
     }
     json_decref(schema);
     if (bad) {

@@ -73,7 +73,10 @@
  *                  file: data_sha256; not "data", which is a vector chunk's payload);
  *                  "rows" uint 0..2^64-1; "model" bin of exactly 0 bytes (has_model
  *                  false) or 32 (the hash of the global model the agent holds)
- *   14 job_refuse  "job"; "reason" str 0..256 printable
+ *   14 job_refuse  "job"; "reason" str 0..256 printable; "category" str 1..32 bytes of
+ *                  [a-z_], optional (the one optional field: an agent before it sent none,
+ *                  decoded as "unknown"; a word this build does not know also decodes as
+ *                  "unknown"), always written by the encoder
  *   15 round_start "job"; "round"; "kind" uint 1 (stats), 2 (train) or 3 (distill); "index"
  *                  uint32;
  *                  "n" uint 3..65535; "t" uint32; "k" uint32; "gseed" bin of exactly 32
@@ -249,6 +252,7 @@ enum key_id {
     K_CERTS,
     K_OFFSET,
     K_TOTAL,
+    K_CATEGORY,
     K__COUNT
 };
 
@@ -256,10 +260,10 @@ enum key_id {
  * "model", "body", "status") may have a different C field, msgpack type and range in each:
  * pack_field, extract and check_msg decide by message type. */
 static const char *const key_names[K__COUNT] = {
-    "v",     "type",  "sw",    "maxf", "code",   "reason", "seq",   "body", "id",     "dtype",
-    "n",     "chunk", "name",  "data", "sha256", "job",    "spec",  "dsha", "rows",   "model",
-    "round", "kind",  "index", "t",    "k",      "gseed",  "pks",   "nref", "status", "rounds",
-    "cmd",   "args",  "sig",   "crl",  "certs",  "offset", "total",
+    "v",     "type",  "sw",    "maxf", "code",   "reason", "seq",   "body",     "id",     "dtype",
+    "n",     "chunk", "name",  "data", "sha256", "job",    "spec",  "dsha",     "rows",   "model",
+    "round", "kind",  "index", "t",    "k",      "gseed",  "pks",   "nref",     "status", "rounds",
+    "cmd",   "args",  "sig",   "crl",  "certs",  "offset", "total", "category",
 };
 
 /* The fields of each type after "v" and "type", in encoding order. */
@@ -283,7 +287,7 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_VEC_ACK] = {2, {K_ID, K_SHA256}},
     [FV_MSG_JOB_OFFER] = {3, {K_JOB, K_SPEC, K_CRL}},
     [FV_MSG_JOB_ACCEPT] = {4, {K_JOB, K_DSHA, K_ROWS, K_MODEL}},
-    [FV_MSG_JOB_REFUSE] = {2, {K_JOB, K_REASON}},
+    [FV_MSG_JOB_REFUSE] = {3, {K_JOB, K_REASON, K_CATEGORY}},
     [FV_MSG_ROUND_START] = {12,
                             {K_JOB, K_ROUND, K_KIND, K_INDEX, K_N, K_T, K_K, K_GSEED, K_PKS,
                              K_MODEL, K_NREF, K_CERTS}},
@@ -332,6 +336,36 @@ static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_FILE_CHUNK] = "file_chunk",
     [FV_MSG_FETCH_FAIL] = "fetch_fail",
 };
+
+/* The longest category word on the wire. */
+#define CATEGORY_MAX 32
+static const char *const category_names[] = {
+    [FV_REFUSE_SCHEMA] = "schema",   [FV_REFUSE_POLICY] = "policy",
+    [FV_REFUSE_VERSION] = "version", [FV_REFUSE_RESOURCES] = "resources",
+    [FV_REFUSE_DATA] = "data",       [FV_REFUSE_PROTOCOL] = "protocol",
+    [FV_REFUSE_UNKNOWN] = "unknown",
+};
+
+const char *fv_refuse_category_name(fv_refuse_category_t x)
+{
+    return (unsigned)x < sizeof category_names / sizeof category_names[0]
+               ? category_names[x]
+               : category_names[FV_REFUSE_UNKNOWN];
+}
+
+fv_refuse_category_t fv_refuse_category_parse(const char *word, size_t len)
+{
+    for (unsigned i = 0; word != NULL && i < FV_REFUSE_UNKNOWN; i++)
+        if (strlen(category_names[i]) == len && memcmp(category_names[i], word, len) == 0)
+            return (fv_refuse_category_t)i;
+    return FV_REFUSE_UNKNOWN;
+}
+
+/* A field a message may leave out (decoded as its default): job_refuse's "category". */
+static bool key_optional(fv_msg_type_t type, int key)
+{
+    return type == FV_MSG_JOB_REFUSE && key == K_CATEGORY;
+}
 
 const char *fv_msg_type_name(int type)
 {
@@ -872,6 +906,13 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
         default:
             return pack_text(pk, &m->u.bye.reason);
         }
+    case K_CATEGORY: {
+        const char *w = fv_refuse_category_name(m->u.job_refuse.category);
+        size_t n = strlen(w);
+        if (msgpack_pack_str(pk, n) != 0)
+            return -1;
+        return msgpack_pack_str_body(pk, w, n);
+    }
     case K_SEQ:
         if (m->type == FV_MSG_VEC_CHUNK)
             return msgpack_pack_uint32(pk, m->u.vec_chunk.seq);
@@ -1529,9 +1570,25 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
         return get_hash(c, val[K_MODEL], K_MODEL, &m->u.job_accept.has_model,
                         m->u.job_accept.model);
     case FV_MSG_JOB_REFUSE:
-        if ((r = extract_job_round(c, val, m)) < 0)
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_text(c, val[K_REASON], K_REASON, &m->u.job_refuse.reason)) < 0)
             return r;
-        return get_text(c, val[K_REASON], K_REASON, &m->u.job_refuse.reason);
+        m->u.job_refuse.category = FV_REFUSE_UNKNOWN; /* absent: an older agent */
+        if (val[K_CATEGORY] != NULL) {
+            fv_wire_str_t w;
+            if ((r = get_text(c, val[K_CATEGORY], K_CATEGORY, &w)) < 0)
+                return r;
+            bool ok = w.len >= 1 && w.len <= CATEGORY_MAX;
+            for (size_t i = 0; ok && i < w.len; i++)
+                ok = (w.ptr[i] >= 'a' && w.ptr[i] <= 'z') || w.ptr[i] == '_';
+            if (!ok)
+                return fv_diag_set(c->d, FV_EPROTO,
+                                   "%s: field 'category': %zu bytes, not a word of 1..%d "
+                                   "letters a-z or '_'",
+                                   c->tname, w.len, CATEGORY_MAX);
+            m->u.job_refuse.category = fv_refuse_category_parse(w.ptr, w.len);
+        }
+        return 0;
     case FV_MSG_ROUND_START:
         /* narrow to uint32 here; check_msg then applies the ranges and the cross-field
          * rules with the encoder's sentences */
@@ -1686,7 +1743,7 @@ static int decode_map(const msgpack_object *root, const gate_t *g, dctx_t *c, fv
         val[key] = &map->ptr[i].val;
     }
     for (unsigned j = 0; j < l->n; j++)
-        if (val[l->k[j]] == NULL)
+        if (val[l->k[j]] == NULL && !key_optional(m->type, l->k[j]))
             return fv_diag_set(c->d, FV_EPROTO, "%s: missing field '%s'", c->tname,
                                key_names[l->k[j]]);
 

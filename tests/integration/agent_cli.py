@@ -311,10 +311,14 @@ try:
               "bank.csv" in ev["reason"] and "checking_status" in ev["reason"],
               f"the refusal should carry the dataset's diagnostic: {ev}")
         body = wait_frame(c1, 14)
-        # The coordinator learns that the data does not fit, not the local path or a
-        # cell of the file: those stay in the bank's own log.
-        check(b"FV_ESCHEMA" in body and b"bank.csv" not in body and b"checking_status" not in body,
+        # The coordinator learns that the data does not fit (category schema), not the
+        # local path, a header name the schema lacks or a cell of the file: those stay in
+        # the bank's own log (agent/agent_refuse.c).
+        check(b"the data file has a column the job's schema lacks" in body
+              and b"\xa8category\xa6schema" in body and b"bank.csv" not in body
+              and b"checking_status" not in body,
               f"JOB_REFUSE reason on the wire: {body!r}")
+        check(ev.get("category") == "schema", f"the agent's log names the category: {ev}")
         # A vector before any job: a violation, the connection closes, the agent returns.
         c1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 8, "id": 0, "dtype": 1, "n": 10,
                                          "chunk": 10, "name": "model"})))

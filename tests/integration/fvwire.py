@@ -197,3 +197,17 @@ class FrameReader:
             out.append(self.buf[4:4 + n])
             self.buf = self.buf[4 + n:]
         return out
+
+
+# JOB_REFUSE's "category" (protocols/fv_wire.h fv_refuse_category_t): one of these words;
+# an agent before it sends none, which the coordinator reads as "unknown".
+REFUSE_CATEGORIES = ("schema", "policy", "version", "resources", "data", "protocol", "unknown")
+
+
+def job_refuse(job, reason, category=None):
+    """A JOB_REFUSE body: {v, type, job (32 bytes), reason[, category]} (no category: what
+    an older agent sends)."""
+    m = {"v": 1, "type": JOB_REFUSE, "job": bytes(job), "reason": reason}
+    if category is not None:
+        m["category"] = category
+    return mp_encode(m)

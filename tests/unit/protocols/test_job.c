@@ -121,6 +121,8 @@ static void check_equal(const fv_job_t *a, const fv_job_t *b)
     CHECK_UINT_EQ(a->distill.early_stopping.patience, b->distill.early_stopping.patience);
     CHECK(a->distill.early_stopping.min_delta == b->distill.early_stopping.min_delta);
     CHECK_INT_EQ(a->distill.quantize_int8, b->distill.quantize_int8);
+    CHECK_INT_EQ(a->cohort.on_join_deadline, b->cohort.on_join_deadline);
+    CHECK_INT_EQ(a->cohort.on_member_lost, b->cohort.on_member_lost);
 }
 
 /* from_json(to_json(j)) is equal to j and encodes to the same bytes. */
@@ -628,6 +630,71 @@ static void test_max_update_norm(void)
     fv_job_free(plain);
 }
 
+/* "cohort": defaults fail/continue, written only when not the defaults (then both keys,
+ * last), so a job without it, or with the defaults spelt out, keeps its digest. */
+static void test_cohort(void)
+{
+    fv_job_t *plain = parse_ok("{" MIN "}");
+    CHECK_INT_EQ(plain->cohort.on_join_deadline, FV_JOB_JOIN_FAIL);
+    CHECK_INT_EQ(plain->cohort.on_member_lost, FV_JOB_LOST_CONTINUE);
+    char *a = to_json(plain);
+    CHECK(strstr(a, "cohort") == NULL);
+    uint8_t d0[32], d1[32];
+    CHECK_OK(fv_job_digest(plain, d0), NULL);
+    static const char *const same[] = {
+        "{" MIN ",'cohort':{}}",
+        "{" MIN ",'cohort':{'on_join_deadline':'fail'}}",
+        "{" MIN ",'cohort':{'on_join_deadline':'fail','on_member_lost':'continue'}}",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        fv_job_t *j = parse_ok(same[i]);
+        char *b = to_json(j);
+        CHECK_STR_EQ(a, b);
+        CHECK_OK(fv_job_digest(j, d1), NULL);
+        CHECK(memcmp(d0, d1, 32) == 0);
+        free(b);
+        fv_job_free(j);
+    }
+    free(a);
+
+    fv_job_t *j = parse_ok("{" MIN ",'cohort':{'on_join_deadline':'wait'}}");
+    CHECK_INT_EQ(j->cohort.on_join_deadline, FV_JOB_JOIN_WAIT);
+    CHECK_INT_EQ(j->cohort.on_member_lost, FV_JOB_LOST_CONTINUE);
+    a = to_json(j);
+    CHECK_CONTAINS(a, ",\"cohort\":{\"on_join_deadline\":\"wait\",\"on_member_lost\":"
+                      "\"continue\"}}");
+    free(a);
+    check_round_trip(j);
+    CHECK_OK(fv_job_digest(j, d1), NULL);
+    CHECK(memcmp(d0, d1, 32) != 0);
+    fv_job_free(j);
+    j = parse_ok("{" MIN ",'cohort':{'on_member_lost':'wait'},'distill':{'student':'logreg'}}");
+    CHECK_INT_EQ(j->cohort.on_join_deadline, FV_JOB_JOIN_FAIL);
+    CHECK_INT_EQ(j->cohort.on_member_lost, FV_JOB_LOST_WAIT);
+    a = to_json(j);
+    CHECK_CONTAINS(a, "\"quantize_int8\":false},\"cohort\":{\"on_join_deadline\":\"fail\","
+                      "\"on_member_lost\":\"wait\"}}");
+    free(a);
+    check_round_trip(j);
+    fv_job_free(j);
+
+    j = NULL;
+    CHECK_INT_EQ(parse("{" MIN ",'cohort':'wait'}", &j), FV_EPARSE);
+    CHECK_CONTAINS(D->msg, "job.json: cohort: got a string; expected an object");
+    CHECK_INT_EQ(parse("{" MIN ",'cohort':{'on_join_deadline':'retry'}}", &j), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "cohort.on_join_deadline: \"retry\" is not allowed; expected "
+                           "\"fail\" or \"wait\"");
+    CHECK_INT_EQ(parse("{" MIN ",'cohort':{'on_member_lost':'fail'}}", &j), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "cohort.on_member_lost: \"fail\" is not allowed; expected "
+                           "\"continue\" or \"wait\"");
+    CHECK_INT_EQ(parse("{" MIN ",'cohort':{'on_member_lost':true}}", &j), FV_EPARSE);
+    CHECK_CONTAINS(D->msg, "cohort.on_member_lost: got");
+    CHECK_INT_EQ(parse("{" MIN ",'cohort':{'on_join':'wait'}}", &j), FV_EPARSE);
+    CHECK_CONTAINS(D->msg, "on_join");
+    CHECK(j == NULL);
+    fv_job_free(plain);
+}
+
 static void test_digest(void)
 {
     /* Each mutation changes one field of FULL (by text); every digest differs from all. */
@@ -840,6 +907,7 @@ int main(void)
     test_digest();
     test_distill();
     test_max_update_norm();
+    test_cohort();
     test_secagg_for();
     test_lending_club();
     return 0;

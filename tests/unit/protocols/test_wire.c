@@ -133,7 +133,8 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
                            b->u.job_accept.has_model, b->u.job_accept.model);
     case FV_MSG_JOB_REFUSE:
         return memcmp(a->u.job_refuse.job, b->u.job_refuse.job, 32) == 0 &&
-               str_eq(a->u.job_refuse.reason, b->u.job_refuse.reason);
+               str_eq(a->u.job_refuse.reason, b->u.job_refuse.reason) &&
+               a->u.job_refuse.category == b->u.job_refuse.category;
     case FV_MSG_ROUND_START: {
         const __typeof__(a->u.round_start) *x = &a->u.round_start, *y = &b->u.round_start;
         return memcmp(x->job, y->job, 32) == 0 && x->round == y->round && x->kind == y->kind &&
@@ -584,8 +585,12 @@ static void test_roundtrip_all_types(void)
         case FV_MSG_JOB_REFUSE:
             memset(m.u.job_refuse.job, 0x03, 32);
             m.u.job_refuse.reason = S("");
+            m.u.job_refuse.category = FV_REFUSE_UNKNOWN;
+            roundtrip(&m, &lim);
+            m.u.job_refuse.category = FV_REFUSE_RESOURCES;
             roundtrip(&m, &lim);
             m.u.job_refuse.reason = S(name256);
+            m.u.job_refuse.category = FV_REFUSE_SCHEMA;
             break;
         case FV_MSG_ROUND_START:
             /* the smallest cohort: n 3, index n-1, t 1, k 1, kind 1, no model */
@@ -1234,7 +1239,9 @@ static const spec_t specs[] = {
       {"dsha", F_BIN, 32, sha},
       {"rows", F_UINT, 1000, NULL},
       {"model", F_BIN, 0, ""}}},
-    {"job_refuse", 4, {V_T(14), JOB, {"reason", F_STR, 4, "busy"}}},
+    {"job_refuse",
+     5,
+     {V_T(14), JOB, {"reason", F_STR, 4, "busy"}, {"category", F_STR, 6, "schema"}}},
     {"round_start",
      14,
      {V_T(15),
@@ -1420,8 +1427,14 @@ static void test_field_refusals(void)
             const char *who = common ? "wire body" : s->name;
 
             build(m, s, MUT_DROP, i, 0);
-            expect_refusal(m, &lim, FV_EPROTO, "missing field", q);
-            expect_refusal(m, &lim, FV_EPROTO, who, NULL);
+            if (strcmp(key, "category") == 0) {
+                /* the one optional field (an older agent's JOB_REFUSE): "unknown" */
+                CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+                CHECK_INT_EQ(out.u.job_refuse.category, FV_REFUSE_UNKNOWN);
+            } else {
+                expect_refusal(m, &lim, FV_EPROTO, "missing field", q);
+                expect_refusal(m, &lim, FV_EPROTO, who, NULL);
+            }
             build(m, s, MUT_DUP, i, 0);
             expect_refusal(m, &lim, FV_EPROTO, "duplicate field", q);
             expect_refusal(m, &lim, FV_EPROTO, who, NULL);
@@ -1579,6 +1592,11 @@ static void test_range_refusals(void)
     range_case("job_accept", "rows", put_i, &below, FV_EPROTO, "got a negative integer");
     range_case("job_refuse", "reason", put_s, s257, FV_EPROTO, "257 bytes");
     range_case("job_refuse", "reason", put_s, ctrl, FV_EPROTO, "control byte");
+    range_case("job_refuse", "category", put_s, "", FV_EPROTO, "not a word");
+    range_case("job_refuse", "category", put_s, "Schema", FV_EPROTO, "not a word");
+    range_case("job_refuse", "category", put_s, "schema ", FV_EPROTO, "not a word");
+    range_case("job_refuse", "category", put_s, "abcdefghijklmnopqrstuvwxyzabcdefg", FV_EPROTO,
+               "33 bytes");
     range_case("round_start", "round", put_i, &below, FV_EPROTO, "expected an unsigned");
     range_case("round_start", "kind", put_u, &u0, FV_EPROTO, "not a round kind");
     range_case("round_start", "kind", put_u, &u256, FV_EPROTO, "not a round kind");
@@ -2410,6 +2428,56 @@ static void test_vec_digest_kat(void)
     fv_vec_tx_close(&tx);
 }
 
+/* JOB_REFUSE "category": every word round-trips, a word this build does not know (a newer
+ * agent's) and a message without the field (an older agent's) decode as "unknown". */
+static void test_refuse_category(void)
+{
+    static const char *const words[] = {"schema", "policy",   "version", "resources",
+                                        "data",   "protocol", "unknown"};
+    for (int i = 0; i <= FV_REFUSE_UNKNOWN; i++) {
+        CHECK_STR_EQ(fv_refuse_category_name((fv_refuse_category_t)i), words[i]);
+        CHECK_INT_EQ(fv_refuse_category_parse(words[i], strlen(words[i])), i);
+    }
+    CHECK_STR_EQ(fv_refuse_category_name((fv_refuse_category_t)99), "unknown");
+    CHECK_INT_EQ(fv_refuse_category_parse("schemas", 6), FV_REFUSE_SCHEMA); /* len counts */
+    CHECK_INT_EQ(fv_refuse_category_parse("schemas", 7), FV_REFUSE_UNKNOWN);
+    CHECK_INT_EQ(fv_refuse_category_parse(NULL, 0), FV_REFUSE_UNKNOWN);
+    fv_wire_limits_t lim = deflim();
+    mb_t *v = malloc(sizeof(*v)), *m = malloc(sizeof(*m));
+    CHECK(v != NULL && m != NULL);
+    const struct {
+        const char *word;
+        fv_refuse_category_t want;
+    } cases[] = {{"policy", FV_REFUSE_POLICY},
+                 {"quota", FV_REFUSE_UNKNOWN},
+                 {"data", FV_REFUSE_DATA},
+                 {"out_of_disk", FV_REFUSE_UNKNOWN}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        v->n = 0;
+        mb_str(v, cases[i].word);
+        build_with(m, spec_of("job_refuse"), "category", v->b, v->n);
+        fv_msg_t out;
+        fv_diag_t d = {""};
+        CHECK_OK(fv_wire_decode(m->b, m->n, &lim, &out, &d), &d);
+        CHECK_INT_EQ(out.u.job_refuse.category, cases[i].want);
+        CHECK(out.u.job_refuse.reason.len == 4);
+    }
+    /* the encoder writes the word: "resources" after "reason" */
+    fv_msg_t e = {.type = FV_MSG_JOB_REFUSE};
+    e.u.job_refuse.reason.ptr = "r";
+    e.u.job_refuse.reason.len = 1;
+    e.u.job_refuse.category = FV_REFUSE_RESOURCES;
+    fv_buf_t enc = {0};
+    CHECK_OK(fv_wire_encode(&e, &lim, &enc), NULL);
+    static const uint8_t tail[] = {0xa8, 'c', 'a', 't', 'e', 'g', 'o', 'r', 'y', 0xa9,
+                                   'r',  'e', 's', 'o', 'u', 'r', 'c', 'e', 's'};
+    CHECK(enc.len > sizeof tail);
+    check_bytes(enc.data + enc.len - sizeof tail, sizeof tail, tail, sizeof tail);
+    fv_buf_free(&enc);
+    free(v);
+    free(m);
+}
+
 int main(void)
 {
     test_known_answers();
@@ -2418,6 +2486,7 @@ int main(void)
     test_limits();
     test_field_refusals();
     test_range_refusals();
+    test_refuse_category();
     test_admin_sizes();
     test_body_refusals();
     test_framer();
