@@ -347,7 +347,7 @@ try:
         c1 = accept()
         offer(c1, job_id, spec)
         ev = wait_event("job_accepted")
-        check(ev["rows"] == 9857 and ev["model"] is None and ev["secagg"] is True,
+        check(ev["rows"] == 9857 and ev["model"] == "mlp:128,64" and "global_sha256" not in ev and ev["secagg"] is True,
               f"job_accepted: {ev}")
         wait_frame(c1, 13)
         c1.sendall(fvnet.frame(fvnet.mp({"v": 1, "type": 8, "id": 1, "dtype": 1, "n": 5,
