@@ -85,12 +85,24 @@
  *                                            schema rule); absent keys default to the
  *                                            job's early_stopping values
  *       "quantize_int8": false               boolean: also ship an int8-quantized student
- *     }
+ *     },
+ *     "explain": false                       boolean; true = one explanation round (kind
+ *                                            4, protocols/round_explain.c) after the last
+ *                                            training round and after distillation (when
+ *                                            there is one): each agent sums, per schema
+ *                                            column, |reason-code contribution| of the
+ *                                            job's final training model (not the student)
+ *                                            over its validation rows; the coordinator
+ *                                            learns only the cohort's sum and records the
+ *                                            mean per column (rounds.jsonl, job show).
+ *                                            Its round number is fv_job_last_round, also
+ *                                            when early stopping ended a phase early; it
+ *                                            changes no model
  *   }
  * Every key except name, schema, model and max_update_norm has the default shown. The
  * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
- * only when the spec has them, so jobs without them keep the digest they had before those
- * keys existed.
+ * only when the spec has them, and "explain" only when true, so jobs without them keep the
+ * digest they had before those keys existed.
  *
  * max_update_norm: which vector it bounds. An agent's update block in the round vector
  * (fv_fed.h) is a_k = w_k * delta_k, w_k = n_train_k / n_ref, delta_k = local model -
@@ -203,6 +215,7 @@ typedef struct fv_job {
         } early_stopping;
         bool quantize_int8;
     } distill;
+    bool explain; /* one explanation round after the last training/distill round */
 } fv_job_t;
 
 /* Parses and validates; `origin` (a file name, or "job" for bytes from the network)
@@ -223,8 +236,10 @@ void fv_job_free(fv_job_t *job); /* NULL-safe */
 
 /* The highest round number of a job. Round 0 is the stats round, 1..rounds the training
  * rounds; with a "distill" section the distillation rounds are numbered rounds+1 ..
- * rounds+distill.rounds, also when early stopping ended training before round `rounds`,
- * so a round number alone tells its kind and never repeats within a job. */
+ * rounds+distill.rounds, also when early stopping ended training before round `rounds`;
+ * with "explain" the explanation round is the one after those (rounds+distill.rounds+1),
+ * also when early stopping ended a phase early; so a round number alone tells its kind
+ * and never repeats within a job. */
 uint64_t fv_job_last_round(const fv_job_t *job);
 
 /* The SecAgg threshold and neighbour count this job uses for a cohort of n agents (after

@@ -21,7 +21,8 @@
  * full object; "distill" is written (every key) only when the spec has the section, so the
  * canonical bytes, and digests, of jobs without it did not change when it was added.
  * "max_update_norm" follows the same precedent: written only when the spec sets it (0 in
- * fv_job_t means absent), so jobs without it keep their digest too.
+ * fv_job_t means absent), so jobs without it keep their digest too. "explain" (a boolean,
+ * default false) is written only when true, for the same reason.
  * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
@@ -322,11 +323,12 @@ static const char *const root_keys[] = {"name",
                                         "max_update_norm",
                                         "distill",
                                         "validation",
+                                        "explain",
                                         NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
     "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
-    "max_update_norm, distill, validation"
+    "max_update_norm, distill, validation, explain"
 static const char *const validation_keys[] = {"max_failures", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "beta1", "beta2", "eps", NULL};
 static const char *const secagg_keys[] = {"threshold", "neighbors", "clip", "bits", NULL};
@@ -658,7 +660,7 @@ static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool
 
 static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
 {
-    json_t *o;
+    json_t *o, *v;
     long long x;
     int metric, r;
     bool binary = fv_schema_positive(job->schema) != NULL;
@@ -748,6 +750,11 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
         return r;
     if ((r = parse_validation(c, root, job)) < 0)
         return r;
+    v = json_object_get(root, "explain"); /* boolean, default false */
+    if (v != NULL && !json_is_boolean(v))
+        return fv_diag_set(c->d, FV_EPARSE, "%s: explain: got %s; expected true or false",
+                           c->origin, type_name(v));
+    job->explain = v != NULL && json_is_true(v);
     return parse_distill(c, root, job, binary);
 }
 
@@ -1028,6 +1035,8 @@ static json_t *encode(const fv_job_t *job)
         }
         bad = bad || put(o, "quantize_int8", json_boolean(job->distill.quantize_int8));
     }
+    if (!bad && job->explain) /* only when true: older jobs keep their digest */
+        bad = put(root, "explain", json_true());
     json_decref(schema);
     if (bad) {
         json_decref(root);
@@ -1085,7 +1094,8 @@ int fv_job_digest(const fv_job_t *job, uint8_t ret[32])
 
 uint64_t fv_job_last_round(const fv_job_t *job)
 {
-    return (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0);
+    return (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0) +
+           (job->explain ? 1 : 0);
 }
 
 int fv_job_secagg_for(const fv_job_t *job, uint32_t n, uint32_t *ret_threshold,
