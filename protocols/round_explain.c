@@ -252,11 +252,12 @@ static int explain_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
                        ? (double)fv_fed_exact_decode(sum->words + 2 + k * FV_FED_EXACT_WORDS)
                        : sum->fsum[2 + k];
         if (!(x >= lo && x <= hi)) {
+            fv_diag_set(d, FV_EPEER,
+                        "explain: column '%s' sums to %g over %g rows: not within 0..%g (rows "
+                        "* the cap); a malformed input",
+                        fv_schema_column_name(sc, e->column[k]), x, rows, hi);
             fv_round_explanation_close(e);
-            return fv_diag_set(d, FV_EPEER,
-                               "explain: column '%s' sums to %g over %g rows: not within 0..%g "
-                               "(rows * the cap); a malformed input",
-                               fv_schema_column_name(sc, e->column[k]), x, rows, hi);
+            return FV_EPEER;
         }
         e->mean_abs[k] = (x > 0 ? x : 0) / rows;
     }
