@@ -4,9 +4,12 @@
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), the vectors, as this side plays them:
  *   VEC "model" (f32, P)      the global parameters; kept with their hash (SHA-256 of the
- *                             little-endian bytes).
+ *                             little-endian bytes). Id: a training round's, or (a job
+ *                             with "explain" and no distill section) the explain round's:
+ *                             the final training model the explain round explains.
  *   VEC "stats" (u32)         after ROUND_END of round 0: the summed stats vector; builds
- *                             the global preprocessing and the feature matrices (once).
+ *                             the global preprocessing (kept for the explain round) and
+ *                             the feature matrices (once).
  *   VEC "teacher" / "student" (f32)  distill phase (a job with a "distill" section): the
  *                             teacher (the training phase's result, id 0, the job's model
  *                             size) and the student's global parameters (id = the distill

@@ -483,8 +483,10 @@ int coord__lat_start(coord_t *c);
 int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d);
 
 /* coord_explain.c: the explain round's record */
-/* The stored file (sha) of the model the explain round explains: the teacher when
- * distilling, else the job's result's (fv_cjob_final). */
+/* The stored file (sha) of the parameters the explain round explains: the teacher's (the
+ * job's final version) when distilling, else the model version the job's result is made
+ * from (the final version's own file, written at the job's end, holds the same
+ * parameters; its metadata names its round). */
 const char *coord__explain_model_sha(const coord_t *c);
 /* The decoded explanation as the round's metrics {"explanation": {...}} (stored with the
  * round) and its rounds.jsonl line; both owned by the caller. */

@@ -5,7 +5,7 @@
  * model, coord_finish.c ends it); its kind has no apply, so it changes no model, no
  * version and no release. What it leaves is one object,
  *   {"rows": R, "clipped_rows": K, "method": "linear" | "integrated-gradients",
- *    "cap": 64, "model": "<sha256 of the explained model's stored file>",
+ *    "cap": 64, "model": "<sha256 of the explained parameters' stored file>",
  *    "columns": [{"name": "...", "mean_abs": x}, ...]}     (schema order)
  * stored as the round's metrics {"explanation": {...}} in the state (so `job show --json`
  * and the report read it with the other rounds) and written as the round's rounds.jsonl

@@ -8,7 +8,10 @@
  * (fv_cjob_round_done), the commit (round_commit: one SQLite transaction with the round,
  * the model version, the job machine's checkpoint and the audit records), ROUND_END,
  * the signed receipts, rounds.jsonl, and the next round (in a callback of its own). A
- * round that fails has nothing to compute: it completes at once.
+ * round that fails has nothing to compute: it completes at once. A kind without apply
+ * (explain) changes no model: no file, no version; its decoded explanation is recorded
+ * (coord_explain.c) as the round's metrics and line. An explain round that aborts
+ * ROUND_ATTEMPTS times is given up: the job ends with its models, without it.
  *
  * The same pool runs the accumulator's first touch before ROUND_START (coord__round_prep)
  * and SecAgg's last close, the unmasking (coord__round_close, on the machine's CLOSE).

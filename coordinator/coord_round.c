@@ -18,7 +18,9 @@
  * Job runner states: WAITING (fewer than min_agents accepted the job) -> ROUND (the
  * cohort = accepted, connected agents at round start that are not benched for silence,
  * coord_bench.c, sorted by name) -> WAITING/next
- * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
+ * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train;
+ * distill and explain rounds follow (an explain round's members get the final training
+ * model: the teacher, or the result as "model"; explain_models).
  * A SecAgg job's ROUND_START carries every member's certificate ("certs", in index
  * order), which each agent verifies itself before it masks (agent/agent_cohort.c).
  * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or

@@ -105,14 +105,17 @@ typedef enum fv_msg_type {
  *                         model (hash of the global model it holds, or empty)}
  *                         or JOB_REFUSE {job, reason}.
  *   Per round r (round 0 = the stats round, 1..rounds = training rounds, then, for a job
- *   with a "distill" section, rounds+1..fv_job_last_round = distill rounds, kind 3):
+ *   with a "distill" section, rounds+1..rounds+distill.rounds = distill rounds, kind 3;
+ *   then, for a job with "explain", fv_job_last_round = the explain round, kind 4, whose
+ *   model is the final training model: the teacher when distilling, else sent as VEC
+ *   "model" with id r, fv_round_explain.h):
  *   coordinator -> agent  [VEC "model", id r, f32: the global parameters, only if the
  *                         agent does not hold them: its hash is the vector's SHA-256]
  *                         [distill rounds: VEC "teacher", id 0, f32: the teacher's
                          parameters, once per session; VEC "student", id r, f32: the
                          student's global parameters, as "model" above; ROUND_START's
                          model hash is then the student's]
-                         ROUND_START {job, round, kind (1 stats, 2 train, 3 distill), index (this
+                         ROUND_START {job, round, kind (1 stats, 2 train, 3 distill, 4 explain), index (this
  *                         agent's SecAgg id), n, t, k, gseed, pks (n x 32 bytes: the
  *                         cohort's Ed25519 keys in index order), model (hash, train
  *                         rounds), nref (total training rows, train rounds), certs (the
