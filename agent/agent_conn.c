@@ -131,8 +131,8 @@ void *fv__agent_on_vec_begin(fv_conn_t *c, const fv_msg_t *b)
     a->rx_buf = NULL;
     if (name_is(&vb->name, "model")) {
         /* ids: a training round's, or (explain) the explain round's: the final model */
-        bool id_ok = vb->id <= j->job->rounds ||
-                     (j->job->explain && !j->job->distill.on && vb->id == fv_job_last_round(j->job));
+        bool id_ok = vb->id <= j->job->rounds || (j->job->explain && !j->job->distill.on &&
+                                                  vb->id == fv_job_last_round(j->job));
         if (vb->dtype != FV_VEC_F32 || vb->n_elems != j->n_params || !id_ok) {
             fv__agent_violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
                                 "vector 'model': %" PRIu64 " elements of type %d with id %" PRIu32
@@ -154,7 +154,8 @@ void *fv__agent_on_vec_begin(fv_conn_t *c, const fv_msg_t *b)
         bool t = name_is(&vb->name, "teacher");
         size_t want = t ? j->n_params : j->s_n_params;
         bool id_ok =
-            t ? vb->id == 0 : vb->id > j->job->rounds && vb->id <= j->job->rounds + j->job->distill.rounds;
+            t ? vb->id == 0
+              : vb->id > j->job->rounds && vb->id <= j->job->rounds + j->job->distill.rounds;
         if (!j->job->distill.on) {
             fv__agent_violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
                                 "vector '%s' for a job without a distill section", name);

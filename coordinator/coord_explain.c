@@ -36,18 +36,18 @@ void coord__explain_record(coord_t *c, const fv_round_explanation_t *e, json_t *
     bool linear = m != NULL && fv_mlp_arch(m)->n_hidden == 0;
     json_t *cols = json_array();
     for (size_t k = 0; k < e->n_columns; k++)
-        json_array_append_new(
-            cols, json_pack("{s:s,s:o}", "name", fv_schema_column_name(c->job->schema, e->column[k]),
-                            "mean_abs", coord__jnum(e->mean_abs[k])));
+        json_array_append_new(cols, json_pack("{s:s,s:o}", "name",
+                                              fv_schema_column_name(c->job->schema, e->column[k]),
+                                              "mean_abs", coord__jnum(e->mean_abs[k])));
     json_t *ex = json_pack("{s:I,s:I,s:s,s:f,s:s,s:o}", "rows", (json_int_t)e->rows, "clipped_rows",
                            (json_int_t)e->clipped_rows, "method",
                            linear ? "linear" : "integrated-gradients", "cap", FV_ROUND_EXPLAIN_CAP,
                            "model", coord__explain_model_sha(c), "columns", cols);
     json_t *metrics = json_pack("{s:o}", "explanation", ex);
-    json_t *line = json_pack("{s:s,s:I,s:s,s:I,s:f}", "job", c->run.job_hex, "round",
-                             (json_int_t)c->rnd.round, "kind", coord__kind_name(c), "agents",
-                             (json_int_t)c->rnd.n_summands, "secs",
-                             (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0);
+    json_t *line =
+        json_pack("{s:s,s:I,s:s,s:I,s:f}", "job", c->run.job_hex, "round", (json_int_t)c->rnd.round,
+                  "kind", coord__kind_name(c), "agents", (json_int_t)c->rnd.n_summands, "secs",
+                  (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0);
     json_object_set(line, "explanation", ex);
     /* the log line: the three largest columns, not the whole list */
     size_t top[3] = {0, 0, 0}, n_top = 0;
@@ -63,8 +63,8 @@ void coord__explain_record(coord_t *c, const fv_round_explanation_t *e, json_t *
     }
     json_t *tj = json_array();
     for (size_t i = 0; i < n_top; i++)
-        json_array_append_new(tj, json_string(fv_schema_column_name(c->job->schema,
-                                                                     e->column[top[i]])));
+        json_array_append_new(
+            tj, json_string(fv_schema_column_name(c->job->schema, e->column[top[i]])));
     coord_logj("info", "explained",
                json_pack("{s:s,s:I,s:I,s:I,s:o}", "job", c->run.job_hex, "round",
                          (json_int_t)c->rnd.round, "rows", (json_int_t)e->rows, "columns",

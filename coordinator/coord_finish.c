@@ -305,8 +305,8 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         memcpy(c->model.global_sha, model_out, 65);
         c->model.global_version = version;
     }
-    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, new_model ? model_out : NULL, cohort,
-                  contrib);
+    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, new_model ? model_out : NULL,
+                  cohort, contrib);
 out:
     json_decref(cohort);
     json_decref(contrib);

@@ -283,8 +283,8 @@ static void explain_models(coord_t *c, agent_t *a)
     const fv_mlp_t *m = fv_cjob_explained(c->model.jm);
     if (coord__distilling(c)) {
         if (!a->has_teacher) {
-            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(m), NULL,
-                               fv_mlp_n_params(m), "teacher");
+            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(m), NULL, fv_mlp_n_params(m),
+                               "teacher");
             a->has_teacher = true;
         }
         return;

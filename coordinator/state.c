@@ -45,9 +45,9 @@
  *   3  the explain round: rounds.kind 'explain' (migrate_2_3_sql rebuilds rounds the same
  *      way as below).
  * fv_state_open creates version 3 (schema_sql) or migrates version 1 to 2
- * (migrate_1_2_sql) in ONE transaction (then 2 to 3 in another), so SIGKILL during the migration leaves version 1
- * intact (WAL recovery drops the uncommitted frames) and the next open migrates again.
- * CHECK constraints cannot be altered in SQLite, so rounds and versions are rebuilt by
+ * (migrate_1_2_sql) in ONE transaction (then 2 to 3 in another), so SIGKILL during the migration
+ * leaves version 1 intact (WAL recovery drops the uncommitted frames) and the next open migrates
+ * again. CHECK constraints cannot be altered in SQLite, so rounds and versions are rebuilt by
  * SQLite's documented procedure: foreign_keys=OFF (outside the transaction, where the
  * pragma works), BEGIN, CREATE TABLE new_x, INSERT INTO new_x SELECT ..., DROP TABLE x,
  * ALTER TABLE new_x RENAME TO x, recreate x's indexes; versions' AUTOINCREMENT counter is
@@ -318,10 +318,10 @@ static int take_lock(fv_state_t *s, fv_diag_t *d)
 
 /* Migrates a database from version `from` to from + 1 (migrate_1_2_sql, migrate_2_3_sql)
  * in one transaction: a crash or a failure anywhere leaves version `from` exactly as it
- * was, and the next open tries again. foreign_keys is OFF around the transaction (the rebuild drops tables that others
- * reference) and ON again afterwards, whatever happened; PRAGMA foreign_key_check must
- * find nothing before COMMIT, so the rebuild cannot have broken a reference. No other
- * process can be writing: the caller holds DIR/LOCK (an older fedvault takes it too). */
+ * was, and the next open tries again. foreign_keys is OFF around the transaction (the rebuild drops
+ * tables that others reference) and ON again afterwards, whatever happened; PRAGMA
+ * foreign_key_check must find nothing before COMMIT, so the rebuild cannot have broken a reference.
+ * No other process can be writing: the caller holds DIR/LOCK (an older fedvault takes it too). */
 static int migrate(fv_state_t *s, int from, fv_diag_t *d)
 {
     char what[64];

@@ -115,7 +115,7 @@ typedef enum fv_msg_type {
                          parameters, once per session; VEC "student", id r, f32: the
                          student's global parameters, as "model" above; ROUND_START's
                          model hash is then the student's]
-                         ROUND_START {job, round, kind (1 stats, 2 train, 3 distill, 4 explain), index (this
+                         ROUND_START {job, round, kind (1 stats, 2 train, 3 distill), index (this
  *                         agent's SecAgg id), n, t, k, gseed, pks (n x 32 bytes: the
  *                         cohort's Ed25519 keys in index order), model (hash, train
  *                         rounds), nref (total training rows, train rounds), certs (the

@@ -69,14 +69,14 @@ static int explain_shape(const fv_round_sizes_t *z, fv_round_shape_t *ret, fv_di
 
 /* The agent's sums: per explained column the clipped |contribution| over its validation
  * rows (sums, C doubles), and the rows with a clipped column. */
-static int explain_rows(const fv_round_data_t *j, const float *params, const size_t *cols,
-                        size_t C, double *sums, uint64_t *ret_clipped, fv_diag_t *d)
+static int explain_rows(const fv_round_data_t *j, const float *params, const size_t *cols, size_t C,
+                        double *sums, uint64_t *ret_clipped, fv_diag_t *d)
 {
     const fv_schema_t *s = j->job->schema;
     fv_mlp_t *m = NULL;
     fv_explain_t *e = NULL;
-    double *contrib = malloc((fv_schema_n_columns(s) ? fv_schema_n_columns(s) : 1) *
-                             sizeof *contrib);
+    double *contrib =
+        malloc((fv_schema_n_columns(s) ? fv_schema_n_columns(s) : 1) * sizeof *contrib);
     uint64_t clipped = 0;
     int r = contrib == NULL ? FV_ENOMEM : fv_mlp_new(j->arch, &m);
     if (r != 0) {
@@ -221,8 +221,10 @@ static int explain_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
     if (n == 0)
         return fv_diag_set(d, FV_EEMPTY, "explain: no agent contributed");
     if (n > FV_FED_MAX_AGENTS)
-        return fv_diag_set(d, FV_EOVERFLOW, "explain: %u agents, more than the %u whose sums "
-                           "cannot wrap", n, FV_FED_MAX_AGENTS);
+        return fv_diag_set(d, FV_EOVERFLOW,
+                           "explain: %u agents, more than the %u whose sums "
+                           "cannot wrap",
+                           n, FV_FED_MAX_AGENTS);
     if (sum->secagg ? sum->words == NULL : sum->fsum == NULL)
         return fv_diag_set(d, FV_EINVAL, "explain: no sum");
     double rows = sum->secagg ? (double)sum->words[0] : sum->fsum[0];
@@ -265,16 +267,16 @@ static int explain_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
     return 0;
 }
 
-const fv_round_kind_t fv__round_kind_explain = {
-    .id = FV_FED_KIND_EXPLAIN,
-    .name = "explain",
-    .needs = FV_ROUND_NEEDS_FINAL | FV_ROUND_NEEDS_FEATURES,
-    .n_rounds = explain_rounds,
-    .shape = explain_shape,
-    .compute = explain_compute,
-    .plain_check = explain_check,
-    .decode = explain_decode,
-    .apply = NULL};
+const fv_round_kind_t fv__round_kind_explain = {.id = FV_FED_KIND_EXPLAIN,
+                                                .name = "explain",
+                                                .needs =
+                                                    FV_ROUND_NEEDS_FINAL | FV_ROUND_NEEDS_FEATURES,
+                                                .n_rounds = explain_rounds,
+                                                .shape = explain_shape,
+                                                .compute = explain_compute,
+                                                .plain_check = explain_check,
+                                                .decode = explain_decode,
+                                                .apply = NULL};
 
 const fv_round_kind_t *fv_round_kind_explain(void)
 {

@@ -324,9 +324,8 @@ const fv_mlp_t *fv_cjob_explained(const fv_cjob_t *j)
 
 bool fv_cjob_explain_due(const fv_cjob_t *j)
 {
-    return j->job->explain && j->stats_sum != NULL &&
-           j->next_round <= fv_job_last_round(j->job) && fv_cjob_final(j, NULL) != NULL &&
-           fv_cjob_explained(j) != NULL;
+    return j->job->explain && j->stats_sum != NULL && j->next_round <= fv_job_last_round(j->job) &&
+           fv_cjob_final(j, NULL) != NULL && fv_cjob_explained(j) != NULL;
 }
 
 int fv_cjob_explain_begin(fv_cjob_t *j, fv_diag_t *d)
@@ -409,8 +408,8 @@ const fv_mlp_t *fv_cjob_final(const fv_cjob_t *j, uint64_t *ret_round)
     bool last = !j->distill && j->job->early_stopping.patience == 0;
     /* patience 0: training ran every round, so its result follows round `rounds` (the
      * explain round, numbered after it, does not move that) */
-    uint64_t after = j->next_round > (uint64_t)j->job->rounds + 1 ? (uint64_t)j->job->rounds + 1
-                                                                    : j->next_round;
+    uint64_t after =
+        j->next_round > (uint64_t)j->job->rounds + 1 ? (uint64_t)j->job->rounds + 1 : j->next_round;
     if (ret_round != NULL)
         *ret_round = last ? after : j->best_round;
     if (j->best == NULL)

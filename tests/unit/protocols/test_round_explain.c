@@ -402,7 +402,7 @@ static void test_agent_check(void)
 /* ---- the spec key and the numbering --------------------------------------------------- */
 
 #define SPEC_HEAD                                                                                  \
-    "{\"name\":\"n\",\"schema\":{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"yes\","    \
+    "{\"name\":\"n\",\"schema\":{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"yes\","     \
     "\"classes\":[\"no\",\"yes\"],\"unknown_category\":\"error\",\"columns\":["                    \
     "{\"name\":\"a\",\"type\":\"numeric\"},{\"name\":\"y\",\"type\":\"target\"}]},"                \
     "\"model\":\"logreg\",\"rounds\":4"
