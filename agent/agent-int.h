@@ -112,6 +112,7 @@ struct ajob {
     bool has_features;
     float *x_tr, *x_va;
     int32_t *y_tr, *y_va;
+    fv_preproc_t *pp;    /* the preprocessing x_tr, x_va came from (the explain round) */
     around_t *round;     /* the round in progress, or NULL */
     uint64_t last_round; /* highest round started (valid when started) */
     bool started;

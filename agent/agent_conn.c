@@ -4,9 +4,12 @@
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), the vectors, as this side plays them:
  *   VEC "model" (f32, P)      the global parameters; kept with their hash (SHA-256 of the
- *                             little-endian bytes).
+ *                             little-endian bytes). Id: a training round's, or (a job
+ *                             with "explain" and no distill section) the explain round's:
+ *                             the final training model the explain round explains.
  *   VEC "stats" (u32)         after ROUND_END of round 0: the summed stats vector; builds
- *                             the global preprocessing and the feature matrices (once).
+ *                             the global preprocessing (kept for the explain round) and
+ *                             the feature matrices (once).
  *   VEC "teacher" / "student" (f32)  distill phase (a job with a "distill" section): the
  *                             teacher (the training phase's result, id 0, the job's model
  *                             size) and the student's global parameters (id = the distill
@@ -127,7 +130,10 @@ void *fv__agent_on_vec_begin(fv_conn_t *c, const fv_msg_t *b)
     free(a->rx_buf);
     a->rx_buf = NULL;
     if (name_is(&vb->name, "model")) {
-        if (vb->dtype != FV_VEC_F32 || vb->n_elems != j->n_params || vb->id > j->job->rounds) {
+        /* ids: a training round's, or (explain) the explain round's: the final model */
+        bool id_ok = vb->id <= j->job->rounds || (j->job->explain && !j->job->distill.on &&
+                                                  vb->id == fv_job_last_round(j->job));
+        if (vb->dtype != FV_VEC_F32 || vb->n_elems != j->n_params || !id_ok) {
             fv__agent_violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
                                 "vector 'model': %" PRIu64 " elements of type %d with id %" PRIu32
                                 ", expected %zu float32 with a round id",
@@ -148,7 +154,8 @@ void *fv__agent_on_vec_begin(fv_conn_t *c, const fv_msg_t *b)
         bool t = name_is(&vb->name, "teacher");
         size_t want = t ? j->n_params : j->s_n_params;
         bool id_ok =
-            t ? vb->id == 0 : vb->id > j->job->rounds && vb->id <= fv_job_last_round(j->job);
+            t ? vb->id == 0
+              : vb->id > j->job->rounds && vb->id <= j->job->rounds + j->job->distill.rounds;
         if (!j->job->distill.on) {
             fv__agent_violation(a, c, j, (int64_t)vb->id, FV_EPROTO,
                                 "vector '%s' for a job without a distill section", name);
@@ -204,14 +211,15 @@ static int build_features(ajob_t *j, const uint32_t *sum, char *why, size_t cap)
         fv_dataset_labels(j->ds, j->tr, j->n_tr, y_tr);
         fv_dataset_labels(j->ds, j->va, j->n_va, y_va);
     }
-    fv_preproc_free(pp);
     if (r != 0) {
+        fv_preproc_free(pp);
         free(x_tr), free(x_va), free(y_tr), free(y_va);
         snprintf(why, cap, "stats vector: cannot encode the features: %s", fv_strerror(r));
         return r;
     }
     free(j->x_tr), free(j->x_va), free(j->y_tr), free(j->y_va);
-    j->x_tr = x_tr, j->x_va = x_va, j->y_tr = y_tr, j->y_va = y_va;
+    fv_preproc_free(j->pp);
+    j->x_tr = x_tr, j->x_va = x_va, j->y_tr = y_tr, j->y_va = y_va, j->pp = pp;
     return 0;
 }
 

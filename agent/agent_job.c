@@ -64,6 +64,7 @@ void fv__agent_job_destroy(ajob_t *j)
     free(j->teacher), free(j->student);
     free(j->stats_sum);
     free(j->x_tr), free(j->x_va), free(j->y_tr), free(j->y_va);
+    fv_preproc_free(j->pp);
     free(j);
 }
 

@@ -76,6 +76,7 @@ static void held_of(const agent_t *a, const ajob_t *j, fv_around_held_t *h)
     h->has_features = j->has_features;
     memcpy(h->global_hash, j->global_hash, 32);
     memcpy(h->student_hash, j->student_hash, 32);
+    memcpy(h->teacher_hash, j->teacher_hash, 32);
     h->n_tr = j->n_tr;
     h->min_cohort = a->cfg->min_cohort;
     h->min_threshold = a->cfg->min_threshold;
@@ -146,7 +147,8 @@ static void work_run(uv_work_t *req)
                             .x_tr = j->x_tr,
                             .x_va = j->x_va,
                             .y_tr = j->y_tr,
-                            .y_va = j->y_va};
+                            .y_va = j->y_va,
+                            .pp = j->pp};
     int rc = q->w->kind->compute(&data, q->w);
     if (rc != 0 && q->w->rc == 0)
         q->w->rc = rc;
@@ -182,6 +184,10 @@ static void work_done(uv_work_t *req, int status)
                           isfinite(w->train_loss) ? json_real(w->train_loss) : json_null(),
                           "train_rows", (json_int_t)j->n_tr, "val_rows", (json_int_t)j->n_va,
                           "update_norm", w->update_norm, "clipped", (int)w->update_clipped));
+        else if (kind == FV_FED_KIND_EXPLAIN)
+            fv__agent_log_job("info", "explained", j, (int64_t)w->round,
+                              json_pack("{s:I,s:I}", "val_rows", (json_int_t)j->n_va, "words",
+                                        (json_int_t)w->dim));
         else
             fv__agent_log_job("info", "stats_ready", j, (int64_t)w->round,
                               json_pack("{s:I,s:I}", "train_rows", (json_int_t)j->n_tr, "words",
@@ -207,7 +213,12 @@ static fv_round_work_t *queue_compute(agent_t *a, ajob_t *j, around_t *r, fv_rou
         if ((w->global = malloc(j->s_n_params * sizeof *w->global)) == NULL)
             goto fail;
         memcpy(w->global, j->student, j->s_n_params * sizeof *w->global);
-    } else if (needs & FV_ROUND_NEEDS_GLOBAL) {
+    } else if ((needs & FV_ROUND_NEEDS_FINAL) && j->job->distill.on) {
+        /* the final training model of a distilling job is its teacher */
+        if ((w->global = malloc(j->n_params * sizeof *w->global)) == NULL)
+            goto fail;
+        memcpy(w->global, j->teacher, j->n_params * sizeof *w->global);
+    } else if (needs & (FV_ROUND_NEEDS_GLOBAL | FV_ROUND_NEEDS_FINAL)) {
         if ((w->global = malloc(j->n_params * sizeof *w->global)) == NULL)
             goto fail;
         memcpy(w->global, j->global, j->n_params * sizeof *w->global);

@@ -1350,6 +1350,47 @@ static int id_call(int argc, char **argv, args_t *a, const char *cmd, json_t **r
     return rc >= 0 ? rc : call_owned(a, cmd, id_args(a->pos[0]), ret_body);
 }
 
+/* The job's explanation (the last explain round's metrics.explanation): its largest
+ * columns by mean |contribution|, at most 10. */
+static void show_explanation(const json_t *rounds)
+{
+    const json_t *ex = NULL, *r;
+    size_t i;
+    json_array_foreach(rounds, i, r)
+    {
+        const json_t *e = json_object_get(json_object_get(r, "metrics"), "explanation");
+        if (json_is_object(e))
+            ex = e;
+    }
+    const json_t *cols = json_object_get(ex, "columns");
+    size_t n = json_array_size(cols), top[10], n_top = 0;
+    for (i = 0; i < n; i++) { /* insertion into the top 10, largest first */
+        double v = 0, w = 0;
+        if (!fnum(json_array_get(cols, i), "mean_abs", &v))
+            continue;
+        size_t at = n_top < 10 ? n_top++ : 10;
+        while (at > 0 && fnum(json_array_get(cols, top[at - 1]), "mean_abs", &w) && v > w) {
+            if (at < 10)
+                top[at] = top[at - 1];
+            at--;
+        }
+        if (at < 10)
+            top[at] = i;
+    }
+    if (n_top == 0)
+        return;
+    char b1[64], b2[64], b3[256];
+    printf("\nexplanation (%s rows, %s; mean |contribution| to the logit per column, top %zu "
+           "of %zu):\n",
+           ftxt(ex, "rows", b1, sizeof b1), ftxt(ex, "method", b2, sizeof b2), n_top, n);
+    for (i = 0; i < n_top; i++) {
+        const json_t *c = json_array_get(cols, top[i]);
+        double v = 0;
+        fnum(c, "mean_abs", &v);
+        printf("  %-24s  %.4f\n", safe(fstr(c, "name") ? fstr(c, "name") : "-", b3, sizeof b3), v);
+    }
+}
+
 static void show_job(const json_t *b)
 {
     static const char *const keys[] = {
@@ -1436,6 +1477,7 @@ static void show_job(const json_t *b)
         else
             print_table(flat, rc, N_OF(rc));
         json_decref(flat);
+        show_explanation(rounds);
     }
     const json_t *agents = json_object_get(b, "agents");
     if (json_is_array(agents) && json_array_size(agents) > 0) {

@@ -233,6 +233,7 @@ typedef struct coord {
          * join deadline's "wait" was logged for this wait (coord_cohort.c) */
         uint64_t wait_since;
         bool wait_logged;
+        bool explain_given_up; /* the explain round aborted ROUND_ATTEMPTS times */
     } run;
     /* the round: the job-level facts here; the round itself (members' flags, SecAgg,
      * uploads, deadlines, sums) is the machine cr (protocols/fv_round.h), whose actions
@@ -499,6 +500,17 @@ void coord__distill_entered(coord_t *c, const char *teacher_sha, int64_t teacher
 int coord__distill_begin(coord_t *c);
 int coord__lat_start(coord_t *c);
 int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d);
+
+/* coord_explain.c: the explain round's record */
+/* The stored file (sha) of the parameters the explain round explains: the teacher's (the
+ * job's final version) when distilling, else the model version the job's result is made
+ * from (the final version's own file, written at the job's end, holds the same
+ * parameters; its metadata names its round). */
+const char *coord__explain_model_sha(const coord_t *c);
+/* The decoded explanation as the round's metrics {"explanation": {...}} (stored with the
+ * round) and its rounds.jsonl line; both owned by the caller. */
+void coord__explain_record(coord_t *c, const fv_round_explanation_t *e, json_t **ret_metrics,
+                           json_t **ret_line);
 
 /* coord_conn.c: the agent port's callbacks */
 void coord__on_open(fv_conn_t *conn, const fv_identity_t *peer);

@@ -9,7 +9,10 @@
  * the model version, the job machine's checkpoint and the audit records), ROUND_END,
  * the signed receipts, rounds.jsonl (with the summed score histograms of a round whose model
  * may be the final one: the report's curves), and the next round (in a callback of its own). A
- * round that fails has nothing to compute: it completes at once.
+ * round that fails has nothing to compute: it completes at once. A kind without apply
+ * (explain) changes no model: no file, no version; its decoded explanation is recorded
+ * (coord_explain.c) as the round's metrics and line. An explain round that aborts
+ * ROUND_ATTEMPTS times is given up: the job ends with its models, without it.
  *
  * The same pool runs the accumulator's first touch before ROUND_START (coord__round_prep)
  * and SecAgg's last close, the unmasking (coord__round_close, on the machine's CLOSE).
@@ -249,6 +252,7 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     fv_diag_t d;
     int r = 0;
     bool ok = status == 0;
+    bool new_model = ok && model_out[0] != '\0'; /* (an explain round makes none) */
     json_t *cohort = cohort_names(c, false);
     json_t *contrib = ok ? cohort_names(c, true) : json_array();
     char *cohort_s = json_dumps(cohort, JSON_COMPACT);
@@ -267,11 +271,11 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
                            .contributors_json = contrib_s,
                            .metrics_json = metrics_s,
                            .model_in_sha = model_in,
-                           .model_out_sha = ok ? model_out : NULL,
+                           .model_out_sha = new_model ? model_out : NULL,
                            .started_ms = c->rnd.wall_round_start_ms,
                            .finished_ms = coord_wall_ms()};
     r = fv_state_round_add(c->st, &rr, &d);
-    if (r == 0 && ok) {
+    if (r == 0 && new_model) {
         char producer[96];
         snprintf(producer, sizeof producer, "fedvault %s (%s)", FV_VERSION, FV_COMMIT);
         r = fv_state_version_add(
@@ -281,8 +285,8 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
     /* the job machine counted the round (fv_cjob_round_done): an aborted round is run
      * again under the same number */
     if (r == 0)
-        r = coord__ckpt_save(c, ok ? model_out : c->model.global_sha,
-                             ok ? version : c->model.global_version, &d);
+        r = coord__ckpt_save(c, new_model ? model_out : c->model.global_sha,
+                             new_model ? version : c->model.global_version, &d);
     if (r != 0) {
         c->in_txn = false;
         fv_state_rollback(c->st);
@@ -304,10 +308,10 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
         json_object_set(det, "metrics", metrics);
     if (model_in != NULL)
         json_object_set_new(det, "model_in", json_string(model_in));
-    if (ok)
+    if (new_model)
         json_object_set_new(det, "model_out", json_string(model_out));
     coord_audit(c, NULL, ok ? "round.completed" : "round.aborted", det);
-    if (ok)
+    if (new_model)
         coord_audit(c, NULL, "model.stored",
                     json_pack("{s:I,s:s,s:s,s:I,s:s,s:I}", "version", (json_int_t)version, "sha256",
                               model_out, "job", c->run.job_id, "round", (json_int_t)c->rnd.round,
@@ -315,12 +319,12 @@ static int round_commit(coord_t *c, int status, const char *why, json_t *metrics
                               (json_int_t)c->model.global_version));
     if ((r = coord__txn_commit(c)) != 0)
         goto out;
-    if (ok) {
+    if (new_model) {
         memcpy(c->model.global_sha, model_out, 65);
         c->model.global_version = version;
     }
-    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, ok ? model_out : NULL, cohort,
-                  contrib);
+    send_receipts(c, ok ? "ok" : fv_err_name(status), model_in, new_model ? model_out : NULL,
+                  cohort, contrib);
 out:
     json_decref(cohort);
     json_decref(contrib);
@@ -386,8 +390,11 @@ static void finish_run(uv_work_t *req)
     if (w->oc.has_result && w->save_path[0] != '\0')
         w->save_rc = coord__model_save(c, fv_cjob_global(c->model.jm), w->save_path, c->rnd.round,
                                        &w->save_d);
-    if (c->rnd.kind->apply != NULL &&
-        (w->status = c->rnd.kind->apply(c->model.jm, &w->sum, &w->oc, &w->improved, &d)) != 0) {
+    if (c->rnd.kind->apply == NULL) {
+        memcpy(w->hash, c->model.hash, 32); /* (explain) no model changed: no file, no version */
+        return;
+    }
+    if ((w->status = c->rnd.kind->apply(c->model.jm, &w->sum, &w->oc, &w->improved, &d)) != 0) {
         snprintf(w->why, sizeof w->why, "%.400s", d.msg);
         return;
     }
@@ -529,6 +536,8 @@ void coord__round_finish(coord_t *c, int status, const char *why_in)
     w->status = status;
     snprintf(w->why, sizeof w->why, "%s", why_in);
     memcpy(w->model_in, c->model.global_sha, 65);
+    if (c->rnd.kind->id == FV_FED_KIND_EXPLAIN) /* the model it explains, not the last one */
+        snprintf(w->model_in, sizeof w->model_in, "%s", coord__explain_model_sha(c));
     bool have_sum = status == 0 && c->rnd.cr != NULL && fv_cround_sum(c->rnd.cr, &w->sum) == 0;
     if (have_sum)
         c->rnd.n_summands = w->sum.n_summands;
@@ -574,6 +583,8 @@ static void round_complete(coord_t *c, rwork_t *w)
             coord__stats_ready(c);
         else if (w->oc.has_result)
             after_train(c, &w->oc.res, w->improved, &metrics, &line);
+        else if (w->oc.has_explanation)
+            coord__explain_record(c, &w->oc.expl, &metrics, &line);
         if (w->store_rc != 0) {
             /* the round cannot be recorded, so the daemon stops (a restart runs it again) */
             coord_logj("error", "model_store_failed",
@@ -631,9 +642,9 @@ static void round_complete(coord_t *c, rwork_t *w)
     json_t *f = coord__jf(c);
     json_object_set_new(f, "status", json_string(fv_err_name(status)));
     json_object_set_new(f, "contributors", json_integer(c->rnd.n_summands));
-    if (status == 0)
+    if (status == 0 && model_out[0] != '\0')
         json_object_set_new(f, "model", json_string(model_out));
-    else
+    else if (status != 0)
         json_object_set_new(f, "why", json_string(why));
     if (loop != NULL)
         json_object_update(f, loop);
@@ -690,6 +701,17 @@ static void round_complete(coord_t *c, rwork_t *w)
     if (!was_stats && status != 0) {
         /* An aborted round is run again under its number (it does not use up one of the
          * job's rounds); a round that aborts ROUND_ATTEMPTS times ends the job. */
+        if (c->rnd.attempt >= ROUND_ATTEMPTS && c->rnd.kind->id == FV_FED_KIND_EXPLAIN) {
+            /* the explanation is a report on the result, not the result: the job ends
+             * with its models, without it */
+            coord_logj("warn", "explain_given_up",
+                       json_pack("{s:s,s:I,s:I,s:s}", "job", c->run.job_hex, "round",
+                                 (json_int_t)c->rnd.round, "attempts", (json_int_t)c->rnd.attempt,
+                                 "why", why));
+            c->run.explain_given_up = true;
+            coord__phase_end(c);
+            return;
+        }
         if (c->rnd.attempt >= ROUND_ATTEMPTS) {
             snprintf(c->run.fail_why, sizeof c->run.fail_why,
                      "round %" PRIu64 " (%s) aborted %" PRIu32 " times; the last time: %.400s",

@@ -81,6 +81,7 @@ void coord__job_reset(coord_t *c)
     c->run.last_auc = c->run.last_pr = c->run.last_loss = c->run.last_acc = NAN;
     c->run.avg_round_s = 0;
     c->run.abort_requested = false;
+    c->run.explain_given_up = false;
     c->run.fail_why[0] = '\0';
     coord__cohort_reset(c);
     c->run.state = ST_IDLE;
@@ -394,7 +395,9 @@ json_t *coord_job_live(coord_t *c)
                         : work != NULL                           ? work
                         : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
                                                                  : "upload";
-    uint64_t end = coord__distilling(c) ? fv_job_last_round(c->job) : c->job->rounds;
+    uint64_t end = coord__distilling(c) || fv_cjob_kind(c->model.jm) == FV_FED_KIND_EXPLAIN
+                       ? fv_job_last_round(c->job)
+                       : c->job->rounds;
     uint64_t left = end > c->rnd.round ? end - c->rnd.round : 0;
     json_t *o = json_pack(
         "{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->run.job_id, "round",
@@ -430,7 +433,9 @@ json_t *coord_job_live(coord_t *c)
 /* ---- end of job ------------------------------------------------------------------ */
 
 /* The phase being run is over (or was over when the job resumed): training hands over to
- * distillation when the job has a distill section, else the job ends. */
+ * distillation when the job has a distill section; then a job with "explain" runs its
+ * explanation round (fv_cjob_explain_due: not run yet, and the job has a result); else the
+ * job ends. */
 void coord__phase_end(coord_t *c)
 {
     if (!coord__distilling(c) && c->job->distill.on && !c->run.abort_requested &&
@@ -441,6 +446,19 @@ void coord__phase_end(coord_t *c)
         c->rnd.round = (uint64_t)c->job->rounds + 1;
         c->rnd.attempt = 0;
         c->run.state = ST_WAITING;
+        coord__round_start_soon(c);
+        return;
+    }
+    fv_diag_t d;
+    if (!c->run.abort_requested && c->run.exit_code == 0 && !c->run.explain_given_up &&
+        fv_cjob_explain_due(c->model.jm) && fv_cjob_explain_begin(c->model.jm, &d) == 0) {
+        c->rnd.round = fv_cjob_round(c->model.jm);
+        c->rnd.attempt = 0;
+        c->run.state = ST_WAITING;
+        coord_logj("info", "explain_started",
+                   json_pack("{s:s,s:I,s:s}", "job", c->run.job_hex, "round",
+                             (json_int_t)c->rnd.round, "model",
+                             coord__distilling(c) ? "teacher" : "final"));
         coord__round_start_soon(c);
         return;
     }

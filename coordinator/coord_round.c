@@ -19,7 +19,9 @@
  * held for under the job's on_member_lost "wait": coord_cohort.c) -> ROUND (the
  * cohort = accepted, connected agents at round start that are not benched for silence,
  * coord_bench.c, sorted by name) -> WAITING/next
- * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train.
+ * ROUND -> DONE. Round 0 sums the agents' feature moments (stats); rounds 1..R train;
+ * distill and explain rounds follow (an explain round's members get the final training
+ * model: the teacher, or the result as "model"; explain_models).
  * A SecAgg job's ROUND_START carries every member's certificate ("certs", in index
  * order), which each agent verifies itself before it masks (agent/agent_cohort.c).
  * Each phase has a deadline (job deadlines_ms); agents that do not answer in time, or
@@ -281,6 +283,30 @@ static int cmp_agent_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* The explain round's model to a member that lacks it: the teacher in a distilling job
+ * (what the agent checks it against), else the final training model as "model" (the
+ * member's model is then that one). */
+static void explain_models(coord_t *c, agent_t *a)
+{
+    const fv_mlp_t *m = fv_cjob_explained(c->model.jm);
+    if (coord__distilling(c)) {
+        if (!a->has_teacher) {
+            coord__oq_push_vec(a, 0, FV_VEC_F32, fv_mlp_params_const(m), NULL, fv_mlp_n_params(m),
+                               "teacher");
+            a->has_teacher = true;
+        }
+        return;
+    }
+    uint8_t h[32];
+    coord__params_hash(m, h);
+    if (!a->has_model || memcmp(a->model, h, 32) != 0) {
+        coord__oq_push_vec(a, (uint32_t)c->rnd.round, FV_VEC_F32, fv_mlp_params_const(m), NULL,
+                           fv_mlp_n_params(m), "model");
+        a->has_model = true;
+        memcpy(a->model, h, 32);
+    }
+}
+
 void coord__round_start(coord_t *c)
 {
     if (c->run.state != ST_WAITING || c->run.files_busy)
@@ -361,6 +387,8 @@ void coord__round_start(coord_t *c)
         memcpy(cfg.gseed, gseed, 32);
         cfg.has_model = kind_id != FV_FED_KIND_STATS;
         memcpy(cfg.model, c->model.hash, 32);
+        if (kind_id == FV_FED_KIND_EXPLAIN) /* the final training model (fv_round.h) */
+            coord__params_hash(fv_cjob_explained(c->model.jm), cfg.model);
         cfg.n_ref = fv_cjob_n_ref(c->model.jm);
         cfg.max_uploads = c->max_uploads;
         cfg.train_ms = c->job->deadlines.train_ms;
@@ -385,7 +413,9 @@ void coord__round_start(coord_t *c)
     json_object_set_new(f, "secagg", json_boolean(c->job->secagg.on));
     coord_logj("info", "round_start", f);
     /* the models a member lacks go before its ROUND_START, on the same queue */
-    for (uint32_t i = 0; i < c->rnd.n; i++) {
+    for (uint32_t i = 0; kind_id == FV_FED_KIND_EXPLAIN && i < c->rnd.n; i++)
+        explain_models(c, c->rnd.cohort[i]);
+    for (uint32_t i = 0; kind_id != FV_FED_KIND_EXPLAIN && i < c->rnd.n; i++) {
         agent_t *a = c->rnd.cohort[i];
         if (kind_id == FV_FED_KIND_DISTILL && !a->has_teacher) {
             const fv_mlp_t *teacher = fv_cjob_teacher(c->model.jm);

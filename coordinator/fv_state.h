@@ -47,7 +47,7 @@
 #define FV_STATE_TEXT_MAX 4096               /* bytes of a "why" sentence, a producer */
 #define FV_STATE_JSON_MAX ((size_t)16 << 20) /* bytes of a JSON argument (spec, cohort...) */
 #define FV_STATE_STATS_MAX ((size_t)1 << 26) /* words of a checkpoint's stats vector */
-#define FV_STATE_SCHEMA_VERSION 2            /* PRAGMA user_version this code writes */
+#define FV_STATE_SCHEMA_VERSION 3            /* PRAGMA user_version this code writes */
 
 typedef struct fv_state fv_state_t;
 
@@ -218,7 +218,7 @@ typedef struct fv_state_round {
     const char *job;
     uint64_t round;
     uint32_t attempt;              /* 1, 2, ... if a round number is retried after an abort */
-    const char *kind;              /* "stats" | "train" | "distill" */
+    const char *kind;              /* "stats" | "train" | "distill" | "explain" */
     const char *status;            /* "ok" or the error name, e.g. "FV_ETHRESHOLD" (< 64 bytes) */
     const char *why;               /* NULL when ok; <= FV_STATE_TEXT_MAX bytes */
     const char *cohort_json;       /* array of agent names */

@@ -9,7 +9,7 @@
  *   DIR/LOCK        flock(LOCK_EX|LOCK_NB) held for the life of a fv_state_t; contains
  *                   the holder's pid as decimal text (for the UV_EBUSY sentence only).
  *   DIR/state.db    SQLite 3, journal_mode=WAL, synchronous=FULL, foreign_keys=ON,
- *                   PRAGMA user_version = 2 (FV_STATE_SCHEMA_VERSION).
+ *                   PRAGMA user_version = 3 (FV_STATE_SCHEMA_VERSION).
  *   DIR/models/<64 lowercase hex SHA-256 of the contents>.fvm   model files, immutable.
  *   DIR/models/<...>.fvm.tmp   a put in progress (removed by the next open).
  *
@@ -42,10 +42,12 @@
  *   2  knowledge distillation: rounds.kind 'distill'; versions.kind 'student' (the student
  *      after a distill round) and 'distilled' (the job's final student); versions.report;
  *      checkpoints.phase/teacher_*; jobs.student_version.
- * fv_state_open creates version 2 (schema_sql) or migrates version 1 to 2
- * (migrate_1_2_sql) in ONE transaction, so SIGKILL during the migration leaves version 1
- * intact (WAL recovery drops the uncommitted frames) and the next open migrates again.
- * CHECK constraints cannot be altered in SQLite, so rounds and versions are rebuilt by
+ *   3  the explain round: rounds.kind 'explain' (migrate_2_3_sql rebuilds rounds the same
+ *      way as below).
+ * fv_state_open creates version 3 (schema_sql) or migrates version 1 to 2
+ * (migrate_1_2_sql) in ONE transaction (then 2 to 3 in another), so SIGKILL during the migration
+ * leaves version 1 intact (WAL recovery drops the uncommitted frames) and the next open migrates
+ * again. CHECK constraints cannot be altered in SQLite, so rounds and versions are rebuilt by
  * SQLite's documented procedure: foreign_keys=OFF (outside the transaction, where the
  * pragma works), BEGIN, CREATE TABLE new_x, INSERT INTO new_x SELECT ..., DROP TABLE x,
  * ALTER TABLE new_x RENAME TO x, recreate x's indexes; versions' AUTOINCREMENT counter is
@@ -53,7 +55,7 @@
  * user_version = 2. Then PRAGMA foreign_key_check must return no row (else FV_ECORRUPT
  * and ROLLBACK), COMMIT, foreign_keys=ON. Rows written by version 1 read as: a train-
  * phase checkpoint without teacher, no report, no student version. A user_version above
- * 2 is FV_EVERSION (a newer fedvault wrote it; this one does not downgrade), and a
+ * 3 is FV_EVERSION (a newer fedvault wrote it; this one does not downgrade), and a
  * fedvault that knows only version 1 refuses a version-2 database the same way.
  *
  * Durability argument:
@@ -118,7 +120,7 @@
     "  job TEXT NOT NULL REFERENCES jobs(id),"                                                     \
     "  round INTEGER NOT NULL,"                                                                    \
     "  attempt INTEGER NOT NULL,"                                                                  \
-    "  kind TEXT NOT NULL CHECK (kind IN ('stats','train','distill')),"                            \
+    "  kind TEXT NOT NULL CHECK (kind IN ('stats','train','distill','explain')),"                  \
     "  status TEXT NOT NULL,"                                                                      \
     "  why TEXT,"                                                                                  \
     "  cohort TEXT NOT NULL,"                                                                      \
@@ -202,7 +204,7 @@ static const char schema_sql[] =
     "  actor TEXT NOT NULL,"
     "  event TEXT NOT NULL,"
     "  details TEXT);"
-    "PRAGMA user_version = 2;";
+    "PRAGMA user_version = 3;";
 
 /* Version 1 -> 2, run inside one transaction with foreign_keys OFF (set before BEGIN: the
  * pragma is a no-op inside a transaction), following SQLite's "Making Other Kinds Of Table
@@ -242,6 +244,18 @@ static const char migrate_1_2_sql[] =
     "ALTER TABLE checkpoints ADD COLUMN " CKPT_TEACHER_JSON ";"
     "ALTER TABLE jobs ADD COLUMN " JOBS_STUDENT ";"
     "PRAGMA user_version = 2;";
+
+/* Version 2 -> 3 (the explain round): rounds.kind may be 'explain'. The same rebuild of
+ * rounds as in migrate_1_2_sql (its CHECK changed; rounds has no index of its own). */
+static const char migrate_2_3_sql[] =
+    "CREATE TABLE new_rounds (" ROUNDS_BODY ";"
+    "INSERT INTO new_rounds (job, round, attempt, kind, status, why, cohort, contributors, "
+    "  metrics, model_in, model_out, started, finished) "
+    "  SELECT job, round, attempt, kind, status, why, cohort, contributors, metrics, "
+    "  model_in, model_out, started, finished FROM rounds;"
+    "DROP TABLE rounds;"
+    "ALTER TABLE new_rounds RENAME TO rounds;"
+    "PRAGMA user_version = 3;";
 
 /* Runs a constant statement that returns no rows (BEGIN, COMMIT, the schema). */
 static int exec_sql(fv_state_t *s, const char *sql, const char *what, fv_diag_t *d)
@@ -303,22 +317,23 @@ static int take_lock(fv_state_t *s, fv_diag_t *d)
     return 0;
 }
 
-/* Migrates a version-1 database to version 2 (migrate_1_2_sql) in one transaction: a
- * crash or a failure anywhere leaves version 1 exactly as it was, and the next open tries
- * again. foreign_keys is OFF around the transaction (the rebuild drops tables that others
- * reference) and ON again afterwards, whatever happened; PRAGMA foreign_key_check must
- * find nothing before COMMIT, so the rebuild cannot have broken a reference. No other
- * process can be writing: the caller holds DIR/LOCK (an older fedvault takes it too). */
-static int migrate_1_2(fv_state_t *s, fv_diag_t *d)
+/* Migrates a database from version `from` to from + 1 (migrate_1_2_sql, migrate_2_3_sql)
+ * in one transaction: a crash or a failure anywhere leaves version `from` exactly as it
+ * was, and the next open tries again. foreign_keys is OFF around the transaction (the rebuild drops
+ * tables that others reference) and ON again afterwards, whatever happened; PRAGMA
+ * foreign_key_check must find nothing before COMMIT, so the rebuild cannot have broken a reference.
+ * No other process can be writing: the caller holds DIR/LOCK (an older fedvault takes it too). */
+static int migrate(fv_state_t *s, int from, fv_diag_t *d)
 {
-    static const char what[] = "migrating the schema from version 1 to 2";
+    char what[64];
+    snprintf(what, sizeof what, "migrating the schema from version %d to %d", from, from + 1);
     sqlite3_stmt *st = NULL;
     int r, r2;
 
     if ((r = exec_sql(s, "PRAGMA foreign_keys = OFF", what, d)) != 0)
         return r;
     if ((r = exec_sql(s, "BEGIN IMMEDIATE", what, d)) != 0 ||
-        (r = exec_sql(s, migrate_1_2_sql, what, d)) != 0)
+        (r = exec_sql(s, from == 1 ? migrate_1_2_sql : migrate_2_3_sql, what, d)) != 0)
         goto out;
     if ((r = fv__state_query_row(s, &st, "PRAGMA foreign_key_check", what, d, "")) < 0)
         goto out;
@@ -329,8 +344,9 @@ static int migrate_1_2(fv_state_t *s, fv_diag_t *d)
         char detail[256];
         snprintf(detail, sizeof detail,
                  "row %" PRId64 " of table %.64s refers to a missing row of table %.64s; "
-                 "the database is left at version 1",
-                 (int64_t)sqlite3_column_int64(st, 1), table ? table : "?", parent ? parent : "?");
+                 "the database is left at version %d",
+                 (int64_t)sqlite3_column_int64(st, 1), table ? table : "?", parent ? parent : "?",
+                 from);
         r = fv__state_db_corrupt(s, what, detail, d);
         goto out;
     }
@@ -403,8 +419,10 @@ static int open_db(fv_state_t *s, fv_diag_t *d)
 
     if (version == FV_STATE_SCHEMA_VERSION)
         return 0;
-    if (version == 1)
-        return migrate_1_2(s, d);
+    if (version == 1 && (r = migrate(s, 1, d)) != 0)
+        return r;
+    if (version == 1 || version == 2)
+        return migrate(s, 2, d); /* each step its own transaction: a crash between resumes */
     /* A new database: the whole schema in one transaction, so a crash leaves either none
      * of it (user_version 0: created again next time) or all of it. */
     if ((r = exec_sql(s, "BEGIN IMMEDIATE", "creating the schema", d)) != 0)

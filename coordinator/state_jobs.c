@@ -596,8 +596,9 @@ int fv_state_round_add(fv_state_t *s, const fv_state_round_t *rd, fv_diag_t *d)
     if (rd->attempt == 0)
         return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": attempts count from 1", rd->round);
     if (rd->kind == NULL || (strcmp(rd->kind, "stats") != 0 && strcmp(rd->kind, "train") != 0 &&
-                             strcmp(rd->kind, "distill") != 0))
-        return fv_diag_set(d, FV_EINVAL, "round %" PRIu64 ": kind must be stats, train or distill",
+                             strcmp(rd->kind, "distill") != 0 && strcmp(rd->kind, "explain") != 0))
+        return fv_diag_set(d, FV_EINVAL,
+                           "round %" PRIu64 ": kind must be stats, train, distill or explain",
                            rd->round);
     if ((r = fv__state_check_text("round status", rd->status, STATUS_MAX, 0, d)) != 0 ||
         (r = fv__state_check_text("round why", rd->why, FV_STATE_TEXT_MAX,

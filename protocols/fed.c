@@ -393,6 +393,8 @@ const char *fv_fed_kind_name(uint32_t kind)
         return "train";
     case FV_FED_KIND_DISTILL:
         return "distill";
+    case FV_FED_KIND_EXPLAIN:
+        return "explain";
     default:
         return "unknown";
     }
@@ -404,8 +406,11 @@ uint32_t fv_fed_kind_of_round(const fv_job_t *job, uint64_t round)
         return FV_FED_KIND_STATS;
     if (round <= job->rounds)
         return FV_FED_KIND_TRAIN;
-    if (round <= fv_job_last_round(job))
+    uint64_t distill_end = (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0);
+    if (round <= distill_end)
         return FV_FED_KIND_DISTILL;
+    if (round <= fv_job_last_round(job))
+        return FV_FED_KIND_EXPLAIN;
     return 0;
 }
 

@@ -116,12 +116,14 @@ int fv_fed_stats_check(const fv_fed_stats_layout_t *l, const uint32_t *v, fv_dia
 typedef enum fv_fed_kind {
     FV_FED_KIND_STATS = 1,   /* round 0: the stats vector */
     FV_FED_KIND_TRAIN = 2,   /* rounds 1..rounds */
-    FV_FED_KIND_DISTILL = 3, /* rounds+1..fv_job_last_round (a job with "distill") */
+    FV_FED_KIND_DISTILL = 3, /* rounds+1..rounds+distill.rounds (a job with "distill") */
+    FV_FED_KIND_EXPLAIN = 4, /* fv_job_last_round (a job with "explain": true) */
 } fv_fed_kind_t;
-/* "stats", "train", "distill"; "unknown" otherwise. */
+/* "stats", "train", "distill", "explain"; "unknown" otherwise. */
 const char *fv_fed_kind_name(uint32_t kind);
 /* The kind of round `round` of job: 0 stats, 1..rounds train, then distill (a job with a
- * "distill" section) up to fv_job_last_round; 0 (not a kind) beyond it. */
+ * "distill" section), then explain (a job with "explain": the last round); 0 (not a kind)
+ * beyond fv_job_last_round. */
 uint32_t fv_fed_kind_of_round(const fv_job_t *job, uint64_t round);
 
 #define FV_FED_MAX_MODELS 3

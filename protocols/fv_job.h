@@ -109,6 +109,18 @@
  *                                            on_join_deadline); "wait": no round starts
  *                                            until every lost member is back
  *     }
+ *     "explain": false                       boolean; true = one explanation round (kind
+ *                                            4, protocols/round_explain.c) after the last
+ *                                            training round and after distillation (when
+ *                                            there is one): each agent sums, per schema
+ *                                            column, |reason-code contribution| of the
+ *                                            job's final training model (not the student)
+ *                                            over its validation rows; the coordinator
+ *                                            learns only the cohort's sum and records the
+ *                                            mean per column (rounds.jsonl, job show).
+ *                                            Its round number is fv_job_last_round, also
+ *                                            when early stopping ended a phase early; it
+ *                                            changes no model
  *   }
  * The operator's reference is docs/job.schema.json (a JSON Schema of this form, every field
  * with its unit, default, range and an example; tests/integration/job_schema.py keeps it
@@ -140,9 +152,9 @@
  *
  * Every key except name, schema, model and max_update_norm has the default shown. The
  * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
- * only when the spec has them, and "cohort" only when a key differs from its default
- * (then both keys), so jobs without them keep the digest they had before those keys
- * existed.
+ * only when the spec has them, "cohort" only when a key differs from its default (then
+ * both keys), and "explain" only when true, so jobs without them keep the digest they had
+ * before those keys existed.
  *
  * max_update_norm: which vector it bounds. An agent's update block in the round vector
  * (fv_fed.h) is a_k = w_k * delta_k, w_k = n_train_k / n_ref, delta_k = local model -
@@ -271,6 +283,7 @@ typedef struct fv_job {
         fv_job_join_policy_t on_join_deadline; /* default (0): FAIL */
         fv_job_lost_policy_t on_member_lost;   /* default (0): CONTINUE */
     } cohort;
+    bool explain; /* one explanation round after the last training/distill round */
 } fv_job_t;
 
 /* Parses and validates; `origin` (a file name, or "job" for bytes from the network)
@@ -316,8 +329,10 @@ int fv_job_resolve_schema(const fv_job_t *open, const fv_schema_t *closed, fv_jo
 
 /* The highest round number of a job. Round 0 is the stats round, 1..rounds the training
  * rounds; with a "distill" section the distillation rounds are numbered rounds+1 ..
- * rounds+distill.rounds, also when early stopping ended training before round `rounds`,
- * so a round number alone tells its kind and never repeats within a job. */
+ * rounds+distill.rounds, also when early stopping ended training before round `rounds`;
+ * with "explain" the explanation round is the one after those (rounds+distill.rounds+1),
+ * also when early stopping ended a phase early; so a round number alone tells its kind
+ * and never repeats within a job. */
 uint64_t fv_job_last_round(const fv_job_t *job);
 
 /* The SecAgg threshold and neighbour count this job uses for a cohort of n agents (after

@@ -15,12 +15,14 @@
  * computes, what an agent computes (`compute`, run on a worker thread), how the
  * coordinator checks one plain vector (`plain_check`), decodes the cohort's sum
  * (`decode`) and applies it to the job (`apply`, through the job machine). The daemons and the
- * simulator take the table as a parameter (fv_round_kinds_default(): stats, train, distill); a new
- * kind is a row and its handlers (tests/unit/test_round.c adds a test-only kind in that one file).
+ * simulator take the table as a parameter (fv_round_kinds_default(): stats, train, distill,
+ * explain); a new kind is a row and its handlers (tests/unit/test_round.c adds a test-only kind
+ * in that one file; explain lives in round_explain.c, its vector in fv_round_explain.h).
  *
  * Round numbers: kinds own consecutive numbers in table order (`n_rounds` each): with the
- * default table, round 0 is stats, 1..rounds train, then rounds+1..fv_job_last_round
- * distill (a job with "distill"). fv_round_kind_of is the one place that maps a number to
+ * default table, round 0 is stats, 1..rounds train, then rounds+1..rounds+distill.rounds
+ * distill (a job with "distill"), then fv_job_last_round explain (a job with "explain").
+ * fv_round_kind_of is the one place that maps a number to
  * its kind; both sides call it (the agent refuses a ROUND_START whose kind is not the
  * number's).
  *
@@ -61,7 +63,8 @@
  *   fv_around_check   ROUND_START against what the agent holds (fv_around_held_t): the
  *                     job, the round number's kind, no round older than the last one,
  *                     our key at our index, the model hash equal to the model the kind
- *                     trains, the stats vector, n_ref >= our training rows. A failure is
+ *                     trains (explain: the final training model, FV_ROUND_NEEDS_FINAL),
+ *                     the stats vector, n_ref >= our training rows. A failure is
  *                     a violation (the caller closes the connection).
  *   fv_around_new     the agent's own policy (min_cohort; t and k exactly as the job
  *                     prescribes for n; SecAgg's min_threshold): a round it refuses is
@@ -99,6 +102,7 @@
 #include "fv_fed.h"
 #include "fv_job.h"
 #include "fv_mlp.h"
+#include "fv_preproc.h"
 #include "fv_secagg.h"
 #include "fv_vagg.h"
 #include "fv_wire.h"
@@ -137,6 +141,7 @@ typedef struct fv_round_data {
     /* standardized features, once the stats round's sum is known */
     const float *x_tr, *x_va;
     const int32_t *y_tr, *y_va;
+    const fv_preproc_t *pp; /* the global preprocessing they came from (explain), or NULL */
 } fv_round_data_t;
 
 /* One compute of one agent's round vector. */
@@ -175,12 +180,24 @@ typedef struct fv_round_sum {
     uint32_t n_summands;
 } fv_round_sum_t;
 
+/* An explain round's read-out (fv_round_explain.h): per explained column (numeric and
+ * categorical columns, schema order) the cohort's mean |reason-code contribution|. */
+typedef struct fv_round_explanation {
+    uint64_t rows;         /* validation rows explained, over the contributors */
+    uint64_t clipped_rows; /* ... with at least one column clipped at FV_ROUND_EXPLAIN_CAP */
+    size_t n_columns;
+    size_t *column;   /* n_columns: schema column indices */
+    double *mean_abs; /* n_columns: sum of clipped |contribution| / rows (logit units) */
+} fv_round_explanation_t;
+
 /* What the coordinator reads out of a sum. */
 typedef struct fv_round_outcome {
     bool has_stats;
     fv_fed_stats_t stats; /* stats-like kinds */
     bool has_result;
     fv_fed_result_t res; /* kinds with a round vector: the update and the metrics */
+    bool has_explanation;
+    fv_round_explanation_t expl; /* explain */
 } fv_round_outcome_t;
 void fv_round_outcome_close(fv_round_outcome_t *o);
 
@@ -190,6 +207,11 @@ enum {
     FV_ROUND_NEEDS_STUDENT = 1u << 1,  /* the student; ROUND_START names its hash */
     FV_ROUND_NEEDS_TEACHER = 1u << 2,  /* the teacher */
     FV_ROUND_NEEDS_FEATURES = 1u << 3, /* the stats round's sum; n_ref >= its training rows */
+    /* The job's final training model (the training phase's result, never the student):
+     * in a job with "distill" the teacher (ROUND_START names the teacher's hash), else the
+     * global model the coordinator sent last (ROUND_START names its hash). The compute gets
+     * it in work->global. */
+    FV_ROUND_NEEDS_FINAL = 1u << 4,
 };
 
 struct fv_round_kind {
@@ -220,7 +242,7 @@ typedef struct fv_round_kinds {
     size_t n;
 } fv_round_kinds_t;
 
-/* stats (1), train (2), distill (3). */
+/* stats (1), train (2), distill (3), explain (4). */
 const fv_round_kinds_t *fv_round_kinds_default(void);
 /* NULL when the table has no kind of that id. */
 const fv_round_kind_t *fv_round_kind_by_id(const fv_round_kinds_t *t, uint32_t id);
@@ -405,7 +427,7 @@ typedef struct fv_around_held {
     bool started;        /* a round of this job was started before */
     uint64_t last_round; /* ... the highest one */
     bool has_global, has_student, has_teacher, has_features;
-    uint8_t global_hash[32], student_hash[32];
+    uint8_t global_hash[32], student_hash[32], teacher_hash[32];
     size_t n_tr;
     uint32_t min_cohort, min_threshold; /* the agent's policy (0: the protocol's) */
     const char *federation;             /* bound into a validated round's proofs */

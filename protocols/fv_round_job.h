@@ -18,6 +18,12 @@
  *                       distill section's architecture starts from the job's seed, and
  *                       distill rounds (numbered rounds+1..) train it like training rounds,
  *                       with the distill section's early stopping.
+ *   explain (optional)  a job with "explain": round fv_job_last_round, after the last
+ *                       phase (also when early stopping ended it: fv_cjob_explain_begin
+ *                       moves the machine to that number). Its model is the training
+ *                       phase's result (fv_cjob_explained: the teacher when distilling);
+ *                       it changes no model, so the result below is the same with or
+ *                       without it.
  *   the result          the best evaluated model of the last phase (training with
  *                       patience 0: the model after the last update, which no round
  *                       evaluated).
@@ -53,7 +59,8 @@ int fv_cjob_new(const fv_job_t *job, fv_cjob_t **ret, fv_diag_t *d);
 void fv_cjob_free(fv_cjob_t *j); /* NULL-safe */
 
 /* The round to run next and its kind (FV_FED_KIND_*): stats until the stats round
- * succeeded, then train, or distill once fv_cjob_distill_begin ran. */
+ * succeeded, then train, or distill once fv_cjob_distill_begin ran, and explain at the
+ * job's last round number (a job with "explain"). */
 uint64_t fv_cjob_round(const fv_cjob_t *j);
 uint32_t fv_cjob_kind(const fv_cjob_t *j);
 const fv_round_kind_t *fv_cjob_round_kind(const fv_cjob_t *j);
@@ -74,11 +81,20 @@ int fv_cjob_apply_round(fv_cjob_t *j, const fv_fed_result_t *res, bool *ret_impr
 /* The round ended (ok: committed; else it runs again under its number). */
 void fv_cjob_round_done(fv_cjob_t *j, bool ok);
 /* Whether the phase being run (training, or distillation) is over after the last round
- * that completed: its last round number, or `patience` rounds without improvement. */
+ * that completed: its last round number, or `patience` rounds without improvement. Stays
+ * true while the explain round is pending and after it ran. */
 bool fv_cjob_phase_over(const fv_cjob_t *j);
 /* Training is over and the job has a distill section: the training result becomes the
  * teacher, a fresh student the global model, and round rounds+1 is next. */
 int fv_cjob_distill_begin(fv_cjob_t *j, fv_diag_t *d);
+
+/* The explain round (a job with "explain"): due when the job has a result and the round
+ * has not run (the machine is before or at its number); fv_cjob_explain_begin moves the
+ * machine to it (FV_EINVAL when not due). fv_cjob_explained: the model it explains, the
+ * training phase's result (the teacher when distilling, else fv_cjob_final's), or NULL. */
+bool fv_cjob_explain_due(const fv_cjob_t *j);
+int fv_cjob_explain_begin(fv_cjob_t *j, fv_diag_t *d);
+const fv_mlp_t *fv_cjob_explained(const fv_cjob_t *j);
 
 /* Models and facts. */
 bool fv_cjob_has_stats(const fv_cjob_t *j);

@@ -63,8 +63,9 @@ typedef struct fv_round_sim_cfg {
     uint64_t round;                     /* its kind: fv_round_kind_of */
     uint32_t n_agents;                  /* 3..1000 */
     const fv_round_sim_agent_t *agents; /* n_agents, or NULL: no faults, no data */
-    const float *global;  /* the parameters the agents hold (kinds that need a model) */
-    const float *teacher; /* distill */
+    const float *global;                /* the parameters the agents hold (kinds that need a model;
+                                           explain: the final training model, held as global and teacher) */
+    const float *teacher;               /* distill */
     uint64_t n_ref;
     uint32_t max_uploads; /* 0: 4 */
     uint64_t seed;

@@ -132,7 +132,10 @@ typedef enum fv_msg_type {
  *                         agent's own log keeps the full one); category one word of
  *                         fv_refuse_category_t below (absent from an older agent: UNKNOWN).
  *   Per round r (round 0 = the stats round, 1..rounds = training rounds, then, for a job
- *   with a "distill" section, rounds+1..fv_job_last_round = distill rounds, kind 3):
+ *   with a "distill" section, rounds+1..rounds+distill.rounds = distill rounds, kind 3;
+ *   then, for a job with "explain", fv_job_last_round = the explain round, kind 4, whose
+ *   model is the final training model: the teacher when distilling, else sent as VEC
+ *   "model" with id r, fv_round_explain.h):
  *   coordinator -> agent  [VEC "model", id r, f32: the global parameters, only if the
  *                         agent does not hold them: its hash is the vector's SHA-256]
  *                         [distill rounds: VEC "teacher", id 0, f32: the teacher's

@@ -22,7 +22,8 @@
  * canonical bytes, and digests, of jobs without it did not change when it was added.
  * "max_update_norm" follows the same precedent: written only when the spec sets it (0 in
  * fv_job_t means absent), so jobs without it keep their digest too; "cohort" is written
- * (both keys) only when one differs from its default, for the same reason.
+ * (both keys) only when one differs from its default, and "explain" (a boolean, default
+ * false) only when true, for the same reason.
  * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
@@ -348,11 +349,12 @@ static const char *const root_keys[] = {"name",
                                         "distill",
                                         "validation",
                                         "cohort",
+                                        "explain",
                                         NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
     "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
-    "max_update_norm, distill, validation, cohort"
+    "max_update_norm, distill, validation, cohort, explain"
 static const char *const validation_keys[] = {"max_failures", NULL};
 static const char *const cohort_keys[] = {"on_join_deadline", "on_member_lost", NULL};
 static const char *const join_words[] = {"fail", "wait"};     /* fv_job_join_policy_t */
@@ -707,7 +709,7 @@ static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool
 
 static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
 {
-    json_t *o;
+    json_t *o, *v;
     long long x;
     int metric, r;
     bool binary = fv_schema_positive(job->schema) != NULL;
@@ -797,6 +799,11 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
         return r;
     if ((r = parse_validation(c, root, job)) < 0 || (r = parse_cohort(c, root, job)) < 0)
         return r;
+    v = json_object_get(root, "explain"); /* boolean, default false */
+    if (v != NULL && !json_is_boolean(v))
+        return fv_diag_set(c->d, FV_EPARSE, "%s: explain: got %s; expected true or false",
+                           c->origin, type_name(v));
+    job->explain = v != NULL && json_is_true(v);
     return parse_distill(c, root, job, binary);
 }
 
@@ -1281,6 +1288,8 @@ static json_t *encode(const fv_job_t *job)
               put(o, "on_join_deadline", json_string(join_words[job->cohort.on_join_deadline])) ||
               put(o, "on_member_lost", json_string(lost_words[job->cohort.on_member_lost]));
     }
+    if (!bad && job->explain) /* only when true: older jobs keep their digest */
+        bad = put(root, "explain", json_true());
     json_decref(schema);
     if (bad) {
         json_decref(root);
@@ -1338,7 +1347,8 @@ int fv_job_digest(const fv_job_t *job, uint8_t ret[32])
 
 uint64_t fv_job_last_round(const fv_job_t *job)
 {
-    return (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0);
+    return (uint64_t)job->rounds + (job->distill.on ? job->distill.rounds : 0) +
+           (job->explain ? 1 : 0);
 }
 
 int fv_job_secagg_for(const fv_job_t *job, uint32_t n, uint32_t *ret_threshold,

@@ -192,6 +192,20 @@ int fv_around_check(const fv_around_held_t *h, const fv_msg_t *m, char *why, siz
                               "ROUND_START: the announced model hash is not the model this "
                               "agent holds");
     }
+    if (kind->needs & FV_ROUND_NEEDS_FINAL) {
+        /* the final training model: the teacher when the job distils (the agent holds it
+         * since the distill phase), else the model sent for this round */
+        bool t = job->distill.on;
+        if (!(t ? h->has_teacher : h->has_global))
+            return check_fail(why, why_len, FV_EPROTO,
+                              "ROUND_START: no %s was sent before the explain round",
+                              t ? "teacher model" : "final model");
+        if (!rs->has_model || memcmp(rs->model, t ? h->teacher_hash : h->global_hash, 32) != 0)
+            return check_fail(why, why_len, FV_EPROTO,
+                              "ROUND_START: the announced model hash is not the final model (%s) "
+                              "this agent holds",
+                              t ? "the teacher" : "the model sent for the round");
+    }
     if (kind->needs & FV_ROUND_NEEDS_FEATURES) {
         if (!h->has_features)
             return check_fail(why, why_len, FV_EPROTO,

@@ -74,9 +74,18 @@ uint64_t fv_cjob_round(const fv_cjob_t *j)
     return j->stats_sum == NULL ? 0 : j->next_round;
 }
 
+/* The explain round is the job's last number (fv_job_last_round): the machine is at it
+ * once the phases before it ran their last round or fv_cjob_explain_begin moved it there;
+ * nothing else marks it, so a checkpoint's next_round alone restores it. */
+static bool at_explain(const fv_cjob_t *j)
+{
+    return j->job->explain && j->stats_sum != NULL && j->next_round >= fv_job_last_round(j->job);
+}
+
 uint32_t fv_cjob_kind(const fv_cjob_t *j)
 {
     return j->stats_sum == NULL ? FV_FED_KIND_STATS
+           : at_explain(j)      ? FV_FED_KIND_EXPLAIN
            : j->distill         ? FV_FED_KIND_DISTILL
                                 : FV_FED_KIND_TRAIN;
 }
@@ -243,8 +252,9 @@ bool fv_cjob_phase_over(const fv_cjob_t *j)
     if (done == 0)
         return false; /* only the stats round */
     es_t e = phase_es(j);
-    if (done >= (j->distill ? fv_job_last_round(j->job) : j->job->rounds))
-        return true;
+    uint64_t distill_end = (uint64_t)j->job->rounds + j->job->distill.rounds; /* 0 if no section */
+    if (done >= (j->distill ? distill_end : j->job->rounds))
+        return true; /* (also while the explain round is pending, and once it ran) */
     return e.patience > 0 && j->since_best >= e.patience;
 }
 
@@ -301,6 +311,29 @@ int fv_cjob_distill_begin(fv_cjob_t *j, fv_diag_t *d)
     if (r == 0)
         j->next_round = (uint64_t)j->job->rounds + 1;
     return r;
+}
+
+/* ---- the explain round -------------------------------------------------------------- */
+
+const fv_mlp_t *fv_cjob_explained(const fv_cjob_t *j)
+{
+    if (j->distill)
+        return j->teacher;
+    return fv_cjob_final(j, NULL);
+}
+
+bool fv_cjob_explain_due(const fv_cjob_t *j)
+{
+    return j->job->explain && j->stats_sum != NULL && j->next_round <= fv_job_last_round(j->job) &&
+           fv_cjob_final(j, NULL) != NULL && fv_cjob_explained(j) != NULL;
+}
+
+int fv_cjob_explain_begin(fv_cjob_t *j, fv_diag_t *d)
+{
+    if (!fv_cjob_explain_due(j))
+        return fv_diag_set(d, FV_EINVAL, "no explanation round is due");
+    j->next_round = fv_job_last_round(j->job);
+    return 0;
 }
 
 /* ---- facts --------------------------------------------------------------------------- */
@@ -373,8 +406,12 @@ void fv_cjob_params_hash(const fv_mlp_t *m, uint8_t out[32])
 const fv_mlp_t *fv_cjob_final(const fv_cjob_t *j, uint64_t *ret_round)
 {
     bool last = !j->distill && j->job->early_stopping.patience == 0;
+    /* patience 0: training ran every round, so its result is round `rounds`'s update,
+     * labelled with that round (the explain round, numbered after it, does not move it) */
+    uint64_t after =
+        j->next_round > (uint64_t)j->job->rounds + 1 ? (uint64_t)j->job->rounds + 1 : j->next_round;
     if (ret_round != NULL)
-        *ret_round = last ? (j->next_round > 0 ? j->next_round - 1 : 0) : j->best_round;
+        *ret_round = last ? (after > 0 ? after - 1 : 0) : j->best_round;
     if (j->best == NULL)
         return NULL; /* no round of the phase completed with a metric */
     return last ? j->global : j->best;

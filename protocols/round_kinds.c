@@ -1,4 +1,5 @@
-/* round_kinds.c - the table of round kinds (stats, train, distill) and their handlers, and
+/* round_kinds.c - the table of round kinds (stats, train, distill; explain's handlers are
+ * round_explain.c's) and their handlers, and
  * the engine's small shared types (action lists, work items, outcomes). fv_round.h says
  * what a kind is; protocols/fv_fed.h is the arithmetic of the vectors.
  *
@@ -26,6 +27,7 @@
  * while it runs) and writes only its fv_round_work_t. Everything else here is pure.
  */
 #include "fv_round.h"
+#include "fv_round_explain.h"
 #include "fv_round_job.h"
 
 #include <math.h>
@@ -103,6 +105,7 @@ void fv_round_outcome_close(fv_round_outcome_t *o)
         fv_fed_stats_close(&o->stats);
     if (o->has_result)
         fv_fed_result_close(&o->res);
+    fv_round_explanation_close(&o->expl);
     memset(o, 0, sizeof *o);
 }
 
@@ -597,7 +600,8 @@ static const fv_round_kind_t kind_distill = {
 
 /* ---- the table ----------------------------------------------------------------------- */
 
-static const fv_round_kind_t *const default_kinds[] = {&kind_stats, &kind_train, &kind_distill};
+static const fv_round_kind_t *const default_kinds[] = {&kind_stats, &kind_train, &kind_distill,
+                                                       &fv__round_kind_explain};
 static const fv_round_kinds_t default_table = {default_kinds,
                                                sizeof default_kinds / sizeof *default_kinds};
 

@@ -392,7 +392,7 @@ static void agent_upload(sim_t *s, uint32_t i, fv_round_act_t *act)
 static int work_params(sim_t *s, fv_round_work_t *w)
 {
     const fv_round_kind_t *k = w->kind;
-    if (k->needs & FV_ROUND_NEEDS_GLOBAL) {
+    if (k->needs & (FV_ROUND_NEEDS_GLOBAL | FV_ROUND_NEEDS_FINAL)) {
         w->global = malloc(s->sizes.n_params * sizeof *w->global);
         if (w->global == NULL)
             return FV_ENOMEM;
@@ -822,7 +822,7 @@ int fv_round_sim_run(const fv_round_sim_cfg_t *cfg, fv_round_sim_result_t *ret, 
     for (int k = 0; k < 8; k++)
         s.job_digest[k] = (uint8_t)(cfg->seed >> (8 * k));
     s.job_digest[31] = 0xf5;
-    if (s.kind->needs & FV_ROUND_NEEDS_GLOBAL) {
+    if (s.kind->needs & (FV_ROUND_NEEDS_GLOBAL | FV_ROUND_NEEDS_FINAL)) {
         s.has_model = true;
         params_hash(cfg->global, s.sizes.n_params, s.model_hash);
     } else if (s.kind->needs & FV_ROUND_NEEDS_STUDENT) {
@@ -848,11 +848,12 @@ int fv_round_sim_run(const fv_round_sim_cfg_t *cfg, fv_round_sim_result_t *ret, 
         h->pk = a->pk;
         h->sk = a->sk;
         h->sizes = s.sizes;
-        h->has_global = (s.kind->needs & FV_ROUND_NEEDS_GLOBAL) != 0;
+        h->has_global = (s.kind->needs & (FV_ROUND_NEEDS_GLOBAL | FV_ROUND_NEEDS_FINAL)) != 0;
         h->has_student = (s.kind->needs & FV_ROUND_NEEDS_STUDENT) != 0;
-        h->has_teacher = (s.kind->needs & FV_ROUND_NEEDS_TEACHER) != 0;
+        h->has_teacher = (s.kind->needs & (FV_ROUND_NEEDS_TEACHER | FV_ROUND_NEEDS_FINAL)) != 0;
         memcpy(h->global_hash, s.model_hash, 32);
         memcpy(h->student_hash, s.model_hash, 32);
+        memcpy(h->teacher_hash, s.model_hash, 32); /* explain in a distilling job */
         const fv_round_data_t *data = spec(&s, i)->data;
         h->has_features = data != NULL && data->x_tr != NULL;
         h->n_tr = data != NULL ? data->n_tr : 0;

@@ -10,7 +10,9 @@
 #     examples/lending-club/job.json through the admin CLI and follows it (job watch),
 #     each agent reading only its own bank's file,
 #   - the job trains the teacher (mlp:128,64), then distills it into a small student
-#     (mlp:4) in federated distill rounds, and quantizes the student to int8,
+#     (mlp:4) in federated distill rounds, and quantizes the student to int8, then
+#     explains the teacher in one explain round (mean |reason-code contribution| per
+#     column over every bank's validation rows, summed securely),
 #   - prints the global validation metrics of every round (computed by the coordinator
 #     from securely summed histograms), exports the teacher and the distilled student
 #     through the admin CLI and prints the student's compression report, stops the
@@ -89,8 +91,12 @@ $fv job show "$job" "${admin[@]}" --json > "$out/job.json"
 /usr/bin/python3 - "$out/state/latest/rounds.jsonl" "$out/job.json" <<'PY'
 import json, sys
 print("round  kind     agents  val ROC AUC  val PR AUC  val log loss  teacher ROC AUC  secs")
+expl = None
 for line in open(sys.argv[1]):
     r = json.loads(line)
+    if r["kind"] == "explain":
+        expl = r
+        continue
     mark = " *" if r["improved"] else ""
     t = f"{r['teacher_roc_auc']:15.4f}" if "teacher_roc_auc" in r else " " * 15
     print(f"{r['round']:5d}  {r['kind']:7s}  {r['agents']:6d}  {r['val_roc_auc']:11.4f}  "
@@ -100,6 +106,14 @@ print(f"job {job['status']}: {job['rounds_done']} training and "
       f"{job.get('distill_rounds_done', 0)} distill rounds completed, {job['rounds_failed']} "
       f"aborted (* = improved); teacher: model version {job['final_version']}, distilled "
       f"student: model version {job['student_version']}")
+if expl is None:
+    sys.exit("no explanation round in rounds.jsonl")
+x = expl["explanation"]
+cols = sorted(x["columns"], key=lambda c: -c["mean_abs"])
+print(f"explanation of the teacher (round {expl['round']}, {expl['agents']} banks, {x['rows']} "
+      f"validation rows summed securely, {x['method']}): mean |contribution| to the logit")
+for c in cols[:8]:
+    print(f"  {c['name']:24s} {c['mean_abs']:.4f}")
 PY
 final=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["final_version"])' "$out/job.json")
 student=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["student_version"])' "$out/job.json")

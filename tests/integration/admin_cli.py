@@ -133,7 +133,8 @@ _, out, _ = admin(["status"])
 print(f"status:\n{out}")
 
 # A job, start to end.
-spec1 = write(f"{tmp}/job1.json", fvfed.job_spec(name="lc-admin-1"))
+# (with the explanation round: round 4, after the 3 training rounds)
+spec1 = write(f"{tmp}/job1.json", fvfed.job_spec(name="lc-admin-1", explain=True))
 _, out, _ = admin(["job", "submit", spec1])
 job1 = admin_json(["job", "list"])["jobs"][0]["id"]
 fvtest.check(job1[:12] in out, f"job submit printed {out!r}, id {job1}")
@@ -153,9 +154,18 @@ fvtest.check(m is not None and fin and
              abs(float(m.group(1)) - fin[0]["metrics"]["val_roc_auc"]) <= 5e-4,  # %.4g
              f"job watch's last line {wl!r}, the final round's metrics {fin}")
 ok_rounds = [r for r in show["rounds"] if r["status"] == "ok"]
-fvtest.check([r["round"] for r in ok_rounds] == [0, 1, 2, 3], f"rounds: {show['rounds']}")
-fvtest.check(all(0 <= r["metrics"]["val_roc_auc"] <= 1 for r in ok_rounds[1:]),
-             f"metrics: {[r['metrics'] for r in ok_rounds[1:]]}")
+fvtest.check([r["round"] for r in ok_rounds] == [0, 1, 2, 3, 4]
+             and [r["kind"] for r in ok_rounds] == ["stats"] + ["train"] * 3 + ["explain"],
+             f"rounds: {show['rounds']}")
+fvtest.check(all(0 <= r["metrics"]["val_roc_auc"] <= 1 for r in ok_rounds[1:4]),
+             f"metrics: {[r['metrics'] for r in ok_rounds[1:4]]}")
+# the explanation: one finite mean >= 0 per numeric and categorical column, in the state
+spec1_cols = [c["name"] for c in json.load(open(spec1))["schema"]["columns"]
+              if c["type"] in ("numeric", "categorical")]
+ex = ok_rounds[4]["metrics"]["explanation"]
+fvtest.check([c["name"] for c in ex["columns"]] == spec1_cols
+             and all(0 <= c["mean_abs"] < 1e9 for c in ex["columns"]) and ex["rows"] > 0
+             and ok_rounds[4].get("model_out") is None, f"explain round: {ok_rounds[4]}")
 sha = {b: hashlib.sha256(open(f"{tmp}/banks/{b}.csv", "rb").read()).hexdigest() for b in BANKS}
 rows = {b: sum(1 for _ in csv.reader(open(f"{tmp}/banks/{b}.csv"))) - 1 for b in BANKS}
 fp = {a["name"]: a for a in show["agents"]}
@@ -165,7 +175,11 @@ for b in BANKS:
                  f"{b}: fingerprint {fp[b]}, expected {sha[b]} / {want} rows")
 _, out, _ = admin(["job", "show", job1])
 fvtest.check("lc-admin-1" in out and "done" in out, f"job show table: {out[:800]}")
-print(f"job {job1[:12]}: 4 rounds ok, fingerprints match the banks' CSV files")
+top = max(ex["columns"], key=lambda c: c["mean_abs"])
+fvtest.check(f"explanation ({ex['rows']} rows" in out and top["name"] in out,
+             f"job show's explanation: {out[-1500:]}")
+print(f"job {job1[:12]}: 5 rounds ok (the last an explanation, top column {top['name']}), "
+      "fingerprints match the banks' CSV files")
 
 # Model versions and lineage.
 models = admin_json(["model", "list"])["models"]
@@ -327,7 +341,8 @@ fvtest.check(len(shown) >= 1 and all(r["event"] == "admin.job.abort" for r in sh
              f"audit show --actor --event: {out[:500]}")
 _, out, _ = fvtest.run(["audit", "show", "--log", log, "--job", job1, "--event",
                         "round.completed", "--json"], expect=0)
-fvtest.check(len(json.loads(out)["records"]) == 4, f"audit show --job: {out[:500]}")
+# (stats, 3 training rounds, the explanation)
+fvtest.check(len(json.loads(out)["records"]) == 5, f"audit show --job: {out[:500]}")
 _, out, _ = fvtest.run(["audit", "export", "--log", log, "--format", "csv", "--job", job1],
                       expect=0)
 rows_csv = list(csv.reader(out.splitlines()))

@@ -40,6 +40,7 @@ BANKS = fvfed.BANKS
 fvfed.setup(tmp, "drop-fed")
 job = json.load(open(os.path.join(SRC, "examples/lending-club/job.json")))
 job.pop("distill", None)  # training rounds only (distillation: fed-distill)
+job.pop("explain", None)  # (the explain round: fed-exact)
 # Slow enough rounds (local training of about a second) for the test to act inside them.
 # The dropouts are at protocol points, not times: a small, fast model will do.
 job.update({"model": "logreg", "rounds": 8, "local_epochs": 5, "min_agents": 5,

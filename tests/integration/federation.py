@@ -9,12 +9,17 @@ argv: fedvault fedvault-coordinator fedvault-agent MODE
             parameters than the teacher and a global ROC AUC within 0.01 of its own.
   exact     The main job's spec with an mlp:32,16 and no distillation, run with SecAgg on
             and off (plain FedAvg over TLS), same seeds, early
-            stopping off (the result is the model after the last update). Both start from
+            stopping off (the result is the model after the last update), and the main
+            job's explanation round after training. Both start from
             the same model and the same global statistics. For a one-round job the final
             models must agree within the quantization bound of protocols/fv_fed.h
             (n * clip * (2/(2^bits-1) + 2^-22) / weight_sum per parameter). For three
             rounds the gap is printed: training amplifies it, so no per-round bound holds
-            for it.
+            for it. Every run's explanation (rounds.jsonl's explain line, the round's
+            metrics in the state): one mean |contribution| per numeric and categorical
+            column, finite and >= 0, over every bank's validation rows (the agents' own
+            counts), of the final model's parameters; SecAgg on and off give the same
+            rows and columns (their means are printed side by side).
 The data: the shipped Lending Club CSV, 25 % held out (stratified), the rest split into
 five regional banks by state (examples/lending-club/split_regions.py), like the main job.
 """
@@ -101,9 +106,54 @@ def run_federation(label, job):
     print(f"{label}: {res['rounds']} rounds in {time.time() - t0:.1f} s, best round "
           f"{res['best_round']} (val ROC AUC {res['best_metric']:.4f})")
     for r in rounds:
+        if r["kind"] == "explain":
+            top = sorted(r["explanation"]["columns"], key=lambda c: -c["mean_abs"])[:3]
+            print(f"  round {r['round']:2d}: agents {r['agents']}, explanation over "
+                  f"{r['explanation']['rows']} rows, top "
+                  + ", ".join(f"{c['name']} {c['mean_abs']:.4f}" for c in top))
+            continue
         print(f"  round {r['round']:2d}: agents {r['agents']}, val ROC AUC {r['val_roc_auc']:.4f}, "
               f"PR AUC {r['val_pr_auc']:.4f}, log loss {r['val_log_loss']:.4f}")
     return d, res, rounds
+
+
+def check_explanation(d, job, rounds):
+    """The explain round of a finished job (protocols/fv_round_explain.h): the last line of
+    rounds.jsonl, after the last training round; its state record the same; returns it."""
+    ex = [r for r in rounds if r["kind"] == "explain"]
+    fvtest.check(len(ex) == 1 and rounds[-1] is ex[0], f"explain lines: {ex}")
+    e = ex[0]
+    fvtest.check(e["round"] == job["rounds"] + 1 and e["agents"] == len(BANKS),
+                 f"explain line: round {e['round']}, agents {e['agents']}")
+    want = [c["name"] for c in job["schema"]["columns"]
+            if c["type"] in ("numeric", "categorical")]
+    x = e["explanation"]
+    names = [c["name"] for c in x["columns"]]
+    fvtest.check(names == want, f"explained columns {names}, expected {want}")
+    means = [c["mean_abs"] for c in x["columns"]]
+    fvtest.check(all(isinstance(m, float) and m >= 0 and m == m and m != float("inf")
+                     for m in means) and max(means) > 0, f"means {means}")
+    val_rows = sum(ev["val_rows"] for b in BANKS for ev in fvfed.events(f"{d}/{b}.log")
+                   if ev.get("event") == "explained")
+    fvtest.check(x["rows"] == val_rows and x["clipped_rows"] <= x["rows"],
+                 f"explained rows {x['rows']} (clipped {x['clipped_rows']}), the agents' "
+                 f"validation rows {val_rows}")
+    db = sqlite3.connect(f"file:{d}/state/state/state.db?mode=ro", uri=True)
+    # the explained parameters' stored file: the version the final one was made from (the
+    # final file's metadata names its round, so its own bytes differ)
+    final_sha = db.execute("SELECT sha256 FROM versions WHERE version = (SELECT parent FROM "
+                           "versions WHERE kind = 'final')").fetchone()[0]
+    row = db.execute("SELECT metrics, model_in, model_out FROM rounds WHERE kind = 'explain' "
+                     "AND status = 'ok'").fetchone()
+    n_versions = db.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
+    db.close()
+    fvtest.check(x["model"] == final_sha and row[1] == final_sha and row[2] is None,
+                 f"explained model {x['model']}, round model_in {row[1]}, model_out {row[2]}; "
+                 f"the final version's parent's file {final_sha}")
+    fvtest.check(json.loads(row[0])["explanation"] == x, "the state's explanation differs")
+    # versions: the stats round's, one per training round, the final one: none of its own
+    fvtest.check(n_versions == job["rounds"] + 2, f"{n_versions} model versions")
+    return x
 
 
 def test_auc(model):
@@ -167,6 +217,11 @@ elif mode == "exact":
         job_off = dict(job)
         job_off["secagg"] = "off"
         d_off, _, r_off = run_federation(f"r{rounds}-secagg-off", job_off)
+        x_on, x_off = check_explanation(d_on, job, r_on), check_explanation(d_off, job_off, r_off)
+        fvtest.check(x_on["rows"] == x_off["rows"], "SecAgg on and off explained other rows")
+        print("  explanation, SecAgg on / off: " + ", ".join(
+            f"{a['name']} {a['mean_abs']:.4f}/{b['mean_abs']:.4f}"
+            for a, b in zip(x_on["columns"], x_off["columns"])))
         p_on, p_off = params(f"{d_on}/state/latest/model-r0001.fvm"), params(f"{d_off}/state/latest/model-r0001.fvm")
         fvtest.check(p_on == p_off, "round 1 starts from different models")
         f_on, f_off = params(f"{d_on}/state/latest/final.fvm"), params(f"{d_off}/state/latest/final.fvm")
@@ -194,6 +249,7 @@ elif mode == "exact":
     # the quantization's slack sqrt(P) * n * clip * (2 / (2^bits - 1) + 2^-22), and
     # weight_sum = 1 (every bank contributed), so the same bound holds for the step.
     job = dict(base_job)
+    job.pop("explain", None)  # (one training round and nothing after it)
     job["rounds"] = 1
     job["early_stopping"] = {"metric": "roc_auc", "patience": 0}
     mun = 1e-3

@@ -71,9 +71,11 @@ def split_iid(train, out, banks, target, seed=0):
 def job_spec(**overrides):
     """The main job's spec (examples/lending-club/job.json) made small for the tests that
     exercise the machinery rather than the model: mlp:16, 3 rounds of 1 local epoch, no
-    early stopping, no distillation, deadlines scaled for valgrind; then overrides."""
+    early stopping, no distillation, no explanation round, deadlines scaled for valgrind;
+    then overrides."""
     job = json.load(open(os.path.join(fvtest.SRC, "examples/lending-club/job.json")))
     job.pop("distill", None)
+    job.pop("explain", None)
     job.update({"model": "mlp:16", "rounds": 3, "local_epochs": 1,
                 "early_stopping": {"metric": "roc_auc", "patience": 0},
                 "deadlines_ms": {"join": 120000 * SLOW, "train": 120000 * SLOW,

@@ -953,12 +953,12 @@ static void test_schema_version(void)
     CHECK_INT_EQ(sqlite3_step(st), SQLITE_ROW);
     v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    CHECK_INT_EQ(v, 2);
+    CHECK_INT_EQ(v, FV_STATE_SCHEMA_VERSION);
     CHECK_INT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     CHECK_INT_EQ(sqlite3_step(st), SQLITE_ROW);
     CHECK_STR_EQ((const char *)sqlite3_column_text(st, 0), "wal");
     sqlite3_finalize(st);
-    CHECK_INT_EQ(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    CHECK_INT_EQ(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     CHECK_INT_EQ(sqlite3_close(db), SQLITE_OK);
 
     s = NULL;
@@ -1407,7 +1407,7 @@ static void test_migrate_v1(void)
     /* The file: version 2, no leftover table, consistent, and shaped as a new one. */
     fv_state_close(open_ok(fresh));
     sqlite3 *db = raw_open(dir), *fdb = raw_open(fresh);
-    CHECK_INT_EQ(raw_int(db, "PRAGMA user_version"), 2);
+    CHECK_INT_EQ(raw_int(db, "PRAGMA user_version"), 3); /* 1 -> 2 -> 3 (explain) */
     CHECK_STR_EQ(raw_text(db, "PRAGMA integrity_check", NULL, buf, sizeof buf), "ok");
     CHECK_INT_EQ(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
     CHECK_INT_EQ(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'new_%'"), 0);

@@ -1,7 +1,8 @@
 /* test_round_job.c - whole jobs in one process: the coordinator's job machine
  * (fv_round_job.h) over the round engine's simulator (fv_round_sim.h), four banks of the
  * German credit data, SecAgg on: the stats round, training rounds with early stopping,
- * the hand-over to distillation, distill rounds, the result.
+ * the hand-over to distillation, distill rounds, the explain round ("explain": after the
+ * last phase, early-stopped or not; the same result as the job without it), the result.
  *
  * Crash and restore: the same job is run again with the coordinator "crashing" at every
  * checkpoint (the machine thrown away and restored from its checkpoint) and, in every
@@ -64,7 +65,7 @@ typedef struct run {
     float *final;
     size_t n_final;
     uint64_t final_round, best_round, rounds_done, rounds_failed, checkpoints;
-    uint64_t kinds_seen[4];
+    uint64_t kinds_seen[5];
 } run_t;
 
 /* Restores the machine from its own checkpoint (a coordinator restart). */
@@ -102,7 +103,18 @@ static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t 
                     banks[k].data.s_n_params = fv_mlp_n_params(fv_cjob_global(j));
                 continue;
             }
-            break;
+            /* the explain round (a job with "explain"): after the last phase, also one
+             * that early stopping ended */
+            if (fv_cjob_explain_due(j)) {
+                CHECK_OK(fv_cjob_explain_begin(j, &d), &d);
+                if (crash)
+                    crash_and_restore(&j, job);
+                CHECK_UINT_EQ(fv_cjob_round(j), fv_job_last_round(job));
+                CHECK(fv_cjob_phase_over(j) && fv_cjob_explain_due(j));
+                CHECK_UINT_EQ(fv_cjob_kind(j), FV_FED_KIND_EXPLAIN);
+            } else {
+                break;
+            }
         }
         uint64_t round = fv_cjob_round(j);
         uint32_t kind = fv_cjob_kind(j);
@@ -125,7 +137,11 @@ static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t 
         c.n_ref = fv_cjob_n_ref(j);
         c.seed = 1000 + round;
         c.restart_at = -1;
-        if (kind != FV_FED_KIND_STATS) {
+        for (int k = 0; k < NB; k++)
+            banks[k].data.pp = fv_cjob_preproc(j);
+        if (kind == FV_FED_KIND_EXPLAIN) {
+            c.global = fv_mlp_params_const(fv_cjob_explained(j));
+        } else if (kind != FV_FED_KIND_STATS) {
             c.global = fv_mlp_params_const(fv_cjob_global(j));
             if (fv_cjob_teacher(j) != NULL)
                 c.teacher = fv_mlp_params_const(fv_cjob_teacher(j));
@@ -152,8 +168,11 @@ static void run_job(const fv_job_t *job, bool crash, uint64_t fail_round, run_t 
             const fv_round_kind_t *rk = fv_cjob_round_kind(j);
             fv_round_sum_t sum = {.secagg = true, .words = r.sum, .n_summands = r.n_summands};
             bool imp = false;
-            CHECK_OK(rk->apply(j, &sum, &r.outcome, &imp, &d), &d);
-            if (kind == FV_FED_KIND_STATS) {
+            if (rk->apply != NULL)
+                CHECK_OK(rk->apply(j, &sum, &r.outcome, &imp, &d), &d);
+            if (kind == FV_FED_KIND_EXPLAIN) {
+                CHECK(r.outcome.has_explanation && rk->apply == NULL); /* changes no model */
+            } else if (kind == FV_FED_KIND_STATS) {
                 banks_features(job, fv_cjob_preproc(j));
                 for (int k = 0; k < NB; k++) {
                     banks[k].data.n_params = fv_mlp_n_params(fv_cjob_global(j));
@@ -247,6 +266,49 @@ static void test_failed_round_is_rerun(void)
     fv_job_free(job);
 }
 
+/* "explain": one explain round after the last phase (early stopping ended training or
+ * distillation early, or every training round ran), which changes nothing of the result:
+ * the same final model, round label and best round as the job without it, also with a
+ * restore at every checkpoint. */
+static void test_explain_keeps_result(void)
+{
+    static const char *const extras[3] = {
+        ",\"early_stopping\":{\"patience\":2},\"distill\":{\"student\":\"logreg\","
+        "\"rounds\":3}",
+        ",\"early_stopping\":{\"patience\":0}",
+        ",\"early_stopping\":{\"patience\":1,\"min_delta\":0.5}"};
+    for (int i = 0; i < 3; i++) {
+        char with[512];
+        snprintf(with, sizeof with, "%s,\"explain\":true", extras[i]);
+        fv_job_t *off = german_job(extras[i]), *on = german_job(with);
+        run_t a, b, c;
+        run_job(off, false, UINT64_MAX, &a);
+        run_job(on, false, UINT64_MAX, &b);
+        run_job(on, true, UINT64_MAX, &c);
+        CHECK_UINT_EQ(a.kinds_seen[FV_FED_KIND_EXPLAIN], 0);
+        CHECK_UINT_EQ(b.kinds_seen[FV_FED_KIND_EXPLAIN], 1);
+        CHECK_UINT_EQ(c.kinds_seen[FV_FED_KIND_EXPLAIN], 1);
+        CHECK_UINT_EQ(b.rounds_done, a.rounds_done + 1);
+        for (const run_t *x = &b; x != NULL; x = x == &b ? &c : NULL) {
+            CHECK_UINT_EQ(x->final_round, a.final_round);
+            CHECK_UINT_EQ(x->best_round, a.best_round);
+            CHECK_UINT_EQ(x->n_final, a.n_final);
+            CHECK(memcmp(x->final, a.final, a.n_final * sizeof(float)) == 0);
+        }
+        if (i == 2) /* min_delta 0.5: no round after the first improves: stopped early */
+            CHECK_UINT_EQ(b.kinds_seen[FV_FED_KIND_TRAIN], 2);
+        printf("explain: %s job, %llu train rounds, %llu rounds with the explanation, final "
+               "round %llu: the same result as without it\n",
+               i == 0   ? "a distilling"
+               : i == 1 ? "a patience-0"
+                        : "an early-stopped",
+               (unsigned long long)b.kinds_seen[FV_FED_KIND_TRAIN],
+               (unsigned long long)b.rounds_done, (unsigned long long)b.final_round);
+        free(a.final), free(b.final), free(c.final);
+        fv_job_free(off), fv_job_free(on);
+    }
+}
+
 /* A checkpoint that does not fit the job is refused, naming what. */
 static void test_restore_refuses(void)
 {
@@ -274,6 +336,7 @@ int main(void)
     CHECK_OK(fv_dataset_load(path, schema, &ds, &d), &d);
     test_restore_refuses();
     test_failed_round_is_rerun();
+    test_explain_keeps_result();
     test_whole_job_restores();
     fv_dataset_free(ds);
     fv_schema_free(schema);
