@@ -12,10 +12,13 @@
  *
  * Cell decoding (see fv_dataset.h for the encoding):
  *   - missing = "" or "NA" exactly (fv_schema_is_missing);
- *   - numbers follow the grammar in schema.c's top note, parsed with strtod_l in the "C"
- *     locale: [+-]? (digits ['.' digits*] | '.' digits) [[eE] [+-]? digits]. The helper
- *     below is a copy of schema.c's (one rule, two files: inference must call a column
- *     numeric exactly when loading accepts it; test_schema checks that they agree).
+ *   - numbers follow the grammar in schema.c's top note, with the value strtod_l gives
+ *     in the "C" locale: [+-]? (digits ['.' digits*] | '.' digits) [[eE] [+-]? digits].
+ *     One parser for both files (fv__parse_number, text.c: inference must call a column
+ *     numeric exactly when loading accepts it; test_schema checks that they agree); a
+ *     plain integer of up to 15 digits is converted here inline (cell_number), and
+ *     text.c computes most other numbers exactly without strtod, bit for bit the same
+ *     (test_csv_number).
  *     "inf", "infinity", "nan" (any case, optional sign) and numbers that overflow a
  *     double ("1e999") are "non-finite number" errors, not missing values: a NaN
  *     written by some tool is more likely a bug upstream than a deliberate blank, and
@@ -27,8 +30,11 @@
  * row, fedvault predict a loop that records the bad row and goes on. Under
  * FV_DATASET_TARGET_OPTIONAL the target may be absent and is never an error.
  *
- * Memory: the file is read once (fv_csv); the cell matrix grows by doubling. All sizes
- * are bounded by the CSV byte cap and the schema caps. The dataset borrows its schema.
+ * Memory: the file is read once (fv_csv, through a window); each row is decoded straight
+ * into the cell matrix, which is sized once from the bytes per row of the first
+ * DS_ROWS_INIT rows (ds_grow; doubling after that if the estimate falls short), with a
+ * huge-page hint. All sizes are bounded by the CSV byte cap and the schema caps. The
+ * dataset borrows its schema.
  *
  * Split: rows are bucketed by class in input order; one xoshiro stream seeded with
  * `seed` shuffles the buckets in class order 0, 1, ...; the first round(f * n_class)
@@ -47,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 #include "fv_csv.h"
 #include "model-int.h"
@@ -85,10 +92,41 @@ void fv_dataset_free(fv_dataset_t *ds)
     free(ds);
 }
 
-/* Grows the row arrays to hold at least one more row. */
-static int ds_grow(fv_dataset_t *ds, size_t *cap_rows)
+/* A large matrix is written once, front to back, right after it is allocated: with 4 KiB
+ * pages a third of the load's time went to first-touch page faults. Where the kernel
+ * does transparent huge pages on request (madvise mode, the usual default), ask for them
+ * on the page-aligned part of the block; a refusal costs nothing but the hint. */
+static void hint_huge_pages(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t b = ((uintptr_t)p + len) & ~(huge - 1);
+    if (b > a)
+        (void)madvise((void *)a, (size_t)(b - a), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)len;
+#endif
+}
+
+/* Grows the row arrays to hold at least one more row: the first time DS_ROWS_INIT rows;
+ * the second time, all the rows the input should hold at the bytes per row seen so far
+ * (plus 1/16 and DS_ROWS_INIT: the last rows may be longer), so a large file is not
+ * copied by repeated doubling (each doubling copied and page-faulted the whole matrix
+ * again: this kernel's mremap does not move a block, so realloc copies); after that, if
+ * the estimate fell short, doubling. The unused tail of an estimate is never touched. */
+static int ds_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c)
 {
     size_t ncap = *cap_rows ? *cap_rows * 2 : DS_ROWS_INIT;
+    size_t done = 0, total = 0;
+    fv_csv_progress(c, &done, &total);
+    if (*cap_rows == DS_ROWS_INIT && done > 0 && ds->n_rows > 0 && total > done) {
+        double per_row = (double)done / (double)ds->n_rows;
+        double est = (double)total / per_row * (17.0 / 16.0) + DS_ROWS_INIT;
+        if (est > (double)ncap && est < (double)SIZE_MAX / 2)
+            ncap = (size_t)est;
+    }
     double *cells;
     int32_t *label;
     uint32_t *line;
@@ -98,6 +136,7 @@ static int ds_grow(fv_dataset_t *ds, size_t *cap_rows)
     if (cells == NULL)
         return FV_ENOMEM;
     ds->cells = cells;
+    hint_huge_pages(cells, ncap * ds->n_cols * sizeof *cells);
     label = realloc(ds->label, ncap * sizeof *label);
     if (label == NULL)
         return FV_ENOMEM;
@@ -129,6 +168,32 @@ int fv__dataset_cat_cell(const fv_schema_t *s, size_t col, const char *cell, dou
     else
         return FV_ESCHEMA;
     return 0;
+}
+
+/* fv_schema_is_missing, inlined for the numeric cells of the hot loop. */
+static inline bool cell_is_missing(const char *cell)
+{
+    return cell[0] == '\0' || (cell[0] == 'N' && cell[1] == 'A' && cell[2] == '\0');
+}
+
+/* The number in a numeric cell: a plain integer of up to 15 digits (the commonest cell)
+ * here, inline; it is below 2^53, so (double)m is exactly the double strtod gives, and a
+ * '-' makes -0 of "-0" as strtod does. Everything else goes to fv__parse_number. */
+static inline int cell_number(const char *cell, locale_t loc, double *ret)
+{
+    const char *p = cell + (cell[0] == '-' || cell[0] == '+');
+    uint64_t m = 0;
+    size_t k = 0;
+    while (k < 15 && p[k] >= '0' && p[k] <= '9') {
+        m = m * 10 + (uint64_t)(p[k] - '0');
+        k++;
+    }
+    if (k > 0 && p[k] == '\0') {
+        double v = (double)m;
+        *ret = cell[0] == '-' ? -v : v;
+        return FV__NUM_OK;
+    }
+    return fv__parse_number(cell, loc, ret);
 }
 
 /* ---- streaming decoder ------------------------------------------------------------ *
@@ -322,11 +387,11 @@ static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, f
         case FV_COL_NUMERIC: {
             double v = 0;
             int k;
-            if (fv_schema_is_missing(cell)) {
+            if (cell_is_missing(cell)) {
                 row[j] = NAN;
                 break;
             }
-            k = fv__parse_number(cell, rd->loc, &v);
+            k = cell_number(cell, rd->loc, &v);
             if (k == FV__NUM_TEXT)
                 return fv_diag_set(d, FV_ESCHEMA,
                                    "%s:%zu:%zu: column '%s': \"%s\" is not a number; expected "
@@ -420,7 +485,6 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
     fv_dataset_reader_t *rd = NULL;
     fv_dataset_t *ds = NULL;
     size_t cap_rows = 0;
-    double *row = NULL; /* one decoded row before it is known to be good */
     int32_t label;
     int r;
 
@@ -428,21 +492,26 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
     if (r < 0)
         goto out;
     ds = calloc(1, sizeof *ds);
-    row = malloc((n ? n : 1) * sizeof *row);
-    if (ds == NULL || row == NULL) {
+    if (ds == NULL) {
         r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory loading the data", fn);
         goto out;
     }
     ds->schema = s;
     ds->n_cols = n;
 
-    while ((r = fv_dataset_reader_next(rd, row, &label, d)) == FV_DATASET_ROW) {
-        size_t line = fv_dataset_reader_line(rd);
-        if (ds->n_rows == cap_rows && (r = ds_grow(ds, &cap_rows)) < 0) {
-            fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, line, ds->n_rows);
+    /* Each row is decoded straight into its place in the matrix (no copy): the rows
+     * after a bad one are never read, so a half-written last row is never counted. */
+    for (;;) {
+        size_t line;
+        if (ds->n_rows == cap_rows && (r = ds_grow(ds, &cap_rows, c)) < 0) {
+            size_t at = ds->n_rows ? fv_dataset_reader_line(rd) : fv_dataset_reader_header_line(rd);
+            fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, at, ds->n_rows);
             goto out;
         }
-        memcpy(ds->cells + ds->n_rows * n, row, n * sizeof *row);
+        r = fv_dataset_reader_next(rd, ds->cells + ds->n_rows * n, &label, d);
+        if (r != FV_DATASET_ROW)
+            break;
+        line = fv_dataset_reader_line(rd);
         ds->label[ds->n_rows] = label;
         ds->line[ds->n_rows] = line > UINT32_MAX ? UINT32_MAX : (uint32_t)line;
         ds->n_rows++;
@@ -464,7 +533,6 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
     ds = NULL;
     r = 0;
 out:
-    free(row);
     fv_dataset_free(ds);
     fv_dataset_reader_free(rd);
     return r;

@@ -26,6 +26,9 @@ bool fv__utf8_valid(const char *s);
 const char *fv__msg_str(char *out, size_t len, const char *s);
 /* FV__NUM_OK (and *ret set), FV__NUM_TEXT or FV__NUM_NONFINITE; loc is a C locale. */
 int fv__parse_number(const char *s, locale_t loc, double *ret);
+/* The same with strtod_l for every number: the reference fv__parse_number's fast path is
+ * tested against, bit for bit (tests/unit/model/test_csv_number.c). */
+int fv__parse_number_ref(const char *s, locale_t loc, double *ret);
 
 /* dataset.c: the meaning of a categorical cell (missing, category index, FV_CELL_OTHER),
  * FV_ESCHEMA for an unseen value under policy "error"; and the "'a', 'b', ... (N in all)"

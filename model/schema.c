@@ -22,20 +22,21 @@
  *     checked in one place.
  * A schema is immutable after construction, so it can be shared between threads.
  *
- * Inference reads the CSV once. A column is numeric if every non-missing cell is a
- * finite number in the grammar below; a column whose cells are all missing is numeric
- * (vacuously; it imputes to 0). Because a column may turn out not to be numeric only at
- * its last row, the distinct values of every analysed column are kept in a hash set
- * while reading. A set that grows past FV_SCHEMA_MAX_CATEGORIES while its column still
- * looks numeric is dropped (a numeric column needs no vocabulary, and if the column
- * later proves categorical it has too many categories anyway); so memory stays bounded
- * by the caps, not by the number of rows.
+ * Inference reads the CSV once (a small canonical integer is known to be a number
+ * without parsing it; see struct strset for the vocabulary's fast paths). A column is numeric if
+ * every non-missing cell is a finite number in the grammar below; a column whose cells are all
+ * missing is numeric (vacuously; it imputes to 0). Because a column may turn out not to be numeric
+ * only at its last row, the distinct values of every analysed column are kept in a hash set while
+ * reading. A set that grows past FV_SCHEMA_MAX_CATEGORIES while its column still looks numeric is
+ * dropped (a numeric column needs no vocabulary, and if the column later proves categorical it has
+ * too many categories anyway); so memory stays bounded by the caps, not by the number of rows.
  *
  * Numbers (identical rule in dataset.c, which decodes what this file infers):
  *   [+-]? ( digits [ '.' digits* ] | '.' digits ) [ [eE] [+-]? digits ]
- * parsed with strtod_l in the "C" locale (so a caller's setlocale() cannot turn "1.5"
- * into 1). No surrounding spaces, no hex, no "inf"/"nan": those are text. A number that
- * overflows a double ("1e999") is not finite, so its column is inferred categorical.
+ * valued as strtod_l in the "C" locale values it (so a caller's setlocale() cannot turn
+ * "1.5" into 1; text.c computes most numbers without strtod, to the same bits). No surrounding
+ * spaces, no hex, no "inf"/"nan": those are text. A number that overflows a double ("1e999") is not
+ * finite, so its column is inferred categorical.
  *
  * Values that reach a JSON string must be UTF-8 (jansson refuses anything else), so
  * inference rejects a non-UTF-8 column name, category or label with its position.
@@ -210,12 +211,32 @@ static int schema_index_names(fv_schema_t *s, size_t *ret_first, size_t *ret_sec
 
 /* ---- inference -------------------------------------------------------------------- */
 
-/* Open-addressing set of strdup'd strings (FNV-1a). Rows are the bank's own data, so
- * a hash-flooding adversary is not in the threat model here; the cap still bounds it. */
+/* Set of distinct strings, for the vocabulary of every analysed column. Rows are the
+ * bank's own data, so a hash-flooding adversary is not in the threat model here; the cap
+ * still bounds it. Two open-addressing tables, one count: strings of 1..8 bytes (nearly
+ * every cell of a real file: numbers, codes, short labels) are kept as their bytes
+ * zero-padded into a uint64_t key (a string holds no NUL, so the key is one-to-one, and
+ * never 0, the empty slot), found by one multiply and integer compares, no allocation;
+ * longer strings are strdup'd, hashed with FNV-1a and compared with strcmp. Inference
+ * adds every cell of a column while it still looks numeric, so this is on the hot path,
+ * and with hundreds of columns the tables outgrow the cache: a probe is a cache miss. So
+ * the commonest cells of all, small integers written the canonical way ("0" to "1023",
+ * no sign, no leading zero: pixels, counts, ages, codes, class labels), are a bit in a
+ * 128-byte bitmap per column. The three parts never hold the same string (which part a
+ * string goes to depends on the string alone), so n is their sum. */
+#define SMALL_INTS 1024
+
 struct strset {
     char **slots;
     size_t cap; /* power of two, or 0 */
-    size_t n;
+    size_t n_long;
+    uint64_t *keys;
+    size_t kcap;     /* power of two, or 0 */
+    unsigned kshift; /* 64 - log2(kcap) */
+    size_t n_short;
+    uint64_t small[SMALL_INTS / 64]; /* bit v: the string "v" (canonical decimal) is in */
+    size_t n_small;
+    size_t n; /* n_long + n_short + n_small */
 };
 
 static uint64_t str_hash(const char *s)
@@ -232,27 +253,108 @@ static void strset_free(struct strset *st)
         for (size_t i = 0; i < st->cap; i++)
             free(st->slots[i]);
     free(st->slots);
-    st->slots = NULL;
-    st->cap = st->n = 0;
+    free(st->keys);
+    memset(st, 0, sizeof *st);
+}
+
+/* s (1..8 bytes) as a key; false for "" or a longer string. */
+static bool short_key(const char *s, uint64_t *ret)
+{
+    uint64_t k = 0;
+    size_t i;
+    for (i = 0; i < 8 && s[i] != '\0'; i++)
+        k |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    if (i == 0 || (i == 8 && s[8] != '\0'))
+        return false;
+    *ret = k;
+    return true;
+}
+
+static size_t key_slot(uint64_t k, unsigned shift)
+{
+    return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> shift);
+}
+
+/* 1: inserted, 0: already there, FV_ENOMEM. */
+static int strset_add_short(struct strset *st, uint64_t k)
+{
+    size_t i, mask;
+    if ((st->n_short + 1) * 2 > st->kcap) {
+        size_t ncap = st->kcap ? st->kcap * 2 : 16;
+        unsigned nshift = st->kcap ? st->kshift - 1 : 60;
+        uint64_t *nk = calloc(ncap, sizeof *nk);
+        if (nk == NULL)
+            return FV_ENOMEM;
+        for (size_t q = 0; q < st->kcap; q++) {
+            if (st->keys[q] == 0)
+                continue;
+            size_t j = key_slot(st->keys[q], nshift);
+            while (nk[j] != 0)
+                j = (j + 1) & (ncap - 1);
+            nk[j] = st->keys[q];
+        }
+        free(st->keys);
+        st->keys = nk;
+        st->kcap = ncap;
+        st->kshift = nshift;
+    }
+    mask = st->kcap - 1;
+    for (i = key_slot(k, st->kshift); st->keys[i] != 0; i = (i + 1) & mask)
+        if (st->keys[i] == k)
+            return 0;
+    st->keys[i] = k;
+    st->n_short++;
+    st->n++;
+    return 1;
+}
+
+/* The value of s if it is "0" or a decimal without sign or leading zero under
+ * SMALL_INTS, else -1. */
+static int small_int(const char *s)
+{
+    int v = 0;
+    if (s[0] == '0')
+        return s[1] == '\0' ? 0 : -1;
+    for (int i = 0; i < 4; i++) {
+        if (s[i] == '\0')
+            return i > 0 && v < SMALL_INTS ? v : -1;
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return s[4] == '\0' && v < SMALL_INTS ? v : -1;
 }
 
 /* 1: inserted, 0: already there, FV_ENOMEM. */
 static int strset_add(struct strset *st, const char *s)
 {
-    uint64_t h = str_hash(s);
+    uint64_t h, k;
     size_t i;
-    if ((st->n + 1) * 2 > st->cap) {
+    int v = small_int(s);
+    if (v >= 0) {
+        uint64_t bit = (uint64_t)1 << (v & 63);
+        if (st->small[v >> 6] & bit)
+            return 0;
+        st->small[v >> 6] |= bit;
+        st->n_small++;
+        st->n++;
+        return 1;
+    }
+    if (short_key(s, &k))
+        return strset_add_short(st, k);
+    h = str_hash(s);
+    if ((st->n_long + 1) * 2 > st->cap) {
         size_t ncap = st->cap ? st->cap * 2 : 16;
         char **ns = calloc(ncap, sizeof *ns);
         if (ns == NULL)
             return FV_ENOMEM;
-        for (size_t k = 0; k < st->cap; k++) {
-            if (st->slots[k] == NULL)
+        for (size_t q = 0; q < st->cap; q++) {
+            if (st->slots[q] == NULL)
                 continue;
-            size_t j = (size_t)str_hash(st->slots[k]) & (ncap - 1);
+            size_t j = (size_t)str_hash(st->slots[q]) & (ncap - 1);
             while (ns[j] != NULL)
                 j = (j + 1) & (ncap - 1);
-            ns[j] = st->slots[k];
+            ns[j] = st->slots[q];
         }
         free(st->slots);
         st->slots = ns;
@@ -264,6 +366,7 @@ static int strset_add(struct strset *st, const char *s)
     st->slots[i] = strdup(s);
     if (st->slots[i] == NULL)
         return FV_ENOMEM;
+    st->n_long++;
     st->n++;
     return 1;
 }
@@ -280,6 +383,38 @@ static int strset_take_sorted(struct strset *st, char ***ret, size_t *ret_n)
             v[k++] = st->slots[i];
             st->slots[i] = NULL;
         }
+    for (size_t i = 0; i < st->kcap; i++) {
+        char b[9];
+        if (st->keys[i] == 0)
+            continue;
+        for (size_t q = 0; q < 8; q++)
+            b[q] = (char)(st->keys[i] >> (8 * q));
+        b[8] = '\0';
+        v[k] = strdup(b);
+        if (v[k] == NULL) {
+            while (k > 0)
+                free(v[--k]);
+            free(v);
+            strset_free(st);
+            return FV_ENOMEM;
+        }
+        k++;
+    }
+    for (int x = 0; x < SMALL_INTS; x++) {
+        char b[8];
+        if (!(st->small[x >> 6] & ((uint64_t)1 << (x & 63))))
+            continue;
+        snprintf(b, sizeof b, "%d", x);
+        v[k] = strdup(b);
+        if (v[k] == NULL) {
+            while (k > 0)
+                free(v[--k]);
+            free(v);
+            strset_free(st);
+            return FV_ENOMEM;
+        }
+        k++;
+    }
     qsort(v, k, sizeof *v, cmp_str);
     strset_free(st);
     *ret = v;
@@ -432,7 +567,8 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             double v;
             if (ty == FV_COL_IGNORED)
                 continue;
-            if (fv_schema_is_missing(cell)) {
+            if (cell[0] == '\0' || (cell[0] == 'N' && cell[1] == 'A' && cell[2] == '\0')) {
+                /* fv_schema_is_missing, inlined: this loop sees every cell */
                 if (ty == FV_COL_TARGET) {
                     r = fv_diag_set(d, FV_ESCHEMA,
                                     "%s:%zu:%zu: column '%s': missing target label (empty or "
@@ -443,7 +579,9 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 }
                 continue;
             }
-            if (ic[j].numeric && fv__parse_number(cell, loc, &v) != FV__NUM_OK)
+            /* a small canonical integer is a number: no need to parse it */
+            if (ic[j].numeric && small_int(cell) < 0 &&
+                fv__parse_number(cell, loc, &v) != FV__NUM_OK)
                 ic[j].numeric = false;
             if (ic[j].overflow && ic[j].numeric)
                 continue; /* still numeric: no vocabulary needed */
