@@ -105,6 +105,7 @@ static void tick(coord_t *c)
         coord_audit_refusal(c, NULL, NULL); /* a minute of suppressed refusals summed up */
     }
     coord__round_tick(c);
+    coord__schema_tick(c);
 }
 
 static void on_tick(uv_timer_t *t)

@@ -292,7 +292,7 @@ static int job_schema_obj(fv_state_t *s, const char *id, const json_t *spec, jso
                           fv_diag_t *d)
 {
     int r = fv_state_job_schema_json(s, id, ret, d);
-    if (r != UV_ENOENT)
+    if (r != -ENOENT)
         return r;
     *ret = json_pack("{s:n,s:n,s:[],s:b}", "sha256", "version", "contributors", "open",
                      spec_schema_open(spec));
@@ -563,7 +563,7 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
                 r = json_fail(s, what, d);
                 goto out;
             }
-        } else if (r != UV_ENOENT)
+        } else if (r != -ENOENT)
             goto out;
     }
 

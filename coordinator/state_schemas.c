@@ -22,6 +22,7 @@
  */
 #include "state-int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ int fv_state_job_schema_set(fv_state_t *s, const char *job, const char *spec, co
     if (r != 0 && ext == SQLITE_CONSTRAINT_PRIMARYKEY)
         return fv_diag_set(d, FV_EDUP, "job %.16s already has a resolved schema", job);
     if (r != 0 && ext == SQLITE_CONSTRAINT_FOREIGNKEY)
-        return fv_diag_set(d, UV_ENOENT, "job %.16s is unknown", job);
+        return fv_diag_set(d, -ENOENT, "job %.16s is unknown", job);
     return r;
 }
 
@@ -71,8 +72,8 @@ int fv_state_job_schema_spec(fv_state_t *s, const char *job, char **ret_spec, fv
 {
     static const char what[] = "reading a resolved spec";
     sqlite3_stmt *st = NULL;
-    int r = fv__state_query_row(s, &st, "SELECT spec FROM job_schemas WHERE job = ?1", what, d,
-                                "t", job);
+    int r = fv__state_query_row(s, &st, "SELECT spec FROM job_schemas WHERE job = ?1", what, d, "t",
+                                job);
     if (r == 1) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
         char *copy = t != NULL ? strdup(t) : NULL;
@@ -84,7 +85,7 @@ int fv_state_job_schema_spec(fv_state_t *s, const char *job, char **ret_spec, fv
             r = 0;
         }
     } else if (r == 0)
-        r = UV_ENOENT;
+        r = -ENOENT;
     sqlite3_finalize(st);
     return r;
 }
@@ -117,7 +118,7 @@ int fv_state_job_schema_json(fv_state_t *s, const char *job, json_t **ret, fv_di
             r = 0;
         }
     } else if (r == 0)
-        r = UV_ENOENT;
+        r = -ENOENT;
     sqlite3_finalize(st);
     return r;
 }
