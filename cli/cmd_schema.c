@@ -1,12 +1,17 @@
-/* cmd_schema.c - `fedvault schema infer`: write the schema a federation will share.
+/* cmd_schema.c - `fedvault schema infer` and `fedvault schema merge`: write the schema a
+ * federation will share.
  *
  * One bank (or the federation operator, on a sample) infers the schema once; every bank
- * then trains and scores with the same file, so the one-hot layouts agree.
+ * then trains and scores with the same file, so the one-hot layouts agree. When banks
+ * hold different categories, `schema merge` unions their inferred schemas offline
+ * (fv_schema_merge); a job may also leave categories open for the federation's schema
+ * round (fv_schema.h).
  */
 #include "cli-int.h"
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fv_schema.h"
@@ -31,7 +36,83 @@ static const char usage[] =
     "                         - for standard output, the summary then goes to stderr)\n"
     "  -h, --help             this text\n"
     "\n"
+    "\n"
+    "Usage: fedvault schema merge SCHEMA SCHEMA... [--out SCHEMA]\n"
+    "\n"
+    "Union the category vocabularies of schemas inferred by different banks. The schemas\n"
+    "must have the same columns in the same order, the same types, target, classes and\n"
+    "positive label; unknown_category is \"other\" if any of them says \"other\".\n"
+    "\n"
+    "  --out SCHEMA           JSON file to write (replaced atomically); default: standard\n"
+    "                         output\n"
+    "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+static const struct option merge_opts[] = {
+    {"out", required_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cmd_merge(int argc, char **argv)
+{
+    const char *out = "-";
+    fv_schema_t **in = NULL, *merged = NULL;
+    const char **names = NULL;
+    size_t n = 0;
+    fv_diag_t d = {""};
+    int c, r, ret = FV_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", merge_opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            return FV_EXIT_OK;
+        case 'o':
+            out = optarg;
+            break;
+        default:
+            fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
+            return FV_EXIT_USAGE;
+        }
+    }
+    if (argc - optind < 2)
+        return fv_cli_usage_error(CMD, "merge: expected at least two schema files");
+    if ((r = fv_cli_out_check(CMD, "--out", out, false)) != 0)
+        return r;
+    n = (size_t)(argc - optind);
+    in = calloc(n, sizeof *in);
+    names = calloc(n, sizeof *names);
+    if (in == NULL || names == NULL) {
+        fprintf(stderr, "fedvault %s: out of memory\n", CMD);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = argv[optind + (int)i];
+        if ((r = fv_schema_load(names[i], &in[i], &d)) != 0) {
+            fv_cli_diag_error(CMD, &d, r);
+            goto out;
+        }
+    }
+    r = fv_schema_merge((const fv_schema_t *const *)in, names, n, &merged, &d);
+    if (r == 0)
+        r = fv_schema_save(merged, out, &d);
+    if (r != 0) {
+        fv_cli_diag_error(CMD, &d, r);
+        goto out;
+    }
+    if (strcmp(out, "-") != 0)
+        printf("Merged %zu schemas into %s\n", n, out);
+    ret = FV_EXIT_OK;
+out:
+    for (size_t i = 0; in != NULL && i < n; i++)
+        fv_schema_free(in[i]);
+    free(in);
+    free(names);
+    fv_schema_free(merged);
+    return ret;
+}
 
 static const struct option long_opts[] = {
     {"data", required_argument, NULL, 'd'},     {"target", required_argument, NULL, 't'},
@@ -52,8 +133,10 @@ int fv_cmd_schema(int argc, char **argv)
         fputs(usage, stdout);
         return FV_EXIT_OK;
     }
+    if (argc >= 2 && strcmp(argv[1], "merge") == 0)
+        return cmd_merge(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "infer") != 0)
-        return fv_cli_usage_error(CMD, "expected the subcommand 'infer'");
+        return fv_cli_usage_error(CMD, "expected the subcommand 'infer' or 'merge'");
     argc--, argv++;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {

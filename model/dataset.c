@@ -178,6 +178,8 @@ int fv_dataset_reader_new(fv_csv_t *c, const fv_schema_t *s, unsigned flags,
     if (c == NULL || s == NULL || ret == NULL)
         return fv_diag_set(d, FV_EINVAL, "fv_dataset_reader_new: csv, schema and ret are required");
     fn = fv_csv_name(c);
+    if ((r = fv_schema_check_closed(s, fn, d)) < 0)
+        return r;
     n = fv_schema_n_columns(s);
     r = fv_csv_next(c, &rec, d);
     if (r < 0)

@@ -34,6 +34,7 @@ void fv_preproc_moments(const fv_dataset_t *ds, const size_t *rows, size_t n, do
  * A numeric column with count == 0 gets mean 0, std 1. */
 int fv_preproc_from_moments(const fv_schema_t *s, const double *count, const double *sum,
                             const double *sumsq, fv_preproc_t **ret);
+/* (An open schema, fv_schema_is_open, has no layout: FV_EINVAL from every constructor.) */
 /* moments + from_moments over rows[0..n) */
 int fv_preproc_fit(const fv_dataset_t *ds, const size_t *rows, size_t n, fv_preproc_t **ret);
 void fv_preproc_free(fv_preproc_t *p);

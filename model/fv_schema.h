@@ -24,12 +24,36 @@
  * Multi-class: class index is the label's position in "classes".
  *
  * Missing values: an empty cell or "NA" (exactly) in any column is missing.
+ *
+ * Open schemas (federated schema discovery). A job may leave vocabularies, or even column
+ * types, to be found from the banks' data:
+ *       {"name": "Job", "type": "categorical", "categories": "open"}
+ *       {"name": "Purpose", "type": "open"}   // numeric or categorical, decided later;
+ *                                             // its categories are open too
+ * "classes" stays required and closed (the model's outputs are fixed by the job). A schema
+ * with an open column uses "unknown_category": "other" (values an agent suppressed must
+ * land somewhere), which the loader fills in when the key is absent; "error" with an open
+ * column is refused. to_json writes open columns in exactly these two forms (no
+ * "categories" key on a "type": "open" column). An open schema describes a job, not a
+ * feature layout: everything that needs a vocabulary (fv_preproc, fv_dataset, the
+ * federated stats layout, a model file) refuses it with FV_EINVAL ("schema has open
+ * columns: resolve it first"). fv_schema_resolve turns it into a closed schema.
+ *
+ * Vocabulary JSON (what an agent discloses for the open columns; fv_schema_vocab makes it,
+ * fv_schema_resolve reads it, hostile, at most FV_SCHEMA_VOCAB_MAX_BYTES):
+ *   {"fedvault_vocab": 1,
+ *    "columns": [{"name": "Job", "type": "categorical",     // or "numeric"
+ *                 "categories": ["fixed", "freelance"],     // sorted; [] when numeric
+ *                 "suppressed": 3}]}                        // distinct values held by
+ *                                                           // fewer than min_count rows
+ * One entry per open column, in schema order; no row counts per value.
  */
 #ifndef FV_SCHEMA_H
 #define FV_SCHEMA_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fv_error.h"
 
@@ -41,7 +65,11 @@ typedef enum {
     FV_COL_CATEGORICAL = 1,
     FV_COL_IGNORED = 2,
     FV_COL_TARGET = 3,
+    FV_COL_OPEN = 4, /* open schemas only: numeric or categorical, decided by discovery */
 } fv_col_type_t;
+
+#define FV_SCHEMA_VOCAB_MAX_BYTES ((size_t)1 << 20) /* one agent's vocabulary JSON */
+#define FV_SCHEMA_VOCAB_MAX_VALUE 1024              /* bytes of one category in a vocabulary */
 
 typedef enum {
     FV_UNKNOWN_ERROR = 0, /* an unseen category is an error naming file:line:col */
@@ -108,6 +136,57 @@ const char *fv_schema_label(const fv_schema_t *s, size_t k);
  * or -1 if the label is not in "classes". */
 long fv_schema_class_of(const fv_schema_t *s, const char *label);
 fv_unknown_policy_t fv_schema_unknown_policy(const fv_schema_t *s);
+
+/* ---- open schemas (model/schema_open.c; see the top of this file) ---------------------- */
+
+/* Any open column (a categorical column with "categories": "open", or "type": "open"). */
+bool fv_schema_is_open(const fv_schema_t *s);
+/* Whether column col is open (either form); false for col out of range. Its type is
+ * FV_COL_CATEGORICAL (fv_schema_n_categories 0) or FV_COL_OPEN. */
+bool fv_schema_column_open(const fv_schema_t *s, size_t col);
+/* FV_EINVAL "ORIGIN: schema has open columns (columns[j] 'name', ...): resolve it first"
+ * when s is open, 0 when it is closed. For callers that need a feature layout. */
+int fv_schema_check_closed(const fv_schema_t *s, const char *origin, fv_diag_t *d);
+
+/* An agent's local vocabulary for the open columns of `open`, read from its CSV in one
+ * streaming pass (the header must hold every open column; other columns are not read).
+ * Per open column: the type seen (a "type": "open" column is "numeric" when every
+ * non-missing cell is a number in fv_schema_infer's grammar, "categorical" otherwise; a
+ * "categories": "open" column is always "categorical") and, when categorical, the
+ * categories held by >= min_count rows, sorted; the other distinct values are only
+ * counted ("suppressed"). A numeric column discloses no value. Disclosed categories must
+ * be valid UTF-8, at most FV_SCHEMA_VOCAB_MAX_VALUE bytes, without control bytes, else
+ * FV_EINVAL naming the column (the value is quoted: the message is for the bank's own
+ * log). Distinct values per column are capped at FV_SCHEMA_MAX_CATEGORIES while the
+ * column is categorical (FV_ETOOBIG naming file:line:col). min_count >= 1.
+ * *ret_json: malloc'd, NUL-terminated, canonical (compact, fixed key order); caller frees. */
+int fv_schema_vocab(const fv_schema_t *open, const char *csv_path, uint32_t min_count,
+                    char **ret_json, size_t *ret_len, fv_diag_t *d);
+int fv_schema_vocab_mem(const fv_schema_t *open, const char *name, const char *buf, size_t len,
+                        uint32_t min_count, char **ret_json, size_t *ret_len, fv_diag_t *d);
+
+/* The closed schema: `open` (borrowed) with each open column filled from the n >= 1
+ * vocabularies (borrowed bytes, lens[i] each; hostile): categories the union of the
+ * vocabularies' (sorted); a "type": "open" column categorical if any vocabulary saw it
+ * categorical, else numeric; unknown_category "other". Each vocabulary is checked before
+ * use: at most FV_SCHEMA_VOCAB_MAX_BYTES, strict JSON shape (no unknown or duplicate
+ * keys), every open column named exactly once and no other name, at most
+ * FV_SCHEMA_MAX_COLUMNS entries and FV_SCHEMA_MAX_CATEGORIES categories per column,
+ * categories sorted, unique, 1..FV_SCHEMA_VOCAB_MAX_VALUE bytes, no control bytes, not a
+ * missing marker. A bad one is refused (FV_EPARSE, FV_ETOOBIG or FV_EINVAL) with a
+ * sentence starting with origins[i] (e.g. the agent's name; origins may be NULL:
+ * "vocabulary N"); a union above FV_SCHEMA_MAX_CATEGORIES is FV_ETOOBIG. *ret: caller
+ * frees. */
+int fv_schema_resolve(const fv_schema_t *open, const char *const *vocabs, const size_t *lens,
+                      const char *const *origins, size_t n, fv_schema_t **ret, fv_diag_t *d);
+
+/* Offline union of n >= 1 closed schemas (borrowed; names[i] names in[i] in messages,
+ * may be NULL): they must have the same columns in the same order with the same types,
+ * the same target, classes and positive label, else FV_EINVAL naming both files and the
+ * field. Categories are unioned per column; unknown_category is "other" if any input
+ * says "other". *ret: caller frees. */
+int fv_schema_merge(const fv_schema_t *const *in, const char *const *names, size_t n,
+                    fv_schema_t **ret, fv_diag_t *d);
 
 /* True if a cell is missing (empty or exactly "NA"). */
 bool fv_schema_is_missing(const char *cell);

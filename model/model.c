@@ -729,7 +729,12 @@ static int decode_schema(const char *name, const section_t *sec, fv_schema_t **r
     char sname[FV_DIAG_MAX / 2];
     snprintf(sname, sizeof sname, "%s: section 'schema'", name);
     /* The JSON is parsed in place: from_json takes a length, no terminator needed. */
-    return fv_schema_from_json(sname, (const char *)sec->data, sec->len, ret, d);
+    int r = fv_schema_from_json(sname, (const char *)sec->data, sec->len, ret, d);
+    if (r == 0 && (r = fv_schema_check_closed(*ret, sname, d)) < 0) {
+        fv_schema_free(*ret); /* a model's features need a closed schema */
+        *ret = NULL;
+    }
+    return r;
 }
 
 static int decode_meta(const char *name, const section_t *sec, char **ret, fv_diag_t *d)

@@ -64,7 +64,10 @@ void fv_preproc_free(fv_preproc_t *p)
 static int preproc_new(const fv_schema_t *s, fv_preproc_t **ret)
 {
     size_t n = fv_schema_n_columns(s), off = 0;
-    fv_preproc_t *p = calloc(1, sizeof *p);
+    fv_preproc_t *p;
+    if (fv_schema_is_open(s))
+        return FV_EINVAL; /* no layout before the open columns are resolved */
+    p = calloc(1, sizeof *p);
     if (p == NULL)
         return FV_ENOMEM;
     p->schema = s;

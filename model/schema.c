@@ -13,7 +13,13 @@
  *     at most FV_SCHEMA_MAX_CATEGORIES entries; other columns have no vocabulary;
  *   - classes: sorted, unique, >= 2 labels (one label cannot train anything), no
  *     missing markers; positive is an index into classes or -1 (multi-class);
- *   - by_name is a permutation of column indices sorted by name, for binary search.
+ *   - by_name is a permutation of column indices sorted by name, for binary search;
+ *   - open columns (fv_schema.h): a categorical column with open set, or a column of
+ *     type OPEN (open set too), have no vocabulary; a schema with any open column has
+ *     unknown OTHER (from_json refuses "error" there and fills it in when absent).
+ *     Only from_json makes open schemas; schema_open.c reads them through the public
+ *     accessors and builds closed ones through from_json, so every invariant above is
+ *     checked in one place.
  * A schema is immutable after construction, so it can be shared between threads.
  *
  * Inference reads the CSV once. A column is numeric if every non-missing cell is a
@@ -68,6 +74,7 @@ struct schema_col {
     fv_col_type_t type;
     char **cats; /* sorted; NULL unless categorical */
     size_t n_cats;
+    bool open; /* "categories": "open", or type OPEN */
 };
 
 struct fv_schema {
@@ -574,7 +581,8 @@ int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
 
 /* ---- JSON ------------------------------------------------------------------------- */
 
-static const char *const type_names[] = {"numeric", "categorical", "ignored", "target"};
+static const char *const type_names[] = {"numeric", "categorical", "ignored", "target", "open"};
+#define N_TYPE_NAMES (sizeof type_names / sizeof type_names[0])
 
 static json_t *str_array(char *const *v, size_t n)
 {
@@ -622,7 +630,8 @@ int fv_schema_to_json(const fv_schema_t *s, char **ret_json, size_t *ret_len)
             json_object_set_new(o, "type", json_string(type_names[c->type])) != 0)
             goto out;
         if (c->type == FV_COL_CATEGORICAL &&
-            json_object_set_new(o, "categories", str_array(c->cats, c->n_cats)) != 0)
+            json_object_set_new(o, "categories",
+                                c->open ? json_string("open") : str_array(c->cats, c->n_cats)) != 0)
             goto out;
     }
     if (json_object_set_new(root, "columns", cols) != 0) {
@@ -751,6 +760,8 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
     char path[64], b1[MSG_BUF], b2[MSG_BUF];
     const char *target, *positive = NULL;
     fv_unknown_policy_t unknown;
+    bool unknown_given, any_open = false;
+    size_t first_open = 0;
     int r;
 
     if (ret == NULL || (json == NULL && len > 0))
@@ -791,12 +802,14 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
     if (json_is_string(v))
         positive = json_string_value(v);
 
+    /* Absent is allowed only in an open schema (checked after the columns). */
     v = json_object_get(root, "unknown_category");
-    if (!json_is_string(v) ||
-        (strcmp(json_string_value(v), "error") != 0 && strcmp(json_string_value(v), "other") != 0))
-        JFAIL(FV_EPARSE, "%s: unknown_category: %s; expected \"error\" or \"other\"", fn,
-              v == NULL ? "missing" : "wrong value");
-    unknown = strcmp(json_string_value(v), "other") == 0 ? FV_UNKNOWN_OTHER : FV_UNKNOWN_ERROR;
+    unknown_given = v != NULL;
+    if (v != NULL && (!json_is_string(v) || (strcmp(json_string_value(v), "error") != 0 &&
+                                             strcmp(json_string_value(v), "other") != 0)))
+        JFAIL(FV_EPARSE, "%s: unknown_category: wrong value; expected \"error\" or \"other\"", fn);
+    unknown = v != NULL && strcmp(json_string_value(v), "other") == 0 ? FV_UNKNOWN_OTHER
+                                                                      : FV_UNKNOWN_ERROR;
 
     cols = json_object_get(root, "columns");
     if (!json_is_array(cols))
@@ -836,30 +849,44 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
         if (c->name == NULL)
             JFAIL(FV_ENOMEM, "%s: out of memory", fn);
         ty = json_object_get(o, "type");
-        for (t = 0; t < 4 && json_is_string(ty); t++)
+        for (t = 0; t < N_TYPE_NAMES && json_is_string(ty); t++)
             if (strcmp(json_string_value(ty), type_names[t]) == 0)
                 break;
-        if (!json_is_string(ty) || t == 4)
+        if (!json_is_string(ty) || t == N_TYPE_NAMES)
             JFAIL(FV_EPARSE,
-                  "%s: %s.type: %s; expected \"numeric\", \"categorical\", \"ignored\" or "
-                  "\"target\"",
+                  "%s: %s.type: %s; expected \"numeric\", \"categorical\", \"ignored\", "
+                  "\"target\" or \"open\"",
                   fn, path, ty == NULL ? "missing" : "wrong value");
         c->type = (fv_col_type_t)t;
+        c->open = c->type == FV_COL_OPEN;
         ca = json_object_get(o, "categories");
-        if (c->type == FV_COL_CATEGORICAL) {
+        if (c->type == FV_COL_CATEGORICAL && json_is_string(ca) &&
+            strcmp(json_string_value(ca), "open") == 0) {
+            c->open = true; /* discovered later (fv_schema_resolve) */
+        } else if (c->type == FV_COL_CATEGORICAL) {
             char cpath[80];
             if (ca == NULL)
-                JFAIL(FV_EPARSE, "%s: %s.categories: missing; expected an array of strings", fn,
+                JFAIL(FV_EPARSE,
+                      "%s: %s.categories: missing; expected an array of strings or \"open\"", fn,
                       path);
             snprintf(cpath, sizeof cpath, "%s.categories", path);
             r = read_vocab(fn, cpath, ca, 0, &c->cats, &c->n_cats, d);
             if (r < 0)
                 goto out;
+        } else if (ca != NULL && c->type == FV_COL_OPEN) {
+            JFAIL(FV_EPARSE,
+                  "%s: %s.categories: present on a column of type \"open\"; expected no "
+                  "categories (an open type has open categories)",
+                  fn, path);
         } else if (ca != NULL) {
             JFAIL(FV_EPARSE,
                   "%s: %s.categories: present on a %s column; expected categories only on a "
                   "categorical column",
                   fn, path, type_names[t]);
+        }
+        if (c->open && !any_open) {
+            any_open = true;
+            first_open = j;
         }
         if (c->type == FV_COL_TARGET) {
             if (n_targets > 0)
@@ -894,6 +921,16 @@ int fv_schema_from_json(const char *name, const char *json, size_t len, fv_schem
               fn, fv__msg_str(b1, sizeof b1, target), first_target,
               fv__msg_str(b2, sizeof b2, s->cols[first_target].name));
     s->target = first_target;
+    if (any_open && unknown_given && unknown == FV_UNKNOWN_ERROR)
+        JFAIL(FV_EINVAL,
+              "%s: unknown_category: \"error\" with an open column (columns[%zu] '%s'); "
+              "expected \"other\" (or no key): values an agent suppressed must land in the "
+              "\"other\" bucket",
+              fn, first_open, fv__msg_str(b1, sizeof b1, s->cols[first_open].name));
+    if (!any_open && !unknown_given)
+        JFAIL(FV_EPARSE, "%s: unknown_category: missing; expected \"error\" or \"other\"", fn);
+    if (any_open)
+        s->unknown = FV_UNKNOWN_OTHER;
     if (positive != NULL) {
         s->positive = vocab_find(s->classes, s->n_classes, positive);
         if (s->positive < 0)
@@ -983,7 +1020,7 @@ bool fv_schema_equal(const fv_schema_t *a, const fv_schema_t *b)
         return false;
     for (size_t j = 0; j < a->n_cols; j++) {
         const struct schema_col *x = &a->cols[j], *y = &b->cols[j];
-        if (x->type != y->type || strcmp(x->name, y->name) != 0 ||
+        if (x->type != y->type || x->open != y->open || strcmp(x->name, y->name) != 0 ||
             !strs_equal(x->cats, x->n_cats, y->cats, y->n_cats))
             return false;
     }
@@ -1099,6 +1136,44 @@ long fv_schema_class_of(const fv_schema_t *s, const char *label)
 fv_unknown_policy_t fv_schema_unknown_policy(const fv_schema_t *s)
 {
     return s->unknown;
+}
+
+bool fv_schema_column_open(const fv_schema_t *s, size_t col)
+{
+    return s != NULL && col < s->n_cols && s->cols[col].open;
+}
+
+bool fv_schema_is_open(const fv_schema_t *s)
+{
+    for (size_t j = 0; s != NULL && j < s->n_cols; j++)
+        if (s->cols[j].open)
+            return true;
+    return false;
+}
+
+int fv_schema_check_closed(const fv_schema_t *s, const char *origin, fv_diag_t *d)
+{
+    char lst[3 * FV__MSG_BUF], b[FV__MSG_BUF];
+    size_t o = 0, n_open = 0;
+    if (!fv_schema_is_open(s))
+        return 0;
+    lst[0] = '\0';
+    for (size_t j = 0; j < s->n_cols; j++) {
+        if (!s->cols[j].open)
+            continue;
+        if (n_open++ < 2 && o < sizeof lst) {
+            int k = snprintf(lst + o, sizeof lst - o, "%scolumns[%zu] '%s'", o ? ", " : "", j,
+                             fv__msg_str(b, sizeof b, s->cols[j].name));
+            if (k > 0)
+                o += (size_t)k;
+        }
+    }
+    if (n_open > 2 && o < sizeof lst)
+        snprintf(lst + o, sizeof lst - o, ", ... (%zu in all)", n_open);
+    return fv_diag_set(d, FV_EINVAL,
+                       "%s: schema has open columns (%s): resolve it first (a feature layout "
+                       "needs every column's type and categories)",
+                       origin != NULL ? origin : "schema", lst);
 }
 
 bool fv_schema_is_missing(const char *cell)

@@ -119,8 +119,8 @@ static size_t stats_col_words(const fv_schema_t *s, size_t col)
 
 int fv_fed_stats_layout_init(const fv_schema_t *s, fv_fed_stats_layout_t *ret)
 {
-    if (s == NULL || ret == NULL)
-        return FV_EINVAL;
+    if (s == NULL || ret == NULL || fv_schema_is_open(s))
+        return FV_EINVAL; /* an open schema has no layout yet */
     size_t nc = fv_schema_n_columns(s), k = fv_schema_n_classes(s);
     size_t dim = 1 + k;
     for (size_t j = 0; j < nc; j++)

@@ -88,6 +88,7 @@ typedef struct fv_fed_stats_layout {
     size_t n_classes;
     size_t dim;
 } fv_fed_stats_layout_t;
+/* FV_EINVAL for an open schema (fv_schema_is_open): resolve it first. */
 int fv_fed_stats_layout_init(const fv_schema_t *s, fv_fed_stats_layout_t *ret);
 /* This agent's words for rows[0..n) of ds (rows NULL = all). out has l->dim words. */
 int fv_fed_stats_encode(const fv_fed_stats_layout_t *l, const fv_dataset_t *ds, const size_t *rows,

@@ -9,7 +9,8 @@
  *   {
  *     "name": "lc-risk",                     required, fv_name_valid
  *     "schema": { ... },                     required, the fv_schema JSON (columns,
- *                                            types, vocabularies, target, positive)
+ *                                            types, vocabularies, target, positive);
+ *                                            may be open (below)
  *     "model": "mlp:32,16",                  required, "logreg" or "mlp:H1,H2,..."
  *     "rounds": 20,                          1..10000
  *     "local_epochs": 1,                     1..1000
@@ -117,6 +118,14 @@
  * per-element clip still applies under SecAgg). The model is checked
  * against the schema (input features after one-hot, number of classes).
  *
+ * Open schema: "schema" may have open columns ("categories": "open", "type": "open";
+ * fv_schema.h), to be found by the federation's schema round. Such a job decodes, encodes
+ * and has a stable digest, but while its schema is open the model (and distill.student)
+ * is checked only for its syntax and classes, not for the number of inputs: that check
+ * needs the one-hot layout and runs in fv_job_resolve_schema. A job whose schema is open
+ * cannot be trained (fv_preproc, fv_dataset and the stats layout refuse an open schema);
+ * an agent offered one refuses it.
+ *
  * Errors: FV_EPARSE when the text is not shaped like a job (invalid JSON, duplicate key,
  * wrong JSON type, unknown key, missing required key; the embedded schema's own errors
  * keep fv_schema_from_json's code); FV_EINVAL when a value is not allowed (out of range,
@@ -220,6 +229,17 @@ int fv_job_to_json(const fv_job_t *job, char **ret_json, size_t *ret_len);
 /* SHA-256 of the canonical JSON: the job's identity on the wire and in the logs. */
 int fv_job_digest(const fv_job_t *job, uint8_t ret[32]);
 void fv_job_free(fv_job_t *job); /* NULL-safe */
+
+/* A copy of `open` (borrowed) with `closed` (borrowed; copied) as its schema, checked in
+ * full, the model's inputs included, as if the job had been written with it. closed must
+ * refine the job's schema: the same column names in the same order, every fixed column
+ * unchanged (type and categories), every open column closed ("categories": "open" ->
+ * categorical; "type": "open" -> numeric or categorical), the same target, classes and
+ * positive label, and unknown_category "other" when the job's schema was open. Else
+ * FV_EINVAL with a sentence naming the column. Works on a closed job too (then closed
+ * must equal its schema's layout). *ret: caller frees (fv_job_free). */
+int fv_job_resolve_schema(const fv_job_t *open, const fv_schema_t *closed, fv_job_t **ret,
+                          fv_diag_t *d);
 
 /* The highest round number of a job. Round 0 is the stats round, 1..rounds the training
  * rounds; with a "distill" section the distillation rounds are numbered rounds+1 ..

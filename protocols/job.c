@@ -31,6 +31,13 @@
  * written as the shortest decimal that narrows back to the same float (0.001, not
  * 0.0010000000474974513), so the canonical form reads like what the operator wrote.
  *
+ * Open schemas (fv_schema.h): a job may carry a schema with open columns. It decodes,
+ * encodes and digests like any other (the schema's canonical JSON writes the open
+ * forms), but the model-vs-schema input count cannot be checked before the schema has a
+ * layout: schema_n_features stands in 1 input, so only the model's syntax and its
+ * classes are checked. fv_job_resolve_schema swaps in the closed schema and decodes the
+ * result again, so a resolved job passes exactly the checks of a job written closed.
+ *
  * Ownership: a fv_job_t owns its schema; everything else is inline. Pure: no I/O except
  * fv_job_load reading its one file; no globals; reentrant.
  */
@@ -284,13 +291,21 @@ static int get_word(const struct jctx *c, json_t *obj, const char *parent, const
 }
 
 /* Number of model inputs the schema gives after one-hot encoding, computed by the same
- * code that builds features (a preproc from empty moments), so the two cannot drift. */
+ * code that builds features (a preproc from empty moments), so the two cannot drift.
+ * An open schema has no layout yet: 1 stands in, so a model spec's syntax is still
+ * checked (1 is the fewest inputs, so no size cap trips that the real count would pass);
+ * the real check runs when the schema is resolved (fv_job_resolve_schema). */
 static int schema_n_features(const fv_schema_t *s, size_t *ret)
 {
     size_t n = fv_schema_n_columns(s);
-    double *z = calloc(3 * n, sizeof *z);
+    double *z;
     fv_preproc_t *p = NULL;
     int r;
+    if (fv_schema_is_open(s)) {
+        *ret = 1;
+        return 0;
+    }
+    z = calloc(3 * n, sizeof *z);
     if (z == NULL)
         return FV_ENOMEM;
     r = fv_preproc_from_moments(s, z, z + n, z + 2 * n, &p);
@@ -1131,4 +1146,116 @@ int fv_job_secagg_for(const fv_job_t *job, uint32_t n, uint32_t *ret_threshold,
     *ret_threshold = (uint32_t)t;
     *ret_neighbors = (uint32_t)k;
     return 0;
+}
+
+/* ---- open schemas ------------------------------------------------------------------ */
+
+/* Whether closed refines open: same names in order, fixed columns unchanged, open
+ * columns now closed (a "categories": "open" column categorical, a "type": "open" one
+ * numeric or categorical), same target, classes and positive, unknown "other". */
+static int check_refines(const char *origin, const fv_schema_t *open, const fv_schema_t *closed,
+                         fv_diag_t *d)
+{
+    size_t n = fv_schema_n_columns(open);
+    const char *po = fv_schema_positive(open), *pc = fv_schema_positive(closed);
+    char q1[QUOTE_BUF], q2[QUOTE_BUF];
+
+    if (fv_schema_is_open(closed))
+        return fv_schema_check_closed(closed, origin, d);
+    if (fv_schema_n_columns(closed) != n)
+        return fv_diag_set(d, FV_EINVAL,
+                           "%s: the resolved schema has %zu columns, the job's has %zu; "
+                           "expected the same columns",
+                           origin, fv_schema_n_columns(closed), n);
+    for (size_t j = 0; j < n; j++) {
+        const char *name = fv_schema_column_name(open, j);
+        fv_col_type_t to = fv_schema_column_type(open, j), tc = fv_schema_column_type(closed, j);
+        bool ok;
+        if (strcmp(name, fv_schema_column_name(closed, j)) != 0)
+            return fv_diag_set(d, FV_EINVAL,
+                               "%s: schema.columns[%zu]: '%s' in the resolved schema, '%s' in "
+                               "the job's; expected the same columns in the same order",
+                               origin, j, quote(q1, fv_schema_column_name(closed, j)),
+                               quote(q2, name));
+        if (to == FV_COL_OPEN)
+            ok = tc == FV_COL_NUMERIC || tc == FV_COL_CATEGORICAL;
+        else if (fv_schema_column_open(open, j))
+            ok = tc == FV_COL_CATEGORICAL;
+        else if (to != tc)
+            ok = false;
+        else {
+            size_t k = fv_schema_n_categories(open, j);
+            ok = k == fv_schema_n_categories(closed, j);
+            for (size_t i = 0; ok && i < k; i++)
+                ok = strcmp(fv_schema_category(open, j, i), fv_schema_category(closed, j, i)) == 0;
+        }
+        if (!ok)
+            return fv_diag_set(d, FV_EINVAL,
+                               "%s: schema.columns[%zu] '%s': the resolved schema changes a "
+                               "column the job fixed (or leaves an open one undecided); "
+                               "expected only open columns filled in",
+                               origin, j, quote(q1, name));
+    }
+    {
+        bool same = fv_schema_n_labels(open) == fv_schema_n_labels(closed) &&
+                    fv_schema_target(open) == fv_schema_target(closed) &&
+                    (po == NULL) == (pc == NULL) && (po == NULL || strcmp(po, pc) == 0);
+        for (size_t k = 0; same && k < fv_schema_n_labels(open); k++)
+            same = strcmp(fv_schema_label(open, k), fv_schema_label(closed, k)) == 0;
+        if (!same)
+            return fv_diag_set(d, FV_EINVAL,
+                               "%s: schema: the resolved schema changes the target, classes or "
+                               "positive label; expected those of the job",
+                               origin);
+    }
+    if (fv_schema_is_open(open) && fv_schema_unknown_policy(closed) != FV_UNKNOWN_OTHER)
+        return fv_diag_set(d, FV_EINVAL,
+                           "%s: schema.unknown_category: \"error\" in the resolved schema; "
+                           "expected \"other\" (values an agent suppressed land there)",
+                           origin);
+    return 0;
+}
+
+int fv_job_resolve_schema(const fv_job_t *open, const fv_schema_t *closed, fv_job_t **ret,
+                          fv_diag_t *d)
+{
+    char origin[sizeof open->name + 32];
+    char *jjson = NULL, *sjson = NULL, *out = NULL;
+    size_t jlen = 0, slen = 0, olen;
+    json_t *root = NULL, *sch = NULL;
+    int r;
+
+    if (open == NULL || open->schema == NULL || closed == NULL || ret == NULL)
+        return fv_diag_set(d, FV_EINVAL,
+                           "fv_job_resolve_schema: job, closed schema and ret are required");
+    snprintf(origin, sizeof origin, "job '%s' (resolved)", open->name);
+    if ((r = check_refines(origin, open->schema, closed, d)) < 0)
+        return r;
+    /* The canonical job with the closed schema in place of the open one, decoded again:
+     * every rule of fv_job_from_json, the model's inputs included, applies as written. */
+    if ((r = fv_job_to_json(open, &jjson, &jlen)) < 0 ||
+        (r = fv_schema_to_json(closed, &sjson, &slen)) < 0) {
+        fv_diag_set(d, r, "%s: cannot encode: %s", origin, fv_strerror(r));
+        goto out;
+    }
+    root = json_loadb(jjson, jlen, 0, NULL);
+    sch = json_loadb(sjson, slen, 0, NULL);
+    if (root == NULL || sch == NULL || json_object_set(root, "schema", sch) != 0) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+        goto out;
+    }
+    olen = json_dumpb(root, NULL, 0, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    out = olen > 0 ? malloc(olen) : NULL;
+    if (out == NULL || json_dumpb(root, out, olen, JSON_COMPACT | JSON_PRESERVE_ORDER) != olen) {
+        r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory", origin);
+        goto out;
+    }
+    r = fv_job_from_json(origin, out, olen, ret, d);
+out:
+    free(out);
+    free(jjson);
+    free(sjson);
+    json_decref(sch);
+    json_decref(root);
+    return r;
 }
