@@ -271,7 +271,7 @@ void coord__job_unrunnable(coord_t *c, int r, const char *why_in)
     coord__job_reset(c);
     if (exit_now) {
         c->run.exit_code = EXIT_FAIL;
-        snprintf(c->run.fail_why, sizeof c->run.fail_why, "%s", why);
+        snprintf(c->run.fail_why, sizeof c->run.fail_why, "%.500s", why);
         coord__shutdown_all(c);
         return;
     }
