@@ -1797,7 +1797,18 @@ static void test_range_refusals(void)
     range_case("schema_vocab", "category", put_s, "", FV_EPROTO, "empty with a negative status");
     range_case("schema_vocab", "category", put_s, "schema", 0, NULL);
     range_case("schema_vocab", "body", put_s, "{}", FV_EPROTO, "with a negative status");
-    range_case("schema_vocab", "status", put_u, &u0, FV_EPROTO, "not empty with status 0");
+    { /* status 0 (a vocabulary) with the template's category: the category is refused */
+        fv_wire_limits_t slim = deflim();
+        mb_t *sv = malloc(sizeof(*sv)), *sm = malloc(sizeof(*sm));
+        CHECK(sv != NULL && sm != NULL);
+        sv->n = 0;
+        put_u(sv, &u0);
+        build_with(sm, spec_of("schema_vocab"), "status", sv->b, sv->n);
+        expect_refusal(sm, &slim, FV_EPROTO, "schema_vocab: field 'category'",
+                       "not empty with status 0");
+        free(sv);
+        free(sm);
+    }
     range_case("schema_vocab", "status", put_u, &u3, FV_EPROTO, "positive");
     range_case("schema_vocab", "status", put_i, &below, FV_EPROTO, "below");
 
