@@ -28,6 +28,8 @@
  * canonical JSON, c->run.digest its digest (the wire id from here on; c->run.job_id stays
  * the state id), and the job runs as any other (coord__job_resolved). schema.json (the
  * resolved schema's canonical JSON) is written into the job's directory when it is made.
+ * Crash point (FV_TEST_KILL_AT): schema-fixed, right after that transaction commits; the
+ * restarted coordinator resumes with the stored spec (tests/integration/fed_schema.py).
  * With fewer vocabularies at the deadline the job fails with the reason: "schema
  * discovery: 2 of min_agents 4 banks disclosed a vocabulary; refused: bank-c (policy)".
  *
@@ -274,6 +276,7 @@ static void resolve(coord_t *c)
                           "version", 1, "contributors", contrib, "refused", refused));
     if (coord__txn_commit(c) != 0)
         goto out_quiet;
+    coord__crash_point("schema-fixed"); /* stored and audited, the job not yet offered */
     coord_logj("info", "schema_fixed",
                json_pack("{s:s,s:s,s:i,s:O,s:O}", "job", c->run.job_hex, "schema_sha256", sha,
                          "version", 1, "contributors", contrib, "refused", refused));

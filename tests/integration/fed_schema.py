@@ -15,7 +15,9 @@ Checks:
     contributors; `job show`'s text names it;
   - the job id stays the submitted spec's digest; every round committed;
   - each agent's audit has schema_disclosed with counts and a SHA-256, and no value.
-Second case: one bank without the opt-in (min_agents 4): the job fails at the join
+Second case: the coordinator killed right after fixing the schema resumes with the stored
+spec (no second schema round) and ends with the same schema.json and final.fvm.
+Third case: one bank without the opt-in (min_agents 4): the job fails at the join
 deadline with the reason naming it and its refusal category (policy).
 
 usage: fed_schema.py FEDVAULT COORDINATOR AGENT
@@ -195,6 +197,39 @@ finally:
     adm.wait(timeout=60 * S)
 print(f"job {job_id[:16]}: schema {sha[:16]} fixed from 4 vocabularies; "
       + ", ".join(f"{c}: {len(expected[c])}/{len(allvals[c])}" for c in OPEN))
+
+# The coordinator SIGKILLed right after the schema is fixed (stored and audited, no offer
+# yet), then restarted on the same state with the same agents: it resumes with the stored
+# resolved spec (no second schema round) and ends with the uninterrupted run's schema and
+# final model, byte for byte.
+for b in BANKS:
+    set_policy(b, True)
+port = fvtest.free_port()
+p, clog = fvfed.run_coordinator(coordinator, tmp, "crash", port, kill_at="schema-fixed",
+                                job=f"{tmp}/ok-job.json")
+agents = fvfed.start_agents(agent, tmp, port, "crash", banks=BANKS, data=data)
+fvfed.finish(p, "crash run 1")
+fvtest.check(p.returncode == -signal.SIGKILL and "test_kill" in open(clog).read(),
+             f"crash run 1: exit {p.returncode}, expected the SIGKILL at schema-fixed")
+p, clog = fvfed.run_coordinator(coordinator, tmp, "crash", port, job=f"{tmp}/ok-job.json")
+fvfed.finish(p, "crash run 2")
+fvtest.check(p.returncode == 0, f"crash run 2: exit {p.returncode}\n"
+             + "\n".join(json.dumps(e) for e in fvfed.events(clog, since_start=True)[-10:]))
+codes = fvfed.wait_exits(agents, 60 * S)
+fvtest.check(all(v == 0 for v in codes.values()), f"crash: agents' exit codes {codes}")
+ev2 = [e.get("event") for e in fvfed.events(clog, since_start=True)]
+fvtest.check("schema_round_started" not in ev2 and "job_started" in ev2,
+             f"the restarted coordinator ran a second schema round: {ev2[:12]}")
+fvtest.check(fvfed.db_rows(tmp, "crash", "SELECT count(*) FROM job_schemas") == [(1,)],
+             "crash: not one job_schemas row")
+crecs = [json.loads(l) for l in open(f"{tmp}/crash/state/audit.log")]
+fvtest.check(sum(r.get("event") == "job.schema_fixed" for r in crecs) == 1,
+             "crash: not one job.schema_fixed audit record")
+for f in ("schema.json", "final.fvm"):
+    fvtest.check(open(f"{tmp}/crash/latest/{f}", "rb").read()
+                 == open(f"{tmp}/ok/latest/{f}", "rb").read(),
+                 f"crash: {f} differs from the uninterrupted run's")
+print("crash at schema-fixed: resumed with the stored spec, same schema and final model")
 
 # one bank without the opt-in, min_agents 4: the job fails at the join deadline, with why
 job2 = dict(job, name="schema-refused", deadlines_ms={"join": 8000 * S, "train": 120000 * S,
