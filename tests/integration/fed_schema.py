@@ -17,8 +17,10 @@ Checks:
   - each agent's audit has schema_disclosed with counts and a SHA-256, and no value.
 Second case: the coordinator killed right after fixing the schema resumes with the stored
 spec (no second schema round) and ends with the same schema.json and final.fvm.
-Third case: one bank without the opt-in (min_agents 4): the job fails at the join
-deadline with the reason naming it and its refusal category (policy).
+Third case: bank-c without the opt-in and min_agents 3: the schema is the other three's
+union, bank-c's refusal is recorded with its category (policy). Fourth case: the same
+refusal with min_agents 4: the job fails at the join deadline, the reason naming bank-c
+(policy).
 
 usage: fed_schema.py FEDVAULT COORDINATOR AGENT
 """
@@ -69,16 +71,24 @@ for col in schema["columns"]:
         col["categories"] = "open"
 schema["unknown_category"] = "other"
 
-# Expected: per open column, the union over banks of the values a bank holds >= MIN_COUNT.
-expected, suppressed = {}, collections.Counter()
-for c in OPEN:
-    ci = header.index(c)
-    vals = set()
-    for b in BANKS:
-        cnt = collections.Counter(r[ci] for r in bank_rows[b])
-        vals |= {v for v, n in cnt.items() if n >= MIN_COUNT}
-        suppressed[c] += sum(1 for n in cnt.values() if n < MIN_COUNT)
-    expected[c] = sorted(vals)
+
+
+def union(banks):
+    """Per open column, the union over banks of the values a bank holds >= MIN_COUNT; and
+    the number of (bank, value) pairs suppressed."""
+    exp, supp = {}, collections.Counter()
+    for c in OPEN:
+        ci = header.index(c)
+        vals = set()
+        for b in banks:
+            cnt = collections.Counter(r[ci] for r in bank_rows[b])
+            vals |= {v for v, n in cnt.items() if n >= MIN_COUNT}
+            supp[c] += sum(1 for n in cnt.values() if n < MIN_COUNT)
+        exp[c] = sorted(vals)
+    return exp, supp
+
+
+expected, suppressed = union(BANKS)
 fvtest.check(sum(suppressed.values()) > 0, "no value is rare enough at any bank to be suppressed")
 fvtest.check(len(expected["job"]) == 4,
              f"the job column's union is {expected['job']}: each bank's own value expected")
@@ -230,6 +240,24 @@ for f in ("schema.json", "final.fvm"):
                  == open(f"{tmp}/ok/latest/{f}", "rb").read(),
                  f"crash: {f} differs from the uninterrupted run's")
 print("crash at schema-fixed: resumed with the stored spec, same schema and final model")
+
+# bank-c without the opt-in, min_agents 3: the schema is fixed from the other three (its
+# refusal recorded with its category), and the job runs with all four (bank-c's own job
+# value, in no vocabulary, lands in "other")
+others = [b for b in BANKS if b != "bank-c"]
+rc, out, log, codes = run("partial", dict(job, name="schema-partial", min_agents=3),
+                          {b: b != "bank-c" for b in BANKS})
+fvtest.check(rc == 0, f"the job with 3 vocabularies and min_agents 3 failed: rc {rc}\n"
+             + "\n".join(json.dumps(e) for e in fvfed.events(log)[-12:]))
+exp3, _ = union(others)
+got3 = cats(json.loads(open(f"{tmp}/partial/latest/schema.json").read()))
+fvtest.check(got3 == exp3, f"partial: schema.json's categories {got3}, expected {exp3}")
+fvtest.check(exp3["job"] != expected["job"], "bank-c's job value is in the others' union")
+prow = fvfed.db_rows(tmp, "partial", "SELECT contributors, refused FROM job_schemas")
+fvtest.check(len(prow) == 1 and sorted(json.loads(prow[0][0])) == others
+             and json.loads(prow[0][1]) == [{"agent": "bank-c", "category": "policy"}],
+             f"partial: job_schemas contributors/refused {prow}")
+print("bank-c refused (policy), min_agents 3: fixed from the other three's vocabularies")
 
 # one bank without the opt-in, min_agents 4: the job fails at the join deadline, with why
 job2 = dict(job, name="schema-refused", deadlines_ms={"join": 8000 * S, "train": 120000 * S,
