@@ -58,6 +58,11 @@ typedef struct fv_agent_cfg {
     /* policy.disclose_rows (default false): JOB_ACCEPT's row count is the data file's
      * (else 0: withheld). */
     bool disclose_rows;
+    /* policy.schema_discovery {allow (default false), min_count (default 10)}: answer a
+     * SCHEMA_QUERY with this bank's vocabulary of the open columns, values held by fewer
+     * than min_count rows suppressed (agent_schema.c) */
+    bool schema_allow;
+    uint32_t schema_min_count;
     int64_t max_crl_age_s; /* SecAgg jobs: the newest CRL held is at most this old */
     bool once;
     size_t threads; /* OpenBLAS threads for local training */
@@ -267,6 +272,12 @@ int fv__agent_audit_append(agent_t *a, const char *event, json_t *details);
 void fv__agent_session_close(agent_t *a, fv_conn_t *c, int err, const char *why);
 int fv__agent_on_send(fv_conn_t *c, const fv_msg_t *m, const uint8_t *body, size_t len);
 void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+
+/* ---- agent_schema.c: SCHEMA_QUERY (federated schema discovery) ------------------ */
+
+void fv__agent_on_schema_query(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
+/* Whether an offered job's schema is still open (the offer is then refused). */
+bool fv__agent_schema_offer_open(const fv_job_t *job);
 
 /* ---- agent_release.c: RELEASE, FILE_CHUNK, the model directory ------------------- */
 

@@ -42,10 +42,19 @@
  *                   (base64), coordinator_pk (hex), coordinator, session}: RECEIPT after a
  *                   round, kept only if it verifies (see on_receipt); a bad one is a
  *                   violation.
- *   policy.refused  {job, [round], scope ("job" or "round"), [rule], why}: the agent's
+ *   policy.refused  {job, [round], scope ("job", "round" or "schema"), [rule], why}: the agent's
  *                   own policy refused a job (require_secure_aggregation: the JOB_REFUSE
  *                   that follows is recorded as msg.sent) or sat out a round (min_cohort,
  *                   min_threshold, SecAgg parameters not the job's: nothing is sent).
+ *   schema_disclosed {job, columns (the open columns' names), values_disclosed (how many
+ *                   category values the vocabulary holds), suppressed ({column: values
+ *                   held by fewer than min_count rows, withheld}), min_count, vocab_sha256
+ *                   (of the exact vocabulary text sent)}: the agent answered a
+ *                   SCHEMA_QUERY with its vocabulary (agent_schema.c: its policy's
+ *                   schema_discovery opt-in); written before the SCHEMA_VOCAB frame (its
+ *                   msg.sent record: job, status, category, vocab_bytes). The values
+ *                   themselves are never written to the log. A refused query is a
+ *                   policy.refused {scope "schema", rule}.
  *   cohort.refused  {rule, reason, [member, member_name], job, [round]}: the agent refused
  *                   a job because of its cohort or CRL (agent_cohort.c lists the rules);
  *                   written just before the JOB_REFUSE frame (its msg.sent record).
@@ -275,6 +284,14 @@ static int audit_msg_sent(agent_t *a, const fv_msg_t *m, const uint8_t *body, si
         jset_hex32(o, "job", m->u.secagg.job);
         jset_u64(o, "round", m->u.secagg.round);
         jset_str(o, "secagg", secagg_msg_name(m->u.secagg.data, m->u.secagg.len));
+        break;
+    case FV_MSG_SCHEMA_VOCAB: /* the body's hash is "sha256" above's frame; the values
+                                 themselves are never written here */
+        jset_hex32(o, "job", m->u.schema_vocab.job);
+        jset_str(o, "status",
+                 m->u.schema_vocab.status == 0 ? "ok" : fv_err_name(m->u.schema_vocab.status));
+        jset_text(o, "category", m->u.schema_vocab.category.ptr, m->u.schema_vocab.category.len);
+        jset_u64(o, "vocab_bytes", m->u.schema_vocab.body.len);
         break;
     default:
         break;

@@ -1,6 +1,6 @@
 /* agent_conn.c - the agent's side of its one connection to the coordinator: on_open,
- * on_msg (one case per message type, handed to agent_job.c, agent_round.c and
- * agent_audit.c), on_close; the vectors the coordinator sends; violations.
+ * on_msg (one case per message type, handed to agent_job.c, agent_round.c,
+ * agent_schema.c and agent_audit.c), on_close; the vectors the coordinator sends; violations.
  *
  * Protocol (protocols/fv_wire.h, "ROUNDS"), the vectors, as this side plays them:
  *   VEC "model" (f32, P)      the global parameters; kept with their hash (SHA-256 of the
@@ -364,6 +364,9 @@ void fv__agent_on_msg(fv_conn_t *c, const fv_msg_t *m)
         break;
     case FV_MSG_FETCH_FAIL:
         fv__agent_on_fetch_fail(a, c, m);
+        break;
+    case FV_MSG_SCHEMA_QUERY:
+        fv__agent_on_schema_query(a, c, m);
         break;
     case FV_MSG_VEC_ACK:
         if (a->up_unacked && strcmp(a->tx_name, "masked") == 0)

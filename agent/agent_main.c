@@ -9,7 +9,8 @@
  *
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
- * min_threshold, require_secure_aggregation, disclose_rows, max_crl_age_s} (optional),
+ * min_threshold, require_secure_aggregation, disclose_rows, max_crl_age_s,
+ * schema_discovery {allow, min_count}} (optional),
  * audit_log (optional: the agent's signed audit log, default "audit/agent-audit.log" beside
  * the config, its head "<audit_log>.head"; missing directories are created with mode 0700;
  * --audit-log overrides it). What goes into the log: agent_audit.c, "AUDIT".
@@ -49,8 +50,12 @@ static const char usage[] =
     "  --config FILE          the kit's agent.json (required): federation, name, role,\n"
     "                         coordinator, ca, cert, key; optional data, policy\n"
     "                         {accept_jobs, min_cohort, min_threshold,\n"
-    "                         require_secure_aggregation, disclose_rows, max_crl_age_s},\n"
-    "                         audit_log, crl. Paths in it are relative to its directory\n"
+    "                         require_secure_aggregation, disclose_rows, max_crl_age_s,\n"
+    "                         schema_discovery}, audit_log, crl. Paths in it are relative\n"
+    "                         to its directory.\n"
+    "                         policy.schema_discovery {\"allow\": false, \"min_count\": 10}:\n"
+    "                         allow true sends an open job's category values held by >=\n"
+    "                         min_count rows (the rest suppressed); audited\n"
     "  --data FILE            local CSV file (overrides \"data\")\n"
     "  --audit-log FILE       the agent's signed audit log (overrides \"audit_log\"; default\n"
     "                         audit/agent-audit.log beside agent.json; head: FILE.head).\n"
@@ -265,6 +270,40 @@ static int cfg_bool(json_t *obj, const char *path, const char *key, bool *ret)
     return 0;
 }
 
+/* policy.schema_discovery {allow: bool (false), min_count: 1..2^31-1 (10)}. */
+static int cfg_schema_discovery(json_t *sd, const char *path, fv_agent_cfg_t *c)
+{
+    if (sd == NULL)
+        return 0;
+    if (!json_is_object(sd))
+        return fail("%s: policy.schema_discovery must be an object {\"allow\": true|false, "
+                    "\"min_count\": N}",
+                    path);
+    const char *k;
+    json_t *v;
+    json_object_foreach(sd, k, v)
+    {
+        if (strcmp(k, "allow") != 0 && strcmp(k, "min_count") != 0)
+            return fail("%s: unknown key \"policy.schema_discovery.%s\" (known: allow, "
+                        "min_count)",
+                        path, k);
+    }
+    json_t *al = json_object_get(sd, "allow"), *mc = json_object_get(sd, "min_count");
+    if (al != NULL && !json_is_boolean(al))
+        return fail("%s: policy.schema_discovery.allow must be true or false", path);
+    if (al != NULL)
+        c->schema_allow = json_is_true(al);
+    if (mc != NULL) {
+        if (!json_is_integer(mc) || json_integer_value(mc) < 1 ||
+            json_integer_value(mc) > INT32_MAX)
+            return fail("%s: policy.schema_discovery.min_count must be an integer in 1..%d "
+                        "(rows: a value held by fewer is suppressed)",
+                        path, INT32_MAX);
+        c->schema_min_count = (uint32_t)json_integer_value(mc);
+    }
+    return 0;
+}
+
 static bool parse_onoff(const char *s, bool *ret)
 {
     if (strcmp(s, "on") == 0 || strcmp(s, "true") == 0)
@@ -348,12 +387,15 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
         {
             if (strcmp(k, "accept_jobs") != 0 && strcmp(k, "min_cohort") != 0 &&
                 strcmp(k, "min_threshold") != 0 && strcmp(k, "require_secure_aggregation") != 0 &&
-                strcmp(k, "disclose_rows") != 0 && strcmp(k, "max_crl_age_s") != 0)
+                strcmp(k, "disclose_rows") != 0 && strcmp(k, "max_crl_age_s") != 0 &&
+                strcmp(k, "schema_discovery") != 0)
                 return fail("%s: unknown key \"policy.%s\" (known: accept_jobs, min_cohort, "
                             "min_threshold, require_secure_aggregation, disclose_rows, "
-                            "max_crl_age_s)",
+                            "max_crl_age_s, schema_discovery)",
                             path, k);
         }
+        if ((err = cfg_schema_discovery(json_object_get(pol, "schema_discovery"), path, c)) != 0)
+            return err;
         json_t *age = json_object_get(pol, "max_crl_age_s");
         if (age != NULL) {
             if (!json_is_integer(age) || json_integer_value(age) < 1 ||
@@ -537,6 +579,8 @@ int main(int argc, char **argv)
     fv_agent_cfg_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.require_secagg = true; /* the policy's defaults: SecAgg required, rows withheld */
+    cfg.schema_allow = false;  /* no schema disclosure unless the bank opts in */
+    cfg.schema_min_count = 10;
     cfg.max_crl_age_s = FV_AGENT_MAX_CRL_AGE_S;
     strpool_t pool;
     memset(&pool, 0, sizeof pool);

@@ -1391,6 +1391,39 @@ static void show_explanation(const json_t *rounds)
     }
 }
 
+/* A job's schema object (job.show): the one schema discovery fixed, or "open" while it
+ * is not fixed yet; nothing for a job whose schema was closed when submitted. */
+static void show_job_schema(const json_t *sch)
+{
+    char buf[512];
+    const json_t *sha = json_object_get(sch, "sha256");
+    if (!json_is_string(sha)) {
+        if (json_is_true(json_object_get(sch, "open")))
+            printf("\nschema:\n  %-13s  %s\n", "status", "open (not fixed yet)");
+        return;
+    }
+    printf("\nschema:\n  %-13s  %s\n", "sha256", ftxt(sch, "sha256", buf, sizeof buf));
+    printf("  %-13s  %s\n", "version", ftxt(sch, "version", buf, sizeof buf));
+    static const char *const lists[] = {"contributors", "refused"};
+    for (size_t l = 0; l < N_OF(lists); l++) {
+        const json_t *arr = json_object_get(sch, lists[l]), *e;
+        size_t i;
+        printf("  %-13s  ", lists[l]);
+        if (json_array_size(arr) == 0)
+            printf("-");
+        json_array_foreach(arr, i, e)
+        {
+            char cat[64];
+            printf("%s%s", i > 0 ? ", " : "",
+                   json_is_string(e) ? safe(json_string_value(e), buf, sizeof buf)
+                                     : ftxt(e, "agent", buf, sizeof buf));
+            if (json_is_object(e))
+                printf(" (%s)", ftxt(e, "category", cat, sizeof cat));
+        }
+        printf("\n");
+    }
+}
+
 static void show_job(const json_t *b)
 {
     static const char *const keys[] = {
@@ -1418,6 +1451,8 @@ static void show_job(const json_t *b)
         print_fields(b, dkeys, N_OF(dkeys), 19);
     else
         print_fields(b, keys, N_OF(keys), 13);
+    if (json_is_object(json_object_get(b, "schema")))
+        show_job_schema(json_object_get(b, "schema"));
     const json_t *live = json_object_get(b, "live");
     if (json_is_object(live)) {
         static const char *const lk[] = {"round",        "rounds",      "kind",        "phase",

@@ -205,12 +205,16 @@ typedef struct coord {
     } test;
     /* the job being run (ST_WAITING / ST_ROUND); ST_IDLE when none */
     fv_job_t *job;
+    /* schema discovery in progress for it (coord_schema.c), or NULL */
+    struct coord_schema *schema;
     struct coord_run {
         char *spec;
         size_t spec_len;
         uint8_t digest[32];
-        char job_id[65];  /* 64 hex */
-        char job_hex[17]; /* its first 16 hex, for logs */
+        char job_id[65];   /* 64 hex: the state's id (the submitted spec's digest) */
+        char wire_id[65];  /* 64 hex of digest: job_id, or the resolved spec's (receipts) */
+        bool schema_fixed; /* runs with a spec resolved by schema discovery */
+        char job_hex[17];  /* its first 16 hex, for logs */
         uint64_t job_id64;
         /* --out/jobs/<job_id>: the job's own files (rounds.jsonl, final.fvm, student.fvm,
          * <kind>-rNNNN.fvm, report.html, schema.json); "" without --out */
@@ -377,6 +381,25 @@ void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
                      const char *reason);
 void coord__send_offer(coord_t *c, agent_t *a);
 void coord__send_stats(coord_t *c, agent_t *a);
+
+/* coord_schema.c: federated schema discovery (the round before an open job's offer) */
+/* c->job's schema is open: 0 when the state holds its resolved spec (c->job, c->run.spec,
+ * c->run.digest now the resolved job's); 1 when the schema round began (ST_WAITING,
+ * collecting); negative with why on failure. */
+int coord__schema_begin(coord_t *c, char *why, size_t why_len);
+bool coord__schema_collecting(const coord_t *c);
+void coord__schema_query(coord_t *c, agent_t *a); /* instead of JOB_OFFER while collecting */
+/* An agent's message: true when the schema round took it (SCHEMA_VOCAB; anything while
+ * collecting). */
+bool coord__schema_on_msg(coord_t *c, agent_t *a, const fv_msg_t *m);
+void coord__schema_tick(coord_t *c);
+void coord__schema_reset(coord_t *c);
+void coord__schema_write_file(coord_t *c); /* schema.json into c->run.dir */
+json_t *coord__schema_live(coord_t *c);    /* {vocabularies, refused} while collecting */
+/* coord_job.c: the job runs with its resolved spec (after the schema round) */
+void coord__job_resolved(coord_t *c);
+/* coord_job.c: the job cannot run: marked failed with why, the next one goes on */
+void coord__job_unrunnable(coord_t *c, int err, const char *why);
 
 /* coord_model.c: model files */
 void coord__params_hash(const fv_mlp_t *m, uint8_t out[32]);

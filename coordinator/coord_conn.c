@@ -230,6 +230,8 @@ void coord__on_msg(fv_conn_t *conn, const fv_msg_t *m)
         coord__release_on_fetch(c, a, m);
         return;
     }
+    if (coord__schema_on_msg(c, a, m))
+        return; /* schema discovery (coord_schema.c) */
     if (c->run.state != ST_WAITING && c->run.state != ST_ROUND) {
         /* between jobs: an answer to the job that just ended is stale, not an error */
         coord_logj_peer(

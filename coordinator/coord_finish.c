@@ -181,11 +181,12 @@ static void send_receipts(coord_t *c, const char *status, const char *model_in,
 {
     char ts[40];
     iso_now(ts);
-    json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation",
-                             c->federation, "job", c->run.job_id, "round", (json_int_t)c->rnd.round,
-                             "kind", coord__kind_name(c), "status", status, "cohort", cohort,
-                             "contributors", contrib, "model_in", model_in != NULL ? model_in : "",
-                             "model_out", model_out != NULL ? model_out : "", "ts", ts);
+    json_t *body =
+        json_pack("{s:s,s:s,s:I,s:s,s:s,s:O,s:O,s:s,s:s,s:s}", "federation", c->federation, "job",
+                  c->run.wire_id, "round", (json_int_t)c->rnd.round, "kind", coord__kind_name(c),
+                  "status", status, "cohort", cohort, "contributors", contrib, "model_in",
+                  model_in != NULL ? model_in : "", "model_out", model_out != NULL ? model_out : "",
+                  "ts", ts);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     if (text == NULL)

@@ -36,6 +36,7 @@
 #include "coord-int.h"
 #include "fv-config.h"
 #include "fv_model.h"
+#include "fv_schema.h"
 
 /* ---- starting or resuming a job -------------------------------------------------- */
 
@@ -61,6 +62,7 @@ void coord__job_reset(coord_t *c)
     c->distill.teacher_sha[0] = '\0';
     c->distill.teacher_version = 0;
     c->distill.lat_ready = false;
+    coord__schema_reset(c);
     fv_job_free(c->job);
     c->job = NULL;
     free(c->run.spec);
@@ -70,7 +72,7 @@ void coord__job_reset(coord_t *c)
     if (c->run.rounds_log != NULL)
         fclose(c->run.rounds_log);
     c->run.rounds_log = NULL;
-    c->run.job_id[0] = c->run.job_hex[0] = c->run.dir[0] = '\0';
+    c->run.job_id[0] = c->run.wire_id[0] = c->run.job_hex[0] = c->run.dir[0] = '\0';
     c->model.global_sha[0] = c->model.best_sha[0] = '\0';
     c->model.global_version = c->model.best_version = 0;
     c->rnd.round = 0;
@@ -202,8 +204,11 @@ static int job_dir_make(coord_t *c)
     return 0;
 }
 
+static void job_run(coord_t *c, const char *id, int r, char *why, size_t why_len);
+
 /* Starts (or resumes) the next job from the state: a running one first, else the oldest
- * queued. Offers it to every connected agent. */
+ * queued. A job whose schema is open runs the schema round first (coord_schema.c), unless
+ * the state holds its resolved spec. Then offers it to every connected agent. */
 void coord__job_try_next(coord_t *c)
 {
     if (c->run.state != ST_IDLE || c->stopping)
@@ -224,9 +229,12 @@ void coord__job_try_next(coord_t *c)
     if (r != 0)
         snprintf(why, sizeof why, "stored spec: %.400s", d.msg);
     c->job = job;
+    /* the stored spec is the one submitted: its digest is the job's id (also when the
+     * job then runs with a resolved schema, whose digest is the wire's) */
     if (r == 0 && (r = fv_job_to_json(job, &c->run.spec, &c->run.spec_len)) == 0 &&
         (r = fv_job_digest(job, c->run.digest)) == 0) {
         coord__hexn(c->run.digest, 32, c->run.job_id);
+        memcpy(c->run.wire_id, c->run.job_id, 65);
         hex8(c->run.digest, c->run.job_hex);
         c->run.job_id64 = 0;
         for (int i = 7; i >= 0; i--)
@@ -237,8 +245,50 @@ void coord__job_try_next(coord_t *c)
         }
     }
     free(spec);
+    if (r == 0 && fv_schema_is_open(c->job->schema)) {
+        r = coord__schema_begin(c, why, sizeof why);
+        if (r == 1)
+            return; /* the schema round runs; coord__job_resolved goes on */
+    }
+    job_run(c, id, r, why, sizeof why);
+}
+
+void coord__job_resolved(coord_t *c)
+{
+    char id[65], why[512] = "";
+    memcpy(id, c->run.job_id, 65);
+    job_run(c, id, 0, why, sizeof why);
+}
+
+void coord__job_unrunnable(coord_t *c, int r, const char *why_in)
+{
+    fv_diag_t d;
+    char id[65], why[768];
+    memcpy(id, c->run.job_id, 65);
+    snprintf(why, sizeof why, "%s", why_in);
+    /* A job that cannot run is marked failed, so it does not block the queue. */
+    coord_logj("error", "job_unrunnable",
+               json_pack("{s:s,s:s,s:s}", "job", id, "err", fv_err_name(r), "why", why));
+    if (fv_state_job_set_status(c->st, id, "failed", why, coord_wall_ms(), &d) == 0)
+        coord_audit(c, NULL, "job.failed", json_pack("{s:s,s:s}", "job", id, "why", why));
+    bool exit_now = c->only_job != NULL && strcmp(c->only_job, id) == 0;
+    coord__job_reset(c);
+    if (exit_now) {
+        c->run.exit_code = EXIT_FAIL;
+        snprintf(c->run.fail_why, sizeof c->run.fail_why, "%.500s", why);
+        coord__shutdown_all(c);
+        return;
+    }
+    coord__job_try_next(c);
+}
+
+/* The job (c->job, c->run.spec and digest set; r and why from loading it) starts or
+ * resumes from its checkpoint. */
+static void job_run(coord_t *c, const char *id, int r, char *why, size_t why_len)
+{
+    fv_diag_t d;
     if (r == 0 && (r = fv_cjob_new(c->job, &c->model.jm, &d)) != 0)
-        snprintf(why, sizeof why, "%.400s", d.msg);
+        snprintf(why, why_len, "%.400s", d.msg);
     char prev[16] = "";
     if (r == 0)
         r = fv_state_job_status(c->st, id, prev, &d);
@@ -248,36 +298,24 @@ void coord__job_try_next(coord_t *c)
         memset(&ck, 0, sizeof ck);
         int cr = fv_state_ckpt_load(c->st, id, &ck, &d);
         if (cr == 0) {
-            r = job_restore(c, &ck, why, sizeof why);
+            r = job_restore(c, &ck, why, why_len);
             resumed = true;
         } else if (cr != UV_ENOENT) {
             r = cr;
-            snprintf(why, sizeof why, "checkpoint: %.400s", d.msg);
+            snprintf(why, why_len, "checkpoint: %.400s", d.msg);
         }
         fv_state_ckpt_close(&ck);
     }
     if (r != 0) {
-        /* A job that cannot run is marked failed, so it does not block the queue. */
         memcpy(c->run.job_id, id, 65);
-        coord_logj("error", "job_unrunnable",
-                   json_pack("{s:s,s:s,s:s}", "job", id, "err", fv_err_name(r), "why", why));
-        if (fv_state_job_set_status(c->st, id, "failed", why, coord_wall_ms(), &d) == 0)
-            coord_audit(c, NULL, "job.failed", json_pack("{s:s,s:s}", "job", id, "why", why));
-        bool exit_now = c->only_job != NULL && strcmp(c->only_job, id) == 0;
-        coord__job_reset(c);
-        if (exit_now) {
-            c->run.exit_code = EXIT_FAIL;
-            snprintf(c->run.fail_why, sizeof c->run.fail_why, "%s", why);
-            coord__shutdown_all(c);
-            return;
-        }
-        coord__job_try_next(c);
+        coord__job_unrunnable(c, r, why);
         return;
     }
     if (c->out_dir != NULL && job_dir_make(c) == 0) {
         char p[4096];
         snprintf(p, sizeof p, "%s/rounds.jsonl", c->run.dir);
         c->run.rounds_log = fopen(p, resumed ? "a" : "w");
+        coord__schema_write_file(c);
     }
     if (strcmp(prev, "running") != 0 &&
         fv_state_job_set_status(c->st, id, "running", NULL, coord_wall_ms(), &d) != 0) {
@@ -352,6 +390,23 @@ int coord_job_abort(coord_t *c, const char *id, const char *by, fv_diag_t *d)
                  "job %.16s has finished its rounds and is storing its result", id);
         return FV_EPHASE;
     }
+    if (coord__schema_collecting(c) && strcmp(c->run.job_id, id) == 0) {
+        /* no model yet: the schema round ends, the job is marked aborted */
+        char why[160];
+        snprintf(why, sizeof why, "aborted by %s", by);
+        r = fv_state_job_set_status(c->st, id, "aborted", why, coord_wall_ms(), d);
+        if (r == 0)
+            coord_audit(c, NULL, "job.aborted", json_pack("{s:s,s:s}", "job", id, "why", why));
+        bool exit_now = c->only_job != NULL && strcmp(c->only_job, id) == 0;
+        coord__job_reset(c);
+        if (exit_now) {
+            c->run.exit_code = EXIT_FAIL;
+            snprintf(c->run.fail_why, sizeof c->run.fail_why, "%s", why);
+            coord__shutdown_all(c);
+        } else
+            coord__job_try_next(c);
+        return r;
+    }
     if (c->run.state != ST_IDLE && c->run.state != ST_DONE && strcmp(c->run.job_id, id) == 0) {
         snprintf(c->run.abort_by, sizeof c->run.abort_by, "%s", by);
         c->run.abort_requested = true;
@@ -391,7 +446,8 @@ json_t *coord_job_live(coord_t *c)
                         : c->run.state == ST_WAITING ? (uint32_t)coord__cohort_n_accepted(c)
                                                      : 0;
     int ph = cr != NULL ? fv_cround_phase(cr) : -1;
-    const char *phase = c->run.state == ST_WAITING               ? "waiting for agents"
+    const char *phase = coord__schema_collecting(c)              ? "schema discovery"
+                        : c->run.state == ST_WAITING             ? "waiting for agents"
                         : work != NULL                           ? work
                         : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
                                                                  : "upload";
@@ -414,6 +470,9 @@ json_t *coord_job_live(coord_t *c)
     if (fv_schema_positive(c->job->schema) == NULL)
         json_object_set_new(o, "val_accuracy",
                             isnan(c->run.last_acc) ? json_null() : json_real(c->run.last_acc));
+    json_t *sl = coord__schema_live(c);
+    if (sl != NULL)
+        json_object_set_new(o, "schema_round", sl);
     json_object_set_new(o, "benched", coord__bench_live(c));        /* silent members sitting out */
     json_object_set_new(o, "proof_failures", coord__valid_live(c)); /* validated rounds */
     json_object_set_new(o, "elapsed_s",

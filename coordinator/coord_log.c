@@ -218,7 +218,8 @@ uint64_t coord__now_ms(coord_t *c)
  * rounds), secagg-advertise, secagg-shares, secagg-upload, secagg-unmask (inside each
  * SecAgg phase), model-write (the new model file is on disk, its round not committed),
  * distill-started (the teacher stored and the distill phase committed, no distill round
- * started). */
+ * started), schema-fixed (an open job's resolved spec stored and audited, the job not yet
+ * offered). */
 static const char *g_kill_at;
 static unsigned long g_kill_n;
 

@@ -106,6 +106,7 @@ static void tick(coord_t *c)
     }
     coord__round_tick(c);
     coord__cohort_tick(c); /* the join deadline (coord_cohort.c) */
+    coord__schema_tick(c);
 }
 
 static void on_tick(uv_timer_t *t)

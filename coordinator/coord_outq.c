@@ -337,6 +337,10 @@ void coord__send_ctl(coord_t *c, agent_t *a, fv_msg_type_t type, int32_t status,
 
 void coord__send_offer(coord_t *c, agent_t *a)
 {
+    if (coord__schema_collecting(c)) {
+        coord__schema_query(c, a); /* the schema is fixed before any offer */
+        return;
+    }
     fv_msg_t m;
     memset(&m, 0, sizeof m);
     m.type = FV_MSG_JOB_OFFER;

@@ -410,10 +410,10 @@ void coord__job_receipt(coord_t *c, const char *status, int64_t final_version,
     fv_log_iso_now(ts);
     uint64_t last = fv_job_last_round(c->job);
     json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "federation",
-                             c->federation, "job", c->run.job_id, "round", (json_int_t)last, "kind",
-                             "job", "status", status, "final", final_sha, "student", student_sha,
-                             "final_version", (json_int_t)final_version, "student_version",
-                             (json_int_t)student_version, "ts", ts);
+                             c->federation, "job", c->run.wire_id, "round", (json_int_t)last,
+                             "kind", "job", "status", status, "final", final_sha, "student",
+                             student_sha, "final_version", (json_int_t)final_version,
+                             "student_version", (json_int_t)student_version, "ts", ts);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(body);
     if (text == NULL)

@@ -274,6 +274,21 @@ int fv_state_versions_json(fv_state_t *s, json_t **ret, fv_diag_t *d);
  * UV_ENOENT if unknown. */
 int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_t *d);
 
+/* ---- schemas (state_schemas.c) -------------------------------------------------- */
+
+/* The spec a job with an open schema runs with, resolved by schema discovery (the job's id
+ * stays the submitted spec's digest): stored once (FV_EDUP for a second one; UV_ENOENT for
+ * an unknown job). sha: the resolved schema's SHA-256 (64 hex); contributors: a JSON array
+ * of agent names; refused: a JSON array of {agent, category}. */
+int fv_state_job_schema_set(fv_state_t *s, const char *job, const char *spec, const char *sha,
+                            int64_t version, const char *contributors, const char *refused,
+                            int64_t now_ms, fv_diag_t *d);
+/* The stored resolved spec (caller frees), or UV_ENOENT when the job has none. */
+int fv_state_job_schema_spec(fv_state_t *s, const char *job, char **ret_spec, fv_diag_t *d);
+/* {sha256, version, contributors, refused, open: false} of the resolved schema, or
+ * UV_ENOENT. */
+int fv_state_job_schema_json(fv_state_t *s, const char *job, json_t **ret, fv_diag_t *d);
+
 /* ---- releases (state_releases.c) ------------------------------------------------ */
 /* The counter the next release takes (1, 2, ...: never reused, across restarts). Read it,
  * sign the manifest, and add the release in one transaction. */

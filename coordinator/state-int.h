@@ -91,6 +91,8 @@ int fv__state_model_tmp_remove(fv_state_t *s, fv_diag_t *d);
 extern const char fv__state_releases_sql[];
 /* The job_agent_status table, the same way (state_cohort.c). */
 extern const char fv__state_cohort_sql[];
+/* The job_schemas table, created if missing at every open (state_schemas.c). */
+extern const char fv__state_schemas_sql[];
 
 /* UV_ENOENT: "model version N is unknown" (state_jobs.c; also used by state_json.c). */
 int fv__state_no_version(const fv_state_t *s, int64_t version, fv_diag_t *d);

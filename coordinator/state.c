@@ -79,6 +79,8 @@
  * releases (state_releases.c) and job_agent_status (state_cohort.c) are tables of their
  * own, each created if missing at every open of
  * a version 2 database (CREATE TABLE IF NOT EXISTS): the schema version does not change.
+ * job_schemas (state_schemas.c: the resolved spec of a job submitted with an open schema)
+ * is created the same way, which is also the migration of an existing database.
  *
  * This file: fv_state_open (the directory, DIR/LOCK, the leftover .tmp files, the pragmas,
  * the schema created or migrated), fv_state_close, the transactions and the audit outbox.
@@ -475,7 +477,8 @@ int fv_state_open(const char *dir, fv_state_t **ret, fv_diag_t *d)
         (r = make_dir(s->models_dir, d)) != 0 || (r = fv__state_model_tmp_remove(s, d)) != 0 ||
         (r = open_db(s, d)) != 0 ||
         (r = exec_sql(s, fv__state_releases_sql, "creating the releases table", d)) != 0 ||
-        (r = exec_sql(s, fv__state_cohort_sql, "creating the job_agent_status table", d)) != 0)
+        (r = exec_sql(s, fv__state_cohort_sql, "creating the job_agent_status table", d)) != 0 ||
+        (r = exec_sql(s, fv__state_schemas_sql, "creating the job_schemas table", d)) != 0)
         goto fail;
     *ret = s;
     return 0;

@@ -271,6 +271,36 @@ static const struct col_member job_agent_cols[] = {{"name", col_str},
                                                    {"rows", col_int},
                                                    {"accepted", col_time},
                                                    {NULL, NULL}};
+/* The job's "schema" object: the resolved schema's {sha256, version, contributors,
+ * refused, open: false} when schema discovery fixed one (state_schemas.c); else {sha256:
+ * null, version: null, contributors: [], open} with open true when the submitted spec
+ * still has an open column ("categories": "open" or "type": "open"). */
+static bool spec_schema_open(const json_t *spec)
+{
+    const json_t *cols = json_object_get(json_object_get(spec, "schema"), "columns");
+    size_t i;
+    const json_t *c;
+    json_array_foreach(cols, i, c)
+    {
+        const char *cat = json_string_value(json_object_get(c, "categories"));
+        const char *typ = json_string_value(json_object_get(c, "type"));
+        if ((cat != NULL && strcmp(cat, "open") == 0) || (typ != NULL && strcmp(typ, "open") == 0))
+            return true;
+    }
+    return false;
+}
+
+static int job_schema_obj(fv_state_t *s, const char *id, const json_t *spec, json_t **ret,
+                          fv_diag_t *d)
+{
+    int r = fv_state_job_schema_json(s, id, ret, d);
+    if (r != -ENOENT)
+        return r;
+    *ret = json_pack("{s:n,s:n,s:[],s:b}", "sha256", "version", "contributors", "open",
+                     spec_schema_open(spec));
+    return *ret != NULL ? 0 : fv__state_oom(s, "reading a job's schema", d);
+}
+
 int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
 {
     static const char what[] = "reading a job";
@@ -307,7 +337,13 @@ int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
     json_t *cohort = NULL; /* each agent's status (state_cohort.c) */
     if ((r = fv_state_job_cohort_json(s, id, &cohort, d)) != 0)
         goto out;
-    bool ok = jset(o, "spec", spec);
+    json_t *schema = NULL;
+    if ((r = job_schema_obj(s, id, spec, &schema, d)) != 0) {
+        json_decref(cohort);
+        goto out;
+    }
+    bool ok = jset(o, "schema", schema);
+    ok = jset(o, "spec", spec) && ok;
     ok = jset(o, "rounds", rounds) && ok;
     ok = jset(o, "agents", agents) && ok;
     ok = jset(o, "cohort", cohort) && ok;
@@ -521,6 +557,23 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
         goto out;
     sqlite3_finalize(st);
     st = NULL;
+    /* the schema the model was trained on: the resolved one's sha256 and version when
+     * schema discovery fixed it (the hyperparameters are then the submitted spec) */
+    {
+        json_t *sch = NULL;
+        r = fv_state_job_schema_json(s, job, &sch, d);
+        if (r == 0) {
+            json_t *ls = json_pack("{s:O,s:O,s:O}", "sha256", json_object_get(sch, "sha256"),
+                                   "version", json_object_get(sch, "version"), "contributors",
+                                   json_object_get(sch, "contributors"));
+            json_decref(sch);
+            if (!jset(lin, "schema", ls)) {
+                r = json_fail(s, what, d);
+                goto out;
+            }
+        } else if (r != -ENOENT)
+            goto out;
+    }
 
     if ((r = rows_append(s, rounds, lineage_round_row, NULL,
                          "SELECT round, kind, cohort, contributors FROM rounds WHERE job = ?1 "

@@ -117,9 +117,14 @@ typedef enum fv_msg_type {
     FV_MSG_FETCH = 25,        /* agent -> coordinator: send me this released file */
     FV_MSG_FILE_CHUNK = 26,   /* coordinator -> agent: a piece of that file */
     FV_MSG_FETCH_FAIL = 27,   /* coordinator -> agent: that file cannot be sent: why */
+    /* Federated schema discovery (see "SCHEMA" below). */
+    FV_MSG_SCHEMA_QUERY = 28, /* coordinator -> agent: your vocabulary for this open job */
+    FV_MSG_SCHEMA_VOCAB = 29, /* agent -> coordinator: the vocabulary, or a refusal */
 } fv_msg_type_t;
-#define FV_MSG_TYPE_MAX 27
-#define FV_WIRE_SPEC_MAX (1u << 20) /* job spec JSON bytes */
+#define FV_MSG_TYPE_MAX 29
+#define FV_WIRE_SPEC_MAX (1u << 20)  /* job spec JSON bytes */
+#define FV_WIRE_VOCAB_MAX (1u << 20) /* schema_vocab body: the vocabulary JSON (bytes) */
+#define FV_WIRE_CATEGORY_MAX 16      /* schema_vocab category: one word of [a-z] */
 
 /* ROUNDS. One job at a time per connection; "job" is the job's digest (fv_job_digest).
  *   coordinator -> agent  JOB_OFFER {job, spec, crl}: the canonical job JSON; the
@@ -190,6 +195,21 @@ typedef enum fv_msg_type {
  *                         len(data) == total; or FETCH_FAIL {sha256, reason} when the
  *                         coordinator will not send it (not released, unreadable). The
  *                         agent checks the bytes against the manifest's size and hash.
+ */
+/* SCHEMA. Before a job whose schema leaves categories (or column types) open is offered
+ * (model/fv_schema.h, "open schemas"), the coordinator asks every agent for its local
+ * vocabulary:
+ *   coordinator -> agent  SCHEMA_QUERY {job (the digest of the spec as submitted), spec
+ *                         (its canonical JSON, 1..FV_WIRE_SPEC_MAX bytes)}
+ *   agent -> coordinator  SCHEMA_VOCAB {job (the query's), status (0: a vocabulary
+ *                         follows; else the negative code of a refusal), category (empty
+ *                         when status is 0, else one word of [a-z], 1..16 bytes: "policy",
+ *                         "schema", "data", ...: fv_refuse_category_name), body (status
+ *                         0: the vocabulary JSON of fv_schema_vocab, 0..FV_WIRE_VOCAB_MAX
+ *                         bytes; a refusal: empty)}
+ * The vocabulary is a disclosure the agent's policy must allow (schema_discovery); the
+ * agent records it in its audit log. The coordinator then fixes the schema, and the
+ * JOB_OFFER that follows carries the resolved spec under its own digest.
  */
 /* ADMIN. The coordinator's admin port: same frames, same mutual TLS (the client presents
  * an admin certificate from the federation's CA; the port accepts the admin role only),
@@ -361,6 +381,17 @@ typedef struct fv_msg {
             uint8_t sha256[32];
             fv_wire_str_t reason; /* 0..256 printable */
         } fetch_fail;
+        struct {
+            uint8_t job[32];
+            const uint8_t *spec; /* 1..FV_WIRE_SPEC_MAX bytes */
+            size_t spec_len;
+        } schema_query;
+        struct {
+            uint8_t job[32];
+            int32_t status;         /* 0 or negative, INT32_MIN..0 */
+            fv_wire_str_t category; /* status 0: empty; else 1..16 bytes of [a-z] */
+            fv_wire_str_t body;     /* status 0: JSON text 0..FV_WIRE_VOCAB_MAX; else empty */
+        } schema_vocab;
     } u;
 } fv_msg_t;
 

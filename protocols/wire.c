@@ -43,7 +43,7 @@
  * Common keys:
  *   "v"     uint, must equal FV_WIRE_VERSION (1). Checked first: another value is
  *           FV_EVERSION, whatever the rest of the body holds.
- *   "type"  uint, 1..27 (fv_msg_type_t); another value is FV_EPROTO "unknown message
+ *   "type"  uint, 1..29 (fv_msg_type_t); another value is FV_EPROTO "unknown message
  *           type N".
  *
  * Messages (type: keys in encoding order, msgpack type, range):
@@ -118,6 +118,14 @@
  *                   1..FV_WIRE_FILE_MAX (2^30); "data" bin 1..max_frame_bytes bytes, any
  *                   content; across fields offset + len(data) <= total
  *   27 fetch_fail   "sha256" bin of 32 bytes; "reason" str 0..256 printable
+ *   Schema discovery (fv_wire.h, "SCHEMA"):
+ *   28 schema_query "job"; "spec" bin 1..FV_WIRE_SPEC_MAX (2^20) bytes, the canonical
+ *                   JSON of the spec as submitted (its schema open)
+ *   29 schema_vocab "job"; "status" int -2^31..0, encoded as round_end's; "category" str
+ *                   0..16 bytes of [a-z]; "body" str 0..FV_WIRE_VOCAB_MAX (2^20) bytes,
+ *                   JSON text. Across fields: status 0 has an empty category; a negative
+ *                   status has a category of 1..16 bytes and an empty body (a refusal
+ *                   carries no vocabulary)
  *   As with job_offer, each of these must also fit the receiver's max_frame_bytes: the
  *   largest admin_resp is 3 MiB + 60 bytes, which is why an admin port runs with
  *   FV_WIRE_ADMIN_FRAME_BYTES (4 MiB); the largest receipt, 65536 + 148 bytes, passes a
@@ -303,6 +311,8 @@ static const layout_t layouts[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_FETCH] = {1, {K_SHA256}},
     [FV_MSG_FILE_CHUNK] = {4, {K_SHA256, K_OFFSET, K_TOTAL, K_DATA}},
     [FV_MSG_FETCH_FAIL] = {2, {K_SHA256, K_REASON}},
+    [FV_MSG_SCHEMA_QUERY] = {2, {K_JOB, K_SPEC}},
+    [FV_MSG_SCHEMA_VOCAB] = {4, {K_JOB, K_STATUS, K_CATEGORY, K_BODY}},
 };
 /* A fixmap holds 15 entries: "v", "type" and at most 13 fields. */
 _Static_assert(LAYOUT_MAX + 2 <= 15, "a message must fit a msgpack fixmap");
@@ -335,6 +345,8 @@ static const char *const type_names[FV_MSG_TYPE_MAX + 1] = {
     [FV_MSG_FETCH] = "fetch",
     [FV_MSG_FILE_CHUNK] = "file_chunk",
     [FV_MSG_FETCH_FAIL] = "fetch_fail",
+    [FV_MSG_SCHEMA_QUERY] = "schema_query",
+    [FV_MSG_SCHEMA_VOCAB] = "schema_vocab",
 };
 
 /* The longest category word on the wire. */
@@ -428,6 +440,10 @@ static uint8_t *msg_job(fv_msg_t *m)
         return m->u.job_done.job;
     case FV_MSG_RECEIPT:
         return m->u.receipt.job;
+    case FV_MSG_SCHEMA_QUERY:
+        return m->u.schema_query.job;
+    case FV_MSG_SCHEMA_VOCAB:
+        return m->u.schema_vocab.job;
     default:
         return NULL;
     }
@@ -576,6 +592,44 @@ static int check_cmd(const fv_wire_str_t *s, const char *tname, int err, fv_diag
             return fv_diag_set(d, err, "%s: field 'cmd': byte %zu (0x%02x) is not in [a-z.]", tname,
                                i, (unsigned)(unsigned char)c);
     }
+    return 0;
+}
+
+/* schema_vocab: status, "category" (a word of [a-z]) and "body" across fields. */
+static int check_schema_vocab(const fv_msg_t *m, const char *tname, int err, fv_diag_t *d)
+{
+    const fv_wire_str_t *cat = &m->u.schema_vocab.category;
+    int r;
+    if (m->u.schema_vocab.status > 0)
+        return fv_diag_set(d, err,
+                           "%s: field 'status': %" PRId32
+                           " is positive (0, or the negative code of a refusal)",
+                           tname, m->u.schema_vocab.status);
+    if (cat->len > 0 && cat->ptr == NULL)
+        return fv_diag_set(d, err, "%s: field 'category': NULL with length %zu", tname, cat->len);
+    if (cat->len > FV_WIRE_CATEGORY_MAX)
+        return fv_diag_set(d, err, "%s: field 'category': %zu bytes, above %d", tname, cat->len,
+                           FV_WIRE_CATEGORY_MAX);
+    for (size_t i = 0; i < cat->len; i++)
+        if (cat->ptr[i] < 'a' || cat->ptr[i] > 'z')
+            return fv_diag_set(d, err, "%s: field 'category': byte %zu (0x%02x) is not in [a-z]",
+                               tname, i, (unsigned)(unsigned char)cat->ptr[i]);
+    if ((r = check_json_text(&m->u.schema_vocab.body, 0, FV_WIRE_VOCAB_MAX, tname, K_BODY, err,
+                             d)) < 0)
+        return r;
+    if (m->u.schema_vocab.status == 0 && cat->len != 0)
+        return fv_diag_set(d, err, "%s: field 'category': not empty with status 0 (a vocabulary)",
+                           tname);
+    if (m->u.schema_vocab.status < 0 && cat->len == 0)
+        return fv_diag_set(d, err,
+                           "%s: field 'category': empty with a negative status (a refusal "
+                           "names its category)",
+                           tname);
+    if (m->u.schema_vocab.status < 0 && m->u.schema_vocab.body.len != 0)
+        return fv_diag_set(d, err,
+                           "%s: field 'body': %zu bytes with a negative status (a refusal carries "
+                           "no vocabulary)",
+                           tname, m->u.schema_vocab.body.len);
     return 0;
 }
 
@@ -800,6 +854,11 @@ static int check_msg(const fv_msg_t *m, const fv_wire_limits_t *lim, int err, fv
         return 0;
     case FV_MSG_FETCH_FAIL:
         return check_text(&m->u.fetch_fail.reason, 0, tn, K_REASON, err, d);
+    case FV_MSG_SCHEMA_QUERY:
+        return check_bin(m->u.schema_query.spec, m->u.schema_query.spec_len, 1, FV_WIRE_SPEC_MAX,
+                         tn, K_SPEC, err, d);
+    case FV_MSG_SCHEMA_VOCAB:
+        return check_schema_vocab(m, tn, err, d);
     }
     return fv_diag_set(d, err, "unknown message type %d", (int)m->type);
 }
@@ -926,6 +985,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return pack_text(pk, &m->u.receipt.body);
         if (m->type == FV_MSG_RELEASE)
             return pack_text(pk, &m->u.release.body);
+        if (m->type == FV_MSG_SCHEMA_VOCAB)
+            return pack_text(pk, &m->u.schema_vocab.body);
         return pack_bin(pk, m->u.echo.body, m->u.echo.body_len);
     case K_ID:
         if (m->type == FV_MSG_ADMIN_REQ)
@@ -965,6 +1026,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
                                                                      has one */
     }
     case K_SPEC:
+        if (m->type == FV_MSG_SCHEMA_QUERY)
+            return pack_bin(pk, m->u.schema_query.spec, m->u.schema_query.spec_len);
         return pack_bin(pk, m->u.job_offer.spec, m->u.job_offer.spec_len);
     case K_DSHA:
         return pack_bin(pk, m->u.job_accept.data_sha256, HASH_BYTES);
@@ -997,6 +1060,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
     case K_STATUS:
         if (m->type == FV_MSG_ADMIN_RESP)
             return msgpack_pack_int32(pk, m->u.admin_resp.status);
+        if (m->type == FV_MSG_SCHEMA_VOCAB)
+            return msgpack_pack_int32(pk, m->u.schema_vocab.status);
         return msgpack_pack_int32(pk, m->u.round_end.status);
     case K_ROUNDS:
         return msgpack_pack_uint64(pk, m->u.job_done.rounds);
@@ -1016,6 +1081,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
         return msgpack_pack_uint64(pk, m->u.file_chunk.offset);
     case K_TOTAL:
         return msgpack_pack_uint64(pk, m->u.file_chunk.total);
+    case K_CATEGORY:
+        return pack_text(pk, &m->u.schema_vocab.category);
     }
     return -1;
 }
@@ -1667,6 +1734,17 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
         if ((r = get_hash(c, val[K_SHA256], K_SHA256, NULL, m->u.fetch_fail.sha256)) < 0)
             return r;
         return get_text(c, val[K_REASON], K_REASON, &m->u.fetch_fail.reason);
+    case FV_MSG_SCHEMA_QUERY:
+        if ((r = extract_job_round(c, val, m)) < 0)
+            return r;
+        return get_bin(c, val[K_SPEC], K_SPEC, &m->u.schema_query.spec,
+                       &m->u.schema_query.spec_len);
+    case FV_MSG_SCHEMA_VOCAB:
+        if ((r = extract_job_round(c, val, m)) < 0 ||
+            (r = get_status(c, val[K_STATUS], &m->u.schema_vocab.status)) < 0 ||
+            (r = get_text(c, val[K_CATEGORY], K_CATEGORY, &m->u.schema_vocab.category)) < 0)
+            return r;
+        return get_text(c, val[K_BODY], K_BODY, &m->u.schema_vocab.body);
     }
     return fv_diag_set(c->d, FV_EPROTO, "unknown message type %d", (int)m->type);
 }

@@ -178,6 +178,23 @@ NAMES = {HELLO: "hello", ERROR: "error", PING: "ping", PONG: "pong", BYE: "bye",
          FETCH_FAIL: "fetch_fail"}
 
 
+# Schema discovery (protocols/fv_wire.h, "SCHEMA"): helper S2's types and fields.
+SCHEMA_QUERY, SCHEMA_VOCAB = 28, 29
+NAMES.update({SCHEMA_QUERY: "schema_query", SCHEMA_VOCAB: "schema_vocab"})
+
+
+def schema_query(job, spec):
+    """SCHEMA_QUERY {job (32 bytes), spec (bytes: canonical JSON)}: a body."""
+    return mp_encode({"v": 1, "type": SCHEMA_QUERY, "job": bytes(job), "spec": bytes(spec)})
+
+
+def schema_vocab(job, status=0, category="", body=""):
+    """SCHEMA_VOCAB {job, status (0 or negative), category ([a-z] word, "" with status 0),
+    body (vocabulary JSON text, "" for a refusal)}: a body."""
+    return mp_encode({"v": 1, "type": SCHEMA_VOCAB, "job": bytes(job), "status": status,
+                      "category": category, "body": body})
+
+
 class FrameReader:
     """Splits a byte stream into frame bodies (max_frame bytes at most each)."""
 

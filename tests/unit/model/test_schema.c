@@ -338,7 +338,7 @@ static void count_types(const fv_schema_t *s, size_t *num, size_t *cat, size_t *
         case FV_COL_TARGET:
             (*tgt)++;
             break;
-        case FV_COL_OPEN: /* only in open schemas, never inferred */
+        case FV_COL_OPEN: /* open schemas only: never inferred or loaded closed */
             break;
         }
     }

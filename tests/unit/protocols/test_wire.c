@@ -192,6 +192,15 @@ static bool msg_eq(const fv_msg_t *a, const fv_msg_t *b)
     case FV_MSG_FETCH_FAIL:
         return memcmp(a->u.fetch_fail.sha256, b->u.fetch_fail.sha256, 32) == 0 &&
                str_eq(a->u.fetch_fail.reason, b->u.fetch_fail.reason);
+    case FV_MSG_SCHEMA_QUERY:
+        return memcmp(a->u.schema_query.job, b->u.schema_query.job, 32) == 0 &&
+               bytes_eq(a->u.schema_query.spec, a->u.schema_query.spec_len, b->u.schema_query.spec,
+                        b->u.schema_query.spec_len);
+    case FV_MSG_SCHEMA_VOCAB:
+        return memcmp(a->u.schema_vocab.job, b->u.schema_vocab.job, 32) == 0 &&
+               a->u.schema_vocab.status == b->u.schema_vocab.status &&
+               str_eq(a->u.schema_vocab.category, b->u.schema_vocab.category) &&
+               str_eq(a->u.schema_vocab.body, b->u.schema_vocab.body);
     }
     return false;
 }
@@ -760,6 +769,31 @@ static void test_roundtrip_all_types(void)
             roundtrip(&m, &lim);
             m.u.fetch_fail.reason = S(name256);
             break;
+        case FV_MSG_SCHEMA_QUERY:
+            memset(m.u.schema_query.job, 0x33, 32);
+            m.u.schema_query.spec = spec;
+            m.u.schema_query.spec_len = 1;
+            roundtrip(&m, &lim);
+            m.u.schema_query.spec_len = FV_WIRE_SPEC_MAX; /* bin32 */
+            break;
+        case FV_MSG_SCHEMA_VOCAB:
+            memset(m.u.schema_vocab.job, 0x44, 32);
+            m.u.schema_vocab.status = 0;
+            m.u.schema_vocab.category = S("");
+            m.u.schema_vocab.body = S("");
+            roundtrip(&m, &lim);
+            m.u.schema_vocab.status = INT32_MIN;
+            m.u.schema_vocab.category = S("abcdefghijklmnop"); /* FV_WIRE_CATEGORY_MAX */
+            roundtrip(&m, &lim);
+            m.u.schema_vocab.category = S("policy");
+            m.u.schema_vocab.status = -10014;
+            roundtrip(&m, &lim);
+            /* the largest vocabulary: FV_WIRE_VOCAB_MAX bytes of JSON text (str32) */
+            m.u.schema_vocab.status = 0;
+            m.u.schema_vocab.category = S("");
+            m.u.schema_vocab.body.ptr = text;
+            m.u.schema_vocab.body.len = FV_WIRE_VOCAB_MAX;
+            break;
         }
         roundtrip(&m, &lim);
         n_types++;
@@ -775,6 +809,8 @@ static void test_roundtrip_all_types(void)
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_RELEASE_SYNC), "release_sync");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_FILE_CHUNK), "file_chunk");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_FETCH_FAIL), "fetch_fail");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_SCHEMA_QUERY), "schema_query");
+    CHECK_STR_EQ(fv_msg_type_name(FV_MSG_SCHEMA_VOCAB), "schema_vocab");
     CHECK_STR_EQ(fv_msg_type_name(0), "unknown");
     CHECK_STR_EQ(fv_msg_type_name(FV_MSG_TYPE_MAX + 1), "unknown");
     free(spec);
@@ -1295,6 +1331,14 @@ static const spec_t specs[] = {
       {"total", F_UINT, 10, NULL},
       {"data", F_BIN, 3, "abc"}}},
     {"fetch_fail", 4, {V_T(27), {"sha256", F_BIN, 32, sha}, {"reason", F_STR, 4, "gone"}}},
+    {"schema_query", 4, {V_T(28), JOB, {"spec", F_BIN, 2, "{}"}}},
+    {"schema_vocab",
+     6,
+     {V_T(29),
+      JOB,
+      {"status", F_NEG, 10014, NULL},
+      {"category", F_STR, 6, "policy"},
+      {"body", F_STR, 0, ""}}},
 };
 #undef V_T
 #undef JOB
@@ -1763,6 +1807,28 @@ static void test_range_refusals(void)
     range_case("file_chunk", "offset", put_u, &u2_32, FV_EPROTO, "passes the total");
     range_case("fetch_fail", "reason", put_s, ctrl, FV_EPROTO, "control byte");
     range_case("fetch_fail", "sha256", put_b, &b0, FV_EPROTO, "0 bytes, expected 32");
+    /* schema discovery: a refusal names its category and carries no vocabulary */
+    range_case("schema_query", "spec", put_b, &b0, FV_EPROTO, "0 bytes, outside 1..");
+    range_case("schema_query", "job", put_b, &b31, FV_EPROTO, "31 bytes, expected 32");
+    range_case("schema_vocab", "category", put_s, "Policy", FV_EPROTO, "not in [a-z]");
+    range_case("schema_vocab", "category", put_s, "abcdefghijklmnopq", FV_EPROTO, "above 16");
+    range_case("schema_vocab", "category", put_s, "", FV_EPROTO, "empty with a negative status");
+    range_case("schema_vocab", "category", put_s, "schema", 0, NULL);
+    range_case("schema_vocab", "body", put_s, "{}", FV_EPROTO, "with a negative status");
+    { /* status 0 (a vocabulary) with the template's category: the category is refused */
+        fv_wire_limits_t slim = deflim();
+        mb_t *sv = malloc(sizeof(*sv)), *sm = malloc(sizeof(*sm));
+        CHECK(sv != NULL && sm != NULL);
+        sv->n = 0;
+        put_u(sv, &u0);
+        build_with(sm, spec_of("schema_vocab"), "status", sv->b, sv->n);
+        expect_refusal(sm, &slim, FV_EPROTO, "schema_vocab: field 'category'",
+                       "not empty with status 0");
+        free(sv);
+        free(sm);
+    }
+    range_case("schema_vocab", "status", put_u, &u3, FV_EPROTO, "positive");
+    range_case("schema_vocab", "status", put_i, &below, FV_EPROTO, "below");
 
     /* a smaller max_vec_elems is the decoder's cap */
     lim.max_vec_elems = 999;
@@ -1935,7 +2001,7 @@ static void test_body_refusals(void)
     /* type */
     decode_raw("81 a176 01", FV_EPROTO, "missing field 'type'");
     decode_raw("82 a176 01 a474797065 00", FV_EPROTO, "unknown message type 0");
-    decode_raw("82 a176 01 a474797065 1c", FV_EPROTO, "unknown message type 28");
+    decode_raw("82 a176 01 a474797065 1e", FV_EPROTO, "unknown message type 30");
     decode_raw("82 a176 01 a474797065 ccc8", FV_EPROTO, "unknown message type 200");
     decode_raw("82 a176 01 a474797065 ff", FV_EPROTO, "field 'type'");
     /* keys must be strings */
