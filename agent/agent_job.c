@@ -371,7 +371,7 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
     if (fv__agent_schema_offer_open(job)) {
         /* no agent trains on an open schema: the coordinator fixes it first (SCHEMA_QUERY,
          * agent_schema.c), and offers the resolved spec under its own digest */
-        refuse(a, m->u.job_offer.job, hex, job->name,
+        refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_SCHEMA,
                "the job's schema is still open: the coordinator must fix it by schema discovery "
                "before offering the job",
                NULL);

@@ -966,6 +966,8 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
             return pack_text(pk, &m->u.bye.reason);
         }
     case K_CATEGORY: {
+        if (m->type == FV_MSG_SCHEMA_VOCAB)
+            return pack_text(pk, &m->u.schema_vocab.category);
         const char *w = fv_refuse_category_name(m->u.job_refuse.category);
         size_t n = strlen(w);
         if (msgpack_pack_str(pk, n) != 0)
@@ -1081,8 +1083,6 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
         return msgpack_pack_uint64(pk, m->u.file_chunk.offset);
     case K_TOTAL:
         return msgpack_pack_uint64(pk, m->u.file_chunk.total);
-    case K_CATEGORY:
-        return pack_text(pk, &m->u.schema_vocab.category);
     }
     return -1;
 }
