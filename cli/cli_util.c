@@ -25,6 +25,7 @@
 
 #include "fv-config.h"
 #include "fv_blas.h"
+#include "fv_dataset.h"
 
 /* `--data -`: standard input copied into an anonymous memory file, read through its
  * /proc path (a command may read its data twice: schema inference, then the load), and
@@ -80,6 +81,20 @@ int fv_cli_stdin_data(int argc, char **argv)
         }
     }
     return 0;
+}
+
+bool fv_cli_parse_unknown_read(const char *cmd, const char *arg, unsigned *ret_flags)
+{
+    if (strcmp(arg, "missing") == 0) {
+        *ret_flags |= FV_DATASET_UNKNOWN_MISSING;
+        return true;
+    }
+    if (strcmp(arg, "error") == 0) {
+        *ret_flags &= ~FV_DATASET_UNKNOWN_MISSING;
+        return true;
+    }
+    fv_cli_usage_error(cmd, "--unknown-category: expected 'error' or 'missing', got '%.64s'", arg);
+    return false;
 }
 
 void fv_cli_error(const char *cmd, const char *fmt, ...)

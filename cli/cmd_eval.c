@@ -21,6 +21,7 @@
 
 static const char usage[] =
     "Usage: fedvault eval --model MODEL --data FILE [--json] [--threads N]\n"
+    "                     [--unknown-category error|missing]\n"
     "\n"
     "Score every row of a CSV file with a saved model and report metrics (ROC AUC, PR AUC,\n"
     "log loss, accuracy, recall at 1 % and 5 % false-positive rate; accuracy and log loss\n"
@@ -30,14 +31,23 @@ static const char usage[] =
     "  --data FILE     CSV file with the target column\n"
     "  --json          print one JSON object instead of the readable summary\n"
     "  --threads N     OpenBLAS threads (default 1)\n"
+    "  --unknown-category error|missing\n"
+    "                  a category the model's schema lacks: an error naming file:line:col\n"
+    "                  (default), or read as a missing value (the column's one-hot\n"
+    "                  features all 0); a schema with unknown_category \"other\" puts it in\n"
+    "                  its \"<other>\" bucket either way\n"
     "  -h, --help      this text\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
 static const struct option long_opts[] = {
-    {"model", required_argument, NULL, 'm'}, {"data", required_argument, NULL, 'd'},
-    {"json", no_argument, NULL, 'j'},        {"threads", required_argument, NULL, 't'},
-    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    {"model", required_argument, NULL, 'm'},
+    {"data", required_argument, NULL, 'd'},
+    {"json", no_argument, NULL, 'j'},
+    {"threads", required_argument, NULL, 't'},
+    {"unknown-category", required_argument, NULL, 'u'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static json_t *meta_get(json_t *meta, const char *section, const char *key)
@@ -50,6 +60,7 @@ int fv_cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL;
     bool as_json = false;
+    unsigned flags = 0; /* FV_DATASET_* */
     size_t threads = FV_DEFAULT_BLAS_THREADS;
     int c, r, rc = FV_EXIT_FAIL;
     fv_model_t *model = NULL;
@@ -76,6 +87,10 @@ int fv_cmd_eval(int argc, char **argv)
             if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
                 return FV_EXIT_USAGE;
             break;
+        case 'u':
+            if (!fv_cli_parse_unknown_read(CMD, optarg, &flags))
+                return FV_EXIT_USAGE;
+            break;
         default:
             fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
             return FV_EXIT_USAGE;
@@ -87,8 +102,13 @@ int fv_cmd_eval(int argc, char **argv)
         return fv_cli_usage_error(CMD, "--model MODEL and --data FILE are required");
     fv_cli_set_threads(threads);
 
-    if (fv_cli_load_model_data(CMD, model_path, data, NULL, &model, &ds) != 0)
+    if (fv_cli_load_model(CMD, model_path, &model) != 0)
         goto out;
+    fv_diag_t d = {""};
+    if ((r = fv_dataset_load_flags(data, model->schema, flags, &ds, &d)) != 0) {
+        fv_cli_diag_error(CMD, &d, r);
+        goto out;
+    }
     size_t n_out = fv_mlp_arch(model->mlp)->n_out;
     prob = malloc((ds->n_rows ? ds->n_rows : 1) * n_out * sizeof *prob);
     int32_t *y = ds->label;

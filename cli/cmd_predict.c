@@ -65,6 +65,7 @@
 static const char usage[] =
     "Usage: fedvault predict --model MODEL --data FILE [--explain N] [--out FILE]\n"
     "                        [--format csv|jsonl] [--steps N] [--threads N]\n"
+    "                        [--unknown-category error|missing]\n"
     "\n"
     "Score every row of a CSV file with a saved model. With --explain N each row also gets\n"
     "its N reason codes: the columns that moved its logit most, with the row's value and\n"
@@ -96,21 +97,21 @@ static const char usage[] =
     "                      {\"row\":..,\"error\":..}\n"
     "  --steps N           integrated-gradients steps for MLPs (default 32, 1..4096)\n"
     "  --threads N         OpenBLAS threads (default 1)\n"
+    "  --unknown-category error|missing\n"
+    "                      a category the model's schema lacks: that row's error\n"
+    "                      (default), or read as a missing value (the column's one-hot\n"
+    "                      features all 0)\n"
     "  -h, --help          this text\n"
     "\n"
     "Prints \"N rows scored, M rows with errors\" to standard error.\n"
     "Exit status: 0 success (also with row errors), 1 failure, 2 usage error.\n";
 
 static const struct option long_opts[] = {
-    {"model", required_argument, NULL, 'm'},
-    {"data", required_argument, NULL, 'd'},
-    {"explain", required_argument, NULL, 'e'},
-    {"out", required_argument, NULL, 'o'},
-    {"format", required_argument, NULL, 'f'},
-    {"steps", required_argument, NULL, 's'},
-    {"threads", required_argument, NULL, 't'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"model", required_argument, NULL, 'm'},   {"data", required_argument, NULL, 'd'},
+    {"explain", required_argument, NULL, 'e'}, {"out", required_argument, NULL, 'o'},
+    {"format", required_argument, NULL, 'f'},  {"steps", required_argument, NULL, 's'},
+    {"threads", required_argument, NULL, 't'}, {"unknown-category", required_argument, NULL, 'u'},
+    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 };
 
 /* One data record of the current chunk. */
@@ -382,6 +383,7 @@ int fv_cmd_predict(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *out_path = NULL, *format = "csv";
     size_t threads = FV_DEFAULT_BLAS_THREADS, n_explain = 0, steps = 0;
+    unsigned rflags = 0; /* --unknown-category: FV_DATASET_UNKNOWN_MISSING */
     bool explain = false;
     int c, r, rc = FV_EXIT_FAIL;
     fv_diag_t d = {""};
@@ -423,6 +425,10 @@ int fv_cmd_predict(int argc, char **argv)
             if (!fv_cli_parse_size(CMD, "--threads", optarg, 1, 256, &threads))
                 return FV_EXIT_USAGE;
             break;
+        case 'u':
+            if (!fv_cli_parse_unknown_read(CMD, optarg, &rflags))
+                return FV_EXIT_USAGE;
+            break;
         default:
             fprintf(stderr, "Try 'fedvault %s --help'.\n", CMD);
             return FV_EXIT_USAGE;
@@ -441,7 +447,8 @@ int fv_cmd_predict(int argc, char **argv)
     if (fv_cli_load_model(CMD, model_path, &model) != 0)
         goto out;
     if ((r = fv_csv_open(data, 0, &csv, &d)) != 0 ||
-        (r = fv_dataset_reader_new(csv, model->schema, FV_DATASET_TARGET_OPTIONAL, &rd, &d)) != 0) {
+        (r = fv_dataset_reader_new(csv, model->schema, FV_DATASET_TARGET_OPTIONAL | rflags, &rd,
+                                   &d)) != 0) {
         fv_cli_diag_error(CMD, &d, r);
         goto out;
     }

@@ -413,11 +413,16 @@ static int decode_record(fv_dataset_reader_t *rd, double *row, int32_t *label, f
         }
         case FV_COL_CATEGORICAL: {
             if (fv__dataset_cat_cell(s, j, cell, &row[j]) != 0) {
+                if (rd->flags & FV_DATASET_UNKNOWN_MISSING) {
+                    row[j] = FV_CELL_MISSING;
+                    break;
+                }
                 fv__dataset_list_cats(lst, sizeof lst, s, j, false);
                 return fv_diag_set(d, FV_ESCHEMA,
                                    "%s:%zu:%zu: column '%s': unknown category \"%s\"; "
-                                   "expected one of %s (or unknown_category \"other\" in "
-                                   "the schema)",
+                                   "expected one of %s (to score such rows: eval/predict "
+                                   "--unknown-category missing; to train with them: "
+                                   "unknown_category \"other\" in the schema)",
                                    fn, rec->line, col,
                                    fv__msg_str(b1, sizeof b1, fv_schema_column_name(s, j)),
                                    fv__msg_str(b2, sizeof b2, cell), lst);
@@ -478,7 +483,8 @@ int fv_dataset_reader_next(fv_dataset_reader_t *rd, double *ret_cells, int32_t *
     return r == 0 ? FV_DATASET_ROW : FV_DATASET_BAD_ROW;
 }
 
-static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, unsigned flags, fv_dataset_t **ret,
+                       fv_diag_t *d)
 {
     const char *fn = fv_csv_name(c);
     const size_t n = fv_schema_n_columns(s);
@@ -488,7 +494,7 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, fv_dataset_t **ret, fv
     int32_t label;
     int r;
 
-    r = fv_dataset_reader_new(c, s, 0, &rd, d);
+    r = fv_dataset_reader_new(c, s, flags & FV_DATASET_UNKNOWN_MISSING, &rd, d);
     if (r < 0)
         goto out;
     ds = calloc(1, sizeof *ds);
@@ -538,7 +544,8 @@ out:
     return r;
 }
 
-int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+int fv_dataset_load_flags(const char *path, const fv_schema_t *s, unsigned flags,
+                          fv_dataset_t **ret, fv_diag_t *d)
 {
     fv_csv_t *c = NULL;
     int r;
@@ -547,9 +554,14 @@ int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, 
     r = fv_csv_open(path, 0, &c, d);
     if (r < 0)
         return r;
-    r = ds_load_csv(c, s, ret, d);
+    r = ds_load_csv(c, s, flags, ret, d);
     fv_csv_free(c);
     return r;
+}
+
+int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d)
+{
+    return fv_dataset_load_flags(path, s, 0, ret, d);
 }
 
 int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_schema_t *s,
@@ -562,7 +574,7 @@ int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_
     r = fv_csv_open_mem(name, buf, len, &c, d);
     if (r < 0)
         return r;
-    r = ds_load_csv(c, s, ret, d);
+    r = ds_load_csv(c, s, 0, ret, d);
     fv_csv_free(c);
     return r;
 }

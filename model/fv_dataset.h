@@ -55,6 +55,12 @@ typedef struct fv_dataset {
  *   < 0                 a CSV syntax error (unterminated quote...) or out of memory: the
  *                       position in the file is lost, so this is final (sticky). */
 #define FV_DATASET_TARGET_OPTIONAL 1u
+/* FV_DATASET_UNKNOWN_MISSING: a categorical cell with a category the schema lacks is read
+ * as a missing cell (every one-hot feature of the column 0, as for an empty cell) instead
+ * of an error, for scoring rows with a model whose schema has no "other" bucket (eval /
+ * predict --unknown-category missing). A schema with unknown_category "other" still sends
+ * such a cell to its bucket. */
+#define FV_DATASET_UNKNOWN_MISSING 2u
 enum { FV_DATASET_END = 0, FV_DATASET_ROW = 1, FV_DATASET_BAD_ROW = 2 };
 
 typedef struct fv_dataset_reader fv_dataset_reader_t;
@@ -76,6 +82,9 @@ size_t fv_dataset_reader_field_number(const fv_dataset_reader_t *rd, size_t col)
 void fv_dataset_reader_free(fv_dataset_reader_t *rd);
 
 int fv_dataset_load(const char *path, const fv_schema_t *s, fv_dataset_t **ret, fv_diag_t *d);
+/* fv_dataset_load with reader flags (FV_DATASET_UNKNOWN_MISSING; the target stays required). */
+int fv_dataset_load_flags(const char *path, const fv_schema_t *s, unsigned flags,
+                          fv_dataset_t **ret, fv_diag_t *d);
 int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_schema_t *s,
                         fv_dataset_t **ret, fv_diag_t *d);
 void fv_dataset_free(fv_dataset_t *ds);

@@ -278,6 +278,37 @@ def main():
     out, _ = predict("--model", m, "--data", nt, "--format", "jsonl")
     check(close([r["score"] for r in jsonl(out)], want), "scores without the target column")
 
+    # --unknown-category missing (issue 18): a category the schema lacks scores as a
+    # missing cell would (the column's one-hot features all 0), in predict and in eval;
+    # without the flag it is that row's error, and eval's error names the flag
+    rows = list(csv.DictReader(open(te)))
+    cat_col = next(k for k in rows[0] if k != "class" and not rows[0][k].replace(".", "").isdigit())
+    uk, ms = os.path.join(d, "unknown.csv"), os.path.join(d, "missing.csv")
+    for path, value in ((uk, "no-such-category"), (ms, "")):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in rows[:20]:
+                w.writerow(dict(r, **{cat_col: value}))
+    out_u, _ = predict("--model", m, "--data", uk, "--format", "jsonl",
+                       "--unknown-category", "missing")
+    out_m, _ = predict("--model", m, "--data", ms, "--format", "jsonl")
+    su, sm = [r["score"] for r in jsonl(out_u)], [r["score"] for r in jsonl(out_m)]
+    check(len(su) == 20 and close(su, sm), f"--unknown-category missing: {su} vs {sm}")
+    out, _ = predict("--model", m, "--data", uk, "--format", "jsonl")
+    check(all("error" in r and "--unknown-category missing" in r["error"] for r in jsonl(out)),
+          f"unknown category without the flag: {out[:300]}")
+    code, _, err = run(["eval", "--model", m, "--data", uk])
+    check(code == 1 and "--unknown-category missing" in err, f"eval: {code} {err}")
+    code, ev_u, _ = run(["eval", "--model", m, "--data", uk, "--unknown-category", "missing",
+                         "--json"])
+    code2, ev_m, _ = run(["eval", "--model", m, "--data", ms, "--json"])
+    check(code == 0 and code2 == 0 and
+          abs(json.loads(ev_u)["log_loss"] - json.loads(ev_m)["log_loss"]) < 1e-9,
+          f"eval --unknown-category missing: {ev_u} vs {ev_m}")
+    _, err = predict("--model", m, "--data", uk, "--unknown-category", "maybe", expect=2)
+    check("'error' or 'missing'" in err, err)
+
     # --help, usage errors, failures
     out, _ = predict("--help")
     check("Usage: fedvault predict" in out and "integrated gradients" in out, out)
