@@ -250,7 +250,8 @@ static void test_whole_job_restores(void)
 }
 
 /* patience 0: every training round runs, the result is the last update (labelled with
- * the last round, 5 of 5); a round that fails once is run again under its number and changes nothing. */
+ * the last round, 5 of 5); a round that fails once is run again under its number and changes
+ * nothing. */
 static void test_failed_round_is_rerun(void)
 {
     fv_job_t *job = german_job(",\"early_stopping\":{\"patience\":0}");
