@@ -25,6 +25,7 @@ that stay connected, and the operator's admin kit. In order:
     a flipped byte in a copy fails verification naming the record;
   - SIGTERM stops the daemon with exit 0.
 """
+import atexit
 import csv
 import datetime
 import hashlib
@@ -69,6 +70,15 @@ coord = subprocess.Popen(
                state, "--listen", f"127.0.0.1:{port}", "--admin-listen",
                f"127.0.0.1:{admin_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
     stdout=subprocess.PIPE, stderr=open(clog, "w"), text=True)
+agents = {}
+
+
+@atexit.register
+def _no_leftovers():
+    """A failed check exits at once: no daemon of this test outlives it."""
+    for p in [coord] + list(agents.values()):
+        if p.poll() is None:
+            p.kill()
 
 
 def admin(args, expect=0):
@@ -113,7 +123,6 @@ print("--help on every admin command; usage errors exit 2")
 st = admin_json(["status"])
 fvtest.check(st["job"] is None and st["agents_connected"] == 0, f"status before agents: {st}")
 
-agents = {}
 # Two banks' policies let them tell the coordinator their row counts; the others withhold
 # them (the default: JOB_ACCEPT says 0).
 DISCLOSE = set(BANKS[:2])
