@@ -91,6 +91,9 @@ int fv__state_model_tmp_remove(fv_state_t *s, fv_diag_t *d);
 extern const char fv__state_releases_sql[];
 /* The job_agent_status table, the same way (state_cohort.c). */
 extern const char fv__state_cohort_sql[];
+/* "2026-11-28T23:40:00.123Z" for ms since the epoch, as every view shows a time
+ * (state_json.c). */
+json_t *fv__state_time_json(int64_t ms);
 /* The job_schemas table, created if missing at every open (state_schemas.c). */
 extern const char fv__state_schemas_sql[];
 

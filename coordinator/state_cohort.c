@@ -83,24 +83,6 @@ int fv_state_job_agent_status(fv_state_t *s, const char *job, const char *agent,
         what, NULL, d, "tttttii", job, agent, status, category, reason, round, at_ms);
 }
 
-/* "2026-11-28T23:40:00.123Z" (as state_json.c's times). */
-static json_t *time_json(int64_t ms)
-{
-    int64_t sec = ms / 1000, rem = ms % 1000;
-    if (rem < 0) {
-        rem += 1000;
-        sec -= 1;
-    }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char buf[64];
-    if (gmtime_r(&t, &tm) == NULL)
-        return json_null();
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)rem);
-    return json_string(buf);
-}
-
 static json_t *col_text(sqlite3_stmt *st, int i)
 {
     const char *v = (const char *)sqlite3_column_text(st, i);
@@ -136,7 +118,7 @@ int fv_state_job_cohort_json(fv_state_t *s, const char *job, json_t **ret, fv_di
                             sqlite3_column_type(st, 4) == SQLITE_NULL
                                 ? json_null()
                                 : json_integer(sqlite3_column_int64(st, 4)));
-        json_object_set_new(o, "at", time_json(sqlite3_column_int64(st, 5)));
+        json_object_set_new(o, "at", fv__state_time_json(sqlite3_column_int64(st, 5)));
         json_object_set_new(o, "at_ms", json_integer(sqlite3_column_int64(st, 5)));
     }
     if (rc != SQLITE_DONE) {

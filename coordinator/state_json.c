@@ -83,8 +83,9 @@ static int rows_to_json(fv_state_t *s, const char *sql, row_json_fn *row, const 
     return 0;
 }
 
-/* "2026-11-28T23:40:00.123Z" for ms since the epoch (negative times count backwards). */
-static json_t *time_json(int64_t ms)
+/* "2026-11-28T23:40:00.123Z" for ms since the epoch (negative times count backwards);
+ * state-int.h. */
+json_t *fv__state_time_json(int64_t ms)
 {
     int64_t sec = ms / 1000, rem = ms % 1000;
     if (rem < 0) {
@@ -121,7 +122,7 @@ static json_t *col_time(sqlite3_stmt *st, int i)
 {
     if (sqlite3_column_type(st, i) == SQLITE_NULL)
         return json_null();
-    return time_json((int64_t)sqlite3_column_int64(st, i));
+    return fv__state_time_json((int64_t)sqlite3_column_int64(st, i));
 }
 
 /* A JSON text column parsed (json_null() for SQL NULL). FV_ECORRUPT if it does not

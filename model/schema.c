@@ -239,7 +239,9 @@ struct strset {
     size_t n; /* n_long + n_short + n_small */
 };
 
-static uint64_t str_hash(const char *s)
+/* FNV-1a of a NUL-terminated string (model-int.h): the vocabulary sets' hash here and
+ * in schema_open.c. */
+uint64_t fv__str_hash(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++)
@@ -342,7 +344,7 @@ static int strset_add(struct strset *st, const char *s)
     }
     if (short_key(s, &k))
         return strset_add_short(st, k);
-    h = str_hash(s);
+    h = fv__str_hash(s);
     if ((st->n_long + 1) * 2 > st->cap) {
         size_t ncap = st->cap ? st->cap * 2 : 16;
         char **ns = calloc(ncap, sizeof *ns);
@@ -351,7 +353,7 @@ static int strset_add(struct strset *st, const char *s)
         for (size_t q = 0; q < st->cap; q++) {
             if (st->slots[q] == NULL)
                 continue;
-            size_t j = (size_t)str_hash(st->slots[q]) & (ncap - 1);
+            size_t j = (size_t)fv__str_hash(st->slots[q]) & (ncap - 1);
             while (ns[j] != NULL)
                 j = (j + 1) & (ncap - 1);
             ns[j] = st->slots[q];

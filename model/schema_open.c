@@ -55,14 +55,6 @@ struct cmap {
     size_t n;
 };
 
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 static void cmap_free(struct cmap *m)
 {
     if (m->keys != NULL)
@@ -89,7 +81,7 @@ static int cmap_add(struct cmap *m, const char *key)
         for (size_t k = 0; k < m->cap; k++) {
             if (m->keys[k] == NULL)
                 continue;
-            size_t j = (size_t)str_hash(m->keys[k]) & (ncap - 1);
+            size_t j = (size_t)fv__str_hash(m->keys[k]) & (ncap - 1);
             while (nk[j] != NULL)
                 j = (j + 1) & (ncap - 1);
             nk[j] = m->keys[k];
@@ -101,7 +93,8 @@ static int cmap_add(struct cmap *m, const char *key)
         m->counts = nc;
         m->cap = ncap;
     }
-    for (i = (size_t)str_hash(key) & (m->cap - 1); m->keys[i] != NULL; i = (i + 1) & (m->cap - 1))
+    for (i = (size_t)fv__str_hash(key) & (m->cap - 1); m->keys[i] != NULL;
+         i = (i + 1) & (m->cap - 1))
         if (strcmp(m->keys[i], key) == 0) {
             m->counts[i]++;
             return 0;
