@@ -1090,13 +1090,19 @@ static int pack_field(msgpack_packer *pk, const fv_msg_t *m, int key)
 static int pack_msg(msgpack_packer *pk, const fv_msg_t *m)
 {
     const layout_t *l = &layouts[m->type];
-    if (msgpack_pack_map(pk, 2u + l->n) != 0 || pack_key(pk, K_V) != 0 ||
+    /* JOB_REFUSE's category "unknown" is the field left out (an older agent's message),
+     * so a message has one encoding */
+    bool skip_cat = m->type == FV_MSG_JOB_REFUSE && m->u.job_refuse.category == FV_REFUSE_UNKNOWN;
+    if (msgpack_pack_map(pk, 2u + l->n - (skip_cat ? 1u : 0u)) != 0 || pack_key(pk, K_V) != 0 ||
         msgpack_pack_uint32(pk, FV_WIRE_VERSION) != 0 || pack_key(pk, K_TYPE) != 0 ||
         msgpack_pack_uint32(pk, (uint32_t)m->type) != 0)
         return -1;
-    for (unsigned i = 0; i < l->n; i++)
+    for (unsigned i = 0; i < l->n; i++) {
+        if (skip_cat && l->k[i] == K_CATEGORY)
+            continue;
         if (pack_key(pk, l->k[i]) != 0 || pack_field(pk, m, l->k[i]) != 0)
             return -1;
+    }
     return 0;
 }
 
@@ -1654,6 +1660,14 @@ static int extract(const dctx_t *c, const msgpack_object *const *val, fv_msg_t *
                                    "letters a-z or '_'",
                                    c->tname, w.len, CATEGORY_MAX);
             m->u.job_refuse.category = fv_refuse_category_parse(w.ptr, w.len);
+            if (m->u.job_refuse.category == FV_REFUSE_UNKNOWN)
+                /* "unknown" is the field left out; another word is no category of this
+                 * protocol version (one encoding per message: a word kept as "unknown"
+                 * would not encode back to its bytes) */
+                return fv_diag_set(c->d, FV_EPROTO,
+                                   "%s: field 'category': not one of schema, policy, version, "
+                                   "resources, data, protocol",
+                                   c->tname);
         }
         return 0;
     case FV_MSG_ROUND_START:
