@@ -99,9 +99,13 @@ def run_job(name, banks, model="mlp:16"):
     """A plain job on `banks` (--once agents) to its end; returns the final model's version
     and file SHA-256."""
     spec = f"{tmp}/{name}.json"
+    # two rounds, patience 1: the final model is the best EVALUATED one, which no round
+    # sent as its model_out under the same round label (with patience 0 the final model is
+    # the last round's output, labelled with that round: the same bytes as its model_out)
+    js = fvfed.job_spec(name=name, rounds=2, secagg="off", min_agents=3, model=model)
+    js["early_stopping"] = {"metric": "roc_auc", "patience": 1}
     with open(spec, "w") as f:
-        json.dump(fvfed.job_spec(name=name, rounds=1, secagg="off", min_agents=3, model=model),
-                  f)
+        json.dump(js, f)
     procs = {b: subprocess.Popen(
         WRAPPER + [agent, "--config", f"{tmp}/fed/{b}/agent.json", "--data", data[b],
                    "--coordinator", f"127.0.0.1:{port}", "--once", "--audit-log", audit_log(b),
@@ -175,7 +179,8 @@ rel = [r for r in audit_events(f"{state}/audit.log", "model.released")]
 fvtest.check(len(rel) == 1 and rel[0]["sha256"] == sha1 and rel[0]["release"] == 1
              and rel[0]["label"] == "stable", f"coordinator audit model.released: {rel}")
 print(f"job 1 final v{v1} {sha1[:12]} released as stable (release 1)")
-# final.fvm's bytes are its own (its metadata names its round): only the job's receipt
+# final.fvm's bytes are its own (the best evaluated model, its metadata naming the round
+# that evaluated it): only the job's receipt
 # (kind "job", before JOB_DONE) names its sha, and each member kept it
 for b in (A, B, C):
     bodies = [json.loads(r["receipt"]) for r in audit_events(audit_log(b), "round.receipt")]
