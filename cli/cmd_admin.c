@@ -1387,7 +1387,8 @@ static void show_explanation(const json_t *rounds)
         const json_t *c = json_array_get(cols, top[i]);
         double v = 0;
         fnum(c, "mean_abs", &v);
-        printf("  %-24s  %.4f\n", safe(fstr(c, "name") ? fstr(c, "name") : "-", b3, sizeof b3), v);
+        const char *name = fstr(c, "name");
+        printf("  %-24s  %.4f\n", safe(name != NULL ? name : "-", b3, sizeof b3), v);
     }
 }
 

@@ -270,7 +270,7 @@ static int manifest_decode(const char *text, size_t len, const char *name, fv_re
     fv_release_t *r = NULL;
     char *canon = NULL;
     size_t canon_len = 0;
-    json_int_t n;
+    json_int_t n = 0;
     int rc = 0;
     const char *key;
     json_t *v;
