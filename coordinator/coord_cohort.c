@@ -221,7 +221,10 @@ static void cohort_sentence(const coord_t *c, sbuf_t *b, const char *silent)
 
 void coord__cohort_tick(coord_t *c)
 {
-    if (!running(c) || c->run.state != ST_WAITING || c->run.files_busy || c->run.abort_requested) {
+    /* The schema round (coord_schema.c) keeps its own join deadline: no job machine
+     * exists before the schema is fixed, and this one's clock starts after it. */
+    if (!running(c) || c->run.state != ST_WAITING || c->run.files_busy || c->run.abort_requested ||
+        coord__schema_collecting(c) || c->model.jm == NULL) {
         c->run.wait_since = 0;
         c->run.wait_logged = false;
         return;

@@ -581,7 +581,8 @@ void coord__job_finish(coord_t *c)
      * evaluated one: its report states measured metrics. */
     bool last = !coord__distilling(c) && c->job->early_stopping.patience == 0;
     uint64_t final_round = 0;
-    const fv_mlp_t *final = fv_cjob_final(c->model.jm, &final_round);
+    /* (no job machine: the job ended in its schema round, before its schema was fixed) */
+    const fv_mlp_t *final = c->model.jm != NULL ? fv_cjob_final(c->model.jm, &final_round) : NULL;
     const char *final_sha = last ? c->model.global_sha : c->model.best_sha;
     int64_t final_parent = last ? c->model.global_version : c->model.best_version;
     int64_t final_version = 0;

@@ -18,7 +18,8 @@ Checks:
 Second case: the coordinator killed right after fixing the schema resumes with the stored
 spec (no second schema round) and ends with the same schema.json and final.fvm.
 Third case: bank-c without the opt-in and min_agents 3: the schema is the other three's
-union, bank-c's refusal is recorded with its category (policy). Fourth case: the same
+union (bank-c's refusal is recorded with its category, policy, when it connected before the
+others answered). Fourth case: the same
 refusal with min_agents 4: the job fails at the join deadline, the reason naming bank-c
 (policy).
 
@@ -241,8 +242,7 @@ for f in ("schema.json", "final.fvm"):
                  f"crash: {f} differs from the uninterrupted run's")
 print("crash at schema-fixed: resumed with the stored spec, same schema and final model")
 
-# bank-c without the opt-in, min_agents 3: the schema is fixed from the other three (its
-# refusal recorded with its category), and the job runs with all four (bank-c's own job
+# bank-c without the opt-in, min_agents 3: the schema is fixed from the other three, and the job runs with all four (bank-c's own job
 # value, in no vocabulary, lands in "other")
 others = [b for b in BANKS if b != "bank-c"]
 rc, out, log, codes = run("partial", dict(job, name="schema-partial", min_agents=3),
@@ -254,8 +254,12 @@ got3 = cats(json.loads(open(f"{tmp}/partial/latest/schema.json").read()))
 fvtest.check(got3 == exp3, f"partial: schema.json's categories {got3}, expected {exp3}")
 fvtest.check(exp3["job"] != expected["job"], "bank-c's job value is in the others' union")
 prow = fvfed.db_rows(tmp, "partial", "SELECT contributors, refused FROM job_schemas")
+# The round ends once every CONNECTED agent has answered with >= min_agents vocabularies:
+# bank-c's refusal is in the record when it connected before the other three answered,
+# and absent when it connected after (it then gets the resolved job's offer). The case
+# below (min_agents 4) waits for the deadline, so there its refusal is always recorded.
 fvtest.check(len(prow) == 1 and sorted(json.loads(prow[0][0])) == others
-             and json.loads(prow[0][1]) == [{"agent": "bank-c", "category": "policy"}],
+             and json.loads(prow[0][1]) in ([], [{"agent": "bank-c", "category": "policy"}]),
              f"partial: job_schemas contributors/refused {prow}")
 print("bank-c refused (policy), min_agents 3: fixed from the other three's vocabularies")
 
