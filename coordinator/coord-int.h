@@ -202,6 +202,7 @@ typedef struct coord {
     /* deterministic faults for the tests, from the environment (coord_log.c) */
     struct coord_test {
         bool fail_rounds, drop_at_job_end;
+        char hold_finish[256]; /* FV_TEST_HOLD_FINISH's file prefix, or "" */
     } test;
     /* the job being run (ST_WAITING / ST_ROUND); ST_IDLE when none */
     fv_job_t *job;

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -77,6 +78,7 @@ typedef struct rwork {
     int store_rc, save_rc;
     fv_diag_t store_d, save_d;
     char save_path[4096];
+    char hold[300]; /* FV_TEST_HOLD_FINISH: the file the finish waits for, or "" */
 } rwork_t;
 
 /* ---- the round's outcome --------------------------------------------------------- */
@@ -379,6 +381,8 @@ static void finish_run(uv_work_t *req)
     rwork_t *w = req->data;
     coord_t *c = w->c;
     fv_diag_t d = {""};
+    for (int i = 0; w->hold[0] != '\0' && i < 600 * 50 && access(w->hold, F_OK) != 0; i++)
+        uv_sleep(20); /* FV_TEST_HOLD_FINISH (the tests only) */
     fv_round_sizes_t z = fv_cjob_sizes(c->model.jm);
     w->status = c->rnd.kind->decode(&z, fv_cround_shape(w->cr), &w->sum,
                                     (double)fv_cjob_n_ref(c->model.jm), &w->oc, &d);
@@ -553,6 +557,8 @@ void coord__round_finish(coord_t *c, int status, const char *why_in)
     if (w->status == 0) {
         /* the sum read out and applied, the model file written: on the thread pool */
         w->cr = c->rnd.cr;
+        if (c->test.hold_finish[0] != '\0')
+            snprintf(w->hold, sizeof w->hold, "%s-%" PRIu64, c->test.hold_finish, c->rnd.round);
         if (c->run.dir[0] != '\0' && c->rnd.kind->id != FV_FED_KIND_STATS)
             snprintf(w->save_path, sizeof w->save_path, "%s/%s-r%04" PRIu64 ".fvm", c->run.dir,
                      coord__distilling(c) ? "student" : "model", c->rnd.round);

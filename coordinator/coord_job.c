@@ -451,9 +451,14 @@ json_t *coord_job_live(coord_t *c)
                         : work != NULL                           ? work
                         : c->job->secagg.on && ph >= 0 && ph < 5 ? coord__phase_names[ph]
                                                                  : "upload";
-    uint64_t end = coord__distilling(c) || fv_cjob_kind(c->model.jm) == FV_FED_KIND_EXPLAIN
-                       ? fv_job_last_round(c->job)
-                       : c->job->rounds;
+    /* The kind of the round: while a worker holds the job machine (a round's finish sets
+     * the stats round's sums there), the round in progress's, never read from the machine:
+     * that read raced the worker's write (TSan, admin-cli in CI). */
+    uint32_t kind = work != NULL && c->rnd.kind != NULL   ? c->rnd.kind->id
+                    : work == NULL && c->model.jm != NULL ? fv_cjob_kind(c->model.jm)
+                                                          : FV_FED_KIND_STATS;
+    uint64_t end = coord__distilling(c) || kind == FV_FED_KIND_EXPLAIN ? fv_job_last_round(c->job)
+                                                                       : c->job->rounds;
     uint64_t left = end > c->rnd.round ? end - c->rnd.round : 0;
     json_t *o = json_pack(
         "{s:s,s:I,s:I,s:s,s:s,s:i,s:i,s:I,s:I}", "id", c->run.job_id, "round",

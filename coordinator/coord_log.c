@@ -254,13 +254,20 @@ void coord__crash_points_init(void)
  * "FV_TEST_FAIL_ROUNDS"), so a job fails after ROUND_ATTEMPTS tries of round 1;
  * FV_TEST_DROP_AGENTS_AT=job-end closes every agent connection once a job's end is
  * committed and before JOB_DONE is sent (a network blip at the worst moment: the agents
- * must hear of the end when they reconnect). */
+ * must hear of the end when they reconnect);
+ * FV_TEST_HOLD_FINISH=PREFIX holds the finish of round R on the thread pool (the worker
+ * that decodes the sum and steps the job machine) until the file PREFIX-R exists (at most
+ * 600 s), so a test can ask the admin port about the job while a worker holds its machine,
+ * without a timing window (tests/integration/admin_cli.py under TSan). */
 void coord__test_hooks_init(coord_t *c)
 {
     const char *e = getenv("FV_TEST_FAIL_ROUNDS");
     c->test.fail_rounds = e != NULL && strcmp(e, "1") == 0;
     e = getenv("FV_TEST_DROP_AGENTS_AT");
     c->test.drop_at_job_end = e != NULL && strcmp(e, "job-end") == 0;
+    e = getenv("FV_TEST_HOLD_FINISH");
+    if (e != NULL && strlen(e) < sizeof c->test.hold_finish - 24)
+        snprintf(c->test.hold_finish, sizeof c->test.hold_finish, "%s", e);
 }
 
 /* ---- audit ------------------------------------------------------------------------ */

@@ -74,7 +74,8 @@ const char *coord__kind_name(const coord_t *c)
 {
     /* Waiting for agents, no round of this job has started: the kind of the round that
      * comes next (rnd.kind may still be the previous job's). */
-    if (c->run.state == ST_WAITING && c->job != NULL && c->model.jm != NULL) {
+    if (c->run.state == ST_WAITING && c->job != NULL && c->model.jm != NULL &&
+        coord__round_work(c) == NULL) {
         const fv_round_kind_t *k = fv_cjob_round_kind(c->model.jm);
         if (k != NULL)
             return k->name;

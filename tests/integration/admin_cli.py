@@ -65,11 +65,19 @@ ADMIN = ["--config", ADMIN_CFG, "--admin", f"127.0.0.1:{admin_port}",
          "--timeout", str(30 * S)]
 state = f"{tmp}/state"
 clog = f"{tmp}/coordinator.log"
+# Round 0's finish (the statistics round: its worker sets the job machine's sums) waits
+# on the thread pool for the file hold-0 (FV_TEST_HOLD_FINISH), so job show and status
+# run while a worker holds the job machine (under TSan, a read of the machine from the
+# admin port there is a data race); every later round's file exists from the start.
+HOLD = f"{tmp}/hold"
+for r in range(1, 64):
+    open(f"{HOLD}-{r}", "w").close()
 coord = subprocess.Popen(
     WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json", "--state",
                state, "--listen", f"127.0.0.1:{port}", "--admin-listen",
                f"127.0.0.1:{admin_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"],
-    stdout=subprocess.PIPE, stderr=open(clog, "w"), text=True)
+    stdout=subprocess.PIPE, stderr=open(fvtest.show_on_fail(clog), "w"), text=True,
+    env=dict(os.environ, FV_TEST_HOLD_FINISH=HOLD))
 agents = {}
 
 
@@ -147,6 +155,13 @@ spec1 = write(f"{tmp}/job1.json", fvfed.job_spec(name="lc-admin-1", explain=True
 _, out, _ = admin(["job", "submit", spec1])
 job1 = admin_json(["job", "list"])["jobs"][0]["id"]
 fvtest.check(job1[:12] in out, f"job submit printed {out!r}, id {job1}")
+wait(lambda: (admin_json(["job", "show", job1[:8]]).get("live") or {}).get("phase") == "finishing",
+     "round 0's finish held on the thread pool")
+for _ in range(3):
+    live = admin_json(["job", "show", job1[:8]])["live"]
+    fvtest.check(live["round"] == 0 and live["kind"] == "stats", f"live while held: {live}")
+    admin_json(["status"])
+open(f"{HOLD}-0", "w").close()
 code, wout, werr = admin(["job", "watch", job1[:10], "--interval", "0.2"])
 fvtest.check("done" in wout, f"job watch output: {wout}")
 print(f"job watch (last lines):\n" + "\n".join(wout.strip().splitlines()[-3:]))

@@ -53,7 +53,7 @@ clog_path = f"{tmp}/coordinator.log"
 c = subprocess.Popen(WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json",
                                 "--job", f"{tmp}/job.json", "--out", f"{tmp}/state",
                                 "--listen", "127.0.0.1:0"],
-                     stdout=subprocess.PIPE, stderr=open(clog_path, "w"), text=True)
+                     stdout=subprocess.PIPE, stderr=open(fvtest.show_on_fail(clog_path), "w"), text=True)
 log_f = open(clog_path)
 events = []
 

@@ -23,7 +23,7 @@ class Daemon:
             WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json",
                        "--state", f"{tmp}/state", "--listen", f"127.0.0.1:{self.port}",
                        "--admin-listen", f"127.0.0.1:{self.admin_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+            stdout=subprocess.DEVNULL, stderr=open(fvtest.show_on_fail(self.log), "w"))
         self.agents = {}
         self.wait(lambda: fvtest.run(["status"] + self.admin_args)[0] == 0, "the admin port")
 

@@ -127,7 +127,7 @@ def run_coordinator(coordinator, tmp, tag, port, kill_at=None, extra=(), job=Non
                                     f"{tmp}/fed/coordinator/coordinator.json", "--job",
                                     job or f"{tmp}/job.json", "--out", f"{tmp}/{tag}",
                                     "--listen", f"127.0.0.1:{port}", *extra],
-                         stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, env=penv)
+                         stdout=subprocess.PIPE, stderr=open(fvtest.show_on_fail(log), "a"), text=True, env=penv)
     return p, log
 
 

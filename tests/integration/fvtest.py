@@ -45,8 +45,35 @@ def run_json(args):
         fail(f"not JSON ({e}): {out!r}")
 
 
+# Daemon logs whose tail a failure prints (show_on_fail): a daemon that died under a
+# sanitizer says why only there.
+_LOGS = []
+
+
+def show_on_fail(path):
+    """Registers a log file (a daemon's stderr) to print the end of when the test fails."""
+    if path not in _LOGS:
+        _LOGS.append(path)
+    return path
+
+
+def _log_tail(path, lines=40):
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().splitlines()
+    except OSError as e:
+        return f"(cannot read: {e})"
+    # A sanitizer's report is the reason, wherever it is in the log: show it whole.
+    for i, ln in enumerate(text):
+        if "Sanitizer" in ln and ("ERROR" in ln or "WARNING" in ln):
+            return "\n".join(text[max(0, i - 5):i + 80])
+    return "\n".join(text[-lines:])
+
+
 def fail(msg):
     print(f"FAIL: {msg}", file=sys.stderr)
+    for p in _LOGS:
+        print(f"--- end of {p}\n{_log_tail(p)}", file=sys.stderr)
     sys.exit(1)
 
 

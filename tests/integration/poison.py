@@ -132,7 +132,7 @@ def run_job(label, attack=None, job=JOB, inspect=None):
                                     f"{d}/job.json", "--out", f"{d}/state", "--listen",
                                     "127.0.0.1:0"]
                          + (["--admin-listen", f"127.0.0.1:{admin_port}"] if admin else []),
-                         stdout=subprocess.PIPE, stderr=open(clog, "a"), text=True)
+                         stdout=subprocess.PIPE, stderr=open(fvtest.show_on_fail(clog), "a"), text=True)
     procs = {}
     try:
         port = wait_log(clog, lambda e: e.get("event") == "listening", f"{label}: listening",

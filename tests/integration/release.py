@@ -56,7 +56,7 @@ coord = subprocess.Popen(
     WRAPPER + [coordinator, "--config", f"{tmp}/fed/coordinator/coordinator.json", "--state",
                state, "--listen", f"127.0.0.1:{port}", "--admin-listen",
                f"127.0.0.1:{admin_port}"],
-    stdout=subprocess.DEVNULL, stderr=open(clog, "w"))
+    stdout=subprocess.DEVNULL, stderr=open(fvtest.show_on_fail(clog), "w"))
 
 
 def admin(args, expect=0):
