@@ -113,6 +113,21 @@ int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, cons
                         const float *t_logits, const float *row_w, size_t n, float pos_weight,
                         const fv_distill_cfg_t *dc, double *ret_loss);
 
+/* DP-SGD's gradient: the SUM over the n rows of each row's gradient of its own loss (the
+ * per-row loss above, with pos_weight; with dc != NULL the distillation loss below on
+ * t_logits, n x n_out), each scaled to L2 norm at most clip (all parameters of the row's
+ * gradient together: min(1, clip / norm)), written into grad_sum (n_params, overwritten).
+ * Per-row norms without per-row gradients: for each dense layer the row's weight gradient
+ * is the outer product of its input activation a and output delta g, so its squared norm
+ * is |a|^2 |g|^2 (+ |g|^2 for the bias); the clipped sum is then one gemm per layer with
+ * the deltas scaled row by row. *ret_loss_sum: the unclipped per-row losses summed (may be
+ * NULL); *ret_n_clipped: rows whose norm exceeded clip (may be NULL). n <= the workspace's
+ * max_batch. FV_ENUMERIC if a loss or norm is not finite. */
+int fv_mlp_clipped_grad_sum(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
+                            const float *t_logits, const fv_distill_cfg_t *dc, size_t n,
+                            float pos_weight, double clip, float *grad_sum, double *ret_loss_sum,
+                            size_t *ret_n_clipped);
+
 /* ---- post-training INT8 quantization of the weights (quant.c) ----
  *
  * For every layer, each output unit's row of weights (the d_in weights feeding unit j:

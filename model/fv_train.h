@@ -13,6 +13,7 @@
 #ifndef FV_TRAIN_H
 #define FV_TRAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,42 @@ typedef struct fv_epoch_report {
     int improved;      /* 1 if this epoch is the best so far */
 } fv_epoch_report_t;
 
+/* DP-SGD (Abadi et al. 2016) instead of plain mini-batches, when on: every step samples
+ * its rows by Poisson sampling (each training row independently with probability
+ * sample_rate, through `sample`), clips each row's gradient (of its own loss, with
+ * pos_weight) to L2 norm at most clip, sums them, adds N(0, (noise_multiplier clip)^2) to
+ * every coordinate of the sum (through `noise`) and divides by the EXPECTED batch
+ * sample_rate * n_train (a fixed denominator: the sample's size is not released); the
+ * optimizer (its L2 decay included: post-processing) takes that as the step's gradient.
+ * An epoch is fv_train_dp_steps(1, q) steps; a job's accountant counts
+ * fv_train_dp_steps(epochs, q). Early stopping is refused with dp on (patience must be 0:
+ * choosing an epoch by validation would be a release the accountant does not count).
+ * The randomness is the caller's (keyed, secret: crypto/fv_dpnoise.h), per step index
+ * (0-based over the whole call), so a run is reproducible from its keys. */
+typedef struct fv_train_dp {
+    bool on;
+    double clip;             /* C > 0, finite */
+    double noise_multiplier; /* sigma >= 0, finite (0: clipping only, no privacy) */
+    double sample_rate;      /* q in (0, 1] */
+    /* The rows of step `step`: writes the sampled indices (each < n, increasing) into idx
+     * (room for n) and returns their count. */
+    size_t (*sample)(void *user, uint64_t step, double q, size_t n, size_t *idx);
+    /* out[i] += std * N(0, 1), i < n, for step `step`. */
+    void (*noise)(void *user, uint64_t step, double std, float *out, size_t n);
+    void *user;
+} fv_train_dp_t;
+
+/* Steps of `epochs` DP-SGD epochs at sampling rate q: epochs * ceil(1 / q) (for
+ * q = B / n that is epochs * ceil(n / B), the plain loop's batches). */
+static inline uint64_t fv_train_dp_steps(uint64_t epochs, double q)
+{
+    double k = 1.0 / q;
+    uint64_t per = (uint64_t)k;
+    if ((double)per < k)
+        per++;
+    return epochs * (per == 0 ? 1 : per);
+}
+
 typedef struct fv_train_cfg {
     size_t epochs;     /* >= 1 */
     size_t batch_size; /* >= 1 */
@@ -46,6 +83,7 @@ typedef struct fv_train_cfg {
      * 0 with stopped_by_caller set). May be NULL. */
     int (*on_epoch)(void *user, const fv_epoch_report_t *r);
     void *user;
+    fv_train_dp_t dp; /* off by default */
 } fv_train_cfg_t;
 
 /* Defaults: at most 200 epochs (early stopping usually ends sooner), batch 128,

@@ -225,6 +225,22 @@ typedef enum {
 typedef enum { FV_JOB_JOIN_FAIL = 0, FV_JOB_JOIN_WAIT = 1 } fv_job_join_policy_t;
 typedef enum { FV_JOB_LOST_CONTINUE = 0, FV_JOB_LOST_WAIT = 1 } fv_job_lost_policy_t;
 
+/* The job's differential privacy (a "privacy" section; fv_privacy.h has the plan an
+ * agent computes from it). */
+typedef enum fv_privacy_mode {
+    FV_PRIVACY_LOCAL = 1,       /* each agent runs DP-SGD with the whole noise */
+    FV_PRIVACY_DISTRIBUTED = 2, /* each agent adds its share of discrete Gaussian noise to
+                                   its quantized gradient sum, under SecAgg */
+} fv_privacy_mode_t;
+/* What a job releases about records besides the model updates, when declared outside the
+ * privacy budget (the job's "outside_budget" list; the agent's policy must allow each). */
+enum {
+    FV_PRIV_REL_STATS = 1u << 0,   /* "stats": round 0's counts, column sums and squares */
+    FV_PRIV_REL_METRICS = 1u << 1, /* "metrics": every round's validation histograms, loss
+                                      sum, class counts and row counts */
+    FV_PRIV_REL_EXPLAIN = 1u << 2, /* "explain": the explanation round's sums */
+};
+
 typedef struct fv_job {
     char name[65];
     fv_schema_t *schema; /* owned */
@@ -284,6 +300,20 @@ typedef struct fv_job {
         fv_job_lost_policy_t on_member_lost;   /* default (0): CONTINUE */
     } cohort;
     bool explain; /* one explanation round after the last training/distill round */
+    struct fv_job_privacy {
+        bool on; /* false: no "privacy" section (the other fields are zero) */
+        fv_privacy_mode_t mode;
+        double epsilon;          /* target epsilon per record (> 0), or 0 when
+                                  * noise_multiplier is given instead */
+        double noise_multiplier; /* sigma (> 0), or 0 when epsilon is given */
+        double delta;            /* (0, 0.1] */
+        double clip;             /* per-row gradient L2 bound C (> 0) */
+        double sample_rate;      /* Poisson rate q in (0, 1]; 0 = local mode's default,
+                                  * batch_size / the agent's training rows; required in
+                                  * distributed mode */
+        uint32_t min_honest;     /* distributed: h (1..min_agents); 0 = min_agents */
+        uint32_t outside_budget; /* FV_PRIV_REL_* bits: releases declared outside the budget */
+    } privacy;
 } fv_job_t;
 
 /* Parses and validates; `origin` (a file name, or "job" for bytes from the network)
