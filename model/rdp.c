@@ -89,7 +89,7 @@
 #include "fv_rdp.h"
 
 #define RDP_SERIES_MAX_ORDER 100000.0 /* above: the convexity bound */
-#define RDP_FRAC_MAX_TERMS 2000000    /* fractional series cap (tail still bounded) */
+#define RDP_FRAC_MAX_TERMS 100000     /* fractional series cap (tail still bounded) */
 #define RDP_FRAC_CUT 40.0             /* stop below exp(-40) of the running sum */
 #define RDP_SIGMA_MAX 1048576.0       /* calibration: 2^20 */
 #define RDP_BISECT_MAX 200
@@ -180,6 +180,8 @@ static double log_a_frac(double q, double sigma, double alpha)
         }
         s0 = lc + i * lq + j * l1q + (i * i - i) * inv2s2 - M_LN2 + log_erfc((i - z0) / s2s);
         s1 = lc + j * lq + i * l1q + (j * j - j) * inv2s2 - M_LN2 + log_erfc((z0 - j) / s2s);
+        if (isnan(s0) || isnan(s1))
+            return NAN; /* an extreme sigma: the caller turns it into +inf */
         lse_add(negative ? &neg : &pos, s0);
         lse_add(negative ? &neg : &pos, s1);
         if (i >= alt_from && fmax(s0, s1) < lse_value(&pos) - RDP_FRAC_CUT)

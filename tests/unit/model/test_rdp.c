@@ -200,13 +200,20 @@ static void test_sgm_properties(void)
         }
     }
     /* The two expansions agree where they meet: alpha just off an integer (fractional
-     * series) against the integer one; the RDP is smooth in alpha. */
+     * series) against the integer one; the RDP is smooth in alpha. q = 0.5 puts z0 at 1/2,
+     * where the fractional series decays slowest and the term cap with its Leibniz tail
+     * bound decides the value. */
     static const double ints[] = {2, 3, 5, 12, 40};
+    static const double qs[] = {0.02, 0.5};
     for (size_t k = 0; k < 5; k++) {
-        for (double s = 0.8; s <= 6.0; s *= 2.0) {
-            double ri = fv_rdp_sgm(0.02, s, ints[k]);
-            double rf = fv_rdp_sgm(0.02, s, ints[k] + 1e-9);
-            CHECK_CLOSE(rf, ri, 1e-6, 1e-15);
+        for (size_t m = 0; m < 2; m++) {
+            for (double s = 0.8; s <= 60.0; s *= 3.0) {
+                double ri = fv_rdp_sgm(qs[m], s, ints[k]);
+                double rf = fv_rdp_sgm(qs[m], s, ints[k] + 1e-9);
+                double rb = fv_rdp_sgm(qs[m], s, ints[k] - 1e-9);
+                CHECK_CLOSE(rf, ri, 1e-6, 1e-15);
+                CHECK_CLOSE(rb, ri, 1e-6, 1e-15);
+            }
         }
     }
     /* Composition is linear in steps; steps 0 is no release. */
@@ -347,6 +354,9 @@ static void test_ddg_rho(void)
     double t3 = (2.0 / sqrt(3.0) + 2.0 * tau) * (2.0 / sqrt(3.0) + 2.0 * tau) / 2.0;
     CHECK_NEAR(fv_rdp_ddg_rho(2.0, 3.0, 1.0, 3, 4), fmin(t1, fmin(t2, t3)), 1e-15);
     CHECK(fv_rdp_ddg_rho(2.0, 3.0, 1.0, 3, 4) > 4.0 / 6.0); /* tau costs something */
+    /* dim 1, D2 = D1 = 3: the first bound is the least, 9/6 + tau whole (not tau / 2: the
+     * proposition's tau d is not scaled by alpha). */
+    CHECK_NEAR(fv_rdp_ddg_rho(3.0, 3.0, 1.0, 3, 1), 1.5 + tau, 1e-15);
     /* More honest agents, less rho. */
     CHECK(fv_rdp_ddg_rho(2.0, 3.0, 10.0, 5, 4) < fv_rdp_ddg_rho(2.0, 3.0, 10.0, 4, 4));
 }
