@@ -105,6 +105,42 @@ static void test_determinism(void)
     fv_dp_stream_wipe(&d);
 }
 
+/* The first outputs of each sampler under key K, pinned: a change to how a sampler reads
+ * the stream (which would make a restarted round send different bytes than before, and
+ * agents of two versions disagree) fails here. Values from this implementation (release
+ * and ASan builds agree); the float ones as bit patterns, since the sampler promises the
+ * same bits on every IEEE-754 host. */
+static void test_pinned(void)
+{
+    static const uint32_t gauss_bits[5] = {0x3ef4ed16u, 0x3f57eba5u, 0x3f428439u, 0x3f9ad841u,
+                                           0x3f72d4a1u};
+    static const int64_t dg[8] = {333, 1845, -446, 1156, -717, -812, -439, 477};
+    static const int64_t dl[8] = {-1, -1, -1, -2, -4, 0, -2, 2};
+    static const size_t kept[6] = {7, 13, 27, 33, 54, 55};
+    fv_dp_stream_t s;
+    float f[5] = {0};
+    size_t idx[64];
+
+    stream(&s, FV_DP_DOMAIN_NOISE, 3);
+    fv_dp_gauss_add_f32(&s, 1.0, f, 5);
+    for (int i = 0; i < 5; i++) {
+        uint32_t b;
+        memcpy(&b, &f[i], 4);
+        CHECK_UINT_EQ(b, gauss_bits[i]);
+    }
+    stream(&s, FV_DP_DOMAIN_DDG, 0);
+    for (int i = 0; i < 8; i++)
+        CHECK_INT_EQ(fv_dp_dgauss(&s, 1000000), dg[i]);
+    stream(&s, FV_DP_DOMAIN_TEST, 9);
+    for (int i = 0; i < 8; i++)
+        CHECK_INT_EQ(fv_dp_dlaplace(&s, 7, 3), dl[i]);
+    stream(&s, FV_DP_DOMAIN_SAMPLE, 4);
+    CHECK_UINT_EQ(fv_dp_poisson(&s, 0.1, 64, idx), 6);
+    for (int i = 0; i < 6; i++)
+        CHECK_UINT_EQ(idx[i], kept[i]);
+    fv_dp_stream_wipe(&s);
+}
+
 /* ---- uniform and Bernoulli ---- */
 
 /* |k - n p| within 5.5 binomial standard deviations (two-sided p ~ 4e-8) */
@@ -454,6 +490,54 @@ static void test_sincos_turn(void)
     fv_dp_stream_wipe(&s);
 }
 
+/* The radius's log against logl: relative error below 4e-16 (fdlibm's log: < 1 ulp). Edges:
+ * u = 2^-53 (the smallest), 1 (log 0, exact), just below 1, and both sides of sqrt(1/2)
+ * (where the reduction switches) at several exponents. */
+static void test_log_u53(void)
+{
+    const uint64_t top = (UINT64_C(1) << 53) - 1;
+    uint64_t edge[] = {0,
+                       1,
+                       2,
+                       3,
+                       top,
+                       top - 1,
+                       top - 2,
+                       (UINT64_C(1) << 52) - 1,
+                       (UINT64_C(1) << 52),
+                       6369051672525772ull,
+                       6369051672525773ull,
+                       3184525836262886ull,
+                       3184525836262887ull,
+                       1448,
+                       1449,
+                       46340,
+                       46341};
+    fv_dp_stream_t s;
+    double worst = 0;
+
+    CHECK(fv__dp_log_u53(top) == 0.0);
+    stream(&s, FV_DP_DOMAIN_TEST, 5);
+    for (int i = 0; i < 300000; i++) {
+        uint64_t x;
+        if (i < (int)(sizeof edge / sizeof edge[0]))
+            x = edge[i];
+        else if (i % 3 == 0) /* spread over the exponents too */
+            x = (fv_dp_u64(&s) >> 11) >> (fv_dp_u64(&s) % 53);
+        else
+            x = fv_dp_u64(&s) >> 11;
+        double got = fv__dp_log_u53(x);
+        long double want = logl(((long double)x + 1) / 0x1p53L);
+        double err = want == 0 ? fabs(got) : fabs((double)((got - want) / want));
+        if (err > worst)
+            worst = err;
+        if (err > 4e-16)
+            FV__FAIL("log_u53(%llu) = %.17g, want %.17Lg", (unsigned long long)x, got, want);
+    }
+    fprintf(stderr, "log_u53: worst relative error %.3g\n", worst);
+    fv_dp_stream_wipe(&s);
+}
+
 static void test_gauss_f32(void)
 {
     enum { N = 1000000, M = 1001 };
@@ -563,6 +647,7 @@ int main(void)
         key0[i] = (uint8_t)i;
     test_stream_kat();
     test_determinism();
+    test_pinned();
     test_below();
     test_bernoulli();
     test_bernoulli_exp();
@@ -570,6 +655,7 @@ int main(void)
     test_dgauss();
     test_dgauss_add_u32();
     test_sincos_turn();
+    test_log_u53();
     test_gauss_f32();
     test_poisson();
     printf("test_dpnoise: ok\n");
