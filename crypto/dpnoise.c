@@ -77,11 +77,12 @@
  * noise is the exact discrete Gaussian above, on integers.
  *
  * Cost (tests/bench/bench_dpnoise.c, release build, thread CPU time, best of 9, on the
- * shared 2-vCPU development VM at load 8-16; ratio to libsodium's raw ChaCha20 keystream
- * of the same bytes in the same run): fv_dp_gauss_add_f32 13-15 ns per float (8 bytes of
- * keystream, 4.5 ns: ratio 3.0-3.3); fv_dp_dgauss 230-250 ns per sample at sigma2 = 2^20
- * (19 bytes: ratio 22) and 2^40 (23 bytes: ratio 19), half of it in fv_dp_bernoulli, whose
- * branches on random bits cannot be predicted; fv_dp_poisson 5.7 ns per row (ratio 1.2).
+ * shared 2-vCPU development VM at load 15-18, three runs; ratio to libsodium's raw ChaCha20
+ * keystream of the same bytes in the same run): fv_dp_gauss_add_f32 14.6-15.5 ns per float
+ * (8 bytes of keystream, 4.3-4.5 ns: ratio 3.3-3.5); fv_dp_dgauss 232-235 ns per sample at
+ * sigma2 = 2^20 (18.7 bytes: ratio 23) and 235-247 ns at 2^40 (22.8 bytes: ratio 19-20),
+ * about half of it in fv_dp_bernoulli, whose branches on random bits cannot be predicted;
+ * fv_dp_poisson 5.3-5.5 ns per row (ratio 1.2-1.3).
  *
  * Threading: a stream belongs to one thread at a time; all functions are pure given the
  * stream. Ownership: callers own streams and buffers; nothing is allocated.
