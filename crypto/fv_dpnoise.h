@@ -34,6 +34,9 @@ enum {
     FV_DP_DOMAIN_TEST = 99,
 };
 
+/* 128-bit unsigned (GCC/Clang extension; __extension__ keeps -Wpedantic quiet). */
+__extension__ typedef unsigned __int128 fv_dp_u128;
+
 typedef struct fv_dp_stream {
     uint8_t key[32];
     uint32_t domain;
@@ -53,10 +56,10 @@ uint64_t fv_dp_u64(fv_dp_stream_t *s);
 /* Uniform in [0, n), exact (rejection); n >= 1. */
 uint64_t fv_dp_below(fv_dp_stream_t *s, uint64_t n);
 /* Bernoulli(num / den), exact; 0 <= num <= den, den >= 1 (128-bit). */
-bool fv_dp_bernoulli(fv_dp_stream_t *s, unsigned __int128 num, unsigned __int128 den);
+bool fv_dp_bernoulli(fv_dp_stream_t *s, fv_dp_u128 num, fv_dp_u128 den);
 /* Bernoulli(exp(-num / den)), exact (CKS Algorithm 1 with its reduction for num/den > 1);
  * num >= 0, den >= 1. */
-bool fv_dp_bernoulli_exp(fv_dp_stream_t *s, unsigned __int128 num, unsigned __int128 den);
+bool fv_dp_bernoulli_exp(fv_dp_stream_t *s, fv_dp_u128 num, fv_dp_u128 den);
 /* Discrete Laplace with scale t (P(x) proportional to exp(-|x| / t)), t = t_num / t_den,
  * exact (CKS Algorithm 2). */
 int64_t fv_dp_dlaplace(fv_dp_stream_t *s, uint64_t t_num, uint64_t t_den);
