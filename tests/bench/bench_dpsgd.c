@@ -2,21 +2,27 @@
  * model on the same data, measured in the same run (the ratio is the number; the goal is
  * DP-SGD <= 3x plain).
  *
- * usage: bench_dpsgd [CSV] [EPOCHS] [REPS]   -> one JSON line per model
+ * usage: bench_dpsgd [CSV|""] [EPOCHS] [REPS] [BLAS_THREADS]   -> one JSON line per model
  * CSV defaults to $FV_SOURCE_ROOT/examples/data/lending_club.csv (target "Class",
  * positive "bad"); the Lending Club job's split: 75 % of the rows train (seed 0), the
  * preprocessing fitted on them. Models: mlp:128,64 (the Lending Club job's) and logreg.
  * Plain: fv_train, batch 128, EPOCHS epochs (default 5), Adam, no validation, no early
  * stopping. DP-SGD: the same with cfg->dp on, q = 128 / n_train (so the same number of
  * steps per epoch and the same expected batch), clip 1, sigma 1. Best of REPS (default 3)
- * of each after one warm-up run of each.
+ * of each after one warm-up run of each. Times are process CPU seconds with BLAS_THREADS
+ * OpenBLAS threads (default 1: then CPU time is the run's own work; with more, spinning
+ * BLAS threads count too).
  *
- * The randomness callbacks: an fv_rng Bernoulli sampler and an fv_rng normal noise
- * stand-in, seeded per step. The model library cannot depend on crypto/ (the keyed
- * ChaCha20 streams of crypto/fv_dpnoise.h that the agent uses); the stand-ins do the same
- * amount of work per step (one uniform per training row, one normal per parameter), so the
- * ratio measures the DP step itself: per-row clipping (per-row losses, the kept deltas,
- * the norms, the scaled deltas), the sampling and the noise.
+ * The randomness callbacks are the agent's (crypto/fv_dpnoise.h, linked here; the model
+ * library itself does not depend on crypto/): per step, a keyed ChaCha20 stream for the
+ * Poisson sample (fv_dp_poisson: one 64-bit uniform per training row) and one for the
+ * Gaussian noise (fv_dp_gauss_add_f32: one normal per parameter), under a fixed bench key.
+ * "callbacks_s" times those callbacks alone for the same steps (and per row sampled
+ * from / per parameter noised), so the ratio can be split
+ * into the randomness (fixed by the privacy design: O(n_train + n_params) per step) and
+ * the clipped step itself (per-row losses, the kept deltas, the norms, the scaled deltas).
+ * "grad_ratio": 200 clipped gradient sums of 128 rows against 200 plain gradients of the
+ * same rows (the gradient alone, no loop, no randomness).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -26,16 +32,19 @@
 
 #include "fv_blas.h"
 #include "fv_dataset.h"
+#include "fv_dpnoise.h"
 #include "fv_mlp.h"
 #include "fv_preproc.h"
 #include "fv_rng.h"
 #include "fv_schema.h"
 #include "fv_train.h"
 
+/* CPU seconds of the process: with one OpenBLAS thread that is this run's own work, which
+ * other jobs on a shared machine disturb far less than they disturb wall-clock time. */
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -46,25 +55,69 @@ static void die(const char *what, int r, const fv_diag_t *d)
     exit(1);
 }
 
+static const uint8_t bench_key[32] = {0x66, 0x76, 0x2d, 0x62, 0x65, 0x6e, 0x63, 0x68};
+
 static size_t sample_cb(void *user, uint64_t step, double q, size_t n, size_t *idx)
 {
     (void)user;
-    fv_rng_t r;
-    fv_rng_seed(&r, 0x5a4d504c45ULL + step);
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fv_rng_uniform(&r) < q)
-            idx[c++] = i;
+    fv_dp_stream_t st;
+    fv_dp_stream_init(&st, bench_key, FV_DP_DOMAIN_SAMPLE, step);
+    size_t c = fv_dp_poisson(&st, q, n, idx);
+    fv_dp_stream_wipe(&st);
     return c;
 }
 
 static void noise_cb(void *user, uint64_t step, double std, float *out, size_t n)
 {
     (void)user;
-    fv_rng_t r;
-    fv_rng_seed(&r, 0x4e4f495345ULL + step);
-    for (size_t i = 0; i < n; i++)
-        out[i] += (float)(std * fv_rng_normal(&r));
+    fv_dp_stream_t st;
+    fv_dp_stream_init(&st, bench_key, FV_DP_DOMAIN_NOISE, step);
+    fv_dp_gauss_add_f32(&st, std, out, n);
+    fv_dp_stream_wipe(&st);
+}
+
+/* Seconds of the callbacks alone over the DP run's steps: ret[0] sampling, ret[1] noise. */
+static void run_callbacks(uint64_t steps, double q, size_t n, size_t n_params, size_t *idx,
+                          float *g, double *ret)
+{
+    double t0 = now_s();
+    for (uint64_t s = 0; s < steps; s++)
+        sample_cb(NULL, s, q, n, idx);
+    double t1 = now_s();
+    for (uint64_t s = 0; s < steps; s++)
+        noise_cb(NULL, s, 1.0, g, n_params);
+    ret[0] = t1 - t0;
+    ret[1] = now_s() - t1;
+}
+
+/* Seconds of `calls` gradients of the first 128 rows: plain (fv_mlp_loss_grad, ret[0])
+ * and clipped (fv_mlp_clipped_grad_sum, clip 1, ret[1]); the step's core alone. */
+static void run_grads(const fv_mlp_arch_t *a, const float *x, const int32_t *y, int calls,
+                      double *ret)
+{
+    fv_mlp_t *m = NULL;
+    fv_mlp_ws_t *ws = NULL;
+    int r = fv_mlp_new(a, &m);
+    if (r != 0 || (r = fv_mlp_ws_new(m, 128, &ws)) != 0)
+        die("model", r, NULL);
+    fv_mlp_init(m, 0);
+    float *g = malloc(fv_mlp_n_params(m) * sizeof *g);
+    if (g == NULL)
+        die("memory", FV_ENOMEM, NULL);
+    double loss, t0 = now_s();
+    for (int i = 0; i < calls; i++)
+        if ((r = fv_mlp_loss_grad(m, ws, x, y, NULL, 128, 1.0f, g, &loss)) != 0)
+            die("gradient", r, NULL);
+    double t1 = now_s();
+    for (int i = 0; i < calls; i++)
+        if ((r = fv_mlp_clipped_grad_sum(m, ws, x, y, NULL, NULL, 128, 1.0f, 1.0, g, &loss,
+                                         NULL)) != 0)
+            die("clipped gradient", r, NULL);
+    ret[0] = t1 - t0;
+    ret[1] = now_s() - t1;
+    free(g);
+    fv_mlp_ws_free(ws);
+    fv_mlp_free(m);
 }
 
 /* Seconds of one training run from a fresh model. */
@@ -90,7 +143,7 @@ int main(int argc, char **argv)
 {
     char path[1024];
     const char *root = getenv("FV_SOURCE_ROOT");
-    if (argc > 1)
+    if (argc > 1 && argv[1][0] != '\0')
         snprintf(path, sizeof path, "%s", argv[1]);
     else
         snprintf(path, sizeof path, "%s/examples/data/lending_club.csv", root ? root : ".");
@@ -101,6 +154,8 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    int threads = argc > 4 ? atoi(argv[4]) : 1;
+    fv_blas_set_threads(threads < 1 ? 1 : threads);
     fv_diag_t d;
     fv_schema_infer_opts_t o;
     fv_schema_t *s = NULL;
@@ -144,23 +199,43 @@ int main(int argc, char **argv)
         dp.dp.noise = noise_cb;
         run(&a, x, y, n_fit, &plain); /* warm-up */
         run(&a, x, y, n_fit, &dp);
-        double best_p = 1e300, best_d = 1e300;
+        fv_mlp_t *m = NULL;
+        if ((r = fv_mlp_new(&a, &m)) != 0)
+            die("model", r, NULL);
+        const uint64_t steps = fv_train_dp_steps(epochs, dp.dp.sample_rate);
+        size_t *idx = malloc(n_fit * sizeof *idx);
+        float *g = calloc(fv_mlp_n_params(m), sizeof *g);
+        if (idx == NULL || g == NULL)
+            die("memory", FV_ENOMEM, NULL);
+        double best_p = 1e300, best_d = 1e300, best_s = 1e300, best_n = 1e300;
+        double best_gp = 1e300, best_gc = 1e300;
         for (int i = 0; i < reps; i++) {
-            double tp = run(&a, x, y, n_fit, &plain), td = run(&a, x, y, n_fit, &dp);
+            double tp = run(&a, x, y, n_fit, &plain), td = run(&a, x, y, n_fit, &dp), tc[2];
+            run_callbacks(steps, dp.dp.sample_rate, n_fit, fv_mlp_n_params(m), idx, g, tc);
             best_p = tp < best_p ? tp : best_p;
             best_d = td < best_d ? td : best_d;
+            best_s = tc[0] < best_s ? tc[0] : best_s;
+            best_n = tc[1] < best_n ? tc[1] : best_n;
+            run_grads(&a, x, y, 200, tc);
+            best_gp = tc[0] < best_gp ? tc[0] : best_gp;
+            best_gc = tc[1] < best_gc ? tc[1] : best_gc;
         }
-        fv_mlp_t *m = NULL;
-        fv_mlp_new(&a, &m);
+        const double best_c = best_s + best_n;
+        free(idx);
+        free(g);
         printf("{\"bench\": \"dpsgd\", \"model\": \"%s\", \"params\": %zu, \"rows\": %zu, "
                "\"features\": %zu, \"epochs\": %zu, \"batch\": 128, \"q\": %.6f, "
                "\"steps_plain\": %zu, \"steps_dp\": %llu, \"plain_s\": %.4f, \"dp_s\": %.4f, "
-               "\"ratio\": %.3f, \"goal_ratio\": 3, \"noise\": \"fv_rng stand-in\", "
+               "\"ratio\": %.3f, \"goal_ratio\": 3, \"callbacks_s\": %.4f, "
+               "\"ratio_without_callbacks\": %.3f, \"sample_ns_per_row\": %.1f, "
+               "\"noise_ns_per_param\": %.1f, \"grad_ratio\": %.3f, \"noise\": \"fv_dpnoise\", "
                "\"blas_threads\": %d, \"blas_core\": \"%s\"}\n",
                specs[k], fv_mlp_n_params(m), n_fit, nf, epochs, dp.dp.sample_rate,
-               epochs * ((n_fit + 127) / 128),
-               (unsigned long long)fv_train_dp_steps(epochs, dp.dp.sample_rate), best_p, best_d,
-               best_d / best_p, fv_blas_get_threads(), fv_blas_core_name());
+               epochs * ((n_fit + 127) / 128), (unsigned long long)steps, best_p, best_d,
+               best_d / best_p, best_c, (best_d - best_c) / best_p,
+               1e9 * best_s / ((double)steps * (double)n_fit),
+               1e9 * best_n / ((double)steps * (double)fv_mlp_n_params(m)), best_gc / best_gp,
+               fv_blas_get_threads(), fv_blas_core_name());
         fflush(stdout);
         fv_mlp_free(m);
     }
