@@ -315,7 +315,7 @@ static void make_data(size_t n, size_t n_classes, uint64_t seed, float *x, int32
 }
 
 /* sigma 0, huge clip, q = 1: each DP step is a full-batch plain step. n = 600 > the
- * workspace's 256-row chunk, so the chunked sum is exercised too. */
+ * batch_size of 64 that sizes DP-SGD's chunks, so the chunked sum is exercised too. */
 static void test_dp_equals_full_batch(void)
 {
     const size_t n = 600;
@@ -348,7 +348,7 @@ static void test_dp_equals_full_batch(void)
             else
                 CHECK_OK(fv_train(a, x, y, n, NULL, NULL, 0, &c, &res, D), D);
             dp_user_t u = {.seed = 1, .steps_in_order = 1};
-            c.batch_size = 64; /* DP: chunks of max(64, 256) rows */
+            c.batch_size = 64; /* DP: chunks of 64 rows (no validation set) */
             dp_cfg(&c, &u, 1e9, 0.0, 1.0);
             if (distill)
                 CHECK_OK(fv_train_distill(b, x, y, zt, n, NULL, NULL, 0, &c, &dc, &res, D), D);
