@@ -373,6 +373,16 @@ static void test_dp_equals_full_batch(void)
     free(x), free(y), free(zt);
 }
 
+/* Epoch reports under DP-SGD: the sampled rows' mean loss, the validation metrics. */
+static int on_epoch_dp(void *user, const fv_epoch_report_t *r)
+{
+    size_t *n_ok = user;
+    if (isfinite(r->train_loss) && r->train_loss > 0.0 && isfinite(r->val_loss) &&
+        r->val_auc >= 0.0 && r->val_auc <= 1.0)
+        (*n_ok)++;
+    return 0;
+}
+
 /* The callbacks' arguments; a run is reproducible from them; refusals. */
 static void test_dp_callbacks(void)
 {
@@ -391,8 +401,13 @@ static void test_dp_callbacks(void)
     fv_mlp_t *a = make_model("mlp:6", 2, 2, 4), *b = NULL;
     CHECK_OK(fv_mlp_clone(a, &b), NULL);
     fv_train_result_t res;
+    size_t n_ok = 0;
+    c.on_epoch = on_epoch_dp;
+    c.user = &n_ok;
     CHECK_OK(fv_train(a, x, y, n, x, y, n, &c, &res, D), D);
     CHECK_UINT_EQ(res.epochs_run, 2);
+    CHECK_UINT_EQ(n_ok, 2);
+    c.on_epoch = NULL;
     CHECK_UINT_EQ(u.n_sample_calls, 8);
     CHECK_UINT_EQ(u.n_noise_calls, 8);
     CHECK_UINT_EQ(u.last_sample_step, 7);
