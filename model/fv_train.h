@@ -45,7 +45,15 @@ typedef struct fv_epoch_report {
  * fv_train_dp_steps(epochs, q). Early stopping is refused with dp on (patience must be 0:
  * choosing an epoch by validation would be a release the accountant does not count).
  * The randomness is the caller's (keyed, secret: crypto/fv_dpnoise.h), per step index
- * (0-based over the whole call), so a run is reproducible from its keys. */
+ * (0-based over the whole call), so a run is reproducible from its keys.
+ * The step (train.c's note): sample -> gather in chunks of the workspace's batch (a sample
+ * may be larger than batch_size) -> fv_mlp_clipped_grad_sum per chunk, summed -> noise
+ * (not called when noise_multiplier is 0) -> / (sample_rate * n_train) -> optimizer.
+ * batch_size only sizes the chunks; there is no shuffle. The epoch report's train_loss is
+ * the mean unclipped loss of the sampled rows. fv_train_distill takes the same step on the
+ * distillation loss. With `on` false nothing changes (bit for bit). Refused (FV_EINVAL,
+ * naming the field): clip, noise_multiplier or sample_rate out of range, a NULL callback,
+ * patience > 0. */
 typedef struct fv_train_dp {
     bool on;
     double clip;             /* C > 0, finite */

@@ -59,7 +59,10 @@
  * delta buffers of max_batch x (widest layer output). It records the dims it was made
  * for and may serve any model with the same architecture (a clone, the best-epoch copy);
  * a mismatch is FV_EINVAL. One workspace per thread; the model itself is only read by
- * predict/logits/loss, so many threads may share one model.
+ * predict/logits/loss, so many threads may share one model. DP-SGD's clipped gradient
+ * sum (mlp_dp.c) keeps every layer's deltas: it allocates that block in the workspace on
+ * its first call (fv_mlp_ws_free frees it), so workspaces that never clip pay nothing.
+ * The two structs and the forward pass and loss are in model-int.h for mlp_dp.c.
  *
  * Initialisation: He-normal (std sqrt(2 / fan_in)) for layers feeding a ReLU,
  * Glorot-uniform (+-sqrt(6 / (fan_in + fan_out))) for the output layer, zero biases;
@@ -76,29 +79,7 @@
 #include "fv_blas.h"
 #include "fv_rng.h"
 #include "fv_vec.h"
-
-#define FV_MLP_MAX_LAYERS (FV_MLP_MAX_HIDDEN + 1)
-
-struct fv_mlp {
-    fv_mlp_arch_t arch;
-    size_t n_layers;                    /* n_hidden + 1 */
-    size_t dims[FV_MLP_MAX_LAYERS + 1]; /* n_in, hidden..., n_out */
-    size_t w_off[FV_MLP_MAX_LAYERS];
-    size_t b_off[FV_MLP_MAX_LAYERS];
-    size_t n_params;
-    float *params;       /* owned, n_params */
-    uint8_t *decay_mask; /* owned, n_params */
-};
-
-struct fv_mlp_ws {
-    size_t n_layers;
-    size_t dims[FV_MLP_MAX_LAYERS + 1];
-    size_t max_batch;
-    float *act[FV_MLP_MAX_LAYERS]; /* act[l], l = 1..n_layers-1: input of layer l */
-    float *logits;                 /* max_batch x n_out */
-    float *delta[2];               /* max_batch x max(dims[1..n_layers]) each */
-    float *block;                  /* owns all of the above */
-};
+#include "model-int.h"
 
 /* ---- architecture ---------------------------------------------------------------- */
 
@@ -411,11 +392,12 @@ void fv_mlp_ws_free(fv_mlp_ws_t *ws)
     if (ws == NULL)
         return;
     free(ws->block);
+    free(ws->dp_block);
     free(ws);
 }
 
 /* The workspace was made for this architecture and holds n rows. */
-static int ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n)
+int fv__mlp_ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n)
 {
     if (ws->n_layers != m->n_layers || n > ws->max_batch)
         return 0;
@@ -426,7 +408,7 @@ static int ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n)
 
 /* Forward pass of n rows; the logits go to out (n x n_out), hidden activations stay in
  * the workspace for the backward pass. */
-static void forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+void fv__mlp_forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
 {
     const float *a = x;
     for (size_t l = 0; l < m->n_layers; l++) {
@@ -507,9 +489,9 @@ static int all_finite(const float *v, size_t n)
 /* Mean loss of n rows from their logits z; if delta != NULL, also dLoss/dz (n x n_out,
  * already scaled by w_i / n). With t_logits (n x n_out) and dc, the distillation loss.
  * See the top comment for the definitions. */
-static int loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y, const float *row_w,
-                            size_t n, float pos_weight, const float *t_logits,
-                            const fv_distill_cfg_t *dc, float *delta, double *ret_loss)
+int fv__mlp_loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,
+                             const float *row_w, size_t n, float pos_weight, const float *t_logits,
+                             const fv_distill_cfg_t *dc, float *delta, double *ret_loss)
 {
     size_t k = m->arch.n_out;
     double inv_n = 1.0 / (double)n, sum = 0.0;
@@ -625,12 +607,12 @@ static void backward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t 
 
 int fv_mlp_logits(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *ret_logits)
 {
-    if (m == NULL || ws == NULL || !ws_fits(m, ws, n) ||
+    if (m == NULL || ws == NULL || !fv__mlp_ws_fits(m, ws, n) ||
         (n > 0 && (x == NULL || ret_logits == NULL)))
         return FV_EINVAL;
     if (n == 0)
         return 0;
-    forward(m, ws, x, n, ret_logits);
+    fv__mlp_forward(m, ws, x, n, ret_logits);
     return 0;
 }
 
@@ -650,10 +632,11 @@ int fv_mlp_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_
                 const float *row_w, size_t n, float pos_weight, double *ret_loss)
 {
     if (m == NULL || ws == NULL || x == NULL || y == NULL || ret_loss == NULL || n == 0 ||
-        !ws_fits(m, ws, n))
+        !fv__mlp_ws_fits(m, ws, n))
         return FV_EINVAL;
-    forward(m, ws, x, n, ws->logits);
-    return loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL, NULL, ret_loss);
+    fv__mlp_forward(m, ws, x, n, ws->logits);
+    return fv__mlp_loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL, NULL,
+                                    ret_loss);
 }
 
 /* On failure grad's contents are unspecified (the loss is checked before backward). */
@@ -661,12 +644,12 @@ int fv_mlp_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const i
                      const float *row_w, size_t n, float pos_weight, float *grad, double *ret_loss)
 {
     if (m == NULL || ws == NULL || x == NULL || y == NULL || grad == NULL || ret_loss == NULL ||
-        n == 0 || !ws_fits(m, ws, n))
+        n == 0 || !fv__mlp_ws_fits(m, ws, n))
         return FV_EINVAL;
-    forward(m, ws, x, n, ws->logits);
+    fv__mlp_forward(m, ws, x, n, ws->logits);
     double loss;
-    int r =
-        loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL, ws->delta[0], &loss);
+    int r = fv__mlp_loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, NULL, NULL,
+                                     ws->delta[0], &loss);
     if (r != 0)
         return r;
     backward(m, ws, x, n, grad);
@@ -679,10 +662,11 @@ int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, cons
                         const fv_distill_cfg_t *dc, double *ret_loss)
 {
     if (m == NULL || ws == NULL || x == NULL || y == NULL || t_logits == NULL || ret_loss == NULL ||
-        n == 0 || !ws_fits(m, ws, n) || fv_distill_cfg_check(dc, NULL) != 0)
+        n == 0 || !fv__mlp_ws_fits(m, ws, n) || fv_distill_cfg_check(dc, NULL) != 0)
         return FV_EINVAL;
-    forward(m, ws, x, n, ws->logits);
-    return loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc, NULL, ret_loss);
+    fv__mlp_forward(m, ws, x, n, ws->logits);
+    return fv__mlp_loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc, NULL,
+                                    ret_loss);
 }
 
 /* On failure grad's contents are unspecified, as for fv_mlp_loss_grad. */
@@ -691,12 +675,13 @@ int fv_mlp_distill_loss_grad(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
                              const fv_distill_cfg_t *dc, float *grad, double *ret_loss)
 {
     if (m == NULL || ws == NULL || x == NULL || y == NULL || t_logits == NULL || grad == NULL ||
-        ret_loss == NULL || n == 0 || !ws_fits(m, ws, n) || fv_distill_cfg_check(dc, NULL) != 0)
+        ret_loss == NULL || n == 0 || !fv__mlp_ws_fits(m, ws, n) ||
+        fv_distill_cfg_check(dc, NULL) != 0)
         return FV_EINVAL;
-    forward(m, ws, x, n, ws->logits);
+    fv__mlp_forward(m, ws, x, n, ws->logits);
     double loss;
-    int r =
-        loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc, ws->delta[0], &loss);
+    int r = fv__mlp_loss_from_logits(m, ws->logits, y, row_w, n, pos_weight, t_logits, dc,
+                                     ws->delta[0], &loss);
     if (r != 0)
         return r;
     backward(m, ws, x, n, grad);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fv_mlp.h"
 #include "fv_preproc.h"
 
 /* What model/ saves (model files, schemas, ONNX) is derived from bank data: a new file
@@ -44,5 +45,45 @@ void fv__dataset_list_cats(char *out, size_t len, const fv_schema_t *s, size_t c
  * every used std must be finite and > 0 and every used mean finite, else FV_ECORRUPT. */
 int fv__preproc_from_stats(const fv_schema_t *s, const double *mean, const double *std,
                            fv_preproc_t **ret);
+
+/* mlp.c's internals, shared with mlp_dp.c (DP-SGD's clipped gradient sum); mlp.c's top
+ * note describes the layout. */
+#define FV_MLP_MAX_LAYERS (FV_MLP_MAX_HIDDEN + 1)
+
+struct fv_mlp {
+    fv_mlp_arch_t arch;
+    size_t n_layers;                    /* n_hidden + 1 */
+    size_t dims[FV_MLP_MAX_LAYERS + 1]; /* n_in, hidden..., n_out */
+    size_t w_off[FV_MLP_MAX_LAYERS];
+    size_t b_off[FV_MLP_MAX_LAYERS];
+    size_t n_params;
+    float *params;       /* owned, n_params */
+    uint8_t *decay_mask; /* owned, n_params */
+};
+
+struct fv_mlp_ws {
+    size_t n_layers;
+    size_t dims[FV_MLP_MAX_LAYERS + 1];
+    size_t max_batch;
+    float *act[FV_MLP_MAX_LAYERS]; /* act[l], l = 1..n_layers-1: input of layer l */
+    float *logits;                 /* max_batch x n_out */
+    float *delta[2];               /* max_batch x max(dims[1..n_layers]) each */
+    float *block;                  /* owns all of the above */
+    /* mlp_dp.c's, allocated by its first fv_mlp_clipped_grad_sum (NULL until then), freed
+     * with the workspace: every layer's deltas (max_batch x dims[l + 1] for each l) and
+     * 2 * max_batch doubles (row norms, scales) after them. */
+    float *dp_block;
+};
+
+/* The workspace was made for this architecture and holds n rows. */
+int fv__mlp_ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n);
+/* Forward pass of n rows; the logits go to out (n x n_out), hidden activations stay in
+ * the workspace for the backward pass. */
+void fv__mlp_forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out);
+/* Mean loss of n rows from their logits z; if delta != NULL, also dLoss/dz (n x n_out,
+ * scaled by w_i / n). With t_logits (n x n_out) and dc, the distillation loss. */
+int fv__mlp_loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,
+                             const float *row_w, size_t n, float pos_weight, const float *t_logits,
+                             const fv_distill_cfg_t *dc, float *delta, double *ret_loss);
 
 #endif

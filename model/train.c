@@ -43,8 +43,26 @@
  * teacher best. The teacher logits are checked finite up front (row named), so a bad
  * teacher is an argument error, not a numeric failure in the middle of an epoch.
  *
+ * DP-SGD (cfg->dp.on, fv_train.h): steps 1-3 are replaced; validation, reports and the
+ * rest are the same (patience must be 0, checked up front). An epoch is
+ * fv_train_dp_steps(1, q) steps; step s (0-based over the whole call, so epoch e's steps
+ * are (e-1)*per .. e*per-1):
+ *   a. cfg->dp.sample(user, s, q, n_train, idx) chooses the rows (Poisson: the count
+ *      varies, from 0 to n_train; checked increasing and in range);
+ *   b. they are gathered in chunks of the workspace's batch (max(batch_size, 256) rows),
+ *      and fv_mlp_clipped_grad_sum of each chunk is summed (float, chunks in order): the
+ *      sum over the sample of each row's gradient clipped to L2 norm clip;
+ *   c. cfg->dp.noise(user, s, noise_multiplier * clip, grad, n_params) adds the Gaussian
+ *      noise (not called when that std is 0: clipping only);
+ *   d. grad /= q * n_train (the expected batch, fixed: the count is not released), then
+ *      one fv_optim_step as in plain training (its weight decay is post-processing).
+ *   train_loss is the mean unclipped loss of the rows sampled during the epoch (NaN if
+ *   none were). No shuffle: the rows are the sampler's. Same callbacks (same keys) ->
+ *   bit-identical parameters. With dp off none of this runs and nothing else changes.
+ *
  * Memory: everything is allocated once before the first epoch (workspace, batch buffer,
- * gradient, optimizer state, index, snapshots); nothing is allocated per batch.
+ * gradient, optimizer state, index, snapshots; DP-SGD's second gradient for chunks, and
+ * the workspace's delta block on the first step); nothing is allocated per batch.
  */
 #include "fv_train.h"
 
@@ -127,6 +145,28 @@ static int check_args(const fv_mlp_t *m, const float *x_train, const int32_t *y_
     int r = fv_optim_cfg_check(&cfg->optim, d);
     if (r != 0)
         return r;
+    if (cfg->dp.on) {
+        const fv_train_dp_t *dp = &cfg->dp;
+        if (!(isfinite(dp->clip) && dp->clip > 0.0))
+            return fv_diag_set(d, FV_EINVAL, "training: DP-SGD clip = %g: must be finite and > 0",
+                               dp->clip);
+        if (!(isfinite(dp->noise_multiplier) && dp->noise_multiplier >= 0.0))
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: DP-SGD noise_multiplier = %g: must be finite and >= 0",
+                               dp->noise_multiplier);
+        if (!(dp->sample_rate > 0.0 && dp->sample_rate <= 1.0))
+            return fv_diag_set(d, FV_EINVAL, "training: DP-SGD sample_rate = %g: must be in (0, 1]",
+                               dp->sample_rate);
+        if (dp->sample == NULL || dp->noise == NULL)
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: DP-SGD needs its sample and noise callbacks");
+        if (cfg->patience > 0)
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: DP-SGD with early stopping (patience = %zu): choosing "
+                               "an epoch by validation is a release the privacy accountant does "
+                               "not count; set patience to 0",
+                               cfg->patience);
+    }
 
     size_t n_out = fv_mlp_arch(m)->n_out;
     size_t n_classes = n_out == 1 ? 2 : n_out;
@@ -164,6 +204,7 @@ typedef struct train_state {
     float *best;     /* parameters of the best epoch (early stopping only) */
     float *val_prob; /* n_val (binary with a validation set only) */
     float *tb;       /* batch teacher logits, bs x n_out (distillation only) */
+    float *gchunk;   /* DP-SGD: a chunk's clipped sum after the first, n_params */
 } train_state_t;
 
 static void state_free(train_state_t *s)
@@ -178,6 +219,7 @@ static void state_free(train_state_t *s)
     free(s->best);
     free(s->val_prob);
     free(s->tb);
+    free(s->gchunk);
 }
 
 /* Validation loss (row mean) and, for binary models, ROC AUC (NaN if undefined). */
@@ -201,6 +243,64 @@ static int evaluate(const fv_mlp_t *m, train_state_t *s, const float *x, const i
     *ret_auc = NAN;
     if (binary && fv_metrics_roc_auc(s->val_prob, y, n, ret_auc) != 0)
         *ret_auc = NAN;
+    return 0;
+}
+
+/* One DP-SGD step (top note): the step's Poisson sample through cfg->dp.sample, its
+ * clipped sum in chunks of `chunk` rows (the workspace's batch), noise, and s->grad =
+ * that / (q n_train). Adds the sampled rows' unclipped losses to *loss_sum and their
+ * count to *rows. */
+static int dp_step(fv_mlp_t *m, train_state_t *s, const float *x_train, const int32_t *y_train,
+                   const float *t_logits, size_t n_train, const fv_train_cfg_t *cfg,
+                   const fv_distill_cfg_t *dc, size_t chunk, uint64_t step, double *loss_sum,
+                   size_t *rows, fv_diag_t *d)
+{
+    const fv_train_dp_t *dp = &cfg->dp;
+    const size_t n_in = fv_mlp_arch(m)->n_in, n_out = fv_mlp_arch(m)->n_out;
+    const size_t n_params = fv_mlp_n_params(m);
+    size_t cnt = dp->sample(dp->user, step, dp->sample_rate, n_train, s->idx);
+    if (cnt > n_train)
+        return fv_diag_set(d, FV_EINVAL,
+                           "training: DP-SGD step %llu: the sample callback returned %zu rows "
+                           "of %zu",
+                           (unsigned long long)step, cnt, n_train);
+    for (size_t j = 0; j < cnt; j++)
+        if (s->idx[j] >= n_train || (j > 0 && s->idx[j] <= s->idx[j - 1]))
+            return fv_diag_set(d, FV_EINVAL,
+                               "training: DP-SGD step %llu: the sample callback's index %zu "
+                               "(%zu) is out of range or not increasing",
+                               (unsigned long long)step, j, s->idx[j]);
+    if (cnt == 0)
+        memset(s->grad, 0, n_params * sizeof *s->grad);
+    for (size_t c0 = 0; c0 < cnt; c0 += chunk) {
+        size_t nc = cnt - c0 < chunk ? cnt - c0 : chunk;
+        for (size_t j = 0; j < nc; j++) {
+            size_t row = s->idx[c0 + j];
+            memcpy(s->xb + j * n_in, x_train + row * n_in, n_in * sizeof *s->xb);
+            s->yb[j] = y_train[row];
+            if (t_logits != NULL)
+                memcpy(s->tb + j * n_out, t_logits + row * n_out, n_out * sizeof *s->tb);
+        }
+        double ls;
+        int r = fv_mlp_clipped_grad_sum(m, s->ws, s->xb, s->yb, t_logits != NULL ? s->tb : NULL,
+                                        t_logits != NULL ? dc : NULL, nc, cfg->pos_weight, dp->clip,
+                                        c0 == 0 ? s->grad : s->gchunk, &ls, NULL);
+        if (r != 0)
+            return fv_diag_set(d, r,
+                               "training: DP-SGD step %llu: %s; lower the learning rate or "
+                               "check the inputs for extreme values",
+                               (unsigned long long)step,
+                               r == FV_ENUMERIC ? "a loss or gradient norm is not finite"
+                                                : "the clipped gradient failed");
+        if (c0 > 0)
+            fv_vec_axpy(n_params, 1.0f, s->gchunk, s->grad);
+        *loss_sum += ls;
+    }
+    *rows += cnt;
+    double std = dp->noise_multiplier * dp->clip;
+    if (std > 0.0)
+        dp->noise(dp->user, step, std, s->grad, n_params);
+    fv_vec_scale(n_params, (float)(1.0 / (dp->sample_rate * (double)n_train)), s->grad);
     return 0;
 }
 
@@ -232,7 +332,10 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
     double best = use_auc ? -INFINITY : INFINITY;
     size_t since_best = 0;
 
-    if ((r = fv_mlp_ws_new(m, bs > val_chunk ? bs : val_chunk, &s.ws)) != 0 ||
+    const int dp_on = cfg->dp.on;
+    const size_t ws_rows = bs > val_chunk ? bs : val_chunk;
+    const size_t buf_rows = dp_on ? ws_rows : bs; /* DP-SGD gathers whole workspace chunks */
+    if ((r = fv_mlp_ws_new(m, ws_rows, &s.ws)) != 0 ||
         (r = fv_optim_new(&cfg->optim, n_params, &s.opt)) != 0) {
         fv_diag_set(d, r,
                     "training: cannot allocate the workspace or optimizer (%zu "
@@ -240,8 +343,8 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
                     n_params, bs);
         goto out;
     }
-    s.xb = malloc(bs * n_in * sizeof *s.xb);
-    s.yb = malloc(bs * sizeof *s.yb);
+    s.xb = malloc(buf_rows * n_in * sizeof *s.xb);
+    s.yb = malloc(buf_rows * sizeof *s.yb);
     s.grad = malloc(n_params * sizeof *s.grad);
     s.idx = malloc(n_train * sizeof *s.idx);
     s.start = malloc(n_params * sizeof *s.start);
@@ -250,9 +353,13 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
     if (n_val > 0 && arch->n_out == 1)
         s.val_prob = malloc(n_val * sizeof *s.val_prob);
     if (t_logits != NULL)
-        s.tb = malloc(bs * n_out * sizeof *s.tb);
+        s.tb = malloc(buf_rows * n_out * sizeof *s.tb);
+    const int need_gchunk = dp_on && n_train > ws_rows;
+    if (need_gchunk)
+        s.gchunk = malloc(n_params * sizeof *s.gchunk);
     if (!s.xb || !s.yb || !s.grad || !s.idx || !s.start || (es_on && !s.best) ||
-        (n_val > 0 && arch->n_out == 1 && !s.val_prob) || (t_logits != NULL && !s.tb)) {
+        (n_val > 0 && arch->n_out == 1 && !s.val_prob) || (t_logits != NULL && !s.tb) ||
+        (need_gchunk && !s.gchunk)) {
         r = fv_diag_set(d, FV_ENOMEM,
                         "training: out of memory for %zu rows and %zu "
                         "parameters",
@@ -261,38 +368,50 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
     }
     memcpy(s.start, params, n_params * sizeof *params);
 
+    const uint64_t dp_per_epoch = dp_on ? fv_train_dp_steps(1, cfg->dp.sample_rate) : 0;
     for (size_t e = 1; e <= cfg->epochs; e++) {
-        fv_rng_t rng;
-        for (size_t i = 0; i < n_train; i++)
-            s.idx[i] = i;
-        fv_rng_seed(&rng, epoch_seed(cfg->seed, e));
-        fv_rng_shuffle(&rng, s.idx, n_train);
-
         double loss_sum = 0.0;
-        for (size_t b0 = 0; b0 < n_train; b0 += bs) {
-            size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
-            for (size_t j = 0; j < nb; j++) {
-                size_t row = s.idx[b0 + j];
-                memcpy(s.xb + j * n_in, x_train + row * n_in, n_in * sizeof *s.xb);
-                s.yb[j] = y_train[row];
+        size_t dp_rows = 0;
+        if (dp_on) {
+            for (uint64_t j = 0; j < dp_per_epoch; j++) {
+                r = dp_step(m, &s, x_train, y_train, t_logits, n_train, cfg, dc, ws_rows,
+                            (uint64_t)(e - 1) * dp_per_epoch + j, &loss_sum, &dp_rows, d);
+                if (r != 0)
+                    goto out;
+                fv_optim_step(s.opt, params, s.grad, mask);
+            }
+        } else {
+            fv_rng_t rng;
+            for (size_t i = 0; i < n_train; i++)
+                s.idx[i] = i;
+            fv_rng_seed(&rng, epoch_seed(cfg->seed, e));
+            fv_rng_shuffle(&rng, s.idx, n_train);
+            for (size_t b0 = 0; b0 < n_train; b0 += bs) {
+                size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
+                for (size_t j = 0; j < nb; j++) {
+                    size_t row = s.idx[b0 + j];
+                    memcpy(s.xb + j * n_in, x_train + row * n_in, n_in * sizeof *s.xb);
+                    s.yb[j] = y_train[row];
+                    if (t_logits != NULL)
+                        memcpy(s.tb + j * n_out, t_logits + row * n_out, n_out * sizeof *s.tb);
+                }
+                double bl;
                 if (t_logits != NULL)
-                    memcpy(s.tb + j * n_out, t_logits + row * n_out, n_out * sizeof *s.tb);
+                    r = fv_mlp_distill_loss_grad(m, s.ws, s.xb, s.yb, s.tb, NULL, nb,
+                                                 cfg->pos_weight, dc, s.grad, &bl);
+                else
+                    r = fv_mlp_loss_grad(m, s.ws, s.xb, s.yb, NULL, nb, cfg->pos_weight, s.grad,
+                                         &bl);
+                if (r != 0) {
+                    fv_diag_set(d, r,
+                                "training: epoch %zu, batch at position %zu: %s; lower the "
+                                "learning rate or check the inputs for extreme values",
+                                e, b0, r == FV_ENUMERIC ? "the loss is not finite" : "loss failed");
+                    goto out;
+                }
+                loss_sum += bl * (double)nb;
+                fv_optim_step(s.opt, params, s.grad, mask);
             }
-            double bl;
-            if (t_logits != NULL)
-                r = fv_mlp_distill_loss_grad(m, s.ws, s.xb, s.yb, s.tb, NULL, nb, cfg->pos_weight,
-                                             dc, s.grad, &bl);
-            else
-                r = fv_mlp_loss_grad(m, s.ws, s.xb, s.yb, NULL, nb, cfg->pos_weight, s.grad, &bl);
-            if (r != 0) {
-                fv_diag_set(d, r,
-                            "training: epoch %zu, batch at position %zu: %s; lower the "
-                            "learning rate or check the inputs for extreme values",
-                            e, b0, r == FV_ENUMERIC ? "the loss is not finite" : "loss failed");
-                goto out;
-            }
-            loss_sum += bl * (double)nb;
-            fv_optim_step(s.opt, params, s.grad, mask);
         }
         if (!fv_vec_all_finite(n_params, params)) {
             r = fv_diag_set(d, FV_ENUMERIC,
@@ -305,7 +424,10 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
         fv_epoch_report_t rep;
         memset(&rep, 0, sizeof rep);
         rep.epoch = e;
-        rep.train_loss = loss_sum / (double)n_train;
+        if (dp_on)
+            rep.train_loss = dp_rows > 0 ? loss_sum / (double)dp_rows : NAN;
+        else
+            rep.train_loss = loss_sum / (double)n_train;
         rep.val_loss = NAN;
         rep.val_auc = NAN;
         res.epochs_run = e;
