@@ -14,7 +14,9 @@
  * (sum the curves at the same orders).
  * Conversion: epsilon(delta) = min over orders of the bound of Balle et al. 2020 (Hypothesis
  * testing interpretations and Rényi DP, Theorem 21), the one Opacus and Google's
- * dp_accounting use:  rdp(a) + log((a - 1) / a) - (log(delta) + log(a)) / (a - 1);
+ * dp_accounting use:  rdp(a) + log((a - 1) / a) - (log(delta) + log(a)) / (a - 1)
+ * (with dp_accounting's two refinements: 0 where delta >= sqrt(1 - exp(-rdp(a))), and
+ * clamped at 0);
  * fv_rdp_epsilon_classic is Mironov 2017's rdp(a) - log(delta) / (a - 1) (looser; what
  * older TensorFlow Privacy printed).
  * Calibration: the smallest sigma (within tol in epsilon) whose epsilon is at most the
@@ -34,12 +36,15 @@
 #define FV_RDP_MAX_ORDERS 256
 
 /* The default order grid, Opacus' DEFAULT_ALPHAS: 1 + x / 10 for x = 1..99, then 12..63
- * (162 orders). Writes at most cap orders into out; returns how many the grid has. */
+ * (151 orders). TF Privacy's compute_dp_sgd_privacy uses another grid (1.25..4.5, 5..63,
+ * 128, 256, 512): pass it as `orders` where a function takes them. Writes at most cap
+ * orders into out (NULL: none); returns how many the grid has. */
 size_t fv_rdp_orders_default(double *out, size_t cap);
 
 /* RDP at order alpha (> 1, finite) of ONE step of the Poisson-subsampled Gaussian with
  * sampling rate q (0..1) and noise multiplier sigma (> 0). NaN on a bad argument. May be
- * +inf (no bound at that order). */
+ * +inf (no bound at that order). Orders above 1e5 get the convexity bound
+ * log(1 - q + q exp(alpha (alpha - 1) / (2 sigma^2))) / (alpha - 1) instead of a series. */
 double fv_rdp_sgm(double q, double sigma, double alpha);
 
 /* out[i] = steps * fv_rdp_sgm(q, sigma, orders[i]), i < n. FV_EINVAL on a bad argument
@@ -64,7 +69,10 @@ int fv_rdp_sgm_epsilon(double q, double sigma, uint64_t steps, const double *ord
 /* The noise multiplier for a target epsilon at delta over `steps` steps of rate q:
  * bisection on sigma until the epsilon it gives is in [target - tol, target] (Opacus'
  * get_noise_multiplier, epsilon_tolerance tol > 0). orders NULL, 0: the default grid.
- * FV_EINVAL on bad arguments, FV_ERANGE when no sigma up to 2^20 reaches the target. */
+ * FV_EINVAL on bad arguments (q = 0 and steps = 0 included: nothing to calibrate),
+ * FV_ERANGE when no sigma up to 2^20 reaches the target. At most 200 halvings: where the
+ * epsilon jumps over the window (the conversion's switch to 0), the result's epsilon is
+ * still <= target, maybe below target - tol. */
 int fv_rdp_calibrate(double q, uint64_t steps, double target_eps, double delta,
                      const double *orders, size_t n, double tol, double *ret_sigma);
 
@@ -72,19 +80,23 @@ int fv_rdp_calibrate(double q, uint64_t steps, double target_eps, double delta,
  * integer domain; the sum over at least n_honest of them hides one record's change of L2
  * norm l2_sens and L1 norm l1_sens, over dim coordinates). The sum of discrete Gaussians is
  * not exactly one: Kairouz, Liu and Steinke 2021 (The Distributed Discrete Gaussian
- * Mechanism for Federated Learning with Secure Aggregation, Theorem 2 and its tau) bound it
- * as rho-zero-concentrated DP (RDP alpha * rho at every order alpha > 1):
- *   rho = min( l2^2 / (2 n s2) + tau * dim / 2,  (l1 / sqrt(n s2) + tau * sqrt(dim))^2 / 2 ),
+ * Mechanism for Federated Learning with Secure Aggregation, Proposition 14 and its tau,
+ * s2 >= 1/4) bound it; as rho-zero-concentrated DP (RDP alpha * rho at every order
+ * alpha >= 1):
+ *   rho = min( l2^2 / (2 n s2) + tau * dim,
+ *              (l2^2 / (n s2) + 2 tau l1 / sqrt(n s2) + tau^2 dim) / 2,
+ *              (l2 / sqrt(n s2) + tau * sqrt(dim))^2 / 2 ),
  *   tau = 10 * sum_{k=1}^{n-1} exp(-2 pi^2 s2 k / (k + 1))        (n = n_honest)
- * (rdp.c states the theorem as read and where the factor conventions come from). NaN on a
- * bad argument. */
+ * (rdp.c states the proposition as read: its first bound adds tau * dim NOT scaled by alpha,
+ * so it enters rho whole). NaN on a bad argument (s2 < 1/4 included). */
 double fv_rdp_ddg_rho(double l2_sens, double l1_sens, double s2, uint64_t n_honest, uint64_t dim);
 
 /* RDP at integer orders alpha >= 2 of `steps` Poisson-subsampled (rate q) steps of ANY
  * mechanism whose unsampled RDP is alpha * rho (rho-zCDP, e.g. fv_rdp_ddg_rho): the general
  * amplification bound of Zhu and Wang 2019 (Poisson Subsampled Rényi Differential Privacy,
- * Theorem 6). Orders that are not integers get +inf (they take no part in the minimum of
- * the conversion). q = 1: steps * alpha * rho. FV_EINVAL on bad arguments. */
+ * Theorem 5, the general upper bound), capped by the unsampled alpha * rho. Orders that are
+ * not integers get +inf (they take no part in the minimum of the conversion).
+ * q = 1: steps * alpha * rho. FV_EINVAL on bad arguments. */
 int fv_rdp_subsampled_zcdp_curve(double q, double rho, uint64_t steps, const double *orders,
                                  size_t n, double *out);
 
