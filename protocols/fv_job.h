@@ -121,6 +121,46 @@
  *                                            Its round number is fv_job_last_round, also
  *                                            when early stopping ended a phase early; it
  *                                            changes no model
+ *     "privacy": {                           optional; absent = no differential privacy.
+ *                                            Present: every agent computes its own plan
+ *                                            (fv_privacy.h) and refuses the job if its
+ *                                            policy's budget cannot pay for it
+ *       "mode": "local",                     required: "local" (each agent runs DP-SGD,
+ *                                            the whole noise its own: the guarantee needs
+ *                                            no one else) | "distributed" (one clipped
+ *                                            gradient sum per round, each agent adding a
+ *                                            share of discrete Gaussian noise under
+ *                                            SecAgg: the guarantee needs min_honest
+ *                                            honest agents in the cohort)
+ *       "epsilon": 8.0,                      exactly one of epsilon, in (0, 100]: the
+ *       "noise_multiplier": 1.1,             target epsilon per record of each agent at
+ *                                            delta (the agents calibrate sigma), and
+ *                                            noise_multiplier, in (0, 1e6]: sigma given
+ *                                            (the agents compute the epsilon it gives).
+ *                                            0 = not given (the canonical form's unset one)
+ *       "delta": 1e-5,                       required, (0, 0.1]
+ *       "clip": 1.0,                         per-record gradient L2 bound C, (0, 1e6]
+ *       "sample_rate": 0.05,                 Poisson sampling rate q, (0, 1]; local mode:
+ *                                            optional, 0/absent = batch_size / the
+ *                                            agent's training rows; distributed: required
+ *       "min_honest": 3,                     distributed only: 1..min_agents, absent or
+ *                                            0 = min_agents; local mode: absent or 0
+ *       "outside_budget": ["stats", "metrics", "explain"]
+ *                                            required: the releases fedvault adds no
+ *                                            noise to, declared: "stats" (round 0's
+ *                                            counts, sums, squares) and "metrics" (every
+ *                                            round's validation histograms, loss sums,
+ *                                            class and row counts) always, "explain"
+ *                                            (the explanation round's sums) when
+ *                                            "explain" is true; unknown or repeated
+ *                                            words refused. The agent's policy must allow
+ *                                            each one listed
+ *     }                                      Distributed mode needs SecAgg on, no
+ *                                            "validation", no "distill" (not yet) and
+ *                                            local_epochs 1. In the budget: every training
+ *                                            round's update (and, local mode, every distill
+ *                                            round's student update; the teacher's logits
+ *                                            are post-processing of a DP model)
  *   }
  * The operator's reference is docs/job.schema.json (a JSON Schema of this form, every field
  * with its unit, default, range and an example; tests/integration/job_schema.py keeps it
@@ -153,8 +193,9 @@
  * Every key except name, schema, model and max_update_norm has the default shown. The
  * canonical form writes "distill" (every key, defaults included) and "max_update_norm"
  * only when the spec has them, "cohort" only when a key differs from its default (then
- * both keys), and "explain" only when true, so jobs without them keep the digest they had
- * before those keys existed.
+ * both keys), "explain" only when true, and "privacy" (every key, the unset ones as 0,
+ * outside_budget in the order stats, metrics, explain) only when the spec has it, so jobs
+ * without them keep the digest they had before those keys existed.
  *
  * max_update_norm: which vector it bounds. An agent's update block in the round vector
  * (fv_fed.h) is a_k = w_k * delta_k, w_k = n_train_k / n_ref, delta_k = local model -

@@ -23,7 +23,11 @@
  * "max_update_norm" follows the same precedent: written only when the spec sets it (0 in
  * fv_job_t means absent), so jobs without it keep their digest too; "cohort" is written
  * (both keys) only when one differs from its default, and "explain" (a boolean, default
- * false) only when true, for the same reason.
+ * false) only when true, for the same reason; "privacy" only when the spec has the section
+ * (then every key: the unset one of epsilon / noise_multiplier as 0, sample_rate 0 when
+ * local mode's default applies, min_honest 0 in local mode and the resolved value in
+ * distributed mode, outside_budget in the order stats, metrics, explain). The decoder takes
+ * those 0s as "not given", so the canonical form is a fixed point.
  * Decoding the canonical form gives an equal job, whose canonical form is
  * the same bytes; that is what makes fv_job_digest an identity.
  *
@@ -57,6 +61,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +232,10 @@ static const struct rrange R_NONNEG = {0.0, INFINITY, true, false, ">= 0"};
 static const struct rrange R_UNIT = {0.0, 1.0, true, false, "in [0, 1)"};
 static const struct rrange R_VALFRAC = {0.0, 0.5, false, true, "in (0, 0.5]"};
 static const struct rrange R_ALPHA = {0.0, 1.0, true, true, "in [0, 1]"};
+static const struct rrange R_EPSILON = {0.0, 100.0, false, true, "in (0, 100]"};
+static const struct rrange R_BIG = {0.0, 1e6, false, true, "in (0, 1e6]"};
+static const struct rrange R_DELTA = {0.0, 0.1, false, true, "in (0, 0.1]"};
+static const struct rrange R_RATE = {0.0, 1.0, false, true, "in (0, 1]"};
 
 static bool in_range(double x, const struct rrange *r)
 {
@@ -350,11 +359,12 @@ static const char *const root_keys[] = {"name",
                                         "validation",
                                         "cohort",
                                         "explain",
+                                        "privacy",
                                         NULL};
 #define ROOT_EXPECT                                                                                \
     "name, schema, model, rounds, local_epochs, batch_size, optimizer, l2, strategy, secagg, "     \
     "min_agents, deadlines_ms, early_stopping, validation_fraction, hist_bins, seed, "             \
-    "max_update_norm, distill, validation, cohort, explain"
+    "max_update_norm, distill, validation, cohort, explain, privacy"
 static const char *const validation_keys[] = {"max_failures", NULL};
 static const char *const cohort_keys[] = {"on_join_deadline", "on_member_lost", NULL};
 static const char *const join_words[] = {"fail", "wait"};     /* fv_job_join_policy_t */
@@ -374,6 +384,14 @@ static const char *const strategy_keys_prox[] = {"kind", "mu", NULL};
 static const char *const strategy_keys_adam[] = {"kind",  "server_lr", "beta1",
                                                  "beta2", "tau",       NULL};
 static const char *const optim_kinds[] = {"sgd", "adam"};
+static const char *const privacy_keys[] = {"mode",       "epsilon",        "noise_multiplier",
+                                           "delta",      "clip",           "sample_rate",
+                                           "min_honest", "outside_budget", NULL};
+#define PRIVACY_EXPECT                                                                             \
+    "mode, epsilon, noise_multiplier, delta, clip, sample_rate, min_honest, outside_budget"
+static const char *const privacy_modes[] = {"local", "distributed"}; /* mode - 1 */
+/* outside_budget's words, bit i = FV_PRIV_REL_* 1 << i; the canonical order */
+static const char *const release_words[] = {"stats", "metrics", "explain"};
 
 static int parse_optimizer(const struct jctx *c, json_t *root, fv_job_t *job)
 {
@@ -707,6 +725,154 @@ static int parse_distill(const struct jctx *c, json_t *root, fv_job_t *job, bool
     return 0;
 }
 
+/* "privacy": optional; the job's differential privacy (fv_job.h has the section, fv_privacy.h
+ * what an agent makes of it). Needs the rest of the job parsed: its rules look at secagg,
+ * validation, distill, local_epochs, min_agents and explain. A 0 for epsilon,
+ * noise_multiplier, sample_rate or min_honest means "not given" (the canonical form writes
+ * the unset ones as 0), so the canonical form reads back to the same job. */
+static int parse_privacy(const struct jctx *c, json_t *root, fv_job_t *job)
+{
+    struct fv_job_privacy *p = &job->privacy;
+    json_t *o = NULL, *v;
+    long long x;
+    int mode = 0, r;
+    char q[QUOTE_BUF];
+    memset(p, 0, sizeof *p);
+    if ((r = get_object(c, root, "", "privacy", &o)) < 0 || o == NULL)
+        return r;
+    if ((r = check_keys(c, "privacy", o, privacy_keys, PRIVACY_EXPECT)) < 0)
+        return r;
+    if (json_object_get(o, "mode") == NULL)
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: privacy.mode: missing; expected \"local\" or \"distributed\"",
+                           c->origin);
+    if ((r = get_word(c, o, "privacy", "mode", privacy_modes, 2, "\"local\" or \"distributed\"", 0,
+                      &mode)) < 0)
+        return r;
+    p->mode = mode == 0 ? FV_PRIVACY_LOCAL : FV_PRIVACY_DISTRIBUTED;
+    /* epsilon, noise_multiplier, sample_rate: 0 = not given; else in range */
+    static const struct {
+        const char *key;
+        const struct rrange *r;
+        size_t off;
+    } opt[] = {
+        {"epsilon", &R_EPSILON, offsetof(struct fv_job_privacy, epsilon)},
+        {"noise_multiplier", &R_BIG, offsetof(struct fv_job_privacy, noise_multiplier)},
+        {"sample_rate", &R_RATE, offsetof(struct fv_job_privacy, sample_rate)},
+    };
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
+        double *dst = (double *)(void *)((char *)p + opt[i].off);
+        v = json_object_get(o, opt[i].key);
+        if (v != NULL && json_is_number(v) && json_number_value(v) == 0.0)
+            *dst = 0.0;
+        else if ((r = get_real(c, o, "privacy", opt[i].key, opt[i].r, 0.0, dst)) < 0)
+            return r;
+    }
+    if (p->epsilon > 0 && p->noise_multiplier > 0)
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: privacy: both epsilon (%g) and noise_multiplier (%g) are given; "
+                           "expected exactly one (the target epsilon, or the noise multiplier "
+                           "whose epsilon the agents compute)",
+                           c->origin, p->epsilon, p->noise_multiplier);
+    if (!(p->epsilon > 0 || p->noise_multiplier > 0))
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: privacy.epsilon: missing; expected exactly one of epsilon (a "
+                           "number in (0, 100]) and noise_multiplier (in (0, 1e6])",
+                           c->origin);
+    if (json_object_get(o, "delta") == NULL)
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: privacy.delta: missing; expected a number in (0, 0.1] (e.g. "
+                           "1e-5, well below 1 / the rows of any bank)",
+                           c->origin);
+    if ((r = get_real(c, o, "privacy", "delta", &R_DELTA, 0.0, &p->delta)) < 0 ||
+        (r = get_real(c, o, "privacy", "clip", &R_BIG, 1.0, &p->clip)) < 0)
+        return r;
+    if ((r = get_int(c, o, "privacy", "min_honest", 0, job->min_agents, 0, &x)) < 0)
+        return r;
+    p->min_honest = (uint32_t)x;
+
+    v = json_object_get(o, "outside_budget");
+    if (v == NULL || !json_is_array(v))
+        return fv_diag_set(c->d, FV_EPARSE,
+                           "%s: privacy.outside_budget: %s%s; expected a list of \"stats\", "
+                           "\"metrics\" (both required) and \"explain\" (required with "
+                           "\"explain\": true): the releases fedvault does not add noise to",
+                           c->origin, v == NULL ? "" : "got ",
+                           v == NULL ? "missing" : type_name(v));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *w = json_array_get(v, i);
+        size_t k;
+        if (!json_is_string(w))
+            return fv_diag_set(c->d, FV_EPARSE,
+                               "%s: privacy.outside_budget[%zu]: got %s; expected \"stats\", "
+                               "\"metrics\" or \"explain\"",
+                               c->origin, i, type_name(w));
+        for (k = 0; k < 3 && strcmp(json_string_value(w), release_words[k]) != 0; k++)
+            ;
+        if (k == 3)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.outside_budget[%zu]: \"%s\" is not allowed; "
+                               "expected \"stats\", \"metrics\" or \"explain\"",
+                               c->origin, i, quote(q, json_string_value(w)));
+        if (p->outside_budget & (1u << k))
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.outside_budget[%zu]: \"%s\" is listed twice", c->origin,
+                               i, release_words[k]);
+        p->outside_budget |= 1u << k;
+    }
+    if (!(p->outside_budget & FV_PRIV_REL_STATS) || !(p->outside_budget & FV_PRIV_REL_METRICS))
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: privacy.outside_budget: must list \"stats\" and \"metrics\": "
+                           "the statistics round's sums and every round's validation metrics "
+                           "and row counts are released without noise (outside the budget)",
+                           c->origin);
+    if (job->explain && !(p->outside_budget & FV_PRIV_REL_EXPLAIN))
+        return fv_diag_set(c->d, FV_EINVAL,
+                           "%s: privacy.outside_budget: must list \"explain\" with \"explain\": "
+                           "true: the explanation round's sums are released without noise",
+                           c->origin);
+
+    if (p->mode == FV_PRIVACY_LOCAL) {
+        if (p->min_honest != 0)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.min_honest: %u applies to mode \"distributed\" only "
+                               "(local mode's guarantee needs no other agent); remove it",
+                               c->origin, p->min_honest);
+    } else {
+        if (!(p->sample_rate > 0))
+            return fv_diag_set(c->d, FV_EPARSE,
+                               "%s: privacy.sample_rate: missing; mode \"distributed\" needs "
+                               "it, a number in (0, 1] (every agent samples its rows at the "
+                               "same rate)",
+                               c->origin);
+        if (p->min_honest == 0)
+            p->min_honest = job->min_agents;
+        if (!job->secagg.on)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.mode: \"distributed\" needs secure aggregation "
+                               "(\"secagg\" is \"off\"): each agent's noise share hides "
+                               "nothing unmasked",
+                               c->origin);
+        if (job->validation.on)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.mode: \"distributed\" cannot be validated yet "
+                               "(\"validation\"): remove one of them",
+                               c->origin);
+        if (job->distill.on)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.mode: \"distributed\" does not cover distillation "
+                               "yet (\"distill\"): use mode \"local\" or remove \"distill\"",
+                               c->origin);
+        if (job->local_epochs != 1)
+            return fv_diag_set(c->d, FV_EINVAL,
+                               "%s: privacy.mode: \"distributed\" sends one clipped gradient "
+                               "sum per round: local_epochs must be 1 (got %u)",
+                               c->origin, job->local_epochs);
+    }
+    p->on = true;
+    return 0;
+}
+
 static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
 {
     json_t *o, *v;
@@ -804,7 +970,9 @@ static int parse_rest(const struct jctx *c, json_t *root, fv_job_t *job)
         return fv_diag_set(c->d, FV_EPARSE, "%s: explain: got %s; expected true or false",
                            c->origin, type_name(v));
     job->explain = v != NULL && json_is_true(v);
-    return parse_distill(c, root, job, binary);
+    if ((r = parse_distill(c, root, job, binary)) < 0)
+        return r;
+    return parse_privacy(c, root, job);
 }
 
 int fv_job_from_json(const char *origin, const char *json, size_t len, fv_job_t **ret, fv_diag_t *d)
@@ -1290,6 +1458,29 @@ static json_t *encode(const fv_job_t *job)
     }
     if (!bad && job->explain) /* only when true: older jobs keep their digest */
         bad = put(root, "explain", json_true());
+    if (!bad && job->privacy.on) { /* only when present: older jobs keep their digest */
+        const struct fv_job_privacy *p = &job->privacy;
+        json_t *l = json_array();
+        for (unsigned k = 0; l != NULL && k < 3; k++)
+            if ((p->outside_budget & (1u << k)) &&
+                json_array_append_new(l, json_string(release_words[k])) != 0) {
+                json_decref(l);
+                l = NULL;
+            }
+        o = json_object();
+        bad = put(root, "privacy", o) ||
+              (p->mode != FV_PRIVACY_LOCAL && p->mode != FV_PRIVACY_DISTRIBUTED) ||
+              put(o, "mode", json_string(privacy_modes[p->mode == FV_PRIVACY_LOCAL ? 0 : 1])) ||
+              put(o, "epsilon", json_real(p->epsilon)) ||
+              put(o, "noise_multiplier", json_real(p->noise_multiplier)) ||
+              put(o, "delta", json_real(p->delta)) || put(o, "clip", json_real(p->clip)) ||
+              put(o, "sample_rate", json_real(p->sample_rate)) ||
+              put(o, "min_honest", json_integer(p->min_honest));
+        if (!bad)
+            bad = put(o, "outside_budget", l); /* steals l */
+        else
+            json_decref(l);
+    }
     json_decref(schema);
     if (bad) {
         json_decref(root);

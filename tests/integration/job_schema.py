@@ -9,7 +9,7 @@ Runs with Debian's /usr/bin/python3 and its python3-jsonschema (draft 2020-12). 
      `fedvault job check` accepts it;
   3. the keys agree, generically: for every object of the spec (the root, optimizer,
      strategy per kind, secagg, deadlines_ms, early_stopping, validation, distill and its
-     early_stopping, cohort, and the embedded schema and its columns) the keys the C
+     early_stopping, cohort, privacy, and the embedded schema and its columns) the keys the C
      parser accepts, read from its own "unknown key ...; expected only ..." refusal of a
      probe key, equal the keys the JSON Schema allows there. A key a helper adds to the
      parser without documenting it fails here. Keys the JSON Schema documents ahead of
@@ -395,7 +395,13 @@ def mut(**kw):
     s = copy.deepcopy(BASE)
     for k, v in kw.items():
         s[k] = v
+    if isinstance(s.get("privacy"), dict):  # a None value there: the key left out
+        s["privacy"] = {k: v for k, v in s["privacy"].items() if v is not None}
     return s
+
+
+PRIV = {"mode": "local", "epsilon": 8.0, "delta": 1e-5, "outside_budget": ["stats", "metrics"]}
+PDIST = dict(PRIV, mode="distributed", sample_rate=0.05)
 
 
 INVALID = [
@@ -452,6 +458,34 @@ INVALID = [
     ("distill.quantize_int8 a string", mut(distill={"student": "logreg", "quantize_int8": "yes"})),
     ("distill.early_stopping accuracy (binary)",
      mut(distill={"student": "logreg", "early_stopping": {"metric": "accuracy"}})),
+    ("privacy without mode", mut(privacy=dict(PRIV, mode=None))),
+    ("privacy.mode central", mut(privacy=dict(PRIV, mode="central"))),
+    ("privacy without epsilon or noise_multiplier", mut(privacy=dict(PRIV, epsilon=None))),
+    ("privacy epsilon 0 and noise_multiplier 0", mut(privacy=dict(PRIV, epsilon=0,
+                                                                  noise_multiplier=0))),
+    ("privacy with both epsilon and noise_multiplier",
+     mut(privacy=dict(PRIV, noise_multiplier=1.1))),
+    ("privacy.epsilon 101", mut(privacy=dict(PRIV, epsilon=101))),
+    ("privacy.noise_multiplier -1", mut(privacy=dict(PRIV, epsilon=None, noise_multiplier=-1))),
+    ("privacy without delta", mut(privacy=dict(PRIV, delta=None))),
+    ("privacy.delta 0.2", mut(privacy=dict(PRIV, delta=0.2))),
+    ("privacy.clip 0", mut(privacy=dict(PRIV, clip=0))),
+    ("privacy.sample_rate 1.5", mut(privacy=dict(PRIV, sample_rate=1.5))),
+    ("privacy.min_honest in local mode", mut(privacy=dict(PRIV, min_honest=2))),
+    ("privacy unknown key", mut(privacy=dict(PRIV, seed=1))),
+    ("privacy without outside_budget", mut(privacy=dict(PRIV, outside_budget=None))),
+    ("privacy.outside_budget without metrics", mut(privacy=dict(PRIV, outside_budget=["stats"]))),
+    ("privacy.outside_budget labels", mut(privacy=dict(PRIV, outside_budget=[
+        "stats", "metrics", "labels"]))),
+    ("privacy.outside_budget twice", mut(privacy=dict(PRIV, outside_budget=[
+        "stats", "metrics", "stats"]))),
+    ("privacy with explain, outside_budget without it", mut(explain=True, privacy=PRIV)),
+    ("privacy distributed without sample_rate", mut(privacy=dict(PRIV, mode="distributed"))),
+    ("privacy distributed with secagg off", mut(secagg="off", privacy=PDIST)),
+    ("privacy distributed with local_epochs 2", mut(local_epochs=2, privacy=PDIST)),
+    ("privacy distributed with distill", mut(distill={"student": "logreg"}, privacy=PDIST)),
+    ("privacy distributed with validation", mut(validation={}, max_update_norm=5.0,
+                                                privacy=PDIST)),
     ("name with a capital", mut(name="Bad")), ("name empty", mut(name="")),
     ("name of 65 characters", mut(name="a" * 65)),
     ("model tree", mut(model="tree")), ("model mlp:", mut(model="mlp:")),
@@ -494,6 +528,14 @@ VALID = [
     ("distill", mut(distill={"student": "mlp:4", "early_stopping": {"patience": 0}})),
     ("patience 0, min_delta 0", mut(early_stopping={"patience": 0, "min_delta": 0})),
     ("seed 2^63-1", mut(seed=2 ** 63 - 1)),
+    ("privacy local", mut(privacy=PRIV)),
+    ("privacy local, noise_multiplier, sample_rate",
+     mut(privacy=dict(PRIV, epsilon=0, noise_multiplier=1.1, sample_rate=0.01, clip=0.5))),
+    ("privacy local with distill and explain", mut(distill={"student": "logreg"}, explain=True,
+                                                   privacy=dict(PRIV, outside_budget=[
+                                                       "explain", "stats", "metrics"]))),
+    ("privacy distributed", mut(privacy=PDIST)),
+    ("privacy distributed, min_honest 2", mut(privacy=dict(PDIST, min_honest=2))),
     ("mlp with 8 layers", mut(model="mlp:" + ",".join(["4"] * 8))),
 ]
 for label, spec in VALID:

@@ -123,6 +123,15 @@ static void check_equal(const fv_job_t *a, const fv_job_t *b)
     CHECK_INT_EQ(a->distill.quantize_int8, b->distill.quantize_int8);
     CHECK_INT_EQ(a->cohort.on_join_deadline, b->cohort.on_join_deadline);
     CHECK_INT_EQ(a->cohort.on_member_lost, b->cohort.on_member_lost);
+    CHECK_INT_EQ(a->explain, b->explain);
+    CHECK_INT_EQ(a->privacy.on, b->privacy.on);
+    CHECK_INT_EQ(a->privacy.mode, b->privacy.mode);
+    CHECK(a->privacy.epsilon == b->privacy.epsilon);
+    CHECK(a->privacy.noise_multiplier == b->privacy.noise_multiplier);
+    CHECK(a->privacy.delta == b->privacy.delta && a->privacy.clip == b->privacy.clip);
+    CHECK(a->privacy.sample_rate == b->privacy.sample_rate);
+    CHECK_UINT_EQ(a->privacy.min_honest, b->privacy.min_honest);
+    CHECK_UINT_EQ(a->privacy.outside_budget, b->privacy.outside_budget);
 }
 
 /* from_json(to_json(j)) is equal to j and encodes to the same bytes. */
@@ -695,6 +704,149 @@ static void test_cohort(void)
     fv_job_free(plain);
 }
 
+/* The privacy section: defaults, the 0 = "not given" canonical form, every rule across
+ * fields, and absence leaving the canonical form (so the digest) as before. */
+#define OB "'outside_budget':['stats','metrics']"
+static void test_privacy(void)
+{
+    fv_job_t *plain = parse_ok("{" MIN "}");
+    CHECK(!plain->privacy.on);
+    char *a = to_json(plain);
+    CHECK(strstr(a, "privacy") == NULL);
+    free(a);
+    fv_job_free(plain);
+
+    fv_job_t *j = parse_ok("{" MIN ",'privacy':{'mode':'local','epsilon':8,'delta':1e-5," OB "}}");
+    CHECK(j->privacy.on);
+    CHECK_INT_EQ(j->privacy.mode, FV_PRIVACY_LOCAL);
+    CHECK(j->privacy.epsilon == 8.0 && j->privacy.noise_multiplier == 0.0);
+    CHECK(j->privacy.delta == 1e-5 && j->privacy.clip == 1.0);
+    CHECK(j->privacy.sample_rate == 0.0);
+    CHECK_UINT_EQ(j->privacy.min_honest, 0);
+    CHECK_UINT_EQ(j->privacy.outside_budget, FV_PRIV_REL_STATS | FV_PRIV_REL_METRICS);
+    a = to_json(j);
+    CHECK_CONTAINS(a, ",\"privacy\":{\"mode\":\"local\",\"epsilon\":8.0,\"noise_multiplier\":0.0,"
+                      "\"delta\":1.0000000000000001e-5,\"clip\":1.0,\"sample_rate\":0.0,"
+                      "\"min_honest\":0,\"outside_budget\":[\"stats\",\"metrics\"]}}");
+    free(a);
+    check_round_trip(j);
+    fv_job_free(j);
+
+    /* distributed: min_honest resolved to min_agents; the list in canonical order */
+    j = parse_ok("{" MIN ",'min_agents':5,'explain':true,'privacy':{'mode':'distributed',"
+                 "'noise_multiplier':1.1,'delta':1e-6,'clip':0.5,'sample_rate':0.05,"
+                 "'outside_budget':['explain','metrics','stats']}}");
+    CHECK_INT_EQ(j->privacy.mode, FV_PRIVACY_DISTRIBUTED);
+    CHECK(j->privacy.noise_multiplier == 1.1 && j->privacy.epsilon == 0.0);
+    CHECK(j->privacy.clip == 0.5 && j->privacy.sample_rate == 0.05);
+    CHECK_UINT_EQ(j->privacy.min_honest, 5);
+    CHECK_UINT_EQ(j->privacy.outside_budget, 7);
+    a = to_json(j);
+    CHECK_CONTAINS(a, "\"min_honest\":5,\"outside_budget\":[\"stats\",\"metrics\",\"explain\"]}}");
+    free(a);
+    check_round_trip(j);
+    uint8_t d0[32], d1[32];
+    CHECK_OK(fv_job_digest(j, d0), NULL);
+    j->privacy.min_honest = 4;
+    CHECK_OK(fv_job_digest(j, d1), NULL);
+    CHECK(memcmp(d0, d1, 32) != 0);
+    fv_job_free(j);
+    j = parse_ok("{" MIN ",'min_agents':5,'privacy':{'mode':'distributed','epsilon':3,"
+                 "'delta':1e-5,'sample_rate':1,'min_honest':2," OB "}}");
+    CHECK_UINT_EQ(j->privacy.min_honest, 2);
+    fv_job_free(j);
+    /* local mode with distill, validation and a sample rate */
+    j = parse_ok("{" MIN ",'max_update_norm':2,'validation':{},'distill':{'student':'logreg'},"
+                 "'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'sample_rate':0.01," OB "}}");
+    CHECK(j->privacy.sample_rate == 0.01);
+    check_round_trip(j);
+    fv_job_free(j);
+
+    static const struct bad pbad[] = {
+        {"{" MIN ",'privacy':true}", FV_EPARSE, "privacy: got a boolean"},
+        {"{" MIN ",'privacy':{'epsilon':1,'delta':1e-5," OB "}}", FV_EPARSE,
+         "privacy.mode: missing"},
+        {"{" MIN ",'privacy':{'mode':'central','epsilon':1,'delta':1e-5," OB "}}", FV_EINVAL,
+         "privacy.mode: \"central\" is not allowed"},
+        {"{" MIN ",'privacy':{'mode':'local','delta':1e-5," OB "}}", FV_EPARSE,
+         "privacy.epsilon: missing; expected exactly one of epsilon"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':0,'noise_multiplier':0,'delta':1e-5," OB
+         "}}",
+         FV_EPARSE, "privacy.epsilon: missing"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'noise_multiplier':1,'delta':1e-5," OB
+         "}}",
+         FV_EINVAL, "privacy: both epsilon (1) and noise_multiplier (1)"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':101,'delta':1e-5," OB "}}", FV_EINVAL,
+         "privacy.epsilon: 101 must be in (0, 100]"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':-1,'delta':1e-5," OB "}}", FV_EINVAL,
+         "privacy.epsilon: -1 must be"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':'8','delta':1e-5," OB "}}", FV_EPARSE,
+         "privacy.epsilon: got a string"},
+        {"{" MIN ",'privacy':{'mode':'local','noise_multiplier':2e6,'delta':1e-5," OB "}}",
+         FV_EINVAL, "privacy.noise_multiplier: 2000000 must be in (0, 1e6]"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1," OB "}}", FV_EPARSE,
+         "privacy.delta: missing"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':0.2," OB "}}", FV_EINVAL,
+         "privacy.delta: 0.20000000000000001 must be in (0, 0.1]"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':0," OB "}}", FV_EINVAL,
+         "privacy.delta: 0 must be"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'clip':0," OB "}}", FV_EINVAL,
+         "privacy.clip: 0 must be in (0, 1e6]"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'sample_rate':1.5," OB "}}",
+         FV_EINVAL, "privacy.sample_rate: 1.5 must be in (0, 1]"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'min_honest':2," OB "}}",
+         FV_EINVAL, "privacy.min_honest: 2 applies to mode \"distributed\" only"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'seed':2," OB "}}", FV_EPARSE,
+         "privacy.seed: unknown key; expected only mode, epsilon"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5}}", FV_EPARSE,
+         "privacy.outside_budget: missing"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'outside_budget':'stats'}}",
+         FV_EPARSE, "privacy.outside_budget: got a string"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'outside_budget':['stats',"
+         "1]}}",
+         FV_EPARSE, "privacy.outside_budget[1]: got an integer"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'outside_budget':['stats',"
+         "'metrics','labels']}}",
+         FV_EINVAL, "privacy.outside_budget[2]: \"labels\" is not allowed"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'outside_budget':['stats',"
+         "'metrics','stats']}}",
+         FV_EINVAL, "privacy.outside_budget[2]: \"stats\" is listed twice"},
+        {"{" MIN ",'privacy':{'mode':'local','epsilon':1,'delta':1e-5,'outside_budget':["
+         "'metrics']}}",
+         FV_EINVAL, "privacy.outside_budget: must list \"stats\" and \"metrics\""},
+        {"{" MIN ",'explain':true,'privacy':{'mode':'local','epsilon':1,'delta':1e-5," OB "}}",
+         FV_EINVAL, "privacy.outside_budget: must list \"explain\""},
+        {"{" MIN ",'privacy':{'mode':'distributed','epsilon':1,'delta':1e-5," OB "}}", FV_EPARSE,
+         "privacy.sample_rate: missing; mode \"distributed\" needs it"},
+        {"{" MIN ",'privacy':{'mode':'distributed','epsilon':1,'delta':1e-5,'sample_rate':0.1,"
+         "'min_honest':4," OB "}}",
+         FV_EINVAL, "privacy.min_honest: 4 must be in 0..3"},
+        {"{" MIN ",'secagg':'off','privacy':{'mode':'distributed','epsilon':1,'delta':1e-5,"
+         "'sample_rate':0.1," OB "}}",
+         FV_EINVAL, "privacy.mode: \"distributed\" needs secure aggregation"},
+        {"{" MIN ",'max_update_norm':2,'validation':{},'privacy':{'mode':'distributed',"
+         "'epsilon':1,'delta':1e-5,'sample_rate':0.1," OB "}}",
+         FV_EINVAL, "privacy.mode: \"distributed\" cannot be validated"},
+        {"{" MIN ",'distill':{'student':'logreg'},'privacy':{'mode':'distributed','epsilon':1,"
+         "'delta':1e-5,'sample_rate':0.1," OB "}}",
+         FV_EINVAL, "privacy.mode: \"distributed\" does not cover distillation"},
+        {"{" MIN ",'local_epochs':2,'privacy':{'mode':'distributed','epsilon':1,'delta':1e-5,"
+         "'sample_rate':0.1," OB "}}",
+         FV_EINVAL, "local_epochs must be 1 (got 2)"},
+    };
+    for (size_t i = 0; i < sizeof pbad / sizeof pbad[0]; i++) {
+        j = (fv_job_t *)1; /* must stay untouched */
+        int r = parse(pbad[i].spec, &j);
+        if (r != pbad[i].err || strstr(D->msg, pbad[i].needle) == NULL ||
+            strncmp(D->msg, "job.json: ", 10) != 0)
+            FV__FAIL("privacy case %zu %s: got %d (%s) \"%s\"; want %d (%s) with \"%s\"", i,
+                     pbad[i].spec, r, fv_err_name(r), D->msg, pbad[i].err, fv_err_name(pbad[i].err),
+                     pbad[i].needle);
+        CHECK(j == (fv_job_t *)1);
+    }
+}
+#undef OB
+
 static void test_digest(void)
 {
     /* Each mutation changes one field of FULL (by text); every digest differs from all. */
@@ -911,6 +1063,7 @@ int main(void)
     test_distill();
     test_max_update_norm();
     test_cohort();
+    test_privacy();
     test_secagg_for();
     test_lending_club();
     return 0;
