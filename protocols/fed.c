@@ -967,10 +967,11 @@ int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32
                            res->loss_sum, 17.0 * (double)res->n_val);
     double slack = 0;
     bool ddg = job->privacy.on && job->privacy.mode == FV_PRIVACY_DISTRIBUTED;
-    if (words != NULL && ddg) {
+    if (words != NULL && ddg && job->max_update_norm > 0) {
         /* distributed DP: the words carry the agents' discrete Gaussian noise, so they may
          * leave [0, n (2^bits - 1)] (decoded centered): no range check; the norm check's
-         * slack gets the summed noise's norm (this file's note) */
+         * slack gets the summed noise's norm (this file's note). Only when there is a norm
+         * check: the plan's calibration costs up to a second. */
         double noise;
         int r = ddg_noise_norm(l, job, n_summands, n_ref, &noise, d);
         if (r != 0)
@@ -979,7 +980,7 @@ int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32
         slack =
             sqrt((double)l->n_params) * (double)n * (double)job->secagg.clip * (2.0 / q + 0x1p-22) +
             noise;
-    } else if (words != NULL) {
+    } else if (words != NULL && !ddg) {
         uint64_t qmax = n * ((UINT64_C(1) << job->secagg.bits) - 1);
         for (size_t i = 0; i < l->n_params; i++)
             if (words[l->off_params + i] > qmax)

@@ -44,6 +44,9 @@ ap.add_argument("--eps", default="1,3,8")
 ap.add_argument("--modes", default="local,distributed")
 ap.add_argument("--local-rounds", type=int, default=10)
 ap.add_argument("--dist-rounds", type=int, default=40)
+ap.add_argument("--local-opt", default="adam:0.01", help="KIND:LR of the local spec")
+ap.add_argument("--dist-opt", default="sgd:1.0", help="KIND:LR of the distributed spec")
+ap.add_argument("--dist-q", type=float, default=0.1, help="the distributed spec's sample_rate")
 a = ap.parse_args()
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(SRC, "examples", "data", "lending_club.csv")
@@ -74,17 +77,22 @@ base.update({"model": "logreg", "local_epochs": 1, "batch_size": 256, "min_agent
              "early_stopping": {"metric": "roc_auc", "patience": 0}, "l2": 0.0})
 
 
+def opt(text):
+    kind, lr = text.split(":")
+    return {"kind": kind, "lr": float(lr)}
+
+
 def spec(mode, eps):
     j = json.loads(json.dumps(base))
     if mode == "local":
         j.update({"name": "dp-bench-local", "rounds": a.local_rounds,
-                  "optimizer": {"kind": "adam", "lr": 0.01}})
+                  "optimizer": opt(a.local_opt)})
         priv = {"mode": "local"}
     else:
         j.update({"name": "dp-bench-distributed", "rounds": a.dist_rounds,
-                  "optimizer": {"kind": "sgd", "lr": 1.0},
+                  "optimizer": opt(a.dist_opt),
                   "secagg": {"threshold": 0, "neighbors": 0, "clip": 1.0, "bits": 20}})
-        priv = {"mode": "distributed", "sample_rate": 0.1, "min_honest": 5}
+        priv = {"mode": "distributed", "sample_rate": a.dist_q, "min_honest": 5}
     if eps is not None:
         priv.update({"epsilon": eps, "delta": DELTA, "clip": 1.0,
                      "outside_budget": ["stats", "metrics"]})
