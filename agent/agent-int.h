@@ -24,6 +24,7 @@
 #include "fv_fed.h"
 #include "fv_job.h"
 #include "fv_mlp.h"
+#include "fv_privacy.h"
 #include "fv_round.h"
 #include "fv_secagg.h"
 #include "fv_tls.h"
@@ -72,6 +73,12 @@ typedef struct fv_agent_cfg {
     const char *pins[FV_AGENT_MAX_PINS];
     size_t n_pins;
     bool fetch_releases;
+    /* differential privacy (agent_privacy.c): policy.privacy {epsilon_max (0: no limit),
+     * delta, required, allow_outside_budget (FV_PRIV_REL_* bits)} and the ledger file */
+    double priv_epsilon_max, priv_delta;
+    bool priv_required;
+    uint32_t priv_allow_outside;
+    const char *privacy_ledger;
 } fv_agent_cfg_t;
 
 /* Runs the daemon until --once is satisfied or a signal stops it. Returns the process
@@ -130,6 +137,9 @@ struct ajob {
     fv_refuse_category_t load_cat;        /* and its category (agent_refuse.c) */
     unsigned n_busy;                      /* work items reading this job */
     bool detached; /* no longer the agent's job: freed when n_busy drops to 0 */
+    /* the job's privacy plan for this agent's training rows (n_ref 0: what it charged;
+     * plan.on false without a "privacy" section), computed by the load */
+    fv_privacy_plan_t priv;
 };
 
 /* One round in progress: the machine (protocols/fv_round.h, fv_around_t) and the compute
@@ -278,6 +288,23 @@ void fv__agent_on_receipt(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 void fv__agent_on_schema_query(agent_t *a, fv_conn_t *c, const fv_msg_t *m);
 /* Whether an offered job's schema is still open (the offer is then refused). */
 bool fv__agent_schema_offer_open(const fv_job_t *job);
+
+/* ---- agent_privacy.c: policy.privacy, the ledger, the budget at JOB_OFFER ---------- */
+
+/* policy.privacy (pol may be NULL: the defaults) into c; nonzero with msg on a bad value. */
+int fv__agent_cfg_privacy(json_t *pol, const char *path, fv_agent_cfg_t *c, char *msg, size_t cap);
+/* The policy's words on an offered job (before its data is loaded): 0 go on, 1 refused
+ * (reason: the sentence, for the log and the coordinator; audited), -1 the audit failed
+ * (stop the agent). */
+int fv__agent_privacy_offer(agent_t *a, const fv_job_t *job, const char *hex, char *reason,
+                            size_t cap);
+/* The ledger after the load (j->priv computed): 0 accept (charged now, fsynced and
+ * audited, or charged before), 1 refuse (reason for the log, wire for the coordinator;
+ * category POLICY), -1 the audit failed (stop the agent). */
+int fv__agent_privacy_charge(agent_t *a, ajob_t *j, char *reason, size_t cap, char *wire,
+                             size_t wire_cap);
+/* --privacy-ledger [--json]: prints the ledger on stdout; the exit status. */
+int fv__agent_privacy_print(const fv_agent_cfg_t *c, bool as_json);
 
 /* ---- agent_release.c: RELEASE, FILE_CHUNK, the model directory ------------------- */
 

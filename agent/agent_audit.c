@@ -55,6 +55,13 @@
  *                   msg.sent record: job, status, category, vocab_bytes). The values
  *                   themselves are never written to the log. A refused query is a
  *                   policy.refused {scope "schema", rule}.
+ *   privacy_spent   {job, fingerprint (the data file's SHA-256, hex), mode, epsilon,
+ *                   delta, sigma, q, steps, total_epsilon (the fingerprint's spends with
+ *                   this job, at policy.privacy.delta)}: a job with a "privacy" section
+ *                   was charged to the privacy ledger (agent_privacy.c), written after the
+ *                   ledger's fsync and before the JOB_ACCEPT frame; once per job. A job
+ *                   refused by the privacy policy is a policy.refused {scope "job", rule
+ *                   privacy_required | privacy_outside_budget | privacy_budget}.
  *   cohort.refused  {rule, reason, [member, member_name], job, [round]}: the agent refused
  *                   a job because of its cohort or CRL (agent_cohort.c lists the rules);
  *                   written just before the JOB_REFUSE frame (its msg.sent record).

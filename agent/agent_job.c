@@ -6,11 +6,15 @@
  *   JOB_OFFER {job, spec, crl} parse the spec, check its digest is `job`, check the local
  *                             policy (accept_jobs; require_secure_aggregation: a job
  *                             with "secagg": "off" is refused, whatever else it says)
- *                             and the CRL (agent_cohort.c); then, on the thread pool,
+ *                             policy.privacy's required and allow_outside_budget, and
+ *                             the CRL (agent_cohort.c); then, on the thread pool,
  *                             load the data file against the job's schema, fingerprint
  *                             it (SHA-256, streamed), split it (stratified; seed = job
- *                             seed ^ H(agent name)); reply JOB_ACCEPT {job, data, rows
- *                             (0 unless policy.disclose_rows), model}
+ *                             seed ^ H(agent name)), plan the job's privacy for the
+ *                             training rows; on the loop, a job with privacy is checked
+ *                             against the budget and charged (agent_privacy.c); reply
+ *                             JOB_ACCEPT {job, data, rows (0 unless
+ *                             policy.disclose_rows), model}
  *                             or JOB_REFUSE {reason, category} on the connection that
  *                             offered it (agent_refuse.c says which category and what
  *                             the sentence may say).
@@ -175,6 +179,8 @@ static int job_prepare(agent_t *a, ajob_t *j, char *reason, size_t cap)
     if (r != 0 && j->load_wire[0] == '\0') /* the data: its sentence stays here */
         j->load_cat =
             fv__agent_load_refusal(j->job->schema, r, reason, j->load_wire, sizeof j->load_wire);
+    else if (r == FV_EPOLICY) /* the job's privacy gives no plan for this agent */
+        j->load_cat = FV_REFUSE_POLICY;
     else if (r != 0) /* the job's own model: the sentence names nothing of the bank's */
         j->load_cat = r == FV_ETOOBIG || r == FV_ENOMEM ? FV_REFUSE_RESOURCES : FV_REFUSE_VERSION;
     return r;
@@ -270,6 +276,17 @@ static int job_prepare_do(agent_t *a, ajob_t *j, char *reason, size_t cap)
             JOB_FAIL(FV_ETOOBIG);
         }
     }
+    /* The job's privacy for this agent's rows (agent_privacy.c charges it on the loop).
+     * The sentence may tell the row count apart: the coordinator gets one without it. */
+    size_t np = j->n_params > j->s_n_params ? j->n_params : j->s_n_params;
+    if ((r = fv_privacy_plan(job, j->n_tr, np, 0, &j->priv, &d)) != 0) {
+        snprintf(reason, cap, "job '%s': %s", job->name, d.msg);
+        snprintf(j->load_wire, sizeof j->load_wire,
+                 "job '%s': its privacy section gives no plan for this agent's data (sampling "
+                 "rate or noise out of range); details in the agent's log",
+                 job->name);
+        return FV_EPOLICY;
+    }
     return 0;
 #undef JOB_FAIL
 }
@@ -319,6 +336,20 @@ static void job_loaded(uv_work_t *req, int status)
         fv__agent_job_release(a, j);
         return;
     }
+    if (answer && j->priv.on) { /* the budget, charged before JOB_ACCEPT (agent_privacy.c) */
+        char wire[FV_WIRE_TEXT_MAX + 1] = "";
+        int pr = fv__agent_privacy_charge(a, j, j->load_reason, sizeof j->load_reason, wire,
+                                          sizeof wire);
+        if (pr < 0) {
+            fv__agent_stop(a, 1); /* the audit log failed: nothing more leaves */
+            return;
+        }
+        if (pr > 0) {
+            refuse(a, j->digest, j->hex, j->job->name, FV_REFUSE_POLICY, j->load_reason, wire);
+            fv__agent_job_release(a, j);
+            return;
+        }
+    }
     if (answer)
         accept_job(a, j);
 }
@@ -339,6 +370,19 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
         fv__agent_round_free(a->job->round);
         a->job->round = NULL;
         a->job->started = false; /* a restarted coordinator may resume at any round */
+        if (a->job->priv.on) {   /* charged once: a no-op unless the first answer never went */
+            char wire[FV_WIRE_TEXT_MAX + 1] = "";
+            int pr = fv__agent_privacy_charge(a, a->job, reason, sizeof reason, wire, sizeof wire);
+            if (pr != 0) {
+                if (pr > 0)
+                    refuse(a, a->job->digest, a->job->hex, a->job->job->name, FV_REFUSE_POLICY,
+                           reason, wire);
+                else
+                    fv__agent_stop(a, 1);
+                fv__agent_job_release(a, a->job);
+                return;
+            }
+        }
         accept_job(a, a->job);
         return;
     }
@@ -406,6 +450,14 @@ void fv__agent_on_job_offer(agent_t *a, fv_conn_t *c, const fv_msg_t *m)
             return; /* no record, no refusal either: the agent stops */
         }
         refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_POLICY, reason, NULL);
+        fv_job_free(job);
+        return;
+    }
+    if ((r = fv__agent_privacy_offer(a, job, hex, reason, sizeof reason)) != 0) {
+        if (r > 0) /* policy.privacy: required, allow_outside_budget (agent_privacy.c) */
+            refuse(a, m->u.job_offer.job, hex, job->name, FV_REFUSE_POLICY, reason, NULL);
+        else
+            fv__agent_stop(a, 1); /* no record, no refusal either: the agent stops */
         fv_job_free(job);
         return;
     }

@@ -10,7 +10,9 @@
  * The config's keys: federation, name, role ("agent"), coordinator ("HOST:PORT"), ca,
  * cert, key, crl (optional), data (optional: --data), policy {accept_jobs, min_cohort,
  * min_threshold, require_secure_aggregation, disclose_rows, max_crl_age_s,
- * schema_discovery {allow, min_count}} (optional),
+ * schema_discovery {allow, min_count}, privacy {epsilon_max, delta, required,
+ * allow_outside_budget} (agent_privacy.c)} (optional), privacy_ledger (optional: default
+ * "privacy/ledger.jsonl" beside the config),
  * audit_log (optional: the agent's signed audit log, default "audit/agent-audit.log" beside
  * the config, its head "<audit_log>.head"; missing directories are created with mode 0700;
  * --audit-log overrides it). What goes into the log: agent_audit.c, "AUDIT".
@@ -38,7 +40,8 @@
 
 #define PROG "fedvault-agent"
 #define EXIT_USAGE 2
-#define DEFAULT_AUDIT_LOG "audit/agent-audit.log" /* relative to the config's directory */
+#define DEFAULT_AUDIT_LOG "audit/agent-audit.log"     /* relative to the config's directory */
+#define DEFAULT_PRIVACY_LEDGER "privacy/ledger.jsonl" /* likewise */
 
 static const char usage[] =
     "Usage: " PROG " --config agent.json [options]\n"
@@ -51,11 +54,26 @@ static const char usage[] =
     "                         coordinator, ca, cert, key; optional data, policy\n"
     "                         {accept_jobs, min_cohort, min_threshold,\n"
     "                         require_secure_aggregation, disclose_rows, max_crl_age_s,\n"
-    "                         schema_discovery}, audit_log, crl. Paths in it are relative\n"
-    "                         to its directory.\n"
+    "                         schema_discovery, privacy}, audit_log, privacy_ledger,\n"
+    "                         crl. Paths in it are relative to its directory.\n"
     "                         policy.schema_discovery {\"allow\": false, \"min_count\": 10}:\n"
     "                         allow true sends an open job's category values held by >=\n"
     "                         min_count rows (the rest suppressed); audited\n"
+    "                         policy.privacy {\"epsilon_max\": 10.0, \"delta\": 1e-5,\n"
+    "                         \"required\": false, \"allow_outside_budget\": [\"stats\",\n"
+    "                         \"metrics\", \"explain\"]}: a job with differential privacy\n"
+    "                         is accepted only while the epsilon all jobs spent on this\n"
+    "                         data file stays <= epsilon_max (none: no limit), charged to\n"
+    "                         the ledger (\"privacy_ledger\", default\n"
+    "                         privacy/ledger.jsonl beside agent.json) before accepting;\n"
+    "                         required true refuses jobs without privacy; a job declaring\n"
+    "                         a release outside its budget the list lacks is refused\n"
+    "  --privacy-ledger [--json]\n"
+    "                         print the privacy ledger (spends per data file, each job's\n"
+    "                         epsilon) and exit; no coordinator or data file needed\n"
+    "  --data FILE            local CSV file (overrides \"data\")\n";
+/* in two parts: ISO C caps a string literal at 4095 bytes */
+static const char usage2[] =
     "  --data FILE            local CSV file (overrides \"data\")\n"
     "  --audit-log FILE       the agent's signed audit log (overrides \"audit_log\"; default\n"
     "                         audit/agent-audit.log beside agent.json; head: FILE.head).\n"
@@ -325,9 +343,9 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     *ret_root = root;
     if (!json_is_object(root))
         return fail("%s: expected a JSON object", path);
-    static const char *const known[] = {"federation", "name",   "role",     "coordinator",
-                                        "ca",         "cert",   "key",      "crl",
-                                        "data",       "policy", "audit_log"};
+    static const char *const known[] = {"federation", "name",   "role",      "coordinator",
+                                        "ca",         "cert",   "key",       "crl",
+                                        "data",       "policy", "audit_log", "privacy_ledger"};
     const char *k;
     json_t *v;
     json_object_foreach(root, k, v)
@@ -337,7 +355,7 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
             ok = ok || strcmp(k, known[i]) == 0;
         if (!ok)
             return fail("%s: unknown key \"%s\" (known: federation, name, role, coordinator, "
-                        "ca, cert, key, crl, data, policy, audit_log)",
+                        "ca, cert, key, crl, data, policy, audit_log, privacy_ledger)",
                         path, k);
     }
     int err = 0;
@@ -351,6 +369,7 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     const char *crl = cfg_str(root, path, "crl", false, &err);
     const char *data = cfg_str(root, path, "data", false, &err);
     const char *audit_log = cfg_str(root, path, "audit_log", false, &err);
+    const char *ledger = cfg_str(root, path, "privacy_ledger", false, &err);
     if (err != 0)
         return err;
     if (strcmp(role, "agent") != 0)
@@ -368,8 +387,9 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
     c->crl = crl != NULL ? resolve(p, dir, crl) : NULL;
     c->data = data != NULL ? resolve(p, dir, data) : NULL;
     c->audit_log = resolve(p, dir, audit_log != NULL ? audit_log : DEFAULT_AUDIT_LOG);
+    c->privacy_ledger = resolve(p, dir, ledger != NULL ? ledger : DEFAULT_PRIVACY_LEDGER);
     if (c->ca == NULL || c->cert == NULL || c->key == NULL || (crl && !c->crl) ||
-        (data && !c->data) || c->audit_log == NULL)
+        (data && !c->data) || c->audit_log == NULL || c->privacy_ledger == NULL)
         return fail("out of memory");
     if (coord != NULL) {
         /* Port 0 is what `fedvault provision` writes when the coordinator's port is not
@@ -388,14 +408,17 @@ static int load_config(const char *path, fv_agent_cfg_t *c, strpool_t *p, json_t
             if (strcmp(k, "accept_jobs") != 0 && strcmp(k, "min_cohort") != 0 &&
                 strcmp(k, "min_threshold") != 0 && strcmp(k, "require_secure_aggregation") != 0 &&
                 strcmp(k, "disclose_rows") != 0 && strcmp(k, "max_crl_age_s") != 0 &&
-                strcmp(k, "schema_discovery") != 0)
+                strcmp(k, "schema_discovery") != 0 && strcmp(k, "privacy") != 0)
                 return fail("%s: unknown key \"policy.%s\" (known: accept_jobs, min_cohort, "
                             "min_threshold, require_secure_aggregation, disclose_rows, "
-                            "max_crl_age_s, schema_discovery)",
+                            "max_crl_age_s, schema_discovery, privacy)",
                             path, k);
         }
         if ((err = cfg_schema_discovery(json_object_get(pol, "schema_discovery"), path, c)) != 0)
             return err;
+        char msg[512];
+        if (fv__agent_cfg_privacy(json_object_get(pol, "privacy"), path, c, msg, sizeof msg) != 0)
+            return fail("%s", msg);
         json_t *age = json_object_get(pol, "max_crl_age_s");
         if (age != NULL) {
             if (!json_is_integer(age) || json_integer_value(age) < 1 ||
@@ -443,6 +466,8 @@ enum {
     OPT_MODEL_DIR,
     OPT_PIN,
     OPT_FETCH_RELEASES,
+    OPT_PRIVACY_LEDGER,
+    OPT_JSON,
 };
 
 static const struct option long_opts[] = {
@@ -461,6 +486,8 @@ static const struct option long_opts[] = {
     {"model-dir", required_argument, NULL, OPT_MODEL_DIR},
     {"pin", required_argument, NULL, OPT_PIN},
     {"fetch-releases", no_argument, NULL, OPT_FETCH_RELEASES},
+    {"privacy-ledger", no_argument, NULL, OPT_PRIVACY_LEDGER},
+    {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -474,7 +501,7 @@ int main(int argc, char **argv)
     bool disclose_rows = false, have_disclose_rows = false;
     const char *model_dir = NULL, *pins[FV_AGENT_MAX_PINS];
     size_t n_pins = 0;
-    bool fetch_releases = false;
+    bool fetch_releases = false, print_ledger = false, as_json = false;
     int c;
     /* A validated round allocates and frees buffers of the payload's size (0.5 MB for the
      * Lending Club teacher) many times per round: keep them in the heap instead of a fresh
@@ -486,6 +513,7 @@ int main(int argc, char **argv)
         switch (c) {
         case 'h':
             fputs(usage, stdout);
+            fputs(usage2, stdout);
             return 0;
         case OPT_CONFIG:
             config = optarg;
@@ -556,6 +584,12 @@ int main(int argc, char **argv)
         case OPT_FETCH_RELEASES:
             fetch_releases = true;
             break;
+        case OPT_PRIVACY_LEDGER:
+            print_ledger = true;
+            break;
+        case OPT_JSON:
+            as_json = true;
+            break;
         case OPT_THREADS:
             if (!parse_u32(optarg, 1, 256, &threads))
                 return usage_error("--threads: expected an integer in 1..256, got '%s'", optarg);
@@ -582,6 +616,7 @@ int main(int argc, char **argv)
     cfg.schema_allow = false;  /* no schema disclosure unless the bank opts in */
     cfg.schema_min_count = 10;
     cfg.max_crl_age_s = FV_AGENT_MAX_CRL_AGE_S;
+    fv__agent_cfg_privacy(NULL, config, &cfg, NULL, 0); /* the defaults */
     strpool_t pool;
     memset(&pool, 0, sizeof pool);
     json_t *root = NULL;
@@ -590,6 +625,14 @@ int main(int argc, char **argv)
     if (rc != 0)
         goto out;
     cfg.config_path = config;
+    if (as_json && !print_ledger) {
+        rc = usage_error("--json goes with --privacy-ledger");
+        goto out;
+    }
+    if (print_ledger) {
+        rc = fv__agent_privacy_print(&cfg, as_json);
+        goto out;
+    }
     if (data != NULL)
         cfg.data = data;
     if (audit_log != NULL)

@@ -65,6 +65,13 @@ typedef struct fv_privacy_plan {
 int fv_privacy_plan(const fv_job_t *job, uint64_t n_train, uint64_t n_params, uint64_t n_ref,
                     fv_privacy_plan_t *ret, fv_diag_t *d);
 
+/* Whether distributed noise of plan p (its ddg_sigma2) fits SecAgg's 32-bit sums of
+ * n_agents agents at `bits`: n_agents * (2^bits - 1) + 32 * sqrt(n_agents * ddg_sigma2) <
+ * 2^32 (the sum read centered, 16 standard deviations of the summed noise on either side).
+ * FV_EOVERFLOW with a sentence when not. fv_privacy_plan checks min_agents; a round checks
+ * its actual cohort. */
+int fv_privacy_ddg_fits(const fv_privacy_plan_t *p, uint32_t bits, uint32_t n_agents, fv_diag_t *d);
+
 /* ---- the ledger ---------------------------------------------------------------------
  * One file per agent (JSON lines, fsynced, rewritten atomically): one entry per job it
  * accepted with a privacy section, {job, fingerprint, mode, epsilon, delta, sigma, q,

@@ -26,6 +26,10 @@ accepted again from what the agent holds. A ROUND_START whose cohort does not ve
 (pks not the certificates' keys, the coordinator's certificate as a member, no
 certificates) makes the agent refuse the whole job (JOB_REFUSE with the rule, the member
 and its name; cohort_refused), and round messages for that job are then stale.
+Differential privacy: policy.privacy's config errors, --privacy-ledger [--json] (empty,
+corrupt), and with epsilon_max 3.5 a job of epsilon 3 charged once (privacy_spent; a
+re-offer is not charged again) and a second one refused (category policy, the budget
+sentence), the ledger holding the one entry afterwards.
 """
 import json
 import os
@@ -169,6 +173,32 @@ try:
     # A missing key file.
     write_config(cfg_path, dict(base, data="bank.csv", key="missing-key.pem"))
     expect_fail(["--config", cfg_path], "missing-key.pem")
+
+    # policy.privacy and the privacy ledger (agent/agent_privacy.c)
+    for bad_priv, needle in (({"epsilon_max": 0}, "policy.privacy.epsilon_max"),
+                             ({"delta": 0.5}, "policy.privacy.delta"),
+                             ({"required": "yes"}, "policy.privacy.required"),
+                             ({"allow_outside_budget": ["labels"]},
+                              "policy.privacy.allow_outside_budget[0]"),
+                             ({"budget": 1}, "policy.privacy.budget")):
+        write_config(cfg_path, dict(base, data="bank.csv", policy={"privacy": bad_priv}))
+        expect_fail(["--config", cfg_path], needle)
+    write_config(cfg_path, dict(base, data="bank.csv", privacy_ledger="ledger/x.jsonl",
+                                policy={"privacy": {"epsilon_max": 10}}))
+    code, out, err = agent(["--config", cfg_path, "--privacy-ledger"])
+    check(code == 0 and os.path.join(kit, "ledger", "x.jsonl") in out and
+          "epsilon_max 10.00" in out and "no spends recorded" in out,
+          f"--privacy-ledger (none yet): exit {code}\n{out}{err}")
+    code, out, err = agent(["--config", cfg_path, "--privacy-ledger", "--json"])
+    check(code == 0 and json.loads(out) == {"entries": [], "totals": []},
+          f"--privacy-ledger --json: exit {code}\n{out}{err}")
+    os.makedirs(os.path.join(kit, "ledger"))
+    with open(os.path.join(kit, "ledger", "x.jsonl"), "w") as f:
+        f.write("{\"job\": 1}\n")
+    code, out, err = agent(["--config", cfg_path, "--privacy-ledger"])
+    check(code == 1 and "x.jsonl:1: job is missing or out of range" in err,
+          f"--privacy-ledger (corrupt): exit {code}\n{out}{err}")
+    expect_usage(["--config", cfg_path, "--json"], "--json goes with --privacy-ledger")
 
     # Port 0 in the config (provisioned before the coordinator's port was known): the
     # command line must give the address.
@@ -415,6 +445,62 @@ try:
     finally:
         stop_agent()
     check(p.returncode == 0, f"agent exit {p.returncode}:\n" + "".join(log))
+
+    # ---- differential privacy: the budget at JOB_OFFER (agent_privacy.c) ---------------
+    # epsilon_max 3.5: a job of epsilon 3 is charged (privacy_spent, before JOB_ACCEPT),
+    # offered again it is not charged twice; a second job of epsilon 3 would pass 3.5.
+    write_config(cfg_path, dict(base, data="bank.csv", coordinator="127.0.0.1:0",
+                                policy={"privacy": {"epsilon_max": 3.5}}))
+    p = subprocess.Popen(WRAPPER + [AGENT, "--config", cfg_path, "--coordinator",
+                                    f"127.0.0.1:{port}", "--data",
+                                    os.path.join(DATA, "lending_club.csv")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events, log = queue.Queue(), []
+    threading.Thread(target=reader, daemon=True).start()
+    priv = {"mode": "local", "epsilon": 3, "delta": 1e-5,
+            "outside_budget": ["stats", "metrics", "explain"]}
+    specs = []
+    for name in ("dp-one", "dp-two"):
+        sp = dict(json.loads(spec), name=name, privacy=priv)
+        sp.pop("distill", None)
+        specs.append(json.dumps(sp).encode())
+    try:
+        c1 = accept()
+        ids = []
+        for sp in specs:
+            offer(c1, bytes(32), sp)
+            ids.append(bytes.fromhex(wait_event("job_id_mismatch")["canonical"]))
+            wait_frame(c1, 14)
+        offer(c1, ids[0], specs[0])
+        ev = wait_event("privacy_spent")
+        check(2.9 <= ev["epsilon"] <= 3.0 and ev["total_epsilon"] == ev["epsilon"],
+              f"privacy_spent: {ev}")
+        wait_event("job_accepted")
+        wait_frame(c1, 13)
+        c1.close()
+        c2 = accept()
+        offer(c2, ids[0], specs[0])
+        wait_event("privacy_already_charged")
+        wait_event("job_accepted")
+        wait_frame(c2, 13)
+        offer(c2, ids[1], specs[1])
+        ev = wait_event("job_refused")
+        check(ev["category"] == "policy" and ev["reason"].startswith(
+            "privacy budget: this job needs epsilon 3.00 (delta 1e-05); data fingerprint ") and
+            "of epsilon_max 3.50" in ev["reason"], f"privacy refusal: {ev}")
+        body = wait_frame(c2, 14)
+        check(b"privacy budget" in body and b"\xa8category\xa6policy" in body,
+              f"JOB_REFUSE frame: {body!r}")
+        c2.close()
+    finally:
+        stop_agent()
+    check(p.returncode == 0, f"agent exit {p.returncode}:\n" + "".join(log))
+    code, out, err = agent(["--config", cfg_path, "--privacy-ledger", "--json"])
+    led = json.loads(out) if code == 0 else {}
+    check(code == 0 and len(led["entries"]) == 1 and led["entries"][0]["job"] == ids[0].hex()
+          and led["totals"][0]["jobs"] == 1, f"the ledger after the run: {code} {out} {err}")
+    check(os.stat(os.path.join(kit, "privacy")).st_mode & 0o777 == 0o700,
+          "the ledger's directory should be 0700")
     lsock.close()
 finally:
     shutil.rmtree(root, ignore_errors=True)
