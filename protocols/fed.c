@@ -874,8 +874,9 @@ static bool sum_count_ok(uint64_t x, uint64_t cap)
  * sub-Gaussians), so its norm exceeds sqrt(n s2) (sqrt(P) + t) with probability at most
  * about exp(-t^2 / 2); the bound takes 2 sqrt(P) + 20 (generous: an honest round must
  * never fail it), times one quantization step 2 clip / (2^bits - 1). It also refuses a
- * job whose sum has no room for that noise: the centered decode reads the right value
- * while the noise stays within 2^31 - n (2^bits - 1) / 2 of the middle. */
+ * sum with no room for that noise (fv_privacy_ddg_fits for this cohort: the centered
+ * decode reads the right value while the noise stays within 2^31 - n (2^bits - 1) / 2 of
+ * the middle). */
 static int ddg_noise_norm(const fv_fed_layout_t *l, const fv_job_t *job, uint32_t n_summands,
                           double n_ref, double *ret, fv_diag_t *d)
 {
@@ -884,17 +885,14 @@ static int ddg_noise_norm(const fv_fed_layout_t *l, const fv_job_t *job, uint32_
         return fv_diag_set(d, FV_ENOMEM, "sum check: out of memory");
     uint64_t nr = n_ref >= 1 && n_ref < 0x1p63 ? (uint64_t)n_ref : 1;
     int r = fv_privacy_plan(job, nr, l->n_params, nr, p, d);
+    if (r == 0)
+        r = fv_privacy_ddg_fits(p, job->secagg.bits, n_summands, d);
     double s2 = (double)p->ddg_sigma2;
     free(p);
     if (r != 0)
         return r;
     double q = (double)((UINT64_C(1) << job->secagg.bits) - 1);
     double sd = sqrt((double)n_summands * s2);
-    if (q * (double)n_summands / 2 + 40 * sd >= 0x1p31)
-        return fv_diag_set(d, FV_ERANGE,
-                           "sum check: %u agents' words of %u bits and their noise (standard "
-                           "deviation %.3g) can wrap the 32-bit sum; lower secagg.bits",
-                           n_summands, job->secagg.bits, sd);
     *ret = sd * (2 * sqrt((double)l->n_params) + 20) * 2.0 * (double)job->secagg.clip / q;
     return 0;
 }
