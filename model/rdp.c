@@ -27,9 +27,11 @@
  *    below exp(-40) of the running positive sum (under double rounding) and ADD their
  *    magnitudes as the tail bound; the cap of RDP_FRAC_MAX_TERMS terms (the series decays
  *    only polynomially, like i^-(alpha+2), for q near 1/2 and large sigma) keeps the same
- *    bound, just looser. Opacus sums the signed series (and cuts at an absolute -30);
- *    dp_accounting adds the magnitudes of the negative terms as well (an upper bound, looser
- *    by the alternating tail); the test vectors of both match to their own tolerances.
+ *    bound, just looser (q = 1/2 exactly, z0 = 1/2, hits the cap at alpha near 1; the slack
+ *    left is far below 1e-10 of A there). Opacus sums the signed series (cut at an absolute
+ *    -30) and agrees with us; dp_accounting adds the magnitudes of the negative terms too,
+ *    a looser upper bound (3% above the true value at q 0.01, sigma 2.5, alpha 1.5; see
+ *    test_rdp.c).
  *    Orders above RDP_SERIES_MAX_ORDER (no practical use) get the convexity bound
  *    A <= 1 - q + q exp(alpha (alpha - 1) / (2 sigma^2)) instead of a series that long.
  *    log C(alpha, i) is summed term by term (log|alpha - i + 1| - log i): no lgamma, whose
@@ -63,26 +65,24 @@
  *    alpha >= 1 it becomes tau d inside rho (alpha x + tau d <= alpha (x + tau d)). So
  *      rho = min{ D2^2/(2 n s2) + tau d, (D2^2/(n s2) + 2 tau D1/sqrt(n s2) + tau^2 d)/2,
  *                 (D2/sqrt(n s2) + tau sqrt(d))^2 / 2 }.
- *    (The header first said "+ tau d / 2" and "(D1/sqrt(n s2) + tau sqrt(d))^2 / 2": the
- *    first holds only at orders >= 2, the second is valid but looser; fixed there.) n = 1:
- *    tau = 0 and rho = D2^2 / (2 s2), the single discrete Gaussian (Canonne, Kamath, Steinke).
+ *    n = 1: tau = 0 and rho = D2^2 / (2 s2), the single discrete Gaussian (Canonne, Kamath,
+ *    Steinke 2020). We read Proposition 14 through that code, not the paper's proof.
  * 5. Subsampled rho-zCDP (Zhu and Wang 2019, "Poisson Subsampled Rényi Differential
  *    Privacy", Theorem 5, the general upper bound; the same code above implements it as
- *    _compute_rdp_subsampled(upper_bound=True)). For integer alpha >= 2 and a mechanism with
- *    RDP eps(l) = l rho:
- *      (alpha - 1) RDP <= log[ (1-q)^(alpha-1) (1 + (alpha-1) q)
- *                              + C(alpha,2) q^2 (1-q)^(alpha-2) e^(eps(2))
- *                              + 3 sum_{l=3..alpha} C(alpha,l) q^l (1-q)^(alpha-l) e^((l-1) eps(l))
- * ], and the unsampled alpha rho is also a bound (Rényi divergence is quasi-convex, so mixing with
- * the neighbour's own distribution never hurts): we take the minimum, which is exactly alpha rho at
- * q = 1.
+ *    _compute_rdp_subsampled(upper_bound=True)). For integer alpha >= 2 and a mechanism
+ *    with RDP eps(l) = l rho, (alpha - 1) RDP <= log of
+ *        (1-q)^(alpha-1) (1 + (alpha-1) q)
+ *      + C(alpha,2) q^2 (1-q)^(alpha-2) exp(eps(2))
+ *      + 3 sum_{l=3..alpha} C(alpha,l) q^l (1-q)^(alpha-l) exp((l-1) eps(l)).
+ *    The unsampled alpha rho is a bound too (Rényi divergence is jointly quasi-convex and
+ *    the sampled pair is a mixture of (P, P) and (Q, P)): we take the minimum, which is
+ *    exactly alpha rho at q = 1. Integer orders above RDP_SERIES_MAX_ORDER get alpha rho.
  *
  * Invariants: results are upper bounds (above); fv_rdp_sgm is 0 at q = 0 and
  * alpha / (2 sigma^2) at q = 1 exactly. Threading: pure functions, no globals, no
  * allocation (the curve buffers live on the stack, FV_RDP_MAX_ORDERS doubles). Ownership:
  * every pointer is borrowed; out-arrays and ret_* are written only on success.
  */
-#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 
@@ -93,6 +93,7 @@
 #define RDP_FRAC_CUT 40.0             /* stop below exp(-40) of the running sum */
 #define RDP_SIGMA_MAX 1048576.0       /* calibration: 2^20 */
 #define RDP_BISECT_MAX 200
+#define RDP_TAU_TERMS 1000000                  /* DDG's tau: summed exactly up to here */
 #define RDP_LOG_SQRT_PI 0.57236494292470008707 /* log(sqrt(pi)) */
 
 /* A streaming log-sum-exp: value = m + log(s). Empty: m = -inf. */
@@ -363,13 +364,18 @@ double fv_rdp_ddg_rho(double l2_sens, double l1_sens, double s2, uint64_t n_hone
     if (!(l2_sens >= 0.0) || !isfinite(l2_sens) || !(l1_sens >= 0.0) || !isfinite(l1_sens) ||
         !(s2 >= 0.25) || !isfinite(s2) || n_honest == 0 || dim == 0)
         return NAN;
-    double tau = 0.0;
-    for (uint64_t k = 1; k < n_honest; k++) {
-        double t = exp(-2.0 * M_PI * M_PI * s2 * (double)k / (double)(k + 1));
+    /* The terms shrink as k grows (k / (k + 1) rises): past RDP_TAU_TERMS, or once one
+     * underflows, each remaining term is at most the last one, added as a bound. */
+    double tau = 0.0, t = 0.0;
+    uint64_t k = 1;
+    for (; k < n_honest && k <= RDP_TAU_TERMS; k++) {
+        t = exp(-2.0 * M_PI * M_PI * s2 * (double)k / (double)(k + 1));
         tau += t;
         if (t == 0.0)
-            break; /* terms grow with k towards exp(-2 pi^2 s2): only if that underflows */
+            break;
     }
+    if (k < n_honest && t > 0.0)
+        tau += (double)(n_honest - k) * t;
     tau *= 10.0;
     double ns2 = (double)n_honest * s2, d = (double)dim, sq = sqrt(ns2);
     double r1 = l2_sens * l2_sens / (2.0 * ns2) + tau * d;

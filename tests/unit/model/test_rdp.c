@@ -357,6 +357,10 @@ static void test_ddg_rho(void)
     /* dim 1, D2 = D1 = 3: the first bound is the least, 9/6 + tau whole (not tau / 2: the
      * proposition's tau d is not scaled by alpha). */
     CHECK_NEAR(fv_rdp_ddg_rho(3.0, 3.0, 1.0, 3, 1), 1.5 + tau, 1e-15);
+    /* A huge n (a bad config, not a real job): tau's sum is cut at 1e6 terms with the rest
+     * bounded by the last, so this returns at once, finite. */
+    double big = fv_rdp_ddg_rho(2.0, 3.0, 0.25, (uint64_t)1 << 40, 4);
+    CHECK(isfinite(big) && big > 0.0);
     /* More honest agents, less rho. */
     CHECK(fv_rdp_ddg_rho(2.0, 3.0, 10.0, 5, 4) < fv_rdp_ddg_rho(2.0, 3.0, 10.0, 4, 4));
 }
