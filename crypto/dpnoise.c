@@ -19,7 +19,8 @@
  * every keystream chunk on the stack are wiped with sodium_memzero; fv_dp_stream_wipe
  * zeroes the whole stream (key, position, buffered bytes).
  *
- * Exact samplers (CKS 2020): integers only, no floating point, no division inside loops.
+ * Exact samplers (CKS 2020): integers only, no floating point; a 128-bit division only for
+ * floor(x) when x > 1 and for the Laplace's X / t_den, none in the bit loops.
  *  - fv_dp_below(n): draw ceil(bits(n-1)/8) bytes, mask to bits(n-1) bits, reject >= n
  *    (acceptance > 1/2).
  *  - fv_dp_bernoulli(num/den): compares a uniform U = 0.b1b2... (stream bits, lazily, the
@@ -41,32 +42,47 @@
  *    (2 sigma2))) = Bernoulli(exp(-u^2 / D)), u = ||Y| t - sigma2|, D = 2 sigma2 t^2.
  *    Why every product fits 128 bits for sigma2 in [1, 2^48]: sigma <= 2^24, t <= 2^24 + 1,
  *    t^2 < 2^49, D < 2 * 2^48 * 2^49 = 2^98; |Y| <= 2^63 - 1 (above) so |Y| t < 2^88 and
- *    u < 2^88. If u < 2^64, u^2 < 2^128 is the numerator. Else (|Y| beyond 2^16 sigma,
- *    probability below exp(-2^31), but handled exactly) write u = m k + r with m = 2^38:
- *    exp(-u^2/D) = exp(-u m/D)^k exp(-u r/D), numerators u m, u r < 2^126, each of the k
- *    factors exp(-gamma) with gamma >= 2^64 2^38 / 2^98 = 16, so the loop stops at once
+ *    u < 2^88. If u < 2^64, u^2 < 2^128 is the numerator. Else (|Y| >= 2^64 / t, a Laplace
+ *    tail below exp(-2^64 / t^2) < exp(-2^15), but handled exactly) write u = m k + r with m =
+ * 2^38: exp(-u^2/D) = exp(-u m/D)^k exp(-u r/D), numerators u m, u r < 2^126, each of the k factors
+ * exp(-gamma) with gamma >= 2^64 2^38 / 2^98 = 16, so the loop stops at once
  *    (fv__dp_bernoulli_exp_sq, tested with small m). Inside the Laplace step everything is
  *    64-bit (t < 2^25). The output is N_Z(0, sigma2) conditioned on |x| <= 2^63 - 1, whose
  *    outside mass is below exp(-2^77): for any use, exactly N_Z.
  *  - fv_dp_poisson(q): keeps row i iff a 64-bit uniform is below T = ceil(q 2^64) (q 2^64
  *    and its ceiling are exact in double; q >= 1 keeps all without drawing, q <= 0 or NaN
- *    none). P(keep) = T / 2^64: exactly q when q is a multiple of 2^-64 (every q >= 2^-11
- *    given as a double with <= 53 significant bits is), else at most 2^-64 above q.
+ *    none). P(keep) = T / 2^64: exactly q when q is a multiple of 2^-64 (every double q >= 2^-11
+ *    is), else at most 2^-64 above q.
  *
- * The float sampler (fv_dp_gauss_add_f32). Box-Muller in double: u1 = (a>>11 + 1) 2^-53
- * in (0, 1], u2 = (b>>11) 2^-53 in [0, 1), r = sqrt(-2 ln u1), z0 = r cos(2 pi u2), z1 = r
- * sin(2 pi u2), both used, out[i] = (float)(out[i] + std z) rounded once. What it gives: a
- * keyed, reproducible sample whose distribution is N(0, std^2) up to double rounding and
- * the 53-bit grid of u1, u2 (|z| <= sqrt(2 ln 2^53) = 8.57, so the tail beyond 8.57 std,
- * mass 1e-17, is cut). What it does NOT give: exact DP in floating point. Mironov 2012
- * ("On significance of the least significant bits for differential privacy") showed that
- * textbook floating-point Laplace samplers leak through which doubles can occur (the
- * output's low bits depend on the input), and the same holds here: the Gaussian
- * mechanism's DP guarantee is about real numbers, and the float result out + noise is not
- * a real-valued sample. This is DP-SGD's noise as Opacus (torch.normal) and TF Privacy
- * (tf.random.normal) add it, with the same caveat; the accountant (model/rdp.c) treats it
- * as the ideal Gaussian. Where exactness matters across parties (distributed mode) the
- * noise is the exact discrete Gaussian above on integers.
+ * The float sampler (fv_dp_gauss_add_f32). Box-Muller in double: per pair of 64-bit words
+ * a, b: u1 = (a>>11 + 1) 2^-53 in (0, 1], u2 = (b>>11) 2^-53 in [0, 1), r = std sqrt(-2 ln
+ * u1), z0 = r cos(2 pi u2) to out[i], z1 = r sin(2 pi u2) to out[i+1], each out = (float)
+ * (out + z) rounded once (an odd n drops the last z1). ln and sincos are not libm's: log_u53
+ * is fdlibm's log with the exponent read from the integer, sincos_turn takes the quadrant
+ * exactly from the integer's top bits and runs fdlibm's kernel polynomials on [-pi/4, pi/4]
+ * (both tested against long-double logl, sinl, cosl: errors below 4e-16 relative, 1e-15
+ * absolute). So the numbers are the same bits on every IEEE-754 host (only +, *, /, sqrt,
+ * correctly rounded; crypto/meson.build turns off FMA contraction), not tied to a libm
+ * version, and the loop makes no calls (libm's sincos was ~40% of the time).
+ * What it gives: a keyed, reproducible sample of N(0, std^2) up to double rounding and the
+ * 53-bit grid of u1, u2 (|z| <= sqrt(2 ln 2^53) = 8.57: the tail beyond 8.57 std, mass
+ * 1e-17, is cut). What it does NOT give: DP exactly as the Gaussian mechanism's proof
+ * states it. Mironov 2012 ("On significance of the least significant bits for differential
+ * privacy") showed that textbook floating-point Laplace samplers leak through which doubles
+ * can occur (the set of reachable outputs depends on the input, so low bits can reveal it)
+ * and broke them; the same argument applies to out + noise rounded to float here. This is
+ * DP-SGD's noise as Opacus (torch.normal) and TF Privacy (tf.random.normal) add it, with
+ * the same caveat: the accountant (model/rdp.c) treats it as the ideal Gaussian. Where
+ * exactness matters (distributed mode, whose noise several parties' sums rely on) the
+ * noise is the exact discrete Gaussian above, on integers.
+ *
+ * Cost (tests/bench/bench_dpnoise.c, release build, thread CPU time, best of 9, on the
+ * shared 2-vCPU development VM at load 15-18, three runs; ratio to libsodium's raw ChaCha20
+ * keystream of the same bytes in the same run): fv_dp_gauss_add_f32 14.6-15.5 ns per float
+ * (8 bytes of keystream, 4.3-4.5 ns: ratio 3.3-3.5); fv_dp_dgauss 232-235 ns per sample at
+ * sigma2 = 2^20 (18.7 bytes: ratio 23) and 235-247 ns at 2^40 (22.8 bytes: ratio 19-20),
+ * about half of it in fv_dp_bernoulli, whose branches on random bits cannot be predicted;
+ * fv_dp_poisson 5.3-5.5 ns per row (ratio 1.2-1.3).
  *
  * Threading: a stream belongs to one thread at a time; all functions are pure given the
  * stream. Ownership: callers own streams and buffers; nothing is allocated.
@@ -88,6 +104,8 @@ typedef fv_dp_u128 u128;
 #define MAX_BLOCKS (UINT64_C(1) << 32)
 /* Chunk of keystream the float sampler reads at once (pairs of 64-bit words). */
 #define GAUSS_PAIRS 256u
+/* Rows fv_dp_poisson decides per keystream read. */
+#define POISSON_ROWS 512u
 
 static void nonce_of(const fv_dp_stream_t *s, uint8_t n[crypto_stream_chacha20_ietf_NONCEBYTES])
 {
@@ -333,24 +351,94 @@ static int64_t dgauss_t(fv_dp_stream_t *s, uint64_t sigma2, uint64_t t)
 
 int64_t fv_dp_dgauss(fv_dp_stream_t *s, uint64_t sigma2)
 {
-    assert(sigma2 >= 1 && sigma2 <= (UINT64_C(1) << 48));
+    assert(sigma2 >= 1 && sigma2 <= FV_DP_SIGMA2_MAX);
     return dgauss_t(s, sigma2, isqrt64(sigma2) + 1);
 }
 
 void fv_dp_dgauss_add_u32(fv_dp_stream_t *s, uint64_t sigma2, uint32_t *acc, size_t n)
 {
-    assert(sigma2 >= 1 && sigma2 <= (UINT64_C(1) << 48));
+    assert(sigma2 >= 1 && sigma2 <= FV_DP_SIGMA2_MAX);
     uint64_t t = isqrt64(sigma2) + 1;
     for (size_t i = 0; i < n; i++)
         acc[i] += (uint32_t)(uint64_t)dgauss_t(s, sigma2, t);
 }
 
+/* ln((x + 1) 2^-53) for x < 2^53, the uniform in (0, 1] of Box-Muller's radius: fdlibm's
+ * __ieee754_log (error below 1 ulp) with the exponent taken from the integer: x + 1 = 2^e m,
+ * m in [sqrt(1/2), sqrt(2)), so the log is (e - 53) ln 2 + log(m), log(1 + f) = f - f^2/2
+ * + s (f^2/2 + R(s^2)), s = f / (2 + f), ln 2 split in a high part (its low 32 bits zero,
+ * so k ln2_hi is exact) and a low part. */
+static inline double log_u53(uint64_t x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double sqrt2 = 1.41421356237309504880;
+    uint64_t v = x + 1; /* in [1, 2^53]: exact in double */
+    int e = 63 - __builtin_clzll(v);
+    uint64_t scale_bits = (uint64_t)(1023 - e) << 52; /* 2^-e */
+    double scale, m;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    m = (double)v * scale; /* [1, 2), exact */
+    if (m > sqrt2) {
+        m *= 0.5;
+        e++;
+    }
+    double k = (double)(e - 53), f = m - 1.0, hfsq = 0.5 * f * f, s = f / (2.0 + f), z = s * s;
+    double w = z * z;
+    double t1 = w * (3.999999999940941908e-01 +
+                     w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    double t2 = z * (6.666666666666735130e-01 +
+                     w * (2.857142874366239149e-01 +
+                          w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    double r = t2 + t1;
+    return k * ln2_hi - ((hfsq - (s * (hfsq + r) + k * ln2_lo)) - f);
+}
+
+/* sin and cos of 2 pi b / 2^53 for b < 2^53. The quadrant comes from the integer exactly:
+ * b + 2^50 = q 2^51 + g + 2^50 with g in [-2^50, 2^50), so the angle is q pi/2 + y with y =
+ * (pi/2) g 2^-51 in [-pi/4, pi/4); sin y and cos y are fdlibm's kernel polynomials
+ * (__kernel_sin, __kernel_cos: error below 2^-58 on |y| <= pi/4). */
+static inline void sincos_turn(uint64_t b, double *ret_sin, double *ret_cos)
+{
+    const double pio2_2m51 = 1.5707963267948966192313216916398 / 2251799813685248.0;
+    uint64_t r = b + (UINT64_C(1) << 50);
+    unsigned q = (unsigned)(r >> 51) & 3u;
+    int64_t g = (int64_t)(r & ((UINT64_C(1) << 51) - 1)) - (INT64_C(1) << 50);
+    double y = (double)g * pio2_2m51, z = y * y;
+    double sy =
+        y +
+        y * z *
+            (-1.66666666666666324348e-01 +
+             z * (8.33333333332248946124e-03 +
+                  z * (-1.98412698298579493134e-04 +
+                       z * (2.75573137070700676789e-06 +
+                            z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)))));
+    double cy =
+        1.0 - 0.5 * z +
+        z * z *
+            (4.16666666666666019037e-02 +
+             z * (-1.38888888888741095749e-03 +
+                  z * (2.48015872894767294178e-05 +
+                       z * (-2.75573143513906633035e-07 +
+                            z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11)))));
+    /* q = 0: (s, c); 1: (c, -s); 2: (-s, -c); 3: (-c, s) */
+    double a = (q & 1u) ? cy : sy, c = (q & 1u) ? sy : cy;
+    *ret_sin = (q & 2u) ? -a : a;
+    *ret_cos = ((q + 1u) & 2u) ? -c : c;
+}
+
+void fv__dp_sincos_turn(uint64_t b, double *ret_sin, double *ret_cos)
+{
+    sincos_turn(b, ret_sin, ret_cos);
+}
+
+double fv__dp_log_u53(uint64_t x)
+{
+    return log_u53(x);
+}
+
 void fv_dp_gauss_add_f32(fv_dp_stream_t *s, double std, float *out, size_t n)
 {
     uint8_t chunk[GAUSS_PAIRS * 16];
-    const double two_pi = 6.283185307179586476925286766559;
-    const double ulp53 = 1.0 / 9007199254740992.0; /* 2^-53 */
-
     assert(std >= 0 && isfinite(std));
     if (std == 0 || n == 0)
         return;
@@ -362,14 +450,13 @@ void fv_dp_gauss_add_f32(fv_dp_stream_t *s, double std, float *out, size_t n)
         stream_read(s, chunk, pairs * 16);
         for (size_t p = 0; p < pairs; p++) {
             uint64_t a = le64(chunk + 16 * p), b = le64(chunk + 16 * p + 8);
-            double u1 = (double)((a >> 11) + 1) * ulp53; /* (0, 1] */
-            double u2 = (double)(b >> 11) * ulp53;       /* [0, 1) */
-            double r = std * sqrt(-2.0 * log(u1));
-            double th = two_pi * u2;
-            out[i] = (float)((double)out[i] + r * cos(th));
+            /* u1 = (a>>11 + 1) 2^-53 in (0, 1], u2 = (b>>11) 2^-53 in [0, 1) */
+            double r = std * sqrt(-2.0 * log_u53(a >> 11)), sn, cs;
+            sincos_turn(b >> 11, &sn, &cs); /* angle 2 pi u2 */
+            out[i] = (float)((double)out[i] + r * cs);
             i++;
             if (i < n) {
-                out[i] = (float)((double)out[i] + r * sin(th));
+                out[i] = (float)((double)out[i] + r * sn);
                 i++;
             }
         }
@@ -390,8 +477,14 @@ size_t fv_dp_poisson(fv_dp_stream_t *s, double q, size_t n, size_t *idx)
         return 0;
     /* q 2^64 < 2^64 is exact (a power-of-two scaling), so is its ceiling */
     uint64_t thr = (uint64_t)ceil(ldexp(q, 64));
-    for (size_t i = 0; i < n; i++)
-        if (fv_dp_u64(s) < thr)
-            idx[k++] = i;
+    uint8_t chunk[POISSON_ROWS * 8];
+    for (size_t i = 0; i < n;) {
+        size_t m = n - i < POISSON_ROWS ? n - i : POISSON_ROWS;
+        stream_read(s, chunk, m * 8);
+        for (size_t j = 0; j < m; j++, i++)
+            if (le64(chunk + 8 * j) < thr)
+                idx[k++] = i;
+    }
+    sodium_memzero(chunk, sizeof chunk);
     return k;
 }

@@ -66,6 +66,8 @@ int64_t fv_dp_dlaplace(fv_dp_stream_t *s, uint64_t t_num, uint64_t t_den);
 /* Discrete Gaussian N_Z(0, sigma2) (P(x) proportional to exp(-x^2 / (2 sigma2))) with an
  * integer variance parameter sigma2 in [1, 2^48], exact (CKS Algorithm 3). */
 int64_t fv_dp_dgauss(fv_dp_stream_t *s, uint64_t sigma2);
+/* The largest sigma2 fv_dp_dgauss takes (an assert beyond): callers bound theirs first. */
+#define FV_DP_SIGMA2_MAX (UINT64_C(1) << 48)
 /* acc[i] += N_Z(0, sigma2) mod 2^32, i < n (noise added to a quantized block). */
 void fv_dp_dgauss_add_u32(fv_dp_stream_t *s, uint64_t sigma2, uint32_t *acc, size_t n);
 
