@@ -122,7 +122,8 @@ int fv_mlp_distill_loss(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, cons
  * is |a|^2 |g|^2 (+ |g|^2 for the bias); the clipped sum is then one gemm per layer with
  * the deltas scaled row by row. *ret_loss_sum: the unclipped per-row losses summed (may be
  * NULL); *ret_n_clipped: rows whose norm exceeded clip (may be NULL). n <= the workspace's
- * max_batch. FV_ENUMERIC if a loss or norm is not finite. */
+ * max_batch (n = 0, an empty Poisson sample: zeros). FV_ENUMERIC if a loss or norm is not
+ * finite. Implemented in mlp_dp.c. */
 int fv_mlp_clipped_grad_sum(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, const int32_t *y,
                             const float *t_logits, const fv_distill_cfg_t *dc, size_t n,
                             float pos_weight, double clip, float *grad_sum, double *ret_loss_sum,

@@ -49,9 +49,10 @@
  * are (e-1)*per .. e*per-1):
  *   a. cfg->dp.sample(user, s, q, n_train, idx) chooses the rows (Poisson: the count
  *      varies, from 0 to n_train; checked increasing and in range);
- *   b. they are gathered in chunks of the workspace's batch (max(batch_size, 256) rows),
- *      and fv_mlp_clipped_grad_sum of each chunk is summed (float, chunks in order): the
- *      sum over the sample of each row's gradient clipped to L2 norm clip;
+ *   b. they are gathered in chunks of the workspace's batch (batch_size rows, or the
+ *      validation chunk if larger), and fv_mlp_clipped_grad_sum of each chunk is summed
+ *      (float, chunks in order): the sum over the sample of each row's gradient clipped
+ *      to L2 norm clip;
  *   c. cfg->dp.noise(user, s, noise_multiplier * clip, grad, n_params) adds the Gaussian
  *      noise (not called when that std is 0: clipping only);
  *   d. grad /= q * n_train (the expected batch, fixed: the count is not released), then

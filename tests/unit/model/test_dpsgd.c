@@ -315,7 +315,7 @@ static void make_data(size_t n, size_t n_classes, uint64_t seed, float *x, int32
 }
 
 /* sigma 0, huge clip, q = 1: each DP step is a full-batch plain step. n = 600 > the
- * workspace's 256-row chunk, so the chunked sum is exercised too. */
+ * batch_size of 64 that sizes DP-SGD's chunks, so the chunked sum is exercised too. */
 static void test_dp_equals_full_batch(void)
 {
     const size_t n = 600;
@@ -348,7 +348,7 @@ static void test_dp_equals_full_batch(void)
             else
                 CHECK_OK(fv_train(a, x, y, n, NULL, NULL, 0, &c, &res, D), D);
             dp_user_t u = {.seed = 1, .steps_in_order = 1};
-            c.batch_size = 64; /* DP: chunks of max(64, 256) rows */
+            c.batch_size = 64; /* DP: chunks of 64 rows (no validation set) */
             dp_cfg(&c, &u, 1e9, 0.0, 1.0);
             if (distill)
                 CHECK_OK(fv_train_distill(b, x, y, zt, n, NULL, NULL, 0, &c, &dc, &res, D), D);
@@ -373,6 +373,16 @@ static void test_dp_equals_full_batch(void)
     free(x), free(y), free(zt);
 }
 
+/* Epoch reports under DP-SGD: the sampled rows' mean loss, the validation metrics. */
+static int on_epoch_dp(void *user, const fv_epoch_report_t *r)
+{
+    size_t *n_ok = user;
+    if (isfinite(r->train_loss) && r->train_loss > 0.0 && isfinite(r->val_loss) &&
+        r->val_auc >= 0.0 && r->val_auc <= 1.0)
+        (*n_ok)++;
+    return 0;
+}
+
 /* The callbacks' arguments; a run is reproducible from them; refusals. */
 static void test_dp_callbacks(void)
 {
@@ -391,8 +401,13 @@ static void test_dp_callbacks(void)
     fv_mlp_t *a = make_model("mlp:6", 2, 2, 4), *b = NULL;
     CHECK_OK(fv_mlp_clone(a, &b), NULL);
     fv_train_result_t res;
+    size_t n_ok = 0;
+    c.on_epoch = on_epoch_dp;
+    c.user = &n_ok;
     CHECK_OK(fv_train(a, x, y, n, x, y, n, &c, &res, D), D);
     CHECK_UINT_EQ(res.epochs_run, 2);
+    CHECK_UINT_EQ(n_ok, 2);
+    c.on_epoch = NULL;
     CHECK_UINT_EQ(u.n_sample_calls, 8);
     CHECK_UINT_EQ(u.n_noise_calls, 8);
     CHECK_UINT_EQ(u.last_sample_step, 7);
