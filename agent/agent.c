@@ -26,6 +26,8 @@
  *   agent_release.c signed model releases: RELEASE checked (CA, then the bank's own
  *                  receipts or pins), FETCH, FILE_CHUNK, the local model directory,
  *                  --fetch-releases.
+ *   agent_privacy.c differential privacy: policy.privacy, the privacy ledger, the budget
+ *                  checked and charged at JOB_OFFER (after the load), --privacy-ledger.
  *
  * Threads: everything runs on the loop thread except job_load_run (agent_job.c) and
  * work_run (agent_round.c: a round kind's compute), both through uv_queue_work; their
@@ -47,7 +49,9 @@
  * {path, record, err, why, action}, stopping, stopped {exit, audit_log, audit_records,
  * audit_append_ms_mean, audit_append_ms_max}; agent_release.c adds release_sync, release_accepted,
  * release_refused {sha256, label, release, why}, release_present, release_installed,
- * release_ignored, releases_synced; agent_main.c adds startup_failed.
+ * release_ignored, releases_synced; agent_privacy.c adds privacy_spent {epsilon, delta,
+ * total_epsilon, epsilon_max}, privacy_already_charged {epsilon, total_epsilon} and
+ * policy_refusal {rule, why}; agent_main.c adds startup_failed.
  *
  * Stop: a signal, JOB_DONE with --once, the end of the sync with --fetch-releases, or a failed
  * audit append (exit 1, no reconnect) calls fv__agent_stop, which closes the signal handles and the

@@ -1425,6 +1425,38 @@ static void show_job_schema(const json_t *sch)
     }
 }
 
+/* The job's differential privacy (job.show's "privacy": the spec's section, unset keys
+ * null); nothing without it. */
+static void show_job_privacy(const json_t *p)
+{
+    static const char *const keys[] = {"mode", "epsilon",     "noise_multiplier", "delta",
+                                       "clip", "sample_rate", "min_honest"};
+    char buf[256];
+    if (!json_is_object(p))
+        return;
+    printf("\nprivacy:\n");
+    for (size_t i = 0; i < N_OF(keys); i++) {
+        const json_t *v = json_object_get(p, keys[i]);
+        if (v == NULL || json_is_null(v)) {
+            if (strcmp(keys[i], "sample_rate") == 0)
+                printf("  %-16s  %s\n", keys[i], "batch_size / each agent's training rows");
+            continue; /* the other of epsilon / noise_multiplier; min_honest in local mode */
+        }
+        printf("  %-16s  %s\n", keys[i], ftxt(p, keys[i], buf, sizeof buf));
+    }
+    const json_t *ob = json_object_get(p, "outside_budget"), *e;
+    size_t i;
+    printf("  %-16s  ", "outside_budget");
+    if (json_array_size(ob) == 0)
+        printf("-");
+    json_array_foreach(ob, i, e)
+    {
+        printf("%s%s", i > 0 ? ", " : "",
+               json_is_string(e) ? safe(json_string_value(e), buf, sizeof buf) : "?");
+    }
+    printf("\n");
+}
+
 static void show_job(const json_t *b)
 {
     static const char *const keys[] = {
@@ -1454,6 +1486,7 @@ static void show_job(const json_t *b)
         print_fields(b, keys, N_OF(keys), 13);
     if (json_is_object(json_object_get(b, "schema")))
         show_job_schema(json_object_get(b, "schema"));
+    show_job_privacy(json_object_get(b, "privacy"));
     const json_t *live = json_object_get(b, "live");
     if (json_is_object(live)) {
         static const char *const lk[] = {"round",        "rounds",      "kind",        "phase",

@@ -301,6 +301,12 @@ static const char tpl_middle[] =
     "  // reason-code contribution of every column over the agents' validation rows,\n"
     "  // summed securely (default false).\n"
     "  // \"explain\": true,\n"
+    "  // Optional: differential privacy per record of each bank's data (README, \"Differential\n"
+    "  // privacy\"): mode \"local\" (DP-SGD at every agent) or \"distributed\"; exactly one\n"
+    "  // of epsilon, in (0, 100], and noise_multiplier; delta in (0, 0.1]; outside_budget: the\n"
+    "  // releases without noise (\"stats\", \"metrics\", and \"explain\" with explain true).\n"
+    "  // \"privacy\": {\"mode\": \"local\", \"epsilon\": 8.0, \"delta\": 1e-5, "
+    "\"outside_budget\": [\"stats\", \"metrics\", \"explain\"]},\n"
     "\n";
 
 static const char tpl_distill[] =

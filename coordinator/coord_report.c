@@ -4,7 +4,8 @@
  *
  * Where each part comes from:
  *   - job, rounds (metrics per completed round), cohorts (every round row), agents (data
- *     fingerprints), compression (the distilled version's report): the state
+ *     fingerprints), privacy (the spec's section), compression (the distilled version's
+ *     report): the state
  *     (fv_state_job_json, fv_state_version_json), on the loop thread, which owns it;
  *   - the final model's histograms: the job's rounds.jsonl, whose line for a round whose
  *     model became the best (or, with patience 0, every training round) carries
@@ -153,6 +154,7 @@ static int state_part(coord_t *c, const char *id, json_t **ret, uint64_t *ret_fi
     json_object_set_new(doc, "rounds", rounds);
     json_object_set_new(doc, "cohorts", cohorts);
     copy_member(doc, "agents", j, "agents");
+    copy_member(doc, "privacy", j, "privacy"); /* the spec's section (state_json.c) */
     if (fr > 0 && json_integer_value(hb) > 0)
         json_object_set_new(doc, "final",
                             json_pack("{s:I,s:s}", "round", (json_int_t)fr, "label", label));

@@ -1,7 +1,8 @@
 /* state_json.c - the durable state store's JSON views (fv_state.h), shown by the admin port:
  * the agents, the jobs, a job with its rounds and agents, the model versions, and a
  * version with its lineage (the job's spec, the rounds up to it and its agents' data
- * fingerprints).
+ * fingerprints). A job and a version's lineage also show the job's differential privacy
+ * ("privacy", from its spec: privacy_view), null without it.
  *
  * Each view is one or a few constant queries whose rows become JSON objects: most through
  * a column table (struct col_member: a key and a reader per result column), the rest
@@ -302,6 +303,32 @@ static int job_schema_obj(fv_state_t *s, const char *id, const json_t *spec, jso
     return *ret != NULL ? 0 : fv__state_oom(s, "reading a job's schema", d);
 }
 
+/* The job's differential privacy for a view, from its spec's "privacy" section (the
+ * canonical form holds every key; an unset one, 0 there, shows as null): {mode, epsilon,
+ * noise_multiplier, delta, clip, sample_rate, min_honest, outside_budget}, only keys[]
+ * of them when keys is not NULL; JSON null without the section. NULL: no memory. */
+static json_t *privacy_view(const json_t *spec, const char *const *keys)
+{
+    static const char *const all[] = {"mode",       "epsilon",        "noise_multiplier",
+                                      "delta",      "clip",           "sample_rate",
+                                      "min_honest", "outside_budget", NULL};
+    const json_t *p = json_object_get(spec, "privacy");
+    json_t *o;
+    if (!json_is_object(p))
+        return json_null();
+    if ((o = json_object()) == NULL)
+        return NULL;
+    for (const char *const *k = keys != NULL ? keys : all; *k != NULL; k++) {
+        json_t *v = json_object_get(p, *k);
+        bool unset = v == NULL || (json_is_number(v) && json_number_value(v) == 0);
+        if (json_object_set_new(o, *k, unset ? json_null() : json_deep_copy(v)) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
 int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
 {
     static const char what[] = "reading a job";
@@ -344,6 +371,7 @@ int fv_state_job_json(fv_state_t *s, const char *id, json_t **ret, fv_diag_t *d)
         goto out;
     }
     bool ok = jset(o, "schema", schema);
+    ok = jset(o, "privacy", privacy_view(spec, NULL)) && ok;
     ok = jset(o, "spec", spec) && ok;
     ok = jset(o, "rounds", rounds) && ok;
     ok = jset(o, "agents", agents) && ok;
@@ -582,7 +610,11 @@ int fv_state_version_json(fv_state_t *s, int64_t version, json_t **ret, fv_diag_
                          "reading a version's lineage", d, "ti", job, round)) != 0 ||
         (r = lineage_agents(s, job, rounds, agents, d)) != 0)
         goto out;
-    ok = jset(lin, "hyperparameters", spec);
+    {
+        static const char *const keys[] = {"mode", "epsilon", "noise_multiplier", "delta", NULL};
+        ok = jset(lin, "privacy", privacy_view(spec, keys));
+    }
+    ok = jset(lin, "hyperparameters", spec) && ok;
     ok = jset(lin, "rounds", rounds) && ok;
     ok = jset(lin, "agents", agents) && ok;
     ok = jset(lin, "producer", producer) && ok;

@@ -30,6 +30,9 @@
  *           or {"absent": "why"}
  *   "explanation": {"round": N, "rows": R, "columns": [{"name","mean_abs"}]} or
  *           {"absent": "why"}
+ *   "privacy": {"mode","epsilon","noise_multiplier","delta","clip","sample_rate",
+ *           "min_honest","outside_budget":[words]} (the spec's section; unset keys null),
+ *           or null: the job has no differential privacy
  *
  * Charts carry what they plot, so a test can compare the page with the records: each
  * chart's <svg class="chart"> has data-x0/x1/y0/y1 (the data window) and data-px0/px1

@@ -65,7 +65,7 @@
 #include "fv_train.h"
 
 #define LEDGER_MAX_BYTES ((size_t)64 << 20)
-#define LEDGER_MAX_ENTRIES 20000
+#define LEDGER_MAX_ENTRIES 8192 /* about 4 KiB each in memory */
 #define LEDGER_MAX_LINE ((size_t)64 << 10)
 /* A job of more sampled steps than this is a typo (sample_rate 1e-12), not a plan. */
 #define PLAN_MAX_STEPS 1000000000ull

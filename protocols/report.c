@@ -256,6 +256,41 @@ static void section_summary(fv__rsb_t *b, const json_t *job, const json_t *doc)
     fv__rsb_add(b, "</table></section>");
 }
 
+/* The job's differential privacy (the spec's "privacy" section, as job show has it) and
+ * what stays outside its budget; absent or null: one line saying there is none. */
+static void section_privacy(fv__rsb_t *b, const json_t *p)
+{
+    fv__rsb_add(b, "<section id=\"privacy\"><h2>Privacy</h2>");
+    if (!json_is_object(p)) {
+        fv__rsb_add(b, "<p class=\"note\">no differential privacy (the job has no "
+                       "\"privacy\" section)</p></section>");
+        return;
+    }
+    fv__rsb_add(b, "<table class=\"kv\">");
+    static const char *const keys[] = {"mode", "epsilon",     "noise_multiplier", "delta",
+                                       "clip", "sample_rate", "min_honest"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(p, keys[i]);
+        if (v != NULL && !json_is_null(v))
+            kv_row(b, keys[i], v);
+    }
+    fv__rsb_add(b, "<tr><th>outside the budget</th><td>");
+    const json_t *ob = json_object_get(p, "outside_budget"), *w;
+    size_t i;
+    json_array_foreach(ob, i, w)
+    {
+        if (i > 0)
+            fv__rsb_add(b, ", ");
+        cell_str(b, json_string_value(w));
+    }
+    if (json_array_size(ob) == 0)
+        cell_str(b, NULL);
+    fv__rsb_add(b, "</td></tr></table><p class=\"note\">epsilon is per record of each "
+                   "agent's data, at delta, for the whole job; each agent computes its own "
+                   "plan and charges its own ledger. The releases listed outside the budget "
+                   "carry no noise.</p></section>");
+}
+
 /* The metric curves of one round kind. */
 typedef struct mgroup {
     const char *title, *y_label;
@@ -744,6 +779,7 @@ int fv_report_html(const json_t *doc, char **ret, size_t *ret_len, fv_diag_t *d)
                     "<a href=\"#explanation\">explanation</a><a href=\"#cohorts\">cohorts</a>"
                     "<a href=\"#audit\">audit</a></nav>");
     section_summary(&b, job, doc);
+    section_privacy(&b, json_object_get(doc, "privacy"));
     fv__rsb_add(&b, "<section id=\"rounds\"><h2>Global metrics per round</h2><p>Measured on "
                     "every agent's validation rows and summed securely: each round evaluates "
                     "the global model it started from.</p>");

@@ -221,6 +221,7 @@ fvtest.check({a["name"]: a["data_sha256"] for a in lin["agents"]} == sha,
              f"lineage agents: {lin['agents']}")
 fvtest.check(lin["hyperparameters"]["model"] == "mlp:16" and "fedvault" in lin["producer"],
              f"lineage hyperparameters/producer: {lin}")
+fvtest.check("privacy" in lin and lin["privacy"] is None, f"lineage privacy (none): {lin}")
 _, out, _ = admin(["model", "show", str(final[0]["version"])])
 fvtest.check("lineage" in out.lower(), f"model show table: {out[:600]}")
 exp = f"{tmp}/exported.fvm"
@@ -241,6 +242,9 @@ print(f"models: {len(glob)} global + 1 final; exported v{final[0]['version']} "
 # Abort a running job; duplicates and unknown ids are refused.
 # (job 2's spec file has // comments and a schema path that --schema replaces)
 s2 = fvfed.job_spec(name="lc-admin-2", rounds=50, local_epochs=3, seed=7)
+# with differential privacy (job show, text and --json, shows the spec's section)
+s2["privacy"] = {"mode": "local", "noise_multiplier": 1.1, "delta": 1e-5,
+                 "outside_budget": ["stats", "metrics"]}
 schema2 = write(f"{tmp}/schema2.json", s2.pop("schema"))
 spec2 = f"{tmp}/job2.json"
 with open(spec2, "w") as f:
@@ -254,6 +258,17 @@ fvtest.check(job2 in out, f"status does not show job 2's whole id {job2}: {out}"
 _, out, _ = admin(["job", "abort", job2])
 j2 = admin_json(["job", "show", job2])
 fvtest.check(j2["status"] == "aborted" and "ops-1" in (j2.get("why") or ""), f"aborted: {j2}")
+fvtest.check(j2.get("privacy") == {"mode": "local", "epsilon": None, "noise_multiplier": 1.1,
+                                   "delta": 1e-5, "clip": 1.0, "sample_rate": None,
+                                   "min_honest": None, "outside_budget": ["stats", "metrics"]},
+             f"job show --json's privacy: {j2.get('privacy')}")
+fvtest.check(admin_json(["job", "show", job1]).get("privacy", 0) is None,
+             "job show --json: a job without privacy shows privacy null")
+_, out, _ = admin(["job", "show", job2])
+fvtest.check("\nprivacy:\n  mode              local\n  noise_multiplier  1.1\n" in out and
+             "outside_budget    stats, metrics\n" in out and
+             "sample_rate       batch_size / each agent's training rows" in out,
+             f"job show's privacy: {out[:1500]}")
 code, _, werr = admin(["job", "watch", job2], expect=1)
 code, _, err = admin(["job", "submit", spec1], expect=1)
 fvtest.check("already exists" in err, f"duplicate submit: {err}")

@@ -376,6 +376,28 @@ static void test_jobs(void)
     CHECK_INT_EQ(jint(json_object_get(one, "spec"), "n"), 2);
     CHECK_UINT_EQ(json_array_size(json_object_get(one, "rounds")), 0);
     CHECK_UINT_EQ(json_array_size(json_object_get(one, "agents")), 0);
+    check_null(one, "privacy"); /* no "privacy" section in its spec */
+    json_decref(one);
+    /* A job with differential privacy: the view shows the spec's section, 0s as null. */
+    const char *dp = mkid("dd", '1');
+    CHECK_OK(fv_state_job_add(s, dp,
+                              "{\"rounds\":2,\"privacy\":{\"mode\":\"distributed\",\"epsilon\":0.0,"
+                              "\"noise_multiplier\":1.1,\"delta\":1e-05,\"clip\":1.0,"
+                              "\"sample_rate\":0.05,\"min_honest\":3,\"outside_budget\":"
+                              "[\"stats\",\"metrics\"]}}",
+                              "dp", "alice", T0 + 60, &d),
+             &d);
+    CHECK_OK(fv_state_job_json(s, dp, &one, &d), &d);
+    {
+        json_t *pv = json_object_get(one, "privacy");
+        char *txt = json_dumps(pv, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        CHECK_STR_EQ(
+            txt,
+            "{\"mode\":\"distributed\",\"epsilon\":null,\"noise_multiplier\":1.1000000000000001,"
+            "\"delta\":1.0000000000000001e-5,\"clip\":1.0,\"sample_rate\":0.050000000000000003,"
+            "\"min_honest\":3,\"outside_budget\":[\"stats\",\"metrics\"]}");
+        free(txt);
+    }
     json_decref(one);
     CHECK_INT_EQ(fv_state_job_json(s, mkid("99", '9'), &one, &d), UV_ENOENT);
     fv_state_close(s);
@@ -639,6 +661,7 @@ static void test_rounds_versions(void)
     CHECK_STR_EQ(jstr(lin, "job"), job);
     CHECK_STR_EQ(jstr(lin, "producer"), "fedvault 0.1.0 (abc123)");
     CHECK_INT_EQ(jint(json_object_get(lin, "hyperparameters"), "rounds"), 3);
+    check_null(lin, "privacy"); /* the job's spec has none */
     json_t *lr = json_object_get(lin, "rounds");
     CHECK_UINT_EQ(json_array_size(lr), 2);
     CHECK_INT_EQ(jint(json_array_get(lr, 0), "round"), 0);

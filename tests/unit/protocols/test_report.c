@@ -77,7 +77,19 @@ static void test_empty_and_absent(void)
     CHECK_CONTAINS(html, "no explanation round in this job (spec key explain)");
     CHECK_CONTAINS(html, "no distilled student in this job");
     CHECK_CONTAINS(html, "no audit summary in the document");
+    CHECK_CONTAINS(html, "no differential privacy (the job has no \"privacy\" section)");
     CHECK(strstr(html, "<svg") == NULL);
+    free(html);
+    /* the privacy section: the spec's keys, null ones left out, the words escaped */
+    html = render("{\"privacy\":{\"mode\":\"local\",\"epsilon\":3.0,\"noise_multiplier\":null,"
+                  "\"delta\":1e-05,\"clip\":1.0,\"sample_rate\":null,\"min_honest\":null,"
+                  "\"outside_budget\":[\"stats\",\"metrics\",\"<x>\"]}}",
+                  NULL);
+    check_inert(html);
+    CHECK_CONTAINS(html, "<h2>Privacy</h2><table class=\"kv\"><tr><th>mode</th><td>local</td>"
+                         "</tr><tr><th>epsilon</th><td>3</td></tr><tr><th>delta</th><td>1e-05"
+                         "</td></tr><tr><th>clip</th><td>1</td></tr><tr><th>outside the budget"
+                         "</th><td>stats, metrics, &lt;x&gt;</td></tr></table>");
     free(html);
     html = render("{\"job\":7,\"rounds\":{},\"final\":{\"absent\":\"multi <class>\"},"
                   "\"explanation\":{\"absent\":\"no explain round\"},\"cohorts\":\"x\","
