@@ -40,6 +40,9 @@
  * cancels most of it. Same expression in both versions; on an FMA target gcc contracts it
  * the same way in both (vector and scalar FMA round identically).
  *
+ * fv_fixed_dequantize_centered (distributed DP's noisy sums) is scalar only: one call per
+ * round on the coordinator, nothing to vectorize for.
+ *
  * Modular arithmetic: uint32_t wrap-around, which C defines. For fv_mod_add/sub, x and
  * acc must not overlap (restrict); the references tolerate any aliasing.
  *
@@ -222,6 +225,24 @@ FV_SCALAR void fv_fixed_dequantize_ref(size_t n, const uint32_t *q, float c, uin
     FV_SCALAR_LOOP
     for (size_t i = 0; i < n; i++)
         x[i] = (float)((double)q[i] * step - off);
+}
+
+/* The header says what it reads; v = h + (int32_t)(q - h) in int64 (h < 2^32, the
+ * difference mod 2^32 as two's complement: conversion of an out-of-range uint32 to
+ * int32_t is implementation-defined in C, and gcc/clang define it as modulo 2^32). v is
+ * exact in double (|v| < 2^33), and the same expression as fv_fixed_dequantize follows,
+ * so in-range sums give the same bits. */
+void fv_fixed_dequantize_centered(size_t n, const uint32_t *q, float c, uint32_t bits,
+                                  uint64_t n_summands, float *x)
+{
+    const double step = 2.0 * (double)c / (ldexp(1.0, (int)(bits & 63)) - 1.0);
+    const double off = (double)n_summands * (double)c;
+    const uint64_t m = (UINT64_C(1) << (bits & 31)) - 1;
+    const uint32_t h = (uint32_t)((n_summands * m / 2) & UINT32_MAX);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = (int64_t)h + (int64_t)(int32_t)(q[i] - h);
+        x[i] = (float)((double)v * step - off);
+    }
 }
 
 /* ---- mod 2^32 add / sub -------------------------------------------------------------- */

@@ -36,6 +36,16 @@ void fv_fixed_dequantize(size_t n, const uint32_t *q, float c, uint32_t bits, ui
                          float *x);
 void fv_fixed_dequantize_ref(size_t n, const uint32_t *q, float c, uint32_t bits,
                              uint64_t n_summands, float *x);
+/* The same for a sum that carries zero-mean integer noise (distributed differential
+ * privacy: each agent adds discrete Gaussian noise to its words before masking, so the sum
+ * may lie below 0 or above n_summands * (2^bits - 1) and wrap mod 2^32). q[i] is read as
+ * the integer v congruent to it mod 2^32 nearest the middle h = floor(n_summands * (2^bits
+ * - 1) / 2): v = h + (int32_t)(q[i] - h), exact while |v - h| < 2^31; then x[i] = v * (2c /
+ * (2^bits - 1)) - n_summands * c. A q[i] within [0, n_summands * (2^bits - 1)] decodes
+ * bit for bit as fv_fixed_dequantize does (n_summands * (2^bits - 1) < 2^32,
+ * fv_fixed_check_range). Scalar only: it runs once per round on the coordinator. */
+void fv_fixed_dequantize_centered(size_t n, const uint32_t *q, float c, uint32_t bits,
+                                  uint64_t n_summands, float *x);
 
 /* acc[i] += x[i] (mod 2^32) */
 void fv_mod_add(size_t n, const uint32_t *x, uint32_t *acc);

@@ -46,6 +46,13 @@
  * max_update_norm). They catch a lying agent only where its lie breaks an identity of
  * the sum; an in-range lie passes them.
  *
+ * Distributed differential privacy (fv_job.h, privacy.mode distributed): every agent adds
+ * discrete Gaussian noise to its parameter words before masking (round_kinds.c), so the
+ * summed words may lie outside [0, n (2^bits - 1)] and wrap mod 2^32. Such a job's sum is
+ * decoded centered (fv_fed_decode_centered), its words get no range check, and its norm
+ * check's slack includes the summed noise's norm (ddg_noise_norm). Jobs without it decode
+ * exactly as before.
+ *
  * Server strategies keep their state (m, v) in double; the global model stays float and
  * takes one rounding per step. An update with a non-finite element is refused before
  * anything changes (all or nothing).
@@ -63,6 +70,7 @@
 #include "fv_fixed.h"
 #include "fv_metrics.h"
 #include "fv_preproc.h"
+#include "fv_privacy.h"
 
 __extension__ typedef unsigned __int128 fed_u128;
 __extension__ typedef __int128 fed_i128;
@@ -569,8 +577,26 @@ int fv_fed_encode(const fv_fed_layout_t *l, const fv_fed_local_t *in, float clip
     return 0;
 }
 
+static int fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
+                      float clip, uint32_t bits, double n_ref, bool centered, fv_fed_result_t *ret,
+                      fv_diag_t *d);
+
 int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands, float clip,
                   uint32_t bits, double n_ref, fv_fed_result_t *ret, fv_diag_t *d)
+{
+    return fed_decode(l, sum, n_summands, clip, bits, n_ref, false, ret, d);
+}
+
+int fv_fed_decode_centered(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
+                           float clip, uint32_t bits, double n_ref, fv_fed_result_t *ret,
+                           fv_diag_t *d)
+{
+    return fed_decode(l, sum, n_summands, clip, bits, n_ref, true, ret, d);
+}
+
+static int fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
+                      float clip, uint32_t bits, double n_ref, bool centered, fv_fed_result_t *ret,
+                      fv_diag_t *d)
 {
     fv_fed_result_t res;
     int r;
@@ -606,7 +632,12 @@ int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summ
     res.loss_sum = (double)fv_fed_exact_decode(sum + l->off_loss);
     if ((r = result_alloc(l, &res)) != 0)
         goto fail;
-    fv_fixed_dequantize(l->n_params, sum + l->off_params, clip, bits, n_summands, res.delta_mean);
+    if (centered)
+        fv_fixed_dequantize_centered(l->n_params, sum + l->off_params, clip, bits, n_summands,
+                                     res.delta_mean);
+    else
+        fv_fixed_dequantize(l->n_params, sum + l->off_params, clip, bits, n_summands,
+                            res.delta_mean);
     for (size_t i = 0; i < l->n_params; i++)
         res.delta_mean[i] = (float)((double)res.delta_mean[i] / res.weight_sum);
     for (size_t b = 0; b < l->n_models * l->hist_bins; b++) {
@@ -836,6 +867,36 @@ static bool sum_count_ok(uint64_t x, uint64_t cap)
     return x <= cap;
 }
 
+/* The bound on the L2 norm (real units) of the summed distributed noise of n agents, each
+ * adding N_Z(0, s2) to every parameter word (s2 from the job's privacy plan,
+ * fv_privacy.h): the sum has variance n s2 per coordinate and is sub-Gaussian with that
+ * parameter (Canonne, Kamath and Steinke 2020, Corollary 9, and sums of independent
+ * sub-Gaussians), so its norm exceeds sqrt(n s2) (sqrt(P) + t) with probability at most
+ * about exp(-t^2 / 2); the bound takes 2 sqrt(P) + 20 (generous: an honest round must
+ * never fail it), times one quantization step 2 clip / (2^bits - 1). It also refuses a
+ * sum with no room for that noise (fv_privacy_ddg_fits for this cohort: the centered
+ * decode reads the right value while the noise stays within 2^31 - n (2^bits - 1) / 2 of
+ * the middle). */
+static int ddg_noise_norm(const fv_fed_layout_t *l, const fv_job_t *job, uint32_t n_summands,
+                          double n_ref, double *ret, fv_diag_t *d)
+{
+    fv_privacy_plan_t *p = malloc(sizeof *p);
+    if (p == NULL)
+        return fv_diag_set(d, FV_ENOMEM, "sum check: out of memory");
+    uint64_t nr = n_ref >= 1 && n_ref < 0x1p63 ? (uint64_t)n_ref : 1;
+    int r = fv_privacy_plan(job, nr, l->n_params, nr, p, d);
+    if (r == 0)
+        r = fv_privacy_ddg_fits(p, job->secagg.bits, n_summands, d);
+    double s2 = (double)p->ddg_sigma2;
+    free(p);
+    if (r != 0)
+        return r;
+    double q = (double)((UINT64_C(1) << job->secagg.bits) - 1);
+    double sd = sqrt((double)n_summands * s2);
+    *ret = sd * (2 * sqrt((double)l->n_params) + 20) * 2.0 * (double)job->secagg.clip / q;
+    return 0;
+}
+
 int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32_t *words,
                      uint32_t n_summands, double n_ref, const fv_fed_result_t *res, fv_diag_t *d)
 {
@@ -903,7 +964,21 @@ int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32
                            "n_val = %g]",
                            res->loss_sum, 17.0 * (double)res->n_val);
     double slack = 0;
-    if (words != NULL) {
+    bool ddg = job->privacy.on && job->privacy.mode == FV_PRIVACY_DISTRIBUTED;
+    if (words != NULL && ddg && job->max_update_norm > 0) {
+        /* distributed DP: the words carry the agents' discrete Gaussian noise, so they may
+         * leave [0, n (2^bits - 1)] (decoded centered): no range check; the norm check's
+         * slack gets the summed noise's norm (this file's note). Only when there is a norm
+         * check: the plan's calibration costs up to a second. */
+        double noise;
+        int r = ddg_noise_norm(l, job, n_summands, n_ref, &noise, d);
+        if (r != 0)
+            return r;
+        double q = (double)((UINT64_C(1) << job->secagg.bits) - 1);
+        slack =
+            sqrt((double)l->n_params) * (double)n * (double)job->secagg.clip * (2.0 / q + 0x1p-22) +
+            noise;
+    } else if (words != NULL && !ddg) {
         uint64_t qmax = n * ((UINT64_C(1) << job->secagg.bits) - 1);
         for (size_t i = 0; i < l->n_params; i++)
             if (words[l->off_params + i] > qmax)

@@ -195,6 +195,13 @@ typedef struct fv_fed_result {
  * n_ref. *ret written only on success. */
 int fv_fed_decode(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands, float clip,
                   uint32_t bits, double n_ref, fv_fed_result_t *ret, fv_diag_t *d);
+/* The same for a distributed-DP job (fv_job.h, privacy.mode distributed), whose agents add
+ * discrete Gaussian noise to their parameter words: those are read centered mod 2^32
+ * (fv_fixed_dequantize_centered), so a noisy sum below 0 or above n_summands * (2^bits -
+ * 1) decodes to its signed value; the counts and the loss decode as fv_fed_decode's. */
+int fv_fed_decode_centered(const fv_fed_layout_t *l, const uint32_t *sum, uint32_t n_summands,
+                           float clip, uint32_t bits, double n_ref, fv_fed_result_t *ret,
+                           fv_diag_t *d);
 /* Recall of class k of model i (NaN when the class has no validation rows). */
 double fv_fed_result_recall(const fv_fed_result_t *r, size_t model, size_t k);
 void fv_fed_result_close(fv_fed_result_t *r);
@@ -239,7 +246,9 @@ int fv_fed_update_clip(float *delta, size_t n, double w, double max_norm, double
  *     rows sum to n_val; per model and class, rows right <= rows of the class;
  *   - the loss sum in [0, 17 * n_val] (a clipped probability's log loss is below 16.2);
  *   - words != NULL (the SecAgg sum, l->dim words): every parameter word at most
- *     n_summands * (2^bits - 1), the most honest quantized words can sum to;
+ *     n_summands * (2^bits - 1), the most honest quantized words can sum to (not for a
+ *     distributed-DP job, whose noise may take them anywhere mod 2^32: its norm bound gets
+ *     the summed noise's norm as more slack, fed.c's ddg_noise_norm);
  *   - job->max_update_norm > 0: ||sum of the blocks|| = ||delta_mean * weight_sum|| at
  *     most n_summands * max_update_norm (triangle inequality) plus the quantization's
  *     slack (SecAgg: sqrt(P) * n_summands * clip * (2 / (2^bits - 1) + 2^-22)) and a

@@ -20,6 +20,17 @@
  *            the student on labels and logits (alpha * BCE + (1 - alpha) * T^2 * KL) and
  *            encodes the student's update like a training round's.
  *
+ * Differential privacy (a job with "privacy", fv_privacy.h): every train/distill compute
+ * recomputes the agent's plan (the same pure function it accepted the job with). Local
+ * mode: the local loop runs DP-SGD (cfg.dp: the plan's clip, sigma and rate). Distributed
+ * mode (train rounds only): no local loop; one clipped gradient sum over a Poisson sample
+ * at the global model, scaled into the update block, quantized, plus discrete Gaussian
+ * noise on the parameter words before masking (ddg_update); the coordinator decodes such
+ * a job's sum centered (fv_fed_decode_centered). The DP randomness comes from streams
+ * (crypto/fv_dpnoise.h) keyed by fv_dp_key_derive(qkey, "fedvault dp", round): secret,
+ * and the same bytes if the round runs again; keys and streams are wiped after use. A job
+ * without "privacy" takes none of these paths.
+ *
  * Every compute is reproducible: the training seed and the rounding key come in the work
  * item (fv_around_new derives them from the job, the round and the agent only).
  *
@@ -30,6 +41,7 @@
 #include "fv_round_explain.h"
 #include "fv_round_job.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +49,11 @@
 
 #include <sodium.h>
 
+#include "fv_dpnoise.h"
 #include "fv_fed_valid.h"
 #include "fv_metrics.h"
 #include "fv_optim.h"
+#include "fv_privacy.h"
 #include "fv_train.h"
 
 #define EVAL_CHUNK_ROWS 1024
@@ -218,23 +232,35 @@ static void local_cfg(const fv_job_t *job, fv_round_work_t *w, uint32_t epochs, 
 /* The round vector of this agent (fv_fed.h, the layout in e): delta = local - w->global
  * (written into delta, P floats) and what e measured, encoded for SecAgg, or as the plain
  * float32 vector without it. */
+static int encode_block(const fv_round_data_t *j, fv_round_work_t *w, float *delta, size_t P,
+                        double n_ref, const evals_t *e);
+
 static int encode_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_mlp_t *local,
                          float *delta, const evals_t *e)
 {
-    const fv_job_t *job = j->job;
     size_t P = fv_mlp_n_params(local);
     const float *lp = fv_mlp_params_const(local);
     for (size_t i = 0; i < P; i++)
         delta[i] = lp[i] - w->global[i];
+    return encode_block(j, w, delta, P, (double)w->n_ref, e);
+}
+
+/* encode_update's encoding of delta (P floats, clipped in place) with weight n_train /
+ * n_ref: the round's n_ref for a model's change; the agent's own n_train (weight exactly 1)
+ * for a distributed-DP block that is already the weighted update. */
+static int encode_block(const fv_round_data_t *j, fv_round_work_t *w, float *delta, size_t P,
+                        double n_ref, const evals_t *e)
+{
+    const fv_job_t *job = j->job;
     /* the honest agent's norm clip, before either encoding (fv_job.h, max_update_norm);
      * a NaN or infinite update is never sent: the compute fails, the agent sits out */
-    int r = fv_fed_update_clip(delta, P, (double)j->n_tr / (double)w->n_ref, job->max_update_norm,
+    int r = fv_fed_update_clip(delta, P, (double)j->n_tr / n_ref, job->max_update_norm,
                                &w->update_norm, &w->update_clipped, &w->d);
     if (r != 0)
         return r;
     fv_fed_local_t in = {.delta = delta,
                          .n_train = (uint32_t)j->n_tr,
-                         .n_ref = (double)w->n_ref,
+                         .n_ref = n_ref,
                          .hist_pos = e->lay.hist_bins ? e->hpos : NULL,
                          .hist_neg = e->lay.hist_bins ? e->hneg : NULL,
                          .loss_sum = e->loss_sum,
@@ -275,6 +301,197 @@ static int encode_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_
             return FV_ENOMEM;
         r = fv_fed_plain_encode(&e->lay, &in, w->fvec, &w->d);
     }
+    return r;
+}
+
+/* ---- differential privacy (fv_privacy.h) -------------------------------------------- */
+
+static bool ddg_job(const fv_job_t *job)
+{
+    return job->privacy.on && job->privacy.mode == FV_PRIVACY_DISTRIBUTED;
+}
+
+/* The randomness of one compute's DP (crypto/fv_dpnoise.h): the key derived from the work
+ * item's secret rounding key and the round, a stream per (domain, step) made and wiped
+ * around each use. */
+typedef struct dp_ctx {
+    uint8_t key[32];
+} dp_ctx_t;
+
+static void dp_ctx_init(dp_ctx_t *c, const fv_round_work_t *w)
+{
+    fv_dp_key_derive(c->key, w->qkey, "fedvault dp", w->round);
+}
+
+static void dp_ctx_wipe(dp_ctx_t *c)
+{
+    sodium_memzero(c->key, sizeof c->key);
+}
+
+static size_t dp_sample_cb(void *user, uint64_t step, double q, size_t n, size_t *idx)
+{
+    dp_ctx_t *c = user;
+    fv_dp_stream_t st;
+    fv_dp_stream_init(&st, c->key, FV_DP_DOMAIN_SAMPLE, step);
+    size_t k = fv_dp_poisson(&st, q, n, idx);
+    fv_dp_stream_wipe(&st);
+    return k;
+}
+
+static void dp_noise_cb(void *user, uint64_t step, double std, float *out, size_t n)
+{
+    dp_ctx_t *c = user;
+    fv_dp_stream_t st;
+    fv_dp_stream_init(&st, c->key, FV_DP_DOMAIN_NOISE, step);
+    fv_dp_gauss_add_f32(&st, std, out, n);
+    fv_dp_stream_wipe(&st);
+}
+
+/* This agent's privacy plan for the round (malloc'd into *ret; the same pure function of
+ * the job, its rows and n_ref as the one it accepted the job with). */
+static int dp_plan(const fv_round_data_t *j, const fv_round_work_t *w, fv_privacy_plan_t **ret,
+                   fv_diag_t *d)
+{
+    fv_privacy_plan_t *p = malloc(sizeof *p);
+    if (p == NULL)
+        return FV_ENOMEM;
+    size_t np = j->n_params > j->s_n_params ? j->n_params : j->s_n_params;
+    int r = fv_privacy_plan(j->job, j->n_tr, np, w->n_ref, p, d);
+    if (r == 0 && !p->on)
+        r = fv_diag_set(d, FV_EINVAL, "privacy plan: the job has no privacy section");
+    if (r != 0) {
+        char why[FV_DIAG_MAX];
+        snprintf(why, sizeof why, "%s", d->msg);
+        fv_diag_set(d, r, "privacy plan: %.400s", why);
+        free(p);
+        return r;
+    }
+    *ret = p;
+    return 0;
+}
+
+/* Local mode: the local loop runs DP-SGD with the plan's clip, noise multiplier and rate,
+ * its rows and noise from the ctx's streams (step indices count from 0 in each round; the
+ * key differs per round). The caller wipes ctx after training. */
+static int dp_local_cfg(const fv_round_data_t *j, fv_round_work_t *w, dp_ctx_t *ctx,
+                        fv_train_cfg_t *cfg)
+{
+    if (!j->job->privacy.on)
+        return 0;
+    if (j->job->privacy.mode != FV_PRIVACY_LOCAL)
+        return fv_diag_set(&w->d, FV_EINVAL,
+                           "privacy: distributed mode has no local training (the job's spec "
+                           "should have been refused)");
+    fv_privacy_plan_t *p;
+    int r = dp_plan(j, w, &p, &w->d);
+    if (r != 0)
+        return r;
+    dp_ctx_init(ctx, w);
+    cfg->dp = (fv_train_dp_t){.on = true,
+                              .clip = p->clip,
+                              .noise_multiplier = p->sigma,
+                              .sample_rate = p->q,
+                              .sample = dp_sample_cb,
+                              .noise = dp_noise_cb,
+                              .user = ctx};
+    free(p);
+    return 0;
+}
+
+/* Distributed mode's round (fv_privacy.h): the agent's rows sampled once (Poisson, rate
+ * q, stream FV_DP_DOMAIN_SAMPLE index 0), u = the sum of their clipped gradients at the
+ * global model g (chunks of EVAL_CHUNK_ROWS rows), the block v = -(lr / (q n_ref)) u
+ * (written into v, P floats) sent as the weighted update itself (weight 1: the coordinator
+ * divides the sum by sum n_train / n_ref, about 1, so the model moves by -lr times the
+ * noisy mean clipped gradient), quantized as every SecAgg block, and N_Z(0, ddg_sigma2)
+ * added to each parameter word (stream FV_DP_DOMAIN_DDG index 0) before masking. The
+ * unnoised sums are wiped. */
+static int ddg_update(const fv_round_data_t *j, fv_round_work_t *w, const fv_mlp_t *g, float *v,
+                      const evals_t *e)
+{
+    const fv_job_t *job = j->job;
+    size_t P = j->n_params, F = j->n_feat, k = 0, chunk = 0;
+    fv_privacy_plan_t *p = NULL;
+    fv_mlp_ws_t *ws = NULL;
+    size_t *idx = NULL;
+    float *xb = NULL, *gs = NULL;
+    int32_t *yb = NULL;
+    double *acc = NULL, loss = 0;
+    dp_ctx_t ctx;
+    fv_dp_stream_t st;
+    dp_ctx_init(&ctx, w);
+    int r;
+    if (!w->secagg || w->validated) {
+        r = fv_diag_set(&w->d, FV_EINVAL,
+                        "privacy: distributed mode needs secure aggregation and no validation");
+        goto out;
+    }
+    if ((r = dp_plan(j, w, &p, &w->d)) != 0)
+        goto out;
+    if (p->ddg_sigma2 == 0) {
+        r = fv_diag_set(&w->d, FV_EINVAL, "privacy plan: no distributed noise (n_ref %" PRIu64 ")",
+                        w->n_ref);
+        goto out;
+    }
+    idx = malloc((j->n_tr ? j->n_tr : 1) * sizeof *idx);
+    acc = calloc(P, sizeof *acc);
+    gs = malloc(P * sizeof *gs);
+    if (idx == NULL || acc == NULL || gs == NULL) {
+        r = FV_ENOMEM;
+        goto out;
+    }
+    fv_dp_stream_init(&st, ctx.key, FV_DP_DOMAIN_SAMPLE, 0);
+    k = fv_dp_poisson(&st, p->q, j->n_tr, idx);
+    fv_dp_stream_wipe(&st);
+    chunk = k < EVAL_CHUNK_ROWS ? k : EVAL_CHUNK_ROWS;
+    if (chunk > 0) {
+        xb = malloc(chunk * F * sizeof *xb);
+        yb = malloc(chunk * sizeof *yb);
+        if (xb == NULL || yb == NULL || (r = fv_mlp_ws_new(g, chunk, &ws)) != 0) {
+            r = r != 0 ? r : FV_ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < k; i += chunk) {
+        size_t n = k - i < chunk ? k - i : chunk;
+        for (size_t t = 0; t < n; t++) {
+            memcpy(xb + t * F, j->x_tr + idx[i + t] * F, F * sizeof *xb);
+            yb[t] = j->y_tr[idx[i + t]];
+        }
+        double ls = 0;
+        if ((r = fv_mlp_clipped_grad_sum(g, ws, xb, yb, NULL, NULL, n, 1.0f, p->clip, gs, &ls,
+                                         NULL)) != 0) {
+            fv_diag_set(&w->d, r, "the clipped gradient sum: %s", fv_strerror(r));
+            goto out;
+        }
+        for (size_t t = 0; t < P; t++)
+            acc[t] += gs[t];
+        loss += ls;
+    }
+    double scale = -(job->optim.lr / (p->q * (double)w->n_ref));
+    for (size_t t = 0; t < P; t++)
+        v[t] = (float)(scale * acc[t]);
+    w->epochs = 1;
+    w->train_loss = k > 0 ? loss / (double)k : NAN;
+    if ((r = encode_block(j, w, v, P, (double)j->n_tr, e)) != 0)
+        goto out;
+    fv_dp_stream_init(&st, ctx.key, FV_DP_DOMAIN_DDG, 0);
+    fv_dp_dgauss_add_u32(&st, p->ddg_sigma2, w->words + e->lay.off_params, P);
+    fv_dp_stream_wipe(&st);
+out:
+    dp_ctx_wipe(&ctx);
+    fv_mlp_ws_free(ws);
+    if (idx != NULL)
+        sodium_memzero(idx, (j->n_tr ? j->n_tr : 1) * sizeof *idx);
+    if (xb != NULL)
+        sodium_memzero(xb, chunk * F * sizeof *xb);
+    if (yb != NULL)
+        sodium_memzero(yb, chunk * sizeof *yb);
+    if (acc != NULL)
+        sodium_memzero(acc, P * sizeof *acc);
+    if (gs != NULL)
+        sodium_memzero(gs, P * sizeof *gs);
+    free(idx), free(xb), free(yb), free(acc), free(gs), free(p);
     return r;
 }
 
@@ -401,7 +618,12 @@ static int vec_decode(const fv_round_sizes_t *z, const fv_round_shape_t *s,
         ret->has_result = r == 0;
         return r;
     }
-    if (sum->secagg)
+    if (sum->secagg && sum->words != NULL && ddg_job(z->job))
+        /* the agents' discrete Gaussian noise may take the words outside [0, n (2^bits -
+         * 1)]: read centered mod 2^32 */
+        r = fv_fed_decode_centered(&s->lay, sum->words, sum->n_summands, z->job->secagg.clip,
+                                   z->job->secagg.bits, n_ref, &ret->res, d);
+    else if (sum->secagg)
         r = sum->words == NULL
                 ? fv_diag_set(d, FV_EINVAL, "no sum")
                 : fv_fed_decode(&s->lay, sum->words, sum->n_summands, z->job->secagg.clip,
@@ -468,6 +690,10 @@ static int train_compute(const fv_round_data_t *j, fv_round_work_t *w)
         goto out;
     }
     w->val_loss_sum = e.loss_sum;
+    if (ddg_job(job)) {
+        r = ddg_update(j, w, g, delta, &e);
+        goto out;
+    }
     if ((r = fv_mlp_clone(g, &local)) != 0)
         goto out;
     fv_train_cfg_t cfg;
@@ -476,8 +702,13 @@ static int train_compute(const fv_round_data_t *j, fv_round_work_t *w)
         cfg.optim.prox_ref = w->global;
         cfg.optim.prox_mu = (float)job->strategy.mu;
     }
+    dp_ctx_t dpc;
+    if ((r = dp_local_cfg(j, w, &dpc, &cfg)) != 0)
+        goto out;
     fv_train_result_t tr;
     r = fv_train(local, j->x_tr, j->y_tr, j->n_tr, NULL, NULL, 0, &cfg, &tr, &w->d);
+    if (cfg.dp.on)
+        dp_ctx_wipe(&dpc);
     if (r == 0)
         r = encode_update(j, w, local, delta, &e);
 out:
@@ -568,9 +799,14 @@ static int distill_compute(const fv_round_data_t *j, fv_round_work_t *w)
     fv_train_cfg_t cfg;
     local_cfg(job, w, job->distill.local_epochs, &cfg);
     fv_distill_cfg_t dc = {.alpha = job->distill.alpha, .temperature = job->distill.temperature};
+    dp_ctx_t dpc;
+    if ((r = dp_local_cfg(j, w, &dpc, &cfg)) != 0)
+        goto out;
     fv_train_result_t tr;
     r = fv_train_distill(local, j->x_tr, j->y_tr, tl, j->n_tr, NULL, NULL, 0, &cfg, &dc, &tr,
                          &w->d);
+    if (cfg.dp.on)
+        dp_ctx_wipe(&dpc);
     if (r == 0)
         r = encode_update(j, w, local, delta, &e);
 out:

@@ -518,6 +518,46 @@ static void test_dequantize(void)
     CHECK_NEAR(x[2], 2.0 * 383.0 / 255.0 - 3.0, 1e-7);
 }
 
+/* Centered: in-range sums decode bit for bit as fv_fixed_dequantize; sums pushed below 0
+ * or above n (2^bits - 1) by noise wrap mod 2^32 and decode to the signed value. */
+static void test_dequantize_centered(void)
+{
+    fv_rng_t r;
+    fv_rng_seed(&r, 41);
+    static const uint32_t bs[] = {1, 8, 16, 24, 31};
+    static const uint64_t ns[] = {1, 2, 5, 37};
+    for (size_t bi = 0; bi < sizeof bs / sizeof bs[0]; bi++) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            uint64_t m = (UINT64_C(1) << bs[bi]) - 1, top = ns[ni] * m;
+            if (top > UINT32_MAX)
+                continue;
+            enum { N = 67 };
+            uint32_t q[N];
+            float x[N], xc[N];
+            for (size_t i = 0; i < N; i++)
+                q[i] = i == 0 ? 0 : i == 1 ? (uint32_t)top : (uint32_t)fv_rng_below(&r, top + 1);
+            fv_fixed_dequantize(N, q, 0.75f, bs[bi], ns[ni], x);
+            fv_fixed_dequantize_centered(N, q, 0.75f, bs[bi], ns[ni], xc);
+            check_words_eq("dequantize_centered in range", (const uint32_t *)xc,
+                           (const uint32_t *)x, N);
+        }
+    }
+    /* known answers: bits 8 (M = 255), c = 1, n = 3 (offset 3, step 2/255) */
+    const double step = 2.0 / 255.0;
+    uint32_t q[] = {UINT32_MAX - 2, 765 + 4, 0, 765, UINT32_MAX};
+    float x[5];
+    fv_fixed_dequantize_centered(5, q, 1.0f, 8, 3, x);
+    CHECK_NEAR(x[0], -3.0 * step - 3.0, 1e-6);
+    CHECK_NEAR(x[1], 769.0 * step - 3.0, 1e-6);
+    CHECK(x[2] == -3.0f && x[3] == 3.0f);
+    CHECK_NEAR(x[4], -1.0 * step - 3.0, 1e-6);
+    /* the middle's far side: h = 382, q = h + 2^31 - 1 is the largest positive reading */
+    uint32_t qf[] = {382u + 0x7fffffffu, 382u + 0x80000000u};
+    fv_fixed_dequantize_centered(2, qf, 1.0f, 8, 3, x);
+    CHECK_NEAR(x[0], (382.0 + 2147483647.0) * step - 3.0, 1.0);
+    CHECK_NEAR(x[1], (382.0 - 2147483648.0) * step - 3.0, 1.0);
+}
+
 /* ---- keystreams for the mask tests ---------------------------------------------------- */
 
 /* Word i of the stream is a hash of (seed, i), so the stream does not depend on how it is
@@ -741,6 +781,7 @@ int main(void)
     test_quantize_errors();
     test_unbiased();
     test_dequantize();
+    test_dequantize_centered();
     test_mask();
     test_mask_errors();
     test_round_trip();

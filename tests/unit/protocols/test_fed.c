@@ -488,6 +488,27 @@ static void test_round_bound(uint32_t bits)
     CHECK_UINT_EQ(r.n_val, nval_ref);
     CHECK_NEAR(r.loss_sum, loss_ref, 1e-9 * loss_ref);
     CHECK_NEAR(r.val_log_loss, loss_ref / (double)nval_ref, 1e-9);
+
+    /* distributed DP's centered decode: the same sum decodes to the same bits; integer
+     * noise that takes a word below 0 (wrapping mod 2^32) or above n (2^bits - 1) decodes
+     * to its signed value, the counts unchanged */
+    fv_fed_result_t rc;
+    CHECK_OK(fv_fed_decode_centered(&l, acc, AGENTS, clip, bits, n_ref, &rc, &d), &d);
+    CHECK(memcmp(rc.delta_mean, r.delta_mean, P * sizeof(float)) == 0);
+    fv_fed_result_close(&rc);
+    const double qstep = 2.0 * clip / (double)((UINT64_C(1) << bits) - 1);
+    const uint64_t top = (uint64_t)AGENTS * ((UINT64_C(1) << bits) - 1);
+    acc[l.off_params] = (uint32_t)-5;                  /* 5 below 0 */
+    acc[l.off_params + 1] = (uint32_t)(top + 9);       /* 9 above the top */
+    acc[l.off_params + 2] = acc[l.off_params + 2] - 3; /* in range, shifted */
+    uint32_t w2 = acc[l.off_params + 2];
+    CHECK_OK(fv_fed_decode_centered(&l, acc, AGENTS, clip, bits, n_ref, &rc, &d), &d);
+    CHECK_NEAR(rc.delta_mean[0], (-5.0 * qstep - AGENTS * clip) / wsum, 1e-6);
+    CHECK_NEAR(rc.delta_mean[1], ((double)(top + 9) * qstep - AGENTS * clip) / wsum, 1e-6);
+    CHECK_NEAR(rc.delta_mean[2], ((double)w2 * qstep - AGENTS * clip) / wsum, 1e-6);
+    CHECK_UINT_EQ(rc.n_train, r.n_train);
+    CHECK(rc.val_roc_auc == r.val_roc_auc);
+    fv_fed_result_close(&rc);
     fv_fed_result_close(&r);
     fv_fed_result_close(NULL);
 
