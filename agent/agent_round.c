@@ -148,7 +148,8 @@ static void work_run(uv_work_t *req)
                             .x_va = j->x_va,
                             .y_tr = j->y_tr,
                             .y_va = j->y_va,
-                            .pp = j->pp};
+                            .pp = j->pp,
+                            .priv = j->priv.on ? &j->priv : NULL};
     int rc = q->w->kind->compute(&data, q->w);
     if (rc != 0 && q->w->rc == 0)
         q->w->rc = rc;

@@ -142,6 +142,10 @@ typedef struct fv_round_data {
     const float *x_tr, *x_va;
     const int32_t *y_tr, *y_va;
     const fv_preproc_t *pp; /* the global preprocessing they came from (explain), or NULL */
+    /* the privacy plan the agent accepted the job with (fv_privacy.h), or NULL: a DP
+     * round reuses its noise multiplier (no calibration per round) and recomputes the
+     * rest (distributed mode's noise depends on n_ref, known after the stats round) */
+    const struct fv_privacy_plan *priv;
 } fv_round_data_t;
 
 /* One compute of one agent's round vector. */

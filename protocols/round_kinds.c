@@ -356,7 +356,17 @@ static int dp_plan(const fv_round_data_t *j, const fv_round_work_t *w, fv_privac
     if (p == NULL)
         return FV_ENOMEM;
     size_t np = j->n_params > j->s_n_params ? j->n_params : j->s_n_params;
-    int r = fv_privacy_plan(j->job, j->n_tr, np, w->n_ref, p, d);
+    /* the accepted plan's sigma, given instead of the target epsilon: the same plan
+     * without the bisection (up to a second per round in a release build) */
+    fv_job_t given;
+    const fv_job_t *job = j->job;
+    if (j->priv != NULL && j->priv->on && j->job->privacy.epsilon > 0) {
+        given = *j->job; /* (a shallow copy: read only, nothing of it freed) */
+        given.privacy.epsilon = 0;
+        given.privacy.noise_multiplier = j->priv->sigma;
+        job = &given;
+    }
+    int r = fv_privacy_plan(job, j->n_tr, np, w->n_ref, p, d);
     if (r == 0 && !p->on)
         r = fv_diag_set(d, FV_EINVAL, "privacy plan: the job has no privacy section");
     if (r != 0) {
