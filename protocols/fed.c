@@ -970,7 +970,7 @@ int fv_fed_sum_check(const fv_fed_layout_t *l, const fv_job_t *job, const uint32
          * leave [0, n (2^bits - 1)] (decoded centered): no range check; the norm check's
          * slack gets the summed noise's norm (this file's note). Only when there is a norm
          * check: the plan's calibration costs up to a second. */
-        double noise;
+        double noise = 0;
         int r = ddg_noise_norm(l, job, n_summands, n_ref, &noise, d);
         if (r != 0)
             return r;

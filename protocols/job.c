@@ -132,6 +132,8 @@ static const char *quote(char *out, const char *s)
 
 static const char *type_name(const json_t *v)
 {
+    if (v == NULL)
+        return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
