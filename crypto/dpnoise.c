@@ -8,11 +8,12 @@
  * bytes from the front of that sequence, in call order; multi-byte integers are read
  * little-endian (host independent). So the numbers are a function of (key, domain, index,
  * the sequence of calls) and nothing else: the same on every machine and every run. The
- * stream buffers 4 blocks (256 bytes); a bulk read (fv_dp_gauss_add_f32) drains the buffer
+ * stream buffers 4 blocks (256 bytes); a bulk read (fv_dp_gauss_add_f32, fv_dp_poisson's
+ * chunks) drains the buffer
  * and then generates whole blocks straight into its own chunk at the next counter, which
  * yields the same bytes as the buffered path. The IETF counter is 32 bits: a stream ends
  * after 2^32 blocks (256 GiB); going past it is a programmer error (abort), as one DP-SGD
- * step uses 8 bytes per parameter and one row's Poisson draw 8 bytes.
+ * step uses about 4.1 bytes per parameter and one row's Poisson draw about 1 byte.
  *
  * Keys. fv_dp_key_derive = BLAKE2b-256 keyed by the parent, of label || n (8 bytes LE);
  * the suffix has a fixed length, so (label, n) -> message is injective. The hash state and
@@ -49,40 +50,53 @@
  *    (fv__dp_bernoulli_exp_sq, tested with small m). Inside the Laplace step everything is
  *    64-bit (t < 2^25). The output is N_Z(0, sigma2) conditioned on |x| <= 2^63 - 1, whose
  *    outside mass is below exp(-2^77): for any use, exactly N_Z.
- *  - fv_dp_poisson(q): keeps row i iff a 64-bit uniform is below T = ceil(q 2^64) (q 2^64
- *    and its ceiling are exact in double; q >= 1 keeps all without drawing, q <= 0 or NaN
- *    none). P(keep) = T / 2^64: exactly q when q is a multiple of 2^-64 (every double q >= 2^-11
- *    is), else at most 2^-64 above q.
+ *  - fv_dp_poisson(q): keeps row i iff a 32-bit uniform U is below T = ceil(q 2^32) (q 2^32
+ *    and its ceiling are exact in double; q >= 1 or T = 2^32 keeps all without drawing, q
+ *    <= 0 or NaN none). P(keep) = T / 2^32 = fv_dp_rate_round(q) exactly: q rounded up to a
+ *    multiple of 2^-32 (at most 2^-32 above q; the privacy plan uses the rounded rate, so
+ *    the accountant counts what is sampled). U is drawn lazily, most significant byte
+ *    first: the chunk holds one byte b0 per row; b0 below or above T's top byte decides;
+ *    equal (probability 1/256), the row draws U's low 3 bytes from the stream after the
+ *    chunk, in row order. The same law as comparing whole 32-bit words, ~1 byte per row.
  *
- * The float sampler (fv_dp_gauss_add_f32). Box-Muller in double: per pair of 64-bit words
- * a, b: u1 = (a>>11 + 1) 2^-53 in (0, 1], u2 = (b>>11) 2^-53 in [0, 1), r = std sqrt(-2 ln
- * u1), z0 = r cos(2 pi u2) to out[i], z1 = r sin(2 pi u2) to out[i+1], each out = (float)
- * (out + z) rounded once (an odd n drops the last z1). ln and sincos are not libm's: log_u53
- * is fdlibm's log with the exponent read from the integer, sincos_turn takes the quadrant
- * exactly from the integer's top bits and runs fdlibm's kernel polynomials on [-pi/4, pi/4]
- * (both tested against long-double logl, sinl, cosl: errors below 4e-16 relative, 1e-15
- * absolute). So the numbers are the same bits on every IEEE-754 host (only +, *, /, sqrt,
- * correctly rounded; crypto/meson.build turns off FMA contraction), not tied to a libm
- * version, and the loop makes no calls (libm's sincos was ~40% of the time).
- * What it gives: a keyed, reproducible sample of N(0, std^2) up to double rounding and the
- * 53-bit grid of u1, u2 (|z| <= sqrt(2 ln 2^53) = 8.57: the tail beyond 8.57 std, mass
- * 1e-17, is cut). What it does NOT give: DP exactly as the Gaussian mechanism's proof
- * states it. Mironov 2012 ("On significance of the least significant bits for differential
- * privacy") showed that textbook floating-point Laplace samplers leak through which doubles
- * can occur (the set of reachable outputs depends on the input, so low bits can reveal it)
- * and broke them; the same argument applies to out + noise rounded to float here. This is
- * DP-SGD's noise as Opacus (torch.normal) and TF Privacy (tf.random.normal) add it, with
- * the same caveat: the accountant (model/rdp.c) treats it as the ideal Gaussian. Where
- * exactness matters (distributed mode, whose noise several parties' sums rely on) the
- * noise is the exact discrete Gaussian above, on integers.
+ * The float sampler (fv_dp_gauss_add_f32): the ziggurat of Marsaglia and Tsang (2000,
+ * "The Ziggurat Method for Generating Random Variables"), 128 layers, tables zig_x, zig_f
+ * below as exact double constants. Value i takes the i-th 32-bit word w (little-endian) of
+ * a chunk read at once: layer l = w & 127, sign = bit 7, x = (w >> 8) 2^-24 zig_x[l] (a
+ * 24-bit uniform on [0, zig_x[l])); x < zig_x[l+1] (the point lies under the next layer's
+ * edge, ~98.8%) accepts at once. Otherwise zig_slow, reading more of the stream AFTER the
+ * chunk (in value order): layer 0 -> Marsaglia's exact tail method beyond r = 3.4426 with
+ * two 53-bit uniforms through log_u53; layer >= 1 -> the wedge test, a 53-bit uniform
+ * height y in the layer accepted iff y < exp(-x^2/2) (exp_neg, fdlibm's exp); a rejection
+ * takes a fresh 32-bit word (the low half of a 64-bit draw) and starts over. out[i] =
+ * (float)(out[i] + std z), rounded once. exp_neg and log_u53 use only +, -, *, / and
+ * exact scalings (tested against long-double expl, logl: < 2e-16 relative); sqrt is not
+ * used. So the numbers are the same bits on every IEEE-754 host (crypto/meson.build turns
+ * off FMA contraction), not tied to a libm version.
+ * What it gives: a keyed, reproducible sample of N(0, std^2) up to the tables' double
+ * rounding (the layers' areas equal to ~1e-16 relative) and the 24-bit grid of x inside a
+ * layer (steps of zig_x[l] 2^-24 <= 2.2e-7, the resolution of a float near 2); the tail is
+ * cut only by the 53-bit uniforms, at r + 53 ln 2 / r = 14.1 sigma (mass beyond: 1e-45).
+ * Tested by Kolmogorov-Smirnov and a binned chi-square against
+ * the normal CDF, tails beyond 3.5 sigma included. What it does NOT give: DP exactly as the
+ * Gaussian mechanism's proof states it. Mironov 2012 ("On significance of the least
+ * significant bits for differential privacy") showed that textbook floating-point Laplace
+ * samplers leak through which doubles can occur (the set of reachable outputs depends on
+ * the input, so low bits can reveal it) and broke them; the same argument applies to out +
+ * noise rounded to float here. This is DP-SGD's noise as Opacus (torch.normal) and TF
+ * Privacy (tf.random.normal) add it, with the same caveat: the accountant (model/rdp.c)
+ * treats it as the ideal Gaussian. Where exactness matters (distributed mode, whose noise
+ * several parties' sums rely on) the noise is the exact discrete Gaussian above, on
+ * integers.
  *
  * Cost (tests/bench/bench_dpnoise.c, release build, thread CPU time, best of 9, on the
- * shared 2-vCPU development VM at load 15-18, three runs; ratio to libsodium's raw ChaCha20
- * keystream of the same bytes in the same run): fv_dp_gauss_add_f32 14.6-15.5 ns per float
- * (8 bytes of keystream, 4.3-4.5 ns: ratio 3.3-3.5); fv_dp_dgauss 232-235 ns per sample at
- * sigma2 = 2^20 (18.7 bytes: ratio 23) and 235-247 ns at 2^40 (22.8 bytes: ratio 19-20),
- * about half of it in fv_dp_bernoulli, whose branches on random bits cannot be predicted;
- * fv_dp_poisson 5.3-5.5 ns per row (ratio 1.2-1.3).
+ * shared 2-vCPU development VM under load; ratio to libsodium's raw ChaCha20 keystream of
+ * the same bytes in the same run): fv_dp_gauss_add_f32 7.7-9.3 ns per float (about 4.1
+ * bytes), was 14.6-15.6 with Box-Muller (8 bytes, fdlibm log and sincos); fv_dp_dgauss
+ * 232-264 ns per sample at sigma2 = 2^20 (18.7 bytes: ratio 23) and 235-264 ns at 2^40
+ * (22.8 bytes: ratio 19-20), about half of it in fv_dp_bernoulli, whose branches on random
+ * bits cannot be predicted; fv_dp_poisson 1.2-1.3 ns per row (about 1 byte), was 5.3-5.7
+ * with a 64-bit uniform per row.
  *
  * Threading: a stream belongs to one thread at a time; all functions are pure given the
  * stream. Ownership: callers own streams and buffers; nothing is allocated.
@@ -102,10 +116,10 @@ typedef fv_dp_u128 u128;
 #define BLOCK_BYTES 64u
 #define BUF_BLOCKS (sizeof(((fv_dp_stream_t *)0)->buf) / BLOCK_BYTES)
 #define MAX_BLOCKS (UINT64_C(1) << 32)
-/* Chunk of keystream the float sampler reads at once (pairs of 64-bit words). */
-#define GAUSS_PAIRS 256u
-/* Rows fv_dp_poisson decides per keystream read. */
-#define POISSON_ROWS 512u
+/* 32-bit words of keystream the float sampler reads at once (one per float). */
+#define GAUSS_WORDS 1024u
+/* Rows fv_dp_poisson decides per keystream read (one byte each). */
+#define POISSON_ROWS 2048u
 
 static void nonce_of(const fv_dp_stream_t *s, uint8_t n[crypto_stream_chacha20_ietf_NONCEBYTES])
 {
@@ -393,97 +407,240 @@ static inline double log_u53(uint64_t x)
     return k * ln2_hi - ((hfsq - (s * (hfsq + r) + k * ln2_lo)) - f);
 }
 
-/* sin and cos of 2 pi b / 2^53 for b < 2^53. The quadrant comes from the integer exactly:
- * b + 2^50 = q 2^51 + g + 2^50 with g in [-2^50, 2^50), so the angle is q pi/2 + y with y =
- * (pi/2) g 2^-51 in [-pi/4, pi/4); sin y and cos y are fdlibm's kernel polynomials
- * (__kernel_sin, __kernel_cos: error below 2^-58 on |y| <= pi/4). */
-static inline void sincos_turn(uint64_t b, double *ret_sin, double *ret_cos)
-{
-    const double pio2_2m51 = 1.5707963267948966192313216916398 / 2251799813685248.0;
-    uint64_t r = b + (UINT64_C(1) << 50);
-    unsigned q = (unsigned)(r >> 51) & 3u;
-    int64_t g = (int64_t)(r & ((UINT64_C(1) << 51) - 1)) - (INT64_C(1) << 50);
-    double y = (double)g * pio2_2m51, z = y * y;
-    double sy =
-        y +
-        y * z *
-            (-1.66666666666666324348e-01 +
-             z * (8.33333333332248946124e-03 +
-                  z * (-1.98412698298579493134e-04 +
-                       z * (2.75573137070700676789e-06 +
-                            z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)))));
-    double cy =
-        1.0 - 0.5 * z +
-        z * z *
-            (4.16666666666666019037e-02 +
-             z * (-1.38888888888741095749e-03 +
-                  z * (2.48015872894767294178e-05 +
-                       z * (-2.75573143513906633035e-07 +
-                            z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11)))));
-    /* q = 0: (s, c); 1: (c, -s); 2: (-s, -c); 3: (-c, s) */
-    double a = (q & 1u) ? cy : sy, c = (q & 1u) ? sy : cy;
-    *ret_sin = (q & 2u) ? -a : a;
-    *ret_cos = ((q + 1u) & 2u) ? -c : c;
-}
-
-void fv__dp_sincos_turn(uint64_t b, double *ret_sin, double *ret_cos)
-{
-    sincos_turn(b, ret_sin, ret_cos);
-}
-
 double fv__dp_log_u53(uint64_t x)
 {
     return log_u53(x);
 }
 
+/* exp(x) for x <= 0 (the ziggurat's wedge test, x >= -r^2/2 = -5.93 there): fdlibm's
+ * __ieee754_exp (error below 1 ulp): x = k ln2 + t, |t| <= ln2/2, k = round(x / ln2), ln 2
+ * split high/low so k ln2_hi is exact, exp(t) = 1 + 2t / (2 - c) with c = t - t^2 R(t^2)
+ * (a Remez polynomial), then scaled by 2^k through the exponent bits (x >= -708: k >= -1022,
+ * a normal scale; below, 0). Only +, -, *, / in double: the same bits on every host. */
+static double exp_neg(double x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double inv_ln2 = 1.44269504088896338700e+00;
+    if (x < -708.0)
+        return 0.0;
+    int k = (int)(inv_ln2 * x - 0.5); /* round half away from zero, x <= 0 */
+    double hi = x - k * ln2_hi, lo = k * ln2_lo, t = hi - lo, tt = t * t;
+    double c =
+        t -
+        tt * (1.66666666666666019037e-01 +
+              tt * (-2.77777777770155933842e-03 +
+                    tt * (6.61375632143793436117e-05 +
+                          tt * (-1.65339022054652515390e-06 + tt * 4.13813679705723846039e-08))));
+    double y = 1.0 - ((lo - (t * c) / (2.0 - c)) - hi);
+    uint64_t scale_bits = (uint64_t)(1023 + k) << 52; /* 2^k, k >= -1022 here */
+    double scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    return y * scale;
+}
+
+double fv__dp_exp_neg(double x)
+{
+    return exp_neg(x);
+}
+
+/* The ziggurat of f(x) = exp(-x^2 / 2) on x >= 0, 128 layers of equal area v (Marsaglia
+ * and Tsang 2000): zig_x[1] = r = 3.44261985589665, zig_x[i+1] = sqrt(-2 ln(v / zig_x[i] +
+ * f(zig_x[i]))), zig_x[128] = 0, and zig_x[0] = v / f(r) the base strip's width (its
+ * rectangle plus the tail beyond r); zig_f[i] = f(zig_x[i]) (zig_f[0] = f(r), zig_f[128] =
+ * 1). r and v solved in long double so that the top layer closes (v / zig_x[127] +
+ * f(zig_x[127]) = 1 to 2e-19), then rounded to these doubles: the constants ARE the
+ * sampler (no computation at run time, the same on every host). Layer i (>= 1) is the
+ * rectangle [0, zig_x[i]) x [zig_f[i], zig_f[i+1]). */
+static const double zig_x[129] = {
+    0x1.db4668fe7d167p+1, 0x1.b8a7c476d1741p+1, 0x1.9c8e0c7c7f35ep+1,
+    0x1.8aa73e440e862p+1, 0x1.7d45eb36e9ff4p+1, 0x1.7279dd4ac2679p+1,
+    0x1.695c2be68d3e4p+1, 0x1.616dff7c8dab3p+1, 0x1.5a61edf7e73f4p+1,
+    0x1.540520129e8c8p+1, 0x1.4e3456b0e1da8p+1, 0x1.48d61806d430cp+1,
+    0x1.43d75b60bac8dp+1, 0x1.3f29848d395fep+1, 0x1.3ac11b8e1e839p+1,
+    0x1.3694f3a3721bap+1, 0x1.329d9725e1358p+1, 0x1.2ed4df8097554p+1,
+    0x1.2b35aa5ebcda5p+1, 0x1.27bba2b5d9b7dp+1, 0x1.246317a6b3231p+1,
+    0x1.2128dd36bbd01p+1, 0x1.1e0a342cee675p+1, 0x1.1b04b731f48d4p+1,
+    0x1.18164be0bf8c9p+1, 0x1.153d16d455057p+1, 0x1.1277720181096p+1,
+    0x1.0fc3e4d95cda5p+1, 0x1.0d211dd288ac4p+1, 0x1.0a8ded0ec1159p+1,
+    0x1.08093fe3e1aa9p+1, 0x1.05921d1c4b0b9p+1, 0x1.0327a1cc4a836p+1,
+    0x1.00c8fea16f933p+1, 0x1.fceaeb2ca0ee2p+0, 0x1.f858aff317ac8p+0,
+    0x1.f3da09745b605p+0, 0x1.ef6dcddc7807dp+0, 0x1.eb12e914817afp+0,
+    0x1.e6c85a8495b0dp+0, 0x1.e28d331c61c36p+0, 0x1.de609397db2b3p+0,
+    0x1.da41aaf794b3cp+0, 0x1.d62fb5257b279p+0, 0x1.d229f9bfe95c7p+0,
+    0x1.ce2fcb05f3115p+0, 0x1.ca4084e08c207p+0, 0x1.c65b8c04d5d84p+0,
+    0x1.c2804d2c6531dp+0, 0x1.beae3c60c7179p+0, 0x1.bae4d457e8092p+0,
+    0x1.b72395df55593p+0, 0x1.b36a075492a98p+0, 0x1.afb7b428f83acp+0,
+    0x1.ac0c2c6fbfe6p+0,  0x1.a8670475107fbp+0, 0x1.a4c7d45cfb2a5p+0,
+    0x1.a12e37c97caap+0,  0x1.9d99cd86aeea8p+0, 0x1.9a0a373c6d3ccp+0,
+    0x1.967f1924c0e62p+0, 0x1.92f819c67bdfdp+0, 0x1.8f74e1b375764p+0,
+    0x1.8bf51b49e8281p+0, 0x1.8878727879e86p+0, 0x1.84fe948480027p+0,
+    0x1.81872fd216669p+0, 0x1.7e11f3ada7506p+0, 0x1.7a9e9016840d7p+0,
+    0x1.772cb58a3242ap+0, 0x1.73bc14d01277fp+0, 0x1.704c5ec504e8fp+0,
+    0x1.6cdd4426b0a02p+0, 0x1.696e755e0eb23p+0, 0x1.65ffa248d7f43p+0,
+    0x1.62907a016eacp+0,  0x1.5f20aaa4d7638p+0, 0x1.5bafe1164c044p+0,
+    0x1.583dc8bfea848p+0, 0x1.54ca0b4ff476ap+0, 0x1.5154507206658p+0,
+    0x1.4ddc3d839cb58p+0, 0x1.4a6175432745fp+0, 0x1.46e39778d4ba1p+0,
+    0x1.4362409821672p+0, 0x1.3fdd0959138fbp+0, 0x1.3c538647e5b53p+0,
+    0x1.38c54749af146p+0, 0x1.3531d71460289p+0, 0x1.3198ba9823477p+0,
+    0x1.2df97057dd75fp+0, 0x1.2a536fae26375p+0, 0x1.26a627fb9231dp+0,
+    0x1.22f0ffba96ce9p+0, 0x1.1f33537495bfap+0, 0x1.1b6c7492bde7ap+0,
+    0x1.179ba80458345p+0, 0x1.13c024b2bbdffp+0, 0x1.0fd911b972d18p+0,
+    0x1.0be58456f2afcp+0, 0x1.07e47d879726ep+0, 0x1.03d4e7390f21p+0,
+    0x1.ff6b21ffe30ecp-1, 0x1.f70a5866ad189p-1, 0x1.ee848e954b85cp-1,
+    0x1.e5d6909f34423p-1, 0x1.dcfccc51a748p-1,  0x1.d3f340dd86c6bp-1,
+    0x1.cab56ac6833a5p-1, 0x1.c13e2b012d149p-1, 0x1.b787a7c4f44a4p-1,
+    0x1.ad8b25067d385p-1, 0x1.a340d1bad0391p-1, 0x1.989f85c72c985p-1,
+    0x1.8d9c6a9d0cf67p-1, 0x1.822a858ac5ecap-1, 0x1.763a1600c1764p-1,
+    0x1.69b7b213c3f64p-1, 0x1.5c8afdbecef6ep-1, 0x1.4e94c08bd4d78p-1,
+    0x1.3fabee18d682fp-1, 0x1.2f98d6bb0e73ap-1, 0x1.1e0ce6b54ec53p-1,
+    0x1.0a936da5942d2p-1, 0x1.e8e576e3830fap-2, 0x1.b4c8fecd63b02p-2,
+    0x1.73949183add9dp-2, 0x1.16db47dfb32bdp-2, 0x0p+0,
+};
+static const double zig_f[129] = {
+    0x1.5de9e33733182p-9, 0x1.5de9e33733182p-9, 0x1.6ba8b0ffc2db8p-8,
+    0x1.1a9b6b3fcb829p-7, 0x1.83f4bed1a0f0bp-7, 0x1.f100847656bfp-7,
+    0x1.309cee4e1477cp-6, 0x1.6a23fa9d6c22fp-6, 0x1.a4f57a25e8f32p-6,
+    0x1.e0f951d58f849p-6, 0x1.0f0e539c938cp-5,  0x1.2e282b7255da2p-5,
+    0x1.4dc3fcbda5a08p-5, 0x1.6ddc9dd20b8c5p-5, 0x1.8e6db483cac0fp-5,
+    0x1.af738c17b4ea1p-5, 0x1.d0eaf633a6b8ap-5, 0x1.f2d13368cf93fp-5,
+    0x1.0a91f0918dae5p-4, 0x1.1bf075c21538ap-4, 0x1.2d834113457cbp-4,
+    0x1.3f49878976d3p-4,  0x1.514297b246583p-4, 0x1.636dd69e998c6p-4,
+    0x1.75cabd60f402ap-4, 0x1.8858d6f55ed84p-4, 0x1.9b17be7e73957p-4,
+    0x1.ae071dc7bf93dp-4, 0x1.c126ac0128a82p-4, 0x1.d4762ca995a18p-4,
+    0x1.e7f56ea118c48p-4, 0x1.fba44b5c61816p-4, 0x1.07c1531a357f8p-3,
+    0x1.11c835e726135p-3, 0x1.1be6c8cbe5a43p-3, 0x1.261d0aaaf7624p-3,
+    0x1.306afe619efedp-3, 0x1.3ad0aa9de455dp-3, 0x1.454e19baadb54p-3,
+    0x1.4fe359a145659p-3, 0x1.5a907bafba9e3p-3, 0x1.655594a3a505p-3,
+    0x1.7032bc88e51fap-3, 0x1.7b280eac0c6f7p-3, 0x1.8635a99025d7bp-3,
+    0x1.915baee7a2dddp-3, 0x1.9c9a43903cae2p-3, 0x1.a7f18f91a0d6ap-3,
+    0x1.b361be1ec9a67p-3, 0x1.beeafd99e93b6p-3, 0x1.ca8d7f9ad4b43p-3,
+    0x1.d64978f7e2d92p-3, 0x1.e21f21d136fa3p-3, 0x1.ee0eb59e75db3p-3,
+    0x1.fa18733ee75d5p-3, 0x1.031e4e8606256p-2, 0x1.093dbc775a1f7p-2,
+    0x1.0f6aa83b52201p-2, 0x1.15a5387a71a06p-2, 0x1.1bed95cc633cbp-2,
+    0x1.2243eac7ee4p-2,   0x1.28a864146d917p-2, 0x1.2f1b307cdcc47p-2,
+    0x1.359c810492f8ep-2, 0x1.3c2c88fdc65e7p-2, 0x1.42cb7e21f69bfp-2,
+    0x1.497998ac6017ap-2, 0x1.503713769e39cp-2, 0x1.57042c17a74d2p-2,
+    0x1.5de1230551a9bp-2, 0x1.64ce3bb89770ep-2, 0x1.6bcbbcd4d4694p-2,
+    0x1.72d9f052408ddp-2, 0x1.79f923abf1d11p-2, 0x1.8129a811b882ep-2,
+    0x1.886bd29e33e65p-2, 0x1.8fbffc918800bp-2, 0x1.972683912ac18p-2,
+    0x1.9e9fc9ed4d931p-2, 0x1.a62c36ec797eap-2, 0x1.adcc371e07b84p-2,
+    0x1.b5803cb437071p-2, 0x1.bd48bfe6b8a9p-2,  0x1.c5263f5ead9fcp-2,
+    0x1.cd1940ad30932p-2, 0x1.d52250cdb191ep-2, 0x1.dd4204b59916bp-2,
+    0x1.e578f9f2e03a3p-2, 0x1.edc7d75b8e9bep-2, 0x1.f62f4dd05d60fp-2,
+    0x1.feb019151c56ep-2, 0x1.03a58060f304ap-1, 0x1.08006ca85ac6ap-1,
+    0x1.0c6942a5c900fp-1, 0x1.10e07b50236c1p-1, 0x1.1566980fc6949p-1,
+    0x1.19fc2397562a2p-1, 0x1.1ea1b2d9fe534p-1, 0x1.2357e62437dc2p-1,
+    0x1.281f6a5d33891p-1, 0x1.2cf8fa7868c02p-1, 0x1.31e5612075dadp-1,
+    0x1.36e57aa6a89b9p-1, 0x1.3bfa3745495cdp-1, 0x1.41249dc6579c8p-1,
+    0x1.4665cea512cc7p-1, 0x1.4bbf07c6d4684p-1, 0x1.5131a8eff8ed9p-1,
+    0x1.56bf3924ad864p-1, 0x1.5c696d34a27fdp-1, 0x1.62322fc5a83b3p-1,
+    0x1.681bab4ed2ff3p-1, 0x1.6e2856a01cb2ap-1, 0x1.745b04d03ea4p-1,
+    0x1.7ab6f9c66e43bp-1, 0x1.81400521b52b5p-1, 0x1.87faa61a8cfap-1,
+    0x1.8eec3c5bda1f6p-1, 0x1.961b4c1b19f3p-1,  0x1.9d8fdfaee4af6p-1,
+    0x1.a55418112ba08p-1, 0x1.ad750b7275ddp-1,  0x1.b6042cf926211p-1,
+    0x1.bf19b6813348bp-1, 0x1.c8d923fa0897bp-1, 0x1.d37a74ffe486ap-1,
+    0x1.df6071937f4c9p-1, 0x1.ed5cf061144dep-1, 0x1p+0,
+};
+
+/* The ziggurat's rare paths for a 32-bit word w whose fast test failed: the tail (layer 0,
+ * x >= r: Marsaglia's method, a = -ln(u1) / r, b = -ln(u2) until 2b >= a^2, x = r + a, u1
+ * and u2 53-bit uniforms in (0, 1]), the wedge (layer i >= 1, x >= zig_x[i+1]: accept iff a
+ * 53-bit uniform height in layer i lies below f(x)), or a rejection: a new 32-bit word from
+ * the stream and the whole test again. Returns |z|; the sign is w's bit 7. */
+static double zig_slow(fv_dp_stream_t *s, uint32_t w)
+{
+    for (;;) {
+        unsigned layer = w & 127u;
+        double x = (double)(w >> 8) * zig_x[layer] * 0x1p-24;
+        if (x < zig_x[layer + 1])
+            return x;
+        if (layer == 0) {
+            const double r = zig_x[1];
+            for (;;) {
+                double a = -log_u53(fv_dp_u64(s) >> 11) / r, b = -log_u53(fv_dp_u64(s) >> 11);
+                if (b + b >= a * a)
+                    return r + a;
+            }
+        }
+        double u = (double)(fv_dp_u64(s) >> 11) * 0x1p-53; /* [0, 1) */
+        double y = zig_f[layer] + u * (zig_f[layer + 1] - zig_f[layer]);
+        if (y < exp_neg(-0.5 * x * x))
+            return x;
+        w = (uint32_t)fv_dp_u64(s);
+    }
+}
+
 void fv_dp_gauss_add_f32(fv_dp_stream_t *s, double std, float *out, size_t n)
 {
-    uint8_t chunk[GAUSS_PAIRS * 16];
+    uint8_t chunk[GAUSS_WORDS * 4];
     assert(std >= 0 && isfinite(std));
     if (std == 0 || n == 0)
         return;
-    size_t i = 0;
-    while (i < n) {
-        size_t pairs = (n - i + 1) / 2;
-        if (pairs > GAUSS_PAIRS)
-            pairs = GAUSS_PAIRS;
-        stream_read(s, chunk, pairs * 16);
-        for (size_t p = 0; p < pairs; p++) {
-            uint64_t a = le64(chunk + 16 * p), b = le64(chunk + 16 * p + 8);
-            /* u1 = (a>>11 + 1) 2^-53 in (0, 1], u2 = (b>>11) 2^-53 in [0, 1) */
-            double r = std * sqrt(-2.0 * log_u53(a >> 11)), sn, cs;
-            sincos_turn(b >> 11, &sn, &cs); /* angle 2 pi u2 */
-            out[i] = (float)((double)out[i] + r * cs);
-            i++;
-            if (i < n) {
-                out[i] = (float)((double)out[i] + r * sn);
-                i++;
-            }
+    for (size_t i = 0; i < n;) {
+        size_t m = n - i < GAUSS_WORDS ? n - i : GAUSS_WORDS;
+        stream_read(s, chunk, m * 4);
+        for (size_t j = 0; j < m; j++, i++) {
+            const uint8_t *b = chunk + 4 * j;
+            uint32_t w =
+                (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+            unsigned layer = w & 127u;
+            double x = (double)(w >> 8) * zig_x[layer] * 0x1p-24;
+            if (!(x < zig_x[layer + 1]))
+                x = zig_slow(s, w); /* ~1.2%: draws more from the stream, after this chunk */
+            /* z = -x when bit 7 is set, by the sign bit (no branch on a coin flip) */
+            uint64_t xb;
+            double z;
+            memcpy(&xb, &x, sizeof xb);
+            xb ^= (uint64_t)(w & 128u) << 56;
+            memcpy(&z, &xb, sizeof z);
+            out[i] = (float)((double)out[i] + std * z);
         }
     }
     sodium_memzero(chunk, sizeof chunk);
 }
 
+double fv_dp_rate_round(double q)
+{
+    if (!(q > 0.0))
+        return 0.0;
+    if (q >= 1.0)
+        return 1.0;
+    /* q 2^32 < 2^32 is exact (a power-of-two scaling), so is its ceiling */
+    return ldexp(ceil(ldexp(q, 32)), -32);
+}
+
 size_t fv_dp_poisson(fv_dp_stream_t *s, double q, size_t n, size_t *idx)
 {
     size_t k = 0;
+    /* T = ceil(q 2^32): q 2^32 is exact (a power-of-two scaling), so is its ceiling */
+    uint64_t thr = q > 0.0 && q < 1.0 ? (uint64_t)ceil(ldexp(q, 32)) : 0;
 
-    if (q >= 1.0) {
+    if (q >= 1.0 || thr >= (UINT64_C(1) << 32)) {
         for (size_t i = 0; i < n; i++)
             idx[i] = i;
         return n;
     }
     if (!(q > 0.0))
         return 0;
-    /* q 2^64 < 2^64 is exact (a power-of-two scaling), so is its ceiling */
-    uint64_t thr = (uint64_t)ceil(ldexp(q, 64));
-    uint8_t chunk[POISSON_ROWS * 8];
+    /* row i's 32-bit uniform U = b0 2^24 + rest: U < T decided by b0 alone unless b0 is
+     * T's top byte (probability 1/256), then by rest, 3 more bytes drawn at once */
+    const unsigned t_top = (unsigned)(thr >> 24);
+    const uint32_t t_rest = (uint32_t)(thr & 0xffffffu);
+    uint8_t chunk[POISSON_ROWS];
     for (size_t i = 0; i < n;) {
         size_t m = n - i < POISSON_ROWS ? n - i : POISSON_ROWS;
-        stream_read(s, chunk, m * 8);
-        for (size_t j = 0; j < m; j++, i++)
-            if (le64(chunk + 8 * j) < thr)
-                idx[k++] = i;
+        stream_read(s, chunk, m);
+        for (size_t j = 0; j < m; j++, i++) {
+            idx[k] = i; /* written always, kept when below: no branch on the common path */
+            if (chunk[j] != t_top) {
+                k += chunk[j] < t_top;
+            } else {
+                uint32_t rest = next_byte(s);
+                rest |= (uint32_t)next_byte(s) << 8;
+                rest |= (uint32_t)next_byte(s) << 16;
+                k += rest < t_rest;
+            }
+        }
     }
     sodium_memzero(chunk, sizeof chunk);
     return k;
