@@ -71,7 +71,7 @@ int64_t fv_dp_dgauss(fv_dp_stream_t *s, uint64_t sigma2);
 /* acc[i] += N_Z(0, sigma2) mod 2^32, i < n (noise added to a quantized block). */
 void fv_dp_dgauss_add_u32(fv_dp_stream_t *s, uint64_t sigma2, uint32_t *acc, size_t n);
 
-/* out[i] += std * N(0, 1), i < n: DP-SGD's noise (a 128-layer ziggurat in double, one
+/* out[i] += std * N(0, 1), i < n: DP-SGD's noise (a 256-layer ziggurat in double, one
  * 32-bit word of the stream per value plus more in its rare paths, rounded to float once).
  * std >= 0, finite. */
 void fv_dp_gauss_add_f32(fv_dp_stream_t *s, double std, float *out, size_t n);
