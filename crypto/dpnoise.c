@@ -90,13 +90,13 @@
  * integers.
  *
  * Cost (tests/bench/bench_dpnoise.c, release build, thread CPU time, best of 9, on the
- * shared 2-vCPU development VM under load; ratio to libsodium's raw ChaCha20 keystream of
- * the same bytes in the same run): fv_dp_gauss_add_f32 7.7-9.3 ns per float (about 4.1
- * bytes), was 14.6-15.6 with Box-Muller (8 bytes, fdlibm log and sincos); fv_dp_dgauss
- * 232-264 ns per sample at sigma2 = 2^20 (18.7 bytes: ratio 23) and 235-264 ns at 2^40
- * (22.8 bytes: ratio 19-20), about half of it in fv_dp_bernoulli, whose branches on random
- * bits cannot be predicted; fv_dp_poisson 1.2-1.3 ns per row (about 1 byte), was 5.3-5.7
- * with a 64-bit uniform per row.
+ * shared 2-vCPU development VM under load, three runs; ratio to libsodium's raw ChaCha20
+ * keystream of the same bytes in the same run): fv_dp_gauss_add_f32 4.6-4.9 ns per float
+ * (4.18 bytes: ratio 2.1; Box-Muller with 8 bytes and fdlibm log and sincos took
+ * 14.6-15.6); fv_dp_dgauss 232-264 ns per sample at sigma2 = 2^20 (18.7 bytes: ratio 23)
+ * and 235-264 ns at 2^40 (22.8 bytes: ratio 19-20), about half of it in fv_dp_bernoulli,
+ * whose branches on random bits cannot be predicted; fv_dp_poisson 1.05 ns per row (1.01
+ * bytes: ratio 2.1; a 64-bit uniform per row took 5.3-5.7).
  *
  * Threading: a stream belongs to one thread at a time; all functions are pure given the
  * stream. Ownership: callers own streams and buffers; nothing is allocated.
@@ -377,7 +377,7 @@ void fv_dp_dgauss_add_u32(fv_dp_stream_t *s, uint64_t sigma2, uint32_t *acc, siz
         acc[i] += (uint32_t)(uint64_t)dgauss_t(s, sigma2, t);
 }
 
-/* ln((x + 1) 2^-53) for x < 2^53, the uniform in (0, 1] of Box-Muller's radius: fdlibm's
+/* ln((x + 1) 2^-53) for x < 2^53, a uniform in (0, 1] of the ziggurat's tail: fdlibm's
  * __ieee754_log (error below 1 ulp) with the exponent taken from the integer: x + 1 = 2^e m,
  * m in [sqrt(1/2), sqrt(2)), so the log is (e - 53) ln 2 + log(m), log(1 + f) = f - f^2/2
  * + s (f^2/2 + R(s^2)), s = f / (2 + f), ln 2 split in a high part (its low 32 bits zero,
