@@ -18,9 +18,9 @@ int fv__identity_from_x509(X509 *x, fv_identity_t *ret, fv_diag_t *d);
  * numerator exceeds u * m: the discrete Gaussian's path for u >= 2^64 (m = 2^38), exposed
  * so tests can run it with small m. Needs u * m < 2^128. (dpnoise.c) */
 bool fv__dp_bernoulli_exp_sq(fv_dp_stream_t *s, fv_dp_u128 u, fv_dp_u128 den, fv_dp_u128 m);
-/* sin and cos of 2 pi b / 2^53, b < 2^53: the float Gaussian's angle. (dpnoise.c) */
-void fv__dp_sincos_turn(uint64_t b, double *ret_sin, double *ret_cos);
-/* ln((x + 1) 2^-53), x < 2^53: the float Gaussian's radius. (dpnoise.c) */
+/* exp(x), x <= 0: the ziggurat's wedge test. (dpnoise.c) */
+double fv__dp_exp_neg(double x);
+/* ln((x + 1) 2^-53), x < 2^53: the ziggurat's tail. (dpnoise.c) */
 double fv__dp_log_u53(uint64_t x);
 
 #endif

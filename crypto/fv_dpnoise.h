@@ -71,12 +71,18 @@ int64_t fv_dp_dgauss(fv_dp_stream_t *s, uint64_t sigma2);
 /* acc[i] += N_Z(0, sigma2) mod 2^32, i < n (noise added to a quantized block). */
 void fv_dp_dgauss_add_u32(fv_dp_stream_t *s, uint64_t sigma2, uint32_t *acc, size_t n);
 
-/* out[i] += std * N(0, 1), i < n: DP-SGD's noise (Box-Muller in double on 53-bit uniforms
- * from the stream, both values of a pair used, rounded to float once). std >= 0, finite. */
+/* out[i] += std * N(0, 1), i < n: DP-SGD's noise (a 256-layer ziggurat in double, one
+ * 32-bit word of the stream per value plus more in its rare paths, rounded to float once).
+ * std >= 0, finite. */
 void fv_dp_gauss_add_f32(fv_dp_stream_t *s, double std, float *out, size_t n);
 
-/* Poisson sampling: each i < n is kept with probability q (exact: a 64-bit uniform below
- * ceil(q 2^64); q = 1 keeps all), in increasing order into idx; returns how many. */
+/* The sampling rate fv_dp_poisson really uses for q: ceil(q 2^32) / 2^32 (q rounded UP to a
+ * multiple of 2^-32), 0 for q <= 0 or NaN, 1 for q >= 1. An accountant must count this
+ * rate, not q (protocols/privacy.c's plan does). */
+double fv_dp_rate_round(double q);
+/* Poisson sampling: each i < n is kept with probability fv_dp_rate_round(q) exactly (a
+ * 32-bit uniform below ceil(q 2^32); q >= 1 keeps all), in increasing order into idx (n
+ * entries of room: all n may be written); returns how many. */
 size_t fv_dp_poisson(fv_dp_stream_t *s, double q, size_t n, size_t *idx);
 
 #endif

@@ -7,6 +7,8 @@
  * same inputs. The ledger is the agent's memory of spends across jobs and restarts.
  *
  * The plan (fv_privacy.h lists the modes):
+ *   q is always fv_dp_rate_round of the rate asked for: the rate fv_dp_poisson really
+ *   samples at (a multiple of 2^-32, at most 2^-32 above), so the accountant counts it.
  *   local        q = sample_rate, or batch_size / n_train; steps = fv_train_dp_steps(
  *                rounds * local_epochs + distill.rounds * distill.local_epochs, q);
  *                sigma = noise_multiplier or fv_rdp_calibrate (tol 0.01); the curve
@@ -61,6 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fv_dpnoise.h"
 #include "fv_file.h"
 #include "fv_train.h"
 
@@ -80,15 +83,16 @@ static const char *mode_name(fv_privacy_mode_t m)
 
 /* ---- the plan ---------------------------------------------------------------------- */
 
-/* steps = epochs * ceil(1 / q), refused past PLAN_MAX_STEPS before it can overflow. */
-static int plan_steps(uint64_t epochs, double q, uint64_t *ret, fv_diag_t *d)
+/* steps = epochs * ceil(1 / q), refused past PLAN_MAX_STEPS before it can overflow; the
+ * message names the rate as asked (q is it rounded: fv_dp_rate_round). */
+static int plan_steps(uint64_t epochs, double q, double asked, uint64_t *ret, fv_diag_t *d)
 {
     double per = ceil(1.0 / q);
     if (!(per * (double)epochs <= (double)PLAN_MAX_STEPS))
         return fv_diag_set(d, FV_EINVAL,
                            "privacy.sample_rate: %g over %" PRIu64
                            " epochs gives more than %llu sampled steps; expected a larger rate",
-                           q, epochs, (unsigned long long)PLAN_MAX_STEPS);
+                           asked, epochs, (unsigned long long)PLAN_MAX_STEPS);
     *ret = fv_train_dp_steps(epochs, q);
     return 0;
 }
@@ -133,8 +137,9 @@ static int plan_local(const fv_job_t *job, uint64_t n_train, fv_privacy_plan_t *
     int r;
     if (job->distill.on)
         epochs += (uint64_t)job->distill.rounds * job->distill.local_epochs;
+    double asked = s->sample_rate;
     if (s->sample_rate > 0) {
-        p->q = s->sample_rate;
+        p->q = fv_dp_rate_round(s->sample_rate);
     } else {
         if (n_train == 0)
             return fv_diag_set(d, FV_EINVAL, "privacy: no training rows to sample from");
@@ -144,9 +149,10 @@ static int plan_local(const fv_job_t *job, uint64_t n_train, fv_privacy_plan_t *
                                " / this agent's training rows, is more than 1; set "
                                "privacy.sample_rate (or a smaller batch_size)",
                                job->batch_size);
-        p->q = (double)job->batch_size / (double)n_train;
+        asked = (double)job->batch_size / (double)n_train;
+        p->q = fv_dp_rate_round(asked);
     }
-    if ((r = plan_steps(epochs, p->q, &p->steps, d)) < 0)
+    if ((r = plan_steps(epochs, p->q, asked, &p->steps, d)) < 0)
         return r;
     if (s->noise_multiplier > 0) {
         p->sigma = s->noise_multiplier;
@@ -176,13 +182,13 @@ static int plan_distributed(const fv_job_t *job, uint64_t n_params, uint64_t n_r
     int r;
     if (n_params == 0)
         return fv_diag_set(d, FV_EINVAL, "privacy: the model has no parameters");
-    p->q = s->sample_rate;
-    if (!(p->q > 0 && p->q <= 1))
+    p->q = fv_dp_rate_round(s->sample_rate);
+    if (!(s->sample_rate > 0 && s->sample_rate <= 1))
         return fv_diag_set(d, FV_EINVAL,
                            "privacy.sample_rate: %g; mode \"distributed\" needs one in (0, 1]",
-                           p->q);
+                           s->sample_rate);
     p->min_honest = s->min_honest != 0 ? s->min_honest : job->min_agents;
-    if ((r = plan_steps(job->rounds, 1.0, &p->steps, d)) < 0)
+    if ((r = plan_steps(job->rounds, 1.0, 1.0, &p->steps, d)) < 0)
         return r;
     if (s->noise_multiplier > 0) {
         p->sigma = s->noise_multiplier;

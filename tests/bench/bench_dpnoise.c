@@ -2,9 +2,9 @@
  * ChaCha20 keystream of the same number of bytes, measured in the same run. Prints one
  * JSON line.
  *
- * Cases: fv_dp_gauss_add_f32 on N floats (DP-SGD's noise: 8 keystream bytes per float),
+ * Cases: fv_dp_gauss_add_f32 on N floats (DP-SGD's noise: ~4.2 keystream bytes per float),
  * fv_dp_dgauss_add_u32 at sigma2 = 2^20 and 2^40 (distributed mode's noise: the bytes it
- * used are read off the stream's position), fv_dp_poisson at q = 0.01 (8 bytes per row).
+ * used are read off the stream's position), fv_dp_poisson at q = 0.01 (~1 byte per row).
  * For each: ns per sample (best of REPS), the keystream's ns for the same bytes
  * (libsodium crypto_stream_chacha20_ietf, best of REPS, each of its runs right after one of
  * the sampler's so both see the same load) and their ratio. Times are the thread's CPU time

@@ -15,7 +15,7 @@
  *
  * The randomness callbacks are the agent's (crypto/fv_dpnoise.h, linked here; the model
  * library itself does not depend on crypto/): per step, a keyed ChaCha20 stream for the
- * Poisson sample (fv_dp_poisson: one 64-bit uniform per training row) and one for the
+ * Poisson sample (fv_dp_poisson: ~1 keystream byte per training row) and one for the
  * Gaussian noise (fv_dp_gauss_add_f32: one normal per parameter), under a fixed bench key.
  * "callbacks_s" times those callbacks alone for the same steps (and per row sampled
  * from / per parameter noised), so the ratio can be split

@@ -112,11 +112,12 @@ static void test_determinism(void)
  * same bits on every IEEE-754 host. */
 static void test_pinned(void)
 {
-    static const uint32_t gauss_bits[5] = {0x3ef4ed16u, 0x3f57eba5u, 0x3f428439u, 0x3f9ad841u,
-                                           0x3f72d4a1u};
+    static const uint32_t gauss_bits[5] = {0xbfba1298u, 0x3f2cf588u, 0xbf316328u, 0xbebe1e77u,
+                                           0xbf2e5509u};
     static const int64_t dg[8] = {333, 1845, -446, 1156, -717, -812, -439, 477};
     static const int64_t dl[8] = {-1, -1, -1, -2, -4, 0, -2, 2};
-    static const size_t kept[6] = {7, 13, 27, 33, 54, 55};
+    static const size_t kept[8] = {10, 30, 36, 44, 54, 59, 62, 63};
+    static float many[4096]; /* wedges and the tail too (max |z| 3.73 > r) */
     fv_dp_stream_t s;
     float f[5] = {0};
     size_t idx[64];
@@ -128,6 +129,13 @@ static void test_pinned(void)
         memcpy(&b, &f[i], 4);
         CHECK_UINT_EQ(b, gauss_bits[i]);
     }
+    stream(&s, FV_DP_DOMAIN_NOISE, 5);
+    fv_dp_gauss_add_f32(&s, 1.0, many, 4096);
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a of the floats' bytes (LE host) */
+    for (size_t i = 0; i < sizeof many; i++)
+        h = (h ^ ((const uint8_t *)many)[i]) * UINT64_C(1099511628211);
+    CHECK_UINT_EQ(h, UINT64_C(0xe7fc1f1b1eac026f));
+    CHECK_UINT_EQ(fv_dp_u64(&s), UINT64_C(8141677687640198334));
     stream(&s, FV_DP_DOMAIN_DDG, 0);
     for (int i = 0; i < 8; i++)
         CHECK_INT_EQ(fv_dp_dgauss(&s, 1000000), dg[i]);
@@ -135,8 +143,8 @@ static void test_pinned(void)
     for (int i = 0; i < 8; i++)
         CHECK_INT_EQ(fv_dp_dlaplace(&s, 7, 3), dl[i]);
     stream(&s, FV_DP_DOMAIN_SAMPLE, 4);
-    CHECK_UINT_EQ(fv_dp_poisson(&s, 0.1, 64, idx), 6);
-    for (int i = 0; i < 6; i++)
+    CHECK_UINT_EQ(fv_dp_poisson(&s, 0.1, 64, idx), 8);
+    for (int i = 0; i < 8; i++)
         CHECK_UINT_EQ(idx[i], kept[i]);
     fv_dp_stream_wipe(&s);
 }
@@ -461,32 +469,44 @@ static void test_dgauss_add_u32(void)
 
 /* ---- the float Gaussian ---- */
 
-/* The angle's sin and cos against libm's (long double, 64-bit significand, on the exactly
- * representable 2 pi b / 2^53 up to its rounding): absolute error below 1e-15. */
-static void test_sincos_turn(void)
+/* The wedge test's exp against libm's expl (long double): relative error below 4e-16
+ * (fdlibm's exp: < 1 ulp), on [-708, 0] and densely on the ziggurat's range [-5.93, 0]. */
+static void test_exp_neg(void)
 {
-    const uint64_t q = UINT64_C(1) << 51, top = (UINT64_C(1) << 53) - 1;
-    uint64_t edge[] = {0,     1,         q / 2 - 1, q / 2,         q / 2 + 1, q - 1,   q,
-                       q + 1, 2 * q - 1, 2 * q,     3 * q - q / 2, 3 * q,     top - 1, top};
+    const double edge[] = {0.0,
+                           -0.0,
+                           -1e-300,
+                           -0x1p-28,
+                           -0x1p-27,
+                           -0.3465735902799726,
+                           -0.34657359027997264,
+                           -1.0397207708399179,
+                           -0.6931471805599453,
+                           -5.925,
+                           -707.9,
+                           -700.0};
     fv_dp_stream_t s;
     double worst = 0;
 
-    stream(&s, FV_DP_DOMAIN_TEST, 4);
-    for (int i = 0; i < 100000; i++) {
-        uint64_t b = i < (int)(sizeof edge / sizeof edge[0]) ? edge[i] : fv_dp_u64(&s) >> 11;
-        double sn, cs;
-        fv__dp_sincos_turn(b, &sn, &cs);
-        long double th = 6.283185307179586476925286766559L * (long double)b / 0x1p53L;
-        double es = fabs(sn - (double)sinl(th)), ec = fabs(cs - (double)cosl(th));
-        if (es > worst)
-            worst = es;
-        if (ec > worst)
-            worst = ec;
-        if (es > 1e-15 || ec > 1e-15)
-            FV__FAIL("sincos_turn(%llu): %.17g %.17g vs %.17g %.17g", (unsigned long long)b, sn, cs,
-                     (double)sinl(th), (double)cosl(th));
+    CHECK(fv__dp_exp_neg(0.0) == 1.0);
+    stream(&s, FV_DP_DOMAIN_TEST, 6);
+    for (int i = 0; i < 150000; i++) {
+        double x;
+        if (i < (int)(sizeof edge / sizeof edge[0]))
+            x = edge[i];
+        else if (i % 4 == 0)
+            x = -708.0 * (double)(fv_dp_u64(&s) >> 11) * 0x1p-53;
+        else
+            x = -5.93 * (double)(fv_dp_u64(&s) >> 11) * 0x1p-53;
+        double got = fv__dp_exp_neg(x);
+        long double want = expl((long double)x);
+        double err = fabs((double)((got - want) / want));
+        if (err > worst)
+            worst = err;
+        if (err > 4e-16)
+            FV__FAIL("exp_neg(%.17g) = %.17g, want %.17Lg", x, got, want);
     }
-    fprintf(stderr, "sincos_turn: worst absolute error %.3g\n", worst);
+    fprintf(stderr, "exp_neg: worst relative error %.3g\n", worst);
     fv_dp_stream_wipe(&s);
 }
 
@@ -538,43 +558,104 @@ static void test_log_u53(void)
     fv_dp_stream_wipe(&s);
 }
 
+static double normal_cdf(double z)
+{
+    return 0.5 * erfc(-z / sqrt(2.0));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Kolmogorov-Smirnov distance of the sorted z[0..n) from N(0, sd^2). */
+static double ks_dist(const double *z, size_t n, double sd)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double f = normal_cdf(z[i] / sd), lo = f - (double)i / n, hi = (double)(i + 1) / n - f;
+        if (lo > d)
+            d = lo;
+        if (hi > d)
+            d = hi;
+    }
+    return d;
+}
+
+/* Chi-square of the sorted z[0..n) against N(0, sd^2) on 34 bins: (-inf, -4.5), [-4.5,
+ * -4), [-4, -3.5), 28 bins of 0.25 on [-3.5, 3.5), [3.5, 4), [4, 4.5), [4.5, inf) (in units
+ * of sd_true; expected counts >= 7 at n = 2^21). tail_k counts |z| >= 3.5 sd_true. */
+#define GBINS 34
+static double gauss_chi2(const double *z, size_t n, double sd_true, double sd, size_t *tail_k)
+{
+    double edge[GBINS + 1];
+    uint64_t cnt[GBINS] = {0};
+    edge[0] = -INFINITY;
+    edge[1] = -4.5;
+    edge[2] = -4.0;
+    for (int i = 0; i <= 28; i++)
+        edge[3 + i] = -3.5 + 0.25 * i;
+    edge[32] = 4.0;
+    edge[33] = 4.5;
+    edge[34] = INFINITY;
+    *tail_k = 0;
+    for (size_t i = 0, b = 0; i < n; i++) { /* sorted: the bin only moves up */
+        while (z[i] >= edge[b + 1] * sd_true)
+            b++;
+        cnt[b]++;
+        *tail_k += fabs(z[i]) >= 3.5 * sd_true;
+    }
+    double x2 = 0;
+    for (int b = 0; b < GBINS; b++) {
+        double p = normal_cdf(edge[b + 1] * sd_true / sd) - normal_cdf(edge[b] * sd_true / sd);
+        if (b >= GBINS / 2) /* the upper half from the upper tail: no cancellation */
+            p = normal_cdf(-edge[b] * sd_true / sd) - normal_cdf(-edge[b + 1] * sd_true / sd);
+        double e = p * (double)n, d = (double)cnt[b] - e;
+        x2 += d * d / e;
+    }
+    return x2;
+}
+
 static void test_gauss_f32(void)
 {
-    enum { N = 500000, M = 1001 };
+    enum { N = 1 << 21, M = 3001 };
     float *v = calloc(N, sizeof *v), ref[M], got[M];
+    double *z = malloc(N * sizeof *z);
     fv_dp_stream_t s, r;
 
-    CHECK(v != NULL);
-    /* the bulk path (whole blocks straight into a chunk) reads the same bytes as the
-     * buffered path: start mid-buffer, 501 pairs span two chunks */
+    CHECK(v != NULL && z != NULL);
+    /* keyed: the same stream state gives the same values, whatever was read before (here
+     * mid-buffer), and the two streams stay in step afterwards */
     stream(&s, FV_DP_DOMAIN_NOISE, 1);
     stream(&r, FV_DP_DOMAIN_NOISE, 1);
     CHECK(fv_dp_below(&s, 1u << 24) == fv_dp_below(&r, 1u << 24));
     for (int i = 0; i < M; i++)
-        got[i] = 0.5f;
+        got[i] = ref[i] = 0.5f;
     fv_dp_gauss_add_f32(&s, 3.0, got, M);
-    for (int i = 0; i < M; i += 2) {
-        uint64_t a = fv_dp_u64(&r), b = fv_dp_u64(&r);
-        double u1 = (double)((a >> 11) + 1) * 0x1p-53, u2 = (double)(b >> 11) * 0x1p-53;
-        double rad = 3.0 * sqrt(-2 * log(u1)), th = 6.283185307179586476925286766559 * u2;
-        ref[i] = (float)(0.5 + rad * cos(th));
-        if (i + 1 < M)
-            ref[i + 1] = (float)(0.5 + rad * sin(th));
+    fv_dp_gauss_add_f32(&r, 3.0, ref, M);
+    CHECK(memcmp(got, ref, sizeof got) == 0);
+    CHECK_UINT_EQ(fv_dp_u64(&s), fv_dp_u64(&r));
+    /* a value differs from 0.5 by std z: about 3 at most 3 * 8 */
+    int moved = 0;
+    for (int i = 0; i < M; i++) {
+        CHECK(fabs(got[i] - 0.5) < 3.0 * 8.5);
+        moved += got[i] != 0.5f;
     }
-    for (int i = 0; i < M; i++)
-        CHECK_NEAR(got[i], ref[i], 1e-5 * (1 + fabs(ref[i])));
-    CHECK_UINT_EQ(fv_dp_u64(&s), fv_dp_u64(&r)); /* in step afterwards */
+    CHECK(moved > M - 10);
     /* std 0 leaves the values alone */
-    memcpy(ref, got, sizeof got);
     fv_dp_gauss_add_f32(&s, 0.0, got, M);
     CHECK(memcmp(got, ref, sizeof got) == 0);
 
-    /* moments of 5 10^5 values at std 2.5 */
+    /* the law: 2^21 values at std 2.5 against N(0, 2.5^2) by Kolmogorov-Smirnov and a
+     * binned chi-square that includes the tails beyond 3.5 sd (the ziggurat's tail
+     * method starts at 3.44); both must reject the same values against std * 1.02 */
     const double sd = 2.5;
     fv_dp_gauss_add_f32(&s, sd, v, N);
     double m1 = 0, m2 = 0, m4 = 0, cross = 0, over2 = 0;
     for (int i = 0; i < N; i++) {
         double x = v[i];
+        z[i] = x;
         m1 += x;
         m2 += x * x;
         m4 += x * x * x * x;
@@ -590,8 +671,25 @@ static void test_gauss_f32(void)
     CHECK_NEAR(m1, 0, 5.5 * sd / sqrt(N));
     CHECK_NEAR(m2, var, 5.5 * var * sqrt(2.0 / N));
     CHECK_NEAR(m4 / (m2 * m2), 3.0, 5.5 * sqrt(96.0 / N));
-    CHECK_NEAR(cross, 0, 5.5 * var / sqrt(N / 2.0)); /* the two values of a pair */
+    CHECK_NEAR(cross, 0, 5.5 * var / sqrt(N / 2.0)); /* neighbours independent */
     check_freq((uint64_t)over2, N, erfc(2 / sqrt(2.0)), "float gaussian |z| > 2");
+    qsort(z, N, sizeof *z, cmp_double);
+    /* KS: P(sqrt(n) D > c) <= 2 exp(-2 c^2) (Dvoretzky-Kiefer-Wolfowitz, Massart): 1e-6 */
+    double ks_crit = sqrt(log(2e6) / 2) / sqrt((double)N);
+    double ks = ks_dist(z, N, sd), ks_bad = ks_dist(z, N, sd * 1.02);
+    size_t tail_k, tail_bad;
+    double crit = chi2_crit(GBINS - 1), x2 = gauss_chi2(z, N, sd, sd, &tail_k),
+           x2_bad = gauss_chi2(z, N, sd, sd * 1.02, &tail_bad);
+    fprintf(stderr,
+            "float gaussian: KS %.3g (critical %.3g, against std*1.02 %.3g); chi2 %.1f on %d "
+            "bins (critical %.1f, against std*1.02 %.1f); %zu beyond 3.5 sd\n",
+            ks, ks_crit, ks_bad, x2, GBINS, crit, x2_bad, tail_k);
+    CHECK(ks < ks_crit);
+    CHECK(ks_bad > ks_crit);
+    CHECK(x2 < crit);
+    CHECK(x2_bad > crit);
+    check_freq(tail_k, N, erfc(3.5 / sqrt(2.0)), "float gaussian |z| >= 3.5");
+    free(z);
     free(v);
     fv_dp_stream_wipe(&s);
     fv_dp_stream_wipe(&r);
@@ -620,16 +718,31 @@ static void test_poisson(void)
     CHECK_NEAR(mean, mu, 5.5 * sqrt(v / STEPS));
     CHECK_NEAR(var, v, 5.5 * v * sqrt(2.0 / (STEPS - 1)));
 
-    /* q = 1/2: row i kept iff its 64-bit word is below 2^63 */
+    /* q = 1/2 (T = 2^31): row i kept iff its byte is below 128; a byte of exactly 128
+     * (T's top byte) draws 3 more bytes after the chunk, and rest < 0 never holds */
     stream(&s, FV_DP_DOMAIN_SAMPLE, 7);
     stream(&r, FV_DP_DOMAIN_SAMPLE, 7);
-    size_t k = fv_dp_poisson(&s, 0.5, 1000, idx), j = 0;
-    for (size_t i = 0; i < 1000; i++)
-        if (fv_dp_u64(&r) < (UINT64_C(1) << 63)) {
+    size_t k = fv_dp_poisson(&s, 0.5, 1000, idx), j = 0, ties = 0;
+    for (size_t i = 0; i < 1000; i++) {
+        uint64_t b = fv_dp_below(&r, 256); /* one byte */
+        ties += b == 128;
+        if (b < 128) {
             CHECK(j < k);
             CHECK_UINT_EQ(idx[j++], i);
         }
+    }
     CHECK_UINT_EQ(j, k);
+    CHECK(ties > 0);
+    for (size_t i = 0; i < 3 * ties; i++)
+        (void)fv_dp_below(&r, 256);
+    /* the rate used: q rounded up to a multiple of 2^-32 */
+    CHECK(fv_dp_rate_round(0.5) == 0.5);
+    CHECK(fv_dp_rate_round(0.05) >= 0.05 && fv_dp_rate_round(0.05) - 0.05 < 0x1p-32);
+    CHECK(fv_dp_rate_round(0.05) == ceil(0.05 * 0x1p32) * 0x1p-32);
+    CHECK(fv_dp_rate_round(1e-12) == 0x1p-32);
+    CHECK(fv_dp_rate_round(1 - 0x1p-40) == 1.0);
+    CHECK(fv_dp_rate_round(0.0) == 0.0 && fv_dp_rate_round(NAN) == 0.0);
+    CHECK(fv_dp_rate_round(-1.0) == 0.0 && fv_dp_rate_round(2.0) == 1.0);
     /* q = 1 keeps all and draws nothing; q = 0 keeps none */
     CHECK_UINT_EQ(fv_dp_poisson(&s, 1.0, N, idx), N);
     CHECK_UINT_EQ(idx[N - 1], N - 1);
@@ -654,7 +767,7 @@ int main(void)
     test_dlaplace();
     test_dgauss();
     test_dgauss_add_u32();
-    test_sincos_turn();
+    test_exp_neg();
     test_log_u53();
     test_gauss_f32();
     test_poisson();

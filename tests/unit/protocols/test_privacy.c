@@ -6,6 +6,7 @@
  * Everything happens in a fresh mkdtemp directory that is removed at the end.
  */
 #define _GNU_SOURCE /* mkdtemp */
+#include "fv_dpnoise.h"
 #include "fv_privacy.h"
 #include "fv_test.h"
 #include "fv_train.h"
@@ -63,19 +64,20 @@ static void test_plan_off_and_local(void)
             "'delta':1e-5," OB "}}");
     CHECK_OK(fv_privacy_plan(j, 1280, 3, 0, &p, D), D);
     CHECK(p.on && p.mode == FV_PRIVACY_LOCAL);
-    CHECK_NEAR(p.q, 0.1, 1e-15);
+    /* q is the rate fv_dp_poisson samples at: rounded up to a multiple of 2^-32 */
+    CHECK(p.q == fv_dp_rate_round(0.1) && p.q > 0.1 && p.q - 0.1 < 0x1p-32);
     CHECK_UINT_EQ(p.steps, 100);
     CHECK(p.sigma == 1.1 && p.clip == 1.0 && p.delta == 1e-5);
     double eps = 0;
-    CHECK_OK(fv_rdp_sgm_epsilon(0.1, 1.1, 100, NULL, 0, 1e-5, &eps, NULL), NULL);
+    CHECK_OK(fv_rdp_sgm_epsilon(p.q, 1.1, 100, NULL, 0, 1e-5, &eps, NULL), NULL);
     CHECK_NEAR(p.epsilon, eps, 1e-12);
     CHECK(p.epsilon > 0.5 && p.epsilon < 50);
     CHECK(p.n_orders == fv_rdp_orders_default(NULL, 0));
-    CHECK_NEAR(p.rdp[0], 100 * fv_rdp_sgm(0.1, 1.1, p.orders[0]), 1e-12);
+    CHECK_NEAR(p.rdp[0], 100 * fv_rdp_sgm(p.q, 1.1, p.orders[0]), 1e-12);
     /* fewer rows: a larger q, more epsilon */
     fv_privacy_plan_t p2;
     CHECK_OK(fv_privacy_plan(j, 640, 3, 0, &p2, D), D);
-    CHECK_NEAR(p2.q, 0.2, 1e-15);
+    CHECK(p2.q == fv_dp_rate_round(0.2));
     CHECK_UINT_EQ(p2.steps, 50);
     CHECK(p2.epsilon > p.epsilon);
     /* batch larger than the rows: refused, naming the key, no row count */
@@ -90,12 +92,12 @@ static void test_plan_off_and_local(void)
             "'local_epochs':1},'privacy':{'mode':'local','epsilon':3,'delta':1e-5,"
             "'sample_rate':0.02,'clip':0.5," OB "}}");
     CHECK_OK(fv_privacy_plan(j, 5, 3, 0, &p, D), D); /* sample_rate given: rows unused */
-    CHECK_NEAR(p.q, 0.02, 0);
+    CHECK(p.q == fv_dp_rate_round(0.02));
     CHECK_UINT_EQ(p.steps, fv_train_dp_steps(5 * 2 + 3, 0.02));
     CHECK_UINT_EQ(p.steps, 13 * 50);
     CHECK(p.epsilon <= 3.0 && p.epsilon >= 3.0 - 0.01);
     CHECK(p.clip == 0.5);
-    CHECK_OK(fv_rdp_sgm_epsilon(0.02, p.sigma, p.steps, NULL, 0, 1e-5, &eps, NULL), NULL);
+    CHECK_OK(fv_rdp_sgm_epsilon(p.q, p.sigma, p.steps, NULL, 0, 1e-5, &eps, NULL), NULL);
     CHECK_NEAR(p.epsilon, eps, 1e-12);
     fv_job_free(j);
 
@@ -125,11 +127,11 @@ static void test_plan_distributed(void)
     CHECK_OK(fv_privacy_plan(j, 777, P, 0, &p0, D), D);
     CHECK(p0.on && p0.mode == FV_PRIVACY_DISTRIBUTED);
     CHECK_UINT_EQ(p0.steps, 20);
-    CHECK(p0.q == 0.05 && p0.sigma == 1.0);
+    CHECK(p0.q == fv_dp_rate_round(0.05) && p0.sigma == 1.0);
     CHECK_UINT_EQ(p0.min_honest, 3);
     CHECK(p0.ddg_sigma2 == 0 && p0.ddg_sens == 0); /* no n_ref yet */
     double curve[FV_RDP_MAX_ORDERS], eps = 0;
-    CHECK_OK(fv_rdp_subsampled_zcdp_curve(0.05, 0.5, 20, p0.orders, p0.n_orders, curve), NULL);
+    CHECK_OK(fv_rdp_subsampled_zcdp_curve(p0.q, 0.5, 20, p0.orders, p0.n_orders, curve), NULL);
     CHECK_OK(fv_rdp_epsilon(p0.orders, curve, p0.n_orders, 1e-5, &eps, NULL), NULL);
     CHECK_NEAR(p0.epsilon, eps, 1e-9 * eps);
     CHECK(isfinite(p0.epsilon) && p0.epsilon > 0);
@@ -237,7 +239,7 @@ static void test_ledger(void)
     CHECK(!charged);
     CHECK_NEAR(spent, p.epsilon, 1e-12);
     double two = 0;
-    CHECK_OK(fv_rdp_sgm_epsilon(0.1, 1.1, 2 * p.steps, NULL, 0, 1e-5, &two, NULL), NULL);
+    CHECK_OK(fv_rdp_sgm_epsilon(p.q, 1.1, 2 * p.steps, NULL, 0, 1e-5, &two, NULL), NULL);
     CHECK_NEAR(with, two, 1e-9);
     CHECK(with > spent && with < 2 * spent); /* RDP composes better than adding epsilons */
     CHECK_OK(fv_privacy_ledger_charge(l, FP1, JOB2, &p, 1700000002, D), D);
