@@ -217,6 +217,8 @@ struct agent {
 /* ---- agent.c ------------------------------------------------------------------------ */
 
 void fv__agent_hex32(const uint8_t b[32], char out[65]);
+/* Creates the missing directories above path, mode 0700 (agent.c). 0 or -errno. */
+int fv__agent_mkdir_parents(const char *path);
 uint64_t fv__agent_le64(const uint8_t *p);
 uint64_t fv__agent_hash_u64(const void *buf, size_t len);
 void fv__agent_text_clean(const char *s, size_t len, char *out, size_t cap);

@@ -185,8 +185,9 @@ void fv__agent_kill_point(const char *point, uint64_t round)
 
 /* ---- start and stop ----------------------------------------------------------------- */
 
-/* Creates the missing directories above path (mode 0700; existing ones untouched). */
-static int mkdir_parents(const char *path)
+/* Creates the missing directories above path (mode 0700; existing ones untouched): the
+ * audit log's and the privacy ledger's (agent_privacy.c). */
+int fv__agent_mkdir_parents(const char *path)
 {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -273,7 +274,7 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
     }
     a.name_hash = fv__agent_hash_u64(cfg->name, strlen(cfg->name));
     d.msg[0] = '\0';
-    int r = mkdir_parents(cfg->audit_log);
+    int r = fv__agent_mkdir_parents(cfg->audit_log);
     if (r == 0)
         r = fv_audit_open(cfg->audit_log, cfg->audit_head, a.sk, cfg->name, &a.audit, &d);
     if (r != 0) {

@@ -151,23 +151,6 @@ int fv__agent_privacy_offer(agent_t *a, const fv_job_t *job, const char *hex, ch
     return audit_refusal(a, hex, rule, reason) < 0 ? -1 : 1;
 }
 
-/* Creates the missing directories above path, mode 0700. */
-static int mkdir_parents(const char *path)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return FV_ETOOBIG;
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    return 0;
-}
-
 int fv__agent_privacy_charge(agent_t *a, ajob_t *j, char *reason, size_t cap, char *wire,
                              size_t wire_cap)
 {
@@ -207,7 +190,7 @@ int fv__agent_privacy_charge(agent_t *a, ajob_t *j, char *reason, size_t cap, ch
             ret = -1;
         goto out;
     }
-    if ((r = mkdir_parents(c->privacy_ledger)) < 0 ||
+    if ((r = fv__agent_mkdir_parents(c->privacy_ledger)) < 0 ||
         (r = fv_privacy_ledger_charge(l, fp, j->hex, p, (int64_t)time(NULL), &d)) < 0) {
         snprintf(reason, cap, "privacy ledger %s: cannot record the spend: %s", c->privacy_ledger,
                  d.msg[0] ? d.msg : fv_strerror(r));
