@@ -158,8 +158,9 @@ static double log_a_int(double q, double sigma, double alpha)
     return lse_value(&acc);
 }
 
-/* log(A_alpha), fractional alpha in (1, RDP_SERIES_MAX_ORDER), 0 < q < 1. */
-static double log_a_frac(double q, double sigma, double alpha)
+/* log(A_alpha), fractional alpha in (1, RDP_SERIES_MAX_ORDER), 0 < q < 1. abs_neg: the
+ * negative terms are added by magnitude (dp_accounting's convention: fv_rdp_sgm_abs). */
+static double log_a_frac(double q, double sigma, double alpha, bool abs_neg)
 {
     double lq = log(q), l1q = log1p(-q), inv2s2 = 1.0 / (2.0 * sigma * sigma);
     double z0 = sigma * sigma * (l1q - lq) + 0.5;
@@ -183,8 +184,8 @@ static double log_a_frac(double q, double sigma, double alpha)
         s1 = lc + j * lq + i * l1q + (j * j - j) * inv2s2 - M_LN2 + log_erfc((z0 - j) / s2s);
         if (isnan(s0) || isnan(s1))
             return NAN; /* an extreme sigma: the caller turns it into +inf */
-        lse_add(negative ? &neg : &pos, s0);
-        lse_add(negative ? &neg : &pos, s1);
+        lse_add(negative && !abs_neg ? &neg : &pos, s0);
+        lse_add(negative && !abs_neg ? &neg : &pos, s1);
         if (i >= alt_from && fmax(s0, s1) < lse_value(&pos) - RDP_FRAC_CUT)
             break;
     }
@@ -199,7 +200,7 @@ static double log_a_frac(double q, double sigma, double alpha)
     return lp + log1p(-exp(ln - lp));
 }
 
-double fv_rdp_sgm(double q, double sigma, double alpha)
+static double sgm(double q, double sigma, double alpha, bool abs_neg)
 {
     if (!(q >= 0.0 && q <= 1.0) || !(sigma > 0.0) || !isfinite(sigma) || !(alpha > 1.0) ||
         !isfinite(alpha))
@@ -219,12 +220,22 @@ double fv_rdp_sgm(double q, double sigma, double alpha)
     } else if (is_integer(alpha)) {
         la = log_a_int(q, sigma, alpha);
     } else {
-        la = log_a_frac(q, sigma, alpha);
+        la = log_a_frac(q, sigma, alpha, abs_neg);
     }
     if (isnan(la))
         return INFINITY;
     double r = la / (alpha - 1.0);
     return r < 0.0 ? 0.0 : r; /* A >= 1 in exact arithmetic */
+}
+
+double fv_rdp_sgm(double q, double sigma, double alpha)
+{
+    return sgm(q, sigma, alpha, false);
+}
+
+double fv_rdp_sgm_abs(double q, double sigma, double alpha)
+{
+    return sgm(q, sigma, alpha, true);
 }
 
 static bool orders_ok(const double *orders, size_t n)
