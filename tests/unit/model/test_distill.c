@@ -30,6 +30,7 @@
 #include "fv_rng.h"
 #include "fv_schema.h"
 #include "fv_test.h"
+#include "mlp_auc.h"
 #include "fv_train.h"
 
 static fv_diag_t diag;
@@ -405,20 +406,6 @@ static void test_errors(void)
 
 /* ---- Lending Club: logreg student from an MLP teacher ---------------------------- */
 
-static double test_auc(const fv_mlp_t *m, const float *x, const int32_t *y, size_t n)
-{
-    fv_mlp_ws_t *ws = NULL;
-    float *p = malloc(n * sizeof *p);
-    double auc;
-    CHECK(p != NULL);
-    CHECK_OK(fv_mlp_ws_new(m, n, &ws), NULL);
-    CHECK_OK(fv_mlp_predict(m, ws, x, n, p), NULL);
-    CHECK_OK(fv_metrics_roc_auc(p, y, n, &auc), NULL);
-    fv_mlp_ws_free(ws);
-    free(p);
-    return auc;
-}
-
 static void test_lending_club(void)
 {
     char path[1024];
@@ -464,8 +451,9 @@ static void test_lending_club(void)
         fv_train_distill(student, x_fit, y_fit, zt, n_fit, x_val, y_val, n_val, &c, &dc, &rs, D),
         D);
     CHECK_OK(fv_train(plain, x_fit, y_fit, n_fit, x_val, y_val, n_val, &c, &res, D), D);
-    double auc_t = test_auc(teacher, x_te, y_te, n_te), auc_s = test_auc(student, x_te, y_te, n_te);
-    double auc_p = test_auc(plain, x_te, y_te, n_te);
+    double auc_t = mlp_test_auc(teacher, x_te, y_te, n_te),
+           auc_s = mlp_test_auc(student, x_te, y_te, n_te);
+    double auc_p = mlp_test_auc(plain, x_te, y_te, n_te);
     printf("lending club test ROC AUC: teacher mlp:64,32 (%zu params) %.4f, distilled logreg "
            "(%zu params, %zu epochs) %.4f, plain logreg %.4f\n",
            fv_mlp_n_params(teacher), auc_t, fv_mlp_n_params(student), rs.epochs_run, auc_s, auc_p);

@@ -28,6 +28,7 @@
 #include "fv_rng.h"
 #include "fv_schema.h"
 #include "fv_test.h"
+#include "mlp_auc.h"
 #include "fv_train.h"
 
 static fv_diag_t diag;
@@ -491,20 +492,6 @@ static void test_dp_bad_sampler(void)
     fv_mlp_free(m0);
 }
 
-static double auc_of(const fv_mlp_t *m, const float *x, const int32_t *y, size_t n)
-{
-    fv_mlp_ws_t *ws = NULL;
-    float *p = malloc(n * sizeof *p);
-    double auc;
-    CHECK(p != NULL);
-    CHECK_OK(fv_mlp_ws_new(m, n, &ws), NULL);
-    CHECK_OK(fv_mlp_predict(m, ws, x, n, p), NULL);
-    CHECK_OK(fv_metrics_roc_auc(p, y, n, &auc), NULL);
-    fv_mlp_ws_free(ws);
-    free(p);
-    return auc;
-}
-
 /* A DP model still learns german_credit: 1000 rows, 25 % test. Logistic regression,
  * clip 1, sigma 1, q = 32 / n_fit, 30 epochs, Adam lr 0.02. The floor 0.70 is below what
  * the run reaches (printed; plain training reaches about 0.78) and far above chance. */
@@ -545,7 +532,8 @@ static void test_dp_learns_german_credit(void)
     dp_user_t u = {.seed = 2026, .steps_in_order = 1};
     dp_cfg(&c, &u, 1.0, 1.0, 32.0 / (double)n_fit);
     CHECK_OK(fv_train(dp, x_fit, y_fit, n_fit, NULL, NULL, 0, &c, &res, D), D);
-    double auc_p = auc_of(plain, x_te, y_te, n_te), auc_d = auc_of(dp, x_te, y_te, n_te);
+    double auc_p = mlp_test_auc(plain, x_te, y_te, n_te),
+           auc_d = mlp_test_auc(dp, x_te, y_te, n_te);
     printf("german_credit test ROC AUC: plain logreg %.4f, DP-SGD logreg (clip 1, sigma 1, "
            "q %.4f, %llu steps) %.4f\n",
            auc_p, c.dp.sample_rate,
