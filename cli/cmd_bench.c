@@ -63,6 +63,7 @@
 #include <time.h>
 
 #include "fv-config.h"
+#include "fv_blas.h"
 #include "fv_crypto.h"
 #include "fv_dataset.h"
 #include "fv_model.h"
@@ -482,10 +483,12 @@ static int bench_secagg(int argc, char **argv)
         goto out;
     }
 
+    char machine[384];
+    fv_machine_line(machine, sizeof machine);
     fprintf(stderr,
             "fedvault bench: secagg n=%zu d=%zu k=%zu t=%zu dropout %.0f%% at phase %zu, "
-            "%zu thread%s\n",
-            n, dim, k, t, frac * 100, phase, threads, threads == 1 ? "" : "s");
+            "%zu thread%s\nmachine: %s\n",
+            n, dim, k, t, frac * 100, phase, threads, threads == 1 ? "" : "s", machine);
     /* The pool's start is inside the timed run (it is part of what --threads costs). */
     pool_t pool;
     double proc0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
@@ -564,6 +567,7 @@ static int bench_secagg(int argc, char **argv)
         json_object_set_new(out, "per_client_cpu_mean_s", json_real(client_cpu / (double)n));
         json_object_set_new(out, "per_client_cpu_max_s", json_real(per_client_max));
         json_object_set_new(out, "threads", json_integer((json_int_t)threads));
+        json_object_set_new(out, "machine", json_string(machine));
         json_object_set_new(out, "wall_s", json_real(wall_s));
         json_object_set_new(out, "pool_start_s", json_real(pool_start_s));
         /* all threads, including the simulator's own work (keys, inputs, routing) */
@@ -605,6 +609,7 @@ static int bench_secagg(int argc, char **argv)
         json_object_set_new(out, "phases", phases);
         (void)bench_json_print(out); /* as before: the exit status is the sum's */
     } else {
+        printf("machine: %s\n", machine);
         printf("secagg: n=%zu d=%zu k=%zu t=%zu prg=%s; dropout %u clients at phase %zu\n", n, dim,
                k, t, prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr", res.n_dropped, phase);
         printf("sets: |U1|=%u |U2|=%u |U3|=%u |U4|=%u unmask answers=%u\n", res.set_size[1],
@@ -767,8 +772,11 @@ static int bench_predict(int argc, char **argv)
     for (size_t i = 0; i < n_rows + batch; i++)
         ring[i] = i % n_rows;
 
-    fprintf(stderr, "fedvault bench: predict %s, %zu rows of %s, batch %zu, %zu thread%s\n",
-            model_path, n_rows, data, batch, threads, threads == 1 ? "" : "s");
+    char machine[384];
+    fv_machine_line(machine, sizeof machine);
+    fprintf(stderr,
+            "fedvault bench: predict %s, %zu rows of %s, batch %zu, %zu thread%s\nmachine: %s\n",
+            model_path, n_rows, data, batch, threads, threads == 1 ? "" : "s", machine);
     size_t at = 0;
     for (int w = 0; w < PREDICT_WARMUP; w++) {
         if ((r = fv_model_predict_ws(model, ws, ds, ring + at, batch, prob)) != 0)
@@ -812,6 +820,7 @@ static int bench_predict(int argc, char **argv)
         json_object_set_new(out, "data_rows", json_integer((json_int_t)n_rows));
         json_object_set_new(out, "batch", json_integer((json_int_t)batch));
         json_object_set_new(out, "threads", json_integer((json_int_t)threads));
+        json_object_set_new(out, "machine", json_string(machine));
         json_object_set_new(out, "calls", json_integer((json_int_t)n_lat));
         json_object_set_new(out, "median_s", json_real(med));
         json_object_set_new(out, "p90_s", json_real(p90));
@@ -849,10 +858,54 @@ out:
     return rc;
 }
 
+static const char machine_usage[] =
+    "Usage: fedvault bench machine [--threads N] [--json]\n"
+    "\n"
+    "Prints the line every benchmark report starts with: the CPU model, CPUs online, the\n"
+    "AES/AVX extensions present, OpenBLAS' version, the core it picked and its thread count\n"
+    "(after --threads N, default 1). --json: {\"machine\": ..., \"blas_core\": ...,\n"
+    "\"blas_threads\": ...}.\n";
+
+static int bench_machine(int argc, char **argv)
+{
+    size_t threads = 1;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(machine_usage, stdout);
+            return FV_EXIT_OK;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (!fv_cli_parse_size(CMD, "--threads", argv[++i], 1, 256, &threads))
+                return FV_EXIT_USAGE;
+        } else {
+            return fv_cli_usage_error(CMD, "machine: unexpected argument '%s'", argv[i]);
+        }
+    }
+    fv_cli_set_threads(threads);
+    char machine[384];
+    fv_machine_line(machine, sizeof machine);
+    if (!json) {
+        printf("%s\n", machine);
+        return FV_EXIT_OK;
+    }
+    json_t *out = json_object();
+    if (out == NULL)
+        return FV_EXIT_FAIL;
+    json_object_set_new(out, "machine", json_string(machine));
+    json_object_set_new(out, "blas_core", json_string(fv_blas_core_name()));
+    json_object_set_new(out, "blas_threads", json_integer(fv_blas_get_threads()));
+    int rc = bench_json_print(out) == 0 ? FV_EXIT_OK : FV_EXIT_FAIL;
+    json_decref(out);
+    return rc;
+}
+
 static const char bench_usage[] =
     "Usage: fedvault bench secagg ...   one secure-aggregation round, in process\n"
     "       fedvault bench predict ...  scoring latency and throughput of a model\n"
     "       fedvault bench rounds ...   rounds of the round engine, in process\n"
+    "       fedvault bench machine      the machine line every benchmark prints\n"
     "\n"
     "'fedvault bench NAME --help' describes each.\n";
 
@@ -868,6 +921,8 @@ int fv_cmd_bench(int argc, char **argv)
         return bench_predict(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "rounds") == 0)
         return fv__cmd_bench_rounds(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "machine") == 0)
+        return bench_machine(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(bench_usage, stdout);
         fputc('\n', stdout);
@@ -876,5 +931,5 @@ int fv_cmd_bench(int argc, char **argv)
         fputs(predict_usage, stdout);
         return FV_EXIT_OK;
     }
-    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg, predict or rounds");
+    return fv_cli_usage_error(CMD, "expected a benchmark name: secagg, predict, rounds or machine");
 }

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fv_blas.h"
 #include "fv_crypto.h"
 #include "fv_job.h"
 #include "fv_round.h"
@@ -275,6 +276,8 @@ int fv__cmd_bench_rounds(int argc, char **argv)
         free(s);
         json_decref(o);
     } else {
+        char machine[384];
+        printf("machine: %s\n", fv_machine_line(machine, sizeof machine));
         printf("rounds: %llu agents, %llu words each, secagg %s, %llu dropouts; median of %llu "
                "rounds\n",
                (unsigned long long)n, (unsigned long long)dim, secagg ? "on" : "off",

@@ -27,6 +27,9 @@
 #include <assert.h>
 #include <cblas.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 /* Largest value a blasint holds; blasint is a signed integer type. */
 #define FV_BLASINT_MAX ((size_t)(((uint64_t)1 << (sizeof(blasint) * 8 - 1)) - 1))
@@ -120,4 +123,74 @@ const char *fv_blas_core_name(void)
 {
     const char *name = openblas_get_corename();
     return name != NULL ? name : "unknown";
+}
+
+/* OpenBLAS' own banner ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"):
+ * its first two words. Declared by cblas.h in every OpenBLAS since 0.2.x. */
+static void blas_version(char *buf, size_t n)
+{
+    const char *cfg = openblas_get_config();
+    size_t len = 0, words = 0;
+    if (cfg == NULL)
+        cfg = "OpenBLAS";
+    while (cfg[len] != '\0' && !(cfg[len] == ' ' && ++words == 2))
+        len++;
+    snprintf(buf, n, "%.*s", (int)len, cfg);
+}
+
+/* "model name" (x86) or "Processor" (some arm) from /proc/cpuinfo, and from its "flags"
+ * line the extensions a report should name. */
+static void cpu_model(char *buf, size_t n, char *isa, size_t isa_n)
+{
+    snprintf(buf, n, "unknown CPU");
+    isa[0] = '\0';
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f == NULL)
+        return;
+    static char line[16384];
+    int have_model = 0, have_flags = 0;
+    while ((!have_model || !have_flags) && fgets(line, sizeof line, f) != NULL) {
+        const char *v = strchr(line, ':');
+        if (v == NULL)
+            continue;
+        v++;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t len = strcspn(v, "\n");
+        while (len > 0 && v[len - 1] == ' ')
+            len--;
+        if (!have_model &&
+            (strncmp(line, "model name", 10) == 0 || strncmp(line, "Processor", 9) == 0) &&
+            len > 0) {
+            snprintf(buf, n, "%.*s", (int)len, v);
+            have_model = 1;
+        } else if (!have_flags && strncmp(line, "flags", 5) == 0) {
+            static const char *const want[][2] = {{" aes ", " AES-NI"},
+                                                  {" vaes ", " VAES"},
+                                                  {" avx2 ", " AVX2"},
+                                                  {" avx512f ", " AVX-512F"}};
+            char padded[sizeof line + 2];
+            snprintf(padded, sizeof padded, " %.*s ", (int)len, v);
+            size_t used = 0;
+            for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+                if (strstr(padded, want[i][0]) != NULL && used < isa_n)
+                    used += (size_t)snprintf(isa + used, isa_n - used, "%s", want[i][1]);
+            have_flags = 1;
+        }
+    }
+    fclose(f);
+}
+
+char *fv_machine_line(char *buf, size_t n)
+{
+    if (buf == NULL || n == 0)
+        return buf;
+    char model[160], blas[64], isa[64];
+    cpu_model(model, sizeof model, isa, sizeof isa);
+    blas_version(blas, sizeof blas);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int th = fv_blas_get_threads();
+    snprintf(buf, n, "%s, %ld CPU%s online%s; %s core %s, %d thread%s", model, cpus,
+             cpus == 1 ? "" : "s", isa, blas, fv_blas_core_name(), th, th == 1 ? "" : "s");
+    return buf;
 }

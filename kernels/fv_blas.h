@@ -28,4 +28,13 @@ int fv_blas_get_threads(void);
 /* Name of the OpenBLAS core in use ("Haswell", ...), for benchmark reports. */
 const char *fv_blas_core_name(void);
 
+/* The machine a benchmark ran on, as one line for its report, e.g.
+ *   "AMD EPYC, 2 CPUs online AES-NI VAES AVX2 AVX-512F; OpenBLAS 0.3.21 core Haswell,
+ *    1 thread"
+ * CPU model from /proc/cpuinfo ("unknown CPU" where there is none), the instruction-set
+ * extensions OpenBLAS and OpenSSL's ciphers can use (its "flags" line),
+ * OpenBLAS' version (openblas_get_config), the core it picked and its thread count now.
+ * Writes at most n bytes, always NUL-terminated when n > 0; returns buf. */
+char *fv_machine_line(char *buf, size_t n);
+
 #endif
