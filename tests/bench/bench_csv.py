@@ -38,6 +38,8 @@ import time
 PANDAS = r"""
 import resource, sys, time
 import pandas as pd
+
+import fvbench
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -109,6 +111,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--before", help="an older fedvault binary to time train with too")
     a = ap.parse_args()
+    print("machine: " + fvbench.machine(a.fedvault), flush=True)
 
     d = tempfile.mkdtemp(prefix="fv-bench-csv-")
     path = a.file or os.path.join(d, "fmnist.csv")  # with --file, d holds only m.fvm

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "fv_blas.h"
 #include "fv_csv.h"
 #include "fv_dataset.h"
 #include "fv_schema.h"
@@ -53,6 +54,8 @@ static void die(const char *what, const fv_diag_t *d)
 
 int main(int argc, char **argv)
 {
+    char machine[384];
+    fprintf(stderr, "machine: %s\n", fv_machine_line(machine, sizeof machine));
     enum { MAX_REPS = 15 };
     double t_tok[MAX_REPS], t_inf[MAX_REPS], t_load[MAX_REPS];
     double c_tok[MAX_REPS], c_inf[MAX_REPS], c_load[MAX_REPS];

@@ -20,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "fv_blas.h"
 #include "fv_dpnoise.h"
 
 #define NF ((size_t)1 << 20) /* floats */
@@ -68,6 +69,8 @@ static void report(const char *name, double s, double ks_s, size_t n, size_t byt
 
 int main(void)
 {
+    char machine[384];
+    fprintf(stderr, "machine: %s\n", fv_machine_line(machine, sizeof machine));
     fv_dp_stream_t s;
     float *f = calloc(NF, sizeof *f);
     uint32_t *u = calloc(NZ, sizeof *u);

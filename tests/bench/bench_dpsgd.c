@@ -141,6 +141,8 @@ static double run(const fv_mlp_arch_t *a, const float *x, const int32_t *y, size
 
 int main(int argc, char **argv)
 {
+    char machine[384];
+    fprintf(stderr, "machine: %s\n", fv_machine_line(machine, sizeof machine));
     char path[1024];
     const char *root = getenv("FV_SOURCE_ROOT");
     if (argc > 1 && argv[1][0] != '\0')

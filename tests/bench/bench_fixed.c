@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fv_blas.h"
 #include "fv_fixed.h"
 #include "fv_rng.h"
 
@@ -68,6 +69,8 @@ static int run(int kernel, arrays_t *ar)
 
 int main(int argc, char **argv)
 {
+    char machine[384];
+    fprintf(stderr, "machine: %s\n", fv_machine_line(machine, sizeof machine));
     size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 100000000;
     int reps = argc > 2 ? atoi(argv[2]) : 5;
     if (n < 1 || reps < 1) {

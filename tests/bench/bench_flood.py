@@ -43,6 +43,8 @@ import tempfile
 import time
 import urllib.request
 
+import fvbench
+
 GOAL_RSS_MB = 20.0
 REOPEN_PER_S = 100.0  # per flood worker (source address)
 
@@ -205,6 +207,7 @@ def main():
     ap.add_argument("--n", type=int)
     ap.add_argument("--secs", type=float)
     a = ap.parse_args()
+    print("machine: " + fvbench.machine(a.fedvault), flush=True)
     if a.worker:
         worker(a)
         return 0

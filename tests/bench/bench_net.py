@@ -21,12 +21,15 @@ import sys
 import tempfile
 import time
 
+import fvbench
+
 ap = argparse.ArgumentParser()
 ap.add_argument("fedvault")
 ap.add_argument("netpeer")
 ap.add_argument("--mb", type=int, default=256)
 ap.add_argument("--reps", type=int, default=3)
 a = ap.parse_args()
+print("machine: " + fvbench.machine(a.fedvault), flush=True)
 
 tmp = tempfile.mkdtemp(prefix="fv-bench-net-")
 subprocess.run([a.fedvault, "provision", "--federation", "bench", "--coordinator",

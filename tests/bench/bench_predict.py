@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+import fvbench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
 DATA = os.path.join(SRC, "examples", "data", "lending_club.csv")
@@ -51,6 +53,7 @@ def main():
                     help="timed calls per side and batch size (seconds)")
     ap.add_argument("--batches", default="1,1024")
     a = ap.parse_args()
+    print("machine: " + fvbench.machine(a.fedvault), flush=True)
     batches = [int(b) for b in a.batches.split(",")]
 
     nd = fvnode.node_dir(a.fedvault, lambda msg: sys.exit(f"bench: {msg}"))

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "fv_blas.h"
 #include "fv_crypto.h"
 
 #define N ((size_t)16 << 20) /* words: 64 MiB */
@@ -74,6 +75,8 @@ static void evp_stream(const EVP_CIPHER *c, const uint8_t *key, uint8_t *buf, si
 
 int main(void)
 {
+    char machine[384];
+    fprintf(stderr, "machine: %s\n", fv_machine_line(machine, sizeof machine));
     uint32_t *a = malloc(N * 4), *b = malloc(N * 4);
     uint8_t seed[32];
     static const uint8_t nonce12[12];

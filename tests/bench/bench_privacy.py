@@ -53,6 +53,7 @@ ap.add_argument("--local-opt", default="sgd:1.0", help="KIND:LR of the local spe
 ap.add_argument("--dist-opt", default="sgd:2.0", help="KIND:LR of the distributed spec")
 ap.add_argument("--dist-q", type=float, default=0.1, help="the distributed spec's sample_rate")
 a = ap.parse_args()
+print("machine: " + fvbench.machine(a.fedvault), flush=True)
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(SRC, "examples", "data", "lending_club.csv")
 BANKS = ["bank-west", "bank-central", "bank-northeast", "bank-southeast", "bank-midwest"]

@@ -24,6 +24,8 @@ import json
 import subprocess
 import sys
 
+import fvbench
+
 
 def run(fv, **kw):
     args = [fv, "bench", "secagg", "--json"]
@@ -48,6 +50,7 @@ def line(title, r):
 
 def main():
     fv = sys.argv[1]
+    print("machine: " + fvbench.machine(fv), flush=True)
     quick = "--quick" in sys.argv
     out = {}
     r1 = run(fv, clients=50, dim=100000, neighbors=49, seed=1)

@@ -56,6 +56,8 @@ import tempfile
 import threading
 import time
 
+import fvbench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
 DATA = os.path.join(SRC, "examples", "data", "lending_club.csv")
@@ -492,6 +494,7 @@ def main():
                     "thread serves ~33/s)")
     ap.add_argument("--scenarios", default="peak,rates,promote,breaker,canary")
     a = ap.parse_args()
+    print("machine: " + fvbench.machine(a.fedvault), flush=True)
     scen = set(a.scenarios.split(","))
     for tool in ("wrk", "h2load", "node", "openssl"):
         if shutil.which(tool) is None:

@@ -47,8 +47,11 @@ int main(int argc, char **argv)
         if (t < best)
             best = t;
     }
-    printf("{\"n\": %zu, \"threads\": %d, \"core\": \"%s\", \"gflops\": %.3f}\n", n, threads,
-           fv_blas_core_name(), 2.0 * (double)n * (double)n * (double)n / best * 1e-9);
+    char machine[384];
+    printf(
+        "{\"n\": %zu, \"threads\": %d, \"core\": \"%s\", \"gflops\": %.3f, \"machine\": \"%s\"}\n",
+        n, threads, fv_blas_core_name(), 2.0 * (double)n * (double)n * (double)n / best * 1e-9,
+        fv_machine_line(machine, sizeof machine));
     free(a);
     free(b);
     free(c);

@@ -2,6 +2,7 @@
 
 usage: bench_train.py FEDVAULT BENCH_SGEMM [--threads T] [--epochs E] [--batch B]
                       [--hidden 512,256] [--lr 0.001] [--weight-decay 0.01] [--seeds 3]
+                      [--skip-sklearn]
 
 Both train the same MLP (ReLU hidden layers, one logistic output, Adam, same epochs,
 batch size, learning rate and L2 objective, no early stopping) on the same stratified
@@ -12,7 +13,8 @@ the batch size). Prints wall-time ratio, both ROC AUCs, and fedvault's achieved 
 GFLOP/s as a fraction of OpenBLAS sgemm peak (square 1024, same threads) measured in the
 same run. Both are run with --seeds initialization/shuffling seeds (the split stays the
 same): one seed's AUC differs by a few thousandths between any two runs, so the means and
-ranges are compared. Timing is reported, never asserted.
+ranges are compared. --skip-sklearn times fedvault alone (tests/bench/run_all compares
+fedvault with 2 threads to fedvault with 1 this way). Timing is reported, never asserted.
 """
 import argparse
 import json
@@ -20,6 +22,8 @@ import os
 import subprocess
 import sys
 import tempfile
+
+import fvbench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("FV_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
@@ -45,7 +49,9 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--seeds", type=int, default=3,
                     help="repeat both with seeds 0..N-1 (init and shuffling); the split is seed 0")
+    ap.add_argument("--skip-sklearn", action="store_true", help="time fedvault only")
     a = ap.parse_args()
+    print("machine: " + fvbench.machine(a.fedvault, a.threads), flush=True)
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     d = tempfile.mkdtemp(prefix="fv-bench-")
@@ -71,6 +77,10 @@ def main():
                             "--threads", a.threads], env=env))
         fv.update(roc_auc=ev["roc_auc"], pr_auc=ev["pr_auc"])
         fv_runs.append(fv)
+        if a.skip_sklearn:
+            print(f"  seed {seed}: fedvault {fv['train_seconds']:.3f} s AUC {fv['roc_auc']:.4f}",
+                  flush=True)
+            continue
         sk_runs.append(json.loads(sh(["/usr/bin/python3", os.path.join(HERE, "sklearn_mlp.py"),
                                       tr, te, "Class", "bad", a.hidden, a.epochs, a.batch,
                                       a.lr, a.weight_decay * a.batch, seed], env=env)))
@@ -82,6 +92,9 @@ def main():
         return sum(xs) / len(xs)
 
     fv_s = sum(r["train_seconds"] for r in fv_runs)
+    if a.skip_sklearn:  # no reference: fedvault's own figures only
+        sk_runs = [{"fit_seconds": float("nan"), "roc_auc": float("nan"), "features": "-",
+                    "dtype": "-"}]
     sk_s = sum(r["fit_seconds"] for r in sk_runs)
     fv_auc = [r["roc_auc"] for r in fv_runs]
     sk_auc = [r["roc_auc"] for r in sk_runs]

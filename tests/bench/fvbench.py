@@ -1,9 +1,20 @@
-"""Shared by the federation benchmarks (bench_fed.py, bench_loop.py): one job run to its
-end by a real coordinator (--job) and real agents on loopback (stdlib only)."""
+"""Shared by the benchmarks: the machine line (every Python benchmark), and for the
+federation benchmarks (bench_fed.py, bench_loop.py) one job run to its end by a real
+coordinator (--job) and real agents on loopback (stdlib only)."""
 import json
 import subprocess
 import sys
 import time
+
+
+def machine(fedvault, threads=1):
+    """The machine line every benchmark prints (`fedvault bench machine`): CPU model,
+    CPUs online, AES/AVX extensions, OpenBLAS version, core and thread count."""
+    p = subprocess.run([fedvault, "bench", "machine", "--threads", str(threads)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench: {fedvault} bench machine failed ({p.returncode}): {p.stderr}")
+    return p.stdout.strip()
 
 
 def run_job(coordinator, agent, d, banks, data, out, label, timeout):
