@@ -431,27 +431,6 @@ void fv__mlp_forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t 
     }
 }
 
-/* The same for scoring (model-int.h): small layers without BLAS. */
-void fv__mlp_forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
-{
-    const float *a = x;
-    for (size_t l = 0; l < m->n_layers; l++) {
-        size_t in = m->dims[l], o = m->dims[l + 1];
-        int last = l + 1 == m->n_layers;
-        float *z = last ? out : ws->act[l + 1];
-        const float *w = m->params + m->w_off[l], *b = m->params + m->b_off[l];
-        if (fv__mlp_direct(n, o)) {
-            fv__mlp_dense(FV__MLP_ISA_AVX2, a, n, in, w, b, o, !last, z);
-        } else {
-            fv_gemm(false, false, n, o, in, 1.0f, a, in, w, o, 0.0f, z, o);
-            fv_vec_add_bias_rows(n, o, b, z);
-            if (!last)
-                fv_vec_relu(n * o, z);
-        }
-        a = z;
-    }
-}
-
 /* log(1 + exp(t)) without overflow or loss of precision for large |t|. */
 static double softplus(double t)
 {

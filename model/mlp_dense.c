@@ -26,7 +26,10 @@
  * compiled for the baseline (SSE2 on x86-64, where each 8-float operation is two 4-float
  * ones; plain scalar code elsewhere) and, on x86-64, a second time with AVX2 and FMA
  * (the multiply-add is then fused: GNU C's default -ffp-contract=fast). The AVX2 copy is
- * used when __builtin_cpu_supports says the CPU has both, as optim.c does for Adam.
+ * used when __builtin_cpu_supports says the CPU has both (as optim.c does for Adam), read
+ * once by a constructor. Scoring's whole forward pass (fv__mlp_forward_score) is in this
+ * file and compiled into both copies too, so a call makes one dispatch and no call per
+ * direct layer; the layers it leaves to BLAS call fv_gemm as fv__mlp_forward does.
  *
  * Results. The summation order differs from cblas_sgemm's (which itself depends on the
  * shape and the CPU) and between the two copies (fused or not), so the results agree with
@@ -57,6 +60,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fv_blas.h"
+#include "fv_vec.h"
 #include "model-int.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -236,23 +241,53 @@ static inline __attribute__((always_inline)) void row_any(const float *restrict 
 
 /* The rows one at a time; the width test is outside the row loop so that each kernel's
  * set-up is its own. */
-#define DENSE_ROWS                                                                                 \
-    do {                                                                                           \
-        if (o == 1)                                                                                \
-            for (size_t r = 0; r < n; r++)                                                         \
-                row_o1(x + r * in, in, w, b, relu, z + r * o);                                     \
-        else if (o == 4)                                                                           \
-            for (size_t r = 0; r < n; r++)                                                         \
-                row_o4(x + r * in, in, w, b, relu, z + r * o);                                     \
-        else                                                                                       \
-            for (size_t r = 0; r < n; r++)                                                         \
-                row_any(x + r * in, in, w, b, o, relu, z + r * o);                                 \
-    } while (0)
+static inline __attribute__((always_inline)) void dense_rows(const float *x, size_t n, size_t in,
+                                                             const float *w, const float *b,
+                                                             size_t o, bool relu, float *z)
+{
+    if (o == 1)
+        for (size_t r = 0; r < n; r++)
+            row_o1(x + r * in, in, w, b, relu, z + r * o);
+    else if (o == 4)
+        for (size_t r = 0; r < n; r++)
+            row_o4(x + r * in, in, w, b, relu, z + r * o);
+    else
+        for (size_t r = 0; r < n; r++)
+            row_any(x + r * in, in, w, b, o, relu, z + r * o);
+}
+
+/* Scoring's forward pass (model-int.h), compiled into each copy so that a call makes one
+ * dispatch and no call per direct layer. */
+static inline __attribute__((always_inline)) void
+forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+{
+    const float *a = x;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        size_t in = m->dims[l], o = m->dims[l + 1];
+        bool last = l + 1 == m->n_layers;
+        float *z = last ? out : ws->act[l + 1];
+        const float *w = m->params + m->w_off[l], *b = m->params + m->b_off[l];
+        if (fv__mlp_direct(n, o)) {
+            dense_rows(a, n, in, w, b, o, !last, z);
+        } else {
+            fv_gemm(false, false, n, o, in, 1.0f, a, in, w, o, 0.0f, z, o);
+            fv_vec_add_bias_rows(n, o, b, z);
+            if (!last)
+                fv_vec_relu(n * o, z);
+        }
+        a = z;
+    }
+}
 
 static void dense_base(const float *x, size_t n, size_t in, const float *w, const float *b,
                        size_t o, bool relu, float *z)
 {
-    DENSE_ROWS;
+    dense_rows(x, n, in, w, b, o, relu, z);
+}
+
+static void forward_base(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+{
+    forward_score(m, ws, x, n, out);
 }
 
 #ifdef FV_DENSE_AVX2
@@ -260,7 +295,22 @@ __attribute__((target("avx2,fma"))) static void dense_avx2(const float *x, size_
                                                            const float *w, const float *b, size_t o,
                                                            bool relu, float *z)
 {
-    DENSE_ROWS;
+    dense_rows(x, n, in, w, b, o, relu, z);
+}
+
+__attribute__((target("avx2,fma"))) static void forward_avx2(const fv_mlp_t *m, fv_mlp_ws_t *ws,
+                                                             const float *x, size_t n, float *out)
+{
+    forward_score(m, ws, x, n, out);
+}
+
+/* Read once, before main (so before any thread): the per-call test is one load. */
+static bool have_avx2;
+
+__attribute__((constructor)) static void detect_avx2(void)
+{
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
 
@@ -270,7 +320,7 @@ bool fv__mlp_dense_has(int isa)
         return true;
 #ifdef FV_DENSE_AVX2
     if (isa == FV__MLP_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return have_avx2;
 #endif
     return false;
 }
@@ -279,10 +329,21 @@ void fv__mlp_dense(int isa, const float *x, size_t n, size_t in, const float *w,
                    size_t o, bool relu, float *z)
 {
 #ifdef FV_DENSE_AVX2
-    if (isa != FV__MLP_ISA_BASE && fv__mlp_dense_has(FV__MLP_ISA_AVX2)) {
+    if (isa != FV__MLP_ISA_BASE && have_avx2) {
         dense_avx2(x, n, in, w, b, o, relu, z);
         return;
     }
 #endif
     dense_base(x, n, in, w, b, o, relu, z);
+}
+
+void fv__mlp_forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+{
+#ifdef FV_DENSE_AVX2
+    if (have_avx2) {
+        forward_avx2(m, ws, x, n, out);
+        return;
+    }
+#endif
+    forward_base(m, ws, x, n, out);
 }

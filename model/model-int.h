@@ -80,7 +80,7 @@ int fv__mlp_ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n);
 /* Forward pass of n rows; the logits go to out (n x n_out), hidden activations stay in
  * the workspace for the backward pass. */
 void fv__mlp_forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out);
-/* Scoring's forward pass (fv_mlp_logits, fv_mlp_predict): a layer of n rows and o
+/* Scoring's forward pass (mlp_dense.c; fv_mlp_logits, fv_mlp_predict): a layer of n rows and o
  * outputs goes through fv__mlp_dense (bias and ReLU fused) when fv__mlp_direct says so,
  * else through fv_gemm and the bias and ReLU passes as in fv__mlp_forward. Training keeps
  * fv__mlp_forward (all gemm), so its results are what they were, bit for bit. */
