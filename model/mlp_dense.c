@@ -1,5 +1,5 @@
-/* mlp_dense.c - one dense layer, Z = X W + b (ReLU optional), without BLAS, for the
- * scoring of a few rows at a time (issue 20: a batch-1 call of an mlp:4 student is ~500
+/* mlp_dense.c - scoring's forward pass, and its dense layer Z = X W + b (ReLU optional)
+ * without BLAS for a few rows at a time (issue 20: a batch-1 call of an mlp:4 student is ~500
  * multiply-adds, and cblas_sgemm's per-call work plus separate bias and ReLU passes made
  * it cost ~375 ns where the arithmetic needs ~20).
  *
@@ -55,7 +55,9 @@
  * so up to 3 rows it wins everywhere, from 4 rows on cblas_sgemm wins for every width but
  * the two with their own kernel (which win at every batch size measured).
  *
- * No state; reentrant.
+ * State: one flag (the CPU has AVX2 and FMA), written by a constructor before main and
+ * only read afterwards. Everything else is reentrant: a model may be scored by many
+ * threads at once, each with its own workspace.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -328,6 +330,7 @@ bool fv__mlp_dense_has(int isa)
 void fv__mlp_dense(int isa, const float *x, size_t n, size_t in, const float *w, const float *b,
                    size_t o, bool relu, float *z)
 {
+    (void)isa; /* one copy only where there is no AVX2 build */
 #ifdef FV_DENSE_AVX2
     if (isa != FV__MLP_ISA_BASE && have_avx2) {
         dense_avx2(x, n, in, w, b, o, relu, z);
@@ -337,13 +340,20 @@ void fv__mlp_dense(int isa, const float *x, size_t n, size_t in, const float *w,
     dense_base(x, n, in, w, b, o, relu, z);
 }
 
-void fv__mlp_forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+void fv__mlp_forward_score_isa(int isa, const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
+                               size_t n, float *out)
 {
+    (void)isa;
 #ifdef FV_DENSE_AVX2
-    if (have_avx2) {
+    if (isa != FV__MLP_ISA_BASE && have_avx2) {
         forward_avx2(m, ws, x, n, out);
         return;
     }
 #endif
     forward_base(m, ws, x, n, out);
+}
+
+void fv__mlp_forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out)
+{
+    fv__mlp_forward_score_isa(FV__MLP_ISA_AVX2, m, ws, x, n, out);
 }

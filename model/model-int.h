@@ -103,6 +103,9 @@ void fv__mlp_dense(int isa, const float *x, size_t n, size_t in, const float *w,
                    size_t o, bool relu, float *z);
 /* Whether fv__mlp_dense runs the given copy on this build and CPU. */
 bool fv__mlp_dense_has(int isa);
+/* fv__mlp_forward_score with the copy chosen as for fv__mlp_dense (for the tests). */
+void fv__mlp_forward_score_isa(int isa, const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
+                               size_t n, float *out);
 /* Mean loss of n rows from their logits z; if delta != NULL, also dLoss/dz (n x n_out,
  * scaled by w_i / n). With t_logits (n x n_out) and dc, the distillation loss. */
 int fv__mlp_loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,

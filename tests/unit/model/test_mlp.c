@@ -825,17 +825,25 @@ static void test_score_paths(void)
         CHECK_OK(fv_mlp_ws_new(m, N, &ws), NULL);
         ref_forward(m, x, N, zr, bound);
         size_t K = nets[k].n_out;
-        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
-            size_t bs = batches[bi];
-            for (size_t i = 0; i < N; i += bs) {
-                size_t n = N - i < bs ? N - i : bs;
-                CHECK_OK(fv_mlp_logits(m, ws, x + i * D, n, z + i * K), NULL);
+        /* isa 1: fv_mlp_logits itself (the AVX2+FMA copy where there is one); isa 0: the
+         * baseline copy of the same forward pass */
+        for (int isa = 1; isa >= 0; isa--)
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                size_t bs = batches[bi];
+                for (size_t i = 0; i < N * K; i++)
+                    z[i] = NAN; /* every logit must be written by this pass */
+                for (size_t i = 0; i < N; i += bs) {
+                    size_t n = N - i < bs ? N - i : bs;
+                    if (isa == 1)
+                        CHECK_OK(fv_mlp_logits(m, ws, x + i * D, n, z + i * K), NULL);
+                    else
+                        fv__mlp_forward_score_isa(FV__MLP_ISA_BASE, m, ws, x + i * D, n, z + i * K);
+                }
+                for (size_t i = 0; i < N * K; i++)
+                    if (!(fabs((double)z[i] - (double)zr[i]) <= bound[i]))
+                        FV__FAIL("net %zu, isa %d, batch %zu: logit %zu: %.9g vs %.9g (bound %.3g)",
+                                 k, isa, bs, i, z[i], zr[i], bound[i]);
             }
-            for (size_t i = 0; i < N * K; i++)
-                if (!(fabs((double)z[i] - (double)zr[i]) <= bound[i]))
-                    FV__FAIL("net %zu, batch %zu: logit %zu: %.9g vs %.9g (bound %.3g)", k, bs, i,
-                             z[i], zr[i], bound[i]);
-        }
         fv_mlp_ws_free(ws);
         fv_mlp_free(m);
     }
