@@ -10,8 +10,8 @@
  *     order, then the scalar tail.
  *   - o == 4 (the mlp:4 student's hidden layer): W's rows are 4 floats, so rows i and i+1
  *     are 8 contiguous floats; one 8-lane vector holds x[i] in lanes 0-3 and x[i+1] in
- *     4-7, and 4 accumulators take 8 rows of W per step; lanes j and j + 4 are added at
- *     the end.
+ *     4-7, and 8 accumulators take 16 rows of W per step (short add chains: at batch 1
+ *     their latency is what a call waits for); lanes j and j + 4 are added at the end.
  *   - otherwise, the columns in blocks: 32 columns (4 vectors) with the rows split over
  *     two sets of accumulators (even and odd i), then blocks of 8 columns with the rows
  *     split four ways (so at least 8 independent add chains, whatever the width), then
@@ -139,24 +139,57 @@ static inline __attribute__((always_inline)) void row_o4(const float *restrict x
 {
     const v8f zero = {0};
     const v4f zero4 = {0};
-    v8f a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+    /* Eight accumulators, 16 rows of W per step: the add chains (one per accumulator) are
+     * in / 16 long, not in / 8; at batch 1 their latency, not the FMA throughput, is what
+     * a call waits for. PAIR(a, r): a += rows r and r + 1. */
+#define PAIR(acc, r)                                                                               \
+    do {                                                                                           \
+        v8f xv_ = {x[r], x[r], x[r], x[r], x[(r) + 1], x[(r) + 1], x[(r) + 1], x[(r) + 1]};        \
+        (acc) += xv_ * LD8(w + (r)*4);                                                             \
+    } while (0)
+    v8f a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
     size_t i = 0;
-    for (; i + 8 <= in; i += 8) {
-        const float *wp = w + i * 4;
-        v8f x0 = {x[i], x[i], x[i], x[i], x[i + 1], x[i + 1], x[i + 1], x[i + 1]};
-        v8f x1 = {x[i + 2], x[i + 2], x[i + 2], x[i + 2], x[i + 3], x[i + 3], x[i + 3], x[i + 3]};
-        v8f x2 = {x[i + 4], x[i + 4], x[i + 4], x[i + 4], x[i + 5], x[i + 5], x[i + 5], x[i + 5]};
-        v8f x3 = {x[i + 6], x[i + 6], x[i + 6], x[i + 6], x[i + 7], x[i + 7], x[i + 7], x[i + 7]};
-        a0 += x0 * LD8(wp);
-        a1 += x1 * LD8(wp + 8);
-        a2 += x2 * LD8(wp + 16);
-        a3 += x3 * LD8(wp + 24);
+    for (; i + 16 <= in; i += 16) {
+        PAIR(a0, i);
+        PAIR(a1, i + 2);
+        PAIR(a2, i + 4);
+        PAIR(a3, i + 6);
+        PAIR(a4, i + 8);
+        PAIR(a5, i + 10);
+        PAIR(a6, i + 12);
+        PAIR(a7, i + 14);
     }
-    for (; i + 2 <= in; i += 2) {
-        v8f x0 = {x[i], x[i], x[i], x[i], x[i + 1], x[i + 1], x[i + 1], x[i + 1]};
-        a0 += x0 * LD8(w + i * 4);
+    /* up to 7 pairs left, one per accumulator */
+    if (i + 2 <= in) {
+        PAIR(a0, i);
+        i += 2;
     }
-    a0 = (a0 + a1) + (a2 + a3);
+    if (i + 2 <= in) {
+        PAIR(a1, i);
+        i += 2;
+    }
+    if (i + 2 <= in) {
+        PAIR(a2, i);
+        i += 2;
+    }
+    if (i + 2 <= in) {
+        PAIR(a3, i);
+        i += 2;
+    }
+    if (i + 2 <= in) {
+        PAIR(a4, i);
+        i += 2;
+    }
+    if (i + 2 <= in) {
+        PAIR(a5, i);
+        i += 2;
+    }
+    if (i + 2 <= in) {
+        PAIR(a6, i);
+        i += 2;
+    }
+#undef PAIR
+    a0 = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
     /* lanes k and k + 4 are rows of the same parity, column k */
     v4f s = {a0[0], a0[1], a0[2], a0[3]}, t = {a0[4], a0[5], a0[6], a0[7]};
     s += t;
