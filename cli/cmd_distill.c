@@ -23,14 +23,15 @@
  *   7. the compression report: parameters; bytes (the model file: the teacher's on disk,
  *      the students' encodings, which is what --out and --int8-out hold); scoring latency
  *      at batch 1 and batch 1024 (the network's forward pass and sigmoid/softmax on
- *      already-encoded rows, one preallocated workspace, in-process, median over many calls
- *      timed with clock_gettime(CLOCK_MONOTONIC); CSV decoding and preprocessing are the
+ *      already-encoded rows, one preallocated workspace, in-process: fv_mlp_latency,
+ *      blocks of K calls per pair of clock_gettime(CLOCK_MONOTONIC) reads, the median over
+ *      the blocks of the time per call (fv_latency.h); CSV decoding and preprocessing are the
  *      same for every model and are left out); and with --test FILE, the test metrics of
  *      each. The int8 student is scored as its dequantized float32 network (that is all
  *      fedvault's scoring path knows), so its latency is the student's: int8 buys file
  *      size, not speed, here.
  * Latency is a measurement printed for a person, not something any test asserts (the
- * machine may be busy); the median keeps one preempted call from moving it.
+ * machine may be busy); the median keeps one preempted block from moving it.
  */
 #include "cli-int.h"
 #include "cli-metrics.h"
@@ -364,7 +365,7 @@ static void print_report(FILE *f, const distill_args_t *a, const side_t *t, cons
               q ? (double)q->params : qv, false);
     print_row(f, "bytes (model file)", 0, (double)t->bytes, (double)s->bytes, q,
               q ? (double)q->bytes : qv, false);
-    print_row(f, "latency batch 1, us", 2, t->lat1_us, s->lat1_us, q, q ? q->lat1_us : qv, false);
+    print_row(f, "latency batch 1, us", 3, t->lat1_us, s->lat1_us, q, q ? q->lat1_us : qv, false);
     print_row(f, "latency batch 1024, us", 2, t->lat1024_us, s->lat1024_us, q,
               q ? q->lat1024_us : qv, false);
     bool test = t->have_test && s->have_test && (q == NULL || q->have_test);
@@ -377,7 +378,9 @@ static void print_report(FILE *f, const distill_args_t *a, const side_t *t, cons
         print_row(f, "test accuracy", 4, t->test.accuracy, s->test.accuracy, q,
                   q ? q->test.accuracy : qv, true);
     }
-    fprintf(f, "  (latency: median per call of the network on encoded rows, in-process%s)\n",
+    fprintf(f,
+            "  (latency: the network on encoded rows, in-process, median over blocks of calls of "
+            "the time per call%s)\n",
             q != NULL ? "; the int8 student runs as its dequantized float32 network" : "");
     if (a->out != NULL)
         fprintf(f, "Student written to %s\n", fv_cli_out_name(a->out));

@@ -13,8 +13,13 @@
  *     db_l = colsum(D_l)            fv_vec_col_sum (double, rows in order)
  *     D_{l-1} = (D_l W_l^T) * relu'(A_l)   one sgemm (trans_b); never done for l = 0,
  *                                   the gradient w.r.t. the input is not needed
- * There is no per-row loop around a dot product anywhere: all O(n * width^2) work is in
- * fv_gemm. Per-row loops exist only for the loss, which is O(n * n_out).
+ * In training there is no per-row loop around a dot product anywhere: all O(n * width^2)
+ * work is in fv_gemm. Per-row loops exist only for the loss, which is O(n * n_out).
+ * Scoring (fv_mlp_logits, fv_mlp_predict) runs the same forward pass through
+ * fv__mlp_forward_score, which sends small layers (a few rows, or 1 or 4 outputs) to
+ * mlp_dense.c's direct kernels instead, bias and ReLU fused: at batch 1 cblas_sgemm's
+ * per-call work was most of a small network's cost. The results agree with the gemm
+ * path's to rounding (mlp_dense.c), not bit for bit.
  *
  * Loss, from the logits z, per row, in double (n * n_out work, so precision is free):
  *   binary       softplus(t) = max(t, 0) + log1p(exp(-|t|))  (= -log sigmoid(-t))
@@ -401,7 +406,10 @@ int fv__mlp_ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n)
 {
     if (ws->n_layers != m->n_layers || n > ws->max_batch)
         return 0;
-    return memcmp(ws->dims, m->dims, (m->n_layers + 1) * sizeof m->dims[0]) == 0;
+    for (size_t l = 0; l <= m->n_layers; l++) /* a few words: no memcmp call per score */
+        if (ws->dims[l] != m->dims[l])
+            return 0;
+    return 1;
 }
 
 /* ---- forward, loss, backward ----------------------------------------------------- */
@@ -612,7 +620,7 @@ int fv_mlp_logits(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, 
         return FV_EINVAL;
     if (n == 0)
         return 0;
-    fv__mlp_forward(m, ws, x, n, ret_logits);
+    fv__mlp_forward_score(m, ws, x, n, ret_logits);
     return 0;
 }
 

@@ -80,6 +80,32 @@ int fv__mlp_ws_fits(const fv_mlp_t *m, const fv_mlp_ws_t *ws, size_t n);
 /* Forward pass of n rows; the logits go to out (n x n_out), hidden activations stay in
  * the workspace for the backward pass. */
 void fv__mlp_forward(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n, float *out);
+/* Scoring's forward pass (mlp_dense.c; fv_mlp_logits, fv_mlp_predict): a layer of n rows and o
+ * outputs goes through fv__mlp_dense (bias and ReLU fused) when fv__mlp_direct says so,
+ * else through fv_gemm and the bias and ReLU passes as in fv__mlp_forward. Training keeps
+ * fv__mlp_forward (all gemm), so its results are what they were, bit for bit. */
+void fv__mlp_forward_score(const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x, size_t n,
+                           float *out);
+/* Where the direct path is faster than cblas_sgemm (measured, mlp_dense.c's top note):
+ * up to FV__MLP_DIRECT_ROWS rows of any layer, and any number of rows of a layer with 1
+ * or 4 outputs (the kernels made for them). */
+#define FV__MLP_DIRECT_ROWS 3
+static inline bool fv__mlp_direct(size_t n, size_t o)
+{
+    return n <= FV__MLP_DIRECT_ROWS || o == 1 || o == 4;
+}
+/* mlp_dense.c: z (n x o) = x (n x in) W (in x o, row-major) + b, then ReLU if relu; no
+ * allocation, no BLAS. isa FV__MLP_ISA_BASE: the baseline build; FV__MLP_ISA_AVX2: the
+ * AVX2+FMA copy where the CPU has it (fv__mlp_dense_has), else the baseline. Agrees with
+ * the gemm path to rounding (mlp_dense.c's top note has the bound). */
+enum { FV__MLP_ISA_BASE = 0, FV__MLP_ISA_AVX2 = 1 };
+void fv__mlp_dense(int isa, const float *x, size_t n, size_t in, const float *w, const float *b,
+                   size_t o, bool relu, float *z);
+/* Whether fv__mlp_dense runs the given copy on this build and CPU. */
+bool fv__mlp_dense_has(int isa);
+/* fv__mlp_forward_score with the copy chosen as for fv__mlp_dense (for the tests). */
+void fv__mlp_forward_score_isa(int isa, const fv_mlp_t *m, fv_mlp_ws_t *ws, const float *x,
+                               size_t n, float *out);
 /* Mean loss of n rows from their logits z; if delta != NULL, also dLoss/dz (n x n_out,
  * scaled by w_i / n). With t_logits (n x n_out) and dc, the distillation loss. */
 int fv__mlp_loss_from_logits(const fv_mlp_t *m, const float *z, const int32_t *y,

@@ -1,9 +1,9 @@
 /* test_latency.c - in-process scoring latency (model/fv_latency.h).
  *
  * Only the contract, never a speed: both batch sizes are timed, medians are positive and
- * finite, at least FV_LATENCY_MIN_CALLS calls stand behind each median and never more
- * than FV_LATENCY_MAX_CALLS, arguments are checked, and the row pattern is fixed by its
- * seed and stays in [-2, 2).
+ * finite, FV_LATENCY_MIN_BLOCKS..FV_LATENCY_MAX_BLOCKS blocks of 1..FV_LATENCY_MAX_PER_BLOCK
+ * calls stand behind each median (calls = blocks x calls per block), arguments are
+ * checked, and the row pattern is fixed by its seed and stays in [-2, 2).
  */
 #include <math.h>
 #include <stdio.h>
@@ -51,8 +51,15 @@ static void test_measure(const char *spec, size_t n_in)
     CHECK_OK(fv_mlp_latency(m, x, 0.01, &lat), NULL);
     CHECK(isfinite(lat.batch1_us) && lat.batch1_us > 0);
     CHECK(isfinite(lat.batch1024_us) && lat.batch1024_us > 0);
-    CHECK(lat.calls1 >= FV_LATENCY_MIN_CALLS && lat.calls1 <= FV_LATENCY_MAX_CALLS);
-    CHECK(lat.calls1024 >= FV_LATENCY_MIN_CALLS && lat.calls1024 <= FV_LATENCY_MAX_CALLS);
+    CHECK(lat.blocks1 >= FV_LATENCY_MIN_BLOCKS && lat.blocks1 <= FV_LATENCY_MAX_BLOCKS);
+    CHECK(lat.blocks1024 >= FV_LATENCY_MIN_BLOCKS && lat.blocks1024 <= FV_LATENCY_MAX_BLOCKS);
+    CHECK(lat.per_block1 >= 1 && lat.per_block1 <= FV_LATENCY_MAX_PER_BLOCK);
+    CHECK(lat.per_block1024 >= 1 && lat.per_block1024 <= FV_LATENCY_MAX_PER_BLOCK);
+    CHECK(lat.calls1 == lat.blocks1 * lat.per_block1);
+    CHECK(lat.calls1024 == lat.blocks1024 * lat.per_block1024);
+    /* the block size is a power of two (doubled from 1) */
+    CHECK((lat.per_block1 & (lat.per_block1 - 1)) == 0);
+    CHECK((lat.per_block1024 & (lat.per_block1024 - 1)) == 0);
     /* refused arguments leave *ret alone */
     fv_latency_t keep = lat;
     CHECK_INT_EQ(fv_mlp_latency(m, x, 0, &lat), FV_EINVAL);

@@ -14,6 +14,14 @@
  * Second, the library checks itself: central differences of fv_mlp_loss (float forward)
  * with eps = 1e-3 against fv_mlp_loss_grad, |diff| <= 3e-3 + 2e-2 |g|: the float loss
  * has ~1e-6 absolute error, which the 2e-3 step turns into ~5e-4 of gradient noise.
+ *
+ * Scoring's direct path (model/mlp_dense.c, issue 20): fv__mlp_dense, both compiled copies
+ * (baseline, and AVX2+FMA where the CPU has it), against a double reference for every
+ * width around its kernels' block sizes (o = 1..9, 15..17, 31..33, 63..65, 128; in = 1..9,
+ * 15..17, 31..33, 64, 119, 130), 1..5 rows, with and without ReLU, to the classical bound
+ * of a float sum in any order, (in + 2) * 2^-24 * (sum |x w| + |b|) per output. Then whole
+ * networks through fv_mlp_logits at batch sizes on both sides of fv__mlp_direct's rule
+ * against a float forward built on fv_gemm_ref, to a first-order bound of the same kind.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,6 +32,7 @@
 #include "fv_mlp.h"
 #include "fv_rng.h"
 #include "fv_test.h"
+#include "model-int.h"
 
 /* ---- helpers --------------------------------------------------------------------- */
 
@@ -655,6 +664,192 @@ static void test_batch_independence(void)
     free(x), free(ref), free(got), free(zr), free(zg);
 }
 
+/* ---- scoring's direct path (mlp_dense.c) ------------------------------------------- */
+
+/* z_ref (double) and the bound of mlp_dense.c's top note for one output. */
+static void dense_ref(const float *x, size_t in, const float *w, const float *b, size_t o, size_t j,
+                      double *ret_z, double *ret_bound)
+{
+    double z = b[j], mag = fabs((double)b[j]);
+    for (size_t i = 0; i < in; i++) {
+        z += (double)x[i] * (double)w[i * o + j];
+        mag += fabs((double)x[i] * (double)w[i * o + j]);
+    }
+    *ret_z = z;
+    *ret_bound = (double)(in + 2) * 0x1p-24 * mag;
+}
+
+static void check_dense(int isa, size_t n, size_t in, size_t o, bool relu, fv_rng_t *r)
+{
+    enum { GUARD = 9 };
+    float *x = malloc(n * in * sizeof *x), *w = malloc(in * o * sizeof *w),
+          *b = malloc(o * sizeof *b), *z = malloc((n * o + GUARD) * sizeof *z),
+          *z1 = malloc(o * sizeof *z1);
+    CHECK(x && w && b && z && z1);
+    fill_normal(r, x, n * in, 1.0);
+    fill_normal(r, w, in * o, 1.0 / sqrt((double)in));
+    fill_normal(r, b, o, 0.3);
+    for (size_t i = 0; i < n * o + GUARD; i++)
+        z[i] = -7.0f; /* canary after the n x o outputs */
+    fv__mlp_dense(isa, x, n, in, w, b, o, relu, z);
+    for (size_t i = n * o; i < n * o + GUARD; i++)
+        CHECK(z[i] == -7.0f);
+    for (size_t rr = 0; rr < n; rr++) {
+        for (size_t j = 0; j < o; j++) {
+            double zr, bound;
+            dense_ref(x + rr * in, in, w, b, o, j, &zr, &bound);
+            if (relu)
+                zr = zr < 0 ? 0 : zr; /* 1-Lipschitz: the bound carries over */
+            double got = z[rr * o + j];
+            if (!(fabs(got - zr) <= bound) || (relu && !(got >= 0)))
+                FV__FAIL("isa %d n %zu in %zu o %zu relu %d: row %zu out %zu: %.9g vs %.9g "
+                         "(bound %.3g)",
+                         isa, n, in, o, (int)relu, rr, j, got, zr, bound);
+        }
+        /* a row's outputs do not depend on the rest of the batch, bit for bit */
+        fv__mlp_dense(isa, x + rr * in, 1, in, w, b, o, relu, z1);
+        CHECK(memcmp(z1, z + rr * o, o * sizeof *z1) == 0);
+    }
+    free(x), free(w), free(b), free(z), free(z1);
+}
+
+static void test_dense_kernel(void)
+{
+    static const size_t ins[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 119, 130};
+    static const size_t outs[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  15,
+                                  16, 17, 31, 32, 33, 63, 64, 65, 128};
+    fv_rng_t r;
+    fv_rng_seed(&r, 2020);
+    CHECK(fv__mlp_dense_has(FV__MLP_ISA_BASE));
+    int isas = fv__mlp_dense_has(FV__MLP_ISA_AVX2) ? 2 : 1;
+    if (isas == 1)
+        printf("test_mlp: no AVX2+FMA here: the baseline copy only (twice)\n");
+    for (int isa = 0; isa < 2; isa++)
+        for (size_t a = 0; a < sizeof ins / sizeof ins[0]; a++)
+            for (size_t c = 0; c < sizeof outs / sizeof outs[0]; c++)
+                for (size_t n = 1; n <= 5; n += 2)
+                    for (int relu = 0; relu < 2; relu++)
+                        check_dense(isa, n, ins[a], outs[c], relu, &r);
+
+    /* ReLU keeps NaN (a diverged model stays visible) and maps -0 like fv_vec_relu */
+    float x[8] = {1, 2, NAN, 4, 5, 6, 7, 8}, w[8 * 4], b[4] = {0, 0, 0, 0}, z[4];
+    for (size_t i = 0; i < 8 * 4; i++)
+        w[i] = 0.25f;
+    for (int isa = 0; isa < 2; isa++) {
+        fv__mlp_dense(isa, x, 1, 8, w, b, 4, true, z);
+        for (size_t j = 0; j < 4; j++)
+            CHECK(isnan(z[j]));
+        fv__mlp_dense(isa, x, 1, 8, w, b, 1, true, z);
+        CHECK(isnan(z[0]));
+        x[2] = -100.0f;
+        fv__mlp_dense(isa, x, 1, 8, w, b, 4, true, z);
+        for (size_t j = 0; j < 4; j++)
+            CHECK(z[j] == 0.0f && !signbit(z[j]));
+        x[2] = NAN;
+    }
+}
+
+/* Float forward over fv_gemm_ref (the gemm path's semantics) and the first-order error
+ * bound of any float evaluation: per layer the bound of a sum of in + 1 terms, applied to
+ * the forward pass of |x|, |W|, |b| (which dominates every intermediate), propagated. */
+static void ref_forward(const fv_mlp_t *m, const float *x, size_t n, float *out, double *bound)
+{
+    const fv_mlp_arch_t *a = fv_mlp_arch(m);
+    size_t dims[FV_MLP_MAX_HIDDEN + 2];
+    size_t nl = arch_dims(a, dims), off = 0, total_in = 0;
+    const float *p = fv_mlp_params_const(m);
+    float *cur = malloc(n * 256 * sizeof *cur), *nxt = malloc(n * 256 * sizeof *nxt);
+    double *acur = malloc(n * 256 * sizeof *acur), *anxt = malloc(n * 256 * sizeof *anxt);
+    CHECK(cur && nxt && acur && anxt);
+    for (size_t i = 0; i < n * dims[0]; i++) {
+        cur[i] = x[i];
+        acur[i] = fabs((double)x[i]);
+    }
+    for (size_t l = 0; l < nl; l++) {
+        size_t in = dims[l], o = dims[l + 1];
+        CHECK(in <= 256 && o <= 256);
+        const float *w = p + off, *b = p + off + in * o;
+        fv_gemm_ref(false, false, n, o, in, 1.0f, cur, in, w, o, 0.0f, nxt, o);
+        for (size_t r = 0; r < n; r++)
+            for (size_t j = 0; j < o; j++) {
+                float v = nxt[r * o + j] + b[j];
+                nxt[r * o + j] = l + 1 < nl && v < 0.0f ? 0.0f : v;
+                double s = fabs((double)b[j]);
+                for (size_t i = 0; i < in; i++)
+                    s += acur[r * in + i] * fabs((double)w[i * o + j]);
+                anxt[r * o + j] = s;
+            }
+        total_in += in + 2;
+        off += in * o + o;
+        float *t = cur;
+        cur = nxt, nxt = t;
+        double *u = acur;
+        acur = anxt, anxt = u;
+    }
+    for (size_t i = 0; i < n * dims[nl]; i++) {
+        out[i] = cur[i];
+        /* both sides' rounding, with a factor 2 for second-order terms */
+        bound[i] = 4.0 * (double)total_in * 0x1p-24 * acur[i] + 1e-30;
+    }
+    free(cur), free(nxt), free(acur), free(anxt);
+}
+
+static void test_score_paths(void)
+{
+    /* The rule's sides, as the shapes below rely on them. */
+    CHECK(fv__mlp_direct(1, 128) && fv__mlp_direct(FV__MLP_DIRECT_ROWS, 16));
+    CHECK(!fv__mlp_direct(FV__MLP_DIRECT_ROWS + 1, 16) && !fv__mlp_direct(64, 3));
+    CHECK(fv__mlp_direct(1024, 4) && fv__mlp_direct(1024, 1));
+    enum { N = 70, D = 30 };
+    static const size_t batches[] = {1, 2, 3, 4, 5, 8, 64, N};
+    struct {
+        size_t n_hidden, hidden[2], n_out;
+    } nets[] = {{1, {4, 0}, 1}, {2, {16, 4}, 1}, {2, {33, 8}, 3}, {1, {40, 0}, 5}, {0, {0, 0}, 1}};
+    fv_rng_t r;
+    fv_rng_seed(&r, 99);
+    float *x = malloc(N * D * sizeof *x), *z = malloc(N * 5 * sizeof *z),
+          *zr = malloc(N * 5 * sizeof *zr);
+    double *bound = malloc(N * 5 * sizeof *bound);
+    CHECK(x && z && zr && bound);
+    fill_normal(&r, x, N * D, 1.0);
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+        fv_mlp_arch_t a = mk_arch(D, nets[k].n_hidden, nets[k].hidden, nets[k].n_out);
+        fv_mlp_t *m = NULL;
+        fv_mlp_ws_t *ws = NULL;
+        CHECK_OK(fv_mlp_new(&a, &m), NULL);
+        fv_mlp_init(m, 40 + k);
+        float *p = fv_mlp_params(m); /* non-zero biases, so their addition is checked */
+        for (size_t i = 0; i < fv_mlp_n_params(m); i++)
+            if (fv_mlp_decay_mask(m)[i] == 0)
+                p[i] = (float)(0.2 * fv_rng_normal(&r));
+        CHECK_OK(fv_mlp_ws_new(m, N, &ws), NULL);
+        ref_forward(m, x, N, zr, bound);
+        size_t K = nets[k].n_out;
+        /* isa 1: fv_mlp_logits itself (the AVX2+FMA copy where there is one); isa 0: the
+         * baseline copy of the same forward pass */
+        for (int isa = 1; isa >= 0; isa--)
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                size_t bs = batches[bi];
+                for (size_t i = 0; i < N * K; i++)
+                    z[i] = NAN; /* every logit must be written by this pass */
+                for (size_t i = 0; i < N; i += bs) {
+                    size_t n = N - i < bs ? N - i : bs;
+                    if (isa == 1)
+                        CHECK_OK(fv_mlp_logits(m, ws, x + i * D, n, z + i * K), NULL);
+                    else
+                        fv__mlp_forward_score_isa(FV__MLP_ISA_BASE, m, ws, x + i * D, n, z + i * K);
+                }
+                for (size_t i = 0; i < N * K; i++)
+                    if (!(fabs((double)z[i] - (double)zr[i]) <= bound[i]))
+                        FV__FAIL("net %zu, isa %d, batch %zu: logit %zu: %.9g vs %.9g (bound %.3g)",
+                                 k, isa, bs, i, z[i], zr[i], bound[i]);
+            }
+        fv_mlp_ws_free(ws);
+        fv_mlp_free(m);
+    }
+    free(x), free(z), free(zr), free(bound);
+}
+
 /* ---- errors ---------------------------------------------------------------------- */
 
 static void test_errors(void)
@@ -737,6 +932,8 @@ int main(void)
     test_grad();
     test_predict();
     test_batch_independence();
+    test_dense_kernel();
+    test_score_paths();
     test_errors();
     puts("ok");
     return 0;
