@@ -234,13 +234,14 @@ typedef struct side {
     char arch[256];
     size_t params;
     long long bytes;
-    double lat1_us, lat1024_us; /* median per call */
+    double lat1_us, lat1024_us; /* median over blocks of the time per call */
     size_t calls1, calls1024;
     bool have_test;
     fv_cli_metrics_t test;
 } side_t;
 
-/* x_big: LAT_BIG_BATCH encoded rows (fv_latency.h: median per call, in-process). */
+/* x_big: LAT_BIG_BATCH encoded rows (fv_latency.h: blocks of calls per clock read,
+ * in-process). */
 static int measure(const fv_mlp_t *m, const float *x_big, side_t *s)
 {
     fv_latency_t lat;

@@ -350,8 +350,9 @@ int coord__store_distilled(coord_t *c, int64_t *ret_version, fv_diag_t *d)
                             json_integer((json_int_t)(c->rnd.round - c->job->rounds)));
         char method[256];
         snprintf(method, sizeof method,
-                 "median per call of the network (fv_mlp_predict) on encoded rows, one thread "
-                 "of the coordinator's host; AUCs from the secure histograms of round %" PRIu64
+                 "the network (fv_mlp_predict) on encoded rows, timed in blocks of calls per "
+                 "clock read, median over blocks of the time per call, one thread of the "
+                 "coordinator's host; AUCs from the secure histograms of round %" PRIu64
                  " (every agent's validation rows)",
                  fv_cjob_best_round(c->model.jm));
         json_object_set_new(report, "latency_method", json_string(method));

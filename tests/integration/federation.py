@@ -191,7 +191,7 @@ if mode == "accuracy":
     stud_auc = test_auc(f"{d}/state/latest/student.fvm")
     print(f"distilled: {t['arch']} -> {s['arch']}: parameters {t['params']} -> {s['params']} "
           f"({rep['ratios']['params']:.1f}x, floor 10x); batch-1 latency "
-          f"{t['latency_us']['batch_1']:.2f} -> {s['latency_us']['batch_1']:.2f} us "
+          f"{t['latency_us']['batch_1']:.3f} -> {s['latency_us']['batch_1']:.3f} us "
           f"({rep['ratios']['latency_batch_1']:.1f}x, target 6x, measured by the "
           f"coordinator); global ROC AUC {t['roc_auc']:.4f} -> {s['roc_auc']:.4f} (gap "
           f"{rep['roc_auc_gap']:+.4f}, at most 0.01); test ROC AUC {fed_auc:.4f} -> "
