@@ -43,7 +43,8 @@ static const char ctx_enc_label[] = "fv-secagg enc v1";
 static const char ctx_mask_label[] = "fv-secagg mask v1";
 static const char nonce_label[] = "fv-secagg nonce v1";
 static const char adv_label[] = "fv-secagg adv v1";
-static const char u3_label[] = "fv-secagg u3 v1";
+static const char u3_label[] = "fv-secagg u3 v2";
+static const char u3mac_label[] = "fv-secagg u3mac v2";
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
 
@@ -344,6 +345,18 @@ static uint8_t *u3_statement(uint64_t job, uint64_t round, const uint32_t *ids, 
     return s;
 }
 
+/* The consistency tag of sender `from` for recipient `to` over the U3 digest: keyed BLAKE2b
+ * (64 bytes, the size of the wire entry) under the pair's u3-MAC key. */
+static void u3_tag(uint8_t tag[FV_SIGN_BYTES], const uint8_t key[FV_KX_KEY_BYTES],
+                   const uint8_t digest[FV_HASH_BYTES], uint32_t from, uint32_t to)
+{
+    uint8_t msg[8 + FV_HASH_BYTES];
+    fv__put_u32(msg, from);
+    fv__put_u32(msg + 4, to);
+    memcpy(msg + 8, digest, FV_HASH_BYTES);
+    crypto_generichash(tag, FV_SIGN_BYTES, msg, sizeof(msg), key, FV_KX_KEY_BYTES);
+}
+
 /* y is built in the message buffer as host uint32 words; the wire wants little-endian. */
 static void words_to_le(uint32_t *w, size_t n)
 {
@@ -387,11 +400,11 @@ struct fv_secagg_client {
     uint8_t c_pk[FV_KX_PK_BYTES], s_pk[FV_KX_PK_BYTES];
     uint8_t adv_sig[FV_SIGN_BYTES]; /* my own advertisement, to recognise it in KEYLIST */
     struct client_secrets *sec;     /* fv_secret_alloc */
-    uint8_t *enc_keys;              /* fv_secret_alloc, k x 32 */
+    uint8_t *enc_keys;              /* fv_secret_alloc, 2k x 32: k share-encryption keys, */
+    uint8_t *mac_keys;              /* then (enc_keys + 32k) k u3-MAC keys */
     fv_shamir_share_t *recv;        /* fv_secret_alloc, k x 2 (b, s) */
     const uint32_t *x;
-    uint8_t *u3_stmt;
-    size_t u3_stmt_len;
+    uint8_t u3_digest[FV_HASH_BYTES]; /* SHA-256 of the U3 statement I tagged */
     fv_secagg_stats_t st;
 };
 
@@ -410,7 +423,7 @@ static void client_wipe(fv_secagg_client_t *c)
     if (c->sec)
         fv_crypto_wipe(c->sec, sizeof(*c->sec));
     if (c->enc_keys)
-        fv_crypto_wipe(c->enc_keys, (size_t)c->k * FV_KX_KEY_BYTES);
+        fv_crypto_wipe(c->enc_keys, (size_t)c->k * 2 * FV_KX_KEY_BYTES);
     if (c->recv)
         fv_crypto_wipe(c->recv, (size_t)c->k * 2 * sizeof(fv_shamir_share_t));
 }
@@ -434,7 +447,6 @@ void fv_secagg_client_free(fv_secagg_client_t *c)
     free(c->nb_cpk);
     free(c->nb_spk);
     free(c->nb_flags);
-    free(c->u3_stmt);
     free(c);
 }
 
@@ -472,11 +484,12 @@ int fv_secagg_client_new(const fv_secagg_params_t *p, const fv_secagg_policy_t *
     c->nb_spk = malloc((size_t)c->k * FV_KX_PK_BYTES);
     c->nb_flags = calloc(c->k, 1);
     c->sec = fv_secret_alloc(sizeof(*c->sec));
-    c->enc_keys = fv_secret_alloc((size_t)c->k * FV_KX_KEY_BYTES);
+    c->enc_keys = fv_secret_alloc((size_t)c->k * 2 * FV_KX_KEY_BYTES);
     c->recv = fv_secret_alloc((size_t)c->k * 2 * sizeof(fv_shamir_share_t));
     if (!c->nb || !c->nb_id_pk || !c->nb_cpk || !c->nb_spk || !c->nb_flags || !c->sec ||
         !c->enc_keys || !c->recv)
         goto fail;
+    c->mac_keys = c->enc_keys + (size_t)c->k * FV_KX_KEY_BYTES;
     client_wipe(c);
     if ((rc = fv__secagg_graph_init(&g, p, false)) < 0)
         goto fail;
@@ -513,6 +526,7 @@ unsigned fv__secagg_client_wiped(const fv_secagg_client_t *c)
     r |= all_zero(s->id_sk, sizeof(s->id_sk)) ? 16u : 0;
     r |= all_zero(&s->own_b, sizeof(s->own_b)) && all_zero(&s->own_s, sizeof(s->own_s)) ? 32u : 0;
     r |= all_zero(c->recv, (size_t)c->k * 2 * sizeof(fv_shamir_share_t)) ? 64u : 0;
+    r |= all_zero(c->mac_keys, (size_t)c->k * FV_KX_KEY_BYTES) ? 128u : 0;
     return r;
 }
 
@@ -649,6 +663,10 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
             goto out;
         }
         c->st.n_kx++;
+        /* The pair's u3-MAC key: a PRF of the (authenticated) pair key, for phase 3/4. */
+        crypto_generichash(c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, FV_KX_KEY_BYTES,
+                           (const uint8_t *)u3mac_label, sizeof(u3mac_label) - 1, key,
+                           FV_KX_KEY_BYTES);
         fv_shamir_share_encode(&sh[rank], c->sec->pt);
         fv_shamir_share_encode(&sh[holders + rank], c->sec->pt + FV_SECAGG_SHARE_WIRE_BYTES);
         share_ad(ad, c->job, c->round, c->id, v);
@@ -792,21 +810,32 @@ static int client_on_u3(fv_secagg_client_t *c, const fv_secagg_msg_t *m, fv_seca
         return fv_diag_set(d, FV_EPOLICY,
                            "secagg client %u: only %u inputs in the sum, local minimum %u", c->id,
                            m->n_ids, c->pol.min_cohort);
-    c->u3_stmt = u3_statement(c->job, c->round, m->ids, m->n_ids, &c->u3_stmt_len);
-    if (c->u3_stmt == NULL)
+    size_t stmt_len;
+    uint8_t *stmt = u3_statement(c->job, c->round, m->ids, m->n_ids, &stmt_len);
+    if (stmt == NULL)
         return FV_ENOMEM;
-    size_t len = FV__SECAGG_HEADER_BYTES + FV__SECAGG_SIG_ENTRY_BYTES;
+    fv_sha256(c->u3_digest, stmt, stmt_len);
+    free(stmt);
+    /* CONSIST: one tag per neighbour in my U3, in id order (c->nb is sorted). */
+    uint32_t cnt = 0;
+    for (uint32_t j = 0; j < c->k; j++)
+        cnt += (c->nb_flags[j] & NB_U3) ? 1 : 0;
+    size_t len = FV__SECAGG_HEADER_BYTES + (size_t)cnt * FV__SECAGG_SIG_ENTRY_BYTES;
     uint8_t *buf = malloc(len);
     if (buf == NULL)
         return FV_ENOMEM;
-    fv__secagg_put_header(buf, FV_SECAGG_MSG_CONSIST, c->job, c->round, c->id, FV_SECAGG_SERVER, 1);
-    fv__put_u32(buf + FV__SECAGG_HEADER_BYTES, c->id);
-    int rc = fv_sign(buf + FV__SECAGG_HEADER_BYTES + 4, c->u3_stmt, c->u3_stmt_len, c->sec->id_sk);
-    if (rc < 0) {
-        free(buf);
-        return rc;
+    fv__secagg_put_header(buf, FV_SECAGG_MSG_CONSIST, c->job, c->round, c->id, FV_SECAGG_SERVER,
+                          cnt);
+    uint8_t *p = buf + FV__SECAGG_HEADER_BYTES;
+    for (uint32_t j = 0; j < c->k; j++) {
+        if (!(c->nb_flags[j] & NB_U3))
+            continue;
+        fv__put_u32(p, c->nb[j]);
+        u3_tag(p + 4, c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, c->u3_digest, c->id, c->nb[j]);
+        c->st.n_mac++;
+        p += FV__SECAGG_SIG_ENTRY_BYTES;
     }
-    c->st.n_sign++;
+    int rc;
     if ((rc = fv__secagg_outbox_push(out, FV_SECAGG_SERVER, buf, len)) < 0)
         return rc;
     c->state = 4;
@@ -816,46 +845,35 @@ static int client_on_u3(fv_secagg_client_t *c, const fv_secagg_msg_t *m, fv_seca
 static int client_on_siglist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
                              fv_secagg_outbox_t *out, fv_diag_t *d)
 {
-    bool self = false;
-    uint32_t n_sigs = 0;
+    /* I count for my own U3 (I tagged it); every neighbour's tag is checked, the invalid
+     * ones (a broken or lying sender, or a server that forwards a tag over another U3, for
+     * another recipient or from another sender) count for nothing. */
+    uint32_t n_valid = 1, n_bad = 0;
+    uint8_t want[FV_SIGN_BYTES];
     for (uint32_t j = 0; j < c->k; j++)
         c->nb_flags[j] &= (uint8_t)~NB_SEEN;
     for (uint32_t i = 0; i < m->n_items; i++) {
         uint32_t v = m->sigs[i].id;
-        const uint8_t *pk;
-        if (v == c->id) {
-            if (self)
-                return fv_diag_set(d, FV_EDUP, "secagg client %u: my signature listed twice",
-                                   c->id);
-            self = true;
-            pk = c->id_pk;
-        } else {
-            int64_t j = client_nb_index(c, v);
-            if (j < 0 || !(c->nb_flags[j] & NB_U3))
-                return fv_diag_set(d, FV_EPEER,
-                                   "secagg client %u: consistency signature of %u, not a "
-                                   "neighbour in U3",
-                                   c->id, v);
-            if (c->nb_flags[j] & NB_SEEN)
-                return fv_diag_set(d, FV_EDUP, "secagg client %u: signature of %u twice", c->id, v);
-            c->nb_flags[j] |= NB_SEEN;
-            pk = c->nb_id_pk + (size_t)j * 32;
-        }
-        /* t valid signatures over my U3 are the guarantee; the rest add nothing, so they
-         * are checked for membership and duplicates but not verified (each verification
-         * costs about two key agreements). */
-        if (n_sigs >= c->t)
-            continue;
-        c->st.n_verify++;
-        if (fv_sign_verify(m->sigs[i].sig, c->u3_stmt, c->u3_stmt_len, pk) != 0)
-            return fv_diag_set(d, FV_EAUTH, "secagg client %u: %u did not sign the U3 I signed",
+        int64_t j = client_nb_index(c, v);
+        if (j < 0 || !(c->nb_flags[j] & NB_U3))
+            return fv_diag_set(d, FV_EPEER,
+                               "secagg client %u: consistency tag of %u, not a neighbour in U3",
                                c->id, v);
-        n_sigs++;
+        if (c->nb_flags[j] & NB_SEEN)
+            return fv_diag_set(d, FV_EDUP, "secagg client %u: tag of %u twice", c->id, v);
+        c->nb_flags[j] |= NB_SEEN;
+        u3_tag(want, c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, c->u3_digest, v, c->id);
+        c->st.n_mac++;
+        if (sodium_memcmp(want, m->sigs[i].sig, FV_SIGN_BYTES) == 0)
+            n_valid++;
+        else
+            n_bad++;
     }
-    if (n_sigs < c->t)
+    if (n_valid < c->t)
         return fv_diag_set(d, FV_ETHRESHOLD,
-                           "secagg client %u: %u consistency signatures, threshold %u", c->id,
-                           n_sigs, c->t);
+                           "secagg client %u: %u holders (me included) confirm the U3 I tagged, "
+                           "%u tags invalid, threshold %u",
+                           c->id, n_valid, n_bad, c->t);
     /* Requested s_sk shares: dropped neighbours only, never a member of the U3 I signed. */
     for (uint32_t j = 0; j < c->k; j++)
         c->nb_flags[j] &= (uint8_t)~NB_SEEN;
@@ -981,8 +999,9 @@ struct fv_secagg_server {
     uint32_t *acc;
     uint8_t *u3_stmt;
     size_t u3_stmt_len;
-    fv_secagg_sig_entry_t *csig; /* n */
-    fv_shamir_share_t **shares;  /* per owner; fv_secret_alloc */
+    fv_secagg_sig_entry_t **ctags; /* per sender: its CONSIST tags, sorted by recipient */
+    uint32_t *n_ctags;
+    fv_shamir_share_t **shares; /* per owner; fv_secret_alloc */
     uint32_t *n_shares;
     uint32_t *scratch; /* n ids */
     fv_secagg_stats_t st;
@@ -998,6 +1017,16 @@ static void server_free_cts(fv_secagg_server_t *s)
         free(s->cts[u]);
     free(s->cts);
     s->cts = NULL;
+}
+
+static void server_free_ctags(fv_secagg_server_t *s)
+{
+    if (s->ctags == NULL)
+        return;
+    for (uint32_t u = 0; u < s->n; u++)
+        free(s->ctags[u]);
+    free(s->ctags);
+    s->ctags = NULL;
 }
 
 static void server_free_shares(fv_secagg_server_t *s)
@@ -1023,7 +1052,8 @@ void fv_secagg_server_free(fv_secagg_server_t *s)
     free(s->n_cts);
     free(s->acc);
     free(s->u3_stmt);
-    free(s->csig);
+    server_free_ctags(s);
+    free(s->n_ctags);
     free(s->n_shares);
     free(s->scratch);
     free(s);
@@ -1053,12 +1083,13 @@ int fv_secagg_server_new(const fv_secagg_params_t *p, fv_secagg_server_t **ret, 
     s->cts = calloc(s->n, sizeof(*s->cts));
     s->n_cts = calloc(s->n, sizeof(*s->n_cts));
     s->acc = calloc(s->dim, sizeof(uint32_t));
-    s->csig = calloc(s->n, sizeof(*s->csig));
+    s->ctags = calloc(s->n, sizeof(*s->ctags));
+    s->n_ctags = calloc(s->n, sizeof(*s->n_ctags));
     s->shares = calloc(s->n, sizeof(*s->shares));
     s->n_shares = calloc(s->n, sizeof(*s->n_shares));
     s->scratch = malloc(sizeof(uint32_t) * s->n);
-    if (!s->id_pks || !s->in || !s->keys || !s->cts || !s->n_cts || !s->acc || !s->csig ||
-        !s->shares || !s->n_shares || !s->scratch)
+    if (!s->id_pks || !s->in || !s->keys || !s->cts || !s->n_cts || !s->acc || !s->ctags ||
+        !s->n_ctags || !s->shares || !s->n_shares || !s->scratch)
         goto fail;
     memcpy(s->id_pks, p->identity_pks, (size_t)s->n * 32);
     if ((rc = fv__secagg_graph_init(&s->g, p, true)) < 0)
@@ -1190,6 +1221,45 @@ static int server_on_unmask(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv_
     return 0;
 }
 
+static uint32_t server_members(fv_secagg_server_t *s, uint32_t u, int i, bool with_self);
+
+/* CONSIST: one tag per neighbour of u in U3, recipients strictly increasing. The server
+ * cannot check the tags (only the pair's two clients hold the key); it checks the shape. */
+static int server_on_consist(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv_diag_t *d)
+{
+    uint32_t u = m->from;
+    uint32_t expect = server_members(s, u, 3, false);
+    if (m->n_items != expect)
+        return fv_diag_set(d, FV_EPROTO, "secagg server: %u sent %u consistency tags, expected %u",
+                           u, m->n_items, expect);
+    for (uint32_t i = 0; i < m->n_items; i++)
+        if (m->sigs[i].id != s->scratch[i])
+            return fv_diag_set(d, FV_EPEER,
+                               "secagg server: consistency tag of %u for %u, not its neighbour "
+                               "in U3 in order",
+                               u, m->sigs[i].id);
+    s->ctags[u] = malloc(sizeof(fv_secagg_sig_entry_t) * (m->n_items ? m->n_items : 1));
+    if (s->ctags[u] == NULL)
+        return FV_ENOMEM;
+    memcpy(s->ctags[u], m->sigs, sizeof(fv_secagg_sig_entry_t) * m->n_items);
+    s->n_ctags[u] = m->n_items;
+    return 0;
+}
+
+static const fv_secagg_sig_entry_t *find_tag(const fv_secagg_server_t *s, uint32_t u, uint32_t v)
+{
+    uint32_t lo = 0, hi = s->n_ctags[u];
+    const fv_secagg_sig_entry_t *a = s->ctags[u];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (a[mid].id < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_ctags[u] && a[lo].id == v ? &a[lo] : NULL;
+}
+
 int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t len, fv_diag_t *d)
 {
     if (s->state < 0 || s->state > 4)
@@ -1256,13 +1326,7 @@ int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t le
         add_le_words(s->acc, m.words_le, s->dim);
         break;
     case FV_SECAGG_MSG_CONSIST:
-        s->st.n_verify++;
-        if (m.sigs[0].id != u || fv_sign_verify(m.sigs[0].sig, s->u3_stmt, s->u3_stmt_len,
-                                                s->id_pks + (size_t)u * 32) != 0) {
-            rc = fv_diag_set(d, FV_EAUTH, "secagg server: consistency signature of %u fails", u);
-            break;
-        }
-        s->csig[u] = m.sigs[0];
+        rc = server_on_consist(s, &m, d);
         break;
     case FV_SECAGG_MSG_UNMASK:
         rc = server_on_unmask(s, &m, d);
@@ -1453,8 +1517,8 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
             memcpy(buf + FV__SECAGG_HEADER_BYTES, s->u3_stmt + s->u3_stmt_len - 4 * (size_t)cnt,
                    4 * (size_t)cnt);
             break;
-        default: { /* 3: SIGLIST: signatures of U4 n H(u), then dropped neighbours */
-            cnt = server_members(s, u, 4, true);
+        default: { /* 3: SIGLIST: the tags of U4 n N(u) for u, then dropped neighbours */
+            cnt = server_members(s, u, 4, false);
             uint32_t n_drop = 0;
             uint32_t *drop = malloc(sizeof(uint32_t) * (s->k ? s->k : 1));
             if (drop == NULL)
@@ -1473,8 +1537,14 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
             }
             p = buf + FV__SECAGG_HEADER_BYTES;
             for (uint32_t i = 0; i < cnt; i++, p += FV__SECAGG_SIG_ENTRY_BYTES) {
+                const fv_secagg_sig_entry_t *e = find_tag(s, s->scratch[i], u);
+                if (e == NULL) { /* cannot happen: CONSIST was checked complete over U3 */
+                    free(drop);
+                    free(buf);
+                    return FV_EINVAL;
+                }
                 fv__put_u32(p, s->scratch[i]);
-                memcpy(p + 4, s->csig[s->scratch[i]].sig, 64);
+                memcpy(p + 4, e->sig, 64);
             }
             fv__put_u32(p, n_drop);
             for (uint32_t i = 0; i < n_drop; i++)
@@ -1488,6 +1558,8 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
     }
     if (ph == 1)
         server_free_cts(s); /* every ciphertext has been forwarded */
+    if (ph == 3)
+        server_free_ctags(s); /* every tag has been forwarded */
     if (ph == 4) {
         rc = server_finish(s, d);
         server_free_shares(s);

@@ -301,6 +301,7 @@ int fv_secagg_sim_run(const fv_secagg_sim_config_t *cfg, fv_secagg_sim_result_t 
         ret->clients.n_sign += st.n_sign;
         ret->clients.n_verify += st.n_verify;
         ret->clients.n_aead += st.n_aead;
+        ret->clients.n_mac += st.n_mac;
         for (int ph = 0; ph < FV_SECAGG_N_PHASES; ph++) {
             uint64_t up = s.up[(size_t)u * FV_SECAGG_N_PHASES + ph];
             uint64_t dn = s.down[(size_t)u * FV_SECAGG_N_PHASES + ph];
