@@ -111,6 +111,15 @@ int fv_prg_expand_u32(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES],
  * in kernels/). */
 int fv_prg_mask_add(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], int sign,
                     uint32_t *acc, size_t n);
+/* The same stream started at word `first` (any word; a seek, not a skip: AES-CTR sets the
+ * counter, ChaCha20 the block counter, and only the words before `first` in its block are
+ * generated and dropped). fv_prg_new_at(k, s, 0, p) is fv_prg_new. fv_prg_mask_add_at adds
+ * words first..first+n-1 of the stream into acc[0..n): splitting [0, N) into any ranges
+ * and adding each at its offset gives the bits of one fv_prg_mask_add over [0, N). */
+int fv_prg_new_at(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], uint64_t first,
+                  fv_prg_t **ret);
+int fv_prg_mask_add_at(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], int sign,
+                       uint32_t *acc, size_t n, uint64_t first);
 
 /* ---- Shamir secret sharing over GF(p), p = 2^61 - 1 ------------------------------- */
 /* A 32-byte secret is cut into 5 little-endian chunks of 7 bytes (56 bits < 61, the last

@@ -243,6 +243,17 @@ int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t le
 int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d);
 /* Phase being collected (0..4), 5 when the sum is ready, -1 when aborted. */
 int fv_secagg_server_phase(const fv_secagg_server_t *s);
+/* Optional parallel for (the contract of fv_secagg_sim_config_t.par_for: fn(arg, i) once
+ * for each i < n, on any threads, returning when all have) for the unmasking done when
+ * phase 4 closes: the pairwise keys of dropped clients are agreed one task per pair and
+ * the accumulator is cut into 16 Ki-word ranges, each task taking every mask out of its
+ * range at the keystream offset. Secrets are reconstructed and checked first on the
+ * caller's thread. The sum, the counters and every diagnostic are identical to a run
+ * without it (NULL: everything on the caller's thread). */
+void fv_secagg_server_set_par_for(fv_secagg_server_t *s,
+                                  void (*par_for)(void *par_ctx, size_t n,
+                                                  void (*fn)(void *arg, size_t i), void *arg),
+                                  void *par_ctx);
 /* Touches every page of the server's accumulator (first-touch page faults paid up front,
  * e.g. on a worker thread before the round's uploads); touches nothing else. */
 void fv_secagg_server_prefault(fv_secagg_server_t *s);
@@ -331,9 +342,10 @@ int fv_secagg_msg_encode(const fv_secagg_msg_t *m, uint8_t **ret_buf, size_t *re
  * Parallel clients: the library starts no threads. With par_for set, the clients' steps
  * of a phase (each handling its message and filling its own outbox) are run through it,
  * up to 256 MiB of inputs and masked vectors at once; the server steps and all shared
- * bookkeeping stay sequential on the caller's thread. The result, every message byte,
- * the statistics and the msg_hook sequence are identical to a run without par_for (the
- * tests check it). */
+ * bookkeeping stay sequential on the caller's thread, except the server's unmasking when
+ * phase 4 closes, which is given par_for too (fv_secagg_server_set_par_for). The result, every
+ * message byte, the statistics and the msg_hook sequence are identical to a run without par_for
+ * (the tests check it). */
 typedef enum { FV_SECAGG_HOOK_BEFORE = 0, FV_SECAGG_HOOK_AFTER = 1 } fv_secagg_hook_when_t;
 typedef struct fv_secagg_sim_config {
     fv_secagg_params_t params; /* identity_pks ignored: the simulator makes the keys */

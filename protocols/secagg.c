@@ -1005,6 +1005,8 @@ struct fv_secagg_server {
     uint32_t *n_shares;
     uint32_t *scratch; /* n ids */
     fv_secagg_stats_t st;
+    void (*par_for)(void *par_ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+    void *par_ctx;
 };
 
 #define IN(s, u, i) (((s)->in[u] >> ((i)-1)) & 1)
@@ -1393,18 +1395,91 @@ static const fv_secagg_ct_entry_t *find_ct(const fv_secagg_server_t *s, uint32_t
     return lo < s->n_cts[u] && a[lo].peer == v ? &a[lo] : NULL;
 }
 
+/* Closing phase 4: every secret is reconstructed and checked first (on the caller's
+ * thread, in id order, so the first failure named is the same with or without par_for);
+ * what is left is a list of masks to take out of the accumulator: -PRG(b_v) for v in U3,
+ * and (w < v ? - : +) PRG(s_vw) for each dropped v and w in U3 n N(v). The pairwise keys
+ * are agreed in parallel (one task per pair), then the accumulator is cut into ranges of
+ * UNMASK_CHUNK words and each task adds every mask's segment at its stream offset
+ * (fv_prg_mask_add_at). Addition mod 2^32 commutes, so any split gives the bits of the
+ * sequential order; without par_for the whole vector is one range. Secrets (reconstructed
+ * s_sk, pairwise keys, mask seeds) live in one fv_secret_alloc block, wiped on free. */
+#define UNMASK_CHUNK ((size_t)16384)
+
+typedef struct unmask_job {
+    uint8_t seed[FV_PRG_SEED_BYTES]; /* b_v, or the pairwise key once agreed */
+    uint8_t sk[FV_KX_SK_BYTES];      /* pair jobs: the reconstructed s_sk_v */
+    uint32_t v, w;                   /* w = FV_SECAGG_SERVER: mask seed of v */
+    int sign;
+    int rc;
+} unmask_job_t;
+
+typedef struct unmask_work {
+    fv_secagg_server_t *s;
+    unmask_job_t *jobs;
+    size_t n_jobs, first_pair;
+    uint8_t ctx[64];
+    size_t ctx_len;
+    size_t chunk, n_chunks;
+    int *chunk_rc;
+} unmask_work_t;
+
+static void unmask_agree(void *arg, size_t i)
+{
+    unmask_work_t *u = arg;
+    unmask_job_t *j = &u->jobs[u->first_pair + i];
+    const fv_secagg_key_entry_t *kv = &u->s->keys[j->v], *kw = &u->s->keys[j->w];
+    j->rc = fv_kx_agree(j->seed, j->sk, kv->s_pk, kw->s_pk, u->ctx, u->ctx_len);
+    fv_crypto_wipe(j->sk, sizeof(j->sk));
+}
+
+static void unmask_range(void *arg, size_t c)
+{
+    unmask_work_t *u = arg;
+    size_t lo = c * u->chunk, dim = u->s->dim;
+    size_t n = dim - lo < u->chunk ? dim - lo : u->chunk;
+    int rc = 0;
+    for (size_t i = 0; i < u->n_jobs && rc == 0; i++)
+        rc = fv_prg_mask_add_at(u->s->prg, u->jobs[i].seed, u->jobs[i].sign, u->s->acc + lo, n, lo);
+    u->chunk_rc[c] = rc;
+}
+
+static void run_par(fv_secagg_server_t *s, size_t n, void (*fn)(void *, size_t), void *arg)
+{
+    if (s->par_for != NULL && n > 1) {
+        s->par_for(s->par_ctx, n, fn, arg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        fn(arg, i);
+}
+
 static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
 {
-    uint8_t secret[FV_SHAMIR_SECRET_BYTES], key[FV_KX_KEY_BYTES], pk[FV_KX_PK_BYTES], ctx[64];
-    size_t ctx_len = make_ctx(ctx, ctx_mask_label, s->job, s->round);
+    uint8_t secret[FV_SHAMIR_SECRET_BYTES], pk[FV_KX_PK_BYTES];
+    unmask_work_t u;
+    memset(&u, 0, sizeof(u));
+    u.s = s;
+    u.ctx_len = make_ctx(u.ctx, ctx_mask_label, s->job, s->round);
     int rc = 0;
+    size_t n_seed = 0, n_pair = 0;
     for (uint32_t v = 0; v < s->n; v++) {
         bool need = IN(s, v, 3) || IN(s, v, 2);
         if (need && s->n_shares[v] < s->t)
             return fv_diag_set(d, FV_ETHRESHOLD,
                                "secagg server: %u shares of the %s of client %u, threshold %u",
                                s->n_shares[v], IN(s, v, 3) ? "mask seed" : "key", v, s->t);
+        if (IN(s, v, 3))
+            n_seed++;
+        else if (IN(s, v, 2))
+            n_pair += server_members(s, v, 3, false);
     }
+    u.n_jobs = n_seed + n_pair;
+    u.first_pair = n_seed;
+    u.jobs = fv_secret_alloc(sizeof(unmask_job_t) * (u.n_jobs ? u.n_jobs : 1));
+    if (u.jobs == NULL)
+        return FV_ENOMEM;
+    size_t js = 0, jp = n_seed;
     for (uint32_t v = 0; v < s->n && rc == 0; v++) {
         if (!IN(s, v, 2))
             continue;
@@ -1420,8 +1495,11 @@ static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
             break;
         }
         if (IN(s, v, 3)) {
-            rc = fv_prg_mask_add(s->prg, secret, -1, s->acc, s->dim);
-            s->st.prg_words += s->dim;
+            unmask_job_t *j = &u.jobs[js++];
+            memcpy(j->seed, secret, sizeof(j->seed));
+            j->v = v;
+            j->w = FV_SECAGG_SERVER;
+            j->sign = -1;
             continue;
         }
         /* v dropped after sharing: remove its pairwise masks with the survivors. */
@@ -1433,20 +1511,51 @@ static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
             break;
         }
         uint32_t cnt = server_members(s, v, 3, false);
-        for (uint32_t i = 0; i < cnt && rc == 0; i++) {
-            uint32_t w = s->scratch[i];
-            rc = fv_kx_agree(key, secret, s->keys[v].s_pk, s->keys[w].s_pk, ctx, ctx_len);
-            s->st.n_kx++;
-            if (rc == 0) {
-                /* w added (w < v ? + : -) PRG(s_wv): take it back. */
-                rc = fv_prg_mask_add(s->prg, key, w < v ? -1 : +1, s->acc, s->dim);
-                s->st.prg_words += s->dim;
-            }
+        for (uint32_t i = 0; i < cnt; i++) {
+            unmask_job_t *j = &u.jobs[jp++];
+            memcpy(j->sk, secret, sizeof(j->sk));
+            j->v = v;
+            j->w = s->scratch[i];
+            /* w added (w < v ? + : -) PRG(s_wv): take it back. */
+            j->sign = j->w < v ? -1 : +1;
         }
     }
     fv_crypto_wipe(secret, sizeof(secret));
-    fv_crypto_wipe(key, sizeof(key));
+    if (rc < 0)
+        goto out;
+    run_par(s, n_pair, unmask_agree, &u);
+    s->st.n_kx += n_pair;
+    for (size_t i = n_seed; i < u.n_jobs; i++)
+        if (u.jobs[i].rc < 0) {
+            rc = fv_diag_set(d, u.jobs[i].rc,
+                             "secagg server: mask key agreement of %u with %u failed", u.jobs[i].v,
+                             u.jobs[i].w);
+            goto out;
+        }
+    u.chunk = s->par_for != NULL ? UNMASK_CHUNK : s->dim;
+    u.n_chunks = (s->dim + u.chunk - 1) / u.chunk;
+    u.chunk_rc = calloc(u.n_chunks, sizeof(int));
+    if (u.chunk_rc == NULL) {
+        rc = FV_ENOMEM;
+        goto out;
+    }
+    run_par(s, u.n_chunks, unmask_range, &u);
+    s->st.prg_words += (uint64_t)u.n_jobs * s->dim;
+    for (size_t c = 0; c < u.n_chunks && rc == 0; c++)
+        rc = u.chunk_rc[c];
+out:
+    free(u.chunk_rc);
+    fv_secret_free(u.jobs);
     return rc;
+}
+
+void fv_secagg_server_set_par_for(fv_secagg_server_t *s,
+                                  void (*par_for)(void *par_ctx, size_t n,
+                                                  void (*fn)(void *arg, size_t i), void *arg),
+                                  void *par_ctx)
+{
+    s->par_for = par_for;
+    s->par_ctx = par_ctx;
 }
 
 int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)

@@ -276,6 +276,8 @@ int fv_secagg_sim_run(const fv_secagg_sim_config_t *cfg, fv_secagg_sim_result_t 
     p.identity_pks = id_pk;
     if ((rc = fv_secagg_server_new(&p, &s.server, d)) < 0)
         goto out;
+    if (cfg->par_for)
+        fv_secagg_server_set_par_for(s.server, cfg->par_for, cfg->par_ctx);
     for (uint32_t u = 0; u < s.n; u++) {
         uint8_t seed[32];
         fv_rand_fill(&master, seed, 32);

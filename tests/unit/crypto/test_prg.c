@@ -185,6 +185,45 @@ static void test_mask_add(fv_prg_kind_t kind)
     CHECK_UINT_EQ(x, 5);
 }
 
+/* fv_prg_new_at / fv_prg_mask_add_at: a seek to any word gives the tail of the stream
+ * (the openssl-pinned one: test_kat), and masks added range by range at their offsets
+ * equal one fv_prg_mask_add over the whole vector, bit for bit. */
+static void test_seek(fv_prg_kind_t kind)
+{
+    enum { N = 1000 };
+    uint8_t seed[FV_PRG_SEED_BYTES];
+    for (int i = 0; i < FV_PRG_SEED_BYTES; i++)
+        seed[i] = (uint8_t)(7 * i + 3);
+    uint32_t *all = malloc(N * sizeof(uint32_t)), *got = malloc(N * sizeof(uint32_t));
+    CHECK(all != NULL && got != NULL);
+    CHECK_INT_EQ(fv_prg_expand_u32(kind, seed, all, N), 0);
+    static const uint64_t offs[] = {0, 1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 999};
+    for (size_t k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
+        fv_prg_t *p;
+        CHECK_INT_EQ(fv_prg_new_at(kind, seed, offs[k], &p), 0);
+        size_t m = N - (size_t)offs[k];
+        /* in two pieces, so the state after the seek keeps streaming */
+        CHECK_INT_EQ(fv_prg_next_u32(p, got, m / 2), 0);
+        CHECK_INT_EQ(fv_prg_next_u32(p, got + m / 2, m - m / 2), 0);
+        fv_prg_free(p);
+        check_words(got, all + offs[k], m, "seek");
+    }
+    uint32_t *a = malloc(N * sizeof(uint32_t)), *b = malloc(N * sizeof(uint32_t));
+    CHECK(a != NULL && b != NULL);
+    for (size_t i = 0; i < N; i++)
+        a[i] = b[i] = (uint32_t)(i * 2654435761u);
+    CHECK_INT_EQ(fv_prg_mask_add(kind, seed, -1, a, N), 0);
+    static const size_t cuts[] = {0, 7, 16, 333, 512, 999, N};
+    for (size_t k = 0; k + 1 < sizeof(cuts) / sizeof(cuts[0]); k++)
+        CHECK_INT_EQ(
+            fv_prg_mask_add_at(kind, seed, -1, b + cuts[k], cuts[k + 1] - cuts[k], cuts[k]), 0);
+    check_words(b, a, N, "mask_add_at");
+    free(a);
+    free(b);
+    free(all);
+    free(got);
+}
+
 static void test_seeds_differ(void)
 {
     enum { N = 64 };
@@ -234,6 +273,8 @@ int main(void)
     test_streaming(FV_PRG_AES256CTR);
     test_mask_add(FV_PRG_CHACHA20);
     test_mask_add(FV_PRG_AES256CTR);
+    test_seek(FV_PRG_CHACHA20);
+    test_seek(FV_PRG_AES256CTR);
     test_seeds_differ();
     test_args();
     printf("test_prg: ok\n");

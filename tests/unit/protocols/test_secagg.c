@@ -309,6 +309,13 @@ static void test_parallel_identical(void)
     c = sim_cfg(6, 5, 5, 3); /* 2 of 6 drop, t = 5: the round aborts, identically */
     c.dropout_fraction = 0.34;
     check_par_identical(c);
+    /* the server's pooled unmasking: several 16 Ki-word ranges, the last one partial */
+    c = sim_cfg(8, 5, 7, 12);
+    c.params.dim = 3 * 16384 + 1001;
+    c.dropout_fraction = 0.25;
+    check_par_identical(c);
+    c.params.prg = FV_PRG_CHACHA20;
+    check_par_identical(c);
 }
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
