@@ -154,10 +154,15 @@ static const char *const phase_names[FV_SECAGG_N_PHASES] = {
 
 /* Written by the step hook: server_* on the caller's thread only; client_t0[u] and
  * client_step[u * FV_SECAGG_N_PHASES + p] only by the thread running client u's step. */
+struct pool;
+static double pool_helper_cpu(const struct pool *p);
+
 typedef struct timing {
     uint32_t n;
-    double server_t0;
+    const struct pool *pool; /* the server's par_for work on helper threads is added */
+    double server_t0, server_wall_t0, server_helper0;
     double server_cpu[FV_SECAGG_N_PHASES];
+    double server_wall[FV_SECAGG_N_PHASES];
     double *client_t0;   /* per client */
     double *client_step; /* n x phases: CPU of that client's step(s) in that phase */
     /* summed after the run */
@@ -180,7 +185,15 @@ typedef struct pool {
     void *arg;
     size_t n;
     atomic_size_t next;
+    double helper_cpu; /* thread CPU the helpers spent in jobs, summed (under mu) */
 } pool_t;
+
+static double thread_cpu_s(void);
+
+static double pool_helper_cpu(const struct pool *p)
+{
+    return p ? p->helper_cpu : 0;
+}
 
 static void pool_drain(pool_t *p)
 {
@@ -204,8 +217,11 @@ static void *pool_main(void *arg)
             break;
         seen = p->gen;
         pthread_mutex_unlock(&p->mu);
+        double t0 = thread_cpu_s();
         pool_drain(p);
+        double dt = thread_cpu_s() - t0;
         pthread_mutex_lock(&p->mu);
+        p->helper_cpu += dt;
         if (--p->busy == 0)
             pthread_cond_signal(&p->done_cv);
     }
@@ -293,10 +309,17 @@ static void step_hook(void *ud, uint32_t phase, uint32_t party, fv_secagg_hook_w
     timing_t *t = ud;
     double now = thread_cpu_s();
     if (party == FV_SECAGG_SERVER) {
-        if (when == FV_SECAGG_HOOK_BEFORE)
+        /* Server steps run on this thread while no client step runs, so the helpers'
+         * CPU between BEFORE and AFTER is the server's pooled work (phase 4's unmasking). */
+        if (when == FV_SECAGG_HOOK_BEFORE) {
             t->server_t0 = now;
-        else
-            t->server_cpu[phase] += now - t->server_t0;
+            t->server_wall_t0 = fv_cli_now_s();
+            t->server_helper0 = pool_helper_cpu(t->pool);
+        } else {
+            t->server_cpu[phase] +=
+                now - t->server_t0 + pool_helper_cpu(t->pool) - t->server_helper0;
+            t->server_wall[phase] += fv_cli_now_s() - t->server_wall_t0;
+        }
     } else if (when == FV_SECAGG_HOOK_BEFORE) {
         t->client_t0[party] = now;
     } else {
@@ -501,6 +524,7 @@ static int bench_secagg(int argc, char **argv)
     if (threads > 1) {
         cfg.par_for = pool_par_for;
         cfg.par_ctx = &pool;
+        tm.pool = &pool;
     }
     r = fv_secagg_sim_run(&cfg, &res, &d);
     double wall_s = fv_cli_now_s() - wall0;
@@ -584,6 +608,14 @@ static int bench_secagg(int argc, char **argv)
         json_object_set_new(out, "kx_clients", json_integer((json_int_t)res.clients.n_kx));
         json_object_set_new(out, "kx_server", json_integer((json_int_t)res.server.n_kx));
         json_object_set_new(out, "verify_clients", json_integer((json_int_t)res.clients.n_verify));
+        json_object_set_new(out, "verify_server", json_integer((json_int_t)res.server.n_verify));
+        json_object_set_new(out, "sign_clients", json_integer((json_int_t)res.clients.n_sign));
+        json_object_set_new(out, "mac_clients", json_integer((json_int_t)res.clients.n_mac));
+        json_object_set_new(out, "aead_clients", json_integer((json_int_t)res.clients.n_aead));
+        json_object_set_new(out, "keygen_clients", json_integer((json_int_t)res.clients.n_keygen));
+        json_object_set_new(out, "keygen_server", json_integer((json_int_t)res.server.n_keygen));
+        json_object_set_new(out, "server_unmask_cpu_s", json_real(tm.server_cpu[4]));
+        json_object_set_new(out, "server_unmask_wall_s", json_real(tm.server_wall[4]));
         json_object_set_new(out, "counts_match_closed_form",
                             counts_checked ? json_boolean(counts_ok) : json_null());
         json_t *phases = json_array();
@@ -630,6 +662,15 @@ static int bench_secagg(int argc, char **argv)
                "%.4f s; total cpu / bound = %.2f\n",
                prg_bound, (unsigned long long)prg_words, prg_Bps / 1e9, ka_bound,
                (unsigned long long)n_kx, kx_s * 1e6, bound, total_cpu / bound);
+        printf("work: clients sign %llu, verify %llu, mac %llu, aead %llu, kx %llu, keygen %llu; "
+               "server verify %llu, kx %llu, keygen %llu\n",
+               (unsigned long long)res.clients.n_sign, (unsigned long long)res.clients.n_verify,
+               (unsigned long long)res.clients.n_mac, (unsigned long long)res.clients.n_aead,
+               (unsigned long long)res.clients.n_kx, (unsigned long long)res.clients.n_keygen,
+               (unsigned long long)res.server.n_verify, (unsigned long long)res.server.n_kx,
+               (unsigned long long)res.server.n_keygen);
+        printf("server unmask: cpu %.4f s, wall %.4f s (%zu thread%s)\n", tm.server_cpu[4],
+               tm.server_wall[4], threads, threads == 1 ? "" : "s");
         printf("exact: %s\n", res.exact ? "yes" : "NO");
     }
     rc = res.exact && counts_ok ? FV_EXIT_OK : FV_EXIT_FAIL;
