@@ -108,7 +108,7 @@ static int bench_json_print(const json_t *out)
 static const char usage[] =
     "Usage: fedvault bench secagg --clients N --dim D [--neighbors K] [--threshold T]\n"
     "                             [--dropout F] [--dropout-phase P] [--seed S]\n"
-    "                             [--prg chacha20|aes256ctr] [--threads N] [--json]\n"
+    "                             [--prg chacha20|aes256ctr|aes128ctr] [--threads N] [--json]\n"
     "\n"
     "Run one secure-aggregation round (SecAgg, or SecAgg+ when K < N-1) with N clients\n"
     "and the server in this process, check the unmasked sum is exact, and report CPU\n"
@@ -391,6 +391,11 @@ static int measure_kx(double *ret_s)
     return 0;
 }
 
+static const char *prg_name(fv_prg_kind_t k)
+{
+    return k == FV_PRG_CHACHA20 ? "chacha20" : k == FV_PRG_AES128CTR ? "aes128ctr" : "aes256ctr";
+}
+
 static int bench_secagg(int argc, char **argv)
 {
     size_t n = 0, dim = 0, k = 0, t = 0, phase = 2, threads = 1;
@@ -438,8 +443,11 @@ static int bench_secagg(int argc, char **argv)
                 prg = FV_PRG_CHACHA20;
             else if (strcmp(optarg, "aes256ctr") == 0 || strcmp(optarg, "aes") == 0)
                 prg = FV_PRG_AES256CTR;
+            else if (strcmp(optarg, "aes128ctr") == 0)
+                prg = FV_PRG_AES128CTR;
             else
-                return fv_cli_usage_error(CMD, "--prg: '%s' is not chacha20 or aes256ctr", optarg);
+                return fv_cli_usage_error(
+                    CMD, "--prg: '%s' is not chacha20, aes256ctr or aes128ctr", optarg);
             break;
         default:
             if ((r = bench_common_opt(c, "secagg", usage, &threads, &json)) >= 0)
@@ -579,8 +587,7 @@ static int bench_secagg(int argc, char **argv)
         json_object_set_new(out, "dropout_phase", json_integer((json_int_t)phase));
         json_object_set_new(out, "dropped", json_integer(res.n_dropped));
         json_object_set_new(out, "seed", json_integer((json_int_t)seed));
-        json_object_set_new(out, "prg",
-                            json_string(prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr"));
+        json_object_set_new(out, "prg", json_string(prg_name(prg)));
         json_t *sets = json_array();
         for (int i = 1; i <= 5; i++)
             json_array_append_new(sets, json_integer(res.set_size[i]));
@@ -643,7 +650,7 @@ static int bench_secagg(int argc, char **argv)
     } else {
         printf("machine: %s\n", machine);
         printf("secagg: n=%zu d=%zu k=%zu t=%zu prg=%s; dropout %u clients at phase %zu\n", n, dim,
-               k, t, prg == FV_PRG_CHACHA20 ? "chacha20" : "aes256ctr", res.n_dropped, phase);
+               k, t, prg_name(prg), res.n_dropped, phase);
         printf("sets: |U1|=%u |U2|=%u |U3|=%u |U4|=%u unmask answers=%u\n", res.set_size[1],
                res.set_size[2], res.set_size[3], res.set_size[4], res.set_size[5]);
         printf("%-14s %6s %12s %12s %12s %11s %11s\n", "phase", "active", "client cpu",

@@ -71,7 +71,7 @@ int fv_secagg_params_check(const fv_secagg_params_t *p, const fv_secagg_policy_t
     if (p->dim < 1 || p->dim > FV_SECAGG_MAX_DIM)
         return fv_diag_set(d, FV_EINVAL, "secagg: dimension %u outside 1..%u", p->dim,
                            FV_SECAGG_MAX_DIM);
-    if (p->prg != FV_PRG_CHACHA20 && p->prg != FV_PRG_AES256CTR)
+    if (p->prg != FV_PRG_CHACHA20 && p->prg != FV_PRG_AES256CTR && p->prg != FV_PRG_AES128CTR)
         return fv_diag_set(d, FV_EINVAL, "secagg: unknown PRG %d", (int)p->prg);
     if (p->quant_bits != 0) {
         if (p->quant_bits > 31 || !(p->clip > 0) || p->clip > 3.4e38f)

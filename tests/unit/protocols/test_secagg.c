@@ -316,6 +316,8 @@ static void test_parallel_identical(void)
     check_par_identical(c);
     c.params.prg = FV_PRG_CHACHA20;
     check_par_identical(c);
+    c.params.prg = FV_PRG_AES128CTR;
+    check_par_identical(c);
 }
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
