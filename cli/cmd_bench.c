@@ -21,7 +21,11 @@
  *   key agreements: clients |U2| (|U1| - 1) (share encryption; the same symmetric keys
  *                   decrypt, so decryption adds none)
  *                   + |U3| (|U2| - 1) (masks), server |U2 \ U3| |U3|
- * Not in the bound: signatures (Ed25519 sign/verify), Shamir, AEAD, the accumulator adds.
+ * Not in the bound: signatures (Ed25519 sign/verify), Shamir, AEAD, the consistency MACs,
+ * X25519 key generation, the accumulator adds. Their counts are printed ("work:" line,
+ * and *_clients / *_server in --json) so the gap to the bound can be attributed: at n = 50
+ * it is mostly the 49 Ed25519 verifications per client in share keys (each peer's
+ * ADVERTISE signature, which authenticates the keys the shares are encrypted to).
  *
  * Threads (--threads N): the simulator's per-client steps of each phase run on a pool of N
  * threads (this thread plus N-1 started once per run, before the timed run starts; each
@@ -31,6 +35,10 @@
  * the CPU figures are per-thread CPU times summed over all threads, so they do not.
  * The step hook runs on worker threads: it keeps the start time per party and adds each
  * step into that client's own (client, phase) slot; the totals are summed afterwards.
+ * The server's unmasking (closing phase 4) also runs on the pool
+ * (fv_secagg_server_set_par_for, through the simulator): the helpers' thread CPU spent in
+ * jobs during a server step is added to that server step, so the CPU totals still count
+ * every thread; "server unmask" prints that CPU and the step's wall time.
  *
  * Exit status 0 only when the sum is exact.
  *

@@ -11,7 +11,10 @@
  *   needed afterwards: everything left to reveal is a share), the rest on free or abort.
  * - The share-encryption key of (u, v) is symmetric (kx of c keys), so u keeps the key it
  *   derived to encrypt to v and decrypts v's ciphertext with it: one key agreement per
- *   neighbour for encryption, one per neighbour for masks, none for decryption.
+ *   neighbour for encryption, one per neighbour for masks, none for decryption. The
+ *   consistency-tag key of (u, v) is a BLAKE2b PRF of the same key (no agreement of its
+ *   own), kept in the client's secret buffer until UNMASK is answered; the server only
+ *   checks the shape of CONSIST and forwards each tag to its recipient.
  * - Received ciphertexts are decrypted when they arrive (phase 2), before the client
  *   commits its masked input, so a bad ciphertext aborts before anything depends on it.
  * - Server memory: the accumulator (dim words), O(n) keys and flags, O(n*k) ciphertexts
