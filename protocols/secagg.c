@@ -405,7 +405,8 @@ struct fv_secagg_client {
     struct client_secrets *sec;     /* fv_secret_alloc */
     uint8_t *enc_keys;              /* fv_secret_alloc, 2k x 32: k share-encryption keys, */
     uint8_t *mac_keys;              /* then (enc_keys + 32k) k u3-MAC keys */
-    fv_shamir_share_t *recv;        /* fv_secret_alloc, k x 2 (b, s) */
+    fv_shamir_share_t *recv;        /* fv_secret_alloc, k x 2 (b, s), then: */
+    fv_shamir_share_t *split;       /* 2(k+1): my own split, only during share keys */
     const uint32_t *x;
     uint8_t u3_digest[FV_HASH_BYTES]; /* SHA-256 of the U3 statement I tagged */
     fv_secagg_stats_t st;
@@ -428,7 +429,8 @@ static void client_wipe(fv_secagg_client_t *c)
     if (c->enc_keys)
         fv_crypto_wipe(c->enc_keys, (size_t)c->k * 2 * FV_KX_KEY_BYTES);
     if (c->recv)
-        fv_crypto_wipe(c->recv, (size_t)c->k * 2 * sizeof(fv_shamir_share_t));
+        fv_crypto_wipe(c->recv,
+                       ((size_t)c->k * 2 + 2 * ((size_t)c->k + 1)) * sizeof(fv_shamir_share_t));
 }
 
 static int client_abort(fv_secagg_client_t *c, int err)
@@ -488,11 +490,13 @@ int fv_secagg_client_new(const fv_secagg_params_t *p, const fv_secagg_policy_t *
     c->nb_flags = calloc(c->k, 1);
     c->sec = fv_secret_alloc(sizeof(*c->sec));
     c->enc_keys = fv_secret_alloc((size_t)c->k * 2 * FV_KX_KEY_BYTES);
-    c->recv = fv_secret_alloc((size_t)c->k * 2 * sizeof(fv_shamir_share_t));
+    c->recv =
+        fv_secret_alloc(((size_t)c->k * 2 + 2 * ((size_t)c->k + 1)) * sizeof(fv_shamir_share_t));
     if (!c->nb || !c->nb_id_pk || !c->nb_cpk || !c->nb_spk || !c->nb_flags || !c->sec ||
         !c->enc_keys || !c->recv)
         goto fail;
     c->mac_keys = c->enc_keys + (size_t)c->k * FV_KX_KEY_BYTES;
+    c->split = c->recv + (size_t)c->k * 2;
     client_wipe(c);
     if ((rc = fv__secagg_graph_init(&g, p, false)) < 0)
         goto fail;
@@ -635,9 +639,7 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
 
     /* Draw b_u, split b_u and s_sk into k+1 shares (x = rank in H(u) + 1). */
     uint32_t holders = c->k + 1;
-    sh = fv_secret_alloc(sizeof(*sh) * 2 * holders);
-    if (sh == NULL)
-        return FV_ENOMEM;
+    sh = c->split;
     fv_rand_fill(c->rng, c->sec->b, sizeof(c->sec->b));
     if ((rc = fv_shamir_split(c->rng, c->sec->b, c->t, holders, sh)) < 0 ||
         (rc = fv_shamir_split(c->rng, c->sec->s_sk, c->t, holders, sh + holders)) < 0)
@@ -688,7 +690,7 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
         c->state = 2;
 out:
     free(buf);
-    fv_secret_free(sh);
+    fv_crypto_wipe(sh, sizeof(*sh) * 2 * holders);
     return rc;
 }
 
@@ -1004,7 +1006,9 @@ struct fv_secagg_server {
     size_t u3_stmt_len;
     fv_secagg_sig_entry_t **ctags; /* per sender: its CONSIST tags, sorted by recipient */
     uint32_t *n_ctags;
-    fv_shamir_share_t **shares; /* per owner; fv_secret_alloc */
+    fv_shamir_share_t **shares;     /* per owner (in U2): k+1 slots in share_block */
+    fv_shamir_share_t *share_block; /* fv_secret_alloc, |U2| x (k+1) */
+    uint32_t n_share_owners;
     uint32_t *n_shares;
     uint32_t *scratch; /* n ids */
     fv_secagg_stats_t st;
@@ -1038,8 +1042,8 @@ static void server_free_shares(fv_secagg_server_t *s)
 {
     if (s->shares == NULL)
         return;
-    for (uint32_t u = 0; u < s->n; u++)
-        fv_secret_free(s->shares[u]);
+    fv_secret_free(s->share_block); /* wipes */
+    s->share_block = NULL;
     free(s->shares);
     s->shares = NULL;
 }
@@ -1216,10 +1220,16 @@ static int server_on_unmask(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv_
         return rc;
     for (uint32_t i = 0; i < m->n_items; i++) {
         uint32_t v = m->shares[i].peer;
-        if (s->shares[v] == NULL) {
-            s->shares[v] = fv_secret_alloc(sizeof(fv_shamir_share_t) * (s->k + 1));
-            if (s->shares[v] == NULL)
-                return FV_ENOMEM;
+        if (s->shares[v] == NULL) { /* one block for every owner in U2, on first use */
+            if (s->share_block == NULL) {
+                s->share_block = fv_secret_alloc(sizeof(fv_shamir_share_t) * (s->k + 1) *
+                                                 (s->set_size[2] ? s->set_size[2] : 1));
+                if (s->share_block == NULL)
+                    return FV_ENOMEM;
+            }
+            if (s->n_share_owners >= s->set_size[2]) /* cannot happen: owners are in U2 */
+                return FV_EINVAL;
+            s->shares[v] = s->share_block + (size_t)s->n_share_owners++ * (s->k + 1);
         }
         fv_shamir_share_decode(m->shares[i].share, &s->shares[v][s->n_shares[v]++]);
     }
