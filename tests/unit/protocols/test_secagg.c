@@ -919,6 +919,53 @@ static int consist_attack(int mode, size_t *n_out)
     return rc;
 }
 
+static void consist_short(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    m->n_items--;
+}
+static void consist_swap(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    fv_secagg_sig_entry_t t = m->sigs[0];
+    m->sigs[0] = m->sigs[1];
+    m->sigs[1] = t;
+}
+static void consist_dropped(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    m->sigs[m->n_items - 1].id = 5; /* dropped: not in U3 */
+}
+
+/* The server takes a CONSIST only with one tag per neighbour of the sender in U3, in id
+ * order (it cannot check the tags themselves); a refused one leaves the sender out of U4. */
+static void test_server_consist_shape(void)
+{
+    harness_t h;
+    h_init(&h, 6, 4, 5, NULL);
+    CHECK_INT_EQ(h_step(&h, 0), 0);
+    CHECK_INT_EQ(h_step(&h, 1u << 5), 0); /* U3 = 0..4 */
+    fv_secagg_outbox_t o;
+    fv_secagg_outbox_init(&o);
+    const fv_secagg_outmsg_t *m = h_msg_to(&h, 0);
+    CHECK_OK(fv_secagg_client_handle(h.c[0], m->data, m->len, &o, NULL), NULL);
+    CHECK_UINT_EQ(o.n, 1);
+    void (*const bad[])(fv_secagg_msg_t *, void *) = {consist_short, consist_swap, consist_dropped};
+    static const int want[] = {FV_EPROTO, FV_EPEER, FV_EPEER};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t *b;
+        size_t len;
+        h_tamper(&o.msgs[0], bad[i], NULL, &b, &len);
+        CHECK_INT_EQ(fv_secagg_server_handle(h.s, b, len, NULL), want[i]);
+        CHECK(!fv_secagg_server_in_set(h.s, 4, 0));
+        free(b);
+    }
+    CHECK_OK(fv_secagg_server_handle(h.s, o.msgs[0].data, o.msgs[0].len, NULL), NULL);
+    CHECK(fv_secagg_server_in_set(h.s, 4, 0));
+    fv_secagg_outbox_close(&o);
+    h_free(&h);
+}
+
 static void test_consistency_attacks(void)
 {
     size_t n_out = 99;
@@ -1345,6 +1392,7 @@ int main(void)
     test_both_shares_and_unmask();
     test_u3_checks();
     test_consistency_attacks();
+    test_server_consist_shape();
     test_server_unmask_checks();
     test_server_detects_wrong_share();
     test_every_bit_flip();
