@@ -115,11 +115,12 @@
  * Errors. A message that is malformed (FV_EPROTO), for another job/round (FV_EROUND),
  * another phase (FV_EPHASE), from/to the wrong party (FV_EPEER) or a duplicate at the
  * server (FV_EDUP) is rejected and the state is unchanged: the caller drops it. A message
- * of the expected phase whose content is unacceptable (bad signature or AEAD tag FV_EAUTH, unknown
- * or duplicate peer in a list FV_EPEER/FV_EDUP, FV_ETHRESHOLD, FV_EPOLICY, FV_EBOTHSHARES) aborts
- * the client: secrets are wiped and every later call returns FV_EPHASE. The server drops bad client
- * messages one by one and aborts only when a phase closes below t. Wire format: see the top of
- * secagg_wire.c (length-prefixed little-endian binary).
+ * of the expected phase whose content is unacceptable (bad signature or AEAD tag
+ * FV_EAUTH, unknown or duplicate peer in a list FV_EPEER/FV_EDUP, FV_ETHRESHOLD,
+ * FV_EPOLICY, FV_EBOTHSHARES) aborts the client: secrets are wiped and every later call
+ * returns FV_EPHASE. The server drops bad client messages one by one and aborts only when
+ * a phase closes below t. Wire format: see the top of secagg_wire.c (length-prefixed
+ * little-endian binary; version 2).
  */
 #ifndef FV_SECAGG_H
 #define FV_SECAGG_H
