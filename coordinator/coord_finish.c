@@ -15,7 +15,8 @@
  * ROUND_ATTEMPTS times is given up: the job ends with its models, without it.
  *
  * The same pool runs the accumulator's first touch before ROUND_START (coord__round_prep)
- * and SecAgg's last close, the unmasking (coord__round_close, on the machine's CLOSE).
+ * and SecAgg's last close, the unmasking (coord__round_close, on the machine's CLOSE),
+ * which spreads its keystream work over threads of its own (unmask_par_for).
  *
  * Invariant: while a work item runs (c->rnd.work), the loop makes no call into the round
  * machine or the job machine: coord_conn.c treats the round's messages as stale, keeps
@@ -36,6 +37,8 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,10 +363,57 @@ static void rwork_free(rwork_t *w)
     free(w);
 }
 
+/* SecAgg's unmasking spread over threads of its own for the duration of the close: the
+ * close already runs on a libuv worker, which cannot queue more work (uv_queue_work is
+ * the loop's) and must not block waiting for pool items that could be queued behind it.
+ * This thread takes indices too, so a failed pthread_create only means fewer helpers.
+ * At most UNMASK_THREADS threads, and no more than the CPUs online. */
+#define UNMASK_THREADS 8
+
+typedef struct unmask_pf {
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+    size_t n;
+    atomic_size_t next;
+} unmask_pf_t;
+
+static void *unmask_pf_main(void *a)
+{
+    unmask_pf_t *p = a;
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        if (i >= p->n)
+            return NULL;
+        p->fn(p->arg, i);
+    }
+}
+
+static void unmask_par_for(void *ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg)
+{
+    (void)ctx;
+    unmask_pf_t p = {.fn = fn, .arg = arg, .n = n};
+    atomic_init(&p.next, 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = cpus > 1 ? (size_t)cpus : 1;
+    if (want > UNMASK_THREADS)
+        want = UNMASK_THREADS;
+    if (want > n)
+        want = n;
+    pthread_t th[UNMASK_THREADS];
+    size_t started = 0;
+    while (started + 1 < want && pthread_create(&th[started], NULL, unmask_pf_main, &p) == 0)
+        started++;
+    unmask_pf_main(&p);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+}
+
 static void close_run(uv_work_t *req)
 {
     rwork_t *w = req->data;
+    fv_cround_set_par_for(w->cr, unmask_par_for, NULL);
     fv_cround_close(w->cr, &w->out);
+    fv_cround_set_par_for(w->cr, NULL, NULL);
 }
 
 static void prep_run(uv_work_t *req)

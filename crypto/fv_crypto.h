@@ -87,12 +87,13 @@ int fv_aead_open(uint8_t *pt, const uint8_t *ct, size_t ct_len, const uint8_t *a
                  const uint8_t nonce[FV_AEAD_NONCE_BYTES], const uint8_t key[FV_AEAD_KEY_BYTES]);
 
 /* ---- PRG: 32-byte seed -> uint32 stream ------------------------------------------- */
-/* The mask generator of secure aggregation. Two backends: ChaCha20 (libsodium, IETF,
- * zero nonce) and AES-256-CTR (OpenSSL EVP, zero IV); FV_PRG_DEFAULT is the faster one
+/* The mask generator of secure aggregation. Backends: ChaCha20 (libsodium, IETF, zero
+ * nonce), AES-256-CTR (OpenSSL EVP, zero IV) and AES-128-CTR (OpenSSL EVP, zero IV, key =
+ * the first 16 bytes of the seed; not the default: see prg.c); FV_PRG_DEFAULT is the one
  * measured here (see tests/bench/bench_prg.c and the note in prg.c). Output words are the
  * keystream bytes read little-endian. The stream of a seed is fixed forever for a
  * backend (known-answer tests pin it). */
-typedef enum { FV_PRG_CHACHA20 = 0, FV_PRG_AES256CTR = 1 } fv_prg_kind_t;
+typedef enum { FV_PRG_CHACHA20 = 0, FV_PRG_AES256CTR = 1, FV_PRG_AES128CTR = 2 } fv_prg_kind_t;
 extern const fv_prg_kind_t FV_PRG_DEFAULT;
 #define FV_PRG_SEED_BYTES 32
 
@@ -111,6 +112,15 @@ int fv_prg_expand_u32(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES],
  * in kernels/). */
 int fv_prg_mask_add(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], int sign,
                     uint32_t *acc, size_t n);
+/* The same stream started at word `first` (any word; a seek, not a skip: AES-CTR sets the
+ * counter, ChaCha20 the block counter, and only the words before `first` in its block are
+ * generated and dropped). fv_prg_new_at(k, s, 0, p) is fv_prg_new. fv_prg_mask_add_at adds
+ * words first..first+n-1 of the stream into acc[0..n): splitting [0, N) into any ranges
+ * and adding each at its offset gives the bits of one fv_prg_mask_add over [0, N). */
+int fv_prg_new_at(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], uint64_t first,
+                  fv_prg_t **ret);
+int fv_prg_mask_add_at(fv_prg_kind_t kind, const uint8_t seed[FV_PRG_SEED_BYTES], int sign,
+                       uint32_t *acc, size_t n, uint64_t first);
 
 /* ---- Shamir secret sharing over GF(p), p = 2^61 - 1 ------------------------------- */
 /* A 32-byte secret is cut into 5 little-endian chunks of 7 bytes (56 bits < 61, the last

@@ -376,6 +376,13 @@ void fv_cround_fail(fv_cround_t *r, int err, const char *why, fv_round_out_t *ou
 /* After CLOSE: closes the phase (its PHASE, LOG and DONE actions into out). Touches only
  * the machine: may run on another thread while the caller makes no other call into it. */
 void fv_cround_close(fv_cround_t *r, fv_round_out_t *out);
+/* Optional parallel for (fv_secagg_server_set_par_for's contract) for SecAgg's unmasking
+ * in the last close: the sum is bit-identical with or without it. No effect on a round
+ * without SecAgg. NULL: the closing thread alone. */
+void fv_cround_set_par_for(fv_cround_t *r,
+                           void (*par_for)(void *par_ctx, size_t n, void (*fn)(void *arg, size_t i),
+                                           void *arg),
+                           void *par_ctx);
 /* Touches every page of the memory the round's sum goes into (SecAgg's accumulator or the
  * plain one), so the first upload's add does not pay the page faults (an 8 MB accumulator
  * costs about 20 ms of them here). Before fv_cround_start; touches only that memory, so it

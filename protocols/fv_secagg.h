@@ -61,14 +61,20 @@
  *                "fv-secagg mask v1"||job||round). The server adds each y_u into one
  *                accumulator on arrival -> U3.
  *   3 consistency server -> u: U3LIST (all of U3). u checks |U3| >= t, U3 n N(u) within
- *                its U2 view, and sends CONSIST: sig_u over "fv-secagg u3 v1" || job ||
- *                round || |U3| || ids. Server verifies -> U4.
- *   4 unmask     server -> u: SIGLIST, the CONSIST signatures of U4 (classic: all; SecAgg+:
- *                U4 n H(u)) and the list of u's dropped neighbours (U2 \ U3) whose s_sk
- *                shares it asks for. u verifies signatures in list order until t of them
- *                are valid over ITS U3 (any invalid one before that: FV_EAUTH; fewer than
- *                t: FV_ETHRESHOLD; later entries are checked for membership only),
- *                refuses any requested v that is in U3 (FV_EBOTHSHARES), and sends UNMASK:
+ *                its U2 view, and sends CONSIST: for each neighbour w in its U3, the tag
+ *                tag_{u->w} = BLAKE2b-512(key = m_uw, u || w || D), D = SHA-256("fv-secagg u3
+ *                v2" || job || round || |U3| || ids), m_uw = BLAKE2b-256(key = the pair's
+ *                share-encryption key, "fv-secagg u3mac v2") (derived in phase 1 next to the
+ *                encryption key, kept to phase 4). The server checks the shape (one tag per
+ *                neighbour of u in U3, in id order) -> U4; it cannot check the tags.
+ *   4 unmask     server -> u: SIGLIST, the tags addressed to u by U4 n N(u) (classic: all of
+ *                U4 but u) and the list of u's dropped neighbours (U2 \ U3) whose s_sk
+ *                shares it asks for. u checks every tag against its own U3 digest; u
+ *                itself plus the neighbours with a valid tag must number >= t
+ *                (FV_ETHRESHOLD otherwise: nothing is revealed); invalid tags count for
+ *                nothing and do not abort (the server cannot filter them, so a broken
+ *                client must not be able to stop its neighbours). u then refuses any
+ *                requested v that is in U3 (FV_EBOTHSHARES), and sends UNMASK:
  *                the b-share of each v in U3 n H(u), the s-share of each requested v.
  *                Server: for u in U3 reconstructs b_u and subtracts PRG(b_u); for each
  *                dropped v reconstructs s_sk_v (checked against s_pk_v) and removes
@@ -83,19 +89,38 @@
  *                exactly t answers there is nothing to check against. Result:
  *                sum_{u in U3} x_u mod 2^32.
  *
+ * Why tags instead of signatures in phases 3-4 (wire version 2; version 1 signed the U3
+ * statement with Ed25519 and every client verified t signatures, ~45 us each). What u must
+ * know before it answers UNMASK is that at least t holders of H(u) (itself included)
+ * committed to the same U3 it did: honest clients commit to one U3 each, so a server that
+ * showed another honest holder a U3' (to ask it for the s-share of some v in u's U3) cannot
+ * collect t commitments for both, which is what the threshold argument above needs. A
+ * tag_{v->u} proves v's commitment to u exactly as v's signature did, because only v and u
+ * hold m_uv: it is derived from the X25519 agreement of c_sk_v/c_pk_u, and u verified v's
+ * identity signature on c_pk_v in phase 1 (the one Ed25519 check per peer that remains; v
+ * verified u's likewise, so both derive the same key and a server that substituted a key
+ * would have been caught then). The tag binds sender, recipient and the U3 digest (job,
+ * round, the sorted ids), so the server can neither reflect u's own tag, nor move a tag
+ * between recipients or senders, nor reuse one over another U3, job or round. A corrupted
+ * v can tag anything, exactly as it could sign anything. What is lost is transferability
+ * (the server cannot verify tags, so it cannot drop bad ones), hence invalid tags are
+ * skipped rather than fatal. m_uv is a PRF output of the pair key, independent of the
+ * AEAD key in use; it lives in the client's secret buffer and is wiped with the rest.
+ *
  * Invariants: a client reveals, per peer v and per round, the b-share or the s-share,
- * never both (it answers one UNMASK, computed from the U3 it signed); every public key it
+ * never both (it answers one UNMASK, computed from the U3 it tagged); every public key it
  * uses came with a valid identity signature; secrets (identity sk copy, c_sk, s_sk, b_u,
  * shares, pairwise keys) live in fv_secret buffers, wiped on free and on abort.
  *
  * Errors. A message that is malformed (FV_EPROTO), for another job/round (FV_EROUND),
  * another phase (FV_EPHASE), from/to the wrong party (FV_EPEER) or a duplicate at the
  * server (FV_EDUP) is rejected and the state is unchanged: the caller drops it. A message
- * of the expected phase whose content is unacceptable (bad signature FV_EAUTH, unknown or
- * duplicate peer in a list FV_EPEER/FV_EDUP, FV_ETHRESHOLD, FV_EPOLICY, FV_EBOTHSHARES)
- * aborts the client: secrets are wiped and every later call returns FV_EPHASE. The server
- * drops bad client messages one by one and aborts only when a phase closes below t.
- * Wire format: see the top of secagg_wire.c (length-prefixed little-endian binary).
+ * of the expected phase whose content is unacceptable (bad signature or AEAD tag
+ * FV_EAUTH, unknown or duplicate peer in a list FV_EPEER/FV_EDUP, FV_ETHRESHOLD,
+ * FV_EPOLICY, FV_EBOTHSHARES) aborts the client: secrets are wiped and every later call
+ * returns FV_EPHASE. The server drops bad client messages one by one and aborts only when
+ * a phase closes below t. Wire format: see the top of secagg_wire.c (length-prefixed
+ * little-endian binary; version 2).
  */
 #ifndef FV_SECAGG_H
 #define FV_SECAGG_H
@@ -179,6 +204,7 @@ typedef struct fv_secagg_stats {
     uint64_t n_sign;
     uint64_t n_verify;
     uint64_t n_aead; /* seals + opens */
+    uint64_t n_mac;  /* consistency tags made + checked (keyed BLAKE2b) */
 } fv_secagg_stats_t;
 
 /* ---- client --------------------------------------------------------------------------- */
@@ -218,6 +244,17 @@ int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t le
 int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d);
 /* Phase being collected (0..4), 5 when the sum is ready, -1 when aborted. */
 int fv_secagg_server_phase(const fv_secagg_server_t *s);
+/* Optional parallel for (the contract of fv_secagg_sim_config_t.par_for: fn(arg, i) once
+ * for each i < n, on any threads, returning when all have) for the unmasking done when
+ * phase 4 closes: the pairwise keys of dropped clients are agreed one task per pair and
+ * the accumulator is cut into 16 Ki-word ranges, each task taking every mask out of its
+ * range at the keystream offset. Secrets are reconstructed and checked first on the
+ * caller's thread. The sum, the counters and every diagnostic are identical to a run
+ * without it (NULL: everything on the caller's thread). */
+void fv_secagg_server_set_par_for(fv_secagg_server_t *s,
+                                  void (*par_for)(void *par_ctx, size_t n,
+                                                  void (*fn)(void *arg, size_t i), void *arg),
+                                  void *par_ctx);
 /* Touches every page of the server's accumulator (first-touch page faults paid up front,
  * e.g. on a worker thread before the round's uploads); touches nothing else. */
 void fv_secagg_server_prefault(fv_secagg_server_t *s);
@@ -306,9 +343,10 @@ int fv_secagg_msg_encode(const fv_secagg_msg_t *m, uint8_t **ret_buf, size_t *re
  * Parallel clients: the library starts no threads. With par_for set, the clients' steps
  * of a phase (each handling its message and filling its own outbox) are run through it,
  * up to 256 MiB of inputs and masked vectors at once; the server steps and all shared
- * bookkeeping stay sequential on the caller's thread. The result, every message byte,
- * the statistics and the msg_hook sequence are identical to a run without par_for (the
- * tests check it). */
+ * bookkeeping stay sequential on the caller's thread, except the server's unmasking when
+ * phase 4 closes, which is given par_for too (fv_secagg_server_set_par_for). The result, every
+ * message byte, the statistics and the msg_hook sequence are identical to a run without par_for
+ * (the tests check it). */
 typedef enum { FV_SECAGG_HOOK_BEFORE = 0, FV_SECAGG_HOOK_AFTER = 1 } fv_secagg_hook_when_t;
 typedef struct fv_secagg_sim_config {
     fv_secagg_params_t params; /* identity_pks ignored: the simulator makes the keys */

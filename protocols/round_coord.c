@@ -486,6 +486,15 @@ void fv_cround_close(fv_cround_t *r, fv_round_out_t *out)
     secagg_close(r, r->close_ms, out);
 }
 
+void fv_cround_set_par_for(fv_cround_t *r,
+                           void (*par_for)(void *par_ctx, size_t n, void (*fn)(void *arg, size_t i),
+                                           void *arg),
+                           void *par_ctx)
+{
+    if (r->sa != NULL)
+        fv_secagg_server_set_par_for(r->sa, par_for, par_ctx);
+}
+
 void fv_cround_prefault(fv_cround_t *r)
 {
     if (r->acc_u != NULL)

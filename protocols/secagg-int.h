@@ -10,7 +10,7 @@
 #include "fv_secagg.h"
 
 #define FV__SECAGG_HEADER_BYTES 32
-#define FV__SECAGG_VERSION 1
+#define FV__SECAGG_VERSION 2
 #define FV__SECAGG_KEY_ENTRY_BYTES (4 + 2 * FV_KX_PK_BYTES + FV_SIGN_BYTES) /* 132 */
 #define FV__SECAGG_CT_ENTRY_BYTES (4 + FV_SECAGG_CT_BYTES)                  /* 108 */
 #define FV__SECAGG_SIG_ENTRY_BYTES (4 + FV_SIGN_BYTES)                      /* 68 */
@@ -67,7 +67,7 @@ int64_t fv__secagg_graph_holder_rank(const fv__secagg_graph_t *g, uint32_t u, ui
 
 /* For tests: which of the client's secret buffers are all zero now. Bits: 1 mask seed b_u,
  * 2 s_sk, 4 c_sk, 8 share-encryption keys, 16 identity key copy, 32 own shares,
- * 64 received shares. */
+ * 64 received shares, 128 u3-MAC keys. */
 unsigned fv__secagg_client_wiped(const fv_secagg_client_t *c);
 
 #endif

@@ -11,7 +11,10 @@
  *   needed afterwards: everything left to reveal is a share), the rest on free or abort.
  * - The share-encryption key of (u, v) is symmetric (kx of c keys), so u keeps the key it
  *   derived to encrypt to v and decrypts v's ciphertext with it: one key agreement per
- *   neighbour for encryption, one per neighbour for masks, none for decryption.
+ *   neighbour for encryption, one per neighbour for masks, none for decryption. The
+ *   consistency-tag key of (u, v) is a BLAKE2b PRF of the same key (no agreement of its
+ *   own), kept in the client's secret buffer until UNMASK is answered; the server only
+ *   checks the shape of CONSIST and forwards each tag to its recipient.
  * - Received ciphertexts are decrypted when they arrive (phase 2), before the client
  *   commits its masked input, so a bad ciphertext aborts before anything depends on it.
  * - Server memory: the accumulator (dim words), O(n) keys and flags, O(n*k) ciphertexts
@@ -43,7 +46,8 @@ static const char ctx_enc_label[] = "fv-secagg enc v1";
 static const char ctx_mask_label[] = "fv-secagg mask v1";
 static const char nonce_label[] = "fv-secagg nonce v1";
 static const char adv_label[] = "fv-secagg adv v1";
-static const char u3_label[] = "fv-secagg u3 v1";
+static const char u3_label[] = "fv-secagg u3 v2";
+static const char u3mac_label[] = "fv-secagg u3mac v2";
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
 
@@ -70,7 +74,7 @@ int fv_secagg_params_check(const fv_secagg_params_t *p, const fv_secagg_policy_t
     if (p->dim < 1 || p->dim > FV_SECAGG_MAX_DIM)
         return fv_diag_set(d, FV_EINVAL, "secagg: dimension %u outside 1..%u", p->dim,
                            FV_SECAGG_MAX_DIM);
-    if (p->prg != FV_PRG_CHACHA20 && p->prg != FV_PRG_AES256CTR)
+    if (p->prg != FV_PRG_CHACHA20 && p->prg != FV_PRG_AES256CTR && p->prg != FV_PRG_AES128CTR)
         return fv_diag_set(d, FV_EINVAL, "secagg: unknown PRG %d", (int)p->prg);
     if (p->quant_bits != 0) {
         if (p->quant_bits > 31 || !(p->clip > 0) || p->clip > 3.4e38f)
@@ -344,6 +348,18 @@ static uint8_t *u3_statement(uint64_t job, uint64_t round, const uint32_t *ids, 
     return s;
 }
 
+/* The consistency tag of sender `from` for recipient `to` over the U3 digest: keyed BLAKE2b
+ * (64 bytes, the size of the wire entry) under the pair's u3-MAC key. */
+static void u3_tag(uint8_t tag[FV_SIGN_BYTES], const uint8_t key[FV_KX_KEY_BYTES],
+                   const uint8_t digest[FV_HASH_BYTES], uint32_t from, uint32_t to)
+{
+    uint8_t msg[8 + FV_HASH_BYTES];
+    fv__put_u32(msg, from);
+    fv__put_u32(msg + 4, to);
+    memcpy(msg + 8, digest, FV_HASH_BYTES);
+    crypto_generichash(tag, FV_SIGN_BYTES, msg, sizeof(msg), key, FV_KX_KEY_BYTES);
+}
+
 /* y is built in the message buffer as host uint32 words; the wire wants little-endian. */
 static void words_to_le(uint32_t *w, size_t n)
 {
@@ -387,11 +403,12 @@ struct fv_secagg_client {
     uint8_t c_pk[FV_KX_PK_BYTES], s_pk[FV_KX_PK_BYTES];
     uint8_t adv_sig[FV_SIGN_BYTES]; /* my own advertisement, to recognise it in KEYLIST */
     struct client_secrets *sec;     /* fv_secret_alloc */
-    uint8_t *enc_keys;              /* fv_secret_alloc, k x 32 */
-    fv_shamir_share_t *recv;        /* fv_secret_alloc, k x 2 (b, s) */
+    uint8_t *enc_keys;              /* fv_secret_alloc, 2k x 32: k share-encryption keys, */
+    uint8_t *mac_keys;              /* then (enc_keys + 32k) k u3-MAC keys */
+    fv_shamir_share_t *recv;        /* fv_secret_alloc, k x 2 (b, s), then: */
+    fv_shamir_share_t *split;       /* 2(k+1): my own split, only during share keys */
     const uint32_t *x;
-    uint8_t *u3_stmt;
-    size_t u3_stmt_len;
+    uint8_t u3_digest[FV_HASH_BYTES]; /* SHA-256 of the U3 statement I tagged */
     fv_secagg_stats_t st;
 };
 
@@ -410,9 +427,10 @@ static void client_wipe(fv_secagg_client_t *c)
     if (c->sec)
         fv_crypto_wipe(c->sec, sizeof(*c->sec));
     if (c->enc_keys)
-        fv_crypto_wipe(c->enc_keys, (size_t)c->k * FV_KX_KEY_BYTES);
+        fv_crypto_wipe(c->enc_keys, (size_t)c->k * 2 * FV_KX_KEY_BYTES);
     if (c->recv)
-        fv_crypto_wipe(c->recv, (size_t)c->k * 2 * sizeof(fv_shamir_share_t));
+        fv_crypto_wipe(c->recv,
+                       ((size_t)c->k * 2 + 2 * ((size_t)c->k + 1)) * sizeof(fv_shamir_share_t));
 }
 
 static int client_abort(fv_secagg_client_t *c, int err)
@@ -434,7 +452,6 @@ void fv_secagg_client_free(fv_secagg_client_t *c)
     free(c->nb_cpk);
     free(c->nb_spk);
     free(c->nb_flags);
-    free(c->u3_stmt);
     free(c);
 }
 
@@ -472,11 +489,14 @@ int fv_secagg_client_new(const fv_secagg_params_t *p, const fv_secagg_policy_t *
     c->nb_spk = malloc((size_t)c->k * FV_KX_PK_BYTES);
     c->nb_flags = calloc(c->k, 1);
     c->sec = fv_secret_alloc(sizeof(*c->sec));
-    c->enc_keys = fv_secret_alloc((size_t)c->k * FV_KX_KEY_BYTES);
-    c->recv = fv_secret_alloc((size_t)c->k * 2 * sizeof(fv_shamir_share_t));
+    c->enc_keys = fv_secret_alloc((size_t)c->k * 2 * FV_KX_KEY_BYTES);
+    c->recv =
+        fv_secret_alloc(((size_t)c->k * 2 + 2 * ((size_t)c->k + 1)) * sizeof(fv_shamir_share_t));
     if (!c->nb || !c->nb_id_pk || !c->nb_cpk || !c->nb_spk || !c->nb_flags || !c->sec ||
         !c->enc_keys || !c->recv)
         goto fail;
+    c->mac_keys = c->enc_keys + (size_t)c->k * FV_KX_KEY_BYTES;
+    c->split = c->recv + (size_t)c->k * 2;
     client_wipe(c);
     if ((rc = fv__secagg_graph_init(&g, p, false)) < 0)
         goto fail;
@@ -513,6 +533,7 @@ unsigned fv__secagg_client_wiped(const fv_secagg_client_t *c)
     r |= all_zero(s->id_sk, sizeof(s->id_sk)) ? 16u : 0;
     r |= all_zero(&s->own_b, sizeof(s->own_b)) && all_zero(&s->own_s, sizeof(s->own_s)) ? 32u : 0;
     r |= all_zero(c->recv, (size_t)c->k * 2 * sizeof(fv_shamir_share_t)) ? 64u : 0;
+    r |= all_zero(c->mac_keys, (size_t)c->k * FV_KX_KEY_BYTES) ? 128u : 0;
     return r;
 }
 
@@ -618,9 +639,7 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
 
     /* Draw b_u, split b_u and s_sk into k+1 shares (x = rank in H(u) + 1). */
     uint32_t holders = c->k + 1;
-    sh = fv_secret_alloc(sizeof(*sh) * 2 * holders);
-    if (sh == NULL)
-        return FV_ENOMEM;
+    sh = c->split;
     fv_rand_fill(c->rng, c->sec->b, sizeof(c->sec->b));
     if ((rc = fv_shamir_split(c->rng, c->sec->b, c->t, holders, sh)) < 0 ||
         (rc = fv_shamir_split(c->rng, c->sec->s_sk, c->t, holders, sh + holders)) < 0)
@@ -649,6 +668,10 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
             goto out;
         }
         c->st.n_kx++;
+        /* The pair's u3-MAC key: a PRF of the (authenticated) pair key, for phase 3/4. */
+        crypto_generichash(c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, FV_KX_KEY_BYTES,
+                           (const uint8_t *)u3mac_label, sizeof(u3mac_label) - 1, key,
+                           FV_KX_KEY_BYTES);
         fv_shamir_share_encode(&sh[rank], c->sec->pt);
         fv_shamir_share_encode(&sh[holders + rank], c->sec->pt + FV_SECAGG_SHARE_WIRE_BYTES);
         share_ad(ad, c->job, c->round, c->id, v);
@@ -667,7 +690,7 @@ static int client_on_keylist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
         c->state = 2;
 out:
     free(buf);
-    fv_secret_free(sh);
+    fv_crypto_wipe(sh, sizeof(*sh) * 2 * holders);
     return rc;
 }
 
@@ -792,21 +815,32 @@ static int client_on_u3(fv_secagg_client_t *c, const fv_secagg_msg_t *m, fv_seca
         return fv_diag_set(d, FV_EPOLICY,
                            "secagg client %u: only %u inputs in the sum, local minimum %u", c->id,
                            m->n_ids, c->pol.min_cohort);
-    c->u3_stmt = u3_statement(c->job, c->round, m->ids, m->n_ids, &c->u3_stmt_len);
-    if (c->u3_stmt == NULL)
+    size_t stmt_len;
+    uint8_t *stmt = u3_statement(c->job, c->round, m->ids, m->n_ids, &stmt_len);
+    if (stmt == NULL)
         return FV_ENOMEM;
-    size_t len = FV__SECAGG_HEADER_BYTES + FV__SECAGG_SIG_ENTRY_BYTES;
+    fv_sha256(c->u3_digest, stmt, stmt_len);
+    free(stmt);
+    /* CONSIST: one tag per neighbour in my U3, in id order (c->nb is sorted). */
+    uint32_t cnt = 0;
+    for (uint32_t j = 0; j < c->k; j++)
+        cnt += (c->nb_flags[j] & NB_U3) ? 1 : 0;
+    size_t len = FV__SECAGG_HEADER_BYTES + (size_t)cnt * FV__SECAGG_SIG_ENTRY_BYTES;
     uint8_t *buf = malloc(len);
     if (buf == NULL)
         return FV_ENOMEM;
-    fv__secagg_put_header(buf, FV_SECAGG_MSG_CONSIST, c->job, c->round, c->id, FV_SECAGG_SERVER, 1);
-    fv__put_u32(buf + FV__SECAGG_HEADER_BYTES, c->id);
-    int rc = fv_sign(buf + FV__SECAGG_HEADER_BYTES + 4, c->u3_stmt, c->u3_stmt_len, c->sec->id_sk);
-    if (rc < 0) {
-        free(buf);
-        return rc;
+    fv__secagg_put_header(buf, FV_SECAGG_MSG_CONSIST, c->job, c->round, c->id, FV_SECAGG_SERVER,
+                          cnt);
+    uint8_t *p = buf + FV__SECAGG_HEADER_BYTES;
+    for (uint32_t j = 0; j < c->k; j++) {
+        if (!(c->nb_flags[j] & NB_U3))
+            continue;
+        fv__put_u32(p, c->nb[j]);
+        u3_tag(p + 4, c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, c->u3_digest, c->id, c->nb[j]);
+        c->st.n_mac++;
+        p += FV__SECAGG_SIG_ENTRY_BYTES;
     }
-    c->st.n_sign++;
+    int rc;
     if ((rc = fv__secagg_outbox_push(out, FV_SECAGG_SERVER, buf, len)) < 0)
         return rc;
     c->state = 4;
@@ -816,46 +850,35 @@ static int client_on_u3(fv_secagg_client_t *c, const fv_secagg_msg_t *m, fv_seca
 static int client_on_siglist(fv_secagg_client_t *c, const fv_secagg_msg_t *m,
                              fv_secagg_outbox_t *out, fv_diag_t *d)
 {
-    bool self = false;
-    uint32_t n_sigs = 0;
+    /* I count for my own U3 (I tagged it); every neighbour's tag is checked, the invalid
+     * ones (a broken or lying sender, or a server that forwards a tag over another U3, for
+     * another recipient or from another sender) count for nothing. */
+    uint32_t n_valid = 1, n_bad = 0;
+    uint8_t want[FV_SIGN_BYTES];
     for (uint32_t j = 0; j < c->k; j++)
         c->nb_flags[j] &= (uint8_t)~NB_SEEN;
     for (uint32_t i = 0; i < m->n_items; i++) {
         uint32_t v = m->sigs[i].id;
-        const uint8_t *pk;
-        if (v == c->id) {
-            if (self)
-                return fv_diag_set(d, FV_EDUP, "secagg client %u: my signature listed twice",
-                                   c->id);
-            self = true;
-            pk = c->id_pk;
-        } else {
-            int64_t j = client_nb_index(c, v);
-            if (j < 0 || !(c->nb_flags[j] & NB_U3))
-                return fv_diag_set(d, FV_EPEER,
-                                   "secagg client %u: consistency signature of %u, not a "
-                                   "neighbour in U3",
-                                   c->id, v);
-            if (c->nb_flags[j] & NB_SEEN)
-                return fv_diag_set(d, FV_EDUP, "secagg client %u: signature of %u twice", c->id, v);
-            c->nb_flags[j] |= NB_SEEN;
-            pk = c->nb_id_pk + (size_t)j * 32;
-        }
-        /* t valid signatures over my U3 are the guarantee; the rest add nothing, so they
-         * are checked for membership and duplicates but not verified (each verification
-         * costs about two key agreements). */
-        if (n_sigs >= c->t)
-            continue;
-        c->st.n_verify++;
-        if (fv_sign_verify(m->sigs[i].sig, c->u3_stmt, c->u3_stmt_len, pk) != 0)
-            return fv_diag_set(d, FV_EAUTH, "secagg client %u: %u did not sign the U3 I signed",
+        int64_t j = client_nb_index(c, v);
+        if (j < 0 || !(c->nb_flags[j] & NB_U3))
+            return fv_diag_set(d, FV_EPEER,
+                               "secagg client %u: consistency tag of %u, not a neighbour in U3",
                                c->id, v);
-        n_sigs++;
+        if (c->nb_flags[j] & NB_SEEN)
+            return fv_diag_set(d, FV_EDUP, "secagg client %u: tag of %u twice", c->id, v);
+        c->nb_flags[j] |= NB_SEEN;
+        u3_tag(want, c->mac_keys + (size_t)j * FV_KX_KEY_BYTES, c->u3_digest, v, c->id);
+        c->st.n_mac++;
+        if (sodium_memcmp(want, m->sigs[i].sig, FV_SIGN_BYTES) == 0)
+            n_valid++;
+        else
+            n_bad++;
     }
-    if (n_sigs < c->t)
+    if (n_valid < c->t)
         return fv_diag_set(d, FV_ETHRESHOLD,
-                           "secagg client %u: %u consistency signatures, threshold %u", c->id,
-                           n_sigs, c->t);
+                           "secagg client %u: %u holders (me included) confirm the U3 I tagged, "
+                           "%u tags invalid, threshold %u",
+                           c->id, n_valid, n_bad, c->t);
     /* Requested s_sk shares: dropped neighbours only, never a member of the U3 I signed. */
     for (uint32_t j = 0; j < c->k; j++)
         c->nb_flags[j] &= (uint8_t)~NB_SEEN;
@@ -981,11 +1004,16 @@ struct fv_secagg_server {
     uint32_t *acc;
     uint8_t *u3_stmt;
     size_t u3_stmt_len;
-    fv_secagg_sig_entry_t *csig; /* n */
-    fv_shamir_share_t **shares;  /* per owner; fv_secret_alloc */
+    fv_secagg_sig_entry_t **ctags; /* per sender: its CONSIST tags, sorted by recipient */
+    uint32_t *n_ctags;
+    fv_shamir_share_t **shares;     /* per owner (in U2): k+1 slots in share_block */
+    fv_shamir_share_t *share_block; /* fv_secret_alloc, |U2| x (k+1) */
+    uint32_t n_share_owners;
     uint32_t *n_shares;
     uint32_t *scratch; /* n ids */
     fv_secagg_stats_t st;
+    void (*par_for)(void *par_ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+    void *par_ctx;
 };
 
 #define IN(s, u, i) (((s)->in[u] >> ((i)-1)) & 1)
@@ -1000,12 +1028,22 @@ static void server_free_cts(fv_secagg_server_t *s)
     s->cts = NULL;
 }
 
+static void server_free_ctags(fv_secagg_server_t *s)
+{
+    if (s->ctags == NULL)
+        return;
+    for (uint32_t u = 0; u < s->n; u++)
+        free(s->ctags[u]);
+    free(s->ctags);
+    s->ctags = NULL;
+}
+
 static void server_free_shares(fv_secagg_server_t *s)
 {
     if (s->shares == NULL)
         return;
-    for (uint32_t u = 0; u < s->n; u++)
-        fv_secret_free(s->shares[u]);
+    fv_secret_free(s->share_block); /* wipes */
+    s->share_block = NULL;
     free(s->shares);
     s->shares = NULL;
 }
@@ -1023,7 +1061,8 @@ void fv_secagg_server_free(fv_secagg_server_t *s)
     free(s->n_cts);
     free(s->acc);
     free(s->u3_stmt);
-    free(s->csig);
+    server_free_ctags(s);
+    free(s->n_ctags);
     free(s->n_shares);
     free(s->scratch);
     free(s);
@@ -1053,12 +1092,13 @@ int fv_secagg_server_new(const fv_secagg_params_t *p, fv_secagg_server_t **ret, 
     s->cts = calloc(s->n, sizeof(*s->cts));
     s->n_cts = calloc(s->n, sizeof(*s->n_cts));
     s->acc = calloc(s->dim, sizeof(uint32_t));
-    s->csig = calloc(s->n, sizeof(*s->csig));
+    s->ctags = calloc(s->n, sizeof(*s->ctags));
+    s->n_ctags = calloc(s->n, sizeof(*s->n_ctags));
     s->shares = calloc(s->n, sizeof(*s->shares));
     s->n_shares = calloc(s->n, sizeof(*s->n_shares));
     s->scratch = malloc(sizeof(uint32_t) * s->n);
-    if (!s->id_pks || !s->in || !s->keys || !s->cts || !s->n_cts || !s->acc || !s->csig ||
-        !s->shares || !s->n_shares || !s->scratch)
+    if (!s->id_pks || !s->in || !s->keys || !s->cts || !s->n_cts || !s->acc || !s->ctags ||
+        !s->n_ctags || !s->shares || !s->n_shares || !s->scratch)
         goto fail;
     memcpy(s->id_pks, p->identity_pks, (size_t)s->n * 32);
     if ((rc = fv__secagg_graph_init(&s->g, p, true)) < 0)
@@ -1180,14 +1220,59 @@ static int server_on_unmask(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv_
         return rc;
     for (uint32_t i = 0; i < m->n_items; i++) {
         uint32_t v = m->shares[i].peer;
-        if (s->shares[v] == NULL) {
-            s->shares[v] = fv_secret_alloc(sizeof(fv_shamir_share_t) * (s->k + 1));
-            if (s->shares[v] == NULL)
-                return FV_ENOMEM;
+        if (s->shares[v] == NULL) { /* one block for every owner in U2, on first use */
+            if (s->share_block == NULL) {
+                s->share_block = fv_secret_alloc(sizeof(fv_shamir_share_t) * (s->k + 1) *
+                                                 (s->set_size[2] ? s->set_size[2] : 1));
+                if (s->share_block == NULL)
+                    return FV_ENOMEM;
+            }
+            if (s->n_share_owners >= s->set_size[2]) /* cannot happen: owners are in U2 */
+                return FV_EINVAL;
+            s->shares[v] = s->share_block + (size_t)s->n_share_owners++ * (s->k + 1);
         }
         fv_shamir_share_decode(m->shares[i].share, &s->shares[v][s->n_shares[v]++]);
     }
     return 0;
+}
+
+static uint32_t server_members(fv_secagg_server_t *s, uint32_t u, int i, bool with_self);
+
+/* CONSIST: one tag per neighbour of u in U3, recipients strictly increasing. The server
+ * cannot check the tags (only the pair's two clients hold the key); it checks the shape. */
+static int server_on_consist(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv_diag_t *d)
+{
+    uint32_t u = m->from;
+    uint32_t expect = server_members(s, u, 3, false);
+    if (m->n_items != expect)
+        return fv_diag_set(d, FV_EPROTO, "secagg server: %u sent %u consistency tags, expected %u",
+                           u, m->n_items, expect);
+    for (uint32_t i = 0; i < m->n_items; i++)
+        if (m->sigs[i].id != s->scratch[i])
+            return fv_diag_set(d, FV_EPEER,
+                               "secagg server: consistency tag of %u for %u, not its neighbour "
+                               "in U3 in order",
+                               u, m->sigs[i].id);
+    s->ctags[u] = malloc(sizeof(fv_secagg_sig_entry_t) * (m->n_items ? m->n_items : 1));
+    if (s->ctags[u] == NULL)
+        return FV_ENOMEM;
+    memcpy(s->ctags[u], m->sigs, sizeof(fv_secagg_sig_entry_t) * m->n_items);
+    s->n_ctags[u] = m->n_items;
+    return 0;
+}
+
+static const fv_secagg_sig_entry_t *find_tag(const fv_secagg_server_t *s, uint32_t u, uint32_t v)
+{
+    uint32_t lo = 0, hi = s->n_ctags[u];
+    const fv_secagg_sig_entry_t *a = s->ctags[u];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (a[mid].id < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_ctags[u] && a[lo].id == v ? &a[lo] : NULL;
 }
 
 int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t len, fv_diag_t *d)
@@ -1256,13 +1341,7 @@ int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t le
         add_le_words(s->acc, m.words_le, s->dim);
         break;
     case FV_SECAGG_MSG_CONSIST:
-        s->st.n_verify++;
-        if (m.sigs[0].id != u || fv_sign_verify(m.sigs[0].sig, s->u3_stmt, s->u3_stmt_len,
-                                                s->id_pks + (size_t)u * 32) != 0) {
-            rc = fv_diag_set(d, FV_EAUTH, "secagg server: consistency signature of %u fails", u);
-            break;
-        }
-        s->csig[u] = m.sigs[0];
+        rc = server_on_consist(s, &m, d);
         break;
     case FV_SECAGG_MSG_UNMASK:
         rc = server_on_unmask(s, &m, d);
@@ -1329,18 +1408,91 @@ static const fv_secagg_ct_entry_t *find_ct(const fv_secagg_server_t *s, uint32_t
     return lo < s->n_cts[u] && a[lo].peer == v ? &a[lo] : NULL;
 }
 
+/* Closing phase 4: every secret is reconstructed and checked first (on the caller's
+ * thread, in id order, so the first failure named is the same with or without par_for);
+ * what is left is a list of masks to take out of the accumulator: -PRG(b_v) for v in U3,
+ * and (w < v ? - : +) PRG(s_vw) for each dropped v and w in U3 n N(v). The pairwise keys
+ * are agreed in parallel (one task per pair), then the accumulator is cut into ranges of
+ * UNMASK_CHUNK words and each task adds every mask's segment at its stream offset
+ * (fv_prg_mask_add_at). Addition mod 2^32 commutes, so any split gives the bits of the
+ * sequential order; without par_for the whole vector is one range. Secrets (reconstructed
+ * s_sk, pairwise keys, mask seeds) live in one fv_secret_alloc block, wiped on free. */
+#define UNMASK_CHUNK ((size_t)16384)
+
+typedef struct unmask_job {
+    uint8_t seed[FV_PRG_SEED_BYTES]; /* b_v, or the pairwise key once agreed */
+    uint8_t sk[FV_KX_SK_BYTES];      /* pair jobs: the reconstructed s_sk_v */
+    uint32_t v, w;                   /* w = FV_SECAGG_SERVER: mask seed of v */
+    int sign;
+    int rc;
+} unmask_job_t;
+
+typedef struct unmask_work {
+    fv_secagg_server_t *s;
+    unmask_job_t *jobs;
+    size_t n_jobs, first_pair;
+    uint8_t ctx[64];
+    size_t ctx_len;
+    size_t chunk, n_chunks;
+    int *chunk_rc;
+} unmask_work_t;
+
+static void unmask_agree(void *arg, size_t i)
+{
+    unmask_work_t *u = arg;
+    unmask_job_t *j = &u->jobs[u->first_pair + i];
+    const fv_secagg_key_entry_t *kv = &u->s->keys[j->v], *kw = &u->s->keys[j->w];
+    j->rc = fv_kx_agree(j->seed, j->sk, kv->s_pk, kw->s_pk, u->ctx, u->ctx_len);
+    fv_crypto_wipe(j->sk, sizeof(j->sk));
+}
+
+static void unmask_range(void *arg, size_t c)
+{
+    unmask_work_t *u = arg;
+    size_t lo = c * u->chunk, dim = u->s->dim;
+    size_t n = dim - lo < u->chunk ? dim - lo : u->chunk;
+    int rc = 0;
+    for (size_t i = 0; i < u->n_jobs && rc == 0; i++)
+        rc = fv_prg_mask_add_at(u->s->prg, u->jobs[i].seed, u->jobs[i].sign, u->s->acc + lo, n, lo);
+    u->chunk_rc[c] = rc;
+}
+
+static void run_par(fv_secagg_server_t *s, size_t n, void (*fn)(void *, size_t), void *arg)
+{
+    if (s->par_for != NULL && n > 1) {
+        s->par_for(s->par_ctx, n, fn, arg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        fn(arg, i);
+}
+
 static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
 {
-    uint8_t secret[FV_SHAMIR_SECRET_BYTES], key[FV_KX_KEY_BYTES], pk[FV_KX_PK_BYTES], ctx[64];
-    size_t ctx_len = make_ctx(ctx, ctx_mask_label, s->job, s->round);
+    uint8_t secret[FV_SHAMIR_SECRET_BYTES], pk[FV_KX_PK_BYTES];
+    unmask_work_t u;
+    memset(&u, 0, sizeof(u));
+    u.s = s;
+    u.ctx_len = make_ctx(u.ctx, ctx_mask_label, s->job, s->round);
     int rc = 0;
+    size_t n_seed = 0, n_pair = 0;
     for (uint32_t v = 0; v < s->n; v++) {
         bool need = IN(s, v, 3) || IN(s, v, 2);
         if (need && s->n_shares[v] < s->t)
             return fv_diag_set(d, FV_ETHRESHOLD,
                                "secagg server: %u shares of the %s of client %u, threshold %u",
                                s->n_shares[v], IN(s, v, 3) ? "mask seed" : "key", v, s->t);
+        if (IN(s, v, 3))
+            n_seed++;
+        else if (IN(s, v, 2))
+            n_pair += server_members(s, v, 3, false);
     }
+    u.n_jobs = n_seed + n_pair;
+    u.first_pair = n_seed;
+    u.jobs = fv_secret_alloc(sizeof(unmask_job_t) * (u.n_jobs ? u.n_jobs : 1));
+    if (u.jobs == NULL)
+        return FV_ENOMEM;
+    size_t js = 0, jp = n_seed;
     for (uint32_t v = 0; v < s->n && rc == 0; v++) {
         if (!IN(s, v, 2))
             continue;
@@ -1356,8 +1508,11 @@ static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
             break;
         }
         if (IN(s, v, 3)) {
-            rc = fv_prg_mask_add(s->prg, secret, -1, s->acc, s->dim);
-            s->st.prg_words += s->dim;
+            unmask_job_t *j = &u.jobs[js++];
+            memcpy(j->seed, secret, sizeof(j->seed));
+            j->v = v;
+            j->w = FV_SECAGG_SERVER;
+            j->sign = -1;
             continue;
         }
         /* v dropped after sharing: remove its pairwise masks with the survivors. */
@@ -1369,20 +1524,51 @@ static int server_finish(fv_secagg_server_t *s, fv_diag_t *d)
             break;
         }
         uint32_t cnt = server_members(s, v, 3, false);
-        for (uint32_t i = 0; i < cnt && rc == 0; i++) {
-            uint32_t w = s->scratch[i];
-            rc = fv_kx_agree(key, secret, s->keys[v].s_pk, s->keys[w].s_pk, ctx, ctx_len);
-            s->st.n_kx++;
-            if (rc == 0) {
-                /* w added (w < v ? + : -) PRG(s_wv): take it back. */
-                rc = fv_prg_mask_add(s->prg, key, w < v ? -1 : +1, s->acc, s->dim);
-                s->st.prg_words += s->dim;
-            }
+        for (uint32_t i = 0; i < cnt; i++) {
+            unmask_job_t *j = &u.jobs[jp++];
+            memcpy(j->sk, secret, sizeof(j->sk));
+            j->v = v;
+            j->w = s->scratch[i];
+            /* w added (w < v ? + : -) PRG(s_wv): take it back. */
+            j->sign = j->w < v ? -1 : +1;
         }
     }
     fv_crypto_wipe(secret, sizeof(secret));
-    fv_crypto_wipe(key, sizeof(key));
+    if (rc < 0)
+        goto out;
+    run_par(s, n_pair, unmask_agree, &u);
+    s->st.n_kx += n_pair;
+    for (size_t i = n_seed; i < u.n_jobs; i++)
+        if (u.jobs[i].rc < 0) {
+            rc = fv_diag_set(d, u.jobs[i].rc,
+                             "secagg server: mask key agreement of %u with %u failed", u.jobs[i].v,
+                             u.jobs[i].w);
+            goto out;
+        }
+    u.chunk = s->par_for != NULL ? UNMASK_CHUNK : s->dim;
+    u.n_chunks = (s->dim + u.chunk - 1) / u.chunk;
+    u.chunk_rc = calloc(u.n_chunks, sizeof(int));
+    if (u.chunk_rc == NULL) {
+        rc = FV_ENOMEM;
+        goto out;
+    }
+    run_par(s, u.n_chunks, unmask_range, &u);
+    s->st.prg_words += (uint64_t)u.n_jobs * s->dim;
+    for (size_t c = 0; c < u.n_chunks && rc == 0; c++)
+        rc = u.chunk_rc[c];
+out:
+    free(u.chunk_rc);
+    fv_secret_free(u.jobs);
     return rc;
+}
+
+void fv_secagg_server_set_par_for(fv_secagg_server_t *s,
+                                  void (*par_for)(void *par_ctx, size_t n,
+                                                  void (*fn)(void *arg, size_t i), void *arg),
+                                  void *par_ctx)
+{
+    s->par_for = par_for;
+    s->par_ctx = par_ctx;
 }
 
 int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out, fv_diag_t *d)
@@ -1453,8 +1639,8 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
             memcpy(buf + FV__SECAGG_HEADER_BYTES, s->u3_stmt + s->u3_stmt_len - 4 * (size_t)cnt,
                    4 * (size_t)cnt);
             break;
-        default: { /* 3: SIGLIST: signatures of U4 n H(u), then dropped neighbours */
-            cnt = server_members(s, u, 4, true);
+        default: { /* 3: SIGLIST: the tags of U4 n N(u) for u, then dropped neighbours */
+            cnt = server_members(s, u, 4, false);
             uint32_t n_drop = 0;
             uint32_t *drop = malloc(sizeof(uint32_t) * (s->k ? s->k : 1));
             if (drop == NULL)
@@ -1473,8 +1659,14 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
             }
             p = buf + FV__SECAGG_HEADER_BYTES;
             for (uint32_t i = 0; i < cnt; i++, p += FV__SECAGG_SIG_ENTRY_BYTES) {
+                const fv_secagg_sig_entry_t *e = find_tag(s, s->scratch[i], u);
+                if (e == NULL) { /* cannot happen: CONSIST was checked complete over U3 */
+                    free(drop);
+                    free(buf);
+                    return FV_EINVAL;
+                }
                 fv__put_u32(p, s->scratch[i]);
-                memcpy(p + 4, s->csig[s->scratch[i]].sig, 64);
+                memcpy(p + 4, e->sig, 64);
             }
             fv__put_u32(p, n_drop);
             for (uint32_t i = 0; i < n_drop; i++)
@@ -1488,6 +1680,8 @@ int fv_secagg_server_close_phase(fv_secagg_server_t *s, fv_secagg_outbox_t *out,
     }
     if (ph == 1)
         server_free_cts(s); /* every ciphertext has been forwarded */
+    if (ph == 3)
+        server_free_ctags(s); /* every tag has been forwarded */
     if (ph == 4) {
         rc = server_finish(s, d);
         server_free_shares(s);

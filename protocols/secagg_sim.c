@@ -276,6 +276,8 @@ int fv_secagg_sim_run(const fv_secagg_sim_config_t *cfg, fv_secagg_sim_result_t 
     p.identity_pks = id_pk;
     if ((rc = fv_secagg_server_new(&p, &s.server, d)) < 0)
         goto out;
+    if (cfg->par_for)
+        fv_secagg_server_set_par_for(s.server, cfg->par_for, cfg->par_ctx);
     for (uint32_t u = 0; u < s.n; u++) {
         uint8_t seed[32];
         fv_rand_fill(&master, seed, 32);
@@ -301,6 +303,7 @@ int fv_secagg_sim_run(const fv_secagg_sim_config_t *cfg, fv_secagg_sim_result_t 
         ret->clients.n_sign += st.n_sign;
         ret->clients.n_verify += st.n_verify;
         ret->clients.n_aead += st.n_aead;
+        ret->clients.n_mac += st.n_mac;
         for (int ph = 0; ph < FV_SECAGG_N_PHASES; ph++) {
             uint64_t up = s.up[(size_t)u * FV_SECAGG_N_PHASES + ph];
             uint64_t dn = s.down[(size_t)u * FV_SECAGG_N_PHASES + ph];

@@ -5,7 +5,8 @@
  * header before it allocates anything. Every message:
  *
  *   offset size  field
- *   0      1     version (1)
+ *   0      1     version (2; version 1 carried Ed25519 signatures in CONSIST/SIGLIST and
+ *                is refused)
  *   1      1     type (fv_secagg_msg_type_t)
  *   2      1     phase: must equal fv_secagg_msg_phase(type)
  *   3      1     flags, 0
@@ -23,7 +24,8 @@
  *                       plaintext: b-share (x u32, 5 x u64) then s-share, same layout)
  *   MASKED              4 bytes: one uint32 word of y (count = dim)
  *   U3LIST              4 bytes: client id, strictly increasing
- *   CONSIST, SIGLIST    68 bytes: id u32, sig[64]                          (CONSIST: 1)
+ *   CONSIST, SIGLIST    68 bytes: id u32, tag[64] (keyed BLAKE2b consistency tag; CONSIST:
+ *                       id = recipient, one per neighbour in U3; SIGLIST: id = sender)
  *   UNMASK              49 bytes: peer u32, kind u8 (0 b, 1 s_sk), share (x u32, 5 x u64)
  *
  * Caps: count <= FV_SECAGG_MAX_CLIENTS for lists, <= FV_SECAGG_MAX_DIM for MASKED; the
@@ -83,7 +85,7 @@ static uint32_t count_cap(uint8_t type)
 {
     if (type == FV_SECAGG_MSG_MASKED)
         return FV_SECAGG_MAX_DIM;
-    if (type == FV_SECAGG_MSG_ADVERTISE || type == FV_SECAGG_MSG_CONSIST)
+    if (type == FV_SECAGG_MSG_ADVERTISE)
         return 1;
     return FV_SECAGG_MAX_CLIENTS;
 }

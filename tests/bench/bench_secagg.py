@@ -45,7 +45,9 @@ def line(title, r):
           f"(clients {r['client_cpu_s']:.3f}, server {r['server_cpu_s']:.3f}), wall "
           f"{r['wall_s']:.3f} s; bound {r['prg_bound_s'] + r['ka_bound_s']:.3f} s "
           f"(prg {r['prg_bound_s']:.3f} + ka {r['ka_bound_s']:.3f}) -> total/bound "
-          f"{r['total_over_bound']:.2f}", flush=True)
+          f"{r['total_over_bound']:.2f}; Ed25519 verify: clients {r['verify_clients']}, "
+          f"server {r['verify_server']}; server unmask {r['server_unmask_wall_s']:.3f} s wall",
+          flush=True)
 
 
 def main():

@@ -5,7 +5,9 @@ exit 2 naming the option; --json has the promised keys.
 """
 from fvtest import check, run, run_json
 
-KEYS = ("exact", "total_cpu_s", "prg_bound_s", "ka_bound_s", "phases")
+KEYS = ("exact", "total_cpu_s", "prg_bound_s", "ka_bound_s", "phases", "verify_clients",
+        "verify_server", "sign_clients", "mac_clients", "server_unmask_cpu_s",
+        "server_unmask_wall_s")
 
 
 def main():
@@ -19,6 +21,12 @@ def main():
         for k in KEYS:
             check(k in r, f"bench secagg --json lacks {k!r}")
         check(r["exact"] is True, f"not exact: {args}")
+        # Ed25519 verifications: each client checks its U1 neighbours' keys once (share keys),
+        # the server each ADVERTISE; the consistency check is MACs (two per neighbour pair)
+        n = r["clients"]
+        check(r["verify_server"] == r["set_sizes_U1_U5"][0], f"server verifications: {r}")
+        check(r["verify_clients"] <= n * r["neighbors"], f"client verifications: {r}")
+        check(r["sign_clients"] == r["set_sizes_U1_U5"][0], f"client signatures: {r}")
         print(f"bench secagg {' '.join(args)}: exact, total CPU {r['total_cpu_s']:.4f} s")
     # more than n - t drop out: a clean failure, not a wrong sum
     rc, out, err = run(["bench", "secagg", "--clients", "10", "--dim", "100", "--dropout",

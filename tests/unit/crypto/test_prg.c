@@ -7,6 +7,7 @@
  *   K=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
  *   IV=00000000000000000000000000000000
  *   head -c 96 /dev/zero | openssl enc -aes-256-ctr -K $K -iv $IV | xxd -p
+ *   head -c 96 /dev/zero | openssl enc -aes-128-ctr -K ${K:0:32} -iv $IV | xxd -p
  *   head -c 96 /dev/zero | openssl enc -chacha20 -K $K -iv $IV | xxd -p
  * The bytes are pinned as hex and turned into words little-endian here, which is the
  * header's contract (word i = keystream bytes 4i..4i+3, little-endian). ChaCha20 with the
@@ -22,6 +23,9 @@
 static const char aes_hex[] = "f29000b62a499fd0a9f39a6add2e7780f05d76ae4ab99fe5a6f69b3148c2363d"
                               "0ebcb5deb52c83bd08a8a935182c9199d24356532881602f809eb383c5ff5d56"
                               "4e5fe6bc2af2b80633c371f5c1ce694ea90741e6797146a550b63f264a604ee4";
+static const char aes128_hex[] = "c6a13b37878f5b826f4f8162a1c8d8797346139595c0b41e497bbde365f42d0a"
+                                 "49d68753999ba68ce3897a686081b09db9ad2b2e346ac238505d365e9cb7fc56"
+                                 "3063b6df0a2cdbb0851251d2c669d1bf9b82998964728141405e23dd9f1dd01b";
 static const char chacha_hex[] = "39fd2b7dd9c5196a8dbd0377b8dc4a498a35d86fbcde6accb2cc7d4cd8ea2492"
                                  "2b23cce7a26023ab3f0eef693ac87f64258235eab1f7a32dc22762a0485b410c"
                                  "18b84231ade6a6d113615c61af434e27f8b1f3f5e1ad5b5cecf8fc122a35755c";
@@ -62,6 +66,10 @@ static void test_kat(void)
     CHECK_INT_EQ(fv_prg_expand_u32(FV_PRG_AES256CTR, seed, got, 24), 0);
     check_words(got, want, 24, "AES-256-CTR known answer");
     CHECK_UINT_EQ(got[0], 0xb60090f2u); /* the byte order spelled out once */
+
+    words_le(aes128_hex, want, 24);
+    CHECK_INT_EQ(fv_prg_expand_u32(FV_PRG_AES128CTR, seed, got, 24), 0);
+    check_words(got, want, 24, "AES-128-CTR known answer (key = seed bytes 0..15)");
 
     words_le(chacha_hex, want, 24);
     CHECK_INT_EQ(fv_prg_expand_u32(FV_PRG_CHACHA20, seed, got, 24), 0);
@@ -185,6 +193,45 @@ static void test_mask_add(fv_prg_kind_t kind)
     CHECK_UINT_EQ(x, 5);
 }
 
+/* fv_prg_new_at / fv_prg_mask_add_at: a seek to any word gives the tail of the stream
+ * (the openssl-pinned one: test_kat), and masks added range by range at their offsets
+ * equal one fv_prg_mask_add over the whole vector, bit for bit. */
+static void test_seek(fv_prg_kind_t kind)
+{
+    enum { N = 1000 };
+    uint8_t seed[FV_PRG_SEED_BYTES];
+    for (int i = 0; i < FV_PRG_SEED_BYTES; i++)
+        seed[i] = (uint8_t)(7 * i + 3);
+    uint32_t *all = malloc(N * sizeof(uint32_t)), *got = malloc(N * sizeof(uint32_t));
+    CHECK(all != NULL && got != NULL);
+    CHECK_INT_EQ(fv_prg_expand_u32(kind, seed, all, N), 0);
+    static const uint64_t offs[] = {0, 1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 999};
+    for (size_t k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
+        fv_prg_t *p;
+        CHECK_INT_EQ(fv_prg_new_at(kind, seed, offs[k], &p), 0);
+        size_t m = N - (size_t)offs[k];
+        /* in two pieces, so the state after the seek keeps streaming */
+        CHECK_INT_EQ(fv_prg_next_u32(p, got, m / 2), 0);
+        CHECK_INT_EQ(fv_prg_next_u32(p, got + m / 2, m - m / 2), 0);
+        fv_prg_free(p);
+        check_words(got, all + offs[k], m, "seek");
+    }
+    uint32_t *a = malloc(N * sizeof(uint32_t)), *b = malloc(N * sizeof(uint32_t));
+    CHECK(a != NULL && b != NULL);
+    for (size_t i = 0; i < N; i++)
+        a[i] = b[i] = (uint32_t)(i * 2654435761u);
+    CHECK_INT_EQ(fv_prg_mask_add(kind, seed, -1, a, N), 0);
+    static const size_t cuts[] = {0, 7, 16, 333, 512, 999, N};
+    for (size_t k = 0; k + 1 < sizeof(cuts) / sizeof(cuts[0]); k++)
+        CHECK_INT_EQ(
+            fv_prg_mask_add_at(kind, seed, -1, b + cuts[k], cuts[k + 1] - cuts[k], cuts[k]), 0);
+    check_words(b, a, N, "mask_add_at");
+    free(a);
+    free(b);
+    free(all);
+    free(got);
+}
+
 static void test_seeds_differ(void)
 {
     enum { N = 64 };
@@ -234,6 +281,9 @@ int main(void)
     test_streaming(FV_PRG_AES256CTR);
     test_mask_add(FV_PRG_CHACHA20);
     test_mask_add(FV_PRG_AES256CTR);
+    test_seek(FV_PRG_CHACHA20);
+    test_seek(FV_PRG_AES256CTR);
+    test_seek(FV_PRG_AES128CTR);
     test_seeds_differ();
     test_args();
     printf("test_prg: ok\n");

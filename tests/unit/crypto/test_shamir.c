@@ -90,7 +90,7 @@ static void shuffle(fv_rand_t *r, fv_shamir_share_t *s, uint32_t n)
 
 static void test_round_trip(void)
 {
-    static const uint32_t ts[] = {1, 2, 3, 17};
+    static const uint32_t ts[] = {1, 2, 3, 17, 129, 130, 200}; /* 130, 200: heap coefficients */
     static const uint32_t extra_n[] = {0, 1, 33, 300};
     fv_shamir_share_t *sh = malloc(300 * sizeof *sh);
     fv_rand_t r, test_r;

@@ -7,6 +7,8 @@
  * contributed, each violation's DROP code and reason, deadlines, ROUND_END only to
  * members still connected.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +477,54 @@ static void test_secagg_dropout_each_phase(void)
     }
 }
 
+/* SecAgg's unmasking through a parallel for (fv_cround_set_par_for; the daemon gives it
+ * threads in its close): the dropped member's masks are removed on 3 threads, and the sum
+ * is exactly the others'. The par_for counts its calls, so the test sees it was used. */
+typedef struct {
+    void (*fn)(void *, size_t);
+    void *arg;
+    size_t n;
+    atomic_size_t next;
+} tpf_t;
+static atomic_int tpf_calls;
+static void *tpf_main(void *a)
+{
+    tpf_t *p = a;
+    size_t i;
+    while ((i = atomic_fetch_add(&p->next, 1)) < p->n)
+        p->fn(p->arg, i);
+    return NULL;
+}
+static void tpf(void *ctx, size_t n, void (*fn)(void *, size_t), void *arg)
+{
+    (void)ctx;
+    tpf_t p = {.fn = fn, .arg = arg, .n = n};
+    atomic_init(&p.next, 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_INT_EQ(pthread_create(&th[i], NULL, tpf_main, &p), 0);
+    tpf_main(&p);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    atomic_fetch_add(&tpf_calls, 1);
+}
+
+static void test_secagg_pooled_close(void)
+{
+    h_t h;
+    h_init(&h, 5, true, 2);
+    fv_cround_set_par_for(h.r, tpf, NULL);
+    h.lose_at[4] = 2; /* shared its keys, never sent its masked input */
+    atomic_store(&tpf_calls, 0);
+    h_start(&h);
+    pump(&h);
+    CHECK(fv_cround_done(h.r));
+    check_sum(&h, 0x0f);
+    CHECK(atomic_load(&tpf_calls) >= 1);
+    h_end(&h);
+    h_free(&h);
+}
+
 /* A silent member: nothing happens before the deadline; at it, the phase closes without
  * it, and it still gets ROUND_END (its connection is there). Phase 0 (advertise, sent on
  * ROUND_START before any training) runs on the SecAgg phase deadline, not the training
@@ -793,6 +843,7 @@ int main(void)
 {
     test_secagg_good_round();
     test_secagg_dropout_each_phase();
+    test_secagg_pooled_close();
     test_secagg_straggler();
     test_secagg_phase0_delivery();
     test_secagg_below_threshold();

@@ -309,6 +309,16 @@ static void test_parallel_identical(void)
     c = sim_cfg(6, 5, 5, 3); /* 2 of 6 drop, t = 5: the round aborts, identically */
     c.dropout_fraction = 0.34;
     check_par_identical(c);
+    /* the server's pooled unmasking: several 16 Ki-word ranges, the last one partial */
+    c = sim_cfg(8, 5, 7, 12);
+    c.params.dim = 2 * 16384 + 101; /* 3 ranges; small enough for the valgrind pass */
+    c.dropout_fraction = 0.25;
+    check_par_identical(c);
+    c.params.prg = FV_PRG_CHACHA20;
+    check_par_identical(c);
+    c.params.prg = FV_PRG_AES128CTR;
+    c.params.dim = DIM;
+    check_par_identical(c);
 }
 
 /* ---- parameters and graph ---------------------------------------------------------------- */
@@ -728,6 +738,23 @@ static void drop_sig(fv_secagg_msg_t *m, void *ud)
     (void)ud;
     m->sigs[1].sig[0] ^= 1;
 }
+static void drop_two_sigs(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    m->sigs[1].sig[0] ^= 1;
+    m->sigs[3].sig[63] ^= 0x80;
+}
+
+/* As h_deliver, and *n_out = the number of replies the client produced. */
+static int h_deliver_count(harness_t *h, uint32_t u, const uint8_t *m, size_t len, size_t *n_out)
+{
+    fv_secagg_outbox_t o;
+    fv_secagg_outbox_init(&o);
+    int rc = fv_secagg_client_handle(h->c[u], m, len, &o, NULL);
+    *n_out = o.n;
+    fv_secagg_outbox_close(&o);
+    return rc;
+}
 
 /* Run a classic round of 6 with client 5 dropping after share keys; stop before unmask. */
 static void h_to_unmask(harness_t *h)
@@ -742,6 +769,7 @@ static void h_to_unmask(harness_t *h)
 static void test_both_shares_and_unmask(void)
 {
     harness_t h;
+    size_t n_out;
     /* honest: exact sum of clients 0..4 */
     h_to_unmask(&h);
     CHECK_INT_EQ(h_step(&h, 0), 0);
@@ -777,10 +805,20 @@ static void test_both_shares_and_unmask(void)
     free(b);
     h_free(&h);
 
-    /* a consistency signature that does not verify */
+    /* one consistency tag that does not verify: skipped, not fatal (1 + 3 valid >= t = 4);
+     * the server cannot filter tags, so a broken client must not stop its neighbours */
     h_to_unmask(&h);
     h_tamper(h_msg_to(&h, 0), drop_sig, NULL, &b, &len);
-    CHECK_INT_EQ(h_deliver(&h, 0, b, len), FV_EAUTH);
+    CHECK_INT_EQ(h_deliver(&h, 0, b, len), 0);
+    CHECK_INT_EQ(fv_secagg_client_phase(h.c[0]), 5);
+    free(b);
+    h_free(&h);
+    /* two: 1 + 2 valid < t, nothing revealed */
+    h_to_unmask(&h);
+    h_tamper(h_msg_to(&h, 0), drop_two_sigs, NULL, &b, &len);
+    CHECK_INT_EQ(h_deliver_count(&h, 0, b, len, &n_out), FV_ETHRESHOLD);
+    CHECK_UINT_EQ(n_out, 0);
+    CHECK_INT_EQ(fv_secagg_client_phase(h.c[0]), -1);
     free(b);
     /* a second unmask request after answering once: refused */
     const fv_secagg_outmsg_t *m = h_msg_to(&h, 1);
@@ -795,6 +833,151 @@ static void test_both_shares_and_unmask(void)
     CHECK_INT_EQ(fv_secagg_server_result(h.s, &sum), FV_EPHASE);
     CHECK_INT_EQ(fv_secagg_server_phase(h.s), -1);
     h_free(&h);
+}
+
+/* Hostile server, consistency phase: it shows clients 1..3 a U3' without client 4 (so that
+ * they would hand over 4's key share) and client 0 the real U3 (so that it hands over
+ * 4's mask-seed share), then forwards to client 0 the tags it collected. Client 0 must
+ * see fewer than t holders committed to its U3 and reveal nothing. Variants: the tags
+ * all genuine over one U3 (control: client 0 answers), client 0's own tags reflected
+ * back as its neighbours', and tags addressed to another recipient. */
+enum { CONS_HONEST, CONS_SPLIT, CONS_REFLECT, CONS_OTHER_RECIPIENT };
+
+static void u3_without_4(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    CHECK_UINT_EQ(m->n_ids, 5);
+    m->n_items = 4; /* ids 0..3 */
+    m->n_ids = 4;
+}
+
+static int consist_attack(int mode, size_t *n_out)
+{
+    harness_t h;
+    h_init(&h, 6, 4, 5, NULL);
+    CHECK_INT_EQ(h_step(&h, 0), 0);       /* share keys */
+    CHECK_INT_EQ(h_step(&h, 1u << 5), 0); /* masked input: 5 drops; U3 = 0..4 */
+    CHECK_INT_EQ(h.phase, 3);
+    fv_secagg_msg_t consist[5];
+    for (uint32_t u = 0; u < 5; u++) {
+        fv_secagg_outbox_t o;
+        fv_secagg_outbox_init(&o);
+        const fv_secagg_outmsg_t *m = h_msg_to(&h, u);
+        uint8_t *b = NULL;
+        size_t len = m->len;
+        if (mode == CONS_SPLIT && u >= 1 && u <= 3)
+            h_tamper(m, u3_without_4, NULL, &b, &len);
+        CHECK_OK(fv_secagg_client_handle(h.c[u], b ? b : m->data, len, &o, NULL), NULL);
+        free(b);
+        CHECK_UINT_EQ(o.n, 1);
+        CHECK_OK(fv_secagg_msg_decode(o.msgs[0].data, o.msgs[0].len, &consist[u], NULL), NULL);
+        fv_secagg_outbox_close(&o);
+    }
+    /* SIGLIST for client 0: a tag "from" each of 1..4, asking for 5's key share */
+    fv_secagg_sig_entry_t e[4];
+    for (uint32_t v = 1; v <= 4; v++) {
+        const fv_secagg_msg_t *src = &consist[v];
+        uint32_t want_to = 0;
+        if (mode == CONS_REFLECT) {
+            src = &consist[0]; /* client 0's own tag for v */
+            want_to = v;
+        } else if (mode == CONS_OTHER_RECIPIENT) {
+            want_to = v == 1 ? 2 : 1; /* v's tag for another client */
+        }
+        bool found = false;
+        for (uint32_t i = 0; i < src->n_items; i++)
+            if (src->sigs[i].id == want_to) {
+                e[v - 1].id = v;
+                memcpy(e[v - 1].sig, src->sigs[i].sig, FV_SIGN_BYTES);
+                found = true;
+            }
+        CHECK(found);
+    }
+    uint32_t req = 5;
+    fv_secagg_msg_t sl;
+    memset(&sl, 0, sizeof(sl));
+    sl.type = FV_SECAGG_MSG_SIGLIST;
+    sl.phase = 4;
+    sl.job_id = h.p.job_id;
+    sl.round = h.p.round;
+    sl.from = FV_SECAGG_SERVER;
+    sl.to = 0;
+    sl.n_items = 4;
+    sl.sigs = e;
+    sl.ids = &req;
+    sl.n_ids = 1;
+    uint8_t *b;
+    size_t len;
+    CHECK_OK(fv_secagg_msg_encode(&sl, &b, &len), NULL);
+    h.phase = 4;
+    int rc = h_deliver_count(&h, 0, b, len, n_out);
+    if (rc < 0)
+        CHECK_INT_EQ(fv_secagg_client_phase(h.c[0]), -1);
+    free(b);
+    for (uint32_t u = 0; u < 5; u++)
+        fv_secagg_msg_close(&consist[u]);
+    h_free(&h);
+    return rc;
+}
+
+static void consist_short(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    m->n_items--;
+}
+static void consist_swap(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    fv_secagg_sig_entry_t t = m->sigs[0];
+    m->sigs[0] = m->sigs[1];
+    m->sigs[1] = t;
+}
+static void consist_dropped(fv_secagg_msg_t *m, void *ud)
+{
+    (void)ud;
+    m->sigs[m->n_items - 1].id = 5; /* dropped: not in U3 */
+}
+
+/* The server takes a CONSIST only with one tag per neighbour of the sender in U3, in id
+ * order (it cannot check the tags themselves); a refused one leaves the sender out of U4. */
+static void test_server_consist_shape(void)
+{
+    harness_t h;
+    h_init(&h, 6, 4, 5, NULL);
+    CHECK_INT_EQ(h_step(&h, 0), 0);
+    CHECK_INT_EQ(h_step(&h, 1u << 5), 0); /* U3 = 0..4 */
+    fv_secagg_outbox_t o;
+    fv_secagg_outbox_init(&o);
+    const fv_secagg_outmsg_t *m = h_msg_to(&h, 0);
+    CHECK_OK(fv_secagg_client_handle(h.c[0], m->data, m->len, &o, NULL), NULL);
+    CHECK_UINT_EQ(o.n, 1);
+    void (*const bad[])(fv_secagg_msg_t *, void *) = {consist_short, consist_swap, consist_dropped};
+    static const int want[] = {FV_EPROTO, FV_EPEER, FV_EPEER};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t *b;
+        size_t len;
+        h_tamper(&o.msgs[0], bad[i], NULL, &b, &len);
+        CHECK_INT_EQ(fv_secagg_server_handle(h.s, b, len, NULL), want[i]);
+        CHECK(!fv_secagg_server_in_set(h.s, 4, 0));
+        free(b);
+    }
+    CHECK_OK(fv_secagg_server_handle(h.s, o.msgs[0].data, o.msgs[0].len, NULL), NULL);
+    CHECK(fv_secagg_server_in_set(h.s, 4, 0));
+    fv_secagg_outbox_close(&o);
+    h_free(&h);
+}
+
+static void test_consistency_attacks(void)
+{
+    size_t n_out = 99;
+    CHECK_INT_EQ(consist_attack(CONS_HONEST, &n_out), 0);
+    CHECK_UINT_EQ(n_out, 1); /* the control answers UNMASK */
+    static const int modes[] = {CONS_SPLIT, CONS_REFLECT, CONS_OTHER_RECIPIENT};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        n_out = 99;
+        CHECK_INT_EQ(consist_attack(modes[i], &n_out), FV_ETHRESHOLD);
+        CHECK_UINT_EQ(n_out, 0);
+    }
 }
 
 static void u3_shrink(fv_secagg_msg_t *m, void *ud)
@@ -1072,7 +1255,7 @@ static void test_wiping(void)
     CHECK_UINT_EQ(fv__secagg_client_wiped(h.c[0]), 1 | 2 | 4 | 8);
     CHECK_INT_EQ(h_step(&h, 0), 0);
     CHECK_INT_EQ(h_step(&h, 0), 0); /* unmask answered */
-    CHECK_UINT_EQ(fv__secagg_client_wiped(h.c[0]), 127);
+    CHECK_UINT_EQ(fv__secagg_client_wiped(h.c[0]), 255);
     h_free(&h);
 
     h_init(&h, 6, 4, 5, NULL);
@@ -1081,7 +1264,7 @@ static void test_wiping(void)
     size_t len;
     h_tamper(h_msg_to(&h, 0), flip_ct, NULL, &b, &len);
     CHECK_INT_EQ(h_deliver(&h, 0, b, len), FV_EAUTH);
-    CHECK_UINT_EQ(fv__secagg_client_wiped(h.c[0]), 127); /* abort wipes everything */
+    CHECK_UINT_EQ(fv__secagg_client_wiped(h.c[0]), 255); /* abort wipes everything */
     free(b);
     h_free(&h);
 }
@@ -1209,6 +1392,8 @@ int main(void)
     test_forward_attacks();
     test_both_shares_and_unmask();
     test_u3_checks();
+    test_consistency_attacks();
+    test_server_consist_shape();
     test_server_unmask_checks();
     test_server_detects_wrong_share();
     test_every_bit_flip();
