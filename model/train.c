@@ -61,6 +61,40 @@
  *   none were). No shuffle: the rows are the sampler's. Same callbacks (same keys) ->
  *   bit-identical parameters. With dp off none of this runs and nothing else changes.
  *
+ * Data parallelism (cfg->threads = T > 1, plain and distillation training; DP-SGD stays
+ * on the calling thread). T is capped at the batch size. The call starts T - 1 threads
+ * once (the caller's thread is thread 0) and stops them before it returns; they never
+ * outlive fv_train. Each thread owns a workspace, a slice buffer and a gradient. Jobs are
+ * handed out by thread 0 through two barriers (pthread_barrier: blocking futexes, no
+ * spinning, so idle threads leave the shared cores to other processes):
+ *   BATCH  start barrier; thread t gathers its slice of the batch straight from x_train
+ *          (rows lo_t .. lo_t + n_t - 1 of the batch, n_t = nb / T or one more for the
+ *          first nb % T threads, so slices are contiguous and never empty before a
+ *          non-empty one) and takes fv_mlp_loss_grad (or the distillation one) of it,
+ *          the mean over its n_t rows; done barrier; then thread t owns a range of the
+ *          parameters (T near-equal ranges, cut at multiples of 16 floats so no two
+ *          threads write one cache line) and, over it, forms
+ *              g = s_0 g_0 + s_1 g_1 + ...,  s_t = (float)(n_t / nb)  (slices in order)
+ *          into thread 0's gradient, which is the batch mean's gradient up to rounding,
+ *          and runs fv_optim_step_part of the batch's step number on that range (the
+ *          same operations per element as fv_optim_step). If any slice failed, every
+ *          thread skips the step and thread 0 reports the first failing slice.
+ *   EVAL   start barrier; thread t evaluates validation chunks t, t + T, ... (the
+ *          single-threaded chunks, each into its own loss slot and val_prob range);
+ *          done barrier; thread 0 sums the chunk losses in chunk order, exactly as
+ *          evaluate() does, so the validation metrics of given parameters do not depend
+ *          on T.
+ *   SYNC   start barrier only: when thread 0 passes it, every thread has finished the
+ *          previous step, so the parameters are complete (end of an epoch).
+ *   EXIT   start barrier, then the threads return and are joined.
+ * The job's fields live in two slots used alternately (by job number parity): thread 0
+ * writes job k + 1's slot while a slower thread may still read job k's (its reduce reads
+ * the rows), and it cannot get two jobs ahead, because job k + 1's start barrier waits
+ * for every thread. Per-thread results (rows, loss, rc) are written before the done
+ * barrier and read after it. The loss of the epoch sums the slices' n_t * loss_t.
+ * Determinism: every slice, every sum and every range is fixed by (nb, T), so the same T
+ * gives the same bits; T = 1 is the single-threaded loop above, unchanged.
+ *
  * Memory: everything is allocated once before the first epoch (workspace, batch buffer,
  * gradient, optimizer state, index, snapshots; DP-SGD's second gradient for chunks, and
  * the workspace's delta block on the first step); nothing is allocated per batch.
@@ -68,6 +102,7 @@
 #include "fv_train.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +126,7 @@ void fv_train_cfg_default(fv_train_cfg_t *cfg)
     cfg->seed = 0;
     cfg->on_epoch = NULL;
     cfg->user = NULL;
+    cfg->threads = 1;
 }
 
 /* splitmix64's finalizer: a bijective 64-bit mix. */
@@ -143,6 +179,9 @@ static int check_args(const fv_mlp_t *m, const float *x_train, const int32_t *y_
         return fv_diag_set(d, FV_EINVAL,
                            "training: es_metric = %d: must be loss (0) or roc_auc (1)",
                            (int)cfg->es_metric);
+    if (cfg->threads > FV_TRAIN_MAX_THREADS)
+        return fv_diag_set(d, FV_EINVAL, "training: threads = %zu: must be 1..%d", cfg->threads,
+                           FV_TRAIN_MAX_THREADS);
     int r = fv_optim_cfg_check(&cfg->optim, d);
     if (r != 0)
         return r;
@@ -305,6 +344,348 @@ static int dp_step(fv_mlp_t *m, train_state_t *s, const float *x_train, const in
     return 0;
 }
 
+/* ---- data-parallel threads (top note) ------------------------------------------ */
+
+typedef enum { JOB_BATCH, JOB_EVAL, JOB_SYNC, JOB_EXIT } job_kind_t;
+
+typedef struct job {
+    job_kind_t kind;
+    size_t b0, nb; /* BATCH: the batch's first position in idx and its rows */
+    uint64_t step; /* BATCH: the optimizer step number, 1-based */
+} job_t;
+
+typedef struct pool pool_t;
+
+typedef struct worker {
+    pool_t *pool;
+    size_t id;
+    fv_mlp_ws_t *ws; /* id 0: the state's (borrowed); else owned */
+    float *xb;       /* slice rows */
+    int32_t *yb;
+    float *tb;   /* slice teacher logits (distillation) */
+    float *grad; /* n_params; thread 0's receives the batch's sum */
+    /* results of the current job, written before the done barrier */
+    size_t rows;
+    double loss;
+    int rc;
+} worker_t;
+
+struct pool {
+    size_t n; /* threads, >= 2 */
+    worker_t *w;
+    pthread_t *tid; /* n - 1 */
+    size_t n_started;
+    pthread_barrier_t start, done;
+    int have_barriers;
+    pthread_mutex_t gate_mu; /* startup gate: go 0 wait, 1 run, -1 abort */
+    pthread_cond_t gate_cv;
+    int go;
+    job_t job[2];
+    uint64_t n_jobs; /* thread 0's job counter */
+    /* the run, read-only while the threads run (params: see the top note) */
+    const fv_mlp_t *m;
+    float *params;
+    const uint8_t *mask;
+    const fv_optim_t *opt;
+    const float *x_train;
+    const int32_t *y_train;
+    const float *t_logits;
+    const fv_distill_cfg_t *dc;
+    const size_t *idx;
+    float pos_weight;
+    size_t n_in, n_out, n_params;
+    /* validation */
+    const float *xv;
+    const int32_t *yv;
+    size_t nv, chunk;
+    double *chunk_loss; /* one per chunk */
+    float *val_prob;    /* nv, binary only (else NULL) */
+};
+
+/* Thread t's slice of nb rows: the first nb % T threads take one row more. */
+static void slice_of(size_t nb, size_t n_threads, size_t t, size_t *lo, size_t *n)
+{
+    size_t q = nb / n_threads, r = nb % n_threads;
+    *lo = t * q + (t < r ? t : r);
+    *n = q + (t < r);
+}
+
+/* Thread t's range of the parameters, cut at multiples of 16 floats (64 bytes). */
+static void range_of(size_t n_params, size_t n_threads, size_t t, size_t *lo, size_t *hi)
+{
+    size_t units = (n_params + 15) / 16;
+    *lo = 16 * (t * units / n_threads);
+    *hi = 16 * ((t + 1) * units / n_threads);
+    if (*lo > n_params)
+        *lo = n_params;
+    if (*hi > n_params)
+        *hi = n_params;
+}
+
+static void slice_grad(worker_t *w, const job_t *job)
+{
+    pool_t *p = w->pool;
+    size_t lo, n;
+    slice_of(job->nb, p->n, w->id, &lo, &n);
+    w->rows = n;
+    w->loss = 0.0;
+    w->rc = 0;
+    if (n == 0)
+        return;
+    for (size_t j = 0; j < n; j++) {
+        size_t row = p->idx[job->b0 + lo + j];
+        memcpy(w->xb + j * p->n_in, p->x_train + row * p->n_in, p->n_in * sizeof *w->xb);
+        w->yb[j] = p->y_train[row];
+        if (p->t_logits != NULL)
+            memcpy(w->tb + j * p->n_out, p->t_logits + row * p->n_out, p->n_out * sizeof *w->tb);
+    }
+    if (p->t_logits != NULL)
+        w->rc = fv_mlp_distill_loss_grad(p->m, w->ws, w->xb, w->yb, w->tb, NULL, n, p->pos_weight,
+                                         p->dc, w->grad, &w->loss);
+    else
+        w->rc =
+            fv_mlp_loss_grad(p->m, w->ws, w->xb, w->yb, NULL, n, p->pos_weight, w->grad, &w->loss);
+}
+
+/* After the done barrier: the weighted sum of the slices' gradients and the optimizer
+ * step, over this thread's parameter range. Skipped by all if any slice failed. */
+static void reduce_step(worker_t *w, const job_t *job)
+{
+    pool_t *p = w->pool;
+    size_t n_used = 0; /* non-empty slices: a prefix */
+    for (size_t t = 0; t < p->n; t++) {
+        if (p->w[t].rc != 0)
+            return;
+        if (p->w[t].rows > 0)
+            n_used = t + 1;
+    }
+    size_t lo, hi;
+    range_of(p->n_params, p->n, w->id, &lo, &hi);
+    if (hi <= lo)
+        return;
+    float *g0 = p->w[0].grad;
+    const double inv_nb = 1.0 / (double)job->nb;
+    const float s0 = (float)((double)p->w[0].rows * inv_nb);
+    if (n_used == 2) { /* the common case, one pass */
+        const float s1 = (float)((double)p->w[1].rows * inv_nb);
+        const float *g1 = p->w[1].grad;
+        for (size_t i = lo; i < hi; i++)
+            g0[i] = s0 * g0[i] + s1 * g1[i];
+    } else {
+        if (s0 != 1.0f)
+            for (size_t i = lo; i < hi; i++)
+                g0[i] = s0 * g0[i];
+        for (size_t t = 1; t < n_used; t++) {
+            const float st = (float)((double)p->w[t].rows * inv_nb);
+            const float *gt = p->w[t].grad;
+            for (size_t i = lo; i < hi; i++)
+                g0[i] = g0[i] + st * gt[i];
+        }
+    }
+    fv_optim_step_part(p->opt, job->step, p->params, g0, p->mask, lo, hi);
+}
+
+/* Validation chunks id, id + T, ...: each chunk's mean loss into chunk_loss, its
+ * probabilities into val_prob. */
+static void eval_part(worker_t *w)
+{
+    pool_t *p = w->pool;
+    w->rc = 0;
+    size_t n_chunks = (p->nv + p->chunk - 1) / p->chunk;
+    for (size_t c = w->id; c < n_chunks; c += p->n) {
+        size_t i = c * p->chunk;
+        size_t nc = p->nv - i < p->chunk ? p->nv - i : p->chunk;
+        int r = fv_mlp_loss(p->m, w->ws, p->xv + i * p->n_in, p->yv + i, NULL, nc, p->pos_weight,
+                            &p->chunk_loss[c]);
+        if (r == 0 && p->val_prob != NULL)
+            r = fv_mlp_predict(p->m, w->ws, p->xv + i * p->n_in, nc, p->val_prob + i);
+        if (r != 0) {
+            w->rc = r;
+            return;
+        }
+    }
+}
+
+static void run_job(worker_t *w, const job_t *job)
+{
+    pool_t *p = w->pool;
+    if (job->kind == JOB_BATCH) {
+        slice_grad(w, job);
+        pthread_barrier_wait(&p->done);
+        reduce_step(w, job);
+    } else if (job->kind == JOB_EVAL) {
+        eval_part(w);
+        pthread_barrier_wait(&p->done);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    pool_t *p = w->pool;
+    pthread_mutex_lock(&p->gate_mu);
+    while (p->go == 0)
+        pthread_cond_wait(&p->gate_cv, &p->gate_mu);
+    int go = p->go;
+    pthread_mutex_unlock(&p->gate_mu);
+    if (go < 0)
+        return NULL;
+    for (uint64_t k = 1;; k++) {
+        pthread_barrier_wait(&p->start);
+        const job_t *job = &p->job[k & 1];
+        if (job->kind == JOB_EXIT)
+            return NULL;
+        run_job(w, job);
+    }
+}
+
+/* Thread 0: the next job's slot (fill it, then pool_run). */
+static job_t *pool_next(pool_t *p, job_kind_t kind)
+{
+    job_t *job = &p->job[(p->n_jobs + 1) & 1];
+    memset(job, 0, sizeof *job);
+    job->kind = kind;
+    return job;
+}
+
+static void pool_run(pool_t *p)
+{
+    p->n_jobs++;
+    pthread_barrier_wait(&p->start);
+    run_job(&p->w[0], &p->job[p->n_jobs & 1]);
+}
+
+static void pool_free(pool_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->n_started > 0) {
+        pthread_mutex_lock(&p->gate_mu);
+        int running = p->go > 0;
+        if (!running)
+            p->go = -1;
+        pthread_cond_broadcast(&p->gate_cv);
+        pthread_mutex_unlock(&p->gate_mu);
+        if (running) {
+            pool_next(p, JOB_EXIT);
+            p->n_jobs++;
+            pthread_barrier_wait(&p->start);
+        }
+        for (size_t t = 0; t < p->n_started; t++)
+            pthread_join(p->tid[t], NULL);
+    }
+    if (p->have_barriers) {
+        pthread_barrier_destroy(&p->start);
+        pthread_barrier_destroy(&p->done);
+        pthread_mutex_destroy(&p->gate_mu);
+        pthread_cond_destroy(&p->gate_cv);
+    }
+    if (p->w != NULL)
+        for (size_t t = 1; t < p->n; t++) {
+            fv_mlp_ws_free(p->w[t].ws);
+            free(p->w[t].xb);
+            free(p->w[t].yb);
+            free(p->w[t].tb);
+            free(p->w[t].grad);
+        }
+    free(p->w);
+    free(p->tid);
+    free(p->chunk_loss);
+    free(p);
+}
+
+/* Threads 1..n-1 with their buffers; thread 0 uses the state's. FV_ENOMEM if anything
+ * (a thread included) cannot be had; nothing is left running then. */
+static int pool_new(size_t n, const fv_mlp_t *m, train_state_t *s, size_t bs, size_t n_val,
+                    size_t val_chunk, int distill, pool_t **ret)
+{
+    const size_t n_in = fv_mlp_arch(m)->n_in, n_out = fv_mlp_arch(m)->n_out;
+    const size_t n_params = fv_mlp_n_params(m);
+    const size_t slice_rows = (bs + n - 1) / n;
+    const size_t ws_rows = n_val > 0 && val_chunk > slice_rows ? val_chunk : slice_rows;
+    pool_t *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return FV_ENOMEM;
+    p->n = n;
+    p->w = calloc(n, sizeof *p->w);
+    p->tid = calloc(n - 1, sizeof *p->tid);
+    if (n_val > 0)
+        p->chunk_loss = malloc((n_val + val_chunk - 1) / val_chunk * sizeof *p->chunk_loss);
+    if (p->w == NULL || p->tid == NULL || (n_val > 0 && p->chunk_loss == NULL))
+        goto fail;
+    for (size_t t = 0; t < n; t++) {
+        worker_t *w = &p->w[t];
+        w->pool = p;
+        w->id = t;
+        if (t == 0) {
+            w->ws = s->ws;
+            w->xb = s->xb;
+            w->yb = s->yb;
+            w->tb = s->tb;
+            w->grad = s->grad;
+            continue;
+        }
+        if (fv_mlp_ws_new(m, ws_rows, &w->ws) != 0)
+            goto fail;
+        w->xb = malloc(slice_rows * n_in * sizeof *w->xb);
+        w->yb = malloc(slice_rows * sizeof *w->yb);
+        w->grad = malloc(n_params * sizeof *w->grad);
+        if (distill)
+            w->tb = malloc(slice_rows * n_out * sizeof *w->tb);
+        if (w->xb == NULL || w->yb == NULL || w->grad == NULL || (distill && w->tb == NULL))
+            goto fail;
+    }
+    if (pthread_barrier_init(&p->start, NULL, (unsigned)n) != 0)
+        goto fail;
+    if (pthread_barrier_init(&p->done, NULL, (unsigned)n) != 0) {
+        pthread_barrier_destroy(&p->start);
+        goto fail;
+    }
+    pthread_mutex_init(&p->gate_mu, NULL);
+    pthread_cond_init(&p->gate_cv, NULL);
+    p->have_barriers = 1;
+    for (size_t t = 1; t < n; t++) {
+        if (pthread_create(&p->tid[t - 1], NULL, worker_main, &p->w[t]) != 0)
+            goto fail;
+        p->n_started = t;
+    }
+    pthread_mutex_lock(&p->gate_mu);
+    p->go = 1;
+    pthread_cond_broadcast(&p->gate_cv);
+    pthread_mutex_unlock(&p->gate_mu);
+    *ret = p;
+    return 0;
+fail:
+    pool_free(p); /* go is still 0: started threads are told to return */
+    return FV_ENOMEM;
+}
+
+/* evaluate() over the pool's threads: the same chunks, the same sums. */
+static int evaluate_pool(pool_t *p, const float *x, const int32_t *y, size_t n, size_t chunk,
+                         float *val_prob, double *ret_loss, double *ret_auc)
+{
+    p->xv = x;
+    p->yv = y;
+    p->nv = n;
+    p->chunk = chunk;
+    p->val_prob = fv_mlp_arch(p->m)->n_out == 1 ? val_prob : NULL;
+    pool_next(p, JOB_EVAL);
+    pool_run(p);
+    for (size_t t = 0; t < p->n; t++)
+        if (p->w[t].rc != 0)
+            return p->w[t].rc;
+    double sum = 0.0;
+    for (size_t c = 0, i = 0; i < n; c++, i += chunk) {
+        size_t nc = n - i < chunk ? n - i : chunk;
+        sum += p->chunk_loss[c] * (double)nc;
+    }
+    *ret_loss = sum / (double)n;
+    *ret_auc = NAN;
+    if (p->val_prob != NULL && fv_metrics_roc_auc(val_prob, y, n, ret_auc) != 0)
+        *ret_auc = NAN;
+    return 0;
+}
+
 /* The loop of fv_train and fv_train_distill (t_logits and dc NULL for plain training). */
 static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
                      const float *t_logits, size_t n_train, const float *x_val,
@@ -327,6 +708,7 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
 
     train_state_t s;
     memset(&s, 0, sizeof s);
+    pool_t *pool = NULL;
     fv_train_result_t res;
     memset(&res, 0, sizeof res);
     res.best_val_metric = NAN;
@@ -369,6 +751,31 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
     }
     memcpy(s.start, params, n_params * sizeof *params);
 
+    size_t n_threads = cfg->threads > 1 ? cfg->threads : 1;
+    if (n_threads > bs)
+        n_threads = bs;
+    if (!dp_on && n_threads > 1) {
+        if ((r = pool_new(n_threads, m, &s, bs, n_val, val_chunk, t_logits != NULL, &pool)) != 0) {
+            fv_diag_set(d, r, "training: cannot start %zu training threads (or their buffers)",
+                        n_threads);
+            goto out;
+        }
+        pool->m = m;
+        pool->params = params;
+        pool->mask = mask;
+        pool->opt = s.opt;
+        pool->x_train = x_train;
+        pool->y_train = y_train;
+        pool->t_logits = t_logits;
+        pool->dc = dc;
+        pool->idx = s.idx;
+        pool->pos_weight = cfg->pos_weight;
+        pool->n_in = n_in;
+        pool->n_out = n_out;
+        pool->n_params = n_params;
+    }
+    uint64_t step = 0;
+
     const uint64_t dp_per_epoch = dp_on ? fv_train_dp_steps(1, cfg->dp.sample_rate) : 0;
     for (size_t e = 1; e <= cfg->epochs; e++) {
         double loss_sum = 0.0;
@@ -387,7 +794,33 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
                 s.idx[i] = i;
             fv_rng_seed(&rng, epoch_seed(cfg->seed, e));
             fv_rng_shuffle(&rng, s.idx, n_train);
-            for (size_t b0 = 0; b0 < n_train; b0 += bs) {
+            for (size_t b0 = 0; pool != NULL && b0 < n_train; b0 += bs) {
+                size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
+                job_t *job = pool_next(pool, JOB_BATCH);
+                job->b0 = b0;
+                job->nb = nb;
+                job->step = ++step;
+                pool_run(pool);
+                for (size_t t = 0; t < pool->n; t++) {
+                    const worker_t *w = &pool->w[t];
+                    if ((r = w->rc) != 0) {
+                        fv_diag_set(d, r,
+                                    "training: epoch %zu, batch at position %zu (thread %zu's "
+                                    "slice): %s; lower the learning rate or check the inputs for "
+                                    "extreme values",
+                                    e, b0, t,
+                                    r == FV_ENUMERIC ? "the loss is not finite" : "loss failed");
+                        goto out;
+                    }
+                    if (w->rows > 0)
+                        loss_sum += w->loss * (double)w->rows;
+                }
+            }
+            if (pool != NULL) { /* when this returns, every thread's last step is done */
+                pool_next(pool, JOB_SYNC);
+                pool_run(pool);
+            }
+            for (size_t b0 = 0; pool == NULL && b0 < n_train; b0 += bs) {
                 size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
                 for (size_t j = 0; j < nb; j++) {
                     size_t row = s.idx[b0 + j];
@@ -433,8 +866,12 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
         rep.val_auc = NAN;
         res.epochs_run = e;
         if (n_val > 0) {
-            r = evaluate(m, &s, x_val, y_val, n_val, val_chunk, cfg->pos_weight, &rep.val_loss,
-                         &rep.val_auc);
+            if (pool != NULL)
+                r = evaluate_pool(pool, x_val, y_val, n_val, val_chunk, s.val_prob, &rep.val_loss,
+                                  &rep.val_auc);
+            else
+                r = evaluate(m, &s, x_val, y_val, n_val, val_chunk, cfg->pos_weight, &rep.val_loss,
+                             &rep.val_auc);
             if (r != 0) {
                 fv_diag_set(d, r, "training: epoch %zu: validation %s", e,
                             r == FV_ENUMERIC ? "loss is not finite" : "failed");
@@ -474,6 +911,7 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
     r = 0;
 
 out:
+    pool_free(pool); /* joins the threads: nothing writes params after this */
     if (r != 0 && s.start != NULL)
         memcpy(params, s.start, n_params * sizeof *params);
     state_free(&s);
