@@ -65,8 +65,8 @@
  * on the calling thread). T is capped at the batch size. The call starts T - 1 threads
  * once (the caller's thread is thread 0) and stops them before it returns; they never
  * outlive fv_train. Each thread owns a workspace, a slice buffer and a gradient. Jobs are
- * handed out by thread 0 through two barriers (pthread_barrier: blocking futexes, no
- * spinning, so idle threads leave the shared cores to other processes):
+ * handed out by thread 0 through two barriers (barrier_wait: a brief spin, then a
+ * condition variable, so idle threads leave the shared cores to other processes):
  *   BATCH  start barrier; thread t gathers its slice of the batch straight from x_train
  *          (rows lo_t .. lo_t + n_t - 1 of the batch, n_t = nb / T or one more for the
  *          first nb % T threads, so slices are contiguous and never empty before a
@@ -103,6 +103,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,6 +347,68 @@ static int dp_step(fv_mlp_t *m, train_state_t *s, const float *x_train, const in
 
 /* ---- data-parallel threads (top note) ------------------------------------------ */
 
+/* A barrier that spins briefly, then sleeps. The threads of one batch arrive within
+ * microseconds of each other (equal slices), so a short spin saves the futex sleep and
+ * wake-up (tens of microseconds on a VM, per barrier, two barriers a batch); a thread that
+ * waits longer (the other thread descheduled, thread 0 validating) blocks on a condition
+ * variable and leaves the core to other processes. The last thread to arrive resets the
+ * count, then publishes the next generation (release) under the mutex and broadcasts;
+ * waiters leave when the generation changes (acquire), so everything written before the
+ * barrier by any thread is visible after it. */
+#define BARRIER_SPINS 2000
+
+typedef struct barrier {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned n;
+    atomic_uint count;
+    atomic_uint gen;
+} barrier_t;
+
+static void barrier_init(barrier_t *b, unsigned n)
+{
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    b->n = n;
+    atomic_init(&b->count, 0);
+    atomic_init(&b->gen, 0);
+}
+
+static void barrier_destroy(barrier_t *b)
+{
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void barrier_wait(barrier_t *b)
+{
+    unsigned g = atomic_load_explicit(&b->gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) + 1 == b->n) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        pthread_mutex_lock(&b->mu);
+        atomic_store_explicit(&b->gen, g + 1, memory_order_release);
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    for (int i = 0; i < BARRIER_SPINS; i++) {
+        if (atomic_load_explicit(&b->gen, memory_order_acquire) != g)
+            return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&b->mu);
+    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
 typedef enum { JOB_BATCH, JOB_EVAL, JOB_SYNC, JOB_EXIT } job_kind_t;
 
 typedef struct job {
@@ -375,7 +438,7 @@ struct pool {
     worker_t *w;
     pthread_t *tid; /* n - 1 */
     size_t n_started;
-    pthread_barrier_t start, done;
+    barrier_t start, done;
     int have_barriers;
     pthread_mutex_t gate_mu; /* startup gate: go 0 wait, 1 run, -1 abort */
     pthread_cond_t gate_cv;
@@ -511,11 +574,11 @@ static void run_job(worker_t *w, const job_t *job)
     pool_t *p = w->pool;
     if (job->kind == JOB_BATCH) {
         slice_grad(w, job);
-        pthread_barrier_wait(&p->done);
+        barrier_wait(&p->done);
         reduce_step(w, job);
     } else if (job->kind == JOB_EVAL) {
         eval_part(w);
-        pthread_barrier_wait(&p->done);
+        barrier_wait(&p->done);
     }
 }
 
@@ -531,7 +594,7 @@ static void *worker_main(void *arg)
     if (go < 0)
         return NULL;
     for (uint64_t k = 1;; k++) {
-        pthread_barrier_wait(&p->start);
+        barrier_wait(&p->start);
         const job_t *job = &p->job[k & 1];
         if (job->kind == JOB_EXIT)
             return NULL;
@@ -551,7 +614,7 @@ static job_t *pool_next(pool_t *p, job_kind_t kind)
 static void pool_run(pool_t *p)
 {
     p->n_jobs++;
-    pthread_barrier_wait(&p->start);
+    barrier_wait(&p->start);
     run_job(&p->w[0], &p->job[p->n_jobs & 1]);
 }
 
@@ -569,14 +632,14 @@ static void pool_free(pool_t *p)
         if (running) {
             pool_next(p, JOB_EXIT);
             p->n_jobs++;
-            pthread_barrier_wait(&p->start);
+            barrier_wait(&p->start);
         }
         for (size_t t = 0; t < p->n_started; t++)
             pthread_join(p->tid[t], NULL);
     }
     if (p->have_barriers) {
-        pthread_barrier_destroy(&p->start);
-        pthread_barrier_destroy(&p->done);
+        barrier_destroy(&p->start);
+        barrier_destroy(&p->done);
         pthread_mutex_destroy(&p->gate_mu);
         pthread_cond_destroy(&p->gate_cv);
     }
@@ -635,12 +698,8 @@ static int pool_new(size_t n, const fv_mlp_t *m, train_state_t *s, size_t bs, si
         if (w->xb == NULL || w->yb == NULL || w->grad == NULL || (distill && w->tb == NULL))
             goto fail;
     }
-    if (pthread_barrier_init(&p->start, NULL, (unsigned)n) != 0)
-        goto fail;
-    if (pthread_barrier_init(&p->done, NULL, (unsigned)n) != 0) {
-        pthread_barrier_destroy(&p->start);
-        goto fail;
-    }
+    barrier_init(&p->start, (unsigned)n);
+    barrier_init(&p->done, (unsigned)n);
     pthread_mutex_init(&p->gate_mu, NULL);
     pthread_cond_init(&p->gate_cv, NULL);
     p->have_barriers = 1;
