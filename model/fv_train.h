@@ -96,9 +96,9 @@ typedef struct fv_train_cfg {
     /* Data-parallel training (train.c's note): 1 (the default; 0 means 1) runs the plain
      * loop on the calling thread. T > 1 (at most FV_TRAIN_MAX_THREADS) starts
      * min(T, batch rows) - 1 threads for the call; each batch is cut into that many
-     * contiguous slices, each thread takes the gradient of its slice, the slices'
-     * gradients are summed weighted by their rows (the batch mean), and the optimizer
-     * step and the validation chunks are split over the threads too. Same inputs, seed
+     * contiguous slices, the threads take the slices' gradients (any thread any slice),
+     * the gradients are summed weighted by the slices' rows (the batch mean), and the
+     * optimizer step and the validation chunks are split over the threads too. Same inputs, seed
      * and T -> bit-identical parameters; different T agree up to float rounding of the
      * sums (not bit for bit). Each thread calls OpenBLAS on its own slice, so the caller
      * should run OpenBLAS single-threaded (fv_blas_set_threads(1), as `fedvault train

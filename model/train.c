@@ -64,36 +64,41 @@
  * Data parallelism (cfg->threads = T > 1, plain and distillation training; DP-SGD stays
  * on the calling thread). T is capped at the batch size. The call starts T - 1 threads
  * once (the caller's thread is thread 0) and stops them before it returns; they never
- * outlive fv_train. Each thread owns a workspace, a slice buffer and a gradient. Jobs are
- * handed out by thread 0 through two barriers (barrier_wait: a brief spin, then a
- * condition variable, so idle threads leave the shared cores to other processes):
- *   BATCH  start barrier; thread t gathers its slice of the batch straight from x_train
- *          (rows lo_t .. lo_t + n_t - 1 of the batch, n_t = nb / T or one more for the
- *          first nb % T threads, so slices are contiguous and never empty before a
- *          non-empty one) and takes fv_mlp_loss_grad (or the distillation one) of it,
- *          the mean over its n_t rows; done barrier; then thread t owns a range of the
- *          parameters (T near-equal ranges, cut at multiples of 16 floats so no two
- *          threads write one cache line) and, over it, forms
- *              g = s_0 g_0 + s_1 g_1 + ...,  s_t = (float)(n_t / nb)  (slices in order)
- *          into thread 0's gradient, which is the batch mean's gradient up to rounding,
- *          and runs fv_optim_step_part of the batch's step number on that range (the
- *          same operations per element as fv_optim_step). If any slice failed, every
- *          thread skips the step and thread 0 reports the first failing slice.
- *   EVAL   start barrier; thread t evaluates validation chunks t, t + T, ... (the
- *          single-threaded chunks, each into its own loss slot and val_prob range);
- *          done barrier; thread 0 sums the chunk losses in chunk order, exactly as
- *          evaluate() does, so the validation metrics of given parameters do not depend
- *          on T.
- *   SYNC   start barrier only: when thread 0 passes it, every thread has finished the
- *          previous step, so the parameters are complete (end of an epoch).
- *   EXIT   start barrier, then the threads return and are joined.
- * The job's fields live in two slots used alternately (by job number parity): thread 0
- * writes job k + 1's slot while a slower thread may still read job k's (its reduce reads
- * the rows), and it cannot get two jobs ahead, because job k + 1's start barrier waits
- * for every thread. Per-thread results (rows, loss, rc) are written before the done
- * barrier and read after it. The loss of the epoch sums the slices' n_t * loss_t.
- * Determinism: every slice, every sum and every range is fixed by (nb, T), so the same T
- * gives the same bits; T = 1 is the single-threaded loop above, unchanged.
+ * outlive fv_train. Work is cut into T tasks that do not depend on which thread runs
+ * them, and any thread may claim any task, so a thread the OS deschedules (two cores
+ * shared with other processes) does not stall the batch: the others take its tasks.
+ * Each batch is two jobs:
+ *   SLICE  task k gathers slice k of the batch straight from x_train (rows lo_k ..
+ *          lo_k + n_k - 1 of the batch, n_k = nb / T or one more for the first nb % T
+ *          slices, so a slice is empty only after every non-empty one) into slice k's
+ *          buffers and takes fv_mlp_loss_grad (or the distillation one) of it with slice
+ *          k's workspace: the mean over its n_k rows, into slice k's gradient. Thread 0
+ *          then checks every slice's status (the first failing slice is the error) and
+ *          adds n_k * loss_k to the epoch's loss, slices in order.
+ *   RANGE  task k owns range k of the parameters (T near-equal ranges, cut at multiples
+ *          of 16 floats so no two tasks write one cache line) and, over it, forms
+ *              g = s_0 g_0 + s_1 g_1 + ...,  s_k = (float)(n_k / nb)  (slices in order)
+ *          into slice 0's gradient, which is the batch mean's gradient up to rounding,
+ *          then runs fv_optim_step_part of the batch's step number on that range (the
+ *          same operations per element as fv_optim_step).
+ * Validation is one EVAL job: task k evaluates chunks k, k + T, ... (the single-threaded
+ * chunks, each into its own loss slot and val_prob range, with the running thread's
+ * workspace); thread 0 then sums the chunk losses in chunk order, exactly as evaluate()
+ * does, so the validation metrics of given parameters do not depend on T.
+ * Hand-off: one 64-bit claim word = job number | task count | next task. Thread 0 sets
+ * the job's fields, zeroes the done count and stores a new claim word (seq_cst), then
+ * claims tasks itself; every thread claims by compare-and-swap on next, runs the task,
+ * and counts it done; thread 0 waits for done == T before it reads results or publishes
+ * the next job, so a job's fields never change while one of its tasks runs, and
+ * everything a task wrote is visible to the next job (the done count and the claim word
+ * order them). Waits spin POOL_SPINS pauses (tens of microseconds: the other thread is
+ * usually about to finish), then block on a condition variable, so idle threads leave
+ * the shared cores to other processes; a waker signals only when someone sleeps (a
+ * seq_cst store/load pair on each side, so a wake-up is never lost). The exit word
+ * (task count 0xffff) makes the threads return, and they are joined.
+ * Determinism: slices, their buffers and workspaces, ranges and sums are fixed by (nb, T),
+ * not by which thread ran what, so the same T gives the same bits; T = 1 is the
+ * single-threaded loop above, unchanged.
  *
  * Memory: everything is allocated once before the first epoch (workspace, batch buffer,
  * gradient, optimizer state, index, snapshots; DP-SGD's second gradient for chunks, and
@@ -347,104 +352,50 @@ static int dp_step(fv_mlp_t *m, train_state_t *s, const float *x_train, const in
 
 /* ---- data-parallel threads (top note) ------------------------------------------ */
 
-/* A barrier that spins briefly, then sleeps. The threads of one batch arrive within
- * microseconds of each other (equal slices), so a short spin saves the futex sleep and
- * wake-up (tens of microseconds on a VM, per barrier, two barriers a batch); a thread that
- * waits longer (the other thread descheduled, thread 0 validating) blocks on a condition
- * variable and leaves the core to other processes. The last thread to arrive resets the
- * count, then publishes the next generation (release) under the mutex and broadcasts;
- * waiters leave when the generation changes (acquire), so everything written before the
- * barrier by any thread is visible after it. */
-#define BARRIER_SPINS 2000
+/* Waits spin this many pauses (about 30-60 us) before sleeping on the condition variable. */
+#define POOL_SPINS 2000
 
-typedef struct barrier {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned n;
-    atomic_uint count;
-    atomic_uint gen;
-} barrier_t;
+/* Task kinds of a job: a batch is a SLICE job (T tasks, one per slice) then, when every
+ * slice succeeded, a RANGE job (T tasks, one per parameter range); validation is an EVAL
+ * job (T tasks, one per stripe of chunks). */
+typedef enum { JOB_SLICE, JOB_RANGE, JOB_EVAL } job_kind_t;
 
-static void barrier_init(barrier_t *b, unsigned n)
-{
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
-    b->n = n;
-    atomic_init(&b->count, 0);
-    atomic_init(&b->gen, 0);
-}
+/* The claim word: job number (32 bits) | task count (16) | next unclaimed task (16). A
+ * task count of CLAIM_EXIT tells the threads to return. */
+#define CLAIM_EXIT 0xffffu
+#define CLAIM_WORD(gen, n, next) (((uint64_t)(gen) << 32) | ((uint64_t)(n) << 16) | (next))
 
-static void barrier_destroy(barrier_t *b)
-{
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-static void barrier_wait(barrier_t *b)
-{
-    unsigned g = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) + 1 == b->n) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        pthread_mutex_lock(&b->mu);
-        atomic_store_explicit(&b->gen, g + 1, memory_order_release);
-        pthread_cond_broadcast(&b->cv);
-        pthread_mutex_unlock(&b->mu);
-        return;
-    }
-    for (int i = 0; i < BARRIER_SPINS; i++) {
-        if (atomic_load_explicit(&b->gen, memory_order_acquire) != g)
-            return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&b->mu);
-    while (atomic_load_explicit(&b->gen, memory_order_acquire) == g)
-        pthread_cond_wait(&b->cv, &b->mu);
-    pthread_mutex_unlock(&b->mu);
-}
-
-typedef enum { JOB_BATCH, JOB_EVAL, JOB_SYNC, JOB_EXIT } job_kind_t;
-
-typedef struct job {
-    job_kind_t kind;
-    size_t b0, nb; /* BATCH: the batch's first position in idx and its rows */
-    uint64_t step; /* BATCH: the optimizer step number, 1-based */
-} job_t;
-
-typedef struct pool pool_t;
-
-typedef struct worker {
-    pool_t *pool;
-    size_t id;
-    fv_mlp_ws_t *ws; /* id 0: the state's (borrowed); else owned */
-    float *xb;       /* slice rows */
+typedef struct slice {
+    fv_mlp_ws_t *ws; /* slice 0: the state's (borrowed); else owned */
+    float *xb;       /* the slice's rows */
     int32_t *yb;
-    float *tb;   /* slice teacher logits (distillation) */
-    float *grad; /* n_params; thread 0's receives the batch's sum */
-    /* results of the current job, written before the done barrier */
+    float *tb;   /* the slice's teacher logits (distillation) */
+    float *grad; /* n_params; slice 0's receives the batch's sum */
+    /* results of the current SLICE job */
     size_t rows;
     double loss;
     int rc;
-} worker_t;
+} slice_t;
 
-struct pool {
-    size_t n; /* threads, >= 2 */
-    worker_t *w;
+typedef struct worker_arg worker_arg_t;
+
+typedef struct pool {
+    size_t n;           /* threads and slices, >= 2 */
+    worker_arg_t *args; /* n (0 unused) */
+    slice_t *sl;
     pthread_t *tid; /* n - 1 */
     size_t n_started;
-    barrier_t start, done;
-    int have_barriers;
-    pthread_mutex_t gate_mu; /* startup gate: go 0 wait, 1 run, -1 abort */
-    pthread_cond_t gate_cv;
-    int go;
-    job_t job[2];
-    uint64_t n_jobs; /* thread 0's job counter */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int have_sync;
+    _Atomic uint64_t claim;
+    atomic_uint done;     /* tasks of the current job finished */
+    atomic_uint sleepers; /* threads blocked (or about to block) on cv */
+    uint32_t gen;         /* thread 0's job counter */
+    /* the current job (written by thread 0 only while no task of a job is pending) */
+    job_kind_t kind;
+    size_t b0, nb; /* SLICE, RANGE: the batch */
+    uint64_t step; /* RANGE: the optimizer step number, 1-based */
     /* the run, read-only while the threads run (params: see the top note) */
     const fv_mlp_t *m;
     float *params;
@@ -463,75 +414,119 @@ struct pool {
     size_t nv, chunk;
     double *chunk_loss; /* one per chunk */
     float *val_prob;    /* nv, binary only (else NULL) */
-};
+    int *eval_rc;       /* one per stripe */
+} pool_t;
 
-/* Thread t's slice of nb rows: the first nb % T threads take one row more. */
-static void slice_of(size_t nb, size_t n_threads, size_t t, size_t *lo, size_t *n)
+static inline void cpu_relax(void)
 {
-    size_t q = nb / n_threads, r = nb % n_threads;
-    *lo = t * q + (t < r ? t : r);
-    *n = q + (t < r);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
 }
 
-/* Thread t's range of the parameters, cut at multiples of 16 floats (64 bytes). */
-static void range_of(size_t n_params, size_t n_threads, size_t t, size_t *lo, size_t *hi)
+/* Wakes the sleepers after a state change (the change is seq_cst, so either a sleeper
+ * that is about to block sees it under the mutex, or this sees the sleeper). */
+static void pool_notify(pool_t *p)
+{
+    if (atomic_load(&p->sleepers) == 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Until the claim word's job number differs from gen (workers) ... */
+static int gen_changed(pool_t *p, uint32_t gen)
+{
+    return (uint32_t)(atomic_load(&p->claim) >> 32) != gen;
+}
+
+/* ... or until all n tasks of the job are done (thread 0). */
+static int all_done(pool_t *p, uint32_t n)
+{
+    return atomic_load(&p->done) == n;
+}
+
+static void pool_wait(pool_t *p, int (*ready)(pool_t *, uint32_t), uint32_t arg)
+{
+    for (int i = 0; i < POOL_SPINS; i++) {
+        if (ready(p, arg))
+            return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->sleepers, 1);
+    while (!ready(p, arg))
+        pthread_cond_wait(&p->cv, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Slice k's rows of nb: the first nb % T slices take one row more. */
+static void slice_of(size_t nb, size_t n_slices, size_t k, size_t *lo, size_t *n)
+{
+    size_t q = nb / n_slices, r = nb % n_slices;
+    *lo = k * q + (k < r ? k : r);
+    *n = q + (k < r);
+}
+
+/* Range k of the parameters, cut at multiples of 16 floats (64 bytes). */
+static void range_of(size_t n_params, size_t n_ranges, size_t k, size_t *lo, size_t *hi)
 {
     size_t units = (n_params + 15) / 16;
-    *lo = 16 * (t * units / n_threads);
-    *hi = 16 * ((t + 1) * units / n_threads);
+    *lo = 16 * (k * units / n_ranges);
+    *hi = 16 * ((k + 1) * units / n_ranges);
     if (*lo > n_params)
         *lo = n_params;
     if (*hi > n_params)
         *hi = n_params;
 }
 
-static void slice_grad(worker_t *w, const job_t *job)
+/* SLICE task k: gather slice k of the batch and take its gradient, with slice k's own
+ * buffers whichever thread runs it (so the bits do not depend on the thread). */
+static void slice_task(pool_t *p, size_t k)
 {
-    pool_t *p = w->pool;
+    slice_t *s = &p->sl[k];
     size_t lo, n;
-    slice_of(job->nb, p->n, w->id, &lo, &n);
-    w->rows = n;
-    w->loss = 0.0;
-    w->rc = 0;
+    slice_of(p->nb, p->n, k, &lo, &n);
+    s->rows = n;
+    s->loss = 0.0;
+    s->rc = 0;
     if (n == 0)
         return;
     for (size_t j = 0; j < n; j++) {
-        size_t row = p->idx[job->b0 + lo + j];
-        memcpy(w->xb + j * p->n_in, p->x_train + row * p->n_in, p->n_in * sizeof *w->xb);
-        w->yb[j] = p->y_train[row];
+        size_t row = p->idx[p->b0 + lo + j];
+        memcpy(s->xb + j * p->n_in, p->x_train + row * p->n_in, p->n_in * sizeof *s->xb);
+        s->yb[j] = p->y_train[row];
         if (p->t_logits != NULL)
-            memcpy(w->tb + j * p->n_out, p->t_logits + row * p->n_out, p->n_out * sizeof *w->tb);
+            memcpy(s->tb + j * p->n_out, p->t_logits + row * p->n_out, p->n_out * sizeof *s->tb);
     }
     if (p->t_logits != NULL)
-        w->rc = fv_mlp_distill_loss_grad(p->m, w->ws, w->xb, w->yb, w->tb, NULL, n, p->pos_weight,
-                                         p->dc, w->grad, &w->loss);
+        s->rc = fv_mlp_distill_loss_grad(p->m, s->ws, s->xb, s->yb, s->tb, NULL, n, p->pos_weight,
+                                         p->dc, s->grad, &s->loss);
     else
-        w->rc =
-            fv_mlp_loss_grad(p->m, w->ws, w->xb, w->yb, NULL, n, p->pos_weight, w->grad, &w->loss);
+        s->rc =
+            fv_mlp_loss_grad(p->m, s->ws, s->xb, s->yb, NULL, n, p->pos_weight, s->grad, &s->loss);
 }
 
-/* After the done barrier: the weighted sum of the slices' gradients and the optimizer
- * step, over this thread's parameter range. Skipped by all if any slice failed. */
-static void reduce_step(worker_t *w, const job_t *job)
+/* RANGE task k: over parameter range k, the slices' gradients summed with weights
+ * n_t / nb into slice 0's, then the optimizer's share of the step. */
+static void range_task(pool_t *p, size_t k)
 {
-    pool_t *p = w->pool;
     size_t n_used = 0; /* non-empty slices: a prefix */
-    for (size_t t = 0; t < p->n; t++) {
-        if (p->w[t].rc != 0)
-            return;
-        if (p->w[t].rows > 0)
+    for (size_t t = 0; t < p->n; t++)
+        if (p->sl[t].rows > 0)
             n_used = t + 1;
-    }
     size_t lo, hi;
-    range_of(p->n_params, p->n, w->id, &lo, &hi);
+    range_of(p->n_params, p->n, k, &lo, &hi);
     if (hi <= lo)
         return;
-    float *g0 = p->w[0].grad;
-    const double inv_nb = 1.0 / (double)job->nb;
-    const float s0 = (float)((double)p->w[0].rows * inv_nb);
+    float *g0 = p->sl[0].grad;
+    const double inv_nb = 1.0 / (double)p->nb;
+    const float s0 = (float)((double)p->sl[0].rows * inv_nb);
     if (n_used == 2) { /* the common case, one pass */
-        const float s1 = (float)((double)p->w[1].rows * inv_nb);
-        const float *g1 = p->w[1].grad;
+        const float s1 = (float)((double)p->sl[1].rows * inv_nb);
+        const float *g1 = p->sl[1].grad;
         for (size_t i = lo; i < hi; i++)
             g0[i] = s0 * g0[i] + s1 * g1[i];
     } else {
@@ -539,83 +534,87 @@ static void reduce_step(worker_t *w, const job_t *job)
             for (size_t i = lo; i < hi; i++)
                 g0[i] = s0 * g0[i];
         for (size_t t = 1; t < n_used; t++) {
-            const float st = (float)((double)p->w[t].rows * inv_nb);
-            const float *gt = p->w[t].grad;
+            const float st = (float)((double)p->sl[t].rows * inv_nb);
+            const float *gt = p->sl[t].grad;
             for (size_t i = lo; i < hi; i++)
                 g0[i] = g0[i] + st * gt[i];
         }
     }
-    fv_optim_step_part(p->opt, job->step, p->params, g0, p->mask, lo, hi);
+    fv_optim_step_part(p->opt, p->step, p->params, g0, p->mask, lo, hi);
 }
 
-/* Validation chunks id, id + T, ...: each chunk's mean loss into chunk_loss, its
- * probabilities into val_prob. */
-static void eval_part(worker_t *w)
+/* EVAL task k on thread `self`: validation chunks k, k + T, ..., each chunk's mean loss
+ * into chunk_loss and its probabilities into val_prob, with the thread's workspace (the
+ * slice workspace of the same index: no SLICE job runs meanwhile). */
+static void eval_task(pool_t *p, size_t k, size_t self)
 {
-    pool_t *p = w->pool;
-    w->rc = 0;
+    fv_mlp_ws_t *ws = p->sl[self].ws;
+    p->eval_rc[k] = 0;
     size_t n_chunks = (p->nv + p->chunk - 1) / p->chunk;
-    for (size_t c = w->id; c < n_chunks; c += p->n) {
+    for (size_t c = k; c < n_chunks; c += p->n) {
         size_t i = c * p->chunk;
         size_t nc = p->nv - i < p->chunk ? p->nv - i : p->chunk;
-        int r = fv_mlp_loss(p->m, w->ws, p->xv + i * p->n_in, p->yv + i, NULL, nc, p->pos_weight,
+        int r = fv_mlp_loss(p->m, ws, p->xv + i * p->n_in, p->yv + i, NULL, nc, p->pos_weight,
                             &p->chunk_loss[c]);
         if (r == 0 && p->val_prob != NULL)
-            r = fv_mlp_predict(p->m, w->ws, p->xv + i * p->n_in, nc, p->val_prob + i);
+            r = fv_mlp_predict(p->m, ws, p->xv + i * p->n_in, nc, p->val_prob + i);
         if (r != 0) {
-            w->rc = r;
+            p->eval_rc[k] = r;
             return;
         }
     }
 }
 
-static void run_job(worker_t *w, const job_t *job)
+/* Claims and runs tasks of the job in s (as loaded) until none is left. Returns the last
+ * claim word seen (its job may be a newer one, or the exit word). */
+static uint64_t run_tasks(pool_t *p, uint64_t s, size_t self)
 {
-    pool_t *p = w->pool;
-    if (job->kind == JOB_BATCH) {
-        slice_grad(w, job);
-        barrier_wait(&p->done);
-        reduce_step(w, job);
-    } else if (job->kind == JOB_EVAL) {
-        eval_part(w);
-        barrier_wait(&p->done);
+    for (;;) {
+        unsigned n = (unsigned)(s >> 16) & 0xffffu, next = (unsigned)s & 0xffffu;
+        if (n == CLAIM_EXIT || next >= n)
+            return s;
+        if (!atomic_compare_exchange_weak(&p->claim, &s, s + 1))
+            continue; /* s was reloaded */
+        if (p->kind == JOB_SLICE)
+            slice_task(p, next);
+        else if (p->kind == JOB_RANGE)
+            range_task(p, next);
+        else
+            eval_task(p, next, self);
+        if (atomic_fetch_add(&p->done, 1) + 1 == n)
+            pool_notify(p);
+        s = atomic_load(&p->claim);
     }
 }
+
+struct worker_arg {
+    pool_t *pool;
+    size_t self;
+};
 
 static void *worker_main(void *arg)
 {
-    worker_t *w = arg;
-    pool_t *p = w->pool;
-    pthread_mutex_lock(&p->gate_mu);
-    while (p->go == 0)
-        pthread_cond_wait(&p->gate_cv, &p->gate_mu);
-    int go = p->go;
-    pthread_mutex_unlock(&p->gate_mu);
-    if (go < 0)
-        return NULL;
-    for (uint64_t k = 1;; k++) {
-        barrier_wait(&p->start);
-        const job_t *job = &p->job[k & 1];
-        if (job->kind == JOB_EXIT)
+    pool_t *p = ((worker_arg_t *)arg)->pool;
+    size_t self = ((worker_arg_t *)arg)->self;
+    for (;;) {
+        uint64_t s = run_tasks(p, atomic_load(&p->claim), self);
+        if (((unsigned)(s >> 16) & 0xffffu) == CLAIM_EXIT)
             return NULL;
-        run_job(w, job);
+        pool_wait(p, gen_changed, (uint32_t)(s >> 32));
     }
 }
 
-/* Thread 0: the next job's slot (fill it, then pool_run). */
-static job_t *pool_next(pool_t *p, job_kind_t kind)
+/* Thread 0: publish a job of n tasks (its fields already set), take part, and wait until
+ * every task is done. */
+static void pool_run(pool_t *p, job_kind_t kind, unsigned n)
 {
-    job_t *job = &p->job[(p->n_jobs + 1) & 1];
-    memset(job, 0, sizeof *job);
-    job->kind = kind;
-    return job;
-}
-
-static void pool_run(pool_t *p)
-{
-    p->n_jobs++;
-    barrier_wait(&p->start);
-    run_job(&p->w[0], &p->job[p->n_jobs & 1]);
+    p->kind = kind;
+    atomic_store(&p->done, 0);
+    p->gen++;
+    atomic_store(&p->claim, CLAIM_WORD(p->gen, n, 0));
+    pool_notify(p);
+    run_tasks(p, atomic_load(&p->claim), 0);
+    pool_wait(p, all_done, n);
 }
 
 static void pool_free(pool_t *p)
@@ -623,42 +622,34 @@ static void pool_free(pool_t *p)
     if (p == NULL)
         return;
     if (p->n_started > 0) {
-        pthread_mutex_lock(&p->gate_mu);
-        int running = p->go > 0;
-        if (!running)
-            p->go = -1;
-        pthread_cond_broadcast(&p->gate_cv);
-        pthread_mutex_unlock(&p->gate_mu);
-        if (running) {
-            pool_next(p, JOB_EXIT);
-            p->n_jobs++;
-            barrier_wait(&p->start);
-        }
+        p->gen++;
+        atomic_store(&p->claim, CLAIM_WORD(p->gen, CLAIM_EXIT, 0));
+        pool_notify(p);
         for (size_t t = 0; t < p->n_started; t++)
             pthread_join(p->tid[t], NULL);
     }
-    if (p->have_barriers) {
-        barrier_destroy(&p->start);
-        barrier_destroy(&p->done);
-        pthread_mutex_destroy(&p->gate_mu);
-        pthread_cond_destroy(&p->gate_cv);
+    if (p->have_sync) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
     }
-    if (p->w != NULL)
+    if (p->sl != NULL)
         for (size_t t = 1; t < p->n; t++) {
-            fv_mlp_ws_free(p->w[t].ws);
-            free(p->w[t].xb);
-            free(p->w[t].yb);
-            free(p->w[t].tb);
-            free(p->w[t].grad);
+            fv_mlp_ws_free(p->sl[t].ws);
+            free(p->sl[t].xb);
+            free(p->sl[t].yb);
+            free(p->sl[t].tb);
+            free(p->sl[t].grad);
         }
-    free(p->w);
+    free(p->sl);
     free(p->tid);
     free(p->chunk_loss);
+    free(p->eval_rc);
+    free(p->args);
     free(p);
 }
 
-/* Threads 1..n-1 with their buffers; thread 0 uses the state's. FV_ENOMEM if anything
- * (a thread included) cannot be had; nothing is left running then. */
+/* Threads 1..n-1 and slices 1..n-1 with their buffers; slice 0 uses the state's.
+ * FV_ENOMEM if anything (a thread included) cannot be had; nothing is left running. */
 static int pool_new(size_t n, const fv_mlp_t *m, train_state_t *s, size_t bs, size_t n_val,
                     size_t val_chunk, int distill, pool_t **ret)
 {
@@ -670,52 +661,51 @@ static int pool_new(size_t n, const fv_mlp_t *m, train_state_t *s, size_t bs, si
     if (p == NULL)
         return FV_ENOMEM;
     p->n = n;
-    p->w = calloc(n, sizeof *p->w);
+    atomic_init(&p->claim, 0);
+    atomic_init(&p->done, 0);
+    atomic_init(&p->sleepers, 0);
+    p->sl = calloc(n, sizeof *p->sl);
     p->tid = calloc(n - 1, sizeof *p->tid);
+    p->eval_rc = calloc(n, sizeof *p->eval_rc);
     if (n_val > 0)
         p->chunk_loss = malloc((n_val + val_chunk - 1) / val_chunk * sizeof *p->chunk_loss);
-    if (p->w == NULL || p->tid == NULL || (n_val > 0 && p->chunk_loss == NULL))
+    if (p->sl == NULL || p->tid == NULL || p->eval_rc == NULL ||
+        (n_val > 0 && p->chunk_loss == NULL))
         goto fail;
-    for (size_t t = 0; t < n; t++) {
-        worker_t *w = &p->w[t];
-        w->pool = p;
-        w->id = t;
-        if (t == 0) {
-            w->ws = s->ws;
-            w->xb = s->xb;
-            w->yb = s->yb;
-            w->tb = s->tb;
-            w->grad = s->grad;
-            continue;
-        }
-        if (fv_mlp_ws_new(m, ws_rows, &w->ws) != 0)
+    p->sl[0].ws = s->ws;
+    p->sl[0].xb = s->xb;
+    p->sl[0].yb = s->yb;
+    p->sl[0].tb = s->tb;
+    p->sl[0].grad = s->grad;
+    for (size_t t = 1; t < n; t++) {
+        slice_t *sl = &p->sl[t];
+        if (fv_mlp_ws_new(m, ws_rows, &sl->ws) != 0)
             goto fail;
-        w->xb = malloc(slice_rows * n_in * sizeof *w->xb);
-        w->yb = malloc(slice_rows * sizeof *w->yb);
-        w->grad = malloc(n_params * sizeof *w->grad);
+        sl->xb = malloc(slice_rows * n_in * sizeof *sl->xb);
+        sl->yb = malloc(slice_rows * sizeof *sl->yb);
+        sl->grad = malloc(n_params * sizeof *sl->grad);
         if (distill)
-            w->tb = malloc(slice_rows * n_out * sizeof *w->tb);
-        if (w->xb == NULL || w->yb == NULL || w->grad == NULL || (distill && w->tb == NULL))
+            sl->tb = malloc(slice_rows * n_out * sizeof *sl->tb);
+        if (sl->xb == NULL || sl->yb == NULL || sl->grad == NULL || (distill && sl->tb == NULL))
             goto fail;
     }
-    barrier_init(&p->start, (unsigned)n);
-    barrier_init(&p->done, (unsigned)n);
-    pthread_mutex_init(&p->gate_mu, NULL);
-    pthread_cond_init(&p->gate_cv, NULL);
-    p->have_barriers = 1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->have_sync = 1;
+    p->args = calloc(n, sizeof *p->args);
+    if (p->args == NULL)
+        goto fail;
     for (size_t t = 1; t < n; t++) {
-        if (pthread_create(&p->tid[t - 1], NULL, worker_main, &p->w[t]) != 0)
+        p->args[t].pool = p;
+        p->args[t].self = t;
+        if (pthread_create(&p->tid[t - 1], NULL, worker_main, &p->args[t]) != 0)
             goto fail;
         p->n_started = t;
     }
-    pthread_mutex_lock(&p->gate_mu);
-    p->go = 1;
-    pthread_cond_broadcast(&p->gate_cv);
-    pthread_mutex_unlock(&p->gate_mu);
     *ret = p;
     return 0;
 fail:
-    pool_free(p); /* go is still 0: started threads are told to return */
+    pool_free(p); /* started threads see the exit word and return */
     return FV_ENOMEM;
 }
 
@@ -728,11 +718,10 @@ static int evaluate_pool(pool_t *p, const float *x, const int32_t *y, size_t n, 
     p->nv = n;
     p->chunk = chunk;
     p->val_prob = fv_mlp_arch(p->m)->n_out == 1 ? val_prob : NULL;
-    pool_next(p, JOB_EVAL);
-    pool_run(p);
+    pool_run(p, JOB_EVAL, (unsigned)p->n);
     for (size_t t = 0; t < p->n; t++)
-        if (p->w[t].rc != 0)
-            return p->w[t].rc;
+        if (p->eval_rc[t] != 0)
+            return p->eval_rc[t];
     double sum = 0.0;
     for (size_t c = 0, i = 0; i < n; c++, i += chunk) {
         size_t nc = n - i < chunk ? n - i : chunk;
@@ -855,29 +844,25 @@ static int train_run(fv_mlp_t *m, const float *x_train, const int32_t *y_train,
             fv_rng_shuffle(&rng, s.idx, n_train);
             for (size_t b0 = 0; pool != NULL && b0 < n_train; b0 += bs) {
                 size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
-                job_t *job = pool_next(pool, JOB_BATCH);
-                job->b0 = b0;
-                job->nb = nb;
-                job->step = ++step;
-                pool_run(pool);
+                pool->b0 = b0;
+                pool->nb = nb;
+                pool_run(pool, JOB_SLICE, (unsigned)pool->n);
                 for (size_t t = 0; t < pool->n; t++) {
-                    const worker_t *w = &pool->w[t];
-                    if ((r = w->rc) != 0) {
+                    const slice_t *sl = &pool->sl[t];
+                    if ((r = sl->rc) != 0) {
                         fv_diag_set(d, r,
-                                    "training: epoch %zu, batch at position %zu (thread %zu's "
-                                    "slice): %s; lower the learning rate or check the inputs for "
-                                    "extreme values",
+                                    "training: epoch %zu, batch at position %zu (slice %zu): %s; "
+                                    "lower the learning rate or check the inputs for extreme "
+                                    "values",
                                     e, b0, t,
                                     r == FV_ENUMERIC ? "the loss is not finite" : "loss failed");
                         goto out;
                     }
-                    if (w->rows > 0)
-                        loss_sum += w->loss * (double)w->rows;
+                    if (sl->rows > 0)
+                        loss_sum += sl->loss * (double)sl->rows;
                 }
-            }
-            if (pool != NULL) { /* when this returns, every thread's last step is done */
-                pool_next(pool, JOB_SYNC);
-                pool_run(pool);
+                pool->step = ++step;
+                pool_run(pool, JOB_RANGE, (unsigned)pool->n);
             }
             for (size_t b0 = 0; pool == NULL && b0 < n_train; b0 += bs) {
                 size_t nb = n_train - b0 < bs ? n_train - b0 : bs;
