@@ -354,6 +354,8 @@ static int dp_step(fv_mlp_t *m, train_state_t *s, const float *x_train, const in
 
 /* Waits spin this many pauses (about 30-60 us) before sleeping on the condition variable. */
 #define POOL_SPINS 2000
+/* Jobs thread 0 runs alone after two stalled ones (32 batches). */
+#define POOL_SOLO_JOBS 64
 
 /* Task kinds of a job: a batch is a SLICE job (T tasks, one per slice) then, when every
  * slice succeeded, a RANGE job (T tasks, one per parameter range); validation is an EVAL
@@ -392,6 +394,8 @@ typedef struct pool {
     atomic_uint done;     /* tasks of the current job finished */
     atomic_uint sleepers; /* threads blocked (or about to block) on cv */
     uint32_t gen;         /* thread 0's job counter */
+    unsigned stalls;      /* consecutive jobs thread 0 had to block on (thread 0 only) */
+    unsigned solo;        /* jobs thread 0 still runs alone (thread 0 only) */
     /* the current job (written by thread 0 only while no task of a job is pending) */
     job_kind_t kind;
     size_t b0, nb; /* SLICE, RANGE: the batch */
@@ -447,11 +451,12 @@ static int all_done(pool_t *p, uint32_t n)
     return atomic_load(&p->done) == n;
 }
 
-static void pool_wait(pool_t *p, int (*ready)(pool_t *, uint32_t), uint32_t arg)
+/* Returns 1 if it had to block. */
+static int pool_wait(pool_t *p, int (*ready)(pool_t *, uint32_t), uint32_t arg)
 {
     for (int i = 0; i < POOL_SPINS; i++) {
         if (ready(p, arg))
-            return;
+            return 0;
         cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
@@ -460,6 +465,7 @@ static void pool_wait(pool_t *p, int (*ready)(pool_t *, uint32_t), uint32_t arg)
         pthread_cond_wait(&p->cv, &p->mu);
     atomic_fetch_sub(&p->sleepers, 1);
     pthread_mutex_unlock(&p->mu);
+    return 1;
 }
 
 /* Slice k's rows of nb: the first nb % T slices take one row more. */
@@ -565,6 +571,16 @@ static void eval_task(pool_t *p, size_t k, size_t self)
     }
 }
 
+static void run_task(pool_t *p, size_t k, size_t self)
+{
+    if (p->kind == JOB_SLICE)
+        slice_task(p, k);
+    else if (p->kind == JOB_RANGE)
+        range_task(p, k);
+    else
+        eval_task(p, k, self);
+}
+
 /* Claims and runs tasks of the job in s (as loaded) until none is left. Returns the last
  * claim word seen (its job may be a newer one, or the exit word). */
 static uint64_t run_tasks(pool_t *p, uint64_t s, size_t self)
@@ -575,12 +591,7 @@ static uint64_t run_tasks(pool_t *p, uint64_t s, size_t self)
             return s;
         if (!atomic_compare_exchange_weak(&p->claim, &s, s + 1))
             continue; /* s was reloaded */
-        if (p->kind == JOB_SLICE)
-            slice_task(p, next);
-        else if (p->kind == JOB_RANGE)
-            range_task(p, next);
-        else
-            eval_task(p, next, self);
+        run_task(p, next, self);
         if (atomic_fetch_add(&p->done, 1) + 1 == n)
             pool_notify(p);
         s = atomic_load(&p->claim);
@@ -609,12 +620,26 @@ static void *worker_main(void *arg)
 static void pool_run(pool_t *p, job_kind_t kind, unsigned n)
 {
     p->kind = kind;
+    if (p->solo > 0) { /* the same tasks, on this thread: the same bits */
+        p->solo--;
+        for (unsigned k = 0; k < n; k++)
+            run_task(p, k, 0);
+        return;
+    }
     atomic_store(&p->done, 0);
     p->gen++;
     atomic_store(&p->claim, CLAIM_WORD(p->gen, n, 0));
     pool_notify(p);
     run_tasks(p, atomic_load(&p->claim), 0);
-    pool_wait(p, all_done, n);
+    /* Nothing left to claim: blocking here means a task another thread claimed is late
+     * (that thread descheduled: the cores are busy). Twice in a row, and thread 0 runs
+     * the next POOL_SOLO_JOBS jobs alone, then tries again. */
+    if (!pool_wait(p, all_done, n))
+        p->stalls = 0;
+    else if (++p->stalls >= 2) {
+        p->stalls = 0;
+        p->solo = POOL_SOLO_JOBS;
+    }
 }
 
 static void pool_free(pool_t *p)

@@ -6,7 +6,9 @@ usage: bench_train.py FEDVAULT BENCH_SGEMM [--threads T] [--epochs E] [--batch B
 Both train the same MLP (ReLU hidden layers, one logistic output, Adam, same epochs,
 batch size, learning rate and L2 objective, no early stopping) on the same stratified
 75/25 split of examples/data/lending_club.csv (made by `fedvault split`), with the same
-number of OpenBLAS threads. The L2 objective matches: fedvault's weight decay wd on the
+number of threads T: fedvault's `--threads T` is T data-parallel training threads over
+single-threaded OpenBLAS (fv_train_cfg_t.threads), scikit-learn's is T OpenBLAS threads
+(OPENBLAS_NUM_THREADS, which both processes get). The L2 objective matches: fedvault's weight decay wd on the
 mean batch loss is scikit-learn's alpha = wd * batch_size (sklearn divides its penalty by
 the batch size). Prints wall-time ratio, both ROC AUCs, and fedvault's achieved training
 GFLOP/s as a fraction of OpenBLAS sgemm peak (square 1024, same threads) measured in the
@@ -89,7 +91,8 @@ def main():
     f0 = fv_runs[0]
     print(f"MLP {f0['features']}-{a.hidden.replace(',', '-')}-1 on {f0['train_rows']} rows, "
           f"{a.epochs} epochs, batch {a.batch}, Adam lr {a.lr}, L2 {a.weight_decay}, "
-          f"{a.threads} OpenBLAS thread(s), core {peak['core']}, {a.seeds} seed(s)")
+          f"{a.threads} thread(s) (fedvault: training threads; scikit-learn: OpenBLAS), "
+          f"core {peak['core']}, {a.seeds} seed(s)")
     print(f"  fedvault      {fv_s:8.3f} s   test ROC AUC mean {mean(fv_auc):.4f} "
           f"[{min(fv_auc):.4f}, {max(fv_auc):.4f}]")
     print(f"  scikit-learn  {sk_s:8.3f} s   test ROC AUC mean {mean(sk_auc):.4f} "
