@@ -96,6 +96,11 @@
  * the shared cores to other processes; a waker signals only when someone sleeps (a
  * seq_cst store/load pair on each side, so a wake-up is never lost). The exit word
  * (task count 0xffff) makes the threads return, and they are joined.
+ * A claimed task cannot be taken back, so a thread descheduled in the middle of one
+ * stalls the job: when thread 0, out of tasks, has had to block on two jobs in a row, it
+ * runs the next POOL_SOLO_JOBS jobs' tasks alone, in order (no clock needed; the same
+ * tasks give the same bits), then hands them out again. On a machine whose cores are
+ * busy with other work T threads then cost about what one does instead of more.
  * Determinism: slices, their buffers and workspaces, ranges and sums are fixed by (nb, T),
  * not by which thread ran what, so the same T gives the same bits; T = 1 is the
  * single-threaded loop above, unchanged.
