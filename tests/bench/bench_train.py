@@ -8,8 +8,8 @@ batch size, learning rate and L2 objective, no early stopping) on the same strat
 75/25 split of examples/data/lending_club.csv (made by `fedvault split`), with the same
 number of threads T: fedvault's `--threads T` is T data-parallel training threads over
 single-threaded OpenBLAS (fv_train_cfg_t.threads), scikit-learn's is T OpenBLAS threads
-(OPENBLAS_NUM_THREADS; fedvault train gets 1, it runs OpenBLAS at one thread anyway). The L2 objective matches: fedvault's weight decay wd on the
-mean batch loss is scikit-learn's alpha = wd * batch_size (sklearn divides its penalty by
+(OPENBLAS_NUM_THREADS; fedvault train gets 1, it runs OpenBLAS at one thread anyway).
+The L2 objective matches: fedvault's weight decay wd on the mean batch loss is scikit-learn's alpha = wd * batch_size (sklearn divides its penalty by
 the batch size). Prints wall-time ratio, both ROC AUCs, and fedvault's achieved training
 GFLOP/s as a fraction of OpenBLAS sgemm peak (square 1024, same threads) measured in the
 same run. Both are run with --seeds initialization/shuffling seeds (the split stays the
