@@ -33,8 +33,9 @@
  * parameters are restored to their values at entry, and *ret is not written.
  *
  * Determinism: the only randomness is the per-epoch shuffle; every reduction has a
- * fixed order; so the same inputs, seed and OpenBLAS thread count give bit-identical
- * parameters. No clocks, no printing (STYLE.md): the caller times epochs in on_epoch.
+ * fixed order; so the same inputs, seed, cfg->threads and OpenBLAS thread count give
+ * bit-identical parameters. No clocks, no printing (STYLE.md): the caller times epochs
+ * in on_epoch.
  *
  * Distillation (fv_train_distill): the same loop; each batch also gathers the rows'
  * teacher logits (n_out per row) and takes fv_mlp_distill_loss_grad instead of
