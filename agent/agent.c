@@ -237,7 +237,7 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
     signal(SIGPIPE, SIG_IGN);
     test_hooks_init();
     /* --threads is data-parallel training (fv_train.h's threads, through the round work);
-     * OpenBLAS' own threads on a batch's small products cost more than they gain. */
+     * OpenBLAS' own threads busy-wait, which on shared busy cores slows training down. */
     fv_blas_set_threads(1);
     fv_tls_opts_t to = {
         .ca_file = cfg->ca, .cert_file = cfg->cert, .key_file = cfg->key, .crl_file = cfg->crl};

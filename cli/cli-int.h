@@ -227,8 +227,8 @@ typedef struct fv_cli_train_opts {
 /* The defaults above. */
 void fv_cli_train_opts_init(fv_cli_train_opts_t *o);
 /* --threads N of train and distill: N data-parallel training threads (cfg.threads,
- * fv_train.h) over single-threaded OpenBLAS; OpenBLAS' own threads on these small
- * per-batch products cost more than they gain (docs/performance.md). Call before any
+ * fv_train.h) over single-threaded OpenBLAS (OpenBLAS' own threads busy-wait: on shared,
+ * busy cores they slow training down; docs/architecture.md "Threads"). Call before any
  * model work: it sets OpenBLAS (process-global) to 1 thread. */
 void fv_cli_train_set_threads(fv_cli_train_opts_t *o);
 /* The `default:` of a command's getopt_long switch: option value c with argument arg
