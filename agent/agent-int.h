@@ -66,7 +66,7 @@ typedef struct fv_agent_cfg {
     uint32_t schema_min_count;
     int64_t max_crl_age_s; /* SecAgg jobs: the newest CRL held is at most this old */
     bool once;
-    size_t threads; /* OpenBLAS threads for local training */
+    size_t threads; /* local training threads (fv_train_cfg_t.threads); OpenBLAS runs at 1 */
     /* releases (agent_release.c): the local model directory (NULL: releases ignored),
      * the operator's pinned model SHA-256s (64 lowercase hex), --fetch-releases */
     const char *model_dir;

@@ -236,7 +236,9 @@ int fv__agent_run(const fv_agent_cfg_t *cfg)
     }
     signal(SIGPIPE, SIG_IGN);
     test_hooks_init();
-    fv_blas_set_threads((int)cfg->threads);
+    /* --threads is data-parallel training (fv_train.h's threads, through the round work);
+     * OpenBLAS' own threads busy-wait, which on shared busy cores slows training down. */
+    fv_blas_set_threads(1);
     fv_tls_opts_t to = {
         .ca_file = cfg->ca, .cert_file = cfg->cert, .key_file = cfg->key, .crl_file = cfg->crl};
     if (fv_tls_ctx_new(false, &to, &a.ctx, &d) != 0) {

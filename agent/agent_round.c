@@ -229,6 +229,7 @@ static fv_round_work_t *queue_compute(agent_t *a, ajob_t *j, around_t *r, fv_rou
             goto fail;
         memcpy(w->teacher, j->teacher, j->n_params * sizeof *w->teacher);
     }
+    w->train_threads = a->cfg->threads;
     q->a = a;
     q->j = j;
     q->r = r;

@@ -226,6 +226,11 @@ typedef struct fv_cli_train_opts {
 
 /* The defaults above. */
 void fv_cli_train_opts_init(fv_cli_train_opts_t *o);
+/* --threads N of train and distill: N data-parallel training threads (cfg.threads,
+ * fv_train.h) over single-threaded OpenBLAS (OpenBLAS' own threads busy-wait: on shared,
+ * busy cores they slow training down; docs/architecture.md "Threads"). Call before any
+ * model work: it sets OpenBLAS (process-global) to 1 thread. */
+void fv_cli_train_set_threads(fv_cli_train_opts_t *o);
 /* The `default:` of a command's getopt_long switch: option value c with argument arg
  * parsed into *o (0), or FV_EXIT_USAGE with the usage error printed, for a bad value or
  * for a c that is none of the training options (getopt_long's '?', whose message it has

@@ -514,6 +514,12 @@ void fv_cli_train_opts_init(fv_cli_train_opts_t *o)
     o->threads = FV_DEFAULT_BLAS_THREADS;
 }
 
+void fv_cli_train_set_threads(fv_cli_train_opts_t *o)
+{
+    fv_cli_set_threads(1);
+    o->cfg.threads = o->threads;
+}
+
 int fv_cli_train_opts_parse(const char *cmd, int c, const char *arg, fv_cli_train_opts_t *o)
 {
     double v;

@@ -414,7 +414,7 @@ int fv_cmd_distill(int argc, char **argv)
     r = parse_args(argc, argv, &a);
     if (r != 0)
         return r < 0 ? FV_EXIT_OK : r;
-    fv_cli_set_threads(a.t.threads);
+    fv_cli_train_set_threads(&a.t);
 
     if (fv_cli_load_model_data(CMD, a.teacher, a.data, "the data must have the teacher's columns",
                                &teacher, &ds) != 0)

@@ -69,8 +69,8 @@ static const char usage[] =
     "  --es-metric loss|auc   early stopping watches validation loss (default) or ROC AUC\n"
     "  --pos-weight X         weight of the positive class in the loss (default 1)\n"
     "  --seed N               seed for splits, initialization and shuffling (default 0)\n"
-    "  --threads N            OpenBLAS threads (default 1: results are reproducible for a\n"
-    "                         given thread count)\n"
+    "  --threads N            training threads, each on a slice of every batch (default 1;\n"
+    "                         results are reproducible for a given thread count)\n"
     "\n"
     "Output:\n"
     "  --out MODEL            model file to write (required; replaced atomically, through\n"
@@ -296,7 +296,7 @@ int fv_cmd_train(int argc, char **argv)
     r = parse_args(argc, argv, &a);
     if (r != 0)
         return r < 0 ? FV_EXIT_OK : r;
-    fv_cli_set_threads(a.t.threads);
+    fv_cli_train_set_threads(&a.t);
 
     if (load_schema(&a, &schema) != 0)
         goto out;

@@ -46,4 +46,14 @@ void fv_optim_reset(fv_optim_t *o);
 /* decay_mask may be NULL (decay every parameter). */
 void fv_optim_step(fv_optim_t *o, float *params, const float *grad, const uint8_t *decay_mask);
 
+/* Elements [lo, hi) of step number t (1-based: the step fv_optim_step would take after
+ * t - 1 earlier steps), for trainers that split one step over threads by parameter range.
+ * params, grad and decay_mask are the whole vectors (indexed from 0, like the optimizer's
+ * moments); only [lo, hi) of params and the moments is read or written, so threads may
+ * run disjoint ranges of the same step at once. Each element gets exactly the operations
+ * of fv_optim_step, so splitting a step changes no bit. Does not change the optimizer's
+ * own step count (fv_optim_step's): a trainer uses one way or the other. hi <= n_params. */
+void fv_optim_step_part(const fv_optim_t *o, uint64_t t, float *params, const float *grad,
+                        const uint8_t *decay_mask, size_t lo, size_t hi);
+
 #endif

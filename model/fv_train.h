@@ -6,7 +6,8 @@
  * stopping watches the chosen metric and stops after `patience` epochs without an
  * improvement larger than min_delta, then restores the best parameters. patience == 0
  * or no validation set disables early stopping (all epochs run, last parameters kept).
- * Same inputs, seed and OpenBLAS thread count -> bit-identical parameters.
+ * Same inputs, seed, thread count (cfg.threads) and OpenBLAS thread count -> bit-identical
+ * parameters.
  *
  * No clocks, no printing: the caller times and reports epochs through on_epoch.
  */
@@ -92,10 +93,25 @@ typedef struct fv_train_cfg {
     int (*on_epoch)(void *user, const fv_epoch_report_t *r);
     void *user;
     fv_train_dp_t dp; /* off by default */
+    /* Data-parallel training (train.c's note): 1 (the default; 0 means 1) runs the plain
+     * loop on the calling thread. T > 1 (at most FV_TRAIN_MAX_THREADS) starts
+     * min(T, batch rows) - 1 threads for the call; each batch is cut into that many
+     * contiguous slices, the threads take the slices' gradients (any thread any slice),
+     * the gradients are summed weighted by the slices' rows (the batch mean), and the
+     * optimizer step and the validation chunks are split over the threads too. Same inputs, seed
+     * and T -> bit-identical parameters; different T agree up to float rounding of the
+     * sums (not bit for bit). Each thread calls OpenBLAS on its own slice, so the caller
+     * should run OpenBLAS single-threaded (fv_blas_set_threads(1), as `fedvault train
+     * --threads` does): OpenBLAS threads on top would only compete for the same cores.
+     * DP-SGD (dp.on) ignores it and runs on the calling thread. */
+    size_t threads;
 } fv_train_cfg_t;
 
+#define FV_TRAIN_MAX_THREADS 256
+
 /* Defaults: at most 200 epochs (early stopping usually ends sooner), batch 128,
- * fv_optim_cfg_default, patience 3, min_delta 1e-4, FV_ES_LOSS, pos_weight 1, seed 0. */
+ * fv_optim_cfg_default, patience 3, min_delta 1e-4, FV_ES_LOSS, pos_weight 1, seed 0,
+ * threads 1. */
 void fv_train_cfg_default(fv_train_cfg_t *cfg);
 
 typedef struct fv_train_result {

@@ -25,7 +25,11 @@
  * Other targets use the scalar loop.
  *
  * Ownership: the optimizer owns its moment buffers; cfg.prox_ref is borrowed and must
- * outlive the optimizer (or the caller's use of it). Not thread-safe: one per trainer.
+ * outlive the optimizer (or the caller's use of it). Not thread-safe: one per trainer,
+ * except that fv_optim_step_part only reads the optimizer and writes the range it is given
+ * (of params and the moments), so one step may be split over threads by disjoint ranges
+ * (train.c's data-parallel loop); it computes alpha and c2 from its t exactly as
+ * fv_optim_step does, so a split step is bit-identical to a whole one.
  */
 #include "fv_optim.h"
 
@@ -274,21 +278,26 @@ static void adam_step(const step_ctx_t *c, float *p, float *m, float *v, size_t 
         adam_one(c, p, m, v, i);
 }
 
-void fv_optim_step(fv_optim_t *o, float *params, const float *grad, const uint8_t *decay_mask)
+/* Elements [lo, hi) of step t; o is only read. */
+static void step_range(const fv_optim_t *o, uint64_t t, float *params, const float *grad,
+                       const uint8_t *decay_mask, size_t lo, size_t hi)
 {
     const fv_optim_cfg_t *cfg = &o->cfg;
     step_ctx_t c;
     memset(&c, 0, sizeof c);
-    c.grad = grad;
-    c.mask = decay_mask;
-    c.ref = cfg->prox_ref;
+    /* The contexts' pointers are shifted so that element i of the range is index i - lo
+     * everywhere: every path does the same operations per element wherever it falls. */
+    c.grad = grad + lo;
+    c.mask = decay_mask != NULL ? decay_mask + lo : NULL;
+    c.ref = cfg->prox_ref != NULL ? cfg->prox_ref + lo : NULL;
     c.wd = cfg->weight_decay;
     c.mu = cfg->prox_mu;
     c.lr = cfg->lr;
-    o->t++;
+    if (hi <= lo)
+        return;
     if (cfg->kind == FV_OPT_SGD) {
         c.mom = cfg->momentum;
-        sgd_step(&c, params, o->m, o->n);
+        sgd_step(&c, params + lo, o->m + lo, hi - lo);
         return;
     }
     c.b1 = cfg->beta1;
@@ -296,7 +305,21 @@ void fv_optim_step(fv_optim_t *o, float *params, const float *grad, const uint8_
     c.b2 = cfg->beta2;
     c.omb2 = 1.0f - cfg->beta2;
     c.eps = cfg->eps;
-    c.alpha = (float)((double)cfg->lr / (1.0 - pow((double)cfg->beta1, (double)o->t)));
-    c.c2 = (float)(1.0 / (1.0 - pow((double)cfg->beta2, (double)o->t)));
-    adam_step(&c, params, o->m, o->v, o->n);
+    c.alpha = (float)((double)cfg->lr / (1.0 - pow((double)cfg->beta1, (double)t)));
+    c.c2 = (float)(1.0 / (1.0 - pow((double)cfg->beta2, (double)t)));
+    adam_step(&c, params + lo, o->m + lo, o->v + lo, hi - lo);
+}
+
+void fv_optim_step(fv_optim_t *o, float *params, const float *grad, const uint8_t *decay_mask)
+{
+    o->t++;
+    step_range(o, o->t, params, grad, decay_mask, 0, o->n);
+}
+
+void fv_optim_step_part(const fv_optim_t *o, uint64_t t, float *params, const float *grad,
+                        const uint8_t *decay_mask, size_t lo, size_t hi)
+{
+    if (hi > o->n)
+        hi = o->n;
+    step_range(o, t, params, grad, decay_mask, lo, hi);
 }

@@ -159,6 +159,9 @@ typedef struct fv_round_work {
     uint8_t qkey[32]; /* stochastic rounding's key (secret; wiped by fv_round_work_close) */
     float *global;    /* owned copy of the parameters the kind starts from (or NULL) */
     float *teacher;   /* owned copy of the teacher's (distill) */
+    /* local training's fv_train_cfg_t.threads (0 = 1): the agent's --threads, set by the
+     * caller (fv_around leaves it 0) */
+    size_t train_threads;
     /* out */
     int rc;
     fv_diag_t d;

@@ -225,6 +225,7 @@ static void local_cfg(const fv_job_t *job, fv_round_work_t *w, uint32_t epochs, 
     cfg->optim.prox_mu = 0;
     cfg->patience = 0;
     cfg->seed = w->seed;
+    cfg->threads = w->train_threads;
     cfg->on_epoch = on_epoch_cb;
     cfg->user = w;
 }

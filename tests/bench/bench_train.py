@@ -7,8 +7,10 @@ usage: bench_train.py FEDVAULT BENCH_SGEMM [--threads T] [--epochs E] [--batch B
 Both train the same MLP (ReLU hidden layers, one logistic output, Adam, same epochs,
 batch size, learning rate and L2 objective, no early stopping) on the same stratified
 75/25 split of examples/data/lending_club.csv (made by `fedvault split`), with the same
-number of OpenBLAS threads. The L2 objective matches: fedvault's weight decay wd on the
-mean batch loss is scikit-learn's alpha = wd * batch_size (sklearn divides its penalty by
+number of threads T: fedvault's `--threads T` is T data-parallel training threads over
+single-threaded OpenBLAS (fv_train_cfg_t.threads), scikit-learn's is T OpenBLAS threads
+(OPENBLAS_NUM_THREADS; fedvault train gets 1, it runs OpenBLAS at one thread anyway).
+The L2 objective matches: fedvault's weight decay wd on the mean batch loss is scikit-learn's alpha = wd * batch_size (sklearn divides its penalty by
 the batch size). Prints wall-time ratio, both ROC AUCs, and fedvault's achieved training
 GFLOP/s as a fraction of OpenBLAS sgemm peak (square 1024, same threads) measured in the
 same run. Both are run with --seeds initialization/shuffling seeds (the split stays the
@@ -54,6 +56,10 @@ def main():
     print("machine: " + fvbench.machine(a.fedvault, a.threads), flush=True)
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    # fedvault train runs OpenBLAS single-threaded under its own training threads; with
+    # OPENBLAS_NUM_THREADS=T OpenBLAS would still start T - 1 idle pool threads at load,
+    # which spin for a while and take CPU from the training threads.
+    fv_env = dict(env, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     d = tempfile.mkdtemp(prefix="fv-bench-")
     tr, te, schema = (os.path.join(d, n) for n in ("train.csv", "test.csv", "schema.json"))
     sh([a.fedvault, "split", "--data", DATA, "--target", "Class", "--positive", "bad",
@@ -72,7 +78,7 @@ def main():
                             "--batch-size", a.batch, "--optimizer", "adam", "--lr", a.lr,
                             "--weight-decay", a.weight_decay, "--seed", seed,
                             "--threads", a.threads, "--quiet", "--json", "--out", model],
-                           env=env))
+                           env=fv_env))
         ev = json.loads(sh([a.fedvault, "eval", "--model", model, "--data", te, "--json",
                             "--threads", a.threads], env=env))
         fv.update(roc_auc=ev["roc_auc"], pr_auc=ev["pr_auc"])
@@ -102,7 +108,8 @@ def main():
     f0 = fv_runs[0]
     print(f"MLP {f0['features']}-{a.hidden.replace(',', '-')}-1 on {f0['train_rows']} rows, "
           f"{a.epochs} epochs, batch {a.batch}, Adam lr {a.lr}, L2 {a.weight_decay}, "
-          f"{a.threads} OpenBLAS thread(s), core {peak['core']}, {a.seeds} seed(s)")
+          f"{a.threads} thread(s) (fedvault: training threads; scikit-learn: OpenBLAS), "
+          f"core {peak['core']}, {a.seeds} seed(s)")
     print(f"  fedvault      {fv_s:8.3f} s   test ROC AUC mean {mean(fv_auc):.4f} "
           f"[{min(fv_auc):.4f}, {max(fv_auc):.4f}]")
     print(f"  scikit-learn  {sk_s:8.3f} s   test ROC AUC mean {mean(sk_auc):.4f} "

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fv_optim.h"
+#include "fv_rng.h"
 #include "fv_test.h"
 
 #define N 7
@@ -311,8 +312,47 @@ static void test_cfg(void)
     fv_optim_free(NULL);
 }
 
+/* fv_optim_step_part: a step split into ranges (odd cuts, so elements change between the
+ * AVX2, SSE2 and scalar paths) is the whole step bit for bit, for SGD and Adam, with the
+ * mask and the proximal term. */
+static void test_step_part(void)
+{
+    enum { P = 203 };
+    static float th[P], g[P], ref[P], a[P], b[P];
+    static uint8_t mask[P];
+    fv_rng_t r;
+    fv_rng_seed(&r, 42);
+    for (size_t i = 0; i < P; i++) {
+        th[i] = (float)fv_rng_normal(&r);
+        ref[i] = (float)fv_rng_normal(&r);
+        mask[i] = (uint8_t)(i % 5 != 0);
+    }
+    static const size_t cuts[] = {0, 3, 17, 64, 65, 150, 203};
+    for (int kind = 0; kind < 2; kind++) {
+        fv_optim_cfg_t c = base_cfg(kind == 0 ? FV_OPT_SGD : FV_OPT_ADAM);
+        c.prox_ref = ref;
+        c.prox_mu = 0.25f;
+        fv_optim_t *whole = NULL, *split = NULL;
+        CHECK_OK(fv_optim_new(&c, P, &whole), NULL);
+        CHECK_OK(fv_optim_new(&c, P, &split), NULL);
+        memcpy(a, th, sizeof th);
+        memcpy(b, th, sizeof th);
+        for (uint64_t t = 1; t <= 3; t++) {
+            for (size_t i = 0; i < P; i++)
+                g[i] = (float)fv_rng_normal(&r);
+            fv_optim_step(whole, a, g, mask);
+            for (size_t k = 0; k + 1 < sizeof cuts / sizeof cuts[0]; k++)
+                fv_optim_step_part(split, t, b, g, mask, cuts[k], cuts[k + 1]);
+            CHECK(memcmp(a, b, sizeof a) == 0);
+        }
+        fv_optim_free(whole);
+        fv_optim_free(split);
+    }
+}
+
 int main(void)
 {
+    test_step_part();
     test_sgd();
     test_adam();
     test_lengths();
