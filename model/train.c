@@ -98,9 +98,10 @@
  * seq_cst store/load pair on each side, so a wake-up is never lost). The exit word
  * (task count 0xffff) makes the threads return, and they are joined.
  * A claimed task cannot be taken back, so a thread descheduled in the middle of one
- * stalls the job: when thread 0, out of tasks, has had to block on two jobs in a row, it
- * runs the next POOL_SOLO_JOBS jobs' tasks alone, in order (no clock needed; the same
- * tasks give the same bits), then hands them out again. On a machine whose cores are
+ * stalls the job: when thread 0, out of tasks, has waited for two jobs in a row longer
+ * than its own share took (a descheduled thread, not a slow wake-up), it runs the next
+ * POOL_SOLO_JOBS jobs' tasks alone, in order (the same tasks give the same bits), then
+ * hands them out again. On a machine whose cores are
  * busy with other work T threads then cost about what one does instead of more.
  * Determinism: slices, their buffers and workspaces, ranges and sums are fixed by (nb, T),
  * not by which thread ran what, so the same T gives the same bits; T = 1 is the
@@ -117,6 +118,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fv_metrics.h"
 #include "fv_rng.h"
@@ -621,6 +623,13 @@ static void *worker_main(void *arg)
     }
 }
 
+static double pool_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Thread 0: publish a job of n tasks (its fields already set), take part, and wait until
  * every task is done. */
 static void pool_run(pool_t *p, job_kind_t kind, unsigned n)
@@ -634,13 +643,19 @@ static void pool_run(pool_t *p, job_kind_t kind, unsigned n)
     }
     atomic_store(&p->done, 0);
     p->gen++;
+    double t0 = pool_now();
     atomic_store(&p->claim, CLAIM_WORD(p->gen, n, 0));
     pool_notify(p);
     run_tasks(p, atomic_load(&p->claim), 0);
-    /* Nothing left to claim: blocking here means a task another thread claimed is late
-     * (that thread descheduled: the cores are busy). Twice in a row, and thread 0 runs
-     * the next POOL_SOLO_JOBS jobs alone, then tries again. */
-    if (!pool_wait(p, all_done, n))
+    /* Nothing left to claim: a task another thread claimed is still running. Waiting for
+     * it longer than this thread took for its own share means that thread was
+     * descheduled (the cores are busy): twice in a row, and thread 0 runs the next
+     * POOL_SOLO_JOBS jobs alone, then tries again. A shorter wait (a wake-up's latency,
+     * one slice a little slower than the other) is not a stall. The clock only decides
+     * who runs the tasks, never what they compute. */
+    double t1 = pool_now();
+    int blocked = pool_wait(p, all_done, n);
+    if (!blocked || pool_now() - t1 <= t1 - t0)
         p->stalls = 0;
     else if (++p->stalls >= 2) {
         p->stalls = 0;

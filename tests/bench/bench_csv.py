@@ -35,11 +35,11 @@ import sys
 import tempfile
 import time
 
+import fvbench
+
 PANDAS = r"""
 import resource, sys, time
 import pandas as pd
-
-import fvbench
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
