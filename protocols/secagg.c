@@ -32,6 +32,7 @@
  */
 #include "secagg-int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #include <sodium.h>
@@ -1261,18 +1262,30 @@ static int server_on_consist(fv_secagg_server_t *s, const fv_secagg_msg_t *m, fv
     return 0;
 }
 
-static const fv_secagg_sig_entry_t *find_tag(const fv_secagg_server_t *s, uint32_t u, uint32_t v)
+/* The entry whose leading uint32 id is v in n entries of `size` bytes sorted by that id,
+ * or NULL (both entry kinds below start with their id). */
+static const void *find_sorted_id(const void *base, uint32_t n, size_t size, uint32_t v)
 {
-    uint32_t lo = 0, hi = s->n_ctags[u];
-    const fv_secagg_sig_entry_t *a = s->ctags[u];
+    const uint8_t *a = base;
+    uint32_t lo = 0, hi = n, id;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (a[mid].id < v)
+        memcpy(&id, a + (size_t)mid * size, sizeof id);
+        if (id < v)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < s->n_ctags[u] && a[lo].id == v ? &a[lo] : NULL;
+    if (lo == n)
+        return NULL;
+    memcpy(&id, a + (size_t)lo * size, sizeof id);
+    return id == v ? a + (size_t)lo * size : NULL;
+}
+
+static const fv_secagg_sig_entry_t *find_tag(const fv_secagg_server_t *s, uint32_t u, uint32_t v)
+{
+    _Static_assert(offsetof(fv_secagg_sig_entry_t, id) == 0, "id leads the entry");
+    return find_sorted_id(s->ctags[u], s->n_ctags[u], sizeof(fv_secagg_sig_entry_t), v);
 }
 
 int fv_secagg_server_handle(fv_secagg_server_t *s, const uint8_t *msg, size_t len, fv_diag_t *d)
@@ -1396,16 +1409,8 @@ static uint8_t *server_msg(const fv_secagg_server_t *s, uint8_t type, uint32_t t
 
 static const fv_secagg_ct_entry_t *find_ct(const fv_secagg_server_t *s, uint32_t u, uint32_t v)
 {
-    uint32_t lo = 0, hi = s->n_cts[u];
-    const fv_secagg_ct_entry_t *a = s->cts[u];
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (a[mid].peer < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < s->n_cts[u] && a[lo].peer == v ? &a[lo] : NULL;
+    _Static_assert(offsetof(fv_secagg_ct_entry_t, peer) == 0, "peer leads the entry");
+    return find_sorted_id(s->cts[u], s->n_cts[u], sizeof(fv_secagg_ct_entry_t), v);
 }
 
 /* Closing phase 4: every secret is reconstructed and checked first (on the caller's

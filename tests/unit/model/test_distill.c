@@ -257,17 +257,10 @@ static void test_net_grad(void)
 
 /* ---- the loop -------------------------------------------------------------------- */
 
-typedef struct data {
-    size_t n, d;
-    float *x;
-    int32_t *y;
-} data_t;
-
 /* y = [x0 x1 > 0] (binary) or the quadrant (4 classes), 10 % labels flipped. */
 static data_t make_data(size_t n, size_t n_classes, uint64_t seed)
 {
-    data_t s = {n, 2, malloc(n * 2 * sizeof(float)), malloc(n * sizeof(int32_t))};
-    CHECK(s.x != NULL && s.y != NULL);
+    data_t s = data_alloc(n, 2);
     fv_rng_t r;
     fv_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) {
@@ -280,12 +273,6 @@ static data_t make_data(size_t n, size_t n_classes, uint64_t seed)
         s.y[i] = c;
     }
     return s;
-}
-
-static void data_free(data_t *s)
-{
-    free(s->x);
-    free(s->y);
 }
 
 static float *logits_of(const fv_mlp_t *m, const float *x, size_t n)

@@ -21,25 +21,7 @@
 #include "fv_rng.h"
 #include "fv_test.h"
 #include "fv_train.h"
-
-typedef struct data {
-    size_t n, d;
-    float *x;
-    int32_t *y;
-} data_t;
-
-static void data_free(data_t *s)
-{
-    free(s->x);
-    free(s->y);
-}
-
-static data_t data_alloc(size_t n, size_t d)
-{
-    data_t s = {n, d, malloc(n * d * sizeof(float)), malloc(n * sizeof(int32_t))};
-    CHECK(s.x != NULL && s.y != NULL);
-    return s;
-}
+#include "mlp_auc.h"
 
 static double unif(fv_rng_t *r, double lo, double hi)
 {
@@ -142,26 +124,12 @@ static double accuracy(const fv_mlp_t *m, const data_t *s)
 
 static double val_loss(const fv_mlp_t *m, const data_t *s, float pos_weight)
 {
-    fv_mlp_ws_t *ws = NULL;
-    double l;
-    CHECK_OK(fv_mlp_ws_new(m, s->n, &ws), NULL);
-    CHECK_OK(fv_mlp_loss(m, ws, s->x, s->y, NULL, s->n, pos_weight, &l), NULL);
-    fv_mlp_ws_free(ws);
-    return l;
+    return mlp_test_loss(m, s->x, s->y, s->n, pos_weight);
 }
 
 static double val_auc(const fv_mlp_t *m, const data_t *s)
 {
-    fv_mlp_ws_t *ws = NULL;
-    float *p = malloc(s->n * sizeof *p);
-    double auc;
-    CHECK(p != NULL);
-    CHECK_OK(fv_mlp_ws_new(m, s->n, &ws), NULL);
-    CHECK_OK(fv_mlp_predict(m, ws, s->x, s->n, p), NULL);
-    CHECK_OK(fv_metrics_roc_auc(p, s->y, s->n, &auc), NULL);
-    fv_mlp_ws_free(ws);
-    free(p);
-    return auc;
+    return mlp_test_auc(m, s->x, s->y, s->n);
 }
 
 static int same_params(const fv_mlp_t *a, const fv_mlp_t *b)

@@ -27,24 +27,12 @@
 #include "fv_rng.h"
 #include "fv_test.h"
 #include "fv_train.h"
-
-typedef struct data {
-    size_t n, d;
-    float *x;
-    int32_t *y;
-} data_t;
-
-static void data_free(data_t *s)
-{
-    free(s->x);
-    free(s->y);
-}
+#include "mlp_auc.h"
 
 /* y = [x0 + x1 - x2 > 0], flipped with probability 0.1; d >= 3 normal features. */
 static data_t make_data(size_t n, size_t d, uint64_t seed)
 {
-    data_t s = {n, d, malloc(n * d * sizeof(float)), malloc(n * sizeof(int32_t))};
-    CHECK(s.x != NULL && s.y != NULL);
+    data_t s = data_alloc(n, d);
     fv_rng_t r;
     fv_rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) {
@@ -82,26 +70,12 @@ static int same_params(const fv_mlp_t *a, const fv_mlp_t *b)
 
 static double val_loss(const fv_mlp_t *m, const data_t *s)
 {
-    fv_mlp_ws_t *ws = NULL;
-    double l;
-    CHECK_OK(fv_mlp_ws_new(m, s->n, &ws), NULL);
-    CHECK_OK(fv_mlp_loss(m, ws, s->x, s->y, NULL, s->n, 1.0f, &l), NULL);
-    fv_mlp_ws_free(ws);
-    return l;
+    return mlp_test_loss(m, s->x, s->y, s->n, 1.0f);
 }
 
 static double accuracy(const fv_mlp_t *m, const data_t *s)
 {
-    fv_mlp_ws_t *ws = NULL;
-    float *p = malloc(s->n * sizeof *p);
-    double acc;
-    CHECK(p != NULL);
-    CHECK_OK(fv_mlp_ws_new(m, s->n, &ws), NULL);
-    CHECK_OK(fv_mlp_predict(m, ws, s->x, s->n, p), NULL);
-    CHECK_OK(fv_metrics_accuracy(p, s->y, s->n, 0.5, &acc), NULL);
-    fv_mlp_ws_free(ws);
-    free(p);
-    return acc;
+    return mlp_test_accuracy(m, s->x, s->y, s->n);
 }
 
 static fv_train_cfg_t cfg_of(size_t epochs, size_t batch, size_t threads)
