@@ -11,10 +11,8 @@ Runs with Debian's /usr/bin/python3 and its python3-jsonschema (draft 2020-12). 
      strategy per kind, secagg, deadlines_ms, early_stopping, validation, distill and its
      early_stopping, cohort, privacy, and the embedded schema and its columns) the keys the C
      parser accepts, read from its own "unknown key ...; expected only ..." refusal of a
-     probe key, equal the keys the JSON Schema allows there. A key a helper adds to the
-     parser without documenting it fails here. Keys the JSON Schema documents ahead of
-     this tree's parser (PENDING: other helpers' work of the same issue) are tolerated
-     only while the parser refuses them;
+     probe key, equal the keys the JSON Schema allows there: a key added to the parser
+     without documenting it fails here, and so does a documented key the parser refuses;
   4. the canonical form (fv_job_to_json, via job check) of a spec with every optional
      section (the JSON Schema's own examples), once per strategy kind, writes exactly
      the keys the JSON Schema allows, and every "default" the JSON Schema states is the
@@ -45,10 +43,6 @@ tmp = fvtest.tmpdir()
 DOC = json.load(open(os.path.join(SRC, "docs", "job.schema.json")))
 jsonschema.Draft202012Validator.check_schema(DOC)
 V = jsonschema.Draft202012Validator(DOC)
-
-# Documented in docs/job.schema.json ahead of this tree's parser (issue 18's contract:
-# helper F's "cohort", helper X's "explain"). Tolerated only while job check refuses them.
-PENDING = {"cohort", "cohort.on_join_deadline", "cohort.on_member_lost", "explain"}
 
 BINARY = {"fedvault_schema": 1, "target": "y", "positive": "yes", "classes": ["no", "yes"],
           "unknown_category": "error",
@@ -207,6 +201,12 @@ for must in ("examples/lending-club/job.json", "examples/lending-club/job-valida
 import fvfed  # noqa: E402  (reads examples/lending-club/job.json)
 specs += [("fvfed.job_spec()", fvfed.job_spec()),
           ("fvfed.job_spec(secagg='off')", fvfed.job_spec(secagg="off"))]
+# bench_fed's spec ships without a schema: the benchmark inserts the main job's
+bench_spec = json.load(open(os.path.join(SRC, "tests/bench/fed_job.json")))
+fvtest.check("schema" not in bench_spec, "tests/bench/fed_job.json now has a schema: it is "
+             "found above, drop this case")
+bench_spec["schema"] = fvfed.job_spec()["schema"]
+specs.append(("tests/bench/fed_job.json + the main job's schema", bench_spec))
 for name, spec in specs:
     errs = schema_errors(spec)
     fvtest.check(not errs, f"{name} does not validate against docs/job.schema.json: {errs}")
@@ -280,10 +280,8 @@ for p in sorted(schema_paths()):
             and p != "schema":
         objects.append((p, None))
 objects += [("schema", None), ("schema.columns[]", None)]
-failures, tolerated = [], []
+failures = []
 for path, _ in objects:
-    if path.split(".")[0] in PENDING and path.split(".")[0] not in root_c:
-        continue  # its section is not in this tree's parser yet
     kinds = [None]
     if path == "strategy":
         kinds = ["fedavg", "fedprox", "fedadam", "fedyogi"]
@@ -306,19 +304,15 @@ for path, _ in objects:
             got, err = c_keys(path, obj)
         fvtest.check(got is not None, f"{path or 'the root'}: no key list in: {err}")
         want = schema_keys(path, kind)
-        full = lambda k: (path + "." if path else "") + k  # noqa: E731
         for k in sorted(got - want):
             failures.append(f"{path or 'root'}{' (' + kind + ')' if kind else ''}: the parser "
                             f"accepts '{k}' but docs/job.schema.json does not document it")
         for k in sorted(want - got):
-            if full(k) in PENDING:
-                tolerated.append(full(k))
-            else:
-                failures.append(f"{path or 'root'}{' (' + kind + ')' if kind else ''}: "
-                                f"docs/job.schema.json allows '{k}' but the parser refuses it")
+            failures.append(f"{path or 'root'}{' (' + kind + ')' if kind else ''}: "
+                            f"docs/job.schema.json allows '{k}' but the parser refuses it")
 fvtest.check(not failures, "key sets differ:\n  " + "\n  ".join(failures))
 print(f"key sets agree on {len(objects)} objects"
-      + (f"; documented ahead of the parser: {sorted(set(tolerated))}" if tolerated else ""))
+)
 
 
 # ---- 4. the canonical form of a full spec, and the documented defaults -------------------
@@ -333,7 +327,7 @@ def example(path):
 
 full = copy.deepcopy(BASE)
 for key in props_of(DOC):
-    if key in full or (key in PENDING and key not in root_c):
+    if key in full:
         continue
     full[key] = example(key)
 full["distill"]["early_stopping"] = example("distill.early_stopping")
@@ -346,7 +340,7 @@ for kind, strat in (("fedavg", {"kind": "fedavg"}), ("fedprox", {"kind": "fedpro
     written |= value_paths(canonical(spec))
 allowed = {p for p in schema_paths() if not p.startswith("schema.")} | \
     {"schema." + p for p in value_paths(BINARY)}
-allowed_here = {p for p in allowed if p.split(".")[0] not in PENDING or p.split(".")[0] in root_c}
+allowed_here = allowed
 fvtest.check(written == allowed_here,
              f"canonical keys vs docs/job.schema.json: written, not documented: "
              f"{sorted(written - allowed_here)}; documented, not written: "
@@ -585,11 +579,11 @@ for args in variants:
         fvtest.check(canon == dict(base_canon, schema=canon["schema"]),
                      f"the default template is not the defaults:\n{canon}\n{base_canon}")
     # the commented-out keys ("  // \"key\": value,"), uncommented together, still parse
-    # (the pending ones once the parser knows them; validation needs SecAgg on)
+    # (validation needs SecAgg on)
     lines, n_un = text.split("\n"), 0
     for i, ln in enumerate(lines):
         m = re.fullmatch(r"(\s*)// (\"([a-z_]+)\":.*,)\s*", ln)
-        if not m or (m.group(3) in PENDING and m.group(3) not in root_c):
+        if not m:
             continue
         if m.group(3) == "validation" and "off" in args:
             continue

@@ -3,7 +3,7 @@
 argv: fedvault fedvault-coordinator fedvault-agent
 A small Lending Club federation (five banks, SecAgg) runs a job with distillation (an
 mlp:16 teacher for 3 rounds with early stopping, then 2 distill rounds of a logreg
-student, int8). Then:
+student, int8) and its explanation round. Then:
   - the coordinator wrote report.html into the job's directory at the job's end;
   - `fedvault job report ID --out F` (a daemon on the same state, admin port) writes the
     page, and --json its document;
@@ -14,8 +14,8 @@ student, int8). Then:
     centres, bar widths) every chart's plotted values are mapped back through the chart's
     frame and compared with the job's records: each training and distill metric per round
     with rounds.jsonl, the ROC and PR points with those recomputed here from the final
-    round's histograms in rounds.jsonl, the bars (if the job has an explain round) with its
-    explanation, the cohort table with the state's round rows, the audit verdict.
+    round's histograms in rounds.jsonl, the explanation's bars with the explain round's
+    line in rounds.jsonl, the cohort table with the state's round rows, the audit verdict.
 Exit 77 (skipped) when chromium is not installed. Suite 'browser' (not 'integration').
 """
 import fcntl
@@ -41,7 +41,7 @@ if CHROMIUM is None:
 S = fvfed.SLOW
 tmp = fvtest.tmpdir()
 fvfed.setup(tmp, "report-fed")
-job = fvfed.job_spec(name="report-browser", rounds=3,
+job = fvfed.job_spec(name="report-browser", rounds=3, explain=True,
                      early_stopping={"metric": "roc_auc", "patience": 2},
                      distill={"student": "logreg", "temperature": 2.0, "alpha": 0.5,
                               "rounds": 2, "local_epochs": 1, "quantize_int8": True,
@@ -368,22 +368,20 @@ def check_page(path, facts, errors, requests):
         for (bx, by), (wx, wy) in zip(drawn, want):
             close(bx, wx, tx, f"{key} drawn x")
             close(by, wy, ty, f"{key} drawn y")
-    # the explanation's bars, or the note that there is none
+    # the explanation's bars: the explain round's columns, largest first
     ex = [l for l in lines if l["kind"] == "explain"]
+    fvtest.check(len(ex) == 1, f"explain rounds in rounds.jsonl: {len(ex)}, expected 1")
     bars = [b for c in charts for b in c["bars"]]
-    if ex:
-        cols = sorted(ex[-1]["explanation"]["columns"], key=lambda c: -c["mean_abs"])
-        fvtest.check([b["name"] for b in bars] == [c["name"] for c in cols[:len(bars)]]
-                     and len(bars) == min(40, len(cols)), "bars are not the columns by size")
-        c = [c for c in charts if c["bars"]][0]
-        f = c["frame"]
-        tx, _ = tolerances(f)
-        for b, col in zip(bars, cols):
-            close(b["value"], col["mean_abs"], 1e-12, f"bar {b['name']}")
-            close(back(f, b["x"] + b["width"], 0)[0], col["mean_abs"], tx, f"bar {b['name']} width")
-    else:
-        fvtest.check(not bars and "no explanation round in this job (spec key explain)"
-                     in facts["explanation"], f"explanation: {facts['explanation'][:200]}")
+    cols = sorted(ex[-1]["explanation"]["columns"], key=lambda c: (-c["mean_abs"], c["name"]))
+    fvtest.check(len(bars) == min(40, len(cols)) and len(bars) > 0
+                 and [b["name"] for b in bars] == [c["name"] for c in cols[:len(bars)]],
+                 f"bars {[b['name'] for b in bars]} are not the columns by size")
+    c = [c for c in charts if c["bars"]][0]
+    f = c["frame"]
+    tx, _ = tolerances(f)
+    for b, col in zip(bars, cols):
+        close(b["value"], col["mean_abs"], 1e-12, f"bar {b['name']}")
+        close(back(f, b["x"] + b["width"], 0)[0], col["mean_abs"], tx, f"bar {b['name']} width")
     # the cohort of every round: the state's rows
     got = [(int(r[0]), int(r[1]), r[2], r[3]) for r in facts["cohortRows"]]
     fvtest.check(got == [tuple(r) for r in state_rounds], f"cohort rows {got} vs state "
