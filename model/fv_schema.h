@@ -188,6 +188,15 @@ int fv_schema_resolve(const fv_schema_t *open, const char *const *vocabs, const 
 int fv_schema_merge(const fv_schema_t *const *in, const char *const *names, size_t n,
                     fv_schema_t **ret, fv_diag_t *d);
 
+/* An open copy of the closed schema `closed` (borrowed), for a job whose schema round
+ * fills it in: every categorical column's categories open when all_categorical, and each
+ * of the n_cols named columns open (a categorical column's categories; a numeric column's
+ * type: numeric or categorical, decided by the vocabularies); unknown_category "other".
+ * A named column that is not in the schema, or is the target or ignored, is FV_EINVAL
+ * naming it; so is nothing to open. *ret: caller frees. */
+int fv_schema_open(const fv_schema_t *closed, const char *const *cols, size_t n_cols,
+                   bool all_categorical, fv_schema_t **ret, fv_diag_t *d);
+
 /* True if a cell is missing (empty or exactly "NA"). */
 bool fv_schema_is_missing(const char *cell);
 

@@ -843,3 +843,73 @@ out:
     json_decref(root);
     return r;
 }
+
+/* ---- opening a closed schema (the operator's starting point for a schema round) ------- */
+
+int fv_schema_open(const fv_schema_t *closed, const char *const *cols, size_t n_cols,
+                   bool all_categorical, fv_schema_t **ret, fv_diag_t *d)
+{
+    json_t *root = NULL, *jcols;
+    char b1[MSG_BUF];
+    size_t n_opened = 0;
+    int r;
+
+    if (closed == NULL || ret == NULL || (n_cols > 0 && cols == NULL))
+        return fv_diag_set(d, FV_EINVAL, "fv_schema_open: invalid arguments");
+    if ((r = fv_schema_check_closed(closed, "schema", d)) < 0)
+        return r;
+    if ((r = schema_tree(closed, &root)) < 0)
+        return fv_diag_set(d, r, "schema open: out of memory");
+    jcols = json_object_get(root, "columns");
+    for (size_t i = 0; i < n_cols; i++) {
+        long j = fv_schema_column_index(closed, cols[i]);
+        if (j < 0) {
+            r = fv_diag_set(d, FV_EINVAL, "column '%s' is not in the schema",
+                            fv__msg_str(b1, sizeof b1, cols[i]));
+            goto out;
+        }
+        fv_col_type_t t = fv_schema_column_type(closed, (size_t)j);
+        if (t != FV_COL_NUMERIC && t != FV_COL_CATEGORICAL) {
+            r = fv_diag_set(d, FV_EINVAL,
+                            "column '%s' is %s; expected a numeric or categorical column "
+                            "(only features can be open)",
+                            fv__msg_str(b1, sizeof b1, cols[i]),
+                            t == FV_COL_TARGET ? "the target" : "ignored");
+            goto out;
+        }
+    }
+    for (size_t j = 0; j < fv_schema_n_columns(closed); j++) {
+        fv_col_type_t t = fv_schema_column_type(closed, j);
+        bool named = false;
+        for (size_t i = 0; i < n_cols && !named; i++)
+            named = strcmp(cols[i], fv_schema_column_name(closed, j)) == 0;
+        json_t *c = json_array_get(jcols, j);
+        if (t == FV_COL_CATEGORICAL && (named || all_categorical)) {
+            if (json_object_set_new(c, "categories", json_string("open")) != 0)
+                goto nomem;
+            n_opened++;
+        } else if (t == FV_COL_NUMERIC && named) {
+            /* numeric or categorical, decided by the banks' vocabularies */
+            if (json_object_set_new(c, "type", json_string("open")) != 0)
+                goto nomem;
+            json_object_del(c, "categories");
+            n_opened++;
+        }
+    }
+    if (n_opened == 0) {
+        r = fv_diag_set(d, FV_EINVAL,
+                        "no column to open (the schema has no categorical column and none "
+                        "was named)");
+        goto out;
+    }
+    /* values an agent suppressed must land somewhere (fv_schema.h) */
+    if (json_object_set_new(root, "unknown_category", json_string("other")) != 0)
+        goto nomem;
+    r = tree_schema(root, "opened schema", ret, d);
+    goto out;
+nomem:
+    r = fv_diag_set(d, FV_ENOMEM, "schema open: out of memory");
+out:
+    json_decref(root);
+    return r;
+}

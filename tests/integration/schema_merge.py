@@ -7,7 +7,9 @@ file: every category is held by some bank, and the types, target and classes agr
 Also: the merged JSON on standard output equals the --out file; --out replaces a file;
 two schemas of different shapes are refused naming both files (exit 1); an unreadable or
 open schema is refused naming it; fewer than two files is a usage error (exit 2);
---help exits 0.
+--help exits 0. And `schema infer --open-categories` / `--open COL,...` on one bank's file
+writes the open schema a job's schema round fills in: the pooled schema with those columns
+opened; a column that is not a feature is refused naming the option and the file.
 """
 import csv
 import json
@@ -118,6 +120,42 @@ def main():
     _, _, err = run(["schema", "merge", schemas[0], opened], expect=1)
     check(f"{opened}: schema has open columns" in err and "resolve it first" in err,
           f"open error: {err}")
+
+    # schema infer --open-categories / --open: one bank's file, written open for a schema
+    # round; equal to the pooled schema with the same columns opened by hand
+    bank0 = os.path.join(d, "bank0.csv")
+    op = os.path.join(d, "opened.json")
+    _, out, err = run(["schema", "infer", "--data", bank0, "--target", "class", "--positive",
+                       "bad", "--open-categories", "--out", op], expect=0)
+    clean(err)
+    s = json.loads(want)
+    n_cat = 0
+    for c in s["columns"]:
+        if c["type"] == "categorical":
+            c["categories"] = "open"
+            n_cat += 1
+    s["unknown_category"] = "other"
+    with open(op) as f:
+        check(json.load(f) == s, "--open-categories is not the pooled schema opened by hand")
+    check(f"{n_cat} open (categories or type)" in out, f"--open-categories summary: {out}")
+    _, _, err = run(["schema", "infer", "--data", bank0, "--target", "class", "--positive",
+                     "bad", "--open", "age,job", "--out", op], expect=0)
+    with open(op) as f:
+        got = {c["name"]: c for c in json.load(f)["columns"]}
+    check(got["age"] == {"name": "age", "type": "open"}
+          and got["job"] == {"name": "job", "type": "categorical", "categories": "open"}
+          and isinstance(got["purpose"]["categories"], list),
+          f"--open age,job: {got['age']} {got['job']} {got['purpose']}")
+    for cols, why in (("nosuch", "column 'nosuch' is not in the schema"),
+                      ("class", "column 'class' is the target")):
+        _, _, err = run(["schema", "infer", "--data", bank0, "--target", "class",
+                         "--positive", "bad", "--open", cols, "--out", op + ".x"], expect=1)
+        check(f"--open (the schema inferred from {bank0}): {why}" in err and
+              not os.path.exists(op + ".x"), f"--open {cols}: {err}")
+    # an opened schema is what a job with a schema round takes, not a training schema
+    _, _, err = run(["train", "--data", bank0, "--schema", op, "--model", "logreg",
+                     "--epochs", "1", "--out", os.path.join(d, "m.fvm")], expect=1)
+    check("open columns" in err, f"train on an open schema: {err}")
 
     # unreadable file, named
     missing = os.path.join(d, "nope.json")

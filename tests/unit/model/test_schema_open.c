@@ -1,6 +1,6 @@
 /* test_schema_open.c - open schemas: the JSON forms, an agent's vocabulary, resolution
- * from hostile vocabularies, the offline merge, and the refusals of everything that
- * needs a feature layout.
+ * from hostile vocabularies, the offline merge, opening an inferred schema, and the
+ * refusals of everything that needs a feature layout.
  *
  * Each refusal checks the code and that the message names the origin (the agent, the
  * file) and the field, so an operator can act on it.
@@ -561,12 +561,94 @@ static void test_merge(void)
     fv_schema_free(in[0]);
 }
 
+/* fv_schema_open: the operator's open copy of an inferred schema (schema infer --open...). */
+static void test_open_closed(void)
+{
+    static const char closed_json[] =
+        "{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"bad\",\"classes\":[\"bad\","
+        "\"good\"],\"unknown_category\":\"error\",\"columns\":[{\"name\":\"amount\",\"type\":"
+        "\"numeric\"},{\"name\":\"job\",\"type\":\"categorical\",\"categories\":[\"fixed\"]},"
+        "{\"name\":\"home\",\"type\":\"categorical\",\"categories\":[\"own\",\"rent\"]},"
+        "{\"name\":\"id\",\"type\":\"ignored\"},{\"name\":\"y\",\"type\":\"target\"}]}";
+    fv_schema_t *c = load(closed_json), *o = NULL, *r = NULL;
+    char *j;
+
+    /* every categorical column's categories open; unknown_category becomes other */
+    CHECK_OK(fv_schema_open(c, NULL, 0, true, &o, D), D);
+    j = to_json(o);
+    CHECK_STR_EQ(j, "{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"bad\",\"classes\":"
+                    "[\"bad\",\"good\"],\"unknown_category\":\"other\",\"columns\":[{\"name\":"
+                    "\"amount\",\"type\":\"numeric\"},{\"name\":\"job\",\"type\":\"categorical\","
+                    "\"categories\":\"open\"},{\"name\":\"home\",\"type\":\"categorical\","
+                    "\"categories\":\"open\"},{\"name\":\"id\",\"type\":\"ignored\"},{\"name\":"
+                    "\"y\",\"type\":\"target\"}]}");
+    free(j);
+    /* the schema round fills it back in: a bank's vocabulary (job values held by >= 2 rows) */
+    static const char csv[] = "amount,job,home,id,y\n1,fixed,own,1,bad\n2,fixed,rent,2,good\n"
+                              "3,self,own,3,good\n4,self,own,4,bad\n5,rare,rent,5,good\n";
+    char *vocab = NULL;
+    size_t vlen = 0;
+    CHECK_OK(fv_schema_vocab_mem(o, "bank.csv", csv, strlen(csv), 2, &vocab, &vlen, D), D);
+    const char *vv[] = {vocab};
+    CHECK_OK(fv_schema_resolve(o, vv, &vlen, NULL, 1, &r, D), D);
+    CHECK_UINT_EQ(fv_schema_n_categories(r, 1), 2);
+    CHECK_STR_EQ(fv_schema_category(r, 1, 0), "fixed");
+    CHECK_STR_EQ(fv_schema_category(r, 1, 1), "self");
+    CHECK_UINT_EQ(fv_schema_n_categories(r, 2), 2);
+    CHECK(!fv_schema_is_open(r));
+    free(vocab);
+    fv_schema_free(r);
+    fv_schema_free(o);
+    o = NULL;
+
+    /* named columns: a numeric column's type, a categorical column's categories */
+    const char *named[] = {"amount", "job"};
+    CHECK_OK(fv_schema_open(c, named, 2, false, &o, D), D);
+    CHECK_INT_EQ(fv_schema_column_type(o, 0), FV_COL_OPEN);
+    CHECK(fv_schema_column_open(o, 0));
+    CHECK(fv_schema_column_open(o, 1));
+    CHECK(!fv_schema_column_open(o, 2));
+    CHECK_UINT_EQ(fv_schema_n_categories(o, 2), 2);
+    CHECK_INT_EQ(fv_schema_unknown_policy(o), FV_UNKNOWN_OTHER);
+    fv_schema_free(o);
+    o = NULL;
+
+    /* refusals name the column */
+    struct {
+        const char *col;
+        const char *want;
+    } bad[] = {
+        {"nosuch", "column 'nosuch' is not in the schema"},
+        {"y", "column 'y' is the target; expected a numeric or categorical column"},
+        {"id", "column 'id' is ignored; expected a numeric or categorical column"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        D->msg[0] = '\0';
+        CHECK_INT_EQ(fv_schema_open(c, &bad[i].col, 1, true, &o, D), FV_EINVAL);
+        CHECK(o == NULL);
+        CHECK_CONTAINS(D->msg, bad[i].want);
+    }
+    fv_schema_free(c);
+    c = load("{\"fedvault_schema\":1,\"target\":\"y\",\"positive\":\"bad\",\"classes\":[\"bad\","
+             "\"good\"],\"unknown_category\":\"error\",\"columns\":[{\"name\":\"amount\","
+             "\"type\":\"numeric\"},{\"name\":\"y\",\"type\":\"target\"}]}");
+    CHECK_INT_EQ(fv_schema_open(c, NULL, 0, true, &o, D), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "no column to open");
+    /* an open schema is not opened again */
+    fv_schema_t *already = load(OPEN_CANON);
+    CHECK_INT_EQ(fv_schema_open(already, NULL, 0, true, &o, D), FV_EINVAL);
+    CHECK_CONTAINS(D->msg, "schema has open columns");
+    fv_schema_free(already);
+    fv_schema_free(c);
+}
+
 int main(void)
 {
     test_open_json();
     test_vocab();
     test_resolve();
     test_merge();
+    test_open_closed();
     printf("ok\n");
     return 0;
 }
