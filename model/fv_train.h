@@ -93,7 +93,7 @@ typedef struct fv_train_cfg {
     int (*on_epoch)(void *user, const fv_epoch_report_t *r);
     void *user;
     fv_train_dp_t dp; /* off by default */
-    /* Data-parallel training (train.c's note): 1 (the default; 0 means 1) runs the plain
+    /* Data-parallel training (train_pool.c's note): 1 (the default; 0 means 1) runs the plain
      * loop on the calling thread. T > 1 (at most FV_TRAIN_MAX_THREADS) starts
      * min(T, batch rows) - 1 threads for the call; each batch is cut into that many
      * contiguous slices, the threads take the slices' gradients (any thread any slice),

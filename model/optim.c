@@ -28,7 +28,7 @@
  * outlive the optimizer (or the caller's use of it). Not thread-safe: one per trainer,
  * except that fv_optim_step_part only reads the optimizer and writes the range it is given
  * (of params and the moments), so one step may be split over threads by disjoint ranges
- * (train.c's data-parallel loop); it computes alpha and c2 from its t exactly as
+ * (train_pool.c's RANGE tasks); it computes alpha and c2 from its t exactly as
  * fv_optim_step does, so a split step is bit-identical to a whole one.
  */
 #include "fv_optim.h"

@@ -1,4 +1,4 @@
-/* test_train_threads.c - data-parallel training (fv_train_cfg_t.threads > 1, train.c).
+/* test_train_threads.c - data-parallel training (fv_train_cfg_t.threads > 1, train_pool.c).
  *
  * What is exact and what is not:
  *   - the same thread count repeats bit for bit (every slice, sum and range is fixed);
