@@ -70,6 +70,9 @@ void fv_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(p
 /* `--data -` in argv: standard input read whole into a memory file and the argument
  * replaced by its path (errors print it as "standard input"). -1 with a message printed. */
 int fv_cli_stdin_data(int argc, char **argv);
+/* What to show or record for a --data argument: "standard input" for the memory file
+ * fv_cli_stdin_data put in its place, the path itself otherwise. */
+const char *fv_cli_data_name(const char *path);
 /* --unknown-category error|missing (eval, predict): *ret_flags gains
  * FV_DATASET_UNKNOWN_MISSING for "missing". false with a usage error printed. */
 bool fv_cli_parse_unknown_read(const char *cmd, const char *arg, unsigned *ret_flags);

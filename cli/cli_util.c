@@ -83,6 +83,12 @@ int fv_cli_stdin_data(int argc, char **argv)
     return 0;
 }
 
+const char *fv_cli_data_name(const char *path)
+{
+    return path != NULL && stdin_path[0] != '\0' && strcmp(path, stdin_path) == 0 ? "standard input"
+                                                                                  : path;
+}
+
 bool fv_cli_parse_unknown_read(const char *cmd, const char *arg, unsigned *ret_flags)
 {
     if (strcmp(arg, "missing") == 0) {

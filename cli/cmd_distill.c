@@ -311,7 +311,7 @@ static json_t *build_meta(const distill_args_t *a, const char *data_sha, const c
 {
     json_t *meta = json_object(), *data = json_object(), *t = json_object(), *dist = json_object();
     json_object_set_new(meta, "producer", json_string("fedvault " FV_VERSION " (" FV_COMMIT ")"));
-    json_object_set_new(data, "file", json_string(a->data));
+    json_object_set_new(data, "file", json_string(fv_cli_data_name(a->data)));
     json_object_set_new(data, "sha256", json_string(data_sha));
     json_object_set_new(data, "rows", json_integer((json_int_t)n_rows));
     json_object_set_new(meta, "data", data);
@@ -354,7 +354,7 @@ static void print_report(FILE *f, const distill_args_t *a, const side_t *t, cons
     fprintf(f,
             "Distilled %s from %s (%s) on %s: %zu epochs (best %zu%s) in %.2f s, "
             "temperature %g, alpha %g\n",
-            s->arch, t->arch, a->teacher, a->data, tr->epochs_run, tr->best_epoch,
+            s->arch, t->arch, a->teacher, fv_cli_data_name(a->data), tr->epochs_run, tr->best_epoch,
             tr->stopped_early ? ", stopped early" : "", train_s, a->dc.temperature, a->dc.alpha);
     if (q != NULL)
         fprintf(f, "                        %14s %14s %14s %10s %10s\n", "teacher", "student",
@@ -482,8 +482,9 @@ int fv_cmd_distill(int argc, char **argv)
         fprintf(stderr,
                 "fedvault distill: %s, %zu rows (%zu train, %zu validation), %zu features; "
                 "teacher %s (%zu parameters) -> student %s (%zu parameters), T %g, alpha %g\n",
-                a.data, ds->n_rows, n_fit, n_val, nf, ts.arch, fv_mlp_n_params(teacher->mlp),
-                ss.arch, fv_mlp_n_params(mlp), a.dc.temperature, a.dc.alpha);
+                fv_cli_data_name(a.data), ds->n_rows, n_fit, n_val, nf, ts.arch,
+                fv_mlp_n_params(teacher->mlp), ss.arch, fv_mlp_n_params(mlp), a.dc.temperature,
+                a.dc.alpha);
     a.t.cfg.on_epoch = on_epoch;
     a.t.cfg.user = &a;
     fv_train_result_t tr;
@@ -593,7 +594,7 @@ int fv_cmd_distill(int argc, char **argv)
         if (student8 != NULL)
             json_object_set_new(out, "student_int8_file",
                                 a.int8_out ? json_string(a.int8_out) : json_null());
-        json_object_set_new(out, "data", json_string(a.data));
+        json_object_set_new(out, "data", json_string(fv_cli_data_name(a.data)));
         json_object_set_new(out, "data_sha256", json_string(data_sha));
         json_object_set_new(out, "test_data", a.test ? json_string(a.test) : json_null());
         json_object_set_new(out, "temperature", json_real(a.dc.temperature));

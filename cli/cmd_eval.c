@@ -135,7 +135,7 @@ int fv_cmd_eval(int argc, char **argv)
     if (as_json) {
         out = fv_cli_metrics_json(&m);
         json_object_set_new(out, "model_file", json_string(model_path));
-        json_object_set_new(out, "data", json_string(data));
+        json_object_set_new(out, "data", json_string(fv_cli_data_name(data)));
         json_object_set_new(out, "score_seconds", json_real(score_s));
         json_object_set(out, "epochs", epochs ? epochs : json_null());
         json_object_set(out, "train_seconds", train_s ? train_s : json_null());
@@ -151,7 +151,7 @@ int fv_cmd_eval(int argc, char **argv)
         if (arch && json_is_string(arch))
             printf(")");
         printf("\n");
-        fv_cli_metrics_print(stdout, data, &m);
+        fv_cli_metrics_print(stdout, fv_cli_data_name(data), &m);
         printf("  scored in %.3f s\n", score_s);
     }
     rc = FV_EXIT_OK;

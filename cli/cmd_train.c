@@ -256,7 +256,7 @@ static json_t *build_meta(const train_args_t *a, const fv_dataset_t *ds, const c
     json_t *meta = json_object();
     json_object_set_new(meta, "producer", json_string("fedvault " FV_VERSION " (" FV_COMMIT ")"));
     json_t *data = json_object();
-    json_object_set_new(data, "file", json_string(a->data));
+    json_object_set_new(data, "file", json_string(fv_cli_data_name(a->data)));
     json_object_set_new(data, "sha256", json_string(sha));
     json_object_set_new(data, "rows", json_integer((json_int_t)ds->n_rows));
     json_object_set_new(meta, "data", data);
@@ -364,7 +364,8 @@ int fv_cmd_train(int argc, char **argv)
         fprintf(stderr,
                 "fedvault train: %s, %zu rows (%zu train, %zu validation, %zu test), "
                 "%zu features, model %s (%zu parameters)\n",
-                a.data, ds->n_rows, n_fit, n_val, n_test, nf, arch_buf, fv_mlp_n_params(mlp));
+                fv_cli_data_name(a.data), ds->n_rows, n_fit, n_val, n_test, nf, arch_buf,
+                fv_mlp_n_params(mlp));
     progress_t prog = {.quiet = a.quiet, .epochs = a.t.cfg.epochs, .t_last = fv_cli_now_s()};
     a.t.cfg.on_epoch = on_epoch;
     a.t.cfg.user = &prog;
@@ -450,8 +451,9 @@ int fv_cmd_train(int argc, char **argv)
         if (fv_cli_print_json_to(CMD, rep, out) != 0)
             goto out;
     } else {
-        fprintf(rep, "Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf, a.data,
-                tr.epochs_run, tr.best_epoch, tr.stopped_early ? ", stopped early" : "", train_s);
+        fprintf(rep, "Trained %s on %s: %zu epochs (best %zu%s) in %.2f s\n", arch_buf,
+                fv_cli_data_name(a.data), tr.epochs_run, tr.best_epoch,
+                tr.stopped_early ? ", stopped early" : "", train_s);
         fprintf(rep, "  %zu features, %zu parameters, data sha256 %s\n", nf,
                 fv_mlp_n_params(model->mlp), sha);
         if (have_test)

@@ -233,7 +233,11 @@ fvtest.check(0 <= ev["roc_auc"] <= 1, f"the exported model scores {ev}")
 # --data - reads standard input, as a file would be read
 _, out, _ = fvtest.run(["eval", "--model", exp, "--data", "-", "--json"], expect=0,
                        stdin=open(f"{tmp}/test.csv").read())
-fvtest.check(json.loads(out)["roc_auc"] == ev["roc_auc"], f"eval --data -: {out}")
+fvtest.check(json.loads(out)["roc_auc"] == ev["roc_auc"]
+             and json.loads(out)["data"] == "standard input", f"eval --data -: {out}")
+_, out, _ = fvtest.run(["eval", "--model", exp, "--data", "-"], expect=0,
+                       stdin=open(f"{tmp}/test.csv").read())
+fvtest.check("standard input (" in out and "/proc/" not in out, f"eval --data - text: {out}")
 _, _, err = fvtest.run(["eval", "--model", exp, "--data", "-"], expect=1, stdin="a,b\n1\n")
 fvtest.check("standard input:" in err and "/proc/" not in err, f"eval --data - error: {err}")
 print(f"models: {len(glob)} global + 1 final; exported v{final[0]['version']} "
