@@ -396,7 +396,11 @@ bool coord__schema_on_msg(coord_t *c, agent_t *a, const fv_msg_t *m);
 void coord__schema_tick(coord_t *c);
 void coord__schema_reset(coord_t *c);
 void coord__schema_write_file(coord_t *c); /* schema.json into c->run.dir */
-json_t *coord__schema_live(coord_t *c);    /* {vocabularies, refused} while collecting */
+json_t *coord__schema_live(coord_t *c);    /* {vocabularies, refused, elapsed_s} while collecting */
+/* The schema round's cohort view, in coord__cohort_live's shape ("round": "schema"; each
+ * agent "disclosed", "refused" (category), "waiting" or "not connected"); its answers. */
+json_t *coord__schema_cohort(coord_t *c);
+size_t coord__schema_answered(coord_t *c);
 /* coord_job.c: the job runs with its resolved spec (after the schema round) */
 void coord__job_resolved(coord_t *c);
 /* coord_job.c: the job cannot run: marked failed with why, the next one goes on */
@@ -557,7 +561,11 @@ void coord__cohort_accepted(coord_t *c, agent_t *a);
 void coord__cohort_refused(coord_t *c, agent_t *a, const fv_msg_t *m, bool current, bool left);
 /* Its live session is closing (before accepted is cleared): a member is gone. */
 void coord__cohort_closed(coord_t *c, agent_t *a);
-void coord__cohort_reset(coord_t *c); /* the job's end: every status cleared */
+/* A refusal in the schema round (coord_schema.c): its category word and a sentence, shown
+ * and stored as a JOB_REFUSE's; the offer after the schema is fixed supersedes it. */
+void coord__cohort_schema_refused(coord_t *c, agent_t *a, const char *category, const char *reason);
+void coord__clock_txt(int64_t ms, char out[16]); /* "HH:MM:SSZ" of a wall-clock time */
+void coord__cohort_reset(coord_t *c);            /* the job's end: every status cleared */
 /* On every tick: the join deadline of a job waiting for its cohort (fails it, or logs
  * that it waits on). */
 void coord__cohort_tick(coord_t *c);

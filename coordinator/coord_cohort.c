@@ -102,6 +102,16 @@ void coord__cohort_refused(coord_t *c, agent_t *a, const fv_msg_t *m, bool curre
     set_status(c, a, COORD_JS_REFUSED, cat, a->js_reason, -1);
 }
 
+void coord__cohort_schema_refused(coord_t *c, agent_t *a, const char *category, const char *reason)
+{
+    if (!running(c))
+        return;
+    snprintf(a->js_reason, sizeof a->js_reason, "%s", reason);
+    a->js_cat = (uint8_t)fv_refuse_category_parse(category, strlen(category));
+    a->js_lost = false;
+    set_status(c, a, COORD_JS_REFUSED, fv_refuse_category_name(a->js_cat), a->js_reason, -1);
+}
+
 void coord__cohort_closed(coord_t *c, agent_t *a)
 {
     if (!running(c) || !a->accepted || c->stopping)
@@ -174,7 +184,7 @@ static void sb_add(sbuf_t *b, const char *fmt, ...)
 }
 
 /* "HH:MM:SSZ" of a wall-clock time. */
-static void clock_txt(int64_t ms, char out[16])
+void coord__clock_txt(int64_t ms, char out[16])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -198,7 +208,7 @@ static void list_group(const coord_t *c, sbuf_t *b, uint8_t js, bool connected_o
             sb_add(b, "%s (%s)", a->name, fv_refuse_category_name(a->js_cat));
         else if (js == COORD_JS_GONE) {
             char t[16];
-            clock_txt(a->js_at_ms, t);
+            coord__clock_txt(a->js_at_ms, t);
             sb_add(b, "%s (since %s, round %" PRIu64 ")", a->name, t, a->js_round);
         } else
             sb_add(b, "%s", a->name);
@@ -269,6 +279,8 @@ json_t *coord__cohort_live(coord_t *c)
 {
     if (!running(c))
         return json_null();
+    if (coord__schema_collecting(c)) /* no offer yet: who disclosed, refused, is asked */
+        return coord__schema_cohort(c);
     json_t *agents = json_array(), *waiting_on = json_array();
     for (agent_t *a = c->agents; a != NULL; a = a->next) {
         json_t *o = json_pack("{s:s,s:s,s:b}", "agent", a->name, "status",
@@ -278,7 +290,7 @@ json_t *coord__cohort_live(coord_t *c)
             continue;
         if (a->js != COORD_JS_NONE) {
             char t[16];
-            clock_txt(a->js_at_ms, t);
+            coord__clock_txt(a->js_at_ms, t);
             json_object_set_new(o, "at_ms", json_integer(a->js_at_ms));
             json_object_set_new(o, "at", json_string(t));
         }

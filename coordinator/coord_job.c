@@ -443,8 +443,9 @@ json_t *coord_job_live(coord_t *c)
     /* (waiting: the agents that accepted the job, of the min_agents expected) */
     uint32_t answered = cr != NULL                                      ? fv_cround_answered(cr)
                         : work != NULL && strcmp(work, "starting") != 0 ? c->rnd.n
-                        : c->run.state == ST_WAITING ? (uint32_t)coord__cohort_n_accepted(c)
-                                                     : 0;
+                        : coord__schema_collecting(c) ? (uint32_t)coord__schema_answered(c)
+                        : c->run.state == ST_WAITING  ? (uint32_t)coord__cohort_n_accepted(c)
+                                                      : 0;
     int ph = cr != NULL ? fv_cround_phase(cr) : -1;
     const char *phase = coord__schema_collecting(c)              ? "schema discovery"
                         : c->run.state == ST_WAITING             ? "waiting for agents"
@@ -483,7 +484,8 @@ json_t *coord_job_live(coord_t *c)
     json_object_set_new(o, "elapsed_s",
                         json_real(c->run.state == ST_ROUND
                                       ? (double)(coord__now_ms(c) - c->rnd.t_round_start) / 1000.0
-                                      : 0.0));
+                                  : sl != NULL ? json_real_value(json_object_get(sl, "elapsed_s"))
+                                               : 0.0));
     /* an upper bound: early stopping may end the job sooner; none while the job waits for
      * agents (cohort says on whom) */
     json_object_set_new(o, "eta_s",

@@ -72,6 +72,8 @@ static size_t n_accepted(coord_t *c)
 
 const char *coord__kind_name(const coord_t *c)
 {
+    if (coord__schema_collecting(c)) /* before the job's first round (coord_schema.c) */
+        return "schema";
     /* Waiting for agents, no round of this job has started: the kind of the round that
      * comes next (rnd.kind may still be the previous job's). */
     if (c->run.state == ST_WAITING && c->job != NULL && c->model.jm != NULL &&

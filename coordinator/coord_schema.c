@@ -31,13 +31,24 @@
  * Crash point (FV_TEST_KILL_AT): schema-fixed, right after that transaction commits; the
  * restarted coordinator resumes with the stored spec (tests/integration/fed_schema.py).
  * With fewer vocabularies at the deadline the job fails with the reason: "schema
- * discovery: 2 of min_agents 4 banks disclosed a vocabulary; refused: bank-c (policy)".
+ * discovery: 2 of min_agents 4 banks disclosed a vocabulary; refused: bank-c (policy); no
+ * answer from: bank-d; not connected: bank-e"; with the job's cohort.on_join_deadline
+ * "wait" it goes on collecting instead (cohort_waiting logged once). A refusal does not
+ * stand: an agent that reconnects (its bank may have changed its policy) is asked again;
+ * a vocabulary does.
+ *
+ * The operator's view: while collecting, coord__cohort_live is this round's
+ * (coord__schema_cohort: each agent disclosed, refused with its category, waiting, or not
+ * connected, and the sentence above without its prefix), so job show, job watch and
+ * status say who answered what; a refusal is also stored as the agent's status
+ * (coord__cohort_schema_refused), so job show of a job that failed here names it.
  *
  * Threads: the loop thread only (resolving is a merge of a few lists: milliseconds).
  * Ownership: the collection (c->schema) owns the answers' copies; it is freed when the
  * round ends or the job is reset.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,13 +64,15 @@
 typedef struct sanswer {
     char name[FV_NAME_MAX + 1];
     bool asked, answered, ok;
+    int64_t at_ms; /* wall clock: when it was asked, then when it answered */
     char category[FV_WIRE_CATEGORY_MAX + 1];
     char *vocab; /* ok: the vocabulary text (NUL-terminated copy) */
     size_t len;
 } sanswer_t;
 
 struct coord_schema {
-    uint64_t deadline_ms;
+    uint64_t start_ms, deadline_ms; /* coord__now_ms */
+    bool wait_logged;               /* on_join_deadline "wait": past the deadline, said once */
     sanswer_t *ans;
     size_t n;
 };
@@ -156,7 +169,8 @@ int coord__schema_begin(coord_t *c, char *why, size_t why_len)
         snprintf(why, why_len, "out of memory");
         return FV_ENOMEM;
     }
-    c->schema->deadline_ms = coord__now_ms(c) + c->job->deadlines.join_ms;
+    c->schema->start_ms = coord__now_ms(c);
+    c->schema->deadline_ms = c->schema->start_ms + c->job->deadlines.join_ms;
     char prev[16] = "";
     if (fv_state_job_status(c->st, c->run.job_id, prev, &d) != 0 ||
         (strcmp(prev, "running") != 0 && fv_state_job_set_status(c->st, c->run.job_id, "running",
@@ -179,9 +193,14 @@ int coord__schema_begin(coord_t *c, char *why, size_t why_len)
 void coord__schema_query(coord_t *c, agent_t *a)
 {
     sanswer_t *e = answer_of(c, a->name, true);
-    if (e == NULL || e->answered)
-        return; /* (answered before a reconnect: its answer stands) */
+    if (e == NULL || (e->answered && e->ok))
+        return; /* (disclosed before a reconnect: its vocabulary stands) */
+    /* a refusal does not stand: a bank that changed its policy and reconnected is asked
+     * again (on_join_deadline "wait" waits for exactly that) */
+    e->answered = false;
+    e->category[0] = '\0';
     e->asked = true;
+    e->at_ms = coord_wall_ms();
     fv_msg_t m;
     memset(&m, 0, sizeof m);
     m.type = FV_MSG_SCHEMA_QUERY;
@@ -191,23 +210,72 @@ void coord__schema_query(coord_t *c, agent_t *a)
     coord__oq_push_msg(a, &m, c->run.spec, c->run.spec_len, (const void **)&m.u.schema_query.spec);
 }
 
-/* "bank-c (policy), bank-d (protocol)": the refusals, for the failure's reason. */
-static void refusals_text(coord_t *c, char *out, size_t cap)
+/* An agent's standing in the schema round. */
+typedef enum { SA_NOT_CONNECTED, SA_WAITING, SA_DISCLOSED, SA_REFUSED } sa_t;
+static const char *const sa_names[] = {"not connected", "waiting", "disclosed", "refused"};
+
+static sa_t standing(coord_t *c, const agent_t *a, const sanswer_t **ret)
 {
-    size_t used = 0;
+    const sanswer_t *e = answer_of(c, a->name, false);
+    *ret = e;
+    if (e != NULL && e->answered)
+        return e->ok ? SA_DISCLOSED : SA_REFUSED;
+    if (a->conn != NULL && e != NULL && e->asked)
+        return SA_WAITING;
+    return SA_NOT_CONNECTED;
+}
+
+static void add_text(char *out, size_t cap, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_text(char *out, size_t cap, size_t *used, const char *fmt, ...)
+{
+    if (*used + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *used, cap - *used, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    *used += (size_t)n < cap - *used ? (size_t)n : cap - *used - 1;
+}
+
+/* "<prefix>2 of min_agents 4 banks disclosed a vocabulary; refused: bank-c (policy),
+ * bank-d (protocol); <silent>: bank-e; not connected: bank-f" (the failure's reason:
+ * prefix "schema discovery: ", silent "no answer from"; the live summary: no prefix,
+ * silent "waiting on"). Agents in the coordinator's list order; "refused: none" when no
+ * one refused. */
+static void schema_sentence(coord_t *c, char *out, size_t cap, const char *prefix,
+                            const char *silent)
+{
+    size_t used = 0, ok = 0;
+    for (size_t i = 0; i < c->schema->n; i++)
+        ok += c->schema->ans[i].answered && c->schema->ans[i].ok;
     out[0] = '\0';
-    for (size_t i = 0; i < c->schema->n && used + 1 < cap; i++) {
-        const sanswer_t *e = &c->schema->ans[i];
-        if (!e->answered || e->ok)
-            continue;
-        int n = snprintf(out + used, cap - used, "%s%s (%s)", used > 0 ? ", " : "", e->name,
-                         e->category);
-        if (n < 0)
-            break;
-        used += (size_t)n < cap - used ? (size_t)n : cap - used - 1;
+    add_text(out, cap, &used, "%s%zu of min_agents %u banks disclosed a vocabulary", prefix, ok,
+             (unsigned)c->job->min_agents);
+    static const sa_t groups[] = {SA_REFUSED, SA_WAITING, SA_NOT_CONNECTED};
+    for (size_t g = 0; g < 3; g++) {
+        bool first = true;
+        for (const agent_t *a = c->agents; a != NULL; a = a->next) {
+            const sanswer_t *e;
+            if (standing(c, a, &e) != groups[g])
+                continue;
+            add_text(out, cap, &used, "%s%s%s", first ? "; " : ", ",
+                     first ? (g == 0   ? "refused: "
+                              : g == 1 ? silent
+                                       : "not connected: ")
+                           : "",
+                     first && g == 1 ? ": " : "");
+            if (groups[g] == SA_REFUSED)
+                add_text(out, cap, &used, "%s (%s)", a->name, e->category);
+            else
+                add_text(out, cap, &used, "%s", a->name);
+            first = false;
+        }
+        if (first && g == 0)
+            add_text(out, cap, &used, "; refused: none");
     }
-    if (used == 0)
-        snprintf(out, cap, "none");
 }
 
 static int cmp_ans(const void *x, const void *y)
@@ -322,11 +390,20 @@ static void check_done(coord_t *c)
     }
     if (!late)
         return;
-    char refs[400], why[512];
-    refusals_text(c, refs, sizeof refs);
-    snprintf(why, sizeof why,
-             "schema discovery: %zu of min_agents %u banks disclosed a vocabulary; refused: %s", ok,
-             (unsigned)c->job->min_agents, refs);
+    char why[512];
+    if (c->job->cohort.on_join_deadline == FV_JOB_JOIN_WAIT) {
+        /* the job's policy: go on collecting, and say once on whom it waits */
+        if (!s->wait_logged) {
+            s->wait_logged = true;
+            schema_sentence(c, why, sizeof why, "", "waiting on");
+            coord_logj("warn", "cohort_waiting",
+                       json_pack("{s:s,s:f,s:s,s:s}", "job", c->run.job_hex, "join_s",
+                                 (double)c->job->deadlines.join_ms / 1000.0, "why",
+                                 "on_join_deadline: wait", "cohort", why));
+        }
+        return;
+    }
+    schema_sentence(c, why, sizeof why, "schema discovery: ", "no answer from");
     collection_free(c);
     coord__job_unrunnable(c, UV_ETIMEDOUT, why);
 }
@@ -367,6 +444,7 @@ bool coord__schema_on_msg(coord_t *c, agent_t *a, const fv_msg_t *m)
         return true;
     }
     e->answered = true;
+    e->at_ms = coord_wall_ms();
     fv_diag_t d;
     if (m->u.schema_vocab.status != 0) {
         snprintf(e->category, sizeof e->category, "%.*s", (int)m->u.schema_vocab.category.len,
@@ -375,6 +453,10 @@ bool coord__schema_on_msg(coord_t *c, agent_t *a, const fv_msg_t *m)
                    json_pack("{s:s,s:s,s:s,s:s}", "agent", a->name, "job", c->run.job_hex,
                              "category", e->category, "err",
                              fv_err_name(m->u.schema_vocab.status)));
+        char reason[96];
+        snprintf(reason, sizeof reason, "schema discovery: no vocabulary disclosed (%s)",
+                 fv_err_name(m->u.schema_vocab.status));
+        coord__cohort_schema_refused(c, a, e->category, reason);
     } else {
         /* checked alone now, so a bad one is this agent's refusal, not the round's end */
         const char *text = m->u.schema_vocab.body.ptr;
@@ -389,6 +471,10 @@ bool coord__schema_on_msg(coord_t *c, agent_t *a, const fv_msg_t *m)
             coord_logj_peer(c, "warn", a->name, "schema_vocab_refused",
                             json_pack("{s:s,s:s,s:s}", "agent", a->name, "job", c->run.job_hex,
                                       "why", r != 0 ? d.msg : "out of memory"));
+            coord__cohort_schema_refused(c, a, e->category,
+                                         r != 0 ? "schema discovery: its vocabulary was refused "
+                                                  "(the coordinator's log says why)"
+                                                : "schema discovery: out of memory");
         } else {
             memcpy(e->vocab, text, len);
             e->vocab[len] = '\0';
@@ -433,5 +519,56 @@ json_t *coord__schema_live(coord_t *c)
         ok += c->schema->ans[i].answered && c->schema->ans[i].ok;
         refused += c->schema->ans[i].answered && !c->schema->ans[i].ok;
     }
-    return json_pack("{s:I,s:I}", "vocabularies", (json_int_t)ok, "refused", (json_int_t)refused);
+    return json_pack("{s:I,s:I,s:f}", "vocabularies", (json_int_t)ok, "refused",
+                     (json_int_t)refused, "elapsed_s",
+                     (double)(coord__now_ms(c) - c->schema->start_ms) / 1000.0);
+}
+
+size_t coord__schema_answered(coord_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; c->schema != NULL && i < c->schema->n; i++)
+        n += c->schema->ans[i].answered;
+    return n;
+}
+
+json_t *coord__schema_cohort(coord_t *c)
+{
+    if (c->schema == NULL)
+        return json_null();
+    json_t *agents = json_array(), *waiting_on = json_array();
+    size_t ok = 0;
+    for (agent_t *a = c->agents; a != NULL && agents != NULL && waiting_on != NULL; a = a->next) {
+        const sanswer_t *e;
+        sa_t st = standing(c, a, &e);
+        json_t *o = json_pack("{s:s,s:s,s:b}", "agent", a->name, "status", sa_names[st],
+                              "connected", a->conn != NULL);
+        if (o == NULL)
+            continue;
+        if (e != NULL && st != SA_NOT_CONNECTED) {
+            char t[16];
+            coord__clock_txt(e->at_ms, t);
+            json_object_set_new(o, "at_ms", json_integer(e->at_ms));
+            json_object_set_new(o, "at", json_string(t));
+        }
+        if (st == SA_REFUSED) {
+            json_object_set_new(o, "category", json_string(e->category));
+            json_object_set_new(o, "reason", json_string(a->js_reason));
+        }
+        ok += st == SA_DISCLOSED;
+        if (st == SA_WAITING)
+            json_array_append_new(waiting_on, json_string(a->name));
+        json_array_append_new(agents, o);
+    }
+    char text[600];
+    schema_sentence(c, text, sizeof text, "", "waiting on");
+    uint64_t now = coord__now_ms(c);
+    return json_pack(
+        "{s:s,s:o*,s:o*,s:I,s:I,s:i,s:s,s:s,s:b,s:s,s:f,s:f}", "round", "schema", "agents", agents,
+        "waiting_on", waiting_on, "accepted", (json_int_t)0, "disclosed", (json_int_t)ok,
+        "min_agents", (int)c->job->min_agents, "on_join_deadline",
+        c->job->cohort.on_join_deadline == FV_JOB_JOIN_WAIT ? "wait" : "fail", "on_member_lost",
+        c->job->cohort.on_member_lost == FV_JOB_LOST_WAIT ? "wait" : "continue", "held", false,
+        "summary", text, "waiting_s", (double)(now - c->schema->start_ms) / 1000.0, "join_s",
+        (double)c->job->deadlines.join_ms / 1000.0);
 }

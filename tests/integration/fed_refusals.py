@@ -18,6 +18,10 @@ category policy. Checked:
 Job 2 (the same with "cohort": {"on_join_deadline": "wait"}) waits past its deadline:
 `status --json` and `status` say on whom and who refused, there is no eta, the log has
 cohort_waiting once; then it is aborted.
+Job 3 (an open schema, "wait"; no bank allows schema discovery): the schema round's view
+in `status` (--json and text) and `job show`: each bank refused (policy) with its time and
+a sentence; bank-midwest, opted in and restarted, is asked again and shows as disclosed;
+after the abort, job show still names the refusals.
 """
 import json
 import sys
@@ -122,6 +126,67 @@ try:
     d.wait(lambda: d.admin_json(["job", "show", id2])["status"] == "aborted", "job 2 aborted", 60)
     fvtest.check(len([e for e in d.events() if e.get("event") == "cohort_waiting"]) == 1,
                  "cohort_waiting should be logged once")
+
+    # ---- job 3: an open schema; no bank allows schema discovery; "wait" ------------------
+    # The schema round's view: each bank refused (policy) with the time, live and stored;
+    # after bank-midwest's operator opts in and restarts it, it is asked again and shows
+    # as disclosed.
+    j3 = job("schema-wait", cohort={"on_join_deadline": "wait"})
+    for c in j3["schema"]["columns"]:
+        if c["name"] == "term":
+            c["categories"] = "open"
+    j3["schema"]["unknown_category"] = "other"
+    id3 = d.submit(j3)
+    d.wait(lambda: len([e for e in d.events() if e.get("event") == "cohort_waiting"]) == 2,
+           "cohort_waiting of the schema round", 60)
+
+    def schema_view():
+        sj = d.admin_json(["status"])["job"]
+        return sj, sj.get("cohort") or {}, {a["agent"]: a for a in
+                                            (sj.get("cohort") or {}).get("agents", [])}
+
+    sj, co, agents = schema_view()
+    print(f"status --json job (schema round): {json.dumps(sj)}")
+    fvtest.check(sj["id"] == id3 and sj["phase"] == "schema discovery" and sj["kind"] == "schema"
+                 and co.get("round") == "schema" and sj["answered"] == 3,
+                 f"status during the schema round: {sj}")
+    fvtest.check(co.get("summary", "").startswith("0 of min_agents 3 banks disclosed a "
+                                                  "vocabulary; refused: ")
+                 and all(f"{b} (policy)" in co["summary"] for b in BANKS),
+                 f"schema round summary: {co.get('summary')}")
+    for b in BANKS:
+        a = agents.get(b, {})
+        fvtest.check(a.get("status") == "refused" and a.get("category") == "policy"
+                     and a.get("at") and "schema discovery" in (a.get("reason") or ""),
+                     f"{b} in the schema round: {a}")
+    _, text, _ = d.admin(["status"])
+    fvtest.check("phase schema discovery, 0 of min_agents 3 banks disclosed a vocabulary" in text,
+                 f"status text:\n{text}")
+    _, text, _ = d.admin(["job", "show", id3])
+    fvtest.check(text.count("refused (policy)") >= 3 and "schema discovery: no vocabulary "
+                 "disclosed" in text, f"job show text in the schema round:\n{text}")
+    # bank-midwest opts in and is restarted: asked again, it discloses
+    kit = f"{tmp}/fed/bank-midwest/agent.json"
+    cfg = json.load(open(kit))
+    cfg.setdefault("policy", {})["schema_discovery"] = {"allow": True, "min_count": 10}
+    json.dump(cfg, open(kit, "w"))
+    d.agents["bank-midwest"].kill()
+    d.agents["bank-midwest"].wait()
+    d.start_agent(agent, "bank-midwest", f"{tmp}/banks/bank-midwest.csv", extra=fvfed.PLAIN_OK)
+    d.wait(lambda: schema_view()[2].get("bank-midwest", {}).get("status") == "disclosed",
+           "bank-midwest disclosed after its restart", 60)
+    sj, co, agents = schema_view()
+    fvtest.check(co["summary"].startswith("1 of min_agents 3 banks disclosed a vocabulary; "
+                                          "refused: ") and "bank-midwest" not in co["summary"],
+                 f"after bank-midwest's restart: {co['summary']}")
+    d.admin(["job", "abort", id3])
+    d.wait(lambda: d.admin_json(["job", "show", id3])["status"] == "aborted", "job 3 aborted", 60)
+    stored = {a["agent"]: a for a in d.admin_json(["job", "show", id3])["cohort"]}
+    fvtest.check(stored.get("bank-central", {}).get("status") == "refused"
+                 and stored["bank-central"].get("category") == "policy"
+                 and "schema discovery" in stored["bank-central"].get("reason", ""),
+                 f"job 3's stored statuses: {stored}")
+    print("schema round: refusals shown live and stored; a restarted bank is asked again")
 finally:
     d.stop()
 print("ok")
