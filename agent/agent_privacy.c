@@ -17,8 +17,9 @@
  * data is loaded: required, allow_outside_budget); on the thread pool, after the data is
  * loaded and split, the job's plan for this agent's training rows (agent_job.c calls
  * fv_privacy_plan); then, on the loop (fv__agent_privacy_charge), the ledger: a job it
- * already holds (a re-offer after a reconnect, a restarted coordinator or agent) is not
- * charged again and is accepted; else the epsilon of the fingerprint's spends plus this
+ * already holds for this data fingerprint (a re-offer after a reconnect, a restarted
+ * coordinator or agent) is not charged again and is accepted (the same job on a new data
+ * file is charged for it); else the epsilon of the fingerprint's spends plus this
  * job's, at the policy's delta, must be at most epsilon_max (else JOB_REFUSE, category
  * POLICY, a sentence with the epsilons and the fingerprint's first 8 hex digits, no row
  * count nor other data values; audited policy.refused, rule privacy_budget), and the

@@ -75,7 +75,8 @@ int fv_privacy_ddg_fits(const fv_privacy_plan_t *p, uint32_t bits, uint32_t n_ag
 /* ---- the ledger ---------------------------------------------------------------------
  * One file per agent (JSON lines, fsynced, rewritten atomically): one entry per job it
  * accepted with a privacy section, {job, fingerprint, mode, epsilon, delta, sigma, q,
- * steps, ts, orders, rdp}. A job is charged once, whatever the reconnects and restarts.
+ * steps, ts, orders, rdp}. A job is charged once per data fingerprint, whatever the
+ * reconnects and restarts: the same job on another data file is charged again for it.
  * The budget of a data fingerprint: the sum of its entries' RDP curves, converted at the
  * policy's delta (fv_rdp_epsilon), must stay at most the policy's epsilon_max. */
 typedef struct fv_privacy_ledger fv_privacy_ledger_t;
@@ -84,12 +85,12 @@ typedef struct fv_privacy_ledger fv_privacy_ledger_t;
 int fv_privacy_ledger_open(const char *path, fv_privacy_ledger_t **ret, fv_diag_t *d);
 void fv_privacy_ledger_free(fv_privacy_ledger_t *l);
 /* The epsilon at delta spent on fingerprint (hex) so far, and with plan p added (p NULL:
- * spent only). *ret_charged: job (hex id) already has an entry. */
+ * spent only). *ret_charged: job (hex id) already has an entry for this fingerprint. */
 int fv_privacy_ledger_spent(const fv_privacy_ledger_t *l, const char *fingerprint, const char *job,
                             const fv_privacy_plan_t *p, double delta, double *ret_spent,
                             double *ret_with, bool *ret_charged, fv_diag_t *d);
-/* Appends the job's entry and writes the file (atomic, fsynced) before it returns; a job
- * already in the ledger is not added again (0). */
+/* Appends the (job, fingerprint) entry and writes the file (atomic, fsynced) before it
+ * returns; a pair already in the ledger is not added again (0). */
 int fv_privacy_ledger_charge(fv_privacy_ledger_t *l, const char *fingerprint, const char *job,
                              const fv_privacy_plan_t *p, int64_t ts_unix, fv_diag_t *d);
 /* The ledger as JSON text (malloc'd): {"entries": [...], "totals": [{fingerprint, epsilon,

@@ -35,20 +35,20 @@
  *                plan also checks that the noise fits SecAgg's 32-bit sums for min_agents
  *                agents (fv_privacy_ddg_fits; the round checks its actual cohort).
  *
- * The ledger file (JSON lines, one object per accepted job with a privacy section):
+ * The ledger file (JSON lines, one object per accepted job with a privacy section and data
+ * file it trained on; a job re-offered with another data file is charged for that one too):
  *   {"job": 64 hex, "fingerprint": 64 hex (the data file's SHA-256), "mode": "local" |
  *    "distributed", "epsilon", "delta", "sigma", "q": reals, "steps", "ts": integers,
  *    "orders": [reals > 1], "rdp": [reals >= 0, or null for +inf]}
  * It is rewritten whole (fv_file_write_atomic: temporary file, fsync, rename, directory
  * fsync) on every charge, so after a crash it holds the old or the new list, never half a
  * line. Although it is the agent's own file, it is read like hostile input: at most
- * LEDGER_MAX_BYTES and LEDGER_MAX_ENTRIES, every field checked, a job twice refused (the
- * writer never does it); a bad file is refused with its path and line, never repaired:
- * the operator decides (a budget must not silently reset).
- * Composition across jobs: the curves of a fingerprint's entries add at each order. An
- * entry written on another order grid is read conservatively: RDP is non-decreasing in
- * the order, so at order a it counts its value at the smallest of its orders >= a (none:
- * +inf at a).
+ * LEDGER_MAX_BYTES and LEDGER_MAX_ENTRIES, every field checked, a (job, fingerprint) pair
+ * twice refused (the writer never does it); a bad file is refused with its path and line, never
+ * repaired: the operator decides (a budget must not silently reset). Composition across jobs: the
+ * curves of a fingerprint's entries add at each order. An entry written on another order grid is
+ * read conservatively: RDP is non-decreasing in the order, so at order a it counts its value at the
+ * smallest of its orders >= a (none: +inf at a).
  *
  * Threads: pure functions, plus the ledger's own file; a ledger is used by one thread.
  * Ownership: the ledger owns its entries and a copy of its path.
@@ -418,10 +418,12 @@ void fv_privacy_ledger_free(fv_privacy_ledger_t *l)
         ledger_free_parts(l);
 }
 
-static const lentry_t *find_job(const fv_privacy_ledger_t *l, const char *job)
+/* The entry of (job, fingerprint): a charge is per job and data file, so a file swapped
+ * under a job that is already charged is charged too (its records were never counted). */
+static const lentry_t *find_charge(const fv_privacy_ledger_t *l, const char *job, const char *fp)
 {
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->e[i].job, job) == 0)
+        if (strcmp(l->e[i].job, job) == 0 && strcmp(l->e[i].fp, fp) == 0)
             return &l->e[i];
     return NULL;
 }
@@ -500,11 +502,11 @@ int fv_privacy_ledger_open(const char *path, fv_privacy_ledger_t **ret, fv_diag_
                             path, line, bad);
             break;
         }
-        if (find_job(l, l->e[l->n].job) != NULL) {
+        if (find_charge(l, l->e[l->n].job, l->e[l->n].fp) != NULL) {
             r = fv_diag_set(d, FV_EPARSE,
-                            "%s:%zu: job %.16s... is charged twice; the privacy ledger is "
-                            "corrupt (fix or restore it)",
-                            path, line, l->e[l->n].job);
+                            "%s:%zu: job %.16s... is charged twice for data %.16s...; the privacy "
+                            "ledger is corrupt (fix or restore it)",
+                            path, line, l->e[l->n].job, l->e[l->n].fp);
             break;
         }
         l->n++;
@@ -567,7 +569,7 @@ int fv_privacy_ledger_spent(const fv_privacy_ledger_t *l, const char *fingerprin
     int r;
     if (l == NULL || fingerprint == NULL || !(delta > 0 && delta < 1))
         return fv_diag_set(d, FV_EINVAL, "fv_privacy_ledger_spent: bad arguments");
-    charged = job != NULL && find_job(l, job) != NULL;
+    charged = job != NULL && find_charge(l, job, fingerprint) != NULL;
     if ((r = spent_eps(l, fingerprint, NULL, delta, &spent, NULL)) < 0)
         return fv_diag_set(d, r, "%s: the accountant failed: %s", l->path, fv_strerror(r));
     with = spent;
@@ -663,8 +665,8 @@ int fv_privacy_ledger_charge(fv_privacy_ledger_t *l, const char *fingerprint, co
     if (l == NULL || !hex64(fingerprint) || !hex64(job) || p == NULL || !p->on ||
         p->n_orders == 0 || p->n_orders > FV_RDP_MAX_ORDERS)
         return fv_diag_set(d, FV_EINVAL, "fv_privacy_ledger_charge: bad arguments");
-    if (find_job(l, job) != NULL)
-        return 0; /* charged once, whatever the re-offers */
+    if (find_charge(l, job, fingerprint) != NULL)
+        return 0; /* charged once per data file, whatever the re-offers */
     if (l->n >= LEDGER_MAX_ENTRIES)
         return fv_diag_set(d, FV_ETOOBIG, "%s: the privacy ledger holds %d entries, its cap",
                            l->path, LEDGER_MAX_ENTRIES);

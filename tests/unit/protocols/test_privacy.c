@@ -247,6 +247,15 @@ static void test_ledger(void)
     CHECK_OK(fv_privacy_ledger_spent(l, FP2, JOB3, NULL, 1e-5, &spent, &with, &charged, D), D);
     CHECK(spent == 0 && with == 0);
     CHECK_OK(fv_privacy_ledger_charge(l, FP2, JOB3, &p, 1700000003, D), D);
+    /* a job already charged, re-offered with another data file (FP2 swapped in for FP1):
+     * the new file's records were never counted, so it is charged for them */
+    CHECK_OK(fv_privacy_ledger_spent(l, FP2, JOB1, &p, 1e-5, &spent, &with, &charged, D), D);
+    CHECK(!charged);
+    CHECK_NEAR(spent, p.epsilon, 1e-12);
+    CHECK_NEAR(with, two, 1e-9);
+    CHECK_OK(fv_privacy_ledger_charge(l, FP2, JOB1, &p, 1700000004, D), D);
+    CHECK_OK(fv_privacy_ledger_spent(l, FP2, JOB1, &p, 1e-5, &spent, &with, &charged, D), D);
+    CHECK(charged && with == spent);
     char *js = NULL;
     CHECK_OK(fv_privacy_ledger_json(l, 1e-5, &js, D), D);
     CHECK_CONTAINS(js, "{\"entries\":[{\"job\":\"000000000000000000000000000000000000000000000000"
@@ -254,8 +263,8 @@ static void test_ledger(void)
     CHECK_CONTAINS(js, "\"mode\":\"local\"");
     CHECK_CONTAINS(js, "\"ts\":1700000002");
     CHECK_CONTAINS(js, "\"totals\":[{\"fingerprint\":\"1a2b3c");
-    CHECK_CONTAINS(js, "\"jobs\":2}");
-    CHECK_CONTAINS(js, "\"jobs\":1}]}");
+    CHECK_CONTAINS(js, "\"jobs\":2},{\"fingerprint\":\"ffff");
+    CHECK_CONTAINS(js, "\"jobs\":2}]}");
     free(js);
     fv_privacy_ledger_free(l);
     l = NULL;
