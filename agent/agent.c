@@ -155,7 +155,9 @@ void fv__agent_log_job(const char *level, const char *event, const ajob_t *j, in
  * sent for the round), before-masked (SecAgg keys advertised and shares sent, the masked
  * input about to be uploaded), mid-masked (the masked upload's VEC_BEGIN queued, its
  * first chunk about to be), after-masked (the coordinator acknowledged the whole masked
- * input: the agent is in the sum, its mask seeds must be recovered from the others). */
+ * input: the agent is in the sum, its mask seeds must be recovered from the others);
+ * privacy-audited (round 0: a job's privacy spend audited, the ledger not yet written:
+ * agent_privacy.c, tests/integration/fed_privacy.py). */
 static const char *g_kill_point;
 static uint64_t g_kill_round;
 

@@ -23,7 +23,9 @@
  * job's, at the policy's delta, must be at most epsilon_max (else JOB_REFUSE, category
  * POLICY, a sentence with the epsilons and the fingerprint's first 8 hex digits, no row
  * count nor other data values; audited policy.refused, rule privacy_budget), and the
- * charge is written (atomic, fsynced) and audited (privacy_spent) before JOB_ACCEPT goes.
+ * charge is audited (privacy_spent) and then written (atomic, fsynced) before JOB_ACCEPT
+ * goes: never a spend in the ledger without its record (a crash between them leaves a
+ * record alone, and a second one when the job is charged on its next offer).
  * A ledger that cannot be read or written refuses the job (POLICY), never resets a budget.
  *
  * `fedvault-agent --config F --privacy-ledger [--json]` prints the ledger and exits.
@@ -191,14 +193,10 @@ int fv__agent_privacy_charge(agent_t *a, ajob_t *j, char *reason, size_t cap, ch
             ret = -1;
         goto out;
     }
-    if ((r = fv__agent_mkdir_parents(c->privacy_ledger)) < 0 ||
-        (r = fv_privacy_ledger_charge(l, fp, j->hex, p, (int64_t)time(NULL), &d)) < 0) {
-        snprintf(reason, cap, "privacy ledger %s: cannot record the spend: %s", c->privacy_ledger,
-                 d.msg[0] ? d.msg : fv_strerror(r));
-        snprintf(wire, wire_cap,
-                 "this agent cannot record the job's privacy spend; details in its log");
-        goto out;
-    }
+    /* The audit record first, then the ledger: a spend is never in the ledger without its
+     * record. A crash between the two leaves a record without an entry (the job, offered
+     * again, is charged then, with a second record); a failed ledger write is recorded as
+     * privacy_spend_failed. The audit log over-reports, never under-reports. */
     if (fv__agent_audit_append(
             a, "privacy_spent",
             json_pack("{s:s,s:s,s:s,s:f,s:f,s:f,s:f,s:I,s:f}", "job", j->hex, "fingerprint", fp,
@@ -206,6 +204,19 @@ int fv__agent_privacy_charge(agent_t *a, ajob_t *j, char *reason, size_t cap, ch
                       p->epsilon, "delta", p->delta, "sigma", p->sigma, "q", p->q, "steps",
                       (json_int_t)p->steps, "total_epsilon", with)) != 0) {
         ret = -1;
+        goto out;
+    }
+    fv__agent_kill_point("privacy-audited", 0); /* tests: recorded, not yet in the ledger */
+    if ((r = fv__agent_mkdir_parents(c->privacy_ledger)) < 0 ||
+        (r = fv_privacy_ledger_charge(l, fp, j->hex, p, (int64_t)time(NULL), &d)) < 0) {
+        snprintf(reason, cap, "privacy ledger %s: cannot record the spend: %s", c->privacy_ledger,
+                 d.msg[0] ? d.msg : fv_strerror(r));
+        snprintf(wire, wire_cap,
+                 "this agent cannot record the job's privacy spend; details in its log");
+        if (fv__agent_audit_append(
+                a, "privacy_spend_failed",
+                json_pack("{s:s,s:s,s:s}", "job", j->hex, "fingerprint", fp, "why", reason)) != 0)
+            ret = -1;
         goto out;
     }
     fv__agent_log_job("info", "privacy_spent", j, -1,

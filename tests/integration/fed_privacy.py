@@ -24,6 +24,10 @@ beside its config. Cases, in order:
              against it, accepts (bank-northeast too, though a new charge of epsilon 3
              would exceed its lowered epsilon_max: the job is already in its ledger) and
              no ledger changes; the job is aborted once the cohort has accepted.
+  (e) crash  bank-central SIGKILLs itself after auditing a new job's spend and before its
+             ledger write (FV_TEST_KILL_AT=privacy-audited:0); restarted, it charges the job
+             on the next offer: one ledger entry, two privacy_spent records, and no ledger
+             entry without a record.
 """
 import json
 import math
@@ -209,6 +213,38 @@ try:
         fvtest.check(sorted(jobs) == sorted(e["job"] for e in lg["entries"]),
                      f"{b}: privacy_spent audit records for {jobs}, ledger entries "
                      f"{[e['job'] for e in lg['entries']]}")
+
+    # ---- (e) a crash between the audit record and the ledger write -----------------------
+    # bank-central dies right after auditing a new job's spend (FV_TEST_KILL_AT
+    # privacy-audited: a protocol point, not a time): its audit log has the record, its
+    # ledger no entry. Restarted, it is offered the job again and charges it: the ledger has
+    # one entry, the audit log two records; no entry is ever without a record.
+    CRASH = "bank-central"
+    set_policy(TIGHT, 20.0)
+    for b in (CRASH, TIGHT):
+        d.agents[b].terminate()
+        d.agents[b].wait(timeout=60 * S)
+    d.start_agent(agent, TIGHT, f"{tmp}/banks/{TIGHT}.csv")
+    d.start_agent(agent, CRASH, f"{tmp}/banks/{CRASH}.csv",
+                  env={"FV_TEST_KILL_AT": "privacy-audited:0"})
+    d.wait_connected(len(BANKS))
+    ide = d.submit(job("dp-crash", LOCAL))
+    d.wait(lambda: d.agents[CRASH].poll() is not None, f"{CRASH} killed at privacy-audited", 120)
+    fvtest.check(d.agents[CRASH].returncode == -9, f"{CRASH} exit {d.agents[CRASH].returncode}")
+    rec = [r for r in audit_records(CRASH) if r.get("event") == "privacy_spent"
+           and r["details"]["job"] == ide]
+    fvtest.check(len(rec) == 1 and not [e for e in ledger(CRASH)["entries"] if e["job"] == ide],
+                 f"{CRASH} after the kill: {len(rec)} records, ledger {ledger(CRASH)}")
+    d.start_agent(agent, CRASH, f"{tmp}/banks/{CRASH}.csv")
+    wait_done(d, ide, "the job after the crash")
+    lg = ledger(CRASH)
+    rec = [r["details"]["job"] for r in audit_records(CRASH) if r.get("event") == "privacy_spent"]
+    fvtest.check(len([e for e in lg["entries"] if e["job"] == ide]) == 1
+                 and rec.count(ide) == 2 and all(e["job"] in rec for e in lg["entries"]),
+                 f"{CRASH}: ledger {[e['job'][:12] for e in lg['entries']]}, privacy_spent "
+                 f"records {[j[:12] for j in rec]}")
+    print(f"(e) killed between the audit record and the ledger: charged on the next offer; "
+          f"audit {rec.count(ide)} records, ledger 1 entry")
 finally:
     d.stop()
 print("ok")
