@@ -58,10 +58,13 @@
  *   privacy_spent   {job, fingerprint (the data file's SHA-256, hex), mode, epsilon,
  *                   delta, sigma, q, steps, total_epsilon (the fingerprint's spends with
  *                   this job, at policy.privacy.delta)}: a job with a "privacy" section
- *                   was charged to the privacy ledger (agent_privacy.c), written after the
- *                   ledger's fsync and before the JOB_ACCEPT frame; once per job. A job
- *                   refused by the privacy policy is a policy.refused {scope "job", rule
- *                   privacy_required | privacy_outside_budget | privacy_budget}.
+ *                   is charged to the privacy ledger (agent_privacy.c), written before the
+ *                   ledger's write and the JOB_ACCEPT frame; once per (job, data file),
+ *                   again only when a crash came between this record and the ledger.
+ *   privacy_spend_failed {job, fingerprint, why}: the ledger write after privacy_spent
+ *                   failed; the job is refused and nothing was charged.
+ *                   A job refused by the privacy policy is a policy.refused {scope "job",
+ *                   rule privacy_required | privacy_outside_budget | privacy_budget}.
  *   cohort.refused  {rule, reason, [member, member_name], job, [round]}: the agent refused
  *                   a job because of its cohort or CRL (agent_cohort.c lists the rules);
  *                   written just before the JOB_REFUSE frame (its msg.sent record).
