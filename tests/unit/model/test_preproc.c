@@ -88,6 +88,8 @@ static void test_small(void)
     /* truncation keeps a C string */
     CHECK_STR_EQ(fv_preproc_feature_name(p, 4, name, 5), "c=<o");
 
+    /* every feature is written (no memset in transform): start from NaN bytes */
+    memset(f, 0xff, sizeof f);
     CHECK_OK(fv_preproc_transform(p, ds, NULL, 5, f), D);
     {
         const float want[5][7] = {
@@ -105,6 +107,7 @@ static void test_small(void)
     {
         size_t rows[2] = {4, 0};
         float g[2 * 7];
+        memset(g, 0xff, sizeof g);
         CHECK_OK(fv_preproc_transform(p, ds, rows, 2, g), D);
         CHECK(memcmp(g, f + 4 * 7, 7 * sizeof *g) == 0);
         CHECK(memcmp(g + 7, f, 7 * sizeof *g) == 0);
