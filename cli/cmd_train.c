@@ -338,11 +338,11 @@ int fv_cmd_train(int argc, char **argv)
     }
     fv_mlp_init(mlp, a.t.cfg.seed);
 
-    x_fit = malloc(n_fit * nf * sizeof *x_fit);
+    x_fit = fv_preproc_matrix_alloc(pp, n_fit);
     y_fit = malloc(n_fit * sizeof *y_fit);
-    x_val = malloc((n_val ? n_val : 1) * nf * sizeof *x_val);
+    x_val = fv_preproc_matrix_alloc(pp, n_val);
     y_val = malloc((n_val ? n_val : 1) * sizeof *y_val);
-    x_test = malloc((n_test ? n_test : 1) * nf * sizeof *x_test);
+    x_test = fv_preproc_matrix_alloc(pp, n_test);
     y_test = malloc((n_test ? n_test : 1) * sizeof *y_test);
     prob = malloc((n_test ? n_test : 1) * arch.n_out * sizeof *prob);
     if (!x_fit || !y_fit || !x_val || !y_val || !x_test || !y_test || !prob) {

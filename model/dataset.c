@@ -95,8 +95,9 @@ void fv_dataset_free(fv_dataset_t *ds)
 /* A large matrix is written once, front to back, right after it is allocated: with 4 KiB
  * pages a third of the load's time went to first-touch page faults. Where the kernel
  * does transparent huge pages on request (madvise mode, the usual default), ask for them
- * on the page-aligned part of the block; a refusal costs nothing but the hint. */
-static void hint_huge_pages(void *p, size_t len)
+ * on the page-aligned part of the block; a refusal costs nothing but the hint. Also the
+ * feature matrices' (fv_preproc_matrix_alloc), through model-int.h. */
+void fv__hint_huge_pages(void *p, size_t len)
 {
 #ifdef MADV_HUGEPAGE
     const uintptr_t huge = (uintptr_t)2 << 20;
@@ -136,7 +137,7 @@ static int ds_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c)
     if (cells == NULL)
         return FV_ENOMEM;
     ds->cells = cells;
-    hint_huge_pages(cells, ncap * ds->n_cols * sizeof *cells);
+    fv__hint_huge_pages(cells, ncap * ds->n_cols * sizeof *cells);
     label = realloc(ds->label, ncap * sizeof *label);
     if (label == NULL)
         return FV_ENOMEM;

@@ -36,6 +36,9 @@ int fv__parse_number_ref(const char *s, locale_t loc, double *ret);
  * list of a column's categories (labels: the target's classes) for messages. Shared by the
  * CSV decoder and the JSON scoring decoder (score_json.c) so the two agree. */
 int fv__dataset_cat_cell(const fv_schema_t *s, size_t col, const char *cell, double *ret);
+/* dataset.c: asks for transparent huge pages on the 2 MiB-aligned part of [p, p + len),
+ * for a large block about to be written front to back (a hint: refusal costs nothing). */
+void fv__hint_huge_pages(void *p, size_t len);
 /* FNV-1a of a NUL-terminated string (schema.c): the vocabulary sets' hash. */
 uint64_t fv__str_hash(const char *s);
 void fv__dataset_list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels);

@@ -33,6 +33,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,20 @@ int fv__preproc_from_stats(const fv_schema_t *s, const double *mean, const doubl
 size_t fv_preproc_n_features(const fv_preproc_t *p)
 {
     return p != NULL ? p->n_features : 0;
+}
+
+float *fv_preproc_matrix_alloc(const fv_preproc_t *p, size_t n_rows)
+{
+    size_t nf = p != NULL && p->n_features > 0 ? p->n_features : 1;
+    float *m;
+    if (n_rows == 0)
+        n_rows = 1;
+    if (n_rows > SIZE_MAX / sizeof *m / nf)
+        return NULL;
+    m = malloc(n_rows * nf * sizeof *m);
+    if (m != NULL)
+        fv__hint_huge_pages(m, n_rows * nf * sizeof *m);
+    return m;
 }
 
 int fv_preproc_transform(const fv_preproc_t *p, const fv_dataset_t *ds, const size_t *rows,

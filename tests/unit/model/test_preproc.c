@@ -282,6 +282,19 @@ static void test_transform_checks(void)
     CHECK_INT_EQ(fv_preproc_transform(p, ds, NULL, 1, f), FV_EINVAL);
     /* n == 0 writes nothing */
     CHECK_OK(fv_preproc_transform(p, ds, NULL, 0, NULL), D);
+    /* the matrix for transform: n_rows x n_features floats, one row at least, NULL when
+     * the size overflows */
+    {
+        float *m = fv_preproc_matrix_alloc(p, 2), *m0 = fv_preproc_matrix_alloc(p, 0);
+        size_t rows[2] = {1, 4};
+        CHECK(m != NULL && m0 != NULL);
+        CHECK_OK(fv_preproc_transform(p, ds2, rows, 2, m), D);
+        CHECK_OK(fv_preproc_transform(p, ds2, rows, 1, m0), D);
+        CHECK(memcmp(m, m0, 7 * sizeof *m) == 0);
+        CHECK(fv_preproc_matrix_alloc(p, SIZE_MAX / 8) == NULL);
+        free(m);
+        free(m0);
+    }
 
     fv_preproc_free(p);
     fv_dataset_free(ds);
