@@ -291,7 +291,8 @@ void fv_cli_set_threads(size_t n)
 }
 
 int fv_cli_infer_schema(const char *cmd, const char *data, const char *target, const char *positive,
-                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret)
+                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret,
+                        fv_dataset_t **ret_ds)
 {
     fv_diag_t d = {""};
     size_t n_drop = 0;
@@ -310,7 +311,8 @@ int fv_cli_infer_schema(const char *cmd, const char *data, const char *target, c
         .n_drop = n_drop,
         .unknown = unknown,
     };
-    int r = fv_schema_infer(data, &o, ret, &d);
+    int r = ret_ds != NULL ? fv_dataset_infer_load(data, &o, ret, ret_ds, &d)
+                           : fv_schema_infer(data, &o, ret, &d);
     fv_cli_strv_free(dropv, n_drop);
     if (r != 0) {
         fv_cli_error(cmd, "%s", d.msg[0] ? d.msg : fv_strerror(r));

@@ -123,7 +123,7 @@ int fv_cmd_split(int argc, char **argv)
         (r = fv_cli_out_distinct(CMD, "--train-out", train_out, "--test-out", test_out)) != 0)
         return r;
 
-    if (fv_cli_infer_schema(CMD, data, target, positive, NULL, FV_UNKNOWN_ERROR, &s) != 0)
+    if (fv_cli_infer_schema(CMD, data, target, positive, NULL, FV_UNKNOWN_ERROR, &s, NULL) != 0)
         goto out;
     if ((r = fv_dataset_load(data, s, &ds, &d)) != 0) {
         fv_cli_error(CMD, "%s", d.msg);
