@@ -543,6 +543,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     fv_csv_record_t rec;
     fv_schema_t *s = NULL;
     struct keep kp = {0};
+    double *scratch = NULL; /* the row's cells go here when no row is kept */
     struct infer_col *ic = NULL;
     locale_t loc = (locale_t)0;
     size_t n = 0, n_rows = 0, last_line = 1;
@@ -569,8 +570,9 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     last_line = rec.line;
     s = schema_alloc(n);
     ic = calloc(n, sizeof *ic);
+    scratch = malloc(n * sizeof *scratch);
     loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (s == NULL || ic == NULL || loc == (locale_t)0) {
+    if (s == NULL || ic == NULL || scratch == NULL || loc == (locale_t)0) {
         r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory inferring the schema", fn);
         goto out;
     }
@@ -649,7 +651,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     }
 
     while ((r = fv_csv_next(c, &rec, d)) == 1) {
-        double *row = NULL; /* the kept row, if keeping */
+        double *row = scratch; /* the kept row while keeping */
         last_line = rec.line;
         if (rec.n_fields != n) {
             size_t col = rec.n_fields > n ? n + 1 : rec.n_fields + 1;
@@ -680,8 +682,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             double v = NAN;
             int si = -1;
             if (ty == FV_COL_IGNORED) {
-                if (row != NULL)
-                    row[j] = NAN;
+                row[j] = NAN;
                 continue;
             }
             if (cell[0] == '\0' || (cell[0] == 'N' && cell[1] == 'A' && cell[2] == '\0')) {
@@ -694,29 +695,29 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                                     fv__msg_str(b1, sizeof b1, s->cols[j].name));
                     goto out;
                 }
-                if (row != NULL)
-                    row[j] = NAN;
+                row[j] = NAN;
                 continue;
             }
             /* a small canonical integer is a number: no need to parse it */
             if (ic[j].numeric) {
                 si = small_int(cell);
-                if (si >= 0)
+                if (si >= 0) {
                     v = (double)si;
-                else if (fv__parse_number(cell, loc, &v) != FV__NUM_OK)
-                    ic[j].numeric = false;
-            }
-            if (row != NULL) {
-                int32_t id;
-                if (ty == FV_COL_TARGET && (id = keep_label_id(&kp, cell)) >= 0) {
-                    row[j] = NAN;
-                    kp.ds->label[kp.ds->n_rows] = id;
-                } else if (ty != FV_COL_TARGET && ic[j].numeric) {
-                    row[j] = v;
-                } else { /* a categorical column (or no memory for a label) */
+                } else if (fv__parse_number(cell, loc, &v) != FV__NUM_OK) {
+                    ic[j].numeric = false; /* categorical: no row can be kept */
                     keep_drop(&kp);
-                    row = NULL;
+                    row = scratch;
                 }
+                row[j] = v;
+            } else if (ty == FV_COL_TARGET) {
+                int32_t id = kp.ds != NULL ? keep_label_id(&kp, cell) : -1;
+                if (id >= 0) {
+                    kp.ds->label[kp.ds->n_rows] = id;
+                } else if (kp.ds != NULL) { /* out of memory for the label */
+                    keep_drop(&kp);
+                    row = scratch;
+                }
+                row[j] = NAN;
             }
             if (ic[j].overflow && ic[j].numeric)
                 continue; /* still numeric: no vocabulary needed */
@@ -753,7 +754,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 goto out;
             }
         }
-        if (row != NULL) {
+        if (kp.ds != NULL) {
             kp.ds->line[kp.ds->n_rows] = rec.line > UINT32_MAX ? UINT32_MAX : (uint32_t)rec.line;
             kp.ds->n_rows++;
         }
@@ -814,6 +815,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     r = 0;
 out:
     keep_drop(&kp);
+    free(scratch);
     if (ic != NULL)
         for (size_t j = 0; j < n; j++)
             strset_free(&ic[j].set);
