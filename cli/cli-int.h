@@ -107,9 +107,12 @@ double fv_cli_now_s(void);
 /* SHA-256 of a file as 64 lowercase hex chars + NUL into hex[65]. 0 or negative errno. */
 int fv_cli_file_sha256(const char *path, char hex[65]);
 
-/* Infers a schema from a CSV (drop: "a,b" or NULL). Prints the error; 0 or -1. */
+/* Infers a schema from a CSV (drop: "a,b" or NULL). Prints the error; 0 or -1. With
+ * ret_ds, the rows too, decoded against that schema (fv_dataset_infer_load: one pass
+ * over an all-numeric file); the dataset borrows *ret. */
 int fv_cli_infer_schema(const char *cmd, const char *data, const char *target, const char *positive,
-                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret);
+                        const char *drop, fv_unknown_policy_t unknown, fv_schema_t **ret,
+                        fv_dataset_t **ret_ds);
 
 /* OpenBLAS threads: --threads value or the build default. */
 void fv_cli_set_threads(size_t n);

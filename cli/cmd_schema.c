@@ -198,7 +198,7 @@ int fv_cmd_schema(int argc, char **argv)
     int r = fv_cli_out_check(CMD, "--out", out, false);
     if (r != 0)
         return r;
-    if (fv_cli_infer_schema(CMD, data, target, positive, drop, unknown, &s) != 0)
+    if (fv_cli_infer_schema(CMD, data, target, positive, drop, unknown, &s, NULL) != 0)
         return FV_EXIT_FAIL;
     /* a schema is written to train with: a two-class target needs --positive */
     r = fv_schema_check_trainable(s, data, &d);

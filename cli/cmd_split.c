@@ -123,12 +123,9 @@ int fv_cmd_split(int argc, char **argv)
         (r = fv_cli_out_distinct(CMD, "--train-out", train_out, "--test-out", test_out)) != 0)
         return r;
 
-    if (fv_cli_infer_schema(CMD, data, target, positive, NULL, FV_UNKNOWN_ERROR, &s) != 0)
+    /* schema and rows: one pass over an all-numeric file (fv_dataset_infer_load) */
+    if (fv_cli_infer_schema(CMD, data, target, positive, NULL, FV_UNKNOWN_ERROR, &s, &ds) != 0)
         goto out;
-    if ((r = fv_dataset_load(data, s, &ds, &d)) != 0) {
-        fv_cli_error(CMD, "%s", d.msg);
-        goto out;
-    }
     if ((r = fv_dataset_split(ds, NULL, ds->n_rows, frac, seed, &tr, &n_tr, &te, &n_te)) != 0) {
         fv_cli_error(CMD, "cannot split %s: %s", data, fv_strerror(r));
         goto out;

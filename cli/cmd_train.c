@@ -3,7 +3,9 @@
  * Pipeline (every step's randomness comes from --seed, so a run is reproducible for a
  * given OpenBLAS thread count):
  *   1. schema: --schema FILE, or inferred from the data (--target, --positive, --drop)
- *   2. decode every row against the schema (errors name file:line:column)
+ *   2. decode every row against the schema (errors name file:line:column); with an
+ *      inferred schema, in the same pass as 1 when every feature column is numeric
+ *      (fv_dataset_infer_load: the same rows and errors as a second pass)
  *   3. stratified split: test (--test-fraction) held out; from the rest a validation
  *      split (--val-fraction) for early stopping when --patience > 0
  *   4. fit imputation/standardization on the training rows only (no leakage into the
@@ -225,7 +227,9 @@ static int parse_args(int argc, char **argv, train_args_t *a)
     return 0;
 }
 
-static int load_schema(const train_args_t *a, fv_schema_t **ret)
+/* The schema; when it is inferred, the rows as well (*ret_ds, in the same pass when the
+ * file is all numeric), else *ret_ds stays NULL and the caller loads them. */
+static int load_schema(const train_args_t *a, fv_schema_t **ret, fv_dataset_t **ret_ds)
 {
     fv_diag_t d = {""};
     int r;
@@ -234,14 +238,16 @@ static int load_schema(const train_args_t *a, fv_schema_t **ret)
             fv_cli_diag_error(CMD, &d, r);
             return -1;
         }
-    } else if (fv_cli_infer_schema(CMD, a->data, a->target, a->positive, a->drop, a->unknown,
-                                   ret) != 0) {
+    } else if (fv_cli_infer_schema(CMD, a->data, a->target, a->positive, a->drop, a->unknown, ret,
+                                   ret_ds) != 0) {
         return -1;
     }
     /* before any training: a two-class target needs its positive label (an inferred
      * schema without --positive, or a schema file) */
     if ((r = fv_schema_check_trainable(*ret, a->schema != NULL ? a->schema : a->data, &d)) != 0) {
         fv_cli_diag_error(CMD, &d, r);
+        fv_dataset_free(*ret_ds); /* borrows the schema: free it first */
+        *ret_ds = NULL;
         fv_schema_free(*ret);
         *ret = NULL;
         return -1;
@@ -298,13 +304,13 @@ int fv_cmd_train(int argc, char **argv)
         return r < 0 ? FV_EXIT_OK : r;
     fv_cli_train_set_threads(&a.t);
 
-    if (load_schema(&a, &schema) != 0)
+    if (load_schema(&a, &schema, &ds) != 0)
         goto out;
     if (a.schema_out != NULL && (r = fv_schema_save(schema, a.schema_out, &d)) != 0) {
         fv_cli_error(CMD, "%s", d.msg);
         goto out;
     }
-    if (fv_cli_load_dataset(CMD, a.data, schema, NULL, &ds) != 0)
+    if (ds == NULL && fv_cli_load_dataset(CMD, a.data, schema, NULL, &ds) != 0)
         goto out;
     if ((r = fv_cli_file_sha256(a.data, sha)) != 0) {
         fv_cli_error(CMD, "%s: cannot fingerprint: %s", a.data, strerror(-r));
@@ -338,11 +344,11 @@ int fv_cmd_train(int argc, char **argv)
     }
     fv_mlp_init(mlp, a.t.cfg.seed);
 
-    x_fit = malloc(n_fit * nf * sizeof *x_fit);
+    x_fit = fv_preproc_matrix_alloc(pp, n_fit);
     y_fit = malloc(n_fit * sizeof *y_fit);
-    x_val = malloc((n_val ? n_val : 1) * nf * sizeof *x_val);
+    x_val = fv_preproc_matrix_alloc(pp, n_val);
     y_val = malloc((n_val ? n_val : 1) * sizeof *y_val);
-    x_test = malloc((n_test ? n_test : 1) * nf * sizeof *x_test);
+    x_test = fv_preproc_matrix_alloc(pp, n_test);
     y_test = malloc((n_test ? n_test : 1) * sizeof *y_test);
     prob = malloc((n_test ? n_test : 1) * arch.n_out * sizeof *prob);
     if (!x_fit || !y_fit || !x_val || !y_val || !x_test || !y_test || !prob) {

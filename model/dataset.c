@@ -25,6 +25,12 @@
  *     the error says how to write a missing value;
  *   - the target must hold a label from the schema's classes in every row.
  *
+ * Inference and loading (fv_dataset_infer_load, what `fedvault train` does without a
+ * schema file): inference reads the whole file anyway, and for a file whose columns are
+ * all numeric (but the target and the dropped ones) it keeps every row decoded as the
+ * decoder below would decode it (schema.c, "rows kept"), so the file is read once, not
+ * twice; any other file is loaded in a second pass.
+ *
  * Row-by-row reading (fv_dataset_reader_*): the header mapping and the cell decoder
  * live in the reader; fv_dataset_load is a loop over it that stops at the first bad
  * row, fedvault predict a loop that records the bad row and goes on. Under
@@ -32,7 +38,7 @@
  *
  * Memory: the file is read once (fv_csv, through a window); each row is decoded straight
  * into the cell matrix, which is sized once from the bytes per row of the first
- * DS_ROWS_INIT rows (ds_grow; doubling after that if the estimate falls short), with a
+ * DS_ROWS_INIT rows (fv__dataset_grow; doubling after that if the estimate falls short), with a
  * huge-page hint. All sizes are bounded by the CSV byte cap and the schema caps. The
  * dataset borrows its schema.
  *
@@ -95,8 +101,9 @@ void fv_dataset_free(fv_dataset_t *ds)
 /* A large matrix is written once, front to back, right after it is allocated: with 4 KiB
  * pages a third of the load's time went to first-touch page faults. Where the kernel
  * does transparent huge pages on request (madvise mode, the usual default), ask for them
- * on the page-aligned part of the block; a refusal costs nothing but the hint. */
-static void hint_huge_pages(void *p, size_t len)
+ * on the page-aligned part of the block; a refusal costs nothing but the hint. Also the
+ * feature matrices' (fv_preproc_matrix_alloc), through model-int.h. */
+void fv__hint_huge_pages(void *p, size_t len)
 {
 #ifdef MADV_HUGEPAGE
     const uintptr_t huge = (uintptr_t)2 << 20;
@@ -115,8 +122,9 @@ static void hint_huge_pages(void *p, size_t len)
  * (plus 1/16 and DS_ROWS_INIT: the last rows may be longer), so a large file is not
  * copied by repeated doubling (each doubling copied and page-faulted the whole matrix
  * again: this kernel's mremap does not move a block, so realloc copies); after that, if
- * the estimate fell short, doubling. The unused tail of an estimate is never touched. */
-static int ds_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c)
+ * the estimate fell short, doubling. The unused tail of an estimate is never touched.
+ * Also inference's kept rows' (schema.c, fv__schema_infer_keep). */
+int fv__dataset_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c)
 {
     size_t ncap = *cap_rows ? *cap_rows * 2 : DS_ROWS_INIT;
     size_t done = 0, total = 0;
@@ -136,7 +144,7 @@ static int ds_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c)
     if (cells == NULL)
         return FV_ENOMEM;
     ds->cells = cells;
-    hint_huge_pages(cells, ncap * ds->n_cols * sizeof *cells);
+    fv__hint_huge_pages(cells, ncap * ds->n_cols * sizeof *cells);
     label = realloc(ds->label, ncap * sizeof *label);
     if (label == NULL)
         return FV_ENOMEM;
@@ -509,7 +517,7 @@ static int ds_load_csv(fv_csv_t *c, const fv_schema_t *s, unsigned flags, fv_dat
      * after a bad one are never read, so a half-written last row is never counted. */
     for (;;) {
         size_t line;
-        if (ds->n_rows == cap_rows && (r = ds_grow(ds, &cap_rows, c)) < 0) {
+        if (ds->n_rows == cap_rows && (r = fv__dataset_grow(ds, &cap_rows, c)) < 0) {
             size_t at = ds->n_rows ? fv_dataset_reader_line(rd) : fv_dataset_reader_header_line(rd);
             fv_diag_set(d, r, "%s:%zu: out of memory after %zu rows", fn, at, ds->n_rows);
             goto out;
@@ -577,6 +585,52 @@ int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_
     r = ds_load_csv(c, s, 0, ret, d);
     fv_csv_free(c);
     return r;
+}
+
+/* One pass when inference keeps the rows (fv__schema_infer_keep), else inference then
+ * loading, each over its own reader: name is the path, or the buffer's name when buf is
+ * not NULL. */
+static int ds_infer_load(const char *name, const char *buf, size_t len,
+                         const fv_schema_infer_opts_t *o, fv_schema_t **ret_schema,
+                         fv_dataset_t **ret_ds, fv_diag_t *d)
+{
+    fv_csv_t *c = NULL;
+    fv_schema_t *s = NULL;
+    fv_dataset_t *ds = NULL;
+    int r;
+    if (ret_schema == NULL || ret_ds == NULL)
+        return fv_diag_set(d, FV_EINVAL,
+                           "fv_dataset_infer_load: ret_schema and ret_ds are required");
+    r = buf != NULL ? fv_csv_open_mem(name, buf, len, &c, d) : fv_csv_open(name, 0, &c, d);
+    if (r < 0)
+        return r;
+    r = fv__schema_infer_keep(c, o, &s, &ds, d);
+    fv_csv_free(c);
+    if (r == 0 && ds == NULL)
+        r = buf != NULL ? fv_dataset_load_mem(name, buf, len, s, &ds, d)
+                        : fv_dataset_load(name, s, &ds, d);
+    if (r < 0) {
+        fv_schema_free(s);
+        return r;
+    }
+    *ret_schema = s;
+    *ret_ds = ds;
+    return 0;
+}
+
+int fv_dataset_infer_load(const char *path, const fv_schema_infer_opts_t *o,
+                          fv_schema_t **ret_schema, fv_dataset_t **ret_ds, fv_diag_t *d)
+{
+    return ds_infer_load(path, NULL, 0, o, ret_schema, ret_ds, d);
+}
+
+int fv_dataset_infer_load_mem(const char *name, const char *buf, size_t len,
+                              const fv_schema_infer_opts_t *o, fv_schema_t **ret_schema,
+                              fv_dataset_t **ret_ds, fv_diag_t *d)
+{
+    if (buf == NULL)
+        return fv_diag_set(d, FV_EINVAL, "fv_dataset_infer_load_mem: buf is required");
+    return ds_infer_load(name, buf, len, o, ret_schema, ret_ds, d);
 }
 
 static int cmp_size(const void *a, const void *b)

@@ -87,6 +87,16 @@ int fv_dataset_load_flags(const char *path, const fv_schema_t *s, unsigned flags
                           fv_dataset_t **ret, fv_diag_t *d);
 int fv_dataset_load_mem(const char *name, const char *buf, size_t len, const fv_schema_t *s,
                         fv_dataset_t **ret, fv_diag_t *d);
+/* fv_schema_infer, then fv_dataset_load against the schema inferred: the same schema,
+ * the same rows bit for bit, the same errors; but the file is read once when every column
+ * but the target and the dropped ones is numeric (inference then keeps each row decoded,
+ * schema.c's "rows kept" note), twice otherwise. *ret_schema and *ret_ds are the
+ * caller's; the dataset borrows the schema (free the dataset first). */
+int fv_dataset_infer_load(const char *path, const fv_schema_infer_opts_t *o,
+                          fv_schema_t **ret_schema, fv_dataset_t **ret_ds, fv_diag_t *d);
+int fv_dataset_infer_load_mem(const char *name, const char *buf, size_t len,
+                              const fv_schema_infer_opts_t *o, fv_schema_t **ret_schema,
+                              fv_dataset_t **ret_ds, fv_diag_t *d);
 void fv_dataset_free(fv_dataset_t *ds);
 
 /* Stratified split of rows[0..n) (all rows if rows == NULL, n = ds->n_rows): within each

@@ -36,6 +36,20 @@ int fv__parse_number_ref(const char *s, locale_t loc, double *ret);
  * list of a column's categories (labels: the target's classes) for messages. Shared by the
  * CSV decoder and the JSON scoring decoder (score_json.c) so the two agree. */
 int fv__dataset_cat_cell(const fv_schema_t *s, size_t col, const char *cell, double *ret);
+/* dataset.c: asks for transparent huge pages on the 2 MiB-aligned part of [p, p + len),
+ * for a large block about to be written front to back (a hint: refusal costs nothing). */
+void fv__hint_huge_pages(void *p, size_t len);
+/* dataset.c: grows ds's cells, label and line arrays (capacity *cap_rows rows) to hold
+ * at least one more row, sized from c's progress (its top note); 0 or FV_ENOMEM (ds as
+ * it was). Shared with inference's kept rows (schema.c), so both grow alike. */
+int fv__dataset_grow(fv_dataset_t *ds, size_t *cap_rows, const fv_csv_t *c);
+/* schema.c: fv_schema_infer over an open reader that also returns in *ret_ds the rows
+ * decoded as fv_dataset_load would decode them against the schema inferred (borrowing
+ * it), when every column but the target and the dropped ones is numeric; else *ret_ds is
+ * NULL and the caller loads the file again (fv_dataset_infer_load). On error *ret_ds is
+ * NULL and nothing else is returned. */
+int fv__schema_infer_keep(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_schema_t **ret,
+                          fv_dataset_t **ret_ds, fv_diag_t *d);
 /* FNV-1a of a NUL-terminated string (schema.c): the vocabulary sets' hash. */
 uint64_t fv__str_hash(const char *s);
 void fv__dataset_list_cats(char *out, size_t len, const fv_schema_t *s, size_t col, bool labels);

@@ -33,6 +33,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +43,11 @@
 struct fv_preproc {
     const fv_schema_t *schema; /* borrowed */
     size_t n_cols;
-    double *mean;   /* n_cols; NaN for non-numeric columns */
-    double *std;    /* n_cols; NaN for non-numeric columns; > 0 otherwise */
-    size_t *offset; /* n_cols; first feature of the column */
-    size_t *width;  /* n_cols; number of features of the column */
+    double *mean;        /* n_cols; NaN for non-numeric columns */
+    double *std;         /* n_cols; NaN for non-numeric columns; > 0 otherwise */
+    size_t *offset;      /* n_cols; first feature of the column */
+    size_t *width;       /* n_cols; number of features of the column */
+    fv_col_type_t *type; /* n_cols; the schema's, read once per cell by transform */
     size_t n_features;
 };
 
@@ -57,6 +59,7 @@ void fv_preproc_free(fv_preproc_t *p)
     free(p->std);
     free(p->offset);
     free(p->width);
+    free(p->type);
     free(p);
 }
 
@@ -76,13 +79,16 @@ static int preproc_new(const fv_schema_t *s, fv_preproc_t **ret)
     p->std = malloc(n * sizeof *p->std);
     p->offset = malloc(n * sizeof *p->offset);
     p->width = malloc(n * sizeof *p->width);
-    if (p->mean == NULL || p->std == NULL || p->offset == NULL || p->width == NULL) {
+    p->type = malloc(n * sizeof *p->type);
+    if (p->mean == NULL || p->std == NULL || p->offset == NULL || p->width == NULL ||
+        p->type == NULL) {
         fv_preproc_free(p);
         return FV_ENOMEM;
     }
     for (size_t j = 0; j < n; j++) {
         size_t w = 0;
-        switch (fv_schema_column_type(s, j)) {
+        p->type[j] = fv_schema_column_type(s, j);
+        switch (p->type[j]) {
         case FV_COL_NUMERIC:
             w = 1;
             break;
@@ -237,6 +243,20 @@ size_t fv_preproc_n_features(const fv_preproc_t *p)
     return p != NULL ? p->n_features : 0;
 }
 
+float *fv_preproc_matrix_alloc(const fv_preproc_t *p, size_t n_rows)
+{
+    size_t nf = p != NULL && p->n_features > 0 ? p->n_features : 1;
+    float *m;
+    if (n_rows == 0)
+        n_rows = 1;
+    if (n_rows > SIZE_MAX / sizeof *m / nf)
+        return NULL;
+    m = malloc(n_rows * nf * sizeof *m);
+    if (m != NULL)
+        fv__hint_huge_pages(m, n_rows * nf * sizeof *m);
+    return m;
+}
+
 int fv_preproc_transform(const fv_preproc_t *p, const fv_dataset_t *ds, const size_t *rows,
                          size_t n, float *out)
 {
@@ -252,6 +272,9 @@ int fv_preproc_transform(const fv_preproc_t *p, const fv_dataset_t *ds, const si
     if (rows == NULL && n > ds->n_rows)
         return FV_EINVAL;
     other = fv_schema_unknown_policy(s) == FV_UNKNOWN_OTHER;
+    /* Every feature of a row is written exactly once or, for a categorical block, zeroed
+     * and then one of its features set: the blocks of the columns with width > 0 tile
+     * [0, n_features) (preproc_new), so the row needs no memset first. */
     for (size_t i = 0; i < n; i++) {
         size_t row = rows != NULL ? rows[i] : i;
         float *f = out + i * p->n_features;
@@ -259,23 +282,25 @@ int fv_preproc_transform(const fv_preproc_t *p, const fv_dataset_t *ds, const si
         if (row >= ds->n_rows)
             return FV_EINVAL;
         x = ds->cells + row * p->n_cols;
-        memset(f, 0, p->n_features * sizeof *f);
         for (size_t j = 0; j < p->n_cols; j++) {
             double v = x[j];
             if (p->width[j] == 0)
                 continue;
-            if (fv_schema_column_type(s, j) == FV_COL_NUMERIC) {
+            if (p->type[j] == FV_COL_NUMERIC) {
                 f[p->offset[j]] = isnan(v) ? 0.0f : (float)((v - p->mean[j]) / p->std[j]);
                 continue;
             }
             /* categorical */
             size_t n_cats = fv_schema_n_categories(s, j);
+            float *blk = f + p->offset[j];
+            for (size_t k = 0; k < p->width[j]; k++)
+                blk[k] = 0.0f;
             if (v == FV_CELL_MISSING)
                 continue;
             if (v == FV_CELL_OTHER && other)
-                f[p->offset[j] + n_cats] = 1.0f;
+                blk[n_cats] = 1.0f;
             else if (v >= 0.0 && v < (double)n_cats && v == floor(v))
-                f[p->offset[j] + (size_t)v] = 1.0f;
+                blk[(size_t)v] = 1.0f;
             else
                 return FV_EINVAL; /* not a cell decoded with this schema */
         }

@@ -22,8 +22,9 @@
  *     checked in one place.
  * A schema is immutable after construction, so it can be shared between threads.
  *
- * Inference reads the CSV once (a small canonical integer is known to be a number
- * without parsing it; see struct strset for the vocabulary's fast paths). A column is numeric if
+ * Inference reads the CSV once (a small canonical integer is known to be a number without
+ * parsing it; see struct strset for the vocabulary's fast paths; for fv_dataset_infer_load
+ * it can keep the rows decoded, see "rows kept" below). A column is numeric if
  * every non-missing cell is a finite number in the grammar below; a column whose cells are all
  * missing is numeric (vacuously; it imputes to 0). Because a column may turn out not to be numeric
  * only at its last row, the distinct values of every analysed column are kept in a hash set while
@@ -327,21 +328,26 @@ static int small_int(const char *s)
     return s[4] == '\0' && v < SMALL_INTS ? v : -1;
 }
 
+/* Adds the string "v", v = small_int(it) >= 0. 1: inserted, 0: already there. */
+static int strset_add_small(struct strset *st, int v)
+{
+    uint64_t bit = (uint64_t)1 << (v & 63);
+    if (st->small[v >> 6] & bit)
+        return 0;
+    st->small[v >> 6] |= bit;
+    st->n_small++;
+    st->n++;
+    return 1;
+}
+
 /* 1: inserted, 0: already there, FV_ENOMEM. */
 static int strset_add(struct strset *st, const char *s)
 {
     uint64_t h, k;
     size_t i;
     int v = small_int(s);
-    if (v >= 0) {
-        uint64_t bit = (uint64_t)1 << (v & 63);
-        if (st->small[v >> 6] & bit)
-            return 0;
-        st->small[v >> 6] |= bit;
-        st->n_small++;
-        st->n++;
-        return 1;
-    }
+    if (v >= 0)
+        return strset_add_small(st, v);
     if (short_key(s, &k))
         return strset_add_short(st, k);
     h = fv__str_hash(s);
@@ -424,6 +430,97 @@ static int strset_take_sorted(struct strset *st, char ***ret, size_t *ret_n)
     return 0;
 }
 
+/* ---- the rows kept by inference (fv__schema_infer_keep) ---------------------------- *
+ * While every column but the target and the dropped ones still looks numeric, each row
+ * is decoded into a dataset as fv_dataset_load would decode it against the schema being
+ * inferred (dataset.c's top note): a numeric cell is the number inference parsed anyway
+ * (a small canonical integer's value, or fv__parse_number's, the parser loading uses:
+ * the same double, test_dataset checks it), a missing, ignored or target cell NaN. A
+ * row's label is a provisional id (the label's rank of first appearance) until the
+ * classes are sorted, then becomes fv_schema_class_of's index, as loading would give.
+ * The first column to turn out categorical drops what was kept (its cells would be
+ * category indices, unknown until the vocabulary is complete), and so does running out
+ * of memory: the caller then loads the file in a second pass, as before. */
+
+struct keep {
+    fv_dataset_t *ds; /* NULL: not keeping (never asked, or dropped) */
+    size_t cap_rows;
+    char **label;    /* label strings by provisional id */
+    size_t n_labels; /* <= FV_SCHEMA_MAX_CATEGORIES + 1 */
+    size_t label_cap;
+    uint32_t *slot;  /* open addressing: provisional id + 1, 0 = empty */
+    size_t slot_cap; /* power of two, >= 2 * n_labels */
+};
+
+static void keep_drop(struct keep *k)
+{
+    fv_dataset_free(k->ds);
+    free_strs(k->label, k->n_labels);
+    free(k->slot);
+    memset(k, 0, sizeof *k);
+}
+
+/* The provisional id of a target label (added when new), or -1: out of memory. */
+static int32_t keep_label_id(struct keep *k, const char *s)
+{
+    size_t i, mask;
+    if ((k->n_labels + 1) * 2 > k->slot_cap) {
+        size_t ncap = k->slot_cap ? k->slot_cap * 2 : 64;
+        uint32_t *ns = calloc(ncap, sizeof *ns);
+        if (ns == NULL)
+            return -1;
+        for (size_t q = 0; q < k->n_labels; q++) {
+            size_t j = (size_t)fv__str_hash(k->label[q]) & (ncap - 1);
+            while (ns[j] != 0)
+                j = (j + 1) & (ncap - 1);
+            ns[j] = (uint32_t)q + 1;
+        }
+        free(k->slot);
+        k->slot = ns;
+        k->slot_cap = ncap;
+    }
+    mask = k->slot_cap - 1;
+    for (i = (size_t)fv__str_hash(s) & mask; k->slot[i] != 0; i = (i + 1) & mask)
+        if (strcmp(k->label[k->slot[i] - 1], s) == 0)
+            return (int32_t)(k->slot[i] - 1);
+    if (k->n_labels == k->label_cap) {
+        size_t ncap = k->label_cap ? k->label_cap * 2 : 16;
+        char **nl = realloc(k->label, ncap * sizeof *nl);
+        if (nl == NULL)
+            return -1;
+        k->label = nl;
+        k->label_cap = ncap;
+    }
+    k->label[k->n_labels] = strdup(s);
+    if (k->label[k->n_labels] == NULL)
+        return -1;
+    k->slot[i] = (uint32_t)k->n_labels + 1;
+    return (int32_t)k->n_labels++;
+}
+
+/* Provisional ids -> class indices (fv_schema_class_of on the finished schema). False
+ * (nothing changed) if a label has no class, which inference rules out. */
+static bool keep_finish(struct keep *k, const fv_schema_t *s)
+{
+    int32_t *map = malloc((k->n_labels ? k->n_labels : 1) * sizeof *map);
+    fv_dataset_t *ds = k->ds;
+    if (map == NULL)
+        return false;
+    for (size_t q = 0; q < k->n_labels; q++) {
+        long c = fv_schema_class_of(s, k->label[q]);
+        if (c < 0 || c > INT32_MAX) {
+            free(map);
+            return false;
+        }
+        map[q] = (int32_t)c;
+    }
+    for (size_t i = 0; i < ds->n_rows; i++)
+        ds->label[i] = map[ds->label[i]];
+    free(map);
+    ds->schema = s;
+    return true;
+}
+
 struct infer_col {
     bool numeric;  /* every non-missing value so far is a finite number */
     bool overflow; /* set dropped: more than FV_SCHEMA_MAX_CATEGORIES distinct values */
@@ -438,12 +535,15 @@ static bool is_dropped(const fv_schema_infer_opts_t *o, const char *name)
     return false;
 }
 
+/* ret_ds NULL: inference only; else the rows kept (struct keep), or NULL in *ret_ds. */
 static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_schema_t **ret,
-                            fv_diag_t *d)
+                            fv_dataset_t **ret_ds, fv_diag_t *d)
 {
     const char *fn = fv_csv_name(c);
     fv_csv_record_t rec;
     fv_schema_t *s = NULL;
+    struct keep kp = {0};
+    double *scratch = NULL; /* the row's cells go here when no row is kept */
     struct infer_col *ic = NULL;
     locale_t loc = (locale_t)0;
     size_t n = 0, n_rows = 0, last_line = 1;
@@ -470,8 +570,9 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
     last_line = rec.line;
     s = schema_alloc(n);
     ic = calloc(n, sizeof *ic);
+    scratch = malloc(n * sizeof *scratch);
     loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (s == NULL || ic == NULL || loc == (locale_t)0) {
+    if (s == NULL || ic == NULL || scratch == NULL || loc == (locale_t)0) {
         r = fv_diag_set(d, FV_ENOMEM, "%s: out of memory inferring the schema", fn);
         goto out;
     }
@@ -543,8 +644,14 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             s->cols[j].type = FV_COL_NUMERIC; /* until a non-number shows up */
         ic[j].numeric = s->cols[j].type == FV_COL_NUMERIC;
     }
+    if (ret_ds != NULL) {
+        kp.ds = calloc(1, sizeof *kp.ds);
+        if (kp.ds != NULL)
+            kp.ds->n_cols = n;
+    }
 
     while ((r = fv_csv_next(c, &rec, d)) == 1) {
+        double *row = scratch; /* the kept row while keeping */
         last_line = rec.line;
         if (rec.n_fields != n) {
             size_t col = rec.n_fields > n ? n + 1 : rec.n_fields + 1;
@@ -563,12 +670,21 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
             goto out;
         }
         n_rows++;
+        if (kp.ds != NULL) {
+            if (kp.ds->n_rows == kp.cap_rows && fv__dataset_grow(kp.ds, &kp.cap_rows, c) < 0)
+                keep_drop(&kp); /* the second pass will say whether memory is short */
+            else
+                row = kp.ds->cells + kp.ds->n_rows * n;
+        }
         for (size_t j = 0; j < n; j++) {
             const char *cell = rec.fields[j];
             fv_col_type_t ty = s->cols[j].type;
-            double v;
-            if (ty == FV_COL_IGNORED)
+            double v = NAN;
+            int si = -1;
+            if (ty == FV_COL_IGNORED) {
+                row[j] = NAN;
                 continue;
+            }
             if (cell[0] == '\0' || (cell[0] == 'N' && cell[1] == 'A' && cell[2] == '\0')) {
                 /* fv_schema_is_missing, inlined: this loop sees every cell */
                 if (ty == FV_COL_TARGET) {
@@ -579,12 +695,30 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                                     fv__msg_str(b1, sizeof b1, s->cols[j].name));
                     goto out;
                 }
+                row[j] = NAN;
                 continue;
             }
             /* a small canonical integer is a number: no need to parse it */
-            if (ic[j].numeric && small_int(cell) < 0 &&
-                fv__parse_number(cell, loc, &v) != FV__NUM_OK)
-                ic[j].numeric = false;
+            if (ic[j].numeric) {
+                si = small_int(cell);
+                if (si >= 0) {
+                    v = (double)si;
+                } else if (fv__parse_number(cell, loc, &v) != FV__NUM_OK) {
+                    ic[j].numeric = false; /* categorical: no row can be kept */
+                    keep_drop(&kp);
+                    row = scratch;
+                }
+                row[j] = v;
+            } else if (ty == FV_COL_TARGET) {
+                int32_t id = kp.ds != NULL ? keep_label_id(&kp, cell) : -1;
+                if (id >= 0) {
+                    kp.ds->label[kp.ds->n_rows] = id;
+                } else if (kp.ds != NULL) { /* out of memory for the label */
+                    keep_drop(&kp);
+                    row = scratch;
+                }
+                row[j] = NAN;
+            }
             if (ic[j].overflow && ic[j].numeric)
                 continue; /* still numeric: no vocabulary needed */
             if (!ic[j].numeric && !fv__utf8_valid(cell)) {
@@ -597,7 +731,7 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                 goto out;
             }
             if (!ic[j].overflow) {
-                r = strset_add(&ic[j].set, cell);
+                r = si >= 0 ? strset_add_small(&ic[j].set, si) : strset_add(&ic[j].set, cell);
                 if (r < 0) {
                     fv_diag_set(d, r, "%s:%zu: out of memory", fn, rec.line);
                     goto out;
@@ -619,6 +753,10 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                                 FV_SCHEMA_MAX_CATEGORIES);
                 goto out;
             }
+        }
+        if (kp.ds != NULL) {
+            kp.ds->line[kp.ds->n_rows] = rec.line > UINT32_MAX ? UINT32_MAX : (uint32_t)rec.line;
+            kp.ds->n_rows++;
         }
     }
     if (r < 0)
@@ -666,10 +804,18 @@ static int schema_infer_csv(fv_csv_t *c, const fv_schema_infer_opts_t *o, fv_sch
                         fv__msg_str(b2, sizeof b2, s->classes[0]));
         goto out;
     }
+    if (kp.ds != NULL && !keep_finish(&kp, s))
+        keep_drop(&kp);
+    if (ret_ds != NULL) {
+        *ret_ds = kp.ds;
+        kp.ds = NULL;
+    }
     *ret = s;
     s = NULL;
     r = 0;
 out:
+    keep_drop(&kp);
+    free(scratch);
     if (ic != NULL)
         for (size_t j = 0; j < n; j++)
             strset_free(&ic[j].set);
@@ -699,9 +845,21 @@ int fv_schema_infer(const char *csv_path, const fv_schema_infer_opts_t *opts, fv
     r = fv_csv_open(csv_path, 0, &c, d);
     if (r < 0)
         return r;
-    r = schema_infer_csv(c, opts, ret, d);
+    r = schema_infer_csv(c, opts, ret, NULL, d);
     fv_csv_free(c);
     return r;
+}
+
+int fv__schema_infer_keep(fv_csv_t *c, const fv_schema_infer_opts_t *opts, fv_schema_t **ret,
+                          fv_dataset_t **ret_ds, fv_diag_t *d)
+{
+    int r = infer_check_opts(opts, d);
+    if (r < 0 || c == NULL || ret == NULL || ret_ds == NULL)
+        return r < 0 ? r
+                     : fv_diag_set(d, FV_EINVAL,
+                                   "fv__schema_infer_keep: c, ret and ret_ds are required");
+    *ret_ds = NULL;
+    return schema_infer_csv(c, opts, ret, ret_ds, d);
 }
 
 int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
@@ -714,7 +872,7 @@ int fv_schema_infer_mem(const char *name, const char *buf, size_t len,
     r = fv_csv_open_mem(name, buf, len, &c, d);
     if (r < 0)
         return r;
-    r = schema_infer_csv(c, opts, ret, d);
+    r = schema_infer_csv(c, opts, ret, NULL, d);
     fv_csv_free(c);
     return r;
 }

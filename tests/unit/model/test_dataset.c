@@ -7,6 +7,7 @@
 #include "fv_dataset.h"
 #include "fv_schema.h"
 #include "fv_test.h"
+#include "model-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -296,6 +297,118 @@ static void test_infer_load_agree(void)
     fv_schema_free(s);
 }
 
+/* fv_dataset_infer_load gives what fv_schema_infer then fv_dataset_load give: the same
+ * schema JSON, the same cells bit for bit, labels and line numbers, the same error. */
+static void infer_load_same(const char *csv, const char *target, const char *positive,
+                            const char *drop, bool want_one_pass)
+{
+    fv_schema_infer_opts_t o;
+    fv_schema_t *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    fv_dataset_t *ds1 = NULL, *ds2 = NULL, *ds3 = NULL;
+    fv_diag_t d1 = {""}, d2 = {""};
+    fv_csv_t *c = NULL;
+    size_t len = strlen(csv);
+    int r1, r2;
+    memset(&o, 0, sizeof o);
+    o.target = target;
+    o.positive = positive;
+    o.drop = drop != NULL ? &drop : NULL;
+    o.n_drop = drop != NULL;
+    r1 = fv_schema_infer_mem("t.csv", csv, len, &o, &s1, &d1);
+    if (r1 == 0)
+        r1 = fv_dataset_load_mem("t.csv", csv, len, s1, &ds1, &d1);
+    r2 = fv_dataset_infer_load_mem("t.csv", csv, len, &o, &s2, &ds2, &d2);
+    CHECK_INT_EQ(r2, r1);
+    CHECK_STR_EQ(d2.msg, d1.msg);
+    if (r1 == 0) {
+        char *j1 = NULL, *j2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        CHECK_OK(fv_schema_to_json(s1, &j1, &n1), D);
+        CHECK_OK(fv_schema_to_json(s2, &j2, &n2), D);
+        CHECK(n1 == n2 && memcmp(j1, j2, n1) == 0);
+        free(j1);
+        free(j2);
+        CHECK(ds2->schema == s2);
+        CHECK_UINT_EQ(ds2->n_rows, ds1->n_rows);
+        CHECK_UINT_EQ(ds2->n_cols, ds1->n_cols);
+        CHECK(memcmp(ds2->cells, ds1->cells, ds1->n_rows * ds1->n_cols * sizeof *ds1->cells) == 0);
+        CHECK(memcmp(ds2->label, ds1->label, ds1->n_rows * sizeof *ds1->label) == 0);
+        CHECK(memcmp(ds2->line, ds1->line, ds1->n_rows * sizeof *ds1->line) == 0);
+    } else {
+        CHECK(s2 == NULL && ds2 == NULL);
+    }
+    /* which path: one pass (inference kept the rows) or two */
+    CHECK_OK(fv_csv_open_mem("t.csv", csv, len, &c, D), D);
+    CHECK_INT_EQ(fv__schema_infer_keep(c, &o, &s3, &ds3, D), r1);
+    CHECK(ds3 == NULL || ds3->schema == s3);
+    CHECK((ds3 != NULL) == (r1 == 0 && want_one_pass));
+    fv_csv_free(c);
+    fv_dataset_free(ds1);
+    fv_dataset_free(ds2);
+    fv_dataset_free(ds3);
+    fv_schema_free(s1);
+    fv_schema_free(s2);
+    fv_schema_free(s3);
+}
+
+static void test_infer_load_one_pass(void)
+{
+    /* every spelling of a number, missing cells, a dropped column, blank lines and a
+     * quoted multi-line field (line numbers), CRLF, string labels out of order */
+    static const char mixed[] = "a,b,id,note,y\r\n"
+                                "1,-2.5,x1,\"two\nlines\",yes\r\n"
+                                "\r\n"
+                                "007,1e3,x2,t,no\r\n"
+                                ",.5,x3,t,maybe\r\n"
+                                "NA,-0,x4,t,yes\r\n"
+                                "1023,123456789012345678901234567890,x5,t,no\r\n"
+                                "1024,+3,x6,t,maybe\r\n"
+                                "0,1e-400,x7,t,no\r\n";
+    /* note is text: two passes unless it is dropped */
+    infer_load_same(mixed, "y", NULL, "note", false);
+    {
+        /* the same without the text column: one pass; multi-class, and binary */
+        static const char num[] = "a,b,id,y\n"
+                                  "1,-2.5,7,yes\n"
+                                  "\n"
+                                  "007,1e3,8,no\n"
+                                  ",.5,9,maybe\n"
+                                  "NA,-0,10,yes\n"
+                                  "1023,5.,11,no\n"
+                                  "1024,+3,12,maybe\n"
+                                  "0,1E-3,13,no\n";
+        static const char bin[] = "x,y\n3,b\n4,a\n5,b\n,a\n";
+        infer_load_same(num, "y", NULL, NULL, true);
+        infer_load_same(num, "y", NULL, "id", true);
+        infer_load_same(bin, "y", "b", NULL, true);
+        infer_load_same(bin, "y", "a", NULL, true);
+    }
+    /* numeric labels (Fashion-MNIST's), a column all missing */
+    infer_load_same("label,p1,p2,e\n3,0,255,\n0,12,0,NA\n9,0,0,\n3,1,2,\n", "label", NULL, NULL,
+                    true);
+    /* a column that turns text at the last row: the kept rows are dropped, two passes */
+    infer_load_same("x,z,y\n1,2,p\n3,4,q\n5,six,p\n", "y", NULL, NULL, false);
+    infer_load_same("x,z,y\n1,2,p\n3,4,q\n5,inf,p\n", "y", NULL, NULL, false);
+    /* errors: the same code and message */
+    infer_load_same("x,y\n1,p\n2,\n", "y", NULL, NULL, false);    /* missing target */
+    infer_load_same("x,y\n1,p\n2,q,3\n", "y", NULL, NULL, false); /* ragged */
+    infer_load_same("x,y\n", "y", NULL, NULL, false);             /* no rows */
+    infer_load_same("x,y\n1,p\n2,p\n", "y", NULL, NULL, false);   /* one label */
+    infer_load_same("x,y\n1,p\n2,q\n", "y", "r", NULL, false);    /* no such positive */
+    infer_load_same("x,y\n1,p\n2,\"q\n", "y", NULL, NULL, false); /* unterminated quote */
+    /* a file of more rows than the first growth step (1024), ending mid-window */
+    {
+        size_t cap = 64 << 10, o = 0;
+        char *big = malloc(cap);
+        CHECK(big != NULL);
+        o += (size_t)snprintf(big + o, cap - o, "v,w,y\n");
+        for (int i = 0; i < 3000; i++)
+            o += (size_t)snprintf(big + o, cap - o, "%d,%d.%d,c%d\n", i, i % 7, i % 3, i % 5);
+        infer_load_same(big, "y", NULL, NULL, true);
+        free(big);
+    }
+}
+
 static void load_example(const char *rel, const char *target, fv_schema_t **ret_s,
                          fv_dataset_t **ret_ds)
 {
@@ -468,6 +581,7 @@ int main(void)
     test_load_errors();
     test_files();
     test_infer_load_agree();
+    test_infer_load_one_pass();
     test_examples_and_split();
     test_split_small();
 

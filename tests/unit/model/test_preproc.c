@@ -88,6 +88,8 @@ static void test_small(void)
     /* truncation keeps a C string */
     CHECK_STR_EQ(fv_preproc_feature_name(p, 4, name, 5), "c=<o");
 
+    /* every feature is written (no memset in transform): start from NaN bytes */
+    memset(f, 0xff, sizeof f);
     CHECK_OK(fv_preproc_transform(p, ds, NULL, 5, f), D);
     {
         const float want[5][7] = {
@@ -105,6 +107,7 @@ static void test_small(void)
     {
         size_t rows[2] = {4, 0};
         float g[2 * 7];
+        memset(g, 0xff, sizeof g);
         CHECK_OK(fv_preproc_transform(p, ds, rows, 2, g), D);
         CHECK(memcmp(g, f + 4 * 7, 7 * sizeof *g) == 0);
         CHECK(memcmp(g + 7, f, 7 * sizeof *g) == 0);
@@ -279,6 +282,19 @@ static void test_transform_checks(void)
     CHECK_INT_EQ(fv_preproc_transform(p, ds, NULL, 1, f), FV_EINVAL);
     /* n == 0 writes nothing */
     CHECK_OK(fv_preproc_transform(p, ds, NULL, 0, NULL), D);
+    /* the matrix for transform: n_rows x n_features floats, one row at least, NULL when
+     * the size overflows */
+    {
+        float *m = fv_preproc_matrix_alloc(p, 2), *m0 = fv_preproc_matrix_alloc(p, 0);
+        size_t rows[2] = {1, 4};
+        CHECK(m != NULL && m0 != NULL);
+        CHECK_OK(fv_preproc_transform(p, ds2, rows, 2, m), D);
+        CHECK_OK(fv_preproc_transform(p, ds2, rows, 1, m0), D);
+        CHECK(memcmp(m, m0, 7 * sizeof *m) == 0);
+        CHECK(fv_preproc_matrix_alloc(p, SIZE_MAX / 8) == NULL);
+        free(m);
+        free(m0);
+    }
 
     fv_preproc_free(p);
     fv_dataset_free(ds);
