@@ -200,8 +200,9 @@ static int build_features(ajob_t *j, const uint32_t *sum, char *why, size_t cap)
         return r;
     }
     size_t nf = fv_preproc_n_features(pp);
-    float *x_tr = malloc(j->n_tr * nf * sizeof *x_tr);
-    float *x_va = malloc((j->n_va ? j->n_va : 1) * nf * sizeof *x_va);
+    /* (huge-page hinted: a large bank's encoded rows are first touched here) */
+    float *x_tr = fv_preproc_matrix_alloc(pp, j->n_tr);
+    float *x_va = fv_preproc_matrix_alloc(pp, j->n_va);
     int32_t *y_tr = malloc(j->n_tr * sizeof *y_tr);
     int32_t *y_va = malloc((j->n_va ? j->n_va : 1) * sizeof *y_va);
     if (nf != j->n_feat || !x_tr || !x_va || !y_tr || !y_va) {

@@ -439,9 +439,9 @@ int fv_cmd_distill(int argc, char **argv)
     fv_mlp_arch_string(tarch, ts.arch, sizeof ts.arch);
     fv_mlp_arch_string(&sarch, ss.arch, sizeof ss.arch);
 
-    x_fit = malloc(n_fit * nf * sizeof *x_fit);
+    x_fit = fv_preproc_matrix_alloc(teacher->preproc, n_fit);
     y_fit = malloc(n_fit * sizeof *y_fit);
-    x_val = malloc((n_val ? n_val : 1) * nf * sizeof *x_val);
+    x_val = fv_preproc_matrix_alloc(teacher->preproc, n_val);
     y_val = malloc((n_val ? n_val : 1) * sizeof *y_val);
     zt = malloc(n_fit * n_out * sizeof *zt);
     x_big = malloc(LAT_BIG_BATCH * nf * sizeof *x_big);
