@@ -561,8 +561,11 @@ json_t *coord__schema_cohort(coord_t *c)
         json_array_append_new(agents, o);
     }
     char text[600];
-    schema_sentence(c, text, sizeof text, "", "waiting on");
     uint64_t now = coord__now_ms(c);
+    /* past the deadline only with on_join_deadline "wait": say that it waits on */
+    schema_sentence(c, text, sizeof text,
+                    now >= c->schema->deadline_ms ? "past the join deadline, waiting: " : "",
+                    "waiting on");
     return json_pack(
         "{s:s,s:o*,s:o*,s:I,s:I,s:i,s:s,s:s,s:b,s:s,s:f,s:f}", "round", "schema", "agents", agents,
         "waiting_on", waiting_on, "accepted", (json_int_t)0, "disclosed", (json_int_t)ok,

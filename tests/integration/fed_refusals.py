@@ -150,8 +150,9 @@ try:
     fvtest.check(sj["id"] == id3 and sj["phase"] == "schema discovery" and sj["kind"] == "schema"
                  and co.get("round") == "schema" and sj["answered"] == 3,
                  f"status during the schema round: {sj}")
-    fvtest.check(co.get("summary", "").startswith("0 of min_agents 3 banks disclosed a "
-                                                  "vocabulary; refused: ")
+    fvtest.check(co.get("summary", "").startswith("past the join deadline, waiting: 0 of "
+                                                  "min_agents 3 banks disclosed a vocabulary; "
+                                                  "refused: ")
                  and all(f"{b} (policy)" in co["summary"] for b in BANKS),
                  f"schema round summary: {co.get('summary')}")
     for b in BANKS:
@@ -160,7 +161,8 @@ try:
                      and a.get("at") and "schema discovery" in (a.get("reason") or ""),
                      f"{b} in the schema round: {a}")
     _, text, _ = d.admin(["status"])
-    fvtest.check("phase schema discovery, 0 of min_agents 3 banks disclosed a vocabulary" in text,
+    fvtest.check("phase schema discovery, past the join deadline, waiting: 0 of min_agents 3 "
+                 "banks disclosed a vocabulary" in text,
                  f"status text:\n{text}")
     _, text, _ = d.admin(["job", "show", id3])
     fvtest.check(text.count("refused (policy)") >= 3 and "schema discovery: no vocabulary "
@@ -176,8 +178,9 @@ try:
     d.wait(lambda: schema_view()[2].get("bank-midwest", {}).get("status") == "disclosed",
            "bank-midwest disclosed after its restart", 60)
     sj, co, agents = schema_view()
-    fvtest.check(co["summary"].startswith("1 of min_agents 3 banks disclosed a vocabulary; "
-                                          "refused: ") and "bank-midwest" not in co["summary"],
+    fvtest.check(co["summary"].startswith("past the join deadline, waiting: 1 of min_agents 3 "
+                                          "banks disclosed a vocabulary; refused: ")
+                 and "bank-midwest" not in co["summary"],
                  f"after bank-midwest's restart: {co['summary']}")
     d.admin(["job", "abort", id3])
     d.wait(lambda: d.admin_json(["job", "show", id3])["status"] == "aborted", "job 3 aborted", 60)
