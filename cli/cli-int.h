@@ -5,7 +5,7 @@
  *   exit 1  the work failed (bad data, unreadable file, training diverged): one line on
  *           stderr, "fedvault <cmd>: error: <what, where, what to do>"
  *   exit 2  usage error (unknown option, missing argument): message + hint to --help
- *   exit 3  (admin commands, cmd_admin.c) the coordinator could not be reached, or the
+ *   exit 3  (admin commands, cmd_admin*.c) the coordinator could not be reached, or the
  *           TLS handshake or authentication failed
  * Progress lines go to stderr; the result (a readable summary, or one JSON object with
  * --json) goes to stdout, so `fedvault train --json ... | jq` works.
@@ -46,7 +46,8 @@ int fv__cmd_bench_valid(int argc, char **argv);
 int fv_cmd_provision(int argc, char **argv);
 int fv_cmd_audit(int argc, char **argv);
 int fv_cmd_serve(int argc, char **argv); /* cmd_serve.c: fedvault-serve's admin socket */
-/* The admin commands, clients of a running coordinator's admin port (cmd_admin.c). */
+/* The admin commands, clients of a running coordinator's admin port (cmd_admin.c: status,
+ * agents, crl; cmd_admin_job.c: job; cmd_admin_model.c: model; admin_client.c). */
 int fv_cmd_status(int argc, char **argv);
 int fv_cmd_agents(int argc, char **argv);
 int fv_cmd_job(int argc, char **argv);

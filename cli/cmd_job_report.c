@@ -1,6 +1,6 @@
 /* cmd_job_report.c - `fedvault job report ID --out FILE`: the job's report page.
  *
- * cmd_admin.c parses the options and asks the coordinator's admin port for job.report (the
+ * cmd_admin_job.c parses the options and asks the coordinator's admin port for job.report (the
  * report's document: coordinator/coord_report.c); this file renders the document with
  * protocols/fv_report.h and writes the page through fv_cli_out (crash-safe replace, or
  * standard output for "-"). The page is rendered here rather than on the coordinator so

@@ -5,7 +5,7 @@
  * schema by path; fv_job_expand turns it into the plain JSON the coordinator and the agents
  * take (the schema inlined), which is what `job submit` sends and what `job check` parses.
  * These are local commands: they need no admin kit and reach no coordinator, though they
- * sit under `job` beside the admin subcommands (cmd_admin.c's table routes to them).
+ * sit under `job` beside the admin subcommands (cmd_admin_job.c's table routes to them).
  *
  * template prints a commented starting spec, every key at its default with its unit and
  * range in a comment; keys whose default depends on the schema (early_stopping.metric,

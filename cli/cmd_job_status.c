@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-/* s with control bytes as '?' (as cmd_admin.c's safe). */
+/* s with control bytes as '?' (as admin_client.c's fv__cli_safe). */
 static const char *clean(const char *s, char *buf, size_t cap)
 {
     size_t o = 0;

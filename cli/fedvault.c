@@ -6,7 +6,7 @@
  *
  * Local work: training, evaluation and scoring (train, eval, predict), schema inference
  * and data splits, provisioning and audit logs. The federation's admin commands (status,
- * agents, job, model, crl) are clients of a running coordinator's admin port (cmd_admin.c).
+ * agents, job, model, crl) are clients of a running coordinator's admin port (cmd_admin*.c).
  */
 #include "cli-int.h"
 
@@ -19,7 +19,7 @@
 #include "fv-config.h"
 
 /* Every command, in the order `fedvault --help` lists them: the local ones first, then
- * the admin ones (admin: a client of the coordinator's admin port, cmd_admin.c), each
+ * the admin ones (admin: a client of the coordinator's admin port, cmd_admin*.c), each
  * under its own heading. The usage text is generated from this table, so a command
  * cannot be added without its help line. Names are looked up linearly: the table is
  * short. */

@@ -257,7 +257,7 @@ int fv_state_version_sha(fv_state_t *s, int64_t version, char ret_sha[65], fv_di
  * FV_STATE_JSON_MAX bytes: FV_ETOOBIG; FV_EPARSE if it does not parse; FV_ESCHEMA if not
  * an object), stored re-encoded compactly; NULL removes the report. UV_ENOENT if the
  * version is unknown. For a distilled model the coordinator stores its compression report
- * here (teacher, student, ratios...; cli/cmd_admin.c prints it). */
+ * here (teacher, student, ratios...; cli/cmd_admin_model.c prints it). */
 int fv_state_version_set_report(fv_state_t *s, int64_t version, const char *report_json,
                                 fv_diag_t *d);
 /* *ret (caller decrefs): array by version of {"version","sha256","job","round","kind",
