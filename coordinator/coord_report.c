@@ -4,8 +4,9 @@
  *
  * Where each part comes from:
  *   - job, rounds (metrics per completed round), cohorts (every round row), agents (data
- *     fingerprints), privacy (the spec's section), compression (the distilled version's
- *     report): the state
+ *     fingerprints), privacy (the spec's section), schema (schema_part: discovered, given
+ *     or open, its SHA-256 and columns), compression (the distilled version's report):
+ *     the state
  *     (fv_state_job_json, fv_state_version_json), on the loop thread, which owns it;
  *   - the final model's histograms: the job's rounds.jsonl, whose line for a round whose
  *     model became the best (or, with patience 0, every training round) carries
@@ -40,6 +41,7 @@
 #include "fv_file.h"
 #include "fv_log.h"
 #include "fv_report.h"
+#include "fv_schema.h"
 
 #define ROUNDS_LOG_MAX ((size_t)256 << 20) /* bytes of rounds.jsonl read */
 #define AUDIT_LOG_MAX ((size_t)512 << 20)  /* bytes of the audit log verified */
@@ -80,6 +82,76 @@ static uint64_t final_round(const json_t *rounds, bool patience0, char *label, s
     snprintf(label, cap, "The final model: the best training model, evaluated in round %" PRIu64,
              best);
     return best;
+}
+
+/* The data schema the job trained on, for the report's lineage: discovered (the resolved
+ * spec stored by the schema round, coord_schema.c, with the SHA-256 of its schema.json,
+ * its contributors and refusals), given (the submitted spec's own schema: its SHA-256 is
+ * computed here the same way, over fv_schema_to_json's canonical text), or still open (a
+ * job that ended before its schema was fixed). Columns: name, type, and the number of
+ * categories or "open". NULL only when out of memory. */
+static json_t *schema_part(coord_t *c, const char *id, const json_t *j)
+{
+    const json_t *sch = json_object_get(j, "schema");
+    json_t *out = json_object(), *cols = json_array();
+    json_t *spec = NULL;
+    char *stored = NULL;
+    fv_diag_t d;
+    if (out == NULL || cols == NULL) {
+        json_decref(out);
+        json_decref(cols);
+        return NULL;
+    }
+    bool discovered = json_is_string(json_object_get(sch, "sha256"));
+    if (discovered && fv_state_job_schema_spec(c->st, id, &stored, &d) == 0)
+        spec = json_loads(stored, 0, NULL);
+    free(stored);
+    const json_t *s = json_object_get(spec != NULL ? spec : json_object_get(j, "spec"), "schema");
+    bool open = json_is_true(json_object_get(sch, "open"));
+    json_object_set_new(out, "source",
+                        json_string(discovered ? "discovered"
+                                    : open     ? "open"
+                                               : "given"));
+    copy_member(out, "version", sch, "version");
+    copy_member(out, "contributors", sch, "contributors");
+    copy_member(out, "refused", sch, "refused");
+    copy_member(out, "unknown_category", s, "unknown_category");
+    if (discovered) {
+        copy_member(out, "sha256", sch, "sha256");
+    } else if (!open && json_is_object(s)) {
+        char *text = json_dumps(s, JSON_COMPACT), *canon = NULL;
+        size_t len = 0;
+        fv_schema_t *parsed = NULL;
+        if (text != NULL &&
+            fv_schema_from_json("the job's schema", text, strlen(text), &parsed, &d) == 0 &&
+            fv_schema_to_json(parsed, &canon, &len) == 0) {
+            uint8_t h[32];
+            char hex[65];
+            crypto_hash_sha256(h, (const uint8_t *)canon, len);
+            coord__hexn(h, 32, hex);
+            json_object_set_new(out, "sha256", json_string(hex));
+        }
+        free(text);
+        free(canon);
+        fv_schema_free(parsed);
+    }
+    size_t i;
+    const json_t *col;
+    json_array_foreach(json_object_get(s, "columns"), i, col)
+    {
+        const json_t *cats = json_object_get(col, "categories");
+        json_t *o = json_object();
+        copy_member(o, "name", col, "name");
+        copy_member(o, "type", col, "type");
+        if (json_is_array(cats))
+            json_object_set_new(o, "categories", json_integer((json_int_t)json_array_size(cats)));
+        else if (json_is_string(cats))
+            copy_member(o, "categories", col, "categories");
+        json_array_append_new(cols, o);
+    }
+    json_object_set_new(out, "columns", cols);
+    json_decref(spec);
+    return out;
 }
 
 static int state_part(coord_t *c, const char *id, json_t **ret, uint64_t *ret_final, fv_diag_t *d)
@@ -155,6 +227,8 @@ static int state_part(coord_t *c, const char *id, json_t **ret, uint64_t *ret_fi
     json_object_set_new(doc, "cohorts", cohorts);
     copy_member(doc, "agents", j, "agents");
     copy_member(doc, "privacy", j, "privacy"); /* the spec's section (state_json.c) */
+    json_t *schema = schema_part(c, id, j);
+    json_object_set_new(doc, "schema", schema != NULL ? schema : json_null());
     if (fr > 0 && json_integer_value(hb) > 0)
         json_object_set_new(doc, "final",
                             json_pack("{s:I,s:s}", "round", (json_int_t)fr, "label", label));

@@ -33,6 +33,11 @@
  *   "privacy": {"mode","epsilon","noise_multiplier","delta","clip","sample_rate",
  *           "min_honest","outside_budget":[words]} (the spec's section; unset keys null),
  *           or null: the job has no differential privacy
+ *   "schema": {"source": "discovered"|"given"|"open", "sha256" (of the schema's canonical
+ *           JSON; absent while open), "version", "contributors": [names], "refused":
+ *           [{"agent","category"}] (discovered only), "unknown_category", "columns":
+ *           [{"name","type","categories": count or "open"}]}: the data schema the job
+ *           trained on (coord_report.c), or null
  *
  * Charts carry what they plot, so a test can compare the page with the records: each
  * chart's <svg class="chart"> has data-x0/x1/y0/y1 (the data window) and data-px0/px1
@@ -64,6 +69,7 @@
 #define FV_REPORT_MAX_ROUNDS 100000            /* rounds plotted and listed */
 #define FV_REPORT_MAX_BINS 100000              /* histogram bins (the job's cap) */
 #define FV_REPORT_MAX_BARS 40                  /* explanation columns drawn as bars */
+#define FV_REPORT_MAX_COLUMNS 10000            /* schema columns listed */
 
 /* Renders doc (borrowed) as an HTML page: *ret malloc'd, NUL-terminated, *ret_len bytes
  * without the NUL, written only on success. FV_EINVAL when doc is not an object,

@@ -291,6 +291,77 @@ static void section_privacy(fv__rsb_t *b, const json_t *p)
                    "carry no noise.</p></section>");
 }
 
+/* The data schema the job trained on (its lineage): where it came from, its SHA-256, who
+ * contributed a vocabulary and who refused, and its columns. */
+static void section_schema(fv__rsb_t *b, const json_t *sc)
+{
+    fv__rsb_add(b, "<section id=\"schema\"><h2>Data schema</h2>");
+    if (!json_is_object(sc)) {
+        fv__rsb_add(b, "<p class=\"note\">not recorded</p></section>");
+        return;
+    }
+    const char *src = jstr(sc, "source");
+    fv__rsb_add(b, "<table class=\"kv\" id=\"schema-table\"><tr><th>source</th><td>");
+    cell_str(b, src == NULL                      ? NULL
+                : strcmp(src, "discovered") == 0 ? "discovered: the schema round's union of "
+                                                   "the banks' vocabularies"
+                : strcmp(src, "given") == 0      ? "given in the job spec"
+                : strcmp(src, "open") == 0       ? "open: the job ended before its schema was fixed"
+                                                 : src);
+    fv__rsb_add(b, "</td></tr><tr><th>sha256</th><td class=\"mono\" id=\"schema-sha256\">");
+    cell_str(b, jstr(sc, "sha256"));
+    fv__rsb_add(b, "</td></tr>");
+    json_t *v = json_object_get(sc, "version");
+    if (v != NULL && !json_is_null(v))
+        kv_row(b, "version", v);
+    const json_t *w;
+    size_t i;
+    if (src != NULL && strcmp(src, "discovered") == 0) {
+        fv__rsb_add(b, "<tr><th>vocabularies from</th><td>");
+        json_array_foreach(json_object_get(sc, "contributors"), i, w)
+        {
+            if (i > 0)
+                fv__rsb_add(b, ", ");
+            cell_str(b, json_string_value(w));
+        }
+        fv__rsb_add(b, "</td></tr><tr><th>refused</th><td>");
+        json_array_foreach(json_object_get(sc, "refused"), i, w)
+        {
+            if (i > 0)
+                fv__rsb_add(b, ", ");
+            cell_str(b, jstr(w, "agent"));
+            fv__rsb_add(b, " (");
+            cell_str(b, jstr(w, "category"));
+            fv__rsb_add(b, ")");
+        }
+        if (json_array_size(json_object_get(sc, "refused")) == 0)
+            cell_str(b, NULL);
+        fv__rsb_add(b, "</td></tr>");
+    }
+    v = json_object_get(sc, "unknown_category");
+    if (json_is_string(v))
+        kv_row(b, "unknown_category", v);
+    fv__rsb_add(b, "</table><table id=\"schema-columns\"><tr><th>#</th><th>column</th>"
+                   "<th>type</th><th>categories</th></tr>");
+    json_array_foreach(json_object_get(sc, "columns"), i, w)
+    {
+        fv__rsb_printf(b, "<tr><td class=\"n\">%zu</td><td>", i + 1);
+        cell_str(b, jstr(w, "name"));
+        fv__rsb_add(b, "</td><td>");
+        cell_str(b, jstr(w, "type"));
+        fv__rsb_add(b, "</td><td class=\"n\">");
+        json_t *cats = json_object_get(w, "categories");
+        if (json_is_integer(cats) || json_is_string(cats))
+            cell_json(b, cats);
+        fv__rsb_add(b, "</td></tr>");
+        if (i + 1 >= FV_REPORT_MAX_COLUMNS)
+            break;
+    }
+    fv__rsb_add(b, "</table><p class=\"note\">The SHA-256 is over the schema's canonical "
+                   "JSON (schema.json in the job's directory for a discovered schema); a "
+                   "model's lineage names the same one.</p></section>");
+}
+
 /* The metric curves of one round kind. */
 typedef struct mgroup {
     const char *title, *y_label;
@@ -776,10 +847,12 @@ int fv_report_html(const json_t *doc, char **ret, size_t *ret_len, fv_diag_t *d)
     cell_str(&b, jstr(job, "status"));
     fv__rsb_add(&b, "</p><nav><a href=\"#summary\">job</a><a href=\"#rounds\">rounds</a>"
                     "<a href=\"#final\">final model</a><a href=\"#compression\">compression</a>"
-                    "<a href=\"#explanation\">explanation</a><a href=\"#cohorts\">cohorts</a>"
+                    "<a href=\"#explanation\">explanation</a><a href=\"#schema\">schema</a>"
+                    "<a href=\"#cohorts\">cohorts</a>"
                     "<a href=\"#audit\">audit</a></nav>");
     section_summary(&b, job, doc);
     section_privacy(&b, json_object_get(doc, "privacy"));
+    section_schema(&b, json_object_get(doc, "schema"));
     fv__rsb_add(&b, "<section id=\"rounds\"><h2>Global metrics per round</h2><p>Measured on "
                     "every agent's validation rows and summed securely: each round evaluates "
                     "the global model it started from.</p>");

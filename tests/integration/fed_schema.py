@@ -14,7 +14,8 @@ Checks:
     the lineage of the final model (`model show --json`), with the four banks as
     contributors; `job show`'s text names it;
   - the job id stays the submitted spec's digest; every round committed;
-  - each agent's audit has schema_disclosed with counts and a SHA-256, and no value.
+  - each agent's audit has schema_disclosed with counts and a SHA-256, and no value;
+  - the job's report.html names the same SHA-256 and the four banks as its sources.
 Second case: the coordinator killed right after fixing the schema resumes with the stored
 spec (no second schema round) and ends with the same schema.json and final.fvm.
 Third case: bank-c without the opt-in and min_agents 3: the schema is the other three's
@@ -134,6 +135,11 @@ fvtest.check(cats(resolved) == expected,
              f"schema.json's categories {cats(resolved)}, expected {expected}")
 fvtest.check(resolved["unknown_category"] == "other", "the resolved schema's unknown_category")
 sha = hashlib.sha256(text.rstrip(b"\n")).hexdigest()
+# the job's report (report.html, written at its end) names the same schema and its sources
+page = open(f"{tmp}/ok/latest/report.html").read()
+fvtest.check(f'id="schema-sha256">{sha}<' in page
+             and "<th>vocabularies from</th><td>" + ", ".join(BANKS) + "</td>" in page,
+             "report.html's data schema section does not name the schema and the four banks")
 
 # the state: the job's id is the submitted spec's digest; the resolved spec stored
 jobs_rows = fvfed.db_rows(tmp, "ok", "SELECT id, status FROM jobs")

@@ -7,6 +7,7 @@ student, int8) and its explanation round. Then:
   - the coordinator wrote report.html into the job's directory at the job's end;
   - `fedvault job report ID --out F` (a daemon on the same state, admin port) writes the
     page, and --json its document;
+  - the data schema section: "given in the job spec", a SHA-256, a row per column;
   - chromium loads each page (Chrome DevTools protocol over --remote-debugging-pipe, stdlib
     only) with no console message of level error, no exception, and no request but the
     page itself; the HTML holds no http(s) URL, no <script>;
@@ -64,6 +65,14 @@ fvtest.check(len(written) == 1 and written[0]["path"] == end_page,
 print(f"report.html at the job's end: {written[0]['bytes']} bytes in {written[0]['ms']:.1f} ms")
 
 lines = [json.loads(l) for l in open(f"{jobdir}/rounds.jsonl")]
+
+# the data schema section: a schema given in the spec, its SHA-256, one row per column
+page = open(end_page).read()
+m = re.search(r'id="schema-sha256">([0-9a-f]{64})<', page)
+cols = re.search(r'<table id="schema-columns">(.*?)</table>', page, re.S)
+fvtest.check(m is not None and "given in the job spec" in page and cols is not None
+             and cols.group(1).count("<tr>") == 1 + len(job["schema"]["columns"]),
+             "report.html: no data schema section with a SHA-256 and every column")
 
 # ---- job report through the admin port -------------------------------------------------
 port = fvtest.free_port()

@@ -78,6 +78,7 @@ static void test_empty_and_absent(void)
     CHECK_CONTAINS(html, "no distilled student in this job");
     CHECK_CONTAINS(html, "no audit summary in the document");
     CHECK_CONTAINS(html, "no differential privacy (the job has no \"privacy\" section)");
+    CHECK_CONTAINS(html, "<h2>Data schema</h2><p class=\"note\">not recorded</p>");
     CHECK(strstr(html, "<svg") == NULL);
     free(html);
     /* the privacy section: the spec's keys, null ones left out, the words escaped */
@@ -90,6 +91,27 @@ static void test_empty_and_absent(void)
                          "</tr><tr><th>epsilon</th><td>3</td></tr><tr><th>delta</th><td>1e-05"
                          "</td></tr><tr><th>clip</th><td>1</td></tr><tr><th>outside the budget"
                          "</th><td>stats, metrics, &lt;x&gt;</td></tr></table>");
+    free(html);
+    /* the data schema: a discovered one with its lineage, hostile names escaped */
+    html = render("{\"schema\":{\"source\":\"discovered\",\"sha256\":\"ab12\",\"version\":1,"
+                  "\"contributors\":[\"bank-a\",\"<b>\"],\"refused\":[{\"agent\":\"bank-c\","
+                  "\"category\":\"policy\"}],\"unknown_category\":\"other\",\"columns\":[{"
+                  "\"name\":\"job\",\"type\":\"categorical\",\"categories\":4},{\"name\":"
+                  "\"amount\",\"type\":\"numeric\"}]}}",
+                  NULL);
+    check_inert(html);
+    CHECK_CONTAINS(html, "<th>source</th><td>discovered: the schema round&#39;s union of the "
+                         "banks&#39; vocabularies</td>");
+    CHECK_CONTAINS(html, "<td class=\"mono\" id=\"schema-sha256\">ab12</td>");
+    CHECK_CONTAINS(html, "<th>vocabularies from</th><td>bank-a, &lt;b&gt;</td>");
+    CHECK_CONTAINS(html, "<th>refused</th><td>bank-c (policy)</td>");
+    CHECK_CONTAINS(html, "<tr><td class=\"n\">1</td><td>job</td><td>categorical</td><td "
+                         "class=\"n\">4</td></tr><tr><td class=\"n\">2</td><td>amount</td><td>"
+                         "numeric</td><td class=\"n\"></td></tr>");
+    free(html);
+    html = render("{\"schema\":{\"source\":\"given\",\"sha256\":\"cd34\",\"columns\":[]}}", NULL);
+    CHECK_CONTAINS(html, "given in the job spec");
+    CHECK(strstr(html, "vocabularies from") == NULL);
     free(html);
     html = render("{\"job\":7,\"rounds\":{},\"final\":{\"absent\":\"multi <class>\"},"
                   "\"explanation\":{\"absent\":\"no explain round\"},\"cohorts\":\"x\","
